@@ -1,0 +1,221 @@
+"""What every SCSI device shares: the handler boundary and the SPC-4 commands.
+
+After tcmu-runner's ``tcmur_handler``: a device is opened over a backing store,
+``handle`` answers one command, ``flush`` makes written data durable and ``close``
+releases the store. Handlers register with :func:`command` against a CDB layout.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from lio_xcopy.devices.buffer import DataBuffer
+from lio_xcopy.scsi import spc
+from lio_xcopy.scsi.cdb import Cdb
+from lio_xcopy.scsi.errors import InvalidFieldInCdb, InvalidOpcode
+from lio_xcopy.scsi.sense import SenseData, SenseKey
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Command:
+    """One SCSI command as a device sees it: the CDB and its Data-In/Data-Out buffer."""
+
+    cdb: bytes
+    data: DataBuffer = field(default_factory=DataBuffer)
+
+    @property
+    def opcode(self) -> int:
+        return self.cdb[0]
+
+
+@dataclass(frozen=True, slots=True)
+class LunIdentity:
+    """Who a LUN says it is (INQUIRY, VPD 80h/83h). ``unit_serial`` is LIO's
+    ``wwn/vpd_unit_serial`` of the storage object, so our NAA equals the kernel's."""
+
+    name: str
+    unit_serial: str
+    vendor: str = "LIO-ORG"
+    product: str = ""
+    revision: str = "0001"
+
+
+Handler = Callable[[Any, Command, Any], int]
+
+
+def command(*layouts: type[Cdb]) -> Callable[[Handler], Handler]:
+    """Register a device method as the handler of these CDB layouts."""
+
+    def mark(fn: Handler) -> Handler:
+        fn._scsi_layouts = layouts  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+class ScsiDevice:
+    """Base device: dispatch by opcode (and service action), plus SPC-4 commands."""
+
+    DEVICE_TYPE: ClassVar[int]
+    PRODUCT: ClassVar[str] = "lio-xcopy"
+    REMOVABLE: ClassVar[bool] = False
+    THIRD_PARTY_COPY: ClassVar[bool] = False
+    VERSION_DESCRIPTORS: ClassVar[tuple[int, ...]] = (0x00A0, 0x0460)
+    _dispatch: ClassVar[dict[tuple[int, int | None], tuple[type[Cdb], str]]]
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        table: dict[tuple[int, int | None], tuple[type[Cdb], str]] = {}
+        for klass in reversed(cls.__mro__):
+            for name, fn in vars(klass).items():
+                for layout in getattr(fn, "_scsi_layouts", ()):
+                    table[(layout.OPCODE, layout.SERVICE_ACTION)] = (layout, name)
+        cls._dispatch = table
+
+    def __init__(self, identity: LunIdentity):
+        self.identity = identity
+        self.log = logging.LoggerAdapter(log, {"lun": identity.name})
+
+    # --- the handler boundary -----------------------------------------------------------
+    def handle(self, cmd: Command) -> int:
+        """Answer one command; return the Data-In byte count or raise CheckCondition."""
+        layout, name = self._lookup(cmd.cdb)
+        return getattr(self, name)(cmd, layout.decode(cmd.cdb))
+
+    def flush(self) -> None:
+        """Make every acknowledged write durable."""
+
+    def close(self) -> None:
+        """Release the backing store."""
+
+    @classmethod
+    def layouts(cls) -> list[type[Cdb]]:
+        return [layout for layout, _ in cls._dispatch.values()]
+
+    def _lookup(self, cdb: bytes) -> tuple[type[Cdb], str]:
+        if not cdb:
+            raise InvalidOpcode(0)
+        opcode = cdb[0]
+        hit = self._dispatch.get((opcode, None))
+        if hit:
+            return hit
+        if len(cdb) > 1 and any(op == opcode for op, _ in self._dispatch):
+            hit = self._dispatch.get((opcode, cdb[1] & 0x1F))
+            if hit:
+                return hit
+            raise InvalidFieldInCdb(1, 4, f"service action {cdb[1] & 0x1F:#x} of {opcode:#x}")
+        raise InvalidOpcode(opcode)
+
+    # --- SPC-4 commands every LUN answers -----------------------------------------------
+    @command(spc.TEST_UNIT_READY)
+    def test_unit_ready(self, cmd: Command, cdb: Any) -> int:
+        self.check_ready()
+        return 0
+
+    def check_ready(self) -> None:
+        """Raise NOT READY when the LUN cannot take media access commands."""
+
+    @command(spc.REQUEST_SENSE)
+    def request_sense(self, cmd: Command, cdb: Any) -> int:
+        """SPC-4 6.39: sense is reported with each CHECK CONDITION (autosense), so there
+        is nothing pending here."""
+        sense = self.pending_sense() or SenseData(SenseKey.NO_SENSE)
+        return cmd.data.copy_in(spc.truncate(sense.encode(bool(cdb.desc)), cdb.allocation_length))
+
+    def pending_sense(self) -> SenseData | None:
+        return None
+
+    @command(spc.INQUIRY)
+    def inquiry(self, cmd: Command, cdb: Any) -> int:
+        if not cdb.evpd:
+            if cdb.page_code:
+                raise spc.INQUIRY.invalid("page_code")
+            data = self.standard_inquiry().encode()
+        else:
+            pages = self.vpd_pages()
+            builder = pages.get(cdb.page_code)
+            if builder is None:
+                raise spc.INQUIRY.invalid("page_code")
+            data = builder()
+        return cmd.data.copy_in(spc.truncate(data, cdb.allocation_length))
+
+    def standard_inquiry(self) -> spc.StandardInquiry:
+        return spc.StandardInquiry(
+            device_type=self.DEVICE_TYPE,
+            vendor=self.identity.vendor,
+            product=self.identity.product or self.PRODUCT,
+            revision=self.identity.revision,
+            removable=self.REMOVABLE,
+            third_party_copy=self.THIRD_PARTY_COPY,
+            version_descriptors=self.VERSION_DESCRIPTORS,
+        )
+
+    def vpd_pages(self) -> dict[int, Callable[[], bytes]]:
+        """VPD page code -> builder; subclasses add their own pages."""
+        t = self.DEVICE_TYPE
+        pages: dict[int, Callable[[], bytes]] = {
+            0x80: lambda: spc.vpd_unit_serial(t, self.identity.unit_serial),
+            0x83: lambda: spc.vpd_device_identification(t, self.designators()),
+        }
+        pages[0x00] = lambda: spc.vpd_supported_pages(t, pages)
+        return pages
+
+    def designators(self) -> list[spc.Designator]:
+        return spc.lun_designators(self.identity.unit_serial, self.identity.vendor)
+
+    @command(spc.REPORT_SUPPORTED_OPERATION_CODES)
+    def report_supported_operation_codes(self, cmd: Command, cdb: Any) -> int:
+        opts = cdb.reporting_options
+        layout = spc.REPORT_SUPPORTED_OPERATION_CODES
+        if opts == 0:
+            data = spc.report_all_commands(self.layouts(), bool(cdb.rctd))
+        elif opts in (1, 2, 3):
+            op, sa = cdb.requested_operation_code, cdb.requested_service_action
+            has_sa = any(o == op and s is not None for o, s in self._dispatch)
+            if opts == 1 and has_sa:
+                raise layout.invalid("requested_operation_code")
+            if opts == 2 and not has_sa and (op, None) in self._dispatch:
+                raise layout.invalid("requested_service_action")
+            hit = self._dispatch.get((op, sa if has_sa else None))
+            data = spc.report_one_command(hit[0] if hit else None, bool(cdb.rctd))
+        else:
+            raise layout.invalid("reporting_options")
+        return cmd.data.copy_in(spc.truncate(data, cdb.allocation_length))
+
+    # --- MODE SENSE: subclasses supply pages and descriptors ----------------------------
+    @command(spc.MODE_SENSE_6, spc.MODE_SENSE_10)
+    def mode_sense(self, cmd: Command, cdb: Any) -> int:
+        ten = cdb.OPCODE == spc.MODE_SENSE_10.OPCODE
+        pages = self.mode_pages(cdb.pc)
+        if cdb.page_code == spc.ALL_PAGES:
+            if cdb.subpage_code not in (0x00, 0xFF):
+                raise type(cdb).invalid("subpage_code")
+            body = b"".join(p for (code, sub), p in sorted(pages.items())
+                            if sub == 0 or cdb.subpage_code == 0xFF)
+        else:
+            body = pages.get((cdb.page_code, cdb.subpage_code), b"")
+            if not body:
+                raise type(cdb).invalid("page_code")
+        bd = b"" if cdb.dbd else self.block_descriptor()
+        data = spc.mode_parameter_list(
+            ten, body, bd, self.device_specific_parameter(), self.medium_type()
+        )
+        return cmd.data.copy_in(spc.truncate(data, cdb.allocation_length))
+
+    def mode_pages(self, pc: int) -> dict[tuple[int, int], bytes]:
+        """(page, subpage) -> page bytes for page control ``pc`` (SPC-4 6.11.3)."""
+        return {}
+
+    def block_descriptor(self) -> bytes:
+        return b""
+
+    def device_specific_parameter(self) -> int:
+        return 0
+
+    def medium_type(self) -> int:
+        return 0

@@ -1,0 +1,122 @@
+"""SCSI errors: each is a CHECK CONDITION that carries its sense data (SPC-4 4.5).
+
+Devices raise these; the transport turns them into CHECK CONDITION in one place.
+``transferred`` is the Data-In byte count that still reaches the initiator
+(a tape read that met a filemark, a short read with ILI).
+"""
+
+from __future__ import annotations
+
+from lio_xcopy.errors import LioXcopyError
+from lio_xcopy.scsi.sense import Asc, SenseData, SenseKey, field_pointer
+
+
+class CheckCondition(LioXcopyError):
+    """A command ended in CHECK CONDITION with :attr:`sense`."""
+
+    def __init__(self, sense: SenseData, *, transferred: int | None = None, message: str = ""):
+        self.sense = sense
+        self.transferred = transferred
+        super().__init__(message or sense.describe())
+
+
+class IllegalRequest(CheckCondition):
+    """ILLEGAL REQUEST with an optional field pointer (SPC-4 4.5.2.4.2)."""
+
+    def __init__(
+        self,
+        asc: Asc,
+        byte: int | None = None,
+        bit: int | None = None,
+        *,
+        in_cdb: bool = True,
+        information: int | None = None,
+        message: str = "",
+    ):
+        sks = field_pointer(byte, bit, in_cdb=in_cdb) if byte is not None else None
+        super().__init__(
+            SenseData(
+                SenseKey.ILLEGAL_REQUEST, asc, information=information, sense_key_specific=sks
+            ),
+            message=message,
+        )
+
+
+class InvalidOpcode(IllegalRequest):
+    """INVALID COMMAND OPERATION CODE, pointing at the opcode byte (or the service action)."""
+
+    def __init__(self, opcode: int, *, byte: int = 0, bit: int | None = None):
+        super().__init__(
+            Asc.INVALID_COMMAND_OPERATION_CODE, byte, bit, message=f"opcode {opcode:#04x}"
+        )
+
+
+class InvalidFieldInCdb(IllegalRequest):
+    """INVALID FIELD IN CDB at ``byte`` (and ``bit``)."""
+
+    def __init__(self, byte: int, bit: int | None = None, message: str = ""):
+        super().__init__(Asc.INVALID_FIELD_IN_CDB, byte, bit, message=message)
+
+
+class InvalidFieldInParameterList(IllegalRequest):
+    """INVALID FIELD IN PARAMETER LIST at ``byte`` (and ``bit``) of the Data-Out buffer."""
+
+    def __init__(self, byte: int, bit: int | None = None, message: str = ""):
+        super().__init__(
+            Asc.INVALID_FIELD_IN_PARAMETER_LIST, byte, bit, in_cdb=False, message=message
+        )
+
+
+class ParameterListLengthError(IllegalRequest):
+    """PARAMETER LIST LENGTH ERROR."""
+
+    def __init__(self, byte: int | None = None, message: str = ""):
+        super().__init__(Asc.PARAMETER_LIST_LENGTH_ERROR, byte, message=message)
+
+
+class LbaOutOfRange(IllegalRequest):
+    """LOGICAL BLOCK ADDRESS OUT OF RANGE (SBC-4 4.5); INFORMATION holds the LBA."""
+
+    def __init__(self, lba: int, *, byte: int = 2):
+        super().__init__(
+            Asc.LOGICAL_BLOCK_ADDRESS_OUT_OF_RANGE,
+            information=lba,
+            message=f"LBA {lba} out of range",
+        )
+
+
+class NotReady(CheckCondition):
+    """NOT READY, e.g. MEDIUM NOT PRESENT."""
+
+    def __init__(self, asc: Asc = Asc.MEDIUM_NOT_PRESENT):
+        super().__init__(SenseData(SenseKey.NOT_READY, asc))
+
+
+class UnitAttention(CheckCondition):
+    """UNIT ATTENTION, e.g. POWER ON, RESET, OR BUS DEVICE RESET OCCURRED."""
+
+    def __init__(self, asc: Asc = Asc.POWER_ON_RESET_OR_BUS_DEVICE_RESET_OCCURRED):
+        super().__init__(SenseData(SenseKey.UNIT_ATTENTION, asc))
+
+
+class MediumError(CheckCondition):
+    """MEDIUM ERROR (UNRECOVERED READ ERROR, WRITE ERROR); INFORMATION is the LBA."""
+
+    def __init__(self, asc: Asc, lba: int | None = None, message: str = ""):
+        super().__init__(SenseData(SenseKey.MEDIUM_ERROR, asc, information=lba), message=message)
+
+
+class DataProtect(CheckCondition):
+    """DATA PROTECT, WRITE PROTECTED."""
+
+    def __init__(self, asc: Asc = Asc.WRITE_PROTECTED):
+        super().__init__(SenseData(SenseKey.DATA_PROTECT, asc))
+
+
+class HardwareError(CheckCondition):
+    """HARDWARE ERROR, INTERNAL TARGET FAILURE: what the backing store's OSError becomes."""
+
+    def __init__(self, message: str = ""):
+        super().__init__(
+            SenseData(SenseKey.HARDWARE_ERROR, Asc.INTERNAL_TARGET_FAILURE), message=message
+        )

@@ -1,0 +1,266 @@
+"""Sense data, SPC-4 4.5: sense keys, additional sense codes and the two formats.
+
+:class:`SenseData` is built by devices (through :mod:`lio_xcopy.scsi.errors`) and
+encoded once, by the transport, in fixed (SPC-4 4.5.3) or descriptor (4.5.2) format.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from enum import IntEnum
+
+from lio_xcopy.errors import LioXcopyError
+
+#: SAM-5 5.3.1 status codes.
+GOOD = 0x00
+CHECK_CONDITION = 0x02
+BUSY = 0x08
+RESERVATION_CONFLICT = 0x18
+TASK_SET_FULL = 0x28
+TASK_ABORTED = 0x40
+
+FIXED_CURRENT = 0x70
+FIXED_DEFERRED = 0x71
+DESCRIPTOR_CURRENT = 0x72
+DESCRIPTOR_DEFERRED = 0x73
+
+FIXED_LENGTH = 18
+
+
+class SenseKey(IntEnum):
+    """SPC-4 Table 47."""
+
+    NO_SENSE = 0x0
+    RECOVERED_ERROR = 0x1
+    NOT_READY = 0x2
+    MEDIUM_ERROR = 0x3
+    HARDWARE_ERROR = 0x4
+    ILLEGAL_REQUEST = 0x5
+    UNIT_ATTENTION = 0x6
+    DATA_PROTECT = 0x7
+    BLANK_CHECK = 0x8
+    VENDOR_SPECIFIC = 0x9
+    COPY_ABORTED = 0xA
+    ABORTED_COMMAND = 0xB
+    VOLUME_OVERFLOW = 0xD
+    MISCOMPARE = 0xE
+
+
+class Asc(IntEnum):
+    """Additional sense code and qualifier, SPC-4 Annex D (value = ASC << 8 | ASCQ)."""
+
+    NO_ADDITIONAL_SENSE_INFORMATION = 0x0000
+    FILEMARK_DETECTED = 0x0001
+    END_OF_PARTITION_MEDIUM_DETECTED = 0x0002
+    BEGINNING_OF_PARTITION_MEDIUM_DETECTED = 0x0004
+    END_OF_DATA_DETECTED = 0x0005
+    LOGICAL_UNIT_NOT_READY_CAUSE_NOT_REPORTABLE = 0x0400
+    LOGICAL_UNIT_NOT_READY_OPERATION_IN_PROGRESS = 0x0407
+    WRITE_ERROR = 0x0C00
+    COPY_TARGET_DEVICE_NOT_REACHABLE = 0x0D02
+    INCORRECT_COPY_TARGET_DEVICE_TYPE = 0x0D03
+    COPY_TARGET_DEVICE_DATA_UNDERRUN = 0x0D04
+    COPY_TARGET_DEVICE_DATA_OVERRUN = 0x0D05
+    UNRECOVERED_READ_ERROR = 0x1100
+    PARAMETER_LIST_LENGTH_ERROR = 0x1A00
+    INVALID_COMMAND_OPERATION_CODE = 0x2000
+    LOGICAL_BLOCK_ADDRESS_OUT_OF_RANGE = 0x2100
+    INVALID_FIELD_IN_CDB = 0x2400
+    LOGICAL_UNIT_NOT_SUPPORTED = 0x2500
+    INVALID_FIELD_IN_PARAMETER_LIST = 0x2600
+    PARAMETER_NOT_SUPPORTED = 0x2601
+    PARAMETER_VALUE_INVALID = 0x2602
+    TOO_MANY_TARGET_DESCRIPTORS = 0x2606
+    UNSUPPORTED_TARGET_DESCRIPTOR_TYPE_CODE = 0x2607
+    TOO_MANY_SEGMENT_DESCRIPTORS = 0x2608
+    UNSUPPORTED_SEGMENT_DESCRIPTOR_TYPE_CODE = 0x2609
+    UNEXPECTED_INEXACT_SEGMENT = 0x260A
+    INLINE_DATA_LENGTH_EXCEEDED = 0x260B
+    WRITE_PROTECTED = 0x2700
+    NOT_READY_TO_READY_CHANGE_MEDIUM_MAY_HAVE_CHANGED = 0x2800
+    POWER_ON_RESET_OR_BUS_DEVICE_RESET_OCCURRED = 0x2900
+    MODE_PARAMETERS_CHANGED = 0x2A01
+    COMMANDS_CLEARED_BY_ANOTHER_INITIATOR = 0x2F00
+    INCOMPATIBLE_MEDIUM_INSTALLED = 0x3000
+    CANNOT_READ_MEDIUM_INCOMPATIBLE_FORMAT = 0x3002
+    MEDIUM_FORMAT_CORRUPTED = 0x3100
+    SEQUENTIAL_POSITIONING_ERROR = 0x3B00
+    MEDIUM_NOT_PRESENT = 0x3A00
+    SAVING_PARAMETERS_NOT_SUPPORTED = 0x3900
+    INTERNAL_TARGET_FAILURE = 0x4400
+    INVALID_MESSAGE_ERROR = 0x4900
+    OPERATOR_MEDIUM_REMOVAL_REQUEST = 0x5A01
+    MEDIUM_REMOVAL_PREVENTED = 0x5302
+
+    @property
+    def asc(self) -> int:
+        return self.value >> 8
+
+    @property
+    def ascq(self) -> int:
+        return self.value & 0xFF
+
+
+def field_pointer(byte: int, bit: int | None = None, *, in_cdb: bool = True) -> bytes:
+    """Sense-key specific field pointer, SPC-4 4.5.2.4.2 (ILLEGAL REQUEST)."""
+    if not 0 <= byte <= 0xFFFF or (bit is not None and not 0 <= bit <= 7):
+        raise ValueError(f"field pointer out of range: byte {byte} bit {bit}")
+    flags = 0x80 | (0x40 if in_cdb else 0)
+    if bit is not None:
+        flags |= 0x08 | bit
+    return struct.pack(">BH", flags, byte)
+
+
+def segment_pointer(byte: int, bit: int | None = None, *, in_segment: bool = True) -> bytes:
+    """Sense-key specific segment pointer, SPC-4 4.5.2.4.6 (COPY ABORTED)."""
+    flags = 0x80 | (0x20 if in_segment else 0)
+    if bit is not None:
+        flags |= 0x08 | bit
+    return struct.pack(">BH", flags, byte)
+
+
+def progress_indication(fraction: float) -> bytes:
+    """Sense-key specific progress indication, SPC-4 4.5.2.4.4."""
+    return struct.pack(">BH", 0x80, max(0, min(0xFFFF, int(fraction * 0x10000))))
+
+
+@dataclass(frozen=True, slots=True)
+class SenseData:
+    """One sense report, independent of its encoding (SPC-4 4.5)."""
+
+    key: SenseKey
+    asc: int = 0  # ASC << 8 | ASCQ, normally an :class:`Asc`
+    information: int | None = None  # VALID is set when present
+    command_specific: int = 0
+    sense_key_specific: bytes | None = None  # 3 bytes, SKSV set
+    filemark: bool = False
+    eom: bool = False
+    ili: bool = False
+    deferred: bool = False
+
+    # --- fixed format, SPC-4 4.5.3 ---------------------------------------------------
+    def fixed(self) -> bytes:
+        """Encode in fixed format (18 bytes)."""
+        buf = bytearray(FIXED_LENGTH)
+        buf[0] = (FIXED_DEFERRED if self.deferred else FIXED_CURRENT) | (
+            0x80 if self.information is not None else 0
+        )
+        buf[2] = (
+            (0x80 if self.filemark else 0)
+            | (0x40 if self.eom else 0)
+            | (0x20 if self.ili else 0)
+            | int(self.key)
+        )
+        if self.information is not None:
+            struct.pack_into(">I", buf, 3, self.information & 0xFFFFFFFF)
+        buf[7] = FIXED_LENGTH - 8
+        struct.pack_into(">I", buf, 8, self.command_specific & 0xFFFFFFFF)
+        buf[12] = self.asc >> 8
+        buf[13] = self.asc & 0xFF
+        if self.sense_key_specific is not None:
+            buf[15:18] = self.sense_key_specific
+        return bytes(buf)
+
+    # --- descriptor format, SPC-4 4.5.2 ---------------------------------------------
+    def descriptor(self) -> bytes:
+        """Encode in descriptor format with the information, command-specific,
+        sense-key specific and stream commands descriptors that apply."""
+        descs = bytearray()
+        if self.information is not None:
+            descs += struct.pack(">BBBxQ", 0x00, 0x0A, 0x80, self.information & (2**64 - 1))
+        if self.command_specific:
+            descs += struct.pack(">BBxxQ", 0x01, 0x0A, self.command_specific)
+        if self.sense_key_specific is not None:
+            descs += struct.pack(">BBxx3sx", 0x02, 0x06, self.sense_key_specific)
+        if self.filemark or self.eom or self.ili:
+            bits = (0x80 if self.filemark else 0) | (0x40 if self.eom else 0) | (
+                0x20 if self.ili else 0
+            )
+            descs += struct.pack(">BBxB", 0x04, 0x02, bits)
+        head = struct.pack(
+            ">BBBBxxxB",
+            DESCRIPTOR_DEFERRED if self.deferred else DESCRIPTOR_CURRENT,
+            int(self.key),
+            self.asc >> 8,
+            self.asc & 0xFF,
+            len(descs),
+        )
+        return head + bytes(descs)
+
+    def encode(self, descriptor: bool = False) -> bytes:
+        return self.descriptor() if descriptor else self.fixed()
+
+    # --- parsing (used by tests and the initiator tool) -----------------------------
+    @classmethod
+    def parse(cls, buf: bytes | memoryview) -> SenseData:
+        """Decode fixed or descriptor format sense data."""
+        buf = bytes(buf)
+        if len(buf) < 8:
+            raise SenseFormatError(f"sense data too short: {len(buf)} bytes")
+        code = buf[0] & 0x7F
+        if code in (FIXED_CURRENT, FIXED_DEFERRED):
+            if len(buf) < 14:
+                raise SenseFormatError(f"fixed sense too short: {len(buf)} bytes")
+            sks = buf[15:18] if len(buf) >= 18 and buf[15] & 0x80 else None
+            return cls(
+                key=SenseKey(buf[2] & 0x0F),
+                asc=buf[12] << 8 | buf[13],
+                information=struct.unpack_from(">I", buf, 3)[0] if buf[0] & 0x80 else None,
+                command_specific=struct.unpack_from(">I", buf, 8)[0],
+                sense_key_specific=sks,
+                filemark=bool(buf[2] & 0x80),
+                eom=bool(buf[2] & 0x40),
+                ili=bool(buf[2] & 0x20),
+                deferred=code == FIXED_DEFERRED,
+            )
+        if code in (DESCRIPTOR_CURRENT, DESCRIPTOR_DEFERRED):
+            fields: dict = {}
+            end = min(len(buf), 8 + buf[7])
+            pos = 8
+            while pos + 2 <= end:
+                dtype, dlen = buf[pos], buf[pos + 1]
+                body = buf[pos + 2 : pos + 2 + dlen]
+                if dtype == 0x00 and len(body) >= 10 and body[0] & 0x80:
+                    fields["information"] = struct.unpack_from(">Q", body, 2)[0]
+                elif dtype == 0x01 and len(body) >= 10:
+                    fields["command_specific"] = struct.unpack_from(">Q", body, 2)[0]
+                elif dtype == 0x02 and len(body) >= 5:
+                    fields["sense_key_specific"] = body[2:5]
+                elif dtype == 0x04 and len(body) >= 2:
+                    fields.update(
+                        filemark=bool(body[1] & 0x80),
+                        eom=bool(body[1] & 0x40),
+                        ili=bool(body[1] & 0x20),
+                    )
+                pos += 2 + dlen
+            return cls(
+                key=SenseKey(buf[1] & 0x0F),
+                asc=buf[2] << 8 | buf[3],
+                deferred=code == DESCRIPTOR_DEFERRED,
+                **fields,
+            )
+        raise SenseFormatError(f"unknown sense response code {code:#04x}")
+
+    @property
+    def information_signed(self) -> int | None:
+        """The INFORMATION field as the signed residue SSC-4 reports (4.2.x)."""
+        if self.information is None:
+            return None
+        v = self.information & 0xFFFFFFFF
+        return v - (1 << 32) if v & 0x80000000 else v
+
+    def describe(self) -> str:
+        """One line for logs and the initiator tool: key, ASC/ASCQ and name."""
+        try:
+            name = Asc(self.asc).name.replace("_", " ")
+        except ValueError:
+            name = "vendor or unknown additional sense"
+        return (
+            f"{self.key.name.replace('_', ' ')}, ASC/ASCQ {self.asc >> 8:02X}h/"
+            f"{self.asc & 0xFF:02X}h ({name})"
+        )
+
+
+class SenseFormatError(LioXcopyError, ValueError):
+    """Bytes that are not sense data."""

@@ -1,0 +1,272 @@
+"""SPC-4 primary commands: CDB layouts and the data they return or take.
+
+Pure builders and parsers only; the devices decide what to put in them.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from lio_xcopy.scsi.cdb import Cdb, Field, cdb_layout
+from lio_xcopy.scsi.errors import InvalidFieldInParameterList, ParameterListLengthError
+
+# --- peripheral device types, SPC-4 Table 142 ----------------------------------------
+TYPE_DISK = 0x00
+TYPE_TAPE = 0x01
+TYPE_MEDIUM_CHANGER = 0x08
+
+# --- CDB layouts (SPC-4 clause 6) ------------------------------------------------------
+TEST_UNIT_READY = cdb_layout("TEST UNIT READY", 0x00, 6, "SPC-4 6.47")
+REQUEST_SENSE = cdb_layout(
+    "REQUEST SENSE", 0x03, 6, "SPC-4 6.39",
+    Field("desc", 1, 1), Field("allocation_length", 4, 8),
+)
+INQUIRY = cdb_layout(
+    "INQUIRY", 0x12, 6, "SPC-4 6.6",
+    Field("evpd", 1, 1), Field("page_code", 2, 8), Field("allocation_length", 3, 16),
+)
+MODE_SELECT_6 = cdb_layout(
+    "MODE SELECT (6)", 0x15, 6, "SPC-4 6.9",
+    Field("pf", 1, 1, lsb=4), Field("sp", 1, 1), Field("parameter_list_length", 4, 8),
+)
+MODE_SENSE_6 = cdb_layout(
+    "MODE SENSE (6)", 0x1A, 6, "SPC-4 6.11",
+    Field("dbd", 1, 1, lsb=3), Field("pc", 2, 2, lsb=6), Field("page_code", 2, 6),
+    Field("subpage_code", 3, 8), Field("allocation_length", 4, 8),
+)
+MODE_SELECT_10 = cdb_layout(
+    "MODE SELECT (10)", 0x55, 10, "SPC-4 6.10",
+    Field("pf", 1, 1, lsb=4), Field("sp", 1, 1), Field("parameter_list_length", 7, 16),
+)
+MODE_SENSE_10 = cdb_layout(
+    "MODE SENSE (10)", 0x5A, 10, "SPC-4 6.12",
+    Field("llbaa", 1, 1, lsb=4), Field("dbd", 1, 1, lsb=3), Field("pc", 2, 2, lsb=6),
+    Field("page_code", 2, 6), Field("subpage_code", 3, 8), Field("allocation_length", 7, 16),
+)
+REPORT_SUPPORTED_OPERATION_CODES = cdb_layout(
+    "REPORT SUPPORTED OPERATION CODES", 0xA3, 12, "SPC-4 6.35",
+    Field("rctd", 2, 1, lsb=7), Field("reporting_options", 2, 3),
+    Field("requested_operation_code", 3, 8), Field("requested_service_action", 4, 16),
+    Field("allocation_length", 6, 32),
+    service_action=0x0C,
+)
+
+# Mode page control values, SPC-4 6.11.3
+PC_CURRENT, PC_CHANGEABLE, PC_DEFAULT, PC_SAVED = 0, 1, 2, 3
+ALL_PAGES = 0x3F
+
+
+def truncate(data: bytes, allocation_length: int) -> bytes:
+    """SPC-4 4.2.5.6: return at most ALLOCATION LENGTH bytes."""
+    return data[:allocation_length]
+
+
+# --- INQUIRY data, SPC-4 6.6.2 -----------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class StandardInquiry:
+    """The fields of standard INQUIRY data that differ between our LUNs."""
+
+    device_type: int
+    vendor: str = "LIO-ORG"
+    product: str = ""
+    revision: str = "0001"
+    removable: bool = False
+    third_party_copy: bool = False
+    version_descriptors: tuple[int, ...] = (0x00A0, 0x0460)  # SAM-5, SPC-4
+
+    def encode(self) -> bytes:
+        buf = bytearray(58 + 2 * 8)
+        buf[0] = self.device_type & 0x1F
+        buf[1] = 0x80 if self.removable else 0
+        buf[2] = 0x06  # SPC-4
+        buf[3] = 0x10 | 0x02  # HISUP, response data format 2
+        buf[4] = len(buf) - 5
+        buf[5] = 0x08 if self.third_party_copy else 0
+        buf[7] = 0x02  # CMDQUE
+        buf[8:16] = _ascii(self.vendor, 8)
+        buf[16:32] = _ascii(self.product, 16)
+        buf[32:36] = _ascii(self.revision, 4)
+        for i, v in enumerate(self.version_descriptors[:8]):
+            struct.pack_into(">H", buf, 58 + 2 * i, v)
+        return bytes(buf)
+
+
+def _ascii(text: str, width: int) -> bytes:
+    return text.encode("ascii", "replace")[:width].ljust(width, b" ")
+
+
+def vpd_page(device_type: int, page_code: int, body: bytes) -> bytes:
+    """VPD page header, SPC-4 7.8.1 (PAGE LENGTH is two bytes)."""
+    return struct.pack(">BBH", device_type & 0x1F, page_code, len(body)) + body
+
+
+def vpd_supported_pages(device_type: int, pages: Iterable[int]) -> bytes:
+    """Supported VPD Pages, SPC-4 7.8.16."""
+    return vpd_page(device_type, 0x00, bytes(sorted({0x00, *pages})))
+
+
+def vpd_unit_serial(device_type: int, serial: str) -> bytes:
+    """Unit Serial Number, SPC-4 7.8.18."""
+    return vpd_page(device_type, 0x80, serial.encode("ascii", "replace"))
+
+
+LIO_COMPANY_ID = 0x001405  # the OUI LIO uses in its NAA designators (target_core_spc.c)
+
+
+def naa_ieee_registered_extended(unit_serial: str, company_id: int = LIO_COMPANY_ID) -> bytes:
+    """NAA 6h designator as LIO builds it (spc_gen_naa_6h_vendor_specific): the company
+    ID, then the first 25 hex digits of the unit serial number, zero filled."""
+    digits = [int(c, 16) for c in unit_serial if c in "0123456789abcdefABCDEF"][:25]
+    nibbles = [0x6, *((company_id >> s) & 0xF for s in (20, 16, 12, 8, 4, 0)), *digits]
+    nibbles += [0] * (32 - len(nibbles))
+    return bytes(nibbles[i] << 4 | nibbles[i + 1] for i in range(0, 32, 2))
+
+
+@dataclass(frozen=True, slots=True)
+class Designator:
+    """One designation descriptor, SPC-4 7.8.6.1."""
+
+    code_set: int  # 1 binary, 2 ASCII, 3 UTF-8
+    designator_type: int  # 1 T10 vendor ID, 3 NAA, 4 relative target port, ...
+    value: bytes
+    association: int = 0  # 0 logical unit
+    piv: bool = False
+    protocol: int = 0
+
+    def encode(self) -> bytes:
+        return struct.pack(
+            ">BBxB",
+            self.protocol << 4 | self.code_set,
+            (0x80 if self.piv else 0) | self.association << 4 | self.designator_type,
+            len(self.value),
+        ) + self.value
+
+    @classmethod
+    def parse_all(cls, page: bytes | memoryview) -> list[Designator]:
+        """Every designator of a Device Identification VPD page (with its header)."""
+        page = bytes(page)
+        out: list[Designator] = []
+        end = min(len(page), 4 + struct.unpack_from(">H", page, 2)[0])
+        pos = 4
+        while pos + 4 <= end:
+            b0, b1, length = page[pos], page[pos + 1], page[pos + 3]
+            out.append(
+                cls(b0 & 0xF, b1 & 0xF, page[pos + 4 : pos + 4 + length],
+                    association=(b1 >> 4) & 3, piv=bool(b1 & 0x80), protocol=b0 >> 4)
+            )
+            pos += 4 + length
+        return out
+
+
+def lun_designators(unit_serial: str, vendor: str = "LIO-ORG") -> list[Designator]:
+    """The logical unit designators LIO reports for a backstore: NAA 6h and T10 vendor ID."""
+    return [
+        Designator(1, 3, naa_ieee_registered_extended(unit_serial)),
+        Designator(2, 1, _ascii(vendor, 8) + unit_serial.encode("ascii", "replace")),
+    ]
+
+
+def vpd_device_identification(device_type: int, designators: Sequence[Designator]) -> bytes:
+    """Device Identification, SPC-4 7.8.6."""
+    return vpd_page(device_type, 0x83, b"".join(d.encode() for d in designators))
+
+
+# --- mode parameters, SPC-4 7.5 -----------------------------------------------------------
+def mode_parameter_list(
+    ten: bool, pages: bytes, block_descriptors: bytes = b"", device_specific: int = 0,
+    medium_type: int = 0,
+) -> bytes:
+    """Mode parameter header (6) or (10) + block descriptors + pages (SPC-4 7.5.5)."""
+    if ten:
+        head_len = 8
+        total = head_len + len(block_descriptors) + len(pages)
+        head = struct.pack(
+            ">HBBxxH", total - 2, medium_type, device_specific, len(block_descriptors)
+        )
+    else:
+        head_len = 4
+        total = head_len + len(block_descriptors) + len(pages)
+        head = struct.pack(
+            ">BBBB", min(total - 1, 0xFF), medium_type, device_specific, len(block_descriptors)
+        )
+    return head + block_descriptors + pages
+
+
+@dataclass(frozen=True, slots=True)
+class ModeParameters:
+    """A parsed MODE SELECT parameter list."""
+
+    medium_type: int
+    device_specific: int
+    block_descriptors: tuple[bytes, ...]  # 8 bytes each (short descriptors)
+    block_descriptor_offset: int
+    pages: tuple[tuple[int, int, int, bytes], ...]  # (page, subpage, offset, whole page)
+
+
+def parse_mode_parameters(data: bytes | memoryview, ten: bool) -> ModeParameters:
+    """Split a MODE SELECT parameter list, SPC-4 7.5.5; bad lengths raise the sense
+    SPC-4 names (PARAMETER LIST LENGTH ERROR, INVALID FIELD IN PARAMETER LIST)."""
+    data = bytes(data)
+    head_len = 8 if ten else 4
+    if len(data) < head_len:
+        if not data:
+            return ModeParameters(0, 0, (), head_len, ())
+        raise ParameterListLengthError(message="mode parameter header truncated")
+    if ten:
+        medium_type, dsp, bdl = data[2], data[3], struct.unpack_from(">H", data, 6)[0]
+        if data[4] & 1:
+            raise InvalidFieldInParameterList(4, 0, "long LBA block descriptors unsupported")
+    else:
+        medium_type, dsp, bdl = data[1], data[2], data[3]
+    if bdl % 8 or head_len + bdl > len(data):
+        raise InvalidFieldInParameterList(6 if ten else 3, message="block descriptor length")
+    bds = tuple(data[head_len + i : head_len + i + 8] for i in range(0, bdl, 8))
+    pages = []
+    pos = head_len + bdl
+    while pos < len(data):
+        if pos + 2 > len(data):
+            raise ParameterListLengthError(message="mode page header truncated")
+        page, spf = data[pos] & 0x3F, bool(data[pos] & 0x40)
+        if spf:
+            if pos + 4 > len(data):
+                raise ParameterListLengthError(message="mode subpage header truncated")
+            sub, plen, hlen = data[pos + 1], struct.unpack_from(">H", data, pos + 2)[0], 4
+        else:
+            sub, plen, hlen = 0, data[pos + 1], 2
+        if pos + hlen + plen > len(data):
+            raise ParameterListLengthError(message=f"mode page {page:#x} truncated")
+        pages.append((page, sub, pos, data[pos : pos + hlen + plen]))
+        pos += hlen + plen
+    return ModeParameters(medium_type, dsp, bds, head_len, tuple(pages))
+
+
+# --- REPORT SUPPORTED OPERATION CODES, SPC-4 6.35 ----------------------------------------
+SUPPORT_NOT_SUPPORTED = 0b001
+SUPPORT_STANDARD = 0b011
+
+_TIMEOUTS = struct.pack(">HxBII", 10, 0, 0, 0)  # command timeouts descriptor, SPC-4 6.35.4
+
+
+def report_all_commands(layouts: Iterable[type[Cdb]], rctd: bool) -> bytes:
+    """All commands parameter data (reporting options 000b), SPC-4 6.35.2."""
+    body = bytearray()
+    for c in sorted(layouts, key=lambda c: (c.OPCODE, c.SERVICE_ACTION or 0)):
+        servactv = c.SERVICE_ACTION is not None
+        body += struct.pack(
+            ">BxHxBH", c.OPCODE, c.SERVICE_ACTION or 0, (0x02 if rctd else 0) | servactv,
+            c.LENGTH,
+        )
+        if rctd:
+            body += _TIMEOUTS
+    return struct.pack(">I", len(body)) + bytes(body)
+
+
+def report_one_command(layout: type[Cdb] | None, rctd: bool) -> bytes:
+    """One command parameter data (reporting options 001b-011b), SPC-4 6.35.3."""
+    if layout is None:
+        return struct.pack(">xBH", SUPPORT_NOT_SUPPORTED, 0)
+    usage = layout.usage_data()
+    out = struct.pack(">xBH", (0x80 if rctd else 0) | SUPPORT_STANDARD, len(usage)) + usage
+    return out + (_TIMEOUTS if rctd else b"")
