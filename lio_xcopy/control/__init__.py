@@ -1,0 +1,1 @@
+"""Control plane: provisioning through rtslib-fb, the CLI, service glue."""

@@ -1,0 +1,235 @@
+"""The daemon: one process, one event loop, every TCMU device of our subtype.
+
+Devices present at start are opened at once; a pyudev monitor adds and removes
+devices while the daemon runs. Each device's ring is serviced when its uio fd
+becomes readable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import mmap
+import os
+import selectors
+import signal
+import socket
+import struct
+from collections.abc import Callable
+from pathlib import Path
+
+from lio_xcopy.devices.base import Command, ScsiDevice
+from lio_xcopy.errors import LioXcopyError
+from lio_xcopy.scsi.errors import CheckCondition, HardwareError
+from lio_xcopy.scsi.sense import CHECK_CONDITION, GOOD
+from lio_xcopy.tcmu.handler import open_device
+from lio_xcopy.tcmu.ring import CommandRing, RingCommand, RingTmr
+from lio_xcopy.tcmu.uio import SUBTYPE, UioDevice, read_unit_serial
+
+log = logging.getLogger(__name__)
+
+WAKE = struct.pack("<I", 0)
+Opener = Callable[[str, str, str | None], ScsiDevice]
+
+
+def execute(device: ScsiDevice, cmd: RingCommand) -> tuple[int, bytes, int | None]:
+    """Run one command on a device: (SCSI status, sense bytes, read_len or None).
+
+    This is the one place a SCSI error becomes CHECK CONDITION; any other failure is
+    logged and reported as HARDWARE ERROR, INTERNAL TARGET FAILURE."""
+    try:
+        n = device.handle(Command(cmd.cdb, cmd.data))
+    except CheckCondition as e:
+        return CHECK_CONDITION, e.sense.fixed(), e.transferred or None
+    except Exception:
+        log.exception("cmd %#04x on %s failed unexpectedly", cmd.cdb[0],
+                      getattr(getattr(device, "identity", None), "name", "?"))
+        return CHECK_CONDITION, HardwareError().sense.fixed(), None
+    return GOOD, b"", n if 0 < n < cmd.data.length else None
+
+
+class TcmuDevice:
+    """A device's uio fd, its mapped ring and the SCSI device answering it."""
+
+    def __init__(self, name: str, fd: int, ring: CommandRing, device: ScsiDevice,
+                 closer: Callable[[], None] = lambda: None):
+        self.name = name
+        self.fd = fd
+        self.ring = ring
+        self.device = device
+        self._closer = closer
+
+    @classmethod
+    def open(cls, uio: UioDevice, opener: Opener = open_device) -> TcmuDevice:
+        serial = read_unit_serial(uio.tcmu)
+        device = opener(uio.tcmu.name, uio.tcmu.cfg, serial)
+        try:
+            fd = os.open(uio.devnode, os.O_RDWR | os.O_CLOEXEC)
+        except OSError:
+            device.close()
+            raise
+        try:
+            mm = mmap.mmap(fd, uio.map_size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        except OSError:
+            os.close(fd)
+            device.close()
+            raise
+        view = memoryview(mm)
+
+        def closer() -> None:
+            view.release()
+            with contextlib.suppress(BufferError):  # views still referenced: GC unmaps
+                mm.close()
+            os.close(fd)
+
+        return cls(uio.tcmu.name, fd, CommandRing(view), device, closer)
+
+    def service(self, drain_event: bool = True) -> int:
+        """Answer every command queued on the ring; returns how many were answered."""
+        if drain_event:
+            with contextlib.suppress(BlockingIOError, InterruptedError):
+                os.read(self.fd, 4)
+        done = 0
+        for entry in self.ring.entries():
+            if isinstance(entry, RingTmr):
+                log.info("%s: task management %d for cmd ids %s", self.name, entry.tmr_type,
+                         list(entry.cmd_ids))
+                continue
+            status, sense, read_len = execute(self.device, entry)
+            self.ring.complete(entry.cmd_id, status, sense, read_len)
+            done += 1
+        if done or self.ring.tail != self.ring.head:
+            os.write(self.fd, WAKE)
+        return done
+
+    def close(self) -> None:
+        try:
+            self.device.flush()
+        except LioXcopyError as e:
+            log.error("%s: flush on close failed: %s", self.name, e)
+        finally:
+            self.device.close()
+            self._closer()
+
+
+class Daemon:
+    """Serves every TCMU device whose subtype is ours, picking up new ones as they come."""
+
+    def __init__(self, subtype: str = SUBTYPE, opener: Opener = open_device):
+        self.subtype = subtype
+        self.opener = opener
+        self.devices: dict[str, TcmuDevice] = {}  # by sys_path
+        self.selector = selectors.DefaultSelector()
+        self._stop = False
+        self._monitor = None
+        self._wake_r, self._wake_w = socket.socketpair()
+
+    # --- devices -----------------------------------------------------------------------
+    def add(self, sys_path: str) -> TcmuDevice | None:
+        if sys_path in self.devices:
+            return self.devices[sys_path]
+        try:
+            uio = UioDevice.from_sys_path(sys_path)
+        except LioXcopyError as e:
+            log.warning("%s", e)
+            return None
+        if uio is None or uio.tcmu.subtype != self.subtype:
+            log.debug("%s: not ours (%s)", sys_path, uio.tcmu if uio else "not TCMU")
+            return None
+        try:
+            dev = TcmuDevice.open(uio, self.opener)
+        except (LioXcopyError, OSError) as e:
+            log.error("%s (%s): cannot serve: %s", uio.tcmu.name, sys_path, e)
+            return None
+        self.attach(sys_path, dev)
+        log.info("serving %s (%s, %s) on %s", dev.name, uio.tcmu.cfg,
+                 type(dev.device).__name__.lower(), uio.devnode)
+        dev.service(drain_event=False)  # commands queued before we opened the device
+        return dev
+
+    def attach(self, key: str, dev: TcmuDevice) -> None:
+        self.devices[key] = dev
+        self.selector.register(dev.fd, selectors.EVENT_READ, ("dev", key))
+
+    def remove(self, key: str) -> None:
+        dev = self.devices.pop(key, None)
+        if dev is None:
+            return
+        self.selector.unregister(dev.fd)
+        dev.close()
+        log.info("stopped serving %s", dev.name)
+
+    # --- the loop ----------------------------------------------------------------------
+    def start_udev(self) -> None:
+        import pyudev
+
+        context = pyudev.Context()
+        monitor = pyudev.Monitor.from_netlink(context)
+        monitor.filter_by("uio")
+        monitor.start()
+        self._monitor = monitor
+        self.selector.register(monitor.fileno(), selectors.EVENT_READ, ("udev", None))
+        for d in context.list_devices(subsystem="uio"):
+            self.add(d.sys_path)
+
+    def _udev_event(self) -> None:
+        assert self._monitor is not None
+        while True:
+            d = self._monitor.poll(timeout=0)
+            if d is None:
+                return
+            if d.action == "add":
+                self.add(d.sys_path)
+            elif d.action == "remove":
+                self.remove(d.sys_path)
+
+    def stop(self, *_: object) -> None:
+        self._stop = True
+        self._wake_w.send(b"x")
+
+    def run(self, ready: Callable[[], None] | None = None) -> None:
+        self.selector.register(self._wake_r.fileno(), selectors.EVENT_READ, ("wake", None))
+        if ready:
+            ready()
+        while not self._stop:
+            for key, _ in self.selector.select():
+                kind, name = key.data
+                if kind == "dev" and name in self.devices:
+                    try:
+                        self.devices[name].service()
+                    except LioXcopyError as e:
+                        log.error("%s: ring failure, device dropped: %s", name, e)
+                        self.remove(name)
+                elif kind == "udev":
+                    self._udev_event()
+                elif kind == "wake":
+                    self._wake_r.recv(64)
+        for key in list(self.devices):
+            self.remove(key)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``lio-xcopy daemon``: serve until SIGTERM/SIGINT."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="lio-xcopy daemon", description=main.__doc__)
+    p.add_argument("-v", "--verbose", action="store_true", help="log every device event")
+    p.add_argument("--subtype", default=SUBTYPE, help="TCMU handler subtype to serve")
+    p.add_argument("--pidfile", type=Path, help="write the daemon's pid here once ready")
+    args = p.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="lio-xcopy[%(process)d] %(levelname)s %(name)s: %(message)s",
+    )
+    daemon = Daemon(args.subtype)
+    signal.signal(signal.SIGTERM, daemon.stop)
+    signal.signal(signal.SIGINT, daemon.stop)
+
+    def ready() -> None:
+        if args.pidfile:
+            args.pidfile.write_text(f"{os.getpid()}\n")
+        log.info("ready: serving %d device(s) of subtype %r", len(daemon.devices), args.subtype)
+
+    daemon.start_udev()
+    daemon.run(ready)
+    return 0

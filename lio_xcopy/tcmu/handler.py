@@ -1,0 +1,78 @@
+"""Our handler's configuration string and the device it opens.
+
+A storage object's config is ``xcopy/<kind>:<path>[;key=value...]``, e.g.
+``xcopy/disk:/srv/db0.img;block_size=512`` or ``xcopy/tape:/srv/tape0.aws;capacity=1G``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+from lio_xcopy.devices.base import LunIdentity, ScsiDevice
+from lio_xcopy.errors import ConfigError
+
+KINDS = ("disk", "tape")
+_SUFFIX = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """``64M`` -> 67108864; plain numbers are bytes."""
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    unit = t[-1:] if t[-1:] in _SUFFIX and not t[-1:].isdigit() else ""
+    try:
+        value = int(t[: len(t) - len(unit)], 0)
+    except ValueError as e:
+        raise ConfigError(f"size {text!r} is not a number: use e.g. 512, 64M or 10G") from e
+    if value < 0:
+        raise ConfigError(f"size {text!r} is negative")
+    return value * _SUFFIX[unit]
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerConfig:
+    kind: str
+    path: str
+    options: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, cfg: str) -> HandlerConfig:
+        kind, sep, rest = cfg.partition(":")
+        if not sep or kind not in KINDS:
+            raise ConfigError(
+                f"handler config {cfg!r}: expected <kind>:<path>[;key=value] with kind in "
+                f"{', '.join(KINDS)}"
+            )
+        path, *opts = rest.split(";")
+        if not path.startswith("/"):
+            raise ConfigError(f"handler config {cfg!r}: the path must be absolute")
+        options = {}
+        for o in opts:
+            k, eq, v = o.partition("=")
+            if not eq or not k:
+                raise ConfigError(f"handler config {cfg!r}: option {o!r} is not key=value")
+            options[k] = v
+        return cls(kind, path, options)
+
+    def format(self) -> str:
+        opts = (f"{k}={v}" for k, v in self.options.items())
+        return ";".join([f"{self.kind}:{self.path}", *opts])
+
+
+def open_device(name: str, cfg: str, unit_serial: str | None) -> ScsiDevice:
+    """Open the SCSI device one storage object describes."""
+    hc = HandlerConfig.parse(cfg)
+    serial = unit_serial or str(uuid.uuid5(uuid.NAMESPACE_URL, f"lio-xcopy:{name}"))
+    if hc.kind == "disk":
+        from lio_xcopy.devices.backing import BackingStore
+        from lio_xcopy.devices.disk import Disk
+
+        block_size = int(hc.options.get("block_size", "512"))
+        read_only = hc.options.get("ro", "0") in ("1", "true", "yes")
+        store = BackingStore(hc.path, read_only=read_only)
+        return Disk(LunIdentity(name, serial, product="lio-xcopy disk"), store,
+                    block_size=block_size, read_only=read_only)
+    from lio_xcopy.devices.tape import Tape
+
+    capacity = parse_size(hc.options.get("capacity", "1G"))
+    return Tape(LunIdentity(name, serial, product="lio-xcopy tape"), hc.path, capacity)

@@ -1,0 +1,188 @@
+"""The TCMU mailbox and command ring (``include/uapi/linux/target_core_user.h``).
+
+The kernel appends entries at ``cmd_head``; we read them from our own cursor, answer
+each command by writing a response into the next CMD slot at ``cmd_tail`` (any command
+may complete in any slot: the kernel looks commands up by ``cmd_id``), advance
+``cmd_tail`` and wake the kernel with a 4-byte write to the uio fd.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from lio_xcopy.devices.buffer import DataBuffer
+from lio_xcopy.errors import TransportError
+
+MAILBOX_VERSION = 2
+MB_VERSION, MB_FLAGS, MB_CMDR_OFF, MB_CMDR_SIZE, MB_CMD_HEAD, MB_CMD_TAIL = 0, 2, 4, 8, 12, 64
+MAILBOX_SIZE = 128
+
+FLAG_CAP_OOOC = 1 << 0
+FLAG_CAP_READ_LEN = 1 << 1
+FLAG_CAP_TMR = 1 << 2
+FLAG_CAP_KEEP_BUF = 1 << 3
+
+OP_PAD, OP_CMD, OP_TMR = 0, 1, 2
+OP_MASK = 0x7
+
+UFLAG_UNKNOWN_OP = 0x1
+UFLAG_READ_LEN = 0x2
+UFLAG_KEEP_BUF = 0x4
+
+# struct tcmu_cmd_entry: hdr, then the req/rsp union (req's inner struct is not packed)
+HDR = struct.Struct("<IHBB")  # len_op, cmd_id, kflags, uflags
+REQ = struct.Struct("<III4xQ")  # iov_cnt, iov_bidi_cnt, iov_dif_cnt, cdb_off @ +8
+REQ_OFF = 8
+IOV_OFF = 48
+IOV = struct.Struct("<QQ")  # iov_base (offset into the map), iov_len
+RSP_STATUS_OFF = 8
+RSP_READ_LEN_OFF = 12
+RSP_SENSE_OFF = 16
+SENSE_BUFFERSIZE = 96
+ENTRY_SIZE = 112  # sizeof(struct tcmu_cmd_entry)
+TMR = struct.Struct("<B3xI")  # tmr_type, cmd_cnt @ +8
+TMR_IDS_OFF = 32
+ALIGN = 8
+
+# Linux scsi_command_size_tbl, by group code
+_CDB_SIZE = (6, 10, 10, 12, 16, 12, 10, 10)
+
+
+def scsi_command_size(first_bytes: bytes | memoryview) -> int:
+    """The CDB length the kernel copied into the ring (``scsi_command_size``)."""
+    if first_bytes[0] == 0x7F:  # VARIABLE LENGTH CDB
+        return first_bytes[7] + 8
+    return _CDB_SIZE[(first_bytes[0] >> 5) & 7]
+
+
+@dataclass(slots=True)
+class RingCommand:
+    """A CMD entry read off the ring: the CDB copied out, the data as views of the map."""
+
+    cmd_id: int
+    cdb: bytes
+    data: DataBuffer
+
+
+@dataclass(frozen=True, slots=True)
+class RingTmr:
+    """A TMR entry (task management notification): its type and the cmd_ids it aborts."""
+
+    tmr_type: int
+    cmd_ids: tuple[int, ...]
+
+
+class CommandRing:
+    """The mailbox, command ring and data area of one TCMU device, over its mmap."""
+
+    def __init__(self, buf: memoryview):
+        self.map = buf.cast("B") if buf.format != "B" else buf
+        version, self.flags, self.cmdr_off, self.cmdr_size = struct.unpack_from(
+            "<HHII", self.map, 0
+        )
+        if version != MAILBOX_VERSION:
+            raise TransportError(
+                f"TCMU mailbox version {version}, expected {MAILBOX_VERSION}: "
+                "this kernel's ring layout is not supported"
+            )
+        if not (self.cmdr_off >= MAILBOX_SIZE and self.cmdr_off + self.cmdr_size <= len(self.map)):
+            raise TransportError(
+                f"TCMU ring at {self.cmdr_off:#x}+{self.cmdr_size:#x} outside the map"
+            )
+        self._cursor = self.tail  # next entry we have not read yet
+        self.outstanding = 0  # commands read and not yet completed
+
+    # --- mailbox fields ----------------------------------------------------------------
+    @property
+    def head(self) -> int:
+        return struct.unpack_from("<I", self.map, MB_CMD_HEAD)[0] % self.cmdr_size
+
+    @property
+    def tail(self) -> int:
+        return struct.unpack_from("<I", self.map, MB_CMD_TAIL)[0] % self.cmdr_size
+
+    def _set_tail(self, value: int) -> None:
+        struct.pack_into("<I", self.map, MB_CMD_TAIL, value % self.cmdr_size)
+
+    def _hdr(self, pos: int) -> tuple[int, int, int, int]:
+        if pos % ALIGN or pos + HDR.size > self.cmdr_size:
+            raise TransportError(f"TCMU ring entry at {pos:#x} misaligned: ring is broken")
+        len_op, cmd_id, _kflags, uflags = HDR.unpack_from(self.map, self.cmdr_off + pos)
+        length = len_op & ~OP_MASK
+        if length == 0 or pos + length > self.cmdr_size:
+            raise TransportError(f"TCMU ring entry at {pos:#x} has length {length}")
+        return len_op & OP_MASK, length, cmd_id, uflags
+
+    # --- reading new entries -----------------------------------------------------------
+    def pending(self) -> bool:
+        return self._cursor != self.head
+
+    def entries(self) -> Iterator[RingCommand | RingTmr]:
+        """Every entry the kernel queued since the last call, PAD entries skipped."""
+        head = self.head
+        while self._cursor != head:
+            pos = self._cursor
+            op, length, cmd_id, _ = self._hdr(pos)
+            self._cursor = (pos + length) % self.cmdr_size
+            if op == OP_CMD:
+                self.outstanding += 1
+                yield self._command(pos, cmd_id)
+            elif op == OP_TMR:
+                yield self._tmr(pos)
+            elif op != OP_PAD:
+                raise TransportError(f"TCMU ring entry at {pos:#x} has opcode {op}")
+        self._release_idle()
+
+    def _command(self, pos: int, cmd_id: int) -> RingCommand:
+        base = self.cmdr_off + pos
+        iov_cnt, _iov_bidi_cnt, _dif, cdb_off = REQ.unpack_from(self.map, base + REQ_OFF)
+        if cdb_off + 1 > len(self.map):
+            raise TransportError(f"cmd {cmd_id}: CDB offset {cdb_off:#x} outside the map")
+        size = scsi_command_size(self.map[cdb_off : cdb_off + 8])
+        cdb = bytes(self.map[cdb_off : cdb_off + size])
+        views = []
+        for i in range(iov_cnt):  # the Data-In or Data-Out buffer (bidi iovs follow; unused)
+            off, length = IOV.unpack_from(self.map, base + IOV_OFF + i * IOV.size)
+            if off + length > len(self.map):
+                raise TransportError(f"cmd {cmd_id}: iovec {off:#x}+{length} outside the map")
+            views.append(self.map[off : off + length])
+        return RingCommand(cmd_id, cdb, DataBuffer(views))
+
+    def _tmr(self, pos: int) -> RingTmr:
+        base = self.cmdr_off + pos
+        tmr_type, cnt = TMR.unpack_from(self.map, base + REQ_OFF)
+        ids = struct.unpack_from(f"<{cnt}H", self.map, base + TMR_IDS_OFF) if cnt else ()
+        return RingTmr(tmr_type, tuple(ids))
+
+    # --- completing --------------------------------------------------------------------
+    def complete(
+        self, cmd_id: int, status: int, sense: bytes = b"", read_len: int | None = None
+    ) -> None:
+        """Write one response into the next CMD slot at ``cmd_tail`` and advance it.
+        The kernel sees it after :meth:`wake` (a write to the uio fd)."""
+        if self.outstanding <= 0:
+            raise TransportError(f"completion of cmd {cmd_id} with no command outstanding")
+        tail = self.tail
+        while True:
+            op, length, _, _ = self._hdr(tail)
+            if op == OP_CMD:
+                break
+            tail = (tail + length) % self.cmdr_size  # PAD and TMR slots carry no response
+        base = self.cmdr_off + tail
+        uflags = UFLAG_READ_LEN if read_len else 0
+        struct.pack_into("<HBB", self.map, base + 4, cmd_id, 0, uflags)
+        self.map[base + RSP_STATUS_OFF] = status
+        struct.pack_into("<I", self.map, base + RSP_READ_LEN_OFF, read_len or 0)
+        sense = sense[:SENSE_BUFFERSIZE]
+        self.map[base + RSP_SENSE_OFF : base + RSP_SENSE_OFF + len(sense)] = sense
+        self.outstanding -= 1
+        self._set_tail(tail + length)
+        self._release_idle()
+
+    def _release_idle(self) -> None:
+        """With nothing outstanding, only PAD/TMR entries lie before the cursor: hand
+        their ring space back to the kernel."""
+        if self.outstanding == 0 and self.tail != self._cursor:
+            self._set_tail(self._cursor)

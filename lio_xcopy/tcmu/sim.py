@@ -1,0 +1,184 @@
+"""A simulated kernel side of the TCMU ring, for tests without a kernel.
+
+It lays out the mailbox, ring and data area with the byte layout of
+``target_core_user.c`` (PAD at the ring's end, CDB after the iovecs, offsets relative
+to the map) and reaps completions the way ``tcmu_handle_completions`` does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import socket
+import struct
+from dataclasses import dataclass
+
+from lio_xcopy.tcmu import ring as r
+
+PAGE = 4096
+
+
+@dataclass(slots=True)
+class SimCompletion:
+    cmd_id: int
+    status: int
+    sense: bytes
+    data_in: bytes
+    read_len: int | None
+
+
+@dataclass(slots=True)
+class _Inflight:
+    iovs: list[tuple[int, int]]
+    data_in_len: int
+    pages: list[int]
+
+
+class SimulatedKernel:
+    """Kernel side of one TCMU device. ``uio_fd`` is what the daemon polls, reads and
+    writes, like ``/dev/uioN``."""
+
+    def __init__(self, cmdr_size: int = 64 * 1024, data_pages: int = 1024, flags: int = 0xF):
+        self.cmdr_off = r.MAILBOX_SIZE
+        self.cmdr_size = cmdr_size - r.MAILBOX_SIZE
+        self.data_off = cmdr_size
+        self.size = cmdr_size + data_pages * PAGE
+        self.mm = mmap.mmap(-1, self.size)
+        self.view = memoryview(self.mm)
+        struct.pack_into("<HHII", self.mm, 0, r.MAILBOX_VERSION, flags, self.cmdr_off,
+                         self.cmdr_size)
+        self.head = 0
+        self.last_cleaned = 0
+        self.free_pages = list(range(data_pages))
+        self.inflight: dict[int, _Inflight] = {}
+        self.next_id = 1
+        self._kernel_end, self.uio_end = socket.socketpair()
+        self.uio_fd = self.uio_end.fileno()
+        self.events = 0
+
+    def close(self) -> None:
+        self.view.release()
+        with contextlib.suppress(BufferError):  # a test still holds a view: GC unmaps
+            self.mm.close()
+        self._kernel_end.close()
+        self.uio_end.close()
+
+    # --- queueing (queue_cmd_ring / queue_tmr_ring) -------------------------------------
+    def _space(self) -> int:
+        used = (self.head - self.last_cleaned) % self.cmdr_size
+        return self.cmdr_size - used - 1
+
+    def _insert(self, size: int) -> int:
+        to_end = self.cmdr_size - self.head
+        needed = size if to_end >= size else size + to_end
+        if self._space() < needed:
+            raise BufferError("ring full")
+        if to_end < size:  # ring_insert_padding
+            struct.pack_into("<IHBB", self.mm, self.cmdr_off + self.head, to_end | r.OP_PAD,
+                             0, 0, 0)
+            self.head = 0
+        return self.head
+
+    def _publish(self, size: int) -> None:
+        self.head = (self.head + size) % self.cmdr_size
+        struct.pack_into("<I", self.mm, r.MB_CMD_HEAD, self.head)
+        self.events += 1
+        self._kernel_end.send(struct.pack("<I", self.events))  # uio_event_notify
+
+    def submit(self, cdb: bytes, data_out: bytes = b"", data_in_len: int = 0,
+               scatter: bool = True) -> int:
+        """Queue one command; ``scatter`` spreads its data over non-adjacent pages."""
+        length = len(data_out) or data_in_len
+        npages = (length + PAGE - 1) // PAGE
+        if npages > len(self.free_pages):
+            raise BufferError("data area full")
+        pages = self.free_pages[:npages] if not scatter else self.free_pages[::2][:npages]
+        if len(pages) < npages:
+            pages = self.free_pages[:npages]
+        for p in pages:
+            self.free_pages.remove(p)
+        iovs: list[tuple[int, int]] = []
+        left = length
+        for p in pages:
+            off, n = self.data_off + p * PAGE, min(PAGE, left)
+            if iovs and iovs[-1][0] + iovs[-1][1] == off:
+                iovs[-1] = (iovs[-1][0], iovs[-1][1] + n)
+            else:
+                iovs.append((off, n))
+            left -= n
+        pos_data = 0
+        for off, n in iovs:
+            self.mm[off : off + n] = data_out[pos_data : pos_data + n] if data_out else bytes(n)
+            pos_data += n
+        base_size = max(r.IOV_OFF + r.IOV.size * len(iovs), r.ENTRY_SIZE)
+        size = base_size + (len(cdb) + 7) // 8 * 8
+        pos = self._insert(size)
+        base = self.cmdr_off + pos
+        self.mm[base : base + size] = bytes(size)
+        cmd_id = self.next_id
+        self.next_id = self.next_id % 0xFFFF + 1
+        struct.pack_into("<IHBB", self.mm, base, size | r.OP_CMD, cmd_id, 0, 0)
+        cdb_off = self.cmdr_off + pos + base_size
+        struct.pack_into("<III4xQ", self.mm, base + 8, len(iovs), 0, 0, cdb_off)
+        for i, (off, n) in enumerate(iovs):
+            r.IOV.pack_into(self.mm, base + r.IOV_OFF + i * r.IOV.size, off, n)
+        self.mm[cdb_off : cdb_off + len(cdb)] = cdb
+        self.inflight[cmd_id] = _Inflight(iovs, data_in_len, pages)
+        self._publish(size)
+        return cmd_id
+
+    def submit_tmr(self, tmr_type: int, cmd_ids: tuple[int, ...] = ()) -> None:
+        size = (r.TMR_IDS_OFF + 2 * len(cmd_ids) + 7) // 8 * 8
+        pos = self._insert(size)
+        base = self.cmdr_off + pos
+        self.mm[base : base + size] = bytes(size)
+        struct.pack_into("<IHBB", self.mm, base, size | r.OP_TMR, 0, 0, 0)
+        r.TMR.pack_into(self.mm, base + 8, tmr_type, len(cmd_ids))
+        struct.pack_into(f"<{len(cmd_ids)}H", self.mm, base + r.TMR_IDS_OFF, *cmd_ids)
+        self._publish(size)
+
+    # --- completions (tcmu_handle_completions) -----------------------------------------
+    def woken(self) -> int:
+        """How many 4-byte wake-up writes the daemon made since the last call."""
+        self._kernel_end.setblocking(False)
+        n = 0
+        try:
+            while True:
+                got = self._kernel_end.recv(4096)
+                if not got:
+                    break
+                n += len(got) // 4
+        except BlockingIOError:
+            pass
+        return n
+
+    def reap(self) -> list[SimCompletion]:
+        done = []
+        tail = struct.unpack_from("<I", self.mm, r.MB_CMD_TAIL)[0]
+        while self.last_cleaned != tail:
+            base = self.cmdr_off + self.last_cleaned
+            len_op, cmd_id, _k, uflags = struct.unpack_from("<IHBB", self.mm, base)
+            op, length = len_op & r.OP_MASK, len_op & ~r.OP_MASK
+            if op == r.OP_CMD:
+                cmd = self.inflight.pop(cmd_id)  # KeyError = "ring is broken"
+                status = self.mm[base + r.RSP_STATUS_OFF]
+                read_len = struct.unpack_from("<I", self.mm, base + r.RSP_READ_LEN_OFF)[0]
+                read_len = read_len if uflags & r.UFLAG_READ_LEN and read_len else None
+                sense = bytes(self.mm[base + r.RSP_SENSE_OFF : base + r.RSP_SENSE_OFF + 96])
+                want = cmd.data_in_len if read_len is None else min(read_len, cmd.data_in_len)
+                data = b"".join(bytes(self.mm[o : o + n]) for o, n in cmd.iovs)[:want]
+                if status != 0 and read_len is None:
+                    data = b""
+                self.free_pages.extend(cmd.pages)
+                done.append(SimCompletion(cmd_id, status, sense, data, read_len))
+            self.last_cleaned = (self.last_cleaned + length) % self.cmdr_size
+        return done
+
+    def pending_ids(self) -> set[int]:
+        return set(self.inflight)
+
+
+def mmap_view(kernel: SimulatedKernel) -> memoryview:
+    """What the daemon maps: the whole region."""
+    return kernel.view
+

@@ -1,0 +1,71 @@
+"""Finding our TCMU devices: /sys/class/uio names and maps, LIO's configfs WWN.
+
+The kernel names each TCMU uio device ``tcm-user/<hba>/<name>/<subtype>/<cfg>``
+(target_core_user.c, ``tcmu_configure_device``); a daemon serves the devices whose
+subtype is its own.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from lio_xcopy.errors import TransportError
+
+SUBTYPE = "xcopy"
+CONFIGFS_CORE = Path("/sys/kernel/config/target/core")
+
+
+@dataclass(frozen=True, slots=True)
+class UioName:
+    """The parts of a TCMU uio device's ``name``."""
+
+    hba: int
+    name: str
+    subtype: str
+    cfg: str
+
+    @property
+    def configfs(self) -> Path:
+        return CONFIGFS_CORE / f"user_{self.hba}" / self.name
+
+
+def parse_uio_name(text: str) -> UioName | None:
+    """``tcm-user/1/db0/xcopy/disk:/srv/db0.img`` -> its parts; None if not TCMU."""
+    parts = text.strip().split("/", 4)
+    if len(parts) < 4 or parts[0] != "tcm-user" or not parts[1].isdigit():
+        return None
+    return UioName(int(parts[1]), parts[2], parts[3], parts[4] if len(parts) == 5 else "")
+
+
+@dataclass(frozen=True, slots=True)
+class UioDevice:
+    """One /sys/class/uio/uioN that LIO made for a user backstore."""
+
+    sys_path: Path
+    devnode: Path
+    tcmu: UioName
+    map_size: int
+
+    @classmethod
+    def from_sys_path(cls, sys_path: str | os.PathLike[str]) -> UioDevice | None:
+        """Describe a uio device from sysfs; None when it is not a TCMU device."""
+        sys_path = Path(sys_path)
+        try:
+            tcmu = parse_uio_name((sys_path / "name").read_text())
+            if tcmu is None:
+                return None
+            size = int((sys_path / "maps" / "map0" / "size").read_text(), 0)
+        except (OSError, ValueError) as e:
+            raise TransportError(f"cannot read uio device {sys_path}: {e}") from e
+        return cls(sys_path, Path("/dev") / sys_path.name, tcmu, size)
+
+
+def read_unit_serial(tcmu: UioName) -> str | None:
+    """The storage object's ``wwn/vpd_unit_serial`` (what LIO builds its NAA from)."""
+    try:
+        text = (tcmu.configfs / "wwn" / "vpd_unit_serial").read_text()
+    except OSError:
+        return None
+    return text.rsplit(":", 1)[-1].strip() or None

@@ -1,0 +1,188 @@
+"""The TCMU ring over the simulated kernel: same byte layout as Linux 6.1."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from lio_xcopy.devices.base import Command, LunIdentity, ScsiDevice, command
+from lio_xcopy.errors import TransportError
+from lio_xcopy.scsi import spc
+from lio_xcopy.scsi.cdb import Field, cdb_layout
+from lio_xcopy.scsi.sense import CHECK_CONDITION, GOOD, SenseData, SenseKey
+from lio_xcopy.tcmu import ring as r
+from lio_xcopy.tcmu.daemon import TcmuDevice, execute
+from lio_xcopy.tcmu.ring import CommandRing, RingCommand, RingTmr
+from lio_xcopy.tcmu.sim import SimulatedKernel
+
+ECHO = cdb_layout("ECHO", 0xC0, 10, "test", Field("length", 2, 32))
+STORE = cdb_layout("STORE", 0xC1, 10, "test", Field("length", 2, 32))
+BOOM = cdb_layout("BOOM", 0xC2, 6, "test")
+
+
+class Toy(ScsiDevice):
+    """Returns ``length`` bytes of a pattern; stores Data-Out; BOOM raises a bug."""
+
+    DEVICE_TYPE = spc.TYPE_DISK
+
+    def __init__(self):
+        super().__init__(LunIdentity("toy", "0123456789abcdef"))
+        self.stored = b""
+
+    @command(ECHO)
+    def echo(self, cmd: Command, cdb) -> int:
+        pattern = bytes(i % 251 for i in range(cdb.length))
+        return cmd.data.copy_in(pattern)
+
+    @command(STORE)
+    def store(self, cmd: Command, cdb) -> int:
+        self.stored = cmd.data.tobytes()
+        return 0
+
+    @command(BOOM)
+    def boom(self, cmd: Command, cdb) -> int:
+        raise ZeroDivisionError("a bug")
+
+
+@pytest.fixture
+def kernel():
+    k = SimulatedKernel(cmdr_size=4096, data_pages=64)
+    yield k
+    k.close()
+
+
+@pytest.fixture
+def dev(kernel):
+    d = TcmuDevice("toy", kernel.uio_fd, CommandRing(kernel.view), Toy())
+    yield d
+
+
+def test_inquiry_round_trip(kernel, dev):
+    cid = kernel.submit(bytes([0x12, 0, 0, 0, 96, 0]), data_in_len=96)
+    assert dev.service() == 1
+    assert kernel.woken() == 1
+    (c,) = kernel.reap()
+    assert (c.cmd_id, c.status) == (cid, GOOD)
+    assert c.data_in[0] == spc.TYPE_DISK and c.data_in[8:15] == b"LIO-ORG"
+    assert c.read_len == 74  # the response is shorter than the allocation length
+
+
+def test_data_out_scattered_over_pages(kernel, dev):
+    payload = bytes(range(256)) * 40  # 10 KiB over three non-adjacent pages
+    kernel.submit(STORE(length=len(payload)).encode(), data_out=payload)
+    dev.service()
+    (c,) = kernel.reap()
+    assert c.status == GOOD and dev.device.stored == payload
+
+
+def test_check_condition_carries_fixed_sense(kernel, dev):
+    kernel.submit(bytes([0x28] + [0] * 9), data_in_len=512)  # READ(10): not a Toy command
+    dev.service()
+    (c,) = kernel.reap()
+    assert c.status == CHECK_CONDITION and c.data_in == b""
+    sense = SenseData.parse(c.sense)
+    assert sense.key == SenseKey.ILLEGAL_REQUEST and sense.asc == 0x2000
+
+
+def test_unexpected_exception_is_hardware_error_and_ring_goes_on(kernel, dev):
+    kernel.submit(BOOM().encode())
+    kernel.submit(ECHO(length=8).encode(), data_in_len=8)
+    assert dev.service() == 2
+    boom, echo = kernel.reap()
+    assert SenseData.parse(boom.sense).key == SenseKey.HARDWARE_ERROR
+    assert echo.status == GOOD and echo.data_in == bytes(range(8))
+
+
+def test_ring_wraps_with_pad_entries(kernel, dev):
+    seen = 0
+    pads = 0
+    for i in range(200):  # far more than fits the 3968-byte ring at once
+        before = kernel.head
+        kernel.submit(ECHO(length=i + 1).encode(), data_in_len=i + 1)
+        pads += kernel.head < before
+        dev.service()
+        for c in kernel.reap():
+            assert c.status == GOOD and c.data_in == bytes(j % 251 for j in range(len(c.data_in)))
+            seen += 1
+    assert seen == 200 and pads >= 5
+    assert dev.ring.tail == kernel.head and not kernel.pending_ids()
+
+
+def test_tmr_entries_are_skipped(kernel, dev):
+    a = kernel.submit(ECHO(length=4).encode(), data_in_len=4)
+    kernel.submit_tmr(1, (a,))
+    b = kernel.submit(ECHO(length=4).encode(), data_in_len=4)
+    assert dev.service() == 2
+    assert [c.cmd_id for c in kernel.reap()] == [a, b]
+    assert dev.ring.tail == kernel.head
+
+
+def test_tmr_alone_returns_its_space(kernel):
+    ring = CommandRing(kernel.view)
+    kernel.submit_tmr(4, (7, 9))
+    (t,) = list(ring.entries())
+    assert t == RingTmr(4, (7, 9))
+    assert ring.tail == kernel.head
+
+
+def test_out_of_order_completion(kernel):
+    ring = CommandRing(kernel.view)
+    ids = [kernel.submit(ECHO(length=4).encode(), data_in_len=4) for _ in range(3)]
+    cmds = [e for e in ring.entries() if isinstance(e, RingCommand)]
+    for c in reversed(cmds):  # complete the last first: responses go into slots in order
+        c.data.copy_in(struct.pack("<I", c.cmd_id))
+        ring.complete(c.cmd_id, GOOD)
+    got = kernel.reap()
+    assert [c.cmd_id for c in got] == list(reversed(ids))
+    assert all(struct.unpack("<I", c.data_in)[0] == c.cmd_id for c in got)
+
+
+def test_cdb_copied_before_slot_is_reused(kernel):
+    ring = CommandRing(kernel.view)
+    kernel.submit(ECHO(length=1).encode(), data_in_len=1)
+    kernel.submit(ECHO(length=2).encode(), data_in_len=2)
+    first, second = ring.entries()
+    ring.complete(second.cmd_id, GOOD)  # lands in first's slot
+    assert ECHO.decode(first.cdb).length == 1
+
+
+def test_bad_mailbox_version_refused(kernel):
+    struct.pack_into("<H", kernel.mm, 0, 1)
+    with pytest.raises(TransportError, match="version 1"):
+        CommandRing(kernel.view)
+
+
+def test_corrupt_entry_length_refused(kernel):
+    ring = CommandRing(kernel.view)
+    kernel.submit(ECHO(length=1).encode(), data_in_len=1)
+    struct.pack_into("<I", kernel.mm, kernel.cmdr_off, r.OP_CMD)  # length 0
+    with pytest.raises(TransportError):
+        list(ring.entries())
+
+
+def test_iovec_outside_map_refused(kernel):
+    ring = CommandRing(kernel.view)
+    kernel.submit(ECHO(length=1).encode(), data_in_len=1)
+    r.IOV.pack_into(kernel.mm, kernel.cmdr_off + r.IOV_OFF, kernel.size, 4096)
+    with pytest.raises(TransportError, match="outside the map"):
+        list(ring.entries())
+
+
+def test_execute_reports_partial_transfer():
+    class Short(Toy):
+        @command(ECHO)
+        def echo(self, cmd, cdb):
+            from lio_xcopy.scsi.errors import CheckCondition
+
+            cmd.data.copy_in(b"abc")
+            raise CheckCondition(SenseData(SenseKey.NO_SENSE, 0x0001, filemark=True),
+                                 transferred=3)
+
+    from lio_xcopy.devices.buffer import DataBuffer
+
+    status, sense, read_len = execute(
+        Short(), RingCommand(1, ECHO(length=8).encode(), DataBuffer.allocate(8))
+    )
+    assert (status, read_len) == (CHECK_CONDITION, 3)
+    assert SenseData.parse(sense).filemark

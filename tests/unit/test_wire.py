@@ -1,0 +1,163 @@
+"""Wire formats: sense data, CDB layouts, SPC-4 builders (golden bytes and round trips)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lio_xcopy.scsi import spc
+from lio_xcopy.scsi.cdb import Field, cdb_layout, cdb_length
+from lio_xcopy.scsi.errors import InvalidFieldInCdb, LbaOutOfRange
+from lio_xcopy.scsi.sense import Asc, SenseData, SenseFormatError, SenseKey, field_pointer
+
+READ_6 = cdb_layout("READ (6)", 0x08, 6, "SBC-4", Field("lba", 1, 21), Field("length", 4, 8))
+READ_10 = cdb_layout(
+    "READ (10)", 0x28, 10, "SBC-4", Field("rdprotect", 1, 3, lsb=5), Field("fua", 1, 1, lsb=3),
+    Field("lba", 2, 32), Field("length", 7, 16),
+)
+
+
+def test_fixed_sense_golden():
+    s = SenseData(SenseKey.ILLEGAL_REQUEST, Asc.INVALID_FIELD_IN_CDB,
+                  sense_key_specific=field_pointer(1, 3))
+    assert s.fixed() == bytes.fromhex("700005000000000a000000002400" + "00cb0001")
+
+
+def test_fixed_sense_stream_bits_and_negative_information():
+    s = SenseData(SenseKey.NO_SENSE, Asc.NO_ADDITIONAL_SENSE_INFORMATION, information=-1024,
+                  ili=True)
+    b = s.fixed()
+    assert b[0] == 0xF0 and b[2] == 0x20 and b[3:7] == bytes.fromhex("fffffc00")
+    assert SenseData.parse(b).information_signed == -1024
+
+
+def test_descriptor_sense_golden():
+    s = SenseData(SenseKey.BLANK_CHECK, Asc.END_OF_DATA_DETECTED, information=5, eom=True)
+    assert s.descriptor() == bytes.fromhex(
+        "72080005000000" "10" "000a80000000000000000005" "04020040"
+    )
+
+
+@given(
+    key=st.sampled_from(list(SenseKey)),
+    asc=st.sampled_from(list(Asc)),
+    info=st.none() | st.integers(0, 2**32 - 1),
+    bits=st.tuples(st.booleans(), st.booleans(), st.booleans()),
+    sks=st.none() | st.tuples(st.integers(0, 0xFFFF), st.none() | st.integers(0, 7)),
+    descriptor=st.booleans(),
+)
+def test_sense_round_trip(key, asc, info, bits, sks, descriptor):
+    s = SenseData(key, asc, information=info, filemark=bits[0], eom=bits[1], ili=bits[2],
+                  sense_key_specific=field_pointer(*sks) if sks else None)
+    assert SenseData.parse(s.encode(descriptor)) == s
+
+
+def test_parse_rejects_garbage():
+    with pytest.raises(SenseFormatError):
+        SenseData.parse(b"\x00" * 18)
+    with pytest.raises(SenseFormatError):
+        SenseData.parse(b"\x70")
+
+
+def test_field_pointer_bits():
+    assert field_pointer(2) == b"\xc0\x00\x02"  # SKSV, C/D, no bit pointer
+    assert field_pointer(1, 7, in_cdb=False) == b"\x8f\x00\x01"
+    with pytest.raises(ValueError):
+        field_pointer(1, 8)
+
+
+def test_cdb_golden_and_round_trip():
+    c = READ_10(fua=1, lba=0x01020304, length=8)
+    assert c.encode() == bytes.fromhex("28080102030400000800")
+    assert READ_10.decode(c.encode()) == c
+    assert READ_6.decode(bytes.fromhex("081fffff0400")).lba == 0x1FFFFF
+
+
+def test_cdb_usage_data_marks_decoded_bits():
+    assert READ_10.usage_data() == bytes.fromhex("28e8ffffffff00ffffff")
+
+
+def test_invalid_points_at_field_msb():
+    e = READ_10.invalid("rdprotect")
+    assert isinstance(e, InvalidFieldInCdb)
+    assert e.sense.sense_key_specific == field_pointer(1, 7)
+    assert READ_10.invalid("lba").sense.sense_key_specific == field_pointer(2)
+
+
+def test_encode_refuses_values_that_do_not_fit():
+    with pytest.raises(ValueError, match="does not fit"):
+        READ_6(lba=1 << 21).encode()
+
+
+def test_short_cdb_is_invalid_field():
+    with pytest.raises(InvalidFieldInCdb):
+        READ_10.decode(b"\x28\x00")
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(0, 0xFFFF), st.integers(0, 7))
+def test_read10_property(lba, length, rdprotect):
+    c = READ_10(rdprotect=rdprotect, lba=lba, length=length)
+    assert READ_10.decode(c.encode()) == c
+
+
+def test_service_action_is_encoded_by_default():
+    rc16 = cdb_layout("READ CAPACITY (16)", 0x9E, 16, "SBC-4", Field("alloc", 10, 32),
+                      service_action=0x10)
+    assert rc16().encode()[:2] == b"\x9e\x10"
+
+
+def test_cdb_length_by_group():
+    assert [cdb_length(op) for op in (0x08, 0x28, 0x5A, 0xA3, 0x88)] == [6, 10, 10, 12, 16]
+
+
+def test_lba_out_of_range_sense():
+    s = LbaOutOfRange(1234).sense
+    assert (s.key, s.asc, s.information) == (SenseKey.ILLEGAL_REQUEST, 0x2100, 1234)
+
+
+def test_naa_matches_lio_scheme():
+    # target_core_spc.c: 6h, company ID 001405, then the unit serial's hex digits
+    naa = spc.naa_ieee_registered_extended("7d3e2f0a-91b4-4c55-a0e2-8f1c6d7e9a01")
+    assert naa.hex() == "60014057d3e2f0a91b44c55a0e28f1c6"
+
+
+def test_standard_inquiry_layout():
+    data = spc.StandardInquiry(spc.TYPE_TAPE, product="tape", removable=True,
+                               third_party_copy=True).encode()
+    assert data[0] == 1 and data[1] == 0x80 and data[2] == 6 and data[3] == 0x12
+    assert data[4] == len(data) - 5 and data[5] & 0x08
+    assert data[8:16] == b"LIO-ORG " and data[16:32] == b"tape".ljust(16)
+
+
+def test_device_identification_round_trip():
+    ds = spc.lun_designators("abcdef0123456789")
+    page = spc.vpd_device_identification(0, ds)
+    assert page[1] == 0x83 and spc.Designator.parse_all(page) == ds
+    assert ds[0].designator_type == 3 and len(ds[0].value) == 16
+
+
+def test_mode_parameter_list_headers():
+    six = spc.mode_parameter_list(False, b"\x08\x02\x04\x00", b"\x00" * 8, 0x10)
+    assert six[:4] == bytes([len(six) - 1, 0, 0x10, 8])
+    ten = spc.mode_parameter_list(True, b"\x0a\x02\x00\x00", b"", 0x80)
+    assert ten[:8] == bytes([0, len(ten) - 2, 0, 0x80, 0, 0, 0, 0])
+
+
+def test_parse_mode_parameters():
+    data = spc.mode_parameter_list(False, b"\x10\x02\xaa\xbb", bytes(8), 0)
+    mp = spc.parse_mode_parameters(data, ten=False)
+    assert mp.block_descriptors == (bytes(8),)
+    assert mp.pages == ((0x10, 0, 12, b"\x10\x02\xaa\xbb"),)
+
+
+@pytest.mark.parametrize("data", [b"\x00\x00\x00\x09" + bytes(8), b"\x00\x00\x00\x00\x10\x05\x01"])
+def test_parse_mode_parameters_rejects_bad_lengths(data):
+    from lio_xcopy.scsi.errors import IllegalRequest
+
+    with pytest.raises(IllegalRequest):
+        spc.parse_mode_parameters(data, ten=False)
+
+
+def test_report_one_command_not_supported():
+    assert spc.report_one_command(None, False) == b"\x00\x01\x00\x00"
