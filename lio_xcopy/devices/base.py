@@ -202,6 +202,8 @@ class ScsiDevice:
             if not body:
                 raise type(cdb).invalid("page_code")
         bd = b"" if cdb.dbd else self.block_descriptor()
+        if cdb.pc == spc.PC_CHANGEABLE:
+            bd = bytes(len(bd))  # SPC-4 7.5.5: nothing in the block descriptor changes here
         data = spc.mode_parameter_list(
             ten, body, bd, self.device_specific_parameter(), self.medium_type()
         )

@@ -77,7 +77,7 @@ class ParameterListLengthError(IllegalRequest):
 class LbaOutOfRange(IllegalRequest):
     """LOGICAL BLOCK ADDRESS OUT OF RANGE (SBC-4 4.5); INFORMATION holds the LBA."""
 
-    def __init__(self, lba: int, *, byte: int = 2):
+    def __init__(self, lba: int):
         super().__init__(
             Asc.LOGICAL_BLOCK_ADDRESS_OUT_OF_RANGE,
             information=lba,
@@ -114,7 +114,7 @@ class DataProtect(CheckCondition):
 
 
 class HardwareError(CheckCondition):
-    """HARDWARE ERROR, INTERNAL TARGET FAILURE: what the backing store's OSError becomes."""
+    """HARDWARE ERROR, INTERNAL TARGET FAILURE: a failure that is not the medium's."""
 
     def __init__(self, message: str = ""):
         super().__init__(

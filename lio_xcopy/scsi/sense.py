@@ -143,16 +143,17 @@ class SenseData:
     def fixed(self) -> bytes:
         """Encode in fixed format (18 bytes)."""
         buf = bytearray(FIXED_LENGTH)
-        buf[0] = (FIXED_DEFERRED if self.deferred else FIXED_CURRENT) | (
-            0x80 if self.information is not None else 0
-        )
+        info_valid = self.information is not None and (
+            -(1 << 31) <= self.information <= 0xFFFFFFFF
+        )  # a 64-bit LBA does not fit: VALID stays clear (SPC-4 4.5.3)
+        buf[0] = (FIXED_DEFERRED if self.deferred else FIXED_CURRENT) | (0x80 if info_valid else 0)
         buf[2] = (
             (0x80 if self.filemark else 0)
             | (0x40 if self.eom else 0)
             | (0x20 if self.ili else 0)
             | int(self.key)
         )
-        if self.information is not None:
+        if info_valid:
             struct.pack_into(">I", buf, 3, self.information & 0xFFFFFFFF)
         buf[7] = FIXED_LENGTH - 8
         struct.pack_into(">I", buf, 8, self.command_specific & 0xFFFFFFFF)

@@ -1,7 +1,8 @@
 """Our handler's configuration string and the device it opens.
 
-A storage object's config is ``xcopy/<kind>:<path>[;key=value...]``, e.g.
-``xcopy/disk:/srv/db0.img;block_size=512`` or ``xcopy/tape:/srv/tape0.aws;capacity=1G``.
+A storage object's config is ``xcopy/<kind>;<path>[;key=value...]``, e.g.
+``xcopy/disk;/srv/db0.img;block_size=512`` or ``xcopy/tape;/srv/tape0.aws;capacity=1G``.
+(The kernel splits its control string at commas and rtslib refuses colons.)
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from lio_xcopy.devices.base import LunIdentity, ScsiDevice
 from lio_xcopy.errors import ConfigError
 
 KINDS = ("disk", "tape")
+#: The kernel's per-command limit we configure (hw_max_sectors, 512-byte sectors).
+HW_MAX_SECTORS = 8192
+MAX_TRANSFER_BYTES = HW_MAX_SECTORS * 512
 _SUFFIX = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
@@ -37,10 +41,10 @@ class HandlerConfig:
 
     @classmethod
     def parse(cls, cfg: str) -> HandlerConfig:
-        kind, sep, rest = cfg.partition(":")
+        kind, sep, rest = cfg.partition(";")
         if not sep or kind not in KINDS:
             raise ConfigError(
-                f"handler config {cfg!r}: expected <kind>:<path>[;key=value] with kind in "
+                f"handler config {cfg!r}: expected <kind>;<path>[;key=value] with kind in "
                 f"{', '.join(KINDS)}"
             )
         path, *opts = rest.split(";")
@@ -55,8 +59,12 @@ class HandlerConfig:
         return cls(kind, path, options)
 
     def format(self) -> str:
+        for text in (self.path, *self.options.values()):
+            if any(c in text for c in ",:;\n"):
+                raise ConfigError(f"{text!r}: commas, colons, semicolons and newlines "
+                                  "cannot be passed to the kernel; rename or link the file")
         opts = (f"{k}={v}" for k, v in self.options.items())
-        return ";".join([f"{self.kind}:{self.path}", *opts])
+        return ";".join([self.kind, self.path, *opts])
 
 
 def open_device(name: str, cfg: str, unit_serial: str | None) -> ScsiDevice:
@@ -71,7 +79,8 @@ def open_device(name: str, cfg: str, unit_serial: str | None) -> ScsiDevice:
         read_only = hc.options.get("ro", "0") in ("1", "true", "yes")
         store = BackingStore(hc.path, read_only=read_only)
         return Disk(LunIdentity(name, serial, product="lio-xcopy disk"), store,
-                    block_size=block_size, read_only=read_only)
+                    block_size=block_size, read_only=read_only,
+                    max_transfer_length=MAX_TRANSFER_BYTES // block_size)
     from lio_xcopy.devices.tape import Tape
 
     capacity = parse_size(hc.options.get("capacity", "1G"))

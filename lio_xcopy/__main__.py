@@ -1,0 +1,5 @@
+import sys
+
+from lio_xcopy.control.cli import main
+
+sys.exit(main())

@@ -1,0 +1,182 @@
+"""Provisioning LUNs through rtslib-fb: user backstores of our subtype and their exports.
+
+Create-or-lookup, as rtslib does: asking for a LUN that exists with the same backing
+returns it; asking for one that exists with another backing is an error.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from lio_xcopy.errors import ConfigError
+from lio_xcopy.tcmu.handler import HW_MAX_SECTORS, HandlerConfig
+from lio_xcopy.tcmu.uio import SUBTYPE
+
+#: Never wait for tcmu-runner's netlink reply: it answers "no handler" for our subtype
+#: (see shared notes); re-applied on every create.
+CONTROL = "nl_reply_supported=-1"
+
+
+def _rtslib():
+    import rtslib  # rtslib-fb: imported only when provisioning
+
+    return rtslib
+
+
+def ensure_configfs() -> None:
+    """rtslib needs configfs mounted and its dbroot present (kernel facts note)."""
+    if not Path("/sys/kernel/config/target").is_dir():
+        raise ConfigError(
+            "LIO is not available: load it with `modprobe configfs target_core_user tcm_loop` "
+            "and mount configfs on /sys/kernel/config"
+        )
+    Path("/etc/target").mkdir(parents=True, exist_ok=True)
+
+
+def _sparse_file(path: Path, size: int) -> None:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        if os.fstat(fd).st_size < size:
+            os.ftruncate(fd, size)
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True, slots=True)
+class Lun:
+    """A user backstore of ours: rtslib's storage object and its handler config."""
+
+    name: str
+    kind: str
+    path: Path
+    unit_serial: str
+    storage_object: object
+
+    @property
+    def naa(self) -> str:
+        from lio_xcopy.scsi.spc import naa_ieee_registered_extended
+
+        return naa_ieee_registered_extended(self.unit_serial).hex()
+
+
+def _create(name: str, hc: HandlerConfig, size: int, wwn: str | None) -> Lun:
+    ensure_configfs()
+    rts = _rtslib()
+    config = f"{SUBTYPE}/{hc.format()}"
+    for so in rts.RTSRoot().storage_objects:
+        if so.name == name and so.plugin == "user":
+            if so.config != config:
+                raise ConfigError(
+                    f"LUN {name!r} exists with config {so.config!r}: delete it first or "
+                    "choose another name"
+                )
+            return Lun(name, hc.kind, Path(hc.path), so.wwn, so)
+        if so.name == name:
+            raise ConfigError(f"a {so.plugin} backstore named {name!r} exists: choose another name")
+    so = rts.UserBackedStorageObject(
+        name, config=config, size=size, wwn=wwn or str(uuid.uuid4()),
+        hw_max_sectors=HW_MAX_SECTORS, control=CONTROL,
+    )
+    return Lun(name, hc.kind, Path(hc.path), so.wwn, so)
+
+
+def create_disk(name: str, path: str | os.PathLike[str], size: int, block_size: int = 512,
+                wwn: str | None = None) -> Lun:
+    """A disk LUN over a file (created sparse when absent) or a block device."""
+    path = Path(path).absolute()
+    if block_size not in (512, 1024, 2048, 4096):
+        raise ConfigError(f"block size {block_size}: use 512, 1024, 2048 or 4096")
+    if size <= 0 or size % block_size:
+        raise ConfigError(f"size {size}: must be a positive multiple of the block size")
+    if not path.exists() or path.is_file():
+        _sparse_file(path, size)
+    hc = HandlerConfig("disk", str(path), {"block_size": str(block_size)})
+    return _create(name, hc, size, wwn)
+
+
+def create_tape(name: str, path: str | os.PathLike[str], capacity: int,
+                wwn: str | None = None) -> Lun:
+    """A tape drive with its cartridge (an AWSTAPE file, created empty when absent)."""
+    path = Path(path).absolute()
+    if capacity < 1 << 20:
+        raise ConfigError(f"tape capacity {capacity}: use at least 1M")
+    hc = HandlerConfig("tape", str(path), {"capacity": str(capacity)})
+    return _create(name, hc, capacity, wwn)
+
+
+def export_loopback(lun: Lun, lun_id: int | None = None) -> int:
+    """Export over tcm_loop (one loopback target for all our LUNs); returns the LUN id."""
+    rts = _rtslib()
+    fabric = rts.FabricModule("loopback")
+    targets = list(fabric.targets)
+    target = targets[0] if targets else rts.Target(fabric)
+    tpg = rts.TPG(target, 1)
+    for existing in tpg.luns:
+        if existing.storage_object.name == lun.name:
+            return existing.lun
+    return rts.LUN(tpg, lun=lun_id, storage_object=lun.storage_object).lun
+
+
+def delete(name: str) -> None:
+    """Remove a LUN and every export of it."""
+    rts = _rtslib()
+    for so in rts.RTSRoot().storage_objects:
+        if so.name == name and so.plugin == "user":
+            for lun in list(so.attached_luns):
+                lun.delete()
+            so.delete()
+            return
+    raise ConfigError(f"no LUN named {name!r}: `lio-xcopy status` lists them")
+
+
+def delete_all() -> None:
+    """Remove every LUN of ours, then any loopback target left empty."""
+    rts = _rtslib()
+    for so in list(rts.RTSRoot().storage_objects):
+        if so.plugin == "user" and so.config and so.config.startswith(f"{SUBTYPE}/"):
+            for lun in list(so.attached_luns):
+                lun.delete()
+            so.delete()
+    for target in list(rts.FabricModule("loopback").targets):
+        if all(not list(tpg.luns) for tpg in target.tpgs):
+            target.delete()
+
+
+# --- finding the initiator-side devices of a LUN ------------------------------------------
+@dataclass(frozen=True, slots=True)
+class KernelDevice:
+    """The SCSI device the initiator side sees for a LUN (through tcm_loop)."""
+
+    hctl: str
+    sg: Path | None
+    block: Path | None
+    tape: Path | None  # the non-rewinding /dev/nstN
+
+
+def find_kernel_device(lun: Lun, timeout: float = 30.0) -> KernelDevice:
+    """Find the initiator's device by our NAA in its VPD 83h (sysfs ``vpd_pg83``)."""
+    naa = bytes.fromhex(lun.naa)
+    deadline = time.monotonic() + timeout
+    while True:
+        for dev in Path("/sys/bus/scsi/devices").glob("*:*:*:*"):
+            try:
+                page = (dev / "vpd_pg83").read_bytes()
+            except OSError:
+                continue
+            if naa not in page:
+                continue
+            sg = next((Path("/dev") / p.name for p in (dev / "scsi_generic").glob("sg*")), None)
+            blk = next((Path("/dev") / p.name for p in (dev / "block").glob("sd*")), None)
+            st = next((Path("/dev") / f"n{p.name}" for p in (dev / "scsi_tape").glob("st*")
+                       if p.name[2:].isdigit()), None)
+            want_node = blk if lun.kind == "disk" else st
+            if sg and sg.exists() and want_node and want_node.exists():
+                return KernelDevice(dev.name, sg, blk, st)
+        if time.monotonic() > deadline:
+            raise ConfigError(f"LUN {lun.name!r} did not appear on the initiator side in "
+                              f"{timeout:.0f}s: is the daemon running?")
+        time.sleep(0.2)

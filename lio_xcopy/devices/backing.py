@@ -1,0 +1,164 @@
+"""The file or block device behind a LUN, opened once for positioned I/O.
+
+Devices read and write it with ``os.preadv``/``os.pwritev`` through
+:class:`~lio_xcopy.devices.buffer.DataBuffer`; this class only opens, sizes, syncs
+and closes it.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from types import TracebackType
+
+from lio_xcopy.errors import BackingStoreError
+
+
+class BackingStore:
+    """A regular file or a block device.
+
+    ``create=True`` with ``size`` creates a missing regular file, or extends a shorter
+    one, sparsely (it never shrinks one). A block device is opened ``O_EXCL`` unless
+    ``exclusive=False``, so a mounted filesystem is never served as a LUN.
+    """
+
+    __slots__ = ("block_device", "fd", "path", "read_only", "size")
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        read_only: bool = False,
+        create: bool = False,
+        size: int | None = None,
+        exclusive: bool = True,
+    ):
+        self.path = os.fspath(path)
+        self.read_only = read_only
+        self.fd = -1
+        if create and (size is None or size <= 0):
+            raise BackingStoreError(f"{self.path}: create=True needs a size in bytes above 0")
+        if create and read_only:
+            raise BackingStoreError(f"{self.path}: cannot create a read-only backing store")
+        if size is not None and not create:
+            raise BackingStoreError(f"{self.path}: size= is only used with create=True")
+        self.block_device = _is_block_device(self.path)
+        flags = (os.O_RDONLY if read_only else os.O_RDWR) | os.O_CLOEXEC
+        if create and not self.block_device:
+            flags |= os.O_CREAT
+        if self.block_device and exclusive:
+            flags |= os.O_EXCL
+        try:
+            self.fd = os.open(self.path, flags, 0o600)
+        except OSError as e:
+            raise BackingStoreError(_open_advice(self.path, e, self.block_device)) from e
+        try:
+            self._setup(create, size)
+        except BaseException:
+            self.close()
+            raise
+
+    def _setup(self, create: bool, size: int | None) -> None:
+        try:
+            st = os.fstat(self.fd)
+        except OSError as e:
+            raise BackingStoreError(f"{self.path}: cannot stat: {e.strerror}") from e
+        if stat.S_ISBLK(st.st_mode):
+            self.block_device = True
+            self.size = self._device_size()
+            if create and size is not None and size > self.size:
+                raise BackingStoreError(
+                    f"{self.path}: block device holds {self.size} bytes, {size} were asked for;"
+                    " use a bigger device or a smaller size"
+                )
+        elif stat.S_ISREG(st.st_mode):
+            self.size = st.st_size
+            if create and size is not None and size > self.size:
+                try:
+                    os.ftruncate(self.fd, size)
+                except OSError as e:
+                    raise BackingStoreError(
+                        f"{self.path}: cannot extend to {size} bytes: {e.strerror};"
+                        " free space on its filesystem or choose a smaller size"
+                    ) from e
+                self.size = size
+        else:
+            raise BackingStoreError(
+                f"{self.path}: neither a regular file nor a block device; give a file or a"
+                " /dev block device"
+            )
+
+    def _device_size(self) -> int:
+        try:
+            return os.lseek(self.fd, 0, os.SEEK_END)
+        except OSError as e:
+            raise BackingStoreError(
+                f"{self.path}: cannot find the block device's size: {e.strerror}"
+            ) from e
+
+    def refresh_size(self) -> int:
+        """Size again (after the file or device was grown outside us)."""
+        if self.block_device:
+            self.size = self._device_size()
+        else:
+            try:
+                self.size = os.fstat(self.fd).st_size
+            except OSError as e:
+                raise BackingStoreError(f"{self.path}: cannot stat: {e.strerror}") from e
+        return self.size
+
+    def fsync(self, data_only: bool = False) -> None:
+        """Make written data durable: ``fdatasync`` when ``data_only``, else ``fsync``.
+        OSError propagates: the device decides which sense it becomes."""
+        (os.fdatasync if data_only else os.fsync)(self.fd)
+
+    @property
+    def closed(self) -> bool:
+        return self.fd < 0
+
+    def close(self) -> None:
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+    def __enter__(self) -> BackingStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        kind = "block device" if self.block_device else "file"
+        mode = "ro" if self.read_only else "rw"
+        return f"BackingStore({self.path!r}, {kind}, {getattr(self, 'size', '?')} bytes, {mode})"
+
+
+def _is_block_device(path: str) -> bool:
+    try:
+        return stat.S_ISBLK(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _open_advice(path: str, e: OSError, block_device: bool) -> str:
+    """What went wrong opening ``path`` and what the operator should do about it."""
+    reason = e.strerror or str(e)
+    if isinstance(e, FileNotFoundError):
+        hint = "check the path, or pass create=True with a size to make a new file"
+    elif isinstance(e, PermissionError):
+        hint = "run with the rights to open it read-write, or serve it read-only"
+    elif isinstance(e, IsADirectoryError):
+        hint = "give a file or a block device, not a directory"
+    elif block_device and e.errno == errno.EBUSY:
+        hint = "it is mounted or held by another program; release it first"
+    elif e.errno == errno.EROFS:
+        hint = "its filesystem is read-only; serve it read-only or remount"
+    else:
+        hint = "check that the path names a file or block device this daemon may open"
+    return f"cannot open backing store {path}: {reason}; {hint}"

@@ -1,0 +1,728 @@
+"""The SBC disk over temp files, and the backing store under it."""
+
+from __future__ import annotations
+
+import errno
+import os
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lio_xcopy.devices.backing import BackingStore
+from lio_xcopy.devices.base import Command, LunIdentity
+from lio_xcopy.devices.buffer import DataBuffer
+from lio_xcopy.devices.disk import Disk
+from lio_xcopy.errors import BackingStoreError, ConfigError
+from lio_xcopy.scsi import sbc, spc
+from lio_xcopy.scsi.errors import CheckCondition, HardwareError, LbaOutOfRange
+from lio_xcopy.scsi.sense import SenseKey
+
+BS = 512
+BLOCKS = 64
+IDENTITY = LunIdentity("disk0", "6001405abcdef0123456789abcdef012")
+
+
+# --- helpers -------------------------------------------------------------------------------
+def open_disk(path, blocks=BLOCKS, bs=BS, **kw) -> Disk:
+    store = BackingStore(path, create=True, size=blocks * bs)
+    return Disk(IDENTITY, store, bs, **kw)
+
+
+@pytest.fixture
+def disk(tmp_path):
+    d = open_disk(tmp_path / "disk.img")
+    yield d
+    d.close()
+
+
+def pattern(nbytes: int, seed: int = 1) -> bytes:
+    return bytes((seed * 31 + i * 7 + (i >> 9)) & 0xFF for i in range(nbytes))
+
+
+def scatter(nbytes: int, cuts=(1, 7, 500, 1024)) -> DataBuffer:
+    """A buffer of several views of odd sizes, like a ring's scatter list."""
+    views, left = [], nbytes
+    for c in cuts:
+        if left <= 0:
+            break
+        n = min(c, left)
+        views.append(memoryview(bytearray(n)))
+        left -= n
+    if left > 0:
+        views.append(memoryview(bytearray(left)))
+    return DataBuffer(views)
+
+
+def filled(data: bytes, cuts=(3, 509, 13)) -> DataBuffer:
+    buf = scatter(len(data), cuts)
+    assert buf.copy_in(data) == len(data)
+    return buf
+
+
+def run(d: Disk, cdb, data: DataBuffer | None = None) -> int:
+    raw = cdb if isinstance(cdb, bytes) else cdb.encode()
+    return d.handle(Command(raw, data if data is not None else DataBuffer()))
+
+
+def data_in(d: Disk, cdb, length: int = 512) -> bytes:
+    buf = DataBuffer.allocate(length)
+    n = run(d, cdb, buf)
+    return buf.tobytes(n)
+
+
+def fails(d: Disk, cdb, data: DataBuffer | None = None) -> bytes:
+    """Run a command that must end in CHECK CONDITION; return its fixed sense."""
+    with pytest.raises(CheckCondition) as exc:
+        run(d, cdb, data)
+    return exc.value.sense.fixed()
+
+
+def key_asc(sense: bytes) -> tuple[int, int, int]:
+    return sense[2] & 0x0F, sense[12], sense[13]
+
+
+def file_bytes(d: Disk) -> bytes:
+    return os.pread(d.store.fd, d.store.size, 0)
+
+
+# --- backing store -------------------------------------------------------------------------
+def test_store_creates_sparse_file(tmp_path):
+    path = tmp_path / "new.img"
+    with BackingStore(path, create=True, size=1 << 30) as s:
+        assert s.size == 1 << 30 and not s.block_device and not s.read_only
+        st = os.fstat(s.fd)
+        assert st.st_size == 1 << 30
+        assert st.st_blocks * 512 < 1 << 20
+        assert os.get_inheritable(s.fd) is False
+    assert s.closed
+
+
+def test_store_extends_but_never_shrinks(tmp_path):
+    path = tmp_path / "f.img"
+    path.write_bytes(b"x" * 4096)
+    with BackingStore(path, create=True, size=8192) as s:
+        assert s.size == 8192
+    with BackingStore(path, create=True, size=1024) as s:
+        assert s.size == 8192
+    assert path.read_bytes()[:4096] == b"x" * 4096
+
+
+def test_store_opens_existing_and_read_only(tmp_path):
+    path = tmp_path / "f.img"
+    path.write_bytes(bytes(3000))
+    with BackingStore(path) as s:
+        assert s.size == 3000
+    with BackingStore(path, read_only=True) as s:
+        assert s.read_only
+        with pytest.raises(OSError):
+            os.pwrite(s.fd, b"a", 0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({}, "create=True"),
+        ({"create": True}, "size"),
+        ({"create": True, "size": 10, "read_only": True}, "read-only"),
+        ({"size": 10}, "create=True"),
+    ],
+)
+def test_store_errors_say_what_to_do(tmp_path, kwargs, words):
+    with pytest.raises(BackingStoreError, match=words):
+        BackingStore(tmp_path / "missing.img", **kwargs)
+
+
+def test_store_rejects_directory_and_char_device(tmp_path):
+    with pytest.raises(BackingStoreError, match="cannot open"):
+        BackingStore(tmp_path)
+    with pytest.raises(BackingStoreError, match="block device"):
+        BackingStore("/dev/null")
+
+
+def test_store_fsync_and_fdatasync(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(os, "fsync", lambda fd: calls.append(("fsync", fd)))
+    monkeypatch.setattr(os, "fdatasync", lambda fd: calls.append(("fdatasync", fd)))
+    with BackingStore(tmp_path / "f.img", create=True, size=4096) as s:
+        s.fsync()
+        s.fsync(data_only=True)
+        assert calls == [("fsync", s.fd), ("fdatasync", s.fd)]
+        s.close()
+    s.close()
+
+
+def test_store_refresh_size(tmp_path):
+    path = tmp_path / "f.img"
+    with BackingStore(path, create=True, size=4096) as s:
+        os.truncate(path, 8192)
+        assert s.refresh_size() == 8192 == s.size
+
+
+# --- construction and identity -------------------------------------------------------------
+@pytest.mark.parametrize("bs", [0, 256, 520, 3000, 131072])
+def test_bad_block_size(tmp_path, bs):
+    store = BackingStore(tmp_path / "d.img", create=True, size=1 << 20)
+    with pytest.raises(ConfigError, match="block size"):
+        Disk(IDENTITY, store, bs)
+    store.close()
+
+
+def test_store_smaller_than_a_block(tmp_path):
+    store = BackingStore(tmp_path / "d.img", create=True, size=100)
+    with pytest.raises(ConfigError, match="less than one"):
+        Disk(IDENTITY, store, 512)
+    store.close()
+
+
+def test_partial_trailing_block_is_not_served(tmp_path):
+    store = BackingStore(tmp_path / "d.img", create=True, size=10 * 4096 + 100)
+    d = Disk(IDENTITY, store, 4096)
+    assert d.blocks == 10
+    d.close()
+
+
+def test_standard_inquiry(disk):
+    data = data_in(disk, spc.INQUIRY(allocation_length=96))
+    assert data[0] == 0x00
+    assert data[5] & 0x08 == 0  # 3PC
+    assert struct.unpack_from(">3H", data, 58) == (0x00A0, 0x0460, 0x0600)
+
+
+def test_supported_vpd_pages(disk):
+    data = data_in(disk, spc.INQUIRY(evpd=1, page_code=0, allocation_length=255))
+    assert data[4:] == bytes([0x00, 0x80, 0x83, 0xB0, 0xB1])
+
+
+def test_vpd_block_limits(tmp_path):
+    d = open_disk(tmp_path / "d.img", max_transfer_length=128)
+    data = data_in(d, spc.INQUIRY(evpd=1, page_code=0xB0, allocation_length=255))
+    assert len(data) == 64
+    assert data[:4] == bytes.fromhex("00b0003c")
+    assert struct.unpack_from(">I", data, 8)[0] == 128
+    d.close()
+
+
+def test_vpd_block_device_characteristics(disk):
+    data = data_in(disk, spc.INQUIRY(evpd=1, page_code=0xB1, allocation_length=255))
+    assert data[:6] == bytes.fromhex("00b1003c0001")
+    assert len(data) == 64
+
+
+def test_test_unit_ready(disk):
+    assert run(disk, spc.TEST_UNIT_READY()) == 0
+
+
+# --- READ and WRITE ------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("layout", "lba", "count"),
+    [
+        (sbc.WRITE_10, 0, 1),
+        (sbc.WRITE_10, 5, 3),
+        (sbc.WRITE_16, 17, 9),
+        (sbc.WRITE_6, 40, 24),  # up to the last block
+        (sbc.WRITE_16, BLOCKS - 1, 1),
+    ],
+)
+def test_read_after_write(disk, layout, lba, count):
+    payload = pattern(count * BS, seed=lba)
+    assert run(disk, layout(lba=lba, transfer_length=count), filled(payload)) == 0
+    assert file_bytes(disk)[lba * BS : (lba + count) * BS] == payload
+    for read in sbc.READS:
+        if read is sbc.READ_6 and count == 256:
+            continue
+        buf = scatter(count * BS)
+        assert run(disk, read(lba=lba, transfer_length=count), buf) == count * BS
+        assert buf.tobytes() == payload
+
+
+def test_write_leaves_neighbours_alone(disk):
+    run(disk, sbc.WRITE_10(lba=0, transfer_length=BLOCKS), filled(pattern(BLOCKS * BS)))
+    before = file_bytes(disk)
+    run(disk, sbc.WRITE_10(lba=10, transfer_length=2), filled(b"\xee" * 2 * BS))
+    after = file_bytes(disk)
+    assert after[: 10 * BS] == before[: 10 * BS]
+    assert after[10 * BS : 12 * BS] == b"\xee" * 2 * BS
+    assert after[12 * BS :] == before[12 * BS :]
+
+
+def test_longer_buffer_moves_only_the_blocks(disk):
+    buf = DataBuffer.allocate(4 * BS)
+    buf.copy_in(b"\x55" * 4 * BS)
+    run(disk, sbc.WRITE_10(lba=3, transfer_length=1), buf)
+    assert file_bytes(disk)[3 * BS : 5 * BS] == b"\x55" * BS + bytes(BS)
+    assert run(disk, sbc.READ_10(lba=3, transfer_length=1), buf) == BS
+
+
+def test_six_byte_transfer_length_zero_means_256(tmp_path):
+    d = open_disk(tmp_path / "d.img", blocks=300)
+    payload = pattern(256 * BS, seed=9)
+    assert run(d, sbc.WRITE_6(lba=2, transfer_length=0), filled(payload)) == 0
+    buf = scatter(256 * BS)
+    assert run(d, sbc.READ_6(lba=2, transfer_length=0), buf) == 256 * BS
+    assert buf.tobytes() == payload
+    sense = fails(d, sbc.READ_6(lba=45, transfer_length=0), scatter(256 * BS))
+    assert key_asc(sense) == (5, 0x21, 0x00)
+    d.close()
+
+
+def test_zero_length_transfers(disk):
+    assert run(disk, sbc.READ_10(lba=BLOCKS, transfer_length=0)) == 0
+    assert run(disk, sbc.WRITE_16(lba=0, transfer_length=0)) == 0
+    assert key_asc(fails(disk, sbc.READ_10(lba=BLOCKS + 1, transfer_length=0))) == (5, 0x21, 0)
+
+
+@pytest.mark.parametrize(
+    ("layout", "lba", "count"),
+    [
+        (sbc.READ_10, BLOCKS - 1, 2),
+        (sbc.READ_16, BLOCKS, 1),
+        (sbc.READ_16, 2**64 - 1, 1),
+        (sbc.WRITE_10, 0, BLOCKS + 1),
+        (sbc.WRITE_16, 2**63, 2**32 - 1),
+        (sbc.WRITE_6, BLOCKS - 3, 4),
+    ],
+)
+def test_out_of_range(disk, layout, lba, count):
+    before = file_bytes(disk)
+    buf = filled(pattern(min(count, BLOCKS + 1) * BS)) if count <= BLOCKS + 1 else DataBuffer()
+    sense = fails(disk, layout(lba=lba, transfer_length=count), buf)
+    assert key_asc(sense) == (SenseKey.ILLEGAL_REQUEST, 0x21, 0x00)
+    assert file_bytes(disk) == before
+
+
+def test_out_of_range_reports_the_lba(disk):
+    with pytest.raises(LbaOutOfRange) as exc:
+        run(disk, sbc.READ_10(lba=BLOCKS - 1, transfer_length=2), scatter(2 * BS))
+    assert exc.value.sense.information == BLOCKS - 1
+
+
+@pytest.mark.parametrize("layout", [sbc.READ_10, sbc.WRITE_16])
+def test_buffer_shorter_than_transfer(disk, layout):
+    before = file_bytes(disk)
+    sense = fails(disk, layout(lba=0, transfer_length=4), filled(pattern(4 * BS - 1)))
+    assert key_asc(sense) == (5, 0x24, 0x00)
+    field = layout.field("transfer_length")
+    assert sense[15:18] == bytes([0xC0, 0, field.byte])
+    assert file_bytes(disk) == before
+
+
+def test_narrow_methods_check_range_and_buffer(disk):
+    buf = scatter(3 * BS)
+    with pytest.raises(LbaOutOfRange):
+        disk.read_blocks(BLOCKS - 2, 3, buf)
+    with pytest.raises(LbaOutOfRange):
+        disk.write_blocks(-1, 1, buf)
+    with pytest.raises(HardwareError):
+        disk.read_blocks(0, 4, buf)
+    before = file_bytes(disk)
+    with pytest.raises(HardwareError):
+        disk.write_blocks(0, 4, buf)
+    assert file_bytes(disk) == before
+    buf.copy_in(pattern(3 * BS))
+    assert disk.write_blocks(BLOCKS - 3, 3, buf) == 3 * BS
+    out = scatter(3 * BS, cuts=(511, 2))
+    assert disk.read_blocks(BLOCKS - 3, 3, out) == 3 * BS
+    assert out.tobytes() == pattern(3 * BS)
+
+
+@pytest.mark.parametrize(
+    ("cdb", "sks"),
+    [
+        (sbc.READ_10(rdprotect=1, transfer_length=1), "cf0001"),
+        (sbc.READ_16(rdprotect=7, transfer_length=1), "cf0001"),
+        (sbc.WRITE_10(wrprotect=2, transfer_length=1), "cf0001"),
+        (sbc.WRITE_16(wrprotect=4, transfer_length=1), "cf0001"),
+    ],
+)
+def test_protection_fields_rejected(disk, cdb, sks):
+    sense = fails(disk, cdb, filled(pattern(BS)))
+    assert key_asc(sense) == (5, 0x24, 0x00)
+    assert sense[15:18] == bytes.fromhex(sks)
+
+
+def test_max_transfer_length(tmp_path):
+    d = open_disk(tmp_path / "d.img", max_transfer_length=8)
+    assert run(d, sbc.READ_10(transfer_length=8), scatter(8 * BS)) == 8 * BS
+    sense = fails(d, sbc.READ_10(transfer_length=9), scatter(9 * BS))
+    assert key_asc(sense) == (5, 0x24, 0) and sense[15:18] == bytes.fromhex("c00007")
+    d.close()
+
+
+def test_unknown_opcode(disk):
+    sense = fails(disk, bytes([0x41]) + bytes(9))  # WRITE SAME (10)
+    assert key_asc(sense) == (5, 0x20, 0x00)
+    assert sense[15:18] == bytes.fromhex("c00000")
+
+
+def test_unknown_service_action_of_9eh(disk):
+    sense = fails(disk, bytes([0x9E, 0x12]) + bytes(14))  # GET LBA STATUS
+    assert key_asc(sense) == (5, 0x24, 0x00)
+    assert sense[15:18] == bytes.fromhex("cc0001")
+
+
+# --- write protection, FUA, caches, I/O errors ---------------------------------------------
+def test_write_to_read_only_disk(tmp_path):
+    path = tmp_path / "d.img"
+    d = open_disk(path, read_only=True)
+    sense = fails(d, sbc.WRITE_10(lba=0, transfer_length=1), filled(pattern(BS)))
+    assert key_asc(sense) == (SenseKey.DATA_PROTECT, 0x27, 0x00)
+    assert file_bytes(d) == bytes(BLOCKS * BS)
+    header = data_in(d, spc.MODE_SENSE_6(page_code=0x3F, allocation_length=255))
+    assert header[2] == 0x90  # WP, DPOFUA
+    d.close()
+    store = BackingStore(path, read_only=True)
+    d = Disk(IDENTITY, store)
+    assert key_asc(fails(d, sbc.WRITE_6(lba=1, transfer_length=1), filled(pattern(BS))))[0] == 7
+    assert run(d, sbc.READ_6(lba=1, transfer_length=1), scatter(BS)) == BS
+    d.close()
+
+
+@pytest.fixture
+def syncs(monkeypatch):
+    calls: list[str] = []
+    monkeypatch.setattr(os, "fsync", lambda fd: calls.append("fsync"))
+    monkeypatch.setattr(os, "fdatasync", lambda fd: calls.append("fdatasync"))
+    return calls
+
+
+def test_fua_fdatasyncs(disk, syncs):
+    run(disk, sbc.WRITE_10(lba=1, transfer_length=1), filled(pattern(BS)))
+    assert syncs == []
+    run(disk, sbc.WRITE_10(lba=1, transfer_length=1, fua=1), filled(pattern(BS)))
+    assert syncs == ["fdatasync"]
+    run(disk, sbc.WRITE_16(lba=2, transfer_length=1, fua=1), filled(pattern(BS)))
+    run(disk, sbc.READ_16(lba=2, transfer_length=1, fua=1), scatter(BS))
+    assert syncs == ["fdatasync"] * 2
+
+
+@pytest.mark.parametrize("layout", [sbc.SYNCHRONIZE_CACHE_10, sbc.SYNCHRONIZE_CACHE_16])
+def test_synchronize_cache(disk, syncs, layout):
+    assert run(disk, layout()) == 0
+    assert run(disk, layout(lba=BLOCKS - 4, number_of_blocks=4, immed=1)) == 0
+    assert syncs == ["fsync", "fsync"]
+    for lba, n in ((BLOCKS, 0), (BLOCKS - 4, 5)):
+        sense = fails(disk, layout(lba=lba, number_of_blocks=n))
+        assert key_asc(sense) == (5, 0x21, 0x00)
+    assert syncs == ["fsync", "fsync"]
+
+
+def test_flush_and_close(disk, syncs):
+    disk.flush()
+    assert syncs == ["fsync"]
+    disk.close()
+    assert disk.store.closed
+    disk.flush()
+    assert syncs == ["fsync"]
+    sense = fails(disk, sbc.READ_10(lba=0, transfer_length=1), scatter(BS))
+    assert key_asc(sense) == (SenseKey.MEDIUM_ERROR, 0x11, 0x00)
+
+
+def test_read_error_is_medium_error(disk, monkeypatch):
+    def eio(*a):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "preadv", eio)
+    with pytest.raises(CheckCondition) as exc:
+        run(disk, sbc.READ_10(lba=7, transfer_length=2), scatter(2 * BS))
+    sense = exc.value.sense
+    assert (sense.key, sense.asc, sense.information) == (SenseKey.MEDIUM_ERROR, 0x1100, 7)
+
+
+def test_write_error_is_medium_error(disk, monkeypatch):
+    def enospc(*a):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "pwritev", enospc)
+    with pytest.raises(CheckCondition) as exc:
+        run(disk, sbc.WRITE_16(lba=9, transfer_length=1), filled(pattern(BS)))
+    sense = exc.value.sense
+    assert (sense.key, sense.asc, sense.information) == (SenseKey.MEDIUM_ERROR, 0x0C00, 9)
+
+
+def test_sync_error_is_write_error(disk, monkeypatch):
+    def eio(fd):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fdatasync", eio)
+    monkeypatch.setattr(os, "fsync", eio)
+    sense = fails(disk, sbc.WRITE_10(lba=3, transfer_length=1, fua=1), filled(pattern(BS)))
+    assert key_asc(sense) == (3, 0x0C, 0x00)
+    assert key_asc(fails(disk, sbc.SYNCHRONIZE_CACHE_10())) == (3, 0x0C, 0x00)
+    with pytest.raises(BackingStoreError):
+        disk.flush()
+
+
+def test_store_shrunk_underneath_is_a_read_error(disk):
+    os.ftruncate(disk.store.fd, 10 * BS + 100)
+    with pytest.raises(CheckCondition) as exc:
+        run(disk, sbc.READ_10(lba=8, transfer_length=4), scatter(4 * BS))
+    sense = exc.value.sense
+    assert (sense.key, sense.asc, sense.information) == (SenseKey.MEDIUM_ERROR, 0x1100, 10)
+
+
+# --- READ CAPACITY -------------------------------------------------------------------------
+def test_read_capacity_10(disk):
+    assert data_in(disk, sbc.READ_CAPACITY_10()) == struct.pack(">II", BLOCKS - 1, BS)
+    assert data_in(disk, sbc.READ_CAPACITY_10(pmi=1, lba=5)) == struct.pack(">II", BLOCKS - 1, BS)
+
+
+def test_read_capacity_10_too_big(disk):
+    disk.blocks = 2**32 + 5
+    assert data_in(disk, sbc.READ_CAPACITY_10()) == struct.pack(">II", 0xFFFFFFFF, BS)
+    data = data_in(disk, sbc.READ_CAPACITY_16(allocation_length=32))
+    assert struct.unpack_from(">QI", data) == (2**32 + 4, BS)
+
+
+def test_read_capacity_lba_without_pmi(disk):
+    sense = fails(disk, sbc.READ_CAPACITY_10(lba=1))
+    assert key_asc(sense) == (5, 0x24, 0x00)
+    assert sense[15:18] == bytes.fromhex("c00002")
+    sense = fails(disk, sbc.READ_CAPACITY_16(lba=1, allocation_length=32))
+    assert sense[15:18] == bytes.fromhex("c00002")
+    assert key_asc(fails(disk, sbc.READ_CAPACITY_10(lba=BLOCKS, pmi=1))) == (5, 0x21, 0x00)
+
+
+def test_read_capacity_16(tmp_path):
+    d = open_disk(tmp_path / "d.img", blocks=100, bs=4096)
+    data = data_in(d, sbc.READ_CAPACITY_16(allocation_length=32))
+    assert len(data) == 32
+    assert struct.unpack_from(">QI", data) == (99, 4096)
+    assert data[12] == 0x10  # RC BASIS 01b, no protection
+    assert data_in(d, sbc.READ_CAPACITY_16(allocation_length=12)) == data[:12]
+    assert data_in(d, sbc.READ_CAPACITY_16(allocation_length=0)) == b""
+    d.close()
+
+
+# --- MODE SENSE / MODE SELECT --------------------------------------------------------------
+def split_pages(pages: bytes) -> dict[int, bytes]:
+    out, pos = {}, 0
+    while pos < len(pages):
+        out[pages[pos] & 0x3F] = pages[pos : pos + 2 + pages[pos + 1]]
+        pos += 2 + pages[pos + 1]
+    return out
+
+
+def test_mode_sense_6(disk):
+    data = data_in(disk, spc.MODE_SENSE_6(page_code=0x3F, allocation_length=255))
+    assert data[0] == len(data) - 1 == 4 + 8 + 20 + 12 - 1
+    assert data[1:4] == bytes([0x00, 0x10, 0x08])  # medium type, DPOFUA, descriptor length
+    assert sbc.parse_short_block_descriptor(data[4:12]) == (BLOCKS, 0, BS)
+    pages = split_pages(data[12:])
+    assert pages[0x08][:3] == bytes.fromhex("081204")  # WCE
+    assert pages[0x0A][:3] == bytes.fromhex("0a0a02")  # GLTSD
+    assert set(pages) == {0x08, 0x0A}
+
+
+def test_mode_sense_10(disk):
+    data = data_in(disk, spc.MODE_SENSE_10(page_code=0x08, allocation_length=255))
+    mode_data_length, medium, dsp, bdl = struct.unpack_from(">HBBxxH", data)
+    assert mode_data_length == len(data) - 2 == 8 + 8 + 20 - 2
+    assert (medium, dsp, bdl) == (0, 0x10, 8)
+    assert data[8:16] == sbc.short_block_descriptor(BLOCKS, BS)
+    assert data[16:] == sbc.caching_mode_page(wce=True)
+    data = data_in(disk, spc.MODE_SENSE_10(dbd=1, page_code=0x0A, allocation_length=255))
+    assert struct.unpack_from(">H", data, 6)[0] == 0
+    assert data[8:] == sbc.control_mode_page(gltsd=True, tas=True)
+
+
+def test_mode_sense_truncated_keeps_full_length(disk):
+    data = data_in(disk, spc.MODE_SENSE_6(page_code=0x3F, allocation_length=4))
+    assert data == bytes([43, 0, 0x10, 8])
+
+
+def test_mode_sense_page_control(disk):
+    changeable = data_in(disk, spc.MODE_SENSE_6(dbd=1, pc=1, page_code=0x3F, allocation_length=255))
+    pages = split_pages(changeable[4:])
+    assert pages[0x08] == bytes.fromhex("081204") + bytes(17)
+    assert pages[0x0A] == bytes.fromhex("0a0a") + bytes(10)
+    default = data_in(disk, spc.MODE_SENSE_6(dbd=1, pc=2, page_code=0x08, allocation_length=255))
+    assert default[4:] == sbc.caching_mode_page(wce=True)
+    sense = fails(disk, spc.MODE_SENSE_10(pc=3, page_code=0x08, allocation_length=255))
+    assert key_asc(sense) == (5, 0x39, 0x00)
+    assert sense[15:18] == bytes.fromhex("cf0002")
+
+
+def test_mode_sense_unknown_page(disk):
+    sense = fails(disk, spc.MODE_SENSE_6(page_code=0x1C, allocation_length=255))
+    assert key_asc(sense) == (5, 0x24, 0x00)
+
+
+def mode_select(d: Disk, data: bytes, ten: bool = False, **kw) -> int:
+    layout = spc.MODE_SELECT_10 if ten else spc.MODE_SELECT_6
+    cdb = layout(pf=1, parameter_list_length=len(data), **kw)
+    return run(d, cdb, DataBuffer.of(bytearray(data)))
+
+
+def sensed(d: Disk, ten: bool = False) -> bytes:
+    layout = spc.MODE_SENSE_10 if ten else spc.MODE_SENSE_6
+    return data_in(d, layout(page_code=0x3F, allocation_length=255))
+
+
+@pytest.mark.parametrize("ten", [False, True])
+def test_mode_select_echo_is_accepted(disk, ten):
+    assert mode_select(disk, sensed(disk, ten), ten) == 0
+    assert disk.write_cache
+
+
+def test_mode_select_nothing(disk):
+    assert run(disk, spc.MODE_SELECT_6(pf=1, parameter_list_length=0)) == 0
+    assert mode_select(disk, bytes(4)) == 0
+
+
+def test_mode_select_clears_wce(disk, syncs):
+    data = bytearray(sensed(disk))
+    data[0] = 0  # MODE DATA LENGTH is reserved in MODE SELECT
+    data[12 + 2] &= ~sbc.WCE
+    assert mode_select(disk, bytes(data)) == 0
+    assert syncs == ["fdatasync"]
+    assert not disk.write_cache
+    assert split_pages(sensed(disk)[12:])[0x08][2] == 0
+    run(disk, sbc.WRITE_10(lba=0, transfer_length=1), filled(pattern(BS)))
+    assert syncs == ["fdatasync"] * 2
+    data[12 + 2] |= sbc.WCE
+    assert mode_select(disk, bytes(data)) == 0
+    assert disk.write_cache
+
+
+@pytest.mark.parametrize(
+    ("offset", "value", "sks"),
+    [
+        (12 + 2, 0x05, "88000e"),  # RCD: byte 14 bit 0
+        (12 + 12, 0x20, "8d0018"),  # DRA: byte 24 bit 5
+        (32 + 2, 0x06, "8a0022"),  # control page D_SENSE: byte 34 bit 2
+        (4 + 6, 0x10, "800009"),  # block length 512 -> 4096: descriptor byte 5
+        (4 + 3, 0x07, "800004"),  # number of blocks changed
+        (1, 0x05, "800001"),  # medium type
+    ],
+)
+def test_mode_select_rejects_changes(disk, offset, value, sks):
+    data = bytearray(sensed(disk))
+    data[offset] = value
+    sense = fails(disk, spc.MODE_SELECT_6(pf=1, parameter_list_length=len(data)),
+                  DataBuffer.of(data))
+    assert key_asc(sense) == (5, 0x26, 0x00)
+    assert sense[15:18] == bytes.fromhex(sks)
+    assert disk.write_cache
+
+
+def test_mode_select_unknown_page_and_bad_length(disk):
+    unknown = bytes(4) + bytes.fromhex("1c0a") + bytes(10)
+    sense = fails(disk, spc.MODE_SELECT_6(pf=1, parameter_list_length=len(unknown)),
+                  DataBuffer.of(bytearray(unknown)))
+    assert key_asc(sense) == (5, 0x26, 0x00) and sense[15:18] == bytes.fromhex("8d0004")
+    short = bytes(4) + bytes.fromhex("0810") + bytes(16)
+    sense = fails(disk, spc.MODE_SELECT_6(pf=1, parameter_list_length=len(short)),
+                  DataBuffer.of(bytearray(short)))
+    assert key_asc(sense) == (5, 0x26, 0x00) and sense[15:18] == bytes.fromhex("800005")
+
+
+def test_mode_select_rejects_subpages(disk):
+    sub = bytes(4) + bytes.fromhex("4800000e") + bytes(14)  # caching page in subpage form
+    sense = fails(disk, spc.MODE_SELECT_6(pf=1, parameter_list_length=len(sub)),
+                  DataBuffer.of(bytearray(sub)))
+    assert key_asc(sense) == (5, 0x26, 0x00) and sense[15:18] == bytes.fromhex("8e0004")
+
+
+def test_mode_select_cdb_checks(disk):
+    data = sensed(disk)
+    sense = fails(disk, spc.MODE_SELECT_6(pf=1, sp=1, parameter_list_length=len(data)),
+                  DataBuffer.of(bytearray(data)))
+    assert key_asc(sense) == (5, 0x24, 0x00) and sense[15:18] == bytes.fromhex("c80001")
+    sense = fails(disk, spc.MODE_SELECT_6(pf=0, parameter_list_length=len(data)),
+                  DataBuffer.of(bytearray(data)))
+    assert key_asc(sense) == (5, 0x24, 0x00) and sense[15:18] == bytes.fromhex("cc0001")
+    sense = fails(disk, spc.MODE_SELECT_6(pf=1, parameter_list_length=len(data) + 1),
+                  DataBuffer.of(bytearray(data)))
+    assert key_asc(sense) == (5, 0x1A, 0x00)
+
+
+# --- REPORT SUPPORTED OPERATION CODES ------------------------------------------------------
+def test_report_all_commands_lists_the_block_commands(disk):
+    cdb = spc.REPORT_SUPPORTED_OPERATION_CODES(allocation_length=4096)
+    data = data_in(disk, cdb, 4096)
+    length = struct.unpack_from(">I", data)[0]
+    assert length == len(data) - 4
+    listed = {}
+    for pos in range(4, len(data), 8):
+        op, sa, flags, cdb_len = struct.unpack_from(">BxHxBH", data, pos)
+        listed[(op, sa if flags & 1 else None)] = cdb_len
+    for layout in (*sbc.READS, *sbc.WRITES, sbc.READ_CAPACITY_10, sbc.SYNCHRONIZE_CACHE_10,
+                   sbc.SYNCHRONIZE_CACHE_16, spc.MODE_SELECT_6, spc.MODE_SELECT_10):
+        assert listed[(layout.OPCODE, None)] == layout.LENGTH
+    assert listed[(0x9E, 0x10)] == 16
+
+
+def test_report_one_command_read_10(disk):
+    cdb = spc.REPORT_SUPPORTED_OPERATION_CODES(reporting_options=1, requested_operation_code=0x28,
+                                               allocation_length=64)
+    data = data_in(disk, cdb)
+    assert data[1] & 0x07 == 0b011
+    assert struct.unpack_from(">H", data, 2)[0] == 10
+    assert data[4:14] == bytes.fromhex("28fcffffffff1fffffff")
+
+
+def test_report_one_command_read_capacity_16(disk):
+    cdb = spc.REPORT_SUPPORTED_OPERATION_CODES(
+        reporting_options=2, requested_operation_code=0x9E, requested_service_action=0x10,
+        allocation_length=64,
+    )
+    data = data_in(disk, cdb)
+    assert data[1] & 0x07 == 0b011
+    assert data[4:20] == sbc.READ_CAPACITY_16.usage_data()
+    assert data[5] == 0x1F
+
+
+# --- properties ----------------------------------------------------------------------------
+PBLOCKS = 24
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    d = open_disk(tmp_path_factory.mktemp("prop") / "d.img", blocks=PBLOCKS)
+    shadow = bytearray(PBLOCKS * BS)
+    yield d, shadow
+    d.close()
+
+
+cuts = st.lists(st.integers(1, 1500), max_size=5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    lba=st.integers(0, PBLOCKS - 1),
+    count=st.integers(0, PBLOCKS),
+    seed=st.integers(0, 255),
+    wcuts=cuts,
+    rcuts=cuts,
+    sixteen=st.booleans(),
+)
+def test_in_range_write_then_read(model, lba, count, seed, wcuts, rcuts, sixteen):
+    d, shadow = model
+    count = min(count, PBLOCKS - lba)
+    payload = pattern(count * BS, seed)
+    write, read = (sbc.WRITE_16, sbc.READ_16) if sixteen else (sbc.WRITE_10, sbc.READ_10)
+    run(d, write(lba=lba, transfer_length=count), filled(payload, tuple(wcuts)))
+    shadow[lba * BS : (lba + count) * BS] = payload
+    buf = scatter(count * BS, tuple(rcuts))
+    assert run(d, read(lba=lba, transfer_length=count), buf) == count * BS
+    assert buf.tobytes() == payload
+    assert file_bytes(d) == shadow
+
+
+@settings(max_examples=60, deadline=None)
+@given(lba=st.integers(0, 2**64 - 1), count=st.integers(1, 2 * PBLOCKS), write=st.booleans())
+def test_out_of_range_changes_nothing(model, lba, count, write):
+    d, shadow = model
+    if lba + count <= PBLOCKS:
+        lba = PBLOCKS - count + 1 + lba % count
+    buf = filled(pattern(count * BS)) if write else scatter(count * BS)
+    with pytest.raises(LbaOutOfRange):
+        if write:
+            d.write_blocks(lba, count, buf)
+        else:
+            d.read_blocks(lba, count, buf)
+    assert file_bytes(d) == shadow
+    if not write:
+        assert buf.tobytes() == bytes(count * BS)

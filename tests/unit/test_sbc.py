@@ -1,0 +1,193 @@
+"""SBC-4 wire formats: CDB layouts, READ CAPACITY data, VPD B0h/B1h, mode pages."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lio_xcopy.scsi import sbc
+from lio_xcopy.scsi.sense import SenseKey
+
+ALL_LAYOUTS = [
+    sbc.READ_6, sbc.READ_10, sbc.READ_16, sbc.WRITE_6, sbc.WRITE_10, sbc.WRITE_16,
+    sbc.READ_CAPACITY_10, sbc.READ_CAPACITY_16, sbc.SYNCHRONIZE_CACHE_10,
+    sbc.SYNCHRONIZE_CACHE_16,
+]
+
+
+# --- CDB layouts ---------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("cdb", "golden"),
+    [
+        (sbc.READ_6(lba=0x1FFFFF, transfer_length=0), "08 1f ff ff 00 00"),
+        (sbc.WRITE_6(lba=0x012345, transfer_length=8), "0a 01 23 45 08 00"),
+        (sbc.READ_10(lba=0x01020304, transfer_length=8, fua=1), "28 08 01020304 00 0008 00"),
+        (sbc.READ_10(rdprotect=5, dpo=1, group_number=0x1F), "28 b0 00000000 1f 0000 00"),
+        (sbc.WRITE_10(lba=0xFFFFFFFF, transfer_length=0xFFFF), "2a 00 ffffffff 00 ffff 00"),
+        (
+            sbc.READ_16(lba=0x0102030405060708, transfer_length=0x11223344, fua=1),
+            "88 08 0102030405060708 11223344 00 00",
+        ),
+        (
+            sbc.WRITE_16(lba=1, transfer_length=2, wrprotect=1, group_number=3),
+            "8a 20 0000000000000001 00000002 03 00",
+        ),
+        (sbc.READ_CAPACITY_10(lba=7, pmi=1), "25 00 00000007 0000 01 00"),
+        (
+            sbc.READ_CAPACITY_16(allocation_length=32),
+            "9e 10 0000000000000000 00000020 00 00",
+        ),
+        (
+            sbc.SYNCHRONIZE_CACHE_10(immed=1, lba=16, number_of_blocks=4),
+            "35 02 00000010 00 0004 00",
+        ),
+        (
+            sbc.SYNCHRONIZE_CACHE_16(lba=2**40, number_of_blocks=9),
+            "91 00 0000010000000000 00000009 00 00",
+        ),
+    ],
+)
+def test_golden_cdbs(cdb, golden):
+    raw = bytes.fromhex(golden.replace(" ", ""))
+    assert cdb.encode() == raw
+    assert type(cdb).decode(raw) == cdb
+
+
+@given(st.data())
+def test_layout_round_trip(data):
+    layout = data.draw(st.sampled_from(ALL_LAYOUTS))
+    values = {
+        f.name: data.draw(st.integers(0, f.mask), label=f.name)
+        for f in layout.FIELDS
+        if f.name != "service_action"
+    }
+    cdb = layout(**values)
+    raw = cdb.encode()
+    assert len(raw) == layout.LENGTH
+    assert raw[0] == layout.OPCODE
+    assert layout.decode(raw) == cdb
+
+
+def test_read_capacity_16_is_a_service_action():
+    assert sbc.READ_CAPACITY_16.SERVICE_ACTION == 0x10
+    assert sbc.READ_CAPACITY_16().encode()[1] == 0x10
+
+
+def test_read_10_usage_data():
+    assert sbc.READ_10.usage_data() == bytes.fromhex("28fcffffffff1fffffff")
+
+
+def test_transfer_blocks_six_byte_zero_means_256():
+    assert sbc.transfer_blocks(sbc.READ_6(transfer_length=0)) == 256
+    assert sbc.transfer_blocks(sbc.WRITE_6(transfer_length=5)) == 5
+    assert sbc.transfer_blocks(sbc.READ_10(transfer_length=0)) == 0
+    assert sbc.transfer_blocks(sbc.WRITE_16(transfer_length=2**32 - 1)) == 2**32 - 1
+
+
+@pytest.mark.parametrize(
+    ("layout", "name", "sks"),
+    [
+        (sbc.READ_10, "rdprotect", "cf0001"),  # byte 1, bit 7
+        (sbc.WRITE_16, "wrprotect", "cf0001"),
+        (sbc.READ_6, "lba", "cc0001"),  # byte 1, bit 4
+        (sbc.READ_10, "transfer_length", "c00007"),  # whole bytes from byte 7
+        (sbc.READ_CAPACITY_10, "lba", "c00002"),
+        (sbc.READ_CAPACITY_16, "pmi", "c8000e"),  # byte 14, bit 0
+    ],
+)
+def test_invalid_field_pointer(layout, name, sks):
+    sense = layout.invalid(name).sense
+    fixed = sense.fixed()
+    assert sense.key == SenseKey.ILLEGAL_REQUEST
+    assert fixed[12:14] == b"\x24\x00"
+    assert fixed[15:18] == bytes.fromhex(sks)
+
+
+# --- READ CAPACITY data --------------------------------------------------------------------
+def test_read_capacity_10_data():
+    assert sbc.read_capacity_10_data(2047, 512) == bytes.fromhex("000007ff00000200")
+    assert sbc.read_capacity_10_data(0xFFFFFFFE, 4096) == bytes.fromhex("fffffffe00001000")
+    assert sbc.read_capacity_10_data(2**32, 512) == bytes.fromhex("ffffffff00000200")
+    assert sbc.read_capacity_10_data(2**40, 512)[:4] == b"\xff" * 4
+
+
+def test_read_capacity_16_data():
+    data = sbc.read_capacity_16_data(0x123456789, 4096)
+    assert len(data) == sbc.READ_CAPACITY_16_LENGTH == 32
+    assert data == bytes.fromhex("0000000123456789" "00001000" "10" "00" "0000") + bytes(16)
+    data = sbc.read_capacity_16_data(
+        9, 512, lbppbe=3, lowest_aligned_lba=1, lbpme=True, lbprz=True, rc_basis=0
+    )
+    assert data[12:16] == bytes.fromhex("0003c001")
+
+
+# --- VPD pages -----------------------------------------------------------------------------
+def test_block_limits_page():
+    page = sbc.vpd_block_limits(
+        max_transfer_length=0x800,
+        optimal_transfer_length=0x100,
+        optimal_transfer_length_granularity=8,
+        max_compare_and_write_length=1,
+        wsnz=True,
+        unmap_granularity_alignment=3,
+        max_write_same_length=0x10000,
+    )
+    assert len(page) == 64
+    assert page[:4] == bytes.fromhex("00b0003c")
+    assert page[4] == 1 and page[5] == 1
+    assert struct.unpack_from(">H", page, 6)[0] == 8
+    assert struct.unpack_from(">II", page, 8) == (0x800, 0x100)
+    assert struct.unpack_from(">I", page, 32)[0] == 0x80000003
+    assert struct.unpack_from(">Q", page, 36)[0] == 0x10000
+    assert page[44:] == bytes(20)
+
+
+def test_block_limits_page_defaults_report_nothing():
+    page = sbc.vpd_block_limits()
+    assert page == bytes.fromhex("00b0003c") + bytes(60)
+
+
+def test_block_device_characteristics_page():
+    page = sbc.vpd_block_device_characteristics()
+    assert len(page) == 64
+    assert page[:8] == bytes.fromhex("00b1003c 0001 00 00".replace(" ", ""))
+    assert page[8:] == bytes(56)
+    page = sbc.vpd_block_device_characteristics(
+        medium_rotation_rate=7200, nominal_form_factor=3, fuab=True, vbuls=True
+    )
+    assert page[4:9] == bytes.fromhex("1c20000303")
+
+
+# --- mode parameters -----------------------------------------------------------------------
+def test_caching_mode_page():
+    page = sbc.caching_mode_page(wce=True)
+    assert len(page) == 20
+    assert page[:3] == bytes.fromhex("081204")
+    assert page[3:] == bytes(17)
+    assert sbc.caching_mode_page(rcd=True)[2] == 0x01
+
+
+def test_control_mode_page():
+    page = sbc.control_mode_page()
+    assert page == bytes.fromhex("0a0a") + bytes(10)
+    page = sbc.control_mode_page(
+        tst=1, d_sense=True, gltsd=True, queue_algorithm_modifier=1, qerr=1, swp=True,
+        tas=True, busy_timeout_period=0xFFFF,
+    )
+    assert page == bytes.fromhex("0a0a 26 12 08 40 0000 ffff 0000".replace(" ", ""))
+
+
+def test_short_block_descriptor():
+    assert sbc.short_block_descriptor(100, 512) == bytes.fromhex("0000006400000200")
+    assert sbc.short_block_descriptor(2**33, 4096) == bytes.fromhex("ffffffff00001000")
+    assert sbc.parse_short_block_descriptor(bytes.fromhex("0000006400000200")) == (100, 0, 512)
+    assert sbc.parse_short_block_descriptor(bytes.fromhex("00000001ff010000")) == (1, 255, 65536)
+
+
+def test_disk_device_specific_parameter():
+    assert sbc.disk_device_specific_parameter() == 0x10
+    assert sbc.disk_device_specific_parameter(wp=True) == 0x90
+    assert sbc.disk_device_specific_parameter(wp=True, dpofua=False) == 0x80
