@@ -1,0 +1,515 @@
+"""A tape cartridge kept as an AWSTAPE file (the Hercules / P/390 virtual tape format).
+
+Each chunk is a 6-byte header {current chunk length u16 LE, previous chunk length u16 LE,
+flags1, flags2 = 0} and its data; a record spans chunks of at most 65535 bytes (NEWREC on
+the first, ENDREC on the last), a tapemark is a lone header with flags1 = TAPEMARK, and
+end of data is end of file. See docs/tape-format.md.
+
+Positions count SSC logical objects (records and filemarks) from BOT. One scan of the
+headers at open builds the index (object offsets, data lengths, filemark numbers);
+writes keep it current. Payloads move between the file and a :class:`DataBuffer` with
+``preadv``/``pwritev``, chunk headers read into or written from small side buffers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import errno
+import os
+import struct
+from array import array
+from bisect import bisect_left
+from typing import NamedTuple
+
+from lio_xcopy.devices.buffer import DataBuffer
+from lio_xcopy.errors import BackingStoreError, ConfigError, LioXcopyError
+
+HEADER = struct.Struct("<HHBB")
+HEADER_LEN = HEADER.size
+MAX_CHUNK = 0xFFFF
+NEWREC = 0x80
+TAPEMARK = 0x40
+ENDREC = 0x20
+WHOLE = NEWREC | ENDREC
+EARLY_WARNING_MAX = 64 << 20
+_SCAN_WINDOW = 1 << 16
+
+
+class TapeFormatError(BackingStoreError):
+    """The cartridge breaks the AWSTAPE header chain at ``offset``."""
+
+    def __init__(self, path: str, offset: int, reason: str):
+        self.path = path
+        self.offset = offset
+        self.reason = reason
+        super().__init__(f"{path}: corrupt AWSTAPE at byte {offset}: {reason}")
+
+
+class MediumFull(LioXcopyError):
+    """A write does not fit before the capacity; nothing was written."""
+
+
+class Kind(enum.Enum):
+    """What :meth:`AwsTape.read_record_into` met."""
+
+    DATA = "data"
+    FILEMARK = "filemark"
+    EOD = "eod"
+
+
+class Stop(enum.Enum):
+    """Why a space stopped short."""
+
+    FILEMARK = "filemark"
+    EOD = "eod"
+    BOP = "bop"
+
+
+class Spaced(NamedTuple):
+    count: int  # objects spaced over (records or filemarks, never negative)
+    stop: Stop | None  # None when the whole count was spaced
+
+
+class _Carver:
+    """Consecutive pieces of a scatter list, walked once (not once per chunk)."""
+
+    __slots__ = ("i", "skip", "views")
+
+    def __init__(self, views: list[memoryview]):
+        self.views, self.i, self.skip = views, 0, 0
+
+    def take(self, n: int) -> list[memoryview]:
+        out: list[memoryview] = []
+        while n > 0 and self.i < len(self.views):
+            v = self.views[self.i]
+            end = min(len(v), self.skip + n)
+            if end > self.skip:
+                out.append(v[self.skip : end])
+                n -= end - self.skip
+            if end == len(v):
+                self.i, self.skip = self.i + 1, 0
+            else:
+                self.skip = end
+        return out
+
+
+def footprint(length: int) -> int:
+    """File bytes one record of ``length`` data bytes takes."""
+    return length + HEADER_LEN * max(1, -(-length // MAX_CHUNK))
+
+
+class AwsTape:
+    """One cartridge file, its index and the current position."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        capacity: int,
+        *,
+        create: bool = True,
+        read_only: bool = False,
+        early_warning_size: int | None = None,
+        strict: bool = True,
+    ):
+        """Open (or create) the cartridge. ``capacity`` bounds writes (headers count);
+        early warning lies ``early_warning_size`` bytes before it (default a sixteenth,
+        at most 64 MiB). With ``strict`` a broken header chain raises
+        :class:`TapeFormatError`; otherwise the objects before it are served, reading
+        past them raises that error and writing there replaces the damage."""
+        if capacity < 0:
+            raise ConfigError(f"tape capacity {capacity} is negative")
+        margin = min(capacity // 16, EARLY_WARNING_MAX) if early_warning_size is None else (
+            early_warning_size
+        )
+        if not 0 <= margin <= capacity:
+            raise ConfigError(f"early warning size {margin} is outside 0..{capacity}")
+        self.path = os.fspath(path)
+        self.capacity = capacity
+        self.early_warning = capacity - margin
+        self.read_only = read_only
+        flags = os.O_RDONLY if read_only else os.O_RDWR | (os.O_CREAT if create else 0)
+        self._fd = os.open(self.path, flags | os.O_CLOEXEC, 0o666)
+        self._off = array("q")  # file offset of each object
+        self._len = array("q")  # data length of each record, -1 for a filemark
+        self._fms = array("q")  # object numbers of the filemarks
+        self._eod = 0  # file offset of end of data
+        self._eod_prev = 0  # length of the chunk before end of data
+        self._pos = 0
+        self.damage: TapeFormatError | None = None
+        try:
+            self._size = os.fstat(self._fd).st_size
+            self._scan()
+            if strict and self.damage:
+                raise self.damage
+        except BaseException:
+            os.close(self._fd)
+            raise
+
+    @classmethod
+    def open_readonly(cls, path: str | os.PathLike[str], *, strict: bool = True) -> AwsTape:
+        """Open a cartridge for inspection (its size is its capacity)."""
+        return cls(path, os.stat(path).st_size, create=False, read_only=True, strict=strict)
+
+    def __enter__(self) -> AwsTape:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<AwsTape {self.path} object {self._pos} of {len(self._off)}>"
+
+    # --- the index ---------------------------------------------------------------------------
+    def _scan(self) -> None:
+        """Walk the header chain once; stop at the first inconsistency (kept in
+        :attr:`damage`) or at end of file."""
+        fd, size = self._fd, self._size
+        window, base = b"", 0
+        off = prev = 0
+        start = -1  # offset of the record being assembled
+        total = 0
+        while off < size:
+            if off + HEADER_LEN > size:
+                return self._damaged(off, "truncated chunk header")
+            i = off - base
+            if i < 0 or i + HEADER_LEN > len(window):
+                # small chunks: read ahead a window of headers; big ones: just the header
+                ahead = _SCAN_WINDOW if prev < _SCAN_WINDOW // 16 else HEADER_LEN
+                window, base, i = os.pread(fd, ahead, off), off, 0
+                if len(window) < HEADER_LEN:
+                    return self._damaged(off, "short read of a chunk header")
+            cur, prv, f1, f2 = HEADER.unpack_from(window, i)
+            if prv != prev:
+                return self._damaged(off, f"previous length {prv}, expected {prev}")
+            if f2 or f1 & ~(NEWREC | TAPEMARK | ENDREC):
+                return self._damaged(off, f"unknown flags {f1:#04x} {f2:#04x}")
+            end = off + HEADER_LEN + cur
+            if f1 & TAPEMARK:
+                if f1 != TAPEMARK or cur or start >= 0:
+                    return self._damaged(off, f"bad tapemark (flags {f1:#04x}, length {cur})")
+                self._fms.append(len(self._off))
+                self._off.append(off)
+                self._len.append(-1)
+                self._eod, self._eod_prev = end, cur
+            else:
+                if f1 & NEWREC:
+                    if start >= 0:
+                        return self._damaged(off, "record starts inside a record")
+                    start, total = off, 0
+                elif start < 0:
+                    return self._damaged(off, "continuation chunk outside a record")
+                if end > size:
+                    return self._damaged(off, f"chunk of {cur} bytes runs past end of file")
+                total += cur
+                if f1 & ENDREC:
+                    self._off.append(start)
+                    self._len.append(total)
+                    self._eod, self._eod_prev = end, cur
+                    start = -1
+            prev = cur
+            off = end
+        if start >= 0:
+            self._damaged(start, "record without its last chunk")
+
+    def _damaged(self, offset: int, reason: str) -> None:
+        self.damage = TapeFormatError(self.path, offset, reason)
+
+    def _end_of(self, n: int) -> int:
+        """File offset where object ``n`` ends (the next object or end of data)."""
+        return self._off[n + 1] if n + 1 < len(self._off) else self._eod
+
+    def _cut(self, n: int) -> None:
+        """Forget objects ``n`` and after (the caller fixes EOD)."""
+        del self._off[n:]
+        del self._len[n:]
+        del self._fms[bisect_left(self._fms, n):]
+
+    def _prev_len(self, n: int) -> int:
+        """The previous-length field a header written at object ``n`` must carry."""
+        if n >= len(self._off):
+            return self._eod_prev
+        hdr = os.pread(self._fd, HEADER_LEN, self._off[n])
+        if len(hdr) < HEADER_LEN:
+            raise TapeFormatError(self.path, self._off[n], "short read of a chunk header")
+        return HEADER.unpack(hdr)[1]
+
+    # --- position ----------------------------------------------------------------------------
+    @property
+    def position(self) -> int:
+        """Logical object number from BOT (records and filemarks)."""
+        return self._pos
+
+    @property
+    def objects(self) -> int:
+        """Logical objects before end of data."""
+        return len(self._off)
+
+    @property
+    def file_number(self) -> int:
+        """Filemarks between BOT and the position."""
+        return bisect_left(self._fms, self._pos)
+
+    @property
+    def block_in_file(self) -> int:
+        f = self.file_number
+        return self._pos - (self._fms[f - 1] + 1 if f else 0)
+
+    @property
+    def offset(self) -> int:
+        """File offset of the position."""
+        return self._off[self._pos] if self._pos < len(self._off) else self._eod
+
+    @property
+    def at_bop(self) -> bool:
+        return self._pos == 0
+
+    @property
+    def at_eod(self) -> bool:
+        return self._pos >= len(self._off)
+
+    @property
+    def beyond_early_warning(self) -> bool:
+        return self.offset > self.early_warning
+
+    def record_length(self, n: int) -> int:
+        """Data length of object ``n`` (-1 for a filemark)."""
+        return self._len[n]
+
+    # --- reading -----------------------------------------------------------------------------
+    def read_record_into(
+        self, buf: DataBuffer, max_len: int, start: int = 0
+    ) -> tuple[int, Kind]:
+        """Read the object at the position: a record's first ``max_len`` bytes go to
+        ``buf[start:]`` and its full length is returned; the position moves past a record
+        or filemark and stays at end of data."""
+        n = self._pos
+        if n >= len(self._off):
+            if self.damage:
+                raise self.damage
+            return 0, Kind.EOD
+        length = self._len[n]
+        if length < 0:
+            hdr = os.pread(self._fd, HEADER_LEN, self._off[n]).ljust(HEADER_LEN, b"\xff")
+            cur, _, f1, f2 = HEADER.unpack(hdr)
+            if cur or f1 != TAPEMARK or f2:
+                raise TapeFormatError(self.path, self._off[n], "tapemark changed since open")
+            self._pos = n + 1
+            return 0, Kind.FILEMARK
+        self._read_data(n, buf, start, min(length, max_len))
+        self._pos = n + 1
+        return length, Kind.DATA
+
+    def _read_data(self, n: int, buf: DataBuffer, start: int, want: int) -> None:
+        off, length = self._off[n], self._len[n]
+        if start + want > len(buf):
+            raise ValueError(f"{want} bytes at {start} do not fit a {len(buf)}-byte buffer")
+        hdr = bytearray(HEADER_LEN)
+        if self._end_of(n) - off == HEADER_LEN + length and length <= MAX_CHUNK:
+            got = DataBuffer([memoryview(hdr), *buf.slices(start, want)]).read_from(self._fd, off)
+            cur, _, f1, f2 = HEADER.unpack(hdr)
+            if got != HEADER_LEN + want or cur != length or f1 != WHOLE or f2:
+                raise TapeFormatError(self.path, off, "record changed since the tape was opened")
+            return
+        pos, done, first = off, 0, True
+        carve = _Carver(buf.slices(start, want))
+        while True:
+            if os.preadv(self._fd, [hdr], pos) != HEADER_LEN:
+                raise TapeFormatError(self.path, pos, "short read of a chunk header")
+            cur, _, f1, f2 = HEADER.unpack(hdr)
+            if f2 or f1 & TAPEMARK or bool(f1 & NEWREC) != first:
+                raise TapeFormatError(self.path, pos, "record changed since the tape was opened")
+            take = min(cur, want - done)
+            if take and DataBuffer(carve.take(take)).read_from(self._fd, pos + HEADER_LEN) != take:
+                raise TapeFormatError(self.path, pos, "short read of record data")
+            done += take
+            pos += HEADER_LEN + cur
+            first = False
+            if f1 & ENDREC or done >= want:
+                break
+        if done != want:
+            raise TapeFormatError(self.path, off, "record shorter than its index entry")
+
+    def dump_records(self, limit: int | None = None) -> list[bytes | None]:
+        """The objects from the position to end of data (or ``limit`` of them): bytes for
+        a record, None for a filemark. For tests and inspection."""
+        out: list[bytes | None] = []
+        while not self.at_eod and (limit is None or len(out) < limit):
+            length = max(self._len[self._pos], 0)
+            buf = DataBuffer.allocate(length)
+            _, kind = self.read_record_into(buf, length)
+            out.append(buf.tobytes() if kind is Kind.DATA else None)
+        return out
+
+    # --- writing -----------------------------------------------------------------------------
+    def fits(self, length: int, count: int = 1) -> int:
+        """How many of ``count`` records of ``length`` bytes fit before the capacity."""
+        room = self.capacity - self.offset
+        return max(0, min(count, room // footprint(length)))
+
+    def filemarks_fit(self, count: int) -> int:
+        """How many of ``count`` filemarks fit before the capacity."""
+        return max(0, min(count, (self.capacity - self.offset) // HEADER_LEN))
+
+    def write_record(self, buf: DataBuffer, start: int, length: int, count: int = 1) -> None:
+        """Write ``count`` records of ``length`` bytes from ``buf[start:]`` at the position
+        and make them the end of the tape (what followed is cut off, as on a real
+        tape). :class:`MediumFull` when they do not all fit: then nothing is written."""
+        if length < 0 or count < 0 or start + length * count > len(buf):
+            raise ValueError(f"{count} records of {length} bytes at {start} exceed the buffer")
+        if count == 0:
+            return
+        self._writable()
+        n, off = self._pos, self.offset
+        size = footprint(length) * count
+        if off + size > self.capacity:
+            raise MediumFull(f"{size} bytes at {off} exceed the capacity {self.capacity}")
+        prev = before = self._prev_len(n)
+        views: list[memoryview] = []
+        lengths = [MAX_CHUNK] * (length // MAX_CHUNK)
+        if length % MAX_CHUNK or not length:
+            lengths.append(length % MAX_CHUNK)
+        carve = _Carver(buf.slices(start, length * count))
+        for _ in range(count):
+            for j, cur in enumerate(lengths):
+                flags = (NEWREC if j == 0 else 0) | (ENDREC if j == len(lengths) - 1 else 0)
+                views.append(memoryview(HEADER.pack(cur, prev, flags, 0)))
+                views.extend(carve.take(cur))
+                prev = cur
+        self._put(n, off, DataBuffer(views), size, before)
+        for i in range(count):
+            self._off.append(off + i * footprint(length))
+            self._len.append(length)
+        self._eod_prev = lengths[-1]
+        self._pos = n + count
+
+    def write_filemarks(self, count: int) -> None:
+        """Write ``count`` filemarks at the position, which becomes the end of the tape."""
+        if count <= 0:
+            return
+        self._writable()
+        n, off = self._pos, self.offset
+        if off + HEADER_LEN * count > self.capacity:
+            raise MediumFull(f"{count} filemarks at {off} exceed the capacity {self.capacity}")
+        before = self._prev_len(n)
+        data = HEADER.pack(0, before, TAPEMARK, 0) + HEADER.pack(0, 0, TAPEMARK, 0) * (count - 1)
+        self._put(n, off, DataBuffer.of(data), len(data), before)
+        for i in range(count):
+            self._fms.append(n + i)
+            self._off.append(off + HEADER_LEN * i)
+            self._len.append(-1)
+        self._eod_prev = 0
+        self._pos = n + count
+
+    def _put(self, n: int, off: int, data: DataBuffer, size: int, before: int) -> None:
+        """Write ``data`` at object ``n`` (whose header would carry previous length
+        ``before``) and end the file and the index after it. A failed write ends the
+        tape at ``off``: what followed was lost to the write anyway."""
+        self._cut(n)
+        self._eod, self._eod_prev = off, before
+        try:
+            done = data.write_to(self._fd, off)
+            if done != size:
+                raise OSError(errno.EIO, f"short write: {done} of {size} bytes")
+            if self._size > off + size:
+                os.ftruncate(self._fd, off + size)
+            self._size = off + size
+        except OSError:
+            self._size = 1 << 62  # unknown: the next write truncates
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, off)
+                self._size = off
+            raise
+        self._eod = off + size
+        self.damage = None
+
+    def _writable(self) -> None:
+        if self.read_only:
+            raise OSError(errno.EROFS, f"{self.path} is open read-only")
+
+    def erase(self) -> None:
+        """End the tape at the position (ERASE: what follows is gone)."""
+        self._writable()
+        n, off = self._pos, self.offset
+        prev = self._prev_len(n)
+        os.ftruncate(self._fd, off)
+        self._cut(n)
+        self._size = self._eod = off
+        self._eod_prev = prev
+        self.damage = None
+
+    # --- positioning -------------------------------------------------------------------------
+    def rewind(self) -> None:
+        self._pos = 0
+
+    def locate(self, n: int) -> bool:
+        """Go to object ``n``; False (and at end of data) when the tape is shorter."""
+        if n > len(self._off):
+            self._pos = len(self._off)
+            if self.damage:
+                raise self.damage
+            return False
+        self._pos = n
+        return True
+
+    def space_to_eod(self) -> None:
+        self._pos = len(self._off)
+        if self.damage:
+            raise self.damage
+
+    def space_records(self, count: int) -> Spaced:
+        """Space over ``count`` records (backward when negative). A filemark stops it:
+        forward the position ends after the filemark, backward before it."""
+        n = self._pos
+        f = bisect_left(self._fms, n)
+        if count >= 0:
+            limit = self._fms[f] if f < len(self._fms) else len(self._off)
+            if n + count <= limit:
+                self._pos = n + count
+                return Spaced(count, None)
+            if limit < len(self._off):
+                self._pos = limit + 1
+                return Spaced(limit - n, Stop.FILEMARK)
+            return self._hit_eod(limit - n)
+        limit = self._fms[f - 1] + 1 if f else 0
+        if n + count >= limit:
+            self._pos = n + count
+            return Spaced(-count, None)
+        self._pos = limit - 1 if f else 0
+        return Spaced(n - limit, Stop.FILEMARK if f else Stop.BOP)
+
+    def space_filemarks(self, count: int) -> Spaced:
+        """Space over ``count`` filemarks: forward ending after the last one, backward
+        ending before it."""
+        f = bisect_left(self._fms, self._pos)
+        if count >= 0:
+            if f + count <= len(self._fms):
+                if count:
+                    self._pos = self._fms[f + count - 1] + 1
+                return Spaced(count, None)
+            return self._hit_eod(len(self._fms) - f)
+        if -count <= f:
+            self._pos = self._fms[f + count]
+            return Spaced(-count, None)
+        self._pos = 0
+        return Spaced(f, Stop.BOP)
+
+    def _hit_eod(self, done: int) -> Spaced:
+        self._pos = len(self._off)
+        if self.damage:
+            raise self.damage
+        return Spaced(done, Stop.EOD)
+
+    # --- the file ----------------------------------------------------------------------------
+    def sync(self) -> None:
+        if not self.read_only:
+            os.fsync(self._fd)
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+    @property
+    def closed(self) -> bool:
+        return self._fd < 0

@@ -1,0 +1,127 @@
+"""SSC-4 wire formats: CDB layouts, data builders and the stream sense (golden bytes)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lio_xcopy.scsi import ssc
+from lio_xcopy.scsi.errors import CheckCondition, NotReady
+from lio_xcopy.scsi.sense import Asc, SenseData, SenseKey, field_pointer
+
+
+def test_cdb_layouts_decode_what_st_sends():
+    # st: READ (6) variable with SILI, 10240 bytes; fixed 64 blocks
+    r = ssc.READ_6.decode(bytes.fromhex("080200280000"))
+    assert (r.sili, r.fixed, r.transfer_length) == (1, 0, 10240)
+    assert ssc.READ_6.decode(bytes.fromhex("080100004000")).fixed == 1
+    w = ssc.WRITE_FILEMARKS_6.decode(bytes.fromhex("100000000200"))
+    assert (w.wsmk, w.immed, w.filemark_count) == (0, 0, 2)
+    sp = ssc.SPACE_6.decode(bytes.fromhex("1101ffffff00"))  # MTBSF 1
+    assert (sp.code, ssc.signed24(sp.count)) == (1, -1)
+    lu = ssc.LOAD_UNLOAD.decode(bytes.fromhex("1b0000000100"))
+    assert (lu.load, lu.eot, lu.hold) == (1, 0, 0)
+    loc = ssc.LOCATE_10.decode(bytes.fromhex("2b0400000001000000 00".replace(" ", "")))
+    assert (loc.bt, loc.logical_object_identifier) == (1, 0x100)
+    assert ssc.READ_POSITION_SHORT_VENDOR().encode() == bytes.fromhex("34010000000000000000")
+    assert ssc.READ_POSITION_LONG().encode()[1] == 0x06
+
+
+def test_invalid_field_pointers():
+    def sks(exc: CheckCondition) -> bytes:
+        assert exc.sense.key == SenseKey.ILLEGAL_REQUEST
+        assert exc.sense.asc == Asc.INVALID_FIELD_IN_CDB
+        return exc.sense.sense_key_specific
+
+    assert sks(ssc.SPACE_6.invalid("code")) == field_pointer(1, 3)
+    assert sks(ssc.READ_6.invalid("fixed")) == field_pointer(1, 0)
+    assert sks(ssc.READ_6.invalid("sili")) == field_pointer(1, 1)
+    assert sks(ssc.WRITE_6.invalid("transfer_length")) == field_pointer(2)
+    assert sks(ssc.WRITE_FILEMARKS_6.invalid("wsmk")) == field_pointer(1, 1)
+    assert sks(ssc.LOAD_UNLOAD.invalid("eot")) == field_pointer(4, 2)
+
+
+@given(st.integers(-(1 << 23), (1 << 23) - 1))
+def test_signed24_round_trip(n):
+    cdb = ssc.SPACE_6(code=0, count=ssc.to_signed24(n)).encode()
+    assert ssc.signed24(ssc.SPACE_6.decode(cdb).count) == n
+
+
+def test_to_signed24_range():
+    with pytest.raises(ValueError):
+        ssc.to_signed24(1 << 23)
+
+
+def test_block_limits_golden():
+    assert ssc.block_limits(0xFFFFFF, 1).hex() == "00ffffff0001"
+    assert ssc.block_limits(0x800000, 4, granularity=2).hex() == "028000000004"
+    data = ssc.maximum_logical_object_identifier(0xFFFFFFFF)
+    assert len(data) == 20 and data[12:].hex() == "00000000ffffffff"
+
+
+def test_read_position_short_golden():
+    assert ssc.read_position_short(0, bop=True, eop=False).hex() == (
+        "80000000" "00000000" "00000000" "00000000" "00000000"
+    )
+    b = ssc.read_position_short(0x01020304, bop=False, eop=True)
+    assert b.hex() == "40000000" "01020304" "01020304" "00000000" "00000000"
+    assert ssc.parse_read_position_short(b) == ssc.ShortPosition(False, True, 0, 0x01020304,
+                                                                 0x01020304)
+    assert ssc.read_position_short(1 << 32, bop=False, eop=False)[0] == 0x04  # LOLU
+
+
+def test_read_position_long_golden():
+    b = ssc.read_position_long(7, 2, bop=False, eop=False)
+    assert len(b) == 32
+    assert b.hex() == "00000000" "00000000" + "0000000000000007" "0000000000000002" + "00" * 8
+
+
+def test_block_descriptor_and_device_specific_parameter():
+    assert ssc.block_descriptor(0, 0).hex() == "0000000000000000"
+    assert ssc.block_descriptor(0x40, 512, 7).hex() == "4000000700000200"
+    assert ssc.parse_block_descriptor(bytes.fromhex("4000000700000200")) == (0x40, 7, 512)
+    assert ssc.device_specific_parameter(False, 1) == 0x10
+    assert ssc.device_specific_parameter(True, 1) == 0x90
+
+
+def test_mode_pages():
+    dc = ssc.device_configuration_page()
+    assert len(dc) == 16 and dc[:2] == b"\x10\x0e" and dc[8] == 0x40 and dc[10] == 0x18
+    cp = ssc.data_compression_page()
+    assert cp[:2] == b"\x0f\x0e" and cp[2] & 0xC0 == 0  # neither DCE nor DCC
+    assert ssc.changeable(dc) == b"\x10\x0e" + bytes(14)
+
+
+@pytest.mark.parametrize(
+    "exc,fixed_hex",
+    [
+        # NO SENSE, FILEMARK, VALID, INFORMATION 10240, 00h/01h
+        (ssc.FilemarkDetected(10240), "f0008000002800" "0a" "00000000" "0001" "0000" "0000"),
+        # BLANK CHECK, VALID, INFORMATION 3, 00h/05h
+        (ssc.EndOfData(3), "f0000800000003" "0a" "00000000" "0005" "0000" "0000"),
+        # NO SENSE, ILI, INFORMATION -100
+        (ssc.IncorrectLength(-100), "f00020ffffff9c" "0a" "00000000" "0000" "0000" "0000"),
+        # NO SENSE, EOM, INFORMATION 0, 00h/02h
+        (ssc.EarlyWarning(), "f0004000000000" "0a" "00000000" "0002" "0000" "0000"),
+        # VOLUME OVERFLOW, EOM, INFORMATION 4, 00h/02h
+        (ssc.VolumeOverflow(4), "f0004d00000004" "0a" "00000000" "0002" "0000" "0000"),
+        # NO SENSE, EOM, INFORMATION 2, 00h/04h
+        (ssc.BeginningOfPartition(2), "f0004000000002" "0a" "00000000" "0004" "0000" "0000"),
+        # NOT READY, MEDIUM NOT PRESENT
+        (ssc.MediumNotPresent(), "70000200000000" "0a" "00000000" "3a00" "0000" "0000"),
+    ],
+)
+def test_stream_sense_golden(exc, fixed_hex):
+    assert isinstance(exc, CheckCondition)
+    assert exc.sense.fixed().hex() == fixed_hex
+
+
+def test_stream_sense_carries_transfer_and_residue():
+    e = ssc.IncorrectLength(-5, transferred=100)
+    assert (e.transferred, e.residue) == (100, -5)
+    assert SenseData.parse(e.sense.descriptor()).information_signed == -5
+    assert ssc.EndOfData(None).sense.information is None
+    assert ssc.EndOfData(1, eom=True).sense.eom
+    assert isinstance(ssc.MediumNotPresent(), NotReady)
+    assert ssc.FilemarkDetected(1, transferred=0).transferred == 0
