@@ -1,0 +1,125 @@
+"""VM tests: the real kernel (LIO, tcm_loop, sg, st) in one guest booted by scripts/vm.
+
+One daemon and one disk + one tape LUN serve the whole session, as an administrator
+would run them; each test leaves the LUNs usable for the next.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+if os.environ.get("LIO_XCOPY_IN_VM") != "1":
+    collect_ignore_glob = ["test_*.py"]
+
+MiB = 1 << 20
+DISK_SIZE = 96 * MiB
+TAPE_CAPACITY = 256 * MiB
+
+
+def run(*cmd: str, check: bool = True, input: bytes | None = None,
+        timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run a stock tool; on failure show what it printed."""
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                       input=input.decode() if input else None)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} exited {p.returncode}\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+@dataclass
+class Daemon:
+    proc: subprocess.Popen
+    log: Path
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@dataclass
+class Lab:
+    work: Path
+    daemon: Daemon
+    disk_lun: object
+    tape_lun: object
+    disk: object  # provision.KernelDevice
+    tape: object
+
+    @property
+    def sd(self) -> str:
+        return str(self.disk.block)
+
+    @property
+    def disk_sg(self) -> str:
+        return str(self.disk.sg)
+
+    @property
+    def nst(self) -> str:
+        return str(self.tape.tape)
+
+    @property
+    def tape_sg(self) -> str:
+        return str(self.tape.sg)
+
+
+@pytest.fixture(scope="session")
+def work(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("lab")
+
+
+@pytest.fixture(scope="session")
+def daemon(work):
+    log = work / "daemon.log"
+    pidfile = work / "daemon.pid"
+    with log.open("w") as f:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "lio_xcopy", "daemon", "-v", "--pidfile", str(pidfile)],
+            stdout=f, stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 60
+    while not pidfile.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"daemon did not start:\n{log.read_text()}")
+        time.sleep(0.1)
+    d = Daemon(proc, log)
+    yield d
+    proc.send_signal(signal.SIGTERM)
+    rc = proc.wait(timeout=60)
+    text = log.read_text(errors="replace")
+    sys.stderr.write("\n--- daemon log (tail) ---\n" + "\n".join(text.splitlines()[-40:]) + "\n")
+    assert rc == 0, f"daemon exited {rc}"
+    assert "Traceback" not in text, "the daemon logged a traceback"
+
+
+@pytest.fixture(scope="session")
+def lab(work, daemon):
+    from lio_xcopy.control import provision
+
+    provision.delete_all()
+    disk_lun = provision.create_disk("vmdisk0", work / "disk0.img", DISK_SIZE)
+    tape_lun = provision.create_tape("vmtape0", work / "tape0.aws", TAPE_CAPACITY)
+    provision.export_loopback(disk_lun)
+    provision.export_loopback(tape_lun)
+    run("udevadm", "settle", check=False)
+    lab = Lab(work, daemon, disk_lun, tape_lun, provision.find_kernel_device(disk_lun),
+              provision.find_kernel_device(tape_lun))
+    yield lab
+    provision.delete_all()
+
+
+def sense_of(output: str) -> tuple[str, str]:
+    """(sense key, additional sense) as sg3_utils prints them."""
+    key = re.search(r"[Ss]ense key: ([^\n\[]+)", output)
+    add = re.search(r"Additional sense: ([^\n]+)", output)
+    return (key.group(1).strip() if key else "", add.group(1).strip() if add else "")
