@@ -77,35 +77,32 @@ class Disk(ScsiDevice):
         if self.read_only:
             raise DataProtect()
 
+    def _transfer(self, move, asc: Asc, lba: int, count: int, buf: DataBuffer) -> int:
+        """Move ``count`` blocks between ``buf`` and the store; an OSError or a short
+        transfer is a MEDIUM ERROR at the first LBA that failed."""
+        nbytes = self._checked_length(lba, count, buf)
+        what = "read" if asc == Asc.UNRECOVERED_READ_ERROR else "write"
+        try:
+            done = move(self.store.fd, lba * self.block_size, 0, nbytes)
+        except OSError as e:
+            self.log.error("%s of %d blocks at LBA %d failed: %s", what, count, lba, e)
+            raise MediumError(asc, lba, str(e)) from e
+        if done < nbytes:
+            bad = lba + done // self.block_size
+            self.log.error("short %s of %s at LBA %d", what, self.store.path, bad)
+            raise MediumError(asc, bad, f"short {what}: the backing store shrank")
+        return nbytes
+
     def read_blocks(self, lba: int, count: int, buf: DataBuffer) -> int:
         """Read ``count`` blocks at ``lba`` into the front of ``buf``; returns the bytes
         moved. Out of range or a buffer too small raises before any I/O."""
-        nbytes = self._checked_length(lba, count, buf)
-        try:
-            done = buf.read_from(self.store.fd, lba * self.block_size, 0, nbytes)
-        except OSError as e:
-            self.log.error("read of %d blocks at LBA %d failed: %s", count, lba, e)
-            raise MediumError(Asc.UNRECOVERED_READ_ERROR, lba, str(e)) from e
-        if done < nbytes:
-            bad = lba + done // self.block_size
-            self.log.error("%s ends inside the LUN, at LBA %d", self.store.path, bad)
-            raise MediumError(Asc.UNRECOVERED_READ_ERROR, bad, "backing store shrank")
-        return nbytes
+        return self._transfer(buf.read_from, Asc.UNRECOVERED_READ_ERROR, lba, count, buf)
 
     def write_blocks(self, lba: int, count: int, buf: DataBuffer, *, fua: bool = False) -> int:
         """Write ``count`` blocks from the front of ``buf`` at ``lba``; returns the bytes
         moved. ``fua`` (or a disabled write cache) makes them durable before returning."""
         self.check_writable()
-        nbytes = self._checked_length(lba, count, buf)
-        try:
-            done = buf.write_to(self.store.fd, lba * self.block_size, 0, nbytes)
-        except OSError as e:
-            self.log.error("write of %d blocks at LBA %d failed: %s", count, lba, e)
-            raise MediumError(Asc.WRITE_ERROR, lba, str(e)) from e
-        if done < nbytes:
-            bad = lba + done // self.block_size
-            self.log.error("short write to %s at LBA %d", self.store.path, bad)
-            raise MediumError(Asc.WRITE_ERROR, bad, "short write")
+        nbytes = self._transfer(buf.write_to, Asc.WRITE_ERROR, lba, count, buf)
         if fua or not self.write_cache:
             self._sync(lba, data_only=True)
         return nbytes

@@ -200,6 +200,10 @@ class Daemon:
                     except LioXcopyError as e:
                         log.error("%s: ring failure, device dropped: %s", name, e)
                         self.remove(name)
+                    except OSError as e:  # EIO: the kernel unregistered the uio device
+                        log.info("%s: uio device gone (%s)", self.devices[name].name,
+                                 e.strerror)
+                        self.remove(name)
                 elif kind == "udev":
                     self._udev_event()
                 elif kind == "wake":
