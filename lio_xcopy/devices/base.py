@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -82,8 +83,10 @@ class ScsiDevice:
         self.log = logging.LoggerAdapter(log, {"lun": identity.name})
 
     # --- the handler boundary -----------------------------------------------------------
-    def handle(self, cmd: Command) -> int:
-        """Answer one command; return the Data-In byte count or raise CheckCondition."""
+    def handle(self, cmd: Command) -> int | Future[int]:
+        """Answer one command; return the Data-In byte count or raise CheckCondition.
+        A long command (EXTENDED COPY) returns a Future that resolves the same way on
+        its worker's thread; ``cmd.data`` stays valid until then."""
         layout, name = self._lookup(cmd.cdb)
         return getattr(self, name)(cmd, layout.decode(cmd.cdb))
 

@@ -8,14 +8,18 @@ becomes readable.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import mmap
 import os
+import queue
 import selectors
 import signal
 import socket
 import struct
+import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 
 from lio_xcopy.devices.base import Command, ScsiDevice
@@ -32,19 +36,29 @@ WAKE = struct.pack("<I", 0)
 Opener = Callable[[str, str, str | None], ScsiDevice]
 
 
-def execute(device: ScsiDevice, cmd: RingCommand) -> tuple[int, bytes, int | None]:
-    """Run one command on a device: (SCSI status, sense bytes, read_len or None).
+Outcome = tuple[int, bytes, int | None]  # SCSI status, sense bytes, read_len or None
 
-    This is the one place a SCSI error becomes CHECK CONDITION; any other failure is
-    logged and reported as HARDWARE ERROR, INTERNAL TARGET FAILURE."""
+
+def execute(device: ScsiDevice, cmd: RingCommand) -> Outcome | Future:
+    """Run one command on a device: its outcome, or a Future for a long command
+    (EXTENDED COPY) that completes later, on another thread."""
+    return _outcome(lambda: device.handle(Command(cmd.cdb, cmd.data)), device, cmd)
+
+
+def _outcome(call: Callable[[], int | Future], device: ScsiDevice,
+             cmd: RingCommand) -> Outcome | Future:
+    """The one place a SCSI error becomes CHECK CONDITION; any other failure is logged
+    and reported as HARDWARE ERROR, INTERNAL TARGET FAILURE."""
     try:
-        n = device.handle(Command(cmd.cdb, cmd.data))
+        n = call()
     except CheckCondition as e:
         return CHECK_CONDITION, e.sense.fixed(), e.transferred or None
     except Exception:
         log.exception("cmd %#04x on %s failed unexpectedly", cmd.cdb[0],
                       getattr(getattr(device, "identity", None), "name", "?"))
         return CHECK_CONDITION, HardwareError().sense.fixed(), None
+    if isinstance(n, Future):
+        return n
     return GOOD, b"", n if 0 < n < cmd.data.length else None
 
 
@@ -58,6 +72,9 @@ class TcmuDevice:
         self.ring = ring
         self.device = device
         self._closer = closer
+        self.deferred: dict[int, RingCommand] = {}  # cmd_id -> command still running
+        self._finished: queue.SimpleQueue[tuple[RingCommand, Future]] = queue.SimpleQueue()
+        self.notify: Callable[[], None] = lambda: None  # set by the daemon: wake the loop
 
     @classmethod
     def open(cls, uio: UioDevice, opener: Opener = open_device) -> TcmuDevice:
@@ -85,7 +102,8 @@ class TcmuDevice:
         return cls(uio.tcmu.name, fd, CommandRing(view), device, closer)
 
     def service(self, drain_event: bool = True) -> int:
-        """Answer every command queued on the ring; returns how many were answered."""
+        """Answer every command queued on the ring; returns how many were answered.
+        Long commands go on in their worker and complete in :meth:`complete_finished`."""
         if drain_event:
             with contextlib.suppress(BlockingIOError, InterruptedError):
                 os.read(self.fd, 4)
@@ -95,10 +113,36 @@ class TcmuDevice:
                 log.info("%s: task management %d for cmd ids %s", self.name, entry.tmr_type,
                          list(entry.cmd_ids))
                 continue
-            status, sense, read_len = execute(self.device, entry)
-            self.ring.complete(entry.cmd_id, status, sense, read_len)
+            outcome = execute(self.device, entry)
+            if isinstance(outcome, Future):
+                self.deferred[entry.cmd_id] = entry
+                outcome.add_done_callback(functools.partial(self._finished_elsewhere, entry))
+                continue
+            self.ring.complete(entry.cmd_id, *outcome)
             done += 1
         if done or self.ring.tail != self.ring.head:
+            os.write(self.fd, WAKE)
+        return done
+
+    def _finished_elsewhere(self, entry: RingCommand, fut: Future) -> None:
+        """Runs on the worker's thread: hand the result to the loop's thread."""
+        self._finished.put((entry, fut))
+        self.notify()
+
+    def complete_finished(self) -> int:
+        """On the loop's thread: complete every long command whose worker is done."""
+        done = 0
+        while True:
+            try:
+                entry, fut = self._finished.get_nowait()
+            except queue.Empty:
+                break
+            outcome = _outcome(fut.result, self.device, entry)
+            assert not isinstance(outcome, Future)
+            self.deferred.pop(entry.cmd_id, None)
+            self.ring.complete(entry.cmd_id, *outcome)
+            done += 1
+        if done:
             os.write(self.fd, WAKE)
         return done
 
@@ -123,6 +167,7 @@ class Daemon:
         self._stop = False
         self._monitor = None
         self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_w.setblocking(False)
 
     # --- devices -----------------------------------------------------------------------
     def add(self, sys_path: str) -> TcmuDevice | None:
@@ -148,6 +193,7 @@ class Daemon:
         return dev
 
     def attach(self, key: str, dev: TcmuDevice) -> None:
+        dev.notify = self._notify
         self.devices[key] = dev
         self.selector.register(dev.fd, selectors.EVENT_READ, ("dev", key))
 
@@ -183,9 +229,13 @@ class Daemon:
             elif d.action == "remove":
                 self.remove(d.sys_path)
 
+    def _notify(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            self._wake_w.send(b"c")
+
     def stop(self, *_: object) -> None:
         self._stop = True
-        self._wake_w.send(b"x")
+        self._notify()
 
     def run(self, ready: Callable[[], None] | None = None) -> None:
         self.selector.register(self._wake_r.fileno(), selectors.EVENT_READ, ("wake", None))
@@ -207,9 +257,24 @@ class Daemon:
                 elif kind == "udev":
                     self._udev_event()
                 elif kind == "wake":
-                    self._wake_r.recv(64)
+                    self._wake_r.recv(4096)
+                    for dev in list(self.devices.values()):
+                        dev.complete_finished()
+        self._drain_deferred()
         for key in list(self.devices):
             self.remove(key)
+
+    def _drain_deferred(self, timeout: float = 60.0) -> None:
+        """Before closing: let long commands finish (bounded) and complete them."""
+        deadline = time.monotonic() + timeout
+        while any(d.deferred for d in self.devices.values()):
+            if time.monotonic() > deadline:
+                log.error("stopping with long commands still running: %s",
+                          {d.name: list(d.deferred) for d in self.devices.values()})
+                return
+            time.sleep(0.05)
+            for dev in self.devices.values():
+                dev.complete_finished()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -84,4 +84,6 @@ def open_device(name: str, cfg: str, unit_serial: str | None) -> ScsiDevice:
     from lio_xcopy.devices.tape import Tape
 
     capacity = parse_size(hc.options.get("capacity", "1G"))
-    return Tape(LunIdentity(name, serial, product="lio-xcopy tape"), hc.path, capacity)
+    return Tape(LunIdentity(name, serial, product="lio-xcopy tape"), hc.path, capacity,
+                read_only=hc.options.get("ro", "0") in ("1", "true", "yes"),
+                max_block_length=MAX_TRANSFER_BYTES)

@@ -132,3 +132,30 @@ def test_daemon_loop_serves_sim_ring_and_stops(tmp_path):
         t.join(5)
     assert not t.is_alive() and not daemon.devices  # stop closes every device
     kernel.close()
+
+
+def test_daemon_completes_long_commands_from_workers():
+    from test_ring import SLOW, Worker
+
+    kernel = SimulatedKernel(cmdr_size=16384, data_pages=64)
+    device = Worker()
+    daemon = Daemon()
+    daemon.attach("sim", TcmuDevice("w", kernel.uio_fd, CommandRing(kernel.view), device))
+    t = threading.Thread(target=daemon.run)
+    t.start()
+    try:
+        cid = kernel.submit(SLOW(length=4).encode(), data_in_len=4)
+        time.sleep(0.2)
+        assert kernel.reap() == []  # still running
+        device.release.set()
+        deadline = time.monotonic() + 5
+        got = []
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.01)
+            got = kernel.reap()
+        assert [(c.cmd_id, c.status, c.data_in) for c in got] == [(cid, GOOD, b"done")]
+    finally:
+        daemon.stop()
+        t.join(5)
+    assert not t.is_alive()
+    kernel.close()

@@ -186,3 +186,60 @@ def test_execute_reports_partial_transfer():
     )
     assert (status, read_len) == (CHECK_CONDITION, 3)
     assert SenseData.parse(sense).filemark
+
+
+SLOW = cdb_layout("SLOW", 0xC3, 10, "test", Field("length", 2, 32))
+
+
+class Worker(Toy):
+    """SLOW runs on a thread until released; it fills its Data-In buffer there."""
+
+    def __init__(self):
+        super().__init__()
+        import threading
+
+        self.release = threading.Event()
+        self.threads = []
+
+    @command(SLOW)
+    def slow(self, cmd: Command, cdb):
+        import threading
+        from concurrent.futures import Future
+
+        from lio_xcopy.scsi.errors import InvalidFieldInCdb
+
+        fut: Future = Future()
+
+        def work():
+            self.release.wait(5)
+            if cdb.length == 0:
+                fut.set_exception(InvalidFieldInCdb(2))
+            else:
+                fut.set_result(cmd.data.copy_in(b"done" * (cdb.length // 4)))
+
+        t = threading.Thread(target=work)
+        t.start()
+        self.threads.append(t)
+        return fut
+
+
+def test_long_command_completes_later_while_others_are_served(kernel):
+    dev = TcmuDevice("w", kernel.uio_fd, CommandRing(kernel.view), Worker())
+    notified = []
+    dev.notify = lambda: notified.append(1)
+    slow = kernel.submit(SLOW(length=8).encode(), data_in_len=8)
+    bad = kernel.submit(SLOW(length=0).encode())
+    quick = kernel.submit(ECHO(length=4).encode(), data_in_len=4)
+    assert dev.service() == 1  # only ECHO completes now
+    (c,) = kernel.reap()
+    assert c.cmd_id == quick and set(dev.deferred) == {slow, bad}
+    dev.device.release.set()
+    for t in dev.device.threads:
+        t.join(5)
+    assert len(notified) == 2
+    assert dev.complete_finished() == 2
+    got = {c.cmd_id: c for c in kernel.reap()}
+    assert got[slow].status == GOOD and got[slow].data_in == b"donedone"
+    assert got[bad].status == CHECK_CONDITION
+    assert SenseData.parse(got[bad].sense).asc == 0x2400
+    assert not dev.deferred and dev.ring.tail == kernel.head and not kernel.pending_ids()

@@ -116,3 +116,20 @@ def test_big_records_fill_several_awstape_chunks(lab):
     back = lab.work / "big.back"
     run("dd", f"if={lab.nst}", f"of={back}", "bs=1M")
     assert back.read_bytes() == src.read_bytes()
+
+
+def test_block_limits_match_the_kernel_transfer_limit(lab):
+    # READ BLOCK LIMITS: the largest record is what one command may carry (4 MiB)
+    p = run("sg_raw", "-r", "6", lab.tape_sg, "05", "00", "00", "00", "00", "00")
+    m = re.search(r"\n\s*00\s+((?:[0-9a-f]{2}\s+){6})", p.stdout + p.stderr)
+    assert m, p.stdout + p.stderr
+    data = bytes.fromhex(m.group(1).replace(" ", ""))
+    assert int.from_bytes(data[1:4], "big") == 4 * MiB
+    # st checks a variable-mode record against those limits before it reaches the drive
+    mt(lab, "rewind")
+    mt(lab, "setblk", "0")
+    src = lab.work / "max.bin"
+    src.write_bytes(os.urandom(8 * MiB))
+    p = run("dd", f"if={src}", f"of={lab.nst}", "bs=8M", "count=1", check=False)
+    assert p.returncode != 0 and "Invalid argument" in p.stderr, p.stderr
+    assert status(lab) == (0, 0)  # nothing was written
