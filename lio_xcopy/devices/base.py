@@ -11,12 +11,12 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from lio_xcopy.devices.buffer import DataBuffer
-from lio_xcopy.scsi import spc
+from lio_xcopy.scsi import spc, xcopy
 from lio_xcopy.scsi.cdb import Cdb
-from lio_xcopy.scsi.errors import InvalidFieldInCdb, InvalidOpcode
+from lio_xcopy.scsi.errors import InvalidFieldInCdb, InvalidOpcode, ParameterListLengthError
 from lio_xcopy.scsi.sense import SenseData, SenseKey
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,14 @@ class LunIdentity:
 Handler = Callable[[Any, Command, Any], int]
 
 
+class CopyManagerLink(Protocol):
+    """What a device needs of the copy manager (which lives in a higher layer)."""
+
+    def extended_copy(self, receiving: ScsiDevice, data: bytes) -> Future[int]: ...
+
+    def receive_copy_results(self, receiving: ScsiDevice, cdb: Any) -> bytes: ...
+
+
 def command(*layouts: type[Cdb]) -> Callable[[Handler], Handler]:
     """Register a device method as the handler of these CDB layouts."""
 
@@ -65,7 +73,6 @@ class ScsiDevice:
     DEVICE_TYPE: ClassVar[int]
     PRODUCT: ClassVar[str] = "lio-xcopy"
     REMOVABLE: ClassVar[bool] = False
-    THIRD_PARTY_COPY: ClassVar[bool] = False
     VERSION_DESCRIPTORS: ClassVar[tuple[int, ...]] = (0x00A0, 0x0460)
     _dispatch: ClassVar[dict[tuple[int, int | None], tuple[type[Cdb], str]]]
 
@@ -81,6 +88,7 @@ class ScsiDevice:
     def __init__(self, identity: LunIdentity):
         self.identity = identity
         self.log = logging.LoggerAdapter(log, {"lun": identity.name})
+        self.copy_manager: CopyManagerLink | None = None  # set when copies are served
 
     # --- the handler boundary -----------------------------------------------------------
     def handle(self, cmd: Command) -> int | Future[int]:
@@ -154,7 +162,7 @@ class ScsiDevice:
             product=self.identity.product or self.PRODUCT,
             revision=self.identity.revision,
             removable=self.REMOVABLE,
-            third_party_copy=self.THIRD_PARTY_COPY,
+            third_party_copy=self.copy_manager is not None,
             version_descriptors=self.VERSION_DESCRIPTORS,
         )
 
@@ -188,6 +196,25 @@ class ScsiDevice:
             data = spc.report_one_command(hit[0] if hit else None, bool(cdb.rctd))
         else:
             raise layout.invalid("reporting_options")
+        return cmd.data.copy_in(spc.truncate(data, cdb.allocation_length))
+
+    # --- third-party copy: handed to the copy manager (SPC-4 6.5, 6.18) -----------------
+    @command(xcopy.EXTENDED_COPY_LID1)
+    def extended_copy(self, cmd: Command, cdb: Any) -> int | Future[int]:
+        if self.copy_manager is None:
+            raise InvalidOpcode(cdb.OPCODE)
+        length = cdb.parameter_list_length
+        if length == 0:  # SPC-4 6.5.1: not an error, nothing to copy
+            return 0
+        if len(cmd.data) < length:
+            raise ParameterListLengthError(10, "the Data-Out buffer is shorter than the list")
+        return self.copy_manager.extended_copy(self, cmd.data.tobytes(length))
+
+    @command(*xcopy.RECEIVE_COPY_RESULTS)
+    def receive_copy_results(self, cmd: Command, cdb: Any) -> int:
+        if self.copy_manager is None:
+            raise InvalidOpcode(cdb.OPCODE)
+        data = self.copy_manager.receive_copy_results(self, cdb)
         return cmd.data.copy_in(spc.truncate(data, cdb.allocation_length))
 
     # --- MODE SENSE: subclasses supply pages and descriptors ----------------------------

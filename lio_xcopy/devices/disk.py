@@ -32,7 +32,6 @@ class Disk(ScsiDevice):
     MODE SENSE/SELECT with the caching (08h) and control (0Ah) pages, VPD B0h/B1h."""
 
     DEVICE_TYPE = spc.TYPE_DISK
-    THIRD_PARTY_COPY = False
     VERSION_DESCRIPTORS = (0x00A0, 0x0460, 0x0600)  # SAM-5, SPC-4, SBC-4
 
     def __init__(

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 
+from lio_xcopy.copy.manager import CopyManager
 from lio_xcopy.devices.base import Command, ScsiDevice
 from lio_xcopy.errors import LioXcopyError
 from lio_xcopy.scsi.errors import CheckCondition, HardwareError
@@ -159,9 +160,11 @@ class TcmuDevice:
 class Daemon:
     """Serves every TCMU device whose subtype is ours, picking up new ones as they come."""
 
-    def __init__(self, subtype: str = SUBTYPE, opener: Opener = open_device):
+    def __init__(self, subtype: str = SUBTYPE, opener: Opener = open_device,
+                 copy_manager: CopyManager | None = None):
         self.subtype = subtype
         self.opener = opener
+        self.copy_manager = copy_manager or CopyManager()
         self.devices: dict[str, TcmuDevice] = {}  # by sys_path
         self.selector = selectors.DefaultSelector()
         self._stop = False
@@ -195,6 +198,7 @@ class Daemon:
     def attach(self, key: str, dev: TcmuDevice) -> None:
         dev.notify = self._notify
         self.devices[key] = dev
+        self.copy_manager.register(dev.device)
         self.selector.register(dev.fd, selectors.EVENT_READ, ("dev", key))
 
     def remove(self, key: str) -> None:
@@ -202,6 +206,7 @@ class Daemon:
         if dev is None:
             return
         self.selector.unregister(dev.fd)
+        self.copy_manager.unregister(dev.device)
         dev.close()
         log.info("stopped serving %s", dev.name)
 

@@ -1,0 +1,511 @@
+"""The copy manager: EXTENDED COPY (LID1) run on the target host (SPC-4 6.4, 6.5).
+
+An EXTENDED COPY arrives at one LUN; the manager parses its parameter list, resolves
+each identification CSCD (E4h) to a LUN this daemon serves by the designators of its
+VPD page 83h, checks every segment against its devices, then runs the segments on a
+worker thread through the same narrow device methods the SCSI commands use (a tape
+gets real records, a disk real blocks). The command completes when the copy ends;
+RECEIVE COPY RESULTS reports its progress meanwhile (SPC-4 r31 6.18).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from lio_xcopy.devices.base import ScsiDevice
+from lio_xcopy.devices.buffer import DataBuffer
+from lio_xcopy.devices.disk import Disk
+from lio_xcopy.devices.tape import Tape
+from lio_xcopy.scsi import ssc, xcopy
+from lio_xcopy.scsi.errors import CheckCondition, IllegalRequest, InvalidFieldInCdb
+from lio_xcopy.scsi.sense import Asc, SenseData, SenseKey, segment_pointer
+from lio_xcopy.scsi.xcopy import (
+    BlockToBlock,
+    BlockToStream,
+    CopyCommandStatus,
+    ExtendedCopyParameterList,
+    IdentificationCscd,
+    Limits,
+    ListIdUsage,
+    StreamToBlock,
+    StreamToStream,
+)
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1 << 20  # bytes moved per read/write between block devices
+HELD_RESULTS = 64  # finished copies remembered per LUN for RECEIVE COPY RESULTS
+
+
+class CopyAborted(CheckCondition):
+    """COPY ABORTED for segment ``segment`` (SPC-4 6.4.3.?): COMMAND-SPECIFIC
+    INFORMATION bytes 10-11 hold the segment number, the sense-key specific segment
+    pointer the byte of the parameter list at fault (SD set: within the segment)."""
+
+    def __init__(self, asc: int, segment: int, *, byte: int | None = None,
+                 in_segment: bool = True, information: int | None = None,
+                 cause: SenseData | None = None, message: str = ""):
+        self.segment = segment
+        self.cause = cause
+        super().__init__(
+            SenseData(
+                SenseKey.COPY_ABORTED, asc, information=information,
+                command_specific=segment & 0xFFFF,
+                sense_key_specific=(segment_pointer(byte, in_segment=in_segment)
+                                    if byte is not None else None),
+            ),
+            message=message or f"copy aborted in segment {segment}",
+        )
+
+
+@dataclass
+class CopyJob:
+    """One EXTENDED COPY: what RECEIVE COPY RESULTS and ``lio-xcopy status`` report."""
+
+    lun: str
+    list_id: int
+    usage: int
+    segments: int
+    description: list[str]
+    segments_processed: int = 0
+    transferred: int = 0
+    status: int = CopyCommandStatus.IN_PROGRESS
+    sense: SenseData | None = None
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def running(self) -> bool:
+        return self.status == CopyCommandStatus.IN_PROGRESS
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """A checked segment: its descriptor and the devices it moves data between."""
+
+    index: int
+    segment: Any
+    source: ScsiDevice
+    destination: ScsiDevice
+    source_cscd: IdentificationCscd | None
+    destination_cscd: IdentificationCscd | None
+
+
+class CopyManager:
+    """Serves EXTENDED COPY and RECEIVE COPY RESULTS for every LUN of the daemon."""
+
+    def __init__(self, limits: Limits | None = None, chunk: int = CHUNK):
+        self.limits = limits or Limits()
+        self.chunk = chunk
+        self._devices: dict[str, ScsiDevice] = {}
+        self._jobs: dict[str, OrderedDict[int, CopyJob]] = {}
+        self._running: list[CopyJob] = []
+        self._lock = threading.Lock()
+
+    # --- the LUNs a copy may name -------------------------------------------------------------
+    def register(self, device: ScsiDevice) -> None:
+        with self._lock:
+            self._devices[device.identity.name] = device
+        device.copy_manager = self
+
+    def unregister(self, device: ScsiDevice) -> None:
+        with self._lock:
+            self._devices.pop(device.identity.name, None)
+            running = [j for j in self._running if j.lun == device.identity.name]
+        for job in running:
+            job.cancel.set()
+        device.copy_manager = None
+
+    def resolve(self, cscd: IdentificationCscd) -> ScsiDevice | None:
+        """The LUN whose VPD page 83h reports the CSCD's designator."""
+        with self._lock:
+            devices = list(self._devices.values())
+        for dev in devices:
+            if any(cscd.identifies(d) for d in dev.designators()):
+                return dev
+        return None
+
+    def jobs(self) -> list[CopyJob]:
+        with self._lock:
+            return [j for table in self._jobs.values() for j in table.values()]
+
+    # --- EXTENDED COPY (LID1), SPC-4 6.5 ------------------------------------------------------
+    def extended_copy(self, receiving: ScsiDevice, data: bytes) -> Future[int]:
+        """Check the parameter list and start the copy; raise its CHECK CONDITION now
+        when the list is wrong, or return the Future the copy completes."""
+        plist = xcopy.parse_extended_copy(data, self.limits)
+        plans = [self._plan(plist, i, receiving) for i in range(len(plist.segments))]
+        job = CopyJob(
+            receiving.identity.name, plist.header.list_identifier,
+            plist.header.list_id_usage, len(plans), [s.describe() for s in plist.segments],
+        )
+        self._admit(job)
+        fut: Future[int] = Future()
+        fut.set_running_or_notify_cancel()
+        t = threading.Thread(target=self._run, args=(job, plans, fut),
+                             name=f"xcopy-{job.lun}-{job.list_id}", daemon=True)
+        t.start()
+        return fut
+
+    def _admit(self, job: CopyJob) -> None:
+        with self._lock:
+            if len(self._running) >= self.limits.max_concurrent_copies:
+                raise IllegalRequest(Asc.INSUFFICIENT_RESOURCES,
+                                     message="too many copies in progress")
+            table = self._jobs.setdefault(job.lun, OrderedDict())
+            if job.usage != ListIdUsage.NO_LIST_ID:
+                old = table.get(job.list_id)
+                if old is not None and old.running:
+                    raise IllegalRequest(Asc.OPERATION_IN_PROGRESS, 0, in_cdb=False,
+                                         message=f"list identifier {job.list_id} in use")
+                table.pop(job.list_id, None)
+                table[job.list_id] = job
+                while len(table) > HELD_RESULTS:
+                    table.popitem(last=False)
+            self._running.append(job)
+
+    def _cscd_device(self, plist: ExtendedCopyParameterList, seg_index: int, cscd_id: int,
+                     receiving: ScsiDevice, field_byte: int
+                     ) -> tuple[ScsiDevice, IdentificationCscd | None]:
+        if cscd_id == xcopy.CSCD_ID_LOCAL:
+            return receiving, None
+        cscd = plist.cscd(cscd_id)
+        if cscd is None:  # null LUs (C000h/C001h) and ROD tokens: nothing to copy with
+            raise CopyAborted(Asc.UNREACHABLE_COPY_TARGET, seg_index, byte=field_byte,
+                              message=f"CSCD ID {cscd_id:#06x} names no logical unit here")
+        dev = self.resolve(cscd)
+        if dev is None:
+            log.warning("EXTENDED COPY at %s names an unknown LUN: %s",
+                        receiving.identity.name, cscd.describe())
+            raise CopyAborted(Asc.COPY_TARGET_DEVICE_NOT_REACHABLE, seg_index,
+                              byte=plist.cscd_offset(cscd_id), in_segment=False,
+                              message=f"no LUN here has designator {cscd.designator.hex()}")
+        return dev, cscd
+
+    def _plan(self, plist: ExtendedCopyParameterList, i: int, receiving: ScsiDevice) -> _Plan:
+        seg = plist.segments[i]
+        src, scscd = self._cscd_device(plist, i, seg.source, receiving, 4)
+        dst, dcscd = self._cscd_device(plist, i, seg.destination, receiving, 6)
+        kinds = {
+            BlockToBlock: (Disk, Disk), BlockToStream: (Disk, Tape),
+            StreamToBlock: (Tape, Disk), StreamToStream: (Tape, Tape),
+        }[type(seg)]
+        for dev, cscd, want, byte in ((src, scscd, kinds[0], 4), (dst, dcscd, kinds[1], 6)):
+            if not isinstance(dev, want) or (
+                cscd is not None and cscd.peripheral_device_type != dev.DEVICE_TYPE
+            ):
+                raise CopyAborted(Asc.INCORRECT_COPY_TARGET_DEVICE_TYPE, i, byte=byte,
+                                  message=f"{dev.identity.name} is not a "
+                                          f"{want.__name__.lower()} for {seg.describe()}")
+            if isinstance(dev, Disk) and cscd is not None and cscd.block_length not in (
+                0, dev.block_size
+            ):
+                raise CopyAborted(Asc.INCORRECT_COPY_TARGET_DEVICE_TYPE, i,
+                                  byte=plist.cscd_offset(seg.source if byte == 4
+                                                         else seg.destination) + 29,
+                                  in_segment=False,
+                                  message=f"{dev.identity.name} has {dev.block_size}-byte "
+                                          f"blocks, the CSCD says {cscd.block_length}")
+        self._check_ranges(i, seg, src, dst)
+        return _Plan(i, seg, src, dst, scscd, dcscd)
+
+    def _check_ranges(self, i: int, seg: Any, src: ScsiDevice, dst: ScsiDevice) -> None:
+        def check(disk: Disk, lba: int, blocks: int, byte: int) -> None:
+            if lba + blocks > disk.blocks:
+                raise CopyAborted(Asc.LOGICAL_BLOCK_ADDRESS_OUT_OF_RANGE, i, byte=byte,
+                                  information=lba,
+                                  message=f"LBA {lba}+{blocks} beyond {disk.identity.name}")
+
+        if isinstance(seg, BlockToBlock):
+            nbytes = seg.number_of_blocks * (dst.block_size if seg.dc else src.block_size)
+            if nbytes % src.block_size or nbytes % dst.block_size:
+                raise CopyAborted(Asc.UNEXPECTED_INEXACT_SEGMENT, i, byte=10)
+            check(src, seg.source_lba, nbytes // src.block_size, 12)
+            check(dst, seg.destination_lba, nbytes // dst.block_size, 20)
+        elif isinstance(seg, BlockToStream):
+            check(src, seg.lba, seg.number_of_blocks, 16)
+        elif isinstance(seg, StreamToBlock):
+            check(dst, seg.lba, seg.number_of_blocks, 16)
+        nbytes = _segment_bytes(seg, src, dst)
+        if self.limits.max_segment_length and nbytes > self.limits.max_segment_length:
+            raise CopyAborted(Asc.INVALID_FIELD_IN_PARAMETER_LIST, i, byte=8,
+                              message=f"segment of {nbytes} bytes")
+
+    # --- running a copy ----------------------------------------------------------------------
+    def _run(self, job: CopyJob, plans: list[_Plan], fut: Future[int]) -> None:
+        log.info("copy %s/%d started: %s", job.lun, job.list_id, "; ".join(job.description))
+        try:
+            for plan in plans:
+                self._segment(job, plan)
+                job.segments_processed += 1
+        except CopyAborted as e:
+            self._finish(job, CopyCommandStatus.COMPLETED_WITH_ERRORS, e.cause or e.sense)
+            log.error("copy %s/%d aborted in segment %d: %s", job.lun, job.list_id,
+                      e.segment, e)
+            fut.set_exception(e)
+            return
+        except Exception as e:  # a bug: report it, never leave the command hanging
+            log.exception("copy %s/%d failed", job.lun, job.list_id)
+            err = CopyAborted(Asc.THIRD_PARTY_DEVICE_FAILURE, job.segments_processed)
+            self._finish(job, CopyCommandStatus.COMPLETED_WITH_ERRORS, err.sense)
+            fut.set_exception(err)
+            del e
+            return
+        self._finish(job, CopyCommandStatus.COMPLETED, None)
+        dt = max(job.finished - job.started, 1e-9) if job.finished else 0
+        log.info("copy %s/%d done: %d segments, %d bytes in %.2f s (%.1f MiB/s)", job.lun,
+                 job.list_id, job.segments, job.transferred, dt,
+                 job.transferred / (1 << 20) / dt if dt else 0)
+        fut.set_result(0)
+
+    def _finish(self, job: CopyJob, status: int, sense: SenseData | None) -> None:
+        with self._lock:
+            job.status, job.sense, job.finished = status, sense, time.monotonic()
+            with contextlib.suppress(ValueError):
+                self._running.remove(job)
+            if job.usage == ListIdUsage.NO_LIST_ID:
+                table = self._jobs.get(job.lun, {})
+                table.pop(job.list_id, None)
+
+    @contextlib.contextmanager
+    def _device_errors(self, job: CopyJob, plan: _Plan, source: bool) -> Iterator[None]:
+        """A device's CHECK CONDITION mid-copy becomes COPY ABORTED for this segment,
+        keeping the device's own sense for FAILED SEGMENT DETAILS."""
+        if job.cancel.is_set():
+            raise CopyAborted(Asc.COMMANDS_CLEARED_BY_ANOTHER_INITIATOR, plan.index,
+                              message="copy cancelled")
+        try:
+            yield
+        except CopyAborted:
+            raise
+        except CheckCondition as e:
+            which = plan.source if source else plan.destination
+            raise CopyAborted(e.sense.asc, plan.index, byte=4 if source else 6, cause=e.sense,
+                              message=f"{which.identity.name}: {e}") from e
+
+    def _segment(self, job: CopyJob, plan: _Plan) -> None:
+        seg = plan.segment
+        if isinstance(seg, BlockToBlock):
+            self._block_to_block(job, plan)
+        elif isinstance(seg, BlockToStream):
+            self._block_to_stream(job, plan)
+        elif isinstance(seg, StreamToBlock):
+            self._stream_to_block(job, plan)
+        else:
+            self._stream_to_stream(job, plan)
+
+    def _block_to_block(self, job: CopyJob, plan: _Plan) -> None:
+        seg: BlockToBlock = plan.segment
+        src: Disk = plan.source  # type: ignore[assignment]
+        dst: Disk = plan.destination  # type: ignore[assignment]
+        total = _segment_bytes(seg, src, dst)
+        step = max(self.chunk // src.block_size // dst.block_size, 1) * src.block_size * \
+            dst.block_size
+        buf = DataBuffer.allocate(min(step, total) or 1)
+        done = 0
+        while done < total:
+            n = min(step, total - done)
+            with self._device_errors(job, plan, True):
+                src.read_blocks(seg.source_lba + done // src.block_size, n // src.block_size,
+                                buf)
+            with self._device_errors(job, plan, False):
+                dst.write_blocks(seg.destination_lba + done // dst.block_size,
+                                 n // dst.block_size, buf)
+            done += n
+            job.transferred += n
+
+    def _stream_writes(self, cscd: IdentificationCscd | None, tape: Tape,
+                       transfer_length: int) -> tuple[int, bool]:
+        """(bytes per WRITE, fixed): the CSCD's FIXED bit makes TRANSFER LENGTH a block
+        count of STREAM BLOCK LENGTH (SPC-4 6.4.5.4), else a byte count."""
+        if cscd is not None and cscd.fixed:
+            return transfer_length * cscd.block_length, True
+        if cscd is None and tape.block_length:
+            return transfer_length * tape.block_length, True
+        return transfer_length, False
+
+    def _block_to_stream(self, job: CopyJob, plan: _Plan) -> None:
+        seg: BlockToStream = plan.segment
+        src: Disk = plan.source  # type: ignore[assignment]
+        tape: Tape = plan.destination  # type: ignore[assignment]
+        cscd = plan.destination_cscd
+        per_write, fixed = self._stream_writes(cscd, tape, seg.stream_transfer_length)
+        record = (cscd.block_length if cscd else tape.block_length) if fixed else per_write
+        total = seg.number_of_blocks * src.block_size
+        if not record:
+            raise CopyAborted(Asc.INVALID_FIELD_IN_PARAMETER_LIST, plan.index, byte=9)
+        pad = cscd is not None and cscd.pad
+        if fixed and total % record and not pad:
+            raise CopyAborted(Asc.UNEXPECTED_INEXACT_SEGMENT, plan.index, byte=14)
+        span = max(per_write, self.chunk) // src.block_size * src.block_size or src.block_size
+        staging = _Staging(2 * max(span, per_write) + record)
+        read = 0
+        while read < total or len(staging):
+            if read < total and len(staging) < per_write:
+                n = min(span, total - read)
+                with self._device_errors(job, plan, True):
+                    src.read_blocks(seg.lba + read // src.block_size, n // src.block_size,
+                                    staging.room(n))
+                staging.filled(n)
+                read += n
+                continue
+            length = min(per_write, len(staging))
+            data = staging.head(length)
+            whole = length // record * record if fixed else length
+            with self._device_errors(job, plan, False):
+                for off in range(0, whole, record):
+                    _quiet_early_warning(tape.write_record, data, min(record, whole - off),
+                                         start=off)
+                if whole < length:  # PAD: the last fixed block is filled with zeros
+                    last = DataBuffer.allocate(record)
+                    last.copy_in(data.sub(whole).tobytes())
+                    _quiet_early_warning(tape.write_record, last, record)
+            staging.consume(length)
+            job.transferred += length
+
+    def _stream_to_block(self, job: CopyJob, plan: _Plan) -> None:
+        seg: StreamToBlock = plan.segment
+        tape: Tape = plan.source  # type: ignore[assignment]
+        dst: Disk = plan.destination  # type: ignore[assignment]
+        per_read, _ = self._stream_writes(plan.source_cscd, tape, seg.stream_transfer_length)
+        if not per_read:
+            raise CopyAborted(Asc.INVALID_FIELD_IN_PARAMETER_LIST, plan.index, byte=9)
+        bs = dst.block_size
+        total = seg.number_of_blocks * bs
+        flush_at = max(self.chunk, per_read) // bs * bs or bs
+        staging = _Staging(2 * max(flush_at, per_read) + bs)
+        written = 0
+
+        def flush(n: int) -> None:
+            nonlocal written
+            with self._device_errors(job, plan, False):
+                dst.write_blocks(seg.lba + written // bs, n // bs, staging.head(n))
+            staging.consume(n)
+            written += n
+            job.transferred += n
+
+        while written < total:
+            if len(staging) < min(flush_at, total - written):
+                want = min(per_read, total - written - len(staging))
+                try:
+                    with self._device_errors(job, plan, True):
+                        staging.filled(_read_stream(tape, staging.room(want), want, plan))
+                except CopyAborted:
+                    if len(staging) >= bs:  # what was read reaches the disk first
+                        flush(len(staging) // bs * bs)
+                    raise
+                continue
+            flush(min(len(staging), total - written) // bs * bs)
+
+    def _stream_to_stream(self, job: CopyJob, plan: _Plan) -> None:
+        seg: StreamToStream = plan.segment
+        src: Tape = plan.source  # type: ignore[assignment]
+        dst: Tape = plan.destination  # type: ignore[assignment]
+        per_read, _ = self._stream_writes(plan.source_cscd, src, seg.source_transfer_length)
+        per_write, _ = self._stream_writes(plan.destination_cscd, dst,
+                                           seg.destination_transfer_length)
+        if not per_read or not per_write:
+            raise CopyAborted(Asc.INVALID_FIELD_IN_PARAMETER_LIST, plan.index, byte=9)
+        staging = _Staging(2 * max(per_read, per_write))
+        done = 0
+        total = seg.byte_count
+        while done < total:
+            if len(staging) < min(per_write, total - done):
+                want = min(per_read, total - done - len(staging))
+                with self._device_errors(job, plan, True):
+                    staging.filled(_read_stream(src, staging.room(want), want, plan))
+                continue
+            n = min(per_write, len(staging), total - done)
+            with self._device_errors(job, plan, False):
+                _quiet_early_warning(dst.write_record, staging.head(n), n)
+            staging.consume(n)
+            done += n
+            job.transferred += n
+
+    # --- RECEIVE COPY RESULTS, SPC-4 r31 6.18 ------------------------------------------------
+    def receive_copy_results(self, receiving: ScsiDevice, cdb: Any) -> bytes:
+        sa = cdb.SERVICE_ACTION
+        if sa == xcopy.RECEIVE_COPY_RESULTS_OPERATING_PARAMETERS.SERVICE_ACTION:
+            return xcopy.operating_parameters_data(self.limits)
+        with self._lock:
+            job = self._jobs.get(receiving.identity.name, {}).get(cdb.list_identifier)
+        if job is None:
+            raise InvalidFieldInCdb(2, message=f"no copy with list identifier "
+                                               f"{cdb.list_identifier}")
+        if sa == xcopy.RECEIVE_COPY_RESULTS_COPY_STATUS.SERVICE_ACTION:
+            return xcopy.copy_status_data(job.status, job.segments_processed, job.transferred)
+        if job.running or job.status == CopyCommandStatus.COMPLETED:
+            return xcopy.failed_segment_details_data(None)
+        return xcopy.failed_segment_details_data(0x02, job.sense)
+
+
+def _segment_bytes(seg: Any, src: ScsiDevice, dst: ScsiDevice) -> int:
+    if isinstance(seg, BlockToBlock):
+        return seg.number_of_blocks * (dst.block_size if seg.dc else src.block_size)
+    if isinstance(seg, BlockToStream):
+        return seg.number_of_blocks * src.block_size
+    if isinstance(seg, StreamToBlock):
+        return seg.number_of_blocks * dst.block_size
+    return seg.byte_count
+
+
+def _quiet_early_warning(write: Any, *args: Any, **kw: Any) -> None:
+    """A write past early warning succeeded: go on until the tape is really full."""
+    with contextlib.suppress(ssc.EarlyWarning):
+        write(*args, **kw)
+
+
+class _Staging:
+    """Bytes read from a source and not yet written: filled at the end, drained from
+    the front; only a leftover smaller than one transfer is ever moved."""
+
+    def __init__(self, size: int):
+        self._mv = memoryview(bytearray(size))
+        self._pos = self._end = 0
+
+    def __len__(self) -> int:
+        return self._end - self._pos
+
+    def room(self, n: int) -> DataBuffer:
+        if self._end + n > len(self._mv):
+            k = len(self)
+            self._mv[:k] = bytes(self._mv[self._pos : self._end])
+            self._pos, self._end = 0, k
+        return DataBuffer([self._mv[self._end : self._end + n]])
+
+    def filled(self, n: int) -> None:
+        self._end += n
+
+    def head(self, n: int) -> DataBuffer:
+        return DataBuffer([self._mv[self._pos : self._pos + n]])
+
+    def consume(self, n: int) -> None:
+        self._pos += n
+        if self._pos == self._end:
+            self._pos = self._end = 0
+
+
+def _read_stream(tape: Tape, buf: DataBuffer, want: int, plan: _Plan) -> int:
+    """Read one record of at most ``want`` bytes into ``buf``; a shorter record
+    is fine (variable mode), a filemark or the end of data before the segment is
+    complete aborts the copy with COPY TARGET DEVICE DATA UNDERRUN."""
+    try:
+        return tape.read_record(buf, want)
+    except ssc.IncorrectLength as e:
+        if e.sense.information_signed is not None and e.sense.information_signed < 0:
+            raise CopyAborted(Asc.UNEXPECTED_INEXACT_SEGMENT, plan.index, byte=9,
+                              cause=e.sense, message="a record longer than the transfer "
+                              "length would be cut") from e
+        return e.transferred or 0
+    except (ssc.FilemarkDetected, ssc.EndOfData) as e:
+        raise CopyAborted(Asc.COPY_TARGET_DEVICE_DATA_UNDERRUN, plan.index, byte=9,
+                          cause=e.sense, message=f"{tape.identity.name}: {e}") from e

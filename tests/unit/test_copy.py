@@ -1,0 +1,266 @@
+"""The copy manager over real devices on temp files: bytes, tape records, sense."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from lio_xcopy.copy.manager import CopyAborted, CopyManager
+from lio_xcopy.devices.backing import BackingStore
+from lio_xcopy.devices.base import Command, LunIdentity
+from lio_xcopy.devices.buffer import DataBuffer
+from lio_xcopy.devices.disk import Disk
+from lio_xcopy.devices.tape import Tape
+from lio_xcopy.scsi import spc, xcopy
+from lio_xcopy.scsi.errors import CheckCondition, IllegalRequest
+from lio_xcopy.scsi.sense import Asc, SenseKey
+from lio_xcopy.scsi.xcopy import (
+    BlockToBlock,
+    BlockToStream,
+    IdentificationCscd,
+    ListIdUsage,
+    StreamToBlock,
+    StreamToStream,
+)
+
+MiB = 1 << 20
+
+
+@pytest.fixture
+def lab(tmp_path):
+    made = []
+
+    def disk(name, size=4 * MiB, block_size=512, data=None):
+        path = tmp_path / f"{name}.img"
+        path.write_bytes(data if data is not None else bytes(size))
+        d = Disk(LunIdentity(name, f"{name}-serial-0123456789abcdef"), BackingStore(path),
+                 block_size=block_size)
+        made.append(d)
+        return d
+
+    def tape(name, capacity=16 * MiB):
+        t = Tape(LunIdentity(name, f"{name}-serial-fedcba9876543210"), tmp_path / f"{name}.aws",
+                 capacity)
+        made.append(t)
+        return t
+
+    class Lab:
+        pass
+
+    lab = Lab()
+    lab.disk, lab.tape, lab.manager = disk, tape, CopyManager(chunk=64 * 1024)
+    yield lab
+    for d in made:
+        d.close()
+
+
+def cscd(dev, **kw):
+    naa = dev.designators()[0]
+    bl = kw.pop("block_length", getattr(dev, "block_size", 0))
+    return IdentificationCscd.from_designator(naa, dev.DEVICE_TYPE, bl, **kw)
+
+
+def run(manager, receiving, cscds, segments, **kw):
+    """Send the list as the SCSI command does; wait for the copy to end."""
+    data = xcopy.build_extended_copy([cscd(d, **o) for d, o in cscds], segments, **kw)
+    for dev in {id(d): d for d, _ in cscds}.values():
+        manager.register(dev)
+    manager.register(receiving)
+    cdb = xcopy.EXTENDED_COPY_LID1(parameter_list_length=len(data)).encode()
+    result = receiving.handle(Command(cdb, DataBuffer.of(bytearray(data))))
+    if isinstance(result, int):
+        return result
+    return result.result(timeout=30)
+
+
+def read_file(disk: Disk) -> bytes:
+    with open(disk.store.path, "rb") as f:
+        return f.read()
+
+
+def tape_records(t: Tape):
+    t.rewind()
+    out = []
+    buf = DataBuffer.allocate(1 << 20)
+    while True:
+        try:
+            n = t.read_record(buf, 1 << 20, sili=True)
+            out.append(buf.tobytes(n))
+        except CheckCondition as e:
+            if e.sense.filemark:
+                out.append(None)
+                continue
+            assert e.sense.key == SenseKey.BLANK_CHECK
+            return out
+
+
+def test_disk_to_tape_then_tape_to_disk_round_trip(lab):
+    data = os.urandom(2 * MiB)
+    src, t, dst = lab.disk("src", data=data), lab.tape("t0"), lab.disk("dst")
+    blocks = len(data) // 512
+    run(lab.manager, src, [(src, {}), (t, {})],
+        [BlockToStream(0, 1, 2048, 0, 65536), BlockToStream(0, 1, blocks - 2048, 2048, 65536)])
+    recs = tape_records(t)
+    assert [len(r) for r in recs] == [65536] * 32
+    assert b"".join(recs) == data
+    t.rewind()
+    run(lab.manager, dst, [(t, {}), (dst, {})], [StreamToBlock(0, 1, blocks, 0, 65536)])
+    assert (read_file(dst)[: len(data)]) == data
+
+
+def test_odd_record_size_leaves_a_short_last_record(lab):
+    data = os.urandom(100 * 512)
+    src, t = lab.disk("src", data=data), lab.tape("t0")
+    run(lab.manager, src, [(src, {}), (t, {})], [BlockToStream(0, 1, 100, 0, 10240)])
+    recs = tape_records(t)
+    assert [len(r) for r in recs] == [10240] * 5
+    assert b"".join(recs) == data
+
+
+def test_fixed_mode_cscd_writes_fixed_blocks_and_pads(lab):
+    data = os.urandom(3 * 512)
+    src, t = lab.disk("src", data=data + bytes(MiB)), lab.tape("t0")
+    run(lab.manager, src, [(src, {}), (t, {"block_length": 1024, "fixed": True, "pad": True})],
+        [BlockToStream(0, 1, 3, 0, 4)])
+    recs = tape_records(t)
+    assert [len(r) for r in recs] == [1024, 1024]
+    assert recs[0] + recs[1] == data + bytes(512)
+
+
+def test_fixed_mode_without_pad_is_an_inexact_segment(lab):
+    src, t = lab.disk("src"), lab.tape("t0")
+    with pytest.raises(CopyAborted) as e:
+        run(lab.manager, src, [(src, {}), (t, {"block_length": 1024, "fixed": True})],
+            [BlockToStream(0, 1, 3, 0, 4)])
+    assert e.value.sense.asc == Asc.UNEXPECTED_INEXACT_SEGMENT
+
+
+def test_disk_to_disk_with_dc_and_different_block_sizes(lab):
+    data = os.urandom(MiB)
+    src = lab.disk("src", data=data)
+    dst = lab.disk("dst", block_size=4096)
+    run(lab.manager, src, [(src, {}), (dst, {})],
+        [BlockToBlock(0, 1, 64, 0, 10, dc=True),       # 64 destination blocks = 256 KiB
+         BlockToBlock(0, 1, 512, 512, 10 + 64)])       # 512 source blocks = 256 KiB
+    got = read_file(dst)
+    assert got[10 * 4096 : 10 * 4096 + 512 * 1024] == data[: 512 * 1024]
+
+
+def test_tape_to_tape_rebuffers_records(lab):
+    a, b = lab.tape("a"), lab.tape("b")
+    payload = os.urandom(300000)
+    buf = DataBuffer.of(bytearray(payload))
+    for off in range(0, len(payload), 100000):
+        a.write_record(buf, 100000, start=off)
+    a.rewind()
+    run(lab.manager, a, [(a, {}), (b, {})], [StreamToStream(0, 1, 300000, 100000, 65536)])
+    recs = tape_records(b)
+    assert [len(r) for r in recs] == [65536] * 4 + [300000 - 4 * 65536]
+    assert b"".join(recs) == payload
+
+
+def test_local_cscd_id_ffff_is_the_receiving_lun(lab):
+    data = os.urandom(64 * 512)
+    src, dst = lab.disk("src", data=data), lab.disk("dst")
+    run(lab.manager, src, [(dst, {})], [BlockToBlock(0xFFFF, 0, 64, 0, 0)])
+    assert read_file(dst)[: len(data)] == data
+
+
+def test_unknown_designator_is_copy_target_device_not_reachable(lab):
+    src = lab.disk("src")
+    stranger = lab.disk("stranger")  # exists, but this manager does not serve it
+    data = xcopy.build_extended_copy([cscd(src), cscd(stranger)],
+                                     [BlockToBlock(0, 1, 1, 0, 0)])
+    lab.manager.register(src)
+    with pytest.raises(CopyAborted) as e:
+        lab.manager.extended_copy(src, data)
+    s = e.value.sense
+    assert (s.key, s.asc) == (SenseKey.COPY_ABORTED, Asc.COPY_TARGET_DEVICE_NOT_REACHABLE)
+    assert s.sense_key_specific == b"\x80\x00\x30"  # CSCD 1 at byte 48, SD clear
+
+
+def test_wrong_device_type_for_segment(lab):
+    src, t = lab.disk("src"), lab.tape("t0")
+    with pytest.raises(CopyAborted) as e:
+        run(lab.manager, src, [(src, {}), (t, {})], [BlockToBlock(0, 1, 1, 0, 0)])
+    assert e.value.sense.asc == Asc.INCORRECT_COPY_TARGET_DEVICE_TYPE
+    assert e.value.sense.command_specific == 0
+
+
+def test_block_range_past_the_end_refused_before_any_io(lab):
+    data = os.urandom(MiB)
+    src, dst = lab.disk("src", data=data), lab.disk("dst", size=MiB)
+    with pytest.raises(CopyAborted) as e:
+        run(lab.manager, src, [(src, {}), (dst, {})],
+            [BlockToBlock(0, 1, 8, 0, 0), BlockToBlock(0, 1, 8, 0, 2045)])
+    s = e.value.sense
+    assert (s.key, s.asc, s.command_specific) == (
+        SenseKey.COPY_ABORTED, Asc.LOGICAL_BLOCK_ADDRESS_OUT_OF_RANGE, 1)
+    assert read_file(dst) == bytes(MiB)  # segment 0 did not run either
+
+
+def test_end_of_data_mid_copy_aborts_with_underrun_and_details(lab):
+    t, dst = lab.tape("t0"), lab.disk("dst")
+    t.write_record(DataBuffer.of(bytearray(os.urandom(8192))), 8192)
+    t.rewind()
+    with pytest.raises(CopyAborted) as e:
+        run(lab.manager, dst, [(t, {}), (dst, {})], [StreamToBlock(0, 1, 64, 0, 8192)],
+            list_identifier=7, list_id_usage=ListIdUsage.HOLD)
+    s = e.value.sense
+    assert (s.key, s.asc) == (SenseKey.COPY_ABORTED, Asc.COPY_TARGET_DEVICE_DATA_UNDERRUN)
+    details = lab.manager.receive_copy_results(
+        dst, xcopy.RECEIVE_COPY_RESULTS_FAILED_SEGMENT_DETAILS(list_identifier=7))
+    fsd = xcopy.FailedSegmentDetails.parse(details)
+    assert fsd.sense.key == SenseKey.BLANK_CHECK
+    status = xcopy.CopyStatus.parse(lab.manager.receive_copy_results(
+        dst, xcopy.RECEIVE_COPY_RESULTS_COPY_STATUS(list_identifier=7)))
+    assert status.status == xcopy.CopyCommandStatus.COMPLETED_WITH_ERRORS
+    assert status.transferred_bytes == 8192  # the first record reached the disk
+
+
+def test_tape_full_mid_copy_is_copy_aborted_and_keeps_what_was_written(lab):
+    data = os.urandom(3 * MiB)
+    src, t = lab.disk("src", data=data), lab.tape("t0", capacity=2 * MiB)
+    with pytest.raises(CopyAborted) as e:
+        run(lab.manager, src, [(src, {}), (t, {})],
+            [BlockToStream(0, 1, len(data) // 512, 0, 65536)])
+    s = e.value.sense
+    assert (s.key, s.asc) == (SenseKey.COPY_ABORTED, Asc.END_OF_PARTITION_MEDIUM_DETECTED)
+    assert e.value.cause.key == SenseKey.VOLUME_OVERFLOW
+    recs = tape_records(t)
+    assert b"".join(recs) == data[: len(b"".join(recs))] and len(recs) > 20
+
+
+def test_copy_status_and_operating_parameters(lab):
+    data = os.urandom(MiB)
+    src, dst = lab.disk("src", data=data), lab.disk("dst")
+    run(lab.manager, src, [(src, {}), (dst, {})], [BlockToBlock(0, 1, 2048, 0, 0)],
+        list_identifier=3, list_id_usage=ListIdUsage.HOLD)
+    st = xcopy.CopyStatus.parse(lab.manager.receive_copy_results(
+        src, xcopy.RECEIVE_COPY_RESULTS_COPY_STATUS(list_identifier=3)))
+    assert (st.status, st.segments_processed, st.transferred_bytes) == (
+        xcopy.CopyCommandStatus.COMPLETED, 1, MiB)
+    op = xcopy.OperatingParameters.parse(lab.manager.receive_copy_results(
+        src, xcopy.RECEIVE_COPY_RESULTS_OPERATING_PARAMETERS()))
+    assert op.max_segment_count >= 256 and op.max_segment_length >= 256 * MiB
+    assert set(op.implemented_descriptor_types) == {0, 1, 2, 3, 0xE4}
+    with pytest.raises(IllegalRequest):  # an unknown list identifier
+        lab.manager.receive_copy_results(
+            src, xcopy.RECEIVE_COPY_RESULTS_COPY_STATUS(list_identifier=99))
+
+
+def test_inquiry_reports_3pc_once_a_copy_manager_serves_the_lun(lab):
+    d = lab.disk("d")
+    buf = DataBuffer.allocate(96)
+    d.handle(Command(spc.INQUIRY(allocation_length=96).encode(), buf))
+    assert not buf.tobytes()[5] & 0x08
+    lab.manager.register(d)
+    d.handle(Command(spc.INQUIRY(allocation_length=96).encode(), buf))
+    assert buf.tobytes()[5] & 0x08
+
+
+def test_zero_length_parameter_list_is_good(lab):
+    d = lab.disk("d")
+    lab.manager.register(d)
+    assert d.handle(Command(xcopy.EXTENDED_COPY_LID1().encode())) == 0
