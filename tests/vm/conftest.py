@@ -123,3 +123,11 @@ def sense_of(output: str) -> tuple[str, str]:
     key = re.search(r"[Ss]ense key: ([^\n\[]+)", output)
     add = re.search(r"Additional sense: ([^\n]+)", output)
     return (key.group(1).strip() if key else "", add.group(1).strip() if add else "")
+
+
+def clear_unit_attention(*sgs: str) -> None:
+    """After LUNs come or go, LIO reports REPORTED LUNS DATA HAS CHANGED once per LUN."""
+    for sg in sgs:
+        for _ in range(3):
+            if run("sg_turs", sg, check=False).returncode == 0:
+                break

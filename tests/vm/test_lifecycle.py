@@ -7,7 +7,7 @@ import re
 import time
 from pathlib import Path
 
-from conftest import MiB, run
+from conftest import MiB, clear_unit_attention, run
 
 from lio_xcopy.control import provision
 
@@ -65,6 +65,7 @@ def test_small_cartridge_early_warning_then_end_of_medium(lab):
     finally:
         provision.delete("smalltape")
         _wait_gone(dev.hctl)
+        clear_unit_attention(lab.disk_sg, lab.tape_sg)
 
 
 def test_fixed_block_mode_round_trip(lab):

@@ -1,0 +1,133 @@
+"""EXTENDED COPY through the real kernel: sent with stock sg_raw and sg_xcopy."""
+
+from __future__ import annotations
+
+import os
+import re
+
+from conftest import DISK_SIZE, MiB, clear_unit_attention, run, sense_of
+
+from lio_xcopy.control import provision
+from lio_xcopy.devices.awstape import AwsTape
+from lio_xcopy.scsi import xcopy
+from lio_xcopy.scsi.xcopy import BlockToBlock, BlockToStream, IdentificationCscd, StreamToBlock
+
+BS = 512
+
+
+def cscd(lun, pdt: int, block_length: int) -> IdentificationCscd:
+    return IdentificationCscd(bytes.fromhex(lun.naa), pdt, block_length=block_length)
+
+
+def send(lab, sg: str, plist: bytes, name: str, check: bool = True):
+    """One EXTENDED COPY (LID1) with the parameter list from a file, by stock sg_raw."""
+    path = lab.work / name
+    path.write_bytes(plist)
+    n = len(plist).to_bytes(4, "big").hex(" ").split()
+    return run("sg_raw", "-t", "600", "-s", str(len(plist)), "-i", str(path), sg,
+               "83", "00", "00", "00", "00", "00", "00", "00", "00", "00", *n, "00", "00",
+               check=check)
+
+
+def fill_disk(lab, offset: int, data: bytes) -> None:
+    src = lab.work / "fill.bin"
+    src.write_bytes(data)
+    run("dd", f"if={src}", f"of={lab.sd}", "bs=1M", f"seek={offset // MiB}",
+        "oflag=direct,seek_bytes" if offset % MiB else "oflag=direct", "conv=notrunc")
+
+
+def read_disk(lab, offset: int, length: int) -> bytes:
+    with open(lab.sd, "rb", buffering=0) as f:
+        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+        f.seek(offset)
+        return f.read(length)
+
+
+def test_disk_to_tape_then_tape_to_disk_with_sg_raw(lab):
+    data = os.urandom(8 * MiB)
+    fill_disk(lab, 0, data)
+    run("mt", "-f", lab.nst, "rewind")
+    half = len(data) // BS // 2
+    plist = xcopy.build_extended_copy(
+        [cscd(lab.disk_lun, 0, BS), cscd(lab.tape_lun, 1, 0)],
+        [BlockToStream(0, 1, half, 0, 65536), BlockToStream(0, 1, half, half, 65536)])
+    send(lab, lab.disk_sg, plist, "d2t.plist")
+    # what the initiator reads back through st is what was on the disk
+    back = lab.work / "d2t.back"
+    run("mt", "-f", lab.nst, "rewind")
+    run("mt", "-f", lab.nst, "setblk", "0")
+    run("dd", f"if={lab.nst}", f"of={back}", "bs=64k", "count=128")
+    assert back.read_bytes() == data
+    # and the cartridge holds 128 records of 64 KiB
+    recs = AwsTape.open_readonly(lab.tape_lun.path).dump_records(limit=129)
+    assert [len(r) for r in recs[:128]] == [65536] * 128
+    # restore: tape -> the second half of the disk, by a tape->disk EXTENDED COPY
+    run("mt", "-f", lab.nst, "rewind")
+    dest_lba = DISK_SIZE // BS // 2
+    plist = xcopy.build_extended_copy(
+        [cscd(lab.tape_lun, 1, 0), cscd(lab.disk_lun, 0, BS)],
+        [StreamToBlock(0, 1, len(data) // BS, dest_lba, 65536)])
+    send(lab, lab.tape_sg, plist, "t2d.plist")
+    assert read_disk(lab, dest_lba * BS, len(data)) == data
+
+
+def test_stock_sg_xcopy_disk_to_disk(lab):
+    other = provision.create_disk("xcopydst", lab.work / "xcopydst.img", 16 * MiB)
+    provision.export_loopback(other)
+    dev = provision.find_kernel_device(other)
+    try:
+        data = os.urandom(4 * MiB)
+        fill_disk(lab, 16 * MiB, data)
+        out = run("sg_xcopy", f"if={lab.disk_sg}", f"of={dev.sg}", "bs=512",
+                  f"skip={16 * MiB // BS}", f"count={len(data) // BS}", "-v")
+        print(out.stdout, out.stderr)
+        with open(other.path, "rb") as f:
+            assert f.read(len(data)) == data
+    finally:
+        provision.delete("xcopydst")
+        clear_unit_attention(lab.disk_sg, lab.tape_sg)
+
+
+def test_receive_copy_results_operating_parameters(lab):
+    p = run("sg_raw", "-r", "128", lab.disk_sg, "84", "03", "00", "00", "00", "00", "00",
+            "00", "00", "00", "00", "00", "00", "80", "00", "00")
+    hexdump = "".join(re.findall(r"^\s+[0-9a-f]+\s+((?:[0-9a-f]{2} ?)+)", p.stdout, re.M))
+    data = bytes.fromhex(hexdump.replace(" ", ""))
+    op = xcopy.OperatingParameters.parse(data)
+    assert op.max_segment_count >= 256 and op.max_cscd_count >= 64
+    assert set(op.implemented_descriptor_types) == {0x00, 0x01, 0x02, 0x03, 0xE4}
+
+
+def test_stock_sg_xcopy_style_empty_block_to_stream_body_is_refused(lab):
+    # what sg_xcopy sends for disk->tape: segment type 00h with no body
+    good = xcopy.build_extended_copy(
+        [cscd(lab.disk_lun, 0, BS), cscd(lab.tape_lun, 1, 0)],
+        [BlockToStream(0, 1, 8, 0, 4096)])
+    head, seg = good[:16 + 64], bytearray(good[16 + 64 : 16 + 64 + 8])
+    seg[2:4] = b"\x00\x04"
+    bad = bytearray(head + bytes(seg))
+    bad[8:12] = (8).to_bytes(4, "big")
+    p = send(lab, lab.disk_sg, bytes(bad), "empty.plist", check=False)
+    assert sense_of(p.stdout + p.stderr) == ("Illegal Request", "Invalid field in parameter list")
+
+
+def test_unknown_designator_is_copy_target_device_not_reachable(lab):
+    stranger = IdentificationCscd(bytes.fromhex("6001405" + "0" * 25), 0, block_length=BS)
+    plist = xcopy.build_extended_copy([cscd(lab.disk_lun, 0, BS), stranger],
+                                      [BlockToBlock(0, 1, 8, 0, 0)])
+    p = send(lab, lab.disk_sg, plist, "stranger.plist", check=False)
+    assert sense_of(p.stdout + p.stderr) == ("Copy Aborted", "Copy target device not reachable")
+    assert "Copy target device not reachable" in lab.daemon.text() or lab.daemon.alive()
+
+
+def test_range_past_the_end_is_refused_and_nothing_moves(lab):
+    before = read_disk(lab, 0, MiB)
+    last = DISK_SIZE // BS - 4
+    plist = xcopy.build_extended_copy([cscd(lab.disk_lun, 0, BS)],
+                                      [BlockToBlock(0, 0, 8, last, 0)])
+    p = send(lab, lab.disk_sg, plist, "range.plist", check=False)
+    assert sense_of(p.stdout + p.stderr) == ("Copy Aborted",
+                                             "Logical block address out of range")
+    assert read_disk(lab, 0, MiB) == before
+    assert lab.daemon.alive()
+    run("sg_turs", lab.disk_sg)
