@@ -53,6 +53,8 @@ def _outcome(call: Callable[[], int | Future], device: ScsiDevice,
     try:
         n = call()
     except CheckCondition as e:
+        # target_core_user.c honours READ_LEN only when nonzero: a read that moved
+        # nothing (a filemark) shows the initiator no residual; INFORMATION has it.
         return CHECK_CONDITION, e.sense.fixed(), e.transferred or None
     except Exception:
         log.exception("cmd %#04x on %s failed unexpectedly", cmd.cdb[0],
