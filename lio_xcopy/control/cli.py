@@ -8,6 +8,7 @@ USAGE = """usage: lio-xcopy COMMAND [ARGS]
 
 commands:
   daemon      serve every LUN of the xcopy subtype (the TCMU userspace half)
+  copy        send one EXTENDED COPY from this host (disk/tape -> disk/tape), dd-style
   version     print the version
 """
 
@@ -22,6 +23,10 @@ def main(argv: list[str] | None = None) -> int:
         from lio_xcopy.tcmu.daemon import main as daemon_main
 
         return daemon_main(rest)
+    if cmd == "copy":
+        from lio_xcopy.initiator.copy import main as copy_main
+
+        return copy_main(rest)
     if cmd == "version":
         from lio_xcopy import __version__
 

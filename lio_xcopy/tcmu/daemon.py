@@ -288,7 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     """``lio-xcopy daemon``: serve until SIGTERM/SIGINT."""
     import argparse
 
-    p = argparse.ArgumentParser(prog="lio-xcopy daemon", description=main.__doc__)
+    p = argparse.ArgumentParser(
+        prog="lio-xcopy daemon",
+        description="Serve every TCMU device of our subtype until SIGTERM or SIGINT.")
     p.add_argument("-v", "--verbose", action="store_true", help="log every device event")
     p.add_argument("--subtype", default=SUBTYPE, help="TCMU handler subtype to serve")
     p.add_argument("--pidfile", type=Path, help="write the daemon's pid here once ready")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import re
+import sys
 
 from conftest import DISK_SIZE, MiB, clear_unit_attention, run, sense_of
 
@@ -89,12 +89,12 @@ def test_stock_sg_xcopy_disk_to_disk(lab):
 
 
 def test_receive_copy_results_operating_parameters(lab):
-    p = run("sg_raw", "-r", "128", lab.disk_sg, "84", "03", "00", "00", "00", "00", "00",
-            "00", "00", "00", "00", "00", "00", "80", "00", "00")
-    hexdump = "".join(re.findall(r"^\s+[0-9a-f]+\s+((?:[0-9a-f]{2} ?)+)", p.stdout, re.M))
-    data = bytes.fromhex(hexdump.replace(" ", ""))
-    op = xcopy.OperatingParameters.parse(data)
+    out = lab.work / "opparams.bin"
+    run("sg_raw", "-r", "128", "-o", str(out), lab.disk_sg, "84", "03", "00", "00", "00",
+        "00", "00", "00", "00", "00", "00", "00", "00", "80", "00", "00")
+    op = xcopy.OperatingParameters.parse(out.read_bytes())
     assert op.max_segment_count >= 256 and op.max_cscd_count >= 64
+    assert op.max_segment_length >= 256 * MiB
     assert set(op.implemented_descriptor_types) == {0x00, 0x01, 0x02, 0x03, 0xE4}
 
 
@@ -131,3 +131,50 @@ def test_range_past_the_end_is_refused_and_nothing_moves(lab):
     assert read_disk(lab, 0, MiB) == before
     assert lab.daemon.alive()
     run("sg_turs", lab.disk_sg)
+
+
+def lio_xcopy(*args: str):
+    return run(sys.executable, "-m", "lio_xcopy", "copy", *args)
+
+
+def test_initiator_tool_disk_to_tape_and_back(lab):
+    data = os.urandom(6 * MiB)
+    fill_disk(lab, 32 * MiB, data)
+    run("mt", "-f", lab.nst, "rewind")
+    blocks = len(data) // BS
+    out = lio_xcopy(f"if={lab.disk_sg}", f"of={lab.tape_sg}", f"skip={32 * MiB // BS}",
+                    f"count={blocks}", "bs=512").stdout
+    print(out)
+    assert "copied 6.0 MiB" in out and "by the target's copy manager" in out
+    run("mt", "-f", lab.nst, "rewind")
+    back = lab.work / "tool.back"
+    run("dd", f"if={lab.nst}", f"of={back}", "bs=64k", f"count={len(data) // 65536}")
+    assert back.read_bytes() == data
+    # and back to another place on the disk, tape -> disk
+    run("mt", "-f", lab.nst, "rewind")
+    out = lio_xcopy(f"if={lab.tape_sg}", f"of={lab.disk_sg}", f"seek={48 * MiB // BS}",
+                    f"count={blocks}").stdout
+    assert "copied 6.0 MiB" in out
+    assert read_disk(lab, 48 * MiB, len(data)) == data
+
+
+def test_initiator_tool_emits_a_list_stock_sg_raw_sends(lab):
+    data = os.urandom(2 * MiB)
+    fill_disk(lab, 64 * MiB, data)
+    run("mt", "-f", lab.nst, "rewind")
+    plist = lab.work / "emitted.plist"
+    out = lio_xcopy(f"if={lab.disk_sg}", f"of={lab.tape_sg}", f"skip={64 * MiB // BS}",
+                    f"count={len(data) // BS}", "--emit-plist", str(plist)).stdout
+    line = next(x.strip() for x in out.splitlines() if x.strip().startswith("sg_raw "))
+    run(*line.split())
+    run("mt", "-f", lab.nst, "rewind")
+    back = lab.work / "emitted.back"
+    run("dd", f"if={lab.nst}", f"of={back}", "bs=64k", f"count={len(data) // 65536}")
+    assert back.read_bytes() == data
+
+
+def test_initiator_tool_reports_errors_in_words(lab):
+    p = run(sys.executable, "-m", "lio_xcopy", "copy", f"if={lab.disk_sg}",
+            f"of={lab.tape_sg}", f"skip={DISK_SIZE // BS - 8}", "count=16", check=False)
+    assert p.returncode == 1
+    assert "does not fit" in p.stderr and "Traceback" not in p.stderr

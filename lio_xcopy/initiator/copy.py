@@ -1,0 +1,299 @@
+"""``lio-xcopy copy``: one EXTENDED COPY (LID1) from the backup server, dd-style.
+
+Identifies both logical units (INQUIRY, VPD 83h), reads the copy manager's OPERATING
+PARAMETERS, builds a complete parameter list for the segment type the two device types
+call for (02h disk->disk, 00h disk->tape, 01h tape->disk, 03h tape->tape), sends it
+with SG_IO and shows progress by polling COPY STATUS on a second file descriptor.
+``--emit-plist FILE`` writes the list instead, with the ``sg_raw`` line that sends it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from lio_xcopy.errors import LioXcopyError
+from lio_xcopy.initiator import sgio
+from lio_xcopy.scsi import spc, xcopy
+from lio_xcopy.scsi.xcopy import (
+    BlockToBlock,
+    BlockToStream,
+    IdentificationCscd,
+    ListIdUsage,
+    StreamToBlock,
+    StreamToStream,
+)
+
+MAX_BLOCKS_PER_SEGMENT = 0xFFFF  # the 16-bit NUMBER OF BLOCKS of 00h/01h/02h
+MAX_BYTES_PER_SEGMENT = 0xFFFFFFFF  # BYTE COUNT of 03h
+DEFAULT_RECORD = 65536  # tape record (stream transfer length) when not given
+
+
+class CopyUsageError(LioXcopyError):
+    """A bad operand: the message says what to write instead."""
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One side of the copy, as the initiator identified it."""
+
+    path: str
+    device_type: int
+    designator: spc.Designator
+    block_size: int  # disks: logical block length; tapes: 0
+    blocks: int  # disks: capacity in blocks; tapes: 0
+
+    @property
+    def is_tape(self) -> bool:
+        return self.device_type == spc.TYPE_TAPE
+
+    def cscd(self) -> IdentificationCscd:
+        return IdentificationCscd.from_designator(self.designator, self.device_type,
+                                                  self.block_size)
+
+    def describe(self) -> str:
+        kind = "tape" if self.is_tape else f"disk, {self.blocks} x {self.block_size} B"
+        return f"{self.path} ({kind}, NAA {self.designator.value.hex()})"
+
+
+def identify(dev: sgio.ScsiDevice) -> Endpoint:
+    pdt = dev.peripheral_device_type()
+    if pdt not in (spc.TYPE_DISK, spc.TYPE_TAPE):
+        raise CopyUsageError(f"{dev.path}: peripheral device type {pdt:#04x} is neither a "
+                             "disk nor a tape")
+    ids = [d for d in dev.device_identification() if d.association == 0]
+    naa = next((d for d in ids if d.designator_type == 3), None)
+    chosen = naa or next((d for d in ids if len(d.value) <= 20), None)
+    if chosen is None:
+        raise CopyUsageError(f"{dev.path}: its VPD page 83h has no logical unit designator "
+                             "short enough for a CSCD descriptor")
+    if pdt == spc.TYPE_TAPE:
+        return Endpoint(dev.path, pdt, chosen, 0, 0)
+    cap = dev.read_capacity16()
+    return Endpoint(dev.path, pdt, chosen, cap.block_length, cap.blocks)
+
+
+@dataclass(frozen=True, slots=True)
+class CopyRequest:
+    """The dd-style operands (counts in the disk's blocks; ``record`` in bytes)."""
+
+    count: int | None = None  # disk blocks (tape->tape: bytes)
+    skip: int = 0  # source disk blocks
+    seek: int = 0  # destination disk blocks
+    record: int = DEFAULT_RECORD  # tape record length: the stream transfer length
+
+
+def plan_segments(src: Endpoint, dst: Endpoint, req: CopyRequest,
+                  op: xcopy.OperatingParameters) -> list[xcopy.Segment]:
+    """Cut the copy into segments the copy manager accepts."""
+    limit_bytes = op.max_segment_length or MAX_BYTES_PER_SEGMENT
+    if src.is_tape and dst.is_tape:
+        total = req.count
+        if not total:
+            raise CopyUsageError("tape->tape needs count=BYTES")
+        step = min(limit_bytes, MAX_BYTES_PER_SEGMENT) // req.record * req.record or req.record
+        return [StreamToStream(0, 1, min(step, total - off), req.record, req.record)
+                for off in range(0, total, step)]
+    disk = dst if src.is_tape else src
+    start = req.seek if src.is_tape else req.skip
+    count = req.count if req.count is not None else disk.blocks - start
+    if count <= 0 or start + count > disk.blocks:
+        raise CopyUsageError(
+            f"{disk.path} has {disk.blocks} blocks: {start}+{count} does not fit; "
+            "give count= (in blocks of the disk) and skip=/seek= within it")
+    per_seg = min(MAX_BLOCKS_PER_SEGMENT, max(limit_bytes // disk.block_size, 1))
+    if not src.is_tape and not dst.is_tape:
+        if src.block_size != dst.block_size:
+            raise CopyUsageError("both disks must have the same block size for a dd-style "
+                                 "copy")
+        if req.seek + count > dst.blocks:
+            raise CopyUsageError(f"{dst.path} has {dst.blocks} blocks: seek={req.seek} "
+                                 f"count={count} does not fit")
+        return [BlockToBlock(0, 1, min(per_seg, count - i), req.skip + i, req.seek + i)
+                for i in range(0, count, per_seg)]
+    if (per_seg * disk.block_size) % req.record:  # keep every record whole
+        per_seg = max(per_seg * disk.block_size // req.record * req.record
+                      // disk.block_size, 1)
+    cls = StreamToBlock if src.is_tape else BlockToStream
+    return [cls(0, 1, min(per_seg, count - i), start + i, req.record)
+            for i in range(0, count, per_seg)]
+
+
+def build(src: Endpoint, dst: Endpoint, req: CopyRequest, op: xcopy.OperatingParameters,
+          list_id: int) -> tuple[bytes, list[xcopy.Segment]]:
+    segments = plan_segments(src, dst, req, op)
+    if len(segments) > op.max_segment_count:
+        raise CopyUsageError(
+            f"{len(segments)} segments needed, the copy manager takes {op.max_segment_count}"
+            ": copy in several runs (count=, skip=, seek=)")
+    plist = xcopy.build_extended_copy(
+        [src.cscd(), dst.cscd()], segments, list_identifier=list_id,
+        list_id_usage=ListIdUsage.HOLD)
+    return plist, segments
+
+
+def operating_parameters(dev: sgio.ScsiDevice) -> xcopy.OperatingParameters:
+    cdb = xcopy.RECEIVE_COPY_RESULTS_OPERATING_PARAMETERS(allocation_length=256).encode()
+    return xcopy.OperatingParameters.parse(dev.execute(cdb, data_in=256).data)
+
+
+def copy_status(dev: sgio.ScsiDevice, list_id: int) -> xcopy.CopyStatus:
+    cdb = xcopy.RECEIVE_COPY_RESULTS_COPY_STATUS(list_identifier=list_id,
+                                                 allocation_length=12).encode()
+    return xcopy.CopyStatus.parse(dev.execute(cdb, data_in=12, timeout=10).data)
+
+
+def sg_raw_line(path: str, plist_file: str, length: int) -> str:
+    n = " ".join(f"{b:02x}" for b in length.to_bytes(4, "big"))
+    return (f"sg_raw -t 3600 -s {length} -i {plist_file} {path} "
+            f"83 00 00 00 00 00 00 00 00 00 {n} 00 00")
+
+
+def _size(n: float) -> str:
+    return f"{n / (1 << 20):.1f} MiB"
+
+
+def run_copy(src_path: str, dst_path: str, req: CopyRequest, *, emit: Path | None = None,
+             progress: bool = True, out=sys.stdout, timeout: float = 24 * 3600) -> int:
+    """The whole initiator side; returns the bytes the copy manager reports moved."""
+    with sgio.ScsiDevice(src_path) as s, sgio.ScsiDevice(dst_path) as d:
+        src, dst = identify(s), identify(d)
+        op = operating_parameters(s)
+        list_id = random.randint(1, 255)
+        plist, segments = build(src, dst, req, op, list_id)
+        total = sum(_segment_bytes(seg, src, dst) for seg in segments)
+        print(f"source      {src.describe()}\ndestination {dst.describe()}\n"
+              f"{len(segments)} segment(s), {_size(total)}, list identifier {list_id}",
+              file=out)
+        if emit is not None:
+            emit.write_bytes(plist)
+            print(f"parameter list written to {emit} ({len(plist)} bytes); send it with:\n"
+                  f"  {sg_raw_line(src_path, str(emit), len(plist))}", file=out)
+            return 0
+        result: dict[str, object] = {}
+
+        def send() -> None:
+            cdb = xcopy.EXTENDED_COPY_LID1(parameter_list_length=len(plist)).encode()
+            try:
+                result["r"] = s.execute(cdb, data_out=plist, timeout=timeout)
+            except sgio.SgIoError as e:
+                result["e"] = e
+
+        started = time.monotonic()
+        t = threading.Thread(target=send, daemon=True)
+        t.start()
+        with sgio.ScsiDevice(src_path) as poll:  # a second fd: the first is busy
+            while t.is_alive():
+                t.join(0.5)
+                if not progress or not t.is_alive():
+                    continue
+                try:
+                    st = copy_status(poll, list_id)
+                except sgio.SgIoError:
+                    continue
+                moved = st.transferred_bytes or 0
+                dt = time.monotonic() - started
+                print(f"\r  {_size(moved)} of {_size(total)} ({100 * moved / total:.0f}%), "
+                      f"{moved / (1 << 20) / dt:.1f} MiB/s, segment "
+                      f"{st.segments_processed + 1}/{len(segments)}", end="", file=out,
+                      flush=True)
+            dt = time.monotonic() - started
+            if "e" in result:
+                if progress:
+                    print(file=out)
+                err = result["e"]
+                with contextlib.suppress(sgio.SgIoError):
+                    print(f"  copy status: {copy_status(poll, list_id).describe()}", file=out)
+                raise err  # type: ignore[misc]
+            st = copy_status(poll, list_id)
+        moved = st.transferred_bytes or total
+        print(f"\r  copied {_size(moved)} in {dt:.2f} s ({moved / (1 << 20) / dt:.1f} MiB/s), "
+              f"{st.segments_processed} segment(s), by the target's copy manager" + " " * 10,
+              file=out)
+        return moved
+
+
+def _segment_bytes(seg: xcopy.Segment, src: Endpoint, dst: Endpoint) -> int:
+    if isinstance(seg, StreamToStream):
+        return seg.byte_count
+    disk = dst if src.is_tape else src
+    return seg.number_of_blocks * disk.block_size
+
+
+USAGE = """usage: lio-xcopy copy if=DEV of=DEV [count=N] [skip=N] [seek=N] [bs=N] [tbs=N]
+                      [--emit-plist FILE] [--quiet]
+
+One EXTENDED COPY: the target's copy manager moves the data; nothing crosses this host.
+DEV is a /dev/sgN (or /dev/sdX, /dev/nstN) of a disk or tape LUN of one lio-xcopy target.
+  count=N   disk blocks to copy (tape->tape: bytes); default: to the end of the disk
+  skip=N    first block of the source disk        seek=N  first block of the destination
+  bs=N      must equal the disk's block size (checked); tbs=N  tape record bytes (65536)
+  --emit-plist FILE  write the parameter list and print the sg_raw line instead
+"""
+
+
+def parse_operands(args: list[str]) -> tuple[dict[str, str], Path | None, bool]:
+    ops: dict[str, str] = {}
+    emit = None
+    quiet = False
+    it = iter(args)
+    for a in it:
+        if a == "--emit-plist":
+            emit = Path(next(it, ""))
+            if not emit.name:
+                raise CopyUsageError("--emit-plist needs a file name")
+        elif a.startswith("--emit-plist="):
+            emit = Path(a.split("=", 1)[1])
+        elif a in ("-q", "--quiet"):
+            quiet = True
+        elif "=" in a and a.split("=", 1)[0] in ("if", "of", "count", "skip", "seek", "bs",
+                                                 "tbs"):
+            k, v = a.split("=", 1)
+            ops[k] = v
+        else:
+            raise CopyUsageError(f"unknown operand {a!r}: see `lio-xcopy copy --help`")
+    for k in ("if", "of"):
+        if k not in ops:
+            raise CopyUsageError(f"missing {k}=DEVICE: see `lio-xcopy copy --help`")
+    return ops, emit, quiet
+
+
+def _int(ops: dict[str, str], key: str, default: int | None) -> int | None:
+    if key not in ops:
+        return default
+    try:
+        v = int(ops[key], 0)
+    except ValueError as e:
+        raise CopyUsageError(f"{key}={ops[key]!r} is not a number") from e
+    if v < 0:
+        raise CopyUsageError(f"{key}={v} is negative")
+    return v
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE, end="")
+        return 0 if argv else 2
+    try:
+        ops, emit, quiet = parse_operands(argv)
+        req = CopyRequest(count=_int(ops, "count", None), skip=_int(ops, "skip", 0) or 0,
+                          seek=_int(ops, "seek", 0) or 0,
+                          record=_int(ops, "tbs", DEFAULT_RECORD) or DEFAULT_RECORD)
+        bs = _int(ops, "bs", None)
+        if bs is not None:
+            for path in (ops["if"], ops["of"]):
+                with sgio.ScsiDevice(path) as dev:
+                    ep = identify(dev)
+                if not ep.is_tape and ep.block_size != bs:
+                    raise CopyUsageError(f"bs={bs}, but {path} has {ep.block_size}-byte "
+                                         "blocks: counts are in the disk's blocks")
+        run_copy(ops["if"], ops["of"], req, emit=emit, progress=not quiet)
+    except LioXcopyError as e:
+        print(f"lio-xcopy copy: {e}", file=sys.stderr)
+        return 1
+    return 0

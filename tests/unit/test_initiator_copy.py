@@ -1,0 +1,93 @@
+"""The initiator tool's planning: segments, limits, operands (no device needed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from lio_xcopy.initiator.copy import (
+    CopyRequest,
+    CopyUsageError,
+    Endpoint,
+    build,
+    parse_operands,
+    plan_segments,
+    sg_raw_line,
+)
+from lio_xcopy.scsi import spc, xcopy
+from lio_xcopy.scsi.xcopy import BlockToBlock, BlockToStream, StreamToBlock, StreamToStream
+
+OP = xcopy.OperatingParameters.from_limits(xcopy.Limits())
+
+
+def disk(blocks=1 << 20, bs=512, n=1):
+    return Endpoint(f"/dev/sg{n}", 0, spc.Designator(1, 3, bytes([0x60 + n]) * 16), bs, blocks)
+
+
+def tape(n=9):
+    return Endpoint(f"/dev/sg{n}", 1, spc.Designator(1, 3, bytes([0x60 + n]) * 16), 0, 0)
+
+
+def test_disk_to_tape_segments_keep_records_whole():
+    segs = plan_segments(disk(), tape(), CopyRequest(count=200000), OP)
+    assert all(isinstance(s, BlockToStream) for s in segs)
+    assert sum(s.number_of_blocks for s in segs) == 200000
+    assert all(s.number_of_blocks * 512 % 65536 == 0 for s in segs[:-1])
+    assert [s.lba for s in segs] == [sum(x.number_of_blocks for x in segs[:i])
+                                     for i in range(len(segs))]
+
+
+def test_tape_to_disk_defaults_to_the_rest_of_the_disk():
+    segs = plan_segments(tape(), disk(blocks=100000), CopyRequest(seek=1000), OP)
+    assert all(isinstance(s, StreamToBlock) for s in segs)
+    assert segs[0].lba == 1000 and sum(s.number_of_blocks for s in segs) == 99000
+
+
+def test_disk_to_disk_uses_block_to_block():
+    segs = plan_segments(disk(n=1), disk(n=2), CopyRequest(count=70000, skip=5, seek=7), OP)
+    assert [type(s) for s in segs] == [BlockToBlock, BlockToBlock]
+    assert (segs[1].source_lba, segs[1].destination_lba) == (5 + 65535, 7 + 65535)
+
+
+def test_tape_to_tape_needs_a_byte_count():
+    with pytest.raises(CopyUsageError, match="count=BYTES"):
+        plan_segments(tape(1), tape(2), CopyRequest(), OP)
+    (seg,) = plan_segments(tape(1), tape(2), CopyRequest(count=10 << 20), OP)
+    assert isinstance(seg, StreamToStream) and seg.byte_count == 10 << 20
+
+
+def test_range_errors_say_what_to_do():
+    with pytest.raises(CopyUsageError, match="give count="):
+        plan_segments(disk(blocks=100), tape(), CopyRequest(count=50, skip=60), OP)
+    with pytest.raises(CopyUsageError, match="does not fit"):
+        plan_segments(disk(n=1), disk(blocks=10, n=2), CopyRequest(count=20), OP)
+
+
+def test_too_many_segments_for_the_copy_manager():
+    small = xcopy.OperatingParameters.from_limits(xcopy.Limits(max_segments=2))
+    with pytest.raises(CopyUsageError, match="several runs"):
+        build(disk(), tape(), CopyRequest(count=300000), small, 1)
+
+
+def test_built_list_parses_back_with_both_cscds():
+    plist, segs = build(disk(), tape(), CopyRequest(count=1000, record=10240), OP, 42)
+    parsed = xcopy.parse_extended_copy(plist)
+    assert parsed.header.list_identifier == 42
+    assert parsed.header.list_id_usage == xcopy.ListIdUsage.HOLD
+    assert [c.peripheral_device_type for c in parsed.cscds] == [0, 1]
+    assert parsed.segments == tuple(segs)
+
+
+def test_operands():
+    ops, emit, quiet = parse_operands(["if=/dev/sg1", "of=/dev/sg2", "count=8",
+                                       "--emit-plist", "/tmp/p", "-q"])
+    assert ops == {"if": "/dev/sg1", "of": "/dev/sg2", "count": "8"}
+    assert str(emit) == "/tmp/p" and quiet
+    with pytest.raises(CopyUsageError, match="missing of="):
+        parse_operands(["if=/dev/sg1"])
+    with pytest.raises(CopyUsageError, match="unknown operand"):
+        parse_operands(["if=/dev/sg1", "of=/dev/sg2", "conv=sync"])
+
+
+def test_sg_raw_line():
+    assert sg_raw_line("/dev/sg1", "p.bin", 300) == (
+        "sg_raw -t 3600 -s 300 -i p.bin /dev/sg1 83 00 00 00 00 00 00 00 00 00 00 00 01 2c 00 00")
