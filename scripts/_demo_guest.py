@@ -1,11 +1,13 @@
-"""Guest side of scripts/demo: a backup to tape and a restore, through the real kernel.
+"""Guest side of scripts/demo: a serverless backup, end to end, through the real kernel.
 
-Runs inside the VM (scripts/vm): starts the lio-xcopy daemon, provisions a disk and a
-tape LUN with rtslib, exports them with tcm_loop, and drives them with stock tools.
+Runs inside the VM (scripts/vm). The target side: the lio-xcopy daemon serves disk and
+tape LUNs made with rtslib and exported with tcm_loop. The initiator side (the backup
+server) sees /dev/sdX, /dev/nstN and /dev/sgN, and sends one EXTENDED COPY.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import signal
@@ -16,8 +18,11 @@ import time
 from pathlib import Path
 
 from lio_xcopy.control import provision
+from lio_xcopy.initiator import sgio
+from lio_xcopy.initiator.copy import CopyRequest, run_copy
 
 MiB = 1 << 20
+DISK = 64 * MiB
 
 
 def step(title: str) -> None:
@@ -33,19 +38,26 @@ def sh(*cmd: str, show: bool = True) -> str:
     return p.stdout + p.stderr
 
 
-def timed_dd(src: str, dst: str, nbytes: int, extra: tuple[str, ...] = ()) -> float:
-    print(f"$ dd if={src} of={dst} bs=1M count={nbytes // MiB} {' '.join(extra)}", flush=True)
-    t = time.monotonic()
-    sh("dd", f"if={src}", f"of={dst}", "bs=1M", f"count={nbytes // MiB}", *extra, show=False)
-    dt = time.monotonic() - t
-    print(f"  {nbytes / MiB:.0f} MiB in {dt:.2f} s = {nbytes / MiB / dt:.1f} MiB/s", flush=True)
-    return dt
+def counters(*paths: str) -> list[sgio.IoCounters]:
+    sh("udevadm", "settle", show=False)
+    return [sgio.io_counters(p) for p in paths]
+
+
+def crossed(before: list[sgio.IoCounters], after: list[sgio.IoCounters]) -> tuple[int, int]:
+    """Bytes the initiator's sd/st drivers moved, and SCSI commands sent, in between."""
+    diffs = [a - b for a, b in zip(after, before, strict=True)]
+    return (sum(d.read_bytes + d.written_bytes for d in diffs),
+            sum(d.requests for d in diffs))
+
+
+def same_files(files: list[Path], src: Path, mnt: Path) -> int:
+    return sum((mnt / p.relative_to(src)).read_bytes() != p.read_bytes() for p in files)
 
 
 def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="lio-xcopy-demo-"))
     log = work / "daemon.log"
-    step("1. Start the lio-xcopy daemon (TCMU userspace half, subtype 'xcopy')")
+    step("1. Target host: start the lio-xcopy daemon (TCMU userspace, subtype 'xcopy')")
     pidfile = work / "pid"
     with log.open("w") as f:
         daemon = subprocess.Popen(
@@ -61,41 +73,42 @@ def main() -> int:
     finally:
         provision.delete_all()
         daemon.send_signal(signal.SIGTERM)
-        daemon.wait(timeout=30)
+        daemon.wait(timeout=60)
         print("\n--- daemon log ---\n" + log.read_text())
 
 
 def demo(work: Path) -> int:
-    size = 64 * MiB
-    step("2. Provision LUNs with rtslib and export them over tcm_loop")
-    db = provision.create_disk("db0", work / "db0.img", size)
-    restore = provision.create_disk("restore0", work / "restore0.img", size)
-    tape = provision.create_tape("tape0", work / "tape0.aws", 256 * MiB)
-    for lun in (db, restore, tape):
+    step("2. Target host: provision LUNs with rtslib, export them over tcm_loop")
+    luns = {
+        "db0": provision.create_disk("db0", work / "db0.img", DISK),
+        "restore0": provision.create_disk("restore0", work / "restore0.img", DISK),
+        "restore1": provision.create_disk("restore1", work / "restore1.img", DISK),
+        "clone0": provision.create_disk("clone0", work / "clone0.img", DISK),
+        "tape0": provision.create_tape("tape0", work / "tape0.aws", 512 * MiB),
+    }
+    for lun in luns.values():
         provision.export_loopback(lun)
         print(f"  {lun.kind:4} {lun.name:9} backing {lun.path}  NAA {lun.naa}")
     sh("udevadm", "settle", show=False)
-    d_db, d_restore, d_tape = (provision.find_kernel_device(x) for x in (db, restore, tape))
-    print(f"  initiator sees: {d_db.block} ({d_db.sg}), {d_restore.block} ({d_restore.sg}),"
-          f" tape {d_tape.tape} ({d_tape.sg})")
+    dev = {name: provision.find_kernel_device(lun) for name, lun in luns.items()}
+    db, tape = dev["db0"], dev["tape0"]
+    print("  the backup server sees: " + ", ".join(
+        f"{n}={d.block or d.tape} ({d.sg})" for n, d in dev.items()))
 
-    step("3. What the initiator's stock tools see")
-    inq = sh("sg_inq", str(d_db.sg))
-    print("  " + "\n  ".join(line for line in inq.splitlines()
-                             if re.search(r"identification|revision level|PDT=", line)))
-    vpd = sh("sg_vpd", "-p", "di", str(d_db.sg))
-    print("  " + "\n  ".join(line.strip() for line in vpd.splitlines() if "0x6001405" in line))
-    print("  " + sh("sg_readcap", str(d_db.sg)).strip().replace("\n", "\n  "))
-    print("  " + sh("mt", "-f", str(d_tape.tape), "status").strip().replace("\n", "\n  "))
+    step("3. Backup server: what stock tools see (3PC=1: the LUN takes EXTENDED COPY)")
+    inq = sh("sg_inq", str(db.sg))
+    print("  " + "\n  ".join(x.strip() for x in inq.splitlines()
+                             if re.search(r"identification|PDT=|3PC=", x)))
+    print("  " + sh("sg_readcap", str(db.sg)).strip().replace("\n", "\n  "))
 
-    step("4. A filesystem with files on the disk LUN")
+    step("4. Backup server: a filesystem with files on db0")
     mnt = work / "mnt"
     mnt.mkdir()
     sh("modprobe", "ext4", show=False)
-    sh("mkfs.ext4", "-q", "-F", str(d_db.block))
-    sh("mount", str(d_db.block), str(mnt))
+    sh("mkfs.ext4", "-q", "-F", str(db.block))
+    sh("mount", str(db.block), str(mnt))
     src = Path("/usr/share/doc")
-    files = sorted(p for p in src.rglob("*") if p.is_file() and not p.is_symlink())[:400]
+    files = sorted(p for p in src.rglob("*") if p.is_file() and not p.is_symlink())[:600]
     for p in files:
         dst = mnt / p.relative_to(src)
         dst.parent.mkdir(parents=True, exist_ok=True)
@@ -103,31 +116,73 @@ def demo(work: Path) -> int:
     total = sum(p.stat().st_size for p in files)
     print(f"  copied {len(files)} files ({total / 1024:.0f} KiB) from {src}")
     sh("umount", str(mnt))
+    sh("blockdev", "--flushbufs", str(db.block), show=False)
 
-    step("5. Classic backup: the initiator reads the disk and writes the tape (dd)")
-    sh("mt", "-f", str(d_tape.tape), "rewind")
-    sh("mt", "-f", str(d_tape.tape), "setblk", "0")
-    timed_dd(str(d_db.block), str(d_tape.tape), size, ("iflag=direct",))
-    st = sh("mt", "-f", str(d_tape.tape), "status")
-    print("  " + next(line.strip() for line in st.splitlines() if "File number" in line))
-    print(f"  cartridge file: {tape.path} ({tape.path.stat().st_size} bytes, AWSTAPE)")
+    step("5. SERVERLESS BACKUP: one EXTENDED COPY, db0 -> tape0, moved by the target host")
+    sh("mt", "-f", str(tape.tape), "rewind")
+    watch = [str(db.sg), str(tape.sg)]
+    before = counters(*watch)
+    print(f"$ lio-xcopy copy if={db.sg} of={tape.sg}")
+    out = io.StringIO()
+    xc = run_copy(str(db.sg), str(tape.sg), CopyRequest(), out=out)
+    after = counters(*watch)
+    lines = [x.strip() for x in out.getvalue().replace("\r", "\n").splitlines()]
+    print("  " + "\n  ".join(x for x in lines if x))
+    xc_bytes, xc_cmds = crossed(before, after)
+    sh("mt", "-f", str(tape.tape), "weof", "1")  # close the backup as tape file 0
 
-    step("6. Restore: tape -> second disk LUN, then compare every file")
-    sh("mt", "-f", str(d_tape.tape), "rewind")
-    timed_dd(str(d_tape.tape), str(d_restore.block), size, ("oflag=direct",))
-    sh("mount", "-o", "ro", str(d_restore.block), str(mnt))
-    bad = [p for p in files if (mnt / p.relative_to(src)).read_bytes() != p.read_bytes()]
+    step("6. Classic backup for comparison: the backup server reads db0 and writes tape0")
+    before = counters(*watch)
+    print(f"$ dd if={db.block} of={tape.tape} bs=64k iflag=direct")
+    t = time.monotonic()
+    sh("dd", f"if={db.block}", f"of={tape.tape}", "bs=64k", "iflag=direct", show=False)
+    dd_s = time.monotonic() - t
+    after = counters(*watch)
+    dd_bytes, dd_cmds = crossed(before, after)
+    print(f"  {DISK / MiB:.0f} MiB in {dd_s:.2f} s ({DISK / MiB / dd_s:.1f} MiB/s); the tape "
+          "now holds the XCOPY backup as file 0 and the dd backup as file 1")
+
+    step("7. Restore file 0 with dd from /dev/nst0 to restore0, and compare every file")
+    sh("mt", "-f", str(tape.tape), "rewind")
+    sh("dd", f"if={tape.tape}", f"of={dev['restore0'].block}", "bs=64k", "oflag=direct")
+    sh("mount", "-o", "ro", str(dev["restore0"].block), str(mnt))
+    bad0 = same_files(files, src, mnt)
     sh("umount", str(mnt))
-    if bad:
-        print(f"  RESTORE MISMATCH in {len(bad)} files, e.g. {bad[0]}")
-        return 1
-    print(f"  all {len(files)} restored files are identical to the originals")
+    print(f"  {len(files) - bad0} of {len(files)} files identical")
 
-    step("Done")
-    print("  Served by one daemon through the real kernel: 2 disk LUNs and 1 tape LUN.\n"
-          "  Next (issue 3): one EXTENDED COPY moves the disk to tape on the target host,\n"
-          "  without these bytes crossing the initiator.")
-    return 0
+    step("8. Restore file 0 with a tape->disk EXTENDED COPY to restore1, and compare")
+    sh("mt", "-f", str(tape.tape), "rewind")
+    print(f"$ lio-xcopy copy if={tape.sg} of={dev['restore1'].sg}")
+    out = io.StringIO()
+    run_copy(str(tape.sg), str(dev["restore1"].sg), CopyRequest(), out=out)
+    print("  " + out.getvalue().strip().splitlines()[-1].strip().split("\r")[-1].strip())
+    sh("blockdev", "--flushbufs", str(dev["restore1"].block), show=False)
+    sh("mount", "-o", "ro", str(dev["restore1"].block), str(mnt))
+    bad1 = same_files(files, src, mnt)
+    sh("umount", str(mnt))
+    print(f"  {len(files) - bad1} of {len(files)} files identical")
+
+    step("9. Disk -> disk with stock sg_xcopy (block->block segments), db0 -> clone0")
+    sh("sg_xcopy", f"if={db.sg}", f"of={dev['clone0'].sg}", "bs=512")
+    sh("blockdev", "--flushbufs", str(dev["clone0"].block), show=False)
+    sh("mount", "-o", "ro", str(dev["clone0"].block), str(mnt))
+    bad2 = same_files(files, src, mnt)
+    sh("umount", str(mnt))
+    print(f"  {len(files) - bad2} of {len(files)} files identical")
+
+    step("Summary: backing up db0 (64 MiB) to tape")
+    rate = xc.moved / MiB / xc.seconds
+    print(f"  {'path':32} {'bytes':>12} {'time':>8} {'MiB/s':>8} {'crossed initiator':>18}")
+    print(f"  {'EXTENDED COPY (serverless)':32} {xc.moved:>12} {xc.seconds:>7.2f}s {rate:>8.1f}"
+          f" {xc_bytes + xc.initiator_bytes:>12} B in {xc_cmds} cmds")
+    print(f"  {'dd if=/dev/sdX of=/dev/nst0':32} {DISK:>12} {dd_s:>7.2f}s "
+          f"{DISK / MiB / dd_s:>8.1f} {dd_bytes:>12} B in {dd_cmds} cmds")
+    print("  (crossed initiator: what the backup server's sd/st drivers and SG_IO moved for "
+          "the copy, from the kernel's own counters)")
+    ok = not (bad0 or bad1 or bad2)
+    print("\n  RESULT: " + ("all restores identical to the originals" if ok
+                            else "RESTORE MISMATCH"))
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -158,9 +158,21 @@ def _size(n: float) -> str:
     return f"{n / (1 << 20):.1f} MiB"
 
 
+@dataclass(frozen=True, slots=True)
+class CopyOutcome:
+    """What one copy did: bytes the copy manager moved, wall time, and the bytes that
+    crossed this host's SCSI devices for it (parameter list, status, identification)."""
+
+    moved: int
+    seconds: float
+    initiator_bytes: int
+    initiator_commands: int
+
+
 def run_copy(src_path: str, dst_path: str, req: CopyRequest, *, emit: Path | None = None,
-             progress: bool = True, out=sys.stdout, timeout: float = 24 * 3600) -> int:
-    """The whole initiator side; returns the bytes the copy manager reports moved."""
+             progress: bool = True, out=sys.stdout,
+             timeout: float = 24 * 3600) -> CopyOutcome:
+    """The whole initiator side."""
     with sgio.ScsiDevice(src_path) as s, sgio.ScsiDevice(dst_path) as d:
         src, dst = identify(s), identify(d)
         op = operating_parameters(s)
@@ -174,7 +186,8 @@ def run_copy(src_path: str, dst_path: str, req: CopyRequest, *, emit: Path | Non
             emit.write_bytes(plist)
             print(f"parameter list written to {emit} ({len(plist)} bytes); send it with:\n"
                   f"  {sg_raw_line(src_path, str(emit), len(plist))}", file=out)
-            return 0
+            return CopyOutcome(0, 0.0, s.bytes_in + s.bytes_out + d.bytes_in + d.bytes_out,
+                               s.commands + d.commands)
         result: dict[str, object] = {}
 
         def send() -> None:
@@ -211,11 +224,13 @@ def run_copy(src_path: str, dst_path: str, req: CopyRequest, *, emit: Path | Non
                     print(f"  copy status: {copy_status(poll, list_id).describe()}", file=out)
                 raise err  # type: ignore[misc]
             st = copy_status(poll, list_id)
+            crossed = sum(h.bytes_in + h.bytes_out for h in (s, d, poll))
+            commands = sum(h.commands for h in (s, d, poll))
         moved = st.transferred_bytes or total
         print(f"\r  copied {_size(moved)} in {dt:.2f} s ({moved / (1 << 20) / dt:.1f} MiB/s), "
               f"{st.segments_processed} segment(s), by the target's copy manager" + " " * 10,
               file=out)
-        return moved
+        return CopyOutcome(moved, dt, crossed, commands)
 
 
 def _segment_bytes(seg: xcopy.Segment, src: Endpoint, dst: Endpoint) -> int:
