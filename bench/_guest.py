@@ -1,0 +1,162 @@
+"""Guest-side plumbing for the benchmarks: daemons, CPU accounting, fio/dd passes.
+
+Everything here runs inside the VM that ``scripts/vm`` boots (root, LIO loaded).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+MB = 1_000_000  # throughput is reported in MB/s (decimal), as fio and dd print it
+MiB = 1 << 20
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def require_guest(script: str) -> None:
+    """Exit with the right command line when run on the host."""
+    if os.environ.get("LIO_XCOPY_IN_VM") != "1":
+        sys.exit(f"{script} needs LIO: run it in the VM, `scripts/vm python {script} [ARGS]`")
+
+
+def work_dir(name: str) -> Path:
+    """A folder under the shared work dir (``.vmwork``, kept on the host after the run)."""
+    root = Path(os.environ.get("LIO_XCOPY_WORK", ".vmwork"))
+    d = root / "bench" / name
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def run(*cmd: str, timeout: float = 600, check: bool = True) -> str:
+    """Run a tool (C locale); what it printed, or RuntimeError when it failed."""
+    env = {**os.environ, "LC_ALL": "C"}
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    if check and p.returncode != 0:
+        raise RuntimeError(f"`{' '.join(cmd)}` exited {p.returncode}:\n{p.stdout}{p.stderr}")
+    return p.stdout + p.stderr
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What a process has used so far: CPU seconds and times it went to sleep."""
+
+    usr: float  # user CPU seconds, every thread, live or exited (tick-sampled split)
+    sys: float  # system CPU seconds
+    sleeps: int  # voluntary context switches of its live threads (a daemon's wake-ups)
+
+    @classmethod
+    def of(cls, pid: int) -> Usage:
+        text = Path(f"/proc/{pid}/stat").read_text()
+        fields = text[text.rindex(")") + 2 :].split()  # fields[0] is stat(5)'s field 3
+        sleeps = 0
+        for status in Path(f"/proc/{pid}/task").glob("*/status"):
+            with contextlib.suppress(OSError):  # a thread that just ended
+                m = re.search(r"^voluntary_ctxt_switches:\s+(\d+)", status.read_text(), re.M)
+                sleeps += int(m.group(1)) if m else 0
+        return cls(int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK, sleeps)
+
+    def __sub__(self, other: Usage) -> Usage:
+        return Usage(self.usr - other.usr, self.sys - other.sys, self.sleeps - other.sleeps)
+
+
+@dataclass
+class Daemon:
+    """A background process with its log file."""
+
+    name: str
+    proc: subprocess.Popen
+    log: Path
+
+    @classmethod
+    def start(cls, name: str, cmd: list[str], log: Path,
+              ready: Callable[[subprocess.Popen], bool], timeout: float = 60) -> Daemon:
+        """Start ``cmd`` and wait until ``ready(proc)`` holds; stop it again on failure."""
+        with log.open("w") as f:
+            proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT)
+        d = cls(name, proc, log)
+        deadline = time.monotonic() + timeout
+        try:
+            while not ready(proc):
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{name} exited {proc.returncode}:\n{d.tail()}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{name} not ready in {timeout:.0f} s:\n{d.tail()}")
+                time.sleep(0.1)
+        except BaseException:
+            d.stop()
+            raise
+        return d
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def usage(self) -> Usage:
+        return Usage.of(self.pid)
+
+    def stop(self, timeout: float = 60) -> int:
+        """SIGTERM, then SIGKILL after ``timeout`` seconds; the exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                print(f"{self.name} ignored SIGTERM for {timeout:.0f} s: killed", flush=True)
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def tail(self, lines: int = 20) -> str:
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+# --- one sequential pass over a block device -------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Pass:
+    nbytes: int
+    seconds: float
+
+    @property
+    def mb_s(self) -> float:
+        return self.nbytes / MB / self.seconds
+
+
+def io_tool(prefer: str = "auto") -> str:
+    """``fio`` when installed (or asked for), else ``dd``."""
+    if prefer == "auto":
+        return "fio" if shutil.which("fio") else "dd"
+    if not shutil.which(prefer):
+        sys.exit(f"{prefer} is not installed (on the host, which the guest shares)")
+    return prefer
+
+
+def sequential(tool: str, dev: str, rw: str, nbytes: int, iodepth: int = 1) -> Pass:
+    """One 1 MiB O_DIRECT sequential ``rw`` ("write"/"read") pass over ``nbytes``."""
+    if tool == "fio":
+        out = run("fio", "--name=seq", f"--filename={dev}", f"--rw={rw}", "--bs=1M",
+                  "--direct=1", "--ioengine=libaio", f"--iodepth={iodepth}",
+                  f"--size={nbytes}", "--output-format=json")
+        job = json.loads(out[out.index("{"):])["jobs"][0][rw]
+        return Pass(job["io_bytes"], job["runtime"] / 1000)
+    if iodepth != 1:
+        raise ValueError("dd keeps one request in flight: iodepth 1 only")
+    count = f"count={nbytes // MiB}"
+    if rw == "write":
+        out = run("dd", "if=/dev/zero", f"of={dev}", "bs=1M", count, "oflag=direct")
+    else:
+        out = run("dd", f"if={dev}", "of=/dev/null", "bs=1M", count, "iflag=direct")
+    m = re.search(r"^(\d+) bytes .* copied, ([\d.e-]+) s", out, re.M)
+    if not m:
+        raise RuntimeError(f"cannot read dd's summary:\n{out}")
+    return Pass(int(m.group(1)), float(m.group(2)))
