@@ -75,6 +75,7 @@ def test_stock_sg_xcopy_disk_to_disk(lab):
     other = provision.create_disk("xcopydst", lab.work / "xcopydst.img", 16 * MiB)
     provision.export_loopback(other)
     dev = provision.find_kernel_device(other)
+    clear_unit_attention(lab.disk_sg, lab.tape_sg, str(dev.sg))
     try:
         data = os.urandom(4 * MiB)
         fill_disk(lab, 16 * MiB, data)
@@ -178,3 +179,96 @@ def test_initiator_tool_reports_errors_in_words(lab):
             f"of={lab.tape_sg}", f"skip={DISK_SIZE // BS - 8}", "count=16", check=False)
     assert p.returncode == 1
     assert "does not fit" in p.stderr and "Traceback" not in p.stderr
+
+
+def _disk_to_tape_list(lab, blocks: int = 8) -> bytes:
+    return xcopy.build_extended_copy(
+        [cscd(lab.disk_lun, 0, BS), cscd(lab.tape_lun, 1, 0)],
+        [BlockToStream(0, 1, blocks, 0, 4096)])
+
+
+def _bad_lists(lab) -> dict[str, tuple[bytes, tuple[str, str]]]:
+    good = _disk_to_tape_list(lab)
+    ir = "Illegal Request"
+    truncated = good[:-6]  # the segment descriptor cut short
+    cscd_e5 = bytearray(good)
+    cscd_e5[16] = 0xE5  # an unsupported CSCD type code
+    seg_0b = bytearray(good)
+    seg_0b[16 + 64] = 0x0B  # an unsupported segment type code
+    too_many = xcopy.build_extended_copy(
+        [cscd(lab.disk_lun, 0, BS), cscd(lab.tape_lun, 1, 0)],
+        [BlockToStream(0, 1, 1, i, 512) for i in range(257)])
+    wrong_type = xcopy.build_extended_copy(  # a disk->disk segment naming the tape
+        [cscd(lab.disk_lun, 0, BS), cscd(lab.tape_lun, 1, 0)], [BlockToBlock(0, 1, 8, 0, 0)])
+    return {
+        "truncated": (truncated, (ir, "Parameter list length error")),
+        "cscd-type": (bytes(cscd_e5), (ir, "Unsupported target descriptor type code")),
+        "segment-type": (bytes(seg_0b), (ir, "Unsupported segment descriptor type code")),
+        "too-many-segments": (too_many, (ir, "Too many segment descriptors")),
+        "wrong-device-type": (wrong_type, ("Copy Aborted", "Incorrect copy target device type")),
+    }
+
+
+def test_bad_parameter_lists_get_the_sense_spc4_names(lab):
+    for name, (plist, want) in _bad_lists(lab).items():
+        p = send(lab, lab.disk_sg, plist, f"bad-{name}.plist", check=False)
+        assert sense_of(p.stdout + p.stderr) == want, (name, p.stdout + p.stderr)
+    assert lab.daemon.alive()
+    run("sg_turs", lab.disk_sg)
+
+
+def test_end_of_tape_mid_copy_is_copy_aborted_with_the_failing_segment(lab):
+    small = provision.create_tape("xcopysmall", lab.work / "xcopysmall.aws", 2 * MiB)
+    provision.export_loopback(small)
+    dev = provision.find_kernel_device(small)
+    clear_unit_attention(lab.disk_sg, lab.tape_sg, str(dev.sg))
+    try:
+        run("mt", "-f", str(dev.tape), "rewind")
+        plist = xcopy.build_extended_copy(
+            [cscd(lab.disk_lun, 0, BS), cscd(small, 1, 0)],
+            [BlockToStream(0, 1, 2048, 0, 65536), BlockToStream(0, 1, 8192, 2048, 65536)],
+            list_identifier=9, list_id_usage=xcopy.ListIdUsage.HOLD)
+        p = send(lab, lab.disk_sg, plist, "eot.plist", check=False)
+        out = p.stdout + p.stderr
+        assert sense_of(out) == ("Copy Aborted", "End-of-partition/medium detected"), out
+        assert "Segment pointer: Relative to start of segment descriptor, byte 6" in out
+        # FAILED SEGMENT DETAILS carries the tape's own sense: VOLUME OVERFLOW
+        fsd = lab.work / "fsd.bin"
+        run("sg_raw", "-r", "255", "-o", str(fsd), lab.disk_sg, "84", "04", "09", "00", "00",
+            "00", "00", "00", "00", "00", "00", "00", "00", "ff", "00", "00")
+        details = xcopy.FailedSegmentDetails.parse(fsd.read_bytes())
+        assert details.sense.key.name == "VOLUME_OVERFLOW"
+        status = lab.work / "status.bin"
+        run("sg_raw", "-r", "12", "-o", str(status), lab.disk_sg, "84", "00", "09", "00",
+            "00", "00", "00", "00", "00", "00", "00", "00", "00", "0c", "00", "00")
+        st = xcopy.CopyStatus.parse(status.read_bytes())
+        assert st.segments_processed == 1  # the first segment (1 MiB) completed
+        assert MiB <= st.transferred_bytes <= 2 * MiB
+    finally:
+        provision.delete("xcopysmall")
+        clear_unit_attention(lab.disk_sg, lab.tape_sg)
+
+
+def test_other_commands_are_served_while_a_copy_runs(lab):
+    import subprocess
+    import time
+
+    run("mt", "-f", lab.nst, "rewind")
+    blocks = 64 * MiB // BS
+    copy = subprocess.Popen(
+        [sys.executable, "-m", "lio_xcopy", "copy", f"if={lab.disk_sg}", f"of={lab.tape_sg}",
+         f"count={blocks}", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    try:
+        time.sleep(1.0)
+        served = 0
+        while copy.poll() is None and served < 5:
+            run("sg_turs", lab.disk_sg)
+            run("sg_inq", lab.disk_sg)
+            read_disk(lab, served * MiB, 4096)
+            served += 1
+        still_copying = copy.poll() is None
+    finally:
+        _out, err = copy.communicate(timeout=600)
+    assert copy.returncode == 0, err
+    assert served == 5 and still_copying, "the copy ended before the other commands ran"
