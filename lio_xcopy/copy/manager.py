@@ -82,6 +82,7 @@ class CopyJob:
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
+    carry: bytes = b""  # residual held for the next segment (CAT, SPC-4 6.4.6.1)
 
     @property
     def running(self) -> bool:
@@ -93,6 +94,7 @@ class _Plan:
     """A checked segment: its descriptor and the devices it moves data between."""
 
     index: int
+    last: bool
     segment: Any
     source: ScsiDevice
     destination: ScsiDevice
@@ -216,7 +218,7 @@ class CopyManager:
                                   message=f"{dev.identity.name} has {dev.block_size}-byte "
                                           f"blocks, the CSCD says {cscd.block_length}")
         self._check_ranges(i, seg, src, dst)
-        return _Plan(i, seg, src, dst, scscd, dcscd)
+        return _Plan(i, i == len(plist.segments) - 1, seg, src, dst, scscd, dcscd)
 
     def _check_ranges(self, i: int, seg: Any, src: ScsiDevice, dst: ScsiDevice) -> None:
         def check(disk: Disk, lba: int, blocks: int, byte: int) -> None:
@@ -344,12 +346,18 @@ class CopyManager:
         if not record:
             raise CopyAborted(Asc.INVALID_FIELD_IN_PARAMETER_LIST, plan.index, byte=9)
         pad = cscd is not None and cscd.pad
-        if fixed and total % record and not pad:
+        carry_on = seg.cat and not plan.last
+        if fixed and (total + len(job.carry)) % record and not (pad or carry_on):
             raise CopyAborted(Asc.UNEXPECTED_INEXACT_SEGMENT, plan.index, byte=14)
         span = max(per_write, self.chunk) // src.block_size * src.block_size or src.block_size
-        staging = _Staging(2 * max(span, per_write) + record)
+        staging = _Staging(2 * max(span, per_write) + record + len(job.carry))
+        staging.put(job.carry)
+        job.carry = b""
         read = 0
         while read < total or len(staging):
+            if read == total and len(staging) < per_write and carry_on:
+                job.carry = staging.head(len(staging)).tobytes()  # CAT: to the next segment
+                break
             if read < total and len(staging) < per_write:
                 n = min(span, total - read)
                 with self._device_errors(job, plan, True):
@@ -415,7 +423,9 @@ class CopyManager:
                                            seg.destination_transfer_length)
         if not per_read or not per_write:
             raise CopyAborted(Asc.INVALID_FIELD_IN_PARAMETER_LIST, plan.index, byte=9)
-        staging = _Staging(2 * max(per_read, per_write))
+        staging = _Staging(2 * max(per_read, per_write) + len(job.carry))
+        staging.put(job.carry)
+        job.carry = b""
         done = 0
         total = seg.byte_count
         while done < total:
@@ -484,6 +494,11 @@ class _Staging:
 
     def filled(self, n: int) -> None:
         self._end += n
+
+    def put(self, data: bytes) -> None:
+        if data:
+            self.room(len(data)).copy_in(data)
+            self.filled(len(data))
 
     def head(self, n: int) -> DataBuffer:
         return DataBuffer([self._mv[self._pos : self._pos + n]])

@@ -264,3 +264,22 @@ def test_zero_length_parameter_list_is_good(lab):
     d = lab.disk("d")
     lab.manager.register(d)
     assert d.handle(Command(xcopy.EXTENDED_COPY_LID1().encode())) == 0
+
+
+def test_cat_carries_the_residual_into_the_next_segment(lab):
+    data = os.urandom(3 * 512)
+    src, t = lab.disk("src", data=data + bytes(MiB)), lab.tape("t0")
+    # 1.5 records then 1.5 records: with CAT the half record joins the next segment
+    run(lab.manager, src, [(src, {}), (t, {})],
+        [BlockToStream(0, 1, 1, 0, 1024, cat=True), BlockToStream(0, 1, 2, 1, 1024)])
+    recs = tape_records(t)
+    assert [len(r) for r in recs] == [1024, 512]
+    assert b"".join(recs) == data
+
+
+def test_without_cat_each_segment_ends_its_own_records(lab):
+    data = os.urandom(3 * 512)
+    src, t = lab.disk("src", data=data + bytes(MiB)), lab.tape("t0")
+    run(lab.manager, src, [(src, {}), (t, {})],
+        [BlockToStream(0, 1, 1, 0, 1024), BlockToStream(0, 1, 2, 1, 1024)])
+    assert [len(r) for r in tape_records(t)] == [512, 1024]
