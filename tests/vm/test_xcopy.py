@@ -272,3 +272,33 @@ def test_other_commands_are_served_while_a_copy_runs(lab):
         _out, err = copy.communicate(timeout=600)
     assert copy.returncode == 0, err
     assert served == 5 and still_copying, "the copy ended before the other commands ran"
+
+
+def test_too_many_cscd_descriptors(lab):
+    many = [cscd(lab.disk_lun, 0, BS)] * 65
+    plist = xcopy.build_extended_copy(many, [BlockToBlock(0, 1, 8, 0, 0)])
+    p = send(lab, lab.disk_sg, plist, "many-cscd.plist", check=False)
+    assert sense_of(p.stdout + p.stderr) == ("Illegal Request", "Too many target descriptors")
+
+
+def test_io_error_mid_copy_is_copy_aborted_at_its_segment(lab):
+    """The backing file of a disk shrinks under the copy manager: a MEDIUM ERROR on the
+    source becomes COPY ABORTED naming segment 1; nothing lies about success."""
+    lun = provision.create_disk("shrinks", lab.work / "shrinks.img", 8 * MiB)
+    provision.export_loopback(lun)
+    dev = provision.find_kernel_device(lun)
+    clear_unit_attention(lab.disk_sg, lab.tape_sg, str(dev.sg))
+    try:
+        os.truncate(lun.path, 2 * MiB)  # the LUN still says 8 MiB
+        run("mt", "-f", lab.nst, "rewind")
+        plist = xcopy.build_extended_copy(
+            [cscd(lun, 0, BS), cscd(lab.tape_lun, 1, 0)],
+            [BlockToStream(0, 1, 2048, 0, 65536), BlockToStream(0, 1, 2048, 4096, 65536)])
+        p = send(lab, str(dev.sg), plist, "ioerr.plist", check=False)
+        out = p.stdout + p.stderr
+        assert sense_of(out) == ("Copy Aborted", "Unrecovered read error"), out
+        assert lab.daemon.alive()
+        assert "aborted in segment 1" in lab.daemon.text()
+    finally:
+        provision.delete("shrinks")
+        clear_unit_attention(lab.disk_sg, lab.tape_sg)
