@@ -50,8 +50,16 @@ def crossed(before: list[sgio.IoCounters], after: list[sgio.IoCounters]) -> tupl
             sum(d.requests for d in diffs))
 
 
-def same_files(files: list[Path], src: Path, mnt: Path) -> int:
-    return sum((mnt / p.relative_to(src)).read_bytes() != p.read_bytes() for p in files)
+def verify(block: Path, files: list[Path], src: Path, mnt: Path) -> int:
+    """Mount a restored disk read-only and count the files that differ."""
+    sh("blockdev", "--flushbufs", str(block), show=False)
+    sh("mount", "-o", "ro", str(block), str(mnt))
+    try:
+        bad = sum((mnt / p.relative_to(src)).read_bytes() != p.read_bytes() for p in files)
+    finally:
+        sh("umount", str(mnt))
+    print(f"  {len(files) - bad} of {len(files)} files identical")
+    return bad
 
 
 def main() -> int:
@@ -145,10 +153,7 @@ def demo(work: Path) -> int:
     step("7. Restore file 0 with dd from /dev/nst0 to restore0, and compare every file")
     sh("mt", "-f", str(tape.tape), "rewind")
     sh("dd", f"if={tape.tape}", f"of={dev['restore0'].block}", "bs=64k", "oflag=direct")
-    sh("mount", "-o", "ro", str(dev["restore0"].block), str(mnt))
-    bad0 = same_files(files, src, mnt)
-    sh("umount", str(mnt))
-    print(f"  {len(files) - bad0} of {len(files)} files identical")
+    bad0 = verify(dev["restore0"].block, files, src, mnt)
 
     step("8. Restore file 0 with a tape->disk EXTENDED COPY to restore1, and compare")
     sh("mt", "-f", str(tape.tape), "rewind")
@@ -156,19 +161,11 @@ def demo(work: Path) -> int:
     out = io.StringIO()
     run_copy(str(tape.sg), str(dev["restore1"].sg), CopyRequest(), out=out)
     print("  " + out.getvalue().strip().splitlines()[-1].strip().split("\r")[-1].strip())
-    sh("blockdev", "--flushbufs", str(dev["restore1"].block), show=False)
-    sh("mount", "-o", "ro", str(dev["restore1"].block), str(mnt))
-    bad1 = same_files(files, src, mnt)
-    sh("umount", str(mnt))
-    print(f"  {len(files) - bad1} of {len(files)} files identical")
+    bad1 = verify(dev["restore1"].block, files, src, mnt)
 
     step("9. Disk -> disk with stock sg_xcopy (block->block segments), db0 -> clone0")
     sh("sg_xcopy", f"if={db.sg}", f"of={dev['clone0'].sg}", "bs=512")
-    sh("blockdev", "--flushbufs", str(dev["clone0"].block), show=False)
-    sh("mount", "-o", "ro", str(dev["clone0"].block), str(mnt))
-    bad2 = same_files(files, src, mnt)
-    sh("umount", str(mnt))
-    print(f"  {len(files) - bad2} of {len(files)} files identical")
+    bad2 = verify(dev["clone0"].block, files, src, mnt)
 
     step("Summary: backing up db0 (64 MiB) to tape")
     rate = xc.moved / MiB / xc.seconds

@@ -131,3 +131,13 @@ def clear_unit_attention(*sgs: str) -> None:
         for _ in range(3):
             if run("sg_turs", sg, check=False).returncode == 0:
                 break
+
+
+def extra_lun(lab, lun):
+    """Export one more LUN for a test; its kernel device, with unit attentions cleared."""
+    from lio_xcopy.control import provision
+
+    provision.export_loopback(lun)
+    dev = provision.find_kernel_device(lun)
+    clear_unit_attention(lab.disk_sg, lab.tape_sg, str(dev.sg))
+    return dev

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-from conftest import DISK_SIZE, MiB, clear_unit_attention, run, sense_of
+from conftest import DISK_SIZE, MiB, clear_unit_attention, extra_lun, run, sense_of
 
 from lio_xcopy.control import provision
 from lio_xcopy.devices.awstape import AwsTape
@@ -73,9 +73,7 @@ def test_disk_to_tape_then_tape_to_disk_with_sg_raw(lab):
 
 def test_stock_sg_xcopy_disk_to_disk(lab):
     other = provision.create_disk("xcopydst", lab.work / "xcopydst.img", 16 * MiB)
-    provision.export_loopback(other)
-    dev = provision.find_kernel_device(other)
-    clear_unit_attention(lab.disk_sg, lab.tape_sg, str(dev.sg))
+    dev = extra_lun(lab, other)
     try:
         data = os.urandom(4 * MiB)
         fill_disk(lab, 16 * MiB, data)
@@ -219,9 +217,7 @@ def test_bad_parameter_lists_get_the_sense_spc4_names(lab):
 
 def test_end_of_tape_mid_copy_is_copy_aborted_with_the_failing_segment(lab):
     small = provision.create_tape("xcopysmall", lab.work / "xcopysmall.aws", 2 * MiB)
-    provision.export_loopback(small)
-    dev = provision.find_kernel_device(small)
-    clear_unit_attention(lab.disk_sg, lab.tape_sg, str(dev.sg))
+    dev = extra_lun(lab, small)
     try:
         run("mt", "-f", str(dev.tape), "rewind")
         plist = xcopy.build_extended_copy(
@@ -285,9 +281,7 @@ def test_io_error_mid_copy_is_copy_aborted_at_its_segment(lab):
     """The backing file of a disk shrinks under the copy manager: a MEDIUM ERROR on the
     source becomes COPY ABORTED naming segment 1; nothing lies about success."""
     lun = provision.create_disk("shrinks", lab.work / "shrinks.img", 8 * MiB)
-    provision.export_loopback(lun)
-    dev = provision.find_kernel_device(lun)
-    clear_unit_attention(lab.disk_sg, lab.tape_sg, str(dev.sg))
+    dev = extra_lun(lab, lun)
     try:
         os.truncate(lun.path, 2 * MiB)  # the LUN still says 8 MiB
         run("mt", "-f", lab.nst, "rewind")
