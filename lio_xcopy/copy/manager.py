@@ -6,6 +6,12 @@ VPD page 83h, checks every segment against its devices, then runs the segments o
 worker thread through the same narrow device methods the SCSI commands use (a tape
 gets real records, a disk real blocks). The command completes when the copy ends;
 RECEIVE COPY RESULTS reports its progress meanwhile (SPC-4 r31 6.18).
+
+Residuals (SPC-4 6.4.6.1): CAT holds bytes that do not fill a stream WRITE, or that a
+stream record brings beyond a segment, for the next segment; PAD pads a last fixed
+block with zeros (destination) or discards the rest of a record (source). Without
+either, a variable-mode tape gets a shorter last record, and anything else that does
+not divide evenly is COPY ABORTED, UNEXPECTED INEXACT SEGMENT.
 """
 
 from __future__ import annotations
@@ -46,7 +52,7 @@ HELD_RESULTS = 64  # finished copies remembered per LUN for RECEIVE COPY RESULTS
 
 
 class CopyAborted(CheckCondition):
-    """COPY ABORTED for segment ``segment`` (SPC-4 6.4.3.?): COMMAND-SPECIFIC
+    """COPY ABORTED for segment ``segment`` (SPC-4 6.4.3.4): COMMAND-SPECIFIC
     INFORMATION bytes 10-11 hold the segment number, the sense-key specific segment
     pointer the byte of the parameter list at fault (SD set: within the segment)."""
 
@@ -390,7 +396,13 @@ class CopyManager:
         bs = dst.block_size
         total = seg.number_of_blocks * bs
         flush_at = max(self.chunk, per_read) // bs * bs or bs
-        staging = _Staging(2 * max(flush_at, per_read) + bs)
+        staging = _Staging(2 * max(flush_at, per_read) + bs + len(job.carry))
+        staging.put(job.carry)
+        job.carry = b""
+        # CAT holds what a last record brings beyond the segment for the next one; PAD
+        # on the source discards it; otherwise a longer record is an inexact segment
+        carry_on = seg.cat and not plan.last
+        whole_records = carry_on or bool(plan.source_cscd and plan.source_cscd.pad)
         written = 0
 
         def flush(n: int) -> None:
@@ -403,7 +415,8 @@ class CopyManager:
 
         while written < total:
             if len(staging) < min(flush_at, total - written):
-                want = min(per_read, total - written - len(staging))
+                want = per_read if whole_records else min(per_read,
+                                                          total - written - len(staging))
                 try:
                     with self._device_errors(job, plan, True):
                         staging.filled(_read_stream(tape, staging.room(want), want, plan))
@@ -413,6 +426,8 @@ class CopyManager:
                     raise
                 continue
             flush(min(len(staging), total - written) // bs * bs)
+        if carry_on and len(staging):
+            job.carry = staging.head(len(staging)).tobytes()
 
     def _stream_to_stream(self, job: CopyJob, plan: _Plan) -> None:
         seg: StreamToStream = plan.segment

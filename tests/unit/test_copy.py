@@ -283,3 +283,37 @@ def test_without_cat_each_segment_ends_its_own_records(lab):
     run(lab.manager, src, [(src, {}), (t, {})],
         [BlockToStream(0, 1, 1, 0, 1024), BlockToStream(0, 1, 2, 1, 1024)])
     assert [len(r) for r in tape_records(t)] == [512, 1024]
+
+
+def test_cat_on_stream_to_block_keeps_a_long_record_for_the_next_segment(lab):
+    t, dst = lab.tape("t0"), lab.disk("dst")
+    data = os.urandom(3 * 1024)
+    buf = DataBuffer.of(bytearray(data))
+    for off in range(0, len(data), 1024):
+        t.write_record(buf, 1024, start=off)
+    t.rewind()
+    # segment 0 wants 1.5 records' worth (3 blocks of 512): the second record's tail
+    # belongs to segment 1 (CAT), which writes it at LBA 10
+    run(lab.manager, dst, [(t, {}), (dst, {})],
+        [StreamToBlock(0, 1, 3, 0, 1024, cat=True), StreamToBlock(0, 1, 3, 10, 1024)])
+    disk = read_file(dst)
+    assert disk[: 3 * 512] == data[: 3 * 512]
+    assert disk[10 * 512 : 13 * 512] == data[3 * 512 :]
+
+
+def test_long_record_without_cat_or_pad_is_an_inexact_segment(lab):
+    t, dst = lab.tape("t0"), lab.disk("dst")
+    t.write_record(DataBuffer.of(bytearray(os.urandom(1024))), 1024)
+    t.rewind()
+    with pytest.raises(CopyAborted) as e:
+        run(lab.manager, dst, [(t, {}), (dst, {})], [StreamToBlock(0, 1, 1, 0, 1024)])
+    assert e.value.sense.asc == Asc.UNEXPECTED_INEXACT_SEGMENT
+
+
+def test_pad_on_the_source_discards_the_rest_of_a_long_record(lab):
+    t, dst = lab.tape("t0"), lab.disk("dst")
+    data = os.urandom(1024)
+    t.write_record(DataBuffer.of(bytearray(data)), 1024)
+    t.rewind()
+    run(lab.manager, dst, [(t, {"pad": True}), (dst, {})], [StreamToBlock(0, 1, 1, 0, 1024)])
+    assert read_file(dst)[:1024] == data[:512] + bytes(512)
