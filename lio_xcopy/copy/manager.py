@@ -52,7 +52,7 @@ HELD_RESULTS = 64  # finished copies remembered per LUN for RECEIVE COPY RESULTS
 
 
 class CopyAborted(CheckCondition):
-    """COPY ABORTED for segment ``segment`` (SPC-4 6.4.3.4): COMMAND-SPECIFIC
+    """COPY ABORTED for segment ``segment`` (SPC-4 6.4): COMMAND-SPECIFIC
     INFORMATION bytes 10-11 hold the segment number, the sense-key specific segment
     pointer the byte of the parameter list at fault (SD set: within the segment)."""
 
