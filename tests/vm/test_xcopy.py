@@ -10,7 +10,13 @@ from conftest import DISK_SIZE, MiB, clear_unit_attention, extra_lun, run, sense
 from lio_xcopy.control import provision
 from lio_xcopy.devices.awstape import AwsTape
 from lio_xcopy.scsi import xcopy
-from lio_xcopy.scsi.xcopy import BlockToBlock, BlockToStream, IdentificationCscd, StreamToBlock
+from lio_xcopy.scsi.xcopy import (
+    BlockToBlock,
+    BlockToStream,
+    IdentificationCscd,
+    StreamToBlock,
+    StreamToStream,
+)
 
 BS = 512
 
@@ -295,4 +301,32 @@ def test_io_error_mid_copy_is_copy_aborted_at_its_segment(lab):
         assert "aborted in segment 1" in lab.daemon.text()
     finally:
         provision.delete("shrinks")
+        clear_unit_attention(lab.disk_sg, lab.tape_sg)
+
+
+def test_tape_to_tape_with_sg_raw(lab):
+    second = provision.create_tape("xcopytape2", lab.work / "xcopytape2.aws", 64 * MiB)
+    dev = extra_lun(lab, second)
+    try:
+        src = lab.work / "t2t.src"
+        src.write_bytes(os.urandom(3 * MiB))
+        run("mt", "-f", lab.nst, "rewind")
+        run("mt", "-f", lab.nst, "setblk", "0")
+        run("dd", f"if={src}", f"of={lab.nst}", "bs=256k")  # 12 records of 256 KiB
+        run("mt", "-f", lab.nst, "rewind")
+        run("mt", "-f", str(dev.tape), "rewind")
+        plist = xcopy.build_extended_copy(
+            [cscd(lab.tape_lun, 1, 0), cscd(second, 1, 0)],
+            [StreamToStream(0, 1, 3 * MiB, 262144, 65536)])
+        send(lab, lab.tape_sg, plist, "t2t.plist")
+        # re-blocked: 48 records of 64 KiB on the second tape, the same bytes
+        recs = AwsTape.open_readonly(second.path).dump_records(limit=49)
+        assert [len(r) for r in recs] == [65536] * 48
+        assert b"".join(recs) == src.read_bytes()
+        run("mt", "-f", str(dev.tape), "rewind")
+        back = lab.work / "t2t.back"
+        run("dd", f"if={dev.tape}", f"of={back}", "bs=64k", "count=48")  # no filemark yet
+        assert back.read_bytes() == src.read_bytes()
+    finally:
+        provision.delete("xcopytape2")
         clear_unit_attention(lab.disk_sg, lab.tape_sg)
