@@ -108,12 +108,17 @@ def create_tape(name: str, path: str | os.PathLike[str], capacity: int,
     return _create(name, hc, capacity, wwn)
 
 
-def export_loopback(lun: Lun, lun_id: int | None = None) -> int:
-    """Export over tcm_loop (one loopback target for all our LUNs); returns the LUN id."""
+def export_loopback(lun: Lun, lun_id: int | None = None, target_wwn: str | None = None) -> int:
+    """Export over tcm_loop; returns the LUN id. By default all our LUNs share one
+    loopback target; ``target_wwn`` (``naa.5001405...``) names another, whose LUNs the
+    copy access policy keeps apart from the rest."""
     rts = _rtslib()
     fabric = rts.FabricModule("loopback")
-    targets = list(fabric.targets)
-    target = targets[0] if targets else rts.Target(fabric)
+    if target_wwn is not None:
+        target = rts.Target(fabric, target_wwn)
+    else:
+        targets = list(fabric.targets)
+        target = targets[0] if targets else rts.Target(fabric)
     tpg = rts.TPG(target, 1)
     for existing in tpg.luns:
         if existing.storage_object.name == lun.name:

@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -111,9 +111,12 @@ class _Plan:
 class CopyManager:
     """Serves EXTENDED COPY and RECEIVE COPY RESULTS for every LUN of the daemon."""
 
-    def __init__(self, limits: Limits | None = None, chunk: int = CHUNK):
+    def __init__(self, limits: Limits | None = None, chunk: int = CHUNK,
+                 policy: Callable[[ScsiDevice, ScsiDevice], bool] | None = None):
         self.limits = limits or Limits()
         self.chunk = chunk
+        #: May a copy received by the first LUN name the second? (the copy access policy)
+        self.policy = policy or (lambda receiving, other: True)
         self._devices: dict[str, ScsiDevice] = {}
         self._jobs: dict[str, OrderedDict[int, CopyJob]] = {}
         self._running: list[CopyJob] = []
@@ -194,9 +197,15 @@ class CopyManager:
         if dev is None:
             log.warning("EXTENDED COPY at %s names an unknown LUN: %s",
                         receiving.identity.name, cscd.describe())
+        elif dev is not receiving and not self.policy(receiving, dev):
+            log.warning("EXTENDED COPY at %s names %s, which the copy access policy keeps "
+                        "apart from it: refused", receiving.identity.name, dev.identity.name)
+            dev = None
+        if dev is None:
             raise CopyAborted(Asc.COPY_TARGET_DEVICE_NOT_REACHABLE, seg_index,
                               byte=plist.cscd_offset(cscd_id), in_segment=False,
-                              message=f"no LUN here has designator {cscd.designator.hex()}")
+                              message=f"no LUN reachable here has designator "
+                                      f"{cscd.designator.hex()}")
         return dev, cscd
 
     def _plan(self, plist: ExtendedCopyParameterList, i: int, receiving: ScsiDevice) -> _Plan:

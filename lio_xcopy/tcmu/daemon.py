@@ -27,9 +27,10 @@ from lio_xcopy.devices.base import Command, ScsiDevice
 from lio_xcopy.errors import LioXcopyError
 from lio_xcopy.scsi.errors import CheckCondition, HardwareError
 from lio_xcopy.scsi.sense import CHECK_CONDITION, GOOD
+from lio_xcopy.tcmu.exports import exposure
 from lio_xcopy.tcmu.handler import open_device
 from lio_xcopy.tcmu.ring import CommandRing, RingCommand, RingTmr
-from lio_xcopy.tcmu.uio import SUBTYPE, UioDevice, read_unit_serial
+from lio_xcopy.tcmu.uio import SUBTYPE, UioDevice, UioName, read_unit_serial
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +167,8 @@ class Daemon:
                  copy_manager: CopyManager | None = None):
         self.subtype = subtype
         self.opener = opener
-        self.copy_manager = copy_manager or CopyManager()
+        self.copy_manager = copy_manager or CopyManager(policy=self.same_initiators)
+        self.names: dict[int, UioName] = {}  # id(ScsiDevice) -> its storage object
         self.devices: dict[str, TcmuDevice] = {}  # by sys_path
         self.selector = selectors.DefaultSelector()
         self._stop = False
@@ -191,6 +193,7 @@ class Daemon:
         except (LioXcopyError, OSError) as e:
             log.error("%s (%s): cannot serve: %s", uio.tcmu.name, sys_path, e)
             return None
+        self.names[id(dev.device)] = uio.tcmu
         self.attach(sys_path, dev)
         log.info("serving %s (%s, %s) on %s", dev.name, uio.tcmu.cfg,
                  type(dev.device).__name__.lower(), uio.devnode)
@@ -209,8 +212,18 @@ class Daemon:
             return
         self.selector.unregister(dev.fd)
         self.copy_manager.unregister(dev.device)
+        self.names.pop(id(dev.device), None)
         dev.close()
         log.info("stopped serving %s", dev.name)
+
+    def same_initiators(self, a: ScsiDevice, b: ScsiDevice) -> bool:
+        """The default copy access policy: both LUNs are exported to exactly the same
+        initiators (read from configfs at each copy, so ACL changes count at once)."""
+        na, nb = self.names.get(id(a)), self.names.get(id(b))
+        if na is None or nb is None:
+            return False
+        ea, eb = exposure(na.hba, na.name), exposure(nb.hba, nb.name)
+        return bool(ea) and ea == eb
 
     # --- the loop ----------------------------------------------------------------------
     def start_udev(self) -> None:

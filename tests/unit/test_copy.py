@@ -317,3 +317,13 @@ def test_pad_on_the_source_discards_the_rest_of_a_long_record(lab):
     t.rewind()
     run(lab.manager, dst, [(t, {"pad": True}), (dst, {})], [StreamToBlock(0, 1, 1, 0, 1024)])
     assert read_file(dst)[:1024] == data[:512] + bytes(512)
+
+
+def test_copy_access_policy_refuses_a_lun_kept_apart(lab):
+    src, dst = lab.disk("src"), lab.disk("dst")
+    lab.manager.policy = lambda receiving, other: other.identity.name != "dst"
+    with pytest.raises(CopyAborted) as e:
+        run(lab.manager, src, [(src, {}), (dst, {})], [BlockToBlock(0, 1, 8, 0, 0)])
+    assert e.value.sense.asc == Asc.COPY_TARGET_DEVICE_NOT_REACHABLE
+    # the receiving LUN itself is always reachable
+    run(lab.manager, src, [(src, {})], [BlockToBlock(0, 0, 8, 0, 8)])

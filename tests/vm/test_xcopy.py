@@ -330,3 +330,32 @@ def test_tape_to_tape_with_sg_raw(lab):
     finally:
         provision.delete("xcopytape2")
         clear_unit_attention(lab.disk_sg, lab.tape_sg)
+
+
+def test_copy_access_policy_keeps_luns_of_other_initiators_apart(lab):
+    """A LUN exported to another initiator (a second loopback target, so another
+    nexus) may not appear in a copy received by our LUNs: COPY TARGET DEVICE NOT
+    REACHABLE, and the refusal is logged."""
+    apart = provision.create_disk("apart0", lab.work / "apart0.img", 8 * MiB)
+    provision.export_loopback(apart, target_wwn="naa.5001405" + "abcdef012")
+    dev = provision.find_kernel_device(apart)
+    clear_unit_attention(lab.disk_sg, lab.tape_sg, str(dev.sg))
+    try:
+        secret = os.urandom(MiB)
+        with open(apart.path, "r+b") as f:
+            f.write(secret)
+        plist = xcopy.build_extended_copy(
+            [cscd(apart, 0, BS), cscd(lab.disk_lun, 0, BS)],
+            [BlockToBlock(0, 1, 2048, 0, 80 * MiB // BS)])
+        p = send(lab, lab.disk_sg, plist, "apart.plist", check=False)
+        assert sense_of(p.stdout + p.stderr) == ("Copy Aborted",
+                                                 "Copy target device not reachable")
+        assert read_disk(lab, 80 * MiB, MiB) != secret
+        assert "copy access policy keeps apart" in lab.daemon.text()
+        # received by the isolated LUN itself, naming our disk: refused the same way
+        p = send(lab, str(dev.sg), plist, "apart2.plist", check=False)
+        assert sense_of(p.stdout + p.stderr) == ("Copy Aborted",
+                                                 "Copy target device not reachable")
+    finally:
+        provision.delete("apart0")
+        clear_unit_attention(lab.disk_sg, lab.tape_sg)
