@@ -30,6 +30,7 @@ from lio_xcopy.scsi.sense import CHECK_CONDITION, GOOD
 from lio_xcopy.tcmu.exports import exposure
 from lio_xcopy.tcmu.handler import open_device
 from lio_xcopy.tcmu.ring import CommandRing, RingCommand, RingTmr
+from lio_xcopy.tcmu.service import sd_notify
 from lio_xcopy.tcmu.uio import SUBTYPE, UioDevice, UioName, read_unit_serial
 
 log = logging.getLogger(__name__)
@@ -172,6 +173,7 @@ class Daemon:
         self.devices: dict[str, TcmuDevice] = {}  # by sys_path
         self.selector = selectors.DefaultSelector()
         self._stop = False
+        self._reload = False
         self._monitor = None
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_w.setblocking(False)
@@ -257,6 +259,23 @@ class Daemon:
         self._stop = True
         self._notify()
 
+    def reload(self, *_: object) -> None:
+        """SIGHUP: look again at every uio device (add what is new, drop what is gone)."""
+        self._reload = True
+        self._notify()
+
+    def rescan(self, uio_class: Path = Path("/sys/class/uio")) -> None:
+        present = {str(p.resolve()) for p in uio_class.glob("uio*")}
+        for key in [k for k in self.devices if k.startswith("/") and k not in present]:
+            self.remove(key)
+        for path in sorted(present):
+            self.add(path)
+
+    def status_line(self) -> str:
+        running = [j for j in self.copy_manager.jobs() if j.running]
+        return (f"serving {len(self.devices)} LUN(s)"
+                + (f", {len(running)} copy(ies) in progress" if running else ""))
+
     def run(self, ready: Callable[[], None] | None = None) -> None:
         self.selector.register(self._wake_r.fileno(), selectors.EVENT_READ, ("wake", None))
         if ready:
@@ -280,6 +299,12 @@ class Daemon:
                     self._wake_r.recv(4096)
                     for dev in list(self.devices.values()):
                         dev.complete_finished()
+            if self._reload:
+                self._reload = False
+                sd_notify("RELOADING=1")
+                log.info("reload: looking for devices again")
+                self.rescan()
+                sd_notify("READY=1", f"STATUS={self.status_line()}")
         self._drain_deferred()
         for key in list(self.devices):
             self.remove(key)
@@ -304,23 +329,35 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="lio-xcopy daemon",
         description="Serve every TCMU device of our subtype until SIGTERM or SIGINT.")
-    p.add_argument("-v", "--verbose", action="store_true", help="log every device event")
+    p.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
+                   help="log level (default info; -v means debug)")
     p.add_argument("--subtype", default=SUBTYPE, help="TCMU handler subtype to serve")
     p.add_argument("--pidfile", type=Path, help="write the daemon's pid here once ready")
     args = p.parse_args(argv)
+    level = args.log_level or ("debug" if args.verbose else "info")
+    journal = bool(os.environ.get("JOURNAL_STREAM"))  # systemd adds time and pid itself
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="lio-xcopy[%(process)d] %(levelname)s %(name)s: %(message)s",
+        level=level.upper(),
+        format="%(levelname)s %(name)s: %(message)s" if journal
+        else "%(asctime)s lio-xcopy[%(process)d] %(levelname)s %(name)s: %(message)s",
     )
     daemon = Daemon(args.subtype)
     signal.signal(signal.SIGTERM, daemon.stop)
     signal.signal(signal.SIGINT, daemon.stop)
+    signal.signal(signal.SIGHUP, daemon.reload)
 
     def ready() -> None:
         if args.pidfile:
             args.pidfile.write_text(f"{os.getpid()}\n")
         log.info("ready: serving %d device(s) of subtype %r", len(daemon.devices), args.subtype)
+        sd_notify("READY=1", f"STATUS={daemon.status_line()}", f"MAINPID={os.getpid()}")
 
-    daemon.start_udev()
+    try:
+        daemon.start_udev()
+    except (ImportError, OSError) as e:
+        log.error("cannot watch for uio devices (pyudev/netlink): %s", e)
+        return 1
     daemon.run(ready)
+    sd_notify("STOPPING=1")
     return 0

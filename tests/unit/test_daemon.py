@@ -159,3 +159,31 @@ def test_daemon_completes_long_commands_from_workers():
         t.join(5)
     assert not t.is_alive()
     kernel.close()
+
+
+def test_sd_notify_sends_one_datagram(tmp_path):
+    import socket
+
+    from lio_xcopy.tcmu.service import sd_notify
+
+    path = tmp_path / "notify"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.bind(str(path))
+        assert sd_notify("READY=1", "STATUS=serving 2 LUN(s)", env={"NOTIFY_SOCKET": str(path)})
+        assert s.recv(4096) == b"READY=1\nSTATUS=serving 2 LUN(s)"
+    assert not sd_notify("READY=1", env={})  # not under systemd: nothing to do
+
+
+def test_reload_rescan_drops_vanished_devices_and_keeps_the_rest(tmp_path):
+    kernel = SimulatedKernel(cmdr_size=16384, data_pages=16)
+    img = tmp_path / "d.img"
+    img.write_bytes(bytes(1 << 20))
+    daemon = Daemon()
+    gone = str(tmp_path / "sys" / "uio7")
+    daemon.attach(gone, TcmuDevice("d0", kernel.uio_fd, CommandRing(kernel.view),
+                                   open_device("d0", f"disk;{img}", "ab")))
+    (tmp_path / "class").mkdir()
+    fake_uio(tmp_path / "class", 3, "uio_pdrv_genirq")  # present, not ours
+    daemon.rescan(tmp_path / "class")
+    assert gone not in daemon.devices and not daemon.devices
+    kernel.close()
