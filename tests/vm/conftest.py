@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -39,6 +40,15 @@ def run(*cmd: str, check: bool = True, input: bytes | None = None,
 class Daemon:
     proc: subprocess.Popen
     log: Path
+    notify: socket.socket  # what the daemon told "systemd" over NOTIFY_SOCKET
+
+    def notifications(self) -> list[bytes]:
+        out = []
+        while True:
+            try:
+                out.append(self.notify.recv(4096))
+            except BlockingIOError:
+                return out
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -82,17 +92,21 @@ def work(tmp_path_factory) -> Path:
 def daemon(work):
     log = work / "daemon.log"
     pidfile = work / "daemon.pid"
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(work / "notify"))
+    notify.setblocking(False)
     with log.open("w") as f:
         proc = subprocess.Popen(
             [sys.executable, "-m", "lio_xcopy", "daemon", "-v", "--pidfile", str(pidfile)],
             stdout=f, stderr=subprocess.STDOUT,
+            env={**os.environ, "NOTIFY_SOCKET": str(work / "notify")},
         )
     deadline = time.monotonic() + 60
     while not pidfile.exists():
         if proc.poll() is not None or time.monotonic() > deadline:
             raise AssertionError(f"daemon did not start:\n{log.read_text()}")
         time.sleep(0.1)
-    d = Daemon(proc, log)
+    d = Daemon(proc, log, notify)
     yield d
     proc.send_signal(signal.SIGTERM)
     rc = proc.wait(timeout=60)

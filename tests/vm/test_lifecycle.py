@@ -84,3 +84,22 @@ def test_fixed_block_mode_round_trip(lab):
         assert re.search(r"[Tt]ape block size 512 bytes", out), out
     finally:
         run("mt", "-f", nst, "setblk", "0")
+
+
+def test_daemon_tells_systemd_it_is_ready_and_reloads_on_sighup(lab):
+    import signal
+
+    first = lab.daemon.notifications()
+    assert any(b"READY=1" in n and b"STATUS=serving" in n for n in first), first
+    os.kill(lab.daemon.proc.pid, signal.SIGHUP)
+    deadline = time.monotonic() + 20
+    got: list[bytes] = []
+    while not any(b"READY=1" in n for n in got):
+        assert time.monotonic() < deadline, (got, lab.daemon.text()[-2000:])
+        time.sleep(0.2)
+        got += lab.daemon.notifications()
+    assert any(b"RELOADING=1" in n for n in got)
+    assert re.search(rb"STATUS=serving [1-9]\d* LUN", b"".join(got))
+    assert "reload: looking for devices again" in lab.daemon.text()
+    run("sg_turs", lab.disk_sg)
+    assert lab.daemon.alive()
