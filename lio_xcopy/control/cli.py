@@ -9,6 +9,9 @@ USAGE = """usage: lio-xcopy COMMAND [ARGS]
 commands:
   daemon      serve every LUN of the xcopy subtype (the TCMU userspace half)
   copy        send one EXTENDED COPY from this host (disk/tape -> disk/tape), dd-style
+  saveconfig [FILE]     save the running LUNs and exports (default /etc/lio-xcopy/saveconfig.json)
+  restoreconfig [FILE]  recreate what the saved file holds; harmless when already there
+  status      list the LUNs, their backing and where they are exported
   version     print the version
 """
 
@@ -27,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
         from lio_xcopy.initiator.copy import main as copy_main
 
         return copy_main(rest)
+    if cmd in ("saveconfig", "restoreconfig", "status"):
+        return _config_command(cmd, rest)
     if cmd == "version":
         from lio_xcopy import __version__
 
@@ -35,6 +40,42 @@ def main(argv: list[str] | None = None) -> int:
     print(f"lio-xcopy: unknown command {cmd!r}; `lio-xcopy --help` lists the commands",
           file=sys.stderr)
     return 2
+
+
+def _config_command(cmd: str, rest: list[str]) -> int:
+    from pathlib import Path
+
+    from lio_xcopy.control import config, saved
+    from lio_xcopy.errors import LioXcopyError
+
+    path = Path(rest[0]) if rest else config.DEFAULT_PATH
+    try:
+        if cmd == "saveconfig":
+            cfg = saved.save(path)
+            print(f"saved {len(cfg.disks)} disk(s), {len(cfg.tapes)} tape(s) to {path}")
+            return 0
+        if cmd == "restoreconfig":
+            report = saved.restore(config.load(path))
+            for line in report.created:
+                print(f"created {line}")
+            for line in report.errors:
+                print(f"lio-xcopy restoreconfig: {line}", file=sys.stderr)
+            print(f"restored from {path}: {len(report.created)} created, "
+                  f"{len(report.present)} already present, {len(report.errors)} error(s)")
+            return 1 if report.errors else 0
+        cfg = saved.running()
+        for b in cfg.backstores:
+            kind = "disk" if isinstance(b, config.DiskConfig) else "tape"
+            size = getattr(b, "size", None) or getattr(b, "capacity", 0)
+            where = (f"loopback lun {cfg.loopback[b.name]}" if b.name in cfg.loopback
+                     else "not exported over loopback")
+            print(f"{kind} {b.name}: {b.path}, {size / (1 << 20):.0f} MiB, wwn {b.wwn}, {where}")
+        if not cfg.backstores:
+            print("no LUNs: create them, or `lio-xcopy restoreconfig`")
+        return 0
+    except LioXcopyError as e:
+        print(f"lio-xcopy {cmd}: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
