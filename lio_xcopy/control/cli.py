@@ -23,9 +23,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if args else 2
     cmd, rest = args[0], args[1:]
     if cmd == "daemon":
-        from lio_xcopy.tcmu.daemon import main as daemon_main
-
-        return daemon_main(rest)
+        return _daemon(rest)
     if cmd == "copy":
         from lio_xcopy.initiator.copy import main as copy_main
 
@@ -40,6 +38,29 @@ def main(argv: list[str] | None = None) -> int:
     print(f"lio-xcopy: unknown command {cmd!r}; `lio-xcopy --help` lists the commands",
           file=sys.stderr)
     return 2
+
+
+def _daemon(rest: list[str]) -> int:
+    """The daemon, with its copy groups read from the saved configuration
+    (``--config FILE``, default /etc/lio-xcopy/saveconfig.json; absent = none)."""
+    from pathlib import Path
+
+    from lio_xcopy.control import config
+    from lio_xcopy.tcmu.daemon import main as daemon_main
+
+    path = config.DEFAULT_PATH
+    if "--config" in rest:
+        i = rest.index("--config")
+        if i + 1 >= len(rest):
+            print("lio-xcopy daemon: --config needs a file", file=sys.stderr)
+            return 2
+        path = Path(rest[i + 1])
+        rest = rest[:i] + rest[i + 2 :]
+
+    def groups() -> dict[str, tuple[str, ...]]:
+        return dict(config.load(path).copy_groups) if path.exists() else {}
+
+    return daemon_main(rest, copy_groups=groups)
 
 
 def _config_command(cmd: str, rest: list[str]) -> int:

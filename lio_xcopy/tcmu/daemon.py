@@ -170,6 +170,8 @@ class Daemon:
         self.opener = opener
         self.copy_manager = copy_manager or CopyManager(policy=self.same_initiators)
         self.names: dict[int, UioName] = {}  # id(ScsiDevice) -> its storage object
+        self.copy_groups: dict[str, frozenset[str]] = {}
+        self.copy_groups_loader: Callable[[], dict[str, tuple[str, ...]]] | None = None
         self.devices: dict[str, TcmuDevice] = {}  # by sys_path
         self.selector = selectors.DefaultSelector()
         self._stop = False
@@ -218,9 +220,25 @@ class Daemon:
         dev.close()
         log.info("stopped serving %s", dev.name)
 
+    def load_copy_groups(self) -> None:
+        """Read the operator's copy groups again (at start and on SIGHUP)."""
+        if self.copy_groups_loader is None:
+            return
+        try:
+            groups = self.copy_groups_loader()
+        except LioXcopyError as e:
+            log.error("copy groups not reloaded, keeping the previous ones: %s", e)
+            return
+        self.copy_groups = {name: frozenset(members) for name, members in groups.items()}
+        log.info("copy groups: %s", {k: sorted(v) for k, v in self.copy_groups.items()} or "none")
+
     def same_initiators(self, a: ScsiDevice, b: ScsiDevice) -> bool:
-        """The default copy access policy: both LUNs are exported to exactly the same
-        initiators (read from configfs at each copy, so ACL changes count at once)."""
+        """The copy access policy: both LUNs are in one copy group the operator made, or
+        (the default) both are exported to exactly the same initiators (read from
+        configfs at each copy, so ACL changes count at once)."""
+        pair = {a.identity.name, b.identity.name}
+        if any(pair <= members for members in self.copy_groups.values()):
+            return True
         na, nb = self.names.get(id(a)), self.names.get(id(b))
         if na is None or nb is None:
             return False
@@ -304,6 +322,7 @@ class Daemon:
                 sd_notify("RELOADING=1")
                 log.info("reload: looking for devices again")
                 self.rescan()
+                self.load_copy_groups()
                 sd_notify("READY=1", f"STATUS={self.status_line()}")
         self._drain_deferred()
         for key in list(self.devices):
@@ -322,8 +341,10 @@ class Daemon:
                 dev.complete_finished()
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``lio-xcopy daemon``: serve until SIGTERM/SIGINT."""
+def main(argv: list[str] | None = None,
+         copy_groups: Callable[[], dict[str, tuple[str, ...]]] | None = None) -> int:
+    """``lio-xcopy daemon``: serve until SIGTERM/SIGINT. ``copy_groups`` reads the
+    operator's copy groups (the control plane passes it; the saved configuration)."""
     import argparse
 
     p = argparse.ArgumentParser(
@@ -343,6 +364,8 @@ def main(argv: list[str] | None = None) -> int:
         else "%(asctime)s lio-xcopy[%(process)d] %(levelname)s %(name)s: %(message)s",
     )
     daemon = Daemon(args.subtype)
+    daemon.copy_groups_loader = copy_groups
+    daemon.load_copy_groups()
     signal.signal(signal.SIGTERM, daemon.stop)
     signal.signal(signal.SIGINT, daemon.stop)
     signal.signal(signal.SIGHUP, daemon.reload)

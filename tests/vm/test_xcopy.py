@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import sys
+import time
+from pathlib import Path
 
 from conftest import DISK_SIZE, MiB, clear_unit_attention, extra_lun, run, sense_of
 
@@ -356,6 +360,23 @@ def test_copy_access_policy_keeps_luns_of_other_initiators_apart(lab):
         p = send(lab, str(dev.sg), plist, "apart2.plist", check=False)
         assert sense_of(p.stdout + p.stderr) == ("Copy Aborted",
                                                  "Copy target device not reachable")
+        # the operator puts both in one copy group and reloads: now the copy runs
+        saved = Path("/etc/lio-xcopy/saveconfig.json")
+        saved.parent.mkdir(mode=0o700, exist_ok=True)
+        saved.write_text(json.dumps({"version": 1, "disks": [
+            {"name": "vmdisk0", "path": str(lab.disk_lun.path), "size": DISK_SIZE},
+            {"name": "apart0", "path": str(apart.path), "size": 8 * MiB}],
+            "copy_groups": {"migrate": ["apart0", "vmdisk0"]}}))
+        saved.chmod(0o600)
+        os.kill(lab.daemon.proc.pid, signal.SIGHUP)
+        deadline = time.monotonic() + 20
+        while "'migrate': ['apart0', 'vmdisk0']" not in lab.daemon.text():
+            assert time.monotonic() < deadline, lab.daemon.text()[-1500:]
+            time.sleep(0.2)
+        send(lab, lab.disk_sg, plist, "apart3.plist")
+        assert read_disk(lab, 80 * MiB, MiB) == secret
     finally:
+        Path("/etc/lio-xcopy/saveconfig.json").unlink(missing_ok=True)
+        os.kill(lab.daemon.proc.pid, signal.SIGHUP)
         provision.delete("apart0")
         clear_unit_attention(lab.disk_sg, lab.tape_sg)
