@@ -1,0 +1,291 @@
+"""Exporting LUNs over iSCSI through rtslib-fb: targets, portals, ACLs and CHAP.
+
+Create-or-lookup, as :mod:`lio_xcopy.control.provision` does: exporting a LUN that the
+target already exports returns its LUN id; allowing an initiator that already has an
+ACL updates its mapped LUNs and secrets.
+
+Access is always by explicit ACL (``generate_node_acls=0``): an initiator without one is
+refused at login. CHAP is per ACL; a target whose ACLs carry CHAP secrets requires CHAP
+from every initiator (TPG attribute ``authentication=1``).
+
+The portal's listening socket belongs to the network namespace of the process (thread)
+that creates it: ``export_iscsi(..., netns=NAME)`` creates it from a thread that has
+entered ``/run/netns/NAME`` (``ip netns add NAME``), so a target can listen inside a
+namespace while the daemon runs outside it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ipaddress
+import os
+import re
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from lio_xcopy.errors import ConfigError
+
+TPG_TAG = 1
+CLONE_NEWNET = 0x40000000
+#: what rtslib accepts as an iSCSI name (it lower-cases it first)
+_IQN = re.compile(r"iqn\.[0-9]{4}-[0-1][0-9]\.[^ _]*\.[^ _]*$")
+#: LIO keeps CHAP user names and secrets in 255-byte buffers
+_CHAP_MAX = 255
+
+
+def _rtslib():
+    import rtslib  # rtslib-fb: imported only when provisioning
+
+    return rtslib
+
+
+@dataclass(frozen=True, slots=True)
+class IscsiExport:
+    """Where an initiator finds a LUN: target name, portal, LUN id."""
+
+    target_iqn: str
+    portal_ip: str
+    port: int
+    lun_id: int
+
+    @property
+    def portal(self) -> str:
+        ip = ipaddress.ip_address(self.portal_ip)
+        host = f"[{ip}]" if ip.version == 6 else str(ip)
+        return f"{host}:{self.port}"
+
+
+def _iqn(name: str, what: str) -> str:
+    iqn = name.strip().lower()
+    if not _IQN.match(iqn):
+        raise ConfigError(f"{what} {name!r} is not an iSCSI name: write it as "
+                          "iqn.YYYY-MM.reversed.domain:unique-part (no spaces or '_')")
+    return iqn
+
+
+def _portal_ip(ip: str) -> str:
+    try:
+        return str(ipaddress.ip_address(ip.strip("[]")))
+    except ValueError as e:
+        raise ConfigError(f"portal address {ip!r} is not an IP address: give the "
+                          "target host's IPv4 or IPv6 address (0.0.0.0 for all)") from e
+
+
+def _ensure_iscsi():
+    from lio_xcopy.control import provision
+
+    provision.ensure_configfs()
+    rts = _rtslib()
+    try:
+        return rts.FabricModule("iscsi")
+    except Exception as e:  # rtslib raises RTSLibError (or OSError) when unloadable
+        raise ConfigError(f"the LIO iSCSI target is not available ({e}): load it with "
+                          "`modprobe iscsi_target_mod`") from e
+
+
+def _find_target(fabric, iqn: str):
+    for target in fabric.targets:
+        if target.wwn == iqn:
+            return target
+    return None
+
+
+def _tpg(target):
+    rts = _rtslib()
+    return rts.TPG(target, TPG_TAG)
+
+
+def _in_netns(netns: str | os.PathLike[str], fn):
+    """Run ``fn()`` in a fresh thread that has entered network namespace ``netns``
+    (a name under /run/netns or a path); return its result or raise its error."""
+    path = Path(netns) if os.sep in str(netns) else Path("/run/netns") / str(netns)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise ConfigError(f"network namespace {str(netns)!r} not found ({e.strerror}): "
+                          f"create it with `ip netns add {netns}`") from e
+    out: dict[str, object] = {}
+
+    def worker() -> None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.setns(fd, CLONE_NEWNET) != 0:
+                err = ctypes.get_errno()
+                raise ConfigError(f"cannot enter network namespace {str(netns)!r}: "
+                                  f"{os.strerror(err)}; run as root")
+            out["r"] = fn()  # this thread ends here: the process's namespace is untouched
+        except BaseException as e:  # handed to the caller
+            out["e"] = e
+
+    try:
+        t = threading.Thread(target=worker, name=f"netns-{netns}")
+        t.start()
+        t.join()
+    finally:
+        os.close(fd)
+    if "e" in out:
+        raise out["e"]  # type: ignore[misc]
+    return out.get("r")
+
+
+def export_iscsi(lun, target_iqn: str, portal_ip: str, port: int = 3260,
+                 lun_id: int | None = None, *,
+                 netns: str | os.PathLike[str] | None = None) -> IscsiExport:
+    """Export ``lun`` (a :class:`provision.Lun`) on iSCSI target ``target_iqn``, TPG 1,
+    listening on ``portal_ip:port``; create whatever is missing. Returns where it is."""
+    rts = _rtslib()
+    iqn = _iqn(target_iqn, "target name")
+    ip = _portal_ip(portal_ip)
+    if not 0 < int(port) < 65536:
+        raise ConfigError(f"port {port}: use 1-65535 (3260 is iSCSI's)")
+    fabric = _ensure_iscsi()
+    try:
+        target = rts.Target(fabric, iqn)
+        tpg = _tpg(target)
+        if not any(p.ip_address.strip("[]") == ip and p.port == int(port)
+                   for p in tpg.network_portals):
+            host = f"[{ip}]" if ":" in ip else ip
+
+            def make_portal():
+                return rts.NetworkPortal(tpg, host, int(port))
+
+            try:
+                make_portal() if netns is None else _in_netns(netns, make_portal)
+            except rts.RTSLibError as e:
+                raise ConfigError(
+                    f"cannot listen on {host}:{port} ({e}): the address must be on an "
+                    "interface of this host (or of the given network namespace) and the "
+                    "port free") from e
+        tpg.set_attribute("generate_node_acls", "0")
+        tpg.set_attribute("cache_dynamic_acls", "0")
+        tpg.set_attribute("demo_mode_write_protect", "1")
+        if not tpg.enable:
+            tpg.enable = True
+        for existing in tpg.luns:
+            if existing.storage_object.name == lun.name:
+                if lun_id is not None and existing.lun != lun_id:
+                    raise ConfigError(
+                        f"LUN {lun.name!r} is already LUN {existing.lun} of {iqn}: "
+                        f"unexport it first or use lun_id={existing.lun}")
+                return IscsiExport(iqn, ip, int(port), existing.lun)
+        if lun_id is not None and any(x.lun == lun_id for x in tpg.luns):
+            raise ConfigError(f"LUN id {lun_id} of {iqn} is taken: choose another or "
+                              "leave lun_id out")
+        new = rts.LUN(tpg, lun=lun_id, storage_object=lun.storage_object)
+        return IscsiExport(iqn, ip, int(port), new.lun)
+    except rts.RTSLibError as e:
+        raise ConfigError(f"exporting {lun.name!r} on {iqn} failed: {e}") from e
+
+
+def _check_chap(pair, what: str) -> tuple[str, str] | None:
+    if pair is None:
+        return None
+    try:
+        user, secret = pair
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{what} must be (user, password)") from e
+    for v, name in ((user, "user"), (secret, "password")):
+        if not isinstance(v, str) or not v or len(v) > _CHAP_MAX or v == "NULL" or any(
+                c.isspace() for c in v):
+            raise ConfigError(f"{what} {name} must be 1-{_CHAP_MAX} characters without "
+                              "spaces (and not 'NULL')")
+    return user, secret
+
+
+def allow_initiator(target_iqn: str, initiator_iqn: str,
+                    luns: Iterable[int | object] | None = None,
+                    chap: tuple[str, str] | None = None,
+                    mutual_chap: tuple[str, str] | None = None,
+                    write_protect: bool = False) -> list[int]:
+    """Let ``initiator_iqn`` log in to ``target_iqn`` and see ``luns`` (LUN ids or
+    :class:`provision.Lun`; default: every LUN of the target), with CHAP when given
+    (``mutual_chap``: the secret the target answers with). Returns the mapped LUN ids."""
+    rts = _rtslib()
+    iqn = _iqn(target_iqn, "target name")
+    ini = _iqn(initiator_iqn, "initiator name")
+    chap = _check_chap(chap, "chap")
+    mutual_chap = _check_chap(mutual_chap, "mutual_chap")
+    if mutual_chap and not chap:
+        raise ConfigError("mutual_chap needs chap too: the initiator authenticates first")
+    if chap and mutual_chap and chap[1] == mutual_chap[1]:
+        raise ConfigError("use different passwords for chap and mutual_chap (RFC 7143)")
+    fabric = _ensure_iscsi()
+    target = _find_target(fabric, iqn)
+    if target is None:
+        raise ConfigError(f"no iSCSI target {iqn}: export a LUN on it first "
+                          "(export_iscsi)")
+    try:
+        tpg = _tpg(target)
+        by_id = {x.lun: x for x in tpg.luns}
+        want: list[int] = []
+        for item in (by_id if luns is None else luns):
+            if isinstance(item, int):
+                lid = item
+            else:
+                lid = next((x.lun for x in by_id.values()
+                            if x.storage_object.name == getattr(item, "name", None)), None)
+                if lid is None:
+                    raise ConfigError(f"LUN {getattr(item, 'name', item)!r} is not exported "
+                                      f"on {iqn}: export_iscsi it first")
+            if lid not in by_id:
+                raise ConfigError(f"{iqn} has no LUN {lid}: it has {sorted(by_id)}")
+            want.append(lid)
+        others_chap = [a for a in tpg.node_acls if a.node_wwn != ini and a.chap_userid]
+        others_plain = [a for a in tpg.node_acls if a.node_wwn != ini and not a.chap_userid]
+        if chap is None and others_chap:
+            raise ConfigError(f"{iqn} requires CHAP (other initiators have secrets): give "
+                              f"chap=(user, password) for {ini} too")
+        if chap is not None and others_plain:
+            raise ConfigError(f"{iqn} has initiators without CHAP "
+                              f"({', '.join(a.node_wwn for a in others_plain)}): give them "
+                              "secrets too, or export on another target")
+        acl = rts.NodeACL(tpg, ini)
+        for m in list(acl.mapped_luns):
+            if m.mapped_lun not in want:
+                m.delete()
+        for lid in want:
+            rts.MappedLUN(acl, lid, by_id[lid], write_protect=write_protect)
+        acl.chap_userid, acl.chap_password = chap or ("", "")
+        acl.chap_mutual_userid, acl.chap_mutual_password = mutual_chap or ("", "")
+        tpg.set_attribute("authentication", "1" if chap else "0")
+        return sorted(want)
+    except rts.RTSLibError as e:
+        raise ConfigError(f"allowing {ini} on {iqn} failed: {e}") from e
+
+
+def deny_initiator(target_iqn: str, initiator_iqn: str) -> None:
+    """Remove an initiator's ACL (its sessions end)."""
+    rts = _rtslib()
+    iqn = _iqn(target_iqn, "target name")
+    ini = _iqn(initiator_iqn, "initiator name")
+    target = _find_target(_ensure_iscsi(), iqn)
+    if target is not None:
+        for acl in _tpg(target).node_acls:
+            if acl.node_wwn == ini:
+                try:
+                    acl.delete()
+                except rts.RTSLibError as e:
+                    raise ConfigError(f"removing {ini} from {iqn} failed: {e}") from e
+                return
+    raise ConfigError(f"{ini} has no ACL on {iqn}: nothing to remove")
+
+
+def delete_target(target_iqn: str) -> None:
+    """Remove an iSCSI target with its portals, ACLs and LUN exports (the LUNs stay)."""
+    rts = _rtslib()
+    iqn = _iqn(target_iqn, "target name")
+    target = _find_target(_ensure_iscsi(), iqn)
+    if target is None:
+        raise ConfigError(f"no iSCSI target {iqn}: `targetcli ls /iscsi` lists them")
+    try:
+        target.delete()
+    except rts.RTSLibError as e:
+        raise ConfigError(f"deleting {iqn} failed ({e}): log its initiators out and "
+                          "retry") from e
+
+
+def list_targets() -> list[str]:
+    """The IQNs of the iSCSI targets configured in LIO."""
+    return sorted(t.wwn for t in _ensure_iscsi().targets)
