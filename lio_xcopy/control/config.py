@@ -34,7 +34,7 @@ DEFAULT_ISCSI_PORT = 3260
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _UUID = re.compile(r"[0-9A-Fa-f]{8}(-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}")
 # rtslib's tests (utils.normalize_wwn), in their lower-case form
-_IQN = re.compile(r"iqn\.[0-9]{4}-[0-1][0-9]\.[^\s_]*\.[^\s_]*")
+_IQN = re.compile(r"iqn\.[0-9]{4}-(0[1-9]|1[0-2])\.[^\s_]*\.[^\s_]*")
 _EUI = re.compile(r"eui\.[0-9a-f]{16}")
 _NAA = re.compile(r"naa\.[125c-f][0-9a-f]{15}")
 _ATTRIBUTE = re.compile(r"[a-z][a-z0-9_]*")

@@ -30,7 +30,7 @@ from lio_xcopy.errors import ConfigError
 TPG_TAG = 1
 CLONE_NEWNET = 0x40000000
 #: what rtslib accepts as an iSCSI name (it lower-cases it first)
-_IQN = re.compile(r"iqn\.[0-9]{4}-[0-1][0-9]\.[^ _]*\.[^ _]*$")
+_IQN = re.compile(r"iqn\.[0-9]{4}-(0[1-9]|1[0-2])\.[^ _]*\.[^ _]*$")
 #: LIO keeps CHAP user names and secrets in 255-byte buffers
 _CHAP_MAX = 255
 
