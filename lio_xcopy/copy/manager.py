@@ -83,6 +83,7 @@ class CopyJob:
     description: list[str]
     segments_processed: int = 0
     transferred: int = 0
+    planned: int = 0  # bytes all segments move
     status: int = CopyCommandStatus.IN_PROGRESS
     sense: SenseData | None = None
     started: float = field(default_factory=time.monotonic)
@@ -158,6 +159,7 @@ class CopyManager:
         job = CopyJob(
             receiving.identity.name, plist.header.list_identifier,
             plist.header.list_id_usage, len(plans), [s.describe() for s in plist.segments],
+            planned=sum(_segment_bytes(p.segment, p.source, p.destination) for p in plans),
         )
         self._admit(job)
         fut: Future[int] = Future()

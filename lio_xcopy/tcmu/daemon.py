@@ -27,6 +27,8 @@ from lio_xcopy.devices.base import Command, ScsiDevice
 from lio_xcopy.errors import LioXcopyError
 from lio_xcopy.scsi.errors import CheckCondition, HardwareError
 from lio_xcopy.scsi.sense import CHECK_CONDITION, GOOD
+from lio_xcopy.scsi.xcopy import CopyCommandStatus
+from lio_xcopy.tcmu import state as state_file
 from lio_xcopy.tcmu.exports import exposure
 from lio_xcopy.tcmu.handler import open_device
 from lio_xcopy.tcmu.ring import CommandRing, RingCommand, RingTmr
@@ -165,8 +167,10 @@ class Daemon:
     """Serves every TCMU device whose subtype is ours, picking up new ones as they come."""
 
     def __init__(self, subtype: str = SUBTYPE, opener: Opener = open_device,
-                 copy_manager: CopyManager | None = None):
+                 copy_manager: CopyManager | None = None, state_path: Path | None = None):
         self.subtype = subtype
+        self.state_path = state_path  # where `lio-xcopy status` finds us (None: nowhere)
+        self._state_due = True
         self.opener = opener
         self.copy_manager = copy_manager or CopyManager(policy=self.same_initiators)
         self.names: dict[int, UioName] = {}  # id(ScsiDevice) -> its storage object
@@ -209,6 +213,7 @@ class Daemon:
         self.devices[key] = dev
         self.copy_manager.register(dev.device)
         self.selector.register(dev.fd, selectors.EVENT_READ, ("dev", key))
+        self._state_due = True
 
     def remove(self, key: str) -> None:
         dev = self.devices.pop(key, None)
@@ -217,6 +222,7 @@ class Daemon:
         self.selector.unregister(dev.fd)
         self.copy_manager.unregister(dev.device)
         self.names.pop(id(dev.device), None)
+        self._state_due = True
         dev.close()
         log.info("stopped serving %s", dev.name)
 
@@ -294,12 +300,41 @@ class Daemon:
         return (f"serving {len(self.devices)} LUN(s)"
                 + (f", {len(running)} copy(ies) in progress" if running else ""))
 
+    def state(self) -> state_file.DaemonState:
+        """What the state file says: LUNs served and copies (running, or ended in the
+        last minute)."""
+        now = time.monotonic()
+        copies = tuple(
+            state_file.CopyState(
+                j.lun, j.list_id,
+                "running" if j.running else
+                "completed" if j.status == CopyCommandStatus.COMPLETED else "failed",
+                j.segments, j.segments_processed, j.transferred, j.planned,
+                (j.finished or now) - j.started, tuple(j.description))
+            for j in self.copy_manager.jobs()
+            if j.running or (j.finished is not None and now - j.finished < 60))
+        return state_file.DaemonState(
+            os.getpid(), time.time(),
+            {d.name: type(d.device).__name__.lower() for d in self.devices.values()}, copies)
+
+    def write_state(self) -> None:
+        self._state_due = False
+        if self.state_path is None:
+            return
+        try:
+            state_file.write(self.state(), self.state_path)
+        except OSError as e:
+            log.warning("cannot write the state file %s: %s", self.state_path, e)
+
     def run(self, ready: Callable[[], None] | None = None) -> None:
         self.selector.register(self._wake_r.fileno(), selectors.EVENT_READ, ("wake", None))
         if ready:
             ready()
         while not self._stop:
-            for key, _ in self.selector.select():
+            copying = any(j.running for j in self.copy_manager.jobs())
+            if self._state_due or copying:
+                self.write_state()
+            for key, _ in self.selector.select(1.0 if copying else None):
                 kind, name = key.data
                 if kind == "dev" and name in self.devices:
                     try:
@@ -317,6 +352,7 @@ class Daemon:
                     self._wake_r.recv(4096)
                     for dev in list(self.devices.values()):
                         dev.complete_finished()
+                    self._state_due = True
             if self._reload:
                 self._reload = False
                 sd_notify("RELOADING=1")
@@ -327,6 +363,8 @@ class Daemon:
         self._drain_deferred()
         for key in list(self.devices):
             self.remove(key)
+        if self.state_path is not None:
+            state_file.remove(self.state_path)
 
     def _drain_deferred(self, timeout: float = 60.0) -> None:
         """Before closing: let long commands finish (bounded) and complete them."""
@@ -355,6 +393,9 @@ def main(argv: list[str] | None = None,
                    help="log level (default info; -v means debug)")
     p.add_argument("--subtype", default=SUBTYPE, help="TCMU handler subtype to serve")
     p.add_argument("--pidfile", type=Path, help="write the daemon's pid here once ready")
+    p.add_argument("--state-file", type=Path, default=state_file.DEFAULT_PATH,
+                   help="where `lio-xcopy status` finds the LUNs served and copies in "
+                        f"progress (default {state_file.DEFAULT_PATH})")
     args = p.parse_args(argv)
     level = args.log_level or ("debug" if args.verbose else "info")
     journal = bool(os.environ.get("JOURNAL_STREAM"))  # systemd adds time and pid itself
@@ -363,7 +404,7 @@ def main(argv: list[str] | None = None,
         format="%(levelname)s %(name)s: %(message)s" if journal
         else "%(asctime)s lio-xcopy[%(process)d] %(levelname)s %(name)s: %(message)s",
     )
-    daemon = Daemon(args.subtype)
+    daemon = Daemon(args.subtype, state_path=args.state_file)
     daemon.copy_groups_loader = copy_groups
     daemon.load_copy_groups()
     signal.signal(signal.SIGTERM, daemon.stop)

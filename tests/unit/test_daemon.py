@@ -113,7 +113,8 @@ def test_daemon_loop_serves_sim_ring_and_stops(tmp_path):
     img.write_bytes(bytes(range(256)) * 4096)  # 1 MiB
     kernel = SimulatedKernel(cmdr_size=16384, data_pages=64)
     device = open_device("d0", f"disk;{img}", "abcd")
-    daemon = Daemon()
+    state = tmp_path / "run" / "state.json"
+    daemon = Daemon(state_path=state)
     daemon.attach("sim", TcmuDevice("d0", kernel.uio_fd, CommandRing(kernel.view), device))
     t = threading.Thread(target=daemon.run)
     t.start()
@@ -127,10 +128,15 @@ def test_daemon_loop_serves_sim_ring_and_stops(tmp_path):
             got = kernel.reap()
         assert [(c.cmd_id, c.status) for c in got] == [(cid, GOOD)]
         assert got[0].data_in == img.read_bytes()[1024:3072]
+        from lio_xcopy.tcmu import state as state_file
+
+        written = state_file.read(state)  # what `lio-xcopy status` reads
+        assert written is not None and written.luns == {"d0": "disk"} and not written.copies
     finally:
         daemon.stop()
         t.join(5)
     assert not t.is_alive() and not daemon.devices  # stop closes every device
+    assert not state.exists()  # a stopped daemon leaves no state behind
     kernel.close()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -268,16 +269,23 @@ def test_other_commands_are_served_while_a_copy_runs(lab):
     try:
         time.sleep(1.0)
         served = 0
+        status = ""
         while copy.poll() is None and served < 5:
             run("sg_turs", lab.disk_sg)
             run("sg_inq", lab.disk_sg)
             read_disk(lab, served * MiB, 4096)
             served += 1
+            if not status:  # the administrator's view of the copy in progress
+                status = run(sys.executable, "-m", "lio_xcopy", "status").stdout
         still_copying = copy.poll() is None
     finally:
         _out, err = copy.communicate(timeout=600)
     assert copy.returncode == 0, err
     assert served == 5 and still_copying, "the copy ended before the other commands ran"
+    assert re.search(r"copy vmdisk0 list \d+: running, segment \d+/\d+, [\d.]+/64\.0 MiB "
+                     r"\(\d+%\), [\d.]+ MiB/s", status), status
+    assert re.search(r"daemon: pid \d+, serving \d+ LUN\(s\), 1 copy\(ies\) in progress",
+                     status), status
 
 
 def test_too_many_cscd_descriptors(lab):
