@@ -112,7 +112,7 @@ def test_two_files_space_filemark_read_into_filemark_and_eod(tape):
     assert position(tape).first == 7  # stays at end of data
     # the cartridge holds exactly what was written
     tape.close()
-    records = AwsTape.open_readonly(tape.cartridge.path).dump_records()
+    records = AwsTape.open_readonly(tape.cartridge).dump_records()
     assert records == [*file1, None, *file2, None]
 
 
@@ -164,7 +164,7 @@ def test_fixed_mode(tape):
     assert sense(e)[:3] == (SenseKey.BLANK_CHECK, Asc.END_OF_DATA_DETECTED, 3)
     # mode sense shows the block length, and variable mode comes back with 0
     _, data = run(tape, bytes([0x1A, 0, 0, 0, 12, 0]), alloc=12)
-    assert data == bytes([11, 0, 0x10, 8]) + ssc.block_descriptor(0, 512)
+    assert data == bytes([11, 0, 0x10, 8]) + ssc.block_descriptor(ssc.DENSITY_AWSTAPE, 512)
     mode_select_block_length(tape, 0)
     assert tape.block_length == 0
 
@@ -172,9 +172,9 @@ def test_fixed_mode(tape):
 def test_mode_sense_page_zero_is_what_st_reads(tmp_path):
     t = Tape(ID, tmp_path / "t.aws", MiB)
     _, data = run(t, bytes.fromhex("1a0000000c00"), alloc=12)
-    assert data.hex() == "0b001008" "00000000" "00000000"
+    assert data.hex() == "0b001008" "a0000000" "00000000"  # the cartridge's density
     _, data = run(t, bytes.fromhex("5a00000000000000ff00"), alloc=255)  # MODE SENSE (10)
-    assert data.hex() == "000e001000000008" "0000000000000000"
+    assert data.hex() == "000e001000000008" "a000000000000000"
     _, data = run(t, bytes.fromhex("1a083f00ff00"), alloc=255)  # all pages, no descriptor
     assert data[3] == 0 and b"\x0f\x0e" in data and b"\x10\x0e" in data
     t.close()
@@ -235,7 +235,7 @@ def test_early_warning_then_volume_overflow(tmp_path):
     e = check(t, ssc.WRITE_6(transfer_length=10240).encode(), rec)  # 61476: still fits
     assert e.sense.eom and e.sense.key == SenseKey.NO_SENSE
     assert position(t) == (False, True, 0, 6, 6)  # EOP: between early warning and the end
-    size = t.cartridge.offset
+    size = t.medium.offset
     e = check(t, ssc.WRITE_6(transfer_length=10240).encode(), rec)
     assert sense(e) == (SenseKey.VOLUME_OVERFLOW, Asc.END_OF_PARTITION_MEDIUM_DETECTED, 10240,
                         False, True, False)
@@ -245,12 +245,12 @@ def test_early_warning_then_volume_overflow(tmp_path):
     assert e.sense.eom and e.sense.key == SenseKey.NO_SENSE
     # fixed mode: whole blocks up to the capacity, then the residue in blocks
     mode_select_block_length(t, 512)
-    room = 64 * 1024 - t.cartridge.offset
+    room = 64 * 1024 - t.medium.offset
     e = check(t, ssc.WRITE_6(fixed=1, transfer_length=20).encode(), bytes(20 * 512))
     fit = room // 518
     assert sense(e)[:3] == (SenseKey.VOLUME_OVERFLOW, Asc.END_OF_PARTITION_MEDIUM_DETECTED,
                             20 - fit)
-    assert t.cartridge.objects == 8 + fit
+    assert t.medium.objects == 8 + fit
     e = check(t, ssc.WRITE_FILEMARKS_6(filemark_count=100).encode())
     assert e.sense.key == SenseKey.VOLUME_OVERFLOW and e.sense.information > 0
     t.close()
@@ -355,7 +355,7 @@ def test_bad_cdbs(tape):
     assert pointer(bytes.fromhex("080300000100"), alloc=512) == field_pointer(1, 1)  # SILI+FIXED
     e = check(tape, bytes.fromhex("ee0000000000"))
     assert e.sense.asc == Asc.INVALID_COMMAND_OPERATION_CODE
-    small = Tape(ID, Path(tape.cartridge.path).with_name("s.aws"), MiB, max_block_length=1024)
+    small = Tape(ID, Path(tape.cartridge).with_name("s.aws"), MiB, max_block_length=1024)
     e = check(small, ssc.WRITE_6(transfer_length=1025).encode(), bytes(1025))
     assert e.sense.sense_key_specific == field_pointer(2)
     small.close()
