@@ -243,11 +243,17 @@ def test_mt_operation_matrix_with_exact_positions(lab, tmp):
 def test_prevent_medium_removal_and_write_filemarks_immediate(lab, tmp):
     nst, sg = lab.nst, lab.tape_sg
     mt(nst, "rewind")
-    run("sg_raw", sg, "1e", "00", "00", "00", "01", "00")  # PREVENT
+    mt(nst, "lock")  # PREVENT MEDIUM REMOVAL, kept after mt closes the device
     (key, add), _ = sg_check(sg, 0x1B, 0, 0, 0, 0, 0)  # UNLOAD
     assert (key, add) == ("Illegal Request", "Medium removal prevented")
     assert log_parameters(sg, 0x2E, tmp)[0x0A] == 1  # TapeAlert: no removal
-    run("sg_raw", sg, "1e", "00", "00", "00", "00", "00")  # ALLOW
+    mt(nst, "unlock")
+    # retension (LOAD with RETEN) ends at BOT; compression is refused: this drive has none
+    mt(nst, "fsf", "1")
+    mt(nst, "retension")
+    assert where(nst, sg, tmp) == (0, 0, 0)
+    assert mt(nst, "compression", "1", check=False).returncode != 0
+    assert mt(nst, "wset", "1", check=False).returncode != 0  # setmarks: not supported
     # WRITE FILEMARKS (6) with IMMED: the drive moves on at once
     mt(nst, "seek", "4")
     run("sg_raw", sg, "10", "01", "00", "00", "02", "00")
