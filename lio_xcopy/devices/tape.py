@@ -157,13 +157,8 @@ class Tape(ScsiDevice):
                 )
             self._medium, self.ejected = None, False
             self._alerts.clear()
-            try:
-                medium.sync()
-            except OSError as e:
-                raise BackingStoreError(f"{medium.path}: fsync: {e.strerror}") from e
-            finally:
-                medium.rewind()
-                medium.close()
+            medium.rewind()
+            _sync(medium, close=True)
             return medium.path
 
     # --- the handler boundary ----------------------------------------------------------------
@@ -179,24 +174,13 @@ class Tape(ScsiDevice):
 
     def flush(self) -> None:
         with self._lock:
-            if self._medium is None:
-                return
-            try:
-                self._medium.sync()
-            except OSError as e:
-                raise BackingStoreError(f"{self._medium.path}: fsync: {e.strerror}") from e
+            if self._medium is not None:
+                _sync(self._medium)
 
     def close(self) -> None:
         with self._lock:
-            medium = self._medium
-            if medium is None or medium.closed:
-                return
-            try:
-                medium.sync()
-            except OSError as e:
-                raise BackingStoreError(f"{medium.path}: fsync: {e.strerror}") from e
-            finally:
-                medium.close()
+            if self._medium is not None and not self._medium.closed:
+                _sync(self._medium, close=True)
 
     @contextlib.contextmanager
     def _io_errors(self, asc: Asc) -> Iterator[None]:
@@ -730,6 +714,18 @@ class Tape(ScsiDevice):
         self.buffered_mode = buffered
         self.pews = pews
         return 0
+
+
+def _sync(medium: AwsTape, *, close: bool = False) -> None:
+    """fsync the cartridge (BackingStoreError when that fails); ``close`` closes it
+    either way."""
+    try:
+        medium.sync()
+    except OSError as e:
+        raise BackingStoreError(f"{medium.path}: fsync: {e.strerror}") from e
+    finally:
+        if close:
+            medium.close()
 
 
 def _from_parameter(page: bytes, pointer: int) -> bytes:
