@@ -144,7 +144,8 @@ class Tape(ScsiDevice):
 
     def unload_cartridge(self) -> str | None:
         """Make the cartridge durable, rewind it and take it out; its path (None when the
-        drive is empty). :class:`ConfigError` while medium removal is prevented."""
+        drive is empty). :class:`ConfigError` while medium removal is prevented,
+        :class:`BackingStoreError` when it cannot be made durable: then it stays in."""
         with self._lock:
             medium = self._medium
             if medium is None:
@@ -155,10 +156,11 @@ class Tape(ScsiDevice):
                     f"{self.identity.name}: medium removal is prevented; the initiator must "
                     "send PREVENT ALLOW MEDIUM REMOVAL (allow) first"
                 )
+            _sync(medium)  # a failure leaves the cartridge in the drive
+            medium.rewind()
+            medium.close()
             self._medium, self.ejected = None, False
             self._alerts.clear()
-            medium.rewind()
-            _sync(medium, close=True)
             return medium.path
 
     # --- the handler boundary ----------------------------------------------------------------

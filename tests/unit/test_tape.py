@@ -544,6 +544,31 @@ def test_unload_leaves_the_cartridge_in_the_drive_until_load_or_the_changer(tape
     assert (e.sense.key, e.sense.asc) == (SenseKey.NOT_READY, Asc.MEDIUM_NOT_PRESENT)
 
 
+def test_unit_attention_is_reported_once_and_survives_inquiry(tmp_path):
+    t = Tape(ID, None, MiB)
+    t.load_cartridge(tmp_path / "c.aws")
+    run(t, bytes.fromhex("120000006000"), alloc=96)
+    e = check(t, ssc.READ_POSITION_SHORT().encode(), alloc=20)  # any other command reports it
+    assert (e.sense.key, e.sense.asc) == (SenseKey.UNIT_ATTENTION,
+                                          Asc.NOT_READY_TO_READY_CHANGE_MEDIUM_MAY_HAVE_CHANGED)
+    assert position(t).bop  # and only once
+    t.close()
+
+
+def test_unload_cartridge_that_cannot_be_made_durable_stays_in(tape, monkeypatch):
+    write(tape, b"x")
+
+    def broken(fd):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", broken)
+    with pytest.raises(BackingStoreError, match="fsync"):
+        tape.unload_cartridge()
+    assert tape.cartridge is not None
+    monkeypatch.undo()
+    assert tape.unload_cartridge() is not None and tape.cartridge is None
+
+
 # --- SSC-4 positioning beyond the 6-byte commands ----------------------------------------------
 def lay_out(t: Tape) -> None:
     """Objects 0-2 records, 3 filemark, 4-5 records, 6 filemark: end of data at 7."""
