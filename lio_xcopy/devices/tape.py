@@ -43,7 +43,7 @@ from lio_xcopy.scsi.sense import Asc
 MIN_BLOCK_LENGTH = 1
 MAX_BLOCK_LENGTH = 0xFFFFFF  # the largest a 24-bit TRANSFER LENGTH can ask for
 MAX_LOGICAL_OBJECT_IDENTIFIER = 0xFFFFFFFF  # what LOCATE (10) and READ POSITION can address
-#: SAM-5 5.14: a pending unit attention is not reported to these (and not cleared).
+#: SAM-5 unit attention: not reported to (nor cleared by) these commands.
 _NO_UNIT_ATTENTION = frozenset({0x03, 0x12, 0xA0})  # REQUEST SENSE, INQUIRY, REPORT LUNS
 #: Bits MODE SELECT may change, per (page, subpage): byte offset -> mask.
 _CHANGEABLE = {
@@ -220,7 +220,7 @@ class Tape(ScsiDevice):
         return max(0, tape.early_warning - self.pews * ssc.MB) if self.pews else None
 
     def _warn(self, tape: AwsTape) -> None:
-        """After a write: EOM early warning past EW, else past PEW (SSC-4 4.2.5)."""
+        """After a write: EOM early warning past EW, else past PEW (SSC-4 early warning)."""
         if tape.beyond_early_warning:
             raise ssc.EarlyWarning()
         pew = self._pew(tape)
@@ -616,7 +616,7 @@ class Tape(ScsiDevice):
     @command(ssc.LOG_SELECT)
     def log_select(self, cmd: Command, cdb: Any) -> int:
         """PCR one, or no parameter list: the counters and TapeAlert flags go back to
-        zero (SPC-4 6.6). Parameter values cannot be set."""
+        zero (SPC-4 6.7). Parameter values cannot be set."""
         if cdb.sp:
             raise ssc.LOG_SELECT.invalid("sp", "saving log parameters is not supported")
         if cdb.parameter_list_length:
@@ -732,7 +732,7 @@ def _sync(medium: AwsTape, *, close: bool = False) -> None:
 
 def _from_parameter(page: bytes, pointer: int) -> bytes:
     """A log page with only the parameters whose code is at least ``pointer`` (SPC-4
-    6.7: PARAMETER POINTER); INVALID FIELD IN CDB when none is."""
+    6.8: PARAMETER POINTER); INVALID FIELD IN CDB when none is."""
     head, pos, kept = page[:4], 4, bytearray()
     while pos + 4 <= len(page):
         code, size = struct.unpack_from(">H", page, pos)[0], page[pos + 3] + 4

@@ -82,14 +82,14 @@ LOCATE_16 = cdb_layout(
     Field("dest_type", 1, 2, lsb=3), Field("cp", 1, 1, lsb=1), Field("immed", 1, 1),
     Field("bam", 2, 1), Field("partition", 3, 8), Field("logical_identifier", 4, 64),
 )
-# LOG SENSE and LOG SELECT are SPC-4 commands (6.6, 6.7); only the tape serves log pages yet.
+# LOG SELECT and LOG SENSE are SPC-4 commands (6.7, 6.8); only the tape serves log pages yet.
 LOG_SELECT = cdb_layout(
-    "LOG SELECT", 0x4C, 10, "SPC-4 6.6",
+    "LOG SELECT", 0x4C, 10, "SPC-4 6.7",
     Field("pcr", 1, 1, lsb=1), Field("sp", 1, 1), Field("pc", 2, 2, lsb=6),
     Field("page_code", 2, 6), Field("subpage_code", 3, 8), Field("parameter_list_length", 7, 16),
 )
 LOG_SENSE = cdb_layout(
-    "LOG SENSE", 0x4D, 10, "SPC-4 6.7",
+    "LOG SENSE", 0x4D, 10, "SPC-4 6.8",
     Field("sp", 1, 1), Field("pc", 2, 2, lsb=6), Field("page_code", 2, 6),
     Field("subpage_code", 3, 8), Field("parameter_pointer", 5, 16),
     Field("allocation_length", 7, 16),
@@ -322,7 +322,7 @@ def changeable(page: bytes, mask: dict[int, int] | None = None) -> bytes:
     return bytes(out)
 
 
-# --- log pages (SPC-4 7.3; SSC-4 8.2) ------------------------------------------------------
+# --- log pages (SPC-4 log parameters, SSC-4 log pages) -----------------------------------
 def log_parameter(code: int, value: bytes, control: int = 0x00) -> bytes:
     """One log parameter: code, control byte, length and value."""
     return struct.pack(">HBB", code, control, len(value)) + value
