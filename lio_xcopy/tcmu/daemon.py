@@ -28,7 +28,7 @@ from lio_xcopy.errors import LioXcopyError
 from lio_xcopy.scsi.errors import CheckCondition, HardwareError
 from lio_xcopy.scsi.sense import CHECK_CONDITION, GOOD
 from lio_xcopy.tcmu.exports import exposure
-from lio_xcopy.tcmu.handler import open_device
+from lio_xcopy.tcmu.handler import Libraries, open_device
 from lio_xcopy.tcmu.ring import CommandRing, RingCommand, RingTmr
 from lio_xcopy.tcmu.service import sd_notify
 from lio_xcopy.tcmu.uio import SUBTYPE, UioDevice, UioName, read_unit_serial
@@ -167,6 +167,8 @@ class Daemon:
     def __init__(self, subtype: str = SUBTYPE, opener: Opener = open_device,
                  copy_manager: CopyManager | None = None):
         self.subtype = subtype
+        if opener is open_device:  # a changer and its drives share one Library per directory
+            opener = functools.partial(open_device, libraries=Libraries())
         self.opener = opener
         self.copy_manager = copy_manager or CopyManager(policy=self.same_initiators)
         self.names: dict[int, UioName] = {}  # id(ScsiDevice) -> its storage object
