@@ -61,7 +61,7 @@ class MediumChanger(ScsiDevice):
     def handle(self, cmd: Command) -> int:  # type: ignore[override]
         with self._lock:
             try:
-                attention = self._attention()
+                attention = self._attention(report=cmd.opcode not in _NO_ATTENTION)
                 if attention is not None and cmd.opcode not in _NO_ATTENTION:
                     raise UnitAttention(attention)
                 return super().handle(cmd)  # type: ignore[return-value]
@@ -71,13 +71,15 @@ class MediumChanger(ScsiDevice):
                 self.log.error("%s", e)
                 raise HardwareError(str(e)) from e
 
-    def _attention(self) -> Asc | None:
+    def _attention(self, report: bool) -> Asc | None:
+        """The unit attention an operator's change established, cleared when reported."""
         s = self.library.state()
         seen = (s.ie_accesses, s.inventory_changes)
         if seen == self._seen:
             return None
         ie_changed = seen[0] != self._seen[0]
-        self._seen = seen
+        if report:
+            self._seen = seen
         return (Asc.IMPORT_OR_EXPORT_ELEMENT_ACCESSED if ie_changed
                 else Asc.NOT_READY_TO_READY_CHANGE_MEDIUM_MAY_HAVE_CHANGED)
 
