@@ -189,5 +189,5 @@ def test_barcodes_and_sizes():
     assert ops.lto_barcodes(2, first=9) == ["L00009L8", "L00010L8"]
     with pytest.raises(ConfigError, match="leave no room"):
         ops.lto_barcodes(2, first=9999, prefix="LTO", media="L8")
-    with pytest.raises(ConfigError, match="cannot open the library.*create it first"):
+    with pytest.raises(ConfigError, match=r"cannot open the library.*create it first"):
         Library.open("/nonexistent-lib")
