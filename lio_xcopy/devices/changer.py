@@ -37,7 +37,7 @@ class MediumChanger(ScsiDevice):
     """A library's robot: peripheral device type 08h."""
 
     DEVICE_TYPE = spc.TYPE_MEDIUM_CHANGER
-    PRODUCT = "lio-xcopy library"
+    PRODUCT = "lio-xcopy lib"
     REMOVABLE = True
     VERSION_DESCRIPTORS = VERSION_DESCRIPTORS
 

@@ -135,7 +135,7 @@ def open_device(name: str, cfg: str, unit_serial: str | None, *,
         from lio_xcopy.devices.changer import MediumChanger
 
         library = (libraries or Libraries()).get(hc.path)
-        return MediumChanger(LunIdentity(name, serial, product="lio-xcopy library"), library)
+        return MediumChanger(LunIdentity(name, serial, product="lio-xcopy lib"), library)
     if "drive" in hc.options:
         return _library_drive(LunIdentity(name, serial, product="lio-xcopy tape"), hc,
                               libraries or Libraries())
