@@ -214,6 +214,11 @@ def test_state_survives_a_daemon_restart(library, lab):
     before = library.status()
     _restart_daemon(lab)
     assert library.status() == before
+    # mtx's other way of reading element status: all types at once, then from the next
+    # address on, until INVALID ELEMENT ADDRESS ends it
+    altres = [line.rstrip() for line in library.mtx("altres", "status").stdout.splitlines()]
+    assert altres == before
+    assert library.mtx("position", "5").returncode == 0  # POSITION TO ELEMENT
     # drive 1 got its cartridge back: the data is there
     clear_unit_attention(library.drive_sg[1])
     run("mt", "-f", library.nst[1], "rewind")
