@@ -205,10 +205,9 @@ class Library:
             if (lib.path / STATE_FILE).exists():
                 raise ConfigError(f"{lib.path} already holds a library: use it or choose "
                                   "another directory")
+            names: list[str | None] = [*luns, *[None] * (drives - len(luns))]
             state = State([None] * slots, [None] * ie_slots, [None] * drives,
-                          capacity=capacity,
-                          drive_luns=(luns + [None] * drives)[:drives],  # type: ignore[operator]
-                          drive_serials=[None] * drives)
+                          capacity=capacity, drive_luns=names, drive_serials=[None] * drives)
             lib._write(state)
         return lib
 
