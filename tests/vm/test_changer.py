@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -105,6 +106,24 @@ def test_inquiry_and_status_of_a_new_library(library):
     assert "Product Type: Medium Changer" in out and "Product ID: 'lio-xcopy lib   '" in out
     assert library.status() == library.expected(
         {}, {i + 1: bc for i, bc in enumerate(BARCODES)})
+
+
+def test_drive_identifiers_are_the_drives_vpd_83_naa(library):
+    """READ ELEMENT STATUS with DVCID: each drive's identifier is the NAA designator the
+    kernel read from that drive LUN's VPD page 83h, so a host can pair element and st."""
+    from lio_xcopy.initiator.sgio import ScsiDevice
+
+    cdb = bytes.fromhex("b804" "0100" "0002" "01" "001000" "00" "00")
+    with ScsiDevice(library.changer) as dev:
+        data = dev.execute(cdb, data_in=4096).data
+    assert struct.unpack_from(">HH", data) == (0x0100, 2)
+    typ, _, dlen, count = struct.unpack_from(">BBHI", data, 8)
+    assert (typ, dlen, count) == (4, 16 + 16, 64)
+    for i, hctl in enumerate(library.hctls[1:]):
+        d = data[16 + i * dlen: 16 + (i + 1) * dlen]
+        assert d[12:16] == bytes([1, 3, 0, 16])  # binary, NAA, 16 bytes
+        page = Path("/sys/bus/scsi/devices", hctl, "vpd_pg83").read_bytes()
+        assert bytes([1, 3, 0, 16]) + d[16:] in page
 
 
 def test_load_writes_through_the_drive_into_that_cartridge(library, lab):
