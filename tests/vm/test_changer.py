@@ -22,6 +22,7 @@ from conftest import MiB, clear_unit_attention, run, sense_of
 from lio_xcopy.control import library as ops
 from lio_xcopy.control import provision
 from lio_xcopy.devices.awstape import AwsTape
+from lio_xcopy.errors import ConfigError
 
 SLOTS, IE_SLOTS, DRIVES = 8, 2, 2
 BARCODES = ops.lto_barcodes(6)  # L00001L8 .. L00006L8 in slots 1-6
@@ -196,12 +197,17 @@ def test_import_and_export_through_the_mail_slots(library, lab):
     assert raw(library.changer, "00", "00", "00", "00", "00", "00") == (
         "Unit Attention", "Import or export element accessed")
     library.mtx("transfer", "9", "8")
+    # while a host prevents medium removal nothing leaves: no move into a mail slot...
+    prevent = ("sg_raw", library.changer, "1e", "00", "00", "00", "01", "00")
+    allow = ("sg_raw", library.changer, "1e", "00", "00", "00", "00", "00")
+    run(*prevent)
+    assert move(library, 0x1000, 0x0011) == ("Illegal Request", "Medium removal prevented")
+    run(*allow)
     library.mtx("transfer", "1", "10")
-    # the door is locked while the host prevents medium removal
-    run("sg_raw", library.changer, "1e", "00", "00", "00", "01", "00")
-    with pytest.raises(Exception, match="door"):
+    run(*prevent)  # ... and no export by the operator
+    with pytest.raises(ConfigError, match="door"):
         ops.export_cartridge(library.path, "L00001L8", lab.work)
-    run("sg_raw", library.changer, "1e", "00", "00", "00", "00", "00")
+    run(*allow)
     out = ops.export_cartridge(library.path, "L00001L8", lab.work)
     assert out == lab.work / "L00001L8.aws" and out.is_file()
     assert raw(library.changer, "00", "00", "00", "00", "00", "00") == (
