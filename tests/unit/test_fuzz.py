@@ -23,6 +23,7 @@ from lio_xcopy.copy.manager import CopyManager
 from lio_xcopy.devices.backing import BackingStore
 from lio_xcopy.devices.base import Command, LunIdentity, ScsiDevice
 from lio_xcopy.devices.buffer import DataBuffer
+from lio_xcopy.devices.changer import MediumChanger
 from lio_xcopy.devices.disk import Disk
 from lio_xcopy.devices.tape import Tape
 from lio_xcopy.scsi import xcopy
@@ -54,12 +55,21 @@ class Lab:
         self.tape_path = tmp / "tape.aws"
         self.tape = Tape(LunIdentity("fz-tape", "6001405bbbbbbbbbbbbbbbbbbbbbbbb2"),
                          self.tape_path, 2 << 20)
+        from lio_xcopy.control.library import create_library, lto_barcodes
+
+        lib = create_library(tmp / "lib", slots=4, ie_slots=1, drives=1, capacity=2 << 20,
+                             barcodes=lto_barcodes(3))
+        self.drive = Tape(LunIdentity("fz-drive", "6001405cccccccccccccccccccccccc3"), None,
+                          2 << 20)
+        lib.attach_drive(0, self.drive)
+        self.changer = MediumChanger(
+            LunIdentity("fz-changer", "6001405dddddddddddddddddddddddd4"), lib)
         self.manager = CopyManager()
-        for d in (self.disk, self.tape):
+        for d in self.devices():
             self.manager.register(d)
 
     def devices(self) -> list[ScsiDevice]:
-        return [self.disk, self.tape]
+        return [self.disk, self.tape, self.changer, self.drive]
 
     def check_bounds(self) -> None:
         with open(self.disk_path, "rb") as f:
@@ -148,7 +158,11 @@ FUZZ = settings(max_examples=int(os.environ.get("LIO_XCOPY_FUZZ_EXAMPLES", "300"
                                                       HealthCheck.too_slow])
 
 
-@pytest.mark.parametrize("which", [0, 1], ids=["disk", "tape"])
+KINDS = pytest.mark.parametrize("which", [0, 1, 2, 3],
+                                ids=["disk", "tape", "changer", "library-drive"])
+
+
+@KINDS
 @FUZZ
 @given(data=st.data())
 def test_structured_cdbs_end_in_data_or_sense(lab, which, data):
@@ -156,7 +170,7 @@ def test_structured_cdbs_end_in_data_or_sense(lab, which, data):
     _fuzz(lab, which, layout, cdb, data.draw(data_out()))
 
 
-@pytest.mark.parametrize("which", [0, 1], ids=["disk", "tape"])
+@KINDS
 @FUZZ
 @given(data=st.data())
 def test_random_cdb_bytes_end_in_data_or_sense(lab, which, data):
@@ -174,7 +188,7 @@ def test_any_opcode_ends_in_data_or_sense(lab, opcode, tail):
 
 # --- EXTENDED COPY parameter lists: random descriptor mixes, then mutations -------------------
 def _cscd(draw, lab) -> IdentificationCscd:
-    dev = draw(st.sampled_from([lab.disk, lab.tape, None]))
+    dev = draw(st.sampled_from([lab.disk, lab.tape, lab.changer, lab.drive, None]))
     if dev is None:  # a LUN that is not here
         return IdentificationCscd(draw(st.binary(min_size=8, max_size=16)),
                                   draw(st.sampled_from([0, 1, 3, 8])))
