@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from lio_xcopy.errors import ConfigError
+from lio_xcopy.scsi.spc import naa_ieee_registered_extended
 from lio_xcopy.tcmu.handler import parse_size
 
 SCHEMA_VERSION = 2
@@ -479,6 +480,7 @@ class _Reader:
         names: dict[str, str] = {}
         paths: dict[Path, str] = {}
         serials: dict[str, str] = {}
+        designators: dict[bytes, str] = {}
         slots: dict[tuple[Path, int], str] = {}
         labelled: list[tuple[str, Any]] = [(f"disks[{i}]", d) for i, d in enumerate(disks)]
         labelled += [(f"tapes[{i}]", t) for i, t in enumerate(tapes)]
@@ -505,6 +507,13 @@ class _Reader:
             if b.wwn is not None and b.wwn.lower() in serials:
                 raise self.fail(f"{where}.wwn", f"{b.wwn!r} is already "
                                 f"{serials[b.wwn.lower()]!r}'s; use a fresh UUID or leave it out")
+            naa = b.wwn and naa_ieee_registered_extended(b.wwn)
+            if naa and naa in designators:  # LIO's NAA keeps only the serial's first digits
+                raise self.fail(f"{where}.wwn", f"{b.wwn!r} gives the same NAA designator as "
+                                f"{designators[naa]!r}'s serial; its first 25 hex digits must "
+                                "differ: use a fresh UUID or leave it out")
+            if naa:
+                designators[naa] = b.name
             names[b.name] = where
             if isinstance(b, DiskConfig | TapeConfig):
                 paths[b.path] = b.name

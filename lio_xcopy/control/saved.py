@@ -100,6 +100,19 @@ class RestoreReport:
     errors: list[str] = field(default_factory=list)
 
 
+def _bind_serials(cfg: config.SavedConfig, now: config.SavedConfig) -> config.SavedConfig:
+    """A saved LUN without a unit serial (``wwn``) is the running LUN of that name
+    whatever serial LIO gave it."""
+    have = {b.name: b.wwn for b in now.backstores}
+
+    def bind(items):
+        return tuple(replace(b, wwn=have[b.name]) if b.wwn is None and b.name in have else b
+                     for b in items)
+
+    return replace(cfg, disks=bind(cfg.disks), tapes=bind(cfg.tapes),
+                   changers=bind(cfg.changers), library_drives=bind(cfg.library_drives))
+
+
 def _bind_default_loopback(cfg: config.SavedConfig, now: config.SavedConfig) \
         -> config.SavedConfig:
     """A saved loopback target without a WWN is the first one LIO has, if any."""
@@ -216,7 +229,7 @@ def restore(cfg: config.SavedConfig,
     provision.ensure_configfs()
     report = RestoreReport()
     now = running(cfg)
-    cfg = _bind_default_loopback(cfg, now)
+    cfg = _bind_default_loopback(_bind_serials(cfg, now), now)
     wanted = config._entries(cfg)
     failed: set[tuple[Any, ...]] = set()
     changes = config.diff(now, cfg)

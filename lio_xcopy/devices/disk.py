@@ -186,8 +186,11 @@ class Disk(ScsiDevice):
     def vpd_pages(self) -> dict[int, Callable[[], bytes]]:
         pages = super().vpd_pages()  # its page 00h lists whatever this dict holds
         t = self.DEVICE_TYPE
+        # OPTIMAL TRANSFER LENGTH = the maximum: Linux sd then sizes its requests up to
+        # it (else 1280 KiB), and each command costs us the same Python whatever its size
         pages[sbc.VPD_BLOCK_LIMITS] = lambda: sbc.vpd_block_limits(
-            t, max_transfer_length=self.max_transfer_length
+            t, max_transfer_length=self.max_transfer_length,
+            optimal_transfer_length=self.max_transfer_length,
         )
         pages[sbc.VPD_BLOCK_DEVICE_CHARACTERISTICS] = lambda: (
             sbc.vpd_block_device_characteristics(t)

@@ -603,3 +603,12 @@ def test_changers_and_library_drives_round_trip_and_are_checked():
     doc["changers"].append({"name": "lib1", "library": "/srv/lib"})
     with pytest.raises(ConfigError, match=r"changers\[1\]\.library: .* already has changer"):
         loads(json.dumps(doc))
+
+
+def test_serials_whose_naa_designators_collide_are_refused():
+    doc = base()
+    # LIO's NAA 6h keeps the first 25 hex digits: these two differ only after them
+    doc["disks"][0]["wwn"] = "6d1f2c34-5b6a-4c8d-9e0f-123456789abc"
+    doc["disks"][1]["wwn"] = "6d1f2c34-5b6a-4c8d-9e0f-1234567899ff"
+    with pytest.raises(ConfigError, match=r"disks\[1\]\.wwn: .* same NAA designator as 'db0'"):
+        loads(json.dumps(doc))

@@ -200,7 +200,7 @@ def test_vpd_block_limits(tmp_path):
     data = data_in(d, spc.INQUIRY(evpd=1, page_code=0xB0, allocation_length=255))
     assert len(data) == 64
     assert data[:4] == bytes.fromhex("00b0003c")
-    assert struct.unpack_from(">I", data, 8)[0] == 128
+    assert struct.unpack_from(">II", data, 8) == (128, 128)  # MAXIMUM, OPTIMAL TRANSFER
     d.close()
 
 

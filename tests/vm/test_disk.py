@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from pathlib import Path
 
 from conftest import DISK_SIZE, MiB, run, sense_of
 
@@ -86,3 +87,11 @@ def test_report_supported_operation_codes(lab):
     out = run("sg_opcodes", lab.disk_sg).stdout
     for name in ("Read(10)", "Write(10)", "Read capacity(10)", "Synchronize cache(10)"):
         assert name.lower() in out.lower(), out
+
+
+def test_sd_sizes_requests_by_our_block_limits(lab):
+    """VPD B0h: MAXIMUM and OPTIMAL TRANSFER LENGTH are the 4 MiB the kernel hands TCMU in
+    one command (hw_max_sectors 8192), so sd sends requests up to that size."""
+    queue = Path("/sys/block") / Path(lab.sd).name / "queue"
+    assert int((queue / "optimal_io_size").read_text()) == 4 << 20
+    assert int((queue / "max_sectors_kb").read_text()) == 4096

@@ -72,3 +72,21 @@ def test_missing_backing_file_is_refused_not_recreated_empty(lab):
     assert p.returncode == 1 and "backing" in p.stderr and "missing" in p.stderr, p.stderr
     assert not gone.exists()
     assert "ghost" not in cli("status").stdout
+
+
+def test_a_saved_lun_without_a_serial_restores_twice_harmlessly(lab):
+    """A hand-written file may leave ``wwn`` out: LIO picks a serial, and the next
+    restore takes the running LUN of that name as the same one."""
+    cfgfile = lab.work / "noserial.json"
+    img = lab.work / "noserial.img"
+    img.write_bytes(bytes(4 * MiB))
+    cfgfile.write_text(json.dumps({"version": 2, "disks": [
+        {"name": "noserial", "path": str(img), "size": 4 * MiB}]}))
+    os.chmod(cfgfile, 0o600)
+    try:
+        p = cli("restoreconfig", str(cfgfile))
+        assert "created disk noserial" in p.stdout and " 0 error(s)" in p.stdout, p.stdout
+        p = cli("restoreconfig", str(cfgfile))
+        assert "0 created, 0 changed, 1 already present, 0 error(s)" in p.stdout, p.stdout
+    finally:
+        provision.delete("noserial")
