@@ -81,18 +81,22 @@ def _config_command(cmd: str, rest: list[str]) -> int:
                 print(f"created {line}")
             for line in report.errors:
                 print(f"lio-xcopy restoreconfig: {line}", file=sys.stderr)
+            for line in report.changed:
+                print(f"changed {line}")
             print(f"restored from {path}: {len(report.created)} created, "
-                  f"{len(report.present)} already present, {len(report.errors)} error(s)")
+                  f"{len(report.changed)} changed, {len(report.present)} already present, "
+                  f"{len(report.errors)} error(s)")
             return 1 if report.errors else 0
-        cfg = saved.running()
-        for b in cfg.backstores:
-            kind = "disk" if isinstance(b, config.DiskConfig) else "tape"
-            size = getattr(b, "size", None) or getattr(b, "capacity", 0)
-            where = (f"loopback lun {cfg.loopback[b.name]}" if b.name in cfg.loopback
-                     else "not exported over loopback")
-            print(f"{kind} {b.name}: {b.path}, {size / (1 << 20):.0f} MiB, wwn {b.wwn}, {where}")
-        if not cfg.backstores:
-            print("no LUNs: create them, or `lio-xcopy restoreconfig`")
+        from lio_xcopy.control import status
+        from lio_xcopy.tcmu import state as state_file
+
+        keep = None
+        if path.exists():
+            try:
+                keep = config.load(path)
+            except LioXcopyError as e:
+                print(f"lio-xcopy status: {e} (showing what runs)", file=sys.stderr)
+        print("\n".join(status.lines(saved.running(keep), state_file.read())))
         return 0
     except LioXcopyError as e:
         print(f"lio-xcopy {cmd}: {e}", file=sys.stderr)

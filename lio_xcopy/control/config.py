@@ -24,7 +24,9 @@ from typing import Any
 from lio_xcopy.errors import ConfigError
 from lio_xcopy.tcmu.handler import parse_size
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: versions :func:`loads` still reads (1: ``loopback`` was ``{name: lun_id}``)
+READABLE_VERSIONS = (1, 2)
 DEFAULT_PATH = Path("/etc/lio-xcopy/saveconfig.json")
 BLOCK_SIZES = (512, 1024, 2048, 4096)
 MIN_TAPE_CAPACITY = 1 << 20
@@ -65,11 +67,22 @@ class TapeConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class LoopbackTarget:
+    """A tcm_loop target and its LUNs (LUN id -> backstore name). ``wwn`` None means
+    the first loopback target, created when there is none."""
+
+    wwn: str | None
+    luns: dict[int, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class Portal:
-    """An iSCSI network portal."""
+    """An iSCSI network portal; ``netns`` names the network namespace it listens in
+    (``ip netns``), None for the host's own."""
 
     ip: str
     port: int = DEFAULT_ISCSI_PORT
+    netns: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,18 +139,26 @@ class IscsiTarget:
 
 @dataclass(frozen=True, slots=True)
 class SavedConfig:
-    """Everything a restore recreates. ``loopback`` maps a backstore name to its LUN id;
-    ``copy_groups`` maps a group name to the backstore names that may copy to each other."""
+    """Everything a restore recreates. ``copy_groups`` maps a group name to the backstore
+    names that may copy to each other."""
 
     disks: tuple[DiskConfig, ...] = ()
     tapes: tuple[TapeConfig, ...] = ()
-    loopback: dict[str, int] = field(default_factory=dict)
+    loopback: tuple[LoopbackTarget, ...] = ()
     iscsi: tuple[IscsiTarget, ...] = ()
     copy_groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def backstores(self) -> tuple[DiskConfig | TapeConfig, ...]:
         return (*self.disks, *self.tapes)
+
+    def loopback_luns(self) -> dict[str, tuple[str | None, int]]:
+        """Backstore name -> (loopback target WWN, LUN id), first export of each."""
+        out: dict[str, tuple[str | None, int]] = {}
+        for t in self.loopback:
+            for lun_id, name in sorted(t.luns.items()):
+                out.setdefault(name, (t.wwn, lun_id))
+        return out
 
     @property
     def has_secrets(self) -> bool:
@@ -223,6 +244,16 @@ class _Reader:
             raise self.fail(where, f"expected true or false, got {_kind(v)}")
         return v
 
+    def optional(self, o: dict[str, Any], key: str, where: str, pattern: re.Pattern[str],
+                 advice: str) -> str | None:
+        """An optional string field that must match ``pattern``."""
+        if o.get(key) is None:
+            return None
+        s = self.str(o[key], _at(where, key))
+        if not pattern.fullmatch(s):
+            raise self.fail(_at(where, key), f"{s!r} {advice}")
+        return s
+
     # -- domain values
     def name(self, v: Any, where: str) -> str:
         s = self.str(v, where)
@@ -294,11 +325,11 @@ class _Reader:
         if isinstance(doc, dict) and "version" in doc:
             version = doc["version"]
             if isinstance(version, int) and not isinstance(version, bool) \
-                    and version > SCHEMA_VERSION:
+                    and version > max(READABLE_VERSIONS):
                 raise self.fail("version", f"{version} is newer than this lio-xcopy "
                                 f"understands ({SCHEMA_VERSION}); upgrade lio-xcopy")
         o = self.obj(doc, "", ("version",), fields)
-        if type(o["version"]) is not int or o["version"] != SCHEMA_VERSION:
+        if type(o["version"]) is not int or o["version"] not in READABLE_VERSIONS:
             raise self.fail("version", f"{o['version']!r} is not a schema version; "
                             f"use {SCHEMA_VERSION}")
 
@@ -309,17 +340,10 @@ class _Reader:
         self.unique_backstores(disks, tapes)
         names = {b.name for b in (*disks, *tapes)}
 
-        loopback: dict[str, int] = {}
-        used: dict[int, str] = {}
-        for name, lun in self.mapping(o.get("loopback"), "loopback").items():
-            where = _at("loopback", name)
-            self.known(name, names, where)
-            lun_id = self.int(lun, where, 0, MAX_LUN)
-            if lun_id in used:
-                raise self.fail(where, f"LUN id {lun_id} is already {used[lun_id]!r}'s; "
-                                "give each export its own LUN id")
-            used[lun_id] = name
-            loopback[name] = lun_id
+        if o["version"] == 1:
+            loopback = self.loopback_v1(o.get("loopback"), names)
+        else:
+            loopback = self.loopback(o.get("loopback"), names)
 
         iscsi: list[IscsiTarget] = []
         for i, t in enumerate(self.list(o.get("iscsi"), "iscsi")):
@@ -341,6 +365,37 @@ class _Reader:
                 seen.append(m)
             groups[name] = tuple(seen)
         return SavedConfig(disks, tapes, loopback, tuple(iscsi), groups)
+
+    def loopback_v1(self, v: Any, names: set[str]) -> tuple[LoopbackTarget, ...]:
+        """Schema 1: ``{backstore: lun_id}`` on the first loopback target."""
+        luns: dict[int, str] = {}
+        for name, lun in self.mapping(v, "loopback").items():
+            where = _at("loopback", name)
+            self.known(name, names, where)
+            lun_id = self.int(lun, where, 0, MAX_LUN)
+            if lun_id in luns:
+                raise self.fail(where, f"LUN id {lun_id} is already {luns[lun_id]!r}'s; "
+                                "give each export its own LUN id")
+            luns[lun_id] = name
+        return (LoopbackTarget(None, luns),) if luns else ()
+
+    def loopback(self, v: Any, names: set[str]) -> tuple[LoopbackTarget, ...]:
+        targets: list[LoopbackTarget] = []
+        for i, t in enumerate(self.list(v, "loopback")):
+            where = f"loopback[{i}]"
+            o = self.obj(t, where, ("luns",), ("wwn",))
+            wwn = self.optional(o, "wwn", where, _NAA, "is not a loopback target name; use "
+                                "naa. and 16 hex digits, or leave it out")
+            if any(x.wwn == wwn for x in targets):
+                raise self.fail(_at(where, "wwn"), f"target {wwn or '(default)'} is listed "
+                                "twice; merge the two")
+            luns: dict[int, str] = {}
+            lw = _at(where, "luns")
+            for k, name in self.mapping(o["luns"], lw).items():
+                self.known(self.str(name, _at(lw, k)), names, _at(lw, k))
+                luns[self.lun_key(k, _at(lw, k))] = name
+            targets.append(LoopbackTarget(wwn, luns))
+        return tuple(targets)
 
     def disk(self, v: Any, where: str) -> DiskConfig:
         o = self.obj(v, where, ("name", "path", "size"), ("block_size", "wwn"))
@@ -427,7 +482,7 @@ class _Reader:
         portals: list[Portal] = []
         for i, p in enumerate(self.list(o.get("portals"), _at(where, "portals"))):
             pw = f"{where}.portals[{i}]"
-            po = self.obj(p, pw, ("ip",), ("port",))
+            po = self.obj(p, pw, ("ip",), ("port", "netns"))
             ip = self.str(po["ip"], _at(pw, "ip"))
             try:
                 ip = str(ipaddress.ip_address(ip))
@@ -436,9 +491,11 @@ class _Reader:
                                 "0.0.0.0 (all IPv4) or :: (all IPv6)") from e
             if ip != po["ip"]:
                 raise self.fail(_at(pw, "ip"), f"{po['ip']!r}: write it as {ip!r}")
+            netns = self.optional(po, "netns", pw, _NAME, "is not a network namespace name "
+                                  "(`ip netns list`); fix it or leave it out")
             portal = Portal(ip, self.int(po.get("port", DEFAULT_ISCSI_PORT),
-                                         _at(pw, "port"), 1, 65535))
-            if portal in portals:
+                                         _at(pw, "port"), 1, 65535), netns)
+            if any((x.ip, x.port) == (ip, portal.port) for x in portals):
                 raise self.fail(pw, f"{ip} port {portal.port} is listed twice; keep one")
             portals.append(portal)
 
@@ -552,12 +609,15 @@ def to_json(cfg: SavedConfig) -> dict[str, Any]:
                               "block_size": d.block_size, "wwn": d.wwn}) for d in cfg.disks],
         "tapes": [_drop_none({"name": t.name, "path": str(t.path), "capacity": t.capacity,
                               "wwn": t.wwn}) for t in cfg.tapes],
-        "loopback": dict(sorted(cfg.loopback.items())),
+        "loopback": [_drop_none({"wwn": t.wwn,
+                                 "luns": {str(k): v for k, v in sorted(t.luns.items())}})
+                     for t in cfg.loopback],
         "iscsi": [{"iqn": t.iqn, "tpgs": [{
             "tag": g.tag,
             "enable": g.enable,
             "attributes": dict(sorted(g.attributes.items())),
-            "portals": [{"ip": p.ip, "port": p.port} for p in g.portals],
+            "portals": [_drop_none({"ip": p.ip, "port": p.port, "netns": p.netns})
+                        for p in g.portals],
             "luns": {str(k): v for k, v in sorted(g.luns.items())},
             "acls": [_drop_none({
                 "initiator": a.initiator,
@@ -708,9 +768,10 @@ def _entries(cfg: SavedConfig) -> dict[tuple[Any, ...], _Entry]:
     for b in cfg.backstores:
         kind = "disk" if isinstance(b, DiskConfig) else "tape"
         e[("backstore", b.name)] = _Entry(kind, b, b, None, (), 0)
-    for name, lun_id in cfg.loopback.items():
-        e[("loopback", name)] = _Entry("loopback", lun_id, lun_id, None,
-                                       (("backstore", name),), 1)
+    for t in cfg.loopback:
+        for lun_id, name in t.luns.items():
+            e[("loopback", t.wwn, lun_id)] = _Entry("loopback", name, name, None,
+                                                    (("backstore", name),), 1)
     for t in cfg.iscsi:
         e[("target", t.iqn)] = _Entry("target", t, None, None, (), 0)
         for g in t.tpgs:

@@ -242,11 +242,16 @@ def allow_initiator(target_iqn: str, initiator_iqn: str,
                               f"({', '.join(a.node_wwn for a in others_plain)}): give them "
                               "secrets too, or export on another target")
         acl = rts.NodeACL(tpg, ini)
+        kept = set()
         for m in list(acl.mapped_luns):
-            if m.mapped_lun not in want:
+            if m.mapped_lun in want and m.tpg_lun.lun == m.mapped_lun \
+                    and bool(m.write_protect) == write_protect:
+                kept.add(m.mapped_lun)
+            else:
                 m.delete()
         for lid in want:
-            rts.MappedLUN(acl, lid, by_id[lid], write_protect=write_protect)
+            if lid not in kept:
+                rts.MappedLUN(acl, lid, by_id[lid], write_protect=write_protect)
         acl.chap_userid, acl.chap_password = chap or ("", "")
         acl.chap_mutual_userid, acl.chap_mutual_password = mutual_chap or ("", "")
         tpg.set_attribute("authentication", "1" if chap else "0")
@@ -289,3 +294,154 @@ def delete_target(target_iqn: str) -> None:
 def list_targets() -> list[str]:
     """The IQNs of the iSCSI targets configured in LIO."""
     return sorted(t.wwn for t in _ensure_iscsi().targets)
+
+
+# --- the pieces a saved configuration is restored from -------------------------------------
+#: TPG attributes a saved configuration keeps (the ones lio-xcopy sets)
+SAVED_ATTRIBUTES = ("authentication", "generate_node_acls", "cache_dynamic_acls",
+                    "demo_mode_write_protect")
+
+
+def _target_tpg(target_iqn: str, tag: int, create: bool = True):
+    rts = _rtslib()
+    fabric = _ensure_iscsi()
+    target = rts.Target(fabric, target_iqn) if create else _find_target(fabric, target_iqn)
+    if target is None:
+        raise ConfigError(f"no iSCSI target {target_iqn}")
+    return rts.TPG(target, tag, mode="any" if create else "lookup")
+
+
+def ensure_tpg(target_iqn: str, tag: int, enable: bool, attributes: dict[str, str]) -> None:
+    """Create-or-lookup target ``target_iqn`` and its TPG ``tag``; set its attributes,
+    then its enable flag."""
+    rts = _rtslib()
+    try:
+        tpg = _target_tpg(target_iqn, tag)
+        for k, v in attributes.items():
+            tpg.set_attribute(k, v)
+        if bool(tpg.enable) != enable:
+            tpg.enable = enable
+    except rts.RTSLibError as e:
+        raise ConfigError(f"setting up {target_iqn} TPG {tag} failed: {e}") from e
+
+
+def ensure_portal(target_iqn: str, tag: int, ip: str, port: int,
+                  netns: str | None = None) -> None:
+    """Create-or-lookup a network portal, listening in ``netns`` when given."""
+    rts = _rtslib()
+    tpg = _target_tpg(target_iqn, tag)
+    ip = _portal_ip(ip)
+    if any(p.ip_address.strip("[]") == ip and p.port == port for p in tpg.network_portals):
+        return
+    host = f"[{ip}]" if ":" in ip else ip
+
+    def make():
+        return rts.NetworkPortal(tpg, host, port)
+
+    try:
+        make() if netns is None else _in_netns(netns, make)
+    except rts.RTSLibError as e:
+        raise ConfigError(f"cannot listen on {host}:{port} ({e}): the address must be on an "
+                          "interface of this host (or of its network namespace) and the "
+                          "port free") from e
+
+
+def ensure_lun(target_iqn: str, tag: int, lun_id: int, storage_object) -> None:
+    """Export a storage object as LUN ``lun_id`` of the TPG (create-or-lookup)."""
+    rts = _rtslib()
+    tpg = _target_tpg(target_iqn, tag)
+    for existing in tpg.luns:
+        if existing.lun == lun_id:
+            if existing.storage_object.name != storage_object.name:
+                raise ConfigError(f"LUN {lun_id} of {target_iqn} is "
+                                  f"{existing.storage_object.name!r}: unexport it first")
+            return
+    try:
+        rts.LUN(tpg, lun=lun_id, storage_object=storage_object)
+    except rts.RTSLibError as e:
+        raise ConfigError(f"exporting LUN {lun_id} on {target_iqn} failed: {e}") from e
+
+
+def ensure_acl(target_iqn: str, tag: int, initiator: str,
+               chap: tuple[str, str] | None, mutual_chap: tuple[str, str] | None) -> None:
+    """Create-or-lookup an initiator's ACL and set (or clear) its CHAP secrets."""
+    rts = _rtslib()
+    tpg = _target_tpg(target_iqn, tag)
+    try:
+        acl = rts.NodeACL(tpg, initiator)
+        acl.chap_userid, acl.chap_password = chap or ("", "")
+        acl.chap_mutual_userid, acl.chap_mutual_password = mutual_chap or ("", "")
+    except rts.RTSLibError as e:
+        raise ConfigError(f"ACL for {initiator} on {target_iqn} failed: {e}") from e
+
+
+def ensure_mapped_lun(target_iqn: str, tag: int, initiator: str, mapped_lun: int,
+                      tpg_lun: int, write_protect: bool) -> None:
+    """Let an ACL's initiator see TPG LUN ``tpg_lun`` as ``mapped_lun``."""
+    rts = _rtslib()
+    tpg = _target_tpg(target_iqn, tag)
+    try:
+        acl = rts.NodeACL(tpg, initiator, mode="lookup")
+        lun = next((x for x in tpg.luns if x.lun == tpg_lun), None)
+        if lun is None:
+            raise ConfigError(f"{target_iqn} has no LUN {tpg_lun} to map for {initiator}")
+        rts.MappedLUN(acl, mapped_lun, lun, write_protect=write_protect)
+    except rts.RTSLibError as e:
+        raise ConfigError(f"mapping LUN {tpg_lun} for {initiator} on {target_iqn} "
+                          f"failed: {e}") from e
+
+
+def _has_address(ip: str, netns: str | None) -> bool:
+    import subprocess
+
+    cmd = ["ip", *(["-n", netns] if netns else []), "-o", "addr", "show"]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return any(f" {ip}/" in line for line in out.splitlines())
+
+
+def portal_netns(ip: str, netns_dir: Path = Path("/run/netns")) -> str | None:
+    """The named network namespace (``ip netns``) whose interfaces hold ``ip``, when the
+    host's own do not: where a saved portal has to listen again."""
+    if ipaddress.ip_address(ip).is_unspecified or _has_address(ip, None):
+        return None
+    names = sorted(p.name for p in netns_dir.iterdir()) if netns_dir.is_dir() else []
+    return next((n for n in names if _has_address(ip, n)), None)
+
+
+def running_targets(ours: set[str]) -> list[dict]:
+    """The iSCSI targets LIO holds, as plain data, keeping only LUNs of the storage
+    objects named in ``ours`` (and targets that have at least one)."""
+    if not Path("/sys/kernel/config/target/iscsi").is_dir():
+        return []
+    out = []
+    for target in _rtslib().FabricModule("iscsi").targets:
+        tpgs = []
+        for tpg in target.tpgs:
+            luns = {x.lun: x.storage_object.name for x in tpg.luns
+                    if x.storage_object.name in ours}
+            if not luns:
+                continue
+            acls = []
+            for acl in tpg.node_acls:
+                mapped = [(m.mapped_lun, m.tpg_lun.lun, bool(m.write_protect))
+                          for m in acl.mapped_luns if m.tpg_lun.lun in luns]
+                acls.append({
+                    "initiator": acl.node_wwn, "mapped_luns": sorted(mapped),
+                    "chap": (acl.chap_userid, acl.chap_password) if acl.chap_userid else None,
+                    "mutual_chap": ((acl.chap_mutual_userid, acl.chap_mutual_password)
+                                    if acl.chap_mutual_userid else None),
+                })
+            tpgs.append({
+                "tag": tpg.tag, "enable": bool(tpg.enable),
+                "attributes": {k: str(tpg.get_attribute(k)) for k in SAVED_ATTRIBUTES},
+                "portals": [(p.ip_address.strip("[]"), int(p.port),
+                             portal_netns(p.ip_address.strip("[]")))
+                            for p in tpg.network_portals],
+                "luns": luns, "acls": acls,
+            })
+        if tpgs:
+            out.append({"iqn": target.wwn, "tpgs": tpgs})
+    return out

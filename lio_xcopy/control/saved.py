@@ -1,26 +1,54 @@
 """Saving what runs and restoring it: between LIO (through rtslib) and the saved file.
 
-``running()`` reads our storage objects and their loopback exports back from configfs;
-``restore(cfg)`` recreates what is missing, create-or-lookup, so restoring twice
-changes nothing. Errors are collected and reported together, as rtslib's targetctl
-does, and a LUN whose backing file is gone is refused rather than recreated empty.
+``running()`` reads our storage objects, their loopback and iSCSI exports, ACLs and CHAP
+secrets back from configfs; ``restore(cfg)`` applies :func:`config.diff` from what runs
+to what the file holds, creating what is missing and resetting settings in place, so
+restoring twice changes nothing. What LIO holds beyond the file is left alone, and
+something that exists with other settings is reported, not replaced. Errors are
+collected and reported together, as rtslib's targetctl does; a LUN whose backing file is
+gone is refused rather than recreated empty.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
-from lio_xcopy.control import config, provision
+from lio_xcopy.control import config, iscsi, provision
 from lio_xcopy.errors import ConfigError
 from lio_xcopy.tcmu.handler import HandlerConfig, parse_size
 from lio_xcopy.tcmu.uio import SUBTYPE
 
 
+def _iscsi_model(raw: list[dict], keep_from: config.SavedConfig | None) \
+        -> tuple[config.IscsiTarget, ...]:
+    netns = {(t.iqn, g.tag, p.ip, p.port): p.netns
+             for t in (keep_from.iscsi if keep_from else ()) for g in t.tpgs for p in g.portals}
+    targets = []
+    for t in raw:
+        tpgs = []
+        for g in t["tpgs"]:
+            portals = tuple(config.Portal(ip, port,
+                                          found or netns.get((t["iqn"], g["tag"], ip, port)))
+                            for ip, port, found in g["portals"])
+            acls = tuple(config.Acl(
+                a["initiator"],
+                tuple(config.MappedLun(*m) for m in a["mapped_luns"]),
+                config.Chap(*a["chap"]) if a["chap"] else None,
+                config.Chap(*a["mutual_chap"]) if a["mutual_chap"] else None,
+            ) for a in g["acls"])
+            tpgs.append(config.Tpg(g["tag"], g["enable"], portals, dict(g["luns"]), acls,
+                                   dict(g["attributes"])))
+        targets.append(config.IscsiTarget(t["iqn"], tuple(tpgs)))
+    return tuple(sorted(targets, key=lambda t: t.iqn))
+
+
 def running(keep_from: config.SavedConfig | None = None) -> config.SavedConfig:
-    """The configuration LIO holds now. Copy groups live only in the saved file, so they
-    are carried over from ``keep_from``."""
+    """The configuration LIO holds now. Copy groups and portal network namespaces live
+    only in the saved file, so they are carried over from ``keep_from``."""
     rts = provision._rtslib()
     disks, tapes = [], []
     for so in rts.RTSRoot().storage_objects:
@@ -34,16 +62,17 @@ def running(keep_from: config.SavedConfig | None = None) -> config.SavedConfig:
             tapes.append(config.TapeConfig(so.name, Path(hc.path),
                                            parse_size(hc.options.get("capacity", "1G")),
                                            so.wwn))
-    loopback: dict[str, int] = {}
-    for target in rts.FabricModule("loopback").targets:
-        for tpg in target.tpgs:
-            for lun in tpg.luns:
-                loopback.setdefault(lun.storage_object.name, lun.lun)
     names = {d.name for d in disks} | {t.name for t in tapes}
+    loopback = []
+    for target in rts.FabricModule("loopback").targets:
+        luns = {lun.lun: lun.storage_object.name for tpg in target.tpgs for lun in tpg.luns
+                if lun.storage_object.name in names}
+        if luns:
+            loopback.append(config.LoopbackTarget(target.wwn, luns))
     return config.SavedConfig(
         tuple(sorted(disks, key=lambda d: d.name)), tuple(sorted(tapes, key=lambda t: t.name)),
-        {k: v for k, v in loopback.items() if k in names},
-        keep_from.iscsi if keep_from else (),
+        tuple(sorted(loopback, key=lambda t: t.wwn or "")),
+        _iscsi_model(iscsi.running_targets(names), keep_from),
         dict(keep_from.copy_groups) if keep_from else {},
     )
 
@@ -59,50 +88,152 @@ def save(path: Path = config.DEFAULT_PATH, backups: int = 5) -> config.SavedConf
 @dataclass
 class RestoreReport:
     created: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
     present: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
 
-def restore(cfg: config.SavedConfig) -> RestoreReport:
-    """Recreate every LUN and loopback export of ``cfg`` that LIO does not hold."""
+def _bind_default_loopback(cfg: config.SavedConfig, now: config.SavedConfig) \
+        -> config.SavedConfig:
+    """A saved loopback target without a WWN is the first one LIO has, if any."""
+    have = [t.wwn for t in now.loopback] or [
+        t.wwn for t in provision._rtslib().FabricModule("loopback").targets]
+    if not have:
+        return cfg
+    bound = tuple(replace(t, wwn=have[0]) if t.wwn is None else t for t in cfg.loopback)
+    return replace(cfg, loopback=bound)
+
+
+def _label(c: config.Change) -> str:
+    if c.kind in ("disk", "tape"):
+        return f"{c.kind} {c.key[0]}"
+    if c.kind == "loopback":
+        wwn, lun_id = c.key
+        return f"loopback {c.item} lun {lun_id}" + (f" on {wwn}" if wwn else "")
+    if c.kind == "acl":
+        return f"acl {c.key[2]} on {c.key[0]} tpg {c.key[1]}"
+    return str(c).split(" ", 1)[1]
+
+
+class _Restorer:
+    """Applies one :class:`config.Change` at a time to LIO."""
+
+    def __init__(self) -> None:
+        self.luns: dict[str, Any] = {}  # backstore name -> rtslib storage object
+        for so in provision._rtslib().RTSRoot().storage_objects:
+            if so.plugin == "user":
+                self.luns[so.name] = so
+        self.new_loopback: str | None = None
+
+    def apply(self, c: config.Change) -> None:
+        getattr(self, f"{c.action}_{c.kind}")(c)
+
+    def create_disk(self, c: config.Change) -> None:
+        b = c.item
+        if not os.path.exists(b.path):
+            raise ConfigError(f"backing {b.path} is missing; restore the file first, or "
+                              "remove the LUN from the saved file")
+        lun = provision.create_disk(b.name, b.path, b.size, b.block_size, b.wwn)
+        self.luns[b.name] = lun.storage_object
+
+    def create_tape(self, c: config.Change) -> None:
+        b = c.item
+        lun = provision.create_tape(b.name, b.path, b.capacity, b.wwn)
+        self.luns[b.name] = lun.storage_object
+
+    def _so(self, name: str):
+        if name not in self.luns:
+            raise ConfigError(f"no LUN {name!r} to export")
+        return self.luns[name]
+
+    def create_loopback(self, c: config.Change) -> None:
+        wwn, lun_id = c.key
+        so = self._so(c.item)
+        lun = provision.Lun(c.item, "", Path("/"), so.wwn, so)
+        provision.export_loopback(lun, lun_id, target_wwn=wwn or self.new_loopback)
+        if wwn is None and self.new_loopback is None:
+            targets = list(provision._rtslib().FabricModule("loopback").targets)
+            self.new_loopback = targets[0].wwn if targets else None
+
+    def create_target(self, c: config.Change) -> None:
+        pass  # made with its first TPG
+
+    def create_tpg(self, c: config.Change) -> None:
+        iqn, tag = c.key
+        iscsi.ensure_tpg(iqn, tag, c.item.enable, c.item.attributes)
+
+    change_tpg = create_tpg
+
+    def create_portal(self, c: config.Change) -> None:
+        iqn, tag, ip, port = c.key
+        iscsi.ensure_portal(iqn, tag, ip, port, c.item.netns)
+
+    def create_lun(self, c: config.Change) -> None:
+        iqn, tag, lun_id = c.key
+        iscsi.ensure_lun(iqn, tag, lun_id, self._so(c.item))
+
+    def create_acl(self, c: config.Change) -> None:
+        iqn, tag, initiator = c.key
+        a = c.item
+        iscsi.ensure_acl(iqn, tag, initiator,
+                         (a.chap.userid, a.chap.password) if a.chap else None,
+                         (a.mutual_chap.userid, a.mutual_chap.password)
+                         if a.mutual_chap else None)
+
+    change_acl = create_acl
+
+    def create_mapped_lun(self, c: config.Change) -> None:
+        iqn, tag, initiator, _ = c.key
+        m = c.item
+        iscsi.ensure_mapped_lun(iqn, tag, initiator, m.mapped_lun, m.tpg_lun, m.write_protect)
+
+    def create_copy_group(self, c: config.Change) -> None:
+        pass  # lives in the saved file only; the daemon reads it
+
+    change_copy_group = create_copy_group
+
+
+def restore(cfg: config.SavedConfig,
+            progress: Callable[[str], None] | None = None) -> RestoreReport:
+    """Recreate whatever of ``cfg`` LIO does not hold; reset ACL secrets and TPG settings
+    that differ. Never removes anything."""
     provision.ensure_configfs()
     report = RestoreReport()
-    now = running()
-    have = {b.name: b for b in now.backstores}
-    luns: dict[str, provision.Lun] = {}
-    for b in cfg.backstores:
-        kind = "disk" if isinstance(b, config.DiskConfig) else "tape"
-        if b.name in have:
-            if replace(have[b.name], wwn=b.wwn or have[b.name].wwn) != b:
-                report.errors.append(f"{kind} {b.name}: exists with other settings; delete it "
+    now = running(cfg)
+    cfg = _bind_default_loopback(cfg, now)
+    wanted = config._entries(cfg)
+    failed: set[tuple[Any, ...]] = set()
+    changes = config.diff(now, cfg)
+    restorer = _Restorer()
+    for c in changes:
+        key = ("backstore" if c.kind in ("disk", "tape") else c.kind, *c.key)
+        if c.action == "remove":
+            if key in wanted:  # the same name with other settings
+                failed.add(key)
+                report.errors.append(f"{_label(c)}: exists with other settings; delete it "
                                      "or edit the saved file")
-                continue
-            report.present.append(f"{kind} {b.name}")
-        elif kind == "disk" and not os.path.exists(b.path):
-            report.errors.append(f"disk {b.name}: backing {b.path} is missing; restore the "
-                                 "file first, or remove the LUN from the saved file")
+            continue
+        if key in failed:
+            continue
+        if any(d in failed for d in wanted[key].deps):
+            failed.add(key)
             continue
         try:
-            if isinstance(b, config.DiskConfig):
-                lun = provision.create_disk(b.name, b.path, b.size, b.block_size, b.wwn)
-            else:
-                lun = provision.create_tape(b.name, b.path, b.capacity, b.wwn)
+            restorer.apply(c)
         except (ConfigError, OSError) as e:
-            report.errors.append(f"{kind} {b.name}: {e}")
+            failed.add(key)
+            report.errors.append(f"{_label(c)}: {e}")
             continue
-        luns[b.name] = lun
-        if b.name not in have:
-            report.created.append(f"{kind} {b.name}")
-    for name, lun_id in sorted(cfg.loopback.items()):
-        if name not in luns:
+        if c.kind in ("target", "copy_group"):
             continue
-        if name in now.loopback:
-            report.present.append(f"loopback {name} lun {now.loopback[name]}")
-            continue
-        try:
-            got = provision.export_loopback(luns[name], lun_id)
-        except Exception as e:  # rtslib raises RTSLibError and OSError
-            report.errors.append(f"loopback {name}: {e}")
-            continue
-        report.created.append(f"loopback {name} lun {got}")
+        (report.created if c.action == "create" else report.changed).append(_label(c))
+        if progress:
+            progress(f"{c.action}d {_label(c)}")
+    touched = {("backstore" if c.kind in ("disk", "tape") else c.kind, *c.key)
+               for c in changes}
+    for key, entry in wanted.items():
+        if key not in touched and entry.kind in ("disk", "tape", "loopback"):
+            report.present.append(" ".join(str(k) for k in key[1:]) if entry.kind == "loopback"
+                                  else f"{entry.kind} {key[1]}")
     return report
+

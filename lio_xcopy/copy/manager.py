@@ -17,6 +17,7 @@ not divide evenly is COPY ABORTED, UNEXPECTED INEXACT SEGMENT.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import threading
 import time
@@ -83,16 +84,25 @@ class CopyJob:
     description: list[str]
     segments_processed: int = 0
     transferred: int = 0
+    planned: int = 0  # bytes all segments move
+    digest: Any = field(default_factory=hashlib.sha256)  # of the bytes moved, in order
     status: int = CopyCommandStatus.IN_PROGRESS
     sense: SenseData | None = None
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
+    future: Future[int] | None = None  # the EXTENDED COPY command's completion
     carry: bytes = b""  # residual held for the next segment (CAT, SPC-4 6.4.6.1)
 
     @property
     def running(self) -> bool:
         return self.status == CopyCommandStatus.IN_PROGRESS
+
+    def moved(self, data: DataBuffer, n: int) -> None:
+        """``n`` bytes of ``data`` reached the destination."""
+        for view in data.slices(0, n):
+            self.digest.update(view)
+        self.transferred += n
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +146,18 @@ class CopyManager:
             job.cancel.set()
         device.copy_manager = None
 
+    def abort(self, fut: Future[int]) -> bool:
+        """Task management (ABORT TASK, LUN RESET, ...) aborted the EXTENDED COPY that
+        ``fut`` completes: stop it at its next chunk. False when no copy runs for it."""
+        with self._lock:
+            job = next((j for j in self._running if j.future is fut), None)
+        if job is None:
+            return False
+        log.warning("copy %s/%d aborted by task management after %d bytes", job.lun,
+                    job.list_id, job.transferred)
+        job.cancel.set()
+        return True
+
     def resolve(self, cscd: IdentificationCscd) -> ScsiDevice | None:
         """The LUN whose VPD page 83h reports the CSCD's designator."""
         with self._lock:
@@ -158,10 +180,12 @@ class CopyManager:
         job = CopyJob(
             receiving.identity.name, plist.header.list_identifier,
             plist.header.list_id_usage, len(plans), [s.describe() for s in plist.segments],
+            planned=sum(_segment_bytes(p.segment, p.source, p.destination) for p in plans),
         )
         self._admit(job)
         fut: Future[int] = Future()
         fut.set_running_or_notify_cancel()
+        job.future = fut
         t = threading.Thread(target=self._run, args=(job, plans, fut),
                              name=f"xcopy-{job.lun}-{job.list_id}", daemon=True)
         t.start()
@@ -338,7 +362,7 @@ class CopyManager:
                 dst.write_blocks(seg.destination_lba + done // dst.block_size,
                                  n // dst.block_size, buf)
             done += n
-            job.transferred += n
+            job.moved(buf, n)
 
     def _stream_writes(self, cscd: IdentificationCscd | None, tape: Tape,
                        transfer_length: int) -> tuple[int, bool]:
@@ -392,8 +416,8 @@ class CopyManager:
                     last = DataBuffer.allocate(record)
                     last.copy_in(data.sub(whole).tobytes())
                     _quiet_early_warning(tape.write_record, last, record)
+            job.moved(data, length)
             staging.consume(length)
-            job.transferred += length
 
     def _stream_to_block(self, job: CopyJob, plan: _Plan) -> None:
         seg: StreamToBlock = plan.segment
@@ -418,9 +442,9 @@ class CopyManager:
             nonlocal written
             with self._device_errors(job, plan, False):
                 dst.write_blocks(seg.lba + written // bs, n // bs, staging.head(n))
+            job.moved(staging.head(n), n)
             staging.consume(n)
             written += n
-            job.transferred += n
 
         while written < total:
             if len(staging) < min(flush_at, total - written):
@@ -461,9 +485,9 @@ class CopyManager:
             n = min(per_write, len(staging), total - done)
             with self._device_errors(job, plan, False):
                 _quiet_early_warning(dst.write_record, staging.head(n), n)
+            job.moved(staging.head(n), n)
             staging.consume(n)
             done += n
-            job.transferred += n
 
     # --- RECEIVE COPY RESULTS, SPC-4 r31 6.18 ------------------------------------------------
     def receive_copy_results(self, receiving: ScsiDevice, cdb: Any) -> bytes:
@@ -475,6 +499,9 @@ class CopyManager:
         if job is None:
             raise InvalidFieldInCdb(2, message=f"no copy with list identifier "
                                                f"{cdb.list_identifier}")
+        if cdb.OPCODE == xcopy.RECEIVE_COPY_DIGEST.OPCODE:
+            done = job.digest.digest() if not job.running else bytes(32)
+            return xcopy.CopyDigest(job.status, job.transferred, done).encode()
         if sa == xcopy.RECEIVE_COPY_RESULTS_COPY_STATUS.SERVICE_ACTION:
             return xcopy.copy_status_data(job.status, job.segments_processed, job.transferred)
         if job.running or job.status == CopyCommandStatus.COMPLETED:

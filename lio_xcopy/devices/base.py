@@ -56,6 +56,8 @@ class CopyManagerLink(Protocol):
 
     def receive_copy_results(self, receiving: ScsiDevice, cdb: Any) -> bytes: ...
 
+    def abort(self, fut: Future[int]) -> bool: ...
+
 
 def command(*layouts: type[Cdb]) -> Callable[[Handler], Handler]:
     """Register a device method as the handler of these CDB layouts."""
@@ -210,7 +212,7 @@ class ScsiDevice:
             raise ParameterListLengthError(10, "the Data-Out buffer is shorter than the list")
         return self.copy_manager.extended_copy(self, cmd.data.tobytes(length))
 
-    @command(*xcopy.RECEIVE_COPY_RESULTS)
+    @command(*xcopy.RECEIVE_COPY_RESULTS, xcopy.RECEIVE_COPY_DIGEST)
     def receive_copy_results(self, cmd: Command, cdb: Any) -> int:
         if self.copy_manager is None:
             raise InvalidOpcode(cdb.OPCODE)

@@ -27,6 +27,8 @@ from lio_xcopy.devices.base import Command, ScsiDevice
 from lio_xcopy.errors import LioXcopyError
 from lio_xcopy.scsi.errors import CheckCondition, HardwareError
 from lio_xcopy.scsi.sense import CHECK_CONDITION, GOOD
+from lio_xcopy.scsi.xcopy import CopyCommandStatus
+from lio_xcopy.tcmu import state as state_file
 from lio_xcopy.tcmu.exports import exposure
 from lio_xcopy.tcmu.handler import open_device
 from lio_xcopy.tcmu.ring import CommandRing, RingCommand, RingTmr
@@ -40,6 +42,10 @@ Opener = Callable[[str, str, str | None], ScsiDevice]
 
 
 Outcome = tuple[int, bytes, int | None]  # SCSI status, sense bytes, read_len or None
+#: enum tcmu_tmr_type (include/uapi/linux/target_core_user.h)
+TMR_NAMES = {1: "ABORT TASK", 2: "ABORT TASK SET", 3: "CLEAR ACA", 4: "CLEAR TASK SET",
+             5: "LOGICAL UNIT RESET", 6: "TARGET WARM RESET", 7: "TARGET COLD RESET",
+             128: "LOGICAL UNIT RESET (PR)"}
 
 
 def execute(device: ScsiDevice, cmd: RingCommand) -> Outcome | Future:
@@ -78,6 +84,7 @@ class TcmuDevice:
         self.device = device
         self._closer = closer
         self.deferred: dict[int, RingCommand] = {}  # cmd_id -> command still running
+        self._futures: dict[int, Future] = {}  # cmd_id -> its worker's completion
         self._finished: queue.SimpleQueue[tuple[RingCommand, Future]] = queue.SimpleQueue()
         self.notify: Callable[[], None] = lambda: None  # set by the daemon: wake the loop
 
@@ -115,12 +122,12 @@ class TcmuDevice:
         done = 0
         for entry in self.ring.entries():
             if isinstance(entry, RingTmr):
-                log.info("%s: task management %d for cmd ids %s", self.name, entry.tmr_type,
-                         list(entry.cmd_ids))
+                self.task_management(entry)
                 continue
             outcome = execute(self.device, entry)
             if isinstance(outcome, Future):
                 self.deferred[entry.cmd_id] = entry
+                self._futures[entry.cmd_id] = outcome
                 outcome.add_done_callback(functools.partial(self._finished_elsewhere, entry))
                 continue
             self.ring.complete(entry.cmd_id, *outcome)
@@ -128,6 +135,18 @@ class TcmuDevice:
         if done or self.ring.tail != self.ring.head:
             os.write(self.fd, WAKE)
         return done
+
+    def task_management(self, tmr: RingTmr) -> None:
+        """SAM-5 task management (TCMU tmr_notification): the kernel lists the commands
+        of ours it aborted; long ones (copies) stop at their next chunk and complete.
+        Short ones are already answered: there is nothing else to stop."""
+        name = TMR_NAMES.get(tmr.tmr_type, f"type {tmr.tmr_type}")
+        log.info("%s: %s for cmd ids %s", self.name, name, list(tmr.cmd_ids))
+        manager = getattr(self.device, "copy_manager", None)
+        for cid in tmr.cmd_ids:
+            fut = self._futures.get(cid)
+            if fut is not None and manager is not None:
+                manager.abort(fut)
 
     def _finished_elsewhere(self, entry: RingCommand, fut: Future) -> None:
         """Runs on the worker's thread: hand the result to the loop's thread."""
@@ -145,6 +164,7 @@ class TcmuDevice:
             outcome = _outcome(fut.result, self.device, entry)
             assert not isinstance(outcome, Future)
             self.deferred.pop(entry.cmd_id, None)
+            self._futures.pop(entry.cmd_id, None)
             self.ring.complete(entry.cmd_id, *outcome)
             done += 1
         if done:
@@ -165,8 +185,10 @@ class Daemon:
     """Serves every TCMU device whose subtype is ours, picking up new ones as they come."""
 
     def __init__(self, subtype: str = SUBTYPE, opener: Opener = open_device,
-                 copy_manager: CopyManager | None = None):
+                 copy_manager: CopyManager | None = None, state_path: Path | None = None):
         self.subtype = subtype
+        self.state_path = state_path  # where `lio-xcopy status` finds us (None: nowhere)
+        self._state_due = True
         self.opener = opener
         self.copy_manager = copy_manager or CopyManager(policy=self.same_initiators)
         self.names: dict[int, UioName] = {}  # id(ScsiDevice) -> its storage object
@@ -209,6 +231,7 @@ class Daemon:
         self.devices[key] = dev
         self.copy_manager.register(dev.device)
         self.selector.register(dev.fd, selectors.EVENT_READ, ("dev", key))
+        self._state_due = True
 
     def remove(self, key: str) -> None:
         dev = self.devices.pop(key, None)
@@ -217,6 +240,7 @@ class Daemon:
         self.selector.unregister(dev.fd)
         self.copy_manager.unregister(dev.device)
         self.names.pop(id(dev.device), None)
+        self._state_due = True
         dev.close()
         log.info("stopped serving %s", dev.name)
 
@@ -294,12 +318,41 @@ class Daemon:
         return (f"serving {len(self.devices)} LUN(s)"
                 + (f", {len(running)} copy(ies) in progress" if running else ""))
 
+    def state(self) -> state_file.DaemonState:
+        """What the state file says: LUNs served and copies (running, or ended in the
+        last minute)."""
+        now = time.monotonic()
+        copies = tuple(
+            state_file.CopyState(
+                j.lun, j.list_id,
+                "running" if j.running else
+                "completed" if j.status == CopyCommandStatus.COMPLETED else "failed",
+                j.segments, j.segments_processed, j.transferred, j.planned,
+                (j.finished or now) - j.started, tuple(j.description))
+            for j in self.copy_manager.jobs()
+            if j.running or (j.finished is not None and now - j.finished < 60))
+        return state_file.DaemonState(
+            os.getpid(), time.time(),
+            {d.name: type(d.device).__name__.lower() for d in self.devices.values()}, copies)
+
+    def write_state(self) -> None:
+        self._state_due = False
+        if self.state_path is None:
+            return
+        try:
+            state_file.write(self.state(), self.state_path)
+        except OSError as e:
+            log.warning("cannot write the state file %s: %s", self.state_path, e)
+
     def run(self, ready: Callable[[], None] | None = None) -> None:
         self.selector.register(self._wake_r.fileno(), selectors.EVENT_READ, ("wake", None))
         if ready:
             ready()
         while not self._stop:
-            for key, _ in self.selector.select():
+            copying = any(j.running for j in self.copy_manager.jobs())
+            if self._state_due or copying:
+                self.write_state()
+            for key, _ in self.selector.select(1.0 if copying else None):
                 kind, name = key.data
                 if kind == "dev" and name in self.devices:
                     try:
@@ -317,6 +370,7 @@ class Daemon:
                     self._wake_r.recv(4096)
                     for dev in list(self.devices.values()):
                         dev.complete_finished()
+                    self._state_due = True
             if self._reload:
                 self._reload = False
                 sd_notify("RELOADING=1")
@@ -327,6 +381,8 @@ class Daemon:
         self._drain_deferred()
         for key in list(self.devices):
             self.remove(key)
+        if self.state_path is not None:
+            state_file.remove(self.state_path)
 
     def _drain_deferred(self, timeout: float = 60.0) -> None:
         """Before closing: let long commands finish (bounded) and complete them."""
@@ -355,6 +411,9 @@ def main(argv: list[str] | None = None,
                    help="log level (default info; -v means debug)")
     p.add_argument("--subtype", default=SUBTYPE, help="TCMU handler subtype to serve")
     p.add_argument("--pidfile", type=Path, help="write the daemon's pid here once ready")
+    p.add_argument("--state-file", type=Path, default=state_file.DEFAULT_PATH,
+                   help="where `lio-xcopy status` finds the LUNs served and copies in "
+                        f"progress (default {state_file.DEFAULT_PATH})")
     args = p.parse_args(argv)
     level = args.log_level or ("debug" if args.verbose else "info")
     journal = bool(os.environ.get("JOURNAL_STREAM"))  # systemd adds time and pid itself
@@ -363,7 +422,7 @@ def main(argv: list[str] | None = None,
         format="%(levelname)s %(name)s: %(message)s" if journal
         else "%(asctime)s lio-xcopy[%(process)d] %(levelname)s %(name)s: %(message)s",
     )
-    daemon = Daemon(args.subtype)
+    daemon = Daemon(args.subtype, state_path=args.state_file)
     daemon.copy_groups_loader = copy_groups
     daemon.load_copy_groups()
     signal.signal(signal.SIGTERM, daemon.stop)

@@ -19,6 +19,7 @@ from lio_xcopy.control.config import (
     Chap,
     DiskConfig,
     IscsiTarget,
+    LoopbackTarget,
     MappedLun,
     Portal,
     SavedConfig,
@@ -36,19 +37,20 @@ UUID0 = "6d1f2c34-5b6a-4c8d-9e0f-123456789abc"
 UUID1 = "0b8e8f5e-1c1d-4f4a-8a7c-0d5e6f7a8b9c"
 IQN = "iqn.2003-01.org.example:backup"
 CLIENT = "iqn.1994-05.com.redhat:client1"
+LOOP = "naa.50014050aabbccdd"
 
 
 def base() -> dict:
     """A valid document using every section."""
     return {
-        "version": 1,
+        "version": 2,
         "disks": [
             {"name": "db0", "path": "/srv/db0.img", "size": "64M", "block_size": 512,
              "wwn": UUID0},
             {"name": "db1", "path": "/srv/db1.img", "size": 1048576},
         ],
         "tapes": [{"name": "tape0", "path": "/srv/tape0.aws", "capacity": "1G", "wwn": UUID1}],
-        "loopback": {"db0": 0, "tape0": 1},
+        "loopback": [{"wwn": LOOP, "luns": {"0": "db0", "1": "tape0"}}],
         "iscsi": [{"iqn": IQN, "tpgs": [{
             "tag": 1,
             "attributes": {"authentication": 1, "generate_node_acls": False},
@@ -85,7 +87,8 @@ def test_base_loads_into_the_model(tmp_path):
     assert cfg.disks[0] == DiskConfig("db0", Path("/srv/db0.img"), 64 << 20, 512, UUID0)
     assert cfg.disks[1].wwn is None and cfg.disks[1].block_size == 512
     assert cfg.tapes == (TapeConfig("tape0", Path("/srv/tape0.aws"), 1 << 30, UUID1),)
-    assert cfg.loopback == {"db0": 0, "tape0": 1}
+    assert cfg.loopback == (LoopbackTarget(LOOP, {0: "db0", 1: "tape0"}),)
+    assert cfg.loopback_luns() == {"db0": (LOOP, 0), "tape0": (LOOP, 1)}
     tpg = cfg.iscsi[0].tpgs[0]
     assert tpg.enable and tpg.authentication
     assert tpg.attributes == {"authentication": "1", "generate_node_acls": "0"}
@@ -141,9 +144,13 @@ BAD = [
     (_set(("tapes", 0, "name"), "db1"), "tapes[0].name", "give each backstore its own name"),
     (_set(("tapes", 0, "path"), "/srv/db1.img"), "tapes[0].path", "its own file"),
     (_set(("tapes", 0, "wwn"), UUID0.upper()), "tapes[0].wwn", "use a fresh UUID"),
-    (_set(("loopback", "ghost"), 5), "loopback.ghost", "add it to disks or tapes"),
-    (_set(("loopback", "db1"), 1), "loopback.db1", "give each export its own LUN id"),
-    (_set(("loopback", "db1"), -1), "loopback.db1", "use 0 to 65535"),
+    (_set(("loopback", 0, "luns", "5"), "ghost"), 'loopback[0].luns["5"]',
+     "add it to disks or tapes"),
+    (_set(("loopback", 0, "luns", "x"), "db1"), 'loopback[0].luns.x',
+     "is not a number"),
+    (_set(("loopback", 0, "wwn"), "naa.123"), "loopback[0].wwn", "16 hex digits"),
+    (lambda d: d["loopback"].append({"wwn": LOOP, "luns": {}}), "loopback[1].wwn",
+     "merge the two"),
     (_set(("iscsi", 0, "iqn"), "backup"), "iscsi[0].iqn", "use e.g. iqn."),
     (_set(("iscsi", 0, "iqn"), IQN.upper()), "iscsi[0].iqn", "write it in lower case"),
     (lambda d: d["iscsi"].append({"iqn": IQN}), "iscsi[1].iqn", "merge the two targets"),
@@ -182,9 +189,9 @@ BAD = [
      "add it to disks or tapes"),
     (_set(("copy_groups", "nightly"), ["db0", "db0"]), "copy_groups.nightly[1]", "keep one"),
     (_set(("copy_groups", "no good"), []), 'copy_groups["no good"]', "use letters, digits"),
-    (_set(("version",), 2), "version", "upgrade lio-xcopy"),
-    (_set(("version",), 0), "version", "not a schema version; use 1"),
-    (_set(("version",), "1"), "version", "not a schema version; use 1"),
+    (_set(("version",), 3), "version", "upgrade lio-xcopy"),
+    (_set(("version",), 0), "version", "not a schema version; use 2"),
+    (_set(("version",), "1"), "version", "not a schema version; use 2"),
     (_set(("version",), _DELETE), "version", "missing; add it"),
 ]
 
@@ -217,8 +224,9 @@ def test_top_level_must_be_an_object():
 
 
 def test_duplicate_json_keys_are_refused():
-    text = json.dumps(base()).replace('"loopback": {', '"loopback": {"db1": 4, "db1": 5, ')
-    with pytest.raises(ConfigError, match=r"loopback\.db1: appears twice .*; keep one"):
+    text = json.dumps(base()).replace('"luns": {"0": "db0"', '"luns": {"4": "db1", "4": "db0"')
+    with pytest.raises(ConfigError,
+                       match=r"loopback\[0\]\.luns\[\"4\"\]: appears twice .*; keep one"):
         loads(text)
 
 
@@ -327,8 +335,9 @@ def saved_configs(draw):
         targets.append(IscsiTarget(iqn, tuple(draw(tpgs(t, names)) for t in tags)))
     groups = draw(st.dictionaries(NAMES, st.lists(st.sampled_from(names), unique=True)
                                   .map(tuple) if names else st.just(()), max_size=2))
-    return SavedConfig(tuple(disks), tuple(tapes), dict(zip(exported, ids, strict=True)),
-                       tuple(targets), groups)
+    loop = (LoopbackTarget(draw(st.sampled_from([None, LOOP])),
+                           dict(zip(ids, exported, strict=True))),) if exported else ()
+    return SavedConfig(tuple(disks), tuple(tapes), loop, tuple(targets), groups)
 
 
 @settings(max_examples=20, deadline=None)
@@ -355,7 +364,9 @@ def test_save_then_load_gives_the_same_config(cfg):
 def test_dump_key_order_does_not_depend_on_insertion_order():
     cfg = loads(json.dumps(base()))
     tpg = cfg.iscsi[0].tpgs[0]
-    shuffled = SavedConfig(cfg.disks, cfg.tapes, dict(reversed(cfg.loopback.items())),
+    lb = cfg.loopback[0]
+    shuffled = SavedConfig(cfg.disks, cfg.tapes,
+                           (LoopbackTarget(lb.wwn, dict(reversed(lb.luns.items()))),),
                            (IscsiTarget(IQN, (Tpg(tpg.tag, tpg.enable, tpg.portals,
                                                   dict(reversed(tpg.luns.items())), tpg.acls,
                                                   dict(reversed(tpg.attributes.items()))),)),),
@@ -468,8 +479,9 @@ def test_a_failure_after_rotating_still_keeps_the_old_file(tmp_path, monkeypatch
 
 
 def test_save_refuses_what_load_would_refuse_and_writes_nothing(tmp_path):
-    bad = SavedConfig(disks=CFG1.disks, loopback={"ghost": 0})
-    with pytest.raises(ConfigError, match=r"loopback\.ghost: no disk or tape named 'ghost'"):
+    bad = SavedConfig(disks=CFG1.disks, loopback=(LoopbackTarget(None, {0: "ghost"}),))
+    with pytest.raises(ConfigError,
+                       match=r"loopback\[0\]\.luns\[\"0\"\]: no disk or tape named 'ghost'"):
         save(bad, tmp_path / "d" / "saveconfig.json")
     assert not (tmp_path / "d").exists()
 
@@ -484,7 +496,7 @@ def test_restoring_onto_nothing_creates_outermost_first():
     steps = actions(diff(SavedConfig(), cfg))
     assert steps[:4] == ["create disk db0", "create disk db1", "create tape tape0",
                          f"create target {IQN}"]
-    assert steps.index("create loopback db0") > steps.index("create disk db0")
+    assert steps.index(f"create loopback {LOOP} 0") > steps.index("create disk db0")
     assert steps.index(f"create mapped_lun {IQN} 1 {CLIENT} 0") > \
         steps.index(f"create lun {IQN} 1 0")
     assert all(s.startswith("create") for s in steps)
@@ -503,7 +515,7 @@ def test_a_changed_disk_is_recreated_with_what_hangs_on_it():
     cur = loads(json.dumps(doc))
     doc["disks"][0]["size"] = "128M"
     steps = actions(diff(cur, loads(json.dumps(doc))))
-    hanging = ["mapped_lun " + f"{IQN} 1 {CLIENT} 0", f"lun {IQN} 1 0", "loopback db0",
+    hanging = ["mapped_lun " + f"{IQN} 1 {CLIENT} 0", f"lun {IQN} 1 0", f"loopback {LOOP} 0",
                "disk db0"]
     assert steps == [f"remove {h}" for h in hanging] + \
         [f"create {h}" for h in reversed(hanging)]
@@ -524,10 +536,34 @@ def test_settings_change_in_place():
 def test_a_moved_loopback_lun_and_a_dropped_portal():
     doc = base()
     cur = loads(json.dumps(doc))
-    doc["loopback"]["db0"] = 7
+    doc["loopback"][0]["luns"] = {"7": "db0", "1": "tape0"}
     doc["iscsi"][0]["tpgs"][0]["portals"] = []
     assert actions(diff(cur, loads(json.dumps(doc)))) == [
-        f"remove portal {IQN} 1 0.0.0.0 3260", "remove loopback db0", "create loopback db0"]
+        f"remove portal {IQN} 1 0.0.0.0 3260", f"remove loopback {LOOP} 0",
+        f"create loopback {LOOP} 7"]
+
+
+def test_schema_1_files_still_load():
+    doc = base()
+    doc["version"] = 1
+    doc["loopback"] = {"db0": 0, "tape0": 1}
+    cfg = loads(json.dumps(doc))
+    assert cfg.loopback == (LoopbackTarget(None, {0: "db0", 1: "tape0"}),)
+    assert loads(dump(cfg)) == cfg and json.loads(dump(cfg))["version"] == 2
+    doc["loopback"] = {"db0": 0, "tape0": 0}
+    with pytest.raises(ConfigError, match=r"loopback\.tape0: .*own LUN id"):
+        loads(json.dumps(doc))
+
+
+def test_a_portal_in_a_network_namespace():
+    doc = base()
+    doc["iscsi"][0]["tpgs"][0]["portals"] = [{"ip": "10.99.0.1", "netns": "lioxc-tgt"}]
+    cfg = loads(json.dumps(doc))
+    assert cfg.iscsi[0].tpgs[0].portals == (Portal("10.99.0.1", 3260, "lioxc-tgt"),)
+    assert loads(dump(cfg)) == cfg
+    doc["iscsi"][0]["tpgs"][0]["portals"][0]["netns"] = "../x"
+    with pytest.raises(ConfigError, match=r"portals\[0\]\.netns: .*leave it out"):
+        loads(json.dumps(doc))
 
 
 @settings(max_examples=12, deadline=None)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import re
 import shutil
@@ -22,7 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import MiB, clear_unit_attention, run
+from conftest import MiB, clear_unit_attention, run, sense_of
 
 from lio_xcopy.control import iscsi
 
@@ -119,9 +120,10 @@ def target(lab, net, iscsid):
     assert TARGET not in iscsi.list_targets()
 
 
-def node_auth(iface: str, user: str, password: str, mutual: tuple[str, str] | None) -> None:
-    """Create/refresh the node record for TARGET at PORTAL through iface, with CHAP."""
-    base = ("-m", "node", "-T", TARGET, "-p", PORTAL, "-I", iface)
+def node_auth(iface: str, user: str, password: str, mutual: tuple[str, str] | None,
+              target: str = TARGET) -> None:
+    """Create/refresh the node record for a target at PORTAL through iface, with CHAP."""
+    base = ("-m", "node", "-T", target, "-p", PORTAL, "-I", iface)
     if iscsiadm(*base, check=False).returncode != 0:
         iscsiadm(*base, "-o", "new")
     settings = {
@@ -137,13 +139,13 @@ def node_auth(iface: str, user: str, password: str, mutual: tuple[str, str] | No
         iscsiadm(*base, "-o", "update", "-n", k, "-v", v)
 
 
-def login(iface: str, check: bool = True):
-    return iscsiadm("-m", "node", "-T", TARGET, "-p", PORTAL, "-I", iface, "--login",
+def login(iface: str, check: bool = True, target: str = TARGET):
+    return iscsiadm("-m", "node", "-T", target, "-p", PORTAL, "-I", iface, "--login",
                     check=check)
 
 
-def logout(iface: str) -> None:
-    iscsiadm("-m", "node", "-T", TARGET, "-p", PORTAL, "-I", iface, "--logout", check=False)
+def logout(iface: str, target: str = TARGET) -> None:
+    iscsiadm("-m", "node", "-T", target, "-p", PORTAL, "-I", iface, "--logout", check=False)
 
 
 def sessions() -> list[tuple[int, str]]:
@@ -254,3 +256,182 @@ def test_serverless_backup_disk_to_tape_over_iscsi(lab, attached):
     run("dd", f"if={attached['nst']}", f"of={back}", "bs=64k",
         f"count={len(data) // 65536}")
     assert back.read_bytes() == data
+
+
+# --- saved configuration and the copy access policy over iSCSI -------------------------------
+TARGET2 = "iqn.2026-11.org.lio-xcopy:saved"
+SAVE_CHAP = ("saver", "s4ved-chap-secret")
+STRANGER_CHAP = ("strange", "str4nger-secret-1")
+
+
+def cli(*args: str, check: bool = True):
+    import sys
+
+    return run(sys.executable, "-m", "lio_xcopy", *args, check=check)
+
+
+def discover() -> None:
+    """SendTargets discovery, as an initiator finds a new target: it makes the node
+    records (open-iscsi loses a hand-made default record when a second iface's is added)."""
+    out = iscsiadm("-m", "discovery", "-t", "st", "-p", TARGET_IP).stdout
+    assert f"{PORTAL},1 {TARGET2}" in out, out
+
+
+def session_of(target: str, iface: str = "default") -> int:
+    p = iscsiadm("-m", "session", "-P", "1", check=False)
+    sid = None
+    for block in p.stdout.split("Target: ")[1:]:
+        name = block.split()[0]
+        if name != target:
+            continue
+        for m in re.finditer(r"Iface Name: (\S+).*?SID: (\d+)", block, re.S):
+            if m.group(1) == iface:
+                sid = int(m.group(2))
+    assert sid is not None, p.stdout
+    return sid
+
+
+def test_save_stop_restore_over_iscsi_then_log_in_again(lab, net, iscsid, target, work):
+    """Save a target with CHAP and a portal inside a network namespace, remove the LUNs
+    and the target as a reboot would, restore: the initiator logs in again with the same
+    secrets and finds its data."""
+    from lio_xcopy.control import provision
+
+    disk = provision.create_disk("savedisk", work / "savedisk.img", 8 * MiB)
+    tape = provision.create_tape("savetape", work / "savetape.aws", 16 * MiB)
+    saved = work / "iscsi-saved.json"
+    try:
+        iscsi.export_iscsi(disk, TARGET2, TARGET_IP, netns=net)
+        iscsi.export_iscsi(tape, TARGET2, TARGET_IP, netns=net)
+        iscsi.allow_initiator(TARGET2, INITIATOR, luns=[disk, tape], chap=SAVE_CHAP)
+        discover()
+        node_auth("default", *SAVE_CHAP, None, target=TARGET2)
+        login("default", target=TARGET2)
+        sd, sg = session_device(session_of(TARGET2), disk, "disk")
+        nst, tsg = session_device(session_of(TARGET2), tape, "tape")
+        clear_unit_attention(sg, tsg)
+        data = os.urandom(4 * MiB)
+        (work / "saved.src").write_bytes(data)
+        run("dd", f"if={work / 'saved.src'}", f"of={sd}", "bs=1M", "oflag=direct")
+        run("dd", f"if={work / 'saved.src'}", f"of={nst}", "bs=64k")
+        run("mt", "-f", nst, "weof", "1")
+        cli("saveconfig", str(saved))
+        doc = json.loads(saved.read_text())
+        t = next(x for x in doc["iscsi"] if x["iqn"] == TARGET2)
+        assert t["tpgs"][0]["portals"] == [{"ip": TARGET_IP, "port": 3260, "netns": net}]
+        assert t["tpgs"][0]["attributes"]["authentication"] == "1"
+        acl = t["tpgs"][0]["acls"][0]
+        assert acl["initiator"] == INITIATOR and acl["chap"] == {
+            "userid": SAVE_CHAP[0], "password": SAVE_CHAP[1]}
+        assert os.stat(saved).st_mode & 0o777 == 0o600
+        # stop everything: the session, the target, the LUNs
+        logout("default", target=TARGET2)
+        iscsi.delete_target(TARGET2)
+        provision.delete("savedisk")
+        provision.delete("savetape")
+        assert TARGET2 not in iscsi.list_targets()
+        p = cli("restoreconfig", str(saved))
+        for what in ("disk savedisk", "tape savetape", f"portal {TARGET2} 1 {TARGET_IP}",
+                     f"acl {INITIATOR} on {TARGET2}", f"mapped_lun {TARGET2} 1 {INITIATOR}"):
+            assert what in p.stdout, p.stdout
+        assert " 0 error(s)" in p.stdout, p.stdout + p.stderr
+        again = cli("restoreconfig", str(saved)).stdout
+        assert " 0 created, 0 changed" in again and " 0 error(s)" in again, again
+        # the initiator comes back with the same secret
+        login("default", target=TARGET2)
+        sd, sg = session_device(session_of(TARGET2), disk, "disk")
+        nst, tsg = session_device(session_of(TARGET2), tape, "tape")
+        clear_unit_attention(sg, tsg)
+        with open(sd, "rb", buffering=0) as f:
+            assert f.read(len(data)) == data
+        run("mt", "-f", nst, "rewind")
+        back = work / "saved.back"
+        run("dd", f"if={nst}", f"of={back}", "bs=64k")
+        assert back.read_bytes() == data
+        status = cli("status").stdout
+        assert f"iscsi {TARGET2} tpg 1 lun 0 at {TARGET_IP}:3260" in status, status
+        assert f"initiators: {INITIATOR} (CHAP)" in status, status
+        assert SAVE_CHAP[1] not in status
+    finally:
+        logout("default", target=TARGET2)
+        with contextlib.suppress(Exception):
+            iscsi.delete_target(TARGET2)
+        for name in ("savedisk", "savetape"):
+            with contextlib.suppress(Exception):
+                provision.delete(name)
+        clear_unit_attention(lab.disk_sg, lab.tape_sg)
+
+
+def test_copy_policy_with_two_initiators_that_see_different_luns(lab, net, iscsid, work):
+    """Two backup servers on one target, each with its own disk. An EXTENDED COPY sent by
+    one to its disk, naming the other's disk, is refused (COPY TARGET DEVICE NOT
+    REACHABLE) and nothing is written; naming its own tape works."""
+    from lio_xcopy.control import provision
+    from lio_xcopy.scsi import xcopy
+    from lio_xcopy.scsi.xcopy import BlockToBlock, BlockToStream, IdentificationCscd
+
+    def cscd(lun, pdt, bl):
+        return IdentificationCscd(bytes.fromhex(lun.naa), pdt, block_length=bl)
+
+    mine = provision.create_disk("mine0", work / "mine0.img", 8 * MiB)
+    mytape = provision.create_tape("mytape0", work / "mytape0.aws", 16 * MiB)
+    theirs = provision.create_disk("theirs0", work / "theirs0.img", 8 * MiB)
+    secret = os.urandom(MiB)
+    with open(theirs.path, "r+b") as f:
+        f.write(secret)
+    try:
+        for lun in (mine, mytape, theirs):
+            iscsi.export_iscsi(lun, TARGET2, TARGET_IP, netns=net)
+        iscsi.allow_initiator(TARGET2, INITIATOR, luns=[mine, mytape], chap=SAVE_CHAP)
+        iscsi.allow_initiator(TARGET2, STRANGER, luns=[theirs], chap=STRANGER_CHAP)
+        discover()
+        node_auth("default", *SAVE_CHAP, None, target=TARGET2)
+        node_auth("stranger", *STRANGER_CHAP, None, target=TARGET2)
+        login("default", target=TARGET2)
+        login("stranger", target=TARGET2)
+        _, my_sg = session_device(session_of(TARGET2), mine, "disk")
+        _, tape_sg = session_device(session_of(TARGET2), mytape, "tape")
+        _, their_sg = session_device(session_of(TARGET2, "stranger"), theirs, "disk")
+        clear_unit_attention(my_sg, tape_sg, their_sg)
+
+        def send(sg, plist, name):
+            path = work / name
+            path.write_bytes(plist)
+            n = len(plist).to_bytes(4, "big").hex(" ").split()
+            return run("sg_raw", "-t", "600", "-s", str(len(plist)), "-i", str(path), sg,
+                       "83", *["00"] * 9, *n, "00", "00", check=False)
+
+        def refused(sg, plist, name):
+            p = send(sg, plist, name)
+            assert sense_of(p.stdout + p.stderr) == ("Copy Aborted",
+                                                     "Copy target device not reachable")
+
+        # theirs -> mine, received by mine: a read of what this initiator may not see
+        steal = xcopy.build_extended_copy([cscd(theirs, 0, BS), cscd(mine, 0, BS)],
+                                          [BlockToBlock(0, 1, 2048, 0, 0)])
+        refused(my_sg, steal, "steal.plist")
+        with open(mine.path, "rb") as f:
+            assert f.read(MiB) != secret
+        # mine -> theirs: a write into the other server's disk
+        spoil = xcopy.build_extended_copy([cscd(mine, 0, BS), cscd(theirs, 0, BS)],
+                                          [BlockToBlock(0, 1, 2048, 0, 0)])
+        refused(my_sg, spoil, "spoil.plist")
+        with open(theirs.path, "rb") as f:
+            assert f.read(MiB) == secret
+        # the other server's own LUN receiving a copy naming ours: refused too
+        refused(their_sg, steal, "steal2.plist")
+        # mine -> my tape: both exported to exactly this initiator, so allowed
+        ok = xcopy.build_extended_copy([cscd(mine, 0, BS), cscd(mytape, 1, 0)],
+                                       [BlockToStream(0, 1, 2048, 0, 65536)])
+        p = send(my_sg, ok, "ok.plist")
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert "copy access policy keeps apart" in lab.daemon.text()
+    finally:
+        logout("default", target=TARGET2)
+        logout("stranger", target=TARGET2)
+        with contextlib.suppress(Exception):
+            iscsi.delete_target(TARGET2)
+        for name in ("mine0", "mytape0", "theirs0"):
+            with contextlib.suppress(Exception):
+                provision.delete(name)
+        clear_unit_attention(lab.disk_sg, lab.tape_sg)

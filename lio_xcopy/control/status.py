@@ -1,0 +1,75 @@
+"""``lio-xcopy status``: each LUN, its backing, where it is exported, and the copies the
+daemon is running (from its state file, :mod:`lio_xcopy.tcmu.state`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lio_xcopy.control import config
+from lio_xcopy.tcmu import state as state_file
+
+MiB = 1 << 20
+
+
+def _size(n: int) -> str:
+    return f"{n / (1 << 30):.1f} GiB" if n >= 1 << 30 else f"{n / MiB:.0f} MiB"
+
+
+def _exports(cfg: config.SavedConfig, name: str) -> list[str]:
+    out = []
+    for t in cfg.loopback:
+        out += [f"loopback lun {lun_id} on {t.wwn}" for lun_id, n in sorted(t.luns.items())
+                if n == name]
+    for t in cfg.iscsi:
+        for g in t.tpgs:
+            for lun_id, n in sorted(g.luns.items()):
+                if n != name:
+                    continue
+                portals = ", ".join(f"{p.ip}:{p.port}" for p in g.portals) or "no portal"
+                who = [a.initiator + (" (CHAP)" if a.chap else "") for a in g.acls
+                       if any(m.tpg_lun == lun_id for m in a.mapped_luns)]
+                out.append(f"iscsi {t.iqn} tpg {g.tag} lun {lun_id} at {portals}"
+                           + ("" if g.enable else " (disabled)")
+                           + f"; initiators: {', '.join(who) or 'none'}")
+    return out
+
+
+def copy_line(c: state_file.CopyState) -> str:
+    """``db0 list 7: running, segment 1/2, 12.0/64.0 MiB (18%), 45.2 MiB/s, ETA 1s``"""
+    done = f"{c.transferred / MiB:.1f}"
+    if c.planned:
+        done += f"/{c.planned / MiB:.1f} MiB ({100 * c.transferred // c.planned}%)"
+    else:
+        done += " MiB"
+    line = (f"{c.lun} list {c.list_id}: {c.status}, segment "
+            f"{min(c.segments_processed + (c.status == 'running'), c.segments)}/{c.segments}, "
+            f"{done}, {c.rate / MiB:.1f} MiB/s")
+    if c.status == "running" and c.rate and c.planned > c.transferred:
+        line += f", ETA {(c.planned - c.transferred) / c.rate:.0f}s"
+    return line
+
+
+def lines(cfg: config.SavedConfig, state: state_file.DaemonState | None,
+          state_path: Path = state_file.DEFAULT_PATH) -> list[str]:
+    """The report, from the running configuration and the daemon's state."""
+    out = []
+    served = state.luns if state else {}
+    for b in cfg.backstores:
+        if isinstance(b, config.DiskConfig):
+            what = f"disk {b.name}: {b.path}, {_size(b.size)}, {b.block_size}-byte blocks"
+        else:
+            what = f"tape {b.name}: {b.path}, capacity {_size(b.capacity)}"
+        out.append(f"{what}, wwn {b.wwn}"
+                   + ("" if b.name in served or state is None else ", NOT SERVED by the daemon"))
+        out += [f"  {e}" for e in _exports(cfg, b.name)] or ["  not exported"]
+    if not cfg.backstores:
+        out.append("no LUNs: create them, or `lio-xcopy restoreconfig`")
+    if state is None:
+        out.append(f"daemon: not running (no current {state_path}); start it with "
+                   "`systemctl start lio-xcopy`")
+        return out
+    running = [c for c in state.copies if c.status == "running"]
+    out.append(f"daemon: pid {state.pid}, serving {len(state.luns)} LUN(s), "
+               f"{len(running)} copy(ies) in progress")
+    out += [f"  copy {copy_line(c)}" for c in state.copies]
+    return out

@@ -1,0 +1,72 @@
+"""The daemon's state file and the ``status`` report built from it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from lio_xcopy.control import config as c
+from lio_xcopy.control import status
+from lio_xcopy.tcmu import state as state_file
+from lio_xcopy.tcmu.state import CopyState, DaemonState
+
+MiB = 1 << 20
+IQN = "iqn.2026-11.org.example:t"
+INI = "iqn.2026-11.org.example:backup"
+CFG = c.SavedConfig(
+    disks=(c.DiskConfig("db0", Path("/srv/db0.img"), 64 * MiB, 512, "u-1"),),
+    tapes=(c.TapeConfig("tape0", Path("/srv/t.aws"), 2 << 30, "u-2"),),
+    loopback=(c.LoopbackTarget("naa.50014050aabbccdd", {3: "db0"}),),
+    iscsi=(c.IscsiTarget(IQN, (c.Tpg(
+        1, True, (c.Portal("10.0.0.1"),), {0: "db0", 1: "tape0"},
+        (c.Acl(INI, (c.MappedLun(0, 0),), c.Chap("u", "secret-pw")),)),)),),
+)
+
+
+def copy(**kw) -> CopyState:
+    base = dict(lun="db0", list_id=7, status="running", segments=2, segments_processed=0,
+                transferred=16 * MiB, planned=64 * MiB, elapsed=2.0, description=("a",))
+    return CopyState(**{**base, **kw})
+
+
+def test_state_round_trip_and_a_dead_daemon(tmp_path):
+    path = tmp_path / "run" / "state.json"
+    st = DaemonState(os.getpid(), 1.0, {"db0": "disk"}, (copy(),))
+    state_file.write(st, path)
+    assert state_file.read(path) == st
+    assert oct(path.stat().st_mode & 0o777) == "0o644"
+    state_file.write(DaemonState(2**22 + 12345, 1.0), path)  # no such pid
+    assert state_file.read(path) is None
+    path.write_text("{not json")
+    assert state_file.read(path) is None
+    state_file.remove(path)
+    state_file.remove(path)  # twice is fine
+    assert state_file.read(path) is None
+
+
+def test_copy_line_shows_progress_rate_and_eta():
+    assert status.copy_line(copy()) == (
+        "db0 list 7: running, segment 1/2, 16.0/64.0 MiB (25%), 8.0 MiB/s, ETA 6s")
+    done = copy(status="completed", segments_processed=2, transferred=64 * MiB)
+    assert status.copy_line(done) == (
+        "db0 list 7: completed, segment 2/2, 64.0/64.0 MiB (100%), 32.0 MiB/s")
+
+
+def test_lines_show_backing_exports_acls_and_copies_but_no_secrets():
+    st = DaemonState(1, 1.0, {"db0": "disk"}, (copy(),))
+    out = status.lines(CFG, st)
+    assert out[0] == "disk db0: /srv/db0.img, 64 MiB, 512-byte blocks, wwn u-1"
+    assert out[1] == "  loopback lun 3 on naa.50014050aabbccdd"
+    assert out[2] == (f"  iscsi {IQN} tpg 1 lun 0 at 10.0.0.1:3260; initiators: {INI} (CHAP)")
+    assert out[3] == "tape tape0: /srv/t.aws, capacity 2.0 GiB, wwn u-2, NOT SERVED by the daemon"
+    assert out[4] == f"  iscsi {IQN} tpg 1 lun 1 at 10.0.0.1:3260; initiators: none"
+    assert out[5] == "daemon: pid 1, serving 1 LUN(s), 1 copy(ies) in progress"
+    assert out[6].startswith("  copy db0 list 7: running")
+    assert not any("secret-pw" in line for line in out)
+
+
+def test_lines_without_a_daemon_say_how_to_start_it():
+    out = status.lines(c.SavedConfig(), None, Path("/run/x/state.json"))
+    assert out == ["no LUNs: create them, or `lio-xcopy restoreconfig`",
+                   "daemon: not running (no current /run/x/state.json); start it with "
+                   "`systemctl start lio-xcopy`"]
