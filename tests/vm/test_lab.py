@@ -120,7 +120,7 @@ def test_target_saves_the_lab_configuration(lab_target):
     (target,) = cfg.iscsi
     assert target.iqn == ENV["LAB_TARGET_IQN"]
     (tpg,) = target.tpgs
-    assert tpg.portals == (config.Portal(TARGET_IP, 3260),)
+    assert tpg.portals == (config.Portal(TARGET_IP, 3260, NETNS),)
     assert tpg.luns == {0: "db0", 1: "tape0"}
     assert tpg.authentication
     (acl,) = tpg.acls
