@@ -1,10 +1,11 @@
 """The Vagrant lab's scripts, run in the guest exactly as the two lab VMs run them.
 
 ``scripts/lab-target`` serves the disk and the tape over iSCSI from inside network
-namespace ``lioxc-lab`` (the target "host": its portal 10.99.2.1); ``scripts/lab-initiator``
-runs in the root namespace (the backup server, 10.99.2.2), as in tests/vm/test_iscsi.py:
-the kernel's iSCSI initiator works in the initial network namespace only. Nothing is
-installed (``--no-install``: the guest's root is read-only); no systemd (``--no-systemd``).
+namespace ``lioxc-tgt`` (the target "host": its portal 10.99.0.1); ``scripts/lab-initiator``
+runs in the root namespace (the backup server, 10.99.0.2): the network of
+tests/vm/test_iscsi.py (its ``net`` fixture), since the kernel's iSCSI initiator works in
+the initial network namespace only. Nothing is installed (``--no-install``: the guest's
+root is read-only), and there is no systemd (``--no-systemd``).
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import shutil
 import signal
 import subprocess
 from pathlib import Path
 
 import pytest
+import test_iscsi
 from conftest import run
+from test_iscsi import NETNS, TARGET_IP
 
 from lio_xcopy.control import config, iscsi, provision
 
@@ -26,8 +28,7 @@ pytestmark = pytest.mark.skipif(os.environ.get("LIO_XCOPY_IN_VM") != "1",
                                 reason="needs the guest kernel: scripts/test --vm")
 
 REPO = Path(__file__).resolve().parents[2]
-NETNS = "lioxc-lab"
-TARGET_IP, INITIATOR_IP = "10.99.2.1", "10.99.2.2"
+net = test_iscsi.net  # its fixture: the same two "hosts" (a veth pair, one end in NETNS)
 DAEMON_PIDFILE = Path("/run/lio-xcopy/lab-daemon.pid")
 ENV = {  # scripts/lab.env's defaults, spelled out so that the test checks them
     "LAB_TARGET_IQN": "iqn.2026-11.org.lio-xcopy:lab",
@@ -41,28 +42,6 @@ def script(*args: str | Path) -> subprocess.CompletedProcess[str]:
                        env={k: v for k, v in os.environ.items() if not k.startswith("LAB_")})
     print(f"$ {' '.join(str(a) for a in args)}\n{p.stdout}{p.stderr}")
     return p
-
-
-@pytest.fixture(scope="module")
-def lab_net():
-    """The two "hosts": a veth pair, the target's end inside namespace NETNS."""
-    if not shutil.which("ip"):
-        pytest.skip("ip (iproute2) is missing: run scripts/setup-host")
-    run("ip", "netns", "del", NETNS, check=False)
-    run("ip", "link", "del", "lxlab-i", check=False)
-    run("ip", "netns", "add", NETNS)
-    try:
-        run("ip", "link", "add", "lxlab-i", "type", "veth", "peer", "name", "lxlab-t",
-            "netns", NETNS)
-        run("ip", "addr", "add", f"{INITIATOR_IP}/24", "dev", "lxlab-i")
-        run("ip", "link", "set", "lxlab-i", "up")
-        run("ip", "-n", NETNS, "addr", "add", f"{TARGET_IP}/24", "dev", "lxlab-t")
-        run("ip", "-n", NETNS, "link", "set", "lxlab-t", "up")
-        run("ip", "-n", NETNS, "link", "set", "lo", "up")
-        yield NETNS
-    finally:
-        run("ip", "link", "del", "lxlab-i", check=False)
-        run("ip", "netns", "del", NETNS, check=False)
 
 
 def _kill_pidfile(path: Path) -> None:
@@ -80,7 +59,7 @@ def _kill_pidfile(path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def lab_target(work, lab_net):
+def lab_target(work, net):
     """scripts/lab-target as the Vagrantfile runs it, plus the CI guest's options."""
     if not Path("/sys/module/iscsi_target_mod").exists():
         pytest.skip("iscsi_target_mod is not loaded in this kernel")
@@ -88,7 +67,7 @@ def lab_target(work, lab_net):
     paths = {"config": d / "etc" / "saveconfig.json", "data": d / "data",
              "initiator": d / "initiator"}
     p = script(REPO / "scripts" / "lab-target", "--no-systemd", "--no-install",
-               "--netns", lab_net, "--portal", TARGET_IP, "--config", paths["config"],
+               "--netns", net, "--portal", TARGET_IP, "--config", paths["config"],
                "--data", paths["data"], "--disk-size", "16M", "--tape-capacity", "64M")
     try:
         assert p.returncode == 0, p.stderr
