@@ -108,6 +108,33 @@ def create_tape(name: str, path: str | os.PathLike[str], capacity: int,
     return _create(name, hc, capacity, wwn)
 
 
+def create_changer(name: str, library_dir: str | os.PathLike[str],
+                   wwn: str | None = None) -> Lun:
+    """The medium changer LUN (SMC-3) of a library directory (made by
+    :func:`lio_xcopy.control.library.create_library`)."""
+    path = Path(library_dir).absolute()
+    if not (path / "library.json").is_file():
+        raise ConfigError(f"{path} is not a library: create it first (create_library)")
+    return _create(name, HandlerConfig("changer", str(path)), 1 << 20, wwn)
+
+
+def create_library_drive(name: str, library_dir: str | os.PathLike[str], drive: int,
+                         wwn: str | None = None) -> Lun:
+    """Tape LUN number ``drive`` (0 for the first) of a library: it starts empty and
+    takes the cartridges the changer moves into it."""
+    path = Path(library_dir).absolute()
+    if not (path / "library.json").is_file():
+        raise ConfigError(f"{path} is not a library: create it first (create_library)")
+    from lio_xcopy.devices.library import Library
+
+    lib = Library.open(path)
+    count = len(lib.state().drives)
+    if not 0 <= drive < count:
+        raise ConfigError(f"{path} has {count} drive(s): use drive 0 to {count - 1}")
+    hc = HandlerConfig("tape", str(path), {"drive": str(drive)})
+    return _create(name, hc, lib.state().capacity, wwn)
+
+
 def export_loopback(lun: Lun, lun_id: int | None = None, target_wwn: str | None = None) -> int:
     """Export over tcm_loop; returns the LUN id. By default all our LUNs share one
     loopback target; ``target_wwn`` (``naa.5001405...``) names another, whose LUNs the
@@ -178,7 +205,7 @@ def find_kernel_device(lun: Lun, timeout: float = 30.0) -> KernelDevice:
             blk = next((Path("/dev") / p.name for p in (dev / "block").glob("sd*")), None)
             st = next((Path("/dev") / f"n{p.name}" for p in (dev / "scsi_tape").glob("st*")
                        if p.name[2:].isdigit()), None)
-            want_node = blk if lun.kind == "disk" else st
+            want_node = {"disk": blk, "tape": st}.get(lun.kind, sg)  # a changer: sg only
             if sg and sg.exists() and want_node and want_node.exists():
                 return KernelDevice(dev.name, sg, blk, st)
         if time.monotonic() > deadline:

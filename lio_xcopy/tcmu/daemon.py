@@ -30,7 +30,7 @@ from lio_xcopy.scsi.sense import CHECK_CONDITION, GOOD
 from lio_xcopy.scsi.xcopy import CopyCommandStatus
 from lio_xcopy.tcmu import state as state_file
 from lio_xcopy.tcmu.exports import exposure
-from lio_xcopy.tcmu.handler import open_device
+from lio_xcopy.tcmu.handler import Libraries, open_device
 from lio_xcopy.tcmu.ring import CommandRing, RingCommand, RingTmr
 from lio_xcopy.tcmu.service import sd_notify
 from lio_xcopy.tcmu.uio import SUBTYPE, UioDevice, UioName, read_unit_serial
@@ -171,6 +171,8 @@ class Daemon:
         self.subtype = subtype
         self.state_path = state_path  # where `lio-xcopy status` finds us (None: nowhere)
         self._state_due = True
+        if opener is open_device:  # a changer and its drives share one Library per directory
+            opener = functools.partial(open_device, libraries=Libraries())
         self.opener = opener
         self.copy_manager = copy_manager or CopyManager(policy=self.same_initiators)
         self.names: dict[int, UioName] = {}  # id(ScsiDevice) -> its storage object

@@ -3,17 +3,23 @@
 A storage object's config is ``xcopy/<kind>;<path>[;key=value...]``, e.g.
 ``xcopy/disk;/srv/db0.img;block_size=512`` or ``xcopy/tape;/srv/tape0.aws;capacity=1G``.
 (The kernel splits its control string at commas and rtslib refuses colons.)
+
+A library: ``xcopy/changer;/srv/lib`` is the medium changer of the library directory
+``/srv/lib``, and ``xcopy/tape;/srv/lib;drive=0`` its first drive, a tape LUN that
+starts empty and takes the cartridges the changer moves into it.
 """
 
 from __future__ import annotations
 
+import os
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from lio_xcopy.devices.base import LunIdentity, ScsiDevice
 from lio_xcopy.errors import ConfigError
 
-KINDS = ("disk", "tape")
+KINDS = ("disk", "tape", "changer")
 #: The kernel's per-command limit we configure (hw_max_sectors, 512-byte sectors).
 HW_MAX_SECTORS = 8192
 MAX_TRANSFER_BYTES = HW_MAX_SECTORS * 512
@@ -67,8 +73,52 @@ class HandlerConfig:
         return ";".join([self.kind, self.path, *opts])
 
 
-def open_device(name: str, cfg: str, unit_serial: str | None) -> ScsiDevice:
-    """Open the SCSI device one storage object describes."""
+class Libraries:
+    """The daemon's one :class:`~lio_xcopy.devices.library.Library` per directory, shared
+    by a changer LUN and its drive LUNs."""
+
+    def __init__(self) -> None:
+        self._by_path: dict[str, Any] = {}
+
+    def get(self, path: str) -> Any:
+        from lio_xcopy.devices.library import Library
+
+        key = os.path.realpath(path)
+        if key not in self._by_path:
+            self._by_path[key] = Library.open(key)
+        return self._by_path[key]
+
+
+def _library_drive(identity: LunIdentity, hc: HandlerConfig, libraries: Libraries) -> ScsiDevice:
+    from lio_xcopy.devices.tape import Tape
+
+    try:
+        index = int(hc.options["drive"])
+    except ValueError as e:
+        raise ConfigError(f"drive={hc.options['drive']!r}: give the drive's index, 0 for "
+                          "the first") from e
+    library = libraries.get(hc.path)
+    capacity = library.state().capacity
+    drive: Any
+    if hasattr(Tape, "load_cartridge"):
+        drive = Tape(identity, None, capacity,  # type: ignore[arg-type]
+                     max_block_length=MAX_TRANSFER_BYTES)
+    else:  # until branch ssc lands
+        from lio_xcopy.devices._interim_drive import InterimLibraryTape
+
+        drive = InterimLibraryTape(identity, capacity, max_block_length=MAX_TRANSFER_BYTES)
+    try:
+        library.attach_drive(index, drive)
+    except Exception:
+        drive.close()
+        raise
+    return drive
+
+
+def open_device(name: str, cfg: str, unit_serial: str | None, *,
+                libraries: Libraries | None = None) -> ScsiDevice:
+    """Open the SCSI device one storage object describes; changers and library drives
+    find their library in ``libraries`` (a private one when not given)."""
     hc = HandlerConfig.parse(cfg)
     serial = unit_serial or str(uuid.uuid5(uuid.NAMESPACE_URL, f"lio-xcopy:{name}"))
     if hc.kind == "disk":
@@ -81,6 +131,14 @@ def open_device(name: str, cfg: str, unit_serial: str | None) -> ScsiDevice:
         return Disk(LunIdentity(name, serial, product="lio-xcopy disk"), store,
                     block_size=block_size, read_only=read_only,
                     max_transfer_length=MAX_TRANSFER_BYTES // block_size)
+    if hc.kind == "changer":
+        from lio_xcopy.devices.changer import MediumChanger
+
+        library = (libraries or Libraries()).get(hc.path)
+        return MediumChanger(LunIdentity(name, serial, product="lio-xcopy library"), library)
+    if "drive" in hc.options:
+        return _library_drive(LunIdentity(name, serial, product="lio-xcopy tape"), hc,
+                              libraries or Libraries())
     from lio_xcopy.devices.tape import Tape
 
     capacity = parse_size(hc.options.get("capacity", "1G"))

@@ -1,0 +1,194 @@
+"""SMC-3 medium changer wire formats: CDB layouts, element status data, mode pages.
+
+Pure encoders only; :mod:`lio_xcopy.devices.changer` decides what to report. Element
+type codes, element descriptors and the status header follow SMC-3 6.11 (READ ELEMENT
+STATUS); the mode pages are SMC-3's Element Address Assignment (1Dh), Transport
+Geometry Parameters (1Eh) and Device Capabilities (1Fh) pages.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+
+from lio_xcopy.scsi.cdb import Field, cdb_layout
+
+# --- CDB layouts ----------------------------------------------------------------------------
+INITIALIZE_ELEMENT_STATUS = cdb_layout("INITIALIZE ELEMENT STATUS", 0x07, 6, "SMC-3 6.2")
+INITIALIZE_ELEMENT_STATUS_WITH_RANGE = cdb_layout(
+    "INITIALIZE ELEMENT STATUS WITH RANGE", 0x37, 10, "SMC-3 6.3",
+    Field("fast", 1, 1, lsb=1), Field("range", 1, 1),
+    Field("starting_element_address", 2, 16), Field("number_of_elements", 6, 16),
+)
+PREVENT_ALLOW_MEDIUM_REMOVAL = cdb_layout(
+    "PREVENT ALLOW MEDIUM REMOVAL", 0x1E, 6, "SMC-3 6.13", Field("prevent", 4, 2),
+)
+POSITION_TO_ELEMENT = cdb_layout(
+    "POSITION TO ELEMENT", 0x2B, 10, "SMC-3 6.10",
+    Field("transport_element_address", 2, 16), Field("destination_address", 4, 16),
+    Field("invert", 8, 1),
+)
+MOVE_MEDIUM = cdb_layout(
+    "MOVE MEDIUM", 0xA5, 12, "SMC-3 6.9",
+    Field("transport_element_address", 2, 16), Field("source_address", 4, 16),
+    Field("destination_address", 6, 16), Field("invert", 10, 1),
+)
+READ_ELEMENT_STATUS = cdb_layout(
+    "READ ELEMENT STATUS", 0xB8, 12, "SMC-3 6.11",
+    Field("voltag", 1, 1, lsb=4), Field("element_type_code", 1, 4),
+    Field("starting_element_address", 2, 16), Field("number_of_elements", 4, 16),
+    Field("curdata", 6, 1, lsb=1), Field("dvcid", 6, 1), Field("allocation_length", 7, 24),
+)
+
+#: PREVENT field values (SMC-3 6.13): 0 allows, 1 prevents; 2 and 3 are reserved here.
+ALLOW, PREVENT = 0, 1
+
+
+class ElementType(IntEnum):
+    """ELEMENT TYPE CODE, SMC-3 Table 20."""
+
+    ALL = 0
+    MEDIUM_TRANSPORT = 1
+    STORAGE = 2
+    IMPORT_EXPORT = 3
+    DATA_TRANSFER = 4
+
+
+# element descriptor byte 2 flags (SMC-3 6.11.3 - 6.11.6)
+FULL = 0x01
+IMPEXP = 0x02  # import/export: placed there by an operator (1) or the transport (0)
+EXCEPT = 0x04
+ACCESS = 0x08
+EXENAB = 0x10  # import/export: can export
+INENAB = 0x20  # import/export: can import
+#: MEDIUM TYPE, SMC-3 Table 28 (element descriptor byte 9 bits 2-0).
+MEDIUM_TYPE_DATA = 0x1
+VOLUME_TAG_LENGTH = 36  # 32-byte volume identifier, 2 reserved, 2-byte sequence number
+VOLUME_IDENTIFIER_LENGTH = 32
+
+
+def volume_tag(barcode: str | None) -> bytes:
+    """Volume tag information as READ ELEMENT STATUS reports it (SMC-3 6.11): a
+    32-byte volume identifier left aligned and space filled, 2 reserved bytes and a
+    volume sequence number of zero; all zeros for no medium or no label."""
+    if not barcode:
+        return bytes(VOLUME_TAG_LENGTH)
+    raw = barcode.encode("ascii")
+    if len(raw) > VOLUME_IDENTIFIER_LENGTH:
+        raise ValueError(f"volume identifier {barcode!r} is longer than 32 characters")
+    return raw.ljust(VOLUME_IDENTIFIER_LENGTH, b" ") + bytes(4)
+
+
+@dataclass(frozen=True, slots=True)
+class ElementDescriptor:
+    """One element's status, independent of its encoding (SMC-3 6.11.3 - 6.11.6).
+
+    ``source`` is the SOURCE STORAGE ELEMENT ADDRESS with SVALID set when not None;
+    ``identifier`` is a data transfer element's device identifier (a SPC-4 designation
+    descriptor: code set, type and value), reported when DVCID is one.
+    """
+
+    address: int
+    flags: int = 0
+    barcode: str | None = None
+    source: int | None = None
+    asc: int = 0  # ASC << 8 | ASCQ, meaningful with EXCEPT
+    medium_type: int = 0
+    identifier: tuple[int, int, bytes] | None = None
+
+    @property
+    def full(self) -> bool:
+        return bool(self.flags & FULL)
+
+    def encode(self, voltag: bool, identifier_length: int | None) -> bytes:
+        """Bytes of this descriptor; ``identifier_length`` None leaves out the device
+        identifier (DVCID zero), else pads the identifier to that length so every
+        descriptor of a page has the page's length."""
+        svalid = 0x80 if self.source is not None else 0
+        head = struct.pack(
+            ">HBxBBxxxBH", self.address, self.flags, self.asc >> 8, self.asc & 0xFF,
+            svalid | (self.medium_type & 0x7), self.source or 0,
+        )
+        tail = volume_tag(self.barcode) if voltag else b""
+        if identifier_length is None:
+            return head + tail + bytes(4)
+        if self.identifier is None:
+            return head + tail + bytes(4 + identifier_length)
+        code_set, kind, value = self.identifier
+        if len(value) > identifier_length:
+            raise ValueError("identifier longer than the page's identifier length")
+        return (head + tail + struct.pack(">BBxB", code_set & 0xF, kind & 0x3F, len(value))
+                + value.ljust(identifier_length, b"\0"))
+
+
+def element_status_page(
+    element_type: ElementType, descriptors: Sequence[ElementDescriptor], *, voltag: bool,
+    dvcid: bool = False,
+) -> bytes:
+    """An element status page: its 8-byte header and descriptors (SMC-3 6.11.2).
+    Device identifiers appear only in a data transfer element page with DVCID one."""
+    ident_len: int | None = None
+    if dvcid and element_type == ElementType.DATA_TRANSFER:
+        ident_len = max((len(d.identifier[2]) for d in descriptors if d.identifier), default=0)
+    body = b"".join(d.encode(voltag, ident_len) for d in descriptors)
+    length = len(body) // len(descriptors) if descriptors else 0
+    return struct.pack(">BBHI", int(element_type), 0x80 if voltag else 0, length,
+                       len(body) & 0xFFFFFF) + body
+
+
+def element_status_data(first_address: int, count: int, pages: Sequence[bytes]) -> bytes:
+    """READ ELEMENT STATUS data: the element status header (SMC-3 6.11.1) then the pages;
+    BYTE COUNT OF REPORT AVAILABLE counts every page byte, whatever the allocation."""
+    body = b"".join(pages)
+    return struct.pack(">HHI", first_address, count, len(body) & 0xFFFFFF) + body
+
+
+# --- mode pages ------------------------------------------------------------------------------
+ELEMENT_ADDRESS_ASSIGNMENT_PAGE = 0x1D
+TRANSPORT_GEOMETRY_PAGE = 0x1E
+DEVICE_CAPABILITIES_PAGE = 0x1F
+
+
+@dataclass(frozen=True, slots=True)
+class ElementRange:
+    """First address and number of elements of one type."""
+
+    first: int
+    count: int
+
+    def __contains__(self, address: object) -> bool:
+        return isinstance(address, int) and self.first <= address < self.first + self.count
+
+    def addresses(self) -> range:
+        return range(self.first, self.first + self.count)
+
+
+def element_address_assignment_page(
+    transport: ElementRange, storage: ElementRange, import_export: ElementRange,
+    data_transfer: ElementRange,
+) -> bytes:
+    """Element Address Assignment mode page (1Dh, SMC-3): the first address and number
+    of each element type; the PS bit stays zero (nothing to save)."""
+    return struct.pack(
+        ">BBHHHHHHHHxx", ELEMENT_ADDRESS_ASSIGNMENT_PAGE, 0x12,
+        transport.first, transport.count, storage.first, storage.count,
+        import_export.first, import_export.count, data_transfer.first, data_transfer.count,
+    )
+
+
+def transport_geometry_page(transports: int) -> bytes:
+    """Transport Geometry Parameters mode page (1Eh, SMC-3): one descriptor per
+    medium transport; ours cannot rotate media (ROTATE zero), each is its own set."""
+    body = b"".join(struct.pack(">BB", 0, i) for i in range(transports))
+    return struct.pack(">BB", TRANSPORT_GEOMETRY_PAGE, len(body)) + body
+
+
+def device_capabilities_page() -> bytes:
+    """Device Capabilities mode page (1Fh, SMC-3): storage, import/export and data
+    transfer elements hold media (the transport only in passing); MOVE MEDIUM goes from
+    each of them to each of them; EXCHANGE MEDIUM is not supported (zero bytes 12-15)."""
+    stor = 0b1110  # StorDT, StorI/E, StorST; not StorMT
+    move = 0b1110  # ->DT, ->I/E, ->ST
+    return struct.pack(">BBBx4B4x4x4x", DEVICE_CAPABILITIES_PAGE, 0x12, stor, 0, move, move, move)
