@@ -17,6 +17,7 @@ not divide evenly is COPY ABORTED, UNEXPECTED INEXACT SEGMENT.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import threading
 import time
@@ -84,6 +85,7 @@ class CopyJob:
     segments_processed: int = 0
     transferred: int = 0
     planned: int = 0  # bytes all segments move
+    digest: Any = field(default_factory=hashlib.sha256)  # of the bytes moved, in order
     status: int = CopyCommandStatus.IN_PROGRESS
     sense: SenseData | None = None
     started: float = field(default_factory=time.monotonic)
@@ -94,6 +96,12 @@ class CopyJob:
     @property
     def running(self) -> bool:
         return self.status == CopyCommandStatus.IN_PROGRESS
+
+    def moved(self, data: DataBuffer, n: int) -> None:
+        """``n`` bytes of ``data`` reached the destination."""
+        for view in data.slices(0, n):
+            self.digest.update(view)
+        self.transferred += n
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,7 +348,7 @@ class CopyManager:
                 dst.write_blocks(seg.destination_lba + done // dst.block_size,
                                  n // dst.block_size, buf)
             done += n
-            job.transferred += n
+            job.moved(buf, n)
 
     def _stream_writes(self, cscd: IdentificationCscd | None, tape: Tape,
                        transfer_length: int) -> tuple[int, bool]:
@@ -394,8 +402,8 @@ class CopyManager:
                     last = DataBuffer.allocate(record)
                     last.copy_in(data.sub(whole).tobytes())
                     _quiet_early_warning(tape.write_record, last, record)
+            job.moved(data, length)
             staging.consume(length)
-            job.transferred += length
 
     def _stream_to_block(self, job: CopyJob, plan: _Plan) -> None:
         seg: StreamToBlock = plan.segment
@@ -420,9 +428,9 @@ class CopyManager:
             nonlocal written
             with self._device_errors(job, plan, False):
                 dst.write_blocks(seg.lba + written // bs, n // bs, staging.head(n))
+            job.moved(staging.head(n), n)
             staging.consume(n)
             written += n
-            job.transferred += n
 
         while written < total:
             if len(staging) < min(flush_at, total - written):
@@ -463,9 +471,9 @@ class CopyManager:
             n = min(per_write, len(staging), total - done)
             with self._device_errors(job, plan, False):
                 _quiet_early_warning(dst.write_record, staging.head(n), n)
+            job.moved(staging.head(n), n)
             staging.consume(n)
             done += n
-            job.transferred += n
 
     # --- RECEIVE COPY RESULTS, SPC-4 r31 6.18 ------------------------------------------------
     def receive_copy_results(self, receiving: ScsiDevice, cdb: Any) -> bytes:
@@ -477,6 +485,9 @@ class CopyManager:
         if job is None:
             raise InvalidFieldInCdb(2, message=f"no copy with list identifier "
                                                f"{cdb.list_identifier}")
+        if cdb.OPCODE == xcopy.RECEIVE_COPY_DIGEST.OPCODE:
+            done = job.digest.digest() if not job.running else bytes(32)
+            return xcopy.CopyDigest(job.status, job.transferred, done).encode()
         if sa == xcopy.RECEIVE_COPY_RESULTS_COPY_STATUS.SERVICE_ACTION:
             return xcopy.copy_status_data(job.status, job.segments_processed, job.transferred)
         if job.running or job.status == CopyCommandStatus.COMPLETED:

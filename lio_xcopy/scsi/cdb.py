@@ -126,6 +126,13 @@ def cdb_layout(
         table.insert(0, Field("service_action", 1, 5))
     if "control" not in names:
         table.append(Field("control", length - 1, 8))
+    used = bytearray(length)
+    for f in table:
+        bits = bytearray(length)
+        f.put(bits, f.mask)
+        if any(a & b for a, b in zip(used, bits, strict=True)):
+            raise ValueError(f"{name}: field {f.name!r} overlaps another field")
+        used = bytearray(a | b for a, b in zip(used, bits, strict=True))
     cls = make_dataclass(
         _class_name(name),
         [(f.name, int, 0) for f in table],

@@ -74,6 +74,13 @@ RECEIVE_COPY_RESULTS_FAILED_SEGMENT_DETAILS = cdb_layout(
     Field("list_identifier", 2, 8), Field("allocation_length", 10, 32),
     service_action=0x04,
 )
+#: Vendor specific (SPC-4 4.3.4: opcodes C0h-FFh; group 6 is a 10-byte CDB): the SHA-256
+#: of the bytes a copy moved, so a backup can be verified without the data crossing the
+#: initiator. Data: :class:`CopyDigest`.
+RECEIVE_COPY_DIGEST = cdb_layout(
+    "RECEIVE COPY DIGEST (lio-xcopy)", 0xC5, 10, "vendor specific, docs/copy-digest.md",
+    Field("list_identifier", 2, 8), Field("allocation_length", 5, 32),
+)
 #: The RECEIVE COPY RESULTS service actions we answer (01h RECEIVE DATA needs held data).
 RECEIVE_COPY_RESULTS = (
     RECEIVE_COPY_RESULTS_COPY_STATUS,
@@ -800,6 +807,37 @@ class CopyStatus:
             f"{self.transfer_count} {units} transferred"
             + (", held data discarded" if self.held_data_discarded else "")
         )
+
+
+_COPY_DIGEST = struct.Struct(">IBBxxQ32s")
+DIGEST_SHA256 = 0x01
+
+
+@dataclass(frozen=True, slots=True)
+class CopyDigest:
+    """RECEIVE COPY DIGEST data: AVAILABLE DATA (4), COPY MANAGER STATUS (as in COPY
+    STATUS), DIGEST ALGORITHM (01h SHA-256), BYTES DIGESTED (8), DIGEST (32; zero until
+    the copy ends). The digest covers the bytes the copy moved, in order, without pad."""
+
+    status: int
+    byte_count: int
+    digest: bytes = bytes(32)
+    algorithm: int = DIGEST_SHA256
+
+    LENGTH: ClassVar[int] = _COPY_DIGEST.size
+
+    def encode(self) -> bytes:
+        return _COPY_DIGEST.pack(self.LENGTH - 4, self.status, self.algorithm,
+                                 self.byte_count, self.digest)
+
+
+def parse_copy_digest(data: bytes) -> CopyDigest:
+    """Parse RECEIVE COPY DIGEST data (the initiator's side)."""
+    if len(data) < CopyDigest.LENGTH:
+        raise ValueError(f"copy digest data is {len(data)} bytes, expected "
+                         f"{CopyDigest.LENGTH}")
+    _, status, algorithm, count, digest = _COPY_DIGEST.unpack_from(data)
+    return CopyDigest(status & 0x7F, count, digest, algorithm)
 
 
 def copy_status_data(

@@ -327,3 +327,31 @@ def test_copy_access_policy_refuses_a_lun_kept_apart(lab):
     assert e.value.sense.asc == Asc.COPY_TARGET_DEVICE_NOT_REACHABLE
     # the receiving LUN itself is always reachable
     run(lab.manager, src, [(src, {})], [BlockToBlock(0, 0, 8, 0, 8)])
+
+
+def test_copy_digest_of_a_backup_equals_its_restore(lab):
+    """RECEIVE COPY DIGEST (vendor specific C5h): SHA-256 of the bytes each copy moved,
+    so the backup server verifies a restore against its backup without reading data."""
+    import hashlib
+
+    data = os.urandom(MiB + 512)
+    src, t, dst = lab.disk("src", data=data + bytes(512)), lab.tape("t0"), lab.disk("dst")
+    blocks = len(data) // 512
+
+    def digest(receiving, list_id):
+        cdb = xcopy.RECEIVE_COPY_DIGEST(list_identifier=list_id, allocation_length=48)
+        out = bytearray(48)
+        receiving.handle(Command(cdb.encode(), DataBuffer.of(out)))
+        return xcopy.parse_copy_digest(bytes(out))
+
+    run(lab.manager, src, [(src, {}), (t, {})], [BlockToStream(0, 1, blocks, 0, 65536)],
+        list_identifier=5, list_id_usage=ListIdUsage.HOLD)
+    backup = digest(src, 5)
+    assert (backup.status, backup.byte_count) == (xcopy.CopyCommandStatus.COMPLETED, len(data))
+    assert backup.digest == hashlib.sha256(data).digest()
+    t.rewind()
+    run(lab.manager, dst, [(t, {}), (dst, {})], [StreamToBlock(0, 1, blocks, 0, 65536)],
+        list_identifier=6, list_id_usage=ListIdUsage.HOLD)
+    assert digest(dst, 6).digest == backup.digest
+    with pytest.raises(IllegalRequest):
+        digest(dst, 5)  # list identifiers belong to the LUN that received the copy

@@ -161,3 +161,11 @@ def test_parse_mode_parameters_rejects_bad_lengths(data):
 
 def test_report_one_command_not_supported():
     assert spc.report_one_command(None, False) == b"\x00\x01\x00\x00"
+
+
+def test_a_layout_whose_fields_overlap_is_refused_when_defined():
+    from lio_xcopy.scsi.cdb import Field, cdb_layout
+
+    with pytest.raises(ValueError, match="BAD: field 'control' overlaps another field"):
+        cdb_layout("BAD", 0xC5, 10, "test", Field("allocation_length", 6, 32))  # hits CONTROL
+    cdb_layout("GOOD", 0xC5, 10, "test", Field("allocation_length", 5, 32))

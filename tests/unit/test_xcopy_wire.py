@@ -74,6 +74,11 @@ def test_receive_copy_results_cdbs_golden():
         list_identifier=0x7F, allocation_length=0x10000
     ).encode() == bytes.fromhex("84 04 7f 00000000000000 00010000 00 00")
     assert [c.SERVICE_ACTION for c in x.RECEIVE_COPY_RESULTS] == [0, 3, 4]
+    # our vendor-specific RECEIVE COPY DIGEST, as docs/copy-digest.md shows it for sg_raw
+    assert x.RECEIVE_COPY_DIGEST(list_identifier=7, allocation_length=48).encode() == \
+        bytes.fromhex("c5 00 07 00 00 00 00 00 30 00")
+    digest = x.CopyDigest(1, 1 << 33, bytes(range(32)))
+    assert x.parse_copy_digest(digest.encode()) == digest and len(digest.encode()) == 48
     assert x.RECEIVE_COPY_RESULTS_COPY_STATUS.invalid("list_identifier").sense\
         .sense_key_specific == field_pointer(2)
 
