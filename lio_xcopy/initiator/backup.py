@@ -30,6 +30,7 @@ from lio_xcopy.errors import LioXcopyError
 from lio_xcopy.initiator import sgio
 from lio_xcopy.initiator.catalog import BACKUP, DONE, RESTORE, Catalog, Job, Terminated
 from lio_xcopy.initiator.changer import (
+    UNIT_ATTENTION_RETRIES,
     Changer,
     ChangerError,
     ElementStatus,
@@ -274,8 +275,19 @@ class Devices:
     _open: list[sgio.ScsiDevice] = field(default_factory=list)
 
     def open(self, path: str) -> sgio.ScsiDevice:
+        """Open a device and take the unit attentions it holds for this I_T nexus (LUNs
+        added, power on, a new cartridge: SPC-4 5.9) with TEST UNIT READY, so that
+        the job's first real command is not refused for them; NOT READY is left for
+        the job to handle."""
         dev = self.opener(self.sg_node(path))
         self._open.append(dev)
+        for _ in range(UNIT_ATTENTION_RETRIES):
+            try:
+                dev.test_unit_ready()
+                break
+            except sgio.ScsiCommandError as e:
+                if e.key != SenseKey.UNIT_ATTENTION:
+                    break
         return dev
 
     def sg_node(self, path: str) -> str:

@@ -291,7 +291,8 @@ def format_jobs(jobs: list[Job]) -> str:
 
 USAGE = """usage: lio-xcopy catalog [--catalog PATH] [--job ID]
 
-Lists the backup and restore jobs of the catalog (default /var/lib/lio-xcopy/catalog.db).
+Lists the backup and restore jobs of the catalog (default /var/lib/lio-xcopy/catalog.db,
+or $LIO_XCOPY_CATALOG).
   --job ID   every field of one job
 """
 
@@ -299,7 +300,7 @@ Lists the backup and restore jobs of the catalog (default /var/lib/lio-xcopy/cat
 def main(argv: list[str]) -> int:
     import sys
 
-    path: Path = DEFAULT_PATH
+    path = Path(os.environ.get("LIO_XCOPY_CATALOG") or DEFAULT_PATH)
     one = None
     it = iter(argv)
     for a in it:
