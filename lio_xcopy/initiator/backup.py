@@ -22,13 +22,21 @@ import struct
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
 from lio_xcopy.errors import LioXcopyError
 from lio_xcopy.initiator import sgio
-from lio_xcopy.initiator.catalog import BACKUP, DONE, RESTORE, Catalog, Job, Terminated
+from lio_xcopy.initiator.catalog import (
+    BACKUP,
+    DONE,
+    FAILED,
+    RESTORE,
+    Catalog,
+    Job,
+    Terminated,
+)
 from lio_xcopy.initiator.changer import (
     UNIT_ATTENTION_RETRIES,
     Changer,
@@ -422,6 +430,40 @@ def unload_to(lib: Library, drive: Drive, address: int, out: IO[str]) -> None:
     print(f"unloaded the cartridge to slot {lib.inventory.slot_number(address)}", file=out)
 
 
+def wait_for_interrupted_copies(cat: Catalog, devs: Devices, drive_naa: bytes, out: IO[str],
+                                sleep: Callable[[float], None] = time.sleep) -> None:
+    """A job killed during its EXTENDED COPY leaves the copy running on the target: the
+    copy manager goes on writing to the drive. Before the drive is positioned for a new
+    job, wait for every such copy of a failed job on this drive (COPY STATUS on the LUN
+    that received it, SPC-4 r31 6.18.3) to end."""
+    recent = time.time() - 24 * 3600
+    for old in cat.jobs(state=FAILED):
+        if old.drive_naa != drive_naa.hex() or old.list_id is None or (old.ended or 0) < recent:
+            continue
+        path, naa = (old.disk, old.disk_naa) if old.kind == BACKUP else (old.drive,
+                                                                         old.drive_naa)
+        try:
+            dev = devs.open(path)
+            if dev.naa() != bytes.fromhex(naa):
+                continue
+        except (sgio.SgIoError, ValueError):
+            continue
+        said = False
+        while True:
+            try:
+                st = copy_status(dev, old.list_id)
+            except sgio.ScsiCommandError:
+                break  # no such copy (any more)
+            if st.status != CopyCommandStatus.IN_PROGRESS:
+                break
+            if not said:
+                print(f"waiting for the copy of interrupted job {old.id} to end on the "
+                      f"target ({(st.transferred_bytes or 0) / MiB:.1f} MiB so far)", file=out,
+                      flush=True)
+                said = True
+            sleep(1.0)
+
+
 # --- signals ---------------------------------------------------------------------------------
 @contextlib.contextmanager
 def sigterm_raises() -> Iterator[None]:
@@ -549,11 +591,12 @@ def _backup(req: BackupRequest, cat: Catalog, devs: Devices, out: IO[str], progr
     drive = Drive(tape_dev)
     drive_naa = _naa(tape_dev, "the drive")
     cartridge = slot.barcode if slot is not None else None
+    wait_for_interrupted_copies(cat, devs, drive_naa, out)
     with cat.running(BACKUP, disk=req.disk, disk_naa=src.designator.value.hex(),
                      first_block=first, blocks=blocks, block_size=src.block_size,
                      cartridge=cartridge, drive=drive_path, drive_naa=drive_naa.hex(),
                      record_length=req.record) as job, sigterm_raises():
-        print(f"job {job.id}: {src.describe()} -> "
+        print(f"job {job.id}: {replace(src, path=req.disk).describe()} -> "
               f"{cartridge or 'the cartridge'} in {drive_path}", file=out)
         if lib is not None and slot is not None:
             load(lib, drive, slot, out)
@@ -649,6 +692,7 @@ def _restore(req: RestoreRequest, cat: Catalog, devs: Devices, out: IO[str], pro
     assert drive_path is not None
     tape_dev = devs.open(drive_path)
     drive = Drive(tape_dev)
+    wait_for_interrupted_copies(cat, devs, _naa(tape_dev, "the drive"), out)
     with cat.running(RESTORE, disk=req.disk, disk_naa=dst.designator.value.hex(),
                      first_block=req.seek, blocks=src_job.blocks,
                      block_size=src_job.block_size, cartridge=src_job.cartridge,

@@ -374,3 +374,39 @@ def test_a_running_job_of_a_dead_process_fails_at_the_next_open(tmp_path):
         (orphan,) = c.orphans
         assert orphan.id == job.id and c.job(job.id).state == FAILED
         assert "interrupted: process" in c.job(job.id).error
+
+
+def test_the_next_job_waits_for_the_copy_an_interrupted_job_left_running(target, cat,
+                                                                          monkeypatch):
+    def killed(*a, **k):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(bk, "send_and_poll", killed)
+        with pytest.raises(KeyboardInterrupt):
+            do_backup(target, cat, drive="/dev/sg6")
+    (job,) = cat.jobs()
+    naa = bytes.fromhex(job.drive_naa)
+    slept: list[float] = []
+    out = io.StringIO()
+    # the copy never reached the target: its list identifier is unknown there
+    bk.wait_for_interrupted_copies(cat, target.devices(), naa, out, sleep=slept.append)
+    assert out.getvalue() == "" and slept == []
+    # a copy still in progress is waited for, then the job goes on
+    states = [xcopy.CopyStatus(0, 3, 5 << 20), xcopy.CopyStatus(0, 4, 6 << 20),
+              xcopy.CopyStatus(1, 9, 9 << 20)]
+    asked = []
+
+    def status(dev, list_id):
+        asked.append((dev.path, list_id))
+        return states.pop(0)
+
+    monkeypatch.setattr(bk, "copy_status", status)
+    bk.wait_for_interrupted_copies(cat, target.devices(), naa, out, sleep=slept.append)
+    assert out.getvalue() == (f"waiting for the copy of interrupted job {job.id} to end on "
+                              "the target (5.0 MiB so far)\n")
+    assert slept == [1.0, 1.0] and asked == [("/dev/sg1", job.list_id)] * 3
+    # other drives' jobs are not waited for
+    states[:] = [xcopy.CopyStatus(0, 1, 1)]
+    bk.wait_for_interrupted_copies(cat, target.devices(), b"\x60" * 16, out)
+    assert len(states) == 1

@@ -160,7 +160,8 @@ def test_restore_of_job_1_is_byte_exact_and_verified(setup):
     text = b"".join(chunks).decode()
     with setup.transcript.open("a") as f:
         f.write(f"# lio-xcopy restore 1 {setup.dst} --changer {setup.changer} --unload "
-                f"(on a terminal; \\r shown as a new line)\n{text.replace(chr(13), chr(10))}\n")
+                f"(on a terminal; each \\r redraw shown as a line)\n"
+                f"{text.replace(chr(13) + chr(10), chr(10)).replace(chr(13), chr(10))}\n")
     assert "loading BKP002L8 from slot 2 into drive 0" in text
     assert "\r  [" in text  # redrawn in place
     assert "verified: SHA-256 matches the backup's" in text
@@ -197,8 +198,9 @@ def test_operator_errors_are_one_line_and_change_nothing(setup):
 
 
 def test_a_killed_backup_is_failed_and_the_next_one_closes_its_file(setup, lab):
-    """SIGKILL mid-copy: nothing can catch it; the next catalog open marks the job
-    failed, and the next backup closes the file the copy left without a filemark."""
+    """SIGKILL mid-copy: nothing can catch it. The target's copy manager goes on with
+    the copy; the next backup marks the job failed when it opens the catalog, waits for
+    that copy to end, closes the file it left without a filemark, and appends."""
     cmd = [sys.executable, "-m", "lio_xcopy.initiator.backup", "backup", lab.sd, "--changer",
            setup.changer, "--slot", "2", "--record", "16384"]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -212,31 +214,33 @@ def test_a_killed_backup_is_failed_and_the_next_one_closes_its_file(setup, lab):
         time.sleep(0.02)
     killed_id = rows[0]["id"]
     with sgio.ScsiDevice(lab.disk_sg) as poll:
-        moved = 0
         while True:
-            st = copy_status(poll, list_id)
+            try:
+                st = copy_status(poll, list_id)
+            except sgio.ScsiCommandError:  # the catalog has it before the target does
+                time.sleep(0.02)
+                continue
             moved = st.transferred_bytes or 0
             if moved > 0 or st.status != 0:
                 break
             time.sleep(0.02)
-        p.send_signal(signal.SIGKILL)
-        p.wait(timeout=60)
-        assert 0 < moved < 96 * MiB, "the copy was not caught mid-way"
-        # the target's copy manager goes on with the copy the process had started
-        while copy_status(poll, list_id).status == 0:
-            time.sleep(0.2)
+    p.send_signal(signal.SIGKILL)
+    p.wait(timeout=60)
+    assert 0 < moved < 96 * MiB, "the copy was not caught mid-way"
     assert [r["state"] for r in setup.jobs() if r["id"] == killed_id] == ["running"]
-    p = setup.cli("catalog")
-    assert f"job {killed_id} marked failed: interrupted: process" in p.stderr
-    killed = setup.jobs()[killed_id - 1]
-    assert killed["state"] == "failed" and killed["file_number"] == 2
-    assert f"\n{killed_id:>4}  backup  failed" in "\n" + p.stdout
-    # the next backup appends after the orphaned file, which it closes first
+    # straight away, the next backup to the same cartridge
     p = setup.cli("backup", setup.src, "--changer", setup.changer, "--slot", "2",
                   "--count", "64", "--unload")
+    assert f"job {killed_id} marked failed: interrupted: process" in p.stderr
     assert "closing tape file 2, left open by an interrupted job, with a filemark" in p.stdout
     job = setup.jobs()[-1]
     assert (job["state"], job["file_number"]) == ("done", 3)
+    killed = setup.jobs()[killed_id - 1]
+    assert killed["state"] == "failed" and killed["file_number"] == 2
     files = tape_files(setup.lib / "BKP002L8.aws")
     assert len(files) == 4 and files[3] == setup.src_file.read_bytes()[:64 * 512]
-    assert len(files[2]) == 96 * MiB  # the orphaned copy, whole: the target finished it
+    # the orphaned copy is whole: the next job did not write into it
+    assert len(files[2]) == 96 * MiB
+    p = setup.cli("catalog")
+    assert f"\n{killed_id:>4}  backup  failed" in "\n" + p.stdout
+    assert "interrupted: process" in p.stdout
