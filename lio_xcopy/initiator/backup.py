@@ -67,6 +67,14 @@ class BackupError(LioXcopyError):
     """A backup or restore cannot go on; the message says what to do next."""
 
 
+def size(n: int) -> str:
+    """Bytes for people: ``512 B``, ``32.0 KiB``, ``96.0 MiB``, ``1.5 GiB``."""
+    for unit, scale in (("GiB", 1 << 30), ("MiB", MiB), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
 # --- progress --------------------------------------------------------------------------------
 def _clock(seconds: float) -> str:
     s = int(seconds + 0.5)
@@ -458,7 +466,7 @@ def wait_for_interrupted_copies(cat: Catalog, devs: Devices, drive_naa: bytes, o
                 break
             if not said:
                 print(f"waiting for the copy of interrupted job {old.id} to end on the "
-                      f"target ({(st.transferred_bytes or 0) / MiB:.1f} MiB so far)", file=out,
+                      f"target ({size(st.transferred_bytes or 0)} so far)", file=out,
                       flush=True)
                 said = True
             sleep(1.0)
@@ -607,7 +615,7 @@ def _backup(req: BackupRequest, cat: Catalog, devs: Devices, out: IO[str], progr
         file_number = append_position(drive, out)
         cat.update(job.id, file_number=file_number)
         total = blocks * src.block_size
-        print(f"writing tape file {file_number}: {total / MiB:.1f} MiB in "
+        print(f"writing tape file {file_number}: {size(total)} in "
               f"{req.record}-byte records, by the target's copy manager", file=out)
         bar = Progress(total, out, tty=tty) if progress else None
         moved, _seconds, sha = _copy(disk_dev, devs, src, dst,
@@ -622,7 +630,7 @@ def _backup(req: BackupRequest, cat: Catalog, devs: Devices, out: IO[str], progr
             raise BackupError(f"after the filemark the drive is in file {after}, not "
                               f"{file_number + 1}: another host used the drive?")
         done = cat.finish(job.id, bytes=moved, sha256=sha)
-        print(f"job {job.id} done: {moved / MiB:.1f} MiB in tape file {file_number} of "
+        print(f"job {job.id} done: {size(moved)} in tape file {file_number} of "
               f"{cartridge or drive_path}" + (f", sha256 {sha}" if sha else ""), file=out)
         if req.unload and lib is not None and slot is not None:
             unload_to(lib, drive, _home(slot), out)
@@ -700,7 +708,7 @@ def _restore(req: RestoreRequest, cat: Catalog, devs: Devices, out: IO[str], pro
                      file_number=src_job.file_number, record_length=src_job.record_length,
                      restored_job=src_job.id) as job, sigterm_raises():
         print(f"job {job.id}: restore of job {src_job.id} ({src_job.disk}, "
-              f"{src_job.size / MiB:.1f} MiB) from tape file {src_job.file_number} of "
+              f"{size(src_job.size)}) from tape file {src_job.file_number} of "
               f"{src_job.cartridge or drive_path} to {req.disk}", file=out)
         if lib is not None and holder is not None:
             load(lib, drive, holder, out)
@@ -726,7 +734,7 @@ def _restore(req: RestoreRequest, cat: Catalog, devs: Devices, out: IO[str], pro
         else:
             verdict = "not verified: no digest from the copy manager"
         done = cat.finish(job.id, bytes=moved, sha256=sha)
-        print(f"job {job.id} done: {moved / MiB:.1f} MiB restored, {verdict}", file=out)
+        print(f"job {job.id} done: {size(moved)} restored, {verdict}", file=out)
         if req.unload and lib is not None and holder is not None:
             unload_to(lib, drive, _home(holder), out)
         return done

@@ -333,6 +333,11 @@ def test_progress_redraws_on_a_tty_and_prints_lines_elsewhere():
     assert "\r" not in log.getvalue() and len(lines) == 4  # at 0, 5, 10 s and the end
 
 
+def test_sizes():
+    assert [bk.size(n) for n in (512, 32 << 10, 96 * MiB, 3 << 29)] == [
+        "512 B", "32.0 KiB", "96.0 MiB", "1.5 GiB"]
+
+
 def test_read_position_long_form():
     data = struct.pack(">BxxxIQQQ", 0x00, 0, 1234, 3, 0)
     assert bk.parse_position_long(data) == bk.Position(False, False, 0, 1234, 3)
