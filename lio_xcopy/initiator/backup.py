@@ -343,6 +343,12 @@ class Devices:
         while self._open:
             self._open.pop().close()
 
+    def __enter__(self) -> Devices:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def _naa(dev: sgio.ScsiDevice, what: str) -> bytes:
     naa = dev.naa()
@@ -549,11 +555,8 @@ def backup(req: BackupRequest, cat: Catalog, *, devs: Devices | None = None,
            tty: bool | None = None) -> Job:
     """One backup job; returns its catalog row (done). Raises :class:`LioXcopyError`
     after marking the job failed."""
-    devs = devs or Devices()
-    try:
-        return _backup(req, cat, devs, out, progress, tty)
-    finally:
-        devs.close()
+    with devs or Devices() as d:
+        return _backup(req, cat, d, out, progress, tty)
 
 
 def _backup(req: BackupRequest, cat: Catalog, devs: Devices, out: IO[str], progress: bool,
@@ -651,11 +654,9 @@ class RestoreRequest:
 def restore(req: RestoreRequest, cat: Catalog, *, devs: Devices | None = None,
             out: IO[str] = sys.stdout, progress: bool = True,
             tty: bool | None = None) -> Job:
-    devs = devs or Devices()
-    try:
-        return _restore(req, cat, devs, out, progress, tty)
-    finally:
-        devs.close()
+    """One restore job; returns its catalog row (done, digest verified)."""
+    with devs or Devices() as d:
+        return _restore(req, cat, d, out, progress, tty)
 
 
 def _restore(req: RestoreRequest, cat: Catalog, devs: Devices, out: IO[str], progress: bool,
