@@ -36,6 +36,7 @@ from lio_xcopy.initiator.catalog import (
     Catalog,
     Job,
     Terminated,
+    size,
 )
 from lio_xcopy.initiator.changer import (
     UNIT_ATTENTION_RETRIES,
@@ -61,18 +62,12 @@ from lio_xcopy.scsi.smc import ElementType
 from lio_xcopy.scsi.xcopy import CopyCommandStatus
 
 MiB = 1 << 20
+#: List identifiers tried when the copy manager says one is in use (OPERATION IN PROGRESS).
+LIST_ID_ATTEMPTS = 4
 
 
 class BackupError(LioXcopyError):
     """A backup or restore cannot go on; the message says what to do next."""
-
-
-def size(n: int) -> str:
-    """Bytes for people: ``512 B``, ``32.0 KiB``, ``96.0 MiB``, ``1.5 GiB``."""
-    for unit, scale in (("GiB", 1 << 30), ("MiB", MiB), ("KiB", 1 << 10)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} B"
 
 
 # --- progress --------------------------------------------------------------------------------
@@ -90,8 +85,10 @@ def format_progress(moved: int, total: int, seconds: float, width: int = 24) -> 
     rate = moved / MiB / seconds if seconds > 0 else 0.0
     eta = _clock((total - moved) / MiB / rate) if rate > 0 and moved < total else (
         "0:00" if moved >= total else "--:--")
+    unit, scale = next((u, n) for u, n in (("GiB", 1 << 30), ("MiB", MiB), ("KiB", 1 << 10))
+                       if total >= n or n == 1 << 10)
     return (f"[{'#' * fill}{'.' * (width - fill)}] {100 * frac:3.0f}%  "
-            f"{moved / MiB:7.1f}/{total / MiB:.1f} MiB  {rate:6.1f} MiB/s  ETA {eta}")
+            f"{moved / scale:7.1f}/{total / scale:.1f} {unit}  {rate:6.1f} MiB/s  ETA {eta}")
 
 
 class Progress:
@@ -516,20 +513,28 @@ def _copy(src_dev: sgio.ScsiDevice, devs: Devices, src: Endpoint, dst: Endpoint,
           job: Job) -> tuple[int, float, str | None]:
     """One EXTENDED COPY with progress; (bytes moved, seconds, SHA-256 hex or None)."""
     op = operating_parameters(src_dev)
-    list_id = random.randint(1, 255)
-    plist, _segments = build(src, dst, req, op, list_id)
-    cat.update(job.id, list_id=list_id)
     poll = devs.open(src_dev.path)
-    try:
-        st, seconds = send_and_poll(src_dev, poll, plist, list_id,
-                                    on_status=progress.update if progress else None,
-                                    interval=0.5)
-    except BaseException:
-        if progress:
-            progress.abandon()
-        with contextlib.suppress(sgio.SgIoError):
-            print(f"  copy status: {copy_status(poll, list_id).describe()}", file=out)
-        raise
+    for attempt in range(LIST_ID_ATTEMPTS):
+        list_id = random.randint(1, 255)  # LID1: one byte, ours to choose (SPC-4 6.4.3.2)
+        plist, _segments = build(src, dst, req, op, list_id)
+        cat.update(job.id, list_id=list_id)
+        try:
+            st, seconds = send_and_poll(src_dev, poll, plist, list_id,
+                                        on_status=progress.update if progress else None,
+                                        interval=0.5)
+            break
+        except sgio.ScsiCommandError as e:
+            if e.asc == Asc.OPERATION_IN_PROGRESS and attempt + 1 < LIST_ID_ATTEMPTS:
+                continue  # another copy holds that list identifier: pick another
+            if progress:
+                progress.abandon()
+            raise
+        except BaseException:
+            if progress:
+                progress.abandon()
+            with contextlib.suppress(sgio.SgIoError):
+                print(f"  copy status: {copy_status(poll, list_id).describe()}", file=out)
+            raise
     moved = st.transferred_bytes or 0
     if progress:
         progress.finish(moved, seconds)

@@ -266,8 +266,12 @@ def _when(t: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else "-"
 
 
-def _mib(n: int | None) -> str:
-    return "-" if n is None else f"{n / (1 << 20):.1f} MiB"
+def size(n: int) -> str:
+    """Bytes for people: ``512 B``, ``32.0 KiB``, ``96.0 MiB``, ``1.5 GiB``."""
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
 
 
 def format_jobs(jobs: list[Job]) -> str:
@@ -282,7 +286,7 @@ def format_jobs(jobs: list[Job]) -> str:
         lines.append(
             f"{j.id:>4}  {j.kind:<7} {j.state:<7} {_when(j.started):<19}  {src:<34.34} "
             f"{j.cartridge or '(drive)':<10} {'-' if j.file_number is None else j.file_number:>4}"
-            f" {_mib(j.bytes if j.bytes is not None else j.size):>11}  "
+            f" {size(j.bytes if j.bytes is not None else j.size):>11}  "
             f"{(j.sha256 or '-')[:16]}")
         if j.error:
             lines.append(f"      {j.error}")

@@ -234,6 +234,26 @@ def test_an_error_marks_the_job_failed(target, cat, monkeypatch):
     assert job.file_number == 0 and job.list_id is not None
 
 
+def test_a_list_identifier_in_use_is_replaced(target, cat, monkeypatch):
+    real = bk.send_and_poll
+    tried = []
+
+    def busy_once(s, poll, plist, list_id, **kw):
+        tried.append(list_id)
+        if len(tried) == 1:  # as the copy manager refuses a held list identifier
+            from lio_xcopy.scsi.errors import IllegalRequest
+            from lio_xcopy.scsi.sense import Asc
+
+            e = IllegalRequest(Asc.OPERATION_IN_PROGRESS, 0, in_cdb=False)
+            r = sgio.Result(b"\x83" + bytes(15), CHECK_CONDITION, e.sense, b"", 0, 0.0)
+            raise sgio.ScsiCommandError("EXTENDED COPY failed", s.path, r)
+        return real(s, poll, plist, list_id, **kw)
+
+    monkeypatch.setattr(bk, "send_and_poll", busy_once)
+    job, _ = do_backup(target, cat, drive="/dev/sg6", blocks=8)
+    assert job.state == DONE and len(tried) == 2 and job.list_id == tried[1]
+
+
 def test_ctrl_c_marks_the_job_failed(target, cat, monkeypatch):
     def interrupted(*a, **k):
         raise KeyboardInterrupt
@@ -310,7 +330,9 @@ def test_progress_line():
         "[######..................]  25%     24.0/96.0 MiB    12.0 MiB/s  ETA 0:06")
     assert bk.format_progress(96 * MiB, 96 * MiB, 8.0).endswith("100%     96.0/96.0 MiB"
                                                                 "    12.0 MiB/s  ETA 0:00")
-    assert bk.format_progress(MiB, 10_000 * MiB, 1.0).endswith("ETA 2:46:39")
+    assert bk.format_progress(MiB, 10_000 * MiB, 1.0).endswith(
+        "0%      0.0/9.8 GiB     1.0 MiB/s  ETA 2:46:39")
+    assert "   16.0/32.0 KiB" in bk.format_progress(16 << 10, 32 << 10, 1.0)
 
 
 def test_progress_redraws_on_a_tty_and_prints_lines_elsewhere():
