@@ -252,3 +252,38 @@ def test_state_survives_a_daemon_restart(library, lab):
     library.mtx("unload", "3", "1")
     assert library.status()[2] == "Data Transfer Element 1:Empty"
     clear_unit_attention(lab.disk_sg, lab.tape_sg)
+
+
+def test_saved_configuration_brings_the_library_back(library, lab):
+    """saveconfig, remove the changer and drive LUNs (as a reboot would), restoreconfig:
+    the same LUNs (same NAA) come back and mtx sees the same library."""
+    import json
+
+    library.mtx("load", "2", "0")
+    before = library.status()[1:]  # the first line names the changer's /dev/sgN
+    saved = lab.work / "library-saved.json"
+    cli = [sys.executable, "-m", "lio_xcopy"]
+    out = run(*cli, "saveconfig", str(saved)).stdout
+    assert "1 changer(s), 2 library drive(s)" in out, out
+    doc = json.loads(saved.read_text())
+    assert doc["changers"] == [{"name": "libchanger", "library": str(library.path),
+                                "wwn": doc["changers"][0]["wwn"]}]
+    assert [(d["name"], d["drive"]) for d in doc["library_drives"]] == [
+        ("libtape0", 0), ("libtape1", 1)]
+    luns = [provision.create_changer("libchanger", library.path)]  # lookups
+    luns += [provision.create_library_drive(f"libtape{i}", library.path, i) for i in (0, 1)]
+    for lun in luns:
+        provision.delete(lun.name)
+    for hctl in library.hctls:
+        _wait_gone(hctl)
+    p = run(*cli, "restoreconfig", str(saved))
+    for what in ("changer libchanger", "library drive libtape0", "library drive libtape1"):
+        assert f"created {what}" in p.stdout, p.stdout
+    assert " 0 error(s)" in p.stdout, p.stdout
+    devs = [provision.find_kernel_device(lun) for lun in luns]  # found by the same NAA
+    clear_unit_attention(*(str(d.sg) for d in devs))
+    after = run("mtx", "-f", str(devs[0].sg), "status").stdout.splitlines()[1:]
+    assert [line.rstrip() for line in after] == before
+    library.changer, library.hctls = str(devs[0].sg), [d.hctl for d in devs]
+    run("mtx", "-f", library.changer, "unload", "2", "0")
+    clear_unit_attention(lab.disk_sg, lab.tape_sg)
