@@ -73,7 +73,9 @@ def _config_command(cmd: str, rest: list[str]) -> int:
     try:
         if cmd == "saveconfig":
             cfg = saved.save(path)
-            print(f"saved {len(cfg.disks)} disk(s), {len(cfg.tapes)} tape(s) to {path}")
+            extra = (f", {len(cfg.changers)} changer(s), {len(cfg.library_drives)} library "
+                     "drive(s)" if cfg.changers or cfg.library_drives else "")
+            print(f"saved {len(cfg.disks)} disk(s), {len(cfg.tapes)} tape(s){extra} to {path}")
             return 0
         if cmd == "restoreconfig":
             report = saved.restore(config.load(path))

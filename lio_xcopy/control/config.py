@@ -67,6 +67,25 @@ class TapeConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ChangerConfig:
+    """The medium changer (SMC-3) LUN of a library directory."""
+
+    name: str
+    library: Path
+    wwn: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LibraryDriveConfig:
+    """Tape drive number ``drive`` of a library: its cartridges come from the changer."""
+
+    name: str
+    library: Path
+    drive: int
+    wwn: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class LoopbackTarget:
     """A tcm_loop target and its LUNs (LUN id -> backstore name). ``wwn`` None means
     the first loopback target, created when there is none."""
@@ -147,10 +166,13 @@ class SavedConfig:
     loopback: tuple[LoopbackTarget, ...] = ()
     iscsi: tuple[IscsiTarget, ...] = ()
     copy_groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    changers: tuple[ChangerConfig, ...] = ()
+    library_drives: tuple[LibraryDriveConfig, ...] = ()
 
     @property
-    def backstores(self) -> tuple[DiskConfig | TapeConfig, ...]:
-        return (*self.disks, *self.tapes)
+    def backstores(self) -> tuple[Backstore, ...]:
+        """Every LUN: disks, tapes, changers and library drives."""
+        return (*self.disks, *self.tapes, *self.changers, *self.library_drives)
 
     def loopback_luns(self) -> dict[str, tuple[str | None, int]]:
         """Backstore name -> (loopback target WWN, LUN id), first export of each."""
@@ -166,6 +188,19 @@ class SavedConfig:
         return any(c is not None and c.password
                    for t in self.iscsi for g in t.tpgs for a in g.acls
                    for c in (a.chap, a.mutual_chap))
+
+
+Backstore = DiskConfig | TapeConfig | ChangerConfig | LibraryDriveConfig
+
+
+#: the kinds of :class:`Change` that are backstores (keyed ``("backstore", name)``)
+BACKSTORE_KINDS = ("disk", "tape", "changer", "library_drive")
+
+
+def kind_of(b: Backstore) -> str:
+    """``disk``, ``tape``, ``changer`` or ``library_drive``."""
+    return {DiskConfig: "disk", TapeConfig: "tape", ChangerConfig: "changer",
+            LibraryDriveConfig: "library_drive"}[type(b)]
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -321,7 +356,8 @@ class _Reader:
 
     # -- the document
     def config(self, doc: Any) -> SavedConfig:
-        fields = ("disks", "tapes", "loopback", "iscsi", "copy_groups")
+        fields = ("disks", "tapes", "changers", "library_drives", "loopback", "iscsi",
+                  "copy_groups")
         if isinstance(doc, dict) and "version" in doc:
             version = doc["version"]
             if isinstance(version, int) and not isinstance(version, bool) \
@@ -337,8 +373,12 @@ class _Reader:
                       for i, d in enumerate(self.list(o.get("disks"), "disks")))
         tapes = tuple(self.tape(t, f"tapes[{i}]")
                       for i, t in enumerate(self.list(o.get("tapes"), "tapes")))
-        self.unique_backstores(disks, tapes)
-        names = {b.name for b in (*disks, *tapes)}
+        changers = tuple(self.changer(c, f"changers[{i}]")
+                         for i, c in enumerate(self.list(o.get("changers"), "changers")))
+        drives = tuple(self.library_drive(d, f"library_drives[{i}]") for i, d in
+                       enumerate(self.list(o.get("library_drives"), "library_drives")))
+        self.unique_backstores(disks, tapes, changers, drives)
+        names = {b.name for b in (*disks, *tapes, *changers, *drives)}
 
         if o["version"] == 1:
             loopback = self.loopback_v1(o.get("loopback"), names)
@@ -364,7 +404,7 @@ class _Reader:
                     raise self.fail(f"{where}[{j}]", f"{m!r} is listed twice; keep one")
                 seen.append(m)
             groups[name] = tuple(seen)
-        return SavedConfig(disks, tapes, loopback, tuple(iscsi), groups)
+        return SavedConfig(disks, tapes, loopback, tuple(iscsi), groups, changers, drives)
 
     def loopback_v1(self, v: Any, names: set[str]) -> tuple[LoopbackTarget, ...]:
         """Schema 1: ``{backstore: lun_id}`` on the first loopback target."""
@@ -420,25 +460,54 @@ class _Reader:
                           self.path(o["path"], _at(where, "path")), capacity,
                           self.wwn(o.get("wwn"), _at(where, "wwn")))
 
-    def unique_backstores(self, disks: tuple[DiskConfig, ...],
-                          tapes: tuple[TapeConfig, ...]) -> None:
+    def changer(self, v: Any, where: str) -> ChangerConfig:
+        o = self.obj(v, where, ("name", "library"), ("wwn",))
+        return ChangerConfig(self.name(o["name"], _at(where, "name")),
+                             self.path(o["library"], _at(where, "library")),
+                             self.wwn(o.get("wwn"), _at(where, "wwn")))
+
+    def library_drive(self, v: Any, where: str) -> LibraryDriveConfig:
+        o = self.obj(v, where, ("name", "library", "drive"), ("wwn",))
+        return LibraryDriveConfig(self.name(o["name"], _at(where, "name")),
+                                  self.path(o["library"], _at(where, "library")),
+                                  self.int(o["drive"], _at(where, "drive"), 0, 255),
+                                  self.wwn(o.get("wwn"), _at(where, "wwn")))
+
+    def unique_backstores(self, disks: tuple[DiskConfig, ...], tapes: tuple[TapeConfig, ...],
+                          changers: tuple[ChangerConfig, ...] = (),
+                          drives: tuple[LibraryDriveConfig, ...] = ()) -> None:
         names: dict[str, str] = {}
         paths: dict[Path, str] = {}
         serials: dict[str, str] = {}
-        labelled = [(f"disks[{i}]", d) for i, d in enumerate(disks)]
+        slots: dict[tuple[Path, int], str] = {}
+        labelled: list[tuple[str, Any]] = [(f"disks[{i}]", d) for i, d in enumerate(disks)]
         labelled += [(f"tapes[{i}]", t) for i, t in enumerate(tapes)]
+        labelled += [(f"changers[{i}]", c) for i, c in enumerate(changers)]
+        labelled += [(f"library_drives[{i}]", d) for i, d in enumerate(drives)]
         for where, b in labelled:
             if b.name in names:
                 raise self.fail(f"{where}.name", f"{b.name!r} is already {names[b.name]}; "
                                 "give each backstore its own name")
-            if b.path in paths:
+            if isinstance(b, LibraryDriveConfig):
+                if (b.library, b.drive) in slots:
+                    raise self.fail(f"{where}.drive", f"drive {b.drive} of {b.library} is "
+                                    f"already {slots[b.library, b.drive]!r}; give each LUN "
+                                    "its own drive")
+                slots[b.library, b.drive] = b.name
+            elif isinstance(b, ChangerConfig):
+                if (b.library, -1) in slots:
+                    raise self.fail(f"{where}.library", f"{b.library} already has changer "
+                                    f"{slots[b.library, -1]!r}; keep one")
+                slots[b.library, -1] = b.name
+            elif b.path in paths:
                 raise self.fail(f"{where}.path", f"{str(b.path)!r} is already used by "
                                 f"{paths[b.path]!r}; give each LUN its own file")
             if b.wwn is not None and b.wwn.lower() in serials:
                 raise self.fail(f"{where}.wwn", f"{b.wwn!r} is already "
                                 f"{serials[b.wwn.lower()]!r}'s; use a fresh UUID or leave it out")
             names[b.name] = where
-            paths[b.path] = b.name
+            if isinstance(b, DiskConfig | TapeConfig):
+                paths[b.path] = b.name
             if b.wwn is not None:
                 serials[b.wwn.lower()] = b.name
 
@@ -609,6 +678,11 @@ def to_json(cfg: SavedConfig) -> dict[str, Any]:
                               "block_size": d.block_size, "wwn": d.wwn}) for d in cfg.disks],
         "tapes": [_drop_none({"name": t.name, "path": str(t.path), "capacity": t.capacity,
                               "wwn": t.wwn}) for t in cfg.tapes],
+        "changers": [_drop_none({"name": c.name, "library": str(c.library), "wwn": c.wwn})
+                     for c in cfg.changers],
+        "library_drives": [_drop_none({"name": d.name, "library": str(d.library),
+                                       "drive": d.drive, "wwn": d.wwn})
+                           for d in cfg.library_drives],
         "loopback": [_drop_none({"wwn": t.wwn,
                                  "luns": {str(k): v for k, v in sorted(t.luns.items())}})
                      for t in cfg.loopback],
@@ -738,8 +812,9 @@ def _save(path: Path, data: bytes, backups: int) -> None:
 # --- comparing ------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Change:
-    """One step of a restore. ``kind`` is disk, tape, loopback, target, tpg, portal, lun,
-    acl, mapped_lun or copy_group; ``key`` locates it (e.g. ``(iqn, tag, lun_id)``);
+    """One step of a restore. ``kind`` is disk, tape, changer, library_drive, loopback,
+    target, tpg, portal, lun, acl, mapped_lun or copy_group; ``key`` locates it (e.g.
+    ``(iqn, tag, lun_id)``);
     ``item`` is the model object (the wanted one, or for "remove" the existing one).
     A "change" keeps the object and resets its settings (TPG enable and attributes,
     ACL CHAP, copy group members)."""
@@ -766,8 +841,7 @@ class _Entry:
 def _entries(cfg: SavedConfig) -> dict[tuple[Any, ...], _Entry]:
     e: dict[tuple[Any, ...], _Entry] = {}
     for b in cfg.backstores:
-        kind = "disk" if isinstance(b, DiskConfig) else "tape"
-        e[("backstore", b.name)] = _Entry(kind, b, b, None, (), 0)
+        e[("backstore", b.name)] = _Entry(kind_of(b), b, b, None, (), 0)
     for t in cfg.loopback:
         for lun_id, name in t.luns.items():
             e[("loopback", t.wwn, lun_id)] = _Entry("loopback", name, name, None,

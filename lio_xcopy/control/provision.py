@@ -6,6 +6,7 @@ returns it; asking for one that exists with another backing is an error.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import uuid
@@ -16,9 +17,15 @@ from lio_xcopy.errors import ConfigError
 from lio_xcopy.tcmu.handler import HW_MAX_SECTORS, HandlerConfig
 from lio_xcopy.tcmu.uio import SUBTYPE
 
+log = logging.getLogger(__name__)
+
 #: Never wait for tcmu-runner's netlink reply: it answers "no handler" for our subtype
 #: (see shared notes); re-applied on every create.
 CONTROL = "nl_reply_supported=-1"
+#: target_core_user attributes we set on every LUN: task management reaches the daemon
+#: (so ABORT TASK and LUN RESET stop a copy), and one EXTENDED COPY may run for up to
+#: ten minutes before the kernel fails it (the default, 30 s, is too short for a copy).
+ATTRIBUTES = {"tmr_notification": "1", "cmd_time_out": "600"}
 
 
 def _rtslib():
@@ -74,6 +81,7 @@ def _create(name: str, hc: HandlerConfig, size: int, wwn: str | None) -> Lun:
                     f"LUN {name!r} exists with config {so.config!r}: delete it first or "
                     "choose another name"
                 )
+            _tune(so)
             return Lun(name, hc.kind, Path(hc.path), so.wwn, so)
         if so.name == name:
             raise ConfigError(f"a {so.plugin} backstore named {name!r} exists: choose another name")
@@ -81,7 +89,19 @@ def _create(name: str, hc: HandlerConfig, size: int, wwn: str | None) -> Lun:
         name, config=config, size=size, wwn=wwn or str(uuid.uuid4()),
         hw_max_sectors=HW_MAX_SECTORS, control=CONTROL,
     )
+    _tune(so)
     return Lun(name, hc.kind, Path(hc.path), so.wwn, so)
+
+
+def _tune(so) -> None:
+    """Apply :data:`ATTRIBUTES` where this kernel has them (cmd_time_out only takes
+    while the LUN is not exported; a LUN made by us got it then)."""
+    for attr, value in ATTRIBUTES.items():
+        if Path(so.path, "attrib", attr).exists() and so.get_attribute(attr) != value:
+            try:
+                so.set_attribute(attr, value)
+            except (_rtslib().RTSLibError, OSError) as e:
+                log.warning("%s: cannot set %s=%s now (%s)", so.name, attr, value, e)
 
 
 def create_disk(name: str, path: str | os.PathLike[str], size: int, block_size: int = 512,

@@ -50,19 +50,24 @@ def running(keep_from: config.SavedConfig | None = None) -> config.SavedConfig:
     """The configuration LIO holds now. Copy groups and portal network namespaces live
     only in the saved file, so they are carried over from ``keep_from``."""
     rts = provision._rtslib()
-    disks, tapes = [], []
+    disks, tapes, changers, drives = [], [], [], []
     for so in rts.RTSRoot().storage_objects:
         if so.plugin != "user" or not (so.config or "").startswith(f"{SUBTYPE}/"):
             continue
         hc = HandlerConfig.parse(so.config.split("/", 1)[1])
-        if hc.kind == "disk":
+        if hc.kind == "changer":
+            changers.append(config.ChangerConfig(so.name, Path(hc.path), so.wwn))
+        elif "drive" in hc.options:
+            drives.append(config.LibraryDriveConfig(so.name, Path(hc.path),
+                                                    int(hc.options["drive"]), so.wwn))
+        elif hc.kind == "disk":
             disks.append(config.DiskConfig(so.name, Path(hc.path), so.size,
                                            int(hc.options.get("block_size", "512")), so.wwn))
         else:
             tapes.append(config.TapeConfig(so.name, Path(hc.path),
                                            parse_size(hc.options.get("capacity", "1G")),
                                            so.wwn))
-    names = {d.name for d in disks} | {t.name for t in tapes}
+    names = {b.name for b in (*disks, *tapes, *changers, *drives)}
     loopback = []
     for target in rts.FabricModule("loopback").targets:
         luns = {lun.lun: lun.storage_object.name for tpg in target.tpgs for lun in tpg.luns
@@ -74,6 +79,8 @@ def running(keep_from: config.SavedConfig | None = None) -> config.SavedConfig:
         tuple(sorted(loopback, key=lambda t: t.wwn or "")),
         _iscsi_model(iscsi.running_targets(names), keep_from),
         dict(keep_from.copy_groups) if keep_from else {},
+        tuple(sorted(changers, key=lambda c: c.name)),
+        tuple(sorted(drives, key=lambda d: d.name)),
     )
 
 
@@ -105,8 +112,8 @@ def _bind_default_loopback(cfg: config.SavedConfig, now: config.SavedConfig) \
 
 
 def _label(c: config.Change) -> str:
-    if c.kind in ("disk", "tape"):
-        return f"{c.kind} {c.key[0]}"
+    if c.kind in config.BACKSTORE_KINDS:
+        return f"{c.kind.replace('_', ' ')} {c.key[0]}"
     if c.kind == "loopback":
         wwn, lun_id = c.key
         return f"loopback {c.item} lun {lun_id}" + (f" on {wwn}" if wwn else "")
@@ -139,6 +146,15 @@ class _Restorer:
     def create_tape(self, c: config.Change) -> None:
         b = c.item
         lun = provision.create_tape(b.name, b.path, b.capacity, b.wwn)
+        self.luns[b.name] = lun.storage_object
+
+    def create_changer(self, c: config.Change) -> None:
+        b = c.item
+        self.luns[b.name] = provision.create_changer(b.name, b.library, b.wwn).storage_object
+
+    def create_library_drive(self, c: config.Change) -> None:
+        b = c.item
+        lun = provision.create_library_drive(b.name, b.library, b.drive, b.wwn)
         self.luns[b.name] = lun.storage_object
 
     def _so(self, name: str):
@@ -206,7 +222,7 @@ def restore(cfg: config.SavedConfig,
     changes = config.diff(now, cfg)
     restorer = _Restorer()
     for c in changes:
-        key = ("backstore" if c.kind in ("disk", "tape") else c.kind, *c.key)
+        key = ("backstore" if c.kind in config.BACKSTORE_KINDS else c.kind, *c.key)
         if c.action == "remove":
             if key in wanted:  # the same name with other settings
                 failed.add(key)
@@ -229,10 +245,10 @@ def restore(cfg: config.SavedConfig,
         (report.created if c.action == "create" else report.changed).append(_label(c))
         if progress:
             progress(f"{c.action}d {_label(c)}")
-    touched = {("backstore" if c.kind in ("disk", "tape") else c.kind, *c.key)
+    touched = {("backstore" if c.kind in config.BACKSTORE_KINDS else c.kind, *c.key)
                for c in changes}
     for key, entry in wanted.items():
-        if key not in touched and entry.kind in ("disk", "tape", "loopback"):
+        if key not in touched and entry.kind in (*config.BACKSTORE_KINDS, "loopback"):
             report.present.append(" ".join(str(k) for k in key[1:]) if entry.kind == "loopback"
                                   else f"{entry.kind} {key[1]}")
     return report

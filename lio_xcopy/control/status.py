@@ -57,8 +57,12 @@ def lines(cfg: config.SavedConfig, state: state_file.DaemonState | None,
     for b in cfg.backstores:
         if isinstance(b, config.DiskConfig):
             what = f"disk {b.name}: {b.path}, {_size(b.size)}, {b.block_size}-byte blocks"
-        else:
+        elif isinstance(b, config.TapeConfig):
             what = f"tape {b.name}: {b.path}, capacity {_size(b.capacity)}"
+        elif isinstance(b, config.ChangerConfig):
+            what = f"changer {b.name}: library {b.library}"
+        else:
+            what = f"library drive {b.name}: drive {b.drive} of library {b.library}"
         out.append(f"{what}, wwn {b.wwn}"
                    + ("" if b.name in served or state is None else ", NOT SERVED by the daemon"))
         out += [f"  {e}" for e in _exports(cfg, b.name)] or ["  not exported"]

@@ -91,6 +91,7 @@ class CopyJob:
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
+    future: Future[int] | None = None  # the EXTENDED COPY command's completion
     carry: bytes = b""  # residual held for the next segment (CAT, SPC-4 6.4.6.1)
 
     @property
@@ -145,6 +146,18 @@ class CopyManager:
             job.cancel.set()
         device.copy_manager = None
 
+    def abort(self, fut: Future[int]) -> bool:
+        """Task management (ABORT TASK, LUN RESET, ...) aborted the EXTENDED COPY that
+        ``fut`` completes: stop it at its next chunk. False when no copy runs for it."""
+        with self._lock:
+            job = next((j for j in self._running if j.future is fut), None)
+        if job is None:
+            return False
+        log.warning("copy %s/%d aborted by task management after %d bytes", job.lun,
+                    job.list_id, job.transferred)
+        job.cancel.set()
+        return True
+
     def resolve(self, cscd: IdentificationCscd) -> ScsiDevice | None:
         """The LUN whose VPD page 83h reports the CSCD's designator."""
         with self._lock:
@@ -172,6 +185,7 @@ class CopyManager:
         self._admit(job)
         fut: Future[int] = Future()
         fut.set_running_or_notify_cancel()
+        job.future = fut
         t = threading.Thread(target=self._run, args=(job, plans, fut),
                              name=f"xcopy-{job.lun}-{job.list_id}", daemon=True)
         t.start()

@@ -261,6 +261,20 @@ class AwsTape:
         return self._off[self._pos] if self._pos < len(self._off) else self._eod
 
     @property
+    def end_of_data_offset(self) -> int:
+        """File offset of end of data (the bytes the tape holds)."""
+        return self._eod
+
+    def file_start(self, file_number: int) -> int | None:
+        """Object number where logical file ``file_number`` starts (after that many
+        filemarks); None when the tape has fewer filemarks."""
+        if file_number == 0:
+            return 0
+        if file_number > len(self._fms):
+            return None
+        return self._fms[file_number - 1] + 1
+
+    @property
     def at_bop(self) -> bool:
         return self._pos == 0
 

@@ -56,6 +56,8 @@ class CopyManagerLink(Protocol):
 
     def receive_copy_results(self, receiving: ScsiDevice, cdb: Any) -> bytes: ...
 
+    def abort(self, fut: Future[int]) -> bool: ...
+
 
 def command(*layouts: type[Cdb]) -> Callable[[Handler], Handler]:
     """Register a device method as the handler of these CDB layouts."""

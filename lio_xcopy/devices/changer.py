@@ -26,8 +26,8 @@ from lio_xcopy.scsi.errors import CheckCondition, HardwareError, IllegalRequest,
 from lio_xcopy.scsi.sense import Asc
 from lio_xcopy.scsi.smc import ElementDescriptor, ElementType
 
-#: Commands that neither report nor clear a unit attention (SPC-4 5.9; REPORT LUNS is
-#: answered by the kernel).
+#: Commands that neither report nor clear a unit attention (SPC-4's unit attention
+#: conditions; REPORT LUNS is answered by the kernel).
 _NO_ATTENTION = (spc.INQUIRY.OPCODE, spc.REQUEST_SENSE.OPCODE)
 #: SAM-5, SPC-4, SMC-3 (no version claimed).
 VERSION_DESCRIPTORS = (0x00A0, 0x0460, 0x0480)
@@ -37,7 +37,7 @@ class MediumChanger(ScsiDevice):
     """A library's robot: peripheral device type 08h."""
 
     DEVICE_TYPE = spc.TYPE_MEDIUM_CHANGER
-    PRODUCT = "lio-xcopy library"
+    PRODUCT = "lio-xcopy lib"
     REMOVABLE = True
     VERSION_DESCRIPTORS = VERSION_DESCRIPTORS
 
@@ -47,6 +47,8 @@ class MediumChanger(ScsiDevice):
         self._lock = threading.RLock()
         s = library.state()
         self._seen = (s.ie_accesses, s.inventory_changes)
+        if s.prevent_removal:  # a power on ends the prevention
+            library.set_prevent(False)
 
     # a changer is no copy source or destination: it never claims 3PC
     @property
@@ -179,7 +181,7 @@ class MediumChanger(ScsiDevice):
 
     @command(smc.PREVENT_ALLOW_MEDIUM_REMOVAL)
     def prevent_allow_medium_removal(self, cmd: Command, cdb: Any) -> int:
-        """Locks the import/export door against the operator (SMC-3 6.13)."""
+        """Locks the import/export door against the operator (SMC-3)."""
         if cdb.prevent not in (smc.ALLOW, smc.PREVENT):
             raise smc.PREVENT_ALLOW_MEDIUM_REMOVAL.invalid("prevent")
         self.library.set_prevent(cdb.prevent == smc.PREVENT)

@@ -53,7 +53,7 @@ MAX_SLOTS = 0xFFFF - STORAGE_FIRST
 DEFAULT_CAPACITY = 1 << 30
 
 #: A volume identifier we accept: what LTO labels use (upper-case letters and digits)
-#: plus ``_`` and ``-``, at most the 32 characters of a volume tag (SMC-3 6.11).
+#: plus ``_`` and ``-``, at most the 32 characters of a volume tag (SMC-3).
 BARCODE = re.compile(r"[A-Z0-9][A-Z0-9_-]{0,31}")
 
 
@@ -205,10 +205,9 @@ class Library:
             if (lib.path / STATE_FILE).exists():
                 raise ConfigError(f"{lib.path} already holds a library: use it or choose "
                                   "another directory")
+            names: list[str | None] = [*luns, *[None] * (drives - len(luns))]
             state = State([None] * slots, [None] * ie_slots, [None] * drives,
-                          capacity=capacity,
-                          drive_luns=(luns + [None] * drives)[:drives],  # type: ignore[operator]
-                          drive_serials=[None] * drives)
+                          capacity=capacity, drive_luns=names, drive_serials=[None] * drives)
             lib._write(state)
         return lib
 
@@ -345,9 +344,9 @@ class Library:
         except (ConfigError, BackingStoreError, OSError) as e:
             raise HardwareError(f"loading {barcode} into {drive.identity.name}: {e}") from e
 
-    # --- moving media (SMC-3 6.9 MOVE MEDIUM) --------------------------------------------------
+    # --- moving media (SMC-3 MOVE MEDIUM) --------------------------------------------------
     def check_transport(self, address: int, state: State, byte: int = 2) -> None:
-        """0 is the default medium transport (SMC-3 6.9); anything else must be one."""
+        """0 is the default medium transport (SMC-3 MOVE MEDIUM); anything else must be one."""
         if address and address not in self.ranges(state)[ElementType.MEDIUM_TRANSPORT]:
             raise IllegalRequest(Asc.INVALID_ELEMENT_ADDRESS, byte,
                                  message=f"{address:#06x} is not a medium transport")
@@ -373,6 +372,10 @@ class Library:
             if lists[dkind][di] is not None:
                 raise IllegalRequest(Asc.MEDIUM_DESTINATION_ELEMENT_FULL,
                                      message=f"element {destination:#06x} is full")
+            if dkind is ElementType.IMPORT_EXPORT and s.prevent_removal:
+                raise IllegalRequest(Asc.MEDIUM_REMOVAL_PREVENTED,
+                                     message="medium removal is prevented: nothing goes to "
+                                     "the import/export slots")
             unloaded: Drive | None = None
             if skind is ElementType.DATA_TRANSFER:
                 unloaded = self.drive(si)
@@ -406,14 +409,16 @@ class Library:
             raise HardwareError(f"unloading {drive.identity.name}: {e}") from e
 
     def set_prevent(self, prevent: bool) -> None:
-        """The host's PREVENT ALLOW MEDIUM REMOVAL: locks the import/export door."""
+        """The host's PREVENT ALLOW MEDIUM REMOVAL (SMC-3): no medium may leave the
+        library, neither moved into an import/export slot nor exported by the operator;
+        importing still works (as Quantum's and others' libraries behave)."""
         with self.change() as s:
             s.prevent_removal = prevent
 
     # --- the operator's side ------------------------------------------------------------------
-    def _door(self, s: State, what: str) -> None:
+    def _door(self, s: State) -> None:
         if s.prevent_removal:
-            raise ConfigError(f"cannot {what}: a host locked the library door (PREVENT "
+            raise ConfigError("cannot export: a host locked the library door (PREVENT "
                               "MEDIUM REMOVAL); have it allow removal, then retry")
 
     def _new_cartridge(self, s: State, barcode: str, capacity: int | None,
@@ -432,8 +437,6 @@ class Library:
         if len(set(barcodes)) != len(barcodes):
             raise ConfigError("a barcode is given twice: each cartridge needs its own")
         with self.change() as s:
-            if import_export:
-                self._door(s, "put cartridges in the import/export slots")
             slots = s.ie if import_export else s.slots
             free = [i for i, p in enumerate(slots) if p is None]
             if len(free) < len(barcodes):
@@ -464,7 +467,6 @@ class Library:
         src = Path(file)
         barcode = barcode or src.name.removesuffix(SUFFIX)
         with self.change() as s:
-            self._door(s, "import")
             free = [i for i, p in enumerate(s.ie) if p is None]
             if not s.ie:
                 raise ConfigError(f"{self.path} has no import/export slots")
@@ -497,7 +499,7 @@ class Library:
         if not dest_dir.is_dir():
             raise ConfigError(f"{dest_dir} is not a directory: give where the cartridge goes")
         with self.change() as s:
-            self._door(s, "export")
+            self._door(s)
             at = s.where(barcode)
             if at is None:
                 raise ConfigError(f"{barcode} is not in the library: `list` shows what is")

@@ -1,10 +1,17 @@
-"""SSC-4 sequential-access device (a tape drive) over an AWSTAPE cartridge.
+"""SSC-4 sequential-access device (a tape drive) over AWSTAPE cartridges.
 
-The subset the Linux ``st`` driver, ``mt``, ``tar`` and ``dd`` use: READ/WRITE (6) in
-variable (block length 0) and fixed mode, WRITE FILEMARKS, SPACE, REWIND, LOCATE, READ
-POSITION, READ BLOCK LIMITS, ERASE, LOAD UNLOAD, PREVENT ALLOW MEDIUM REMOVAL and the
-mode block descriptor. Exceptions are reported as SSC-4 prescribes for a stream device
-(FILEMARK, ILI and EOM bits with the residue in INFORMATION, see :mod:`lio_xcopy.scsi.ssc`).
+What the Linux ``st`` driver, ``mt`` (mt-st), ``tar``, ``dd`` and backup applications use:
+READ/WRITE (6) in variable (block length 0) and fixed mode, WRITE FILEMARKS (IMMED),
+SPACE (6)/(16), REWIND, LOCATE (10)/(16), READ POSITION (short, long and extended
+forms), READ BLOCK LIMITS, ERASE, FORMAT MEDIUM, LOAD UNLOAD, PREVENT ALLOW MEDIUM
+REMOVAL, REPORT DENSITY SUPPORT, MODE SENSE/SELECT (block descriptor, pages 0Fh, 10h,
+10h/01h and 11h), LOG SENSE/SELECT (pages 0Ch and 2Eh). Exceptions are reported as
+SSC-4 prescribes for a stream device (FILEMARK, ILI and EOM bits with the residue in
+INFORMATION, see :mod:`lio_xcopy.scsi.ssc`).
+
+A drive may be empty (``path=None``, a library drive): medium access is NOT READY,
+MEDIUM NOT PRESENT until :meth:`Tape.load_cartridge`. UNLOAD leaves the cartridge in
+the drive's mouth (:attr:`Tape.ejected`) until LOAD or :meth:`Tape.unload_cartridge`.
 
 Writes land in the file's page cache (BUFFERED MODE 1); WRITE FILEMARKS without IMMED,
 REWIND, LOAD UNLOAD and :meth:`flush` make them durable.
@@ -14,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import struct
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -28,16 +36,24 @@ from lio_xcopy.scsi.errors import (
     IllegalRequest,
     InvalidFieldInParameterList,
     MediumError,
+    UnitAttention,
 )
 from lio_xcopy.scsi.sense import Asc
 
 MIN_BLOCK_LENGTH = 1
 MAX_BLOCK_LENGTH = 0xFFFFFF  # the largest a 24-bit TRANSFER LENGTH can ask for
 MAX_LOGICAL_OBJECT_IDENTIFIER = 0xFFFFFFFF  # what LOCATE (10) and READ POSITION can address
+#: SAM-5 unit attention: not reported to (nor cleared by) these commands.
+_NO_UNIT_ATTENTION = frozenset({0x03, 0x12, 0xA0})  # REQUEST SENSE, INQUIRY, REPORT LUNS
+#: Bits MODE SELECT may change, per (page, subpage): byte offset -> mask.
+_CHANGEABLE = {
+    (ssc.DEVICE_CONFIGURATION_PAGE, ssc.DEVICE_CONFIGURATION_EXTENSION): {6: 0xFF, 7: 0xFF},
+}
+_LOG_PAGES = (ssc.SEQUENTIAL_ACCESS_DEVICE_PAGE, ssc.TAPE_ALERT_PAGE)
 
 
 class Tape(ScsiDevice):
-    """A tape drive with one cartridge, loaded at start."""
+    """A tape drive, with a cartridge loaded at start or empty (``path=None``)."""
 
     DEVICE_TYPE = spc.TYPE_TAPE
     PRODUCT = "lio-xcopy tape"
@@ -46,7 +62,7 @@ class Tape(ScsiDevice):
     def __init__(
         self,
         identity: LunIdentity,
-        path: str | os.PathLike[str],
+        path: str | os.PathLike[str] | None,
         capacity: int,
         create: bool = True,
         *,
@@ -60,69 +76,156 @@ class Tape(ScsiDevice):
                 f"{identity.name}: maximum block length {max_block_length} is outside"
                 f" {MIN_BLOCK_LENGTH}..{MAX_BLOCK_LENGTH}"
             )
+        self.capacity = capacity
+        self.early_warning_size = early_warning_size
+        self.max_block_length = max_block_length
+        self.block_length = 0  # 0: variable mode
+        self.density = ssc.DENSITY_AWSTAPE
+        self.buffered_mode = 1
+        self.pews = 0  # programmable early warning size, megabytes (0: none)
+        self.prevent_removal = False
+        self.ejected = False  # unloaded, waiting in the drive for LOAD or the robot
+        self._medium: AwsTape | None = None
+        self._unit_attention: Asc | None = None
+        self._alerts: set[int] = set()
+        self._counters = [0, 0, 0, 0]  # log page 0Ch parameters 0000h-0003h
+        self._lock = threading.RLock()
+        if path is not None:
+            self._medium = self._open(path, capacity, read_only, create)
+
+    def _open(self, path: str | os.PathLike[str], capacity: int, read_only: bool,
+              create: bool) -> AwsTape:
         try:
-            self.cartridge = AwsTape(
+            medium = AwsTape(
                 path, capacity, create=create, read_only=read_only,
-                early_warning_size=early_warning_size, strict=False,
+                early_warning_size=self.early_warning_size, strict=False,
             )
         except OSError as e:
             raise BackingStoreError(
-                f"{identity.name}: cannot open the cartridge {os.fspath(path)}: "
+                f"{self.identity.name}: cannot open the cartridge {os.fspath(path)}: "
                 f"{e.strerror or e}" + ("" if create else " (create=False makes no new one)")
             ) from e
-        if self.cartridge.damage:
-            self.log.warning("%s: only the objects before it can be read", self.cartridge.damage)
-        self.max_block_length = max_block_length
-        self.block_length = 0  # 0: variable mode
-        self.density = ssc.DENSITY_DEFAULT
-        self.buffered_mode = 1
-        self.loaded = True
-        self.prevent_removal = False
-        self._lock = threading.RLock()
+        if medium.damage:
+            self.log.warning("%s: only the objects before it can be read", medium.damage)
+        return medium
+
+    # --- the cartridge, for a medium changer -------------------------------------------------
+    @property
+    def medium(self) -> AwsTape | None:
+        """The cartridge file in the drive (loaded or ejected), None when empty."""
+        return self._medium
+
+    @property
+    def cartridge(self) -> str | None:
+        """Path of the cartridge in the drive (loaded or ejected), None when empty."""
+        return self._medium.path if self._medium is not None else None
+
+    @property
+    def removal_prevented(self) -> bool:
+        """PREVENT ALLOW MEDIUM REMOVAL is in force (SSC-4: UNLOAD is refused)."""
+        return self.prevent_removal
+
+    def load_cartridge(self, path: str | os.PathLike[str], *, read_only: bool = False,
+                       capacity: int | None = None) -> None:
+        """Insert a cartridge (created empty when absent) at BOT, ready; the next command
+        gets UNIT ATTENTION, NOT READY TO READY CHANGE, MEDIUM MAY HAVE CHANGED."""
+        with self._lock:
+            if self._medium is not None:
+                raise ConfigError(
+                    f"{self.identity.name}: {self._medium.path} is already in the drive; "
+                    "unload it first"
+                )
+            self._medium = self._open(path, self.capacity if capacity is None else capacity,
+                                      read_only, True)
+            self.ejected = False
+            self._unit_attention = Asc.NOT_READY_TO_READY_CHANGE_MEDIUM_MAY_HAVE_CHANGED
+            self._counters = [0, 0, 0, 0]
+            self._alerts.clear()
+
+    def unload_cartridge(self) -> str | None:
+        """Make the cartridge durable, rewind it and take it out; its path (None when the
+        drive is empty). :class:`ConfigError` while medium removal is prevented,
+        :class:`BackingStoreError` when it cannot be made durable: then it stays in."""
+        with self._lock:
+            medium = self._medium
+            if medium is None:
+                return None
+            if self.prevent_removal:
+                self._alerts.add(ssc.TA_NO_REMOVAL)
+                raise ConfigError(
+                    f"{self.identity.name}: medium removal is prevented; the initiator must "
+                    "send PREVENT ALLOW MEDIUM REMOVAL (allow) first"
+                )
+            _sync(medium)  # a failure leaves the cartridge in the drive
+            medium.rewind()
+            medium.close()
+            self._medium, self.ejected = None, False
+            self._alerts.clear()
+            return medium.path
 
     # --- the handler boundary ----------------------------------------------------------------
     def handle(self, cmd: Command) -> int:
-        with self._lock, self._medium(Asc.UNRECOVERED_READ_ERROR):
-            return super().handle(cmd)
+        with self._lock:
+            if self._unit_attention is not None and cmd.cdb[:1] and (
+                cmd.cdb[0] not in _NO_UNIT_ATTENTION
+            ):
+                asc, self._unit_attention = self._unit_attention, None
+                raise UnitAttention(asc)
+            with self._io_errors(Asc.UNRECOVERED_READ_ERROR):
+                return super().handle(cmd)
 
     def flush(self) -> None:
         with self._lock:
-            try:
-                self.cartridge.sync()
-            except OSError as e:
-                raise BackingStoreError(f"{self.cartridge.path}: fsync: {e.strerror}") from e
+            if self._medium is not None:
+                _sync(self._medium)
 
     def close(self) -> None:
         with self._lock:
-            if self.cartridge.closed:
-                return
-            try:
-                self.cartridge.sync()
-            except OSError as e:
-                raise BackingStoreError(f"{self.cartridge.path}: fsync: {e.strerror}") from e
-            finally:
-                self.cartridge.close()
+            if self._medium is not None and not self._medium.closed:
+                _sync(self._medium, close=True)
 
     @contextlib.contextmanager
-    def _medium(self, asc: Asc) -> Iterator[None]:
-        """The cartridge file's failures as MEDIUM ERROR: a broken header chain is MEDIUM
-        FORMAT CORRUPTED, an OSError ``asc`` (UNRECOVERED READ ERROR, WRITE ERROR)."""
+    def _io_errors(self, asc: Asc) -> Iterator[None]:
+        """The cartridge file's failures as MEDIUM ERROR (and TapeAlert flags): a broken
+        header chain is MEDIUM FORMAT CORRUPTED, an OSError ``asc`` (UNRECOVERED READ
+        ERROR, WRITE ERROR)."""
         try:
             yield
         except TapeFormatError as e:
+            self._alerts.update((ssc.TA_MEDIA, ssc.TA_READ_FAILURE))
             raise MediumError(Asc.MEDIUM_FORMAT_CORRUPTED, message=str(e)) from e
         except OSError as e:
-            raise MediumError(
-                asc, message=f"{self.cartridge.path}: {e.strerror or e}"
-            ) from e
+            write = asc == Asc.WRITE_ERROR
+            self._alerts.update((ssc.TA_HARD_ERROR,
+                                 ssc.TA_WRITE_FAILURE if write else ssc.TA_READ_FAILURE))
+            path = self._medium.path if self._medium is not None else "cartridge"
+            raise MediumError(asc, message=f"{path}: {e.strerror or e}") from e
+
+    def _ready(self) -> AwsTape:
+        """The loaded cartridge, or NOT READY, MEDIUM NOT PRESENT."""
+        if self._medium is None or self.ejected:
+            raise ssc.MediumNotPresent()
+        return self._medium
 
     def check_ready(self) -> None:
-        if not self.loaded:
-            raise ssc.MediumNotPresent()
+        self._ready()
 
     def check_writable(self) -> None:
-        if self.cartridge.read_only:
+        if self._ready().read_only:
+            self._alerts.add(ssc.TA_WRITE_PROTECT)
             raise DataProtect()
+
+    def _pew(self, tape: AwsTape) -> int | None:
+        """File offset of programmable early warning (None when PEWS is zero)."""
+        return max(0, tape.early_warning - self.pews * ssc.MB) if self.pews else None
+
+    def _warn(self, tape: AwsTape) -> None:
+        """After a write: EOM early warning past EW, else past PEW (SSC-4 early warning)."""
+        if tape.beyond_early_warning:
+            raise ssc.EarlyWarning()
+        pew = self._pew(tape)
+        if pew is not None and tape.offset > pew:
+            raise ssc.ProgrammableEarlyWarning()
 
     # --- the narrow stream interface (SCSI handlers and the copy manager) ---------------------
     def read_record(
@@ -136,18 +239,19 @@ class Tape(ScsiDevice):
         suppresses the last unless the block was longer and the block length nonzero.
         A ``max_len`` of zero reads nothing and does not move."""
         with self._lock:
-            self.check_ready()
+            tape = self._ready()
             if not max_len:
                 return 0
-            with self._medium(Asc.UNRECOVERED_READ_ERROR):
-                length, kind = self.cartridge.read_record_into(buf, max_len, start)
+            with self._io_errors(Asc.UNRECOVERED_READ_ERROR):
+                length, kind = tape.read_record_into(buf, max_len, start)
             if kind is Kind.FILEMARK:
                 raise ssc.FilemarkDetected(max_len, transferred=0)
             if kind is Kind.EOD:
-                raise ssc.EndOfData(max_len, transferred=0, eom=self.cartridge.beyond_early_warning)
+                raise ssc.EndOfData(max_len, transferred=0, eom=tape.beyond_early_warning)
+            moved = min(length, max_len)
+            self._count_read(moved)
             if length == max_len:
                 return length
-            moved = min(length, max_len)
             if sili and not (length > max_len and self.block_length):
                 return moved
             raise ssc.IncorrectLength(max_len - length, transferred=moved)
@@ -155,82 +259,92 @@ class Tape(ScsiDevice):
     def read_blocks(self, buf: DataBuffer, count: int) -> int:
         """Read ``count`` blocks of the current block length (READ (6) with FIXED one)."""
         with self._lock:
-            self.check_ready()
+            tape = self._ready()
             size = self.block_length
             for i in range(count):
-                with self._medium(Asc.UNRECOVERED_READ_ERROR):
-                    length, kind = self.cartridge.read_record_into(buf, size, i * size)
+                with self._io_errors(Asc.UNRECOVERED_READ_ERROR):
+                    length, kind = tape.read_record_into(buf, size, i * size)
                 if kind is Kind.FILEMARK:
                     raise ssc.FilemarkDetected(count - i, transferred=i * size)
                 if kind is Kind.EOD:
                     raise ssc.EndOfData(
-                        count - i, transferred=i * size, eom=self.cartridge.beyond_early_warning
+                        count - i, transferred=i * size, eom=tape.beyond_early_warning
                     )
+                self._count_read(min(length, size))
                 if length != size:
                     raise ssc.IncorrectLength(count - i, transferred=i * size + min(length, size))
             return count * size
 
+    def _count_read(self, n: int) -> None:
+        self._counters[2] += n
+        self._counters[3] += n
+
+    def _count_written(self, n: int) -> None:
+        self._counters[0] += n
+        self._counters[1] += n  # no compression: what is received is what is stored
+
     def write_record(self, buf: DataBuffer, length: int, *, start: int = 0) -> None:
         """Write ``buf[start:start + length]`` as one logical block (WRITE (6) with FIXED
         zero). :class:`~lio_xcopy.scsi.ssc.VolumeOverflow` when it does not fit (nothing
-        written); :class:`~lio_xcopy.scsi.ssc.EarlyWarning` when it was written past
-        early warning. A ``length`` of zero writes nothing."""
+        written); :class:`~lio_xcopy.scsi.ssc.EarlyWarning` (or its subclass
+        :class:`~lio_xcopy.scsi.ssc.ProgrammableEarlyWarning`) when it was written past
+        (programmable) early warning. A ``length`` of zero writes nothing."""
         with self._lock:
-            self.check_ready()
+            tape = self._ready()
             self.check_writable()
             if not length:
                 return
-            if not self.cartridge.fits(length):
+            if not tape.fits(length):
                 raise ssc.VolumeOverflow(length)
-            with self._medium(Asc.WRITE_ERROR):
-                self.cartridge.write_record(buf, start, length)
+            with self._io_errors(Asc.WRITE_ERROR):
+                tape.write_record(buf, start, length)
                 if not self.buffered_mode:
-                    self.cartridge.sync()
-            if self.cartridge.beyond_early_warning:
-                raise ssc.EarlyWarning()
+                    tape.sync()
+            self._count_written(length)
+            self._warn(tape)
 
     def write_blocks(self, buf: DataBuffer, count: int) -> None:
         """Write ``count`` blocks of the current block length (WRITE (6) with FIXED one):
         as many as fit, then VOLUME OVERFLOW with the blocks left over."""
         with self._lock:
-            self.check_ready()
+            tape = self._ready()
             self.check_writable()
             size = self.block_length
-            fit = self.cartridge.fits(size, count)
-            with self._medium(Asc.WRITE_ERROR):
-                self.cartridge.write_record(buf, 0, size, fit)
+            fit = tape.fits(size, count)
+            with self._io_errors(Asc.WRITE_ERROR):
+                tape.write_record(buf, 0, size, fit)
                 if fit and not self.buffered_mode:
-                    self.cartridge.sync()
+                    tape.sync()
+            self._count_written(fit * size)
             if fit < count:
                 raise ssc.VolumeOverflow(count - fit)
-            if self.cartridge.beyond_early_warning:
-                raise ssc.EarlyWarning()
+            self._warn(tape)
 
     def write_filemarks(self, count: int, *, immed: bool = False) -> None:
         """Write ``count`` filemarks, then, unless ``immed``, make everything written
         durable (a count of zero only does that). Overflow and early warning as for
         :meth:`write_record`, the residue counting filemarks."""
         with self._lock:
-            self.check_ready()
+            tape = self._ready()
             if count:
                 self.check_writable()
-            fit = self.cartridge.filemarks_fit(count)
-            with self._medium(Asc.WRITE_ERROR):
-                self.cartridge.write_filemarks(fit)
+            fit = tape.filemarks_fit(count)
+            with self._io_errors(Asc.WRITE_ERROR):
+                tape.write_filemarks(fit)
                 if not immed or not self.buffered_mode:
-                    self.cartridge.sync()
+                    tape.sync()
             if fit < count:
                 raise ssc.VolumeOverflow(count - fit)
-            if count and self.cartridge.beyond_early_warning:
-                raise ssc.EarlyWarning()
+            if count:
+                self._warn(tape)
 
     def rewind(self) -> None:
         """Make what was written durable and go to BOT (REWIND)."""
         with self._lock:
-            self.check_ready()
-            with self._medium(Asc.WRITE_ERROR):
-                self.cartridge.sync()
-            self.cartridge.rewind()
+            tape = self._ready()
+            with self._io_errors(Asc.WRITE_ERROR):
+                tape.sync()
+            tape.rewind()
 
     # --- SSC-4 commands ----------------------------------------------------------------------
     def _data_fits(self, cmd: Command, cdb: Any, length: int) -> None:
@@ -277,6 +391,7 @@ class Tape(ScsiDevice):
 
     @command(ssc.WRITE_FILEMARKS_6)
     def write_filemarks_6(self, cmd: Command, cdb: Any) -> int:
+        """IMMED one returns before the filemarks are durable (SSC-4: buffered mode)."""
         if cdb.wsmk:
             raise ssc.WRITE_FILEMARKS_6.invalid("wsmk", "setmarks are not supported")
         self.write_filemarks(cdb.filemark_count, immed=bool(cdb.immed))
@@ -284,12 +399,23 @@ class Tape(ScsiDevice):
 
     @command(ssc.SPACE_6)
     def space_6(self, cmd: Command, cdb: Any) -> int:
-        code, count = cdb.code, ssc.signed24(cdb.count)
+        return self._space(ssc.SPACE_6, cdb.code, ssc.signed24(cdb.count))
+
+    @command(ssc.SPACE_16)
+    def space_16(self, cmd: Command, cdb: Any) -> int:
+        """The 64-bit signed COUNT; no parameter data (PARAMETER LENGTH zero)."""
+        if cdb.parameter_length:
+            raise ssc.SPACE_16.invalid("parameter_length", "SPACE (16) takes no parameter data")
+        count = cdb.count - (1 << 64) if cdb.count >> 63 else cdb.count
+        return self._space(ssc.SPACE_16, cdb.code, count)
+
+    def _space(self, layout: Any, code: int, count: int) -> int:
+        """Blocks, filemarks or end of data; a stop short reports the count not spaced
+        over (FILEMARK, BLANK CHECK at end of data, EOM at BOP)."""
         if code not in (ssc.SPACE_BLOCKS, ssc.SPACE_FILEMARKS, ssc.SPACE_END_OF_DATA):
-            raise ssc.SPACE_6.invalid("code", f"space code {code}")
-        self.check_ready()
-        tape = self.cartridge
-        with self._medium(Asc.UNRECOVERED_READ_ERROR):
+            raise layout.invalid("code", f"space code {code}")
+        tape = self._ready()
+        with self._io_errors(Asc.UNRECOVERED_READ_ERROR):
             if code == ssc.SPACE_END_OF_DATA:
                 tape.space_to_eod()
                 return 0
@@ -312,28 +438,59 @@ class Tape(ScsiDevice):
 
     @command(ssc.LOCATE_10)
     def locate_10(self, cmd: Command, cdb: Any) -> int:
+        """BT one (st's default) names the same logical object identifiers."""
         if cdb.cp and cdb.partition:
             raise ssc.LOCATE_10.invalid("partition", "only partition 0 exists")
-        self.check_ready()
-        with self._medium(Asc.UNRECOVERED_READ_ERROR):
-            if not self.cartridge.locate(cdb.logical_object_identifier):
-                raise ssc.EndOfData(None, eom=self.cartridge.beyond_early_warning)
+        return self._locate(cdb.logical_object_identifier)
+
+    @command(ssc.LOCATE_16)
+    def locate_16(self, cmd: Command, cdb: Any) -> int:
+        """DEST_TYPE 000b a logical object, 001b the first object of a logical file (the
+        file number), 011b end of data."""
+        if cdb.cp and cdb.partition:
+            raise ssc.LOCATE_16.invalid("partition", "only partition 0 exists")
+        if cdb.dest_type not in (ssc.DEST_OBJECT, ssc.DEST_FILE, ssc.DEST_END_OF_DATA):
+            raise ssc.LOCATE_16.invalid("dest_type", f"destination type {cdb.dest_type}")
+        tape = self._ready()
+        target = cdb.logical_identifier
+        if cdb.dest_type == ssc.DEST_END_OF_DATA:
+            with self._io_errors(Asc.UNRECOVERED_READ_ERROR):
+                tape.space_to_eod()
+            return 0
+        if cdb.dest_type == ssc.DEST_FILE:
+            start = tape.file_start(target)
+            if start is None:
+                with self._io_errors(Asc.UNRECOVERED_READ_ERROR):
+                    tape.space_to_eod()
+                raise ssc.EndOfData(None, eom=tape.beyond_early_warning)
+            target = start
+        return self._locate(target)
+
+    def _locate(self, target: int) -> int:
+        tape = self._ready()
+        with self._io_errors(Asc.UNRECOVERED_READ_ERROR):
+            if not tape.locate(target):
+                raise ssc.EndOfData(None, eom=tape.beyond_early_warning)
         return 0
 
-    @command(ssc.READ_POSITION_SHORT, ssc.READ_POSITION_SHORT_VENDOR, ssc.READ_POSITION_LONG)
+    @command(ssc.READ_POSITION_SHORT, ssc.READ_POSITION_SHORT_VENDOR, ssc.READ_POSITION_LONG,
+             ssc.READ_POSITION_EXTENDED)
     def read_position(self, cmd: Command, cdb: Any) -> int:
         """Logical object identifiers serve as the vendor-specific block addresses too
-        (st asks for those unless told otherwise)."""
-        self.check_ready()
-        tape = self.cartridge
-        if cdb.service_action == ssc.READ_POSITION_LONG.SERVICE_ACTION:
-            data = ssc.read_position_long(
-                tape.position, tape.file_number, bop=tape.at_bop, eop=tape.beyond_early_warning
-            )
+        (st asks for those unless told otherwise). EOP: past early warning; BPEW: past
+        programmable early warning (only while PEWS is nonzero)."""
+        tape = self._ready()
+        pew = self._pew(tape)
+        flags = {"bop": tape.at_bop, "eop": tape.beyond_early_warning,
+                 "bpew": pew is not None and tape.offset > pew}
+        sa = cdb.service_action
+        if sa == ssc.READ_POSITION_LONG.SERVICE_ACTION:
+            data = ssc.read_position_long(tape.position, tape.file_number, **flags)
+        elif sa == ssc.READ_POSITION_EXTENDED.SERVICE_ACTION:
+            data = spc.truncate(ssc.read_position_extended(tape.position, **flags),
+                                cdb.allocation_length)
         else:
-            data = ssc.read_position_short(
-                tape.position, bop=tape.at_bop, eop=tape.beyond_early_warning
-            )
+            data = ssc.read_position_short(tape.position, **flags)
         return cmd.data.copy_in(data)
 
     @command(ssc.READ_BLOCK_LIMITS)
@@ -346,30 +503,54 @@ class Tape(ScsiDevice):
 
     @command(ssc.ERASE_6)
     def erase_6(self, cmd: Command, cdb: Any) -> int:
-        """Both a short and a long erase end the tape at the position."""
-        self.check_ready()
+        """Both a long erase and a short one (SHORT ERASE MODE 02h: write end of data)
+        end the tape at the position."""
+        tape = self._ready()
         self.check_writable()
-        with self._medium(Asc.WRITE_ERROR):
-            self.cartridge.erase()
+        with self._io_errors(Asc.WRITE_ERROR):
+            tape.erase()
             if not cdb.immed:
-                self.cartridge.sync()
+                tape.sync()
+        return 0
+
+    @command(ssc.FORMAT_MEDIUM)
+    def format_medium(self, cmd: Command, cdb: Any) -> int:
+        """At BOP only: FORMAT 0h (default) and 1h/2h (partition as the Medium Partition
+        page says: one partition) all leave an empty tape; no format parameter data."""
+        if cdb.format > 2:
+            raise ssc.FORMAT_MEDIUM.invalid("format", f"format {cdb.format}")
+        if cdb.transfer_length:
+            raise ssc.FORMAT_MEDIUM.invalid("transfer_length", "no format parameters")
+        tape = self._ready()
+        self.check_writable()
+        if not tape.at_bop:
+            raise IllegalRequest(Asc.POSITION_PAST_BEGINNING_OF_MEDIUM,
+                                 message="FORMAT MEDIUM away from BOP")
+        with self._io_errors(Asc.WRITE_ERROR):
+            tape.erase()
+            tape.sync()
         return 0
 
     @command(ssc.LOAD_UNLOAD)
     def load_unload(self, cmd: Command, cdb: Any) -> int:
-        """LOAD rewinds (a loaded tape too); UNLOAD makes it durable, rewinds and leaves
-        the LUN NOT READY, MEDIUM NOT PRESENT until the next LOAD."""
+        """LOAD readies the cartridge in the drive at BOT (a loaded one just rewinds);
+        UNLOAD makes it durable, rewinds and leaves it in the drive's mouth: NOT READY,
+        MEDIUM NOT PRESENT until LOAD, or until a changer takes it."""
         if cdb.load and cdb.eot:
             raise ssc.LOAD_UNLOAD.invalid("eot", "LOAD with EOT")
+        tape = self._medium
+        if tape is None:
+            raise ssc.MediumNotPresent()
         if cdb.load:
-            self.loaded = True
+            self.ejected = False
         elif self.prevent_removal:
+            self._alerts.add(ssc.TA_NO_REMOVAL)
             raise IllegalRequest(Asc.MEDIUM_REMOVAL_PREVENTED, message="medium removal prevented")
-        elif self.loaded:
-            with self._medium(Asc.WRITE_ERROR):
-                self.cartridge.sync()
-            self.loaded = False
-        self.cartridge.rewind()
+        elif not self.ejected:
+            with self._io_errors(Asc.WRITE_ERROR):
+                tape.sync()
+            self.ejected = True
+        tape.rewind()
         return 0
 
     @command(ssc.PREVENT_ALLOW_MEDIUM_REMOVAL)
@@ -377,6 +558,75 @@ class Tape(ScsiDevice):
         if cdb.prevent > 1:
             raise ssc.PREVENT_ALLOW_MEDIUM_REMOVAL.invalid("prevent")
         self.prevent_removal = bool(cdb.prevent)
+        return 0
+
+    @command(ssc.REPORT_DENSITY_SUPPORT)
+    def report_density_support(self, cmd: Command, cdb: Any) -> int:
+        """One density (and one medium type): the drive's (MEDIA zero) or the loaded
+        cartridge's (MEDIA one: its capacity, WRTOK zero when write protected)."""
+        capacity, writable = self.capacity, True
+        if cdb.media:
+            tape = self._ready()
+            capacity, writable = tape.capacity, not tape.read_only
+        if cdb.medium_type:
+            data = ssc.medium_type_support(0, (ssc.DENSITY_AWSTAPE,))
+        else:
+            data = ssc.density_support(ssc.DENSITY_AWSTAPE, capacity // ssc.MB,
+                                       writable=writable)
+        return cmd.data.copy_in(spc.truncate(data, cdb.allocation_length))
+
+    # --- log pages ---------------------------------------------------------------------------
+    @command(ssc.LOG_SENSE)
+    def log_sense(self, cmd: Command, cdb: Any) -> int:
+        """Pages 00h (and 00h/FFh), 0Ch and 2Eh. Cumulative values (PC 01b) are the
+        counters; the other page controls read the defaults (zero). Reading TapeAlert's
+        current flags clears them."""
+        if cdb.sp:
+            raise ssc.LOG_SENSE.invalid("sp", "saving log parameters is not supported")
+        page, sub = cdb.page_code, cdb.subpage_code
+        current = cdb.pc == 1
+        if page == ssc.SUPPORTED_LOG_PAGES and sub in (0, 0xFF):
+            data = (ssc.supported_log_subpages if sub else ssc.supported_log_pages)(_LOG_PAGES)
+        elif sub:
+            raise ssc.LOG_SENSE.invalid("subpage_code")
+        elif page == ssc.SEQUENTIAL_ACCESS_DEVICE_PAGE:
+            data = ssc.sequential_access_page(self._sequential_counters(current))
+        elif page == ssc.TAPE_ALERT_PAGE:
+            data = ssc.tape_alert_page(self._alerts if current else set())
+            if current:
+                self._alerts.clear()
+        else:
+            raise ssc.LOG_SENSE.invalid("page_code", f"log page {page:#x}")
+        if cdb.parameter_pointer and page != ssc.SUPPORTED_LOG_PAGES:
+            data = _from_parameter(data, cdb.parameter_pointer)
+        return cmd.data.copy_in(spc.truncate(data, cdb.allocation_length))
+
+    def _sequential_counters(self, current: bool) -> ssc.SequentialAccessCounters:
+        tape = self._medium
+        counters = self._counters if current else [0, 0, 0, 0]
+        if tape is None:
+            unknown = 0xFFFFFFFF
+            return ssc.SequentialAccessCounters(*counters, unknown, unknown, unknown, unknown)
+        mb = ssc.MB
+        return ssc.SequentialAccessCounters(
+            *counters, tape.end_of_data_offset // mb, tape.early_warning // mb,
+            (tape.capacity - tape.early_warning) // mb, tape.offset // mb,
+        )
+
+    @command(ssc.LOG_SELECT)
+    def log_select(self, cmd: Command, cdb: Any) -> int:
+        """PCR one, or no parameter list: the counters and TapeAlert flags go back to
+        zero (SPC-4 6.7). Parameter values cannot be set."""
+        if cdb.sp:
+            raise ssc.LOG_SELECT.invalid("sp", "saving log parameters is not supported")
+        if cdb.parameter_list_length:
+            raise ssc.LOG_SELECT.invalid("parameter_list_length", "log parameters are read-only")
+        if cdb.page_code not in (0, *_LOG_PAGES) or cdb.subpage_code:
+            raise ssc.LOG_SELECT.invalid("page_code")
+        if cdb.page_code in (0, ssc.SEQUENTIAL_ACCESS_DEVICE_PAGE):
+            self._counters = [0, 0, 0, 0]
+        if cdb.page_code in (0, ssc.TAPE_ALERT_PAGE):
+            self._alerts.clear()
         return 0
 
     # --- mode parameters ---------------------------------------------------------------------
@@ -393,25 +643,35 @@ class Tape(ScsiDevice):
         return cmd.data.copy_in(spc.truncate(data, cdb.allocation_length))
 
     def mode_pages(self, pc: int) -> dict[tuple[int, int], bytes]:
+        tape = self._medium
+        capacity = tape.capacity if tape is not None else self.capacity
+        pews = 0 if pc == spc.PC_DEFAULT else self.pews
         pages = {
             (ssc.DATA_COMPRESSION_PAGE, 0): ssc.data_compression_page(),
             (ssc.DEVICE_CONFIGURATION_PAGE, 0): ssc.device_configuration_page(),
+            (ssc.DEVICE_CONFIGURATION_PAGE, ssc.DEVICE_CONFIGURATION_EXTENSION):
+                ssc.device_configuration_extension_page(pews),
+            (ssc.MEDIUM_PARTITION_PAGE, 0): ssc.medium_partition_page(capacity // ssc.MB),
         }
         if pc == spc.PC_CHANGEABLE:
-            return {k: ssc.changeable(v) for k, v in pages.items()}
+            return {k: ssc.changeable(v, _CHANGEABLE.get(k)) for k, v in pages.items()}
         return pages
 
     def block_descriptor(self) -> bytes:
-        return ssc.block_descriptor(self.density, self.block_length)
+        loaded = self._medium is not None and not self.ejected
+        return ssc.block_descriptor(self.density if loaded else ssc.DENSITY_DEFAULT,
+                                    self.block_length)
 
     def device_specific_parameter(self) -> int:
-        return ssc.device_specific_parameter(self.cartridge.read_only, self.buffered_mode)
+        wp = self._medium is not None and self._medium.read_only
+        return ssc.device_specific_parameter(wp, self.buffered_mode)
 
     @command(spc.MODE_SELECT_6, spc.MODE_SELECT_10)
     def mode_select(self, cmd: Command, cdb: Any) -> int:
         """The block descriptor sets the block length (0 variable, else fixed within the
-        block limits) and the header's BUFFERED MODE (0 or 1); pages may only repeat
-        the current values."""
+        block limits) and the header's BUFFERED MODE (0 or 1); the Device Configuration
+        Extension page sets PEWS; other pages may only repeat the current values (so a
+        second partition is refused at its byte)."""
         layout = type(cdb)
         ten = cdb.OPCODE == spc.MODE_SELECT_10.OPCODE
         if cdb.sp:
@@ -441,13 +701,44 @@ class Tape(ScsiDevice):
                 )
             block_length = bd.block_length
         current = self.mode_pages(spc.PC_CURRENT)
+        pews = self.pews
         for page, sub, pos, raw in params.pages:
             mine = current.get((page, sub))
             if mine is None or len(raw) != len(mine):
                 raise InvalidFieldInParameterList(pos, message=f"mode page {page:#x}")
+            mask = _CHANGEABLE.get((page, sub), {})
             for i, (a, b) in enumerate(zip(raw, mine, strict=True)):
-                if (a ^ b) & (0x7F if i == 0 else 0xFF):
+                if (a ^ b) & (0x7F if i == 0 else 0xFF) & ~mask.get(i, 0):
                     raise InvalidFieldInParameterList(pos + i, message=f"page {page:#x} byte {i}")
+            if (page, sub) == (ssc.DEVICE_CONFIGURATION_PAGE, ssc.DEVICE_CONFIGURATION_EXTENSION):
+                pews = struct.unpack_from(">H", raw, 6)[0]
         self.block_length = block_length
         self.buffered_mode = buffered
+        self.pews = pews
         return 0
+
+
+def _sync(medium: AwsTape, *, close: bool = False) -> None:
+    """fsync the cartridge (BackingStoreError when that fails); ``close`` closes it
+    either way."""
+    try:
+        medium.sync()
+    except OSError as e:
+        raise BackingStoreError(f"{medium.path}: fsync: {e.strerror}") from e
+    finally:
+        if close:
+            medium.close()
+
+
+def _from_parameter(page: bytes, pointer: int) -> bytes:
+    """A log page with only the parameters whose code is at least ``pointer`` (SPC-4
+    6.8: PARAMETER POINTER); INVALID FIELD IN CDB when none is."""
+    head, pos, kept = page[:4], 4, bytearray()
+    while pos + 4 <= len(page):
+        code, size = struct.unpack_from(">H", page, pos)[0], page[pos + 3] + 4
+        if code >= pointer:
+            kept += page[pos : pos + size]
+        pos += size
+    if not kept:
+        raise ssc.LOG_SENSE.invalid("parameter_pointer", f"no parameter from {pointer:#06x}")
+    return head[:2] + struct.pack(">H", len(kept)) + bytes(kept)

@@ -1,8 +1,8 @@
 """SMC-3 medium changer wire formats: CDB layouts, element status data, mode pages.
 
 Pure encoders only; :mod:`lio_xcopy.devices.changer` decides what to report. Element
-type codes, element descriptors and the status header follow SMC-3 6.11 (READ ELEMENT
-STATUS); the mode pages are SMC-3's Element Address Assignment (1Dh), Transport
+type codes, element descriptors and the status header follow SMC-3 READ ELEMENT
+STATUS; the mode pages are SMC-3's Element Address Assignment (1Dh), Transport
 Geometry Parameters (1Eh) and Device Capabilities (1Fh) pages.
 """
 
@@ -16,33 +16,33 @@ from enum import IntEnum
 from lio_xcopy.scsi.cdb import Field, cdb_layout
 
 # --- CDB layouts ----------------------------------------------------------------------------
-INITIALIZE_ELEMENT_STATUS = cdb_layout("INITIALIZE ELEMENT STATUS", 0x07, 6, "SMC-3 6.2")
+INITIALIZE_ELEMENT_STATUS = cdb_layout("INITIALIZE ELEMENT STATUS", 0x07, 6, "SMC-3")
 INITIALIZE_ELEMENT_STATUS_WITH_RANGE = cdb_layout(
-    "INITIALIZE ELEMENT STATUS WITH RANGE", 0x37, 10, "SMC-3 6.3",
+    "INITIALIZE ELEMENT STATUS WITH RANGE", 0x37, 10, "SMC-3",
     Field("fast", 1, 1, lsb=1), Field("range", 1, 1),
     Field("starting_element_address", 2, 16), Field("number_of_elements", 6, 16),
 )
 PREVENT_ALLOW_MEDIUM_REMOVAL = cdb_layout(
-    "PREVENT ALLOW MEDIUM REMOVAL", 0x1E, 6, "SMC-3 6.13", Field("prevent", 4, 2),
+    "PREVENT ALLOW MEDIUM REMOVAL", 0x1E, 6, "SMC-3", Field("prevent", 4, 2),
 )
 POSITION_TO_ELEMENT = cdb_layout(
-    "POSITION TO ELEMENT", 0x2B, 10, "SMC-3 6.10",
+    "POSITION TO ELEMENT", 0x2B, 10, "SMC-3",
     Field("transport_element_address", 2, 16), Field("destination_address", 4, 16),
     Field("invert", 8, 1),
 )
 MOVE_MEDIUM = cdb_layout(
-    "MOVE MEDIUM", 0xA5, 12, "SMC-3 6.9",
+    "MOVE MEDIUM", 0xA5, 12, "SMC-3",
     Field("transport_element_address", 2, 16), Field("source_address", 4, 16),
     Field("destination_address", 6, 16), Field("invert", 10, 1),
 )
 READ_ELEMENT_STATUS = cdb_layout(
-    "READ ELEMENT STATUS", 0xB8, 12, "SMC-3 6.11",
+    "READ ELEMENT STATUS", 0xB8, 12, "SMC-3",
     Field("voltag", 1, 1, lsb=4), Field("element_type_code", 1, 4),
     Field("starting_element_address", 2, 16), Field("number_of_elements", 4, 16),
     Field("curdata", 6, 1, lsb=1), Field("dvcid", 6, 1), Field("allocation_length", 7, 24),
 )
 
-#: PREVENT field values (SMC-3 6.13): 0 allows, 1 prevents; 2 and 3 are reserved here.
+#: PREVENT field values (SMC-3): 0 allows, 1 prevents; 2 and 3 are reserved here.
 ALLOW, PREVENT = 0, 1
 
 
@@ -56,7 +56,7 @@ class ElementType(IntEnum):
     DATA_TRANSFER = 4
 
 
-# element descriptor byte 2 flags (SMC-3 6.11.3 - 6.11.6)
+# element descriptor byte 2 flags (SMC-3 READ ELEMENT STATUS)
 FULL = 0x01
 IMPEXP = 0x02  # import/export: placed there by an operator (1) or the transport (0)
 EXCEPT = 0x04
@@ -70,7 +70,7 @@ VOLUME_IDENTIFIER_LENGTH = 32
 
 
 def volume_tag(barcode: str | None) -> bytes:
-    """Volume tag information as READ ELEMENT STATUS reports it (SMC-3 6.11): a
+    """Volume tag information as READ ELEMENT STATUS reports it (SMC-3): a
     32-byte volume identifier left aligned and space filled, 2 reserved bytes and a
     volume sequence number of zero; all zeros for no medium or no label."""
     if not barcode:
@@ -83,7 +83,7 @@ def volume_tag(barcode: str | None) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class ElementDescriptor:
-    """One element's status, independent of its encoding (SMC-3 6.11.3 - 6.11.6).
+    """One element's status, independent of its encoding (SMC-3 READ ELEMENT STATUS).
 
     ``source`` is the SOURCE STORAGE ELEMENT ADDRESS with SVALID set when not None;
     ``identifier`` is a data transfer element's device identifier (a SPC-4 designation
@@ -127,7 +127,7 @@ def element_status_page(
     element_type: ElementType, descriptors: Sequence[ElementDescriptor], *, voltag: bool,
     dvcid: bool = False,
 ) -> bytes:
-    """An element status page: its 8-byte header and descriptors (SMC-3 6.11.2).
+    """An element status page: its 8-byte header and descriptors (SMC-3).
     Device identifiers appear only in a data transfer element page with DVCID one."""
     ident_len: int | None = None
     if dvcid and element_type == ElementType.DATA_TRANSFER:
@@ -139,7 +139,7 @@ def element_status_page(
 
 
 def element_status_data(first_address: int, count: int, pages: Sequence[bytes]) -> bytes:
-    """READ ELEMENT STATUS data: the element status header (SMC-3 6.11.1) then the pages;
+    """READ ELEMENT STATUS data: the element status header (SMC-3) then the pages;
     BYTE COUNT OF REPORT AVAILABLE counts every page byte, whatever the allocation."""
     body = b"".join(pages)
     return struct.pack(">HHI", first_address, count, len(body) & 0xFFFFFF) + body

@@ -60,17 +60,68 @@ READ_POSITION_LONG = cdb_layout(
     "READ POSITION (LONG FORM)", 0x34, 10, "SSC-4",
     Field("allocation_length", 7, 16), service_action=0x06,
 )
+READ_POSITION_EXTENDED = cdb_layout(
+    "READ POSITION (EXTENDED FORM)", 0x34, 10, "SSC-4",
+    Field("allocation_length", 7, 16), service_action=0x08,
+)
+FORMAT_MEDIUM = cdb_layout(
+    "FORMAT MEDIUM", 0x04, 6, "SSC-4",
+    Field("verify", 1, 1, lsb=1), Field("immed", 1, 1), Field("format", 2, 4),
+    Field("transfer_length", 3, 16),
+)
+REPORT_DENSITY_SUPPORT = cdb_layout(
+    "REPORT DENSITY SUPPORT", 0x44, 10, "SSC-4",
+    Field("medium_type", 1, 1, lsb=1), Field("media", 1, 1), Field("allocation_length", 7, 16),
+)
+SPACE_16 = cdb_layout(
+    "SPACE (16)", 0x91, 16, "SSC-4",
+    Field("code", 1, 4), Field("count", 4, 64), Field("parameter_length", 12, 16),
+)
+LOCATE_16 = cdb_layout(
+    "LOCATE (16)", 0x92, 16, "SSC-4",
+    Field("dest_type", 1, 2, lsb=3), Field("cp", 1, 1, lsb=1), Field("immed", 1, 1),
+    Field("bam", 2, 1), Field("partition", 3, 8), Field("logical_identifier", 4, 64),
+)
+# LOG SELECT and LOG SENSE are SPC-4 commands (6.7, 6.8); only the tape serves log pages yet.
+LOG_SELECT = cdb_layout(
+    "LOG SELECT", 0x4C, 10, "SPC-4 6.7",
+    Field("pcr", 1, 1, lsb=1), Field("sp", 1, 1), Field("pc", 2, 2, lsb=6),
+    Field("page_code", 2, 6), Field("subpage_code", 3, 8), Field("parameter_list_length", 7, 16),
+)
+LOG_SENSE = cdb_layout(
+    "LOG SENSE", 0x4D, 10, "SPC-4 6.8",
+    Field("sp", 1, 1), Field("pc", 2, 2, lsb=6), Field("page_code", 2, 6),
+    Field("subpage_code", 3, 8), Field("parameter_pointer", 5, 16),
+    Field("allocation_length", 7, 16),
+)
 
-# SPACE (6) codes
+# SPACE codes
 SPACE_BLOCKS = 0
 SPACE_FILEMARKS = 1
 SPACE_END_OF_DATA = 3
 
+# LOCATE (16) DEST_TYPE
+DEST_OBJECT = 0
+DEST_FILE = 1
+DEST_END_OF_DATA = 3
+
 # mode pages
 DATA_COMPRESSION_PAGE = 0x0F
 DEVICE_CONFIGURATION_PAGE = 0x10
+DEVICE_CONFIGURATION_EXTENSION = 0x01  # subpage of 10h
+MEDIUM_PARTITION_PAGE = 0x11
 DENSITY_DEFAULT = 0x00
 DENSITY_NO_CHANGE = 0x7F
+#: Our one density code: vendor specific (80h-FFh), one no mt-st table names.
+DENSITY_AWSTAPE = 0xA0
+SHORT_ERASE_WRITES_EOD = 0x02
+
+# log pages
+SUPPORTED_LOG_PAGES = 0x00
+SEQUENTIAL_ACCESS_DEVICE_PAGE = 0x0C
+TAPE_ALERT_PAGE = 0x2E
+
+MB = 1000 * 1000  # SSC capacities and PEWS count decimal megabytes
 
 
 def signed24(value: int) -> int:
@@ -121,6 +172,61 @@ def read_position_long(
     return struct.pack(">BxxxIQQQ", flags, partition, position, file_number, 0)
 
 
+def read_position_extended(
+    position: int, *, bop: bool, eop: bool, partition: int = 0, bpew: bool = False
+) -> bytes:
+    """Extended form (32 bytes): BOP, EOP, BPEW, ADDITIONAL LENGTH 1Ch, first and last
+    logical object location (64-bit); nothing in the object buffer."""
+    flags = (0x80 if bop else 0) | (0x40 if eop else 0) | (0x01 if bpew else 0)
+    return struct.pack(">BBHxBHQQQ", flags, partition & 0xFF, 0x1C, 0, 0, position, position, 0)
+
+
+class LongPosition(NamedTuple):
+    bop: bool
+    eop: bool
+    bpew: bool
+    partition: int
+    object_number: int
+    file_identifier: int
+
+
+def parse_read_position_long(data: bytes | memoryview) -> LongPosition:
+    flags, part, obj, fid = struct.unpack_from(">BxxxIQQ", bytes(data[:32]))
+    return LongPosition(bool(flags & 0x80), bool(flags & 0x40), bool(flags & 1), part, obj, fid)
+
+
+# --- REPORT DENSITY SUPPORT data -----------------------------------------------------------
+def _text(value: str, width: int) -> bytes:
+    return value.encode("ascii", "replace")[:width].ljust(width, b" ")
+
+
+def density_support(
+    density: int, capacity_mb: int, *, writable: bool, default: bool = True,
+    organization: str = "LIO-ORG", name: str = "AWSTAPE",
+    description: str = "AWSTAPE file",
+) -> bytes:
+    """REPORT DENSITY SUPPORT data with one density support data block descriptor
+    (52 bytes: WRTOK, DEFLT, DLV with DESCRIPTOR LENGTH 2Fh; no bits per mm, width or
+    tracks for a file; CAPACITY in megabytes)."""
+    flags = (0x80 if writable else 0) | (0x20 if default else 0) | 0x01
+    desc = struct.pack(">BBBH3sHHI", density, density, flags, 0x2F, b"\0\0\0", 0, 0,
+                       min(capacity_mb, 0xFFFFFFFF))
+    desc += _text(organization, 8) + _text(name, 8) + _text(description, 20)
+    return struct.pack(">Hxx", len(desc) + 2) + desc
+
+
+def medium_type_support(
+    medium_type: int, densities: tuple[int, ...], *, organization: str = "LIO-ORG",
+    name: str = "AWSTAPE", description: str = "AWSTAPE file",
+) -> bytes:
+    """REPORT DENSITY SUPPORT data with MEDIUM TYPE one: one medium type descriptor
+    (56 bytes, DESCRIPTOR LENGTH 34h) naming the density codes the medium takes."""
+    codes = bytes(densities[:9]).ljust(9, b"\0")
+    desc = struct.pack(">BxHB9sHHxx", medium_type, 0x34, len(densities[:9]), codes, 0, 0)
+    desc += _text(organization, 8) + _text(name, 8) + _text(description, 20)
+    return struct.pack(">Hxx", len(desc) + 2) + desc
+
+
 class ShortPosition(NamedTuple):
     bop: bool
     eop: bool
@@ -165,8 +271,10 @@ def device_specific_parameter(write_protected: bool, buffered_mode: int, speed: 
 
 
 def data_compression_page() -> bytes:
-    """Data Compression mode page (0Fh) of a drive without compression: DCE and DCC zero."""
-    return bytes([DATA_COMPRESSION_PAGE, 0x0E]) + bytes(14)
+    """Data Compression mode page (0Fh) of a drive without compression: DCE and DCC zero
+    (the cartridge stores records as written), DDE one (data that is not compressed is
+    still returned), algorithms 0 (none)."""
+    return bytes([DATA_COMPRESSION_PAGE, 0x0E, 0x00, 0x80]) + bytes(12)
 
 
 def device_configuration_page(*, lois: bool = True, eeg: bool = True, sew: bool = True) -> bytes:
@@ -180,9 +288,110 @@ def device_configuration_page(*, lois: bool = True, eeg: bool = True, sew: bool 
     return bytes(page)
 
 
-def changeable(page: bytes) -> bytes:
-    """The changeable-values form of a page none of whose fields can change."""
-    return page[:2] + bytes(len(page) - 2)
+def device_configuration_extension_page(pews: int = 0) -> bytes:
+    """Device Configuration Extension mode page (10h/01h, 32 bytes): SHORT ERASE MODE
+    02h (a short ERASE writes end of data), PROGRAMMABLE EARLY WARNING SIZE ``pews``
+    in megabytes."""
+    page = bytearray(32)
+    page[0], page[1] = 0x40 | DEVICE_CONFIGURATION_PAGE, DEVICE_CONFIGURATION_EXTENSION
+    struct.pack_into(">H", page, 2, len(page) - 4)
+    page[5] = SHORT_ERASE_WRITES_EOD
+    struct.pack_into(">H", page, 6, pews)
+    return bytes(page)
+
+
+def medium_partition_page(capacity_mb: int) -> bytes:
+    """Medium Partition mode page (11h) of a one-partition drive: MAXIMUM ADDITIONAL
+    PARTITIONS and ADDITIONAL PARTITIONS DEFINED zero, MEDIUM FORMAT RECOGNITION 03h,
+    PSUM 10b (megabytes) and the one partition size descriptor."""
+    page = bytearray(10)
+    page[0], page[1] = MEDIUM_PARTITION_PAGE, len(page) - 2
+    page[4] = 0x10  # PSUM 10b
+    page[5] = 0x03
+    struct.pack_into(">H", page, 8, min(capacity_mb, 0xFFFF))
+    return bytes(page)
+
+
+def changeable(page: bytes, mask: dict[int, int] | None = None) -> bytes:
+    """The changeable-values form of a page: its header, then ones where ``mask`` (byte
+    offset -> bits) allows a change and zeros elsewhere."""
+    head = 4 if page[0] & 0x40 else 2
+    out = bytearray(page[:head]) + bytes(len(page) - head)
+    for i, bits in (mask or {}).items():
+        out[i] = bits
+    return bytes(out)
+
+
+# --- log pages (SPC-4 log parameters, SSC-4 log pages) -----------------------------------
+def log_parameter(code: int, value: bytes, control: int = 0x00) -> bytes:
+    """One log parameter: code, control byte, length and value."""
+    return struct.pack(">HBB", code, control, len(value)) + value
+
+
+def log_page(page: int, parameters: bytes, subpage: int = 0) -> bytes:
+    """Log page header (SPF set for a subpage) and its parameters."""
+    return struct.pack(">BBH", page | (0x40 if subpage else 0), subpage, len(parameters)) + (
+        parameters
+    )
+
+
+def supported_log_pages(pages: tuple[int, ...]) -> bytes:
+    """Supported Log Pages (00h)."""
+    return log_page(SUPPORTED_LOG_PAGES, bytes(sorted({SUPPORTED_LOG_PAGES, *pages})))
+
+
+def supported_log_subpages(pages: tuple[int, ...]) -> bytes:
+    """Supported Log Pages and Subpages (00h/FFh): each page with subpage 00h."""
+    body = b"".join(bytes([p, 0]) for p in sorted({SUPPORTED_LOG_PAGES, *pages}))
+    body += bytes([SUPPORTED_LOG_PAGES, 0xFF])
+    return log_page(SUPPORTED_LOG_PAGES, body, 0xFF)
+
+
+class SequentialAccessCounters(NamedTuple):
+    """What the Sequential-Access Device log page (0Ch) reports."""
+
+    bytes_received: int  # 0000h: from application clients by WRITE
+    bytes_written: int  # 0001h: to the medium (no compression: the same)
+    bytes_read: int  # 0002h: from the medium by READ
+    bytes_transferred: int  # 0003h: to application clients by READ
+    mb_to_eod: int  # 0004h: native capacity BOP to EOD
+    mb_to_ew: int  # 0005h: native capacity BOP to early warning
+    mb_ew_to_eop: int  # 0006h: minimum native capacity early warning to EOP
+    mb_to_position: int  # 0007h: native capacity BOP to the current position
+
+
+def sequential_access_page(c: SequentialAccessCounters) -> bytes:
+    """Sequential-Access Device log page (0Ch): byte counters 0000h-0003h (8 bytes),
+    capacities 0004h-0008h in megabytes (4 bytes, 0008h the object buffer: none) and
+    0100h CLEANING REQUIRED zero."""
+    params = b"".join(log_parameter(i, v.to_bytes(8, "big")) for i, v in enumerate(c[:4]))
+    params += b"".join(
+        log_parameter(4 + i, min(v, 0xFFFFFFFF).to_bytes(4, "big"))
+        for i, v in enumerate((*c[4:], 0))
+    )
+    params += log_parameter(0x0100, b"\0")
+    return log_page(SEQUENTIAL_ACCESS_DEVICE_PAGE, params)
+
+
+TAPE_ALERT_FLAGS = 0x40
+
+
+def tape_alert_page(flags: frozenset[int] | set[int]) -> bytes:
+    """TapeAlert log page (2Eh): parameters 0001h-0040h, one flag byte each (control
+    byte 03h: binary format list)."""
+    return log_page(TAPE_ALERT_PAGE, b"".join(
+        log_parameter(i, bytes([1 if i in flags else 0]), 0x03)
+        for i in range(1, TAPE_ALERT_FLAGS + 1)
+    ))
+
+
+# TapeAlert flags (SSC-4 Annex, TapeAlert specification)
+TA_HARD_ERROR = 0x03
+TA_MEDIA = 0x04
+TA_READ_FAILURE = 0x05
+TA_WRITE_FAILURE = 0x06
+TA_WRITE_PROTECT = 0x09
+TA_NO_REMOVAL = 0x0A
 
 
 # --- stream sense --------------------------------------------------------------------------
@@ -236,6 +445,21 @@ class EarlyWarning(CheckCondition):
             SenseData(SenseKey.NO_SENSE, Asc.END_OF_PARTITION_MEDIUM_DETECTED, information=0,
                       eom=True),
             message="early warning: the write completed near the end of the medium",
+        )
+
+
+class ProgrammableEarlyWarning(EarlyWarning):
+    """NO SENSE, EOM, PROGRAMMABLE EARLY WARNING DETECTED: the write completed in the
+    programmable early warning zone (an :class:`EarlyWarning`, so the copy manager
+    writes on)."""
+
+    def __init__(self) -> None:
+        self.residue = 0
+        CheckCondition.__init__(
+            self,
+            SenseData(SenseKey.NO_SENSE, Asc.PROGRAMMABLE_EARLY_WARNING_DETECTED, information=0,
+                      eom=True),
+            message="programmable early warning: the write completed",
         )
 
 

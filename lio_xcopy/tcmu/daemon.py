@@ -42,6 +42,10 @@ Opener = Callable[[str, str, str | None], ScsiDevice]
 
 
 Outcome = tuple[int, bytes, int | None]  # SCSI status, sense bytes, read_len or None
+#: enum tcmu_tmr_type (include/uapi/linux/target_core_user.h)
+TMR_NAMES = {1: "ABORT TASK", 2: "ABORT TASK SET", 3: "CLEAR ACA", 4: "CLEAR TASK SET",
+             5: "LOGICAL UNIT RESET", 6: "TARGET WARM RESET", 7: "TARGET COLD RESET",
+             128: "LOGICAL UNIT RESET (PR)"}
 
 
 def execute(device: ScsiDevice, cmd: RingCommand) -> Outcome | Future:
@@ -80,6 +84,7 @@ class TcmuDevice:
         self.device = device
         self._closer = closer
         self.deferred: dict[int, RingCommand] = {}  # cmd_id -> command still running
+        self._futures: dict[int, Future] = {}  # cmd_id -> its worker's completion
         self._finished: queue.SimpleQueue[tuple[RingCommand, Future]] = queue.SimpleQueue()
         self.notify: Callable[[], None] = lambda: None  # set by the daemon: wake the loop
 
@@ -117,12 +122,12 @@ class TcmuDevice:
         done = 0
         for entry in self.ring.entries():
             if isinstance(entry, RingTmr):
-                log.info("%s: task management %d for cmd ids %s", self.name, entry.tmr_type,
-                         list(entry.cmd_ids))
+                self.task_management(entry)
                 continue
             outcome = execute(self.device, entry)
             if isinstance(outcome, Future):
                 self.deferred[entry.cmd_id] = entry
+                self._futures[entry.cmd_id] = outcome
                 outcome.add_done_callback(functools.partial(self._finished_elsewhere, entry))
                 continue
             self.ring.complete(entry.cmd_id, *outcome)
@@ -130,6 +135,18 @@ class TcmuDevice:
         if done or self.ring.tail != self.ring.head:
             os.write(self.fd, WAKE)
         return done
+
+    def task_management(self, tmr: RingTmr) -> None:
+        """SAM-5 task management (TCMU tmr_notification): the kernel lists the commands
+        of ours it aborted; long ones (copies) stop at their next chunk and complete.
+        Short ones are already answered: there is nothing else to stop."""
+        name = TMR_NAMES.get(tmr.tmr_type, f"type {tmr.tmr_type}")
+        log.info("%s: %s for cmd ids %s", self.name, name, list(tmr.cmd_ids))
+        manager = getattr(self.device, "copy_manager", None)
+        for cid in tmr.cmd_ids:
+            fut = self._futures.get(cid)
+            if fut is not None and manager is not None:
+                manager.abort(fut)
 
     def _finished_elsewhere(self, entry: RingCommand, fut: Future) -> None:
         """Runs on the worker's thread: hand the result to the loop's thread."""
@@ -147,6 +164,7 @@ class TcmuDevice:
             outcome = _outcome(fut.result, self.device, entry)
             assert not isinstance(outcome, Future)
             self.deferred.pop(entry.cmd_id, None)
+            self._futures.pop(entry.cmd_id, None)
             self.ring.complete(entry.cmd_id, *outcome)
             done += 1
         if done:

@@ -99,14 +99,7 @@ def _library_drive(identity: LunIdentity, hc: HandlerConfig, libraries: Librarie
                           "the first") from e
     library = libraries.get(hc.path)
     capacity = library.state().capacity
-    drive: Any
-    if hasattr(Tape, "load_cartridge"):
-        drive = Tape(identity, None, capacity,  # type: ignore[arg-type]
-                     max_block_length=MAX_TRANSFER_BYTES)
-    else:  # until branch ssc lands
-        from lio_xcopy.devices._interim_drive import InterimLibraryTape
-
-        drive = InterimLibraryTape(identity, capacity, max_block_length=MAX_TRANSFER_BYTES)
+    drive = Tape(identity, None, capacity, max_block_length=MAX_TRANSFER_BYTES)
     try:
         library.attach_drive(index, drive)
     except Exception:
@@ -135,7 +128,7 @@ def open_device(name: str, cfg: str, unit_serial: str | None, *,
         from lio_xcopy.devices.changer import MediumChanger
 
         library = (libraries or Libraries()).get(hc.path)
-        return MediumChanger(LunIdentity(name, serial, product="lio-xcopy library"), library)
+        return MediumChanger(LunIdentity(name, serial, product="lio-xcopy lib"), library)
     if "drive" in hc.options:
         return _library_drive(LunIdentity(name, serial, product="lio-xcopy tape"), hc,
                               libraries or Libraries())

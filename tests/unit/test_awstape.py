@@ -353,3 +353,15 @@ def test_big_tape_scan_reads_headers_only(path, monkeypatch):
     with AwsTape(path, 64 * MiB) as t:
         assert t.objects == 108
     assert sum(reads) <= 8 * 6 + 2 * 65536
+
+
+def test_file_start_and_end_of_data_offset(path):
+    with AwsTape(path, MiB) as t:
+        assert t.file_start(0) == 0 and t.file_start(1) is None and t.end_of_data_offset == 0
+        t.write_record(DataBuffer.of(b"ab"), 0, 2)
+        t.write_filemarks(2)
+        t.write_record(DataBuffer.of(b"xyz"), 0, 3)
+        assert [t.file_start(n) for n in range(4)] == [0, 2, 3, None]
+        assert t.end_of_data_offset == 8 + 12 + 9
+        t.rewind()
+        assert t.end_of_data_offset == 29  # wherever the position is

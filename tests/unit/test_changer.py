@@ -8,11 +8,11 @@ import pytest
 from test_library import DRIVE, IE, SLOT, FakeDrive
 
 from lio_xcopy.control import library as ops
-from lio_xcopy.devices._interim_drive import InterimLibraryTape
 from lio_xcopy.devices.awstape import AwsTape
 from lio_xcopy.devices.base import Command, LunIdentity
 from lio_xcopy.devices.buffer import DataBuffer
 from lio_xcopy.devices.changer import MediumChanger
+from lio_xcopy.errors import ConfigError
 from lio_xcopy.scsi import smc, spc, ssc
 from lio_xcopy.scsi.errors import CheckCondition
 from lio_xcopy.scsi.sense import Asc, SenseKey
@@ -155,17 +155,32 @@ def test_operator_import_is_a_unit_attention_once(changer, lib, tmp_path):
     assert ie[0][2] == smc.INENAB | smc.EXENAB | smc.ACCESS | smc.IMPEXP | smc.FULL
 
 
-def test_prevent_locks_the_door_for_the_operator(changer, lib, tmp_path):
+def test_prevent_keeps_media_in_the_library(changer, lib, tmp_path):
     run(changer, smc.PREVENT_ALLOW_MEDIUM_REMOVAL(prevent=1).encode())
-    lib.move(SLOT, IE)  # the robot still reaches the import/export slot
-    with pytest.raises(Exception, match="door"):
+    assert check(changer, move(SLOT, IE))[:2] == (SenseKey.ILLEGAL_REQUEST,
+                                                  Asc.MEDIUM_REMOVAL_PREVENTED)
+    run(changer, smc.PREVENT_ALLOW_MEDIUM_REMOVAL(prevent=0).encode())
+    run(changer, move(SLOT, IE))
+    run(changer, smc.PREVENT_ALLOW_MEDIUM_REMOVAL(prevent=1).encode())
+    with pytest.raises(ConfigError, match="door"):
         ops.export_cartridge(lib.path, "L00001L8", tmp_path)
+    f = tmp_path / "IN0001.aws"  # importing still works
+    AwsTape(f, MiB, create=True).close()
+    ops.import_cartridge(lib.path, f)
+    assert check(changer, move(IE + 1, SLOT))[0] == SenseKey.UNIT_ATTENTION  # 28h/01h
+    run(changer, move(IE + 1, SLOT))
     run(changer, smc.PREVENT_ALLOW_MEDIUM_REMOVAL(prevent=0).encode())
     ops.export_cartridge(lib.path, "L00001L8", tmp_path)
     assert check(changer, spc.TEST_UNIT_READY().encode())[1] == (
         Asc.IMPORT_OR_EXPORT_ELEMENT_ACCESSED)
     assert check(changer, smc.PREVENT_ALLOW_MEDIUM_REMOVAL(prevent=2).encode())[2] == bytes(
         [0xC9, 0, 4])
+
+
+def test_a_restart_ends_the_prevention(lib):
+    lib.set_prevent(True)
+    MediumChanger(ID, lib)  # the LUN opens again: a power on
+    assert not lib.state().prevent_removal
 
 
 def test_mode_sense_element_address_assignment_as_mtx_reads_it(changer):
@@ -212,14 +227,3 @@ def test_handler_configs_share_one_library(lib):
         assert ops.where(lib.path, "L00001L8").label == "slot 4"
     finally:
         drive.close()
-
-
-def test_interim_drive_refuses_to_unload_when_prevented(tmp_path):
-    t = InterimLibraryTape(LunIdentity("t", "s"), MiB)
-    t.load_cartridge(str(tmp_path / "X.aws"))
-    assert check(t, spc.TEST_UNIT_READY().encode())[0] == SenseKey.UNIT_ATTENTION
-    t.handle(Command(ssc.PREVENT_ALLOW_MEDIUM_REMOVAL(prevent=1).encode(), DataBuffer()))
-    with pytest.raises(Exception, match="prevented"):
-        t.unload_cartridge()
-    t.handle(Command(ssc.PREVENT_ALLOW_MEDIUM_REMOVAL(prevent=0).encode(), DataBuffer()))
-    assert t.unload_cartridge() == str(tmp_path / "X.aws") and t.unload_cartridge() is None

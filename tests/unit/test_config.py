@@ -582,3 +582,24 @@ def test_applying_a_diff_in_order_reaches_the_wanted_config(current, wanted):
     assert state.keys() == want.keys()
     assert all((e.kind, e.identity, e.settings) == (want[k].kind, want[k].identity,
                                                    want[k].settings) for k, e in state.items())
+
+
+def test_changers_and_library_drives_round_trip_and_are_checked():
+    doc = base()
+    doc["changers"] = [{"name": "lib0", "library": "/srv/lib"}]
+    doc["library_drives"] = [{"name": "libtape0", "library": "/srv/lib", "drive": 0},
+                             {"name": "libtape1", "library": "/srv/lib", "drive": 1}]
+    doc["loopback"][0]["luns"]["5"] = "lib0"
+    cfg = loads(json.dumps(doc))
+    assert cfg.changers == (config.ChangerConfig("lib0", Path("/srv/lib")),)
+    assert [d.drive for d in cfg.library_drives] == [0, 1]
+    assert loads(dump(cfg)) == cfg
+    assert "create changer lib0" in actions(diff(SavedConfig(), cfg))
+    doc["library_drives"][1]["drive"] = 0
+    with pytest.raises(ConfigError, match=r"library_drives\[1\]\.drive: drive 0 of /srv/lib "
+                                          r"is already 'libtape0'"):
+        loads(json.dumps(doc))
+    doc["library_drives"][1]["drive"] = 1
+    doc["changers"].append({"name": "lib1", "library": "/srv/lib"})
+    with pytest.raises(ConfigError, match=r"changers\[1\]\.library: .* already has changer"):
+        loads(json.dumps(doc))

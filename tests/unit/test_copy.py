@@ -355,3 +355,41 @@ def test_copy_digest_of_a_backup_equals_its_restore(lab):
     assert digest(dst, 6).digest == backup.digest
     with pytest.raises(IllegalRequest):
         digest(dst, 5)  # list identifiers belong to the LUN that received the copy
+
+
+def test_a_copy_failing_midway_reports_exactly_how_far_it_got(lab, monkeypatch):
+    """The destination's file fails (EIO) on its third write: COPY ABORTED with WRITE
+    ERROR, COPY STATUS counts exactly the two chunks that reached the disk, FAILED
+    SEGMENT DETAILS carries the disk's own sense, and the disk holds those bytes only."""
+    import errno
+
+    data = os.urandom(MiB)
+    src, dst = lab.disk("src", data=data), lab.disk("dst", size=MiB)
+    real = os.pwritev
+    writes = []
+
+    def failing(fd, views, offset):
+        if fd == dst.store.fd:
+            writes.append(offset)
+            if len(writes) == 3:
+                raise OSError(errno.EIO, "Input/output error")
+        return real(fd, views, offset)
+
+    monkeypatch.setattr(os, "pwritev", failing)
+    with pytest.raises(CheckCondition) as e:
+        run(lab.manager, src, [(src, {}), (dst, {})], [BlockToBlock(0, 1, 2048, 0, 0)],
+            list_identifier=9, list_id_usage=ListIdUsage.HOLD)
+    assert (e.value.sense.key, e.value.sense.asc) == (SenseKey.COPY_ABORTED, Asc.WRITE_ERROR)
+    st = xcopy.CopyStatus.parse(lab.manager.receive_copy_results(
+        src, xcopy.RECEIVE_COPY_RESULTS_COPY_STATUS(list_identifier=9)))
+    chunk = writes[1] - writes[0]  # 512 x 512 bytes: whole blocks of both disks
+    assert (st.status, st.segments_processed, st.transferred_bytes) == (
+        xcopy.CopyCommandStatus.COMPLETED_WITH_ERRORS, 0, 2 * chunk)
+    details = xcopy.FailedSegmentDetails.parse(lab.manager.receive_copy_results(
+        src, xcopy.RECEIVE_COPY_RESULTS_FAILED_SEGMENT_DETAILS(list_identifier=9)))
+    from lio_xcopy.scsi.sense import SenseData
+
+    sense = SenseData.parse(details.sense_data)
+    assert (sense.key, sense.asc) == (SenseKey.MEDIUM_ERROR, Asc.WRITE_ERROR)
+    got = read_file(dst)
+    assert got[: 2 * chunk] == data[: 2 * chunk] and got[2 * chunk:] == bytes(MiB - 2 * chunk)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -10,7 +11,7 @@ import pytest
 from lio_xcopy.devices.disk import Disk
 from lio_xcopy.devices.tape import Tape
 from lio_xcopy.errors import ConfigError
-from lio_xcopy.scsi.sense import GOOD
+from lio_xcopy.scsi.sense import GOOD, SenseData, SenseKey
 from lio_xcopy.tcmu import uio
 from lio_xcopy.tcmu.daemon import Daemon, TcmuDevice
 from lio_xcopy.tcmu.handler import HandlerConfig, open_device, parse_size
@@ -193,3 +194,52 @@ def test_reload_rescan_drops_vanished_devices_and_keeps_the_rest(tmp_path):
     daemon.rescan(tmp_path / "class")
     assert gone not in daemon.devices and not daemon.devices
     kernel.close()
+
+
+def test_abort_task_stops_a_running_copy(tmp_path):
+    """TCMU tmr_notification: an ABORT TASK naming the EXTENDED COPY's cmd_id stops the
+    copy at its next chunk; it completes (the kernel waits for that) as COPY ABORTED,
+    having moved less than asked."""
+    from lio_xcopy.copy.manager import CopyManager
+    from lio_xcopy.scsi import xcopy
+    from lio_xcopy.scsi.xcopy import BlockToBlock, IdentificationCscd
+
+    size = 32 << 20
+    src, dst = tmp_path / "src.img", tmp_path / "dst.img"
+    src.write_bytes(os.urandom(1 << 20) * 32)
+    dst.write_bytes(bytes(size))
+    kernel = SimulatedKernel(cmdr_size=16384, data_pages=64)
+    manager = CopyManager()
+    daemon = Daemon(copy_manager=manager)
+    a = open_device("a", f"disk;{src}", "aaaa")
+    b = open_device("b", f"disk;{dst}", "bbbb")
+    manager.register(b)
+    daemon.attach("sim", TcmuDevice("a", kernel.uio_fd, CommandRing(kernel.view), a))
+    naa = [next(d.value for d in dev.designators() if d.designator_type == 3) for dev in (a, b)]
+    plist = xcopy.build_extended_copy(
+        [IdentificationCscd(naa[0], 0, block_length=512),
+         IdentificationCscd(naa[1], 0, block_length=512)],
+        [BlockToBlock(0, 1, 0xFFFF, 0, 0)] * 256,  # 8 GiB: long enough to be aborted
+        list_identifier=4, list_id_usage=xcopy.ListIdUsage.HOLD)
+    t = threading.Thread(target=daemon.run)
+    t.start()
+    try:
+        cid = kernel.submit(xcopy.EXTENDED_COPY_LID1(parameter_list_length=len(plist)).encode(),
+                            data_out=plist)
+        time.sleep(0.3)
+        assert kernel.reap() == []  # still copying
+        kernel.submit_tmr(1, (cid,))  # TCMU_TMR_ABORT_TASK
+        deadline = time.monotonic() + 10
+        got = []
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.01)
+            got = kernel.reap()
+        assert [(c.cmd_id, c.status) for c in got] == [(cid, 2)]  # CHECK CONDITION
+        sense = SenseData.parse(got[0].sense)
+        assert sense.key == SenseKey.COPY_ABORTED
+        job = manager.jobs()[0]
+        assert not job.running and 0 < job.transferred < 256 * 0xFFFF * 512
+    finally:
+        daemon.stop()
+        t.join(5)
+        kernel.close()

@@ -125,3 +125,75 @@ def test_stream_sense_carries_transfer_and_residue():
     assert ssc.EndOfData(1, eom=True).sense.eom
     assert isinstance(ssc.MediumNotPresent(), NotReady)
     assert ssc.FilemarkDetected(1, transferred=0).transferred == 0
+
+
+def test_sixteen_byte_and_new_cdbs_decode_golden_bytes():
+    # LOCATE (16): DEST_TYPE 001b (a logical file), CP, partition 0, identifier 3
+    loc = ssc.LOCATE_16.decode(bytes.fromhex("920a0000" "0000000000000003" "00000000"))
+    assert (loc.dest_type, loc.cp, loc.immed, loc.partition, loc.logical_identifier) == (
+        1, 1, 0, 0, 3)
+    assert ssc.LOCATE_16.invalid("dest_type").sense.sense_key_specific == field_pointer(1, 4)
+    # SPACE (16): filemarks, count -2
+    sp = ssc.SPACE_16.decode(bytes.fromhex("91010000" "fffffffffffffffe" "00000000"))
+    assert (sp.code, sp.count - (1 << 64), sp.parameter_length) == (1, -2, 0)
+    assert ssc.READ_POSITION_EXTENDED(allocation_length=32).encode().hex() == (
+        "34080000000000002000")
+    rds = ssc.REPORT_DENSITY_SUPPORT.decode(bytes.fromhex("44010000000000003800"))
+    assert (rds.media, rds.medium_type, rds.allocation_length) == (1, 0, 56)
+    ls = ssc.LOG_SENSE.decode(bytes.fromhex("4d004c00000003040000"))
+    assert (ls.pc, ls.page_code, ls.parameter_pointer, ls.allocation_length) == (1, 0x0C, 3,
+                                                                               0x400)
+    assert ssc.LOG_SELECT(pcr=1, pc=1).encode().hex() == "4c024000000000000000"
+    fm = ssc.FORMAT_MEDIUM.decode(bytes.fromhex("040102000000"))
+    assert (fm.immed, fm.format, fm.transfer_length) == (1, 2, 0)
+
+
+def test_read_position_extended_golden():
+    b = ssc.read_position_extended(0x0102030405, bop=False, eop=True, bpew=True)
+    assert b.hex() == ("4100001c" "00000000" "0000000102030405" "0000000102030405"
+                       "0000000000000000")
+    long = ssc.read_position_long(9, 2, bop=True, eop=False, bpew=True)
+    assert long[0] == 0x81
+    assert ssc.parse_read_position_long(long) == (True, False, True, 0, 9, 2)
+
+
+def test_report_density_support_golden():
+    d = ssc.density_support(0xA0, 268, writable=True)
+    assert len(d) == 56 and d[:4].hex() == "00360000"
+    assert d[4:20].hex() == "a0a0a1002f000000" "000000000000010c"
+    assert d[20:56] == b"LIO-ORG AWSTAPE AWSTAPE file        "
+    assert ssc.density_support(0xA0, 1, writable=False)[6] == 0x21  # WRTOK clear
+    m = ssc.medium_type_support(0, (0xA0,))
+    assert len(m) == 60 and m[:10].hex() == "003a0000" "00000034" "01a0"
+    assert m[24:60] == b"LIO-ORG AWSTAPE AWSTAPE file        "
+
+
+def test_mode_pages_golden():
+    ext = ssc.device_configuration_extension_page(0x1234)
+    assert len(ext) == 32 and ext[:8].hex() == "5001001c" "00021234" and ext[8:] == bytes(24)
+    assert ssc.changeable(ext, {6: 0xFF, 7: 0xFF}) == bytes.fromhex("5001001c0000ffff") + (
+        bytes(24))
+    part = ssc.medium_partition_page(268)
+    assert part.hex() == "1108" "0000" "1003" "0000" "010c"
+    assert ssc.changeable(part) == bytes.fromhex("11080000000000000000")
+
+
+def test_log_pages_golden():
+    assert ssc.supported_log_pages((0x0C, 0x2E)).hex() == "00000003" "000c2e"
+    assert ssc.supported_log_subpages((0x0C, 0x2E)).hex() == "40ff0008" "00000c002e0000ff"
+    ta = ssc.tape_alert_page({0x09})
+    assert len(ta) == 4 + 64 * 5 and ta[:4].hex() == "2e000140"
+    assert ta[4:14].hex() == "0001030100" "0002030100"
+    assert ta[4 + 8 * 5 : 4 + 9 * 5].hex() == "0009030101"  # flag 09h: write protect
+    sa = ssc.sequential_access_page(ssc.SequentialAccessCounters(1, 2, 3, 4, 5, 6, 7, 8))
+    assert sa[:4].hex() == "0c00" + f"{4 * 12 + 5 * 8 + 5:04x}"
+    assert sa[4:16].hex() == "0000000800000000" "00000001"
+    assert sa[52:60].hex() == "00040004" "00000005"
+    assert sa[-5:].hex() == "0100000100"  # cleaning required: no
+
+
+def test_programmable_early_warning_sense_golden():
+    e = ssc.ProgrammableEarlyWarning()
+    assert isinstance(e, ssc.EarlyWarning)
+    # NO SENSE, EOM, VALID, INFORMATION 0, 00h/07h
+    assert e.sense.fixed().hex() == "f0004000000000" "0a" "00000000" "0007" "0000" "0000"

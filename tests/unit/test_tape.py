@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import struct
 import tempfile
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from lio_xcopy.devices.awstape import AwsTape
 from lio_xcopy.devices.base import Command, LunIdentity
 from lio_xcopy.devices.buffer import DataBuffer
 from lio_xcopy.devices.tape import MAX_BLOCK_LENGTH, Tape
-from lio_xcopy.errors import BackingStoreError
+from lio_xcopy.errors import BackingStoreError, ConfigError
 from lio_xcopy.scsi import spc, ssc
 from lio_xcopy.scsi.errors import CheckCondition
 from lio_xcopy.scsi.sense import Asc, SenseData, SenseKey, field_pointer
@@ -112,7 +113,7 @@ def test_two_files_space_filemark_read_into_filemark_and_eod(tape):
     assert position(tape).first == 7  # stays at end of data
     # the cartridge holds exactly what was written
     tape.close()
-    records = AwsTape.open_readonly(tape.cartridge.path).dump_records()
+    records = AwsTape.open_readonly(tape.cartridge).dump_records()
     assert records == [*file1, None, *file2, None]
 
 
@@ -164,7 +165,7 @@ def test_fixed_mode(tape):
     assert sense(e)[:3] == (SenseKey.BLANK_CHECK, Asc.END_OF_DATA_DETECTED, 3)
     # mode sense shows the block length, and variable mode comes back with 0
     _, data = run(tape, bytes([0x1A, 0, 0, 0, 12, 0]), alloc=12)
-    assert data == bytes([11, 0, 0x10, 8]) + ssc.block_descriptor(0, 512)
+    assert data == bytes([11, 0, 0x10, 8]) + ssc.block_descriptor(ssc.DENSITY_AWSTAPE, 512)
     mode_select_block_length(tape, 0)
     assert tape.block_length == 0
 
@@ -172,9 +173,9 @@ def test_fixed_mode(tape):
 def test_mode_sense_page_zero_is_what_st_reads(tmp_path):
     t = Tape(ID, tmp_path / "t.aws", MiB)
     _, data = run(t, bytes.fromhex("1a0000000c00"), alloc=12)
-    assert data.hex() == "0b001008" "00000000" "00000000"
+    assert data.hex() == "0b001008" "a0000000" "00000000"  # the cartridge's density
     _, data = run(t, bytes.fromhex("5a00000000000000ff00"), alloc=255)  # MODE SENSE (10)
-    assert data.hex() == "000e001000000008" "0000000000000000"
+    assert data.hex() == "000e001000000008" "a000000000000000"
     _, data = run(t, bytes.fromhex("1a083f00ff00"), alloc=255)  # all pages, no descriptor
     assert data[3] == 0 and b"\x0f\x0e" in data and b"\x10\x0e" in data
     t.close()
@@ -235,7 +236,7 @@ def test_early_warning_then_volume_overflow(tmp_path):
     e = check(t, ssc.WRITE_6(transfer_length=10240).encode(), rec)  # 61476: still fits
     assert e.sense.eom and e.sense.key == SenseKey.NO_SENSE
     assert position(t) == (False, True, 0, 6, 6)  # EOP: between early warning and the end
-    size = t.cartridge.offset
+    size = t.medium.offset
     e = check(t, ssc.WRITE_6(transfer_length=10240).encode(), rec)
     assert sense(e) == (SenseKey.VOLUME_OVERFLOW, Asc.END_OF_PARTITION_MEDIUM_DETECTED, 10240,
                         False, True, False)
@@ -245,12 +246,12 @@ def test_early_warning_then_volume_overflow(tmp_path):
     assert e.sense.eom and e.sense.key == SenseKey.NO_SENSE
     # fixed mode: whole blocks up to the capacity, then the residue in blocks
     mode_select_block_length(t, 512)
-    room = 64 * 1024 - t.cartridge.offset
+    room = 64 * 1024 - t.medium.offset
     e = check(t, ssc.WRITE_6(fixed=1, transfer_length=20).encode(), bytes(20 * 512))
     fit = room // 518
     assert sense(e)[:3] == (SenseKey.VOLUME_OVERFLOW, Asc.END_OF_PARTITION_MEDIUM_DETECTED,
                             20 - fit)
-    assert t.cartridge.objects == 8 + fit
+    assert t.medium.objects == 8 + fit
     e = check(t, ssc.WRITE_FILEMARKS_6(filemark_count=100).encode())
     assert e.sense.key == SenseKey.VOLUME_OVERFLOW and e.sense.information > 0
     t.close()
@@ -355,7 +356,7 @@ def test_bad_cdbs(tape):
     assert pointer(bytes.fromhex("080300000100"), alloc=512) == field_pointer(1, 1)  # SILI+FIXED
     e = check(tape, bytes.fromhex("ee0000000000"))
     assert e.sense.asc == Asc.INVALID_COMMAND_OPERATION_CODE
-    small = Tape(ID, Path(tape.cartridge.path).with_name("s.aws"), MiB, max_block_length=1024)
+    small = Tape(ID, Path(tape.cartridge).with_name("s.aws"), MiB, max_block_length=1024)
     e = check(small, ssc.WRITE_6(transfer_length=1025).encode(), bytes(1025))
     assert e.sense.sense_key_specific == field_pointer(2)
     small.close()
@@ -440,8 +441,352 @@ def test_standard_inquiry_says_removable_tape(tape):
     _, data = run(tape, bytes.fromhex("120000006000"), alloc=96)
     assert data[0] == 0x01 and data[1] == 0x80
     codes = spc.report_all_commands(tape.layouts(), False)
-    for op in (0x01, 0x05, 0x08, 0x0A, 0x10, 0x11, 0x19, 0x1B, 0x2B, 0x34):
+    for op in (0x01, 0x04, 0x05, 0x08, 0x0A, 0x10, 0x11, 0x19, 0x1B, 0x2B, 0x34, 0x44, 0x4C,
+               0x4D, 0x91, 0x92):
         assert bytes([op]) in codes[4::8]
+
+
+# --- an empty library drive and its cartridges -------------------------------------------
+def ua(t: Tape) -> tuple[SenseKey, int]:
+    e = check(t, bytes(6))
+    return e.sense.key, e.sense.asc
+
+
+def test_empty_drive_is_not_ready_but_answers_what_needs_no_medium(tmp_path):
+    t = Tape(ID, None, 8 * MiB)
+    assert t.cartridge is None and t.medium is None and not t.ejected
+    assert ua(t) == (SenseKey.NOT_READY, Asc.MEDIUM_NOT_PRESENT)
+    for cdb, alloc in (
+        (ssc.READ_6(transfer_length=1).encode(), 1),
+        (ssc.WRITE_6(transfer_length=1).encode(), 1),
+        (ssc.WRITE_FILEMARKS_6(filemark_count=1).encode(), 0),
+        (ssc.SPACE_6(code=1, count=1).encode(), 0),
+        (ssc.SPACE_16(code=3).encode(), 0),
+        (ssc.LOCATE_10(logical_object_identifier=1).encode(), 0),
+        (ssc.LOCATE_16(logical_identifier=1).encode(), 0),
+        (ssc.READ_POSITION_LONG().encode(), 32),
+        (ssc.REWIND().encode(), 0),
+        (ssc.ERASE_6(long=1).encode(), 0),
+        (ssc.FORMAT_MEDIUM().encode(), 0),
+        (ssc.LOAD_UNLOAD(load=1).encode(), 0),
+        (ssc.LOAD_UNLOAD(load=0).encode(), 0),
+        (ssc.REPORT_DENSITY_SUPPORT(media=1, allocation_length=56).encode(), 56),
+    ):
+        e = check(t, cdb, alloc=alloc)
+        assert (e.sense.key, e.sense.asc) == (SenseKey.NOT_READY, Asc.MEDIUM_NOT_PRESENT), cdb
+    assert run(t, bytes.fromhex("120000006000"), alloc=96)[1][0] == 0x01
+    assert run(t, bytes([5, 0, 0, 0, 0, 0]), alloc=6)[0] == 6
+    _, data = run(t, bytes.fromhex("1a0000000c00"), alloc=12)
+    assert data.hex() == "0b001008" "00000000" "00000000"  # no medium: density 0
+    _, data = run(t, ssc.REPORT_DENSITY_SUPPORT(allocation_length=56).encode(), alloc=56)
+    assert data[4] == ssc.DENSITY_AWSTAPE and data[6] & 0x80
+    params = log(t, ssc.SEQUENTIAL_ACCESS_DEVICE_PAGE)
+    assert params[4] == params[7] == 0xFFFFFFFF  # capacities unknown without a cartridge
+    run(t, ssc.PREVENT_ALLOW_MEDIUM_REMOVAL(prevent=1).encode())
+    run(t, ssc.PREVENT_ALLOW_MEDIUM_REMOVAL(prevent=0).encode())
+    assert t.unload_cartridge() is None
+    t.flush()
+    t.close()
+
+
+def test_load_cartridge_unit_attention_then_ready_unload_returns_the_path(tmp_path):
+    t = Tape(ID, None, 8 * MiB)
+    path = tmp_path / "c1.aws"
+    t.load_cartridge(path)
+    assert path.exists() and t.cartridge == str(path) and not t.ejected
+    # INQUIRY and REQUEST SENSE do not report (or clear) the unit attention
+    run(t, bytes.fromhex("120000006000"), alloc=96)
+    run(t, bytes.fromhex("030000001200"), alloc=18)
+    assert ua(t) == (SenseKey.UNIT_ATTENTION,
+                     Asc.NOT_READY_TO_READY_CHANGE_MEDIUM_MAY_HAVE_CHANGED)
+    run(t, bytes(6))
+    assert position(t).bop
+    write(t, b"first")
+    filemarks(t, 1, immed=1)
+    with pytest.raises(ConfigError, match="already in the drive"):
+        t.load_cartridge(tmp_path / "c2.aws")
+    run(t, ssc.PREVENT_ALLOW_MEDIUM_REMOVAL(prevent=1).encode())
+    assert t.removal_prevented
+    with pytest.raises(ConfigError, match="prevented"):
+        t.unload_cartridge()
+    assert log(t, ssc.TAPE_ALERT_PAGE)[ssc.TA_NO_REMOVAL] == 1
+    run(t, ssc.PREVENT_ALLOW_MEDIUM_REMOVAL(prevent=0).encode())
+    assert t.unload_cartridge() == str(path)
+    assert t.cartridge is None and ua(t) == (SenseKey.NOT_READY, Asc.MEDIUM_NOT_PRESENT)
+    assert AwsTape.open_readonly(path).dump_records() == [b"first", None]  # durable
+    # a second cartridge, write protected and of its own capacity
+    t.load_cartridge(path, read_only=True, capacity=2 * MiB)
+    assert ua(t)[0] == SenseKey.UNIT_ATTENTION
+    assert read(t, 5) == b"first"
+    e = check(t, ssc.WRITE_6(transfer_length=1).encode(), b"x")
+    assert (e.sense.key, e.sense.asc) == (SenseKey.DATA_PROTECT, Asc.WRITE_PROTECTED)
+    assert run(t, bytes.fromhex("1a0000000c00"), alloc=12)[1][2] & 0x80  # WP
+    _, data = run(t, ssc.REPORT_DENSITY_SUPPORT(media=1, allocation_length=56).encode(),
+                  alloc=56)
+    assert not data[6] & 0x80 and struct.unpack_from(">I", data, 16)[0] == 2  # 2 MB
+    assert log(t, ssc.TAPE_ALERT_PAGE)[ssc.TA_WRITE_PROTECT] == 1
+    assert log(t, ssc.TAPE_ALERT_PAGE)[ssc.TA_WRITE_PROTECT] == 0  # read clears it
+    t.close()
+
+
+def test_unload_leaves_the_cartridge_in_the_drive_until_load_or_the_changer(tape):
+    write(tape, b"x")
+    run(tape, ssc.LOAD_UNLOAD(load=0).encode())
+    assert tape.ejected and tape.cartridge is not None
+    assert ua(tape) == (SenseKey.NOT_READY, Asc.MEDIUM_NOT_PRESENT)
+    run(tape, ssc.LOAD_UNLOAD(load=0).encode())  # unloading again is harmless
+    run(tape, ssc.LOAD_UNLOAD(load=1).encode())
+    assert not tape.ejected and position(tape).bop and read(tape, 1) == b"x"
+    run(tape, ssc.LOAD_UNLOAD(load=0).encode())
+    path = tape.unload_cartridge()  # the robot takes it from the drive's mouth
+    assert path is not None and tape.cartridge is None and not tape.ejected
+    e = check(tape, ssc.LOAD_UNLOAD(load=1).encode())
+    assert (e.sense.key, e.sense.asc) == (SenseKey.NOT_READY, Asc.MEDIUM_NOT_PRESENT)
+
+
+def test_unit_attention_is_reported_once_and_survives_inquiry(tmp_path):
+    t = Tape(ID, None, MiB)
+    t.load_cartridge(tmp_path / "c.aws")
+    run(t, bytes.fromhex("120000006000"), alloc=96)
+    e = check(t, ssc.READ_POSITION_SHORT().encode(), alloc=20)  # any other command reports it
+    assert (e.sense.key, e.sense.asc) == (SenseKey.UNIT_ATTENTION,
+                                          Asc.NOT_READY_TO_READY_CHANGE_MEDIUM_MAY_HAVE_CHANGED)
+    assert position(t).bop  # and only once
+    t.close()
+
+
+def test_unload_cartridge_that_cannot_be_made_durable_stays_in(tape, monkeypatch):
+    write(tape, b"x")
+
+    def broken(fd):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", broken)
+    with pytest.raises(BackingStoreError, match="fsync"):
+        tape.unload_cartridge()
+    assert tape.cartridge is not None
+    monkeypatch.undo()
+    assert tape.unload_cartridge() is not None and tape.cartridge is None
+
+
+# --- SSC-4 positioning beyond the 6-byte commands ----------------------------------------------
+def lay_out(t: Tape) -> None:
+    """Objects 0-2 records, 3 filemark, 4-5 records, 6 filemark: end of data at 7."""
+    for r in (b"a", b"b", b"c", None, b"d", b"e", None):
+        filemarks(t) if r is None else write(t, r)
+
+
+def test_locate_16_by_object_file_and_end_of_data(tape):
+    lay_out(tape)
+    run(tape, ssc.LOCATE_16(logical_identifier=5).encode())
+    assert position(tape).first == 5
+    run(tape, ssc.LOCATE_16(dest_type=ssc.DEST_FILE, logical_identifier=1).encode())
+    assert position(tape).first == 4 and read(tape, 1) == b"d"
+    run(tape, ssc.LOCATE_16(dest_type=ssc.DEST_FILE, logical_identifier=0).encode())
+    assert position(tape).bop
+    run(tape, ssc.LOCATE_16(dest_type=ssc.DEST_END_OF_DATA).encode())
+    assert position(tape).first == 7
+    e = check(tape, ssc.LOCATE_16(dest_type=ssc.DEST_FILE, logical_identifier=3).encode())
+    assert (e.sense.key, e.sense.asc) == (SenseKey.BLANK_CHECK, Asc.END_OF_DATA_DETECTED)
+    e = check(tape, ssc.LOCATE_16(logical_identifier=8).encode())
+    assert e.sense.key == SenseKey.BLANK_CHECK and position(tape).first == 7
+    e = check(tape, ssc.LOCATE_16(dest_type=2).encode())
+    assert e.sense.sense_key_specific == field_pointer(1, 4)
+    e = check(tape, ssc.LOCATE_16(cp=1, partition=1).encode())
+    assert e.sense.sense_key_specific == field_pointer(3)
+    run(tape, ssc.LOCATE_16(cp=1, partition=0, logical_identifier=2).encode())
+    assert position(tape).first == 2
+
+
+def test_space_16_counts_are_64_bit_signed(tape):
+    lay_out(tape)
+    neg = (1 << 64) - 2
+    run(tape, ssc.SPACE_16(code=ssc.SPACE_END_OF_DATA).encode())
+    run(tape, ssc.SPACE_16(code=ssc.SPACE_FILEMARKS, count=neg).encode())
+    assert position(tape).first == 3
+    run(tape, ssc.SPACE_16(code=ssc.SPACE_BLOCKS, count=neg).encode())
+    assert position(tape).first == 1
+    e = check(tape, ssc.SPACE_16(code=ssc.SPACE_FILEMARKS, count=5).encode())
+    assert sense(e)[:3] == (SenseKey.BLANK_CHECK, Asc.END_OF_DATA_DETECTED, 3)
+    e = check(tape, ssc.SPACE_16(code=ssc.SPACE_BLOCKS, count=(1 << 64) - 100).encode())
+    assert sense(e)[:5] == (SenseKey.NO_SENSE, Asc.FILEMARK_DETECTED, 100, True, False)
+    assert position(tape).first == 6  # stopped before the filemark at 6
+    assert check(tape, ssc.SPACE_16(code=2).encode()).sense.sense_key_specific == (
+        field_pointer(1, 3))
+    e = check(tape, ssc.SPACE_16(parameter_length=4).encode())
+    assert e.sense.sense_key_specific == field_pointer(12)
+
+
+def test_read_position_long_and_extended_forms(tape):
+    lay_out(tape)
+    run(tape, ssc.LOCATE_10(logical_object_identifier=5).encode())
+    _, data = run(tape, ssc.READ_POSITION_LONG().encode(), alloc=32)
+    assert ssc.parse_read_position_long(data) == (False, False, False, 0, 5, 1)
+    _, data = run(tape, ssc.READ_POSITION_EXTENDED(allocation_length=32).encode(), alloc=32)
+    assert data == ssc.read_position_extended(5, bop=False, eop=False)
+    n, _ = run(tape, ssc.READ_POSITION_EXTENDED(allocation_length=16).encode(), alloc=32)
+    assert n == 16
+
+
+def test_format_medium_only_at_bop(tape):
+    lay_out(tape)
+    e = check(tape, ssc.FORMAT_MEDIUM().encode())
+    assert (e.sense.key, e.sense.asc) == (SenseKey.ILLEGAL_REQUEST,
+                                          Asc.POSITION_PAST_BEGINNING_OF_MEDIUM)
+    rewind(tape)
+    assert check(tape, ssc.FORMAT_MEDIUM(format=3).encode()).sense.asc == (
+        Asc.INVALID_FIELD_IN_CDB)
+    run(tape, ssc.FORMAT_MEDIUM(format=2).encode())
+    e = read_cc(tape, 1)
+    assert (e.sense.key, e.sense.asc) == (SenseKey.BLANK_CHECK, Asc.END_OF_DATA_DETECTED)
+
+
+# --- REPORT DENSITY SUPPORT, log pages, mode pages ----------------------------------------------
+def log(t: Tape, page: int, pc: int = 1, pointer: int = 0) -> dict[int, int]:
+    _, data = run(t, ssc.LOG_SENSE(pc=pc, page_code=page, parameter_pointer=pointer,
+                                   allocation_length=2048).encode(), alloc=2048)
+    assert data[0] == page and struct.unpack_from(">H", data, 2)[0] == len(data) - 4
+    out, pos = {}, 4
+    while pos < len(data):
+        code, size = struct.unpack_from(">H", data, pos)[0], data[pos + 3]
+        out[code] = int.from_bytes(data[pos + 4 : pos + 4 + size], "big")
+        pos += 4 + size
+    return out
+
+
+def test_report_density_support(tape):
+    _, data = run(tape, ssc.REPORT_DENSITY_SUPPORT(allocation_length=100).encode(), alloc=100)
+    assert data == ssc.density_support(ssc.DENSITY_AWSTAPE, 64 * MiB // 1000000, writable=True)
+    _, data = run(tape, ssc.REPORT_DENSITY_SUPPORT(medium_type=1, allocation_length=100)
+                  .encode(), alloc=100)
+    assert data == ssc.medium_type_support(0, (ssc.DENSITY_AWSTAPE,))
+    n, _ = run(tape, ssc.REPORT_DENSITY_SUPPORT(allocation_length=8).encode(), alloc=100)
+    assert n == 8
+
+
+def test_log_sense_pages_counters_and_reset(tape):
+    _, data = run(tape, ssc.LOG_SENSE(pc=1, allocation_length=64).encode(), alloc=64)
+    assert data.hex() == "00000003" "000c2e"
+    _, data = run(tape, ssc.LOG_SENSE(pc=1, subpage_code=0xFF, allocation_length=64).encode(),
+                  alloc=64)
+    assert data.hex() == "40ff0008" "0000" "0c00" "2e00" "00ff"
+    write(tape, b"x" * 1000)
+    mode_select_block_length(tape, 100)
+    run(tape, ssc.WRITE_6(fixed=1, transfer_length=3).encode(), bytes(300))
+    rewind(tape)
+    read(tape, 1000)
+    run(tape, ssc.READ_6(fixed=1, transfer_length=2).encode(), alloc=200)
+    p = log(tape, ssc.SEQUENTIAL_ACCESS_DEVICE_PAGE)
+    assert [p[i] for i in range(4)] == [1300, 1300, 1200, 1200]
+    assert p[5] == (64 * MiB - 4 * MiB) // 1000000 and p[6] == 4 * MiB // 1000000
+    assert p[7] == 0 and p[0x100] == 0  # at BOP; no cleaning needed
+    assert sorted(p) == [*range(9), 0x100]
+    assert sorted(log(tape, ssc.SEQUENTIAL_ACCESS_DEVICE_PAGE, pointer=3)) == [*range(3, 9),
+                                                                               0x100]
+    assert log(tape, ssc.SEQUENTIAL_ACCESS_DEVICE_PAGE, pc=3)[0] == 0  # default values
+    e = check(tape, ssc.LOG_SENSE(page_code=0x2E, parameter_pointer=0x41,
+                                  allocation_length=512).encode(), alloc=512)
+    assert e.sense.sense_key_specific == field_pointer(5)
+    run(tape, ssc.LOG_SELECT(pcr=1, pc=1).encode())
+    assert log(tape, ssc.SEQUENTIAL_ACCESS_DEVICE_PAGE)[0] == 0
+    for bad, ptr in ((ssc.LOG_SENSE(sp=1, allocation_length=8), field_pointer(1, 0)),
+                     (ssc.LOG_SENSE(page_code=0x0D, allocation_length=8), field_pointer(2, 5)),
+                     (ssc.LOG_SENSE(page_code=0x0C, subpage_code=1, allocation_length=8),
+                      field_pointer(3)),
+                     (ssc.LOG_SELECT(pcr=1, parameter_list_length=8), field_pointer(7)),
+                     (ssc.LOG_SELECT(sp=1), field_pointer(1, 0))):
+        assert check(tape, bad.encode(), alloc=8).sense.sense_key_specific == ptr
+
+
+def test_tape_alert_flags_from_medium_errors(tmp_path):
+    p = tmp_path / "bad.aws"
+    p.write_bytes(bytes.fromhex("03000000a000616263" "03000900a000646566"))  # bad chain
+    t = Tape(ID, p, MiB)
+    read(t, 3)
+    read_cc(t, 3)
+    flags = log(t, ssc.TAPE_ALERT_PAGE)
+    assert sorted(f for f, v in flags.items() if v) == [ssc.TA_MEDIA, ssc.TA_READ_FAILURE]
+    assert sorted(flags) == list(range(1, 0x41))
+    assert not any(log(t, ssc.TAPE_ALERT_PAGE).values())
+    t.close()
+
+
+CAP_MB = 64 * MiB // 1000000  # the fixture's capacity in SSC megabytes
+
+
+def test_mode_pages_partition_compression_and_pews(tape):
+    _, data = run(tape, bytes.fromhex("1a083f00ff00"), alloc=255)  # all pages, subpage 0
+    assert ssc.medium_partition_page(CAP_MB) in data and ssc.data_compression_page() in data
+    assert ssc.device_configuration_extension_page() not in data
+    _, data = run(tape, bytes.fromhex("1a083fffff00"), alloc=255)  # and the subpages
+    assert ssc.device_configuration_extension_page() in data
+    _, data = run(tape, bytes.fromhex("1a085001ff00"), alloc=255)  # changeable 10h/01h
+    assert data[4:] == bytes([0x50, 1, 0, 0x1C, 0, 0, 0xFF, 0xFF]) + bytes(24)
+    _, data = run(tape, bytes.fromhex("1a085100ff00"), alloc=255)  # changeable 11h: nothing
+    assert data[4:] == bytes([0x11, 8]) + bytes(8)
+
+    def select(page: bytes) -> None:
+        param = bytes([0, 0, 0x10, 0]) + page
+        run(tape, spc.MODE_SELECT_6(pf=1, parameter_list_length=len(param)).encode(), param)
+
+    def refused(page: bytes) -> bytes:
+        param = bytes([0, 0, 0x10, 0]) + page
+        return check(tape, spc.MODE_SELECT_6(pf=1, parameter_list_length=len(param)).encode(),
+                     param).sense.sense_key_specific
+
+    select(ssc.device_configuration_extension_page(3))
+    assert tape.pews == 3
+    _, data = run(tape, bytes.fromhex("1a081001ff00"), alloc=255)
+    assert data[4:] == ssc.device_configuration_extension_page(3)
+    _, data = run(tape, bytes.fromhex("1a089001ff00"), alloc=255)  # defaults: PEWS 0
+    assert data[4:] == ssc.device_configuration_extension_page(0)
+    ext = bytearray(ssc.device_configuration_extension_page(3))
+    ext[5] = 0x12  # append-only write mode: not changeable
+    assert refused(bytes(ext)) == field_pointer(4 + 5, in_cdb=False)
+    part = bytearray(ssc.medium_partition_page(CAP_MB))
+    part[3] = 1  # one additional partition: one partition is all there is
+    assert refused(bytes(part)) == field_pointer(4 + 3, in_cdb=False)
+    select(ssc.medium_partition_page(CAP_MB))
+    comp = bytearray(ssc.data_compression_page())
+    comp[2] = 0x80  # DCE: no compression here
+    assert refused(bytes(comp)) == field_pointer(4 + 2, in_cdb=False)
+    assert tape.pews == 3
+
+
+def test_programmable_early_warning_then_early_warning_then_overflow(tmp_path):
+    mb = 1000 * 1000
+    t = Tape(ID, tmp_path / "pew.aws", 4 * mb, early_warning_size=mb)  # EW at 3 MB
+    rec = bytes(100000)
+    t.pews = 1  # PEW at 2 MB
+    for _ in range(19):  # 19 x 100006 bytes: before PEW
+        write(t, rec)
+    assert not ssc.parse_read_position_long(run(t, ssc.READ_POSITION_LONG().encode(),
+                                                alloc=32)[1]).bpew
+    e = check(t, ssc.WRITE_6(transfer_length=len(rec)).encode(), rec)
+    assert isinstance(e, ssc.EarlyWarning)  # the copy manager writes on through PEW
+    assert sense(e) == (SenseKey.NO_SENSE, Asc.PROGRAMMABLE_EARLY_WARNING_DETECTED, 0, False,
+                        True, False)
+    rp = ssc.parse_read_position_long(run(t, ssc.READ_POSITION_LONG().encode(), alloc=32)[1])
+    assert rp.bpew and not rp.eop and rp.object_number == 20
+    assert run(t, ssc.READ_POSITION_SHORT().encode(), alloc=20)[1][0] == 0x01  # BPEW
+    for _ in range(9):  # up to 2,900,174: still in the PEW zone
+        assert check(t, ssc.WRITE_6(transfer_length=len(rec)).encode(), rec).sense.asc == (
+            Asc.PROGRAMMABLE_EARLY_WARNING_DETECTED)
+    e = check(t, ssc.WRITE_FILEMARKS_6(filemark_count=1).encode())  # filemarks too
+    assert e.sense.asc == Asc.PROGRAMMABLE_EARLY_WARNING_DETECTED
+    e = check(t, ssc.WRITE_6(transfer_length=len(rec)).encode(), rec)
+    assert e.sense.asc == Asc.END_OF_PARTITION_MEDIUM_DETECTED and e.sense.eom
+    rp = ssc.parse_read_position_long(run(t, ssc.READ_POSITION_LONG().encode(), alloc=32)[1])
+    assert rp.bpew and rp.eop
+    while True:
+        e = check(t, ssc.WRITE_6(transfer_length=len(rec)).encode(), rec)
+        if e.sense.key != SenseKey.NO_SENSE:
+            break
+    assert e.sense.key == SenseKey.VOLUME_OVERFLOW and t.medium.offset <= 4 * mb
+    t.pews = 0
+    rp = ssc.parse_read_position_long(run(t, ssc.READ_POSITION_LONG().encode(), alloc=32)[1])
+    assert not rp.bpew and rp.eop  # BPEW only while PEWS is set
+    t.close()
 
 
 # --- properties -------------------------------------------------------------------------------
@@ -480,8 +825,9 @@ def test_whatever_is_written_reads_back_after_rewind(objects):
 
 
 cdbs = st.tuples(
-    st.sampled_from([0x00, 0x01, 0x03, 0x05, 0x08, 0x0A, 0x10, 0x11, 0x12, 0x15, 0x19, 0x1A,
-                     0x1B, 0x1E, 0x2B, 0x34, 0x55, 0x5A, 0xA3, 0x44, 0xEE]),
+    st.sampled_from([0x00, 0x01, 0x03, 0x04, 0x05, 0x08, 0x0A, 0x10, 0x11, 0x12, 0x15, 0x19,
+                     0x1A, 0x1B, 0x1E, 0x2B, 0x34, 0x44, 0x4C, 0x4D, 0x55, 0x5A, 0x91, 0x92,
+                     0xA3, 0xEE]),
     st.binary(min_size=0, max_size=15),
     st.integers(0, 4096),
 )
