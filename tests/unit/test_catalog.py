@@ -108,8 +108,11 @@ JOB_SCRIPT = textwrap.dedent("""
 ])
 def test_a_killed_job_process_is_failed(tmp_path, sig, error):
     path = tmp_path / "catalog.db"
+    # a shell's background job ignores SIGINT, and Python then keeps it ignored: give
+    # the child the default disposition, as a terminal's foreground job has it
     p = subprocess.Popen([sys.executable, "-c", JOB_SCRIPT, str(path)], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+                         stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     job_id = int(p.stdout.readline())
     p.send_signal(sig)
     _, err = p.communicate(timeout=60)
