@@ -564,6 +564,25 @@ def backup(req: BackupRequest, cat: Catalog, *, devs: Devices | None = None,
         return _backup(req, cat, d, out, progress, tty)
 
 
+def _cartridge(inv: Inventory, req: BackupRequest) -> ElementStatus:
+    """The element holding the cartridge to write: by barcode, or the slot (or the drive
+    the slot's cartridge was loaded into)."""
+    if req.barcode is not None:
+        found = inv.find(req.barcode)
+        if found is None:
+            raise BackupError(f"no cartridge {req.barcode} in {req.changer}: `mtx status` "
+                              "lists the volume tags")
+        return found
+    slot = inv.slot(req.slot or 0)
+    if slot.full:
+        return slot
+    holder = next((d for d in inv.drives if d.source == slot.address), None)
+    if holder is None:
+        raise BackupError(f"slot {req.slot} of {req.changer} is empty: pick a full slot "
+                          "(`mtx status`)")
+    return holder
+
+
 def _backup(req: BackupRequest, cat: Catalog, devs: Devices, out: IO[str], progress: bool,
             tty: bool | None) -> Job:
     if req.changer is None and req.drive is None:
@@ -581,28 +600,12 @@ def _backup(req: BackupRequest, cat: Catalog, devs: Devices, out: IO[str], progr
                           f"{blocks} does not fit")
     lib: Library | None = None
     slot: ElementStatus | None = None
-    drive_path = req.drive
+    drive_path = req.drive or ""
     if req.changer is not None:
         changer, inv = _open_library(devs, req.changer)
-        if req.barcode is not None:
-            found = inv.find(req.barcode)
-            if found is None:
-                raise BackupError(f"no cartridge {req.barcode} in {req.changer}: `mtx "
-                                  "status` lists the volume tags")
-            slot = found
-        elif req.slot is not None:
-            slot = inv.slot(req.slot)
-            if not slot.full:
-                holder = next((d for d in inv.drives if d.source == slot.address), None)
-                if holder is None:
-                    raise BackupError(f"slot {req.slot} of {req.changer} is empty: pick a "
-                                      "full slot (`mtx status`)")
-                slot = holder
-        else:
-            raise AssertionError("checked above")
+        slot = _cartridge(inv, req)
         drive_path, el = _drive_in_library(devs, changer, inv, req.drive, slot.barcode)
         lib = Library(changer, inv, el)
-    assert drive_path is not None
     tape_dev = devs.open(drive_path)
     drive = Drive(tape_dev)
     drive_naa = _naa(tape_dev, "the drive")
@@ -690,7 +693,7 @@ def _restore(req: RestoreRequest, cat: Catalog, devs: Devices, out: IO[str], pro
                           f"{src_job.blocks} from block {req.seek}: give a larger disk")
     lib: Library | None = None
     holder: ElementStatus | None = None
-    drive_path = req.drive
+    drive_path = req.drive or ""
     changer_path = req.changer
     if changer_path is not None:
         if src_job.cartridge is None:
@@ -703,7 +706,6 @@ def _restore(req: RestoreRequest, cat: Catalog, devs: Devices, out: IO[str], pro
                               "import it (mail slot) and retry")
         drive_path, el = _drive_in_library(devs, changer, inv, req.drive, src_job.cartridge)
         lib = Library(changer, inv, el)
-    assert drive_path is not None
     tape_dev = devs.open(drive_path)
     drive = Drive(tape_dev)
     wait_for_interrupted_copies(cat, devs, _naa(tape_dev, "the drive"), out)

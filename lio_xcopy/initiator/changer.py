@@ -126,13 +126,13 @@ def _descriptor(etype: ElementType, d: bytes, tags: int, ntags: int) -> ElementS
 def _retry_unit_attention(send: Callable[[], sgio.Result]) -> sgio.Result:
     """A changer reports each change (cartridges imported, power on) once as UNIT
     ATTENTION without running the command (SPC-4 5.9): send it again."""
-    for attempt in range(UNIT_ATTENTION_RETRIES + 1):
+    for _ in range(UNIT_ATTENTION_RETRIES):
         try:
             return send()
         except sgio.ScsiCommandError as e:
-            if e.key != SenseKey.UNIT_ATTENTION or attempt == UNIT_ATTENTION_RETRIES:
+            if e.key != SenseKey.UNIT_ATTENTION:
                 raise
-    raise AssertionError("unreachable")
+    return send()
 
 
 @dataclass(frozen=True, slots=True)
