@@ -197,6 +197,22 @@ def test_operator_errors_are_one_line_and_change_nothing(setup):
     assert setup.jobs() == before
 
 
+def test_a_standalone_drive(setup, lab):
+    """``--drive`` alone: the lab's tape LUN, no changer; the cartridge is whatever the
+    drive holds, so the catalog has no barcode for it."""
+    p = setup.cli("backup", setup.src, "--drive", lab.nst, "--skip", "512", "--count", "1024")
+    job = setup.jobs()[-1]
+    assert (job["state"], job["cartridge"], job["file_number"]) == ("done", None, 0)
+    assert "-> the cartridge in " + lab.nst in p.stdout
+    p = setup.cli("restore", str(job["id"]), setup.dst, "--changer", setup.changer,
+                  check=False)
+    assert p.returncode == 1 and "went to a drive without a changer" in p.stderr
+    p = setup.cli("restore", str(job["id"]), setup.dst, "--drive", lab.tape_sg, "--seek", "8")
+    assert "verified: SHA-256 matches the backup's" in p.stdout
+    src = setup.src_file.read_bytes()
+    assert setup.dst_file.read_bytes()[8 * 512:1032 * 512] == src[512 * 512:1536 * 512]
+
+
 def test_a_killed_backup_is_failed_and_the_next_one_closes_its_file(setup, lab):
     """SIGKILL mid-copy: nothing can catch it. The target's copy manager goes on with
     the copy; the next backup marks the job failed when it opens the catalog, waits for
