@@ -9,6 +9,9 @@ USAGE = """usage: lio-xcopy COMMAND [ARGS]
 commands:
   daemon      serve every LUN of the xcopy subtype (the TCMU userspace half)
   copy        send one EXTENDED COPY from this host (disk/tape -> disk/tape), dd-style
+  backup      back a disk up to a cartridge (changer slot or drive) by EXTENDED COPY, catalogued
+  restore     copy a catalogued backup back to a disk; the copy's SHA-256 is checked
+  catalog     list the backup catalog's jobs
   saveconfig [FILE]     save the running LUNs and exports (default /etc/lio-xcopy/saveconfig.json)
   restoreconfig [FILE]  recreate what the saved file holds; harmless when already there
   status      list the LUNs, their backing and where they are exported
@@ -28,6 +31,11 @@ def main(argv: list[str] | None = None) -> int:
         from lio_xcopy.initiator.copy import main as copy_main
 
         return copy_main(rest)
+    if cmd in ("backup", "restore", "catalog"):
+        from lio_xcopy.initiator import backup, catalog
+
+        run = {"backup": backup.main, "restore": backup.restore_main, "catalog": catalog.main}
+        return run[cmd](rest)
     if cmd in ("saveconfig", "restoreconfig", "status"):
         return _config_command(cmd, rest)
     if cmd == "version":

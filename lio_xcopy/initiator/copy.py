@@ -14,6 +14,7 @@ import random
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,6 +149,42 @@ def copy_status(dev: sgio.ScsiDevice, list_id: int) -> xcopy.CopyStatus:
     return xcopy.CopyStatus.parse(dev.execute(cdb, data_in=12, timeout=10).data)
 
 
+def send_and_poll(s: sgio.ScsiDevice, poll: sgio.ScsiDevice, plist: bytes, list_id: int, *,
+                  on_status: Callable[[xcopy.CopyStatus, float], None] | None = None,
+                  interval: float = 0.5,
+                  timeout: float = 24 * 3600) -> tuple[xcopy.CopyStatus, float]:
+    """Send EXTENDED COPY (LID1) on ``s`` from a worker thread and, while it runs, poll
+    COPY STATUS (SPC-4 r31 6.18.3) on ``poll`` — a second handle to the same LUN, as
+    the first one is busy — calling ``on_status(status, seconds)`` every ``interval``.
+    Returns the final COPY STATUS and the seconds the copy took; raises what the
+    EXTENDED COPY raised."""
+    result: dict[str, object] = {}
+
+    def send() -> None:
+        cdb = xcopy.EXTENDED_COPY_LID1(parameter_list_length=len(plist)).encode()
+        try:
+            result["r"] = s.execute(cdb, data_out=plist, timeout=timeout)
+        except BaseException as e:  # handed to the caller's thread
+            result["e"] = e
+
+    started = time.monotonic()
+    t = threading.Thread(target=send, daemon=True, name=f"xcopy-{list_id}")
+    t.start()
+    while t.is_alive():
+        t.join(interval)
+        if on_status is None or not t.is_alive():
+            continue
+        try:
+            st = copy_status(poll, list_id)
+        except sgio.SgIoError:
+            continue
+        on_status(st, time.monotonic() - started)
+    dt = time.monotonic() - started
+    if "e" in result:
+        raise result["e"]  # type: ignore[misc]
+    return copy_status(poll, list_id), dt
+
+
 def sg_raw_line(path: str, plist_file: str, length: int) -> str:
     n = " ".join(f"{b:02x}" for b in length.to_bytes(4, "big"))
     return (f"sg_raw -t 3600 -s {length} -i {plist_file} {path} "
@@ -188,42 +225,24 @@ def run_copy(src_path: str, dst_path: str, req: CopyRequest, *, emit: Path | Non
                   f"  {sg_raw_line(src_path, str(emit), len(plist))}", file=out)
             return CopyOutcome(0, 0.0, s.bytes_in + s.bytes_out + d.bytes_in + d.bytes_out,
                                s.commands + d.commands)
-        result: dict[str, object] = {}
+        segs = len(segments)
 
-        def send() -> None:
-            cdb = xcopy.EXTENDED_COPY_LID1(parameter_list_length=len(plist)).encode()
-            try:
-                result["r"] = s.execute(cdb, data_out=plist, timeout=timeout)
-            except sgio.SgIoError as e:
-                result["e"] = e
+        def show(st: xcopy.CopyStatus, dt: float) -> None:
+            moved = st.transferred_bytes or 0
+            print(f"\r  {_size(moved)} of {_size(total)} ({100 * moved / total:.0f}%), "
+                  f"{moved / (1 << 20) / dt:.1f} MiB/s, segment "
+                  f"{st.segments_processed + 1}/{segs}", end="", file=out, flush=True)
 
-        started = time.monotonic()
-        t = threading.Thread(target=send, daemon=True)
-        t.start()
         with sgio.ScsiDevice(src_path) as poll:  # a second fd: the first is busy
-            while t.is_alive():
-                t.join(0.5)
-                if not progress or not t.is_alive():
-                    continue
-                try:
-                    st = copy_status(poll, list_id)
-                except sgio.SgIoError:
-                    continue
-                moved = st.transferred_bytes or 0
-                dt = time.monotonic() - started
-                print(f"\r  {_size(moved)} of {_size(total)} ({100 * moved / total:.0f}%), "
-                      f"{moved / (1 << 20) / dt:.1f} MiB/s, segment "
-                      f"{st.segments_processed + 1}/{len(segments)}", end="", file=out,
-                      flush=True)
-            dt = time.monotonic() - started
-            if "e" in result:
+            try:
+                st, dt = send_and_poll(s, poll, plist, list_id,
+                                       on_status=show if progress else None, timeout=timeout)
+            except sgio.SgIoError:
                 if progress:
                     print(file=out)
-                err = result["e"]
                 with contextlib.suppress(sgio.SgIoError):
                     print(f"  copy status: {copy_status(poll, list_id).describe()}", file=out)
-                raise err  # type: ignore[misc]
-            st = copy_status(poll, list_id)
+                raise
             crossed = sum(h.bytes_in + h.bytes_out for h in (s, d, poll))
             commands = sum(h.commands for h in (s, d, poll))
         moved = st.transferred_bytes or total

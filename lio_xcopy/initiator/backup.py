@@ -1,0 +1,887 @@
+"""``lio-xcopy backup`` and ``lio-xcopy restore``: serverless backup jobs from the backup
+server, recorded in the catalog.
+
+A backup loads the cartridge (SMC-3 MOVE MEDIUM slot -> drive, then TEST UNIT READY
+until the drive is ready), goes to end of data (SSC-4 SPACE, code 011b; the tape file
+number from READ POSITION long form), has the target's copy manager move the disk range
+to tape (SPC-4 EXTENDED COPY, block -> stream segments) while COPY STATUS drives a
+progress bar, writes a filemark, reads the copy's SHA-256 from the copy manager and
+records the job. The data never crosses the backup server. A restore finds the
+cartridge and tape file in the catalog, loads and positions the tape (REWIND, SPACE
+filemarks), copies tape -> disk the same way and checks the copy's digest against the
+catalog's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import struct
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import IO, Any
+
+from lio_xcopy.errors import LioXcopyError
+from lio_xcopy.initiator import sgio
+from lio_xcopy.initiator.catalog import (
+    BACKUP,
+    DONE,
+    FAILED,
+    RESTORE,
+    Catalog,
+    Job,
+    Terminated,
+    size,
+)
+from lio_xcopy.initiator.changer import (
+    UNIT_ATTENTION_RETRIES,
+    Changer,
+    ChangerError,
+    ElementStatus,
+    Inventory,
+    wait_ready,
+)
+from lio_xcopy.initiator.copy import (
+    DEFAULT_RECORD,
+    CopyRequest,
+    Endpoint,
+    build,
+    copy_status,
+    identify,
+    operating_parameters,
+    send_and_poll,
+)
+from lio_xcopy.scsi import spc, ssc, xcopy
+from lio_xcopy.scsi.sense import Asc, SenseKey
+from lio_xcopy.scsi.smc import ElementType
+from lio_xcopy.scsi.xcopy import CopyCommandStatus
+
+MiB = 1 << 20
+#: List identifiers tried when the copy manager says one is in use (OPERATION IN PROGRESS).
+LIST_ID_ATTEMPTS = 4
+
+
+class BackupError(LioXcopyError):
+    """A backup or restore cannot go on; the message says what to do next."""
+
+
+# --- progress --------------------------------------------------------------------------------
+def _clock(seconds: float) -> str:
+    s = int(seconds + 0.5)
+    if s >= 3600:
+        return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+    return f"{s // 60}:{s % 60:02d}"
+
+
+def format_progress(moved: int, total: int, seconds: float, width: int = 24) -> str:
+    """``[#########...............]  37%   35.5/96.0 MiB   11.8 MiB/s  ETA 0:05``."""
+    frac = min(moved / total, 1.0) if total > 0 else 1.0
+    fill = int(frac * width)
+    rate = moved / MiB / seconds if seconds > 0 else 0.0
+    eta = _clock((total - moved) / MiB / rate) if rate > 0 and moved < total else (
+        "0:00" if moved >= total else "--:--")
+    unit, scale = next((u, n) for u, n in (("GiB", 1 << 30), ("MiB", MiB), ("KiB", 1 << 10))
+                       if total >= n or n == 1 << 10)
+    return (f"[{'#' * fill}{'.' * (width - fill)}] {100 * frac:3.0f}%  "
+            f"{moved / scale:7.1f}/{total / scale:.1f} {unit}  {rate:6.1f} MiB/s  ETA {eta}")
+
+
+class Progress:
+    """Shows COPY STATUS as a progress bar: redrawn in place (``\\r``) on a terminal, a
+    line every ``interval`` seconds otherwise (a log file, a pipe)."""
+
+    def __init__(self, total: int, out: IO[str], *, tty: bool | None = None,
+                 interval: float = 5.0, clock: Callable[[], float] = time.monotonic):
+        self.total = total
+        self.out = out
+        self.tty = out.isatty() if tty is None else tty
+        self.interval = interval
+        self.clock = clock
+        self._last: float | None = None
+        self._width = 0
+
+    def update(self, st: xcopy.CopyStatus, seconds: float) -> None:
+        self.show(st.transferred_bytes or 0, seconds)
+
+    def show(self, moved: int, seconds: float) -> None:
+        line = "  " + format_progress(moved, self.total, seconds)
+        if self.tty:
+            self.out.write("\r" + line.ljust(self._width))
+            self._width = len(line)
+            self.out.flush()
+            return
+        now = self.clock()
+        if self._last is None or now - self._last >= self.interval:
+            self._last = now
+            print(line, file=self.out, flush=True)
+
+    def finish(self, moved: int, seconds: float) -> None:
+        line = "  " + format_progress(moved, self.total, seconds).replace(
+            "ETA 0:00", f"in {_clock(seconds)}")
+        if self.tty:
+            self.out.write("\r" + line.ljust(self._width) + "\n")
+        else:
+            print(line, file=self.out)
+        self.out.flush()
+
+    def abandon(self) -> None:
+        if self.tty and self._width:
+            self.out.write("\n")
+            self.out.flush()
+
+
+# --- the tape drive (SSC-4) ------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Position:
+    """READ POSITION long form data (SSC-4): 32 bytes."""
+
+    bop: bool
+    eop: bool
+    partition: int
+    logical_object: int
+    file_number: int
+
+
+_LONG = struct.Struct(">BxxxIQQ")
+
+
+def parse_position_long(data: bytes) -> Position:
+    if len(data) < _LONG.size:
+        raise BackupError(f"READ POSITION long form data of {len(data)} bytes (needs 32): "
+                          "the drive cannot report tape file numbers")
+    flags, part, obj, fileno = _LONG.unpack_from(data)
+    if flags & 0x04 or flags & 0x08:  # LONU / MPU: position unknown
+        raise BackupError("the drive does not know its position (READ POSITION: LONU/MPU): "
+                          "rewind it and retry")
+    return Position(bool(flags & 0x80), bool(flags & 0x40), part, obj, fileno)
+
+
+class Drive:
+    """The tape drive's commands this job needs, over SG_IO."""
+
+    def __init__(self, dev: sgio.ScsiDevice):
+        self.dev = dev
+
+    @property
+    def path(self) -> str:
+        return self.dev.path
+
+    def _run(self, cdb: bytes, timeout: float = 3600, data_in: int = 0) -> sgio.Result:
+        return self.dev.execute(cdb, data_in=data_in, timeout=timeout)
+
+    def position(self) -> Position:
+        cdb = ssc.READ_POSITION_LONG(allocation_length=32).encode()
+        return parse_position_long(self._run(cdb, 60, data_in=32).data)
+
+    def rewind(self) -> None:
+        self._run(ssc.REWIND().encode())
+
+    def space_eod(self) -> None:
+        self._run(ssc.SPACE_6(code=ssc.SPACE_END_OF_DATA, count=0).encode())
+
+    def space_filemarks(self, count: int) -> None:
+        if count:
+            self._run(ssc.SPACE_6(code=ssc.SPACE_FILEMARKS,
+                                  count=ssc.to_signed24(count)).encode())
+
+    def write_filemark(self) -> None:
+        """WRITE FILEMARKS (6), IMMED zero: the data before it is on the medium when it
+        completes (SSC-4: buffered data is written first)."""
+        self._run(ssc.WRITE_FILEMARKS_6(filemark_count=1).encode())
+
+    def last_object_is_data(self) -> bool:
+        """At end of data: is the last thing recorded a data block (a file left open by an
+        interrupted job) rather than a filemark? SPACE one block back: a filemark stops
+        it (NO SENSE, FILEMARK), beginning of partition means an empty tape."""
+        try:
+            self._run(ssc.SPACE_6(code=ssc.SPACE_BLOCKS, count=ssc.to_signed24(-1)).encode())
+        except sgio.ScsiCommandError as e:
+            sense = e.sense
+            if sense is not None and (sense.filemark or sense.eom):
+                return False
+            raise
+        return True
+
+    def unload(self) -> None:
+        """LOAD UNLOAD with LOAD zero (SSC-4): rewind and let the robot take the
+        cartridge; a drive with none is fine."""
+        try:
+            self._run(ssc.LOAD_UNLOAD(load=0).encode(), 600)
+        except sgio.ScsiCommandError as e:
+            if e.asc != Asc.MEDIUM_NOT_PRESENT:
+                raise
+
+
+def append_position(drive: Drive, out: IO[str]) -> int:
+    """Go to end of data and return the tape file number a new file gets there. A file
+    an interrupted job left without its filemark is closed first, so it stays a file
+    of its own (its job is failed in the catalog)."""
+    drive.space_eod()
+    pos = drive.position()
+    if pos.bop or pos.logical_object == 0:
+        return 0
+    if drive.last_object_is_data():
+        drive.space_eod()
+        pos = drive.position()
+        print(f"closing tape file {pos.file_number}, left open by an interrupted job, with "
+              "a filemark", file=out)
+        drive.write_filemark()
+    else:
+        drive.space_eod()
+    return drive.position().file_number
+
+
+def locate_file(drive: Drive, file_number: int) -> None:
+    """Rewind, then space forward over ``file_number`` filemarks: the first block of
+    that tape file (SSC-4 SPACE, filemarks)."""
+    drive.rewind()
+    try:
+        drive.space_filemarks(file_number)
+    except sgio.ScsiCommandError as e:
+        if e.key == SenseKey.BLANK_CHECK:
+            raise BackupError(f"the cartridge has fewer than {file_number + 1} files: is it "
+                              "the catalog's cartridge?") from e
+        raise
+    at = drive.position().file_number
+    if at != file_number:
+        raise BackupError(f"spacing to tape file {file_number} ended in file {at}: check "
+                          "the cartridge")
+
+
+# --- the copy's digest -----------------------------------------------------------------------
+def copy_digest(dev: sgio.ScsiDevice, list_id: int) -> tuple[int, bytes] | None:
+    """(bytes digested, SHA-256) of a finished copy, from the LUN that received the
+    EXTENDED COPY (lio-xcopy's vendor-specific RECEIVE COPY DIGEST, docs/copy-digest.md);
+    None from a copy manager that does not have it."""
+    layout = getattr(xcopy, "RECEIVE_COPY_DIGEST", None)
+    parse = getattr(xcopy, "parse_copy_digest", None)
+    if layout is None or parse is None:
+        return None
+    n = 48
+    try:
+        r = dev.execute(layout(list_identifier=list_id, allocation_length=n).encode(),
+                        data_in=n, timeout=60)
+    except sgio.ScsiCommandError as e:
+        if e.key == SenseKey.ILLEGAL_REQUEST and e.asc == Asc.INVALID_COMMAND_OPERATION_CODE:
+            return None
+        raise
+    d = parse(r.data)
+    if d.status != CopyCommandStatus.COMPLETED:
+        raise BackupError(f"the copy manager reports the copy unfinished (status "
+                          f"{d.status:#04x}): its digest is not final")
+    return d.byte_count, bytes(d.digest)
+
+
+# --- finding devices -------------------------------------------------------------------------
+@dataclass
+class Devices:
+    """How this run reaches SCSI devices: ``opener`` opens a node (tests give a fake) and
+    ``sysfs`` is where tape drives are looked for by NAA."""
+
+    opener: Callable[[str], sgio.ScsiDevice] = sgio.ScsiDevice
+    sysfs: str = "/sys"
+    _open: list[sgio.ScsiDevice] = field(default_factory=list)
+
+    def open(self, path: str) -> sgio.ScsiDevice:
+        """Open a device and take the unit attentions it holds for this I_T nexus (LUNs
+        added, power on, a new cartridge: SPC-4 5.9) with TEST UNIT READY, so that
+        the job's first real command is not refused for them; NOT READY is left for
+        the job to handle."""
+        dev = self.opener(self.sg_node(path))
+        self._open.append(dev)
+        for _ in range(UNIT_ATTENTION_RETRIES):
+            try:
+                dev.test_unit_ready()
+                break
+            except sgio.ScsiCommandError as e:
+                if e.key != SenseKey.UNIT_ATTENTION:
+                    break
+        return dev
+
+    def sg_node(self, path: str) -> str:
+        """The sg node of a device (st allows one open, and the copy needs a second
+        handle to poll COPY STATUS): /dev/nst0 -> /dev/sgN."""
+        try:
+            sg = sgio.scsi_nodes(path, sysfs_root=self.sysfs).sg
+        except sgio.SgIoError:
+            return path
+        return str(sg) if sg is not None and sg.exists() else path
+
+    def tapes(self) -> list[str]:
+        """The sg nodes of every tape device this host sees."""
+        out = []
+        for d in sorted(Path(self.sysfs, "bus", "scsi", "devices").glob("*:*:*:*")):
+            try:
+                if (d / "type").read_text().strip() != str(spc.TYPE_TAPE):
+                    continue
+                sg = next(iter((d / "scsi_generic").iterdir()), None)
+            except OSError:
+                continue
+            if sg is not None:
+                out.append(f"/dev/{sg.name}")
+        return out
+
+    def find_tape(self, naa: bytes) -> str | None:
+        for path in self.tapes():
+            try:
+                with self.opener(path) as dev:
+                    if dev.naa() == naa:
+                        return path
+            except sgio.SgIoError:
+                continue
+        return None
+
+    def close(self) -> None:
+        while self._open:
+            self._open.pop().close()
+
+    def __enter__(self) -> Devices:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _naa(dev: sgio.ScsiDevice, what: str) -> bytes:
+    naa = dev.naa()
+    if naa is None:
+        raise BackupError(f"{dev.path} ({what}) reports no NAA designator in VPD page 83h: "
+                          "the catalog cannot name it")
+    return naa
+
+
+@dataclass
+class Library:
+    """A changer and the drive a job uses in it."""
+
+    changer: Changer
+    inventory: Inventory
+    drive_element: ElementStatus
+
+
+def _drive_in_library(devs: Devices, changer: Changer, inv: Inventory,
+                      drive_path: str | None, want: str | None) -> tuple[str, ElementStatus]:
+    """The drive to use: ``--drive`` (matched to its element by NAA), else the drive
+    holding cartridge ``want``, else the first empty drive this host can reach."""
+    if drive_path is not None:
+        dev = devs.open(drive_path)
+        naa = _naa(dev, "the drive")
+        serial = None
+        with contextlib.suppress(sgio.SgIoError):
+            serial = dev.unit_serial_number()
+        el = inv.drive_for(naa, serial)
+        if el is None:
+            raise BackupError(f"{changer.path} has no drive with NAA {naa.hex()}: is "
+                              f"{drive_path} a drive of this library? (`mtx status`)")
+        return drive_path, el
+    order = sorted(inv.drives, key=lambda e: (not (want and e.barcode == want), e.full))
+    for el in order:
+        if el.full and el.barcode != want:
+            continue
+        if el.identifier is None or el.identifier.designator_type != 3:
+            continue
+        path = devs.find_tape(el.identifier.value)
+        if path is not None:
+            return path, el
+    raise BackupError(f"no empty drive of {changer.path} is reachable from this host: give "
+                      "--drive /dev/sgN (or unload a drive: mtx unload)")
+
+
+def load(lib: Library, drive: Drive, slot: ElementStatus, out: IO[str]) -> None:
+    """MOVE MEDIUM slot -> drive (SMC-3 6.9); a drive that holds another cartridge gives
+    it back to its slot first. Then the changer must report the cartridge in the drive."""
+    inv, el = lib.inventory, lib.drive_element
+    if _in_drive(slot):
+        if slot.address != el.address:
+            raise BackupError(
+                f"{slot.barcode or 'the cartridge'} is in drive "
+                f"{inv.drive_number(slot.address)}, not in the drive chosen: give that "
+                "drive with --drive, or unload it first (mtx unload)")
+        return
+    if el.full:
+        back = el.source if el.source is not None else (inv.free_slot() or slot).address
+        print(f"unloading {el.barcode or 'the cartridge'} from the drive to element "
+              f"{back:#06x}", file=out)
+        drive.unload()
+        lib.changer.move(el.address, back, inv)
+    print(f"loading {slot.barcode or 'the cartridge'} from slot "
+          f"{inv.slot_number(slot.address)} into drive {inv.drive_number(el.address)}",
+          file=out)
+    lib.changer.move(slot.address, el.address, inv)
+    now = next((d for d in lib.changer.inventory().drives if d.address == el.address), None)
+    if now is None or not now.full or (slot.barcode and now.barcode != slot.barcode):
+        raise BackupError(f"after MOVE MEDIUM the changer does not report "
+                          f"{slot.barcode or 'the cartridge'} in the drive: check the library "
+                          "(`mtx status`)")
+
+
+def _in_drive(el: ElementStatus) -> bool:
+    return el.element_type == ElementType.DATA_TRANSFER
+
+
+def _home(el: ElementStatus) -> int:
+    """Where a cartridge goes back to: its slot, or for one found in a drive the slot
+    the changer says it came from."""
+    if _in_drive(el) and el.source is not None:
+        return el.source
+    if _in_drive(el):
+        raise BackupError("the changer does not say which slot the cartridge came from: "
+                          "unload it by hand (mtx unload SLOT DRIVE)")
+    return el.address
+
+
+def unload_to(lib: Library, drive: Drive, address: int, out: IO[str]) -> None:
+    drive.unload()
+    lib.changer.move(lib.drive_element.address, address)
+    print(f"unloaded the cartridge to slot {lib.inventory.slot_number(address)}", file=out)
+
+
+def wait_for_interrupted_copies(cat: Catalog, devs: Devices, drive_naa: bytes, out: IO[str],
+                                sleep: Callable[[float], None] = time.sleep) -> None:
+    """A job killed during its EXTENDED COPY leaves the copy running on the target: the
+    copy manager goes on writing to the drive. Before the drive is positioned for a new
+    job, wait for every such copy of a failed job on this drive (COPY STATUS on the LUN
+    that received it, SPC-4 r31 6.18.3) to end."""
+    recent = time.time() - 24 * 3600
+    for old in cat.jobs(state=FAILED):
+        if old.drive_naa != drive_naa.hex() or old.list_id is None or (old.ended or 0) < recent:
+            continue
+        path, naa = (old.disk, old.disk_naa) if old.kind == BACKUP else (old.drive,
+                                                                         old.drive_naa)
+        try:
+            dev = devs.open(path)
+            if dev.naa() != bytes.fromhex(naa):
+                continue
+        except (sgio.SgIoError, ValueError):
+            continue
+        said = False
+        while True:
+            try:
+                st = copy_status(dev, old.list_id)
+            except sgio.ScsiCommandError:
+                break  # no such copy (any more)
+            if st.status != CopyCommandStatus.IN_PROGRESS:
+                break
+            if not said:
+                print(f"waiting for the copy of interrupted job {old.id} to end on the "
+                      f"target ({size(st.transferred_bytes or 0)} so far)", file=out,
+                      flush=True)
+                said = True
+            sleep(1.0)
+
+
+# --- signals ---------------------------------------------------------------------------------
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """SIGTERM raises :class:`Terminated` in the main thread while the job runs, so the
+    catalog marks it failed (SIGKILL cannot be caught: the next catalog open does it)."""
+    def raise_(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    try:
+        old = signal.signal(signal.SIGTERM, raise_)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+# --- the jobs --------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class BackupRequest:
+    disk: str
+    drive: str | None = None
+    changer: str | None = None
+    slot: int | None = None
+    barcode: str | None = None
+    first_block: int = 0
+    blocks: int | None = None  # default: to the end of the disk
+    record: int = DEFAULT_RECORD
+    unload: bool = False
+
+
+def _copy(src_dev: sgio.ScsiDevice, devs: Devices, src: Endpoint, dst: Endpoint,
+          req: CopyRequest, out: IO[str], progress: Progress | None, cat: Catalog,
+          job: Job) -> tuple[int, float, str | None]:
+    """One EXTENDED COPY with progress; (bytes moved, seconds, SHA-256 hex or None)."""
+    op = operating_parameters(src_dev)
+    poll = devs.open(src_dev.path)
+    for attempt in range(LIST_ID_ATTEMPTS):
+        list_id = random.randint(1, 255)  # LID1: one byte, ours to choose (SPC-4 6.4.3.2)
+        plist, _segments = build(src, dst, req, op, list_id)
+        cat.update(job.id, list_id=list_id)
+        try:
+            st, seconds = send_and_poll(src_dev, poll, plist, list_id,
+                                        on_status=progress.update if progress else None,
+                                        interval=0.5)
+            break
+        except sgio.ScsiCommandError as e:
+            if e.asc == Asc.OPERATION_IN_PROGRESS and attempt + 1 < LIST_ID_ATTEMPTS:
+                continue  # another copy holds that list identifier: pick another
+            if progress:
+                progress.abandon()
+            raise
+        except BaseException:
+            if progress:
+                progress.abandon()
+            with contextlib.suppress(sgio.SgIoError):
+                print(f"  copy status: {copy_status(poll, list_id).describe()}", file=out)
+            raise
+    moved = st.transferred_bytes or 0
+    if progress:
+        progress.finish(moved, seconds)
+    digest = copy_digest(src_dev, list_id)
+    if digest is None:
+        print("  the copy manager reports no digest: the catalog keeps no checksum", file=out)
+        return moved, seconds, None
+    count, sha = digest
+    if count != moved:
+        raise BackupError(f"the copy manager digested {count} bytes but moved {moved}: "
+                          "check the target's log")
+    return moved, seconds, sha.hex()
+
+
+def _open_library(devs: Devices, changer_path: str) -> tuple[Changer, Inventory]:
+    ch = Changer(devs.open(changer_path))
+    ch.check_type()
+    return ch, ch.inventory()
+
+
+def backup(req: BackupRequest, cat: Catalog, *, devs: Devices | None = None,
+           out: IO[str] = sys.stdout, progress: bool = True,
+           tty: bool | None = None) -> Job:
+    """One backup job; returns its catalog row (done). Raises :class:`LioXcopyError`
+    after marking the job failed."""
+    with devs or Devices() as d:
+        return _backup(req, cat, d, out, progress, tty)
+
+
+def _cartridge(inv: Inventory, req: BackupRequest) -> ElementStatus:
+    """The element holding the cartridge to write: by barcode, or the slot (or the drive
+    the slot's cartridge was loaded into)."""
+    if req.barcode is not None:
+        found = inv.find(req.barcode)
+        if found is None:
+            raise BackupError(f"no cartridge {req.barcode} in {req.changer}: `mtx status` "
+                              "lists the volume tags")
+        return found
+    slot = inv.slot(req.slot or 0)
+    if slot.full:
+        return slot
+    holder = next((d for d in inv.drives if d.source == slot.address), None)
+    if holder is None:
+        raise BackupError(f"slot {req.slot} of {req.changer} is empty: pick a full slot "
+                          "(`mtx status`)")
+    return holder
+
+
+def _backup(req: BackupRequest, cat: Catalog, devs: Devices, out: IO[str], progress: bool,
+            tty: bool | None) -> Job:
+    if req.changer is None and req.drive is None:
+        raise BackupError("give --drive DEVICE, or --changer DEVICE --slot N")
+    if req.changer is not None and req.slot is None and req.barcode is None:
+        raise BackupError("with --changer give --slot N or --barcode LABEL")
+    disk_dev = devs.open(req.disk)
+    src = identify(disk_dev)
+    if src.is_tape:
+        raise BackupError(f"{req.disk} is a tape: give the disk to back up first")
+    first = req.first_block
+    blocks = req.blocks if req.blocks is not None else src.blocks - first
+    if blocks <= 0 or first + blocks > src.blocks:
+        raise BackupError(f"{req.disk} has {src.blocks} blocks: --skip {first} --count "
+                          f"{blocks} does not fit")
+    lib: Library | None = None
+    slot: ElementStatus | None = None
+    drive_path = req.drive or ""
+    if req.changer is not None:
+        changer, inv = _open_library(devs, req.changer)
+        slot = _cartridge(inv, req)
+        drive_path, el = _drive_in_library(devs, changer, inv, req.drive, slot.barcode)
+        lib = Library(changer, inv, el)
+    tape_dev = devs.open(drive_path)
+    drive = Drive(tape_dev)
+    drive_naa = _naa(tape_dev, "the drive")
+    cartridge = slot.barcode if slot is not None else None
+    wait_for_interrupted_copies(cat, devs, drive_naa, out)
+    with cat.running(BACKUP, disk=req.disk, disk_naa=src.designator.value.hex(),
+                     first_block=first, blocks=blocks, block_size=src.block_size,
+                     cartridge=cartridge, drive=drive_path, drive_naa=drive_naa.hex(),
+                     record_length=req.record) as job, sigterm_raises():
+        print(f"job {job.id}: {replace(src, path=req.disk).describe()} -> "
+              f"{cartridge or 'the cartridge'} in {drive_path}", file=out)
+        if lib is not None and slot is not None:
+            load(lib, drive, slot, out)
+        wait_ready(tape_dev)
+        if tape_dev.peripheral_device_type() != spc.TYPE_TAPE:
+            raise BackupError(f"{drive_path} is not a tape drive")
+        dst = identify(tape_dev)
+        file_number = append_position(drive, out)
+        cat.update(job.id, file_number=file_number)
+        total = blocks * src.block_size
+        print(f"writing tape file {file_number}: {size(total)} in "
+              f"{req.record}-byte records, by the target's copy manager", file=out)
+        bar = Progress(total, out, tty=tty) if progress else None
+        moved, _seconds, sha = _copy(disk_dev, devs, src, dst,
+                                     CopyRequest(count=blocks, skip=first, record=req.record),
+                                     out, bar, cat, job)
+        if moved != total:
+            raise BackupError(f"the copy moved {moved} bytes of {total}: the tape file is "
+                              "incomplete; run the backup again")
+        drive.write_filemark()
+        after = drive.position().file_number
+        if after != file_number + 1:
+            raise BackupError(f"after the filemark the drive is in file {after}, not "
+                              f"{file_number + 1}: another host used the drive?")
+        done = cat.finish(job.id, bytes=moved, sha256=sha)
+        print(f"job {job.id} done: {size(moved)} in tape file {file_number} of "
+              f"{cartridge or drive_path}" + (f", sha256 {sha}" if sha else ""), file=out)
+        if req.unload and lib is not None and slot is not None:
+            unload_to(lib, drive, _home(slot), out)
+        return done
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreRequest:
+    disk: str
+    job: int | None = None
+    latest_of: str | None = None  # source NAA (hex) for --latest
+    drive: str | None = None
+    changer: str | None = None
+    seek: int = 0  # first block of the destination
+    unload: bool = False
+
+
+def restore(req: RestoreRequest, cat: Catalog, *, devs: Devices | None = None,
+            out: IO[str] = sys.stdout, progress: bool = True,
+            tty: bool | None = None) -> Job:
+    """One restore job; returns its catalog row (done, digest verified)."""
+    with devs or Devices() as d:
+        return _restore(req, cat, d, out, progress, tty)
+
+
+def _restore(req: RestoreRequest, cat: Catalog, devs: Devices, out: IO[str], progress: bool,
+             tty: bool | None) -> Job:
+    if req.job is not None:
+        src_job = cat.job(req.job)
+    elif req.latest_of is not None:
+        src_job = cat.latest(req.latest_of)
+    else:
+        raise BackupError("give a JOB_ID, or --latest --source NAA")
+    if req.changer is None and req.drive is None:
+        raise BackupError("give --changer DEVICE (the cartridge is found by its barcode) "
+                          "or --drive DEVICE with the cartridge loaded")
+    if src_job.kind != BACKUP or src_job.state != DONE:
+        raise BackupError(f"job {src_job.id} is a {src_job.state} {src_job.kind}: restore "
+                          "from a done backup (`lio-xcopy catalog`)")
+    disk_dev = devs.open(req.disk)
+    dst = identify(disk_dev)
+    if dst.is_tape:
+        raise BackupError(f"{req.disk} is a tape: give the disk to restore to")
+    if dst.block_size != src_job.block_size:
+        raise BackupError(f"{req.disk} has {dst.block_size}-byte blocks, the backup "
+                          f"{src_job.block_size}: restore to a disk like the source")
+    if req.seek + src_job.blocks > dst.blocks:
+        raise BackupError(f"{req.disk} has {dst.blocks} blocks; the backup needs "
+                          f"{src_job.blocks} from block {req.seek}: give a larger disk")
+    lib: Library | None = None
+    holder: ElementStatus | None = None
+    drive_path = req.drive or ""
+    changer_path = req.changer
+    if changer_path is not None:
+        if src_job.cartridge is None:
+            raise BackupError(f"job {src_job.id} went to a drive without a changer: load "
+                              "its cartridge and give --drive alone")
+        changer, inv = _open_library(devs, changer_path)
+        holder = inv.find(src_job.cartridge)
+        if holder is None:
+            raise BackupError(f"cartridge {src_job.cartridge} is not in {changer_path}: "
+                              "import it (mail slot) and retry")
+        drive_path, el = _drive_in_library(devs, changer, inv, req.drive, src_job.cartridge)
+        lib = Library(changer, inv, el)
+    tape_dev = devs.open(drive_path)
+    drive = Drive(tape_dev)
+    wait_for_interrupted_copies(cat, devs, _naa(tape_dev, "the drive"), out)
+    with cat.running(RESTORE, disk=req.disk, disk_naa=dst.designator.value.hex(),
+                     first_block=req.seek, blocks=src_job.blocks,
+                     block_size=src_job.block_size, cartridge=src_job.cartridge,
+                     drive=drive_path, drive_naa=_naa(tape_dev, "the drive").hex(),
+                     file_number=src_job.file_number, record_length=src_job.record_length,
+                     restored_job=src_job.id) as job, sigterm_raises():
+        print(f"job {job.id}: restore of job {src_job.id} ({src_job.disk}, "
+              f"{size(src_job.size)}) from tape file {src_job.file_number} of "
+              f"{src_job.cartridge or drive_path} to {req.disk}", file=out)
+        if lib is not None and holder is not None:
+            load(lib, drive, holder, out)
+        elif lib is None:
+            print(f"  (no changer: {drive_path} must hold "
+                  f"{src_job.cartridge or 'the cartridge of job ' + str(src_job.id)})",
+                  file=out)
+        wait_ready(tape_dev)
+        src = identify(tape_dev)
+        locate_file(drive, src_job.file_number or 0)
+        bar = Progress(src_job.size, out, tty=tty) if progress else None
+        moved, _s, sha = _copy(tape_dev, devs, src, dst,
+                               CopyRequest(count=src_job.blocks, seek=req.seek,
+                                           record=src_job.record_length),
+                               out, bar, cat, job)
+        if moved != src_job.size:
+            raise BackupError(f"the restore moved {moved} bytes of {src_job.size}")
+        if sha is not None and src_job.sha256 is not None:
+            if sha != src_job.sha256:
+                raise BackupError(f"digest mismatch: the restore read {sha}, the backup "
+                                  f"wrote {src_job.sha256}; the cartridge's data changed")
+            verdict = "verified: SHA-256 matches the backup's"
+        else:
+            verdict = "not verified: no digest from the copy manager"
+        done = cat.finish(job.id, bytes=moved, sha256=sha)
+        print(f"job {job.id} done: {size(moved)} restored, {verdict}", file=out)
+        if req.unload and lib is not None and holder is not None:
+            unload_to(lib, drive, _home(holder), out)
+        return done
+
+
+# --- command line ----------------------------------------------------------------------------
+BACKUP_USAGE = """usage: lio-xcopy backup DISK
+           (--changer SG (--slot N | --barcode LABEL) [--drive SG] | --drive SG)
+           [--skip BLOCKS] [--count BLOCKS] [--record BYTES]
+           [--unload] [--catalog PATH] [--quiet]
+
+Backs DISK up to a new file at the end of a cartridge: the target's copy manager moves
+the data (EXTENDED COPY); the job goes into the catalog (default
+/var/lib/lio-xcopy/catalog.db) with the cartridge, tape file number, size and SHA-256.
+  --changer SG       the library's medium changer (/dev/sgN); --slot N as `mtx status`
+                     numbers slots, or --barcode LABEL
+  --drive SG         the tape drive (/dev/sgN or /dev/nstN); with a changer, default: a
+                     free drive of the library that this host reaches
+  --skip/--count     the range of DISK in its blocks (default: all of it)
+  --record BYTES     tape record length (default 65536)
+  --unload           put the cartridge back in its slot afterwards
+"""
+
+RESTORE_USAGE = """usage: lio-xcopy restore (JOB_ID | --latest --source NAA) DISK
+                          [--changer SG] [--drive SG] [--seek BLOCKS] [--unload]
+                          [--catalog PATH] [--quiet]
+
+Copies a backup back from its cartridge and tape file (from the catalog) onto DISK and
+checks the copy manager's SHA-256 against the catalog's.
+  --changer SG   the library holding the cartridge (found by its barcode)
+  --drive SG     the drive to use (without --changer: the cartridge must be in it)
+  --seek BLOCKS  first block of DISK to write (default 0)
+"""
+
+
+def _parse(argv: list[str], flags: set[str], options: set[str]) -> tuple[list[str],
+                                                                         dict[str, Any]]:
+    pos: list[str] = []
+    opts: dict[str, Any] = {}
+    it = iter(argv)
+    for a in it:
+        if a.startswith("--"):
+            name, eq, val = a.partition("=")
+            if name in flags and not eq:
+                opts[name] = True
+            elif name in options:
+                if not eq:
+                    val = next(it, None)  # type: ignore[assignment]
+                    if val is None:
+                        raise BackupError(f"{name} needs a value")
+                opts[name] = val
+            else:
+                raise BackupError(f"unknown option {a}: see --help")
+        else:
+            pos.append(a)
+    return pos, opts
+
+
+def _num(opts: dict[str, Any], name: str, default: int | None = None) -> int | None:
+    if name not in opts:
+        return default
+    try:
+        v = int(opts[name], 0)
+    except ValueError:
+        raise BackupError(f"{name} {opts[name]!r} is not a number") from None
+    if v < 0:
+        raise BackupError(f"{name} {v} is negative")
+    return v
+
+
+def _run(cmd: str, argv: list[str], usage: str, job: Callable[[dict[str, Any], list[str],
+                                                                  Catalog], Job]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage, end="")
+        return 0 if argv else 2
+    try:
+        pos, opts = _parse(argv, {"--unload", "--quiet", "--latest"},
+                           {"--changer", "--drive", "--slot", "--barcode", "--skip", "--count",
+                            "--record", "--catalog", "--seek", "--source"})
+        with Catalog(opts.get("--catalog") or os.environ.get("LIO_XCOPY_CATALOG")
+                     or "/var/lib/lio-xcopy/catalog.db") as cat:
+            for o in cat.orphans:
+                print(f"lio-xcopy {cmd}: job {o.id} marked failed: {o.error}", file=sys.stderr)
+            job(opts, pos, cat)
+    except (LioXcopyError, ChangerError) as e:
+        print(f"lio-xcopy {cmd}: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"lio-xcopy {cmd}: interrupted; the job is marked failed in the catalog",
+              file=sys.stderr)
+        return 130
+    except Terminated:
+        print(f"lio-xcopy {cmd}: terminated; the job is marked failed in the catalog",
+              file=sys.stderr)
+        return 143
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    """``lio-xcopy backup``."""
+    def job(opts: dict[str, Any], pos: list[str], cat: Catalog) -> Job:
+        if len(pos) != 1:
+            raise BackupError("give one DISK to back up: see --help")
+        req = BackupRequest(
+            disk=pos[0], drive=opts.get("--drive"), changer=opts.get("--changer"),
+            slot=_num(opts, "--slot"), barcode=opts.get("--barcode"),
+            first_block=_num(opts, "--skip", 0) or 0, blocks=_num(opts, "--count"),
+            record=_num(opts, "--record", DEFAULT_RECORD) or DEFAULT_RECORD,
+            unload=bool(opts.get("--unload")))
+        return backup(req, cat, progress=not opts.get("--quiet"))
+
+    return _run("backup", argv, BACKUP_USAGE, job)
+
+
+def restore_main(argv: list[str]) -> int:
+    """``lio-xcopy restore``."""
+    def job(opts: dict[str, Any], pos: list[str], cat: Catalog) -> Job:
+        if opts.get("--latest"):
+            if "--source" not in opts or len(pos) != 1:
+                raise BackupError("--latest needs --source NAA and one DISK")
+            req = RestoreRequest(disk=pos[0], latest_of=opts["--source"])
+        else:
+            if len(pos) != 2 or not pos[0].isdigit():
+                raise BackupError("give JOB_ID and DISK (`lio-xcopy catalog` lists jobs)")
+            req = RestoreRequest(disk=pos[1], job=int(pos[0]))
+        req = RestoreRequest(req.disk, req.job, req.latest_of, opts.get("--drive"),
+                             opts.get("--changer"), _num(opts, "--seek", 0) or 0,
+                             bool(opts.get("--unload")))
+        return restore(req, cat, progress=not opts.get("--quiet"))
+
+    return _run("restore", argv, RESTORE_USAGE, job)
+
+
+if __name__ == "__main__":
+    _cmds = {"backup": main, "restore": restore_main}
+    if len(sys.argv) > 1 and sys.argv[1] in ("backup", "restore", "catalog"):
+        if sys.argv[1] == "catalog":
+            from lio_xcopy.initiator.catalog import main as catalog_main
+
+            sys.exit(catalog_main(sys.argv[2:]))
+        sys.exit(_cmds[sys.argv[1]](sys.argv[2:]))
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,439 @@
+"""Backup and restore jobs without a kernel: the initiator's SG_IO devices are replaced by
+a loopback to the target's own devices (disk, library drive, medium changer, copy
+manager) in this process, so every CDB the job sends is answered by the real target code.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+from pathlib import Path
+
+import pytest
+
+from lio_xcopy.control import library as ops
+from lio_xcopy.copy.manager import CopyManager
+from lio_xcopy.devices.awstape import AwsTape
+from lio_xcopy.devices.base import Command
+from lio_xcopy.devices.buffer import DataBuffer
+from lio_xcopy.errors import LioXcopyError
+from lio_xcopy.initiator import backup as bk
+from lio_xcopy.initiator import sgio
+from lio_xcopy.initiator.catalog import DONE, FAILED, RUNNING, Catalog
+from lio_xcopy.initiator.changer import Changer
+from lio_xcopy.scsi import xcopy
+from lio_xcopy.scsi.errors import CheckCondition
+from lio_xcopy.scsi.sense import CHECK_CONDITION
+from lio_xcopy.tcmu.handler import Libraries, open_device
+
+MiB = 1 << 20
+DISK_SIZE = 3 * MiB + 64 * 1024  # not a whole number of MiB: the last segment is short
+
+
+class Loopback(sgio.ScsiDevice):
+    """An :class:`sgio.ScsiDevice` whose commands go straight to a target device."""
+
+    def __init__(self, path: str, device):
+        self.path = path
+        self.device = device
+        self.bytes_in = self.bytes_out = self.commands = 0
+        self.fd = os.open(os.devnull, os.O_RDONLY)
+        self.sent: list[bytes] = []
+
+    def execute(self, cdb, data_in=0, data_out=None, timeout=60, *, check=True):
+        cdb = bytes(cdb)
+        self.sent.append(cdb)
+        self.commands += 1
+        buf = DataBuffer.of(bytearray(data_out)) if data_out else DataBuffer.allocate(data_in)
+        try:
+            n = self.device.handle(Command(cdb, buf))
+            if not isinstance(n, int):
+                n = n.result(timeout=60)
+        except CheckCondition as e:
+            result = sgio.Result(cdb, CHECK_CONDITION, e.sense, b"", data_in, 0.0,
+                                 requested=data_in, sense_bytes=e.sense.encode())
+            if check:
+                raise sgio.ScsiCommandError(
+                    f"{sgio.command_name(cdb)} on {self.path} failed: {result.explain()}",
+                    self.path, result) from None
+            return result
+        data = buf.tobytes(n) if data_in else b""
+        self.bytes_in += len(data)
+        self.bytes_out += len(data_out or b"")
+        return sgio.Result(cdb, 0, None, data, data_in - len(data), 0.0, requested=data_in)
+
+
+class Target:
+    """One daemon's worth of LUNs over a temp directory, reachable as /dev/sgN paths."""
+
+    def __init__(self, tmp: Path):
+        self.tmp = tmp
+        self.manager = CopyManager(chunk=256 * 1024)
+        self.libraries = Libraries()
+        self.luns: dict[str, object] = {}
+        self.opened: list[Loopback] = []
+
+    def add(self, path: str, name: str, cfg: str):
+        dev = open_device(name, cfg, None, libraries=self.libraries)
+        self.manager.register(dev)
+        dev.copy_manager = self.manager
+        self.luns[path] = dev
+        return dev
+
+    def open(self, path: str) -> Loopback:
+        if path not in self.luns:
+            raise sgio.NotScsiDevice(f"{path}: no such device", path)
+        dev = Loopback(path, self.luns[path])
+        self.opened.append(dev)
+        return dev
+
+    def close(self) -> None:
+        for d in self.luns.values():
+            d.close()
+
+    def devices(self) -> bk.Devices:
+        return _Devices(self)
+
+
+class _Devices(bk.Devices):
+    def __init__(self, target: Target):
+        super().__init__(opener=target.open)
+        self.target = target
+
+    def sg_node(self, path: str) -> str:
+        return path
+
+    def tapes(self) -> list[str]:
+        return [p for p, d in self.target.luns.items() if d.DEVICE_TYPE == 1]
+
+
+@pytest.fixture
+def target(tmp_path):
+    t = Target(tmp_path)
+    data = os.urandom(DISK_SIZE)
+    (tmp_path / "src.img").write_bytes(data)
+    (tmp_path / "dst.img").write_bytes(bytes(DISK_SIZE + MiB))
+    t.source_data = data
+    t.add("/dev/sg1", "src", f"disk;{tmp_path / 'src.img'}")
+    t.add("/dev/sg2", "dst", f"disk;{tmp_path / 'dst.img'}")
+    lib = tmp_path / "library"
+    ops.create_library(lib, slots=4, drives=2, capacity=64 * MiB,
+                       barcodes=["A00001L8", "A00002L8"], drive_luns=["drive0", "drive1"])
+    t.library = lib
+    t.add("/dev/sg3", "changer", f"changer;{lib}")
+    t.add("/dev/sg4", "drive0", f"tape;{lib};drive=0")
+    t.add("/dev/sg5", "drive1", f"tape;{lib};drive=1")
+    t.add("/dev/sg6", "standalone", f"tape;{tmp_path / 'standalone.aws'};capacity=64M")
+    yield t
+    t.close()
+
+
+@pytest.fixture
+def cat(tmp_path):
+    with Catalog(tmp_path / "catalog.db") as c:
+        yield c
+
+
+def records(path: Path) -> list[bytes | None]:
+    with AwsTape.open_readonly(path) as t:
+        return t.dump_records()
+
+
+def files_of(recs: list[bytes | None]) -> list[bytes]:
+    """The tape's files, their records joined."""
+    out, cur = [], []
+    for r in recs:
+        if r is None:
+            out.append(b"".join(cur))
+            cur = []
+        else:
+            cur.append(r)
+    return out + ([b"".join(cur)] if cur else [])
+
+
+def do_backup(target, cat, **kw):
+    out = io.StringIO()
+    req = bk.BackupRequest(disk="/dev/sg1", **kw)
+    job = bk.backup(req, cat, devs=target.devices(), out=out, tty=False)
+    return job, out.getvalue()
+
+
+# --- the whole job --------------------------------------------------------------------------
+def test_backup_through_the_changer_then_append_then_restore(target, cat):
+    job, text = do_backup(target, cat, changer="/dev/sg3", slot=2)
+    assert job.state == DONE and job.cartridge == "A00002L8" and job.file_number == 0
+    assert job.bytes == DISK_SIZE and job.blocks == DISK_SIZE // 512
+    import hashlib
+
+    assert job.sha256 == hashlib.sha256(target.source_data).hexdigest()
+    assert "loading A00002L8 from slot 2 into drive 0" in text
+    assert "writing tape file 0" in text and "100%" in text and "MiB/s  in 0:0" in text
+    cart = target.library / "A00002L8.aws"
+    recs = records(cart)
+    assert recs[-1] is None and files_of(recs) == [target.source_data]
+    assert all(len(r) == 65536 for r in recs[:-2])  # records of the requested length
+
+    # the cartridge is still in the drive: the second job appends file 1
+    job2, text2 = do_backup(target, cat, changer="/dev/sg3", slot=2, first_block=128,
+                            blocks=64, unload=True)
+    assert job2.file_number == 1 and job2.bytes == 64 * 512
+    assert "loading" not in text2 and "unloaded the cartridge to slot 2" in text2
+    assert files_of(records(cart)) == [target.source_data,
+                                       target.source_data[128 * 512:192 * 512]]
+
+    out = io.StringIO()
+    r = bk.restore(bk.RestoreRequest("/dev/sg2", job=job.id, changer="/dev/sg3"), cat,
+                   devs=target.devices(), out=out, tty=False)
+    assert r.state == DONE and r.restored_job == job.id and r.sha256 == job.sha256
+    assert "verified" in out.getvalue()
+    restored = (target.tmp / "dst.img").read_bytes()
+    assert restored[:DISK_SIZE] == target.source_data
+    assert restored[DISK_SIZE:] == bytes(MiB)  # nothing past the backup's size
+
+    # the second file, by --latest of the source's NAA, at an offset
+    out = io.StringIO()
+    bk.restore(bk.RestoreRequest("/dev/sg2", latest_of=job.disk_naa, changer="/dev/sg3",
+                                 seek=10), cat, devs=target.devices(), out=out, tty=False)
+    restored = (target.tmp / "dst.img").read_bytes()
+    assert restored[10 * 512:74 * 512] == target.source_data[128 * 512:192 * 512]
+
+
+def test_standalone_drive_and_a_restore_that_does_not_match(target, cat):
+    job, _ = do_backup(target, cat, drive="/dev/sg6")
+    assert job.cartridge is None and job.file_number == 0 and job.state == DONE
+    cat.db.execute("UPDATE jobs SET sha256 = ? WHERE id = ?", ("00" * 32, job.id))
+    with pytest.raises(bk.BackupError, match="digest mismatch"):
+        bk.restore(bk.RestoreRequest("/dev/sg2", job=job.id, drive="/dev/sg6"), cat,
+                   devs=target.devices(), out=io.StringIO(), tty=False)
+    failed = cat.jobs(kind="restore")[-1]
+    assert failed.state == FAILED and "digest mismatch" in failed.error
+
+
+def test_a_file_left_open_is_closed_before_appending(target, cat):
+    tape = target.luns["/dev/sg6"]
+    buf = DataBuffer.of(bytearray(b"x" * 1000))
+    tape.write_record(buf, 1000)  # an interrupted job: data, no filemark
+    job, text = do_backup(target, cat, drive="/dev/sg6", blocks=8)
+    assert "closing tape file 0" in text
+    assert job.file_number == 1
+    assert files_of(records(target.tmp / "standalone.aws")) == [b"x" * 1000,
+                                                                target.source_data[:4096]]
+
+
+def test_an_error_marks_the_job_failed(target, cat, monkeypatch):
+    def broken(*a, **k):
+        raise sgio.TransportFailure("EXTENDED COPY on /dev/sg1 did not complete: the bus "
+                                    "was reset", "/dev/sg1")
+
+    monkeypatch.setattr(bk, "send_and_poll", broken)
+    with pytest.raises(sgio.TransportFailure):
+        do_backup(target, cat, drive="/dev/sg6")
+    (job,) = cat.jobs()
+    assert job.state == FAILED and "bus was reset" in job.error
+    assert job.file_number == 0 and job.list_id is not None
+
+
+def test_a_list_identifier_in_use_is_replaced(target, cat, monkeypatch):
+    real = bk.send_and_poll
+    tried = []
+
+    def busy_once(s, poll, plist, list_id, **kw):
+        tried.append(list_id)
+        if len(tried) == 1:  # as the copy manager refuses a held list identifier
+            from lio_xcopy.scsi.errors import IllegalRequest
+            from lio_xcopy.scsi.sense import Asc
+
+            e = IllegalRequest(Asc.OPERATION_IN_PROGRESS, 0, in_cdb=False)
+            r = sgio.Result(b"\x83" + bytes(15), CHECK_CONDITION, e.sense, b"", 0, 0.0)
+            raise sgio.ScsiCommandError("EXTENDED COPY failed", s.path, r)
+        return real(s, poll, plist, list_id, **kw)
+
+    monkeypatch.setattr(bk, "send_and_poll", busy_once)
+    job, _ = do_backup(target, cat, drive="/dev/sg6", blocks=8)
+    assert job.state == DONE and len(tried) == 2 and job.list_id == tried[1]
+
+
+def test_ctrl_c_marks_the_job_failed(target, cat, monkeypatch):
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bk, "send_and_poll", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        do_backup(target, cat, drive="/dev/sg6")
+    assert [(j.state, j.error) for j in cat.jobs()] == [(FAILED, "interrupted (Ctrl-C)")]
+
+
+def test_operator_errors_change_nothing(target, cat):
+    with pytest.raises(LioXcopyError, match=r"slot 3 .* is empty"):
+        do_backup(target, cat, changer="/dev/sg3", slot=3)
+    with pytest.raises(LioXcopyError, match="no cartridge NOPE"):
+        do_backup(target, cat, changer="/dev/sg3", barcode="NOPE")
+    with pytest.raises(LioXcopyError, match="slots 1-4"):
+        do_backup(target, cat, changer="/dev/sg3", slot=9)
+    with pytest.raises(LioXcopyError, match="does not fit"):
+        do_backup(target, cat, drive="/dev/sg6", first_block=10, blocks=DISK_SIZE // 512)
+    with pytest.raises(LioXcopyError, match="no drive with NAA"):
+        do_backup(target, cat, changer="/dev/sg3", slot=1, drive="/dev/sg6")
+    assert cat.jobs() == []
+    assert {p.name for p in target.library.glob("*.aws")} == {"A00001L8.aws", "A00002L8.aws"}
+
+
+def test_restore_refuses_failed_jobs_and_small_disks(target, cat, tmp_path):
+    job, _ = do_backup(target, cat, drive="/dev/sg6")
+    (tmp_path / "tiny.img").write_bytes(bytes(MiB))
+    target.add("/dev/sg7", "tiny", f"disk;{tmp_path / 'tiny.img'}")
+    with pytest.raises(bk.BackupError, match="give a larger disk"):
+        bk.restore(bk.RestoreRequest("/dev/sg7", job=job.id, drive="/dev/sg6"), cat,
+                   devs=target.devices(), out=io.StringIO())
+    cat.db.execute("UPDATE jobs SET state = 'failed' WHERE id = ?", (job.id,))
+    with pytest.raises(bk.BackupError, match="failed backup"):
+        bk.restore(bk.RestoreRequest("/dev/sg2", job=job.id, drive="/dev/sg6"), cat,
+                   devs=target.devices(), out=io.StringIO())
+    assert [j.kind for j in cat.jobs()] == ["backup"]
+
+
+def test_the_second_drive_when_the_first_holds_another_cartridge(target, cat):
+    do_backup(target, cat, changer="/dev/sg3", slot=1)  # A00001L8 stays in drive 0
+    job, text = do_backup(target, cat, changer="/dev/sg3", slot=2, blocks=8)
+    assert "into drive 1" in text and job.drive == "/dev/sg5"
+    # named drive 0 for the cartridge in drive 1: refused, nothing written
+    with pytest.raises(bk.BackupError, match="A00002L8 is in drive 1, not in the drive chosen"):
+        do_backup(target, cat, changer="/dev/sg3", barcode="A00002L8", drive="/dev/sg4")
+    assert [j.state for j in cat.jobs()] == [DONE, DONE, FAILED]
+    # slot 1's cartridge is in drive 0: --slot 1 still finds it there and appends
+    job, text = do_backup(target, cat, changer="/dev/sg3", slot=1, blocks=8)
+    assert job.drive == "/dev/sg4" and job.cartridge == "A00001L8" and job.file_number == 1
+    # drive 1 named for A00001L8 (in drive 0) is refused; after mtx-style unloads of
+    # both, naming drive 0 for A00002L8 loads it there
+    lib = Changer(target.open("/dev/sg3"))
+    inv = lib.inventory()
+    for d in inv.drives:
+        lib.move(d.address, d.source)
+    job, text = do_backup(target, cat, changer="/dev/sg3", barcode="A00002L8",
+                          drive="/dev/sg4", blocks=8)
+    assert "loading A00002L8 from slot 2 into drive 0" in text and job.file_number == 1
+    # a drive holding another cartridge gives it back to its slot first
+    job, text = do_backup(target, cat, changer="/dev/sg3", slot=1, drive="/dev/sg4", blocks=8)
+    assert "unloading A00002L8 from the drive to element" in text
+    assert job.cartridge == "A00001L8" and job.file_number == 2
+    inv = lib.inventory()
+    assert [(e.barcode if e.full else None) for e in inv.slots] == [None, "A00002L8", None,
+                                                                   None]
+
+
+# --- pieces ----------------------------------------------------------------------------------
+def test_progress_line():
+    assert bk.format_progress(0, 96 * MiB, 0.0) == (
+        "[........................]   0%      0.0/96.0 MiB     0.0 MiB/s  ETA --:--")
+    assert bk.format_progress(24 * MiB, 96 * MiB, 2.0) == (
+        "[######..................]  25%     24.0/96.0 MiB    12.0 MiB/s  ETA 0:06")
+    assert bk.format_progress(96 * MiB, 96 * MiB, 8.0).endswith("100%     96.0/96.0 MiB"
+                                                                "    12.0 MiB/s  ETA 0:00")
+    assert bk.format_progress(MiB, 10_000 * MiB, 1.0).endswith(
+        "0%      0.0/9.8 GiB     1.0 MiB/s  ETA 2:46:39")
+    assert "   16.0/32.0 KiB" in bk.format_progress(16 << 10, 32 << 10, 1.0)
+
+
+def test_progress_redraws_on_a_tty_and_prints_lines_elsewhere():
+    tty = io.StringIO()
+    p = bk.Progress(4 * MiB, tty, tty=True)
+    p.show(MiB, 1.0)
+    p.show(2 * MiB, 2.0)
+    p.finish(4 * MiB, 4.0)
+    drawn = tty.getvalue().split("\r")
+    assert len(drawn) == 4 and drawn[-1].endswith("\n") and "in 0:04" in drawn[-1]
+    assert len(drawn[-1]) > len(drawn[-2])  # the last draw covers the one before
+    now = [0.0]
+    log = io.StringIO()
+    p = bk.Progress(4 * MiB, log, tty=False, interval=5, clock=lambda: now[0])
+    for t in range(12):
+        now[0] = float(t)
+        p.show(t * MiB // 4, max(t, 1))
+    p.finish(4 * MiB, 12.0)
+    lines = log.getvalue().splitlines()
+    assert "\r" not in log.getvalue() and len(lines) == 4  # at 0, 5, 10 s and the end
+
+
+def test_sizes():
+    assert [bk.size(n) for n in (512, 32 << 10, 96 * MiB, 3 << 29)] == [
+        "512 B", "32.0 KiB", "96.0 MiB", "1.5 GiB"]
+
+
+def test_read_position_long_form():
+    data = struct.pack(">BxxxIQQQ", 0x00, 0, 1234, 3, 0)
+    assert bk.parse_position_long(data) == bk.Position(False, False, 0, 1234, 3)
+    assert bk.parse_position_long(struct.pack(">BxxxIQQQ", 0x80, 0, 0, 0, 0)).bop
+    with pytest.raises(bk.BackupError, match="does not know its position"):
+        bk.parse_position_long(struct.pack(">BxxxIQQQ", 0x04, 0, 0, 0, 0))
+    with pytest.raises(bk.BackupError, match="cannot report tape file numbers"):
+        bk.parse_position_long(bytes(20))
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    cat = str(tmp_path / "c.db")
+    assert bk.main(["--catalog", cat, "/dev/sg1"]) == 1
+    assert capsys.readouterr().err == (
+        "lio-xcopy backup: give --drive DEVICE, or --changer DEVICE --slot N\n")
+    assert bk.restore_main(["--catalog", cat, "7", "/dev/null"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("lio-xcopy restore: no job 7 in ") and err.count("\n") == 1
+    assert bk.main(["--bogus"]) == 1
+    assert bk.main([]) == 2 and "usage" in capsys.readouterr().out
+
+
+def test_digest_is_optional_for_other_copy_managers(target):
+    dev = target.open("/dev/sg1")
+    if getattr(xcopy, "RECEIVE_COPY_DIGEST", None) is None:
+        assert bk.copy_digest(dev, 1) is None
+    else:
+        with pytest.raises(sgio.ScsiCommandError):
+            bk.copy_digest(dev, 77)  # no such copy: the device says so
+
+
+def test_a_running_job_of_a_dead_process_fails_at_the_next_open(tmp_path):
+    with Catalog(tmp_path / "c.db") as c:
+        job = c.begin("backup", disk="/dev/sg1", disk_naa="60", first_block=0, blocks=1,
+                      block_size=512, drive="/dev/sg6", drive_naa="61", record_length=512)
+        assert job.state == RUNNING
+        c.db.execute("UPDATE jobs SET pid = ? WHERE id = ?", (2**22 + 7, job.id))
+    with Catalog(tmp_path / "c.db") as c:
+        (orphan,) = c.orphans
+        assert orphan.id == job.id and c.job(job.id).state == FAILED
+        assert "interrupted: process" in c.job(job.id).error
+
+
+def test_the_next_job_waits_for_the_copy_an_interrupted_job_left_running(target, cat,
+                                                                          monkeypatch):
+    def killed(*a, **k):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(bk, "send_and_poll", killed)
+        with pytest.raises(KeyboardInterrupt):
+            do_backup(target, cat, drive="/dev/sg6")
+    (job,) = cat.jobs()
+    naa = bytes.fromhex(job.drive_naa)
+    slept: list[float] = []
+    out = io.StringIO()
+    # the copy never reached the target: its list identifier is unknown there
+    bk.wait_for_interrupted_copies(cat, target.devices(), naa, out, sleep=slept.append)
+    assert out.getvalue() == "" and slept == []
+    # a copy still in progress is waited for, then the job goes on
+    states = [xcopy.CopyStatus(0, 3, 5 << 20), xcopy.CopyStatus(0, 4, 6 << 20),
+              xcopy.CopyStatus(1, 9, 9 << 20)]
+    asked = []
+
+    def status(dev, list_id):
+        asked.append((dev.path, list_id))
+        return states.pop(0)
+
+    monkeypatch.setattr(bk, "copy_status", status)
+    bk.wait_for_interrupted_copies(cat, target.devices(), naa, out, sleep=slept.append)
+    assert out.getvalue() == (f"waiting for the copy of interrupted job {job.id} to end on "
+                              "the target (5.0 MiB so far)\n")
+    assert slept == [1.0, 1.0] and asked == [("/dev/sg1", job.list_id)] * 3
+    # other drives' jobs are not waited for
+    states[:] = [xcopy.CopyStatus(0, 1, 1)]
+    bk.wait_for_interrupted_copies(cat, target.devices(), b"\x60" * 16, out)
+    assert len(states) == 1

@@ -1,0 +1,262 @@
+"""Backup jobs through the real kernel: a library (changer + one drive) and disks exported
+over tcm_loop; ``lio-xcopy backup``/``restore``/``catalog`` run as the backup server's
+operator runs them, on the sg/sd/st nodes the kernel made.
+
+The tests run in file order and share the library and the catalog, as one operator's
+session: each starts from what the previous one left.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pty
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import MiB, clear_unit_attention, extra_lun, run
+
+from lio_xcopy.control import library as ops
+from lio_xcopy.control import provision
+from lio_xcopy.devices.awstape import AwsTape
+from lio_xcopy.initiator import sgio
+from lio_xcopy.initiator.copy import copy_status
+
+SRC_SIZE = 32 * MiB
+BARCODES = ["BKP001L8", "BKP002L8"]
+
+
+@dataclass
+class Setup:
+    lib: Path
+    changer: str  # /dev/sgN
+    drive_sg: str
+    nst: str
+    src: str  # /dev/sdX of the source disk
+    src_sg: str
+    src_file: Path
+    dst: str
+    dst_file: Path
+    catalog: Path
+    transcript: Path
+
+    def cli(self, *args: str, check: bool = True, env: dict | None = None):
+        cmd = [sys.executable, "-m", "lio_xcopy.initiator.backup", *args]
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                           env={**os.environ, "LIO_XCOPY_CATALOG": str(self.catalog),
+                                **(env or {})})
+        with self.transcript.open("a") as f:
+            f.write(f"# lio-xcopy {' '.join(args)}\n{p.stdout}{p.stderr}\n")
+        if check and p.returncode != 0:
+            raise AssertionError(f"{' '.join(cmd)} exited {p.returncode}\n{p.stdout}\n"
+                                 f"{p.stderr}")
+        return p
+
+    def jobs(self) -> list[sqlite3.Row]:
+        db = sqlite3.connect(f"file:{self.catalog}?mode=ro", uri=True)
+        db.row_factory = sqlite3.Row
+        try:
+            return db.execute("SELECT * FROM jobs ORDER BY id").fetchall()
+        finally:
+            db.close()
+
+
+@pytest.fixture(scope="module")
+def setup(lab):
+    work = lab.work
+    lib = work / "bklib"
+    ops.create_library(lib, slots=4, drives=1, capacity=512 * MiB, barcodes=BARCODES,
+                       drive_luns=["bkdrive0"])
+    luns = [provision.create_changer("bkchanger", lib),
+            provision.create_library_drive("bkdrive0", lib, 0),
+            provision.create_disk("bksrc", work / "bksrc.img", SRC_SIZE),
+            provision.create_disk("bkdst", work / "bkdst.img", SRC_SIZE + 4 * MiB)]
+    devs = [extra_lun(lab, lun) for lun in luns]
+    clear_unit_attention(*(str(d.sg) for d in devs))
+    changer, drive, src, dst = devs
+    # the source: random data written through the kernel's sd
+    run("dd", "if=/dev/urandom", f"of={src.block}", "bs=1M", f"count={SRC_SIZE // MiB}",
+        "oflag=direct")
+    out = Path(os.environ.get("LIO_XCOPY_WORK", str(work))) / "backup-transcript.txt"
+    out.write_text("")
+    s = Setup(lib, str(changer.sg), str(drive.sg), str(drive.tape), str(src.block),
+              str(src.sg), work / "bksrc.img", str(dst.block), work / "bkdst.img",
+              work / "catalog.db", out)
+    yield s
+    for lun in luns:
+        provision.delete(lun.name)
+    clear_unit_attention(lab.disk_sg, lab.tape_sg)
+
+
+def tape_files(path: Path) -> list[bytes]:
+    with AwsTape.open_readonly(path) as t:
+        recs = t.dump_records()
+    files, cur = [], []
+    for r in recs:
+        if r is None:
+            files.append(b"".join(cur))
+            cur = []
+        else:
+            cur.append(r)
+    return files + ([b"".join(cur)] if cur else [])
+
+
+def test_backup_through_the_changer(setup):
+    p = setup.cli("backup", setup.src, "--changer", setup.changer, "--slot", "2")
+    assert "loading BKP002L8 from slot 2 into drive 0" in p.stdout
+    assert "writing tape file 0: 32.0 MiB in 65536-byte records" in p.stdout
+    assert "100%     32.0/32.0 MiB" in p.stdout  # the progress bar's last line
+    (job,) = setup.jobs()
+    data = setup.src_file.read_bytes()
+    assert (job["state"], job["cartridge"], job["file_number"], job["bytes"]) == (
+        "done", "BKP002L8", 0, SRC_SIZE)
+    assert job["drive"] == setup.drive_sg  # found in the library by its DVCID NAA
+    assert job["sha256"] == hashlib.sha256(data).hexdigest()  # computed on the target
+    assert tape_files(setup.lib / "BKP002L8.aws") == [data]
+    assert ops.where(setup.lib, "BKP002L8").label == "drive 0"
+
+
+def test_a_second_backup_appends_file_1_and_unloads(setup):
+    p = setup.cli("backup", setup.src, "--changer", setup.changer, "--barcode", "BKP002L8",
+                  "--drive", setup.nst, "--skip", "2048", "--count", "4096", "--unload")
+    assert "loading" not in p.stdout  # the cartridge was still in the drive
+    assert "unloaded the cartridge to slot 2" in p.stdout
+    job = setup.jobs()[-1]
+    assert (job["state"], job["file_number"], job["bytes"], job["first_block"]) == (
+        "done", 1, 4096 * 512, 2048)
+    data = setup.src_file.read_bytes()
+    assert tape_files(setup.lib / "BKP002L8.aws") == [data, data[2048 * 512:6144 * 512]]
+    assert ops.where(setup.lib, "BKP002L8").label == "slot 2"
+    status = run("mtx", "-f", setup.changer, "status").stdout
+    assert "Data Transfer Element 0:Empty" in status
+    assert "Storage Element 2:Full :VolumeTag=BKP002L8" in status
+
+
+def test_restore_of_job_1_is_byte_exact_and_verified(setup):
+    # on a terminal the progress bar is redrawn in place
+    leader, follower = pty.openpty()
+    cmd = [sys.executable, "-m", "lio_xcopy.initiator.backup", "restore", "1", setup.dst,
+           "--changer", setup.changer, "--unload"]
+    p = subprocess.Popen(cmd, stdout=follower, stderr=follower,
+                         env={**os.environ, "LIO_XCOPY_CATALOG": str(setup.catalog)})
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # EIO: the process closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    assert p.wait(timeout=600) == 0, b"".join(chunks).decode()
+    os.close(leader)
+    text = b"".join(chunks).decode()
+    with setup.transcript.open("a") as f:
+        f.write(f"# lio-xcopy restore 1 {setup.dst} --changer {setup.changer} --unload "
+                f"(on a terminal; each \\r redraw shown as a line)\n"
+                f"{text.replace(chr(13) + chr(10), chr(10)).replace(chr(13), chr(10))}\n")
+    assert "loading BKP002L8 from slot 2 into drive 0" in text
+    assert "\r  [" in text  # redrawn in place
+    assert "verified: SHA-256 matches the backup's" in text
+    restore, backup1 = setup.jobs()[-1], setup.jobs()[0]
+    assert (restore["kind"], restore["state"], restore["restored_job"]) == ("restore", "done", 1)
+    assert restore["sha256"] == backup1["sha256"]
+    got = setup.dst_file.read_bytes()
+    assert got[:SRC_SIZE] == setup.src_file.read_bytes()
+    assert got[SRC_SIZE:] == bytes(4 * MiB)
+    # and through the kernel's block layer, as an application reads it
+    r = subprocess.run(["dd", f"if={setup.dst}", "bs=1M", f"count={SRC_SIZE // MiB}",
+                        "iflag=direct", "status=none"], capture_output=True, timeout=120)
+    assert hashlib.sha256(r.stdout).hexdigest() == backup1["sha256"]
+
+
+def test_restore_latest_of_a_source_at_an_offset(setup):
+    naa = setup.jobs()[0]["disk_naa"]
+    setup.cli("restore", "--latest", "--source", f"naa.{naa}", setup.dst, "--changer",
+              setup.changer, "--seek", "100", "--unload")
+    got = setup.dst_file.read_bytes()
+    src = setup.src_file.read_bytes()
+    assert got[100 * 512:(100 + 4096) * 512] == src[2048 * 512:6144 * 512]  # job 2's range
+    assert setup.jobs()[-1]["restored_job"] == 2
+
+
+def test_operator_errors_are_one_line_and_change_nothing(setup):
+    before = setup.jobs()
+    p = setup.cli("backup", setup.src, "--changer", setup.changer, "--slot", "4", check=False)
+    assert p.returncode == 1 and p.stderr.count("\n") == 1
+    assert "slot 4 of" in p.stderr and "is empty: pick a full slot" in p.stderr
+    p = setup.cli("restore", "99", setup.dst, "--changer", setup.changer, check=False)
+    assert p.returncode == 1 and "no job 99" in p.stderr
+    assert setup.jobs() == before
+
+
+def test_a_standalone_drive(setup, lab):
+    """``--drive`` alone: the lab's tape LUN, no changer; the cartridge is whatever the
+    drive holds, so the catalog has no barcode for it."""
+    p = setup.cli("backup", setup.src, "--drive", lab.nst, "--skip", "512", "--count", "1024")
+    job = setup.jobs()[-1]
+    assert (job["state"], job["cartridge"], job["file_number"]) == ("done", None, 0)
+    assert "-> the cartridge in " + lab.nst in p.stdout
+    p = setup.cli("restore", str(job["id"]), setup.dst, "--changer", setup.changer,
+                  check=False)
+    assert p.returncode == 1 and "went to a drive without a changer" in p.stderr
+    p = setup.cli("restore", str(job["id"]), setup.dst, "--drive", lab.tape_sg, "--seek", "8")
+    assert "verified: SHA-256 matches the backup's" in p.stdout
+    src = setup.src_file.read_bytes()
+    assert setup.dst_file.read_bytes()[8 * 512:1032 * 512] == src[512 * 512:1536 * 512]
+
+
+def test_a_killed_backup_is_failed_and_the_next_one_closes_its_file(setup, lab):
+    """SIGKILL mid-copy: nothing can catch it. The target's copy manager goes on with
+    the copy; the next backup marks the job failed when it opens the catalog, waits for
+    that copy to end, closes the file it left without a filemark, and appends."""
+    cmd = [sys.executable, "-m", "lio_xcopy.initiator.backup", "backup", lab.sd, "--changer",
+           setup.changer, "--slot", "2", "--record", "16384"]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         env={**os.environ, "LIO_XCOPY_CATALOG": str(setup.catalog)})
+    deadline = time.monotonic() + 300
+    list_id = None
+    while list_id is None:
+        assert p.poll() is None and time.monotonic() < deadline, p.stdout.read()
+        rows = [r for r in setup.jobs() if r["state"] == "running"]
+        list_id = rows[0]["list_id"] if rows else None
+        time.sleep(0.02)
+    killed_id = rows[0]["id"]
+    with sgio.ScsiDevice(lab.disk_sg) as poll:
+        while True:
+            try:
+                st = copy_status(poll, list_id)
+            except sgio.ScsiCommandError:  # the catalog has it before the target does
+                time.sleep(0.02)
+                continue
+            moved = st.transferred_bytes or 0
+            if moved > 0 or st.status != 0:
+                break
+            time.sleep(0.02)
+    p.send_signal(signal.SIGKILL)
+    p.wait(timeout=60)
+    assert 0 < moved < 96 * MiB, "the copy was not caught mid-way"
+    assert [r["state"] for r in setup.jobs() if r["id"] == killed_id] == ["running"]
+    # straight away, the next backup to the same cartridge
+    p = setup.cli("backup", setup.src, "--changer", setup.changer, "--slot", "2",
+                  "--count", "64", "--unload")
+    assert f"job {killed_id} marked failed: interrupted: process" in p.stderr
+    assert "closing tape file 2, left open by an interrupted job, with a filemark" in p.stdout
+    job = setup.jobs()[-1]
+    assert (job["state"], job["file_number"]) == ("done", 3)
+    killed = setup.jobs()[killed_id - 1]
+    assert killed["state"] == "failed" and killed["file_number"] == 2
+    files = tape_files(setup.lib / "BKP002L8.aws")
+    assert len(files) == 4 and files[3] == setup.src_file.read_bytes()[:64 * 512]
+    # the orphaned copy is whole: the next job did not write into it
+    assert len(files[2]) == 96 * MiB
+    p = setup.cli("catalog")
+    assert f"\n{killed_id:>4}  backup  failed" in "\n" + p.stdout
+    assert "interrupted: process" in p.stdout
