@@ -9,6 +9,8 @@ USAGE = """usage: lio-xcopy COMMAND [ARGS]
 commands:
   daemon      serve every LUN of the xcopy subtype (the TCMU userspace half)
   copy        send one EXTENDED COPY from this host (disk/tape -> disk/tape), dd-style
+  library DIR create|list|where|add|import|export
+              a tape library's cartridges (`lio-xcopy library --help`)
   backup      back a disk up to a cartridge (changer slot or drive) by EXTENDED COPY, catalogued
   restore     copy a catalogued backup back to a disk; the copy's SHA-256 is checked
   catalog     list the backup catalog's jobs
@@ -31,6 +33,10 @@ def main(argv: list[str] | None = None) -> int:
         from lio_xcopy.initiator.copy import main as copy_main
 
         return copy_main(rest)
+    if cmd == "library":
+        from lio_xcopy.control.library_cli import main as library_main
+
+        return library_main(rest)
     if cmd in ("backup", "restore", "catalog"):
         from lio_xcopy.initiator import backup, catalog
 
