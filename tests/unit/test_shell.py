@@ -478,3 +478,31 @@ def test_completions(lio, tmp_path):
     assert luns.ui_complete_create({}, "/backstores/t", "storage_object") == [
         "/backstores/tape/t0 "]
     assert luns.ui_complete_create({}, "", "lun") == ["0 "]
+
+
+def test_interactive_session_saves_on_exit(lio, monkeypatch, tmp_path, capsys):
+    import io
+
+    saved = []
+    monkeypatch.setattr(cli, "_config_command", lambda c, r: saved.append((c, r)) or 0)
+    monkeypatch.setattr("sys.stdin", io.StringIO(
+        f"cd /backstores/disk\ncreate name=db0 file={tmp_path}/a.img size=1M\nbogus\n"
+        "cd /nowhere\nls\nexit\n"))
+    assert shell_mod.interactive(lio=lio, home=tmp_path / "home") == 0
+    out, err = capsys.readouterr()
+    assert "Created disk db0" in out and "o- db0" in out
+    assert "no command 'bogus' at /backstores/disk" in err
+    assert "No such path /nowhere: `ls` shows the tree" in err
+    assert lio.calls[0][:2] == ("create_disk", "db0")
+    assert saved == [("saveconfig", [])]  # auto_save_on_exit, as targetcli
+
+
+def test_global_preference_persists(lio, tmp_path, capsys):
+    home = tmp_path / "home"
+    assert shell_mod.run(["set", "global", "auto_save_on_exit=false"], lio=lio, home=home) == 0
+    capsys.readouterr()
+    assert shell_mod.run(["get", "global", "auto_save_on_exit"], lio=lio, home=home) == 0
+    assert "auto_save_on_exit=false" in capsys.readouterr().out
+    assert shell_mod.run(["set", "global", "auto_save_on_exit=maybe"], lio=lio, home=home) == 1
+    assert capsys.readouterr().err.count("\n") == 1
+    shell_mod.run(["set", "global", "auto_save_on_exit=true"], lio=lio, home=home)

@@ -51,9 +51,16 @@ def make_shell(lio=None, home: str | os.PathLike[str] | None = None):
                 for k in keys:
                     if keys.count(k) > 1:
                         raise ExecutionError(f"{k}= is given twice; give it once")
-            super().run_cmdline(cmdline)
+            try:
+                super().run_cmdline(cmdline)
+            except ExecutionError as e:
+                if str(e).startswith("No such path"):
+                    raise ExecutionError(f"{e}: `ls` shows the tree") from e
+                raise
 
     shell = Shell(str(home) if home is not None else None)
+    if home is None:  # configshell's preferences are shared state: none kept on disk
+        shell.prefs.filename, shell.prefs.autosave = None, False
     # configshell's console is shared state bound to the streams of its first use
     shell.con = Console(stdin=sys.stdin, stdout=sys.stdout, stderr=sys.stderr)
     shell.log.con = shell.con

@@ -75,6 +75,12 @@ class UINode(ConfigNode):
         self.shell.log.info(message)
         self.root.refresh()
 
+    def execute_command(self, command, pparams=(), kparams=None):
+        if command not in self.list_commands():
+            raise ExecutionError(f"no command {command!r} at {self.path}: `{self.path} help` "
+                                 "lists the commands there")
+        return super().execute_command(command, list(pparams), dict(kparams or {}))
+
     def assert_params(self, method, pparams, kparams) -> None:
         spec = inspect.getfullargspec(method)
         args = spec.args[1:]
