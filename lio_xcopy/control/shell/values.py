@@ -7,12 +7,11 @@ creates, ``saveconfig`` can save and ``restoreconfig`` can restore.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import stat
 from pathlib import Path
 
-from lio_xcopy.control import config
+from lio_xcopy.control import config, iscsi
 from lio_xcopy.errors import ConfigError
 from lio_xcopy.tcmu.handler import parse_size
 
@@ -115,8 +114,8 @@ def naa(v: str) -> str:
 
 def ip(v: str) -> str:
     try:
-        return str(ipaddress.ip_address(v.strip("[]")))
-    except ValueError as e:
+        return iscsi._portal_ip(v)
+    except ConfigError as e:  # the same check, told with the shell's parameter name
         raise ConfigError(f"ip_address={v!r} is not an IP address: give one of this host's, "
                           "or 0.0.0.0 (all IPv4) / :: (all IPv6)") from e
 
