@@ -18,11 +18,21 @@ commands:
   restoreconfig [FILE]  recreate what the saved file holds; harmless when already there
   status      list the LUNs, their backing and where they are exported
   version     print the version
+
+the administrator's shell (a tree in the style of targetcli):
+  lio-xcopy                         interactive, with ls, cd, help and tab completion
+  lio-xcopy /PATH COMMAND [ARGS]    one command, e.g.
+      lio-xcopy /backstores/disk create name=db0 file=/srv/db0.img size=10G
+  lio-xcopy ls [PATH]               the tree: backstores, loopback, iscsi, copy_groups
 """
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if _to_shell(args, argv is None):
+        from lio_xcopy.control import shell
+
+        return shell.main(args)
     if not args or args[0] in ("-h", "--help", "help"):
         print(USAGE, end="")
         return 0 if args else 2
@@ -52,6 +62,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"lio-xcopy: unknown command {cmd!r}; `lio-xcopy --help` lists the commands",
           file=sys.stderr)
     return 2
+
+
+def _to_shell(args: list[str], from_argv: bool) -> bool:
+    """A path (``/backstores ...``), a shell-only command (``ls``), or nothing at all
+    on a terminal goes to the administrator's shell."""
+    from lio_xcopy.control.shell import ROOT_COMMANDS
+
+    if args:
+        return args[0].startswith("/") or args[0] in ROOT_COMMANDS
+    return from_argv and sys.stdin.isatty() and sys.stdout.isatty()
 
 
 def _daemon(rest: list[str]) -> int:

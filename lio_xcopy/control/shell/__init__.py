@@ -1,0 +1,136 @@
+"""``lio-xcopy /PATH COMMAND ...``: the administrator's shell, in the style of targetcli.
+
+Interactive (``lio-xcopy`` on a terminal) with ``ls``, ``cd``, ``help`` and tab
+completion, or one command from the command line
+(``lio-xcopy /backstores/disk create name=db0 file=/srv/db0.img size=10G``), which
+exits 0 when it worked and 1 with one line on stderr when it did not (nothing changed).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+#: where the interactive shell keeps its history and preferences (as ~/.targetcli)
+HOME_ENV = "LIO_XCOPY_HOME"
+
+#: root commands a bare ``lio-xcopy CMD`` hands to the shell (the subcommands win)
+ROOT_COMMANDS = ("ls", "cd", "pwd", "get", "set", "refresh", "bookmarks")
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text
+
+
+def make_shell(lio=None, home: str | os.PathLike[str] | None = None):
+    """A configshell with our tree over ``lio`` (default: the real LIO), read from LIO."""
+    from configshell_fb import ConfigShell, Console, ExecutionError
+    from pyparsing import ParseException
+
+    from lio_xcopy.control.shell.lio import Lio
+    from lio_xcopy.control.shell.tree import Root
+
+    class Shell(ConfigShell):
+        default_prefs = {**ConfigShell.default_prefs,
+                         "auto_save_on_exit": True,
+                         "loglevel_file": "info"}
+
+        def run_cmdline(self, cmdline: str) -> None:
+            """As configshell's, but a line its grammar cannot read entirely is refused
+            (configshell would drop what follows a quote or a space in a value)."""
+            if cmdline:
+                try:
+                    parsed = self._parser.parse_string(cmdline, parse_all=True)
+                except ParseException as e:
+                    raise ExecutionError(
+                        f"cannot read the command at column {e.col} ({cmdline[e.col - 1:]!r}): "
+                        "values are single words without quotes or spaces") from e
+                keys = [k.value[0] for k in parsed.kparams or ()]
+                for k in keys:
+                    if keys.count(k) > 1:
+                        raise ExecutionError(f"{k}= is given twice; give it once")
+            try:
+                super().run_cmdline(cmdline)
+            except ExecutionError as e:
+                if str(e).startswith("No such path"):
+                    raise ExecutionError(f"{e}: `ls` shows the tree") from e
+                raise
+
+    shell = Shell(str(home) if home is not None else None)
+    if home is None:  # configshell's preferences are shared state: none kept on disk
+        shell.prefs.filename, shell.prefs.autosave = None, False
+    # configshell's console is shared state bound to the streams of its first use
+    shell.con = Console(stdin=sys.stdin, stdout=sys.stdout, stderr=sys.stderr)
+    shell.log.con = shell.con
+    root = Root(shell, lio if lio is not None else Lio())
+    root.refresh()
+    return shell
+
+
+def _home() -> Path | None:
+    env = os.environ.get(HOME_ENV)
+    path = Path(env) if env else Path("~/.lio-xcopy").expanduser()
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError:
+        return None  # a read-only home: no history, preferences or log
+    return path if os.access(path, os.W_OK) else None
+
+
+def run(argv: list[str], lio=None, home: str | os.PathLike[str] | None = None) -> int:
+    """Run one shell command line (``argv`` joined by spaces); 0 when it worked, 1 when
+    it did not, with one line on stderr."""
+    from lio_xcopy.control.shell.tree import Reported
+
+    try:
+        shell = make_shell(lio, home)
+        shell.run_cmdline(" ".join(argv))
+    except Reported:
+        return 1
+    except Exception as e:  # configshell, rtslib and our own errors: one line each
+        print(f"lio-xcopy: {_one_line(e)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def interactive(lio=None, home: str | os.PathLike[str] | None = None) -> int:
+    """The interactive shell; saves the configuration on exit when the global
+    preference auto_save_on_exit is true (as targetcli does)."""
+    from configshell_fb import ExecutionError
+
+    from lio_xcopy import __version__
+    from lio_xcopy.control.shell.tree import Reported
+    from lio_xcopy.errors import LioXcopyError
+
+    try:
+        shell = make_shell(lio, home if home is not None else _home())
+    except Exception as e:
+        print(f"lio-xcopy: {_one_line(e)}", file=sys.stderr)
+        return 1
+    shell.con.display(f"lio-xcopy shell version {__version__}\n"
+                      "For help on commands, type 'help'.\n")
+    while not shell._exit:
+        try:
+            shell.run_interactive()
+        except Reported:
+            pass
+        except (ExecutionError, LioXcopyError, OSError) as e:
+            shell.log.error(_one_line(e))
+        except Exception as e:  # rtslib's RTSLibError and the like: keep the shell
+            shell.log.error(_one_line(e))
+    if shell.prefs["auto_save_on_exit"]:
+        shell.log.info("Global pref auto_save_on_exit=true")
+        try:
+            shell._root_node.ui_command_saveconfig()
+        except Reported:
+            return 1
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    """``lio-xcopy /PATH CMD ...`` or ``lio-xcopy ls``; no argv: interactive."""
+    if not argv:
+        return interactive()
+    return run(argv, home=_home())

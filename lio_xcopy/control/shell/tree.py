@@ -1,0 +1,814 @@
+"""The administrator's tree, in the style of targetcli (configshell-fb nodes).
+
+/backstores/disk, /backstores/tape   our LUNs (create, delete, info)
+/loopback/<naa>/luns                 tcm_loop targets and their LUN exports
+/iscsi/<iqn>/tpg1/{portals,luns,acls} iSCSI targets, with CHAP per ACL
+/copy_groups                         the saved file's copy groups (copy access policy)
+
+Every command checks all of its values against LIO as it is now before it changes
+anything; a refusal is one line saying what to do next. The tree is rebuilt from LIO
+after each change.
+"""
+
+from __future__ import annotations
+
+import glob
+import inspect
+import os
+import stat
+from dataclasses import replace
+from pathlib import Path
+
+from configshell_fb import ConfigNode, ExecutionError
+
+from lio_xcopy.control import config
+from lio_xcopy.control.shell import values
+from lio_xcopy.control.shell.lio import Backstore, Snapshot
+from lio_xcopy.errors import ConfigError
+
+
+class Reported(Exception):
+    """A command failed and has printed its own error line."""
+
+
+def _complete(candidates: list[str] | tuple[str, ...], text: str) -> list[str]:
+    """Candidates starting with ``text``; a single one gets its trailing space."""
+    out = sorted(c for c in candidates if c.startswith(text))
+    return [out[0] + " "] if len(out) == 1 and not out[0].endswith("/") else out
+
+
+def _complete_path(text: str, want) -> list[str]:
+    """File names for ``file=``: directories (with /) and entries ``want(mode)`` accepts."""
+    out = []
+    for entry in glob.glob(glob.escape(text) + "*"):
+        try:
+            mode = os.stat(entry).st_mode
+        except OSError:
+            continue
+        if stat.S_ISDIR(mode):
+            out.append(entry + "/")
+        elif want(mode):
+            out.append(entry)
+    out.sort(key=lambda s: "~" + s if s.endswith("/") else s)
+    return [out[0] + " "] if len(out) == 1 and not out[0].endswith("/") else out
+
+
+class UINode(ConfigNode):
+    """Our base node: one-line parameter errors naming the command's syntax."""
+
+    def __init__(self, name: str, parent: ConfigNode) -> None:
+        super().__init__(name, parent)
+
+    @property
+    def root(self) -> Root:
+        return self.get_root()  # type: ignore[return-value]
+
+    @property
+    def snap(self) -> Snapshot:
+        return self.root.snapshot
+
+    def fresh(self) -> Snapshot:
+        """LIO as it is now (another admin may have changed it since the tree was built)."""
+        return self.root.reload()
+
+    def done(self, message: str) -> None:
+        self.shell.log.info(message)
+        self.root.refresh()
+
+    def execute_command(self, command, pparams=(), kparams=None):
+        if command not in self.list_commands():
+            raise ExecutionError(f"no command {command!r} at {self.path}: `{self.path} help` "
+                                 "lists the commands there")
+        return super().execute_command(command, list(pparams), dict(kparams or {}))
+
+    def assert_params(self, method, pparams, kparams) -> None:
+        spec = inspect.getfullargspec(method)
+        args = spec.args[1:]
+        cmd = method.__name__.removeprefix(self.ui_command_method_prefix)
+        required = args[: len(args) - len(spec.defaults or ())]
+        syntax = " ".join([cmd, *required, *(f"[{a}]" for a in args[len(required):])])
+        if spec.varkw is None:
+            for k in kparams:
+                if k not in args:
+                    raise ExecutionError(f"{cmd}: unknown parameter {k}=; use {syntax} "
+                                         f"(`help {cmd}`)")
+        if spec.varargs is None and len(pparams) > len(args):
+            raise ExecutionError(f"{cmd}: unexpected {pparams[len(args)]!r}; use {syntax}")
+        for a in args[: len(pparams)]:
+            if a in kparams:
+                raise ExecutionError(f"{cmd}: {a} is given twice; give it once ({syntax})")
+        for a in required[len(pparams):]:
+            if a not in kparams:
+                raise ExecutionError(f"{cmd}: {a}= is missing; use {syntax}")
+
+
+# --- root -----------------------------------------------------------------------------------
+class Root(UINode):
+    """``/``: the tree's root, with the configuration commands."""
+
+    def __init__(self, shell, lio) -> None:
+        ConfigNode.__init__(self, "/", shell=shell)
+        self.lio = lio
+        self.snapshot = Snapshot()
+        self.define_config_group_param(
+            "global", "auto_save_on_exit", "bool",
+            "If true, the interactive shell saves the configuration when it exits.")
+
+    def reload(self) -> Snapshot:
+        self.snapshot = self.lio.snapshot()
+        return self.snapshot
+
+    def refresh(self) -> None:
+        """Rebuild the tree from LIO, keeping the shell where it was (or the nearest
+        parent that still exists)."""
+        here = self.shell._current_node.path if self.shell._current_node else "/"
+        self.reload()
+        self._children = set()
+        Backstores(self)
+        Loopback(self)
+        Iscsi(self)
+        CopyGroups(self)
+        while True:
+            try:
+                self.shell._current_node = self.get_node(here)
+                return
+            except ValueError:
+                here = here.rsplit("/", 1)[0] or "/"
+
+    def summary(self):
+        return "", None
+
+    def ui_command_saveconfig(self, savefile=None):
+        """
+        Saves the LUNs, their loopback and iSCSI exports (and the copy groups already in
+        the file) to savefile, atomically, mode 0600, keeping backups (savefile.1 ...).
+        The default file is /etc/lio-xcopy/saveconfig.json; `restoreconfig` reads it
+        back at boot.
+        """
+        _run_config("saveconfig", savefile)
+
+    def ui_command_restoreconfig(self, savefile=None):
+        """
+        Recreates what savefile holds (default /etc/lio-xcopy/saveconfig.json); what
+        exists already is left alone, so restoring twice is harmless.
+        """
+        try:
+            _run_config("restoreconfig", savefile)
+        finally:
+            self.refresh()
+
+    def ui_command_status(self):
+        """
+        Lists the LUNs, their backing and where they are exported (as
+        `lio-xcopy status` does).
+        """
+        _run_config("status", None)
+
+    def ui_command_version(self):
+        """Prints lio-xcopy's version."""
+        from lio_xcopy import __version__
+
+        self.shell.con.display(__version__)
+
+    def ui_command_refresh(self):
+        """Reads the tree again from LIO (after changes made by others)."""
+        self.refresh()
+
+    def ui_complete_saveconfig(self, parameters, text, current_param):
+        if current_param == "savefile":
+            return _complete_path(text, stat.S_ISREG)
+        return []
+
+    ui_complete_restoreconfig = ui_complete_saveconfig
+
+
+def _run_config(cmd: str, savefile: str | None) -> None:
+    """saveconfig, restoreconfig and status print as the ``lio-xcopy`` subcommands do."""
+    from lio_xcopy.control import cli
+
+    if cli._config_command(cmd, [savefile] if savefile else []) != 0:
+        raise Reported(cmd)
+
+
+# --- backstores -----------------------------------------------------------------------------
+class Backstores(UINode):
+    """``/backstores``: our LUNs, served by the lio-xcopy daemon."""
+
+    def __init__(self, parent) -> None:
+        super().__init__("backstores", parent)
+        DiskStores(self)
+        TapeStores(self)
+
+
+class _Stores(UINode):
+    kind = ""
+
+    def __init__(self, parent) -> None:
+        super().__init__(self.kind, parent)
+        for b in self.snap.backstores:
+            if b.kind == self.kind:
+                BackstoreNode(b, self)
+
+    def summary(self):
+        return f"LUNs: {len(self.children)}", None
+
+    def _check_new(self, snap: Snapshot, name: str, path: Path, wwn: str | None) -> None:
+        values.name(name)
+        if snap.backstore(name) is not None or name in snap.other_names:
+            raise ConfigError(f"a LUN named {name!r} exists: choose another name, or "
+                              f"delete it first")
+        for b in snap.backstores:
+            if b.path == path:
+                raise ConfigError(f"file={path} is already the backing of {b.kind} "
+                                  f"{b.name!r}: give each LUN its own file")
+            if wwn is not None and b.wwn.lower() == wwn:
+                raise ConfigError(f"wwn={wwn} is already the unit serial of {b.kind} "
+                                  f"{b.name}: use a fresh UUID, or leave wwn= out")
+
+    def ui_command_delete(self, name):
+        """
+        Deletes the LUN named name and every export of it (loopback, iSCSI and their ACL
+        mappings). The backing file stays.
+        """
+        b = self.fresh().backstore(name)
+        if b is None or b.kind != self.kind:
+            where = f": it is a {b.kind}, under /backstores/{b.kind}" if b else ""
+            raise ConfigError(f"no {self.kind} named {name!r}{where}; `ls {self.path}` "
+                              "lists them")
+        self.root.lio.delete_backstore(name)
+        self.done(f"Deleted {self.kind} {name}.")
+
+    def ui_complete_delete(self, parameters, text, current_param):
+        if current_param == "name":
+            return _complete([c.name for c in self.children], text)
+        return []
+
+
+class DiskStores(_Stores):
+    """``/backstores/disk``: disk LUNs (SBC-4) over a file or a block device."""
+
+    kind = "disk"
+
+    def ui_command_create(self, name, file, size=None, block_size=None, wwn=None):
+        """
+        Creates a disk LUN named name over file: a regular file (created sparse when
+        absent) or a block device.
+
+        size: e.g. 10G (K, M, G, T = powers of 1024); defaults to the size of an
+        existing file or device.
+        block_size: 512 (default), 1024, 2048 or 4096.
+        wwn: the unit serial number (a UUID); a fresh one by default.
+
+        EXAMPLE
+        =======
+        create name=db0 file=/srv/db0.img size=10G
+        """
+        snap = self.fresh()
+        bs = values.block_size(block_size) if block_size is not None else 512
+        path = values.backing_path(file, block_ok=True)
+        serial = values.unit_serial(wwn)
+        self._check_new(snap, name, path, serial)
+        have = values.existing_size(path)
+        if size is None:
+            if not have:
+                raise ConfigError(f"size= is missing: {path} is new or empty; give e.g. "
+                                  "size=10G")
+            n = have - have % bs
+        else:
+            n = values.size(size, "size")
+            if n % bs:
+                raise ConfigError(f"size={size} is not a multiple of block_size={bs}: "
+                                  "round it, e.g. to a whole MiB")
+            if have is not None and stat.S_ISBLK(path.stat().st_mode) and n > have:
+                raise ConfigError(f"size={size} is larger than {path} "
+                                  f"({values.human(have)}): leave size= out to use all of it")
+        self.root.lio.create_disk(name, path, n, bs, serial)
+        self.done(f"Created disk {name} on {path} ({values.human(n)}, {bs}-byte blocks).")
+
+    def ui_complete_create(self, parameters, text, current_param):
+        if current_param == "file":
+            return _complete_path(text or "/", lambda m: stat.S_ISREG(m) or stat.S_ISBLK(m))
+        if current_param == "block_size":
+            return _complete([str(b) for b in config.BLOCK_SIZES], text)
+        if current_param == "size":
+            return _complete([f"{text}{u}" for u in "MGT"] if text.isdigit() else [], text)
+        return []
+
+
+class TapeStores(_Stores):
+    """``/backstores/tape``: tape drives (SSC-4) with their cartridge (an AWSTAPE file)."""
+
+    kind = "tape"
+
+    def ui_command_create(self, name, file, capacity, wwn=None):
+        """
+        Creates a tape drive named name whose cartridge is file (an AWSTAPE file, created
+        empty when absent).
+
+        capacity: the cartridge's capacity, e.g. 100G (at least 1M).
+        wwn: the unit serial number (a UUID); a fresh one by default.
+
+        EXAMPLE
+        =======
+        create name=tape0 file=/srv/tape0.aws capacity=100G
+        """
+        snap = self.fresh()
+        n = values.size(capacity, "capacity")
+        if n < config.MIN_TAPE_CAPACITY:
+            raise ConfigError(f"capacity={capacity} is too small: use at least 1M")
+        path = values.backing_path(file, block_ok=False)
+        serial = values.unit_serial(wwn)
+        self._check_new(snap, name, path, serial)
+        self.root.lio.create_tape(name, path, n, serial)
+        self.done(f"Created tape {name} on {path} (capacity {values.human(n)}).")
+
+    def ui_complete_create(self, parameters, text, current_param):
+        if current_param == "file":
+            return _complete_path(text or "/", stat.S_ISREG)
+        if current_param == "capacity":
+            return _complete([f"{text}{u}" for u in "MGT"] if text.isdigit() else [], text)
+        return []
+
+
+class BackstoreNode(UINode):
+    """One LUN of ours."""
+
+    def __init__(self, b: Backstore, parent) -> None:
+        super().__init__(b.name, parent)
+        self.b = b
+
+    def summary(self):
+        b = self.b
+        size = (f"{values.human(b.size)}, {b.block_size}b" if b.kind == "disk"
+                else f"capacity {values.human(b.size)}")
+        exported = bool(self.snap.exports(b.name))
+        return f"{b.path} ({size}) {'exported' if exported else 'not exported'}", exported
+
+    def ui_command_info(self):
+        """Shows the LUN's settings, identity (unit serial, NAA) and exports."""
+        from lio_xcopy.scsi.spc import naa_ieee_registered_extended
+
+        b = self.b
+        lines = [f"name: {b.name}", f"kind: {b.kind}", f"file: {b.path}",
+                 f"{'size' if b.kind == 'disk' else 'capacity'}: {b.size} "
+                 f"({values.human(b.size)})"]
+        if b.block_size:
+            lines.append(f"block_size: {b.block_size}")
+        lines += [f"unit_serial: {b.wwn}",
+                  f"naa: {naa_ieee_registered_extended(b.wwn).hex()}"]
+        lines += [f"export: {e}" for e in self.snap.exports(b.name)] or ["export: none"]
+        for line in lines:
+            self.shell.con.display(line)
+
+
+# --- LUN exports (shared by loopback and iSCSI) ---------------------------------------------
+class Luns(UINode):
+    """``luns``: the LUNs a target exports (LUN id -> backstore)."""
+
+    def __init__(self, parent, fabric: str, wwn: str, tag: int, luns: dict[int, str]) -> None:
+        super().__init__("luns", parent)
+        self.fabric, self.wwn, self.tag, self.luns = fabric, wwn, tag, luns
+        for lun_id, name in luns.items():
+            LunNode(lun_id, name, self)
+
+    def summary(self):
+        return f"LUNs: {len(self.luns)}", None
+
+    def _current(self, snap: Snapshot) -> dict[int, str]:
+        if self.fabric == "loopback":
+            t = next((t for t in snap.loopback if t.wwn == self.wwn), None)
+            if t is not None:
+                return t.luns
+        else:
+            for t in snap.iscsi:
+                for g in t.tpgs:
+                    if t.iqn == self.wwn and g.tag == self.tag:
+                        return g.luns
+        raise ConfigError(f"{self.wwn} is gone: `refresh` and `ls` to see the targets")
+
+    def ui_command_create(self, storage_object, lun=None):
+        """
+        Exports a LUN of ours through this target, as LUN id lun (the lowest free one by
+        default). storage_object is /backstores/disk/NAME, /backstores/tape/NAME or NAME.
+        On iSCSI, every ACL of the TPG gets it mapped too.
+
+        EXAMPLE
+        =======
+        create storage_object=/backstores/disk/db0 lun=0
+        """
+        snap = self.fresh()
+        luns = self._current(snap)
+        name = storage_object
+        kind = None
+        if storage_object.startswith("/"):
+            parts = storage_object.strip("/").split("/")
+            if len(parts) != 3 or parts[0] != "backstores" or parts[1] not in ("disk", "tape"):
+                raise ConfigError(f"storage_object={storage_object}: give "
+                                  "/backstores/disk/NAME or /backstores/tape/NAME")
+            kind, name = parts[1], parts[2]
+        b = snap.backstore(name)
+        if b is None or (kind is not None and b.kind != kind):
+            raise ConfigError(f"storage_object={storage_object}: no such LUN; "
+                              "`ls /backstores` lists them")
+        lun_id = values.number(lun.removeprefix("lun"), "lun", 0, config.MAX_LUN) \
+            if lun is not None else None
+        for lid, n in luns.items():
+            if n == b.name:
+                raise ConfigError(f"{b.name} is already LUN {lid} of {self.wwn}: nothing to do")
+        if lun_id is not None and lun_id in luns:
+            raise ConfigError(f"lun={lun_id} is taken by {luns[lun_id]} on {self.wwn}: choose "
+                              "another or leave lun= out")
+        if self.fabric == "loopback":
+            got = self.root.lio.export_loopback(self.wwn, b.name, lun_id)
+        else:
+            got = self.root.lio.export_iscsi(self.wwn, self.tag, b.name, lun_id)
+        self.done(f"Created LUN {got} of {self.wwn}: {b.kind} {b.name}.")
+
+    def ui_complete_create(self, parameters, text, current_param):
+        if current_param == "storage_object":
+            paths = [f"/backstores/{b.kind}/{b.name}" for b in self.snap.backstores]
+            return _complete(paths, text)
+        if current_param == "lun":
+            free = next(i for i in range(config.MAX_LUN + 1) if i not in self.luns)
+            return _complete([str(free)], text)
+        return []
+
+    def ui_command_delete(self, lun):
+        """
+        Removes LUN lun (e.g. 0 or lun0) from this target, with its ACL mappings; the
+        backstore stays.
+        """
+        lun_id = values.number(lun.removeprefix("lun"), "lun", 0, config.MAX_LUN)
+        if lun_id not in self._current(self.fresh()):
+            raise ConfigError(f"{self.wwn} has no LUN {lun_id}: `ls {self.path}` lists them")
+        self.root.lio.unexport(self.fabric, self.wwn, self.tag, lun_id)
+        self.done(f"Deleted LUN {lun_id} of {self.wwn}.")
+
+    def ui_complete_delete(self, parameters, text, current_param):
+        if current_param == "lun":
+            return _complete([str(i) for i in self.luns], text)
+        return []
+
+
+class LunNode(UINode):
+    def __init__(self, lun_id: int, name: str, parent) -> None:
+        super().__init__(f"lun{lun_id}", parent)
+        self.lun_id, self.so = lun_id, name
+
+    def summary(self):
+        b = self.snap.backstore(self.so)
+        if b is None:
+            return f"{self.so} (not a lio-xcopy LUN)", None
+        return f"{b.kind}/{b.name} ({b.path})", True
+
+
+# --- loopback -------------------------------------------------------------------------------
+class Loopback(UINode):
+    """``/loopback``: tcm_loop targets: the LUNs appear as SCSI devices on this host."""
+
+    def __init__(self, parent) -> None:
+        super().__init__("loopback", parent)
+        for t in self.snap.loopback:
+            target = UINode(t.wwn, self)
+            Luns(target, "loopback", t.wwn, 1, t.luns)
+
+    def summary(self):
+        return f"Targets: {len(self.children)}", None
+
+    def ui_command_create(self, wwn=None):
+        """
+        Creates a loopback target (naa. and 16 hex digits; a fresh one by default). Its
+        LUNs are kept apart from other targets' by the copy access policy.
+        """
+        want = values.naa(wwn) if wwn is not None else None
+        if want is not None and any(t.wwn == want for t in self.fresh().loopback):
+            raise ConfigError(f"loopback target {want} exists: use it, or choose another wwn")
+        got = self.root.lio.create_loopback(want)
+        self.done(f"Created loopback target {got}.")
+
+    def ui_command_delete(self, wwn):
+        """Deletes a loopback target and its LUN exports (the backstores stay)."""
+        want = values.naa(wwn)
+        if not any(t.wwn == want for t in self.fresh().loopback):
+            raise ConfigError(f"no loopback target {want}: `ls /loopback` lists them")
+        self.root.lio.delete_loopback(want)
+        self.done(f"Deleted loopback target {want}.")
+
+    def ui_complete_delete(self, parameters, text, current_param):
+        if current_param == "wwn":
+            return _complete([c.name for c in self.children], text)
+        return []
+
+
+# --- iSCSI ----------------------------------------------------------------------------------
+class Iscsi(UINode):
+    """``/iscsi``: iSCSI targets (RFC 7143) with explicit ACLs and optional CHAP."""
+
+    def __init__(self, parent) -> None:
+        super().__init__("iscsi", parent)
+        for t in self.snap.iscsi:
+            IscsiTargetNode(t, self)
+
+    def summary(self):
+        return f"Targets: {len(self.children)}", None
+
+    def ui_command_create(self, iqn=None):
+        """
+        Creates an iSCSI target with TPG 1 (enabled; initiators need an ACL). Add
+        portals, LUNs and ACLs under iqn/tpg1. A fresh iqn by default.
+
+        EXAMPLE
+        =======
+        create iqn.2003-01.org.example.backup:t1
+        """
+        want = values.iqn(iqn, "iqn") if iqn is not None else None
+        if want is not None and any(t.iqn == want for t in self.fresh().iscsi):
+            raise ConfigError(f"iSCSI target {want} exists: use it, or choose another iqn")
+        got = self.root.lio.create_iscsi(want)
+        self.done(f"Created iSCSI target {got} with TPG 1.")
+
+    def ui_command_delete(self, iqn):
+        """Deletes an iSCSI target with its portals, ACLs and LUN exports."""
+        want = values.iqn(iqn, "iqn")
+        if not any(t.iqn == want for t in self.fresh().iscsi):
+            raise ConfigError(f"no iSCSI target {want}: `ls /iscsi` lists them")
+        self.root.lio.delete_iscsi(want)
+        self.done(f"Deleted iSCSI target {want}.")
+
+    def ui_complete_delete(self, parameters, text, current_param):
+        if current_param == "iqn":
+            return _complete([c.name for c in self.children], text)
+        return []
+
+
+class IscsiTargetNode(UINode):
+    def __init__(self, t: config.IscsiTarget, parent) -> None:
+        super().__init__(t.iqn, parent)
+        for g in t.tpgs:
+            TpgNode(t.iqn, g, self)
+
+    def summary(self):
+        return f"TPGs: {len(self.children)}", None
+
+
+class TpgNode(UINode):
+    def __init__(self, iqn: str, g: config.Tpg, parent) -> None:
+        super().__init__(f"tpg{g.tag}", parent)
+        self.iqn, self.tpg = iqn, g
+        Portals(self)
+        Luns(self, "iscsi", iqn, g.tag, g.luns)
+        Acls(self)
+
+    def summary(self):
+        auth = "CHAP required" if self.tpg.authentication else "no CHAP"
+        return (f"{'enabled' if self.tpg.enable else 'disabled'}, ACLs only, {auth}",
+                self.tpg.enable)
+
+
+class Portals(UINode):
+    """``portals``: the addresses the TPG listens on."""
+
+    def __init__(self, parent: TpgNode) -> None:
+        super().__init__("portals", parent)
+        self.iqn, self.tag = parent.iqn, parent.tpg.tag
+        self.portals = parent.tpg.portals
+        for p in self.portals:
+            UINode(f"[{p.ip}]:{p.port}" if ":" in p.ip else f"{p.ip}:{p.port}", self)
+
+    def summary(self):
+        return f"Portals: {len(self.portals)}", None
+
+    def ui_command_create(self, ip_address, ip_port="3260", netns=None):
+        """
+        Listens on ip_address:ip_port (0.0.0.0 for every IPv4 address, :: for IPv6).
+        netns: create the listening socket in that network namespace (`ip netns`).
+        """
+        ip = values.ip(ip_address)
+        port = values.number(ip_port, "ip_port", 1, 65535)
+        if netns is not None and not (Path("/run/netns") / netns).exists() \
+                and not Path(netns).exists():
+            raise ConfigError(f"netns={netns}: no such network namespace; create it with "
+                              f"`ip netns add {netns}` or leave netns= out")
+        if config.Portal(ip, port) in self._now():
+            raise ConfigError(f"the TPG already listens on {ip} port {port}: nothing to do")
+        self.root.lio.create_portal(self.iqn, self.tag, ip, port, netns)
+        self.done(f"Created portal {ip}:{port} of {self.iqn}.")
+
+    def ui_command_delete(self, ip_address, ip_port="3260"):
+        """Stops listening on ip_address:ip_port."""
+        ip = values.ip(ip_address)
+        port = values.number(ip_port, "ip_port", 1, 65535)
+        if config.Portal(ip, port) not in self._now():
+            raise ConfigError(f"no portal {ip}:{port} on {self.iqn}: `ls {self.path}` "
+                              "lists them")
+        self.root.lio.delete_portal(self.iqn, self.tag, ip, port)
+        self.done(f"Deleted portal {ip}:{port} of {self.iqn}.")
+
+    def _now(self) -> tuple[config.Portal, ...]:
+        return _tpg_now(self.fresh(), self.iqn, self.tag).portals
+
+    def ui_complete_create(self, parameters, text, current_param):
+        if current_param == "ip_address":
+            return _complete(["0.0.0.0", "::", "127.0.0.1"], text)
+        if current_param == "ip_port":
+            return _complete(["3260"], text)
+        return []
+
+
+def _tpg_now(snap: Snapshot, iqn: str, tag: int) -> config.Tpg:
+    for t in snap.iscsi:
+        for g in t.tpgs:
+            if t.iqn == iqn and g.tag == tag:
+                return g
+    raise ConfigError(f"{iqn} tpg{tag} is gone: `refresh` and `ls /iscsi` to see the targets")
+
+
+def _auth(acl: config.Acl) -> str:
+    if acl.mutual_chap is not None:
+        return "mutual CHAP"
+    return "1-way CHAP" if acl.chap is not None else "no CHAP"
+
+
+class Acls(UINode):
+    """``acls``: the initiators allowed to log in, with their CHAP secrets."""
+
+    def __init__(self, parent: TpgNode) -> None:
+        super().__init__("acls", parent)
+        self.iqn, self.tag = parent.iqn, parent.tpg.tag
+        for a in parent.tpg.acls:
+            AclNode(a, parent.tpg, self)
+
+    def summary(self):
+        return f"ACLs: {len(self.children)}", None
+
+    def ui_command_create(self, initiator_iqn, userid=None, password=None,
+                          mutual_userid=None, mutual_password=None):
+        """
+        Lets initiator_iqn log in and see every LUN of the TPG. With userid= and
+        password= it must authenticate with CHAP (RFC 7143 12.1.3); mutual_userid= and
+        mutual_password= make the target authenticate to it too. Secrets are 1-255
+        printable characters without spaces; once one initiator of a target uses CHAP,
+        all must.
+
+        EXAMPLE
+        =======
+        create iqn.1994-05.com.redhat:backup userid=backup password=s3cret-pass1
+        """
+        ini = values.iqn(initiator_iqn, "initiator_iqn", initiator=True)
+        chap = values.chap_pair(userid, password, "")
+        mutual = values.chap_pair(mutual_userid, mutual_password, "mutual_")
+        if mutual is not None and chap is None:
+            raise ConfigError("mutual_userid= needs userid= and password= too: the initiator "
+                              "authenticates first")
+        if chap is not None and mutual is not None and chap[1] == mutual[1]:
+            raise ConfigError("password= and mutual_password= must differ (RFC 7143 12.1.3): "
+                              "choose another mutual_password")
+        g = _tpg_now(self.fresh(), self.iqn, self.tag)
+        if any(a.initiator == ini for a in g.acls):
+            raise ConfigError(f"{ini} already has an ACL on {self.iqn}: delete it first to "
+                              "change its secrets")
+        if chap is None and any(a.chap is not None for a in g.acls):
+            raise ConfigError(f"{self.iqn}'s other initiators use CHAP: give userid= and "
+                              "password= too")
+        if chap is not None and any(a.chap is None for a in g.acls):
+            raise ConfigError(f"{self.iqn} has initiators without CHAP: delete their ACLs "
+                              "or create this one without userid=/password=")
+        luns = self.root.lio.allow(self.iqn, ini, chap, mutual)
+        auth = "mutual CHAP" if mutual else "1-way CHAP" if chap else "no CHAP"
+        self.done(f"Created ACL for {ini} on {self.iqn} ({auth}, mapped LUNs: {len(luns)}).")
+
+    def ui_command_delete(self, initiator_iqn):
+        """Removes an initiator's ACL (its sessions end)."""
+        ini = values.iqn(initiator_iqn, "initiator_iqn", initiator=True)
+        if not any(a.initiator == ini for a in _tpg_now(self.fresh(), self.iqn, self.tag).acls):
+            raise ConfigError(f"{ini} has no ACL on {self.iqn}: `ls {self.path}` lists them")
+        self.root.lio.deny(self.iqn, ini)
+        self.done(f"Deleted ACL for {ini} on {self.iqn}.")
+
+    def ui_complete_delete(self, parameters, text, current_param):
+        if current_param == "initiator_iqn":
+            return _complete([c.name for c in self.children], text)
+        return []
+
+
+class AclNode(UINode):
+    def __init__(self, acl: config.Acl, tpg: config.Tpg, parent) -> None:
+        super().__init__(acl.initiator, parent)
+        self.acl = acl
+        for m in acl.mapped_luns:
+            MappedLunNode(m, tpg.luns.get(m.tpg_lun, "?"), self)
+
+    def summary(self):
+        return f"Mapped LUNs: {len(self.acl.mapped_luns)}, {_auth(self.acl)}", None
+
+    def ui_command_info(self):
+        """Shows the initiator's CHAP user names; secrets show only as set or unset."""
+        a = self.acl
+        lines = [f"initiator: {a.initiator}"]
+        for label, c in (("", a.chap), ("mutual_", a.mutual_chap)):
+            lines.append(f"{label}userid: {c.userid if c else ''}")
+            lines.append(f"{label}password: {'set' if c and c.password else 'unset'}")
+        lines += [f"mapped_lun{m.mapped_lun}: tpg lun{m.tpg_lun}"
+                  f"{' (read-only)' if m.write_protect else ''}" for m in a.mapped_luns]
+        for line in lines:
+            self.shell.con.display(line)
+
+
+class MappedLunNode(UINode):
+    def __init__(self, m: config.MappedLun, name: str, parent) -> None:
+        super().__init__(f"mapped_lun{m.mapped_lun}", parent)
+        self.m, self.so = m, name
+
+    def summary(self):
+        return f"lun{self.m.tpg_lun} {self.so} ({'ro' if self.m.write_protect else 'rw'})", True
+
+
+# --- copy groups ----------------------------------------------------------------------------
+class CopyGroups(UINode):
+    """``/copy_groups``: groups of LUNs that may copy to each other even when exported to
+    different initiators. They live only in the saved file; the daemon reads them at
+    start and on `systemctl reload lio-xcopy`."""
+
+    def __init__(self, parent) -> None:
+        super().__init__("copy_groups", parent)
+        self.note = ""
+        try:
+            cfg = _load(None)
+        except ConfigError as e:
+            self.note = str(e)
+            return
+        for name, members in cfg.copy_groups.items():
+            CopyGroupNode(name, members, self)
+
+    def summary(self):
+        if self.note:
+            return "saved file unreadable", False
+        return f"Groups: {len(self.children)}", None
+
+    def ui_command_create(self, name, members, savefile=None):
+        """
+        Adds copy group name to the saved file (default /etc/lio-xcopy/saveconfig.json):
+        its members (LUN names, comma separated, already saved with `saveconfig`) may
+        be named together in one EXTENDED COPY. Then run `systemctl reload lio-xcopy`.
+
+        EXAMPLE
+        =======
+        create name=nightly members=db0,tape0
+        """
+        values.name(name)
+        group = values.members(members)
+        path = Path(savefile) if savefile else config.DEFAULT_PATH
+        cfg = _load(savefile)
+        if name in cfg.copy_groups:
+            raise ConfigError(f"copy group {name!r} exists in {path}: delete it first, or "
+                              "choose another name")
+        saved = {b.name for b in cfg.backstores}
+        for m in group:
+            if m not in saved:
+                raise ConfigError(f"LUN {m!r} is not in {path}: create it and `saveconfig` "
+                                  "first (copy groups name saved LUNs)")
+        config.save(replace(cfg, copy_groups={**cfg.copy_groups, name: group}), path)
+        self.done(f"Saved copy group {name} ({', '.join(group)}) in {path}; "
+                  "`systemctl reload lio-xcopy` applies it.")
+
+    def ui_command_delete(self, name, savefile=None):
+        """Removes copy group name from the saved file; then `systemctl reload lio-xcopy`."""
+        path = Path(savefile) if savefile else config.DEFAULT_PATH
+        cfg = _load(savefile)
+        if name not in cfg.copy_groups:
+            raise ConfigError(f"no copy group {name!r} in {path}: `ls /copy_groups` lists "
+                              "the default file's")
+        groups = {k: v for k, v in cfg.copy_groups.items() if k != name}
+        config.save(replace(cfg, copy_groups=groups), path)
+        self.done(f"Deleted copy group {name} from {path}; `systemctl reload lio-xcopy` "
+                  "applies it.")
+
+    def ui_complete_create(self, parameters, text, current_param):
+        if current_param == "members":
+            head, _, tail = text.rpartition(",")
+            prefix = f"{head}," if head else ""
+            taken = set(head.split(",")) if head else set()
+            return sorted(f"{prefix}{b.name}" for b in self.snap.backstores
+                          if b.name.startswith(tail) and b.name not in taken)
+        if current_param == "savefile":
+            return _complete_path(text or "/", stat.S_ISREG)
+        return []
+
+    def ui_complete_delete(self, parameters, text, current_param):
+        if current_param == "name":
+            return _complete([c.name for c in self.children], text)
+        return []
+
+
+def _load(savefile: str | None) -> config.SavedConfig:
+    path = Path(savefile) if savefile else config.DEFAULT_PATH
+    return config.load(path) if path.exists() else config.SavedConfig()
+
+
+class CopyGroupNode(UINode):
+    def __init__(self, name: str, members: tuple[str, ...], parent) -> None:
+        super().__init__(name, parent)
+        self.members = members
+
+    def summary(self):
+        return ", ".join(self.members), None

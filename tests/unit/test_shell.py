@@ -1,0 +1,508 @@
+"""The administrator's shell over a fake LIO: the tree, argument checks (one line, nothing
+changed), completions and help. The real LIO is exercised in tests/vm/test_cli.py."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from lio_xcopy.control import cli, config
+from lio_xcopy.control import shell as shell_mod
+from lio_xcopy.control.shell.lio import Backstore, LoopbackTarget, Snapshot
+from lio_xcopy.errors import ConfigError
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+MiB = 1 << 20
+UUID = "6d1f2c34-5b6a-4c8d-9e0f-123456789abc"
+T1 = "iqn.2003-01.org.example:t1"
+INI = "iqn.1994-05.com.redhat:backup"
+
+
+class FakeLio:
+    """LIO in memory, with the real one's interface; ``calls`` records the changes."""
+
+    def __init__(self) -> None:
+        self.backstores: dict[str, Backstore] = {}
+        self.others: set[str] = {"fileio0"}
+        self.loop: dict[str, dict[int, str]] = {}
+        self.iscsi: dict[str, config.Tpg] = {}
+        self.calls: list[tuple] = []
+        self.serial = 0
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot(
+            tuple(sorted(self.backstores.values(), key=lambda b: b.name)),
+            frozenset(self.others),
+            tuple(LoopbackTarget(w, dict(luns)) for w, luns in sorted(self.loop.items())),
+            tuple(config.IscsiTarget(i, (g,)) for i, g in sorted(self.iscsi.items())))
+
+    def _wwn(self) -> str:
+        self.serial += 1
+        return f"00000000-0000-4000-8000-{self.serial:012d}"
+
+    def create_disk(self, name, path, size, block_size, wwn):
+        self.calls.append(("create_disk", name, path, size, block_size, wwn))
+        self.backstores[name] = Backstore("disk", name, path, size, wwn or self._wwn(),
+                                          block_size)
+
+    def create_tape(self, name, path, capacity, wwn):
+        self.calls.append(("create_tape", name, path, capacity, wwn))
+        self.backstores[name] = Backstore("tape", name, path, capacity, wwn or self._wwn())
+
+    def delete_backstore(self, name):
+        self.calls.append(("delete", name))
+        del self.backstores[name]
+        for luns in self.loop.values():
+            for k in [k for k, v in luns.items() if v == name]:
+                del luns[k]
+
+    def create_loopback(self, wwn):
+        wwn = wwn or "naa.5001405000000001"
+        self.calls.append(("create_loopback", wwn))
+        self.loop[wwn] = {}
+        return wwn
+
+    def delete_loopback(self, wwn):
+        self.calls.append(("delete_loopback", wwn))
+        del self.loop[wwn]
+
+    def _free(self, luns, lun_id):
+        return lun_id if lun_id is not None else min(set(range(100)) - set(luns))
+
+    def export_loopback(self, wwn, name, lun_id):
+        self.calls.append(("export_loopback", wwn, name, lun_id))
+        got = self._free(self.loop[wwn], lun_id)
+        self.loop[wwn][got] = name
+        return got
+
+    def create_iscsi(self, iqn):
+        iqn = iqn or "iqn.2003-01.org.linux-iscsi.host:sn.1"
+        self.calls.append(("create_iscsi", iqn))
+        self.iscsi[iqn] = config.Tpg(1)
+        return iqn
+
+    def delete_iscsi(self, iqn):
+        self.calls.append(("delete_iscsi", iqn))
+        del self.iscsi[iqn]
+
+    def create_portal(self, iqn, tag, ip, port, netns):
+        self.calls.append(("create_portal", iqn, tag, ip, port, netns))
+        g = self.iscsi[iqn]
+        self.iscsi[iqn] = replace(g, portals=(*g.portals, config.Portal(ip, port)))
+
+    def delete_portal(self, iqn, tag, ip, port):
+        self.calls.append(("delete_portal", iqn, tag, ip, port))
+        g = self.iscsi[iqn]
+        self.iscsi[iqn] = replace(g, portals=tuple(
+            p for p in g.portals if p != config.Portal(ip, port)))
+
+    def export_iscsi(self, iqn, tag, name, lun_id):
+        self.calls.append(("export_iscsi", iqn, tag, name, lun_id))
+        g = self.iscsi[iqn]
+        got = self._free(g.luns, lun_id)
+        self.iscsi[iqn] = replace(g, luns={**g.luns, got: name})
+        return got
+
+    def unexport(self, fabric, wwn, tag, lun_id):
+        self.calls.append(("unexport", fabric, wwn, tag, lun_id))
+        if fabric == "loopback":
+            del self.loop[wwn][lun_id]
+        else:
+            g = self.iscsi[wwn]
+            self.iscsi[wwn] = replace(g, luns={k: v for k, v in g.luns.items() if k != lun_id})
+
+    def allow(self, iqn, initiator, chap, mutual_chap):
+        self.calls.append(("allow", iqn, initiator, chap, mutual_chap))
+        g = self.iscsi[iqn]
+        acl = config.Acl(initiator, tuple(config.MappedLun(k, k) for k in sorted(g.luns)),
+                         config.Chap(*chap) if chap else None,
+                         config.Chap(*mutual_chap) if mutual_chap else None)
+        self.iscsi[iqn] = replace(g, acls=(*g.acls, acl),
+                                  attributes={"authentication": "1" if chap else "0"})
+        return sorted(g.luns)
+
+    def deny(self, iqn, initiator):
+        self.calls.append(("deny", iqn, initiator))
+        g = self.iscsi[iqn]
+        self.iscsi[iqn] = replace(g, acls=tuple(a for a in g.acls if a.initiator != initiator))
+
+
+@pytest.fixture
+def lio():
+    return FakeLio()
+
+
+@pytest.fixture
+def sh(lio, capsys):
+    """Run one non-interactive command line; returns (rc, stdout, stderr)."""
+
+    def run(line: str):
+        capsys.readouterr()
+        rc = shell_mod.run(line.split(), lio=lio)
+        out, err = capsys.readouterr()
+        return rc, out, err
+
+    return run
+
+
+def refused(result, *words: str) -> str:
+    """A refusal: rc 1, exactly one line on stderr containing ``words``."""
+    rc, out, err = result
+    assert rc == 1, (out, err)
+    assert err.count("\n") == 1 and err.startswith("lio-xcopy: "), err
+    for w in words:
+        assert w in err, err
+    return err
+
+
+# --- backstores -----------------------------------------------------------------------------
+def test_create_disk_passes_checked_values(sh, lio, tmp_path):
+    img = tmp_path / "db0.img"
+    rc, out, err = sh(f"/backstores/disk create name=db0 file={img} size=10M block_size=4096 "
+                      f"wwn={UUID.upper()}")
+    assert rc == 0, err
+    assert lio.calls == [("create_disk", "db0", img, 10 * MiB, 4096, UUID)]
+    assert "Created disk db0" in out and "10.0MiB" in out
+
+
+def test_create_disk_positional_and_size_of_existing_file(sh, lio, tmp_path):
+    img = tmp_path / "old.img"
+    img.write_bytes(b"\0" * (3 * MiB + 100))
+    assert sh(f"/backstores/disk create db1 {img}")[0] == 0
+    assert lio.calls == [("create_disk", "db1", img, 3 * MiB, 512, None)]
+
+
+@pytest.mark.parametrize("args, words", [
+    ("name=db0 file={d}/x.img size=10M colour=red", ["unknown parameter colour=",
+                                                     "create name file"]),
+    ("name=db0 size=10M", ["file= is missing"]),
+    ("name=db0 file={d}/x.img size=ten", ["size='ten' is not a size"]),
+    ("name=db0 file={d}/x.img size=0", ["not a positive size"]),
+    ("name=db0 file={d}/x.img size=1000", ["not a multiple of block_size=512"]),
+    ("name=db0 file={d}/x.img size=10M block_size=520", ["block_size='520'", "4096"]),
+    ("name=-db file={d}/x.img size=10M", ["name='-db' is not usable"]),
+    ("name=db0 file={d}/x.img", ["size= is missing", "new or empty"]),
+    ("name=db0 file={d}/no/such/x.img size=10M", ["does not exist; create it first"]),
+    ("name=db0 file=/dev/nosuchdisk size=10M", ["no such block device"]),
+    ("name=db0 file={d}/a,b.img size=10M", ["commas"]),
+    ("name=db0 file={d}/x.img size=10M wwn=1234", ["wwn='1234' is not a unit serial"]),
+    ("name=db0 file={d}/x.img size=10M name=db1", ["given twice"]),
+    ("db0 {d}/x.img 10M 512 " + UUID + " extra", ["unexpected 'extra'"]),
+    ("name=db0 file={d}/x.img size=10M 512", ["name is given twice"]),
+    ("name=db0 file={d}/x.img size=10M wwn=\"a b\"", ["cannot read the command"]),
+])
+def test_create_disk_refusals_change_nothing(sh, lio, tmp_path, args, words):
+    refused(sh("/backstores/disk create " + args.format(d=tmp_path)), *words)
+    assert lio.calls == []
+    assert not (tmp_path / "x.img").exists()
+
+
+def test_existing_name_path_or_serial_is_refused(sh, lio, tmp_path):
+    assert sh(f"/backstores/disk create name=db0 file={tmp_path}/a.img size=1M "
+              f"wwn={UUID}")[0] == 0
+    lio.calls.clear()
+    refused(sh(f"/backstores/disk create name=db0 file={tmp_path}/b.img size=1M"),
+            "a LUN named 'db0' exists", "choose another name")
+    refused(sh(f"/backstores/tape create name=db0 file={tmp_path}/t.aws capacity=1G"),
+            "'db0' exists")
+    refused(sh(f"/backstores/disk create name=fileio0 file={tmp_path}/b.img size=1M"),
+            "'fileio0' exists")
+    refused(sh(f"/backstores/disk create name=db1 file={tmp_path}/a.img size=1M"),
+            "already the backing of disk 'db0'")
+    refused(sh(f"/backstores/disk create name=db1 file={tmp_path}/b.img size=1M wwn={UUID}"),
+            "already the unit serial of disk db0")
+    assert lio.calls == []
+
+
+def test_tape_create_and_refusals(sh, lio, tmp_path):
+    rc, out, _ = sh(f"/backstores/tape create name=t0 file={tmp_path}/t0.aws capacity=2G")
+    assert rc == 0 and "Created tape t0" in out
+    assert lio.calls == [("create_tape", "t0", tmp_path / "t0.aws", 2 << 30, None)]
+    refused(sh(f"/backstores/tape create name=t1 file={tmp_path}/t1.aws capacity=1K"),
+            "too small", "1M")
+    refused(sh(f"/backstores/tape create name=t1 file={tmp_path}/t1.aws"), "capacity= is missing")
+    refused(sh("/backstores/tape create name=t1 file=/dev/null capacity=1G"),
+            "neither a regular file nor a block device")
+    assert len(lio.calls) == 1
+
+
+def test_delete_backstore(sh, lio, tmp_path):
+    sh(f"/backstores/disk create name=db0 file={tmp_path}/a.img size=1M")
+    sh(f"/backstores/tape create name=t0 file={tmp_path}/t.aws capacity=1G")
+    lio.calls.clear()
+    refused(sh("/backstores/disk delete nope"), "no disk named 'nope'", "ls /backstores/disk")
+    refused(sh("/backstores/disk delete t0"), "it is a tape, under /backstores/tape")
+    assert lio.calls == []
+    rc, out, _ = sh("/backstores/disk delete name=db0")
+    assert rc == 0 and lio.calls == [("delete", "db0")] and "Deleted disk db0" in out
+
+
+def test_ls_tree_summaries(sh, lio, tmp_path):
+    sh(f"/backstores/disk create name=db0 file={tmp_path}/a.img size=10M")
+    sh("/loopback create wwn=naa.5001405aaaaaaaaa")
+    sh("/loopback/naa.5001405aaaaaaaaa/luns create storage_object=/backstores/disk/db0")
+    rc, out, _ = sh("ls")
+    assert rc == 0
+    lines = out.splitlines()
+    assert lines[0].startswith("o- / ")
+    tree = {re.search(r"o- (\S+)", ln).group(1): ln for ln in lines}
+    for node in ("backstores", "disk", "tape", "loopback", "iscsi", "copy_groups",
+                 "naa.5001405aaaaaaaaa", "luns", "lun0", "db0"):
+        assert node in tree, out
+    assert f"[{tmp_path}/a.img (10.0MiB, 512b) exported]" in tree["db0"]
+    assert "[disk/db0" in tree["lun0"]
+    assert "[LUNs: 1]" in tree["disk"] and "[Targets: 1]" in tree["loopback"]
+
+
+def test_info_of_a_backstore(sh, tmp_path):
+    sh(f"/backstores/disk create name=db0 file={tmp_path}/a.img size=1M wwn={UUID}")
+    rc, out, _ = sh("/backstores/disk/db0 info")
+    assert rc == 0
+    assert f"unit_serial: {UUID}" in out and "export: none" in out
+    # LIO's NAA 6h from the serial (SPC-4 7.8.6.6.5): company ID 001405, then its digits
+    assert "naa: 60014056d1f2c345b6a4c8d9e0f12345" in out
+
+
+def test_unknown_path_and_command(sh):
+    refused(sh("/backstores/floppy ls"), "No such path /backstores/floppy")
+    refused(sh("/backstores/disk frobnicate"), "frobnicate")
+
+
+# --- loopback -------------------------------------------------------------------------------
+def test_loopback_luns(sh, lio, tmp_path):
+    sh(f"/backstores/disk create name=db0 file={tmp_path}/a.img size=1M")
+    sh(f"/backstores/tape create name=t0 file={tmp_path}/t.aws capacity=1G")
+    refused(sh("/loopback create wwn=naa.123"), "not a loopback WWN")
+    assert sh("/loopback create")[0] == 0
+    w = "naa.5001405000000001"
+    refused(sh("/loopback create wwn=" + w), "exists")
+    lio.calls.clear()
+    luns = f"/loopback/{w}/luns"
+    refused(sh(f"{luns} create storage_object=/backstores/disk/nope"), "no such LUN")
+    refused(sh(f"{luns} create storage_object=/backstores/tape/db0"), "no such LUN")
+    refused(sh(f"{luns} create storage_object=/iscsi/db0"), "/backstores/disk/NAME")
+    refused(sh(f"{luns} create storage_object=db0 lun=x"), "lun='x'", "0 to 65535")
+    assert lio.calls == []
+    assert sh(f"{luns} create storage_object=db0 lun=3")[0] == 0
+    refused(sh(f"{luns} create storage_object=/backstores/disk/db0"), "already LUN 3")
+    refused(sh(f"{luns} create storage_object=t0 lun=lun3"), "lun=3 is taken by db0")
+    assert sh(f"{luns} create /backstores/tape/t0")[0] == 0
+    assert lio.calls == [("export_loopback", w, "db0", 3), ("export_loopback", w, "t0", None)]
+    refused(sh(f"{luns} delete lun=7"), "has no LUN 7")
+    assert sh(f"{luns} delete lun3")[0] == 0
+    assert lio.calls[-1] == ("unexport", "loopback", w, 1, 3)
+    refused(sh("/loopback delete naa.5001405000000009"), "no loopback target")
+    assert sh(f"/loopback delete {w}")[0] == 0
+
+
+# --- iSCSI ----------------------------------------------------------------------------------
+@pytest.fixture
+def target(sh, lio, tmp_path):
+    sh(f"/backstores/disk create name=db0 file={tmp_path}/a.img size=1M")
+    assert sh(f"/iscsi create {T1}")[0] == 0
+    assert sh(f"/iscsi/{T1}/tpg1/luns create storage_object=/backstores/disk/db0")[0] == 0
+    lio.calls.clear()
+    return f"/iscsi/{T1}/tpg1"
+
+
+def test_iscsi_names_are_checked(sh, lio):
+    refused(sh("/iscsi create iqn.2003-13.org.example:t1"), "not an iSCSI name")
+    refused(sh("/iscsi create iqn=target_1"), "not an iSCSI name")
+    refused(sh(f"/iscsi delete {T1}"), "no iSCSI target")
+    assert lio.calls == []
+    assert sh(f"/iscsi create {T1.upper()}")[0] == 0
+    assert lio.calls == [("create_iscsi", T1)]
+    refused(sh(f"/iscsi create {T1}"), "exists")
+
+
+def test_portals(sh, lio, target):
+    refused(sh(f"{target}/portals create 10.0.0.300"), "not an IP address")
+    refused(sh(f"{target}/portals create 127.0.0.1 ip_port=70000"), "1 to 65535")
+    refused(sh(f"{target}/portals create 127.0.0.1 netns=nosuchns"), "ip netns add nosuchns")
+    assert lio.calls == []
+    assert sh(f"{target}/portals create 127.0.0.1")[0] == 0
+    refused(sh(f"{target}/portals create 127.0.0.1 3260"), "already listens")
+    assert sh(f"{target}/portals create ::1 3261")[0] == 0
+    out = sh(f"ls {target}/portals")[1]
+    assert "127.0.0.1:3260" in out and "[::1]:3261" in out
+    assert sh(f"{target}/portals delete 127.0.0.1 3260")[0] == 0
+    refused(sh(f"{target}/portals delete 127.0.0.1 3260"), "no portal")
+
+
+@pytest.mark.parametrize("args, words", [
+    ("initiator_iqn=iqn.bad", ["not an iSCSI name"]),
+    (f"{INI} userid=u", ["userid= needs password="]),
+    (f"{INI} password=secret12", ["password= needs userid="]),
+    (f"{INI} userid=u password=NULL", ["password= must be 1 to 255"]),
+    (f"{INI} userid=u password={'x' * 256}", ["password= must be 1 to 255"]),
+    (f"{INI} mutual_userid=t mutual_password=other123", ["needs userid= and password="]),
+    (f"{INI} userid=u password=same123 mutual_userid=t mutual_password=same123",
+     ["must differ"]),
+    (f"{INI} userid=u password=p secret=x", ["unknown parameter secret="]),
+])
+def test_acl_refusals(sh, lio, target, args, words):
+    refused(sh(f"{target}/acls create {args}"), *words)
+    assert lio.calls == []
+
+
+def test_acls_with_chap_never_show_secrets(sh, lio, target):
+    rc, out, _ = sh(f"{target}/acls create {INI} userid=backup password=s3cret-pass1 "
+                    "mutual_userid=tgt mutual_password=t4rget-pass2")
+    assert rc == 0 and "mutual CHAP" in out
+    assert lio.calls == [("allow", T1, INI, ("backup", "s3cret-pass1"),
+                          ("tgt", "t4rget-pass2"))]
+    refused(sh(f"{target}/acls create {INI} userid=x password=yyyyyyyy"),
+            "already has an ACL", "delete it first")
+    refused(sh(f"{target}/acls create iqn.1994-05.com.redhat:other"), "use CHAP",
+            "userid= and password=")
+    for line in (f"ls {target}", f"{target}/acls/{INI} info", "ls"):
+        rc, out, _ = sh(line)
+        assert rc == 0
+        assert "s3cret" not in out and "t4rget" not in out
+    rc, out, _ = sh(f"{target}/acls/{INI} info")
+    assert "userid: backup" in out and "password: set" in out
+    assert "mutual_password: set" in out
+    rc, out, _ = sh(f"ls {target}")
+    assert "[Mapped LUNs: 1, mutual CHAP]" in out and "mapped_lun0" in out
+    assert sh(f"{target}/acls delete {INI}")[0] == 0
+    refused(sh(f"{target}/acls delete {INI}"), "has no ACL")
+
+
+def test_plain_acl_blocks_chap_acl(sh, target):
+    assert sh(f"{target}/acls create {INI}")[0] == 0
+    refused(sh(f"{target}/acls create iqn.1994-05.com.redhat:x userid=a password=bbbbbbbb"),
+            "initiators without CHAP")
+
+
+# --- copy groups ----------------------------------------------------------------------------
+def test_copy_groups_edit_only_the_saved_file(sh, lio, tmp_path):
+    saved = tmp_path / "saveconfig.json"
+    cfg = config.SavedConfig(
+        disks=(config.DiskConfig("db0", tmp_path / "a.img", MiB),),
+        tapes=(config.TapeConfig("t0", tmp_path / "t.aws", 1 << 30),))
+    config.save(cfg, saved)
+    refused(sh(f"/copy_groups create name=g members=db0 savefile={saved}"), "at least two")
+    refused(sh(f"/copy_groups create name=g members=db0,db9 savefile={saved}"),
+            "'db9' is not in", "saveconfig")
+    refused(sh(f"/copy_groups create name=g members=db0,db0 savefile={saved}"), "twice")
+    assert config.load(saved).copy_groups == {}
+    rc, out, _ = sh(f"/copy_groups create name=g members=db0,t0 savefile={saved}")
+    assert rc == 0 and "systemctl reload lio-xcopy" in out
+    assert config.load(saved).copy_groups == {"g": ("db0", "t0")}
+    refused(sh(f"/copy_groups create name=g members=db0,t0 savefile={saved}"), "exists")
+    assert sh(f"/copy_groups delete g savefile={saved}")[0] == 0
+    assert json.loads(saved.read_text())["copy_groups"] == {}
+    refused(sh(f"/copy_groups delete g savefile={saved}"), "no copy group")
+    assert lio.calls == []
+
+
+# --- root commands, routing -----------------------------------------------------------------
+def test_saveconfig_and_status_go_through_the_subcommands(sh, monkeypatch, tmp_path):
+    seen = []
+
+    def fake(cmd, rest):
+        seen.append((cmd, rest))
+        return 0 if cmd != "restoreconfig" else 1
+
+    monkeypatch.setattr(cli, "_config_command", fake)
+    assert sh(f"/ saveconfig {tmp_path}/x.json")[0] == 0
+    assert sh("status")[0] == 0  # from the root node
+    assert sh("/ status")[0] == 0
+    rc, _, err = sh("/ restoreconfig")
+    assert rc == 1 and err == ""  # restoreconfig printed its own errors
+    assert seen == [("saveconfig", [f"{tmp_path}/x.json"]), ("status", []),
+                    ("status", []), ("restoreconfig", [])]
+
+
+def test_cli_routes_paths_and_shell_commands(monkeypatch):
+    got = []
+    monkeypatch.setattr(shell_mod, "main", lambda argv: got.append(argv) or 0)
+    assert cli.main(["/backstores", "ls"]) == 0
+    assert cli.main(["ls", "/iscsi"]) == 0
+    assert got == [["/backstores", "ls"], ["ls", "/iscsi"]]
+    assert cli.main(["nonsense"]) == 2  # unknown commands keep their old answer
+    assert cli.main([]) == 2  # no argv given programmatically: usage, as before
+
+
+def test_version(sh):
+    from lio_xcopy import __version__
+
+    assert sh("/ version")[1].strip() == __version__
+
+
+def test_lio_not_loaded_is_one_line(monkeypatch, capsys):
+    class NoLio(FakeLio):
+        def snapshot(self):
+            raise ConfigError("LIO is not available: load it with `modprobe configfs`")
+
+    assert shell_mod.run(["ls"], lio=NoLio()) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "modprobe" in err
+
+
+# --- help and completion --------------------------------------------------------------------
+def test_help_shows_syntax_and_docstring(sh):
+    rc, out, _ = sh("/backstores/disk help create")
+    assert rc == 0
+    assert "create name file [size] [block_size] [wwn]" in out
+    assert "create name=db0 file=/srv/db0.img size=10G" in out
+    rc, out, _ = sh("/iscsi/ help")
+    assert "create [iqn]" in out and "delete iqn" in out
+
+
+def test_completions(lio, tmp_path):
+    sh = shell_mod.make_shell(lio)
+    root = sh._root_node
+    disk = root.get_node("/backstores/disk")
+    (tmp_path / "a.img").write_bytes(b"")
+    (tmp_path / "sub").mkdir()
+    got = disk.ui_complete_create({}, f"{tmp_path}/", "file")
+    assert got == [f"{tmp_path}/a.img", f"{tmp_path}/sub/"]
+    assert disk.ui_complete_create({}, "4", "block_size") == ["4096 "]
+    assert disk.ui_complete_create({}, "10", "size") == ["10G", "10M", "10T"]
+    lio.backstores["db0"] = Backstore("disk", "db0", Path("/x"), MiB, UUID, 512)
+    lio.backstores["t0"] = Backstore("tape", "t0", Path("/t"), 1 << 30, UUID)
+    root.refresh()
+    disk = root.get_node("/backstores/disk")
+    assert disk.ui_complete_delete({}, "d", "name") == ["db0 "]
+    groups = root.get_node("/copy_groups")
+    assert groups.ui_complete_create({}, "db0,", "members") == ["db0,t0"]
+    lio.create_loopback(None)
+    root.refresh()
+    luns = root.get_node("/loopback/naa.5001405000000001/luns")
+    assert luns.ui_complete_create({}, "/backstores/t", "storage_object") == [
+        "/backstores/tape/t0 "]
+    assert luns.ui_complete_create({}, "", "lun") == ["0 "]
+
+
+def test_interactive_session_saves_on_exit(lio, monkeypatch, tmp_path, capsys):
+    import io
+
+    saved = []
+    monkeypatch.setattr(cli, "_config_command", lambda c, r: saved.append((c, r)) or 0)
+    monkeypatch.setattr("sys.stdin", io.StringIO(
+        f"cd /backstores/disk\ncreate name=db0 file={tmp_path}/a.img size=1M\nbogus\n"
+        "cd /nowhere\nls\nexit\n"))
+    assert shell_mod.interactive(lio=lio, home=tmp_path / "home") == 0
+    out, err = capsys.readouterr()
+    assert "Created disk db0" in out and "o- db0" in out
+    assert "no command 'bogus' at /backstores/disk" in err
+    assert "No such path /nowhere: `ls` shows the tree" in err
+    assert lio.calls[0][:2] == ("create_disk", "db0")
+    assert saved == [("saveconfig", [])]  # auto_save_on_exit, as targetcli
+
+
+def test_global_preference_persists(lio, tmp_path, capsys):
+    home = tmp_path / "home"
+    assert shell_mod.run(["set", "global", "auto_save_on_exit=false"], lio=lio, home=home) == 0
+    capsys.readouterr()
+    assert shell_mod.run(["get", "global", "auto_save_on_exit"], lio=lio, home=home) == 0
+    assert "auto_save_on_exit=false" in capsys.readouterr().out
+    assert shell_mod.run(["set", "global", "auto_save_on_exit=maybe"], lio=lio, home=home) == 1
+    assert capsys.readouterr().err.count("\n") == 1
+    shell_mod.run(["set", "global", "auto_save_on_exit=true"], lio=lio, home=home)
