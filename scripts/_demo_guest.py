@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NoReturn
 
 from lio_xcopy.control import library, provision
 from lio_xcopy.errors import LioXcopyError
@@ -39,17 +40,19 @@ BARCODES = library.lto_barcodes(3)  # L00001L8 .. L00003L8 in slots 1-3
 METER = """\
 import atexit, json, os
 from lio_xcopy.initiator import sgio
-_totals = {"bytes": 0, "commands": 0}
+_totals = {"bytes": 0}
 _execute = sgio.ScsiDevice.execute
 def execute(self, *args, **kwargs):
-    before, commands = self.bytes_in + self.bytes_out, self.commands
+    before = self.bytes_in + self.bytes_out
     try:
         return _execute(self, *args, **kwargs)
     finally:
         _totals["bytes"] += self.bytes_in + self.bytes_out - before
-        _totals["commands"] += self.commands - commands
+def _write():
+    with open(os.environ["DEMO_SGIO_METER"], "w") as f:
+        json.dump(_totals, f)
 sgio.ScsiDevice.execute = execute
-atexit.register(lambda: open(os.environ["DEMO_SGIO_METER"], "w").write(json.dumps(_totals)))
+atexit.register(_write)
 """
 
 
@@ -66,7 +69,7 @@ def sh(*cmd: str, show: bool = True) -> str:
     return p.stdout + p.stderr
 
 
-def fail(msg: str) -> None:
+def fail(msg: str) -> NoReturn:
     sys.exit(f"demo: CHECK FAILED: {msg}")
 
 
@@ -139,7 +142,6 @@ def kernel_device(lun: provision.Lun) -> provision.KernelDevice:
                   f"vpd83 {page.read_bytes().hex() if page.exists() else '-'}")
         print(subprocess.run(["dmesg"], capture_output=True, text=True).stdout[-4000:])
         fail(str(e))
-        raise
 
 
 def counters(*paths: str) -> list[sgio.IoCounters]:
@@ -311,7 +313,6 @@ def demo(work: Path) -> int:
                   re.M)
     check(m is not None and m.group(2) == BARCODES[0],
           f"the backup did not report job done in tape file 0 of {BARCODES[0]}")
-    assert m is not None
     job_id, job_sha = m.group(1), m.group(3)
     check(f"loading {BARCODES[0]} from slot 1 into drive" in text,
           "the backup did not load the cartridge from slot 1")
