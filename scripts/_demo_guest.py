@@ -311,8 +311,8 @@ def demo(work: Path) -> int:
           "server for the backup job: the data should not")
     m = re.search(r"^job (\d+) done: .* in tape file 0 of (\S+), sha256 ([0-9a-f]{64})$", text,
                   re.M)
-    check(m is not None and m.group(2) == BARCODES[0],
-          f"the backup did not report job done in tape file 0 of {BARCODES[0]}")
+    if m is None or m.group(2) != BARCODES[0]:
+        fail(f"the backup did not report job done in tape file 0 of {BARCODES[0]}")
     job_id, job_sha = m.group(1), m.group(3)
     check(f"loading {BARCODES[0]} from slot 1 into drive" in text,
           "the backup did not load the cartridge from slot 1")
