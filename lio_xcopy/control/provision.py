@@ -209,7 +209,7 @@ class KernelDevice:
     tape: Path | None  # the non-rewinding /dev/nstN
 
 
-def find_kernel_device(lun: Lun, timeout: float = 30.0) -> KernelDevice:
+def find_kernel_device(lun: Lun, timeout: float = 90.0) -> KernelDevice:
     """Find the initiator's device by our NAA in its VPD 83h (sysfs ``vpd_pg83``)."""
     naa = bytes.fromhex(lun.naa)
     deadline = time.monotonic() + timeout
