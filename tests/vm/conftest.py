@@ -101,7 +101,7 @@ def daemon(work):
             stdout=f, stderr=subprocess.STDOUT,
             env={**os.environ, "NOTIFY_SOCKET": str(work / "notify")},
         )
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180  # a loaded TCG guest took over 60 s to start it
     while not pidfile.exists():
         if proc.poll() is not None or time.monotonic() > deadline:
             raise AssertionError(f"daemon did not start:\n{log.read_text()}")
