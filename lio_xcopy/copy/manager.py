@@ -256,6 +256,12 @@ class CopyManager:
                                   in_segment=False,
                                   message=f"{dev.identity.name} has {dev.block_size}-byte "
                                           f"blocks, the CSCD says {cscd.block_length}")
+            if isinstance(dev, Tape) and dev.unit_attention is not None:
+                # its position is not what the initiator last saw (power on, new cartridge)
+                raise CopyAborted(dev.unit_attention, i, byte=byte,
+                                  cause=SenseData(SenseKey.UNIT_ATTENTION, dev.unit_attention),
+                                  message=f"{dev.identity.name} has a unit attention the "
+                                          "initiator has not seen: position the tape first")
         self._check_ranges(i, seg, src, dst)
         return _Plan(i, i == len(plist.segments) - 1, seg, src, dst, scscd, dcscd)
 

@@ -109,6 +109,17 @@ class Tape(ScsiDevice):
             self.log.warning("%s: only the objects before it can be read", medium.damage)
         return medium
 
+    def power_on(self) -> None:
+        """SAM-5 power on (the daemon opened the drive): the position is BOT, and the next
+        command gets UNIT ATTENTION, POWER ON, RESET, OR BUS DEVICE RESET OCCURRED."""
+        with self._lock:
+            self._unit_attention = Asc.POWER_ON_RESET_OR_BUS_DEVICE_RESET_OCCURRED
+
+    @property
+    def unit_attention(self) -> Asc | None:
+        """The unit attention the initiator has not been told yet (None: none)."""
+        return self._unit_attention
+
     # --- the cartridge, for a medium changer -------------------------------------------------
     @property
     def medium(self) -> AwsTape | None:

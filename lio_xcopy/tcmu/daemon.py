@@ -111,7 +111,32 @@ class TcmuDevice:
                 mm.close()
             os.close(fd)
 
-        return cls(uio.tcmu.name, fd, CommandRing(view), device, closer)
+        dev = cls(uio.tcmu.name, fd, CommandRing(view), device, closer)
+        try:
+            dev.take_over(uio.tcmu.reset_ring)
+        except (LioXcopyError, OSError):
+            dev.close()
+            raise
+        return dev
+
+    def take_over(self, reset_ring: Callable[[], None]) -> int:
+        """Take the ring over from whoever had it before (a daemon that was killed).
+
+        A wake-up first lets the kernel reap the responses already written. Commands
+        still between ``cmd_tail`` and ``cmd_head`` may have been read, and half done,
+        by the other process, and with out-of-order completion their entries may be
+        overwritten: they cannot be replayed from the ring. The kernel fails them BUSY
+        and empties the ring (``reset_ring``); the initiator retries them, and a tape
+        reports its power on first. Returns how many were queued."""
+        os.write(self.fd, WAKE)
+        if self.ring.head == self.ring.tail:
+            return 0
+        queued = self.ring.queued()
+        log.warning("%s: %d command(s) left on the ring by an earlier daemon: the kernel "
+                    "fails them BUSY for the initiator to retry", self.name, queued)
+        reset_ring()
+        self.ring.resync()
+        return queued
 
     def service(self, drain_event: bool = True) -> int:
         """Answer every command queued on the ring; returns how many were answered.

@@ -105,6 +105,7 @@ def _library_drive(identity: LunIdentity, hc: HandlerConfig, libraries: Librarie
     except Exception:
         drive.close()
         raise
+    drive.power_on()
     return drive
 
 
@@ -135,6 +136,8 @@ def open_device(name: str, cfg: str, unit_serial: str | None, *,
     from lio_xcopy.devices.tape import Tape
 
     capacity = parse_size(hc.options.get("capacity", "1G"))
-    return Tape(LunIdentity(name, serial, product="lio-xcopy tape"), hc.path, capacity,
+    tape = Tape(LunIdentity(name, serial, product="lio-xcopy tape"), hc.path, capacity,
                 read_only=hc.options.get("ro", "0") in ("1", "true", "yes"),
                 max_block_length=MAX_TRANSFER_BYTES)
+    tape.power_on()
+    return tape

@@ -94,6 +94,20 @@ class CommandRing:
         self._cursor = self.tail  # next entry we have not read yet
         self.outstanding = 0  # commands read and not yet completed
 
+    def resync(self) -> None:
+        """Start over at ``cmd_tail`` with nothing outstanding (after a ring reset)."""
+        self._cursor = self.tail
+        self.outstanding = 0
+
+    def queued(self) -> int:
+        """CMD entries between ``cmd_tail`` and ``cmd_head``, read or not."""
+        n, pos, head = 0, self.tail, self.head
+        while pos != head:
+            op, length, _, _ = self._hdr(pos)
+            n += op == OP_CMD
+            pos = (pos + length) % self.cmdr_size
+        return n
+
     # --- mailbox fields ----------------------------------------------------------------
     @property
     def head(self) -> int:

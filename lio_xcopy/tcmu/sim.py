@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from lio_xcopy.tcmu import ring as r
 
 PAGE = 4096
+SAM_STAT_BUSY = 0x08
 
 
 @dataclass(slots=True)
@@ -176,6 +177,20 @@ class SimulatedKernel:
 
     def pending_ids(self) -> set[int]:
         return set(self.inflight)
+
+    def reset_ring(self) -> list[SimCompletion]:
+        """``action/reset_ring`` = 1 (``tcmu_reset_ring``), after the wake-up that comes
+        before it: the responses written are reaped, every other command still in
+        flight completes BUSY, and the ring starts over empty at offset 0."""
+        done = self.reap()
+        for cmd_id, cmd in sorted(self.inflight.items()):
+            self.free_pages.extend(cmd.pages)
+            done.append(SimCompletion(cmd_id, SAM_STAT_BUSY, b"", b"", None))
+        self.inflight.clear()
+        self.head = self.last_cleaned = 0
+        struct.pack_into("<I", self.mm, r.MB_CMD_HEAD, 0)
+        struct.pack_into("<I", self.mm, r.MB_CMD_TAIL, 0)
+        return done
 
 
 def mmap_view(kernel: SimulatedKernel) -> memoryview:

@@ -30,6 +30,19 @@ class UioName:
     def configfs(self) -> Path:
         return CONFIGFS_CORE / f"user_{self.hba}" / self.name
 
+    def reset_ring(self) -> None:
+        """Have the kernel fail every command still on the ring with BUSY (which the
+        initiator retries) and empty it: ``action/reset_ring`` = 1 (target_core_user.c,
+        ``tcmu_reset_ring``), what tcmu-runner does when it reopens a device."""
+        path = self.configfs / "action" / "reset_ring"
+        try:
+            path.write_text("1\n")
+        except OSError as e:
+            raise TransportError(
+                f"{self.name}: cannot reset its command ring ({path}: {e.strerror or e}); "
+                "run the daemon as root with configfs mounted"
+            ) from e
+
 
 def parse_uio_name(text: str) -> UioName | None:
     """``tcm-user/1/db0/xcopy/disk:/srv/db0.img`` -> its parts; None if not TCMU."""

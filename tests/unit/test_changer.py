@@ -212,6 +212,8 @@ def test_handler_configs_share_one_library(lib):
     changer = open_device("lchanger", f"changer;{lib.path}", "s-lchanger", libraries=libraries)
     try:
         assert isinstance(changer, MediumChanger) and drive.DEVICE_TYPE == spc.TYPE_TAPE
+        assert check(drive, spc.TEST_UNIT_READY().encode())[:2] == (  # the daemon opened it
+            SenseKey.UNIT_ATTENTION, Asc.POWER_ON_RESET_OR_BUS_DEVICE_RESET_OCCURRED)
         assert check(drive, spc.TEST_UNIT_READY().encode())[:2] == (
             SenseKey.NOT_READY, Asc.MEDIUM_NOT_PRESENT)
         run(changer, move(SLOT, DRIVE))

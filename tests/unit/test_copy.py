@@ -393,3 +393,28 @@ def test_a_copy_failing_midway_reports_exactly_how_far_it_got(lab, monkeypatch):
     assert (sense.key, sense.asc) == (SenseKey.MEDIUM_ERROR, Asc.WRITE_ERROR)
     got = read_file(dst)
     assert got[: 2 * chunk] == data[: 2 * chunk] and got[2 * chunk:] == bytes(MiB - 2 * chunk)
+
+
+def test_a_tape_whose_power_on_the_initiator_has_not_seen_takes_no_copy(lab):
+    """After a daemon restart the drive is at BOT: an EXTENDED COPY the initiator retried
+    must not write there before the initiator has seen the power on and positioned."""
+    data = os.urandom(256 * 1024)
+    src, t = lab.disk("src", data=data), lab.tape("t0")
+    t.write_record(DataBuffer.of(bytearray(b"file 0 of the cartridge")), 23)
+    t.write_filemarks(1)
+    t.rewind()
+    t.power_on()
+    with pytest.raises(CopyAborted) as e:
+        run(lab.manager, src, [(src, {}), (t, {})], [BlockToStream(0, 1, 512, 0, 65536)])
+    s = e.value.sense
+    assert (s.key, s.asc) == (SenseKey.COPY_ABORTED,
+                              Asc.POWER_ON_RESET_OR_BUS_DEVICE_RESET_OCCURRED)
+    assert tape_records(t) == [b"file 0 of the cartridge", None]  # untouched
+    with pytest.raises(CheckCondition) as ua:  # the initiator's next command sees it ...
+        t.handle(Command(spc.TEST_UNIT_READY().encode(), DataBuffer()))
+    assert ua.value.sense.key == SenseKey.UNIT_ATTENTION
+    t.rewind()
+    t.medium.space_filemarks(1)  # ... positions, and the copy runs
+    run(lab.manager, src, [(src, {}), (t, {})], [BlockToStream(0, 1, 512, 0, 65536)])
+    recs = tape_records(t)
+    assert recs[:2] == [b"file 0 of the cartridge", None] and b"".join(recs[2:]) == data

@@ -243,3 +243,36 @@ def test_long_command_completes_later_while_others_are_served(kernel):
     assert got[bad].status == CHECK_CONDITION
     assert SenseData.parse(got[bad].sense).asc == 0x2400
     assert not dev.deferred and dev.ring.tail == kernel.head and not kernel.pending_ids()
+
+
+def test_a_new_daemon_takes_over_a_ring_the_killed_one_left(kernel):
+    """A killed daemon read three commands and answered only the last (out of order: its
+    response overwrote the first one's entry). The next daemon cannot replay the ring;
+    the kernel reaps the one answer and fails the other two BUSY, and the ring goes on."""
+    ids = [kernel.submit(ECHO(length=4).encode(), data_in_len=4) for _ in range(3)]
+    killed = CommandRing(kernel.view)
+    cmds = [e for e in killed.entries() if isinstance(e, RingCommand)]
+    cmds[2].data.copy_in(b"done")
+    killed.complete(cmds[2].cmd_id, GOOD)  # ... and the process dies before waking the kernel
+    resets = []
+
+    def reset_ring():
+        resets.append({c.cmd_id: c for c in kernel.reset_ring()})
+
+    dev = TcmuDevice("toy", kernel.uio_fd, CommandRing(kernel.view), Toy())
+    assert dev.take_over(reset_ring) == 2  # two entries still queued
+    (done,) = resets
+    assert (done[ids[2]].status, done[ids[2]].data_in) == (GOOD, b"done")
+    assert [done[i].status for i in ids[:2]] == [0x08, 0x08]  # BUSY: the initiator retries
+    again = kernel.submit(ECHO(length=3).encode(), data_in_len=3)
+    assert dev.service() == 1
+    (c,) = kernel.reap()
+    assert (c.cmd_id, c.status, c.data_in) == (again, GOOD, bytes([0, 1, 2]))
+    assert not kernel.pending_ids()
+
+
+def test_taking_over_an_idle_ring_resets_nothing(kernel, dev):
+    kernel.submit(ECHO(length=2).encode(), data_in_len=2)
+    dev.service()
+    kernel.reap()
+    assert dev.take_over(lambda: pytest.fail("an idle ring needs no reset")) == 0
