@@ -294,13 +294,7 @@ class Devices:
         the job to handle."""
         dev = self.opener(self.sg_node(path))
         self._open.append(dev)
-        for _ in range(UNIT_ATTENTION_RETRIES):
-            try:
-                dev.test_unit_ready()
-                break
-            except sgio.ScsiCommandError as e:
-                if e.key != SenseKey.UNIT_ATTENTION:
-                    break
+        dev.take_unit_attentions(UNIT_ATTENTION_RETRIES)
         return dev
 
     def sg_node(self, path: str) -> str:

@@ -79,6 +79,22 @@ def identify(dev: sgio.ScsiDevice) -> Endpoint:
     return Endpoint(dev.path, pdt, chosen, cap.block_length, cap.blocks)
 
 
+#: Unit attentions after which a drive's position is not the one the user set up.
+POSITION_LOST = (0x29, 0x28)  # POWER ON, RESET...; NOT READY TO READY CHANGE (new medium)
+
+
+def _take_unit_attentions(dev: sgio.ScsiDevice, ep: Endpoint) -> None:
+    """Take what the LUNs report since this host last used them (LUNs added, ...); a
+    tape that was reset or reloaded is refused: the copy writes at the position."""
+    for sense in dev.take_unit_attentions():
+        if ep.is_tape and sense.asc >> 8 in POSITION_LOST:
+            raise CopyUsageError(
+                f"{dev.path}: the drive reports UNIT ATTENTION, {sgio.asc_name(sense.asc)}: "
+                "its position is "
+                "not the one you set up; position the tape (mt rewind, mt fsf N) and run "
+                "the copy again")
+
+
 @dataclass(frozen=True, slots=True)
 class CopyRequest:
     """The dd-style operands (counts in the disk's blocks; ``record`` in bytes)."""
@@ -212,6 +228,8 @@ def run_copy(src_path: str, dst_path: str, req: CopyRequest, *, emit: Path | Non
     """The whole initiator side."""
     with sgio.ScsiDevice(src_path) as s, sgio.ScsiDevice(dst_path) as d:
         src, dst = identify(s), identify(d)
+        for dev, ep in ((s, src), (d, dst)):
+            _take_unit_attentions(dev, ep)
         op = operating_parameters(s)
         list_id = random.randint(1, 255)
         plist, segments = build(src, dst, req, op, list_id)

@@ -828,6 +828,22 @@ class ScsiDevice:
         """TEST UNIT READY; raises :class:`ScsiCommandError` (NOT READY, UNIT ATTENTION)."""
         self.execute(spc.TEST_UNIT_READY().encode(), timeout=timeout)
 
+    def take_unit_attentions(self, limit: int = 5) -> list[SenseData]:
+        """TEST UNIT READY until it reports no UNIT ATTENTION (SPC-4 5.9: LUNs added,
+        power on, a new cartridge), at most ``limit`` times; the unit attentions taken.
+        Other errors (NOT READY) are left for the next command to meet."""
+        seen: list[SenseData] = []
+        for _ in range(limit):
+            try:
+                self.test_unit_ready()
+            except ScsiCommandError as e:
+                if e.key != SenseKey.UNIT_ATTENTION or e.sense is None:
+                    break
+                seen.append(e.sense)
+                continue
+            break
+        return seen
+
     def inquiry(self) -> Inquiry:
         """Standard INQUIRY data."""
         data = self.execute(spc.INQUIRY(allocation_length=0xFF).encode(), data_in=0xFF).data

@@ -91,3 +91,31 @@ def test_operands():
 def test_sg_raw_line():
     assert sg_raw_line("/dev/sg1", "p.bin", 300) == (
         "sg_raw -t 3600 -s 300 -i p.bin /dev/sg1 83 00 00 00 00 00 00 00 00 00 00 00 01 2c 00 00")
+
+
+class _Reports:
+    """A device whose TEST UNIT READYs report these unit attentions."""
+
+    def __init__(self, *ascs):
+        from lio_xcopy.scsi.sense import SenseData, SenseKey
+
+        self.path = "/dev/sg9"
+        self.sense = [SenseData(SenseKey.UNIT_ATTENTION, a) for a in ascs]
+
+    def take_unit_attentions(self):
+        return self.sense
+
+
+@pytest.mark.parametrize("asc", [0x2900, 0x2800])
+def test_a_tape_reset_or_reloaded_since_it_was_positioned_is_refused(asc):
+    from lio_xcopy.initiator.copy import _take_unit_attentions
+
+    with pytest.raises(CopyUsageError, match=r"position the tape \(mt rewind"):
+        _take_unit_attentions(_Reports(0x3F0E, asc), tape())
+    _take_unit_attentions(_Reports(0x3F0E, asc), disk())  # a disk has no position
+
+
+def test_luns_data_changed_is_taken_and_the_copy_goes_on():
+    from lio_xcopy.initiator.copy import _take_unit_attentions
+
+    _take_unit_attentions(_Reports(0x3F0E, 0x3F0E), tape())

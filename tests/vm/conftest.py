@@ -88,24 +88,39 @@ def work(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("lab")
 
 
-@pytest.fixture(scope="session")
-def daemon(work):
-    log = work / "daemon.log"
-    pidfile = work / "daemon.pid"
-    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    notify.bind(str(work / "notify"))
-    notify.setblocking(False)
-    with log.open("w") as f:
+def _start_daemon(work: Path, mode: str) -> subprocess.Popen:
+    """``lio-xcopy daemon`` as systemd would run it; returns once it wrote its pidfile."""
+    log, pidfile = work / "daemon.log", work / "daemon.pid"
+    pidfile.unlink(missing_ok=True)
+    with log.open(mode) as f:
         proc = subprocess.Popen(
             [sys.executable, "-m", "lio_xcopy", "daemon", "-v", "--pidfile", str(pidfile)],
             stdout=f, stderr=subprocess.STDOUT,
             env={**os.environ, "NOTIFY_SOCKET": str(work / "notify")},
         )
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180  # a loaded TCG guest imports slowly
     while not pidfile.exists():
         if proc.poll() is not None or time.monotonic() > deadline:
-            raise AssertionError(f"daemon did not start:\n{log.read_text()}")
+            raise AssertionError(f"daemon did not start:\n{log.read_text()[-3000:]}")
         time.sleep(0.1)
+    return proc
+
+
+def restart_daemon(lab, sig: int = signal.SIGTERM) -> None:
+    """Stop the session's daemon with ``sig`` (SIGKILL: a crash) and start a new one."""
+    d = lab.daemon
+    d.proc.send_signal(sig)
+    assert d.proc.wait(timeout=60) == (0 if sig == signal.SIGTERM else -sig)
+    d.proc = _start_daemon(lab.work, "a")
+
+
+@pytest.fixture(scope="session")
+def daemon(work):
+    log = work / "daemon.log"
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(work / "notify"))
+    notify.setblocking(False)
+    proc = _start_daemon(work, "w")
     d = Daemon(proc, log, notify)
     yield d
     proc.send_signal(signal.SIGTERM)

@@ -8,7 +8,6 @@ one left, as an operator's session would.
 from __future__ import annotations
 
 import os
-import signal
 import struct
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import MiB, clear_unit_attention, run, sense_of
+from conftest import MiB, clear_unit_attention, restart_daemon, run, sense_of
 
 from lio_xcopy.control import library as ops
 from lio_xcopy.control import provision
@@ -217,27 +216,9 @@ def test_import_and_export_through_the_mail_slots(library, lab):
     assert ops.where(library.path, "IMP001").label == "slot 8"
 
 
-def _restart_daemon(lab) -> None:
-    d = lab.daemon
-    d.proc.send_signal(signal.SIGTERM)
-    assert d.proc.wait(timeout=60) == 0
-    pidfile = lab.work / "daemon.pid"
-    pidfile.unlink()
-    with d.log.open("a") as f:
-        d.proc = subprocess.Popen(
-            [sys.executable, "-m", "lio_xcopy", "daemon", "-v", "--pidfile", str(pidfile)],
-            stdout=f, stderr=subprocess.STDOUT,
-            env={**os.environ, "NOTIFY_SOCKET": str(lab.work / "notify")},
-        )
-    deadline = time.monotonic() + 60
-    while not pidfile.exists():
-        assert d.proc.poll() is None and time.monotonic() < deadline, d.text()[-2000:]
-        time.sleep(0.1)
-
-
 def test_state_survives_a_daemon_restart(library, lab):
     before = library.status()
-    _restart_daemon(lab)
+    restart_daemon(lab)
     assert library.status() == before
     # mtx's other way of reading element status: all types at once, then from the next
     # address on, until INVALID ELEMENT ADDRESS ends it

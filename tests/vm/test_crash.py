@@ -1,0 +1,140 @@
+"""VM tests: kill -9 of the daemon in the middle of writes and of an EXTENDED COPY.
+
+The next daemon takes the rings over (the kernel fails what was left BUSY and the
+initiator retries it), every acknowledged write is in the backing file, and a tape
+holds only whole records: the copy the initiator retried finds the drive reporting
+its power on and writes nothing at BOT.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import MiB, clear_unit_attention, extra_lun, restart_daemon, run
+
+from lio_xcopy.control import provision
+from lio_xcopy.devices.awstape import AwsTape
+
+RECORD = 64 * 1024
+LEFT_ON_RING = re.compile(r"(\d+) command\(s\) left on the ring by an earlier daemon")
+
+
+def wait_for(what: str, cond, timeout: float = 120.0, step: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(step)
+
+
+def written_by(pid: int) -> int:
+    """Bytes a process has passed to write(2) so far (/proc/PID/io wchar)."""
+    try:
+        io = Path(f"/proc/{pid}/io").read_text()
+    except OSError:
+        return 0
+    return int(re.search(r"^wchar: (\d+)", io, re.M).group(1))
+
+
+def left_on_ring(lab, since: int) -> int:
+    return sum(int(m.group(1)) for m in LEFT_ON_RING.finditer(lab.daemon.text()[since:]))
+
+
+@pytest.fixture
+def crash_disk(lab):
+    lun = provision.create_disk("crashdisk", lab.work / "crashdisk.img", 64 * MiB)
+    dev = extra_lun(lab, lun)
+    yield lun, dev
+    provision.delete(lun.name)
+    clear_unit_attention(lab.disk_sg, lab.tape_sg)
+
+
+def test_kill_9_during_writes_loses_no_acknowledged_write(lab, crash_disk, tmp_path):
+    _, dev = crash_disk
+    data = os.urandom(48 * MiB)
+    src = tmp_path / "src"
+    src.write_bytes(data)
+    mark = len(lab.daemon.text())
+    dd = subprocess.Popen(["dd", f"if={src}", f"of={dev.block}", "bs=1M", "oflag=direct",
+                           "conv=fsync"], stderr=subprocess.PIPE, text=True)
+    wait_for("dd to write 8 MiB", lambda: written_by(dd.pid) >= 8 * MiB or dd.poll() is not None)
+    assert dd.poll() is None, "dd finished before the daemon could be killed"
+    restart_daemon(lab, signal.SIGKILL)
+    _, err = dd.communicate(timeout=300)
+    # the write in flight was failed BUSY by the kernel and retried: dd never noticed
+    assert dd.returncode == 0, err
+    assert f"{len(data)} bytes" in err, err
+    assert left_on_ring(lab, mark) >= 1, lab.daemon.text()[mark:]
+    with open(lab.work / "crashdisk.img", "rb") as f:
+        assert hashlib.sha256(f.read(len(data))).digest() == hashlib.sha256(data).digest()
+    # the disk serves on: a read through sd sees the same bytes
+    p = run("dd", f"if={dev.block}", "bs=1M", "count=4", "iflag=direct", "status=none",
+            "of=/dev/stdout", timeout=60)
+    assert p.returncode == 0
+    assert "I/O error" not in run("dmesg").stdout.split("crashdisk")[-1]
+
+
+def test_kill_9_during_an_extended_copy_leaves_whole_records_and_file_0(lab, crash_disk,
+                                                                       tmp_path):
+    _, disk = crash_disk
+    data = os.urandom(64 * MiB)
+    with open(lab.work / "crashdisk.img", "r+b") as f:
+        f.write(data)
+    cart = lab.work / "crashtape.aws"
+    tlun = provision.create_tape("crashtape", cart, 256 * MiB)
+    tape = extra_lun(lab, tlun)
+    try:
+        nst = str(tape.tape)
+        file0 = os.urandom(5 * RECORD)
+        (tmp_path / "file0").write_bytes(file0)
+        run("mt", "-f", nst, "rewind")
+        run("dd", f"if={tmp_path / 'file0'}", f"of={nst}", f"bs={RECORD}", "status=none")
+        # st wrote the filemark on close; the drive stands at the start of file 1
+        mark = len(lab.daemon.text())
+        copy = subprocess.Popen(
+            [sys.executable, "-m", "lio_xcopy", "copy", f"if={disk.sg}", f"of={tape.sg}",
+             f"tbs={RECORD}", "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_for("the copy to put 8 MiB on tape",
+                 lambda: cart.stat().st_size > 8 * MiB or copy.poll() is not None)
+        assert copy.poll() is None, f"the copy ended before the kill: {copy.communicate()}"
+        restart_daemon(lab, signal.SIGKILL)
+        out, err = copy.communicate(timeout=300)
+        assert copy.returncode != 0, f"a copy cut short reported success: {out}{err}"
+        assert left_on_ring(lab, mark) >= 1, lab.daemon.text()[mark:]
+        # the retried EXTENDED COPY met the power on and wrote nothing at BOT
+        assert "power on" in err.lower() or "busy" in err.lower(), err
+        with AwsTape.open_readonly(cart, strict=False) as t:
+            lengths = [t.record_length(i) for i in range(t.objects)]
+        assert lengths[:6] == [RECORD] * 5 + [-1]  # file 0 and its filemark
+        file1 = lengths[6:]
+        assert file1 and all(n == RECORD for n in file1), file1[-3:]  # whole records only
+        # through st: file 0 intact, file 1 = a prefix of the disk in whole records
+        clear_unit_attention(str(tape.sg))
+        run("mt", "-f", nst, "rewind")
+        got0 = run_bytes("dd", f"if={nst}", f"bs={RECORD}")
+        assert got0 == file0
+        got1 = run_bytes("dd", f"if={nst}", f"bs={RECORD}")
+        assert len(got1) == len(file1) * RECORD and got1 == data[: len(got1)]
+        # end of data is where the last whole record ended: appending works
+        run("mt", "-f", nst, "eod")
+        run("dd", f"if={tmp_path / 'file0'}", f"of={nst}", f"bs={RECORD}", "status=none")
+        run("mt", "-f", nst, "rewind")
+        run("mt", "-f", nst, "fsf", "2")
+        assert run_bytes("dd", f"if={nst}", f"bs={RECORD}") == file0
+        print(f"\ncopy cut after {len(got1)} bytes in {len(file1)} records; "
+              f"the initiator saw: {err.strip().splitlines()[-1]}")
+    finally:
+        provision.delete(tlun.name)
+
+
+def run_bytes(*cmd: str) -> bytes:
+    p = subprocess.run(cmd, capture_output=True, timeout=300)
+    assert p.returncode == 0, p.stderr.decode(errors="replace")
+    return p.stdout
