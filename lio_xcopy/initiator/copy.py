@@ -83,10 +83,10 @@ def identify(dev: sgio.ScsiDevice) -> Endpoint:
 POSITION_LOST = (0x29, 0x28)  # POWER ON, RESET...; NOT READY TO READY CHANGE (new medium)
 
 
-def _take_unit_attentions(dev: sgio.ScsiDevice, ep: Endpoint) -> None:
-    """Take what the LUNs report since this host last used them (LUNs added, ...); a
-    tape that was reset or reloaded is refused: the copy writes at the position."""
-    for sense in dev.take_unit_attentions():
+def _refuse_lost_position(dev: sgio.ScsiDevice, ep: Endpoint, seen: list) -> None:
+    """Of the unit attentions taken (LUNs added, ...), a tape reset or reloaded since it
+    was positioned is refused: the copy writes at the position."""
+    for sense in seen:
         if ep.is_tape and sense.asc >> 8 in POSITION_LOST:
             raise CopyUsageError(
                 f"{dev.path}: the drive reports UNIT ATTENTION, {sgio.asc_name(sense.asc)}: "
@@ -227,9 +227,10 @@ def run_copy(src_path: str, dst_path: str, req: CopyRequest, *, emit: Path | Non
              timeout: float = 24 * 3600) -> CopyOutcome:
     """The whole initiator side."""
     with sgio.ScsiDevice(src_path) as s, sgio.ScsiDevice(dst_path) as d:
+        taken = [s.take_unit_attentions(), d.take_unit_attentions()]  # before READ CAPACITY
         src, dst = identify(s), identify(d)
-        for dev, ep in ((s, src), (d, dst)):
-            _take_unit_attentions(dev, ep)
+        for dev, ep, seen in ((s, src, taken[0]), (d, dst, taken[1])):
+            _refuse_lost_position(dev, ep, seen)
         op = operating_parameters(s)
         list_id = random.randint(1, 255)
         plist, segments = build(src, dst, req, op, list_id)

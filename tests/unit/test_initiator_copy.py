@@ -108,14 +108,14 @@ class _Reports:
 
 @pytest.mark.parametrize("asc", [0x2900, 0x2800])
 def test_a_tape_reset_or_reloaded_since_it_was_positioned_is_refused(asc):
-    from lio_xcopy.initiator.copy import _take_unit_attentions
+    from lio_xcopy.initiator.copy import _refuse_lost_position
 
     with pytest.raises(CopyUsageError, match=r"position the tape \(mt rewind"):
-        _take_unit_attentions(_Reports(0x3F0E, asc), tape())
-    _take_unit_attentions(_Reports(0x3F0E, asc), disk())  # a disk has no position
+        _refuse_lost_position(_Reports(), tape(), _Reports(0x3F0E, asc).sense)
+    _refuse_lost_position(_Reports(), disk(), _Reports(0x3F0E, asc).sense)  # a disk has no position
 
 
 def test_luns_data_changed_is_taken_and_the_copy_goes_on():
-    from lio_xcopy.initiator.copy import _take_unit_attentions
+    from lio_xcopy.initiator.copy import _refuse_lost_position
 
-    _take_unit_attentions(_Reports(0x3F0E, 0x3F0E), tape())
+    _refuse_lost_position(_Reports(), tape(), _Reports(0x3F0E, 0x3F0E).sense)

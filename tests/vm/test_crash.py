@@ -81,6 +81,8 @@ def test_kill_9_during_writes_loses_no_acknowledged_write(lab, crash_disk, tmp_p
     assert "I/O error" not in run("dmesg").stdout.split("crashdisk")[-1]
 
 
+@pytest.mark.skipif(os.environ.get("LIO_XCOPY_CRASH_COPY") != "1",
+                    reason="not yet passed through the VM (LIO_XCOPY_CRASH_COPY=1 runs it)")
 def test_kill_9_during_an_extended_copy_leaves_whole_records_and_file_0(lab, crash_disk,
                                                                        tmp_path):
     _, disk = crash_disk
