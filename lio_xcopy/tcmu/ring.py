@@ -87,7 +87,8 @@ class CommandRing:
                 f"TCMU mailbox version {version}, expected {MAILBOX_VERSION}: "
                 "this kernel's ring layout is not supported"
             )
-        if not (self.cmdr_off >= MAILBOX_SIZE and self.cmdr_off + self.cmdr_size <= len(self.map)):
+        if not (self.cmdr_off >= MAILBOX_SIZE and self.cmdr_size >= HDR.size
+                and self.cmdr_off + self.cmdr_size <= len(self.map)):
             raise TransportError(
                 f"TCMU ring at {self.cmdr_off:#x}+{self.cmdr_size:#x} outside the map"
             )
@@ -136,26 +137,34 @@ class CommandRing:
     def entries(self) -> Iterator[RingCommand | RingTmr]:
         """Every entry the kernel queued since the last call, PAD entries skipped."""
         head = self.head
+        left = (head - self._cursor) % self.cmdr_size  # what the kernel queued
         while self._cursor != head:
             pos = self._cursor
             op, length, cmd_id, _ = self._hdr(pos)
+            if length > left:
+                raise TransportError(f"TCMU ring entry at {pos:#x} runs past the head {head:#x}")
+            left -= length
             self._cursor = (pos + length) % self.cmdr_size
             if op == OP_CMD:
                 self.outstanding += 1
-                yield self._command(pos, cmd_id)
+                yield self._command(pos, length, cmd_id)
             elif op == OP_TMR:
-                yield self._tmr(pos)
+                yield self._tmr(pos, length)
             elif op != OP_PAD:
                 raise TransportError(f"TCMU ring entry at {pos:#x} has opcode {op}")
         self._release_idle()
 
-    def _command(self, pos: int, cmd_id: int) -> RingCommand:
+    def _command(self, pos: int, entry_length: int, cmd_id: int) -> RingCommand:
         base = self.cmdr_off + pos
         iov_cnt, _iov_bidi_cnt, _dif, cdb_off = REQ.unpack_from(self.map, base + REQ_OFF)
-        if cdb_off + 1 > len(self.map):
-            raise TransportError(f"cmd {cmd_id}: CDB offset {cdb_off:#x} outside the map")
-        size = scsi_command_size(self.map[cdb_off : cdb_off + 8])
-        cdb = bytes(self.map[cdb_off : cdb_off + size])
+        if IOV_OFF + IOV.size * iov_cnt > entry_length:
+            raise TransportError(f"cmd {cmd_id}: {iov_cnt} iovecs in a {entry_length}-byte entry")
+        first = self.map[cdb_off : cdb_off + 8]
+        if not first or (first[0] == 0x7F and len(first) < 8) or (
+            cdb_off + scsi_command_size(first) > len(self.map)
+        ):
+            raise TransportError(f"cmd {cmd_id}: CDB at {cdb_off:#x} outside the map")
+        cdb = bytes(self.map[cdb_off : cdb_off + scsi_command_size(first)])
         views = []
         for i in range(iov_cnt):  # the Data-In or Data-Out buffer (bidi iovs follow; unused)
             off, length = IOV.unpack_from(self.map, base + IOV_OFF + i * IOV.size)
@@ -164,9 +173,11 @@ class CommandRing:
             views.append(self.map[off : off + length])
         return RingCommand(cmd_id, cdb, DataBuffer(views))
 
-    def _tmr(self, pos: int) -> RingTmr:
+    def _tmr(self, pos: int, length: int) -> RingTmr:
         base = self.cmdr_off + pos
         tmr_type, cnt = TMR.unpack_from(self.map, base + REQ_OFF)
+        if TMR_IDS_OFF + 2 * cnt > length:
+            raise TransportError(f"TMR entry at {pos:#x}: {cnt} cmd ids in {length} bytes")
         ids = struct.unpack_from(f"<{cnt}H", self.map, base + TMR_IDS_OFF) if cnt else ()
         return RingTmr(tmr_type, tuple(ids))
 

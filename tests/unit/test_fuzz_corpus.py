@@ -1,0 +1,137 @@
+"""The fuzz targets (tests/fuzz/fuzz_targets.py) without atheris: every checked-in seed
+replays through its target, and the inputs the fuzzer found crashes with stay fixed.
+
+``scripts/fuzz`` runs the same targets coverage-guided; here they run once per seed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import struct
+import sys
+from pathlib import Path
+
+import pytest
+
+from lio_xcopy.errors import TransportError
+from lio_xcopy.tcmu import ring as r
+from lio_xcopy.tcmu.ring import CommandRing
+from lio_xcopy.tcmu.sim import SimulatedKernel
+
+FUZZ = Path(__file__).resolve().parent.parent / "fuzz"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("fuzz_targets", FUZZ / "fuzz_targets.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["fuzz_targets"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+ft = _load()
+SEEDS = sorted((t, p) for t in ft.TARGETS for p in (ft.CORPUS / t).iterdir())
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _lab():
+    yield
+    ft.close_lab()
+
+
+def test_every_target_has_seeds():
+    assert {t for t, _ in SEEDS} == set(ft.TARGETS)
+    assert all(sum(1 for t2, _ in SEEDS if t2 == t) >= 5 for t in ft.TARGETS)
+
+
+@pytest.mark.parametrize(("target", "path"), SEEDS, ids=[f"{t}/{p.name}" for t, p in SEEDS])
+def test_seed_keeps_every_invariant(target, path):
+    ft.TARGETS[target](path.read_bytes())
+
+
+def test_the_invariants_can_fail():
+    """A target notices a write past a disk LUN's end and a Data-In beyond ALLOCATION
+    LENGTH: the checks themselves are live."""
+    lab = ft.lab()
+    with lab.armed():
+        lab.reset()
+        disk = lab.disks["fz-disk"]
+        with open(disk.store.path, "r+b") as f:
+            f.seek(disk.blocks * disk.block_size)
+            f.write(b"\0")
+        with pytest.raises(ft.Broken, match="after the LUN's end"):
+            lab.check()
+        with open(disk.store.path, "r+b") as f:
+            f.seek(disk.blocks * disk.block_size)
+            f.write(bytes([ft.DISK_GUARD]))
+        lab.check()
+        with pytest.raises(ft.Broken, match="write of bytes"):
+            ft.buffer_module.os.pwritev(disk.store.fd, [b"x"], disk.blocks * disk.block_size)
+        inquiry = bytes([0x12, 0, 0, 0, 10, 0])  # ALLOCATION LENGTH 10
+        assert ft.run(lab, disk, inquiry, 96).count == 10
+        disk.inquiry = lambda cmd, cdb: cmd.data.copy_in(bytes(20))
+        with pytest.raises(ft.Broken, match="ALLOCATION LENGTH 10"):
+            ft.run(lab, disk, inquiry, 96)
+
+
+# --- what the ring target found (scripts/fuzz ring), each now a TransportError ------------------
+@pytest.fixture
+def kernel():
+    k = SimulatedKernel(cmdr_size=4096, data_pages=16)
+    yield k
+    k.close()
+
+
+INQUIRY = bytes([0x12, 0, 0, 0, 96, 0])
+
+
+def test_ring_of_size_zero_refused(kernel):
+    """Fuzz input a3a1ab3d: cmdr_size 0 in the mailbox was a ZeroDivisionError."""
+    struct.pack_into("<I", kernel.mm, r.MB_CMDR_SIZE, 0)
+    with pytest.raises(TransportError, match="outside the map"):
+        CommandRing(kernel.view)
+    ft.ring_target(bytes.fromhex("00001200001d2300020c013a0800000000"))
+
+
+def test_tmr_with_more_ids_than_its_entry_refused(kernel):
+    """Fuzz input dc9fd64f: a TMR cmd_cnt beyond its entry was a struct.error."""
+    ring = CommandRing(kernel.view)
+    kernel.submit_tmr(5, (1, 2))
+    struct.pack_into("<I", kernel.mm, kernel.cmdr_off + 12, 0x11FFFF00)
+    with pytest.raises(TransportError, match="cmd ids"):
+        list(ring.entries())
+    ft.ring_target(bytes.fromhex("010012000000600060008005010b0101000000000000020109"))
+
+
+def test_iov_cnt_beyond_its_entry_refused(kernel):
+    """Fuzz input 219e9e65: iov_cnt read past the entry (and the map): a struct.error."""
+    ring = CommandRing(kernel.view)
+    kernel.submit(INQUIRY, data_in_len=96)
+    struct.pack_into("<I", kernel.mm, kernel.cmdr_off + 8, 0x10000)
+    with pytest.raises(TransportError, match="iovecs in a"):
+        list(ring.entries())
+    ft.ring_target(bytes.fromhex("000028000000000000001000002001060002100000020000000000000000"))
+
+
+def test_entry_running_past_the_head_refused(kernel):
+    """An entry longer than what the kernel queued (a PAD of the whole ring) looped
+    over the ring for ever."""
+    ring = CommandRing(kernel.view)
+    kernel.submit(INQUIRY, data_in_len=96)
+    struct.pack_into("<I", kernel.mm, kernel.cmdr_off, kernel.cmdr_size | r.OP_PAD)
+    with pytest.raises(TransportError, match="past the head"):
+        list(ring.entries())
+    ft.ring_target(bytes.fromhex("0000120000006000600001060000800f0000"))
+
+
+def test_variable_length_cdb_at_the_end_of_the_map_refused(kernel):
+    """A 7Fh opcode in the map's last bytes was an IndexError (its length byte is
+    missing)."""
+    ring = CommandRing(kernel.view)
+    kernel.submit(INQUIRY, data_in_len=96)
+    kernel.mm[kernel.size - 3] = 0x7F
+    struct.pack_into("<Q", kernel.mm, kernel.cmdr_off + 24, kernel.size - 3)
+    with pytest.raises(TransportError, match="CDB at"):
+        list(ring.entries())
+    ft.ring_target(bytes.fromhex(
+        "0000120000006000600002070005fd0f01000000000008fd0f01007f"))
