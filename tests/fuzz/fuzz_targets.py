@@ -50,14 +50,6 @@ from lio_xcopy.errors import TransportError
 from lio_xcopy.scsi import sbc, smc, spc, ssc, xcopy
 from lio_xcopy.scsi.errors import CheckCondition
 from lio_xcopy.scsi.sense import CHECK_CONDITION, GOOD
-from lio_xcopy.scsi.xcopy import (
-    BlockToBlock,
-    BlockToStream,
-    IdentificationCscd,
-    ListIdUsage,
-    StreamToBlock,
-    StreamToStream,
-)
 from lio_xcopy.tcmu import ring as r
 from lio_xcopy.tcmu.daemon import TcmuDevice, _outcome, execute
 from lio_xcopy.tcmu.ring import CommandRing, RingCommand, scsi_command_size
@@ -492,14 +484,14 @@ def _canned_copies(lb: Lab) -> list[bytes]:
     """Parameter lists (list identifier 0) that succeed, fail at a segment, or fail
     at once: the copies RECEIVE COPY RESULTS then reports."""
     disk, tape = lb.disks["fz-disk"], lb.tapes["fz-tape"]
-    d = IdentificationCscd(_naa(disk), 0, block_length=512)
-    t = IdentificationCscd(_naa(tape), 1)
+    d = xcopy.IdentificationCscd(_naa(disk), 0, block_length=512)
+    t = xcopy.IdentificationCscd(_naa(tape), 1)
     return [
-        xcopy.build_extended_copy([d, t], [BlockToStream(0, 1, 4, 0, 2048)]),
-        xcopy.build_extended_copy([t, d], [StreamToBlock(0, 1, 1, 0, 512)]),
-        xcopy.build_extended_copy([t, d], [StreamToBlock(0, 1, 60, 0, 512)]),  # underrun
-        xcopy.build_extended_copy([d, t], [BlockToStream(0, 1, 8, 60, 512)]),  # out of range
-        xcopy.build_extended_copy([d, d], [BlockToBlock(0, 1, 2, 0, 10)]),
+        xcopy.build_extended_copy([d, t], [xcopy.BlockToStream(0, 1, 4, 0, 2048)]),
+        xcopy.build_extended_copy([t, d], [xcopy.StreamToBlock(0, 1, 1, 0, 512)]),
+        xcopy.build_extended_copy([t, d], [xcopy.StreamToBlock(0, 1, 60, 0, 512)]),  # underrun
+        xcopy.build_extended_copy([d, t], [xcopy.BlockToStream(0, 1, 8, 60, 512)]),  # out of range
+        xcopy.build_extended_copy([d, d], [xcopy.BlockToBlock(0, 1, 2, 0, 10)]),
     ]
 
 
@@ -724,28 +716,31 @@ def seeds() -> dict[str, list[bytes]]:
     ]
     d, d4 = lb.disks["fz-disk"], lb.disks["fz-disk4k"]
     t, t2 = lb.tapes["fz-tape"], lb.tapes["fz-tape2"]
-    cd, cd4 = IdentificationCscd(_naa(d), 0, block_length=512), IdentificationCscd(_naa(d4), 0)
-    ct, ct2 = IdentificationCscd(_naa(t), 1), IdentificationCscd(_naa(t2), 1)
-    ctf = IdentificationCscd(_naa(t), 1, block_length=512, fixed=True, pad=True)
+    cd = xcopy.IdentificationCscd(_naa(d), 0, block_length=512)
+    cd4 = xcopy.IdentificationCscd(_naa(d4), 0)
+    ct, ct2 = xcopy.IdentificationCscd(_naa(t), 1), xcopy.IdentificationCscd(_naa(t2), 1)
+    ctf = xcopy.IdentificationCscd(_naa(t), 1, block_length=512, fixed=True, pad=True)
     lists = [
-        ([cd, ct], [BlockToStream(0, 1, 8, 0, 1024)]),
-        ([cd, ctf], [BlockToStream(0, 1, 3, 0, 2)]),
-        ([ct, cd], [StreamToBlock(0, 1, 1, 0, 512)]),
-        ([ct, cd], [StreamToBlock(0, 1, 4, 0, 1000, cat=True),
-                    StreamToBlock(0, 1, 1, 10, 512)]),
-        ([cd, cd4], [BlockToBlock(0, 1, 16, 0, 2)]),
-        ([cd4, cd], [BlockToBlock(0, 1, 1, 15, 0, dc=True)]),
-        ([ct, ct2], [StreamToStream(0, 1, 2024, 512, 512)]),
-        ([cd, ct], [BlockToStream(0, 1, 4, 0, 2048), BlockToStream(0, 1, 4, 4, 2048)]),
-        ([cd, ct, cd4], [BlockToStream(0, 1, 2, 0, 512), StreamToBlock(1, 2, 1, 0, 4096)]),
-        ([cd], [BlockToBlock(0, 0xFFFF, 1, 0, 1)]),
-        ([IdentificationCscd(b"\x60" + bytes(15), 0)], [BlockToBlock(0, 0, 1, 0, 1)]),
+        ([cd, ct], [xcopy.BlockToStream(0, 1, 8, 0, 1024)]),
+        ([cd, ctf], [xcopy.BlockToStream(0, 1, 3, 0, 2)]),
+        ([ct, cd], [xcopy.StreamToBlock(0, 1, 1, 0, 512)]),
+        ([ct, cd], [xcopy.StreamToBlock(0, 1, 4, 0, 1000, cat=True),
+                    xcopy.StreamToBlock(0, 1, 1, 10, 512)]),
+        ([cd, cd4], [xcopy.BlockToBlock(0, 1, 16, 0, 2)]),
+        ([cd4, cd], [xcopy.BlockToBlock(0, 1, 1, 15, 0, dc=True)]),
+        ([ct, ct2], [xcopy.StreamToStream(0, 1, 2024, 512, 512)]),
+        ([cd, ct], [xcopy.BlockToStream(0, 1, 4, 0, 2048),
+                    xcopy.BlockToStream(0, 1, 4, 4, 2048)]),
+        ([cd, ct, cd4], [xcopy.BlockToStream(0, 1, 2, 0, 512),
+                         xcopy.StreamToBlock(1, 2, 1, 0, 4096)]),
+        ([cd], [xcopy.BlockToBlock(0, 0xFFFF, 1, 0, 1)]),
+        ([xcopy.IdentificationCscd(b"\x60" + bytes(15), 0)], [xcopy.BlockToBlock(0, 0, 1, 0, 1)]),
         ([], []),
     ]
     xc = []
     for i, (cscds, segs) in enumerate(lists):
         plist = xcopy.build_extended_copy(cscds, segs, list_identifier=i,
-                                          list_id_usage=ListIdUsage.HOLD if i % 2 else 2)
+                                          list_id_usage=xcopy.ListIdUsage.HOLD if i % 2 else 2)
         xc.append(bytes([0, 0]) + plist)
     xc.append(bytes([2, 0]) + xc[0][2:])  # received by a tape
     xc.append(bytes([0, 3]) + struct.pack("<I", 0xFFFFFFFF) + xc[0][2:])
