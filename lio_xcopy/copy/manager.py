@@ -371,24 +371,31 @@ class CopyManager:
             job.moved(buf, n)
 
     def _stream_writes(self, cscd: IdentificationCscd | None, tape: Tape,
-                       transfer_length: int) -> tuple[int, bool]:
+                       transfer_length: int, plan: _Plan, byte: int = 9) -> tuple[int, bool]:
         """(bytes per WRITE, fixed): the CSCD's FIXED bit makes TRANSFER LENGTH a block
-        count of STREAM BLOCK LENGTH (SPC-4 6.4.5.4), else a byte count."""
+        count of STREAM BLOCK LENGTH (SPC-4 6.4.5.4), else a byte count. More than the
+        MAXIMUM STREAM DEVICE TRANSFER SIZE we report (SPC-4 r31 6.18.4) is refused."""
         if cscd is not None and cscd.fixed:
-            return transfer_length * cscd.block_length, True
-        if cscd is None and tape.block_length:
-            return transfer_length * tape.block_length, True
-        return transfer_length, False
+            n, fixed = transfer_length * cscd.block_length, True
+        elif cscd is None and tape.block_length:
+            n, fixed = transfer_length * tape.block_length, True
+        else:
+            n, fixed = transfer_length, False
+        if n > self.limits.max_stream_transfer:
+            raise CopyAborted(Asc.INVALID_FIELD_IN_PARAMETER_LIST, plan.index, byte=byte,
+                              message=f"{n} bytes per stream transfer exceed "
+                                      f"{self.limits.max_stream_transfer}")
+        return n, fixed
 
     def _block_to_stream(self, job: CopyJob, plan: _Plan) -> None:
         seg: BlockToStream = plan.segment
         src: Disk = plan.source  # type: ignore[assignment]
         tape: Tape = plan.destination  # type: ignore[assignment]
         cscd = plan.destination_cscd
-        per_write, fixed = self._stream_writes(cscd, tape, seg.stream_transfer_length)
+        per_write, fixed = self._stream_writes(cscd, tape, seg.stream_transfer_length, plan)
         record = (cscd.block_length if cscd else tape.block_length) if fixed else per_write
         total = seg.number_of_blocks * src.block_size
-        if not record:
+        if not record or not per_write:
             raise CopyAborted(Asc.INVALID_FIELD_IN_PARAMETER_LIST, plan.index, byte=9)
         pad = cscd is not None and cscd.pad
         carry_on = seg.cat and not plan.last
@@ -429,7 +436,8 @@ class CopyManager:
         seg: StreamToBlock = plan.segment
         tape: Tape = plan.source  # type: ignore[assignment]
         dst: Disk = plan.destination  # type: ignore[assignment]
-        per_read, _ = self._stream_writes(plan.source_cscd, tape, seg.stream_transfer_length)
+        per_read, _ = self._stream_writes(plan.source_cscd, tape, seg.stream_transfer_length,
+                                         plan)
         if not per_read:
             raise CopyAborted(Asc.INVALID_FIELD_IN_PARAMETER_LIST, plan.index, byte=9)
         bs = dst.block_size
@@ -472,9 +480,10 @@ class CopyManager:
         seg: StreamToStream = plan.segment
         src: Tape = plan.source  # type: ignore[assignment]
         dst: Tape = plan.destination  # type: ignore[assignment]
-        per_read, _ = self._stream_writes(plan.source_cscd, src, seg.source_transfer_length)
+        per_read, _ = self._stream_writes(plan.source_cscd, src, seg.source_transfer_length,
+                                         plan)
         per_write, _ = self._stream_writes(plan.destination_cscd, dst,
-                                           seg.destination_transfer_length)
+                                           seg.destination_transfer_length, plan, 13)
         if not per_read or not per_write:
             raise CopyAborted(Asc.INVALID_FIELD_IN_PARAMETER_LIST, plan.index, byte=9)
         staging = _Staging(2 * max(per_read, per_write) + len(job.carry))

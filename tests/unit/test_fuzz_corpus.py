@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from lio_xcopy.errors import TransportError
+from lio_xcopy.scsi import xcopy
 from lio_xcopy.tcmu import ring as r
 from lio_xcopy.tcmu.ring import CommandRing
 from lio_xcopy.tcmu.sim import SimulatedKernel
@@ -135,3 +136,43 @@ def test_variable_length_cdb_at_the_end_of_the_map_refused(kernel):
         list(ring.entries())
     ft.ring_target(bytes.fromhex(
         "0000120000006000600002070005fd0f01000000000008fd0f01007f"))
+
+
+# --- what the xcopy target found ---------------------------------------------------------------
+OOM_INPUT = (
+    "000008110060000000000000003000000000e40000000103001060014056001405aaaaaaaaaaaaaa"
+    "aaaa0000000000000200e40100000103001060014056001405bbbbbbbbbbbbbbbbbb00000000fffe"
+    "0000e40000000103001060014056001405aaaaaaaaaaaaaaaaaa0000000000000000000000140000"
+    "00013b00020000000002000000000000000001000014000100020000100000000001000000000000"
+    "0000"
+)
+
+
+def _copy(plist: bytes):
+    lab = ft.lab()
+    with lab.armed():
+        lab.reset(tapes=True)
+        cdb = xcopy.EXTENDED_COPY_LID1(parameter_list_length=len(plist)).encode()
+        return ft.run(lab, lab.disks["fz-disk"], cdb, len(plist), plist)
+
+
+def test_stream_transfer_beyond_the_reported_maximum_refused():
+    """Fuzz input a0de1203 (xcopy): a FIXED CSCD of STREAM BLOCK LENGTH 16646144 and a
+    TRANSFER LENGTH of 512 blocks asked for 8 GiB per WRITE; the copy manager allocated
+    twice that and the daemon ran out of memory. More than MAXIMUM STREAM DEVICE TRANSFER
+    SIZE is now COPY ABORTED, INVALID FIELD IN PARAMETER LIST."""
+    data = bytes.fromhex(OOM_INPUT)
+    ft.xcopy_target(data)
+    got = _copy(data[2:])
+    assert (got.status, got.sense[2] & 0xF, got.sense[12:14]) == (2, 0x0A, b"\x26\x00")
+
+
+def test_fixed_stream_transfer_length_zero_refused():
+    """A FIXED CSCD with STREAM DEVICE TRANSFER LENGTH 0 spun the copy's worker for ever
+    (found while fixing the above)."""
+    lab = ft.lab()
+    disk = xcopy.IdentificationCscd(ft._naa(lab.disks["fz-disk"]), 0, block_length=512)
+    tape = xcopy.IdentificationCscd(ft._naa(lab.tapes["fz-tape"]), 1, block_length=512,
+                                    fixed=True)
+    got = _copy(xcopy.build_extended_copy([disk, tape], [xcopy.BlockToStream(0, 1, 4, 0, 0)]))
+    assert (got.status, got.sense[2] & 0xF, got.sense[12:14]) == (2, 0x0A, b"\x26\x00")
