@@ -13,6 +13,15 @@ from collections.abc import Iterable, Sequence
 IOV_MAX = 1024
 
 
+class PartialTransfer(OSError):
+    """The OSError of a vector transfer after ``done`` bytes had moved (the kernel
+    returned a short count, then the failure): the caller can name the first byte lost."""
+
+    def __init__(self, cause: OSError, done: int):
+        super().__init__(cause.errno, cause.strerror)
+        self.done = done
+
+
 class DataBuffer:
     """A scatter list of writable or read-only memoryviews."""
 
@@ -84,7 +93,12 @@ def _vector_io(call, fd: int, views: Sequence[memoryview], offset: int) -> int:
     while views:
         batch = views[:IOV_MAX]
         want = sum(len(v) for v in batch)
-        n = call(fd, batch, offset + done)
+        try:
+            n = call(fd, batch, offset + done)
+        except OSError as e:
+            if not done:
+                raise
+            raise PartialTransfer(e, done) from e
         done += n
         if n == want:
             views = views[IOV_MAX:]

@@ -4,12 +4,13 @@ file handler): logical block ``n`` is bytes ``[n * block_size, (n + 1) * block_s
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable
 from typing import Any
 
 from lio_xcopy.devices.backing import BackingStore
 from lio_xcopy.devices.base import Command, LunIdentity, ScsiDevice, command
-from lio_xcopy.devices.buffer import DataBuffer
+from lio_xcopy.devices.buffer import DataBuffer, PartialTransfer
 from lio_xcopy.errors import BackingStoreError, ConfigError
 from lio_xcopy.scsi import sbc, spc
 from lio_xcopy.scsi.errors import (
@@ -78,18 +79,25 @@ class Disk(ScsiDevice):
 
     def _transfer(self, move, asc: Asc, lba: int, count: int, buf: DataBuffer) -> int:
         """Move ``count`` blocks between ``buf`` and the store; an OSError or a short
-        transfer is a MEDIUM ERROR at the first LBA that failed."""
+        transfer is a MEDIUM ERROR with INFORMATION the first LBA that failed (SBC-4
+        error reporting), a store out of space (ENOSPC) DATA PROTECT, SPACE ALLOCATION FAILED
+        WRITE PROTECT (SBC-4 4.7.3: Linux sd passes it on as ENOSPC)."""
         nbytes = self._checked_length(lba, count, buf)
         what = "read" if asc == Asc.UNRECOVERED_READ_ERROR else "write"
         try:
             done = move(self.store.fd, lba * self.block_size, 0, nbytes)
         except OSError as e:
-            self.log.error("%s of %d blocks at LBA %d failed: %s", what, count, lba, e)
-            raise MediumError(asc, lba, str(e)) from e
+            bad = lba + (e.done if isinstance(e, PartialTransfer) else 0) // self.block_size
+            self.log.error("%s of %d blocks at LBA %d failed at LBA %d: %s", what, count, lba,
+                           bad, e)
+            if e.errno == errno.ENOSPC and asc == Asc.WRITE_ERROR:
+                raise DataProtect(Asc.SPACE_ALLOCATION_FAILED_WRITE_PROTECT, bad,
+                                  str(e)) from e
+            raise MediumError(asc, bad, str(e)) from e
         if done < nbytes:
             bad = lba + done // self.block_size
             self.log.error("short %s of %s at LBA %d", what, self.store.path, bad)
-            raise MediumError(asc, bad, f"short {what}: the backing store shrank")
+            raise MediumError(asc, bad, f"short {what}: {done} of {nbytes} bytes moved")
         return nbytes
 
     def read_blocks(self, lba: int, count: int, buf: DataBuffer) -> int:
@@ -113,7 +121,9 @@ class Disk(ScsiDevice):
             raise HardwareError(f"{count} blocks do not fit a buffer of {len(buf)} bytes")
         return nbytes
 
-    def _sync(self, lba: int, *, data_only: bool) -> None:
+    def _sync(self, lba: int | None, *, data_only: bool) -> None:
+        """fsync the store; a failure is MEDIUM ERROR, WRITE ERROR (tcmu-runner's
+        file_flush too), at ``lba`` when the failed blocks are known."""
         try:
             self.store.fsync(data_only=data_only)
         except OSError as e:
@@ -179,7 +189,7 @@ class Disk(ScsiDevice):
         """The whole store is synced; NUMBER OF LOGICAL BLOCKS 0 means 'to the end'."""
         if cdb.lba >= self.blocks or cdb.lba + cdb.number_of_blocks > self.blocks:
             raise LbaOutOfRange(cdb.lba)
-        self._sync(cdb.lba, data_only=False)
+        self._sync(None, data_only=False)  # which cached block was lost is unknown
         return 0
 
     # --- VPD, SBC-4 6.6 ------------------------------------------------------------------
@@ -259,7 +269,7 @@ class Disk(ScsiDevice):
             if page == sbc.CACHING_PAGE:
                 wce = bool(raw[2] & sbc.WCE)
         if self.write_cache and not wce:
-            self._sync(0, data_only=True)
+            self._sync(None, data_only=True)
         self.write_cache = wce
         return 0
 

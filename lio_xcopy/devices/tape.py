@@ -196,10 +196,11 @@ class Tape(ScsiDevice):
                 _sync(self._medium, close=True)
 
     @contextlib.contextmanager
-    def _io_errors(self, asc: Asc) -> Iterator[None]:
+    def _io_errors(self, asc: Asc, residue: int | None = None) -> Iterator[None]:
         """The cartridge file's failures as MEDIUM ERROR (and TapeAlert flags): a broken
         header chain is MEDIUM FORMAT CORRUPTED, an OSError ``asc`` (UNRECOVERED READ
-        ERROR, WRITE ERROR)."""
+        ERROR, WRITE ERROR) with INFORMATION the ``residue`` of a READ or WRITE: bytes
+        (variable) or blocks (fixed) not transferred (SSC-4 READ (6), WRITE (6))."""
         try:
             yield
         except TapeFormatError as e:
@@ -210,7 +211,7 @@ class Tape(ScsiDevice):
             self._alerts.update((ssc.TA_HARD_ERROR,
                                  ssc.TA_WRITE_FAILURE if write else ssc.TA_READ_FAILURE))
             path = self._medium.path if self._medium is not None else "cartridge"
-            raise MediumError(asc, message=f"{path}: {e.strerror or e}") from e
+            raise MediumError(asc, residue, message=f"{path}: {e.strerror or e}") from e
 
     def _ready(self) -> AwsTape:
         """The loaded cartridge, or NOT READY, MEDIUM NOT PRESENT."""
@@ -253,7 +254,7 @@ class Tape(ScsiDevice):
             tape = self._ready()
             if not max_len:
                 return 0
-            with self._io_errors(Asc.UNRECOVERED_READ_ERROR):
+            with self._io_errors(Asc.UNRECOVERED_READ_ERROR, max_len):
                 length, kind = tape.read_record_into(buf, max_len, start)
             if kind is Kind.FILEMARK:
                 raise ssc.FilemarkDetected(max_len, transferred=0)
@@ -273,7 +274,7 @@ class Tape(ScsiDevice):
             tape = self._ready()
             size = self.block_length
             for i in range(count):
-                with self._io_errors(Asc.UNRECOVERED_READ_ERROR):
+                with self._io_errors(Asc.UNRECOVERED_READ_ERROR, count - i):
                     length, kind = tape.read_record_into(buf, size, i * size)
                 if kind is Kind.FILEMARK:
                     raise ssc.FilemarkDetected(count - i, transferred=i * size)
@@ -307,7 +308,7 @@ class Tape(ScsiDevice):
                 return
             if not tape.fits(length):
                 raise ssc.VolumeOverflow(length)
-            with self._io_errors(Asc.WRITE_ERROR):
+            with self._io_errors(Asc.WRITE_ERROR, length):  # a failed record is cut off
                 tape.write_record(buf, start, length)
                 if not self.buffered_mode:
                     tape.sync()
@@ -322,7 +323,7 @@ class Tape(ScsiDevice):
             self.check_writable()
             size = self.block_length
             fit = tape.fits(size, count)
-            with self._io_errors(Asc.WRITE_ERROR):
+            with self._io_errors(Asc.WRITE_ERROR, count):
                 tape.write_record(buf, 0, size, fit)
                 if fit and not self.buffered_mode:
                     tape.sync()
@@ -340,7 +341,7 @@ class Tape(ScsiDevice):
             if count:
                 self.check_writable()
             fit = tape.filemarks_fit(count)
-            with self._io_errors(Asc.WRITE_ERROR):
+            with self._io_errors(Asc.WRITE_ERROR, count):
                 tape.write_filemarks(fit)
                 if not immed or not self.buffered_mode:
                     tape.sync()

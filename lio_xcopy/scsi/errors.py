@@ -107,10 +107,13 @@ class MediumError(CheckCondition):
 
 
 class DataProtect(CheckCondition):
-    """DATA PROTECT, WRITE PROTECTED."""
+    """DATA PROTECT, WRITE PROTECTED (or SPACE ALLOCATION FAILED WRITE PROTECT with the
+    LBA: SBC-4 4.7.3, a thin provisioned write without space)."""
 
-    def __init__(self, asc: Asc = Asc.WRITE_PROTECTED):
-        super().__init__(SenseData(SenseKey.DATA_PROTECT, asc))
+    def __init__(self, asc: Asc = Asc.WRITE_PROTECTED, information: int | None = None,
+                 message: str = ""):
+        super().__init__(SenseData(SenseKey.DATA_PROTECT, asc, information=information),
+                         message=message)
 
 
 class HardwareError(CheckCondition):

@@ -431,10 +431,10 @@ def test_read_error_is_medium_error(disk, monkeypatch):
 
 
 def test_write_error_is_medium_error(disk, monkeypatch):
-    def enospc(*a):
-        raise OSError(errno.ENOSPC, "No space left on device")
+    def eio(*a):
+        raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr(os, "pwritev", enospc)
+    monkeypatch.setattr(os, "pwritev", eio)
     with pytest.raises(CheckCondition) as exc:
         run(disk, sbc.WRITE_16(lba=9, transfer_length=1), filled(pattern(BS)))
     sense = exc.value.sense
