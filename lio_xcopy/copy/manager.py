@@ -364,11 +364,27 @@ class CopyManager:
             with self._device_errors(job, plan, True):
                 src.read_blocks(seg.source_lba + done // src.block_size, n // src.block_size,
                                 buf)
-            with self._device_errors(job, plan, False):
-                dst.write_blocks(seg.destination_lba + done // dst.block_size,
-                                 n // dst.block_size, buf)
+            self._write_disk(job, plan, dst, seg.destination_lba + done // dst.block_size,
+                             buf, n)
             done += n
-            job.moved(buf, n)
+
+    def _write_disk(self, job: CopyJob, plan: _Plan, dst: Disk, lba: int, buf: DataBuffer,
+                    n: int) -> None:
+        """Write ``n`` bytes of ``buf`` at ``lba`` and count them; a failed write still
+        counts the blocks before the LBA its INFORMATION names (MEDIUM ERROR, DATA
+        PROTECT), which reached the disk (COPY STATUS: the data written to the
+        destination, SPC-4 r31 6.18.3)."""
+        try:
+            with self._device_errors(job, plan, False):
+                dst.write_blocks(lba, n // dst.block_size, buf)
+        except CopyAborted as e:
+            cause = e.cause
+            if cause is not None and cause.key in (SenseKey.MEDIUM_ERROR, SenseKey.DATA_PROTECT) \
+                    and cause.information is not None \
+                    and lba < cause.information < lba + n // dst.block_size:
+                job.moved(buf, (cause.information - lba) * dst.block_size)
+            raise
+        job.moved(buf, n)
 
     def _stream_writes(self, cscd: IdentificationCscd | None, tape: Tape,
                        transfer_length: int, plan: _Plan, byte: int = 9) -> tuple[int, bool]:
@@ -422,14 +438,15 @@ class CopyManager:
             data = staging.head(length)
             whole = length // record * record if fixed else length
             with self._device_errors(job, plan, False):
-                for off in range(0, whole, record):
+                for off in range(0, whole, record):  # each record counts once it is on tape
                     _quiet_early_warning(tape.write_record, data, min(record, whole - off),
                                          start=off)
+                    job.moved(data.sub(off), min(record, whole - off))
                 if whole < length:  # PAD: the last fixed block is filled with zeros
                     last = DataBuffer.allocate(record)
                     last.copy_in(data.sub(whole).tobytes())
                     _quiet_early_warning(tape.write_record, last, record)
-            job.moved(data, length)
+                    job.moved(data.sub(whole), length - whole)
             staging.consume(length)
 
     def _stream_to_block(self, job: CopyJob, plan: _Plan) -> None:
@@ -454,9 +471,7 @@ class CopyManager:
 
         def flush(n: int) -> None:
             nonlocal written
-            with self._device_errors(job, plan, False):
-                dst.write_blocks(seg.lba + written // bs, n // bs, staging.head(n))
-            job.moved(staging.head(n), n)
+            self._write_disk(job, plan, dst, seg.lba + written // bs, staging.head(n), n)
             staging.consume(n)
             written += n
 

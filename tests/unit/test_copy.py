@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 
 import pytest
@@ -23,6 +24,8 @@ from lio_xcopy.scsi.xcopy import (
     StreamToBlock,
     StreamToStream,
 )
+
+pytest_plugins = ["faults"]
 
 MiB = 1 << 20
 
@@ -418,3 +421,115 @@ def test_a_tape_whose_power_on_the_initiator_has_not_seen_takes_no_copy(lab):
     run(lab.manager, src, [(src, {}), (t, {})], [BlockToStream(0, 1, 512, 0, 65536)])
     recs = tape_records(t)
     assert recs[:2] == [b"file 0 of the cartridge", None] and b"".join(recs[2:]) == data
+
+
+# --- a failing backing store (tests/unit/faults.py) ---------------------------------------
+def copy_results(manager, lun, list_id):
+    """COPY STATUS, and the device's sense from FAILED SEGMENT DETAILS."""
+    from lio_xcopy.scsi.sense import SenseData
+
+    st = xcopy.CopyStatus.parse(manager.receive_copy_results(
+        lun, xcopy.RECEIVE_COPY_RESULTS_COPY_STATUS(list_identifier=list_id)))
+    details = xcopy.FailedSegmentDetails.parse(manager.receive_copy_results(
+        lun, xcopy.RECEIVE_COPY_RESULTS_FAILED_SEGMENT_DETAILS(list_identifier=list_id)))
+    assert st.status == xcopy.CopyCommandStatus.COMPLETED_WITH_ERRORS
+    return st, SenseData.parse(details.sense_data)
+
+
+def aborted(manager, receiving, cscds, segments, list_id):
+    with pytest.raises(CheckCondition) as e:
+        run(manager, receiving, cscds, segments, list_identifier=list_id,
+            list_id_usage=ListIdUsage.HOLD)
+    return e.value.sense
+
+
+def test_a_source_read_error_aborts_its_segment_with_the_bytes_on_tape(lab, faults):
+    """Segment 1's source fails at LBA 3000: COPY ABORTED, UNRECOVERED READ ERROR in
+    segment 1; FAILED SEGMENT DETAILS holds the disk's MEDIUM ERROR at LBA 3000; the
+    transfer count is exactly what the tape holds, the source's first bytes."""
+    data = os.urandom(2 * MiB)
+    src, t = lab.disk("src", data=data), lab.tape("t0")
+    faults.fail_read(src.store.path, at=3000 * 512, length=512)
+    sense = aborted(lab.manager, src, [(src, {}), (t, {})],
+                    [BlockToStream(0, 1, 2048, 0, 65536), BlockToStream(0, 1, 2048, 2048, 65536)],
+                    list_id=3)
+    assert (sense.key, sense.asc, sense.command_specific) == (
+        SenseKey.COPY_ABORTED, Asc.UNRECOVERED_READ_ERROR, 1)
+    st, cause = copy_results(lab.manager, src, 3)
+    assert (cause.key, cause.asc, cause.information) == (
+        SenseKey.MEDIUM_ERROR, Asc.UNRECOVERED_READ_ERROR, 3000)
+    faults.heal()
+    on_tape = b"".join(tape_records(t))
+    assert st.segments_processed == 1
+    assert 1 * MiB < st.transferred_bytes == len(on_tape) <= 3000 * 512
+    assert on_tape == data[: len(on_tape)]
+
+
+def test_a_destination_write_error_counts_the_blocks_before_its_lba(lab, faults):
+    """The destination fails at LBA 300, inside a chunk: blocks 0-299 reached it and
+    are counted, nothing after them was written."""
+    data = os.urandom(MiB)
+    src, dst = lab.disk("src", data=data), lab.disk("dst", size=MiB)
+    faults.fail_write(dst.store.path, at=300 * 512)
+    sense = aborted(lab.manager, src, [(src, {}), (dst, {})], [BlockToBlock(0, 1, 2048, 0, 0)],
+                    list_id=4)
+    assert (sense.key, sense.asc, sense.command_specific) == (
+        SenseKey.COPY_ABORTED, Asc.WRITE_ERROR, 0)
+    st, cause = copy_results(lab.manager, src, 4)
+    assert (cause.key, cause.asc, cause.information) == (SenseKey.MEDIUM_ERROR,
+                                                         Asc.WRITE_ERROR, 300)
+    assert st.transferred_bytes == 300 * 512
+    got = read_file(dst)
+    assert got[: 300 * 512] == data[: 300 * 512] and got[300 * 512 :] == bytes(MiB - 300 * 512)
+
+
+def test_a_full_destination_is_data_protect_in_failed_segment_details(lab, faults):
+    data = os.urandom(256 * 1024)
+    src, dst = lab.disk("src", data=data), lab.disk("dst", size=MiB)
+    faults.fail_write(dst.store.path, at=100 * 512, err=errno.ENOSPC)
+    sense = aborted(lab.manager, src, [(src, {}), (dst, {})], [BlockToBlock(0, 1, 512, 0, 0)],
+                    list_id=5)
+    assert (sense.key, sense.asc) == (SenseKey.COPY_ABORTED,
+                                      Asc.SPACE_ALLOCATION_FAILED_WRITE_PROTECT)
+    st, cause = copy_results(lab.manager, src, 5)
+    assert (cause.key, cause.asc, cause.information) == (
+        SenseKey.DATA_PROTECT, Asc.SPACE_ALLOCATION_FAILED_WRITE_PROTECT, 100)
+    assert st.transferred_bytes == 100 * 512
+    assert read_file(dst)[: 100 * 512] == data[: 100 * 512]
+
+
+def test_a_fixed_mode_tape_failing_mid_write_counts_each_record_written(lab, faults):
+    """16 fixed 512-byte blocks per WRITE; the tape fails on its 21st record: exactly
+    20 records' bytes are counted, and the tape holds those 20."""
+    from lio_xcopy.devices.awstape import footprint
+
+    data = os.urandom(64 * 512)
+    src, t = lab.disk("src", data=data), lab.tape("t0")
+    faults.fail_write(t.cartridge, at=20 * footprint(512) + 3)
+    aborted(lab.manager, src, [(src, {}), (t, {"block_length": 512, "fixed": True})],
+            [BlockToStream(0, 1, 64, 0, 16)], list_id=6)
+    st, cause = copy_results(lab.manager, src, 6)
+    assert (cause.key, cause.asc, cause.information) == (SenseKey.MEDIUM_ERROR,
+                                                         Asc.WRITE_ERROR, 512)
+    faults.heal()
+    assert st.transferred_bytes == 20 * 512
+    assert b"".join(tape_records(t)) == data[: 20 * 512]
+
+
+def test_a_tape_read_error_aborts_a_restore_after_what_was_read(lab, faults):
+    from lio_xcopy.devices.awstape import footprint
+
+    recs = [os.urandom(65536) for _ in range(8)]
+    t, dst = lab.tape("t0"), lab.disk("dst", size=MiB)
+    for r in recs:
+        t.write_record(DataBuffer.of(r), len(r))
+    t.rewind()
+    faults.fail_read(t.cartridge, at=5 * footprint(65536) + 1000, length=1)
+    sense = aborted(lab.manager, dst, [(t, {}), (dst, {})],
+                    [StreamToBlock(0, 1, 1024, 0, 65536)], list_id=7)
+    assert (sense.key, sense.asc) == (SenseKey.COPY_ABORTED, Asc.UNRECOVERED_READ_ERROR)
+    st, cause = copy_results(lab.manager, dst, 7)
+    assert (cause.key, cause.asc) == (SenseKey.MEDIUM_ERROR, Asc.UNRECOVERED_READ_ERROR)
+    assert st.transferred_bytes == 5 * 65536
+    got = read_file(dst)
+    assert got[: 5 * 65536] == b"".join(recs[:5]) and got[5 * 65536 :] == bytes(MiB - 5 * 65536)
