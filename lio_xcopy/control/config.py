@@ -110,7 +110,7 @@ class Chap:
     """A CHAP user name and secret."""
 
     userid: str
-    password: str
+    password: str = field(repr=False)  # never in a log line or a traceback
 
 
 @dataclass(frozen=True, slots=True)

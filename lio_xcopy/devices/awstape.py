@@ -129,7 +129,7 @@ class AwsTape:
         self.early_warning = capacity - margin
         self.read_only = read_only
         flags = os.O_RDONLY if read_only else os.O_RDWR | (os.O_CREAT if create else 0)
-        self._fd = os.open(self.path, flags | os.O_CLOEXEC, 0o666)
+        self._fd = os.open(self.path, flags | os.O_CLOEXEC, 0o600)
         self._off = array("q")  # file offset of each object
         self._len = array("q")  # data length of each record, -1 for a filemark
         self._fms = array("q")  # object numbers of the filemarks

@@ -111,6 +111,17 @@ def process_identity(pid: int, proc: Path = Path("/proc")) -> str | None:
     return f"{boot}:{after_comm[19]}"
 
 
+def _private_file(path: Path) -> None:
+    """Create ``path`` (and its directory) for the owner alone, whatever the umask: the
+    catalog's digests are what a restore trusts. sqlite gives its journals the same mode."""
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(path.parent, 0o700)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+    if not path.stat().st_size:  # only a file made here: an existing catalog keeps its mode
+        os.chmod(path, 0o600)
+
+
 class Catalog:
     """The catalog database. Opening it marks this host's orphaned running jobs failed
     (:attr:`orphans` lists them for the caller to report)."""
@@ -121,7 +132,7 @@ class Catalog:
         self.host = host or socket.gethostname()
         self._proc = proc
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _private_file(self.path)
             self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         except (OSError, sqlite3.Error) as e:
             raise CatalogError(f"cannot open the catalog {self.path}: {e}; give a writable "

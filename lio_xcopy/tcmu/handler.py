@@ -119,7 +119,10 @@ def open_device(name: str, cfg: str, unit_serial: str | None, *,
         from lio_xcopy.devices.backing import BackingStore
         from lio_xcopy.devices.disk import Disk
 
-        block_size = int(hc.options.get("block_size", "512"))
+        try:
+            block_size = int(hc.options.get("block_size", "512"))
+        except ValueError as e:
+            raise ConfigError(f"handler config {cfg!r}: block_size is not a number") from e
         read_only = hc.options.get("ro", "0") in ("1", "true", "yes")
         store = BackingStore(hc.path, read_only=read_only)
         return Disk(LunIdentity(name, serial, product="lio-xcopy disk"), store,

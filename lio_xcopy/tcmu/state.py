@@ -51,9 +51,10 @@ def write(state: DaemonState, path: Path = DEFAULT_PATH) -> None:
     path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     doc = asdict(state)
-    with open(tmp, "w", encoding="utf-8") as f:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    os.fchmod(fd, 0o644)  # before any byte, whatever the umask: others read, never write
+    with open(fd, "w", encoding="utf-8") as f:
         json.dump(doc, f, indent=1)
-    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
 
 

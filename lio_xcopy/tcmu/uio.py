@@ -47,7 +47,8 @@ class UioName:
 def parse_uio_name(text: str) -> UioName | None:
     """``tcm-user/1/db0/xcopy/disk:/srv/db0.img`` -> its parts; None if not TCMU."""
     parts = text.strip().split("/", 4)
-    if len(parts) < 4 or parts[0] != "tcm-user" or not parts[1].isdigit():
+    if len(parts) < 4 or parts[0] != "tcm-user" or not parts[1].isdigit() \
+            or not parts[2] or not parts[3]:
         return None
     return UioName(int(parts[1]), parts[2], parts[3], parts[4] if len(parts) == 5 else "")
 
@@ -72,6 +73,8 @@ class UioDevice:
             size = int((sys_path / "maps" / "map0" / "size").read_text(), 0)
         except (OSError, ValueError) as e:
             raise TransportError(f"cannot read uio device {sys_path}: {e}") from e
+        if size <= 0:
+            raise TransportError(f"uio device {sys_path} maps {size} bytes: not a TCMU ring")
         return cls(sys_path, Path("/dev") / sys_path.name, tcmu, size)
 
 
