@@ -167,3 +167,21 @@ def test_chap_secrets_are_not_in_reprs():
                  repr(config.diff(config.SavedConfig(), cfg))):
         assert "s3cret" not in text, text
     assert "user" in repr(cfg.iscsi[0].tpgs[0].acls[0].chap)
+
+
+def test_the_shell_history_keeps_chap_secrets_masked():
+    readline = pytest.importorskip("readline")
+    from lio_xcopy.control.shell import forget_secrets, mask_secrets
+
+    line = "acls create iqn.x userid=u password=s3cret-1 mutual_userid=t mutual_password=s3cret-2"
+    assert mask_secrets(line) == ("acls create iqn.x userid=u password=*** mutual_userid=t "
+                                  "mutual_password=***")
+    readline.clear_history()
+    readline.add_history("ls")
+    readline.add_history(line)
+    forget_secrets(line)
+    forget_secrets("ls")
+    items = [readline.get_history_item(i + 1)
+             for i in range(readline.get_current_history_length())]
+    assert items == ["ls", mask_secrets(line)]
+    readline.clear_history()

@@ -9,6 +9,7 @@ exits 0 when it worked and 1 with one line on stderr when it did not (nothing ch
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -17,6 +18,25 @@ HOME_ENV = "LIO_XCOPY_HOME"
 
 #: root commands a bare ``lio-xcopy CMD`` hands to the shell (the subcommands win)
 ROOT_COMMANDS = ("ls", "cd", "pwd", "get", "set", "refresh", "bookmarks")
+
+
+_SECRET = re.compile(r"\b((?:mutual_)?password)=\S+")
+
+
+def mask_secrets(line: str) -> str:
+    """``acls create ... password=s3cret`` -> ``... password=***``"""
+    return _SECRET.sub(r"\1=***", line)
+
+
+def forget_secrets(line: str) -> None:
+    """The interactive shell's history (``history.txt``) keeps the last line masked."""
+    if not _SECRET.search(line):
+        return
+    import readline
+
+    n = readline.get_current_history_length()
+    if n and (readline.get_history_item(n) or "").strip() == line.strip():
+        readline.replace_history_item(n - 1, mask_secrets(line))
 
 
 def _one_line(e: BaseException) -> str:
@@ -57,6 +77,8 @@ def make_shell(lio=None, home: str | os.PathLike[str] | None = None):
                 if str(e).startswith("No such path"):
                     raise ExecutionError(f"{e}: `ls` shows the tree") from e
                 raise
+            finally:
+                forget_secrets(cmdline)
 
     shell = Shell(str(home) if home is not None else None)
     if home is None:  # configshell's preferences are shared state: none kept on disk
