@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from conftest import DISK_SIZE, MiB, clear_unit_attention, extra_lun, run, sense_of
 
 from lio_xcopy.control import provision
@@ -426,3 +427,59 @@ def test_lun_reset_stops_a_long_copy_and_nothing_hangs(lab):
     assert status.status == xcopy.CopyCommandStatus.COMPLETED_WITH_ERRORS, st.stdout
     assert status.segments_processed < segments
     run("sg_turs", lab.disk_sg)
+
+
+def _copy_status(sg: str, list_id: int) -> xcopy.CopyStatus:
+    from lio_xcopy.initiator.sgio import ScsiDevice
+
+    cdb = xcopy.RECEIVE_COPY_RESULTS_COPY_STATUS(list_identifier=list_id,
+                                                 allocation_length=12).encode()
+    with ScsiDevice(sg) as dev:
+        return xcopy.CopyStatus.parse(dev.execute(cdb, data_in=12).data)
+
+
+def test_abort_task_after_an_sg_io_timeout_stops_the_copy_and_keeps_what_it_moved(lab):
+    """A long EXTENDED COPY sent with a 3 s SG_IO timeout: the initiator's SCSI midlayer
+    times it out and tcm_loop sends ABORT TASK for it; the daemon gets the TCMU TMR, the
+    copy stops at its next chunk, SG_IO returns DID_TIME_OUT, COPY STATUS says the copy
+    ended with errors and its transfer count no longer grows, the bytes it counted are on
+    the destination (and no more), and the LUN serves the next commands."""
+    from lio_xcopy.initiator.sgio import ScsiDevice, TransportFailure
+
+    region = 16 * MiB
+    data = os.urandom(region)
+    fill_disk(lab, 0, data)
+    fill_disk(lab, 48 * MiB, bytes(region))
+    segments = 200  # 200 x 16 MiB: far longer than the timeout
+    plist = xcopy.build_extended_copy(
+        [cscd(lab.disk_lun, 0, BS)],
+        [BlockToBlock(0, 0, region // BS, 0, 48 * MiB // BS)] * segments,
+        list_identifier=0x3D, list_id_usage=xcopy.ListIdUsage.HOLD)
+    cdb = xcopy.EXTENDED_COPY_LID1(parameter_list_length=len(plist)).encode()
+    log_start = len(lab.daemon.text())
+    with ScsiDevice(lab.disk_sg) as dev, pytest.raises(TransportFailure) as failed:
+        dev.execute(cdb, data_out=plist, timeout=3)
+    assert failed.value.result is not None
+    assert failed.value.result.host_status == 0x03, failed.value  # DID_TIME_OUT
+    log = lab.daemon.text()[log_start:]
+    assert re.search(r"ABORT TASK for cmd ids \[\d+\]", log), log[-2000:]
+    assert re.search(r"copy vmdisk0/61 aborted by task management after \d+ bytes", log)
+    clear_unit_attention(lab.disk_sg, lab.tape_sg)
+    status = _copy_status(lab.disk_sg, 0x3D)
+    assert status.status == xcopy.CopyCommandStatus.COMPLETED_WITH_ERRORS, status
+    assert status.segments_processed < segments
+    time.sleep(1)
+    assert _copy_status(lab.disk_sg, 0x3D) == status  # stopped: the count does not grow
+    moved = status.transferred_bytes
+    assert moved is not None and moved % MiB == 0, status
+    back = read_disk(lab, 48 * MiB, region)
+    n = min(moved, region)
+    assert back[:n] == data[:n]
+    if moved < region:  # stopped within the first segment: nothing past what it counted
+        assert back[moved:] == bytes(region - moved)
+    # the LUN goes on serving: a TEST UNIT READY and a short copy
+    run("sg_turs", lab.disk_sg)
+    short = xcopy.build_extended_copy([cscd(lab.disk_lun, 0, BS)],
+                                      [BlockToBlock(0, 0, 2048, 0, 80 * MiB // BS)])
+    send(lab, lab.disk_sg, short, "after-abort.plist")
+    assert read_disk(lab, 80 * MiB, MiB) == data[:MiB]
