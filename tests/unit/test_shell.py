@@ -506,3 +506,26 @@ def test_global_preference_persists(lio, tmp_path, capsys):
     assert shell_mod.run(["set", "global", "auto_save_on_exit=maybe"], lio=lio, home=home) == 1
     assert capsys.readouterr().err.count("\n") == 1
     shell_mod.run(["set", "global", "auto_save_on_exit=true"], lio=lio, home=home)
+
+
+@pytest.mark.parametrize("level", ["info", "debug"])
+def test_chap_secrets_reach_no_file_of_the_shell_home(lio, target, tmp_path, capsys, level):
+    """configshell logs each command line to ``log.txt`` in the home (at debug level, its
+    parsed parameters too): the secrets stay masked there and in every other file."""
+    from configshell_fb import Log
+
+    home = tmp_path / "home"
+    assert shell_mod.run(["set", "global", f"loglevel_file={level}"], lio=lio, home=home) == 0
+    line = (f"{target}/acls create {INI} userid=backup password=s3cret-pass1 "
+            "mutual_userid=tgt mutual_password=t4rget-pass2")
+    assert shell_mod.run(line.split(), lio=lio, home=home) == 0
+    assert shell_mod.run([f"{target}/acls/{INI}", "info"], lio=lio, home=home) == 0
+    log = Path(Log().prefs["logfile"])  # configshell's preferences are process-wide
+    files = {log, *(p for p in home.rglob("*") if p.is_file())}
+    assert f"Created ACL for {INI}" in log.read_text()
+    if level == "debug":
+        assert "'password': '***', 'mutual_userid': 'tgt'" in log.read_text()
+    for f in files:
+        data = f.read_bytes()
+        assert b"s3cret" not in data and b"t4rget" not in data, f
+    assert "s3cret" not in "".join(capsys.readouterr())

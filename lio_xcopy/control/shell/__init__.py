@@ -20,12 +20,13 @@ HOME_ENV = "LIO_XCOPY_HOME"
 ROOT_COMMANDS = ("ls", "cd", "pwd", "get", "set", "refresh", "bookmarks")
 
 
-_SECRET = re.compile(r"\b((?:mutual_)?password)=\S+")
+#: ``password=VALUE`` on a command line, ``'password': 'VALUE'`` in configshell's logs
+_SECRET = re.compile(r"""\b((?:mutual_)?password(?:=|'\s*:\s*'))[^\s',}]+""")
 
 
 def mask_secrets(line: str) -> str:
     """``acls create ... password=s3cret`` -> ``... password=***``"""
-    return _SECRET.sub(r"\1=***", line)
+    return _SECRET.sub(r"\1***", line)
 
 
 def forget_secrets(line: str) -> None:
@@ -46,7 +47,7 @@ def _one_line(e: BaseException) -> str:
 
 def make_shell(lio=None, home: str | os.PathLike[str] | None = None):
     """A configshell with our tree over ``lio`` (default: the real LIO), read from LIO."""
-    from configshell_fb import ConfigShell, Console, ExecutionError
+    from configshell_fb import ConfigShell, Console, ExecutionError, Log
     from pyparsing import ParseException
 
     from lio_xcopy.control.shell.lio import Lio
@@ -80,7 +81,15 @@ def make_shell(lio=None, home: str | os.PathLike[str] | None = None):
             finally:
                 forget_secrets(cmdline)
 
+    class MaskedLog(Log):
+        """configshell's log (console and ``log.txt``), CHAP secrets masked: at debug level
+        it writes each command's parameters."""
+
+        def _log(self, level, msg):
+            super()._log(level, mask_secrets(str(msg)))
+
     shell = Shell(str(home) if home is not None else None)
+    shell.log = MaskedLog()  # a Borg: the same preferences and log file
     if home is None:  # configshell's preferences are shared state: none kept on disk
         shell.prefs.filename, shell.prefs.autosave = None, False
     # configshell's console is shared state bound to the streams of its first use
