@@ -137,6 +137,7 @@ class AwsTape:
         self._eod_prev = 0  # length of the chunk before end of data
         self._pos = 0
         self.damage: TapeFormatError | None = None
+        self.torn_tail = False
         try:
             self._size = os.fstat(self._fd).st_size
             self._scan()
@@ -171,14 +172,14 @@ class AwsTape:
         total = 0
         while off < size:
             if off + HEADER_LEN > size:
-                return self._damaged(off, "truncated chunk header")
+                return self._damaged(off, "truncated chunk header", torn=True)
             i = off - base
             if i < 0 or i + HEADER_LEN > len(window):
                 # small chunks: read ahead a window of headers; big ones: just the header
                 ahead = _SCAN_WINDOW if prev < _SCAN_WINDOW // 16 else HEADER_LEN
                 window, base, i = os.pread(fd, ahead, off), off, 0
                 if len(window) < HEADER_LEN:
-                    return self._damaged(off, "short read of a chunk header")
+                    return self._damaged(off, "short read of a chunk header", torn=True)
             cur, prv, f1, f2 = HEADER.unpack_from(window, i)
             if prv != prev:
                 return self._damaged(off, f"previous length {prv}, expected {prev}")
@@ -200,7 +201,8 @@ class AwsTape:
                 elif start < 0:
                     return self._damaged(off, "continuation chunk outside a record")
                 if end > size:
-                    return self._damaged(off, f"chunk of {cur} bytes runs past end of file")
+                    return self._damaged(off, f"chunk of {cur} bytes runs past end of file",
+                                         torn=True)
                 total += cur
                 if f1 & ENDREC:
                     self._off.append(start)
@@ -210,10 +212,24 @@ class AwsTape:
             prev = cur
             off = end
         if start >= 0:
-            self._damaged(start, "record without its last chunk")
+            self._damaged(start, "record without its last chunk", torn=True)
 
-    def _damaged(self, offset: int, reason: str) -> None:
+    def _damaged(self, offset: int, reason: str, torn: bool = False) -> None:
+        """``torn``: the file ends inside the object at ``offset`` and nothing follows it
+        (a write cut short by a crash), unlike a header chain broken mid-file."""
         self.damage = TapeFormatError(self.path, offset, reason)
+        self.torn_tail = torn
+
+    def cut_torn_tail(self) -> int:
+        """A record the file ends inside of was never written whole: end the tape after
+        the last whole object, as a drive that lost power mid-write leaves end of data.
+        Bytes cut (0 when the file does not end in a torn object)."""
+        if not (self.damage and self.torn_tail) or self.read_only:
+            return 0
+        cut = self._size - self._eod
+        os.ftruncate(self._fd, self._eod)
+        self._size, self.damage, self.torn_tail = self._eod, None, False
+        return cut
 
     def _end_of(self, n: int) -> int:
         """File offset where object ``n`` ends (the next object or end of data)."""

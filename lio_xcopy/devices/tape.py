@@ -105,6 +105,16 @@ class Tape(ScsiDevice):
                 f"{self.identity.name}: cannot open the cartridge {os.fspath(path)}: "
                 f"{e.strerror or e}" + ("" if create else " (create=False makes no new one)")
             ) from e
+        if medium.damage and medium.torn_tail and not read_only:
+            damage = medium.damage
+            try:
+                cut = medium.cut_torn_tail()
+            except OSError as e:
+                medium.close()
+                raise BackingStoreError(f"{damage}: cannot cut it off: {e.strerror or e}") from e
+            self.log.warning("%s: %d bytes of a record never written whole (a write cut "
+                             "short) cut off; end of data follows the last whole object",
+                             damage, cut)
         if medium.damage:
             self.log.warning("%s: only the objects before it can be read", medium.damage)
         return medium

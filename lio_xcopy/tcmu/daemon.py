@@ -132,8 +132,9 @@ class TcmuDevice:
         if self.ring.head == self.ring.tail:
             return 0
         queued = self.ring.queued()
-        log.warning("%s: %d command(s) left on the ring by an earlier daemon: the kernel "
-                    "fails them BUSY for the initiator to retry", self.name, queued)
+        log.warning("%s: %d command(s) left on the ring by an earlier daemon (or queued "
+                    "before this one opened it): the kernel fails them BUSY for the "
+                    "initiator to retry", self.name, queued)
         reset_ring()
         self.ring.resync()
         return queued

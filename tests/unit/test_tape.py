@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import struct
 import tempfile
@@ -394,6 +395,50 @@ def test_corrupt_cartridge_reads_as_medium_error(tmp_path):
     write(t, b"new")  # overwriting the damage repairs the cartridge
     t.close()
     assert AwsTape.open_readonly(p).dump_records() == [b"abc", b"new"]
+
+
+@pytest.mark.parametrize("keep", [3, 6 + 1000, 6 + 65535, 6 + 65535 + 6])
+def test_a_record_torn_by_a_crash_is_cut_off_at_open(tmp_path, keep, caplog):
+    """A daemon killed inside a WRITE leaves part of a record (``keep`` bytes of its
+    header and data): the next open ends the tape after the last whole record, as a
+    drive that lost power mid-write, so the initiator reads BLANK CHECK there, not
+    MEDIUM ERROR, and SPACE to end of data works."""
+    p = tmp_path / "torn.aws"
+    t = Tape(ID, p, 64 * MiB)
+    recs = [os.urandom(65536) for _ in range(3)]  # two chunks each: 65535 + 1 bytes
+    for r in recs[:2]:
+        write(t, r)
+    whole = os.path.getsize(p)
+    write(t, recs[2])
+    t.close()
+    with open(p, "r+b") as f:
+        f.truncate(whole + keep)
+    logger = logging.getLogger("lio_xcopy.devices.base")  # other tests may stop propagation
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.WARNING, logger=logger.name):
+            t = Tape(ID, p, 64 * MiB)
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert os.path.getsize(p) == whole
+    assert "never written whole" in caplog.text
+    assert [read(t, 65536), read(t, 65536)] == recs[:2]
+    e = read_cc(t, 65536)
+    assert (e.sense.key, e.sense.asc) == (SenseKey.BLANK_CHECK, Asc.END_OF_DATA_DETECTED)
+    run(t, ssc.REWIND().encode())
+    space(t, ssc.SPACE_END_OF_DATA, 0)
+    write(t, b"appended")
+    t.close()
+    assert AwsTape.open_readonly(p).dump_records() == [*recs[:2], b"appended"]
+
+
+def test_a_chain_broken_mid_file_is_not_cut(tmp_path):
+    """Damage with objects after it is corruption, not a torn write: the file stays."""
+    p = tmp_path / "bad.aws"
+    raw = bytes.fromhex("03000000a000616263" "03000900a000646566" "03000300a000676869")
+    p.write_bytes(raw)
+    Tape(ID, p, MiB).close()
+    assert p.read_bytes() == raw
 
 
 def test_os_errors_become_medium_errors(tape, monkeypatch):

@@ -123,8 +123,8 @@ def daemon(work):
     proc = _start_daemon(work, "w")
     d = Daemon(proc, log, notify)
     yield d
-    proc.send_signal(signal.SIGTERM)
-    rc = proc.wait(timeout=60)
+    d.proc.send_signal(signal.SIGTERM)  # the last one started (restart_daemon replaces it)
+    rc = d.proc.wait(timeout=60)
     text = log.read_text(errors="replace")
     sys.stderr.write("\n--- daemon log (tail) ---\n" + "\n".join(text.splitlines()[-40:]) + "\n")
     assert rc == 0, f"daemon exited {rc}"
