@@ -20,11 +20,6 @@ from lio_xcopy.devices.awstape import AwsTape
 pytestmark = [
     pytest.mark.skipif(shutil.which("btape") is None,
                        reason="btape missing: scripts/setup-host installs bacula-sd"),
-    # UNFINISHED, out of the suite: `btape test` passed (exit 0, every part "correct") in
-    # about 20 min of a loaded host, but this module's assertions have not yet passed
-    # end to end, and `fill` exits 1 (not yet diagnosed). LIO_XCOPY_BTAPE=1 runs it.
-    pytest.mark.skipif(os.environ.get("LIO_XCOPY_BTAPE") != "1",
-                       reason="unfinished and slow (about 20 min under TCG): LIO_XCOPY_BTAPE=1"),
 ]
 
 #: ``btape test`` writes 2 x 10,000 blocks (btape.c ``num_recs``) before its smaller parts.
@@ -84,7 +79,12 @@ def btape(conf: Path, commands: str, timeout: float) -> str:
     p = subprocess.run(["btape", "-c", str(conf), DEVICE], input=commands,
                        capture_output=True, text=True, timeout=timeout)
     out = p.stdout + p.stderr
-    assert p.returncode == 0, f"btape exited {p.returncode}\n{out[-6000:]}"
+    keep = Path(os.environ.get("LIO_XCOPY_BTAPE_LOG", os.devnull))
+    with keep.open("a") as f:  # the whole transcript, for a failure's post-mortem
+        f.write(f"### btape {commands!r} exited {p.returncode}\n{out}\n")
+    # Bacula's smartall reports its own leaks at exit: not ours, and they bury the verdict
+    shown = "\n".join(line for line in out.splitlines() if "Orphaned buffer" not in line)
+    assert p.returncode == 0, f"btape exited {p.returncode}\n{shown[-6000:]}"
     return out
 
 
@@ -181,6 +181,11 @@ def test_btape_test_passes(lab, cartridge):
     assert shape == [1, 2, 3, 2, 1] and count == 0
 
 
+@pytest.mark.skipif(os.environ.get("LIO_XCOPY_BTAPE_FILL") != "1", reason=(
+    "unfinished (LIO_XCOPY_BTAPE_FILL=1 runs it): btape 9.6.7 reaches end of medium "
+    "('Write of 16384 bytes got -1', 'Re-read of last block succeeded'), then in simple "
+    "mode fails its own next write at EOM ('Cannot write block. Device at EOM'), cancels "
+    "the job and do_unfill fails; not yet known whether the drive or btape is at fault"))
 def test_btape_fill_to_end_of_medium(lab, cartridge):
     """``fill``, the simple one-tape form: label, write Bacula records until the drive
     reports end of medium, close the volume, re-read it and the last block written."""

@@ -126,7 +126,10 @@ def test_kill_9_during_an_extended_copy_leaves_whole_records_and_file_0(lab, cra
                               capture_output=True, timeout=60)
         assert past.returncode != 0 and past.stdout == b"", past.stderr
         # end of data is where the last whole record ended: appending works
+        # file 1 has no filemark (the copy never ended): close it, as `lio-xcopy backup`
+        # does for a job left open, then append file 2
         run("mt", "-f", nst, "eod")
+        run("mt", "-f", nst, "weof", "1")
         run("dd", f"if={tmp_path / 'file0'}", f"of={nst}", f"bs={RECORD}", "status=none")
         run("mt", "-f", nst, "rewind")
         run("mt", "-f", nst, "fsf", "2")
