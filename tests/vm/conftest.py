@@ -162,11 +162,11 @@ def clear_unit_attention(*sgs: str) -> None:
                 break
 
 
-def extra_lun(lab, lun):
+def extra_lun(lab, lun, timeout: float = 90.0):
     """Export one more LUN for a test; its kernel device, with unit attentions cleared."""
     from lio_xcopy.control import provision
 
     provision.export_loopback(lun)
-    dev = provision.find_kernel_device(lun)
+    dev = provision.find_kernel_device(lun, timeout=timeout)
     clear_unit_attention(lab.disk_sg, lab.tape_sg, str(dev.sg))
     return dev

@@ -48,7 +48,8 @@ def faulty(lab):
     try:
         lun = provision.create_disk("vmfaulty", f"/dev/mapper/{DM}", SIZE)
         try:
-            yield Faulty(lun, extra_lun(lab, lun), data)
+            # the kernel's first probes retry the bad range: on a loaded guest that took > 90 s
+            yield Faulty(lun, extra_lun(lab, lun, timeout=300), data)
         finally:
             provision.delete("vmfaulty")
             clear_unit_attention(lab.disk_sg, lab.tape_sg)
