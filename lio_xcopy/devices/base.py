@@ -16,7 +16,12 @@ from typing import Any, ClassVar, Protocol
 from lio_xcopy.devices.buffer import DataBuffer
 from lio_xcopy.scsi import spc, xcopy
 from lio_xcopy.scsi.cdb import Cdb
-from lio_xcopy.scsi.errors import InvalidFieldInCdb, InvalidOpcode, ParameterListLengthError
+from lio_xcopy.scsi.errors import (
+    CheckCondition,
+    InvalidFieldInCdb,
+    InvalidOpcode,
+    ParameterListLengthError,
+)
 from lio_xcopy.scsi.sense import SenseData, SenseKey
 
 log = logging.getLogger(__name__)
@@ -48,6 +53,9 @@ class LunIdentity:
 
 Handler = Callable[[Any, Command, Any], int]
 
+#: a command moving at least this many bytes runs off the transport's loop
+LONG_TRANSFER = 256 * 1024
+
 
 class CopyManagerLink(Protocol):
     """What a device needs of the copy manager (which lives in a higher layer)."""
@@ -76,6 +84,9 @@ class ScsiDevice:
     PRODUCT: ClassVar[str] = "lio-xcopy"
     REMOVABLE: ClassVar[bool] = False
     VERSION_DESCRIPTORS: ClassVar[tuple[int, ...]] = (0x00A0, 0x0460)
+    #: opcodes whose cost grows with their CDB fields rather than with their buffer
+    #: (a SPACE count, a cartridge to scan, a cache to flush)
+    LONG_OPCODES: ClassVar[frozenset[int]] = frozenset()
     _dispatch: ClassVar[dict[tuple[int, int | None], tuple[type[Cdb], str]]]
 
     def __init_subclass__(cls, **kw: Any) -> None:
@@ -99,6 +110,23 @@ class ScsiDevice:
         its worker's thread; ``cmd.data`` stays valid until then."""
         layout, name = self._lookup(cmd.cdb)
         return getattr(self, name)(cmd, layout.decode(cmd.cdb))
+
+    def runs_long(self, cmd: Command) -> bool:
+        """Whether answering ``cmd`` may take long: a transfer of
+        :data:`LONG_TRANSFER` bytes or more, or one of :attr:`LONG_OPCODES`. The
+        transport runs such commands where they hold up no other LUN."""
+        return len(cmd.data) >= LONG_TRANSFER or (
+            bool(cmd.cdb) and cmd.cdb[0] in self.LONG_OPCODES)
+
+    def carries_data_out(self, cdb: bytes) -> bool:
+        """Whether ``cdb`` is a command of ours whose buffer is Data-Out (write data, a
+        parameter list). Unknown and malformed CDBs count as Data-In, so the transport
+        never leaves bytes it did not produce in a buffer bound for the initiator."""
+        try:
+            layout, _ = self._lookup(cdb)
+        except CheckCondition:
+            return False
+        return layout.DATA_OUT
 
     def flush(self) -> None:
         """Make every acknowledged write durable."""

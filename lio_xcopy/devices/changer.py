@@ -39,6 +39,8 @@ class MediumChanger(ScsiDevice):
     DEVICE_TYPE = spc.TYPE_MEDIUM_CHANGER
     PRODUCT = "lio-xcopy lib"
     REMOVABLE = True
+    LONG_OPCODES = frozenset(c.OPCODE for c in (
+        smc.MOVE_MEDIUM, smc.INITIALIZE_ELEMENT_STATUS, smc.INITIALIZE_ELEMENT_STATUS_WITH_RANGE))
     VERSION_DESCRIPTORS = VERSION_DESCRIPTORS
 
     def __init__(self, identity: LunIdentity, library: Library):

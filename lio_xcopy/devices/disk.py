@@ -34,6 +34,8 @@ class Disk(ScsiDevice):
 
     DEVICE_TYPE = spc.TYPE_DISK
     VERSION_DESCRIPTORS = (0x00A0, 0x0460, 0x0600)  # SAM-5, SPC-4, SBC-4
+    LONG_OPCODES = frozenset(c.OPCODE for c in (sbc.SYNCHRONIZE_CACHE_10,
+                                                sbc.SYNCHRONIZE_CACHE_16))
 
     def __init__(
         self,

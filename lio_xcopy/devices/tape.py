@@ -58,6 +58,9 @@ class Tape(ScsiDevice):
     DEVICE_TYPE = spc.TYPE_TAPE
     PRODUCT = "lio-xcopy tape"
     REMOVABLE = True
+    LONG_OPCODES = frozenset(c.OPCODE for c in (
+        ssc.WRITE_FILEMARKS_6, ssc.SPACE_6, ssc.SPACE_16, ssc.LOCATE_10, ssc.LOCATE_16,
+        ssc.ERASE_6, ssc.LOAD_UNLOAD, ssc.FORMAT_MEDIUM, ssc.REWIND))
 
     def __init__(
         self,

@@ -69,6 +69,9 @@ class Cdb:
     LENGTH: ClassVar[int]
     CLAUSE: ClassVar[str]
     FIELDS: ClassVar[tuple[Field, ...]]
+    #: the command carries a Data-Out buffer (parameter list or write data), so the
+    #: transport never returns its buffer to the initiator
+    DATA_OUT: ClassVar[bool] = False
 
     @classmethod
     def decode(cls, cdb: bytes | bytearray | memoryview) -> Self:
@@ -117,9 +120,11 @@ def cdb_layout(
     clause: str,
     *layout: Field,
     service_action: int | None = None,
+    data_out: bool = False,
 ) -> type[Any]:
     """Make the frozen dataclass for one CDB. A service action field (byte 1, bits 4-0)
-    and the CONTROL byte are added when the table does not name them."""
+    and the CONTROL byte are added when the table does not name them. ``data_out``: the
+    command's data moves from the initiator (SAM-5 5.4.3, Data-Out buffer)."""
     table = list(layout)
     names = {f.name for f in table}
     if service_action is not None and "service_action" not in names:
@@ -146,6 +151,7 @@ def cdb_layout(
             "LENGTH": length,
             "CLAUSE": clause,
             "FIELDS": tuple(table),
+            "DATA_OUT": data_out,
             "__doc__": f"{clause} {name}.",
         },
     )

@@ -21,6 +21,7 @@ READ_6 = cdb_layout(
 WRITE_6 = cdb_layout(
     "WRITE (6)", 0x0A, 6, "SBC-3 WRITE (6)",
     Field("lba", 1, 21), Field("transfer_length", 4, 8),
+    data_out=True,
 )
 READ_CAPACITY_10 = cdb_layout(
     "READ CAPACITY (10)", 0x25, 10, "SBC-4 5.17",
@@ -36,6 +37,7 @@ WRITE_10 = cdb_layout(
     "WRITE (10)", 0x2A, 10, "SBC-4 5.37",
     Field("wrprotect", 1, 3, lsb=5), Field("dpo", 1, 1, lsb=4), Field("fua", 1, 1, lsb=3),
     Field("lba", 2, 32), Field("group_number", 6, 5), Field("transfer_length", 7, 16),
+    data_out=True,
 )
 SYNCHRONIZE_CACHE_10 = cdb_layout(
     "SYNCHRONIZE CACHE (10)", 0x35, 10, "SBC-4 5.30",
@@ -52,6 +54,7 @@ WRITE_16 = cdb_layout(
     "WRITE (16)", 0x8A, 16, "SBC-4 5.39",
     Field("wrprotect", 1, 3, lsb=5), Field("dpo", 1, 1, lsb=4), Field("fua", 1, 1, lsb=3),
     Field("lba", 2, 64), Field("transfer_length", 10, 32), Field("group_number", 14, 5),
+    data_out=True,
 )
 SYNCHRONIZE_CACHE_16 = cdb_layout(
     "SYNCHRONIZE CACHE (16)", 0x91, 16, "SBC-4 5.31",

@@ -30,6 +30,7 @@ INQUIRY = cdb_layout(
 MODE_SELECT_6 = cdb_layout(
     "MODE SELECT (6)", 0x15, 6, "SPC-4 6.9",
     Field("pf", 1, 1, lsb=4), Field("sp", 1, 1), Field("parameter_list_length", 4, 8),
+    data_out=True,
 )
 MODE_SENSE_6 = cdb_layout(
     "MODE SENSE (6)", 0x1A, 6, "SPC-4 6.11",
@@ -39,6 +40,7 @@ MODE_SENSE_6 = cdb_layout(
 MODE_SELECT_10 = cdb_layout(
     "MODE SELECT (10)", 0x55, 10, "SPC-4 6.10",
     Field("pf", 1, 1, lsb=4), Field("sp", 1, 1), Field("parameter_list_length", 7, 16),
+    data_out=True,
 )
 MODE_SENSE_10 = cdb_layout(
     "MODE SENSE (10)", 0x5A, 10, "SPC-4 6.12",

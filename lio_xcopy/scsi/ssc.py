@@ -24,6 +24,7 @@ READ_6 = cdb_layout(
 )
 WRITE_6 = cdb_layout(
     "WRITE (6)", 0x0A, 6, "SSC-4", Field("fixed", 1, 1), Field("transfer_length", 2, 24),
+    data_out=True,
 )
 WRITE_FILEMARKS_6 = cdb_layout(
     "WRITE FILEMARKS (6)", 0x10, 6, "SSC-4",
@@ -68,6 +69,7 @@ FORMAT_MEDIUM = cdb_layout(
     "FORMAT MEDIUM", 0x04, 6, "SSC-4",
     Field("verify", 1, 1, lsb=1), Field("immed", 1, 1), Field("format", 2, 4),
     Field("transfer_length", 3, 16),
+    data_out=True,
 )
 REPORT_DENSITY_SUPPORT = cdb_layout(
     "REPORT DENSITY SUPPORT", 0x44, 10, "SSC-4",
@@ -87,6 +89,7 @@ LOG_SELECT = cdb_layout(
     "LOG SELECT", 0x4C, 10, "SPC-4 6.7",
     Field("pcr", 1, 1, lsb=1), Field("sp", 1, 1), Field("pc", 2, 2, lsb=6),
     Field("page_code", 2, 6), Field("subpage_code", 3, 8), Field("parameter_list_length", 7, 16),
+    data_out=True,
 )
 LOG_SENSE = cdb_layout(
     "LOG SENSE", 0x4D, 10, "SPC-4 6.8",

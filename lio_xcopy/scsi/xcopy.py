@@ -58,6 +58,7 @@ EXTENDED_COPY_LID1 = cdb_layout(
     "EXTENDED COPY (LID1)", 0x83, 16, "SPC-4 6.5",
     Field("parameter_list_length", 10, 32),
     service_action=0x00,
+    data_out=True,
 )
 RECEIVE_COPY_RESULTS_COPY_STATUS = cdb_layout(
     "RECEIVE COPY RESULTS (COPY STATUS)", 0x84, 16, "SPC-4 6.18.3 (r31)",

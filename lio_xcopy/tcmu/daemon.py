@@ -19,7 +19,7 @@ import socket
 import struct
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from lio_xcopy.copy.manager import CopyManager
@@ -41,7 +41,7 @@ WAKE = struct.pack("<I", 0)
 Opener = Callable[[str, str, str | None], ScsiDevice]
 
 
-Outcome = tuple[int, bytes, int | None]  # SCSI status, sense bytes, read_len or None
+Outcome = tuple[int, bytes, int]  # SCSI status, sense bytes, Data-In bytes produced
 #: enum tcmu_tmr_type (include/uapi/linux/target_core_user.h)
 TMR_NAMES = {1: "ABORT TASK", 2: "ABORT TASK SET", 3: "CLEAR ACA", 4: "CLEAR TASK SET",
              5: "LOGICAL UNIT RESET", 6: "TARGET WARM RESET", 7: "TARGET COLD RESET",
@@ -54,6 +54,28 @@ def execute(device: ScsiDevice, cmd: RingCommand) -> Outcome | Future:
     return _outcome(lambda: device.handle(Command(cmd.cdb, cmd.data)), device, cmd)
 
 
+def shape_answer(device: ScsiDevice, cmd: RingCommand, outcome: Outcome,
+                 read_len_honoured: bool = True) -> int | None:
+    """The ``read_len`` to report for ``cmd`` (None: the whole buffer or none), after
+    zeroing every byte of its buffer that the kernel would copy to the initiator but
+    the device did not produce.
+
+    ``tcmu_handle_completion`` (target_core_user.c) copies a Data-In buffer back from
+    the data area, whose blocks held earlier commands' data: only ``read_len`` bytes
+    when READ_LEN is set and nonzero (the transport then reports the residual), else
+    the whole buffer after GOOD and nothing after CHECK CONDITION. A command that
+    produced no bytes (INQUIRY with ALLOCATION LENGTH 0, READ of 0 blocks, TEST UNIT
+    READY with a buffer) cannot say so: its buffer is zeroed. Data-Out buffers never
+    go back."""
+    status, _, produced = outcome
+    length = cmd.data.length
+    if produced < length and (status == GOOD or produced) and (
+        produced == 0 or not read_len_honoured
+    ) and not device.carries_data_out(cmd.cdb):
+        cmd.data.zero(produced)
+    return produced if 0 < produced < length else None
+
+
 def _outcome(call: Callable[[], int | Future], device: ScsiDevice,
              cmd: RingCommand) -> Outcome | Future:
     """The one place a SCSI error becomes CHECK CONDITION; any other failure is logged
@@ -61,20 +83,24 @@ def _outcome(call: Callable[[], int | Future], device: ScsiDevice,
     try:
         n = call()
     except CheckCondition as e:
-        # target_core_user.c honours READ_LEN only when nonzero: a read that moved
-        # nothing (a filemark) shows the initiator no residual; INFORMATION has it.
-        return CHECK_CONDITION, e.sense.fixed(), e.transferred or None
+        return CHECK_CONDITION, e.sense.fixed(), min(e.transferred or 0, cmd.data.length)
     except Exception:
         log.exception("cmd %#04x on %s failed unexpectedly", cmd.cdb[0],
                       getattr(getattr(device, "identity", None), "name", "?"))
-        return CHECK_CONDITION, HardwareError().sense.fixed(), None
+        return CHECK_CONDITION, HardwareError().sense.fixed(), 0
     if isinstance(n, Future):
         return n
-    return GOOD, b"", n if 0 < n < cmd.data.length else None
+    return GOOD, b"", min(n, cmd.data.length)
 
 
 class TcmuDevice:
-    """A device's uio fd, its mapped ring and the SCSI device answering it."""
+    """A device's uio fd, its mapped ring and the SCSI device answering it.
+
+    Commands are answered on the daemon's loop, except those that may take long
+    (:meth:`ScsiDevice.runs_long`): they run on this LUN's own worker thread, so a
+    SPACE over millions of filemarks holds up no other LUN. While the worker has
+    commands, every later command of this LUN queues behind them: a LUN's commands
+    run in the order the kernel queued them."""
 
     def __init__(self, name: str, fd: int, ring: CommandRing, device: ScsiDevice,
                  closer: Callable[[], None] = lambda: None):
@@ -85,7 +111,10 @@ class TcmuDevice:
         self._closer = closer
         self.deferred: dict[int, RingCommand] = {}  # cmd_id -> command still running
         self._futures: dict[int, Future] = {}  # cmd_id -> its worker's completion
-        self._finished: queue.SimpleQueue[tuple[RingCommand, Future]] = queue.SimpleQueue()
+        self._finished: queue.SimpleQueue[tuple[RingCommand, Future, bool]] = (
+            queue.SimpleQueue())
+        self._worker: ThreadPoolExecutor | None = None  # this LUN's long commands
+        self._on_worker = 0  # commands handed to the worker and not yet answered
         self.notify: Callable[[], None] = lambda: None  # set by the daemon: wake the loop
 
     @classmethod
@@ -150,13 +179,14 @@ class TcmuDevice:
             if isinstance(entry, RingTmr):
                 self.task_management(entry)
                 continue
+            if self._on_worker or self.device.runs_long(Command(entry.cdb, entry.data)):
+                self._to_worker(entry)
+                continue
             outcome = execute(self.device, entry)
             if isinstance(outcome, Future):
-                self.deferred[entry.cmd_id] = entry
-                self._futures[entry.cmd_id] = outcome
-                outcome.add_done_callback(functools.partial(self._finished_elsewhere, entry))
+                self._defer(entry, outcome, on_worker=False)
                 continue
-            self.ring.complete(entry.cmd_id, *outcome)
+            self._respond(entry, outcome)
             done += 1
         if done or self.ring.tail != self.ring.head:
             os.write(self.fd, WAKE)
@@ -174,30 +204,51 @@ class TcmuDevice:
             if fut is not None and manager is not None:
                 manager.abort(fut)
 
-    def _finished_elsewhere(self, entry: RingCommand, fut: Future) -> None:
+    def _to_worker(self, entry: RingCommand) -> None:
+        if self._worker is None:
+            self._worker = ThreadPoolExecutor(1, thread_name_prefix=f"lun-{self.name}")
+        self._on_worker += 1
+        fut = self._worker.submit(self.device.handle, Command(entry.cdb, entry.data))
+        self._defer(entry, fut, on_worker=True)
+
+    def _defer(self, entry: RingCommand, fut: Future, *, on_worker: bool) -> None:
+        self.deferred[entry.cmd_id] = entry
+        self._futures[entry.cmd_id] = fut
+        fut.add_done_callback(functools.partial(self._finished_elsewhere, entry, on_worker))
+
+    def _finished_elsewhere(self, entry: RingCommand, on_worker: bool, fut: Future) -> None:
         """Runs on the worker's thread: hand the result to the loop's thread."""
-        self._finished.put((entry, fut))
+        self._finished.put((entry, fut, on_worker))
         self.notify()
+
+    def _respond(self, entry: RingCommand, outcome: Outcome) -> None:
+        read_len = shape_answer(self.device, entry, outcome, self.ring.read_len_honoured)
+        self.ring.complete(entry.cmd_id, outcome[0], outcome[1], read_len)
 
     def complete_finished(self) -> int:
         """On the loop's thread: complete every long command whose worker is done."""
         done = 0
         while True:
             try:
-                entry, fut = self._finished.get_nowait()
+                entry, fut, on_worker = self._finished.get_nowait()
             except queue.Empty:
                 break
+            self._on_worker -= on_worker
             outcome = _outcome(fut.result, self.device, entry)
-            assert not isinstance(outcome, Future)
+            if isinstance(outcome, Future):  # an EXTENDED COPY the worker started
+                self._defer(entry, outcome, on_worker=False)
+                continue
             self.deferred.pop(entry.cmd_id, None)
             self._futures.pop(entry.cmd_id, None)
-            self.ring.complete(entry.cmd_id, *outcome)
+            self._respond(entry, outcome)
             done += 1
         if done:
             os.write(self.fd, WAKE)
         return done
 
     def close(self) -> None:
+        if self._worker is not None:  # the command it runs ends first; queued ones never run
+            self._worker.shutdown(wait=True, cancel_futures=True)
         try:
             self.device.flush()
         except LioXcopyError as e:

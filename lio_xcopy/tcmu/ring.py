@@ -95,6 +95,12 @@ class CommandRing:
         self._cursor = self.tail  # next entry we have not read yet
         self.outstanding = 0  # commands read and not yet completed
 
+    @property
+    def read_len_honoured(self) -> bool:
+        """The kernel copies back only ``read_len`` bytes of a Data-In buffer when told
+        (TCMU_MAILBOX_FLAG_CAP_READ_LEN), and only when it is nonzero."""
+        return bool(self.flags & FLAG_CAP_READ_LEN)
+
     def resync(self) -> None:
         """Start over at ``cmd_tail`` with nothing outstanding (after a ring reset)."""
         self._cursor = self.tail

@@ -19,6 +19,15 @@ PAGE = 4096
 SAM_STAT_BUSY = 0x08
 
 
+def kernel_gathers(status: int, read_len: int | None, data_in_len: int) -> int:
+    """How many bytes of a Data-In buffer ``tcmu_handle_completion`` copies back to
+    the initiator: ``read_len`` when the response set it (nonzero), else the whole
+    buffer after GOOD and nothing after CHECK CONDITION."""
+    if read_len is not None:
+        return min(read_len, data_in_len)
+    return data_in_len if status == 0 else 0
+
+
 @dataclass(slots=True)
 class SimCompletion:
     cmd_id: int
@@ -45,6 +54,7 @@ class SimulatedKernel:
         self.data_off = cmdr_size
         self.size = cmdr_size + data_pages * PAGE
         self.mm = mmap.mmap(-1, self.size)
+        self.flags = flags
         self.view = memoryview(self.mm)
         struct.pack_into("<HHII", self.mm, 0, r.MAILBOX_VERSION, flags, self.cmdr_off,
                          self.cmdr_size)
@@ -108,8 +118,9 @@ class SimulatedKernel:
                 iovs.append((off, n))
             left -= n
         pos_data = 0
-        for off, n in iovs:
-            self.mm[off : off + n] = data_out[pos_data : pos_data + n] if data_out else bytes(n)
+        for off, n in iovs:  # a Data-In buffer keeps what earlier commands left there
+            if data_out:
+                self.mm[off : off + n] = data_out[pos_data : pos_data + n]
             pos_data += n
         base_size = max(r.IOV_OFF + r.IOV.size * len(iovs), r.ENTRY_SIZE)
         size = base_size + (len(cdb) + 7) // 8 * 8
@@ -164,12 +175,11 @@ class SimulatedKernel:
                 cmd = self.inflight.pop(cmd_id)  # KeyError = "ring is broken"
                 status = self.mm[base + r.RSP_STATUS_OFF]
                 read_len = struct.unpack_from("<I", self.mm, base + r.RSP_READ_LEN_OFF)[0]
-                read_len = read_len if uflags & r.UFLAG_READ_LEN and read_len else None
+                honoured = self.flags & r.FLAG_CAP_READ_LEN and uflags & r.UFLAG_READ_LEN
+                read_len = read_len if honoured and read_len else None
                 sense = bytes(self.mm[base + r.RSP_SENSE_OFF : base + r.RSP_SENSE_OFF + 96])
-                want = cmd.data_in_len if read_len is None else min(read_len, cmd.data_in_len)
+                want = kernel_gathers(status, read_len, cmd.data_in_len)
                 data = b"".join(bytes(self.mm[o : o + n]) for o, n in cmd.iovs)[:want]
-                if status != 0 and read_len is None:
-                    data = b""
                 self.free_pages.extend(cmd.pages)
                 done.append(SimCompletion(cmd_id, status, sense, data, read_len))
             self.last_cleaned = (self.last_cleaned + length) % self.cmdr_size

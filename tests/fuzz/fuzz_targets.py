@@ -51,13 +51,14 @@ from lio_xcopy.scsi import sbc, smc, spc, ssc, xcopy
 from lio_xcopy.scsi.errors import CheckCondition
 from lio_xcopy.scsi.sense import CHECK_CONDITION, GOOD
 from lio_xcopy.tcmu import ring as r
-from lio_xcopy.tcmu.daemon import TcmuDevice, _outcome, execute
+from lio_xcopy.tcmu.daemon import TcmuDevice, _outcome, execute, shape_answer
 from lio_xcopy.tcmu.ring import CommandRing, RingCommand, scsi_command_size
-from lio_xcopy.tcmu.sim import PAGE, SimulatedKernel
+from lio_xcopy.tcmu.sim import PAGE, SimulatedKernel, kernel_gathers
 
 MAX_COMMANDS = 12
 MAX_BUFFER = 1 << 20
 IOV_GUARD = b"\x5a" * 16
+STALE = b"stale data of an earlier READ "  # what a reused data area block holds
 DISK_GUARD = 0xA5
 TAPE_CAPACITY = 256 << 10
 CARTRIDGE_CAPACITY = 1 << 20
@@ -204,6 +205,9 @@ def run(lab: Lab, dev: ScsiDevice, cdb: bytes, size: int, data_out: bytes = b"",
         split: bool = False) -> Answer:
     """Run one command as the daemon does and check what every command must satisfy."""
     arena, guards, buf = scattered(size, data_out, split)
+    data_in = not dev.carries_data_out(cdb)  # as an honest initiator would send it
+    if data_in:  # what earlier commands left in the data area
+        buf.copy_in(STALE * (size // len(STALE) + 1))
     counts: list[int | Future] = []
     real = type(dev).handle
 
@@ -225,13 +229,19 @@ def run(lab: Lab, dev: ScsiDevice, cdb: bytes, size: int, data_out: bytes = b"",
     finally:
         del dev.handle
     lab.catch.check()
-    status, sense, read_len = outcome
+    status, sense, produced = outcome
     if status not in (GOOD, CHECK_CONDITION):
         raise Broken(f"status {status:#x}")
     if status == CHECK_CONDITION:
         check_sense(sense)
-    if read_len is not None and not 0 < read_len <= size:
-        raise Broken(f"read_len {read_len} for a {size}-byte buffer")
+    if not 0 <= produced <= size:
+        raise Broken(f"{produced} bytes produced for a {size}-byte buffer")
+    read_len = shape_answer(dev, cmd, outcome)
+    if data_in:  # no byte the device did not produce reaches the initiator
+        sent = buf.tobytes(kernel_gathers(status, read_len, size))
+        if any(sent[produced:]):
+            raise Broken(f"{len(sent) - produced} bytes past the {produced} produced "
+                         f"reach the initiator: {sent[produced:produced + 16].hex()}")
     count = counts[0] if counts and isinstance(counts[0], int) else None
     if count is not None:
         if not 0 <= count <= size:

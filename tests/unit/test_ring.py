@@ -276,3 +276,97 @@ def test_taking_over_an_idle_ring_resets_nothing(kernel, dev):
     dev.service()
     kernel.reap()
     assert dev.take_over(lambda: pytest.fail("an idle ring needs no reset")) == 0
+
+
+HOLD = cdb_layout("HOLD", 0xC4, 6, "test")
+
+
+class Holding(Toy):
+    """HOLD blocks until released, as a SPACE over millions of filemarks would; ECHO
+    records the order in which commands ran."""
+
+    LONG_OPCODES = frozenset({HOLD.OPCODE})
+
+    def __init__(self):
+        super().__init__()
+        import threading
+
+        self.release = threading.Event()
+        self.ran: list[str] = []
+
+    @command(HOLD)
+    def hold(self, cmd: Command, cdb) -> int:
+        assert self.release.wait(5)
+        self.ran.append("hold")
+        return 0
+
+    @command(ECHO)
+    def echo(self, cmd: Command, cdb) -> int:
+        self.ran.append(f"echo{cdb.length}")
+        return super().echo(cmd, cdb)
+
+
+def _settle(dev: TcmuDevice, want: int) -> int:
+    import time
+
+    done, deadline = 0, time.monotonic() + 5
+    while done < want and time.monotonic() < deadline:
+        time.sleep(0.001)
+        done += dev.complete_finished()
+    return done
+
+
+def test_a_long_command_holds_up_no_other_lun(kernel):
+    other = SimulatedKernel(cmdr_size=4096, data_pages=8)
+    slow = TcmuDevice("slow", kernel.uio_fd, CommandRing(kernel.view), Holding())
+    quick = TcmuDevice("quick", other.uio_fd, CommandRing(other.view), Toy())
+    try:
+        held = kernel.submit(HOLD().encode())
+        assert slow.service() == 0 and set(slow.deferred) == {held}  # on the LUN's worker
+        other.submit(ECHO(length=4).encode(), data_in_len=4)
+        assert quick.service() == 1  # answered while HOLD still runs
+        assert other.reap()[0].data_in == bytes([0, 1, 2, 3])
+        slow.device.release.set()
+        assert _settle(slow, 1) == 1
+        (c,) = kernel.reap()
+        assert (c.cmd_id, c.status) == (held, GOOD)
+    finally:
+        slow.device.release.set()
+        slow.close()
+        other.close()
+
+
+def test_a_lun_runs_its_commands_in_order_behind_a_long_one(kernel):
+    dev = TcmuDevice("slow", kernel.uio_fd, CommandRing(kernel.view), Holding())
+    try:
+        kernel.submit(ECHO(length=1).encode(), data_in_len=1)
+        kernel.submit(HOLD().encode())
+        kernel.submit(ECHO(length=2).encode(), data_in_len=2)
+        kernel.submit(ECHO(length=3).encode(), data_in_len=3)
+        assert dev.service() == 1  # ECHO 1 inline; the rest queue behind HOLD
+        assert dev.device.ran == ["echo1"]
+        dev.device.release.set()
+        assert _settle(dev, 3) == 3
+        assert dev.device.ran == ["echo1", "hold", "echo2", "echo3"]
+        assert {c.status for c in kernel.reap()} == {GOOD}
+        kernel.submit(ECHO(length=4).encode(), data_in_len=4)
+        assert dev.service() == 1  # the worker is idle again: answered on the loop
+    finally:
+        dev.device.release.set()
+        dev.close()
+
+
+def test_a_large_transfer_runs_on_the_worker(kernel):
+    from lio_xcopy.devices.base import LONG_TRANSFER
+
+    big = SimulatedKernel(cmdr_size=4096, data_pages=LONG_TRANSFER // 4096)
+    dev = TcmuDevice("big", big.uio_fd, CommandRing(big.view), Toy())
+    try:
+        big.submit(ECHO(length=LONG_TRANSFER).encode(), data_in_len=LONG_TRANSFER)
+        assert dev.service() == 0 and len(dev.deferred) == 1
+        assert _settle(dev, 1) == 1
+        (c,) = big.reap()
+        assert c.status == GOOD and c.data_in[:3] == bytes([0, 1, 2])
+    finally:
+        dev.close()
+        big.close()

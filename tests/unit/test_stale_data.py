@@ -1,0 +1,137 @@
+"""No byte of an earlier command's data reaches an initiator: over the simulated kernel,
+whose data area keeps what earlier commands left in it, as the real one does."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from lio_xcopy.copy.manager import CopyManager
+from lio_xcopy.devices.backing import BackingStore
+from lio_xcopy.devices.base import LunIdentity
+from lio_xcopy.devices.disk import Disk
+from lio_xcopy.devices.tape import Tape
+from lio_xcopy.scsi import sbc, spc, ssc, xcopy
+from lio_xcopy.scsi.sense import CHECK_CONDITION, GOOD
+from lio_xcopy.tcmu.daemon import TcmuDevice
+from lio_xcopy.tcmu.ring import FLAG_CAP_READ_LEN, CommandRing
+from lio_xcopy.tcmu.sim import SimulatedKernel
+
+BS = 512
+BUFFER = 4096
+SECRET = b"another host's data " * 205  # what a READ leaves in the data area
+
+
+def _disk(tmp_path) -> Disk:
+    path = tmp_path / "d.img"
+    path.write_bytes(SECRET[: 64 * BS].ljust(64 * BS, b"#"))
+    return Disk(LunIdentity("d0", "6001405aaaaaaaaaaaaaaaaaaaaaaaa1"),
+                BackingStore(path), BS)
+
+
+@pytest.fixture(params=[0xF, 0xF & ~FLAG_CAP_READ_LEN], ids=["read_len", "no_read_len"])
+def lun(request, tmp_path):
+    """A disk over a ring with one data page: every command reuses the last one's."""
+    kernel = SimulatedKernel(cmdr_size=4096, data_pages=1, flags=request.param)
+    disk = _disk(tmp_path)
+    CopyManager().register(disk)
+    dev = TcmuDevice("d0", kernel.uio_fd, CommandRing(kernel.view), disk)
+    yield kernel, dev
+    dev.close()
+    kernel.close()
+
+
+def _run(kernel, dev, cdb: bytes, data_in_len: int = BUFFER):
+    kernel.submit(cdb, data_in_len=data_in_len, scatter=False)
+    dev.service()
+    deadline = time.monotonic() + 10
+    while dev.deferred and time.monotonic() < deadline:  # a command on the LUN's worker
+        time.sleep(0.001)
+        dev.complete_finished()
+    (c,) = kernel.reap()
+    return c
+
+
+def _read_secret(kernel, dev) -> None:
+    c = _run(kernel, dev, sbc.READ_10(lba=0, transfer_length=BUFFER // BS).encode())
+    assert c.status == GOOD and c.data_in == SECRET[:BUFFER]
+
+
+PROBES = {
+    "INQUIRY, allocation length 0": spc.INQUIRY(allocation_length=0).encode(),
+    "MODE SENSE (6), allocation length 0":
+        spc.MODE_SENSE_6(page_code=spc.ALL_PAGES, allocation_length=0).encode(),
+    "RECEIVE COPY RESULTS, allocation length 0":
+        xcopy.RECEIVE_COPY_RESULTS_OPERATING_PARAMETERS(allocation_length=0).encode(),
+    "REQUEST SENSE, allocation length 0": spc.REQUEST_SENSE(allocation_length=0).encode(),
+    "READ (10) of 0 blocks": sbc.READ_10(lba=0, transfer_length=0).encode(),
+    "TEST UNIT READY with a Data-In buffer": spc.TEST_UNIT_READY().encode(),
+}
+
+
+@pytest.mark.parametrize("cdb", PROBES.values(), ids=PROBES.keys())
+def test_a_command_that_produces_nothing_sends_no_stale_byte(lun, cdb):
+    kernel, dev = lun
+    _read_secret(kernel, dev)
+    c = _run(kernel, dev, cdb)
+    assert c.status == GOOD
+    # the kernel copies the whole buffer back when read_len is 0: it must be zeros
+    assert c.data_in == bytes(len(c.data_in)) and len(c.data_in) in (0, BUFFER)
+
+
+def test_a_short_answer_reports_its_length_and_sends_nothing_past_it(lun):
+    kernel, dev = lun
+    _read_secret(kernel, dev)
+    c = _run(kernel, dev, spc.INQUIRY(allocation_length=36).encode())
+    assert c.status == GOOD and c.data_in[:8] != bytes(8)
+    if kernel.view[2] & FLAG_CAP_READ_LEN:
+        assert c.read_len == 36 and len(c.data_in) == 36  # the transport reports 4060 resid
+    else:  # an old kernel copies it all: the rest is zeros
+        assert c.data_in[36:] == bytes(BUFFER - 36)
+
+
+def test_a_write_buffer_is_left_alone(lun, tmp_path):
+    """Data-Out never goes back to the initiator: no time is spent clearing it."""
+    kernel, dev = lun
+    data = b"w" * BUFFER
+    kernel.submit(sbc.WRITE_10(lba=8, transfer_length=BUFFER // BS).encode(), data_out=data,
+                  scatter=False)
+    dev.service()
+    (c,) = kernel.reap()
+    assert c.status == GOOD
+    off = kernel.data_off
+    assert bytes(kernel.view[off : off + BUFFER]) == data
+
+
+def test_check_condition_sends_nothing(lun):
+    kernel, dev = lun
+    _read_secret(kernel, dev)
+    c = _run(kernel, dev, sbc.READ_10(lba=1 << 20, transfer_length=8).encode())
+    assert c.status == CHECK_CONDITION and c.data_in == b""
+
+
+def test_a_short_tape_read_sends_only_the_record(tmp_path):
+    """READ (6) of a 100-byte record into 4096 bytes: CHECK CONDITION with ILI and the
+    record; the 3996 bytes after it are never the data area's earlier contents."""
+    kernel = SimulatedKernel(cmdr_size=4096, data_pages=1)
+    tape = Tape(LunIdentity("t0", "6001405bbbbbbbbbbbbbbbbbbbbbbbb1"), tmp_path / "t.aws",
+                1 << 20)
+    dev = TcmuDevice("t0", kernel.uio_fd, CommandRing(kernel.view), tape)
+    try:
+        c = _run(kernel, dev, spc.TEST_UNIT_READY().encode(), 0)  # the power-on UA
+        kernel.submit(ssc.WRITE_6(transfer_length=100).encode(), data_out=b"r" * 100,
+                      scatter=False)
+        dev.service()
+        assert kernel.reap()[0].status == GOOD
+        kernel.submit(ssc.WRITE_6(transfer_length=BUFFER).encode(), data_out=SECRET[:BUFFER],
+                      scatter=False)  # leaves SECRET in the page
+        dev.service()
+        assert kernel.reap()[0].status == GOOD
+        c = _run(kernel, dev, bytes([0x01, 0, 0, 0, 0, 0]), 0)  # REWIND
+        assert c.status == GOOD
+        c = _run(kernel, dev, ssc.READ_6(transfer_length=BUFFER).encode())
+        assert c.status == CHECK_CONDITION and c.data_in == b"r" * 100
+    finally:
+        dev.close()
+        kernel.close()
