@@ -170,3 +170,51 @@ def extra_lun(lab, lun, timeout: float = 90.0):
     dev = provision.find_kernel_device(lun, timeout=timeout)
     clear_unit_attention(lab.disk_sg, lab.tape_sg, str(dev.sg))
     return dev
+
+
+#: Commands that produce no Data-In however large the initiator's buffer (SPC-4: an
+#: ALLOCATION LENGTH of 0 is not an error; SBC-4: a TRANSFER LENGTH of 0 moves nothing).
+def _stale_probes() -> dict[str, bytes]:
+    from lio_xcopy.scsi import sbc, spc, xcopy
+
+    return {
+        "INQUIRY, allocation length 0": spc.INQUIRY(allocation_length=0).encode(),
+        "MODE SENSE (6), allocation length 0":
+            spc.MODE_SENSE_6(page_code=spc.ALL_PAGES, allocation_length=0).encode(),
+        "RECEIVE COPY RESULTS, allocation length 0":
+            xcopy.RECEIVE_COPY_RESULTS_OPERATING_PARAMETERS(allocation_length=0).encode(),
+        "REQUEST SENSE, allocation length 0": spc.REQUEST_SENSE(allocation_length=0).encode(),
+        "READ (10) of 0 blocks": sbc.READ_10(lba=0, transfer_length=0).encode(),
+        "TEST UNIT READY with a Data-In buffer": spc.TEST_UNIT_READY().encode(),
+    }
+
+
+def check_no_stale_data(sg: str, lba: int, block_size: int = 512,
+                        buffer: int = 4096) -> dict[str, int]:
+    """Through ``sg``: write a marker at ``lba`` and READ it back (the target's data area
+    then holds it), then send each probe with a ``buffer``-byte Data-In buffer. Each
+    answers GOOD and hands the initiator no byte of the marker; INQUIRY with ALLOCATION
+    LENGTH 36 reports the rest of the buffer as residual. Returns each probe's resid."""
+    from lio_xcopy.initiator import sgio
+    from lio_xcopy.scsi import sbc, spc
+
+    marker = (b"another initiator's data " * (buffer // 25 + 1))[:buffer]
+    blocks = buffer // block_size
+    resids: dict[str, int] = {}
+    with sgio.ScsiDevice(sg) as dev:
+        dev.execute(sbc.WRITE_10(lba=lba, transfer_length=blocks).encode(), data_out=marker)
+        for name, cdb in _stale_probes().items():
+            got = dev.execute(sbc.READ_10(lba=lba, transfer_length=blocks).encode(),
+                              data_in=buffer)
+            assert got.data == marker
+            res = dev.execute(cdb, data_in=buffer, check=False)
+            assert res.status == 0, f"{name}: {res.explain()}"
+            assert not any(res.data), f"{name}: {len(res.data)} bytes, not all zero: " \
+                f"{res.data[:48]!r}"
+            resids[name] = res.resid
+        dev.execute(sbc.READ_10(lba=lba, transfer_length=blocks).encode(), data_in=buffer)
+        inq = dev.execute(spc.INQUIRY(allocation_length=36).encode(), data_in=buffer)
+        assert len(inq.data) == 36 and inq.resid == buffer - 36, (len(inq.data), inq.resid)
+        assert marker[:16] not in inq.data
+        resids["INQUIRY, allocation length 36"] = inq.resid
+    return resids

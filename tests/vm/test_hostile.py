@@ -78,6 +78,15 @@ KERNEL_TROUBLE = re.compile(r"ring broken|tcmu|cmd_id|\bBad |WARNING|BUG|Call Tr
 DATA_OUT = frozenset({0x0A, 0x2A, 0x8A, 0xAA, 0x2E, 0x8E, 0xAE, 0x15, 0x55, 0x4C, 0x83,
                       0x1D, 0x3B, 0x41, 0x93, 0x42, 0x89})
 _KERNEL_CDB_SIZE = (6, 10, 10, 12, 16, 12, 10, 10)  # Linux scsi_command_size, by group
+#: Commands that return medium data: READ (6/10/12/16), READ REVERSE, RECOVER BUFFERED
+#: DATA, READ BUFFER. No other command's Data-In may hold a byte of the media.
+MEDIUM_READS = frozenset({0x08, 0x28, 0xA8, 0x88, 0x0F, 0x14, 0x3C})
+CHUNK = 32
+
+
+def chunks(data: bytes) -> set[bytes]:
+    """The ``CHUNK``-byte pieces of ``data`` at ``CHUNK``-aligned offsets."""
+    return {data[i : i + CHUNK] for i in range(0, len(data) - CHUNK + 1, CHUNK)}
 
 
 def _sha(path: Path) -> str:
@@ -97,6 +106,7 @@ class Storm:
         self.statuses: collections.Counter[tuple[str, str]] = collections.Counter()
         self.sense_keys: collections.Counter[str] = collections.Counter()
         self.problems: list[str] = []
+        self.media: set[bytes] = set()  # chunks of the checked media (see :func:`chunks`)
 
     def send(self, name: str, dev: sgio.ScsiDevice, cdb: bytes, data_in: int = 0,
              data_out: bytes | None = None) -> sgio.Result | None:
@@ -118,6 +128,12 @@ class Storm:
                                      f"{sb.hex(' ')}")
             else:
                 self.sense_keys[res.sense.key.name] += 1
+        if res.data and cdb[0] not in MEDIUM_READS:  # a data area block an earlier READ left
+            leaked = [i for i in range(0, len(res.data) - CHUNK + 1, CHUNK)
+                      if res.data[i : i + CHUNK] in self.media]
+            if leaked:
+                self.problems.append(f"{name}: {cdb.hex(' ')}: medium data at byte "
+                                     f"{leaked[0]} of its {len(res.data)}-byte Data-In")
         return res
 
     # --- what to send -----------------------------------------------------------------
@@ -303,6 +319,11 @@ def test_hostile_initiator(lab, hostile):
             ("hstape", Tape.layouts(), {"checked": False, "lists": lists}),
             ("hchanger", MediumChanger.layouts(), {"checked": False, "rcr": False})]
     storms = {name: Storm(f"{seed}-{name}") for name, _, _ in plan}
+    media = chunks((work / "hcheck.img").read_bytes())
+    for rec in records:
+        media |= chunks(rec)
+    for one in storms.values():
+        one.media = media
     t0 = time.monotonic()
     opened = {n: sgio.ScsiDevice(str(d.sg)) for n, d in devs.items() if n != "hlibtape0"}
     try:

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import MiB, clear_unit_attention, run, sense_of
+from conftest import MiB, check_no_stale_data, clear_unit_attention, run, sense_of
 
 from lio_xcopy.control import iscsi
 
@@ -437,3 +437,11 @@ def test_copy_policy_with_two_initiators_that_see_different_luns(lab, net, iscsi
             with contextlib.suppress(Exception):
                 provision.delete(name)
         clear_unit_attention(lab.disk_sg, lab.tape_sg)
+
+
+def test_no_stale_data_over_iscsi(lab, attached):
+    """The same probes over the iSCSI session: the residual reaches the initiator in the
+    SCSI Response PDU, and no buffer holds the data area's earlier contents."""
+    last = int(run("blockdev", "--getsz", attached["disk"]).stdout) - 8
+    resids = check_no_stale_data(attached["disk_sg"], lba=last)
+    assert resids["INQUIRY, allocation length 36"] == 4096 - 36
