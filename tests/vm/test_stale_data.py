@@ -20,3 +20,30 @@ def test_no_stale_data_over_tcm_loop(lab):
     finally:
         provision.delete(lun.name)
         clear_unit_attention(lab.disk_sg, lab.tape_sg)
+
+
+def test_a_write_sent_with_a_data_in_buffer_gets_nothing_stale(lab):
+    """A hostile initiator sends WRITE (10) with a Data-In buffer: the kernel hands the
+    daemon a data area it did not fill. Whatever the answer, no byte of what an earlier
+    READ left there comes back."""
+    from lio_xcopy.initiator import sgio
+    from lio_xcopy.scsi import sbc
+
+    lun = provision.create_disk("vmstale2", lab.work / "stale2.img", 4 * MiB)
+    marker = (b"another initiator's data " * 200)[:4096]
+    try:
+        dev = extra_lun(lab, lun)
+        with sgio.ScsiDevice(str(dev.sg)) as d:
+            d.execute(sbc.WRITE_10(lba=64, transfer_length=8).encode(), data_out=marker)
+            assert d.execute(sbc.READ_10(lba=64, transfer_length=8).encode(),
+                             data_in=4096).data == marker
+            res = d.execute(sbc.WRITE_10(lba=8, transfer_length=8).encode(), data_in=4096,
+                            check=False)
+            print(f"\nWRITE (10) with a Data-In buffer: status {res.status:#x}, "
+                  f"{len(res.data)} bytes back, resid {res.resid}")
+            assert marker[:25] not in res.data and not any(res.data), res.data[:64]
+            got = d.execute(sbc.READ_10(lba=8, transfer_length=8).encode(), data_in=4096).data
+            assert marker[:25] not in got, "the stale data area was written to the LUN"
+    finally:
+        provision.delete(lun.name)
+        clear_unit_attention(lab.disk_sg, lab.tape_sg)
