@@ -5,6 +5,7 @@ whole buffer when read_len is 0)."""
 
 from __future__ import annotations
 
+import pytest
 from conftest import MiB, check_no_stale_data, clear_unit_attention, extra_lun
 
 from lio_xcopy.control import provision
@@ -22,6 +23,11 @@ def test_no_stale_data_over_tcm_loop(lab):
         clear_unit_attention(lab.disk_sg, lab.tape_sg)
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "the kernel passes a WRITE sent with a Data-In buffer to TCMU without its direction "
+    "(passthrough_parse_cdb checks none; the ring entry has no direction), so the daemon "
+    "writes the data area's earlier contents to the LUN and the kernel copies them back; "
+    "closing it needs KEEP_BUF scrubbing of every buffer or a kernel-side check"))
 def test_a_write_sent_with_a_data_in_buffer_gets_nothing_stale(lab):
     """A hostile initiator sends WRITE (10) with a Data-In buffer: the kernel hands the
     daemon a data area it did not fill. Whatever the answer, no byte of what an earlier
