@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import bisect
 import errno
 import os
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lio_xcopy.devices import awstape
 from lio_xcopy.devices.awstape import (
@@ -365,3 +368,92 @@ def test_file_start_and_end_of_data_offset(path):
         assert t.end_of_data_offset == 8 + 12 + 9
         t.rewind()
         assert t.end_of_data_offset == 29  # wherever the position is
+
+
+# --- the compact index -------------------------------------------------------------------------
+_ops = st.one_of(
+    st.tuples(st.just("append"), st.integers(-4, 4)),
+    st.tuples(st.just("extend"), st.integers(-40, 40), st.integers(-3, 3), st.integers(0, 30)),
+    st.tuples(st.just("cut"), st.integers(-2, 80)),
+    st.tuples(st.just("get"), st.integers(-90, 90)),
+)
+
+
+@given(st.lists(_ops, max_size=60))
+def test_progressions_behave_as_a_list(ops):
+    seq, ref = awstape._Progressions(), []
+    extends = 0
+    for op, *args in ops:
+        if op == "append":
+            v = (ref[-1] if ref else 0) + args[0] if args[0] % 3 else args[0] * 7
+            seq.append(v)
+            ref.append(v)
+        elif op == "extend":
+            first, step, count = args
+            seq.extend_progression(first, step, count)
+            ref.extend(first + k * step for k in range(count))
+            extends += 1
+        elif op == "cut":
+            del seq[args[0]:]
+            del ref[args[0]:]
+        else:
+            if -len(ref) <= args[0] < len(ref):
+                assert seq[args[0]] == ref[args[0]]
+            else:
+                with pytest.raises(IndexError):
+                    seq[args[0]]
+        assert len(seq) == len(ref)
+        assert list(seq) == ref
+        assert [seq[i] for i in range(len(ref))] == ref
+        # all runs but the last hold two values or more, except ones extend_progression began
+        assert len(seq._starts) <= len(ref) // 2 + 1 + extends
+
+
+@given(st.lists(st.one_of(
+    st.tuples(st.just("append"), st.integers(0, 3)),
+    st.tuples(st.just("extend"), st.integers(0, 3), st.integers(0, 3), st.integers(0, 20)),
+    st.tuples(st.just("cut"), st.integers(0, 60)),
+), max_size=40))
+def test_progressions_bisect_left_as_bisect_on_a_sorted_list(ops):
+    seq, ref = awstape._Progressions(), []
+    for op, *args in ops:
+        last = ref[-1] if ref else 0
+        if op == "append":
+            seq.append(last + args[0])
+            ref.append(last + args[0])
+        elif op == "extend":
+            gap, step, count = args
+            seq.extend_progression(last + gap, step, count)
+            ref.extend(last + gap + k * step for k in range(count))
+        else:
+            seq.truncate(args[0])
+            del ref[args[0]:]
+        for v in range(-1, (ref[-1] if ref else 0) + 3):
+            assert seq.bisect_left(v) == bisect.bisect_left(ref, v), (v, ref)
+
+
+@given(st.lists(st.one_of(
+    st.tuples(st.just("rec"), st.integers(0, 70000), st.integers(1, 3)),
+    st.tuples(st.just("fm"), st.integers(1, 12000)),
+    st.tuples(st.just("locate"), st.integers(0, 30000)),
+), max_size=8))
+@settings(max_examples=50)
+def test_the_scan_builds_the_index_the_writes_built(tmp_path_factory, ops):
+    path = tmp_path_factory.mktemp("scan") / "cart.aws"
+    with AwsTape(path, 1 << 30) as t:
+        for op, *args in ops:
+            if op == "rec":
+                length, count = args
+                t.write_record(DataBuffer.allocate(length * count), 0, length, count)
+            elif op == "fm":
+                t.write_filemarks(args[0])
+            else:
+                t.locate(args[0])
+        written = [list(t._off), list(t._len), list(t._fms), t.end_of_data_offset]
+    with AwsTape(path, 1 << 30) as t:
+        assert [list(t._off), list(t._len), list(t._fms), t.end_of_data_offset] == written
+        fms = [n for n, length in enumerate(written[1]) if length < 0]
+        assert written[2] == fms
+        ends = [*written[0], written[3]][1:]
+        assert [b - a for a, b in zip(written[0], ends, strict=True)] == [
+            footprint(n) if n >= 0 else 6 for n in written[1]]
