@@ -23,10 +23,10 @@ import re
 import struct
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
-from lio_xcopy.devices.buffer import DataBuffer
+from lio_xcopy.devices.buffer import IOV_MAX, DataBuffer
 from lio_xcopy.errors import BackingStoreError, ConfigError, LioXcopyError
 
 HEADER = struct.Struct("<HHBB")
@@ -38,6 +38,7 @@ ENDREC = 0x20
 WHOLE = NEWREC | ENDREC
 EARLY_WARNING_MAX = 64 << 20
 _SCAN_WINDOW = 1 << 16
+_FILEMARK_HEADERS_PER_WRITE = (1 << 16) // HEADER_LEN
 _TAPEMARKS_AFTER_TAPEMARK = re.compile(b"(?:%s)+" % re.escape(HEADER.pack(0, 0, TAPEMARK, 0)))
 
 
@@ -220,6 +221,62 @@ class _Progressions:
         if step <= 0:
             return end
         return min(end, start - (first - value) // step)
+
+
+def _record_pieces(
+    carve: _Carver, lengths: list[int], before: int, count: int
+) -> Iterable[DataBuffer]:
+    """``count`` records of chunks ``lengths`` with their data from ``carve`` (the first
+    header's previous length ``before``), a vector write's worth at a time."""
+    per = max(1, IOV_MAX // (2 * len(lengths)))  # records per write
+    if count <= per:
+        return [DataBuffer(_record_views(carve, lengths, before, count))]
+    return _record_batches(carve, lengths, before, count, per)
+
+
+def _record_batches(
+    carve: _Carver, lengths: list[int], before: int, count: int, per: int
+) -> Iterator[DataBuffer]:
+    """:func:`_record_pieces` ``per`` records at a time."""
+    done, prev = 0, before
+    while done < count:
+        k = min(per, count - done)
+        yield DataBuffer(_record_views(carve, lengths, prev, k))
+        done += k
+        prev = lengths[-1]
+
+
+def _record_views(carve: _Carver, lengths: list[int], prev: int, count: int) -> list[memoryview]:
+    """Headers and data of ``count`` records (the first header's previous length ``prev``)."""
+    views: list[memoryview] = []
+    last = len(lengths) - 1
+    headers: list[memoryview] = []
+    for i in range(count):
+        if i < 2:  # the records after the first have the same headers
+            headers = []
+            for j, cur in enumerate(lengths):
+                flags = (NEWREC if j == 0 else 0) | (ENDREC if j == last else 0)
+                headers.append(memoryview(HEADER.pack(cur, prev, flags, 0)))
+                prev = cur
+        for header, cur in zip(headers, lengths, strict=True):
+            views.append(header)
+            views.extend(carve.take(cur))
+    return views
+
+
+def _filemark_pieces(before: int, count: int) -> Iterator[DataBuffer]:
+    """The headers of ``count`` tapemarks (the first's previous length ``before``),
+    at most 64 KiB a write, all from one buffer."""
+    per = _FILEMARK_HEADERS_PER_WRITE
+    head = memoryview(HEADER.pack(0, before, TAPEMARK, 0))
+    rest = memoryview(HEADER.pack(0, 0, TAPEMARK, 0) * min(count - 1, per))
+    first = min(count - 1, per - 1)
+    yield DataBuffer([head, rest[: HEADER_LEN * first]] if first else [head])
+    left = count - 1 - first
+    while left > 0:
+        k = min(left, per)
+        yield DataBuffer([rest[: HEADER_LEN * k]])
+        left -= k
 
 
 def footprint(length: int) -> int:
@@ -534,19 +591,12 @@ class AwsTape:
         size = each * count
         if off + size > self.capacity:
             raise MediumFull(f"{size} bytes at {off} exceed the capacity {self.capacity}")
-        prev = before = self._prev_len(n)
-        views: list[memoryview] = []
+        before = self._prev_len(n)
         lengths = [MAX_CHUNK] * (length // MAX_CHUNK)
         if length % MAX_CHUNK or not length:
             lengths.append(length % MAX_CHUNK)
         carve = _Carver(buf.slices(start, length * count))
-        for _ in range(count):
-            for j, cur in enumerate(lengths):
-                flags = (NEWREC if j == 0 else 0) | (ENDREC if j == len(lengths) - 1 else 0)
-                views.append(memoryview(HEADER.pack(cur, prev, flags, 0)))
-                views.extend(carve.take(cur))
-                prev = cur
-        self._put(n, off, DataBuffer(views), size, before)
+        self._put(n, off, _record_pieces(carve, lengths, before, count), size, before)
         self._off.extend_progression(off, each, count)
         self._len.extend_progression(length, 0, count)
         self._eod_prev = lengths[-1]
@@ -561,28 +611,35 @@ class AwsTape:
         if off + HEADER_LEN * count > self.capacity:
             raise MediumFull(f"{count} filemarks at {off} exceed the capacity {self.capacity}")
         before = self._prev_len(n)
-        data = HEADER.pack(0, before, TAPEMARK, 0) + HEADER.pack(0, 0, TAPEMARK, 0) * (count - 1)
-        self._put(n, off, DataBuffer.of(data), len(data), before)
+        self._put(n, off, _filemark_pieces(before, count), HEADER_LEN * count, before)
         self._fms.extend_progression(n, 1, count)
         self._off.extend_progression(off, HEADER_LEN, count)
         self._len.extend_progression(-1, 0, count)
         self._eod_prev = 0
         self._pos = n + count
 
-    def _put(self, n: int, off: int, data: DataBuffer, size: int, before: int) -> None:
-        """Write ``data`` at object ``n`` (whose header would carry previous length
-        ``before``) and end the file and the index after it. A failed write ends the
-        tape at ``off``: what followed was lost to the write anyway."""
+    def _put(
+        self, n: int, off: int, pieces: Iterable[DataBuffer], size: int, before: int
+    ) -> None:
+        """Write the ``size`` bytes of ``pieces`` one after the other at object ``n``
+        (whose header would carry previous length ``before``) and end the file and the
+        index after them. A failed write ends the tape at ``off``: what followed was
+        lost to the write anyway."""
         self._cut(n)
         self._eod, self._eod_prev = off, before
         try:
-            done = data.write_to(self._fd, off)
+            done = 0
+            for data in pieces:
+                wrote = data.write_to(self._fd, off + done)
+                done += wrote
+                if wrote != len(data):
+                    break
             if done != size:
                 raise OSError(errno.EIO, f"short write: {done} of {size} bytes")
             if self._size > off + size:
                 os.ftruncate(self._fd, off + size)
             self._size = off + size
-        except OSError:
+        except BaseException:
             self._size = 1 << 62  # unknown: the next write truncates
             with contextlib.suppress(OSError):
                 os.ftruncate(self._fd, off)
