@@ -6,9 +6,11 @@ the first, ENDREC on the last), a tapemark is a lone header with flags1 = TAPEMA
 end of data is end of file. See docs/tape-format.md.
 
 Positions count SSC logical objects (records and filemarks) from BOT. One scan of the
-headers at open builds the index (object offsets, data lengths, filemark numbers);
-writes keep it current. Payloads move between the file and a :class:`DataBuffer` with
-``preadv``/``pwritev``, chunk headers read into or written from small side buffers.
+headers at open builds the index (object offsets, data lengths, filemark numbers,
+each kept as runs of arithmetic progressions, so runs of filemarks or of equal records
+take constant memory); writes keep it current. Payloads move between the file and a
+:class:`DataBuffer` with ``preadv``/``pwritev``, chunk headers read into or written from
+small side buffers.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ import contextlib
 import enum
 import errno
 import os
+import re
 import struct
 from array import array
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
-from lio_xcopy.devices.buffer import DataBuffer
+from lio_xcopy.devices.buffer import IOV_MAX, DataBuffer
 from lio_xcopy.errors import BackingStoreError, ConfigError, LioXcopyError
 
 HEADER = struct.Struct("<HHBB")
@@ -34,6 +38,8 @@ ENDREC = 0x20
 WHOLE = NEWREC | ENDREC
 EARLY_WARNING_MAX = 64 << 20
 _SCAN_WINDOW = 1 << 16
+_FILEMARK_HEADERS_PER_WRITE = (1 << 16) // HEADER_LEN
+_TAPEMARKS_AFTER_TAPEMARK = re.compile(b"(?:%s)+" % re.escape(HEADER.pack(0, 0, TAPEMARK, 0)))
 
 
 class TapeFormatError(BackingStoreError):
@@ -94,6 +100,185 @@ class _Carver:
         return out
 
 
+class _Progressions:
+    """A sequence of ints kept as runs of arithmetic progressions: run ``r`` starts at
+    index ``starts[r]`` with value ``firsts[r]`` and goes up by ``steps[r]``; it ends
+    where the next run starts (the last one at the length). :meth:`append` grows the
+    last run while values continue it (two values always do), so evenly spaced values
+    cost O(1) memory and others at most one run per two values."""
+
+    __slots__ = ("_base", "_expect", "_firsts", "_hi", "_lo", "_mul", "_n", "_single",
+                 "_starts", "_step", "_steps")
+
+    def __init__(self) -> None:
+        self._starts = array("q")
+        self._firsts = array("q")
+        self._steps = array("q")
+        self._n = 0
+        self._settle()
+
+    def _settle(self) -> None:
+        """Recompute what :meth:`append` knows of the last run; forget the last lookup."""
+        self._single = False  # the last run holds one value (any next value continues it)
+        self._expect: int | None = None  # the value continuing a longer last run
+        self._step = 0
+        if self._starts:
+            count = self._n - self._starts[-1]
+            self._step = self._steps[-1]
+            if count == 1:
+                self._single = True
+            else:
+                self._expect = self._firsts[-1] + count * self._step
+        # the run the last lookup fell in: indexes lo..hi-1 hold base + index * mul
+        self._lo = self._hi = self._base = self._mul = 0
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i: int) -> int:
+        if self._lo <= i < self._hi:
+            return self._base + i * self._mul
+        if i < 0:
+            i += self._n
+        if not 0 <= i < self._n:
+            raise IndexError("index out of range")
+        starts = self._starts
+        r = bisect_right(starts, i) - 1
+        self._lo, step = starts[r], self._steps[r]
+        self._hi = starts[r + 1] if r + 1 < len(starts) else self._n
+        self._base, self._mul = self._firsts[r] - self._lo * step, step
+        return self._base + i * step
+
+    def __iter__(self) -> Iterator[int]:
+        starts, firsts, steps = self._starts, self._firsts, self._steps
+        for r in range(len(starts)):
+            end = starts[r + 1] if r + 1 < len(starts) else self._n
+            for k in range(end - starts[r]):
+                yield firsts[r] + k * steps[r]
+
+    def __delitem__(self, key: slice) -> None:
+        """Only ``del x[n:]``."""
+        if not isinstance(key, slice) or key.stop is not None or key.step is not None:
+            raise TypeError("only del x[n:] is supported")
+        self.truncate(key.indices(self._n)[0])
+
+    def append(self, value: int) -> None:
+        if value == self._expect:
+            self._n += 1
+            self._expect = value + self._step
+        elif self._single:
+            step = self._step = self._steps[-1] = value - self._firsts[-1]
+            self._n += 1
+            self._expect, self._single = value + step, False
+            self._hi = 0  # the last lookup may have computed with the old step
+        else:
+            self._starts.append(self._n)
+            self._firsts.append(value)
+            self._steps.append(0)
+            self._n += 1
+            self._expect, self._single, self._step = None, True, 0
+
+    def extend_progression(self, first: int, step: int, count: int) -> None:
+        """Append ``first, first + step, ...`` (``count`` values) in O(1)."""
+        if count <= 0:
+            return
+        if count == 1:
+            self.append(first)
+            return
+        if first == self._expect and step == self._step:
+            self._n += count
+        elif self._single and first - self._firsts[-1] == step:
+            self._steps[-1] = step
+            self._n += count
+        else:
+            self._starts.append(self._n)
+            self._firsts.append(first)
+            self._steps.append(step)
+            self._n += count
+        self._settle()
+
+    def truncate(self, n: int) -> None:
+        """Keep the first ``n`` values."""
+        if n >= self._n:
+            return
+        n = max(n, 0)
+        r = bisect_left(self._starts, n)  # the first run starting at or after n
+        del self._starts[r:]
+        del self._firsts[r:]
+        del self._steps[r:]
+        self._n = n
+        self._settle()
+
+    def bisect_left(self, value: int) -> int:
+        """Where ``value`` would go to keep the sequence (non-decreasing) sorted,
+        before equal values."""
+        r = bisect_left(self._firsts, value)  # the first run whose first value >= value
+        if r == 0:
+            return 0
+        r -= 1  # its values start below value
+        start, first, step = self._starts[r], self._firsts[r], self._steps[r]
+        end = self._starts[r + 1] if r + 1 < len(self._starts) else self._n
+        if step <= 0:
+            return end
+        return min(end, start - (first - value) // step)
+
+
+def _record_pieces(
+    carve: _Carver, lengths: list[int], before: int, count: int
+) -> Iterable[DataBuffer]:
+    """``count`` records of chunks ``lengths`` with their data from ``carve`` (the first
+    header's previous length ``before``), a vector write's worth at a time."""
+    per = max(1, IOV_MAX // (2 * len(lengths)))  # records per write
+    if count <= per:
+        return [DataBuffer(_record_views(carve, lengths, before, count))]
+    return _record_batches(carve, lengths, before, count, per)
+
+
+def _record_batches(
+    carve: _Carver, lengths: list[int], before: int, count: int, per: int
+) -> Iterator[DataBuffer]:
+    """:func:`_record_pieces` ``per`` records at a time."""
+    done, prev = 0, before
+    while done < count:
+        k = min(per, count - done)
+        yield DataBuffer(_record_views(carve, lengths, prev, k))
+        done += k
+        prev = lengths[-1]
+
+
+def _record_views(carve: _Carver, lengths: list[int], prev: int, count: int) -> list[memoryview]:
+    """Headers and data of ``count`` records (the first header's previous length ``prev``)."""
+    views: list[memoryview] = []
+    last = len(lengths) - 1
+    headers: list[memoryview] = []
+    for i in range(count):
+        if i < 2:  # the records after the first have the same headers
+            headers = []
+            for j, cur in enumerate(lengths):
+                flags = (NEWREC if j == 0 else 0) | (ENDREC if j == last else 0)
+                headers.append(memoryview(HEADER.pack(cur, prev, flags, 0)))
+                prev = cur
+        for header, cur in zip(headers, lengths, strict=True):
+            views.append(header)
+            views.extend(carve.take(cur))
+    return views
+
+
+def _filemark_pieces(before: int, count: int) -> Iterator[DataBuffer]:
+    """The headers of ``count`` tapemarks (the first's previous length ``before``),
+    at most 64 KiB a write, all from one buffer."""
+    per = _FILEMARK_HEADERS_PER_WRITE
+    head = memoryview(HEADER.pack(0, before, TAPEMARK, 0))
+    rest = memoryview(HEADER.pack(0, 0, TAPEMARK, 0) * min(count - 1, per))
+    first = min(count - 1, per - 1)
+    yield DataBuffer([head, rest[: HEADER_LEN * first]] if first else [head])
+    left = count - 1 - first
+    while left > 0:
+        k = min(left, per)
+        yield DataBuffer([rest[: HEADER_LEN * k]])
+        left -= k
+
+
 def footprint(length: int) -> int:
     """File bytes one record of ``length`` data bytes takes."""
     return length + HEADER_LEN * max(1, -(-length // MAX_CHUNK))
@@ -130,9 +315,9 @@ class AwsTape:
         self.read_only = read_only
         flags = os.O_RDONLY if read_only else os.O_RDWR | (os.O_CREAT if create else 0)
         self._fd = os.open(self.path, flags | os.O_CLOEXEC, 0o600)
-        self._off = array("q")  # file offset of each object
-        self._len = array("q")  # data length of each record, -1 for a filemark
-        self._fms = array("q")  # object numbers of the filemarks
+        self._off = _Progressions()  # file offset of each object
+        self._len = _Progressions()  # data length of each record, -1 for a filemark
+        self._fms = _Progressions()  # object numbers of the filemarks
         self._eod = 0  # file offset of end of data
         self._eod_prev = 0  # length of the chunk before end of data
         self._pos = 0
@@ -189,9 +374,18 @@ class AwsTape:
             if f1 & TAPEMARK:
                 if f1 != TAPEMARK or cur or start >= 0:
                     return self._damaged(off, f"bad tapemark (flags {f1:#04x}, length {cur})")
-                self._fms.append(len(self._off))
+                n = len(self._off)
+                self._fms.append(n)
                 self._off.append(off)
                 self._len.append(-1)
+                # the tapemarks right after it in the window, in one step
+                more = _TAPEMARKS_AFTER_TAPEMARK.match(window, i + HEADER_LEN)
+                if more:
+                    k = (more.end() - more.start()) // HEADER_LEN
+                    self._fms.extend_progression(n + 1, 1, k)
+                    self._off.extend_progression(end, HEADER_LEN, k)
+                    self._len.extend_progression(-1, 0, k)
+                    end += HEADER_LEN * k
                 self._eod, self._eod_prev = end, cur
             else:
                 if f1 & NEWREC:
@@ -237,9 +431,11 @@ class AwsTape:
 
     def _cut(self, n: int) -> None:
         """Forget objects ``n`` and after (the caller fixes EOD)."""
+        if n >= len(self._off):
+            return
         del self._off[n:]
         del self._len[n:]
-        del self._fms[bisect_left(self._fms, n):]
+        del self._fms[self._fms.bisect_left(n):]
 
     def _prev_len(self, n: int) -> int:
         """The previous-length field a header written at object ``n`` must carry."""
@@ -264,7 +460,7 @@ class AwsTape:
     @property
     def file_number(self) -> int:
         """Filemarks between BOT and the position."""
-        return bisect_left(self._fms, self._pos)
+        return self._fms.bisect_left(self._pos)
 
     @property
     def block_in_file(self) -> int:
@@ -391,25 +587,18 @@ class AwsTape:
             return
         self._writable()
         n, off = self._pos, self.offset
-        size = footprint(length) * count
+        each = footprint(length)
+        size = each * count
         if off + size > self.capacity:
             raise MediumFull(f"{size} bytes at {off} exceed the capacity {self.capacity}")
-        prev = before = self._prev_len(n)
-        views: list[memoryview] = []
+        before = self._prev_len(n)
         lengths = [MAX_CHUNK] * (length // MAX_CHUNK)
         if length % MAX_CHUNK or not length:
             lengths.append(length % MAX_CHUNK)
         carve = _Carver(buf.slices(start, length * count))
-        for _ in range(count):
-            for j, cur in enumerate(lengths):
-                flags = (NEWREC if j == 0 else 0) | (ENDREC if j == len(lengths) - 1 else 0)
-                views.append(memoryview(HEADER.pack(cur, prev, flags, 0)))
-                views.extend(carve.take(cur))
-                prev = cur
-        self._put(n, off, DataBuffer(views), size, before)
-        for i in range(count):
-            self._off.append(off + i * footprint(length))
-            self._len.append(length)
+        self._put(n, off, _record_pieces(carve, lengths, before, count), size, before)
+        self._off.extend_progression(off, each, count)
+        self._len.extend_progression(length, 0, count)
         self._eod_prev = lengths[-1]
         self._pos = n + count
 
@@ -422,29 +611,35 @@ class AwsTape:
         if off + HEADER_LEN * count > self.capacity:
             raise MediumFull(f"{count} filemarks at {off} exceed the capacity {self.capacity}")
         before = self._prev_len(n)
-        data = HEADER.pack(0, before, TAPEMARK, 0) + HEADER.pack(0, 0, TAPEMARK, 0) * (count - 1)
-        self._put(n, off, DataBuffer.of(data), len(data), before)
-        for i in range(count):
-            self._fms.append(n + i)
-            self._off.append(off + HEADER_LEN * i)
-            self._len.append(-1)
+        self._put(n, off, _filemark_pieces(before, count), HEADER_LEN * count, before)
+        self._fms.extend_progression(n, 1, count)
+        self._off.extend_progression(off, HEADER_LEN, count)
+        self._len.extend_progression(-1, 0, count)
         self._eod_prev = 0
         self._pos = n + count
 
-    def _put(self, n: int, off: int, data: DataBuffer, size: int, before: int) -> None:
-        """Write ``data`` at object ``n`` (whose header would carry previous length
-        ``before``) and end the file and the index after it. A failed write ends the
-        tape at ``off``: what followed was lost to the write anyway."""
+    def _put(
+        self, n: int, off: int, pieces: Iterable[DataBuffer], size: int, before: int
+    ) -> None:
+        """Write the ``size`` bytes of ``pieces`` one after the other at object ``n``
+        (whose header would carry previous length ``before``) and end the file and the
+        index after them. A failed write ends the tape at ``off``: what followed was
+        lost to the write anyway."""
         self._cut(n)
         self._eod, self._eod_prev = off, before
         try:
-            done = data.write_to(self._fd, off)
+            done = 0
+            for data in pieces:
+                wrote = data.write_to(self._fd, off + done)
+                done += wrote
+                if wrote != len(data):
+                    break
             if done != size:
                 raise OSError(errno.EIO, f"short write: {done} of {size} bytes")
             if self._size > off + size:
                 os.ftruncate(self._fd, off + size)
             self._size = off + size
-        except OSError:
+        except BaseException:
             self._size = 1 << 62  # unknown: the next write truncates
             with contextlib.suppress(OSError):
                 os.ftruncate(self._fd, off)
@@ -491,7 +686,7 @@ class AwsTape:
         """Space over ``count`` records (backward when negative). A filemark stops it:
         forward the position ends after the filemark, backward before it."""
         n = self._pos
-        f = bisect_left(self._fms, n)
+        f = self._fms.bisect_left(n)
         if count >= 0:
             limit = self._fms[f] if f < len(self._fms) else len(self._off)
             if n + count <= limit:
@@ -511,7 +706,7 @@ class AwsTape:
     def space_filemarks(self, count: int) -> Spaced:
         """Space over ``count`` filemarks: forward ending after the last one, backward
         ending before it."""
-        f = bisect_left(self._fms, self._pos)
+        f = self._fms.bisect_left(self._pos)
         if count >= 0:
             if f + count <= len(self._fms):
                 if count:

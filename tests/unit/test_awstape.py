@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import bisect
 import errno
 import os
 import struct
+import tracemalloc
+from array import array
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lio_xcopy.devices import awstape
 from lio_xcopy.devices.awstape import (
@@ -365,3 +370,217 @@ def test_file_start_and_end_of_data_offset(path):
         assert t.end_of_data_offset == 8 + 12 + 9
         t.rewind()
         assert t.end_of_data_offset == 29  # wherever the position is
+
+
+# --- the compact index -------------------------------------------------------------------------
+_ops = st.one_of(
+    st.tuples(st.just("append"), st.integers(-4, 4)),
+    st.tuples(st.just("extend"), st.integers(-40, 40), st.integers(-3, 3), st.integers(0, 30)),
+    st.tuples(st.just("cut"), st.integers(-2, 80)),
+    st.tuples(st.just("get"), st.integers(-90, 90)),
+)
+
+
+@given(st.lists(_ops, max_size=60))
+def test_progressions_behave_as_a_list(ops):
+    seq, ref = awstape._Progressions(), []
+    extends = 0
+    for op, *args in ops:
+        if op == "append":
+            v = (ref[-1] if ref else 0) + args[0] if args[0] % 3 else args[0] * 7
+            seq.append(v)
+            ref.append(v)
+        elif op == "extend":
+            first, step, count = args
+            seq.extend_progression(first, step, count)
+            ref.extend(first + k * step for k in range(count))
+            extends += 1
+        elif op == "cut":
+            del seq[args[0]:]
+            del ref[args[0]:]
+        else:
+            if -len(ref) <= args[0] < len(ref):
+                assert seq[args[0]] == ref[args[0]]
+            else:
+                with pytest.raises(IndexError):
+                    seq[args[0]]
+        assert len(seq) == len(ref)
+        assert list(seq) == ref
+        assert [seq[i] for i in range(len(ref))] == ref
+        # all runs but the last hold two values or more, except ones extend_progression began
+        assert len(seq._starts) <= len(ref) // 2 + 1 + extends
+
+
+@given(st.lists(st.one_of(
+    st.tuples(st.just("append"), st.integers(0, 3)),
+    st.tuples(st.just("extend"), st.integers(0, 3), st.integers(0, 3), st.integers(0, 20)),
+    st.tuples(st.just("cut"), st.integers(0, 60)),
+), max_size=40))
+def test_progressions_bisect_left_as_bisect_on_a_sorted_list(ops):
+    seq, ref = awstape._Progressions(), []
+    for op, *args in ops:
+        last = ref[-1] if ref else 0
+        if op == "append":
+            seq.append(last + args[0])
+            ref.append(last + args[0])
+        elif op == "extend":
+            gap, step, count = args
+            seq.extend_progression(last + gap, step, count)
+            ref.extend(last + gap + k * step for k in range(count))
+        else:
+            seq.truncate(args[0])
+            del ref[args[0]:]
+        for v in range(-1, (ref[-1] if ref else 0) + 3):
+            assert seq.bisect_left(v) == bisect.bisect_left(ref, v), (v, ref)
+
+
+def index_bytes(t: AwsTape) -> int:
+    """The bytes the index's arrays hold."""
+    total = 0
+    for seq in (t._off, t._len, t._fms):
+        arrays = [seq] if isinstance(seq, array) else [seq._starts, seq._firsts, seq._steps]
+        total += sum(a.buffer_info()[1] * a.itemsize for a in arrays)
+    return total
+
+
+FMS, RECS = 2_000_000, 100_000
+
+
+def check_big_tape(t: AwsTape) -> None:
+    """The cartridge :func:`test_millions_of_filemarks_and_records_take_a_small_index`
+    writes: 3 records, FMS filemarks, RECS records of 512 bytes, a filemark, 1 record."""
+    assert t.objects == 3 + FMS + RECS + 2
+    t.rewind()
+    assert t.space_records(5) == Spaced(3, Stop.FILEMARK) and t.position == 4
+    assert (t.file_number, t.block_in_file) == (1, 0)
+    assert t.space_filemarks(FMS - 2) == Spaced(FMS - 2, None) and t.file_number == FMS - 1
+    assert t.position == 3 + FMS - 1 and t.offset == footprint(3) * 3 + 6 * (FMS - 1)
+    assert t.space_filemarks(1) == Spaced(1, None) and t.position == 3 + FMS
+    assert (t.file_number, t.block_in_file) == (FMS, 0)
+    assert t.space_records(RECS + 5) == Spaced(RECS, Stop.FILEMARK)
+    assert (t.file_number, t.block_in_file) == (FMS + 1, 0)
+    assert get(t) == (b"end", Kind.DATA) and t.at_eod
+    assert t.space_filemarks(-1) == Spaced(1, None) and t.position == 3 + FMS + RECS
+    assert t.space_records(-7) == Spaced(7, None) and t.block_in_file == RECS - 7
+    assert t.space_filemarks(-3) == Spaced(3, None) and t.position == 3 + FMS - 3
+    assert t.space_filemarks(-FMS) == Spaced(FMS - 3, Stop.BOP) and t.position == 0
+    assert t.locate(3 + FMS + 1234)
+    assert (t.file_number, t.block_in_file) == (FMS, 1234)
+    assert t.record_length(t.position) == 512 and t.record_length(3 + FMS - 1) == -1
+    assert get(t) == (bytes([1234 % 256]) * 512, Kind.DATA)
+    assert t.locate(2) and get(t) == (b"ccc", Kind.DATA) and get(t)[1] is Kind.FILEMARK
+    assert [t.file_start(n) for n in (1, FMS, FMS + 1, FMS + 2)] == [
+        4, 3 + FMS, 3 + FMS + RECS + 1, None]
+    assert t.end_of_data_offset == (footprint(3) * 3 + 6 * FMS + footprint(512) * RECS + 6
+                                    + footprint(3))
+
+
+def test_millions_of_filemarks_and_records_take_a_small_index(path):
+    data = DataBuffer.of(b"".join(bytes([i]) * 512 for i in range(256)) * (RECS // 256 + 1))
+    with AwsTape(path, 1 << 30) as t:
+        for d in (b"aaa", b"bbb", b"ccc"):
+            put(t, d)
+        tracemalloc.start()
+        try:
+            t.write_filemarks(FMS)
+            t.write_record(data, 0, 512, 10_000)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        t.write_record(data, 512 * 10_000, 512, RECS - 10_000)
+        t.write_filemarks(1)
+        put(t, b"end")
+        assert index_bytes(t) < 4096
+        assert peak < 1 << 20  # headers and views are built a bounded piece at a time
+        check_big_tape(t)
+    assert path.stat().st_size == t.end_of_data_offset
+    with AwsTape(path, 1 << 30) as t:  # the scan at open builds the same small index
+        assert index_bytes(t) < 4096
+        check_big_tape(t)
+        # writing inside the runs cuts them
+        t.locate(3 + FMS // 2)
+        put(t, b"mid")
+        assert t.objects == 3 + FMS // 2 + 1 and t.file_number == FMS // 2
+        assert t.space_filemarks(-1) == Spaced(1, None) and t.position == 3 + FMS // 2 - 1
+        assert path.stat().st_size == footprint(3) * 3 + 6 * (FMS // 2) + footprint(3)
+
+
+def test_a_filemark_write_failing_in_a_later_piece_ends_the_tape_where_it_began(
+    path, monkeypatch
+):
+    with AwsTape(path, 1 << 30) as t:
+        put(t, b"one")
+        put(t, b"two")
+        t.locate(1)
+        real, calls = os.pwritev, []
+
+        def third_fails(fd, views, offset):
+            calls.append(offset)
+            if len(calls) == 3:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real(fd, views, offset)
+
+        monkeypatch.setattr(os, "pwritev", third_fails)
+        with pytest.raises(OSError):
+            t.write_filemarks(100_000)
+        monkeypatch.undo()
+        assert len(calls) == 3 and calls[2] > calls[1] > calls[0] == footprint(3)
+        assert t.objects == 1 and t.at_eod and t.file_number == 0
+        assert path.stat().st_size == footprint(3)
+        t.write_filemarks(2)
+        put(t, b"2")
+    with AwsTape(path, 1 << 30) as t:
+        assert t.dump_records() == [b"one", None, None, b"2"]
+
+
+def test_a_record_write_failing_in_a_later_piece_ends_the_tape_where_it_began(
+    path, monkeypatch
+):
+    with AwsTape(path, 1 << 30) as t:
+        put(t, b"one")
+        real, calls = os.pwritev, []
+
+        def second_fails(fd, views, offset):
+            calls.append(offset)
+            if len(calls) == 2:
+                raise OSError(errno.EIO, "Input/output error")
+            return real(fd, views, offset)
+
+        monkeypatch.setattr(os, "pwritev", second_fails)
+        with pytest.raises(OSError) as e:
+            t.write_record(DataBuffer.allocate(10 * 2000), 0, 10, 2000)
+        monkeypatch.undo()
+        assert e.value.errno == errno.EIO and len(calls) == 2
+        assert t.objects == 1 and t.at_eod
+        assert path.stat().st_size == footprint(3)
+        t.write_record(DataBuffer.of(b"xy" * 3000), 0, 2, 3000)  # several pieces
+    with AwsTape(path, 1 << 30) as t:
+        assert t.dump_records() == [b"one"] + [b"xy"] * 3000
+        assert index_bytes(t) < 1024
+
+
+@given(st.lists(st.one_of(
+    st.tuples(st.just("rec"), st.integers(0, 70000), st.integers(1, 3)),
+    st.tuples(st.just("fm"), st.integers(1, 12000)),
+    st.tuples(st.just("locate"), st.integers(0, 30000)),
+), max_size=8))
+@settings(max_examples=50)
+def test_the_scan_builds_the_index_the_writes_built(tmp_path_factory, ops):
+    path = tmp_path_factory.mktemp("scan") / "cart.aws"
+    with AwsTape(path, 1 << 30) as t:
+        for op, *args in ops:
+            if op == "rec":
+                length, count = args
+                t.write_record(DataBuffer.allocate(length * count), 0, length, count)
+            elif op == "fm":
+                t.write_filemarks(args[0])
+            else:
+                t.locate(args[0])
+        written = [list(t._off), list(t._len), list(t._fms), t.end_of_data_offset]
+    with AwsTape(path, 1 << 30) as t:
+        assert [list(t._off), list(t._len), list(t._fms), t.end_of_data_offset] == written
+        fms = [n for n, length in enumerate(written[1]) if length < 0]
+        assert written[2] == fms
+        ends = [*written[0], written[3]][1:]
+        assert [b - a for a, b in zip(written[0], ends, strict=True)] == [
+            footprint(n) if n >= 0 else 6 for n in written[1]]
