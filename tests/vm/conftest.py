@@ -6,6 +6,7 @@ would run them; each test leaves the LUNs usable for the next.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -160,6 +161,33 @@ def clear_unit_attention(*sgs: str) -> None:
         for _ in range(3):
             if run("sg_turs", sg, check=False).returncode == 0:
                 break
+
+
+@contextlib.contextmanager
+def dm_disk(lab, name: str, data: bytes, table, *, modules: tuple[str, ...] = ("dm_mod",),
+            timeout: float = 90.0):
+    """A disk LUN ``name`` over a device-mapper device whose table ``table(loop)`` maps a
+    loop device holding ``data``: yields its kernel device; all of it is removed after."""
+    from lio_xcopy.control import provision
+
+    for module in modules:
+        run("modprobe", module)
+    run("modprobe", "loop", check=False)  # built in on some kernels
+    img = lab.work / f"{name}.img"
+    img.write_bytes(data)
+    loop = run("losetup", "-f", "--show", str(img)).stdout.strip()
+    dm = f"lioxcopy-{name}"
+    run("dmsetup", "create", dm, input=table(loop).encode())
+    try:
+        lun = provision.create_disk(name, f"/dev/mapper/{dm}", len(data))
+        try:
+            yield lun, extra_lun(lab, lun, timeout=timeout)
+        finally:
+            provision.delete(name)
+            clear_unit_attention(lab.disk_sg, lab.tape_sg)
+    finally:
+        run("dmsetup", "remove", dm, check=False)
+        run("losetup", "-d", loop, check=False)
 
 
 def extra_lun(lab, lun, timeout: float = 90.0):

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 
 import pytest
-from conftest import MiB, clear_unit_attention, extra_lun, run, sense_of
+from conftest import MiB, dm_disk, run, sense_of
 
 from lio_xcopy.control import provision
 from lio_xcopy.devices.awstape import AwsTape
@@ -23,7 +23,6 @@ SIZE = 16 * MiB
 BAD = 4 * MiB // BS  # sectors [BAD, BAD + BAD_LEN) fail with EIO
 BAD_LEN = MiB // BS
 WRITE_LBA = BAD + BAD_LEN // 2  # the write test's LBA: never read, so never cached
-DM = "lioxcopyfault"
 
 
 @dataclass
@@ -35,27 +34,16 @@ class Faulty:
 
 @pytest.fixture(scope="module")
 def faulty(lab):
-    run("modprobe", "dm_mod")
-    run("modprobe", "loop", check=False)  # built in on some kernels
-    img = lab.work / "faulty.img"
     data = os.urandom(SIZE)
-    img.write_bytes(data)
-    loop = run("losetup", "-f", "--show", str(img)).stdout.strip()
     sectors = SIZE // BS
-    table = (f"0 {BAD} linear {loop} 0\n{BAD} {BAD_LEN} error\n"
-             f"{BAD + BAD_LEN} {sectors - BAD - BAD_LEN} linear {loop} {BAD + BAD_LEN}\n")
-    run("dmsetup", "create", DM, input=table.encode())
-    try:
-        lun = provision.create_disk("vmfaulty", f"/dev/mapper/{DM}", SIZE)
-        try:
-            # the kernel's first probes retry the bad range: on a loaded guest that took > 90 s
-            yield Faulty(lun, extra_lun(lab, lun, timeout=300), data)
-        finally:
-            provision.delete("vmfaulty")
-            clear_unit_attention(lab.disk_sg, lab.tape_sg)
-    finally:
-        run("dmsetup", "remove", DM, check=False)
-        run("losetup", "-d", loop, check=False)
+
+    def table(loop: str) -> str:
+        return (f"0 {BAD} linear {loop} 0\n{BAD} {BAD_LEN} error\n"
+                f"{BAD + BAD_LEN} {sectors - BAD - BAD_LEN} linear {loop} {BAD + BAD_LEN}\n")
+
+    # the kernel's first probes retry the bad range: on a loaded guest that took > 90 s
+    with dm_disk(lab, "vmfaulty", data, table, timeout=300) as (lun, dev):
+        yield Faulty(lun, dev, data)
 
 
 def info_field(out: str) -> int | None:

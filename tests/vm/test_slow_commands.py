@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import MiB, clear_unit_attention, extra_lun, run
+from conftest import MiB, clear_unit_attention, dm_disk, extra_lun
 
 from lio_xcopy.control import provision
 from lio_xcopy.initiator import sgio
@@ -20,7 +20,6 @@ BS = 512
 SIZE = 16 * MiB
 DELAY_MS = 1500
 DELAYED = (4 * MiB // BS, 4 * MiB // BS)  # sectors [4 MiB, 8 MiB) answer after DELAY_MS
-DM = "lioxcopyslow"
 
 
 def _rss_kib(pid: int) -> int:
@@ -60,29 +59,17 @@ def while_running(other: str, call) -> tuple[object, list[float]]:
 
 @pytest.fixture(scope="module")
 def slow_disk(lab):
-    run("modprobe", "dm_mod")
-    run("modprobe", "dm_delay")
-    run("modprobe", "loop", check=False)
-    img = lab.work / "slow.img"
     data = bytes(range(256)) * (SIZE // 256)
-    img.write_bytes(data)
-    loop = run("losetup", "-f", "--show", str(img)).stdout.strip()
     start, length = DELAYED
     end = SIZE // BS - start - length
-    table = (f"0 {start} linear {loop} 0\n"
-             f"{start} {length} delay {loop} {start} {DELAY_MS}\n"
-             f"{start + length} {end} linear {loop} {start + length}\n")
-    run("dmsetup", "create", DM, input=table.encode())
-    try:
-        lun = provision.create_disk("vmslow", f"/dev/mapper/{DM}", SIZE)
-        try:
-            yield extra_lun(lab, lun), data
-        finally:
-            provision.delete("vmslow")
-            clear_unit_attention(lab.disk_sg, lab.tape_sg)
-    finally:
-        run("dmsetup", "remove", DM, check=False)
-        run("losetup", "-d", loop, check=False)
+
+    def table(loop: str) -> str:
+        return (f"0 {start} linear {loop} 0\n"
+                f"{start} {length} delay {loop} {start} {DELAY_MS}\n"
+                f"{start + length} {end} linear {loop} {start + length}\n")
+
+    with dm_disk(lab, "vmslow", data, table, modules=("dm_mod", "dm_delay")) as (_, dev):
+        yield dev, data
 
 
 def test_a_slow_read_holds_up_no_other_lun(lab, slow_disk):
