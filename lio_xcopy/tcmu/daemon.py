@@ -54,6 +54,7 @@ Opener = Callable[[str, str, str | None], ScsiDevice]
 RETRY_FIRST = 0.05  # s: first retry of a device not ready yet; doubles after each failure
 RETRY_MAX = 2.0  # s: the longest wait between two tries
 RETRY_FOR = 30.0  # s: give up on a device not ready after this long
+SERIAL_WAIT = 5.0  # s: how long a device whose unit serial is not set yet is waited for
 RESCAN_EVERY = 30.0  # s: the safety-net rescan's period
 RESCAN_SOON = 1.0  # s: the rescan comes this soon after a device failed to open
 #: errors opening or mapping /dev/uioN that pass: the node not made yet (udev without
@@ -295,6 +296,8 @@ class Daemon:
             self._pass_over(sys_path)
             log.debug("%s: not ours (%s)", sys_path, uio.tcmu if uio else "not TCMU")
             return None
+        if not self._serial_set(sys_path, uio.tcmu):
+            return None
         try:
             dev = TcmuDevice.open(uio, self.opener)
         except OSError as e:
@@ -339,6 +342,24 @@ class Daemon:
             return
         r.delay = min(r.delay * 2, RETRY_MAX)
         r.due = now + r.delay
+
+    def _serial_set(self, sys_path: str, tcmu: UioName) -> bool:
+        """Whether the storage object's unit serial is there to answer INQUIRY with.
+
+        rtslib (so targetcli and ``provision``) enables the storage object, which makes
+        the uio device, and only then writes ``wwn/vpd_unit_serial``: while it is empty
+        the device is not ready. After :data:`SERIAL_WAIT` (someone enabled it by hand)
+        it is served with a serial derived from its name."""
+        if not tcmu.configfs.is_dir() or read_unit_serial(tcmu) is not None:
+            return True
+        r = self._retries.get(sys_path)
+        if r is not None and self.clock() - r.started >= SERIAL_WAIT:
+            log.warning("%s: no wwn/vpd_unit_serial in configfs after %.1f s; serving it "
+                        "with a unit serial derived from its name", tcmu.name,
+                        self.clock() - r.started)
+            return True
+        self._not_ready(sys_path, f"{tcmu.name}: its wwn/vpd_unit_serial is not set yet")
+        return False
 
     def _pass_over(self, sys_path: str) -> None:
         """Stop trying a device; the rescan skips it while its name stays the same."""

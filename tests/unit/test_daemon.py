@@ -278,7 +278,7 @@ def sim_rings(monkeypatch):
     kernels: list[SimulatedKernel] = []
 
     def fake_open(cls, dev, opener=open_device):
-        device = opener(dev.tcmu.name, dev.tcmu.cfg, None)
+        device = opener(dev.tcmu.name, dev.tcmu.cfg, uio.read_unit_serial(dev.tcmu))
         kernel = SimulatedKernel(cmdr_size=16384, data_pages=16)
         kernels.append(kernel)
         return cls(dev.tcmu.name, kernel.uio_fd, CommandRing(kernel.view), device)
@@ -370,6 +370,35 @@ def test_a_device_never_ready_is_given_up_with_what_to_do(tmp_path, img, sim_rin
     (path / "maps" / "map0" / "size").write_text("0x40800000\n")
     daemon.rescan()
     assert str(path) in daemon.devices
+    _close_all(daemon)
+
+
+def test_a_device_is_served_once_its_unit_serial_is_set(tmp_path, img, sim_rings,
+                                                        monkeypatch, caplog):
+    """rtslib enables the storage object (the uio device appears) before it writes
+    ``wwn/vpd_unit_serial``; INQUIRY must answer with that serial."""
+    monkeypatch.setattr(uio, "CONFIGFS_CORE", tmp_path / "core")
+    clock = Clock()
+    daemon = Daemon(clock=clock)
+    serials = {}
+    for n, name in enumerate(["late1", "never1"]):
+        wwn = tmp_path / "core" / "user_1" / name / "wwn"
+        wwn.mkdir(parents=True)
+        serials[name] = wwn / "vpd_unit_serial"
+        serials[name].write_text("T10 VPD Unit Serial Number: \n")  # as before it is set
+        daemon.add(str(fake_uio(tmp_path, n, f"tcm-user/1/{name}/xcopy/disk;{img}")))
+    assert not daemon.devices and not sim_rings
+    clock.now += daemon.timeout()
+    daemon.run_due()
+    serials["late1"].write_text("T10 VPD Unit Serial Number: 5e7a-0001\n")
+    clock.now += daemon.timeout()
+    daemon.run_due()
+    assert [d.device.identity.unit_serial for d in daemon.devices.values()] == ["5e7a-0001"]
+    while len(daemon.devices) < 2:  # never set: served after SERIAL_WAIT all the same
+        assert clock.now < 1010, "never served"
+        clock.now += daemon.timeout()
+        daemon.run_due()
+    assert "never1: no wwn/vpd_unit_serial in configfs after 5." in caplog.text
     _close_all(daemon)
 
 
