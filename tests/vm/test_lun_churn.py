@@ -144,11 +144,14 @@ def test_luns_created_and_deleted_under_io_are_all_served(lab):
     retries = READY.findall(text)
     missed = re.findall(r"(churn\d+) \([^)]*\): a device of ours that was not served", text)
     not_ready = text.count("not ready yet")
+    maps_late = text.count("not ready yet (cannot read uio device")
+    serial_late = text.count("wwn/vpd_unit_serial is not set yet)")
     run("sg_turs", lab.disk_sg)
     run("sg_turs", lab.tape_sg)
     print(f"\nchurn: {LUNS} LUNs created, {len(served)} served and answered INQUIRY + READ "
           f"CAPACITY, all stopped, in {churn_s:.1f} s; I/O on {lab.sd}: {rounds} rounds of "
           f"{IO_SIZE // MiB} MiB written + read back, no error; uio devices not ready at "
-          f"their add event: {not_ready}; served after a retry: "
+          f"their add event: {not_ready} ({maps_late} without maps/map0/size, {serial_late} "
+          f"without a unit serial); served after a retry: "
           f"{[(n, int(a), float(s)) for n, a, s in retries] or 'none'}; found by the "
           f"rescan: {missed or 'none'}")
