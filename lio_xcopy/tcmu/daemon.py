@@ -2,12 +2,14 @@
 
 Devices present at start are opened at once; a pyudev monitor adds and removes
 devices while the daemon runs. Each device's ring is serviced when its uio fd
-becomes readable.
+becomes readable. A device not ready when its "add" event comes is tried again with
+a back-off, and a periodic rescan serves any device of ours whose event was missed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import logging
 import mmap
@@ -20,6 +22,7 @@ import struct
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from lio_xcopy.copy.manager import CopyManager
@@ -33,12 +36,49 @@ from lio_xcopy.tcmu.exports import exposure
 from lio_xcopy.tcmu.handler import Libraries, open_device
 from lio_xcopy.tcmu.ring import CommandRing, RingCommand, RingTmr
 from lio_xcopy.tcmu.service import sd_notify
-from lio_xcopy.tcmu.uio import SUBTYPE, UioDevice, UioName, read_unit_serial
+from lio_xcopy.tcmu.uio import (
+    SUBTYPE,
+    UioDevice,
+    UioName,
+    UioNotReady,
+    parse_uio_name,
+    read_unit_serial,
+)
 
 log = logging.getLogger(__name__)
 
 WAKE = struct.pack("<I", 0)
 Opener = Callable[[str, str, str | None], ScsiDevice]
+
+
+RETRY_FIRST = 0.05  # s: first retry of a device not ready yet; doubles after each failure
+RETRY_MAX = 2.0  # s: the longest wait between two tries
+RETRY_FOR = 30.0  # s: give up on a device not ready after this long
+SERIAL_WAIT = 5.0  # s: how long a device whose unit serial is not set yet is waited for
+RESCAN_EVERY = 30.0  # s: the safety-net rescan's period
+RESCAN_SOON = 1.0  # s: the rescan comes this soon after a device failed to open
+#: errors opening or mapping /dev/uioN that pass: the node not made yet (udev without
+#: devtmpfs), the device still open in a daemon going away (tcmu_open: EBUSY)
+TRANSIENT_OPEN = frozenset({errno.ENOENT, errno.EBUSY, errno.EAGAIN, errno.EINTR})
+
+
+@dataclass(slots=True)
+class Retry:
+    """A device not ready yet: when it is tried next and since when."""
+
+    started: float
+    due: float
+    delay: float
+    attempts: int
+    error: str
+
+
+def read_uio_name(sys_path: str) -> str | None:
+    """A uio device's ``name`` as the kernel shows it; None if unreadable."""
+    try:
+        return (Path(sys_path) / "name").read_text(errors="replace").strip()
+    except OSError:
+        return None
 
 
 Outcome = tuple[int, bytes, int]  # SCSI status, sense bytes, Data-In bytes produced
@@ -262,7 +302,8 @@ class Daemon:
     """Serves every TCMU device whose subtype is ours, picking up new ones as they come."""
 
     def __init__(self, subtype: str = SUBTYPE, opener: Opener = open_device,
-                 copy_manager: CopyManager | None = None, state_path: Path | None = None):
+                 copy_manager: CopyManager | None = None, state_path: Path | None = None,
+                 clock: Callable[[], float] = time.monotonic):
         self.subtype = subtype
         self.state_path = state_path  # where `lio-xcopy status` finds us (None: nowhere)
         self._state_due = True
@@ -278,32 +319,158 @@ class Daemon:
         self._stop = False
         self._reload = False
         self._monitor = None
+        self.clock = clock  # drives retries and the rescan (tests pass their own)
+        self.uio_class = Path("/sys/class/uio")
+        self._retries: dict[str, Retry] = {}  # sys_path -> device not ready yet
+        self._passed: dict[str, str | None] = {}  # sys_path -> name: not ours, or failed
+        self._next_rescan = clock() + RESCAN_EVERY
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_w.setblocking(False)
 
     # --- devices -----------------------------------------------------------------------
     def add(self, sys_path: str) -> TcmuDevice | None:
+        """Serve a TCMU device of our subtype. One not ready yet (its attributes still
+        being made, its node busy) is tried again later from the loop; a foreign,
+        malformed or unopenable one is passed over."""
         if sys_path in self.devices:
             return self.devices[sys_path]
         try:
             uio = UioDevice.from_sys_path(sys_path)
+        except UioNotReady as e:
+            self._not_ready(sys_path, str(e))
+            return None
         except LioXcopyError as e:
+            self._pass_over(sys_path)
             log.warning("%s", e)
             return None
         if uio is None or uio.tcmu.subtype != self.subtype:
+            self._pass_over(sys_path)
             log.debug("%s: not ours (%s)", sys_path, uio.tcmu if uio else "not TCMU")
+            return None
+        if not self._serial_set(sys_path, uio.tcmu):
             return None
         try:
             dev = TcmuDevice.open(uio, self.opener)
-        except (LioXcopyError, OSError) as e:
+        except OSError as e:
+            if e.errno in TRANSIENT_OPEN:
+                self._not_ready(sys_path, f"{uio.tcmu.name}: cannot open {uio.devnode}: {e}")
+            else:
+                self._failed(sys_path)
+                log.error("%s (%s): cannot serve: %s", uio.tcmu.name, sys_path, e)
+            return None
+        except LioXcopyError as e:
+            self._failed(sys_path)
             log.error("%s (%s): cannot serve: %s", uio.tcmu.name, sys_path, e)
             return None
+        retry = self._retries.pop(sys_path, None)
+        self._passed.pop(sys_path, None)
         self.names[id(dev.device)] = uio.tcmu
         self.attach(sys_path, dev)
         log.info("serving %s (%s, %s) on %s", dev.name, uio.tcmu.cfg,
                  type(dev.device).__name__.lower(), uio.devnode)
+        if retry is not None:
+            log.info("%s: ready after %d attempt(s) in %.2f s", dev.name, retry.attempts + 1,
+                     self.clock() - retry.started)
         dev.service(drain_event=False)  # commands queued before we opened the device
         return dev
+
+    def _not_ready(self, sys_path: str, error: str) -> None:
+        """Schedule the next try of a device not ready yet, or give up on it."""
+        now = self.clock()
+        r = self._retries.get(sys_path)
+        if r is None:
+            self._retries[sys_path] = Retry(now, now + RETRY_FIRST, RETRY_FIRST, 1, error)
+            log.debug("%s: not ready yet (%s); trying again in %.2f s", sys_path, error,
+                      RETRY_FIRST)
+            return
+        r.attempts += 1
+        r.error = error
+        if now - r.started >= RETRY_FOR:
+            self._failed(sys_path)
+            log.error("%s: still not ready after %.1f s and %d attempts, not serving it: %s. "
+                      "Check the kernel log (dmesg); to look again, run `systemctl reload "
+                      "lio-xcopy` (SIGHUP)", sys_path, now - r.started, r.attempts, error)
+            return
+        r.delay = min(r.delay * 2, RETRY_MAX)
+        r.due = now + r.delay
+
+    def _serial_set(self, sys_path: str, tcmu: UioName) -> bool:
+        """Whether the storage object's unit serial is there to answer INQUIRY with.
+
+        rtslib (so targetcli and ``provision``) enables the storage object, which makes
+        the uio device, and only then writes ``wwn/vpd_unit_serial``: while it is empty
+        the device is not ready. After :data:`SERIAL_WAIT` (someone enabled it by hand)
+        it is served with a serial derived from its name."""
+        if not tcmu.configfs.is_dir() or read_unit_serial(tcmu) is not None:
+            return True
+        r = self._retries.get(sys_path)
+        if r is not None and self.clock() - r.started >= SERIAL_WAIT:
+            log.warning("%s: no wwn/vpd_unit_serial in configfs after %.1f s; serving it "
+                        "with a unit serial derived from its name", tcmu.name,
+                        self.clock() - r.started)
+            return True
+        self._not_ready(sys_path, f"{tcmu.name}: its wwn/vpd_unit_serial is not set yet")
+        return False
+
+    def _pass_over(self, sys_path: str) -> None:
+        """Stop trying a device; the rescan skips it while its name stays the same."""
+        self._retries.pop(sys_path, None)
+        self._passed[sys_path] = read_uio_name(sys_path)
+
+    def _failed(self, sys_path: str) -> None:
+        """A device of ours that cannot be served: pass it over and rescan soon, for
+        others whose events went missing alongside it."""
+        self._pass_over(sys_path)
+        self._next_rescan = min(self._next_rescan, self.clock() + RESCAN_SOON)
+
+    def forget(self, sys_path: str) -> None:
+        """A device's "remove" event: stop waiting for it."""
+        if self._retries.pop(sys_path, None) is not None:
+            log.debug("%s: removed before it was ready; no longer trying it", sys_path)
+        self._passed.pop(sys_path, None)
+
+    def timeout(self, longest: float | None = None) -> float:
+        """How long the loop may wait for events: until the next retry or rescan."""
+        due = min([self._next_rescan, *(r.due for r in self._retries.values())])
+        wait = max(0.0, due - self.clock())
+        return wait if longest is None else min(wait, longest)
+
+    def run_due(self) -> None:
+        """Try each device whose retry is due; run the safety-net rescan when due."""
+        now = self.clock()
+        for path in [p for p, r in self._retries.items() if r.due <= now]:
+            self.add(path)
+        if now >= self._next_rescan:
+            self.look_for_missed()
+
+    def look_for_missed(self) -> list[str]:
+        """The safety net: serve every uio device of our subtype that is neither served
+        nor being retried (its "add" event lost, say when the netlink socket overflowed),
+        with a WARNING each. Devices passed over are skipped while their name is the
+        same. Returns the sys paths found."""
+        self._next_rescan = self.clock() + RESCAN_EVERY
+        if self._monitor is not None:
+            self._udev_event()  # events already queued are not missed
+        found = []
+        for path in self._uio_paths():
+            if path in self.devices or path in self._retries:
+                continue
+            name = read_uio_name(path)
+            if name is None or self._passed.get(path) == name:
+                continue
+            tcmu = parse_uio_name(name)
+            if tcmu is None or tcmu.subtype != self.subtype:
+                log.debug("%s: not ours (%s)", path, tcmu or "not TCMU")
+                self._passed[path] = name
+                continue
+            log.warning("%s (%s): a device of ours that was not served (its udev event "
+                        "was missed); serving it now", tcmu.name, path)
+            found.append(path)
+            self.add(path)
+        return found
+
+    def _uio_paths(self, uio_class: Path | None = None) -> list[str]:
+        return sorted({str(p.resolve()) for p in (uio_class or self.uio_class).glob("uio*")})
 
     def attach(self, key: str, dev: TcmuDevice) -> None:
         dev.notify = self._notify
@@ -370,6 +537,7 @@ class Daemon:
             if d.action == "add":
                 self.add(d.sys_path)
             elif d.action == "remove":
+                self.forget(d.sys_path)
                 self.remove(d.sys_path)
 
     def _notify(self) -> None:
@@ -385,10 +553,15 @@ class Daemon:
         self._reload = True
         self._notify()
 
-    def rescan(self, uio_class: Path = Path("/sys/class/uio")) -> None:
-        present = {str(p.resolve()) for p in uio_class.glob("uio*")}
+    def rescan(self, uio_class: Path | None = None) -> None:
+        """Look at every uio device again: drop what is gone, add what is new, and try
+        once more those passed over or given up."""
+        present = set(self._uio_paths(uio_class))
         for key in [k for k in self.devices if k.startswith("/") and k not in present]:
             self.remove(key)
+        for key in [k for k in self._retries if k not in present]:
+            self.forget(key)
+        self._passed.clear()
         for path in sorted(present):
             self.add(path)
 
@@ -431,7 +604,7 @@ class Daemon:
             copying = any(j.running for j in self.copy_manager.jobs())
             if self._state_due or copying:
                 self.write_state()
-            for key, _ in self.selector.select(1.0 if copying else None):
+            for key, _ in self.selector.select(self.timeout(1.0 if copying else None)):
                 kind, name = key.data
                 if kind == "dev" and name in self.devices:
                     try:
@@ -450,6 +623,7 @@ class Daemon:
                     for dev in list(self.devices.values()):
                         dev.complete_finished()
                     self._state_due = True
+            self.run_due()
             if self._reload:
                 self._reload = False
                 sd_notify("RELOADING=1")

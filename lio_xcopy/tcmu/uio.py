@@ -17,6 +17,14 @@ SUBTYPE = "xcopy"
 CONFIGFS_CORE = Path("/sys/kernel/config/target/core")
 
 
+class UioNotReady(TransportError):
+    """The uio device is there but the kernel has not finished making its attributes.
+
+    ``__uio_register_device`` (drivers/uio/uio.c) calls ``device_add``, which sends the
+    "add" uevent, before ``uio_dev_add_attributes`` makes ``maps/map0``: a daemon that
+    reacts at once can find ``size`` missing. Worth trying again shortly."""
+
+
 @dataclass(frozen=True, slots=True)
 class UioName:
     """The parts of a TCMU uio device's ``name``."""
@@ -64,13 +72,25 @@ class UioDevice:
 
     @classmethod
     def from_sys_path(cls, sys_path: str | os.PathLike[str]) -> UioDevice | None:
-        """Describe a uio device from sysfs; None when it is not a TCMU device."""
+        """Describe a uio device from sysfs; None when it is not a TCMU device.
+
+        Raises :class:`UioNotReady` while an attribute is missing (or ``size`` empty)
+        in a device directory that exists, :class:`TransportError` when the device is
+        malformed or gone."""
         sys_path = Path(sys_path)
+        size_path = sys_path / "maps" / "map0" / "size"
         try:
             tcmu = parse_uio_name((sys_path / "name").read_text())
             if tcmu is None:
                 return None
-            size = int((sys_path / "maps" / "map0" / "size").read_text(), 0)
+            text = size_path.read_text()
+            if not text.strip():
+                raise UioNotReady(f"cannot read uio device {sys_path}: {size_path} is empty")
+            size = int(text, 0)
+        except FileNotFoundError as e:
+            if sys_path.is_dir():
+                raise UioNotReady(f"cannot read uio device {sys_path}: {e}") from e
+            raise TransportError(f"cannot read uio device {sys_path}: it is gone") from e
         except (OSError, ValueError) as e:
             raise TransportError(f"cannot read uio device {sys_path}: {e}") from e
         if size <= 0:

@@ -243,3 +243,282 @@ def test_abort_task_stops_a_running_copy(tmp_path):
         daemon.stop()
         t.join(5)
         kernel.close()
+
+
+# --- devices not ready at their add event, and the rescan that finds missed ones --------
+class Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Monitor:
+    """pyudev's Monitor as ``Daemon._udev_event`` polls it: queued events, then None."""
+
+    def __init__(self) -> None:
+        self.events: list[object] = []
+
+    def event(self, action: str, sys_path) -> None:
+        from types import SimpleNamespace
+
+        self.events.append(SimpleNamespace(action=action, sys_path=str(sys_path)))
+
+    def poll(self, timeout: float = 0):
+        return self.events.pop(0) if self.events else None
+
+
+@pytest.fixture
+def sim_rings(monkeypatch):
+    """``TcmuDevice.open`` over a simulated ring instead of /dev/uioN; how many it opened,
+    with the ring of each."""
+    kernels: list[SimulatedKernel] = []
+
+    def fake_open(cls, dev, opener=open_device):
+        device = opener(dev.tcmu.name, dev.tcmu.cfg, uio.read_unit_serial(dev.tcmu))
+        kernel = SimulatedKernel(cmdr_size=16384, data_pages=16)
+        kernels.append(kernel)
+        return cls(dev.tcmu.name, kernel.uio_fd, CommandRing(kernel.view), device)
+
+    monkeypatch.setattr(TcmuDevice, "open", classmethod(fake_open))
+    yield kernels
+    for kernel in kernels:
+        kernel.close()
+
+
+@pytest.fixture
+def img(tmp_path):
+    path = tmp_path / "d.img"
+    path.write_bytes(bytes(range(256)) * 4096)  # 1 MiB
+    return path
+
+
+def _answers_read(daemon: Daemon, key: str, kernel: SimulatedKernel, img) -> bool:
+    cid = kernel.submit(bytes([0x28, 0, 0, 0, 0, 1, 0, 0, 1, 0]), data_in_len=512)
+    daemon.devices[key].service()
+    got = kernel.reap()
+    return [(c.cmd_id, c.status, c.data_in) for c in got] == [
+        (cid, GOOD, img.read_bytes()[512:1024])]
+
+
+def _close_all(daemon: Daemon) -> None:
+    for key in list(daemon.devices):
+        daemon.remove(key)
+
+
+def test_a_device_whose_map_appears_after_the_add_event_is_served_on_retry(
+        tmp_path, img, sim_rings, caplog):
+    """``device_add`` sends the uevent before ``uio_dev_add_attributes`` makes maps/."""
+    caplog.set_level("INFO")
+    clock = Clock()
+    path = fake_uio(tmp_path, 2, f"tcm-user/1/late0/xcopy/disk;{img}")
+    size = path / "maps" / "map0" / "size"
+    size.unlink()
+    daemon = Daemon(clock=clock)
+    assert daemon.add(str(path)) is None and not sim_rings
+    assert daemon.timeout() == pytest.approx(0.05)  # the loop wakes for the retry
+    assert daemon.timeout(0.01) == pytest.approx(0.01)
+    clock.now += 0.04
+    daemon.run_due()  # not due yet: not tried
+    assert str(path) not in daemon.devices
+    size.write_text("0x40800000\n")
+    clock.now += 0.01
+    daemon.run_due()
+    assert str(path) in daemon.devices and len(sim_rings) == 1
+    assert _answers_read(daemon, str(path), sim_rings[0], img)
+    assert "serving late0" in caplog.text
+    assert "late0: ready after 2 attempt(s) in 0.05 s" in caplog.text
+    assert not [r for r in caplog.records if r.levelname in ("WARNING", "ERROR")]
+    assert daemon.timeout() == pytest.approx(30 - 0.05)  # only the rescan is left
+    _close_all(daemon)
+
+
+def test_a_device_never_ready_is_given_up_with_what_to_do(tmp_path, img, sim_rings, caplog):
+    clock = Clock()
+    (tmp_path / "class").mkdir()
+    path = tmp_path / "class" / "uio3"
+    path.mkdir()
+    (path / "name").write_text(f"tcm-user/1/never0/xcopy/disk;{img}\n")
+    daemon = Daemon(clock=clock)
+    daemon.uio_class = tmp_path / "class"
+    daemon.add(str(path))
+    waits = []
+    while str(path) in daemon._retries:
+        wait = daemon.timeout()
+        waits.append(round(wait, 3))
+        clock.now += wait
+        daemon.run_due()
+    assert waits[:7] == [0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 2.0] and max(waits) == 2.0
+    assert 30 <= sum(waits) <= 32
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1
+    assert f"{path}: still not ready after" in errors[0]
+    assert "No such file or directory" in errors[0] and "maps" in errors[0]
+    assert "systemctl reload lio-xcopy" in errors[0]
+    assert not sim_rings and not daemon.devices
+    # a rescan follows soon (others may have been missed too) but leaves this one be
+    assert daemon.timeout() <= 1.0
+    caplog.clear()
+    clock.now += daemon.timeout()
+    daemon.run_due()
+    assert not caplog.records and daemon.timeout() == pytest.approx(30)
+    # once its map exists, a reload (SIGHUP) serves it
+    (path / "maps" / "map0").mkdir(parents=True)
+    (path / "maps" / "map0" / "size").write_text("0x40800000\n")
+    daemon.rescan()
+    assert str(path) in daemon.devices
+    _close_all(daemon)
+
+
+def test_a_device_is_served_once_its_unit_serial_is_set(tmp_path, img, sim_rings,
+                                                        monkeypatch, caplog):
+    """rtslib enables the storage object (the uio device appears) before it writes
+    ``wwn/vpd_unit_serial``; INQUIRY must answer with that serial."""
+    monkeypatch.setattr(uio, "CONFIGFS_CORE", tmp_path / "core")
+    clock = Clock()
+    daemon = Daemon(clock=clock)
+    serials = {}
+    for n, name in enumerate(["late1", "never1"]):
+        wwn = tmp_path / "core" / "user_1" / name / "wwn"
+        wwn.mkdir(parents=True)
+        serials[name] = wwn / "vpd_unit_serial"
+        serials[name].write_text("T10 VPD Unit Serial Number: \n")  # as before it is set
+        daemon.add(str(fake_uio(tmp_path, n, f"tcm-user/1/{name}/xcopy/disk;{img}")))
+    assert not daemon.devices and not sim_rings
+    clock.now += daemon.timeout()
+    daemon.run_due()
+    serials["late1"].write_text("T10 VPD Unit Serial Number: 5e7a-0001\n")
+    clock.now += daemon.timeout()
+    daemon.run_due()
+    assert [d.device.identity.unit_serial for d in daemon.devices.values()] == ["5e7a-0001"]
+    while len(daemon.devices) < 2:  # never set: served after SERIAL_WAIT all the same
+        assert clock.now < 1010, "never served"
+        clock.now += daemon.timeout()
+        daemon.run_due()
+    assert "never1: no wwn/vpd_unit_serial in configfs after 5." in caplog.text
+    _close_all(daemon)
+
+
+def test_a_device_removed_before_it_was_ready_is_no_longer_tried(tmp_path, img, sim_rings):
+    clock = Clock()
+    path = fake_uio(tmp_path, 4, f"tcm-user/1/gone0/xcopy/disk;{img}")
+    (path / "maps" / "map0" / "size").write_text("")  # not filled in yet
+    daemon = Daemon(clock=clock)
+    daemon._monitor = monitor = Monitor()
+    monitor.event("add", path)
+    daemon._udev_event()
+    assert daemon.timeout() == pytest.approx(0.05)
+    monitor.event("remove", path)
+    daemon._udev_event()
+    assert daemon.timeout() == pytest.approx(30)  # nothing left to retry
+    (path / "maps" / "map0" / "size").write_text("0x40800000\n")
+    clock.now += 5
+    daemon.run_due()
+    assert not sim_rings and not daemon.devices
+
+
+def test_a_device_gone_while_retried_is_dropped(tmp_path, img, sim_rings, caplog):
+    import shutil
+
+    clock = Clock()
+    path = fake_uio(tmp_path, 4, f"tcm-user/1/gone1/xcopy/disk;{img}")
+    (path / "maps" / "map0" / "size").unlink()
+    daemon = Daemon(clock=clock)
+    daemon.add(str(path))
+    shutil.rmtree(path)  # its remove event never came
+    clock.now += 0.05
+    daemon.run_due()
+    assert not daemon._retries and not daemon.devices
+    assert "it is gone" in caplog.text
+
+
+def test_a_busy_uio_node_is_tried_again(tmp_path, img, sim_rings, monkeypatch, caplog):
+    """tcmu_open answers EBUSY while another process still has the device open."""
+    caplog.set_level("INFO")
+    clock = Clock()
+    path = fake_uio(tmp_path, 5, f"tcm-user/1/busy0/xcopy/disk;{img}")
+    real_open = TcmuDevice.open
+    tries = []
+
+    def open_once_busy(uio_dev, opener=open_device):
+        tries.append(uio_dev.tcmu.name)
+        if len(tries) == 1:
+            raise OSError(16, "Device or resource busy")
+        return real_open(uio_dev, opener)
+
+    monkeypatch.setattr(TcmuDevice, "open", open_once_busy)
+    daemon = Daemon(clock=clock)
+    assert daemon.add(str(path)) is None
+    clock.now += daemon.timeout()
+    daemon.run_due()
+    assert str(path) in daemon.devices and tries == ["busy0", "busy0"]
+    assert "busy0: ready after 2 attempt(s)" in caplog.text
+    _close_all(daemon)
+
+
+def test_malformed_devices_are_not_retried(tmp_path, img, sim_rings):
+    clock = Clock()
+    daemon = Daemon(clock=clock)
+    bad_size = fake_uio(tmp_path, 6, f"tcm-user/1/b0/xcopy/disk;{img}")
+    (bad_size / "maps" / "map0" / "size").write_text("zero\n")
+    daemon.add(str(bad_size))
+    daemon.add(str(fake_uio(tmp_path, 7, f"tcm-user/1/b1/xcopy/disk;{img};block_size=abc")))
+    daemon.add(str(fake_uio(tmp_path, 8, "tcm-user/1/q0/qcow//srv/q0.raw")))
+    daemon.add(str(fake_uio(tmp_path, 9, "uio_hv_generic")))
+    assert not daemon._retries and not sim_rings and not daemon.devices
+
+
+def test_the_periodic_rescan_serves_a_missed_device_and_is_quiet_about_others(
+        tmp_path, img, sim_rings, caplog):
+    caplog.set_level("DEBUG")
+    clock = Clock()
+    cls = tmp_path / "class"
+    cls.mkdir()
+    daemon = Daemon(clock=clock)
+    daemon.uio_class = cls
+    served = fake_uio(cls, 0, f"tcm-user/1/seen0/xcopy/disk;{img}")
+    daemon.add(str(served))  # its event came
+    missed = fake_uio(cls, 1, f"tcm-user/1/missed0/xcopy/disk;{img}")  # its event did not
+    fake_uio(cls, 2, "tcm-user/1/q0/qcow//srv/q0.raw")
+    fake_uio(cls, 3, "uio_pci_generic")
+    clock.now += 29.9
+    daemon.run_due()
+    assert list(daemon.devices) == [str(served)]
+    clock.now += daemon.timeout()
+    caplog.clear()
+    daemon.run_due()
+    assert sorted(daemon.devices) == [str(served), str(missed)]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "missed0" in warnings[0] and str(missed) in warnings[0]
+    assert _answers_read(daemon, str(missed), sim_rings[-1], img)
+    assert caplog.text.count("not ours") == 2  # the foreign two, at debug
+    assert {r.levelname for r in caplog.records if "not ours" in r.getMessage()} == {"DEBUG"}
+    caplog.clear()
+    clock.now += 30
+    daemon.run_due()  # nothing new: nothing said
+    assert not [r for r in caplog.records if r.levelno >= 10] and len(daemon.devices) == 2
+    _close_all(daemon)
+
+
+def test_the_loop_wakes_for_a_retry_without_any_event(tmp_path, img, sim_rings):
+    path = fake_uio(tmp_path, 2, f"tcm-user/1/loop0/xcopy/disk;{img}")
+    size = path / "maps" / "map0" / "size"
+    size.unlink()
+    daemon = Daemon()
+    daemon.add(str(path))
+    t = threading.Thread(target=daemon.run)
+    t.start()
+    try:
+        time.sleep(0.1)
+        size.write_text("0x40800000\n")
+        deadline = time.monotonic() + 5
+        while str(path) not in daemon.devices:
+            assert time.monotonic() < deadline, "not served"
+            time.sleep(0.01)
+    finally:
+        daemon.stop()
+        t.join(5)
+    assert not t.is_alive()
