@@ -607,21 +607,13 @@ class Daemon:
             for key, _ in self.selector.select(self.timeout(1.0 if copying else None)):
                 kind, name = key.data
                 if kind == "dev" and name in self.devices:
-                    try:
-                        self.devices[name].service()
-                    except LioXcopyError as e:
-                        log.error("%s: ring failure, device dropped: %s", name, e)
-                        self.remove(name)
-                    except OSError as e:  # EIO: the kernel unregistered the uio device
-                        log.info("%s: uio device gone (%s)", self.devices[name].name,
-                                 e.strerror)
-                        self.remove(name)
+                    self._on_ring(name, TcmuDevice.service)
                 elif kind == "udev":
                     self._udev_event()
                 elif kind == "wake":
                     self._wake_r.recv(4096)
-                    for dev in list(self.devices.values()):
-                        dev.complete_finished()
+                    for key in list(self.devices):
+                        self._on_ring(key, TcmuDevice.complete_finished)
                     self._state_due = True
             self.run_due()
             if self._reload:
@@ -636,6 +628,19 @@ class Daemon:
             self.remove(key)
         if self.state_path is not None:
             state_file.remove(self.state_path)
+
+    def _on_ring(self, key: str, work: Callable[[TcmuDevice], int]) -> None:
+        """Service or complete on one device's ring; a device whose ring broke or whose
+        uio device the kernel unregistered (EIO) is dropped, the others go on."""
+        dev = self.devices[key]
+        try:
+            work(dev)
+        except LioXcopyError as e:
+            log.error("%s: ring failure, device dropped: %s", key, e)
+            self.remove(key)
+        except OSError as e:  # EIO: the kernel unregistered the uio device
+            log.info("%s: uio device gone (%s)", dev.name, e.strerror)
+            self.remove(key)
 
     def _drain_deferred(self, timeout: float = 60.0) -> None:
         """Before closing: let long commands finish (bounded) and complete them."""
