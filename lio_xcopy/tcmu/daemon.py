@@ -651,8 +651,8 @@ class Daemon:
                           {d.name: list(d.deferred) for d in self.devices.values()})
                 return
             time.sleep(0.05)
-            for dev in self.devices.values():
-                dev.complete_finished()
+            for key in list(self.devices):
+                self._on_ring(key, TcmuDevice.complete_finished)
 
 
 def main(argv: list[str] | None = None,
