@@ -531,7 +531,13 @@ class Daemon:
     def _udev_event(self) -> None:
         assert self._monitor is not None
         while True:
-            d = self._monitor.poll(timeout=0)
+            try:
+                d = self._monitor.poll(timeout=0)
+            except OSError as e:  # ENOBUFS: the kernel dropped events for us
+                log.warning("udev events lost (%s): looking for devices again in %.0f s",
+                            e.strerror or e, RESCAN_SOON)
+                self._next_rescan = min(self._next_rescan, self.clock() + RESCAN_SOON)
+                return
             if d is None:
                 return
             if d.action == "add":

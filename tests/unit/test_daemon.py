@@ -522,3 +522,21 @@ def test_the_loop_wakes_for_a_retry_without_any_event(tmp_path, img, sim_rings):
         daemon.stop()
         t.join(5)
     assert not t.is_alive()
+
+
+def test_lost_udev_events_bring_the_rescan_forward(tmp_path, caplog):
+    import errno
+
+    from lio_xcopy.tcmu import daemon as daemon_module
+
+    class Overflowing:
+        def poll(self, timeout=None):
+            raise OSError(errno.ENOBUFS, "No buffer space available")
+
+    now = [100.0]
+    d = Daemon(clock=lambda: now[0])
+    d._monitor = Overflowing()
+    d._next_rescan = now[0] + daemon_module.RESCAN_EVERY
+    d._udev_event()  # no exception out of the loop
+    assert d.timeout() <= daemon_module.RESCAN_SOON
+    assert "udev events lost" in caplog.text
