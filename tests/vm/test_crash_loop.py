@@ -43,6 +43,7 @@ BS = 512
 FIO_DISK = 32 * MiB
 COPY_SIZE = 8 * MiB
 RECORD = 64 * 1024
+SD_TIMEOUT = 180  # s: sd's command timer on the test's disks (the default is 30)
 LEFT_ON_RING = re.compile(r"(\S+): (\d+) command\(s\) left on the ring by an earlier daemon")
 #: What a copy cut by a kill may end in (test_crash.py): the copy manager's COPY ABORTED,
 #: the tape's power-on unit attention met by the retried command, or BUSY itself.
@@ -179,6 +180,9 @@ def test_kill_9_five_times_under_fio_verify_and_copies(lab, loop_luns):
     names = [os.path.basename(sd) for sd in sds]
     every_sg = [lab.disk_sg, lab.tape_sg, *(str(d.sg) for _, d in disks), str(src_dev.sg),
                 str(tape_dev.sg)]
+    for sd in sds:  # a restart under TCG can take longer than sd's 30 s command timer
+        Path(f"/sys/block/{os.path.basename(sd)}/device/timeout").write_text(
+            f"{SD_TIMEOUT}\n")
     errors_before = {sd: sgio.io_counters(sd).errors for sd in sds}
     dmesg_lines = len(run("dmesg").stdout.splitlines())
     mark = len(lab.daemon.text())
