@@ -34,6 +34,7 @@ from lio_xcopy.scsi.xcopy import CopyCommandStatus
 from lio_xcopy.tcmu import state as state_file
 from lio_xcopy.tcmu.exports import exposure
 from lio_xcopy.tcmu.handler import Libraries, open_device
+from lio_xcopy.tcmu.memory import tune_malloc
 from lio_xcopy.tcmu.ring import CommandRing, RingCommand, RingTmr
 from lio_xcopy.tcmu.service import sd_notify
 from lio_xcopy.tcmu.uio import (
@@ -686,6 +687,7 @@ def main(argv: list[str] | None = None,
         format="%(levelname)s %(name)s: %(message)s" if journal
         else "%(asctime)s lio-xcopy[%(process)d] %(levelname)s %(name)s: %(message)s",
     )
+    tune_malloc()
     daemon = Daemon(args.subtype, state_path=args.state_file)
     daemon.copy_groups_loader = copy_groups
     daemon.load_copy_groups()

@@ -540,3 +540,14 @@ def test_lost_udev_events_bring_the_rescan_forward(tmp_path, caplog):
     d._udev_event()  # no exception out of the loop
     assert d.timeout() <= daemon_module.RESCAN_SOON
     assert "udev events lost" in caplog.text
+
+
+def test_the_allocator_keeps_large_buffers_returnable():
+    """In a process of its own (mallopt changes the whole process): glibc accepts the
+    fixed mmap threshold and the arena bound."""
+    import subprocess
+    import sys
+
+    code = ("from lio_xcopy.tcmu.memory import tune_malloc; "
+            "import sys; sys.exit(0 if tune_malloc() else 1)")
+    assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
