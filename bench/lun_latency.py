@@ -33,8 +33,8 @@ def _rss_kib(pid: int) -> int:
 
 def turs(sg: str, until: Callable[[], bool]) -> list[float]:
     """TEST UNIT READY latencies on ``sg`` until ``until()`` holds."""
-    from lio_xcopy.initiator import sgio
     from lio_xcopy.scsi import spc
+    from lio_xcopy.sg import sgio
 
     out = []
     with sgio.ScsiDevice(sg) as dev:
@@ -61,8 +61,8 @@ def main() -> int:
     ap.add_argument("--tape-size", default="16M", help="the tape's capacity (default 16M)")
     args = ap.parse_args()
     from lio_xcopy.control import provision
-    from lio_xcopy.initiator import sgio
     from lio_xcopy.scsi import ssc
+    from lio_xcopy.sg import sgio
     from lio_xcopy.tcmu.handler import parse_size
 
     work = work_dir("lun_latency")

@@ -49,10 +49,10 @@ from lio_xcopy.control import provision
 from lio_xcopy.devices.awstape import AwsTape
 from lio_xcopy.devices.disk import Disk
 from lio_xcopy.devices.tape import Tape
-from lio_xcopy.initiator import sgio
 from lio_xcopy.initiator.copy import send_and_poll
 from lio_xcopy.scsi import ssc, xcopy
 from lio_xcopy.scsi.xcopy import BlockToStream, IdentificationCscd, ListIdUsage
+from lio_xcopy.sg import sgio
 
 BS = 512
 RECORD = 64 * 1024

@@ -26,8 +26,8 @@ from typing import NoReturn
 
 from lio_xcopy.control import library, provision
 from lio_xcopy.errors import LioXcopyError
-from lio_xcopy.initiator import sgio
 from lio_xcopy.initiator.copy import CopyRequest, run_copy
+from lio_xcopy.sg import sgio
 
 MiB = 1 << 20
 DISK = 64 * MiB
@@ -39,7 +39,7 @@ BARCODES = library.lto_barcodes(3)  # L00001L8 .. L00003L8 in slots 1-3
 # wraps ScsiDevice.execute to add them up and writes the totals at exit. It only counts.
 METER = """\
 import atexit, json, os
-from lio_xcopy.initiator import sgio
+from lio_xcopy.sg import sgio
 _totals = {"bytes": 0}
 _execute = sgio.ScsiDevice.execute
 def execute(self, *args, **kwargs):

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import IO, Any
 
 from lio_xcopy.errors import LioXcopyError
-from lio_xcopy.initiator import sgio
 from lio_xcopy.initiator.catalog import (
     BACKUP,
     DONE,
@@ -60,6 +59,7 @@ from lio_xcopy.scsi import spc, ssc, xcopy
 from lio_xcopy.scsi.sense import Asc, SenseKey
 from lio_xcopy.scsi.smc import ElementType
 from lio_xcopy.scsi.xcopy import CopyCommandStatus
+from lio_xcopy.sg import sgio
 
 MiB = 1 << 20
 #: List identifiers tried when the copy manager says one is in use (OPERATION IN PROGRESS).

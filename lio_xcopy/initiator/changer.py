@@ -16,10 +16,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from lio_xcopy.errors import LioXcopyError
-from lio_xcopy.initiator import sgio
 from lio_xcopy.scsi import smc, spc
 from lio_xcopy.scsi.sense import Asc, SenseKey
 from lio_xcopy.scsi.smc import ElementType
+from lio_xcopy.sg import sgio
 
 #: Element status header and element status page header (SMC-3 6.11.2, 6.11.3).
 _HEADER = struct.Struct(">HHxBH")
@@ -193,7 +193,7 @@ class Inventory:
 
 
 class Changer:
-    """A medium changer reached through an open :class:`~lio_xcopy.initiator.sgio.ScsiDevice`."""
+    """A medium changer reached through an open :class:`~lio_xcopy.sg.sgio.ScsiDevice`."""
 
     def __init__(self, dev: sgio.ScsiDevice):
         self.dev = dev

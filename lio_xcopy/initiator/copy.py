@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lio_xcopy.errors import LioXcopyError
-from lio_xcopy.initiator import sgio
 from lio_xcopy.scsi import spc, xcopy
 from lio_xcopy.scsi.xcopy import (
     BlockToBlock,
@@ -29,6 +28,7 @@ from lio_xcopy.scsi.xcopy import (
     StreamToBlock,
     StreamToStream,
 )
+from lio_xcopy.sg import sgio
 
 MAX_BLOCKS_PER_SEGMENT = 0xFFFF  # the 16-bit NUMBER OF BLOCKS of 00h/01h/02h
 MAX_BYTES_PER_SEGMENT = 0xFFFFFFFF  # BYTE COUNT of 03h

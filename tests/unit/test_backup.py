@@ -19,12 +19,12 @@ from lio_xcopy.devices.base import Command
 from lio_xcopy.devices.buffer import DataBuffer
 from lio_xcopy.errors import LioXcopyError
 from lio_xcopy.initiator import backup as bk
-from lio_xcopy.initiator import sgio
 from lio_xcopy.initiator.catalog import DONE, FAILED, RUNNING, Catalog
 from lio_xcopy.initiator.changer import Changer
 from lio_xcopy.scsi import xcopy
 from lio_xcopy.scsi.errors import CheckCondition
 from lio_xcopy.scsi.sense import CHECK_CONDITION
+from lio_xcopy.sg import sgio
 from lio_xcopy.tcmu.handler import Libraries, open_device
 
 MiB = 1 << 20

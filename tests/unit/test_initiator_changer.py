@@ -10,10 +10,10 @@ from test_backup import Loopback
 
 from lio_xcopy.control import library as ops
 from lio_xcopy.initiator import changer as ch
-from lio_xcopy.initiator import sgio
 from lio_xcopy.scsi import smc, spc
 from lio_xcopy.scsi.sense import CHECK_CONDITION, Asc, SenseData, SenseKey
 from lio_xcopy.scsi.smc import ElementDescriptor, ElementType
+from lio_xcopy.sg import sgio
 from lio_xcopy.tcmu.handler import Libraries, open_device
 
 NAA = bytes.fromhex("6001405" + "0123456789abcdef0123456789"[:25])

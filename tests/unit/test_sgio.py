@@ -16,7 +16,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lio_xcopy.errors import LioXcopyError
-from lio_xcopy.initiator import sgio
 from lio_xcopy.scsi import sbc, spc
 from lio_xcopy.scsi.sense import (
     Asc,
@@ -26,6 +25,7 @@ from lio_xcopy.scsi.sense import (
     progress_indication,
     segment_pointer,
 )
+from lio_xcopy.sg import sgio
 
 # --- struct sg_io_hdr ------------------------------------------------------------------------
 

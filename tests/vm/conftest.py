@@ -223,8 +223,8 @@ def check_no_stale_data(sg: str, lba: int, block_size: int = 512,
     then holds it), then send each probe with a ``buffer``-byte Data-In buffer. Each
     answers GOOD and hands the initiator no byte of the marker; INQUIRY with ALLOCATION
     LENGTH 36 reports the rest of the buffer as residual. Returns each probe's resid."""
-    from lio_xcopy.initiator import sgio
     from lio_xcopy.scsi import sbc, spc
+    from lio_xcopy.sg import sgio
 
     marker = (b"another initiator's data " * (buffer // 25 + 1))[:buffer]
     blocks = buffer // block_size

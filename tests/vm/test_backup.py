@@ -25,8 +25,8 @@ from conftest import MiB, clear_unit_attention, extra_lun, run
 from lio_xcopy.control import library as ops
 from lio_xcopy.control import provision
 from lio_xcopy.devices.awstape import AwsTape
-from lio_xcopy.initiator import sgio
 from lio_xcopy.initiator.copy import copy_status
+from lio_xcopy.sg import sgio
 
 SRC_SIZE = 32 * MiB
 BARCODES = ["BKP001L8", "BKP002L8"]

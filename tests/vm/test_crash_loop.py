@@ -34,9 +34,9 @@ from test_crash import wait_for
 
 from lio_xcopy.control import provision
 from lio_xcopy.devices.awstape import AwsTape
-from lio_xcopy.initiator import sgio
 from lio_xcopy.scsi import spc, ssc, xcopy
 from lio_xcopy.scsi.xcopy import BlockToStream, IdentificationCscd
+from lio_xcopy.sg import sgio
 
 KILLS = 5
 BS = 512

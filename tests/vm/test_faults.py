@@ -13,10 +13,10 @@ from conftest import MiB, dm_disk, run, sense_of
 
 from lio_xcopy.control import provision
 from lio_xcopy.devices.awstape import AwsTape
-from lio_xcopy.initiator import sgio
 from lio_xcopy.scsi import xcopy
 from lio_xcopy.scsi.sense import Asc, SenseKey
 from lio_xcopy.scsi.xcopy import BlockToStream, IdentificationCscd
+from lio_xcopy.sg import sgio
 
 BS = 512
 SIZE = 16 * MiB

@@ -49,8 +49,8 @@ from lio_xcopy.devices.buffer import DataBuffer
 from lio_xcopy.devices.changer import MediumChanger
 from lio_xcopy.devices.disk import Disk
 from lio_xcopy.devices.tape import Tape
-from lio_xcopy.initiator import sgio
 from lio_xcopy.scsi import spc, ssc, xcopy
+from lio_xcopy.sg import sgio
 
 if os.environ.get("LIO_XCOPY_IN_VM") != "1":
     pytest.skip("needs the VM guest (run via scripts/vm)", allow_module_level=True)

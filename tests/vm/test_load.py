@@ -14,9 +14,9 @@ from conftest import MiB, clear_unit_attention, extra_lun, run, sense_of
 
 from lio_xcopy.control import provision
 from lio_xcopy.devices.awstape import AwsTape
-from lio_xcopy.initiator import sgio
 from lio_xcopy.scsi import xcopy
 from lio_xcopy.scsi.xcopy import BlockToStream, IdentificationCscd
+from lio_xcopy.sg import sgio
 
 BS = 512
 FIO_DISK = 48 * MiB

@@ -167,8 +167,8 @@ def plist_between(src: Served, dst: Served, blocks: int = 2048,
 
 def extended_copy(sg: str, plist: bytes):
     """Send one EXTENDED COPY through SG_IO; the Result, whatever its status."""
-    from lio_xcopy.initiator.sgio import ScsiDevice
     from lio_xcopy.scsi import xcopy
+    from lio_xcopy.sg.sgio import ScsiDevice
 
     cdb = xcopy.EXTENDED_COPY_LID1(parameter_list_length=len(plist)).encode()
     with ScsiDevice(sg) as dev:

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from conftest import DISK_SIZE, MiB, run
 
-from lio_xcopy.initiator import sgio
 from lio_xcopy.scsi import sbc, ssc
 from lio_xcopy.scsi.sense import Asc, SenseKey
+from lio_xcopy.sg import sgio
 
 if os.environ.get("LIO_XCOPY_IN_VM") != "1":
     pytest.skip("needs the VM guest (run via scripts/vm)", allow_module_level=True)

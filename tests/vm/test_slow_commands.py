@@ -13,8 +13,8 @@ import pytest
 from conftest import MiB, clear_unit_attention, dm_disk, extra_lun
 
 from lio_xcopy.control import provision
-from lio_xcopy.initiator import sgio
 from lio_xcopy.scsi import sbc, spc, ssc
+from lio_xcopy.sg import sgio
 
 BS = 512
 SIZE = 16 * MiB

@@ -32,8 +32,8 @@ def test_a_write_sent_with_a_data_in_buffer_gets_nothing_stale(lab):
     """A hostile initiator sends WRITE (10) with a Data-In buffer: the kernel hands the
     daemon a data area it did not fill. Whatever the answer, no byte of what an earlier
     READ left there comes back."""
-    from lio_xcopy.initiator import sgio
     from lio_xcopy.scsi import sbc
+    from lio_xcopy.sg import sgio
 
     lun = provision.create_disk("vmstale2", lab.work / "stale2.img", 4 * MiB)
     marker = (b"another initiator's data " * 200)[:4096]

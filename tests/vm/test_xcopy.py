@@ -430,7 +430,7 @@ def test_lun_reset_stops_a_long_copy_and_nothing_hangs(lab):
 
 
 def _copy_status(sg: str, list_id: int) -> xcopy.CopyStatus:
-    from lio_xcopy.initiator.sgio import ScsiDevice
+    from lio_xcopy.sg.sgio import ScsiDevice
 
     cdb = xcopy.RECEIVE_COPY_RESULTS_COPY_STATUS(list_identifier=list_id,
                                                  allocation_length=12).encode()
@@ -444,7 +444,7 @@ def test_abort_task_after_an_sg_io_timeout_stops_the_copy_and_keeps_what_it_move
     copy stops at its next chunk, SG_IO returns DID_TIME_OUT, COPY STATUS says the copy
     ended with errors and its transfer count no longer grows, the bytes it counted are on
     the destination (and no more), and the LUN serves the next commands."""
-    from lio_xcopy.initiator.sgio import ScsiDevice, TransportFailure
+    from lio_xcopy.sg.sgio import ScsiDevice, TransportFailure
 
     region = 16 * MiB
     data = os.urandom(region)

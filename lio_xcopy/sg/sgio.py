@@ -1,4 +1,4 @@
-"""SCSI pass-through on the backup server: the Linux SG_IO ioctl, and what crossed the wire.
+"""SCSI pass-through: the Linux SG_IO ioctl, and what crossed the wire.
 
 :class:`ScsiDevice` sends one CDB at a time through ``SG_IO`` (``include/scsi/sg.h``,
 version 3 interface) and returns a :class:`Result`, or raises an error whose message
