@@ -32,6 +32,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -106,6 +107,63 @@ def sample(pid: int, t: float) -> Sample:
     return Sample(t, field_of("VmRSS"), field_of("RssAnon"),
                   field_of("RssFile") + field_of("RssShmem"),
                   len(os.listdir(f"/proc/{pid}/fd")), field_of("Threads"))
+
+
+#: The daemon under tracemalloc: SIGUSR2 writes its 15 largest allocation sites.
+TRACED_DAEMON = """
+import signal, sys, tracemalloc
+def dump(*_):
+    top = tracemalloc.take_snapshot().statistics("traceback")[:15]
+    with open({out!r} + ".tmp", "w") as f:
+        for st in top:
+            f.write(f"{{st.size / 1024:10.1f}} KiB {{st.count:7d}} blocks\\n")
+            f.write("".join(f"        {{line}}\\n" for line in st.traceback.format()[-8:]))
+    import os; os.replace({out!r} + ".tmp", {out!r})
+signal.signal(signal.SIGUSR2, dump)
+sys.argv = ["lio-xcopy"] + sys.argv[1:]
+from lio_xcopy.control.cli import main
+sys.exit(main(["daemon"] + sys.argv[1:]))
+"""
+
+
+def tracemalloc_top(pid: int, out: Path, timeout: float = 60) -> str:
+    """Ask the traced daemon for its largest allocation sites and return them."""
+    out.unlink(missing_ok=True)
+    os.kill(pid, signal.SIGUSR2)
+    deadline = time.monotonic() + timeout
+    while not out.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return out.read_text() if out.exists() else "(no tracemalloc answer)"
+
+
+def anon_where(pid: int) -> dict[str, int]:
+    """KiB of anonymous memory by kind of mapping (/proc/PID/smaps): glibc's main heap
+    (brk), its other arenas (64 MiB reservations), pymalloc's 1 MiB object arenas, other
+    large anonymous mappings (mmap'd buffers), thread stacks (8 MiB + guard)."""
+    where: collections.Counter[str] = collections.Counter()
+    kind = "other"
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        head = line.split()
+        if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+            lo, hi = (int(x, 16) for x in head[0].split("-"))
+            size = hi - lo
+            name = head[5] if len(head) > 5 else ""
+            if name == "[heap]":
+                kind = "heap"
+            elif name:
+                kind = "file" if not name.startswith("[") else name.strip("[]")
+            elif size == 1 << 20:
+                kind = "pyarena"
+            elif size == 8 << 20:
+                kind = "stack"
+            elif size <= 64 << 20 and (lo & ((64 << 20) - 1)) == 0:
+                kind = "arena"
+            else:
+                kind = "mmap"
+        elif head and head[0] == "Anonymous:":
+            where[kind] += int(head[1])
+    where.pop("file", None)
+    return {k: v for k, v in sorted(where.items()) if v}
 
 
 def levelled(values: list[int], tolerance: float, slack: int,
@@ -288,6 +346,13 @@ def main() -> int:
     ap.add_argument("--tolerance", type=float, default=0.05,
                     help="RssAnon may grow this fraction from the middle to the last third")
     ap.add_argument("--seed", type=int, default=None, help="the hostile commands' seed")
+    ap.add_argument("--where", action="store_true",
+                    help="also print where the anonymous memory is at each sample: glibc's "
+                         "main heap, its other arenas, Python's object arenas, large "
+                         "buffers, thread stacks (from /proc/PID/smaps)")
+    ap.add_argument("--tracemalloc", action="store_true",
+                    help="run the daemon under tracemalloc and print its largest Python "
+                         "allocation sites at the first and the last sample (slows it)")
     args = ap.parse_args()
     if not shutil.which("fio"):
         sys.exit("fio is not installed (on the host, which the guest shares)")
@@ -301,8 +366,11 @@ def main() -> int:
     log = work / "daemon.log"
     pidfile = shm / "pid"
     pidfile.unlink(missing_ok=True)
-    daemon = Daemon.start("lio-xcopy", [sys.executable, "-m", "lio_xcopy", "daemon",
-                                        "--pidfile", str(pidfile)], log,
+    cmd = [sys.executable, "-m", "lio_xcopy", "daemon", "--pidfile", str(pidfile)]
+    traces = work / "tracemalloc"
+    if args.tracemalloc:
+        cmd[1:3] = ["-X", "tracemalloc=8", "-c", TRACED_DAEMON.format(out=str(traces))]
+    daemon = Daemon.start("lio-xcopy", cmd, log,
                           lambda p: pidfile.exists(), timeout=180)
     counts = Counts()
     stop = threading.Event()
@@ -360,6 +428,12 @@ def main() -> int:
                   f"{s.shared_kib / 1024:7.1f} {s.fds:4d} {s.threads:7d} "
                   f"{counts.copies:6d} {counts.copy_polls:6d} {counts.commands:8d} "
                   f"{len(counts.errors):6d}", flush=True)
+            if args.where:
+                print("       " + "  ".join(f"{k} {v / 1024:.1f}"
+                                            for k, v in anon_where(daemon.pid).items()),
+                      flush=True)
+            if args.tracemalloc and (len(samples) == 1 or now >= seconds):
+                print(tracemalloc_top(daemon.pid, traces), flush=True)
             if now >= seconds or daemon.proc.poll() is not None:
                 break
             time.sleep(min(interval, max(seconds - now, 0.1)))

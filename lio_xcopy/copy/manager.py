@@ -298,7 +298,7 @@ class CopyManager:
             self._finish(job, CopyCommandStatus.COMPLETED_WITH_ERRORS, e.cause or e.sense)
             log.error("copy %s/%d aborted in segment %d: %s", job.lun, job.list_id,
                       e.segment, e)
-            fut.set_exception(e)
+            fut.set_exception(_without_frames(e))
             return
         except Exception as e:  # a bug: report it, never leave the command hanging
             log.exception("copy %s/%d failed", job.lun, job.list_id)
@@ -317,6 +317,7 @@ class CopyManager:
     def _finish(self, job: CopyJob, status: int, sense: SenseData | None) -> None:
         with self._lock:
             job.status, job.sense, job.finished = status, sense, time.monotonic()
+            job.future = None  # the command completes now; RECEIVE COPY RESULTS needs no more
             with contextlib.suppress(ValueError):
                 self._running.remove(job)
             if job.usage == ListIdUsage.NO_LIST_ID:
@@ -547,6 +548,20 @@ def _segment_bytes(seg: Any, src: ScsiDevice, dst: ScsiDevice) -> int:
     if isinstance(seg, StreamToBlock):
         return seg.number_of_blocks * dst.block_size
     return seg.byte_count
+
+
+def _without_frames(e: BaseException) -> BaseException:
+    """``e`` and the exceptions it was raised from, without their tracebacks: the copy's
+    result outlives the copy, and a traceback would keep every frame of the failed
+    segment alive with its buffers (megabytes per copy) as long as RECEIVE COPY
+    RESULTS remembers it."""
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        cur.__traceback__ = None
+        cur = cur.__cause__ or cur.__context__
+    return e
 
 
 def _quiet_early_warning(write: Any, *args: Any, **kw: Any) -> None:

@@ -533,3 +533,30 @@ def test_a_tape_read_error_aborts_a_restore_after_what_was_read(lab, faults):
     assert st.transferred_bytes == 5 * 65536
     got = read_file(dst)
     assert got[: 5 * 65536] == b"".join(recs[:5]) and got[5 * 65536 :] == bytes(MiB - 5 * 65536)
+
+
+def test_finished_copies_hold_no_buffers(lab):
+    """RECEIVE COPY RESULTS keeps up to 64 finished copies per LUN; what they keep is
+    their status and sense, not the staging buffers of the segment that failed (each
+    here 2 MiB: the tape fills in the middle of a chunk)."""
+    import gc
+    import tracemalloc
+
+    lab.manager.chunk = MiB
+    src = lab.disk("src", data=os.urandom(3 * MiB))
+    tapes = [lab.tape(f"t{i}", capacity=MiB) for i in range(2)]
+    tracemalloc.start()
+    try:
+        for i in range(24):
+            tapes[i % 2].rewind()
+            aborted(lab.manager, src, [(src, {}), (tapes[i % 2], {})],
+                    [BlockToStream(0, 1, 6144, 0, 65536)], list_id=i)
+            if i == 3:
+                gc.collect()
+                before = tracemalloc.get_traced_memory()[0]
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert copy_results(lab.manager, src, 0)[1].key == SenseKey.VOLUME_OVERFLOW
+    assert grown < MiB, f"20 finished copies hold {grown} bytes"
