@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterable, Sequence
 
 IOV_MAX = 1024
+_ZEROS = memoryview(bytes(64 * 1024))  # the source of DataBuffer.zero
 
 
 class PartialTransfer(OSError):
@@ -79,8 +80,11 @@ class DataBuffer:
         return done
 
     def zero(self, start: int = 0, length: int | None = None) -> None:
+        """Fill ``[start, start+length)`` with zeros, allocating nothing per call."""
         for v in self.slices(start, length):
-            v[:] = bytes(len(v))
+            for off in range(0, len(v), len(_ZEROS)):
+                n = min(len(_ZEROS), len(v) - off)
+                v[off : off + n] = _ZEROS[:n]
 
     def tobytes(self, length: int | None = None) -> bytes:
         """A copy of the first ``length`` bytes: for parameter lists, not payloads."""
