@@ -318,6 +318,7 @@ class CopyManager:
         with self._lock:
             job.status, job.sense, job.finished = status, sense, time.monotonic()
             job.future = None  # the command completes now; RECEIVE COPY RESULTS needs no more
+            job.carry = b""  # a residual no later segment of this list will take
             with contextlib.suppress(ValueError):
                 self._running.remove(job)
             if job.usage == ListIdUsage.NO_LIST_ID:
