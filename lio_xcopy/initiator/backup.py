@@ -592,13 +592,14 @@ class Display:
 
 
 def backup(req: BackupRequest, cat: Catalog, *, devs: Devices | None = None,
-           out: IO[str] = sys.stdout, progress: bool | str = True,
+           out: IO[str] | None = None, progress: bool | str = True,
            tty: bool | None = None, err: IO[str] | None = None) -> Job:
     """One backup job; returns its catalog row (done). Raises :class:`LioXcopyError`
     after marking the job failed; an operator's mistake is refused before the job is
     entered in the catalog. Progress goes to ``err`` (default stderr)."""
     with devs or Devices() as d:
-        return _backup(req, cat, d, out, Display(progress, err, tty))
+        return _backup(req, cat, d, sys.stdout if out is None else out,
+                       Display(progress, err, tty))
 
 
 def _cartridge(inv: Inventory, req: BackupRequest) -> ElementStatus:
@@ -707,12 +708,13 @@ class RestoreRequest:
 
 
 def restore(req: RestoreRequest, cat: Catalog, *, devs: Devices | None = None,
-            out: IO[str] = sys.stdout, progress: bool | str = True,
+            out: IO[str] | None = None, progress: bool | str = True,
             tty: bool | None = None, err: IO[str] | None = None) -> Job:
     """One restore job; returns its catalog row (done, digest verified). Progress
     goes to ``err`` (default stderr)."""
     with devs or Devices() as d:
-        return _restore(req, cat, d, out, Display(progress, err, tty))
+        return _restore(req, cat, d, sys.stdout if out is None else out,
+                        Display(progress, err, tty))
 
 
 def _restore(req: RestoreRequest, cat: Catalog, devs: Devices, out: IO[str],

@@ -532,3 +532,48 @@ def test_the_next_job_waits_for_the_copy_an_interrupted_job_left_running(target,
     states[:] = [xcopy.CopyStatus(0, 1, 1)]
     bk.wait_for_interrupted_copies(cat, target.devices(), b"\x60" * 16, out)
     assert len(states) == 1
+
+
+# --- lio-xcopy copy through the same loopback -----------------------------------------------
+@pytest.mark.parametrize("mode", ["--json", "lines", "--quiet"])
+def test_copy_result_on_stdout_progress_on_stderr(target, monkeypatch, capsys, mode):
+    import json
+
+    from lio_xcopy.initiator import copy
+
+    monkeypatch.setattr(sgio, "ScsiDevice", target.open)
+    args = ["if=/dev/sg1", "of=/dev/sg2", "count=4096"] + ([mode] if mode != "lines" else [])
+    assert copy.main(args) == 0
+    out, err = capsys.readouterr()
+    assert "\r" not in out + err
+    assert out.splitlines()[-1].startswith("  copied 2.0 MiB in ")
+    if mode == "--json":
+        docs = [json.loads(line) for line in err.splitlines()]
+        assert docs[-1]["done"] is True and docs[-1]["bytes"] == 4096 * 512
+    elif mode == "lines":
+        assert err.splitlines()[-1].startswith("  [########################] 100%")
+    else:
+        assert err == ""
+    assert (target.tmp / "dst.img").read_bytes()[:4096 * 512] == target.source_data[:4096 * 512]
+
+
+def test_copy_error_starts_its_own_line(target, monkeypatch):
+    """On a terminal the bar is redrawn in place; a failure ends its line first."""
+    from lio_xcopy.initiator import copy
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    def fails_midway(s, poll, plist, list_id, *, on_status=None, **kw):
+        on_status(xcopy.CopyStatus.for_bytes(xcopy.CopyCommandStatus.IN_PROGRESS, 0, MiB),
+                  1.0)
+        raise sgio.TransportFailure("EXTENDED COPY on /dev/sg1 did not complete", "/dev/sg1")
+
+    monkeypatch.setattr(sgio, "ScsiDevice", target.open)
+    monkeypatch.setattr(copy, "send_and_poll", fails_midway)
+    term = Terminal()
+    with pytest.raises(sgio.TransportFailure):
+        copy.run_copy("/dev/sg1", "/dev/sg2", copy.CopyRequest(count=4096), out=io.StringIO(),
+                      err=term)
+    assert term.getvalue().startswith("\r  [") and term.getvalue().endswith("\n")
