@@ -80,3 +80,12 @@ def test_a_second_daemon_names_the_running_ones_pid(state, no_daemon, capsys):
     with pidlock.acquire(lock):  # the holder's end dropped its lock
         assert pidlock.holder(lock) == os.getpid()
 
+
+def test_daemon_help_shows_the_control_planes_option_and_does_nothing(tmp_path, no_daemon,
+                                                                      capsys):
+    state = tmp_path / "state.json"
+    assert cli.main(["daemon", "--state-file", str(state), "--help"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("usage: lio-xcopy daemon") and "--config FILE" in out
+    assert "--state-file" in out and err == ""
+    assert not tmp_path.joinpath("daemon.lock").exists() and not state.exists()
