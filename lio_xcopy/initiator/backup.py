@@ -482,6 +482,10 @@ def sigterm_raises() -> Iterator[None]:
 
 
 # --- the jobs --------------------------------------------------------------------------------
+UNLOAD_NEEDS_CHANGER = ("--unload puts the cartridge back in its slot: it needs --changer; "
+                        "without a library use `mt -f DRIVE offline`")
+
+
 def check_backup_request(req: BackupRequest) -> None:
     """Refuse options that contradict each other or mean nothing, before any device is
     opened or any job entered in the catalog."""
@@ -500,8 +504,7 @@ def check_backup_request(req: BackupRequest) -> None:
     if req.slot == 0:
         raise BackupError("--slot 0: slots are numbered from 1, as `mtx status` shows them")
     if req.unload and req.changer is None:
-        raise BackupError("--unload puts the cartridge back in its slot: it needs "
-                          "--changer; without a library use `mt -f DRIVE offline`")
+        raise BackupError(UNLOAD_NEEDS_CHANGER)
     if req.blocks == 0:
         raise BackupError("--count 0 backs up nothing: give at least 1 block, or leave "
                           "--count out for the rest of the disk")
@@ -707,6 +710,15 @@ class RestoreRequest:
     unload: bool = False
 
 
+def check_restore_request(req: RestoreRequest) -> None:
+    """Refuse what a restore cannot do, before any device or the catalog is touched."""
+    if req.changer is None and req.drive is None:
+        raise BackupError("give --changer DEVICE (the cartridge is found by its barcode) "
+                          "or --drive DEVICE with the cartridge loaded")
+    if req.unload and req.changer is None:
+        raise BackupError(UNLOAD_NEEDS_CHANGER)
+
+
 def restore(req: RestoreRequest, cat: Catalog, *, devs: Devices | None = None,
             out: IO[str] | None = None, progress: bool | str = True,
             tty: bool | None = None, err: IO[str] | None = None) -> Job:
@@ -725,12 +737,7 @@ def _restore(req: RestoreRequest, cat: Catalog, devs: Devices, out: IO[str],
         src_job = cat.latest(req.latest_of)
     else:
         raise BackupError("give a JOB_ID, or --latest --source NAA")
-    if req.changer is None and req.drive is None:
-        raise BackupError("give --changer DEVICE (the cartridge is found by its barcode) "
-                          "or --drive DEVICE with the cartridge loaded")
-    if req.unload and req.changer is None:
-        raise BackupError("--unload puts the cartridge back in its slot: it needs "
-                          "--changer; without a library use `mt -f DRIVE offline`")
+    check_restore_request(req)
     if src_job.kind != BACKUP or src_job.state != DONE:
         raise BackupError(f"job {src_job.id} is a {src_job.state} {src_job.kind}: restore "
                           "from a done backup (`lio-xcopy catalog`)")
@@ -982,12 +989,7 @@ def _restore_request(opts: dict[str, Any], pos: list[str]) -> RestoreRequest:
         disk, job_id, latest = pos[1], int(pos[0]), None
     req = RestoreRequest(disk, job_id, latest, opts.get("--drive"), opts.get("--changer"),
                          _num(opts, "--seek", 0) or 0, bool(opts.get("--unload")))
-    if req.changer is None and req.drive is None:
-        raise BackupError("give --changer DEVICE (the cartridge is found by its barcode) "
-                          "or --drive DEVICE with the cartridge loaded")
-    if req.unload and req.changer is None:
-        raise BackupError("--unload puts the cartridge back in its slot: it needs "
-                          "--changer; without a library use `mt -f DRIVE offline`")
+    check_restore_request(req)
     return req
 
 
