@@ -907,15 +907,18 @@ def _progress(opts: dict[str, Any]) -> bool | str:
 
 def catalog_path(opts: dict[str, Any], *, existing: bool) -> Path:
     """The catalog to open: ``--catalog``, ``$LIO_XCOPY_CATALOG`` or the default. One
-    named must be in an existing directory (only the default's is created) and, for
-    ``existing`` (commands that only read jobs), exist."""
+    named (a typo is likely there) must be in an existing directory and, for
+    ``existing`` (commands that only read jobs), exist; the default and its directory
+    are created when missing."""
     named = opts.get("--catalog") or os.environ.get("LIO_XCOPY_CATALOG")
-    path = Path(named) if named else DEFAULT_CATALOG
+    if not named:
+        return DEFAULT_CATALOG
+    path = Path(named)
     where = "--catalog" if opts.get("--catalog") else "$LIO_XCOPY_CATALOG"
-    if existing and not path.exists():
+    if existing and not path.is_file():
         raise CatalogError(f"no catalog at {path}: give the one your backups use with "
                            "--catalog PATH (`lio-xcopy backup` creates it)")
-    if named and not path.parent.is_dir():
+    if not path.parent.is_dir():
         raise CatalogError(f"{where} {path}: there is no directory {path.parent}; create it "
                            "or give another path")
     return path

@@ -307,7 +307,7 @@ def format_jobs(jobs: list[Job]) -> str:
 USAGE = """usage: lio-xcopy catalog [--catalog PATH] [--job ID]
 
 Lists the backup and restore jobs of the catalog (default /var/lib/lio-xcopy/catalog.db,
-or $LIO_XCOPY_CATALOG); a catalog that does not exist is an error, never created.
+or $LIO_XCOPY_CATALOG); a catalog named that does not exist is an error, never created.
   --job ID   every field of one job
 """
 
@@ -316,6 +316,7 @@ def main(argv: list[str]) -> int:
     import sys
 
     path = Path(os.environ.get("LIO_XCOPY_CATALOG") or DEFAULT_PATH)
+    named = bool(os.environ.get("LIO_XCOPY_CATALOG"))
     one = None
     it = iter(argv)
     if any(a in ("-h", "--help") for a in argv):
@@ -327,7 +328,7 @@ def main(argv: list[str]) -> int:
             if not v or v.startswith("-"):
                 print("lio-xcopy catalog: --catalog needs the catalog's path", file=sys.stderr)
                 return 2
-            path = Path(v)
+            path, named = Path(v), True
         elif a == "--job" or a.startswith("--job="):
             v = a.split("=", 1)[1] if "=" in a else next(it, "")
             if not v.isdigit():
@@ -337,7 +338,7 @@ def main(argv: list[str]) -> int:
         else:
             print(f"lio-xcopy catalog: unknown argument {a!r}; see --help", file=sys.stderr)
             return 2
-    if not path.is_file():
+    if named and not path.is_file():
         print(f"lio-xcopy catalog: no catalog at {path}: give the one your backups use with "
               "--catalog PATH (`lio-xcopy backup` creates it)", file=sys.stderr)
         return 1
