@@ -38,7 +38,7 @@ the administrator's shell (a tree in the style of targetcli):
 `man lio-xcopy` and `man lio-xcopy.json` describe the commands and the saved file.
 """
 
-#: the subcommands, each with a one-line summary (``completion`` and the man page list them)
+#: the subcommands (the completion script and the man page list each of them; a test checks)
 COMMANDS = ("daemon", "copy", "library", "backup", "restore", "catalog", "saveconfig",
             "restoreconfig", "status", "version", "completion")
 
@@ -88,7 +88,7 @@ def _daemon_options() -> argparse.ArgumentParser:
     """The control plane's option of ``lio-xcopy daemon`` (the daemon adds its own)."""
     from lio_xcopy.control import config
 
-    p = argparse.ArgumentParser(add_help=False)
+    p = _Parser(prog="lio-xcopy daemon", add_help=False)
     p.add_argument("--config", type=Path, default=config.DEFAULT_PATH, metavar="FILE",
                    help="the saved configuration the copy groups are read from (default "
                         f"{config.DEFAULT_PATH}; absent: no copy groups)")
@@ -176,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
         if not rest:
             print(USAGE, end="")
             return 0
+        if _to_shell(rest[:1], False):  # `help ls`, `help /iscsi`: the shell's help
+            from lio_xcopy.control import shell
+
+            return shell.main([*rest[:1], "--help"])
         cmd, rest = rest[0], ["--help"]
     run = _commands().get(cmd)
     if run is None:
@@ -202,13 +206,14 @@ def _daemon(rest: list[str]) -> int:
     from lio_xcopy.tcmu.daemon import main as daemon_main
 
     options = _daemon_options()
-    known, _ = options.parse_known_args([a for a in rest if a not in HELP])
-    path: Path = known.config
+    path: Path = options.get_default("config")
 
     def groups() -> dict[str, tuple[str, ...]]:
         return dict(config.load(path).copy_groups) if path.exists() else {}
 
     try:
+        if not wants_help(rest):
+            path = options.parse_known_args(rest)[0].config
         return daemon_main(rest, copy_groups=groups, parents=[options])
     except SystemExit as e:  # argparse: --help (0) or a usage error (2)
         return e.code if isinstance(e.code, int) else 2

@@ -181,3 +181,30 @@ def test_man_page_names_every_command_and_the_saved_files_fields():
     for key in doc:
         assert f".B {key}" in fields or f"\n.B {key}\n" in fields, key
     assert f"schema version, {config.SCHEMA_VERSION}" in fields
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_shell_help_needs_no_lio(capsys):
+    from lio_xcopy.control import shell
+    from lio_xcopy.errors import ConfigError
+
+    class NoLio:
+        def snapshot(self):
+            raise ConfigError("LIO is not available: load it")
+
+    assert shell.run(["/backstores/tape", "create", "-h"], lio=NoLio()) == 0
+    out, err = capsys.readouterr()
+    assert "SYNTAX" in out and err == ""
+    assert shell.run(["ls"], lio=NoLio()) == 1  # a real command still says LIO is missing
+    assert "LIO is not available" in capsys.readouterr().err
+
+
+def test_help_of_a_shell_command_and_daemon_usage_errors(monkeypatch, capsys):
+    from lio_xcopy.control import shell
+
+    got = []
+    monkeypatch.setattr(shell, "main", lambda argv: got.append(argv) or 0)
+    assert cli.main(["help", "ls"]) == 0 and got == [["ls", "--help"]]
+    assert cli.main(["daemon", "--config"]) == 2
+    assert capsys.readouterr().err == ("lio-xcopy daemon: argument --config: expected one "
+                                       "argument; see `lio-xcopy daemon --help`\n")
