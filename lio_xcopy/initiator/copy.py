@@ -104,11 +104,15 @@ class CopyRequest:
     count: int | None = None  # disk blocks (tape->tape: bytes)
     skip: int = 0  # source disk blocks
     seek: int = 0  # destination disk blocks
-    record: int = DEFAULT_RECORD  # tape record length: the stream transfer length
+    record: int | None = None  # tape record length (stream transfer length); None: 65536
 
 
 def _refuse_meaningless(src: Endpoint, dst: Endpoint, req: CopyRequest) -> None:
-    """skip= and seek= address a disk; a tape is read and written at its position."""
+    """skip= and seek= address a disk, a tape is read and written at its position;
+    tbs= is a tape's record length."""
+    if not src.is_tape and not dst.is_tape and req.record is not None:
+        raise CopyUsageError(f"tbs={req.record} is the record length of a tape, and "
+                             f"neither {src.path} nor {dst.path} is one: leave tbs= out")
     if src.is_tape and req.skip:
         raise CopyUsageError(f"skip={req.skip}: the source {src.path} is a tape, read from "
                              "its position: position it (mt fsf N) and leave skip= out")
@@ -123,12 +127,13 @@ def plan_segments(src: Endpoint, dst: Endpoint, req: CopyRequest,
     """Cut the copy into segments the copy manager accepts."""
     limit_bytes = op.max_segment_length or MAX_BYTES_PER_SEGMENT
     _refuse_meaningless(src, dst, req)
+    record = req.record or DEFAULT_RECORD
     if src.is_tape and dst.is_tape:
         total = req.count
         if not total:
             raise CopyUsageError("tape->tape needs count=BYTES")
-        step = min(limit_bytes, MAX_BYTES_PER_SEGMENT) // req.record * req.record or req.record
-        return [StreamToStream(0, 1, min(step, total - off), req.record, req.record)
+        step = min(limit_bytes, MAX_BYTES_PER_SEGMENT) // record * record or record
+        return [StreamToStream(0, 1, min(step, total - off), record, record)
                 for off in range(0, total, step)]
     disk = dst if src.is_tape else src
     start = req.seek if src.is_tape else req.skip
@@ -151,11 +156,11 @@ def plan_segments(src: Endpoint, dst: Endpoint, req: CopyRequest,
                                  f"count={count} does not fit")
         return [BlockToBlock(0, 1, min(per_seg, count - i), req.skip + i, req.seek + i)
                 for i in range(0, count, per_seg)]
-    if (per_seg * disk.block_size) % req.record:  # keep every record whole
-        per_seg = max(per_seg * disk.block_size // req.record * req.record
+    if (per_seg * disk.block_size) % record:  # keep every record whole
+        per_seg = max(per_seg * disk.block_size // record * record
                       // disk.block_size, 1)
     cls = StreamToBlock if src.is_tape else BlockToStream
-    return [cls(0, 1, min(per_seg, count - i), start + i, req.record)
+    return [cls(0, 1, min(per_seg, count - i), start + i, record)
             for i in range(0, count, per_seg)]
 
 
@@ -369,10 +374,8 @@ def request(ops: dict[str, str]) -> CopyRequest:
                       ("bs", "is no block size: give the disk's, or leave bs= out")):
         if _int(ops, key, None) == 0:
             raise CopyUsageError(f"{key}=0 {what}")
-    record = _int(ops, "tbs", DEFAULT_RECORD)
     return CopyRequest(count=_int(ops, "count", None), skip=_int(ops, "skip", 0) or 0,
-                       seek=_int(ops, "seek", 0) or 0,
-                       record=DEFAULT_RECORD if record is None else record)
+                       seek=_int(ops, "seek", 0) or 0, record=_int(ops, "tbs", None))
 
 
 def main(argv: list[str]) -> int:

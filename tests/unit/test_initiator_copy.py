@@ -101,6 +101,15 @@ def test_a_start_past_the_end_is_said_without_negative_counts():
                             "count=40 or less (in blocks of the disk)")
 
 
+def test_a_record_length_between_two_disks_is_refused():
+    with pytest.raises(CopyUsageError) as e:
+        plan_segments(disk(n=1), disk(n=2), CopyRequest(count=8, record=4096), OP)
+    assert str(e.value) == ("tbs=4096 is the record length of a tape, and neither /dev/sg1 "
+                            "nor /dev/sg2 is one: leave tbs= out")
+    (seg,) = plan_segments(disk(n=1), tape(), CopyRequest(count=128), OP)
+    assert seg.stream_transfer_length == 65536  # no tbs=: the default record
+
+
 def test_skip_or_seek_on_a_tape_is_refused():
     with pytest.raises(CopyUsageError, match=r"skip=5: the source /dev/sg9 is a tape"):
         plan_segments(tape(), disk(), CopyRequest(skip=5), OP)
