@@ -66,7 +66,6 @@ from lio_xcopy.scsi.smc import ElementType
 from lio_xcopy.scsi.xcopy import CopyCommandStatus
 from lio_xcopy.sg import sgio
 
-MiB = 1 << 20
 #: List identifiers tried when the copy manager says one is in use (OPERATION IN PROGRESS).
 LIST_ID_ATTEMPTS = 4
 
