@@ -251,7 +251,7 @@ def demo(work: Path) -> int:
     before = counters(*watch)
     print(f"$ lio-xcopy copy if={db.sg} of={tape.sg}")
     out = io.StringIO()
-    xc = run_copy(str(db.sg), str(tape.sg), CopyRequest(), out=out)
+    xc = run_copy(str(db.sg), str(tape.sg), CopyRequest(), out=out, err=out)
     after = counters(*watch)
     lines = [x.strip() for x in out.getvalue().replace("\r", "\n").splitlines()]
     print("  " + "\n  ".join(x for x in lines if x))
@@ -278,7 +278,7 @@ def demo(work: Path) -> int:
     sh("mt", "-f", str(tape.tape), "rewind")
     print(f"$ lio-xcopy copy if={tape.sg} of={dev['restore1'].sg}")
     out = io.StringIO()
-    run_copy(str(tape.sg), str(dev["restore1"].sg), CopyRequest(), out=out)
+    run_copy(str(tape.sg), str(dev["restore1"].sg), CopyRequest(), out=out, err=out)
     print("  " + out.getvalue().strip().splitlines()[-1].strip().split("\r")[-1].strip())
     bad1 = verify(dev["restore1"].block, files, src, mnt)
 

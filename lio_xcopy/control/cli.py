@@ -1,10 +1,18 @@
-"""``lio-xcopy``: the command line. ``lio-xcopy daemon`` serves the LUNs."""
+"""``lio-xcopy``: the command line. ``lio-xcopy daemon`` serves the LUNs.
+
+Every subcommand answers ``-h``/``--help`` (anywhere among its arguments) with its help
+on stdout and exit status 0, and does nothing else.
+"""
 
 from __future__ import annotations
 
+import argparse
 import sys
+from collections.abc import Callable
+from pathlib import Path
 
 USAGE = """usage: lio-xcopy COMMAND [ARGS]
+       lio-xcopy COMMAND --help | lio-xcopy --version
 
 commands:
   daemon      serve every LUN of the xcopy subtype (the TCMU userspace half)
@@ -18,13 +26,138 @@ commands:
   restoreconfig [FILE]  recreate what the saved file holds; harmless when already there
   status      list the LUNs, their backing and where they are exported
   version     print the version
+  completion bash       print the bash completion script
 
 the administrator's shell (a tree in the style of targetcli):
   lio-xcopy                         interactive, with ls, cd, help and tab completion
   lio-xcopy /PATH COMMAND [ARGS]    one command, e.g.
       lio-xcopy /backstores/disk create name=db0 file=/srv/db0.img size=10G
   lio-xcopy ls [PATH]               the tree: backstores, loopback, iscsi, copy_groups
+  lio-xcopy /PATH help [COMMAND]    a node's commands, or one command's syntax
+
+`man lio-xcopy` and `man lio-xcopy.json` describe the commands and the saved file.
 """
+
+#: the subcommands (the completion script and the man page list each of them; a test checks)
+COMMANDS = ("daemon", "copy", "library", "backup", "restore", "catalog", "saveconfig",
+            "restoreconfig", "status", "version", "completion")
+
+HELP = ("-h", "--help")
+
+
+def wants_help(args: list[str]) -> bool:
+    """``-h`` or ``--help`` among the arguments (before a ``--``), as argparse reads it."""
+    for a in args:
+        if a == "--":
+            return False
+        if a in HELP:
+            return True
+    return False
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argparse parser whose mistakes are one line on stderr that points at --help
+    (exit status 2, as argparse), the usage shown only on --help."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: {message}; see `{self.prog} --help`\n")
+
+
+def _config_parser(cmd: str) -> argparse.ArgumentParser:
+    from lio_xcopy.control import config
+
+    about = {
+        "saveconfig": "Save the running disks, tapes, changers, loopback and iSCSI exports "
+                      "and copy groups to FILE (written atomically, mode 0600: it holds "
+                      "CHAP secrets).",
+        "restoreconfig": "Recreate what FILE holds: LUNs, exports, ACLs. What is already "
+                         "there is left alone; every error is reported, and the exit "
+                         "status is 1 if there was one.",
+        "status": "List the LUNs, their backing files, where they are exported, the "
+                  "daemon and the copies it runs; FILE (the saved configuration) marks "
+                  "what is not saved.",
+    }[cmd]
+    p = _Parser(prog=f"lio-xcopy {cmd}", description=about,
+                epilog="`man lio-xcopy.json` describes the file.")
+    p.add_argument("file", metavar="FILE", nargs="?", type=Path, default=config.DEFAULT_PATH,
+                   help=f"the saved configuration (default {config.DEFAULT_PATH})")
+    return p
+
+
+def _daemon_options() -> argparse.ArgumentParser:
+    """The control plane's option of ``lio-xcopy daemon`` (the daemon adds its own)."""
+    from lio_xcopy.control import config
+
+    p = _Parser(prog="lio-xcopy daemon", add_help=False)
+    p.add_argument("--config", type=Path, default=config.DEFAULT_PATH, metavar="FILE",
+                   help="the saved configuration the copy groups are read from (default "
+                        f"{config.DEFAULT_PATH}; absent: no copy groups)")
+    return p
+
+
+def _version(rest: list[str]) -> int:
+    from lio_xcopy import __version__
+
+    if rest and not wants_help(rest):
+        print(f"lio-xcopy version: takes no arguments, got {rest[0]!r}", file=sys.stderr)
+        return 2
+    print("usage: lio-xcopy version\n\nPrints the version." if rest else __version__)
+    return 0
+
+
+def _completion(rest: list[str]) -> int:
+    usage = ("usage: lio-xcopy completion bash\n\nPrints the bash completion script; "
+             "install it with\n  lio-xcopy completion bash > "
+             "/etc/bash_completion.d/lio-xcopy\n")
+    if wants_help(rest):
+        print(usage, end="")
+        return 0
+    if rest != ["bash"]:
+        print("lio-xcopy completion: give the shell, `lio-xcopy completion bash` (bash is "
+              "the one there is)", file=sys.stderr)
+        return 2
+    from importlib.resources import files
+
+    print(files("lio_xcopy").joinpath("data", "lio-xcopy.bash").read_text(encoding="utf-8"),
+          end="")
+    return 0
+
+
+def _commands() -> dict[str, Callable[[list[str]], int]]:
+    def copy(rest: list[str]) -> int:
+        from lio_xcopy.initiator.copy import main as copy_main
+
+        return copy_main(rest)
+
+    def library(rest: list[str]) -> int:
+        from lio_xcopy.control.library_cli import main as library_main
+
+        return library_main(rest)
+
+    def backup(rest: list[str]) -> int:
+        from lio_xcopy.initiator.backup import main as backup_main
+
+        return backup_main(rest)
+
+    def restore(rest: list[str]) -> int:
+        from lio_xcopy.initiator.backup import restore_main
+
+        return restore_main(rest)
+
+    def catalog(rest: list[str]) -> int:
+        from lio_xcopy.initiator.catalog import main as catalog_main
+
+        return catalog_main(rest)
+
+    def config_command(cmd: str) -> Callable[[list[str]], int]:
+        return lambda rest: _config_command(cmd, rest)
+
+    return {"daemon": _daemon, "copy": copy, "library": library, "backup": backup,
+            "restore": restore, "catalog": catalog,
+            "saveconfig": config_command("saveconfig"),
+            "restoreconfig": config_command("restoreconfig"),
+            "status": config_command("status"), "version": _version,
+            "completion": _completion}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,35 +166,27 @@ def main(argv: list[str] | None = None) -> int:
         from lio_xcopy.control import shell
 
         return shell.main(args)
-    if not args or args[0] in ("-h", "--help", "help"):
+    if not args or args[0] in HELP:
         print(USAGE, end="")
         return 0 if args else 2
+    if args[0] in ("--version", "-V"):
+        return _version([])
     cmd, rest = args[0], args[1:]
-    if cmd == "daemon":
-        return _daemon(rest)
-    if cmd == "copy":
-        from lio_xcopy.initiator.copy import main as copy_main
+    if cmd == "help":  # `lio-xcopy help [COMMAND]`: that command's --help
+        if not rest:
+            print(USAGE, end="")
+            return 0
+        if _to_shell(rest[:1], False):  # `help ls`, `help /iscsi`: the shell's help
+            from lio_xcopy.control import shell
 
-        return copy_main(rest)
-    if cmd == "library":
-        from lio_xcopy.control.library_cli import main as library_main
-
-        return library_main(rest)
-    if cmd in ("backup", "restore", "catalog"):
-        from lio_xcopy.initiator import backup, catalog
-
-        run = {"backup": backup.main, "restore": backup.restore_main, "catalog": catalog.main}
-        return run[cmd](rest)
-    if cmd in ("saveconfig", "restoreconfig", "status"):
-        return _config_command(cmd, rest)
-    if cmd == "version":
-        from lio_xcopy import __version__
-
-        print(__version__)
-        return 0
-    print(f"lio-xcopy: unknown command {cmd!r}; `lio-xcopy --help` lists the commands",
-          file=sys.stderr)
-    return 2
+            return shell.main([*rest[:1], "--help"])
+        cmd, rest = rest[0], ["--help"]
+    run = _commands().get(cmd)
+    if run is None:
+        print(f"lio-xcopy: unknown command {cmd!r}; `lio-xcopy --help` lists the commands",
+              file=sys.stderr)
+        return 2
+    return run(rest)
 
 
 def _to_shell(args: list[str], from_argv: bool) -> bool:
@@ -77,33 +202,31 @@ def _to_shell(args: list[str], from_argv: bool) -> bool:
 def _daemon(rest: list[str]) -> int:
     """The daemon, with its copy groups read from the saved configuration
     (``--config FILE``, default /etc/lio-xcopy/saveconfig.json; absent = none)."""
-    from pathlib import Path
-
     from lio_xcopy.control import config
     from lio_xcopy.tcmu.daemon import main as daemon_main
 
-    path = config.DEFAULT_PATH
-    if "--config" in rest:
-        i = rest.index("--config")
-        if i + 1 >= len(rest):
-            print("lio-xcopy daemon: --config needs a file", file=sys.stderr)
-            return 2
-        path = Path(rest[i + 1])
-        rest = rest[:i] + rest[i + 2 :]
+    options = _daemon_options()
+    path: Path = options.get_default("config")
 
     def groups() -> dict[str, tuple[str, ...]]:
         return dict(config.load(path).copy_groups) if path.exists() else {}
 
-    return daemon_main(rest, copy_groups=groups)
+    try:
+        if not wants_help(rest):
+            path = options.parse_known_args(rest)[0].config
+        return daemon_main(rest, copy_groups=groups, parents=[options])
+    except SystemExit as e:  # argparse: --help (0) or a usage error (2)
+        return e.code if isinstance(e.code, int) else 2
 
 
 def _config_command(cmd: str, rest: list[str]) -> int:
-    from pathlib import Path
-
     from lio_xcopy.control import config, saved
     from lio_xcopy.errors import LioXcopyError
 
-    path = Path(rest[0]) if rest else config.DEFAULT_PATH
+    try:
+        path: Path = _config_parser(cmd).parse_args(rest).file
+    except SystemExit as e:  # --help (0) or a usage error (2): nothing read or written
+        return e.code if isinstance(e.code, int) else 2
     try:
         if cmd == "saveconfig":
             cfg = saved.save(path)

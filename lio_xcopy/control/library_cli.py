@@ -68,7 +68,7 @@ def _barcodes(text: str) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] in ("-h", "--help"):
+    if not argv or any(a in ("-h", "--help") for a in argv):
         print(USAGE, end="")
         return 0 if argv else 2
     from lio_xcopy.control import library

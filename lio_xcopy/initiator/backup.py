@@ -33,9 +33,13 @@ from lio_xcopy.initiator.catalog import (
     FAILED,
     RESTORE,
     Catalog,
+    CatalogError,
     Job,
     Terminated,
     size,
+)
+from lio_xcopy.initiator.catalog import (
+    DEFAULT_PATH as DEFAULT_CATALOG,
 )
 from lio_xcopy.initiator.changer import (
     UNIT_ATTENTION_RETRIES,
@@ -55,84 +59,19 @@ from lio_xcopy.initiator.copy import (
     operating_parameters,
     send_and_poll,
 )
+from lio_xcopy.initiator.progress import Progress, make
 from lio_xcopy.scsi import spc, ssc, xcopy
 from lio_xcopy.scsi.sense import Asc, SenseKey
 from lio_xcopy.scsi.smc import ElementType
 from lio_xcopy.scsi.xcopy import CopyCommandStatus
 from lio_xcopy.sg import sgio
 
-MiB = 1 << 20
 #: List identifiers tried when the copy manager says one is in use (OPERATION IN PROGRESS).
 LIST_ID_ATTEMPTS = 4
 
 
 class BackupError(LioXcopyError):
     """A backup or restore cannot go on; the message says what to do next."""
-
-
-# --- progress --------------------------------------------------------------------------------
-def _clock(seconds: float) -> str:
-    s = int(seconds + 0.5)
-    if s >= 3600:
-        return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
-    return f"{s // 60}:{s % 60:02d}"
-
-
-def format_progress(moved: int, total: int, seconds: float, width: int = 24) -> str:
-    """``[#########...............]  37%   35.5/96.0 MiB   11.8 MiB/s  ETA 0:05``."""
-    frac = min(moved / total, 1.0) if total > 0 else 1.0
-    fill = int(frac * width)
-    rate = moved / MiB / seconds if seconds > 0 else 0.0
-    eta = _clock((total - moved) / MiB / rate) if rate > 0 and moved < total else (
-        "0:00" if moved >= total else "--:--")
-    unit, scale = next((u, n) for u, n in (("GiB", 1 << 30), ("MiB", MiB), ("KiB", 1 << 10))
-                       if total >= n or n == 1 << 10)
-    return (f"[{'#' * fill}{'.' * (width - fill)}] {100 * frac:3.0f}%  "
-            f"{moved / scale:7.1f}/{total / scale:.1f} {unit}  {rate:6.1f} MiB/s  ETA {eta}")
-
-
-class Progress:
-    """Shows COPY STATUS as a progress bar: redrawn in place (``\\r``) on a terminal, a
-    line every ``interval`` seconds otherwise (a log file, a pipe)."""
-
-    def __init__(self, total: int, out: IO[str], *, tty: bool | None = None,
-                 interval: float = 5.0, clock: Callable[[], float] = time.monotonic):
-        self.total = total
-        self.out = out
-        self.tty = out.isatty() if tty is None else tty
-        self.interval = interval
-        self.clock = clock
-        self._last: float | None = None
-        self._width = 0
-
-    def update(self, st: xcopy.CopyStatus, seconds: float) -> None:
-        self.show(st.transferred_bytes or 0, seconds)
-
-    def show(self, moved: int, seconds: float) -> None:
-        line = "  " + format_progress(moved, self.total, seconds)
-        if self.tty:
-            self.out.write("\r" + line.ljust(self._width))
-            self._width = len(line)
-            self.out.flush()
-            return
-        now = self.clock()
-        if self._last is None or now - self._last >= self.interval:
-            self._last = now
-            print(line, file=self.out, flush=True)
-
-    def finish(self, moved: int, seconds: float) -> None:
-        line = "  " + format_progress(moved, self.total, seconds).replace(
-            "ETA 0:00", f"in {_clock(seconds)}")
-        if self.tty:
-            self.out.write("\r" + line.ljust(self._width) + "\n")
-        else:
-            print(line, file=self.out)
-        self.out.flush()
-
-    def abandon(self) -> None:
-        if self.tty and self._width:
-            self.out.write("\n")
-            self.out.flush()
 
 
 # --- the tape drive (SSC-4) ------------------------------------------------------------------
@@ -390,12 +329,8 @@ def load(lib: Library, drive: Drive, slot: ElementStatus, out: IO[str]) -> None:
     """MOVE MEDIUM slot -> drive (SMC-3 6.9); a drive that holds another cartridge gives
     it back to its slot first. Then the changer must report the cartridge in the drive."""
     inv, el = lib.inventory, lib.drive_element
+    _refuse_other_drive(lib, slot)
     if _in_drive(slot):
-        if slot.address != el.address:
-            raise BackupError(
-                f"{slot.barcode or 'the cartridge'} is in drive "
-                f"{inv.drive_number(slot.address)}, not in the drive chosen: give that "
-                "drive with --drive, or unload it first (mtx unload)")
         return
     if el.full:
         back = el.source if el.source is not None else (inv.free_slot() or slot).address
@@ -412,6 +347,63 @@ def load(lib: Library, drive: Drive, slot: ElementStatus, out: IO[str]) -> None:
         raise BackupError(f"after MOVE MEDIUM the changer does not report "
                           f"{slot.barcode or 'the cartridge'} in the drive: check the library "
                           "(`mtx status`)")
+
+
+def _refuse_other_drive(lib: Library, slot: ElementStatus) -> None:
+    """A cartridge already in a drive can only be used there."""
+    if _in_drive(slot) and slot.address != lib.drive_element.address:
+        raise BackupError(
+            f"{slot.barcode or 'the cartridge'} is in drive "
+            f"{lib.inventory.drive_number(slot.address)}, not in the drive chosen: give that "
+            "drive with --drive, or unload it first (mtx unload)")
+
+
+def _refuse_not_tape(dev: sgio.ScsiDevice) -> None:
+    if dev.peripheral_device_type() != spc.TYPE_TAPE:
+        raise BackupError(f"{dev.path} is not a tape drive: give the drive's /dev/sgN or "
+                          "/dev/nstN with --drive (`lsscsi -g`)")
+
+
+@contextlib.contextmanager
+def _unload_afterwards(unload: bool, lib: Library, drive: Drive, cartridge: ElementStatus,
+                       copy_dev: sgio.ScsiDevice, cat: Catalog, job: Job,
+                       out: IO[str]) -> Iterator[None]:
+    """With ``--unload``, put the cartridge back in its slot after the job, whether it
+    succeeded or failed; not while the job's copy still runs on the target (an
+    interrupted job's, or one whose EXTENDED COPY lost its answer): that is said
+    instead."""
+    try:
+        yield
+    except Exception:
+        if unload:
+            _unload_after_failure(lib, drive, cartridge, copy_dev, cat.job(job.id).list_id,
+                                  out)
+        raise
+    if unload:
+        unload_to(lib, drive, _home(cartridge), out)
+
+
+def _unload_after_failure(lib: Library, drive: Drive, cartridge: ElementStatus,
+                          copy_dev: sgio.ScsiDevice, list_id: int | None,
+                          out: IO[str]) -> None:
+    if list_id is not None:
+        with contextlib.suppress(sgio.SgIoError):
+            if copy_status(copy_dev, list_id).status == CopyCommandStatus.IN_PROGRESS:
+                print("the job failed but its copy still runs on the target: the cartridge "
+                      "stays in the drive (unload it when the copy ends: mtx unload)",
+                      file=out)
+                return
+    try:
+        home = _home(cartridge)
+        now = next((d for d in lib.changer.inventory().drives
+                    if d.address == lib.drive_element.address), None)
+        if now is None or not now.full:
+            return  # nothing was loaded
+        print("the job failed: unloading the cartridge (--unload)", file=out)
+        unload_to(lib, drive, home, out)
+    except (LioXcopyError, ChangerError, sgio.SgIoError) as e:
+        print(f"the job failed, and so did --unload: {e}; unload by hand (mtx unload)",
+              file=out)
 
 
 def _in_drive(el: ElementStatus) -> bool:
@@ -489,6 +481,37 @@ def sigterm_raises() -> Iterator[None]:
 
 
 # --- the jobs --------------------------------------------------------------------------------
+UNLOAD_NEEDS_CHANGER = ("--unload puts the cartridge back in its slot: it needs --changer; "
+                        "without a library use `mt -f DRIVE offline`")
+
+
+def check_backup_request(req: BackupRequest) -> None:
+    """Refuse options that contradict each other or mean nothing, before any device is
+    opened or any job entered in the catalog."""
+    if req.changer is None and req.drive is None:
+        raise BackupError("give --drive DEVICE, or --changer DEVICE --slot N")
+    if req.slot is not None and req.barcode is not None:
+        raise BackupError(f"--slot {req.slot} and --barcode {req.barcode} name a cartridge "
+                          "twice: give one of them")
+    if req.changer is None and (req.slot is not None or req.barcode is not None):
+        what = "--slot" if req.slot is not None else "--barcode"
+        raise BackupError(f"{what} picks a cartridge of a library: give the library with "
+                          "--changer DEVICE too, or leave it out to use the cartridge in "
+                          "--drive")
+    if req.changer is not None and req.slot is None and req.barcode is None:
+        raise BackupError("with --changer give --slot N or --barcode LABEL")
+    if req.slot == 0:
+        raise BackupError("--slot 0: slots are numbered from 1, as `mtx status` shows them")
+    if req.unload and req.changer is None:
+        raise BackupError(UNLOAD_NEEDS_CHANGER)
+    if req.blocks == 0:
+        raise BackupError("--count 0 backs up nothing: give at least 1 block, or leave "
+                          "--count out for the rest of the disk")
+    if req.record <= 0:
+        raise BackupError(f"--record {req.record}: give the tape record length in bytes, "
+                          f"at least 1 (default {DEFAULT_RECORD})")
+
+
 @dataclass(frozen=True, slots=True)
 class BackupRequest:
     disk: str
@@ -514,7 +537,7 @@ def _copy(src_dev: sgio.ScsiDevice, devs: Devices, src: Endpoint, dst: Endpoint,
         cat.update(job.id, list_id=list_id)
         try:
             st, seconds = send_and_poll(src_dev, poll, plist, list_id,
-                                        on_status=progress.update if progress else None,
+                                        on_status=_shows(progress),
                                         interval=0.5)
             break
         except sgio.ScsiCommandError as e:
@@ -543,19 +566,42 @@ def _copy(src_dev: sgio.ScsiDevice, devs: Devices, src: Endpoint, dst: Endpoint,
     return moved, seconds, sha.hex()
 
 
+def _shows(progress: Progress | None) -> Callable[[xcopy.CopyStatus, float], None] | None:
+    if progress is None:
+        return None
+    return lambda st, seconds: progress.show(st.transferred_bytes or 0, seconds)
+
+
 def _open_library(devs: Devices, changer_path: str) -> tuple[Changer, Inventory]:
     ch = Changer(devs.open(changer_path))
     ch.check_type()
     return ch, ch.inventory()
 
 
+@dataclass(frozen=True, slots=True)
+class Display:
+    """Where a job's progress goes: ``progress`` True (a bar on a terminal, lines
+    elsewhere; ``tty`` overrides what the stream says), False (none) or a mode of
+    :mod:`lio_xcopy.initiator.progress` by name; ``err`` defaults to stderr."""
+
+    progress: bool | str = True
+    err: IO[str] | None = None
+    tty: bool | None = None
+
+    def make(self, total: int) -> Progress:
+        return make(total, self.err if self.err is not None else sys.stderr, self.progress,
+                    tty=self.tty)
+
+
 def backup(req: BackupRequest, cat: Catalog, *, devs: Devices | None = None,
-           out: IO[str] = sys.stdout, progress: bool = True,
-           tty: bool | None = None) -> Job:
+           out: IO[str] | None = None, progress: bool | str = True,
+           tty: bool | None = None, err: IO[str] | None = None) -> Job:
     """One backup job; returns its catalog row (done). Raises :class:`LioXcopyError`
-    after marking the job failed."""
+    after marking the job failed; an operator's mistake is refused before the job is
+    entered in the catalog. Progress goes to ``err`` (default stderr)."""
     with devs or Devices() as d:
-        return _backup(req, cat, d, out, progress, tty)
+        return _backup(req, cat, d, sys.stdout if out is None else out,
+                       Display(progress, err, tty))
 
 
 def _cartridge(inv: Inventory, req: BackupRequest) -> ElementStatus:
@@ -577,21 +623,21 @@ def _cartridge(inv: Inventory, req: BackupRequest) -> ElementStatus:
     return holder
 
 
-def _backup(req: BackupRequest, cat: Catalog, devs: Devices, out: IO[str], progress: bool,
-            tty: bool | None) -> Job:
-    if req.changer is None and req.drive is None:
-        raise BackupError("give --drive DEVICE, or --changer DEVICE --slot N")
-    if req.changer is not None and req.slot is None and req.barcode is None:
-        raise BackupError("with --changer give --slot N or --barcode LABEL")
+def _backup(req: BackupRequest, cat: Catalog, devs: Devices, out: IO[str],
+            display: Display) -> Job:
+    check_backup_request(req)
     disk_dev = devs.open(req.disk)
     src = identify(disk_dev)
     if src.is_tape:
         raise BackupError(f"{req.disk} is a tape: give the disk to back up first")
     first = req.first_block
+    if first >= src.blocks:
+        raise BackupError(f"{req.disk} has {src.blocks} blocks: --skip {first} is past its "
+                          f"end; give --skip below {src.blocks}")
     blocks = req.blocks if req.blocks is not None else src.blocks - first
-    if blocks <= 0 or first + blocks > src.blocks:
+    if first + blocks > src.blocks:
         raise BackupError(f"{req.disk} has {src.blocks} blocks: --skip {first} --count "
-                          f"{blocks} does not fit")
+                          f"{blocks} does not fit; give --count {src.blocks - first} or less")
     lib: Library | None = None
     slot: ElementStatus | None = None
     drive_path = req.drive or ""
@@ -600,7 +646,9 @@ def _backup(req: BackupRequest, cat: Catalog, devs: Devices, out: IO[str], progr
         slot = _cartridge(inv, req)
         drive_path, el = _drive_in_library(devs, changer, inv, req.drive, slot.barcode)
         lib = Library(changer, inv, el)
+        _refuse_other_drive(lib, slot)
     tape_dev = devs.open(drive_path)
+    _refuse_not_tape(tape_dev)
     drive = Drive(tape_dev)
     drive_naa = _naa(tape_dev, "the drive")
     cartridge = slot.barcode if slot is not None else None
@@ -612,34 +660,42 @@ def _backup(req: BackupRequest, cat: Catalog, devs: Devices, out: IO[str], progr
         print(f"job {job.id}: {replace(src, path=req.disk).describe()} -> "
               f"{cartridge or 'the cartridge'} in {drive_path}", file=out)
         if lib is not None and slot is not None:
-            load(lib, drive, slot, out)
-        wait_ready(tape_dev)
-        if tape_dev.peripheral_device_type() != spc.TYPE_TAPE:
-            raise BackupError(f"{drive_path} is not a tape drive")
-        dst = identify(tape_dev)
-        file_number = append_position(drive, out)
-        cat.update(job.id, file_number=file_number)
-        total = blocks * src.block_size
-        print(f"writing tape file {file_number}: {size(total)} in "
-              f"{req.record}-byte records, by the target's copy manager", file=out)
-        bar = Progress(total, out, tty=tty) if progress else None
-        moved, _seconds, sha = _copy(disk_dev, devs, src, dst,
-                                     CopyRequest(count=blocks, skip=first, record=req.record),
-                                     out, bar, cat, job)
-        if moved != total:
-            raise BackupError(f"the copy moved {moved} bytes of {total}: the tape file is "
-                              "incomplete; run the backup again")
-        drive.write_filemark()
-        after = drive.position().file_number
-        if after != file_number + 1:
-            raise BackupError(f"after the filemark the drive is in file {after}, not "
-                              f"{file_number + 1}: another host used the drive?")
-        done = cat.finish(job.id, bytes=moved, sha256=sha)
-        print(f"job {job.id} done: {size(moved)} in tape file {file_number} of "
-              f"{cartridge or drive_path}" + (f", sha256 {sha}" if sha else ""), file=out)
-        if req.unload and lib is not None and slot is not None:
-            unload_to(lib, drive, _home(slot), out)
-        return done
+            with _unload_afterwards(req.unload, lib, drive, slot, disk_dev, cat, job, out):
+                load(lib, drive, slot, out)
+                return _write_backup(req, cat, job, src, disk_dev, tape_dev, drive, devs,
+                                     out, display, first, blocks)
+        return _write_backup(req, cat, job, src, disk_dev, tape_dev, drive, devs, out,
+                             display, first, blocks)
+
+
+def _write_backup(req: BackupRequest, cat: Catalog, job: Job, src: Endpoint,
+                  disk_dev: sgio.ScsiDevice, tape_dev: sgio.ScsiDevice, drive: Drive,
+                  devs: Devices, out: IO[str], display: Display, first: int,
+                  blocks: int) -> Job:
+    """The job once the cartridge is in the drive: position, copy, filemark, catalog."""
+    wait_ready(tape_dev)
+    dst = identify(tape_dev)
+    file_number = append_position(drive, out)
+    cat.update(job.id, file_number=file_number)
+    total = blocks * src.block_size
+    print(f"writing tape file {file_number}: {size(total)} in "
+          f"{req.record}-byte records, by the target's copy manager", file=out)
+    bar = display.make(total)
+    moved, _seconds, sha = _copy(disk_dev, devs, src, dst,
+                                 CopyRequest(count=blocks, skip=first, record=req.record),
+                                 out, bar, cat, job)
+    if moved != total:
+        raise BackupError(f"the copy moved {moved} bytes of {total}: the tape file is "
+                          "incomplete; run the backup again")
+    drive.write_filemark()
+    after = drive.position().file_number
+    if after != file_number + 1:
+        raise BackupError(f"after the filemark the drive is in file {after}, not "
+                          f"{file_number + 1}: another host used the drive?")
+    done = cat.finish(job.id, bytes=moved, sha256=sha)
+    print(f"job {job.id} done: {size(moved)} in tape file {file_number} of "
+          f"{job.cartridge or drive.path}" + (f", sha256 {sha}" if sha else ""), file=out)
+    return done
 
 
 @dataclass(frozen=True, slots=True)
@@ -653,25 +709,34 @@ class RestoreRequest:
     unload: bool = False
 
 
+def check_restore_request(req: RestoreRequest) -> None:
+    """Refuse what a restore cannot do, before any device or the catalog is touched."""
+    if req.changer is None and req.drive is None:
+        raise BackupError("give --changer DEVICE (the cartridge is found by its barcode) "
+                          "or --drive DEVICE with the cartridge loaded")
+    if req.unload and req.changer is None:
+        raise BackupError(UNLOAD_NEEDS_CHANGER)
+
+
 def restore(req: RestoreRequest, cat: Catalog, *, devs: Devices | None = None,
-            out: IO[str] = sys.stdout, progress: bool = True,
-            tty: bool | None = None) -> Job:
-    """One restore job; returns its catalog row (done, digest verified)."""
+            out: IO[str] | None = None, progress: bool | str = True,
+            tty: bool | None = None, err: IO[str] | None = None) -> Job:
+    """One restore job; returns its catalog row (done, digest verified). Progress
+    goes to ``err`` (default stderr)."""
     with devs or Devices() as d:
-        return _restore(req, cat, d, out, progress, tty)
+        return _restore(req, cat, d, sys.stdout if out is None else out,
+                        Display(progress, err, tty))
 
 
-def _restore(req: RestoreRequest, cat: Catalog, devs: Devices, out: IO[str], progress: bool,
-             tty: bool | None) -> Job:
+def _restore(req: RestoreRequest, cat: Catalog, devs: Devices, out: IO[str],
+             display: Display) -> Job:
     if req.job is not None:
         src_job = cat.job(req.job)
     elif req.latest_of is not None:
         src_job = cat.latest(req.latest_of)
     else:
         raise BackupError("give a JOB_ID, or --latest --source NAA")
-    if req.changer is None and req.drive is None:
-        raise BackupError("give --changer DEVICE (the cartridge is found by its barcode) "
-                          "or --drive DEVICE with the cartridge loaded")
+    check_restore_request(req)
     if src_job.kind != BACKUP or src_job.state != DONE:
         raise BackupError(f"job {src_job.id} is a {src_job.state} {src_job.kind}: restore "
                           "from a done backup (`lio-xcopy catalog`)")
@@ -700,7 +765,9 @@ def _restore(req: RestoreRequest, cat: Catalog, devs: Devices, out: IO[str], pro
                               "import it (mail slot) and retry")
         drive_path, el = _drive_in_library(devs, changer, inv, req.drive, src_job.cartridge)
         lib = Library(changer, inv, el)
+        _refuse_other_drive(lib, holder)
     tape_dev = devs.open(drive_path)
+    _refuse_not_tape(tape_dev)
     drive = Drive(tape_dev)
     wait_for_interrupted_copies(cat, devs, _naa(tape_dev, "the drive"), out)
     with cat.running(RESTORE, disk=req.disk, disk_naa=dst.designator.value.hex(),
@@ -713,67 +780,89 @@ def _restore(req: RestoreRequest, cat: Catalog, devs: Devices, out: IO[str], pro
               f"{size(src_job.size)}) from tape file {src_job.file_number} of "
               f"{src_job.cartridge or drive_path} to {req.disk}", file=out)
         if lib is not None and holder is not None:
-            load(lib, drive, holder, out)
-        elif lib is None:
-            print(f"  (no changer: {drive_path} must hold "
-                  f"{src_job.cartridge or 'the cartridge of job ' + str(src_job.id)})",
-                  file=out)
-        wait_ready(tape_dev)
-        src = identify(tape_dev)
-        locate_file(drive, src_job.file_number or 0)
-        bar = Progress(src_job.size, out, tty=tty) if progress else None
-        moved, _s, sha = _copy(tape_dev, devs, src, dst,
-                               CopyRequest(count=src_job.blocks, seek=req.seek,
-                                           record=src_job.record_length),
-                               out, bar, cat, job)
-        if moved != src_job.size:
-            raise BackupError(f"the restore moved {moved} bytes of {src_job.size}")
-        if sha is not None and src_job.sha256 is not None:
-            if sha != src_job.sha256:
-                raise BackupError(f"digest mismatch: the restore read {sha}, the backup "
-                                  f"wrote {src_job.sha256}; the cartridge's data changed")
-            verdict = "verified: SHA-256 matches the backup's"
-        else:
-            verdict = "not verified: no digest from the copy manager"
-        done = cat.finish(job.id, bytes=moved, sha256=sha)
-        print(f"job {job.id} done: {size(moved)} restored, {verdict}", file=out)
-        if req.unload and lib is not None and holder is not None:
-            unload_to(lib, drive, _home(holder), out)
-        return done
+            with _unload_afterwards(req.unload, lib, drive, holder, tape_dev, cat, job, out):
+                load(lib, drive, holder, out)
+                return _read_back(req, cat, job, src_job, dst, disk_dev, tape_dev, drive,
+                                  devs, out, display)
+        print(f"  (no changer: {drive_path} must hold "
+              f"{src_job.cartridge or 'the cartridge of job ' + str(src_job.id)})", file=out)
+        return _read_back(req, cat, job, src_job, dst, disk_dev, tape_dev, drive, devs, out,
+                          display)
+
+
+def _read_back(req: RestoreRequest, cat: Catalog, job: Job, src_job: Job, dst: Endpoint,
+               disk_dev: sgio.ScsiDevice, tape_dev: sgio.ScsiDevice, drive: Drive,
+               devs: Devices, out: IO[str], display: Display) -> Job:
+    """The restore once the cartridge is in the drive: position, copy, check the digest."""
+    wait_ready(tape_dev)
+    src = identify(tape_dev)
+    locate_file(drive, src_job.file_number or 0)
+    bar = display.make(src_job.size)
+    moved, _s, sha = _copy(tape_dev, devs, src, dst,
+                           CopyRequest(count=src_job.blocks, seek=req.seek,
+                                       record=src_job.record_length),
+                           out, bar, cat, job)
+    if moved != src_job.size:
+        raise BackupError(f"the restore moved {moved} bytes of {src_job.size}")
+    if sha is not None and src_job.sha256 is not None:
+        if sha != src_job.sha256:
+            raise BackupError(f"digest mismatch: the restore read {sha}, the backup "
+                              f"wrote {src_job.sha256}; the cartridge's data changed")
+        verdict = "verified: SHA-256 matches the backup's"
+    else:
+        verdict = "not verified: no digest from the copy manager"
+    done = cat.finish(job.id, bytes=moved, sha256=sha)
+    print(f"job {job.id} done: {size(moved)} restored, {verdict}", file=out)
+    return done
 
 
 # --- command line ----------------------------------------------------------------------------
 BACKUP_USAGE = """usage: lio-xcopy backup DISK
-           (--changer SG (--slot N | --barcode LABEL) [--drive SG] | --drive SG)
+           (--changer SG (--slot N | --barcode LABEL) [--drive SG] [--unload] | --drive SG)
            [--skip BLOCKS] [--count BLOCKS] [--record BYTES]
-           [--unload] [--catalog PATH] [--quiet]
+           [--catalog PATH] [--quiet | --json]
 
 Backs DISK up to a new file at the end of a cartridge: the target's copy manager moves
 the data (EXTENDED COPY); the job goes into the catalog (default
-/var/lib/lio-xcopy/catalog.db) with the cartridge, tape file number, size and SHA-256.
+/var/lib/lio-xcopy/catalog.db, or $LIO_XCOPY_CATALOG) with the cartridge, tape file
+number, size and SHA-256.
   --changer SG       the library's medium changer (/dev/sgN); --slot N as `mtx status`
-                     numbers slots, or --barcode LABEL
+                     numbers slots (from 1), or --barcode LABEL: one of the two
   --drive SG         the tape drive (/dev/sgN or /dev/nstN); with a changer, default: a
                      free drive of the library that this host reaches
   --skip/--count     the range of DISK in its blocks (default: all of it)
   --record BYTES     tape record length (default 65536)
-  --unload           put the cartridge back in its slot afterwards
+  --unload           put the cartridge back in its slot afterwards, also after a
+                     failure (not while the failed job's copy still runs on the target)
+  --catalog PATH     the catalog; its directory must exist (created only for the default)
+  --quiet            no progress; --json: progress as one JSON object a line
+Progress goes to stderr: a bar redrawn on a terminal, a line every 5 s elsewhere.
 """
 
 RESTORE_USAGE = """usage: lio-xcopy restore (JOB_ID | --latest --source NAA) DISK
-                          [--changer SG] [--drive SG] [--seek BLOCKS] [--unload]
-                          [--catalog PATH] [--quiet]
+                          (--changer SG [--drive SG] [--unload] | --drive SG)
+                          [--seek BLOCKS] [--catalog PATH] [--quiet | --json]
 
 Copies a backup back from its cartridge and tape file (from the catalog) onto DISK and
 checks the copy manager's SHA-256 against the catalog's.
-  --changer SG   the library holding the cartridge (found by its barcode)
-  --drive SG     the drive to use (without --changer: the cartridge must be in it)
-  --seek BLOCKS  first block of DISK to write (default 0)
+  --changer SG    the library holding the cartridge (found by its barcode)
+  --drive SG      the drive to use (without --changer: the cartridge must be in it)
+  --seek BLOCKS   first block of DISK to write (default 0)
+  --unload        put the cartridge back in its slot afterwards, also after a failure
+  --catalog PATH  the catalog the backup is in (it must exist)
+  --quiet         no progress; --json: progress as one JSON object a line (stderr)
 """
 
 
-def _parse(argv: list[str], flags: set[str], options: set[str]) -> tuple[list[str],
-                                                                         dict[str, Any]]:
+BACKUP_FLAGS = {"--unload", "--quiet", "--json"}
+BACKUP_OPTIONS = {"--changer", "--drive", "--slot", "--barcode", "--skip", "--count",
+                  "--record", "--catalog"}
+RESTORE_FLAGS = {"--unload", "--quiet", "--json", "--latest"}
+RESTORE_OPTIONS = {"--changer", "--drive", "--seek", "--catalog", "--source"}
+
+
+def _parse(cmd: str, argv: list[str], flags: set[str],
+           options: set[str]) -> tuple[list[str], dict[str, Any]]:
     pos: list[str] = []
     opts: dict[str, Any] = {}
     it = iter(argv)
@@ -782,16 +871,20 @@ def _parse(argv: list[str], flags: set[str], options: set[str]) -> tuple[list[st
             name, eq, val = a.partition("=")
             if name in flags and not eq:
                 opts[name] = True
-            elif name in options:
-                if not eq:
-                    val = next(it, None)  # type: ignore[assignment]
-                    if val is None:
-                        raise BackupError(f"{name} needs a value")
-                opts[name] = val
-            else:
-                raise BackupError(f"unknown option {a}: see --help")
+                continue
+            if name not in options:
+                raise BackupError(f"unknown option {a}: `lio-xcopy {cmd} --help` lists them")
+            if name in opts:
+                raise BackupError(f"{name} is given twice: give it once")
+            if not eq:
+                val = next(it, None)  # type: ignore[assignment]
+                if val is None or val.startswith("--"):
+                    raise BackupError(f"{name} needs a value")
+            opts[name] = val
         else:
             pos.append(a)
+    if opts.get("--quiet") and opts.get("--json"):
+        raise BackupError("--quiet shows no progress, --json shows it as JSON: give one")
     return pos, opts
 
 
@@ -803,24 +896,50 @@ def _num(opts: dict[str, Any], name: str, default: int | None = None) -> int | N
     except ValueError:
         raise BackupError(f"{name} {opts[name]!r} is not a number") from None
     if v < 0:
-        raise BackupError(f"{name} {v} is negative")
+        raise BackupError(f"{name} {v} is negative: give a number from 0")
     return v
 
 
-def _run(cmd: str, argv: list[str], usage: str, job: Callable[[dict[str, Any], list[str],
-                                                                  Catalog], Job]) -> int:
-    if not argv or argv[0] in ("-h", "--help"):
+def _progress(opts: dict[str, Any]) -> bool | str:
+    return "json" if opts.get("--json") else not opts.get("--quiet")
+
+
+def catalog_path(opts: dict[str, Any], *, existing: bool) -> Path:
+    """The catalog to open: ``--catalog``, ``$LIO_XCOPY_CATALOG`` or the default. One
+    named (a typo is likely there) must be in an existing directory and, for
+    ``existing`` (commands that only read jobs), exist; the default and its directory
+    are created when missing."""
+    named = opts.get("--catalog") or os.environ.get("LIO_XCOPY_CATALOG")
+    if not named:
+        return DEFAULT_CATALOG
+    path = Path(named)
+    where = "--catalog" if opts.get("--catalog") else "$LIO_XCOPY_CATALOG"
+    if existing and not path.is_file():
+        raise CatalogError(f"no catalog at {path}: give the one your backups use with "
+                           "--catalog PATH (`lio-xcopy backup` creates it)")
+    if not path.parent.is_dir():
+        raise CatalogError(f"{where} {path}: there is no directory {path.parent}; create it "
+                           "or give another path")
+    return path
+
+
+def _run(cmd: str, argv: list[str], usage: str, flags: set[str], options: set[str],
+         request: Callable[[dict[str, Any], list[str]], Any],
+         job: Callable[[Any, Catalog, bool | str], Job], *, existing: bool = False) -> int:
+    """Parse, make the ``request`` (checking what can be checked without a device or
+    the catalog), open the catalog, run the job; one line on stderr for any refusal or
+    failure."""
+    if not argv or any(a in ("-h", "--help") for a in argv):
         print(usage, end="")
         return 0 if argv else 2
     try:
-        pos, opts = _parse(argv, {"--unload", "--quiet", "--latest"},
-                           {"--changer", "--drive", "--slot", "--barcode", "--skip", "--count",
-                            "--record", "--catalog", "--seek", "--source"})
-        with Catalog(opts.get("--catalog") or os.environ.get("LIO_XCOPY_CATALOG")
-                     or "/var/lib/lio-xcopy/catalog.db") as cat:
+        pos, opts = _parse(cmd, argv, flags, options)
+        req = request(opts, pos)
+        path = catalog_path(opts, existing=existing)
+        with Catalog(path) as cat:
             for o in cat.orphans:
                 print(f"lio-xcopy {cmd}: job {o.id} marked failed: {o.error}", file=sys.stderr)
-            job(opts, pos, cat)
+            job(req, cat, _progress(opts))
     except (LioXcopyError, ChangerError) as e:
         print(f"lio-xcopy {cmd}: {e}", file=sys.stderr)
         return 1
@@ -835,39 +954,54 @@ def _run(cmd: str, argv: list[str], usage: str, job: Callable[[dict[str, Any], l
     return 0
 
 
+def _backup_request(opts: dict[str, Any], pos: list[str]) -> BackupRequest:
+    if len(pos) != 1:
+        raise BackupError("give one DISK to back up: see `lio-xcopy backup --help`")
+    record = _num(opts, "--record", DEFAULT_RECORD)
+    req = BackupRequest(
+        disk=pos[0], drive=opts.get("--drive"), changer=opts.get("--changer"),
+        slot=_num(opts, "--slot"), barcode=opts.get("--barcode"),
+        first_block=_num(opts, "--skip", 0) or 0, blocks=_num(opts, "--count"),
+        record=DEFAULT_RECORD if record is None else record,
+        unload=bool(opts.get("--unload")))
+    check_backup_request(req)
+    return req
+
+
 def main(argv: list[str]) -> int:
     """``lio-xcopy backup``."""
-    def job(opts: dict[str, Any], pos: list[str], cat: Catalog) -> Job:
-        if len(pos) != 1:
-            raise BackupError("give one DISK to back up: see --help")
-        req = BackupRequest(
-            disk=pos[0], drive=opts.get("--drive"), changer=opts.get("--changer"),
-            slot=_num(opts, "--slot"), barcode=opts.get("--barcode"),
-            first_block=_num(opts, "--skip", 0) or 0, blocks=_num(opts, "--count"),
-            record=_num(opts, "--record", DEFAULT_RECORD) or DEFAULT_RECORD,
-            unload=bool(opts.get("--unload")))
-        return backup(req, cat, progress=not opts.get("--quiet"))
+    def job(req: BackupRequest, cat: Catalog, progress: bool | str) -> Job:
+        return backup(req, cat, progress=progress)
 
-    return _run("backup", argv, BACKUP_USAGE, job)
+    return _run("backup", argv, BACKUP_USAGE, BACKUP_FLAGS, BACKUP_OPTIONS, _backup_request,
+                job)
+
+
+def _restore_request(opts: dict[str, Any], pos: list[str]) -> RestoreRequest:
+    if opts.get("--latest"):
+        if "--source" not in opts or len(pos) != 1:
+            raise BackupError("--latest needs --source NAA and one DISK (no JOB_ID)")
+        disk, job_id, latest = pos[0], None, opts["--source"]
+    else:
+        if "--source" in opts:
+            raise BackupError("--source picks the newest backup of a disk with --latest: "
+                              "give --latest too, or a JOB_ID instead")
+        if len(pos) != 2 or not pos[0].isdigit():
+            raise BackupError("give JOB_ID and DISK (`lio-xcopy catalog` lists jobs)")
+        disk, job_id, latest = pos[1], int(pos[0]), None
+    req = RestoreRequest(disk, job_id, latest, opts.get("--drive"), opts.get("--changer"),
+                         _num(opts, "--seek", 0) or 0, bool(opts.get("--unload")))
+    check_restore_request(req)
+    return req
 
 
 def restore_main(argv: list[str]) -> int:
     """``lio-xcopy restore``."""
-    def job(opts: dict[str, Any], pos: list[str], cat: Catalog) -> Job:
-        if opts.get("--latest"):
-            if "--source" not in opts or len(pos) != 1:
-                raise BackupError("--latest needs --source NAA and one DISK")
-            req = RestoreRequest(disk=pos[0], latest_of=opts["--source"])
-        else:
-            if len(pos) != 2 or not pos[0].isdigit():
-                raise BackupError("give JOB_ID and DISK (`lio-xcopy catalog` lists jobs)")
-            req = RestoreRequest(disk=pos[1], job=int(pos[0]))
-        req = RestoreRequest(req.disk, req.job, req.latest_of, opts.get("--drive"),
-                             opts.get("--changer"), _num(opts, "--seek", 0) or 0,
-                             bool(opts.get("--unload")))
-        return restore(req, cat, progress=not opts.get("--quiet"))
+    def job(req: RestoreRequest, cat: Catalog, progress: bool | str) -> Job:
+        return restore(req, cat, progress=progress)
 
-    return _run("restore", argv, RESTORE_USAGE, job)
+    return _run("restore", argv, RESTORE_USAGE, RESTORE_FLAGS, RESTORE_OPTIONS,
+                _restore_request, job, existing=True)
 
 
 if __name__ == "__main__":

@@ -307,7 +307,7 @@ def format_jobs(jobs: list[Job]) -> str:
 USAGE = """usage: lio-xcopy catalog [--catalog PATH] [--job ID]
 
 Lists the backup and restore jobs of the catalog (default /var/lib/lio-xcopy/catalog.db,
-or $LIO_XCOPY_CATALOG).
+or $LIO_XCOPY_CATALOG); a catalog named that does not exist is an error, never created.
   --job ID   every field of one job
 """
 
@@ -316,14 +316,19 @@ def main(argv: list[str]) -> int:
     import sys
 
     path = Path(os.environ.get("LIO_XCOPY_CATALOG") or DEFAULT_PATH)
+    named = bool(os.environ.get("LIO_XCOPY_CATALOG"))
     one = None
     it = iter(argv)
+    if any(a in ("-h", "--help") for a in argv):
+        print(USAGE, end="")
+        return 0
     for a in it:
-        if a in ("-h", "--help"):
-            print(USAGE, end="")
-            return 0
         if a == "--catalog" or a.startswith("--catalog="):
-            path = Path(a.split("=", 1)[1] if "=" in a else next(it, ""))
+            v = a.split("=", 1)[1] if "=" in a else next(it, "")
+            if not v or v.startswith("-"):
+                print("lio-xcopy catalog: --catalog needs the catalog's path", file=sys.stderr)
+                return 2
+            path, named = Path(v), True
         elif a == "--job" or a.startswith("--job="):
             v = a.split("=", 1)[1] if "=" in a else next(it, "")
             if not v.isdigit():
@@ -333,6 +338,10 @@ def main(argv: list[str]) -> int:
         else:
             print(f"lio-xcopy catalog: unknown argument {a!r}; see --help", file=sys.stderr)
             return 2
+    if named and not path.is_file():
+        print(f"lio-xcopy catalog: no catalog at {path}: give the one your backups use with "
+              "--catalog PATH (`lio-xcopy backup` creates it)", file=sys.stderr)
+        return 1
     try:
         with Catalog(path) as cat:
             for o in cat.orphans:

@@ -17,8 +17,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from lio_xcopy.errors import LioXcopyError
+from lio_xcopy.initiator.progress import QUIET, make
 from lio_xcopy.scsi import spc, xcopy
 from lio_xcopy.scsi.xcopy import (
     BlockToBlock,
@@ -102,27 +104,48 @@ class CopyRequest:
     count: int | None = None  # disk blocks (tape->tape: bytes)
     skip: int = 0  # source disk blocks
     seek: int = 0  # destination disk blocks
-    record: int = DEFAULT_RECORD  # tape record length: the stream transfer length
+    record: int | None = None  # tape record length (stream transfer length); None: 65536
+
+
+def _refuse_meaningless(src: Endpoint, dst: Endpoint, req: CopyRequest) -> None:
+    """skip= and seek= address a disk, a tape is read and written at its position;
+    tbs= is a tape's record length."""
+    if not src.is_tape and not dst.is_tape and req.record is not None:
+        raise CopyUsageError(f"tbs={req.record} is the record length of a tape, and "
+                             f"neither {src.path} nor {dst.path} is one: leave tbs= out")
+    if src.is_tape and req.skip:
+        raise CopyUsageError(f"skip={req.skip}: the source {src.path} is a tape, read from "
+                             "its position: position it (mt fsf N) and leave skip= out")
+    if dst.is_tape and req.seek:
+        raise CopyUsageError(f"seek={req.seek}: the destination {dst.path} is a tape, "
+                             "written at its position: position it (mt eod) and leave seek= "
+                             "out")
 
 
 def plan_segments(src: Endpoint, dst: Endpoint, req: CopyRequest,
                   op: xcopy.OperatingParameters) -> list[xcopy.Segment]:
     """Cut the copy into segments the copy manager accepts."""
     limit_bytes = op.max_segment_length or MAX_BYTES_PER_SEGMENT
+    _refuse_meaningless(src, dst, req)
+    record = req.record or DEFAULT_RECORD
     if src.is_tape and dst.is_tape:
         total = req.count
         if not total:
             raise CopyUsageError("tape->tape needs count=BYTES")
-        step = min(limit_bytes, MAX_BYTES_PER_SEGMENT) // req.record * req.record or req.record
-        return [StreamToStream(0, 1, min(step, total - off), req.record, req.record)
+        step = min(limit_bytes, MAX_BYTES_PER_SEGMENT) // record * record or record
+        return [StreamToStream(0, 1, min(step, total - off), record, record)
                 for off in range(0, total, step)]
     disk = dst if src.is_tape else src
     start = req.seek if src.is_tape else req.skip
+    name = "seek" if src.is_tape else "skip"
+    if start >= disk.blocks:
+        raise CopyUsageError(f"{disk.path} has {disk.blocks} blocks: {name}={start} is past "
+                             f"its end; give {name}= below {disk.blocks}")
     count = req.count if req.count is not None else disk.blocks - start
     if count <= 0 or start + count > disk.blocks:
         raise CopyUsageError(
-            f"{disk.path} has {disk.blocks} blocks: {start}+{count} does not fit; "
-            "give count= (in blocks of the disk) and skip=/seek= within it")
+            f"{disk.path} has {disk.blocks} blocks: {name}={start} count={count} does not "
+            f"fit; give count={disk.blocks - start} or less (in blocks of the disk)")
     per_seg = min(MAX_BLOCKS_PER_SEGMENT, max(limit_bytes // disk.block_size, 1))
     if not src.is_tape and not dst.is_tape:
         if src.block_size != dst.block_size:
@@ -133,11 +156,11 @@ def plan_segments(src: Endpoint, dst: Endpoint, req: CopyRequest,
                                  f"count={count} does not fit")
         return [BlockToBlock(0, 1, min(per_seg, count - i), req.skip + i, req.seek + i)
                 for i in range(0, count, per_seg)]
-    if (per_seg * disk.block_size) % req.record:  # keep every record whole
-        per_seg = max(per_seg * disk.block_size // req.record * req.record
+    if (per_seg * disk.block_size) % record:  # keep every record whole
+        per_seg = max(per_seg * disk.block_size // record * record
                       // disk.block_size, 1)
     cls = StreamToBlock if src.is_tape else BlockToStream
-    return [cls(0, 1, min(per_seg, count - i), start + i, req.record)
+    return [cls(0, 1, min(per_seg, count - i), start + i, record)
             for i in range(0, count, per_seg)]
 
 
@@ -223,9 +246,12 @@ class CopyOutcome:
 
 
 def run_copy(src_path: str, dst_path: str, req: CopyRequest, *, emit: Path | None = None,
-             progress: bool = True, out=sys.stdout,
+             progress: bool | str = True, out: IO[str] | None = None,
+             err: IO[str] | None = None,
              timeout: float = 24 * 3600) -> CopyOutcome:
-    """The whole initiator side."""
+    """The whole initiator side. What was copied goes to ``out``; progress to ``err``
+    (default stderr): ``progress`` as :func:`lio_xcopy.initiator.progress.make` takes it."""
+    out = sys.stdout if out is None else out
     with sgio.ScsiDevice(src_path) as s, sgio.ScsiDevice(dst_path) as d:
         taken = [s.take_unit_attentions(), d.take_unit_attentions()]  # before READ CAPACITY
         src, dst = identify(s), identify(d)
@@ -244,30 +270,27 @@ def run_copy(src_path: str, dst_path: str, req: CopyRequest, *, emit: Path | Non
                   f"  {sg_raw_line(src_path, str(emit), len(plist))}", file=out)
             return CopyOutcome(0, 0.0, s.bytes_in + s.bytes_out + d.bytes_in + d.bytes_out,
                                s.commands + d.commands)
-        segs = len(segments)
+        bar = make(total, err if err is not None else sys.stderr, progress)
 
         def show(st: xcopy.CopyStatus, dt: float) -> None:
-            moved = st.transferred_bytes or 0
-            print(f"\r  {_size(moved)} of {_size(total)} ({100 * moved / total:.0f}%), "
-                  f"{moved / (1 << 20) / dt:.1f} MiB/s, segment "
-                  f"{st.segments_processed + 1}/{segs}", end="", file=out, flush=True)
+            bar.show(st.transferred_bytes or 0, dt)
 
         with sgio.ScsiDevice(src_path) as poll:  # a second fd: the first is busy
             try:
                 st, dt = send_and_poll(s, poll, plist, list_id,
-                                       on_status=show if progress else None, timeout=timeout)
-            except sgio.SgIoError:
-                if progress:
-                    print(file=out)
+                                       on_status=None if bar.mode == QUIET else show,
+                                       timeout=timeout)
+            except BaseException:
+                bar.abandon()  # the error starts a line of its own
                 with contextlib.suppress(sgio.SgIoError):
                     print(f"  copy status: {copy_status(poll, list_id).describe()}", file=out)
                 raise
             crossed = sum(h.bytes_in + h.bytes_out for h in (s, d, poll))
             commands = sum(h.commands for h in (s, d, poll))
         moved = st.transferred_bytes or total
-        print(f"\r  copied {_size(moved)} in {dt:.2f} s ({moved / (1 << 20) / dt:.1f} MiB/s), "
-              f"{st.segments_processed} segment(s), by the target's copy manager" + " " * 10,
-              file=out)
+        bar.finish(moved, dt)
+        print(f"  copied {_size(moved)} in {dt:.2f} s ({moved / (1 << 20) / dt:.1f} MiB/s), "
+              f"{st.segments_processed} segment(s), by the target's copy manager", file=out)
         return CopyOutcome(moved, dt, crossed, commands)
 
 
@@ -279,21 +302,28 @@ def _segment_bytes(seg: xcopy.Segment, src: Endpoint, dst: Endpoint) -> int:
 
 
 USAGE = """usage: lio-xcopy copy if=DEV of=DEV [count=N] [skip=N] [seek=N] [bs=N] [tbs=N]
-                      [--emit-plist FILE] [--quiet]
+                      [--emit-plist FILE] [--quiet | --json]
 
 One EXTENDED COPY: the target's copy manager moves the data; nothing crosses this host.
 DEV is a /dev/sgN (or /dev/sdX, /dev/nstN) of a disk or tape LUN of one lio-xcopy target.
   count=N   disk blocks to copy (tape->tape: bytes); default: to the end of the disk
   skip=N    first block of the source disk        seek=N  first block of the destination
+            disk (a tape is read and written at its position: no skip=/seek= for it)
   bs=N      must equal the disk's block size (checked); tbs=N  tape record bytes (65536)
   --emit-plist FILE  write the parameter list and print the sg_raw line instead
+  --quiet   no progress; --json: progress as one JSON object a line
+Progress goes to stderr: a bar redrawn on a terminal, a line every 5 s elsewhere.
 """
 
+OPERANDS = ("if", "of", "count", "skip", "seek", "bs", "tbs")
 
-def parse_operands(args: list[str]) -> tuple[dict[str, str], Path | None, bool]:
+
+def parse_operands(args: list[str]) -> tuple[dict[str, str], Path | None, bool | str]:
+    """The operands, the parameter list file and the progress setting (True, False for
+    --quiet, "json" for --json)."""
     ops: dict[str, str] = {}
     emit = None
-    quiet = False
+    quiet = as_json = False
     it = iter(args)
     for a in it:
         if a == "--emit-plist":
@@ -304,16 +334,22 @@ def parse_operands(args: list[str]) -> tuple[dict[str, str], Path | None, bool]:
             emit = Path(a.split("=", 1)[1])
         elif a in ("-q", "--quiet"):
             quiet = True
-        elif "=" in a and a.split("=", 1)[0] in ("if", "of", "count", "skip", "seek", "bs",
-                                                 "tbs"):
+        elif a == "--json":
+            as_json = True
+        elif "=" in a and a.split("=", 1)[0] in OPERANDS:
             k, v = a.split("=", 1)
+            if k in ops:
+                raise CopyUsageError(f"{k}= is given twice ({k}={ops[k]} and {a}): give it "
+                                     "once")
             ops[k] = v
         else:
             raise CopyUsageError(f"unknown operand {a!r}: see `lio-xcopy copy --help`")
     for k in ("if", "of"):
         if k not in ops:
             raise CopyUsageError(f"missing {k}=DEVICE: see `lio-xcopy copy --help`")
-    return ops, emit, quiet
+    if quiet and as_json:
+        raise CopyUsageError("--quiet shows no progress, --json shows it as JSON: give one")
+    return ops, emit, "json" if as_json else not quiet
 
 
 def _int(ops: dict[str, str], key: str, default: int | None) -> int | None:
@@ -324,19 +360,31 @@ def _int(ops: dict[str, str], key: str, default: int | None) -> int | None:
     except ValueError as e:
         raise CopyUsageError(f"{key}={ops[key]!r} is not a number") from e
     if v < 0:
-        raise CopyUsageError(f"{key}={v} is negative")
+        raise CopyUsageError(f"{key}={v} is negative: give a number from 0")
     return v
 
 
+def request(ops: dict[str, str]) -> CopyRequest:
+    """The operands as a request; ``count=0``, ``tbs=0`` and ``bs=0`` mean nothing and
+    are refused."""
+    for key, what in (("count", "copies nothing: give at least 1, or leave count= out "
+                                "for the rest of the disk"),
+                      ("tbs", f"is no tape record length: give the bytes of a record, "
+                              f"at least 1 (default {DEFAULT_RECORD})"),
+                      ("bs", "is no block size: give the disk's, or leave bs= out")):
+        if _int(ops, key, None) == 0:
+            raise CopyUsageError(f"{key}=0 {what}")
+    return CopyRequest(count=_int(ops, "count", None), skip=_int(ops, "skip", 0) or 0,
+                       seek=_int(ops, "seek", 0) or 0, record=_int(ops, "tbs", None))
+
+
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] in ("-h", "--help"):
+    if not argv or any(a in ("-h", "--help") for a in argv):
         print(USAGE, end="")
         return 0 if argv else 2
     try:
-        ops, emit, quiet = parse_operands(argv)
-        req = CopyRequest(count=_int(ops, "count", None), skip=_int(ops, "skip", 0) or 0,
-                          seek=_int(ops, "seek", 0) or 0,
-                          record=_int(ops, "tbs", DEFAULT_RECORD) or DEFAULT_RECORD)
+        ops, emit, progress = parse_operands(argv)
+        req = request(ops)
         bs = _int(ops, "bs", None)
         if bs is not None:
             for path in (ops["if"], ops["of"]):
@@ -345,7 +393,7 @@ def main(argv: list[str]) -> int:
                 if not ep.is_tape and ep.block_size != bs:
                     raise CopyUsageError(f"bs={bs}, but {path} has {ep.block_size}-byte "
                                          "blocks: counts are in the disk's blocks")
-        run_copy(ops["if"], ops["of"], req, emit=emit, progress=not quiet)
+        run_copy(ops["if"], ops["of"], req, emit=emit, progress=progress)
     except LioXcopyError as e:
         print(f"lio-xcopy copy: {e}", file=sys.stderr)
         return 1

@@ -8,6 +8,7 @@ a back-off, and a periodic rescan serves any device of ours whose event was miss
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import errno
 import functools
@@ -20,7 +21,7 @@ import signal
 import socket
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -663,13 +664,19 @@ class Daemon:
 
 
 def main(argv: list[str] | None = None,
-         copy_groups: Callable[[], dict[str, tuple[str, ...]]] | None = None) -> int:
+         copy_groups: Callable[[], dict[str, tuple[str, ...]]] | None = None,
+         parents: Sequence[argparse.ArgumentParser] = ()) -> int:
     """``lio-xcopy daemon``: serve until SIGTERM/SIGINT. ``copy_groups`` reads the
-    operator's copy groups (the control plane passes it; the saved configuration)."""
-    import argparse
+    operator's copy groups (the control plane passes it; the saved configuration);
+    ``parents`` are argparse parsers of the caller's options, shown in ``--help``.
+    A second daemon with the same state directory refuses to start (one line naming
+    the running one's pid, exit status 1) and touches nothing."""
+    import sys
+
+    from lio_xcopy.tcmu import pidlock
 
     p = argparse.ArgumentParser(
-        prog="lio-xcopy daemon",
+        prog="lio-xcopy daemon", parents=list(parents),
         description="Serve every TCMU device of our subtype until SIGTERM or SIGINT.")
     p.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
@@ -680,6 +687,11 @@ def main(argv: list[str] | None = None,
                    help="where `lio-xcopy status` finds the LUNs served and copies in "
                         f"progress (default {state_file.DEFAULT_PATH})")
     args = p.parse_args(argv)
+    try:
+        held = pidlock.acquire(args.state_file.with_name(pidlock.NAME))
+    except (pidlock.AlreadyRunning, OSError) as e:
+        print(f"lio-xcopy daemon: {e}", file=sys.stderr)
+        return 1
     level = args.log_level or ("debug" if args.verbose else "info")
     journal = bool(os.environ.get("JOURNAL_STREAM"))  # systemd adds time and pid itself
     logging.basicConfig(
@@ -705,7 +717,9 @@ def main(argv: list[str] | None = None,
         daemon.start_udev()
     except (ImportError, OSError) as e:
         log.error("cannot watch for uio devices (pyudev/netlink): %s", e)
+        held.release()
         return 1
     daemon.run(ready)
     sd_notify("STOPPING=1")
+    held.release()
     return 0

@@ -153,10 +153,14 @@ def files_of(recs: list[bytes | None]) -> list[bytes]:
 
 
 def do_backup(target, cat, **kw):
-    out = io.StringIO()
+    """One backup; returns the job and its output (stdout, then the progress on stderr)."""
+    out, err = io.StringIO(), io.StringIO()
     req = bk.BackupRequest(disk="/dev/sg1", **kw)
-    job = bk.backup(req, cat, devs=target.devices(), out=out, tty=False)
-    return job, out.getvalue()
+    try:
+        job = bk.backup(req, cat, devs=target.devices(), out=out, err=err, tty=False)
+    finally:
+        assert "\r" not in err.getvalue() and "[" not in out.getvalue()
+    return job, out.getvalue() + err.getvalue()
 
 
 # --- the whole job --------------------------------------------------------------------------
@@ -297,10 +301,10 @@ def test_the_second_drive_when_the_first_holds_another_cartridge(target, cat):
     do_backup(target, cat, changer="/dev/sg3", slot=1)  # A00001L8 stays in drive 0
     job, text = do_backup(target, cat, changer="/dev/sg3", slot=2, blocks=8)
     assert "into drive 1" in text and job.drive == "/dev/sg5"
-    # named drive 0 for the cartridge in drive 1: refused, nothing written
+    # named drive 0 for the cartridge in drive 1: refused before the job, nothing written
     with pytest.raises(bk.BackupError, match="A00002L8 is in drive 1, not in the drive chosen"):
         do_backup(target, cat, changer="/dev/sg3", barcode="A00002L8", drive="/dev/sg4")
-    assert [j.state for j in cat.jobs()] == [DONE, DONE, FAILED]
+    assert [j.state for j in cat.jobs()] == [DONE, DONE]  # no catalog id taken
     # slot 1's cartridge is in drive 0: --slot 1 still finds it there and appends
     job, text = do_backup(target, cat, changer="/dev/sg3", slot=1, blocks=8)
     assert job.drive == "/dev/sg4" and job.cartridge == "A00001L8" and job.file_number == 1
@@ -323,38 +327,6 @@ def test_the_second_drive_when_the_first_holds_another_cartridge(target, cat):
 
 
 # --- pieces ----------------------------------------------------------------------------------
-def test_progress_line():
-    assert bk.format_progress(0, 96 * MiB, 0.0) == (
-        "[........................]   0%      0.0/96.0 MiB     0.0 MiB/s  ETA --:--")
-    assert bk.format_progress(24 * MiB, 96 * MiB, 2.0) == (
-        "[######..................]  25%     24.0/96.0 MiB    12.0 MiB/s  ETA 0:06")
-    assert bk.format_progress(96 * MiB, 96 * MiB, 8.0).endswith("100%     96.0/96.0 MiB"
-                                                                "    12.0 MiB/s  ETA 0:00")
-    assert bk.format_progress(MiB, 10_000 * MiB, 1.0).endswith(
-        "0%      0.0/9.8 GiB     1.0 MiB/s  ETA 2:46:39")
-    assert "   16.0/32.0 KiB" in bk.format_progress(16 << 10, 32 << 10, 1.0)
-
-
-def test_progress_redraws_on_a_tty_and_prints_lines_elsewhere():
-    tty = io.StringIO()
-    p = bk.Progress(4 * MiB, tty, tty=True)
-    p.show(MiB, 1.0)
-    p.show(2 * MiB, 2.0)
-    p.finish(4 * MiB, 4.0)
-    drawn = tty.getvalue().split("\r")
-    assert len(drawn) == 4 and drawn[-1].endswith("\n") and "in 0:04" in drawn[-1]
-    assert len(drawn[-1]) > len(drawn[-2])  # the last draw covers the one before
-    now = [0.0]
-    log = io.StringIO()
-    p = bk.Progress(4 * MiB, log, tty=False, interval=5, clock=lambda: now[0])
-    for t in range(12):
-        now[0] = float(t)
-        p.show(t * MiB // 4, max(t, 1))
-    p.finish(4 * MiB, 12.0)
-    lines = log.getvalue().splitlines()
-    assert "\r" not in log.getvalue() and len(lines) == 4  # at 0, 5, 10 s and the end
-
-
 def test_sizes():
     assert [bk.size(n) for n in (512, 32 << 10, 96 * MiB, 3 << 29)] == [
         "512 B", "32.0 KiB", "96.0 MiB", "1.5 GiB"]
@@ -375,11 +347,134 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert bk.main(["--catalog", cat, "/dev/sg1"]) == 1
     assert capsys.readouterr().err == (
         "lio-xcopy backup: give --drive DEVICE, or --changer DEVICE --slot N\n")
-    assert bk.restore_main(["--catalog", cat, "7", "/dev/null"]) == 1
+    Catalog(cat).close()
+    assert bk.restore_main(["--catalog", cat, "7", "/dev/null", "--drive", "/dev/sg6"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("lio-xcopy restore: no job 7 in ") and err.count("\n") == 1
     assert bk.main(["--bogus"]) == 1
     assert bk.main([]) == 2 and "usage" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("main", [bk.main, bk.restore_main])
+@pytest.mark.parametrize("flag", ["-h", "--help"])
+def test_help_anywhere_prints_usage_and_does_nothing(main, flag, tmp_path, capsys):
+    cat = tmp_path / "c.db"
+    assert main(["1", "/dev/sg1", "--catalog", str(cat), "--drive", "/dev/sg6", flag]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("usage: lio-xcopy ") and err == ""
+    assert not cat.exists()
+
+
+BACKUP_REFUSALS = [
+    (["--changer", "/dev/sg3", "--slot", "3", "--barcode", "L00004L8"],
+     "--slot 3 and --barcode L00004L8 name a cartridge twice: give one of them"),
+    (["--drive", "/dev/sg6", "--slot", "3"], "--slot picks a cartridge of a library"),
+    (["--changer", "/dev/sg3", "--slot", "0"], "slots are numbered from 1"),
+    (["--drive", "/dev/sg6", "--record", "0"], "--record 0: give the tape record length"),
+    (["--drive", "/dev/sg6", "--count", "0"], "--count 0 backs up nothing"),
+    (["--drive", "/dev/sg6", "--skip", "-5"], "--skip -5 is negative"),
+    (["--drive", "/dev/sg6", "--unload"], "--unload puts the cartridge back in its slot: "
+                                           "it needs --changer"),
+    (["--drive", "/dev/sg6", "--quiet", "--json"], "give one"),
+    (["--drive", "/dev/sg6", "--drive", "/dev/sg5"], "--drive is given twice"),
+    (["--drive", "/dev/sg6", "--seek", "1"], "unknown option --seek"),
+]
+
+
+@pytest.mark.parametrize(("args", "words"), BACKUP_REFUSALS)
+def test_contradictory_or_meaningless_backup_options(args, words, tmp_path, capsys):
+    cat = tmp_path / "c.db"
+    assert bk.main(["/dev/sg1", "--catalog", str(cat), *args]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and err.startswith("lio-xcopy backup: ")
+    assert words in err
+    assert not cat.exists()  # refused before the catalog: no job id taken
+
+
+RESTORE_REFUSALS = [
+    (["1", "/dev/sg2", "--drive", "/dev/sg6", "--unload"], "it needs --changer"),
+    (["1", "/dev/sg2", "--drive", "/dev/sg6", "--source", "naa.6001"], "give --latest too"),
+    (["--latest", "1", "/dev/sg2", "--source", "x", "--drive", "/dev/sg6"], "no JOB_ID"),
+    (["1", "/dev/sg2"], "give --changer DEVICE"),
+    (["1", "/dev/sg2", "--drive", "/dev/sg6", "--slot", "1"], "unknown option --slot"),
+]
+
+
+@pytest.mark.parametrize(("args", "words"), RESTORE_REFUSALS)
+def test_contradictory_or_meaningless_restore_options(args, words, tmp_path, capsys):
+    cat = tmp_path / "c.db"
+    assert bk.restore_main(["--catalog", str(cat), *args]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and words in err, err
+    assert not cat.exists()
+
+
+def test_a_mistyped_catalog_is_never_created(tmp_path, capsys, monkeypatch):
+    from lio_xcopy.initiator import catalog
+
+    missing = tmp_path / "no-such-dir" / "catalog.db"
+    assert bk.main(["/dev/sg1", "--drive", "/dev/sg6", "--catalog", str(missing)]) == 1
+    err = capsys.readouterr().err
+    assert err == (f"lio-xcopy backup: --catalog {missing}: there is no directory "
+                   f"{missing.parent}; create it or give another path\n")
+    typo = tmp_path / "catalgo.db"
+    assert bk.restore_main(["1", "/dev/sg2", "--drive", "/dev/sg6", "--catalog",
+                            str(typo)]) == 1
+    assert f"no catalog at {typo}: give the one your backups use" in capsys.readouterr().err
+    assert catalog.main(["--catalog", str(typo)]) == 1
+    assert f"no catalog at {typo}" in capsys.readouterr().err
+    monkeypatch.setenv("LIO_XCOPY_CATALOG", str(missing))
+    assert bk.main(["/dev/sg1", "--drive", "/dev/sg6"]) == 1
+    assert "$LIO_XCOPY_CATALOG" in capsys.readouterr().err
+    assert not missing.parent.exists() and not typo.exists()
+
+
+def test_a_skip_past_the_end_says_so_without_negative_counts(target, cat):
+    with pytest.raises(bk.BackupError) as e:
+        do_backup(target, cat, drive="/dev/sg6", first_block=200000)
+    assert str(e.value) == ("/dev/sg1 has 6272 blocks: --skip 200000 is past its end; give "
+                            "--skip below 6272")
+    with pytest.raises(bk.BackupError, match=r"give --count 6262 or less$"):
+        do_backup(target, cat, drive="/dev/sg6", first_block=10, blocks=6272)
+    assert cat.jobs() == []
+
+
+def test_not_a_tape_drive_is_refused_before_the_job(target, cat):
+    with pytest.raises(bk.BackupError, match="/dev/sg2 is not a tape drive"):
+        do_backup(target, cat, drive="/dev/sg2")
+    assert cat.jobs() == []
+
+
+def test_unload_after_a_failed_job_too(target, cat, monkeypatch):
+    def broken(*a, **k):
+        raise sgio.TransportFailure("EXTENDED COPY on /dev/sg1 did not complete: the bus "
+                                    "was reset", "/dev/sg1")
+
+    monkeypatch.setattr(bk, "send_and_poll", broken)
+    out = io.StringIO()
+    with pytest.raises(sgio.TransportFailure):
+        bk.backup(bk.BackupRequest("/dev/sg1", changer="/dev/sg3", slot=1, unload=True), cat,
+                  devs=target.devices(), out=out, err=io.StringIO(), tty=False)
+    assert "the job failed: unloading the cartridge (--unload)" in out.getvalue()
+    assert "unloaded the cartridge to slot 1" in out.getvalue()
+    assert ops.where(target.library, "A00001L8").label == "slot 1"
+    assert [j.state for j in cat.jobs()] == [FAILED]
+
+
+def test_no_unload_while_the_failed_jobs_copy_still_runs(target, cat, monkeypatch):
+    def lost_answer(*a, **k):
+        raise sgio.TransportFailure("EXTENDED COPY timed out", "/dev/sg1")
+
+    monkeypatch.setattr(bk, "send_and_poll", lost_answer)
+    monkeypatch.setattr(bk, "copy_status", lambda dev, list_id: xcopy.CopyStatus(
+        xcopy.CopyCommandStatus.IN_PROGRESS))
+    out = io.StringIO()
+    with pytest.raises(sgio.TransportFailure):
+        bk.backup(bk.BackupRequest("/dev/sg1", changer="/dev/sg3", slot=1, unload=True), cat,
+                  devs=target.devices(), out=out, err=io.StringIO(), tty=False)
+    assert "its copy still runs on the target: the cartridge stays in the drive" in (
+        out.getvalue())
+    assert ops.where(target.library, "A00001L8").label == "drive 0"
 
 
 def test_digest_is_optional_for_other_copy_managers(target):
@@ -437,3 +532,48 @@ def test_the_next_job_waits_for_the_copy_an_interrupted_job_left_running(target,
     states[:] = [xcopy.CopyStatus(0, 1, 1)]
     bk.wait_for_interrupted_copies(cat, target.devices(), b"\x60" * 16, out)
     assert len(states) == 1
+
+
+# --- lio-xcopy copy through the same loopback -----------------------------------------------
+@pytest.mark.parametrize("mode", ["--json", "lines", "--quiet"])
+def test_copy_result_on_stdout_progress_on_stderr(target, monkeypatch, capsys, mode):
+    import json
+
+    from lio_xcopy.initiator import copy
+
+    monkeypatch.setattr(sgio, "ScsiDevice", target.open)
+    args = ["if=/dev/sg1", "of=/dev/sg2", "count=4096"] + ([mode] if mode != "lines" else [])
+    assert copy.main(args) == 0
+    out, err = capsys.readouterr()
+    assert "\r" not in out + err
+    assert out.splitlines()[-1].startswith("  copied 2.0 MiB in ")
+    if mode == "--json":
+        docs = [json.loads(line) for line in err.splitlines()]
+        assert docs[-1]["done"] is True and docs[-1]["bytes"] == 4096 * 512
+    elif mode == "lines":
+        assert err.splitlines()[-1].startswith("  [########################] 100%")
+    else:
+        assert err == ""
+    assert (target.tmp / "dst.img").read_bytes()[:4096 * 512] == target.source_data[:4096 * 512]
+
+
+def test_copy_error_starts_its_own_line(target, monkeypatch):
+    """On a terminal the bar is redrawn in place; a failure ends its line first."""
+    from lio_xcopy.initiator import copy
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    def fails_midway(s, poll, plist, list_id, *, on_status=None, **kw):
+        on_status(xcopy.CopyStatus.for_bytes(xcopy.CopyCommandStatus.IN_PROGRESS, 0, MiB),
+                  1.0)
+        raise sgio.TransportFailure("EXTENDED COPY on /dev/sg1 did not complete", "/dev/sg1")
+
+    monkeypatch.setattr(sgio, "ScsiDevice", target.open)
+    monkeypatch.setattr(copy, "send_and_poll", fails_midway)
+    term = Terminal()
+    with pytest.raises(sgio.TransportFailure):
+        copy.run_copy("/dev/sg1", "/dev/sg2", copy.CopyRequest(count=4096), out=io.StringIO(),
+                      err=term)
+    assert term.getvalue().startswith("\r  [") and term.getvalue().endswith("\n")

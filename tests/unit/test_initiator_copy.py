@@ -78,14 +78,69 @@ def test_built_list_parses_back_with_both_cscds():
 
 
 def test_operands():
-    ops, emit, quiet = parse_operands(["if=/dev/sg1", "of=/dev/sg2", "count=8",
-                                       "--emit-plist", "/tmp/p", "-q"])
+    ops, emit, progress = parse_operands(["if=/dev/sg1", "of=/dev/sg2", "count=8",
+                                          "--emit-plist", "/tmp/p", "-q"])
     assert ops == {"if": "/dev/sg1", "of": "/dev/sg2", "count": "8"}
-    assert str(emit) == "/tmp/p" and quiet
+    assert str(emit) == "/tmp/p" and progress is False
+    assert parse_operands(["if=a", "of=b", "--json"])[2] == "json"
+    assert parse_operands(["if=a", "of=b"])[2] is True
     with pytest.raises(CopyUsageError, match="missing of="):
         parse_operands(["if=/dev/sg1"])
     with pytest.raises(CopyUsageError, match="unknown operand"):
         parse_operands(["if=/dev/sg1", "of=/dev/sg2", "conv=sync"])
+
+
+def test_a_start_past_the_end_is_said_without_negative_counts():
+    with pytest.raises(CopyUsageError) as e:
+        plan_segments(disk(blocks=131072), tape(), CopyRequest(skip=200000), OP)
+    assert str(e.value) == ("/dev/sg1 has 131072 blocks: skip=200000 is past its end; give "
+                            "skip= below 131072")
+    with pytest.raises(CopyUsageError) as e:
+        plan_segments(tape(), disk(blocks=100), CopyRequest(seek=60, count=50), OP)
+    assert str(e.value) == ("/dev/sg1 has 100 blocks: seek=60 count=50 does not fit; give "
+                            "count=40 or less (in blocks of the disk)")
+
+
+def test_a_record_length_between_two_disks_is_refused():
+    with pytest.raises(CopyUsageError) as e:
+        plan_segments(disk(n=1), disk(n=2), CopyRequest(count=8, record=4096), OP)
+    assert str(e.value) == ("tbs=4096 is the record length of a tape, and neither /dev/sg1 "
+                            "nor /dev/sg2 is one: leave tbs= out")
+    (seg,) = plan_segments(disk(n=1), tape(), CopyRequest(count=128), OP)
+    assert seg.stream_transfer_length == 65536  # no tbs=: the default record
+
+
+def test_skip_or_seek_on_a_tape_is_refused():
+    with pytest.raises(CopyUsageError, match=r"skip=5: the source /dev/sg9 is a tape"):
+        plan_segments(tape(), disk(), CopyRequest(skip=5), OP)
+    with pytest.raises(CopyUsageError, match=r"seek=5: the destination /dev/sg9 is a tape"):
+        plan_segments(disk(), tape(), CopyRequest(seek=5), OP)
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["tbs=0"], "tbs=0 is no tape record length"),
+    (["count=0"], "count=0 copies nothing"),
+    (["bs=0"], "bs=0 is no block size"),
+    (["count=-3"], "count=-3 is negative"),
+    (["count=1", "count=2"], "count= is given twice (count=1 and count=2): give it once"),
+    (["--quiet", "--json"], "give one"),
+])
+def test_meaningless_operands_are_refused_before_any_device(args, words, capsys):
+    from lio_xcopy.initiator.copy import main
+
+    assert main(["if=/nonexistent/sg1", "of=/nonexistent/sg2", *args]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and err.startswith("lio-xcopy copy: ")
+    assert words in err
+
+
+@pytest.mark.parametrize("flag", ["-h", "--help"])
+def test_help_anywhere(flag, capsys):
+    from lio_xcopy.initiator.copy import main
+
+    assert main(["if=/nonexistent/sg1", flag, "of=/x"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("usage: lio-xcopy copy ") and err == ""
 
 
 def test_sg_raw_line():

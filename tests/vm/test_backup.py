@@ -111,7 +111,7 @@ def test_backup_through_the_changer(setup):
     p = setup.cli("backup", setup.src, "--changer", setup.changer, "--slot", "2")
     assert "loading BKP002L8 from slot 2 into drive 0" in p.stdout
     assert "writing tape file 0: 32.0 MiB in 65536-byte records" in p.stdout
-    assert "100%     32.0/32.0 MiB" in p.stdout  # the progress bar's last line
+    assert "100%     32.0/32.0 MiB" in p.stderr  # the progress bar's last line (stderr)
     (job,) = setup.jobs()
     data = setup.src_file.read_bytes()
     assert (job["state"], job["cartridge"], job["file_number"], job["bytes"]) == (

@@ -226,3 +226,34 @@ def test_old_subcommands_still_work(lab, cli):
     assert cli("version").stdout.strip() == cli("/", "version").stdout.strip()
     p = cli("frobnicate", ok=False)
     assert p.returncode == 2 and "unknown command" in p.stderr
+
+
+def test_a_second_daemon_refuses_and_touches_nothing(lab, cli):
+    """A daemon started by mistake while the session's runs: one line naming the running
+    one's pid, exit status 1; the state file, the LUNs and `status` stay as they were."""
+    state = Path("/run/lio-xcopy/state.json")
+    before = state.read_bytes()
+    log_before = lab.daemon.log.read_text(errors="replace")
+    p = cli("daemon", "-v", ok=False)
+    assert p.returncode == 1 and p.stdout == ""
+    assert p.stderr == (f"lio-xcopy daemon: another lio-xcopy daemon is running (pid "
+                        f"{lab.daemon.proc.pid}, holding /run/lio-xcopy/daemon.lock): stop "
+                        f"it first (`systemctl stop lio-xcopy` or `kill {lab.daemon.proc.pid}`)"
+                        "\n")
+    assert state.read_bytes() == before
+    assert lab.daemon.proc.poll() is None
+    assert lab.daemon.log.read_text(errors="replace").startswith(log_before)
+    assert "daemon: not running" not in cli("status").stdout
+
+
+def test_help_everywhere_does_nothing(lab, cli, tmp_path):
+    before = configfs()
+    for args in (["saveconfig"], ["restoreconfig"], ["status"], ["daemon"], ["ls"],
+                 ["/backstores/disk", "create"], ["backup", "/dev/null"]):
+        for flag in ("-h", "--help"):
+            p = subprocess.run([LIO_XCOPY, *args, flag], capture_output=True, text=True,
+                               cwd=tmp_path, timeout=120)
+            assert p.returncode == 0 and p.stderr == "", (args, p.stderr)
+    assert list(tmp_path.iterdir()) == []  # no file named --help
+    assert configfs() == before
+    assert cli("--version").stdout.strip() == cli("version").stdout.strip()

@@ -110,14 +110,47 @@ def _home() -> Path | None:
     return path if os.access(path, os.W_OK) else None
 
 
-def run(argv: list[str], lio=None, home: str | os.PathLike[str] | None = None) -> int:
-    """Run one shell command line (``argv`` joined by spaces); 0 when it worked, 1 when
-    it did not, with one line on stderr."""
-    from lio_xcopy.control.shell.tree import Reported
+def help_line(argv: list[str]) -> list[str]:
+    """``[PATH] COMMAND ... -h|--help`` as the shell's ``[PATH] help COMMAND``; other
+    command lines as they are."""
+    if not any(a in ("-h", "--help") for a in argv):
+        return argv
+    words = [a for a in argv if a not in ("-h", "--help")]
+    path = words[:1] if words and words[0].startswith("/") else []
+    command = words[len(path):len(path) + 1]
+    return [*path, "help", *command]
+
+
+class _EmptyLio:
+    """A LIO that holds nothing: help on the tree's fixed nodes without LIO loaded."""
+
+    def snapshot(self):
+        from lio_xcopy.control.shell.lio import Snapshot
+
+        return Snapshot()
+
+
+def _help_shell(lio, home: str | os.PathLike[str] | None):
+    """The shell over ``lio``, or over an empty LIO when LIO is not available (help
+    needs the commands, not what LIO holds)."""
+    from lio_xcopy.errors import LioXcopyError
 
     try:
-        shell = make_shell(lio, home)
-        shell.run_cmdline(" ".join(argv))
+        return make_shell(lio, home)
+    except LioXcopyError:
+        return make_shell(_EmptyLio(), home)
+
+
+def run(argv: list[str], lio=None, home: str | os.PathLike[str] | None = None) -> int:
+    """Run one shell command line (``argv`` joined by spaces); 0 when it worked, 1 when
+    it did not, with one line on stderr. ``-h``/``--help`` anywhere shows the shell's
+    help for the command instead of running it."""
+    from lio_xcopy.control.shell.tree import Reported
+
+    line = help_line(argv)
+    try:
+        shell = _help_shell(lio, home) if line != argv else make_shell(lio, home)
+        shell.run_cmdline(" ".join(line))
     except Reported:
         return 1
     except Exception as e:  # configshell, rtslib and our own errors: one line each
