@@ -103,6 +103,16 @@ class ScsiDevice:
         self.log = logging.LoggerAdapter(log, {"lun": identity.name})
         self.copy_manager: CopyManagerLink | None = None  # set when copies are served
 
+    @property
+    def name(self) -> str:
+        """The LUN's name (its storage object's), for logs and copy groups."""
+        return self.identity.name
+
+    @property
+    def peripheral_device_type(self) -> int:
+        """PERIPHERAL DEVICE TYPE of standard INQUIRY data (SPC-4 6.6.2)."""
+        return self.DEVICE_TYPE
+
     # --- the handler boundary -----------------------------------------------------------
     def handle(self, cmd: Command) -> int | Future[int]:
         """Answer one command; return the Data-In byte count or raise CheckCondition.
