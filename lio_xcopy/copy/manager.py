@@ -347,7 +347,12 @@ class CopyManager:
                                   message=f"{dev.name} has {cast(BlockPort, dev).block_size}"
                                           f"-byte blocks, the CSCD says {cscd.block_length}")
             if fits is is_stream:
-                attention = cast(StreamPort, dev).pending_unit_attention()
+                try:
+                    attention = cast(StreamPort, dev).pending_unit_attention()
+                except CheckCondition as e:
+                    raise CopyAborted(Asc.COPY_TARGET_DEVICE_NOT_REACHABLE, i, byte=byte,
+                                      cause=e.sense, cause_raw=e.raw_sense,
+                                      message=f"{dev.name}: {e}") from e
                 if attention is not None:
                     # its position is not what the initiator last saw (power on, new cartridge)
                     raise CopyAborted(attention, i, byte=byte,
