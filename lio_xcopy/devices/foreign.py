@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from lio_xcopy.devices import members
 from lio_xcopy.devices.buffer import DataBuffer
 from lio_xcopy.errors import ConfigError
 from lio_xcopy.scsi import sbc, spc, ssc
@@ -366,13 +367,8 @@ def admit_name(name: str, *, opener: Opener = sgio.ScsiDevice) -> str:
     """The designator text to admit a device by, from a stable name: a device node
     (``/dev/disk/by-id/...``, ``/dev/tape/by-id/...``, ``/dev/sgN``) is asked for its
     VPD page 83h; a designator text (``naa.6001405...``) is checked and kept."""
-    text = name.strip().lower()
-    if re.fullmatch(r"(naa|eui|t10|name)\.[0-9a-f]+", text) and not len(text.split(".")[1]) % 2:
-        return text
     if not name.startswith("/"):
-        raise ConfigError(f"{name!r} is neither a device node (/dev/disk/by-id/..., "
-                          "/dev/tape/by-id/...) nor a designator (naa.<hex>, eui.<hex>, "
-                          "t10.<hex>, name.<hex>)")
+        return members.check_designator_text(name)
     try:
         transport = opener(name)
     except sgio.SgIoError as e:

@@ -27,6 +27,8 @@ from pathlib import Path
 
 from lio_xcopy.copy.manager import CopyManager
 from lio_xcopy.devices.base import Command, ScsiDevice
+from lio_xcopy.devices.foreign import ForeignDevices
+from lio_xcopy.devices.members import foreign_designator
 from lio_xcopy.errors import LioXcopyError
 from lio_xcopy.scsi.errors import CheckCondition, HardwareError
 from lio_xcopy.scsi.sense import CHECK_CONDITION, GOOD
@@ -311,7 +313,9 @@ class Daemon:
         if opener is open_device:  # a changer and its drives share one Library per directory
             opener = functools.partial(open_device, libraries=Libraries())
         self.opener = opener
-        self.copy_manager = copy_manager or CopyManager(policy=self.same_initiators)
+        self.copy_manager = copy_manager or CopyManager(
+            policy=self.same_initiators, foreign=ForeignDevices(),
+            admitted=self.admitted_foreign)
         self.names: dict[int, UioName] = {}  # id(ScsiDevice) -> its storage object
         self.copy_groups: dict[str, frozenset[str]] = {}
         self.copy_groups_loader: Callable[[], dict[str, tuple[str, ...]]] | None = None
@@ -497,11 +501,21 @@ class Daemon:
             return
         try:
             groups = self.copy_groups_loader()
+            for members in groups.values():
+                for m in members:
+                    foreign_designator(m)  # a foreign member must hold a designator
         except LioXcopyError as e:
             log.error("copy groups not reloaded, keeping the previous ones: %s", e)
             return
         self.copy_groups = {name: frozenset(members) for name, members in groups.items()}
         log.info("copy groups: %s", {k: sorted(v) for k, v in self.copy_groups.items()} or "none")
+
+    def admitted_foreign(self, receiving: ScsiDevice) -> frozenset[str]:
+        """The foreign devices (designator texts) a copy received by ``receiving`` may
+        name: the ``foreign:`` members of the copy groups it is in. None by default."""
+        return frozenset(
+            text for members in self.copy_groups.values() if receiving.name in members
+            for text in map(foreign_designator, members) if text is not None)
 
     def same_initiators(self, a: ScsiDevice, b: ScsiDevice) -> bool:
         """The copy access policy: both LUNs are in one copy group the operator made, or

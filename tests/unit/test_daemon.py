@@ -102,6 +102,25 @@ def test_daemon_ignores_foreign_subtypes(tmp_path):
     assert not opened and not d.devices
 
 
+def test_foreign_devices_are_admitted_only_with_their_copy_group(caplog):
+    d = Daemon()
+    naa = "naa.6001405f00d0000000000000000000aa"
+    groups = {"offsite": ("db0", "t0", f"foreign:{naa}"), "other": ("db1", "t1")}
+    d.copy_groups_loader = lambda: groups
+    d.load_copy_groups()
+
+    class Lun:
+        def __init__(self, name):
+            self.name = name
+
+    assert d.admitted_foreign(Lun("t0")) == {naa}
+    assert d.admitted_foreign(Lun("t1")) == frozenset()
+    groups = {"offsite": ("t0", "foreign:/dev/sg3")}  # a node, not a designator
+    d.load_copy_groups()
+    assert d.admitted_foreign(Lun("t0")) == {naa}  # the previous groups stay
+    assert "not reloaded" in caplog.text
+
+
 def test_daemon_reports_unopenable_device_and_goes_on(tmp_path, caplog):
     d = Daemon()
     path = fake_uio(tmp_path, 2, f"tcm-user/1/bad/xcopy/disk;{tmp_path}/missing.img")
