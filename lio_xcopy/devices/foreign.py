@@ -408,24 +408,40 @@ class ForeignDevices:
 
     def scan(self, ours: Callable[[Sequence[Designator]], bool] = lambda d: False
              ) -> list[tuple[SgNode, list[Designator]]]:
-        """Every device on an sg node with its designators, ours (tcm_loop) left out."""
+        """Every device on an sg node with its designators, ours (tcm_loop) left out.
+        The designators come from the copy of VPD page 83h the kernel keeps in sysfs
+        (``vpd_pg83``), else from an INQUIRY: our own LUNs are never asked."""
         found = []
         for node in sg_nodes(sysfs_root=self.sysfs_root, dev_root=self.dev_root):
-            try:
-                transport = self.opener(node.path)
-            except sgio.SgIoError as e:
-                log.debug("%s skipped: %s", node.path, e)
-                continue
-            try:
-                designators = read_designators(transport, node.path)
-            except CheckCondition as e:
-                log.debug("%s skipped: %s", node.path, e)
-                continue
-            finally:
-                transport.close()
-            if not ours(designators):
+            designators = self._cached_designators(node)
+            if designators is None:
+                designators = self._ask_designators(node)
+            if designators is not None and not ours(designators):
                 found.append((node, designators))
         return found
+
+    def _cached_designators(self, node: SgNode) -> list[Designator] | None:
+        page = (Path(self.sysfs_root) / "class" / "scsi_generic" / os.path.basename(node.path)
+                / "device" / "vpd_pg83")
+        try:
+            data = page.read_bytes()
+        except OSError:
+            return None
+        return Designator.parse_all(data) if len(data) >= 4 and data[1] == 0x83 else None
+
+    def _ask_designators(self, node: SgNode) -> list[Designator] | None:
+        try:
+            transport = self.opener(node.path)
+        except sgio.SgIoError as e:
+            log.debug("%s skipped: %s", node.path, e)
+            return None
+        try:
+            return read_designators(transport, node.path)
+        except CheckCondition as e:
+            log.debug("%s skipped: %s", node.path, e)
+            return None
+        finally:
+            transport.close()
 
     def _locate(self, admitted: Collection[str],
                 ours: Callable[[Sequence[Designator]], bool]) -> None:

@@ -82,10 +82,16 @@ class Host:
         self.nodes: dict[str, FakeSg] = {}
         (root / "sys/class/scsi_generic").mkdir(parents=True)
 
-    def attach(self, n: int, device: ScsiDevice, fault: Fault | None = None) -> FakeSg:
+    def attach(self, n: int, device: ScsiDevice, fault: Fault | None = None, *,
+               vpd_pg83: bool = False) -> FakeSg:
+        """``vpd_pg83``: sysfs holds the kernel's copy of the device's VPD page 83h."""
         hctl = self.root / f"sys/devices/host0/0:0:{n}:0"
         hctl.mkdir(parents=True, exist_ok=True)
         (hctl / "type").write_text(f"{device.DEVICE_TYPE}\n")
+        (hctl / "vpd_pg83").unlink(missing_ok=True)
+        if vpd_pg83:
+            (hctl / "vpd_pg83").write_bytes(
+                spc.vpd_device_identification(device.DEVICE_TYPE, device.designators()))
         node = self.root / f"sys/class/scsi_generic/sg{n}"
         node.mkdir(exist_ok=True)
         link = node / "device"
@@ -421,13 +427,14 @@ def test_a_renumbered_node_is_refused_then_found_again(lab, caplog):
 def test_our_own_luns_seen_back_through_the_kernel_are_not_foreign(lab):
     ours, t = lab.disk("ours", data=os.urandom(MiB)), lab.tape("t0")
     lab.manager.register(ours)
-    fake = lab.host.attach(4, ours)  # tcm_loop shows it to the host as /dev/sg4
+    fake = lab.host.attach(4, ours, vpd_pg83=True)  # tcm_loop shows it as /dev/sg4
     far = lab.disk("array")
     lab.host.attach(2, far)
     assert [n.path for n, _ in lab.host.directory().scan(lab.manager._ours)] == ["/dev/sg2"]
-    lab.groups["t0"] = {text_of(ours)}
+    assert fake.cdbs == []  # known by the kernel's copy of its page: never asked
+    lab.groups["t0"] = {text_of(ours), text_of(far)}
     copy(lab, t, [(ours, {}), (t, {})], [BlockToStream(0, 1, 8, 0, 4096)])
-    assert opcodes(fake, 0x88) == []  # read directly, not through SG_IO
+    assert fake.cdbs == []  # read directly, not through SG_IO
 
 
 def test_admit_name_keeps_a_designator_and_asks_a_node_for_one(lab):
