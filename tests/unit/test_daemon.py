@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import queue
 import threading
 import time
 
@@ -218,7 +219,8 @@ def test_reload_rescan_drops_vanished_devices_and_keeps_the_rest(tmp_path):
 def test_abort_task_stops_a_running_copy(tmp_path):
     """TCMU tmr_notification: an ABORT TASK naming the EXTENDED COPY's cmd_id stops the
     copy at its next chunk; it completes (the kernel waits for that) as COPY ABORTED,
-    having moved less than asked."""
+    having moved less than asked. The copy's work starts only when the test lets it:
+    first one chunk, then the abort, then the rest."""
     from lio_xcopy.copy.manager import CopyManager
     from lio_xcopy.scsi import xcopy
     from lio_xcopy.scsi.xcopy import BlockToBlock, IdentificationCscd
@@ -228,7 +230,8 @@ def test_abort_task_stops_a_running_copy(tmp_path):
     src.write_bytes(os.urandom(1 << 20) * 32)
     dst.write_bytes(bytes(size))
     kernel = SimulatedKernel(cmdr_size=16384, data_pages=64)
-    manager = CopyManager()
+    works: queue.SimpleQueue = queue.SimpleQueue()
+    manager = CopyManager(start=lambda work, name: works.put(work))
     daemon = Daemon(copy_manager=manager)
     a = open_device("a", f"disk;{src}", "aaaa")
     b = open_device("b", f"disk;{dst}", "bbbb")
@@ -245,9 +248,21 @@ def test_abort_task_stops_a_running_copy(tmp_path):
     try:
         cid = kernel.submit(xcopy.EXTENDED_COPY_LID1(parameter_list_length=len(plist)).encode(),
                             data_out=plist)
-        time.sleep(0.3)
+        work = works.get(timeout=10)  # the copy is planned, its work not started
         assert kernel.reap() == []  # still copying
-        kernel.submit_tmr(1, (cid,))  # TCMU_TMR_ABORT_TASK
+        job = manager.jobs()[0]
+        moved = []
+        real_moved = job.moved
+
+        def moved_then_abort(data, n):  # the first chunk reaches the disk, then ABORT TASK
+            real_moved(data, n)
+            if not moved:
+                moved.append(n)
+                kernel.submit_tmr(1, (cid,))  # TCMU_TMR_ABORT_TASK
+                assert job.cancel.wait(10)  # the daemon's loop took the notice
+
+        job.moved = moved_then_abort
+        threading.Thread(target=work).start()
         deadline = time.monotonic() + 10
         got = []
         while not got and time.monotonic() < deadline:
@@ -256,8 +271,7 @@ def test_abort_task_stops_a_running_copy(tmp_path):
         assert [(c.cmd_id, c.status) for c in got] == [(cid, 2)]  # CHECK CONDITION
         sense = SenseData.parse(got[0].sense)
         assert sense.key == SenseKey.COPY_ABORTED
-        job = manager.jobs()[0]
-        assert not job.running and 0 < job.transferred < 256 * 0xFFFF * 512
+        assert not job.running and job.transferred == moved[0] == manager.chunk
     finally:
         daemon.stop()
         t.join(5)
