@@ -55,8 +55,9 @@ def array(lab, net, iscsid):  # noqa: F811
         iscsi.export_iscsi(SimpleNamespace(name="array0", storage_object=so), ARRAY,
                            TARGET_IP, netns=net)
         iscsi.allow_initiator(ARRAY, INITIATOR)
-        iscsiadm("-m", "discovery", "-t", "st", "-p", TARGET_IP)
-        iscsiadm("-m", "node", "-T", ARRAY, "-p", f"{TARGET_IP}:3260", "--login")
+        iscsiadm("-m", "discovery", "-t", "st", "-p", TARGET_IP, "-I", "default")
+        iscsiadm("-m", "node", "-T", ARRAY, "-p", f"{TARGET_IP}:3260", "-I", "default",
+                 "--login")
         run("udevadm", "settle", check=False)
         lun = provision.Lun("array0", "disk", img, so.wwn, so)
         dev = provision.find_kernel_device(lun, timeout=60)
