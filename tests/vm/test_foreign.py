@@ -35,7 +35,7 @@ pytestmark = pytest.mark.skipif(os.environ.get("LIO_XCOPY_IN_VM") != "1",
                                 reason="needs the guest kernel: scripts/test --vm")
 
 ARRAY = "iqn.2026-12.org.example:array"
-ARRAY_SIZE = 64 * MiB
+ARRAY_SIZE = 32 * MiB
 BS = 512
 SAVED = Path("/etc/lio-xcopy/saveconfig.json")
 
@@ -108,12 +108,14 @@ def admitted(lab, array):
         os.kill(lab.daemon.proc.pid, signal.SIGHUP)
 
 
-def _plist(lab, array, segments: int, list_id: int) -> bytes:
-    blocks = ARRAY_SIZE // BS
+def _plist(lab, array, passes: int, list_id: int) -> bytes:
+    """The whole array disk onto our tape ``passes`` times, 16 MiB a segment."""
+    step = 16 * MiB // BS
     return xcopy.build_extended_copy(
         [IdentificationCscd(bytes.fromhex(array.naa), 0, block_length=BS),
          IdentificationCscd(bytes.fromhex(lab.tape_lun.naa), 1)],
-        [BlockToStream(0, 1, blocks, 0, 256 * 1024)] * segments,
+        [BlockToStream(0, 1, step, lba, 256 * 1024)
+         for lba in range(0, ARRAY_SIZE // BS, step)] * passes,
         list_identifier=list_id, list_id_usage=xcopy.ListIdUsage.HOLD)
 
 
@@ -164,7 +166,7 @@ def test_the_other_arrays_disk_copies_to_our_tape_byte_exact(lab, array, admitte
 
 def test_a_disk_deleted_mid_copy_aborts_it_with_an_exact_count(lab, array, admitted):
     _rewind(lab)
-    plist = _plist(lab, array, 3, 0x53)  # 192 MiB: long enough to pull the disk out of
+    plist = _plist(lab, array, 3, 0x53)  # 96 MiB: long enough to pull the disk out of
     done: list[sgio.Result] = []
     copy = threading.Thread(target=lambda: done.append(_send(lab.tape_sg, plist)))
     copy.start()
