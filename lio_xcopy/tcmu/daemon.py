@@ -158,6 +158,7 @@ class TcmuDevice:
             queue.SimpleQueue())
         self._worker: ThreadPoolExecutor | None = None  # this LUN's long commands
         self._on_worker = 0  # commands handed to the worker and not yet answered
+        self._aborted: set[int] = set()  # cmd ids task management aborted on the worker
         self.notify: Callable[[], None] = lambda: None  # set by the daemon: wake the loop
 
     @classmethod
@@ -244,8 +245,9 @@ class TcmuDevice:
         manager = getattr(self.device, "copy_manager", None)
         for cid in tmr.cmd_ids:
             fut = self._futures.get(cid)
-            if fut is not None and manager is not None:
-                manager.abort(fut)
+            if fut is not None and manager is not None and not manager.abort(fut):
+                self._aborted.add(cid)  # an EXTENDED COPY still on the worker: its copy
+                # is stopped as soon as the worker hands it over (complete_finished)
 
     def _to_worker(self, entry: RingCommand) -> None:
         if self._worker is None:
@@ -280,7 +282,11 @@ class TcmuDevice:
             outcome = _outcome(fut.result, self.device, entry)
             if isinstance(outcome, Future):  # an EXTENDED COPY the worker started
                 self._defer(entry, outcome, on_worker=False)
+                manager = getattr(self.device, "copy_manager", None)
+                if entry.cmd_id in self._aborted and manager is not None:
+                    manager.abort(outcome)
                 continue
+            self._aborted.discard(entry.cmd_id)
             self.deferred.pop(entry.cmd_id, None)
             self._futures.pop(entry.cmd_id, None)
             self._respond(entry, outcome)

@@ -278,6 +278,73 @@ def test_abort_task_stops_a_running_copy(tmp_path):
         kernel.close()
 
 
+def test_abort_task_while_the_copy_is_being_planned_stops_it_when_it_starts(tmp_path):
+    """EXTENDED COPY is planned on the LUN's worker (resolving its CSCDs may take
+    SG_IO round trips): an ABORT TASK that arrives meanwhile still stops the copy, as
+    soon as the worker hands it over; nothing is copied."""
+    from lio_xcopy.copy.manager import CopyManager
+    from lio_xcopy.scsi import xcopy
+    from lio_xcopy.scsi.xcopy import BlockToBlock, IdentificationCscd
+
+    src, dst = tmp_path / "src.img", tmp_path / "dst.img"
+    src.write_bytes(os.urandom(1 << 20))
+    dst.write_bytes(bytes(1 << 20))
+    kernel = SimulatedKernel(cmdr_size=16384, data_pages=64)
+    works: queue.SimpleQueue = queue.SimpleQueue()
+    manager = CopyManager(start=lambda work, name: works.put(work))
+    planning, release = threading.Event(), threading.Event()
+    real = manager.extended_copy
+
+    def slow_planning(receiving, data):
+        planning.set()
+        assert release.wait(10)
+        return real(receiving, data)
+
+    manager.extended_copy = slow_planning
+    daemon = Daemon(copy_manager=manager)
+    a = open_device("a", f"disk;{src}", "aaaa")
+    b = open_device("b", f"disk;{dst}", "bbbb")
+    manager.register(b)
+    lun = TcmuDevice("a", kernel.uio_fd, CommandRing(kernel.view), a)
+    daemon.attach("sim", lun)
+    naa = [next(d.value for d in dev.designators() if d.designator_type == 3) for dev in (a, b)]
+    plist = xcopy.build_extended_copy(
+        [IdentificationCscd(naa[0], 0, block_length=512),
+         IdentificationCscd(naa[1], 0, block_length=512)],
+        [BlockToBlock(0, 1, 2048, 0, 0)], list_identifier=5,
+        list_id_usage=xcopy.ListIdUsage.HOLD)
+    t = threading.Thread(target=daemon.run)
+    t.start()
+    try:
+        cid = kernel.submit(xcopy.EXTENDED_COPY_LID1(parameter_list_length=len(plist)).encode(),
+                            data_out=plist)
+        assert planning.wait(10)  # on the worker, not the loop
+        kernel.submit_tmr(1, (cid,))  # TCMU_TMR_ABORT_TASK
+        deadline = time.monotonic() + 10
+        while cid not in lun._aborted:  # the loop took the notice
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        release.set()
+        work = works.get(timeout=10)
+        job = manager.jobs()[0]
+        assert job.cancel.wait(10)  # stopped when the worker handed it over
+        work()
+        deadline = time.monotonic() + 10
+        got = []
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.01)
+            got = kernel.reap()
+        assert [(c.cmd_id, c.status) for c in got] == [(cid, 2)]
+        assert SenseData.parse(got[0].sense).key == SenseKey.COPY_ABORTED
+        assert job.transferred == 0 and dst.read_bytes() == bytes(1 << 20)
+        assert lun._aborted == set()
+    finally:
+        release.set()
+        daemon.stop()
+        t.join(5)
+        kernel.close()
+
+
 # --- devices not ready at their add event, and the rescan that finds missed ones --------
 class Clock:
     """A monotonic clock the test moves by hand."""
