@@ -208,7 +208,7 @@ class CopyManager:
                 return dev
         return None
 
-    def _ours(self, designators: Collection[Any]) -> bool:
+    def serves(self, designators: Collection[Any]) -> bool:
         """Whether a device reporting ``designators`` is one of our LUNs (seen back
         through the kernel, e.g. over tcm_loop)."""
         with self._lock:
@@ -226,7 +226,7 @@ class CopyManager:
         admitted = self.admitted(receiving)
         if not admitted:
             return None
-        return self.foreign.find(cscd.identifies, admitted, self._ours)
+        return self.foreign.find(cscd.identifies, admitted, self.serves)
 
     def jobs(self) -> list[CopyJob]:
         with self._lock:

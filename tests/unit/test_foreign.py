@@ -430,7 +430,7 @@ def test_our_own_luns_seen_back_through_the_kernel_are_not_foreign(lab):
     fake = lab.host.attach(4, ours, vpd_pg83=True)  # tcm_loop shows it as /dev/sg4
     far = lab.disk("array")
     lab.host.attach(2, far)
-    assert [n.path for n, _ in lab.host.directory().scan(lab.manager._ours)] == ["/dev/sg2"]
+    assert [n.path for n, _ in lab.host.directory().scan(lab.manager.serves)] == ["/dev/sg2"]
     assert fake.cdbs == []  # known by the kernel's copy of its page: never asked
     lab.groups["t0"] = {text_of(ours), text_of(far)}
     copy(lab, t, [(ours, {}), (t, {})], [BlockToStream(0, 1, 8, 0, 4096)])
