@@ -3,9 +3,9 @@
 The other array is LIO's own in-kernel fileio backstore, exported over iSCSI from
 network namespace ``lioxc-tgt`` (a target host that is not ours); this host logs in with
 open-iscsi and sees it as /dev/sdX and /dev/sgN. The operator admits it into a copy group
-with our tape by a stable name; an EXTENDED COPY sent to our tape copies that disk onto
-the cartridge through SG_IO. Then the disk is deleted mid-copy: COPY ABORTED, COPY TARGET
-DEVICE NOT REACHABLE, with an exact count, and nothing hangs.
+with our tape by a stable name, recorded by designator; an EXTENDED COPY sent to our tape
+copies that disk onto the cartridge through SG_IO. Then the disk is deleted mid-copy:
+COPY ABORTED, COPY TARGET DEVICE NOT REACHABLE, with an exact count, and nothing hangs.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from test_iscsi import INITIATOR, TARGET_IP, iscsiadm, iscsid, net  # noqa: F401
 
 from lio_xcopy.control import iscsi, provision
 from lio_xcopy.devices.awstape import AwsTape
+from lio_xcopy.devices.foreign import admit_name
 from lio_xcopy.scsi import xcopy
 from lio_xcopy.scsi.sense import Asc, SenseData, SenseKey
 from lio_xcopy.scsi.xcopy import BlockToStream, IdentificationCscd
@@ -88,20 +89,20 @@ def _reload(lab, expect: str) -> None:
 
 @pytest.fixture(scope="module")
 def admitted(lab, array):
-    """The operator's copy group: our tape and the array's disk, by a stable name."""
-    SAVED.parent.mkdir(mode=0o700, exist_ok=True)
-    SAVED.write_text(json.dumps({"version": 2, "tapes": [
-        {"name": "vmtape0", "path": str(lab.tape_lun.path), "capacity": 256 * MiB}]}))
-    SAVED.chmod(0o600)
+    """The operator's copy group: our tape and the array's disk, admitted by a stable
+    name (its /dev/disk/by-id link when udev made one) and recorded by designator."""
     by_id = Path(f"/dev/disk/by-id/wwn-0x{array.naa}")
     name = str(by_id) if by_id.exists() else array.sd
+    text = admit_name(name)  # what `/copy_groups create ... members=vmtape0,<name>` records
+    print(f"admitted {name} as {text}", file=sys.stderr)
+    assert text == f"naa.{array.naa}"
+    SAVED.parent.mkdir(mode=0o700, exist_ok=True)
+    SAVED.write_text(json.dumps({"version": 2, "tapes": [
+        {"name": "vmtape0", "path": str(lab.tape_lun.path), "capacity": 256 * MiB}],
+        "copy_groups": {"offsite": ["vmtape0", f"foreign:{text}"]}}))
+    SAVED.chmod(0o600)
     try:
-        out = run(sys.executable, "-m", "lio_xcopy", "/copy_groups", "create", "name=offsite",
-                  f"members=vmtape0,{name}")
-        assert "Saved copy group offsite" in out.stdout, out.stdout + out.stderr
-        assert json.loads(SAVED.read_text())["copy_groups"] == {
-            "offsite": ["vmtape0", f"foreign:naa.{array.naa}"]}
-        _reload(lab, f"'offsite': ['foreign:naa.{array.naa}', 'vmtape0']")
+        _reload(lab, f"'offsite': ['foreign:{text}', 'vmtape0']")
         yield
     finally:
         SAVED.unlink(missing_ok=True)
