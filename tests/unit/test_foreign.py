@@ -248,6 +248,31 @@ def test_a_foreign_tape_in_fixed_mode_gets_fixed_writes(lab):
     assert b"".join(records(drive)) == data
 
 
+def test_a_restore_from_a_foreign_tape_in_fixed_mode_reads_fixed_blocks(lab):
+    data = os.urandom(40 * 512)
+    drive, dst = lab.tape("drive"), lab.disk("dst")
+    for off in range(0, 32 * 512, 512):
+        drive.write_record(DataBuffer.of(bytearray(data)), 512, start=off)
+    drive.write_filemarks(1)  # after 32 blocks: the second segment meets it
+    drive.block_length = 512
+    drive.rewind()
+    fake = lab.host.attach(3, drive)
+    lab.groups["dst"] = {text_of(drive)}
+    copy(lab, dst, [(drive, {"block_length": 512, "fixed": True}), (dst, {})],
+         [StreamToBlock(0, 1, 16, 0, 16)])
+    reads = opcodes(fake, 0x08)
+    assert [(c[1] & 1, int.from_bytes(c[2:5], "big")) for c in reads] == [(1, 16)]
+    sense = aborted(lab, dst, [(drive, {"block_length": 512, "fixed": True}), (dst, {})],
+                    [StreamToBlock(0, 1, 24, 16, 16)], list_id=2)
+    assert sense.asc == Asc.COPY_TARGET_DEVICE_DATA_UNDERRUN
+    st, raw = results(lab, dst, 2)
+    cause = SenseData.parse(raw)
+    assert (cause.filemark, cause.information) == (True, 8)  # the 8 blocks asked for
+    assert st.transferred_bytes == 16 * 512  # the whole READ before the filemark's
+    with open(dst.store.path, "rb") as f:
+        assert f.read(32 * 512) == data[: 32 * 512]
+
+
 # --- stream conditions of the foreign drive, as our own tapes raise them ---------------------
 def test_end_of_data_on_a_foreign_tape_reports_its_sense_verbatim(lab):
     drive, dst = lab.tape("drive"), lab.disk("dst")
