@@ -41,6 +41,14 @@ BS = 512
 SAVED = Path("/etc/lio-xcopy/saveconfig.json")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def blank_tape_after(lab):
+    """The session's tape is left empty at BOT, as the next module expects it."""
+    yield
+    _rewind(lab)
+    run("mt", "-f", lab.nst, "erase")
+
+
 @pytest.fixture(scope="module")
 def array(lab, net, iscsid):  # noqa: F811
     """The other array's disk, logged in: (its naa hex, /dev/sdX, /dev/sgN, data)."""
