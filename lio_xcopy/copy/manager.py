@@ -307,8 +307,10 @@ class CopyManager:
             return own, cscd
         try:
             far = self._resolve_foreign(cscd, receiving)
-        except TargetUnreachable as e:
-            raise unreachable(str(e)) from e
+        except CheckCondition as e:  # gone, renumbered, or it refused to say what it is
+            err = unreachable(str(e))
+            err.cause, err.cause_raw = e.sense, e.raw_sense
+            raise err from e
         if far is None:
             raise unreachable("neither a LUN of ours nor a foreign device admitted to a copy "
                               f"group with {receiving.name}")

@@ -205,13 +205,18 @@ class ForeignTape(_ForeignPort):
     mode (:attr:`block_length` from the MODE SENSE block descriptor, SSC-4 8.3.3)."""
 
     def __init__(self, transport: Transport, designators: Sequence[Designator], label: str,
-                 *, block_length: int = 0, timeout: float = TAPE_TIMEOUT):
+                 *, block_length: int = 0, timeout: float = TAPE_TIMEOUT,
+                 unit_attention: int | None = None):
         super().__init__(transport, spc.TYPE_TAPE, designators, label, timeout)
         self.block_length = block_length
+        self._unit_attention = unit_attention  # taken while the port was opened
 
     def pending_unit_attention(self) -> int | None:
-        """TEST UNIT READY: the ASC/ASCQ of a UNIT ATTENTION it reports (which the
-        drive then clears), else None; NOT READY is left for the first READ or WRITE."""
+        """The unit attention the drive reported while the port was opened, else one
+        TEST UNIT READY reports now (the drive then clears it): its ASC/ASCQ, or None.
+        NOT READY is left for the first READ or WRITE."""
+        if self._unit_attention is not None:
+            return self._unit_attention
         r = self._run(spc.TEST_UNIT_READY().encode())
         if r.sense is not None and r.sense.key == SenseKey.UNIT_ATTENTION:
             return r.sense.asc
@@ -326,17 +331,17 @@ def open_port(transport: Transport, designators: Sequence[Designator], *,
         return None
     if inq.device_type == spc.TYPE_TAPE:
         cdb = spc.MODE_SENSE_6(allocation_length=0xFF).encode()
-        r = run(transport, cdb, data_in=0xFF, timeout=INQUIRY_TIMEOUT, label=label)
+        r, attention = _past_unit_attention(transport, cdb, 0xFF, label)
         if not _succeeded(r):
             raise relay(r, f"{label}: MODE SENSE (6)")
         block_length = 0
         if len(r.data) >= 12 and r.data[3] >= 8:
             block_length = ssc.parse_block_descriptor(r.data[4:12]).block_length
-        return ForeignTape(transport, designators, label, block_length=block_length)
+        return ForeignTape(transport, designators, label, block_length=block_length,
+                           unit_attention=attention)
     if inq.device_type == spc.TYPE_DISK:
         cdb = sbc.READ_CAPACITY_16(allocation_length=sbc.READ_CAPACITY_16_LENGTH).encode()
-        r = run(transport, cdb, data_in=sbc.READ_CAPACITY_16_LENGTH, timeout=INQUIRY_TIMEOUT,
-                label=label)
+        r, _ = _past_unit_attention(transport, cdb, sbc.READ_CAPACITY_16_LENGTH, label)
         if not _succeeded(r):
             raise relay(r, f"{label}: READ CAPACITY (16)")
         cap = sgio.Capacity.parse(r.data)
@@ -350,6 +355,20 @@ def open_port(transport: Transport, designators: Sequence[Designator], *,
         return ForeignDisk(transport, designators, label, block_size=cap.block_length,
                            blocks=cap.blocks, max_transfer=limit)
     return None
+
+
+def _past_unit_attention(transport: Transport, cdb: bytes, data_in: int,
+                         label: str) -> tuple[sgio.Result, int | None]:
+    """Run a command the device may answer with UNIT ATTENTION first (SAM-5: it did
+    not run): again, up to :data:`UNIT_ATTENTION_RETRIES` times. The Result, and the
+    ASC/ASCQ of the first unit attention taken (None: none)."""
+    first: int | None = None
+    for _ in range(UNIT_ATTENTION_RETRIES + 1):
+        r = run(transport, cdb, data_in=data_in, timeout=INQUIRY_TIMEOUT, label=label)
+        if r.sense is None or r.sense.key != SenseKey.UNIT_ATTENTION:
+            break
+        first = r.sense.asc if first is None else first
+    return r, first
 
 
 def stable_designator(designators: Sequence[Designator]) -> Designator | None:

@@ -273,6 +273,20 @@ def test_a_restore_from_a_foreign_tape_in_fixed_mode_reads_fixed_blocks(lab):
         assert f.read(32 * 512) == data[: 32 * 512]
 
 
+def test_a_foreign_drive_with_a_unit_attention_takes_no_copy_until_it_was_reported(lab):
+    data = os.urandom(8 * 512)
+    src, drive = lab.disk("src", data=data), lab.tape("drive")
+    drive.power_on()  # the drive was reset: its position is not what anyone last saw
+    lab.host.attach(3, drive)
+    lab.groups["src"] = {text_of(drive)}
+    sense = aborted(lab, src, [(src, {}), (drive, {})], [BlockToStream(0, 1, 8, 0, 4096)])
+    assert (sense.key, sense.asc) == (SenseKey.COPY_ABORTED,
+                                      Asc.POWER_ON_RESET_OR_BUS_DEVICE_RESET_OCCURRED)
+    assert drive.medium.end_of_data_offset == 0  # nothing written
+    copy(lab, src, [(src, {}), (drive, {})], [BlockToStream(0, 1, 8, 0, 4096)], list_id=2)
+    assert b"".join(records(drive)) == data  # TEST UNIT READY took the unit attention
+
+
 # --- stream conditions of the foreign drive, as our own tapes raise them ---------------------
 def test_end_of_data_on_a_foreign_tape_reports_its_sense_verbatim(lab):
     drive, dst = lab.tape("drive"), lab.disk("dst")
