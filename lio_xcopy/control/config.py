@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lio_xcopy.devices.members import FOREIGN, foreign_designator
 from lio_xcopy.errors import ConfigError
 from lio_xcopy.scsi.spc import naa_ieee_registered_extended
 from lio_xcopy.tcmu.handler import parse_size
@@ -160,7 +161,8 @@ class IscsiTarget:
 @dataclass(frozen=True, slots=True)
 class SavedConfig:
     """Everything a restore recreates. ``copy_groups`` maps a group name to the backstore
-    names that may copy to each other."""
+    names that may copy to each other, and the foreign devices (``foreign:naa.<hex>``,
+    by designator) their copies may name."""
 
     disks: tuple[DiskConfig, ...] = ()
     tapes: tuple[TapeConfig, ...] = ()
@@ -400,7 +402,7 @@ class _Reader:
             self.name(name, where)
             seen: list[str] = []
             for j, m in enumerate(self.list(members, where)):
-                self.known(self.str(m, f"{where}[{j}]"), names, f"{where}[{j}]")
+                self.member(self.str(m, f"{where}[{j}]"), names, f"{where}[{j}]")
                 if m in seen:
                     raise self.fail(f"{where}[{j}]", f"{m!r} is listed twice; keep one")
                 seen.append(m)
@@ -519,6 +521,16 @@ class _Reader:
                 paths[b.path] = b.name
             if b.wwn is not None:
                 serials[b.wwn.lower()] = b.name
+
+    def member(self, m: str, names: set[str], where: str) -> None:
+        """A copy group member: a saved LUN, or ``foreign:`` and a designator."""
+        if not m.startswith(FOREIGN):
+            self.known(m, names, where)
+            return
+        try:
+            foreign_designator(m)
+        except ConfigError as e:
+            raise self.fail(where, str(e)) from None
 
     def known(self, name: str, names: set[str], where: str) -> None:
         if name not in names:

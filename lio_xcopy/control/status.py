@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lio_xcopy.control import config
+from lio_xcopy.devices.members import foreign_designator
 from lio_xcopy.tcmu import state as state_file
 
 MiB = 1 << 20
@@ -32,6 +33,20 @@ def _exports(cfg: config.SavedConfig, name: str) -> list[str]:
                            + ("" if g.enable else " (disabled)")
                            + f"; initiators: {', '.join(who) or 'none'}")
     return out
+
+
+def _foreign(cfg: config.SavedConfig) -> list[str]:
+    """``foreign naa.6001405...: copy group offsite, with tape0``: each device this
+    daemon does not serve that the operator admitted, by designator."""
+    admitted: dict[str, list[str]] = {}
+    for group, members in sorted(cfg.copy_groups.items()):
+        luns = [m for m in members if foreign_designator(m) is None]
+        for m in members:
+            text = foreign_designator(m)
+            if text is not None:
+                admitted.setdefault(text, []).append(f"copy group {group}, with "
+                                                     f"{', '.join(luns)}")
+    return [f"foreign {text}: {'; '.join(where)}" for text, where in sorted(admitted.items())]
 
 
 def copy_line(c: state_file.CopyState) -> str:
@@ -68,6 +83,7 @@ def lines(cfg: config.SavedConfig, state: state_file.DaemonState | None,
         out += [f"  {e}" for e in _exports(cfg, b.name)] or ["  not exported"]
     if not cfg.backstores:
         out.append("no LUNs: create them, or `lio-xcopy restoreconfig`")
+    out += _foreign(cfg)
     if state is None:
         out.append(f"daemon: not running (no current {state_path}); start it with "
                    "`systemctl start lio-xcopy`")

@@ -1,4 +1,3 @@
-"""The EXTENDED COPY manager (SPC-4 6.4): resolves CSCDs to devices and runs segments.
-
-Not built yet (issue 3).
+"""The EXTENDED COPY manager (SPC-4 6.4): resolves CSCDs to copy ends (:mod:`.ports`)
+and runs segments between them (:mod:`.manager`).
 """

@@ -1,11 +1,13 @@
 """The copy manager: EXTENDED COPY (LID1) run on the target host (SPC-4 6.4, 6.5).
 
 An EXTENDED COPY arrives at one LUN; the manager parses its parameter list, resolves
-each identification CSCD (E4h) to a LUN this daemon serves by the designators of its
-VPD page 83h, checks every segment against its devices, then runs the segments on a
-worker thread through the same narrow device methods the SCSI commands use (a tape
-gets real records, a disk real blocks). The command completes when the copy ends;
-RECEIVE COPY RESULTS reports its progress meanwhile (SPC-4 r31 6.18).
+each identification CSCD (E4h) by the designators of VPD page 83h, first to a LUN this
+daemon serves, then to a foreign SCSI device the operator admitted to a copy group with
+the receiving LUN (:class:`~lio_xcopy.copy.ports.ForeignDirectory`), checks every
+segment against its devices, then runs the segments on a worker through the block and
+stream ports of :mod:`lio_xcopy.copy.ports` (a tape gets real records, a disk real
+blocks). The command completes when the copy ends; RECEIVE COPY RESULTS reports its
+progress meanwhile (SPC-4 r31 6.18).
 
 Residuals (SPC-4 6.4.6.1): CAT holds bytes that do not fill a stream WRITE, or that a
 stream record brings beyond a segment, for the next segment; PAD pads a last fixed
@@ -22,17 +24,29 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
+from lio_xcopy.copy.ports import (
+    BlockPort,
+    ForeignDirectory,
+    ForeignPort,
+    Port,
+    StreamPort,
+    is_block,
+    is_stream,
+)
 from lio_xcopy.devices.base import ScsiDevice
 from lio_xcopy.devices.buffer import DataBuffer
-from lio_xcopy.devices.disk import Disk
-from lio_xcopy.devices.tape import Tape
 from lio_xcopy.scsi import ssc, xcopy
-from lio_xcopy.scsi.errors import CheckCondition, IllegalRequest, InvalidFieldInCdb
+from lio_xcopy.scsi.errors import (
+    CheckCondition,
+    IllegalRequest,
+    InvalidFieldInCdb,
+    TargetUnreachable,
+)
 from lio_xcopy.scsi.sense import Asc, SenseData, SenseKey, segment_pointer
 from lio_xcopy.scsi.xcopy import (
     BlockToBlock,
@@ -51,17 +65,35 @@ log = logging.getLogger(__name__)
 CHUNK = 1 << 20  # bytes moved per read/write between block devices
 HELD_RESULTS = 64  # finished copies remembered per LUN for RECEIVE COPY RESULTS
 
+#: Starts a copy's work, ``start(work, name)``: a thread by default; tests run it inline.
+Starter = Callable[[Callable[[], None], str], None]
+
+
+def start_thread(work: Callable[[], None], name: str) -> None:
+    """Run ``work`` on a daemon thread called ``name``."""
+    threading.Thread(target=work, name=name, daemon=True).start()
+
+
+def run_inline(work: Callable[[], None], name: str) -> None:
+    """Run ``work`` now, on the caller's thread: the copy has ended when EXTENDED COPY
+    returns its Future."""
+    work()
+
 
 class CopyAborted(CheckCondition):
     """COPY ABORTED for segment ``segment`` (SPC-4 6.4): COMMAND-SPECIFIC
     INFORMATION bytes 10-11 hold the segment number, the sense-key specific segment
-    pointer the byte of the parameter list at fault (SD set: within the segment)."""
+    pointer the byte of the parameter list at fault (SD set: within the segment).
+    ``cause`` is the copy end's own sense, ``cause_raw`` its bytes when the end relayed
+    them from another device; FAILED SEGMENT DETAILS reports them."""
 
     def __init__(self, asc: int, segment: int, *, byte: int | None = None,
                  in_segment: bool = True, information: int | None = None,
-                 cause: SenseData | None = None, message: str = ""):
+                 cause: SenseData | None = None, cause_raw: bytes | None = None,
+                 message: str = ""):
         self.segment = segment
         self.cause = cause
+        self.cause_raw = cause_raw
         super().__init__(
             SenseData(
                 SenseKey.COPY_ABORTED, asc, information=information,
@@ -87,7 +119,7 @@ class CopyJob:
     planned: int = 0  # bytes all segments move
     digest: Any = field(default_factory=hashlib.sha256)  # of the bytes moved, in order
     status: int = CopyCommandStatus.IN_PROGRESS
-    sense: SenseData | None = None
+    sense: SenseData | bytes | None = None  # for FAILED SEGMENT DETAILS
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
@@ -107,13 +139,13 @@ class CopyJob:
 
 @dataclass(frozen=True, slots=True)
 class _Plan:
-    """A checked segment: its descriptor and the devices it moves data between."""
+    """A checked segment: its descriptor and the ports it moves data between."""
 
     index: int
     last: bool
     segment: Any
-    source: ScsiDevice
-    destination: ScsiDevice
+    source: Any  # a BlockPort or StreamPort, as the segment's type says
+    destination: Any
     source_cscd: IdentificationCscd | None
     destination_cscd: IdentificationCscd | None
 
@@ -122,11 +154,20 @@ class CopyManager:
     """Serves EXTENDED COPY and RECEIVE COPY RESULTS for every LUN of the daemon."""
 
     def __init__(self, limits: Limits | None = None, chunk: int = CHUNK,
-                 policy: Callable[[ScsiDevice, ScsiDevice], bool] | None = None):
+                 policy: Callable[[ScsiDevice, ScsiDevice], bool] | None = None, *,
+                 foreign: ForeignDirectory | None = None,
+                 admitted: Callable[[ScsiDevice], Collection[str]] | None = None,
+                 start: Starter = start_thread):
         self.limits = limits or Limits()
         self.chunk = chunk
         #: May a copy received by the first LUN name the second? (the copy access policy)
         self.policy = policy or (lambda receiving, other: True)
+        #: The devices this daemon does not serve (None: copies use our own LUNs only).
+        self.foreign = foreign
+        #: The foreign designators (text form) a copy received by a LUN may name: those
+        #: the operator admitted to a copy group with it. None admitted by default.
+        self.admitted = admitted or (lambda receiving: ())
+        self.start = start
         self._devices: dict[str, ScsiDevice] = {}
         self._jobs: dict[str, OrderedDict[int, CopyJob]] = {}
         self._running: list[CopyJob] = []
@@ -159,13 +200,33 @@ class CopyManager:
         return True
 
     def resolve(self, cscd: IdentificationCscd) -> ScsiDevice | None:
-        """The LUN whose VPD page 83h reports the CSCD's designator."""
+        """The LUN of ours whose VPD page 83h reports the CSCD's designator."""
         with self._lock:
             devices = list(self._devices.values())
         for dev in devices:
             if any(cscd.identifies(d) for d in dev.designators()):
                 return dev
         return None
+
+    def serves(self, designators: Collection[Any]) -> bool:
+        """Whether a device reporting ``designators`` is one of our LUNs (seen back
+        through the kernel, e.g. over tcm_loop)."""
+        with self._lock:
+            devices = list(self._devices.values())
+        mine = {(d.designator_type, bytes(d.value)) for dev in devices
+                for d in dev.designators() if d.association == 0}
+        return any((d.designator_type, bytes(d.value)) in mine for d in designators
+                   if d.association == 0)
+
+    def _resolve_foreign(self, cscd: IdentificationCscd,
+                         receiving: ScsiDevice) -> ForeignPort | None:
+        """The admitted foreign device the CSCD names, re-identified on its node now."""
+        if self.foreign is None:
+            return None
+        admitted = self.admitted(receiving)
+        if not admitted:
+            return None
+        return self.foreign.find(cscd.identifies, admitted, self.serves)
 
     def jobs(self) -> list[CopyJob]:
         with self._lock:
@@ -176,19 +237,31 @@ class CopyManager:
         """Check the parameter list and start the copy; raise its CHECK CONDITION now
         when the list is wrong, or return the Future the copy completes."""
         plist = xcopy.parse_extended_copy(data, self.limits)
-        plans = [self._plan(plist, i, receiving) for i in range(len(plist.segments))]
-        job = CopyJob(
-            receiving.identity.name, plist.header.list_identifier,
-            plist.header.list_id_usage, len(plans), [s.describe() for s in plist.segments],
-            planned=sum(_segment_bytes(p.segment, p.source, p.destination) for p in plans),
-        )
-        self._admit(job)
+        ends: dict[int, tuple[Port, IdentificationCscd | None]] = {}
+        foreign: list[ForeignPort] = []  # opened for this copy: closed when it ends
+        try:
+            plans = [self._plan(plist, i, receiving, ends, foreign)
+                     for i in range(len(plist.segments))]
+            job = CopyJob(
+                receiving.identity.name, plist.header.list_identifier,
+                plist.header.list_id_usage, len(plans), [s.describe() for s in plist.segments],
+                planned=sum(_segment_bytes(p.segment, p.source, p.destination) for p in plans),
+            )
+            self._admit(job)
+        except BaseException:
+            _close(foreign)
+            raise
         fut: Future[int] = Future()
         fut.set_running_or_notify_cancel()
         job.future = fut
-        t = threading.Thread(target=self._run, args=(job, plans, fut),
-                             name=f"xcopy-{job.lun}-{job.list_id}", daemon=True)
-        t.start()
+
+        def work() -> None:
+            try:
+                self._run(job, plans, fut)
+            finally:
+                _close(foreign)
+
+        self.start(work, f"xcopy-{job.lun}-{job.list_id}")
         return fut
 
     def _admit(self, job: CopyJob) -> None:
@@ -209,68 +282,94 @@ class CopyManager:
             self._running.append(job)
 
     def _cscd_device(self, plist: ExtendedCopyParameterList, seg_index: int, cscd_id: int,
-                     receiving: ScsiDevice, field_byte: int
-                     ) -> tuple[ScsiDevice, IdentificationCscd | None]:
+                     receiving: ScsiDevice, field_byte: int, foreign: list[ForeignPort]
+                     ) -> tuple[Port, IdentificationCscd | None]:
         if cscd_id == xcopy.CSCD_ID_LOCAL:
             return receiving, None
         cscd = plist.cscd(cscd_id)
         if cscd is None:  # null LUs (C000h/C001h) and ROD tokens: nothing to copy with
             raise CopyAborted(Asc.UNREACHABLE_COPY_TARGET, seg_index, byte=field_byte,
                               message=f"CSCD ID {cscd_id:#06x} names no logical unit here")
-        dev = self.resolve(cscd)
-        if dev is None:
-            log.warning("EXTENDED COPY at %s names an unknown LUN: %s",
-                        receiving.identity.name, cscd.describe())
-        elif dev is not receiving and not self.policy(receiving, dev):
-            log.warning("EXTENDED COPY at %s names %s, which the copy access policy keeps "
-                        "apart from it: refused", receiving.identity.name, dev.identity.name)
-            dev = None
-        if dev is None:
-            raise CopyAborted(Asc.COPY_TARGET_DEVICE_NOT_REACHABLE, seg_index,
-                              byte=plist.cscd_offset(cscd_id), in_segment=False,
-                              message=f"no LUN reachable here has designator "
-                                      f"{cscd.designator.hex()}")
-        return dev, cscd
 
-    def _plan(self, plist: ExtendedCopyParameterList, i: int, receiving: ScsiDevice) -> _Plan:
+        def unreachable(why: str) -> CopyAborted:
+            log.warning("EXTENDED COPY at %s names %s: %s: refused", receiving.name,
+                        cscd.describe(), why)
+            return CopyAborted(Asc.COPY_TARGET_DEVICE_NOT_REACHABLE, seg_index,
+                               byte=plist.cscd_offset(cscd_id), in_segment=False,
+                               message=f"no device reachable here has designator "
+                                       f"{cscd.designator.hex()}: {why}")
+
+        own = self.resolve(cscd)
+        if own is not None:
+            if own is not receiving and not self.policy(receiving, own):
+                raise unreachable(f"{own.name}, which the copy access policy keeps apart "
+                                  "from it")
+            return own, cscd
+        try:
+            far = self._resolve_foreign(cscd, receiving)
+        except CheckCondition as e:  # gone, renumbered, or it refused to say what it is
+            err = unreachable(str(e))
+            err.cause, err.cause_raw = e.sense, e.raw_sense
+            raise err from e
+        if far is None:
+            raise unreachable("neither a LUN of ours nor a foreign device admitted to a copy "
+                              f"group with {receiving.name}")
+        foreign.append(far)
+        log.info("EXTENDED COPY at %s: CSCD %d is the foreign device %s", receiving.name,
+                 cscd_id, far.name)
+        return far, cscd
+
+    def _plan(self, plist: ExtendedCopyParameterList, i: int, receiving: ScsiDevice,
+              ends: dict[int, tuple[Port, IdentificationCscd | None]],
+              foreign: list[ForeignPort]) -> _Plan:
         seg = plist.segments[i]
-        src, scscd = self._cscd_device(plist, i, seg.source, receiving, 4)
-        dst, dcscd = self._cscd_device(plist, i, seg.destination, receiving, 6)
+        for cscd_id, byte in ((seg.source, 4), (seg.destination, 6)):
+            if cscd_id not in ends:  # each CSCD is resolved once per EXTENDED COPY
+                ends[cscd_id] = self._cscd_device(plist, i, cscd_id, receiving, byte, foreign)
+        src, scscd = ends[seg.source]
+        dst, dcscd = ends[seg.destination]
         kinds = {
-            BlockToBlock: (Disk, Disk), BlockToStream: (Disk, Tape),
-            StreamToBlock: (Tape, Disk), StreamToStream: (Tape, Tape),
+            BlockToBlock: (is_block, is_block), BlockToStream: (is_block, is_stream),
+            StreamToBlock: (is_stream, is_block), StreamToStream: (is_stream, is_stream),
         }[type(seg)]
-        for dev, cscd, want, byte in ((src, scscd, kinds[0], 4), (dst, dcscd, kinds[1], 6)):
-            if not isinstance(dev, want) or (
-                cscd is not None and cscd.peripheral_device_type != dev.DEVICE_TYPE
+        for dev, cscd, fits, byte in ((src, scscd, kinds[0], 4), (dst, dcscd, kinds[1], 6)):
+            if not fits(dev) or (
+                cscd is not None and cscd.peripheral_device_type != dev.peripheral_device_type
             ):
+                kind = "block device" if fits is is_block else "stream device"
                 raise CopyAborted(Asc.INCORRECT_COPY_TARGET_DEVICE_TYPE, i, byte=byte,
-                                  message=f"{dev.identity.name} is not a "
-                                          f"{want.__name__.lower()} for {seg.describe()}")
-            if isinstance(dev, Disk) and cscd is not None and cscd.block_length not in (
-                0, dev.block_size
+                                  message=f"{dev.name} is not a {kind} for {seg.describe()}")
+            if fits is is_block and cscd is not None and cscd.block_length not in (
+                0, cast(BlockPort, dev).block_size
             ):
                 raise CopyAborted(Asc.INCORRECT_COPY_TARGET_DEVICE_TYPE, i,
                                   byte=plist.cscd_offset(seg.source if byte == 4
                                                          else seg.destination) + 29,
                                   in_segment=False,
-                                  message=f"{dev.identity.name} has {dev.block_size}-byte "
-                                          f"blocks, the CSCD says {cscd.block_length}")
-            if isinstance(dev, Tape) and dev.unit_attention is not None:
-                # its position is not what the initiator last saw (power on, new cartridge)
-                raise CopyAborted(dev.unit_attention, i, byte=byte,
-                                  cause=SenseData(SenseKey.UNIT_ATTENTION, dev.unit_attention),
-                                  message=f"{dev.identity.name} has a unit attention the "
-                                          "initiator has not seen: position the tape first")
+                                  message=f"{dev.name} has {cast(BlockPort, dev).block_size}"
+                                          f"-byte blocks, the CSCD says {cscd.block_length}")
+            if fits is is_stream:
+                try:
+                    attention = cast(StreamPort, dev).pending_unit_attention()
+                except CheckCondition as e:
+                    raise CopyAborted(Asc.COPY_TARGET_DEVICE_NOT_REACHABLE, i, byte=byte,
+                                      cause=e.sense, cause_raw=e.raw_sense,
+                                      message=f"{dev.name}: {e}") from e
+                if attention is not None:
+                    # its position is not what the initiator last saw (power on, new cartridge)
+                    raise CopyAborted(attention, i, byte=byte,
+                                      cause=SenseData(SenseKey.UNIT_ATTENTION, attention),
+                                      message=f"{dev.name} has a unit attention the "
+                                              "initiator has not seen: position the tape first")
         self._check_ranges(i, seg, src, dst)
         return _Plan(i, i == len(plist.segments) - 1, seg, src, dst, scscd, dcscd)
 
-    def _check_ranges(self, i: int, seg: Any, src: ScsiDevice, dst: ScsiDevice) -> None:
-        def check(disk: Disk, lba: int, blocks: int, byte: int) -> None:
+    def _check_ranges(self, i: int, seg: Any, src: Any, dst: Any) -> None:
+        def check(disk: BlockPort, lba: int, blocks: int, byte: int) -> None:
             if lba + blocks > disk.blocks:
                 raise CopyAborted(Asc.LOGICAL_BLOCK_ADDRESS_OUT_OF_RANGE, i, byte=byte,
                                   information=lba,
-                                  message=f"LBA {lba}+{blocks} beyond {disk.identity.name}")
+                                  message=f"LBA {lba}+{blocks} beyond {disk.name}")
 
         if isinstance(seg, BlockToBlock):
             nbytes = seg.number_of_blocks * (dst.block_size if seg.dc else src.block_size)
@@ -295,7 +394,8 @@ class CopyManager:
                 self._segment(job, plan)
                 job.segments_processed += 1
         except CopyAborted as e:
-            self._finish(job, CopyCommandStatus.COMPLETED_WITH_ERRORS, e.cause or e.sense)
+            self._finish(job, CopyCommandStatus.COMPLETED_WITH_ERRORS,
+                         e.cause_raw or e.cause or e.sense)
             log.error("copy %s/%d aborted in segment %d: %s", job.lun, job.list_id,
                       e.segment, e)
             fut.set_exception(_without_frames(e))
@@ -314,7 +414,7 @@ class CopyManager:
                  job.transferred / (1 << 20) / dt if dt else 0)
         fut.set_result(0)
 
-    def _finish(self, job: CopyJob, status: int, sense: SenseData | None) -> None:
+    def _finish(self, job: CopyJob, status: int, sense: SenseData | bytes | None) -> None:
         with self._lock:
             job.status, job.sense, job.finished = status, sense, time.monotonic()
             job.future = None  # the command completes now; RECEIVE COPY RESULTS needs no more
@@ -328,7 +428,8 @@ class CopyManager:
     @contextlib.contextmanager
     def _device_errors(self, job: CopyJob, plan: _Plan, source: bool) -> Iterator[None]:
         """A device's CHECK CONDITION mid-copy becomes COPY ABORTED for this segment,
-        keeping the device's own sense for FAILED SEGMENT DETAILS."""
+        keeping the device's own sense for FAILED SEGMENT DETAILS; a device that could
+        not be reached, COPY TARGET DEVICE NOT REACHABLE (SPC-4 6.4.3)."""
         if job.cancel.is_set():
             raise CopyAborted(Asc.COMMANDS_CLEARED_BY_ANOTHER_INITIATOR, plan.index,
                               message="copy cancelled")
@@ -338,8 +439,10 @@ class CopyManager:
             raise
         except CheckCondition as e:
             which = plan.source if source else plan.destination
-            raise CopyAborted(e.sense.asc, plan.index, byte=4 if source else 6, cause=e.sense,
-                              message=f"{which.identity.name}: {e}") from e
+            asc = (Asc.COPY_TARGET_DEVICE_NOT_REACHABLE if isinstance(e, TargetUnreachable)
+                   else e.sense.asc)
+            raise CopyAborted(asc, plan.index, byte=4 if source else 6, cause=e.sense,
+                              cause_raw=e.raw_sense, message=f"{which.name}: {e}") from e
 
     def _segment(self, job: CopyJob, plan: _Plan) -> None:
         seg = plan.segment
@@ -354,8 +457,8 @@ class CopyManager:
 
     def _block_to_block(self, job: CopyJob, plan: _Plan) -> None:
         seg: BlockToBlock = plan.segment
-        src: Disk = plan.source  # type: ignore[assignment]
-        dst: Disk = plan.destination  # type: ignore[assignment]
+        src: BlockPort = plan.source
+        dst: BlockPort = plan.destination
         total = _segment_bytes(seg, src, dst)
         step = max(self.chunk // src.block_size // dst.block_size, 1) * src.block_size * \
             dst.block_size
@@ -370,25 +473,28 @@ class CopyManager:
                              buf, n)
             done += n
 
-    def _write_disk(self, job: CopyJob, plan: _Plan, dst: Disk, lba: int, buf: DataBuffer,
-                    n: int) -> None:
+    def _write_disk(self, job: CopyJob, plan: _Plan, dst: BlockPort, lba: int,
+                    buf: DataBuffer, n: int) -> None:
         """Write ``n`` bytes of ``buf`` at ``lba`` and count them; a failed write still
         counts the blocks before the LBA its INFORMATION names (MEDIUM ERROR, DATA
-        PROTECT), which reached the disk (COPY STATUS: the data written to the
-        destination, SPC-4 r31 6.18.3)."""
+        PROTECT), or else the whole blocks the port says it wrote (``transferred``),
+        which reached the disk (COPY STATUS: the data written to the destination,
+        SPC-4 r31 6.18.3)."""
         try:
             with self._device_errors(job, plan, False):
                 dst.write_blocks(lba, n // dst.block_size, buf)
         except CopyAborted as e:
-            cause = e.cause
+            cause, failed = e.cause, e.__cause__
             if cause is not None and cause.key in (SenseKey.MEDIUM_ERROR, SenseKey.DATA_PROTECT) \
                     and cause.information is not None \
                     and lba < cause.information < lba + n // dst.block_size:
                 job.moved(buf, (cause.information - lba) * dst.block_size)
+            elif isinstance(failed, CheckCondition) and failed.transferred:
+                job.moved(buf, min(failed.transferred, n) // dst.block_size * dst.block_size)
             raise
         job.moved(buf, n)
 
-    def _stream_writes(self, cscd: IdentificationCscd | None, tape: Tape,
+    def _stream_writes(self, cscd: IdentificationCscd | None, tape: StreamPort,
                        transfer_length: int, plan: _Plan, byte: int = 9) -> tuple[int, bool]:
         """(bytes per WRITE, fixed): the CSCD's FIXED bit makes TRANSFER LENGTH a block
         count of STREAM BLOCK LENGTH (SPC-4 6.4.5.4), else a byte count. More than the
@@ -407,8 +513,8 @@ class CopyManager:
 
     def _block_to_stream(self, job: CopyJob, plan: _Plan) -> None:
         seg: BlockToStream = plan.segment
-        src: Disk = plan.source  # type: ignore[assignment]
-        tape: Tape = plan.destination  # type: ignore[assignment]
+        src: BlockPort = plan.source
+        tape: StreamPort = plan.destination
         cscd = plan.destination_cscd
         per_write, fixed = self._stream_writes(cscd, tape, seg.stream_transfer_length, plan)
         record = (cscd.block_length if cscd else tape.block_length) if fixed else per_write
@@ -453,8 +559,8 @@ class CopyManager:
 
     def _stream_to_block(self, job: CopyJob, plan: _Plan) -> None:
         seg: StreamToBlock = plan.segment
-        tape: Tape = plan.source  # type: ignore[assignment]
-        dst: Disk = plan.destination  # type: ignore[assignment]
+        tape: StreamPort = plan.source
+        dst: BlockPort = plan.destination
         per_read, _ = self._stream_writes(plan.source_cscd, tape, seg.stream_transfer_length,
                                          plan)
         if not per_read:
@@ -495,8 +601,8 @@ class CopyManager:
 
     def _stream_to_stream(self, job: CopyJob, plan: _Plan) -> None:
         seg: StreamToStream = plan.segment
-        src: Tape = plan.source  # type: ignore[assignment]
-        dst: Tape = plan.destination  # type: ignore[assignment]
+        src: StreamPort = plan.source
+        dst: StreamPort = plan.destination
         per_read, _ = self._stream_writes(plan.source_cscd, src, seg.source_transfer_length,
                                          plan)
         per_write, _ = self._stream_writes(plan.destination_cscd, dst,
@@ -541,7 +647,7 @@ class CopyManager:
         return xcopy.failed_segment_details_data(0x02, job.sense)
 
 
-def _segment_bytes(seg: Any, src: ScsiDevice, dst: ScsiDevice) -> int:
+def _segment_bytes(seg: Any, src: Any, dst: Any) -> int:
     if isinstance(seg, BlockToBlock):
         return seg.number_of_blocks * (dst.block_size if seg.dc else src.block_size)
     if isinstance(seg, BlockToStream):
@@ -606,7 +712,7 @@ class _Staging:
             self._pos = self._end = 0
 
 
-def _read_stream(tape: Tape, buf: DataBuffer, want: int, plan: _Plan) -> int:
+def _read_stream(tape: StreamPort, buf: DataBuffer, want: int, plan: _Plan) -> int:
     """Read one record of at most ``want`` bytes into ``buf``; a shorter record
     is fine (variable mode), a filemark or the end of data before the segment is
     complete aborts the copy with COPY TARGET DEVICE DATA UNDERRUN."""
@@ -615,9 +721,21 @@ def _read_stream(tape: Tape, buf: DataBuffer, want: int, plan: _Plan) -> int:
     except ssc.IncorrectLength as e:
         if e.sense.information_signed is not None and e.sense.information_signed < 0:
             raise CopyAborted(Asc.UNEXPECTED_INEXACT_SEGMENT, plan.index, byte=9,
-                              cause=e.sense, message="a record longer than the transfer "
-                              "length would be cut") from e
+                              cause=e.sense, cause_raw=e.raw_sense,
+                              message="a record longer than the transfer length would be "
+                              "cut") from e
         return e.transferred or 0
     except (ssc.FilemarkDetected, ssc.EndOfData) as e:
         raise CopyAborted(Asc.COPY_TARGET_DEVICE_DATA_UNDERRUN, plan.index, byte=9,
-                          cause=e.sense, message=f"{tape.identity.name}: {e}") from e
+                          cause=e.sense, cause_raw=e.raw_sense,
+                          message=f"{tape.name}: {e}") from e
+
+
+def _close(ports: list[ForeignPort]) -> None:
+    """Release the foreign ports a copy opened."""
+    for port in ports:
+        try:
+            port.close()
+        except Exception:  # a failing close must not hide how the copy ended
+            log.exception("closing %s failed", port.name)
+    ports.clear()

@@ -103,6 +103,16 @@ class ScsiDevice:
         self.log = logging.LoggerAdapter(log, {"lun": identity.name})
         self.copy_manager: CopyManagerLink | None = None  # set when copies are served
 
+    @property
+    def name(self) -> str:
+        """The LUN's name (its storage object's), for logs and copy groups."""
+        return self.identity.name
+
+    @property
+    def peripheral_device_type(self) -> int:
+        """PERIPHERAL DEVICE TYPE of standard INQUIRY data (SPC-4 6.6.2)."""
+        return self.DEVICE_TYPE
+
     # --- the handler boundary -----------------------------------------------------------
     def handle(self, cmd: Command) -> int | Future[int]:
         """Answer one command; return the Data-In byte count or raise CheckCondition.
@@ -113,10 +123,11 @@ class ScsiDevice:
 
     def runs_long(self, cmd: Command) -> bool:
         """Whether answering ``cmd`` may take long: a transfer of
-        :data:`LONG_TRANSFER` bytes or more, or one of :attr:`LONG_OPCODES`. The
-        transport runs such commands where they hold up no other LUN."""
-        return len(cmd.data) >= LONG_TRANSFER or (
-            bool(cmd.cdb) and cmd.cdb[0] in self.LONG_OPCODES)
+        :data:`LONG_TRANSFER` bytes or more, one of :attr:`LONG_OPCODES`, or EXTENDED
+        COPY (resolving its CSCDs may ask other devices, through the kernel, who they
+        are). The transport runs such commands where they hold up no other LUN."""
+        return len(cmd.data) >= LONG_TRANSFER or (bool(cmd.cdb) and (
+            cmd.cdb[0] in self.LONG_OPCODES or cmd.cdb[0] == xcopy.EXTENDED_COPY_LID1.OPCODE))
 
     def carries_data_out(self, cdb: bytes) -> bool:
         """Whether ``cdb`` is a command of ours whose buffer is Data-Out (write data, a

@@ -133,6 +133,10 @@ class Tape(ScsiDevice):
         """The unit attention the initiator has not been told yet (None: none)."""
         return self._unit_attention
 
+    def pending_unit_attention(self) -> Asc | None:
+        """The stream port's view of :attr:`unit_attention` (it stays pending)."""
+        return self._unit_attention
+
     # --- the cartridge, for a medium changer -------------------------------------------------
     @property
     def medium(self) -> AwsTape | None:

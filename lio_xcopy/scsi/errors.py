@@ -2,7 +2,9 @@
 
 Devices raise these; the transport turns them into CHECK CONDITION in one place.
 ``transferred`` is the Data-In byte count that still reaches the initiator
-(a tape read that met a filemark, a short read with ILI).
+(a tape read that met a filemark, a short read with ILI). ``raw_sense`` keeps the sense
+bytes exactly as another device returned them when the condition relays that device's
+CHECK CONDITION (a copy end reached through SG_IO).
 """
 
 from __future__ import annotations
@@ -14,10 +16,26 @@ from lio_xcopy.scsi.sense import Asc, SenseData, SenseKey, field_pointer
 class CheckCondition(LioXcopyError):
     """A command ended in CHECK CONDITION with :attr:`sense`."""
 
-    def __init__(self, sense: SenseData, *, transferred: int | None = None, message: str = ""):
+    def __init__(self, sense: SenseData, *, transferred: int | None = None, message: str = "",
+                 raw_sense: bytes | None = None):
         self.sense = sense
         self.transferred = transferred
+        self.raw_sense = raw_sense
         super().__init__(message or sense.describe())
+
+
+class TargetUnreachable(CheckCondition):
+    """The device could not be reached to run a command (its transport failed, it went
+    away, the command timed out): ABORTED COMMAND, LOGICAL UNIT COMMUNICATION FAILURE or
+    TIME-OUT (SPC-4 Annex D). As a copy end it makes the copy COPY ABORTED, COPY TARGET
+    DEVICE NOT REACHABLE (SPC-4 6.4.3)."""
+
+    def __init__(self, message: str, *, timed_out: bool = False,
+                 transferred: int | None = None):
+        asc = (Asc.LOGICAL_UNIT_COMMUNICATION_TIME_OUT if timed_out
+               else Asc.LOGICAL_UNIT_COMMUNICATION_FAILURE)
+        super().__init__(SenseData(SenseKey.ABORTED_COMMAND, asc), transferred=transferred,
+                         message=message)
 
 
 class IllegalRequest(CheckCondition):

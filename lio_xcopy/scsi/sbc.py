@@ -153,6 +153,13 @@ def vpd_block_limits(
     return vpd_page(device_type, VPD_BLOCK_LIMITS, body)
 
 
+def max_transfer_length(page: bytes | memoryview) -> int:
+    """MAXIMUM TRANSFER LENGTH (blocks) of a Block Limits VPD page with its header (SBC-4
+    6.6.4, bytes 8-11); 0 when not reported."""
+    page = bytes(page)
+    return struct.unpack_from(">I", page, 8)[0] if len(page) >= 12 else 0
+
+
 def vpd_block_device_characteristics(
     device_type: int = TYPE_DISK,
     *,

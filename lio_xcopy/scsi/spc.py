@@ -162,6 +162,29 @@ class Designator:
         return out
 
 
+#: DESIGNATOR TYPE -> the prefix of its text form (SPC-4 7.8.6.1, Table 596).
+DESIGNATOR_PREFIXES = {1: "t10", 2: "eui", 3: "naa", 8: "name"}
+#: The designator types that name a logical unit for good (no relative port numbers).
+STABLE_DESIGNATOR_TYPES = (3, 2, 8, 1)  # in order of preference
+
+
+def designator_text(d: Designator) -> str:
+    """The text form of a logical unit designator for configuration files: the type's
+    prefix and the DESIGNATOR in lowercase hex (``naa.6001405...``, ``eui.``, ``t10.``,
+    ``name.``)."""
+    prefix = DESIGNATOR_PREFIXES.get(d.designator_type, f"type{d.designator_type}")
+    return f"{prefix}.{bytes(d.value).hex()}"
+
+
+def designator_matches(text: str, d: Designator) -> bool:
+    """Whether a logical unit designator (association 0) is the one ``text`` names:
+    its text form, or the bare hex of its DESIGNATOR."""
+    if d.association != 0:
+        return False
+    text = text.strip().lower()
+    return text in (designator_text(d), bytes(d.value).hex())
+
+
 def lun_designators(unit_serial: str, vendor: str = "LIO-ORG") -> list[Designator]:
     """The logical unit designators LIO reports for a backstore: NAA 6h and T10 vendor ID."""
     return [

@@ -28,6 +28,8 @@ from pathlib import Path
 
 from lio_xcopy.copy.manager import CopyManager
 from lio_xcopy.devices.base import Command, ScsiDevice
+from lio_xcopy.devices.foreign import ForeignDevices
+from lio_xcopy.devices.members import foreign_designator
 from lio_xcopy.errors import LioXcopyError
 from lio_xcopy.scsi.errors import CheckCondition, HardwareError
 from lio_xcopy.scsi.sense import CHECK_CONDITION, GOOD
@@ -157,6 +159,7 @@ class TcmuDevice:
             queue.SimpleQueue())
         self._worker: ThreadPoolExecutor | None = None  # this LUN's long commands
         self._on_worker = 0  # commands handed to the worker and not yet answered
+        self._aborted: set[int] = set()  # cmd ids task management aborted on the worker
         self.notify: Callable[[], None] = lambda: None  # set by the daemon: wake the loop
 
     @classmethod
@@ -243,8 +246,9 @@ class TcmuDevice:
         manager = getattr(self.device, "copy_manager", None)
         for cid in tmr.cmd_ids:
             fut = self._futures.get(cid)
-            if fut is not None and manager is not None:
-                manager.abort(fut)
+            if fut is not None and manager is not None and not manager.abort(fut):
+                self._aborted.add(cid)  # an EXTENDED COPY still on the worker: its copy
+                # is stopped as soon as the worker hands it over (complete_finished)
 
     def _to_worker(self, entry: RingCommand) -> None:
         if self._worker is None:
@@ -279,7 +283,11 @@ class TcmuDevice:
             outcome = _outcome(fut.result, self.device, entry)
             if isinstance(outcome, Future):  # an EXTENDED COPY the worker started
                 self._defer(entry, outcome, on_worker=False)
+                manager = getattr(self.device, "copy_manager", None)
+                if entry.cmd_id in self._aborted and manager is not None:
+                    manager.abort(outcome)
                 continue
+            self._aborted.discard(entry.cmd_id)
             self.deferred.pop(entry.cmd_id, None)
             self._futures.pop(entry.cmd_id, None)
             self._respond(entry, outcome)
@@ -312,7 +320,9 @@ class Daemon:
         if opener is open_device:  # a changer and its drives share one Library per directory
             opener = functools.partial(open_device, libraries=Libraries())
         self.opener = opener
-        self.copy_manager = copy_manager or CopyManager(policy=self.same_initiators)
+        self.copy_manager = copy_manager or CopyManager(
+            policy=self.same_initiators, foreign=ForeignDevices(),
+            admitted=self.admitted_foreign)
         self.names: dict[int, UioName] = {}  # id(ScsiDevice) -> its storage object
         self.copy_groups: dict[str, frozenset[str]] = {}
         self.copy_groups_loader: Callable[[], dict[str, tuple[str, ...]]] | None = None
@@ -498,11 +508,21 @@ class Daemon:
             return
         try:
             groups = self.copy_groups_loader()
+            for members in groups.values():
+                for m in members:
+                    foreign_designator(m)  # a foreign member must hold a designator
         except LioXcopyError as e:
             log.error("copy groups not reloaded, keeping the previous ones: %s", e)
             return
         self.copy_groups = {name: frozenset(members) for name, members in groups.items()}
         log.info("copy groups: %s", {k: sorted(v) for k, v in self.copy_groups.items()} or "none")
+
+    def admitted_foreign(self, receiving: ScsiDevice) -> frozenset[str]:
+        """The foreign devices (designator texts) a copy received by ``receiving`` may
+        name: the ``foreign:`` members of the copy groups it is in. None by default."""
+        return frozenset(
+            text for members in self.copy_groups.values() if receiving.name in members
+            for text in map(foreign_designator, members) if text is not None)
 
     def same_initiators(self, a: ScsiDevice, b: ScsiDevice) -> bool:
         """The copy access policy: both LUNs are in one copy group the operator made, or

@@ -100,6 +100,13 @@ def test_base_loads_into_the_model(tmp_path):
     assert cfg.has_secrets
 
 
+def test_a_copy_group_admits_a_foreign_device_by_designator(tmp_path):
+    doc = base()
+    doc["copy_groups"]["offsite"] = ["tape0", "foreign:naa.6001405f00d0000000000000000000aa"]
+    cfg = load(write(tmp_path / "saveconfig.json", doc))
+    assert cfg.copy_groups["offsite"] == ("tape0", "foreign:naa.6001405f00d0000000000000000000aa")
+
+
 def test_empty_sections_are_optional():
     assert loads('{"version": 1}') == SavedConfig()
 
@@ -189,6 +196,8 @@ BAD = [
      "add it to disks or tapes"),
     (_set(("copy_groups", "nightly"), ["db0", "db0"]), "copy_groups.nightly[1]", "keep one"),
     (_set(("copy_groups", "no good"), []), 'copy_groups["no good"]', "use letters, digits"),
+    (_set(("copy_groups", "nightly"), ["db0", "foreign:/dev/sg3"]), "copy_groups.nightly[1]",
+     "naa.<hex>"),
     (_set(("version",), 3), "version", "upgrade lio-xcopy"),
     (_set(("version",), 0), "version", "not a schema version; use 2"),
     (_set(("version",), "1"), "version", "not a schema version; use 2"),

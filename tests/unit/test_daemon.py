@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import queue
 import threading
 import time
 
@@ -102,6 +103,25 @@ def test_daemon_ignores_foreign_subtypes(tmp_path):
     assert not opened and not d.devices
 
 
+def test_foreign_devices_are_admitted_only_with_their_copy_group(caplog):
+    d = Daemon()
+    naa = "naa.6001405f00d0000000000000000000aa"
+    groups = {"offsite": ("db0", "t0", f"foreign:{naa}"), "other": ("db1", "t1")}
+    d.copy_groups_loader = lambda: groups
+    d.load_copy_groups()
+
+    class Lun:
+        def __init__(self, name):
+            self.name = name
+
+    assert d.admitted_foreign(Lun("t0")) == {naa}
+    assert d.admitted_foreign(Lun("t1")) == frozenset()
+    groups = {"offsite": ("t0", "foreign:/dev/sg3")}  # a node, not a designator
+    d.load_copy_groups()
+    assert d.admitted_foreign(Lun("t0")) == {naa}  # the previous groups stay
+    assert "not reloaded" in caplog.text
+
+
 def test_daemon_reports_unopenable_device_and_goes_on(tmp_path, caplog):
     d = Daemon()
     path = fake_uio(tmp_path, 2, f"tcm-user/1/bad/xcopy/disk;{tmp_path}/missing.img")
@@ -199,7 +219,8 @@ def test_reload_rescan_drops_vanished_devices_and_keeps_the_rest(tmp_path):
 def test_abort_task_stops_a_running_copy(tmp_path):
     """TCMU tmr_notification: an ABORT TASK naming the EXTENDED COPY's cmd_id stops the
     copy at its next chunk; it completes (the kernel waits for that) as COPY ABORTED,
-    having moved less than asked."""
+    having moved less than asked. The copy's work starts only when the test lets it:
+    first one chunk, then the abort, then the rest."""
     from lio_xcopy.copy.manager import CopyManager
     from lio_xcopy.scsi import xcopy
     from lio_xcopy.scsi.xcopy import BlockToBlock, IdentificationCscd
@@ -209,7 +230,8 @@ def test_abort_task_stops_a_running_copy(tmp_path):
     src.write_bytes(os.urandom(1 << 20) * 32)
     dst.write_bytes(bytes(size))
     kernel = SimulatedKernel(cmdr_size=16384, data_pages=64)
-    manager = CopyManager()
+    works: queue.SimpleQueue = queue.SimpleQueue()
+    manager = CopyManager(start=lambda work, name: works.put(work))
     daemon = Daemon(copy_manager=manager)
     a = open_device("a", f"disk;{src}", "aaaa")
     b = open_device("b", f"disk;{dst}", "bbbb")
@@ -226,9 +248,21 @@ def test_abort_task_stops_a_running_copy(tmp_path):
     try:
         cid = kernel.submit(xcopy.EXTENDED_COPY_LID1(parameter_list_length=len(plist)).encode(),
                             data_out=plist)
-        time.sleep(0.3)
+        work = works.get(timeout=10)  # the copy is planned, its work not started
         assert kernel.reap() == []  # still copying
-        kernel.submit_tmr(1, (cid,))  # TCMU_TMR_ABORT_TASK
+        job = manager.jobs()[0]
+        moved = []
+        real_moved = job.moved
+
+        def moved_then_abort(data, n):  # the first chunk reaches the disk, then ABORT TASK
+            real_moved(data, n)
+            if not moved:
+                moved.append(n)
+                kernel.submit_tmr(1, (cid,))  # TCMU_TMR_ABORT_TASK
+                assert job.cancel.wait(10)  # the daemon's loop took the notice
+
+        job.moved = moved_then_abort
+        threading.Thread(target=work).start()
         deadline = time.monotonic() + 10
         got = []
         while not got and time.monotonic() < deadline:
@@ -237,9 +271,75 @@ def test_abort_task_stops_a_running_copy(tmp_path):
         assert [(c.cmd_id, c.status) for c in got] == [(cid, 2)]  # CHECK CONDITION
         sense = SenseData.parse(got[0].sense)
         assert sense.key == SenseKey.COPY_ABORTED
-        job = manager.jobs()[0]
-        assert not job.running and 0 < job.transferred < 256 * 0xFFFF * 512
+        assert not job.running and job.transferred == moved[0] == manager.chunk
     finally:
+        daemon.stop()
+        t.join(5)
+        kernel.close()
+
+
+def test_abort_task_while_the_copy_is_being_planned_stops_it_when_it_starts(tmp_path):
+    """EXTENDED COPY is planned on the LUN's worker (resolving its CSCDs may take
+    SG_IO round trips): an ABORT TASK that arrives meanwhile still stops the copy, as
+    soon as the worker hands it over; nothing is copied."""
+    from lio_xcopy.copy.manager import CopyManager
+    from lio_xcopy.scsi import xcopy
+    from lio_xcopy.scsi.xcopy import BlockToBlock, IdentificationCscd
+
+    src, dst = tmp_path / "src.img", tmp_path / "dst.img"
+    src.write_bytes(os.urandom(1 << 20))
+    dst.write_bytes(bytes(1 << 20))
+    kernel = SimulatedKernel(cmdr_size=16384, data_pages=64)
+    works: queue.SimpleQueue = queue.SimpleQueue()
+    manager = CopyManager(start=lambda work, name: works.put(work))
+    planning, release = threading.Event(), threading.Event()
+    real = manager.extended_copy
+
+    def slow_planning(receiving, data):
+        planning.set()
+        assert release.wait(10)
+        return real(receiving, data)
+
+    manager.extended_copy = slow_planning
+    daemon = Daemon(copy_manager=manager)
+    a = open_device("a", f"disk;{src}", "aaaa")
+    b = open_device("b", f"disk;{dst}", "bbbb")
+    manager.register(b)
+    lun = TcmuDevice("a", kernel.uio_fd, CommandRing(kernel.view), a)
+    daemon.attach("sim", lun)
+    naa = [next(d.value for d in dev.designators() if d.designator_type == 3) for dev in (a, b)]
+    plist = xcopy.build_extended_copy(
+        [IdentificationCscd(naa[0], 0, block_length=512),
+         IdentificationCscd(naa[1], 0, block_length=512)],
+        [BlockToBlock(0, 1, 2048, 0, 0)], list_identifier=5,
+        list_id_usage=xcopy.ListIdUsage.HOLD)
+    t = threading.Thread(target=daemon.run)
+    t.start()
+    try:
+        cid = kernel.submit(xcopy.EXTENDED_COPY_LID1(parameter_list_length=len(plist)).encode(),
+                            data_out=plist)
+        assert planning.wait(10)  # on the worker, not the loop
+        kernel.submit_tmr(1, (cid,))  # TCMU_TMR_ABORT_TASK
+        deadline = time.monotonic() + 10
+        while cid not in lun._aborted:  # the loop took the notice
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        release.set()
+        work = works.get(timeout=10)
+        job = manager.jobs()[0]
+        assert job.cancel.wait(10)  # stopped when the worker handed it over
+        work()
+        deadline = time.monotonic() + 10
+        got = []
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.01)
+            got = kernel.reap()
+        assert [(c.cmd_id, c.status) for c in got] == [(cid, 2)]
+        assert SenseData.parse(got[0].sense).key == SenseKey.COPY_ABORTED
+        assert job.transferred == 0 and dst.read_bytes() == bytes(1 << 20)
+        assert lun._aborted == set()
+    finally:
+        release.set()
         daemon.stop()
         t.join(5)
         kernel.close()

@@ -401,6 +401,21 @@ def test_copy_groups_edit_only_the_saved_file(sh, lio, tmp_path):
     assert lio.calls == []
 
 
+def test_a_copy_group_records_a_foreign_device_by_its_designator(sh, tmp_path):
+    saved = tmp_path / "saveconfig.json"
+    config.save(config.SavedConfig(
+        tapes=(config.TapeConfig("t0", tmp_path / "t.aws", 1 << 30),)), saved)
+    naa = "naa.6001405F00D0000000000000000000AA"
+    refused(sh(f"/copy_groups create name=g members={naa},eui.0011223344556677 "
+               f"savefile={saved}"), "needs a LUN of ours")
+    refused(sh(f"/copy_groups create name=g members=t0,naa.123 savefile={saved}"),
+            "is not a designator")
+    refused(sh(f"/copy_groups create name=g members=t0,/nonexistent/disk savefile={saved}"),
+            "/nonexistent/disk")
+    assert sh(f"/copy_groups create name=g members=t0,{naa} savefile={saved}")[0] == 0
+    assert config.load(saved).copy_groups == {"g": ("t0", f"foreign:{naa.lower()}")}
+
+
 # --- root commands, routing -----------------------------------------------------------------
 def test_saveconfig_and_status_go_through_the_subcommands(sh, monkeypatch, tmp_path):
     seen = []

@@ -70,3 +70,12 @@ def test_lines_without_a_daemon_say_how_to_start_it():
     assert out == ["no LUNs: create them, or `lio-xcopy restoreconfig`",
                    "daemon: not running (no current /run/x/state.json); start it with "
                    "`systemctl start lio-xcopy`"]
+
+
+def test_lines_list_the_foreign_devices_admitted_by_designator():
+    naa = "naa.6001405f00d0000000000000000000aa"
+    cfg = c.SavedConfig(tapes=CFG.tapes, disks=CFG.disks, copy_groups={
+        "offsite": ("tape0", f"foreign:{naa}"), "local": ("db0", "tape0")})
+    out = status.lines(cfg, None)
+    assert f"foreign {naa}: copy group offsite, with tape0" in out
+    assert sum(line.startswith("foreign ") for line in out) == 1

@@ -24,6 +24,8 @@ from configshell_fb import ConfigNode, ExecutionError
 from lio_xcopy.control import config
 from lio_xcopy.control.shell import values
 from lio_xcopy.control.shell.lio import Backstore, Snapshot
+from lio_xcopy.devices.foreign import admit_name
+from lio_xcopy.devices.members import FOREIGN, foreign_member, is_designator_text
 from lio_xcopy.errors import ConfigError
 
 
@@ -748,22 +750,32 @@ class CopyGroups(UINode):
     def ui_command_create(self, name, members, savefile=None):
         """
         Adds copy group name to the saved file (default /etc/lio-xcopy/saveconfig.json):
-        its members (LUN names, comma separated, already saved with `saveconfig`) may
-        be named together in one EXTENDED COPY. Then run `systemctl reload lio-xcopy`.
+        its members (comma separated) may be named together in one EXTENDED COPY. A
+        member is a LUN already saved with `saveconfig`, or a SCSI device this daemon
+        does not serve, by a stable name (/dev/disk/by-id/..., /dev/tape/by-id/...) or
+        its designator (naa.<hex>, ...): the file records its designator
+        (foreign:naa.<hex>), never its /dev/sgN. Then run `systemctl reload lio-xcopy`.
 
         EXAMPLE
         =======
         create name=nightly members=db0,tape0
+        create name=offsite members=tape0,/dev/disk/by-id/wwn-0x6001405f00d0000
         """
         values.name(name)
-        group = values.members(members)
+        group = tuple(_copy_group_member(m) for m in values.members(members))
         path = Path(savefile) if savefile else config.DEFAULT_PATH
         cfg = _load(savefile)
         if name in cfg.copy_groups:
             raise ConfigError(f"copy group {name!r} exists in {path}: delete it first, or "
                               "choose another name")
+        if len(set(group)) < len(group):
+            raise ConfigError(f"members={members!r} names one device twice; keep one")
         saved = {b.name for b in cfg.backstores}
-        for m in group:
+        luns = [m for m in group if not m.startswith(FOREIGN)]
+        if not luns:
+            raise ConfigError(f"members={members!r}: a copy group needs a LUN of ours, which "
+                              "receives the copies")
+        for m in luns:
             if m not in saved:
                 raise ConfigError(f"LUN {m!r} is not in {path}: create it and `saveconfig` "
                                   "first (copy groups name saved LUNs)")
@@ -788,6 +800,9 @@ class CopyGroups(UINode):
             head, _, tail = text.rpartition(",")
             prefix = f"{head}," if head else ""
             taken = set(head.split(",")) if head else set()
+            if tail.startswith("/"):  # a foreign device by a stable name
+                return [f"{prefix}{p}" for p in _complete_path(
+                    tail, lambda mode: stat.S_ISBLK(mode) or stat.S_ISCHR(mode))]
             return sorted(f"{prefix}{b.name}" for b in self.snap.backstores
                           if b.name.startswith(tail) and b.name not in taken)
         if current_param == "savefile":
@@ -798,6 +813,16 @@ class CopyGroups(UINode):
         if current_param == "name":
             return _complete([c.name for c in self.children], text)
         return []
+
+
+def _copy_group_member(m: str) -> str:
+    """A LUN name as it is; a foreign device (a node path or a designator) as
+    ``foreign:`` and its designator."""
+    if m.startswith(FOREIGN):
+        return foreign_member(m[len(FOREIGN):])
+    if m.startswith("/") or is_designator_text(m):
+        return foreign_member(admit_name(m))
+    return m
 
 
 def _load(savefile: str | None) -> config.SavedConfig:

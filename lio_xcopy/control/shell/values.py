@@ -12,6 +12,7 @@ import stat
 from pathlib import Path
 
 from lio_xcopy.control import config, iscsi
+from lio_xcopy.devices.members import FOREIGN, is_designator_text
 from lio_xcopy.errors import ConfigError
 from lio_xcopy.tcmu.handler import parse_size
 
@@ -138,12 +139,13 @@ def chap_pair(user: str | None, password: str | None, what: str) -> tuple[str, s
 def members(v: str) -> tuple[str, ...]:
     out: list[str] = []
     for m in (x.strip() for x in v.split(",")):
-        name(m, "members")
+        if not (m.startswith("/") or m.startswith(FOREIGN) or is_designator_text(m)):
+            name(m, "members")
         if m in out:
             raise ConfigError(f"members={v!r} lists {m!r} twice; keep one")
         out.append(m)
     if len(out) < 2:
-        raise ConfigError(f"members={v!r}: a copy group needs at least two LUNs, "
+        raise ConfigError(f"members={v!r}: a copy group needs at least two members, "
                           "e.g. members=db0,tape0")
     return tuple(out)
 

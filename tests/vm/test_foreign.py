@@ -1,0 +1,214 @@
+"""Copy ends on a device this daemon does not serve: "another array".
+
+The other array is LIO's own in-kernel fileio backstore, exported over iSCSI from
+network namespace ``lioxc-tgt`` (a target host that is not ours); this host logs in with
+open-iscsi and sees it as /dev/sdX and /dev/sgN. The operator admits it into a copy group
+with our tape by a stable name, recorded by designator; an EXTENDED COPY sent to our tape
+copies that disk onto the cartridge through SG_IO. Then the disk is deleted mid-copy:
+COPY ABORTED, COPY TARGET DEVICE NOT REACHABLE, with an exact count, and nothing hangs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from conftest import MiB, clear_unit_attention, run
+from test_iscsi import INITIATOR, TARGET_IP, iscsiadm, iscsid, net  # noqa: F401
+
+from lio_xcopy.control import iscsi, provision
+from lio_xcopy.devices.awstape import AwsTape
+from lio_xcopy.devices.foreign import admit_name
+from lio_xcopy.scsi import xcopy
+from lio_xcopy.scsi.sense import Asc, SenseData, SenseKey
+from lio_xcopy.scsi.xcopy import BlockToStream, IdentificationCscd
+from lio_xcopy.sg import sgio
+
+pytestmark = pytest.mark.skipif(os.environ.get("LIO_XCOPY_IN_VM") != "1",
+                                reason="needs the guest kernel: scripts/test --vm")
+
+ARRAY = "iqn.2026-12.org.example:array"
+ARRAY_SIZE = 32 * MiB
+BS = 512
+SAVED = Path("/etc/lio-xcopy/saveconfig.json")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def blank_tape_after(lab):
+    """The session's tape is left empty at BOT, as the next module expects it."""
+    yield
+    _rewind(lab)
+    run("mt", "-f", lab.nst, "erase")
+
+
+@pytest.fixture(scope="module")
+def array(lab, net, iscsid):  # noqa: F811
+    """The other array's disk, logged in: (its naa hex, /dev/sdX, /dev/sgN, data)."""
+    if not Path("/sys/module/iscsi_target_mod").exists():
+        pytest.skip("iscsi_target_mod is not loaded in this kernel")
+    from rtslib_fb import FileIOStorageObject
+
+    data = os.urandom(ARRAY_SIZE)
+    img = lab.work / "array0.img"
+    img.write_bytes(data)
+    so = FileIOStorageObject("array0", dev=str(img), size=ARRAY_SIZE)
+    try:
+        iscsi.export_iscsi(SimpleNamespace(name="array0", storage_object=so), ARRAY,
+                           TARGET_IP, netns=net)
+        iscsi.allow_initiator(ARRAY, INITIATOR)
+        iscsiadm("-m", "discovery", "-t", "st", "-p", TARGET_IP, "-I", "default")
+        iscsiadm("-m", "node", "-T", ARRAY, "-p", f"{TARGET_IP}:3260", "-I", "default",
+                 "--login")
+        run("udevadm", "settle", check=False)
+        lun = provision.Lun("array0", "disk", img, so.wwn, so)
+        dev = provision.find_kernel_device(lun, timeout=60)
+        assert _naa_of(str(dev.sg)) == lun.naa
+        yield SimpleNamespace(naa=lun.naa, sd=str(dev.block), sg=str(dev.sg), data=data)
+    finally:
+        iscsiadm("-m", "node", "-T", ARRAY, "--logout", check=False)
+        with contextlib.suppress(Exception):
+            iscsi.delete_target(ARRAY)
+        so.delete()
+        clear_unit_attention(lab.disk_sg, lab.tape_sg)
+
+
+def _naa_of(sg: str) -> str:
+    with sgio.ScsiDevice(sg) as dev:
+        naa = dev.naa()
+    assert naa is not None
+    return naa.hex()
+
+
+def _reload(lab, expect: str) -> None:
+    os.kill(lab.daemon.proc.pid, signal.SIGHUP)
+    deadline = time.monotonic() + 30
+    while expect not in lab.daemon.text():
+        assert time.monotonic() < deadline, lab.daemon.text()[-1500:]
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def admitted(lab, array):
+    """The operator's copy group: our tape and the array's disk, admitted by a stable
+    name (its /dev/disk/by-id link when udev made one) and recorded by designator."""
+    by_id = Path(f"/dev/disk/by-id/wwn-0x{array.naa}")
+    name = str(by_id) if by_id.exists() else array.sd
+    text = admit_name(name)  # what `/copy_groups create ... members=vmtape0,<name>` records
+    print(f"admitted {name} as {text}", file=sys.stderr)
+    assert text == f"naa.{array.naa}"
+    SAVED.parent.mkdir(mode=0o700, exist_ok=True)
+    SAVED.write_text(json.dumps({"version": 2, "tapes": [
+        {"name": "vmtape0", "path": str(lab.tape_lun.path), "capacity": 256 * MiB}],
+        "copy_groups": {"offsite": ["vmtape0", f"foreign:{text}"]}}))
+    SAVED.chmod(0o600)
+    try:
+        _reload(lab, f"'offsite': ['foreign:{text}', 'vmtape0']")
+        yield
+    finally:
+        SAVED.unlink(missing_ok=True)
+        os.kill(lab.daemon.proc.pid, signal.SIGHUP)
+
+
+def _plist(lab, array, passes: int, list_id: int) -> bytes:
+    """The whole array disk onto our tape ``passes`` times, 16 MiB a segment."""
+    step = 16 * MiB // BS
+    return xcopy.build_extended_copy(
+        [IdentificationCscd(bytes.fromhex(array.naa), 0, block_length=BS),
+         IdentificationCscd(bytes.fromhex(lab.tape_lun.naa), 1)],
+        [BlockToStream(0, 1, step, lba, 256 * 1024)
+         for lba in range(0, ARRAY_SIZE // BS, step)] * passes,
+        list_identifier=list_id, list_id_usage=xcopy.ListIdUsage.HOLD)
+
+
+def _send(sg: str, plist: bytes) -> sgio.Result:
+    cdb = xcopy.EXTENDED_COPY_LID1(parameter_list_length=len(plist)).encode()
+    with sgio.ScsiDevice(sg) as dev:
+        return dev.execute(cdb, data_out=plist, timeout=600, check=False)
+
+
+def _results(sg: str, list_id: int) -> tuple[xcopy.CopyStatus, bytes | None]:
+    with sgio.ScsiDevice(sg) as dev:
+        st = dev.execute(xcopy.RECEIVE_COPY_RESULTS_COPY_STATUS(
+            list_identifier=list_id, allocation_length=12).encode(), data_in=12).data
+        fsd = dev.execute(xcopy.RECEIVE_COPY_RESULTS_FAILED_SEGMENT_DETAILS(
+            list_identifier=list_id, allocation_length=255).encode(), data_in=255).data
+    details = xcopy.FailedSegmentDetails.parse(fsd)
+    return xcopy.CopyStatus.parse(st), details.sense_data if details else None
+
+
+def _on_tape(lab) -> bytes:
+    with AwsTape.open_readonly(lab.tape_lun.path, strict=False) as t:
+        return b"".join(r for r in t.dump_records() if r is not None)
+
+
+def _rewind(lab) -> None:
+    clear_unit_attention(lab.tape_sg)
+    run("mt", "-f", lab.nst, "rewind")
+
+
+def test_a_copy_naming_a_foreign_disk_outside_every_copy_group_is_refused(lab, array):
+    _rewind(lab)
+    r = _send(lab.tape_sg, _plist(lab, array, 1, 0x51))
+    assert r.status == 2 and r.sense is not None
+    assert (r.sense.key, r.sense.asc) == (SenseKey.COPY_ABORTED,
+                                          Asc.COPY_TARGET_DEVICE_NOT_REACHABLE)
+    assert "nor a foreign device admitted to a copy group with vmtape0" in lab.daemon.text()
+
+
+def test_the_other_arrays_disk_copies_to_our_tape_byte_exact(lab, array, admitted):
+    _rewind(lab)
+    t0 = time.monotonic()
+    r = _send(lab.tape_sg, _plist(lab, array, 1, 0x52))
+    took = time.monotonic() - t0
+    assert r.status == 0, r.explain()
+    t0 = time.monotonic()  # for comparison: the host's own dd over the same disk
+    run("dd", f"if={array.sd}", "of=/dev/null", "bs=1M", "iflag=direct")
+    print(f"EXTENDED COPY array disk -> our tape: {ARRAY_SIZE / MiB / took:.1f} MiB/s; "
+          f"dd {array.sd} -> /dev/null: {ARRAY_SIZE / MiB / (time.monotonic() - t0):.1f} "
+          "MiB/s", file=sys.stderr)
+    st, _ = _results(lab.tape_sg, 0x52)
+    assert (st.status, st.transferred_bytes) == (xcopy.CopyCommandStatus.COMPLETED, ARRAY_SIZE)
+    assert _on_tape(lab) == array.data
+    assert f"is the foreign device {array.sg}" in lab.daemon.text()
+
+
+def test_a_disk_deleted_mid_copy_aborts_it_with_an_exact_count(lab, array, admitted):
+    _rewind(lab)
+    plist = _plist(lab, array, 3, 0x53)  # 96 MiB: long enough to pull the disk out of
+    done: list[sgio.Result] = []
+    copy = threading.Thread(target=lambda: done.append(_send(lab.tape_sg, plist)))
+    copy.start()
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert time.monotonic() < deadline and copy.is_alive(), "the copy ended early"
+            with contextlib.suppress(sgio.SgIoError):
+                if _results(lab.tape_sg, 0x53)[0].transferred_bytes >= 8 * MiB:
+                    break
+            time.sleep(0.1)
+        Path(f"/sys/block/{Path(array.sd).name}/device/delete").write_text("1\n")
+    finally:
+        copy.join(timeout=300)
+    assert not copy.is_alive() and done, "the EXTENDED COPY did not return"
+    r = done[0]
+    assert r.status == 2 and r.sense is not None
+    assert (r.sense.key, r.sense.asc) == (SenseKey.COPY_ABORTED,
+                                          Asc.COPY_TARGET_DEVICE_NOT_REACHABLE)
+    st, details = _results(lab.tape_sg, 0x53)
+    cause = SenseData.parse(details)
+    assert (cause.key, cause.asc) == (SenseKey.ABORTED_COMMAND,
+                                      Asc.LOGICAL_UNIT_COMMUNICATION_FAILURE)
+    on_tape = _on_tape(lab)
+    assert st.status == xcopy.CopyCommandStatus.COMPLETED_WITH_ERRORS
+    assert 8 * MiB <= st.transferred_bytes == len(on_tape) < 3 * ARRAY_SIZE
+    whole = array.data * 3
+    assert on_tape == whole[: len(on_tape)]
+    run("sg_turs", lab.tape_sg)  # our tape serves the next command
