@@ -431,15 +431,17 @@ class Disk(ScsiDevice):
         while blk < self.blocks and len(out) < room:
             off = blk * bs
             try:
-                data = self.store.next_data(off) if self.thin else off
-                if data >= off + bs:
+                data = self.store.next_data(off) if self.thin else -1
+                if data < 0:
+                    status, end = sbc.MAPPED, self.blocks
+                elif data >= off + bs:
                     status, end = sbc.DEALLOCATED, data // bs
                 else:
                     status, end = sbc.MAPPED, -(-self.store.next_hole(max(data, off)) // bs)
             except OSError as e:
                 self.log.warning("cannot find the holes of %s: %s", self.store.path, e)
                 status, end = sbc.MAPPED, self.blocks
-            end = min(end, self.blocks, blk + 0xFFFFFFFF)
+            end = max(blk + 1, min(end, self.blocks, blk + 0xFFFFFFFF))
             if out and out[-1][2] == status and out[-1][1] + end - blk <= 0xFFFFFFFF:
                 out[-1] = (out[-1][0], out[-1][1] + end - blk, status)
             else:
