@@ -71,6 +71,13 @@ def holes(d) -> list[tuple[int, int]]:
     return out
 
 
+def assert_sense(sense: bytes, expect: tuple[int, int, int], sks: str | None) -> None:
+    """Sense key, ASC/ASCQ and, when given, the sense-key specific field pointer."""
+    assert key_asc(sense) == expect
+    if sks:
+        assert sense[15:18] == bytes.fromhex(sks)
+
+
 def fill(d) -> None:
     """Every block written (no holes left)."""
     put(d, 0, b"".join(pattern(BS, i) for i in range(BLOCKS)))
@@ -95,9 +102,7 @@ def test_read_write_12(disk):
 ])
 def test_read_write_12_checks(disk, cdb, expect, sks):
     sense = fails(disk, cdb, filled(pattern(BS)))
-    assert key_asc(sense) == expect
-    if sks:
-        assert sense[15:18] == bytes.fromhex(sks)
+    assert_sense(sense, expect, sks)
     assert file_bytes(disk) == bytes(BLOCKS * BS)
 
 
@@ -132,9 +137,7 @@ def test_compare_and_write_miscompare_reports_the_offset(disk):
 ])
 def test_compare_and_write_checks(disk, cdb, expect, sks):
     sense = fails(disk, cdb, filled(bytes(4 * BS)))
-    assert key_asc(sense) == expect
-    if sks:
-        assert sense[15:18] == bytes.fromhex(sks)
+    assert_sense(sense, expect, sks)
 
 
 def test_compare_and_write_zero_blocks_and_short_buffer(disk):
@@ -229,9 +232,7 @@ def test_verify_compares_in_chunks(disk, monkeypatch):
 ])
 def test_verify_checks(disk, cdb, expect, sks):
     sense = fails(disk, cdb, filled(bytes(BS)))
-    assert key_asc(sense) == expect
-    if sks:
-        assert sense[15:18] == bytes.fromhex(sks)
+    assert_sense(sense, expect, sks)
 
 
 def test_verify_zero_blocks(disk):
@@ -270,9 +271,7 @@ def test_write_and_verify_miscompare(disk, monkeypatch):
 ])
 def test_write_and_verify_checks(disk, cdb, expect, sks):
     sense = fails(disk, cdb, filled(pattern(BS)))
-    assert key_asc(sense) == expect
-    if sks:
-        assert sense[15:18] == bytes.fromhex(sks)
+    assert_sense(sense, expect, sks)
     assert file_bytes(disk) == bytes(BLOCKS * BS)
 
 
@@ -359,9 +358,7 @@ def test_write_same_without_holes_writes_zeros(disk, monkeypatch):
 ])
 def test_write_same_checks(disk, cdb, expect, sks):
     sense = fails(disk, cdb, filled(pattern(BS)))
-    assert key_asc(sense) == expect
-    if sks:
-        assert sense[15:18] == bytes.fromhex(sks)
+    assert_sense(sense, expect, sks)
     assert file_bytes(disk) == bytes(BLOCKS * BS)
 
 
@@ -402,9 +399,7 @@ def test_unmap_checks_the_list_first(disk, extents, expect, sks):
     with pytest.raises(CheckCondition) as exc:
         unmap(disk, extents)
     sense = exc.value.sense.fixed()
-    assert key_asc(sense) == expect
-    if sks:
-        assert sense[15:18] == bytes.fromhex(sks)
+    assert_sense(sense, expect, sks)
     assert holes(disk) == []  # nothing deallocated
 
 
