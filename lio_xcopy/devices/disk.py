@@ -615,15 +615,16 @@ class Disk(ScsiDevice):
 
 def _first_difference(medium: memoryview, expected: Sequence[memoryview]) -> int | None:
     """Offset of the first byte where ``medium`` and the concatenated ``expected`` views
-    differ (None if equal): view comparisons, then a bisection of the differing view."""
+    differ (None if equal), then a bisection of the differing view. A bytearray compares
+    with a view by memcmp; two memoryviews compare item by item, 20 times slower."""
     pos = 0
     for want in expected:
         got = medium[pos : pos + len(want)]
-        if got != want:
+        if bytearray(got) != want:
             lo, hi = 0, len(want)  # the first difference lies in [lo, hi)
             while hi - lo > 1:
                 mid = (lo + hi) // 2
-                if got[lo:mid] == want[lo:mid]:
+                if bytearray(got[lo:mid]) == want[lo:mid]:
                     lo = mid
                 else:
                     hi = mid

@@ -8,6 +8,8 @@ import os
 import struct
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from test_disk import (
     BLOCKS,
     BS,
@@ -561,3 +563,17 @@ def test_copy_buffer_is_not_reused(disk):
     buf = DataBuffer([memoryview(bytearray(pattern(BS, 3))), memoryview(bytearray(BS))])
     run(disk, sbc.WRITE_SAME_10(lba=0, number_of_blocks=2), buf)
     assert block(disk, 0, 2) == pattern(BS, 3) * 2
+
+
+@given(st.binary(min_size=1, max_size=3000), st.data())
+def test_first_difference(data, draw):
+    cuts = sorted(draw.draw(st.lists(st.integers(0, len(data)), max_size=4)))
+    pieces = [memoryview(data)[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)],
+                                                      strict=True)]
+    medium = bytearray(data)
+    assert disk_module._first_difference(memoryview(medium), pieces) is None
+    at = draw.draw(st.integers(0, len(data) - 1))
+    medium[at] ^= draw.draw(st.integers(1, 255))
+    if at + 1 < len(data):  # a later difference changes nothing
+        medium[draw.draw(st.integers(at + 1, len(data) - 1))] ^= 0x5A
+    assert disk_module._first_difference(memoryview(medium), pieces) == at
