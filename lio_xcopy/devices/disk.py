@@ -141,7 +141,7 @@ class Disk(ScsiDevice):
 
     def _write(self, lba: int, count: int, buf: DataBuffer, fua: bool) -> int:
         """The write itself, under ``_atomic``: durable data goes with RWF_DSYNC, which
-        syncs these bytes only (the FUA of SBC-4 4.15), not the whole store."""
+        syncs these bytes only (FUA, SBC-4 5.37), not the whole store."""
         flags = os.RWF_DSYNC if fua or not self.write_cache else 0
 
         def move(fd: int, offset: int, start: int, length: int) -> int:
@@ -169,7 +169,7 @@ class Disk(ScsiDevice):
     @command(*sbc.READS)
     def read(self, cmd: Command, cdb: Any) -> int:
         """DPO is a hint and is ignored. FUA asks for the blocks from the medium rather
-        than a volatile cache (SBC-4 4.15): we keep no cache of our own, and the page
+        than a volatile cache (SBC-4 5.13): we keep no cache of our own, and the page
         cache read through is the backing file's content, so nothing is synced first."""
         if getattr(cdb, "rdprotect", 0):
             raise type(cdb).invalid("rdprotect", "no protection information")

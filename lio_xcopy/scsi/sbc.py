@@ -282,7 +282,7 @@ VPD_LOGICAL_BLOCK_PROVISIONING = 0xB2
 PROVISIONING_FULL = 0b000
 PROVISIONING_RESOURCE = 0b001
 PROVISIONING_THIN = 0b010
-LBPRZ_ZEROS = 0b001  # SBC-4 Table 210: deallocated blocks read as zeros
+LBPRZ_ZEROS = 0b001  # SBC-4 6.6.6 LBPRZ: deallocated blocks read as zeros
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,7 +344,7 @@ def parse_unmap_parameter_list(data: bytes | memoryview) -> list[tuple[int, int,
 
 
 # --- GET LBA STATUS parameter data, SBC-4 5.5.2 ---------------------------------------------
-MAPPED = 0x0  # PROVISIONING STATUS, SBC-4 Table 39
+MAPPED = 0x0  # PROVISIONING STATUS, SBC-4 5.5.2
 DEALLOCATED = 0x1
 ANCHORED = 0x2
 LBA_STATUS_HEADER_LENGTH = 8

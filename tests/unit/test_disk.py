@@ -403,7 +403,7 @@ def write_flags(monkeypatch):
 
 @pytest.mark.parametrize("layout", [*sbc.WRITES[1:], *sbc.WRITE_AND_VERIFIES])
 def test_fua_writes_with_rwf_dsync(disk, syncs, write_flags, layout):
-    """FUA makes the written blocks durable before GOOD (SBC-4 4.15) with RWF_DSYNC:
+    """FUA makes the written blocks durable before GOOD (SBC-4 5.37) with RWF_DSYNC:
     these bytes only, without an fdatasync of the whole store. WRITE AND VERIFY always
     does (the verify reads the medium)."""
     always = layout in sbc.WRITE_AND_VERIFIES
@@ -419,7 +419,7 @@ def test_fua_writes_with_rwf_dsync(disk, syncs, write_flags, layout):
 @pytest.mark.parametrize("layout", sbc.READS[1:])
 def test_fua_and_dpo_reads_need_no_sync(disk, syncs, layout):
     """A FUA read reads the backing file through the page cache, which is the file's
-    content: we keep no volatile cache to bypass (SBC-4 4.15), so nothing is synced."""
+    content: we keep no volatile cache to bypass (SBC-4 5.13), so nothing is synced."""
     os.pwrite(disk.store.fd, pattern(BS, 3), 5 * BS)
     buf = scatter(BS)
     assert run(disk, layout(lba=5, transfer_length=1, fua=1, dpo=1), buf) == BS
