@@ -7,12 +7,30 @@ and closes it.
 
 from __future__ import annotations
 
+import ctypes
 import errno
+import fcntl
 import os
 import stat
+import struct
 from types import TracebackType
 
 from lio_xcopy.errors import BackingStoreError
+
+FALLOC_FL_KEEP_SIZE = 0x01  # <linux/falloc.h>
+FALLOC_FL_PUNCH_HOLE = 0x02
+BLKZEROOUT = 0x127F  # <linux/fs.h> _IO(0x12, 127)
+
+
+def _fallocate(fd: int, mode: int, offset: int, length: int) -> None:
+    """fallocate(2) with ``mode`` (os.posix_fallocate has no mode)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    call = libc.fallocate
+    call.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    call.restype = ctypes.c_int
+    if call(fd, mode, offset, length) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
 
 
 class BackingStore:
@@ -112,6 +130,41 @@ class BackingStore:
         """Make written data durable: ``fdatasync`` when ``data_only``, else ``fsync``.
         OSError propagates: the device decides which sense it becomes."""
         (os.fdatasync if data_only else os.fsync)(self.fd)
+
+    def deallocate(self, offset: int, length: int) -> None:
+        """Make ``[offset, offset + length)`` read as zeros, freeing its space where the
+        backing can: a hole punched in a regular file (fallocate(2) PUNCH_HOLE with
+        KEEP_SIZE), BLKZEROOUT on a block device. OSError propagates, EOPNOTSUPP where
+        the filesystem has no holes."""
+        if self.block_device:
+            fcntl.ioctl(self.fd, BLKZEROOUT, struct.pack("=QQ", offset, length))
+        else:
+            _fallocate(self.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length)
+
+    def next_data(self, offset: int) -> int:
+        """The first byte at or after ``offset`` that is not in a hole (lseek(2)
+        SEEK_DATA); the size when only holes follow."""
+        try:
+            return os.lseek(self.fd, offset, os.SEEK_DATA)
+        except OSError as e:
+            if e.errno == errno.ENXIO:
+                return self.size
+            raise
+
+    def next_hole(self, offset: int) -> int:
+        """The first byte at or after ``offset`` in a hole (lseek(2) SEEK_HOLE); the end
+        of the file counts as one."""
+        try:
+            return os.lseek(self.fd, offset, os.SEEK_HOLE)
+        except OSError as e:
+            if e.errno == errno.ENXIO:
+                return self.size
+            raise
+
+    def prefetch(self, offset: int, length: int) -> None:
+        """Ask the kernel to read ``[offset, offset + length)`` into the page cache
+        (posix_fadvise WILLNEED): a hint that does not wait for the reads."""
+        os.posix_fadvise(self.fd, offset, length, os.POSIX_FADV_WILLNEED)
 
     @property
     def closed(self) -> bool:

@@ -66,8 +66,13 @@ class DataBuffer:
         (short only at end of file)."""
         return _vector_io(os.preadv, fd, self.slices(start, length), offset)
 
-    def write_to(self, fd: int, offset: int, start: int = 0, length: int | None = None) -> int:
-        """Write ``[start, start+length)`` to ``fd`` at ``offset``; returns bytes written."""
+    def write_to(self, fd: int, offset: int, start: int = 0, length: int | None = None,
+                 flags: int = 0) -> int:
+        """Write ``[start, start+length)`` to ``fd`` at ``offset``; returns bytes written.
+        ``flags`` are pwritev2's (``os.RWF_DSYNC``: durable before it returns)."""
+        if flags:
+            return _vector_io(lambda f, v, o: os.pwritev(f, v, o, flags), fd,
+                              self.slices(start, length), offset)
         return _vector_io(os.pwritev, fd, self.slices(start, length), offset)
 
     def copy_in(self, data: bytes | bytearray | memoryview, start: int = 0) -> int:

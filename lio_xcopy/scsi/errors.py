@@ -134,6 +134,18 @@ class DataProtect(CheckCondition):
                          message=message)
 
 
+class Miscompare(CheckCondition):
+    """MISCOMPARE, MISCOMPARE DURING VERIFY OPERATION (SBC-4 5.3, 5.33): INFORMATION is
+    the offset of the first byte that differs."""
+
+    def __init__(self, offset: int, message: str = ""):
+        super().__init__(
+            SenseData(SenseKey.MISCOMPARE, Asc.MISCOMPARE_DURING_VERIFY_OPERATION,
+                      information=offset),
+            message=message or f"miscompare at byte {offset}",
+        )
+
+
 class HardwareError(CheckCondition):
     """HARDWARE ERROR, INTERNAL TARGET FAILURE: a failure that is not the medium's."""
 

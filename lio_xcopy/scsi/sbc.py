@@ -8,9 +8,12 @@ they shift between revisions. READ (6) and WRITE (6) are SBC-3's, obsolete in SB
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from lio_xcopy.scsi.cdb import Field, cdb_layout
+from lio_xcopy.scsi.errors import ParameterListLengthError
 from lio_xcopy.scsi.spc import TYPE_DISK, vpd_page
 
 # --- CDB layouts (SBC-4 clause 5) -----------------------------------------------------------
@@ -67,8 +70,110 @@ READ_CAPACITY_16 = cdb_layout(
     service_action=0x10,
 )
 
-READS = (READ_6, READ_10, READ_16)
-WRITES = (WRITE_6, WRITE_10, WRITE_16)
+READ_12 = cdb_layout(
+    "READ (12)", 0xA8, 12, "SBC-4 5.14",
+    Field("rdprotect", 1, 3, lsb=5), Field("dpo", 1, 1, lsb=4), Field("fua", 1, 1, lsb=3),
+    Field("rarc", 1, 1, lsb=2), Field("lba", 2, 32), Field("transfer_length", 6, 32),
+    Field("group_number", 10, 5),
+)
+WRITE_12 = cdb_layout(
+    "WRITE (12)", 0xAA, 12, "SBC-4 5.38",
+    Field("wrprotect", 1, 3, lsb=5), Field("dpo", 1, 1, lsb=4), Field("fua", 1, 1, lsb=3),
+    Field("lba", 2, 32), Field("transfer_length", 6, 32), Field("group_number", 10, 5),
+    data_out=True,
+)
+
+READS = (READ_6, READ_10, READ_12, READ_16)
+WRITES = (WRITE_6, WRITE_10, WRITE_12, WRITE_16)
+
+# --- the commands of logical block provisioning, verification and caching ---------------
+COMPARE_AND_WRITE = cdb_layout(
+    "COMPARE AND WRITE", 0x89, 16, "SBC-4 5.3",
+    Field("wrprotect", 1, 3, lsb=5), Field("dpo", 1, 1, lsb=4), Field("fua", 1, 1, lsb=3),
+    Field("lba", 2, 64), Field("number_of_blocks", 13, 8), Field("group_number", 14, 5),
+    data_out=True,
+)
+VERIFY_10 = cdb_layout(
+    "VERIFY (10)", 0x2F, 10, "SBC-4 5.33",
+    Field("vrprotect", 1, 3, lsb=5), Field("dpo", 1, 1, lsb=4), Field("bytchk", 1, 2, lsb=1),
+    Field("lba", 2, 32), Field("group_number", 6, 5), Field("verification_length", 7, 16),
+    data_out=True,
+)
+VERIFY_12 = cdb_layout(
+    "VERIFY (12)", 0xAF, 12, "SBC-4 5.34",
+    Field("vrprotect", 1, 3, lsb=5), Field("dpo", 1, 1, lsb=4), Field("bytchk", 1, 2, lsb=1),
+    Field("lba", 2, 32), Field("verification_length", 6, 32), Field("group_number", 10, 5),
+    data_out=True,
+)
+VERIFY_16 = cdb_layout(
+    "VERIFY (16)", 0x8F, 16, "SBC-4 5.35",
+    Field("vrprotect", 1, 3, lsb=5), Field("dpo", 1, 1, lsb=4), Field("bytchk", 1, 2, lsb=1),
+    Field("lba", 2, 64), Field("verification_length", 10, 32), Field("group_number", 14, 5),
+    data_out=True,
+)
+WRITE_AND_VERIFY_10 = cdb_layout(
+    "WRITE AND VERIFY (10)", 0x2E, 10, "SBC-4 5.41",
+    Field("wrprotect", 1, 3, lsb=5), Field("dpo", 1, 1, lsb=4), Field("bytchk", 1, 2, lsb=1),
+    Field("lba", 2, 32), Field("group_number", 6, 5), Field("transfer_length", 7, 16),
+    data_out=True,
+)
+WRITE_AND_VERIFY_12 = cdb_layout(
+    "WRITE AND VERIFY (12)", 0xAE, 12, "SBC-4 5.42",
+    Field("wrprotect", 1, 3, lsb=5), Field("dpo", 1, 1, lsb=4), Field("bytchk", 1, 2, lsb=1),
+    Field("lba", 2, 32), Field("transfer_length", 6, 32), Field("group_number", 10, 5),
+    data_out=True,
+)
+WRITE_AND_VERIFY_16 = cdb_layout(
+    "WRITE AND VERIFY (16)", 0x8E, 16, "SBC-4 5.43",
+    Field("wrprotect", 1, 3, lsb=5), Field("dpo", 1, 1, lsb=4), Field("bytchk", 1, 2, lsb=1),
+    Field("lba", 2, 64), Field("transfer_length", 10, 32), Field("group_number", 14, 5),
+    data_out=True,
+)
+# PBDATA and LBDATA (byte 1 bits 2-1) are SBC-3's, obsolete in SBC-4: decoded to refuse them
+WRITE_SAME_10 = cdb_layout(
+    "WRITE SAME (10)", 0x41, 10, "SBC-4 5.47",
+    Field("wrprotect", 1, 3, lsb=5), Field("anchor", 1, 1, lsb=4), Field("unmap", 1, 1, lsb=3),
+    Field("pbdata", 1, 1, lsb=2), Field("lbdata", 1, 1, lsb=1),
+    Field("lba", 2, 32), Field("group_number", 6, 5), Field("number_of_blocks", 7, 16),
+    data_out=True,
+)
+WRITE_SAME_16 = cdb_layout(
+    "WRITE SAME (16)", 0x93, 16, "SBC-4 5.48",
+    Field("wrprotect", 1, 3, lsb=5), Field("anchor", 1, 1, lsb=4), Field("unmap", 1, 1, lsb=3),
+    Field("pbdata", 1, 1, lsb=2), Field("lbdata", 1, 1, lsb=1), Field("ndob", 1, 1),
+    Field("lba", 2, 64), Field("number_of_blocks", 10, 32), Field("group_number", 14, 5),
+    data_out=True,
+)
+UNMAP = cdb_layout(
+    "UNMAP", 0x42, 10, "SBC-4 5.32",
+    Field("anchor", 1, 1), Field("group_number", 6, 5), Field("parameter_list_length", 7, 16),
+    data_out=True,
+)
+GET_LBA_STATUS = cdb_layout(
+    "GET LBA STATUS", 0x9E, 16, "SBC-4 5.5",
+    Field("lba", 2, 64), Field("allocation_length", 10, 32),
+    service_action=0x12,
+)
+PRE_FETCH_10 = cdb_layout(
+    "PRE-FETCH (10)", 0x34, 10, "SBC-4 5.10",
+    Field("immed", 1, 1, lsb=1), Field("lba", 2, 32), Field("group_number", 6, 5),
+    Field("prefetch_length", 7, 16),
+)
+PRE_FETCH_16 = cdb_layout(
+    "PRE-FETCH (16)", 0x90, 16, "SBC-4 5.11",
+    Field("immed", 1, 1, lsb=1), Field("lba", 2, 64), Field("prefetch_length", 10, 32),
+    Field("group_number", 14, 5),
+)
+
+VERIFIES = (VERIFY_10, VERIFY_12, VERIFY_16)
+WRITE_AND_VERIFIES = (WRITE_AND_VERIFY_10, WRITE_AND_VERIFY_12, WRITE_AND_VERIFY_16)
+WRITE_SAMES = (WRITE_SAME_10, WRITE_SAME_16)
+PRE_FETCHES = (PRE_FETCH_10, PRE_FETCH_16)
+
+# BYTCHK, SBC-4 5.33 (VERIFY) and 5.41 (WRITE AND VERIFY)
+BYTCHK_NONE = 0b00  # medium verification only
+BYTCHK_COMPARE = 0b01  # compare the Data-Out buffer with the medium
+BYTCHK_ONE_BLOCK = 0b11  # VERIFY only: one block of Data-Out compared with every block
 
 
 def transfer_blocks(cdb: Any) -> int:
@@ -178,6 +283,98 @@ def vpd_block_device_characteristics(
         (0x02 if fuab else 0) | (0x01 if vbuls else 0),
     )
     return vpd_page(device_type, VPD_BLOCK_DEVICE_CHARACTERISTICS, body)
+
+
+VPD_LOGICAL_BLOCK_PROVISIONING = 0xB2
+PROVISIONING_FULL = 0b000
+PROVISIONING_RESOURCE = 0b001
+PROVISIONING_THIN = 0b010
+LBPRZ_ZEROS = 0b001  # SBC-4 6.6.6 LBPRZ: deallocated blocks read as zeros
+
+
+@dataclass(frozen=True, slots=True)
+class LogicalBlockProvisioning:
+    """Logical Block Provisioning VPD page, SBC-4 6.6.6, without a provisioning group
+    descriptor (DP zero) and without thresholds (THRESHOLD EXPONENT zero)."""
+
+    lbpu: bool = False  # UNMAP supported
+    lbpws: bool = False  # WRITE SAME (16) with UNMAP supported
+    lbpws10: bool = False  # WRITE SAME (10) with UNMAP supported
+    lbprz: int = 0  # 3 bits
+    anc_sup: bool = False
+    provisioning_type: int = PROVISIONING_FULL
+    threshold_exponent: int = 0
+    minimum_percentage: int = 0
+    threshold_percentage: int = 0
+
+    def encode(self, device_type: int = TYPE_DISK) -> bytes:
+        flags = ((0x80 if self.lbpu else 0) | (0x40 if self.lbpws else 0)
+                 | (0x20 if self.lbpws10 else 0) | (self.lbprz & 7) << 2
+                 | (0x02 if self.anc_sup else 0))
+        body = struct.pack(">BBBB", self.threshold_exponent, flags,
+                           (self.minimum_percentage & 0x1F) << 3 | (self.provisioning_type & 7),
+                           self.threshold_percentage)
+        return vpd_page(device_type, VPD_LOGICAL_BLOCK_PROVISIONING, body)
+
+    @classmethod
+    def decode(cls, page: bytes | memoryview) -> LogicalBlockProvisioning:
+        exp, flags, b6, pct = struct.unpack_from(">BBBB", page, 4)
+        return cls(bool(flags & 0x80), bool(flags & 0x40), bool(flags & 0x20),
+                   (flags >> 2) & 7, bool(flags & 0x02), b6 & 7, exp, b6 >> 3, pct)
+
+
+# --- UNMAP parameter list, SBC-4 5.32.2 ------------------------------------------------------
+UNMAP_HEADER_LENGTH = 8
+UNMAP_DESCRIPTOR_LENGTH = 16
+
+
+def unmap_parameter_list(extents: Sequence[tuple[int, int]]) -> bytes:
+    """The UNMAP parameter list for ``(lba, number of blocks)`` extents."""
+    body = b"".join(struct.pack(">QI4x", lba, n) for lba, n in extents)
+    return struct.pack(">HH4x", len(body) + 6, len(body)) + body
+
+
+def parse_unmap_parameter_list(data: bytes | memoryview) -> list[tuple[int, int, int]]:
+    """``(lba, number of blocks, offset of the descriptor)`` for each whole UNMAP block
+    descriptor of the list, as far as both the list and its UNMAP BLOCK DESCRIPTOR DATA
+    LENGTH reach (SBC-4 5.32.2: a truncated last descriptor is ignored). A list
+    shorter than its header is PARAMETER LIST LENGTH ERROR."""
+    if len(data) < UNMAP_HEADER_LENGTH:
+        raise ParameterListLengthError(message=f"UNMAP list of {len(data)} bytes")
+    bd_length = struct.unpack_from(">H", data, 2)[0]
+    end = min(len(data), UNMAP_HEADER_LENGTH + bd_length)
+    return [
+        (*struct.unpack_from(">QI", data, pos), pos)
+        for pos in range(UNMAP_HEADER_LENGTH, end - UNMAP_DESCRIPTOR_LENGTH + 1,
+                         UNMAP_DESCRIPTOR_LENGTH)
+    ]
+
+
+# --- GET LBA STATUS parameter data, SBC-4 5.5.2 ---------------------------------------------
+MAPPED = 0x0  # PROVISIONING STATUS, SBC-4 5.5.2
+DEALLOCATED = 0x1
+ANCHORED = 0x2
+LBA_STATUS_HEADER_LENGTH = 8
+LBA_STATUS_DESCRIPTOR_LENGTH = 16
+
+
+def lba_status_data(descriptors: Sequence[tuple[int, int, int]]) -> bytes:
+    """LBA status parameter data from ``(lba, number of blocks, provisioning status)``;
+    PARAMETER DATA LENGTH counts every descriptor (the caller truncates)."""
+    body = b"".join(struct.pack(">QIB3x", lba, n, status & 0x0F)
+                    for lba, n, status in descriptors)
+    return struct.pack(">I4x", len(body) + 4) + body
+
+
+def parse_lba_status_data(data: bytes | memoryview) -> list[tuple[int, int, int]]:
+    """The whole descriptors of LBA status parameter data."""
+    end = min(len(data), 4 + struct.unpack_from(">I", data)[0])
+    return [
+        (lba, n, status & 0x0F)
+        for lba, n, status in (struct.unpack_from(">QIB", data, pos) for pos in range(
+            LBA_STATUS_HEADER_LENGTH, end - LBA_STATUS_DESCRIPTOR_LENGTH + 1,
+            LBA_STATUS_DESCRIPTOR_LENGTH))
+    ]
 
 
 # --- mode parameters (SBC-4 6.5, SPC-4 7.5) ------------------------------------------------

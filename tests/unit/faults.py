@@ -118,11 +118,14 @@ def faults(monkeypatch) -> FaultyStorage:
         return real["preadv"](fd, _clip(views, n), offset) if n < want else \
             real["preadv"](fd, views, offset)
 
-    def pwritev(fd, views, offset):
+    def pwritev(fd, views, offset, flags=0):
         want = sum(memoryview(v).nbytes for v in views)
         n = state.allowed("write", fd, offset, want)
-        return real["pwritev"](fd, _clip(views, n), offset) if n < want else \
-            real["pwritev"](fd, views, offset)
+        done = real["pwritev"](fd, _clip(views, n), offset, flags) if n < want else \
+            real["pwritev"](fd, views, offset, flags)
+        if flags & os.RWF_DSYNC:  # the write's own sync fails as fdatasync would
+            state.sync(fd)
+        return done
 
     def pread(fd, length, offset):
         return real["pread"](fd, state.allowed("read", fd, offset, length), offset)

@@ -192,7 +192,7 @@ def test_standard_inquiry(disk):
 
 def test_supported_vpd_pages(disk):
     data = data_in(disk, spc.INQUIRY(evpd=1, page_code=0, allocation_length=255))
-    assert data[4:] == bytes([0x00, 0x80, 0x83, 0xB0, 0xB1])
+    assert data[4:] == bytes([0x00, 0x80, 0x83, 0xB0, 0xB1, 0xB2])
 
 
 def test_vpd_block_limits(tmp_path):
@@ -351,13 +351,13 @@ def test_max_transfer_length(tmp_path):
 
 
 def test_unknown_opcode(disk):
-    sense = fails(disk, bytes([0x41]) + bytes(9))  # WRITE SAME (10)
+    sense = fails(disk, bytes([0x04]) + bytes(5))  # FORMAT UNIT
     assert key_asc(sense) == (5, 0x20, 0x00)
     assert sense[15:18] == bytes.fromhex("c00000")
 
 
 def test_unknown_service_action_of_9eh(disk):
-    sense = fails(disk, bytes([0x9E, 0x12]) + bytes(14))  # GET LBA STATUS
+    sense = fails(disk, bytes([0x9E, 0x13]) + bytes(14))  # REPORT REFERRALS
     assert key_asc(sense) == (5, 0x24, 0x00)
     assert sense[15:18] == bytes.fromhex("cc0001")
 
@@ -387,14 +387,44 @@ def syncs(monkeypatch):
     return calls
 
 
-def test_fua_fdatasyncs(disk, syncs):
-    run(disk, sbc.WRITE_10(lba=1, transfer_length=1), filled(pattern(BS)))
+@pytest.fixture
+def write_flags(monkeypatch):
+    """The pwritev2 flags of every write to a backing store."""
+    flags: list[int] = []
+    real = os.pwritev
+
+    def pwritev(fd, views, offset, f=0):
+        flags.append(f)
+        return real(fd, views, offset, f)
+
+    monkeypatch.setattr(os, "pwritev", pwritev)
+    return flags
+
+
+@pytest.mark.parametrize("layout", [*sbc.WRITES[1:], *sbc.WRITE_AND_VERIFIES])
+def test_fua_writes_with_rwf_dsync(disk, syncs, write_flags, layout):
+    """FUA makes the written blocks durable before GOOD (SBC-4 5.37) with RWF_DSYNC:
+    these bytes only, without an fdatasync of the whole store. WRITE AND VERIFY always
+    does (the verify reads the medium)."""
+    always = layout in sbc.WRITE_AND_VERIFIES
+    run(disk, layout(lba=1, transfer_length=1), filled(pattern(BS)))
+    assert write_flags == [os.RWF_DSYNC if always else 0]
+    run(disk, layout(lba=2, transfer_length=1, fua=1, dpo=1) if not always
+        else layout(lba=2, transfer_length=1, dpo=1), filled(pattern(BS, 2)))
+    assert write_flags[-1] == os.RWF_DSYNC
     assert syncs == []
-    run(disk, sbc.WRITE_10(lba=1, transfer_length=1, fua=1), filled(pattern(BS)))
-    assert syncs == ["fdatasync"]
-    run(disk, sbc.WRITE_16(lba=2, transfer_length=1, fua=1), filled(pattern(BS)))
-    run(disk, sbc.READ_16(lba=2, transfer_length=1, fua=1), scatter(BS))
-    assert syncs == ["fdatasync"] * 2
+    assert file_bytes(disk)[BS : 3 * BS] == pattern(BS) + pattern(BS, 2)
+
+
+@pytest.mark.parametrize("layout", sbc.READS[1:])
+def test_fua_and_dpo_reads_need_no_sync(disk, syncs, layout):
+    """A FUA read reads the backing file through the page cache, which is the file's
+    content: we keep no volatile cache to bypass (SBC-4 5.13), so nothing is synced."""
+    os.pwrite(disk.store.fd, pattern(BS, 3), 5 * BS)
+    buf = scatter(BS)
+    assert run(disk, layout(lba=5, transfer_length=1, fua=1, dpo=1), buf) == BS
+    assert buf.tobytes() == pattern(BS, 3)
+    assert syncs == []
 
 
 @pytest.mark.parametrize("layout", [sbc.SYNCHRONIZE_CACHE_10, sbc.SYNCHRONIZE_CACHE_16])
@@ -447,8 +477,6 @@ def test_sync_error_is_write_error(disk, monkeypatch):
 
     monkeypatch.setattr(os, "fdatasync", eio)
     monkeypatch.setattr(os, "fsync", eio)
-    sense = fails(disk, sbc.WRITE_10(lba=3, transfer_length=1, fua=1), filled(pattern(BS)))
-    assert key_asc(sense) == (3, 0x0C, 0x00)
     assert key_asc(fails(disk, sbc.SYNCHRONIZE_CACHE_10())) == (3, 0x0C, 0x00)
     with pytest.raises(BackingStoreError):
         disk.flush()
@@ -571,7 +599,7 @@ def test_mode_select_nothing(disk):
     assert mode_select(disk, bytes(4)) == 0
 
 
-def test_mode_select_clears_wce(disk, syncs):
+def test_mode_select_clears_wce(disk, syncs, write_flags):
     data = bytearray(sensed(disk))
     data[0] = 0  # MODE DATA LENGTH is reserved in MODE SELECT
     data[12 + 2] &= ~sbc.WCE
@@ -580,7 +608,7 @@ def test_mode_select_clears_wce(disk, syncs):
     assert not disk.write_cache
     assert split_pages(sensed(disk)[12:])[0x08][2] == 0
     run(disk, sbc.WRITE_10(lba=0, transfer_length=1), filled(pattern(BS)))
-    assert syncs == ["fdatasync"] * 2
+    assert syncs == ["fdatasync"] and write_flags == [os.RWF_DSYNC]
     data[12 + 2] |= sbc.WCE
     assert mode_select(disk, bytes(data)) == 0
     assert disk.write_cache

@@ -9,12 +9,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lio_xcopy.scsi import sbc
+from lio_xcopy.scsi.errors import ParameterListLengthError
 from lio_xcopy.scsi.sense import SenseKey
 
 ALL_LAYOUTS = [
     sbc.READ_6, sbc.READ_10, sbc.READ_16, sbc.WRITE_6, sbc.WRITE_10, sbc.WRITE_16,
     sbc.READ_CAPACITY_10, sbc.READ_CAPACITY_16, sbc.SYNCHRONIZE_CACHE_10,
-    sbc.SYNCHRONIZE_CACHE_16,
+    sbc.SYNCHRONIZE_CACHE_16, sbc.READ_12, sbc.WRITE_12, sbc.COMPARE_AND_WRITE, *sbc.VERIFIES,
+    *sbc.WRITE_AND_VERIFIES, *sbc.WRITE_SAMES, sbc.UNMAP, sbc.GET_LBA_STATUS, *sbc.PRE_FETCHES,
 ]
 
 
@@ -48,6 +50,30 @@ ALL_LAYOUTS = [
             sbc.SYNCHRONIZE_CACHE_16(lba=2**40, number_of_blocks=9),
             "91 00 0000010000000000 00000009 00 00",
         ),
+        (sbc.READ_12(lba=0x01020304, transfer_length=0x05060708, fua=1, dpo=1),
+         "a8 18 01020304 05060708 00 00"),
+        (sbc.WRITE_12(lba=9, transfer_length=1, wrprotect=7, group_number=2),
+         "aa e0 00000009 00000001 02 00"),
+        (sbc.COMPARE_AND_WRITE(lba=0x1122334455667788, number_of_blocks=1, fua=1),
+         "89 08 1122334455667788 000000 01 00 00"),
+        (sbc.VERIFY_10(lba=4, verification_length=3, bytchk=0b11), "2f 06 00000004 00 0003 00"),
+        (sbc.VERIFY_12(lba=4, verification_length=3, bytchk=0b01, vrprotect=1),
+         "af 22 00000004 00000003 00 00"),
+        (sbc.VERIFY_16(lba=4, verification_length=3, dpo=1),
+         "8f 10 0000000000000004 00000003 00 00"),
+        (sbc.WRITE_AND_VERIFY_10(lba=4, transfer_length=3, bytchk=1), "2e 02 00000004 00 0003 00"),
+        (sbc.WRITE_AND_VERIFY_12(lba=4, transfer_length=3), "ae 00 00000004 00000003 00 00"),
+        (sbc.WRITE_AND_VERIFY_16(lba=4, transfer_length=3, bytchk=1),
+         "8e 02 0000000000000004 00000003 00 00"),
+        (sbc.WRITE_SAME_10(lba=4, number_of_blocks=0x100, unmap=1, anchor=1),
+         "41 18 00000004 00 0100 00"),
+        (sbc.WRITE_SAME_16(lba=4, number_of_blocks=0x10000, unmap=1, ndob=1),
+         "93 09 0000000000000004 00010000 00 00"),
+        (sbc.UNMAP(anchor=1, parameter_list_length=24), "42 01 00000000 00 0018 00"),
+        (sbc.GET_LBA_STATUS(lba=0x20, allocation_length=0x1000),
+         "9e 12 0000000000000020 00001000 00 00"),
+        (sbc.PRE_FETCH_10(lba=8, prefetch_length=16, immed=1), "34 02 00000008 00 0010 00"),
+        (sbc.PRE_FETCH_16(lba=8, prefetch_length=16), "90 00 0000000000000008 00000010 00 00"),
     ],
 )
 def test_golden_cdbs(cdb, golden):
@@ -191,3 +217,43 @@ def test_disk_device_specific_parameter():
     assert sbc.disk_device_specific_parameter() == 0x10
     assert sbc.disk_device_specific_parameter(wp=True) == 0x90
     assert sbc.disk_device_specific_parameter(wp=True, dpofua=False) == 0x80
+
+
+# --- provisioning: VPD B2h, UNMAP parameter list, LBA status data ------------------------------
+def test_logical_block_provisioning_page():
+    page = sbc.LogicalBlockProvisioning(lbpu=True, lbpws=True, lbpws10=True,
+                                        lbprz=sbc.LBPRZ_ZEROS,
+                                        provisioning_type=sbc.PROVISIONING_THIN)
+    raw = page.encode()
+    # SBC-4 6.6.6: page length 4; LBPU LBPWS LBPWS10, LBPRZ 001b in bits 4-2; thin (010b)
+    assert raw == bytes.fromhex("00b20004 00 e4 02 00")
+    assert sbc.LogicalBlockProvisioning.decode(raw) == page
+
+
+@given(st.lists(st.tuples(st.integers(0, 2**64 - 1), st.integers(0, 2**32 - 1)), max_size=8))
+def test_unmap_parameter_list_round_trip(extents):
+    raw = sbc.unmap_parameter_list(extents)
+    assert struct.unpack_from(">HH", raw) == (len(raw) - 2, len(raw) - 8)
+    parsed = sbc.parse_unmap_parameter_list(raw)
+    assert [(lba, n) for lba, n, _ in parsed] == extents
+    assert [pos for _, _, pos in parsed] == [8 + 16 * i for i in range(len(extents))]
+
+
+def test_unmap_parameter_list_truncation():
+    raw = sbc.unmap_parameter_list([(1, 2), (3, 4)])
+    # a descriptor cut by the parameter list length, or by the descriptor data length
+    assert sbc.parse_unmap_parameter_list(raw[:-1]) == [(1, 2, 8)]
+    short = bytearray(raw)
+    struct.pack_into(">H", short, 2, 20)
+    assert sbc.parse_unmap_parameter_list(bytes(short)) == [(1, 2, 8)]
+    with pytest.raises(ParameterListLengthError):
+        sbc.parse_unmap_parameter_list(raw[:7])
+
+
+def test_lba_status_data():
+    raw = sbc.lba_status_data([(0, 3, sbc.MAPPED), (3, 5, sbc.DEALLOCATED)])
+    assert raw[:8] == bytes.fromhex("00000024 00000000")
+    assert raw[8:24] == bytes.fromhex("0000000000000000 00000003 00 000000")
+    assert raw[24:40] == bytes.fromhex("0000000000000003 00000005 01 000000")
+    assert sbc.parse_lba_status_data(raw) == [(0, 3, 0), (3, 5, 1)]
+    assert sbc.parse_lba_status_data(raw[:30]) == [(0, 3, 0)]
