@@ -34,14 +34,20 @@ def _rtslib():
     return rtslib
 
 
+#: rtslib-fb's dbroot, and the directories LIO itself writes under it: APTPL persistent
+#: reservations (PERSISTENT RESERVE OUT fails without ``pr``) and ALUA metadata.
+TARGET_DIRS = (Path("/etc/target"), Path("/etc/target/pr"), Path("/etc/target/alua"))
+
+
 def ensure_configfs() -> None:
-    """rtslib needs configfs mounted and its dbroot present (kernel facts note)."""
+    """rtslib needs configfs mounted and its dbroot present; LIO needs ``pr`` and ``alua``."""
     if not Path("/sys/kernel/config/target").is_dir():
         raise ConfigError(
             "LIO is not available: load it with `modprobe configfs target_core_user tcm_loop` "
             "and mount configfs on /sys/kernel/config"
         )
-    Path("/etc/target").mkdir(parents=True, exist_ok=True)
+    for d in TARGET_DIRS:
+        d.mkdir(parents=True, exist_ok=True)
 
 
 def _sparse_file(path: Path, size: int) -> None:
