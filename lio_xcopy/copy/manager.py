@@ -64,6 +64,10 @@ log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20  # bytes moved per read/write between block devices
 HELD_RESULTS = 64  # finished copies remembered per LUN for RECEIVE COPY RESULTS
+#: Seconds a finished copy's results stay held for RECEIVE COPY RESULTS. SPC-4 lets the
+#: copy manager discard held results after a vendor-specific period; since TCMU does not
+#: tell us the I_T nexus, every initiator of the LUN sees them until then.
+HELD_RESULTS_SECONDS = 300.0
 
 #: Starts a copy's work, ``start(work, name)``: a thread by default; tests run it inline.
 Starter = Callable[[Callable[[], None], str], None]
@@ -157,7 +161,8 @@ class CopyManager:
                  policy: Callable[[ScsiDevice, ScsiDevice], bool] | None = None, *,
                  foreign: ForeignDirectory | None = None,
                  admitted: Callable[[ScsiDevice], Collection[str]] | None = None,
-                 start: Starter = start_thread):
+                 start: Starter = start_thread,
+                 clock: Callable[[], float] = time.monotonic):
         self.limits = limits or Limits()
         self.chunk = chunk
         #: May a copy received by the first LUN name the second? (the copy access policy)
@@ -168,6 +173,7 @@ class CopyManager:
         #: the operator admitted to a copy group with it. None admitted by default.
         self.admitted = admitted or (lambda receiving: ())
         self.start = start
+        self.clock = clock  # seconds, monotonic: when copies finish and results expire
         self._devices: dict[str, ScsiDevice] = {}
         self._jobs: dict[str, OrderedDict[int, CopyJob]] = {}
         self._running: list[CopyJob] = []
@@ -230,6 +236,7 @@ class CopyManager:
 
     def jobs(self) -> list[CopyJob]:
         with self._lock:
+            self._expire()
             return [j for table in self._jobs.values() for j in table.values()]
 
     # --- EXTENDED COPY (LID1), SPC-4 6.5 ------------------------------------------------------
@@ -246,6 +253,7 @@ class CopyManager:
                 receiving.identity.name, plist.header.list_identifier,
                 plist.header.list_id_usage, len(plans), [s.describe() for s in plist.segments],
                 planned=sum(_segment_bytes(p.segment, p.source, p.destination) for p in plans),
+                started=self.clock(),
             )
             self._admit(job)
         except BaseException:
@@ -269,6 +277,7 @@ class CopyManager:
             if len(self._running) >= self.limits.max_concurrent_copies:
                 raise IllegalRequest(Asc.INSUFFICIENT_RESOURCES,
                                      message="too many copies in progress")
+            self._expire()
             table = self._jobs.setdefault(job.lun, OrderedDict())
             if job.usage != ListIdUsage.NO_LIST_ID:
                 old = table.get(job.list_id)
@@ -280,6 +289,15 @@ class CopyManager:
                 while len(table) > HELD_RESULTS:
                     table.popitem(last=False)
             self._running.append(job)
+
+    def _expire(self) -> None:
+        """Drop the results of copies that finished HELD_RESULTS_SECONDS ago or more
+        (with the lock held). Running copies are always kept."""
+        now = self.clock()
+        for table in self._jobs.values():
+            for list_id in [k for k, j in table.items() if j.finished is not None
+                            and now - j.finished >= HELD_RESULTS_SECONDS]:
+                del table[list_id]
 
     def _cscd_device(self, plist: ExtendedCopyParameterList, seg_index: int, cscd_id: int,
                      receiving: ScsiDevice, field_byte: int, foreign: list[ForeignPort]
@@ -416,7 +434,7 @@ class CopyManager:
 
     def _finish(self, job: CopyJob, status: int, sense: SenseData | bytes | None) -> None:
         with self._lock:
-            job.status, job.sense, job.finished = status, sense, time.monotonic()
+            job.status, job.sense, job.finished = status, sense, self.clock()
             job.future = None  # the command completes now; RECEIVE COPY RESULTS needs no more
             job.carry = b""  # a residual no later segment of this list will take
             with contextlib.suppress(ValueError):
@@ -629,10 +647,22 @@ class CopyManager:
 
     # --- RECEIVE COPY RESULTS, SPC-4 r31 6.18 ------------------------------------------------
     def receive_copy_results(self, receiving: ScsiDevice, cdb: Any) -> bytes:
+        """COPY STATUS, FAILED SEGMENT DETAILS and OPERATING PARAMETERS (SPC-4 6.18), and
+        RECEIVE COPY DIGEST, for a list identifier of a copy the LUN received.
+
+        Results are held per LUN and list identifier, not per I_T nexus as SPC-4 6.4.3.2
+        scopes list identifiers: TCMU passes the daemon the CDB and data but not the
+        nexus, so any initiator of the LUN can read another's results by list
+        identifier. A finished copy's results are held for HELD_RESULTS_SECONDS (SPC-4:
+        a vendor-specific period) and at most HELD_RESULTS per LUN; a copy sent with
+        LIST ID USAGE 11b holds none. A list identifier with no held results is
+        ILLEGAL REQUEST, INVALID FIELD IN CDB.
+        """
         sa = cdb.SERVICE_ACTION
         if sa == xcopy.RECEIVE_COPY_RESULTS_OPERATING_PARAMETERS.SERVICE_ACTION:
             return xcopy.operating_parameters_data(self.limits)
         with self._lock:
+            self._expire()
             job = self._jobs.get(receiving.identity.name, {}).get(cdb.list_identifier)
         if job is None:
             raise InvalidFieldInCdb(2, message=f"no copy with list identifier "

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from lio_xcopy.copy.manager import CopyAborted, CopyManager
+from lio_xcopy.copy.manager import HELD_RESULTS_SECONDS, CopyAborted, CopyManager
 from lio_xcopy.devices.backing import BackingStore
 from lio_xcopy.devices.base import Command, LunIdentity
 from lio_xcopy.devices.buffer import DataBuffer
@@ -560,3 +560,84 @@ def test_finished_copies_hold_no_buffers(lab):
         tracemalloc.stop()
     assert copy_results(lab.manager, src, 0)[1].key == SenseKey.VOLUME_OVERFLOW
     assert grown < MiB, f"20 finished copies hold {grown} bytes"
+
+
+class FakeClock:
+    """Monotonic seconds the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _copy_status(manager, dev, list_identifier):
+    return xcopy.CopyStatus.parse(manager.receive_copy_results(
+        dev, xcopy.RECEIVE_COPY_RESULTS_COPY_STATUS(list_identifier=list_identifier)))
+
+
+def _no_held_results(manager, dev, list_identifier):
+    """RECEIVE COPY RESULTS for the list identifier answers INVALID FIELD IN CDB."""
+    for cdb in (xcopy.RECEIVE_COPY_RESULTS_COPY_STATUS(list_identifier=list_identifier),
+                xcopy.RECEIVE_COPY_RESULTS_FAILED_SEGMENT_DETAILS(
+                    list_identifier=list_identifier)):
+        with pytest.raises(IllegalRequest) as e:
+            manager.receive_copy_results(dev, cdb)
+        s = e.value.sense
+        assert (s.key, s.asc) == (SenseKey.ILLEGAL_REQUEST, Asc.INVALID_FIELD_IN_CDB)
+    return True
+
+
+@pytest.fixture
+def timed(lab):
+    """A manager on a fake clock and a copy with list identifier 5 that finished at it."""
+    clock = FakeClock()
+    manager = CopyManager(chunk=64 * 1024, clock=clock)
+    src, dst = lab.disk("src", data=os.urandom(MiB)), lab.disk("dst")
+    run(manager, src, [(src, {}), (dst, {})], [BlockToBlock(0, 1, 2048, 0, 0)],
+        list_identifier=5, list_id_usage=ListIdUsage.HOLD)
+    return manager, clock, src
+
+
+def test_finished_results_are_held_until_the_bound(timed):
+    manager, clock, src = timed
+    clock.now += HELD_RESULTS_SECONDS - 1
+    st = _copy_status(manager, src, 5)
+    assert (st.status, st.transferred_bytes) == (xcopy.CopyCommandStatus.COMPLETED, MiB)
+    st = _copy_status(manager, src, 5)  # reporting them does not drop them
+    assert st.status == xcopy.CopyCommandStatus.COMPLETED
+    assert [j.list_id for j in manager.jobs()] == [5]
+
+
+def test_finished_results_expire_after_the_bound(timed):
+    manager, clock, src = timed
+    clock.now += HELD_RESULTS_SECONDS
+    assert _no_held_results(manager, src, 5)
+    assert manager.jobs() == []
+
+
+def test_a_list_identifier_never_used_has_no_held_results(timed):
+    manager, _, src = timed
+    assert _no_held_results(manager, src, 6)
+
+
+def test_a_running_copy_is_not_expired(lab):
+    clock, started = FakeClock(), []
+    manager = CopyManager(chunk=64 * 1024, clock=clock,
+                          start=lambda work, name: started.append(work))
+    src, dst = lab.disk("src", data=os.urandom(MiB)), lab.disk("dst")
+    data = xcopy.build_extended_copy([cscd(src), cscd(dst)], [BlockToBlock(0, 1, 2048, 0, 0)],
+                                     list_identifier=7, list_id_usage=ListIdUsage.HOLD)
+    manager.register(src)
+    manager.register(dst)
+    cdb = xcopy.EXTENDED_COPY_LID1(parameter_list_length=len(data)).encode()
+    fut = src.handle(Command(cdb, DataBuffer.of(bytearray(data))))
+    clock.now += 10 * HELD_RESULTS_SECONDS
+    assert _copy_status(manager, src, 7).status == xcopy.CopyCommandStatus.IN_PROGRESS
+    started.pop()()  # the copy runs and finishes now
+    assert fut.result(timeout=0) == 0
+    clock.now += HELD_RESULTS_SECONDS - 1
+    assert _copy_status(manager, src, 7).status == xcopy.CopyCommandStatus.COMPLETED
+    clock.now += 1
+    assert _no_held_results(manager, src, 7)
