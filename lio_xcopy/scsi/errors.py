@@ -8,16 +8,51 @@ Devices raise these; the transport turns them into CHECK CONDITION in one place.
 from __future__ import annotations
 
 from lio_xcopy.errors import LioXcopyError
-from lio_xcopy.scsi.sense import Asc, SenseData, SenseKey, field_pointer
+from lio_xcopy.scsi.sense import (
+    CHECK_CONDITION,
+    Asc,
+    SenseData,
+    SenseFormatError,
+    SenseKey,
+    field_pointer,
+)
 
 
 class CheckCondition(LioXcopyError):
     """A command ended in CHECK CONDITION with :attr:`sense`."""
 
+    #: the SAM-5 status the command ends with
+    status: int = CHECK_CONDITION
+
     def __init__(self, sense: SenseData, *, transferred: int | None = None, message: str = ""):
         self.sense = sense
         self.transferred = transferred
         super().__init__(message or sense.describe())
+
+    def sense_bytes(self) -> bytes:
+        """The sense data as the transport returns it (fixed format, SPC-4 4.5.3)."""
+        return self.sense.fixed()
+
+
+class ForwardedStatus(CheckCondition):
+    """Another device's status and sense bytes, passed on unchanged: CHECK CONDITION
+    with the device's own sense (any format, vendor bytes included), BUSY,
+    RESERVATION CONFLICT, TASK SET FULL (SAM-5 5.3.1). :attr:`sense` is the decoded
+    sense where there is some (NO SENSE otherwise), for logs."""
+
+    def __init__(self, status: int, raw_sense: bytes, *, transferred: int | None = None,
+                 message: str = ""):
+        self.status = status
+        self.raw_sense = bytes(raw_sense)
+        try:
+            sense = SenseData.parse(self.raw_sense)
+        except (SenseFormatError, ValueError):
+            sense = SenseData(SenseKey.NO_SENSE)
+        super().__init__(sense, transferred=transferred,
+                         message=message or f"status {status:#04x}, sense {self.raw_sense.hex()}")
+
+    def sense_bytes(self) -> bytes:
+        return self.raw_sense if self.status == CHECK_CONDITION else b""
 
 
 class IllegalRequest(CheckCondition):
