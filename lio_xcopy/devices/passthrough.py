@@ -39,7 +39,8 @@ from lio_xcopy.sg.resolve import DeviceNotFound, Resolved
 OWN_OPCODES = frozenset({0x83, 0x84, 0xC5})
 INQUIRY = 0x12
 #: Linux host bytes (include/scsi/scsi_status.h) meaning the device is not there
-_GONE_HOST = frozenset({0x01, 0x04})  # DID_NO_CONNECT, DID_BAD_TARGET
+_NO_CONNECT = 0x01  # DID_NO_CONNECT: the command never reached the device
+_GONE_HOST = frozenset({_NO_CONNECT, 0x04})  # and DID_BAD_TARGET
 _TIMED_OUT_HOST = frozenset({0x03})  # DID_TIME_OUT
 
 
@@ -71,6 +72,15 @@ class SgHandle(Protocol):
     def reset(self, what: int = sgio.SG_SCSI_RESET_DEVICE) -> None: ...
 
     def close(self) -> None: ...
+
+
+class _Vanished(CheckCondition):
+    """The device went away before the command reached it (raised ``from`` the SG_IO
+    error, and handled inside :class:`PassThrough`)."""
+
+    def __init__(self) -> None:
+        super().__init__(SenseData(SenseKey.HARDWARE_ERROR,
+                                   Asc.LOGICAL_UNIT_COMMUNICATION_FAILURE))
 
 
 def communication_failure(key: SenseKey = SenseKey.HARDWARE_ERROR,
@@ -178,28 +188,42 @@ class PassThrough(ScsiDevice):
         timeout = (self.timeouts.long if is_long(self.DEVICE_TYPE, cmd.opcode)
                    else self.timeouts.normal)
         length = len(cmd.data)
-        sg = self.connect()
+        data_in = length if direction is DataDirection.IN else 0
+        data_out = cmd.data.tobytes() if direction is DataDirection.OUT and length else None
         try:
-            if direction is DataDirection.IN and length:
-                r = sg.execute(cmd.cdb, data_in=length, timeout=timeout, check=False)
-            elif direction is DataDirection.OUT and length:
-                r = sg.execute(cmd.cdb, data_out=cmd.data.tobytes(), timeout=timeout,
-                               check=False)
-            else:
-                r = sg.execute(cmd.cdb, timeout=timeout, check=False)
-        except sgio.SgIoUsageError as e:  # a CDB SG_IO cannot carry (over 16 bytes)
-            raise InvalidOpcode(cmd.opcode) from e
-        except sgio.TransportFailure as e:
-            raise self._transport_failure(e) from e
-        except sgio.SgIoError as e:
-            self.disconnect()
-            raise communication_failure(message=f"{self.identity.name}: {e}") from e
+            r = self._send(cmd.cdb, data_in, data_out, timeout)
+        except _Vanished as e:  # the handle was stale (renumbered, re-plugged): look again
+            self.log.info("%s: looking for the device again", e.__cause__)
+            try:
+                r = self._send(cmd.cdb, data_in, data_out, timeout)
+            except _Vanished as again:
+                raise communication_failure(message=str(again.__cause__)) from again
         produced = cmd.data.copy_in(r.data) if direction is DataDirection.IN else 0
         if r.status != GOOD:
             raise ForwardedStatus(r.status, r.sense_bytes, transferred=produced)
         return produced
 
-    def _transport_failure(self, e: sgio.TransportFailure) -> CheckCondition:
+    def _send(self, cdb: bytes, data_in: int, data_out: bytes | None,
+              timeout: float) -> sgio.Result:
+        """One SG_IO command on the connected device. A handle whose device is gone
+        before the command reached it (ENODEV, ENXIO, DID_NO_CONNECT) is dropped and
+        raises :class:`_Vanished`: the command was not run and may be sent again."""
+        sg = self.connect()
+        try:
+            if data_in:
+                return sg.execute(cdb, data_in=data_in, timeout=timeout, check=False)
+            if data_out is not None:
+                return sg.execute(cdb, data_out=data_out, timeout=timeout, check=False)
+            return sg.execute(cdb, timeout=timeout, check=False)
+        except sgio.SgIoUsageError as e:  # a CDB SG_IO cannot carry (over 16 bytes)
+            raise InvalidOpcode(cdb[0]) from e
+        except sgio.TransportFailure as e:
+            raise self._transport_failure(e) from e
+        except sgio.SgIoError as e:
+            self.disconnect()
+            raise communication_failure(message=f"{self.identity.name}: {e}") from e
+
+    def _transport_failure(self, e: sgio.TransportFailure) -> CheckCondition | _Vanished:
         """A command that did not complete at the SCSI level: the device went away
         (the handle is dropped, the next command looks for it again), timed out, or
         was ended by a reset."""
@@ -209,7 +233,10 @@ class PassThrough(ScsiDevice):
         if host in _TIMED_OUT_HOST or driver == sgio.DRIVER_TIMEOUT:
             return communication_failure(SenseKey.ABORTED_COMMAND,
                                          Asc.LOGICAL_UNIT_COMMUNICATION_TIME_OUT, str(e))
-        if host in _GONE_HOST or e.errno in (errno.ENODEV, errno.ENXIO):
+        if host == _NO_CONNECT or e.errno in (errno.ENODEV, errno.ENXIO):
+            self.disconnect()
+            return _Vanished()
+        if host in _GONE_HOST:
             self.disconnect()
             return communication_failure(message=str(e))
         return communication_failure(SenseKey.ABORTED_COMMAND, message=str(e))

@@ -367,7 +367,25 @@ def test_device_gone_is_a_check_condition_and_the_next_command_looks_again():
             run(dev, ssc.READ_6(transfer_length=512).encode(), 512)
         assert (e.value.sense.key, e.value.sense.asc) == (
             SenseKey.HARDWARE_ERROR, Asc.LOGICAL_UNIT_COMMUNICATION_FAILURE)
-    assert fake.closed and len(calls) == 2 and len(fake.seen) == 1
+    # sent once; looked for again at once, and again for the next command
+    assert fake.closed and len(calls) == 3 and len(fake.seen) == 1
+
+
+def test_a_renumbered_device_is_found_again_and_the_command_sent_there():
+    """The handle on /dev/sg1 is stale (ENODEV: the command never reached a device);
+    the name now resolves to /dev/sg5, where the command runs: the initiator sees
+    nothing of it."""
+    stale = FakeSg(lambda cdb, n, out: (_ for _ in ()).throw(
+        sgio.TransportFailure("gone", "/dev/sg1", errno_=errno.ENODEV)))
+    fresh = FakeSg(tape_answer)
+    where = iter([here(), here("3:0:0:4", "/dev/sg5")])
+    nodes = {Path("/dev/sg1"): stale, Path("/dev/sg5"): fresh}
+    dev = PassThrough(LunIdentity("pt0", "s"), spc.TYPE_TAPE, lambda: next(where),
+                      nodes.__getitem__)
+    n, data = run(dev, ssc.READ_6(transfer_length=512).encode(), 512)
+    assert (n, data) == (512, b"R" * 512)
+    assert stale.closed and len(stale.seen) == len(fresh.seen) == 1
+    assert dev.where.sg == Path("/dev/sg5")
 
 
 def test_a_timed_out_command_is_aborted_command_and_the_handle_stays():
