@@ -105,23 +105,35 @@ def _matches(designators: tuple[Designator, ...], want: Designator) -> bool:
 def own_exports(subtype: str, configfs: Path) -> dict[str, str]:
     """H:C:T:L -> storage object name, of every SCSI device LIO's loopback fabric
     (tcm_loop) makes from a user storage object whose handler config starts with
-    ``subtype/``."""
+    ``subtype/``.
+
+    Read from each storage object's ALUA target port group ``members`` (SPC-4 5.16;
+    every LUN of a storage object is a member of one) and each loopback TPG's
+    ``address``, never by listing a ``lun_N`` directory: while a LUN is being linked
+    there, the kernel holds that directory locked until the new SCSI device answers
+    INQUIRY, which may be this daemon's to answer."""
     out: dict[str, str] = {}
-    for tpg in sorted(configfs.glob("loopback/*/tpgt_*")):
+    for so in sorted(configfs.glob("core/user_*/*")):
         try:
-            address = (tpg / "address").read_text().strip()  # "H:0:T", while a nexus exists
+            if f"Config: {subtype}/" not in (so / "info").read_text(errors="replace"):
+                continue
         except OSError:
             continue
-        for lun in sorted(tpg.glob("lun/lun_*")):
-            for link in lun.iterdir():
-                if not link.is_symlink():
+        for members in sorted(so.glob("alua/*/members")):
+            try:
+                lines = members.read_text().split()
+            except OSError:
+                continue
+            for member in lines:  # loopback/naa.5001405.../tpgt_1/lun_0
+                fabric, _, rest = member.partition("/")
+                tpg, _, lun = rest.rpartition("/")
+                if fabric != "loopback" or not lun.startswith("lun_"):
                     continue
                 try:
-                    info = (link.resolve() / "info").read_text(errors="replace")
-                except OSError:
+                    address = (configfs / fabric / tpg / "address").read_text().strip()
+                except OSError:  # no nexus: no SCSI device either
                     continue
-                if f"Config: {subtype}/" in info:
-                    out[f"{address}:{lun.name.removeprefix('lun_')}"] = link.resolve().name
+                out[f"{address}:{lun.removeprefix('lun_')}"] = so.name
     return out
 
 

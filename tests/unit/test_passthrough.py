@@ -37,6 +37,7 @@ from lio_xcopy.sg.resolve import (
     Resolved,
     StableName,
     designator_text,
+    own_exports,
     resolve,
 )
 from lio_xcopy.tcmu.daemon import TcmuDevice
@@ -543,13 +544,18 @@ def test_our_own_exports_are_never_the_device(host, tmp_path):
     _device(sys, "5:0:1:0", "sg7", 1, NAA, "9:98")  # our own export of it, listed first
     _device(sys, "6:0:0:1", "sg8", 1, NAA, "9:97")  # the real tape
     cfs = tmp_path / "configfs"
-    so = cfs / "core/user_0/pt0"
-    so.mkdir(parents=True)
-    (so / "info").write_text("Status: ACTIVATED  Config: xcopy/passthrough;naa.x;type=1 ")
-    tpg = cfs / "loopback/naa.5001405000000001/tpgt_1"
-    (tpg / "lun/lun_0").mkdir(parents=True)
-    (tpg / "address").write_text("5:0:1\n")
-    _link(tpg / "lun/lun_0/a1b2c3", so)
+    for n, (name, config) in enumerate([("pt0", "xcopy/passthrough;naa.x;type=1"),
+                                        ("phys0", "physlib/tape;/srv/lib;drive=0")]):
+        so = cfs / f"core/user_{n}/{name}"
+        (so / "alua/default_tg_pt_gp").mkdir(parents=True)
+        (so / "info").write_text(f"Status: ACTIVATED  Config: {config} Size: 1048576 ")
+        (so / "alua/default_tg_pt_gp/members").write_text(
+            f"loopback/naa.500140500000000{n + 1}/tpgt_1/lun_{n}\n")
+        tpg = cfs / f"loopback/naa.500140500000000{n + 1}/tpgt_1"
+        tpg.mkdir(parents=True)
+        (tpg / "address").write_text(f"{5 + n}:0:1\n")
+    assert own_exports("xcopy", cfs) == {"5:0:1:0": "pt0"}
+    assert own_exports("physlib", cfs) == {"6:0:1:1": "phys0"}
     name = "naa." + NAA.hex()
     assert resolve(name, sysfs_root=sys, dev_root=dev).hctl == "5:0:1:0"
     r = resolve(name, exclude_subtype="xcopy", sysfs_root=sys, dev_root=dev, configfs=cfs)
