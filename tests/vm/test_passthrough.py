@@ -25,7 +25,9 @@ from conftest import MiB, clear_unit_attention, restart_daemon, run, sense_of
 
 from lio_xcopy.control import library as ops
 from lio_xcopy.control import provision
+from lio_xcopy.sg.resolve import DeviceNotFound, resolve
 from lio_xcopy.tcmu.handler import HW_MAX_SECTORS, HandlerConfig
+from lio_xcopy.tcmu.uio import SUBTYPE
 
 PHYS_SUBTYPE = "physlib"
 PHYS_TARGET = "naa.5001405aaaaaaaa1"
@@ -47,6 +49,7 @@ class Bridge:
     changer: Node  # the pass-through changer, as the backup server sees it
     drive: Node
     drive_name: str  # the stable name the pass-through drive was made with
+    phys_drive_lun: provision.Lun
 
 
 def _node(dev) -> Node:
@@ -112,7 +115,7 @@ def bridge(lab):
             provision.export_loopback(lun, target_wwn=PT_TARGET)
         c, d = (_node(provision.find_kernel_device(lun)) for lun in pt)
         clear_unit_attention(lab.disk_sg, lab.tape_sg, pc.sg, pd.sg, c.sg, d.sg)
-        yield Bridge(pc, pd, c, d, drive_name)
+        yield Bridge(pc, pd, c, d, drive_name, phys[1])
     finally:
         for lun in [*pt, *phys]:
             provision.delete(lun.name)
@@ -124,7 +127,7 @@ def bridge(lab):
 
 
 def _tur(sg: str) -> tuple[str, str]:
-    p = run("sg_turs", sg, check=False)
+    p = run("sg_raw", sg, "00", "00", "00", "00", "00", "00", check=False)
     return sense_of(p.stdout + p.stderr)
 
 
@@ -176,21 +179,18 @@ def test_mt_and_tar_through_the_drive(bridge, lab):
     assert run("tar", "-b", "64", "-tf", nst).stdout.split() == ["f0"]
 
 
-def _sg_of(hctl: str) -> str:
-    return "/dev/" + next(Path("/sys/bus/scsi/devices", hctl, "scsi_generic").glob("sg*")).name
-
-
 def test_the_lun_survives_renumbering(bridge, lab):
-    """The drive goes away on the target host and comes back under another sg number
-    (as after a reboot or a hot-plug): the pass-through LUN finds it by its stable
+    """The drive is unplugged from the target host and plugged back, coming back under
+    another sg number (as after a reboot): the pass-through LUN finds it by its stable
     name, before and after a daemon restart."""
     d = bridge.phys_drive
-    host, chan, tgt, lun = d.hctl.split(":")
+    lun_id = int(d.hctl.rsplit(":", 1)[1])
     # an open sg file keeps its number taken after the device is gone (sg_device_destroy
     # runs at the last close): the drive cannot come back under it
     hold = os.open(d.sg, os.O_RDONLY | os.O_NONBLOCK)
     try:
-        Path("/sys/bus/scsi/devices", d.hctl, "delete").write_text("1")
+        for export in list(bridge.phys_drive_lun.storage_object.attached_luns):
+            export.delete()  # tcm_loop removes the SCSI device: a hot-unplug
         deadline = time.monotonic() + 30
         while Path("/sys/bus/scsi/devices", d.hctl).exists():
             assert time.monotonic() < deadline
@@ -198,11 +198,19 @@ def test_the_lun_survives_renumbering(bridge, lab):
         # gone: the LUN answers, with the SPC-4 sense of a device it cannot reach
         assert _tur(bridge.drive.sg) == ("Hardware Error",
                                          "Logical unit communication failure")
-        Path(f"/sys/class/scsi_host/host{host}/scan").write_text(f"{chan} {tgt} {lun}")
-        run("udevadm", "settle", check=False)
+        provision.export_loopback(bridge.phys_drive_lun, lun_id, target_wwn=PHYS_TARGET)
+        deadline = time.monotonic() + 30
+        while True:
+            run("udevadm", "settle", check=False)
+            try:
+                back = resolve(bridge.drive_name, exclude_subtype=SUBTYPE)
+                break
+            except DeviceNotFound:
+                assert time.monotonic() < deadline, sorted(os.listdir("/sys/bus/scsi/devices"))
+                time.sleep(0.2)
     finally:
         os.close(hold)
-    assert _sg_of(d.hctl) != d.sg
+    assert str(back.sg) != d.sg
     clear_unit_attention(bridge.drive.sg)
     run("mt", "-f", bridge.drive.nst, "rewind")
     assert "File number=0, block number=0" in run("mt", "-f", bridge.drive.nst,
