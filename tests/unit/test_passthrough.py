@@ -601,3 +601,19 @@ def test_saved_config_keeps_the_stable_name_and_the_designator():
     assert config.loads(config.dump(cfg)) == cfg
     with pytest.raises(ConfigError, match=r"passthrough\[0\]\.device.*/dev/tape/by-id/"):
         config.loads('{"version": 2, "passthrough": [{"name": "d", "device": "/dev/nst0"}]}')
+
+
+def test_lun_reset_on_the_ring_resets_the_device():
+    """TCMU's TMR entry for LOGICAL UNIT RESET (tmr_notification) reaches the device."""
+    dev, fake, _ = lun()
+    kernel, tdev = _sim(dev)
+    try:
+        kernel.submit(spc.TEST_UNIT_READY().encode())
+        tdev.service()
+        assert [c.status for c in _reap(kernel, tdev)] == [GOOD]
+        kernel.submit_tmr(5)  # TCMU_TMR_LUN_RESET
+        tdev.service()
+        assert fake.reset_done.wait(10) and fake.resets == [sgio.SG_SCSI_RESET_DEVICE]
+    finally:
+        tdev.close()
+        kernel.close()
