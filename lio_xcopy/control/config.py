@@ -24,6 +24,7 @@ from typing import Any
 from lio_xcopy.devices.members import FOREIGN, foreign_designator
 from lio_xcopy.errors import ConfigError
 from lio_xcopy.scsi.spc import naa_ieee_registered_extended
+from lio_xcopy.sg.resolve import StableName
 from lio_xcopy.tcmu.handler import parse_size
 
 SCHEMA_VERSION = 2
@@ -41,6 +42,7 @@ _UUID = re.compile(r"[0-9A-Fa-f]{8}(-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}")
 _IQN = re.compile(r"iqn\.[0-9]{4}-(0[1-9]|1[0-2])\.[^\s_]*\.[^\s_]*")
 _EUI = re.compile(r"eui\.[0-9a-f]{16}")
 _NAA = re.compile(r"naa\.[125c-f][0-9a-f]{15}")
+_DESIGNATOR = re.compile(r"(naa|eui)\.([0-9a-f]{16}|[0-9a-f]{32})")
 _ATTRIBUTE = re.compile(r"[a-z][a-z0-9_]*")
 _KERNEL_UNSAFE = ",:;\n\0"  # HandlerConfig.format refuses these in a path
 _CHAP_MAX = 255
@@ -84,6 +86,18 @@ class LibraryDriveConfig:
     name: str
     library: Path
     drive: int
+    wwn: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PassThroughConfig:
+    """A LUN forwarding to a device of the target host: ``device`` is its stable name
+    (``/dev/tape/by-id/...`` or ``naa.<hex>``), ``designator`` the one it had when the
+    LUN was made (a restore refuses a device that no longer carries it)."""
+
+    name: str
+    device: str
+    designator: str | None = None
     wwn: str | None = None
 
 
@@ -171,11 +185,13 @@ class SavedConfig:
     copy_groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
     changers: tuple[ChangerConfig, ...] = ()
     library_drives: tuple[LibraryDriveConfig, ...] = ()
+    passthrough: tuple[PassThroughConfig, ...] = ()
 
     @property
     def backstores(self) -> tuple[Backstore, ...]:
-        """Every LUN: disks, tapes, changers and library drives."""
-        return (*self.disks, *self.tapes, *self.changers, *self.library_drives)
+        """Every LUN: disks, tapes, changers, library drives and pass-through LUNs."""
+        return (*self.disks, *self.tapes, *self.changers, *self.library_drives,
+                *self.passthrough)
 
     def loopback_luns(self) -> dict[str, tuple[str | None, int]]:
         """Backstore name -> (loopback target WWN, LUN id), first export of each."""
@@ -193,17 +209,17 @@ class SavedConfig:
                    for c in (a.chap, a.mutual_chap))
 
 
-Backstore = DiskConfig | TapeConfig | ChangerConfig | LibraryDriveConfig
+Backstore = DiskConfig | TapeConfig | ChangerConfig | LibraryDriveConfig | PassThroughConfig
 
 
 #: the kinds of :class:`Change` that are backstores (keyed ``("backstore", name)``)
-BACKSTORE_KINDS = ("disk", "tape", "changer", "library_drive")
+BACKSTORE_KINDS = ("disk", "tape", "changer", "library_drive", "passthrough")
 
 
 def kind_of(b: Backstore) -> str:
-    """``disk``, ``tape``, ``changer`` or ``library_drive``."""
+    """``disk``, ``tape``, ``changer``, ``library_drive`` or ``passthrough``."""
     return {DiskConfig: "disk", TapeConfig: "tape", ChangerConfig: "changer",
-            LibraryDriveConfig: "library_drive"}[type(b)]
+            LibraryDriveConfig: "library_drive", PassThroughConfig: "passthrough"}[type(b)]
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -359,8 +375,8 @@ class _Reader:
 
     # -- the document
     def config(self, doc: Any) -> SavedConfig:
-        fields = ("disks", "tapes", "changers", "library_drives", "loopback", "iscsi",
-                  "copy_groups")
+        fields = ("disks", "tapes", "changers", "library_drives", "passthrough", "loopback",
+                  "iscsi", "copy_groups")
         if isinstance(doc, dict) and "version" in doc:
             version = doc["version"]
             if isinstance(version, int) and not isinstance(version, bool) \
@@ -380,8 +396,10 @@ class _Reader:
                          for i, c in enumerate(self.list(o.get("changers"), "changers")))
         drives = tuple(self.library_drive(d, f"library_drives[{i}]") for i, d in
                        enumerate(self.list(o.get("library_drives"), "library_drives")))
-        self.unique_backstores(disks, tapes, changers, drives)
-        names = {b.name for b in (*disks, *tapes, *changers, *drives)}
+        passthrough = tuple(self.passthrough(p, f"passthrough[{i}]") for i, p in
+                            enumerate(self.list(o.get("passthrough"), "passthrough")))
+        self.unique_backstores(disks, tapes, changers, drives, passthrough)
+        names = {b.name for b in (*disks, *tapes, *changers, *drives, *passthrough)}
 
         if o["version"] == 1:
             loopback = self.loopback_v1(o.get("loopback"), names)
@@ -407,7 +425,8 @@ class _Reader:
                     raise self.fail(f"{where}[{j}]", f"{m!r} is listed twice; keep one")
                 seen.append(m)
             groups[name] = tuple(seen)
-        return SavedConfig(disks, tapes, loopback, tuple(iscsi), groups, changers, drives)
+        return SavedConfig(disks, tapes, loopback, tuple(iscsi), groups, changers, drives,
+                           passthrough)
 
     def loopback_v1(self, v: Any, names: set[str]) -> tuple[LoopbackTarget, ...]:
         """Schema 1: ``{backstore: lun_id}`` on the first loopback target."""
@@ -476,9 +495,22 @@ class _Reader:
                                   self.int(o["drive"], _at(where, "drive"), 0, 255),
                                   self.wwn(o.get("wwn"), _at(where, "wwn")))
 
+    def passthrough(self, v: Any, where: str) -> PassThroughConfig:
+        o = self.obj(v, where, ("name", "device"), ("designator", "wwn"))
+        device = self.str(o["device"], _at(where, "device"))
+        try:
+            StableName.parse(device)
+        except ConfigError as e:
+            raise self.fail(_at(where, "device"), str(e)) from e
+        designator = self.optional(o, "designator", where, _DESIGNATOR,
+                                   "is not a designator; use naa.<hex> or eui.<hex>")
+        return PassThroughConfig(self.name(o["name"], _at(where, "name")), device,
+                                 designator, self.wwn(o.get("wwn"), _at(where, "wwn")))
+
     def unique_backstores(self, disks: tuple[DiskConfig, ...], tapes: tuple[TapeConfig, ...],
                           changers: tuple[ChangerConfig, ...] = (),
-                          drives: tuple[LibraryDriveConfig, ...] = ()) -> None:
+                          drives: tuple[LibraryDriveConfig, ...] = (),
+                          passthrough: tuple[PassThroughConfig, ...] = ()) -> None:
         names: dict[str, str] = {}
         paths: dict[Path, str] = {}
         serials: dict[str, str] = {}
@@ -488,6 +520,8 @@ class _Reader:
         labelled += [(f"tapes[{i}]", t) for i, t in enumerate(tapes)]
         labelled += [(f"changers[{i}]", c) for i, c in enumerate(changers)]
         labelled += [(f"library_drives[{i}]", d) for i, d in enumerate(drives)]
+        labelled += [(f"passthrough[{i}]", p) for i, p in enumerate(passthrough)]
+        devices: dict[str, str] = {}
         for where, b in labelled:
             if b.name in names:
                 raise self.fail(f"{where}.name", f"{b.name!r} is already {names[b.name]}; "
@@ -498,6 +532,11 @@ class _Reader:
                                     f"already {slots[b.library, b.drive]!r}; give each LUN "
                                     "its own drive")
                 slots[b.library, b.drive] = b.name
+            elif isinstance(b, PassThroughConfig):
+                if b.device in devices:
+                    raise self.fail(f"{where}.device", f"{b.device!r} is already passed "
+                                    f"through by {devices[b.device]!r}; keep one")
+                devices[b.device] = b.name
             elif isinstance(b, ChangerConfig):
                 if (b.library, -1) in slots:
                     raise self.fail(f"{where}.library", f"{b.library} already has changer "
@@ -704,6 +743,9 @@ def to_json(cfg: SavedConfig) -> dict[str, Any]:
         "library_drives": [_drop_none({"name": d.name, "library": str(d.library),
                                        "drive": d.drive, "wwn": d.wwn})
                            for d in cfg.library_drives],
+        "passthrough": [_drop_none({"name": p.name, "device": p.device,
+                                    "designator": p.designator, "wwn": p.wwn})
+                        for p in cfg.passthrough],
         "loopback": [_drop_none({"wwn": t.wwn,
                                  "luns": {str(k): v for k, v in sorted(t.luns.items())}})
                      for t in cfg.loopback],

@@ -26,6 +26,9 @@ CONTROL = "nl_reply_supported=-1"
 #: (so ABORT TASK and LUN RESET stop a copy), and one EXTENDED COPY may run for up to
 #: ten minutes before the kernel fails it (the default, 30 s, is too short for a copy).
 ATTRIBUTES = {"tmr_notification": "1", "cmd_time_out": "600"}
+#: A pass-through LUN's commands are bounded by their SG_IO timeouts (hours for a
+#: REWIND or MOVE MEDIUM) and queue behind each other: no kernel timer of its own.
+PASSTHROUGH_ATTRIBUTES = {**ATTRIBUTES, "cmd_time_out": "0"}
 
 
 def _rtslib():
@@ -76,7 +79,8 @@ class Lun:
         return naa_ieee_registered_extended(self.unit_serial).hex()
 
 
-def _create(name: str, hc: HandlerConfig, size: int, wwn: str | None) -> Lun:
+def _create(name: str, hc: HandlerConfig, size: int, wwn: str | None,
+            attributes: dict[str, str] = ATTRIBUTES) -> Lun:
     ensure_configfs()
     rts = _rtslib()
     config = f"{SUBTYPE}/{hc.format()}"
@@ -87,7 +91,7 @@ def _create(name: str, hc: HandlerConfig, size: int, wwn: str | None) -> Lun:
                     f"LUN {name!r} exists with config {so.config!r}: delete it first or "
                     "choose another name"
                 )
-            _tune(so)
+            _tune(so, attributes)
             return Lun(name, hc.kind, Path(hc.path), so.wwn, so)
         if so.name == name:
             raise ConfigError(f"a {so.plugin} backstore named {name!r} exists: choose another name")
@@ -95,14 +99,14 @@ def _create(name: str, hc: HandlerConfig, size: int, wwn: str | None) -> Lun:
         name, config=config, size=size, wwn=wwn or str(uuid.uuid4()),
         hw_max_sectors=HW_MAX_SECTORS, control=CONTROL,
     )
-    _tune(so)
+    _tune(so, attributes)
     return Lun(name, hc.kind, Path(hc.path), so.wwn, so)
 
 
-def _tune(so) -> None:
-    """Apply :data:`ATTRIBUTES` where this kernel has them (cmd_time_out only takes
+def _tune(so, attributes: dict[str, str] = ATTRIBUTES) -> None:
+    """Apply ``attributes`` where this kernel has them (cmd_time_out only takes
     while the LUN is not exported; a LUN made by us got it then)."""
-    for attr, value in ATTRIBUTES.items():
+    for attr, value in attributes.items():
         if Path(so.path, "attrib", attr).exists() and so.get_attribute(attr) != value:
             try:
                 so.set_attribute(attr, value)
@@ -161,6 +165,32 @@ def create_library_drive(name: str, library_dir: str | os.PathLike[str], drive: 
     return _create(name, hc, lib.state().capacity, wwn)
 
 
+def create_passthrough(name: str, stable_name: str, wwn: str | None = None,
+                       expect: str | None = None) -> Lun:
+    """A LUN forwarding to a disk, tape drive or medium changer of this host, named by
+    ``/dev/tape/by-id/...``, ``/dev/disk/by-id/...`` or its designator (``naa.<hex>``).
+    The device must be there now (its type and designator are recorded); it need not
+    be ready: a drive without a cartridge will do, nothing is sent to it. With
+    ``expect`` (a designator, ``naa.<hex>``) the device must still carry it."""
+    from lio_xcopy.sg.resolve import DeviceNotFound, StableName, designator_text, resolve
+
+    stable = StableName.parse(stable_name)
+    want = StableName.parse(expect).designator if expect else None
+    try:
+        found = resolve(stable, want, exclude_subtype=SUBTYPE)
+    except DeviceNotFound as e:
+        raise ConfigError(str(e)) from e
+    if found.device_type is None:
+        raise ConfigError(f"{stable_name}: the kernel shows no device type for "
+                          f"{found.hctl}; is it a SCSI device?")
+    options = {"type": str(found.device_type)}
+    ident = found.identifier()
+    if stable.designator is None and ident is not None:
+        options = {"id": designator_text(ident), **options}
+    hc = HandlerConfig("passthrough", stable.text, options)
+    return _create(name, hc, 1 << 20, wwn, PASSTHROUGH_ATTRIBUTES)
+
+
 def export_loopback(lun: Lun, lun_id: int | None = None, target_wwn: str | None = None) -> int:
     """Export over tcm_loop; returns the LUN id. By default all our LUNs share one
     loopback target; ``target_wwn`` (``naa.5001405...``) names another, whose LUNs the
@@ -217,21 +247,29 @@ class KernelDevice:
 
 def find_kernel_device(lun: Lun, timeout: float = 90.0) -> KernelDevice:
     """Find the initiator's device by our NAA in its VPD 83h (sysfs ``vpd_pg83``)."""
+    from lio_xcopy.sg.resolve import CONFIGFS_TARGET, own_exports
+
     naa = bytes.fromhex(lun.naa)
     deadline = time.monotonic() + timeout
     while True:
+        # a pass-through LUN shows its device's designators: find it by its export
+        ours = ({hctl for hctl, name in own_exports(SUBTYPE, CONFIGFS_TARGET).items()
+                 if name == lun.name} if lun.kind == "passthrough" else set())
         for dev in Path("/sys/bus/scsi/devices").glob("*:*:*:*"):
             try:
                 page = (dev / "vpd_pg83").read_bytes()
             except OSError:
                 continue
-            if naa not in page:
+            if dev.name not in ours and (lun.kind == "passthrough" or naa not in page):
                 continue
             sg = next((Path("/dev") / p.name for p in (dev / "scsi_generic").glob("sg*")), None)
             blk = next((Path("/dev") / p.name for p in (dev / "block").glob("sd*")), None)
             st = next((Path("/dev") / f"n{p.name}" for p in (dev / "scsi_tape").glob("st*")
                        if p.name[2:].isdigit()), None)
-            want_node = {"disk": blk, "tape": st}.get(lun.kind, sg)  # a changer: sg only
+            kind = lun.kind
+            if kind == "passthrough":
+                kind = {0: "disk", 1: "tape"}.get(int((dev / "type").read_text()), kind)
+            want_node = {"disk": blk, "tape": st}.get(kind, sg)  # a changer: sg only
             if sg and sg.exists() and want_node and want_node.exists():
                 return KernelDevice(dev.name, sg, blk, st)
         if time.monotonic() > deadline:

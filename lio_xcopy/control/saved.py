@@ -50,12 +50,15 @@ def running(keep_from: config.SavedConfig | None = None) -> config.SavedConfig:
     """The configuration LIO holds now. Copy groups and portal network namespaces live
     only in the saved file, so they are carried over from ``keep_from``."""
     rts = provision._rtslib()
-    disks, tapes, changers, drives = [], [], [], []
+    disks, tapes, changers, drives, passthrough = [], [], [], [], []
     for so in rts.RTSRoot().storage_objects:
         if so.plugin != "user" or not (so.config or "").startswith(f"{SUBTYPE}/"):
             continue
         hc = HandlerConfig.parse(so.config.split("/", 1)[1])
-        if hc.kind == "changer":
+        if hc.kind == "passthrough":
+            passthrough.append(config.PassThroughConfig(so.name, hc.path, hc.options.get("id"),
+                                                        so.wwn))
+        elif hc.kind == "changer":
             changers.append(config.ChangerConfig(so.name, Path(hc.path), so.wwn))
         elif "drive" in hc.options:
             drives.append(config.LibraryDriveConfig(so.name, Path(hc.path),
@@ -67,7 +70,7 @@ def running(keep_from: config.SavedConfig | None = None) -> config.SavedConfig:
             tapes.append(config.TapeConfig(so.name, Path(hc.path),
                                            parse_size(hc.options.get("capacity", "1G")),
                                            so.wwn))
-    names = {b.name for b in (*disks, *tapes, *changers, *drives)}
+    names = {b.name for b in (*disks, *tapes, *changers, *drives, *passthrough)}
     loopback = []
     for target in rts.FabricModule("loopback").targets:
         luns = {lun.lun: lun.storage_object.name for tpg in target.tpgs for lun in tpg.luns
@@ -81,6 +84,7 @@ def running(keep_from: config.SavedConfig | None = None) -> config.SavedConfig:
         dict(keep_from.copy_groups) if keep_from else {},
         tuple(sorted(changers, key=lambda c: c.name)),
         tuple(sorted(drives, key=lambda d: d.name)),
+        tuple(sorted(passthrough, key=lambda p: p.name)),
     )
 
 
@@ -110,7 +114,8 @@ def _bind_serials(cfg: config.SavedConfig, now: config.SavedConfig) -> config.Sa
                      for b in items)
 
     return replace(cfg, disks=bind(cfg.disks), tapes=bind(cfg.tapes),
-                   changers=bind(cfg.changers), library_drives=bind(cfg.library_drives))
+                   changers=bind(cfg.changers), library_drives=bind(cfg.library_drives),
+                   passthrough=bind(cfg.passthrough))
 
 
 def _bind_default_loopback(cfg: config.SavedConfig, now: config.SavedConfig) \
@@ -168,6 +173,11 @@ class _Restorer:
     def create_library_drive(self, c: config.Change) -> None:
         b = c.item
         lun = provision.create_library_drive(b.name, b.library, b.drive, b.wwn)
+        self.luns[b.name] = lun.storage_object
+
+    def create_passthrough(self, c: config.Change) -> None:
+        b = c.item
+        lun = provision.create_passthrough(b.name, b.device, b.wwn, expect=b.designator)
         self.luns[b.name] = lun.storage_object
 
     def _so(self, name: str):

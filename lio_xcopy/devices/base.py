@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, ClassVar, Protocol
 
 from lio_xcopy.devices.buffer import DataBuffer
@@ -49,6 +50,17 @@ class LunIdentity:
     vendor: str = "LIO-ORG"
     product: str = ""
     revision: str = "0001"
+
+
+class TaskManagement(Enum):
+    """SAM-5 7.1 task management functions, as the transport reports them to a LUN."""
+
+    ABORT_TASK = "ABORT TASK"
+    ABORT_TASK_SET = "ABORT TASK SET"
+    CLEAR_ACA = "CLEAR ACA"
+    CLEAR_TASK_SET = "CLEAR TASK SET"
+    LOGICAL_UNIT_RESET = "LOGICAL UNIT RESET"
+    TARGET_RESET = "TARGET RESET"
 
 
 Handler = Callable[[Any, Command, Any], int]
@@ -138,6 +150,11 @@ class ScsiDevice:
         except CheckCondition:
             return False
         return layout.DATA_OUT
+
+    def task_management(self, function: TaskManagement) -> None:
+        """SAM-5 7.1: ``function`` reached this LUN, and the transport has aborted the
+        commands it names that had not started. A device that answers each command
+        by itself has nothing more to do."""
 
     def flush(self) -> None:
         """Make every acknowledged write durable."""

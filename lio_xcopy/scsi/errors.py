@@ -10,11 +10,21 @@ CHECK CONDITION (a copy end reached through SG_IO).
 from __future__ import annotations
 
 from lio_xcopy.errors import LioXcopyError
-from lio_xcopy.scsi.sense import Asc, SenseData, SenseKey, field_pointer
+from lio_xcopy.scsi.sense import (
+    CHECK_CONDITION,
+    Asc,
+    SenseData,
+    SenseFormatError,
+    SenseKey,
+    field_pointer,
+)
 
 
 class CheckCondition(LioXcopyError):
     """A command ended in CHECK CONDITION with :attr:`sense`."""
+
+    #: the SAM-5 status the command ends with
+    status: int = CHECK_CONDITION
 
     def __init__(self, sense: SenseData, *, transferred: int | None = None, message: str = "",
                  raw_sense: bytes | None = None):
@@ -22,6 +32,31 @@ class CheckCondition(LioXcopyError):
         self.transferred = transferred
         self.raw_sense = raw_sense
         super().__init__(message or sense.describe())
+
+    def sense_bytes(self) -> bytes:
+        """The sense data as the transport returns it (fixed format, SPC-4 4.5.3)."""
+        return self.sense.fixed()
+
+
+class ForwardedStatus(CheckCondition):
+    """Another device's status and sense bytes, passed on unchanged: CHECK CONDITION
+    with the device's own sense (any format, vendor bytes included), BUSY,
+    RESERVATION CONFLICT, TASK SET FULL (SAM-5 5.3.1). :attr:`sense` is the decoded
+    sense where there is some (NO SENSE otherwise), for logs."""
+
+    def __init__(self, status: int, raw_sense: bytes, *, transferred: int | None = None,
+                 message: str = ""):
+        self.status = status
+        raw = bytes(raw_sense)
+        try:
+            sense = SenseData.parse(raw)
+        except (SenseFormatError, ValueError):
+            sense = SenseData(SenseKey.NO_SENSE)
+        super().__init__(sense, transferred=transferred, raw_sense=raw,
+                         message=message or f"status {status:#04x}, sense {raw.hex()}")
+
+    def sense_bytes(self) -> bytes:
+        return (self.raw_sense or b"") if self.status == CHECK_CONDITION else b""
 
 
 class TargetUnreachable(CheckCondition):

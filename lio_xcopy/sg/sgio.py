@@ -60,6 +60,9 @@ from lio_xcopy.scsi.spc import Designator
 # --- include/scsi/sg.h ---------------------------------------------------------------------
 SG_IO = 0x2285
 SG_GET_VERSION_NUM = 0x2282
+SG_SCSI_RESET = 0x2284
+SG_SCSI_RESET_DEVICE = 1  # a LOGICAL UNIT RESET of this device (scsi_ioctl_reset)
+SG_SCSI_RESET_TARGET = 4
 SG_INTERFACE_ID = ord("S")
 SG_DXFER_NONE = -1
 SG_DXFER_TO_DEV = -2
@@ -821,6 +824,18 @@ class ScsiDevice:
             return NotScsiDevice(f"{what}: the node does not do SG_IO; {_NODE_HINT}",
                                  self.path)
         return TransportFailure(what, self.path, errno_=e.errno)
+
+    def reset(self, what: int = SG_SCSI_RESET_DEVICE) -> None:
+        """Have the kernel's error handler reset the logical unit (``SG_SCSI_RESET``,
+        sg only; root): the LLD sends LOGICAL UNIT RESET, the commands in flight end,
+        and the device reports the reset to every initiator by a unit attention."""
+        if self.fd < 0:
+            raise SgIoUsageError(f"{self.path}: the device is closed", self.path)
+        try:
+            _ioctl(self.fd, SG_SCSI_RESET, bytearray(struct.pack("i", what)), True)
+        except OSError as e:
+            raise DeviceUnavailable(f"{self.path}: SG_SCSI_RESET failed: {e.strerror}",
+                                    self.path, e.errno) from None
 
     # --- convenience ---
     def test_unit_ready(self, timeout: float = 30) -> None:

@@ -27,12 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lio_xcopy.copy.manager import CopyManager
-from lio_xcopy.devices.base import Command, ScsiDevice
+from lio_xcopy.devices.base import Command, ScsiDevice, TaskManagement
 from lio_xcopy.devices.foreign import ForeignDevices
 from lio_xcopy.devices.members import foreign_designator
 from lio_xcopy.errors import LioXcopyError
 from lio_xcopy.scsi.errors import CheckCondition, HardwareError
-from lio_xcopy.scsi.sense import CHECK_CONDITION, GOOD
+from lio_xcopy.scsi.sense import CHECK_CONDITION, GOOD, TASK_ABORTED
 from lio_xcopy.scsi.xcopy import CopyCommandStatus
 from lio_xcopy.tcmu import state as state_file
 from lio_xcopy.tcmu.exports import exposure
@@ -90,6 +90,10 @@ Outcome = tuple[int, bytes, int]  # SCSI status, sense bytes, Data-In bytes prod
 TMR_NAMES = {1: "ABORT TASK", 2: "ABORT TASK SET", 3: "CLEAR ACA", 4: "CLEAR TASK SET",
              5: "LOGICAL UNIT RESET", 6: "TARGET WARM RESET", 7: "TARGET COLD RESET",
              128: "LOGICAL UNIT RESET (PR)"}
+TMR_FUNCTIONS = {1: TaskManagement.ABORT_TASK, 2: TaskManagement.ABORT_TASK_SET,
+                 3: TaskManagement.CLEAR_ACA, 4: TaskManagement.CLEAR_TASK_SET,
+                 5: TaskManagement.LOGICAL_UNIT_RESET, 6: TaskManagement.TARGET_RESET,
+                 7: TaskManagement.TARGET_RESET, 128: TaskManagement.LOGICAL_UNIT_RESET}
 
 
 def execute(device: ScsiDevice, cmd: RingCommand) -> Outcome | Future:
@@ -127,7 +131,7 @@ def _outcome(call: Callable[[], int | Future], device: ScsiDevice,
     try:
         n = call()
     except CheckCondition as e:
-        return CHECK_CONDITION, e.sense.fixed(), min(e.transferred or 0, cmd.data.length)
+        return e.status, e.sense_bytes(), min(e.transferred or 0, cmd.data.length)
     except Exception:
         log.exception("cmd %#04x on %s failed unexpectedly", cmd.cdb[0],
                       getattr(getattr(device, "identity", None), "name", "?"))
@@ -159,6 +163,7 @@ class TcmuDevice:
             queue.SimpleQueue())
         self._worker: ThreadPoolExecutor | None = None  # this LUN's long commands
         self._on_worker = 0  # commands handed to the worker and not yet answered
+        self._queued: set[int] = set()  # cmd_ids of those, whose future is the worker's
         self._aborted: set[int] = set()  # cmd ids task management aborted on the worker
         self.notify: Callable[[], None] = lambda: None  # set by the daemon: wake the loop
 
@@ -239,22 +244,33 @@ class TcmuDevice:
 
     def task_management(self, tmr: RingTmr) -> None:
         """SAM-5 task management (TCMU tmr_notification): the kernel lists the commands
-        of ours it aborted; long ones (copies) stop at their next chunk and complete.
-        Short ones are already answered: there is nothing else to stop."""
+        of ours it aborted. Those still queued for this LUN's worker never run (they
+        complete TASK ABORTED, which the kernel discards); copies stop at their next
+        chunk and complete; then the device hears of the function (a pass-through LUN
+        resets its device). Commands already answered have nothing left to stop."""
         name = TMR_NAMES.get(tmr.tmr_type, f"type {tmr.tmr_type}")
         log.info("%s: %s for cmd ids %s", self.name, name, list(tmr.cmd_ids))
         manager = getattr(self.device, "copy_manager", None)
         for cid in tmr.cmd_ids:
             fut = self._futures.get(cid)
-            if fut is not None and manager is not None and not manager.abort(fut):
+            if fut is None or (cid in self._queued and fut.cancel()):
+                continue
+            if manager is not None and not manager.abort(fut):
                 self._aborted.add(cid)  # an EXTENDED COPY still on the worker: its copy
                 # is stopped as soon as the worker hands it over (complete_finished)
+        function = TMR_FUNCTIONS.get(tmr.tmr_type)
+        if function is not None:
+            try:
+                self.device.task_management(function)
+            except LioXcopyError as e:
+                log.error("%s: %s on the device failed: %s", self.name, name, e)
 
     def _to_worker(self, entry: RingCommand) -> None:
         if self._worker is None:
             self._worker = ThreadPoolExecutor(1, thread_name_prefix=f"lun-{self.name}")
         self._on_worker += 1
         fut = self._worker.submit(self.device.handle, Command(entry.cdb, entry.data))
+        self._queued.add(entry.cmd_id)
         self._defer(entry, fut, on_worker=True)
 
     def _defer(self, entry: RingCommand, fut: Future, *, on_worker: bool) -> None:
@@ -280,7 +296,10 @@ class TcmuDevice:
             except queue.Empty:
                 break
             self._on_worker -= on_worker
-            outcome = _outcome(fut.result, self.device, entry)
+            if on_worker:
+                self._queued.discard(entry.cmd_id)
+            outcome = ((TASK_ABORTED, b"", 0) if fut.cancelled()
+                       else _outcome(fut.result, self.device, entry))
             if isinstance(outcome, Future):  # an EXTENDED COPY the worker started
                 self._defer(entry, outcome, on_worker=False)
                 manager = getattr(self.device, "copy_manager", None)
@@ -318,7 +337,7 @@ class Daemon:
         self.state_path = state_path  # where `lio-xcopy status` finds us (None: nowhere)
         self._state_due = True
         if opener is open_device:  # a changer and its drives share one Library per directory
-            opener = functools.partial(open_device, libraries=Libraries())
+            opener = functools.partial(open_device, libraries=Libraries(), subtype=subtype)
         self.opener = opener
         self.copy_manager = copy_manager or CopyManager(
             policy=self.same_initiators, foreign=ForeignDevices(),

@@ -7,10 +7,16 @@ A storage object's config is ``xcopy/<kind>;<path>[;key=value...]``, e.g.
 A library: ``xcopy/changer;/srv/lib`` is the medium changer of the library directory
 ``/srv/lib``, and ``xcopy/tape;/srv/lib;drive=0`` its first drive, a tape LUN that
 starts empty and takes the cartridges the changer moves into it.
+
+A pass-through LUN: ``xcopy/passthrough;/dev/tape/by-id/scsi-...-nst;id=naa.<hex>;type=1``
+forwards its commands to the device that stable name (or a designator in place of the
+path, ``xcopy/passthrough;naa.<hex>;type=8``) names when the daemon opens it; ``id``
+is the designator it had when the LUN was made, ``type`` its peripheral device type.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
 from dataclasses import dataclass, field
@@ -18,8 +24,10 @@ from typing import Any
 
 from lio_xcopy.devices.base import LunIdentity, ScsiDevice
 from lio_xcopy.errors import ConfigError
+from lio_xcopy.sg.resolve import DESIGNATOR
+from lio_xcopy.tcmu.uio import SUBTYPE
 
-KINDS = ("disk", "tape", "changer")
+KINDS = ("disk", "tape", "changer", "passthrough")
 #: The kernel's per-command limit we configure (hw_max_sectors, 512-byte sectors).
 HW_MAX_SECTORS = 8192
 MAX_TRANSFER_BYTES = HW_MAX_SECTORS * 512
@@ -54,7 +62,7 @@ class HandlerConfig:
                 f"{', '.join(KINDS)}"
             )
         path, *opts = rest.split(";")
-        if not path.startswith("/"):
+        if not path.startswith("/") and not (kind == "passthrough" and DESIGNATOR.fullmatch(path)):
             raise ConfigError(f"handler config {cfg!r}: the path must be absolute")
         options = {}
         for o in opts:
@@ -109,12 +117,30 @@ def _library_drive(identity: LunIdentity, hc: HandlerConfig, libraries: Librarie
     return drive
 
 
+def _passthrough(identity: LunIdentity, hc: HandlerConfig, subtype: str) -> ScsiDevice:
+    from lio_xcopy.devices.passthrough import PassThrough
+    from lio_xcopy.sg.resolve import StableName, resolve
+
+    stable = StableName.parse(hc.path)
+    recorded = StableName.parse(hc.options["id"]).designator if "id" in hc.options else None
+    try:
+        device_type = int(hc.options["type"])
+    except (KeyError, ValueError) as e:
+        raise ConfigError(f"{identity.name}: pass-through config without a type=N (the "
+                          "peripheral device type): delete the LUN and create it again") from e
+    return PassThrough(identity, device_type, functools.partial(
+        resolve, stable, recorded, exclude_subtype=subtype))
+
+
 def open_device(name: str, cfg: str, unit_serial: str | None, *,
-                libraries: Libraries | None = None) -> ScsiDevice:
+                libraries: Libraries | None = None, subtype: str = SUBTYPE) -> ScsiDevice:
     """Open the SCSI device one storage object describes; changers and library drives
-    find their library in ``libraries`` (a private one when not given)."""
+    find their library in ``libraries`` (a private one when not given). A pass-through
+    LUN never forwards to a LUN of ``subtype`` (its own daemon's)."""
     hc = HandlerConfig.parse(cfg)
     serial = unit_serial or str(uuid.uuid5(uuid.NAMESPACE_URL, f"lio-xcopy:{name}"))
+    if hc.kind == "passthrough":
+        return _passthrough(LunIdentity(name, serial), hc, subtype)
     if hc.kind == "disk":
         from lio_xcopy.devices.backing import BackingStore
         from lio_xcopy.devices.disk import Disk

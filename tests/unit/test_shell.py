@@ -54,6 +54,10 @@ class FakeLio:
         self.calls.append(("create_tape", name, path, capacity, wwn))
         self.backstores[name] = Backstore("tape", name, path, capacity, wwn or self._wwn())
 
+    def create_passthrough(self, name, device):
+        self.calls.append(("create_passthrough", name, device))
+        self.backstores[name] = Backstore("passthrough", name, Path(device), 0, self._wwn())
+
     def delete_backstore(self, name):
         self.calls.append(("delete", name))
         del self.backstores[name]
@@ -544,3 +548,17 @@ def test_chap_secrets_reach_no_file_of_the_shell_home(lio, target, tmp_path, cap
         data = f.read_bytes()
         assert b"s3cret" not in data and b"t4rget" not in data, f
     assert "s3cret" not in "".join(capsys.readouterr())
+
+
+def test_passthrough_by_stable_name_only(sh, lio):
+    by_id = "/dev/tape/by-id/scsi-35000e11122334455-nst"
+    assert sh(f"/backstores/passthrough create name=drive0 device={by_id}")[0] == 0
+    assert lio.calls == [("create_passthrough", "drive0", by_id)]
+    for bad in ("/dev/sg3", "/dev/nst0"):
+        refused(sh(f"/backstores/passthrough create name=drive1 device={bad}"),
+                "not a stable device name", "/dev/tape/by-id/")
+    refused(sh(f"/backstores/passthrough create name=drive2 device={by_id}"),
+            "already passed through")
+    assert len(lio.calls) == 1
+    rc, out, _ = sh("/backstores/passthrough/drive0 info")
+    assert rc == 0 and f"device: {by_id}" in out and "kind: passthrough" in out

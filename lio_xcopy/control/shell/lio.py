@@ -27,7 +27,7 @@ ISCSI_TPG_ATTRIBUTES = {"generate_node_acls": "0", "cache_dynamic_acls": "0",
 class Backstore:
     """One LUN of ours: ``size`` is a disk's size or a tape's capacity (bytes)."""
 
-    kind: str  # "disk" or "tape"
+    kind: str  # "disk", "tape" or "passthrough" (path: the device's stable name)
     name: str
     path: Path
     size: int
@@ -83,7 +83,9 @@ class Lio:
                 others.add(so.name)
                 continue
             hc = HandlerConfig.parse(so.config.split("/", 1)[1])
-            if hc.kind == "disk":
+            if hc.kind == "passthrough":
+                ours.append(Backstore("passthrough", so.name, Path(hc.path), 0, so.wwn))
+            elif hc.kind == "disk":
                 ours.append(Backstore("disk", so.name, Path(hc.path), so.size, so.wwn,
                                       int(hc.options.get("block_size", "512"))))
             else:
@@ -136,6 +138,9 @@ class Lio:
                 with contextlib.suppress(OSError):
                     path.unlink()
             raise
+
+    def create_passthrough(self, name: str, device: str) -> None:
+        provision.create_passthrough(name, device)
 
     def delete_backstore(self, name: str) -> None:
         provision.delete(name)

@@ -1,6 +1,6 @@
 """The administrator's tree, in the style of targetcli (configshell-fb nodes).
 
-/backstores/disk, /backstores/tape   our LUNs (create, delete, info)
+/backstores/disk, /backstores/tape, /backstores/passthrough   our LUNs (create, delete, info)
 /loopback/<naa>/luns                 tcm_loop targets and their LUN exports
 /iscsi/<iqn>/tpg1/{portals,luns,acls} iSCSI targets, with CHAP per ACL
 /copy_groups                         the saved file's copy groups (copy access policy)
@@ -27,6 +27,7 @@ from lio_xcopy.control.shell.lio import Backstore, Snapshot
 from lio_xcopy.devices.foreign import admit_name
 from lio_xcopy.devices.members import FOREIGN, foreign_member, is_designator_text
 from lio_xcopy.errors import ConfigError
+from lio_xcopy.sg.resolve import StableName
 
 
 class Reported(Exception):
@@ -200,6 +201,7 @@ class Backstores(UINode):
         super().__init__("backstores", parent)
         DiskStores(self)
         TapeStores(self)
+        PassThroughStores(self)
 
 
 class _Stores(UINode):
@@ -332,6 +334,42 @@ class TapeStores(_Stores):
         return []
 
 
+class PassThroughStores(_Stores):
+    """``/backstores/passthrough``: a disk, tape drive or medium changer of this host,
+    its commands forwarded with SG_IO."""
+
+    kind = "passthrough"
+
+    def ui_command_create(self, name, device):
+        """
+        Creates a LUN named name that passes through the SCSI device named device: a
+        stable name, /dev/tape/by-id/... or /dev/disk/by-id/... (`ls -l /dev/tape/by-id`),
+        or its designator naa.<hex>. It is found again by that name each time the daemon
+        opens it, so /dev/sgN renumbering does not move it. A drive may be empty.
+
+        EXAMPLE
+        =======
+        create name=drive0 device=/dev/tape/by-id/scsi-35000e11122334455-nst
+        """
+        snap = self.fresh()
+        values.name(name)
+        if snap.backstore(name) is not None or name in snap.other_names:
+            raise ConfigError(f"a LUN named {name!r} exists: choose another name, or "
+                              "delete it first")
+        StableName.parse(device)  # the one-line error for /dev/sg3 and the like
+        if any(b.kind == self.kind and str(b.path) == device for b in snap.backstores):
+            raise ConfigError(f"device={device} is already passed through: keep one LUN "
+                              "per device")
+        self.root.lio.create_passthrough(name, device)
+        self.done(f"Created passthrough {name} on {device}.")
+
+    def ui_complete_create(self, parameters, text, current_param):
+        if current_param == "device":
+            return _complete([str(p) for d in ("/dev/tape/by-id", "/dev/disk/by-id")
+                              for p in sorted(Path(d).glob("*"))], text)
+        return []
+
+
 class BackstoreNode(UINode):
     """One LUN of ours."""
 
@@ -341,6 +379,9 @@ class BackstoreNode(UINode):
 
     def summary(self):
         b = self.b
+        if b.kind == "passthrough":
+            exported = bool(self.snap.exports(b.name))
+            return f"{b.path} {'exported' if exported else 'not exported'}", exported
         size = (f"{values.human(b.size)}, {b.block_size}b" if b.kind == "disk"
                 else f"capacity {values.human(b.size)}")
         exported = bool(self.snap.exports(b.name))
@@ -351,6 +392,12 @@ class BackstoreNode(UINode):
         from lio_xcopy.scsi.spc import naa_ieee_registered_extended
 
         b = self.b
+        if b.kind == "passthrough":  # the LUN answers with the device's identity
+            lines = [f"name: {b.name}", f"kind: {b.kind}", f"device: {b.path}"]
+            lines += [f"export: {e}" for e in self.snap.exports(b.name)] or ["export: none"]
+            for line in lines:
+                self.shell.con.display(line)
+            return
         lines = [f"name: {b.name}", f"kind: {b.kind}", f"file: {b.path}",
                  f"{'size' if b.kind == 'disk' else 'capacity'}: {b.size} "
                  f"({values.human(b.size)})"]
@@ -404,9 +451,12 @@ class Luns(UINode):
         kind = None
         if storage_object.startswith("/"):
             parts = storage_object.strip("/").split("/")
-            if len(parts) != 3 or parts[0] != "backstores" or parts[1] not in ("disk", "tape"):
+            if len(parts) != 3 or parts[0] != "backstores" or parts[1] not in (
+                "disk", "tape", "passthrough"
+            ):
                 raise ConfigError(f"storage_object={storage_object}: give "
-                                  "/backstores/disk/NAME or /backstores/tape/NAME")
+                                  "/backstores/disk/NAME, /backstores/tape/NAME or "
+                                  "/backstores/passthrough/NAME")
             kind, name = parts[1], parts[2]
         b = snap.backstore(name)
         if b is None or (kind is not None and b.kind != kind):
