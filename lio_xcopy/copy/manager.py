@@ -303,7 +303,9 @@ class CopyManager:
                      receiving: ScsiDevice, field_byte: int, foreign: list[ForeignPort]
                      ) -> tuple[Port, IdentificationCscd | None]:
         if cscd_id == xcopy.CSCD_ID_LOCAL:
-            return receiving, None
+            return self._copy_end(receiving, seg_index, foreign, lambda why: CopyAborted(
+                Asc.COPY_TARGET_DEVICE_NOT_REACHABLE, seg_index, byte=field_byte,
+                message=f"{receiving.name}: {why}")), None
         cscd = plist.cscd(cscd_id)
         if cscd is None:  # null LUs (C000h/C001h) and ROD tokens: nothing to copy with
             raise CopyAborted(Asc.UNREACHABLE_COPY_TARGET, seg_index, byte=field_byte,
@@ -322,7 +324,7 @@ class CopyManager:
             if own is not receiving and not self.policy(receiving, own):
                 raise unreachable(f"{own.name}, which the copy access policy keeps apart "
                                   "from it")
-            return own, cscd
+            return self._copy_end(own, seg_index, foreign, unreachable), cscd
         try:
             far = self._resolve_foreign(cscd, receiving)
         except CheckCondition as e:  # gone, renumbered, or it refused to say what it is
@@ -336,6 +338,24 @@ class CopyManager:
         log.info("EXTENDED COPY at %s: CSCD %d is the foreign device %s", receiving.name,
                  cscd_id, far.name)
         return far, cscd
+
+    @staticmethod
+    def _copy_end(lun: ScsiDevice, seg_index: int, opened: list[ForeignPort],
+                  unreachable: Callable[[str], CopyAborted]) -> Port:
+        """The port a LUN of ours offers for copies (:meth:`ScsiDevice.copy_end`): the LUN
+        itself, or a port onto the device a pass-through LUN forwards to, which the copy
+        closes when it ends."""
+        try:
+            end = lun.copy_end()
+        except CheckCondition as e:
+            if e.sense.asc == Asc.INCORRECT_COPY_TARGET_DEVICE_TYPE:
+                raise CopyAborted(e.sense.asc, seg_index, message=str(e)) from e
+            err = unreachable(str(e))
+            err.cause, err.cause_raw = e.sense, e.raw_sense
+            raise err from e
+        if end is not lun:
+            opened.append(end)
+        return end  # type: ignore[no-any-return]
 
     def _plan(self, plist: ExtendedCopyParameterList, i: int, receiving: ScsiDevice,
               ends: dict[int, tuple[Port, IdentificationCscd | None]],

@@ -237,6 +237,13 @@ class ScsiDevice:
     def designators(self) -> list[spc.Designator]:
         return spc.lun_designators(self.identity.unit_serial, self.identity.vendor)
 
+    def copy_end(self) -> Any:
+        """What the copy manager reads and writes when a copy names this LUN (a block
+        or stream port, ``lio_xcopy.copy.ports``): the device itself. A LUN whose data
+        lives elsewhere returns a port onto it, which the manager closes after the
+        copy."""
+        return self
+
     @command(spc.REPORT_SUPPORTED_OPERATION_CODES)
     def report_supported_operation_codes(self, cmd: Command, cdb: Any) -> int:
         opts = cdb.reporting_options

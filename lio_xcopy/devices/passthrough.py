@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Protocol
 
+from lio_xcopy.devices import foreign
 from lio_xcopy.devices.base import Command, LunIdentity, ScsiDevice, TaskManagement
 from lio_xcopy.scsi import spc
 from lio_xcopy.scsi.errors import CheckCondition, ForwardedStatus, InvalidOpcode
@@ -159,6 +160,25 @@ class PassThrough(ScsiDevice):
             except (DeviceNotFound, sgio.SgIoError):
                 return []
         return [d for d in where.designators if d.association == 0]
+
+    def copy_end(self) -> foreign.ForeignDisk | foreign.ForeignTape:
+        """The real device as a copy end: a block port (READ/WRITE (16)) or a stream port
+        (READ/WRITE (6)) over an SG_IO handle of its own, closed when the copy ends; a
+        device of another kind is INCORRECT COPY TARGET DEVICE TYPE for any segment."""
+        self.connect()  # resolves the stable name now, or raises
+        where = self._where
+        if where is None:
+            raise communication_failure(message=f"{self.identity.name}: device gone")
+        try:
+            port = foreign.open_port(self._open_sg(where.sg), self.designators())
+        except sgio.SgIoError as e:
+            raise communication_failure(message=f"{self.identity.name}: {e}") from e
+        if port is None:
+            raise CheckCondition(SenseData(SenseKey.COPY_ABORTED,
+                                           Asc.INCORRECT_COPY_TARGET_DEVICE_TYPE),
+                                 message=f"{self.identity.name} forwards to a device that "
+                                         "is neither a disk nor a tape")
+        return port
 
     # --- the handler boundary -----------------------------------------------------------
     def runs_long(self, cmd: Command) -> bool:

@@ -495,3 +495,46 @@ def test_designator_text_matches_its_hex_and_logical_units_only():
     port = spc.Designator(1, 3, d.value, association=1)
     assert not spc.designator_matches("naa.6001405abcdef0123456789abcdef012", port)
     assert not spc.designator_matches("eui.6001405abcdef0123456789abcdef012", d)
+
+
+# --- a pass-through LUN as a copy end --------------------------------------------------------
+def test_a_copy_naming_a_pass_through_lun_moves_the_bytes_through_its_device(lab):
+    """The CSCD names a drive our pass-through LUN exports (the LUN reports the drive's
+    designators): the copy reaches the drive with WRITE (6) over an SG_IO handle of its
+    own, closed at the end, and the LUN's own handle stays as it was."""
+    from pathlib import Path
+
+    from lio_xcopy.devices.passthrough import PassThrough
+    from lio_xcopy.sg.resolve import Resolved
+
+    data = os.urandom(MiB + 4096)
+    src = lab.disk("src", data=data)
+    drive = lab.tape("drive")  # the real drive behind the pass-through LUN
+    fake = lab.host.attach(4, drive)
+    where = Resolved(Path(fake.path), "2:0:0:4", spc.TYPE_TAPE, tuple(drive.designators()))
+    pt = PassThrough(LunIdentity("pt0", "pt0-serial-0123456789ab"), spc.TYPE_TAPE,
+                     lambda: where, lambda path: lab.host.open(str(path)))
+    lab.manager.register(pt)
+    copy(lab, src, [(src, {}), (pt, {})], [BlockToStream(0, 1, len(data) // 512, 0, 65536)])
+    assert b"".join(records(drive)) == data
+    assert len(opcodes(fake, 0x0A)) == 17
+    st, _ = results(lab, src)
+    assert (st.status, st.transferred_bytes) == (xcopy.CopyCommandStatus.COMPLETED, len(data))
+
+
+def test_a_pass_through_lun_whose_device_is_gone_is_copy_target_device_not_reachable(lab):
+    from lio_xcopy.devices.passthrough import PassThrough
+    from lio_xcopy.sg.resolve import DeviceNotFound
+
+    def gone():
+        raise DeviceNotFound("no device reports naa.6001405...")
+
+    src = lab.disk("src", data=os.urandom(MiB))
+    drive = lab.tape("drive")
+    pt = PassThrough(LunIdentity("pt0", "pt0-serial-0123456789ab"), spc.TYPE_TAPE, gone,
+                     lambda path: lab.host.open(str(path)))
+    pt.designators = drive.designators  # what it reported while the drive was there
+    lab.manager.register(pt)
+    sense = aborted(lab, src, [(src, {}), (pt, {})], [BlockToStream(0, 1, 2048, 0, 65536)])
+    assert (sense.key, sense.asc) == (SenseKey.COPY_ABORTED, Asc.COPY_TARGET_DEVICE_NOT_REACHABLE)
+    assert records(drive) == []
