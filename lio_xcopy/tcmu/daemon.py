@@ -35,6 +35,7 @@ from lio_xcopy.scsi.errors import CheckCondition, HardwareError
 from lio_xcopy.scsi.sense import CHECK_CONDITION, GOOD
 from lio_xcopy.scsi.xcopy import CopyCommandStatus
 from lio_xcopy.tcmu import state as state_file
+from lio_xcopy.tcmu import uio as uio_mod
 from lio_xcopy.tcmu.exports import exposure
 from lio_xcopy.tcmu.handler import Libraries, open_device
 from lio_xcopy.tcmu.memory import tune_malloc
@@ -491,7 +492,10 @@ class Daemon:
         self.selector.register(dev.fd, selectors.EVENT_READ, ("dev", key))
         self._state_due = True
 
-    def remove(self, key: str) -> None:
+    def remove(self, key: str, deleted: bool = False) -> None:
+        """Stop serving a device and close it. ``deleted``: the LUN itself was deleted
+        (its udev "remove" event, its uio device gone), logged once as "LUN <name>
+        removed"; otherwise the daemon merely stops serving it."""
         dev = self.devices.pop(key, None)
         if dev is None:
             return
@@ -500,7 +504,22 @@ class Daemon:
         self.names.pop(id(dev.device), None)
         self._state_due = True
         dev.close()
-        log.info("stopped serving %s", dev.name)
+        if deleted:
+            log.info("LUN %s removed", dev.name)
+        else:
+            log.info("stopped serving %s", dev.name)
+
+    def deleted(self, key: str, dev: TcmuDevice) -> bool:
+        """Whether the kernel is deleting (or has deleted) this device's LUN.
+
+        ``uio_unregister_device`` (drivers/uio/uio.c) removes ``maps/`` before it makes
+        the fd fail with EIO, and removes the sysfs directory after; the storage object's
+        configfs directory goes first of all (rtslib deletes it). Any of those missing
+        means a deletion, not an I/O failure."""
+        tcmu = self.names.get(id(dev.device))
+        if tcmu is not None and uio_mod.CONFIGFS_CORE.is_dir() and not tcmu.configfs.is_dir():
+            return True
+        return key.startswith("/") and not (Path(key) / "maps").is_dir()
 
     def load_copy_groups(self) -> None:
         """Read the operator's copy groups again (at start and on SIGHUP)."""
@@ -566,7 +585,7 @@ class Daemon:
                 self.add(d.sys_path)
             elif d.action == "remove":
                 self.forget(d.sys_path)
-                self.remove(d.sys_path)
+                self.remove(d.sys_path, deleted=True)
 
     def _notify(self) -> None:
         with contextlib.suppress(BlockingIOError):
@@ -586,7 +605,7 @@ class Daemon:
         once more those passed over or given up."""
         present = set(self._uio_paths(uio_class))
         for key in [k for k in self.devices if k.startswith("/") and k not in present]:
-            self.remove(key)
+            self.remove(key, deleted=True)
         for key in [k for k in self._retries if k not in present]:
             self.forget(key)
         self._passed.clear()
@@ -659,15 +678,22 @@ class Daemon:
 
     def _on_ring(self, key: str, work: Callable[[TcmuDevice], int]) -> None:
         """Service or complete on one device's ring; a device whose ring broke or whose
-        uio device the kernel unregistered (EIO) is dropped, the others go on."""
+        uio device failed is dropped, the others go on. EIO/ENODEV while the LUN is
+        being deleted is the deletion (INFO, once); on a LUN that still exists it is a
+        failure (WARNING)."""
         dev = self.devices[key]
         try:
             work(dev)
         except LioXcopyError as e:
             log.error("%s: ring failure, device dropped: %s", key, e)
             self.remove(key)
-        except OSError as e:  # EIO: the kernel unregistered the uio device
-            log.info("%s: uio device gone (%s)", dev.name, e.strerror)
+        except OSError as e:
+            if e.errno in (errno.EIO, errno.ENODEV) and self.deleted(key, dev):
+                self.remove(key, deleted=True)
+                return
+            log.warning("%s: its uio device failed (%s), no longer serving it; check the "
+                        "kernel log (dmesg), then `systemctl reload lio-xcopy` to serve it "
+                        "again", dev.name, e.strerror or e)
             self.remove(key)
 
     def _drain_deferred(self, timeout: float = 60.0) -> None:

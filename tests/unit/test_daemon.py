@@ -651,3 +651,68 @@ def test_the_allocator_keeps_large_buffers_returnable():
     code = ("from lio_xcopy.tcmu.memory import tune_malloc; "
             "import sys; sys.exit(0 if tune_malloc() else 1)")
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
+
+
+# --- a LUN deleted, and a uio device that fails --------------------------------------------
+def _eio(dev: TcmuDevice) -> int:
+    import errno
+
+    raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+
+def _loud(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelname in ("WARNING", "ERROR")]
+
+
+@pytest.mark.parametrize("eio_first", [True, False])
+def test_a_deleted_lun_is_reported_removed_once_and_quietly(
+        tmp_path, img, sim_rings, caplog, eio_first):
+    """``uio_unregister_device`` removes maps/, fails the fd with EIO, then removes the
+    device and sends "remove": in whichever order the daemon sees the EIO and the event."""
+    import shutil
+
+    caplog.set_level("DEBUG")
+    path = fake_uio(tmp_path, 5, f"tcm-user/1/del0/xcopy/disk;{img}")
+    daemon = Daemon(clock=Clock())
+    daemon._monitor = monitor = Monitor()
+    assert daemon.add(str(path)) is not None
+    shutil.rmtree(path / "maps")
+    if eio_first:
+        daemon._on_ring(str(path), _eio)
+    shutil.rmtree(path)
+    monitor.event("remove", path)
+    daemon._udev_event()
+    assert not daemon.devices
+    removed = [r for r in caplog.records if r.getMessage() == "LUN del0 removed"]
+    assert len(removed) == 1 and removed[0].levelname == "INFO"
+    assert not _loud(caplog) and "uio device gone" not in caplog.text
+
+
+def test_a_deleted_storage_object_is_a_removal_even_before_sysfs_changes(
+        tmp_path, img, sim_rings, caplog, monkeypatch):
+    caplog.set_level("INFO")
+    core = tmp_path / "configfs" / "core"
+    (core / "user_1" / "del1" / "wwn").mkdir(parents=True)
+    (core / "user_1" / "del1" / "wwn" / "vpd_unit_serial").write_text("T10 VPD: abcd\n")
+    monkeypatch.setattr(uio, "CONFIGFS_CORE", core)
+    path = fake_uio(tmp_path, 6, f"tcm-user/1/del1/xcopy/disk;{img}")
+    daemon = Daemon(clock=Clock())
+    assert daemon.add(str(path)) is not None
+    (core / "user_1" / "del1" / "wwn" / "vpd_unit_serial").unlink()
+    for d in ("wwn", ""):
+        (core / "user_1" / "del1" / d).rmdir()
+    daemon._on_ring(str(path), _eio)
+    assert not daemon.devices and "LUN del1 removed" in caplog.text and not _loud(caplog)
+
+
+def test_an_io_failure_on_a_lun_that_still_exists_is_a_warning(tmp_path, img, sim_rings,
+                                                                caplog):
+    caplog.set_level("INFO")
+    path = fake_uio(tmp_path, 7, f"tcm-user/1/bad0/xcopy/disk;{img}")
+    daemon = Daemon(clock=Clock())
+    assert daemon.add(str(path)) is not None
+    daemon._on_ring(str(path), _eio)
+    assert not daemon.devices
+    [warning] = _loud(caplog)
+    assert warning.startswith("bad0: its uio device failed (Input/output error)")
+    assert "LUN bad0 removed" not in caplog.text
