@@ -285,6 +285,8 @@ class CopyManager:
                      receiving: ScsiDevice, field_byte: int, foreign: list[ForeignPort]
                      ) -> tuple[Port, IdentificationCscd | None]:
         if cscd_id == xcopy.CSCD_ID_LOCAL:
+            log.debug("EXTENDED COPY at %s: CSCD ID %#06x is %s itself", receiving.name,
+                      cscd_id, receiving.name)
             return receiving, None
         cscd = plist.cscd(cscd_id)
         if cscd is None:  # null LUs (C000h/C001h) and ROD tokens: nothing to copy with
@@ -304,6 +306,8 @@ class CopyManager:
             if own is not receiving and not self.policy(receiving, own):
                 raise unreachable(f"{own.name}, which the copy access policy keeps apart "
                                   "from it")
+            log.debug("EXTENDED COPY at %s: CSCD %d (designator %s) is LUN %s", receiving.name,
+                      cscd_id, cscd.designator.hex(), own.name)
             return own, cscd
         try:
             far = self._resolve_foreign(cscd, receiving)
@@ -362,6 +366,9 @@ class CopyManager:
                                       message=f"{dev.name} has a unit attention the "
                                               "initiator has not seen: position the tape first")
         self._check_ranges(i, seg, src, dst)
+        log.debug("EXTENDED COPY at %s: segment %d (%s): %s -> %s, %d bytes planned",
+                  receiving.name, i, seg.describe(), src.name, dst.name,
+                  _segment_bytes(seg, src, dst))
         return _Plan(i, i == len(plist.segments) - 1, seg, src, dst, scscd, dcscd)
 
     def _check_ranges(self, i: int, seg: Any, src: Any, dst: Any) -> None:

@@ -716,3 +716,84 @@ def test_an_io_failure_on_a_lun_that_still_exists_is_a_warning(tmp_path, img, si
     [warning] = _loud(caplog)
     assert warning.startswith("bad0: its uio device failed (Input/output error)")
     assert "LUN bad0 removed" not in caplog.text
+
+
+# --- what -v adds ---------------------------------------------------------------------------
+def _sim_lun(tmp_path, name="d0"):
+    img = tmp_path / f"{name}.img"
+    img.write_bytes(bytes(1 << 20))
+    kernel = SimulatedKernel(cmdr_size=16384, data_pages=16)
+    dev = TcmuDevice(name, kernel.uio_fd, CommandRing(kernel.view),
+                     open_device(name, f"disk;{img}", "ab"))
+    return kernel, dev
+
+
+def test_each_command_is_one_debug_line_with_its_outcome_and_duration(tmp_path, caplog):
+    caplog.set_level("DEBUG", logger="lio_xcopy.tcmu.daemon")
+    kernel, dev = _sim_lun(tmp_path)
+    good = kernel.submit(bytes([0x28, 0, 0, 0, 0, 1, 0, 0, 2, 0]), data_in_len=1024)
+    bad = kernel.submit(bytes([0xC7, 0, 0, 0, 0, 0]), data_in_len=0)
+    assert dev.service() == 2
+    lines = [r.getMessage() for r in caplog.records if r.levelname == "DEBUG"]
+    import re
+
+    assert len(lines) == 2, lines
+    assert re.fullmatch(rf"d0: cmd {good} READ \(10\), 1024 byte\(s\) buffer, 1024 in: GOOD "
+                        r"in \d+\.\d\d ms", lines[0]), lines[0]
+    assert re.fullmatch(rf"d0: cmd {bad} opcode C7h, 0 byte\(s\) buffer, 0 in: CHECK "
+                        r"CONDITION ILLEGAL_REQUEST 20h/00h in \d+\.\d\d ms", lines[1]), lines[1]
+    assert not dev._started
+    dev.close()
+    kernel.close()
+
+
+def test_without_debug_commands_log_nothing_and_keep_no_timing(tmp_path, caplog):
+    caplog.set_level("INFO", logger="lio_xcopy.tcmu.daemon")
+    kernel, dev = _sim_lun(tmp_path)
+    kernel.submit(bytes([0x28, 0, 0, 0, 0, 1, 0, 0, 2, 0]), data_in_len=1024)
+    assert dev.service() == 1
+    assert not caplog.records and not dev._started
+    dev.close()
+    kernel.close()
+
+
+def test_policy_decisions_say_why_at_debug(caplog, monkeypatch):
+    from types import SimpleNamespace
+
+    from lio_xcopy.tcmu import daemon as daemon_mod
+    from lio_xcopy.tcmu.uio import UioName
+
+    caplog.set_level("DEBUG", logger="lio_xcopy.tcmu.daemon")
+    d = Daemon()
+    d.copy_groups_loader = lambda: {"offsite": ("db0", "lib0"),
+                                    "far": ("db0", "foreign:naa.6001405f00d0000000000000000000aa")}
+    d.load_copy_groups()
+    luns = {n: SimpleNamespace(name=n, identity=SimpleNamespace(name=n))
+            for n in ("db0", "lib0", "db1", "db2")}
+    for n, lun in luns.items():
+        d.names[id(lun)] = UioName(1, n, "xcopy", "")
+    seen = {"db1": frozenset({"loopback:naa.1"}), "db2": frozenset({"loopback:naa.2"})}
+    monkeypatch.setattr(daemon_mod, "exposure", lambda hba, name: seen.get(name, frozenset()))
+
+    def said() -> str:
+        text = caplog.records[-1].getMessage()
+        assert caplog.records[-1].levelname == "DEBUG"
+        return text
+
+    assert d.same_initiators(luns["db0"], luns["lib0"])
+    assert said() == ("copy access policy: db0 and lib0 may copy together: both in copy "
+                      "group 'offsite'")
+    assert not d.same_initiators(luns["db1"], luns["db2"])
+    assert said() == ("copy access policy keeps db1 and db2 apart: db1 is exported to "
+                      "['loopback:naa.1'], db2 to ['loopback:naa.2']; export them to the same "
+                      "initiators or put both in one copy group")
+    seen["db2"] = seen["db1"]
+    assert d.same_initiators(luns["db1"], luns["db2"])
+    assert said() == ("copy access policy: db1 and db2 may copy together: both exported to "
+                      "exactly ['loopback:naa.1']")
+    assert d.admitted_foreign(luns["db0"])
+    assert said() == ("foreign admission: copies received by db0 may name "
+                      "['naa.6001405f00d0000000000000000000aa'] (copy group(s) ['far', "
+                      "'offsite'])")
+    assert not d.admitted_foreign(luns["db1"])
+    assert "may name no foreign device" in said()
