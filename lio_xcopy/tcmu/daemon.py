@@ -784,7 +784,9 @@ def main(argv: list[str] | None = None,
     p = argparse.ArgumentParser(
         prog="lio-xcopy daemon", parents=list(parents),
         description="Serve every TCMU device of our subtype until SIGTERM or SIGINT.")
-    p.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="log at debug level: one line per command answered, how each "
+                        "EXTENDED COPY is planned, and each copy access policy decision")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
                    help="log level (default info; -v means debug)")
     p.add_argument("--subtype", default=SUBTYPE, help="TCMU handler subtype to serve")
