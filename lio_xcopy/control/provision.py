@@ -37,18 +37,26 @@ def _rtslib():
     return rtslib
 
 
+#: where configfs is mounted; LIO's tree is its ``target`` directory
+CONFIGFS = Path("/sys/kernel/config")
 #: rtslib-fb's dbroot, and the directories LIO itself writes under it: APTPL persistent
 #: reservations (PERSISTENT RESERVE OUT fails without ``pr``) and ALUA metadata.
 TARGET_DIRS = (Path("/etc/target"), Path("/etc/target/pr"), Path("/etc/target/alua"))
 
 
 def ensure_configfs() -> None:
-    """rtslib needs configfs mounted and its dbroot present; LIO needs ``pr`` and ``alua``."""
-    if not Path("/sys/kernel/config/target").is_dir():
+    """rtslib needs configfs mounted, target_core_mod loaded and its dbroot present
+    (kernel facts note), LIO needs ``pr`` and ``alua`` under it. Without LIO, one line
+    says which step is missing and the commands that make it."""
+    if not (CONFIGFS / "target").is_dir():
+        if not os.path.ismount(CONFIGFS):
+            raise ConfigError(
+                f"LIO is not available on this host: configfs is not mounted on {CONFIGFS}; "
+                f"run `modprobe configfs && mount -t configfs none {CONFIGFS} && "
+                "modprobe target_core_user tcm_loop`")
         raise ConfigError(
-            "LIO is not available: load it with `modprobe configfs target_core_user tcm_loop` "
-            "and mount configfs on /sys/kernel/config"
-        )
+            f"LIO is not available on this host: target_core_mod is not loaded (no "
+            f"{CONFIGFS / 'target'}); run `modprobe target_core_user tcm_loop`")
     for d in TARGET_DIRS:
         d.mkdir(parents=True, exist_ok=True)
 

@@ -48,7 +48,9 @@ def _iscsi_model(raw: list[dict], keep_from: config.SavedConfig | None) \
 
 def running(keep_from: config.SavedConfig | None = None) -> config.SavedConfig:
     """The configuration LIO holds now. Copy groups and portal network namespaces live
-    only in the saved file, so they are carried over from ``keep_from``."""
+    only in the saved file, so they are carried over from ``keep_from``. Without LIO
+    on this host, :class:`ConfigError` says how to load it."""
+    provision.ensure_configfs()
     rts = provision._rtslib()
     disks, tapes, changers, drives, passthrough = [], [], [], [], []
     for so in rts.RTSRoot().storage_objects:

@@ -303,6 +303,8 @@ class CopyManager:
                      receiving: ScsiDevice, field_byte: int, foreign: list[ForeignPort]
                      ) -> tuple[Port, IdentificationCscd | None]:
         if cscd_id == xcopy.CSCD_ID_LOCAL:
+            log.debug("EXTENDED COPY at %s: CSCD ID %#06x is %s itself", receiving.name,
+                      cscd_id, receiving.name)
             return self._copy_end(receiving, seg_index, foreign, lambda why: CopyAborted(
                 Asc.COPY_TARGET_DEVICE_NOT_REACHABLE, seg_index, byte=field_byte,
                 message=f"{receiving.name}: {why}")), None
@@ -324,6 +326,8 @@ class CopyManager:
             if own is not receiving and not self.policy(receiving, own):
                 raise unreachable(f"{own.name}, which the copy access policy keeps apart "
                                   "from it")
+            log.debug("EXTENDED COPY at %s: CSCD %d (designator %s) is LUN %s", receiving.name,
+                      cscd_id, cscd.designator.hex(), own.name)
             return self._copy_end(own, seg_index, foreign, unreachable), cscd
         try:
             far = self._resolve_foreign(cscd, receiving)
@@ -400,6 +404,9 @@ class CopyManager:
                                       message=f"{dev.name} has a unit attention the "
                                               "initiator has not seen: position the tape first")
         self._check_ranges(i, seg, src, dst)
+        log.debug("EXTENDED COPY at %s: segment %d (%s): %s -> %s, %d bytes planned",
+                  receiving.name, i, seg.describe(), src.name, dst.name,
+                  _segment_bytes(seg, src, dst))
         return _Plan(i, i == len(plist.segments) - 1, seg, src, dst, scscd, dcscd)
 
     def _check_ranges(self, i: int, seg: Any, src: Any, dst: Any) -> None:

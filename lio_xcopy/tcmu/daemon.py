@@ -32,9 +32,10 @@ from lio_xcopy.devices.foreign import ForeignDevices
 from lio_xcopy.devices.members import foreign_designator
 from lio_xcopy.errors import LioXcopyError
 from lio_xcopy.scsi.errors import CheckCondition, HardwareError
-from lio_xcopy.scsi.sense import CHECK_CONDITION, GOOD, TASK_ABORTED
+from lio_xcopy.scsi.sense import CHECK_CONDITION, GOOD, TASK_ABORTED, SenseKey
 from lio_xcopy.scsi.xcopy import CopyCommandStatus
 from lio_xcopy.tcmu import state as state_file
+from lio_xcopy.tcmu import uio as uio_mod
 from lio_xcopy.tcmu.exports import exposure
 from lio_xcopy.tcmu.handler import Libraries, open_device
 from lio_xcopy.tcmu.memory import tune_malloc
@@ -102,6 +103,16 @@ def execute(device: ScsiDevice, cmd: RingCommand) -> Outcome | Future:
     return _outcome(lambda: device.handle(Command(cmd.cdb, cmd.data)), device, cmd)
 
 
+def command_name(device: ScsiDevice, cdb: bytes) -> str:
+    """The command's name as the device's CDB table has it (``READ (10)``), or its
+    opcode in hex for a command the device does not know."""
+    try:
+        layout, _ = device._lookup(cdb)
+        return layout.NAME
+    except (CheckCondition, AttributeError):
+        return f"opcode {cdb[0]:02X}h" if cdb else "empty CDB"
+
+
 def shape_answer(device: ScsiDevice, cmd: RingCommand, outcome: Outcome,
                  read_len_honoured: bool = True) -> int | None:
     """The ``read_len`` to report for ``cmd`` (None: the whole buffer or none), after
@@ -165,6 +176,7 @@ class TcmuDevice:
         self._on_worker = 0  # commands handed to the worker and not yet answered
         self._queued: set[int] = set()  # cmd_ids of those, whose future is the worker's
         self._aborted: set[int] = set()  # cmd ids task management aborted on the worker
+        self._started: dict[int, float] = {}  # cmd_id -> when read off the ring (DEBUG only)
         self.notify: Callable[[], None] = lambda: None  # set by the daemon: wake the loop
 
     @classmethod
@@ -225,10 +237,13 @@ class TcmuDevice:
             with contextlib.suppress(BlockingIOError, InterruptedError):
                 os.read(self.fd, 4)
         done = 0
+        debug = log.isEnabledFor(logging.DEBUG)
         for entry in self.ring.entries():
             if isinstance(entry, RingTmr):
                 self.task_management(entry)
                 continue
+            if debug:
+                self._started[entry.cmd_id] = time.monotonic()
             if self._on_worker or self.device.runs_long(Command(entry.cdb, entry.data)):
                 self._to_worker(entry)
                 continue
@@ -286,6 +301,28 @@ class TcmuDevice:
     def _respond(self, entry: RingCommand, outcome: Outcome) -> None:
         read_len = shape_answer(self.device, entry, outcome, self.ring.read_len_honoured)
         self.ring.complete(entry.cmd_id, outcome[0], outcome[1], read_len)
+        if log.isEnabledFor(logging.DEBUG):
+            self._log_command(entry, outcome)
+
+    def _log_command(self, entry: RingCommand, outcome: Outcome) -> None:
+        """One DEBUG line per command answered: opcode, cmd_id, LUN, data length,
+        status (with sense key and ASC/ASCQ) and the time from ring to answer."""
+        started = self._started.pop(entry.cmd_id, None)
+        took = "?" if started is None else f"{(time.monotonic() - started) * 1e3:.2f} ms"
+        status, sense, produced = outcome
+        if status == GOOD:
+            result = "GOOD"
+        elif len(sense) >= 14:
+            try:
+                key = SenseKey(sense[2] & 0x0F).name
+            except ValueError:
+                key = f"sense key {sense[2] & 0x0F:#x}"
+            result = f"CHECK CONDITION {key} {sense[12]:02X}h/{sense[13]:02X}h"
+        else:
+            result = f"status {status:#04x}"
+        log.debug("%s: cmd %d %s, %d byte(s) buffer, %d in: %s in %s", self.name,
+                  entry.cmd_id, command_name(self.device, entry.cdb), entry.data.length,
+                  produced, result, took)
 
     def complete_finished(self) -> int:
         """On the loop's thread: complete every long command whose worker is done."""
@@ -510,7 +547,10 @@ class Daemon:
         self.selector.register(dev.fd, selectors.EVENT_READ, ("dev", key))
         self._state_due = True
 
-    def remove(self, key: str) -> None:
+    def remove(self, key: str, deleted: bool = False) -> None:
+        """Stop serving a device and close it. ``deleted``: the LUN itself was deleted
+        (its udev "remove" event, its uio device gone), logged once as "LUN <name>
+        removed"; otherwise the daemon merely stops serving it."""
         dev = self.devices.pop(key, None)
         if dev is None:
             return
@@ -519,7 +559,22 @@ class Daemon:
         self.names.pop(id(dev.device), None)
         self._state_due = True
         dev.close()
-        log.info("stopped serving %s", dev.name)
+        if deleted:
+            log.info("LUN %s removed", dev.name)
+        else:
+            log.info("stopped serving %s", dev.name)
+
+    def deleted(self, key: str, dev: TcmuDevice) -> bool:
+        """Whether the kernel is deleting (or has deleted) this device's LUN.
+
+        ``uio_unregister_device`` (drivers/uio/uio.c) removes ``maps/`` before it makes
+        the fd fail with EIO, and removes the sysfs directory after; the storage object's
+        configfs directory goes first of all (rtslib deletes it). Any of those missing
+        means a deletion, not an I/O failure."""
+        tcmu = self.names.get(id(dev.device))
+        if tcmu is not None and uio_mod.CONFIGFS_CORE.is_dir() and not tcmu.configfs.is_dir():
+            return True
+        return key.startswith("/") and not (Path(key) / "maps").is_dir()
 
     def load_copy_groups(self) -> None:
         """Read the operator's copy groups again (at start and on SIGHUP)."""
@@ -539,22 +594,46 @@ class Daemon:
     def admitted_foreign(self, receiving: ScsiDevice) -> frozenset[str]:
         """The foreign devices (designator texts) a copy received by ``receiving`` may
         name: the ``foreign:`` members of the copy groups it is in. None by default."""
-        return frozenset(
-            text for members in self.copy_groups.values() if receiving.name in members
-            for text in map(foreign_designator, members) if text is not None)
+        groups = {g: members for g, members in self.copy_groups.items()
+                  if receiving.name in members}
+        admitted = frozenset(text for members in groups.values()
+                             for text in map(foreign_designator, members) if text is not None)
+        if log.isEnabledFor(logging.DEBUG):
+            if admitted:
+                log.debug("foreign admission: copies received by %s may name %s (copy "
+                          "group(s) %s)", receiving.name, sorted(admitted), sorted(groups))
+            else:
+                log.debug("foreign admission: copies received by %s may name no foreign "
+                          "device: no copy group holds it with a foreign: member",
+                          receiving.name)
+        return admitted
 
     def same_initiators(self, a: ScsiDevice, b: ScsiDevice) -> bool:
         """The copy access policy: both LUNs are in one copy group the operator made, or
         (the default) both are exported to exactly the same initiators (read from
         configfs at each copy, so ACL changes count at once)."""
         pair = {a.identity.name, b.identity.name}
-        if any(pair <= members for members in self.copy_groups.values()):
+        group = next((g for g, members in self.copy_groups.items() if pair <= members), None)
+        if group is not None:
+            log.debug("copy access policy: %s and %s may copy together: both in copy group "
+                      "%r", a.name, b.name, group)
             return True
         na, nb = self.names.get(id(a)), self.names.get(id(b))
         if na is None or nb is None:
+            log.debug("copy access policy keeps %s and %s apart: %s is not a storage object "
+                      "of ours", a.name, b.name, a.name if na is None else b.name)
             return False
         ea, eb = exposure(na.hba, na.name), exposure(nb.hba, nb.name)
-        return bool(ea) and ea == eb
+        if ea and ea == eb:
+            log.debug("copy access policy: %s and %s may copy together: both exported to "
+                      "exactly %s", a.name, b.name, sorted(ea))
+            return True
+        log.debug("copy access policy keeps %s and %s apart: %s; export them to the same "
+                  "initiators or put both in one copy group", a.name, b.name,
+                  "neither is exported" if not ea and not eb else
+                  f"{a.name} is exported to {sorted(ea) or 'no initiator'}, "
+                  f"{b.name} to {sorted(eb) or 'no initiator'}")
+        return False
 
     # --- the loop ----------------------------------------------------------------------
     def start_udev(self) -> None:
@@ -585,7 +664,7 @@ class Daemon:
                 self.add(d.sys_path)
             elif d.action == "remove":
                 self.forget(d.sys_path)
-                self.remove(d.sys_path)
+                self.remove(d.sys_path, deleted=True)
 
     def _notify(self) -> None:
         with contextlib.suppress(BlockingIOError):
@@ -605,7 +684,7 @@ class Daemon:
         once more those passed over or given up."""
         present = set(self._uio_paths(uio_class))
         for key in [k for k in self.devices if k.startswith("/") and k not in present]:
-            self.remove(key)
+            self.remove(key, deleted=True)
         for key in [k for k in self._retries if k not in present]:
             self.forget(key)
         self._passed.clear()
@@ -678,15 +757,22 @@ class Daemon:
 
     def _on_ring(self, key: str, work: Callable[[TcmuDevice], int]) -> None:
         """Service or complete on one device's ring; a device whose ring broke or whose
-        uio device the kernel unregistered (EIO) is dropped, the others go on."""
+        uio device failed is dropped, the others go on. EIO/ENODEV while the LUN is
+        being deleted is the deletion (INFO, once); on a LUN that still exists it is a
+        failure (WARNING)."""
         dev = self.devices[key]
         try:
             work(dev)
         except LioXcopyError as e:
             log.error("%s: ring failure, device dropped: %s", key, e)
             self.remove(key)
-        except OSError as e:  # EIO: the kernel unregistered the uio device
-            log.info("%s: uio device gone (%s)", dev.name, e.strerror)
+        except OSError as e:
+            if e.errno in (errno.EIO, errno.ENODEV) and self.deleted(key, dev):
+                self.remove(key, deleted=True)
+                return
+            log.warning("%s: its uio device failed (%s), no longer serving it; check the "
+                        "kernel log (dmesg), then `systemctl reload lio-xcopy` to serve it "
+                        "again", dev.name, e.strerror or e)
             self.remove(key)
 
     def _drain_deferred(self, timeout: float = 60.0) -> None:
@@ -717,7 +803,9 @@ def main(argv: list[str] | None = None,
     p = argparse.ArgumentParser(
         prog="lio-xcopy daemon", parents=list(parents),
         description="Serve every TCMU device of our subtype until SIGTERM or SIGINT.")
-    p.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="log at debug level: one line per command answered, how each "
+                        "EXTENDED COPY is planned, and each copy access policy decision")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
                    help="log level (default info; -v means debug)")
     p.add_argument("--subtype", default=SUBTYPE, help="TCMU handler subtype to serve")

@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -208,3 +209,43 @@ def test_help_of_a_shell_command_and_daemon_usage_errors(monkeypatch, capsys):
     assert cli.main(["daemon", "--config"]) == 2
     assert capsys.readouterr().err == ("lio-xcopy daemon: argument --config: expected one "
                                        "argument; see `lio-xcopy daemon --help`\n")
+
+
+@pytest.mark.parametrize("mounted", [False, True])
+@pytest.mark.parametrize("cmd", ["status", "saveconfig"])
+def test_status_and_saveconfig_without_lio_say_how_to_load_it(
+        tmp_path, monkeypatch, capsys, cmd, mounted):
+    """No configfs mounted, or configfs without target_core_mod: one line on stderr with
+    the commands that load LIO, exit status 1, nothing written."""
+    from lio_xcopy.control import provision
+
+    configfs = tmp_path / "sys" / "kernel" / "config"
+    configfs.mkdir(parents=True)
+    monkeypatch.setattr(provision, "CONFIGFS", configfs)
+    monkeypatch.setattr(provision.os.path, "ismount", lambda p: mounted and p == configfs)
+    out_file = tmp_path / "saved.json"
+    assert cli.main([cmd, str(out_file)]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and "Traceback" not in err
+    [line] = err.splitlines()
+    assert line.startswith(f"lio-xcopy {cmd}: LIO is not available on this host: ")
+    if mounted:
+        assert line.endswith("run `modprobe target_core_user tcm_loop`")
+    else:
+        assert f"`modprobe configfs && mount -t configfs none {configfs} && modprobe " \
+               "target_core_user tcm_loop`" in line
+    assert not out_file.exists()
+
+
+def test_status_and_saveconfig_without_lio_as_a_user_types_them(tmp_path):
+    """The installed command on a host without LIO (as this test host may be)."""
+    from lio_xcopy.control import provision
+
+    if (provision.CONFIGFS / "target").is_dir():
+        pytest.skip("this host has LIO")
+    for cmd in (["status"], ["saveconfig", str(tmp_path / "saved.json")]):
+        p = subprocess.run([sys.executable, "-m", "lio_xcopy", *cmd],
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode == 1 and p.stdout == "", p
+        assert "Traceback" not in p.stderr and len(p.stderr.splitlines()) == 1, p.stderr
+        assert "LIO is not available on this host" in p.stderr

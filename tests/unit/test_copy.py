@@ -641,3 +641,21 @@ def test_a_running_copy_is_not_expired(lab):
     assert _copy_status(manager, src, 7).status == xcopy.CopyCommandStatus.COMPLETED
     clock.now += 1
     assert _no_held_results(manager, src, 7)
+
+
+def test_planning_is_logged_at_debug_per_cscd_and_segment(lab, caplog):
+    caplog.set_level("DEBUG", logger="lio_xcopy.copy.manager")
+    src, dst = lab.disk("src", data=os.urandom(MiB)), lab.disk("dst")
+    run(lab.manager, src, [(src, {}), (dst, {})],
+        [BlockToBlock(0, 1, 64, 0, 0), BlockToBlock(0xFFFF, 1, 8, 64, 64)])
+    debug = [r.getMessage() for r in caplog.records if r.levelname == "DEBUG"]
+    naa = dst.designators()[0].value.hex()
+    assert f"EXTENDED COPY at src: CSCD 1 (designator {naa}" in "\n".join(debug)
+    assert any(m.startswith("EXTENDED COPY at src: CSCD 1 (") and m.endswith("is LUN dst")
+               for m in debug)
+    assert "EXTENDED COPY at src: CSCD ID 0xffff is src itself" in debug
+    planned = [m for m in debug if "bytes planned" in m]
+    assert len(planned) == 2
+    assert planned[0].startswith("EXTENDED COPY at src: segment 0 (")
+    assert planned[0].endswith(": src -> dst, 32768 bytes planned")
+    assert planned[1].endswith(": src -> dst, 4096 bytes planned")

@@ -651,3 +651,149 @@ def test_the_allocator_keeps_large_buffers_returnable():
     code = ("from lio_xcopy.tcmu.memory import tune_malloc; "
             "import sys; sys.exit(0 if tune_malloc() else 1)")
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
+
+
+# --- a LUN deleted, and a uio device that fails --------------------------------------------
+def _eio(dev: TcmuDevice) -> int:
+    import errno
+
+    raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+
+def _loud(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelname in ("WARNING", "ERROR")]
+
+
+@pytest.mark.parametrize("eio_first", [True, False])
+def test_a_deleted_lun_is_reported_removed_once_and_quietly(
+        tmp_path, img, sim_rings, caplog, eio_first):
+    """``uio_unregister_device`` removes maps/, fails the fd with EIO, then removes the
+    device and sends "remove": in whichever order the daemon sees the EIO and the event."""
+    import shutil
+
+    caplog.set_level("DEBUG")
+    path = fake_uio(tmp_path, 5, f"tcm-user/1/del0/xcopy/disk;{img}")
+    daemon = Daemon(clock=Clock())
+    daemon._monitor = monitor = Monitor()
+    assert daemon.add(str(path)) is not None
+    shutil.rmtree(path / "maps")
+    if eio_first:
+        daemon._on_ring(str(path), _eio)
+    shutil.rmtree(path)
+    monitor.event("remove", path)
+    daemon._udev_event()
+    assert not daemon.devices
+    removed = [r for r in caplog.records if r.getMessage() == "LUN del0 removed"]
+    assert len(removed) == 1 and removed[0].levelname == "INFO"
+    assert not _loud(caplog) and "uio device gone" not in caplog.text
+
+
+def test_a_deleted_storage_object_is_a_removal_even_before_sysfs_changes(
+        tmp_path, img, sim_rings, caplog, monkeypatch):
+    caplog.set_level("INFO")
+    core = tmp_path / "configfs" / "core"
+    (core / "user_1" / "del1" / "wwn").mkdir(parents=True)
+    (core / "user_1" / "del1" / "wwn" / "vpd_unit_serial").write_text("T10 VPD: abcd\n")
+    monkeypatch.setattr(uio, "CONFIGFS_CORE", core)
+    path = fake_uio(tmp_path, 6, f"tcm-user/1/del1/xcopy/disk;{img}")
+    daemon = Daemon(clock=Clock())
+    assert daemon.add(str(path)) is not None
+    (core / "user_1" / "del1" / "wwn" / "vpd_unit_serial").unlink()
+    for d in ("wwn", ""):
+        (core / "user_1" / "del1" / d).rmdir()
+    daemon._on_ring(str(path), _eio)
+    assert not daemon.devices and "LUN del1 removed" in caplog.text and not _loud(caplog)
+
+
+def test_an_io_failure_on_a_lun_that_still_exists_is_a_warning(tmp_path, img, sim_rings,
+                                                                caplog):
+    caplog.set_level("INFO")
+    path = fake_uio(tmp_path, 7, f"tcm-user/1/bad0/xcopy/disk;{img}")
+    daemon = Daemon(clock=Clock())
+    assert daemon.add(str(path)) is not None
+    daemon._on_ring(str(path), _eio)
+    assert not daemon.devices
+    [warning] = _loud(caplog)
+    assert warning.startswith("bad0: its uio device failed (Input/output error)")
+    assert "LUN bad0 removed" not in caplog.text
+
+
+# --- what -v adds ---------------------------------------------------------------------------
+def _sim_lun(tmp_path, name="d0"):
+    img = tmp_path / f"{name}.img"
+    img.write_bytes(bytes(1 << 20))
+    kernel = SimulatedKernel(cmdr_size=16384, data_pages=16)
+    dev = TcmuDevice(name, kernel.uio_fd, CommandRing(kernel.view),
+                     open_device(name, f"disk;{img}", "ab"))
+    return kernel, dev
+
+
+def test_each_command_is_one_debug_line_with_its_outcome_and_duration(tmp_path, caplog):
+    caplog.set_level("DEBUG", logger="lio_xcopy.tcmu.daemon")
+    kernel, dev = _sim_lun(tmp_path)
+    good = kernel.submit(bytes([0x28, 0, 0, 0, 0, 1, 0, 0, 2, 0]), data_in_len=1024)
+    bad = kernel.submit(bytes([0xC7, 0, 0, 0, 0, 0]), data_in_len=0)
+    assert dev.service() == 2
+    lines = [r.getMessage() for r in caplog.records if r.levelname == "DEBUG"]
+    import re
+
+    assert len(lines) == 2, lines
+    assert re.fullmatch(rf"d0: cmd {good} READ \(10\), 1024 byte\(s\) buffer, 1024 in: GOOD "
+                        r"in \d+\.\d\d ms", lines[0]), lines[0]
+    assert re.fullmatch(rf"d0: cmd {bad} opcode C7h, 0 byte\(s\) buffer, 0 in: CHECK "
+                        r"CONDITION ILLEGAL_REQUEST 20h/00h in \d+\.\d\d ms", lines[1]), lines[1]
+    assert not dev._started
+    dev.close()
+    kernel.close()
+
+
+def test_without_debug_commands_log_nothing_and_keep_no_timing(tmp_path, caplog):
+    caplog.set_level("INFO", logger="lio_xcopy.tcmu.daemon")
+    kernel, dev = _sim_lun(tmp_path)
+    kernel.submit(bytes([0x28, 0, 0, 0, 0, 1, 0, 0, 2, 0]), data_in_len=1024)
+    assert dev.service() == 1
+    assert not caplog.records and not dev._started
+    dev.close()
+    kernel.close()
+
+
+def test_policy_decisions_say_why_at_debug(caplog, monkeypatch):
+    from types import SimpleNamespace
+
+    from lio_xcopy.tcmu import daemon as daemon_mod
+    from lio_xcopy.tcmu.uio import UioName
+
+    caplog.set_level("DEBUG", logger="lio_xcopy.tcmu.daemon")
+    d = Daemon()
+    d.copy_groups_loader = lambda: {"offsite": ("db0", "lib0"),
+                                    "far": ("db0", "foreign:naa.6001405f00d0000000000000000000aa")}
+    d.load_copy_groups()
+    luns = {n: SimpleNamespace(name=n, identity=SimpleNamespace(name=n))
+            for n in ("db0", "lib0", "db1", "db2")}
+    for n, lun in luns.items():
+        d.names[id(lun)] = UioName(1, n, "xcopy", "")
+    seen = {"db1": frozenset({"loopback:naa.1"}), "db2": frozenset({"loopback:naa.2"})}
+    monkeypatch.setattr(daemon_mod, "exposure", lambda hba, name: seen.get(name, frozenset()))
+
+    def said() -> str:
+        text = caplog.records[-1].getMessage()
+        assert caplog.records[-1].levelname == "DEBUG"
+        return text
+
+    assert d.same_initiators(luns["db0"], luns["lib0"])
+    assert said() == ("copy access policy: db0 and lib0 may copy together: both in copy "
+                      "group 'offsite'")
+    assert not d.same_initiators(luns["db1"], luns["db2"])
+    assert said() == ("copy access policy keeps db1 and db2 apart: db1 is exported to "
+                      "['loopback:naa.1'], db2 to ['loopback:naa.2']; export them to the same "
+                      "initiators or put both in one copy group")
+    seen["db2"] = seen["db1"]
+    assert d.same_initiators(luns["db1"], luns["db2"])
+    assert said() == ("copy access policy: db1 and db2 may copy together: both exported to "
+                      "exactly ['loopback:naa.1']")
+    assert d.admitted_foreign(luns["db0"])
+    assert said() == ("foreign admission: copies received by db0 may name "
+                      "['naa.6001405f00d0000000000000000000aa'] (copy group(s) ['far', "
+                      "'offsite'])")
+    assert not d.admitted_foreign(luns["db1"])
+    assert "may name no foreign device" in said()

@@ -25,13 +25,19 @@ def test_lun_created_while_running_is_served_then_dropped(lab):
     dev = provision.find_kernel_device(lun)
     out = run("sg_readcap", str(dev.sg)).stdout
     assert re.search(r"Number of logical blocks=16384\b", out), out
+    since = len(lab.daemon.text())
     provision.delete("hotdisk")
     _wait_gone(dev.hctl)
     deadline = time.monotonic() + 10
-    while "stopped serving hotdisk" not in lab.daemon.text():
+    while "LUN hotdisk removed" not in lab.daemon.text()[since:]:
         assert time.monotonic() < deadline, lab.daemon.text()[-2000:]
         time.sleep(0.2)
     assert lab.daemon.alive()
+    # a deletion is not a failure: one INFO line, no WARNING or ERROR
+    text = lab.daemon.text()[since:]
+    assert text.count("LUN hotdisk removed") == 1, text
+    assert "uio device gone" not in text and "its uio device failed" not in text, text
+    assert not re.findall(r" (WARNING|ERROR) .*hotdisk", text), text
     # the other LUNs are still served; LIO first reports REPORTED LUNS DATA HAS CHANGED
     first = run("sg_turs", lab.disk_sg, check=False)
     assert first.returncode == 0 or "Reported luns data has changed" in first.stdout + first.stderr

@@ -133,13 +133,15 @@ def test_luns_created_and_deleted_under_io_are_all_served(lab):
     assert back.read_bytes() == src.read_bytes()
     assert served == [f"churn{i}" for i in range(LUNS)]
     _wait("every churn LUN's end", lambda: all(
-        f"stopped serving churn{i}\n" in lab.daemon.text()[since:] for i in range(LUNS)),
+        f"LUN churn{i} removed\n" in lab.daemon.text()[since:] for i in range(LUNS)),
         60, lab.daemon.text)
     text = lab.daemon.text()[since:]
     assert lab.daemon.alive()
     assert "still not ready after" not in text and "cannot serve" not in text, text[-3000:]
     assert "Traceback" not in text
+    assert "uio device gone" not in text and "its uio device failed" not in text, text[-3000:]
     for i in range(LUNS):
+        assert text.count(f"LUN churn{i} removed\n") == 1, f"churn{i}"
         assert len(re.findall(rf"serving churn{i} \(", text)) == 1, f"churn{i}"
     retries = READY.findall(text)
     missed = re.findall(r"(churn\d+) \([^)]*\): a device of ours that was not served", text)
