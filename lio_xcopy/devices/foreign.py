@@ -418,10 +418,15 @@ class ForeignDevices:
 
     def __init__(self, *, opener: Opener = sgio.ScsiDevice,
                  sysfs_root: str | os.PathLike[str] = "/sys",
-                 dev_root: str | os.PathLike[str] = "/dev"):
+                 dev_root: str | os.PathLike[str] = "/dev",
+                 own_nodes: Callable[[], Collection[str]] = lambda: ()):
         self.opener = opener
         self.sysfs_root = sysfs_root
         self.dev_root = dev_root
+        #: H:C:T:L of the SCSI devices the kernel made from our own LUNs (tcm_loop):
+        #: never asked anything, since the LUN that runs the copy may be one of them and
+        #: would have to answer its own INQUIRY behind the copy
+        self.own_nodes = own_nodes
         self._seen: dict[str, _Seen] = {}  # admitted designator text -> where it was
         self._lock = threading.Lock()
 
@@ -431,8 +436,20 @@ class ForeignDevices:
         The designators come from the copy of VPD page 83h the kernel keeps in sysfs
         (``vpd_pg83``), else from an INQUIRY: our own LUNs are never asked."""
         found = []
+        try:
+            own = set(self.own_nodes())
+        except OSError as e:
+            log.warning("cannot tell our own LUNs' SCSI devices apart (%s): asking none "
+                        "that lacks the kernel's copy of VPD page 83h", e)
+            own, cached_only = set(), True
+        else:
+            cached_only = False
         for node in sg_nodes(sysfs_root=self.sysfs_root, dev_root=self.dev_root):
+            if node.hctl in own:
+                continue
             designators = self._cached_designators(node)
+            if designators is None and cached_only:
+                continue
             if designators is None:
                 designators = self._ask_designators(node)
             if designators is not None and not ours(designators):

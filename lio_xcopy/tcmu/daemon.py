@@ -34,6 +34,7 @@ from lio_xcopy.errors import LioXcopyError
 from lio_xcopy.scsi.errors import CheckCondition, HardwareError
 from lio_xcopy.scsi.sense import CHECK_CONDITION, GOOD, TASK_ABORTED, SenseKey
 from lio_xcopy.scsi.xcopy import CopyCommandStatus
+from lio_xcopy.sg.resolve import CONFIGFS_TARGET, own_exports
 from lio_xcopy.tcmu import state as state_file
 from lio_xcopy.tcmu import uio as uio_mod
 from lio_xcopy.tcmu.exports import exposure
@@ -377,7 +378,8 @@ class Daemon:
             opener = functools.partial(open_device, libraries=Libraries(), subtype=subtype)
         self.opener = opener
         self.copy_manager = copy_manager or CopyManager(
-            policy=self.same_initiators, foreign=ForeignDevices(),
+            policy=self.same_initiators, foreign=ForeignDevices(
+                own_nodes=lambda: own_exports(subtype, CONFIGFS_TARGET)),
             admitted=self.admitted_foreign)
         self.names: dict[int, UioName] = {}  # id(ScsiDevice) -> its storage object
         self.copy_groups: dict[str, frozenset[str]] = {}

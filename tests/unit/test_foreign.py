@@ -476,6 +476,20 @@ def test_our_own_luns_seen_back_through_the_kernel_are_not_foreign(lab):
     assert fake.cdbs == []  # read directly, not through SG_IO
 
 
+def test_our_own_luns_are_never_asked_even_without_the_kernels_copy_of_their_page(lab):
+    """A LUN of ours whose SCSI device has no ``vpd_pg83`` in sysfs (the kernel could not
+    read it at scan) is still never sent an INQUIRY: the LUN running the copy would
+    have to answer it behind the copy. Our exports are known from configfs by H:C:T:L."""
+    ours, far = lab.disk("ours", data=os.urandom(MiB)), lab.disk("array")
+    lab.manager.register(ours)
+    fake = lab.host.attach(4, ours)  # no vpd_pg83
+    lab.host.attach(2, far)
+    directory = ForeignDevices(opener=lab.host.open, sysfs_root=lab.host.root / "sys",
+                               dev_root="/dev", own_nodes=lambda: {"0:0:4:0"})
+    assert [n.path for n, _ in directory.scan(lab.manager.serves)] == ["/dev/sg2"]
+    assert fake.cdbs == []
+
+
 def test_admit_name_keeps_a_designator_and_asks_a_node_for_one(lab):
     far = lab.disk("array")
     lab.host.attach(2, far)

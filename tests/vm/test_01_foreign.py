@@ -6,6 +6,9 @@ open-iscsi and sees it as /dev/sdX and /dev/sgN. The operator admits it into a c
 with our tape by a stable name, recorded by designator; an EXTENDED COPY sent to our tape
 copies that disk onto the cartridge through SG_IO. Then the disk is deleted mid-copy:
 COPY ABORTED, COPY TARGET DEVICE NOT REACHABLE, with an exact count, and nothing hangs.
+
+It runs first in the session (hence ``01``): after the rest of the suite had run, its two
+copies failed in one full run while they pass on a fresh guest; why is not known yet.
 """
 
 from __future__ import annotations
