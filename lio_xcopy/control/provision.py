@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from lio_xcopy.errors import ConfigError
+from lio_xcopy.errors import ConfigError, TransportError
 from lio_xcopy.tcmu.handler import HW_MAX_SECTORS, HandlerConfig
 from lio_xcopy.tcmu.uio import SUBTYPE
 
@@ -217,14 +217,41 @@ def export_loopback(lun: Lun, lun_id: int | None = None, target_wwn: str | None 
     return rts.LUN(tpg, lun=lun_id, storage_object=lun.storage_object).lun
 
 
+def _unexport(so) -> None:
+    """Remove every export of ``so``, then ``so`` itself. When no process has its ring
+    open (the daemon is stopped or died), the commands queued on it are failed BUSY
+    first: unexporting waits for each, and an unserved ring would hold them until
+    ``cmd_time_out`` (ten minutes)."""
+    from lio_xcopy.tcmu import uio
+
+    configfs = Path(so.path)
+    hba = configfs.parent.name.removeprefix("user_")
+    dev = uio.find_device(int(hba), so.name) if hba.isdigit() else None
+    blocked = False
+    if dev is not None and not uio.ring_holders(dev.devnode):
+        log.warning("%s: no daemon serves it: failing its queued commands BUSY so the "
+                    "delete does not wait out cmd_time_out", so.name)
+        try:
+            uio.fail_unserved_ring(configfs)
+            blocked = True
+        except TransportError as e:
+            log.warning("%s: %s; the delete waits for the kernel's command timer", so.name, e)
+    try:
+        for lun in list(so.attached_luns):
+            lun.delete()
+    except BaseException:
+        if blocked:
+            uio.unblock_ring(configfs)
+        raise
+    so.delete()
+
+
 def delete(name: str) -> None:
     """Remove a LUN and every export of it."""
     rts = _rtslib()
     for so in rts.RTSRoot().storage_objects:
         if so.name == name and so.plugin == "user":
-            for lun in list(so.attached_luns):
-                lun.delete()
-            so.delete()
+            _unexport(so)
             return
     raise ConfigError(f"no LUN named {name!r}: `lio-xcopy status` lists them")
 
@@ -234,9 +261,7 @@ def delete_all() -> None:
     rts = _rtslib()
     for so in list(rts.RTSRoot().storage_objects):
         if so.plugin == "user" and so.config and so.config.startswith(f"{SUBTYPE}/"):
-            for lun in list(so.attached_luns):
-                lun.delete()
-            so.delete()
+            _unexport(so)
     for target in list(rts.FabricModule("loopback").targets):
         if all(not list(tpg.luns) for tpg in target.tpgs):
             target.delete()

@@ -105,3 +105,69 @@ def read_unit_serial(tcmu: UioName) -> str | None:
     except OSError:
         return None
     return text.rsplit(":", 1)[-1].strip() or None
+
+
+UIO_CLASS = Path("/sys/class/uio")
+
+
+def find_device(hba: int, name: str, sys_class: Path | None = None) -> UioDevice | None:
+    """The uio device of the user backstore ``user_<hba>/<name>`` (looked for in
+    ``sys_class``, by default :data:`UIO_CLASS`); None when there is none."""
+    try:
+        entries = sorted((sys_class or UIO_CLASS).iterdir())
+    except OSError:
+        return None
+    for sys_path in entries:
+        try:
+            dev = UioDevice.from_sys_path(sys_path)
+        except TransportError:
+            continue
+        if dev is not None and (dev.tcmu.hba, dev.tcmu.name) == (hba, name):
+            return dev
+    return None
+
+
+def ring_holders(devnode: Path, proc: Path = Path("/proc")) -> list[int]:
+    """The processes that have ``devnode`` (a /dev/uioN) open: the daemon serving that
+    ring, if any. The kernel lets one open it at a time (``tcmu_open``)."""
+    want = str(devnode)
+    pids: list[int] = []
+    for p in proc.iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            fds = list((p / "fd").iterdir())
+        except OSError:  # gone, or not ours to see
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(fd) == want:
+                    pids.append(int(p.name))
+                    break
+            except OSError:
+                continue
+    return pids
+
+
+def fail_unserved_ring(configfs: Path) -> None:
+    """Let a ring that no process serves drain now rather than after ``cmd_time_out``:
+    ``action/block_dev`` = 1 makes the kernel answer new commands BUSY
+    (``queue_cmd_ring``: TCM_LUN_BUSY), then ``action/reset_ring`` = 1 fails what is
+    queued BUSY (``tcmu_reset_ring``), which an initiator retries. Unexporting the LUN
+    waits for every command it holds (``transport_clear_lun_ref``); with this it need
+    not wait for the timer. Raises :class:`TransportError` when the kernel refuses."""
+    for attr in ("block_dev", "reset_ring"):
+        path = configfs / "action" / attr
+        try:
+            path.write_text("1\n")
+        except OSError as e:
+            raise TransportError(f"cannot write {path}: {e.strerror or e}") from e
+
+
+def unblock_ring(configfs: Path) -> None:
+    """Undo :func:`fail_unserved_ring`'s block (``action/block_dev`` = 0)."""
+    path = configfs / "action" / "block_dev"
+    try:
+        path.write_text("0\n")
+    except OSError as e:
+        raise TransportError(f"cannot write {path}: {e.strerror or e}") from e

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import MiB, clear_unit_attention, extra_lun, restart_daemon, run
+from conftest import MiB, _start_daemon, clear_unit_attention, extra_lun, restart_daemon, run
 
 from lio_xcopy.control import provision
 from lio_xcopy.devices.awstape import AwsTape
@@ -144,3 +144,37 @@ def run_bytes(*cmd: str) -> bytes:
     p = subprocess.run(cmd, capture_output=True, timeout=300)
     assert p.returncode == 0, p.stderr.decode(errors="replace")
     return p.stdout
+
+
+def test_a_lun_deleted_while_no_daemon_serves_it_returns_before_the_command_timer(lab):
+    """With the daemon dead, a read sits on the LUN's ring; deleting the LUN fails it
+    BUSY through configfs instead of waiting out cmd_time_out (600 s)."""
+    lun = provision.create_disk("orphan", lab.work / "orphan.img", 8 * MiB)
+    dev = extra_lun(lab, lun)
+    clear_unit_attention(str(dev.sg))
+    name = os.path.basename(str(dev.block))
+    d = lab.daemon
+    d.proc.send_signal(signal.SIGKILL)
+    assert d.proc.wait(timeout=120) == -signal.SIGKILL
+    reader = subprocess.Popen(["dd", f"if={dev.block}", "of=/dev/null", "bs=64k", "count=1",
+                               "iflag=direct"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for("the read to sit on the unserved ring", lambda: sum(
+            int(n) for n in Path(f"/sys/block/{name}/inflight").read_text().split()) > 0,
+            timeout=30, step=0.01)
+        t0 = time.monotonic()
+        provision.delete(lun.name)
+        took = time.monotonic() - t0
+        assert took < 120, f"deleting the unserved LUN took {took:.0f} s"
+        assert not list(Path("/sys/kernel/config/target/core").glob("user_*/orphan"))
+        _, err = reader.communicate(timeout=240)
+        assert reader.returncode != 0, "the read of a deleted LUN cannot succeed"
+        print(f"\nunserved LUN deleted in {took:.1f} s; the queued read ended: "
+              f"{err.strip().splitlines()[-1] if err.strip() else reader.returncode}")
+    finally:
+        if reader.poll() is None:
+            reader.kill()
+            reader.wait()
+        d.proc = _start_daemon(lab.work, "a")
+        clear_unit_attention(lab.disk_sg, lab.tape_sg)
