@@ -127,6 +127,9 @@ class CopyJob:
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
+    #: the ASC of the COPY ABORTED a cancelled copy ends in: task management or another
+    #: initiator cleared it, or the device server itself did (the daemon is stopping)
+    cancelled_by: int = Asc.COMMANDS_CLEARED_BY_ANOTHER_INITIATOR
     future: Future[int] | None = None  # the EXTENDED COPY command's completion
     carry: bytes = b""  # residual held for the next segment (CAT, SPC-4 6.4.6.1)
 
@@ -204,6 +207,18 @@ class CopyManager:
                     job.list_id, job.transferred)
         job.cancel.set()
         return True
+
+    def stop(self) -> list[CopyJob]:
+        """The copy manager is stopping: every running copy ends at its next chunk in
+        COPY ABORTED, COMMANDS CLEARED BY DEVICE SERVER (SPC-4 Annex D, 2Fh/02h), with
+        the segment it was in, so no EXTENDED COPY is left unanswered for the kernel to
+        fail BUSY and an initiator to retry from its start. Returns the copies ended."""
+        with self._lock:
+            running = list(self._running)
+        for job in running:
+            job.cancelled_by = Asc.COMMANDS_CLEARED_BY_DEVICE_SERVER
+            job.cancel.set()
+        return running
 
     def resolve(self, cscd: IdentificationCscd) -> ScsiDevice | None:
         """The LUN of ours whose VPD page 83h reports the CSCD's designator."""
@@ -476,8 +491,11 @@ class CopyManager:
         keeping the device's own sense for FAILED SEGMENT DETAILS; a device that could
         not be reached, COPY TARGET DEVICE NOT REACHABLE (SPC-4 6.4.3)."""
         if job.cancel.is_set():
-            raise CopyAborted(Asc.COMMANDS_CLEARED_BY_ANOTHER_INITIATOR, plan.index,
-                              message="copy cancelled")
+            raise CopyAborted(job.cancelled_by, plan.index,
+                              message="copy cancelled"
+                              if job.cancelled_by != Asc.COMMANDS_CLEARED_BY_DEVICE_SERVER
+                              else f"the daemon is stopping: ended after {job.transferred}"
+                                   " bytes")
         try:
             yield
         except CopyAborted:

@@ -354,6 +354,11 @@ _ASC_ADVICE = {
         "segment asked for (end of medium or data?)",
     Asc.COPY_TARGET_DEVICE_DATA_OVERRUN: "a copy source delivered more data than the "
         "segment asked for",
+    Asc.COMMANDS_CLEARED_BY_ANOTHER_INITIATOR: "task management (ABORT TASK, LUN RESET) "
+        "or another initiator ended the command",
+    Asc.COMMANDS_CLEARED_BY_DEVICE_SERVER: "the target ended the command itself (its "
+        "copy service was stopped or restarted); the destination holds a partial copy: "
+        "run the copy again",
 }
 
 

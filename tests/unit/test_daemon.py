@@ -797,3 +797,63 @@ def test_policy_decisions_say_why_at_debug(caplog, monkeypatch):
                       "'offsite'])")
     assert not d.admitted_foreign(luns["db1"])
     assert "may name no foreign device" in said()
+
+
+def test_a_stop_answers_every_running_copy_before_the_daemon_exits(tmp_path):
+    """SIGTERM during an EXTENDED COPY: the copy ends at its next chunk in COPY ABORTED,
+    COMMANDS CLEARED BY DEVICE SERVER, naming its segment, and the daemon completes the
+    command before it exits, so the kernel has nothing left to fail BUSY and no
+    initiator retries the copy from its start on the next daemon."""
+    from lio_xcopy.copy.manager import CopyManager
+    from lio_xcopy.scsi import xcopy
+    from lio_xcopy.scsi.sense import Asc
+    from lio_xcopy.scsi.xcopy import BlockToBlock, IdentificationCscd
+
+    src, dst = tmp_path / "src.img", tmp_path / "dst.img"
+    src.write_bytes(os.urandom(1 << 20) * 8)
+    dst.write_bytes(bytes(8 << 20))
+    kernel = SimulatedKernel(cmdr_size=16384, data_pages=64)
+    works: queue.SimpleQueue = queue.SimpleQueue()
+    manager = CopyManager(start=lambda work, name: works.put(work))
+    daemon = Daemon(copy_manager=manager)
+    a = open_device("a", f"disk;{src}", "aaaa")
+    b = open_device("b", f"disk;{dst}", "bbbb")
+    manager.register(b)
+    daemon.attach("sim", TcmuDevice("a", kernel.uio_fd, CommandRing(kernel.view), a))
+    naa = [next(d.value for d in dev.designators() if d.designator_type == 3) for dev in (a, b)]
+    plist = xcopy.build_extended_copy(
+        [IdentificationCscd(naa[0], 0, block_length=512),
+         IdentificationCscd(naa[1], 0, block_length=512)],
+        [BlockToBlock(0, 1, 4096, 0, 0), BlockToBlock(0, 1, 8192, 4096, 4096)],
+        list_identifier=5, list_id_usage=xcopy.ListIdUsage.HOLD)
+    t = threading.Thread(target=daemon.run)
+    t.start()
+    try:
+        cid = kernel.submit(xcopy.EXTENDED_COPY_LID1(parameter_list_length=len(plist)).encode(),
+                            data_out=plist)
+        work = works.get(timeout=10)
+        job = manager.jobs()[0]
+        real_moved = job.moved
+
+        def moved_then_stop(data, n):  # segment 1's first chunk lands, then SIGTERM
+            real_moved(data, n)
+            if job.segments_processed == 1 and not job.cancel.is_set():
+                daemon.stop()
+                assert job.cancel.wait(10)  # the stopping daemon ended the copy
+
+        job.moved = moved_then_stop
+        threading.Thread(target=work).start()
+        t.join(20)
+        assert not t.is_alive()
+        got = kernel.reap()
+    finally:
+        daemon.stop()
+        t.join(5)
+        kernel.close()
+    assert [(c.cmd_id, c.status) for c in got] == [(cid, 2)]  # answered: CHECK CONDITION
+    sense = SenseData.parse(got[0].sense)
+    assert (sense.key, sense.asc) == (SenseKey.COPY_ABORTED,
+                                      Asc.COMMANDS_CLEARED_BY_DEVICE_SERVER)
+    assert sense.command_specific == 1  # the segment it was in
+    assert job.transferred == (2 << 20) + manager.chunk  # segment 0 whole, one chunk of 1
+    assert dst.read_bytes()[:job.transferred] == src.read_bytes()[:job.transferred]
