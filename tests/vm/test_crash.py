@@ -146,6 +146,44 @@ def run_bytes(*cmd: str) -> bytes:
     return p.stdout
 
 
+def test_a_stop_during_an_extended_copy_answers_it_and_nothing_is_retried(lab, crash_disk):
+    """SIGTERM (``systemctl stop``/``restart``) mid-copy: the daemon ends the copy in
+    COPY ABORTED, COMMANDS CLEARED BY DEVICE SERVER, answers it, exits 0; no command is
+    left on the ring, so the next daemon runs nothing again; the tape holds whole
+    records, a prefix of the disk."""
+    _, disk = crash_disk
+    data = os.urandom(64 * MiB)
+    with open(lab.work / "crashdisk.img", "r+b") as f:
+        f.write(data)
+    cart = lab.work / "stoptape.aws"
+    tlun = provision.create_tape("stoptape", cart, 256 * MiB)
+    tape = extra_lun(lab, tlun)
+    try:
+        mark = len(lab.daemon.text())
+        copy = subprocess.Popen(
+            [sys.executable, "-m", "lio_xcopy", "copy", f"if={disk.sg}", f"of={tape.sg}",
+             f"tbs={RECORD}", "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_for("the copy to put 8 MiB on tape",
+                 lambda: cart.stat().st_size > 8 * MiB or copy.poll() is not None)
+        assert copy.poll() is None, f"the copy ended before the stop: {copy.communicate()}"
+        restart_daemon(lab, signal.SIGTERM)  # asserts the daemon exited 0
+        out, err = copy.communicate(timeout=300)
+        assert copy.returncode != 0, f"a copy cut short reported success: {out}{err}"
+        assert "COMMANDS CLEARED BY DEVICE SERVER" in err, err
+        log = lab.daemon.text()[mark:]
+        assert "ends in COPY ABORTED (COMMANDS CLEARED BY DEVICE SERVER)" in log, log[-3000:]
+        assert left_on_ring(lab, mark) == 0, log[-3000:]
+        with AwsTape.open_readonly(cart, strict=False) as t:
+            records = [r for r in t.dump_records() if r is not None]
+        assert records and all(len(r) == RECORD for r in records)
+        assert b"".join(records) == data[:len(records) * RECORD]
+        print(f"\ncopy stopped after {len(records) * RECORD} bytes; the initiator saw: "
+              f"{err.strip().splitlines()[-1]}")
+    finally:
+        clear_unit_attention(str(tape.sg))
+        provision.delete(tlun.name)
+
+
 def test_a_lun_deleted_while_no_daemon_serves_it_returns_before_the_command_timer(lab):
     """With the daemon dead, a read sits on the LUN's ring; deleting the LUN fails it
     BUSY through configfs instead of waiting out cmd_time_out (600 s)."""
