@@ -48,6 +48,7 @@ from lio_xcopy.scsi.errors import (
     TargetUnreachable,
 )
 from lio_xcopy.scsi.sense import Asc, SenseData, SenseKey, segment_pointer
+from lio_xcopy.scsi.vendor_sense import PolicyApart
 from lio_xcopy.scsi.xcopy import (
     BlockToBlock,
     BlockToStream,
@@ -94,7 +95,7 @@ class CopyAborted(CheckCondition):
     def __init__(self, asc: int, segment: int, *, byte: int | None = None,
                  in_segment: bool = True, information: int | None = None,
                  cause: SenseData | None = None, cause_raw: bytes | None = None,
-                 message: str = ""):
+                 vendor: bytes = b"", message: str = ""):
         self.segment = segment
         self.cause = cause
         self.cause_raw = cause_raw
@@ -104,6 +105,7 @@ class CopyAborted(CheckCondition):
                 command_specific=segment & 0xFFFF,
                 sense_key_specific=(segment_pointer(byte, in_segment=in_segment)
                                     if byte is not None else None),
+                vendor=vendor,
             ),
             message=message or f"copy aborted in segment {segment}",
         )
@@ -328,11 +330,12 @@ class CopyManager:
             raise CopyAborted(Asc.UNREACHABLE_COPY_TARGET, seg_index, byte=field_byte,
                               message=f"CSCD ID {cscd_id:#06x} names no logical unit here")
 
-        def unreachable(why: str) -> CopyAborted:
+        def unreachable(why: str, vendor: bytes = b"") -> CopyAborted:
             log.warning("EXTENDED COPY at %s names %s: %s: refused", receiving.name,
                         cscd.describe(), why)
             return CopyAborted(Asc.COPY_TARGET_DEVICE_NOT_REACHABLE, seg_index,
                                byte=plist.cscd_offset(cscd_id), in_segment=False,
+                               vendor=vendor,
                                message=f"no device reachable here has designator "
                                        f"{cscd.designator.hex()}: {why}")
 
@@ -340,7 +343,8 @@ class CopyManager:
         if own is not None:
             if own is not receiving and not self.policy(receiving, own):
                 raise unreachable(f"{own.name}, which the copy access policy keeps apart "
-                                  "from it")
+                                  "from it",
+                                  PolicyApart(receiving.name, own.name).encode())
             log.debug("EXTENDED COPY at %s: CSCD %d (designator %s) is LUN %s", receiving.name,
                       cscd_id, cscd.designator.hex(), own.name)
             return self._copy_end(own, seg_index, foreign, unreachable), cscd

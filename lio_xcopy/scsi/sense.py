@@ -26,6 +26,12 @@ DESCRIPTOR_CURRENT = 0x72
 DESCRIPTOR_DEFERRED = 0x73
 
 FIXED_LENGTH = 18
+#: the sense buffer TCMU carries (TCMU_SENSE_BUFFERSIZE) less the fixed part: room for
+#: vendor-specific additional sense bytes
+VENDOR_MAX = 96 - FIXED_LENGTH
+#: the descriptor type lio-xcopy's vendor-specific sense bytes travel in (80h-FFh are
+#: vendor specific, SPC-4 4.5.2.1)
+VENDOR_DESCRIPTOR = 0x80
 
 
 class SenseKey(IntEnum):
@@ -157,11 +163,16 @@ class SenseData:
     eom: bool = False
     ili: bool = False
     deferred: bool = False
+    #: vendor-specific additional sense bytes (fixed format bytes 18 and on; descriptor
+    #: format: a vendor-specific descriptor, type 80h); at most :data:`VENDOR_MAX`
+    vendor: bytes = b""
 
     # --- fixed format, SPC-4 4.5.3 ---------------------------------------------------
     def fixed(self) -> bytes:
-        """Encode in fixed format (18 bytes)."""
-        buf = bytearray(FIXED_LENGTH)
+        """Encode in fixed format (18 bytes, then the vendor-specific bytes)."""
+        vendor = self.vendor[:VENDOR_MAX]
+        buf = bytearray(FIXED_LENGTH + len(vendor))
+        buf[FIXED_LENGTH:] = vendor
         info_valid = self.information is not None and (
             -(1 << 31) <= self.information <= 0xFFFFFFFF
         )  # a 64-bit LBA does not fit: VALID stays clear (SPC-4 4.5.3)
@@ -174,7 +185,7 @@ class SenseData:
         )
         if info_valid:
             struct.pack_into(">I", buf, 3, self.information & 0xFFFFFFFF)
-        buf[7] = FIXED_LENGTH - 8
+        buf[7] = FIXED_LENGTH - 8 + len(vendor)
         struct.pack_into(">I", buf, 8, self.command_specific & 0xFFFFFFFF)
         buf[12] = self.asc >> 8
         buf[13] = self.asc & 0xFF
@@ -198,6 +209,9 @@ class SenseData:
                 0x20 if self.ili else 0
             )
             descs += struct.pack(">BBxB", 0x04, 0x02, bits)
+        if self.vendor:
+            vendor = self.vendor[:VENDOR_MAX - 2]
+            descs += struct.pack(">BB", VENDOR_DESCRIPTOR, len(vendor)) + vendor
         head = struct.pack(
             ">BBBBxxxB",
             DESCRIPTOR_DEFERRED if self.deferred else DESCRIPTOR_CURRENT,
@@ -224,6 +238,7 @@ class SenseData:
                 raise SenseFormatError(f"fixed sense too short: {len(buf)} bytes")
             sks = buf[15:18] if len(buf) >= 18 and buf[15] & 0x80 else None
             return cls(
+                vendor=buf[FIXED_LENGTH:8 + buf[7]],
                 key=SenseKey(buf[2] & 0x0F),
                 asc=buf[12] << 8 | buf[13],
                 information=struct.unpack_from(">I", buf, 3)[0] if buf[0] & 0x80 else None,
@@ -247,6 +262,8 @@ class SenseData:
                     fields["command_specific"] = struct.unpack_from(">Q", body, 2)[0]
                 elif dtype == 0x02 and len(body) >= 5:
                     fields["sense_key_specific"] = body[2:5]
+                elif dtype == VENDOR_DESCRIPTOR:
+                    fields["vendor"] = body
                 elif dtype == 0x04 and len(body) >= 2:
                     fields.update(
                         filemark=bool(body[1] & 0x80),

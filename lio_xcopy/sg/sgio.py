@@ -56,6 +56,7 @@ from lio_xcopy.scsi import sbc, spc, ssc
 from lio_xcopy.scsi.cdb import Cdb, cdb_length
 from lio_xcopy.scsi.sense import CHECK_CONDITION, Asc, SenseData, SenseKey
 from lio_xcopy.scsi.spc import Designator
+from lio_xcopy.scsi.vendor_sense import PolicyApart
 
 # --- include/scsi/sg.h ---------------------------------------------------------------------
 SG_IO = 0x2285
@@ -432,7 +433,9 @@ def explain_sense(sense: SenseData) -> str:
                        "(for EXTENDED COPY: the segment being processed)")
     if details:
         head += f"; {', '.join(details)}"
-    advice = _ASC_ADVICE.get(sense.asc) or _KEY_ADVICE.get(sense.key, "")
+    refusal = PolicyApart.decode(sense.vendor)
+    advice = (refusal.advice() if refusal is not None
+              else _ASC_ADVICE.get(sense.asc) or _KEY_ADVICE.get(sense.key, ""))
     return f"{head}: {advice}" if advice else head
 
 

@@ -15,7 +15,8 @@ from lio_xcopy.devices.disk import Disk
 from lio_xcopy.devices.tape import Tape
 from lio_xcopy.scsi import spc, xcopy
 from lio_xcopy.scsi.errors import CheckCondition, IllegalRequest
-from lio_xcopy.scsi.sense import Asc, SenseKey
+from lio_xcopy.scsi.sense import Asc, SenseData, SenseKey
+from lio_xcopy.scsi.vendor_sense import PolicyApart
 from lio_xcopy.scsi.xcopy import (
     BlockToBlock,
     BlockToStream,
@@ -24,6 +25,7 @@ from lio_xcopy.scsi.xcopy import (
     StreamToBlock,
     StreamToStream,
 )
+from lio_xcopy.sg.sgio import explain_sense
 
 pytest_plugins = ["faults"]
 
@@ -328,6 +330,16 @@ def test_copy_access_policy_refuses_a_lun_kept_apart(lab):
     with pytest.raises(CopyAborted) as e:
         run(lab.manager, src, [(src, {}), (dst, {})], [BlockToBlock(0, 1, 8, 0, 0)])
     assert e.value.sense.asc == Asc.COPY_TARGET_DEVICE_NOT_REACHABLE
+    # the reason travels in the sense's vendor-specific bytes, and the backup server's
+    # tools say it: which LUNs, and what to do on the target
+    wire = SenseData.parse(e.value.sense.fixed())
+    assert PolicyApart.decode(wire.vendor) == PolicyApart("src", "dst")
+    assert PolicyApart.decode(SenseData.parse(e.value.sense.descriptor()).vendor) \
+        == PolicyApart("src", "dst")
+    words = explain_sense(wire)
+    assert "COPY TARGET DEVICE NOT REACHABLE" in words
+    assert "copy access policy keeps src and dst apart" in words
+    assert "/copy_groups create name=GROUP members=src,dst" in words
     # the receiving LUN itself is always reachable
     run(lab.manager, src, [(src, {})], [BlockToBlock(0, 0, 8, 0, 8)])
 
@@ -659,3 +671,15 @@ def test_planning_is_logged_at_debug_per_cscd_and_segment(lab, caplog):
     assert planned[0].startswith("EXTENDED COPY at src: segment 0 (")
     assert planned[0].endswith(": src -> dst, 32768 bytes planned")
     assert planned[1].endswith(": src -> dst, 4096 bytes planned")
+
+
+def test_vendor_sense_bytes_are_only_ours_behind_the_marker():
+    long = PolicyApart("d" * 60, "t" * 60)
+    wire = SenseData(SenseKey.COPY_ABORTED, Asc.COPY_TARGET_DEVICE_NOT_REACHABLE,
+                     vendor=long.encode()).fixed()
+    assert len(wire) <= 96  # what TCMU's sense buffer carries
+    back = PolicyApart.decode(SenseData.parse(wire).vendor)
+    assert back is not None and back.receiving.startswith("ddd") and back.other.startswith("t")
+    for other in (b"", bytes(10), b"LIOX", b"LIOX\x02\x01a\x01b", b"LIOX\x01\x09ab",
+                  b"XXXX\x01\x01a\x01b"):
+        assert PolicyApart.decode(other) is None, other
