@@ -3,10 +3,12 @@ daemon is running (from its state file, :mod:`lio_xcopy.tcmu.state`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from lio_xcopy.control import config
 from lio_xcopy.devices.members import foreign_designator
+from lio_xcopy.tcmu import exports
 from lio_xcopy.tcmu import state as state_file
 
 MiB = 1 << 20
@@ -49,6 +51,41 @@ def _foreign(cfg: config.SavedConfig) -> list[str]:
     return [f"foreign {text}: {'; '.join(where)}" for text, where in sorted(admitted.items())]
 
 
+def exposure_in_configfs(name: str, root: Path = exports.CONFIGFS_TARGET) -> frozenset[str]:
+    """The initiators that reach our storage object ``name`` (any user_N HBA), as the
+    daemon's copy access policy reads them."""
+    for so in sorted((root / "core").glob(f"user_*/{name}")):
+        hba = so.parent.name.removeprefix("user_")
+        if hba.isdigit():
+            return exports.exposure(int(hba), name, root)
+    return frozenset()
+
+
+def copy_access(cfg: config.SavedConfig,
+                exposure: Callable[[str], frozenset[str]]) -> list[str]:
+    """Which LUNs may be named together in one EXTENDED COPY, by the daemon's copy
+    access policy: LUNs exported to exactly the same initiators, and each copy group."""
+    by_set: dict[frozenset[str], list[str]] = {}
+    for b in cfg.backstores:
+        by_set.setdefault(exposure(b.name), []).append(b.name)
+    grouped = {m for members in cfg.copy_groups.values() for m in members}
+    out = []
+    for seen, names in by_set.items():
+        if seen and len(names) > 1:
+            out.append(f"copy access: {', '.join(names)} may copy together (exported to "
+                       f"exactly {', '.join(sorted(seen))})")
+    for group, members in sorted(cfg.copy_groups.items()):
+        out.append(f"copy access: {', '.join(members)} may copy together (copy group "
+                   f"{group})")
+    alone = [n for seen, names in by_set.items() for n in names
+             if (not seen or len(names) == 1) and n not in grouped]
+    if alone:
+        out.append(f"copy access: {', '.join(alone)} may copy only within itself: export "
+                   "the LUNs of one copy to the same initiators, or "
+                   "`lio-xcopy /copy_groups create name=GROUP members=A,B`")
+    return out
+
+
 def copy_line(c: state_file.CopyState) -> str:
     """``db0 list 7: running, segment 1/2, 12.0/64.0 MiB (18%), 45.2 MiB/s, ETA 1s``"""
     done = f"{c.transferred / MiB:.1f}"
@@ -65,8 +102,10 @@ def copy_line(c: state_file.CopyState) -> str:
 
 
 def lines(cfg: config.SavedConfig, state: state_file.DaemonState | None,
-          state_path: Path = state_file.DEFAULT_PATH) -> list[str]:
-    """The report, from the running configuration and the daemon's state."""
+          state_path: Path = state_file.DEFAULT_PATH,
+          exposure: Callable[[str], frozenset[str]] = exposure_in_configfs) -> list[str]:
+    """The report, from the running configuration, the initiators configfs says reach
+    each LUN, and the daemon's state."""
     out = []
     served = state.luns if state else {}
     for b in cfg.backstores:
@@ -83,6 +122,7 @@ def lines(cfg: config.SavedConfig, state: state_file.DaemonState | None,
         out += [f"  {e}" for e in _exports(cfg, b.name)] or ["  not exported"]
     if not cfg.backstores:
         out.append("no LUNs: create them, or `lio-xcopy restoreconfig`")
+    out += copy_access(cfg, exposure)
     out += _foreign(cfg)
     if state is None:
         out.append(f"daemon: not running (no current {state_path}); start it with "

@@ -74,3 +74,22 @@ def acquire(path: Path) -> PidLock:
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
     return PidLock(path, fd)
+
+
+def running(path: Path, proc_locks: Path = Path("/proc/locks")) -> int | None:
+    """The pid of the daemon holding the lock at ``path``, None when no process holds it
+    (the file may remain after a daemon ended). Reads the kernel's table of locks
+    rather than trying the lock, so a daemon starting meanwhile is never disturbed."""
+    try:
+        st = path.stat()
+        table = proc_locks.read_text()
+    except OSError:
+        return None
+    want = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    for line in table.splitlines():
+        fields = line.split()
+        # "1: FLOCK  ADVISORY  WRITE 1234 00:1a:5678 0 EOF" (fs/locks.c, lock_get_status)
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == want \
+                and fields[4].isdigit():
+            return int(fields[4])
+    return None

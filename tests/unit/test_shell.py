@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from lio_xcopy.control import cli, config
+from lio_xcopy.control import cli, config, service
 from lio_xcopy.control import shell as shell_mod
 from lio_xcopy.control.shell.lio import Backstore, LoopbackTarget, Snapshot
 from lio_xcopy.errors import ConfigError
@@ -396,7 +398,7 @@ def test_copy_groups_edit_only_the_saved_file(sh, lio, tmp_path):
     refused(sh(f"/copy_groups create name=g members=db0,db0 savefile={saved}"), "twice")
     assert config.load(saved).copy_groups == {}
     rc, out, _ = sh(f"/copy_groups create name=g members=db0,t0 savefile={saved}")
-    assert rc == 0 and "systemctl reload lio-xcopy" in out
+    assert rc == 0 and "the daemon reads /etc/lio-xcopy/saveconfig.json, not this file" in out
     assert config.load(saved).copy_groups == {"g": ("db0", "t0")}
     refused(sh(f"/copy_groups create name=g members=db0,t0 savefile={saved}"), "exists")
     assert sh(f"/copy_groups delete g savefile={saved}")[0] == 0
@@ -418,6 +420,42 @@ def test_a_copy_group_records_a_foreign_device_by_its_designator(sh, tmp_path):
             "/nonexistent/disk")
     assert sh(f"/copy_groups create name=g members=t0,{naa} savefile={saved}")[0] == 0
     assert config.load(saved).copy_groups == {"g": ("t0", f"foreign:{naa.lower()}")}
+
+
+def test_a_copy_group_in_the_daemons_file_reloads_the_running_daemon(sh, monkeypatch,
+                                                                    tmp_path):
+    saved = tmp_path / "saveconfig.json"
+    config.save(config.SavedConfig(
+        disks=(config.DiskConfig("db0", tmp_path / "a.img", MiB),),
+        tapes=(config.TapeConfig("t0", tmp_path / "t.aws", 1 << 30),)), saved)
+    monkeypatch.setattr(config, "DEFAULT_PATH", saved)
+    asked = []
+    monkeypatch.setattr(service, "reload_daemon", lambda: asked.append(1) or "reloaded")
+    rc, out, _ = sh("/copy_groups create name=g members=db0,t0")
+    assert rc == 0 and "reloaded" in out and asked == [1]
+    assert sh("/copy_groups delete g")[0] == 0 and asked == [1, 1]
+
+
+def test_reload_signals_the_process_holding_the_daemons_lock(tmp_path):
+    lock, got = tmp_path / "daemon.lock", tmp_path / "got"
+    assert "no lio-xcopy daemon is running" in service.reload_daemon(lock)
+    child = subprocess.Popen([sys.executable, "-c", f"""
+import pathlib, signal, sys, time
+from lio_xcopy.tcmu import pidlock
+held = pidlock.acquire(pathlib.Path({str(lock)!r}))
+signal.signal(signal.SIGHUP, lambda *a: (pathlib.Path({str(got)!r}).write_text("hup"),
+                                          sys.exit(0)))
+print("ready", flush=True)
+time.sleep(30)
+"""], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        assert f"pid {child.pid}" in service.reload_daemon(lock)
+        assert child.wait(timeout=10) == 0 and got.read_text() == "hup"
+    finally:
+        child.kill()
+        child.wait()
+    assert "no lio-xcopy daemon is running" in service.reload_daemon(lock)  # file remains
 
 
 # --- root commands, routing -----------------------------------------------------------------

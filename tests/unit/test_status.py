@@ -54,14 +54,15 @@ def test_copy_line_shows_progress_rate_and_eta():
 
 def test_lines_show_backing_exports_acls_and_copies_but_no_secrets():
     st = DaemonState(1, 1.0, {"db0": "disk"}, (copy(),))
-    out = status.lines(CFG, st)
+    out = status.lines(CFG, st, exposure=lambda name: frozenset())
     assert out[0] == "disk db0: /srv/db0.img, 64 MiB, 512-byte blocks, wwn u-1"
     assert out[1] == "  loopback lun 3 on naa.50014050aabbccdd"
     assert out[2] == (f"  iscsi {IQN} tpg 1 lun 0 at 10.0.0.1:3260; initiators: {INI} (CHAP)")
     assert out[3] == "tape tape0: /srv/t.aws, capacity 2.0 GiB, wwn u-2, NOT SERVED by the daemon"
     assert out[4] == f"  iscsi {IQN} tpg 1 lun 1 at 10.0.0.1:3260; initiators: none"
-    assert out[5] == "daemon: pid 1, serving 1 LUN(s), 1 copy(ies) in progress"
-    assert out[6].startswith("  copy db0 list 7: running")
+    assert out[5].startswith("copy access: db0, tape0 may copy only within itself")
+    assert out[6] == "daemon: pid 1, serving 1 LUN(s), 1 copy(ies) in progress"
+    assert out[7].startswith("  copy db0 list 7: running")
     assert not any("secret-pw" in line for line in out)
 
 
@@ -79,3 +80,30 @@ def test_lines_list_the_foreign_devices_admitted_by_designator():
     out = status.lines(cfg, None)
     assert f"foreign {naa}: copy group offsite, with tape0" in out
     assert sum(line.startswith("foreign ") for line in out) == 1
+
+
+def test_copy_access_says_which_luns_may_copy_together_and_why():
+    lib = c.SavedConfig(
+        disks=(*CFG.disks, c.DiskConfig("db1", Path("/srv/db1.img"), MiB, 512, "u-3")),
+        tapes=(*CFG.tapes, c.TapeConfig("tape1", Path("/srv/t1.aws"), MiB, "u-4")),
+        copy_groups={"nightly": ("db1", "tape1")})
+    seen = {"db0": frozenset({"loopback:naa.1"}), "tape0": frozenset({"loopback:naa.1"}),
+            "db1": frozenset({"loopback:naa.1"}), "tape1": frozenset({"loopback:naa.2"})}
+    out = status.copy_access(lib, lambda name: seen[name])
+    assert out == [
+        "copy access: db0, db1, tape0 may copy together (exported to exactly loopback:naa.1)",
+        "copy access: db1, tape1 may copy together (copy group nightly)"]
+    seen["db0"] = frozenset({"iscsi:iqn.x"})
+    out = status.copy_access(lib, lambda name: seen[name])
+    assert out[-1].startswith("copy access: db0 may copy only within itself")
+
+
+def test_exposure_in_configfs_finds_the_storage_object_on_any_user_hba(tmp_path):
+    so = tmp_path / "core" / "user_3" / "db0"
+    so.mkdir(parents=True)
+    lun = tmp_path / "loopback" / "naa.5001" / "tpgt_1" / "lun" / "lun_0"
+    lun.mkdir(parents=True)
+    (lun / "link").symlink_to(so)
+    (lun.parent.parent / "nexus").write_text("naa.5001ini\n")
+    assert status.exposure_in_configfs("db0", tmp_path) == {"loopback:naa.5001ini"}
+    assert status.exposure_in_configfs("nosuch", tmp_path) == frozenset()

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -362,23 +362,43 @@ def test_copy_access_policy_keeps_luns_of_other_initiators_apart(lab):
         p = send(lab, str(dev.sg), plist, "apart2.plist", check=False)
         assert sense_of(p.stdout + p.stderr) == ("Copy Aborted",
                                                  "Copy target device not reachable")
-        # the operator puts both in one copy group and reloads: now the copy runs
+        # our own tool tells the backup server why, from the sense's vendor bytes
+        tool = subprocess.run(
+            [sys.executable, "-m", "lio_xcopy", "copy", f"if={dev.sg}", f"of={lab.disk_sg}",
+             "count=2048", f"seek={80 * MiB // BS}", "-q"],
+            capture_output=True, text=True, timeout=120)
+        assert tool.returncode != 0
+        assert re.search(r"copy access policy keeps (apart0 and vmdisk0|vmdisk0 and apart0) "
+                         r"apart: export them to the same initiators, or on the target run "
+                         r"`lio-xcopy /copy_groups create name=GROUP members=", tool.stderr), \
+            tool.stderr
+        # status says which LUNs may copy together: apart0 only within itself
+        status = subprocess.run([sys.executable, "-m", "lio_xcopy", "status"],
+                                capture_output=True, text=True, timeout=120).stdout
+        assert re.search(r"copy access: .*apart0.* may copy only within itself", status), \
+            status
+        # the operator saves the LUNs and puts both in one copy group: the shell
+        # reloads the running daemon, and the copy runs
         saved = Path("/etc/lio-xcopy/saveconfig.json")
-        saved.parent.mkdir(mode=0o700, exist_ok=True)
-        saved.write_text(json.dumps({"version": 1, "disks": [
-            {"name": "vmdisk0", "path": str(lab.disk_lun.path), "size": DISK_SIZE},
-            {"name": "apart0", "path": str(apart.path), "size": 8 * MiB}],
-            "copy_groups": {"migrate": ["apart0", "vmdisk0"]}}))
-        saved.chmod(0o600)
-        os.kill(lab.daemon.proc.pid, signal.SIGHUP)
+        saved.unlink(missing_ok=True)
+        for cmd in (["saveconfig"],
+                    ["/copy_groups", "create", "name=migrate", "members=apart0,vmdisk0"]):
+            out = subprocess.run([sys.executable, "-m", "lio_xcopy", *cmd],
+                                 capture_output=True, text=True, timeout=120)
+            assert out.returncode == 0, out.stderr
+        assert f"the daemon (pid {lab.daemon.proc.pid}) reloads" in out.stdout, out.stdout
         deadline = time.monotonic() + 20
         while "'migrate': ['apart0', 'vmdisk0']" not in lab.daemon.text():
             assert time.monotonic() < deadline, lab.daemon.text()[-1500:]
             time.sleep(0.2)
+        status = subprocess.run([sys.executable, "-m", "lio_xcopy", "status"],
+                                capture_output=True, text=True, timeout=120).stdout
+        assert "copy access: apart0, vmdisk0 may copy together (copy group migrate)" in status
         send(lab, lab.disk_sg, plist, "apart3.plist")
         assert read_disk(lab, 80 * MiB, MiB) == secret
     finally:
-        Path("/etc/lio-xcopy/saveconfig.json").unlink(missing_ok=True)
+        for p in Path("/etc/lio-xcopy").glob("saveconfig.json*"):
+            p.unlink()
         os.kill(lab.daemon.proc.pid, signal.SIGHUP)
         provision.delete("apart0")
         clear_unit_attention(lab.disk_sg, lab.tape_sg)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from configshell_fb import ConfigNode, ExecutionError
 
-from lio_xcopy.control import config
+from lio_xcopy.control import config, service
 from lio_xcopy.control.shell import values
 from lio_xcopy.control.shell.lio import Backstore, Snapshot
 from lio_xcopy.devices.foreign import admit_name
@@ -779,7 +779,7 @@ class MappedLunNode(UINode):
 class CopyGroups(UINode):
     """``/copy_groups``: groups of LUNs that may copy to each other even when exported to
     different initiators. They live only in the saved file; the daemon reads them at
-    start and on `systemctl reload lio-xcopy`."""
+    start and on reload, which `create` and `delete` ask of a running daemon."""
 
     def __init__(self, parent) -> None:
         super().__init__("copy_groups", parent)
@@ -804,7 +804,8 @@ class CopyGroups(UINode):
         member is a LUN already saved with `saveconfig`, or a SCSI device this daemon
         does not serve, by a stable name (/dev/disk/by-id/..., /dev/tape/by-id/...) or
         its designator (naa.<hex>, ...): the file records its designator
-        (foreign:naa.<hex>), never its /dev/sgN. Then run `systemctl reload lio-xcopy`.
+        (foreign:naa.<hex>), never its /dev/sgN. A running daemon is asked to reload
+        (SIGHUP, as `systemctl reload lio-xcopy`) and applies it at once.
 
         EXAMPLE
         =======
@@ -831,10 +832,10 @@ class CopyGroups(UINode):
                                   "first (copy groups name saved LUNs)")
         config.save(replace(cfg, copy_groups={**cfg.copy_groups, name: group}), path)
         self.done(f"Saved copy group {name} ({', '.join(group)}) in {path}; "
-                  "`systemctl reload lio-xcopy` applies it.")
+                  + _applied(savefile))
 
     def ui_command_delete(self, name, savefile=None):
-        """Removes copy group name from the saved file; then `systemctl reload lio-xcopy`."""
+        """Removes copy group name from the saved file; a running daemon reloads it."""
         path = Path(savefile) if savefile else config.DEFAULT_PATH
         cfg = _load(savefile)
         if name not in cfg.copy_groups:
@@ -842,8 +843,7 @@ class CopyGroups(UINode):
                               "the default file's")
         groups = {k: v for k, v in cfg.copy_groups.items() if k != name}
         config.save(replace(cfg, copy_groups=groups), path)
-        self.done(f"Deleted copy group {name} from {path}; `systemctl reload lio-xcopy` "
-                  "applies it.")
+        self.done(f"Deleted copy group {name} from {path}; " + _applied(savefile))
 
     def ui_complete_create(self, parameters, text, current_param):
         if current_param == "members":
@@ -873,6 +873,14 @@ def _copy_group_member(m: str) -> str:
     if m.startswith("/") or is_designator_text(m):
         return foreign_member(admit_name(m))
     return m
+
+
+def _applied(savefile: str | None) -> str:
+    """After a copy group changed: the daemon reads the default saved file, so it is
+    asked to reload; another file is only a file."""
+    if savefile and Path(savefile).resolve() != config.DEFAULT_PATH.resolve():
+        return f"the daemon reads {config.DEFAULT_PATH}, not this file."
+    return service.reload_daemon() + "."
 
 
 def _load(savefile: str | None) -> config.SavedConfig:
