@@ -41,13 +41,12 @@ def disks(lab, net, iscsid):  # noqa: F811
     so = FileIOStorageObject("resid0", dev=str(theirs_img), size=SIZE)
     theirs = provision.Lun("resid0", "disk", theirs_img, so.wwn, so)
     try:
-        iscsi.export_iscsi(ours, TARGET, TARGET_IP, netns=net)
-        iscsi.export_iscsi(SimpleNamespace(name="resid0", storage_object=so), TARGET,
-                           TARGET_IP, netns=net)
+        for export in (ours, SimpleNamespace(name="resid0", storage_object=so)):
+            iscsi.export_iscsi(export, TARGET, TARGET_IP, netns=net)
         iscsi.allow_initiator(TARGET, INITIATOR)
+        node = ("-m", "node", "-T", TARGET, "-p", f"{TARGET_IP}:3260", "-I", "default")
         iscsiadm("-m", "discovery", "-t", "st", "-p", TARGET_IP, "-I", "default")
-        iscsiadm("-m", "node", "-T", TARGET, "-p", f"{TARGET_IP}:3260", "-I", "default",
-                 "--login")
+        iscsiadm(*node, "--login")
         run("udevadm", "settle", check=False)
         sgs = SimpleNamespace(ours=str(provision.find_kernel_device(ours, 60).sg),
                               fileio=str(provision.find_kernel_device(theirs, 60).sg))
