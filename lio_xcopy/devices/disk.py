@@ -305,7 +305,7 @@ class Disk(ScsiDevice):
         ``target_cmd_size_check``): the Block Limits, the LUN's range, then the buffer
         the kernel mapped, which is the initiator's expected data transfer length.
 
-        Residuals (SAM-5 5.4.3; FCP-4 9.4.2; RFC 7143 11.4.5.1), as LIO's fileio
+        Residuals (FCP-4 9.4.2; RFC 7143 11.4.5), as LIO's fileio
         answers them within what TCMU lets us say:
 
         * Data-In, buffer longer than the CDB's (underflow): the CDB's blocks move and
