@@ -259,7 +259,49 @@ class CopyManager:
     # --- EXTENDED COPY (LID1), SPC-4 6.5 ------------------------------------------------------
     def extended_copy(self, receiving: ScsiDevice, data: bytes) -> Future[int]:
         """Check the parameter list and start the copy; raise its CHECK CONDITION now
-        when the list is wrong, or return the Future the copy completes."""
+        when the list is wrong, or return the Future the copy completes.
+
+        The checks, in order; nothing moves until all have passed:
+
+        1. The parameter list alone (:func:`~lio_xcopy.scsi.xcopy.parse_extended_copy`,
+           whose docstring has the order): ILLEGAL REQUEST with a field pointer into the
+           list, as SPC-4 asks of errors found before segment descriptors are processed
+           (the sense key is the condition's, not COPY ABORTED).
+        2. Each segment in turn, against the devices its CSCDs resolve to: the source,
+           then the destination CSCD (unreachable: COPY ABORTED, COPY TARGET DEVICE NOT
+           REACHABLE), their device types (INCORRECT COPY TARGET DEVICE TYPE), block
+           length and pending unit attention, then its ranges (LOGICAL BLOCK ADDRESS OUT
+           OF RANGE, INFORMATION the LBA) and its length. These are errors in processing
+           a segment descriptor (SPC-4 6.4.6): COPY ABORTED with the segment number in
+           COMMAND-SPECIFIC INFORMATION and an SD field pointer within the segment, the
+           same sense a manager checking each segment only as it reaches it would give,
+           except that no segment has run.
+        3. Resources: too many copies, or the list identifier of a running copy.
+
+        Where LIO's ``target_core_xcopy.c`` answers otherwise, SPC-4 allows ours:
+
+        * 65 CSCD descriptors in a list also longer than MAXIMUM DESCRIPTOR LIST LENGTH:
+          TOO MANY TARGET DESCRIPTORS (LIO: PARAMETER LIST LENGTH ERROR, since it
+          checks the combined length first). SPC-4 6.4.3.4 and 6.4.3.5 name both
+          conditions and rank neither; ours follows the fields in the order 6.4.3
+          describes them and points at the CSCD DESCRIPTOR LIST LENGTH, the field an
+          initiator that read our OPERATING PARAMETERS got wrong first.
+        * A 03h segment naming disks: COPY ABORTED, INCORRECT COPY TARGET DEVICE TYPE
+          before any segment runs. A manager without 03h (LIO; ``Limits.segment_types``
+          without it) answers UNSUPPORTED SEGMENT DESCRIPTOR TYPE CODE in step 1; ours
+          supports the type, so that would be false, and the mismatch is between the
+          segment and the devices its CSCDs name, known once they resolve.
+        * A CSCD DESCRIPTOR ID beyond the CSCD list: ILLEGAL REQUEST, INVALID FIELD IN
+          PARAMETER LIST at the ID (LIO: COPY ABORTED, COPY TARGET DEVICE NOT
+          REACHABLE). The list itself is wrong, found before any segment is processed;
+          no device was tried, and "not reachable" would send the initiator to copy by
+          itself a list that names nothing.
+        * A range past the destination's end: COPY ABORTED, LOGICAL BLOCK ADDRESS OUT
+          OF RANGE with the LBA (LIO: COPY TARGET DEVICE NOT REACHABLE, its answer to
+          any failed READ or WRITE it issues). SPC-4 wants the sense key COPY ABORTED
+          and an additional sense code that describes the condition; the destination
+          was reachable.
+        """
         plist = xcopy.parse_extended_copy(data, self.limits)
         ends: dict[int, tuple[Port, IdentificationCscd | None]] = {}
         foreign: list[ForeignPort] = []  # opened for this copy: closed when it ends

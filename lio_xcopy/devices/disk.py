@@ -24,6 +24,7 @@ from lio_xcopy.scsi.errors import (
     MediumError,
     Miscompare,
     ParameterListLengthError,
+    TransferLengthMismatch,
 )
 from lio_xcopy.scsi.sense import Asc
 
@@ -173,7 +174,7 @@ class Disk(ScsiDevice):
         cache read through is the backing file's content, so nothing is synced first."""
         if getattr(cdb, "rdprotect", 0):
             raise type(cdb).invalid("rdprotect", "no protection information")
-        count = self._transfer_length(cdb, cmd.data)
+        count = self._transfer_length(cdb, cmd.data, data_out=False)
         return self.read_blocks(cdb.lba, count, cmd.data)
 
     @command(*sbc.WRITES)
@@ -181,7 +182,7 @@ class Disk(ScsiDevice):
         if getattr(cdb, "wrprotect", 0):
             raise type(cdb).invalid("wrprotect", "no protection information")
         self.check_writable()
-        count = self._transfer_length(cdb, cmd.data)
+        count = self._transfer_length(cdb, cmd.data, data_out=True)
         self.write_blocks(cdb.lba, count, cmd.data, fua=bool(getattr(cdb, "fua", 0)))
         return 0
 
@@ -202,9 +203,9 @@ class Disk(ScsiDevice):
         self.check_writable()
         self.check_range(cdb.lba, count)
         nbytes = count * self.block_size
-        if len(cmd.data) < 2 * nbytes:
-            raise layout.invalid("number_of_blocks", f"{count} blocks but a data buffer of"
-                                 f" {len(cmd.data)} bytes")
+        if len(cmd.data) != 2 * nbytes:  # as for WRITE: see _transfer_length
+            raise TransferLengthMismatch(f"{count} blocks to compare and write with an "
+                                         f"expected transfer length of {len(cmd.data)} bytes")
         if not count:
             return 0
         with self._atomic:
@@ -260,7 +261,7 @@ class Disk(ScsiDevice):
         if cdb.bytchk not in (sbc.BYTCHK_NONE, sbc.BYTCHK_COMPARE):
             raise layout.invalid("bytchk", f"BYTCHK {cdb.bytchk:02b}b is reserved")
         self.check_writable()
-        count = self._transfer_length(cdb, cmd.data)
+        count = self._transfer_length(cdb, cmd.data, data_out=True)
         if not count:
             return 0
         nbytes = count * self.block_size
@@ -299,9 +300,26 @@ class Disk(ScsiDevice):
             done += n
         return None
 
-    def _transfer_length(self, cdb: Any, buf: DataBuffer) -> int:
-        """The CDB's block count, checked against the Block Limits, the LUN and the
-        buffer the transport handed us."""
+    def _transfer_length(self, cdb: Any, buf: DataBuffer, *, data_out: bool) -> int:
+        """The CDB's block count, checked in LIO's order (``sbc_parse_cdb`` then
+        ``target_cmd_size_check``): the Block Limits, the LUN's range, then the buffer
+        the kernel mapped, which is the initiator's expected data transfer length.
+
+        Residuals (FCP-4 9.4.2; RFC 7143 11.4.5), as LIO's fileio
+        answers them within what TCMU lets us say:
+
+        * Data-In, buffer longer than the CDB's (underflow): the CDB's blocks move and
+          the daemon reports them as ``read_len``; the kernel reports the residual.
+        * Data-In, buffer shorter (overflow): fileio moves what fits and the transport
+          sets the overflow residual, but TCMU cannot: ``tcmu_handle_completion``
+          takes ``read_len`` only below the buffer's length and
+          ``target_complete_cmd_with_length`` sets only an underflow. Moving a part
+          with GOOD would pass for a whole transfer, so nothing moves and the answer is
+          FCP-4 9.4.2 b): INVALID FIELD IN COMMAND INFORMATION UNIT.
+        * Data-Out, either way: TCMU ignores ``read_len`` for Data-Out, and LIO's core
+          refuses such a WRITE for every backstore it parses ("Rejecting
+          underflow/overflow for WRITE data CDB"): the same answer, nothing written.
+        """
         layout = type(cdb)
         count = sbc.transfer_blocks(cdb)
         if self.max_transfer_length and count > self.max_transfer_length:
@@ -309,9 +327,11 @@ class Disk(ScsiDevice):
                 "transfer_length", f"{count} blocks exceed {self.max_transfer_length}"
             )
         self.check_range(cdb.lba, count)
-        if len(buf) < count * self.block_size:
-            raise layout.invalid(
-                "transfer_length", f"{count} blocks but a data buffer of {len(buf)} bytes"
+        need = count * self.block_size
+        if len(buf) < need or (data_out and len(buf) != need):
+            raise TransferLengthMismatch(
+                f"{layout.NAME} of {count} blocks ({need} bytes) with an expected "
+                f"transfer length of {len(buf)} bytes"
             )
         return count
 

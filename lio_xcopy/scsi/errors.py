@@ -127,6 +127,16 @@ class ParameterListLengthError(IllegalRequest):
         super().__init__(Asc.PARAMETER_LIST_LENGTH_ERROR, byte, message=message)
 
 
+class TransferLengthMismatch(IllegalRequest):
+    """ILLEGAL REQUEST, INVALID FIELD IN COMMAND INFORMATION UNIT: the initiator's
+    expected data transfer length (the transport's, e.g. the iSCSI EDTL) is not the
+    length the CDB asks to move, and no data moved (FCP-4 9.4.2 b), the answer LIO's
+    core gives a WRITE so mismatched). No field pointer: the field is the transport's."""
+
+    def __init__(self, message: str = ""):
+        super().__init__(Asc.INVALID_FIELD_IN_COMMAND_INFORMATION_UNIT, message=message)
+
+
 class LbaOutOfRange(IllegalRequest):
     """LOGICAL BLOCK ADDRESS OUT OF RANGE (SBC-4 4.5); INFORMATION holds the LBA."""
 

@@ -628,7 +628,10 @@ def parse_extended_copy(
       PARAMETER LIST LENGTH (byte 10);
     * LIST ID USAGE 01b, or 11b without SNLID: INVALID FIELD IN PARAMETER LIST (1/4);
       11b with a nonzero LIST IDENTIFIER: INVALID FIELD IN PARAMETER LIST (byte 0);
-    * more CSCD descriptors than ``limits.max_cscd``: TOO MANY TARGET DESCRIPTORS (2);
+    * more CSCD descriptors than ``limits.max_cscd``: TOO MANY TARGET DESCRIPTORS (2)
+      (SPC-4 6.4.3.4), even when the lists are also too long together: SPC-4 ranks
+      neither condition, and this follows the header's fields in SPC-4's order (LIO
+      checks the combined length first);
     * CSCD plus segment list longer than MAXIMUM DESCRIPTOR LIST LENGTH: PARAMETER LIST
       LENGTH ERROR (SPC-4 6.4.3.5), pointing at byte 8 (byte 2 if the CSCD list alone);
     * INLINE DATA LENGTH above MAXIMUM INLINE DATA LENGTH: INLINE DATA LENGTH EXCEEDED
@@ -645,7 +648,12 @@ def parse_extended_copy(
       (e.g. sg_xcopy's empty 00h) is INVALID FIELD IN PARAMETER LIST at bytes 2-3 of
       the descriptor; a descriptor running past the segment list is INVALID FIELD IN
       PARAMETER LIST (8); a CSCD DESCRIPTOR ID naming no CSCD descriptor, or reserved,
-      is INVALID FIELD IN PARAMETER LIST at that ID.
+      is INVALID FIELD IN PARAMETER LIST at that ID (an error in the list found before
+      any segment is processed: ILLEGAL REQUEST, where LIO answers COPY ABORTED, COPY
+      TARGET DEVICE NOT REACHABLE).
+
+    What needs the devices (their types, ranges, reachability) the copy manager checks
+    next, segment by segment (:meth:`~lio_xcopy.copy.manager.CopyManager.extended_copy`).
 
     Bytes after the inline data are ignored. ``limits`` defaults to :class:`Limits`.
     """

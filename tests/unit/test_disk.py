@@ -247,12 +247,13 @@ def test_write_leaves_neighbours_alone(disk):
     assert after[12 * BS :] == before[12 * BS :]
 
 
-def test_longer_buffer_moves_only_the_blocks(disk):
+def test_longer_read_buffer_moves_only_the_blocks(disk):
+    """Underflow on Data-In: the CDB's blocks, and their length for read_len."""
+    run(disk, sbc.WRITE_10(lba=3, transfer_length=1), filled(b"\x55" * BS))
     buf = DataBuffer.allocate(4 * BS)
-    buf.copy_in(b"\x55" * 4 * BS)
-    run(disk, sbc.WRITE_10(lba=3, transfer_length=1), buf)
-    assert file_bytes(disk)[3 * BS : 5 * BS] == b"\x55" * BS + bytes(BS)
+    buf.copy_in(b"\xaa" * 4 * BS)
     assert run(disk, sbc.READ_10(lba=3, transfer_length=1), buf) == BS
+    assert buf.tobytes() == b"\x55" * BS + b"\xaa" * 3 * BS
 
 
 def test_six_byte_transfer_length_zero_means_256(tmp_path):
@@ -298,14 +299,31 @@ def test_out_of_range_reports_the_lba(disk):
     assert exc.value.sense.information == BLOCKS - 1
 
 
-@pytest.mark.parametrize("layout", [sbc.READ_10, sbc.WRITE_16])
-def test_buffer_shorter_than_transfer(disk, layout):
+@pytest.mark.parametrize(("layout", "nbytes"), [
+    (sbc.READ_10, 4 * BS - 1),  # overflow: TCMU could not report its residual
+    (sbc.READ_16, 0),
+    (sbc.WRITE_16, 4 * BS - 1),  # overflow
+    (sbc.WRITE_10, 4 * BS + 1),  # underflow: TCMU reports no residual for Data-Out
+    (sbc.WRITE_6, 8 * BS),
+    (sbc.WRITE_AND_VERIFY_16, 5 * BS),
+])
+def test_expected_length_other_than_the_cdbs(disk, layout, nbytes):
+    """ILLEGAL REQUEST, INVALID FIELD IN COMMAND INFORMATION UNIT (0Eh/03h) without a
+    field pointer, nothing moved: LIO's answer to a WRITE so mismatched (FCP-4 9.4.2 b)."""
     before = file_bytes(disk)
-    sense = fails(disk, layout(lba=0, transfer_length=4), filled(pattern(4 * BS - 1)))
-    assert key_asc(sense) == (5, 0x24, 0x00)
-    field = layout.field("transfer_length")
-    assert sense[15:18] == bytes([0xC0, 0, field.byte])
+    buf = filled(pattern(nbytes, seed=3)) if nbytes else DataBuffer()
+    snapshot = buf.tobytes()
+    sense = fails(disk, layout(lba=2, transfer_length=4), buf)
+    assert key_asc(sense) == (SenseKey.ILLEGAL_REQUEST, 0x0E, 0x03)
+    assert sense[15] & 0x80 == 0  # SKSV clear
     assert file_bytes(disk) == before
+    assert buf.tobytes() == snapshot  # a Data-In buffer got nothing either
+
+
+def test_range_is_checked_before_the_expected_length(disk):
+    """LIO checks the LBA range (sbc_parse_cdb) before the length (target_cmd_size_check)."""
+    sense = fails(disk, sbc.WRITE_10(lba=BLOCKS - 1, transfer_length=2), filled(bytes(BS)))
+    assert key_asc(sense) == (SenseKey.ILLEGAL_REQUEST, 0x21, 0x00)
 
 
 def test_narrow_methods_check_range_and_buffer(disk):

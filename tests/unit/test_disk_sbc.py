@@ -100,7 +100,7 @@ def test_read_write_12(disk):
     (sbc.WRITE_12(lba=BLOCKS, transfer_length=1), LBA_OUT_OF_RANGE, None),
     (sbc.READ_12(rdprotect=1, transfer_length=1), INVALID_FIELD_IN_CDB, "cf0001"),
     (sbc.WRITE_12(wrprotect=3, transfer_length=1), INVALID_FIELD_IN_CDB, "cf0001"),
-    (sbc.WRITE_12(transfer_length=2), INVALID_FIELD_IN_CDB, "c00006"),  # 1 block of data
+    (sbc.WRITE_12(transfer_length=2), (5, 0x0E, 0x03), None),  # 1 block of data
 ])
 def test_read_write_12_checks(disk, cdb, expect, sks):
     sense = fails(disk, cdb, filled(pattern(BS)))
@@ -145,7 +145,9 @@ def test_compare_and_write_checks(disk, cdb, expect, sks):
 def test_compare_and_write_zero_blocks_and_short_buffer(disk):
     assert run(disk, caw(n=0)) == 0
     sense = fails(disk, caw(), filled(bytes(BS)))  # verify data without write data
-    assert key_asc(sense) == INVALID_FIELD_IN_CDB
+    assert key_asc(sense) == (5, 0x0E, 0x03)  # INVALID FIELD IN COMMAND INFORMATION UNIT
+    sense = fails(disk, caw(), filled(bytes(3 * BS)))  # a block more than 2 x NUMBER
+    assert key_asc(sense) == (5, 0x0E, 0x03)
     assert file_bytes(disk) == bytes(BLOCKS * BS)
 
 
