@@ -46,6 +46,7 @@ from lio_xcopy.scsi.errors import (
     IllegalRequest,
     InvalidFieldInCdb,
     TargetUnreachable,
+    TaskAborted,
 )
 from lio_xcopy.scsi.sense import Asc, SenseData, SenseKey, segment_pointer
 from lio_xcopy.scsi.vendor_sense import PolicyApart
@@ -83,6 +84,10 @@ def run_inline(work: Callable[[], None], name: str) -> None:
     """Run ``work`` now, on the caller's thread: the copy has ended when EXTENDED COPY
     returns its Future."""
     work()
+
+
+#: :attr:`CopyJob.cancelled_by` of a copy COPY OPERATION ABORT stopped
+OPERATION_ABORTED = -1
 
 
 class CopyAborted(CheckCondition):
@@ -130,7 +135,8 @@ class CopyJob:
     finished: float | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
     #: the ASC of the COPY ABORTED a cancelled copy ends in: task management or another
-    #: initiator cleared it, or the device server itself did (the daemon is stopping)
+    #: initiator cleared it, or the device server itself did (the daemon is stopping);
+    #: OPERATION_ABORTED: COPY OPERATION ABORT stopped it (TASK ABORTED status)
     cancelled_by: int = Asc.COMMANDS_CLEARED_BY_ANOTHER_INITIATOR
     future: Future[int] | None = None  # the EXTENDED COPY command's completion
     carry: bytes = b""  # residual held for the next segment (CAT, SPC-4 6.4.6.1)
@@ -209,6 +215,26 @@ class CopyManager:
                     job.list_id, job.transferred)
         job.cancel.set()
         return True
+
+    def copy_operation_abort(self, receiving: ScsiDevice, list_id: int) -> None:
+        """COPY OPERATION ABORT (SPC-4 6.3): stop the copy operation the LUN received
+        with this list identifier, from whichever initiator sends it (TCMU does not
+        tell the nexus apart). The copy stops at its next chunk; its EXTENDED COPY
+        ends with TASK ABORTED status, as FreeBSD CTL's does, and COPY STATUS keeps the
+        exact count of what reached the destination. A copy that already ended is left
+        as it is (GOOD); a list identifier the LUN holds nothing for (or one sent with
+        LIST ID USAGE 11b, which has none) is ILLEGAL REQUEST, INVALID FIELD IN CDB at
+        byte 2."""
+        with self._lock:
+            self._expire()
+            job = self._jobs.get(receiving.identity.name, {}).get(list_id)
+        if job is None:
+            raise InvalidFieldInCdb(2, message=f"no copy with list identifier {list_id}")
+        if job.running:
+            log.warning("copy %s/%d: COPY OPERATION ABORT after %d bytes", job.lun,
+                        job.list_id, job.transferred)
+            job.cancelled_by = OPERATION_ABORTED
+            job.cancel.set()
 
     def stop(self) -> list[CopyJob]:
         """The copy manager is stopping: every running copy ends at its next chunk in
@@ -504,7 +530,9 @@ class CopyManager:
                          e.cause_raw or e.cause or e.sense)
             log.error("copy %s/%d aborted in segment %d: %s", job.lun, job.list_id,
                       e.segment, e)
-            fut.set_exception(_without_frames(e))
+            fut.set_exception(_without_frames(
+                TaskAborted(f"COPY OPERATION ABORT in segment {e.segment}")
+                if job.cancelled_by == OPERATION_ABORTED else e))
             return
         except Exception as e:  # a bug: report it, never leave the command hanging
             log.exception("copy %s/%d failed", job.lun, job.list_id)
@@ -537,7 +565,9 @@ class CopyManager:
         keeping the device's own sense for FAILED SEGMENT DETAILS; a device that could
         not be reached, COPY TARGET DEVICE NOT REACHABLE (SPC-4 6.4.3)."""
         if job.cancel.is_set():
-            raise CopyAborted(job.cancelled_by, plan.index,
+            raise CopyAborted(Asc.COMMANDS_CLEARED_BY_ANOTHER_INITIATOR
+                              if job.cancelled_by == OPERATION_ABORTED else job.cancelled_by,
+                              plan.index,
                               message="copy cancelled"
                               if job.cancelled_by != Asc.COMMANDS_CLEARED_BY_DEVICE_SERVER
                               else f"the daemon is stopping: ended after {job.transferred}"

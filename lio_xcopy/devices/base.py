@@ -275,6 +275,13 @@ class ScsiDevice:
             raise ParameterListLengthError(10, "the Data-Out buffer is shorter than the list")
         return self.copy_manager.extended_copy(self, cmd.data.tobytes(length))
 
+    @command(xcopy.COPY_OPERATION_ABORT)
+    def copy_operation_abort(self, cmd: Command, cdb: Any) -> int:
+        if self.copy_manager is None:
+            raise InvalidOpcode(cdb.OPCODE)
+        self.copy_manager.copy_operation_abort(self, cdb.list_identifier)
+        return 0
+
     @command(*xcopy.RECEIVE_COPY_RESULTS, xcopy.RECEIVE_COPY_DIGEST)
     def receive_copy_results(self, cmd: Command, cdb: Any) -> int:
         if self.copy_manager is None:

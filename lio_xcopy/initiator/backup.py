@@ -53,6 +53,7 @@ from lio_xcopy.initiator.copy import (
     DEFAULT_RECORD,
     CopyRequest,
     Endpoint,
+    ask_before_stopping,
     build,
     copy_status,
     identify,
@@ -536,9 +537,10 @@ def _copy(src_dev: sgio.ScsiDevice, devs: Devices, src: Endpoint, dst: Endpoint,
         plist, _segments = build(src, dst, req, op, list_id)
         cat.update(job.id, list_id=list_id)
         try:
-            st, seconds = send_and_poll(src_dev, poll, plist, list_id,
-                                        on_status=_shows(progress),
-                                        interval=0.5)
+            st, seconds = send_and_poll(
+                src_dev, poll, plist, list_id, on_status=_shows(progress), interval=0.5,
+                on_interrupt=ask_before_stopping(
+                    src_dev.path, sys.stderr, input if sys.stdin.isatty() else None))
             break
         except sgio.ScsiCommandError as e:
             if e.asc == Asc.OPERATION_IN_PROGRESS and attempt + 1 < LIST_ID_ATTEMPTS:

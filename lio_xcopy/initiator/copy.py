@@ -188,15 +188,64 @@ def copy_status(dev: sgio.ScsiDevice, list_id: int) -> xcopy.CopyStatus:
     return xcopy.CopyStatus.parse(dev.execute(cdb, data_in=12, timeout=10).data)
 
 
+class CopyStopped(LioXcopyError):
+    """The operator interrupted the copy and had the target stop it (COPY OPERATION
+    ABORT): ``status`` is its final COPY STATUS, with the exact count."""
+
+    def __init__(self, list_id: int, status: xcopy.CopyStatus | None):
+        self.list_id, self.status = list_id, status
+        moved = (f"{status.transferred_bytes} bytes reached the destination"
+                 if status is not None and status.transferred_bytes is not None
+                 else "its count is unknown")
+        super().__init__(f"stopped on the target with COPY OPERATION ABORT (list "
+                         f"identifier {list_id}): {moved}")
+
+
+def copy_operation_abort(dev: sgio.ScsiDevice, list_id: int) -> None:
+    """COPY OPERATION ABORT (SPC-4 6.3) of the copy with ``list_id``."""
+    dev.execute(xcopy.COPY_OPERATION_ABORT(list_identifier=list_id).encode(), timeout=30)
+
+
+def abort_line(path: str, list_id: int) -> str:
+    """The stock ``sg_raw`` command that stops the copy: COPY OPERATION ABORT."""
+    cdb = xcopy.COPY_OPERATION_ABORT(list_identifier=list_id).encode()
+    return f"sg_raw {path} {' '.join(f'{b:02x}' for b in cdb)}"
+
+
+def ask_before_stopping(path: str, err: IO[str],
+                        ask: Callable[[str], str] | None) -> Callable[[int], bool]:
+    """What Ctrl-C during a copy does: say that the target goes on copying and how to
+    stop it, then ask the operator (``ask``, e.g. ``input`` on a terminal; None: do not
+    ask) whether to stop it now."""
+    def decide(list_id: int) -> bool:
+        print(f"\ninterrupted: the target goes on copying (list identifier {list_id} on "
+              f"{path}); it can be stopped with `{abort_line(path, list_id)}`", file=err,
+              flush=True)
+        if ask is None:
+            return False
+        try:
+            return ask("stop the copy on the target now? [y/N] ").strip().lower() in (
+                "y", "yes")
+        except (EOFError, KeyboardInterrupt):
+            return False
+    return decide
+
+
 def send_and_poll(s: sgio.ScsiDevice, poll: sgio.ScsiDevice, plist: bytes, list_id: int, *,
                   on_status: Callable[[xcopy.CopyStatus, float], None] | None = None,
                   interval: float = 0.5,
-                  timeout: float = 24 * 3600) -> tuple[xcopy.CopyStatus, float]:
+                  timeout: float = 24 * 3600,
+                  on_interrupt: Callable[[int], bool] | None = None,
+                  ) -> tuple[xcopy.CopyStatus, float]:
     """Send EXTENDED COPY (LID1) on ``s`` from a worker thread and, while it runs, poll
     COPY STATUS (SPC-4 r31 6.18.3) on ``poll`` — a second handle to the same LUN, as
     the first one is busy — calling ``on_status(status, seconds)`` every ``interval``.
     Returns the final COPY STATUS and the seconds the copy took; raises what the
-    EXTENDED COPY raised."""
+    EXTENDED COPY raised.
+
+    Ctrl-C (KeyboardInterrupt) does not stop the copy on the target: ``on_interrupt``
+    says so and decides; when it returns True, COPY OPERATION ABORT stops the copy and
+    :class:`CopyStopped` carries its final count, else the interrupt goes on up."""
     result: dict[str, object] = {}
 
     def send() -> None:
@@ -209,15 +258,25 @@ def send_and_poll(s: sgio.ScsiDevice, poll: sgio.ScsiDevice, plist: bytes, list_
     started = time.monotonic()
     t = threading.Thread(target=send, daemon=True, name=f"xcopy-{list_id}")
     t.start()
-    while t.is_alive():
-        t.join(interval)
-        if on_status is None or not t.is_alive():
-            continue
-        try:
-            st = copy_status(poll, list_id)
-        except sgio.SgIoError:
-            continue
-        on_status(st, time.monotonic() - started)
+    try:
+        while t.is_alive():
+            t.join(interval)
+            if on_status is None or not t.is_alive():
+                continue
+            try:
+                st = copy_status(poll, list_id)
+            except sgio.SgIoError:
+                continue
+            on_status(st, time.monotonic() - started)
+    except KeyboardInterrupt:
+        if on_interrupt is None or not on_interrupt(list_id):
+            raise
+        copy_operation_abort(poll, list_id)
+        t.join(120)  # the copy stops at its next chunk; its command ends TASK ABORTED
+        final = None
+        with contextlib.suppress(sgio.SgIoError):
+            final = copy_status(poll, list_id)
+        raise CopyStopped(list_id, final) from None
     dt = time.monotonic() - started
     if "e" in result:
         raise result["e"]  # type: ignore[misc]
@@ -248,9 +307,11 @@ class CopyOutcome:
 def run_copy(src_path: str, dst_path: str, req: CopyRequest, *, emit: Path | None = None,
              progress: bool | str = True, out: IO[str] | None = None,
              err: IO[str] | None = None,
-             timeout: float = 24 * 3600) -> CopyOutcome:
+             timeout: float = 24 * 3600,
+             on_interrupt: Callable[[int], bool] | None = None) -> CopyOutcome:
     """The whole initiator side. What was copied goes to ``out``; progress to ``err``
-    (default stderr): ``progress`` as :func:`lio_xcopy.initiator.progress.make` takes it."""
+    (default stderr): ``progress`` as :func:`lio_xcopy.initiator.progress.make` takes it.
+    ``on_interrupt``: see :func:`send_and_poll`."""
     out = sys.stdout if out is None else out
     with sgio.ScsiDevice(src_path) as s, sgio.ScsiDevice(dst_path) as d:
         taken = [s.take_unit_attentions(), d.take_unit_attentions()]  # before READ CAPACITY
@@ -279,7 +340,7 @@ def run_copy(src_path: str, dst_path: str, req: CopyRequest, *, emit: Path | Non
             try:
                 st, dt = send_and_poll(s, poll, plist, list_id,
                                        on_status=None if bar.mode == QUIET else show,
-                                       timeout=timeout)
+                                       timeout=timeout, on_interrupt=on_interrupt)
             except BaseException:
                 bar.abandon()  # the error starts a line of its own
                 with contextlib.suppress(sgio.SgIoError):
@@ -393,8 +454,13 @@ def main(argv: list[str]) -> int:
                 if not ep.is_tape and ep.block_size != bs:
                     raise CopyUsageError(f"bs={bs}, but {path} has {ep.block_size}-byte "
                                          "blocks: counts are in the disk's blocks")
-        run_copy(ops["if"], ops["of"], req, emit=emit, progress=progress)
+        run_copy(ops["if"], ops["of"], req, emit=emit, progress=progress,
+                 on_interrupt=ask_before_stopping(
+                     ops["if"], sys.stderr, input if sys.stdin.isatty() else None))
     except LioXcopyError as e:
         print(f"lio-xcopy copy: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("lio-xcopy copy: interrupted", file=sys.stderr)
+        return 130
     return 0

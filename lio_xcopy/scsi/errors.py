@@ -12,6 +12,7 @@ from __future__ import annotations
 from lio_xcopy.errors import LioXcopyError
 from lio_xcopy.scsi.sense import (
     CHECK_CONDITION,
+    TASK_ABORTED,
     Asc,
     SenseData,
     SenseFormatError,
@@ -57,6 +58,20 @@ class ForwardedStatus(CheckCondition):
 
     def sense_bytes(self) -> bytes:
         return (self.raw_sense or b"") if self.status == CHECK_CONDITION else b""
+
+
+class TaskAborted(CheckCondition):
+    """TASK ABORTED status, no sense data (SAM-5 5.3.1): the command was ended on
+    another command's request, e.g. an EXTENDED COPY whose copy operation COPY
+    OPERATION ABORT stopped (SPC-4 6.3). :attr:`sense` (ABORTED COMMAND) is for logs."""
+
+    status = TASK_ABORTED
+
+    def __init__(self, message: str):
+        super().__init__(SenseData(SenseKey.ABORTED_COMMAND), message=message)
+
+    def sense_bytes(self) -> bytes:
+        return b""
 
 
 class TargetUnreachable(CheckCondition):

@@ -161,12 +161,19 @@ LONG = {
 LONG_ANY = frozenset({0x1D, 0x3B})
 
 
+#: Service actions whose data goes the other way than their opcode's table entry says:
+#: THIRD PARTY COPY OUT 83h/1Ch COPY OPERATION ABORT carries no data (SPC-4 6.3).
+BY_SERVICE_ACTION: dict[tuple[int, int], DataDirection] = {(0x83, 0x1C): NONE}
+
+
 def data_direction(device_type: int, cdb: bytes | bytearray | memoryview) -> DataDirection | None:
     """The direction of ``cdb``'s data on a device of ``device_type`` (SPC-4 Table 142
     codes), or None when the tables do not know the command."""
     if not cdb:
         return None
     opcode = cdb[0]
+    if len(cdb) > 1 and (opcode, cdb[1] & 0x1F) in BY_SERVICE_ACTION:
+        return BY_SERVICE_ACTION[opcode, cdb[1] & 0x1F]
     table = _BY_TYPE.get(device_type, {})
     if opcode in table:
         return table[opcode]

@@ -60,6 +60,11 @@ EXTENDED_COPY_LID1 = cdb_layout(
     service_action=0x00,
     data_out=True,
 )
+COPY_OPERATION_ABORT = cdb_layout(
+    "COPY OPERATION ABORT", 0x83, 16, "SPC-4 6.3",
+    Field("list_identifier", 2, 32),
+    service_action=0x1C,
+)
 RECEIVE_COPY_RESULTS_COPY_STATUS = cdb_layout(
     "RECEIVE COPY RESULTS (COPY STATUS)", 0x84, 16, "SPC-4 6.18.3 (r31)",
     Field("list_identifier", 2, 8), Field("allocation_length", 10, 32),

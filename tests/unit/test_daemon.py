@@ -857,3 +857,83 @@ def test_a_stop_answers_every_running_copy_before_the_daemon_exits(tmp_path):
     assert sense.command_specific == 1  # the segment it was in
     assert job.transferred == (2 << 20) + manager.chunk  # segment 0 whole, one chunk of 1
     assert dst.read_bytes()[:job.transferred] == src.read_bytes()[:job.transferred]
+
+
+def test_copy_operation_abort_stops_a_copy_by_list_identifier(tmp_path):
+    """COPY OPERATION ABORT (SPC-4 6.3) through the ring, from any initiator: the copy
+    stops at its next chunk, its EXTENDED COPY ends with TASK ABORTED, COPY STATUS keeps
+    the exact count; an unknown list identifier is INVALID FIELD IN CDB at byte 2."""
+    from lio_xcopy.copy.manager import CopyManager
+    from lio_xcopy.scsi import xcopy
+    from lio_xcopy.scsi.sense import Asc
+    from lio_xcopy.scsi.xcopy import BlockToBlock, CopyStatus, IdentificationCscd
+
+    src, dst = tmp_path / "src.img", tmp_path / "dst.img"
+    src.write_bytes(os.urandom(1 << 20) * 8)
+    dst.write_bytes(bytes(8 << 20))
+    kernel = SimulatedKernel(cmdr_size=16384, data_pages=64)
+    works: queue.SimpleQueue = queue.SimpleQueue()
+    manager = CopyManager(start=lambda work, name: works.put(work))
+    daemon = Daemon(copy_manager=manager)
+    a = open_device("a", f"disk;{src}", "aaaa")
+    b = open_device("b", f"disk;{dst}", "bbbb")
+    manager.register(b)
+    daemon.attach("sim", TcmuDevice("a", kernel.uio_fd, CommandRing(kernel.view), a))
+    naa = [next(d.value for d in dev.designators() if d.designator_type == 3) for dev in (a, b)]
+    plist = xcopy.build_extended_copy(
+        [IdentificationCscd(naa[0], 0, block_length=512),
+         IdentificationCscd(naa[1], 0, block_length=512)],
+        [BlockToBlock(0, 1, 16384, 0, 0)], list_identifier=9,
+        list_id_usage=xcopy.ListIdUsage.HOLD)
+    t = threading.Thread(target=daemon.run)
+    t.start()
+
+    def answer(cid: int) -> tuple[int, bytes, bytes]:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            for c in kernel.reap():
+                seen[c.cmd_id] = (c.status, c.sense, c.data_in)
+            if cid in seen:
+                return seen.pop(cid)
+            time.sleep(0.01)
+        raise AssertionError(f"no answer to {cid}")
+
+    seen: dict[int, tuple[int, bytes, bytes]] = {}
+    try:
+        unknown = kernel.submit(xcopy.COPY_OPERATION_ABORT(list_identifier=8).encode())
+        status, sense, _ = answer(unknown)
+        got = SenseData.parse(sense)
+        assert (status, got.key, got.asc) == (2, SenseKey.ILLEGAL_REQUEST,
+                                              Asc.INVALID_FIELD_IN_CDB)
+        assert got.sense_key_specific == bytes([0xC0, 0, 2])  # CDB byte 2
+        cid = kernel.submit(xcopy.EXTENDED_COPY_LID1(parameter_list_length=len(plist)).encode(),
+                            data_out=plist)
+        work = works.get(timeout=10)
+        job = manager.jobs()[0]
+        real_moved = job.moved
+        aborts: list[int] = []
+
+        def moved_then_abort(data, n):  # the first chunk lands, then the abort arrives
+            real_moved(data, n)
+            if not aborts:
+                aborts.append(kernel.submit(
+                    xcopy.COPY_OPERATION_ABORT(list_identifier=9).encode()))
+                assert job.cancel.wait(10)
+
+        job.moved = moved_then_abort
+        threading.Thread(target=work).start()
+        assert answer(cid)[0] == 0x40  # TASK ABORTED (the kernel copies sense only after CC)
+        assert answer(aborts[0])[0] == 0  # the abort itself: GOOD
+        rcr = xcopy.RECEIVE_COPY_RESULTS_COPY_STATUS(list_identifier=9, allocation_length=12)
+        st = CopyStatus.parse(answer(kernel.submit(rcr.encode(), data_in_len=12))[2])
+        assert st.status == xcopy.CopyCommandStatus.COMPLETED_WITH_ERRORS
+        assert st.transferred_bytes == manager.chunk == job.transferred
+        assert dst.read_bytes()[:manager.chunk] == src.read_bytes()[:manager.chunk]
+        assert dst.read_bytes()[manager.chunk:] == bytes((8 << 20) - manager.chunk)
+        # the copy has ended: aborting it again changes nothing and is GOOD
+        assert answer(kernel.submit(
+            xcopy.COPY_OPERATION_ABORT(list_identifier=9).encode()))[0] == 0
+    finally:
+        daemon.stop()
+        t.join(5)
+        kernel.close()

@@ -174,3 +174,68 @@ def test_luns_data_changed_is_taken_and_the_copy_goes_on():
     from lio_xcopy.initiator.copy import _refuse_lost_position
 
     _refuse_lost_position(_Reports(), tape(), _Reports(0x3F0E, 0x3F0E).sense)
+
+
+class _CopyTarget:
+    """Two handles to one LUN running a copy: EXTENDED COPY blocks on ``s`` until COPY
+    OPERATION ABORT arrives on ``poll``; COPY STATUS reports what moved."""
+
+    def __init__(self):
+        import threading
+
+        self.stopped = threading.Event()
+        self.cdbs: list[bytes] = []
+        self.path = "/dev/sg7"
+
+    def execute(self, cdb, data_out=None, data_in=0, timeout=60, check=True):
+        from lio_xcopy.sg.sgio import ScsiCommandError
+
+        self.cdbs.append(bytes(cdb))
+        if cdb[0] == 0x83 and cdb[1] == 0x00:  # EXTENDED COPY: runs until aborted
+            assert self.stopped.wait(10)
+            raise ScsiCommandError("TASK ABORTED", self.path, None)
+        if cdb[0] == 0x83 and cdb[1] == 0x1C:
+            assert int.from_bytes(cdb[2:6], "big") == 7
+            self.stopped.set()
+            return None
+        status = xcopy.CopyStatus.for_bytes(
+            xcopy.CopyCommandStatus.COMPLETED_WITH_ERRORS if self.stopped.is_set()
+            else xcopy.CopyCommandStatus.IN_PROGRESS, 0, 3 << 20)
+
+        class R:
+            data = status.encode()
+        return R()
+
+
+@pytest.mark.parametrize("stop", [True, False])
+def test_ctrl_c_says_the_target_goes_on_and_stops_it_only_when_asked(stop):
+    import io
+
+    from lio_xcopy.initiator.copy import CopyStopped, ask_before_stopping, send_and_poll
+
+    dev, err, asked = _CopyTarget(), io.StringIO(), []
+
+    def operator(prompt):
+        asked.append(prompt)
+        return "y" if stop else ""
+
+    def ctrl_c(st, seconds):
+        raise KeyboardInterrupt
+
+    decide = ask_before_stopping(dev.path, err, operator)
+    with pytest.raises(CopyStopped if stop else KeyboardInterrupt) as e:
+        send_and_poll(dev, dev, b"plist", 7, on_status=ctrl_c, interval=0.01,
+                      on_interrupt=decide)
+    said = err.getvalue()
+    assert "the target goes on copying (list identifier 7 on /dev/sg7)" in said
+    assert "sg_raw /dev/sg7 83 1c 00 00 00 07 00 00 00 00 00 00 00 00 00 00" in said
+    assert asked == ["stop the copy on the target now? [y/N] "]
+    aborts = [c for c in dev.cdbs if c[:2] == b"\x83\x1c"]
+    if stop:
+        assert len(aborts) == 1
+        assert "3145728 bytes reached the destination" in str(e.value)
+    else:
+        assert aborts == []
+        dev.stopped.set()  # let the worker thread end
+    # not on a terminal: nothing is asked, the copy goes on
+    assert ask_before_stopping(dev.path, io.StringIO(), None)(7) is False

@@ -92,7 +92,7 @@ def test_tables_agree_with_every_layout_we_implement(device_type, modules):
     for layout in _layouts(*modules):
         if layout.OPCODE >= 0xC0:  # our vendor-specific RECEIVE COPY DIGEST
             continue
-        got = data_direction(device_type, bytes([layout.OPCODE]))
+        got = data_direction(device_type, layout().encode())
         assert got in ((OUT,) if layout.DATA_OUT else (IN, NONE)), layout.NAME
 
 

@@ -449,6 +449,45 @@ def test_lun_reset_stops_a_long_copy_and_nothing_hangs(lab):
     run("sg_turs", lab.disk_sg)
 
 
+def test_copy_operation_abort_from_stock_sg_raw_stops_a_long_copy(lab):
+    """COPY OPERATION ABORT (83h/1Ch) sent with sg_raw on another handle while a long
+    EXTENDED COPY runs: GOOD; the copy stops at its next chunk and its command ends with
+    TASK ABORTED; COPY STATUS says it ended with errors, with a count that no longer
+    grows; an unknown list identifier is INVALID FIELD IN CDB."""
+    segments = 200
+    plist = xcopy.build_extended_copy(
+        [cscd(lab.disk_lun, 0, BS)], [BlockToBlock(0, 0, 0xFFFF, 0, 0)] * segments,
+        list_identifier=0x3D, list_id_usage=xcopy.ListIdUsage.HOLD)
+    path = lab.work / "coa.plist"
+    path.write_bytes(plist)
+    n = len(plist).to_bytes(4, "big").hex(" ").split()
+    bad = run("sg_raw", lab.disk_sg, "83", "1c", "00", "00", "00", "3e", *["00"] * 10,
+              check=False)
+    assert sense_of(bad.stdout + bad.stderr) == ("Illegal Request", "Invalid field in cdb")
+    copy = subprocess.Popen(["sg_raw", "-t", "600", "-s", str(len(plist)), "-i", str(path),
+                             lab.disk_sg, "83", *["00"] * 9, *n, "00", "00"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while "copy vmdisk0/61 started" not in lab.daemon.text():
+            assert time.monotonic() < deadline and copy.poll() is None, lab.daemon.text()
+            time.sleep(0.2)
+        time.sleep(1.0)  # let it move some chunks
+        abort = run("sg_raw", lab.disk_sg, "83", "1c", "00", "00", "00", "3d", *["00"] * 10)
+        out, _ = copy.communicate(timeout=300)
+    finally:
+        if copy.poll() is None:
+            copy.kill()
+    assert "Task Aborted" in out or "TASK ABORTED" in out.upper(), out
+    assert "COPY OPERATION ABORT after" in lab.daemon.text()
+    first = _copy_status(lab.disk_sg, 0x3D)
+    time.sleep(1.0)
+    again = _copy_status(lab.disk_sg, 0x3D)
+    assert first.status == xcopy.CopyCommandStatus.COMPLETED_WITH_ERRORS, abort.stdout
+    assert first == again and 0 < (first.transferred_bytes or 0) < segments * 0xFFFF * BS
+    run("sg_turs", lab.disk_sg)
+
+
 def _copy_status(sg: str, list_id: int) -> xcopy.CopyStatus:
     from lio_xcopy.sg.sgio import ScsiDevice
 
