@@ -47,7 +47,10 @@ MAX_LOGICAL_OBJECT_IDENTIFIER = 0xFFFFFFFF  # what LOCATE (10) and READ POSITION
 _NO_UNIT_ATTENTION = frozenset({0x03, 0x12, 0xA0})  # REQUEST SENSE, INQUIRY, REPORT LUNS
 #: Bits MODE SELECT may change, per (page, subpage): byte offset -> mask.
 _CHANGEABLE = {
+    (ssc.DATA_COMPRESSION_PAGE, 0): {2: ssc.DCE},
     (ssc.DEVICE_CONFIGURATION_PAGE, ssc.DEVICE_CONFIGURATION_EXTENSION): {6: 0xFF, 7: 0xFF},
+    # FDP/SDP/IDP, and partition 0's size: its own or FFFFh (the rest of the medium)
+    (ssc.MEDIUM_PARTITION_PAGE, 0): {4: ssc.PARTITION_NOW, 8: 0xFF, 9: 0xFF},
 }
 _LOG_PAGES = (ssc.SEQUENTIAL_ACCESS_DEVICE_PAGE, ssc.TAPE_ALERT_PAGE)
 
@@ -86,6 +89,7 @@ class Tape(ScsiDevice):
         self.density = ssc.DENSITY_AWSTAPE
         self.buffered_mode = 1
         self.pews = 0  # programmable early warning size, megabytes (0: none)
+        self.compression = False  # DCE of the Data Compression page
         self.prevent_removal = False
         self.ejected = False  # unloaded, waiting in the drive for LOAD or the robot
         self._medium: AwsTape | None = None
@@ -550,15 +554,20 @@ class Tape(ScsiDevice):
             raise ssc.FORMAT_MEDIUM.invalid("format", f"format {cdb.format}")
         if cdb.transfer_length:
             raise ssc.FORMAT_MEDIUM.invalid("transfer_length", "no format parameters")
+        self._format_at_bop("FORMAT MEDIUM")
+        return 0
+
+    def _format_at_bop(self, what: str) -> None:
+        """Leave an empty tape in one partition (durable); ILLEGAL REQUEST, POSITION PAST
+        BEGINNING OF MEDIUM away from BOP, nothing erased."""
         tape = self._ready()
         self.check_writable()
         if not tape.at_bop:
             raise IllegalRequest(Asc.POSITION_PAST_BEGINNING_OF_MEDIUM,
-                                 message="FORMAT MEDIUM away from BOP")
+                                 message=f"{what} away from BOP")
         with self._io_errors(Asc.WRITE_ERROR):
             tape.erase()
             tape.sync()
-        return 0
 
     @command(ssc.LOAD_UNLOAD)
     def load_unload(self, cmd: Command, cdb: Any) -> int:
@@ -674,9 +683,11 @@ class Tape(ScsiDevice):
     def mode_pages(self, pc: int) -> dict[tuple[int, int], bytes]:
         tape = self._medium
         capacity = tape.capacity if tape is not None else self.capacity
-        pews = 0 if pc == spc.PC_DEFAULT else self.pews
+        default = pc == spc.PC_DEFAULT
+        pews = 0 if default else self.pews
         pages = {
-            (ssc.DATA_COMPRESSION_PAGE, 0): ssc.data_compression_page(),
+            (ssc.DATA_COMPRESSION_PAGE, 0):
+                ssc.data_compression_page(self.compression and not default),
             (ssc.DEVICE_CONFIGURATION_PAGE, 0): ssc.device_configuration_page(),
             (ssc.DEVICE_CONFIGURATION_PAGE, ssc.DEVICE_CONFIGURATION_EXTENSION):
                 ssc.device_configuration_extension_page(pews),
@@ -698,9 +709,16 @@ class Tape(ScsiDevice):
     @command(spc.MODE_SELECT_6, spc.MODE_SELECT_10)
     def mode_select(self, cmd: Command, cdb: Any) -> int:
         """The block descriptor sets the block length (0 variable, else fixed within the
-        block limits) and the header's BUFFERED MODE (0 or 1); the Device Configuration
-        Extension page sets PEWS; other pages may only repeat the current values (so a
-        second partition is refused at its byte)."""
+        block limits) and the header's BUFFERED MODE (0 or 1); the Data Compression page
+        sets DCE (SSC-4 Data Compression mode page: the drive reports DCC one); the Device
+        Configuration Extension page sets PEWS; other pages may only repeat the current
+        values, each byte checked against the changeable mask (INVALID FIELD IN PARAMETER
+        LIST at the first byte that differs, so a second partition is refused at
+        ADDITIONAL PARTITIONS DEFINED). Nothing changes unless every page is accepted.
+
+        With DCE one, records are still stored as they were received: the AWSTAPE format
+        has no compressed record form other readers agree on, so log page 0Ch reports as
+        many bytes written to the medium as received."""
         layout = type(cdb)
         ten = cdb.OPCODE == spc.MODE_SELECT_10.OPCODE
         if cdb.sp:
@@ -730,7 +748,7 @@ class Tape(ScsiDevice):
                 )
             block_length = bd.block_length
         current = self.mode_pages(spc.PC_CURRENT)
-        pews = self.pews
+        pews, compression, partition = self.pews, self.compression, False
         for page, sub, pos, raw in params.pages:
             mine = current.get((page, sub))
             if mine is None or len(raw) != len(mine):
@@ -741,10 +759,23 @@ class Tape(ScsiDevice):
                     raise InvalidFieldInParameterList(pos + i, message=f"page {page:#x} byte {i}")
             if (page, sub) == (ssc.DEVICE_CONFIGURATION_PAGE, ssc.DEVICE_CONFIGURATION_EXTENSION):
                 pews = struct.unpack_from(">H", raw, 6)[0]
+            if (page, sub) == (ssc.DATA_COMPRESSION_PAGE, 0):
+                compression = bool(raw[2] & ssc.DCE)
+            if (page, sub) == (ssc.MEDIUM_PARTITION_PAGE, 0):
+                if raw[8:10] not in (mine[8:10], b"\xff\xff"):
+                    raise InvalidFieldInParameterList(pos + 8, message="partition 0 size")
+                partition = bool(raw[4] & ssc.PARTITION_NOW)
+        if partition:
+            # FDP, SDP or IDP with POFM zero partitions the medium at MODE SELECT (SSC-4
+            # Medium Partition mode page): into the one partition there is (more were
+            # refused at ADDITIONAL PARTITIONS DEFINED), at BOP as st's MTMKPART is
+            self._format_at_bop("partitioning")
         self.block_length = block_length
         self.buffered_mode = buffered
         self.pews = pews
+        self.compression = compression
         return 0
+
 
 
 def _sync(medium: AwsTape, *, close: bool = False) -> None:

@@ -110,9 +110,14 @@ DEST_END_OF_DATA = 3
 
 # mode pages
 DATA_COMPRESSION_PAGE = 0x0F
+DCE = 0x80  # Data Compression page byte 2: data compression enable
+DCC = 0x40  # byte 2: data compression capable
+DDE = 0x80  # byte 3: data decompression enable
 DEVICE_CONFIGURATION_PAGE = 0x10
 DEVICE_CONFIGURATION_EXTENSION = 0x01  # subpage of 10h
 MEDIUM_PARTITION_PAGE = 0x11
+#: Medium Partition page byte 4: FDP, SDP, IDP (bits 7-5), a request to partition now.
+PARTITION_NOW = 0xE0
 DENSITY_DEFAULT = 0x00
 DENSITY_NO_CHANGE = 0x7F
 #: Our one density code: vendor specific (80h-FFh), one no mt-st table names.
@@ -273,11 +278,13 @@ def device_specific_parameter(write_protected: bool, buffered_mode: int, speed: 
     return (0x80 if write_protected else 0) | (buffered_mode & 7) << 4 | (speed & 0xF)
 
 
-def data_compression_page() -> bytes:
-    """Data Compression mode page (0Fh) of a drive without compression: DCE and DCC zero
-    (the cartridge stores records as written), DDE one (data that is not compressed is
-    still returned), algorithms 0 (none)."""
-    return bytes([DATA_COMPRESSION_PAGE, 0x0E, 0x00, 0x80]) + bytes(12)
+def data_compression_page(dce: bool = False) -> bytes:
+    """Data Compression mode page (0Fh, 16 bytes): DCC one (the drive is capable, so st's
+    ``MTCOMPRESSION`` sends MODE SELECT instead of failing with EIO), DCE ``dce``, DDE one
+    (data that is not compressed is still returned); COMPRESSION and DECOMPRESSION
+    ALGORITHM zero: no algorithm changes how a record is stored."""
+    return bytes([DATA_COMPRESSION_PAGE, 0x0E, DCC | (DCE if dce else 0), DDE]) + bytes(12)
+
 
 
 def device_configuration_page(*, lois: bool = True, eeg: bool = True, sew: bool = True) -> bytes:

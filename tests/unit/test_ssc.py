@@ -88,8 +88,10 @@ def test_block_descriptor_and_device_specific_parameter():
 def test_mode_pages():
     dc = ssc.device_configuration_page()
     assert len(dc) == 16 and dc[:2] == b"\x10\x0e" and dc[8] == 0x40 and dc[10] == 0x18
-    cp = ssc.data_compression_page()
-    assert cp[:2] == b"\x0f\x0e" and cp[2] & 0xC0 == 0  # neither DCE nor DCC
+    # Data Compression (0Fh): DCC one (st's MTCOMPRESSION needs it), DCE as set, DDE one,
+    # no algorithm
+    assert ssc.data_compression_page().hex() == "0f0e" "4080" + "00" * 12
+    assert ssc.data_compression_page(True).hex() == "0f0e" "c080" + "00" * 12
     assert ssc.changeable(dc) == b"\x10\x0e" + bytes(14)
 
 

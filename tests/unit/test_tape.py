@@ -767,8 +767,10 @@ def test_mode_pages_partition_compression_and_pews(tape):
     assert ssc.device_configuration_extension_page() in data
     _, data = run(tape, bytes.fromhex("1a085001ff00"), alloc=255)  # changeable 10h/01h
     assert data[4:] == bytes([0x50, 1, 0, 0x1C, 0, 0, 0xFF, 0xFF]) + bytes(24)
-    _, data = run(tape, bytes.fromhex("1a085100ff00"), alloc=255)  # changeable 11h: nothing
-    assert data[4:] == bytes([0x11, 8]) + bytes(8)
+    _, data = run(tape, bytes.fromhex("1a085100ff00"), alloc=255)  # changeable 11h
+    assert data[4:] == bytes([0x11, 8, 0, 0, 0xE0, 0, 0, 0, 0xFF, 0xFF])  # FDP/SDP/IDP, size
+    _, data = run(tape, bytes.fromhex("1a084f00ff00"), alloc=255)  # changeable 0Fh: DCE
+    assert data[4:] == bytes([0x0F, 0x0E, 0x80]) + bytes(13)
 
     def select(page: bytes) -> None:
         param = bytes([0, 0, 0x10, 0]) + page
@@ -793,9 +795,12 @@ def test_mode_pages_partition_compression_and_pews(tape):
     assert refused(bytes(part)) == field_pointer(4 + 3, in_cdb=False)
     select(ssc.medium_partition_page(CAP_MB))
     comp = bytearray(ssc.data_compression_page())
-    comp[2] = 0x80  # DCE: no compression here
+    comp[2] = 0x80  # DCE one but DCC zero: DCC is not changeable
     assert refused(bytes(comp)) == field_pointer(4 + 2, in_cdb=False)
-    assert tape.pews == 3
+    comp = bytearray(ssc.data_compression_page(True))
+    comp[7] = 0x10  # a COMPRESSION ALGORITHM
+    assert refused(bytes(comp)) == field_pointer(4 + 7, in_cdb=False)
+    assert tape.pews == 3 and not tape.compression
 
 
 def test_programmable_early_warning_then_early_warning_then_overflow(tmp_path):
@@ -900,3 +905,137 @@ def test_no_cdb_escapes_as_anything_but_check_condition(commands, payload):
                 assert 0 <= n <= size
         t.close()
         AwsTape(Path(d) / "f.aws", 256 * 1024).close()  # the header chain is still sound
+
+
+# --- what st sends for mt compression, mkpartition and setpartition -------------------------
+def st_mode_sense(t: Tape, page: int, dbd: bool = False) -> bytearray:
+    """st's read_mode_page(): MODE SENSE (6) of one page, 255 bytes allocated."""
+    return bytearray(run(t, spc.MODE_SENSE_6(dbd=int(dbd), page_code=page,
+                                             allocation_length=255).encode(), alloc=255)[1])
+
+
+def st_mode_select(t: Tape, data: bytearray) -> None:
+    """st's write_mode_page(): the sensed data with the reserved header fields, WP and PS
+    cleared, sent back with MODE SELECT (6), PF one; the list ends with the page."""
+    pgo = 4 + data[3]
+    data[0] = data[1] = 0
+    data[2] &= 0x7F
+    data[pgo] &= 0x3F
+    param = bytes(data[: pgo + data[pgo + 1] + 2])
+    run(t, spc.MODE_SELECT_6(pf=1, parameter_list_length=len(param)).encode(), param)
+
+
+def st_compression(t: Tape, state: bool) -> None:
+    """st's st_compression() (``mt compression``): EIO without a MODE SELECT unless DCC is
+    one; else DCE set or cleared in the page just sensed, block descriptor included."""
+    data = st_mode_sense(t, ssc.DATA_COMPRESSION_PAGE)
+    pgo = 4 + data[3]
+    if not data[pgo + 2] & 0x40:
+        raise OSError(5, "st: compression not supported (DCC zero)")
+    data[pgo + 2] = data[pgo + 2] | 0x80 if state else data[pgo + 2] & ~0x80
+    st_mode_select(t, data)
+
+
+def st_partition_tape(t: Tape, size: int) -> bytearray:
+    """The page st's partition_tape() (``mt mkpartition size``, 6.1) sends for a drive whose
+    Medium Partition page has POFM zero and PSUM in megabytes."""
+    data = st_mode_sense(t, ssc.MEDIUM_PARTITION_PAGE)
+    pgo = 4 + data[3]
+    psd_cnt = (data[pgo + 1] + 2 - 8) // 2
+    psdo = pgo + 8
+    if psd_cnt > data[pgo + 2] or data[pgo + 2] != 1:
+        data[psdo] = data[psdo + 1] = 0xFF  # partition 0: the rest of the tape
+        psdo += 2
+    data[psdo : psdo + data[pgo + 3] * 2] = bytes(data[pgo + 3] * 2)
+    data.extend(bytes(4))
+    if size == 0:
+        data[pgo + 3] = 0
+        if psd_cnt <= data[pgo + 2]:
+            data[pgo + 1] = 6
+    else:
+        data[psdo : psdo + 2] = size.to_bytes(2, "big")
+        data[pgo + 3] = 1
+        data[pgo + 1] = max(data[pgo + 1], 8)
+    data[pgo + 6] = data[pgo + 7] = 0
+    data[pgo + 4] = 0x20 | 0x10 | (data[pgo + 4] & 0x07)  # IDP, PSUM megabytes
+    data[pgo + 1] = 6 + psd_cnt * 2
+    return data
+
+
+def test_mt_compression_is_accepted_and_reported(tape):
+    """SSC-4 Data Compression mode page: DCC one, so st sends MODE SELECT; DCE is then
+    reported back by MODE SENSE (current values), defaults stay zero."""
+    page = st_mode_sense(tape, ssc.DATA_COMPRESSION_PAGE)
+    assert page[:4] == bytes([3 + 8 + 16, 0, 0x10, 8])  # header, one block descriptor
+    assert page[12:] == bytes([0x0F, 0x0E, 0x40, 0x80]) + bytes(12)  # DCC, DDE; DCE zero
+    st_compression(tape, True)
+    assert tape.compression
+    assert st_mode_sense(tape, ssc.DATA_COMPRESSION_PAGE, dbd=True)[4:8] == bytes(
+        [0x0F, 0x0E, 0xC0, 0x80])
+    _, default = run(tape, spc.MODE_SENSE_6(dbd=1, pc=spc.PC_DEFAULT, page_code=0x0F,
+                                            allocation_length=255).encode(), alloc=255)
+    assert default[6] == 0x40  # the default is still no compression
+    write(tape, b"x" * 1000)  # records are stored as received either way
+    rewind(tape)
+    assert read(tape, 1000) == b"x" * 1000
+    st_compression(tape, False)
+    assert not tape.compression
+    assert st_mode_sense(tape, ssc.DATA_COMPRESSION_PAGE)[14] == 0x40
+
+
+def test_mt_mkpartition_two_partitions_refused_at_additional_partitions_defined(tape):
+    """Medium Partition page: MAXIMUM ADDITIONAL PARTITIONS zero, so a page asking for one
+    additional partition is ILLEGAL REQUEST, INVALID FIELD IN PARAMETER LIST, the field
+    pointer at ADDITIONAL PARTITIONS DEFINED (st then logs "Partitioning of tape failed"
+    and returns EIO); the cartridge is untouched."""
+    write(tape, b"keep")
+    rewind(tape)
+    data = st_partition_tape(tape, 100)
+    assert data[12:22] == bytes([0x11, 8, 0, 1, 0x30, 3, 0, 0, 0xFF, 0xFF])
+    e = check(tape, spc.MODE_SELECT_6(pf=1, parameter_list_length=22).encode(),
+              bytes([0, 0, 0x10, 8]) + bytes(data[4:22]))
+    assert (e.sense.key, e.sense.asc) == (SenseKey.ILLEGAL_REQUEST,
+                                          Asc.INVALID_FIELD_IN_PARAMETER_LIST)
+    assert e.sense.sense_key_specific == field_pointer(12 + 3, in_cdb=False)
+    assert read(tape, 4) == b"keep"
+
+
+def test_mt_mkpartition_one_partition_formats_at_bop_only(tape):
+    """IDP with ADDITIONAL PARTITIONS DEFINED zero and POFM zero: the MODE SELECT itself
+    partitions the medium into one partition (an empty tape), at BOP; elsewhere ILLEGAL
+    REQUEST, POSITION PAST BEGINNING OF MEDIUM and nothing is erased. A partition 0 size
+    other than its own or FFFFh is refused at the descriptor."""
+    write(tape, b"gone")
+    data = st_partition_tape(tape, 0)
+    assert data[12:22] == bytes([0x11, 8, 0, 0, 0x30, 3, 0, 0, 0xFF, 0xFF])
+    param = bytes([0, 0, 0x10, 8]) + bytes(data[4:22])
+    e = check(tape, spc.MODE_SELECT_6(pf=1, parameter_list_length=22).encode(), param)
+    assert (e.sense.key, e.sense.asc) == (SenseKey.ILLEGAL_REQUEST,
+                                          Asc.POSITION_PAST_BEGINNING_OF_MEDIUM)
+    assert tape.medium.objects == 1
+    rewind(tape)
+    bad = bytearray(param)
+    bad[12 + 8 : 12 + 10] = b"\x00\x05"
+    e = check(tape, spc.MODE_SELECT_6(pf=1, parameter_list_length=22).encode(), bytes(bad))
+    assert e.sense.sense_key_specific == field_pointer(12 + 8, in_cdb=False)
+    assert tape.medium.objects == 1
+    run(tape, spc.MODE_SELECT_6(pf=1, parameter_list_length=22).encode(), param)
+    assert tape.medium.objects == 0 and tape.medium.end_of_data_offset == 0
+    assert read_cc(tape, 10).sense.asc == Asc.END_OF_DATA_DETECTED
+    # still one partition: what st's nbr_partitions() reads (DBD) says so
+    assert st_mode_sense(tape, ssc.MEDIUM_PARTITION_PAGE, dbd=True)[4:8] == bytes(
+        [0x11, 8, 0, 0])
+
+
+def test_setpartition_other_than_zero_is_invalid_field_in_cdb(tape):
+    """LOCATE with CP one to a partition that does not exist: ILLEGAL REQUEST, INVALID
+    FIELD IN CDB at the PARTITION byte (as mhvtl); partition 0 is fine."""
+    write(tape, b"a")
+    for cdb, at in ((ssc.LOCATE_10(bt=1, cp=1, partition=1).encode(), 8),
+                    (ssc.LOCATE_16(cp=1, partition=1).encode(), 3)):
+        e = check(tape, cdb)
+        assert (e.sense.key, e.sense.asc) == (SenseKey.ILLEGAL_REQUEST,
+                                              Asc.INVALID_FIELD_IN_CDB)
+        assert e.sense.sense_key_specific == field_pointer(at, in_cdb=True)
+    run(tape, ssc.LOCATE_10(bt=1, cp=1, partition=0, logical_object_identifier=0).encode())
+    assert position(tape) == (True, False, 0, 0, 0)

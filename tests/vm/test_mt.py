@@ -460,3 +460,42 @@ def test_what_a_backup_self_test_does(lab, tmp):
     mt(nst, "fsf", "2")
     assert dd_read(nst, tmp / "bt3.back", block) == extra_rec
     mt(nst, "rewind")
+
+
+def test_mt_compression_and_one_partition(lab, tmp, extra):
+    """``mt compression`` is st's MODE SELECT of the Data Compression page: the drive
+    reports DCC, accepts DCE and reports it back. With st's ``can-partitions`` option,
+    ``mt mkpartition N`` (a second partition) fails with EIO and leaves the data, ``mt
+    setpartition 1`` is EINVAL (page 11h: one partition), ``mt mkpartition 0`` leaves an
+    empty tape in one partition."""
+    path = tmp / "part.aws"
+    dev = extra("parttape", path, 4 * MiB)
+    nst, sg = str(dev.tape), str(dev.sg)
+
+    def dce() -> int:
+        page = sg_in(sg, 20, 0x1A, 0x08, 0x0F, 0, 20, 0, tmp=tmp)[4:]  # MODE SENSE, DBD
+        assert page[:2] == b"\x0f\x0e" and page[2] & 0x40  # DCC
+        return page[2] >> 7
+
+    assert dce() == 0
+    mt(nst, "compression", "1")
+    assert dce() == 1
+    mt(nst, "compression", "0")
+    assert dce() == 0
+
+    src = tmp / "part.src"
+    src.write_bytes(b"p" * 1024)
+    dd_write(nst, src, 1024)
+    mt(nst, "stsetoptions", "can-partitions")
+    try:
+        p = mt(nst, "mkpartition", "100", check=False)
+        assert p.returncode != 0 and os.strerror(errno.EIO) in p.stdout + p.stderr, p
+        assert "Partitioning of tape failed" in run("dmesg").stdout
+        assert AwsTape.open_readonly(path).dump_records() == [b"p" * 1024, None]
+        p = mt(nst, "setpartition", "1", check=False)
+        assert p.returncode != 0 and os.strerror(errno.EINVAL) in p.stdout + p.stderr, p
+        mt(nst, "mkpartition", "0")
+        assert AwsTape.open_readonly(path).dump_records() == []
+        assert status(nst)[:2] == (0, 0)
+    finally:
+        mt(nst, "stclearoptions", "can-partitions")
