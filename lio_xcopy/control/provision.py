@@ -6,14 +6,18 @@ returns it; asking for one that exists with another backing is an error.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import os
+import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from lio_xcopy.errors import ConfigError, TransportError
+from lio_xcopy.errors import ConfigError
 from lio_xcopy.tcmu.handler import HW_MAX_SECTORS, HandlerConfig
 from lio_xcopy.tcmu.uio import SUBTYPE
 
@@ -217,33 +221,46 @@ def export_loopback(lun: Lun, lun_id: int | None = None, target_wwn: str | None 
     return rts.LUN(tpg, lun=lun_id, storage_object=lun.storage_object).lun
 
 
-def _unexport(so) -> None:
-    """Remove every export of ``so``, then ``so`` itself. When no process has its ring
-    open (the daemon is stopped or died), the commands queued on it are failed BUSY
-    first: unexporting waits for each, and an unserved ring would hold them until
-    ``cmd_time_out`` (ten minutes)."""
-    from lio_xcopy.tcmu import uio
+@contextlib.contextmanager
+def _served_while_deleted(so) -> Iterator[None]:
+    """While ``so`` is unexported and deleted, make sure a process serves its ring.
 
-    configfs = Path(so.path)
-    hba = configfs.parent.name.removeprefix("user_")
+    Unexporting waits for every command the LUN holds (``transport_clear_lun_ref``), and
+    through tcm_loop it removes the initiator's SCSI device, whose driver flushes it
+    first (sd: SYNCHRONIZE CACHE). With no daemon serving the ring (stopped, or died)
+    those commands would wait out ``cmd_time_out`` (ten minutes) and be retried; so the
+    control plane serves this one LUN itself, as the daemon would, until it is gone."""
+    from lio_xcopy.tcmu import uio
+    from lio_xcopy.tcmu.daemon import Daemon
+
+    hba = Path(so.path).parent.name.removeprefix("user_")
     dev = uio.find_device(int(hba), so.name) if hba.isdigit() else None
-    blocked = False
-    if dev is not None and not uio.ring_holders(dev.devnode):
-        log.warning("%s: no daemon serves it: failing its queued commands BUSY so the "
-                    "delete does not wait out cmd_time_out", so.name)
-        try:
-            uio.fail_unserved_ring(configfs)
-            blocked = True
-        except TransportError as e:
-            log.warning("%s: %s; the delete waits for the kernel's command timer", so.name, e)
+    if dev is None or uio.ring_holders(dev.devnode):
+        yield
+        return
+    log.warning("%s: no daemon serves it: serving it from here while it is deleted, so "
+                "its initiators' last commands are answered", so.name)
+    server = Daemon(subtype=dev.tcmu.subtype, rescan_every=math.inf)
+    if server.add(str(dev.sys_path)) is None:
+        log.warning("%s: cannot serve it here either; the delete waits for the kernel's "
+                    "command timer", so.name)
+        yield
+        return
+    loop = threading.Thread(target=server.run, name=f"serve-{so.name}", daemon=True)
+    loop.start()
     try:
+        yield
+    finally:
+        server.stop()
+        loop.join(90)
+
+
+def _unexport(so) -> None:
+    """Remove every export of ``so``, then ``so`` itself."""
+    with _served_while_deleted(so):
         for lun in list(so.attached_luns):
             lun.delete()
-    except BaseException:
-        if blocked:
-            uio.unblock_ring(configfs)
-        raise
-    so.delete()
+        so.delete()
 
 
 def delete(name: str) -> None:

@@ -370,8 +370,11 @@ class Daemon:
 
     def __init__(self, subtype: str = SUBTYPE, opener: Opener = open_device,
                  copy_manager: CopyManager | None = None, state_path: Path | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic,
+                 rescan_every: float = RESCAN_EVERY):
         self.subtype = subtype
+        #: the safety-net rescan's period (inf: serve only the devices added by hand)
+        self.rescan_every = rescan_every
         self.state_path = state_path  # where `lio-xcopy status` finds us (None: nowhere)
         self._state_due = True
         if opener is open_device:  # a changer and its drives share one Library per directory
@@ -393,7 +396,7 @@ class Daemon:
         self.uio_class = Path("/sys/class/uio")
         self._retries: dict[str, Retry] = {}  # sys_path -> device not ready yet
         self._passed: dict[str, str | None] = {}  # sys_path -> name: not ours, or failed
-        self._next_rescan = clock() + RESCAN_EVERY
+        self._next_rescan = clock() + rescan_every
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_w.setblocking(False)
 
@@ -518,7 +521,7 @@ class Daemon:
         nor being retried (its "add" event lost, say when the netlink socket overflowed),
         with a WARNING each. Devices passed over are skipped while their name is the
         same. Returns the sys paths found."""
-        self._next_rescan = self.clock() + RESCAN_EVERY
+        self._next_rescan = self.clock() + self.rescan_every
         if self._monitor is not None:
             self._udev_event()  # events already queued are not missed
         found = []

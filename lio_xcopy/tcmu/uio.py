@@ -147,27 +147,3 @@ def ring_holders(devnode: Path, proc: Path = Path("/proc")) -> list[int]:
             except OSError:
                 continue
     return pids
-
-
-def fail_unserved_ring(configfs: Path) -> None:
-    """Let a ring that no process serves drain now rather than after ``cmd_time_out``:
-    ``action/block_dev`` = 1 makes the kernel answer new commands BUSY
-    (``queue_cmd_ring``: TCM_LUN_BUSY), then ``action/reset_ring`` = 1 fails what is
-    queued BUSY (``tcmu_reset_ring``), which an initiator retries. Unexporting the LUN
-    waits for every command it holds (``transport_clear_lun_ref``); with this it need
-    not wait for the timer. Raises :class:`TransportError` when the kernel refuses."""
-    for attr in ("block_dev", "reset_ring"):
-        path = configfs / "action" / attr
-        try:
-            path.write_text("1\n")
-        except OSError as e:
-            raise TransportError(f"cannot write {path}: {e.strerror or e}") from e
-
-
-def unblock_ring(configfs: Path) -> None:
-    """Undo :func:`fail_unserved_ring`'s block (``action/block_dev`` = 0)."""
-    path = configfs / "action" / "block_dev"
-    try:
-        path.write_text("0\n")
-    except OSError as e:
-        raise TransportError(f"cannot write {path}: {e.strerror or e}") from e

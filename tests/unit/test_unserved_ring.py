@@ -1,16 +1,16 @@
-"""Deleting a LUN whose ring no process serves: its queued commands are failed BUSY
-through configfs first (``action/block_dev``, ``action/reset_ring``), so unexporting it
-does not wait out the kernel's ``cmd_time_out``."""
+"""Deleting a LUN whose ring no process serves: the control plane serves that ring
+itself while the LUN is unexported and deleted, so the initiator's last commands (sd's
+SYNCHRONIZE CACHE as tcm_loop removes the disk) do not wait out ``cmd_time_out``."""
 
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import pytest
 
 from lio_xcopy.control import provision
-from lio_xcopy.errors import TransportError
 from lio_xcopy.tcmu import uio
 
 
@@ -62,67 +62,76 @@ class FakeStorageObject:
         self.events.append("delete")
 
 
-class Recording:
-    """``action/`` attribute files that record each write, in order."""
+class FakeServer:
+    """Stands in for the daemon the control plane starts for one unserved LUN."""
 
-    def __init__(self, configfs: Path, events: list[str]):
-        (configfs / "action").mkdir(parents=True)
-        self.configfs, self.events = configfs, events
+    made: list[FakeServer] = []
 
-    def patch(self, monkeypatch) -> None:
-        real_write = Path.write_text
+    def __init__(self, subtype, rescan_every, events, can_serve=True):
+        self.subtype, self.rescan_every, self.events = subtype, rescan_every, events
+        self.can_serve = can_serve
+        self.stopped = threading.Event()
 
-        def write_text(path: Path, text: str, *a, **kw):
-            if path.parent == self.configfs / "action":
-                self.events.append(f"{path.name}={text.strip()}")
-            return real_write(path, text, *a, **kw)
+    def add(self, sys_path):
+        self.events.append(f"serve {sys_path}")
+        return object() if self.can_serve else None
 
-        monkeypatch.setattr(Path, "write_text", write_text)
+    def run(self):
+        self.events.append("running")
+        assert self.stopped.wait(10)
+
+    def stop(self):
+        self.events.append("stop")
+        self.stopped.set()
 
 
 @pytest.fixture
 def lun(tmp_path, monkeypatch):
+    from lio_xcopy.tcmu import daemon
+
     events: list[str] = []
     configfs = tmp_path / "core" / "user_1" / "db0"
-    Recording(configfs, events).patch(monkeypatch)
+    configfs.mkdir(parents=True)
     fake_uio(tmp_path / "class", 4, "db0")
     monkeypatch.setattr(uio, "UIO_CLASS", tmp_path / "class")
-    return configfs, events
+    servers: list[FakeServer] = []
+
+    def make(subtype, rescan_every):
+        servers.append(FakeServer(subtype, rescan_every, events))
+        return servers[-1]
+
+    monkeypatch.setattr(daemon, "Daemon", make)
+    return configfs, events, servers
 
 
-def test_an_unserved_ring_is_blocked_and_reset_before_the_lun_is_unexported(
-        lun, monkeypatch, caplog):
-    configfs, events = lun
+def test_an_unserved_lun_is_served_from_here_while_it_is_deleted(lun, monkeypatch, caplog):
+    configfs, events, servers = lun
     monkeypatch.setattr(uio, "ring_holders", lambda node: [])
-    provision._unexport(FakeStorageObject(configfs, events))
-    assert events == ["block_dev=1", "reset_ring=1", "unexport", "delete"]
+    so = FakeStorageObject(configfs, events)
+    real_delete = so.delete
+
+    def delete():  # the ring is served while the storage object goes
+        assert "running" in events and "stop" not in events
+        real_delete()
+
+    so.delete = delete
+    provision._unexport(so)
+    assert events[0] == f"serve {configfs.parent.parent.parent / 'class' / 'uio4'}"
+    assert events[-3:] == ["unexport", "delete", "stop"]
+    assert servers[0].subtype == "xcopy" and servers[0].rescan_every == float("inf")
     assert "no daemon serves it" in caplog.text
 
 
-def test_a_served_ring_is_left_to_its_daemon(lun, monkeypatch):
-    configfs, events = lun
+def test_a_served_lun_is_left_to_its_daemon(lun, monkeypatch):
+    configfs, events, servers = lun
     monkeypatch.setattr(uio, "ring_holders", lambda node: [1234])
     provision._unexport(FakeStorageObject(configfs, events))
-    assert events == ["unexport", "delete"]
+    assert events == ["unexport", "delete"] and servers == []
 
 
-def test_a_failed_unexport_unblocks_the_ring_again(lun, monkeypatch):
-    configfs, events = lun
+def test_a_failed_unexport_still_stops_the_server(lun, monkeypatch):
+    configfs, events, _ = lun
     monkeypatch.setattr(uio, "ring_holders", lambda node: [])
     with pytest.raises(RuntimeError):
         provision._unexport(FakeStorageObject(configfs, events, fail=True))
-    assert events == ["block_dev=1", "reset_ring=1", "block_dev=0"]
-
-
-def test_a_kernel_without_the_actions_only_costs_the_wait(tmp_path, monkeypatch, caplog):
-    events: list[str] = []
-    configfs = tmp_path / "core" / "user_1" / "db0"
-    configfs.mkdir(parents=True)  # no action/ directory
-    fake_uio(tmp_path / "class", 4, "db0")
-    monkeypatch.setattr(uio, "UIO_CLASS", tmp_path / "class")
-    monkeypatch.setattr(uio, "ring_holders", lambda node: [])
-    provision._unexport(FakeStorageObject(configfs, events))
-    assert events == ["unexport", "delete"]
-    assert "waits for the kernel's command timer" in caplog.text
-    with pytest.raises(TransportError, match="block_dev"):
-        uio.fail_unserved_ring(configfs)
+    assert events[-1] == "stop" and "delete" not in events

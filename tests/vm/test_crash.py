@@ -148,8 +148,8 @@ def run_bytes(*cmd: str) -> bytes:
 
 def test_a_stop_during_an_extended_copy_answers_it_and_nothing_is_retried(lab, crash_disk):
     """SIGTERM (``systemctl stop``/``restart``) mid-copy: the daemon ends the copy in
-    COPY ABORTED, COMMANDS CLEARED BY DEVICE SERVER, answers it, exits 0; no command is
-    left on the ring, so the next daemon runs nothing again; the tape holds whole
+    COPY ABORTED, COMMANDS CLEARED BY DEVICE SERVER, answers it, exits 0; the copy is not
+    left on the ring, so the next daemon does not run it again; the tape holds whole
     records, a prefix of the disk."""
     _, disk = crash_disk
     data = os.urandom(64 * MiB)
@@ -172,7 +172,11 @@ def test_a_stop_during_an_extended_copy_answers_it_and_nothing_is_retried(lab, c
         assert "COMMANDS CLEARED BY DEVICE SERVER" in err, err
         log = lab.daemon.text()[mark:]
         assert "ends in COPY ABORTED (COMMANDS CLEARED BY DEVICE SERVER)" in log, log[-3000:]
-        assert left_on_ring(lab, mark) == 0, log[-3000:]
+        # answered before the daemon exited: the EXTENDED COPY ran once and no daemon
+        # got it again (a COPY STATUS poll sent meanwhile may wait on the ring; it is
+        # answered by the next daemon)
+        assert len(re.findall(r"cmd \d+ EXTENDED COPY \(LID1\)", log)) == 1, log[-3000:]
+        assert len(re.findall(r"copy crashdisk/\d+ started", log)) == 1, log[-3000:]
         with AwsTape.open_readonly(cart, strict=False) as t:
             records = [r for r in t.dump_records() if r is not None]
         assert records and all(len(r) == RECORD for r in records)
@@ -185,8 +189,10 @@ def test_a_stop_during_an_extended_copy_answers_it_and_nothing_is_retried(lab, c
 
 
 def test_a_lun_deleted_while_no_daemon_serves_it_returns_before_the_command_timer(lab):
-    """With the daemon dead, a read sits on the LUN's ring; deleting the LUN fails it
-    BUSY through configfs instead of waiting out cmd_time_out (600 s)."""
+    """With the daemon dead, a read sits on the LUN's ring; deleting the LUN serves the
+    ring from the control plane meanwhile: the read is answered, and so is the
+    SYNCHRONIZE CACHE sd sends as tcm_loop removes the disk, instead of each waiting out
+    cmd_time_out (600 s) or BUSY retries (6 minutes)."""
     lun = provision.create_disk("orphan", lab.work / "orphan.img", 8 * MiB)
     dev = extra_lun(lab, lun)
     clear_unit_attention(str(dev.sg))
@@ -206,10 +212,12 @@ def test_a_lun_deleted_while_no_daemon_serves_it_returns_before_the_command_time
         took = time.monotonic() - t0
         assert took < 120, f"deleting the unserved LUN took {took:.0f} s"
         assert not list(Path("/sys/kernel/config/target/core").glob("user_*/orphan"))
-        _, err = reader.communicate(timeout=240)
-        assert reader.returncode != 0, "the read of a deleted LUN cannot succeed"
-        print(f"\nunserved LUN deleted in {took:.1f} s; the queued read ended: "
-              f"{err.strip().splitlines()[-1] if err.strip() else reader.returncode}")
+        _, err = reader.communicate(timeout=60)
+        assert reader.returncode == 0, err  # served by the control plane, then deleted
+        errors = [ln for ln in run("dmesg").stdout.splitlines()[-40:]
+                  if name in ln and re.search(r"I/O error|timing out", ln)]
+        assert not errors, errors
+        print(f"\nunserved LUN deleted in {took:.1f} s; the queued read was answered")
     finally:
         if reader.poll() is None:
             reader.kill()
