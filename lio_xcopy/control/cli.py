@@ -235,7 +235,7 @@ def _config_command(cmd: str, rest: list[str]) -> int:
             print(f"saved {len(cfg.disks)} disk(s), {len(cfg.tapes)} tape(s){extra} to {path}")
             return 0
         if cmd == "restoreconfig":
-            report = saved.restore(config.load(path))
+            report = saved.restore(config.load(path), source=path)
             for line in report.created:
                 print(f"created {line}")
             for line in report.errors:

@@ -13,10 +13,11 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from lio_xcopy.control import backing
 from lio_xcopy.errors import ConfigError
 from lio_xcopy.tcmu.handler import HW_MAX_SECTORS, HandlerConfig
 from lio_xcopy.tcmu.uio import SUBTYPE
@@ -91,8 +92,37 @@ class Lun:
         return naa_ieee_registered_extended(self.unit_serial).hex()
 
 
+def in_use(exclude: str | None = None) -> list[backing.InUse]:
+    """Every storage object LIO holds but ``exclude``, with the file, device or library
+    directory it owns (ours from their config, fileio/block/pscsi from their udev_path)."""
+    out = []
+    for so in _rtslib().RTSRoot().storage_objects:
+        if so.name == exclude:
+            continue
+        if so.plugin == "user" and (so.config or "").startswith(f"{SUBTYPE}/"):
+            hc = HandlerConfig.parse(so.config.split("/", 1)[1])
+            kind = "library_drive" if hc.kind == "tape" and "drive" in hc.options else hc.kind
+            out.append(backing.InUse(so.name, kind, Path(hc.path)))
+            continue
+        with contextlib.suppress(AttributeError, _rtslib().RTSLibError, OSError):
+            if so.udev_path:
+                out.append(backing.InUse(so.name, so.plugin, Path(so.udev_path)))
+    return out
+
+
+def check_backing(kind: str, name: str, path: Path, format: bool = False) -> None:
+    """Refuse a backing file another owner keeps bytes in (:func:`backing.check`),
+    unless LUN ``name`` exists already (create-or-lookup then decides)."""
+    ensure_configfs()
+    if any(so.name == name for so in _rtslib().RTSRoot().storage_objects):
+        return
+    backing.check(kind, path, in_use(name), format=format)
+
+
 def _create(name: str, hc: HandlerConfig, size: int, wwn: str | None,
-            attributes: dict[str, str] = ATTRIBUTES) -> Lun:
+            attributes: dict[str, str] = ATTRIBUTES,
+            before: Callable[[], None] | None = None) -> Lun:
+    """Create-or-lookup; ``before()`` runs only when a new storage object is made."""
     ensure_configfs()
     rts = _rtslib()
     config = f"{SUBTYPE}/{hc.format()}"
@@ -107,6 +137,8 @@ def _create(name: str, hc: HandlerConfig, size: int, wwn: str | None,
             return Lun(name, hc.kind, Path(hc.path), so.wwn, so)
         if so.name == name:
             raise ConfigError(f"a {so.plugin} backstore named {name!r} exists: choose another name")
+    if before is not None:
+        before()
     so = rts.UserBackedStorageObject(
         name, config=config, size=size, wwn=wwn or str(uuid.uuid4()),
         hw_max_sectors=HW_MAX_SECTORS, control=CONTROL,
@@ -134,20 +166,31 @@ def create_disk(name: str, path: str | os.PathLike[str], size: int, block_size: 
         raise ConfigError(f"block size {block_size}: use 512, 1024, 2048 or 4096")
     if size <= 0 or size % block_size:
         raise ConfigError(f"size {size}: must be a positive multiple of the block size")
-    if not path.exists() or path.is_file():
-        _sparse_file(path, size)
+    check_backing("disk", name, path)
     hc = HandlerConfig("disk", str(path), {"block_size": str(block_size)})
-    return _create(name, hc, size, wwn)
+
+    def sparse() -> None:
+        if not path.exists() or path.is_file():
+            _sparse_file(path, size)
+
+    return _create(name, hc, size, wwn, before=sparse)
 
 
 def create_tape(name: str, path: str | os.PathLike[str], capacity: int,
-                wwn: str | None = None) -> Lun:
-    """A tape drive with its cartridge (an AWSTAPE file, created empty when absent)."""
+                wwn: str | None = None, format: bool = False) -> Lun:
+    """A tape drive with its cartridge (an AWSTAPE file, created empty when absent). An
+    existing file must be a cartridge; ``format`` overwrites it with a blank one."""
     path = Path(path).absolute()
     if capacity < 1 << 20:
         raise ConfigError(f"tape capacity {capacity}: use at least 1M")
+    check_backing("tape", name, path, format)
     hc = HandlerConfig("tape", str(path), {"capacity": str(capacity)})
-    return _create(name, hc, capacity, wwn)
+
+    def blank() -> None:
+        if format and path.is_file():
+            os.truncate(path, 0)
+
+    return _create(name, hc, capacity, wwn, before=blank)
 
 
 def create_changer(name: str, library_dir: str | os.PathLike[str],

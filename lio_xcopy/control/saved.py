@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from lio_xcopy.control import config, iscsi, provision
+from lio_xcopy.control import backing, config, iscsi, provision
 from lio_xcopy.errors import ConfigError
 from lio_xcopy.tcmu.handler import HandlerConfig, parse_size
 from lio_xcopy.tcmu.uio import SUBTYPE
@@ -234,10 +234,39 @@ class _Restorer:
     change_copy_group = create_copy_group
 
 
+def _owned(b: config.Backstore) -> Path:
+    """What a saved LUN owns: its file, its library directory or its device."""
+    if isinstance(b, config.ChangerConfig | config.LibraryDriveConfig):
+        return b.library
+    return Path(b.device) if isinstance(b, config.PassThroughConfig) else b.path
+
+
+def _check_backings(cfg: config.SavedConfig, changes: tuple[config.Change, ...],
+                    source: Path | None) -> None:
+    """Every disk and tape the restore would create, checked as a new LUN's backing is
+    (:func:`backing.check`) against what LIO holds, the file's other LUNs and the saved
+    file itself: the first conflict refuses the whole restore, before anything changes."""
+    new = {c.key[0] for c in changes if c.action == "create" and c.kind in ("disk", "tape")}
+    running_luns = provision.in_use()
+    saved_files = (config.DEFAULT_PATH, *((source,) if source is not None else ()))
+    for b in (*cfg.disks, *cfg.tapes):
+        if b.name not in new or any(u.name == b.name for u in running_luns):
+            continue
+        others = running_luns + [backing.InUse(o.name, config.kind_of(o), _owned(o))
+                                 for o in cfg.backstores if o.name != b.name]
+        try:
+            backing.check(config.kind_of(b), b.path, others, saved=saved_files)
+        except ConfigError as e:
+            raise ConfigError(f"{config.kind_of(b)} {b.name}: {e}; fix the saved file, "
+                              "nothing was restored") from e
+
+
 def restore(cfg: config.SavedConfig,
-            progress: Callable[[str], None] | None = None) -> RestoreReport:
+            progress: Callable[[str], None] | None = None,
+            source: Path | None = None) -> RestoreReport:
     """Recreate whatever of ``cfg`` LIO does not hold; reset ACL secrets and TPG settings
-    that differ. Never removes anything."""
+    that differ. Never removes anything. A disk or tape whose backing file belongs to a
+    library, another LUN or the saved file (``source``) refuses the whole restore."""
     provision.ensure_configfs()
     report = RestoreReport()
     now = running(cfg)
@@ -245,6 +274,7 @@ def restore(cfg: config.SavedConfig,
     wanted = config._entries(cfg)
     failed: set[tuple[Any, ...]] = set()
     changes = config.diff(now, cfg)
+    _check_backings(cfg, changes, source)
     restorer = _Restorer()
     for c in changes:
         key = ("backstore" if c.kind in config.BACKSTORE_KINDS else c.kind, *c.key)
