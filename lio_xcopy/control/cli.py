@@ -34,6 +34,8 @@ the administrator's shell (a tree in the style of targetcli):
       lio-xcopy /backstores/disk create name=db0 file=/srv/db0.img size=10G
   lio-xcopy ls [PATH]               the tree: backstores, loopback, iscsi, copy_groups
   lio-xcopy /PATH help [COMMAND]    a node's commands, or one command's syntax
+  lio-xcopy /PATH info              what a node is (a LUN, a changer, a target, a portal...)
+  lio-xcopy clearconfig confirm=true  delete every LUN and target of ours (files stay)
 
 `man lio-xcopy` and `man lio-xcopy.json` describe the commands and the saved file.
 """

@@ -15,8 +15,8 @@ _lio_xcopy() {
     COMPREPLY=()
 
     local commands="daemon copy library backup restore catalog saveconfig restoreconfig status version completion help"
-    local shell_commands="ls cd pwd get set refresh bookmarks"
-    local paths="/ /backstores /backstores/disk /backstores/tape /loopback /iscsi /copy_groups"
+    local shell_commands="ls cd pwd get set refresh bookmarks clearconfig"
+    local paths="/ /backstores /backstores/disk /backstores/tape /backstores/passthrough /backstores/changer /backstores/library_drive /loopback /iscsi /copy_groups"
 
     if ((cword == 1)); then
         if [[ $cur == /* ]]; then
@@ -91,7 +91,21 @@ _lio_xcopy() {
             COMPREPLY=($(compgen -W "$paths" -- "$cur"))
             return ;;
         /*)
-            return ;;
+            if ((cword == 2)); then
+                opts="ls info help create delete"
+                [[ $cmd == / ]] && opts="ls info help saveconfig restoreconfig clearconfig status refresh version"
+            elif [[ ${words[2]} == create ]]; then
+                case $cmd in
+                    /backstores/disk) opts="name= file= size= block_size= wwn=" ;;
+                    /backstores/tape) opts="name= file= capacity= wwn= format=" ;;
+                    /backstores/passthrough) opts="name= device=" ;;
+                    /backstores/changer) opts="name= library= slots= ie_slots= drives= capacity= barcodes= wwn=" ;;
+                    /backstores/library_drive) opts="name= library= drive= wwn=" ;;
+                esac
+                compopt -o nospace 2>/dev/null
+            elif [[ ${words[2]} == clearconfig ]]; then
+                opts="confirm=true"
+            fi ;;
     esac
     COMPREPLY+=($(compgen -W "$opts" -- "$cur"))
 }

@@ -52,9 +52,25 @@ class FakeLio:
         self.backstores[name] = Backstore("disk", name, path, size, wwn or self._wwn(),
                                           block_size)
 
-    def create_tape(self, name, path, capacity, wwn):
-        self.calls.append(("create_tape", name, path, capacity, wwn))
+    def create_tape(self, name, path, capacity, wwn, *format):
+        self.calls.append(("create_tape", name, path, capacity, wwn, *format))
         self.backstores[name] = Backstore("tape", name, path, capacity, wwn or self._wwn())
+
+    def create_changer(self, name, library, wwn):
+        self.calls.append(("create_changer", name, library, wwn))
+        self.backstores[name] = Backstore("changer", name, library, 0, wwn or self._wwn())
+
+    def create_library_drive(self, name, library, drive, wwn):
+        self.calls.append(("create_library_drive", name, library, drive, wwn))
+        self.backstores[name] = Backstore("library_drive", name, library, 1 << 30,
+                                          wwn or self._wwn(), drive=drive)
+
+    def clear(self):
+        self.calls.append(("clear",))
+        gone = [f"{b.kind} {b.name}" for b in self.backstores.values()]
+        gone += [f"loopback {w}" for w in self.loop] + [f"iscsi {i}" for i in self.iscsi]
+        self.backstores.clear(), self.loop.clear(), self.iscsi.clear()
+        return gone
 
     def create_passthrough(self, name, device):
         self.calls.append(("create_passthrough", name, device))
@@ -600,3 +616,221 @@ def test_passthrough_by_stable_name_only(sh, lio):
     assert len(lio.calls) == 1
     rc, out, _ = sh("/backstores/passthrough/drive0 info")
     assert rc == 0 and f"device: {by_id}" in out and "kind: passthrough" in out
+
+
+# --- backing files no LUN may ruin ----------------------------------------------------------
+PASSWD = b"root:x:0:0:root:/root:/bin/bash\n"
+
+
+def test_tape_on_a_file_that_is_not_a_cartridge_needs_format_yes(sh, lio, tmp_path):
+    passwd = tmp_path / "passwd"
+    passwd.write_bytes(PASSWD)
+    refused(sh(f"/backstores/tape create name=t0 file={passwd} capacity=1G"),
+            "not an AWSTAPE cartridge", "format=yes")
+    refused(sh(f"/backstores/tape create name=t0 file={passwd} capacity=1G format=maybe"),
+            "format='maybe'", "true or false")
+    assert lio.calls == [] and passwd.read_bytes() == PASSWD
+    rc, out, err = sh(f"/backstores/tape create name=t0 file={passwd} capacity=1G format=yes")
+    assert rc == 0, err
+    assert lio.calls == [("create_tape", "t0", passwd, 1 << 30, None, True)]
+    assert "formatted blank" in out
+
+
+def test_a_library_cartridge_is_no_disk_or_tape(sh, lio, tmp_path):
+    assert sh(f"/backstores/changer create name=lib0 library={tmp_path}/lib slots=4 "
+              "barcodes=2")[0] == 0
+    lio.calls.clear()
+    cart = tmp_path / "lib" / "L00002L8.aws"
+    before = cart.read_bytes()
+    refused(sh(f"/backstores/disk create name=db0 file={cart} size=1M"),
+            "belongs to the library", "(its cartridge L00002L8)")
+    refused(sh(f"/backstores/tape create name=t0 file={cart} capacity=1G format=yes"),
+            "belongs to the library")
+    refused(sh(f"/backstores/disk create name=db0 file={tmp_path}/lib/x.img size=1M"),
+            "belongs to the library")
+    assert lio.calls == [] and cart.read_bytes() == before
+
+
+# --- a cartridge library: changer and drives ------------------------------------------------
+@pytest.fixture
+def library(sh, lio, tmp_path):
+    lib = tmp_path / "lib"
+    rc, out, err = sh(f"/backstores/changer create name=lib0 library={lib} slots=8 "
+                      "ie_slots=2 drives=2 barcodes=6")
+    assert rc == 0, err
+    assert "Created changer lib0" in out and "slots 8, drives 2, mail slots 2, cartridges 6" \
+        in out
+    return lib
+
+
+def test_changer_create_makes_the_library_and_its_lun(library, lio):
+    assert lio.calls == [("create_changer", "lib0", library, None)]
+    assert sorted(p.name for p in library.glob("*.aws")) == [
+        f"L0000{i}L8.aws" for i in range(1, 7)]
+
+
+@pytest.mark.parametrize("args, words", [
+    ("name=lib1 library={d}/other slots=4 drives=1", ["holds a library already",
+                                                      "slots=, drives= out"]),
+    ("name=lib1 library={d}/lib", ["already has changer 'lib0'"]),
+    ("name=lib1 library={d}/new", ["holds no library", "add slots="]),
+    ("name=lib1 library={d}/new slots=0", ["slots='0'", "1 to"]),
+    ("name=lib1 library={d}/new slots=2 barcodes=3", ["3 cartridges for 2 slots"]),
+    ("name=lib1 library={d}/new slots=2 barcodes=l1", ["barcodes=l1", "upper-case"]),
+    ("name=lib1 library={d}/new slots=2 capacity=1K", ["capacity=1K is too small"]),
+    ("name=lib1 library={d}/no/such slots=2", ["does not exist; create it first"]),
+    ("name=lib1 library={d}/lib/L00001L8.aws", ["is not a directory"]),
+    ("name=lib0 library={d}/new slots=2", ["'lib0' exists"]),
+])
+def test_changer_refusals_change_nothing(sh, lio, library, tmp_path, args, words):
+    from lio_xcopy.control import library as lib_ops
+
+    lib_ops.create_library(tmp_path / "other", slots=2)
+    lio.calls.clear()
+    state = (library / "library.json").read_bytes()
+    refused(sh("/backstores/changer create " + args.format(d=tmp_path)), *words)
+    assert lio.calls == [] and not (tmp_path / "new").exists()
+    assert (library / "library.json").read_bytes() == state
+
+
+def test_changer_on_an_existing_library_and_the_lun_failing_undoes_a_new_one(
+        sh, lio, tmp_path, monkeypatch):
+    from lio_xcopy.control import library as lib_ops
+
+    lib_ops.create_library(tmp_path / "old", slots=3)
+    assert sh(f"/backstores/changer create lib0 {tmp_path}/old")[0] == 0
+
+    def broken(*a):
+        raise ConfigError("LIO said no")
+
+    monkeypatch.setattr(lio, "create_changer", broken)
+    refused(sh(f"/backstores/changer create lib1 {tmp_path}/new slots=2"), "LIO said no")
+    assert not (tmp_path / "new").exists()
+
+
+def test_library_drives(sh, lio, library):
+    lio.calls.clear()
+    refused(sh(f"/backstores/library_drive create name=d0 library={library} drive=2"),
+            "drive='2'", "0 to 1")
+    refused(sh(f"/backstores/library_drive create name=d0 library={library.parent}"),
+            "holds no library", "/backstores/changer create")
+    assert lio.calls == []
+    assert sh(f"/backstores/library_drive create name=libtape0 library={library}")[0] == 0
+    refused(sh(f"/backstores/library_drive create name=d1 library={library} drive=0"),
+            "drive 0 of", "is LUN 'libtape0' already")
+    assert sh(f"/backstores/library_drive create libtape1 {library}")[0] == 0
+    refused(sh(f"/backstores/library_drive create name=d2 library={library}"),
+            "every drive of", "has a LUN already")
+    assert lio.calls == [("create_library_drive", "libtape0", library, 0, None),
+                         ("create_library_drive", "libtape1", library, 1, None)]
+    refused(sh("/backstores/library_drive delete lib0"), "it is a changer")
+    assert sh("/backstores/library_drive delete libtape1")[0] == 0
+    assert lio.calls[-1] == ("delete", "libtape1")
+
+
+def test_ls_and_info_show_a_changer_as_a_changer(sh, lio, library):
+    sh(f"/backstores/library_drive create name=libtape0 library={library} drive=0")
+    sh("/loopback create")
+    sh("/loopback/naa.5001405000000001/luns create /backstores/changer/lib0")
+    rc, out, _ = sh("ls /backstores")
+    assert rc == 0
+    tree = {re.search(r"o- (\S+)", ln).group(1): ln for ln in out.splitlines()}
+    assert f"[{library} (slots 8, drives 2, mail slots 2, cartridges 6) exported]" \
+        in tree["lib0"]
+    assert f"[drive 0 of {library} (empty) not exported]" in tree["libtape0"]
+    assert "capacity" not in tree["lib0"] and "GiB" not in tree["lib0"]
+    rc, out, _ = sh("/backstores/changer/lib0 info")
+    assert rc == 0
+    lines = out.splitlines()
+    for want in ("kind: changer", f"library: {library}", "storage slots: 8",
+                 "mail slots (import/export): 2", "drives: 2", "drive 0: LUN libtape0",
+                 "drive 1: LUN none", "cartridges: 6",
+                 "cartridge L00001L8: slot 1 (0x1000)", "door: unlocked",
+                 "export: loopback naa.5001405000000001 lun 0"):
+        assert want in lines, out
+    rc, out, _ = sh("/backstores/library_drive/libtape0 info")
+    assert "drive: 0" in out.splitlines() and "cartridge: empty" in out.splitlines()
+
+
+def test_changer_completions(lio, library):
+    root = shell_mod.make_shell(lio)._root_node
+    changer = root.get_node("/backstores/changer")
+    assert changer.ui_complete_create({}, "1", "capacity") == ["1G", "1M", "1T"]
+    assert changer.ui_complete_create({}, f"{library.parent}/l", "library") == [f"{library}/"]
+    drives = root.get_node("/backstores/library_drive")
+    assert drives.ui_complete_create({}, "", "library") == [f"{library} "]
+    assert drives.ui_complete_create({"library": str(library)}, "", "drive") == ["0", "1"]
+    assert root.get_node("/").ui_complete_clearconfig({}, "", "confirm") == ["true "]
+    assert "lib0 " in root.get_node("/backstores/changer").ui_complete_delete({}, "l", "name")
+
+
+# --- info everywhere, portals' namespaces, clearconfig --------------------------------------
+def _every_path(root) -> list[str]:
+    out, todo = [], [root]
+    while todo:
+        node = todo.pop()
+        out.append(node.path)
+        todo += list(node.children)
+    return out
+
+
+def test_info_exists_on_every_node(sh, lio, tmp_path):
+    sh(f"/backstores/disk create name=db0 file={tmp_path}/a.img size=1M")
+    sh("/loopback create")
+    sh("/loopback/naa.5001405000000001/luns create db0")
+    sh(f"/iscsi create {T1}")
+    sh(f"/iscsi/{T1}/tpg1/portals create 127.0.0.1")
+    sh(f"/iscsi/{T1}/tpg1/luns create db0")
+    sh(f"/iscsi/{T1}/tpg1/acls create {INI}")
+    paths = _every_path(shell_mod.make_shell(lio)._root_node)
+    assert f"/iscsi/{T1}/tpg1/portals/127.0.0.1:3260" in paths
+    assert len(paths) > 20
+    for path in paths:
+        rc, out, err = sh(f"{path} info")
+        assert rc == 0 and out.strip() and err == "", (path, err)
+    rc, out, _ = sh(f"/iscsi/{T1}/tpg1 info")
+    for want in (f"target: {T1}", "tpg: 1", "enabled: yes", "portal: 127.0.0.1:3260",
+                 "lun0: db0", f"acl: {INI} (no CHAP)"):
+        assert want in out.splitlines(), out
+    rc, out, _ = sh(f"/iscsi/{T1}/tpg1/luns/lun0 info")
+    assert "backstore: /backstores/disk/db0" in out.splitlines()
+    rc, out, _ = sh("/loopback/naa.5001405000000001 info")
+    assert "lun0: db0" in out.splitlines()
+
+
+def test_a_portal_shows_its_network_namespace(sh, lio):
+    import os
+
+    sh(f"/iscsi create {T1}")
+    g = lio.iscsi[T1]
+    lio.iscsi[T1] = replace(g, portals=(config.Portal("10.9.0.1", 3260, "backupnet"),
+                                        config.Portal("0.0.0.0", 3260)))
+    _, out, _ = sh(f"ls /iscsi/{T1}/tpg1/portals")
+    assert re.search(r"o- 10\.9\.0\.1:3260 \.+ \[netns backupnet\]", out), out
+    _, out, _ = sh(f"/iscsi/{T1}/tpg1/portals/10.9.0.1:3260 info")
+    assert out.splitlines() == ["ip_address: 10.9.0.1", "ip_port: 3260", "netns: backupnet"]
+    _, out, _ = sh(f"/iscsi/{T1}/tpg1/portals/0.0.0.0:3260 info")
+    mine = os.stat("/proc/self/ns/net").st_ino
+    assert f"netns: net:[{mine}] (this host's; LIO does not record" in out
+    refused(sh(f"/iscsi/{T1}/tpg1/portals create 10.9.0.1"), "already listens")
+
+
+def test_clearconfig_needs_confirm(sh, lio, tmp_path):
+    sh(f"/backstores/disk create name=db0 file={tmp_path}/a.img size=1M")
+    sh("/loopback create")
+    lio.calls.clear()
+    for line in ("clearconfig", "/ clearconfig confirm=false", "clearconfig confirm=no"):
+        refused(sh(line), "type `clearconfig confirm=true`")
+    refused(sh("clearconfig confirm=maybe"), "true or false")
+    assert lio.calls == []
+    rc, out, _ = sh("/ clearconfig confirm=true")
+    assert rc == 0 and lio.calls == [("clear",)]
+    assert "deleted 2 object(s) (disk db0, loopback naa.5001405000000001)" in out
+    assert lio.snapshot().backstores == ()
+
+
+def test_clearconfig_from_the_command_line_goes_to_the_shell(monkeypatch):
+    seen = []
+    monkeypatch.setattr(shell_mod, "main", lambda argv: seen.append(argv) or 0)
+    assert cli.main(["clearconfig", "confirm=true"]) == 0
+    assert seen == [["clearconfig", "confirm=true"]]

@@ -17,7 +17,7 @@ from pathlib import Path
 HOME_ENV = "LIO_XCOPY_HOME"
 
 #: root commands a bare ``lio-xcopy CMD`` hands to the shell (the subcommands win)
-ROOT_COMMANDS = ("ls", "cd", "pwd", "get", "set", "refresh", "bookmarks")
+ROOT_COMMANDS = ("ls", "cd", "pwd", "get", "set", "refresh", "bookmarks", "clearconfig")
 
 
 #: ``password=VALUE`` on a command line, ``'password': 'VALUE'`` in configshell's logs

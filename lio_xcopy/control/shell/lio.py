@@ -27,12 +27,15 @@ ISCSI_TPG_ATTRIBUTES = {"generate_node_acls": "0", "cache_dynamic_acls": "0",
 class Backstore:
     """One LUN of ours: ``size`` is a disk's size or a tape's capacity (bytes)."""
 
-    kind: str  # "disk", "tape" or "passthrough" (path: the device's stable name)
+    #: "disk", "tape", "passthrough" (path: the device's stable name), "changer" or
+    #: "library_drive" (path: the library directory; drive: its drive number)
+    kind: str
     name: str
     path: Path
     size: int
     wwn: str
     block_size: int | None = None
+    drive: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +88,11 @@ class Lio:
             hc = HandlerConfig.parse(so.config.split("/", 1)[1])
             if hc.kind == "passthrough":
                 ours.append(Backstore("passthrough", so.name, Path(hc.path), 0, so.wwn))
+            elif hc.kind == "changer":
+                ours.append(Backstore("changer", so.name, Path(hc.path), 0, so.wwn))
+            elif "drive" in hc.options:
+                ours.append(Backstore("library_drive", so.name, Path(hc.path), so.size,
+                                      so.wwn, drive=int(hc.options["drive"])))
             elif hc.kind == "disk":
                 ours.append(Backstore("disk", so.name, Path(hc.path), so.size, so.wwn,
                                       int(hc.options.get("block_size", "512"))))
@@ -107,8 +115,9 @@ class Lio:
                     _chap(a.chap_userid, a.chap_password),
                     _chap(a.chap_mutual_userid, a.chap_mutual_password))
                     for a in g.node_acls)
-                portals = tuple(config.Portal(p.ip_address.strip("[]"), p.port)
-                                for p in g.network_portals)
+                portals = tuple(config.Portal(ip, p.port, iscsi.portal_netns(ip))
+                                for p in g.network_portals
+                                for ip in (p.ip_address.strip("[]"),))
                 attrs = {k: g.get_attribute(k) for k in ("authentication", "generate_node_acls")}
                 tpgs.append(config.Tpg(g.tag, bool(g.enable), portals, luns, acls, attrs))
             targets.append(config.IscsiTarget(t.wwn, tuple(tpgs)))
@@ -129,15 +138,41 @@ class Lio:
                     path.unlink()
             raise
 
-    def create_tape(self, name: str, path: Path, capacity: int, wwn: str | None) -> None:
+    def create_tape(self, name: str, path: Path, capacity: int, wwn: str | None,
+                    format: bool = False) -> None:
         created = not path.exists()
         try:
-            provision.create_tape(name, path, capacity, wwn)
+            provision.create_tape(name, path, capacity, wwn, format)
         except BaseException:
             if created:
                 with contextlib.suppress(OSError):
                     path.unlink()
             raise
+
+    def create_changer(self, name: str, library: Path, wwn: str | None) -> None:
+        provision.create_changer(name, library, wwn)
+
+    def create_library_drive(self, name: str, library: Path, drive: int,
+                             wwn: str | None) -> None:
+        provision.create_library_drive(name, library, drive, wwn)
+
+    def clear(self) -> list[str]:
+        """Delete every LUN of ours, then every loopback and iSCSI target left without
+        LUNs; returns what went, e.g. ``["disk db0", "loopback naa.5001405..."]``.
+        Targets that still export other backstores stay."""
+        rts = provision._rtslib()
+        gone = []
+        for b in self.snapshot().backstores:
+            provision.delete(b.name)
+            gone.append(f"{b.kind} {b.name}")
+        for fabric in ("loopback", "iscsi"):
+            if fabric == "iscsi" and not Path("/sys/kernel/config/target/iscsi").is_dir():
+                continue
+            for t in list(rts.FabricModule(fabric).targets):
+                if all(not list(tpg.luns) for tpg in t.tpgs):
+                    t.delete()
+                    gone.append(f"{fabric} {t.wwn}")
+        return gone
 
     def create_passthrough(self, name: str, device: str) -> None:
         provision.create_passthrough(name, device)

@@ -1,6 +1,7 @@
 """The administrator's tree, in the style of targetcli (configshell-fb nodes).
 
 /backstores/disk, /backstores/tape, /backstores/passthrough   our LUNs (create, delete, info)
+/backstores/changer, /backstores/library_drive   a cartridge library's changer and drives
 /loopback/<naa>/luns                 tcm_loop targets and their LUN exports
 /iscsi/<iqn>/tpg1/{portals,luns,acls} iSCSI targets, with CHAP per ACL
 /copy_groups                         the saved file's copy groups (copy access policy)
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from configshell_fb import ConfigNode, ExecutionError
 
-from lio_xcopy.control import config, service
+from lio_xcopy.control import backing, config, service
 from lio_xcopy.control.shell import values
 from lio_xcopy.control.shell.lio import Backstore, Snapshot
 from lio_xcopy.devices.foreign import admit_name
@@ -77,6 +78,19 @@ class UINode(ConfigNode):
     def done(self, message: str) -> None:
         self.shell.log.info(message)
         self.root.refresh()
+
+    def info_lines(self) -> list[str]:
+        """What ``info`` shows: by default the node's path, summary and children."""
+        text, _ = self.summary()
+        lines = [f"path: {self.path}"]
+        if text:
+            lines.append(f"summary: {text}")
+        return lines + [f"child: {c.name}" for c in sorted(self.children, key=lambda c: c.name)]
+
+    def ui_command_info(self):
+        """Shows what this node is: its settings, identity and what it holds."""
+        for line in self.info_lines():
+            self.shell.con.display(line)
 
     def execute_command(self, command, pparams=(), kparams=None):
         if command not in self.list_commands():
@@ -177,6 +191,24 @@ class Root(UINode):
         """Reads the tree again from LIO (after changes made by others)."""
         self.refresh()
 
+    def ui_command_clearconfig(self, confirm=None):
+        """
+        Deletes every LUN of ours (disks, tapes, pass-through LUNs, changers, library
+        drives) with their exports, then every loopback and iSCSI target left without
+        LUNs (with its portals and ACLs). Backing files, library directories and the
+        saved file stay: `restoreconfig` brings it all back. Refused without
+        confirm=true.
+        """
+        if confirm is None or not values.boolean(confirm, "confirm"):
+            raise ConfigError("clearconfig deletes every LUN and target of lio-xcopy: type "
+                              "`clearconfig confirm=true` to do it")
+        gone = self.lio.clear()
+        self.done(f"Cleared the configuration: deleted {len(gone)} object(s)"
+                  + (f" ({', '.join(gone)})." if gone else "."))
+
+    def ui_complete_clearconfig(self, parameters, text, current_param):
+        return _complete(["true"], text) if current_param == "confirm" else []
+
     def ui_complete_saveconfig(self, parameters, text, current_param):
         if current_param == "savefile":
             return _complete_path(text, stat.S_ISREG)
@@ -202,6 +234,19 @@ class Backstores(UINode):
         DiskStores(self)
         TapeStores(self)
         PassThroughStores(self)
+        ChangerStores(self)
+        LibraryDriveStores(self)
+
+
+def _in_use(snap: Snapshot) -> list[backing.InUse]:
+    return [backing.InUse(b.name, b.kind, b.path) for b in snap.backstores]
+
+
+def _check_serial(snap: Snapshot, wwn: str | None) -> None:
+    for b in snap.backstores:
+        if wwn is not None and b.wwn.lower() == wwn:
+            raise ConfigError(f"wwn={wwn} is already the unit serial of {b.kind} "
+                              f"{b.name}: use a fresh UUID, or leave wwn= out")
 
 
 class _Stores(UINode):
@@ -216,18 +261,15 @@ class _Stores(UINode):
     def summary(self):
         return f"LUNs: {len(self.children)}", None
 
-    def _check_new(self, snap: Snapshot, name: str, path: Path, wwn: str | None) -> None:
+    def _check_new(self, snap: Snapshot, name: str, path: Path, wwn: str | None,
+                   format: bool = False) -> None:
         values.name(name)
         if snap.backstore(name) is not None or name in snap.other_names:
             raise ConfigError(f"a LUN named {name!r} exists: choose another name, or "
                               f"delete it first")
-        for b in snap.backstores:
-            if b.path == path:
-                raise ConfigError(f"file={path} is already the backing of {b.kind} "
-                                  f"{b.name!r}: give each LUN its own file")
-            if wwn is not None and b.wwn.lower() == wwn:
-                raise ConfigError(f"wwn={wwn} is already the unit serial of {b.kind} "
-                                  f"{b.name}: use a fresh UUID, or leave wwn= out")
+        _check_serial(snap, wwn)
+        if self.kind in ("disk", "tape"):
+            backing.check(self.kind, path, _in_use(snap), format=format)
 
     def ui_command_delete(self, name):
         """
@@ -304,13 +346,16 @@ class TapeStores(_Stores):
 
     kind = "tape"
 
-    def ui_command_create(self, name, file, capacity, wwn=None):
+    def ui_command_create(self, name, file, capacity, wwn=None, format=None):
         """
         Creates a tape drive named name whose cartridge is file (an AWSTAPE file, created
-        empty when absent).
+        empty when absent). An existing file that is not a cartridge is refused:
+        format=yes overwrites it with a blank cartridge. A library's cartridges are
+        not taken (its drives are /backstores/library_drive).
 
         capacity: the cartridge's capacity, e.g. 100G (at least 1M).
         wwn: the unit serial number (a UUID); a fresh one by default.
+        format: yes to erase file into a blank cartridge (no by default).
 
         EXAMPLE
         =======
@@ -322,16 +367,185 @@ class TapeStores(_Stores):
             raise ConfigError(f"capacity={capacity} is too small: use at least 1M")
         path = values.backing_path(file, block_ok=False)
         serial = values.unit_serial(wwn)
-        self._check_new(snap, name, path, serial)
-        self.root.lio.create_tape(name, path, n, serial)
-        self.done(f"Created tape {name} on {path} (capacity {values.human(n)}).")
+        erase = values.boolean(format, "format") if format is not None else False
+        self._check_new(snap, name, path, serial, erase)
+        if erase:
+            self.root.lio.create_tape(name, path, n, serial, True)
+        else:
+            self.root.lio.create_tape(name, path, n, serial)
+        self.done(f"Created tape {name} on {path} (capacity {values.human(n)}"
+                  + (", formatted blank)." if erase else ")."))
 
     def ui_complete_create(self, parameters, text, current_param):
         if current_param == "file":
             return _complete_path(text or "/", stat.S_ISREG)
         if current_param == "capacity":
             return _complete([f"{text}{u}" for u in "MGT"] if text.isdigit() else [], text)
+        if current_param == "format":
+            return _complete(["yes", "no"], text)
         return []
+
+
+class ChangerStores(_Stores):
+    """``/backstores/changer``: the medium changer (SMC-3) of a cartridge library: a
+    directory of AWSTAPE cartridges and its ``library.json``."""
+
+    kind = "changer"
+
+    def ui_command_create(self, name, library, slots=None, ie_slots=None, drives=None,
+                          capacity=None, barcodes=None, wwn=None):
+        """
+        Creates the changer LUN named name of the library in directory library. When
+        the directory holds no library yet, slots= makes one (as `lio-xcopy library DIR
+        create` does): ie_slots import/export (mail) slots (0 by default), drives tape
+        drives (1), cartridges of capacity (1G), and blank cartridges in the first
+        slots: barcodes=6 (L00001L8 ...) or barcodes=L00001L8,L00002L8. Its drives are
+        LUNs of their own: /backstores/library_drive create.
+
+        EXAMPLE
+        =======
+        create name=lib0 library=/srv/lib slots=8 ie_slots=2 drives=2 barcodes=6
+        """
+        from lio_xcopy.control import library as lib_ops
+
+        snap = self.fresh()
+        values.name(name)
+        if snap.backstore(name) is not None or name in snap.other_names:
+            raise ConfigError(f"a LUN named {name!r} exists: choose another name, or "
+                              "delete it first")
+        path = values.library_path(library)
+        serial = values.unit_serial(wwn)
+        _check_serial(snap, serial)
+        for b in snap.backstores:
+            if b.kind == "changer" and backing.same_file(b.path, path):
+                raise ConfigError(f"library={path} already has changer {b.name!r}: a "
+                                  "library has one changer")
+            if b.kind not in backing.LIBRARY_KINDS and (
+                    backing.same_file(b.path, path) or b.path.parent == path):
+                raise ConfigError(f"library={path} holds the backing of {b.kind} {b.name!r}: "
+                                  "give the library a directory of its own")
+        layout = {"slots": slots, "ie_slots": ie_slots, "drives": drives,
+                  "capacity": capacity, "barcodes": barcodes}
+        made = None
+        if (path / "library.json").is_file():
+            given = [f"{k}=" for k, v in layout.items() if v is not None]
+            if given:
+                raise ConfigError(f"library={path} holds a library already: leave "
+                                  f"{', '.join(given)} out to use it as it is")
+        else:
+            if slots is None:
+                raise ConfigError(f"library={path} holds no library: add slots= (e.g. "
+                                  "slots=8 drives=1 barcodes=4) to make one there")
+            n_slots = values.number(slots, "slots", 1, 0xEFFF)
+            cart = values.size(capacity, "capacity") if capacity is not None else 1 << 30
+            if cart < config.MIN_TAPE_CAPACITY:
+                raise ConfigError(f"capacity={capacity} is too small: use at least 1M")
+            codes = values.barcodes(barcodes) if barcodes is not None else []
+            if len(codes) > n_slots:
+                raise ConfigError(f"barcodes={barcodes} gives {len(codes)} cartridges for "
+                                  f"{n_slots} slots: add slots= or give fewer")
+            made = path if not path.exists() else None
+            lib_ops.create_library(
+                path, slots=n_slots, capacity=cart, barcodes=codes,
+                ie_slots=values.number(ie_slots, "ie_slots", 0, 0xF0) if ie_slots else 0,
+                drives=values.number(drives, "drives", 1, 0xF00) if drives else 1)
+        try:
+            self.root.lio.create_changer(name, path, serial)
+        except BaseException:
+            if made is not None:  # undo the library we made
+                import shutil
+
+                shutil.rmtree(made, ignore_errors=True)
+            raise
+        self.done(f"Created changer {name} on {path} ({_library_text(path)}).")
+
+    def ui_complete_create(self, parameters, text, current_param):
+        if current_param == "library":
+            return _complete_path(text or "/", lambda m: False)
+        if current_param in ("slots", "ie_slots", "drives", "barcodes"):
+            return _complete([text] if text.isdigit() else [], text)
+        if current_param == "capacity":
+            return _complete([f"{text}{u}" for u in "MGT"] if text.isdigit() else [], text)
+        return []
+
+
+class LibraryDriveStores(_Stores):
+    """``/backstores/library_drive``: a tape drive (SSC-4) of a cartridge library; it
+    starts empty and takes the cartridges the changer moves into it."""
+
+    kind = "library_drive"
+
+    def ui_command_create(self, name, library, drive=None, wwn=None):
+        """
+        Creates the tape LUN named name for drive number drive (0 for the first; the
+        lowest one without a LUN by default) of the library in directory library.
+
+        EXAMPLE
+        =======
+        create name=libtape0 library=/srv/lib drive=0
+        """
+        snap = self.fresh()
+        values.name(name)
+        if snap.backstore(name) is not None or name in snap.other_names:
+            raise ConfigError(f"a LUN named {name!r} exists: choose another name, or "
+                              "delete it first")
+        path = values.library_path(library)
+        serial = values.unit_serial(wwn)
+        _check_serial(snap, serial)
+        count = _library_state(path).drives.__len__()
+        taken = {b.drive: b.name for b in snap.backstores
+                 if b.kind == "library_drive" and backing.same_file(b.path, path)}
+        if drive is None:
+            free = [i for i in range(count) if i not in taken]
+            if not free:
+                raise ConfigError(f"every drive of {path} has a LUN already "
+                                  f"({', '.join(taken.values())}): nothing to create")
+            n = free[0]
+        else:
+            n = values.number(drive, "drive", 0, max(count - 1, 0))
+            if n >= count:
+                raise ConfigError(f"drive={drive}: {path} has {count} drive(s)")
+            if n in taken:
+                raise ConfigError(f"drive {n} of {path} is LUN {taken[n]!r} already: "
+                                  "give another drive=")
+        self.root.lio.create_library_drive(name, path, n, serial)
+        self.done(f"Created library_drive {name}: drive {n} of {path}.")
+
+    def ui_complete_create(self, parameters, text, current_param):
+        if current_param == "library":  # the changers' libraries first, then directories
+            libs = sorted({str(b.path) for b in self.snap.backstores if b.kind == "changer"})
+            return _complete(libs, text) or _complete_path(text or "/", lambda m: False)
+        if current_param == "drive":
+            lib = parameters.get("library")
+            try:
+                count = len(_library_state(Path(lib)).drives) if lib else 0
+            except ConfigError:
+                count = 0
+            taken = {b.drive for b in self.snap.backstores
+                     if b.kind == "library_drive" and lib and str(b.path) == lib}
+            return _complete([str(i) for i in range(count) if i not in taken], text)
+        return []
+
+
+def _library_state(path: Path):
+    """The library's state (``library.json``), or the one-line error saying it is not
+    a library."""
+    from lio_xcopy.devices.library import Library
+
+    if not (path / "library.json").is_file():
+        raise ConfigError(f"library={path} holds no library: create it first "
+                          "(/backstores/changer create ... slots=N)")
+    return Library.open(path).state()
+
+
+def _library_text(path: Path) -> str:
+    """``slots 8, drives 2, mail slots 2, cartridges 6``."""
+    try:
+        s = _library_state(path)
+    except ConfigError as e:
+        return f"unreadable: {e}"
+    return (f"slots {len(s.slots)}, drives {len(s.drives)}, mail slots {len(s.ie)}, "
+            f"cartridges {len(s.cartridges)}")
 
 
 class PassThroughStores(_Stores):
@@ -379,35 +593,70 @@ class BackstoreNode(UINode):
 
     def summary(self):
         b = self.b
+        exported = bool(self.snap.exports(b.name))
+        state = "exported" if exported else "not exported"
         if b.kind == "passthrough":
-            exported = bool(self.snap.exports(b.name))
-            return f"{b.path} {'exported' if exported else 'not exported'}", exported
+            return f"{b.path} {state}", exported
+        if b.kind == "changer":
+            return f"{b.path} ({_library_text(b.path)}) {state}", exported
+        if b.kind == "library_drive":
+            return f"drive {b.drive} of {b.path} ({self._cartridge()}) {state}", exported
         size = (f"{values.human(b.size)}, {b.block_size}b" if b.kind == "disk"
                 else f"capacity {values.human(b.size)}")
-        exported = bool(self.snap.exports(b.name))
-        return f"{b.path} ({size}) {'exported' if exported else 'not exported'}", exported
+        return f"{b.path} ({size}) {state}", exported
 
-    def ui_command_info(self):
-        """Shows the LUN's settings, identity (unit serial, NAA) and exports."""
+    def _cartridge(self) -> str:
+        try:
+            place = _library_state(self.b.path).drives[self.b.drive or 0]
+        except (ConfigError, IndexError):
+            return "library unreadable"
+        return f"{place.barcode} loaded" if place is not None else "empty"
+
+    def info_lines(self) -> list[str]:
+        """The LUN's settings, identity (unit serial, NAA) and exports."""
         from lio_xcopy.scsi.spc import naa_ieee_registered_extended
 
         b = self.b
+        lines = [f"name: {b.name}", f"kind: {b.kind}"]
         if b.kind == "passthrough":  # the LUN answers with the device's identity
-            lines = [f"name: {b.name}", f"kind: {b.kind}", f"device: {b.path}"]
-            lines += [f"export: {e}" for e in self.snap.exports(b.name)] or ["export: none"]
-            for line in lines:
-                self.shell.con.display(line)
-            return
-        lines = [f"name: {b.name}", f"kind: {b.kind}", f"file: {b.path}",
-                 f"{'size' if b.kind == 'disk' else 'capacity'}: {b.size} "
-                 f"({values.human(b.size)})"]
-        if b.block_size:
-            lines.append(f"block_size: {b.block_size}")
-        lines += [f"unit_serial: {b.wwn}",
-                  f"naa: {naa_ieee_registered_extended(b.wwn).hex()}"]
-        lines += [f"export: {e}" for e in self.snap.exports(b.name)] or ["export: none"]
-        for line in lines:
-            self.shell.con.display(line)
+            lines.append(f"device: {b.path}")
+        elif b.kind == "changer":
+            lines += [f"library: {b.path}", *self._library_lines()]
+        elif b.kind == "library_drive":
+            lines += [f"library: {b.path}", f"drive: {b.drive}",
+                      f"cartridge: {self._cartridge()}"]
+        else:
+            lines += [f"file: {b.path}",
+                      f"{'size' if b.kind == 'disk' else 'capacity'}: {b.size} "
+                      f"({values.human(b.size)})"]
+            if b.block_size:
+                lines.append(f"block_size: {b.block_size}")
+        if b.kind != "passthrough":
+            lines += [f"unit_serial: {b.wwn}",
+                      f"naa: {naa_ieee_registered_extended(b.wwn).hex()}"]
+        return lines + ([f"export: {e}" for e in self.snap.exports(b.name)]
+                        or ["export: none"])
+
+    def _library_lines(self) -> list[str]:
+        """A changer's elements (SMC-3 addresses) and the cartridges in them."""
+        from lio_xcopy.control import library as lib_ops
+
+        try:
+            s = _library_state(self.b.path)
+            where = lib_ops.list_cartridges(self.b.path)
+        except ConfigError as e:
+            return [f"library: unreadable ({e})"]
+        drive_luns = {b.drive: b.name for b in self.snap.backstores
+                      if b.kind == "library_drive" and backing.same_file(b.path, self.b.path)}
+        lines = [f"storage slots: {len(s.slots)}", f"mail slots (import/export): {len(s.ie)}",
+                 f"drives: {len(s.drives)}"]
+        lines += [f"drive {i}: LUN {drive_luns.get(i, 'none')}"
+                  for i in range(len(s.drives))]
+        lines.append(f"cartridges: {len(s.cartridges)}")
+        lines += [f"cartridge {loc.barcode}: {loc.label} ({loc.address:#06x})"
+                  for loc in where]
+        lines.append(f"door: {'locked by a host' if s.prevent_removal else 'unlocked'}")
+        return lines
 
 
 # --- LUN exports (shared by loopback and iSCSI) ---------------------------------------------
@@ -452,11 +701,11 @@ class Luns(UINode):
         if storage_object.startswith("/"):
             parts = storage_object.strip("/").split("/")
             if len(parts) != 3 or parts[0] != "backstores" or parts[1] not in (
-                "disk", "tape", "passthrough"
+                "disk", "tape", "passthrough", "changer", "library_drive"
             ):
                 raise ConfigError(f"storage_object={storage_object}: give "
-                                  "/backstores/disk/NAME, /backstores/tape/NAME or "
-                                  "/backstores/passthrough/NAME")
+                                  "/backstores/disk/NAME (or tape, passthrough, changer, "
+                                  "library_drive for disk) or NAME")
             kind, name = parts[1], parts[2]
         b = snap.backstore(name)
         if b is None or (kind is not None and b.kind != kind):
@@ -513,6 +762,14 @@ class LunNode(UINode):
             return f"{self.so} (not a lio-xcopy LUN)", None
         return f"{b.kind}/{b.name} ({b.path})", True
 
+    def info_lines(self) -> list[str]:
+        b = self.snap.backstore(self.so)
+        luns: Luns = self.parent  # type: ignore[assignment]
+        lines = [f"lun: {self.lun_id}", f"target: {luns.wwn}", f"fabric: {luns.fabric}"]
+        if b is None:
+            return [*lines, f"backstore: {self.so} (not a lio-xcopy LUN)"]
+        return [*lines, f"backstore: /backstores/{b.kind}/{b.name}", f"backing: {b.path}"]
+
 
 # --- loopback -------------------------------------------------------------------------------
 class Loopback(UINode):
@@ -521,8 +778,7 @@ class Loopback(UINode):
     def __init__(self, parent) -> None:
         super().__init__("loopback", parent)
         for t in self.snap.loopback:
-            target = UINode(t.wwn, self)
-            Luns(target, "loopback", t.wwn, 1, t.luns)
+            LoopbackTargetNode(t, self)
 
     def summary(self):
         return f"Targets: {len(self.children)}", None
@@ -550,6 +806,22 @@ class Loopback(UINode):
         if current_param == "wwn":
             return _complete([c.name for c in self.children], text)
         return []
+
+
+class LoopbackTargetNode(UINode):
+    """A tcm_loop target: its LUNs appear as SCSI devices of this host."""
+
+    def __init__(self, t, parent) -> None:
+        super().__init__(t.wwn, parent)
+        self.t = t
+        Luns(self, "loopback", t.wwn, 1, t.luns)
+
+    def summary(self):
+        return f"LUNs: {len(self.t.luns)}", None
+
+    def info_lines(self) -> list[str]:
+        return [f"wwn: {self.t.wwn}", "fabric: loopback (tcm_loop), TPG 1",
+                *(f"lun{i}: {n}" for i, n in sorted(self.t.luns.items()))]
 
 
 # --- iSCSI ----------------------------------------------------------------------------------
@@ -602,6 +874,10 @@ class IscsiTargetNode(UINode):
     def summary(self):
         return f"TPGs: {len(self.children)}", None
 
+    def info_lines(self) -> list[str]:
+        return [f"iqn: {self.name}", "fabric: iscsi",
+                *(f"tpg: {c.name}" for c in sorted(self.children, key=lambda c: c.name))]
+
 
 class TpgNode(UINode):
     def __init__(self, iqn: str, g: config.Tpg, parent) -> None:
@@ -616,6 +892,16 @@ class TpgNode(UINode):
         return (f"{'enabled' if self.tpg.enable else 'disabled'}, ACLs only, {auth}",
                 self.tpg.enable)
 
+    def info_lines(self) -> list[str]:
+        g = self.tpg
+        return [f"target: {self.iqn}", f"tpg: {g.tag}",
+                f"enabled: {'yes' if g.enable else 'no'}",
+                f"authentication: {'CHAP' if g.authentication else 'none'}",
+                *(f"attribute {k}: {v}" for k, v in sorted(g.attributes.items())),
+                *(f"portal: {_portal_name(p)}" for p in g.portals),
+                *(f"lun{i}: {n}" for i, n in sorted(g.luns.items())),
+                *(f"acl: {a.initiator} ({_auth(a)})" for a in g.acls)]
+
 
 class Portals(UINode):
     """``portals``: the addresses the TPG listens on."""
@@ -625,7 +911,7 @@ class Portals(UINode):
         self.iqn, self.tag = parent.iqn, parent.tpg.tag
         self.portals = parent.tpg.portals
         for p in self.portals:
-            UINode(f"[{p.ip}]:{p.port}" if ":" in p.ip else f"{p.ip}:{p.port}", self)
+            PortalNode(p, self)
 
     def summary(self):
         return f"Portals: {len(self.portals)}", None
@@ -641,7 +927,7 @@ class Portals(UINode):
                 and not Path(netns).exists():
             raise ConfigError(f"netns={netns}: no such network namespace; create it with "
                               f"`ip netns add {netns}` or leave netns= out")
-        if config.Portal(ip, port) in self._now():
+        if any((p.ip, p.port) == (ip, port) for p in self._now()):
             raise ConfigError(f"the TPG already listens on {ip} port {port}: nothing to do")
         self.root.lio.create_portal(self.iqn, self.tag, ip, port, netns)
         self.done(f"Created portal {ip}:{port} of {self.iqn}.")
@@ -650,7 +936,7 @@ class Portals(UINode):
         """Stops listening on ip_address:ip_port."""
         ip = values.ip(ip_address)
         port = values.number(ip_port, "ip_port", 1, 65535)
-        if config.Portal(ip, port) not in self._now():
+        if not any((p.ip, p.port) == (ip, port) for p in self._now()):
             raise ConfigError(f"no portal {ip}:{port} on {self.iqn}: `ls {self.path}` "
                               "lists them")
         self.root.lio.delete_portal(self.iqn, self.tag, ip, port)
@@ -665,6 +951,50 @@ class Portals(UINode):
         if current_param == "ip_port":
             return _complete(["3260"], text)
         return []
+
+
+def _portal_name(p: config.Portal) -> str:
+    return f"[{p.ip}]:{p.port}" if ":" in p.ip else f"{p.ip}:{p.port}"
+
+
+def _own_netns() -> str:
+    """The network namespace this shell runs in, as ``ip netns identify`` would name
+    it, else its inode (``net:[4026531840]``)."""
+    try:
+        mine = os.stat("/proc/self/ns/net")
+    except OSError:
+        return "unknown"
+    run = Path("/run/netns")
+    for p in sorted(run.iterdir()) if run.is_dir() else ():
+        try:
+            st = p.stat()
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino):
+            return p.name
+    return f"net:[{mine.st_ino}]"
+
+
+class PortalNode(UINode):
+    """An address the TPG listens on. LIO does not record a portal's network
+    namespace; it is the named one (``ip netns``) whose interfaces hold the address,
+    or else this shell's own."""
+
+    def __init__(self, p: config.Portal, parent) -> None:
+        super().__init__(_portal_name(p), parent)
+        self.p = p
+
+    def _netns(self) -> str:
+        if self.p.netns:
+            return self.p.netns
+        return f"{_own_netns()} (this host's; LIO does not record a portal's namespace)"
+
+    def summary(self):
+        return (f"netns {self.p.netns}" if self.p.netns else "", True)
+
+    def info_lines(self) -> list[str]:
+        return [f"ip_address: {self.p.ip}", f"ip_port: {self.p.port}",
+                f"netns: {self._netns()}"]
 
 
 def _tpg_now(snap: Snapshot, iqn: str, tag: int) -> config.Tpg:
@@ -753,8 +1083,8 @@ class AclNode(UINode):
     def summary(self):
         return f"Mapped LUNs: {len(self.acl.mapped_luns)}, {_auth(self.acl)}", None
 
-    def ui_command_info(self):
-        """Shows the initiator's CHAP user names; secrets show only as set or unset."""
+    def info_lines(self) -> list[str]:
+        """The initiator's CHAP user names; secrets show only as set or unset."""
         a = self.acl
         lines = [f"initiator: {a.initiator}"]
         for label, c in (("", a.chap), ("mutual_", a.mutual_chap)):
@@ -762,8 +1092,7 @@ class AclNode(UINode):
             lines.append(f"{label}password: {'set' if c and c.password else 'unset'}")
         lines += [f"mapped_lun{m.mapped_lun}: tpg lun{m.tpg_lun}"
                   f"{' (read-only)' if m.write_protect else ''}" for m in a.mapped_luns]
-        for line in lines:
-            self.shell.con.display(line)
+        return lines
 
 
 class MappedLunNode(UINode):
@@ -773,6 +1102,11 @@ class MappedLunNode(UINode):
 
     def summary(self):
         return f"lun{self.m.tpg_lun} {self.so} ({'ro' if self.m.write_protect else 'rw'})", True
+
+    def info_lines(self) -> list[str]:
+        return [f"mapped_lun: {self.m.mapped_lun}", f"tpg_lun: {self.m.tpg_lun}",
+                f"backstore: {self.so}",
+                f"access: {'read-only' if self.m.write_protect else 'read-write'}"]
 
 
 # --- copy groups ----------------------------------------------------------------------------

@@ -86,6 +86,39 @@ def backing_path(v: str, *, block_ok: bool) -> Path:
     return p
 
 
+def library_path(v: str) -> Path:
+    """A library's directory: an absolute path the kernel can carry, whose parent
+    exists; an existing one must be a directory."""
+    if not v or any(c in v for c in config._KERNEL_UNSAFE):
+        raise ConfigError(f"library={v!r}: give a directory path without commas, colons, "
+                          "semicolons or newlines, e.g. library=/srv/lib")
+    p = Path(os.path.abspath(v))
+    if p.exists() and not p.is_dir():
+        raise ConfigError(f"library={v} is not a directory: give the library's directory")
+    if not p.parent.is_dir():
+        raise ConfigError(f"library={v}: directory {p.parent} does not exist; create it "
+                          "first or give another path")
+    return p
+
+
+def barcodes(v: str) -> list[str]:
+    """``6`` (L00001L8 ... L00006L8) or ``L00001L8,L00002L8``."""
+    from lio_xcopy.control import library
+    from lio_xcopy.devices.library import check_barcode
+
+    if v.isascii() and v.isdigit():
+        return library.lto_barcodes(int(v))
+    out = [x for x in v.split(",") if x]
+    for b in out:
+        try:
+            check_barcode(b)
+        except ConfigError as e:
+            raise ConfigError(f"barcodes={v}: {e}") from e
+    if len(set(out)) < len(out):
+        raise ConfigError(f"barcodes={v} names a cartridge twice: give each once")
+    return out
+
+
 def existing_size(p: Path) -> int | None:
     """The size of an existing file or block device (None when absent)."""
     if not p.exists():
