@@ -409,13 +409,7 @@ class ChangerStores(_Stores):
         from lio_xcopy.control import library as lib_ops
 
         snap = self.fresh()
-        values.name(name)
-        if snap.backstore(name) is not None or name in snap.other_names:
-            raise ConfigError(f"a LUN named {name!r} exists: choose another name, or "
-                              "delete it first")
-        path = values.library_path(library)
-        serial = values.unit_serial(wwn)
-        _check_serial(snap, serial)
+        path, serial = _new_library_lun(snap, name, library, wwn)
         for b in snap.backstores:
             if b.kind == "changer" and backing.same_file(b.path, path):
                 raise ConfigError(f"library={path} already has changer {b.name!r}: a "
@@ -485,14 +479,8 @@ class LibraryDriveStores(_Stores):
         create name=libtape0 library=/srv/lib drive=0
         """
         snap = self.fresh()
-        values.name(name)
-        if snap.backstore(name) is not None or name in snap.other_names:
-            raise ConfigError(f"a LUN named {name!r} exists: choose another name, or "
-                              "delete it first")
-        path = values.library_path(library)
-        serial = values.unit_serial(wwn)
-        _check_serial(snap, serial)
-        count = _library_state(path).drives.__len__()
+        path, serial = _new_library_lun(snap, name, library, wwn)
+        count = len(_library_state(path).drives)
         taken = {b.drive: b.name for b in snap.backstores
                  if b.kind == "library_drive" and backing.same_file(b.path, path)}
         if drive is None:
@@ -525,6 +513,19 @@ class LibraryDriveStores(_Stores):
                      if b.kind == "library_drive" and lib and str(b.path) == lib}
             return _complete([str(i) for i in range(count) if i not in taken], text)
         return []
+
+
+def _new_library_lun(snap: Snapshot, name: str, library: str,
+                     wwn: str | None) -> tuple[Path, str | None]:
+    """A changer's or library drive's name, directory and unit serial, checked."""
+    values.name(name)
+    if snap.backstore(name) is not None or name in snap.other_names:
+        raise ConfigError(f"a LUN named {name!r} exists: choose another name, or "
+                          "delete it first")
+    path = values.library_path(library)
+    serial = values.unit_serial(wwn)
+    _check_serial(snap, serial)
+    return path, serial
 
 
 def _library_state(path: Path):
