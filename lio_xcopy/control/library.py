@@ -71,9 +71,24 @@ def import_cartridge(directory: str | os.PathLike[str], file: str | os.PathLike[
                      copy: bool = False) -> Location:
     """Put a cartridge file (AWSTAPE) into the first free import/export slot; it moves
     into the library (``copy=True`` leaves the original). The barcode defaults to the
-    file's name without ``.aws``; ``read_only`` sets its write-protect tab."""
+    file's name without ``.aws``; ``read_only`` sets its write-protect tab. A file a
+    running LUN serves is not moved from under it."""
+    owner = None if copy else _lun_of(Path(file))
+    if owner is not None:
+        raise ConfigError(f"{file} is the backing of {owner.kind} {owner.name!r}: delete "
+                          "that LUN first, or import a copy (--copy)")
     return Library.open(directory).import_cartridge(file, barcode, read_only=read_only,
                                                     copy=copy)
+
+
+def _lun_of(file: Path):
+    """The running LUN (or other backstore) whose file ``file`` is, when LIO is here."""
+    from lio_xcopy.control import backing, provision
+
+    if not (provision.CONFIGFS / "target").is_dir():
+        return None
+    return next((u for u in provision.in_use() if u.kind not in backing.LIBRARY_KINDS
+                 and backing.same_file(file, u.path)), None)
 
 
 def export_cartridge(directory: str | os.PathLike[str], barcode: str,

@@ -219,3 +219,16 @@ def test_restore_naming_a_conflict_fails_in_one_line_and_changes_nothing(
     config.save(config.SavedConfig((good,)), tmp_path / "ok.json")
     report = saved.restore(config.load(tmp_path / "ok.json"))
     assert report.created == ["disk d0"] and [o.name for o in rts.objects] == ["d0"]
+
+
+def test_library_import_never_moves_a_running_luns_cartridge(tmp_path, lib, monkeypatch):
+    (tmp_path / "cfs" / "target").mkdir(parents=True)
+    monkeypatch.setattr(provision, "CONFIGFS", tmp_path / "cfs")
+    live = cartridge(tmp_path / "T00001L8.aws")
+    monkeypatch.setattr(provision, "in_use", lambda exclude=None: [InUse("t0", "tape", live)])
+    library.create_library(tmp_path / "lib2", slots=2, ie_slots=1)
+    refused(lambda: library.import_cartridge(tmp_path / "lib2", live),
+            "is the backing of tape 't0'", "--copy")
+    assert live.exists() and library.list_cartridges(tmp_path / "lib2") == []
+    loc = library.import_cartridge(tmp_path / "lib2", live, copy=True)
+    assert loc.barcode == "T00001L8" and live.exists()

@@ -991,7 +991,7 @@ class PortalNode(UINode):
         return f"{_own_netns()} (this host's; LIO does not record a portal's namespace)"
 
     def summary(self):
-        return (f"netns {self.p.netns}" if self.p.netns else "", True)
+        return (f"netns {self.p.netns}" if self.p.netns else "", None)
 
     def info_lines(self) -> list[str]:
         return [f"ip_address: {self.p.ip}", f"ip_port: {self.p.port}",
