@@ -259,25 +259,33 @@ def test_help_everywhere_does_nothing(lab, cli, tmp_path):
     assert cli("--version").stdout.strip() == cli("version").stdout.strip()
 
 
-def test_library_from_the_shell_and_backing_files_it_protects(lab, cli):
+def test_library_from_the_shell_and_backing_files_it_protects(lab, cli, capsys):
     """A library made with the shell alone (changer + drive, exported over loopback):
     `ls` and `info` show it as a changer, the kernel sees a medium changer (peripheral
     type 08h); a tape on /etc/passwd is refused in one line with configfs and the file
-    exactly as they were."""
+    exactly as they were. The setup runs the shell in-process (each `lio-xcopy` process
+    costs seconds of imports under TCG); `ls` and the refusal run as the CLI."""
+    from lio_xcopy.control import shell
+
+    def sh(*words: str) -> str:
+        capsys.readouterr()
+        assert shell.run(list(words)) == 0, capsys.readouterr().err
+        return capsys.readouterr().out
+
     lib, wwn = lab.work / "cli-lib", "naa.5001405c11c11c22"
-    out = cli("/backstores/changer", "create", "name=clilib0", f"library={lib}", "slots=4",
-              "ie_slots=1", "drives=1", "capacity=16M", "barcodes=2").stdout
+    out = sh("/backstores/changer", "create", "name=clilib0", f"library={lib}", "slots=4",
+             "ie_slots=1", "drives=1", "capacity=16M", "barcodes=2")
     assert "slots 4, drives 1, mail slots 1, cartridges 2" in out
-    cli("/backstores/library_drive", "create", "name=clilibtape0", f"library={lib}")
-    cli("/loopback", "create", f"wwn={wwn}")
-    cli(f"/loopback/{wwn}/luns", "create", "/backstores/changer/clilib0")
-    cli(f"/loopback/{wwn}/luns", "create", "/backstores/library_drive/clilibtape0")
+    sh("/backstores/library_drive", "create", "name=clilibtape0", f"library={lib}")
+    sh("/loopback", "create", f"wwn={wwn}")
+    sh(f"/loopback/{wwn}/luns", "create", "/backstores/changer/clilib0")
+    sh(f"/loopback/{wwn}/luns", "create", "/backstores/library_drive/clilibtape0")
     tree = cli("ls", "/backstores").stdout
     assert re.search(r"o- clilib0 \.+ \[.*cli-lib \(slots 4, drives 1, mail slots 1, "
                      r"cartridges 2\) exported\]", tree), tree
     assert re.search(r"o- clilibtape0 \.+ \[drive 0 of .*cli-lib \(empty\) exported\]",
                      tree), tree
-    info = cli("/backstores/changer/clilib0", "info").stdout.splitlines()
+    info = sh("/backstores/changer/clilib0", "info").splitlines()
     assert "storage slots: 4" in info and "drive 0: LUN clilibtape0" in info
     serial = next(x for x in info if x.startswith("unit_serial: ")).split()[1]
     dev = provision.find_kernel_device(provision.Lun("clilib0", "changer", lib, serial, None))
@@ -289,9 +297,7 @@ def test_library_from_the_shell_and_backing_files_it_protects(lab, cli):
                 "capacity=16M", ok=False), before, "not an AWSTAPE cartridge", "format=yes")
     assert Path("/etc/passwd").read_bytes() == passwd
 
-    from lio_xcopy.control.shell.lio import Lio  # cleanup in-process: each CLI run costs
-
-    Lio().delete_loopback(wwn)
-    provision.delete("clilibtape0")
-    provision.delete("clilib0")
+    sh("/loopback", "delete", wwn)
+    sh("/backstores/library_drive", "delete", "clilibtape0")
+    sh("/backstores/changer", "delete", "clilib0")
     assert not user_dirs("clilib0") and (lib / "library.json").is_file()
