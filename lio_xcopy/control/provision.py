@@ -289,7 +289,13 @@ def _served_while_deleted(so) -> Iterator[None]:
                     "command timer", so.name)
         yield
         return
-    loop = threading.Thread(target=server.run, name=f"serve-{so.name}", daemon=True)
+    def serve() -> None:
+        try:
+            server.run()
+        except Exception:  # said, not raised: the delete goes on (and may then wait)
+            log.exception("%s: serving it during the delete failed", so.name)
+
+    loop = threading.Thread(target=serve, name=f"serve-{so.name}", daemon=True)
     loop.start()
     try:
         yield

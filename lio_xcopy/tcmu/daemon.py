@@ -503,9 +503,10 @@ class Daemon:
         self._passed.pop(sys_path, None)
 
     def timeout(self, longest: float | None = None) -> float:
-        """How long the loop may wait for events: until the next retry or rescan."""
+        """How long the loop may wait for events: until the next retry or rescan (at
+        most RESCAN_EVERY: a loop with no rescan still wakes now and then)."""
         due = min([self._next_rescan, *(r.due for r in self._retries.values())])
-        wait = max(0.0, due - self.clock())
+        wait = min(max(0.0, due - self.clock()), RESCAN_EVERY)
         return wait if longest is None else min(wait, longest)
 
     def run_due(self) -> None:

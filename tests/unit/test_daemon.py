@@ -937,3 +937,12 @@ def test_copy_operation_abort_stops_a_copy_by_list_identifier(tmp_path):
         daemon.stop()
         t.join(5)
         kernel.close()
+
+
+def test_a_daemon_without_rescans_still_waits_a_finite_time():
+    """The control plane serves one LUN with ``rescan_every=inf``: select() needs a
+    finite timeout."""
+    import math
+
+    d = Daemon(rescan_every=math.inf)
+    assert 0 < d.timeout() <= 30.0 and d.timeout(1.0) == 1.0
