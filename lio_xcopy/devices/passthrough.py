@@ -1,9 +1,10 @@
 """A pass-through LUN: a real disk, tape drive or medium changer of the target host,
 exported by forwarding every command to it with SG_IO.
 
-What the LUN keeps for itself is the copy manager's: EXTENDED COPY and RECEIVE COPY
-RESULTS (SPC-4 6.5, 6.18; and the daemon's RECEIVE COPY DIGEST) and the 3PC bit of
-standard INQUIRY data (SPC-4 6.6.2), set in the device's own answer. Everything else,
+What the LUN keeps for itself is the copy manager's: EXTENDED COPY, COPY OPERATION
+ABORT and RECEIVE COPY RESULTS (SPC-4 6.5, 6.3, 6.18; and the daemon's RECEIVE COPY
+DIGEST), the 3PC bit of standard INQUIRY data (SPC-4 6.6.2) and those commands' entries
+in REPORT SUPPORTED OPERATION CODES, set in the device's own answers. Everything else,
 VPD pages included, is the device's, so the Device Identification page an initiator
 reads (and names in its copy CSCDs) is the real device's.
 
@@ -38,6 +39,9 @@ from lio_xcopy.sg.resolve import DeviceNotFound, Resolved
 #: the copy manager's commands, answered by the daemon (EXTENDED COPY, RECEIVE COPY
 #: RESULTS, RECEIVE COPY DIGEST)
 OWN_OPCODES = frozenset({0x83, 0x84, 0xC5})
+RSOC = spc.REPORT_SUPPORTED_OPERATION_CODES
+#: the allocation length the LUN asks the device's whole command list with
+RSOC_WHOLE = 0xFFFF
 INQUIRY = 0x12
 #: Linux host bytes (include/scsi/scsi_status.h) meaning the device is not there
 _NO_CONNECT = 0x01  # DID_NO_CONNECT: the command never reached the device
@@ -192,12 +196,36 @@ class PassThrough(ScsiDevice):
             raise InvalidOpcode(0)
         if cmd.opcode in OWN_OPCODES:
             return super().handle(cmd)
+        if self.copy_manager is not None and cmd.opcode == RSOC.OPCODE \
+                and len(cmd.cdb) >= RSOC.LENGTH and cmd.cdb[1] & 0x1F == RSOC.SERVICE_ACTION:
+            return self._supported_operation_codes(cmd)
         produced = self.forward(cmd)
         if cmd.opcode == INQUIRY and not cmd.cdb[1] & 1 and produced > 5 \
                 and self.copy_manager is not None:
             byte5 = cmd.data.tobytes(6)[5]
             cmd.data.copy_in(bytes([byte5 | 0x08]), 5)  # 3PC, SPC-4 6.6.2
         return produced
+
+    def _supported_operation_codes(self, cmd: Command) -> int:
+        """REPORT SUPPORTED OPERATION CODES (SPC-4 6.35): the device's own answer, with
+        the third-party copy commands this LUN answers itself. Asked about one of those,
+        the LUN answers; for all commands, the device's list (asked for in full) loses
+        any descriptor of those opcodes and gains this LUN's."""
+        cdb = RSOC.decode(cmd.cdb)
+        if cdb.reporting_options in (1, 2, 3) and cdb.requested_operation_code in OWN_OPCODES:
+            return super().handle(cmd)
+        if cdb.reporting_options != 0:
+            return self.forward(cmd)
+        whole = bytearray(cmd.cdb)
+        whole[6:10] = RSOC_WHOLE.to_bytes(4, "big")
+        r = self._send(bytes(whole), RSOC_WHOLE, None, self.timeouts.normal)
+        if r.status != GOOD:
+            raise ForwardedStatus(r.status, r.sense_bytes)
+        listed = [d for d in spc.parse_all_commands(r.data) if d.opcode not in OWN_OPCODES]
+        ours = [spc.CommandDescriptor.of(layout, bool(cdb.rctd)) for layout in self.layouts()
+                if layout.OPCODE in OWN_OPCODES]
+        data = spc.all_commands_data(listed + ours)
+        return cmd.data.copy_in(spc.truncate(data, cdb.allocation_length))
 
     def forward(self, cmd: Command) -> int:
         """Send ``cmd`` to the device; the Data-In byte count it produced, or raise with

@@ -274,18 +274,60 @@ SUPPORT_STANDARD = 0b011
 _TIMEOUTS = struct.pack(">HxBII", 10, 0, 0, 0)  # command timeouts descriptor, SPC-4 6.35.4
 
 
+@dataclass(frozen=True, slots=True)
+class CommandDescriptor:
+    """One command descriptor of the all commands parameter data, SPC-4 6.35.2: the
+    opcode, its service action (when SERVACTV), the CDB length, and the command timeouts
+    descriptor's bytes when CTDP is set (b"" otherwise)."""
+
+    opcode: int
+    service_action: int | None
+    cdb_length: int
+    timeouts: bytes = b""
+
+    def encode(self) -> bytes:
+        return struct.pack(
+            ">BxHxBH", self.opcode, self.service_action or 0,
+            (0x02 if self.timeouts else 0) | (self.service_action is not None),
+            self.cdb_length) + self.timeouts
+
+    @classmethod
+    def of(cls, layout: type[Cdb], rctd: bool) -> CommandDescriptor:
+        return cls(layout.OPCODE, layout.SERVICE_ACTION, layout.LENGTH,
+                   _TIMEOUTS if rctd else b"")
+
+
+def all_commands_data(descriptors: Iterable[CommandDescriptor]) -> bytes:
+    """All commands parameter data (reporting options 000b), SPC-4 6.35.2, in opcode
+    and service action order."""
+    body = b"".join(d.encode() for d in sorted(
+        descriptors, key=lambda d: (d.opcode, d.service_action or 0)))
+    return struct.pack(">I", len(body)) + body
+
+
+def parse_all_commands(data: bytes | memoryview) -> list[CommandDescriptor]:
+    """The command descriptors of all commands parameter data (SPC-4 6.35.2), up to the
+    COMMAND DATA LENGTH or the bytes given, whichever ends first; a descriptor cut off
+    at the end is left out."""
+    data = bytes(data)
+    if len(data) < 4:
+        return []
+    end = min(len(data), 4 + struct.unpack_from(">I", data, 0)[0])
+    out, pos = [], 4
+    while pos + 8 <= end:
+        op, sa, flags, length = struct.unpack_from(">BxHxBH", data, pos)
+        size = 8 + (12 if flags & 0x02 else 0)
+        if pos + size > end:
+            break
+        out.append(CommandDescriptor(op, sa if flags & 0x01 else None, length,
+                                     data[pos + 8:pos + size]))
+        pos += size
+    return out
+
+
 def report_all_commands(layouts: Iterable[type[Cdb]], rctd: bool) -> bytes:
     """All commands parameter data (reporting options 000b), SPC-4 6.35.2."""
-    body = bytearray()
-    for c in sorted(layouts, key=lambda c: (c.OPCODE, c.SERVICE_ACTION or 0)):
-        servactv = c.SERVICE_ACTION is not None
-        body += struct.pack(
-            ">BxHxBH", c.OPCODE, c.SERVICE_ACTION or 0, (0x02 if rctd else 0) | servactv,
-            c.LENGTH,
-        )
-        if rctd:
-            body += _TIMEOUTS
-    return struct.pack(">I", len(body)) + bytes(body)
+    return all_commands_data(CommandDescriptor.of(c, rctd) for c in layouts)
 
 
 def report_one_command(layout: type[Cdb] | None, rctd: bool) -> bytes:

@@ -617,3 +617,48 @@ def test_lun_reset_on_the_ring_resets_the_device():
     finally:
         tdev.close()
         kernel.close()
+
+
+def _rsoc_answer(cdb: bytes, data_in: int, data_out: bytes | None) -> sgio.Result:
+    if cdb[0] == 0xA3:
+        rctd = bool(cdb[2] & 0x80)
+        t = bytes(12) if rctd else b""
+        device = spc.all_commands_data([
+            spc.CommandDescriptor(0x08, None, 6, t), spc.CommandDescriptor(0x12, None, 6, t),
+            spc.CommandDescriptor(0x83, 0x00, 16, t)])  # the drive's own copy manager
+        return result(cdb, data=device[:data_in], requested=data_in)
+    return tape_answer(cdb, data_in, data_out)
+
+
+@pytest.mark.parametrize("rctd", [False, True])
+def test_supported_operation_codes_list_the_copy_commands_this_lun_answers(rctd):
+    dev, fake, _ = lun(_rsoc_answer)
+    cdb = spc.REPORT_SUPPORTED_OPERATION_CODES(rctd=int(rctd), reporting_options=0,
+                                               allocation_length=4096).encode()
+    n, data = run(dev, cdb, 4096)
+    got = spc.parse_all_commands(data[:n])
+    assert [(d.opcode, d.service_action) for d in got] == [
+        (0x08, None), (0x12, None), (0x83, 0x00), (0x83, 0x1C), (0x84, 0x00), (0x84, 0x03),
+        (0x84, 0x04), (0xC5, None)]
+    assert all(bool(d.timeouts) == rctd for d in got)
+    sent = fake.seen[-1][0]
+    assert sent[0] == 0xA3 and int.from_bytes(sent[6:10], "big") == 0xFFFF  # the whole list
+    # the initiator's allocation length still bounds the answer
+    n, data = run(dev, spc.REPORT_SUPPORTED_OPERATION_CODES(
+        reporting_options=0, allocation_length=20).encode(), 20)
+    assert n == 20 and int.from_bytes(data[:4], "big") == 8 * 8
+
+
+def test_one_copy_command_is_answered_here_and_any_other_by_the_device():
+    dev, fake, _ = lun(_rsoc_answer)
+    ask = spc.REPORT_SUPPORTED_OPERATION_CODES(reporting_options=2, requested_operation_code=0x83,
+                                               requested_service_action=0x1C,
+                                               allocation_length=64).encode()
+    _, data = run(dev, ask, 64)
+    assert data[1] & 0x07 == spc.SUPPORT_STANDARD and data[4] == 0x83  # usage data follows
+    assert fake.seen == []
+    other = spc.REPORT_SUPPORTED_OPERATION_CODES(reporting_options=1,
+                                                 requested_operation_code=0x08,
+                                                 allocation_length=64).encode()
+    run(dev, other, 64)
+    assert fake.seen[-1][0] == other  # forwarded as it was

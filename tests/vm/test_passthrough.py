@@ -139,6 +139,12 @@ def test_an_empty_drive_is_passed_through(bridge, lab):
     assert "lio-xcopy tape" in inq and "3PC=1" in inq, inq
     page = run("sg_vpd", "-p", "di", "-H", bridge.drive.sg).stdout
     assert page == run("sg_vpd", "-p", "di", "-H", bridge.phys_drive.sg).stdout
+    # REPORT SUPPORTED OPERATION CODES: the drive's list, plus the copy commands the
+    # pass-through LUN answers itself
+    ops = run("sg_opcodes", bridge.drive.sg).stdout
+    for name in ("Extended copy(LID1)", "Copy operation abort", "Receive copy status(LID1)",
+                 "Rewind"):
+        assert name.lower() in ops.lower(), ops
     assert "Traceback" not in lab.daemon.text()
 
 
