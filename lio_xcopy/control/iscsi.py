@@ -221,6 +221,7 @@ def allow_initiator(target_iqn: str, initiator_iqn: str,
         by_id = {x.lun: x for x in tpg.luns}
         want: list[int] = []
         for item in (by_id if luns is None else luns):
+            lid: int | None
             if isinstance(item, int):
                 lid = item
             else:
