@@ -64,15 +64,11 @@ TIMEOUTS = {
 DEFAULT_TIMEOUTS = Timeouts(60, 14000)
 
 
-class SgHandle(Protocol):
-    """What the LUN needs of an SG_IO device (:class:`lio_xcopy.sg.sgio.ScsiDevice`)."""
-
-    def execute(self, cdb: bytes, data_in: int = 0, data_out: bytes | None = None,
-                timeout: float = 60, *, check: bool = True) -> sgio.Result: ...
+class SgHandle(foreign.Transport, Protocol):
+    """What the LUN needs of an SG_IO device (:class:`lio_xcopy.sg.sgio.ScsiDevice`):
+    a copy end's transport that can also be reset."""
 
     def reset(self, what: int = sgio.SG_SCSI_RESET_DEVICE) -> None: ...
-
-    def close(self) -> None: ...
 
 
 class _Vanished(CheckCondition):
