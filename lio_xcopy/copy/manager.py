@@ -447,8 +447,11 @@ class CopyManager:
             err.cause, err.cause_raw = e.sense, e.raw_sense
             raise err from e
         if end is not lun:
-            opened.append(end)
-        return end  # type: ignore[no-any-return]
+            foreign: ForeignPort = end
+            opened.append(foreign)
+            return foreign
+        own: Port = lun
+        return own
 
     def _plan(self, plist: ExtendedCopyParameterList, i: int, receiving: ScsiDevice,
               ends: dict[int, tuple[Port, IdentificationCscd | None]],

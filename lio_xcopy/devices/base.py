@@ -101,7 +101,8 @@ def command(*layouts: type[Cdb]) -> Callable[[H], H]:
 class ScsiDevice:
     """Base device: dispatch by opcode (and service action), plus SPC-4 commands."""
 
-    DEVICE_TYPE: ClassVar[int]
+    #: PERIPHERAL DEVICE TYPE (SPC-4 6.6.2): the class's, or (pass-through) the device's
+    DEVICE_TYPE: int
     PRODUCT: ClassVar[str] = "lio-xcopy"
     REMOVABLE: ClassVar[bool] = False
     VERSION_DESCRIPTORS: ClassVar[tuple[int, ...]] = (0x00A0, 0x0460)
