@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 USAGE = """usage: lio-xcopy COMMAND [ARGS]
        lio-xcopy COMMAND --help | lio-xcopy --version
@@ -61,7 +62,7 @@ class _Parser(argparse.ArgumentParser):
     """An argparse parser whose mistakes are one line on stderr that points at --help
     (exit status 2, as argparse), the usage shown only on --help."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: {message}; see `{self.prog} --help`\n")
 
 

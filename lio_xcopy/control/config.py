@@ -223,7 +223,7 @@ def kind_of(b: Backstore) -> str:
 
 
 # --- reading ---------------------------------------------------------------------------------
-class _Object(dict):
+class _Object(dict[str, Any]):
     """A JSON object that remembers keys it saw twice (json keeps only the last)."""
 
     duplicates: tuple[str, ...] = ()
@@ -232,7 +232,12 @@ class _Object(dict):
 def _pairs(pairs: list[tuple[str, Any]]) -> _Object:
     obj = _Object(pairs)
     seen: set[str] = set()
-    obj.duplicates = tuple(k for k, _ in pairs if k in seen or seen.add(k))
+    twice: list[str] = []
+    for k, _ in pairs:
+        if k in seen:
+            twice.append(k)
+        seen.add(k)
+    obj.duplicates = tuple(twice)
     return obj
 
 
@@ -274,26 +279,26 @@ class _Reader:
             return {}
         return self.obj(v, where, (), tuple(v) if isinstance(v, dict) else ())
 
-    def list(self, v: Any, where: str) -> list[Any]:
+    def items(self, v: Any, where: str) -> list[Any]:
         if v is None:
             return []
         if not isinstance(v, list):
             raise self.fail(where, f"expected a list [...], got {_kind(v)}")
         return v
 
-    def str(self, v: Any, where: str) -> str:
+    def text(self, v: Any, where: str) -> str:
         if not isinstance(v, str):
             raise self.fail(where, f"expected a string, got {_kind(v)}")
         return v
 
-    def int(self, v: Any, where: str, lo: int, hi: int) -> int:
+    def integer(self, v: Any, where: str, lo: int, hi: int) -> int:
         if isinstance(v, bool) or not isinstance(v, int):
             raise self.fail(where, f"expected a whole number, got {_kind(v)}")
         if not lo <= v <= hi:
             raise self.fail(where, f"{v} is out of range; use {lo} to {hi}")
         return v
 
-    def bool(self, v: Any, where: str) -> bool:
+    def flag(self, v: Any, where: str) -> bool:
         if not isinstance(v, bool):
             raise self.fail(where, f"expected true or false, got {_kind(v)}")
         return v
@@ -303,14 +308,14 @@ class _Reader:
         """An optional string field that must match ``pattern``."""
         if o.get(key) is None:
             return None
-        s = self.str(o[key], _at(where, key))
+        s = self.text(o[key], _at(where, key))
         if not pattern.fullmatch(s):
             raise self.fail(_at(where, key), f"{s!r} {advice}")
         return s
 
     # -- domain values
     def name(self, v: Any, where: str) -> str:
-        s = self.str(v, where)
+        s = self.text(v, where)
         if not _NAME.fullmatch(s):
             raise self.fail(where, f"{s!r} is not a usable name; use letters, digits, "
                             "'_', '.' and '-' (at most 128, not starting with '_', '.', '-')")
@@ -331,7 +336,7 @@ class _Reader:
         return n
 
     def path(self, v: Any, where: str) -> Path:
-        s = self.str(v, where)
+        s = self.text(v, where)
         if not s.startswith("/"):
             raise self.fail(where, f"{s!r} is relative; give an absolute path")
         if any(c in s for c in _KERNEL_UNSAFE):
@@ -342,14 +347,14 @@ class _Reader:
     def wwn(self, v: Any, where: str) -> str | None:
         if v is None:
             return None
-        s = self.str(v, where)
+        s = self.text(v, where)
         if not _UUID.fullmatch(s):
             raise self.fail(where, f"{s!r} is not a unit serial; use a UUID such as "
                             "6d1f2c34-5b6a-4c8d-9e0f-123456789abc or leave it out")
         return s
 
     def iqn(self, v: Any, where: str, initiator: bool = False) -> str:
-        s = self.str(v, where)
+        s = self.text(v, where)
         ok = _IQN.fullmatch(s) or (initiator and (_EUI.fullmatch(s) or _NAA.fullmatch(s)))
         if not ok:
             example = "iqn.2003-01.org.example:host1"
@@ -361,7 +366,7 @@ class _Reader:
         if v is None:
             return None
         o = self.obj(v, where, ("userid", "password"))
-        userid, password = (self.str(o[k], _at(where, k)) for k in ("userid", "password"))
+        userid, password = (self.text(o[k], _at(where, k)) for k in ("userid", "password"))
         for k, s in (("userid", userid), ("password", password)):
             if not s or len(s) > _CHAP_MAX or any(c.isspace() or not c.isprintable() for c in s):
                 raise self.fail(_at(where, k), f"must be 1 to {_CHAP_MAX} printable "
@@ -371,7 +376,7 @@ class _Reader:
     def lun_key(self, k: str, where: str) -> int:
         if not (k.isascii() and k.isdigit() and str(int(k)) == k):
             raise self.fail(where, f"LUN id {k!r} is not a number; use \"0\" to \"{MAX_LUN}\"")
-        return self.int(int(k), where, 0, MAX_LUN)
+        return self.integer(int(k), where, 0, MAX_LUN)
 
     # -- the document
     def config(self, doc: Any) -> SavedConfig:
@@ -389,17 +394,18 @@ class _Reader:
                             f"use {SCHEMA_VERSION}")
 
         disks = tuple(self.disk(d, f"disks[{i}]")
-                      for i, d in enumerate(self.list(o.get("disks"), "disks")))
+                      for i, d in enumerate(self.items(o.get("disks"), "disks")))
         tapes = tuple(self.tape(t, f"tapes[{i}]")
-                      for i, t in enumerate(self.list(o.get("tapes"), "tapes")))
+                      for i, t in enumerate(self.items(o.get("tapes"), "tapes")))
         changers = tuple(self.changer(c, f"changers[{i}]")
-                         for i, c in enumerate(self.list(o.get("changers"), "changers")))
+                         for i, c in enumerate(self.items(o.get("changers"), "changers")))
         drives = tuple(self.library_drive(d, f"library_drives[{i}]") for i, d in
-                       enumerate(self.list(o.get("library_drives"), "library_drives")))
+                       enumerate(self.items(o.get("library_drives"), "library_drives")))
         passthrough = tuple(self.passthrough(p, f"passthrough[{i}]") for i, p in
-                            enumerate(self.list(o.get("passthrough"), "passthrough")))
+                            enumerate(self.items(o.get("passthrough"), "passthrough")))
         self.unique_backstores(disks, tapes, changers, drives, passthrough)
-        names = {b.name for b in (*disks, *tapes, *changers, *drives, *passthrough)}
+        every: tuple[Backstore, ...] = (*disks, *tapes, *changers, *drives, *passthrough)
+        names = {b.name for b in every}
 
         if o["version"] == 1:
             loopback = self.loopback_v1(o.get("loopback"), names)
@@ -407,7 +413,7 @@ class _Reader:
             loopback = self.loopback(o.get("loopback"), names)
 
         iscsi: list[IscsiTarget] = []
-        for i, t in enumerate(self.list(o.get("iscsi"), "iscsi")):
+        for i, t in enumerate(self.items(o.get("iscsi"), "iscsi")):
             target = self.target(t, f"iscsi[{i}]", names)
             if any(x.iqn == target.iqn for x in iscsi):
                 raise self.fail(f"iscsi[{i}].iqn", f"{target.iqn!r} is listed twice; "
@@ -419,8 +425,8 @@ class _Reader:
             where = _at("copy_groups", name)
             self.name(name, where)
             seen: list[str] = []
-            for j, m in enumerate(self.list(members, where)):
-                self.member(self.str(m, f"{where}[{j}]"), names, f"{where}[{j}]")
+            for j, m in enumerate(self.items(members, where)):
+                self.member(self.text(m, f"{where}[{j}]"), names, f"{where}[{j}]")
                 if m in seen:
                     raise self.fail(f"{where}[{j}]", f"{m!r} is listed twice; keep one")
                 seen.append(m)
@@ -434,7 +440,7 @@ class _Reader:
         for name, lun in self.mapping(v, "loopback").items():
             where = _at("loopback", name)
             self.known(name, names, where)
-            lun_id = self.int(lun, where, 0, MAX_LUN)
+            lun_id = self.integer(lun, where, 0, MAX_LUN)
             if lun_id in luns:
                 raise self.fail(where, f"LUN id {lun_id} is already {luns[lun_id]!r}'s; "
                                 "give each export its own LUN id")
@@ -443,7 +449,7 @@ class _Reader:
 
     def loopback(self, v: Any, names: set[str]) -> tuple[LoopbackTarget, ...]:
         targets: list[LoopbackTarget] = []
-        for i, t in enumerate(self.list(v, "loopback")):
+        for i, t in enumerate(self.items(v, "loopback")):
             where = f"loopback[{i}]"
             o = self.obj(t, where, ("luns",), ("wwn",))
             wwn = self.optional(o, "wwn", where, _NAA, "is not a loopback target name; use "
@@ -454,7 +460,7 @@ class _Reader:
             luns: dict[int, str] = {}
             lw = _at(where, "luns")
             for k, name in self.mapping(o["luns"], lw).items():
-                self.known(self.str(name, _at(lw, k)), names, _at(lw, k))
+                self.known(self.text(name, _at(lw, k)), names, _at(lw, k))
                 luns[self.lun_key(k, _at(lw, k))] = name
             targets.append(LoopbackTarget(wwn, luns))
         return tuple(targets)
@@ -492,12 +498,12 @@ class _Reader:
         o = self.obj(v, where, ("name", "library", "drive"), ("wwn",))
         return LibraryDriveConfig(self.name(o["name"], _at(where, "name")),
                                   self.path(o["library"], _at(where, "library")),
-                                  self.int(o["drive"], _at(where, "drive"), 0, 255),
+                                  self.integer(o["drive"], _at(where, "drive"), 0, 255),
                                   self.wwn(o.get("wwn"), _at(where, "wwn")))
 
     def passthrough(self, v: Any, where: str) -> PassThroughConfig:
         o = self.obj(v, where, ("name", "device"), ("designator", "wwn"))
-        device = self.str(o["device"], _at(where, "device"))
+        device = self.text(o["device"], _at(where, "device"))
         try:
             StableName.parse(device)
         except ConfigError as e:
@@ -580,7 +586,7 @@ class _Reader:
         o = self.obj(v, where, ("iqn",), ("tpgs",))
         iqn = self.iqn(o["iqn"], _at(where, "iqn"))
         tpgs: list[Tpg] = []
-        for i, g in enumerate(self.list(o.get("tpgs"), _at(where, "tpgs"))):
+        for i, g in enumerate(self.items(o.get("tpgs"), _at(where, "tpgs"))):
             tpg = self.tpg(g, f"{where}.tpgs[{i}]", names)
             if any(x.tag == tpg.tag for x in tpgs):
                 raise self.fail(f"{where}.tpgs[{i}].tag", f"tag {tpg.tag} is used twice; "
@@ -590,8 +596,8 @@ class _Reader:
 
     def tpg(self, v: Any, where: str, names: set[str]) -> Tpg:
         o = self.obj(v, where, ("tag",), ("enable", "portals", "luns", "acls", "attributes"))
-        tag = self.int(o["tag"], _at(where, "tag"), 1, 65535)
-        enable = self.bool(o.get("enable", True), _at(where, "enable"))
+        tag = self.integer(o["tag"], _at(where, "tag"), 1, 65535)
+        enable = self.flag(o.get("enable", True), _at(where, "enable"))
 
         attributes: dict[str, str] = {}
         at = _at(where, "attributes")
@@ -603,16 +609,16 @@ class _Reader:
                 val = "1" if val else "0"
             elif isinstance(val, int):
                 val = str(val)
-            attributes[k] = self.str(val, _at(at, k))
+            attributes[k] = self.text(val, _at(at, k))
         if attributes.get("authentication", "0") not in ("0", "1"):
             raise self.fail(_at(at, "authentication"), f"{attributes['authentication']!r}: "
                             "use 1 (CHAP required) or 0")
 
         portals: list[Portal] = []
-        for i, p in enumerate(self.list(o.get("portals"), _at(where, "portals"))):
+        for i, p in enumerate(self.items(o.get("portals"), _at(where, "portals"))):
             pw = f"{where}.portals[{i}]"
             po = self.obj(p, pw, ("ip",), ("port", "netns"))
-            ip = self.str(po["ip"], _at(pw, "ip"))
+            ip = self.text(po["ip"], _at(pw, "ip"))
             try:
                 ip = str(ipaddress.ip_address(ip))
             except ValueError as e:
@@ -622,7 +628,7 @@ class _Reader:
                 raise self.fail(_at(pw, "ip"), f"{po['ip']!r}: write it as {ip!r}")
             netns = self.optional(po, "netns", pw, _NAME, "is not a network namespace name "
                                   "(`ip netns list`); fix it or leave it out")
-            portal = Portal(ip, self.int(po.get("port", DEFAULT_ISCSI_PORT),
+            portal = Portal(ip, self.integer(po.get("port", DEFAULT_ISCSI_PORT),
                                          _at(pw, "port"), 1, 65535), netns)
             if any((x.ip, x.port) == (ip, portal.port) for x in portals):
                 raise self.fail(pw, f"{ip} port {portal.port} is listed twice; keep one")
@@ -632,11 +638,11 @@ class _Reader:
         lw = _at(where, "luns")
         for k, name in self.mapping(o.get("luns"), lw).items():
             lun_id = self.lun_key(k, _at(lw, k))
-            self.known(self.str(name, _at(lw, k)), names, _at(lw, k))
+            self.known(self.text(name, _at(lw, k)), names, _at(lw, k))
             luns[lun_id] = name
 
         acls: list[Acl] = []
-        for i, a in enumerate(self.list(o.get("acls"), _at(where, "acls"))):
+        for i, a in enumerate(self.items(o.get("acls"), _at(where, "acls"))):
             acl = self.acl(a, f"{where}.acls[{i}]", luns)
             if any(x.initiator == acl.initiator for x in acls):
                 raise self.fail(f"{where}.acls[{i}].initiator", f"{acl.initiator!r} has two "
@@ -652,12 +658,12 @@ class _Reader:
         o = self.obj(v, where, ("initiator",), ("mapped_luns", "chap", "mutual_chap"))
         initiator = self.iqn(o["initiator"], _at(where, "initiator"), initiator=True)
         mapped: list[MappedLun] = []
-        for i, m in enumerate(self.list(o.get("mapped_luns"), _at(where, "mapped_luns"))):
+        for i, m in enumerate(self.items(o.get("mapped_luns"), _at(where, "mapped_luns"))):
             mw = f"{where}.mapped_luns[{i}]"
             mo = self.obj(m, mw, ("mapped_lun", "tpg_lun"), ("write_protect",))
-            ml = MappedLun(self.int(mo["mapped_lun"], _at(mw, "mapped_lun"), 0, MAX_LUN),
-                           self.int(mo["tpg_lun"], _at(mw, "tpg_lun"), 0, MAX_LUN),
-                           self.bool(mo.get("write_protect", False), _at(mw, "write_protect")))
+            ml = MappedLun(self.integer(mo["mapped_lun"], _at(mw, "mapped_lun"), 0, MAX_LUN),
+                           self.integer(mo["tpg_lun"], _at(mw, "tpg_lun"), 0, MAX_LUN),
+                           self.flag(mo.get("write_protect", False), _at(mw, "write_protect")))
             if ml.tpg_lun not in luns:
                 raise self.fail(_at(mw, "tpg_lun"), f"the TPG has no LUN {ml.tpg_lun}; add it "
                                 "to the TPG's luns or map another")
@@ -865,8 +871,9 @@ def _save(path: Path, data: bytes, backups: int) -> None:
             os.chmod(path, 0o600)
             return
         tmp = _write_temp(path, data)
-        rotate = old is not None and backups > 0
-        _replace(tmp, path, (lambda: _rotate(path, old, backups)) if rotate else None)
+        previous = old
+        _replace(tmp, path, (lambda: _rotate(path, previous, backups))
+                 if previous is not None and backups > 0 else None)
         os.fsync(dfd)
     finally:
         os.close(dfd)
@@ -905,9 +912,9 @@ def _entries(cfg: SavedConfig) -> dict[tuple[Any, ...], _Entry]:
     e: dict[tuple[Any, ...], _Entry] = {}
     for b in cfg.backstores:
         e[("backstore", b.name)] = _Entry(kind_of(b), b, b, None, (), 0)
-    for t in cfg.loopback:
-        for lun_id, name in t.luns.items():
-            e[("loopback", t.wwn, lun_id)] = _Entry("loopback", name, name, None,
+    for lb in cfg.loopback:
+        for lun_id, name in lb.luns.items():
+            e[("loopback", lb.wwn, lun_id)] = _Entry("loopback", name, name, None,
                                                     (("backstore", name),), 1)
     for t in cfg.iscsi:
         e[("target", t.iqn)] = _Entry("target", t, None, None, (), 0)

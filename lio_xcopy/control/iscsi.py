@@ -21,11 +21,14 @@ import ipaddress
 import os
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from lio_xcopy.errors import ConfigError
+
+T = TypeVar("T")
 
 TPG_TAG = 1
 CLONE_NEWNET = 0x40000000
@@ -97,7 +100,7 @@ def _tpg(target):
     return rts.TPG(target, TPG_TAG)
 
 
-def _in_netns(netns: str | os.PathLike[str], fn):
+def _in_netns(netns: str | os.PathLike[str], fn: Callable[[], T]) -> T:
     """Run ``fn()`` in a fresh thread that has entered network namespace ``netns``
     (a name under /run/netns or a path); return its result or raise its error."""
     path = Path(netns) if os.sep in str(netns) else Path("/run/netns") / str(netns)
@@ -106,7 +109,8 @@ def _in_netns(netns: str | os.PathLike[str], fn):
     except OSError as e:
         raise ConfigError(f"network namespace {str(netns)!r} not found ({e.strerror}): "
                           f"create it with `ip netns add {netns}`") from e
-    out: dict[str, object] = {}
+    out: list[T] = []
+    failed: list[BaseException] = []
 
     def worker() -> None:
         try:
@@ -115,9 +119,9 @@ def _in_netns(netns: str | os.PathLike[str], fn):
                 err = ctypes.get_errno()
                 raise ConfigError(f"cannot enter network namespace {str(netns)!r}: "
                                   f"{os.strerror(err)}; run as root")
-            out["r"] = fn()  # this thread ends here: the process's namespace is untouched
+            out.append(fn())  # this thread ends here: the process's namespace is untouched
         except BaseException as e:  # handed to the caller
-            out["e"] = e
+            failed.append(e)
 
     try:
         t = threading.Thread(target=worker, name=f"netns-{netns}")
@@ -125,9 +129,9 @@ def _in_netns(netns: str | os.PathLike[str], fn):
         t.join()
     finally:
         os.close(fd)
-    if "e" in out:
-        raise out["e"]  # type: ignore[misc]
-    return out.get("r")
+    if failed:
+        raise failed[0]
+    return out[0]
 
 
 def export_iscsi(lun, target_iqn: str, portal_ip: str, port: int = 3260,
@@ -221,6 +225,7 @@ def allow_initiator(target_iqn: str, initiator_iqn: str,
         by_id = {x.lun: x for x in tpg.luns}
         want: list[int] = []
         for item in (by_id if luns is None else luns):
+            lid: int | None
             if isinstance(item, int):
                 lid = item
             else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import NoReturn
 
 from lio_xcopy.errors import LioXcopyError
 
@@ -26,7 +27,7 @@ commands:
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, the usage on --help only
+    def error(self, message: str) -> NoReturn:  # one line, the usage on --help only
         raise LioXcopyError(f"{message}; `lio-xcopy library --help` lists the commands")
 
 

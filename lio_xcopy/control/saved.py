@@ -72,7 +72,8 @@ def running(keep_from: config.SavedConfig | None = None) -> config.SavedConfig:
             tapes.append(config.TapeConfig(so.name, Path(hc.path),
                                            parse_size(hc.options.get("capacity", "1G")),
                                            so.wwn))
-    names = {b.name for b in (*disks, *tapes, *changers, *drives, *passthrough)}
+    every: tuple[config.Backstore, ...] = (*disks, *tapes, *changers, *drives, *passthrough)
+    names = {b.name for b in every}
     loopback = []
     for target in rts.FabricModule("loopback").targets:
         luns = {lun.lun: lun.storage_object.name for tpg in target.tpgs for lun in tpg.luns
@@ -249,7 +250,8 @@ def _check_backings(cfg: config.SavedConfig, changes: tuple[config.Change, ...],
     new = {c.key[0] for c in changes if c.action == "create" and c.kind in ("disk", "tape")}
     running_luns = provision.in_use()
     saved_files = (config.DEFAULT_PATH, *((source,) if source is not None else ()))
-    for b in (*cfg.disks, *cfg.tapes):
+    new_files: tuple[config.DiskConfig | config.TapeConfig, ...] = (*cfg.disks, *cfg.tapes)
+    for b in new_files:
         if b.name not in new or any(u.name == b.name for u in running_luns):
             continue
         others = running_luns + [backing.InUse(o.name, config.kind_of(o), _owned(o))

@@ -20,8 +20,8 @@ def _size(n: int) -> str:
 
 def _exports(cfg: config.SavedConfig, name: str) -> list[str]:
     out = []
-    for t in cfg.loopback:
-        out += [f"loopback lun {lun_id} on {t.wwn}" for lun_id, n in sorted(t.luns.items())
+    for lb in cfg.loopback:
+        out += [f"loopback lun {lun_id} on {lb.wwn}" for lun_id, n in sorted(lb.luns.items())
                 if n == name]
     for t in cfg.iscsi:
         for g in t.tpgs:
@@ -115,8 +115,10 @@ def lines(cfg: config.SavedConfig, state: state_file.DaemonState | None,
             what = f"tape {b.name}: {b.path}, capacity {_size(b.capacity)}"
         elif isinstance(b, config.ChangerConfig):
             what = f"changer {b.name}: library {b.library}"
-        else:
+        elif isinstance(b, config.LibraryDriveConfig):
             what = f"library drive {b.name}: drive {b.drive} of library {b.library}"
+        else:
+            what = f"passthrough {b.name}: device {b.device}"
         out.append(f"{what}, wwn {b.wwn}"
                    + ("" if b.name in served or state is None else ", NOT SERVED by the daemon"))
         out += [f"  {e}" for e in _exports(cfg, b.name)] or ["  not exported"]

@@ -58,6 +58,7 @@ from lio_xcopy.scsi.xcopy import (
     IdentificationCscd,
     Limits,
     ListIdUsage,
+    Segment,
     StreamToBlock,
     StreamToStream,
 )
@@ -227,7 +228,8 @@ class CopyManager:
         byte 2."""
         with self._lock:
             self._expire()
-            job = self._jobs.get(receiving.identity.name, {}).get(list_id)
+            table = self._jobs.get(receiving.identity.name)
+            job = table.get(list_id) if table is not None else None
         if job is None:
             raise InvalidFieldInCdb(2, message=f"no copy with list identifier {list_id}")
         if job.running:
@@ -445,8 +447,11 @@ class CopyManager:
             err.cause, err.cause_raw = e.sense, e.raw_sense
             raise err from e
         if end is not lun:
-            opened.append(end)
-        return end  # type: ignore[no-any-return]
+            foreign: ForeignPort = end
+            opened.append(foreign)
+            return foreign
+        own: Port = lun
+        return own
 
     def _plan(self, plist: ExtendedCopyParameterList, i: int, receiving: ScsiDevice,
               ends: dict[int, tuple[Port, IdentificationCscd | None]],
@@ -556,8 +561,9 @@ class CopyManager:
             with contextlib.suppress(ValueError):
                 self._running.remove(job)
             if job.usage == ListIdUsage.NO_LIST_ID:
-                table = self._jobs.get(job.lun, {})
-                table.pop(job.list_id, None)
+                table = self._jobs.get(job.lun)
+                if table is not None:
+                    table.pop(job.list_id, None)
 
     @contextlib.contextmanager
     def _device_errors(self, job: CopyJob, plan: _Plan, source: bool) -> Iterator[None]:
@@ -798,13 +804,14 @@ class CopyManager:
         return xcopy.failed_segment_details_data(0x02, job.sense)
 
 
-def _segment_bytes(seg: Any, src: Any, dst: Any) -> int:
+def _segment_bytes(seg: Segment, src: Port, dst: Port) -> int:
+    """Bytes a segment moves; its type says which ends are block ports (SPC-4 6.4.6)."""
     if isinstance(seg, BlockToBlock):
-        return seg.number_of_blocks * (dst.block_size if seg.dc else src.block_size)
+        return seg.number_of_blocks * cast(BlockPort, dst if seg.dc else src).block_size
     if isinstance(seg, BlockToStream):
-        return seg.number_of_blocks * src.block_size
+        return seg.number_of_blocks * cast(BlockPort, src).block_size
     if isinstance(seg, StreamToBlock):
-        return seg.number_of_blocks * dst.block_size
+        return seg.number_of_blocks * cast(BlockPort, dst).block_size
     return seg.byte_count
 
 

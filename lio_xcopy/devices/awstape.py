@@ -24,7 +24,7 @@ import struct
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator
-from typing import NamedTuple
+from dataclasses import dataclass
 
 from lio_xcopy.devices.buffer import IOV_MAX, DataBuffer
 from lio_xcopy.errors import BackingStoreError, ConfigError, LioXcopyError
@@ -72,7 +72,8 @@ class Stop(enum.Enum):
     BOP = "bop"
 
 
-class Spaced(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class Spaced:
     count: int  # objects spaced over (records or filemarks, never negative)
     stop: Stop | None  # None when the whole count was spaced
 
@@ -444,7 +445,8 @@ class AwsTape:
         hdr = os.pread(self._fd, HEADER_LEN, self._off[n])
         if len(hdr) < HEADER_LEN:
             raise TapeFormatError(self.path, self._off[n], "short read of a chunk header")
-        return HEADER.unpack(hdr)[1]
+        prev_len: int = HEADER.unpack(hdr)[1]
+        return prev_len
 
     # --- position ----------------------------------------------------------------------------
     @property

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from lio_xcopy.devices.buffer import DataBuffer
 from lio_xcopy.scsi import spc, xcopy
@@ -63,7 +63,7 @@ class TaskManagement(Enum):
     TARGET_RESET = "TARGET RESET"
 
 
-Handler = Callable[[Any, Command, Any], int]
+Handler = Callable[[Any, Command, Any], int | Future[int]]
 
 #: a command moving at least this many bytes runs off the transport's loop
 LONG_TRANSFER = 256 * 1024
@@ -78,12 +78,21 @@ class CopyManagerLink(Protocol):
 
     def abort(self, fut: Future[int]) -> bool: ...
 
+    def copy_operation_abort(self, receiving: ScsiDevice, list_id: int) -> None: ...
 
-def command(*layouts: type[Cdb]) -> Callable[[Handler], Handler]:
+
+#: the attribute :func:`command` sets on a handler: the CDB layouts it answers
+_LAYOUTS = "_scsi_layouts"
+
+
+H = TypeVar("H", bound=Handler)
+
+
+def command(*layouts: type[Cdb]) -> Callable[[H], H]:
     """Register a device method as the handler of these CDB layouts."""
 
-    def mark(fn: Handler) -> Handler:
-        fn._scsi_layouts = layouts  # type: ignore[attr-defined]
+    def mark(fn: H) -> H:
+        setattr(fn, _LAYOUTS, layouts)
         return fn
 
     return mark
@@ -92,7 +101,8 @@ def command(*layouts: type[Cdb]) -> Callable[[Handler], Handler]:
 class ScsiDevice:
     """Base device: dispatch by opcode (and service action), plus SPC-4 commands."""
 
-    DEVICE_TYPE: ClassVar[int]
+    #: PERIPHERAL DEVICE TYPE (SPC-4 6.6.2): the class's, or (pass-through) the device's
+    DEVICE_TYPE: int
     PRODUCT: ClassVar[str] = "lio-xcopy"
     REMOVABLE: ClassVar[bool] = False
     VERSION_DESCRIPTORS: ClassVar[tuple[int, ...]] = (0x00A0, 0x0460)
@@ -106,7 +116,7 @@ class ScsiDevice:
         table: dict[tuple[int, int | None], tuple[type[Cdb], str]] = {}
         for klass in reversed(cls.__mro__):
             for name, fn in vars(klass).items():
-                for layout in getattr(fn, "_scsi_layouts", ()):
+                for layout in getattr(fn, _LAYOUTS, ()):
                     table[(layout.OPCODE, layout.SERVICE_ACTION)] = (layout, name)
         cls._dispatch = table
 
@@ -131,7 +141,8 @@ class ScsiDevice:
         A long command (EXTENDED COPY) returns a Future that resolves the same way on
         its worker's thread; ``cmd.data`` stays valid until then."""
         layout, name = self._lookup(cmd.cdb)
-        return getattr(self, name)(cmd, layout.decode(cmd.cdb))
+        method: Callable[[Command, Any], int | Future[int]] = getattr(self, name)
+        return method(cmd, layout.decode(cmd.cdb))
 
     def runs_long(self, cmd: Command) -> bool:
         """Whether answering ``cmd`` may take long: a transfer of

@@ -8,7 +8,7 @@ bytes straight between the backing file and the kernel's data area (``os.preadv`
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 IOV_MAX = 1024
 _ZEROS = memoryview(bytes(64 * 1024))  # the source of DataBuffer.zero
@@ -96,7 +96,8 @@ class DataBuffer:
         return b"".join(bytes(v) for v in self.slices(0, length))
 
 
-def _vector_io(call, fd: int, views: Sequence[memoryview], offset: int) -> int:
+def _vector_io(call: Callable[[int, list[memoryview], int], int], fd: int,
+               views: Sequence[memoryview], offset: int) -> int:
     done = 0
     views = list(views)
     while views:

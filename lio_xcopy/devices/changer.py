@@ -15,6 +15,7 @@ MEDIUM MAY HAVE CHANGED (ASC/ASCQ 28h/01h and 28h/00h, SPC-4 Annex D).
 from __future__ import annotations
 
 import threading
+from concurrent.futures import Future
 from itertools import groupby
 from typing import Any
 
@@ -62,13 +63,13 @@ class MediumChanger(ScsiDevice):
         pass
 
     # --- the handler boundary ----------------------------------------------------------------
-    def handle(self, cmd: Command) -> int:  # type: ignore[override]
+    def handle(self, cmd: Command) -> int | Future[int]:
         with self._lock:
             try:
                 attention = self._attention(report=cmd.opcode not in _NO_ATTENTION)
                 if attention is not None and cmd.opcode not in _NO_ATTENTION:
                     raise UnitAttention(attention)
-                return super().handle(cmd)  # type: ignore[return-value]
+                return super().handle(cmd)
             except CheckCondition:
                 raise
             except LioXcopyError as e:  # the library directory failed us

@@ -105,7 +105,8 @@ class Disk(ScsiDevice):
         if self.read_only:
             raise DataProtect()
 
-    def _transfer(self, move, asc: Asc, lba: int, count: int, buf: DataBuffer) -> int:
+    def _transfer(self, move: Callable[[int, int, int, int], int], asc: Asc, lba: int,
+                  count: int, buf: DataBuffer) -> int:
         """Move ``count`` blocks between ``buf`` and the store; an OSError or a short
         transfer is a MEDIUM ERROR with INFORMATION the first LBA that failed (SBC-4
         error reporting), a store out of space (ENOSPC) DATA PROTECT, SPACE ALLOCATION FAILED
@@ -446,7 +447,8 @@ class Disk(ScsiDevice):
     def _lba_status(self, lba: int, room: int) -> list[tuple[int, int, int]]:
         """Up to ``room`` (lba, blocks, provisioning status) extents from ``lba``: a block
         holding any data is mapped; a block device is mapped throughout."""
-        bs, out = self.block_size, []
+        bs = self.block_size
+        out: list[tuple[int, int, int]] = []
         blk = lba
         while blk < self.blocks and len(out) < room:
             off = blk * bs

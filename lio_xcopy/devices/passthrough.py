@@ -25,7 +25,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Protocol
+from typing import Protocol
 
 from lio_xcopy.devices import foreign
 from lio_xcopy.devices.base import Command, LunIdentity, ScsiDevice, TaskManagement
@@ -68,15 +68,11 @@ TIMEOUTS = {
 DEFAULT_TIMEOUTS = Timeouts(60, 14000)
 
 
-class SgHandle(Protocol):
-    """What the LUN needs of an SG_IO device (:class:`lio_xcopy.sg.sgio.ScsiDevice`)."""
-
-    def execute(self, cdb: bytes, data_in: int = 0, data_out: bytes | None = None,
-                timeout: float = 60, *, check: bool = True) -> sgio.Result: ...
+class SgHandle(foreign.Transport, Protocol):
+    """What the LUN needs of an SG_IO device (:class:`lio_xcopy.sg.sgio.ScsiDevice`):
+    a copy end's transport that can also be reset."""
 
     def reset(self, what: int = sgio.SG_SCSI_RESET_DEVICE) -> None: ...
-
-    def close(self) -> None: ...
 
 
 class _Vanished(CheckCondition):
@@ -104,14 +100,14 @@ class PassThrough(ScsiDevice):
     forwarded command may take long, so the transport runs them all on this LUN's
     worker, in order."""
 
-    DEVICE_TYPE: ClassVar[int] = spc.TYPE_DISK  # set per instance from the device
+    DEVICE_TYPE = spc.TYPE_DISK  # set per instance from the device
 
     def __init__(self, identity: LunIdentity, device_type: int,
                  locate: Callable[[], Resolved],
                  open_sg: Callable[[Path], SgHandle] = sgio.ScsiDevice,
                  timeouts: Timeouts | None = None):
         super().__init__(identity)
-        self.DEVICE_TYPE = device_type  # type: ignore[misc]
+        self.DEVICE_TYPE = device_type
         self.timeouts = timeouts or TIMEOUTS.get(device_type, DEFAULT_TIMEOUTS)
         self._locate = locate
         self._open_sg = open_sg

@@ -24,6 +24,7 @@ import os
 import struct
 import threading
 from collections.abc import Iterator
+from concurrent.futures import Future
 from typing import Any
 
 from lio_xcopy.devices.awstape import AwsTape, Kind, Stop, TapeFormatError
@@ -196,7 +197,7 @@ class Tape(ScsiDevice):
             return medium.path
 
     # --- the handler boundary ----------------------------------------------------------------
-    def handle(self, cmd: Command) -> int:
+    def handle(self, cmd: Command) -> int | Future[int]:
         with self._lock:
             if self._unit_attention is not None and cmd.cdb[:1] and (
                 cmd.cdb[0] not in _NO_UNIT_ATTENTION
@@ -641,13 +642,15 @@ class Tape(ScsiDevice):
 
     def _sequential_counters(self, current: bool) -> ssc.SequentialAccessCounters:
         tape = self._medium
-        counters = self._counters if current else [0, 0, 0, 0]
+        received, written, read, transferred = self._counters if current else [0, 0, 0, 0]
         if tape is None:
             unknown = 0xFFFFFFFF
-            return ssc.SequentialAccessCounters(*counters, unknown, unknown, unknown, unknown)
+            return ssc.SequentialAccessCounters(received, written, read, transferred,
+                                                unknown, unknown, unknown, unknown)
         mb = ssc.MB
         return ssc.SequentialAccessCounters(
-            *counters, tape.end_of_data_offset // mb, tape.early_warning // mb,
+            received, written, read, transferred,
+            tape.end_of_data_offset // mb, tape.early_warning // mb,
             (tape.capacity - tape.early_warning) // mb, tape.offset // mb,
         )
 

@@ -879,9 +879,10 @@ def _parse(cmd: str, argv: list[str], flags: set[str],
             if name in opts:
                 raise BackupError(f"{name} is given twice: give it once")
             if not eq:
-                val = next(it, None)  # type: ignore[assignment]
-                if val is None or val.startswith("--"):
+                given = next(it, None)
+                if given is None or given.startswith("--"):
                     raise BackupError(f"{name} needs a value")
+                val = given
             opts[name] = val
         else:
             pos.append(a)

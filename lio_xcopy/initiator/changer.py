@@ -14,6 +14,7 @@ import struct
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from lio_xcopy.errors import LioXcopyError
 from lio_xcopy.scsi import smc, spc
@@ -221,7 +222,7 @@ class Changer:
                 allocation_length=allocation).encode()
             try:
                 r = _retry_unit_attention(
-                    lambda c=cdb, n=allocation: self.dev.execute(c, data_in=n, timeout=120))
+                    partial(self.dev.execute, cdb, data_in=allocation, timeout=120))
             except sgio.ScsiCommandError as e:
                 if self.dvcid and e.asc == Asc.INVALID_FIELD_IN_CDB:
                     self.dvcid = False  # an SMC-2 changer: no device identifiers

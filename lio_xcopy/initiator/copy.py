@@ -246,14 +246,14 @@ def send_and_poll(s: sgio.ScsiDevice, poll: sgio.ScsiDevice, plist: bytes, list_
     Ctrl-C (KeyboardInterrupt) does not stop the copy on the target: ``on_interrupt``
     says so and decides; when it returns True, COPY OPERATION ABORT stops the copy and
     :class:`CopyStopped` carries its final count, else the interrupt goes on up."""
-    result: dict[str, object] = {}
+    err: list[BaseException] = []
 
     def send() -> None:
         cdb = xcopy.EXTENDED_COPY_LID1(parameter_list_length=len(plist)).encode()
         try:
-            result["r"] = s.execute(cdb, data_out=plist, timeout=timeout)
+            s.execute(cdb, data_out=plist, timeout=timeout)
         except BaseException as e:  # handed to the caller's thread
-            result["e"] = e
+            err.append(e)
 
     started = time.monotonic()
     t = threading.Thread(target=send, daemon=True, name=f"xcopy-{list_id}")
@@ -278,8 +278,8 @@ def send_and_poll(s: sgio.ScsiDevice, poll: sgio.ScsiDevice, plist: bytes, list_
             final = copy_status(poll, list_id)
         raise CopyStopped(list_id, final) from None
     dt = time.monotonic() - started
-    if "e" in result:
-        raise result["e"]  # type: ignore[misc]
+    if err:
+        raise err[0]
     return copy_status(poll, list_id), dt
 
 

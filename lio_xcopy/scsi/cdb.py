@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 import sys
 from dataclasses import dataclass, fields, make_dataclass
+from types import FunctionType
 from typing import Any, ClassVar, Self
 
 from lio_xcopy.scsi.errors import InvalidFieldInCdb
@@ -160,7 +161,8 @@ def cdb_layout(
         # encode() must write the service action even when built with defaults
         defaults = {f.name: f.default for f in fields(cls)}
         defaults["service_action"] = service_action
-        cls.__init__.__defaults__ = tuple(defaults.values())  # type: ignore[attr-defined]
+        init: FunctionType = cls.__dict__["__init__"]
+        init.__defaults__ = tuple(defaults.values())
     return cls
 
 

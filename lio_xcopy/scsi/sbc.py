@@ -179,8 +179,10 @@ BYTCHK_ONE_BLOCK = 0b11  # VERIFY only: one block of Data-Out compared with ever
 def transfer_blocks(cdb: Any) -> int:
     """Blocks a READ/WRITE CDB moves: in the 6-byte CDBs 0 means 256 (SBC-3)."""
     if cdb.LENGTH == 6:
-        return cdb.transfer_length or 256
-    return cdb.transfer_length
+        short: int = cdb.transfer_length
+        return short or 256
+    length: int = cdb.transfer_length
+    return length
 
 
 # --- READ CAPACITY parameter data ---------------------------------------------------------

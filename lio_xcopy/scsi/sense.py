@@ -9,6 +9,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Any
 
 from lio_xcopy.errors import LioXcopyError
 
@@ -174,9 +175,10 @@ class SenseData:
         vendor = self.vendor[:VENDOR_MAX]
         buf = bytearray(FIXED_LENGTH + len(vendor))
         buf[FIXED_LENGTH:] = vendor
-        info_valid = self.information is not None and (
-            -(1 << 31) <= self.information <= 0xFFFFFFFF
-        )  # a 64-bit LBA does not fit: VALID stays clear (SPC-4 4.5.3)
+        info = self.information
+        # a 64-bit LBA does not fit: VALID stays clear (SPC-4 4.5.3)
+        info = info if info is not None and -(1 << 31) <= info <= 0xFFFFFFFF else None
+        info_valid = info is not None
         buf[0] = (FIXED_DEFERRED if self.deferred else FIXED_CURRENT) | (0x80 if info_valid else 0)
         buf[2] = (
             (0x80 if self.filemark else 0)
@@ -184,8 +186,8 @@ class SenseData:
             | (0x20 if self.ili else 0)
             | int(self.key)
         )
-        if info_valid:
-            struct.pack_into(">I", buf, 3, self.information & 0xFFFFFFFF)
+        if info is not None:
+            struct.pack_into(">I", buf, 3, info & 0xFFFFFFFF)
         buf[7] = FIXED_LENGTH - 8 + len(vendor)
         struct.pack_into(">I", buf, 8, self.command_specific & 0xFFFFFFFF)
         buf[12] = self.asc >> 8
@@ -251,7 +253,7 @@ class SenseData:
                 deferred=code == FIXED_DEFERRED,
             )
         if code in (DESCRIPTOR_CURRENT, DESCRIPTOR_DEFERRED):
-            fields: dict = {}
+            fields: dict[str, Any] = {}
             end = min(len(buf), 8 + buf[7])
             pos = 8
             while pos + 2 <= end:

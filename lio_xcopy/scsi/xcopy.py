@@ -920,7 +920,8 @@ class OperatingParameters:
             raise XcopyFormatError(f"OPERATING PARAMETERS data of {len(data)} bytes (needs 44)")
         f = _OPERATING_PARAMETERS.unpack_from(data, 0)
         codes = bytes(data[44 : 44 + f[14]])
-        return cls(bool(f[1] & 0x01), *f[2:14], tuple(codes))
+        return cls(bool(f[1] & 0x01), f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10],
+                   f[11], f[12], f[13], tuple(codes))
 
     def describe(self) -> str:
         return "\n".join((

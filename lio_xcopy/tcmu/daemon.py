@@ -88,6 +88,11 @@ def read_uio_name(sys_path: str) -> str | None:
 
 
 Outcome = tuple[int, bytes, int]  # SCSI status, sense bytes, Data-In bytes produced
+#: what a device's handler returns: the Data-In byte count, or (EXTENDED COPY) a Future
+#: that resolves to it
+Handled = int | Future[int]
+#: a command still running: on the LUN's worker (its handler's result to come), or a copy
+Running = Future[int] | Future[Handled]
 #: enum tcmu_tmr_type (include/uapi/linux/target_core_user.h)
 TMR_NAMES = {1: "ABORT TASK", 2: "ABORT TASK SET", 3: "CLEAR ACA", 4: "CLEAR TASK SET",
              5: "LOGICAL UNIT RESET", 6: "TARGET WARM RESET", 7: "TARGET COLD RESET",
@@ -98,7 +103,7 @@ TMR_FUNCTIONS = {1: TaskManagement.ABORT_TASK, 2: TaskManagement.ABORT_TASK_SET,
                  7: TaskManagement.TARGET_RESET, 128: TaskManagement.LOGICAL_UNIT_RESET}
 
 
-def execute(device: ScsiDevice, cmd: RingCommand) -> Outcome | Future:
+def execute(device: ScsiDevice, cmd: RingCommand) -> Outcome | Future[int]:
     """Run one command on a device: its outcome, or a Future for a long command
     (EXTENDED COPY) that completes later, on another thread."""
     return _outcome(lambda: device.handle(Command(cmd.cdb, cmd.data)), device, cmd)
@@ -136,8 +141,8 @@ def shape_answer(device: ScsiDevice, cmd: RingCommand, outcome: Outcome,
     return produced if 0 < produced < length else None
 
 
-def _outcome(call: Callable[[], int | Future], device: ScsiDevice,
-             cmd: RingCommand) -> Outcome | Future:
+def _outcome(call: Callable[[], Handled], device: ScsiDevice,
+             cmd: RingCommand) -> Outcome | Future[int]:
     """The one place a SCSI error becomes CHECK CONDITION; any other failure is logged
     and reported as HARDWARE ERROR, INTERNAL TARGET FAILURE."""
     try:
@@ -170,8 +175,8 @@ class TcmuDevice:
         self.device = device
         self._closer = closer
         self.deferred: dict[int, RingCommand] = {}  # cmd_id -> command still running
-        self._futures: dict[int, Future] = {}  # cmd_id -> its worker's completion
-        self._finished: queue.SimpleQueue[tuple[RingCommand, Future, bool]] = (
+        self._futures: dict[int, Running] = {}  # cmd_id -> its worker's completion
+        self._finished: queue.SimpleQueue[tuple[RingCommand, Running, bool]] = (
             queue.SimpleQueue())
         self._worker: ThreadPoolExecutor | None = None  # this LUN's long commands
         self._on_worker = 0  # commands handed to the worker and not yet answered
@@ -289,12 +294,13 @@ class TcmuDevice:
         self._queued.add(entry.cmd_id)
         self._defer(entry, fut, on_worker=True)
 
-    def _defer(self, entry: RingCommand, fut: Future, *, on_worker: bool) -> None:
+    def _defer(self, entry: RingCommand, fut: Running, *, on_worker: bool) -> None:
         self.deferred[entry.cmd_id] = entry
         self._futures[entry.cmd_id] = fut
         fut.add_done_callback(functools.partial(self._finished_elsewhere, entry, on_worker))
 
-    def _finished_elsewhere(self, entry: RingCommand, on_worker: bool, fut: Future) -> None:
+    def _finished_elsewhere(self, entry: RingCommand, on_worker: bool,
+                            fut: Running) -> None:
         """Runs on the worker's thread: hand the result to the loop's thread."""
         self._finished.put((entry, fut, on_worker))
         self.notify()
@@ -744,8 +750,8 @@ class Daemon:
                     self._udev_event()
                 elif kind == "wake":
                     self._wake_r.recv(4096)
-                    for key in list(self.devices):
-                        self._on_ring(key, TcmuDevice.complete_finished)
+                    for dev in list(self.devices):
+                        self._on_ring(dev, TcmuDevice.complete_finished)
                     self._state_due = True
             self.run_due()
             if self._reload:
@@ -761,8 +767,8 @@ class Daemon:
                         "must run it again", job.lun, job.list_id, job.segments_processed,
                         job.transferred)
         self._drain_deferred()
-        for key in list(self.devices):
-            self.remove(key)
+        for dev in list(self.devices):
+            self.remove(dev)
         if self.state_path is not None:
             state_file.remove(self.state_path)
 

@@ -79,9 +79,8 @@ class CommandRing:
 
     def __init__(self, buf: memoryview):
         self.map = buf.cast("B") if buf.format != "B" else buf
-        version, self.flags, self.cmdr_off, self.cmdr_size = struct.unpack_from(
-            "<HHII", self.map, 0
-        )
+        fields: tuple[int, int, int, int] = struct.unpack_from("<HHII", self.map, 0)
+        version, self.flags, self.cmdr_off, self.cmdr_size = fields
         if version != MAILBOX_VERSION:
             raise TransportError(
                 f"TCMU mailbox version {version}, expected {MAILBOX_VERSION}: "
@@ -118,11 +117,13 @@ class CommandRing:
     # --- mailbox fields ----------------------------------------------------------------
     @property
     def head(self) -> int:
-        return struct.unpack_from("<I", self.map, MB_CMD_HEAD)[0] % self.cmdr_size
+        head: int = struct.unpack_from("<I", self.map, MB_CMD_HEAD)[0]
+        return head % self.cmdr_size
 
     @property
     def tail(self) -> int:
-        return struct.unpack_from("<I", self.map, MB_CMD_TAIL)[0] % self.cmdr_size
+        tail: int = struct.unpack_from("<I", self.map, MB_CMD_TAIL)[0]
+        return tail % self.cmdr_size
 
     def _set_tail(self, value: int) -> None:
         struct.pack_into("<I", self.map, MB_CMD_TAIL, value % self.cmdr_size)

@@ -144,9 +144,9 @@ class _GuardedOs:
         self._check(fd, views, offset, "read")
         return os.preadv(fd, views, offset)
 
-    def pwritev(self, fd: int, views, offset: int) -> int:
+    def pwritev(self, fd: int, views, offset: int, flags: int = 0) -> int:
         self._check(fd, views, offset, "write")
-        return os.pwritev(fd, views, offset)
+        return os.pwritev(fd, views, offset, flags)
 
 
 def scattered(size: int, data_out: bytes, split: bool

@@ -107,3 +107,10 @@ def test_exposure_in_configfs_finds_the_storage_object_on_any_user_hba(tmp_path)
     (lun.parent.parent / "nexus").write_text("naa.5001ini\n")
     assert status.exposure_in_configfs("db0", tmp_path) == {"loopback:naa.5001ini"}
     assert status.exposure_in_configfs("nosuch", tmp_path) == frozenset()
+
+
+def test_lines_describe_a_passthrough_lun_by_its_device():
+    dev = "/dev/tape/by-id/scsi-35000e11156304001-nst"
+    cfg = c.SavedConfig(passthrough=(c.PassThroughConfig("lto0", dev),))
+    out = status.lines(cfg, None)
+    assert f"passthrough lto0: device {dev}, wwn None" in out[0]

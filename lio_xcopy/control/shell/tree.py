@@ -65,7 +65,8 @@ class UINode(ConfigNode):
 
     @property
     def root(self) -> Root:
-        return self.get_root()  # type: ignore[return-value]
+        root: Root = self.get_root()
+        return root
 
     @property
     def snap(self) -> Snapshot:
@@ -140,7 +141,7 @@ class Root(UINode):
         parent that still exists)."""
         here = self.shell._current_node.path if self.shell._current_node else "/"
         self.reload()
-        self._children = set()
+        self._children: set[ConfigNode] = set()
         Backstores(self)
         Loopback(self)
         Iscsi(self)
@@ -675,9 +676,9 @@ class Luns(UINode):
 
     def _current(self, snap: Snapshot) -> dict[int, str]:
         if self.fabric == "loopback":
-            t = next((t for t in snap.loopback if t.wwn == self.wwn), None)
-            if t is not None:
-                return t.luns
+            lb = next((t for t in snap.loopback if t.wwn == self.wwn), None)
+            if lb is not None:
+                return lb.luns
         else:
             for t in snap.iscsi:
                 for g in t.tpgs:
@@ -765,7 +766,7 @@ class LunNode(UINode):
 
     def info_lines(self) -> list[str]:
         b = self.snap.backstore(self.so)
-        luns: Luns = self.parent  # type: ignore[assignment]
+        luns: Luns = self.parent
         lines = [f"lun: {self.lun_id}", f"target: {luns.wwn}", f"fabric: {luns.fabric}"]
         if b is None:
             return [*lines, f"backstore: {self.so} (not a lio-xcopy LUN)"]
