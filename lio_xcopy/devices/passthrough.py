@@ -202,7 +202,7 @@ class PassThrough(ScsiDevice):
             cmd.data.copy_in(bytes([byte5 | 0x08]), 5)  # 3PC, SPC-4 6.6.2
         return produced
 
-    def _supported_operation_codes(self, cmd: Command) -> int:
+    def _supported_operation_codes(self, cmd: Command) -> int | Future[int]:
         """REPORT SUPPORTED OPERATION CODES (SPC-4 6.35): the device's own answer, with
         the third-party copy commands this LUN answers itself. Asked about one of those,
         the LUN answers; for all commands, the device's list (asked for in full) loses
