@@ -248,14 +248,17 @@ def create_passthrough(name: str, stable_name: str, wwn: str | None = None,
 
 def export_loopback(lun: Lun, lun_id: int | None = None, target_wwn: str | None = None) -> int:
     """Export over tcm_loop; returns the LUN id. By default all our LUNs share one
-    loopback target; ``target_wwn`` (``naa.5001405...``) names another, whose LUNs the
-    copy access policy keeps apart from the rest."""
+    loopback target: the one exporting the most LUNs already (an empty target another
+    tool left behind never takes the default), else a new one. ``target_wwn``
+    (``naa.5001405...``) names another, whose LUNs the copy access policy keeps apart
+    from the rest."""
     rts = _rtslib()
     fabric = rts.FabricModule("loopback")
     if target_wwn is not None:
         target = rts.Target(fabric, target_wwn)
     else:
-        targets = list(fabric.targets)
+        targets = sorted(fabric.targets, key=lambda t: (
+            -sum(len(list(tpg.luns)) for tpg in t.tpgs), t.wwn))
         target = targets[0] if targets else rts.Target(fabric)
     tpg = rts.TPG(target, 1)
     for existing in tpg.luns:

@@ -11,6 +11,7 @@ them. The tests run in file order and share the library.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import rtslib_fb
 from conftest import MiB, clear_unit_attention, restart_daemon, run, sense_of
 
 from lio_xcopy.control import library as ops
@@ -119,6 +121,9 @@ def bridge(lab):
     finally:
         for lun in [*pt, *phys]:
             provision.delete(lun.name)
+        for wwn in (PHYS_TARGET, PT_TARGET):  # nothing left for later tests to export on
+            with contextlib.suppress(rtslib_fb.RTSLibNotInCFS):
+                rtslib_fb.Target(rtslib_fb.FabricModule("loopback"), wwn, mode="lookup").delete()
         clear_unit_attention(lab.disk_sg, lab.tape_sg)
         proc.send_signal(signal.SIGTERM)
         rc = proc.wait(timeout=60)
