@@ -196,6 +196,12 @@ def extra_lun(lab, lun, timeout: float = 90.0):
 
     provision.export_loopback(lun)
     dev = provision.find_kernel_device(lun, timeout=timeout)
+    # beside the lab's disk (one loopback target: one nexus, so the copy access policy
+    # lets them copy together), whatever other targets earlier tests left behind
+    host = lab.disk.hctl.split(":")[0]
+    assert dev.hctl.split(":")[0] == host, (
+        f"{lun.name} at {dev.hctl}, the lab's disk at {lab.disk.hctl}: "
+        f"loopback targets {sorted(os.listdir('/sys/kernel/config/target/loopback'))}")
     clear_unit_attention(lab.disk_sg, lab.tape_sg, str(dev.sg))
     return dev
 

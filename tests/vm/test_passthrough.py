@@ -122,7 +122,7 @@ def bridge(lab):
         for lun in [*pt, *phys]:
             provision.delete(lun.name)
         for wwn in (PHYS_TARGET, PT_TARGET):  # nothing left for later tests to export on
-            with contextlib.suppress(rtslib_fb.RTSLibNotInCFS):
+            with contextlib.suppress(rtslib_fb.RTSLibNotInCFSError):
                 rtslib_fb.Target(rtslib_fb.FabricModule("loopback"), wwn, mode="lookup").delete()
         clear_unit_attention(lab.disk_sg, lab.tape_sg)
         proc.send_signal(signal.SIGTERM)
