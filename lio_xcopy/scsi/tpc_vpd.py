@@ -30,6 +30,7 @@ release 1.46, the ``sg_vpd`` this project tests with) and FreeBSD CTL
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -47,6 +48,27 @@ THIRD_PARTY_COPY_OPCODES = frozenset({0x83, 0x84})
 def _pad4(body: bytes) -> bytes:
     """Zero pad a descriptor's fields to a multiple of four bytes (SPC-4 7.8.17)."""
     return body + bytes(-len(body) % 4)
+
+
+class _Fixed:
+    """A descriptor of fixed length: its fields, in declaration order, packed by
+    ``_LAYOUT`` at the widths ``_BITS``."""
+
+    __slots__ = ()
+    _LAYOUT: ClassVar[struct.Struct]
+    _BITS: ClassVar[tuple[int, ...]]
+
+    def fields(self) -> bytes:
+        names = [f.name for f in dataclasses.fields(self)]  # type: ignore[arg-type]
+        return self._LAYOUT.pack(*(_fits(n, getattr(self, n), b)
+                                   for n, b in zip(names, self._BITS, strict=True)))
+
+    @classmethod
+    def from_fields(cls, body: bytes) -> Self:
+        if len(body) < cls._LAYOUT.size:
+            raise XcopyFormatError(f"{cls.__name__} descriptor of {len(body)} bytes (needs "
+                                   f"{cls._LAYOUT.size})")
+        return cls(*cls._LAYOUT.unpack_from(body, 0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,26 +111,16 @@ class SupportedCommands:
 
 
 @dataclass(frozen=True, slots=True)
-class ParameterData:
+class ParameterData(_Fixed):
     """Parameter Data third-party copy descriptor (0004h), SPC-4 7.8.17."""
 
     TYPE: ClassVar[int] = 0x0004
     _LAYOUT: ClassVar[struct.Struct] = struct.Struct(">4xHHII12x")
+    _BITS: ClassVar[tuple[int, ...]] = (16, 16, 32, 32)
     max_cscd_count: int
     max_segment_count: int
     max_descriptor_list_length: int
     max_inline_data_length: int
-
-    def fields(self) -> bytes:
-        return self._LAYOUT.pack(
-            _fits("max_cscd_count", self.max_cscd_count, 16),
-            _fits("max_segment_count", self.max_segment_count, 16),
-            _fits("max_descriptor_list_length", self.max_descriptor_list_length, 32),
-            _fits("max_inline_data_length", self.max_inline_data_length, 32))
-
-    @classmethod
-    def from_fields(cls, body: bytes) -> Self:
-        return cls(*_unpack(cls._LAYOUT, body, "Parameter Data"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,70 +166,39 @@ class SupportedCscdIds:
 
 
 @dataclass(frozen=True, slots=True)
-class GeneralCopyOperations:
+class GeneralCopyOperations(_Fixed):
     """General Copy Operations third-party copy descriptor (8001h), SPC-4 7.8.17."""
 
     TYPE: ClassVar[int] = 0x8001
     _LAYOUT: ClassVar[struct.Struct] = struct.Struct(">IIIBB18x")
+    _BITS: ClassVar[tuple[int, ...]] = (32, 32, 32, 8, 8)
     total_concurrent_copies: int
     max_identified_concurrent_copies: int
     max_segment_length: int
     data_segment_granularity: int  # log2
     inline_data_granularity: int  # log2
 
-    def fields(self) -> bytes:
-        return self._LAYOUT.pack(
-            _fits("total_concurrent_copies", self.total_concurrent_copies, 32),
-            _fits("max_identified_concurrent_copies", self.max_identified_concurrent_copies, 32),
-            _fits("max_segment_length", self.max_segment_length, 32),
-            _fits("data_segment_granularity", self.data_segment_granularity, 8),
-            _fits("inline_data_granularity", self.inline_data_granularity, 8))
-
-    @classmethod
-    def from_fields(cls, body: bytes) -> Self:
-        return cls(*_unpack(cls._LAYOUT, body, "General Copy Operations"))
-
 
 @dataclass(frozen=True, slots=True)
-class StreamCopyOperations:
+class StreamCopyOperations(_Fixed):
     """Stream Copy Operations third-party copy descriptor (9101h), SPC-4 7.8.17."""
 
     TYPE: ClassVar[int] = 0x9101
     _LAYOUT: ClassVar[struct.Struct] = struct.Struct(">I24x")
+    _BITS: ClassVar[tuple[int, ...]] = (32,)
     max_stream_device_transfer_size: int
-
-    def fields(self) -> bytes:
-        return self._LAYOUT.pack(_fits("max_stream_device_transfer_size",
-                                       self.max_stream_device_transfer_size, 32))
-
-    @classmethod
-    def from_fields(cls, body: bytes) -> Self:
-        return cls(*_unpack(cls._LAYOUT, body, "Stream Copy Operations"))
 
 
 @dataclass(frozen=True, slots=True)
-class HeldData:
+class HeldData(_Fixed):
     """Held Data third-party copy descriptor (C001h), SPC-4 7.8.17: what RECEIVE COPY
     RESULTS RECEIVE DATA can return."""
 
     TYPE: ClassVar[int] = 0xC001
     _LAYOUT: ClassVar[struct.Struct] = struct.Struct(">IB23x")
+    _BITS: ClassVar[tuple[int, ...]] = (32, 8)
     held_data_limit: int
     held_data_granularity: int  # log2
-
-    def fields(self) -> bytes:
-        return self._LAYOUT.pack(_fits("held_data_limit", self.held_data_limit, 32),
-                                 _fits("held_data_granularity", self.held_data_granularity, 8))
-
-    @classmethod
-    def from_fields(cls, body: bytes) -> Self:
-        return cls(*_unpack(cls._LAYOUT, body, "Held Data"))
-
-
-def _unpack(layout: struct.Struct, body: bytes, name: str) -> tuple[int, ...]:
-    if len(body) < layout.size:
-        raise XcopyFormatError(f"{name} descriptor of {len(body)} bytes (needs {layout.size})")
-    return layout.unpack_from(body, 0)
 
 
 Descriptor = (SupportedCommands | ParameterData | SupportedDescriptors | SupportedCscdIds
