@@ -15,7 +15,7 @@ from enum import Enum
 from typing import Any, ClassVar, Protocol, TypeVar
 
 from lio_xcopy.devices.buffer import DataBuffer
-from lio_xcopy.scsi import spc, xcopy
+from lio_xcopy.scsi import spc, tpc_vpd, xcopy
 from lio_xcopy.scsi.cdb import Cdb
 from lio_xcopy.scsi.errors import (
     CheckCondition,
@@ -71,6 +71,9 @@ LONG_TRANSFER = 256 * 1024
 
 class CopyManagerLink(Protocol):
     """What a device needs of the copy manager (which lives in a higher layer)."""
+
+    #: what it accepts, as OPERATING PARAMETERS and the Third-party Copy VPD page report it
+    limits: xcopy.Limits
 
     def extended_copy(self, receiving: ScsiDevice, data: bytes) -> Future[int]: ...
 
@@ -242,8 +245,19 @@ class ScsiDevice:
             0x80: lambda: spc.vpd_unit_serial(t, self.identity.unit_serial),
             0x83: lambda: spc.vpd_device_identification(t, self.designators()),
         }
+        if self.copy_manager is not None:
+            pages[tpc_vpd.VPD_THIRD_PARTY_COPY] = self.third_party_copy_page
         pages[0x00] = lambda: spc.vpd_supported_pages(t, pages)
         return pages
+
+    def third_party_copy_page(self) -> bytes:
+        """Third-party Copy VPD page (SPC-4 7.8.17), required of a LUN that sets 3PC:
+        the copy manager's limits, as its OPERATING PARAMETERS reports them, and the
+        third-party copy commands this LUN dispatches."""
+        if self.copy_manager is None:
+            raise spc.INQUIRY.invalid("page_code")
+        return tpc_vpd.third_party_copy_page(
+            self.DEVICE_TYPE, self.copy_manager.limits, self._dispatch).encode()
 
     def designators(self) -> list[spc.Designator]:
         return spc.lun_designators(self.identity.unit_serial, self.identity.vendor)

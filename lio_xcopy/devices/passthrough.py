@@ -3,10 +3,12 @@ exported by forwarding every command to it with SG_IO.
 
 What the LUN keeps for itself is the copy manager's: EXTENDED COPY, COPY OPERATION
 ABORT and RECEIVE COPY RESULTS (SPC-4 6.5, 6.3, 6.18; and the daemon's RECEIVE COPY
-DIGEST), the 3PC bit of standard INQUIRY data (SPC-4 6.6.2) and those commands' entries
-in REPORT SUPPORTED OPERATION CODES, set in the device's own answers. Everything else,
-VPD pages included, is the device's, so the Device Identification page an initiator
-reads (and names in its copy CSCDs) is the real device's.
+DIGEST), the 3PC bit of standard INQUIRY data (SPC-4 6.6.2), the Third-party Copy VPD
+page (8Fh, SPC-4 7.8.17) and those commands' entries in REPORT SUPPORTED OPERATION CODES
+and the page's in the Supported VPD Pages page, set in the device's own answers.
+Everything else, the other VPD pages included, is the device's, so the Device
+Identification page an initiator reads (and names in its copy CSCDs) is the real
+device's.
 
 The device is named by a stable name (:mod:`lio_xcopy.sg.resolve`) and found again
 each time the LUN connects to it: at open, and after the device went away (a
@@ -29,7 +31,7 @@ from typing import Protocol
 
 from lio_xcopy.devices import foreign
 from lio_xcopy.devices.base import Command, LunIdentity, ScsiDevice, TaskManagement
-from lio_xcopy.scsi import spc
+from lio_xcopy.scsi import spc, tpc_vpd
 from lio_xcopy.scsi.errors import CheckCondition, ForwardedStatus, InvalidOpcode
 from lio_xcopy.scsi.opcodes import DataDirection, data_direction, is_long
 from lio_xcopy.scsi.sense import GOOD, Asc, SenseData, SenseKey
@@ -43,6 +45,8 @@ RSOC = spc.REPORT_SUPPORTED_OPERATION_CODES
 #: the allocation length the LUN asks the device's whole command list with
 RSOC_WHOLE = 0xFFFF
 INQUIRY = 0x12
+#: the allocation length the LUN asks the device's Supported VPD Pages page with
+VPD_SUPPORTED_WHOLE = 4 + 0xFF
 #: Linux host bytes (include/scsi/scsi_status.h) meaning the device is not there
 _NO_CONNECT = 0x01  # DID_NO_CONNECT: the command never reached the device
 _GONE_HOST = frozenset({_NO_CONNECT, 0x04})  # and DID_BAD_TARGET
@@ -195,6 +199,12 @@ class PassThrough(ScsiDevice):
         if self.copy_manager is not None and cmd.opcode == RSOC.OPCODE \
                 and len(cmd.cdb) >= RSOC.LENGTH and cmd.cdb[1] & 0x1F == RSOC.SERVICE_ACTION:
             return self._supported_operation_codes(cmd)
+        if self.copy_manager is not None and cmd.opcode == INQUIRY \
+                and len(cmd.cdb) >= spc.INQUIRY.LENGTH and cmd.cdb[1] & 1:
+            if cmd.cdb[2] == tpc_vpd.VPD_THIRD_PARTY_COPY:
+                return super().handle(cmd)
+            if cmd.cdb[2] == 0x00:
+                return self._supported_vpd_pages(cmd)
         produced = self.forward(cmd)
         if cmd.opcode == INQUIRY and not cmd.cdb[1] & 1 and produced > 5 \
                 and self.copy_manager is not None:
@@ -221,6 +231,20 @@ class PassThrough(ScsiDevice):
         ours = [spc.CommandDescriptor.of(layout, bool(cdb.rctd)) for layout in self.layouts()
                 if layout.OPCODE in OWN_OPCODES]
         data = spc.all_commands_data(listed + ours)
+        return cmd.data.copy_in(spc.truncate(data, cdb.allocation_length))
+
+    def _supported_vpd_pages(self, cmd: Command) -> int:
+        """Supported VPD Pages (SPC-4 7.8.16): the device's list, asked for in full,
+        with the Third-party Copy VPD page this LUN answers itself."""
+        cdb = spc.INQUIRY.decode(cmd.cdb)
+        whole = bytearray(cmd.cdb)
+        whole[3:5] = VPD_SUPPORTED_WHOLE.to_bytes(2, "big")
+        r = self._send(bytes(whole), VPD_SUPPORTED_WHOLE, None, self.timeouts.normal)
+        if r.status != GOOD:
+            raise ForwardedStatus(r.status, r.sense_bytes)
+        listed = bytes(r.data[4 : 4 + int.from_bytes(r.data[2:4], "big")])
+        data = spc.vpd_supported_pages(0, {*listed, tpc_vpd.VPD_THIRD_PARTY_COPY})
+        data = bytes(r.data[:1]) + data[1:] if r.data else data  # the device's byte 0
         return cmd.data.copy_in(spc.truncate(data, cdb.allocation_length))
 
     def forward(self, cmd: Command) -> int:
