@@ -91,6 +91,13 @@ _LAYOUTS = "_scsi_layouts"
 H = TypeVar("H", bound=Handler)
 
 
+def _is_third_party_copy(layout: type[Cdb]) -> bool:
+    """EXTENDED COPY, COPY OPERATION ABORT (83h), RECEIVE COPY RESULTS (84h) and the
+    vendor RECEIVE COPY DIGEST: the commands a copy manager answers (SPC-4 6.4, 6.5)."""
+    return layout.OPCODE in (xcopy.EXTENDED_COPY_LID1.OPCODE, xcopy.RECEIVE_COPY_DIGEST.OPCODE,
+                             xcopy.RECEIVE_COPY_RESULTS[0].OPCODE)
+
+
 def command(*layouts: type[Cdb]) -> Callable[[H], H]:
     """Register a device method as the handler of these CDB layouts."""
 
@@ -178,7 +185,15 @@ class ScsiDevice:
 
     @classmethod
     def layouts(cls) -> list[type[Cdb]]:
+        """Every CDB layout the class dispatches."""
         return [layout for layout, _ in cls._dispatch.values()]
+
+    def supported_layouts(self) -> list[type[Cdb]]:
+        """The layouts this LUN answers (SPC-4 6.35: what REPORT SUPPORTED OPERATION CODES
+        lists): the third-party copy commands only while a copy manager serves it."""
+        if self.copy_manager is not None:
+            return self.layouts()
+        return [layout for layout in self.layouts() if not _is_third_party_copy(layout)]
 
     def _lookup(self, cdb: bytes) -> tuple[type[Cdb], str]:
         if not cdb:
@@ -274,7 +289,7 @@ class ScsiDevice:
         opts = cdb.reporting_options
         layout = spc.REPORT_SUPPORTED_OPERATION_CODES
         if opts == 0:
-            data = spc.report_all_commands(self.layouts(), bool(cdb.rctd))
+            data = spc.report_all_commands(self.supported_layouts(), bool(cdb.rctd))
         elif opts in (1, 2, 3):
             op, sa = cdb.requested_operation_code, cdb.requested_service_action
             has_sa = any(o == op and s is not None for o, s in self._dispatch)
@@ -283,7 +298,9 @@ class ScsiDevice:
             if opts == 2 and not has_sa and (op, None) in self._dispatch:
                 raise layout.invalid("requested_service_action")
             hit = self._dispatch.get((op, sa if has_sa else None))
-            data = spc.report_one_command(hit[0] if hit else None, bool(cdb.rctd))
+            supported = hit is not None and hit[0] in self.supported_layouts()
+            data = spc.report_one_command(hit[0] if supported and hit else None,
+                                          bool(cdb.rctd))
         else:
             raise layout.invalid("reporting_options")
         return cmd.data.copy_in(spc.truncate(data, cdb.allocation_length))

@@ -102,11 +102,14 @@ class Cdb:
 
     @classmethod
     def usage_data(cls) -> bytes:
-        """CDB USAGE DATA, SPC-4 6.35.3: the opcode, then a mask of the bits we decode."""
+        """CDB USAGE DATA, SPC-4 6.35.3: the opcode, a mask of the bits we decode, and
+        the service action code (not a mask) where the CDB has a SERVICE ACTION field."""
         buf = bytearray(cls.LENGTH)
         for f in cls.FIELDS:
             f.put(buf, f.mask)
         buf[0] = cls.OPCODE
+        if cls.SERVICE_ACTION is not None:
+            cls.field("service_action").put(buf, cls.SERVICE_ACTION)
         return bytes(buf)
 
 

@@ -75,6 +75,23 @@ def test_inquiry_is_a_medium_changer_without_3pc(changer):
     assert struct.pack(">H", 0x0480) in data[58:74]
 
 
+def test_report_supported_operation_codes_lists_only_what_the_changer_answers(changer):
+    """No third-party copy on a changer: REPORT SUPPORTED OPERATION CODES (SPC-4 6.35)
+    neither lists EXTENDED COPY nor RECEIVE COPY RESULTS, asked about one it says "not
+    supported", and each command it does list is answered, not INVALID COMMAND OPCODE."""
+    changer.copy_manager = object()
+    data = run(changer, spc.REPORT_SUPPORTED_OPERATION_CODES(allocation_length=4096).encode())
+    listed = {d.opcode for d in spc.parse_all_commands(data)}
+    assert {0xA5, 0xB8, 0x12} <= listed and not listed & {0x83, 0x84, 0xC5}
+    for op, sa in ((0x83, 0x00), (0x84, 0x03), (0x83, 0x1C)):
+        one = run(changer, spc.REPORT_SUPPORTED_OPERATION_CODES(
+            reporting_options=2, requested_operation_code=op, requested_service_action=sa,
+            allocation_length=64).encode())
+        assert one[1] & 0x07 == 0b001, (op, sa)  # SUPPORT: not supported
+        key, asc, _ = check(changer, bytes([op, sa]) + bytes(14))
+        assert (key, asc) == (SenseKey.ILLEGAL_REQUEST, Asc.INVALID_COMMAND_OPERATION_CODE)
+
+
 def test_all_elements_with_volume_tags(changer, lib):
     lib.move(SLOT + 1, DRIVE + 1)
     data = run(changer, res())

@@ -716,8 +716,8 @@ def test_report_one_command_read_capacity_16(disk):
     )
     data = data_in(disk, cdb)
     assert data[1] & 0x07 == 0b011
-    assert data[4:20] == sbc.READ_CAPACITY_16.usage_data()
-    assert data[5] == 0x1F
+    # SPC-4 6.35.3: the SERVICE ACTION field holds the service action code, not a mask
+    assert data[4:20] == bytes.fromhex("9e10ffffffffffffffffffffffff01ff")
 
 
 # --- properties ----------------------------------------------------------------------------
