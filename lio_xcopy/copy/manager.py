@@ -678,18 +678,7 @@ class CopyManager:
                 job.carry = data[pos:]  # CAT: to the next segment
                 return
             length = min(per_write, left)
-            chunk = buf.sub(pos, length)
-            whole = length // record * record if fixed else length
-            with self._device_errors(job, plan, False):
-                for off in range(0, whole, record):
-                    _quiet_early_warning(tape.write_record, chunk, min(record, whole - off),
-                                         start=off)
-                    job.moved(chunk.sub(off), min(record, whole - off))
-                if whole < length:  # PAD: the last fixed block is filled with zeros
-                    last = DataBuffer.allocate(record)
-                    last.copy_in(chunk.sub(whole).tobytes())
-                    _quiet_early_warning(tape.write_record, last, record)
-                    job.moved(chunk.sub(whole), length - whole)
+            self._write_records(job, plan, tape, buf.sub(pos, length), length, record, fixed)
             pos += length
 
     def _stream_to_discard(self, job: CopyJob, plan: _Plan) -> None:
@@ -831,19 +820,24 @@ class CopyManager:
                 read += n
                 continue
             length = min(per_write, len(staging))
-            data = staging.head(length)
-            whole = length // record * record if fixed else length
-            with self._device_errors(job, plan, False):
-                for off in range(0, whole, record):  # each record counts once it is on tape
-                    _quiet_early_warning(tape.write_record, data, min(record, whole - off),
-                                         start=off)
-                    job.moved(data.sub(off), min(record, whole - off))
-                if whole < length:  # PAD: the last fixed block is filled with zeros
-                    last = DataBuffer.allocate(record)
-                    last.copy_in(data.sub(whole).tobytes())
-                    _quiet_early_warning(tape.write_record, last, record)
-                    job.moved(data.sub(whole), length - whole)
+            self._write_records(job, plan, tape, staging.head(length), length, record, fixed)
             staging.consume(length)
+
+    def _write_records(self, job: CopyJob, plan: _Plan, tape: StreamPort, data: DataBuffer,
+                       length: int, record: int, fixed: bool) -> None:
+        """One stream WRITE's worth of ``data``: records of ``record`` bytes in fixed
+        mode, the last filled with zeros (PAD), or one record of ``length`` bytes."""
+        whole = length // record * record if fixed else length
+        with self._device_errors(job, plan, False):
+            for off in range(0, whole, record):  # each record counts once it is on tape
+                _quiet_early_warning(tape.write_record, data, min(record, whole - off),
+                                     start=off)
+                job.moved(data.sub(off), min(record, whole - off))
+            if whole < length:  # PAD: the last fixed block is filled with zeros
+                last = DataBuffer.allocate(record)
+                last.copy_in(data.sub(whole).tobytes())
+                _quiet_early_warning(tape.write_record, last, record)
+                job.moved(data.sub(whole), length - whole)
 
     def _stream_to_block(self, job: CopyJob, plan: _Plan) -> None:
         seg: StreamToBlock = plan.segment

@@ -400,13 +400,15 @@ class SegmentDescriptor:
         descriptor names: both for the copy segments, one for 04h-06h and 10h-12h."""
         return (("source", self.source, 4), ("destination", self.destination, 6))
 
-    def _head(self, flags: int = 0) -> tuple[int, int, int, int, int]:
+    def _head(self, flags: int = 0, length: int | None = None) -> tuple[int, int, int, int, int]:
+        """Bytes 0-7; a CSCD DESCRIPTOR ID the type does not name is reserved (zero)."""
+        ids = {role: cscd_id for role, cscd_id, _ in self.cscd_ids()}
         return (
             self.TYPE_CODE,
             flags | (0x01 if self.cat else 0),
-            self.DESCRIPTOR_LENGTH,
-            _fits("source", self.source, 16),
-            _fits("destination", self.destination, 16),
+            _fits("descriptor_length", self.DESCRIPTOR_LENGTH if length is None else length, 16),
+            _fits("source", ids.get("source", 0), 16),
+            _fits("destination", ids.get("destination", 0), 16),
         )
 
     def encode(self) -> bytes:
@@ -583,6 +585,11 @@ class _ToStream(SegmentDescriptor):
         return (("destination", self.destination, 6),)
 
 
+def _to_stream(seg: InlineToStream | EmbeddedToStream) -> str:
+    return (f" to CSCD {_cscd_id_name(seg.destination)}, stream transfer length "
+            f"{seg.stream_transfer_length}{', CAT' if seg.cat else ''}")
+
+
 @dataclass(frozen=True, slots=True)
 class InlineToStream(_ToStream):
     """Inline data to stream device (04h), SPC-4 6.4.6.8: bytes 4-5 reserved, 6-7
@@ -601,33 +608,28 @@ class InlineToStream(_ToStream):
     TYPE_CODE: ClassVar[int] = 0x04
     DESCRIPTOR_LENGTH: ClassVar[int] = 0x14
     SHORTHAND: ClassVar[str] = "inline->stream"
-    _STRUCT: ClassVar[struct.Struct] = struct.Struct(">BBHxxHIxxxxII")
+    _STRUCT: ClassVar[struct.Struct] = struct.Struct(">BBHHHIxxxxII")
 
     def encode(self) -> bytes:
         if self.inline_data_offset % 4:
             raise ValueError(f"INLINE DATA OFFSET {self.inline_data_offset} not a multiple of 4")
         return self._STRUCT.pack(
-            self.TYPE_CODE, 0x01 if self.cat else 0, self.DESCRIPTOR_LENGTH,
-            _fits("destination", self.destination, 16),
-            _fits("stream_transfer_length", self.stream_transfer_length, 24),
+            *self._head(), _fits("stream_transfer_length", self.stream_transfer_length, 24),
             _fits("inline_data_offset", self.inline_data_offset, 32),
             _fits("number_of_bytes", self.number_of_bytes, 32),
         )
 
     @classmethod
     def decode(cls, buf: memoryview | bytes, off: int = 0) -> Self:
-        _, b1, _, dst, stl, offset, count = cls._STRUCT.unpack_from(buf, off)
+        _, b1, _, _, dst, stl, offset, count = cls._STRUCT.unpack_from(buf, off)
         if offset % 4:
             raise InvalidFieldInParameterList(
                 off + 16, None, f"INLINE DATA OFFSET {offset} not a multiple of 4")
         return cls(dst, offset, count, stl & 0xFFFFFF, bool(b1 & 0x01))
 
     def describe(self) -> str:
-        return (
-            f"04h {self.SHORTHAND}: {self.number_of_bytes} bytes of inline data from offset "
-            f"{self.inline_data_offset} to CSCD {_cscd_id_name(self.destination)}, stream "
-            f"transfer length {self.stream_transfer_length}{', CAT' if self.cat else ''}"
-        )
+        return (f"04h {self.SHORTHAND}: {self.number_of_bytes} bytes of inline data from "
+                f"offset {self.inline_data_offset}{_to_stream(self)}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -648,7 +650,7 @@ class EmbeddedToStream(_ToStream):
     TYPE_CODE: ClassVar[int] = 0x05
     DESCRIPTOR_LENGTH: ClassVar[int] = 0x0C  # without embedded data
     SHORTHAND: ClassVar[str] = "embedded->stream"
-    _STRUCT: ClassVar[struct.Struct] = struct.Struct(">BBHxxHIxxH")
+    _STRUCT: ClassVar[struct.Struct] = struct.Struct(">BBHHHIxxH")
 
     @classmethod
     def length_ok(cls, descriptor_length: int) -> bool:
@@ -670,25 +672,20 @@ class EmbeddedToStream(_ToStream):
     def encode(self) -> bytes:
         area = bytes(self.data) + bytes(-len(self.data) % 4)
         return self._STRUCT.pack(
-            self.TYPE_CODE, 0x01 if self.cat else 0,
-            _fits("descriptor_length", self.DESCRIPTOR_LENGTH + len(area), 16),
-            _fits("destination", self.destination, 16),
+            *self._head(length=self.DESCRIPTOR_LENGTH + len(area)),
             _fits("stream_transfer_length", self.stream_transfer_length, 24),
             _fits("number_of_bytes", self.embedded_bytes, 16),
         ) + area
 
     @classmethod
     def decode(cls, buf: memoryview | bytes, off: int = 0) -> Self:
-        _, b1, dlen, dst, stl, count = cls._STRUCT.unpack_from(buf, off)
+        _, b1, dlen, _, dst, stl, count = cls._STRUCT.unpack_from(buf, off)
         area = bytes(buf[off + cls._STRUCT.size : off + 4 + dlen])
         return cls(dst, area, stl & 0xFFFFFF, count, bool(b1 & 0x01))
 
     def describe(self) -> str:
-        return (
-            f"05h {self.SHORTHAND}: {self.embedded_bytes} bytes of embedded data to CSCD "
-            f"{_cscd_id_name(self.destination)}, stream transfer length "
-            f"{self.stream_transfer_length}{', CAT' if self.cat else ''}"
-        )
+        return (f"05h {self.SHORTHAND}: {self.embedded_bytes} bytes of embedded data"
+                f"{_to_stream(self)}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -705,7 +702,7 @@ class StreamToDiscard(SegmentDescriptor):
     TYPE_CODE: ClassVar[int] = 0x06
     DESCRIPTOR_LENGTH: ClassVar[int] = 0x0C
     SHORTHAND: ClassVar[str] = "stream->discard"
-    _STRUCT: ClassVar[struct.Struct] = struct.Struct(">BBHHxxII")
+    _STRUCT: ClassVar[struct.Struct] = struct.Struct(">BBHHHII")
 
     @property
     def destination(self) -> int:  # type: ignore[override]
@@ -717,15 +714,13 @@ class StreamToDiscard(SegmentDescriptor):
 
     def encode(self) -> bytes:
         return self._STRUCT.pack(
-            self.TYPE_CODE, 0x01 if self.cat else 0, self.DESCRIPTOR_LENGTH,
-            _fits("source", self.source, 16),
-            _fits("stream_transfer_length", self.stream_transfer_length, 24),
+            *self._head(), _fits("stream_transfer_length", self.stream_transfer_length, 24),
             _fits("byte_count", self.byte_count, 32),
         )
 
     @classmethod
     def decode(cls, buf: memoryview | bytes, off: int = 0) -> Self:
-        _, b1, _, src, stl, count = cls._STRUCT.unpack_from(buf, off)
+        _, b1, _, src, _, stl, count = cls._STRUCT.unpack_from(buf, off)
         return cls(src, count, stl & 0xFFFFFF, bool(b1 & 0x01))
 
     def describe(self) -> str:
@@ -736,11 +731,41 @@ class StreamToDiscard(SegmentDescriptor):
         )
 
 
-_TAPE_OPERATION = struct.Struct(">BBHxxHI")
+_TAPE_OPERATION = struct.Struct(">BBHHHI")
+
+
+class _TapeOperation(_ToStream):
+    """10h-12h: DESCRIPTOR LENGTH 8, no CAT, and bytes 8-11 the bytes 1-4 (or 3-6) of
+    the SSC-4 command the copy manager sends to the destination stream device."""
+
+    __slots__ = ()
+    DESCRIPTOR_LENGTH: ClassVar[int] = 0x08
+
+    @property
+    def cat(self) -> bool:  # type: ignore[override]
+        return False
+
+    def _word(self) -> int:
+        raise NotImplementedError
+
+    @classmethod
+    def _from_word(cls, destination: int, word: int) -> Self:
+        raise NotImplementedError
+
+    def encode(self) -> bytes:
+        return _TAPE_OPERATION.pack(*self._head(), self._word())
+
+    @classmethod
+    def decode(cls, buf: memoryview | bytes, off: int = 0) -> Self:
+        *_, dst, word = _TAPE_OPERATION.unpack_from(buf, off)
+        return cls._from_word(dst, word)
+
+    def _on(self) -> str:
+        return f"CSCD {_cscd_id_name(self.destination)}"
 
 
 @dataclass(frozen=True, slots=True)
-class WriteFilemarks(_ToStream):
+class WriteFilemarks(_TapeOperation):
     """Write filemarks operation (10h), SPC-4 6.4.6.18: 6-7 DESTINATION CSCD DESCRIPTOR
     ID, then bytes 1-4 of a WRITE FILEMARKS (6) CDB (SSC-4): byte 8 WSMK (bit 1) and
     IMMED (bit 0), 9-11 TRANSFER LENGTH (the filemark count)."""
@@ -751,34 +776,24 @@ class WriteFilemarks(_ToStream):
     wsmk: bool = False
 
     TYPE_CODE: ClassVar[int] = 0x10
-    DESCRIPTOR_LENGTH: ClassVar[int] = 0x08
     SHORTHAND: ClassVar[str] = "write filemarks"
 
-    @property
-    def cat(self) -> bool:  # type: ignore[override]
-        return False
-
-    def encode(self) -> bytes:
-        return _TAPE_OPERATION.pack(
-            self.TYPE_CODE, 0, self.DESCRIPTOR_LENGTH, _fits("destination", self.destination, 16),
-            (0x02 if self.wsmk else 0) << 24 | (0x01 if self.immed else 0) << 24
-            | _fits("count", self.count, 24),
-        )
+    def _word(self) -> int:
+        return ((0x02 if self.wsmk else 0) | (0x01 if self.immed else 0)) << 24 \
+            | _fits("count", self.count, 24)
 
     @classmethod
-    def decode(cls, buf: memoryview | bytes, off: int = 0) -> Self:
-        _, _, _, dst, word = _TAPE_OPERATION.unpack_from(buf, off)
-        return cls(dst, word & 0xFFFFFF, bool(word >> 24 & 0x01), bool(word >> 24 & 0x02))
+    def _from_word(cls, destination: int, word: int) -> Self:
+        return cls(destination, word & 0xFFFFFF, bool(word >> 24 & 0x01),
+                   bool(word >> 24 & 0x02))
 
     def describe(self) -> str:
-        return (
-            f"10h {self.SHORTHAND}: {self.count} to CSCD {_cscd_id_name(self.destination)}"
-            f"{', IMMED' if self.immed else ''}{', WSMK' if self.wsmk else ''}"
-        )
+        return (f"10h {self.SHORTHAND}: {self.count} to {self._on()}"
+                f"{', IMMED' if self.immed else ''}{', WSMK' if self.wsmk else ''}")
 
 
 @dataclass(frozen=True, slots=True)
-class Space(_ToStream):
+class Space(_TapeOperation):
     """Space operation (11h), SPC-4 6.4.6.19: 6-7 DESTINATION CSCD DESCRIPTOR ID, then
     bytes 1-4 of a SPACE (6) CDB (SSC-4): byte 8 CODE (bits 3-0), 9-11 COUNT (signed:
     negative spaces toward the beginning)."""
@@ -788,36 +803,26 @@ class Space(_ToStream):
     count: int
 
     TYPE_CODE: ClassVar[int] = 0x11
-    DESCRIPTOR_LENGTH: ClassVar[int] = 0x08
     SHORTHAND: ClassVar[str] = "space"
 
-    @property
-    def cat(self) -> bool:  # type: ignore[override]
-        return False
-
-    def encode(self) -> bytes:
+    def _word(self) -> int:
         if not -(1 << 23) <= self.count < 1 << 23:
             raise ValueError(f"count={self.count} does not fit a signed 24-bit COUNT")
-        return _TAPE_OPERATION.pack(
-            self.TYPE_CODE, 0, self.DESCRIPTOR_LENGTH, _fits("destination", self.destination, 16),
-            _fits("code", self.code, 4) << 24 | self.count & 0xFFFFFF,
-        )
+        return _fits("code", self.code, 4) << 24 | self.count & 0xFFFFFF
 
     @classmethod
-    def decode(cls, buf: memoryview | bytes, off: int = 0) -> Self:
-        _, _, _, dst, word = _TAPE_OPERATION.unpack_from(buf, off)
+    def _from_word(cls, destination: int, word: int) -> Self:
         count = word & 0xFFFFFF
-        return cls(dst, word >> 24 & 0x0F, count - (1 << 24) if count >> 23 else count)
+        return cls(destination, word >> 24 & 0x0F, count - (1 << 24) if count >> 23 else count)
 
     def describe(self) -> str:
         what = {0: "blocks", 1: "filemarks", 3: "to end of data"}.get(
             self.code, f"code {self.code}")
-        return (f"11h {self.SHORTHAND}: {self.count} {what} on CSCD "
-                f"{_cscd_id_name(self.destination)}")
+        return f"11h {self.SHORTHAND}: {self.count} {what} on {self._on()}"
 
 
 @dataclass(frozen=True, slots=True)
-class Locate(_ToStream):
+class Locate(_TapeOperation):
     """Locate operation (12h), SPC-4 6.4.6.20: 6-7 DESTINATION CSCD DESCRIPTOR ID, 8-11
     the LOGICAL OBJECT IDENTIFIER (block address) of a LOCATE (10) (SSC-4), in
     partition 0."""
@@ -826,27 +831,18 @@ class Locate(_ToStream):
     logical_object_identifier: int
 
     TYPE_CODE: ClassVar[int] = 0x12
-    DESCRIPTOR_LENGTH: ClassVar[int] = 0x08
     SHORTHAND: ClassVar[str] = "locate"
 
-    @property
-    def cat(self) -> bool:  # type: ignore[override]
-        return False
-
-    def encode(self) -> bytes:
-        return _TAPE_OPERATION.pack(
-            self.TYPE_CODE, 0, self.DESCRIPTOR_LENGTH, _fits("destination", self.destination, 16),
-            _fits("logical_object_identifier", self.logical_object_identifier, 32),
-        )
+    def _word(self) -> int:
+        return _fits("logical_object_identifier", self.logical_object_identifier, 32)
 
     @classmethod
-    def decode(cls, buf: memoryview | bytes, off: int = 0) -> Self:
-        _, _, _, dst, loi = _TAPE_OPERATION.unpack_from(buf, off)
-        return cls(dst, loi)
+    def _from_word(cls, destination: int, word: int) -> Self:
+        return cls(destination, word)
 
     def describe(self) -> str:
         return (f"12h {self.SHORTHAND}: logical object {self.logical_object_identifier} on "
-                f"CSCD {_cscd_id_name(self.destination)}")
+                f"{self._on()}")
 
 
 #: The segments that move data from one device to another (00h-03h).

@@ -9,12 +9,11 @@ import os
 import struct
 
 import pytest
+from test_copy import lab as copy_lab  # noqa: F401 (the fixture, taken by name below)
+from test_copy import run, tape_records
 
-from lio_xcopy.copy.manager import CopyAborted, CopyManager
-from lio_xcopy.devices.backing import BackingStore
-from lio_xcopy.devices.base import Command, LunIdentity
+from lio_xcopy.copy.manager import CopyAborted
 from lio_xcopy.devices.buffer import DataBuffer
-from lio_xcopy.devices.disk import Disk
 from lio_xcopy.devices.tape import Tape
 from lio_xcopy.scsi import xcopy as x
 from lio_xcopy.scsi.errors import CheckCondition
@@ -142,62 +141,14 @@ def test_inline_data_up_to_the_reported_maximum():
 
 # --- runs against our Tape ------------------------------------------------------------------------
 @pytest.fixture
-def lab(tmp_path):
-    made: list = []
-
-    class Lab:
-        manager = CopyManager(chunk=64 * KiB)
-
-        @staticmethod
-        def disk(name, data):
-            path = tmp_path / f"{name}.img"
-            path.write_bytes(data)
-            d = Disk(LunIdentity(name, f"{name}-serial-0123456789abcdef"), BackingStore(path),
-                     block_size=512)
-            made.append(d)
-            return d
-
-        @staticmethod
-        def tape(name, capacity=4 << 20):
-            t = Tape(LunIdentity(name, f"{name}-serial-fedcba9876543210"),
-                     tmp_path / f"{name}.aws", capacity)
-            made.append(t)
-            return t
-
-    yield Lab
-    for d in made:
-        d.close()
-
-
-def run(manager, receiving, devices, segments, **kw):
-    """Send the list as the SCSI command does (CSCD i names ``devices[i]``); wait."""
-    cscds = [IdentificationCscd.from_designator(
-        d.designators()[0], d.DEVICE_TYPE, o.pop("block_length", getattr(d, "block_size", 0)),
-        **o) for d, o in ((d, dict(o)) for d, o in devices)]
-    data = x.build_extended_copy(cscds, segments, **kw)
-    for dev, _ in devices:
-        manager.register(dev)
-    manager.register(receiving)
-    cdb = x.EXTENDED_COPY_LID1(parameter_list_length=len(data)).encode()
-    result = receiving.handle(Command(cdb, DataBuffer.of(bytearray(data))))
-    return result if isinstance(result, int) else result.result(timeout=30)
+def lab(request):
+    """test_copy's disks and tapes on temp files, with a copy manager."""
+    return request.getfixturevalue("copy_lab")
 
 
 def objects(t: Tape) -> list[bytes | None]:
     """Every object from BOT: a record's bytes, or None for a filemark."""
-    t.rewind()
-    out: list[bytes | None] = []
-    buf = DataBuffer.allocate(1 << 20)
-    while True:
-        try:
-            n = t.read_record(buf, 1 << 20, sili=True)
-            out.append(buf.tobytes(n))
-        except CheckCondition as e:
-            if e.sense.filemark:
-                out.append(None)
-                continue
-            assert e.sense.key == SenseKey.BLANK_CHECK
-            return out
+    return tape_records(t)
 
 
 def write(t: Tape, *objs: bytes | None) -> None:
@@ -226,7 +177,7 @@ def details(manager, lun, list_id=5) -> SenseData:
 
 def test_one_command_backup_job_label_data_filemark(lab):
     data = os.urandom(64 * KiB)
-    src, t = lab.disk("src", data), lab.tape("t0")
+    src, t = lab.disk("src", data=data), lab.tape("t0")
     write(t, b"old" * 100, b"old" * 200, None)  # a previous job, overwritten from BOT
     t.locate(2)
     run(lab.manager, src, [(src, {}), (t, {})],
@@ -251,7 +202,7 @@ def test_inline_from_an_offset_and_embedded_data_in_fixed_mode_with_pad(lab):
 
 def test_inline_with_cat_joins_the_next_segment_record(lab):
     data = os.urandom(1024)
-    src, t = lab.disk("src", data), lab.tape("t0")
+    src, t = lab.disk("src", data=data), lab.tape("t0")
     run(lab.manager, src, [(src, {}), (t, {})],
         [InlineToStream(1, 0, 100, 512, cat=True), BlockToStream(0, 1, 2, 0, 512)],
         inline_data=b"H" * 100)
@@ -292,7 +243,7 @@ def test_setmarks_and_other_space_codes_are_refused(lab, segment, byte):
 
 
 def test_tape_operations_naming_a_disk_are_the_wrong_device_type(lab):
-    d = lab.disk("d", bytes(4096))
+    d = lab.disk("d", data=bytes(4096))
     for seg in (WriteFilemarks(0, 1), Space(0, 0, 1), Locate(0, 0),
                 InlineToStream(0, 0, 0, 1)):
         with pytest.raises(CopyAborted) as e:
@@ -305,7 +256,7 @@ def test_tape_operations_naming_a_disk_are_the_wrong_device_type(lab):
 
 def test_discard_skips_records_then_a_restore_reads_the_next(lab):
     a, b, c = os.urandom(1000), os.urandom(3000), os.urandom(1024)
-    t, dst = lab.tape("t0"), lab.disk("dst", bytes(4096))
+    t, dst = lab.tape("t0"), lab.disk("dst", data=bytes(4096))
     write(t, a, b, c)
     run(lab.manager, dst, [(t, {}), (dst, {})],
         [Locate(0, 0), StreamToDiscard(0, 4000, 4096), StreamToBlock(0, 1, 2, 0, 1024)])
@@ -316,7 +267,7 @@ def test_discard_skips_records_then_a_restore_reads_the_next(lab):
 
 def test_discard_with_cat_hands_the_rest_of_a_record_to_the_next_segment(lab):
     rec = os.urandom(2048)
-    t, dst = lab.tape("t0"), lab.disk("dst", bytes(4096))
+    t, dst = lab.tape("t0"), lab.disk("dst", data=bytes(4096))
     write(t, rec)
     t.rewind()
     run(lab.manager, dst, [(t, {}), (dst, {})],
@@ -339,7 +290,7 @@ def test_discard_meeting_a_filemark_is_underrun_with_the_tape_sense(lab):
 
 
 def test_space_filemarks_and_blocks(lab):
-    t, dst = lab.tape("t0"), lab.disk("dst", bytes(4096))
+    t, dst = lab.tape("t0"), lab.disk("dst", data=bytes(4096))
     write(t, b"1" * 512, None, b"2" * 512, b"3" * 512, None)
     run(lab.manager, dst, [(t, {}), (dst, {})],
         [Locate(0, 0), Space(0, 1, 1), Space(0, 0, 1), StreamToBlock(0, 1, 1, 0, 512)])
@@ -398,7 +349,7 @@ def test_filemarks_at_the_end_of_the_medium_are_volume_overflow(lab):
 
 def test_a_cat_residual_before_a_tape_operation_is_an_inexact_segment(lab):
     data = os.urandom(1024)
-    src, t = lab.disk("src", data), lab.tape("t0")
+    src, t = lab.disk("src", data=data), lab.tape("t0")
     with pytest.raises(CopyAborted) as e:
         run(lab.manager, src, [(src, {}), (t, {})],
             [BlockToStream(0, 1, 2, 0, 1000, cat=True), WriteFilemarks(1, 1)])
