@@ -10,21 +10,12 @@ import os
 import re
 
 from conftest import MiB, clear_unit_attention, run, sense_of
+from test_xcopy import cscd, read_disk, send
 
 from lio_xcopy.devices.awstape import AwsTape
 from lio_xcopy.scsi import xcopy
 from lio_xcopy.scsi.sense import SenseKey
-from lio_xcopy.scsi.xcopy import (
-    BlockToStream,
-    IdentificationCscd,
-    InlineToStream,
-    ListIdUsage,
-    Locate,
-    Space,
-    StreamToBlock,
-    StreamToDiscard,
-    WriteFilemarks,
-)
+from lio_xcopy.scsi.xcopy import BlockToStream, InlineToStream, Locate, Space, WriteFilemarks
 
 BS = 512
 RECORD = 64 * 1024
@@ -32,20 +23,6 @@ RECORDS = 16
 SOURCE = 40 * MiB  # the disk region the job backs up
 RESTORE = 48 * MiB  # where a restored record lands
 LABEL = b"VOL1" + b"LIOXCOPY".ljust(76)  # an 80-byte volume label
-
-
-def cscd(lun, pdt: int, block_length: int) -> IdentificationCscd:
-    return IdentificationCscd(bytes.fromhex(lun.naa), pdt, block_length=block_length)
-
-
-def send(lab, sg: str, plist: bytes, name: str, check: bool = True):
-    """One EXTENDED COPY (LID1), parameter list from a file, by stock sg_raw."""
-    path = lab.work / name
-    path.write_bytes(plist)
-    n = len(plist).to_bytes(4, "big").hex(" ").split()
-    return run("sg_raw", "-t", "300", "-s", str(len(plist)), "-i", str(path), sg,
-               "83", "00", "00", "00", "00", "00", "00", "00", "00", "00", *n, "00", "00",
-               check=check)
 
 
 def mt(lab, *args: str) -> str:
@@ -56,13 +33,6 @@ def tell(lab) -> int:
     m = re.search(r"At block (\d+)\.", mt(lab, "tell"))
     assert m
     return int(m.group(1))
-
-
-def read_disk(lab, offset: int, length: int) -> bytes:
-    with open(lab.sd, "rb", buffering=0) as f:
-        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
-        f.seek(offset)
-        return f.read(length)
 
 
 def backup_job(lab) -> bytes:
@@ -108,8 +78,8 @@ def test_discard_and_space_then_restore_one_record(lab):
     # skip the label (06h), space over two records (11h), restore the next to the disk
     plist = xcopy.build_extended_copy(
         [cscd(lab.tape_lun, 1, 0), cscd(lab.disk_lun, 0, BS)],
-        [Locate(0, 0), StreamToDiscard(0, len(LABEL), len(LABEL)), Space(0, 0, 2),
-         StreamToBlock(0, 1, RECORD // BS, RESTORE // BS, RECORD)])
+        [Locate(0, 0), xcopy.StreamToDiscard(0, len(LABEL), len(LABEL)), Space(0, 0, 2),
+         xcopy.StreamToBlock(0, 1, RECORD // BS, RESTORE // BS, RECORD)])
     send(lab, lab.disk_sg, plist, "segments-discard.plist")
     assert read_disk(lab, RESTORE, RECORD) == data[2 * RECORD : 3 * RECORD]
     assert tell(lab) == 4
@@ -122,7 +92,7 @@ def test_discard_and_space_then_restore_one_record(lab):
     # tape's own sense (FILEMARK, residue) in FAILED SEGMENT DETAILS
     plist = xcopy.build_extended_copy(
         [cscd(lab.tape_lun, 1, 0)], [Locate(0, 0), Space(0, 0, 100)],
-        list_identifier=0x5E, list_id_usage=ListIdUsage.HOLD)
+        list_identifier=0x5E, list_id_usage=xcopy.ListIdUsage.HOLD)
     p = send(lab, lab.disk_sg, plist, "segments-space-over.plist", check=False)
     assert p.returncode != 0
     key, add = sense_of(p.stdout + p.stderr)
