@@ -54,16 +54,25 @@ from lio_xcopy.scsi.xcopy import (
     BlockToBlock,
     BlockToStream,
     CopyCommandStatus,
+    EmbeddedToStream,
     ExtendedCopyParameterList,
     IdentificationCscd,
+    InlineToStream,
     Limits,
     ListIdUsage,
+    Locate,
     Segment,
+    Space,
     StreamToBlock,
+    StreamToDiscard,
     StreamToStream,
+    WriteFilemarks,
 )
 
 log = logging.getLogger(__name__)
+
+#: SPACE codes a space segment (11h) may carry: blocks, filemarks, end of data (SSC-4).
+SPACE_CODES = (ssc.SPACE_BLOCKS, ssc.SPACE_FILEMARKS, ssc.SPACE_END_OF_DATA)
 
 CHUNK = 1 << 20  # bytes moved per read/write between block devices
 HELD_RESULTS = 64  # finished copies remembered per LUN for RECEIVE COPY RESULTS
@@ -160,10 +169,11 @@ class _Plan:
     index: int
     last: bool
     segment: Any
-    source: Any  # a BlockPort or StreamPort, as the segment's type says
-    destination: Any
+    source: Any  # a BlockPort or StreamPort, as the segment's type says; None when the
+    destination: Any  # descriptor names no such end (04h-06h, 10h-12h)
     source_cscd: IdentificationCscd | None
     destination_cscd: IdentificationCscd | None
+    inline_data: bytes = b""  # the parameter list's inline data (04h)
 
 
 class CopyManager:
@@ -457,16 +467,22 @@ class CopyManager:
               ends: dict[int, tuple[Port, IdentificationCscd | None]],
               foreign: list[ForeignPort]) -> _Plan:
         seg = plist.segments[i]
-        for cscd_id, byte in ((seg.source, 4), (seg.destination, 6)):
+        named: dict[str, tuple[Port | None, IdentificationCscd | None]] = {
+            "source": (None, None), "destination": (None, None)}
+        for role, cscd_id, byte in seg.cscd_ids():
             if cscd_id not in ends:  # each CSCD is resolved once per EXTENDED COPY
                 ends[cscd_id] = self._cscd_device(plist, i, cscd_id, receiving, byte, foreign)
-        src, scscd = ends[seg.source]
-        dst, dcscd = ends[seg.destination]
+            named[role] = ends[cscd_id]
+        src, scscd = named["source"]
+        dst, dcscd = named["destination"]
         kinds = {
             BlockToBlock: (is_block, is_block), BlockToStream: (is_block, is_stream),
             StreamToBlock: (is_stream, is_block), StreamToStream: (is_stream, is_stream),
-        }[type(seg)]
+            StreamToDiscard: (is_stream, None),
+        }.get(type(seg), (None, is_stream))  # 04h, 05h, 10h-12h: a stream destination
         for dev, cscd, fits, byte in ((src, scscd, kinds[0], 4), (dst, dcscd, kinds[1], 6)):
+            if dev is None or fits is None:
+                continue
             if not fits(dev) or (
                 cscd is not None and cscd.peripheral_device_type != dev.peripheral_device_type
             ):
@@ -496,10 +512,35 @@ class CopyManager:
                                       message=f"{dev.name} has a unit attention the "
                                               "initiator has not seen: position the tape first")
         self._check_ranges(i, seg, src, dst)
+        self._check_stream_fields(i, seg, len(plist.inline_data))
         log.debug("EXTENDED COPY at %s: segment %d (%s): %s -> %s, %d bytes planned",
-                  receiving.name, i, seg.describe(), src.name, dst.name,
-                  _segment_bytes(seg, src, dst))
-        return _Plan(i, i == len(plist.segments) - 1, seg, src, dst, scscd, dcscd)
+                  receiving.name, i, seg.describe(), src.name if src else "-",
+                  dst.name if dst else "-", _segment_bytes(seg, src, dst))
+        return _Plan(i, i == len(plist.segments) - 1, seg, src, dst, scscd, dcscd,
+                     plist.inline_data if isinstance(seg, InlineToStream) else b"")
+
+    @staticmethod
+    def _check_stream_fields(i: int, seg: Any, inline_length: int) -> None:
+        """The fields of 04h, 05h, 10h and 11h checked before any segment runs: COPY
+        ABORTED with the segment pointer (SPC-4 6.4.6.8: an inline range beyond INLINE
+        DATA LENGTH is INLINE DATA LENGTH EXCEEDED; a count beyond the embedded data, a
+        setmark (WSMK) or a SPACE code other than blocks, filemarks and end of data,
+        INVALID FIELD IN PARAMETER LIST)."""
+        if isinstance(seg, InlineToStream) and \
+                seg.inline_data_offset + seg.number_of_bytes > inline_length:
+            raise CopyAborted(Asc.INLINE_DATA_LENGTH_EXCEEDED, i, byte=20,
+                              message=f"inline data {seg.inline_data_offset}+"
+                                      f"{seg.number_of_bytes} beyond {inline_length} bytes")
+        if isinstance(seg, EmbeddedToStream) and seg.embedded_bytes > len(seg.data):
+            raise CopyAborted(Asc.INVALID_FIELD_IN_PARAMETER_LIST, i, byte=14,
+                              message=f"{seg.embedded_bytes} bytes of embedded data in a "
+                                      f"{len(seg.data)}-byte area")
+        if isinstance(seg, WriteFilemarks) and seg.wsmk:
+            raise CopyAborted(Asc.INVALID_FIELD_IN_PARAMETER_LIST, i, byte=8,
+                              message="setmarks (WSMK) are not supported")
+        if isinstance(seg, Space) and seg.code not in SPACE_CODES:
+            raise CopyAborted(Asc.INVALID_FIELD_IN_PARAMETER_LIST, i, byte=8,
+                              message=f"space code {seg.code}")
 
     def _check_ranges(self, i: int, seg: Any, src: Any, dst: Any) -> None:
         def check(disk: BlockPort, lba: int, blocks: int, byte: int) -> None:
@@ -597,8 +638,99 @@ class CopyManager:
             self._block_to_stream(job, plan)
         elif isinstance(seg, StreamToBlock):
             self._stream_to_block(job, plan)
-        else:
+        elif isinstance(seg, StreamToStream):
             self._stream_to_stream(job, plan)
+        elif isinstance(seg, InlineToStream):
+            start = seg.inline_data_offset
+            self._data_to_stream(job, plan, plan.inline_data[start : start + seg.number_of_bytes],
+                                 seg.stream_transfer_length, 20)
+        elif isinstance(seg, EmbeddedToStream):
+            self._data_to_stream(job, plan, seg.payload, seg.stream_transfer_length, 14)
+        elif isinstance(seg, StreamToDiscard):
+            self._stream_to_discard(job, plan)
+        else:
+            self._tape_operation(job, plan)
+
+    def _data_to_stream(self, job: CopyJob, plan: _Plan, payload: bytes,
+                        transfer_length: int, count_byte: int) -> None:
+        """04h and 05h (SPC-4 6.4.6.8, 6.4.6.9): the parameter list's own bytes (and a
+        residual held by CAT) written to the stream device as for 00h, in records of
+        the STREAM DEVICE TRANSFER LENGTH. Zero bytes write nothing."""
+        tape: StreamPort = plan.destination
+        cscd = plan.destination_cscd
+        data = job.carry + payload
+        job.carry = b""
+        if not data:
+            return
+        per_write, fixed = self._stream_writes(cscd, tape, transfer_length, plan)
+        record = (cscd.block_length if cscd else tape.block_length) if fixed else per_write
+        if not record or not per_write:
+            raise CopyAborted(Asc.INVALID_FIELD_IN_PARAMETER_LIST, plan.index, byte=9)
+        pad = cscd is not None and cscd.pad
+        carry_on = plan.segment.cat and not plan.last
+        if fixed and len(data) % record and not (pad or carry_on):
+            raise CopyAborted(Asc.UNEXPECTED_INEXACT_SEGMENT, plan.index, byte=count_byte)
+        buf = DataBuffer.of(bytearray(data))
+        pos = 0
+        while pos < len(data):
+            left = len(data) - pos
+            if left < per_write and carry_on:
+                job.carry = data[pos:]  # CAT: to the next segment
+                return
+            length = min(per_write, left)
+            self._write_records(job, plan, tape, buf.sub(pos, length), length, record, fixed)
+            pos += length
+
+    def _stream_to_discard(self, job: CopyJob, plan: _Plan) -> None:
+        """06h (SPC-4 6.4.6.10): read NUMBER OF BYTES from the stream device and drop
+        them. A filemark or end of data first is COPY ABORTED, COPY TARGET DEVICE DATA
+        UNDERRUN with the tape's sense; what a last record brings beyond the count is
+        held for the next segment (CAT), dropped (PAD on the source CSCD) or an
+        UNEXPECTED INEXACT SEGMENT, as for 01h."""
+        seg: StreamToDiscard = plan.segment
+        tape: StreamPort = plan.source
+        total = seg.byte_count
+        held = job.carry
+        job.carry = b""
+        done = min(len(held), total)
+        carry_on = seg.cat and not plan.last
+        if done < len(held) and carry_on:
+            job.carry = held[done:]
+        if done == total:
+            return
+        per_read, _ = self._stream_writes(plan.source_cscd, tape, seg.stream_transfer_length,
+                                         plan)
+        if not per_read:
+            raise CopyAborted(Asc.INVALID_FIELD_IN_PARAMETER_LIST, plan.index, byte=9)
+        whole_records = carry_on or bool(plan.source_cscd and plan.source_cscd.pad)
+        buf = DataBuffer.allocate(per_read)
+        while done < total:
+            want = per_read if whole_records else min(per_read, total - done)
+            with self._device_errors(job, plan, True):
+                n = _read_stream(tape, buf, want, plan)
+            if done + n > total and carry_on:
+                job.carry = buf.sub(total - done, done + n - total).tobytes()
+            done += n
+
+    def _tape_operation(self, job: CopyJob, plan: _Plan) -> None:
+        """10h, 11h, 12h (SPC-4 6.4.6.18 to 6.4.6.20): WRITE FILEMARKS, SPACE or LOCATE
+        on the stream device. A stop short (a filemark or end of data met while spacing,
+        a locate past end of data, the end of the medium) is COPY ABORTED with the
+        tape's own sense kept for FAILED SEGMENT DETAILS. Bytes a previous segment held
+        with CAT would have to be written before them: UNEXPECTED INEXACT SEGMENT."""
+        seg = plan.segment
+        tape: StreamPort = plan.destination
+        if job.carry:
+            raise CopyAborted(Asc.UNEXPECTED_INEXACT_SEGMENT, plan.index, byte=0,
+                              message=f"{len(job.carry)} bytes held by CAT before "
+                                      f"{seg.describe()}")
+        with self._device_errors(job, plan, False):
+            if isinstance(seg, WriteFilemarks):
+                _quiet_early_warning(tape.write_filemarks, seg.count, immed=seg.immed)
+            elif isinstance(seg, Space):
+                tape.space(seg.code, seg.count)
+            else:
+                tape.locate(cast(Locate, seg).logical_object_identifier)
 
     def _block_to_block(self, job: CopyJob, plan: _Plan) -> None:
         seg: BlockToBlock = plan.segment
@@ -688,19 +820,24 @@ class CopyManager:
                 read += n
                 continue
             length = min(per_write, len(staging))
-            data = staging.head(length)
-            whole = length // record * record if fixed else length
-            with self._device_errors(job, plan, False):
-                for off in range(0, whole, record):  # each record counts once it is on tape
-                    _quiet_early_warning(tape.write_record, data, min(record, whole - off),
-                                         start=off)
-                    job.moved(data.sub(off), min(record, whole - off))
-                if whole < length:  # PAD: the last fixed block is filled with zeros
-                    last = DataBuffer.allocate(record)
-                    last.copy_in(data.sub(whole).tobytes())
-                    _quiet_early_warning(tape.write_record, last, record)
-                    job.moved(data.sub(whole), length - whole)
+            self._write_records(job, plan, tape, staging.head(length), length, record, fixed)
             staging.consume(length)
+
+    def _write_records(self, job: CopyJob, plan: _Plan, tape: StreamPort, data: DataBuffer,
+                       length: int, record: int, fixed: bool) -> None:
+        """One stream WRITE's worth of ``data``: records of ``record`` bytes in fixed
+        mode, the last filled with zeros (PAD), or one record of ``length`` bytes."""
+        whole = length // record * record if fixed else length
+        with self._device_errors(job, plan, False):
+            for off in range(0, whole, record):  # each record counts once it is on tape
+                _quiet_early_warning(tape.write_record, data, min(record, whole - off),
+                                     start=off)
+                job.moved(data.sub(off), min(record, whole - off))
+            if whole < length:  # PAD: the last fixed block is filled with zeros
+                last = DataBuffer.allocate(record)
+                last.copy_in(data.sub(whole).tobytes())
+                _quiet_early_warning(tape.write_record, last, record)
+                job.moved(data.sub(whole), length - whole)
 
     def _stream_to_block(self, job: CopyJob, plan: _Plan) -> None:
         seg: StreamToBlock = plan.segment
@@ -804,15 +941,22 @@ class CopyManager:
         return xcopy.failed_segment_details_data(0x02, job.sense)
 
 
-def _segment_bytes(seg: Segment, src: Port, dst: Port) -> int:
-    """Bytes a segment moves; its type says which ends are block ports (SPC-4 6.4.6)."""
+def _segment_bytes(seg: Segment, src: Port | None, dst: Port | None) -> int:
+    """Bytes a segment writes to its destination; its type says which ends are block
+    ports (SPC-4 6.4.6). Discarding, filemarks and positioning write no data."""
     if isinstance(seg, BlockToBlock):
         return seg.number_of_blocks * cast(BlockPort, dst if seg.dc else src).block_size
     if isinstance(seg, BlockToStream):
         return seg.number_of_blocks * cast(BlockPort, src).block_size
     if isinstance(seg, StreamToBlock):
         return seg.number_of_blocks * cast(BlockPort, dst).block_size
-    return seg.byte_count
+    if isinstance(seg, StreamToStream):
+        return seg.byte_count
+    if isinstance(seg, InlineToStream):
+        return seg.number_of_bytes
+    if isinstance(seg, EmbeddedToStream):
+        return min(seg.embedded_bytes, len(seg.data))
+    return 0
 
 
 def _without_frames(e: BaseException) -> BaseException:

@@ -90,6 +90,26 @@ class StreamPort(Port, Protocol):
         warning, :class:`~lio_xcopy.scsi.ssc.VolumeOverflow` when not written."""
         ...
 
+    def write_filemarks(self, count: int, *, immed: bool = False) -> None:
+        """WRITE FILEMARKS (6) of ``count`` filemarks (SSC-4); IMMED zero also makes
+        what was written durable. :class:`~lio_xcopy.scsi.ssc.VolumeOverflow` with the
+        filemarks not written; :class:`~lio_xcopy.scsi.ssc.EarlyWarning` past early
+        warning."""
+        ...
+
+    def space(self, code: int, count: int) -> None:
+        """SPACE (SSC-4): ``code`` 0 logical blocks, 1 filemarks, 3 end of data;
+        ``count`` signed (negative: toward the beginning). A stop short raises
+        :class:`~lio_xcopy.scsi.ssc.FilemarkDetected`,
+        :class:`~lio_xcopy.scsi.ssc.EndOfData` or
+        :class:`~lio_xcopy.scsi.ssc.BeginningOfPartition` with the count not spaced over."""
+        ...
+
+    def locate(self, logical_object_identifier: int) -> None:
+        """LOCATE (10) to a logical object of partition 0 (SSC-4);
+        :class:`~lio_xcopy.scsi.ssc.EndOfData` when it lies past end of data."""
+        ...
+
 
 class ForeignPort(Port, Protocol):
     """A port onto a device this daemon does not serve, opened for one copy."""

@@ -248,6 +248,56 @@ class ForeignTape(_ForeignPort):
         if not _succeeded(r):
             raise self._condition(r, length, blocks, write=True)
 
+    def write_filemarks(self, count: int, *, immed: bool = False) -> None:
+        """WRITE FILEMARKS (6) (SSC-4); the drive's VOLUME OVERFLOW and early warning as
+        our tapes report them, anything else relayed."""
+        r = self._run(ssc.WRITE_FILEMARKS_6(immed=1 if immed else 0,
+                                            filemark_count=count).encode())
+        if _succeeded(r):
+            return
+        s = r.sense
+        e: CheckCondition
+        if r.status == CHECK_CONDITION and s is not None and s.key == SenseKey.VOLUME_OVERFLOW:
+            e = ssc.VolumeOverflow(s.information_signed or count)
+        elif r.status == CHECK_CONDITION and s is not None and s.key == SenseKey.NO_SENSE \
+                and s.eom:
+            e = ssc.EarlyWarning()
+        else:
+            raise relay(r, self.name)
+        e.raw_sense = r.sense_bytes or None
+        raise e
+
+    def space(self, code: int, count: int) -> None:
+        """SPACE (6) (SSC-4), COUNT signed 24-bit; a stop short (filemark, end of data,
+        beginning of partition) raises the stream condition with the drive's residue."""
+        r = self._run(ssc.SPACE_6(code=code, count=count & 0xFFFFFF).encode())
+        if not _succeeded(r):
+            raise self._position_condition(r)
+
+    def locate(self, logical_object_identifier: int) -> None:
+        """LOCATE (10) (SSC-4) in the current partition, BT zero."""
+        r = self._run(ssc.LOCATE_10(
+            logical_object_identifier=logical_object_identifier).encode())
+        if not _succeeded(r):
+            raise self._position_condition(r)
+
+    def _position_condition(self, r: sgio.Result) -> CheckCondition:
+        s = r.sense
+        if r.status != CHECK_CONDITION or s is None:
+            return relay(r, self.name)
+        residue = s.information_signed
+        e: CheckCondition
+        if s.filemark:
+            e = ssc.FilemarkDetected(residue or 0)
+        elif s.key == SenseKey.BLANK_CHECK:
+            e = ssc.EndOfData(residue, eom=s.eom)
+        elif s.key == SenseKey.NO_SENSE and s.eom:
+            e = ssc.BeginningOfPartition(residue or 0)
+        else:
+            return relay(r, self.name)
+        e.raw_sense = r.sense_bytes or None
+        return e
+
     def _condition(self, r: sgio.Result, requested: int, blocks: int, *,
                    write: bool) -> CheckCondition:
         """The drive's stream sense as our own tapes raise it (SSC-4 READ (6), WRITE (6)):

@@ -54,6 +54,8 @@ _CHANGEABLE = {
     (ssc.MEDIUM_PARTITION_PAGE, 0): {4: ssc.PARTITION_NOW, 8: 0xFF, 9: 0xFF},
 }
 _LOG_PAGES = (ssc.SEQUENTIAL_ACCESS_DEVICE_PAGE, ssc.TAPE_ALERT_PAGE)
+#: SPACE codes served: logical blocks, filemarks, end of data (SSC-4 SPACE (6)).
+SPACE_CODES = (ssc.SPACE_BLOCKS, ssc.SPACE_FILEMARKS, ssc.SPACE_END_OF_DATA)
 
 
 class Tape(ScsiDevice):
@@ -444,26 +446,32 @@ class Tape(ScsiDevice):
         return self._space(ssc.SPACE_16, cdb.code, count)
 
     def _space(self, layout: Any, code: int, count: int) -> int:
-        """Blocks, filemarks or end of data; a stop short reports the count not spaced
-        over (FILEMARK, BLANK CHECK at end of data, EOM at BOP)."""
-        if code not in (ssc.SPACE_BLOCKS, ssc.SPACE_FILEMARKS, ssc.SPACE_END_OF_DATA):
+        if code not in SPACE_CODES:
             raise layout.invalid("code", f"space code {code}")
-        tape = self._ready()
-        with self._io_errors(Asc.UNRECOVERED_READ_ERROR):
-            if code == ssc.SPACE_END_OF_DATA:
-                tape.space_to_eod()
-                return 0
-            spaced = (tape.space_records if code == ssc.SPACE_BLOCKS else tape.space_filemarks)(
-                count
-            )
-        residue = abs(count) - spaced.count
-        if spaced.stop is Stop.FILEMARK:
-            raise ssc.FilemarkDetected(residue)
-        if spaced.stop is Stop.EOD:
-            raise ssc.EndOfData(residue, eom=tape.beyond_early_warning)
-        if spaced.stop is Stop.BOP:
-            raise ssc.BeginningOfPartition(residue)
+        self.space(code, count)
         return 0
+
+    def space(self, code: int, count: int) -> None:
+        """SPACE over ``count`` blocks or filemarks (negative: toward BOP), or to end of
+        data (``code`` one of :data:`SPACE_CODES`); a stop short reports the count not
+        spaced over (FILEMARK, BLANK CHECK at end of data, EOM at BOP)."""
+        if code not in SPACE_CODES:
+            raise ValueError(f"space code {code}")
+        with self._lock:
+            tape = self._ready()
+            with self._io_errors(Asc.UNRECOVERED_READ_ERROR):
+                if code == ssc.SPACE_END_OF_DATA:
+                    tape.space_to_eod()
+                    return
+                spaced = (tape.space_records if code == ssc.SPACE_BLOCKS
+                          else tape.space_filemarks)(count)
+            residue = abs(count) - spaced.count
+            if spaced.stop is Stop.FILEMARK:
+                raise ssc.FilemarkDetected(residue)
+            if spaced.stop is Stop.EOD:
+                raise ssc.EndOfData(residue, eom=tape.beyond_early_warning)
+            if spaced.stop is Stop.BOP:
+                raise ssc.BeginningOfPartition(residue)
 
     @command(ssc.REWIND)
     def rewind_command(self, cmd: Command, cdb: Any) -> int:
@@ -501,11 +509,17 @@ class Tape(ScsiDevice):
         return self._locate(target)
 
     def _locate(self, target: int) -> int:
-        tape = self._ready()
-        with self._io_errors(Asc.UNRECOVERED_READ_ERROR):
-            if not tape.locate(target):
-                raise ssc.EndOfData(None, eom=tape.beyond_early_warning)
+        self.locate(target)
         return 0
+
+    def locate(self, logical_object_identifier: int) -> None:
+        """LOCATE to a logical object of partition 0; past end of data: BLANK CHECK,
+        END-OF-DATA DETECTED, positioned at end of data."""
+        with self._lock:
+            tape = self._ready()
+            with self._io_errors(Asc.UNRECOVERED_READ_ERROR):
+                if not tape.locate(logical_object_identifier):
+                    raise ssc.EndOfData(None, eom=tape.beyond_early_warning)
 
     @command(ssc.READ_POSITION_SHORT, ssc.READ_POSITION_SHORT_VENDOR, ssc.READ_POSITION_LONG,
              ssc.READ_POSITION_EXTENDED)

@@ -123,7 +123,7 @@ def _refuse_meaningless(src: Endpoint, dst: Endpoint, req: CopyRequest) -> None:
 
 
 def plan_segments(src: Endpoint, dst: Endpoint, req: CopyRequest,
-                  op: xcopy.OperatingParameters) -> list[xcopy.Segment]:
+                  op: xcopy.OperatingParameters) -> list[xcopy.CopySegment]:
     """Cut the copy into segments the copy manager accepts."""
     limit_bytes = op.max_segment_length or MAX_BYTES_PER_SEGMENT
     _refuse_meaningless(src, dst, req)
@@ -165,7 +165,7 @@ def plan_segments(src: Endpoint, dst: Endpoint, req: CopyRequest,
 
 
 def build(src: Endpoint, dst: Endpoint, req: CopyRequest, op: xcopy.OperatingParameters,
-          list_id: int) -> tuple[bytes, list[xcopy.Segment]]:
+          list_id: int) -> tuple[bytes, list[xcopy.CopySegment]]:
     segments = plan_segments(src, dst, req, op)
     if len(segments) > op.max_segment_count:
         raise CopyUsageError(
@@ -355,7 +355,7 @@ def run_copy(src_path: str, dst_path: str, req: CopyRequest, *, emit: Path | Non
         return CopyOutcome(moved, dt, crossed, commands)
 
 
-def _segment_bytes(seg: xcopy.Segment, src: Endpoint, dst: Endpoint) -> int:
+def _segment_bytes(seg: xcopy.CopySegment, src: Endpoint, dst: Endpoint) -> int:
     if isinstance(seg, StreamToStream):
         return seg.byte_count
     disk = dst if src.is_tape else src

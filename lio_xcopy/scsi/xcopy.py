@@ -155,8 +155,15 @@ def _fits(name: str, value: int, bits: int) -> int:
 
 
 # --- copy manager limits ---------------------------------------------------------------------
-#: Segment descriptor type codes this module parses (SPC-4 6.4.6.2 to 6.4.6.5).
-SEGMENT_TYPES = (0x00, 0x01, 0x02, 0x03)
+#: Segment descriptor type codes this module parses and the copy manager runs: 00h-03h
+#: (SPC-4 6.4.6.2 to 6.4.6.5), 04h inline->stream, 05h embedded->stream, 06h
+#: stream->discard (6.4.6.8 to 6.4.6.10), 10h write filemarks, 11h space, 12h locate
+#: (6.4.6.18 to 6.4.6.20). OPERATING PARAMETERS lists them; any other type is
+#: UNSUPPORTED SEGMENT DESCRIPTOR TYPE CODE.
+SEGMENT_TYPES = (0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x10, 0x11, 0x12)
+#: MAXIMUM INLINE DATA LENGTH we report and accept (SPC-4 r31 6.18.4): room for tape
+#: labels and a backup application's headers, carried by 04h segments.
+MAX_INLINE_DATA = 1 << 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +174,7 @@ class Limits:
     max_segments: int = 256
     max_descriptor_list_length: int = (64 + 256) * 32
     max_segment_length: int = 1 << 30  # bytes written by one segment; 0 = no limit
-    max_inline_data: int = 0  # no inline data to stream (04h) segments
+    max_inline_data: int = MAX_INLINE_DATA  # INLINE DATA LENGTH (04h segments' data)
     held_data_limit: int = 0  # no held data: sg_xcopy then picks LIST ID USAGE 10b
     max_stream_transfer: int = 0xFFFFFF  # largest 24-bit tape TRANSFER LENGTH
     total_concurrent_copies: int = 16
@@ -376,15 +383,32 @@ class SegmentDescriptor:
 
     @classmethod
     def size(cls) -> int:
+        """Bytes of the descriptor on the wire (the shortest, for variable ones)."""
         return 4 + cls.DESCRIPTOR_LENGTH
 
-    def _head(self, flags: int = 0) -> tuple[int, int, int, int, int]:
+    @classmethod
+    def length_ok(cls, descriptor_length: int) -> bool:
+        """Whether a DESCRIPTOR LENGTH is the one this type requires."""
+        return descriptor_length == cls.DESCRIPTOR_LENGTH
+
+    def wire_size(self) -> int:
+        """Bytes of this descriptor on the wire."""
+        return self.size()
+
+    def cscd_ids(self) -> tuple[tuple[str, int, int], ...]:
+        """(role, CSCD DESCRIPTOR ID, its byte in the descriptor) for each copy end the
+        descriptor names: both for the copy segments, one for 04h-06h and 10h-12h."""
+        return (("source", self.source, 4), ("destination", self.destination, 6))
+
+    def _head(self, flags: int = 0, length: int | None = None) -> tuple[int, int, int, int, int]:
+        """Bytes 0-7; a CSCD DESCRIPTOR ID the type does not name is reserved (zero)."""
+        ids = {role: cscd_id for role, cscd_id, _ in self.cscd_ids()}
         return (
             self.TYPE_CODE,
             flags | (0x01 if self.cat else 0),
-            self.DESCRIPTOR_LENGTH,
-            _fits("source", self.source, 16),
-            _fits("destination", self.destination, 16),
+            _fits("descriptor_length", self.DESCRIPTOR_LENGTH if length is None else length, 16),
+            _fits("source", ids.get("source", 0), 16),
+            _fits("destination", ids.get("destination", 0), 16),
         )
 
     def encode(self) -> bytes:
@@ -547,9 +571,288 @@ class StreamToStream(SegmentDescriptor):
         )
 
 
-Segment = BlockToStream | StreamToBlock | BlockToBlock | StreamToStream
+class _ToStream(SegmentDescriptor):
+    """A descriptor naming only a destination stream device (bytes 4-5 reserved)."""
+
+    __slots__ = ()
+
+    @property
+    def source(self) -> int:  # type: ignore[override]
+        """Reserved in this descriptor: it names no copy source."""
+        return CSCD_ID_LOCAL
+
+    def cscd_ids(self) -> tuple[tuple[str, int, int], ...]:
+        return (("destination", self.destination, 6),)
+
+
+def _to_stream(seg: InlineToStream | EmbeddedToStream) -> str:
+    return (f" to CSCD {_cscd_id_name(seg.destination)}, stream transfer length "
+            f"{seg.stream_transfer_length}{', CAT' if seg.cat else ''}")
+
+
+@dataclass(frozen=True, slots=True)
+class InlineToStream(_ToStream):
+    """Inline data to stream device (04h), SPC-4 6.4.6.8: bytes 4-5 reserved, 6-7
+    DESTINATION CSCD DESCRIPTOR ID, 9-11 STREAM DEVICE TRANSFER LENGTH, 12-15 reserved,
+    16-19 INLINE DATA OFFSET (a multiple of four), 20-23 INLINE DATA NUMBER OF BYTES:
+    that many bytes of the parameter list's inline data, from the offset, are written to
+    the stream device. An offset plus count beyond INLINE DATA LENGTH is COPY ABORTED,
+    INLINE DATA LENGTH EXCEEDED (checked by the copy manager)."""
+
+    destination: int
+    inline_data_offset: int
+    number_of_bytes: int
+    stream_transfer_length: int
+    cat: bool = False
+
+    TYPE_CODE: ClassVar[int] = 0x04
+    DESCRIPTOR_LENGTH: ClassVar[int] = 0x14
+    SHORTHAND: ClassVar[str] = "inline->stream"
+    _STRUCT: ClassVar[struct.Struct] = struct.Struct(">BBHHHIxxxxII")
+
+    def encode(self) -> bytes:
+        if self.inline_data_offset % 4:
+            raise ValueError(f"INLINE DATA OFFSET {self.inline_data_offset} not a multiple of 4")
+        return self._STRUCT.pack(
+            *self._head(), _fits("stream_transfer_length", self.stream_transfer_length, 24),
+            _fits("inline_data_offset", self.inline_data_offset, 32),
+            _fits("number_of_bytes", self.number_of_bytes, 32),
+        )
+
+    @classmethod
+    def decode(cls, buf: memoryview | bytes, off: int = 0) -> Self:
+        _, b1, _, _, dst, stl, offset, count = cls._STRUCT.unpack_from(buf, off)
+        if offset % 4:
+            raise InvalidFieldInParameterList(
+                off + 16, None, f"INLINE DATA OFFSET {offset} not a multiple of 4")
+        return cls(dst, offset, count, stl & 0xFFFFFF, bool(b1 & 0x01))
+
+    def describe(self) -> str:
+        return (f"04h {self.SHORTHAND}: {self.number_of_bytes} bytes of inline data from "
+                f"offset {self.inline_data_offset}{_to_stream(self)}")
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddedToStream(_ToStream):
+    """Embedded data to stream device (05h), SPC-4 6.4.6.9: bytes 4-5 reserved, 6-7
+    DESTINATION CSCD DESCRIPTOR ID, 9-11 STREAM DEVICE TRANSFER LENGTH, 12-13 reserved,
+    14-15 EMBEDDED DATA NUMBER OF BYTES, then the embedded data, padded so that the
+    DESCRIPTOR LENGTH (12 plus the data area) is a multiple of four. ``data`` is the
+    whole data area; a NUMBER OF BYTES beyond it is COPY ABORTED, INVALID FIELD IN
+    PARAMETER LIST (checked by the copy manager)."""
+
+    destination: int
+    data: bytes
+    stream_transfer_length: int
+    number_of_bytes: int | None = None  # None: len(data)
+    cat: bool = False
+
+    TYPE_CODE: ClassVar[int] = 0x05
+    DESCRIPTOR_LENGTH: ClassVar[int] = 0x0C  # without embedded data
+    SHORTHAND: ClassVar[str] = "embedded->stream"
+    _STRUCT: ClassVar[struct.Struct] = struct.Struct(">BBHHHIxxH")
+
+    @classmethod
+    def length_ok(cls, descriptor_length: int) -> bool:
+        return descriptor_length >= cls.DESCRIPTOR_LENGTH and descriptor_length % 4 == 0
+
+    @property
+    def embedded_bytes(self) -> int:
+        """EMBEDDED DATA NUMBER OF BYTES."""
+        return len(self.data) if self.number_of_bytes is None else self.number_of_bytes
+
+    @property
+    def payload(self) -> bytes:
+        """The bytes the segment writes (at most the data area)."""
+        return bytes(self.data[: self.embedded_bytes])
+
+    def wire_size(self) -> int:
+        return self._STRUCT.size + -(-len(self.data) // 4) * 4
+
+    def encode(self) -> bytes:
+        area = bytes(self.data) + bytes(-len(self.data) % 4)
+        return self._STRUCT.pack(
+            *self._head(length=self.DESCRIPTOR_LENGTH + len(area)),
+            _fits("stream_transfer_length", self.stream_transfer_length, 24),
+            _fits("number_of_bytes", self.embedded_bytes, 16),
+        ) + area
+
+    @classmethod
+    def decode(cls, buf: memoryview | bytes, off: int = 0) -> Self:
+        _, b1, dlen, _, dst, stl, count = cls._STRUCT.unpack_from(buf, off)
+        area = bytes(buf[off + cls._STRUCT.size : off + 4 + dlen])
+        return cls(dst, area, stl & 0xFFFFFF, count, bool(b1 & 0x01))
+
+    def describe(self) -> str:
+        return (f"05h {self.SHORTHAND}: {self.embedded_bytes} bytes of embedded data"
+                f"{_to_stream(self)}")
+
+
+@dataclass(frozen=True, slots=True)
+class StreamToDiscard(SegmentDescriptor):
+    """Stream device to discard (06h), SPC-4 6.4.6.10: 4-5 SOURCE CSCD DESCRIPTOR ID,
+    6-7 reserved, 9-11 STREAM DEVICE TRANSFER LENGTH, 12-15 NUMBER OF BYTES read from
+    the stream device and discarded."""
+
+    source: int
+    byte_count: int
+    stream_transfer_length: int
+    cat: bool = False
+
+    TYPE_CODE: ClassVar[int] = 0x06
+    DESCRIPTOR_LENGTH: ClassVar[int] = 0x0C
+    SHORTHAND: ClassVar[str] = "stream->discard"
+    _STRUCT: ClassVar[struct.Struct] = struct.Struct(">BBHHHII")
+
+    @property
+    def destination(self) -> int:  # type: ignore[override]
+        """Reserved in this descriptor: the data goes nowhere."""
+        return CSCD_ID_LOCAL
+
+    def cscd_ids(self) -> tuple[tuple[str, int, int], ...]:
+        return (("source", self.source, 4),)
+
+    def encode(self) -> bytes:
+        return self._STRUCT.pack(
+            *self._head(), _fits("stream_transfer_length", self.stream_transfer_length, 24),
+            _fits("byte_count", self.byte_count, 32),
+        )
+
+    @classmethod
+    def decode(cls, buf: memoryview | bytes, off: int = 0) -> Self:
+        _, b1, _, src, _, stl, count = cls._STRUCT.unpack_from(buf, off)
+        return cls(src, count, stl & 0xFFFFFF, bool(b1 & 0x01))
+
+    def describe(self) -> str:
+        return (
+            f"06h {self.SHORTHAND}: {self.byte_count} bytes from CSCD "
+            f"{_cscd_id_name(self.source)}, stream transfer length "
+            f"{self.stream_transfer_length}{', CAT' if self.cat else ''}"
+        )
+
+
+_TAPE_OPERATION = struct.Struct(">BBHHHI")
+
+
+class _TapeOperation(_ToStream):
+    """10h-12h: DESCRIPTOR LENGTH 8, no CAT, and bytes 8-11 the bytes 1-4 (or 3-6) of
+    the SSC-4 command the copy manager sends to the destination stream device."""
+
+    __slots__ = ()
+    DESCRIPTOR_LENGTH: ClassVar[int] = 0x08
+
+    @property
+    def cat(self) -> bool:  # type: ignore[override]
+        return False
+
+    def _word(self) -> int:
+        raise NotImplementedError
+
+    @classmethod
+    def _from_word(cls, destination: int, word: int) -> Self:
+        raise NotImplementedError
+
+    def encode(self) -> bytes:
+        return _TAPE_OPERATION.pack(*self._head(), self._word())
+
+    @classmethod
+    def decode(cls, buf: memoryview | bytes, off: int = 0) -> Self:
+        *_, dst, word = _TAPE_OPERATION.unpack_from(buf, off)
+        return cls._from_word(dst, word)
+
+    def _on(self) -> str:
+        return f"CSCD {_cscd_id_name(self.destination)}"
+
+
+@dataclass(frozen=True, slots=True)
+class WriteFilemarks(_TapeOperation):
+    """Write filemarks operation (10h), SPC-4 6.4.6.18: 6-7 DESTINATION CSCD DESCRIPTOR
+    ID, then bytes 1-4 of a WRITE FILEMARKS (6) CDB (SSC-4): byte 8 WSMK (bit 1) and
+    IMMED (bit 0), 9-11 TRANSFER LENGTH (the filemark count)."""
+
+    destination: int
+    count: int
+    immed: bool = False
+    wsmk: bool = False
+
+    TYPE_CODE: ClassVar[int] = 0x10
+    SHORTHAND: ClassVar[str] = "write filemarks"
+
+    def _word(self) -> int:
+        return ((0x02 if self.wsmk else 0) | (0x01 if self.immed else 0)) << 24 \
+            | _fits("count", self.count, 24)
+
+    @classmethod
+    def _from_word(cls, destination: int, word: int) -> Self:
+        return cls(destination, word & 0xFFFFFF, bool(word >> 24 & 0x01),
+                   bool(word >> 24 & 0x02))
+
+    def describe(self) -> str:
+        return (f"10h {self.SHORTHAND}: {self.count} to {self._on()}"
+                f"{', IMMED' if self.immed else ''}{', WSMK' if self.wsmk else ''}")
+
+
+@dataclass(frozen=True, slots=True)
+class Space(_TapeOperation):
+    """Space operation (11h), SPC-4 6.4.6.19: 6-7 DESTINATION CSCD DESCRIPTOR ID, then
+    bytes 1-4 of a SPACE (6) CDB (SSC-4): byte 8 CODE (bits 3-0), 9-11 COUNT (signed:
+    negative spaces toward the beginning)."""
+
+    destination: int
+    code: int
+    count: int
+
+    TYPE_CODE: ClassVar[int] = 0x11
+    SHORTHAND: ClassVar[str] = "space"
+
+    def _word(self) -> int:
+        if not -(1 << 23) <= self.count < 1 << 23:
+            raise ValueError(f"count={self.count} does not fit a signed 24-bit COUNT")
+        return _fits("code", self.code, 4) << 24 | self.count & 0xFFFFFF
+
+    @classmethod
+    def _from_word(cls, destination: int, word: int) -> Self:
+        count = word & 0xFFFFFF
+        return cls(destination, word >> 24 & 0x0F, count - (1 << 24) if count >> 23 else count)
+
+    def describe(self) -> str:
+        what = {0: "blocks", 1: "filemarks", 3: "to end of data"}.get(
+            self.code, f"code {self.code}")
+        return f"11h {self.SHORTHAND}: {self.count} {what} on {self._on()}"
+
+
+@dataclass(frozen=True, slots=True)
+class Locate(_TapeOperation):
+    """Locate operation (12h), SPC-4 6.4.6.20: 6-7 DESTINATION CSCD DESCRIPTOR ID, 8-11
+    the LOGICAL OBJECT IDENTIFIER (block address) of a LOCATE (10) (SSC-4), in
+    partition 0."""
+
+    destination: int
+    logical_object_identifier: int
+
+    TYPE_CODE: ClassVar[int] = 0x12
+    SHORTHAND: ClassVar[str] = "locate"
+
+    def _word(self) -> int:
+        return _fits("logical_object_identifier", self.logical_object_identifier, 32)
+
+    @classmethod
+    def _from_word(cls, destination: int, word: int) -> Self:
+        return cls(destination, word)
+
+    def describe(self) -> str:
+        return (f"12h {self.SHORTHAND}: logical object {self.logical_object_identifier} on "
+                f"{self._on()}")
+
+
+#: The segments that move data from one device to another (00h-03h).
+CopySegment = BlockToStream | StreamToBlock | BlockToBlock | StreamToStream
+Segment = (BlockToStream | StreamToBlock | BlockToBlock | StreamToStream | InlineToStream
+           | EmbeddedToStream | StreamToDiscard | WriteFilemarks | Space | Locate)
 SEGMENT_CLASSES: dict[int, type[Segment]] = {
-    c.TYPE_CODE: c for c in (BlockToStream, StreamToBlock, BlockToBlock, StreamToStream)
+    c.TYPE_CODE: c for c in (BlockToStream, StreamToBlock, BlockToBlock, StreamToStream,
+                             InlineToStream, EmbeddedToStream, StreamToDiscard,
+                             WriteFilemarks, Space, Locate)
 }
 
 
@@ -578,7 +881,7 @@ class ExtendedCopyParameterList:
         """Byte offset of segment descriptor ``index`` in the parameter list (for the
         COPY ABORTED segment pointer, SPC-4 4.5.2.4.6)."""
         return self.cscd_offset(len(self.cscds)) + sum(
-            s.size() for s in self.segments[:index]
+            s.wire_size() for s in self.segments[:index]
         )
 
     def cscd(self, cscd_id: int) -> IdentificationCscd | None:
@@ -733,21 +1036,21 @@ def parse_extended_copy(
                 message=f"segment descriptor type {code:#04x} at byte {off}",
             )
         (dlen,) = struct.unpack_from(">H", buf, off + 2)
-        if dlen != cls.DESCRIPTOR_LENGTH:
+        if not cls.length_ok(dlen):
             raise InvalidFieldInParameterList(
                 off + 2, None,
                 f"segment type {code:02X}h DESCRIPTOR LENGTH {dlen:#x}, "
                 f"needs {cls.DESCRIPTOR_LENGTH:#x}",
             )
-        if off + cls.size() > seg_end:
+        if off + 4 + dlen > seg_end:
             raise InvalidFieldInParameterList(
                 8, None, f"segment descriptor at byte {off} runs past the segment list"
             )
         segment = cls.decode(buf, off)
-        _check_cscd_id(segment.source, len(cscds), off + 4)
-        _check_cscd_id(segment.destination, len(cscds), off + 6)
+        for _, cscd_id, byte in segment.cscd_ids():
+            _check_cscd_id(cscd_id, len(cscds), off + byte)
         segments.append(segment)
-        off += cls.size()
+        off += 4 + dlen
 
     return ExtendedCopyParameterList(
         header, tuple(cscds), tuple(segments), bytes(buf[seg_end:inline_end])

@@ -755,6 +755,21 @@ def seeds() -> dict[str, list[bytes]]:
     xc.append(bytes([2, 0]) + xc[0][2:])  # received by a tape
     xc.append(bytes([0, 3]) + struct.pack("<I", 0xFFFFFFFF) + xc[0][2:])
     xc.append(bytes([0, 2]) + xc[4][2:])
+    label = b"VOL1" + bytes(76)
+    tape_jobs = [  # the segments of a one-command backup job, and positioning
+        ([cd, ct], [xcopy.Locate(1, 0), xcopy.InlineToStream(1, 0, 80, 80),
+                    xcopy.BlockToStream(0, 1, 8, 0, 1024), xcopy.WriteFilemarks(1, 1)], label),
+        ([ct], [xcopy.Space(0, 1, 1), xcopy.StreamToDiscard(0, 4096, 4096),
+                xcopy.Space(0, 0, -1), xcopy.Locate(0, 0)], b""),
+        ([ctf], [xcopy.EmbeddedToStream(0, b"hdr", 1), xcopy.InlineToStream(0, 4, 4, 1),
+                 xcopy.Space(0, 3, 0)], label[:8]),
+        ([ct, cd], [xcopy.StreamToDiscard(0, 612, 4096, cat=True),
+                    xcopy.StreamToBlock(0, 1, 1, 0, 512)], b""),
+    ]
+    for i, (cscds, segs, inline) in enumerate(tape_jobs):
+        xc.append(bytes([0, 0]) + xcopy.build_extended_copy(
+            cscds, segs, list_identifier=0x40 + i, list_id_usage=xcopy.ListIdUsage.HOLD,
+            inline_data=inline))
     def ask(which: int, list_id: int, alloc: int, size: int) -> bytes:
         return bytes([which, list_id]) + struct.pack("<IH", alloc, size)
 

@@ -212,10 +212,20 @@ def plists(draw, lab):
         st.builds(BlockToBlock, ids, ids, blocks, lba, lba, st.booleans(), st.booleans()),
         st.builds(StreamToStream, ids, ids, st.integers(0, 1 << 20), length, length,
                   st.booleans()),
+        # the tape backup job's segments (SPC-4 6.4.6.8-6.4.6.10, 6.4.6.18-6.4.6.20)
+        st.builds(xcopy.InlineToStream, ids, st.integers(0, 40).map(lambda n: n * 4),
+                  st.integers(0, 200), length, st.booleans()),
+        st.builds(xcopy.EmbeddedToStream, ids, st.binary(max_size=40), length,
+                  st.none() | st.integers(0, 0xFFFF), st.booleans()),
+        st.builds(xcopy.StreamToDiscard, ids, st.integers(0, 1 << 16), length, st.booleans()),
+        st.builds(xcopy.WriteFilemarks, ids, st.integers(0, 3), st.booleans(), st.booleans()),
+        st.builds(xcopy.Space, ids, st.integers(0, 15), st.integers(-(1 << 23), (1 << 23) - 1)),
+        st.builds(xcopy.Locate, ids, st.integers(0, 0xFFFFFFFF)),
     )
     data = bytearray(xcopy.build_extended_copy(
         cscds, draw(st.lists(segment, max_size=4)),
-        list_identifier=draw(st.integers(0, 255)), list_id_usage=draw(st.sampled_from([0, 2, 3]))))
+        list_identifier=draw(st.integers(0, 255)), list_id_usage=draw(st.sampled_from([0, 2, 3])),
+        inline_data=draw(st.binary(max_size=160))))
     for _ in range(draw(st.integers(0, 3))):  # mutate: flip bytes, then maybe cut
         if data:
             data[draw(st.integers(0, len(data) - 1))] = draw(st.integers(0, 255))

@@ -138,7 +138,8 @@ def test_segment_goldens():
     assert x.StreamToStream(0, 1, 0xDEADBEEF, 0x800, 0x10000).encode() == bytes.fromhex(
         "03 00 0010 0000 0001 00 000800 00 010000 deadbeef"
     )
-    assert [c.size() for c in x.SEGMENT_CLASSES.values()] == [24, 24, 28, 20]
+    assert [c.size() for c in x.SEGMENT_CLASSES.values()] == [24, 24, 28, 20, 24, 16, 16, 12,
+                                                               12, 12]
 
 
 # --- what stock sg_xcopy sends ------------------------------------------------------------------
@@ -286,7 +287,7 @@ def test_encode_rejects_what_does_not_fit():
     with pytest.raises(ValueError):
         x.ParameterListHeader(list_id_usage=4).encode(0, 0, 0)
     with pytest.raises(ValueError):
-        x.Limits(segment_types=(0x02, 0x04))
+        x.Limits(segment_types=(0x02, 0x07))
 
 
 # --- every parameter list error -----------------------------------------------------------------
@@ -315,7 +316,7 @@ def test_inline_data_beyond_the_limit():
     data = two_disk_list()
     struct.pack_into(">I", data, 12, 4)
     data += b"abcd"
-    s = illegal(data)  # default limits: no inline data at all
+    s = illegal(data, x.Limits(max_inline_data=0))  # no inline data at all
     assert_sense(s, Asc.INLINE_DATA_LENGTH_EXCEEDED, 12)
     assert s.fixed()[12:14] == b"\x26\x0b" and s.fixed()[15:18] == bytes.fromhex("80000c")
     assert x.parse_extended_copy(data, x.Limits(max_inline_data=4)).inline_data == b"abcd"
@@ -514,8 +515,8 @@ def test_operating_parameters_golden():
     # SPC-5 table 244 (FreeBSD scsi_receive_copy_operating_parameters_data, LIO
     # target_rcr_operating_parameters, sg_xcopy scsi_operating_parameter offsets)
     assert x.operating_parameters_data(x.Limits()) == bytes.fromhex(
-        "0000002d 01 000000 0040 0100 00002800 40000000 00000000 00000000 00ffffff"
-        "0000 0010 10 00 00 00 000000 05 00 01 02 03 e4"
+        "00000033 01 000000 0040 0100 00002800 40000000 00010000 00000000 00ffffff"
+        "0000 0010 10 00 00 00 000000 0b 00 01 02 03 04 05 06 10 11 12 e4"
     )
     # LIO's own answer, 2 implemented codes: AVAILABLE DATA 42 (put_unaligned_be32(42))
     lio = x.OperatingParameters(
@@ -525,9 +526,9 @@ def test_operating_parameters_golden():
     assert lio[43:] == bytes.fromhex("02 02 e4")
     no_snlid = x.OperatingParameters.from_limits(x.Limits(snlid=False))
     assert (no_snlid.snlid, no_snlid.total_concurrent_copies) == (False, 0)
-    assert "implemented descriptors 00h 01h 02h 03h E4h" in x.OperatingParameters.from_limits(
-        x.Limits()
-    ).describe()
+    assert "implemented descriptors 00h 01h 02h 03h 04h 05h 06h 10h 11h 12h E4h" in (
+        x.OperatingParameters.from_limits(x.Limits()).describe()
+    )
 
 
 @given(

@@ -106,7 +106,9 @@ def test_receive_copy_results_operating_parameters(lab):
     op = xcopy.OperatingParameters.parse(out.read_bytes())
     assert op.max_segment_count >= 256 and op.max_cscd_count >= 64
     assert op.max_segment_length >= 256 * MiB
-    assert set(op.implemented_descriptor_types) == {0x00, 0x01, 0x02, 0x03, 0xE4}
+    assert op.implemented_descriptor_types == (
+        0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x10, 0x11, 0x12, 0xE4)
+    assert op.max_inline_data_length == xcopy.MAX_INLINE_DATA
 
 
 def test_stock_sg_xcopy_style_empty_block_to_stream_body_is_refused(lab):
