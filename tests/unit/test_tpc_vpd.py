@@ -42,7 +42,8 @@ MiB = 1 << 20
 LIMITS = Limits(max_cscd=10, max_segments=7, max_descriptor_list_length=544,
                 max_segment_length=1 << 20, max_stream_transfer=65536,
                 total_concurrent_copies=5, max_concurrent_copies=3,
-                data_segment_granularity=9, segment_types=(0x02, 0x00))
+                data_segment_granularity=9, segment_types=(0x02, 0x00),
+                max_inline_data=4096)
 
 
 def inquiry(dev, page: int, alloc: int = 1024) -> bytes:
@@ -75,9 +76,9 @@ def test_golden_bytes_of_each_descriptor():
     body = data[4:]
     # 0001h: list length 9 (83h: 2 SAs, 84h: 2 SAs -> 4 + 4), padded to 12
     assert body[:16] == bytes.fromhex("0001000c" "08" "8302001c" "84020003" "000000")
-    # 0004h, length 1Ch: CSCD 10, segments 7, list 544, inline 0
+    # 0004h, length 1Ch: CSCD 10, segments 7, list 544, inline 4096
     assert body[16:48] == bytes.fromhex("0004001c" "00000000" "000a" "0007" "00000220"
-                                        "00000000") + bytes(12)
+                                        "00001000") + bytes(12)
     # 0008h: 00h, 02h, E4h, padded to 4
     assert body[48:56] == bytes.fromhex("00080004" "03" "0002e4")
     # 000Ch: FFFFh only
@@ -166,7 +167,7 @@ def test_disk_and_tape_serve_it_and_list_it(lun):
     assert data[0] == byte0  # PERIPHERAL QUALIFIER 000b, the LUN's PERIPHERAL DEVICE TYPE
     assert data[1] == 0x8F and struct.unpack_from(">H", data, 2)[0] == len(data) - 4
     page = ThirdPartyCopyPage.parse(data)
-    assert page.find(ParameterData) == ParameterData(10, 7, 544, 0)
+    assert page.find(ParameterData) == ParameterData(10, 7, 544, 4096)
     assert page.find(SupportedDescriptors) == SupportedDescriptors((0x00, 0x02, 0xE4))
     assert page.find(SupportedCscdIds) == SupportedCscdIds((xcopy.CSCD_ID_LOCAL,))
     # the 83h/84h service actions the LUN dispatches, and no other command
@@ -235,7 +236,7 @@ def test_pass_through_serves_our_page_and_adds_it_to_the_devices_list():
     CopyManager(LIMITS).register(dev)
     page = ThirdPartyCopyPage.parse(inquiry(dev, 0x8F))
     assert page.device_type == spc.TYPE_TAPE
-    assert page.find(ParameterData) == ParameterData(10, 7, 544, 0)
+    assert page.find(ParameterData) == ParameterData(10, 7, 544, 4096)
     assert sg.sent == []  # never asked of the device
     assert inquiry(dev, 0x00) == bytes([0x01, 0x00, 0x00, 0x05, 0x00, 0x80, 0x83, 0x8F, 0xB0])
     assert sg.sent[-1][3:5] == (4 + 0xFF).to_bytes(2, "big")  # asked for in full
