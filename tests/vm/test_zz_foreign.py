@@ -20,6 +20,7 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -27,8 +28,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import MiB, clear_unit_attention, run
+from conftest import MiB, clear_unit_attention, extra_lun, run
 from test_iscsi import INITIATOR, TARGET_IP, iscsiadm, iscsid, net  # noqa: F401
+from test_passthrough import BARCODES, bridge  # noqa: F401
 
 from lio_xcopy.control import iscsi, provision
 from lio_xcopy.devices.awstape import AwsTape
@@ -184,6 +186,60 @@ def test_the_other_arrays_disk_copies_to_our_tape_byte_exact(lab, array, admitte
     assert (st.status, st.transferred_bytes) == (xcopy.CopyCommandStatus.COMPLETED, ARRAY_SIZE)
     assert _on_tape(lab) == array.data
     assert f"is the foreign device {array.sg}" in lab.daemon.text()
+
+
+def _backup_cli(work: Path, *args: str) -> str:
+    p = subprocess.run([sys.executable, "-m", "lio_xcopy.initiator.backup", *args],
+                       capture_output=True, text=True, timeout=600,
+                       env={**os.environ, "LIO_XCOPY_CATALOG": str(work / "pt-catalog.db")})
+    assert p.returncode == 0, f"lio-xcopy {' '.join(args)} exited {p.returncode}\n" \
+                              f"{p.stdout}\n{p.stderr}"
+    return p.stdout
+
+
+def test_a_backup_job_from_the_other_array_through_the_pass_through_library(
+        lab, array, admitted, bridge):  # noqa: F811
+    """`lio-xcopy backup --changer` against a real library the daemon passes through:
+    the cartridge is loaded in the real library, the other array's disk goes to it by one
+    EXTENDED COPY at the pass-through drive (run on the target host: the backup server's
+    own disks and tapes move almost nothing), the job is catalogued, and `restore` brings
+    it back onto a disk of ours byte for byte."""
+    work = lab.work
+    back = provision.create_disk("ptrestore", work / "ptrestore.img", ARRAY_SIZE)
+    dst = extra_lun(lab, back)
+    before = SAVED.read_text()
+    saved = json.loads(before)
+    saved["disks"] = [{"name": "ptrestore", "path": str(back.path), "size": ARRAY_SIZE}]
+    saved["passthrough"] = [{"name": "ptdrive", "device": bridge.drive_name}]
+    saved["copy_groups"]["ptbackup"] = ["ptdrive", "ptrestore", f"foreign:naa.{array.naa}"]
+    SAVED.write_text(json.dumps(saved))
+    try:
+        _reload(lab, "'ptbackup': [")
+        clear_unit_attention(bridge.changer.sg, bridge.drive.sg)
+        run("mtx", "-f", bridge.changer.sg, "unload", check=False)  # a cartridge left in
+        before_src = sgio.io_counters(array.sd)
+        out = _backup_cli(work, "backup", array.sd, "--changer", bridge.changer.sg,
+                          "--drive", bridge.drive.sg, "--slot", "3", "--quiet")
+        assert "job 1:" in out and "done" in out, out
+        # the backup server's view of the source disk moved (almost) nothing: the
+        # copy ran on the target host, from the array straight to the real drive
+        moved = sgio.io_counters(array.sd) - before_src
+        assert moved.total_bytes <= ARRAY_SIZE >> 20, (moved, out)  # 1 KiB a GiB at most
+        status = run("mtx", "-f", bridge.phys_changer.sg, "status").stdout
+        assert f"Data Transfer Element 0:Full (Storage Element 3 Loaded):VolumeTag = " \
+               f"{BARCODES[2]}" in status, status  # the real library moved the cartridge
+        jobs = _backup_cli(work, "catalog")
+        assert BARCODES[2] in jobs, jobs
+        out = _backup_cli(work, "restore", "1", str(dst.block), "--changer",
+                          bridge.changer.sg, "--drive", bridge.drive.sg, "--quiet")
+        assert "verified" in out, out
+        with open(back.path, "rb") as f:
+            assert f.read(ARRAY_SIZE) == array.data
+    finally:
+        SAVED.write_text(before)
+        _reload(lab, "copy groups")
+        provision.delete("ptrestore")
+        clear_unit_attention(lab.disk_sg, lab.tape_sg)
 
 
 def test_a_disk_deleted_mid_copy_aborts_it_with_an_exact_count(lab, array, admitted):
