@@ -23,6 +23,7 @@ import logging
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,7 @@ from lio_xcopy.devices.buffer import DataBuffer
 from lio_xcopy.errors import ConfigError
 from lio_xcopy.scsi import sbc, spc, ssc
 from lio_xcopy.scsi.errors import CheckCondition, TargetUnreachable
-from lio_xcopy.scsi.sense import CHECK_CONDITION, Asc, SenseData, SenseKey
+from lio_xcopy.scsi.sense import BUSY, CHECK_CONDITION, TASK_SET_FULL, Asc, SenseData, SenseKey
 from lio_xcopy.scsi.spc import Designator
 from lio_xcopy.sg import sgio
 
@@ -44,6 +45,8 @@ DISK_TIMEOUT = 30.0  # seconds per READ/WRITE (16): sd's SD_TIMEOUT
 TAPE_TIMEOUT = 900.0  # seconds per READ/WRITE (6): st's ST_TIMEOUT
 INQUIRY_TIMEOUT = 10.0
 UNIT_ATTENTION_RETRIES = 3  # a disk's unit attention: the command did not run; send again
+BUSY_RETRIES = 10  # BUSY / TASK SET FULL: sent again up to this many times, waiting
+BUSY_FIRST_WAIT, BUSY_LONGEST_WAIT = 0.01, 1.0  # seconds: doubling, ~4 s in all
 _DID_TIME_OUT, _DID_ABORT, _DRIVER_TIMEOUT = 0x03, 0x05, 0x06
 
 
@@ -72,13 +75,22 @@ def run(transport: Transport, cdb: bytes, *, data_in: int = 0,
         data_out: bytes | bytearray | memoryview | None = None,
         timeout: float, label: str) -> sgio.Result:
     """Run one CDB and return its Result whatever the SCSI status; a command that did
-    not complete raises :class:`TargetUnreachable`."""
-    try:
-        return transport.execute(cdb, data_in, data_out, timeout, check=False)
-    except sgio.TransportFailure as e:
-        raise TargetUnreachable(f"{label}: {e}", timed_out=_timed_out(e)) from e
-    except sgio.SgIoError as e:  # closed, gone, refused by the kernel
-        raise TargetUnreachable(f"{label}: {e}") from e
+    not complete raises :class:`TargetUnreachable`. BUSY and TASK SET FULL (SAM-5 5.3:
+    the device did not run the command, and it may be sent again) are retried
+    :data:`BUSY_RETRIES` times with a growing wait before the status is returned."""
+    wait, retries = BUSY_FIRST_WAIT, 0
+    while True:
+        try:
+            r = transport.execute(cdb, data_in, data_out, timeout, check=False)
+        except sgio.TransportFailure as e:
+            raise TargetUnreachable(f"{label}: {e}", timed_out=_timed_out(e)) from e
+        except sgio.SgIoError as e:  # closed, gone, refused by the kernel
+            raise TargetUnreachable(f"{label}: {e}") from e
+        if r.status not in (BUSY, TASK_SET_FULL) or retries == BUSY_RETRIES:
+            return r
+        log.info("%s: %s; sending it again in %.2f s", label, r.explain(), wait)
+        time.sleep(wait)
+        wait, retries = min(2 * wait, BUSY_LONGEST_WAIT), retries + 1
 
 
 def _succeeded(r: sgio.Result) -> bool:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 import pytest
 
 from lio_xcopy.copy.manager import CopyAborted, CopyManager, run_inline
+from lio_xcopy.devices import foreign
 from lio_xcopy.devices.backing import BackingStore
 from lio_xcopy.devices.base import Command, LunIdentity, ScsiDevice
 from lio_xcopy.devices.buffer import DataBuffer
@@ -377,6 +378,43 @@ def test_a_medium_error_of_a_foreign_disk_lands_verbatim_in_failed_segment_detai
     on_tape = b"".join(records(t))
     assert st.transferred_bytes == len(on_tape) == 1024 * 512  # the chunks before LBA 1500
     assert on_tape == data[: len(on_tape)]
+
+
+def _status(cdb: bytes, status: int) -> sgio.Result:
+    return sgio.Result(cdb, status, None, b"", 0, 0.0)
+
+
+@pytest.mark.parametrize("status", [0x08, 0x28])  # BUSY, TASK SET FULL
+def test_a_busy_foreign_disk_is_asked_again_and_the_copy_completes(lab, monkeypatch, status):
+    monkeypatch.setattr(foreign, "BUSY_FIRST_WAIT", 0.0)
+    data = os.urandom(MiB)
+    t, far = lab.tape("t0"), lab.disk("array", data=data)
+    busy = {"left": foreign.BUSY_RETRIES}  # the first READ (16): BUSY until the last try
+
+    def fault(cdb: bytes):
+        if cdb[0] == 0x88 and busy["left"]:
+            busy["left"] -= 1
+            return _status(cdb, status)
+        return None
+
+    node = lab.host.attach(2, far, fault)
+    lab.groups["t0"] = {text_of(far)}
+    copy(lab, t, [(far, {}), (t, {})], [BlockToStream(0, 1, 2048, 0, 65536)])
+    assert b"".join(records(t)) == data
+    reads = opcodes(node, 0x88)
+    assert len(reads) == foreign.BUSY_RETRIES + len(data) // (256 * 1024)
+    assert reads[0] == reads[foreign.BUSY_RETRIES]  # the same READ, sent again
+
+
+def test_a_foreign_disk_busy_past_every_retry_aborts_the_copy(lab, monkeypatch):
+    monkeypatch.setattr(foreign, "BUSY_FIRST_WAIT", 0.0)
+    t, far = lab.tape("t0"), lab.disk("array", data=os.urandom(MiB))
+    node = lab.host.attach(2, far, lambda cdb: _status(cdb, 0x08) if cdb[0] == 0x88 else None)
+    lab.groups["t0"] = {text_of(far)}
+    sense = aborted(lab, t, [(far, {}), (t, {})], [BlockToStream(0, 1, 2048, 0, 65536)])
+    assert (sense.key, sense.asc) == (SenseKey.COPY_ABORTED, Asc.THIRD_PARTY_DEVICE_FAILURE)
+    assert len(opcodes(node, 0x88)) == foreign.BUSY_RETRIES + 1
+    assert results(lab, t)[0].transferred_bytes == 0
 
 
 def test_a_write_failing_on_a_foreign_disk_counts_the_blocks_before_its_lba(lab):
