@@ -1,0 +1,114 @@
+"""scripts/install: the file layout on a target host, staged under --destdir.
+
+The venv is prepared as an earlier install leaves it (its stamp names this tree), so the
+script lays down the command, units, man pages and completion without building the
+wheel; building and installing the wheel runs in tests/vm/test_systemd.py.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+INSTALL = REPO / "scripts" / "install"
+VENV = "/opt/lio-xcopy/venv"
+UNITS = ("lio-xcopy.service", "lio-xcopy-restore.service")
+
+
+def install(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(INSTALL), *map(str, args)], capture_output=True, text=True,
+                          timeout=30)
+
+
+@pytest.fixture
+def destdir(tmp_path: Path) -> Path:
+    """A staging root holding a venv that an install made from this very tree."""
+    stamp = install("--tree-hash")
+    assert stamp.returncode == 0, stamp.stderr
+    venv = tmp_path / VENV.lstrip("/")
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "lio-xcopy").write_text("#!/bin/sh\necho lio-xcopy 0.1.0\n")
+    (venv / "bin" / "lio-xcopy").chmod(0o755)
+    (venv / ".lio-xcopy-source").write_text(stamp.stdout)
+    return tmp_path
+
+
+def exec_start(unit: Path) -> str:
+    lines = [line for line in unit.read_text().splitlines() if line.startswith("ExecStart=")]
+    assert len(lines) == 1, lines
+    return lines[0].removeprefix("ExecStart=").split()[0]
+
+
+def test_install_puts_command_units_man_pages_and_completion_in_place(destdir: Path) -> None:
+    p = install("--destdir", destdir)
+    assert p.returncode == 0, p.stderr
+    link = destdir / "usr/local/bin/lio-xcopy"
+    assert os.readlink(link) == f"{VENV}/bin/lio-xcopy"
+    for unit in UNITS:
+        installed = destdir / "usr/local/lib/systemd/system" / unit
+        # ExecStart names the installed command, which resolves to the venv's
+        assert exec_start(installed) == "/usr/local/bin/lio-xcopy"
+        target = destdir / os.readlink(destdir / exec_start(installed).lstrip("/")).lstrip("/")
+        assert os.access(target, os.X_OK)
+        tree = (REPO / "systemd" / unit).read_text()
+        assert installed.read_text() == tree
+    for rel, src in (("share/man/man8/lio-xcopy.8", "man/lio-xcopy.8"),
+                     ("share/man/man5/lio-xcopy.json.5", "man/lio-xcopy.json.5"),
+                     ("share/bash-completion/completions/lio-xcopy", "completion/lio-xcopy")):
+        assert (destdir / "usr/local" / rel).read_bytes() == (REPO / src).read_bytes()
+        assert (destdir / "usr/local" / rel).stat().st_mode & 0o777 == 0o644
+
+
+def test_second_install_changes_nothing(destdir: Path) -> None:
+    assert install("--destdir", destdir).returncode == 0
+    files = [f for f in destdir.rglob("*") if f.is_file() and "venv" not in f.parts]
+    before = {f: f.stat().st_mtime_ns for f in files}
+    p = install("--destdir", destdir)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == f"install: lio-xcopy up to date in {VENV}\n"
+    assert {f: f.stat().st_mtime_ns for f in files} == before
+
+
+def test_other_prefix_gets_units_whose_exec_start_names_it(destdir: Path) -> None:
+    p = install("--destdir", destdir, "--prefix", "/opt/lx")
+    assert p.returncode == 0, p.stderr
+    assert os.readlink(destdir / "opt/lx/bin/lio-xcopy") == f"{VENV}/bin/lio-xcopy"
+    # systemd does not search /opt/lx/lib/systemd/system: the units go to /etc
+    for unit in UNITS:
+        assert exec_start(destdir / "etc/systemd/system" / unit) == "/opt/lx/bin/lio-xcopy"
+    assert (destdir / "opt/lx/share/man/man8/lio-xcopy.8").is_file()
+    assert not (destdir / "usr").exists()
+
+
+def test_uninstall_removes_what_install_put_there_and_nothing_else(destdir: Path) -> None:
+    assert install("--destdir", destdir).returncode == 0
+    other = destdir / "usr/local/bin/other-tool"
+    other.write_text("#!/bin/sh\n")
+    p = install("--destdir", destdir, "--uninstall")
+    assert p.returncode == 0, p.stderr
+    left = sorted(str(f.relative_to(destdir)) for f in destdir.rglob("*") if not f.is_dir())
+    assert left == ["usr/local/bin/other-tool"]
+
+
+def test_refusals_are_one_line_and_change_nothing(destdir: Path) -> None:
+    p = install("--destdir", destdir, "--prefix", "usr/local")
+    assert (p.returncode, p.stderr) == (1, "install: --prefix usr/local: give an absolute path\n")
+    assert not (destdir / "usr").exists()
+
+    (destdir / "usr/local/bin").mkdir(parents=True)
+    (destdir / "usr/local/bin/lio-xcopy").write_text("#!/bin/sh\n")
+    p = install("--destdir", destdir)
+    assert p.returncode == 1
+    assert p.stderr == ("install: /usr/local/bin/lio-xcopy exists and is not a link into a venv:"
+                        " move it away, then run again\n")
+    assert (destdir / "usr/local/bin/lio-xcopy").read_text() == "#!/bin/sh\n"
+    assert not (destdir / "usr/local/lib").exists()
+
+    p = install("--destdir", destdir / "empty", "--uninstall")
+    assert p.returncode == 1
+    assert p.stderr == (f"install: no lio-xcopy install in {VENV} "
+                        f"(no {VENV}/lio-xcopy-install.manifest): give its --venv\n")
