@@ -8,6 +8,7 @@ wheel; building and installing the wheel runs in tests/vm/test_systemd.py.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -112,3 +113,24 @@ def test_refusals_are_one_line_and_change_nothing(destdir: Path) -> None:
     assert p.returncode == 1
     assert p.stderr == (f"install: no lio-xcopy install in {VENV} "
                         f"(no {VENV}/lio-xcopy-install.manifest): give its --venv\n")
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
+def test_systemd_finds_the_installed_command_the_units_start(destdir: Path) -> None:
+    """systemd's own check of the staged units: ExecStart resolves inside the root."""
+    assert install("--destdir", destdir).returncode == 0
+
+    def verify() -> list[str]:
+        p = subprocess.run(["systemd-analyze", "verify", f"--root={destdir}", *UNITS],
+                           capture_output=True, text=True, timeout=30)
+        # the staging root has no modprobe, kill or sysinit.target: only the rest counts
+        return [line for line in p.stderr.splitlines()
+                if "/sbin/modprobe" not in line and "/bin/kill" not in line
+                and "sysinit.target" not in line]
+
+    assert verify() == []
+    (destdir / VENV.lstrip("/") / "bin" / "lio-xcopy").unlink()
+    assert verify() == ["lio-xcopy.service: Command /usr/local/bin/lio-xcopy is not executable: "
+                        "No such file or directory",
+                        "lio-xcopy-restore.service: Command /usr/local/bin/lio-xcopy is not "
+                        "executable: No such file or directory"]
