@@ -134,3 +134,20 @@ def test_systemd_finds_the_installed_command_the_units_start(destdir: Path) -> N
                         "No such file or directory",
                         "lio-xcopy-restore.service: Command /usr/local/bin/lio-xcopy is not "
                         "executable: No such file or directory"]
+
+
+@pytest.mark.skipif(not Path("/usr/share/bash-completion/bash_completion").is_file()
+                    or shutil.which("man") is None, reason="needs bash-completion and man-db")
+def test_bash_completion_and_man_find_what_was_installed(destdir: Path) -> None:
+    assert install("--destdir", destdir).returncode == 0
+    share = destdir / "usr/local/share"
+    # bash-completion loads completions on demand from $XDG_DATA_DIRS/bash-completion
+    p = subprocess.run(["bash", "-c", ". /usr/share/bash-completion/bash_completion; "
+                        "__load_completion lio-xcopy; complete -p lio-xcopy"],
+                       capture_output=True, text=True, timeout=30,
+                       env={**os.environ, "XDG_DATA_DIRS": str(share)})
+    assert p.stdout == "complete -F _lio_xcopy lio-xcopy\n", p.stderr
+    p = subprocess.run(["man", "-w", "lio-xcopy", "lio-xcopy.json"], capture_output=True,
+                       text=True, timeout=30, env={**os.environ, "MANPATH": str(share / "man")})
+    assert p.stdout.split() == [str(share / "man/man8/lio-xcopy.8"),
+                                str(share / "man/man5/lio-xcopy.json.5")], p.stderr

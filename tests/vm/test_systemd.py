@@ -17,8 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from .conftest import run
+from conftest import run
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = "/usr/local/bin/lio-xcopy"
@@ -75,7 +74,8 @@ def test_units_start_restore_at_boot_and_reload() -> None:
     # the venv's interpreter runs it (the link's target), not the repository's
     assert cmdline[0].startswith(b"/opt/lio-xcopy/venv/bin/python"), cmdline
     assert systemctl("is-enabled", "lio-xcopy-restore").stdout.strip() == "enabled"
-    assert run("man", "-w", "lio-xcopy").stdout.strip() == "/usr/local/share/man/man8/lio-xcopy.8"
+    man = subprocess.run(["man", "-w", "lio-xcopy"], capture_output=True, text=True, env=env)
+    assert man.stdout.strip() == "/usr/local/share/man/man8/lio-xcopy.8", man.stderr
 
     # a saved configuration: one disk exported over loopback
     from lio_xcopy.control import config as c
