@@ -109,6 +109,13 @@ def test_refusals_are_one_line_and_change_nothing(destdir: Path) -> None:
     assert (destdir / "usr/local/bin/lio-xcopy").read_text() == "#!/bin/sh\n"
     assert not (destdir / "usr/local/lib").exists()
 
+    (destdir / "srv/data").mkdir(parents=True)
+    (destdir / "srv/data/db0.img").write_bytes(b"x")
+    p = install("--destdir", destdir, "--venv", "/srv/data")
+    assert (p.returncode, p.stderr) == (
+        1, "install: /srv/data holds files but is not a venv: give another --venv DIR\n")
+    assert [f.name for f in (destdir / "srv/data").iterdir()] == ["db0.img"]
+
     p = install("--destdir", destdir / "empty", "--uninstall")
     assert p.returncode == 1
     assert p.stderr == (f"install: no lio-xcopy install in {VENV} "
