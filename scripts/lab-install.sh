@@ -15,25 +15,19 @@ lab_apt() {
     apt-get -o DPkg::Lock::Timeout=600 -q -y install --no-install-recommends "${missing[@]}"
 }
 
-# lab_venv SRC : lio-xcopy from the source tree SRC into $LAB_VENV (again when the
-# tree changed), linked as /usr/local/bin/lio-xcopy; sets LAB_PACKAGE_CHANGED=1/0
+# lab_venv SRC : lio-xcopy from the source tree SRC into $LAB_VENV, linked as
+# /usr/local/bin/lio-xcopy, with its units, man pages and completion: the target host
+# install an administrator runs (SRC/scripts/install; it does nothing when up to date
+# and restarts a running lio-xcopy.service when the package changed)
 lab_venv() {
-    local src="$1" stamp="$LAB_VENV/.lab-source" want
-    want="$(cd "$src" && find pyproject.toml lio_xcopy -type f ! -name '*.pyc' -print0 \
-             | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)"
-    LAB_PACKAGE_CHANGED=0
-    if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
-        echo "lab: installing lio-xcopy from $src into $LAB_VENV"
-        [ -x "$LAB_VENV/bin/python" ] || python3 -m venv "$LAB_VENV"
-        rm -f "$stamp"
-        # a copy: the build must not write into the (synced) source tree
-        local build
-        build="$(mktemp -d)"
-        (cd "$src" && tar cf - pyproject.toml README.md lio_xcopy) | tar xf - -C "$build"
-        "$LAB_VENV/bin/python" -m pip install -q --disable-pip-version-check "$build"
-        rm -rf "$build"
-        echo "$want" > "$stamp"
-        LAB_PACKAGE_CHANGED=1
-    fi
-    ln -sfn "$LAB_VENV/bin/lio-xcopy" /usr/local/bin/lio-xcopy
+    local src="$1" unit stale=0
+    # units an earlier lab copied to /etc/systemd/system would shadow the installed ones
+    for unit in lio-xcopy.service lio-xcopy-restore.service; do
+        if [ -f "/etc/systemd/system/$unit" ] && grep -q lio-xcopy "/etc/systemd/system/$unit"; then
+            rm -f "/etc/systemd/system/$unit"
+            stale=1
+        fi
+    done
+    if [ "$stale" = 1 ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+    "$src/scripts/install" --venv "$LAB_VENV"
 }
