@@ -121,7 +121,8 @@ def check_backing(kind: str, name: str, path: Path, format: bool = False) -> Non
 
 def _create(name: str, hc: HandlerConfig, size: int, wwn: str | None,
             attributes: dict[str, str] = ATTRIBUTES,
-            before: Callable[[], None] | None = None) -> Lun:
+            before: Callable[[], None] | None = None,
+            hw_max_sectors: int = HW_MAX_SECTORS) -> Lun:
     """Create-or-lookup; ``before()`` runs only when a new storage object is made."""
     ensure_configfs()
     rts = _rtslib()
@@ -141,7 +142,7 @@ def _create(name: str, hc: HandlerConfig, size: int, wwn: str | None,
         before()
     so = rts.UserBackedStorageObject(
         name, config=config, size=size, wwn=wwn or str(uuid.uuid4()),
-        hw_max_sectors=HW_MAX_SECTORS, control=CONTROL,
+        hw_max_sectors=hw_max_sectors, control=CONTROL,
     )
     _tune(so, attributes)
     return Lun(name, hc.kind, Path(hc.path), so.wwn, so)
@@ -243,7 +244,9 @@ def create_passthrough(name: str, stable_name: str, wwn: str | None = None,
     if stable.designator is None and ident is not None:
         options = {"id": designator_text(ident), **options}
     hc = HandlerConfig("passthrough", stable.text, options)
-    return _create(name, hc, 1 << 20, wwn, PASSTHROUGH_ATTRIBUTES)
+    # no command larger than the device takes: LIO splits none for a user backstore
+    sectors = min(HW_MAX_SECTORS, found.max_sectors or HW_MAX_SECTORS)
+    return _create(name, hc, 1 << 20, wwn, PASSTHROUGH_ATTRIBUTES, hw_max_sectors=sectors)
 
 
 def export_loopback(lun: Lun, lun_id: int | None = None, target_wwn: str | None = None) -> int:

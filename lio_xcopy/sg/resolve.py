@@ -76,6 +76,8 @@ class Resolved:
     hctl: str
     device_type: int | None
     designators: tuple[Designator, ...]
+    #: the largest transfer, in 512-byte sectors, the kernel lets one command carry to it
+    max_sectors: int | None = None
 
     def identifier(self) -> Designator | None:
         """The designator that names the logical unit best: NAA, else EUI-64
@@ -183,4 +185,19 @@ def _resolved(hctl_dir: Path, dev_root: str | os.PathLike[str]) -> Resolved | No
         dtype: int | None = int((hctl_dir / "type").read_text().strip())
     except (OSError, ValueError):
         dtype = None
-    return Resolved(Path(dev_root) / sgs[0], hctl_dir.name, dtype, _lu_designators(hctl_dir))
+    return Resolved(Path(dev_root) / sgs[0], hctl_dir.name, dtype, _lu_designators(hctl_dir),
+                    _max_sectors(hctl_dir))
+
+
+def _max_sectors(hctl_dir: Path) -> int | None:
+    """The device's request queue limit (``block/*/queue/max_hw_sectors_kb``, a disk),
+    else its SCSI host's (``scsi_host/hostN/max_sectors``): SG_IO refuses a larger
+    transfer (EINVAL), and a tape's records cannot be split."""
+    for path, scale in ((hctl_dir.glob("block/*/queue/max_hw_sectors_kb"), 2),
+                        (hctl_dir.parent.parent.glob("scsi_host/host*/max_sectors"), 1)):
+        for f in path:
+            try:
+                return int(f.read_text().strip()) * scale
+            except (OSError, ValueError):
+                continue
+    return None

@@ -150,6 +150,11 @@ def test_an_empty_drive_is_passed_through(bridge, lab):
     for name in ("Extended copy(LID1)", "Copy operation abort", "Receive copy status(LID1)",
                  "Rewind"):
         assert name.lower() in ops.lower(), ops
+    # no larger command than the real drive's host takes (LIO splits none for TCMU)
+    host = Path(f"/sys/bus/scsi/devices/{bridge.phys_drive.hctl}").resolve().parent.parent
+    limit = int(next(host.glob("scsi_host/host*/max_sectors")).read_text())
+    attrib = next(Path("/sys/kernel/config/target/core").glob("user_*/ptdrive/attrib"))
+    assert int((attrib / "hw_max_sectors").read_text()) == min(HW_MAX_SECTORS, limit)
     assert "Traceback" not in lab.daemon.text()
 
 
