@@ -27,15 +27,25 @@ def test_modules_loaded():
 
 
 def test_loopback_fabric_can_be_created():
+    """A tcm_loop target made by hand through configfs: the fabric directory, a target
+    (its ``version`` names the loopback module) and a TPG, all removed again."""
     loopback = TARGET / "loopback"
     created = not loopback.exists()
     if created:
         loopback.mkdir()
+    wwn = loopback / "naa.5001405000000e01"
     try:
-        assert loopback.is_dir()
-        assert (loopback / "discovery_auth").exists() or any(loopback.iterdir())
+        wwn.mkdir()
+        (wwn / "tpgt_1").mkdir()
+        assert (wwn / "tpgt_1" / "lun").is_dir()
+        assert "TCM Loopback Fabric module" in (wwn / "version").read_text()
     finally:
+        if (wwn / "tpgt_1").exists():
+            (wwn / "tpgt_1").rmdir()
+        if wwn.exists():
+            wwn.rmdir()
         if created:
             loopback.rmdir()
+    assert not wwn.exists()
     if created:
         assert not loopback.exists()
