@@ -1,1 +1,1 @@
-"""The backup server's side: SG_IO, the ``copy`` command, progress (issue 3)."""
+"""The backup server's side: the `copy` command, backup jobs, their catalog and progress."""

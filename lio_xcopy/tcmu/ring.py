@@ -138,9 +138,6 @@ class CommandRing:
         return len_op & OP_MASK, length, cmd_id, uflags
 
     # --- reading new entries -----------------------------------------------------------
-    def pending(self) -> bool:
-        return self._cursor != self.head
-
     def entries(self) -> Iterator[RingCommand | RingTmr]:
         """Every entry the kernel queued since the last call, PAD entries skipped."""
         head = self.head
