@@ -3,13 +3,17 @@ server, recorded in the catalog.
 
 A backup loads the cartridge (SMC-3 MOVE MEDIUM slot -> drive, then TEST UNIT READY
 until the drive is ready), goes to end of data (SSC-4 SPACE, code 011b; the tape file
-number from READ POSITION long form), has the target's copy manager move the disk range
-to tape (SPC-4 EXTENDED COPY, block -> stream segments) while COPY STATUS drives a
-progress bar, writes a filemark, reads the copy's SHA-256 from the copy manager and
-records the job. The data never crosses the backup server. A restore finds the
-cartridge and tape file in the catalog, loads and positions the tape (REWIND, SPACE
-filemarks), copies tape -> disk the same way and checks the copy's digest against the
-catalog's.
+number and logical object from READ POSITION long form), and has the target's copy
+manager write the whole tape file in one EXTENDED COPY: locate (12h), a label record
+from inline data (04h, :mod:`lio_xcopy.initiator.label`), the disk range (00h) and the
+closing filemark (10h), SPC-4 6.4.6, while COPY STATUS drives a progress bar. A copy
+manager whose OPERATING PARAMETERS lack those types gets the 00h segments alone and
+the filemark from the backup server. The job reads the copy's SHA-256 from the copy
+manager and is recorded with the label's length. The data never crosses the backup
+server. A restore finds the cartridge and tape file in the catalog, loads and positions
+the tape (REWIND, SPACE filemarks), copies tape -> disk the same way (a label read into
+the first block restored, then overwritten by the data) and checks the copy's digest
+against the catalog's.
 """
 
 from __future__ import annotations
@@ -884,7 +888,8 @@ BACKUP_USAGE = """usage: lio-xcopy backup DISK
            [--catalog PATH] [--quiet | --json]
 
 Backs DISK up to a new file at the end of a cartridge: the target's copy manager moves
-the data (EXTENDED COPY); the job goes into the catalog (default
+the data, in one EXTENDED COPY with a label record and the closing filemark where it
+lists segment types 04h, 10h and 12h; the job goes into the catalog (default
 /var/lib/lio-xcopy/catalog.db, or $LIO_XCOPY_CATALOG) with the cartridge, tape file
 number, size and SHA-256.
   --changer SG       the library's medium changer (/dev/sgN); --slot N as `mtx status`
