@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from lio_xcopy.control import library, provision
+from lio_xcopy.devices.awstape import AwsTape
 from lio_xcopy.errors import LioXcopyError
 from lio_xcopy.initiator.copy import CopyRequest, run_copy
 from lio_xcopy.sg import sgio
@@ -316,10 +317,14 @@ def demo(work: Path) -> int:
     job_id, job_sha = m.group(1), m.group(3)
     check(f"loading {BARCODES[0]} from slot 1 into drive" in text,
           "the backup did not load the cartridge from slot 1")
-    image_sha = hashlib.sha256((work / "db0.img").read_bytes()).hexdigest()
-    check(job_sha == image_sha, f"the copy manager's SHA-256 {job_sha} is not that of db0's "
-          f"backing file {image_sha}")
-    print(f"  target host: sha256 of {work / 'db0.img'} = {image_sha[:16]}...: the same")
+    # the job wrote its label record, then db0: the copy manager digested both
+    with AwsTape.open_readonly(libdir / f"{BARCODES[0]}.aws") as cart:
+        label = cart.dump_records()[0] or b""
+    image_sha = hashlib.sha256(label + (work / "db0.img").read_bytes()).hexdigest()
+    check(job_sha == image_sha, f"the copy manager's SHA-256 {job_sha} is not that of the "
+          f"label record and db0's backing file {image_sha}")
+    print(f"  target host: sha256 of the label record ({len(label)} bytes) and "
+          f"{work / 'db0.img'} = {image_sha[:16]}...: the same")
     loaded = mtx_status(changer)
     check(f"(Storage Element 1 Loaded):VolumeTag = {BARCODES[0]}" in loaded
           and "Storage Element 1:Empty" in loaded,

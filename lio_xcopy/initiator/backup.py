@@ -3,13 +3,17 @@ server, recorded in the catalog.
 
 A backup loads the cartridge (SMC-3 MOVE MEDIUM slot -> drive, then TEST UNIT READY
 until the drive is ready), goes to end of data (SSC-4 SPACE, code 011b; the tape file
-number from READ POSITION long form), has the target's copy manager move the disk range
-to tape (SPC-4 EXTENDED COPY, block -> stream segments) while COPY STATUS drives a
-progress bar, writes a filemark, reads the copy's SHA-256 from the copy manager and
-records the job. The data never crosses the backup server. A restore finds the
-cartridge and tape file in the catalog, loads and positions the tape (REWIND, SPACE
-filemarks), copies tape -> disk the same way and checks the copy's digest against the
-catalog's.
+number and logical object from READ POSITION long form), and has the target's copy
+manager write the whole tape file in one EXTENDED COPY: locate (12h), a label record
+from inline data (04h, :mod:`lio_xcopy.initiator.label`), the disk range (00h) and the
+closing filemark (10h), SPC-4 6.4.6, while COPY STATUS drives a progress bar. A copy
+manager whose OPERATING PARAMETERS lack those types gets the 00h segments alone and
+the filemark from the backup server. The job reads the copy's SHA-256 from the copy
+manager and is recorded with the label's length. The data never crosses the backup
+server. A restore finds the cartridge and tape file in the catalog, loads and positions
+the tape (REWIND, SPACE filemarks), copies tape -> disk the same way (a label read into
+the first block restored, then overwritten by the data) and checks the copy's digest
+against the catalog's.
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ from lio_xcopy.initiator.copy import (
     operating_parameters,
     send_and_poll,
 )
+from lio_xcopy.initiator.label import BackupLabel
 from lio_xcopy.initiator.progress import Progress, make
 from lio_xcopy.scsi import spc, ssc, xcopy
 from lio_xcopy.scsi.sense import Asc, SenseKey
@@ -157,14 +162,15 @@ class Drive:
                 raise
 
 
-def append_position(drive: Drive, out: IO[str]) -> int:
-    """Go to end of data and return the tape file number a new file gets there. A file
-    an interrupted job left without its filemark is closed first, so it stays a file
-    of its own (its job is failed in the catalog)."""
+def append_position(drive: Drive, out: IO[str]) -> Position:
+    """Go to end of data and return its position: where a new file starts (its tape
+    file number and logical object identifier). A file an interrupted job left without
+    its filemark is closed first, so it stays a file of its own (its job is failed in
+    the catalog)."""
     drive.space_eod()
     pos = drive.position()
     if pos.bop or pos.logical_object == 0:
-        return 0
+        return pos
     if drive.last_object_is_data():
         drive.space_eod()
         pos = drive.position()
@@ -173,7 +179,7 @@ def append_position(drive: Drive, out: IO[str]) -> int:
         drive.write_filemark()
     else:
         drive.space_eod()
-    return drive.position().file_number
+    return drive.position()
 
 
 def locate_file(drive: Drive, file_number: int) -> None:
@@ -482,6 +488,31 @@ def sigterm_raises() -> Iterator[None]:
 
 
 # --- the jobs --------------------------------------------------------------------------------
+#: What a backup job needs of the copy manager to be one EXTENDED COPY: locate (12h), the
+#: label as inline data (04h), the data (00h) and the closing filemark (10h), SPC-4
+#: 6.4.6.2, 6.4.6.8, 6.4.6.18, 6.4.6.20.
+ONE_COMMAND_TYPES = (xcopy.Locate, xcopy.InlineToStream, xcopy.BlockToStream,
+                     xcopy.WriteFilemarks)
+
+
+def one_command_missing(op: xcopy.OperatingParameters, label_length: int) -> str | None:
+    """Why a backup cannot be one EXTENDED COPY on this copy manager (its OPERATING
+    PARAMETERS, SPC-4 r31 6.18.4), or None when it can."""
+    lacking = sorted((c for c in ONE_COMMAND_TYPES
+                      if c.TYPE_CODE not in op.implemented_descriptor_types),
+                     key=lambda c: c.TYPE_CODE)
+    if lacking:
+        return ("the copy manager does not list segment type"
+                f"{'s' if len(lacking) > 1 else ''} "
+                + ", ".join(f"{c.TYPE_CODE:02X}h" for c in lacking))
+    if op.max_inline_data_length < label_length:
+        return (f"the copy manager takes {op.max_inline_data_length} bytes of inline data, "
+                f"the label needs {label_length}")
+    if op.max_segment_count < 4:
+        return f"the copy manager takes {op.max_segment_count} segments"
+    return None
+
+
 UNLOAD_NEEDS_CHANGER = ("--unload puts the cartridge back in its slot: it needs --changer; "
                         "without a library use `mt -f DRIVE offline`")
 
@@ -528,13 +559,14 @@ class BackupRequest:
 
 def _copy(src_dev: sgio.ScsiDevice, devs: Devices, src: Endpoint, dst: Endpoint,
           req: CopyRequest, out: IO[str], progress: Progress | None, cat: Catalog,
-          job: Job) -> tuple[int, float, str | None]:
+          job: Job, op: xcopy.OperatingParameters | None = None,
+          leading: tuple[xcopy.Segment, ...] = ()) -> tuple[int, float, str | None]:
     """One EXTENDED COPY with progress; (bytes moved, seconds, SHA-256 hex or None)."""
-    op = operating_parameters(src_dev)
+    op = op or operating_parameters(src_dev)
     poll = devs.open(src_dev.path)
     for attempt in range(LIST_ID_ATTEMPTS):
         list_id = random.randint(1, 255)  # LID1: one byte, ours to choose (SPC-4 6.4.3.2)
-        plist, _segments = build(src, dst, req, op, list_id)
+        plist, _segments = build(src, dst, req, op, list_id, leading)
         cat.update(job.id, list_id=list_id)
         try:
             st, seconds = send_and_poll(
@@ -677,19 +709,33 @@ def _write_backup(req: BackupRequest, cat: Catalog, job: Job, src: Endpoint,
     """The job once the cartridge is in the drive: position, copy, filemark, catalog."""
     wait_ready(tape_dev)
     dst = identify(tape_dev)
-    file_number = append_position(drive, out)
-    cat.update(job.id, file_number=file_number)
+    op = operating_parameters(disk_dev)
+    pos = append_position(drive, out)
+    file_number = pos.file_number
+    missing = one_command_missing(op, src.block_size)
+    label = b"" if missing else BackupLabel(
+        job.id, src.designator.value.hex(), first, blocks, src.block_size, req.record,
+        time.time()).encode()
+    cat.update(job.id, file_number=file_number, label_length=len(label))
     total = blocks * src.block_size
     print(f"writing tape file {file_number}: {size(total)} in "
           f"{req.record}-byte records, by the target's copy manager", file=out)
-    bar = display.make(total)
-    moved, _seconds, sha = _copy(disk_dev, devs, src, dst,
-                                 CopyRequest(count=blocks, skip=first, record=req.record),
-                                 out, bar, cat, job)
-    if moved != total:
-        raise BackupError(f"the copy moved {moved} bytes of {total}: the tape file is "
-                          "incomplete; run the backup again")
-    drive.write_filemark()
+    if missing:
+        print(f"  {missing}: no label, the filemark is a command of its own", file=out)
+    else:
+        print(f"  one EXTENDED COPY: locate to object {pos.logical_object}, a "
+              f"{len(label)}-byte label record, the data, a filemark", file=out)
+    bar = display.make(total + len(label))
+    creq = CopyRequest(count=blocks, skip=first, record=req.record, header=label,
+                       filemarks=0 if missing else 1,
+                       locate=None if missing else pos.logical_object)
+    moved, _seconds, sha = _copy(disk_dev, devs, src, dst, creq, out, bar, cat, job, op)
+    if moved != total + len(label):
+        raise BackupError(f"the copy moved {moved} bytes of {total + len(label)}: the tape "
+                          "file is incomplete; run the backup again")
+    moved = total
+    if missing:
+        drive.write_filemark()
     after = drive.position().file_number
     if after != file_number + 1:
         raise BackupError(f"after the filemark the drive is in file {after}, not "
@@ -799,13 +845,16 @@ def _read_back(req: RestoreRequest, cat: Catalog, job: Job, src_job: Job, dst: E
     wait_ready(tape_dev)
     src = identify(tape_dev)
     locate_file(drive, src_job.file_number or 0)
-    bar = display.make(src_job.size)
+    label = src_job.label_length or 0
+    leading = label_segments(label, src_job.block_size, req.seek)
+    bar = display.make(src_job.size + label)
     moved, _s, sha = _copy(tape_dev, devs, src, dst,
                            CopyRequest(count=src_job.blocks, seek=req.seek,
                                        record=src_job.record_length),
-                           out, bar, cat, job)
-    if moved != src_job.size:
-        raise BackupError(f"the restore moved {moved} bytes of {src_job.size}")
+                           out, bar, cat, job, leading=leading)
+    if moved != src_job.size + label:
+        raise BackupError(f"the restore moved {moved} bytes of {src_job.size + label}")
+    moved = src_job.size
     if sha is not None and src_job.sha256 is not None:
         if sha != src_job.sha256:
             raise BackupError(f"digest mismatch: the restore read {sha}, the backup "
@@ -818,6 +867,20 @@ def _read_back(req: RestoreRequest, cat: Catalog, job: Job, src_job: Job, dst: E
     return done
 
 
+def label_segments(label_length: int, block_size: int,
+                   seek: int) -> tuple[xcopy.Segment, ...]:
+    """The restore's first segment when the tape file opens with a label record: the
+    label read into the first block of the range restored (01h, SPC-4 6.4.6.3), which
+    the data then overwrites, so that the copy manager digests the label and the data
+    as the backup did and one digest comparison verifies both."""
+    if not label_length:
+        return ()
+    if label_length % block_size:
+        raise BackupError(f"the job's label record is {label_length} bytes, not whole "
+                          f"{block_size}-byte blocks: it was not written by lio-xcopy backup")
+    return (xcopy.StreamToBlock(0, 1, label_length // block_size, seek, label_length),)
+
+
 # --- command line ----------------------------------------------------------------------------
 BACKUP_USAGE = """usage: lio-xcopy backup DISK
            (--changer SG (--slot N | --barcode LABEL) [--drive SG] [--unload] | --drive SG)
@@ -825,7 +888,8 @@ BACKUP_USAGE = """usage: lio-xcopy backup DISK
            [--catalog PATH] [--quiet | --json]
 
 Backs DISK up to a new file at the end of a cartridge: the target's copy manager moves
-the data (EXTENDED COPY); the job goes into the catalog (default
+the data, in one EXTENDED COPY with a label record and the closing filemark where it
+lists segment types 04h, 10h and 12h; the job goes into the catalog (default
 /var/lib/lio-xcopy/catalog.db, or $LIO_XCOPY_CATALOG) with the cartridge, tape file
 number, size and SHA-256.
   --changer SG       the library's medium changer (/dev/sgN); --slot N as `mtx status`

@@ -24,7 +24,7 @@ from typing import Any
 from lio_xcopy.errors import LioXcopyError
 
 DEFAULT_PATH = Path("/var/lib/lio-xcopy/catalog.db")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: label_length
 RUNNING, DONE, FAILED = "running", "done", "failed"
 BACKUP, RESTORE = "backup", "restore"
 
@@ -52,7 +52,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     host TEXT NOT NULL,
     pid INTEGER NOT NULL,
     process_start TEXT NOT NULL,   -- boot id and start time: a reused pid is not ours
-    error TEXT
+    error TEXT,
+    label_length INTEGER           -- bytes of the label record opening the tape file; 0 or
+                                   -- NULL (jobs of schema 1): the file holds the data alone
 );
 CREATE INDEX IF NOT EXISTS jobs_source ON jobs (disk_naa, state);
 """
@@ -89,6 +91,7 @@ class Job:
     pid: int
     process_start: str
     error: str | None
+    label_length: int | None = None
 
     @property
     def size(self) -> int:
@@ -144,6 +147,8 @@ class Catalog:
                 raise CatalogError(f"{self.path} is a catalog of a newer lio-xcopy (schema "
                                    f"{version}): use that version")
             self.db.executescript(_SCHEMA)
+            if version == 1:  # jobs written before labels: their files have none
+                self.db.execute("ALTER TABLE jobs ADD COLUMN label_length INTEGER")
             self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             self.orphans = self._fail_orphans()
         except sqlite3.DatabaseError as e:

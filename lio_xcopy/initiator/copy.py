@@ -2,7 +2,8 @@
 
 Identifies both logical units (INQUIRY, VPD 83h), reads the copy manager's OPERATING
 PARAMETERS, builds a complete parameter list for the segment type the two device types
-call for (02h disk->disk, 00h disk->tape, 01h tape->disk, 03h tape->tape), sends it
+call for (02h disk->disk, 00h disk->tape, 01h tape->disk, 03h tape->tape), with, to a
+tape, a header record from inline data (04h) before and filemarks (10h) after, sends it
 with SG_IO and shows progress by polling COPY STATUS on a second file descriptor.
 ``--emit-plist FILE`` writes the list instead, with the ``sg_raw`` line that sends it.
 """
@@ -26,15 +27,19 @@ from lio_xcopy.scsi.xcopy import (
     BlockToBlock,
     BlockToStream,
     IdentificationCscd,
+    InlineToStream,
     ListIdUsage,
+    Locate,
     StreamToBlock,
     StreamToStream,
+    WriteFilemarks,
 )
 from lio_xcopy.sg import sgio
 
 MAX_BLOCKS_PER_SEGMENT = 0xFFFF  # the 16-bit NUMBER OF BLOCKS of 00h/01h/02h
 MAX_BYTES_PER_SEGMENT = 0xFFFFFFFF  # BYTE COUNT of 03h
 DEFAULT_RECORD = 65536  # tape record (stream transfer length) when not given
+MAX_RECORD = 0xFFFFFF  # the 24-bit STREAM DEVICE TRANSFER LENGTH
 
 
 class CopyUsageError(LioXcopyError):
@@ -105,6 +110,9 @@ class CopyRequest:
     skip: int = 0  # source disk blocks
     seek: int = 0  # destination disk blocks
     record: int | None = None  # tape record length (stream transfer length); None: 65536
+    header: bytes = b""  # written to the destination tape as one record before the data (04h)
+    filemarks: int = 0  # written to the destination tape after the data (10h)
+    locate: int | None = None  # logical object the destination tape goes to first (12h)
 
 
 def _refuse_meaningless(src: Endpoint, dst: Endpoint, req: CopyRequest) -> None:
@@ -164,16 +172,73 @@ def plan_segments(src: Endpoint, dst: Endpoint, req: CopyRequest,
             for i in range(0, count, per_seg)]
 
 
-def build(src: Endpoint, dst: Endpoint, req: CopyRequest, op: xcopy.OperatingParameters,
-          list_id: int) -> tuple[bytes, list[xcopy.CopySegment]]:
-    segments = plan_segments(src, dst, req, op)
+#: The segment type each tape operation of a request needs, and the operand that asks
+#: for it (SPC-4 6.4.6.8, 6.4.6.18, 6.4.6.20).
+TAPE_OPERATIONS = ((InlineToStream, "header="), (WriteFilemarks, "filemark="),
+                   (Locate, "locate"))
+
+
+def _refuse_tape_operations(dst: Endpoint, req: CopyRequest,
+                            op: xcopy.OperatingParameters) -> None:
+    """A header, filemarks or a locate go to the destination tape, in segments the copy
+    manager must list in OPERATING PARAMETERS; a header is inline data, at most
+    MAXIMUM INLINE DATA LENGTH bytes (SPC-4 r31 6.18.4), in one record."""
+    asked = {InlineToStream: bool(req.header), WriteFilemarks: req.filemarks > 0,
+             Locate: req.locate is not None}
+    for cls, operand in TAPE_OPERATIONS:
+        if not asked[cls]:
+            continue
+        if not dst.is_tape:
+            raise CopyUsageError(f"{operand} writes to a tape, and the destination "
+                                 f"{dst.path} is a disk: leave {operand} out")
+        if cls.TYPE_CODE not in op.implemented_descriptor_types:
+            raise CopyUsageError(
+                f"{operand} needs segment type {cls.TYPE_CODE:02X}h ({cls.SHORTHAND}), which "
+                "the copy manager does not list in OPERATING PARAMETERS: leave "
+                f"{operand} out and do it on the tape yourself (dd, mt)")
+    n = len(req.header)
+    if n > op.max_inline_data_length:
+        raise CopyUsageError(
+            f"header= is {n} bytes, and the copy manager takes at most "
+            f"{op.max_inline_data_length} bytes of inline data (MAXIMUM INLINE DATA "
+            f"LENGTH): give a header of at most {op.max_inline_data_length} bytes")
+    if n > MAX_RECORD:
+        raise CopyUsageError(f"header= is {n} bytes, more than one tape record holds "
+                             f"({MAX_RECORD}): give a shorter header")
+
+
+def job_segments(src: Endpoint, dst: Endpoint, req: CopyRequest,
+                 op: xcopy.OperatingParameters,
+                 leading: tuple[xcopy.Segment, ...] = ()
+                 ) -> tuple[list[xcopy.Segment], bytes]:
+    """Every segment of the request in the order the copy manager runs them, and the
+    inline data: locate (12h), ``leading``, the header record (04h), the copy segments,
+    the filemarks (10h). The destination is CSCD 1."""
+    _refuse_tape_operations(dst, req, op)
+    segments: list[xcopy.Segment] = []
+    if req.locate is not None:
+        segments.append(Locate(1, req.locate))
+    segments += leading
+    if req.header:
+        segments.append(InlineToStream(1, 0, len(req.header), len(req.header)))
+    segments += plan_segments(src, dst, req, op)
+    if req.filemarks:
+        segments.append(WriteFilemarks(1, req.filemarks))
     if len(segments) > op.max_segment_count:
         raise CopyUsageError(
             f"{len(segments)} segments needed, the copy manager takes {op.max_segment_count}"
             ": copy in several runs (count=, skip=, seek=)")
+    return segments, req.header + bytes(-len(req.header) % 4)  # offsets are multiples of 4
+
+
+def build(src: Endpoint, dst: Endpoint, req: CopyRequest, op: xcopy.OperatingParameters,
+          list_id: int, leading: tuple[xcopy.Segment, ...] = ()
+          ) -> tuple[bytes, list[xcopy.Segment]]:
+    """The EXTENDED COPY (LID1) parameter list of the request (SPC-4 6.5)."""
+    segments, inline = job_segments(src, dst, req, op, leading)
     plist = xcopy.build_extended_copy(
         [src.cscd(), dst.cscd()], segments, list_identifier=list_id,
-        list_id_usage=ListIdUsage.HOLD)
+        list_id_usage=ListIdUsage.HOLD, inline_data=inline)
     return plist, segments
 
 
@@ -355,15 +420,20 @@ def run_copy(src_path: str, dst_path: str, req: CopyRequest, *, emit: Path | Non
         return CopyOutcome(moved, dt, crossed, commands)
 
 
-def _segment_bytes(seg: xcopy.CopySegment, src: Endpoint, dst: Endpoint) -> int:
+def _segment_bytes(seg: xcopy.Segment, src: Endpoint, dst: Endpoint) -> int:
+    """Bytes a segment writes to the destination (what COPY STATUS counts)."""
     if isinstance(seg, StreamToStream):
         return seg.byte_count
-    disk = dst if src.is_tape else src
-    return seg.number_of_blocks * disk.block_size
+    if isinstance(seg, InlineToStream):
+        return seg.number_of_bytes
+    if isinstance(seg, (BlockToStream, StreamToBlock, BlockToBlock)):
+        disk = dst if src.is_tape else src
+        return seg.number_of_blocks * disk.block_size
+    return 0
 
 
 USAGE = """usage: lio-xcopy copy if=DEV of=DEV [count=N] [skip=N] [seek=N] [bs=N] [tbs=N]
-                      [--emit-plist FILE] [--quiet | --json]
+                      [header=FILE] [filemark=N] [--emit-plist FILE] [--quiet | --json]
 
 One EXTENDED COPY: the target's copy manager moves the data; nothing crosses this host.
 DEV is a /dev/sgN (or /dev/sdX, /dev/nstN) of a disk or tape LUN of one lio-xcopy target.
@@ -371,12 +441,15 @@ DEV is a /dev/sgN (or /dev/sdX, /dev/nstN) of a disk or tape LUN of one lio-xcop
   skip=N    first block of the source disk        seek=N  first block of the destination
             disk (a tape is read and written at its position: no skip=/seek= for it)
   bs=N      must equal the disk's block size (checked); tbs=N  tape record bytes (65536)
+  header=FILE  to a tape: FILE's bytes as one record before the data (inline data,
+            segment 04h; at most the copy manager's MAXIMUM INLINE DATA LENGTH)
+  filemark=N   to a tape: N filemarks after the data (segment 10h), in the same command
   --emit-plist FILE  write the parameter list and print the sg_raw line instead
   --quiet   no progress; --json: progress as one JSON object a line
 Progress goes to stderr: a bar redrawn on a terminal, a line every 5 s elsewhere.
 """
 
-OPERANDS = ("if", "of", "count", "skip", "seek", "bs", "tbs")
+OPERANDS = ("if", "of", "count", "skip", "seek", "bs", "tbs", "header", "filemark")
 
 
 def parse_operands(args: list[str]) -> tuple[dict[str, str], Path | None, bool | str]:
@@ -432,11 +505,30 @@ def request(ops: dict[str, str]) -> CopyRequest:
                                 "for the rest of the disk"),
                       ("tbs", f"is no tape record length: give the bytes of a record, "
                               f"at least 1 (default {DEFAULT_RECORD})"),
-                      ("bs", "is no block size: give the disk's, or leave bs= out")):
+                      ("bs", "is no block size: give the disk's, or leave bs= out"),
+                      ("filemark", "writes no filemark: give 1 or more, or leave filemark= "
+                                   "out")):
         if _int(ops, key, None) == 0:
             raise CopyUsageError(f"{key}=0 {what}")
     return CopyRequest(count=_int(ops, "count", None), skip=_int(ops, "skip", 0) or 0,
-                       seek=_int(ops, "seek", 0) or 0, record=_int(ops, "tbs", None))
+                       seek=_int(ops, "seek", 0) or 0, record=_int(ops, "tbs", None),
+                       header=_header(ops), filemarks=_int(ops, "filemark", 0) or 0)
+
+
+def _header(ops: dict[str, str]) -> bytes:
+    """The bytes of ``header=FILE``; an unreadable or empty file is refused."""
+    if "header" not in ops:
+        return b""
+    path = ops["header"]
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_RECORD + 1)  # longer is refused: one record holds no more
+    except OSError as e:
+        raise CopyUsageError(f"header={path}: {e.strerror}: give a readable file") from None
+    if not data:
+        raise CopyUsageError(f"header={path} is empty: give a file holding the header, or "
+                             "leave header= out")
+    return data
 
 
 def main(argv: list[str]) -> int:

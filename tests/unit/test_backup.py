@@ -21,6 +21,7 @@ from lio_xcopy.errors import LioXcopyError
 from lio_xcopy.initiator import backup as bk
 from lio_xcopy.initiator.catalog import DONE, FAILED, RUNNING, Catalog
 from lio_xcopy.initiator.changer import Changer
+from lio_xcopy.initiator.label import BackupLabel, parse_label
 from lio_xcopy.scsi import xcopy
 from lio_xcopy.scsi.errors import CheckCondition
 from lio_xcopy.scsi.sense import CHECK_CONDITION
@@ -40,10 +41,13 @@ class Loopback(sgio.ScsiDevice):
         self.bytes_in = self.bytes_out = self.commands = 0
         self.fd = os.open(os.devnull, os.O_RDONLY)
         self.sent: list[bytes] = []
+        self.plists: list[bytes] = []
 
     def execute(self, cdb, data_in=0, data_out=None, timeout=60, *, check=True):
         cdb = bytes(cdb)
         self.sent.append(cdb)
+        if cdb[:2] == b"\x83\x00":  # EXTENDED COPY (LID1): keep its parameter list
+            self.plists.append(bytes(data_out or b""))
         self.commands += 1
         buf = DataBuffer.of(bytearray(data_out)) if data_out else DataBuffer.allocate(data_in)
         try:
@@ -170,21 +174,30 @@ def test_backup_through_the_changer_then_append_then_restore(target, cat):
     assert job.bytes == DISK_SIZE and job.blocks == DISK_SIZE // 512
     import hashlib
 
-    assert job.sha256 == hashlib.sha256(target.source_data).hexdigest()
-    assert "loading A00002L8 from slot 2 into drive 0" in text
-    assert "writing tape file 0" in text and "100%" in text and "MiB/s  in 0:0" in text
     cart = target.library / "A00002L8.aws"
     recs = records(cart)
-    assert recs[-1] is None and files_of(recs) == [target.source_data]
-    assert all(len(r) == 65536 for r in recs[:-2])  # records of the requested length
+    label = recs[0]  # the label record opens the file, one disk block long
+    assert len(label) == 512 and parse_label(label) == BackupLabel(
+        job.id, job.disk_naa, 0, DISK_SIZE // 512, 512, 65536, parse_label(label).written)
+    assert job.label_length == 512
+    # the copy manager digested what it wrote to the tape file: label, then data
+    assert job.sha256 == hashlib.sha256(label + target.source_data).hexdigest()
+    assert "loading A00002L8 from slot 2 into drive 0" in text
+    assert "writing tape file 0" in text and "100%" in text and "MiB/s  in 0:0" in text
+    assert "one EXTENDED COPY: locate to object 0, a 512-byte label record" in text
+    assert recs[-1] is None and files_of(recs) == [label + target.source_data]
+    assert all(len(r) == 65536 for r in recs[1:-2])  # records of the requested length
 
     # the cartridge is still in the drive: the second job appends file 1
     job2, text2 = do_backup(target, cat, changer="/dev/sg3", slot=2, first_block=128,
                             blocks=64, unload=True)
     assert job2.file_number == 1 and job2.bytes == 64 * 512
     assert "loading" not in text2 and "unloaded the cartridge to slot 2" in text2
-    assert files_of(records(cart)) == [target.source_data,
-                                       target.source_data[128 * 512:192 * 512]]
+    recs = records(cart)
+    label2 = recs[recs.index(None) + 1]
+    assert parse_label(label2).job == job2.id and parse_label(label2).first_block == 128
+    assert files_of(recs) == [label + target.source_data,
+                              label2 + target.source_data[128 * 512:192 * 512]]
 
     out = io.StringIO()
     r = bk.restore(bk.RestoreRequest("/dev/sg2", job=job.id, changer="/dev/sg3"), cat,
@@ -221,8 +234,9 @@ def test_a_file_left_open_is_closed_before_appending(target, cat):
     job, text = do_backup(target, cat, drive="/dev/sg6", blocks=8)
     assert "closing tape file 0" in text
     assert job.file_number == 1
-    assert files_of(records(target.tmp / "standalone.aws")) == [b"x" * 1000,
-                                                                target.source_data[:4096]]
+    recs = records(target.tmp / "standalone.aws")
+    assert files_of(recs) == [b"x" * 1000, recs[2] + target.source_data[:4096]]
+    assert parse_label(recs[2]).job == job.id
 
 
 def test_an_error_marks_the_job_failed(target, cat, monkeypatch):
@@ -324,6 +338,141 @@ def test_the_second_drive_when_the_first_holds_another_cartridge(target, cat):
     inv = lib.inventory()
     assert [(e.barcode if e.full else None) for e in inv.slots] == [None, "A00002L8", None,
                                                                    None]
+
+
+# --- one command per job ---------------------------------------------------------------------
+def sent(target, path: str) -> tuple[list[bytes], list[bytes]]:
+    """(CDBs, EXTENDED COPY parameter lists) sent to ``path`` on all its handles."""
+    handles = [d for d in target.opened if d.path == path]
+    return ([c for d in handles for c in d.sent], [p for d in handles for p in d.plists])
+
+
+WRITE_FILEMARKS_6, LOCATE_10, SPACE_6 = 0x10, 0x2B, 0x11
+
+
+def test_a_backup_job_is_one_extended_copy(target, cat):
+    """Locate (12h) to where the new file starts, the label record (04h, inline data),
+    the data (00h) and the filemark (10h): one parameter list, no WRITE FILEMARKS from
+    the backup server (SPC-4 6.4.6.2, 6.4.6.8, 6.4.6.18, 6.4.6.20)."""
+    do_backup(target, cat, drive="/dev/sg6", blocks=8)  # file 0: 1 + 1 + 1 objects
+    target.opened.clear()
+    target.manager.limits = xcopy.Limits(max_segment_length=32768)  # four data segments
+    job, _ = do_backup(target, cat, drive="/dev/sg6", first_block=16, blocks=256,
+                       record=32768)
+    cdbs, plists = sent(target, "/dev/sg1")
+    (plist,) = plists
+    assert sum(c[0] == 0x83 for c in cdbs) == 1
+    p = xcopy.parse_extended_copy(plist)
+    assert [s.TYPE_CODE for s in p.segments] == [0x12, 0x04, 0x00, 0x00, 0x00, 0x00, 0x10]
+    assert p.segments[0] == xcopy.Locate(1, 3)  # label, record, filemark of file 0
+    recs = records(target.tmp / "standalone.aws")
+    label = recs[3]
+    assert p.segments[1] == xcopy.InlineToStream(1, 0, 512, 512)
+    assert p.inline_data == label and parse_label(label).job == job.id
+    assert [(s.lba, s.number_of_blocks, s.stream_transfer_length) for s in p.segments[2:6]] \
+        == [(16 + 64 * i, 64, 32768) for i in range(4)]
+    assert p.segments[6] == xcopy.WriteFilemarks(1, 1)
+    assert [type(c).__name__ for c in p.cscds] == ["IdentificationCscd"] * 2
+    assert [c.peripheral_device_type for c in p.cscds] == [0, 1]
+    tape_cdbs, _ = sent(target, "/dev/sg6")
+    assert not [c for c in tape_cdbs if c[0] in (WRITE_FILEMARKS_6, LOCATE_10)]
+    assert (job.file_number, job.label_length, job.bytes) == (1, 512, 256 * 512)
+    assert files_of(recs)[1] == label + target.source_data[16 * 512:272 * 512]
+    assert recs[-1] is None and len(recs) == 3 + 1 + 4 + 1
+
+
+@pytest.mark.parametrize("types", [(0x00, 0x01, 0x02, 0x03), (0x00, 0x01, 0x02, 0x03, 0x04,
+                                                              0x10)])
+def test_without_the_segment_types_the_job_is_copy_then_filemark(target, cat, types):
+    """A copy manager whose OPERATING PARAMETERS lack 04h, 10h or 12h gets today's
+    sequence: data segments only, then WRITE FILEMARKS from the backup server; the
+    catalog says the file has no label, and the restore reads it back verified."""
+    import hashlib
+
+    target.manager.limits = xcopy.Limits(segment_types=types)
+    job, text = do_backup(target, cat, drive="/dev/sg6", blocks=256)
+    missing = "12h" if 0x10 in types else "04h, 10h, 12h"
+    assert f"does not list segment type{'s' if ',' in missing else ''} {missing}: no label" \
+        in text
+    _, plists = sent(target, "/dev/sg1")
+    (plist,) = plists
+    p = xcopy.parse_extended_copy(plist)
+    assert [s.TYPE_CODE for s in p.segments] == [0x00] and p.inline_data == b""
+    tape_cdbs, _ = sent(target, "/dev/sg6")
+    assert [c[:5] for c in tape_cdbs if c[0] == WRITE_FILEMARKS_6] == [b"\x10\x00\x00\x00\x01"]
+    assert job.label_length == 0 and job.sha256 == hashlib.sha256(
+        target.source_data[:256 * 512]).hexdigest()
+    assert files_of(records(target.tmp / "standalone.aws")) == [target.source_data[:256 * 512]]
+    out = io.StringIO()
+    r = bk.restore(bk.RestoreRequest("/dev/sg2", job=job.id, drive="/dev/sg6", seek=4), cat,
+                   devs=target.devices(), out=out, tty=False)
+    assert r.state == DONE and "verified" in out.getvalue()
+    assert (target.tmp / "dst.img").read_bytes()[4 * 512:260 * 512] == \
+        target.source_data[:256 * 512]
+
+
+def test_restore_of_a_labelled_file_reads_the_label_under_the_data(target, cat):
+    """The restore's first segment reads the label record into the first block it
+    restores (01h), the data overwrites it: the digest covers label and data as the
+    backup's did, and the disk holds the data alone."""
+    do_backup(target, cat, drive="/dev/sg6", blocks=8)
+    job, _ = do_backup(target, cat, drive="/dev/sg6", first_block=100, blocks=300)
+    target.opened.clear()
+    out = io.StringIO()
+    r = bk.restore(bk.RestoreRequest("/dev/sg2", job=job.id, drive="/dev/sg6", seek=7), cat,
+                   devs=target.devices(), out=out, tty=False)
+    assert "verified: SHA-256 matches the backup's" in out.getvalue()
+    assert (r.bytes, r.sha256) == (300 * 512, job.sha256)
+    _, plists = sent(target, "/dev/sg6")
+    p = xcopy.parse_extended_copy(plists[0])
+    assert p.segments[0] == xcopy.StreamToBlock(0, 1, 1, 7, 512)
+    assert [s.TYPE_CODE for s in p.segments] == [0x01] * 2
+    assert (p.segments[1].lba, p.segments[1].stream_transfer_length) == (7, 65536)
+    disk = (target.tmp / "dst.img").read_bytes()
+    assert disk[7 * 512:307 * 512] == target.source_data[100 * 512:400 * 512]
+    assert disk[:7 * 512] == bytes(7 * 512) and disk[307 * 512:308 * 512] == bytes(512)
+
+
+def test_a_catalog_of_schema_1_opens_and_its_jobs_restore_without_a_label(target, tmp_path):
+    """Jobs recorded before labels existed (no label_length column) restore as data
+    alone."""
+    import sqlite3
+
+    from lio_xcopy.initiator import catalog
+
+    path = tmp_path / "old.db"
+    target.manager.limits = xcopy.Limits(segment_types=(0, 1, 2, 3))
+    with Catalog(path) as c:
+        job, _ = do_backup(target, c, drive="/dev/sg6", blocks=64)
+    db = sqlite3.connect(path)  # as schema 1 left it
+    db.execute("ALTER TABLE jobs DROP COLUMN label_length")
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    target.manager.limits = xcopy.Limits()
+    with Catalog(path) as c:
+        old = c.job(job.id)
+        assert old.label_length is None and old.sha256 == job.sha256
+        assert c.db.execute("PRAGMA user_version").fetchone()[0] == catalog.SCHEMA_VERSION
+        out = io.StringIO()
+        bk.restore(bk.RestoreRequest("/dev/sg2", job=job.id, drive="/dev/sg6"), c,
+                   devs=target.devices(), out=out, tty=False)
+    assert "verified" in out.getvalue()
+    assert (target.tmp / "dst.img").read_bytes()[:64 * 512] == target.source_data[:64 * 512]
+
+
+def test_label_round_trip_and_refusals():
+    from lio_xcopy.initiator.label import LabelError
+
+    lab = BackupLabel(7, "6001405abc", 16, 256, 4096, 65536, 1764892800.0)
+    raw = lab.encode()
+    assert len(raw) == 4096 and parse_label(raw) == lab
+    assert raw.startswith(b"LIO-XCOPY BACKUP LABEL 1\njob: 7\nsource: naa.6001405abc\n")
+    assert b"written: 2025-12-05T00:00:00Z\n" in raw
+    with pytest.raises(LabelError, match="not a lio-xcopy backup label"):
+        parse_label(bytes(512))
+    with pytest.raises(LabelError, match="does not fit a 64-byte block"):
+        BackupLabel(7, "60", 0, 1, 64, 512, 0.0).encode()
 
 
 # --- pieces ----------------------------------------------------------------------------------
@@ -577,3 +726,49 @@ def test_copy_error_starts_its_own_line(target, monkeypatch):
         copy.run_copy("/dev/sg1", "/dev/sg2", copy.CopyRequest(count=4096), out=io.StringIO(),
                       err=term)
     assert term.getvalue().startswith("\r  [") and term.getvalue().endswith("\n")
+
+
+def test_copy_with_a_header_and_a_filemark_then_emit_plist(target, monkeypatch, capsys):
+    """``lio-xcopy copy header=FILE filemark=1``: one EXTENDED COPY writes the header
+    record, the data and the filemark; ``--emit-plist`` writes that same list and the
+    sg_raw line, and sends no EXTENDED COPY."""
+    from lio_xcopy.initiator import copy
+
+    monkeypatch.setattr(sgio, "ScsiDevice", target.open)
+    target.open("/dev/sg6").take_unit_attentions()  # power on: seen before positioning
+    hdr = target.tmp / "hdr.bin"
+    hdr.write_bytes(b"HDR1 nightly db0")
+    args = ["if=/dev/sg1", "of=/dev/sg6", "count=256", f"header={hdr}", "filemark=1"]
+    assert copy.main([*args, "--quiet"]) == 0
+    recs = records(target.tmp / "standalone.aws")
+    d = target.source_data
+    assert recs == [b"HDR1 nightly db0", d[:65536], d[65536:131072], None]
+    ((plist,),) = [d.plists for d in target.opened if d.plists]
+    emitted = target.tmp / "job.plist"
+    target.opened.clear()
+    assert copy.main([*args, "--emit-plist", str(emitted)]) == 0
+    out = capsys.readouterr().out
+    assert not [d.plists for d in target.opened if d.plists]  # nothing sent
+    got = emitted.read_bytes()
+    assert got[1:] == plist[1:]  # all but the list identifier, chosen per run
+    assert [s.TYPE_CODE for s in xcopy.parse_extended_copy(got).segments] == [4, 0, 16]
+    assert f"sg_raw -t 3600 -s {len(got)} -i {emitted} /dev/sg1 83 00 " in out
+
+
+def test_copy_operator_errors_send_nothing(target, monkeypatch, capsys):
+    from lio_xcopy.initiator import copy
+
+    monkeypatch.setattr(sgio, "ScsiDevice", target.open)
+    target.open("/dev/sg6").take_unit_attentions()  # power on: seen before positioning
+    hdr = target.tmp / "hdr.bin"
+    hdr.write_bytes(bytes(70000))
+    assert copy.main(["if=/dev/sg1", "of=/dev/sg6", "count=8", f"header={hdr}"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "give a header of at most 65536 bytes" in err
+    hdr.write_bytes(b"x")
+    assert copy.main(["if=/dev/sg1", "of=/dev/sg2", "count=8", f"header={hdr}"]) == 1
+    err = capsys.readouterr().err
+    assert err == ("lio-xcopy copy: header= writes to a tape, and the destination /dev/sg2 "
+                   "is a disk: leave header= out\n")
+    assert not [d.plists for d in target.opened if d.plists]
+    assert records(target.tmp / "standalone.aws") == []

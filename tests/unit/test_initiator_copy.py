@@ -239,3 +239,72 @@ def test_ctrl_c_says_the_target_goes_on_and_stops_it_only_when_asked(stop):
         dev.stopped.set()  # let the worker thread end
     # not on a terminal: nothing is asked, the copy goes on
     assert ask_before_stopping(dev.path, io.StringIO(), None)(7) is False
+
+
+# --- a header record and closing filemarks (SPC-4 6.4.6.8, 6.4.6.18) ---------------------------
+def test_header_and_filemark_to_a_tape_are_one_parameter_list():
+    header = b"HDR1 backup of db0\n"  # 19 bytes: the inline data is padded to 20
+    plist, segs = build(disk(), tape(), CopyRequest(count=1000, header=header, filemarks=2),
+                        OP, 9)
+    p = xcopy.parse_extended_copy(plist)
+    assert [s.TYPE_CODE for s in p.segments] == [0x04, 0x00, 0x10]
+    assert p.segments[0] == xcopy.InlineToStream(1, 0, 19, 19)
+    assert p.segments[2] == xcopy.WriteFilemarks(1, 2)
+    assert p.inline_data == header + b"\x00"
+    assert list(p.segments) == segs
+    # the header bytes close the list, after the segment descriptors
+    assert plist.endswith(header + b"\x00") and int.from_bytes(plist[12:16], "big") == 20
+    # a locate first, when asked (the backup job's)
+    _, segs = build(disk(), tape(), CopyRequest(count=8, locate=41), OP, 9)
+    assert segs[0] == xcopy.Locate(1, 41) and [s.TYPE_CODE for s in segs] == [0x12, 0x00]
+    # without them, the list is what it was
+    plist, segs = build(disk(), tape(), CopyRequest(count=8), OP, 9)
+    assert [s.TYPE_CODE for s in segs] == [0x00] and plist[12:16] == bytes(4)
+
+
+LIO = xcopy.OperatingParameters.from_limits(xcopy.Limits(segment_types=(0x02,),
+                                                         max_inline_data=0))
+
+
+@pytest.mark.parametrize(("dst", "req", "op", "words"), [
+    (disk(n=2), CopyRequest(count=8, header=b"x"), OP,
+     "header= writes to a tape, and the destination /dev/sg2 is a disk: leave header= out"),
+    (disk(n=2), CopyRequest(count=8, filemarks=1), OP,
+     "filemark= writes to a tape, and the destination /dev/sg2 is a disk: leave filemark= out"),
+    (tape(), CopyRequest(count=8, header=bytes(70000)), OP,
+     "header= is 70000 bytes, and the copy manager takes at most 65536 bytes of inline data "
+     "(MAXIMUM INLINE DATA LENGTH): give a header of at most 65536 bytes"),
+    (tape(), CopyRequest(count=8, header=b"x"), LIO,
+     "header= needs segment type 04h (inline->stream), which the copy manager does not list "
+     "in OPERATING PARAMETERS: leave header= out and do it on the tape yourself (dd, mt)"),
+    (tape(), CopyRequest(count=8, filemarks=1), LIO,
+     "filemark= needs segment type 10h (write filemarks)"),
+])
+def test_header_and_filemark_refusals_say_what_to_do(dst, req, op, words):
+    with pytest.raises(CopyUsageError) as e:
+        build(disk(), dst, req, op, 1)
+    assert str(e.value).startswith(words) and "\n" not in str(e.value)
+
+
+def test_header_and_filemark_operands(tmp_path):
+    from lio_xcopy.initiator.copy import request
+
+    hdr = tmp_path / "hdr.bin"
+    hdr.write_bytes(b"VOL1LABEL")
+    req = request({"if": "a", "of": "b", "header": str(hdr), "filemark": "1"})
+    assert (req.header, req.filemarks) == (b"VOL1LABEL", 1)
+    assert request({"if": "a", "of": "b"}).header == b""
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["header=/nonexistent/hdr"], "header=/nonexistent/hdr: No such file or directory: give "
+                                  "a readable file"),
+    (["header=/dev/null"], "header=/dev/null is empty"),
+    (["filemark=0"], "filemark=0 writes no filemark"),
+])
+def test_header_and_filemark_operand_refusals(args, words, capsys):
+    from lio_xcopy.initiator.copy import main
+
+    assert main(["if=/nonexistent/sg1", "of=/nonexistent/sg2", *args]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith(f"lio-xcopy copy: {words}") and err.count("\n") == 1

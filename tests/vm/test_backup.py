@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pty
+import re
 import signal
 import sqlite3
 import subprocess
@@ -26,6 +27,7 @@ from lio_xcopy.control import library as ops
 from lio_xcopy.control import provision
 from lio_xcopy.devices.awstape import AwsTape
 from lio_xcopy.initiator.copy import copy_status
+from lio_xcopy.initiator.label import BackupLabel, parse_label
 from lio_xcopy.sg import sgio
 
 SRC_SIZE = 32 * MiB
@@ -94,6 +96,12 @@ def setup(lab):
     clear_unit_attention(lab.disk_sg, lab.tape_sg)
 
 
+def labelled(file: bytes, block: int = 512) -> tuple[BackupLabel, bytes]:
+    """A tape file a one-command backup wrote: its label record (one disk block), the
+    data."""
+    return parse_label(file[:block]), file[block:]
+
+
 def tape_files(path: Path) -> list[bytes]:
     with AwsTape.open_readonly(path) as t:
         recs = t.dump_records()
@@ -117,8 +125,11 @@ def test_backup_through_the_changer(setup):
     assert (job["state"], job["cartridge"], job["file_number"], job["bytes"]) == (
         "done", "BKP002L8", 0, SRC_SIZE)
     assert job["drive"] == setup.drive_sg  # found in the library by its DVCID NAA
-    assert job["sha256"] == hashlib.sha256(data).hexdigest()  # computed on the target
-    assert tape_files(setup.lib / "BKP002L8.aws") == [data]
+    (file0,) = tape_files(setup.lib / "BKP002L8.aws")
+    label, back = labelled(file0)
+    assert back == data and (label.job, label.blocks) == (job["id"], SRC_SIZE // 512)
+    # computed on the target, over what the job wrote: label record and data
+    assert job["sha256"] == hashlib.sha256(file0).hexdigest()
     assert ops.where(setup.lib, "BKP002L8").label == "drive 0"
 
 
@@ -131,7 +142,9 @@ def test_a_second_backup_appends_file_1_and_unloads(setup):
     assert (job["state"], job["file_number"], job["bytes"], job["first_block"]) == (
         "done", 1, 4096 * 512, 2048)
     data = setup.src_file.read_bytes()
-    assert tape_files(setup.lib / "BKP002L8.aws") == [data, data[2048 * 512:6144 * 512]]
+    files = tape_files(setup.lib / "BKP002L8.aws")
+    assert [labelled(f)[1] for f in files] == [data, data[2048 * 512:6144 * 512]]
+    assert labelled(files[1])[0].first_block == 2048
     assert ops.where(setup.lib, "BKP002L8").label == "slot 2"
     status = run("mtx", "-f", setup.changer, "status").stdout
     assert "Data Transfer Element 0:Empty" in status
@@ -174,7 +187,7 @@ def test_restore_of_job_1_is_byte_exact_and_verified(setup):
     # and through the kernel's block layer, as an application reads it
     r = subprocess.run(["dd", f"if={setup.dst}", "bs=1M", f"count={SRC_SIZE // MiB}",
                         "iflag=direct", "status=none"], capture_output=True, timeout=120)
-    assert hashlib.sha256(r.stdout).hexdigest() == backup1["sha256"]
+    assert r.stdout == setup.src_file.read_bytes()
 
 
 def test_restore_latest_of_a_source_at_an_offset(setup):
@@ -215,8 +228,9 @@ def test_a_standalone_drive(setup, lab):
 
 def test_a_killed_backup_is_failed_and_the_next_one_closes_its_file(setup, lab):
     """SIGKILL mid-copy: nothing can catch it. The target's copy manager goes on with
-    the copy; the next backup marks the job failed when it opens the catalog, waits for
-    that copy to end, closes the file it left without a filemark, and appends."""
+    the copy, which ends with the job's own filemark (one EXTENDED COPY); the next
+    backup marks the job failed when it opens the catalog, waits for that copy to end,
+    and appends."""
     cmd = [sys.executable, "-m", "lio_xcopy.initiator.backup", "backup", lab.sd, "--changer",
            setup.changer, "--slot", "2", "--record", "16384"]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -248,15 +262,61 @@ def test_a_killed_backup_is_failed_and_the_next_one_closes_its_file(setup, lab):
     p = setup.cli("backup", setup.src, "--changer", setup.changer, "--slot", "2",
                   "--count", "64", "--unload")
     assert f"job {killed_id} marked failed: interrupted: process" in p.stderr
-    assert "closing tape file 2, left open by an interrupted job, with a filemark" in p.stdout
+    assert "closing tape file" not in p.stdout  # the orphaned copy wrote its filemark
     job = setup.jobs()[-1]
     assert (job["state"], job["file_number"]) == ("done", 3)
     killed = setup.jobs()[killed_id - 1]
     assert killed["state"] == "failed" and killed["file_number"] == 2
     files = tape_files(setup.lib / "BKP002L8.aws")
-    assert len(files) == 4 and files[3] == setup.src_file.read_bytes()[:64 * 512]
+    assert len(files) == 4 and labelled(files[3])[1] == setup.src_file.read_bytes()[:64 * 512]
     # the orphaned copy is whole: the next job did not write into it
-    assert len(files[2]) == 96 * MiB
+    assert len(labelled(files[2])[1]) == 96 * MiB
     p = setup.cli("catalog")
     assert f"\n{killed_id:>4}  backup  failed" in "\n" + p.stdout
     assert "interrupted: process" in p.stdout
+
+
+def test_a_backup_job_is_one_extended_copy(setup, lab):
+    """Two jobs to a fresh cartridge: the daemon's log shows one EXTENDED COPY each
+    (its list identifier as the catalog has it), running locate, the label record,
+    the data and the filemark; read back through st, tape file 1 is the label record,
+    the data up to the filemark, then file 2; the restore is byte-exact and verified."""
+    src = setup.src_file.read_bytes()
+    before = len(lab.daemon.text())
+    setup.cli("backup", setup.src, "--changer", setup.changer, "--slot", "1",
+              "--count", "512")
+    p = setup.cli("backup", setup.src, "--changer", setup.changer, "--slot", "1",
+                  "--skip", "4096", "--count", "1024")
+    assert "one EXTENDED COPY: locate to object " in p.stdout
+    first, second = setup.jobs()[-2:]
+    assert (first["file_number"], second["file_number"]) == (0, 1)
+    assert (first["label_length"], second["label_length"]) == (512, 512)
+    copies = re.findall(r"copy (\S+)/(\d+) started: (.*)", lab.daemon.text()[before:])
+    assert [int(c[1]) for c in copies] == [first["list_id"], second["list_id"]]
+    steps = copies[1][2].split("; ")
+    assert steps[0].startswith("12h locate: logical object 6 ")  # label, 4 records, filemark
+    assert steps[1].startswith("04h inline->stream: 512 bytes of inline data")
+    assert all(s.startswith("00h block->stream") for s in steps[2:-1])
+    assert steps[-1].startswith("10h write filemarks: 1 ")
+    # through the kernel's st, as an operator reads it
+    clear_unit_attention(setup.drive_sg)
+    run("mt", "-f", setup.nst, "rewind")
+    run("mt", "-f", setup.nst, "setblk", "0")
+    run("mt", "-f", setup.nst, "fsf", "1")
+    label_file, data_file = setup.lib.parent / "onejob-label.bin", setup.lib.parent / "onejob.bin"
+    run("dd", f"if={setup.nst}", f"of={label_file}", "bs=64k", "count=1")
+    label = label_file.read_bytes()
+    assert len(label) == 512
+    head = parse_label(label)
+    assert (head.job, head.source_naa, head.first_block, head.blocks, head.block_size) == (
+        second["id"], second["disk_naa"], 4096, 1024, 512)
+    run("dd", f"if={setup.nst}", f"of={data_file}", "bs=64k")  # stops at the filemark
+    assert data_file.read_bytes() == src[4096 * 512:5120 * 512]
+    assert "File number=2, block number=0" in run("mt", "-f", setup.nst, "status").stdout
+    p = setup.cli("restore", str(second["id"]), setup.dst, "--changer", setup.changer,
+                  "--seek", "16", "--unload")
+    assert "verified: SHA-256 matches the backup's" in p.stdout
+    got = setup.dst_file.read_bytes()
+    assert got[16 * 512:1040 * 512] == src[4096 * 512:5120 * 512]
+    assert setup.jobs()[-1]["sha256"] == second["sha256"] == hashlib.sha256(
+        label + src[4096 * 512:5120 * 512]).hexdigest()
