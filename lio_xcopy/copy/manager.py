@@ -1,4 +1,5 @@
-"""The copy manager: EXTENDED COPY (LID1) run on the target host (SPC-4 6.4, 6.5).
+"""The copy manager: EXTENDED COPY (LID1 and LID4) run on the target host (SPC-4 6.4,
+6.5); a LID4 copy sent with IMMED runs in the background (SPC-4 5.17.4.3).
 
 An EXTENDED COPY arrives at one LUN; the manager parses its parameter list, resolves
 each identification CSCD (E4h) by the designators of VPD page 83h, first to a LUN this

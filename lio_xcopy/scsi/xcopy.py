@@ -1,4 +1,5 @@
-"""SPC-4 third-party copy wire formats: EXTENDED COPY (LID1) and RECEIVE COPY RESULTS.
+"""SPC-4 third-party copy wire formats: EXTENDED COPY (LID1 and LID4), RECEIVE COPY
+RESULTS (LID1), RECEIVE COPY STATUS and DATA (LID4), COPY OPERATION ABORT.
 
 Pure builders and parsers only; the copy manager decides what to do with them.
 :func:`parse_extended_copy` turns a Data-Out buffer into an
@@ -30,6 +31,11 @@ as quoted by LIO and tcmu-runner) and against code that encodes or decodes them:
   ``target_xcopy_parse_segdesc_02``; tcmu-runner ``xcopy_parse_segment_descs``.
 * segments 00h/01h/03h: SPC-5 tables 149, 150, 152; python-scsi (00h/01h offsets);
   libiscsi ``get_desc_len`` (descriptor lengths 14h, 14h, 18h, 10h).
+* EXTENDED COPY(LID4) header, RECEIVE COPY STATUS(LID4) and RECEIVE COPY DATA(LID4)
+  (SPC-4 r37 6.4.2 table 126, 6.20 table 240, 6.24 tables 248-251): FreeBSD
+  ``scsi_extended_copy_lid4_data`` and ``scsi_receive_copy_status_lid4_data`` with
+  ``ctl_extended_copy_lid4`` and ``ctl_receive_copy_status_lid4`` in ``ctl_tpc.c``.
+  (sg3_utils ``sg_copy_results`` 1.26 sends only the LID1 service actions 00h-04h.)
 * RECEIVE COPY RESULTS CDB and data: sg3_utils ``sg_ll_receive_copy_results`` and
   ``sg_copy_results.c``; FreeBSD ``scsi_receive_copy_*`` structs and ``ctl_tpc.c``;
   Linux ``target_rcr_operating_parameters``; libiscsi ``scsi_copy_results_*``.
@@ -41,7 +47,7 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import ClassVar, Self
+from typing import Any, ClassVar, Self
 
 from lio_xcopy.errors import LioXcopyError
 from lio_xcopy.scsi.cdb import Field, cdb_layout
@@ -86,16 +92,17 @@ RECEIVE_COPY_RESULTS_FAILED_SEGMENT_DETAILS = cdb_layout(
     Field("list_identifier", 2, 8), Field("allocation_length", 10, 32),
     service_action=0x04,
 )
-RECEIVE_COPY_STATUS_LID4 = cdb_layout(
-    "RECEIVE COPY STATUS (LID4)", 0x84, 16, "SPC-4 6.24",
-    Field("list_identifier", 2, 32), Field("allocation_length", 10, 32),
-    service_action=0x05,
-)
-RECEIVE_COPY_DATA_LID4 = cdb_layout(
-    "RECEIVE COPY DATA (LID4)", 0x84, 16, "SPC-4 6.20",
-    Field("list_identifier", 2, 32), Field("allocation_length", 10, 32),
-    service_action=0x06,
-)
+
+
+def _receive_lid4(name: str, service_action: int, clause: str) -> type[Any]:
+    """A RECEIVE COPY ... (LID4) CDB: 32-bit LIST IDENTIFIER in bytes 2-5, ALLOCATION
+    LENGTH in 10-13 (SPC-4 tables 239, 247)."""
+    return cdb_layout(name, 0x84, 16, clause, Field("list_identifier", 2, 32),
+                      Field("allocation_length", 10, 32), service_action=service_action)
+
+
+RECEIVE_COPY_STATUS_LID4 = _receive_lid4("RECEIVE COPY STATUS (LID4)", 0x05, "SPC-4 6.24")
+RECEIVE_COPY_DATA_LID4 = _receive_lid4("RECEIVE COPY DATA (LID4)", 0x06, "SPC-4 6.20")
 #: The third-party copy commands with a 32-bit list identifier that read a copy's results.
 RECEIVE_COPY_LID4 = (RECEIVE_COPY_STATUS_LID4, RECEIVE_COPY_DATA_LID4)
 #: Vendor specific (SPC-4 4.3.4: opcodes C0h-FFh; group 6 is a 10-byte CDB): the SHA-256
@@ -246,24 +253,35 @@ class ParameterListHeader:
 
     def encode(self, cscd_list_length: int, segment_list_length: int, inline_length: int) -> bytes:
         return _HEADER.pack(
-            _fits("list_identifier", self.list_identifier, 8),
-            (0x20 if self.sequential_striped else 0)
-            | _fits("list_id_usage", self.list_id_usage, 2) << 3
-            | _fits("priority", self.priority, 3),
-            _fits("cscd_list_length", cscd_list_length, 16),
-            _fits("segment_list_length", segment_list_length, 32),
-            _fits("inline_length", inline_length, 32),
+            _fits("list_identifier", self.list_identifier, 8), _list_flags(self),
+            *_list_lengths(cscd_list_length, segment_list_length, inline_length, 32),
         )
 
     def describe(self) -> str:
-        try:
-            usage = ListIdUsage(self.list_id_usage).name
-        except ValueError:
-            usage = f"reserved {self.list_id_usage:02b}b"
-        return (
-            f"list id {self.list_identifier:#04x} ({usage}), priority {self.priority}"
-            + (", STR" if self.sequential_striped else "")
-        )
+        return _header_text(self, 2)
+
+
+def _list_flags(header: ParameterListHeader | Lid4Header) -> int:
+    """Byte 1 of either header: STR, LIST ID USAGE, PRIORITY (SPC-4 6.4.3.1 to 6.4.3.3)."""
+    return ((0x20 if header.sequential_striped else 0)
+            | _fits("list_id_usage", header.list_id_usage, 2) << 3
+            | _fits("priority", header.priority, 3))
+
+
+def _list_lengths(cscd: int, segments: int, inline: int, bits: int) -> tuple[int, int, int]:
+    """The three list lengths of a header: CSCD (16 bits), segment and inline (``bits``)."""
+    return (_fits("cscd_list_length", cscd, 16), _fits("segment_list_length", segments, bits),
+            _fits("inline_length", inline, bits))
+
+
+def _header_text(header: ParameterListHeader | Lid4Header, digits: int) -> str:
+    try:
+        usage = ListIdUsage(header.list_id_usage).name
+    except ValueError:
+        usage = f"reserved {header.list_id_usage:02b}b"
+    return (f"list id {header.list_identifier:#0{digits + 2}x} ({usage}), priority "
+            f"{header.priority}" + (", STR" if header.sequential_striped else "")
+            + (", IMMED" if header.immed else ""))
 
 
 # --- EXTENDED COPY(LID4) parameter list header, SPC-4 6.4.2 table 126 -------------------------
@@ -300,29 +318,16 @@ class Lid4Header:
 
     def encode(self, cscd_list_length: int, segment_list_length: int, inline_length: int) -> bytes:
         return _LID4_HEADER.pack(
-            LID4_LIST_FORMAT,
-            (0x20 if self.sequential_striped else 0)
-            | _fits("list_id_usage", self.list_id_usage, 2) << 3
-            | _fits("priority", self.priority, 3),
+            LID4_LIST_FORMAT, _list_flags(self),
             LID4_HEADER_CSCD_LIST_LENGTH,
             (0x02 if self.g_sense else 0) | (0x01 if self.immed else 0),
             LID4_HEADER_CSCD_TYPE_CODE,
             _fits("list_identifier", self.list_identifier, 32),
-            _fits("cscd_list_length", cscd_list_length, 16),
-            _fits("segment_list_length", segment_list_length, 16),
-            _fits("inline_length", inline_length, 16),
+            *_list_lengths(cscd_list_length, segment_list_length, inline_length, 16),
         )
 
     def describe(self) -> str:
-        try:
-            usage = ListIdUsage(self.list_id_usage).name
-        except ValueError:
-            usage = f"reserved {self.list_id_usage:02b}b"
-        return (
-            f"list id {self.list_identifier:#010x} ({usage}), priority {self.priority}"
-            + (", STR" if self.sequential_striped else "") + (", IMMED" if self.immed else "")
-            + (", G_SENSE" if self.g_sense else "")
-        )
+        return _header_text(self, 8) + (", G_SENSE" if self.g_sense else "")
 
 
 # --- CSCD descriptors, SPC-4 6.4.5 ------------------------------------------------------------
