@@ -278,16 +278,23 @@ class CopyManager:
                 return done
         return None
 
-    def stop(self) -> list[CopyJob]:
+    def stop(self, wait: float = 0.0) -> list[CopyJob]:
         """The copy manager is stopping: every running copy ends at its next chunk in
         COPY ABORTED, COMMANDS CLEARED BY DEVICE SERVER (SPC-4 Annex D, 2Fh/02h), with
         the segment it was in, so no EXTENDED COPY is left unanswered for the kernel to
-        fail BUSY and an initiator to retry from its start. Returns the copies ended."""
+        fail BUSY and an initiator to retry from its start. A background copy (LID4
+        IMMED) has no command to wait for: ``wait`` seconds at most are given to those
+        to end before the LUNs close. Returns the copies ended."""
         with self._lock:
             running = list(self._running)
         for job in running:
             job.cancelled_by = Asc.COMMANDS_CLEARED_BY_DEVICE_SERVER
             job.cancel.set()
+        deadline = time.monotonic() + wait
+        for job in running:
+            if job.immed and wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    job.stopped.result(timeout=max(deadline - time.monotonic(), 0))
         return running
 
     def resolve(self, cscd: IdentificationCscd) -> ScsiDevice | None:

@@ -761,7 +761,7 @@ class Daemon:
                 self.rescan()
                 self.load_copy_groups()
                 sd_notify("READY=1", f"STATUS={self.status_line()}")
-        for job in self.copy_manager.stop():
+        for job in self.copy_manager.stop(wait=60.0):  # background copies end first
             log.warning("stopping: copy %s/%d ends in COPY ABORTED (COMMANDS CLEARED BY "
                         "DEVICE SERVER) in segment %d after %d bytes; the backup server "
                         "must run it again", job.lun, job.list_id, job.segments_processed,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 
@@ -402,3 +403,43 @@ def test_the_new_commands_are_reported_where_the_copy_commands_are(lab):
     assert dict(commands.commands)[0x84] == (0x00, 0x03, 0x04, 0x05, 0x06)
     assert xcopy.EXTENDED_COPY_LID4.DATA_OUT and lab.src.runs_long(Command(
         x.EXTENDED_COPY_LID4(parameter_list_length=48).encode()))
+
+
+def test_stop_waits_for_a_running_background_copy_to_end(tmp_path):
+    """The daemon closes its LUNs after :meth:`CopyManager.stop`: a background copy has
+    no command the daemon drains, so ``stop(wait=...)`` returns once it has ended."""
+    works: list[Callable[[], None]] = []
+    lab = Lab(tmp_path, lambda work, name: works.append(work))
+    try:
+        lab.send(lab.disk_to_disk(12, immed=True))
+        job = lab.manager.jobs()[0]
+        real_moved, reached, go = job.moved, threading.Event(), threading.Event()
+
+        def moved_then_hold(data, n):  # one chunk lands, then the copy is held
+            real_moved(data, n)
+            reached.set()
+            assert go.wait(10)
+
+        job.moved = moved_then_hold
+        copier = threading.Thread(target=works.pop())
+        copier.start()
+        assert reached.wait(10)
+        ended_when_stop_returned: list[bool] = []
+
+        def stopper() -> None:
+            lab.manager.stop(wait=10)
+            ended_when_stop_returned.append(job.stopped.done())
+
+        stopping = threading.Thread(target=stopper)
+        stopping.start()
+        assert job.cancel.wait(10)  # the daemon is stopping; the copy is still held
+        go.set()
+        stopping.join(10)
+        copier.join(10)
+        assert ended_when_stop_returned == [True]
+        st = lab.status(12)
+        assert (st.status, st.transferred_bytes) == (CopyOperationStatus.COMPLETED_WITH_ERRORS,
+                                                    CHUNK)
+        assert st.sense is not None and st.sense.asc == Asc.COMMANDS_CLEARED_BY_DEVICE_SERVER
+    finally:
+        lab.close()
