@@ -278,6 +278,20 @@ class CopyManager:
                 return done
         return None
 
+    def reset(self, receiving: ScsiDevice) -> list[CopyJob]:
+        """LOGICAL UNIT RESET (or a target reset) reached the LUN: its background copies
+        end as if COPY OPERATION ABORT named each (SPC-4 5.17.5 table 109), at their
+        next chunk, COPY STATUS (LID4) 60h with the exact count. Foreground copies end
+        with their commands, which the transport aborts (:meth:`abort`)."""
+        with self._lock:
+            jobs = [j for j in self._running if j.lun == receiving.identity.name and j.immed]
+        for job in jobs:
+            log.warning("copy %s/%d: reset after %d bytes", job.lun, job.list_id,
+                        job.transferred)
+            job.cancelled_by = OPERATION_ABORTED
+            job.cancel.set()
+        return jobs
+
     def stop(self, wait: float = 0.0) -> list[CopyJob]:
         """The copy manager is stopping: every running copy ends at its next chunk in
         COPY ABORTED, COMMANDS CLEARED BY DEVICE SERVER (SPC-4 Annex D, 2Fh/02h), with

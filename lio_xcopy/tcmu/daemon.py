@@ -280,6 +280,9 @@ class TcmuDevice:
                 self._aborted.add(cid)  # an EXTENDED COPY still on the worker: its copy
                 # is stopped as soon as the worker hands it over (complete_finished)
         function = TMR_FUNCTIONS.get(tmr.tmr_type)
+        if manager is not None and function in (TaskManagement.LOGICAL_UNIT_RESET,
+                                                TaskManagement.TARGET_RESET):
+            manager.reset(self.device)  # background copies too (SPC-4 5.17.5)
         if function is not None:
             try:
                 self.device.task_management(function)

@@ -443,3 +443,15 @@ def test_stop_waits_for_a_running_background_copy_to_end(tmp_path):
         assert st.sense is not None and st.sense.asc == Asc.COMMANDS_CLEARED_BY_DEVICE_SERVER
     finally:
         lab.close()
+
+
+def test_a_logical_unit_reset_ends_the_lun_s_background_copies(lab):
+    """SPC-4 5.17.5 table 109: as if COPY OPERATION ABORT named each of them."""
+    lab.send(lab.disk_to_disk(13, immed=True))
+    other = lab.manager.reset(lab.dst)  # another LUN's reset leaves it alone
+    assert other == []
+    assert [j.list_id for j in lab.manager.reset(lab.src)] == [13]
+    lab.works.pop()()
+    st = lab.status(13)
+    assert (st.status, st.completion_status, st.transfer_count) == (
+        CopyOperationStatus.TERMINATED, 0x40, 0)
