@@ -169,6 +169,7 @@ class CopyJob:
     immed: bool = False  # runs in the background (SPC-4 5.17.4.3): GOOD was returned
     copy_sense: SenseData | None = None  # what the EXTENDED COPY ended with (COPY ABORTED)
     stopped: Future[None] = field(default_factory=Future)  # set when the copy has ended
+    begun: bool = False  # its first segment descriptor is being processed
 
     @property
     def running(self) -> bool:
@@ -642,6 +643,7 @@ class CopyManager:
     # --- running a copy ----------------------------------------------------------------------
     def _run(self, job: CopyJob, plans: list[_Plan], fut: Future[int]) -> None:
         log.info("copy %s/%d started: %s", job.lun, job.list_id, "; ".join(job.description))
+        job.begun = True
         try:
             for plan in plans:
                 self._segment(job, plan)
@@ -1037,26 +1039,26 @@ def _copy_status_lid4(job: CopyJob) -> xcopy.CopyStatusLid4:
     foreground (11h) or background (12h) with the bytes written so far, completed
     (01h, GOOD), completed with errors (02h, CHECK CONDITION with the COPY ABORTED
     sense the copy ended in) or terminated by COPY OPERATION ABORT (60h, TASK ABORTED,
-    no sense). The OPERATION COUNTER is not kept (zero)."""
+    no sense). The OPERATION COUNTER is not kept (zero). SEGMENTS PROCESSED counts the
+    segment being processed (or the one the copy stopped in), zero before the first."""
     op = xcopy.CopyOperationStatus
+    segments = min(job.segments_processed + 1, job.segments) if job.begun else 0
     if job.running:
         return xcopy.CopyStatusLid4(
             job.service_action,
             op.IN_PROGRESS_BACKGROUND if job.immed else op.IN_PROGRESS_FOREGROUND,
-            job.transferred, job.segments_processed,
-            estimated_status_update_delay=STATUS_POLL_MS)
+            job.transferred, segments, estimated_status_update_delay=STATUS_POLL_MS)
     ended = xcopy.STATUS_UPDATE_DELAY_ENDED
     if job.status == CopyCommandStatus.COMPLETED:
         return xcopy.CopyStatusLid4(job.service_action, op.COMPLETED, job.transferred,
-                                    job.segments_processed, GOOD,
-                                    estimated_status_update_delay=ended)
+                                    job.segments, GOOD, estimated_status_update_delay=ended)
     if job.cancelled_by == OPERATION_ABORTED:
         return xcopy.CopyStatusLid4(job.service_action, op.TERMINATED, job.transferred,
-                                    job.segments_processed, TASK_ABORTED,
+                                    segments, TASK_ABORTED,
                                     estimated_status_update_delay=ended)
     sense = job.copy_sense.fixed() if job.copy_sense is not None else b""
     return xcopy.CopyStatusLid4(job.service_action, op.COMPLETED_WITH_ERRORS, job.transferred,
-                                job.segments_processed, CHECK_CONDITION, sense[:255],
+                                segments, CHECK_CONDITION, sense[:255],
                                 estimated_status_update_delay=ended)
 
 

@@ -271,6 +271,7 @@ def test_an_immed_copy_answers_good_at_once_and_is_polled_until_done(lab):
     lab.works.pop()()
     assert [p.status for p in polls] == [CopyOperationStatus.IN_PROGRESS_BACKGROUND] * 4
     assert [p.transferred_bytes for p in polls] == [CHUNK * k for k in range(1, 5)]
+    assert [p.segments_processed for p in polls] == [1] * 4  # the one being processed
     final = lab.status(77)
     assert (final.status, final.transferred_bytes, final.segments_processed,
             final.completion_status) == (CopyOperationStatus.COMPLETED, SIZE, 1, 0)
@@ -367,7 +368,7 @@ def test_a_failed_background_copy_keeps_its_sense_for_copy_status(lab):
     lab.works.pop()()
     st = lab.status(0x100)
     assert (st.status, st.completion_status, st.segments_processed) == (
-        CopyOperationStatus.COMPLETED_WITH_ERRORS, 0x02, 0)
+        CopyOperationStatus.COMPLETED_WITH_ERRORS, 0x02, 1)  # it stopped in segment 0
     sense = st.sense
     assert sense is not None and (sense.key, sense.asc, sense.command_specific) == (
         SenseKey.COPY_ABORTED, Asc.COPY_TARGET_DEVICE_DATA_UNDERRUN, 0)
