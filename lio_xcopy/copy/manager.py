@@ -1,4 +1,5 @@
-"""The copy manager: EXTENDED COPY (LID1) run on the target host (SPC-4 6.4, 6.5).
+"""The copy manager: EXTENDED COPY (LID1 and LID4) run on the target host (SPC-4 6.4,
+6.5); a LID4 copy sent with IMMED runs in the background (SPC-4 5.17.4.3).
 
 An EXTENDED COPY arrives at one LUN; the manager parses its parameter list, resolves
 each identification CSCD (E4h) by the designators of VPD page 83h, first to a LUN this
@@ -48,7 +49,15 @@ from lio_xcopy.scsi.errors import (
     TargetUnreachable,
     TaskAborted,
 )
-from lio_xcopy.scsi.sense import Asc, SenseData, SenseKey, segment_pointer
+from lio_xcopy.scsi.sense import (
+    CHECK_CONDITION,
+    GOOD,
+    TASK_ABORTED,
+    Asc,
+    SenseData,
+    SenseKey,
+    segment_pointer,
+)
 from lio_xcopy.scsi.vendor_sense import PolicyApart
 from lio_xcopy.scsi.xcopy import (
     BlockToBlock,
@@ -80,6 +89,10 @@ HELD_RESULTS = 64  # finished copies remembered per LUN for RECEIVE COPY RESULTS
 #: copy manager discard held results after a vendor-specific period; since TCMU does not
 #: tell us the I_T nexus, every initiator of the LUN sees them until then.
 HELD_RESULTS_SECONDS = 300.0
+
+#: ESTIMATED STATUS UPDATE DELAY (ms) of a copy in progress (SPC-4 6.24): how long we
+#: suggest a poller of RECEIVE COPY STATUS(LID4) waits.
+STATUS_POLL_MS = 100
 
 #: Starts a copy's work, ``start(work, name)``: a thread by default; tests run it inline.
 Starter = Callable[[Callable[[], None], str], None]
@@ -150,6 +163,13 @@ class CopyJob:
     cancelled_by: int = Asc.COMMANDS_CLEARED_BY_ANOTHER_INITIATOR
     future: Future[int] | None = None  # the EXTENDED COPY command's completion
     carry: bytes = b""  # residual held for the next segment (CAT, SPC-4 6.4.6.1)
+    #: the originating command's service action (RESPONSE TO SERVICE ACTION, SPC-4 6.24):
+    #: 00h EXTENDED COPY(LID1), 01h EXTENDED COPY(LID4)
+    service_action: int = 0x00
+    immed: bool = False  # runs in the background (SPC-4 5.17.4.3): GOOD was returned
+    copy_sense: SenseData | None = None  # what the EXTENDED COPY ended with (COPY ABORTED)
+    stopped: Future[None] = field(default_factory=Future)  # set when the copy has ended
+    begun: bool = False  # its first segment descriptor is being processed
 
     @property
     def running(self) -> bool:
@@ -227,7 +247,7 @@ class CopyManager:
         job.cancel.set()
         return True
 
-    def copy_operation_abort(self, receiving: ScsiDevice, list_id: int) -> None:
+    def copy_operation_abort(self, receiving: ScsiDevice, list_id: int) -> Future[int] | None:
         """COPY OPERATION ABORT (SPC-4 6.3): stop the copy operation the LUN received
         with this list identifier, from whichever initiator sends it (TCMU does not
         tell the nexus apart). The copy stops at its next chunk; its EXTENDED COPY
@@ -235,7 +255,12 @@ class CopyManager:
         exact count of what reached the destination. A copy that already ended is left
         as it is (GOOD); a list identifier the LUN holds nothing for (or one sent with
         LIST ID USAGE 11b, which has none) is ILLEGAL REQUEST, INVALID FIELD IN CDB at
-        byte 2."""
+        byte 2.
+
+        A copy running in the background (EXTENDED COPY(LID4) with IMMED) has no command
+        left to end: SPC-4 5.17.4.7 a) wants its transfers stopped before COPY OPERATION
+        ABORT completes, so the Future returned then completes (GOOD) once the copy has
+        ended; its COPY STATUS (LID4) says 60h, terminated, with the exact count."""
         with self._lock:
             self._expire()
             table = self._jobs.get(receiving.identity.name)
@@ -247,17 +272,44 @@ class CopyManager:
                         job.list_id, job.transferred)
             job.cancelled_by = OPERATION_ABORTED
             job.cancel.set()
+            if job.immed:
+                done: Future[int] = Future()
+                done.set_running_or_notify_cancel()
+                job.stopped.add_done_callback(lambda _: done.set_result(0))
+                return done
+        return None
 
-    def stop(self) -> list[CopyJob]:
+    def reset(self, receiving: ScsiDevice) -> list[CopyJob]:
+        """LOGICAL UNIT RESET (or a target reset) reached the LUN: its background copies
+        end as if COPY OPERATION ABORT named each (SPC-4 5.17.5 table 109), at their
+        next chunk, COPY STATUS (LID4) 60h with the exact count. Foreground copies end
+        with their commands, which the transport aborts (:meth:`abort`)."""
+        with self._lock:
+            jobs = [j for j in self._running if j.lun == receiving.identity.name and j.immed]
+        for job in jobs:
+            log.warning("copy %s/%d: reset after %d bytes", job.lun, job.list_id,
+                        job.transferred)
+            job.cancelled_by = OPERATION_ABORTED
+            job.cancel.set()
+        return jobs
+
+    def stop(self, wait: float = 0.0) -> list[CopyJob]:
         """The copy manager is stopping: every running copy ends at its next chunk in
         COPY ABORTED, COMMANDS CLEARED BY DEVICE SERVER (SPC-4 Annex D, 2Fh/02h), with
         the segment it was in, so no EXTENDED COPY is left unanswered for the kernel to
-        fail BUSY and an initiator to retry from its start. Returns the copies ended."""
+        fail BUSY and an initiator to retry from its start. A background copy (LID4
+        IMMED) has no command to wait for: ``wait`` seconds at most are given to those
+        to end before the LUNs close. Returns the copies ended."""
         with self._lock:
             running = list(self._running)
         for job in running:
             job.cancelled_by = Asc.COMMANDS_CLEARED_BY_DEVICE_SERVER
             job.cancel.set()
+        deadline = time.monotonic() + wait
+        for job in running:
+            if job.immed and wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    job.stopped.result(timeout=max(deadline - time.monotonic(), 0))
         return running
 
     def resolve(self, cscd: IdentificationCscd) -> ScsiDevice | None:
@@ -295,9 +347,16 @@ class CopyManager:
             return [j for table in self._jobs.values() for j in table.values()]
 
     # --- EXTENDED COPY (LID1), SPC-4 6.5 ------------------------------------------------------
-    def extended_copy(self, receiving: ScsiDevice, data: bytes) -> Future[int]:
+    def extended_copy(self, receiving: ScsiDevice, data: bytes, *,
+                      lid4: bool = False) -> Future[int]:
         """Check the parameter list and start the copy; raise its CHECK CONDITION now
         when the list is wrong, or return the Future the copy completes.
+
+        ``lid4``: the list is an EXTENDED COPY(LID4) one (SPC-4 6.4), with the same
+        descriptors after a 48-byte header and a 32-bit list identifier. With its IMMED
+        bit set the returned Future is already done (GOOD) once the checks below have
+        passed, and the copy runs in the background (SPC-4 5.17.4.3): RECEIVE COPY
+        STATUS(LID4) reports it, COPY OPERATION ABORT or :meth:`stop` end it.
 
         The checks, in order; nothing moves until all have passed:
 
@@ -340,7 +399,8 @@ class CopyManager:
           and an additional sense code that describes the condition; the destination
           was reachable.
         """
-        plist = xcopy.parse_extended_copy(data, self.limits)
+        plist = (xcopy.parse_extended_copy_lid4 if lid4 else xcopy.parse_extended_copy)(
+            data, self.limits)
         ends: dict[int, tuple[Port, IdentificationCscd | None]] = {}
         foreign: list[ForeignPort] = []  # opened for this copy: closed when it ends
         try:
@@ -350,7 +410,8 @@ class CopyManager:
                 receiving.identity.name, plist.header.list_identifier,
                 plist.header.list_id_usage, len(plans), [s.describe() for s in plist.segments],
                 planned=sum(_segment_bytes(p.segment, p.source, p.destination) for p in plans),
-                started=self.clock(),
+                started=self.clock(), service_action=plist.header.SERVICE_ACTION,
+                immed=plist.header.immed,
             )
             self._admit(job)
         except BaseException:
@@ -358,7 +419,7 @@ class CopyManager:
             raise
         fut: Future[int] = Future()
         fut.set_running_or_notify_cancel()
-        job.future = fut
+        job.future = None if job.immed else fut  # a background copy has no command to end
 
         def work() -> None:
             try:
@@ -367,6 +428,11 @@ class CopyManager:
                 _close(foreign)
 
         self.start(work, f"xcopy-{job.lun}-{job.list_id}")
+        if job.immed:
+            good: Future[int] = Future()
+            good.set_running_or_notify_cancel()
+            good.set_result(0)
+            return good
         return fut
 
     def _admit(self, job: CopyJob) -> None:
@@ -377,9 +443,19 @@ class CopyManager:
             self._expire()
             table = self._jobs.setdefault(job.lun, OrderedDict())
             if job.usage != ListIdUsage.NO_LIST_ID:
+                # one 32-bit space for LID1 and LID4 list identifiers (SPC-4 5.17.4.2):
+                # a running copy's identifier is OPERATION IN PROGRESS in the same list
+                # format, INVALID FIELD IN PARAMETER LIST in the other (6.4.3.2)
                 old = table.get(job.list_id)
+                byte = 20 if job.service_action == xcopy.Lid4Header.SERVICE_ACTION else 0
+                if old is not None and old.running and \
+                        old.service_action != job.service_action:
+                    raise IllegalRequest(
+                        Asc.INVALID_FIELD_IN_PARAMETER_LIST, byte, in_cdb=False,
+                        message=f"list identifier {job.list_id} in use by a copy in the "
+                                "other list format")
                 if old is not None and old.running:
-                    raise IllegalRequest(Asc.OPERATION_IN_PROGRESS, 0, in_cdb=False,
+                    raise IllegalRequest(Asc.OPERATION_IN_PROGRESS, byte, in_cdb=False,
                                          message=f"list identifier {job.list_id} in use")
                 table.pop(job.list_id, None)
                 table[job.list_id] = job
@@ -567,11 +643,13 @@ class CopyManager:
     # --- running a copy ----------------------------------------------------------------------
     def _run(self, job: CopyJob, plans: list[_Plan], fut: Future[int]) -> None:
         log.info("copy %s/%d started: %s", job.lun, job.list_id, "; ".join(job.description))
+        job.begun = True
         try:
             for plan in plans:
                 self._segment(job, plan)
                 job.segments_processed += 1
         except CopyAborted as e:
+            job.copy_sense = e.sense
             self._finish(job, CopyCommandStatus.COMPLETED_WITH_ERRORS,
                          e.cause_raw or e.cause or e.sense)
             log.error("copy %s/%d aborted in segment %d: %s", job.lun, job.list_id,
@@ -583,6 +661,7 @@ class CopyManager:
         except Exception as e:  # a bug: report it, never leave the command hanging
             log.exception("copy %s/%d failed", job.lun, job.list_id)
             err = CopyAborted(Asc.THIRD_PARTY_DEVICE_FAILURE, job.segments_processed)
+            job.copy_sense = err.sense
             self._finish(job, CopyCommandStatus.COMPLETED_WITH_ERRORS, err.sense)
             fut.set_exception(err)
             del e
@@ -605,6 +684,8 @@ class CopyManager:
                 table = self._jobs.get(job.lun)
                 if table is not None:
                     table.pop(job.list_id, None)
+        if not job.stopped.done():
+            job.stopped.set_result(None)
 
     @contextlib.contextmanager
     def _device_errors(self, job: CopyJob, plan: _Plan, source: bool) -> Iterator[None]:
@@ -931,14 +1012,54 @@ class CopyManager:
         if job is None:
             raise InvalidFieldInCdb(2, message=f"no copy with list identifier "
                                                f"{cdb.list_identifier}")
+        if sa in (xcopy.RECEIVE_COPY_STATUS_LID4.SERVICE_ACTION,
+                  xcopy.RECEIVE_COPY_DATA_LID4.SERVICE_ACTION) and \
+                cdb.OPCODE == xcopy.RECEIVE_COPY_STATUS_LID4.OPCODE:
+            status = _copy_status_lid4(job)
+            if sa == xcopy.RECEIVE_COPY_STATUS_LID4.SERVICE_ACTION:
+                return status.encode()
+            return xcopy.CopyDataLid4(status).encode()  # no segment type holds data
         if cdb.OPCODE == xcopy.RECEIVE_COPY_DIGEST.OPCODE:
             done = job.digest.digest() if not job.running else bytes(32)
             return xcopy.CopyDigest(job.status, job.transferred, done).encode()
         if sa == xcopy.RECEIVE_COPY_RESULTS_COPY_STATUS.SERVICE_ACTION:
             return xcopy.copy_status_data(job.status, job.segments_processed, job.transferred)
+        if job.service_action != xcopy.EXTENDED_COPY_LID1.SERVICE_ACTION:
+            # SPC-4 6.23: details of EXTENDED COPY(LID1) commands only; a LID4 copy's
+            # sense is in its COPY STATUS (LID4)
+            raise InvalidFieldInCdb(2, message=f"list identifier {cdb.list_identifier} "
+                                               "names an EXTENDED COPY (LID4)")
         if job.running or job.status == CopyCommandStatus.COMPLETED:
             return xcopy.failed_segment_details_data(None)
         return xcopy.failed_segment_details_data(0x02, job.sense)
+
+
+def _copy_status_lid4(job: CopyJob) -> xcopy.CopyStatusLid4:
+    """The RECEIVE COPY STATUS(LID4) data of a copy (SPC-4 6.24): in progress in the
+    foreground (11h) or background (12h) with the bytes written so far, completed
+    (01h, GOOD), completed with errors (02h, CHECK CONDITION with the COPY ABORTED
+    sense the copy ended in) or terminated by COPY OPERATION ABORT (60h, TASK ABORTED,
+    no sense). The OPERATION COUNTER is not kept (zero). SEGMENTS PROCESSED counts the
+    segment being processed (or the one the copy stopped in), zero before the first."""
+    op = xcopy.CopyOperationStatus
+    segments = min(job.segments_processed + 1, job.segments) if job.begun else 0
+    if job.running:
+        return xcopy.CopyStatusLid4(
+            job.service_action,
+            op.IN_PROGRESS_BACKGROUND if job.immed else op.IN_PROGRESS_FOREGROUND,
+            job.transferred, segments, estimated_status_update_delay=STATUS_POLL_MS)
+    ended = xcopy.STATUS_UPDATE_DELAY_ENDED
+    if job.status == CopyCommandStatus.COMPLETED:
+        return xcopy.CopyStatusLid4(job.service_action, op.COMPLETED, job.transferred,
+                                    job.segments, GOOD, estimated_status_update_delay=ended)
+    if job.cancelled_by == OPERATION_ABORTED:
+        return xcopy.CopyStatusLid4(job.service_action, op.TERMINATED, job.transferred,
+                                    segments, TASK_ABORTED,
+                                    estimated_status_update_delay=ended)
+    sense = job.copy_sense.fixed() if job.copy_sense is not None else b""
+    return xcopy.CopyStatusLid4(job.service_action, op.COMPLETED_WITH_ERRORS, job.transferred,
+                                segments, CHECK_CONDITION, sense[:255],
+                                estimated_status_update_delay=ended)
 
 
 def _segment_bytes(seg: Segment, src: Port | None, dst: Port | None) -> int:

@@ -75,13 +75,17 @@ class CopyManagerLink(Protocol):
     #: what it accepts, as OPERATING PARAMETERS and the Third-party Copy VPD page report it
     limits: xcopy.Limits
 
-    def extended_copy(self, receiving: ScsiDevice, data: bytes) -> Future[int]: ...
+    def extended_copy(self, receiving: ScsiDevice, data: bytes, *,
+                      lid4: bool = False) -> Future[int]: ...
 
     def receive_copy_results(self, receiving: ScsiDevice, cdb: Any) -> bytes: ...
 
     def abort(self, fut: Future[int]) -> bool: ...
 
-    def copy_operation_abort(self, receiving: ScsiDevice, list_id: int) -> None: ...
+    def reset(self, receiving: ScsiDevice) -> list[Any]: ...
+
+    def copy_operation_abort(self, receiving: ScsiDevice,
+                             list_id: int) -> Future[int] | None: ...
 
 
 #: the attribute :func:`command` sets on a handler: the CDB layouts it answers
@@ -305,9 +309,11 @@ class ScsiDevice:
             raise layout.invalid("reporting_options")
         return cmd.data.copy_in(spc.truncate(data, cdb.allocation_length))
 
-    # --- third-party copy: handed to the copy manager (SPC-4 6.5, 6.18) -----------------
-    @command(xcopy.EXTENDED_COPY_LID1)
+    # --- third-party copy: handed to the copy manager (SPC-4 6.3-6.5, 6.20-6.25) ------------
+    @command(xcopy.EXTENDED_COPY_LID1, xcopy.EXTENDED_COPY_LID4)
     def extended_copy(self, cmd: Command, cdb: Any) -> int | Future[int]:
+        """EXTENDED COPY(LID1) (SPC-4 6.5) and EXTENDED COPY(LID4) (SPC-4 6.4): a
+        PARAMETER LIST LENGTH of zero moves nothing and is not an error."""
         if self.copy_manager is None:
             raise InvalidOpcode(cdb.OPCODE)
         length = cdb.parameter_list_length
@@ -315,16 +321,18 @@ class ScsiDevice:
             return 0
         if len(cmd.data) < length:
             raise ParameterListLengthError(10, "the Data-Out buffer is shorter than the list")
-        return self.copy_manager.extended_copy(self, cmd.data.tobytes(length))
+        plist = cmd.data.tobytes(length)
+        if cdb.SERVICE_ACTION == xcopy.EXTENDED_COPY_LID4.SERVICE_ACTION:
+            return self.copy_manager.extended_copy(self, plist, lid4=True)
+        return self.copy_manager.extended_copy(self, plist)
 
     @command(xcopy.COPY_OPERATION_ABORT)
-    def copy_operation_abort(self, cmd: Command, cdb: Any) -> int:
+    def copy_operation_abort(self, cmd: Command, cdb: Any) -> int | Future[int]:
         if self.copy_manager is None:
             raise InvalidOpcode(cdb.OPCODE)
-        self.copy_manager.copy_operation_abort(self, cdb.list_identifier)
-        return 0
+        return self.copy_manager.copy_operation_abort(self, cdb.list_identifier) or 0
 
-    @command(*xcopy.RECEIVE_COPY_RESULTS, xcopy.RECEIVE_COPY_DIGEST)
+    @command(*xcopy.RECEIVE_COPY_RESULTS, *xcopy.RECEIVE_COPY_LID4, xcopy.RECEIVE_COPY_DIGEST)
     def receive_copy_results(self, cmd: Command, cdb: Any) -> int:
         if self.copy_manager is None:
             raise InvalidOpcode(cdb.OPCODE)

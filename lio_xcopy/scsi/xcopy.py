@@ -1,4 +1,5 @@
-"""SPC-4 third-party copy wire formats: EXTENDED COPY (LID1) and RECEIVE COPY RESULTS.
+"""SPC-4 third-party copy wire formats: EXTENDED COPY (LID1 and LID4), RECEIVE COPY
+RESULTS (LID1), RECEIVE COPY STATUS and DATA (LID4), COPY OPERATION ABORT.
 
 Pure builders and parsers only; the copy manager decides what to do with them.
 :func:`parse_extended_copy` turns a Data-Out buffer into an
@@ -30,6 +31,11 @@ as quoted by LIO and tcmu-runner) and against code that encodes or decodes them:
   ``target_xcopy_parse_segdesc_02``; tcmu-runner ``xcopy_parse_segment_descs``.
 * segments 00h/01h/03h: SPC-5 tables 149, 150, 152; python-scsi (00h/01h offsets);
   libiscsi ``get_desc_len`` (descriptor lengths 14h, 14h, 18h, 10h).
+* EXTENDED COPY(LID4) header, RECEIVE COPY STATUS(LID4) and RECEIVE COPY DATA(LID4)
+  (SPC-4 r37 6.4.2 table 126, 6.20 table 240, 6.24 tables 248-251): FreeBSD
+  ``scsi_extended_copy_lid4_data`` and ``scsi_receive_copy_status_lid4_data`` with
+  ``ctl_extended_copy_lid4`` and ``ctl_receive_copy_status_lid4`` in ``ctl_tpc.c``.
+  (sg3_utils ``sg_copy_results`` 1.26 sends only the LID1 service actions 00h-04h.)
 * RECEIVE COPY RESULTS CDB and data: sg3_utils ``sg_ll_receive_copy_results`` and
   ``sg_copy_results.c``; FreeBSD ``scsi_receive_copy_*`` structs and ``ctl_tpc.c``;
   Linux ``target_rcr_operating_parameters``; libiscsi ``scsi_copy_results_*``.
@@ -41,7 +47,7 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import ClassVar, Self
+from typing import Any, ClassVar, Self
 
 from lio_xcopy.errors import LioXcopyError
 from lio_xcopy.scsi.cdb import Field, cdb_layout
@@ -58,6 +64,12 @@ EXTENDED_COPY_LID1 = cdb_layout(
     "EXTENDED COPY (LID1)", 0x83, 16, "SPC-4 6.5",
     Field("parameter_list_length", 10, 32),
     service_action=0x00,
+    data_out=True,
+)
+EXTENDED_COPY_LID4 = cdb_layout(
+    "EXTENDED COPY (LID4)", 0x83, 16, "SPC-4 6.4.1",
+    Field("parameter_list_length", 10, 32),
+    service_action=0x01,
     data_out=True,
 )
 COPY_OPERATION_ABORT = cdb_layout(
@@ -80,6 +92,19 @@ RECEIVE_COPY_RESULTS_FAILED_SEGMENT_DETAILS = cdb_layout(
     Field("list_identifier", 2, 8), Field("allocation_length", 10, 32),
     service_action=0x04,
 )
+
+
+def _receive_lid4(name: str, service_action: int, clause: str) -> type[Any]:
+    """A RECEIVE COPY ... (LID4) CDB: 32-bit LIST IDENTIFIER in bytes 2-5, ALLOCATION
+    LENGTH in 10-13 (SPC-4 tables 239, 247)."""
+    return cdb_layout(name, 0x84, 16, clause, Field("list_identifier", 2, 32),
+                      Field("allocation_length", 10, 32), service_action=service_action)
+
+
+RECEIVE_COPY_STATUS_LID4 = _receive_lid4("RECEIVE COPY STATUS (LID4)", 0x05, "SPC-4 6.24")
+RECEIVE_COPY_DATA_LID4 = _receive_lid4("RECEIVE COPY DATA (LID4)", 0x06, "SPC-4 6.20")
+#: The third-party copy commands with a 32-bit list identifier that read a copy's results.
+RECEIVE_COPY_LID4 = (RECEIVE_COPY_STATUS_LID4, RECEIVE_COPY_DATA_LID4)
 #: Vendor specific (SPC-4 4.3.4: opcodes C0h-FFh; group 6 is a 10-byte CDB): the SHA-256
 #: of the bytes a copy moved, so a backup can be verified without the data crossing the
 #: initiator. Data: :class:`CopyDigest`.
@@ -219,26 +244,90 @@ class ParameterListHeader:
     priority: int = 1  # SPC-4 6.4.3.3: 0 highest; other commands run at 1
     sequential_striped: bool = False  # STR, SPC-4 6.4.3.1
 
+    LENGTH: ClassVar[int] = HEADER_LENGTH
+    NAME: ClassVar[str] = "EXTENDED COPY (LID1)"
+    SERVICE_ACTION: ClassVar[int] = 0x00
+    #: the bytes of the CSCD DESCRIPTOR, SEGMENT DESCRIPTOR and INLINE DATA LENGTH fields
+    LENGTH_FIELDS: ClassVar[tuple[int, int, int]] = (2, 8, 12)
+    immed: ClassVar[bool] = False  # no IMMED bit: the copy runs in the foreground
+
     def encode(self, cscd_list_length: int, segment_list_length: int, inline_length: int) -> bytes:
         return _HEADER.pack(
-            _fits("list_identifier", self.list_identifier, 8),
-            (0x20 if self.sequential_striped else 0)
-            | _fits("list_id_usage", self.list_id_usage, 2) << 3
-            | _fits("priority", self.priority, 3),
-            _fits("cscd_list_length", cscd_list_length, 16),
-            _fits("segment_list_length", segment_list_length, 32),
-            _fits("inline_length", inline_length, 32),
+            _fits("list_identifier", self.list_identifier, 8), _list_flags(self),
+            *_list_lengths(cscd_list_length, segment_list_length, inline_length, 32),
         )
 
     def describe(self) -> str:
-        try:
-            usage = ListIdUsage(self.list_id_usage).name
-        except ValueError:
-            usage = f"reserved {self.list_id_usage:02b}b"
-        return (
-            f"list id {self.list_identifier:#04x} ({usage}), priority {self.priority}"
-            + (", STR" if self.sequential_striped else "")
+        return _header_text(self, 2)
+
+
+def _list_flags(header: ParameterListHeader | Lid4Header) -> int:
+    """Byte 1 of either header: STR, LIST ID USAGE, PRIORITY (SPC-4 6.4.3.1 to 6.4.3.3)."""
+    return ((0x20 if header.sequential_striped else 0)
+            | _fits("list_id_usage", header.list_id_usage, 2) << 3
+            | _fits("priority", header.priority, 3))
+
+
+def _list_lengths(cscd: int, segments: int, inline: int, bits: int) -> tuple[int, int, int]:
+    """The three list lengths of a header: CSCD (16 bits), segment and inline (``bits``)."""
+    return (_fits("cscd_list_length", cscd, 16), _fits("segment_list_length", segments, bits),
+            _fits("inline_length", inline, bits))
+
+
+def _header_text(header: ParameterListHeader | Lid4Header, digits: int) -> str:
+    try:
+        usage = ListIdUsage(header.list_id_usage).name
+    except ValueError:
+        usage = f"reserved {header.list_id_usage:02b}b"
+    return (f"list id {header.list_identifier:#0{digits + 2}x} ({usage}), priority "
+            f"{header.priority}" + (", STR" if header.sequential_striped else "")
+            + (", IMMED" if header.immed else ""))
+
+
+# --- EXTENDED COPY(LID4) parameter list header, SPC-4 6.4.2 table 126 -------------------------
+LID4_HEADER_LENGTH = 48
+LID4_LIST_FORMAT = 0x01  # PARAMETER LIST FORMAT (table 127)
+LID4_HEADER_CSCD_LIST_LENGTH = 0x0020  # one SPC-3 target descriptor's room
+LID4_HEADER_CSCD_TYPE_CODE = 0xFF  # the CSCD descriptor extension code, invalid as a CSCD
+_LID4_HEADER = struct.Struct(">BBH11xBB3xI18xHHH")
+
+
+@dataclass(frozen=True, slots=True)
+class Lid4Header:
+    """The 48-byte header of the EXTENDED COPY(LID4) parameter list, SPC-4 6.4.2 table
+    126: byte 0 PARAMETER LIST FORMAT (01h), byte 1 STR, LIST ID USAGE and PRIORITY as
+    in LID1, 2-3 HEADER CSCD DESCRIPTOR LIST LENGTH (0020h), byte 15 G_SENSE (bit 1) and
+    IMMED (bit 0), byte 16 HEADER CSCD DESCRIPTOR TYPE CODE (FFh), 20-23 LIST
+    IDENTIFIER, 42-43 CSCD DESCRIPTOR LIST LENGTH, 44-45 SEGMENT DESCRIPTOR LIST LENGTH,
+    46-47 INLINE DATA LENGTH; the CSCD descriptors start at byte 48 (CSCD ID 0). Bytes
+    2-47 stand, for an SPC-3 copy manager, where a 16-byte header and one invalid target
+    descriptor would be. FreeBSD's ``scsi_extended_copy_lid4_data`` has the same
+    offsets. The three list lengths are written by :meth:`encode`."""
+
+    list_identifier: int = 0
+    list_id_usage: int = ListIdUsage.HOLD
+    priority: int = 1
+    sequential_striped: bool = False
+    immed: bool = False  # SPC-4 5.17.4.3: GOOD once the list is checked, copy in background
+    g_sense: bool = False  # GOOD with sense data (COMPLETED, EXTENDED COPY INFORMATION ...)
+
+    LENGTH: ClassVar[int] = LID4_HEADER_LENGTH
+    NAME: ClassVar[str] = "EXTENDED COPY (LID4)"
+    SERVICE_ACTION: ClassVar[int] = 0x01
+    LENGTH_FIELDS: ClassVar[tuple[int, int, int]] = (42, 44, 46)
+
+    def encode(self, cscd_list_length: int, segment_list_length: int, inline_length: int) -> bytes:
+        return _LID4_HEADER.pack(
+            LID4_LIST_FORMAT, _list_flags(self),
+            LID4_HEADER_CSCD_LIST_LENGTH,
+            (0x02 if self.g_sense else 0) | (0x01 if self.immed else 0),
+            LID4_HEADER_CSCD_TYPE_CODE,
+            _fits("list_identifier", self.list_identifier, 32),
+            *_list_lengths(cscd_list_length, segment_list_length, inline_length, 16),
         )
+
+    def describe(self) -> str:
+        return _header_text(self, 8) + (", G_SENSE" if self.g_sense else "")
 
 
 # --- CSCD descriptors, SPC-4 6.4.5 ------------------------------------------------------------
@@ -859,10 +948,11 @@ SEGMENT_CLASSES: dict[int, type[Segment]] = {
 # --- the whole list -----------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class ExtendedCopyParameterList:
-    """An EXTENDED COPY(LID1) parameter list, SPC-4 6.5: header, CSCD descriptor list,
-    segment descriptor list, inline data."""
+    """An EXTENDED COPY(LID1) parameter list (SPC-4 6.5.2) or, with a
+    :class:`Lid4Header`, an EXTENDED COPY(LID4) one (SPC-4 6.4.2): header, CSCD
+    descriptor list, segment descriptor list, inline data."""
 
-    header: ParameterListHeader
+    header: ParameterListHeader | Lid4Header
     cscds: tuple[IdentificationCscd, ...]
     segments: tuple[Segment, ...]
     inline_data: bytes = b""
@@ -875,7 +965,7 @@ class ExtendedCopyParameterList:
 
     def cscd_offset(self, index: int) -> int:
         """Byte offset of CSCD descriptor ``index`` in the parameter list."""
-        return HEADER_LENGTH + CSCD_LENGTH * index
+        return self.header.LENGTH + CSCD_LENGTH * index
 
     def segment_offset(self, index: int) -> int:
         """Byte offset of segment descriptor ``index`` in the parameter list (for the
@@ -890,7 +980,7 @@ class ExtendedCopyParameterList:
         return self.cscds[cscd_id] if cscd_id <= MAX_CSCD_INDEX else None
 
     def describe(self) -> str:
-        lines = [f"EXTENDED COPY (LID1): {self.header.describe()}"]
+        lines = [f"{self.header.NAME}: {self.header.describe()}"]
         lines += [f"  CSCD {i}: {c.describe()}" for i, c in enumerate(self.cscds)]
         lines += [f"  segment {i}: {s.describe()}" for i, s in enumerate(self.segments)]
         if self.inline_data:
@@ -910,6 +1000,24 @@ def build_extended_copy(
 ) -> bytes:
     """A complete EXTENDED COPY(LID1) parameter list (the Data-Out buffer)."""
     header = ParameterListHeader(list_identifier, list_id_usage, priority, sequential_striped)
+    return ExtendedCopyParameterList(header, tuple(cscds), tuple(segments), inline_data).encode()
+
+
+def build_extended_copy_lid4(
+    cscds: Iterable[IdentificationCscd],
+    segments: Iterable[Segment],
+    *,
+    list_identifier: int = 0,
+    list_id_usage: int = ListIdUsage.HOLD,
+    priority: int = 1,
+    sequential_striped: bool = False,
+    immed: bool = False,
+    g_sense: bool = False,
+    inline_data: bytes = b"",
+) -> bytes:
+    """A complete EXTENDED COPY(LID4) parameter list (SPC-4 6.4.2)."""
+    header = Lid4Header(list_identifier, list_id_usage, priority, sequential_striped, immed,
+                        g_sense)
     return ExtendedCopyParameterList(header, tuple(cscds), tuple(segments), inline_data).encode()
 
 
@@ -976,29 +1084,91 @@ def parse_extended_copy(
     if usage == ListIdUsage.NO_LIST_ID and list_id:
         raise InvalidFieldInParameterList(0, None, f"LIST IDENTIFIER {list_id} with usage 11b")
     header = ParameterListHeader(list_id, usage, b1 & 0x07, bool(b1 & 0x20))
+    return _parse_lists(buf, header, cscd_len, seg_len, inline_len, limits)
+
+
+def parse_extended_copy_lid4(
+    data: bytes | bytearray | memoryview, limits: Limits | None = None
+) -> ExtendedCopyParameterList:
+    """Decode and check an EXTENDED COPY(LID4) parameter list (SPC-4 6.4.2, 6.4.3).
+
+    The 48-byte header first, then the descriptor lists exactly as for LID1
+    (:func:`parse_extended_copy`, with field pointers to the LID4 header's lengths at
+    bytes 42, 44 and 46):
+
+    * fewer than 48 bytes: PARAMETER LIST LENGTH ERROR (the CDB's byte 10);
+    * PARAMETER LIST FORMAT other than 01h (byte 0), HEADER CSCD DESCRIPTOR LIST LENGTH
+      other than 0020h (byte 2), HEADER CSCD DESCRIPTOR TYPE CODE other than FFh (byte
+      16), LIST ID USAGE 01b (byte 1 bit 4), or 11b with a nonzero LIST IDENTIFIER (byte
+      20): INVALID FIELD IN PARAMETER LIST (table 128);
+    * IMMED with G_SENSE or with LIST ID USAGE 11b: INVALID FIELD IN CDB, as 6.4.2
+      words it, pointing at IMMED (byte 15 bit 0 of the parameter list);
+    * G_SENSE alone: INVALID FIELD IN PARAMETER LIST (byte 15 bit 1). It asks for sense
+      data with GOOD status, which the TCMU ring cannot carry (the kernel takes sense
+      only with CHECK CONDITION): refusing says so before anything moves.
+    """
+    limits = limits or Limits()
+    buf = memoryview(data).cast("B")
+    if len(buf) < LID4_HEADER_LENGTH:
+        raise ParameterListLengthError(
+            10, f"EXTENDED COPY (LID4) parameter list of {len(buf)} bytes (header is 48)")
+    (fmt, b1, header_cscd_len, b15, type_code, list_id, cscd_len, seg_len,
+     inline_len) = _LID4_HEADER.unpack_from(buf, 0)
+    if fmt != LID4_LIST_FORMAT:
+        raise InvalidFieldInParameterList(0, None, f"PARAMETER LIST FORMAT {fmt:#04x}")
+    usage = (b1 >> 3) & 0x03
+    if usage == 0b01:
+        raise InvalidFieldInParameterList(1, 4, "LIST ID USAGE 01b")
+    if header_cscd_len != LID4_HEADER_CSCD_LIST_LENGTH:
+        raise InvalidFieldInParameterList(
+            2, None, f"HEADER CSCD DESCRIPTOR LIST LENGTH {header_cscd_len:#06x}")
+    immed, g_sense = bool(b15 & 0x01), bool(b15 & 0x02)
+    if immed and (g_sense or usage == ListIdUsage.NO_LIST_ID):
+        raise IllegalRequest(Asc.INVALID_FIELD_IN_CDB, 15, 0, in_cdb=False,
+                             message="IMMED with " + ("G_SENSE" if g_sense
+                                                      else "LIST ID USAGE 11b"))
+    if g_sense:
+        raise InvalidFieldInParameterList(
+            15, 1, "G_SENSE: sense data with GOOD status cannot reach the initiator")
+    if type_code != LID4_HEADER_CSCD_TYPE_CODE:
+        raise InvalidFieldInParameterList(
+            16, None, f"HEADER CSCD DESCRIPTOR TYPE CODE {type_code:#04x}")
+    if usage == ListIdUsage.NO_LIST_ID and list_id:
+        raise InvalidFieldInParameterList(20, None,
+                                          f"LIST IDENTIFIER {list_id} with usage 11b")
+    header = Lid4Header(list_id, usage, b1 & 0x07, bool(b1 & 0x20), immed, g_sense)
+    return _parse_lists(buf, header, cscd_len, seg_len, inline_len, limits)
+
+
+def _parse_lists(buf: memoryview, header: ParameterListHeader | Lid4Header, cscd_len: int,
+                 seg_len: int, inline_len: int, limits: Limits) -> ExtendedCopyParameterList:
+    """The CSCD and segment descriptor lists and the inline data after either header
+    (SPC-4 6.4.3.4 to 6.4.3.6): the checks :func:`parse_extended_copy` lists."""
+    cscd_byte, seg_byte, inline_byte = header.LENGTH_FIELDS
+    head = header.LENGTH
 
     if -(-cscd_len // CSCD_LENGTH) > limits.max_cscd:
         raise IllegalRequest(
-            Asc.TOO_MANY_TARGET_DESCRIPTORS, 2, in_cdb=False,
+            Asc.TOO_MANY_TARGET_DESCRIPTORS, cscd_byte, in_cdb=False,
             message=f"CSCD descriptor list of {cscd_len} bytes (max {limits.max_cscd})",
         )
     if cscd_len + seg_len > limits.max_descriptor_list_length:
         raise IllegalRequest(
             Asc.PARAMETER_LIST_LENGTH_ERROR,
-            2 if cscd_len > limits.max_descriptor_list_length else 8,
+            cscd_byte if cscd_len > limits.max_descriptor_list_length else seg_byte,
             in_cdb=False,
             message=f"descriptor lists of {cscd_len} + {seg_len} bytes "
             f"(max {limits.max_descriptor_list_length})",
         )
     if inline_len > limits.max_inline_data:
         raise IllegalRequest(
-            Asc.INLINE_DATA_LENGTH_EXCEEDED, 12, in_cdb=False,
+            Asc.INLINE_DATA_LENGTH_EXCEEDED, inline_byte, in_cdb=False,
             message=f"inline data of {inline_len} bytes (max {limits.max_inline_data})",
         )
-    cscd_end = HEADER_LENGTH + cscd_len
+    cscd_end = head + cscd_len
     seg_end = cscd_end + seg_len
     inline_end = seg_end + inline_len
-    for end, byte in ((cscd_end, 2), (seg_end, 8), (inline_end, 12)):
+    for end, byte in ((cscd_end, cscd_byte), (seg_end, seg_byte), (inline_end, inline_byte)):
         if end > len(buf):
             raise IllegalRequest(
                 Asc.PARAMETER_LIST_LENGTH_ERROR, byte, in_cdb=False,
@@ -1006,7 +1176,7 @@ def parse_extended_copy(
             )
 
     cscds = []
-    for off in range(HEADER_LENGTH, cscd_end, CSCD_LENGTH):
+    for off in range(head, cscd_end, CSCD_LENGTH):
         if off + CSCD_LENGTH > cscd_end:  # the list ends inside this descriptor
             if buf[off] != IDENTIFICATION_CSCD:
                 raise IllegalRequest(
@@ -1014,7 +1184,7 @@ def parse_extended_copy(
                     message=f"CSCD descriptor type {buf[off]:#04x} at byte {off}",
                 )
             raise InvalidFieldInParameterList(
-                2, None, f"CSCD descriptor list length {cscd_len} not a multiple of 32"
+                cscd_byte, None, f"CSCD descriptor list length {cscd_len} not a multiple of 32"
             )
         cscds.append(_parse_cscd(buf, off))
 
@@ -1022,10 +1192,11 @@ def parse_extended_copy(
     off = cscd_end
     while off < seg_end:
         if off + 4 > seg_end:
-            raise InvalidFieldInParameterList(8, None, f"segment list ends inside byte {off}")
+            raise InvalidFieldInParameterList(seg_byte, None,
+                                              f"segment list ends inside byte {off}")
         if len(segments) >= limits.max_segments:
             raise IllegalRequest(
-                Asc.TOO_MANY_SEGMENT_DESCRIPTORS, 8, in_cdb=False,
+                Asc.TOO_MANY_SEGMENT_DESCRIPTORS, seg_byte, in_cdb=False,
                 message=f"more than {limits.max_segments} segment descriptors",
             )
         code = buf[off]
@@ -1044,7 +1215,7 @@ def parse_extended_copy(
             )
         if off + 4 + dlen > seg_end:
             raise InvalidFieldInParameterList(
-                8, None, f"segment descriptor at byte {off} runs past the segment list"
+                seg_byte, None, f"segment descriptor at byte {off} runs past the segment list"
             )
         segment = cls.decode(buf, off)
         for _, cscd_id, byte in segment.cscd_ids():
@@ -1306,3 +1477,143 @@ def failed_segment_details_data(
     if isinstance(sense, SenseData):
         sense = sense.encode(descriptor_format)
     return FailedSegmentDetails(copy_command_status, sense or b"").encode()
+
+
+# --- RECEIVE COPY STATUS(LID4) and RECEIVE COPY DATA(LID4), SPC-4 6.24 and 6.20 ---------------
+class CopyOperationStatus(IntEnum):
+    """COPY OPERATION STATUS, SPC-4 6.24 table 249 (03h, partial ROD token usage, is
+    never reported for an EXTENDED COPY)."""
+
+    COMPLETED = 0x01
+    COMPLETED_WITH_ERRORS = 0x02
+    COMPLETED_WITH_RESIDUAL_DATA = 0x04
+    IN_PROGRESS = 0x10  # foreground or background unknown
+    IN_PROGRESS_FOREGROUND = 0x11
+    IN_PROGRESS_BACKGROUND = 0x12
+    TERMINATED = 0x60  # e.g. by COPY OPERATION ABORT
+
+    @property
+    def ended(self) -> bool:
+        return self not in (self.IN_PROGRESS, self.IN_PROGRESS_FOREGROUND,
+                            self.IN_PROGRESS_BACKGROUND)
+
+
+#: ESTIMATED STATUS UPDATE DELAY of an ended copy (SPC-4 6.24) and of one we cannot estimate
+STATUS_UPDATE_DELAY_ENDED = 0xFFFFFFFE
+STATUS_UPDATE_DELAY_UNKNOWN = 0xFFFFFFFF
+_COPY_STATUS_LID4 = struct.Struct(">IBBHIBBBBQH6x")
+
+
+@dataclass(frozen=True, slots=True)
+class CopyStatusLid4:
+    """RECEIVE COPY STATUS(LID4) parameter data, SPC-4 6.24 table 248 (the shared
+    third-party copy status header of 5.17.4.4): 0-3 AVAILABLE DATA, 4 RESPONSE TO
+    SERVICE ACTION (the originating command's: 00h LID1, 01h LID4), 5 COPY OPERATION
+    STATUS (bit 7 is HDD in RECEIVE COPY DATA(LID4)), 6-7 OPERATION COUNTER, 8-11
+    ESTIMATED STATUS UPDATE DELAY (ms), 12 EXTENDED COPY COMPLETION STATUS, 13 LENGTH OF
+    THE SENSE DATA FIELD (a multiple of four), 14 SENSE DATA LENGTH, 15 TRANSFER COUNT
+    UNITS, 16-23 TRANSFER COUNT, 24-25 SEGMENTS PROCESSED, then the sense data from byte
+    32. FreeBSD's ``scsi_receive_copy_status_lid4_data`` has the same offsets."""
+
+    response_to_service_action: int
+    status: int
+    transfer_count: int = 0
+    segments_processed: int = 0
+    completion_status: int = 0  # a SAM-5 status; reserved (0) while in progress
+    sense_data: bytes = b""
+    operation_counter: int = 0
+    estimated_status_update_delay: int = STATUS_UPDATE_DELAY_UNKNOWN
+    transfer_count_units: int = TransferCountUnits.BYTES
+    held_data_discarded: bool = False  # HDD: RECEIVE COPY DATA(LID4) only
+
+    LENGTH: ClassVar[int] = _COPY_STATUS_LID4.size  # without the sense data
+
+    @property
+    def sense_field_length(self) -> int:
+        """LENGTH OF THE SENSE DATA FIELD: the sense data padded to a multiple of 4."""
+        return -(-len(self.sense_data) // 4) * 4
+
+    def encode(self, trailer: bytes = b"") -> bytes:
+        """The parameter data; ``trailer`` is what follows the sense data field in a
+        longer form (RECEIVE COPY DATA(LID4): HELD DATA LENGTH and HELD DATA)."""
+        sense = bytes(self.sense_data)
+        field = sense + bytes(self.sense_field_length - len(sense))
+        return _COPY_STATUS_LID4.pack(
+            _COPY_STATUS_LID4.size - 4 + len(field) + len(trailer),
+            _fits("response_to_service_action", self.response_to_service_action, 5),
+            (0x80 if self.held_data_discarded else 0) | _fits("status", self.status, 7),
+            _fits("operation_counter", self.operation_counter, 16),
+            _fits("estimated_status_update_delay", self.estimated_status_update_delay, 32),
+            _fits("completion_status", self.completion_status, 8),
+            _fits("sense_field_length", len(field), 8),
+            len(sense),
+            _fits("transfer_count_units", self.transfer_count_units, 8),
+            _fits("transfer_count", self.transfer_count, 64),
+            _fits("segments_processed", self.segments_processed, 16),
+        ) + field + trailer
+
+    @classmethod
+    def decode(cls, data: bytes | memoryview) -> tuple[Self, int]:
+        """(status, offset of what follows the sense data field)."""
+        if len(data) < cls.LENGTH:
+            raise XcopyFormatError(f"COPY STATUS (LID4) data of {len(data)} bytes (needs 32)")
+        (_, sa, b5, counter, delay, completion, field_len, sense_len, units, count,
+         segments) = _COPY_STATUS_LID4.unpack_from(data, 0)
+        sense = bytes(data[cls.LENGTH : cls.LENGTH + min(sense_len, field_len)])
+        return cls(sa & 0x1F, b5 & 0x7F, count, segments, completion, sense, counter, delay,
+                   units, bool(b5 & 0x80)), cls.LENGTH + field_len
+
+    @classmethod
+    def parse(cls, data: bytes | memoryview) -> Self:
+        return cls.decode(data)[0]
+
+    @property
+    def transferred_bytes(self) -> int | None:
+        """The count in bytes; None when counted in destination blocks (F1h)."""
+        if self.transfer_count_units <= TransferCountUnits.EXBIBYTES:
+            return self.transfer_count << (10 * self.transfer_count_units)
+        return None
+
+    @property
+    def sense(self) -> SenseData | None:
+        return SenseData.parse(self.sense_data) if self.sense_data else None
+
+    def describe(self) -> str:
+        try:
+            status = CopyOperationStatus(self.status).name.replace("_", " ").lower()
+        except ValueError:
+            status = f"reserved status {self.status:#04x}"
+        sense = self.sense
+        return (f"copy {status}, {self.segments_processed} segments processed, "
+                f"{self.transfer_count} units {self.transfer_count_units:#04x} transferred"
+                + (f", status {self.completion_status:#04x}"
+                   if self.status not in (0x10, 0x11, 0x12) else "")
+                + (f", {sense.describe()}" if sense else ""))
+
+
+_HELD_DATA_LENGTH = struct.Struct(">I")
+
+
+@dataclass(frozen=True, slots=True)
+class CopyDataLid4:
+    """RECEIVE COPY DATA(LID4) parameter data, SPC-4 6.20 table 240: the COPY STATUS
+    (LID4) fields with HDD in byte 5 bit 7, then HELD DATA LENGTH (4 bytes) and the held
+    data. HELD DATA LENGTH is zero unless the copy completed without errors."""
+
+    status: CopyStatusLid4
+    held_data: bytes = b""
+
+    def encode(self) -> bytes:
+        ended_well = self.status.status in (CopyOperationStatus.COMPLETED,
+                                            CopyOperationStatus.COMPLETED_WITH_RESIDUAL_DATA)
+        held = bytes(self.held_data) if ended_well else b""
+        return self.status.encode(_HELD_DATA_LENGTH.pack(len(held)) + held)
+
+    @classmethod
+    def parse(cls, data: bytes | memoryview) -> Self:
+        status, end = CopyStatusLid4.decode(data)
+        if len(data) < end + 4:
+            raise XcopyFormatError(f"COPY DATA (LID4) data of {len(data)} bytes: no HELD "
+                                   "DATA LENGTH")
+        (n,) = _HELD_DATA_LENGTH.unpack_from(data, end)
+        return cls(status, bytes(data[end + 4 : end + 4 + n]))

@@ -280,6 +280,9 @@ class TcmuDevice:
                 self._aborted.add(cid)  # an EXTENDED COPY still on the worker: its copy
                 # is stopped as soon as the worker hands it over (complete_finished)
         function = TMR_FUNCTIONS.get(tmr.tmr_type)
+        if manager is not None and function in (TaskManagement.LOGICAL_UNIT_RESET,
+                                                TaskManagement.TARGET_RESET):
+            manager.reset(self.device)  # background copies too (SPC-4 5.17.5)
         if function is not None:
             try:
                 self.device.task_management(function)
@@ -761,7 +764,7 @@ class Daemon:
                 self.rescan()
                 self.load_copy_groups()
                 sd_notify("READY=1", f"STATUS={self.status_line()}")
-        for job in self.copy_manager.stop():
+        for job in self.copy_manager.stop(wait=60.0):  # background copies end first
             log.warning("stopping: copy %s/%d ends in COPY ABORTED (COMMANDS CLEARED BY "
                         "DEVICE SERVER) in segment %d after %d bytes; the backup server "
                         "must run it again", job.lun, job.list_id, job.segments_processed,

@@ -226,6 +226,12 @@ def run(lab: Lab, dev: ScsiDevice, cdb: bytes, size: int, data_out: bytes = b"",
             if not outcome.done():
                 raise Broken(f"EXTENDED COPY still running after {COPY_TIMEOUT} s")
             outcome = _outcome(outcome.result, dev, cmd)
+        for job in lab.manager.jobs():  # a background copy (LID4 IMMED) ends first
+            with contextlib.suppress(Exception):
+                job.stopped.result(timeout=COPY_TIMEOUT)
+            if job.running:
+                raise Broken(f"background copy {job.list_id} still running after "
+                             f"{COPY_TIMEOUT} s")
     finally:
         del dev.handle
     lab.catch.check()
@@ -472,22 +478,27 @@ def _receiving(lb: Lab, i: int) -> ScsiDevice:
 
 
 def xcopy_target(data: bytes) -> None:
-    """Input: {receiving LUN u8, length mode u8, [length u32], parameter list}."""
+    """Input: {receiving LUN u8, length mode u8 (bit 2: sent as EXTENDED COPY(LID4)),
+    [length u32], parameter list}."""
     lb = lab()
     with lb.armed():
         lb.reset(tapes=True)
         s = Stream(data)
         dev = _receiving(lb, s.u8())
-        mode = s.u8() & 3
+        flags = s.u8()
+        mode = flags & 3
         raw = s.u32() if mode == 3 else 0
         plist = s.take(s.left, pad=False)
         length = (len(plist), 0, max(len(plist) - 1, 0), raw)[mode]
-        cdb = xcopy.EXTENDED_COPY_LID1(parameter_list_length=length).encode()
+        layout = xcopy.EXTENDED_COPY_LID4 if flags & 4 else xcopy.EXTENDED_COPY_LID1
+        cdb = layout(parameter_list_length=length).encode()
         run(lb, dev, cdb, len(plist), plist)
 
 
 _RCR = (xcopy.RECEIVE_COPY_RESULTS_COPY_STATUS, xcopy.RECEIVE_COPY_RESULTS_OPERATING_PARAMETERS,
         xcopy.RECEIVE_COPY_RESULTS_FAILED_SEGMENT_DETAILS, xcopy.RECEIVE_COPY_DIGEST)
+_RCR_LID4 = (xcopy.RECEIVE_COPY_STATUS_LID4, xcopy.RECEIVE_COPY_DATA_LID4,
+             xcopy.COPY_OPERATION_ABORT)
 
 
 def _canned_copies(lb: Lab) -> list[bytes]:
@@ -508,7 +519,10 @@ def _canned_copies(lb: Lab) -> list[bytes]:
 def rcr_target(data: bytes) -> None:
     """Input: {copies u8 (two bits each: which canned copy), then records of {which
     u8, list identifier u8, allocation length u32, buffer size u16}}. The list
-    identifier and usage of each copy come from the input too."""
+    identifier and usage of each copy come from the input too. A canned copy index with
+    bit 7 set is sent as EXTENDED COPY(LID4), with IMMED when bit 6 is set; a ``which``
+    with bit 6 set asks with a LID4 command (RECEIVE COPY STATUS/DATA (LID4), COPY
+    OPERATION ABORT)."""
     lb = lab()
     with lb.armed():
         lb.reset(tapes=True)
@@ -516,26 +530,36 @@ def rcr_target(data: bytes) -> None:
         canned = _canned_copies(lb)
         disk = lb.disks["fz-disk"]
         for _ in range(s.u8() & 3):
-            plist = bytearray(canned[s.u8() % len(canned)])
+            pick = s.u8()
+            plist = bytearray(canned[pick % len(canned)])
             plist[0] = s.u8()  # LIST IDENTIFIER
             plist[1] = (plist[1] & 0xE7) | (s.u8() & 3) << 3  # LIST ID USAGE
+            layout = xcopy.EXTENDED_COPY_LID1
+            if pick & 0x80:
+                p = xcopy.parse_extended_copy(bytes(plist))
+                plist = bytearray(xcopy.build_extended_copy_lid4(
+                    p.cscds, p.segments, list_identifier=plist[0],
+                    list_id_usage=p.header.list_id_usage, immed=bool(pick & 0x40)))
+                layout = xcopy.EXTENDED_COPY_LID4
             lb.tapes["fz-tape"].rewind()
-            cdb = xcopy.EXTENDED_COPY_LID1(parameter_list_length=len(plist)).encode()
+            cdb = layout(parameter_list_length=len(plist)).encode()
             run(lb, disk, cdb, len(plist), bytes(plist))
         for _ in range(MAX_COMMANDS):
             if not s.left:
                 break
             which, list_id = s.u8(), s.u8()
             alloc, size = s.u32(), s.u16()
-            layout = _RCR[which % len(_RCR)]
+            layout = _RCR_LID4[which % 3] if which & 0x40 else _RCR[which % len(_RCR)]
             fields = {"allocation_length": alloc}
+            if "allocation_length" not in {f.name for f in layout.FIELDS}:
+                fields = {}
             if "list_identifier" in {f.name for f in layout.FIELDS}:
                 fields["list_identifier"] = list_id
             cdb = bytearray(layout(**fields).encode())
             if which & 0x80:  # any service action
                 cdb[1] = which & 0x1F
             got = run(lb, disk, bytes(cdb), size)
-            if got.status != GOOD or got.count is None:
+            if got.status != GOOD or got.count is None or "allocation_length" not in fields:
                 continue
             full = run(lb, disk, bytes(cdb[:-6] + struct.pack(">I", 1 << 20) + cdb[-2:])
                        if layout.LENGTH == 16 else
@@ -770,6 +794,25 @@ def seeds() -> dict[str, list[bytes]]:
         xc.append(bytes([0, 0]) + xcopy.build_extended_copy(
             cscds, segs, list_identifier=0x40 + i, list_id_usage=xcopy.ListIdUsage.HOLD,
             inline_data=inline))
+    lid4 = [  # EXTENDED COPY(LID4): foreground, IMMED, and headers SPC-4 6.4.2 refuses
+        xcopy.build_extended_copy_lid4([cd, ct], [xcopy.BlockToStream(0, 1, 8, 0, 1024)],
+                                       list_identifier=0x4C494434),
+        xcopy.build_extended_copy_lid4([cd, cd4], [xcopy.BlockToBlock(0, 1, 16, 0, 2)],
+                                       list_identifier=0xFFFFFFFF, immed=True),
+        xcopy.build_extended_copy_lid4([ct, cd], [xcopy.StreamToBlock(0, 1, 60, 0, 512)],
+                                       list_identifier=3, immed=True),  # fails: underrun
+        xcopy.build_extended_copy_lid4([cd, ct], [xcopy.InlineToStream(1, 0, 80, 80),
+                                                  xcopy.WriteFilemarks(1, 1)],
+                                       list_identifier=4, immed=True, inline_data=label),
+        xcopy.build_extended_copy_lid4([cd], [xcopy.BlockToBlock(0, 0, 1, 0, 1)],
+                                       immed=True, g_sense=True),
+        xcopy.build_extended_copy_lid4([cd], [xcopy.BlockToBlock(0, 0, 1, 0, 1)],
+                                       list_id_usage=xcopy.ListIdUsage.NO_LIST_ID),
+    ]
+    xc += [bytes([i % 4, 4]) + plist for i, plist in enumerate(lid4)]
+    xc.append(bytes([0, 6]) + lid4[1])  # one byte short
+    xc.append(bytes([0, 7]) + struct.pack("<I", 47) + lid4[0])  # a header cut short
+
     def ask(which: int, list_id: int, alloc: int, size: int) -> bytes:
         return bytes([which, list_id]) + struct.pack("<IH", alloc, size)
 
@@ -782,6 +825,12 @@ def seeds() -> dict[str, list[bytes]]:
         bytes([1, 4, 5, 0]) + ask(0x83, 5, 32, 32) + ask(0x81, 5, 32, 32),
         bytes([1, 0, 6, 3]) + ask(0, 0, 12, 12),
         bytes([3, 0, 1, 0, 0, 1, 0, 0, 1, 0]) + ask(0, 1, 12, 12) + ask(3, 1, 48, 48),
+        # LID4 copies (bit 7), IMMED (bit 6), read back with the LID4 commands (0x40)
+        bytes([1, 0xC0, 8, 0]) + ask(0x40, 8, 32, 64) + ask(0x40, 8, 96, 96)
+        + ask(0x41, 8, 36, 36) + ask(0, 8, 12, 12) + ask(2, 8, 60, 60),
+        bytes([2, 0x81, 9, 0, 0xC2, 10, 2]) + ask(0x40, 9, 96, 96) + ask(0x42, 10, 0, 0)
+        + ask(0x40, 10, 31, 31) + ask(0x41, 10, 0, 0),
+        bytes([2, 0xC0, 11, 0, 0x00, 11, 0]) + ask(0x40, 11, 96, 96) + ask(0x42, 12, 0, 0),
     ]
     def patch(region: int, width: int, where: bytes, value: int) -> bytes:
         return (bytes([region << 2 | (1, 2, 4, 8).index(width)]) + where

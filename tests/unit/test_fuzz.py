@@ -1,4 +1,5 @@
 """Hostile CDBs and Data-Out buffers against every device: property-based (hypothesis).
+EXTENDED COPY parameter lists are drawn in both formats, LID1 and LID4 (with IMMED).
 
 Invariants, for every opcode a device dispatches and for random bytes:
 - the answer is a Data-In byte count or a :class:`CheckCondition` carrying sense data,
@@ -222,27 +223,38 @@ def plists(draw, lab):
         st.builds(xcopy.Space, ids, st.integers(0, 15), st.integers(-(1 << 23), (1 << 23) - 1)),
         st.builds(xcopy.Locate, ids, st.integers(0, 0xFFFFFFFF)),
     )
-    data = bytearray(xcopy.build_extended_copy(
-        cscds, draw(st.lists(segment, max_size=4)),
-        list_identifier=draw(st.integers(0, 255)), list_id_usage=draw(st.sampled_from([0, 2, 3])),
-        inline_data=draw(st.binary(max_size=160))))
+    segments, inline = draw(st.lists(segment, max_size=4)), draw(st.binary(max_size=160))
+    usage = draw(st.sampled_from([0, 2, 3]))
+    lid4 = draw(st.booleans())  # EXTENDED COPY(LID4), SPC-4 6.4.2: maybe IMMED, G_SENSE
+    if lid4:
+        data = bytearray(xcopy.build_extended_copy_lid4(
+            cscds, segments, list_identifier=draw(st.integers(0, 0xFFFFFFFF)) if usage != 3
+            else 0, list_id_usage=usage, immed=draw(st.booleans()),
+            g_sense=draw(st.booleans()), inline_data=inline))
+    else:
+        data = bytearray(xcopy.build_extended_copy(
+            cscds, segments, list_identifier=draw(st.integers(0, 255)), list_id_usage=usage,
+            inline_data=inline))
     for _ in range(draw(st.integers(0, 3))):  # mutate: flip bytes, then maybe cut
         if data:
             data[draw(st.integers(0, len(data) - 1))] = draw(st.integers(0, 255))
     if draw(st.booleans()):
         data = data[:draw(st.integers(0, len(data)))]
-    return data
+    return data, lid4
 
 
 @settings(max_examples=int(os.environ.get("LIO_XCOPY_FUZZ_EXAMPLES", "300")), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data())
 def test_extended_copy_parameter_lists_end_in_good_or_sense(lab, data):
-    plist = data.draw(plists(lab))
+    plist, lid4 = data.draw(plists(lab))
     length = data.draw(st.sampled_from([len(plist), 0, max(len(plist) - 1, 0), len(plist) + 7]))
-    cdb = xcopy.EXTENDED_COPY_LID1(parameter_list_length=length).encode()
+    layout = xcopy.EXTENDED_COPY_LID4 if lid4 else xcopy.EXTENDED_COPY_LID1
+    cdb = layout(parameter_list_length=length).encode()
     receiving = data.draw(st.sampled_from(lab.devices()))
     with contextlib.suppress(CheckCondition):  # the fuzzing may have unloaded it
         lab.tape.rewind()
     answer(receiving, cdb, plist)
+    for job in lab.manager.jobs():  # a background copy (IMMED) has ended before the check
+        job.stopped.result(timeout=30)
     lab.check_bounds()
