@@ -136,6 +136,7 @@ class RodTokens:
         """Make a token for the ranges of the parameter list and hold it for RECEIVE ROD
         TOKEN INFORMATION under ``list_id``."""
         plist = rod.PopulateTokenList.parse(data)
+        log.debug("%s: POPULATE TOKEN list %d: %s", lun.name, list_id, _describe(plist.ranges))
         if plist.rod_type not in (None, rod.ROD_TYPE_PIT_DEFAULT,
                                   rod.ROD_TYPE_PIT_CHANGE_VULNERABLE, rod.ROD_TYPE_PIT_ANY):
             raise InvalidFieldInParameterList(8, message=f"ROD type {plist.rod_type:#010x}")
@@ -188,6 +189,8 @@ class RodTokens:
         the parameter list; a ROD shorter than the ranges leaves the rest unwritten,
         which TRANSFER COUNT shows."""
         plist = rod.WriteUsingTokenList.parse(data)
+        log.debug("%s: WRITE USING TOKEN list %d: %s from ROD block %d", lun.name, list_id,
+                  _describe(plist.ranges), plist.offset_into_rod)
         self._check_ranges(lun, plist.ranges, rod.WRITE_USING_TOKEN_HEADER)
         rod_type, length = rod.token_type(plist.token)
         if length != rod.ROD_TOKEN_LENGTH:
@@ -373,6 +376,10 @@ def _pieces(src: Sequence[rod.BlockRange], offset: int,
         if not s_left:
             break
     return out
+
+
+def _describe(ranges: Sequence[rod.BlockRange]) -> str:
+    return ", ".join(f"LBA {r.lba} + {r.count} blocks" for r in ranges) or "no ranges"
 
 
 def _invalid(asc: Asc, message: str) -> IllegalRequest:

@@ -1,11 +1,13 @@
 """ROD tokens (ODX: POPULATE TOKEN / WRITE USING TOKEN, SBC-4 5.9/5.46) through the real
-kernel with stock clients: ddpt's full ODX copy and its zeroing with the block device
-zero ROD token, byte-exact; sg_vpd's decode of the ROD descriptors; and a forged or
-expired token sent with sg_raw refused with the SPC-4 sense."""
+kernel: a whole-disk ODX copy and zeroing with the block device zero ROD token, sent with
+sg_raw, byte-exact; stock sg_vpd's decode of the ROD descriptors; stock ddpt's ODX lists
+(misframed by one byte) refused without a block written; and a forged or expired token
+refused with the SPC-4 sense."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -21,6 +23,7 @@ if os.environ.get("LIO_XCOPY_IN_VM") != "1":
 pytestmark = pytest.mark.vm
 
 SIZE = 8 * MiB
+BLOCKS = SIZE // 512
 
 
 @pytest.fixture(scope="module")
@@ -58,20 +61,78 @@ def test_sg_vpd_decodes_rod_descriptors(pair):
     assert "block device zero" in out, out
 
 
-def test_ddpt_odx_full_copy_byte_exact(pair):
+def _out(sg: str, tmp: Path, cdb, data: bytes, check: bool = True):
+    f = tmp / "plist.bin"
+    f.write_bytes(data)
+    return run("sg_raw", "-s", str(len(data)), "-i", str(f), sg, *_hex(cdb.encode()),
+               check=check)
+
+
+def _rrti(sg: str, tmp: Path, list_id: int) -> rod.RodTokenInformation:
+    out = tmp / "rrti.bin"
+    cdb = rod.RECEIVE_ROD_TOKEN_INFORMATION(list_identifier=list_id, allocation_length=1024)
+    run("sg_raw", "-r", "1024", "-o", str(out), sg, *_hex(cdb.encode()))
+    return rod.RodTokenInformation.parse(out.read_bytes())
+
+
+def test_odx_full_copy_with_sg_raw_byte_exact(pair, tmp_path):
+    """POPULATE TOKEN of the whole source, RECEIVE ROD TOKEN INFORMATION for the token,
+    WRITE USING TOKEN of the whole destination, as an ODX client sends them."""
     src, dst = pair
-    p = run("ddpt", "--odx", f"if={src.sg}", "bs=512", f"of={dst.sg}", timeout=120)
-    print(p.stdout, p.stderr)
+    whole = (rod.BlockRange(0, BLOCKS),)
+    plist = rod.PopulateTokenList(whole).encode()
+    _out(str(src.sg), tmp_path, rod.POPULATE_TOKEN(list_identifier=0x101,
+                                                   parameter_list_length=len(plist)), plist)
+    info = _rrti(str(src.sg), tmp_path, 0x101)
+    assert (info.service_action, info.status, info.transfer_count) == (0x10, 1, BLOCKS)
+    assert len(info.token) == 512 and info.token[:4] == bytes.fromhex("00800001")
+    plist = rod.WriteUsingTokenList(info.token, whole, del_tkn=True).encode()
+    _out(str(dst.sg), tmp_path, rod.WRITE_USING_TOKEN(list_identifier=0x101,
+                                                      parameter_list_length=len(plist)), plist)
+    info = _rrti(str(dst.sg), tmp_path, 0x101)
+    assert (info.service_action, info.status, info.transfer_count) == (0x11, 1, BLOCKS)
     want = lun_bytes(src.block)
     assert any(want)
     assert lun_bytes(dst.block) == want
 
 
-def test_ddpt_odx_zero_token(pair):
+def test_stock_ddpt_odx_lists_refused_not_misread(pair, lab):
+    """ddpt 0.97 (Debian bookworm's, and upstream's ddpt_xcopy.c since its scatter
+    gather lists) writes each block device range descriptor one byte early: do_pop_tok
+    starts it at byte 15 and do_wut at byte 535, where SBC-4 5.9.2/5.46.2 put byte 16
+    and 536. Read where SBC-4 puts it, its LBA 0 + 16384 blocks is LBA 0 + 4194304
+    blocks, past the LUN: both commands are refused (LOGICAL BLOCK ADDRESS OUT OF RANGE)
+    and no block is written, rather than a wrong range copied or zeroed."""
+    src, dst = pair
+    before = lun_bytes(dst.block)
+    sgl = f"0,{BLOCKS}"
+    p = run("ddpt", "--odx", f"if={src.sg}", "bs=512", f"of={dst.sg}", f"skip={sgl}",
+            f"seek={sgl}", check=False, timeout=120)
+    print(p.returncode, p.stdout, p.stderr)
+    assert p.returncode != 0
+    p = run("ddpt", "if=/dev/null", "rtype=zero", "bs=512", f"of={dst.sg}", f"seek={sgl}",
+            check=False, timeout=120)
+    print(p.returncode, p.stdout, p.stderr)
+    assert p.returncode != 0
+    assert lun_bytes(dst.block) == before
+    log = lab.daemon.text()
+    assert f"rodsrc: POPULATE TOKEN list 257: LBA 0 + {BLOCKS * 256} blocks" in log
+    assert f"roddst: WRITE USING TOKEN list 257: LBA 0 + {BLOCKS * 256} blocks" in log
+    assert re.search(r"rodsrc: cmd \d+ POPULATE TOKEN, 32 byte\(s\) buffer, 0 in: "
+                     r"CHECK CONDITION ILLEGAL_REQUEST 21h/00h", log)
+    assert re.search(r"roddst: cmd \d+ WRITE USING TOKEN, 552 byte\(s\) buffer, 0 in: "
+                     r"CHECK CONDITION ILLEGAL_REQUEST 21h/00h", log)
+
+
+def test_zero_token_with_sg_raw(pair, tmp_path):
     _, dst = pair
     assert any(lun_bytes(dst.block))
-    p = run("ddpt", "if=/dev/null", "rtype=zero", "bs=512", f"of={dst.sg}", timeout=120)
-    print(p.stdout, p.stderr)
+    plist = rod.WriteUsingTokenList(rod.block_device_zero_token(),
+                                    (rod.BlockRange(0, BLOCKS),)).encode()
+    _out(str(dst.sg), tmp_path, rod.WRITE_USING_TOKEN(list_identifier=0x102,
+                                                      parameter_list_length=len(plist)), plist)
+    info = _rrti(str(dst.sg), tmp_path, 0x102)
+    assert (info.service_action, info.status, info.transfer_count) == (0x11, 1, BLOCKS)
     assert lun_bytes(dst.block) == bytes(SIZE)
 
 
