@@ -39,6 +39,7 @@ from lio_xcopy.copy.ports import (
     is_block,
     is_stream,
 )
+from lio_xcopy.copy.rod import RodTokens
 from lio_xcopy.devices.base import ScsiDevice
 from lio_xcopy.devices.buffer import DataBuffer
 from lio_xcopy.scsi import ssc, xcopy
@@ -220,6 +221,8 @@ class CopyManager:
         self._jobs: dict[str, OrderedDict[int, CopyJob]] = {}
         self._running: list[CopyJob] = []
         self._lock = threading.Lock()
+        #: ROD tokens (POPULATE TOKEN / WRITE USING TOKEN), under the same access policy
+        self.rod = RodTokens(lambda receiving, other: self.policy(receiving, other), clock=clock)
 
     # --- the LUNs a copy may name -------------------------------------------------------------
     def register(self, device: ScsiDevice) -> None:
@@ -231,6 +234,7 @@ class CopyManager:
         with self._lock:
             self._devices.pop(device.identity.name, None)
             running = [j for j in self._running if j.lun == device.identity.name]
+        self.rod.forget(device, device.identity.name)
         for job in running:
             job.cancel.set()
         device.copy_manager = None

@@ -8,18 +8,19 @@ import errno
 import os
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from lio_xcopy.devices.backing import BackingStore
 from lio_xcopy.devices.base import Command, LunIdentity, ScsiDevice, command
 from lio_xcopy.devices.buffer import DataBuffer, PartialTransfer
 from lio_xcopy.errors import BackingStoreError, ConfigError
-from lio_xcopy.scsi import sbc, spc
+from lio_xcopy.scsi import rod, sbc, spc, tpc_vpd
 from lio_xcopy.scsi.errors import (
     DataProtect,
     HardwareError,
     IllegalRequest,
     InvalidFieldInParameterList,
+    InvalidOpcode,
     LbaOutOfRange,
     MediumError,
     Miscompare,
@@ -89,6 +90,8 @@ class Disk(ScsiDevice):
             1, os.fstat(store.fd).st_blksize // block_size)
         # held by every write, so COMPARE AND WRITE is atomic against the copy manager's
         self._atomic = threading.Lock()
+        #: told (first LBA, blocks) of every write, once a ROD token names this LUN
+        self.write_watch: Callable[[int, int], None] | None = None
         if store.size % block_size:
             self.log.warning(
                 "last %d bytes of %s are not a whole block and are not served",
@@ -149,6 +152,8 @@ class Disk(ScsiDevice):
         def move(fd: int, offset: int, start: int, length: int) -> int:
             return buf.write_to(fd, offset, start, length, flags)
 
+        if self.write_watch is not None:
+            self.write_watch(lba, count)
         return self._transfer(move, Asc.WRITE_ERROR, lba, count, buf)
 
     def _checked_length(self, lba: int, count: int, buf: DataBuffer) -> int:
@@ -387,6 +392,8 @@ class Disk(ScsiDevice):
     def _deallocate(self, lba: int, count: int) -> bool:
         """Punch ``count`` blocks at ``lba`` out of the store (they read as zeros); False
         where the backing cannot, so the caller writes zeros instead."""
+        if self.write_watch is not None:
+            self.write_watch(lba, count)
         try:
             self.store.deallocate(lba * self.block_size, count * self.block_size)
         except OSError as e:
@@ -519,6 +526,57 @@ class Disk(ScsiDevice):
         self._sync(None, data_only=False)  # which cached block was lost is unknown
         return 0
 
+    # --- ROD tokens, SBC-4 5.9/5.46, SPC-4 6.19/6.20: handed to the copy manager's store ----
+    def _rod(self, cdb: Any) -> RodLink:
+        rods: RodLink | None = getattr(self.copy_manager, "rod", None)
+        if rods is None:
+            raise InvalidOpcode(cdb.OPCODE)
+        return rods
+
+    def _parameter_list(self, cmd: Command, cdb: Any) -> bytes:
+        length = cdb.parameter_list_length
+        if len(cmd.data) < length:
+            raise ParameterListLengthError(10, "the Data-Out buffer is shorter than the list")
+        return cmd.data.tobytes(length)
+
+    @command(rod.POPULATE_TOKEN)
+    def populate_token(self, cmd: Command, cdb: Any) -> int:
+        """A point in time ROD token for block ranges of this LUN; PARAMETER LIST LENGTH
+        0 is not an error and makes none (SBC-4 5.9.1)."""
+        rods = self._rod(cdb)
+        if cdb.parameter_list_length:
+            rods.populate_token(self, cdb.list_identifier, self._parameter_list(cmd, cdb))
+        return 0
+
+    @command(rod.WRITE_USING_TOKEN)
+    def write_using_token(self, cmd: Command, cdb: Any) -> int:
+        """Write what a ROD token represents to block ranges of this LUN (SBC-4 5.46)."""
+        rods = self._rod(cdb)
+        if cdb.parameter_list_length:
+            self.check_writable()
+            rods.write_using_token(self, cdb.list_identifier, self._parameter_list(cmd, cdb))
+        return 0
+
+    @command(rod.RECEIVE_ROD_TOKEN_INFORMATION)
+    def receive_rod_token_information(self, cmd: Command, cdb: Any) -> int:
+        data = self._rod(cdb).token_information(self, cdb.list_identifier)
+        return cmd.data.copy_in(spc.truncate(data, cdb.allocation_length))
+
+    @command(rod.REPORT_ALL_ROD_TOKENS)
+    def report_all_rod_tokens(self, cmd: Command, cdb: Any) -> int:
+        data = self._rod(cdb).report_all()
+        return cmd.data.copy_in(spc.truncate(data, cdb.allocation_length))
+
+    def third_party_copy_page(self) -> bytes:
+        """The page of :class:`ScsiDevice`, with the ROD token descriptors (SBC-4 6.6.3,
+        SPC-4 7.8.17.7/8) while the copy manager serves ROD tokens."""
+        link = self.copy_manager
+        rods: RodLink | None = getattr(link, "rod", None)
+        if link is None or rods is None:
+            return super().third_party_copy_page()
+        return tpc_vpd.third_party_copy_page(
+            self.DEVICE_TYPE, link.limits, self._dispatch, rod=rods.descriptors()).encode()
+
     # --- VPD, SBC-4 6.6 ------------------------------------------------------------------
     def vpd_pages(self) -> dict[int, Callable[[], bytes]]:
         pages = super().vpd_pages()  # its page 00h lists whatever this dict holds
@@ -633,6 +691,20 @@ class Disk(ScsiDevice):
 
     def close(self) -> None:
         self.store.close()
+
+
+class RodLink(Protocol):
+    """What a disk needs of the copy manager's ROD token store (``copy.rod``)."""
+
+    def descriptors(self) -> Sequence[tpc_vpd.Descriptor]: ...
+
+    def populate_token(self, lun: Any, list_id: int, data: bytes) -> None: ...
+
+    def write_using_token(self, lun: Any, list_id: int, data: bytes) -> None: ...
+
+    def token_information(self, lun: Any, list_id: int) -> bytes: ...
+
+    def report_all(self) -> bytes: ...
 
 
 def _first_difference(medium: memoryview, expected: Sequence[memoryview]) -> int | None:

@@ -201,12 +201,121 @@ class HeldData(_Fixed):
     held_data_granularity: int  # log2
 
 
+@dataclass(frozen=True, slots=True)
+class BlockDeviceRodLimits(_Fixed):
+    """Block Device ROD Token Limits third-party copy descriptor (0000h), SBC-4 6.6.3
+    (FreeBSD's ``scsi_vpd_tpc_descriptor_bdrl``; ddpt refuses ODX without it): 10-11
+    MAXIMUM RANGE DESCRIPTORS, 12-15 MAXIMUM INACTIVITY TIMEOUT, 16-19 DEFAULT
+    INACTIVITY TIMEOUT (seconds), 20-27 MAXIMUM TOKEN TRANSFER SIZE, 28-35 OPTIMAL
+    TRANSFER COUNT (logical blocks)."""
+
+    TYPE: ClassVar[int] = 0x0000
+    _LAYOUT: ClassVar[struct.Struct] = struct.Struct(">6xHIIQQ")
+    _BITS: ClassVar[tuple[int, ...]] = (16, 32, 32, 64, 64)
+    max_range_descriptors: int
+    max_inactivity_timeout: int
+    default_inactivity_timeout: int
+    max_token_transfer_size: int
+    optimal_transfer_count: int
+
+
+_RTF = struct.Struct(">B11xIII18xH")
+_RTF_BLOCK = struct.Struct(">BxHxxHQQQQ8x")  # ROD device type specific: block (48 bytes)
+
+
+@dataclass(frozen=True, slots=True)
+class RodTokenFeatures:
+    """ROD Token Features third-party copy descriptor (0106h), SPC-4 7.8.17.7: byte 4
+    REMOTE TOKENS, 16-19 MINIMUM TOKEN LIFETIME, 20-23 MAXIMUM TOKEN LIFETIME, 24-27
+    MAXIMUM TOKEN INACTIVITY TIMEOUT (seconds), 46-47 ROD DEVICE TYPE SPECIFIC FEATURES
+    DESCRIPTORS LENGTH, then one for block devices (type 00h, length 2Ch): OPTIMAL BLOCK
+    ROD LENGTH GRANULARITY, MAXIMUM BYTES IN BLOCK ROD, OPTIMAL BYTES IN BLOCK ROD
+    TRANSFER, OPTIMAL BYTES TO TOKEN PER SEGMENT, OPTIMAL BYTES FROM TOKEN PER SEGMENT."""
+
+    TYPE: ClassVar[int] = 0x0106
+    remote_tokens: int
+    min_token_lifetime: int
+    max_token_lifetime: int
+    max_token_inactivity_timeout: int
+    optimal_block_rod_length_granularity: int = 0
+    max_bytes_in_block_rod: int = 0
+    optimal_bytes_in_block_rod_transfer: int = 0
+    optimal_bytes_to_token_per_segment: int = 0
+    optimal_bytes_from_token_per_segment: int = 0
+
+    def fields(self) -> bytes:
+        block = _RTF_BLOCK.pack(0x00, _RTF_BLOCK.size - 4,
+                                _fits("granularity", self.optimal_block_rod_length_granularity,
+                                      16),
+                                _fits("maximum bytes", self.max_bytes_in_block_rod, 64),
+                                _fits("optimal bytes", self.optimal_bytes_in_block_rod_transfer,
+                                      64),
+                                _fits("to token", self.optimal_bytes_to_token_per_segment, 64),
+                                _fits("from token", self.optimal_bytes_from_token_per_segment,
+                                      64))
+        return _RTF.pack(_fits("remote tokens", self.remote_tokens, 8),
+                         _fits("minimum token lifetime", self.min_token_lifetime, 32),
+                         _fits("maximum token lifetime", self.max_token_lifetime, 32),
+                         _fits("maximum token inactivity timeout",
+                               self.max_token_inactivity_timeout, 32), len(block)) + block
+
+    @classmethod
+    def from_fields(cls, body: bytes) -> Self:
+        if len(body) < _RTF.size:
+            raise XcopyFormatError(f"ROD Token Features descriptor of {len(body)} bytes")
+        remote, lo, hi, idle, n = _RTF.unpack_from(body, 0)
+        block = (0, 0, 0, 0, 0)
+        pos = _RTF.size
+        while pos + 4 <= _RTF.size + n and pos + 4 <= len(body):
+            (dlen,) = struct.unpack_from(">H", body, pos + 2)
+            if body[pos] & 0x1F == 0x00 and pos + _RTF_BLOCK.size <= len(body):
+                block = _RTF_BLOCK.unpack_from(body, pos)[2:]
+            pos += 4 + dlen
+        return cls(remote, lo, hi, idle, *block)
+
+
+_SRT_ENTRY = struct.Struct(">IBxH56x")
+
+
+@dataclass(frozen=True, slots=True)
+class SupportedRodTypes:
+    """Supported ROD Types third-party copy descriptor (0108h), SPC-4 7.8.17.8: per ROD
+    type (64 bytes) ROD TYPE, byte 4 ECPY_INT (bit 7), TOKEN_IN (bit 1), TOKEN_OUT
+    (bit 0), 6-7 PREFERENCE INDICATION."""
+
+    TYPE: ClassVar[int] = 0x0108
+    #: (ROD TYPE, flags byte, PREFERENCE INDICATION)
+    types: tuple[tuple[int, int, int], ...]
+
+    def fields(self) -> bytes:
+        body = b"".join(_SRT_ENTRY.pack(_fits("ROD type", t, 32), _fits("flags", f, 8),
+                                        _fits("preference", p, 16)) for t, f, p in self.types)
+        return struct.pack(">2xH", len(body)) + body
+
+    @classmethod
+    def from_fields(cls, body: bytes) -> Self:
+        if len(body) < 4:
+            raise XcopyFormatError("Supported ROD Types descriptor cut short")
+        (n,) = struct.unpack_from(">H", body, 2)
+        if n % _SRT_ENTRY.size or 4 + n > len(body):
+            raise XcopyFormatError(f"ROD TYPE DESCRIPTORS LENGTH {n}")
+        return cls(tuple(_SRT_ENTRY.unpack_from(body, off)
+                         for off in range(4, 4 + n, _SRT_ENTRY.size)))
+
+
+#: flags of a Supported ROD Types entry (SPC-4 7.8.17.8)
+ROD_ECPY_INT = 0x80
+ROD_TOKEN_IN = 0x02
+ROD_TOKEN_OUT = 0x01
+
+
 Descriptor = (SupportedCommands | ParameterData | SupportedDescriptors | SupportedCscdIds
-              | GeneralCopyOperations | StreamCopyOperations | HeldData)
+              | GeneralCopyOperations | StreamCopyOperations | HeldData
+              | BlockDeviceRodLimits | RodTokenFeatures | SupportedRodTypes)
 _BY_TYPE: dict[int, type[Descriptor]] = {
     d.TYPE: d for d in (SupportedCommands, ParameterData, SupportedDescriptors,
                         SupportedCscdIds, GeneralCopyOperations, StreamCopyOperations,
-                        HeldData)
+                        HeldData, BlockDeviceRodLimits, RodTokenFeatures, SupportedRodTypes)
 }
 
 
@@ -271,18 +380,22 @@ class ThirdPartyCopyPage:
 
 def third_party_copy_page(device_type: int, limits: xcopy.Limits,
                           commands: Iterable[tuple[int, int | None]],
-                          cscd_ids: Iterable[int] = (xcopy.CSCD_ID_LOCAL,)
-                          ) -> ThirdPartyCopyPage:
+                          cscd_ids: Iterable[int] = (xcopy.CSCD_ID_LOCAL,),
+                          rod: Iterable[Descriptor] = ()) -> ThirdPartyCopyPage:
     """The page a LUN served by a copy manager with ``limits`` returns. ``commands``
     are the (OPERATION CODE, SERVICE ACTION) pairs the LUN dispatches; those of the
     third-party copy commands are listed. Every value comes from the OPERATING
-    PARAMETERS data for the same limits."""
+    PARAMETERS data for the same limits. ``rod``: the ROD token descriptors of a LUN
+    that answers POPULATE TOKEN and WRITE USING TOKEN (the Block Device ROD Token
+    Limits first, as FreeBSD CTL places it)."""
     op = OperatingParameters.from_limits(limits)
     by_opcode: dict[int, set[int]] = {}
     for opcode, sa in commands:
         if opcode in THIRD_PARTY_COPY_OPCODES:
             by_opcode.setdefault(opcode, set()).update(() if sa is None else (sa,))
+    rods = tuple(rod)
     return ThirdPartyCopyPage(device_type, (
+        *(d for d in rods if isinstance(d, BlockDeviceRodLimits)),
         SupportedCommands(tuple((o, tuple(sorted(s))) for o, s in sorted(by_opcode.items()))),
         ParameterData(op.max_cscd_count, op.max_segment_count,
                       op.max_descriptor_list_length, op.max_inline_data_length),
@@ -293,4 +406,5 @@ def third_party_copy_page(device_type: int, limits: xcopy.Limits,
                               op.inline_data_granularity),
         StreamCopyOperations(op.max_stream_device_transfer_size),
         HeldData(op.held_data_limit, op.held_data_granularity),
+        *(d for d in rods if not isinstance(d, BlockDeviceRodLimits)),
     ))

@@ -400,8 +400,9 @@ def test_the_new_commands_are_reported_where_the_copy_commands_are(lab):
     page = ThirdPartyCopyPage.parse(lab.src.third_party_copy_page())
     commands = page.find(SupportedCommands)
     assert commands is not None
-    assert dict(commands.commands)[0x83] == (0x00, 0x01, 0x1C)
-    assert dict(commands.commands)[0x84] == (0x00, 0x03, 0x04, 0x05, 0x06)
+    # with the disk's ROD token commands (POPULATE TOKEN, WRITE USING TOKEN, 84h/07h-08h)
+    assert dict(commands.commands)[0x83] == (0x00, 0x01, 0x10, 0x11, 0x1C)
+    assert dict(commands.commands)[0x84] == (0x00, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08)
     assert xcopy.EXTENDED_COPY_LID4.DATA_OUT and lab.src.runs_long(Command(
         x.EXTENDED_COPY_LID4(parameter_list_length=48).encode()))
 

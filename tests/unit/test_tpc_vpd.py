@@ -104,7 +104,7 @@ descriptors = st.one_of(
               st.integers(0, 2**32 - 1), st.integers(0, 255), st.integers(0, 255)),
     st.builds(StreamCopyOperations, st.integers(0, 2**32 - 1)),
     st.builds(HeldData, st.integers(0, 2**32 - 1), st.integers(0, 255)),
-    st.builds(UnknownDescriptor, st.sampled_from([0x0000, 0x0106, 0xE000]),
+    st.builds(UnknownDescriptor, st.sampled_from([0x0002, 0x0107, 0xE000]),
               st.binary(max_size=12).map(lambda b: b + bytes(-len(b) % 4))),
 )
 

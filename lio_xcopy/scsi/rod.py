@@ -1,0 +1,254 @@
+"""ROD tokens on a block device (SBC-4 5.9 POPULATE TOKEN, 5.46 WRITE USING TOKEN;
+SPC-4 5.17 the ROD model, 6.19 RECEIVE ROD TOKEN INFORMATION, 6.20 REPORT ALL ROD
+TOKENS): CDB layouts, parameter lists and parameter data, encoder and decoder side by
+side, pure.
+
+Offsets were checked against FreeBSD CTL (``scsi_da.h`` ``scsi_populate_token``,
+``scsi_write_using_token``, ``scsi_range_desc``; ``scsi_all.h`` ``scsi_token``,
+``scsi_receive_rod_token_information``) and ddpt 0.97 ``ddpt_xcopy.c`` (``do_pop_tok``,
+``do_wut``, ``do_rrti``), the client this project tests with:
+
+* POPULATE TOKEN parameter list: 0-1 POPULATE TOKEN DATA LENGTH, 2 bit 1 RTV, bit 0
+  IMMED, 4-7 INACTIVITY TIMEOUT (seconds), 8-11 ROD TYPE, 14-15 BLOCK DEVICE RANGE
+  DESCRIPTOR LENGTH, 16- block device range descriptors.
+* WRITE USING TOKEN parameter list: 0-1 WRITE USING TOKEN DATA LENGTH, 2 bit 1 DEL_TKN,
+  bit 0 IMMED, 8-15 OFFSET INTO ROD (blocks), 16-527 ROD TOKEN, 534-535 BLOCK DEVICE
+  RANGE DESCRIPTOR LENGTH, 536- block device range descriptors.
+* Block device range descriptor (SBC-4 5.9.3, 16 bytes): 0-7 LOGICAL BLOCK ADDRESS,
+  8-11 NUMBER OF LOGICAL BLOCKS.
+* ROD token (SPC-4 5.17.6.1, 512 bytes): 0-3 ROD TYPE, 6-7 ROD TOKEN LENGTH (01F8h),
+  then the ROD type's own bytes: for the tokens a copy manager makes, 8-15 COPY
+  MANAGER ROD TOKEN IDENTIFIER, 16-47 CREATOR LOGICAL UNIT DESCRIPTOR (an
+  identification CSCD descriptor), 48-63 NUMBER OF BYTES REPRESENTED.
+* RECEIVE ROD TOKEN INFORMATION data: 0-3 AVAILABLE DATA, 4 RESPONSE TO SERVICE ACTION,
+  5 COPY OPERATION STATUS, 6-7 OPERATION COUNTER, 8-11 ESTIMATED STATUS UPDATE DELAY, 12
+  EXTENDED COPY COMPLETION STATUS, 13 LENGTH OF THE SENSE DATA FIELD, 14 SENSE DATA
+  LENGTH, 15 TRANSFER COUNT UNITS, 16-23 TRANSFER COUNT, 24-25 SEGMENTS PROCESSED, 32-
+  sense data, then ROD TOKEN DESCRIPTORS LENGTH (4 bytes) and a ROD token descriptor
+  (2 reserved bytes and the token).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Self
+
+from lio_xcopy.scsi.cdb import Field, cdb_layout
+from lio_xcopy.scsi.errors import InvalidFieldInParameterList, ParameterListLengthError
+
+# --- CDB layouts -------------------------------------------------------------------------
+POPULATE_TOKEN = cdb_layout(
+    "POPULATE TOKEN", 0x83, 16, "SBC-4 5.9",
+    Field("list_identifier", 6, 32), Field("parameter_list_length", 10, 32),
+    Field("group_number", 14, 5),
+    service_action=0x10,
+    data_out=True,
+)
+WRITE_USING_TOKEN = cdb_layout(
+    "WRITE USING TOKEN", 0x83, 16, "SBC-4 5.46",
+    Field("list_identifier", 6, 32), Field("parameter_list_length", 10, 32),
+    Field("group_number", 14, 5),
+    service_action=0x11,
+    data_out=True,
+)
+RECEIVE_ROD_TOKEN_INFORMATION = cdb_layout(
+    "RECEIVE ROD TOKEN INFORMATION", 0x84, 16, "SPC-4 6.19",
+    Field("list_identifier", 2, 32), Field("allocation_length", 10, 32),
+    service_action=0x07,
+)
+REPORT_ALL_ROD_TOKENS = cdb_layout(
+    "REPORT ALL ROD TOKENS", 0x84, 16, "SPC-4 6.20",
+    Field("allocation_length", 10, 32),
+    service_action=0x08,
+)
+
+# --- ROD types, SPC-4 Table 120 ------------------------------------------------------------
+ROD_TYPE_ACCESS_UPON_REFERENCE = 0x00010000
+ROD_TYPE_PIT_DEFAULT = 0x00800000
+ROD_TYPE_PIT_CHANGE_VULNERABLE = 0x00800001
+ROD_TYPE_PIT_PERSISTENT = 0x00800002
+ROD_TYPE_PIT_ANY = 0x0080FFFF
+#: the block device zero ROD token (SBC-4 4.32): every block it represents reads as zero
+ROD_TYPE_BLOCK_DEVICE_ZERO = 0xFFFF0001
+
+TOKEN_LENGTH = 512
+ROD_TOKEN_LENGTH = TOKEN_LENGTH - 8  # the ROD TOKEN LENGTH field: 01F8h
+RANGE_DESCRIPTOR_LENGTH = 16
+POPULATE_TOKEN_HEADER = 16
+WRITE_USING_TOKEN_HEADER = 536
+RRTI_HEADER = 32
+
+# COPY OPERATION STATUS, SPC-4 6.18.4 (RECEIVE COPY STATUS (LID4))
+COPY_STATUS_COMPLETED = 0x01
+COPY_STATUS_COMPLETED_WITH_ERRORS = 0x02
+#: TRANSFER COUNT UNITS: logical blocks (SPC-4 6.18.4)
+TRANSFER_COUNT_UNITS_BLOCKS = 0xF1
+
+
+@dataclass(frozen=True, slots=True)
+class BlockRange:
+    """Block device range descriptor, SBC-4 5.9.3."""
+
+    lba: int
+    count: int
+
+    def encode(self) -> bytes:
+        return struct.pack(">QI4x", self.lba, self.count)
+
+
+def _ranges(buf: bytes, start: int, length: int) -> tuple[BlockRange, ...]:
+    """The range descriptors of ``length`` bytes at ``start``: a length that is no
+    multiple of 16 or runs past the list is INVALID FIELD IN PARAMETER LIST at its
+    field (SBC-4 5.9.2: at ``start - 2``)."""
+    if length % RANGE_DESCRIPTOR_LENGTH or start + length > len(buf):
+        raise InvalidFieldInParameterList(
+            start - 2, message=f"BLOCK DEVICE RANGE DESCRIPTOR LENGTH {length}")
+    return tuple(BlockRange(*struct.unpack_from(">QI", buf, off))
+                 for off in range(start, start + length, RANGE_DESCRIPTOR_LENGTH))
+
+
+def _check_data_length(buf: bytes, header: int) -> None:
+    if len(buf) < header:
+        raise ParameterListLengthError(message=f"parameter list of {len(buf)} bytes, "
+                                       f"{header} needed")
+    (n,) = struct.unpack_from(">H", buf, 0)
+    if n + 2 > len(buf):
+        raise ParameterListLengthError(message=f"DATA LENGTH {n} beyond {len(buf)} bytes")
+
+
+@dataclass(frozen=True, slots=True)
+class PopulateTokenList:
+    """POPULATE TOKEN parameter list, SBC-4 5.9.2."""
+
+    ranges: tuple[BlockRange, ...]
+    inactivity_timeout: int = 0  # seconds; 0: the copy manager's default
+    rod_type: int | None = None  # None: RTV clear, the copy manager chooses
+    immed: bool = False
+
+    def encode(self) -> bytes:
+        body = b"".join(r.encode() for r in self.ranges)
+        flags = (0x02 if self.rod_type is not None else 0) | (0x01 if self.immed else 0)
+        head = struct.pack(">HBxIIxxH", POPULATE_TOKEN_HEADER - 2 + len(body), flags,
+                           self.inactivity_timeout, self.rod_type or 0, len(body))
+        return head + body
+
+    @classmethod
+    def parse(cls, buf: bytes) -> Self:
+        _check_data_length(buf, POPULATE_TOKEN_HEADER)
+        flags = buf[2]
+        timeout, rod_type, length = struct.unpack_from(">II2xH", buf, 4)
+        ranges = _ranges(buf, POPULATE_TOKEN_HEADER, length)
+        return cls(ranges, timeout, rod_type if flags & 0x02 else None, bool(flags & 0x01))
+
+
+@dataclass(frozen=True, slots=True)
+class WriteUsingTokenList:
+    """WRITE USING TOKEN parameter list, SBC-4 5.46.2."""
+
+    token: bytes
+    ranges: tuple[BlockRange, ...]
+    offset_into_rod: int = 0  # logical blocks
+    del_tkn: bool = False
+    immed: bool = False
+
+    def encode(self) -> bytes:
+        if len(self.token) != TOKEN_LENGTH:
+            raise ValueError(f"a ROD token is {TOKEN_LENGTH} bytes, not {len(self.token)}")
+        body = b"".join(r.encode() for r in self.ranges)
+        flags = (0x02 if self.del_tkn else 0) | (0x01 if self.immed else 0)
+        return (struct.pack(">HBxxxxxQ", WRITE_USING_TOKEN_HEADER - 2 + len(body), flags,
+                            self.offset_into_rod)
+                + self.token + struct.pack(">6xH", len(body)) + body)
+
+    @classmethod
+    def parse(cls, buf: bytes) -> Self:
+        _check_data_length(buf, WRITE_USING_TOKEN_HEADER)
+        flags = buf[2]
+        (offset,) = struct.unpack_from(">Q", buf, 8)
+        (length,) = struct.unpack_from(">H", buf, WRITE_USING_TOKEN_HEADER - 2)
+        ranges = _ranges(buf, WRITE_USING_TOKEN_HEADER, length)
+        return cls(bytes(buf[16 : 16 + TOKEN_LENGTH]), ranges, offset, bool(flags & 0x02),
+                   bool(flags & 0x01))
+
+
+@dataclass(frozen=True, slots=True)
+class RodToken:
+    """A ROD token a copy manager creates, SPC-4 5.17.6.1: ROD TYPE, ROD TOKEN LENGTH,
+    COPY MANAGER ROD TOKEN IDENTIFIER, CREATOR LOGICAL UNIT DESCRIPTOR (32 bytes),
+    NUMBER OF BYTES REPRESENTED (16 bytes) and, in bytes 64-511, what the copy manager
+    puts there (``rest``: ROD type specific, target device and vendor bytes)."""
+
+    rod_type: int
+    identifier: int
+    creator: bytes
+    bytes_represented: int
+    rest: bytes = bytes(TOKEN_LENGTH - 64)
+
+    def encode(self) -> bytes:
+        if len(self.creator) != 32 or len(self.rest) != TOKEN_LENGTH - 64:
+            raise ValueError("creator descriptor is 32 bytes, the rest 448")
+        return (struct.pack(">IxxHQ", self.rod_type, ROD_TOKEN_LENGTH, self.identifier)
+                + self.creator + self.bytes_represented.to_bytes(16, "big") + self.rest)
+
+    @classmethod
+    def parse(cls, token: bytes) -> Self:
+        if len(token) != TOKEN_LENGTH:
+            raise ValueError(f"a ROD token is {TOKEN_LENGTH} bytes, not {len(token)}")
+        rod_type, _, ident = struct.unpack_from(">IxxHQ", token, 0)
+        return cls(rod_type, ident, bytes(token[16:48]),
+                   int.from_bytes(token[48:64], "big"), bytes(token[64:]))
+
+
+def token_type(token: bytes) -> tuple[int, int]:
+    """ROD TYPE and ROD TOKEN LENGTH of a token (SPC-4 5.17.6.1)."""
+    rod_type, length = struct.unpack_from(">IxxH", token, 0)
+    return rod_type, length
+
+
+def block_device_zero_token() -> bytes:
+    """The block device zero ROD token (SBC-4 4.32): ROD TYPE FFFF0001h, ROD TOKEN
+    LENGTH 01F8h, every other byte zero."""
+    return struct.pack(">IxxH", ROD_TYPE_BLOCK_DEVICE_ZERO, ROD_TOKEN_LENGTH) + bytes(
+        TOKEN_LENGTH - 8)
+
+
+@dataclass(frozen=True, slots=True)
+class RodTokenInformation:
+    """RECEIVE ROD TOKEN INFORMATION parameter data, SPC-4 6.19.2."""
+
+    service_action: int  # RESPONSE TO SERVICE ACTION: 10h POPULATE TOKEN, 11h WUT
+    status: int  # COPY OPERATION STATUS
+    transfer_count: int  # logical blocks
+    token: bytes = b""
+    sense: bytes = b""
+    operation_counter: int = 0
+    status_update_delay: int = 0  # ms; 0 for a copy that ended
+
+    def encode(self) -> bytes:
+        body = struct.pack(">BBHIBBBBQH6x", self.service_action, self.status,
+                           self.operation_counter, self.status_update_delay, 0,
+                           len(self.sense), len(self.sense), TRANSFER_COUNT_UNITS_BLOCKS,
+                           self.transfer_count, 0) + self.sense
+        if self.token:
+            body += struct.pack(">IH", len(self.token) + 2, 0) + self.token
+        else:
+            body += struct.pack(">I", 0)
+        return struct.pack(">I", len(body)) + body
+
+    @classmethod
+    def parse(cls, data: bytes) -> Self:
+        sa, status, counter, delay, _, sense_field, sense_len, _, count = struct.unpack_from(
+            ">BBHIBBBBQ", data, 4)
+        sense = bytes(data[RRTI_HEADER : RRTI_HEADER + sense_len])
+        off = RRTI_HEADER + sense_field
+        (n,) = struct.unpack_from(">I", data, off)
+        token = bytes(data[off + 6 : off + 4 + n]) if n > 2 else b""
+        return cls(sa & 0x1F, status & 0x7F, count, token, sense, counter, delay)
+
+
+def report_all_rod_tokens_data(management_tokens: tuple[bytes, ...] = ()) -> bytes:
+    """REPORT ALL ROD TOKENS parameter data, SPC-4 6.20.2: AVAILABLE DATA, 4 reserved
+    bytes, then the ROD management tokens."""
+    body = bytes(4) + b"".join(management_tokens)
+    return struct.pack(">I", len(body)) + body

@@ -1,0 +1,372 @@
+"""ROD tokens (SBC-4 5.9/5.46, SPC-4 5.17/6.19/6.20): POPULATE TOKEN and WRITE USING
+TOKEN on disk LUNs over temp files, the token's defences, and the wire formats."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lio_xcopy.copy.manager import CopyManager
+from lio_xcopy.devices.backing import BackingStore
+from lio_xcopy.devices.base import Command, LunIdentity
+from lio_xcopy.devices.buffer import DataBuffer
+from lio_xcopy.devices.disk import Disk
+from lio_xcopy.scsi import rod, spc
+from lio_xcopy.scsi.errors import CheckCondition
+from lio_xcopy.scsi.sense import Asc, SenseKey
+from lio_xcopy.scsi.tpc_vpd import (
+    BlockDeviceRodLimits,
+    RodTokenFeatures,
+    SupportedCommands,
+    SupportedRodTypes,
+    ThirdPartyCopyPage,
+)
+
+BLOCKS = 256
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def lab(tmp_path):
+    made: list[Disk] = []
+    clock = Clock()
+    allowed: set[frozenset[str]] = set()
+
+    def policy(receiving, other):
+        return frozenset((receiving.name, other.name)) in allowed
+
+    manager = CopyManager(policy=policy, clock=clock)
+
+    def disk(name, data=None):
+        path = tmp_path / f"{name}.img"
+        path.write_bytes(data if data is not None else bytes(BLOCKS * 512))
+        d = Disk(LunIdentity(name, hashlib.sha256(name.encode()).hexdigest()[:32]),
+                 BackingStore(path), 512)
+        manager.register(d)
+        made.append(d)
+        return d
+
+    class Lab:
+        pass
+
+    lab = Lab()
+    lab.disk, lab.manager, lab.clock, lab.allowed = disk, manager, clock, allowed
+    yield lab
+    for d in made:
+        d.close()
+
+
+def send(dev, cdb, data=b"", alloc=0):
+    buf = DataBuffer.of(bytearray(data)) if data else DataBuffer.allocate(alloc)
+    n = dev.handle(Command(cdb.encode(), buf))
+    return buf.tobytes(n) if alloc else n
+
+
+def populate(dev, ranges, list_id=1, **kw):
+    plist = rod.PopulateTokenList(tuple(rod.BlockRange(*r) for r in ranges), **kw).encode()
+    send(dev, rod.POPULATE_TOKEN(list_identifier=list_id, parameter_list_length=len(plist)),
+         plist)
+    info = rod.RodTokenInformation.parse(send(
+        dev, rod.RECEIVE_ROD_TOKEN_INFORMATION(list_identifier=list_id,
+                                               allocation_length=1024), alloc=1024))
+    assert (info.service_action, info.status) == (0x10, rod.COPY_STATUS_COMPLETED)
+    assert info.transfer_count == sum(n for _, n in ranges)
+    return info.token
+
+
+def write_using(dev, token, ranges, list_id=2, **kw):
+    plist = rod.WriteUsingTokenList(token, tuple(rod.BlockRange(*r) for r in ranges),
+                                    **kw).encode()
+    send(dev, rod.WRITE_USING_TOKEN(list_identifier=list_id, parameter_list_length=len(plist)),
+         plist)
+    return rod.RodTokenInformation.parse(send(
+        dev, rod.RECEIVE_ROD_TOKEN_INFORMATION(list_identifier=list_id,
+                                               allocation_length=1024), alloc=1024))
+
+
+def refused(dev, token, ranges, asc):
+    with pytest.raises(CheckCondition) as e:
+        write_using(dev, token, ranges)
+    assert e.value.sense.key == SenseKey.ILLEGAL_REQUEST
+    assert e.value.sense.asc == asc
+    # the field pointer names the ROD TOKEN field of the parameter list (byte 16)
+    assert e.value.sense.sense_key_specific == bytes([0x80, 0, 16])
+    return e.value
+
+
+def blocks(dev, lba, n):
+    with open(dev.store.path, "rb") as f:
+        f.seek(lba * 512)
+        return f.read(n * 512)
+
+
+def test_copy_to_another_lun_byte_exact(lab):
+    src = lab.disk("src", os.urandom(BLOCKS * 512))
+    dst = lab.disk("dst")
+    lab.allowed.add(frozenset(("src", "dst")))
+    token = populate(src, [(10, 20), (100, 12)])
+    assert len(token) == 512 and token[:8] == bytes.fromhex("00800001000001f8")
+    # the creator logical unit descriptor is the source's identification CSCD (E4h)
+    assert token[16] == 0xE4 and src.designators()[0].value in token[16:48]
+    assert int.from_bytes(token[48:64], "big") == 32 * 512
+    info = write_using(dst, token, [(0, 8), (50, 24)])
+    assert (info.service_action, info.status, info.transfer_count) == (0x11, 1, 32)
+    want = blocks(src, 10, 20) + blocks(src, 100, 12)
+    assert blocks(dst, 0, 8) + blocks(dst, 50, 24) == want
+    assert blocks(dst, 8, 42) == bytes(42 * 512)
+
+
+def test_copy_on_the_same_lun_with_offset_into_rod(lab):
+    data = os.urandom(BLOCKS * 512)
+    src = lab.disk("one", data)
+    token = populate(src, [(0, 64)])
+    info = write_using(src, token, [(128, 16)], offset_into_rod=40)
+    assert info.transfer_count == 16
+    assert blocks(src, 128, 16) == data[40 * 512 : 56 * 512]
+    # a ROD shorter than the ranges: what it holds is written, TRANSFER COUNT says so
+    info = write_using(src, token, [(200, 50)], list_id=3, offset_into_rod=60)
+    assert info.transfer_count == 4
+    assert blocks(src, 200, 4) == data[60 * 512 : 64 * 512]
+
+
+def test_zero_token_zeroes(lab):
+    dst = lab.disk("z", b"\xa5" * (BLOCKS * 512))
+    info = write_using(dst, rod.block_device_zero_token(), [(3, 7), (90, 10)])
+    assert (info.status, info.transfer_count) == (1, 17)
+    assert blocks(dst, 3, 7) == bytes(7 * 512) and blocks(dst, 90, 10) == bytes(10 * 512)
+    assert blocks(dst, 2, 1) == b"\xa5" * 512 and blocks(dst, 10, 1) == b"\xa5" * 512
+
+
+def test_forged_token_refused(lab):
+    src = lab.disk("src", os.urandom(BLOCKS * 512))
+    token = bytearray(populate(src, [(0, 8)]))
+    before = blocks(src, 100, 8)
+    for byte in (8, 20, 100, 300, 511):  # identifier, creator, nonce, vendor, MAC
+        forged = bytearray(token)
+        forged[byte] ^= 0x01
+        refused(src, bytes(forged), [(100, 8)], Asc.INVALID_TOKEN_OPERATION_TOKEN_UNKNOWN)
+    assert blocks(src, 100, 8) == before
+    # held as failed for RECEIVE ROD TOKEN INFORMATION, with the sense
+    info = rod.RodTokenInformation.parse(send(src, rod.RECEIVE_ROD_TOKEN_INFORMATION(
+        list_identifier=2, allocation_length=1024), alloc=1024))
+    assert info.status == rod.COPY_STATUS_COMPLETED_WITH_ERRORS
+    assert (info.sense[2], info.sense[12], info.sense[13]) == (5, 0x23, 0x04)
+
+
+def test_wrong_type_and_length_refused(lab):
+    src = lab.disk("src")
+    token = bytearray(populate(src, [(0, 8)]))
+    token[3] = 0x02  # 00800002h: a persistent token, which we never make
+    refused(src, bytes(token), [(100, 8)], Asc.INVALID_TOKEN_OPERATION_UNSUPPORTED_TOKEN_TYPE)
+    zero = bytearray(rod.block_device_zero_token())
+    zero[7] = 0xF0
+    refused(src, bytes(zero), [(100, 8)], Asc.INVALID_TOKEN_OPERATION_INVALID_TOKEN_LENGTH)
+
+
+def test_expired_token_refused(lab):
+    src = lab.disk("src", os.urandom(BLOCKS * 512))
+    token = populate(src, [(0, 8)], inactivity_timeout=30)
+    lab.clock.now += 29
+    write_using(src, token, [(100, 8)])  # a use restarts the inactivity timer
+    lab.clock.now += 29
+    write_using(src, token, [(110, 8)])
+    lab.clock.now += 31
+    before = blocks(src, 120, 8)
+    refused(src, token, [(120, 8)], Asc.INVALID_TOKEN_OPERATION_TOKEN_EXPIRED)
+    assert blocks(src, 120, 8) == before
+
+
+def test_inactivity_timeout_beyond_maximum_refused(lab):
+    src = lab.disk("src")
+    plist = rod.PopulateTokenList((rod.BlockRange(0, 8),), inactivity_timeout=3601).encode()
+    with pytest.raises(CheckCondition) as e:
+        send(src, rod.POPULATE_TOKEN(list_identifier=1, parameter_list_length=len(plist)),
+             plist)
+    assert e.value.sense.asc == Asc.INVALID_FIELD_IN_PARAMETER_LIST
+    assert e.value.sense.sense_key_specific == bytes([0x80, 0, 4])
+
+
+def test_written_source_cancels_token(lab):
+    src = lab.disk("src", os.urandom(BLOCKS * 512))
+    token = populate(src, [(10, 10)])
+    other = populate(src, [(40, 10)], list_id=5)
+    # a write beside the range leaves the token valid
+    send(src, spc_write(30, 2), b"\x11" * 1024)
+    write_using(src, token, [(100, 10)])
+    send(src, spc_write(19, 2), b"\x22" * 1024)  # the last block of the range, and one past
+    refused(src, token, [(100, 10)], Asc.INVALID_TOKEN_OPERATION_TOKEN_CANCELLED)
+    write_using(src, other, [(150, 10)])  # the other range was not written
+
+
+def spc_write(lba, n):
+    from lio_xcopy.scsi import sbc
+    return sbc.WRITE_10(lba=lba, transfer_length=n)
+
+
+def test_del_tkn_deletes(lab):
+    src = lab.disk("src")
+    token = populate(src, [(0, 4)])
+    write_using(src, token, [(100, 4)], del_tkn=True)
+    refused(src, token, [(100, 4)], Asc.INVALID_TOKEN_OPERATION_TOKEN_DELETED)
+
+
+def test_policy_forbidden_lun_refused(lab):
+    src = lab.disk("src", os.urandom(BLOCKS * 512))
+    dst = lab.disk("dst")
+    token = populate(src, [(0, 8)])
+    e = refused(dst, token, [(0, 8)],
+                Asc.INVALID_TOKEN_OPERATION_REMOTE_TOKEN_USAGE_NOT_SUPPORTED)
+    assert "may not copy together" in str(e)
+    assert blocks(dst, 0, 8) == bytes(8 * 512)
+
+
+def test_range_checks(lab):
+    src = lab.disk("src")
+    plist = rod.PopulateTokenList((rod.BlockRange(BLOCKS - 4, 8),)).encode()
+    with pytest.raises(CheckCondition) as e:
+        send(src, rod.POPULATE_TOKEN(list_identifier=1, parameter_list_length=len(plist)),
+             plist)
+    assert e.value.sense.asc == Asc.LOGICAL_BLOCK_ADDRESS_OUT_OF_RANGE
+    with pytest.raises(CheckCondition) as e:
+        send(src, rod.RECEIVE_ROD_TOKEN_INFORMATION(list_identifier=77, allocation_length=64),
+             alloc=64)
+    assert e.value.sense.asc == Asc.INVALID_FIELD_IN_CDB
+    assert e.value.sense.sense_key_specific == bytes([0xC0, 0, 2])
+
+
+def test_report_all_rod_tokens_lists_none(lab):
+    src = lab.disk("src")
+    populate(src, [(0, 4)])
+    assert send(src, rod.REPORT_ALL_ROD_TOKENS(allocation_length=64), alloc=64) == \
+        bytes.fromhex("00000004 00000000")
+
+
+def test_commands_reported_and_vpd(lab):
+    src = lab.disk("src")
+    data = send(src, spc.REPORT_SUPPORTED_OPERATION_CODES(allocation_length=4096),
+                alloc=4096)
+    listed, pos = set(), 4
+    while pos < len(data):
+        listed.add((data[pos], struct.unpack_from(">H", data, pos + 2)[0]))
+        pos += 20 if data[pos + 5] & 0x02 else 8
+    assert {(0x83, 0x10), (0x83, 0x11), (0x84, 0x07), (0x84, 0x08)} <= listed
+    page = ThirdPartyCopyPage.parse(send(src, spc.INQUIRY(evpd=1, page_code=0x8F,
+                                                          allocation_length=4096), alloc=4096))
+    assert isinstance(page.descriptors[0], BlockDeviceRodLimits)
+    assert page.descriptors[0] == BlockDeviceRodLimits(64, 3600, 60, 1 << 24, 0)
+    cmds = dict(page.find(SupportedCommands).commands)
+    assert {0x10, 0x11} <= set(cmds[0x83]) and {0x07, 0x08} <= set(cmds[0x84])
+    assert page.find(RodTokenFeatures).max_token_inactivity_timeout == 3600
+    assert page.find(SupportedRodTypes).types == ((0x00800001, 0x03, 0), (0xFFFF0001, 0x02, 0))
+
+
+# --- wire formats ----------------------------------------------------------------------------
+def test_golden_cdbs():
+    assert rod.POPULATE_TOKEN(list_identifier=0x01020304, parameter_list_length=32).encode() \
+        == bytes.fromhex("8310 00000000 01020304 00000020 0000")
+    assert rod.WRITE_USING_TOKEN(list_identifier=7, parameter_list_length=552).encode() \
+        == bytes.fromhex("8311 00000000 00000007 00000228 0000")
+    assert rod.RECEIVE_ROD_TOKEN_INFORMATION(list_identifier=9, allocation_length=1024)\
+        .encode() == bytes.fromhex("8407 00000009 00000000 00000400 0000")
+    assert rod.REPORT_ALL_ROD_TOKENS(allocation_length=16).encode() == \
+        bytes.fromhex("8408 00000000 00000000 00000010 0000")
+
+
+def test_golden_parameter_lists():
+    # as ddpt's do_pop_tok builds it: one range, inactivity timeout 30, no RTV
+    pt = rod.PopulateTokenList((rod.BlockRange(0x10, 0x20),), inactivity_timeout=30)
+    assert pt.encode() == bytes.fromhex(
+        "001e 0000 0000001e 00000000 0000 0010"
+        "0000000000000010 00000020 00000000")
+    assert rod.PopulateTokenList.parse(pt.encode()) == pt
+    tok = rod.block_device_zero_token()
+    assert tok[:8] == bytes.fromhex("ffff0001000001f8") and not any(tok[8:])
+    wut = rod.WriteUsingTokenList(tok, (rod.BlockRange(5, 6),), offset_into_rod=3,
+                                  del_tkn=True)
+    raw = wut.encode()
+    assert len(raw) == 552 and raw[:16] == bytes.fromhex("0226 0200 00000000 0000000000000003")
+    assert raw[16:528] == tok and raw[528:536] == bytes.fromhex("0000000000000010")
+    assert raw[536:] == bytes.fromhex("0000000000000005 00000006 00000000")
+    assert rod.WriteUsingTokenList.parse(raw) == wut
+
+
+def test_golden_rrti():
+    info = rod.RodTokenInformation(0x10, 1, 32, token=b"\x01" * 512)
+    raw = info.encode()
+    assert raw[:32] == bytes.fromhex(
+        "00000222 1001 0000 00000000 00 00 00 f1 0000000000000020 0000 000000000000")
+    assert raw[32:38] == bytes.fromhex("00000202 0000") and raw[38:] == b"\x01" * 512
+    assert rod.RodTokenInformation.parse(raw) == info
+
+
+def test_malformed_lists_refused():
+    with pytest.raises(CheckCondition) as e:
+        rod.PopulateTokenList.parse(bytes.fromhex("001e 0000 00000000 00000000 0000 0011")
+                                    + bytes(16))
+    assert e.value.sense.asc == Asc.INVALID_FIELD_IN_PARAMETER_LIST
+    assert e.value.sense.sense_key_specific == bytes([0x80, 0, 14])
+    with pytest.raises(CheckCondition) as e:
+        rod.WriteUsingTokenList.parse(bytes(100))
+    assert e.value.sense.asc == Asc.PARAMETER_LIST_LENGTH_ERROR
+
+
+ranges = st.lists(st.builds(rod.BlockRange, st.integers(0, 2**64 - 1),
+                            st.integers(0, 2**32 - 1)), max_size=5).map(tuple)
+
+
+@given(ranges, st.integers(0, 2**32 - 1), st.one_of(st.none(), st.integers(0, 2**32 - 1)),
+       st.booleans())
+def test_populate_round_trip(rs, timeout, rod_type, immed):
+    pt = rod.PopulateTokenList(rs, timeout, rod_type, immed)
+    assert rod.PopulateTokenList.parse(pt.encode()) == pt
+
+
+@given(st.binary(min_size=512, max_size=512), ranges, st.integers(0, 2**64 - 1),
+       st.booleans(), st.booleans())
+def test_write_using_token_round_trip(token, rs, offset, del_tkn, immed):
+    wut = rod.WriteUsingTokenList(token, rs, offset, del_tkn, immed)
+    assert rod.WriteUsingTokenList.parse(wut.encode()) == wut
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(0, 2**64 - 1), st.binary(min_size=32, max_size=32),
+       st.integers(0, 2**128 - 1), st.binary(min_size=448, max_size=448))
+def test_token_round_trip(rod_type, ident, creator, nbytes, rest):
+    t = rod.RodToken(rod_type, ident, creator, nbytes, rest)
+    assert rod.RodToken.parse(t.encode()) == t
+
+
+@given(st.builds(BlockDeviceRodLimits, st.integers(0, 0xFFFF), st.integers(0, 2**32 - 1),
+                 st.integers(0, 2**32 - 1), st.integers(0, 2**64 - 1),
+                 st.integers(0, 2**64 - 1)),
+       st.builds(RodTokenFeatures, st.integers(0, 255), st.integers(0, 2**32 - 1),
+                 st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1),
+                 st.integers(0, 0xFFFF), st.integers(0, 2**64 - 1)),
+       st.builds(SupportedRodTypes, st.lists(st.tuples(
+           st.integers(0, 2**32 - 1), st.integers(0, 255), st.integers(0, 0xFFFF)),
+           max_size=3).map(tuple)))
+def test_rod_descriptors_round_trip(limits, features, types):
+    page = ThirdPartyCopyPage(0, (limits, features, types))
+    assert ThirdPartyCopyPage.parse(page.encode()) == page
+
+
+def test_golden_rod_descriptors():
+    raw = ThirdPartyCopyPage(0, (BlockDeviceRodLimits(64, 3600, 60, 1 << 24, 0),)).encode()
+    assert raw[4:] == bytes.fromhex("0000 0020 000000000000 0040 00000e10 0000003c"
+                                    "0000000001000000 0000000000000000")
+    raw = ThirdPartyCopyPage(0, (SupportedRodTypes(((0xFFFF0001, 0x02, 0),)),)).encode()
+    assert raw[4:20] == bytes.fromhex("0108 0044 0000 0040 ffff0001 0200 0000")
+    raw = ThirdPartyCopyPage(0, (RodTokenFeatures(0, 0, 3600, 3600),)).encode()
+    assert raw[4:8] == bytes.fromhex("0106 005c") and raw[50:52] == bytes.fromhex("0030")
+    assert raw[52:56] == bytes.fromhex("0000 002c")
