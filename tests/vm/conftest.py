@@ -89,6 +89,70 @@ def work(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("lab")
 
 
+# --- what the host can read while the guest runs (LIO_XCOPY_WORK is shared with it) ------
+def _host_log() -> Path | None:
+    where = os.environ.get("LIO_XCOPY_WORK")
+    return Path(where, "vm-watchdog.log") if where else None
+
+
+def pytest_runtest_logreport(report) -> None:
+    """A failure's report, written out at once: a session that hangs afterwards (stuck in
+    the kernel) never prints its summary."""
+    out = _host_log()
+    if out is not None and report.failed:
+        with out.open("a") as f:
+            f.write(f"\n=== {time.strftime('%H:%M:%S')} {report.nodeid} {report.when} FAILED\n"
+                    f"{report.longreprtext}\n{report.capstderr[-4000:]}\n")
+
+
+def _blocked_tasks() -> list[str]:
+    """Kernel stacks of the tasks in uninterruptible sleep (D)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if fields[0] == "D":
+                comm = (stat.parent / "comm").read_text().strip()
+                stack = (stat.parent / "stack").read_text()
+                out.append(f"{stat.parent.name} {comm}:\n{stack}")
+    return out
+
+
+@pytest.fixture(scope="session", autouse=True)
+def watchdog(work):
+    """Every 20 s: the running test, each SCSI host's busy count, tasks blocked in the
+    kernel, new kernel messages and the daemon log's tail, to vm-watchdog.log."""
+    out = _host_log()
+    if out is None:
+        yield
+        return
+    import threading
+
+    stop = threading.Event()
+
+    def watch() -> None:
+        seen = 0
+        while not stop.wait(20):
+            with contextlib.suppress(Exception):
+                dmesg = run("dmesg", check=False).stdout.splitlines()
+                busy = {h.name: (h / "host_busy").read_text().strip()
+                        for h in Path("/sys/class/scsi_host").glob("host*")}
+                daemon_log = (work / "daemon.log")
+                tail = (daemon_log.read_text(errors="replace").splitlines()[-15:]
+                        if daemon_log.exists() else [])
+                with out.open("a") as f:
+                    f.write(f"--- {time.strftime('%H:%M:%S')} "
+                            f"{os.environ.get('PYTEST_CURRENT_TEST', '-')}\n"
+                            f"host_busy {busy}\n" + "".join(_blocked_tasks())
+                            + "\n".join(dmesg[seen:][-40:]) + "\ndaemon: "
+                            + "\n  ".join(tail) + "\n")
+                seen = len(dmesg)
+
+    threading.Thread(target=watch, name="watchdog", daemon=True).start()
+    yield
+    stop.set()
+
+
 def _start_daemon(work: Path, mode: str) -> subprocess.Popen:
     """``lio-xcopy daemon`` as systemd would run it; returns once it wrote its pidfile."""
     log, pidfile = work / "daemon.log", work / "daemon.pid"
