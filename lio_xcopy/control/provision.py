@@ -245,7 +245,10 @@ def create_passthrough(name: str, stable_name: str, wwn: str | None = None,
         options = {"id": designator_text(ident), **options}
     hc = HandlerConfig("passthrough", stable.text, options)
     # no command larger than the device takes: LIO splits none for a user backstore
-    sectors = min(HW_MAX_SECTORS, found.max_sectors or HW_MAX_SECTORS)
+    from lio_xcopy.sg.sgio import max_transfer_bytes
+
+    limit = found.max_sectors or (max_transfer_bytes(found.sg) or 0) // 512
+    sectors = min(HW_MAX_SECTORS, limit or HW_MAX_SECTORS)
     return _create(name, hc, 1 << 20, wwn, PASSTHROUGH_ATTRIBUTES, hw_max_sectors=sectors)
 
 

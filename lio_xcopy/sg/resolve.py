@@ -190,14 +190,12 @@ def _resolved(hctl_dir: Path, dev_root: str | os.PathLike[str]) -> Resolved | No
 
 
 def _max_sectors(hctl_dir: Path) -> int | None:
-    """The device's request queue limit (``block/*/queue/max_hw_sectors_kb``, a disk),
-    else its SCSI host's (``scsi_host/hostN/max_sectors``): SG_IO refuses a larger
-    transfer (EINVAL), and a tape's records cannot be split."""
-    for path, scale in ((hctl_dir.glob("block/*/queue/max_hw_sectors_kb"), 2),
-                        (hctl_dir.parent.parent.glob("scsi_host/host*/max_sectors"), 1)):
-        for f in path:
-            try:
-                return int(f.read_text().strip()) * scale
-            except (OSError, ValueError):
-                continue
+    """The device's request queue limit as sysfs shows it for a disk
+    (``block/*/queue/max_hw_sectors_kb``); other devices say it through their sg node
+    (:func:`~lio_xcopy.sg.sgio.max_transfer_bytes`)."""
+    for f in hctl_dir.glob("block/*/queue/max_hw_sectors_kb"):
+        try:
+            return int(f.read_text().strip()) * 2
+        except (OSError, ValueError):
+            continue
     return None

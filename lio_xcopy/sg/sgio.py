@@ -976,6 +976,27 @@ def _by_number(st: os.stat_result, sysfs: Path) -> Path | None:
     return cand if cand.exists() else None
 
 
+BLKSECTGET = 0x1267
+
+
+def max_transfer_bytes(path: str | os.PathLike[str]) -> int | None:
+    """The largest transfer one command may carry through the sg node ``path``: the
+    sg driver answers BLKSECTGET with its request queue's limit, in bytes (SG_IO refuses
+    a larger one). None when the node cannot say (not an sg node, gone)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        got = _ioctl(fd, BLKSECTGET, struct.pack("i", 0))
+        value: int = struct.unpack("i", got)[0]
+        return value if value > 0 else None
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
 def scsi_device_dir(path: str | os.PathLike[str], *, sysfs_root: str | os.PathLike[str] = "/sys",
                     dev_root: str | os.PathLike[str] = "/dev") -> Path:
     """The sysfs directory (named H:C:T:L) of the SCSI device behind a node.

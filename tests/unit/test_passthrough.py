@@ -509,21 +509,24 @@ def test_by_id_name_resolves_to_the_sg_node(host):
     assert designator_text(r.identifier()) == "naa." + NAA.hex()
 
 
-def test_the_transfer_limit_is_the_devices_queue_or_its_hosts(host):
-    """A pass-through LUN takes no command larger than its device does: a disk's
-    queue limit (max_hw_sectors_kb), else the SCSI host's max_sectors; unknown: None."""
+def test_a_disks_transfer_limit_is_its_queues(host):
+    """A pass-through LUN takes no command larger than its device does: for a disk,
+    sysfs shows the request queue's limit (max_hw_sectors_kb); others: None here (their
+    sg node answers BLKSECTGET)."""
     sys, dev, *_ = host
     tape, disk = "/dev/tape/by-id/scsi-3600140aa-nst", "naa." + OTHER_NAA.hex()
-    assert resolve(tape, sysfs_root=sys, dev_root=dev).max_sectors is None
-    # sysfs: .../host2/target2:0:0/2:0:0:1 and .../host2/scsi_host/host2/max_sectors
-    hostdir = sys / "devices/platform/scsi_host/host2"
-    hostdir.mkdir(parents=True)
-    (hostdir / "max_sectors").write_text("1024\n")
     queue = sys / "devices/platform/host/2:0:0:0/block/sda/queue"
     queue.mkdir(parents=True)
     (queue / "max_hw_sectors_kb").write_text("256\n")
-    assert resolve(tape, sysfs_root=sys, dev_root=dev).max_sectors == 1024
     assert resolve(disk, sysfs_root=sys, dev_root=dev).max_sectors == 512
+    assert resolve(tape, sysfs_root=sys, dev_root=dev).max_sectors is None
+
+
+def test_a_node_that_is_no_sg_node_says_no_limit(tmp_path):
+    from lio_xcopy.sg import sgio
+
+    assert sgio.max_transfer_bytes("/dev/null") is None
+    assert sgio.max_transfer_bytes(tmp_path / "gone") is None
 
 
 def test_designator_name_survives_renumbering(host, tmp_path):

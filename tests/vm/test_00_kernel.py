@@ -27,8 +27,8 @@ def test_modules_loaded():
 
 
 def test_loopback_fabric_can_be_created():
-    """A tcm_loop target made by hand through configfs: the fabric directory, a target
-    (its ``version`` names the loopback module) and a TPG, all removed again."""
+    """A tcm_loop target made by hand through configfs: the fabric directory (its
+    ``version`` names the loopback module), a target and a TPG, all removed again."""
     loopback = TARGET / "loopback"
     created = not loopback.exists()
     if created:
@@ -38,7 +38,7 @@ def test_loopback_fabric_can_be_created():
         wwn.mkdir()
         (wwn / "tpgt_1").mkdir()
         assert (wwn / "tpgt_1" / "lun").is_dir()
-        assert "TCM Loopback Fabric module" in (wwn / "version").read_text()
+        assert "TCM Loopback Fabric module" in (loopback / "version").read_text()
     finally:
         if (wwn / "tpgt_1").exists():
             (wwn / "tpgt_1").rmdir()
