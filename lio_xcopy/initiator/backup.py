@@ -513,6 +513,31 @@ def one_command_missing(op: xcopy.OperatingParameters, label_length: int) -> str
     return None
 
 
+def copy_manager(disk: sgio.ScsiDevice, drive: sgio.ScsiDevice, label_length: int
+                 ) -> tuple[sgio.ScsiDevice, xcopy.OperatingParameters]:
+    """The device to send the job's EXTENDED COPY to, and its OPERATING PARAMETERS
+    (SPC-4 6.18.4): the disk's copy manager where it copies to a tape in one command,
+    else the drive's (a disk on another array whose copy manager copies only between
+    disks, behind a copy device that serves the drive), else whichever of the two
+    copies disk to tape (block to stream, 00h) at all."""
+    found: list[tuple[sgio.ScsiDevice, xcopy.OperatingParameters]] = []
+    for dev in (disk, drive):
+        try:
+            found.append((dev, operating_parameters(dev)))
+        except sgio.ScsiCommandError:  # no copy manager there (ILLEGAL REQUEST)
+            continue
+    for dev, op in found:
+        if one_command_missing(op, label_length) is None:
+            return dev, op
+    for dev, op in found:
+        if xcopy.BlockToStream.TYPE_CODE in op.implemented_descriptor_types:
+            return dev, op
+    raise BackupError(f"neither {disk.path} nor {drive.path} answers EXTENDED COPY from a "
+                      "disk to a tape (OPERATING PARAMETERS lists no segment type 00h): "
+                      "back up through a copy manager that serves the drive, e.g. "
+                      "lio-xcopy's")
+
+
 UNLOAD_NEEDS_CHANGER = ("--unload puts the cartridge back in its slot: it needs --changer; "
                         "without a library use `mt -f DRIVE offline`")
 
@@ -709,7 +734,7 @@ def _write_backup(req: BackupRequest, cat: Catalog, job: Job, src: Endpoint,
     """The job once the cartridge is in the drive: position, copy, filemark, catalog."""
     wait_ready(tape_dev)
     dst = identify(tape_dev)
-    op = operating_parameters(disk_dev)
+    manager, op = copy_manager(disk_dev, tape_dev, src.block_size)
     pos = append_position(drive, out)
     file_number = pos.file_number
     missing = one_command_missing(op, src.block_size)
@@ -729,7 +754,7 @@ def _write_backup(req: BackupRequest, cat: Catalog, job: Job, src: Endpoint,
     creq = CopyRequest(count=blocks, skip=first, record=req.record, header=label,
                        filemarks=0 if missing else 1,
                        locate=None if missing else pos.logical_object)
-    moved, _seconds, sha = _copy(disk_dev, devs, src, dst, creq, out, bar, cat, job, op)
+    moved, _seconds, sha = _copy(manager, devs, src, dst, creq, out, bar, cat, job, op)
     if moved != total + len(label):
         raise BackupError(f"the copy moved {moved} bytes of {total + len(label)}: the tape "
                           "file is incomplete; run the backup again")

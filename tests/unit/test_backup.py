@@ -5,6 +5,7 @@ manager) in this process, so every CDB the job sends is answered by the real tar
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import struct
@@ -772,3 +773,41 @@ def test_copy_operator_errors_send_nothing(target, monkeypatch, capsys):
                    "is a disk: leave header= out\n")
     assert not [d.plists for d in target.opened if d.plists]
     assert records(target.tmp / "standalone.aws") == []
+
+
+# --- which copy manager a job is sent to ---------------------------------------------------
+def _op(types: tuple[int, ...], segments: int = 256) -> xcopy.OperatingParameters:
+    return dataclasses.replace(xcopy.OperatingParameters.from_limits(xcopy.Limits()),
+                               max_segment_count=segments, implemented_descriptor_types=types)
+
+
+class _Dev:
+    def __init__(self, path: str, op: xcopy.OperatingParameters | None):
+        self.path, self.op = path, op
+
+
+@pytest.fixture
+def answers(monkeypatch):
+    def operating_parameters(dev):
+        if dev.op is None:  # no copy manager: ILLEGAL REQUEST
+            r = sgio.Result(b"\x84\x03", CHECK_CONDITION, None, b"", 0, 0.0)
+            raise sgio.ScsiCommandError("INVALID COMMAND OPERATION CODE", dev.path, r)
+        return dev.op
+
+    monkeypatch.setattr(bk, "operating_parameters", operating_parameters)
+
+
+@pytest.mark.usefixtures("answers")
+def test_a_job_goes_to_the_drives_copy_manager_when_the_disks_copies_only_disks():
+    """The disk is on another array whose copy manager lists only 02h (as LIO's does);
+    the drive is served by a copy device: the EXTENDED COPY goes to the drive."""
+    ours = tuple(sorted({*xcopy.SEGMENT_TYPES, xcopy.IDENTIFICATION_CSCD}))
+    disk, drive = _Dev("/dev/sg3", _op((0x02, 0xE4), 1)), _Dev("/dev/sg7", _op(ours))
+    assert bk.copy_manager(disk, drive, 512)[0] is drive
+    assert bk.copy_manager(_Dev("/dev/sg3", None), drive, 512)[0] is drive
+    both = _Dev("/dev/sg1", _op(ours))
+    assert bk.copy_manager(both, drive, 512)[0] is both  # the disk's, where it can
+    old = _Dev("/dev/sg7", _op((0x00, 0xE4)))  # block->stream, no one-command job
+    assert bk.copy_manager(disk, old, 512)[0] is old
+    with pytest.raises(bk.BackupError, match="neither /dev/sg3 nor /dev/sg9 answers"):
+        bk.copy_manager(disk, _Dev("/dev/sg9", None), 512)
