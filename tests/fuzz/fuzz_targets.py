@@ -536,11 +536,15 @@ def rcr_target(data: bytes) -> None:
             plist[1] = (plist[1] & 0xE7) | (s.u8() & 3) << 3  # LIST ID USAGE
             layout = xcopy.EXTENDED_COPY_LID1
             if pick & 0x80:
-                p = xcopy.parse_extended_copy(bytes(plist))
-                plist = bytearray(xcopy.build_extended_copy_lid4(
-                    p.cscds, p.segments, list_identifier=plist[0],
-                    list_id_usage=p.header.list_id_usage, immed=bool(pick & 0x40)))
-                layout = xcopy.EXTENDED_COPY_LID4
+                try:  # a list the input made invalid (usage 11b with an identifier) goes
+                    p = xcopy.parse_extended_copy(bytes(plist))  # as LID1, to be refused
+                except CheckCondition:
+                    p = None
+                if p is not None:
+                    plist = bytearray(xcopy.build_extended_copy_lid4(
+                        p.cscds, p.segments, list_identifier=plist[0],
+                        list_id_usage=p.header.list_id_usage, immed=bool(pick & 0x40)))
+                    layout = xcopy.EXTENDED_COPY_LID4
             lb.tapes["fz-tape"].rewind()
             cdb = layout(parameter_list_length=len(plist)).encode()
             run(lb, disk, cdb, len(plist), bytes(plist))
