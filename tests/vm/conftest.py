@@ -137,13 +137,15 @@ def watchdog(work):
                 dmesg = run("dmesg", check=False).stdout.splitlines()
                 busy = {h.name: (h / "host_busy").read_text().strip()
                         for h in Path("/sys/class/scsi_host").glob("host*")}
+                room = {d: f"{os.statvfs(d).f_bavail * os.statvfs(d).f_frsize >> 20} MiB"
+                        for d in ("/tmp", "/run")}
                 daemon_log = (work / "daemon.log")
                 tail = (daemon_log.read_text(errors="replace").splitlines()[-15:]
                         if daemon_log.exists() else [])
                 with out.open("a") as f:
                     f.write(f"--- {time.strftime('%H:%M:%S')} "
                             f"{os.environ.get('PYTEST_CURRENT_TEST', '-')}\n"
-                            f"host_busy {busy}\n" + "".join(_blocked_tasks())
+                            f"host_busy {busy}, free {room}\n" + "".join(_blocked_tasks())
                             + "\n".join(dmesg[seen:][-40:]) + "\ndaemon: "
                             + "\n  ".join(tail) + "\n")
                 seen = len(dmesg)
