@@ -256,11 +256,19 @@ def dm_disk(lab, name: str, data: bytes, table, *, modules: tuple[str, ...] = ("
         run("losetup", "-d", loop, check=False)
 
 
+def lab_target(lab) -> str:
+    """The WWN of the loopback target that exports the lab's disk."""
+    for link in Path("/sys/kernel/config/target/loopback").glob("naa.*/tpgt_1/lun/lun_*/*"):
+        if link.is_symlink() and os.path.basename(os.readlink(link)) == lab.disk_lun.name:
+            return link.parts[-5]
+    raise AssertionError("the lab's disk is exported on no loopback target")
+
+
 def extra_lun(lab, lun, timeout: float = 90.0):
     """Export one more LUN for a test; its kernel device, with unit attentions cleared."""
     from lio_xcopy.control import provision
 
-    provision.export_loopback(lun)
+    provision.export_loopback(lun, target_wwn=lab_target(lab))
     dev = provision.find_kernel_device(lun, timeout=timeout)
     # beside the lab's disk (one loopback target: one nexus, so the copy access policy
     # lets them copy together), whatever other targets earlier tests left behind
