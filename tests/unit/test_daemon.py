@@ -188,6 +188,27 @@ def test_daemon_completes_long_commands_from_workers():
     kernel.close()
 
 
+def test_sd_notify_never_waits_on_a_receiver_that_does_not_read(tmp_path):
+    """A NOTIFY_SOCKET whose reader stopped reading: its queue fills, and sd_notify
+    drops the message instead of blocking the daemon's loop (every LUN would stall)."""
+    import socket
+    import threading
+
+    from lio_xcopy.tcmu.service import sd_notify
+
+    path = tmp_path / "notify"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as rx:
+        rx.bind(str(path))
+        env = {"NOTIFY_SOCKET": str(path)}
+        sent: list[bool] = []
+        t = threading.Thread(target=lambda: sent.extend(
+            sd_notify("STATUS=" + "x" * 1024, env=env) for _ in range(5000)), daemon=True)
+        t.start()
+        t.join(10)
+        assert not t.is_alive(), "sd_notify blocked on a full receiver"
+        assert sent[0] and not all(sent)  # the first went; once full, messages are dropped
+
+
 def test_sd_notify_sends_one_datagram(tmp_path):
     import socket
 
