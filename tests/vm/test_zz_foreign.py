@@ -197,10 +197,6 @@ def _backup_cli(work: Path, *args: str) -> str:
     return p.stdout
 
 
-@pytest.mark.skip(reason="passes alone (34 s), but in two runs after other modules the "
-                  "daemon stopped answering after the restore (no SIGHUP handled, sd's "
-                  "SYNCHRONIZE CACHE on deleting the restore disk unanswered: the guest "
-                  "sticks); cause to find with the watchdog's log")
 def test_a_backup_job_from_the_other_array_through_the_pass_through_library(
         lab, array, admitted, bridge):  # noqa: F811
     """`lio-xcopy backup --changer` against a real library the daemon passes through:
