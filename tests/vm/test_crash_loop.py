@@ -171,10 +171,6 @@ def flowing(since: dict[str, int]):
     return lambda: all(moved(sd) > n for sd, n in since.items())
 
 
-@pytest.mark.skipif(os.environ.get("LIO_XCOPY_CRASH_LOOP") != "1",
-                    reason="LIO_XCOPY_CRASH_LOOP=1 runs it: it passes alone and after test_cli "
-                           "and test_crash (1m 3s), but failed in a run of test_backup through "
-                           "test_crash_loop on a loaded host; cause not found yet")
 def test_kill_9_five_times_under_fio_verify_and_copies(lab, loop_luns):
     disks, (src, src_dev, data), (tape, tape_dev) = loop_luns
     seed = int(os.environ.get("LIO_XCOPY_CRASH_SEED", str(random.randrange(1 << 32))))
