@@ -32,7 +32,7 @@ from pathlib import Path
 from _guest import MB, Daemon, MiB, io_tool, require_guest, run, sequential, work_dir
 
 from lio_xcopy.control import provision
-from lio_xcopy.tcmu.handler import HW_MAX_SECTORS, parse_size
+from lio_xcopy.handler_config import HW_MAX_SECTORS, parse_size
 
 SCRIPT = "bench/disk_vs_tcmu_runner.py"
 RUNNER = "tcmu-runner"

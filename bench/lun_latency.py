@@ -61,9 +61,9 @@ def main() -> int:
     ap.add_argument("--tape-size", default="16M", help="the tape's capacity (default 16M)")
     args = ap.parse_args()
     from lio_xcopy.control import provision
+    from lio_xcopy.handler_config import parse_size
     from lio_xcopy.scsi import ssc
     from lio_xcopy.sg import sgio
-    from lio_xcopy.tcmu.handler import parse_size
 
     work = work_dir("lun_latency")
     pidfile, log = work / "daemon.pid", work / "daemon.log"

@@ -122,7 +122,7 @@ def dump(*_):
     import os; os.replace({out!r} + ".tmp", {out!r})
 signal.signal(signal.SIGUSR2, dump)
 sys.argv = ["lio-xcopy"] + sys.argv[1:]
-from lio_xcopy.control.cli import main
+from lio_xcopy.cli import main
 sys.exit(main(["daemon"] + sys.argv[1:]))
 """
 

@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _guest import MB, Daemon, require_guest, run
 
 from lio_xcopy.control import provision
+from lio_xcopy.handler_config import parse_size
 from lio_xcopy.initiator.copy import CopyRequest, run_copy
-from lio_xcopy.tcmu.handler import parse_size
 
 RECORD = 65536
 

@@ -1,5 +1,5 @@
 import sys
 
-from lio_xcopy.control.cli import main
+from lio_xcopy.cli import main
 
 sys.exit(main())

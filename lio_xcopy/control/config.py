@@ -23,9 +23,9 @@ from typing import Any
 
 from lio_xcopy.devices.members import FOREIGN, foreign_designator
 from lio_xcopy.errors import ConfigError
+from lio_xcopy.handler_config import parse_size
 from lio_xcopy.scsi.spc import naa_ieee_registered_extended
 from lio_xcopy.sg.resolve import StableName
-from lio_xcopy.tcmu.handler import parse_size
 
 SCHEMA_VERSION = 2
 #: versions :func:`loads` still reads (1: ``loopback`` was ``{name: lun_id}``)

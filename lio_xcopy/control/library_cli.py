@@ -73,7 +73,7 @@ def main(argv: list[str]) -> int:
         print(USAGE, end="")
         return 0 if argv else 2
     from lio_xcopy.control import library
-    from lio_xcopy.tcmu.handler import parse_size
+    from lio_xcopy.handler_config import parse_size
 
     try:
         args = _parser().parse_args(argv)

@@ -19,8 +19,7 @@ from pathlib import Path
 
 from lio_xcopy.control import backing
 from lio_xcopy.errors import ConfigError
-from lio_xcopy.tcmu.handler import HW_MAX_SECTORS, HandlerConfig
-from lio_xcopy.tcmu.uio import SUBTYPE
+from lio_xcopy.handler_config import HW_MAX_SECTORS, SUBTYPE, HandlerConfig
 
 log = logging.getLogger(__name__)
 

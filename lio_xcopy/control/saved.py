@@ -19,8 +19,7 @@ from typing import Any
 
 from lio_xcopy.control import backing, config, iscsi, provision
 from lio_xcopy.errors import ConfigError
-from lio_xcopy.tcmu.handler import HandlerConfig, parse_size
-from lio_xcopy.tcmu.uio import SUBTYPE
+from lio_xcopy.handler_config import SUBTYPE, HandlerConfig, parse_size
 
 
 def _iscsi_model(raw: list[dict], keep_from: config.SavedConfig | None) \

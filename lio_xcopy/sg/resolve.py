@@ -17,18 +17,17 @@ would have the daemon forward to itself.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from lio_xcopy.errors import ConfigError, LioXcopyError
+from lio_xcopy.handler_config import DESIGNATOR
 from lio_xcopy.scsi.spc import Designator
 from lio_xcopy.sg import sgio
 
 #: udev's directories of names made from a device's identity (not its path or number).
 STABLE_DIRS = ("/dev/tape/by-id/", "/dev/disk/by-id/")
 CONFIGFS_TARGET = Path("/sys/kernel/config/target")
-DESIGNATOR = re.compile(r"(naa|eui)\.([0-9a-fA-F]{16}|[0-9a-fA-F]{32})")
 #: designator types (SPC-4 Table 485): EUI-64 and NAA
 _TYPES = {"eui": 2, "naa": 3}
 _HINT = ("name the device by /dev/tape/by-id/..., /dev/disk/by-id/... (`ls -l "

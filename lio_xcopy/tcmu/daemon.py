@@ -31,6 +31,7 @@ from lio_xcopy.devices.base import Command, ScsiDevice, TaskManagement
 from lio_xcopy.devices.foreign import ForeignDevices
 from lio_xcopy.devices.members import foreign_designator
 from lio_xcopy.errors import LioXcopyError
+from lio_xcopy.handler_config import SUBTYPE
 from lio_xcopy.scsi.errors import CheckCondition, HardwareError
 from lio_xcopy.scsi.sense import CHECK_CONDITION, GOOD, TASK_ABORTED, SenseKey
 from lio_xcopy.scsi.xcopy import CopyCommandStatus
@@ -43,7 +44,6 @@ from lio_xcopy.tcmu.memory import tune_malloc
 from lio_xcopy.tcmu.ring import CommandRing, RingCommand, RingTmr
 from lio_xcopy.tcmu.service import sd_notify
 from lio_xcopy.tcmu.uio import (
-    SUBTYPE,
     UioDevice,
     UioName,
     UioNotReady,

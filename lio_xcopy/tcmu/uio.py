@@ -13,7 +13,6 @@ from pathlib import Path
 
 from lio_xcopy.errors import TransportError
 
-SUBTYPE = "xcopy"
 CONFIGFS_CORE = Path("/sys/kernel/config/target/core")
 
 

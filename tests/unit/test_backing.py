@@ -10,12 +10,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from lio_xcopy.control import backing, cli, config, library, provision, saved
+from lio_xcopy import cli
+from lio_xcopy.control import backing, config, library, provision, saved
 from lio_xcopy.control.backing import InUse
 from lio_xcopy.devices.awstape import AwsTape
 from lio_xcopy.devices.buffer import DataBuffer
 from lio_xcopy.errors import ConfigError
-from lio_xcopy.tcmu.uio import SUBTYPE
+from lio_xcopy.handler_config import SUBTYPE
 
 MiB = 1 << 20
 PASSWD = b"root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n"

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from lio_xcopy import __version__
-from lio_xcopy.control import cli, saved
+from lio_xcopy import __version__, cli
+from lio_xcopy.control import saved
 from lio_xcopy.control.config import SavedConfig
 from lio_xcopy.initiator import backup as bk
 

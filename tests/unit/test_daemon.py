@@ -12,10 +12,11 @@ import pytest
 from lio_xcopy.devices.disk import Disk
 from lio_xcopy.devices.tape import Tape
 from lio_xcopy.errors import ConfigError
+from lio_xcopy.handler_config import HandlerConfig, parse_size
 from lio_xcopy.scsi.sense import GOOD, SenseData, SenseKey
 from lio_xcopy.tcmu import uio
 from lio_xcopy.tcmu.daemon import Daemon, TcmuDevice
-from lio_xcopy.tcmu.handler import HandlerConfig, open_device, parse_size
+from lio_xcopy.tcmu.handler import open_device
 from lio_xcopy.tcmu.ring import CommandRing
 from lio_xcopy.tcmu.sim import SimulatedKernel
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lio_xcopy.control.cli import main
+from lio_xcopy.cli import main
 
 
 def lines(capsys) -> tuple[list[str], list[str]]:

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from lio_xcopy.control import cli
+from lio_xcopy import cli
 from lio_xcopy.tcmu import daemon, pidlock
 
 HOLD = """

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from lio_xcopy.control import cli, config, service
+from lio_xcopy import cli
+from lio_xcopy.control import commands, config, service
 from lio_xcopy.control import shell as shell_mod
 from lio_xcopy.control.shell.lio import Backstore, LoopbackTarget, Snapshot
 from lio_xcopy.errors import ConfigError
@@ -482,7 +483,7 @@ def test_saveconfig_and_status_go_through_the_subcommands(sh, monkeypatch, tmp_p
         seen.append((cmd, rest))
         return 0 if cmd != "restoreconfig" else 1
 
-    monkeypatch.setattr(cli, "_config_command", fake)
+    monkeypatch.setattr(commands, "config_command", fake)
     assert sh(f"/ saveconfig {tmp_path}/x.json")[0] == 0
     assert sh("status")[0] == 0  # from the root node
     assert sh("/ status")[0] == 0
@@ -557,7 +558,7 @@ def test_interactive_session_saves_on_exit(lio, monkeypatch, tmp_path, capsys):
     import io
 
     saved = []
-    monkeypatch.setattr(cli, "_config_command", lambda c, r: saved.append((c, r)) or 0)
+    monkeypatch.setattr(commands, "config_command", lambda c, r: saved.append((c, r)) or 0)
     monkeypatch.setattr("sys.stdin", io.StringIO(
         f"cd /backstores/disk\ncreate name=db0 file={tmp_path}/a.img size=1M\nbogus\n"
         "cd /nowhere\nls\nexit\n"))

@@ -20,8 +20,8 @@ from lio_xcopy.control import provision
 from lio_xcopy.control.provision import _create
 from lio_xcopy.devices.awstape import AwsTape
 from lio_xcopy.devices.buffer import DataBuffer
+from lio_xcopy.handler_config import HandlerConfig
 from lio_xcopy.scsi import ssc
-from lio_xcopy.tcmu.handler import HandlerConfig
 
 MTIOCTOP = 0x40086D01  # _IOW('m', 1, struct mtop)
 MTWEOF = 5

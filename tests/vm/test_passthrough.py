@@ -30,9 +30,8 @@ from conftest import MiB, clear_unit_attention, restart_daemon, run, sense_of
 
 from lio_xcopy.control import library as ops
 from lio_xcopy.control import provision
+from lio_xcopy.handler_config import HW_MAX_SECTORS, SUBTYPE, HandlerConfig
 from lio_xcopy.sg.resolve import DeviceNotFound, resolve
-from lio_xcopy.tcmu.handler import HW_MAX_SECTORS, HandlerConfig
-from lio_xcopy.tcmu.uio import SUBTYPE
 
 PHYS_SUBTYPE = "physlib"
 PHYS_TARGET = "naa.5001405aaaaaaaa1"

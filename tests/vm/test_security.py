@@ -276,7 +276,7 @@ def test_every_cscd_the_policy_forbids_is_refused_from_every_lun_of_two_initiato
 SECRET, MUTUAL_SECRET = "Chap-S3cr3t-q7Zx41", "Mutu4l-S3cr3t-k9Wv22"
 #: the CLI with every library's logging at debug, as `--log-level debug` would give it
 DEBUG_CLI = ("import logging, sys; logging.basicConfig(level=logging.DEBUG); "
-             "from lio_xcopy.control.cli import main; sys.exit(main(sys.argv[1:]))")
+             "from lio_xcopy.cli import main; sys.exit(main(sys.argv[1:]))")
 
 
 @pytest.mark.usefixtures("net", "iscsid")

@@ -15,8 +15,7 @@ from pathlib import Path
 
 from lio_xcopy.control import config, iscsi, provision
 from lio_xcopy.errors import ConfigError
-from lio_xcopy.tcmu.handler import HandlerConfig, parse_size
-from lio_xcopy.tcmu.uio import SUBTYPE
+from lio_xcopy.handler_config import SUBTYPE, HandlerConfig, parse_size
 
 #: TPG attributes of an iSCSI target we create: explicit ACLs only (as export_iscsi sets)
 ISCSI_TPG_ATTRIBUTES = {"generate_node_acls": "0", "cache_dynamic_acls": "0",

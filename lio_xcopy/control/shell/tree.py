@@ -220,9 +220,9 @@ class Root(UINode):
 
 def _run_config(cmd: str, savefile: str | None) -> None:
     """saveconfig, restoreconfig and status print as the ``lio-xcopy`` subcommands do."""
-    from lio_xcopy.control import cli
+    from lio_xcopy.control.commands import config_command
 
-    if cli._config_command(cmd, [savefile] if savefile else []) != 0:
+    if config_command(cmd, [savefile] if savefile else []) != 0:
         raise Reported(cmd)
 
 

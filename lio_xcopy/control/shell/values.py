@@ -14,7 +14,7 @@ from pathlib import Path
 from lio_xcopy.control import config, iscsi
 from lio_xcopy.devices.members import FOREIGN, is_designator_text
 from lio_xcopy.errors import ConfigError
-from lio_xcopy.tcmu.handler import parse_size
+from lio_xcopy.handler_config import parse_size
 
 #: LIO keeps CHAP user names and secrets in 255-byte buffers
 CHAP_MAX = 255

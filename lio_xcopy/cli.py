@@ -10,7 +10,8 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+
+from lio_xcopy.control.commands import HELP, Parser, config_command, wants_help
 
 USAGE = """usage: lio-xcopy COMMAND [ARGS]
        lio-xcopy COMMAND --help | lio-xcopy --version
@@ -45,53 +46,11 @@ the administrator's shell (a tree in the style of targetcli):
 COMMANDS = ("daemon", "copy", "library", "backup", "restore", "catalog", "saveconfig",
             "restoreconfig", "status", "version", "completion")
 
-HELP = ("-h", "--help")
-
-
-def wants_help(args: list[str]) -> bool:
-    """``-h`` or ``--help`` among the arguments (before a ``--``), as argparse reads it."""
-    for a in args:
-        if a == "--":
-            return False
-        if a in HELP:
-            return True
-    return False
-
-
-class _Parser(argparse.ArgumentParser):
-    """An argparse parser whose mistakes are one line on stderr that points at --help
-    (exit status 2, as argparse), the usage shown only on --help."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: {message}; see `{self.prog} --help`\n")
-
-
-def _config_parser(cmd: str) -> argparse.ArgumentParser:
-    from lio_xcopy.control import config
-
-    about = {
-        "saveconfig": "Save the running disks, tapes, changers, loopback and iSCSI exports "
-                      "and copy groups to FILE (written atomically, mode 0600: it holds "
-                      "CHAP secrets).",
-        "restoreconfig": "Recreate what FILE holds: LUNs, exports, ACLs. What is already "
-                         "there is left alone; every error is reported, and the exit "
-                         "status is 1 if there was one.",
-        "status": "List the LUNs, their backing files, where they are exported, the "
-                  "daemon and the copies it runs; FILE (the saved configuration) marks "
-                  "what is not saved.",
-    }[cmd]
-    p = _Parser(prog=f"lio-xcopy {cmd}", description=about,
-                epilog="`man lio-xcopy.json` describes the file.")
-    p.add_argument("file", metavar="FILE", nargs="?", type=Path, default=config.DEFAULT_PATH,
-                   help=f"the saved configuration (default {config.DEFAULT_PATH})")
-    return p
-
-
 def _daemon_options() -> argparse.ArgumentParser:
     """The control plane's option of ``lio-xcopy daemon`` (the daemon adds its own)."""
     from lio_xcopy.control import config
 
-    p = _Parser(prog="lio-xcopy daemon", add_help=False)
+    p = Parser(prog="lio-xcopy daemon", add_help=False)
     p.add_argument("--config", type=Path, default=config.DEFAULT_PATH, metavar="FILE",
                    help="the saved configuration the copy groups are read from (default "
                         f"{config.DEFAULT_PATH}; absent: no copy groups)")
@@ -152,14 +111,14 @@ def _commands() -> dict[str, Callable[[list[str]], int]]:
 
         return catalog_main(rest)
 
-    def config_command(cmd: str) -> Callable[[list[str]], int]:
-        return lambda rest: _config_command(cmd, rest)
+    def saved_file(cmd: str) -> Callable[[list[str]], int]:
+        return lambda rest: config_command(cmd, rest)
 
     return {"daemon": _daemon, "copy": copy, "library": library, "backup": backup,
             "restore": restore, "catalog": catalog,
-            "saveconfig": config_command("saveconfig"),
-            "restoreconfig": config_command("restoreconfig"),
-            "status": config_command("status"), "version": _version,
+            "saveconfig": saved_file("saveconfig"),
+            "restoreconfig": saved_file("restoreconfig"),
+            "status": saved_file("status"), "version": _version,
             "completion": _completion}
 
 
@@ -220,49 +179,6 @@ def _daemon(rest: list[str]) -> int:
         return daemon_main(rest, copy_groups=groups, parents=[options])
     except SystemExit as e:  # argparse: --help (0) or a usage error (2)
         return e.code if isinstance(e.code, int) else 2
-
-
-def _config_command(cmd: str, rest: list[str]) -> int:
-    from lio_xcopy.control import config, saved
-    from lio_xcopy.errors import LioXcopyError
-
-    try:
-        path: Path = _config_parser(cmd).parse_args(rest).file
-    except SystemExit as e:  # --help (0) or a usage error (2): nothing read or written
-        return e.code if isinstance(e.code, int) else 2
-    try:
-        if cmd == "saveconfig":
-            cfg = saved.save(path)
-            extra = (f", {len(cfg.changers)} changer(s), {len(cfg.library_drives)} library "
-                     "drive(s)" if cfg.changers or cfg.library_drives else "")
-            print(f"saved {len(cfg.disks)} disk(s), {len(cfg.tapes)} tape(s){extra} to {path}")
-            return 0
-        if cmd == "restoreconfig":
-            report = saved.restore(config.load(path), source=path)
-            for line in report.created:
-                print(f"created {line}")
-            for line in report.errors:
-                print(f"lio-xcopy restoreconfig: {line}", file=sys.stderr)
-            for line in report.changed:
-                print(f"changed {line}")
-            print(f"restored from {path}: {len(report.created)} created, "
-                  f"{len(report.changed)} changed, {len(report.present)} already present, "
-                  f"{len(report.errors)} error(s)")
-            return 1 if report.errors else 0
-        from lio_xcopy.control import status
-        from lio_xcopy.tcmu import state as state_file
-
-        keep = None
-        if path.exists():
-            try:
-                keep = config.load(path)
-            except LioXcopyError as e:
-                print(f"lio-xcopy status: {e} (showing what runs)", file=sys.stderr)
-        print("\n".join(status.lines(saved.running(keep), state_file.read())))
-        return 0
-    except LioXcopyError as e:
-        print(f"lio-xcopy {cmd}: {e}", file=sys.stderr)
-        return 1
 
 
 if __name__ == "__main__":
