@@ -15,12 +15,11 @@ import ipaddress
 import json
 import os
 import re
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lio_xcopy import files
 from lio_xcopy.devices.members import FOREIGN, foreign_designator
 from lio_xcopy.errors import ConfigError
 from lio_xcopy.handler_config import parse_size
@@ -795,37 +794,6 @@ def _make_dir(directory: Path) -> None:
             os.chmod(d, 0o700)  # whatever the umask
 
 
-def _write_temp(path: Path, data: bytes) -> str:
-    """A 0600 temp file next to ``path`` holding ``data``, flushed to disk."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        try:
-            os.fchmod(fd, 0o600)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return tmp
-
-
-def _replace(tmp: str, path: Path, before: Callable[[], None] | None = None) -> None:
-    """Rename ``tmp`` over ``path`` (after ``before()``); on failure ``tmp`` is removed."""
-    try:
-        if before is not None:
-            before()
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def _rotate(path: Path, old: bytes, backups: int) -> None:
     """``.1`` becomes ``.2`` ...; ``.N`` drops off; the old content becomes ``.1``."""
     prefix = f"{path.name}."
@@ -838,7 +806,7 @@ def _rotate(path: Path, old: bytes, backups: int) -> None:
         if _backup(path, n).exists():
             os.replace(_backup(path, n), _backup(path, n + 1))
             os.chmod(_backup(path, n + 1), 0o600)
-    _replace(_write_temp(path, old), _backup(path, 1))
+    files.replace(files.write_temp(path, old), _backup(path, 1))
 
 
 def save(cfg: SavedConfig, path: str | os.PathLike[str] = DEFAULT_PATH,
@@ -870,10 +838,10 @@ def _save(path: Path, data: bytes, backups: int) -> None:
         if old == data:
             os.chmod(path, 0o600)
             return
-        tmp = _write_temp(path, data)
+        tmp = files.write_temp(path, data)
         previous = old
-        _replace(tmp, path, (lambda: _rotate(path, previous, backups))
-                 if previous is not None and backups > 0 else None)
+        files.replace(tmp, path, (lambda: _rotate(path, previous, backups))
+                      if previous is not None and backups > 0 else None)
         os.fsync(dfd)
     finally:
         os.close(dfd)

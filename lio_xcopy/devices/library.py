@@ -32,6 +32,7 @@ from typing import Any, Protocol
 
 from lio_xcopy.devices.base import LunIdentity
 from lio_xcopy.errors import BackingStoreError, ConfigError
+from lio_xcopy.files import write_atomic
 from lio_xcopy.scsi.errors import HardwareError, IllegalRequest
 from lio_xcopy.scsi.sense import Asc
 from lio_xcopy.scsi.smc import ElementRange, ElementType
@@ -251,20 +252,7 @@ class Library:
 
     def _write(self, state: State) -> None:
         file = self.path / STATE_FILE
-        tmp = file.with_name(f".{STATE_FILE}.{os.getpid()}.tmp")
-        data = (json.dumps(state.to_json(), indent=1) + "\n").encode()
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, file)
-        dfd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        write_atomic(file, (json.dumps(state.to_json(), indent=1) + "\n").encode())
         st = os.stat(file)
         self._state, self._stamp = state, (st.st_ino, st.st_mtime_ns, st.st_size)
 

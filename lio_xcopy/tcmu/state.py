@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lio_xcopy.files import write_atomic
+
 #: systemd's RuntimeDirectory=lio-xcopy
 DEFAULT_PATH = Path("/run/lio-xcopy/state.json")
 
@@ -49,13 +51,8 @@ class DaemonState:
 def write(state: DaemonState, path: Path = DEFAULT_PATH) -> None:
     """Replace the state file atomically; a missing directory is created 0755."""
     path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    doc = asdict(state)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-    os.fchmod(fd, 0o644)  # before any byte, whatever the umask: others read, never write
-    with open(fd, "w", encoding="utf-8") as f:
-        json.dump(doc, f, indent=1)
-    os.replace(tmp, path)
+    # others read it, never write it
+    write_atomic(path, json.dumps(asdict(state), indent=1).encode(), 0o644)
 
 
 def read(path: Path = DEFAULT_PATH) -> DaemonState | None:
