@@ -19,30 +19,19 @@ from __future__ import annotations
 import ctypes
 import ipaddress
 import os
-import re
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from lio_xcopy.control import rtslib_adapter, validators
+from lio_xcopy.control.validators import CHAP_MAX, is_chap_text, is_iscsi_name
 from lio_xcopy.errors import ConfigError
 
 T = TypeVar("T")
 
-TPG_TAG = 1
 CLONE_NEWNET = 0x40000000
-#: what rtslib accepts as an iSCSI name (it lower-cases it first)
-_IQN = re.compile(r"iqn\.[0-9]{4}-(0[1-9]|1[0-2])\.[^ _]*\.[^ _]*$")
-#: LIO keeps CHAP user names and secrets in 255-byte buffers
-_CHAP_MAX = 255
-
-
-def _rtslib():
-    import rtslib  # rtslib-fb: imported only when provisioning
-
-    return rtslib
-
 
 @dataclass(frozen=True, slots=True)
 class IscsiExport:
@@ -62,45 +51,13 @@ class IscsiExport:
 
 def _iqn(name: str, what: str) -> str:
     iqn = name.strip().lower()
-    if not _IQN.match(iqn):
+    if not is_iscsi_name(iqn):
         raise ConfigError(f"{what} {name!r} is not an iSCSI name: write it as "
                           "iqn.YYYY-MM.reversed.domain:unique-part (no spaces or '_')")
     return iqn
 
 
-def _portal_ip(ip: str) -> str:
-    try:
-        return str(ipaddress.ip_address(ip.strip("[]")))
-    except ValueError as e:
-        raise ConfigError(f"portal address {ip!r} is not an IP address: give the "
-                          "target host's IPv4 or IPv6 address (0.0.0.0 for all)") from e
-
-
-def _ensure_iscsi():
-    from lio_xcopy.control import provision
-
-    provision.ensure_configfs()
-    rts = _rtslib()
-    try:
-        return rts.FabricModule("iscsi")
-    except Exception as e:  # rtslib raises RTSLibError (or OSError) when unloadable
-        raise ConfigError(f"the LIO iSCSI target is not available ({e}): load it with "
-                          "`modprobe iscsi_target_mod`") from e
-
-
-def _find_target(fabric, iqn: str):
-    for target in fabric.targets:
-        if target.wwn == iqn:
-            return target
-    return None
-
-
-def _tpg(target):
-    rts = _rtslib()
-    return rts.TPG(target, TPG_TAG)
-
-
-def _in_netns(netns: str | os.PathLike[str], fn: Callable[[], T]) -> T:
+def in_netns(netns: str | os.PathLike[str], fn: Callable[[], T]) -> T:
     """Run ``fn()`` in a fresh thread that has entered network namespace ``netns``
     (a name under /run/netns or a path); return its result or raise its error."""
     path = Path(netns) if os.sep in str(netns) else Path("/run/netns") / str(netns)
@@ -139,15 +96,15 @@ def export_iscsi(lun, target_iqn: str, portal_ip: str, port: int = 3260,
                  netns: str | os.PathLike[str] | None = None) -> IscsiExport:
     """Export ``lun`` (a :class:`provision.Lun`) on iSCSI target ``target_iqn``, TPG 1,
     listening on ``portal_ip:port``; create whatever is missing. Returns where it is."""
-    rts = _rtslib()
+    rts = rtslib_adapter.rtslib()
     iqn = _iqn(target_iqn, "target name")
-    ip = _portal_ip(portal_ip)
+    ip = validators.portal_ip(portal_ip)
     if not 0 < int(port) < 65536:
         raise ConfigError(f"port {port}: use 1-65535 (3260 is iSCSI's)")
-    fabric = _ensure_iscsi()
+    fabric = rtslib_adapter.iscsi_fabric()
     try:
         target = rts.Target(fabric, iqn)
-        tpg = _tpg(target)
+        tpg = rtslib_adapter.tpg(target)
         if not any(p.ip_address.strip("[]") == ip and p.port == int(port)
                    for p in tpg.network_portals):
             host = f"[{ip}]" if ":" in ip else ip
@@ -156,7 +113,7 @@ def export_iscsi(lun, target_iqn: str, portal_ip: str, port: int = 3260,
                 return rts.NetworkPortal(tpg, host, int(port))
 
             try:
-                make_portal() if netns is None else _in_netns(netns, make_portal)
+                make_portal() if netns is None else in_netns(netns, make_portal)
             except rts.RTSLibError as e:
                 raise ConfigError(
                     f"cannot listen on {host}:{port} ({e}): the address must be on an "
@@ -191,9 +148,8 @@ def _check_chap(pair, what: str) -> tuple[str, str] | None:
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{what} must be (user, password)") from e
     for v, name in ((user, "user"), (secret, "password")):
-        if not isinstance(v, str) or not v or len(v) > _CHAP_MAX or v == "NULL" or any(
-                c.isspace() for c in v):
-            raise ConfigError(f"{what} {name} must be 1-{_CHAP_MAX} characters without "
+        if not isinstance(v, str) or not is_chap_text(v) or v == "NULL":
+            raise ConfigError(f"{what} {name} must be 1-{CHAP_MAX} characters without "
                               "spaces (and not 'NULL')")
     return user, secret
 
@@ -206,7 +162,7 @@ def allow_initiator(target_iqn: str, initiator_iqn: str,
     """Let ``initiator_iqn`` log in to ``target_iqn`` and see ``luns`` (LUN ids or
     :class:`provision.Lun`; default: every LUN of the target), with CHAP when given
     (``mutual_chap``: the secret the target answers with). Returns the mapped LUN ids."""
-    rts = _rtslib()
+    rts = rtslib_adapter.rtslib()
     iqn = _iqn(target_iqn, "target name")
     ini = _iqn(initiator_iqn, "initiator name")
     chap = _check_chap(chap, "chap")
@@ -215,13 +171,13 @@ def allow_initiator(target_iqn: str, initiator_iqn: str,
         raise ConfigError("mutual_chap needs chap too: the initiator authenticates first")
     if chap and mutual_chap and chap[1] == mutual_chap[1]:
         raise ConfigError("use different passwords for chap and mutual_chap (RFC 7143)")
-    fabric = _ensure_iscsi()
-    target = _find_target(fabric, iqn)
+    fabric = rtslib_adapter.iscsi_fabric()
+    target = rtslib_adapter.find_target(fabric, iqn)
     if target is None:
         raise ConfigError(f"no iSCSI target {iqn}: export a LUN on it first "
                           "(export_iscsi)")
     try:
-        tpg = _tpg(target)
+        tpg = rtslib_adapter.tpg(target)
         by_id = {x.lun: x for x in tpg.luns}
         want: list[int] = []
         for item in (by_id if luns is None else luns):
@@ -267,12 +223,12 @@ def allow_initiator(target_iqn: str, initiator_iqn: str,
 
 def deny_initiator(target_iqn: str, initiator_iqn: str) -> None:
     """Remove an initiator's ACL (its sessions end)."""
-    rts = _rtslib()
+    rts = rtslib_adapter.rtslib()
     iqn = _iqn(target_iqn, "target name")
     ini = _iqn(initiator_iqn, "initiator name")
-    target = _find_target(_ensure_iscsi(), iqn)
+    target = rtslib_adapter.find_target(rtslib_adapter.iscsi_fabric(), iqn)
     if target is not None:
-        for acl in _tpg(target).node_acls:
+        for acl in rtslib_adapter.tpg(target).node_acls:
             if acl.node_wwn == ini:
                 try:
                     acl.delete()
@@ -284,9 +240,9 @@ def deny_initiator(target_iqn: str, initiator_iqn: str) -> None:
 
 def delete_target(target_iqn: str) -> None:
     """Remove an iSCSI target with its portals, ACLs and LUN exports (the LUNs stay)."""
-    rts = _rtslib()
+    rts = rtslib_adapter.rtslib()
     iqn = _iqn(target_iqn, "target name")
-    target = _find_target(_ensure_iscsi(), iqn)
+    target = rtslib_adapter.find_target(rtslib_adapter.iscsi_fabric(), iqn)
     if target is None:
         raise ConfigError(f"no iSCSI target {iqn}: `targetcli ls /iscsi` lists them")
     try:
@@ -298,7 +254,7 @@ def delete_target(target_iqn: str) -> None:
 
 def list_targets() -> list[str]:
     """The IQNs of the iSCSI targets configured in LIO."""
-    return sorted(t.wwn for t in _ensure_iscsi().targets)
+    return sorted(t.wwn for t in rtslib_adapter.iscsi_fabric().targets)
 
 
 # --- the pieces a saved configuration is restored from -------------------------------------
@@ -308,9 +264,10 @@ SAVED_ATTRIBUTES = ("authentication", "generate_node_acls", "cache_dynamic_acls"
 
 
 def _target_tpg(target_iqn: str, tag: int, create: bool = True):
-    rts = _rtslib()
-    fabric = _ensure_iscsi()
-    target = rts.Target(fabric, target_iqn) if create else _find_target(fabric, target_iqn)
+    rts = rtslib_adapter.rtslib()
+    fabric = rtslib_adapter.iscsi_fabric()
+    target = (rts.Target(fabric, target_iqn) if create
+              else rtslib_adapter.find_target(fabric, target_iqn))
     if target is None:
         raise ConfigError(f"no iSCSI target {target_iqn}")
     return rts.TPG(target, tag, mode="any" if create else "lookup")
@@ -319,7 +276,7 @@ def _target_tpg(target_iqn: str, tag: int, create: bool = True):
 def ensure_tpg(target_iqn: str, tag: int, enable: bool, attributes: dict[str, str]) -> None:
     """Create-or-lookup target ``target_iqn`` and its TPG ``tag``; set its attributes,
     then its enable flag."""
-    rts = _rtslib()
+    rts = rtslib_adapter.rtslib()
     try:
         tpg = _target_tpg(target_iqn, tag)
         for k, v in attributes.items():
@@ -333,9 +290,9 @@ def ensure_tpg(target_iqn: str, tag: int, enable: bool, attributes: dict[str, st
 def ensure_portal(target_iqn: str, tag: int, ip: str, port: int,
                   netns: str | None = None) -> None:
     """Create-or-lookup a network portal, listening in ``netns`` when given."""
-    rts = _rtslib()
+    rts = rtslib_adapter.rtslib()
     tpg = _target_tpg(target_iqn, tag)
-    ip = _portal_ip(ip)
+    ip = validators.portal_ip(ip)
     if any(p.ip_address.strip("[]") == ip and p.port == port for p in tpg.network_portals):
         return
     host = f"[{ip}]" if ":" in ip else ip
@@ -344,7 +301,7 @@ def ensure_portal(target_iqn: str, tag: int, ip: str, port: int,
         return rts.NetworkPortal(tpg, host, port)
 
     try:
-        make() if netns is None else _in_netns(netns, make)
+        make() if netns is None else in_netns(netns, make)
     except rts.RTSLibError as e:
         raise ConfigError(f"cannot listen on {host}:{port} ({e}): the address must be on an "
                           "interface of this host (or of its network namespace) and the "
@@ -353,7 +310,7 @@ def ensure_portal(target_iqn: str, tag: int, ip: str, port: int,
 
 def ensure_lun(target_iqn: str, tag: int, lun_id: int, storage_object) -> None:
     """Export a storage object as LUN ``lun_id`` of the TPG (create-or-lookup)."""
-    rts = _rtslib()
+    rts = rtslib_adapter.rtslib()
     tpg = _target_tpg(target_iqn, tag)
     for existing in tpg.luns:
         if existing.lun == lun_id:
@@ -370,7 +327,7 @@ def ensure_lun(target_iqn: str, tag: int, lun_id: int, storage_object) -> None:
 def ensure_acl(target_iqn: str, tag: int, initiator: str,
                chap: tuple[str, str] | None, mutual_chap: tuple[str, str] | None) -> None:
     """Create-or-lookup an initiator's ACL and set (or clear) its CHAP secrets."""
-    rts = _rtslib()
+    rts = rtslib_adapter.rtslib()
     tpg = _target_tpg(target_iqn, tag)
     try:
         acl = rts.NodeACL(tpg, initiator)
@@ -383,7 +340,7 @@ def ensure_acl(target_iqn: str, tag: int, initiator: str,
 def ensure_mapped_lun(target_iqn: str, tag: int, initiator: str, mapped_lun: int,
                       tpg_lun: int, write_protect: bool) -> None:
     """Let an ACL's initiator see TPG LUN ``tpg_lun`` as ``mapped_lun``."""
-    rts = _rtslib()
+    rts = rtslib_adapter.rtslib()
     tpg = _target_tpg(target_iqn, tag)
     try:
         acl = rts.NodeACL(tpg, initiator, mode="lookup")
@@ -422,7 +379,7 @@ def running_targets(ours: set[str]) -> list[dict]:
     if not Path("/sys/kernel/config/target/iscsi").is_dir():
         return []
     out = []
-    for target in _rtslib().FabricModule("iscsi").targets:
+    for target in rtslib_adapter.rtslib().FabricModule("iscsi").targets:
         tpgs = []
         for tpg in target.tpgs:
             luns = {x.lun: x.storage_object.name for x in tpg.luns

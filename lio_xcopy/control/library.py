@@ -83,9 +83,9 @@ def import_cartridge(directory: str | os.PathLike[str], file: str | os.PathLike[
 
 def _lun_of(file: Path):
     """The running LUN (or other backstore) whose file ``file`` is, when LIO is here."""
-    from lio_xcopy.control import backing, provision
+    from lio_xcopy.control import backing, provision, rtslib_adapter
 
-    if not (provision.CONFIGFS / "target").is_dir():
+    if not (rtslib_adapter.CONFIGFS / "target").is_dir():
         return None
     return next((u for u in provision.in_use() if u.kind not in backing.LIBRARY_KINDS
                  and backing.same_file(file, u.path)), None)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from lio_xcopy.control import backing
+from lio_xcopy.control import backing, rtslib_adapter
 from lio_xcopy.errors import ConfigError
 from lio_xcopy.handler_config import HW_MAX_SECTORS, SUBTYPE, HandlerConfig
 
@@ -33,36 +33,6 @@ ATTRIBUTES = {"tmr_notification": "1", "cmd_time_out": "600"}
 #: A pass-through LUN's commands are bounded by their SG_IO timeouts (hours for a
 #: REWIND or MOVE MEDIUM) and queue behind each other: no kernel timer of its own.
 PASSTHROUGH_ATTRIBUTES = {**ATTRIBUTES, "cmd_time_out": "0"}
-
-
-def _rtslib():
-    import rtslib  # rtslib-fb: imported only when provisioning
-
-    return rtslib
-
-
-#: where configfs is mounted; LIO's tree is its ``target`` directory
-CONFIGFS = Path("/sys/kernel/config")
-#: rtslib-fb's dbroot, and the directories LIO itself writes under it: APTPL persistent
-#: reservations (PERSISTENT RESERVE OUT fails without ``pr``) and ALUA metadata.
-TARGET_DIRS = (Path("/etc/target"), Path("/etc/target/pr"), Path("/etc/target/alua"))
-
-
-def ensure_configfs() -> None:
-    """rtslib needs configfs mounted, target_core_mod loaded and its dbroot present
-    (kernel facts note), LIO needs ``pr`` and ``alua`` under it. Without LIO, one line
-    says which step is missing and the commands that make it."""
-    if not (CONFIGFS / "target").is_dir():
-        if not os.path.ismount(CONFIGFS):
-            raise ConfigError(
-                f"LIO is not available on this host: configfs is not mounted on {CONFIGFS}; "
-                f"run `modprobe configfs && mount -t configfs none {CONFIGFS} && "
-                "modprobe target_core_user tcm_loop`")
-        raise ConfigError(
-            f"LIO is not available on this host: target_core_mod is not loaded (no "
-            f"{CONFIGFS / 'target'}); run `modprobe target_core_user tcm_loop`")
-    for d in TARGET_DIRS:
-        d.mkdir(parents=True, exist_ok=True)
 
 
 def _sparse_file(path: Path, size: int) -> None:
@@ -95,7 +65,7 @@ def in_use(exclude: str | None = None) -> list[backing.InUse]:
     """Every storage object LIO holds but ``exclude``, with the file, device or library
     directory it owns (ours from their config, fileio/block/pscsi from their udev_path)."""
     out = []
-    for so in _rtslib().RTSRoot().storage_objects:
+    for so in rtslib_adapter.rtslib().RTSRoot().storage_objects:
         if so.name == exclude:
             continue
         if so.plugin == "user" and (so.config or "").startswith(f"{SUBTYPE}/"):
@@ -103,7 +73,7 @@ def in_use(exclude: str | None = None) -> list[backing.InUse]:
             kind = "library_drive" if hc.kind == "tape" and "drive" in hc.options else hc.kind
             out.append(backing.InUse(so.name, kind, Path(hc.path)))
             continue
-        with contextlib.suppress(AttributeError, _rtslib().RTSLibError, OSError):
+        with contextlib.suppress(AttributeError, rtslib_adapter.rtslib().RTSLibError, OSError):
             if so.udev_path:
                 out.append(backing.InUse(so.name, so.plugin, Path(so.udev_path)))
     return out
@@ -112,8 +82,8 @@ def in_use(exclude: str | None = None) -> list[backing.InUse]:
 def check_backing(kind: str, name: str, path: Path, format: bool = False) -> None:
     """Refuse a backing file another owner keeps bytes in (:func:`backing.check`),
     unless LUN ``name`` exists already (create-or-lookup then decides)."""
-    ensure_configfs()
-    if any(so.name == name for so in _rtslib().RTSRoot().storage_objects):
+    rtslib_adapter.ensure_configfs()
+    if any(so.name == name for so in rtslib_adapter.rtslib().RTSRoot().storage_objects):
         return
     backing.check(kind, path, in_use(name), format=format)
 
@@ -123,8 +93,8 @@ def _create(name: str, hc: HandlerConfig, size: int, wwn: str | None,
             before: Callable[[], None] | None = None,
             hw_max_sectors: int = HW_MAX_SECTORS) -> Lun:
     """Create-or-lookup; ``before()`` runs only when a new storage object is made."""
-    ensure_configfs()
-    rts = _rtslib()
+    rtslib_adapter.ensure_configfs()
+    rts = rtslib_adapter.rtslib()
     config = f"{SUBTYPE}/{hc.format()}"
     for so in rts.RTSRoot().storage_objects:
         if so.name == name and so.plugin == "user":
@@ -154,7 +124,7 @@ def _tune(so, attributes: dict[str, str] = ATTRIBUTES) -> None:
         if Path(so.path, "attrib", attr).exists() and so.get_attribute(attr) != value:
             try:
                 so.set_attribute(attr, value)
-            except (_rtslib().RTSLibError, OSError) as e:
+            except (rtslib_adapter.rtslib().RTSLibError, OSError) as e:
                 log.warning("%s: cannot set %s=%s now (%s)", so.name, attr, value, e)
 
 
@@ -257,7 +227,7 @@ def export_loopback(lun: Lun, lun_id: int | None = None, target_wwn: str | None 
     tool left behind never takes the default), else a new one. ``target_wwn``
     (``naa.5001405...``) names another, whose LUNs the copy access policy keeps apart
     from the rest."""
-    rts = _rtslib()
+    rts = rtslib_adapter.rtslib()
     fabric = rts.FabricModule("loopback")
     if target_wwn is not None:
         target = rts.Target(fabric, target_wwn)
@@ -322,7 +292,7 @@ def _unexport(so) -> None:
 
 def delete(name: str) -> None:
     """Remove a LUN and every export of it."""
-    rts = _rtslib()
+    rts = rtslib_adapter.rtslib()
     for so in rts.RTSRoot().storage_objects:
         if so.name == name and so.plugin == "user":
             _unexport(so)
@@ -332,7 +302,7 @@ def delete(name: str) -> None:
 
 def delete_all() -> None:
     """Remove every LUN of ours, then any loopback target left empty."""
-    rts = _rtslib()
+    rts = rtslib_adapter.rtslib()
     for so in list(rts.RTSRoot().storage_objects):
         if so.plugin == "user" and so.config and so.config.startswith(f"{SUBTYPE}/"):
             _unexport(so)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from lio_xcopy.control import backing, config, iscsi, provision
+from lio_xcopy.control import backing, config, iscsi, provision, rtslib_adapter
 from lio_xcopy.errors import ConfigError
 from lio_xcopy.handler_config import SUBTYPE, HandlerConfig, parse_size
 
@@ -49,8 +49,8 @@ def running(keep_from: config.SavedConfig | None = None) -> config.SavedConfig:
     """The configuration LIO holds now. Copy groups and portal network namespaces live
     only in the saved file, so they are carried over from ``keep_from``. Without LIO
     on this host, :class:`ConfigError` says how to load it."""
-    provision.ensure_configfs()
-    rts = provision._rtslib()
+    rtslib_adapter.ensure_configfs()
+    rts = rtslib_adapter.rtslib()
     disks, tapes, changers, drives, passthrough = [], [], [], [], []
     for so in rts.RTSRoot().storage_objects:
         if so.plugin != "user" or not (so.config or "").startswith(f"{SUBTYPE}/"):
@@ -124,7 +124,7 @@ def _bind_default_loopback(cfg: config.SavedConfig, now: config.SavedConfig) \
         -> config.SavedConfig:
     """A saved loopback target without a WWN is the first one LIO has, if any."""
     have = [t.wwn for t in now.loopback] or [
-        t.wwn for t in provision._rtslib().FabricModule("loopback").targets]
+        t.wwn for t in rtslib_adapter.rtslib().FabricModule("loopback").targets]
     if not have:
         return cfg
     bound = tuple(replace(t, wwn=have[0]) if t.wwn is None else t for t in cfg.loopback)
@@ -147,7 +147,7 @@ class _Restorer:
 
     def __init__(self) -> None:
         self.luns: dict[str, Any] = {}  # backstore name -> rtslib storage object
-        for so in provision._rtslib().RTSRoot().storage_objects:
+        for so in rtslib_adapter.rtslib().RTSRoot().storage_objects:
             if so.plugin == "user":
                 self.luns[so.name] = so
         self.new_loopback: str | None = None
@@ -193,7 +193,7 @@ class _Restorer:
         lun = provision.Lun(c.item, "", Path("/"), so.wwn, so)
         provision.export_loopback(lun, lun_id, target_wwn=wwn or self.new_loopback)
         if wwn is None and self.new_loopback is None:
-            targets = list(provision._rtslib().FabricModule("loopback").targets)
+            targets = list(rtslib_adapter.rtslib().FabricModule("loopback").targets)
             self.new_loopback = targets[0].wwn if targets else None
 
     def create_target(self, c: config.Change) -> None:
@@ -268,11 +268,11 @@ def restore(cfg: config.SavedConfig,
     """Recreate whatever of ``cfg`` LIO does not hold; reset ACL secrets and TPG settings
     that differ. Never removes anything. A disk or tape whose backing file belongs to a
     library, another LUN or the saved file (``source``) refuses the whole restore."""
-    provision.ensure_configfs()
+    rtslib_adapter.ensure_configfs()
     report = RestoreReport()
     now = running(cfg)
     cfg = _bind_default_loopback(_bind_serials(cfg, now), now)
-    wanted = config._entries(cfg)
+    wanted = config.entries(cfg)
     failed: set[tuple[Any, ...]] = set()
     changes = config.diff(now, cfg)
     _check_backings(cfg, changes, source)

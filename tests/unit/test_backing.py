@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from lio_xcopy import cli
-from lio_xcopy.control import backing, config, library, provision, saved
+from lio_xcopy.control import backing, config, library, provision, rtslib_adapter, saved
 from lio_xcopy.control.backing import InUse
 from lio_xcopy.devices.awstape import AwsTape
 from lio_xcopy.devices.buffer import DataBuffer
@@ -157,8 +157,8 @@ class FakeRtslib:
 @pytest.fixture
 def rts(monkeypatch) -> FakeRtslib:
     fake = FakeRtslib()
-    monkeypatch.setattr(provision, "_rtslib", lambda: fake)
-    monkeypatch.setattr(provision, "ensure_configfs", lambda: None)
+    monkeypatch.setattr(rtslib_adapter, "rtslib", lambda: fake)
+    monkeypatch.setattr(rtslib_adapter, "ensure_configfs", lambda: None)
     return fake
 
 
@@ -224,7 +224,7 @@ def test_restore_naming_a_conflict_fails_in_one_line_and_changes_nothing(
 
 def test_library_import_never_moves_a_running_luns_cartridge(tmp_path, lib, monkeypatch):
     (tmp_path / "cfs" / "target").mkdir(parents=True)
-    monkeypatch.setattr(provision, "CONFIGFS", tmp_path / "cfs")
+    monkeypatch.setattr(rtslib_adapter, "CONFIGFS", tmp_path / "cfs")
     live = cartridge(tmp_path / "T00001L8.aws")
     monkeypatch.setattr(provision, "in_use", lambda exclude=None: [InUse("t0", "tape", live)])
     library.create_library(tmp_path / "lib2", slots=2, ie_slots=1)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from lio_xcopy import __version__, cli
-from lio_xcopy.control import saved
+from lio_xcopy.control import rtslib_adapter, saved
 from lio_xcopy.control.config import SavedConfig
 from lio_xcopy.initiator import backup as bk
 
@@ -217,12 +217,10 @@ def test_status_and_saveconfig_without_lio_say_how_to_load_it(
         tmp_path, monkeypatch, capsys, cmd, mounted):
     """No configfs mounted, or configfs without target_core_mod: one line on stderr with
     the commands that load LIO, exit status 1, nothing written."""
-    from lio_xcopy.control import provision
-
     configfs = tmp_path / "sys" / "kernel" / "config"
     configfs.mkdir(parents=True)
-    monkeypatch.setattr(provision, "CONFIGFS", configfs)
-    monkeypatch.setattr(provision.os.path, "ismount", lambda p: mounted and p == configfs)
+    monkeypatch.setattr(rtslib_adapter, "CONFIGFS", configfs)
+    monkeypatch.setattr(rtslib_adapter.os.path, "ismount", lambda p: mounted and p == configfs)
     out_file = tmp_path / "saved.json"
     assert cli.main([cmd, str(out_file)]) == 1
     out, err = capsys.readouterr()
@@ -239,9 +237,7 @@ def test_status_and_saveconfig_without_lio_say_how_to_load_it(
 
 def test_status_and_saveconfig_without_lio_as_a_user_types_them(tmp_path):
     """The installed command on a host without LIO (as this test host may be)."""
-    from lio_xcopy.control import provision
-
-    if (provision.CONFIGFS / "target").is_dir():
+    if (rtslib_adapter.CONFIGFS / "target").is_dir():
         pytest.skip("this host has LIO")
     for cmd in (["status"], ["saveconfig", str(tmp_path / "saved.json")]):
         p = subprocess.run([sys.executable, "-m", "lio_xcopy", *cmd],

@@ -461,7 +461,7 @@ def test_a_failed_write_leaves_the_old_file_and_backups_intact(tmp_path, monkeyp
     def boom(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(config.os, failing, boom)
+    monkeypatch.setattr(os, failing, boom)
     with pytest.raises(ConfigError, match=r"cannot save \(No space left on device\); check"):
         save(numbered(3), path)
     monkeypatch.undo()
@@ -479,7 +479,7 @@ def test_a_failure_after_rotating_still_keeps_the_old_file(tmp_path, monkeypatch
             raise OSError(5, "Input/output error")
         return real(src, dst)
 
-    monkeypatch.setattr(config.os, "replace", replace)
+    monkeypatch.setattr(os, "replace", replace)
     with pytest.raises(ConfigError, match="Input/output error"):
         save(numbered(2), path)
     monkeypatch.undo()
@@ -578,7 +578,7 @@ def test_a_portal_in_a_network_namespace():
 @settings(max_examples=12, deadline=None)
 @given(saved_configs(), saved_configs())
 def test_applying_a_diff_in_order_reaches_the_wanted_config(current, wanted):
-    have, want = config._entries(current), config._entries(wanted)
+    have, want = config.entries(current), config.entries(wanted)
     state = dict(have)
     for c in diff(current, wanted):
         key = ("backstore" if c.kind in ("disk", "tape") else c.kind, *c.key)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lio_xcopy.control import iscsi
+from lio_xcopy.control import iscsi, validators
 from lio_xcopy.errors import ConfigError
 
 
@@ -21,9 +21,9 @@ def test_iqn_refused_with_the_form_to_use(name):
 
 
 def test_portal_address():
-    assert iscsi._portal_ip("[::1]") == "::1"
+    assert validators.portal_ip("[::1]") == "::1"
     with pytest.raises(ConfigError, match="not an IP address"):
-        iscsi._portal_ip("target.example.org")
+        validators.portal_ip("target.example.org")
 
 
 @pytest.mark.parametrize("pair", [("user", ""), ("", "secret"), ("u", "has space"),

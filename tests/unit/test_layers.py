@@ -130,3 +130,19 @@ def test_the_graph_sees_lazy_relative_and_from_imports():
     assert _imports("lio_xcopy.x", text, modules) == {"lio_xcopy.a.b", "lio_xcopy.c",
                                                       "lio_xcopy.d"}
     assert _imports("lio_xcopy.x.y", "from .. import c\n", modules) == {"lio_xcopy.c"}
+
+
+def test_the_saved_configuration_does_not_import_the_transport_or_the_devices():
+    """Reading or writing the JSON file (and a storage object's config string) needs
+    neither the TCMU transport nor the SCSI devices: only the copy group members' syntax
+    is shared with the daemon."""
+    graph = _graph()
+    seen: set[str] = set()
+    todo = ["lio_xcopy.control.config", "lio_xcopy.handler_config"]
+    while todo:
+        m = todo.pop()
+        if m not in seen:
+            seen.add(m)
+            todo.extend(graph[m])
+    assert sorted(m for m in seen if layer_of(m) in ("devices", "copy", "tcmu")) == [
+        "lio_xcopy.devices.members"]

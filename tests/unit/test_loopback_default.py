@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from lio_xcopy.control import provision
+from lio_xcopy.control import provision, rtslib_adapter
 
 
 @dataclass
@@ -47,7 +47,7 @@ def loopback(monkeypatch):
 
     fake = SimpleNamespace(FabricModule=lambda name: SimpleNamespace(targets=list(targets)),
                            Target=target, TPG=lambda t, tag: _Tpg(t), LUN=lun)
-    monkeypatch.setattr(provision, "_rtslib", lambda: fake)
+    monkeypatch.setattr(rtslib_adapter, "rtslib", lambda: fake)
     return targets
 
 

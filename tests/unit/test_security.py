@@ -12,6 +12,7 @@ import pytest
 from test_daemon import fake_uio
 
 from lio_xcopy.control import config
+from lio_xcopy.errors import ConfigError
 from lio_xcopy.tcmu import state as state_file
 from lio_xcopy.tcmu import uio
 from lio_xcopy.tcmu.daemon import Daemon
@@ -115,7 +116,7 @@ def test_a_saved_config_holding_secrets_that_others_can_read_is_refused(tmp_path
     path = tmp_path / "saveconfig.json"
     config.save(_secret_config(), path)
     path.chmod(0o644)
-    with pytest.raises(config.ConfigError, match="chmod 600"):
+    with pytest.raises(ConfigError, match="chmod 600"):
         config.load(path)
 
 

@@ -29,7 +29,7 @@ import rtslib_fb
 from conftest import MiB, clear_unit_attention, restart_daemon, run, sense_of
 
 from lio_xcopy.control import library as ops
-from lio_xcopy.control import provision
+from lio_xcopy.control import provision, rtslib_adapter
 from lio_xcopy.handler_config import HW_MAX_SECTORS, SUBTYPE, HandlerConfig
 from lio_xcopy.sg.resolve import DeviceNotFound, resolve
 
@@ -77,7 +77,7 @@ def _start_phys_daemon(work: Path) -> subprocess.Popen:
 
 def _phys_lun(name: str, hc: HandlerConfig) -> provision.Lun:
     """A storage object the second daemon serves (its subtype, not ours)."""
-    rts = provision._rtslib()
+    rts = rtslib_adapter.rtslib()
     so = rts.UserBackedStorageObject(
         name, config=f"{PHYS_SUBTYPE}/{hc.format()}", size=64 * MiB, wwn=str(uuid.uuid4()),
         hw_max_sectors=HW_MAX_SECTORS, control=provision.CONTROL)

@@ -2,8 +2,8 @@
 control layer has no function for (an empty target, one portal, one LUN export).
 
 Everything goes through :mod:`lio_xcopy.control.provision` and
-:mod:`lio_xcopy.control.iscsi` where they have the step; rtslib is imported lazily
-through ``provision._rtslib()``. The shell's tree takes any object with these methods,
+:mod:`lio_xcopy.control.iscsi` where they have the step; rtslib is reached through
+:mod:`lio_xcopy.control.rtslib_adapter`. The shell's tree takes any object with these methods,
 so its unit tests run on a fake without configfs.
 """
 
@@ -13,7 +13,7 @@ import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lio_xcopy.control import config, iscsi, provision
+from lio_xcopy.control import config, iscsi, provision, rtslib_adapter
 from lio_xcopy.errors import ConfigError
 from lio_xcopy.handler_config import SUBTYPE, HandlerConfig, parse_size
 
@@ -77,8 +77,8 @@ class Lio:
     # -- reading -------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
         if not Path("/sys/kernel/config/target").is_dir():
-            provision.ensure_configfs()  # raises the one-line "load LIO" error
-        rts = provision._rtslib()
+            rtslib_adapter.ensure_configfs()  # raises the one-line "load LIO" error
+        rts = rtslib_adapter.rtslib()
         ours, others = [], set()
         for so in rts.RTSRoot().storage_objects:
             if so.plugin != "user" or not (so.config or "").startswith(f"{SUBTYPE}/"):
@@ -159,7 +159,7 @@ class Lio:
         """Delete every LUN of ours, then every loopback and iSCSI target left without
         LUNs; returns what went, e.g. ``["disk db0", "loopback naa.5001405..."]``.
         Targets that still export other backstores stay."""
-        rts = provision._rtslib()
+        rts = rtslib_adapter.rtslib()
         gone = []
         for b in self.snapshot().backstores:
             provision.delete(b.name)
@@ -180,7 +180,7 @@ class Lio:
         provision.delete(name)
 
     def _lun(self, name: str) -> provision.Lun:
-        for so in provision._rtslib().RTSRoot().storage_objects:
+        for so in rtslib_adapter.rtslib().RTSRoot().storage_objects:
             if so.name == name and so.plugin == "user":
                 hc = HandlerConfig.parse(so.config.split("/", 1)[1])
                 return provision.Lun(name, hc.kind, Path(hc.path), so.wwn, so)
@@ -188,8 +188,8 @@ class Lio:
 
     # -- loopback ------------------------------------------------------------------------
     def create_loopback(self, wwn: str | None) -> str:
-        provision.ensure_configfs()
-        rts = provision._rtslib()
+        rtslib_adapter.ensure_configfs()
+        rts = rtslib_adapter.rtslib()
         target = rts.Target(rts.FabricModule("loopback"), wwn)
         try:
             rts.TPG(target, 1)
@@ -199,7 +199,7 @@ class Lio:
         return target.wwn
 
     def delete_loopback(self, wwn: str) -> None:
-        rts = provision._rtslib()
+        rts = rtslib_adapter.rtslib()
         for t in rts.FabricModule("loopback").targets:
             if t.wwn == wwn:
                 t.delete()
@@ -211,11 +211,11 @@ class Lio:
 
     # -- iSCSI ---------------------------------------------------------------------------
     def create_iscsi(self, iqn: str | None) -> str:
-        rts = provision._rtslib()
-        fabric = iscsi._ensure_iscsi()
+        rts = rtslib_adapter.rtslib()
+        fabric = rtslib_adapter.iscsi_fabric()
         target = rts.Target(fabric, iqn)
         try:
-            tpg = rts.TPG(target, iscsi.TPG_TAG)
+            tpg = rts.TPG(target, rtslib_adapter.TPG_TAG)
             for k, v in ISCSI_TPG_ATTRIBUTES.items():
                 tpg.set_attribute(k, v)
             tpg.enable = True
@@ -228,15 +228,15 @@ class Lio:
         iscsi.delete_target(iqn)
 
     def _tpg(self, iqn: str, tag: int):
-        rts = provision._rtslib()
-        target = iscsi._find_target(iscsi._ensure_iscsi(), iqn)
+        rts = rtslib_adapter.rtslib()
+        target = rtslib_adapter.find_target(rtslib_adapter.iscsi_fabric(), iqn)
         if target is None:
             raise ConfigError(f"no iSCSI target {iqn}: `ls /iscsi` lists them")
         return rts.TPG(target, tag, mode="lookup")
 
     def create_portal(self, iqn: str, tag: int, ip: str, port: int,
                       netns: str | None) -> None:
-        rts = provision._rtslib()
+        rts = rtslib_adapter.rtslib()
         tpg = self._tpg(iqn, tag)
         host = f"[{ip}]" if ":" in ip else ip
 
@@ -244,7 +244,7 @@ class Lio:
             return rts.NetworkPortal(tpg, host, port)
 
         try:
-            make() if netns is None else iscsi._in_netns(netns, make)
+            make() if netns is None else iscsi.in_netns(netns, make)
         except rts.RTSLibError as e:
             raise ConfigError(f"cannot listen on {host}:{port} ({e}): the address must be on "
                               "an interface of this host (or of netns=) and the port free"
@@ -260,7 +260,7 @@ class Lio:
     def export_iscsi(self, iqn: str, tag: int, name: str, lun_id: int | None) -> int:
         """Add the LUN to the TPG and map it into every ACL of the TPG (as targetcli's
         auto_add_mapped_luns does); undone if a mapping fails."""
-        rts = provision._rtslib()
+        rts = rtslib_adapter.rtslib()
         tpg = self._tpg(iqn, tag)
         lun = rts.LUN(tpg, lun=lun_id, storage_object=self._lun(name).storage_object)
         try:
@@ -276,7 +276,7 @@ class Lio:
 
     def unexport(self, fabric: str, wwn: str, tag: int, lun_id: int) -> None:
         """Remove one LUN export (and its ACL mappings); the backstore stays."""
-        rts = provision._rtslib()
+        rts = rtslib_adapter.rtslib()
         tpg = (self._tpg(wwn, tag) if fabric == "iscsi" else next(
             (rts.TPG(t, tag, mode="lookup") for t in rts.FabricModule("loopback").targets
              if t.wwn == wwn), None))

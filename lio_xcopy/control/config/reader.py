@@ -1,227 +1,56 @@
-"""The saved configuration of a lio-xcopy target: one JSON file, versioned.
-
-It holds the backstores (disks, tapes), their loopback exports, the iSCSI targets and
-the copy groups of the copy access policy. :func:`load` checks all of it and refuses a
-bad file with one line naming the file, the JSON path of the field and what to do;
-:func:`save` writes it atomically, mode 0600, keeping rotated backups; :func:`diff`
-lists what a restore would create, change or remove, so restoring twice is harmless.
-"""
+"""Reading a saved configuration: :func:`load` checks all of it and refuses a bad file
+with one line naming the file, the JSON path of the field and what to do."""
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import ipaddress
 import json
 import os
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lio_xcopy import files
+from lio_xcopy.control.config.model import (
+    BLOCK_SIZES,
+    DEFAULT_ISCSI_PORT,
+    DEFAULT_PATH,
+    MAX_LUN,
+    MIN_TAPE_CAPACITY,
+    READABLE_VERSIONS,
+    SCHEMA_VERSION,
+    Acl,
+    Backstore,
+    ChangerConfig,
+    Chap,
+    DiskConfig,
+    IscsiTarget,
+    LibraryDriveConfig,
+    LoopbackTarget,
+    MappedLun,
+    PassThroughConfig,
+    Portal,
+    SavedConfig,
+    TapeConfig,
+    Tpg,
+)
+from lio_xcopy.control.validators import (
+    ATTRIBUTE,
+    CHAP_MAX,
+    DESIGNATOR,
+    KERNEL_UNSAFE,
+    NAA,
+    NAME,
+    UUID,
+    is_chap_text,
+    is_iscsi_name,
+)
 from lio_xcopy.devices.members import FOREIGN, foreign_designator
 from lio_xcopy.errors import ConfigError
 from lio_xcopy.handler_config import parse_size
 from lio_xcopy.scsi.spc import naa_ieee_registered_extended
 from lio_xcopy.sg.resolve import StableName
 
-SCHEMA_VERSION = 2
-#: versions :func:`loads` still reads (1: ``loopback`` was ``{name: lun_id}``)
-READABLE_VERSIONS = (1, 2)
-DEFAULT_PATH = Path("/etc/lio-xcopy/saveconfig.json")
-BLOCK_SIZES = (512, 1024, 2048, 4096)
-MIN_TAPE_CAPACITY = 1 << 20
-MAX_LUN = 65535  # rtslib's LUN and mapped-LUN limit
-DEFAULT_ISCSI_PORT = 3260
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
-_UUID = re.compile(r"[0-9A-Fa-f]{8}(-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}")
-# rtslib's tests (utils.normalize_wwn), in their lower-case form
-_IQN = re.compile(r"iqn\.[0-9]{4}-(0[1-9]|1[0-2])\.[^\s_]*\.[^\s_]*")
-_EUI = re.compile(r"eui\.[0-9a-f]{16}")
-_NAA = re.compile(r"naa\.[125c-f][0-9a-f]{15}")
-_DESIGNATOR = re.compile(r"(naa|eui)\.([0-9a-f]{16}|[0-9a-f]{32})")
-_ATTRIBUTE = re.compile(r"[a-z][a-z0-9_]*")
-_KERNEL_UNSAFE = ",:;\n\0"  # HandlerConfig.format refuses these in a path
-_CHAP_MAX = 255
-
-
-# --- the model ------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class DiskConfig:
-    """A disk LUN over a file or block device; ``wwn`` is its unit serial (a UUID)."""
-
-    name: str
-    path: Path
-    size: int
-    block_size: int = 512
-    wwn: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class TapeConfig:
-    """A tape drive and its cartridge file; ``wwn`` is its unit serial (a UUID)."""
-
-    name: str
-    path: Path
-    capacity: int
-    wwn: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ChangerConfig:
-    """The medium changer (SMC-3) LUN of a library directory."""
-
-    name: str
-    library: Path
-    wwn: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class LibraryDriveConfig:
-    """Tape drive number ``drive`` of a library: its cartridges come from the changer."""
-
-    name: str
-    library: Path
-    drive: int
-    wwn: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class PassThroughConfig:
-    """A LUN forwarding to a device of the target host: ``device`` is its stable name
-    (``/dev/tape/by-id/...`` or ``naa.<hex>``), ``designator`` the one it had when the
-    LUN was made (a restore refuses a device that no longer carries it)."""
-
-    name: str
-    device: str
-    designator: str | None = None
-    wwn: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class LoopbackTarget:
-    """A tcm_loop target and its LUNs (LUN id -> backstore name). ``wwn`` None means
-    the first loopback target, created when there is none."""
-
-    wwn: str | None
-    luns: dict[int, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Portal:
-    """An iSCSI network portal; ``netns`` names the network namespace it listens in
-    (``ip netns``), None for the host's own."""
-
-    ip: str
-    port: int = DEFAULT_ISCSI_PORT
-    netns: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Chap:
-    """A CHAP user name and secret."""
-
-    userid: str
-    password: str = field(repr=False)  # never in a log line or a traceback
-
-
-@dataclass(frozen=True, slots=True)
-class MappedLun:
-    """The LUN an initiator sees (``mapped_lun``) for a LUN of its TPG (``tpg_lun``)."""
-
-    mapped_lun: int
-    tpg_lun: int
-    write_protect: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Acl:
-    """One initiator's access to a TPG; ``mutual_chap`` authenticates the target to it."""
-
-    initiator: str
-    mapped_luns: tuple[MappedLun, ...] = ()
-    chap: Chap | None = None
-    mutual_chap: Chap | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Tpg:
-    """A target portal group: portals, LUNs (LUN id -> backstore name), ACLs, attributes."""
-
-    tag: int
-    enable: bool = True
-    portals: tuple[Portal, ...] = ()
-    luns: dict[int, str] = field(default_factory=dict)
-    acls: tuple[Acl, ...] = ()
-    attributes: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def authentication(self) -> bool:
-        """Whether initiators must log in with CHAP."""
-        return self.attributes.get("authentication", "0") == "1"
-
-
-@dataclass(frozen=True, slots=True)
-class IscsiTarget:
-    """An iSCSI target and its portal groups."""
-
-    iqn: str
-    tpgs: tuple[Tpg, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class SavedConfig:
-    """Everything a restore recreates. ``copy_groups`` maps a group name to the backstore
-    names that may copy to each other, and the foreign devices (``foreign:naa.<hex>``,
-    by designator) their copies may name."""
-
-    disks: tuple[DiskConfig, ...] = ()
-    tapes: tuple[TapeConfig, ...] = ()
-    loopback: tuple[LoopbackTarget, ...] = ()
-    iscsi: tuple[IscsiTarget, ...] = ()
-    copy_groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    changers: tuple[ChangerConfig, ...] = ()
-    library_drives: tuple[LibraryDriveConfig, ...] = ()
-    passthrough: tuple[PassThroughConfig, ...] = ()
-
-    @property
-    def backstores(self) -> tuple[Backstore, ...]:
-        """Every LUN: disks, tapes, changers, library drives and pass-through LUNs."""
-        return (*self.disks, *self.tapes, *self.changers, *self.library_drives,
-                *self.passthrough)
-
-    def loopback_luns(self) -> dict[str, tuple[str | None, int]]:
-        """Backstore name -> (loopback target WWN, LUN id), first export of each."""
-        out: dict[str, tuple[str | None, int]] = {}
-        for t in self.loopback:
-            for lun_id, name in sorted(t.luns.items()):
-                out.setdefault(name, (t.wwn, lun_id))
-        return out
-
-    @property
-    def has_secrets(self) -> bool:
-        """Whether any ACL holds a CHAP password."""
-        return any(c is not None and c.password
-                   for t in self.iscsi for g in t.tpgs for a in g.acls
-                   for c in (a.chap, a.mutual_chap))
-
-
-Backstore = DiskConfig | TapeConfig | ChangerConfig | LibraryDriveConfig | PassThroughConfig
-
-
-#: the kinds of :class:`Change` that are backstores (keyed ``("backstore", name)``)
-BACKSTORE_KINDS = ("disk", "tape", "changer", "library_drive", "passthrough")
-
-
-def kind_of(b: Backstore) -> str:
-    """``disk``, ``tape``, ``changer``, ``library_drive`` or ``passthrough``."""
-    return {DiskConfig: "disk", TapeConfig: "tape", ChangerConfig: "changer",
-            LibraryDriveConfig: "library_drive", PassThroughConfig: "passthrough"}[type(b)]
-
-
-# --- reading ---------------------------------------------------------------------------------
 class _Object(dict[str, Any]):
     """A JSON object that remembers keys it saw twice (json keeps only the last)."""
 
@@ -248,7 +77,7 @@ def _at(where: str, key: str | int) -> str:
     return f"{where}[{json.dumps(key)}]"
 
 
-class _Reader:
+class Reader:
     """Checks decoded JSON into the model; every error names ``source`` and the field."""
 
     def __init__(self, source: str) -> None:
@@ -315,7 +144,7 @@ class _Reader:
     # -- domain values
     def name(self, v: Any, where: str) -> str:
         s = self.text(v, where)
-        if not _NAME.fullmatch(s):
+        if not NAME.fullmatch(s):
             raise self.fail(where, f"{s!r} is not a usable name; use letters, digits, "
                             "'_', '.' and '-' (at most 128, not starting with '_', '.', '-')")
         return s
@@ -338,7 +167,7 @@ class _Reader:
         s = self.text(v, where)
         if not s.startswith("/"):
             raise self.fail(where, f"{s!r} is relative; give an absolute path")
-        if any(c in s for c in _KERNEL_UNSAFE):
+        if any(c in s for c in KERNEL_UNSAFE):
             raise self.fail(where, f"{s!r}: commas, colons, semicolons and newlines cannot "
                             "be passed to the kernel; rename or link the file")
         return Path(s)
@@ -347,15 +176,14 @@ class _Reader:
         if v is None:
             return None
         s = self.text(v, where)
-        if not _UUID.fullmatch(s):
+        if not UUID.fullmatch(s):
             raise self.fail(where, f"{s!r} is not a unit serial; use a UUID such as "
                             "6d1f2c34-5b6a-4c8d-9e0f-123456789abc or leave it out")
         return s
 
     def iqn(self, v: Any, where: str, initiator: bool = False) -> str:
         s = self.text(v, where)
-        ok = _IQN.fullmatch(s) or (initiator and (_EUI.fullmatch(s) or _NAA.fullmatch(s)))
-        if not ok:
+        if not is_iscsi_name(s, initiator=initiator):
             example = "iqn.2003-01.org.example:host1"
             raise self.fail(where, f"{s!r} is not an iSCSI name; use e.g. {example}"
                             if s.lower() == s else f"{s!r}: write it in lower case")
@@ -367,8 +195,8 @@ class _Reader:
         o = self.obj(v, where, ("userid", "password"))
         userid, password = (self.text(o[k], _at(where, k)) for k in ("userid", "password"))
         for k, s in (("userid", userid), ("password", password)):
-            if not s or len(s) > _CHAP_MAX or any(c.isspace() or not c.isprintable() for c in s):
-                raise self.fail(_at(where, k), f"must be 1 to {_CHAP_MAX} printable "
+            if not is_chap_text(s):
+                raise self.fail(_at(where, k), f"must be 1 to {CHAP_MAX} printable "
                                 "characters without spaces; choose another")
         return Chap(userid, password)
 
@@ -451,7 +279,7 @@ class _Reader:
         for i, t in enumerate(self.items(v, "loopback")):
             where = f"loopback[{i}]"
             o = self.obj(t, where, ("luns",), ("wwn",))
-            wwn = self.optional(o, "wwn", where, _NAA, "is not a loopback target name; use "
+            wwn = self.optional(o, "wwn", where, NAA, "is not a loopback target name; use "
                                 "naa. and 16 hex digits, or leave it out")
             if any(x.wwn == wwn for x in targets):
                 raise self.fail(_at(where, "wwn"), f"target {wwn or '(default)'} is listed "
@@ -507,7 +335,7 @@ class _Reader:
             StableName.parse(device)
         except ConfigError as e:
             raise self.fail(_at(where, "device"), str(e)) from e
-        designator = self.optional(o, "designator", where, _DESIGNATOR,
+        designator = self.optional(o, "designator", where, DESIGNATOR,
                                    "is not a designator; use naa.<hex> or eui.<hex>")
         return PassThroughConfig(self.name(o["name"], _at(where, "name")), device,
                                  designator, self.wwn(o.get("wwn"), _at(where, "wwn")))
@@ -601,7 +429,7 @@ class _Reader:
         attributes: dict[str, str] = {}
         at = _at(where, "attributes")
         for k, val in self.mapping(o.get("attributes"), at).items():
-            if not _ATTRIBUTE.fullmatch(k):
+            if not ATTRIBUTE.fullmatch(k):
                 raise self.fail(_at(at, k), "is not a TPG attribute name; use the name "
                                 "LIO shows under tpgt_N/attrib")
             if isinstance(val, bool):
@@ -625,7 +453,7 @@ class _Reader:
                                 "0.0.0.0 (all IPv4) or :: (all IPv6)") from e
             if ip != po["ip"]:
                 raise self.fail(_at(pw, "ip"), f"{po['ip']!r}: write it as {ip!r}")
-            netns = self.optional(po, "netns", pw, _NAME, "is not a network namespace name "
+            netns = self.optional(po, "netns", pw, NAME, "is not a network namespace name "
                                   "(`ip netns list`); fix it or leave it out")
             portal = Portal(ip, self.integer(po.get("port", DEFAULT_ISCSI_PORT),
                                          _at(pw, "port"), 1, 65535), netns)
@@ -698,7 +526,7 @@ def loads(text: str, source: str = "saveconfig.json") -> SavedConfig:
     except RecursionError as e:
         raise ConfigError(f"{source}: nested too deeply to be a saved configuration; "
                           f"restore a backup ({source}.1)") from e
-    return _Reader(source).config(doc)
+    return Reader(source).config(doc)
 
 
 def load(path: str | os.PathLike[str] = DEFAULT_PATH) -> SavedConfig:
@@ -724,207 +552,3 @@ def load(path: str | os.PathLike[str] = DEFAULT_PATH) -> SavedConfig:
         raise ConfigError(f"{path}: holds CHAP secrets but others can read it; "
                           f"run `chmod 600 {path}`")
     return cfg
-
-
-# --- writing ---------------------------------------------------------------------------------
-def _chap(c: Chap | None) -> dict[str, str] | None:
-    return None if c is None else {"userid": c.userid, "password": c.password}
-
-
-def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in d.items() if v is not None}
-
-
-def to_json(cfg: SavedConfig) -> dict[str, Any]:
-    """The JSON document of a configuration, keys in a fixed order."""
-    return {
-        "version": SCHEMA_VERSION,
-        "disks": [_drop_none({"name": d.name, "path": str(d.path), "size": d.size,
-                              "block_size": d.block_size, "wwn": d.wwn}) for d in cfg.disks],
-        "tapes": [_drop_none({"name": t.name, "path": str(t.path), "capacity": t.capacity,
-                              "wwn": t.wwn}) for t in cfg.tapes],
-        "changers": [_drop_none({"name": c.name, "library": str(c.library), "wwn": c.wwn})
-                     for c in cfg.changers],
-        "library_drives": [_drop_none({"name": d.name, "library": str(d.library),
-                                       "drive": d.drive, "wwn": d.wwn})
-                           for d in cfg.library_drives],
-        "passthrough": [_drop_none({"name": p.name, "device": p.device,
-                                    "designator": p.designator, "wwn": p.wwn})
-                        for p in cfg.passthrough],
-        "loopback": [_drop_none({"wwn": t.wwn,
-                                 "luns": {str(k): v for k, v in sorted(t.luns.items())}})
-                     for t in cfg.loopback],
-        "iscsi": [{"iqn": t.iqn, "tpgs": [{
-            "tag": g.tag,
-            "enable": g.enable,
-            "attributes": dict(sorted(g.attributes.items())),
-            "portals": [_drop_none({"ip": p.ip, "port": p.port, "netns": p.netns})
-                        for p in g.portals],
-            "luns": {str(k): v for k, v in sorted(g.luns.items())},
-            "acls": [_drop_none({
-                "initiator": a.initiator,
-                "mapped_luns": [{"mapped_lun": m.mapped_lun, "tpg_lun": m.tpg_lun,
-                                 "write_protect": m.write_protect} for m in a.mapped_luns],
-                "chap": _chap(a.chap),
-                "mutual_chap": _chap(a.mutual_chap),
-            }) for a in g.acls],
-        } for g in t.tpgs]} for t in cfg.iscsi],
-        "copy_groups": {k: list(v) for k, v in sorted(cfg.copy_groups.items())},
-    }
-
-
-def dump(cfg: SavedConfig) -> str:
-    """The file's text: the same configuration always gives the same bytes."""
-    return json.dumps(to_json(cfg), indent=2) + "\n"
-
-
-def _backup(path: Path, n: int) -> Path:
-    return path.with_name(f"{path.name}.{n}")
-
-
-def _make_dir(directory: Path) -> None:
-    missing = []
-    d = directory
-    while not d.exists():
-        missing.append(d)
-        d = d.parent
-    for d in reversed(missing):
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(d, 0o700)
-            os.chmod(d, 0o700)  # whatever the umask
-
-
-def _rotate(path: Path, old: bytes, backups: int) -> None:
-    """``.1`` becomes ``.2`` ...; ``.N`` drops off; the old content becomes ``.1``."""
-    prefix = f"{path.name}."
-    for p in path.parent.iterdir():
-        suffix = p.name.removeprefix(prefix)
-        if p.name.startswith(prefix) and suffix.isascii() and suffix.isdigit() \
-                and int(suffix) > backups:
-            p.unlink()
-    for n in range(backups - 1, 0, -1):
-        if _backup(path, n).exists():
-            os.replace(_backup(path, n), _backup(path, n + 1))
-            os.chmod(_backup(path, n + 1), 0o600)
-    files.replace(files.write_temp(path, old), _backup(path, 1))
-
-
-def save(cfg: SavedConfig, path: str | os.PathLike[str] = DEFAULT_PATH,
-         backups: int = 5) -> Path:
-    """Write ``cfg`` atomically, mode 0600, keeping ``backups`` older versions
-    (``saveconfig.json.1`` newest); nothing changes on disk when the content is the same."""
-    if backups < 0:
-        raise ConfigError(f"backups {backups}: use 0 or more")
-    path = Path(path)
-    text = dump(cfg)
-    loads(text, str(path))  # never save what load would refuse
-    try:
-        _save(path, text.encode(), backups)
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot save ({e.strerror or e}); check the directory's "
-                          "permissions and free space") from e
-    return path
-
-
-def _save(path: Path, data: bytes, backups: int) -> None:
-    _make_dir(path.parent)
-    dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fcntl.flock(dfd, fcntl.LOCK_EX)  # one saver at a time
-        try:
-            old: bytes | None = path.read_bytes()
-        except FileNotFoundError:
-            old = None
-        if old == data:
-            os.chmod(path, 0o600)
-            return
-        tmp = files.write_temp(path, data)
-        previous = old
-        files.replace(tmp, path, (lambda: _rotate(path, previous, backups))
-                      if previous is not None and backups > 0 else None)
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
-
-
-# --- comparing ------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class Change:
-    """One step of a restore. ``kind`` is disk, tape, changer, library_drive, loopback,
-    target, tpg, portal, lun, acl, mapped_lun or copy_group; ``key`` locates it (e.g.
-    ``(iqn, tag, lun_id)``);
-    ``item`` is the model object (the wanted one, or for "remove" the existing one).
-    A "change" keeps the object and resets its settings (TPG enable and attributes,
-    ACL CHAP, copy group members)."""
-
-    action: str  # "remove", "create" or "change"
-    kind: str
-    key: tuple[Any, ...]
-    item: Any
-
-    def __str__(self) -> str:
-        return f"{self.action} {self.kind} {' '.join(str(k) for k in self.key)}"
-
-
-@dataclass(frozen=True, slots=True)
-class _Entry:
-    kind: str
-    item: Any
-    identity: Any  # differs: remove and create
-    settings: Any  # differs only: change in place
-    deps: tuple[tuple[Any, ...], ...]
-    depth: int
-
-
-def _entries(cfg: SavedConfig) -> dict[tuple[Any, ...], _Entry]:
-    e: dict[tuple[Any, ...], _Entry] = {}
-    for b in cfg.backstores:
-        e[("backstore", b.name)] = _Entry(kind_of(b), b, b, None, (), 0)
-    for lb in cfg.loopback:
-        for lun_id, name in lb.luns.items():
-            e[("loopback", lb.wwn, lun_id)] = _Entry("loopback", name, name, None,
-                                                    (("backstore", name),), 1)
-    for t in cfg.iscsi:
-        e[("target", t.iqn)] = _Entry("target", t, None, None, (), 0)
-        for g in t.tpgs:
-            tk = ("tpg", t.iqn, g.tag)
-            e[tk] = _Entry("tpg", g, None, (g.enable, sorted(g.attributes.items())),
-                           (("target", t.iqn),), 1)
-            for p in g.portals:
-                e[("portal", t.iqn, g.tag, p.ip, p.port)] = _Entry("portal", p, None, None,
-                                                                  (tk,), 2)
-            for lun_id, name in g.luns.items():
-                e[("lun", t.iqn, g.tag, lun_id)] = _Entry("lun", name, name, None,
-                                                          (tk, ("backstore", name)), 2)
-            for a in g.acls:
-                ak = ("acl", t.iqn, g.tag, a.initiator)
-                e[ak] = _Entry("acl", a, None, (a.chap, a.mutual_chap), (tk,), 2)
-                for m in a.mapped_luns:
-                    e[("mapped_lun", *ak[1:], m.mapped_lun)] = _Entry(
-                        "mapped_lun", m, m, None, (ak, ("lun", t.iqn, g.tag, m.tpg_lun)), 3)
-    for name, members in cfg.copy_groups.items():
-        e[("copy_group", name)] = _Entry("copy_group", members, None, members, (), 1)
-    return e
-
-
-def diff(current: SavedConfig, wanted: SavedConfig) -> tuple[Change, ...]:
-    """What turns ``current`` into ``wanted``: removals (innermost first), then creations
-    (outermost first), then in-place changes. Empty when they are the same, so a restore
-    that applies it is idempotent. A changed backstore or LUN is removed and created
-    again, and so is everything that hangs on it."""
-    a, b = _entries(current), _entries(wanted)
-    same: dict[tuple[Any, ...], bool] = {}
-
-    def kept(key: tuple[Any, ...]) -> bool:
-        if key not in same:
-            same[key] = (key in a and key in b and a[key].kind == b[key].kind
-                         and a[key].identity == b[key].identity
-                         and all(kept(d) for d in b[key].deps))
-        return same[key]
-
-    removes = sorted((k for k in a if not kept(k)), key=lambda k: -a[k].depth)
-    creates = sorted((k for k in b if not kept(k)), key=lambda k: b[k].depth)
-    changes = [k for k in b if kept(k) and a[k].settings != b[k].settings]
-    return (*(Change("remove", a[k].kind, k[1:], a[k].item) for k in removes),
-            *(Change("create", b[k].kind, k[1:], b[k].item) for k in creates),
-            *(Change("change", b[k].kind, k[1:], b[k].item) for k in changes))
