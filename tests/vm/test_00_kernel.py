@@ -1,12 +1,8 @@
 """The guest kernel offers what lio_xcopy needs: configfs, TCMU and tcm_loop."""
 
-import os
 from pathlib import Path
 
 import pytest
-
-if os.environ.get("LIO_XCOPY_IN_VM") != "1":
-    pytest.skip("needs the VM guest (run via scripts/vm)", allow_module_level=True)
 
 pytestmark = pytest.mark.vm
 

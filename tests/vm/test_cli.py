@@ -16,9 +16,6 @@ from conftest import MiB, clear_unit_attention, run
 
 from lio_xcopy.control import provision
 
-pytestmark = pytest.mark.skipif(os.environ.get("LIO_XCOPY_IN_VM") != "1",
-                                reason="needs the guest kernel: scripts/test --vm")
-
 LIO_XCOPY = str(Path(sys.executable).parent / "lio-xcopy")
 CFS = Path("/sys/kernel/config/target")
 LOOP_WWN = "naa.5001405c11c11c11"

@@ -52,9 +52,6 @@ from lio_xcopy.devices.tape import Tape
 from lio_xcopy.scsi import spc, ssc, xcopy
 from lio_xcopy.sg import sgio
 
-if os.environ.get("LIO_XCOPY_IN_VM") != "1":
-    pytest.skip("needs the VM guest (run via scripts/vm)", allow_module_level=True)
-
 pytestmark = pytest.mark.vm
 
 COMMANDS_PER_LUN = int(os.environ.get("LIO_XCOPY_HOSTILE_COMMANDS", "500"))

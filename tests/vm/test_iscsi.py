@@ -27,9 +27,6 @@ from conftest import MiB, check_no_stale_data, clear_unit_attention, run, sense_
 
 from lio_xcopy.control import iscsi
 
-pytestmark = pytest.mark.skipif(os.environ.get("LIO_XCOPY_IN_VM") != "1",
-                                reason="needs the guest kernel: scripts/test --vm")
-
 NETNS = "lioxc-tgt"
 TARGET_IP, INITIATOR_IP = "10.99.0.1", "10.99.0.2"
 PORTAL = f"{TARGET_IP}:3260"

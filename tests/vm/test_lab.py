@@ -24,9 +24,6 @@ from test_iscsi import NETNS, TARGET_IP
 
 from lio_xcopy.control import config, iscsi, provision
 
-pytestmark = pytest.mark.skipif(os.environ.get("LIO_XCOPY_IN_VM") != "1",
-                                reason="needs the guest kernel: scripts/test --vm")
-
 REPO = Path(__file__).resolve().parents[2]
 net = test_iscsi.net  # its fixture: the same two "hosts" (a veth pair, one end in NETNS)
 DAEMON_PIDFILE = Path("/run/lio-xcopy/lab-daemon.pid")

@@ -19,9 +19,6 @@ from test_iscsi import INITIATOR, TARGET_IP, iscsiadm, iscsid, net  # noqa: F401
 from lio_xcopy.control import iscsi, provision
 from lio_xcopy.scsi import sbc
 
-pytestmark = pytest.mark.skipif(os.environ.get("LIO_XCOPY_IN_VM") != "1",
-                                reason="needs the guest kernel: scripts/test --vm")
-
 TARGET = "iqn.2026-12.org.lio-xcopy:residuals"
 SIZE = 4 * MiB
 BS = 512

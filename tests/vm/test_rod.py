@@ -6,7 +6,6 @@ refused with the SPC-4 sense."""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import time
@@ -16,9 +15,6 @@ import pytest
 from conftest import MiB, clear_unit_attention, extra_lun, run, sense_of
 
 from lio_xcopy.scsi import rod
-
-if os.environ.get("LIO_XCOPY_IN_VM") != "1":
-    pytest.skip("needs the VM guest (run via scripts/vm)", allow_module_level=True)
 
 pytestmark = pytest.mark.vm
 

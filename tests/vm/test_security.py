@@ -38,9 +38,6 @@ from test_iscsi import (  # noqa: F401  (net and iscsid are fixtures used here)
 from lio_xcopy.control import iscsi, provision
 from lio_xcopy.control.shell import mask_secrets
 
-pytestmark = pytest.mark.skipif(os.environ.get("LIO_XCOPY_IN_VM") != "1",
-                                reason="needs the guest kernel: scripts/test --vm")
-
 BS = 512
 SUBTYPE_DIR = Path("/sys/class/uio")
 

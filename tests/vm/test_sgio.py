@@ -13,9 +13,6 @@ from lio_xcopy.scsi import sbc, ssc
 from lio_xcopy.scsi.sense import Asc, SenseKey
 from lio_xcopy.sg import sgio
 
-if os.environ.get("LIO_XCOPY_IN_VM") != "1":
-    pytest.skip("needs the VM guest (run via scripts/vm)", allow_module_level=True)
-
 pytestmark = pytest.mark.vm
 
 

@@ -4,7 +4,6 @@ OPERATING PARAMETERS the same LUN returns."""
 
 from __future__ import annotations
 
-import os
 import re
 
 import pytest
@@ -12,9 +11,6 @@ from conftest import clear_unit_attention, run
 
 from lio_xcopy.scsi import xcopy
 from lio_xcopy.sg import sgio
-
-if os.environ.get("LIO_XCOPY_IN_VM") != "1":
-    pytest.skip("needs the VM guest (run via scripts/vm)", allow_module_level=True)
 
 pytestmark = pytest.mark.vm
 

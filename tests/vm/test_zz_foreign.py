@@ -40,9 +40,6 @@ from lio_xcopy.scsi.sense import Asc, SenseData, SenseKey
 from lio_xcopy.scsi.xcopy import BlockToStream, IdentificationCscd
 from lio_xcopy.sg import sgio
 
-pytestmark = pytest.mark.skipif(os.environ.get("LIO_XCOPY_IN_VM") != "1",
-                                reason="needs the guest kernel: scripts/test --vm")
-
 ARRAY = "iqn.2026-12.org.example:array"
 ARRAY_SIZE = 32 * MiB
 BS = 512
