@@ -36,6 +36,8 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
 
+from plugins.tcmu_ring import PAGE, SimulatedKernel, kernel_gathers
+
 from lio_xcopy.control.library import create_library, lto_barcodes
 from lio_xcopy.copy.manager import CopyManager
 from lio_xcopy.devices import buffer as buffer_module
@@ -53,7 +55,6 @@ from lio_xcopy.scsi.sense import CHECK_CONDITION, GOOD
 from lio_xcopy.tcmu import ring as r
 from lio_xcopy.tcmu.daemon import TcmuDevice, _outcome, execute, shape_answer
 from lio_xcopy.tcmu.ring import CommandRing, RingCommand, scsi_command_size
-from lio_xcopy.tcmu.sim import PAGE, SimulatedKernel, kernel_gathers
 
 MAX_COMMANDS = 12
 MAX_BUFFER = 1 << 20

@@ -22,6 +22,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(1, str(HERE.parent))  # tests/plugins: the simulated kernel ring
 
 _STATS = re.compile(r"#(\d+)\s+\w+\s+cov: (\d+) ft: (\d+) corp: (\d+)")
 
@@ -30,7 +31,7 @@ def child(target: str, libfuzzer_args: list[str]) -> None:
     """In the child process: instrument lio_xcopy, then hand over to libFuzzer."""
     import atheris
 
-    with atheris.instrument_imports(include=["lio_xcopy", "fuzz_targets"]):
+    with atheris.instrument_imports(include=["lio_xcopy", "fuzz_targets", "plugins"]):
         import fuzz_targets
 
     fn = fuzz_targets.TARGETS[target]

@@ -27,8 +27,6 @@ from lio_xcopy.scsi.xcopy import (
 )
 from lio_xcopy.sg.sgio import explain_sense
 
-pytest_plugins = ["faults"]
-
 MiB = 1 << 20
 
 

@@ -8,6 +8,7 @@ import threading
 import time
 
 import pytest
+from plugins.tcmu_ring import SLOW, SimulatedKernel, Worker
 
 from lio_xcopy.devices.disk import Disk
 from lio_xcopy.devices.tape import Tape
@@ -18,7 +19,6 @@ from lio_xcopy.tcmu import uio
 from lio_xcopy.tcmu.daemon import Daemon, TcmuDevice
 from lio_xcopy.tcmu.handler import open_device
 from lio_xcopy.tcmu.ring import CommandRing
-from lio_xcopy.tcmu.sim import SimulatedKernel
 
 
 def fake_uio(root, n: int, name: str, size: int = 0x40800000):
@@ -163,8 +163,6 @@ def test_daemon_loop_serves_sim_ring_and_stops(tmp_path):
 
 
 def test_daemon_completes_long_commands_from_workers():
-    from test_ring import SLOW, Worker
-
     kernel = SimulatedKernel(cmdr_size=16384, data_pages=64)
     device = Worker()
     daemon = Daemon()

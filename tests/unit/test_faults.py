@@ -18,8 +18,6 @@ from lio_xcopy.scsi import sbc, ssc
 from lio_xcopy.scsi.errors import CheckCondition
 from lio_xcopy.scsi.sense import Asc, SenseData, SenseKey
 
-pytest_plugins = ["faults"]
-
 BS = 512
 MiB = 1 << 20
 

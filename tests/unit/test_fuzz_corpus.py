@@ -12,12 +12,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from plugins.tcmu_ring import SimulatedKernel
 
 from lio_xcopy.errors import TransportError
 from lio_xcopy.scsi import xcopy
 from lio_xcopy.tcmu import ring as r
 from lio_xcopy.tcmu.ring import CommandRing
-from lio_xcopy.tcmu.sim import SimulatedKernel
 
 FUZZ = Path(__file__).resolve().parent.parent / "fuzz"
 

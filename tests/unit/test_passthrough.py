@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from plugins.tcmu_ring import SimulatedKernel
 
 from lio_xcopy.copy.manager import CopyManager
 from lio_xcopy.devices.base import Command, LunIdentity, TaskManagement
@@ -43,7 +44,6 @@ from lio_xcopy.sg.resolve import (
 from lio_xcopy.tcmu.daemon import TcmuDevice
 from lio_xcopy.tcmu.handler import open_device
 from lio_xcopy.tcmu.ring import CommandRing
-from lio_xcopy.tcmu.sim import SimulatedKernel
 
 NAA = bytes.fromhex("6001405aaaaaaaaaaaaaaaaaaaaaaaa1")
 OTHER_NAA = bytes.fromhex("6001405bbbbbbbbbbbbbbbbbbbbbbbb2")

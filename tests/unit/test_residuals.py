@@ -5,6 +5,7 @@ only residual userspace can report is a Data-In underflow, through ``read_len``.
 from __future__ import annotations
 
 import pytest
+from plugins.tcmu_ring import SimulatedKernel
 
 from lio_xcopy.devices.backing import BackingStore
 from lio_xcopy.devices.base import LunIdentity
@@ -13,7 +14,6 @@ from lio_xcopy.scsi import sbc
 from lio_xcopy.scsi.sense import CHECK_CONDITION, GOOD, SenseData, SenseKey
 from lio_xcopy.tcmu.daemon import TcmuDevice
 from lio_xcopy.tcmu.ring import FLAG_CAP_READ_LEN, CommandRing
-from lio_xcopy.tcmu.sim import SimulatedKernel
 
 BS = 512
 BLOCKS = 32

@@ -5,51 +5,16 @@ from __future__ import annotations
 import struct
 
 import pytest
+from plugins.tcmu_ring import BOOM, ECHO, SLOW, STORE, SimulatedKernel, Toy, Worker
 
-from lio_xcopy.devices.base import Command, LunIdentity, ScsiDevice, command
+from lio_xcopy.devices.base import Command, command
 from lio_xcopy.errors import TransportError
 from lio_xcopy.scsi import spc
-from lio_xcopy.scsi.cdb import Field, cdb_layout
+from lio_xcopy.scsi.cdb import cdb_layout
 from lio_xcopy.scsi.sense import CHECK_CONDITION, GOOD, SenseData, SenseKey
 from lio_xcopy.tcmu import ring as r
 from lio_xcopy.tcmu.daemon import TcmuDevice, execute
 from lio_xcopy.tcmu.ring import CommandRing, RingCommand, RingTmr
-from lio_xcopy.tcmu.sim import SimulatedKernel
-
-ECHO = cdb_layout("ECHO", 0xC0, 10, "test", Field("length", 2, 32))
-STORE = cdb_layout("STORE", 0xC1, 10, "test", Field("length", 2, 32))
-BOOM = cdb_layout("BOOM", 0xC2, 6, "test")
-
-
-class Toy(ScsiDevice):
-    """Returns ``length`` bytes of a pattern; stores Data-Out; BOOM raises a bug."""
-
-    DEVICE_TYPE = spc.TYPE_DISK
-
-    def __init__(self):
-        super().__init__(LunIdentity("toy", "0123456789abcdef"))
-        self.stored = b""
-
-    @command(ECHO)
-    def echo(self, cmd: Command, cdb) -> int:
-        pattern = bytes(i % 251 for i in range(cdb.length))
-        return cmd.data.copy_in(pattern)
-
-    @command(STORE)
-    def store(self, cmd: Command, cdb) -> int:
-        self.stored = cmd.data.tobytes()
-        return 0
-
-    @command(BOOM)
-    def boom(self, cmd: Command, cdb) -> int:
-        raise ZeroDivisionError("a bug")
-
-
-@pytest.fixture
-def kernel():
-    k = SimulatedKernel(cmdr_size=4096, data_pages=64)
-    yield k
-    k.close()
 
 
 @pytest.fixture
@@ -186,41 +151,6 @@ def test_execute_reports_partial_transfer():
     )
     assert (status, read_len) == (CHECK_CONDITION, 3)
     assert SenseData.parse(sense).filemark
-
-
-SLOW = cdb_layout("SLOW", 0xC3, 10, "test", Field("length", 2, 32))
-
-
-class Worker(Toy):
-    """SLOW runs on a thread until released; it fills its Data-In buffer there."""
-
-    def __init__(self):
-        super().__init__()
-        import threading
-
-        self.release = threading.Event()
-        self.threads = []
-
-    @command(SLOW)
-    def slow(self, cmd: Command, cdb):
-        import threading
-        from concurrent.futures import Future
-
-        from lio_xcopy.scsi.errors import InvalidFieldInCdb
-
-        fut: Future = Future()
-
-        def work():
-            self.release.wait(5)
-            if cdb.length == 0:
-                fut.set_exception(InvalidFieldInCdb(2))
-            else:
-                fut.set_result(cmd.data.copy_in(b"done" * (cdb.length // 4)))
-
-        t = threading.Thread(target=work)
-        t.start()
-        self.threads.append(t)
-        return fut
 
 
 def test_long_command_completes_later_while_others_are_served(kernel):

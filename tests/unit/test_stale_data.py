@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from plugins.tcmu_ring import SimulatedKernel
 
 from lio_xcopy.copy.manager import CopyManager
 from lio_xcopy.devices.backing import BackingStore
@@ -16,7 +17,6 @@ from lio_xcopy.scsi import sbc, spc, ssc, xcopy
 from lio_xcopy.scsi.sense import CHECK_CONDITION, GOOD
 from lio_xcopy.tcmu.daemon import TcmuDevice
 from lio_xcopy.tcmu.ring import FLAG_CAP_READ_LEN, CommandRing
-from lio_xcopy.tcmu.sim import SimulatedKernel
 
 BS = 512
 BUFFER = 4096

@@ -1,4 +1,6 @@
-"""A simulated kernel side of the TCMU ring, for tests without a kernel.
+"""A simulated kernel side of the TCMU ring, for tests without a kernel: a pytest
+plugin (registered in tests/unit/conftest.py) with the ``kernel`` fixture, and a toy
+SCSI device to put behind it.
 
 It lays out the mailbox, ring and data area with the byte layout of
 ``target_core_user.c`` (PAD at the ring's end, CDB after the iovecs, offsets relative
@@ -11,8 +13,16 @@ import contextlib
 import mmap
 import socket
 import struct
+import threading
+from concurrent.futures import Future
 from dataclasses import dataclass
 
+import pytest
+
+from lio_xcopy.devices.base import Command, LunIdentity, ScsiDevice, command
+from lio_xcopy.scsi import spc
+from lio_xcopy.scsi.cdb import Field, cdb_layout
+from lio_xcopy.scsi.errors import InvalidFieldInCdb
 from lio_xcopy.tcmu import ring as r
 
 PAGE = 4096
@@ -207,3 +217,67 @@ def mmap_view(kernel: SimulatedKernel) -> memoryview:
     """What the daemon maps: the whole region."""
     return kernel.view
 
+
+# --- a toy device behind the ring ---------------------------------------------------------
+ECHO = cdb_layout("ECHO", 0xC0, 10, "test", Field("length", 2, 32))
+STORE = cdb_layout("STORE", 0xC1, 10, "test", Field("length", 2, 32))
+BOOM = cdb_layout("BOOM", 0xC2, 6, "test")
+
+
+class Toy(ScsiDevice):
+    """Returns ``length`` bytes of a pattern; stores Data-Out; BOOM raises a bug."""
+
+    DEVICE_TYPE = spc.TYPE_DISK
+
+    def __init__(self):
+        super().__init__(LunIdentity("toy", "0123456789abcdef"))
+        self.stored = b""
+
+    @command(ECHO)
+    def echo(self, cmd: Command, cdb) -> int:
+        pattern = bytes(i % 251 for i in range(cdb.length))
+        return cmd.data.copy_in(pattern)
+
+    @command(STORE)
+    def store(self, cmd: Command, cdb) -> int:
+        self.stored = cmd.data.tobytes()
+        return 0
+
+    @command(BOOM)
+    def boom(self, cmd: Command, cdb) -> int:
+        raise ZeroDivisionError("a bug")
+
+
+SLOW = cdb_layout("SLOW", 0xC3, 10, "test", Field("length", 2, 32))
+
+
+class Worker(Toy):
+    """SLOW runs on a thread until released; it fills its Data-In buffer there."""
+
+    def __init__(self):
+        super().__init__()
+        self.release = threading.Event()
+        self.threads = []
+
+    @command(SLOW)
+    def slow(self, cmd: Command, cdb):
+        fut: Future = Future()
+
+        def work():
+            self.release.wait(5)
+            if cdb.length == 0:
+                fut.set_exception(InvalidFieldInCdb(2))
+            else:
+                fut.set_result(cmd.data.copy_in(b"done" * (cdb.length // 4)))
+
+        t = threading.Thread(target=work)
+        t.start()
+        self.threads.append(t)
+        return fut
+
+
+@pytest.fixture
+def kernel():
+    k = SimulatedKernel(cmdr_size=4096, data_pages=64)
+    yield k
+    k.close()

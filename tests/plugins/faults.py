@@ -10,7 +10,7 @@ fails the way a failing disk or a full filesystem does, with no hook in the devi
 - ``short_writes(path, most)``: every write moves at most ``most`` bytes;
 - ``fail_sync(path)``: ``fsync`` and ``fdatasync`` raise.
 
-Load it with ``pytest_plugins = ["faults"]``.
+Registered in tests/unit/conftest.py.
 """
 
 from __future__ import annotations
