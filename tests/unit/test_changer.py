@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 
 import pytest
-from test_library import DRIVE, IE, SLOT, FakeDrive
+from plugins.fake_library import DRIVE, IE, SLOT, FakeDrive
 
 from lio_xcopy.control import library as ops
 from lio_xcopy.devices.awstape import AwsTape

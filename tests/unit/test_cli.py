@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from plugins.fake_lio import FakeLio
 
 from lio_xcopy import __version__, cli
 from lio_xcopy.control import rtslib_adapter, saved
@@ -110,8 +111,6 @@ def test_ls_help_is_the_shells_help_for_ls(monkeypatch, capsys):
         "/backstores/disk", "help", "create"]
     assert shell.help_line(["/iscsi", "--help"]) == ["/iscsi", "help"]
     assert shell.help_line(["ls", "/iscsi"]) == ["ls", "/iscsi"]
-    from test_shell import FakeLio
-
     lio = FakeLio()
     assert shell.run(["ls", "--help"], lio=lio) == 0
     out, err = capsys.readouterr()

@@ -6,13 +6,12 @@ import errno
 import os
 
 import pytest
+from plugins.copy_lab import cscd, run, tape_records
 
 from lio_xcopy.copy.manager import HELD_RESULTS_SECONDS, CopyAborted, CopyManager
-from lio_xcopy.devices.backing import BackingStore
-from lio_xcopy.devices.base import Command, LunIdentity
+from lio_xcopy.devices.base import Command
 from lio_xcopy.devices.buffer import DataBuffer
 from lio_xcopy.devices.disk import Disk
-from lio_xcopy.devices.tape import Tape
 from lio_xcopy.scsi import spc, xcopy
 from lio_xcopy.scsi.errors import CheckCondition, IllegalRequest
 from lio_xcopy.scsi.sense import Asc, SenseData, SenseKey
@@ -20,7 +19,6 @@ from lio_xcopy.scsi.vendor_sense import PolicyApart
 from lio_xcopy.scsi.xcopy import (
     BlockToBlock,
     BlockToStream,
-    IdentificationCscd,
     ListIdUsage,
     StreamToBlock,
     StreamToStream,
@@ -31,71 +29,13 @@ MiB = 1 << 20
 
 
 @pytest.fixture
-def lab(tmp_path):
-    made = []
-
-    def disk(name, size=4 * MiB, block_size=512, data=None):
-        path = tmp_path / f"{name}.img"
-        path.write_bytes(data if data is not None else bytes(size))
-        d = Disk(LunIdentity(name, f"{name}-serial-0123456789abcdef"), BackingStore(path),
-                 block_size=block_size)
-        made.append(d)
-        return d
-
-    def tape(name, capacity=16 * MiB):
-        t = Tape(LunIdentity(name, f"{name}-serial-fedcba9876543210"), tmp_path / f"{name}.aws",
-                 capacity)
-        made.append(t)
-        return t
-
-    class Lab:
-        pass
-
-    lab = Lab()
-    lab.disk, lab.tape, lab.manager = disk, tape, CopyManager(chunk=64 * 1024)
-    yield lab
-    for d in made:
-        d.close()
-
-
-def cscd(dev, **kw):
-    naa = dev.designators()[0]
-    bl = kw.pop("block_length", getattr(dev, "block_size", 0))
-    return IdentificationCscd.from_designator(naa, dev.DEVICE_TYPE, bl, **kw)
-
-
-def run(manager, receiving, cscds, segments, **kw):
-    """Send the list as the SCSI command does; wait for the copy to end."""
-    data = xcopy.build_extended_copy([cscd(d, **o) for d, o in cscds], segments, **kw)
-    for dev in {id(d): d for d, _ in cscds}.values():
-        manager.register(dev)
-    manager.register(receiving)
-    cdb = xcopy.EXTENDED_COPY_LID1(parameter_list_length=len(data)).encode()
-    result = receiving.handle(Command(cdb, DataBuffer.of(bytearray(data))))
-    if isinstance(result, int):
-        return result
-    return result.result(timeout=30)
+def lab(copy_lab):
+    return copy_lab
 
 
 def read_file(disk: Disk) -> bytes:
     with open(disk.store.path, "rb") as f:
         return f.read()
-
-
-def tape_records(t: Tape):
-    t.rewind()
-    out = []
-    buf = DataBuffer.allocate(1 << 20)
-    while True:
-        try:
-            n = t.read_record(buf, 1 << 20, sili=True)
-            out.append(buf.tobytes(n))
-        except CheckCondition as e:
-            if e.sense.filemark:
-                out.append(None)
-                continue
-            assert e.sense.key == SenseKey.BLANK_CHECK
-            return out
 
 
 def test_disk_to_tape_then_tape_to_disk_round_trip(lab):

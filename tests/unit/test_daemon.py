@@ -8,6 +8,7 @@ import threading
 import time
 
 import pytest
+from plugins.fake_uio import fake_uio
 from plugins.tcmu_ring import SLOW, SimulatedKernel, Worker
 
 from lio_xcopy.devices.disk import Disk
@@ -19,14 +20,6 @@ from lio_xcopy.tcmu import uio
 from lio_xcopy.tcmu.daemon import Daemon, TcmuDevice
 from lio_xcopy.tcmu.handler import open_device
 from lio_xcopy.tcmu.ring import CommandRing
-
-
-def fake_uio(root, n: int, name: str, size: int = 0x40800000):
-    d = root / f"uio{n}"
-    (d / "maps" / "map0").mkdir(parents=True)
-    (d / "name").write_text(name + "\n")
-    (d / "maps" / "map0" / "size").write_text(f"{size:#x}\n")
-    return d
 
 
 def test_parse_uio_name():

@@ -9,9 +9,22 @@ import struct
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from plugins.sbc_disk import (
+    BLOCKS,
+    BS,
+    IDENTITY,
+    data_in,
+    fails,
+    file_bytes,
+    filled,
+    key_asc,
+    open_disk,
+    pattern,
+    run,
+    scatter,
+)
 
 from lio_xcopy.devices.backing import BackingStore
-from lio_xcopy.devices.base import Command, LunIdentity
 from lio_xcopy.devices.buffer import DataBuffer
 from lio_xcopy.devices.disk import Disk
 from lio_xcopy.errors import BackingStoreError, ConfigError
@@ -19,72 +32,12 @@ from lio_xcopy.scsi import sbc, spc
 from lio_xcopy.scsi.errors import CheckCondition, HardwareError, LbaOutOfRange
 from lio_xcopy.scsi.sense import SenseKey
 
-BS = 512
-BLOCKS = 64
-IDENTITY = LunIdentity("disk0", "6001405abcdef0123456789abcdef012")
-
-
-# --- helpers -------------------------------------------------------------------------------
-def open_disk(path, blocks=BLOCKS, bs=BS, **kw) -> Disk:
-    store = BackingStore(path, create=True, size=blocks * bs)
-    return Disk(IDENTITY, store, bs, **kw)
-
 
 @pytest.fixture
 def disk(tmp_path):
     d = open_disk(tmp_path / "disk.img")
     yield d
     d.close()
-
-
-def pattern(nbytes: int, seed: int = 1) -> bytes:
-    return bytes((seed * 31 + i * 7 + (i >> 9)) & 0xFF for i in range(nbytes))
-
-
-def scatter(nbytes: int, cuts=(1, 7, 500, 1024)) -> DataBuffer:
-    """A buffer of several views of odd sizes, like a ring's scatter list."""
-    views, left = [], nbytes
-    for c in cuts:
-        if left <= 0:
-            break
-        n = min(c, left)
-        views.append(memoryview(bytearray(n)))
-        left -= n
-    if left > 0:
-        views.append(memoryview(bytearray(left)))
-    return DataBuffer(views)
-
-
-def filled(data: bytes, cuts=(3, 509, 13)) -> DataBuffer:
-    buf = scatter(len(data), cuts)
-    assert buf.copy_in(data) == len(data)
-    return buf
-
-
-def run(d: Disk, cdb, data: DataBuffer | None = None) -> int:
-    raw = cdb if isinstance(cdb, bytes) else cdb.encode()
-    return d.handle(Command(raw, data if data is not None else DataBuffer()))
-
-
-def data_in(d: Disk, cdb, length: int = 512) -> bytes:
-    buf = DataBuffer.allocate(length)
-    n = run(d, cdb, buf)
-    return buf.tobytes(n)
-
-
-def fails(d: Disk, cdb, data: DataBuffer | None = None) -> bytes:
-    """Run a command that must end in CHECK CONDITION; return its fixed sense."""
-    with pytest.raises(CheckCondition) as exc:
-        run(d, cdb, data)
-    return exc.value.sense.fixed()
-
-
-def key_asc(sense: bytes) -> tuple[int, int, int]:
-    return sense[2] & 0x0F, sense[12], sense[13]
-
-
-def file_bytes(d: Disk) -> bytes:
-    return os.pread(d.store.fd, d.store.size, 0)
 
 
 # --- backing store -------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import struct
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from test_disk import (
+from plugins.sbc_disk import (
     BLOCKS,
     BS,
     data_in,

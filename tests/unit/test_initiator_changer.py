@@ -6,7 +6,7 @@ from __future__ import annotations
 import struct
 
 import pytest
-from test_backup import Loopback
+from plugins.scsi_loopback import Loopback
 
 from lio_xcopy.control import library as ops
 from lio_xcopy.initiator import changer as ch

@@ -7,10 +7,10 @@ import os
 import stat
 
 import pytest
+from plugins.fake_library import DRIVE, IE, SLOT, FakeDrive
 
 from lio_xcopy.control import library as ops
 from lio_xcopy.devices.awstape import AwsTape
-from lio_xcopy.devices.base import LunIdentity
 from lio_xcopy.devices.library import Library
 from lio_xcopy.errors import ConfigError
 from lio_xcopy.scsi.errors import CheckCondition
@@ -18,32 +18,6 @@ from lio_xcopy.scsi.sense import Asc, SenseKey
 from lio_xcopy.scsi.smc import ElementType
 
 MiB = 1 << 20
-SLOT = 0x1000
-IE = 0x0010
-DRIVE = 0x0100
-
-
-class FakeDrive:
-    """A tape LUN as the library sees it (the Drive protocol)."""
-
-    def __init__(self, name: str):
-        self.identity = LunIdentity(name, f"serial-{name}")
-        self.path: str | None = None
-        self.read_only = False
-        self.removal_prevented = False
-
-    def load_cartridge(self, path, *, read_only=False, capacity=None):
-        if self.path is not None:
-            raise ConfigError("already loaded")
-        self.path, self.read_only = path, read_only
-
-    def unload_cartridge(self):
-        if self.removal_prevented:
-            raise ConfigError("prevented")
-        path, self.path = self.path, None
-        return path
-
-
 @pytest.fixture
 def lib(tmp_path):
     return ops.create_library(tmp_path / "lib", slots=4, ie_slots=2, drives=2, capacity=2 * MiB,

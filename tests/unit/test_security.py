@@ -9,7 +9,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from test_daemon import fake_uio
+from plugins.fake_uio import fake_uio
 
 from lio_xcopy.control import config
 from lio_xcopy.errors import ConfigError

@@ -9,8 +9,7 @@ import os
 import struct
 
 import pytest
-from test_copy import lab as copy_lab  # noqa: F401 (the fixture, taken by name below)
-from test_copy import run, tape_records
+from plugins.copy_lab import run, tape_records
 
 from lio_xcopy.copy.manager import CopyAborted
 from lio_xcopy.devices.buffer import DataBuffer

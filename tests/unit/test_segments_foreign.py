@@ -1,7 +1,7 @@
 """Segments 05h, 06h, 10h, 11h and 12h on a foreign tape drive reached through SG_IO
 (SPC-4 6.4.6.9, 6.4.6.10, 6.4.6.18-6.4.6.20): the SSC-4 commands the port sends, and
 the drive's own sense, verbatim, in FAILED SEGMENT DETAILS when it stops short. The
-drive is our Tape behind test_foreign's fake SG_IO transport."""
+drive is our Tape behind the fake SG_IO transport of tests/plugins/foreign_lab.py."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import contextlib
 import os
 
 import pytest
-from test_foreign import copy, opcodes, records, results, text_of
-from test_foreign import lab as foreign_lab  # noqa: F401 (the fixture, taken by name below)
+from plugins.foreign_lab import copy, opcodes, records, results, text_of
 
 from lio_xcopy.copy.manager import CopyAborted
 from lio_xcopy.devices.buffer import DataBuffer
