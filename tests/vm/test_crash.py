@@ -19,19 +19,13 @@ from pathlib import Path
 
 import pytest
 from conftest import MiB, _start_daemon, clear_unit_attention, extra_lun, restart_daemon, run
+from plugins.vm_xcopy import wait_for
 
 from lio_xcopy.control import provision
 from lio_xcopy.devices.awstape import AwsTape
 
 RECORD = 64 * 1024
 LEFT_ON_RING = re.compile(r"(\d+) command\(s\) left on the ring by an earlier daemon")
-
-
-def wait_for(what: str, cond, timeout: float = 120.0, step: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(step)
 
 
 def written_by(pid: int) -> int:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 from conftest import MiB, _start_daemon, clear_unit_attention, extra_lun, run
-from test_crash import wait_for
+from plugins.vm_xcopy import wait_for
 
 from lio_xcopy.control import provision
 from lio_xcopy.devices.awstape import AwsTape

@@ -3,7 +3,7 @@
 ``scripts/lab-target`` serves the disk and the tape over iSCSI from inside network
 namespace ``lioxc-tgt`` (the target "host": its portal 10.99.0.1); ``scripts/lab-initiator``
 runs in the root namespace (the backup server, 10.99.0.2): the network of
-tests/vm/test_iscsi.py (its ``net`` fixture), since the kernel's iSCSI initiator works in
+tests/plugins/vm_iscsi.py (its ``net`` fixture), since the kernel's iSCSI initiator works in
 the initial network namespace only. Nothing is installed (``--no-install``: the guest's
 root is read-only), and there is no systemd (``--no-systemd``).
 """
@@ -18,14 +18,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import test_iscsi
 from conftest import run
-from test_iscsi import NETNS, TARGET_IP
+from plugins.vm_iscsi import NETNS, TARGET_IP
 
 from lio_xcopy.control import config, iscsi, provision
 
 REPO = Path(__file__).resolve().parents[2]
-net = test_iscsi.net  # its fixture: the same two "hosts" (a veth pair, one end in NETNS)
 DAEMON_PIDFILE = Path("/run/lio-xcopy/lab-daemon.pid")
 ENV = {  # scripts/lab.env's defaults, spelled out so that the test checks them
     "LAB_TARGET_IQN": "iqn.2026-11.org.lio-xcopy:lab",

@@ -11,7 +11,7 @@ import re
 import time
 
 from conftest import MiB, clear_unit_attention, run, sense_of
-from test_xcopy import cscd, fill_disk
+from plugins.vm_xcopy import cscd, fill_disk
 
 from lio_xcopy.scsi import xcopy
 from lio_xcopy.scsi.xcopy import BlockToBlock, BlockToStream, CopyOperationStatus, CopyStatusLid4

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 from conftest import MiB, clear_unit_attention, run, sense_of
-from test_iscsi import INITIATOR, TARGET_IP, iscsiadm, iscsid, net  # noqa: F401
+from plugins.vm_iscsi import INITIATOR, TARGET_IP, iscsiadm
 
 from lio_xcopy.control import iscsi, provision
 from lio_xcopy.scsi import sbc
@@ -26,7 +26,7 @@ MISMATCH = ("Illegal Request", "Invalid field in command information unit")
 
 
 @pytest.fixture(scope="module")
-def disks(lab, net, iscsid):  # noqa: F811
+def disks(lab, net, iscsid):
     """Our disk and a fileio disk, both logged in over iSCSI: their /dev/sgN."""
     if not Path("/sys/module/iscsi_target_mod").exists():
         pytest.skip("iscsi_target_mod is not loaded in this kernel")

@@ -17,18 +17,14 @@ from pathlib import Path
 
 import pytest
 from conftest import MiB, clear_unit_attention, run
-from test_iscsi import (  # noqa: F401  (net and iscsid are fixtures used here)
+from plugins.vm_iscsi import (
     INITIATOR,
     NETNS,
-    PORTAL,
     STRANGER,
     TARGET_IP,
     discover,
-    iscsiadm,
-    iscsid,
     login,
     logout,
-    net,
     node_auth,
     session_device,
     session_of,

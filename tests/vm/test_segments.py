@@ -10,7 +10,7 @@ import os
 import re
 
 from conftest import MiB, clear_unit_attention, run, sense_of
-from test_xcopy import cscd, read_disk, send
+from plugins.vm_xcopy import cscd, read_disk, send
 
 from lio_xcopy.devices.awstape import AwsTape
 from lio_xcopy.scsi import xcopy

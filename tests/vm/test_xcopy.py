@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import DISK_SIZE, MiB, clear_unit_attention, extra_lun, run, sense_of
+from plugins.vm_xcopy import cscd, fill_disk, read_disk, send
 
 from lio_xcopy.control import provision
 from lio_xcopy.devices.awstape import AwsTape
@@ -25,34 +26,6 @@ from lio_xcopy.scsi.xcopy import (
 )
 
 BS = 512
-
-
-def cscd(lun, pdt: int, block_length: int) -> IdentificationCscd:
-    return IdentificationCscd(bytes.fromhex(lun.naa), pdt, block_length=block_length)
-
-
-def send(lab, sg: str, plist: bytes, name: str, check: bool = True):
-    """One EXTENDED COPY (LID1) with the parameter list from a file, by stock sg_raw."""
-    path = lab.work / name
-    path.write_bytes(plist)
-    n = len(plist).to_bytes(4, "big").hex(" ").split()
-    return run("sg_raw", "-t", "600", "-s", str(len(plist)), "-i", str(path), sg,
-               "83", "00", "00", "00", "00", "00", "00", "00", "00", "00", *n, "00", "00",
-               check=check)
-
-
-def fill_disk(lab, offset: int, data: bytes) -> None:
-    src = lab.work / "fill.bin"
-    src.write_bytes(data)
-    run("dd", f"if={src}", f"of={lab.sd}", "bs=1M", f"seek={offset // MiB}",
-        "oflag=direct,seek_bytes" if offset % MiB else "oflag=direct", "conv=notrunc")
-
-
-def read_disk(lab, offset: int, length: int) -> bytes:
-    with open(lab.sd, "rb", buffering=0) as f:
-        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
-        f.seek(offset)
-        return f.read(length)
 
 
 def test_disk_to_tape_then_tape_to_disk_with_sg_raw(lab):

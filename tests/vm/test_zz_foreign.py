@@ -29,8 +29,8 @@ from types import SimpleNamespace
 
 import pytest
 from conftest import MiB, clear_unit_attention, extra_lun, run
-from test_iscsi import INITIATOR, TARGET_IP, iscsiadm, iscsid, net  # noqa: F401
-from test_passthrough import BARCODES, bridge  # noqa: F401
+from plugins.vm_bridge import BARCODES
+from plugins.vm_iscsi import INITIATOR, TARGET_IP, iscsiadm
 
 from lio_xcopy.control import iscsi, provision
 from lio_xcopy.devices.awstape import AwsTape
@@ -55,7 +55,7 @@ def blank_tape_after(lab):
 
 
 @pytest.fixture(scope="module")
-def array(lab, net, iscsid):  # noqa: F811
+def array(lab, net, iscsid):
     """The other array's disk, logged in: (its naa hex, /dev/sdX, /dev/sgN, data)."""
     if not Path("/sys/module/iscsi_target_mod").exists():
         pytest.skip("iscsi_target_mod is not loaded in this kernel")
@@ -195,7 +195,7 @@ def _backup_cli(work: Path, *args: str) -> str:
 
 
 def test_a_backup_job_from_the_other_array_through_the_pass_through_library(
-        lab, array, admitted, bridge):  # noqa: F811
+        lab, array, admitted, bridge):
     """`lio-xcopy backup --changer` against a real library the daemon passes through:
     the cartridge is loaded in the real library, the other array's disk goes to it by one
     EXTENDED COPY at the pass-through drive (run on the target host: the backup server's
