@@ -1,18 +1,6 @@
-"""The device a storage object's configuration string describes.
-
-A storage object's config is ``xcopy/<kind>;<path>[;key=value...]``, e.g.
-``xcopy/disk;/srv/db0.img;block_size=512`` or ``xcopy/tape;/srv/tape0.aws;capacity=1G``.
-(The kernel splits its control string at commas and rtslib refuses colons.)
-
-A library: ``xcopy/changer;/srv/lib`` is the medium changer of the library directory
-``/srv/lib``, and ``xcopy/tape;/srv/lib;drive=0`` its first drive, a tape LUN that
-starts empty and takes the cartridges the changer moves into it.
-
-A pass-through LUN: ``xcopy/passthrough;/dev/tape/by-id/scsi-...-nst;id=naa.<hex>;type=1``
-forwards its commands to the device that stable name (or a designator in place of the
-path, ``xcopy/passthrough;naa.<hex>;type=8``) names when the daemon opens it; ``id``
-is the designator it had when the LUN was made, ``type`` its peripheral device type.
-"""
+"""The SCSI device a storage object's configuration string
+(:class:`~lio_xcopy.handler_config.HandlerConfig`) describes: a disk, a tape, a
+library's changer or drive, or a pass-through LUN."""
 
 from __future__ import annotations
 

@@ -10,39 +10,11 @@ lists what a restore would create, change or remove, so restoring twice is harml
 and :mod:`.diff` the comparison; this package re-exports what callers use.
 """
 
+from lio_xcopy.control.config import model
 from lio_xcopy.control.config.diff import Change, Entry, diff, entries
-from lio_xcopy.control.config.model import (
-    BACKSTORE_KINDS,
-    BLOCK_SIZES,
-    DEFAULT_ISCSI_PORT,
-    DEFAULT_PATH,
-    MAX_LUN,
-    MIN_TAPE_CAPACITY,
-    READABLE_VERSIONS,
-    SCHEMA_VERSION,
-    Acl,
-    Backstore,
-    ChangerConfig,
-    Chap,
-    DiskConfig,
-    IscsiTarget,
-    LibraryDriveConfig,
-    LoopbackTarget,
-    MappedLun,
-    PassThroughConfig,
-    Portal,
-    SavedConfig,
-    TapeConfig,
-    Tpg,
-    kind_of,
-)
+from lio_xcopy.control.config.model import *  # noqa: F403 (the model's __all__)
 from lio_xcopy.control.config.reader import load, loads
 from lio_xcopy.control.config.store import dump, save, to_json
 
-__all__ = [
-    "BACKSTORE_KINDS", "BLOCK_SIZES", "DEFAULT_ISCSI_PORT", "DEFAULT_PATH", "MAX_LUN",
-    "MIN_TAPE_CAPACITY", "READABLE_VERSIONS", "SCHEMA_VERSION", "Acl", "Backstore", "Change",
-    "ChangerConfig", "Chap", "DiskConfig", "Entry", "IscsiTarget", "LibraryDriveConfig",
-    "LoopbackTarget", "MappedLun", "PassThroughConfig", "Portal", "SavedConfig", "TapeConfig",
-    "Tpg", "diff", "dump", "entries", "kind_of", "load", "loads", "save", "to_json",
-]
+__all__ = [*model.__all__, "Change", "Entry", "diff", "dump", "entries", "load", "loads",
+           "save", "to_json"]

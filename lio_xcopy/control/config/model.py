@@ -187,3 +187,29 @@ def kind_of(b: Backstore) -> str:
     """``disk``, ``tape``, ``changer``, ``library_drive`` or ``passthrough``."""
     return {DiskConfig: "disk", TapeConfig: "tape", ChangerConfig: "changer",
             LibraryDriveConfig: "library_drive", PassThroughConfig: "passthrough"}[type(b)]
+
+__all__ = [
+    "BACKSTORE_KINDS",
+    "BLOCK_SIZES",
+    "DEFAULT_ISCSI_PORT",
+    "DEFAULT_PATH",
+    "MAX_LUN",
+    "MIN_TAPE_CAPACITY",
+    "READABLE_VERSIONS",
+    "SCHEMA_VERSION",
+    "Acl",
+    "Backstore",
+    "ChangerConfig",
+    "Chap",
+    "DiskConfig",
+    "IscsiTarget",
+    "LibraryDriveConfig",
+    "LoopbackTarget",
+    "MappedLun",
+    "PassThroughConfig",
+    "Portal",
+    "SavedConfig",
+    "TapeConfig",
+    "Tpg",
+    "kind_of",
+]

@@ -11,24 +11,14 @@ import os
 import stat
 from pathlib import Path
 
-from lio_xcopy.control import config
-from lio_xcopy.control.validators import (
-    CHAP_MAX,
-    KERNEL_UNSAFE,
-    NAA,
-    NAME,
-    UUID,
-    is_chap_text,
-    is_iscsi_name,
-    portal_ip,
-)
+from lio_xcopy.control import config, validators
 from lio_xcopy.devices.members import FOREIGN, is_designator_text
 from lio_xcopy.errors import ConfigError
 from lio_xcopy.handler_config import parse_size
 
 
 def name(v: str, what: str = "name") -> str:
-    if not NAME.fullmatch(v):
+    if not validators.NAME.fullmatch(v):
         raise ConfigError(f"{what}={v!r} is not usable: use letters, digits, '_', '.' and '-' "
                           "(at most 128, starting with a letter or digit)")
     return v
@@ -60,7 +50,7 @@ def block_size(v: str) -> int:
 def unit_serial(v: str | None) -> str | None:
     if v is None:
         return None
-    if not UUID.fullmatch(v):
+    if not validators.UUID.fullmatch(v):
         raise ConfigError(f"wwn={v!r} is not a unit serial: give a UUID such as "
                           "6d1f2c34-5b6a-4c8d-9e0f-123456789abc, or leave wwn= out")
     return v.lower()
@@ -72,7 +62,7 @@ def backing_path(v: str, *, block_ok: bool) -> Path:
     if not v:
         raise ConfigError("file= is empty: give the backing file's path, e.g. "
                           "file=/srv/db0.img")
-    if any(c in v for c in KERNEL_UNSAFE):
+    if any(c in v for c in validators.KERNEL_UNSAFE):
         raise ConfigError(f"file={v!r}: commas, colons, semicolons and newlines cannot be "
                           "passed to the kernel; rename or link the file")
     p = Path(os.path.abspath(v))
@@ -96,7 +86,7 @@ def backing_path(v: str, *, block_ok: bool) -> Path:
 def library_path(v: str) -> Path:
     """A library's directory: an absolute path the kernel can carry, whose parent
     exists; an existing one must be a directory."""
-    if not v or any(c in v for c in KERNEL_UNSAFE):
+    if not v or any(c in v for c in validators.KERNEL_UNSAFE):
         raise ConfigError(f"library={v!r}: give a directory path without commas, colons, "
                           "semicolons or newlines, e.g. library=/srv/lib")
     p = Path(os.path.abspath(v))
@@ -138,7 +128,7 @@ def iqn(v: str, what: str, *, initiator: bool = False) -> str:
     """An iSCSI name in lower case (rtslib lower-cases it too); initiators may also be
     eui./naa. names."""
     s = v.strip().lower()
-    if is_iscsi_name(s, initiator=initiator):
+    if validators.is_iscsi_name(s, initiator=initiator):
         return s
     raise ConfigError(f"{what}={v!r} is not an iSCSI name: write it as "
                       "iqn.YYYY-MM.reversed.domain:unique, e.g. iqn.2003-01.org.example:t1")
@@ -146,7 +136,7 @@ def iqn(v: str, what: str, *, initiator: bool = False) -> str:
 
 def naa(v: str) -> str:
     s = v.strip().lower()
-    if not NAA.fullmatch(s):
+    if not validators.NAA.fullmatch(s):
         raise ConfigError(f"wwn={v!r} is not a loopback WWN: use naa. and 16 hex digits, "
                           "e.g. naa.5001405123456789, or leave wwn= out")
     return s
@@ -154,7 +144,7 @@ def naa(v: str) -> str:
 
 def ip(v: str) -> str:
     try:
-        return portal_ip(v)
+        return validators.portal_ip(v)
     except ConfigError as e:  # the same check, told with the shell's parameter name
         raise ConfigError(f"ip_address={v!r} is not an IP address: give one of this host's, "
                           "or 0.0.0.0 (all IPv4) / :: (all IPv6)") from e
@@ -168,9 +158,9 @@ def chap_pair(user: str | None, password: str | None, what: str) -> tuple[str, s
         given, missing = ("userid", "password") if password is None else ("password", "userid")
         raise ConfigError(f"{what}{given}= needs {what}{missing}= too: give both or neither")
     for key, s in ((f"{what}userid", user), (f"{what}password", password)):
-        if not is_chap_text(s) or s == "NULL":
-            raise ConfigError(f"{key}= must be 1 to {CHAP_MAX} printable characters without "
-                              "spaces (and not NULL); choose another")
+        if not validators.is_chap_text(s) or s == "NULL":
+            raise ConfigError(f"{key}= must be 1 to {validators.CHAP_MAX} printable characters "
+                              "without spaces (and not NULL); choose another")
     return user, password
 
 
