@@ -23,13 +23,21 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
 
 from lio_xcopy.control import rtslib_adapter, validators
 from lio_xcopy.control.validators import CHAP_MAX, is_chap_text, is_iscsi_name
 from lio_xcopy.errors import ConfigError
 
 T = TypeVar("T")
+
+
+class Exportable(Protocol):
+    """What is exported as a LUN: a :class:`provision.Lun`, or any storage object
+    with a name."""
+
+    name: str
+    storage_object: Any
 
 CLONE_NEWNET = 0x40000000
 
@@ -91,7 +99,7 @@ def in_netns(netns: str | os.PathLike[str], fn: Callable[[], T]) -> T:
     return out[0]
 
 
-def export_iscsi(lun, target_iqn: str, portal_ip: str, port: int = 3260,
+def export_iscsi(lun: Exportable, target_iqn: str, portal_ip: str, port: int = 3260,
                  lun_id: int | None = None, *,
                  netns: str | os.PathLike[str] | None = None) -> IscsiExport:
     """Export ``lun`` (a :class:`provision.Lun`) on iSCSI target ``target_iqn``, TPG 1,
@@ -109,7 +117,7 @@ def export_iscsi(lun, target_iqn: str, portal_ip: str, port: int = 3260,
                    for p in tpg.network_portals):
             host = f"[{ip}]" if ":" in ip else ip
 
-            def make_portal():
+            def make_portal() -> Any:
                 return rts.NetworkPortal(tpg, host, int(port))
 
             try:
@@ -140,7 +148,7 @@ def export_iscsi(lun, target_iqn: str, portal_ip: str, port: int = 3260,
         raise ConfigError(f"exporting {lun.name!r} on {iqn} failed: {e}") from e
 
 
-def _check_chap(pair, what: str) -> tuple[str, str] | None:
+def _check_chap(pair: Any, what: str) -> tuple[str, str] | None:
     if pair is None:
         return None
     try:
@@ -263,7 +271,7 @@ SAVED_ATTRIBUTES = ("authentication", "generate_node_acls", "cache_dynamic_acls"
                     "demo_mode_write_protect")
 
 
-def _target_tpg(target_iqn: str, tag: int, create: bool = True):
+def _target_tpg(target_iqn: str, tag: int, create: bool = True) -> Any:
     rts = rtslib_adapter.rtslib()
     fabric = rtslib_adapter.iscsi_fabric()
     target = (rts.Target(fabric, target_iqn) if create
@@ -297,7 +305,7 @@ def ensure_portal(target_iqn: str, tag: int, ip: str, port: int,
         return
     host = f"[{ip}]" if ":" in ip else ip
 
-    def make():
+    def make() -> Any:
         return rts.NetworkPortal(tpg, host, port)
 
     try:
@@ -308,7 +316,7 @@ def ensure_portal(target_iqn: str, tag: int, ip: str, port: int,
                           "port free") from e
 
 
-def ensure_lun(target_iqn: str, tag: int, lun_id: int, storage_object) -> None:
+def ensure_lun(target_iqn: str, tag: int, lun_id: int, storage_object: Any) -> None:
     """Export a storage object as LUN ``lun_id`` of the TPG (create-or-lookup)."""
     rts = rtslib_adapter.rtslib()
     tpg = _target_tpg(target_iqn, tag)
@@ -373,7 +381,7 @@ def portal_netns(ip: str, netns_dir: Path = Path("/run/netns")) -> str | None:
     return next((n for n in names if _has_address(ip, n)), None)
 
 
-def running_targets(ours: set[str]) -> list[dict]:
+def running_targets(ours: set[str]) -> list[dict[str, Any]]:
     """The iSCSI targets LIO holds, as plain data, keeping only LUNs of the storage
     objects named in ``ours`` (and targets that have at least one)."""
     if not Path("/sys/kernel/config/target/iscsi").is_dir():

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lio_xcopy.devices.library import Library, Location, check_barcode
 from lio_xcopy.errors import ConfigError
+
+if TYPE_CHECKING:
+    from lio_xcopy.control.backing import InUse
 
 
 def lto_barcodes(count: int, first: int = 1, prefix: str = "L", media: str = "L8") -> list[str]:
@@ -81,7 +85,7 @@ def import_cartridge(directory: str | os.PathLike[str], file: str | os.PathLike[
                                                     copy=copy)
 
 
-def _lun_of(file: Path):
+def _lun_of(file: Path) -> InUse | None:
     """The running LUN (or other backstore) whose file ``file`` is, when LIO is here."""
     from lio_xcopy.control import backing, provision, rtslib_adapter
 

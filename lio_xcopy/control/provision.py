@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lio_xcopy.control import backing, rtslib_adapter
 from lio_xcopy.errors import ConfigError
@@ -117,7 +118,7 @@ def _create(name: str, hc: HandlerConfig, size: int, wwn: str | None,
     return Lun(name, hc.kind, Path(hc.path), so.wwn, so)
 
 
-def _tune(so, attributes: dict[str, str] = ATTRIBUTES) -> None:
+def _tune(so: Any, attributes: dict[str, str] = ATTRIBUTES) -> None:
     """Apply ``attributes`` where this kernel has them (cmd_time_out only takes
     while the LUN is not exported; a LUN made by us got it then)."""
     for attr, value in attributes.items():
@@ -238,12 +239,12 @@ def export_loopback(lun: Lun, lun_id: int | None = None, target_wwn: str | None 
     tpg = rts.TPG(target, 1)
     for existing in tpg.luns:
         if existing.storage_object.name == lun.name:
-            return existing.lun
-    return rts.LUN(tpg, lun=lun_id, storage_object=lun.storage_object).lun
+            return int(existing.lun)
+    return int(rts.LUN(tpg, lun=lun_id, storage_object=lun.storage_object).lun)
 
 
 @contextlib.contextmanager
-def _served_while_deleted(so) -> Iterator[None]:
+def _served_while_deleted(so: Any) -> Iterator[None]:
     """While ``so`` is unexported and deleted, make sure a process serves its ring.
 
     Unexporting waits for every command the LUN holds (``transport_clear_lun_ref``), and
@@ -282,7 +283,7 @@ def _served_while_deleted(so) -> Iterator[None]:
         loop.join(90)
 
 
-def _unexport(so) -> None:
+def _unexport(so: Any) -> None:
     """Remove every export of ``so``, then ``so`` itself."""
     with _served_while_deleted(so):
         for lun in list(so.attached_luns):

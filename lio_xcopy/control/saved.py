@@ -15,14 +15,17 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from lio_xcopy.control import backing, config, iscsi, provision, rtslib_adapter
 from lio_xcopy.errors import ConfigError
 from lio_xcopy.handler_config import SUBTYPE, HandlerConfig, parse_size
 
+#: one kind of saved backstore
+B = TypeVar("B", bound=config.Backstore)
 
-def _iscsi_model(raw: list[dict], keep_from: config.SavedConfig | None) \
+
+def _iscsi_model(raw: list[dict[str, Any]], keep_from: config.SavedConfig | None) \
         -> tuple[config.IscsiTarget, ...]:
     netns = {(t.iqn, g.tag, p.ip, p.port): p.netns
              for t in (keep_from.iscsi if keep_from else ()) for g in t.tpgs for p in g.portals}
@@ -111,7 +114,7 @@ def _bind_serials(cfg: config.SavedConfig, now: config.SavedConfig) -> config.Sa
     whatever serial LIO gave it."""
     have = {b.name: b.wwn for b in now.backstores}
 
-    def bind(items):
+    def bind(items: tuple[B, ...]) -> tuple[B, ...]:
         return tuple(replace(b, wwn=have[b.name]) if b.wwn is None and b.name in have else b
                      for b in items)
 
@@ -182,7 +185,7 @@ class _Restorer:
         lun = provision.create_passthrough(b.name, b.device, b.wwn, expect=b.designator)
         self.luns[b.name] = lun.storage_object
 
-    def _so(self, name: str):
+    def _so(self, name: str) -> Any:
         if name not in self.luns:
             raise ConfigError(f"no LUN {name!r} to export")
         return self.luns[name]

@@ -12,6 +12,10 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lio_xcopy.control.shell.lio import Snapshot
 
 #: where the interactive shell keeps its history and preferences (as ~/.targetcli)
 HOME_ENV = "LIO_XCOPY_HOME"
@@ -45,7 +49,7 @@ def _one_line(e: BaseException) -> str:
     return text
 
 
-def make_shell(lio=None, home: str | os.PathLike[str] | None = None):
+def make_shell(lio: Any = None, home: str | os.PathLike[str] | None = None) -> Any:
     """A configshell with our tree over ``lio`` (default: the real LIO), read from LIO."""
     from configshell_fb import ConfigShell, Console, ExecutionError, Log
     from pyparsing import ParseException
@@ -53,7 +57,7 @@ def make_shell(lio=None, home: str | os.PathLike[str] | None = None):
     from lio_xcopy.control.shell.lio import Lio
     from lio_xcopy.control.shell.tree import Root
 
-    class Shell(ConfigShell):
+    class Shell(ConfigShell):  # type: ignore[misc]  # configshell ships no types
         default_prefs = {**ConfigShell.default_prefs,
                          "auto_save_on_exit": True,
                          "loglevel_file": "info"}
@@ -81,11 +85,11 @@ def make_shell(lio=None, home: str | os.PathLike[str] | None = None):
             finally:
                 forget_secrets(cmdline)
 
-    class MaskedLog(Log):
+    class MaskedLog(Log):  # type: ignore[misc]
         """configshell's log (console and ``log.txt``), CHAP secrets masked: at debug level
         it writes each command's parameters."""
 
-        def _log(self, level, msg):
+        def _log(self, level: str, msg: object) -> None:
             super()._log(level, mask_secrets(str(msg)))
 
     shell = Shell(str(home) if home is not None else None)
@@ -124,13 +128,13 @@ def help_line(argv: list[str]) -> list[str]:
 class _EmptyLio:
     """A LIO that holds nothing: help on the tree's fixed nodes without LIO loaded."""
 
-    def snapshot(self):
+    def snapshot(self) -> Snapshot:
         from lio_xcopy.control.shell.lio import Snapshot
 
         return Snapshot()
 
 
-def _help_shell(lio, home: str | os.PathLike[str] | None):
+def _help_shell(lio: Any, home: str | os.PathLike[str] | None) -> Any:
     """The shell over ``lio``, or over an empty LIO when LIO is not available (help
     needs the commands, not what LIO holds)."""
     from lio_xcopy.errors import LioXcopyError
@@ -141,7 +145,7 @@ def _help_shell(lio, home: str | os.PathLike[str] | None):
         return make_shell(_EmptyLio(), home)
 
 
-def run(argv: list[str], lio=None, home: str | os.PathLike[str] | None = None) -> int:
+def run(argv: list[str], lio: Any = None, home: str | os.PathLike[str] | None = None) -> int:
     """Run one shell command line (``argv`` joined by spaces); 0 when it worked, 1 when
     it did not, with one line on stderr. ``-h``/``--help`` anywhere shows the shell's
     help for the command instead of running it."""
@@ -159,7 +163,7 @@ def run(argv: list[str], lio=None, home: str | os.PathLike[str] | None = None) -
     return 0
 
 
-def interactive(lio=None, home: str | os.PathLike[str] | None = None) -> int:
+def interactive(lio: Any = None, home: str | os.PathLike[str] | None = None) -> int:
     """The interactive shell; saves the configuration on exit when the global
     preference auto_save_on_exit is true (as targetcli does)."""
     from configshell_fb import ExecutionError

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lio_xcopy.control import config, iscsi, provision, rtslib_adapter
 from lio_xcopy.errors import ConfigError
@@ -196,7 +197,7 @@ class Lio:
         except BaseException:
             target.delete()
             raise
-        return target.wwn
+        return str(target.wwn)
 
     def delete_loopback(self, wwn: str) -> None:
         rts = rtslib_adapter.rtslib()
@@ -222,12 +223,12 @@ class Lio:
         except BaseException:
             target.delete()
             raise
-        return target.wwn
+        return str(target.wwn)
 
     def delete_iscsi(self, iqn: str) -> None:
         iscsi.delete_target(iqn)
 
-    def _tpg(self, iqn: str, tag: int):
+    def _tpg(self, iqn: str, tag: int) -> Any:
         rts = rtslib_adapter.rtslib()
         target = rtslib_adapter.find_target(rtslib_adapter.iscsi_fabric(), iqn)
         if target is None:
@@ -240,7 +241,7 @@ class Lio:
         tpg = self._tpg(iqn, tag)
         host = f"[{ip}]" if ":" in ip else ip
 
-        def make():
+        def make() -> Any:
             return rts.NetworkPortal(tpg, host, port)
 
         try:
@@ -272,7 +273,7 @@ class Lio:
         except BaseException:
             lun.delete()
             raise
-        return lun.lun
+        return int(lun.lun)
 
     def unexport(self, fabric: str, wwn: str, tag: int, lun_id: int) -> None:
         """Remove one LUN export (and its ACL mappings); the backstore stays."""

@@ -17,18 +17,23 @@ import glob
 import inspect
 import os
 import stat
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from configshell_fb import ConfigNode, ExecutionError
 
 from lio_xcopy.control import backing, config, service
 from lio_xcopy.control.shell import values
-from lio_xcopy.control.shell.lio import Backstore, Snapshot
+from lio_xcopy.control.shell.lio import Backstore, LoopbackTarget, Snapshot
 from lio_xcopy.devices.foreign import admit_name
 from lio_xcopy.devices.members import FOREIGN, foreign_member, is_designator_text
 from lio_xcopy.errors import ConfigError
 from lio_xcopy.sg.resolve import StableName
+
+if TYPE_CHECKING:
+    from lio_xcopy.devices.library import State as LibraryState
 
 
 class Reported(Exception):
@@ -41,7 +46,7 @@ def _complete(candidates: list[str] | tuple[str, ...], text: str) -> list[str]:
     return [out[0] + " "] if len(out) == 1 and not out[0].endswith("/") else out
 
 
-def _complete_path(text: str, want) -> list[str]:
+def _complete_path(text: str, want: Callable[[int], bool]) -> list[str]:
     """File names for ``file=``: directories (with /) and entries ``want(mode)`` accepts."""
     out = []
     for entry in glob.glob(glob.escape(text) + "*"):
@@ -57,7 +62,7 @@ def _complete_path(text: str, want) -> list[str]:
     return [out[0] + " "] if len(out) == 1 and not out[0].endswith("/") else out
 
 
-class UINode(ConfigNode):
+class UINode(ConfigNode):  # type: ignore[misc]  # configshell ships no types
     """Our base node: one-line parameter errors naming the command's syntax."""
 
     def __init__(self, name: str, parent: ConfigNode) -> None:
@@ -88,18 +93,20 @@ class UINode(ConfigNode):
             lines.append(f"summary: {text}")
         return lines + [f"child: {c.name}" for c in sorted(self.children, key=lambda c: c.name)]
 
-    def ui_command_info(self):
+    def ui_command_info(self) -> None:
         """Shows what this node is: its settings, identity and what it holds."""
         for line in self.info_lines():
             self.shell.con.display(line)
 
-    def execute_command(self, command, pparams=(), kparams=None):
+    def execute_command(self, command: str, pparams: Sequence[str] = (),
+                        kparams: dict[str, str] | None = None) -> Any:
         if command not in self.list_commands():
             raise ExecutionError(f"no command {command!r} at {self.path}: `{self.path} help` "
                                  "lists the commands there")
         return super().execute_command(command, list(pparams), dict(kparams or {}))
 
-    def assert_params(self, method, pparams, kparams) -> None:
+    def assert_params(self, method: Callable[..., Any], pparams: Sequence[str],
+                      kparams: dict[str, str]) -> None:
         spec = inspect.getfullargspec(method)
         args = spec.args[1:]
         cmd = method.__name__.removeprefix(self.ui_command_method_prefix)
@@ -124,7 +131,7 @@ class UINode(ConfigNode):
 class Root(UINode):
     """``/``: the tree's root, with the configuration commands."""
 
-    def __init__(self, shell, lio) -> None:
+    def __init__(self, shell: Any, lio: Any) -> None:
         ConfigNode.__init__(self, "/", shell=shell)
         self.lio = lio
         self.snapshot = Snapshot()
@@ -153,10 +160,10 @@ class Root(UINode):
             except ValueError:
                 here = here.rsplit("/", 1)[0] or "/"
 
-    def summary(self):
+    def summary(self) -> tuple[str, bool | None]:
         return "", None
 
-    def ui_command_saveconfig(self, savefile=None):
+    def ui_command_saveconfig(self, savefile: str | None = None) -> None:
         """
         Saves the LUNs, their loopback and iSCSI exports (and the copy groups already in
         the file) to savefile, atomically, mode 0600, keeping backups (savefile.1 ...).
@@ -165,7 +172,7 @@ class Root(UINode):
         """
         _run_config("saveconfig", savefile)
 
-    def ui_command_restoreconfig(self, savefile=None):
+    def ui_command_restoreconfig(self, savefile: str | None = None) -> None:
         """
         Recreates what savefile holds (default /etc/lio-xcopy/saveconfig.json); what
         exists already is left alone, so restoring twice is harmless.
@@ -175,24 +182,24 @@ class Root(UINode):
         finally:
             self.refresh()
 
-    def ui_command_status(self):
+    def ui_command_status(self) -> None:
         """
         Lists the LUNs, their backing and where they are exported (as
         `lio-xcopy status` does).
         """
         _run_config("status", None)
 
-    def ui_command_version(self):
+    def ui_command_version(self) -> None:
         """Prints lio-xcopy's version."""
         from lio_xcopy import __version__
 
         self.shell.con.display(__version__)
 
-    def ui_command_refresh(self):
+    def ui_command_refresh(self) -> None:
         """Reads the tree again from LIO (after changes made by others)."""
         self.refresh()
 
-    def ui_command_clearconfig(self, confirm=None):
+    def ui_command_clearconfig(self, confirm: str | None = None) -> None:
         """
         Deletes every LUN of ours (disks, tapes, pass-through LUNs, changers, library
         drives) with their exports, then every loopback and iSCSI target left without
@@ -207,10 +214,12 @@ class Root(UINode):
         self.done(f"Cleared the configuration: deleted {len(gone)} object(s)"
                   + (f" ({', '.join(gone)})." if gone else "."))
 
-    def ui_complete_clearconfig(self, parameters, text, current_param):
+    def ui_complete_clearconfig(self, parameters: dict[str, str], text: str,
+                                 current_param: str) -> list[str]:
         return _complete(["true"], text) if current_param == "confirm" else []
 
-    def ui_complete_saveconfig(self, parameters, text, current_param):
+    def ui_complete_saveconfig(self, parameters: dict[str, str], text: str,
+                                current_param: str) -> list[str]:
         if current_param == "savefile":
             return _complete_path(text, stat.S_ISREG)
         return []
@@ -230,7 +239,7 @@ def _run_config(cmd: str, savefile: str | None) -> None:
 class Backstores(UINode):
     """``/backstores``: our LUNs, served by the lio-xcopy daemon."""
 
-    def __init__(self, parent) -> None:
+    def __init__(self, parent: UINode) -> None:
         super().__init__("backstores", parent)
         DiskStores(self)
         TapeStores(self)
@@ -253,13 +262,13 @@ def _check_serial(snap: Snapshot, wwn: str | None) -> None:
 class _Stores(UINode):
     kind = ""
 
-    def __init__(self, parent) -> None:
+    def __init__(self, parent: UINode) -> None:
         super().__init__(self.kind, parent)
         for b in self.snap.backstores:
             if b.kind == self.kind:
                 BackstoreNode(b, self)
 
-    def summary(self):
+    def summary(self) -> tuple[str, bool | None]:
         return f"LUNs: {len(self.children)}", None
 
     def _check_new(self, snap: Snapshot, name: str, path: Path, wwn: str | None,
@@ -272,7 +281,7 @@ class _Stores(UINode):
         if self.kind in ("disk", "tape"):
             backing.check(self.kind, path, _in_use(snap), format=format)
 
-    def ui_command_delete(self, name):
+    def ui_command_delete(self, name: str) -> None:
         """
         Deletes the LUN named name and every export of it (loopback, iSCSI and their ACL
         mappings). The backing file stays.
@@ -285,7 +294,8 @@ class _Stores(UINode):
         self.root.lio.delete_backstore(name)
         self.done(f"Deleted {self.kind} {name}.")
 
-    def ui_complete_delete(self, parameters, text, current_param):
+    def ui_complete_delete(self, parameters: dict[str, str], text: str,
+                            current_param: str) -> list[str]:
         if current_param == "name":
             return _complete([c.name for c in self.children], text)
         return []
@@ -296,7 +306,8 @@ class DiskStores(_Stores):
 
     kind = "disk"
 
-    def ui_command_create(self, name, file, size=None, block_size=None, wwn=None):
+    def ui_command_create(self, name: str, file: str, size: str | None = None,
+                          block_size: str | None = None, wwn: str | None = None) -> None:
         """
         Creates a disk LUN named name over file: a regular file (created sparse when
         absent) or a block device.
@@ -332,7 +343,8 @@ class DiskStores(_Stores):
         self.root.lio.create_disk(name, path, n, bs, serial)
         self.done(f"Created disk {name} on {path} ({values.human(n)}, {bs}-byte blocks).")
 
-    def ui_complete_create(self, parameters, text, current_param):
+    def ui_complete_create(self, parameters: dict[str, str], text: str,
+                            current_param: str) -> list[str]:
         if current_param == "file":
             return _complete_path(text or "/", lambda m: stat.S_ISREG(m) or stat.S_ISBLK(m))
         if current_param == "block_size":
@@ -347,7 +359,8 @@ class TapeStores(_Stores):
 
     kind = "tape"
 
-    def ui_command_create(self, name, file, capacity, wwn=None, format=None):
+    def ui_command_create(self, name: str, file: str, capacity: str, wwn: str | None = None,
+                          format: str | None = None) -> None:
         """
         Creates a tape drive named name whose cartridge is file (an AWSTAPE file, created
         empty when absent). An existing file that is not a cartridge is refused:
@@ -377,7 +390,8 @@ class TapeStores(_Stores):
         self.done(f"Created tape {name} on {path} (capacity {values.human(n)}"
                   + (", formatted blank)." if erase else ")."))
 
-    def ui_complete_create(self, parameters, text, current_param):
+    def ui_complete_create(self, parameters: dict[str, str], text: str,
+                            current_param: str) -> list[str]:
         if current_param == "file":
             return _complete_path(text or "/", stat.S_ISREG)
         if current_param == "capacity":
@@ -393,8 +407,10 @@ class ChangerStores(_Stores):
 
     kind = "changer"
 
-    def ui_command_create(self, name, library, slots=None, ie_slots=None, drives=None,
-                          capacity=None, barcodes=None, wwn=None):
+    def ui_command_create(self, name: str, library: str, slots: str | None = None,
+                          ie_slots: str | None = None, drives: str | None = None,
+                          capacity: str | None = None, barcodes: str | None = None,
+                          wwn: str | None = None) -> None:
         """
         Creates the changer LUN named name of the library in directory library. When
         the directory holds no library yet, slots= makes one (as `lio-xcopy library DIR
@@ -454,7 +470,8 @@ class ChangerStores(_Stores):
             raise
         self.done(f"Created changer {name} on {path} ({_library_text(path)}).")
 
-    def ui_complete_create(self, parameters, text, current_param):
+    def ui_complete_create(self, parameters: dict[str, str], text: str,
+                            current_param: str) -> list[str]:
         if current_param == "library":
             return _complete_path(text or "/", lambda m: False)
         if current_param in ("slots", "ie_slots", "drives", "barcodes"):
@@ -470,7 +487,8 @@ class LibraryDriveStores(_Stores):
 
     kind = "library_drive"
 
-    def ui_command_create(self, name, library, drive=None, wwn=None):
+    def ui_command_create(self, name: str, library: str, drive: str | None = None,
+                          wwn: str | None = None) -> None:
         """
         Creates the tape LUN named name for drive number drive (0 for the first; the
         lowest one without a LUN by default) of the library in directory library.
@@ -500,7 +518,8 @@ class LibraryDriveStores(_Stores):
         self.root.lio.create_library_drive(name, path, n, serial)
         self.done(f"Created library_drive {name}: drive {n} of {path}.")
 
-    def ui_complete_create(self, parameters, text, current_param):
+    def ui_complete_create(self, parameters: dict[str, str], text: str,
+                            current_param: str) -> list[str]:
         if current_param == "library":  # the changers' libraries first, then directories
             libs = sorted({str(b.path) for b in self.snap.backstores if b.kind == "changer"})
             return _complete(libs, text) or _complete_path(text or "/", lambda m: False)
@@ -529,7 +548,7 @@ def _new_library_lun(snap: Snapshot, name: str, library: str,
     return path, serial
 
 
-def _library_state(path: Path):
+def _library_state(path: Path) -> LibraryState:
     """The library's state (``library.json``), or the one-line error saying it is not
     a library."""
     from lio_xcopy.devices.library import Library
@@ -556,7 +575,7 @@ class PassThroughStores(_Stores):
 
     kind = "passthrough"
 
-    def ui_command_create(self, name, device):
+    def ui_command_create(self, name: str, device: str) -> None:
         """
         Creates a LUN named name that passes through the SCSI device named device: a
         stable name, /dev/tape/by-id/... or /dev/disk/by-id/... (`ls -l /dev/tape/by-id`),
@@ -579,7 +598,8 @@ class PassThroughStores(_Stores):
         self.root.lio.create_passthrough(name, device)
         self.done(f"Created passthrough {name} on {device}.")
 
-    def ui_complete_create(self, parameters, text, current_param):
+    def ui_complete_create(self, parameters: dict[str, str], text: str,
+                            current_param: str) -> list[str]:
         if current_param == "device":
             return _complete([str(p) for d in ("/dev/tape/by-id", "/dev/disk/by-id")
                               for p in sorted(Path(d).glob("*"))], text)
@@ -589,11 +609,11 @@ class PassThroughStores(_Stores):
 class BackstoreNode(UINode):
     """One LUN of ours."""
 
-    def __init__(self, b: Backstore, parent) -> None:
+    def __init__(self, b: Backstore, parent: UINode) -> None:
         super().__init__(b.name, parent)
         self.b = b
 
-    def summary(self):
+    def summary(self) -> tuple[str, bool | None]:
         b = self.b
         exported = bool(self.snap.exports(b.name))
         state = "exported" if exported else "not exported"
@@ -665,13 +685,14 @@ class BackstoreNode(UINode):
 class Luns(UINode):
     """``luns``: the LUNs a target exports (LUN id -> backstore)."""
 
-    def __init__(self, parent, fabric: str, wwn: str, tag: int, luns: dict[int, str]) -> None:
+    def __init__(self, parent: UINode, fabric: str, wwn: str, tag: int,
+                 luns: dict[int, str]) -> None:
         super().__init__("luns", parent)
         self.fabric, self.wwn, self.tag, self.luns = fabric, wwn, tag, luns
         for lun_id, name in luns.items():
             LunNode(lun_id, name, self)
 
-    def summary(self):
+    def summary(self) -> tuple[str, bool | None]:
         return f"LUNs: {len(self.luns)}", None
 
     def _current(self, snap: Snapshot) -> dict[int, str]:
@@ -686,7 +707,7 @@ class Luns(UINode):
                         return g.luns
         raise ConfigError(f"{self.wwn} is gone: `refresh` and `ls` to see the targets")
 
-    def ui_command_create(self, storage_object, lun=None):
+    def ui_command_create(self, storage_object: str, lun: str | None = None) -> None:
         """
         Exports a LUN of ours through this target, as LUN id lun (the lowest free one by
         default). storage_object is /backstores/disk/NAME, /backstores/tape/NAME or NAME.
@@ -727,7 +748,8 @@ class Luns(UINode):
             got = self.root.lio.export_iscsi(self.wwn, self.tag, b.name, lun_id)
         self.done(f"Created LUN {got} of {self.wwn}: {b.kind} {b.name}.")
 
-    def ui_complete_create(self, parameters, text, current_param):
+    def ui_complete_create(self, parameters: dict[str, str], text: str,
+                            current_param: str) -> list[str]:
         if current_param == "storage_object":
             paths = [f"/backstores/{b.kind}/{b.name}" for b in self.snap.backstores]
             return _complete(paths, text)
@@ -736,7 +758,7 @@ class Luns(UINode):
             return _complete([str(free)], text)
         return []
 
-    def ui_command_delete(self, lun):
+    def ui_command_delete(self, lun: str) -> None:
         """
         Removes LUN lun (e.g. 0 or lun0) from this target, with its ACL mappings; the
         backstore stays.
@@ -747,18 +769,19 @@ class Luns(UINode):
         self.root.lio.unexport(self.fabric, self.wwn, self.tag, lun_id)
         self.done(f"Deleted LUN {lun_id} of {self.wwn}.")
 
-    def ui_complete_delete(self, parameters, text, current_param):
+    def ui_complete_delete(self, parameters: dict[str, str], text: str,
+                            current_param: str) -> list[str]:
         if current_param == "lun":
             return _complete([str(i) for i in self.luns], text)
         return []
 
 
 class LunNode(UINode):
-    def __init__(self, lun_id: int, name: str, parent) -> None:
+    def __init__(self, lun_id: int, name: str, parent: UINode) -> None:
         super().__init__(f"lun{lun_id}", parent)
         self.lun_id, self.so = lun_id, name
 
-    def summary(self):
+    def summary(self) -> tuple[str, bool | None]:
         b = self.snap.backstore(self.so)
         if b is None:
             return f"{self.so} (not a lio-xcopy LUN)", None
@@ -777,15 +800,15 @@ class LunNode(UINode):
 class Loopback(UINode):
     """``/loopback``: tcm_loop targets: the LUNs appear as SCSI devices on this host."""
 
-    def __init__(self, parent) -> None:
+    def __init__(self, parent: UINode) -> None:
         super().__init__("loopback", parent)
         for t in self.snap.loopback:
             LoopbackTargetNode(t, self)
 
-    def summary(self):
+    def summary(self) -> tuple[str, bool | None]:
         return f"Targets: {len(self.children)}", None
 
-    def ui_command_create(self, wwn=None):
+    def ui_command_create(self, wwn: str | None = None) -> None:
         """
         Creates a loopback target (naa. and 16 hex digits; a fresh one by default). Its
         LUNs are kept apart from other targets' by the copy access policy.
@@ -796,7 +819,7 @@ class Loopback(UINode):
         got = self.root.lio.create_loopback(want)
         self.done(f"Created loopback target {got}.")
 
-    def ui_command_delete(self, wwn):
+    def ui_command_delete(self, wwn: str) -> None:
         """Deletes a loopback target and its LUN exports (the backstores stay)."""
         want = values.naa(wwn)
         if not any(t.wwn == want for t in self.fresh().loopback):
@@ -804,7 +827,8 @@ class Loopback(UINode):
         self.root.lio.delete_loopback(want)
         self.done(f"Deleted loopback target {want}.")
 
-    def ui_complete_delete(self, parameters, text, current_param):
+    def ui_complete_delete(self, parameters: dict[str, str], text: str,
+                            current_param: str) -> list[str]:
         if current_param == "wwn":
             return _complete([c.name for c in self.children], text)
         return []
@@ -813,12 +837,12 @@ class Loopback(UINode):
 class LoopbackTargetNode(UINode):
     """A tcm_loop target: its LUNs appear as SCSI devices of this host."""
 
-    def __init__(self, t, parent) -> None:
+    def __init__(self, t: LoopbackTarget, parent: UINode) -> None:
         super().__init__(t.wwn, parent)
         self.t = t
         Luns(self, "loopback", t.wwn, 1, t.luns)
 
-    def summary(self):
+    def summary(self) -> tuple[str, bool | None]:
         return f"LUNs: {len(self.t.luns)}", None
 
     def info_lines(self) -> list[str]:
@@ -830,15 +854,15 @@ class LoopbackTargetNode(UINode):
 class Iscsi(UINode):
     """``/iscsi``: iSCSI targets (RFC 7143) with explicit ACLs and optional CHAP."""
 
-    def __init__(self, parent) -> None:
+    def __init__(self, parent: UINode) -> None:
         super().__init__("iscsi", parent)
         for t in self.snap.iscsi:
             IscsiTargetNode(t, self)
 
-    def summary(self):
+    def summary(self) -> tuple[str, bool | None]:
         return f"Targets: {len(self.children)}", None
 
-    def ui_command_create(self, iqn=None):
+    def ui_command_create(self, iqn: str | None = None) -> None:
         """
         Creates an iSCSI target with TPG 1 (enabled; initiators need an ACL). Add
         portals, LUNs and ACLs under iqn/tpg1. A fresh iqn by default.
@@ -853,7 +877,7 @@ class Iscsi(UINode):
         got = self.root.lio.create_iscsi(want)
         self.done(f"Created iSCSI target {got} with TPG 1.")
 
-    def ui_command_delete(self, iqn):
+    def ui_command_delete(self, iqn: str) -> None:
         """Deletes an iSCSI target with its portals, ACLs and LUN exports."""
         want = values.iqn(iqn, "iqn")
         if not any(t.iqn == want for t in self.fresh().iscsi):
@@ -861,19 +885,20 @@ class Iscsi(UINode):
         self.root.lio.delete_iscsi(want)
         self.done(f"Deleted iSCSI target {want}.")
 
-    def ui_complete_delete(self, parameters, text, current_param):
+    def ui_complete_delete(self, parameters: dict[str, str], text: str,
+                            current_param: str) -> list[str]:
         if current_param == "iqn":
             return _complete([c.name for c in self.children], text)
         return []
 
 
 class IscsiTargetNode(UINode):
-    def __init__(self, t: config.IscsiTarget, parent) -> None:
+    def __init__(self, t: config.IscsiTarget, parent: UINode) -> None:
         super().__init__(t.iqn, parent)
         for g in t.tpgs:
             TpgNode(t.iqn, g, self)
 
-    def summary(self):
+    def summary(self) -> tuple[str, bool | None]:
         return f"TPGs: {len(self.children)}", None
 
     def info_lines(self) -> list[str]:
@@ -882,14 +907,14 @@ class IscsiTargetNode(UINode):
 
 
 class TpgNode(UINode):
-    def __init__(self, iqn: str, g: config.Tpg, parent) -> None:
+    def __init__(self, iqn: str, g: config.Tpg, parent: UINode) -> None:
         super().__init__(f"tpg{g.tag}", parent)
         self.iqn, self.tpg = iqn, g
         Portals(self)
         Luns(self, "iscsi", iqn, g.tag, g.luns)
         Acls(self)
 
-    def summary(self):
+    def summary(self) -> tuple[str, bool | None]:
         auth = "CHAP required" if self.tpg.authentication else "no CHAP"
         return (f"{'enabled' if self.tpg.enable else 'disabled'}, ACLs only, {auth}",
                 self.tpg.enable)
@@ -915,10 +940,11 @@ class Portals(UINode):
         for p in self.portals:
             PortalNode(p, self)
 
-    def summary(self):
+    def summary(self) -> tuple[str, bool | None]:
         return f"Portals: {len(self.portals)}", None
 
-    def ui_command_create(self, ip_address, ip_port="3260", netns=None):
+    def ui_command_create(self, ip_address: str, ip_port: str = "3260",
+                          netns: str | None = None) -> None:
         """
         Listens on ip_address:ip_port (0.0.0.0 for every IPv4 address, :: for IPv6).
         netns: create the listening socket in that network namespace (`ip netns`).
@@ -934,7 +960,7 @@ class Portals(UINode):
         self.root.lio.create_portal(self.iqn, self.tag, ip, port, netns)
         self.done(f"Created portal {ip}:{port} of {self.iqn}.")
 
-    def ui_command_delete(self, ip_address, ip_port="3260"):
+    def ui_command_delete(self, ip_address: str, ip_port: str = "3260") -> None:
         """Stops listening on ip_address:ip_port."""
         ip = values.ip(ip_address)
         port = values.number(ip_port, "ip_port", 1, 65535)
@@ -947,7 +973,8 @@ class Portals(UINode):
     def _now(self) -> tuple[config.Portal, ...]:
         return _tpg_now(self.fresh(), self.iqn, self.tag).portals
 
-    def ui_complete_create(self, parameters, text, current_param):
+    def ui_complete_create(self, parameters: dict[str, str], text: str,
+                            current_param: str) -> list[str]:
         if current_param == "ip_address":
             return _complete(["0.0.0.0", "::", "127.0.0.1"], text)
         if current_param == "ip_port":
@@ -982,7 +1009,7 @@ class PortalNode(UINode):
     namespace; it is the named one (``ip netns``) whose interfaces hold the address,
     or else this shell's own."""
 
-    def __init__(self, p: config.Portal, parent) -> None:
+    def __init__(self, p: config.Portal, parent: UINode) -> None:
         super().__init__(_portal_name(p), parent)
         self.p = p
 
@@ -991,7 +1018,7 @@ class PortalNode(UINode):
             return self.p.netns
         return f"{_own_netns()} (this host's; LIO does not record a portal's namespace)"
 
-    def summary(self):
+    def summary(self) -> tuple[str, bool | None]:
         return (f"netns {self.p.netns}" if self.p.netns else "", None)
 
     def info_lines(self) -> list[str]:
@@ -1022,11 +1049,12 @@ class Acls(UINode):
         for a in parent.tpg.acls:
             AclNode(a, parent.tpg, self)
 
-    def summary(self):
+    def summary(self) -> tuple[str, bool | None]:
         return f"ACLs: {len(self.children)}", None
 
-    def ui_command_create(self, initiator_iqn, userid=None, password=None,
-                          mutual_userid=None, mutual_password=None):
+    def ui_command_create(self, initiator_iqn: str, userid: str | None = None,
+                          password: str | None = None, mutual_userid: str | None = None,
+                          mutual_password: str | None = None) -> None:
         """
         Lets initiator_iqn log in and see every LUN of the TPG. With userid= and
         password= it must authenticate with CHAP (RFC 7143 12.1.3); mutual_userid= and
@@ -1061,7 +1089,7 @@ class Acls(UINode):
         auth = "mutual CHAP" if mutual else "1-way CHAP" if chap else "no CHAP"
         self.done(f"Created ACL for {ini} on {self.iqn} ({auth}, mapped LUNs: {len(luns)}).")
 
-    def ui_command_delete(self, initiator_iqn):
+    def ui_command_delete(self, initiator_iqn: str) -> None:
         """Removes an initiator's ACL (its sessions end)."""
         ini = values.iqn(initiator_iqn, "initiator_iqn", initiator=True)
         if not any(a.initiator == ini for a in _tpg_now(self.fresh(), self.iqn, self.tag).acls):
@@ -1069,20 +1097,21 @@ class Acls(UINode):
         self.root.lio.deny(self.iqn, ini)
         self.done(f"Deleted ACL for {ini} on {self.iqn}.")
 
-    def ui_complete_delete(self, parameters, text, current_param):
+    def ui_complete_delete(self, parameters: dict[str, str], text: str,
+                            current_param: str) -> list[str]:
         if current_param == "initiator_iqn":
             return _complete([c.name for c in self.children], text)
         return []
 
 
 class AclNode(UINode):
-    def __init__(self, acl: config.Acl, tpg: config.Tpg, parent) -> None:
+    def __init__(self, acl: config.Acl, tpg: config.Tpg, parent: UINode) -> None:
         super().__init__(acl.initiator, parent)
         self.acl = acl
         for m in acl.mapped_luns:
             MappedLunNode(m, tpg.luns.get(m.tpg_lun, "?"), self)
 
-    def summary(self):
+    def summary(self) -> tuple[str, bool | None]:
         return f"Mapped LUNs: {len(self.acl.mapped_luns)}, {_auth(self.acl)}", None
 
     def info_lines(self) -> list[str]:
@@ -1098,11 +1127,11 @@ class AclNode(UINode):
 
 
 class MappedLunNode(UINode):
-    def __init__(self, m: config.MappedLun, name: str, parent) -> None:
+    def __init__(self, m: config.MappedLun, name: str, parent: UINode) -> None:
         super().__init__(f"mapped_lun{m.mapped_lun}", parent)
         self.m, self.so = m, name
 
-    def summary(self):
+    def summary(self) -> tuple[str, bool | None]:
         return f"lun{self.m.tpg_lun} {self.so} ({'ro' if self.m.write_protect else 'rw'})", True
 
     def info_lines(self) -> list[str]:
@@ -1117,7 +1146,7 @@ class CopyGroups(UINode):
     different initiators. They live only in the saved file; the daemon reads them at
     start and on reload, which `create` and `delete` ask of a running daemon."""
 
-    def __init__(self, parent) -> None:
+    def __init__(self, parent: UINode) -> None:
         super().__init__("copy_groups", parent)
         self.note = ""
         try:
@@ -1128,12 +1157,12 @@ class CopyGroups(UINode):
         for name, members in cfg.copy_groups.items():
             CopyGroupNode(name, members, self)
 
-    def summary(self):
+    def summary(self) -> tuple[str, bool | None]:
         if self.note:
             return "saved file unreadable", False
         return f"Groups: {len(self.children)}", None
 
-    def ui_command_create(self, name, members, savefile=None):
+    def ui_command_create(self, name: str, members: str, savefile: str | None = None) -> None:
         """
         Adds copy group name to the saved file (default /etc/lio-xcopy/saveconfig.json):
         its members (comma separated) may be named together in one EXTENDED COPY. A
@@ -1170,7 +1199,7 @@ class CopyGroups(UINode):
         self.done(f"Saved copy group {name} ({', '.join(group)}) in {path}; "
                   + _applied(savefile))
 
-    def ui_command_delete(self, name, savefile=None):
+    def ui_command_delete(self, name: str, savefile: str | None = None) -> None:
         """Removes copy group name from the saved file; a running daemon reloads it."""
         path = Path(savefile) if savefile else config.DEFAULT_PATH
         cfg = _load(savefile)
@@ -1181,7 +1210,8 @@ class CopyGroups(UINode):
         config.save(replace(cfg, copy_groups=groups), path)
         self.done(f"Deleted copy group {name} from {path}; " + _applied(savefile))
 
-    def ui_complete_create(self, parameters, text, current_param):
+    def ui_complete_create(self, parameters: dict[str, str], text: str,
+                            current_param: str) -> list[str]:
         if current_param == "members":
             head, _, tail = text.rpartition(",")
             prefix = f"{head}," if head else ""
@@ -1195,7 +1225,8 @@ class CopyGroups(UINode):
             return _complete_path(text or "/", stat.S_ISREG)
         return []
 
-    def ui_complete_delete(self, parameters, text, current_param):
+    def ui_complete_delete(self, parameters: dict[str, str], text: str,
+                            current_param: str) -> list[str]:
         if current_param == "name":
             return _complete([c.name for c in self.children], text)
         return []
@@ -1225,9 +1256,9 @@ def _load(savefile: str | None) -> config.SavedConfig:
 
 
 class CopyGroupNode(UINode):
-    def __init__(self, name: str, members: tuple[str, ...], parent) -> None:
+    def __init__(self, name: str, members: tuple[str, ...], parent: UINode) -> None:
         super().__init__(name, parent)
         self.members = members
 
-    def summary(self):
+    def summary(self) -> tuple[str, bool | None]:
         return ", ".join(self.members), None
