@@ -98,7 +98,7 @@ H = TypeVar("H", bound=Handler)
 def _is_third_party_copy(layout: type[Cdb]) -> bool:
     """EXTENDED COPY, COPY OPERATION ABORT (83h), RECEIVE COPY RESULTS (84h) and the
     vendor RECEIVE COPY DIGEST: the commands a copy manager answers (SPC-4 6.4, 6.5)."""
-    return layout.OPCODE in (xcopy.EXTENDED_COPY_LID1.OPCODE, xcopy.RECEIVE_COPY_DIGEST.OPCODE,
+    return layout.OPCODE in (xcopy.ExtendedCopyLid1.OPCODE, xcopy.ReceiveCopyDigest.OPCODE,
                              xcopy.RECEIVE_COPY_RESULTS[0].OPCODE)
 
 
@@ -164,7 +164,7 @@ class ScsiDevice:
         COPY (resolving its CSCDs may ask other devices, through the kernel, who they
         are). The transport runs such commands where they hold up no other LUN."""
         return len(cmd.data) >= LONG_TRANSFER or (bool(cmd.cdb) and (
-            cmd.cdb[0] in self.LONG_OPCODES or cmd.cdb[0] == xcopy.EXTENDED_COPY_LID1.OPCODE))
+            cmd.cdb[0] in self.LONG_OPCODES or cmd.cdb[0] == xcopy.ExtendedCopyLid1.OPCODE))
 
     def carries_data_out(self, cdb: bytes) -> bool:
         """Whether ``cdb`` is a command of ours whose buffer is Data-Out (write data, a
@@ -214,7 +214,7 @@ class ScsiDevice:
         raise InvalidOpcode(opcode)
 
     # --- SPC-4 commands every LUN answers -----------------------------------------------
-    @command(spc.TEST_UNIT_READY)
+    @command(spc.TestUnitReady)
     def test_unit_ready(self, cmd: Command, cdb: Any) -> int:
         self.check_ready()
         return 0
@@ -222,7 +222,7 @@ class ScsiDevice:
     def check_ready(self) -> None:
         """Raise NOT READY when the LUN cannot take media access commands."""
 
-    @command(spc.REQUEST_SENSE)
+    @command(spc.RequestSense)
     def request_sense(self, cmd: Command, cdb: Any) -> int:
         """SPC-4 6.39: sense is reported with each CHECK CONDITION (autosense), so there
         is nothing pending here."""
@@ -232,17 +232,17 @@ class ScsiDevice:
     def pending_sense(self) -> SenseData | None:
         return None
 
-    @command(spc.INQUIRY)
+    @command(spc.Inquiry)
     def inquiry(self, cmd: Command, cdb: Any) -> int:
         if not cdb.evpd:
             if cdb.page_code:
-                raise spc.INQUIRY.invalid("page_code")
+                raise spc.Inquiry.invalid("page_code")
             data = self.standard_inquiry().encode()
         else:
             pages = self.vpd_pages()
             builder = pages.get(cdb.page_code)
             if builder is None:
-                raise spc.INQUIRY.invalid("page_code")
+                raise spc.Inquiry.invalid("page_code")
             data = builder()
         return cmd.data.copy_in(spc.truncate(data, cdb.allocation_length))
 
@@ -274,7 +274,7 @@ class ScsiDevice:
         the copy manager's limits, as its OPERATING PARAMETERS reports them, and the
         third-party copy commands this LUN dispatches."""
         if self.copy_manager is None:
-            raise spc.INQUIRY.invalid("page_code")
+            raise spc.Inquiry.invalid("page_code")
         return tpc_vpd.third_party_copy_page(
             self.DEVICE_TYPE, self.copy_manager.limits, self._dispatch).encode()
 
@@ -288,10 +288,10 @@ class ScsiDevice:
         copy."""
         return self
 
-    @command(spc.REPORT_SUPPORTED_OPERATION_CODES)
+    @command(spc.ReportSupportedOperationCodes)
     def report_supported_operation_codes(self, cmd: Command, cdb: Any) -> int:
         opts = cdb.reporting_options
-        layout = spc.REPORT_SUPPORTED_OPERATION_CODES
+        layout = spc.ReportSupportedOperationCodes
         if opts == 0:
             data = spc.report_all_commands(self.supported_layouts(), bool(cdb.rctd))
         elif opts in (1, 2, 3):
@@ -310,7 +310,7 @@ class ScsiDevice:
         return cmd.data.copy_in(spc.truncate(data, cdb.allocation_length))
 
     # --- third-party copy: handed to the copy manager (SPC-4 6.3-6.5, 6.20-6.25) ------------
-    @command(xcopy.EXTENDED_COPY_LID1, xcopy.EXTENDED_COPY_LID4)
+    @command(xcopy.ExtendedCopyLid1, xcopy.ExtendedCopyLid4)
     def extended_copy(self, cmd: Command, cdb: Any) -> int | Future[int]:
         """EXTENDED COPY(LID1) (SPC-4 6.5) and EXTENDED COPY(LID4) (SPC-4 6.4): a
         PARAMETER LIST LENGTH of zero moves nothing and is not an error."""
@@ -322,17 +322,17 @@ class ScsiDevice:
         if len(cmd.data) < length:
             raise ParameterListLengthError(10, "the Data-Out buffer is shorter than the list")
         plist = cmd.data.tobytes(length)
-        if cdb.SERVICE_ACTION == xcopy.EXTENDED_COPY_LID4.SERVICE_ACTION:
+        if cdb.SERVICE_ACTION == xcopy.ExtendedCopyLid4.SERVICE_ACTION:
             return self.copy_manager.extended_copy(self, plist, lid4=True)
         return self.copy_manager.extended_copy(self, plist)
 
-    @command(xcopy.COPY_OPERATION_ABORT)
+    @command(xcopy.CopyOperationAbort)
     def copy_operation_abort(self, cmd: Command, cdb: Any) -> int | Future[int]:
         if self.copy_manager is None:
             raise InvalidOpcode(cdb.OPCODE)
         return self.copy_manager.copy_operation_abort(self, cdb.list_identifier) or 0
 
-    @command(*xcopy.RECEIVE_COPY_RESULTS, *xcopy.RECEIVE_COPY_LID4, xcopy.RECEIVE_COPY_DIGEST)
+    @command(*xcopy.RECEIVE_COPY_RESULTS, *xcopy.RECEIVE_COPY_LID4, xcopy.ReceiveCopyDigest)
     def receive_copy_results(self, cmd: Command, cdb: Any) -> int:
         if self.copy_manager is None:
             raise InvalidOpcode(cdb.OPCODE)
@@ -340,9 +340,9 @@ class ScsiDevice:
         return cmd.data.copy_in(spc.truncate(data, cdb.allocation_length))
 
     # --- MODE SENSE: subclasses supply pages and descriptors ----------------------------
-    @command(spc.MODE_SENSE_6, spc.MODE_SENSE_10)
+    @command(spc.ModeSense6, spc.ModeSense10)
     def mode_sense(self, cmd: Command, cdb: Any) -> int:
-        ten = cdb.OPCODE == spc.MODE_SENSE_10.OPCODE
+        ten = cdb.OPCODE == spc.ModeSense10.OPCODE
         pages = self.mode_pages(cdb.pc)
         if cdb.page_code == spc.ALL_PAGES:
             if cdb.subpage_code not in (0x00, 0xFF):

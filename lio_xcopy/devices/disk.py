@@ -55,7 +55,7 @@ class Disk(ScsiDevice):
     DEVICE_TYPE = spc.TYPE_DISK
     VERSION_DESCRIPTORS = (0x00A0, 0x0460, 0x0600)  # SAM-5, SPC-4, SBC-4
     LONG_OPCODES = frozenset(c.OPCODE for c in (
-        sbc.SYNCHRONIZE_CACHE_10, sbc.SYNCHRONIZE_CACHE_16, sbc.COMPARE_AND_WRITE, sbc.UNMAP,
+        sbc.SynchronizeCache10, sbc.SynchronizeCache16, sbc.CompareAndWrite, sbc.Unmap,
         *sbc.WRITE_SAMES, *sbc.VERIFIES, *sbc.PRE_FETCHES,
     ))
 
@@ -193,7 +193,7 @@ class Disk(ScsiDevice):
         return 0
 
     # --- COMPARE AND WRITE, VERIFY, WRITE AND VERIFY, SBC-4 5.3/5.33-5.35/5.41-5.43 ------
-    @command(sbc.COMPARE_AND_WRITE)
+    @command(sbc.CompareAndWrite)
     def compare_and_write(self, cmd: Command, cdb: Any) -> int:
         """Compare NUMBER OF LOGICAL BLOCKS of verify data (the first half of the Data-Out
         buffer) with the medium and, only if equal, write the second half; no other write
@@ -407,7 +407,7 @@ class Disk(ScsiDevice):
             self._sync(lba, data_only=False)  # a hole is metadata
         return True
 
-    @command(sbc.UNMAP)
+    @command(sbc.Unmap)
     def unmap(self, cmd: Command, cdb: Any) -> int:
         """Deallocate every extent of the parameter list, after checking them all: more
         descriptors or blocks than the Block Limits allow is INVALID FIELD IN PARAMETER
@@ -440,7 +440,7 @@ class Disk(ScsiDevice):
                     self._write_same(lba, count, bytes(self.block_size))
         return 0
 
-    @command(sbc.GET_LBA_STATUS)
+    @command(sbc.GetLbaStatus)
     def get_lba_status(self, cmd: Command, cdb: Any) -> int:
         """Mapped and deallocated extents from the STARTING LBA on, as many as the
         ALLOCATION LENGTH holds, from the store's holes (lseek SEEK_DATA/SEEK_HOLE)."""
@@ -497,12 +497,12 @@ class Disk(ScsiDevice):
         return 0
 
     # --- READ CAPACITY, SBC-4 5.17/5.18 -------------------------------------------------
-    @command(sbc.READ_CAPACITY_10)
+    @command(sbc.ReadCapacity10)
     def read_capacity_10(self, cmd: Command, cdb: Any) -> int:
         self._check_pmi(cdb)
         return cmd.data.copy_in(sbc.read_capacity_10_data(self.blocks - 1, self.block_size))
 
-    @command(sbc.READ_CAPACITY_16)
+    @command(sbc.ReadCapacity16)
     def read_capacity_16(self, cmd: Command, cdb: Any) -> int:
         self._check_pmi(cdb)
         data = sbc.read_capacity_16_data(self.blocks - 1, self.block_size,
@@ -518,7 +518,7 @@ class Disk(ScsiDevice):
             raise LbaOutOfRange(cdb.lba)
 
     # --- SYNCHRONIZE CACHE, SBC-4 5.30/5.31 ---------------------------------------------
-    @command(sbc.SYNCHRONIZE_CACHE_10, sbc.SYNCHRONIZE_CACHE_16)
+    @command(sbc.SynchronizeCache10, sbc.SynchronizeCache16)
     def synchronize_cache(self, cmd: Command, cdb: Any) -> int:
         """The whole store is synced; NUMBER OF LOGICAL BLOCKS 0 means 'to the end'."""
         if cdb.lba >= self.blocks or cdb.lba + cdb.number_of_blocks > self.blocks:
@@ -539,7 +539,7 @@ class Disk(ScsiDevice):
             raise ParameterListLengthError(10, "the Data-Out buffer is shorter than the list")
         return cmd.data.tobytes(length)
 
-    @command(rod.POPULATE_TOKEN)
+    @command(rod.PopulateToken)
     def populate_token(self, cmd: Command, cdb: Any) -> int:
         """A point in time ROD token for block ranges of this LUN; PARAMETER LIST LENGTH
         0 is not an error and makes none (SBC-4 5.9.1)."""
@@ -548,7 +548,7 @@ class Disk(ScsiDevice):
             rods.populate_token(self, cdb.list_identifier, self._parameter_list(cmd, cdb))
         return 0
 
-    @command(rod.WRITE_USING_TOKEN)
+    @command(rod.WriteUsingToken)
     def write_using_token(self, cmd: Command, cdb: Any) -> int:
         """Write what a ROD token represents to block ranges of this LUN (SBC-4 5.46)."""
         rods = self._rod(cdb)
@@ -557,12 +557,12 @@ class Disk(ScsiDevice):
             rods.write_using_token(self, cdb.list_identifier, self._parameter_list(cmd, cdb))
         return 0
 
-    @command(rod.RECEIVE_ROD_TOKEN_INFORMATION)
+    @command(rod.ReceiveRodTokenInformation)
     def receive_rod_token_information(self, cmd: Command, cdb: Any) -> int:
         data = self._rod(cdb).token_information(self, cdb.list_identifier)
         return cmd.data.copy_in(spc.truncate(data, cdb.allocation_length))
 
-    @command(rod.REPORT_ALL_ROD_TOKENS)
+    @command(rod.ReportAllRodTokens)
     def report_all_rod_tokens(self, cmd: Command, cdb: Any) -> int:
         data = self._rod(cdb).report_all()
         return cmd.data.copy_in(spc.truncate(data, cdb.allocation_length))
@@ -606,7 +606,7 @@ class Disk(ScsiDevice):
     # --- mode parameters, SPC-4 7.5 / SBC-4 6.5 ------------------------------------------
     def mode_pages(self, pc: int) -> dict[tuple[int, int], bytes]:
         if pc == spc.PC_SAVED:
-            pc_field = spc.MODE_SENSE_6.field("pc")  # byte 2 bits 7-6 in both CDBs
+            pc_field = spc.ModeSense6.field("pc")  # byte 2 bits 7-6 in both CDBs
             raise IllegalRequest(
                 Asc.SAVING_PARAMETERS_NOT_SUPPORTED, pc_field.byte, pc_field.msb_bit
             )
@@ -625,7 +625,7 @@ class Disk(ScsiDevice):
     def device_specific_parameter(self) -> int:
         return sbc.disk_device_specific_parameter(wp=self.read_only, dpofua=True)
 
-    @command(spc.MODE_SELECT_6, spc.MODE_SELECT_10)
+    @command(spc.ModeSelect6, spc.ModeSelect10)
     def mode_select(self, cmd: Command, cdb: Any) -> int:
         """SPC-4 6.9/6.10: only changeable bits (WCE) may differ from the current values;
         anything else is INVALID FIELD IN PARAMETER LIST at the first differing bit."""
@@ -637,7 +637,7 @@ class Disk(ScsiDevice):
             raise layout.invalid("sp", "saved pages are not supported")
         if len(cmd.data) < length:
             raise ParameterListLengthError(message=f"list of {length} bytes, {len(cmd.data)} came")
-        ten = cdb.OPCODE == spc.MODE_SELECT_10.OPCODE
+        ten = cdb.OPCODE == spc.ModeSelect10.OPCODE
         params = spc.parse_mode_parameters(cmd.data.tobytes(length), ten)
         if params.medium_type:
             raise InvalidFieldInParameterList(2 if ten else 1, message="medium type")

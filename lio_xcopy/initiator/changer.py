@@ -216,7 +216,7 @@ class Changer:
         identifiers (SMC-3 6.11: VOLTAG one, DVCID one); read again at the full length
         when the first allocation was too short."""
         while True:
-            cdb = smc.READ_ELEMENT_STATUS(
+            cdb = smc.ReadElementStatus(
                 voltag=1, element_type_code=ElementType.ALL, starting_element_address=0,
                 number_of_elements=0xFFFF, dvcid=int(self.dvcid),
                 allocation_length=allocation).encode()
@@ -243,7 +243,7 @@ class Changer:
         """MOVE MEDIUM (SMC-3 6.9) with the library's first medium transport."""
         inv = inv or self.inventory()
         transport = inv.transports[0].address if inv.transports else 0
-        cdb = smc.MOVE_MEDIUM(transport_element_address=transport, source_address=source,
+        cdb = smc.MoveMedium(transport_element_address=transport, source_address=source,
                               destination_address=destination).encode()
         try:
             _retry_unit_attention(lambda: self.dev.execute(cdb, timeout=600))

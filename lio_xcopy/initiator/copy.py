@@ -243,12 +243,12 @@ def build(src: Endpoint, dst: Endpoint, req: CopyRequest, op: xcopy.OperatingPar
 
 
 def operating_parameters(dev: sgio.ScsiDevice) -> xcopy.OperatingParameters:
-    cdb = xcopy.RECEIVE_COPY_RESULTS_OPERATING_PARAMETERS(allocation_length=256).encode()
+    cdb = xcopy.ReceiveCopyResultsOperatingParameters(allocation_length=256).encode()
     return xcopy.OperatingParameters.parse(dev.execute(cdb, data_in=256).data)
 
 
 def copy_status(dev: sgio.ScsiDevice, list_id: int) -> xcopy.CopyStatus:
-    cdb = xcopy.RECEIVE_COPY_RESULTS_COPY_STATUS(list_identifier=list_id,
+    cdb = xcopy.ReceiveCopyResultsCopyStatus(list_identifier=list_id,
                                                  allocation_length=12).encode()
     return xcopy.CopyStatus.parse(dev.execute(cdb, data_in=12, timeout=10).data)
 
@@ -268,12 +268,12 @@ class CopyStopped(LioXcopyError):
 
 def copy_operation_abort(dev: sgio.ScsiDevice, list_id: int) -> None:
     """COPY OPERATION ABORT (SPC-4 6.3) of the copy with ``list_id``."""
-    dev.execute(xcopy.COPY_OPERATION_ABORT(list_identifier=list_id).encode(), timeout=30)
+    dev.execute(xcopy.CopyOperationAbort(list_identifier=list_id).encode(), timeout=30)
 
 
 def abort_line(path: str, list_id: int) -> str:
     """The stock ``sg_raw`` command that stops the copy: COPY OPERATION ABORT."""
-    cdb = xcopy.COPY_OPERATION_ABORT(list_identifier=list_id).encode()
+    cdb = xcopy.CopyOperationAbort(list_identifier=list_id).encode()
     return f"sg_raw {path} {' '.join(f'{b:02x}' for b in cdb)}"
 
 
@@ -314,7 +314,7 @@ def send_and_poll(s: sgio.ScsiDevice, poll: sgio.ScsiDevice, plist: bytes, list_
     err: list[BaseException] = []
 
     def send() -> None:
-        cdb = xcopy.EXTENDED_COPY_LID1(parameter_list_length=len(plist)).encode()
+        cdb = xcopy.ExtendedCopyLid1(parameter_list_length=len(plist)).encode()
         try:
             s.execute(cdb, data_out=plist, timeout=timeout)
         except BaseException as e:  # handed to the caller's thread

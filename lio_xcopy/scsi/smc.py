@@ -13,34 +13,54 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
-from lio_xcopy.scsi.cdb import Field, cdb_layout
+from lio_xcopy.scsi.cdb import Cdb, bitfield
 
 # --- CDB layouts ----------------------------------------------------------------------------
-INITIALIZE_ELEMENT_STATUS = cdb_layout("INITIALIZE ELEMENT STATUS", 0x07, 6, "SMC-3")
-INITIALIZE_ELEMENT_STATUS_WITH_RANGE = cdb_layout(
-    "INITIALIZE ELEMENT STATUS WITH RANGE", 0x37, 10, "SMC-3",
-    Field("fast", 1, 1, lsb=1), Field("range", 1, 1),
-    Field("starting_element_address", 2, 16), Field("number_of_elements", 6, 16),
-)
-PREVENT_ALLOW_MEDIUM_REMOVAL = cdb_layout(
-    "PREVENT ALLOW MEDIUM REMOVAL", 0x1E, 6, "SMC-3", Field("prevent", 4, 2),
-)
-POSITION_TO_ELEMENT = cdb_layout(
-    "POSITION TO ELEMENT", 0x2B, 10, "SMC-3",
-    Field("transport_element_address", 2, 16), Field("destination_address", 4, 16),
-    Field("invert", 8, 1),
-)
-MOVE_MEDIUM = cdb_layout(
-    "MOVE MEDIUM", 0xA5, 12, "SMC-3",
-    Field("transport_element_address", 2, 16), Field("source_address", 4, 16),
-    Field("destination_address", 6, 16), Field("invert", 10, 1),
-)
-READ_ELEMENT_STATUS = cdb_layout(
-    "READ ELEMENT STATUS", 0xB8, 12, "SMC-3",
-    Field("voltag", 1, 1, lsb=4), Field("element_type_code", 1, 4),
-    Field("starting_element_address", 2, 16), Field("number_of_elements", 4, 16),
-    Field("curdata", 6, 1, lsb=1), Field("dvcid", 6, 1), Field("allocation_length", 7, 24),
-)
+
+
+class InitializeElementStatus(
+    Cdb, name="INITIALIZE ELEMENT STATUS", opcode=0x07, length=6, clause="SMC-3",
+):
+    pass
+
+
+class InitializeElementStatusWithRange(
+    Cdb, name="INITIALIZE ELEMENT STATUS WITH RANGE", opcode=0x37, length=10, clause="SMC-3",
+):
+    fast: int = bitfield(1, 1, lsb=1)
+    range: int = bitfield(1, 1)
+    starting_element_address: int = bitfield(2, 16)
+    number_of_elements: int = bitfield(6, 16)
+
+
+class PreventAllowMediumRemoval(
+    Cdb, name="PREVENT ALLOW MEDIUM REMOVAL", opcode=0x1E, length=6, clause="SMC-3",
+):
+    prevent: int = bitfield(4, 2)
+
+
+class PositionToElement(Cdb, name="POSITION TO ELEMENT", opcode=0x2B, length=10, clause="SMC-3"):
+    transport_element_address: int = bitfield(2, 16)
+    destination_address: int = bitfield(4, 16)
+    invert: int = bitfield(8, 1)
+
+
+class MoveMedium(Cdb, name="MOVE MEDIUM", opcode=0xA5, length=12, clause="SMC-3"):
+    transport_element_address: int = bitfield(2, 16)
+    source_address: int = bitfield(4, 16)
+    destination_address: int = bitfield(6, 16)
+    invert: int = bitfield(10, 1)
+
+
+class ReadElementStatus(Cdb, name="READ ELEMENT STATUS", opcode=0xB8, length=12, clause="SMC-3"):
+    voltag: int = bitfield(1, 1, lsb=4)
+    element_type_code: int = bitfield(1, 4)
+    starting_element_address: int = bitfield(2, 16)
+    number_of_elements: int = bitfield(4, 16)
+    curdata: int = bitfield(6, 1, lsb=1)
+    dvcid: int = bitfield(6, 1)
+    allocation_length: int = bitfield(7, 24)
+
 
 #: PREVENT field values (SMC-3): 0 allows, 1 prevents; 2 and 3 are reserved here.
 ALLOW, PREVENT = 0, 1

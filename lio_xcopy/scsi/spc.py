@@ -9,7 +9,7 @@ import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from lio_xcopy.scsi.cdb import Cdb, Field, cdb_layout
+from lio_xcopy.scsi.cdb import Cdb, bitfield
 from lio_xcopy.scsi.errors import InvalidFieldInParameterList, ParameterListLengthError
 
 # --- peripheral device types, SPC-4 Table 142 ----------------------------------------
@@ -18,42 +18,66 @@ TYPE_TAPE = 0x01
 TYPE_MEDIUM_CHANGER = 0x08
 
 # --- CDB layouts (SPC-4 clause 6) ------------------------------------------------------
-TEST_UNIT_READY = cdb_layout("TEST UNIT READY", 0x00, 6, "SPC-4 6.47")
-REQUEST_SENSE = cdb_layout(
-    "REQUEST SENSE", 0x03, 6, "SPC-4 6.39",
-    Field("desc", 1, 1), Field("allocation_length", 4, 8),
-)
-INQUIRY = cdb_layout(
-    "INQUIRY", 0x12, 6, "SPC-4 6.6",
-    Field("evpd", 1, 1), Field("page_code", 2, 8), Field("allocation_length", 3, 16),
-)
-MODE_SELECT_6 = cdb_layout(
-    "MODE SELECT (6)", 0x15, 6, "SPC-4 6.9",
-    Field("pf", 1, 1, lsb=4), Field("sp", 1, 1), Field("parameter_list_length", 4, 8),
-    data_out=True,
-)
-MODE_SENSE_6 = cdb_layout(
-    "MODE SENSE (6)", 0x1A, 6, "SPC-4 6.11",
-    Field("dbd", 1, 1, lsb=3), Field("pc", 2, 2, lsb=6), Field("page_code", 2, 6),
-    Field("subpage_code", 3, 8), Field("allocation_length", 4, 8),
-)
-MODE_SELECT_10 = cdb_layout(
-    "MODE SELECT (10)", 0x55, 10, "SPC-4 6.10",
-    Field("pf", 1, 1, lsb=4), Field("sp", 1, 1), Field("parameter_list_length", 7, 16),
-    data_out=True,
-)
-MODE_SENSE_10 = cdb_layout(
-    "MODE SENSE (10)", 0x5A, 10, "SPC-4 6.12",
-    Field("llbaa", 1, 1, lsb=4), Field("dbd", 1, 1, lsb=3), Field("pc", 2, 2, lsb=6),
-    Field("page_code", 2, 6), Field("subpage_code", 3, 8), Field("allocation_length", 7, 16),
-)
-REPORT_SUPPORTED_OPERATION_CODES = cdb_layout(
-    "REPORT SUPPORTED OPERATION CODES", 0xA3, 12, "SPC-4 6.35",
-    Field("rctd", 2, 1, lsb=7), Field("reporting_options", 2, 3),
-    Field("requested_operation_code", 3, 8), Field("requested_service_action", 4, 16),
-    Field("allocation_length", 6, 32),
+
+
+class TestUnitReady(Cdb, name="TEST UNIT READY", opcode=0x00, length=6, clause="SPC-4 6.47"):
+    pass
+
+
+class RequestSense(Cdb, name="REQUEST SENSE", opcode=0x03, length=6, clause="SPC-4 6.39"):
+    desc: int = bitfield(1, 1)
+    allocation_length: int = bitfield(4, 8)
+
+
+class Inquiry(Cdb, name="INQUIRY", opcode=0x12, length=6, clause="SPC-4 6.6"):
+    evpd: int = bitfield(1, 1)
+    page_code: int = bitfield(2, 8)
+    allocation_length: int = bitfield(3, 16)
+
+
+class ModeSelect6(
+    Cdb, name="MODE SELECT (6)", opcode=0x15, length=6, clause="SPC-4 6.9", data_out=True,
+):
+    pf: int = bitfield(1, 1, lsb=4)
+    sp: int = bitfield(1, 1)
+    parameter_list_length: int = bitfield(4, 8)
+
+
+class ModeSense6(Cdb, name="MODE SENSE (6)", opcode=0x1A, length=6, clause="SPC-4 6.11"):
+    dbd: int = bitfield(1, 1, lsb=3)
+    pc: int = bitfield(2, 2, lsb=6)
+    page_code: int = bitfield(2, 6)
+    subpage_code: int = bitfield(3, 8)
+    allocation_length: int = bitfield(4, 8)
+
+
+class ModeSelect10(
+    Cdb, name="MODE SELECT (10)", opcode=0x55, length=10, clause="SPC-4 6.10", data_out=True,
+):
+    pf: int = bitfield(1, 1, lsb=4)
+    sp: int = bitfield(1, 1)
+    parameter_list_length: int = bitfield(7, 16)
+
+
+class ModeSense10(Cdb, name="MODE SENSE (10)", opcode=0x5A, length=10, clause="SPC-4 6.12"):
+    llbaa: int = bitfield(1, 1, lsb=4)
+    dbd: int = bitfield(1, 1, lsb=3)
+    pc: int = bitfield(2, 2, lsb=6)
+    page_code: int = bitfield(2, 6)
+    subpage_code: int = bitfield(3, 8)
+    allocation_length: int = bitfield(7, 16)
+
+
+class ReportSupportedOperationCodes(
+    Cdb, name="REPORT SUPPORTED OPERATION CODES", opcode=0xA3, length=12, clause="SPC-4 6.35",
     service_action=0x0C,
-)
+):
+    rctd: int = bitfield(2, 1, lsb=7)
+    reporting_options: int = bitfield(2, 3)
+    requested_operation_code: int = bitfield(3, 8)
+    requested_service_action: int = bitfield(4, 16)
+    allocation_length: int = bitfield(6, 32)
+
 
 # Mode page control values, SPC-4 6.11.3
 PC_CURRENT, PC_CHANGEABLE, PC_DEFAULT, PC_SAVED = 0, 1, 2, 3

@@ -848,7 +848,7 @@ class ScsiDevice:
     # --- convenience ---
     def test_unit_ready(self, timeout: float = 30) -> None:
         """TEST UNIT READY; raises :class:`ScsiCommandError` (NOT READY, UNIT ATTENTION)."""
-        self.execute(spc.TEST_UNIT_READY().encode(), timeout=timeout)
+        self.execute(spc.TestUnitReady().encode(), timeout=timeout)
 
     def take_unit_attentions(self, limit: int = 5) -> list[SenseData]:
         """TEST UNIT READY until it reports no UNIT ATTENTION (SPC-4 5.9: LUNs added,
@@ -868,7 +868,7 @@ class ScsiDevice:
 
     def inquiry(self) -> Inquiry:
         """Standard INQUIRY data."""
-        data = self.execute(spc.INQUIRY(allocation_length=0xFF).encode(), data_in=0xFF).data
+        data = self.execute(spc.Inquiry(allocation_length=0xFF).encode(), data_in=0xFF).data
         if len(data) >= 5:
             data = data[: 5 + data[4]]
         return Inquiry.parse(data)
@@ -883,7 +883,7 @@ class ScsiDevice:
             raise SgIoUsageError(f"VPD page {page:#x}: page codes are 00h-FFh", self.path)
         alloc = 0xFF
         while True:
-            data = self.execute(spc.INQUIRY(evpd=1, page_code=page,
+            data = self.execute(spc.Inquiry(evpd=1, page_code=page,
                                             allocation_length=alloc).encode(),
                                 data_in=alloc).data
             if len(data) < 4 or data[1] != page:
@@ -912,7 +912,7 @@ class ScsiDevice:
 
     def read_capacity16(self) -> Capacity:
         """READ CAPACITY (16) (SBC-4 5.18), for disks."""
-        cdb = sbc.READ_CAPACITY_16(allocation_length=sbc.READ_CAPACITY_16_LENGTH).encode()
+        cdb = sbc.ReadCapacity16(allocation_length=sbc.READ_CAPACITY_16_LENGTH).encode()
         return Capacity.parse(self.execute(cdb, data_in=sbc.READ_CAPACITY_16_LENGTH).data)
 
     def nodes(self, sysfs_root: str | os.PathLike[str] = "/sys") -> ScsiNodes:
