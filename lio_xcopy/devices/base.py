@@ -12,7 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeAlias, TypeVar
 
 from lio_xcopy.devices.buffer import DataBuffer
 from lio_xcopy.scsi import spc, tpc_vpd, xcopy
@@ -78,7 +78,7 @@ class CopyManagerLink(Protocol):
     def extended_copy(self, receiving: ScsiDevice, data: bytes, *,
                       lid4: bool = False) -> Future[int]: ...
 
-    def receive_copy_results(self, receiving: ScsiDevice, cdb: Any) -> bytes: ...
+    def receive_copy_results(self, receiving: ScsiDevice, cdb: ReceiveCopyCdb) -> bytes: ...
 
     def abort(self, fut: Future[int]) -> bool: ...
 
@@ -86,6 +86,15 @@ class CopyManagerLink(Protocol):
 
     def copy_operation_abort(self, receiving: ScsiDevice,
                              list_id: int) -> Future[int] | None: ...
+
+
+#: what RECEIVE COPY RESULTS hands the copy manager: the service actions of SPC-4 r31 6.18,
+#: RECEIVE COPY STATUS and DATA (LID4) (SPC-4 6.20, 6.24) and the vendor RECEIVE COPY DIGEST
+ReceiveCopyCdb: TypeAlias = (
+    xcopy.ReceiveCopyResultsCopyStatus | xcopy.ReceiveCopyResultsOperatingParameters
+    | xcopy.ReceiveCopyResultsFailedSegmentDetails | xcopy.ReceiveCopyStatusLid4
+    | xcopy.ReceiveCopyDataLid4 | xcopy.ReceiveCopyDigest
+)
 
 
 #: the attribute :func:`command` sets on a handler: the CDB layouts it answers
@@ -215,7 +224,7 @@ class ScsiDevice:
 
     # --- SPC-4 commands every LUN answers -----------------------------------------------
     @command(spc.TestUnitReady)
-    def test_unit_ready(self, cmd: Command, cdb: Any) -> int:
+    def test_unit_ready(self, cmd: Command, cdb: spc.TestUnitReady) -> int:
         self.check_ready()
         return 0
 
@@ -223,7 +232,7 @@ class ScsiDevice:
         """Raise NOT READY when the LUN cannot take media access commands."""
 
     @command(spc.RequestSense)
-    def request_sense(self, cmd: Command, cdb: Any) -> int:
+    def request_sense(self, cmd: Command, cdb: spc.RequestSense) -> int:
         """SPC-4 6.39: sense is reported with each CHECK CONDITION (autosense), so there
         is nothing pending here."""
         sense = self.pending_sense() or SenseData(SenseKey.NO_SENSE)
@@ -233,7 +242,7 @@ class ScsiDevice:
         return None
 
     @command(spc.Inquiry)
-    def inquiry(self, cmd: Command, cdb: Any) -> int:
+    def inquiry(self, cmd: Command, cdb: spc.Inquiry) -> int:
         if not cdb.evpd:
             if cdb.page_code:
                 raise spc.Inquiry.invalid("page_code")
@@ -289,7 +298,8 @@ class ScsiDevice:
         return self
 
     @command(spc.ReportSupportedOperationCodes)
-    def report_supported_operation_codes(self, cmd: Command, cdb: Any) -> int:
+    def report_supported_operation_codes(self, cmd: Command,
+                                         cdb: spc.ReportSupportedOperationCodes) -> int:
         opts = cdb.reporting_options
         layout = spc.ReportSupportedOperationCodes
         if opts == 0:
@@ -311,7 +321,8 @@ class ScsiDevice:
 
     # --- third-party copy: handed to the copy manager (SPC-4 6.3-6.5, 6.20-6.25) ------------
     @command(xcopy.ExtendedCopyLid1, xcopy.ExtendedCopyLid4)
-    def extended_copy(self, cmd: Command, cdb: Any) -> int | Future[int]:
+    def extended_copy(self, cmd: Command,
+                      cdb: xcopy.ExtendedCopyLid1 | xcopy.ExtendedCopyLid4) -> int | Future[int]:
         """EXTENDED COPY(LID1) (SPC-4 6.5) and EXTENDED COPY(LID4) (SPC-4 6.4): a
         PARAMETER LIST LENGTH of zero moves nothing and is not an error."""
         if self.copy_manager is None:
@@ -327,13 +338,14 @@ class ScsiDevice:
         return self.copy_manager.extended_copy(self, plist)
 
     @command(xcopy.CopyOperationAbort)
-    def copy_operation_abort(self, cmd: Command, cdb: Any) -> int | Future[int]:
+    def copy_operation_abort(self, cmd: Command,
+                             cdb: xcopy.CopyOperationAbort) -> int | Future[int]:
         if self.copy_manager is None:
             raise InvalidOpcode(cdb.OPCODE)
         return self.copy_manager.copy_operation_abort(self, cdb.list_identifier) or 0
 
     @command(*xcopy.RECEIVE_COPY_RESULTS, *xcopy.RECEIVE_COPY_LID4, xcopy.ReceiveCopyDigest)
-    def receive_copy_results(self, cmd: Command, cdb: Any) -> int:
+    def receive_copy_results(self, cmd: Command, cdb: ReceiveCopyCdb) -> int:
         if self.copy_manager is None:
             raise InvalidOpcode(cdb.OPCODE)
         data = self.copy_manager.receive_copy_results(self, cdb)
@@ -341,7 +353,7 @@ class ScsiDevice:
 
     # --- MODE SENSE: subclasses supply pages and descriptors ----------------------------
     @command(spc.ModeSense6, spc.ModeSense10)
-    def mode_sense(self, cmd: Command, cdb: Any) -> int:
+    def mode_sense(self, cmd: Command, cdb: spc.AnyModeSense) -> int:
         ten = cdb.OPCODE == spc.ModeSense10.OPCODE
         pages = self.mode_pages(cdb.pc)
         if cdb.page_code == spc.ALL_PAGES:

@@ -25,7 +25,6 @@ import struct
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
-from typing import Any
 
 from lio_xcopy.devices.awstape import AwsTape, Kind, Stop, TapeFormatError
 from lio_xcopy.devices.base import Command, LunIdentity, ScsiDevice, command
@@ -383,14 +382,14 @@ class Tape(ScsiDevice):
             tape.rewind()
 
     # --- SSC-4 commands ----------------------------------------------------------------------
-    def _data_fits(self, cmd: Command, cdb: Any, length: int) -> None:
+    def _data_fits(self, cmd: Command, cdb: ssc.Read6 | ssc.Write6, length: int) -> None:
         if length > len(cmd.data):
             raise type(cdb).invalid(
                 "transfer_length", f"{length} bytes for a {len(cmd.data)}-byte data buffer"
             )
 
     @command(ssc.Read6)
-    def read_6(self, cmd: Command, cdb: Any) -> int:
+    def read_6(self, cmd: Command, cdb: ssc.Read6) -> int:
         n = cdb.transfer_length
         if cdb.fixed:
             if cdb.sili:
@@ -405,7 +404,7 @@ class Tape(ScsiDevice):
         return self.read_record(cmd.data, n, sili=bool(cdb.sili)) if n else 0
 
     @command(ssc.Write6)
-    def write_6(self, cmd: Command, cdb: Any) -> int:
+    def write_6(self, cmd: Command, cdb: ssc.Write6) -> int:
         n = cdb.transfer_length
         if cdb.fixed:
             if not self.block_length:
@@ -426,7 +425,7 @@ class Tape(ScsiDevice):
         return 0
 
     @command(ssc.WriteFilemarks6)
-    def write_filemarks_6(self, cmd: Command, cdb: Any) -> int:
+    def write_filemarks_6(self, cmd: Command, cdb: ssc.WriteFilemarks6) -> int:
         """IMMED one returns before the filemarks are durable (SSC-4: buffered mode)."""
         if cdb.wsmk:
             raise ssc.WriteFilemarks6.invalid("wsmk", "setmarks are not supported")
@@ -434,18 +433,18 @@ class Tape(ScsiDevice):
         return 0
 
     @command(ssc.Space6)
-    def space_6(self, cmd: Command, cdb: Any) -> int:
+    def space_6(self, cmd: Command, cdb: ssc.Space6) -> int:
         return self._space(ssc.Space6, cdb.code, ssc.signed24(cdb.count))
 
     @command(ssc.Space16)
-    def space_16(self, cmd: Command, cdb: Any) -> int:
+    def space_16(self, cmd: Command, cdb: ssc.Space16) -> int:
         """The 64-bit signed COUNT; no parameter data (PARAMETER LENGTH zero)."""
         if cdb.parameter_length:
             raise ssc.Space16.invalid("parameter_length", "SPACE (16) takes no parameter data")
         count = cdb.count - (1 << 64) if cdb.count >> 63 else cdb.count
         return self._space(ssc.Space16, cdb.code, count)
 
-    def _space(self, layout: Any, code: int, count: int) -> int:
+    def _space(self, layout: type[ssc.Space6 | ssc.Space16], code: int, count: int) -> int:
         if code not in SPACE_CODES:
             raise layout.invalid("code", f"space code {code}")
         self.space(code, count)
@@ -474,19 +473,19 @@ class Tape(ScsiDevice):
                 raise ssc.BeginningOfPartition(residue)
 
     @command(ssc.Rewind)
-    def rewind_command(self, cmd: Command, cdb: Any) -> int:
+    def rewind_command(self, cmd: Command, cdb: ssc.Rewind) -> int:
         self.rewind()
         return 0
 
     @command(ssc.Locate10)
-    def locate_10(self, cmd: Command, cdb: Any) -> int:
+    def locate_10(self, cmd: Command, cdb: ssc.Locate10) -> int:
         """BT one (st's default) names the same logical object identifiers."""
         if cdb.cp and cdb.partition:
             raise ssc.Locate10.invalid("partition", "only partition 0 exists")
         return self._locate(cdb.logical_object_identifier)
 
     @command(ssc.Locate16)
-    def locate_16(self, cmd: Command, cdb: Any) -> int:
+    def locate_16(self, cmd: Command, cdb: ssc.Locate16) -> int:
         """DEST_TYPE 000b a logical object, 001b the first object of a logical file (the
         file number), 011b end of data."""
         if cdb.cp and cdb.partition:
@@ -523,7 +522,7 @@ class Tape(ScsiDevice):
 
     @command(ssc.ReadPositionShort, ssc.ReadPositionShortVendor, ssc.ReadPositionLong,
              ssc.ReadPositionExtended)
-    def read_position(self, cmd: Command, cdb: Any) -> int:
+    def read_position(self, cmd: Command, cdb: ssc.AnyReadPosition) -> int:
         """Logical object identifiers serve as the vendor-specific block addresses too
         (st asks for those unless told otherwise). EOP: past early warning; BPEW: past
         programmable early warning (only while PEWS is nonzero)."""
@@ -531,10 +530,9 @@ class Tape(ScsiDevice):
         pew = self._pew(tape)
         flags = {"bop": tape.at_bop, "eop": tape.beyond_early_warning,
                  "bpew": pew is not None and tape.offset > pew}
-        sa = cdb.service_action
-        if sa == ssc.ReadPositionLong.SERVICE_ACTION:
+        if isinstance(cdb, ssc.ReadPositionLong):
             data = ssc.read_position_long(tape.position, tape.file_number, **flags)
-        elif sa == ssc.ReadPositionExtended.SERVICE_ACTION:
+        elif isinstance(cdb, ssc.ReadPositionExtended):
             data = spc.truncate(ssc.read_position_extended(tape.position, **flags),
                                 cdb.allocation_length)
         else:
@@ -542,7 +540,7 @@ class Tape(ScsiDevice):
         return cmd.data.copy_in(data)
 
     @command(ssc.ReadBlockLimits)
-    def read_block_limits(self, cmd: Command, cdb: Any) -> int:
+    def read_block_limits(self, cmd: Command, cdb: ssc.ReadBlockLimits) -> int:
         if cdb.mloi:
             data = ssc.maximum_logical_object_identifier(MAX_LOGICAL_OBJECT_IDENTIFIER)
         else:
@@ -550,7 +548,7 @@ class Tape(ScsiDevice):
         return cmd.data.copy_in(data)
 
     @command(ssc.Erase6)
-    def erase_6(self, cmd: Command, cdb: Any) -> int:
+    def erase_6(self, cmd: Command, cdb: ssc.Erase6) -> int:
         """Both a long erase and a short one (SHORT ERASE MODE 02h: write end of data)
         end the tape at the position."""
         tape = self._ready()
@@ -562,7 +560,7 @@ class Tape(ScsiDevice):
         return 0
 
     @command(ssc.FormatMedium)
-    def format_medium(self, cmd: Command, cdb: Any) -> int:
+    def format_medium(self, cmd: Command, cdb: ssc.FormatMedium) -> int:
         """At BOP only: FORMAT 0h (default) and 1h/2h (partition as the Medium Partition
         page says: one partition) all leave an empty tape; no format parameter data."""
         if cdb.format > 2:
@@ -585,7 +583,7 @@ class Tape(ScsiDevice):
             tape.sync()
 
     @command(ssc.LoadUnload)
-    def load_unload(self, cmd: Command, cdb: Any) -> int:
+    def load_unload(self, cmd: Command, cdb: ssc.LoadUnload) -> int:
         """LOAD readies the cartridge in the drive at BOT (a loaded one just rewinds);
         UNLOAD makes it durable, rewinds and leaves it in the drive's mouth: NOT READY,
         MEDIUM NOT PRESENT until LOAD, or until a changer takes it."""
@@ -607,14 +605,14 @@ class Tape(ScsiDevice):
         return 0
 
     @command(ssc.PreventAllowMediumRemoval)
-    def prevent_allow_medium_removal(self, cmd: Command, cdb: Any) -> int:
+    def prevent_allow_medium_removal(self, cmd: Command, cdb: ssc.PreventAllowMediumRemoval) -> int:
         if cdb.prevent > 1:
             raise ssc.PreventAllowMediumRemoval.invalid("prevent")
         self.prevent_removal = bool(cdb.prevent)
         return 0
 
     @command(ssc.ReportDensitySupport)
-    def report_density_support(self, cmd: Command, cdb: Any) -> int:
+    def report_density_support(self, cmd: Command, cdb: ssc.ReportDensitySupport) -> int:
         """One density (and one medium type): the drive's (MEDIA zero) or the loaded
         cartridge's (MEDIA one: its capacity, WRTOK zero when write protected)."""
         capacity, writable = self.capacity, True
@@ -630,7 +628,7 @@ class Tape(ScsiDevice):
 
     # --- log pages ---------------------------------------------------------------------------
     @command(ssc.LogSense)
-    def log_sense(self, cmd: Command, cdb: Any) -> int:
+    def log_sense(self, cmd: Command, cdb: ssc.LogSense) -> int:
         """Pages 00h (and 00h/FFh), 0Ch and 2Eh. Cumulative values (PC 01b) are the
         counters; the other page controls read the defaults (zero). Reading TapeAlert's
         current flags clears them."""
@@ -669,7 +667,7 @@ class Tape(ScsiDevice):
         )
 
     @command(ssc.LogSelect)
-    def log_select(self, cmd: Command, cdb: Any) -> int:
+    def log_select(self, cmd: Command, cdb: ssc.LogSelect) -> int:
         """PCR one, or no parameter list: the counters and TapeAlert flags go back to
         zero (SPC-4 6.7). Parameter values cannot be set."""
         if cdb.sp:
@@ -686,7 +684,7 @@ class Tape(ScsiDevice):
 
     # --- mode parameters ---------------------------------------------------------------------
     @command(spc.ModeSense6, spc.ModeSense10)
-    def mode_sense(self, cmd: Command, cdb: Any) -> int:
+    def mode_sense(self, cmd: Command, cdb: spc.AnyModeSense) -> int:
         """Page 00h (st's probe) is the header and block descriptor alone."""
         if cdb.page_code or cdb.subpage_code:
             return super().mode_sense(cmd, cdb)
@@ -724,7 +722,7 @@ class Tape(ScsiDevice):
         return ssc.device_specific_parameter(wp, self.buffered_mode)
 
     @command(spc.ModeSelect6, spc.ModeSelect10)
-    def mode_select(self, cmd: Command, cdb: Any) -> int:
+    def mode_select(self, cmd: Command, cdb: spc.AnyModeSelect) -> int:
         """The block descriptor sets the block length (0 variable, else fixed within the
         block limits) and the header's BUFFERED MODE (0 or 1); the Data Compression page
         sets DCE (SSC-4 Data Compression mode page: the drive reports DCC one); the Device

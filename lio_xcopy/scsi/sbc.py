@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeAlias
 
 from lio_xcopy.scsi.cdb import Cdb, bitfield
 from lio_xcopy.scsi.errors import ParameterListLengthError
@@ -120,6 +120,9 @@ class Write12(Cdb, name="WRITE (12)", opcode=0xAA, length=12, clause="SBC-4 5.38
 
 READS = (Read6, Read10, Read12, Read16)
 WRITES = (Write6, Write10, Write12, Write16)
+#: what a handler of :data:`READS` (:data:`WRITES`) is given
+AnyRead: TypeAlias = Read6 | Read10 | Read12 | Read16
+AnyWrite: TypeAlias = Write6 | Write10 | Write12 | Write16
 
 # --- the commands of logical block provisioning, verification and caching ---------------
 
@@ -256,6 +259,11 @@ VERIFIES = (Verify10, Verify12, Verify16)
 WRITE_AND_VERIFIES = (WriteAndVerify10, WriteAndVerify12, WriteAndVerify16)
 WRITE_SAMES = (WriteSame10, WriteSame16)
 PRE_FETCHES = (PreFetch10, PreFetch16)
+AnyVerify: TypeAlias = Verify10 | Verify12 | Verify16
+AnyWriteAndVerify: TypeAlias = WriteAndVerify10 | WriteAndVerify12 | WriteAndVerify16
+AnyWriteSame: TypeAlias = WriteSame10 | WriteSame16
+AnyPreFetch: TypeAlias = PreFetch10 | PreFetch16
+AnySynchronizeCache: TypeAlias = SynchronizeCache10 | SynchronizeCache16
 
 # BYTCHK, SBC-4 5.33 (VERIFY) and 5.41 (WRITE AND VERIFY)
 BYTCHK_NONE = 0b00  # medium verification only
@@ -263,13 +271,11 @@ BYTCHK_COMPARE = 0b01  # compare the Data-Out buffer with the medium
 BYTCHK_ONE_BLOCK = 0b11  # VERIFY only: one block of Data-Out compared with every block
 
 
-def transfer_blocks(cdb: Any) -> int:
+def transfer_blocks(cdb: AnyRead | AnyWrite | AnyWriteAndVerify) -> int:
     """Blocks a READ/WRITE CDB moves: in the 6-byte CDBs 0 means 256 (SBC-3)."""
     if cdb.LENGTH == 6:
-        short: int = cdb.transfer_length
-        return short or 256
-    length: int = cdb.transfer_length
-    return length
+        return cdb.transfer_length or 256
+    return cdb.transfer_length
 
 
 # --- READ CAPACITY parameter data ---------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeAlias
 
 from lio_xcopy.scsi.cdb import Cdb, bitfield
 from lio_xcopy.scsi.errors import InvalidFieldInParameterList, ParameterListLengthError
@@ -78,6 +79,9 @@ class ReportSupportedOperationCodes(
     requested_service_action: int = bitfield(4, 16)
     allocation_length: int = bitfield(6, 32)
 
+
+AnyModeSense: TypeAlias = ModeSense6 | ModeSense10
+AnyModeSelect: TypeAlias = ModeSelect6 | ModeSelect10
 
 # Mode page control values, SPC-4 6.11.3
 PC_CURRENT, PC_CHANGEABLE, PC_DEFAULT, PC_SAVED = 0, 1, 2, 3

@@ -9,7 +9,7 @@ In the stream sense, INFORMATION holds a residue: a READ reports requested minus
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple
+from typing import NamedTuple, TypeAlias
 
 from lio_xcopy.scsi.cdb import Cdb, bitfield
 from lio_xcopy.scsi.errors import CheckCondition, NotReady
@@ -101,6 +101,11 @@ class ReadPositionExtended(
     service_action=0x08,
 ):
     allocation_length: int = bitfield(7, 16)
+
+
+AnyReadPosition: TypeAlias = (
+    ReadPositionShort | ReadPositionShortVendor | ReadPositionLong | ReadPositionExtended
+)
 
 
 class FormatMedium(Cdb, name="FORMAT MEDIUM", opcode=0x04, length=6, clause="SSC-4", data_out=True):
