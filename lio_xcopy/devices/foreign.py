@@ -387,7 +387,10 @@ def open_port(transport: Transport, designators: Sequence[Designator], *,
     std = _inquire(transport, None, label)
     if std is None or len(std) < 36:
         raise TargetUnreachable(f"{label}: no standard INQUIRY data")
-    inq = sgio.Inquiry.parse(std[: 5 + std[4]])
+    try:
+        inq = spc.StandardInquiry.parse(std[: 5 + std[4]])
+    except spc.InquiryFormatError as e:
+        raise sgio.SgIoError(str(e)) from None
     label = f"{transport.path} ({inq.vendor} {inq.product})".replace("  ", " ")
     if inq.peripheral_qualifier != 0:
         return None
@@ -406,7 +409,10 @@ def open_port(transport: Transport, designators: Sequence[Designator], *,
         r, _ = _past_unit_attention(transport, cdb, sbc.READ_CAPACITY_16_LENGTH, label)
         if not _succeeded(r):
             raise relay(r, f"{label}: READ CAPACITY (16)")
-        cap = sgio.Capacity.parse(r.data)
+        try:
+            cap = sbc.Capacity16.parse(r.data)
+        except sbc.CapacityFormatError as e:
+            raise sgio.SgIoError(str(e)) from None
         limit = max_transfer
         page = _inquire(transport, sbc.VPD_BLOCK_LIMITS, label)
         if page is not None and sbc.max_transfer_length(page):

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
 
+from lio_xcopy.errors import LioXcopyError
 from lio_xcopy.scsi.cdb import Cdb, bitfield
 from lio_xcopy.scsi.errors import ParameterListLengthError
 from lio_xcopy.scsi.spc import TYPE_DISK, vpd_page
@@ -290,6 +291,58 @@ def read_capacity_10_data(last_lba: int, block_length: int) -> bytes:
     return struct.pack(">II", min(last_lba, 0xFFFFFFFF), block_length)
 
 
+class CapacityFormatError(LioXcopyError, ValueError):
+    """READ CAPACITY (16) parameter data that is too short to decode."""
+
+
+@dataclass(frozen=True, slots=True)
+class Capacity16:
+    """READ CAPACITY (16) parameter data, SBC-4 5.18.2, without protection information."""
+
+    last_lba: int
+    block_length: int
+    lbppbe: int = 0
+    lowest_aligned_lba: int = 0
+    lbpme: bool = False
+    lbprz: bool = False
+    rc_basis: int = RC_BASIS_LAST_LBA
+
+    @property
+    def blocks(self) -> int:
+        return self.last_lba + 1
+
+    @property
+    def size(self) -> int:
+        return self.blocks * self.block_length
+
+    def encode(self) -> bytes:
+        return struct.pack(
+            ">QIBBH16x",
+            self.last_lba,
+            self.block_length,
+            (self.rc_basis & 3) << 4,
+            self.lbppbe & 0x0F,
+            (0x8000 if self.lbpme else 0) | (0x4000 if self.lbprz else 0)
+            | (self.lowest_aligned_lba & 0x3FFF),
+        )
+
+    @classmethod
+    def parse(cls, data: bytes | memoryview) -> Capacity16:
+        """The data a device returned: at least RETURNED LOGICAL BLOCK ADDRESS, LOGICAL
+        BLOCK LENGTH and the P_TYPE/PROT_EN and LBPPBE bytes (14); the provisioning bits
+        and LOWEST ALIGNED LOGICAL BLOCK ADDRESS when bytes 14-15 came too."""
+        data = bytes(data)
+        if len(data) < 14:
+            raise CapacityFormatError(f"READ CAPACITY (16) data of {len(data)} bytes: "
+                                      "expected 32")
+        last_lba, block_length, b12, b13 = struct.unpack_from(">QIBB", data)
+        b14 = data[14] if len(data) > 15 else 0
+        b15 = data[15] if len(data) > 15 else 0
+        return cls(last_lba, block_length, lbppbe=b13 & 0x0F,
+                   lowest_aligned_lba=(b14 & 0x3F) << 8 | b15, lbpme=bool(b14 & 0x80),
+                   lbprz=bool(b14 & 0x40), rc_basis=(b12 >> 4) & 3)
+
+
 def read_capacity_16_data(
     last_lba: int,
     block_length: int,
@@ -300,15 +353,9 @@ def read_capacity_16_data(
     lbprz: bool = False,
     rc_basis: int = RC_BASIS_LAST_LBA,
 ) -> bytes:
-    """SBC-4 5.18.2, without protection information."""
-    return struct.pack(
-        ">QIBBH16x",
-        last_lba,
-        block_length,
-        (rc_basis & 3) << 4,
-        lbppbe & 0x0F,
-        (0x8000 if lbpme else 0) | (0x4000 if lbprz else 0) | (lowest_aligned_lba & 0x3FFF),
-    )
+    """SBC-4 5.18.2, without protection information (:class:`Capacity16`)."""
+    return Capacity16(last_lba, block_length, lbppbe, lowest_aligned_lba, lbpme, lbprz,
+                      rc_basis).encode()
 
 
 # --- VPD pages (SBC-4 6.6) -----------------------------------------------------------------

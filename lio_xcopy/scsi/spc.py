@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
 
+from lio_xcopy.errors import LioXcopyError
 from lio_xcopy.scsi.cdb import Cdb, bitfield
 from lio_xcopy.scsi.errors import InvalidFieldInParameterList, ParameterListLengthError
 
@@ -94,9 +95,14 @@ def truncate(data: bytes, allocation_length: int) -> bytes:
 
 
 # --- INQUIRY data, SPC-4 6.6.2 -----------------------------------------------------------
+class InquiryFormatError(LioXcopyError, ValueError):
+    """Standard INQUIRY data that is too short to decode."""
+
+
 @dataclass(frozen=True, slots=True)
 class StandardInquiry:
-    """The fields of standard INQUIRY data that differ between our LUNs."""
+    """The fields of standard INQUIRY data that differ between LUNs: ours when we
+    answer, a device's when an initiator asks. Text fields are stripped of padding."""
 
     device_type: int
     vendor: str = "LIO-ORG"
@@ -105,12 +111,14 @@ class StandardInquiry:
     removable: bool = False
     third_party_copy: bool = False
     version_descriptors: tuple[int, ...] = (0x00A0, 0x0460)  # SAM-5, SPC-4
+    peripheral_qualifier: int = 0
+    version: int = 0x06  # SPC-4
 
     def encode(self) -> bytes:
         buf = bytearray(58 + 2 * 8)
-        buf[0] = self.device_type & 0x1F
+        buf[0] = (self.peripheral_qualifier & 0x07) << 5 | self.device_type & 0x1F
         buf[1] = 0x80 if self.removable else 0
-        buf[2] = 0x06  # SPC-4
+        buf[2] = self.version
         buf[3] = 0x10 | 0x02  # HISUP, response data format 2
         buf[4] = len(buf) - 5
         buf[5] = 0x08 if self.third_party_copy else 0
@@ -121,6 +129,29 @@ class StandardInquiry:
         for i, v in enumerate(self.version_descriptors[:8]):
             struct.pack_into(">H", buf, 58 + 2 * i, v)
         return bytes(buf)
+
+    @classmethod
+    def parse(cls, data: bytes | memoryview) -> StandardInquiry:
+        """Decode the first 36 bytes every device returns, and the VERSION DESCRIPTORs
+        (bytes 58-73) that are there and not zero."""
+        data = bytes(data)
+        if len(data) < 36:
+            raise InquiryFormatError(f"standard INQUIRY data of {len(data)} bytes: a device "
+                                     "returns at least 36")
+
+        def text(a: int, b: int) -> str:
+            return data[a:b].decode("ascii", "replace").strip()
+
+        descriptors = tuple(
+            v for i in range(58, min(len(data), 74) - 1, 2)
+            if (v := int.from_bytes(data[i:i + 2], "big"))
+        )
+        return cls(
+            device_type=data[0] & 0x1F, vendor=text(8, 16), product=text(16, 32),
+            revision=text(32, 36), removable=bool(data[1] & 0x80),
+            third_party_copy=bool(data[5] & 0x08), version_descriptors=descriptors,
+            peripheral_qualifier=data[0] >> 5, version=data[2],
+        )
 
 
 def _ascii(text: str, width: int) -> bytes:

@@ -546,68 +546,6 @@ def _transport_words(result: Result) -> str:
     return "; ".join(parts)
 
 
-@dataclass(frozen=True, slots=True)
-class Inquiry:
-    """Standard INQUIRY data (SPC-4 6.6.2), the fields an initiator looks at."""
-
-    peripheral_qualifier: int
-    device_type: int
-    removable: bool
-    version: int
-    vendor: str
-    product: str
-    revision: str
-    third_party_copy: bool
-    raw: bytes
-
-    @classmethod
-    def parse(cls, data: bytes) -> Inquiry:
-        if len(data) < 36:
-            raise SgIoError(f"standard INQUIRY data of {len(data)} bytes: a device returns "
-                            "at least 36")
-
-        def text(a: int, b: int) -> str:
-            return data[a:b].decode("ascii", "replace").strip()
-
-        return cls(
-            peripheral_qualifier=data[0] >> 5, device_type=data[0] & 0x1F,
-            removable=bool(data[1] & 0x80), version=data[2],
-            vendor=text(8, 16), product=text(16, 32), revision=text(32, 36),
-            third_party_copy=bool(data[5] & 0x08), raw=bytes(data),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Capacity:
-    """READ CAPACITY (16) parameter data (SBC-4 5.18.2)."""
-
-    last_lba: int
-    block_length: int
-    lbppbe: int = 0
-    lowest_aligned_lba: int = 0
-    lbpme: bool = False
-    lbprz: bool = False
-
-    @property
-    def blocks(self) -> int:
-        return self.last_lba + 1
-
-    @property
-    def size(self) -> int:
-        return self.blocks * self.block_length
-
-    @classmethod
-    def parse(cls, data: bytes) -> Capacity:
-        if len(data) < 14:
-            raise SgIoError(f"READ CAPACITY (16) data of {len(data)} bytes: expected 32")
-        last_lba, block_length, _, b13 = struct.unpack_from(">QIBB", data)
-        b14 = data[14] if len(data) > 15 else 0
-        b15 = data[15] if len(data) > 15 else 0
-        return cls(last_lba, block_length, lbppbe=b13 & 0x0F,
-                   lowest_aligned_lba=(b14 & 0x3F) << 8 | b15, lbpme=bool(b14 & 0x80),
-                   lbprz=bool(b14 & 0x40))
-
-
 # --- the device -------------------------------------------------------------------------------
 _NODE_HINT = "give /dev/sgN, /dev/sdX or /dev/nstN (`lsscsi -g` lists the SCSI devices)"
 
@@ -866,12 +804,15 @@ class ScsiDevice:
             break
         return seen
 
-    def inquiry(self) -> Inquiry:
+    def inquiry(self) -> spc.StandardInquiry:
         """Standard INQUIRY data."""
         data = self.execute(spc.Inquiry(allocation_length=0xFF).encode(), data_in=0xFF).data
         if len(data) >= 5:
             data = data[: 5 + data[4]]
-        return Inquiry.parse(data)
+        try:
+            return spc.StandardInquiry.parse(data)
+        except spc.InquiryFormatError as e:
+            raise SgIoError(str(e)) from None
 
     def peripheral_device_type(self) -> int:
         """0 disk, 1 tape, 8 medium changer, ... (SPC-4 Table 142)."""
@@ -910,10 +851,14 @@ class ScsiDevice:
                 return d.value
         return None
 
-    def read_capacity16(self) -> Capacity:
+    def read_capacity16(self) -> sbc.Capacity16:
         """READ CAPACITY (16) (SBC-4 5.18), for disks."""
         cdb = sbc.ReadCapacity16(allocation_length=sbc.READ_CAPACITY_16_LENGTH).encode()
-        return Capacity.parse(self.execute(cdb, data_in=sbc.READ_CAPACITY_16_LENGTH).data)
+        data = self.execute(cdb, data_in=sbc.READ_CAPACITY_16_LENGTH).data
+        try:
+            return sbc.Capacity16.parse(data)
+        except sbc.CapacityFormatError as e:
+            raise SgIoError(str(e)) from None
 
     def nodes(self, sysfs_root: str | os.PathLike[str] = "/sys") -> ScsiNodes:
         """This device's H:C:T:L and sibling nodes (see :func:`scsi_nodes`)."""
