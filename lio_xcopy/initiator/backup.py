@@ -22,7 +22,6 @@ import contextlib
 import os
 import random
 import signal
-import struct
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -92,18 +91,15 @@ class Position:
     file_number: int
 
 
-_LONG = struct.Struct(">BxxxIQQ")
-
-
 def parse_position_long(data: bytes) -> Position:
-    if len(data) < _LONG.size:
-        raise BackupError(f"READ POSITION long form data of {len(data)} bytes (needs 32): "
-                          "the drive cannot report tape file numbers")
-    flags, part, obj, fileno = _LONG.unpack_from(data)
-    if flags & 0x04 or flags & 0x08:  # LONU / MPU: position unknown
+    try:
+        p = ssc.parse_read_position_long(data)
+    except ssc.PositionFormatError as e:
+        raise BackupError(f"{e}: the drive cannot report tape file numbers") from None
+    if p.lonu or p.mpu:
         raise BackupError("the drive does not know its position (READ POSITION: LONU/MPU): "
                           "rewind it and retry")
-    return Position(bool(flags & 0x80), bool(flags & 0x40), part, obj, fileno)
+    return Position(p.bop, p.eop, p.partition, p.object_number, p.file_identifier)
 
 
 class Drive:

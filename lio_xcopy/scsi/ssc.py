@@ -11,6 +11,7 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple, TypeAlias
 
+from lio_xcopy.errors import LioXcopyError
 from lio_xcopy.scsi.cdb import Cdb, bitfield
 from lio_xcopy.scsi.errors import CheckCondition, NotReady
 from lio_xcopy.scsi.sense import Asc, SenseData, SenseKey
@@ -234,10 +235,12 @@ def read_position_short(
 
 def read_position_long(
     position: int, file_number: int, *, bop: bool, eop: bool, partition: int = 0,
-    bpew: bool = False,
+    bpew: bool = False, mpu: bool = False, lonu: bool = False,
 ) -> bytes:
-    """Long form (32 bytes): partition, logical object number, logical file identifier."""
-    flags = (0x80 if bop else 0) | (0x40 if eop else 0) | (0x01 if bpew else 0)
+    """Long form (32 bytes): partition, logical object number, logical file identifier.
+    MPU and LONU say the position is unknown (:func:`parse_read_position_long`)."""
+    flags = ((0x80 if bop else 0) | (0x40 if eop else 0) | (0x08 if mpu else 0)
+             | (0x04 if lonu else 0) | (0x01 if bpew else 0))
     return struct.pack(">BxxxIQQQ", flags, partition, position, file_number, 0)
 
 
@@ -250,18 +253,31 @@ def read_position_extended(
     return struct.pack(">BBHxBHQQQ", flags, partition & 0xFF, 0x1C, 0, 0, position, position, 0)
 
 
+class PositionFormatError(LioXcopyError, ValueError):
+    """READ POSITION data that is too short to decode."""
+
+
 class LongPosition(NamedTuple):
+    """READ POSITION long form data (SSC-4 READ POSITION, service action 06h)."""
+
     bop: bool
     eop: bool
     bpew: bool
     partition: int
     object_number: int
     file_identifier: int
+    #: MAP POSITION UNKNOWN, LOGICAL OBJECT NUMBER UNKNOWN: the numbers mean nothing
+    mpu: bool = False
+    lonu: bool = False
 
 
 def parse_read_position_long(data: bytes | memoryview) -> LongPosition:
+    if len(data) < 24:
+        raise PositionFormatError(f"READ POSITION long form data of {len(data)} bytes "
+                                  "(needs 32)")
     flags, part, obj, fid = struct.unpack_from(">BxxxIQQ", bytes(data[:32]))
-    return LongPosition(bool(flags & 0x80), bool(flags & 0x40), bool(flags & 1), part, obj, fid)
+    return LongPosition(bool(flags & 0x80), bool(flags & 0x40), bool(flags & 1), part, obj, fid,
+                        mpu=bool(flags & 0x08), lonu=bool(flags & 0x04))
 
 
 # --- REPORT DENSITY SUPPORT data -----------------------------------------------------------

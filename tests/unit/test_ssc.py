@@ -156,7 +156,7 @@ def test_read_position_extended_golden():
                        "0000000000000000")
     long = ssc.read_position_long(9, 2, bop=True, eop=False, bpew=True)
     assert long[0] == 0x81
-    assert ssc.parse_read_position_long(long) == (True, False, True, 0, 9, 2)
+    assert ssc.parse_read_position_long(long) == ssc.LongPosition(True, False, True, 0, 9, 2)
 
 
 def test_report_density_support_golden():

@@ -666,7 +666,7 @@ def test_read_position_long_and_extended_forms(tape):
     lay_out(tape)
     run(tape, ssc.Locate10(logical_object_identifier=5).encode())
     _, data = run(tape, ssc.ReadPositionLong().encode(), alloc=32)
-    assert ssc.parse_read_position_long(data) == (False, False, False, 0, 5, 1)
+    assert ssc.parse_read_position_long(data) == ssc.LongPosition(False, False, False, 0, 5, 1)
     _, data = run(tape, ssc.ReadPositionExtended(allocation_length=32).encode(), alloc=32)
     assert data == ssc.read_position_extended(5, bop=False, eop=False)
     n, _ = run(tape, ssc.ReadPositionExtended(allocation_length=16).encode(), alloc=32)

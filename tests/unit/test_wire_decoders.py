@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lio_xcopy.scsi import sbc, spc
+from lio_xcopy.scsi import sbc, spc, ssc
 
 _text = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_ ", max_size=16).map(str.strip)
 
@@ -60,3 +60,24 @@ def test_capacity16_golden_and_short():
     assert sbc.Capacity16.parse(data[:14]) == sbc.Capacity16(196607, 512)
     with pytest.raises(sbc.CapacityFormatError, match="13 bytes"):
         sbc.Capacity16.parse(data[:13])
+
+
+# --- READ POSITION long form, SSC-4 -----------------------------------------------------------
+@given(
+    position=st.integers(0, 2**64 - 1), file_number=st.integers(0, 2**64 - 1),
+    partition=st.integers(0, 2**32 - 1), flags=st.lists(st.booleans(), min_size=5, max_size=5),
+)
+def test_read_position_long_round_trip(position, file_number, partition, flags):
+    bop, eop, bpew, mpu, lonu = flags
+    data = ssc.read_position_long(position, file_number, bop=bop, eop=eop, partition=partition,
+                                  bpew=bpew, mpu=mpu, lonu=lonu)
+    assert ssc.parse_read_position_long(data) == ssc.LongPosition(
+        bop, eop, bpew, partition, position, file_number, mpu=mpu, lonu=lonu)
+
+
+def test_read_position_long_unknown_and_short():
+    # byte 0: BOP 80h, EOP 40h, MPU 08h, LONU 04h, BPEW 01h
+    rp = ssc.parse_read_position_long(bytes([0x0C]) + bytes(31))
+    assert (rp.mpu, rp.lonu, rp.bop, rp.eop, rp.bpew) == (True, True, False, False, False)
+    with pytest.raises(ssc.PositionFormatError, match="20 bytes"):
+        ssc.parse_read_position_long(bytes(20))
