@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lio_xcopy.scsi import sbc, spc, ssc
+from lio_xcopy.scsi import sbc, smc, spc, ssc
 
 _text = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_ ", max_size=16).map(str.strip)
 
@@ -81,3 +81,46 @@ def test_read_position_long_unknown_and_short():
     assert (rp.mpu, rp.lonu, rp.bop, rp.eop, rp.bpew) == (True, True, False, False, False)
     with pytest.raises(ssc.PositionFormatError, match="20 bytes"):
         ssc.parse_read_position_long(bytes(20))
+
+
+# --- READ ELEMENT STATUS data, SMC-3 6.11 ------------------------------------------------------
+def _descriptors(voltag: bool, identifiers: bool) -> st.SearchStrategy[list[smc.ElementDescriptor]]:
+    barcode = (st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", min_size=1, max_size=32)
+               if voltag else st.none())
+    identifier = (st.tuples(st.integers(0, 15), st.integers(0, 0x3F),
+                            st.binary(min_size=1, max_size=24)) if identifiers else st.none())
+    one = st.builds(
+        smc.ElementDescriptor, address=st.integers(0, 0xFFFF), flags=st.integers(0, 0xFF),
+        barcode=st.one_of(st.none(), barcode), source=st.one_of(st.none(), st.integers(0, 0xFFFF)),
+        asc=st.integers(0, 0xFFFF), medium_type=st.integers(0, 7),
+        identifier=st.one_of(st.none(), identifier),
+    )
+    return st.lists(one, min_size=1, max_size=4)
+
+
+@given(voltag=st.booleans(), dvcid=st.booleans(), data=st.data())
+def test_element_status_round_trip(voltag, dvcid, data):
+    pages = {
+        t: data.draw(_descriptors(voltag, dvcid and t == smc.ElementType.DATA_TRANSFER))
+        for t in (smc.ElementType.MEDIUM_TRANSPORT, smc.ElementType.STORAGE,
+                  smc.ElementType.DATA_TRANSFER)
+    }
+    raw = smc.element_status_data(0, sum(map(len, pages.values())), [
+        smc.element_status_page(t, ds, voltag=voltag, dvcid=dvcid) for t, ds in pages.items()])
+    assert smc.parse_element_status(raw) == [(t, d) for t, ds in pages.items() for d in ds]
+
+
+def test_element_status_golden_descriptor_and_refusals():
+    d = smc.ElementDescriptor(0x100, smc.FULL | smc.ACCESS, "A00001L8", source=0x1000,
+                              medium_type=smc.MEDIUM_TYPE_DATA, identifier=(1, 3, b"\x60\x01"))
+    page = smc.element_status_page(smc.ElementType.DATA_TRANSFER, [d], voltag=True, dvcid=True)
+    raw = smc.element_status_data(0x100, 1, [page])
+    assert raw[:16].hex() == "01000001000000" "3e" "04800036" "00000036"
+    assert raw[16:28].hex() == "0100" "09" "00" "0000" "000000" "81" "1000"
+    assert raw[28:64] == b"A00001L8".ljust(32) + bytes(4)
+    assert raw[64:70].hex() == "010300026001"
+    assert smc.parse_element_status(raw) == [(smc.ElementType.DATA_TRANSFER, d)]
+    with pytest.raises(smc.ElementStatusFormatError, match="header alone is 8"):
+        smc.parse_element_status(raw[:7])
+    with pytest.raises(smc.ElementStatusFormatError, match="type 5 at byte 8"):
+        smc.parse_element_status(raw[:8] + b"\x05" + raw[9:])
