@@ -23,6 +23,7 @@ from typing import IO
 from lio_xcopy.errors import LioXcopyError
 from lio_xcopy.initiator.progress import QUIET, make
 from lio_xcopy.scsi import spc, xcopy
+from lio_xcopy.scsi.sense import asc_name
 from lio_xcopy.scsi.xcopy import (
     BlockToBlock,
     BlockToStream,
@@ -96,7 +97,7 @@ def _refuse_lost_position(dev: sgio.ScsiDevice, ep: Endpoint, seen: list) -> Non
     for sense in seen:
         if ep.is_tape and sense.asc >> 8 in POSITION_LOST:
             raise CopyUsageError(
-                f"{dev.path}: the drive reports UNIT ATTENTION, {sgio.asc_name(sense.asc)}: "
+                f"{dev.path}: the drive reports UNIT ATTENTION, {asc_name(sense.asc)}: "
                 "its position is "
                 "not the one you set up; position the tape (mt rewind, mt fsf N) and run "
                 "the copy again")

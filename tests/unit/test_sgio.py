@@ -24,6 +24,7 @@ from lio_xcopy.scsi.sense import (
     field_pointer,
     progress_indication,
     segment_pointer,
+    sense_key_specific_words,
 )
 from lio_xcopy.sg import sgio
 
@@ -531,8 +532,8 @@ def test_sense_in_words(sense, words):
 
 
 def test_sense_key_specific_without_sksv_says_nothing():
-    assert sgio.sense_key_specific_words(SenseKey.ILLEGAL_REQUEST, b"\x40\x00\x01") == ""
-    assert sgio.sense_key_specific_words(SenseKey.ILLEGAL_REQUEST, None) == ""
+    assert sense_key_specific_words(SenseKey.ILLEGAL_REQUEST, b"\x40\x00\x01") == ""
+    assert sense_key_specific_words(SenseKey.ILLEGAL_REQUEST, None) == ""
 
 
 def test_parse_sense_rejects_garbage_quietly():

@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lio_xcopy.scsi import sbc, smc, spc, ssc
+from lio_xcopy.scsi import sbc, sense, smc, spc, ssc
+from lio_xcopy.scsi.sense import SenseKey
 
 _text = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_ ", max_size=16).map(str.strip)
 
@@ -124,3 +125,39 @@ def test_element_status_golden_descriptor_and_refusals():
         smc.parse_element_status(raw[:7])
     with pytest.raises(smc.ElementStatusFormatError, match="type 5 at byte 8"):
         smc.parse_element_status(raw[:8] + b"\x05" + raw[9:])
+
+
+# --- sense key specific fields and names, SPC-4 4.5.2.4, Annex D ----------------------------
+@given(byte=st.integers(0, 0xFFFF), bit=st.one_of(st.none(), st.integers(0, 7)),
+       inner=st.booleans())
+def test_sense_key_specific_pointers_round_trip(byte, bit, inner):
+    assert sense.parse_field_pointer(sense.field_pointer(byte, bit, in_cdb=inner)) == (
+        byte, bit, inner)
+    assert sense.parse_segment_pointer(sense.segment_pointer(byte, bit, in_segment=inner)) == (
+        byte, bit, inner)
+
+
+@given(st.integers(0, 0xFFFF))
+def test_progress_indication_round_trip(done):
+    fraction = done / 0x10000
+    assert sense.parse_progress_indication(sense.progress_indication(fraction)) == fraction
+
+
+def test_sense_key_specific_words_and_names():
+    assert sense.parse_field_pointer(b"\x40\x00\x01") is None  # SKSV clear
+    words = sense.sense_key_specific_words
+    assert words(SenseKey.ILLEGAL_REQUEST, sense.field_pointer(1, 7)) == "at CDB byte 1 bit 7"
+    assert words(SenseKey.ILLEGAL_REQUEST, sense.field_pointer(12, in_cdb=False)) == (
+        "at parameter list byte 12")
+    assert words(SenseKey.COPY_ABORTED, sense.segment_pointer(30, 4)) == (
+        "at segment descriptor byte 30 bit 4")
+    assert words(SenseKey.NOT_READY, sense.progress_indication(0.25)) == "progress 25%"
+    assert words(SenseKey.MEDIUM_ERROR, b"\x80\x00\x03") == "after 3 retries"
+    assert sense.asc_name(sense.Asc.INVALID_FIELD_IN_CDB) == "INVALID FIELD IN CDB"
+    assert sense.asc_name(0x2A09) == "CAPACITY DATA HAS CHANGED"
+    assert sense.asc_name(0x8001) == "vendor specific"
+    assert (sense.status_name(0x18), sense.status_name(0x99)) == (
+        "RESERVATION CONFLICT", "status 99h")
+    # one table: the words a log line uses are the initiator's
+    assert "(CAPACITY DATA HAS CHANGED)" in sense.SenseData(SenseKey.UNIT_ATTENTION,
+                                                             0x2A09).describe()
