@@ -173,6 +173,14 @@ def vpd_unit_serial(device_type: int, serial: str) -> bytes:
     return vpd_page(device_type, 0x80, serial.encode("ascii", "replace"))
 
 
+def parse_vpd_unit_serial(page: bytes | memoryview) -> str:
+    """PRODUCT SERIAL NUMBER of a Unit Serial Number page with its header (SPC-4 7.8.18),
+    without the padding a device may add."""
+    page = bytes(page)
+    end = 4 + int.from_bytes(page[2:4], "big")
+    return page[4:end].decode("ascii", "replace").strip()
+
+
 LIO_COMPANY_ID = 0x001405  # the OUI LIO uses in its NAA designators (target_core_spc.c)
 
 

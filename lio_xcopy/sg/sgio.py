@@ -763,8 +763,7 @@ class ScsiDevice:
 
     def unit_serial_number(self) -> str:
         """Unit Serial Number VPD page (80h)."""
-        page = self.vpd(0x80)
-        return page[4:].decode("ascii", "replace").strip()
+        return spc.parse_vpd_unit_serial(self.vpd(0x80))
 
     def device_identification(self) -> list[Designator]:
         """Every designator of the Device Identification VPD page (83h)."""

@@ -161,3 +161,11 @@ def test_sense_key_specific_words_and_names():
     # one table: the words a log line uses are the initiator's
     assert "(CAPACITY DATA HAS CHANGED)" in sense.SenseData(SenseKey.UNIT_ATTENTION,
                                                              0x2A09).describe()
+
+
+@given(st.text(alphabet="0123456789abcdef-", min_size=1, max_size=64))
+def test_unit_serial_number_page_round_trip(serial):
+    page = spc.vpd_unit_serial(spc.TYPE_TAPE, serial)
+    assert page[:2] == b"\x01\x80"
+    assert spc.parse_vpd_unit_serial(page) == serial.strip()
+    assert spc.parse_vpd_unit_serial(page + b"\0junk") == serial.strip()  # past PAGE LENGTH
