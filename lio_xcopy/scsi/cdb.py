@@ -102,6 +102,8 @@ class Cdb:
         **kw: Any,
     ) -> None:
         super().__init_subclass__(**kw)
+        if cls.__bases__ != (Cdb,):
+            raise TypeError(f"{name}: a CDB layout subclasses Cdb itself, not another layout")
         declared: list[Field] = []
         for attr, annotation in inspect.get_annotations(cls).items():
             if str(annotation).startswith("ClassVar"):

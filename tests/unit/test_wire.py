@@ -181,3 +181,34 @@ def test_a_layout_whose_fields_overlap_is_refused_when_defined():
         allocation_length: int = bitfield(5, 32)
 
     assert [f.name for f in Good.FIELDS] == ["allocation_length", "control"]
+
+
+def test_every_handler_is_annotated_with_the_layouts_it_is_registered_for():
+    """mypy checks the fields a handler reads against its ``cdb`` annotation; the
+    dispatch table must hand it nothing else."""
+    import typing
+
+    from lio_xcopy.devices.changer import MediumChanger
+    from lio_xcopy.devices.disk import Disk
+    from lio_xcopy.devices.passthrough import PassThrough
+    from lio_xcopy.devices.tape import Tape
+
+    checked = 0
+    for device in (Disk, Tape, MediumChanger, PassThrough):
+        for layout, name in device._dispatch.values():
+            hint = typing.get_type_hints(getattr(device, name))["cdb"]
+            assert layout in (typing.get_args(hint) or (hint,)), (device.__name__, name, layout)
+            checked += 1
+    assert checked > 100
+
+
+def test_a_layout_cannot_extend_another():
+    class Base(Cdb, name="BASE", opcode=0xC6, length=6, clause="test"):
+        a: int = bitfield(1, 8)
+
+    with pytest.raises(TypeError, match="subclasses Cdb itself"):
+        class Derived(Base, name="DERIVED", opcode=0xC7, length=6, clause="test"):
+            b: int = bitfield(2, 8)
+    with pytest.raises(TypeError, match="not placed with bitfield"):
+        class Unplaced(Cdb, name="UNPLACED", opcode=0xC8, length=6, clause="test"):
+            a: int = 3
