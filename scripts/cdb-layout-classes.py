@@ -22,6 +22,7 @@ import re
 import subprocess
 import sys
 import tokenize
+from pathlib import Path
 
 #: the old constants and their classes
 RENAMES = {
@@ -160,7 +161,7 @@ def rename(path: str, src: str, renames: dict[str, str], local: dict[str, str]) 
     lines = src.splitlines(keepends=True)
     edits = []
     for i, t in enumerate(toks):
-        if t.type != tokenize.NAME or t.string not in renames and t.string not in local:
+        if t.type != tokenize.NAME or (t.string not in renames and t.string not in local):
             continue
         prev = toks[i - 1] if i else None
         dotted = prev is not None and prev.string == "."
@@ -185,15 +186,15 @@ def main(paths: list[str]) -> None:
         if not os.path.exists(p):
             continue
         found: dict[str, str] = {}
-        texts[p] = convert(open(p).read(), found)
+        texts[p] = convert(Path(p).read_text(), found)
         if re.fullmatch(r"lio_xcopy/scsi/\w+\.py", p):
             renames.update(found)
         else:
             local[p] = found  # a test's own layouts: renamed in that file only
     for p, src in texts.items():
         out = rename(p, src, renames, local.get(p, {}))
-        if out != open(p).read():
-            open(p, "w").write(out)
+        if out != Path(p).read_text():
+            Path(p).write_text(out)
             print(p)
 
 
