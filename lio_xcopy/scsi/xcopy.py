@@ -108,8 +108,6 @@ class ReceiveCopyResultsFailedSegmentDetails(
 
 # RECEIVE COPY ... (LID4): 32-bit LIST IDENTIFIER in bytes 2-5, ALLOCATION LENGTH in
 # 10-13 (SPC-4 tables 239, 247).
-
-
 class ReceiveCopyStatusLid4(
     Cdb, name="RECEIVE COPY STATUS (LID4)", opcode=0x84, length=16, clause="SPC-4 6.24",
     service_action=0x05,
