@@ -40,7 +40,7 @@ def turs(sg: str, until: Callable[[], bool]) -> list[float]:
     with sgio.ScsiDevice(sg) as dev:
         while not until():
             t0 = time.monotonic()
-            dev.execute(spc.TEST_UNIT_READY().encode(), timeout=600)
+            dev.execute(spc.TestUnitReady().encode(), timeout=600)
             out.append(time.monotonic() - t0)
     return out
 
@@ -85,15 +85,15 @@ def main() -> int:
         end = time.monotonic() + 3
         phases = {"idle": (turs(str(d.sg), lambda: time.monotonic() > end), 3.0)}
         with sgio.ScsiDevice(str(t.sg)) as dev:
-            dev.execute(ssc.REWIND().encode())
+            dev.execute(ssc.Rewind().encode())
             for name, cdb in [
-                ("WRITE FILEMARKS 0xFFFFFF", ssc.WRITE_FILEMARKS_6(filemark_count=0xFFFFFF)),
-                ("SPACE 0x7FFFFF filemarks", ssc.SPACE_6(code=ssc.SPACE_FILEMARKS,
+                ("WRITE FILEMARKS 0xFFFFFF", ssc.WriteFilemarks6(filemark_count=0xFFFFFF)),
+                ("SPACE 0x7FFFFF filemarks", ssc.Space6(code=ssc.SPACE_FILEMARKS,
                                                          count=0x7FFFFF)),
-                ("ERASE", ssc.ERASE_6(long=1)),
+                ("ERASE", ssc.Erase6(long=1)),
             ]:
                 if name == "ERASE" or name.startswith("SPACE"):
-                    dev.execute(ssc.REWIND().encode(), timeout=600)
+                    dev.execute(ssc.Rewind().encode(), timeout=600)
                 phases[name] = during(str(d.sg), lambda c=cdb: dev.execute(
                     c.encode(), timeout=600, check=False))
                 if name.startswith("WRITE"):

@@ -197,7 +197,7 @@ def copy_loop(stop: threading.Event, counts: Counts, src: provision.Lun, src_sg:
                 counts.copy_polls += 1
 
             try:
-                t.execute(ssc.REWIND().encode(), timeout=120)
+                t.execute(ssc.Rewind().encode(), timeout=120)
                 final, _ = send_and_poll(s, poll, plist, list_id, on_status=polled,
                                          interval=0.2, timeout=600)
             except sgio.SgIoError as e:
@@ -275,7 +275,7 @@ class Hostile:
             cdb = layout(**values).encode()
             self.send(dev, cdb, *self.buffers(cdb[0]))
         elif kind < 0.88:  # RECEIVE COPY RESULTS, odd allocation lengths
-            layout = rng.choice([*xcopy.RECEIVE_COPY_RESULTS, xcopy.RECEIVE_COPY_DIGEST])
+            layout = rng.choice([*xcopy.RECEIVE_COPY_RESULTS, xcopy.ReceiveCopyDigest])
             fields = {"allocation_length": rng.choice([0, 1, 12, 48, 0xFFFFFFFF,
                                                        rng.randint(0, 70000)])}
             if any(f.name == "list_identifier" for f in layout.FIELDS):
@@ -284,7 +284,7 @@ class Hostile:
                       data_in=rng.choice([0, 12, 512, rng.randint(1, 65536)]))
         else:  # a valid EXTENDED COPY between the scratch LUNs, mutated
             plist = self.mutate(rng.choice(self.lists))
-            cdb = xcopy.EXTENDED_COPY_LID1(parameter_list_length=len(plist)).encode()
+            cdb = xcopy.ExtendedCopyLid1(parameter_list_length=len(plist)).encode()
             self.send(dev, cdb, data_out=plist)
 
 

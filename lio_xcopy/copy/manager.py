@@ -1008,7 +1008,7 @@ class CopyManager:
         ILLEGAL REQUEST, INVALID FIELD IN CDB.
         """
         sa = cdb.SERVICE_ACTION
-        if sa == xcopy.RECEIVE_COPY_RESULTS_OPERATING_PARAMETERS.SERVICE_ACTION:
+        if sa == xcopy.ReceiveCopyResultsOperatingParameters.SERVICE_ACTION:
             return xcopy.operating_parameters_data(self.limits)
         with self._lock:
             self._expire()
@@ -1016,19 +1016,19 @@ class CopyManager:
         if job is None:
             raise InvalidFieldInCdb(2, message=f"no copy with list identifier "
                                                f"{cdb.list_identifier}")
-        if sa in (xcopy.RECEIVE_COPY_STATUS_LID4.SERVICE_ACTION,
-                  xcopy.RECEIVE_COPY_DATA_LID4.SERVICE_ACTION) and \
-                cdb.OPCODE == xcopy.RECEIVE_COPY_STATUS_LID4.OPCODE:
+        if sa in (xcopy.ReceiveCopyStatusLid4.SERVICE_ACTION,
+                  xcopy.ReceiveCopyDataLid4.SERVICE_ACTION) and \
+                cdb.OPCODE == xcopy.ReceiveCopyStatusLid4.OPCODE:
             status = _copy_status_lid4(job)
-            if sa == xcopy.RECEIVE_COPY_STATUS_LID4.SERVICE_ACTION:
+            if sa == xcopy.ReceiveCopyStatusLid4.SERVICE_ACTION:
                 return status.encode()
             return xcopy.CopyDataLid4(status).encode()  # no segment type holds data
-        if cdb.OPCODE == xcopy.RECEIVE_COPY_DIGEST.OPCODE:
+        if cdb.OPCODE == xcopy.ReceiveCopyDigest.OPCODE:
             done = job.digest.digest() if not job.running else bytes(32)
             return xcopy.CopyDigest(job.status, job.transferred, done).encode()
-        if sa == xcopy.RECEIVE_COPY_RESULTS_COPY_STATUS.SERVICE_ACTION:
+        if sa == xcopy.ReceiveCopyResultsCopyStatus.SERVICE_ACTION:
             return xcopy.copy_status_data(job.status, job.segments_processed, job.transferred)
-        if job.service_action != xcopy.EXTENDED_COPY_LID1.SERVICE_ACTION:
+        if job.service_action != xcopy.ExtendedCopyLid1.SERVICE_ACTION:
             # SPC-4 6.23: details of EXTENDED COPY(LID1) commands only; a LID4 copy's
             # sense is in its COPY STATUS (LID4)
             raise InvalidFieldInCdb(2, message=f"list identifier {cdb.list_identifier} "

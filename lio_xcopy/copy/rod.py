@@ -163,7 +163,7 @@ class RodTokens:
             self._tokens[ident] = _Token(ident, lun, plist.ranges, timeout, now)
             lun.write_watch = functools.partial(self._watch, lun)
             self._hold(lun, list_id, rod.RodTokenInformation(
-                rod.POPULATE_TOKEN.SERVICE_ACTION, rod.COPY_STATUS_COMPLETED, blocks,
+                rod.PopulateToken.SERVICE_ACTION, rod.COPY_STATUS_COMPLETED, blocks,
                 token=bytes(body)))
         log.info("%s: ROD token %#x for %d blocks in %d ranges, %d s inactivity timeout",
                  lun.name, ident, blocks, len(plist.ranges), timeout)
@@ -209,12 +209,12 @@ class RodTokens:
         except CheckCondition as e:
             with self._lock:
                 self._hold(lun, list_id, rod.RodTokenInformation(
-                    rod.WRITE_USING_TOKEN.SERVICE_ACTION, rod.COPY_STATUS_COMPLETED_WITH_ERRORS,
+                    rod.WriteUsingToken.SERVICE_ACTION, rod.COPY_STATUS_COMPLETED_WITH_ERRORS,
                     written, sense=e.sense.fixed()))
             raise
         with self._lock:
             self._hold(lun, list_id, rod.RodTokenInformation(
-                rod.WRITE_USING_TOKEN.SERVICE_ACTION, rod.COPY_STATUS_COMPLETED, written))
+                rod.WriteUsingToken.SERVICE_ACTION, rod.COPY_STATUS_COMPLETED, written))
 
     def _use(self, lun: RodDisk, rod_type: int, token: bytes) -> _Token:
         """The token's record, if it is one of ours, alive, unwritten, and its source
@@ -323,7 +323,7 @@ class RodTokens:
             held = self._held.get(lun.name)
             info = held.get(list_id) if held is not None else None
         if info is None:
-            raise rod.RECEIVE_ROD_TOKEN_INFORMATION.invalid(
+            raise rod.ReceiveRodTokenInformation.invalid(
                 "list_identifier", f"no POPULATE TOKEN or WRITE USING TOKEN with list "
                                    f"identifier {list_id}")
         return info.encode()

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeAlias, TypeVar
 
 from lio_xcopy.devices.buffer import DataBuffer
 from lio_xcopy.scsi import spc, tpc_vpd, xcopy
@@ -78,7 +78,7 @@ class CopyManagerLink(Protocol):
     def extended_copy(self, receiving: ScsiDevice, data: bytes, *,
                       lid4: bool = False) -> Future[int]: ...
 
-    def receive_copy_results(self, receiving: ScsiDevice, cdb: Any) -> bytes: ...
+    def receive_copy_results(self, receiving: ScsiDevice, cdb: ReceiveCopyCdb) -> bytes: ...
 
     def abort(self, fut: Future[int]) -> bool: ...
 
@@ -86,6 +86,15 @@ class CopyManagerLink(Protocol):
 
     def copy_operation_abort(self, receiving: ScsiDevice,
                              list_id: int) -> Future[int] | None: ...
+
+
+#: what RECEIVE COPY RESULTS hands the copy manager: the service actions of SPC-4 r31 6.18,
+#: RECEIVE COPY STATUS and DATA (LID4) (SPC-4 6.20, 6.24) and the vendor RECEIVE COPY DIGEST
+ReceiveCopyCdb: TypeAlias = (
+    xcopy.ReceiveCopyResultsCopyStatus | xcopy.ReceiveCopyResultsOperatingParameters
+    | xcopy.ReceiveCopyResultsFailedSegmentDetails | xcopy.ReceiveCopyStatusLid4
+    | xcopy.ReceiveCopyDataLid4 | xcopy.ReceiveCopyDigest
+)
 
 
 #: the attribute :func:`command` sets on a handler: the CDB layouts it answers
@@ -98,7 +107,7 @@ H = TypeVar("H", bound=Handler)
 def _is_third_party_copy(layout: type[Cdb]) -> bool:
     """EXTENDED COPY, COPY OPERATION ABORT (83h), RECEIVE COPY RESULTS (84h) and the
     vendor RECEIVE COPY DIGEST: the commands a copy manager answers (SPC-4 6.4, 6.5)."""
-    return layout.OPCODE in (xcopy.EXTENDED_COPY_LID1.OPCODE, xcopy.RECEIVE_COPY_DIGEST.OPCODE,
+    return layout.OPCODE in (xcopy.ExtendedCopyLid1.OPCODE, xcopy.ReceiveCopyDigest.OPCODE,
                              xcopy.RECEIVE_COPY_RESULTS[0].OPCODE)
 
 
@@ -164,7 +173,7 @@ class ScsiDevice:
         COPY (resolving its CSCDs may ask other devices, through the kernel, who they
         are). The transport runs such commands where they hold up no other LUN."""
         return len(cmd.data) >= LONG_TRANSFER or (bool(cmd.cdb) and (
-            cmd.cdb[0] in self.LONG_OPCODES or cmd.cdb[0] == xcopy.EXTENDED_COPY_LID1.OPCODE))
+            cmd.cdb[0] in self.LONG_OPCODES or cmd.cdb[0] == xcopy.ExtendedCopyLid1.OPCODE))
 
     def carries_data_out(self, cdb: bytes) -> bool:
         """Whether ``cdb`` is a command of ours whose buffer is Data-Out (write data, a
@@ -214,16 +223,16 @@ class ScsiDevice:
         raise InvalidOpcode(opcode)
 
     # --- SPC-4 commands every LUN answers -----------------------------------------------
-    @command(spc.TEST_UNIT_READY)
-    def test_unit_ready(self, cmd: Command, cdb: Any) -> int:
+    @command(spc.TestUnitReady)
+    def test_unit_ready(self, cmd: Command, cdb: spc.TestUnitReady) -> int:
         self.check_ready()
         return 0
 
     def check_ready(self) -> None:
         """Raise NOT READY when the LUN cannot take media access commands."""
 
-    @command(spc.REQUEST_SENSE)
-    def request_sense(self, cmd: Command, cdb: Any) -> int:
+    @command(spc.RequestSense)
+    def request_sense(self, cmd: Command, cdb: spc.RequestSense) -> int:
         """SPC-4 6.39: sense is reported with each CHECK CONDITION (autosense), so there
         is nothing pending here."""
         sense = self.pending_sense() or SenseData(SenseKey.NO_SENSE)
@@ -232,17 +241,17 @@ class ScsiDevice:
     def pending_sense(self) -> SenseData | None:
         return None
 
-    @command(spc.INQUIRY)
-    def inquiry(self, cmd: Command, cdb: Any) -> int:
+    @command(spc.Inquiry)
+    def inquiry(self, cmd: Command, cdb: spc.Inquiry) -> int:
         if not cdb.evpd:
             if cdb.page_code:
-                raise spc.INQUIRY.invalid("page_code")
+                raise spc.Inquiry.invalid("page_code")
             data = self.standard_inquiry().encode()
         else:
             pages = self.vpd_pages()
             builder = pages.get(cdb.page_code)
             if builder is None:
-                raise spc.INQUIRY.invalid("page_code")
+                raise spc.Inquiry.invalid("page_code")
             data = builder()
         return cmd.data.copy_in(spc.truncate(data, cdb.allocation_length))
 
@@ -274,7 +283,7 @@ class ScsiDevice:
         the copy manager's limits, as its OPERATING PARAMETERS reports them, and the
         third-party copy commands this LUN dispatches."""
         if self.copy_manager is None:
-            raise spc.INQUIRY.invalid("page_code")
+            raise spc.Inquiry.invalid("page_code")
         return tpc_vpd.third_party_copy_page(
             self.DEVICE_TYPE, self.copy_manager.limits, self._dispatch).encode()
 
@@ -288,10 +297,11 @@ class ScsiDevice:
         copy."""
         return self
 
-    @command(spc.REPORT_SUPPORTED_OPERATION_CODES)
-    def report_supported_operation_codes(self, cmd: Command, cdb: Any) -> int:
+    @command(spc.ReportSupportedOperationCodes)
+    def report_supported_operation_codes(self, cmd: Command,
+                                         cdb: spc.ReportSupportedOperationCodes) -> int:
         opts = cdb.reporting_options
-        layout = spc.REPORT_SUPPORTED_OPERATION_CODES
+        layout = spc.ReportSupportedOperationCodes
         if opts == 0:
             data = spc.report_all_commands(self.supported_layouts(), bool(cdb.rctd))
         elif opts in (1, 2, 3):
@@ -310,8 +320,9 @@ class ScsiDevice:
         return cmd.data.copy_in(spc.truncate(data, cdb.allocation_length))
 
     # --- third-party copy: handed to the copy manager (SPC-4 6.3-6.5, 6.20-6.25) ------------
-    @command(xcopy.EXTENDED_COPY_LID1, xcopy.EXTENDED_COPY_LID4)
-    def extended_copy(self, cmd: Command, cdb: Any) -> int | Future[int]:
+    @command(xcopy.ExtendedCopyLid1, xcopy.ExtendedCopyLid4)
+    def extended_copy(self, cmd: Command,
+                      cdb: xcopy.ExtendedCopyLid1 | xcopy.ExtendedCopyLid4) -> int | Future[int]:
         """EXTENDED COPY(LID1) (SPC-4 6.5) and EXTENDED COPY(LID4) (SPC-4 6.4): a
         PARAMETER LIST LENGTH of zero moves nothing and is not an error."""
         if self.copy_manager is None:
@@ -322,27 +333,28 @@ class ScsiDevice:
         if len(cmd.data) < length:
             raise ParameterListLengthError(10, "the Data-Out buffer is shorter than the list")
         plist = cmd.data.tobytes(length)
-        if cdb.SERVICE_ACTION == xcopy.EXTENDED_COPY_LID4.SERVICE_ACTION:
+        if cdb.SERVICE_ACTION == xcopy.ExtendedCopyLid4.SERVICE_ACTION:
             return self.copy_manager.extended_copy(self, plist, lid4=True)
         return self.copy_manager.extended_copy(self, plist)
 
-    @command(xcopy.COPY_OPERATION_ABORT)
-    def copy_operation_abort(self, cmd: Command, cdb: Any) -> int | Future[int]:
+    @command(xcopy.CopyOperationAbort)
+    def copy_operation_abort(self, cmd: Command,
+                             cdb: xcopy.CopyOperationAbort) -> int | Future[int]:
         if self.copy_manager is None:
             raise InvalidOpcode(cdb.OPCODE)
         return self.copy_manager.copy_operation_abort(self, cdb.list_identifier) or 0
 
-    @command(*xcopy.RECEIVE_COPY_RESULTS, *xcopy.RECEIVE_COPY_LID4, xcopy.RECEIVE_COPY_DIGEST)
-    def receive_copy_results(self, cmd: Command, cdb: Any) -> int:
+    @command(*xcopy.RECEIVE_COPY_RESULTS, *xcopy.RECEIVE_COPY_LID4, xcopy.ReceiveCopyDigest)
+    def receive_copy_results(self, cmd: Command, cdb: ReceiveCopyCdb) -> int:
         if self.copy_manager is None:
             raise InvalidOpcode(cdb.OPCODE)
         data = self.copy_manager.receive_copy_results(self, cdb)
         return cmd.data.copy_in(spc.truncate(data, cdb.allocation_length))
 
     # --- MODE SENSE: subclasses supply pages and descriptors ----------------------------
-    @command(spc.MODE_SENSE_6, spc.MODE_SENSE_10)
-    def mode_sense(self, cmd: Command, cdb: Any) -> int:
-        ten = cdb.OPCODE == spc.MODE_SENSE_10.OPCODE
+    @command(spc.ModeSense6, spc.ModeSense10)
+    def mode_sense(self, cmd: Command, cdb: spc.AnyModeSense) -> int:
+        ten = cdb.OPCODE == spc.ModeSense10.OPCODE
         pages = self.mode_pages(cdb.pc)
         if cdb.page_code == spc.ALL_PAGES:
             if cdb.subpage_code not in (0x00, 0xFF):

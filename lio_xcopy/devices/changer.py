@@ -29,7 +29,7 @@ from lio_xcopy.scsi.smc import ElementDescriptor, ElementType
 
 #: Commands that neither report nor clear a unit attention (SPC-4's unit attention
 #: conditions; REPORT LUNS is answered by the kernel).
-_NO_ATTENTION = (spc.INQUIRY.OPCODE, spc.REQUEST_SENSE.OPCODE)
+_NO_ATTENTION = (spc.Inquiry.OPCODE, spc.RequestSense.OPCODE)
 #: SAM-5, SPC-4, SMC-3 (no version claimed).
 VERSION_DESCRIPTORS = (0x00A0, 0x0460, 0x0480)
 
@@ -41,7 +41,7 @@ class MediumChanger(ScsiDevice):
     PRODUCT = "lio-xcopy lib"
     REMOVABLE = True
     LONG_OPCODES = frozenset(c.OPCODE for c in (
-        smc.MOVE_MEDIUM, smc.INITIALIZE_ELEMENT_STATUS, smc.INITIALIZE_ELEMENT_STATUS_WITH_RANGE))
+        smc.MoveMedium, smc.InitializeElementStatus, smc.InitializeElementStatusWithRange))
     VERSION_DESCRIPTORS = VERSION_DESCRIPTORS
 
     def __init__(self, identity: LunIdentity, library: Library):
@@ -120,9 +120,9 @@ class MediumChanger(ScsiDevice):
                         _descriptor(ranges[ElementType.STORAGE].first + i, smc.ACCESS, p)))
         return sorted(out, key=lambda e: e[1].address)
 
-    @command(smc.READ_ELEMENT_STATUS)
-    def read_element_status(self, cmd: Command, cdb: Any) -> int:
-        layout = smc.READ_ELEMENT_STATUS
+    @command(smc.ReadElementStatus)
+    def read_element_status(self, cmd: Command, cdb: smc.ReadElementStatus) -> int:
+        layout = smc.ReadElementStatus
         try:
             want = ElementType(cdb.element_type_code)
         except ValueError as e:
@@ -145,14 +145,15 @@ class MediumChanger(ScsiDevice):
         data = smc.element_status_data(first, len(chosen), pages)
         return cmd.data.copy_in(spc.truncate(data, cdb.allocation_length))
 
-    @command(smc.INITIALIZE_ELEMENT_STATUS)
-    def initialize_element_status(self, cmd: Command, cdb: Any) -> int:
+    @command(smc.InitializeElementStatus)
+    def initialize_element_status(self, cmd: Command, cdb: smc.InitializeElementStatus) -> int:
         """Our inventory is the library file: read it again."""
         self.library.state()
         return 0
 
-    @command(smc.INITIALIZE_ELEMENT_STATUS_WITH_RANGE)
-    def initialize_element_status_with_range(self, cmd: Command, cdb: Any) -> int:
+    @command(smc.InitializeElementStatusWithRange)
+    def initialize_element_status_with_range(self, cmd: Command,
+                                             cdb: smc.InitializeElementStatusWithRange) -> int:
         s = self.library.state()
         if cdb.range and self.library.element(cdb.starting_element_address, s) is None:
             raise IllegalRequest(Asc.INVALID_ELEMENT_ADDRESS, 2,
@@ -160,20 +161,20 @@ class MediumChanger(ScsiDevice):
         return 0
 
     # --- moving media ------------------------------------------------------------------------
-    @command(smc.MOVE_MEDIUM)
-    def move_medium(self, cmd: Command, cdb: Any) -> int:
+    @command(smc.MoveMedium)
+    def move_medium(self, cmd: Command, cdb: smc.MoveMedium) -> int:
         if cdb.invert:
-            raise smc.MOVE_MEDIUM.invalid("invert", "media cannot be inverted")
+            raise smc.MoveMedium.invalid("invert", "media cannot be inverted")
         self.library.check_transport(cdb.transport_element_address, self.library.state())
         barcode = self.library.move(cdb.source_address, cdb.destination_address)
         self.log.info("MOVE MEDIUM %s: %#06x -> %#06x", barcode, cdb.source_address,
                       cdb.destination_address)
         return 0
 
-    @command(smc.POSITION_TO_ELEMENT)
-    def position_to_element(self, cmd: Command, cdb: Any) -> int:
+    @command(smc.PositionToElement)
+    def position_to_element(self, cmd: Command, cdb: smc.PositionToElement) -> int:
         if cdb.invert:
-            raise smc.POSITION_TO_ELEMENT.invalid("invert", "media cannot be inverted")
+            raise smc.PositionToElement.invalid("invert", "media cannot be inverted")
         s = self.library.state()
         self.library.check_transport(cdb.transport_element_address, s)
         hit = self.library.element(cdb.destination_address, s)
@@ -182,11 +183,11 @@ class MediumChanger(ScsiDevice):
                                  message=f"no element at {cdb.destination_address:#06x}")
         return 0
 
-    @command(smc.PREVENT_ALLOW_MEDIUM_REMOVAL)
-    def prevent_allow_medium_removal(self, cmd: Command, cdb: Any) -> int:
+    @command(smc.PreventAllowMediumRemoval)
+    def prevent_allow_medium_removal(self, cmd: Command, cdb: smc.PreventAllowMediumRemoval) -> int:
         """Locks the import/export door against the operator (SMC-3)."""
         if cdb.prevent not in (smc.ALLOW, smc.PREVENT):
-            raise smc.PREVENT_ALLOW_MEDIUM_REMOVAL.invalid("prevent")
+            raise smc.PreventAllowMediumRemoval.invalid("prevent")
         self.library.set_prevent(cdb.prevent == smc.PREVENT)
         return 0
 

@@ -15,6 +15,7 @@ from lio_xcopy.devices.base import Command, LunIdentity, ScsiDevice, command
 from lio_xcopy.devices.buffer import DataBuffer, PartialTransfer
 from lio_xcopy.errors import BackingStoreError, ConfigError
 from lio_xcopy.scsi import rod, sbc, spc, tpc_vpd
+from lio_xcopy.scsi.cdb import Cdb
 from lio_xcopy.scsi.errors import (
     DataProtect,
     HardwareError,
@@ -55,7 +56,7 @@ class Disk(ScsiDevice):
     DEVICE_TYPE = spc.TYPE_DISK
     VERSION_DESCRIPTORS = (0x00A0, 0x0460, 0x0600)  # SAM-5, SPC-4, SBC-4
     LONG_OPCODES = frozenset(c.OPCODE for c in (
-        sbc.SYNCHRONIZE_CACHE_10, sbc.SYNCHRONIZE_CACHE_16, sbc.COMPARE_AND_WRITE, sbc.UNMAP,
+        sbc.SynchronizeCache10, sbc.SynchronizeCache16, sbc.CompareAndWrite, sbc.Unmap,
         *sbc.WRITE_SAMES, *sbc.VERIFIES, *sbc.PRE_FETCHES,
     ))
 
@@ -174,7 +175,7 @@ class Disk(ScsiDevice):
 
     # --- READ and WRITE, SBC-4 5.13-5.15/5.37-5.39 (and SBC-3's 6-byte forms) -----------
     @command(*sbc.READS)
-    def read(self, cmd: Command, cdb: Any) -> int:
+    def read(self, cmd: Command, cdb: sbc.AnyRead) -> int:
         """DPO is a hint and is ignored. FUA asks for the blocks from the medium rather
         than a volatile cache (SBC-4 5.13): we keep no cache of our own, and the page
         cache read through is the backing file's content, so nothing is synced first."""
@@ -184,7 +185,7 @@ class Disk(ScsiDevice):
         return self.read_blocks(cdb.lba, count, cmd.data)
 
     @command(*sbc.WRITES)
-    def write(self, cmd: Command, cdb: Any) -> int:
+    def write(self, cmd: Command, cdb: sbc.AnyWrite) -> int:
         if getattr(cdb, "wrprotect", 0):
             raise type(cdb).invalid("wrprotect", "no protection information")
         self.check_writable()
@@ -193,8 +194,8 @@ class Disk(ScsiDevice):
         return 0
 
     # --- COMPARE AND WRITE, VERIFY, WRITE AND VERIFY, SBC-4 5.3/5.33-5.35/5.41-5.43 ------
-    @command(sbc.COMPARE_AND_WRITE)
-    def compare_and_write(self, cmd: Command, cdb: Any) -> int:
+    @command(sbc.CompareAndWrite)
+    def compare_and_write(self, cmd: Command, cdb: sbc.CompareAndWrite) -> int:
         """Compare NUMBER OF LOGICAL BLOCKS of verify data (the first half of the Data-Out
         buffer) with the medium and, only if equal, write the second half; no other write
         comes between. A difference is MISCOMPARE with the offset of its first byte in the
@@ -222,7 +223,7 @@ class Disk(ScsiDevice):
         return 0
 
     @command(*sbc.VERIFIES)
-    def verify(self, cmd: Command, cdb: Any) -> int:
+    def verify(self, cmd: Command, cdb: sbc.AnyVerify) -> int:
         """BYTCHK 00b reads the blocks (a read error is the medium check failing), 01b
         compares the Data-Out buffer with them, 11b compares its one block with each. A
         difference is MISCOMPARE with the offset of the first differing byte, counted
@@ -257,7 +258,7 @@ class Disk(ScsiDevice):
         return 0
 
     @command(*sbc.WRITE_AND_VERIFIES)
-    def write_and_verify(self, cmd: Command, cdb: Any) -> int:
+    def write_and_verify(self, cmd: Command, cdb: sbc.AnyWriteAndVerify) -> int:
         """Write the blocks to stable storage, then read them back: BYTCHK 01b compares
         them with the Data-Out buffer (MISCOMPARE with the offset on a difference), 00b
         only reads them; 1xb is reserved for this command."""
@@ -306,7 +307,8 @@ class Disk(ScsiDevice):
             done += n
         return None
 
-    def _transfer_length(self, cdb: Any, buf: DataBuffer, *, data_out: bool) -> int:
+    def _transfer_length(self, cdb: sbc.AnyRead | sbc.AnyWrite | sbc.AnyWriteAndVerify,
+                         buf: DataBuffer, *, data_out: bool) -> int:
         """The CDB's block count, checked in LIO's order (``sbc_parse_cdb`` then
         ``target_cmd_size_check``): the Block Limits, the LUN's range, then the buffer
         the kernel mapped, which is the initiator's expected data transfer length.
@@ -343,7 +345,7 @@ class Disk(ScsiDevice):
 
     # --- WRITE SAME and UNMAP, SBC-4 5.47/5.48/5.32, provisioning 4.7 ---------------------
     @command(*sbc.WRITE_SAMES)
-    def write_same(self, cmd: Command, cdb: Any) -> int:
+    def write_same(self, cmd: Command, cdb: sbc.AnyWriteSame) -> int:
         """Write one block (zeros with NDOB) to NUMBER OF LOGICAL BLOCKS blocks, 0 meaning
         to the last LBA (WSNZ is 0). Zeros with UNMAP are deallocated instead (LBPRZ: they
         read back as zeros), and so are zeros on a block device (BLKZEROOUT); anything
@@ -407,8 +409,8 @@ class Disk(ScsiDevice):
             self._sync(lba, data_only=False)  # a hole is metadata
         return True
 
-    @command(sbc.UNMAP)
-    def unmap(self, cmd: Command, cdb: Any) -> int:
+    @command(sbc.Unmap)
+    def unmap(self, cmd: Command, cdb: sbc.Unmap) -> int:
         """Deallocate every extent of the parameter list, after checking them all: more
         descriptors or blocks than the Block Limits allow is INVALID FIELD IN PARAMETER
         LIST at the field that crossed the limit, an extent past the last LBA is LOGICAL
@@ -440,8 +442,8 @@ class Disk(ScsiDevice):
                     self._write_same(lba, count, bytes(self.block_size))
         return 0
 
-    @command(sbc.GET_LBA_STATUS)
-    def get_lba_status(self, cmd: Command, cdb: Any) -> int:
+    @command(sbc.GetLbaStatus)
+    def get_lba_status(self, cmd: Command, cdb: sbc.GetLbaStatus) -> int:
         """Mapped and deallocated extents from the STARTING LBA on, as many as the
         ALLOCATION LENGTH holds, from the store's holes (lseek SEEK_DATA/SEEK_HOLE)."""
         if cdb.lba >= self.blocks:
@@ -480,7 +482,7 @@ class Disk(ScsiDevice):
 
     # --- PRE-FETCH, SBC-4 5.10/5.11 -----------------------------------------------------
     @command(*sbc.PRE_FETCHES)
-    def pre_fetch(self, cmd: Command, cdb: Any) -> int:
+    def pre_fetch(self, cmd: Command, cdb: sbc.AnyPreFetch) -> int:
         """Ask for the blocks in the page cache (posix_fadvise WILLNEED); PREFETCH LENGTH
         0 means to the last LBA. Whatever IMMED, the answer is GOOD, never CONDITION MET:
         the advice is a hint, so whether the cache will hold the blocks is unknown, and
@@ -497,19 +499,19 @@ class Disk(ScsiDevice):
         return 0
 
     # --- READ CAPACITY, SBC-4 5.17/5.18 -------------------------------------------------
-    @command(sbc.READ_CAPACITY_10)
-    def read_capacity_10(self, cmd: Command, cdb: Any) -> int:
+    @command(sbc.ReadCapacity10)
+    def read_capacity_10(self, cmd: Command, cdb: sbc.ReadCapacity10) -> int:
         self._check_pmi(cdb)
         return cmd.data.copy_in(sbc.read_capacity_10_data(self.blocks - 1, self.block_size))
 
-    @command(sbc.READ_CAPACITY_16)
-    def read_capacity_16(self, cmd: Command, cdb: Any) -> int:
+    @command(sbc.ReadCapacity16)
+    def read_capacity_16(self, cmd: Command, cdb: sbc.ReadCapacity16) -> int:
         self._check_pmi(cdb)
         data = sbc.read_capacity_16_data(self.blocks - 1, self.block_size,
                                          lbpme=self.thin, lbprz=self.thin)
         return cmd.data.copy_in(spc.truncate(data, cdb.allocation_length))
 
-    def _check_pmi(self, cdb: Any) -> None:
+    def _check_pmi(self, cdb: sbc.ReadCapacity10 | sbc.ReadCapacity16) -> None:
         """PMI and LOGICAL BLOCK ADDRESS as SBC-3 defines them (obsolete in SBC-4)."""
         if not cdb.pmi:
             if cdb.lba:
@@ -518,8 +520,8 @@ class Disk(ScsiDevice):
             raise LbaOutOfRange(cdb.lba)
 
     # --- SYNCHRONIZE CACHE, SBC-4 5.30/5.31 ---------------------------------------------
-    @command(sbc.SYNCHRONIZE_CACHE_10, sbc.SYNCHRONIZE_CACHE_16)
-    def synchronize_cache(self, cmd: Command, cdb: Any) -> int:
+    @command(sbc.SynchronizeCache10, sbc.SynchronizeCache16)
+    def synchronize_cache(self, cmd: Command, cdb: sbc.AnySynchronizeCache) -> int:
         """The whole store is synced; NUMBER OF LOGICAL BLOCKS 0 means 'to the end'."""
         if cdb.lba >= self.blocks or cdb.lba + cdb.number_of_blocks > self.blocks:
             raise LbaOutOfRange(cdb.lba)
@@ -527,20 +529,21 @@ class Disk(ScsiDevice):
         return 0
 
     # --- ROD tokens, SBC-4 5.9/5.46, SPC-4 6.19/6.20: handed to the copy manager's store ----
-    def _rod(self, cdb: Any) -> RodLink:
+    def _rod(self, cdb: Cdb) -> RodLink:
         rods: RodLink | None = getattr(self.copy_manager, "rod", None)
         if rods is None:
             raise InvalidOpcode(cdb.OPCODE)
         return rods
 
-    def _parameter_list(self, cmd: Command, cdb: Any) -> bytes:
+    def _parameter_list(self, cmd: Command,
+                        cdb: rod.PopulateToken | rod.WriteUsingToken) -> bytes:
         length = cdb.parameter_list_length
         if len(cmd.data) < length:
             raise ParameterListLengthError(10, "the Data-Out buffer is shorter than the list")
         return cmd.data.tobytes(length)
 
-    @command(rod.POPULATE_TOKEN)
-    def populate_token(self, cmd: Command, cdb: Any) -> int:
+    @command(rod.PopulateToken)
+    def populate_token(self, cmd: Command, cdb: rod.PopulateToken) -> int:
         """A point in time ROD token for block ranges of this LUN; PARAMETER LIST LENGTH
         0 is not an error and makes none (SBC-4 5.9.1)."""
         rods = self._rod(cdb)
@@ -548,8 +551,8 @@ class Disk(ScsiDevice):
             rods.populate_token(self, cdb.list_identifier, self._parameter_list(cmd, cdb))
         return 0
 
-    @command(rod.WRITE_USING_TOKEN)
-    def write_using_token(self, cmd: Command, cdb: Any) -> int:
+    @command(rod.WriteUsingToken)
+    def write_using_token(self, cmd: Command, cdb: rod.WriteUsingToken) -> int:
         """Write what a ROD token represents to block ranges of this LUN (SBC-4 5.46)."""
         rods = self._rod(cdb)
         if cdb.parameter_list_length:
@@ -557,13 +560,14 @@ class Disk(ScsiDevice):
             rods.write_using_token(self, cdb.list_identifier, self._parameter_list(cmd, cdb))
         return 0
 
-    @command(rod.RECEIVE_ROD_TOKEN_INFORMATION)
-    def receive_rod_token_information(self, cmd: Command, cdb: Any) -> int:
+    @command(rod.ReceiveRodTokenInformation)
+    def receive_rod_token_information(self, cmd: Command,
+                                      cdb: rod.ReceiveRodTokenInformation) -> int:
         data = self._rod(cdb).token_information(self, cdb.list_identifier)
         return cmd.data.copy_in(spc.truncate(data, cdb.allocation_length))
 
-    @command(rod.REPORT_ALL_ROD_TOKENS)
-    def report_all_rod_tokens(self, cmd: Command, cdb: Any) -> int:
+    @command(rod.ReportAllRodTokens)
+    def report_all_rod_tokens(self, cmd: Command, cdb: rod.ReportAllRodTokens) -> int:
         data = self._rod(cdb).report_all()
         return cmd.data.copy_in(spc.truncate(data, cdb.allocation_length))
 
@@ -606,7 +610,7 @@ class Disk(ScsiDevice):
     # --- mode parameters, SPC-4 7.5 / SBC-4 6.5 ------------------------------------------
     def mode_pages(self, pc: int) -> dict[tuple[int, int], bytes]:
         if pc == spc.PC_SAVED:
-            pc_field = spc.MODE_SENSE_6.field("pc")  # byte 2 bits 7-6 in both CDBs
+            pc_field = spc.ModeSense6.field("pc")  # byte 2 bits 7-6 in both CDBs
             raise IllegalRequest(
                 Asc.SAVING_PARAMETERS_NOT_SUPPORTED, pc_field.byte, pc_field.msb_bit
             )
@@ -625,8 +629,8 @@ class Disk(ScsiDevice):
     def device_specific_parameter(self) -> int:
         return sbc.disk_device_specific_parameter(wp=self.read_only, dpofua=True)
 
-    @command(spc.MODE_SELECT_6, spc.MODE_SELECT_10)
-    def mode_select(self, cmd: Command, cdb: Any) -> int:
+    @command(spc.ModeSelect6, spc.ModeSelect10)
+    def mode_select(self, cmd: Command, cdb: spc.AnyModeSelect) -> int:
         """SPC-4 6.9/6.10: only changeable bits (WCE) may differ from the current values;
         anything else is INVALID FIELD IN PARAMETER LIST at the first differing bit."""
         layout = type(cdb)
@@ -637,7 +641,7 @@ class Disk(ScsiDevice):
             raise layout.invalid("sp", "saved pages are not supported")
         if len(cmd.data) < length:
             raise ParameterListLengthError(message=f"list of {length} bytes, {len(cmd.data)} came")
-        ten = cdb.OPCODE == spc.MODE_SELECT_10.OPCODE
+        ten = cdb.OPCODE == spc.ModeSelect10.OPCODE
         params = spc.parse_mode_parameters(cmd.data.tobytes(length), ten)
         if params.medium_type:
             raise InvalidFieldInParameterList(2 if ten else 1, message="medium type")

@@ -114,7 +114,7 @@ def relay(r: sgio.Result, label: str, *, transferred: int | None = None) -> Chec
 def read_designators(transport: Transport, label: str) -> list[Designator]:
     """Every designator of the device's Device Identification VPD page (SPC-4 7.8.6)."""
     alloc = 0xFFFF
-    r = run(transport, spc.INQUIRY(evpd=1, page_code=0x83, allocation_length=alloc).encode(),
+    r = run(transport, spc.Inquiry(evpd=1, page_code=0x83, allocation_length=alloc).encode(),
             data_in=alloc, timeout=INQUIRY_TIMEOUT, label=label)
     if not _succeeded(r) or len(r.data) < 4 or r.data[1] != 0x83:
         raise relay(r, f"{label}: VPD page 83h")
@@ -123,8 +123,8 @@ def read_designators(transport: Transport, label: str) -> list[Designator]:
 
 def _inquire(transport: Transport, page: int | None, label: str) -> bytes | None:
     """Standard INQUIRY data, or a VPD page; None when the device refuses it."""
-    cdb = (spc.INQUIRY(allocation_length=0xFF) if page is None
-           else spc.INQUIRY(evpd=1, page_code=page, allocation_length=0xFF)).encode()
+    cdb = (spc.Inquiry(allocation_length=0xFF) if page is None
+           else spc.Inquiry(evpd=1, page_code=page, allocation_length=0xFF)).encode()
     r = run(transport, cdb, data_in=0xFF, timeout=INQUIRY_TIMEOUT, label=label)
     return r.data if _succeeded(r) and len(r.data) >= 4 else None
 
@@ -205,10 +205,10 @@ class ForeignDisk(_ForeignPort):
         return count * bs
 
     def read_blocks(self, lba: int, count: int, buf: DataBuffer) -> int:
-        return self._transfer(sbc.READ_16, lba, count, buf, False)
+        return self._transfer(sbc.Read16, lba, count, buf, False)
 
     def write_blocks(self, lba: int, count: int, buf: DataBuffer) -> int:
-        return self._transfer(sbc.WRITE_16, lba, count, buf, True)
+        return self._transfer(sbc.Write16, lba, count, buf, True)
 
 
 class ForeignTape(_ForeignPort):
@@ -229,7 +229,7 @@ class ForeignTape(_ForeignPort):
         NOT READY is left for the first READ or WRITE."""
         if self._unit_attention is not None:
             return self._unit_attention
-        r = self._run(spc.TEST_UNIT_READY().encode())
+        r = self._run(spc.TestUnitReady().encode())
         if r.sense is not None and r.sense.key == SenseKey.UNIT_ATTENTION:
             return r.sense.asc
         return None
@@ -243,7 +243,7 @@ class ForeignTape(_ForeignPort):
         if not max_len:
             return 0
         blocks = self._fixed(max_len)
-        cdb = ssc.READ_6(fixed=1 if blocks else 0, transfer_length=blocks or max_len)
+        cdb = ssc.Read6(fixed=1 if blocks else 0, transfer_length=blocks or max_len)
         r = self._run(cdb.encode(), data_in=max_len)
         if r.data:
             buf.copy_in(r.data, start)
@@ -255,7 +255,7 @@ class ForeignTape(_ForeignPort):
         if not length:
             return
         blocks = self._fixed(length)
-        cdb = ssc.WRITE_6(fixed=1 if blocks else 0, transfer_length=blocks or length)
+        cdb = ssc.Write6(fixed=1 if blocks else 0, transfer_length=blocks or length)
         r = self._run(cdb.encode(), data_out=_contiguous(buf, start, length))
         if not _succeeded(r):
             raise self._condition(r, length, blocks, write=True)
@@ -263,7 +263,7 @@ class ForeignTape(_ForeignPort):
     def write_filemarks(self, count: int, *, immed: bool = False) -> None:
         """WRITE FILEMARKS (6) (SSC-4); the drive's VOLUME OVERFLOW and early warning as
         our tapes report them, anything else relayed."""
-        r = self._run(ssc.WRITE_FILEMARKS_6(immed=1 if immed else 0,
+        r = self._run(ssc.WriteFilemarks6(immed=1 if immed else 0,
                                             filemark_count=count).encode())
         if _succeeded(r):
             return
@@ -282,13 +282,13 @@ class ForeignTape(_ForeignPort):
     def space(self, code: int, count: int) -> None:
         """SPACE (6) (SSC-4), COUNT signed 24-bit; a stop short (filemark, end of data,
         beginning of partition) raises the stream condition with the drive's residue."""
-        r = self._run(ssc.SPACE_6(code=code, count=count & 0xFFFFFF).encode())
+        r = self._run(ssc.Space6(code=code, count=count & 0xFFFFFF).encode())
         if not _succeeded(r):
             raise self._position_condition(r)
 
     def locate(self, logical_object_identifier: int) -> None:
         """LOCATE (10) (SSC-4) in the current partition, BT zero."""
-        r = self._run(ssc.LOCATE_10(
+        r = self._run(ssc.Locate10(
             logical_object_identifier=logical_object_identifier).encode())
         if not _succeeded(r):
             raise self._position_condition(r)
@@ -387,12 +387,15 @@ def open_port(transport: Transport, designators: Sequence[Designator], *,
     std = _inquire(transport, None, label)
     if std is None or len(std) < 36:
         raise TargetUnreachable(f"{label}: no standard INQUIRY data")
-    inq = sgio.Inquiry.parse(std[: 5 + std[4]])
+    try:
+        inq = spc.StandardInquiry.parse(std[: 5 + std[4]])
+    except spc.InquiryFormatError as e:
+        raise sgio.SgIoError(str(e)) from None
     label = f"{transport.path} ({inq.vendor} {inq.product})".replace("  ", " ")
     if inq.peripheral_qualifier != 0:
         return None
     if inq.device_type == spc.TYPE_TAPE:
-        cdb = spc.MODE_SENSE_6(allocation_length=0xFF).encode()
+        cdb = spc.ModeSense6(allocation_length=0xFF).encode()
         r, attention = _past_unit_attention(transport, cdb, 0xFF, label)
         if not _succeeded(r):
             raise relay(r, f"{label}: MODE SENSE (6)")
@@ -402,11 +405,14 @@ def open_port(transport: Transport, designators: Sequence[Designator], *,
         return ForeignTape(transport, designators, label, block_length=block_length,
                            unit_attention=attention)
     if inq.device_type == spc.TYPE_DISK:
-        cdb = sbc.READ_CAPACITY_16(allocation_length=sbc.READ_CAPACITY_16_LENGTH).encode()
+        cdb = sbc.ReadCapacity16(allocation_length=sbc.READ_CAPACITY_16_LENGTH).encode()
         r, _ = _past_unit_attention(transport, cdb, sbc.READ_CAPACITY_16_LENGTH, label)
         if not _succeeded(r):
             raise relay(r, f"{label}: READ CAPACITY (16)")
-        cap = sgio.Capacity.parse(r.data)
+        try:
+            cap = sbc.Capacity16.parse(r.data)
+        except sbc.CapacityFormatError as e:
+            raise sgio.SgIoError(str(e)) from None
         limit = max_transfer
         page = _inquire(transport, sbc.VPD_BLOCK_LIMITS, label)
         if page is not None and sbc.max_transfer_length(page):

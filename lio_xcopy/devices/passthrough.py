@@ -41,7 +41,7 @@ from lio_xcopy.sg.resolve import DeviceNotFound, Resolved
 #: the copy manager's commands, answered by the daemon (EXTENDED COPY, RECEIVE COPY
 #: RESULTS, RECEIVE COPY DIGEST)
 OWN_OPCODES = frozenset({0x83, 0x84, 0xC5})
-RSOC = spc.REPORT_SUPPORTED_OPERATION_CODES
+RSOC = spc.ReportSupportedOperationCodes
 #: the allocation length the LUN asks the device's whole command list with
 RSOC_WHOLE = 0xFFFF
 INQUIRY = 0x12
@@ -200,7 +200,7 @@ class PassThrough(ScsiDevice):
                 and len(cmd.cdb) >= RSOC.LENGTH and cmd.cdb[1] & 0x1F == RSOC.SERVICE_ACTION:
             return self._supported_operation_codes(cmd)
         if self.copy_manager is not None and cmd.opcode == INQUIRY \
-                and len(cmd.cdb) >= spc.INQUIRY.LENGTH and cmd.cdb[1] & 1:
+                and len(cmd.cdb) >= spc.Inquiry.LENGTH and cmd.cdb[1] & 1:
             if cmd.cdb[2] == tpc_vpd.VPD_THIRD_PARTY_COPY:
                 return super().handle(cmd)
             if cmd.cdb[2] == 0x00:
@@ -236,7 +236,7 @@ class PassThrough(ScsiDevice):
     def _supported_vpd_pages(self, cmd: Command) -> int:
         """Supported VPD Pages (SPC-4 7.8.16): the device's list, asked for in full,
         with the Third-party Copy VPD page this LUN answers itself."""
-        cdb = spc.INQUIRY.decode(cmd.cdb)
+        cdb = spc.Inquiry.decode(cmd.cdb)
         whole = bytearray(cmd.cdb)
         whole[3:5] = VPD_SUPPORTED_WHOLE.to_bytes(2, "big")
         r = self._send(bytes(whole), VPD_SUPPORTED_WHOLE, None, self.timeouts.normal)

@@ -25,7 +25,6 @@ import struct
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
-from typing import Any
 
 from lio_xcopy.devices.awstape import AwsTape, Kind, Stop, TapeFormatError
 from lio_xcopy.devices.base import Command, LunIdentity, ScsiDevice, command
@@ -65,8 +64,8 @@ class Tape(ScsiDevice):
     PRODUCT = "lio-xcopy tape"
     REMOVABLE = True
     LONG_OPCODES = frozenset(c.OPCODE for c in (
-        ssc.WRITE_FILEMARKS_6, ssc.SPACE_6, ssc.SPACE_16, ssc.LOCATE_10, ssc.LOCATE_16,
-        ssc.ERASE_6, ssc.LOAD_UNLOAD, ssc.FORMAT_MEDIUM, ssc.REWIND))
+        ssc.WriteFilemarks6, ssc.Space6, ssc.Space16, ssc.Locate10, ssc.Locate16,
+        ssc.Erase6, ssc.LoadUnload, ssc.FormatMedium, ssc.Rewind))
 
     def __init__(
         self,
@@ -383,20 +382,20 @@ class Tape(ScsiDevice):
             tape.rewind()
 
     # --- SSC-4 commands ----------------------------------------------------------------------
-    def _data_fits(self, cmd: Command, cdb: Any, length: int) -> None:
+    def _data_fits(self, cmd: Command, cdb: ssc.Read6 | ssc.Write6, length: int) -> None:
         if length > len(cmd.data):
             raise type(cdb).invalid(
                 "transfer_length", f"{length} bytes for a {len(cmd.data)}-byte data buffer"
             )
 
-    @command(ssc.READ_6)
-    def read_6(self, cmd: Command, cdb: Any) -> int:
+    @command(ssc.Read6)
+    def read_6(self, cmd: Command, cdb: ssc.Read6) -> int:
         n = cdb.transfer_length
         if cdb.fixed:
             if cdb.sili:
-                raise ssc.READ_6.invalid("sili", "SILI with FIXED")
+                raise ssc.Read6.invalid("sili", "SILI with FIXED")
             if not self.block_length:
-                raise ssc.READ_6.invalid("fixed", "FIXED in variable block mode")
+                raise ssc.Read6.invalid("fixed", "FIXED in variable block mode")
             self._data_fits(cmd, cdb, n * self.block_length)
             self.check_ready()
             return self.read_blocks(cmd.data, n) if n else 0
@@ -404,16 +403,16 @@ class Tape(ScsiDevice):
         self.check_ready()
         return self.read_record(cmd.data, n, sili=bool(cdb.sili)) if n else 0
 
-    @command(ssc.WRITE_6)
-    def write_6(self, cmd: Command, cdb: Any) -> int:
+    @command(ssc.Write6)
+    def write_6(self, cmd: Command, cdb: ssc.Write6) -> int:
         n = cdb.transfer_length
         if cdb.fixed:
             if not self.block_length:
-                raise ssc.WRITE_6.invalid("fixed", "FIXED in variable block mode")
+                raise ssc.Write6.invalid("fixed", "FIXED in variable block mode")
             self._data_fits(cmd, cdb, n * self.block_length)
         else:
             if n > self.max_block_length:
-                raise ssc.WRITE_6.invalid(
+                raise ssc.Write6.invalid(
                     "transfer_length", f"{n} bytes exceed the block limit {self.max_block_length}"
                 )
             self._data_fits(cmd, cdb, n)
@@ -425,27 +424,27 @@ class Tape(ScsiDevice):
             self.write_record(cmd.data, n)
         return 0
 
-    @command(ssc.WRITE_FILEMARKS_6)
-    def write_filemarks_6(self, cmd: Command, cdb: Any) -> int:
+    @command(ssc.WriteFilemarks6)
+    def write_filemarks_6(self, cmd: Command, cdb: ssc.WriteFilemarks6) -> int:
         """IMMED one returns before the filemarks are durable (SSC-4: buffered mode)."""
         if cdb.wsmk:
-            raise ssc.WRITE_FILEMARKS_6.invalid("wsmk", "setmarks are not supported")
+            raise ssc.WriteFilemarks6.invalid("wsmk", "setmarks are not supported")
         self.write_filemarks(cdb.filemark_count, immed=bool(cdb.immed))
         return 0
 
-    @command(ssc.SPACE_6)
-    def space_6(self, cmd: Command, cdb: Any) -> int:
-        return self._space(ssc.SPACE_6, cdb.code, ssc.signed24(cdb.count))
+    @command(ssc.Space6)
+    def space_6(self, cmd: Command, cdb: ssc.Space6) -> int:
+        return self._space(ssc.Space6, cdb.code, ssc.signed24(cdb.count))
 
-    @command(ssc.SPACE_16)
-    def space_16(self, cmd: Command, cdb: Any) -> int:
+    @command(ssc.Space16)
+    def space_16(self, cmd: Command, cdb: ssc.Space16) -> int:
         """The 64-bit signed COUNT; no parameter data (PARAMETER LENGTH zero)."""
         if cdb.parameter_length:
-            raise ssc.SPACE_16.invalid("parameter_length", "SPACE (16) takes no parameter data")
+            raise ssc.Space16.invalid("parameter_length", "SPACE (16) takes no parameter data")
         count = cdb.count - (1 << 64) if cdb.count >> 63 else cdb.count
-        return self._space(ssc.SPACE_16, cdb.code, count)
+        return self._space(ssc.Space16, cdb.code, count)
 
-    def _space(self, layout: Any, code: int, count: int) -> int:
+    def _space(self, layout: type[ssc.Space6 | ssc.Space16], code: int, count: int) -> int:
         if code not in SPACE_CODES:
             raise layout.invalid("code", f"space code {code}")
         self.space(code, count)
@@ -473,26 +472,26 @@ class Tape(ScsiDevice):
             if spaced.stop is Stop.BOP:
                 raise ssc.BeginningOfPartition(residue)
 
-    @command(ssc.REWIND)
-    def rewind_command(self, cmd: Command, cdb: Any) -> int:
+    @command(ssc.Rewind)
+    def rewind_command(self, cmd: Command, cdb: ssc.Rewind) -> int:
         self.rewind()
         return 0
 
-    @command(ssc.LOCATE_10)
-    def locate_10(self, cmd: Command, cdb: Any) -> int:
+    @command(ssc.Locate10)
+    def locate_10(self, cmd: Command, cdb: ssc.Locate10) -> int:
         """BT one (st's default) names the same logical object identifiers."""
         if cdb.cp and cdb.partition:
-            raise ssc.LOCATE_10.invalid("partition", "only partition 0 exists")
+            raise ssc.Locate10.invalid("partition", "only partition 0 exists")
         return self._locate(cdb.logical_object_identifier)
 
-    @command(ssc.LOCATE_16)
-    def locate_16(self, cmd: Command, cdb: Any) -> int:
+    @command(ssc.Locate16)
+    def locate_16(self, cmd: Command, cdb: ssc.Locate16) -> int:
         """DEST_TYPE 000b a logical object, 001b the first object of a logical file (the
         file number), 011b end of data."""
         if cdb.cp and cdb.partition:
-            raise ssc.LOCATE_16.invalid("partition", "only partition 0 exists")
+            raise ssc.Locate16.invalid("partition", "only partition 0 exists")
         if cdb.dest_type not in (ssc.DEST_OBJECT, ssc.DEST_FILE, ssc.DEST_END_OF_DATA):
-            raise ssc.LOCATE_16.invalid("dest_type", f"destination type {cdb.dest_type}")
+            raise ssc.Locate16.invalid("dest_type", f"destination type {cdb.dest_type}")
         tape = self._ready()
         target = cdb.logical_identifier
         if cdb.dest_type == ssc.DEST_END_OF_DATA:
@@ -521,9 +520,9 @@ class Tape(ScsiDevice):
                 if not tape.locate(logical_object_identifier):
                     raise ssc.EndOfData(None, eom=tape.beyond_early_warning)
 
-    @command(ssc.READ_POSITION_SHORT, ssc.READ_POSITION_SHORT_VENDOR, ssc.READ_POSITION_LONG,
-             ssc.READ_POSITION_EXTENDED)
-    def read_position(self, cmd: Command, cdb: Any) -> int:
+    @command(ssc.ReadPositionShort, ssc.ReadPositionShortVendor, ssc.ReadPositionLong,
+             ssc.ReadPositionExtended)
+    def read_position(self, cmd: Command, cdb: ssc.AnyReadPosition) -> int:
         """Logical object identifiers serve as the vendor-specific block addresses too
         (st asks for those unless told otherwise). EOP: past early warning; BPEW: past
         programmable early warning (only while PEWS is nonzero)."""
@@ -531,26 +530,25 @@ class Tape(ScsiDevice):
         pew = self._pew(tape)
         flags = {"bop": tape.at_bop, "eop": tape.beyond_early_warning,
                  "bpew": pew is not None and tape.offset > pew}
-        sa = cdb.service_action
-        if sa == ssc.READ_POSITION_LONG.SERVICE_ACTION:
+        if isinstance(cdb, ssc.ReadPositionLong):
             data = ssc.read_position_long(tape.position, tape.file_number, **flags)
-        elif sa == ssc.READ_POSITION_EXTENDED.SERVICE_ACTION:
+        elif isinstance(cdb, ssc.ReadPositionExtended):
             data = spc.truncate(ssc.read_position_extended(tape.position, **flags),
                                 cdb.allocation_length)
         else:
             data = ssc.read_position_short(tape.position, **flags)
         return cmd.data.copy_in(data)
 
-    @command(ssc.READ_BLOCK_LIMITS)
-    def read_block_limits(self, cmd: Command, cdb: Any) -> int:
+    @command(ssc.ReadBlockLimits)
+    def read_block_limits(self, cmd: Command, cdb: ssc.ReadBlockLimits) -> int:
         if cdb.mloi:
             data = ssc.maximum_logical_object_identifier(MAX_LOGICAL_OBJECT_IDENTIFIER)
         else:
             data = ssc.block_limits(self.max_block_length, MIN_BLOCK_LENGTH)
         return cmd.data.copy_in(data)
 
-    @command(ssc.ERASE_6)
-    def erase_6(self, cmd: Command, cdb: Any) -> int:
+    @command(ssc.Erase6)
+    def erase_6(self, cmd: Command, cdb: ssc.Erase6) -> int:
         """Both a long erase and a short one (SHORT ERASE MODE 02h: write end of data)
         end the tape at the position."""
         tape = self._ready()
@@ -561,14 +559,14 @@ class Tape(ScsiDevice):
                 tape.sync()
         return 0
 
-    @command(ssc.FORMAT_MEDIUM)
-    def format_medium(self, cmd: Command, cdb: Any) -> int:
+    @command(ssc.FormatMedium)
+    def format_medium(self, cmd: Command, cdb: ssc.FormatMedium) -> int:
         """At BOP only: FORMAT 0h (default) and 1h/2h (partition as the Medium Partition
         page says: one partition) all leave an empty tape; no format parameter data."""
         if cdb.format > 2:
-            raise ssc.FORMAT_MEDIUM.invalid("format", f"format {cdb.format}")
+            raise ssc.FormatMedium.invalid("format", f"format {cdb.format}")
         if cdb.transfer_length:
-            raise ssc.FORMAT_MEDIUM.invalid("transfer_length", "no format parameters")
+            raise ssc.FormatMedium.invalid("transfer_length", "no format parameters")
         self._format_at_bop("FORMAT MEDIUM")
         return 0
 
@@ -584,13 +582,13 @@ class Tape(ScsiDevice):
             tape.erase()
             tape.sync()
 
-    @command(ssc.LOAD_UNLOAD)
-    def load_unload(self, cmd: Command, cdb: Any) -> int:
+    @command(ssc.LoadUnload)
+    def load_unload(self, cmd: Command, cdb: ssc.LoadUnload) -> int:
         """LOAD readies the cartridge in the drive at BOT (a loaded one just rewinds);
         UNLOAD makes it durable, rewinds and leaves it in the drive's mouth: NOT READY,
         MEDIUM NOT PRESENT until LOAD, or until a changer takes it."""
         if cdb.load and cdb.eot:
-            raise ssc.LOAD_UNLOAD.invalid("eot", "LOAD with EOT")
+            raise ssc.LoadUnload.invalid("eot", "LOAD with EOT")
         tape = self._medium
         if tape is None:
             raise ssc.MediumNotPresent()
@@ -606,15 +604,15 @@ class Tape(ScsiDevice):
         tape.rewind()
         return 0
 
-    @command(ssc.PREVENT_ALLOW_MEDIUM_REMOVAL)
-    def prevent_allow_medium_removal(self, cmd: Command, cdb: Any) -> int:
+    @command(ssc.PreventAllowMediumRemoval)
+    def prevent_allow_medium_removal(self, cmd: Command, cdb: ssc.PreventAllowMediumRemoval) -> int:
         if cdb.prevent > 1:
-            raise ssc.PREVENT_ALLOW_MEDIUM_REMOVAL.invalid("prevent")
+            raise ssc.PreventAllowMediumRemoval.invalid("prevent")
         self.prevent_removal = bool(cdb.prevent)
         return 0
 
-    @command(ssc.REPORT_DENSITY_SUPPORT)
-    def report_density_support(self, cmd: Command, cdb: Any) -> int:
+    @command(ssc.ReportDensitySupport)
+    def report_density_support(self, cmd: Command, cdb: ssc.ReportDensitySupport) -> int:
         """One density (and one medium type): the drive's (MEDIA zero) or the loaded
         cartridge's (MEDIA one: its capacity, WRTOK zero when write protected)."""
         capacity, writable = self.capacity, True
@@ -629,19 +627,19 @@ class Tape(ScsiDevice):
         return cmd.data.copy_in(spc.truncate(data, cdb.allocation_length))
 
     # --- log pages ---------------------------------------------------------------------------
-    @command(ssc.LOG_SENSE)
-    def log_sense(self, cmd: Command, cdb: Any) -> int:
+    @command(ssc.LogSense)
+    def log_sense(self, cmd: Command, cdb: ssc.LogSense) -> int:
         """Pages 00h (and 00h/FFh), 0Ch and 2Eh. Cumulative values (PC 01b) are the
         counters; the other page controls read the defaults (zero). Reading TapeAlert's
         current flags clears them."""
         if cdb.sp:
-            raise ssc.LOG_SENSE.invalid("sp", "saving log parameters is not supported")
+            raise ssc.LogSense.invalid("sp", "saving log parameters is not supported")
         page, sub = cdb.page_code, cdb.subpage_code
         current = cdb.pc == 1
         if page == ssc.SUPPORTED_LOG_PAGES and sub in (0, 0xFF):
             data = (ssc.supported_log_subpages if sub else ssc.supported_log_pages)(_LOG_PAGES)
         elif sub:
-            raise ssc.LOG_SENSE.invalid("subpage_code")
+            raise ssc.LogSense.invalid("subpage_code")
         elif page == ssc.SEQUENTIAL_ACCESS_DEVICE_PAGE:
             data = ssc.sequential_access_page(self._sequential_counters(current))
         elif page == ssc.TAPE_ALERT_PAGE:
@@ -649,7 +647,7 @@ class Tape(ScsiDevice):
             if current:
                 self._alerts.clear()
         else:
-            raise ssc.LOG_SENSE.invalid("page_code", f"log page {page:#x}")
+            raise ssc.LogSense.invalid("page_code", f"log page {page:#x}")
         if cdb.parameter_pointer and page != ssc.SUPPORTED_LOG_PAGES:
             data = _from_parameter(data, cdb.parameter_pointer)
         return cmd.data.copy_in(spc.truncate(data, cdb.allocation_length))
@@ -668,16 +666,16 @@ class Tape(ScsiDevice):
             (tape.capacity - tape.early_warning) // mb, tape.offset // mb,
         )
 
-    @command(ssc.LOG_SELECT)
-    def log_select(self, cmd: Command, cdb: Any) -> int:
+    @command(ssc.LogSelect)
+    def log_select(self, cmd: Command, cdb: ssc.LogSelect) -> int:
         """PCR one, or no parameter list: the counters and TapeAlert flags go back to
         zero (SPC-4 6.7). Parameter values cannot be set."""
         if cdb.sp:
-            raise ssc.LOG_SELECT.invalid("sp", "saving log parameters is not supported")
+            raise ssc.LogSelect.invalid("sp", "saving log parameters is not supported")
         if cdb.parameter_list_length:
-            raise ssc.LOG_SELECT.invalid("parameter_list_length", "log parameters are read-only")
+            raise ssc.LogSelect.invalid("parameter_list_length", "log parameters are read-only")
         if cdb.page_code not in (0, *_LOG_PAGES) or cdb.subpage_code:
-            raise ssc.LOG_SELECT.invalid("page_code")
+            raise ssc.LogSelect.invalid("page_code")
         if cdb.page_code in (0, ssc.SEQUENTIAL_ACCESS_DEVICE_PAGE):
             self._counters = [0, 0, 0, 0]
         if cdb.page_code in (0, ssc.TAPE_ALERT_PAGE):
@@ -685,12 +683,12 @@ class Tape(ScsiDevice):
         return 0
 
     # --- mode parameters ---------------------------------------------------------------------
-    @command(spc.MODE_SENSE_6, spc.MODE_SENSE_10)
-    def mode_sense(self, cmd: Command, cdb: Any) -> int:
+    @command(spc.ModeSense6, spc.ModeSense10)
+    def mode_sense(self, cmd: Command, cdb: spc.AnyModeSense) -> int:
         """Page 00h (st's probe) is the header and block descriptor alone."""
         if cdb.page_code or cdb.subpage_code:
             return super().mode_sense(cmd, cdb)
-        ten = cdb.OPCODE == spc.MODE_SENSE_10.OPCODE
+        ten = cdb.OPCODE == spc.ModeSense10.OPCODE
         data = spc.mode_parameter_list(
             ten, b"", b"" if cdb.dbd else self.block_descriptor(),
             self.device_specific_parameter(), self.medium_type(),
@@ -723,8 +721,8 @@ class Tape(ScsiDevice):
         wp = self._medium is not None and self._medium.read_only
         return ssc.device_specific_parameter(wp, self.buffered_mode)
 
-    @command(spc.MODE_SELECT_6, spc.MODE_SELECT_10)
-    def mode_select(self, cmd: Command, cdb: Any) -> int:
+    @command(spc.ModeSelect6, spc.ModeSelect10)
+    def mode_select(self, cmd: Command, cdb: spc.AnyModeSelect) -> int:
         """The block descriptor sets the block length (0 variable, else fixed within the
         block limits) and the header's BUFFERED MODE (0 or 1); the Data Compression page
         sets DCE (SSC-4 Data Compression mode page: the drive reports DCC one); the Device
@@ -737,7 +735,7 @@ class Tape(ScsiDevice):
         has no compressed record form other readers agree on, so log page 0Ch reports as
         many bytes written to the medium as received."""
         layout = type(cdb)
-        ten = cdb.OPCODE == spc.MODE_SELECT_10.OPCODE
+        ten = cdb.OPCODE == spc.ModeSelect10.OPCODE
         if cdb.sp:
             raise layout.invalid("sp", "saving parameters is not supported")
         length = cdb.parameter_list_length
@@ -817,5 +815,5 @@ def _from_parameter(page: bytes, pointer: int) -> bytes:
             kept += page[pos : pos + size]
         pos += size
     if not kept:
-        raise ssc.LOG_SENSE.invalid("parameter_pointer", f"no parameter from {pointer:#06x}")
+        raise ssc.LogSense.invalid("parameter_pointer", f"no parameter from {pointer:#06x}")
     return head[:2] + struct.pack(">H", len(kept)) + bytes(kept)

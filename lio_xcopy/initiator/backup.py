@@ -22,7 +22,6 @@ import contextlib
 import os
 import random
 import signal
-import struct
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -92,18 +91,15 @@ class Position:
     file_number: int
 
 
-_LONG = struct.Struct(">BxxxIQQ")
-
-
 def parse_position_long(data: bytes) -> Position:
-    if len(data) < _LONG.size:
-        raise BackupError(f"READ POSITION long form data of {len(data)} bytes (needs 32): "
-                          "the drive cannot report tape file numbers")
-    flags, part, obj, fileno = _LONG.unpack_from(data)
-    if flags & 0x04 or flags & 0x08:  # LONU / MPU: position unknown
+    try:
+        p = ssc.parse_read_position_long(data)
+    except ssc.PositionFormatError as e:
+        raise BackupError(f"{e}: the drive cannot report tape file numbers") from None
+    if p.lonu or p.mpu:
         raise BackupError("the drive does not know its position (READ POSITION: LONU/MPU): "
                           "rewind it and retry")
-    return Position(bool(flags & 0x80), bool(flags & 0x40), part, obj, fileno)
+    return Position(p.bop, p.eop, p.partition, p.object_number, p.file_identifier)
 
 
 class Drive:
@@ -120,31 +116,31 @@ class Drive:
         return self.dev.execute(cdb, data_in=data_in, timeout=timeout)
 
     def position(self) -> Position:
-        cdb = ssc.READ_POSITION_LONG(allocation_length=32).encode()
+        cdb = ssc.ReadPositionLong(allocation_length=32).encode()
         return parse_position_long(self._run(cdb, 60, data_in=32).data)
 
     def rewind(self) -> None:
-        self._run(ssc.REWIND().encode())
+        self._run(ssc.Rewind().encode())
 
     def space_eod(self) -> None:
-        self._run(ssc.SPACE_6(code=ssc.SPACE_END_OF_DATA, count=0).encode())
+        self._run(ssc.Space6(code=ssc.SPACE_END_OF_DATA, count=0).encode())
 
     def space_filemarks(self, count: int) -> None:
         if count:
-            self._run(ssc.SPACE_6(code=ssc.SPACE_FILEMARKS,
+            self._run(ssc.Space6(code=ssc.SPACE_FILEMARKS,
                                   count=ssc.to_signed24(count)).encode())
 
     def write_filemark(self) -> None:
         """WRITE FILEMARKS (6), IMMED zero: the data before it is on the medium when it
         completes (SSC-4: buffered data is written first)."""
-        self._run(ssc.WRITE_FILEMARKS_6(filemark_count=1).encode())
+        self._run(ssc.WriteFilemarks6(filemark_count=1).encode())
 
     def last_object_is_data(self) -> bool:
         """At end of data: is the last thing recorded a data block (a file left open by an
         interrupted job) rather than a filemark? SPACE one block back: a filemark stops
         it (NO SENSE, FILEMARK), beginning of partition means an empty tape."""
         try:
-            self._run(ssc.SPACE_6(code=ssc.SPACE_BLOCKS, count=ssc.to_signed24(-1)).encode())
+            self._run(ssc.Space6(code=ssc.SPACE_BLOCKS, count=ssc.to_signed24(-1)).encode())
         except sgio.ScsiCommandError as e:
             sense = e.sense
             if sense is not None and (sense.filemark or sense.eom):
@@ -156,7 +152,7 @@ class Drive:
         """LOAD UNLOAD with LOAD zero (SSC-4): rewind and let the robot take the
         cartridge; a drive with none is fine."""
         try:
-            self._run(ssc.LOAD_UNLOAD(load=0).encode(), 600)
+            self._run(ssc.LoadUnload(load=0).encode(), 600)
         except sgio.ScsiCommandError as e:
             if e.asc != Asc.MEDIUM_NOT_PRESENT:
                 raise
@@ -204,7 +200,7 @@ def copy_digest(dev: sgio.ScsiDevice, list_id: int) -> tuple[int, bytes] | None:
     """(bytes digested, SHA-256) of a finished copy, from the LUN that received the
     EXTENDED COPY (lio-xcopy's vendor-specific RECEIVE COPY DIGEST, docs/copy-digest.md);
     None from a copy manager that does not have it."""
-    layout = getattr(xcopy, "RECEIVE_COPY_DIGEST", None)
+    layout = getattr(xcopy, "ReceiveCopyDigest", None)
     parse = getattr(xcopy, "parse_copy_digest", None)
     if layout is None or parse is None:
         return None

@@ -1,16 +1,16 @@
 """The backup server's side of a medium changer (SMC-3) over SG_IO.
 
-:func:`parse_element_status` decodes READ ELEMENT STATUS data (SMC-3 6.11) — a pure
-function on bytes; :class:`Changer` sends READ ELEMENT STATUS (with VOLTAG and DVCID)
-and MOVE MEDIUM (SMC-3 6.9), numbers the storage elements 1.. as mtx does, finds a
-cartridge by its barcode, and finds which data transfer element is a given tape
-device: the drive element's device identifier (DVCID) is the drive's VPD page 83h
-NAA designator (or, for libraries that report the serial number, its VPD page 80h).
+:func:`parse_element_status` reads READ ELEMENT STATUS data (SMC-3 6.11, decoded by
+:func:`lio_xcopy.scsi.smc.parse_element_status`); :class:`Changer` sends READ ELEMENT
+STATUS (with VOLTAG and DVCID) and MOVE MEDIUM (SMC-3 6.9), numbers the storage
+elements 1.. as mtx does, finds a cartridge by its barcode, and finds which data
+transfer element is a given tape device: the drive element's device identifier (DVCID)
+is the drive's VPD page 83h NAA designator (or, for libraries that report the serial
+number, its VPD page 80h).
 """
 
 from __future__ import annotations
 
-import struct
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,23 +22,12 @@ from lio_xcopy.scsi.sense import Asc, SenseKey
 from lio_xcopy.scsi.smc import ElementType
 from lio_xcopy.sg import sgio
 
-#: Element status header and element status page header (SMC-3 6.11.2, 6.11.3).
-_HEADER = struct.Struct(">HHxBH")
-_PAGE = struct.Struct(">BBHxBH")
-_DESCRIPTOR = struct.Struct(">HBxBBxxxBH")
-PVOLTAG = 0x80
-AVOLTAG = 0x40
-SVALID = 0x80
 #: How many UNIT ATTENTIONs a command may meet before we give up (one per change).
 UNIT_ATTENTION_RETRIES = 5
 
 
 class ChangerError(LioXcopyError):
     """The library cannot do what was asked; the message says what to do."""
-
-
-class ElementStatusFormatError(ChangerError, ValueError):
-    """READ ELEMENT STATUS data that does not add up."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,64 +52,18 @@ class ElementStatus:
         return bool(self.flags & smc.ACCESS)
 
 
-def _volume_identifier(raw: bytes) -> str | None:
-    """The 32-byte volume identifier (SMC-3 6.11.8): left aligned, space (or NUL)
-    filled; all blank means no label."""
-    text = raw[: smc.VOLUME_IDENTIFIER_LENGTH].decode("ascii", "replace").rstrip(" \0")
-    return text or None
-
-
 def parse_element_status(data: bytes | bytearray | memoryview) -> list[ElementStatus]:
-    """Every element descriptor of READ ELEMENT STATUS data, in the order reported.
-
-    Each page says its element type, whether descriptors carry a primary (PVOLTAG) and
-    alternate (AVOLTAG) volume tag, and its descriptor length; a descriptor longer than
-    12 bytes plus its tags holds the device identifier (code set, type, length,
-    identifier: DVCID one) or 4 reserved bytes. Data cut short by the allocation length
-    yields the descriptors that are whole."""
-    buf = bytes(data)
-    if len(buf) < _HEADER.size:
-        raise ElementStatusFormatError(f"element status data of {len(buf)} bytes: the "
-                                       "header alone is 8")
-    _first, _count, hi, lo = _HEADER.unpack_from(buf)
-    end = min(len(buf), _HEADER.size + (hi << 16 | lo))
-    out: list[ElementStatus] = []
-    pos = _HEADER.size
-    while pos + _PAGE.size <= end:
-        code, tags, dlen, hi, lo = _PAGE.unpack_from(buf, pos)
-        pos += _PAGE.size
-        try:
-            etype = ElementType(code & 0x0F)
-        except ValueError:
-            raise ElementStatusFormatError(f"element status page of type {code & 0x0F} at "
-                                           f"byte {pos - _PAGE.size}: SMC-3 defines 1-4") from None
-        if dlen < _DESCRIPTOR.size:
-            raise ElementStatusFormatError(f"element descriptor length {dlen} at byte "
-                                           f"{pos - 6}: SMC-3 descriptors are at least 12")
-        page_end = min(end, pos + (hi << 16 | lo))
-        ntags = (VOLUME_TAG if tags & PVOLTAG else 0) + (VOLUME_TAG if tags & AVOLTAG else 0)
-        while pos + dlen <= page_end:
-            out.append(_descriptor(etype, buf[pos:pos + dlen], tags, ntags))
-            pos += dlen
-        pos = max(pos, page_end)
+    """Every element of READ ELEMENT STATUS data (:func:`smc.parse_element_status`), in
+    the order reported, a data transfer element's device identifier as a designator."""
+    out = []
+    for etype, d in smc.parse_element_status(data):
+        ident = None
+        if d.identifier is not None:
+            code_set, kind, value = d.identifier
+            ident = spc.Designator(code_set, kind & 0x0F, value, association=(kind >> 4) & 3)
+        out.append(ElementStatus(etype, d.address, d.full, d.flags, d.asc, d.source,
+                                 d.barcode, ident))
     return out
-
-
-VOLUME_TAG = smc.VOLUME_TAG_LENGTH
-
-
-def _descriptor(etype: ElementType, d: bytes, tags: int, ntags: int) -> ElementStatus:
-    address, flags, asc, ascq, b9, source = _DESCRIPTOR.unpack(d[:_DESCRIPTOR.size])
-    barcode = _volume_identifier(d[12:12 + VOLUME_TAG]) if tags & PVOLTAG else None
-    ident = None
-    rest = d[12 + ntags:]
-    if len(rest) >= 4 and rest[3]:
-        n = rest[3]
-        if 4 + n <= len(rest):
-            ident = spc.Designator(rest[0] & 0x0F, rest[1] & 0x0F, rest[4:4 + n],
-                                   association=(rest[1] >> 4) & 3)
-    return ElementStatus(etype, address, bool(flags & smc.FULL), flags, asc << 8 | ascq,
-                         source if b9 & SVALID else None, barcode, ident)
 
 
 # --- the changer -----------------------------------------------------------------------------
@@ -216,7 +159,7 @@ class Changer:
         identifiers (SMC-3 6.11: VOLTAG one, DVCID one); read again at the full length
         when the first allocation was too short."""
         while True:
-            cdb = smc.READ_ELEMENT_STATUS(
+            cdb = smc.ReadElementStatus(
                 voltag=1, element_type_code=ElementType.ALL, starting_element_address=0,
                 number_of_elements=0xFFFF, dvcid=int(self.dvcid),
                 allocation_length=allocation).encode()
@@ -243,7 +186,7 @@ class Changer:
         """MOVE MEDIUM (SMC-3 6.9) with the library's first medium transport."""
         inv = inv or self.inventory()
         transport = inv.transports[0].address if inv.transports else 0
-        cdb = smc.MOVE_MEDIUM(transport_element_address=transport, source_address=source,
+        cdb = smc.MoveMedium(transport_element_address=transport, source_address=source,
                               destination_address=destination).encode()
         try:
             _retry_unit_attention(lambda: self.dev.execute(cdb, timeout=600))

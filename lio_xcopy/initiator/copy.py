@@ -23,6 +23,7 @@ from typing import IO
 from lio_xcopy.errors import LioXcopyError
 from lio_xcopy.initiator.progress import QUIET, make
 from lio_xcopy.scsi import spc, xcopy
+from lio_xcopy.scsi.sense import asc_name
 from lio_xcopy.scsi.xcopy import (
     BlockToBlock,
     BlockToStream,
@@ -96,7 +97,7 @@ def _refuse_lost_position(dev: sgio.ScsiDevice, ep: Endpoint, seen: list) -> Non
     for sense in seen:
         if ep.is_tape and sense.asc >> 8 in POSITION_LOST:
             raise CopyUsageError(
-                f"{dev.path}: the drive reports UNIT ATTENTION, {sgio.asc_name(sense.asc)}: "
+                f"{dev.path}: the drive reports UNIT ATTENTION, {asc_name(sense.asc)}: "
                 "its position is "
                 "not the one you set up; position the tape (mt rewind, mt fsf N) and run "
                 "the copy again")
@@ -243,12 +244,12 @@ def build(src: Endpoint, dst: Endpoint, req: CopyRequest, op: xcopy.OperatingPar
 
 
 def operating_parameters(dev: sgio.ScsiDevice) -> xcopy.OperatingParameters:
-    cdb = xcopy.RECEIVE_COPY_RESULTS_OPERATING_PARAMETERS(allocation_length=256).encode()
+    cdb = xcopy.ReceiveCopyResultsOperatingParameters(allocation_length=256).encode()
     return xcopy.OperatingParameters.parse(dev.execute(cdb, data_in=256).data)
 
 
 def copy_status(dev: sgio.ScsiDevice, list_id: int) -> xcopy.CopyStatus:
-    cdb = xcopy.RECEIVE_COPY_RESULTS_COPY_STATUS(list_identifier=list_id,
+    cdb = xcopy.ReceiveCopyResultsCopyStatus(list_identifier=list_id,
                                                  allocation_length=12).encode()
     return xcopy.CopyStatus.parse(dev.execute(cdb, data_in=12, timeout=10).data)
 
@@ -268,12 +269,12 @@ class CopyStopped(LioXcopyError):
 
 def copy_operation_abort(dev: sgio.ScsiDevice, list_id: int) -> None:
     """COPY OPERATION ABORT (SPC-4 6.3) of the copy with ``list_id``."""
-    dev.execute(xcopy.COPY_OPERATION_ABORT(list_identifier=list_id).encode(), timeout=30)
+    dev.execute(xcopy.CopyOperationAbort(list_identifier=list_id).encode(), timeout=30)
 
 
 def abort_line(path: str, list_id: int) -> str:
     """The stock ``sg_raw`` command that stops the copy: COPY OPERATION ABORT."""
-    cdb = xcopy.COPY_OPERATION_ABORT(list_identifier=list_id).encode()
+    cdb = xcopy.CopyOperationAbort(list_identifier=list_id).encode()
     return f"sg_raw {path} {' '.join(f'{b:02x}' for b in cdb)}"
 
 
@@ -314,7 +315,7 @@ def send_and_poll(s: sgio.ScsiDevice, poll: sgio.ScsiDevice, plist: bytes, list_
     err: list[BaseException] = []
 
     def send() -> None:
-        cdb = xcopy.EXTENDED_COPY_LID1(parameter_list_length=len(plist)).encode()
+        cdb = xcopy.ExtendedCopyLid1(parameter_list_length=len(plist)).encode()
         try:
             s.execute(cdb, data_out=plist, timeout=timeout)
         except BaseException as e:  # handed to the caller's thread

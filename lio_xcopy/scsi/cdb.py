@@ -1,23 +1,24 @@
 """Declarative CDB layouts (after python-scsi's field tables).
 
-A layout is a frozen dataclass whose fields come from a table of :class:`Field`
-entries copied from the standard's CDB figure::
+A layout is a frozen dataclass whose fields are placed by :func:`bitfield`, copied from the
+standard's CDB figure::
 
-    READ_10 = cdb_layout("READ (10)", 0x28, 10, "SBC-4 5.16",
-        Field("fua", 1, 1, lsb=3), Field("lba", 2, 32), Field("transfer_length", 7, 16))
+    class Read10(Cdb, name="READ (10)", opcode=0x28, length=10, clause="SBC-4 5.16"):
+        fua: int = bitfield(1, 1, lsb=3)
+        lba: int = bitfield(2, 32)
+        transfer_length: int = bitfield(7, 16)
 
-``READ_10.decode(cdb).lba`` reads a field; ``.encode()`` writes one back;
+``Read10.decode(cdb).lba`` reads a field; ``.encode()`` writes one back;
 ``.invalid("lba")`` builds INVALID FIELD IN CDB pointing at that field;
-``READ_10.usage_data()`` is the CDB USAGE DATA of REPORT SUPPORTED OPERATION CODES.
+``Read10.usage_data()`` is the CDB USAGE DATA of REPORT SUPPORTED OPERATION CODES.
 """
 
 from __future__ import annotations
 
-import re
-import sys
-from dataclasses import dataclass, fields, make_dataclass
-from types import FunctionType
-from typing import Any, ClassVar, Self
+import dataclasses
+import inspect
+from dataclasses import dataclass
+from typing import Any, ClassVar, Self, dataclass_transform
 
 from lio_xcopy.scsi.errors import InvalidFieldInCdb
 
@@ -61,8 +62,21 @@ class Field:
         buf[self.byte : end] = raw.to_bytes(self.nbytes, "big")
 
 
+def bitfield(byte: int, width: int = 8, *, lsb: int = 0) -> Any:
+    """Place a CDB field: ``width`` bits ending at bit ``lsb`` of the last byte of a run
+    starting at ``byte`` (see :class:`Field`). The field's value defaults to 0."""
+    return Field("", byte, width, lsb)
+
+
+@dataclass_transform(frozen_default=True)
 class Cdb:
-    """Base of every CDB layout; subclasses are made by :func:`cdb_layout`."""
+    """Base of every CDB layout. A subclass names its command in the class keywords
+    and places its fields with :func:`bitfield`; it becomes a frozen dataclass of ints.
+
+    A SERVICE ACTION field (byte 1, bits 4-0) is added before the declared fields when
+    ``service_action`` is given, with that code as its default, and the CONTROL byte
+    (the last) after them. ``data_out``: the command's data moves from the initiator
+    (SAM-5 5.4.3, Data-Out buffer). Fields that overlap are refused."""
 
     NAME: ClassVar[str]
     OPCODE: ClassVar[int]
@@ -73,6 +87,60 @@ class Cdb:
     #: the command carries a Data-Out buffer (parameter list or write data), so the
     #: transport never returns its buffer to the initiator
     DATA_OUT: ClassVar[bool] = False
+
+    control: int
+
+    def __init_subclass__(
+        cls,
+        *,
+        name: str,
+        opcode: int,
+        length: int,
+        clause: str,
+        service_action: int | None = None,
+        data_out: bool = False,
+        **kw: Any,
+    ) -> None:
+        super().__init_subclass__(**kw)
+        if cls.__bases__ != (Cdb,):
+            raise TypeError(f"{name}: a CDB layout subclasses Cdb itself, not another layout")
+        declared: list[Field] = []
+        for attr, annotation in inspect.get_annotations(cls).items():
+            if str(annotation).startswith("ClassVar"):
+                continue  # e.g. SERVICE_ACTION: ClassVar[int], narrowed for the type checker
+            placed = cls.__dict__.get(attr)
+            if not isinstance(placed, Field):
+                raise TypeError(f"{name}: field {attr!r} is not placed with bitfield()")
+            declared.append(dataclasses.replace(placed, name=attr))
+        names = {f.name for f in declared}
+        table: list[Field] = []
+        if service_action is not None and "service_action" not in names:
+            table.append(Field("service_action", 1, 5))
+        table += declared
+        if "control" not in names:
+            table.append(Field("control", length - 1, 8))
+        used = bytearray(length)
+        for f in table:
+            mask = bytearray(length)
+            f.put(mask, f.mask)
+            if any(a & b for a, b in zip(used, mask, strict=True)):
+                raise ValueError(f"{name}: field {f.name!r} overlaps another field")
+            used = bytearray(a | b for a, b in zip(used, mask, strict=True))
+        for f in table:
+            # encode() writes the service action even when built with defaults
+            default = service_action if f.name == "service_action" else 0
+            setattr(cls, f.name, default)
+        cls.__annotations__ = {f.name: "int" for f in table}
+        cls.NAME = name
+        cls.OPCODE = opcode
+        cls.SERVICE_ACTION = service_action
+        cls.LENGTH = length
+        cls.CLAUSE = clause
+        cls.FIELDS = tuple(table)
+        cls.DATA_OUT = data_out
+        if cls.__doc__ is None:
+            cls.__doc__ = f"{clause} {name}."
+        dataclass(frozen=True)(cls)
 
     @classmethod
     def decode(cls, cdb: bytes | bytearray | memoryview) -> Self:
@@ -111,62 +179,6 @@ class Cdb:
         if cls.SERVICE_ACTION is not None:
             cls.field("service_action").put(buf, cls.SERVICE_ACTION)
         return bytes(buf)
-
-
-def _class_name(name: str) -> str:
-    return "".join(w.capitalize() for w in re.findall(r"[A-Za-z0-9]+", name))
-
-
-def cdb_layout(
-    name: str,
-    opcode: int,
-    length: int,
-    clause: str,
-    *layout: Field,
-    service_action: int | None = None,
-    data_out: bool = False,
-) -> type[Any]:
-    """Make the frozen dataclass for one CDB. A service action field (byte 1, bits 4-0)
-    and the CONTROL byte are added when the table does not name them. ``data_out``: the
-    command's data moves from the initiator (SAM-5 5.4.3, Data-Out buffer)."""
-    table = list(layout)
-    names = {f.name for f in table}
-    if service_action is not None and "service_action" not in names:
-        table.insert(0, Field("service_action", 1, 5))
-    if "control" not in names:
-        table.append(Field("control", length - 1, 8))
-    used = bytearray(length)
-    for f in table:
-        bits = bytearray(length)
-        f.put(bits, f.mask)
-        if any(a & b for a, b in zip(used, bits, strict=True)):
-            raise ValueError(f"{name}: field {f.name!r} overlaps another field")
-        used = bytearray(a | b for a, b in zip(used, bits, strict=True))
-    cls = make_dataclass(
-        _class_name(name),
-        [(f.name, int, 0) for f in table],
-        bases=(Cdb,),
-        frozen=True,
-        slots=True,
-        namespace={
-            "NAME": name,
-            "OPCODE": opcode,
-            "SERVICE_ACTION": service_action,
-            "LENGTH": length,
-            "CLAUSE": clause,
-            "FIELDS": tuple(table),
-            "DATA_OUT": data_out,
-            "__doc__": f"{clause} {name}.",
-        },
-    )
-    cls.__module__ = sys._getframe(1).f_globals.get("__name__", __name__)
-    if service_action is not None:
-        # encode() must write the service action even when built with defaults
-        defaults = {f.name: f.default for f in fields(cls)}
-        defaults["service_action"] = service_action
-        init: FunctionType = cls.__dict__["__init__"]
-        init.__defaults__ = tuple(defaults.values())
-    return cls
 
 
 def cdb_length(opcode: int) -> int:

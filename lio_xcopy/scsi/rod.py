@@ -32,36 +32,50 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Self
+from typing import ClassVar, Self
 
-from lio_xcopy.scsi.cdb import Field, cdb_layout
+from lio_xcopy.scsi.cdb import Cdb, bitfield
 from lio_xcopy.scsi.errors import InvalidFieldInParameterList, ParameterListLengthError
 
 # --- CDB layouts -------------------------------------------------------------------------
-POPULATE_TOKEN = cdb_layout(
-    "POPULATE TOKEN", 0x83, 16, "SBC-4 5.9",
-    Field("list_identifier", 6, 32), Field("parameter_list_length", 10, 32),
-    Field("group_number", 14, 5),
-    service_action=0x10,
+
+
+class PopulateToken(
+    Cdb, name="POPULATE TOKEN", opcode=0x83, length=16, clause="SBC-4 5.9", service_action=0x10,
     data_out=True,
-)
-WRITE_USING_TOKEN = cdb_layout(
-    "WRITE USING TOKEN", 0x83, 16, "SBC-4 5.46",
-    Field("list_identifier", 6, 32), Field("parameter_list_length", 10, 32),
-    Field("group_number", 14, 5),
-    service_action=0x11,
+):
+    SERVICE_ACTION: ClassVar[int]
+
+    list_identifier: int = bitfield(6, 32)
+    parameter_list_length: int = bitfield(10, 32)
+    group_number: int = bitfield(14, 5)
+
+
+class WriteUsingToken(
+    Cdb, name="WRITE USING TOKEN", opcode=0x83, length=16, clause="SBC-4 5.46", service_action=0x11,
     data_out=True,
-)
-RECEIVE_ROD_TOKEN_INFORMATION = cdb_layout(
-    "RECEIVE ROD TOKEN INFORMATION", 0x84, 16, "SPC-4 6.19",
-    Field("list_identifier", 2, 32), Field("allocation_length", 10, 32),
+):
+    SERVICE_ACTION: ClassVar[int]
+
+    list_identifier: int = bitfield(6, 32)
+    parameter_list_length: int = bitfield(10, 32)
+    group_number: int = bitfield(14, 5)
+
+
+class ReceiveRodTokenInformation(
+    Cdb, name="RECEIVE ROD TOKEN INFORMATION", opcode=0x84, length=16, clause="SPC-4 6.19",
     service_action=0x07,
-)
-REPORT_ALL_ROD_TOKENS = cdb_layout(
-    "REPORT ALL ROD TOKENS", 0x84, 16, "SPC-4 6.20",
-    Field("allocation_length", 10, 32),
+):
+    list_identifier: int = bitfield(2, 32)
+    allocation_length: int = bitfield(10, 32)
+
+
+class ReportAllRodTokens(
+    Cdb, name="REPORT ALL ROD TOKENS", opcode=0x84, length=16, clause="SPC-4 6.20",
     service_action=0x08,
-)
+):
+    allocation_length: int = bitfield(10, 32)
+
 
 # --- ROD types, SPC-4 Table 120 ------------------------------------------------------------
 ROD_TYPE_ACCESS_UPON_REFERENCE = 0x00010000

@@ -10,165 +10,261 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeAlias
 
-from lio_xcopy.scsi.cdb import Field, cdb_layout
+from lio_xcopy.errors import LioXcopyError
+from lio_xcopy.scsi.cdb import Cdb, bitfield
 from lio_xcopy.scsi.errors import ParameterListLengthError
 from lio_xcopy.scsi.spc import TYPE_DISK, vpd_page
 
 # --- CDB layouts (SBC-4 clause 5) -----------------------------------------------------------
-READ_6 = cdb_layout(
-    "READ (6)", 0x08, 6, "SBC-3 READ (6)",
-    Field("lba", 1, 21), Field("transfer_length", 4, 8),
-)
-WRITE_6 = cdb_layout(
-    "WRITE (6)", 0x0A, 6, "SBC-3 WRITE (6)",
-    Field("lba", 1, 21), Field("transfer_length", 4, 8),
-    data_out=True,
-)
-READ_CAPACITY_10 = cdb_layout(
-    "READ CAPACITY (10)", 0x25, 10, "SBC-4 5.17",
-    Field("lba", 2, 32), Field("pmi", 8, 1),
-)
-READ_10 = cdb_layout(
-    "READ (10)", 0x28, 10, "SBC-4 5.13",
-    Field("rdprotect", 1, 3, lsb=5), Field("dpo", 1, 1, lsb=4), Field("fua", 1, 1, lsb=3),
-    Field("rarc", 1, 1, lsb=2), Field("lba", 2, 32), Field("group_number", 6, 5),
-    Field("transfer_length", 7, 16),
-)
-WRITE_10 = cdb_layout(
-    "WRITE (10)", 0x2A, 10, "SBC-4 5.37",
-    Field("wrprotect", 1, 3, lsb=5), Field("dpo", 1, 1, lsb=4), Field("fua", 1, 1, lsb=3),
-    Field("lba", 2, 32), Field("group_number", 6, 5), Field("transfer_length", 7, 16),
-    data_out=True,
-)
-SYNCHRONIZE_CACHE_10 = cdb_layout(
-    "SYNCHRONIZE CACHE (10)", 0x35, 10, "SBC-4 5.30",
-    Field("immed", 1, 1, lsb=1), Field("lba", 2, 32), Field("group_number", 6, 5),
-    Field("number_of_blocks", 7, 16),
-)
-READ_16 = cdb_layout(
-    "READ (16)", 0x88, 16, "SBC-4 5.15",
-    Field("rdprotect", 1, 3, lsb=5), Field("dpo", 1, 1, lsb=4), Field("fua", 1, 1, lsb=3),
-    Field("rarc", 1, 1, lsb=2), Field("lba", 2, 64), Field("transfer_length", 10, 32),
-    Field("group_number", 14, 5),
-)
-WRITE_16 = cdb_layout(
-    "WRITE (16)", 0x8A, 16, "SBC-4 5.39",
-    Field("wrprotect", 1, 3, lsb=5), Field("dpo", 1, 1, lsb=4), Field("fua", 1, 1, lsb=3),
-    Field("lba", 2, 64), Field("transfer_length", 10, 32), Field("group_number", 14, 5),
-    data_out=True,
-)
-SYNCHRONIZE_CACHE_16 = cdb_layout(
-    "SYNCHRONIZE CACHE (16)", 0x91, 16, "SBC-4 5.31",
-    Field("immed", 1, 1, lsb=1), Field("lba", 2, 64), Field("number_of_blocks", 10, 32),
-    Field("group_number", 14, 5),
-)
-READ_CAPACITY_16 = cdb_layout(
-    "READ CAPACITY (16)", 0x9E, 16, "SBC-4 5.18",
-    Field("lba", 2, 64), Field("allocation_length", 10, 32), Field("pmi", 14, 1),
+
+
+class Read6(Cdb, name="READ (6)", opcode=0x08, length=6, clause="SBC-3 READ (6)"):
+    lba: int = bitfield(1, 21)
+    transfer_length: int = bitfield(4, 8)
+
+
+class Write6(Cdb, name="WRITE (6)", opcode=0x0A, length=6, clause="SBC-3 WRITE (6)", data_out=True):
+    lba: int = bitfield(1, 21)
+    transfer_length: int = bitfield(4, 8)
+
+
+class ReadCapacity10(Cdb, name="READ CAPACITY (10)", opcode=0x25, length=10, clause="SBC-4 5.17"):
+    lba: int = bitfield(2, 32)
+    pmi: int = bitfield(8, 1)
+
+
+class Read10(Cdb, name="READ (10)", opcode=0x28, length=10, clause="SBC-4 5.13"):
+    rdprotect: int = bitfield(1, 3, lsb=5)
+    dpo: int = bitfield(1, 1, lsb=4)
+    fua: int = bitfield(1, 1, lsb=3)
+    rarc: int = bitfield(1, 1, lsb=2)
+    lba: int = bitfield(2, 32)
+    group_number: int = bitfield(6, 5)
+    transfer_length: int = bitfield(7, 16)
+
+
+class Write10(Cdb, name="WRITE (10)", opcode=0x2A, length=10, clause="SBC-4 5.37", data_out=True):
+    wrprotect: int = bitfield(1, 3, lsb=5)
+    dpo: int = bitfield(1, 1, lsb=4)
+    fua: int = bitfield(1, 1, lsb=3)
+    lba: int = bitfield(2, 32)
+    group_number: int = bitfield(6, 5)
+    transfer_length: int = bitfield(7, 16)
+
+
+class SynchronizeCache10(
+    Cdb, name="SYNCHRONIZE CACHE (10)", opcode=0x35, length=10, clause="SBC-4 5.30",
+):
+    immed: int = bitfield(1, 1, lsb=1)
+    lba: int = bitfield(2, 32)
+    group_number: int = bitfield(6, 5)
+    number_of_blocks: int = bitfield(7, 16)
+
+
+class Read16(Cdb, name="READ (16)", opcode=0x88, length=16, clause="SBC-4 5.15"):
+    rdprotect: int = bitfield(1, 3, lsb=5)
+    dpo: int = bitfield(1, 1, lsb=4)
+    fua: int = bitfield(1, 1, lsb=3)
+    rarc: int = bitfield(1, 1, lsb=2)
+    lba: int = bitfield(2, 64)
+    transfer_length: int = bitfield(10, 32)
+    group_number: int = bitfield(14, 5)
+
+
+class Write16(Cdb, name="WRITE (16)", opcode=0x8A, length=16, clause="SBC-4 5.39", data_out=True):
+    wrprotect: int = bitfield(1, 3, lsb=5)
+    dpo: int = bitfield(1, 1, lsb=4)
+    fua: int = bitfield(1, 1, lsb=3)
+    lba: int = bitfield(2, 64)
+    transfer_length: int = bitfield(10, 32)
+    group_number: int = bitfield(14, 5)
+
+
+class SynchronizeCache16(
+    Cdb, name="SYNCHRONIZE CACHE (16)", opcode=0x91, length=16, clause="SBC-4 5.31",
+):
+    immed: int = bitfield(1, 1, lsb=1)
+    lba: int = bitfield(2, 64)
+    number_of_blocks: int = bitfield(10, 32)
+    group_number: int = bitfield(14, 5)
+
+
+class ReadCapacity16(
+    Cdb, name="READ CAPACITY (16)", opcode=0x9E, length=16, clause="SBC-4 5.18",
     service_action=0x10,
-)
+):
+    lba: int = bitfield(2, 64)
+    allocation_length: int = bitfield(10, 32)
+    pmi: int = bitfield(14, 1)
 
-READ_12 = cdb_layout(
-    "READ (12)", 0xA8, 12, "SBC-4 5.14",
-    Field("rdprotect", 1, 3, lsb=5), Field("dpo", 1, 1, lsb=4), Field("fua", 1, 1, lsb=3),
-    Field("rarc", 1, 1, lsb=2), Field("lba", 2, 32), Field("transfer_length", 6, 32),
-    Field("group_number", 10, 5),
-)
-WRITE_12 = cdb_layout(
-    "WRITE (12)", 0xAA, 12, "SBC-4 5.38",
-    Field("wrprotect", 1, 3, lsb=5), Field("dpo", 1, 1, lsb=4), Field("fua", 1, 1, lsb=3),
-    Field("lba", 2, 32), Field("transfer_length", 6, 32), Field("group_number", 10, 5),
-    data_out=True,
-)
 
-READS = (READ_6, READ_10, READ_12, READ_16)
-WRITES = (WRITE_6, WRITE_10, WRITE_12, WRITE_16)
+class Read12(Cdb, name="READ (12)", opcode=0xA8, length=12, clause="SBC-4 5.14"):
+    rdprotect: int = bitfield(1, 3, lsb=5)
+    dpo: int = bitfield(1, 1, lsb=4)
+    fua: int = bitfield(1, 1, lsb=3)
+    rarc: int = bitfield(1, 1, lsb=2)
+    lba: int = bitfield(2, 32)
+    transfer_length: int = bitfield(6, 32)
+    group_number: int = bitfield(10, 5)
+
+
+class Write12(Cdb, name="WRITE (12)", opcode=0xAA, length=12, clause="SBC-4 5.38", data_out=True):
+    wrprotect: int = bitfield(1, 3, lsb=5)
+    dpo: int = bitfield(1, 1, lsb=4)
+    fua: int = bitfield(1, 1, lsb=3)
+    lba: int = bitfield(2, 32)
+    transfer_length: int = bitfield(6, 32)
+    group_number: int = bitfield(10, 5)
+
+
+READS = (Read6, Read10, Read12, Read16)
+WRITES = (Write6, Write10, Write12, Write16)
+#: what a handler of :data:`READS` (:data:`WRITES`) is given
+AnyRead: TypeAlias = Read6 | Read10 | Read12 | Read16
+AnyWrite: TypeAlias = Write6 | Write10 | Write12 | Write16
 
 # --- the commands of logical block provisioning, verification and caching ---------------
-COMPARE_AND_WRITE = cdb_layout(
-    "COMPARE AND WRITE", 0x89, 16, "SBC-4 5.3",
-    Field("wrprotect", 1, 3, lsb=5), Field("dpo", 1, 1, lsb=4), Field("fua", 1, 1, lsb=3),
-    Field("lba", 2, 64), Field("number_of_blocks", 13, 8), Field("group_number", 14, 5),
-    data_out=True,
-)
-VERIFY_10 = cdb_layout(
-    "VERIFY (10)", 0x2F, 10, "SBC-4 5.33",
-    Field("vrprotect", 1, 3, lsb=5), Field("dpo", 1, 1, lsb=4), Field("bytchk", 1, 2, lsb=1),
-    Field("lba", 2, 32), Field("group_number", 6, 5), Field("verification_length", 7, 16),
-    data_out=True,
-)
-VERIFY_12 = cdb_layout(
-    "VERIFY (12)", 0xAF, 12, "SBC-4 5.34",
-    Field("vrprotect", 1, 3, lsb=5), Field("dpo", 1, 1, lsb=4), Field("bytchk", 1, 2, lsb=1),
-    Field("lba", 2, 32), Field("verification_length", 6, 32), Field("group_number", 10, 5),
-    data_out=True,
-)
-VERIFY_16 = cdb_layout(
-    "VERIFY (16)", 0x8F, 16, "SBC-4 5.35",
-    Field("vrprotect", 1, 3, lsb=5), Field("dpo", 1, 1, lsb=4), Field("bytchk", 1, 2, lsb=1),
-    Field("lba", 2, 64), Field("verification_length", 10, 32), Field("group_number", 14, 5),
-    data_out=True,
-)
-WRITE_AND_VERIFY_10 = cdb_layout(
-    "WRITE AND VERIFY (10)", 0x2E, 10, "SBC-4 5.41",
-    Field("wrprotect", 1, 3, lsb=5), Field("dpo", 1, 1, lsb=4), Field("bytchk", 1, 2, lsb=1),
-    Field("lba", 2, 32), Field("group_number", 6, 5), Field("transfer_length", 7, 16),
-    data_out=True,
-)
-WRITE_AND_VERIFY_12 = cdb_layout(
-    "WRITE AND VERIFY (12)", 0xAE, 12, "SBC-4 5.42",
-    Field("wrprotect", 1, 3, lsb=5), Field("dpo", 1, 1, lsb=4), Field("bytchk", 1, 2, lsb=1),
-    Field("lba", 2, 32), Field("transfer_length", 6, 32), Field("group_number", 10, 5),
-    data_out=True,
-)
-WRITE_AND_VERIFY_16 = cdb_layout(
-    "WRITE AND VERIFY (16)", 0x8E, 16, "SBC-4 5.43",
-    Field("wrprotect", 1, 3, lsb=5), Field("dpo", 1, 1, lsb=4), Field("bytchk", 1, 2, lsb=1),
-    Field("lba", 2, 64), Field("transfer_length", 10, 32), Field("group_number", 14, 5),
-    data_out=True,
-)
-# PBDATA and LBDATA (byte 1 bits 2-1) are SBC-3's, obsolete in SBC-4: decoded to refuse them
-WRITE_SAME_10 = cdb_layout(
-    "WRITE SAME (10)", 0x41, 10, "SBC-4 5.47",
-    Field("wrprotect", 1, 3, lsb=5), Field("anchor", 1, 1, lsb=4), Field("unmap", 1, 1, lsb=3),
-    Field("pbdata", 1, 1, lsb=2), Field("lbdata", 1, 1, lsb=1),
-    Field("lba", 2, 32), Field("group_number", 6, 5), Field("number_of_blocks", 7, 16),
-    data_out=True,
-)
-WRITE_SAME_16 = cdb_layout(
-    "WRITE SAME (16)", 0x93, 16, "SBC-4 5.48",
-    Field("wrprotect", 1, 3, lsb=5), Field("anchor", 1, 1, lsb=4), Field("unmap", 1, 1, lsb=3),
-    Field("pbdata", 1, 1, lsb=2), Field("lbdata", 1, 1, lsb=1), Field("ndob", 1, 1),
-    Field("lba", 2, 64), Field("number_of_blocks", 10, 32), Field("group_number", 14, 5),
-    data_out=True,
-)
-UNMAP = cdb_layout(
-    "UNMAP", 0x42, 10, "SBC-4 5.32",
-    Field("anchor", 1, 1), Field("group_number", 6, 5), Field("parameter_list_length", 7, 16),
-    data_out=True,
-)
-GET_LBA_STATUS = cdb_layout(
-    "GET LBA STATUS", 0x9E, 16, "SBC-4 5.5",
-    Field("lba", 2, 64), Field("allocation_length", 10, 32),
-    service_action=0x12,
-)
-PRE_FETCH_10 = cdb_layout(
-    "PRE-FETCH (10)", 0x34, 10, "SBC-4 5.10",
-    Field("immed", 1, 1, lsb=1), Field("lba", 2, 32), Field("group_number", 6, 5),
-    Field("prefetch_length", 7, 16),
-)
-PRE_FETCH_16 = cdb_layout(
-    "PRE-FETCH (16)", 0x90, 16, "SBC-4 5.11",
-    Field("immed", 1, 1, lsb=1), Field("lba", 2, 64), Field("prefetch_length", 10, 32),
-    Field("group_number", 14, 5),
-)
 
-VERIFIES = (VERIFY_10, VERIFY_12, VERIFY_16)
-WRITE_AND_VERIFIES = (WRITE_AND_VERIFY_10, WRITE_AND_VERIFY_12, WRITE_AND_VERIFY_16)
-WRITE_SAMES = (WRITE_SAME_10, WRITE_SAME_16)
-PRE_FETCHES = (PRE_FETCH_10, PRE_FETCH_16)
+
+class CompareAndWrite(
+    Cdb, name="COMPARE AND WRITE", opcode=0x89, length=16, clause="SBC-4 5.3", data_out=True,
+):
+    wrprotect: int = bitfield(1, 3, lsb=5)
+    dpo: int = bitfield(1, 1, lsb=4)
+    fua: int = bitfield(1, 1, lsb=3)
+    lba: int = bitfield(2, 64)
+    number_of_blocks: int = bitfield(13, 8)
+    group_number: int = bitfield(14, 5)
+
+
+class Verify10(Cdb, name="VERIFY (10)", opcode=0x2F, length=10, clause="SBC-4 5.33", data_out=True):
+    vrprotect: int = bitfield(1, 3, lsb=5)
+    dpo: int = bitfield(1, 1, lsb=4)
+    bytchk: int = bitfield(1, 2, lsb=1)
+    lba: int = bitfield(2, 32)
+    group_number: int = bitfield(6, 5)
+    verification_length: int = bitfield(7, 16)
+
+
+class Verify12(Cdb, name="VERIFY (12)", opcode=0xAF, length=12, clause="SBC-4 5.34", data_out=True):
+    vrprotect: int = bitfield(1, 3, lsb=5)
+    dpo: int = bitfield(1, 1, lsb=4)
+    bytchk: int = bitfield(1, 2, lsb=1)
+    lba: int = bitfield(2, 32)
+    verification_length: int = bitfield(6, 32)
+    group_number: int = bitfield(10, 5)
+
+
+class Verify16(Cdb, name="VERIFY (16)", opcode=0x8F, length=16, clause="SBC-4 5.35", data_out=True):
+    vrprotect: int = bitfield(1, 3, lsb=5)
+    dpo: int = bitfield(1, 1, lsb=4)
+    bytchk: int = bitfield(1, 2, lsb=1)
+    lba: int = bitfield(2, 64)
+    verification_length: int = bitfield(10, 32)
+    group_number: int = bitfield(14, 5)
+
+
+class WriteAndVerify10(
+    Cdb, name="WRITE AND VERIFY (10)", opcode=0x2E, length=10, clause="SBC-4 5.41", data_out=True,
+):
+    wrprotect: int = bitfield(1, 3, lsb=5)
+    dpo: int = bitfield(1, 1, lsb=4)
+    bytchk: int = bitfield(1, 2, lsb=1)
+    lba: int = bitfield(2, 32)
+    group_number: int = bitfield(6, 5)
+    transfer_length: int = bitfield(7, 16)
+
+
+class WriteAndVerify12(
+    Cdb, name="WRITE AND VERIFY (12)", opcode=0xAE, length=12, clause="SBC-4 5.42", data_out=True,
+):
+    wrprotect: int = bitfield(1, 3, lsb=5)
+    dpo: int = bitfield(1, 1, lsb=4)
+    bytchk: int = bitfield(1, 2, lsb=1)
+    lba: int = bitfield(2, 32)
+    transfer_length: int = bitfield(6, 32)
+    group_number: int = bitfield(10, 5)
+
+
+class WriteAndVerify16(
+    Cdb, name="WRITE AND VERIFY (16)", opcode=0x8E, length=16, clause="SBC-4 5.43", data_out=True,
+):
+    wrprotect: int = bitfield(1, 3, lsb=5)
+    dpo: int = bitfield(1, 1, lsb=4)
+    bytchk: int = bitfield(1, 2, lsb=1)
+    lba: int = bitfield(2, 64)
+    transfer_length: int = bitfield(10, 32)
+    group_number: int = bitfield(14, 5)
+
+
+# PBDATA and LBDATA (byte 1 bits 2-1) are SBC-3's, obsolete in SBC-4: decoded to refuse them
+
+
+class WriteSame10(
+    Cdb, name="WRITE SAME (10)", opcode=0x41, length=10, clause="SBC-4 5.47", data_out=True,
+):
+    wrprotect: int = bitfield(1, 3, lsb=5)
+    anchor: int = bitfield(1, 1, lsb=4)
+    unmap: int = bitfield(1, 1, lsb=3)
+    pbdata: int = bitfield(1, 1, lsb=2)
+    lbdata: int = bitfield(1, 1, lsb=1)
+    lba: int = bitfield(2, 32)
+    group_number: int = bitfield(6, 5)
+    number_of_blocks: int = bitfield(7, 16)
+
+
+class WriteSame16(
+    Cdb, name="WRITE SAME (16)", opcode=0x93, length=16, clause="SBC-4 5.48", data_out=True,
+):
+    wrprotect: int = bitfield(1, 3, lsb=5)
+    anchor: int = bitfield(1, 1, lsb=4)
+    unmap: int = bitfield(1, 1, lsb=3)
+    pbdata: int = bitfield(1, 1, lsb=2)
+    lbdata: int = bitfield(1, 1, lsb=1)
+    ndob: int = bitfield(1, 1)
+    lba: int = bitfield(2, 64)
+    number_of_blocks: int = bitfield(10, 32)
+    group_number: int = bitfield(14, 5)
+
+
+class Unmap(Cdb, name="UNMAP", opcode=0x42, length=10, clause="SBC-4 5.32", data_out=True):
+    anchor: int = bitfield(1, 1)
+    group_number: int = bitfield(6, 5)
+    parameter_list_length: int = bitfield(7, 16)
+
+
+class GetLbaStatus(
+    Cdb, name="GET LBA STATUS", opcode=0x9E, length=16, clause="SBC-4 5.5", service_action=0x12,
+):
+    lba: int = bitfield(2, 64)
+    allocation_length: int = bitfield(10, 32)
+
+
+class PreFetch10(Cdb, name="PRE-FETCH (10)", opcode=0x34, length=10, clause="SBC-4 5.10"):
+    immed: int = bitfield(1, 1, lsb=1)
+    lba: int = bitfield(2, 32)
+    group_number: int = bitfield(6, 5)
+    prefetch_length: int = bitfield(7, 16)
+
+
+class PreFetch16(Cdb, name="PRE-FETCH (16)", opcode=0x90, length=16, clause="SBC-4 5.11"):
+    immed: int = bitfield(1, 1, lsb=1)
+    lba: int = bitfield(2, 64)
+    prefetch_length: int = bitfield(10, 32)
+    group_number: int = bitfield(14, 5)
+
+
+VERIFIES = (Verify10, Verify12, Verify16)
+WRITE_AND_VERIFIES = (WriteAndVerify10, WriteAndVerify12, WriteAndVerify16)
+WRITE_SAMES = (WriteSame10, WriteSame16)
+PRE_FETCHES = (PreFetch10, PreFetch16)
+AnyVerify: TypeAlias = Verify10 | Verify12 | Verify16
+AnyWriteAndVerify: TypeAlias = WriteAndVerify10 | WriteAndVerify12 | WriteAndVerify16
+AnyWriteSame: TypeAlias = WriteSame10 | WriteSame16
+AnyPreFetch: TypeAlias = PreFetch10 | PreFetch16
+AnySynchronizeCache: TypeAlias = SynchronizeCache10 | SynchronizeCache16
 
 # BYTCHK, SBC-4 5.33 (VERIFY) and 5.41 (WRITE AND VERIFY)
 BYTCHK_NONE = 0b00  # medium verification only
@@ -176,13 +272,11 @@ BYTCHK_COMPARE = 0b01  # compare the Data-Out buffer with the medium
 BYTCHK_ONE_BLOCK = 0b11  # VERIFY only: one block of Data-Out compared with every block
 
 
-def transfer_blocks(cdb: Any) -> int:
+def transfer_blocks(cdb: AnyRead | AnyWrite | AnyWriteAndVerify) -> int:
     """Blocks a READ/WRITE CDB moves: in the 6-byte CDBs 0 means 256 (SBC-3)."""
     if cdb.LENGTH == 6:
-        short: int = cdb.transfer_length
-        return short or 256
-    length: int = cdb.transfer_length
-    return length
+        return cdb.transfer_length or 256
+    return cdb.transfer_length
 
 
 # --- READ CAPACITY parameter data ---------------------------------------------------------
@@ -197,6 +291,58 @@ def read_capacity_10_data(last_lba: int, block_length: int) -> bytes:
     return struct.pack(">II", min(last_lba, 0xFFFFFFFF), block_length)
 
 
+class CapacityFormatError(LioXcopyError, ValueError):
+    """READ CAPACITY (16) parameter data that is too short to decode."""
+
+
+@dataclass(frozen=True, slots=True)
+class Capacity16:
+    """READ CAPACITY (16) parameter data, SBC-4 5.18.2, without protection information."""
+
+    last_lba: int
+    block_length: int
+    lbppbe: int = 0
+    lowest_aligned_lba: int = 0
+    lbpme: bool = False
+    lbprz: bool = False
+    rc_basis: int = RC_BASIS_LAST_LBA
+
+    @property
+    def blocks(self) -> int:
+        return self.last_lba + 1
+
+    @property
+    def size(self) -> int:
+        return self.blocks * self.block_length
+
+    def encode(self) -> bytes:
+        return struct.pack(
+            ">QIBBH16x",
+            self.last_lba,
+            self.block_length,
+            (self.rc_basis & 3) << 4,
+            self.lbppbe & 0x0F,
+            (0x8000 if self.lbpme else 0) | (0x4000 if self.lbprz else 0)
+            | (self.lowest_aligned_lba & 0x3FFF),
+        )
+
+    @classmethod
+    def parse(cls, data: bytes | memoryview) -> Capacity16:
+        """The data a device returned: at least RETURNED LOGICAL BLOCK ADDRESS, LOGICAL
+        BLOCK LENGTH and the P_TYPE/PROT_EN and LBPPBE bytes (14); the provisioning bits
+        and LOWEST ALIGNED LOGICAL BLOCK ADDRESS when bytes 14-15 came too."""
+        data = bytes(data)
+        if len(data) < 14:
+            raise CapacityFormatError(f"READ CAPACITY (16) data of {len(data)} bytes: "
+                                      "expected 32")
+        last_lba, block_length, b12, b13 = struct.unpack_from(">QIBB", data)
+        b14 = data[14] if len(data) > 15 else 0
+        b15 = data[15] if len(data) > 15 else 0
+        return cls(last_lba, block_length, lbppbe=b13 & 0x0F,
+                   lowest_aligned_lba=(b14 & 0x3F) << 8 | b15, lbpme=bool(b14 & 0x80),
+                   lbprz=bool(b14 & 0x40), rc_basis=(b12 >> 4) & 3)
+
+
 def read_capacity_16_data(
     last_lba: int,
     block_length: int,
@@ -207,15 +353,9 @@ def read_capacity_16_data(
     lbprz: bool = False,
     rc_basis: int = RC_BASIS_LAST_LBA,
 ) -> bytes:
-    """SBC-4 5.18.2, without protection information."""
-    return struct.pack(
-        ">QIBBH16x",
-        last_lba,
-        block_length,
-        (rc_basis & 3) << 4,
-        lbppbe & 0x0F,
-        (0x8000 if lbpme else 0) | (0x4000 if lbprz else 0) | (lowest_aligned_lba & 0x3FFF),
-    )
+    """SBC-4 5.18.2, without protection information (:class:`Capacity16`)."""
+    return Capacity16(last_lba, block_length, lbppbe, lowest_aligned_lba, lbpme, lbprz,
+                      rc_basis).encode()
 
 
 # --- VPD pages (SBC-4 6.6) -----------------------------------------------------------------

@@ -163,6 +163,129 @@ def progress_indication(fraction: float) -> bytes:
     return struct.pack(">BH", 0x80, max(0, min(0xFFFF, int(fraction * 0x10000))))
 
 
+def _sksv(sks: bytes | None) -> tuple[int, int] | None:
+    """(flags byte, 16-bit value) of a SENSE KEY SPECIFIC field with SKSV set, else None."""
+    if not sks or len(sks) < 3 or not sks[0] & 0x80:
+        return None
+    return sks[0], int.from_bytes(sks[1:3], "big")
+
+
+def parse_field_pointer(sks: bytes | None) -> tuple[int, int | None, bool] | None:
+    """(byte, bit or None, in CDB) of a field pointer (:func:`field_pointer`)."""
+    if (f := _sksv(sks)) is None:
+        return None
+    flags, byte = f
+    return byte, flags & 7 if flags & 0x08 else None, bool(flags & 0x40)
+
+
+def parse_segment_pointer(sks: bytes | None) -> tuple[int, int | None, bool] | None:
+    """(byte, bit or None, in the segment descriptor) of a segment pointer
+    (:func:`segment_pointer`)."""
+    if (f := _sksv(sks)) is None:
+        return None
+    flags, byte = f
+    return byte, flags & 7 if flags & 0x08 else None, bool(flags & 0x20)
+
+
+def parse_progress_indication(sks: bytes | None) -> float | None:
+    """The fraction done of a progress indication (:func:`progress_indication`)."""
+    if (f := _sksv(sks)) is None:
+        return None
+    return f[1] / 0x10000
+
+
+def sense_key_specific_words(key: SenseKey, sks: bytes | None) -> str:
+    """The 3-byte SENSE KEY SPECIFIC field (SPC-4 4.5.2.4) in words; "" when SKSV is clear.
+
+    ILLEGAL REQUEST carries a field pointer ("at CDB byte 1 bit 7", "at parameter list
+    byte 12"), COPY ABORTED a segment pointer, NOT READY / NO SENSE a progress
+    indication, RECOVERED / MEDIUM / HARDWARE ERROR an actual retry count (4.5.2.4.3)."""
+    f = _sksv(sks)
+    if f is None:
+        return ""
+    flags, value = f
+    if key == SenseKey.ILLEGAL_REQUEST or key == SenseKey.COPY_ABORTED:
+        field = key == SenseKey.ILLEGAL_REQUEST
+        pointer = parse_field_pointer(sks) if field else parse_segment_pointer(sks)
+        assert pointer is not None
+        byte, bit, inner = pointer
+        where = ("CDB" if field else "segment descriptor") if inner else "parameter list"
+        return f"at {where} byte {byte}" + (f" bit {bit}" if bit is not None else "")
+    if key in (SenseKey.NOT_READY, SenseKey.NO_SENSE):
+        return f"progress {100 * value / 0x10000:.0f}%"
+    if key in (SenseKey.RECOVERED_ERROR, SenseKey.MEDIUM_ERROR, SenseKey.HARDWARE_ERROR):
+        return f"after {value} retries"
+    if key == SenseKey.UNIT_ATTENTION and flags & 0x01:
+        return "(unit attention queue overflowed: some conditions were lost)"
+    return ""
+
+
+#: SAM-5 5.3.1 status codes by name, with the obsolete ones an initiator may still meet.
+STATUS_NAMES = {
+    0x00: "GOOD", 0x02: "CHECK CONDITION", 0x04: "CONDITION MET", 0x08: "BUSY",
+    0x10: "INTERMEDIATE", 0x14: "INTERMEDIATE-CONDITION MET", 0x18: "RESERVATION CONFLICT",
+    0x22: "COMMAND TERMINATED", 0x28: "TASK SET FULL", 0x30: "ACA ACTIVE",
+    0x40: "TASK ABORTED",
+}
+
+
+def status_name(status: int) -> str:
+    """The SAM-5 name of a status code, or its hex value."""
+    return STATUS_NAMES.get(status, f"status {status:02X}h")
+
+
+#: Additional sense codes the initiator may meet beyond the ones lio-xcopy's devices
+#: raise (:class:`Asc`); names from SPC-4 Annex D.
+MORE_ASC_NAMES = {
+    0x0006: "I/O PROCESS TERMINATED",
+    0x0016: "OPERATION IN PROGRESS",
+    0x0017: "CLEANING REQUESTED",
+    0x0401: "LOGICAL UNIT IS IN PROCESS OF BECOMING READY",
+    0x0402: "LOGICAL UNIT NOT READY, INITIALIZING COMMAND REQUIRED",
+    0x0403: "LOGICAL UNIT NOT READY, MANUAL INTERVENTION REQUIRED",
+    0x0404: "LOGICAL UNIT NOT READY, FORMAT IN PROGRESS",
+    0x0D00: "ERROR DETECTED BY THIRD PARTY TEMPORARY INITIATOR",
+    0x0D01: "THIRD PARTY DEVICE FAILURE",
+    0x1400: "RECORDED ENTITY NOT FOUND",
+    0x1403: "END-OF-DATA NOT FOUND",
+    0x1500: "RANDOM POSITIONING ERROR",
+    0x1D00: "MISCOMPARE DURING VERIFY OPERATION",
+    0x2901: "POWER ON OCCURRED",
+    0x2902: "SCSI BUS RESET OCCURRED",
+    0x2903: "BUS DEVICE RESET FUNCTION OCCURRED",
+    0x2904: "DEVICE INTERNAL RESET",
+    0x2907: "I_T NEXUS LOSS OCCURRED",
+    0x2A00: "PARAMETERS CHANGED",
+    0x2A09: "CAPACITY DATA HAS CHANGED",
+    0x2C00: "COMMAND SEQUENCE ERROR",
+    0x3700: "ROUNDED PARAMETER",
+    0x3E03: "LOGICAL UNIT FAILED SELF-TEST",
+    0x3F01: "MICROCODE HAS BEEN CHANGED",
+    0x3F03: "INQUIRY DATA HAS CHANGED",
+    0x3F0E: "REPORTED LUNS DATA HAS CHANGED",
+    0x4700: "SCSI PARITY ERROR",
+    0x4B00: "DATA PHASE ERROR",
+    0x4E00: "OVERLAPPED COMMANDS ATTEMPTED",
+    0x5000: "WRITE APPEND ERROR",
+    0x5200: "CARTRIDGE FAULT",
+    0x5500: "SYSTEM RESOURCE FAILURE",
+    0x5503: "INSUFFICIENT RESOURCES",
+}
+
+
+def asc_name(asc: int) -> str:
+    """The SPC-4 name of ASC << 8 | ASCQ, or words saying why there is none."""
+    try:
+        return Asc(asc).name.replace("_", " ")
+    except ValueError:
+        pass
+    if asc in MORE_ASC_NAMES:
+        return MORE_ASC_NAMES[asc]
+    if asc >> 8 >= 0x80 or asc & 0xFF >= 0x80:
+        return "vendor specific"
+    return "not in lio-xcopy's table; see SPC-4 Annex D"
+
+
 @dataclass(frozen=True, slots=True)
 class SenseData:
     """One sense report, independent of its encoding (SPC-4 4.5)."""
@@ -303,13 +426,9 @@ class SenseData:
 
     def describe(self) -> str:
         """One line for logs and the initiator tool: key, ASC/ASCQ and name."""
-        try:
-            name = Asc(self.asc).name.replace("_", " ")
-        except ValueError:
-            name = "vendor or unknown additional sense"
         return (
             f"{self.key.name.replace('_', ' ')}, ASC/ASCQ {self.asc >> 8:02X}h/"
-            f"{self.asc & 0xFF:02X}h ({name})"
+            f"{self.asc & 0xFF:02X}h ({asc_name(self.asc)})"
         )
 
 

@@ -1,9 +1,10 @@
 """SMC-3 medium changer wire formats: CDB layouts, element status data, mode pages.
 
-Pure encoders only; :mod:`lio_xcopy.devices.changer` decides what to report. Element
-type codes, element descriptors and the status header follow SMC-3 READ ELEMENT
-STATUS; the mode pages are SMC-3's Element Address Assignment (1Dh), Transport
-Geometry Parameters (1Eh) and Device Capabilities (1Fh) pages.
+Pure encoders and decoders; :mod:`lio_xcopy.devices.changer` decides what to report,
+:mod:`lio_xcopy.initiator.changer` reads a library's answer. Element type codes,
+element descriptors and the status header follow SMC-3 READ ELEMENT STATUS; the mode
+pages are SMC-3's Element Address Assignment (1Dh), Transport Geometry Parameters (1Eh)
+and Device Capabilities (1Fh) pages.
 """
 
 from __future__ import annotations
@@ -13,34 +14,55 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
-from lio_xcopy.scsi.cdb import Field, cdb_layout
+from lio_xcopy.errors import LioXcopyError
+from lio_xcopy.scsi.cdb import Cdb, bitfield
 
 # --- CDB layouts ----------------------------------------------------------------------------
-INITIALIZE_ELEMENT_STATUS = cdb_layout("INITIALIZE ELEMENT STATUS", 0x07, 6, "SMC-3")
-INITIALIZE_ELEMENT_STATUS_WITH_RANGE = cdb_layout(
-    "INITIALIZE ELEMENT STATUS WITH RANGE", 0x37, 10, "SMC-3",
-    Field("fast", 1, 1, lsb=1), Field("range", 1, 1),
-    Field("starting_element_address", 2, 16), Field("number_of_elements", 6, 16),
-)
-PREVENT_ALLOW_MEDIUM_REMOVAL = cdb_layout(
-    "PREVENT ALLOW MEDIUM REMOVAL", 0x1E, 6, "SMC-3", Field("prevent", 4, 2),
-)
-POSITION_TO_ELEMENT = cdb_layout(
-    "POSITION TO ELEMENT", 0x2B, 10, "SMC-3",
-    Field("transport_element_address", 2, 16), Field("destination_address", 4, 16),
-    Field("invert", 8, 1),
-)
-MOVE_MEDIUM = cdb_layout(
-    "MOVE MEDIUM", 0xA5, 12, "SMC-3",
-    Field("transport_element_address", 2, 16), Field("source_address", 4, 16),
-    Field("destination_address", 6, 16), Field("invert", 10, 1),
-)
-READ_ELEMENT_STATUS = cdb_layout(
-    "READ ELEMENT STATUS", 0xB8, 12, "SMC-3",
-    Field("voltag", 1, 1, lsb=4), Field("element_type_code", 1, 4),
-    Field("starting_element_address", 2, 16), Field("number_of_elements", 4, 16),
-    Field("curdata", 6, 1, lsb=1), Field("dvcid", 6, 1), Field("allocation_length", 7, 24),
-)
+
+
+class InitializeElementStatus(
+    Cdb, name="INITIALIZE ELEMENT STATUS", opcode=0x07, length=6, clause="SMC-3",
+):
+    pass
+
+
+class InitializeElementStatusWithRange(
+    Cdb, name="INITIALIZE ELEMENT STATUS WITH RANGE", opcode=0x37, length=10, clause="SMC-3",
+):
+    fast: int = bitfield(1, 1, lsb=1)
+    range: int = bitfield(1, 1)
+    starting_element_address: int = bitfield(2, 16)
+    number_of_elements: int = bitfield(6, 16)
+
+
+class PreventAllowMediumRemoval(
+    Cdb, name="PREVENT ALLOW MEDIUM REMOVAL", opcode=0x1E, length=6, clause="SMC-3",
+):
+    prevent: int = bitfield(4, 2)
+
+
+class PositionToElement(Cdb, name="POSITION TO ELEMENT", opcode=0x2B, length=10, clause="SMC-3"):
+    transport_element_address: int = bitfield(2, 16)
+    destination_address: int = bitfield(4, 16)
+    invert: int = bitfield(8, 1)
+
+
+class MoveMedium(Cdb, name="MOVE MEDIUM", opcode=0xA5, length=12, clause="SMC-3"):
+    transport_element_address: int = bitfield(2, 16)
+    source_address: int = bitfield(4, 16)
+    destination_address: int = bitfield(6, 16)
+    invert: int = bitfield(10, 1)
+
+
+class ReadElementStatus(Cdb, name="READ ELEMENT STATUS", opcode=0xB8, length=12, clause="SMC-3"):
+    voltag: int = bitfield(1, 1, lsb=4)
+    element_type_code: int = bitfield(1, 4)
+    starting_element_address: int = bitfield(2, 16)
+    number_of_elements: int = bitfield(4, 16)
+    curdata: int = bitfield(6, 1, lsb=1)
+    dvcid: int = bitfield(6, 1)
+    allocation_length: int = bitfield(7, 24)
+
 
 #: PREVENT field values (SMC-3): 0 allows, 1 prevents; 2 and 3 are reserved here.
 ALLOW, PREVENT = 0, 1
@@ -143,6 +165,78 @@ def element_status_data(first_address: int, count: int, pages: Sequence[bytes]) 
     BYTE COUNT OF REPORT AVAILABLE counts every page byte, whatever the allocation."""
     body = b"".join(pages)
     return struct.pack(">HHI", first_address, count, len(body) & 0xFFFFFF) + body
+
+
+class ElementStatusFormatError(LioXcopyError, ValueError):
+    """READ ELEMENT STATUS data that does not add up."""
+
+
+#: element status header, element status page header, element descriptor (SMC-3 6.11)
+_STATUS_HEADER = struct.Struct(">HHxBH")
+_PAGE_HEADER = struct.Struct(">BBHxBH")
+_DESCRIPTOR = struct.Struct(">HBxBBxxxBH")
+PVOLTAG = 0x80
+AVOLTAG = 0x40
+SVALID = 0x80
+
+
+def volume_identifier(raw: bytes) -> str | None:
+    """The 32-byte volume identifier of a volume tag: left aligned, space (or NUL)
+    filled; all blank means no label (the inverse of :func:`volume_tag`)."""
+    text = raw[:VOLUME_IDENTIFIER_LENGTH].decode("ascii", "replace").rstrip(" \0")
+    return text or None
+
+
+def parse_element_status(
+    data: bytes | bytearray | memoryview,
+) -> list[tuple[ElementType, ElementDescriptor]]:
+    """Every element descriptor of READ ELEMENT STATUS data with its page's element
+    type, in the order reported (the inverse of :func:`element_status_data`).
+
+    Each page says its element type, whether descriptors carry a primary (PVOLTAG) and
+    alternate (AVOLTAG) volume tag, and its descriptor length; a descriptor longer than
+    12 bytes plus its tags holds the device identifier (code set, type, length,
+    identifier: DVCID one) or 4 reserved bytes. Data cut short by the allocation length
+    yields the descriptors that are whole."""
+    buf = bytes(data)
+    if len(buf) < _STATUS_HEADER.size:
+        raise ElementStatusFormatError(f"element status data of {len(buf)} bytes: the "
+                                       "header alone is 8")
+    _first, _count, hi, lo = _STATUS_HEADER.unpack_from(buf)
+    end = min(len(buf), _STATUS_HEADER.size + (hi << 16 | lo))
+    out: list[tuple[ElementType, ElementDescriptor]] = []
+    pos = _STATUS_HEADER.size
+    while pos + _PAGE_HEADER.size <= end:
+        code, tags, dlen, hi, lo = _PAGE_HEADER.unpack_from(buf, pos)
+        pos += _PAGE_HEADER.size
+        try:
+            etype = ElementType(code & 0x0F)
+        except ValueError:
+            raise ElementStatusFormatError(
+                f"element status page of type {code & 0x0F} at byte "
+                f"{pos - _PAGE_HEADER.size}: SMC-3 defines 1-4") from None
+        if dlen < _DESCRIPTOR.size:
+            raise ElementStatusFormatError(f"element descriptor length {dlen} at byte "
+                                           f"{pos - 6}: SMC-3 descriptors are at least 12")
+        page_end = min(end, pos + (hi << 16 | lo))
+        while pos + dlen <= page_end:
+            out.append((etype, _parse_descriptor(buf[pos:pos + dlen], tags)))
+            pos += dlen
+        pos = max(pos, page_end)
+    return out
+
+
+def _parse_descriptor(d: bytes, tags: int) -> ElementDescriptor:
+    address, flags, asc, ascq, b9, source = _DESCRIPTOR.unpack(d[:_DESCRIPTOR.size])
+    barcode = volume_identifier(d[12:12 + VOLUME_TAG_LENGTH]) if tags & PVOLTAG else None
+    ntags = (VOLUME_TAG_LENGTH if tags & PVOLTAG else 0) + (
+        VOLUME_TAG_LENGTH if tags & AVOLTAG else 0)
+    identifier = None
+    rest = d[12 + ntags:]
+    if len(rest) >= 4 and rest[3] and 4 + rest[3] <= len(rest):
+        identifier = (rest[0] & 0x0F, rest[1] & 0x3F, rest[4:4 + rest[3]])
+    return ElementDescriptor(address, flags, barcode, source if b9 & SVALID else None,
+                             asc << 8 | ascq, b9 & 0x07, identifier)
 
 
 # --- mode pages ------------------------------------------------------------------------------

@@ -8,8 +8,10 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeAlias
 
-from lio_xcopy.scsi.cdb import Cdb, Field, cdb_layout
+from lio_xcopy.errors import LioXcopyError
+from lio_xcopy.scsi.cdb import Cdb, bitfield
 from lio_xcopy.scsi.errors import InvalidFieldInParameterList, ParameterListLengthError
 
 # --- peripheral device types, SPC-4 Table 142 ----------------------------------------
@@ -18,42 +20,69 @@ TYPE_TAPE = 0x01
 TYPE_MEDIUM_CHANGER = 0x08
 
 # --- CDB layouts (SPC-4 clause 6) ------------------------------------------------------
-TEST_UNIT_READY = cdb_layout("TEST UNIT READY", 0x00, 6, "SPC-4 6.47")
-REQUEST_SENSE = cdb_layout(
-    "REQUEST SENSE", 0x03, 6, "SPC-4 6.39",
-    Field("desc", 1, 1), Field("allocation_length", 4, 8),
-)
-INQUIRY = cdb_layout(
-    "INQUIRY", 0x12, 6, "SPC-4 6.6",
-    Field("evpd", 1, 1), Field("page_code", 2, 8), Field("allocation_length", 3, 16),
-)
-MODE_SELECT_6 = cdb_layout(
-    "MODE SELECT (6)", 0x15, 6, "SPC-4 6.9",
-    Field("pf", 1, 1, lsb=4), Field("sp", 1, 1), Field("parameter_list_length", 4, 8),
-    data_out=True,
-)
-MODE_SENSE_6 = cdb_layout(
-    "MODE SENSE (6)", 0x1A, 6, "SPC-4 6.11",
-    Field("dbd", 1, 1, lsb=3), Field("pc", 2, 2, lsb=6), Field("page_code", 2, 6),
-    Field("subpage_code", 3, 8), Field("allocation_length", 4, 8),
-)
-MODE_SELECT_10 = cdb_layout(
-    "MODE SELECT (10)", 0x55, 10, "SPC-4 6.10",
-    Field("pf", 1, 1, lsb=4), Field("sp", 1, 1), Field("parameter_list_length", 7, 16),
-    data_out=True,
-)
-MODE_SENSE_10 = cdb_layout(
-    "MODE SENSE (10)", 0x5A, 10, "SPC-4 6.12",
-    Field("llbaa", 1, 1, lsb=4), Field("dbd", 1, 1, lsb=3), Field("pc", 2, 2, lsb=6),
-    Field("page_code", 2, 6), Field("subpage_code", 3, 8), Field("allocation_length", 7, 16),
-)
-REPORT_SUPPORTED_OPERATION_CODES = cdb_layout(
-    "REPORT SUPPORTED OPERATION CODES", 0xA3, 12, "SPC-4 6.35",
-    Field("rctd", 2, 1, lsb=7), Field("reporting_options", 2, 3),
-    Field("requested_operation_code", 3, 8), Field("requested_service_action", 4, 16),
-    Field("allocation_length", 6, 32),
+
+
+class TestUnitReady(Cdb, name="TEST UNIT READY", opcode=0x00, length=6, clause="SPC-4 6.47"):
+    pass
+
+
+class RequestSense(Cdb, name="REQUEST SENSE", opcode=0x03, length=6, clause="SPC-4 6.39"):
+    desc: int = bitfield(1, 1)
+    allocation_length: int = bitfield(4, 8)
+
+
+class Inquiry(Cdb, name="INQUIRY", opcode=0x12, length=6, clause="SPC-4 6.6"):
+    evpd: int = bitfield(1, 1)
+    page_code: int = bitfield(2, 8)
+    allocation_length: int = bitfield(3, 16)
+
+
+class ModeSelect6(
+    Cdb, name="MODE SELECT (6)", opcode=0x15, length=6, clause="SPC-4 6.9", data_out=True,
+):
+    pf: int = bitfield(1, 1, lsb=4)
+    sp: int = bitfield(1, 1)
+    parameter_list_length: int = bitfield(4, 8)
+
+
+class ModeSense6(Cdb, name="MODE SENSE (6)", opcode=0x1A, length=6, clause="SPC-4 6.11"):
+    dbd: int = bitfield(1, 1, lsb=3)
+    pc: int = bitfield(2, 2, lsb=6)
+    page_code: int = bitfield(2, 6)
+    subpage_code: int = bitfield(3, 8)
+    allocation_length: int = bitfield(4, 8)
+
+
+class ModeSelect10(
+    Cdb, name="MODE SELECT (10)", opcode=0x55, length=10, clause="SPC-4 6.10", data_out=True,
+):
+    pf: int = bitfield(1, 1, lsb=4)
+    sp: int = bitfield(1, 1)
+    parameter_list_length: int = bitfield(7, 16)
+
+
+class ModeSense10(Cdb, name="MODE SENSE (10)", opcode=0x5A, length=10, clause="SPC-4 6.12"):
+    llbaa: int = bitfield(1, 1, lsb=4)
+    dbd: int = bitfield(1, 1, lsb=3)
+    pc: int = bitfield(2, 2, lsb=6)
+    page_code: int = bitfield(2, 6)
+    subpage_code: int = bitfield(3, 8)
+    allocation_length: int = bitfield(7, 16)
+
+
+class ReportSupportedOperationCodes(
+    Cdb, name="REPORT SUPPORTED OPERATION CODES", opcode=0xA3, length=12, clause="SPC-4 6.35",
     service_action=0x0C,
-)
+):
+    rctd: int = bitfield(2, 1, lsb=7)
+    reporting_options: int = bitfield(2, 3)
+    requested_operation_code: int = bitfield(3, 8)
+    requested_service_action: int = bitfield(4, 16)
+    allocation_length: int = bitfield(6, 32)
+
+
+AnyModeSense: TypeAlias = ModeSense6 | ModeSense10
+AnyModeSelect: TypeAlias = ModeSelect6 | ModeSelect10
 
 # Mode page control values, SPC-4 6.11.3
 PC_CURRENT, PC_CHANGEABLE, PC_DEFAULT, PC_SAVED = 0, 1, 2, 3
@@ -66,9 +95,14 @@ def truncate(data: bytes, allocation_length: int) -> bytes:
 
 
 # --- INQUIRY data, SPC-4 6.6.2 -----------------------------------------------------------
+class InquiryFormatError(LioXcopyError, ValueError):
+    """Standard INQUIRY data that is too short to decode."""
+
+
 @dataclass(frozen=True, slots=True)
 class StandardInquiry:
-    """The fields of standard INQUIRY data that differ between our LUNs."""
+    """The fields of standard INQUIRY data that differ between LUNs: ours when we
+    answer, a device's when an initiator asks. Text fields are stripped of padding."""
 
     device_type: int
     vendor: str = "LIO-ORG"
@@ -77,12 +111,14 @@ class StandardInquiry:
     removable: bool = False
     third_party_copy: bool = False
     version_descriptors: tuple[int, ...] = (0x00A0, 0x0460)  # SAM-5, SPC-4
+    peripheral_qualifier: int = 0
+    version: int = 0x06  # SPC-4
 
     def encode(self) -> bytes:
         buf = bytearray(58 + 2 * 8)
-        buf[0] = self.device_type & 0x1F
+        buf[0] = (self.peripheral_qualifier & 0x07) << 5 | self.device_type & 0x1F
         buf[1] = 0x80 if self.removable else 0
-        buf[2] = 0x06  # SPC-4
+        buf[2] = self.version
         buf[3] = 0x10 | 0x02  # HISUP, response data format 2
         buf[4] = len(buf) - 5
         buf[5] = 0x08 if self.third_party_copy else 0
@@ -93,6 +129,29 @@ class StandardInquiry:
         for i, v in enumerate(self.version_descriptors[:8]):
             struct.pack_into(">H", buf, 58 + 2 * i, v)
         return bytes(buf)
+
+    @classmethod
+    def parse(cls, data: bytes | memoryview) -> StandardInquiry:
+        """Decode the first 36 bytes every device returns, and the VERSION DESCRIPTORs
+        (bytes 58-73) that are there and not zero."""
+        data = bytes(data)
+        if len(data) < 36:
+            raise InquiryFormatError(f"standard INQUIRY data of {len(data)} bytes: a device "
+                                     "returns at least 36")
+
+        def text(a: int, b: int) -> str:
+            return data[a:b].decode("ascii", "replace").strip()
+
+        descriptors = tuple(
+            v for i in range(58, min(len(data), 74) - 1, 2)
+            if (v := int.from_bytes(data[i:i + 2], "big"))
+        )
+        return cls(
+            device_type=data[0] & 0x1F, vendor=text(8, 16), product=text(16, 32),
+            revision=text(32, 36), removable=bool(data[1] & 0x80),
+            third_party_copy=bool(data[5] & 0x08), version_descriptors=descriptors,
+            peripheral_qualifier=data[0] >> 5, version=data[2],
+        )
 
 
 def _ascii(text: str, width: int) -> bytes:
@@ -112,6 +171,14 @@ def vpd_supported_pages(device_type: int, pages: Iterable[int]) -> bytes:
 def vpd_unit_serial(device_type: int, serial: str) -> bytes:
     """Unit Serial Number, SPC-4 7.8.18."""
     return vpd_page(device_type, 0x80, serial.encode("ascii", "replace"))
+
+
+def parse_vpd_unit_serial(page: bytes | memoryview) -> str:
+    """PRODUCT SERIAL NUMBER of a Unit Serial Number page with its header (SPC-4 7.8.18),
+    without the padding a device may add."""
+    page = bytes(page)
+    end = 4 + int.from_bytes(page[2:4], "big")
+    return page[4:end].decode("ascii", "replace").strip()
 
 
 LIO_COMPANY_ID = 0x001405  # the OUI LIO uses in its NAA designators (target_core_spc.c)

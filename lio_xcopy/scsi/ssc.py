@@ -9,94 +9,156 @@ In the stream sense, INFORMATION holds a residue: a READ reports requested minus
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple
+from typing import NamedTuple, TypeAlias
 
-from lio_xcopy.scsi.cdb import Field, cdb_layout
+from lio_xcopy.errors import LioXcopyError
+from lio_xcopy.scsi.cdb import Cdb, bitfield
 from lio_xcopy.scsi.errors import CheckCondition, NotReady
 from lio_xcopy.scsi.sense import Asc, SenseData, SenseKey
 
 # --- CDB layouts -----------------------------------------------------------------------------
-REWIND = cdb_layout("REWIND", 0x01, 6, "SSC-4", Field("immed", 1, 1))
-READ_BLOCK_LIMITS = cdb_layout("READ BLOCK LIMITS", 0x05, 6, "SSC-4", Field("mloi", 1, 1))
-READ_6 = cdb_layout(
-    "READ (6)", 0x08, 6, "SSC-4",
-    Field("sili", 1, 1, lsb=1), Field("fixed", 1, 1), Field("transfer_length", 2, 24),
+
+
+class Rewind(Cdb, name="REWIND", opcode=0x01, length=6, clause="SSC-4"):
+    immed: int = bitfield(1, 1)
+
+
+class ReadBlockLimits(Cdb, name="READ BLOCK LIMITS", opcode=0x05, length=6, clause="SSC-4"):
+    mloi: int = bitfield(1, 1)
+
+
+class Read6(Cdb, name="READ (6)", opcode=0x08, length=6, clause="SSC-4"):
+    sili: int = bitfield(1, 1, lsb=1)
+    fixed: int = bitfield(1, 1)
+    transfer_length: int = bitfield(2, 24)
+
+
+class Write6(Cdb, name="WRITE (6)", opcode=0x0A, length=6, clause="SSC-4", data_out=True):
+    fixed: int = bitfield(1, 1)
+    transfer_length: int = bitfield(2, 24)
+
+
+class WriteFilemarks6(Cdb, name="WRITE FILEMARKS (6)", opcode=0x10, length=6, clause="SSC-4"):
+    wsmk: int = bitfield(1, 1, lsb=1)
+    immed: int = bitfield(1, 1)
+    filemark_count: int = bitfield(2, 24)
+
+
+class Space6(Cdb, name="SPACE (6)", opcode=0x11, length=6, clause="SSC-4"):
+    code: int = bitfield(1, 4)
+    count: int = bitfield(2, 24)
+
+
+class Erase6(Cdb, name="ERASE (6)", opcode=0x19, length=6, clause="SSC-4"):
+    immed: int = bitfield(1, 1, lsb=1)
+    long: int = bitfield(1, 1)
+
+
+class LoadUnload(Cdb, name="LOAD UNLOAD", opcode=0x1B, length=6, clause="SSC-4"):
+    immed: int = bitfield(1, 1)
+    hold: int = bitfield(4, 1, lsb=3)
+    eot: int = bitfield(4, 1, lsb=2)
+    reten: int = bitfield(4, 1, lsb=1)
+    load: int = bitfield(4, 1)
+
+
+class PreventAllowMediumRemoval(
+    Cdb, name="PREVENT ALLOW MEDIUM REMOVAL", opcode=0x1E, length=6, clause="SSC-4",
+):
+    prevent: int = bitfield(4, 2)
+
+
+class Locate10(Cdb, name="LOCATE (10)", opcode=0x2B, length=10, clause="SSC-4"):
+    bt: int = bitfield(1, 1, lsb=2)
+    cp: int = bitfield(1, 1, lsb=1)
+    immed: int = bitfield(1, 1)
+    logical_object_identifier: int = bitfield(3, 32)
+    partition: int = bitfield(8, 8)
+
+
+class ReadPositionShort(
+    Cdb, name="READ POSITION (SHORT FORM - BLOCK ID)", opcode=0x34, length=10, clause="SSC-4",
+    service_action=0x00,
+):
+    allocation_length: int = bitfield(7, 16)
+
+
+class ReadPositionShortVendor(
+    Cdb, name="READ POSITION (SHORT FORM - VENDOR-SPECIFIC)", opcode=0x34, length=10,
+    clause="SSC-4", service_action=0x01,
+):
+    allocation_length: int = bitfield(7, 16)
+
+
+class ReadPositionLong(
+    Cdb, name="READ POSITION (LONG FORM)", opcode=0x34, length=10, clause="SSC-4",
+    service_action=0x06,
+):
+    allocation_length: int = bitfield(7, 16)
+
+
+class ReadPositionExtended(
+    Cdb, name="READ POSITION (EXTENDED FORM)", opcode=0x34, length=10, clause="SSC-4",
+    service_action=0x08,
+):
+    allocation_length: int = bitfield(7, 16)
+
+
+AnyReadPosition: TypeAlias = (
+    ReadPositionShort | ReadPositionShortVendor | ReadPositionLong | ReadPositionExtended
 )
-WRITE_6 = cdb_layout(
-    "WRITE (6)", 0x0A, 6, "SSC-4", Field("fixed", 1, 1), Field("transfer_length", 2, 24),
-    data_out=True,
-)
-WRITE_FILEMARKS_6 = cdb_layout(
-    "WRITE FILEMARKS (6)", 0x10, 6, "SSC-4",
-    Field("wsmk", 1, 1, lsb=1), Field("immed", 1, 1), Field("filemark_count", 2, 24),
-)
-SPACE_6 = cdb_layout(
-    "SPACE (6)", 0x11, 6, "SSC-4", Field("code", 1, 4), Field("count", 2, 24),
-)
-ERASE_6 = cdb_layout(
-    "ERASE (6)", 0x19, 6, "SSC-4", Field("immed", 1, 1, lsb=1), Field("long", 1, 1),
-)
-LOAD_UNLOAD = cdb_layout(
-    "LOAD UNLOAD", 0x1B, 6, "SSC-4",
-    Field("immed", 1, 1), Field("hold", 4, 1, lsb=3), Field("eot", 4, 1, lsb=2),
-    Field("reten", 4, 1, lsb=1), Field("load", 4, 1),
-)
-PREVENT_ALLOW_MEDIUM_REMOVAL = cdb_layout(
-    "PREVENT ALLOW MEDIUM REMOVAL", 0x1E, 6, "SSC-4", Field("prevent", 4, 2),
-)
-LOCATE_10 = cdb_layout(
-    "LOCATE (10)", 0x2B, 10, "SSC-4",
-    Field("bt", 1, 1, lsb=2), Field("cp", 1, 1, lsb=1), Field("immed", 1, 1),
-    Field("logical_object_identifier", 3, 32), Field("partition", 8, 8),
-)
-READ_POSITION_SHORT = cdb_layout(
-    "READ POSITION (SHORT FORM - BLOCK ID)", 0x34, 10, "SSC-4",
-    Field("allocation_length", 7, 16), service_action=0x00,
-)
-READ_POSITION_SHORT_VENDOR = cdb_layout(
-    "READ POSITION (SHORT FORM - VENDOR-SPECIFIC)", 0x34, 10, "SSC-4",
-    Field("allocation_length", 7, 16), service_action=0x01,
-)
-READ_POSITION_LONG = cdb_layout(
-    "READ POSITION (LONG FORM)", 0x34, 10, "SSC-4",
-    Field("allocation_length", 7, 16), service_action=0x06,
-)
-READ_POSITION_EXTENDED = cdb_layout(
-    "READ POSITION (EXTENDED FORM)", 0x34, 10, "SSC-4",
-    Field("allocation_length", 7, 16), service_action=0x08,
-)
-FORMAT_MEDIUM = cdb_layout(
-    "FORMAT MEDIUM", 0x04, 6, "SSC-4",
-    Field("verify", 1, 1, lsb=1), Field("immed", 1, 1), Field("format", 2, 4),
-    Field("transfer_length", 3, 16),
-    data_out=True,
-)
-REPORT_DENSITY_SUPPORT = cdb_layout(
-    "REPORT DENSITY SUPPORT", 0x44, 10, "SSC-4",
-    Field("medium_type", 1, 1, lsb=1), Field("media", 1, 1), Field("allocation_length", 7, 16),
-)
-SPACE_16 = cdb_layout(
-    "SPACE (16)", 0x91, 16, "SSC-4",
-    Field("code", 1, 4), Field("count", 4, 64), Field("parameter_length", 12, 16),
-)
-LOCATE_16 = cdb_layout(
-    "LOCATE (16)", 0x92, 16, "SSC-4",
-    Field("dest_type", 1, 2, lsb=3), Field("cp", 1, 1, lsb=1), Field("immed", 1, 1),
-    Field("bam", 2, 1), Field("partition", 3, 8), Field("logical_identifier", 4, 64),
-)
+
+
+class FormatMedium(Cdb, name="FORMAT MEDIUM", opcode=0x04, length=6, clause="SSC-4", data_out=True):
+    verify: int = bitfield(1, 1, lsb=1)
+    immed: int = bitfield(1, 1)
+    format: int = bitfield(2, 4)
+    transfer_length: int = bitfield(3, 16)
+
+
+class ReportDensitySupport(
+    Cdb, name="REPORT DENSITY SUPPORT", opcode=0x44, length=10, clause="SSC-4",
+):
+    medium_type: int = bitfield(1, 1, lsb=1)
+    media: int = bitfield(1, 1)
+    allocation_length: int = bitfield(7, 16)
+
+
+class Space16(Cdb, name="SPACE (16)", opcode=0x91, length=16, clause="SSC-4"):
+    code: int = bitfield(1, 4)
+    count: int = bitfield(4, 64)
+    parameter_length: int = bitfield(12, 16)
+
+
+class Locate16(Cdb, name="LOCATE (16)", opcode=0x92, length=16, clause="SSC-4"):
+    dest_type: int = bitfield(1, 2, lsb=3)
+    cp: int = bitfield(1, 1, lsb=1)
+    immed: int = bitfield(1, 1)
+    bam: int = bitfield(2, 1)
+    partition: int = bitfield(3, 8)
+    logical_identifier: int = bitfield(4, 64)
+
+
 # LOG SELECT and LOG SENSE are SPC-4 commands (6.7, 6.8); only the tape serves log pages yet.
-LOG_SELECT = cdb_layout(
-    "LOG SELECT", 0x4C, 10, "SPC-4 6.7",
-    Field("pcr", 1, 1, lsb=1), Field("sp", 1, 1), Field("pc", 2, 2, lsb=6),
-    Field("page_code", 2, 6), Field("subpage_code", 3, 8), Field("parameter_list_length", 7, 16),
-    data_out=True,
-)
-LOG_SENSE = cdb_layout(
-    "LOG SENSE", 0x4D, 10, "SPC-4 6.8",
-    Field("sp", 1, 1), Field("pc", 2, 2, lsb=6), Field("page_code", 2, 6),
-    Field("subpage_code", 3, 8), Field("parameter_pointer", 5, 16),
-    Field("allocation_length", 7, 16),
-)
+
+
+class LogSelect(Cdb, name="LOG SELECT", opcode=0x4C, length=10, clause="SPC-4 6.7", data_out=True):
+    pcr: int = bitfield(1, 1, lsb=1)
+    sp: int = bitfield(1, 1)
+    pc: int = bitfield(2, 2, lsb=6)
+    page_code: int = bitfield(2, 6)
+    subpage_code: int = bitfield(3, 8)
+    parameter_list_length: int = bitfield(7, 16)
+
+
+class LogSense(Cdb, name="LOG SENSE", opcode=0x4D, length=10, clause="SPC-4 6.8"):
+    sp: int = bitfield(1, 1)
+    pc: int = bitfield(2, 2, lsb=6)
+    page_code: int = bitfield(2, 6)
+    subpage_code: int = bitfield(3, 8)
+    parameter_pointer: int = bitfield(5, 16)
+    allocation_length: int = bitfield(7, 16)
+
 
 # SPACE codes
 SPACE_BLOCKS = 0
@@ -173,10 +235,12 @@ def read_position_short(
 
 def read_position_long(
     position: int, file_number: int, *, bop: bool, eop: bool, partition: int = 0,
-    bpew: bool = False,
+    bpew: bool = False, mpu: bool = False, lonu: bool = False,
 ) -> bytes:
-    """Long form (32 bytes): partition, logical object number, logical file identifier."""
-    flags = (0x80 if bop else 0) | (0x40 if eop else 0) | (0x01 if bpew else 0)
+    """Long form (32 bytes): partition, logical object number, logical file identifier.
+    MPU and LONU say the position is unknown (:func:`parse_read_position_long`)."""
+    flags = ((0x80 if bop else 0) | (0x40 if eop else 0) | (0x08 if mpu else 0)
+             | (0x04 if lonu else 0) | (0x01 if bpew else 0))
     return struct.pack(">BxxxIQQQ", flags, partition, position, file_number, 0)
 
 
@@ -189,18 +253,31 @@ def read_position_extended(
     return struct.pack(">BBHxBHQQQ", flags, partition & 0xFF, 0x1C, 0, 0, position, position, 0)
 
 
+class PositionFormatError(LioXcopyError, ValueError):
+    """READ POSITION data that is too short to decode."""
+
+
 class LongPosition(NamedTuple):
+    """READ POSITION long form data (SSC-4 READ POSITION, service action 06h)."""
+
     bop: bool
     eop: bool
     bpew: bool
     partition: int
     object_number: int
     file_identifier: int
+    #: MAP POSITION UNKNOWN, LOGICAL OBJECT NUMBER UNKNOWN: the numbers mean nothing
+    mpu: bool = False
+    lonu: bool = False
 
 
 def parse_read_position_long(data: bytes | memoryview) -> LongPosition:
+    if len(data) < 24:
+        raise PositionFormatError(f"READ POSITION long form data of {len(data)} bytes "
+                                  "(needs 32)")
     flags, part, obj, fid = struct.unpack_from(">BxxxIQQ", bytes(data[:32]))
-    return LongPosition(bool(flags & 0x80), bool(flags & 0x40), bool(flags & 1), part, obj, fid)
+    return LongPosition(bool(flags & 0x80), bool(flags & 0x40), bool(flags & 1), part, obj, fid,
+                        mpu=bool(flags & 0x08), lonu=bool(flags & 0x04))
 
 
 # --- REPORT DENSITY SUPPORT data -----------------------------------------------------------
@@ -284,7 +361,6 @@ def data_compression_page(dce: bool = False) -> bytes:
     (data that is not compressed is still returned); COMPRESSION and DECOMPRESSION
     ALGORITHM zero: no algorithm changes how a record is stored."""
     return bytes([DATA_COMPRESSION_PAGE, 0x0E, DCC | (DCE if dce else 0), DDE]) + bytes(12)
-
 
 
 def device_configuration_page(*, lois: bool = True, eeg: bool = True, sew: bool = True) -> bytes:

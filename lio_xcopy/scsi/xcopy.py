@@ -47,10 +47,10 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, ClassVar, Self
+from typing import ClassVar, Self
 
 from lio_xcopy.errors import LioXcopyError
-from lio_xcopy.scsi.cdb import Field, cdb_layout
+from lio_xcopy.scsi.cdb import Cdb, bitfield
 from lio_xcopy.scsi.errors import (
     IllegalRequest,
     InvalidFieldInParameterList,
@@ -60,63 +60,90 @@ from lio_xcopy.scsi.sense import Asc, SenseData
 from lio_xcopy.scsi.spc import Designator
 
 # --- CDB layouts -------------------------------------------------------------------------
-EXTENDED_COPY_LID1 = cdb_layout(
-    "EXTENDED COPY (LID1)", 0x83, 16, "SPC-4 6.5",
-    Field("parameter_list_length", 10, 32),
-    service_action=0x00,
-    data_out=True,
-)
-EXTENDED_COPY_LID4 = cdb_layout(
-    "EXTENDED COPY (LID4)", 0x83, 16, "SPC-4 6.4.1",
-    Field("parameter_list_length", 10, 32),
-    service_action=0x01,
-    data_out=True,
-)
-COPY_OPERATION_ABORT = cdb_layout(
-    "COPY OPERATION ABORT", 0x83, 16, "SPC-4 6.3",
-    Field("list_identifier", 2, 32),
+
+
+class ExtendedCopyLid1(
+    Cdb, name="EXTENDED COPY (LID1)", opcode=0x83, length=16, clause="SPC-4 6.5",
+    service_action=0x00, data_out=True,
+):
+    parameter_list_length: int = bitfield(10, 32)
+
+
+class ExtendedCopyLid4(
+    Cdb, name="EXTENDED COPY (LID4)", opcode=0x83, length=16, clause="SPC-4 6.4.1",
+    service_action=0x01, data_out=True,
+):
+    parameter_list_length: int = bitfield(10, 32)
+
+
+class CopyOperationAbort(
+    Cdb, name="COPY OPERATION ABORT", opcode=0x83, length=16, clause="SPC-4 6.3",
     service_action=0x1C,
-)
-RECEIVE_COPY_RESULTS_COPY_STATUS = cdb_layout(
-    "RECEIVE COPY RESULTS (COPY STATUS)", 0x84, 16, "SPC-4 6.18.3 (r31)",
-    Field("list_identifier", 2, 8), Field("allocation_length", 10, 32),
-    service_action=0x00,
-)
-RECEIVE_COPY_RESULTS_OPERATING_PARAMETERS = cdb_layout(
-    "RECEIVE COPY RESULTS (OPERATING PARAMETERS)", 0x84, 16, "SPC-4 6.18.4 (r31)",
-    Field("allocation_length", 10, 32),
-    service_action=0x03,
-)
-RECEIVE_COPY_RESULTS_FAILED_SEGMENT_DETAILS = cdb_layout(
-    "RECEIVE COPY RESULTS (FAILED SEGMENT DETAILS)", 0x84, 16, "SPC-4 6.18.5 (r31)",
-    Field("list_identifier", 2, 8), Field("allocation_length", 10, 32),
-    service_action=0x04,
-)
+):
+    list_identifier: int = bitfield(2, 32)
 
 
-def _receive_lid4(name: str, service_action: int, clause: str) -> type[Any]:
-    """A RECEIVE COPY ... (LID4) CDB: 32-bit LIST IDENTIFIER in bytes 2-5, ALLOCATION
-    LENGTH in 10-13 (SPC-4 tables 239, 247)."""
-    return cdb_layout(name, 0x84, 16, clause, Field("list_identifier", 2, 32),
-                      Field("allocation_length", 10, 32), service_action=service_action)
+class ReceiveCopyResultsCopyStatus(
+    Cdb, name="RECEIVE COPY RESULTS (COPY STATUS)", opcode=0x84, length=16,
+    clause="SPC-4 6.18.3 (r31)", service_action=0x00,
+):
+    list_identifier: int = bitfield(2, 8)
+    allocation_length: int = bitfield(10, 32)
 
 
-RECEIVE_COPY_STATUS_LID4 = _receive_lid4("RECEIVE COPY STATUS (LID4)", 0x05, "SPC-4 6.24")
-RECEIVE_COPY_DATA_LID4 = _receive_lid4("RECEIVE COPY DATA (LID4)", 0x06, "SPC-4 6.20")
+class ReceiveCopyResultsOperatingParameters(
+    Cdb, name="RECEIVE COPY RESULTS (OPERATING PARAMETERS)", opcode=0x84, length=16,
+    clause="SPC-4 6.18.4 (r31)", service_action=0x03,
+):
+    allocation_length: int = bitfield(10, 32)
+
+
+class ReceiveCopyResultsFailedSegmentDetails(
+    Cdb, name="RECEIVE COPY RESULTS (FAILED SEGMENT DETAILS)", opcode=0x84, length=16,
+    clause="SPC-4 6.18.5 (r31)", service_action=0x04,
+):
+    list_identifier: int = bitfield(2, 8)
+    allocation_length: int = bitfield(10, 32)
+
+
+# RECEIVE COPY ... (LID4): 32-bit LIST IDENTIFIER in bytes 2-5, ALLOCATION LENGTH in
+# 10-13 (SPC-4 tables 239, 247).
+class ReceiveCopyStatusLid4(
+    Cdb, name="RECEIVE COPY STATUS (LID4)", opcode=0x84, length=16, clause="SPC-4 6.24",
+    service_action=0x05,
+):
+    list_identifier: int = bitfield(2, 32)
+    allocation_length: int = bitfield(10, 32)
+
+
+class ReceiveCopyDataLid4(
+    Cdb, name="RECEIVE COPY DATA (LID4)", opcode=0x84, length=16, clause="SPC-4 6.20",
+    service_action=0x06,
+):
+    list_identifier: int = bitfield(2, 32)
+    allocation_length: int = bitfield(10, 32)
+
+
 #: The third-party copy commands with a 32-bit list identifier that read a copy's results.
-RECEIVE_COPY_LID4 = (RECEIVE_COPY_STATUS_LID4, RECEIVE_COPY_DATA_LID4)
+RECEIVE_COPY_LID4 = (ReceiveCopyStatusLid4, ReceiveCopyDataLid4)
 #: Vendor specific (SPC-4 4.3.4: opcodes C0h-FFh; group 6 is a 10-byte CDB): the SHA-256
 #: of the bytes a copy moved, so a backup can be verified without the data crossing the
 #: initiator. Data: :class:`CopyDigest`.
-RECEIVE_COPY_DIGEST = cdb_layout(
-    "RECEIVE COPY DIGEST (lio-xcopy)", 0xC5, 10, "vendor specific, docs/copy-digest.md",
-    Field("list_identifier", 2, 8), Field("allocation_length", 5, 32),
-)
+
+
+class ReceiveCopyDigest(
+    Cdb, name="RECEIVE COPY DIGEST (lio-xcopy)", opcode=0xC5, length=10,
+    clause="vendor specific, docs/copy-digest.md",
+):
+    list_identifier: int = bitfield(2, 8)
+    allocation_length: int = bitfield(5, 32)
+
+
 #: The RECEIVE COPY RESULTS service actions we answer (01h RECEIVE DATA needs held data).
 RECEIVE_COPY_RESULTS = (
-    RECEIVE_COPY_RESULTS_COPY_STATUS,
-    RECEIVE_COPY_RESULTS_OPERATING_PARAMETERS,
-    RECEIVE_COPY_RESULTS_FAILED_SEGMENT_DETAILS,
+    ReceiveCopyResultsCopyStatus,
+    ReceiveCopyResultsOperatingParameters,
+    ReceiveCopyResultsFailedSegmentDetails,
 )
 
 # --- parameter list constants --------------------------------------------------------------

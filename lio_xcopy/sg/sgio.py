@@ -54,7 +54,15 @@ from pathlib import Path
 from lio_xcopy.errors import LioXcopyError
 from lio_xcopy.scsi import sbc, spc, ssc
 from lio_xcopy.scsi.cdb import Cdb, cdb_length
-from lio_xcopy.scsi.sense import CHECK_CONDITION, Asc, SenseData, SenseKey
+from lio_xcopy.scsi.sense import (
+    CHECK_CONDITION,
+    Asc,
+    SenseData,
+    SenseKey,
+    asc_name,
+    sense_key_specific_words,
+    status_name,
+)
 from lio_xcopy.scsi.spc import Designator
 from lio_xcopy.scsi.vendor_sense import PolicyApart
 
@@ -213,12 +221,6 @@ class ScsiCommandError(SgIoError):
 
 
 # --- words for statuses and sense ------------------------------------------------------------
-STATUS_NAMES = {
-    0x00: "GOOD", 0x02: "CHECK CONDITION", 0x04: "CONDITION MET", 0x08: "BUSY",
-    0x10: "INTERMEDIATE", 0x14: "INTERMEDIATE-CONDITION MET", 0x18: "RESERVATION CONFLICT",
-    0x22: "COMMAND TERMINATED", 0x28: "TASK SET FULL", 0x30: "ACA ACTIVE",
-    0x40: "TASK ABORTED",
-}
 _SUCCESS_STATUSES = {0x00, 0x04, 0x10, 0x14}
 _STATUS_ADVICE = {
     0x08: "the logical unit is busy; retry the command later",
@@ -260,44 +262,6 @@ DRIVER_STATUS = {
     0x01: "DRIVER_BUSY", 0x02: "DRIVER_SOFT", 0x03: "DRIVER_MEDIA", 0x04: "DRIVER_ERROR",
     0x05: "DRIVER_INVALID", 0x06: "DRIVER_TIMEOUT", 0x07: "DRIVER_HARD",
     0x08: "DRIVER_SENSE",
-}
-
-#: Additional sense codes the initiator may meet beyond the ones lio-xcopy's devices
-#: raise (:class:`~lio_xcopy.scsi.sense.Asc`); names from SPC-4 Annex D.
-MORE_ASC_NAMES = {
-    0x0006: "I/O PROCESS TERMINATED",
-    0x0016: "OPERATION IN PROGRESS",
-    0x0017: "CLEANING REQUESTED",
-    0x0401: "LOGICAL UNIT IS IN PROCESS OF BECOMING READY",
-    0x0402: "LOGICAL UNIT NOT READY, INITIALIZING COMMAND REQUIRED",
-    0x0403: "LOGICAL UNIT NOT READY, MANUAL INTERVENTION REQUIRED",
-    0x0404: "LOGICAL UNIT NOT READY, FORMAT IN PROGRESS",
-    0x0D00: "ERROR DETECTED BY THIRD PARTY TEMPORARY INITIATOR",
-    0x0D01: "THIRD PARTY DEVICE FAILURE",
-    0x1400: "RECORDED ENTITY NOT FOUND",
-    0x1403: "END-OF-DATA NOT FOUND",
-    0x1500: "RANDOM POSITIONING ERROR",
-    0x1D00: "MISCOMPARE DURING VERIFY OPERATION",
-    0x2901: "POWER ON OCCURRED",
-    0x2902: "SCSI BUS RESET OCCURRED",
-    0x2903: "BUS DEVICE RESET FUNCTION OCCURRED",
-    0x2904: "DEVICE INTERNAL RESET",
-    0x2907: "I_T NEXUS LOSS OCCURRED",
-    0x2A00: "PARAMETERS CHANGED",
-    0x2A09: "CAPACITY DATA HAS CHANGED",
-    0x2C00: "COMMAND SEQUENCE ERROR",
-    0x3700: "ROUNDED PARAMETER",
-    0x3E03: "LOGICAL UNIT FAILED SELF-TEST",
-    0x3F01: "MICROCODE HAS BEEN CHANGED",
-    0x3F03: "INQUIRY DATA HAS CHANGED",
-    0x3F0E: "REPORTED LUNS DATA HAS CHANGED",
-    0x4700: "SCSI PARITY ERROR",
-    0x4B00: "DATA PHASE ERROR",
-    0x4E00: "OVERLAPPED COMMANDS ATTEMPTED",
-    0x5000: "WRITE APPEND ERROR",
-    0x5200: "CARTRIDGE FAULT",
-    0x5500: "SYSTEM RESOURCE FAILURE",
-    0x5503: "INSUFFICIENT RESOURCES",
 }
 
 _KEY_ADVICE = {
@@ -361,44 +325,6 @@ _ASC_ADVICE = {
         "copy service was stopped or restarted); the destination holds a partial copy: "
         "run the copy again",
 }
-
-
-def asc_name(asc: int) -> str:
-    """The SPC-4 name of ASC << 8 | ASCQ, or words saying why there is none."""
-    try:
-        return Asc(asc).name.replace("_", " ")
-    except ValueError:
-        pass
-    if asc in MORE_ASC_NAMES:
-        return MORE_ASC_NAMES[asc]
-    if asc >> 8 >= 0x80 or asc & 0xFF >= 0x80:
-        return "vendor specific"
-    return "not in lio-xcopy's table; see SPC-4 Annex D"
-
-
-def sense_key_specific_words(key: SenseKey, sks: bytes | None) -> str:
-    """The 3-byte SENSE KEY SPECIFIC field (SPC-4 4.5.2.4) in words; "" when SKSV is clear.
-
-    ILLEGAL REQUEST carries a field pointer ("at CDB byte 1 bit 7", "at parameter list
-    byte 12"), COPY ABORTED a segment pointer, NOT READY / NO SENSE a progress
-    indication, RECOVERED / MEDIUM / HARDWARE ERROR an actual retry count."""
-    if not sks or len(sks) < 3 or not sks[0] & 0x80:
-        return ""
-    flags, value = sks[0], int.from_bytes(sks[1:3], "big")
-    bit = f" bit {flags & 7}" if flags & 0x08 else ""
-    if key == SenseKey.ILLEGAL_REQUEST:
-        where = "CDB" if flags & 0x40 else "parameter list"
-        return f"at {where} byte {value}{bit}"
-    if key == SenseKey.COPY_ABORTED:
-        where = "segment descriptor" if flags & 0x20 else "parameter list"
-        return f"at {where} byte {value}{bit}"
-    if key in (SenseKey.NOT_READY, SenseKey.NO_SENSE):
-        return f"progress {100 * value / 0x10000:.0f}%"
-    if key in (SenseKey.RECOVERED_ERROR, SenseKey.MEDIUM_ERROR, SenseKey.HARDWARE_ERROR):
-        return f"after {value} retries"
-    if key == SenseKey.UNIT_ATTENTION and flags & 0x01:
-        return "(unit attention queue overflowed: some conditions were lost)"
-    return ""
 
 
 def explain_sense(sense: SenseData) -> str:
@@ -518,7 +444,7 @@ class Result:
 
     @property
     def status_name(self) -> str:
-        return STATUS_NAMES.get(self.status, f"status {self.status:02X}h")
+        return status_name(self.status)
 
     def explain(self) -> str:
         """The SCSI outcome in words (status, then the sense explained)."""
@@ -544,68 +470,6 @@ def _transport_words(result: Result) -> str:
         parts.append("the command timed out (DRIVER_TIMEOUT)" if drv == DRIVER_TIMEOUT
                      else f"the kernel's SCSI driver reported {name}")
     return "; ".join(parts)
-
-
-@dataclass(frozen=True, slots=True)
-class Inquiry:
-    """Standard INQUIRY data (SPC-4 6.6.2), the fields an initiator looks at."""
-
-    peripheral_qualifier: int
-    device_type: int
-    removable: bool
-    version: int
-    vendor: str
-    product: str
-    revision: str
-    third_party_copy: bool
-    raw: bytes
-
-    @classmethod
-    def parse(cls, data: bytes) -> Inquiry:
-        if len(data) < 36:
-            raise SgIoError(f"standard INQUIRY data of {len(data)} bytes: a device returns "
-                            "at least 36")
-
-        def text(a: int, b: int) -> str:
-            return data[a:b].decode("ascii", "replace").strip()
-
-        return cls(
-            peripheral_qualifier=data[0] >> 5, device_type=data[0] & 0x1F,
-            removable=bool(data[1] & 0x80), version=data[2],
-            vendor=text(8, 16), product=text(16, 32), revision=text(32, 36),
-            third_party_copy=bool(data[5] & 0x08), raw=bytes(data),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Capacity:
-    """READ CAPACITY (16) parameter data (SBC-4 5.18.2)."""
-
-    last_lba: int
-    block_length: int
-    lbppbe: int = 0
-    lowest_aligned_lba: int = 0
-    lbpme: bool = False
-    lbprz: bool = False
-
-    @property
-    def blocks(self) -> int:
-        return self.last_lba + 1
-
-    @property
-    def size(self) -> int:
-        return self.blocks * self.block_length
-
-    @classmethod
-    def parse(cls, data: bytes) -> Capacity:
-        if len(data) < 14:
-            raise SgIoError(f"READ CAPACITY (16) data of {len(data)} bytes: expected 32")
-        last_lba, block_length, _, b13 = struct.unpack_from(">QIBB", data)
-        b14 = data[14] if len(data) > 15 else 0
-        b15 = data[15] if len(data) > 15 else 0
-        return cls(last_lba, block_length, lbppbe=b13 & 0x0F,
-                   lowest_aligned_lba=(b14 & 0x3F) << 8 | b15, lbpme=bool(b14 & 0x80),
-                   lbprz=bool(b14 & 0x40))
 
 
 # --- the device -------------------------------------------------------------------------------
@@ -848,7 +712,7 @@ class ScsiDevice:
     # --- convenience ---
     def test_unit_ready(self, timeout: float = 30) -> None:
         """TEST UNIT READY; raises :class:`ScsiCommandError` (NOT READY, UNIT ATTENTION)."""
-        self.execute(spc.TEST_UNIT_READY().encode(), timeout=timeout)
+        self.execute(spc.TestUnitReady().encode(), timeout=timeout)
 
     def take_unit_attentions(self, limit: int = 5) -> list[SenseData]:
         """TEST UNIT READY until it reports no UNIT ATTENTION (SPC-4 5.9: LUNs added,
@@ -866,12 +730,15 @@ class ScsiDevice:
             break
         return seen
 
-    def inquiry(self) -> Inquiry:
+    def inquiry(self) -> spc.StandardInquiry:
         """Standard INQUIRY data."""
-        data = self.execute(spc.INQUIRY(allocation_length=0xFF).encode(), data_in=0xFF).data
+        data = self.execute(spc.Inquiry(allocation_length=0xFF).encode(), data_in=0xFF).data
         if len(data) >= 5:
             data = data[: 5 + data[4]]
-        return Inquiry.parse(data)
+        try:
+            return spc.StandardInquiry.parse(data)
+        except spc.InquiryFormatError as e:
+            raise SgIoError(str(e)) from None
 
     def peripheral_device_type(self) -> int:
         """0 disk, 1 tape, 8 medium changer, ... (SPC-4 Table 142)."""
@@ -883,7 +750,7 @@ class ScsiDevice:
             raise SgIoUsageError(f"VPD page {page:#x}: page codes are 00h-FFh", self.path)
         alloc = 0xFF
         while True:
-            data = self.execute(spc.INQUIRY(evpd=1, page_code=page,
+            data = self.execute(spc.Inquiry(evpd=1, page_code=page,
                                             allocation_length=alloc).encode(),
                                 data_in=alloc).data
             if len(data) < 4 or data[1] != page:
@@ -896,8 +763,7 @@ class ScsiDevice:
 
     def unit_serial_number(self) -> str:
         """Unit Serial Number VPD page (80h)."""
-        page = self.vpd(0x80)
-        return page[4:].decode("ascii", "replace").strip()
+        return spc.parse_vpd_unit_serial(self.vpd(0x80))
 
     def device_identification(self) -> list[Designator]:
         """Every designator of the Device Identification VPD page (83h)."""
@@ -910,10 +776,14 @@ class ScsiDevice:
                 return d.value
         return None
 
-    def read_capacity16(self) -> Capacity:
+    def read_capacity16(self) -> sbc.Capacity16:
         """READ CAPACITY (16) (SBC-4 5.18), for disks."""
-        cdb = sbc.READ_CAPACITY_16(allocation_length=sbc.READ_CAPACITY_16_LENGTH).encode()
-        return Capacity.parse(self.execute(cdb, data_in=sbc.READ_CAPACITY_16_LENGTH).data)
+        cdb = sbc.ReadCapacity16(allocation_length=sbc.READ_CAPACITY_16_LENGTH).encode()
+        data = self.execute(cdb, data_in=sbc.READ_CAPACITY_16_LENGTH).data
+        try:
+            return sbc.Capacity16.parse(data)
+        except sbc.CapacityFormatError as e:
+            raise SgIoError(str(e)) from None
 
     def nodes(self, sysfs_root: str | os.PathLike[str] = "/sys") -> ScsiNodes:
         """This device's H:C:T:L and sibling nodes (see :func:`scsi_nodes`)."""

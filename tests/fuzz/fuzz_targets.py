@@ -491,15 +491,15 @@ def xcopy_target(data: bytes) -> None:
         raw = s.u32() if mode == 3 else 0
         plist = s.take(s.left, pad=False)
         length = (len(plist), 0, max(len(plist) - 1, 0), raw)[mode]
-        layout = xcopy.EXTENDED_COPY_LID4 if flags & 4 else xcopy.EXTENDED_COPY_LID1
+        layout = xcopy.ExtendedCopyLid4 if flags & 4 else xcopy.ExtendedCopyLid1
         cdb = layout(parameter_list_length=length).encode()
         run(lb, dev, cdb, len(plist), plist)
 
 
-_RCR = (xcopy.RECEIVE_COPY_RESULTS_COPY_STATUS, xcopy.RECEIVE_COPY_RESULTS_OPERATING_PARAMETERS,
-        xcopy.RECEIVE_COPY_RESULTS_FAILED_SEGMENT_DETAILS, xcopy.RECEIVE_COPY_DIGEST)
-_RCR_LID4 = (xcopy.RECEIVE_COPY_STATUS_LID4, xcopy.RECEIVE_COPY_DATA_LID4,
-             xcopy.COPY_OPERATION_ABORT)
+_RCR = (xcopy.ReceiveCopyResultsCopyStatus, xcopy.ReceiveCopyResultsOperatingParameters,
+        xcopy.ReceiveCopyResultsFailedSegmentDetails, xcopy.ReceiveCopyDigest)
+_RCR_LID4 = (xcopy.ReceiveCopyStatusLid4, xcopy.ReceiveCopyDataLid4,
+             xcopy.CopyOperationAbort)
 
 
 def _canned_copies(lb: Lab) -> list[bytes]:
@@ -535,7 +535,7 @@ def rcr_target(data: bytes) -> None:
             plist = bytearray(canned[pick % len(canned)])
             plist[0] = s.u8()  # LIST IDENTIFIER
             plist[1] = (plist[1] & 0xE7) | (s.u8() & 3) << 3  # LIST ID USAGE
-            layout = xcopy.EXTENDED_COPY_LID1
+            layout = xcopy.ExtendedCopyLid1
             if pick & 0x80:
                 try:  # a list the input made invalid (usage 11b with an identifier) goes
                     p = xcopy.parse_extended_copy(bytes(plist))  # as LID1, to be refused
@@ -545,7 +545,7 @@ def rcr_target(data: bytes) -> None:
                     plist = bytearray(xcopy.build_extended_copy_lid4(
                         p.cscds, p.segments, list_identifier=plist[0],
                         list_id_usage=p.header.list_id_usage, immed=bool(pick & 0x40)))
-                    layout = xcopy.EXTENDED_COPY_LID4
+                    layout = xcopy.ExtendedCopyLid4
             lb.tapes["fz-tape"].rewind()
             cdb = layout(parameter_list_length=len(plist)).encode()
             run(lb, disk, cdb, len(plist), bytes(plist))
@@ -651,7 +651,7 @@ def _rec(cdb: bytes, size: int = 0, data_out: bytes = b"", flags: int = 0) -> by
 
 def _mode_select_6(header_dsp: int, bd: bytes = b"", pages: bytes = b"") -> tuple[bytes, bytes]:
     plist = bytes([0, 0, header_dsp, len(bd)]) + bd + pages
-    return spc.MODE_SELECT_6(pf=1, parameter_list_length=len(plist)).encode(), plist
+    return spc.ModeSelect6(pf=1, parameter_list_length=len(plist)).encode(), plist
 
 
 def seeds() -> dict[str, list[bytes]]:
@@ -659,99 +659,99 @@ def seeds() -> dict[str, list[bytes]]:
     lb = lab()
     with lb.armed():
         lb.reset(tapes=True, library=True)
-    inq = spc.INQUIRY(allocation_length=96).encode()
+    inq = spc.Inquiry(allocation_length=96).encode()
     common = [
-        _rec(spc.TEST_UNIT_READY().encode()),
+        _rec(spc.TestUnitReady().encode()),
         _rec(inq, 96),
-        _rec(spc.INQUIRY(evpd=1, page_code=0x83, allocation_length=255).encode(), 255),
-        _rec(spc.INQUIRY(evpd=1, page_code=0x00, allocation_length=4).encode(), 4),
-        _rec(spc.REQUEST_SENSE(allocation_length=18).encode(), 18),
-        _rec(spc.MODE_SENSE_6(page_code=0x3F, allocation_length=255).encode(), 255),
-        _rec(spc.MODE_SENSE_10(page_code=0x3F, pc=1, allocation_length=512).encode(), 512),
-        _rec(spc.REPORT_SUPPORTED_OPERATION_CODES(allocation_length=4096).encode(), 4096),
-        _rec(spc.REPORT_SUPPORTED_OPERATION_CODES(reporting_options=1,
+        _rec(spc.Inquiry(evpd=1, page_code=0x83, allocation_length=255).encode(), 255),
+        _rec(spc.Inquiry(evpd=1, page_code=0x00, allocation_length=4).encode(), 4),
+        _rec(spc.RequestSense(allocation_length=18).encode(), 18),
+        _rec(spc.ModeSense6(page_code=0x3F, allocation_length=255).encode(), 255),
+        _rec(spc.ModeSense10(page_code=0x3F, pc=1, allocation_length=512).encode(), 512),
+        _rec(spc.ReportSupportedOperationCodes(allocation_length=4096).encode(), 4096),
+        _rec(spc.ReportSupportedOperationCodes(reporting_options=1,
              requested_operation_code=0x12, allocation_length=64).encode(), 64),
         _rec(bytes([0xFF] + [0] * 9), 16),
     ]
     disk = [
-        _rec(sbc.READ_CAPACITY_10().encode(), 8) + _rec(sbc.READ_CAPACITY_16(
+        _rec(sbc.ReadCapacity10().encode(), 8) + _rec(sbc.ReadCapacity16(
             allocation_length=32).encode(), 32),
-        _rec(sbc.READ_10(lba=0, transfer_length=4).encode(), 2048, flags=0x40),
-        _rec(sbc.READ_16(lba=60, transfer_length=4).encode(), 2048),
-        _rec(sbc.READ_6(lba=1, transfer_length=1).encode(), 4096, flags=1),
-        _rec(sbc.WRITE_10(lba=2, transfer_length=2).encode(), 1024, bytes(range(256)) * 4),
-        _rec(sbc.WRITE_16(lba=63, transfer_length=1).encode(), 512, b"\x11" * 512)
-        + _rec(sbc.READ_16(lba=63, transfer_length=1).encode(), 512),
-        _rec(sbc.WRITE_6(lba=15, transfer_length=1).encode(), 4096, b"\x22" * 4096, flags=0x41),
-        _rec(sbc.SYNCHRONIZE_CACHE_10().encode()),
-        _rec(sbc.SYNCHRONIZE_CACHE_16(lba=10, number_of_blocks=5).encode()),
-        _rec(spc.INQUIRY(evpd=1, page_code=0xB0, allocation_length=64).encode(), 64),
-        _rec(spc.MODE_SENSE_6(page_code=0x08, allocation_length=64).encode(), 64)
+        _rec(sbc.Read10(lba=0, transfer_length=4).encode(), 2048, flags=0x40),
+        _rec(sbc.Read16(lba=60, transfer_length=4).encode(), 2048),
+        _rec(sbc.Read6(lba=1, transfer_length=1).encode(), 4096, flags=1),
+        _rec(sbc.Write10(lba=2, transfer_length=2).encode(), 1024, bytes(range(256)) * 4),
+        _rec(sbc.Write16(lba=63, transfer_length=1).encode(), 512, b"\x11" * 512)
+        + _rec(sbc.Read16(lba=63, transfer_length=1).encode(), 512),
+        _rec(sbc.Write6(lba=15, transfer_length=1).encode(), 4096, b"\x22" * 4096, flags=0x41),
+        _rec(sbc.SynchronizeCache10().encode()),
+        _rec(sbc.SynchronizeCache16(lba=10, number_of_blocks=5).encode()),
+        _rec(spc.Inquiry(evpd=1, page_code=0xB0, allocation_length=64).encode(), 64),
+        _rec(spc.ModeSense6(page_code=0x08, allocation_length=64).encode(), 64)
         + _rec(*_mode_select_6(0, b"", sbc.caching_mode_page(wce=False))[:1], 64,
                _mode_select_6(0, b"", sbc.caching_mode_page(wce=False))[1]),
         _rec(*_mode_select_6(0, sbc.short_block_descriptor(64, 512))[:1], 12,
              _mode_select_6(0, sbc.short_block_descriptor(64, 512))[1]),
     ]
-    var = ssc.WRITE_6(transfer_length=300).encode()
+    var = ssc.Write6(transfer_length=300).encode()
     tape = [
-        _rec(ssc.READ_6(transfer_length=512).encode(), 512),
-        _rec(ssc.READ_6(transfer_length=100, sili=1).encode(), 100),
-        _rec(ssc.SPACE_6(code=1, count=1).encode()) + _rec(ssc.READ_6(
+        _rec(ssc.Read6(transfer_length=512).encode(), 512),
+        _rec(ssc.Read6(transfer_length=100, sili=1).encode(), 100),
+        _rec(ssc.Space6(code=1, count=1).encode()) + _rec(ssc.Read6(
             transfer_length=4096).encode(), 4096, flags=0x40),
-        _rec(ssc.SPACE_6(code=3).encode()) + _rec(var, 300, b"\x33" * 300)
-        + _rec(ssc.WRITE_FILEMARKS_6(filemark_count=2).encode()),
-        _rec(ssc.LOCATE_10(logical_object_identifier=4).encode())
-        + _rec(ssc.READ_POSITION_SHORT().encode(), 20)
-        + _rec(ssc.READ_POSITION_LONG().encode(), 32),
-        _rec(ssc.READ_POSITION_EXTENDED(allocation_length=32).encode(), 32),
-        _rec(ssc.LOCATE_16(dest_type=1, logical_identifier=1).encode())
-        + _rec(ssc.SPACE_16(code=0, count=(1 << 64) - 1).encode()),
-        _rec(ssc.READ_BLOCK_LIMITS().encode(), 6),
-        _rec(ssc.REWIND().encode()) + _rec(ssc.ERASE_6().encode()),
-        _rec(ssc.FORMAT_MEDIUM().encode()),
-        _rec(ssc.LOAD_UNLOAD(load=0).encode()) + _rec(ssc.READ_6(transfer_length=10).encode(),
+        _rec(ssc.Space6(code=3).encode()) + _rec(var, 300, b"\x33" * 300)
+        + _rec(ssc.WriteFilemarks6(filemark_count=2).encode()),
+        _rec(ssc.Locate10(logical_object_identifier=4).encode())
+        + _rec(ssc.ReadPositionShort().encode(), 20)
+        + _rec(ssc.ReadPositionLong().encode(), 32),
+        _rec(ssc.ReadPositionExtended(allocation_length=32).encode(), 32),
+        _rec(ssc.Locate16(dest_type=1, logical_identifier=1).encode())
+        + _rec(ssc.Space16(code=0, count=(1 << 64) - 1).encode()),
+        _rec(ssc.ReadBlockLimits().encode(), 6),
+        _rec(ssc.Rewind().encode()) + _rec(ssc.Erase6().encode()),
+        _rec(ssc.FormatMedium().encode()),
+        _rec(ssc.LoadUnload(load=0).encode()) + _rec(ssc.Read6(transfer_length=10).encode(),
                                                       10)
-        + _rec(ssc.LOAD_UNLOAD(load=1).encode()),
-        _rec(ssc.PREVENT_ALLOW_MEDIUM_REMOVAL(prevent=1).encode())
-        + _rec(ssc.LOAD_UNLOAD(load=0).encode()),
-        _rec(ssc.REPORT_DENSITY_SUPPORT(allocation_length=64).encode(), 64),
-        _rec(ssc.LOG_SENSE(pc=1, page_code=0x0C, allocation_length=255).encode(), 255)
-        + _rec(ssc.LOG_SENSE(pc=1, page_code=0x2E, allocation_length=255).encode(), 255),
-        _rec(ssc.LOG_SELECT(pcr=1, pc=1).encode()),
+        + _rec(ssc.LoadUnload(load=1).encode()),
+        _rec(ssc.PreventAllowMediumRemoval(prevent=1).encode())
+        + _rec(ssc.LoadUnload(load=0).encode()),
+        _rec(ssc.ReportDensitySupport(allocation_length=64).encode(), 64),
+        _rec(ssc.LogSense(pc=1, page_code=0x0C, allocation_length=255).encode(), 255)
+        + _rec(ssc.LogSense(pc=1, page_code=0x2E, allocation_length=255).encode(), 255),
+        _rec(ssc.LogSelect(pcr=1, pc=1).encode()),
         _rec(*_mode_select_6(0x10, ssc.block_descriptor(0, 512))[:1], 12,
              _mode_select_6(0x10, ssc.block_descriptor(0, 512))[1])
-        + _rec(ssc.WRITE_6(fixed=1, transfer_length=2).encode(), 1024, b"\x44" * 1024)
-        + _rec(ssc.REWIND().encode()) + _rec(ssc.READ_6(fixed=1, transfer_length=3).encode(),
+        + _rec(ssc.Write6(fixed=1, transfer_length=2).encode(), 1024, b"\x44" * 1024)
+        + _rec(ssc.Rewind().encode()) + _rec(ssc.Read6(fixed=1, transfer_length=3).encode(),
                                              1536),
-        _rec(ssc.WRITE_6(transfer_length=0xFFFF).encode(), 0xFFFF, b"\x55" * 1000),
-        _rec(spc.MODE_SENSE_6(page_code=0x10, subpage_code=1, allocation_length=64).encode(),
+        _rec(ssc.Write6(transfer_length=0xFFFF).encode(), 0xFFFF, b"\x55" * 1000),
+        _rec(spc.ModeSense6(page_code=0x10, subpage_code=1, allocation_length=64).encode(),
              64),
     ]
-    st = smc.READ_ELEMENT_STATUS(element_type_code=0, starting_element_address=0,
+    st = smc.ReadElementStatus(element_type_code=0, starting_element_address=0,
                                  number_of_elements=0xFFFF, voltag=1, dvcid=1,
                                  allocation_length=4096).encode()
-    to_drive = smc.MOVE_MEDIUM(source_address=0x1000, destination_address=0x0100).encode()
-    back = smc.MOVE_MEDIUM(source_address=0x0100, destination_address=0x1000).encode()
+    to_drive = smc.MoveMedium(source_address=0x1000, destination_address=0x0100).encode()
+    back = smc.MoveMedium(source_address=0x0100, destination_address=0x1000).encode()
     changer = [
         _rec(st, 4096),
-        _rec(smc.READ_ELEMENT_STATUS(element_type_code=4, starting_element_address=0x100,
+        _rec(smc.ReadElementStatus(element_type_code=4, starting_element_address=0x100,
                                      number_of_elements=1, allocation_length=16).encode(), 16),
-        _rec(to_drive) + _rec(spc.TEST_UNIT_READY().encode(), flags=1)
-        + _rec(ssc.WRITE_6(transfer_length=512).encode(), 512, b"\x66" * 512, flags=1)
+        _rec(to_drive) + _rec(spc.TestUnitReady().encode(), flags=1)
+        + _rec(ssc.Write6(transfer_length=512).encode(), 512, b"\x66" * 512, flags=1)
         + _rec(back) + _rec(st, 4096),
-        _rec(to_drive) + _rec(spc.TEST_UNIT_READY().encode(), flags=1)
-        + _rec(ssc.LOAD_UNLOAD(load=0).encode(), flags=1) + _rec(back),
-        _rec(smc.MOVE_MEDIUM(source_address=0x1001, destination_address=0x0010).encode())
-        + _rec(smc.MOVE_MEDIUM(source_address=0x0010, destination_address=0x1003).encode()),
-        _rec(smc.INITIALIZE_ELEMENT_STATUS().encode())
-        + _rec(smc.INITIALIZE_ELEMENT_STATUS_WITH_RANGE(range=1, starting_element_address=0x1000,
+        _rec(to_drive) + _rec(spc.TestUnitReady().encode(), flags=1)
+        + _rec(ssc.LoadUnload(load=0).encode(), flags=1) + _rec(back),
+        _rec(smc.MoveMedium(source_address=0x1001, destination_address=0x0010).encode())
+        + _rec(smc.MoveMedium(source_address=0x0010, destination_address=0x1003).encode()),
+        _rec(smc.InitializeElementStatus().encode())
+        + _rec(smc.InitializeElementStatusWithRange(range=1, starting_element_address=0x1000,
                                                         number_of_elements=2).encode()),
-        _rec(smc.POSITION_TO_ELEMENT(destination_address=0x1002).encode()),
-        _rec(smc.PREVENT_ALLOW_MEDIUM_REMOVAL(prevent=1).encode())
-        + _rec(smc.MOVE_MEDIUM(source_address=0x1000, destination_address=0x0010).encode()),
-        _rec(spc.MODE_SENSE_6(page_code=0x1D, allocation_length=64).encode(), 64)
-        + _rec(spc.MODE_SENSE_10(page_code=0x1F, allocation_length=64).encode(), 64),
-        _rec(ssc.READ_6(transfer_length=10).encode(), 10, flags=1),
+        _rec(smc.PositionToElement(destination_address=0x1002).encode()),
+        _rec(smc.PreventAllowMediumRemoval(prevent=1).encode())
+        + _rec(smc.MoveMedium(source_address=0x1000, destination_address=0x0010).encode()),
+        _rec(spc.ModeSense6(page_code=0x1D, allocation_length=64).encode(), 64)
+        + _rec(spc.ModeSense10(page_code=0x1F, allocation_length=64).encode(), 64),
+        _rec(ssc.Read6(transfer_length=10).encode(), 10, flags=1),
     ]
     d, d4 = lb.disks["fz-disk"], lb.disks["fz-disk4k"]
     t, t2 = lb.tapes["fz-tape"], lb.tapes["fz-tape2"]
@@ -845,10 +845,10 @@ def seeds() -> dict[str, list[bytes]]:
         return bytes([i, _ENTRY_FIELDS.index(field)])
 
     size = 4096 + 16 * PAGE  # the simulated map
-    read = bytes([0]) + sbc.READ_10(lba=0, transfer_length=16).encode() + struct.pack("<H", 8192)
+    read = bytes([0]) + sbc.Read10(lba=0, transfer_length=16).encode() + struct.pack("<H", 8192)
     ring = [  # {commands, per command {kind, CDB, length[, Data-Out]}, patches, patches}
         bytes([0, 0]) + inq + struct.pack("<H", 96) + bytes([0]),
-        bytes([1, 1]) + sbc.WRITE_10(lba=1, transfer_length=1).encode() + struct.pack("<H", 512)
+        bytes([1, 1]) + sbc.Write10(lba=1, transfer_length=1).encode() + struct.pack("<H", 512)
         + b"\x77" * 512 + bytes([0x82, 5, 1, 0, 0]) + bytes([0]),
         bytes([0]) + read + bytes([1]) + patch(1, 4, entry(0, 8), 0x10),  # iov_cnt
         bytes([0]) + read + bytes([1]) + patch(1, 8, entry(0, 48), 1 << 40),  # iov_base

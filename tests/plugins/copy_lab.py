@@ -60,7 +60,7 @@ def run(manager, receiving, cscds, segments, **kw):
     for dev in {id(d): d for d, _ in cscds}.values():
         manager.register(dev)
     manager.register(receiving)
-    cdb = xcopy.EXTENDED_COPY_LID1(parameter_list_length=len(data)).encode()
+    cdb = xcopy.ExtendedCopyLid1(parameter_list_length=len(data)).encode()
     result = receiving.handle(Command(cdb, DataBuffer.of(bytearray(data))))
     if isinstance(result, int):
         return result

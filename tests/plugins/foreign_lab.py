@@ -153,7 +153,7 @@ def copy(lab, receiving, ends, segments, list_id=1):
     data = xcopy.build_extended_copy([cscd(d, **o) for d, o in ends], segments,
                                      list_identifier=list_id, list_id_usage=ListIdUsage.HOLD)
     lab.manager.register(receiving)
-    cdb = xcopy.EXTENDED_COPY_LID1(parameter_list_length=len(data)).encode()
+    cdb = xcopy.ExtendedCopyLid1(parameter_list_length=len(data)).encode()
     fut = receiving.handle(Command(cdb, DataBuffer.of(bytearray(data))))
     assert fut.done()  # run_inline: no thread, nothing to wait for
     return fut.result()
@@ -167,9 +167,9 @@ def aborted(lab, receiving, ends, segments, list_id=1) -> SenseData:
 
 def results(lab, receiving, list_id=1):
     st = xcopy.CopyStatus.parse(lab.manager.receive_copy_results(
-        receiving, xcopy.RECEIVE_COPY_RESULTS_COPY_STATUS(list_identifier=list_id)))
+        receiving, xcopy.ReceiveCopyResultsCopyStatus(list_identifier=list_id)))
     fsd = xcopy.FailedSegmentDetails.parse(lab.manager.receive_copy_results(
-        receiving, xcopy.RECEIVE_COPY_RESULTS_FAILED_SEGMENT_DETAILS(list_identifier=list_id)))
+        receiving, xcopy.ReceiveCopyResultsFailedSegmentDetails(list_identifier=list_id)))
     return st, fsd.sense_data if fsd is not None else None
 
 

@@ -21,7 +21,7 @@ import pytest
 
 from lio_xcopy.devices.base import Command, LunIdentity, ScsiDevice, command
 from lio_xcopy.scsi import spc
-from lio_xcopy.scsi.cdb import Field, cdb_layout
+from lio_xcopy.scsi.cdb import Cdb, bitfield
 from lio_xcopy.scsi.errors import InvalidFieldInCdb
 from lio_xcopy.tcmu import ring as r
 
@@ -219,9 +219,18 @@ def mmap_view(kernel: SimulatedKernel) -> memoryview:
 
 
 # --- a toy device behind the ring ---------------------------------------------------------
-ECHO = cdb_layout("ECHO", 0xC0, 10, "test", Field("length", 2, 32))
-STORE = cdb_layout("STORE", 0xC1, 10, "test", Field("length", 2, 32))
-BOOM = cdb_layout("BOOM", 0xC2, 6, "test")
+
+
+class Echo(Cdb, name="ECHO", opcode=0xC0, length=10, clause="test"):
+    length: int = bitfield(2, 32)
+
+
+class Store(Cdb, name="STORE", opcode=0xC1, length=10, clause="test"):
+    length: int = bitfield(2, 32)
+
+
+class Boom(Cdb, name="BOOM", opcode=0xC2, length=6, clause="test"):
+    pass
 
 
 class Toy(ScsiDevice):
@@ -233,22 +242,23 @@ class Toy(ScsiDevice):
         super().__init__(LunIdentity("toy", "0123456789abcdef"))
         self.stored = b""
 
-    @command(ECHO)
+    @command(Echo)
     def echo(self, cmd: Command, cdb) -> int:
         pattern = bytes(i % 251 for i in range(cdb.length))
         return cmd.data.copy_in(pattern)
 
-    @command(STORE)
+    @command(Store)
     def store(self, cmd: Command, cdb) -> int:
         self.stored = cmd.data.tobytes()
         return 0
 
-    @command(BOOM)
+    @command(Boom)
     def boom(self, cmd: Command, cdb) -> int:
         raise ZeroDivisionError("a bug")
 
 
-SLOW = cdb_layout("SLOW", 0xC3, 10, "test", Field("length", 2, 32))
+class Slow(Cdb, name="SLOW", opcode=0xC3, length=10, clause="test"):
+    length: int = bitfield(2, 32)
 
 
 class Worker(Toy):
@@ -259,7 +269,7 @@ class Worker(Toy):
         self.release = threading.Event()
         self.threads = []
 
-    @command(SLOW)
+    @command(Slow)
     def slow(self, cmd: Command, cdb):
         fut: Future = Future()
 

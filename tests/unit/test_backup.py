@@ -592,7 +592,7 @@ def test_no_unload_while_the_failed_jobs_copy_still_runs(target, cat, monkeypatc
 
 def test_digest_is_optional_for_other_copy_managers(target):
     dev = target.open("/dev/sg1")
-    if getattr(xcopy, "RECEIVE_COPY_DIGEST", None) is None:
+    if getattr(xcopy, "ReceiveCopyDigest", None) is None:
         assert bk.copy_digest(dev, 1) is None
     else:
         with pytest.raises(sgio.ScsiCommandError):

@@ -47,13 +47,13 @@ def check(dev, cdb: bytes) -> tuple[SenseKey, int, bytes | None]:
 
 
 def res(etype=0, start=0, count=0xFFFF, voltag=1, dvcid=0, alloc=0xFFFF) -> bytes:
-    return smc.READ_ELEMENT_STATUS(voltag=voltag, element_type_code=etype,
+    return smc.ReadElementStatus(voltag=voltag, element_type_code=etype,
                                    starting_element_address=start, number_of_elements=count,
                                    dvcid=dvcid, allocation_length=alloc).encode()
 
 
 def move(src: int, dst: int, transport: int = 0, invert: int = 0) -> bytes:
-    return smc.MOVE_MEDIUM(transport_element_address=transport, source_address=src,
+    return smc.MoveMedium(transport_element_address=transport, source_address=src,
                            destination_address=dst, invert=invert).encode()
 
 
@@ -70,7 +70,7 @@ def pages(data: bytes) -> list[tuple[int, int, list[bytes]]]:
 
 def test_inquiry_is_a_medium_changer_without_3pc(changer):
     changer.copy_manager = object()  # the daemon registers every LUN; a changer ignores it
-    data = run(changer, spc.INQUIRY(allocation_length=96).encode())
+    data = run(changer, spc.Inquiry(allocation_length=96).encode())
     assert data[0] == 0x08 and data[1] & 0x80 and not data[5] & 0x08
     assert struct.pack(">H", 0x0480) in data[58:74]
 
@@ -80,11 +80,11 @@ def test_report_supported_operation_codes_lists_only_what_the_changer_answers(ch
     neither lists EXTENDED COPY nor RECEIVE COPY RESULTS, asked about one it says "not
     supported", and each command it does list is answered, not INVALID COMMAND OPCODE."""
     changer.copy_manager = object()
-    data = run(changer, spc.REPORT_SUPPORTED_OPERATION_CODES(allocation_length=4096).encode())
+    data = run(changer, spc.ReportSupportedOperationCodes(allocation_length=4096).encode())
     listed = {d.opcode for d in spc.parse_all_commands(data)}
     assert {0xA5, 0xB8, 0x12} <= listed and not listed & {0x83, 0x84, 0xC5}
     for op, sa in ((0x83, 0x00), (0x84, 0x03), (0x83, 0x1C)):
-        one = run(changer, spc.REPORT_SUPPORTED_OPERATION_CODES(
+        one = run(changer, spc.ReportSupportedOperationCodes(
             reporting_options=2, requested_operation_code=op, requested_service_action=sa,
             allocation_length=64).encode())
         assert one[1] & 0x07 == 0b001, (op, sa)  # SUPPORT: not supported
@@ -161,10 +161,10 @@ def test_operator_import_is_a_unit_attention_once(changer, lib, tmp_path):
     f = tmp_path / "NEW001.aws"
     AwsTape(f, MiB, create=True).close()
     ops.import_cartridge(lib.path, f)
-    run(changer, spc.INQUIRY(allocation_length=36).encode())  # neither reports nor clears
-    assert check(changer, spc.TEST_UNIT_READY().encode())[:2] == (
+    run(changer, spc.Inquiry(allocation_length=36).encode())  # neither reports nor clears
+    assert check(changer, spc.TestUnitReady().encode())[:2] == (
         SenseKey.UNIT_ATTENTION, Asc.IMPORT_OR_EXPORT_ELEMENT_ACCESSED)
-    run(changer, spc.TEST_UNIT_READY().encode())
+    run(changer, spc.TestUnitReady().encode())
     ops.create_cartridges(lib.path, ["NEW002"])
     assert check(changer, res())[:2] == (
         SenseKey.UNIT_ATTENTION, Asc.NOT_READY_TO_READY_CHANGE_MEDIUM_MAY_HAVE_CHANGED)
@@ -173,12 +173,12 @@ def test_operator_import_is_a_unit_attention_once(changer, lib, tmp_path):
 
 
 def test_prevent_keeps_media_in_the_library(changer, lib, tmp_path):
-    run(changer, smc.PREVENT_ALLOW_MEDIUM_REMOVAL(prevent=1).encode())
+    run(changer, smc.PreventAllowMediumRemoval(prevent=1).encode())
     assert check(changer, move(SLOT, IE))[:2] == (SenseKey.ILLEGAL_REQUEST,
                                                   Asc.MEDIUM_REMOVAL_PREVENTED)
-    run(changer, smc.PREVENT_ALLOW_MEDIUM_REMOVAL(prevent=0).encode())
+    run(changer, smc.PreventAllowMediumRemoval(prevent=0).encode())
     run(changer, move(SLOT, IE))
-    run(changer, smc.PREVENT_ALLOW_MEDIUM_REMOVAL(prevent=1).encode())
+    run(changer, smc.PreventAllowMediumRemoval(prevent=1).encode())
     with pytest.raises(ConfigError, match="door"):
         ops.export_cartridge(lib.path, "L00001L8", tmp_path)
     f = tmp_path / "IN0001.aws"  # importing still works
@@ -186,11 +186,11 @@ def test_prevent_keeps_media_in_the_library(changer, lib, tmp_path):
     ops.import_cartridge(lib.path, f)
     assert check(changer, move(IE + 1, SLOT))[0] == SenseKey.UNIT_ATTENTION  # 28h/01h
     run(changer, move(IE + 1, SLOT))
-    run(changer, smc.PREVENT_ALLOW_MEDIUM_REMOVAL(prevent=0).encode())
+    run(changer, smc.PreventAllowMediumRemoval(prevent=0).encode())
     ops.export_cartridge(lib.path, "L00001L8", tmp_path)
-    assert check(changer, spc.TEST_UNIT_READY().encode())[1] == (
+    assert check(changer, spc.TestUnitReady().encode())[1] == (
         Asc.IMPORT_OR_EXPORT_ELEMENT_ACCESSED)
-    assert check(changer, smc.PREVENT_ALLOW_MEDIUM_REMOVAL(prevent=2).encode())[2] == bytes(
+    assert check(changer, smc.PreventAllowMediumRemoval(prevent=2).encode())[2] == bytes(
         [0xC9, 0, 4])
 
 
@@ -212,13 +212,13 @@ def test_mode_sense_element_address_assignment_as_mtx_reads_it(changer):
 
 
 def test_initialize_position_and_unsupported_exchange(changer):
-    run(changer, smc.INITIALIZE_ELEMENT_STATUS().encode())
-    run(changer, smc.INITIALIZE_ELEMENT_STATUS_WITH_RANGE(range=1, starting_element_address=SLOT,
+    run(changer, smc.InitializeElementStatus().encode())
+    run(changer, smc.InitializeElementStatusWithRange(range=1, starting_element_address=SLOT,
                                                           number_of_elements=2).encode())
-    assert check(changer, smc.INITIALIZE_ELEMENT_STATUS_WITH_RANGE(
+    assert check(changer, smc.InitializeElementStatusWithRange(
         range=1, starting_element_address=0x0050).encode())[1] == Asc.INVALID_ELEMENT_ADDRESS
-    run(changer, smc.POSITION_TO_ELEMENT(destination_address=DRIVE).encode())
-    assert check(changer, smc.POSITION_TO_ELEMENT(destination_address=0x0001).encode())[1] == (
+    run(changer, smc.PositionToElement(destination_address=DRIVE).encode())
+    assert check(changer, smc.PositionToElement(destination_address=0x0001).encode())[1] == (
         Asc.INVALID_ELEMENT_ADDRESS)
     assert check(changer, bytes([0xA6] + [0] * 11))[1] == Asc.INVALID_COMMAND_OPERATION_CODE
 
@@ -229,17 +229,17 @@ def test_handler_configs_share_one_library(lib):
     changer = open_device("lchanger", f"changer;{lib.path}", "s-lchanger", libraries=libraries)
     try:
         assert isinstance(changer, MediumChanger) and drive.DEVICE_TYPE == spc.TYPE_TAPE
-        assert check(drive, spc.TEST_UNIT_READY().encode())[:2] == (  # the daemon opened it
+        assert check(drive, spc.TestUnitReady().encode())[:2] == (  # the daemon opened it
             SenseKey.UNIT_ATTENTION, Asc.POWER_ON_RESET_OR_BUS_DEVICE_RESET_OCCURRED)
-        assert check(drive, spc.TEST_UNIT_READY().encode())[:2] == (
+        assert check(drive, spc.TestUnitReady().encode())[:2] == (
             SenseKey.NOT_READY, Asc.MEDIUM_NOT_PRESENT)
         run(changer, move(SLOT, DRIVE))
-        assert check(drive, spc.TEST_UNIT_READY().encode())[:2] == (
+        assert check(drive, spc.TestUnitReady().encode())[:2] == (
             SenseKey.UNIT_ATTENTION, Asc.NOT_READY_TO_READY_CHANGE_MEDIUM_MAY_HAVE_CHANGED)
         payload = b"library bytes " * 100
         buf = DataBuffer.of(bytearray(payload))
-        drive.handle(Command(ssc.WRITE_6(transfer_length=len(payload)).encode(), buf))
-        drive.handle(Command(ssc.WRITE_FILEMARKS_6(filemark_count=1).encode(), DataBuffer()))
+        drive.handle(Command(ssc.Write6(transfer_length=len(payload)).encode(), buf))
+        drive.handle(Command(ssc.WriteFilemarks6(filemark_count=1).encode(), DataBuffer()))
         run(changer, move(DRIVE, SLOT + 3))
         with AwsTape.open_readonly(lib.path / "L00001L8.aws") as t:
             assert t.dump_records() == [payload, None]

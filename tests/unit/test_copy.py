@@ -153,11 +153,11 @@ def test_end_of_data_mid_copy_aborts_with_underrun_and_details(lab):
     s = e.value.sense
     assert (s.key, s.asc) == (SenseKey.COPY_ABORTED, Asc.COPY_TARGET_DEVICE_DATA_UNDERRUN)
     details = lab.manager.receive_copy_results(
-        dst, xcopy.RECEIVE_COPY_RESULTS_FAILED_SEGMENT_DETAILS(list_identifier=7))
+        dst, xcopy.ReceiveCopyResultsFailedSegmentDetails(list_identifier=7))
     fsd = xcopy.FailedSegmentDetails.parse(details)
     assert fsd.sense.key == SenseKey.BLANK_CHECK
     status = xcopy.CopyStatus.parse(lab.manager.receive_copy_results(
-        dst, xcopy.RECEIVE_COPY_RESULTS_COPY_STATUS(list_identifier=7)))
+        dst, xcopy.ReceiveCopyResultsCopyStatus(list_identifier=7)))
     assert status.status == xcopy.CopyCommandStatus.COMPLETED_WITH_ERRORS
     assert status.transferred_bytes == 8192  # the first record reached the disk
 
@@ -181,33 +181,33 @@ def test_copy_status_and_operating_parameters(lab):
     run(lab.manager, src, [(src, {}), (dst, {})], [BlockToBlock(0, 1, 2048, 0, 0)],
         list_identifier=3, list_id_usage=ListIdUsage.HOLD)
     st = xcopy.CopyStatus.parse(lab.manager.receive_copy_results(
-        src, xcopy.RECEIVE_COPY_RESULTS_COPY_STATUS(list_identifier=3)))
+        src, xcopy.ReceiveCopyResultsCopyStatus(list_identifier=3)))
     assert (st.status, st.segments_processed, st.transferred_bytes) == (
         xcopy.CopyCommandStatus.COMPLETED, 1, MiB)
     op = xcopy.OperatingParameters.parse(lab.manager.receive_copy_results(
-        src, xcopy.RECEIVE_COPY_RESULTS_OPERATING_PARAMETERS()))
+        src, xcopy.ReceiveCopyResultsOperatingParameters()))
     assert op.max_segment_count >= 256 and op.max_segment_length >= 256 * MiB
     assert op.implemented_descriptor_types == (0, 1, 2, 3, 4, 5, 6, 0x10, 0x11, 0x12, 0xE4)
     assert op.max_inline_data_length == xcopy.MAX_INLINE_DATA
     with pytest.raises(IllegalRequest):  # an unknown list identifier
         lab.manager.receive_copy_results(
-            src, xcopy.RECEIVE_COPY_RESULTS_COPY_STATUS(list_identifier=99))
+            src, xcopy.ReceiveCopyResultsCopyStatus(list_identifier=99))
 
 
 def test_inquiry_reports_3pc_once_a_copy_manager_serves_the_lun(lab):
     d = lab.disk("d")
     buf = DataBuffer.allocate(96)
-    d.handle(Command(spc.INQUIRY(allocation_length=96).encode(), buf))
+    d.handle(Command(spc.Inquiry(allocation_length=96).encode(), buf))
     assert not buf.tobytes()[5] & 0x08
     lab.manager.register(d)
-    d.handle(Command(spc.INQUIRY(allocation_length=96).encode(), buf))
+    d.handle(Command(spc.Inquiry(allocation_length=96).encode(), buf))
     assert buf.tobytes()[5] & 0x08
 
 
 def test_zero_length_parameter_list_is_good(lab):
     d = lab.disk("d")
     lab.manager.register(d)
-    assert d.handle(Command(xcopy.EXTENDED_COPY_LID1().encode())) == 0
+    assert d.handle(Command(xcopy.ExtendedCopyLid1().encode())) == 0
 
 
 def test_cat_carries_the_residual_into_the_next_segment(lab):
@@ -293,7 +293,7 @@ def test_copy_digest_of_a_backup_equals_its_restore(lab):
     blocks = len(data) // 512
 
     def digest(receiving, list_id):
-        cdb = xcopy.RECEIVE_COPY_DIGEST(list_identifier=list_id, allocation_length=48)
+        cdb = xcopy.ReceiveCopyDigest(list_identifier=list_id, allocation_length=48)
         out = bytearray(48)
         receiving.handle(Command(cdb.encode(), DataBuffer.of(out)))
         return xcopy.parse_copy_digest(bytes(out))
@@ -335,12 +335,12 @@ def test_a_copy_failing_midway_reports_exactly_how_far_it_got(lab, monkeypatch):
             list_identifier=9, list_id_usage=ListIdUsage.HOLD)
     assert (e.value.sense.key, e.value.sense.asc) == (SenseKey.COPY_ABORTED, Asc.WRITE_ERROR)
     st = xcopy.CopyStatus.parse(lab.manager.receive_copy_results(
-        src, xcopy.RECEIVE_COPY_RESULTS_COPY_STATUS(list_identifier=9)))
+        src, xcopy.ReceiveCopyResultsCopyStatus(list_identifier=9)))
     chunk = writes[1] - writes[0]  # 512 x 512 bytes: whole blocks of both disks
     assert (st.status, st.segments_processed, st.transferred_bytes) == (
         xcopy.CopyCommandStatus.COMPLETED_WITH_ERRORS, 0, 2 * chunk)
     details = xcopy.FailedSegmentDetails.parse(lab.manager.receive_copy_results(
-        src, xcopy.RECEIVE_COPY_RESULTS_FAILED_SEGMENT_DETAILS(list_identifier=9)))
+        src, xcopy.ReceiveCopyResultsFailedSegmentDetails(list_identifier=9)))
     from lio_xcopy.scsi.sense import SenseData
 
     sense = SenseData.parse(details.sense_data)
@@ -365,7 +365,7 @@ def test_a_tape_whose_power_on_the_initiator_has_not_seen_takes_no_copy(lab):
                               Asc.POWER_ON_RESET_OR_BUS_DEVICE_RESET_OCCURRED)
     assert tape_records(t) == [b"file 0 of the cartridge", None]  # untouched
     with pytest.raises(CheckCondition) as ua:  # the initiator's next command sees it ...
-        t.handle(Command(spc.TEST_UNIT_READY().encode(), DataBuffer()))
+        t.handle(Command(spc.TestUnitReady().encode(), DataBuffer()))
     assert ua.value.sense.key == SenseKey.UNIT_ATTENTION
     t.rewind()
     t.medium.space_filemarks(1)  # ... positions, and the copy runs
@@ -380,9 +380,9 @@ def copy_results(manager, lun, list_id):
     from lio_xcopy.scsi.sense import SenseData
 
     st = xcopy.CopyStatus.parse(manager.receive_copy_results(
-        lun, xcopy.RECEIVE_COPY_RESULTS_COPY_STATUS(list_identifier=list_id)))
+        lun, xcopy.ReceiveCopyResultsCopyStatus(list_identifier=list_id)))
     details = xcopy.FailedSegmentDetails.parse(manager.receive_copy_results(
-        lun, xcopy.RECEIVE_COPY_RESULTS_FAILED_SEGMENT_DETAILS(list_identifier=list_id)))
+        lun, xcopy.ReceiveCopyResultsFailedSegmentDetails(list_identifier=list_id)))
     assert st.status == xcopy.CopyCommandStatus.COMPLETED_WITH_ERRORS
     return st, SenseData.parse(details.sense_data)
 
@@ -525,13 +525,13 @@ class FakeClock:
 
 def _copy_status(manager, dev, list_identifier):
     return xcopy.CopyStatus.parse(manager.receive_copy_results(
-        dev, xcopy.RECEIVE_COPY_RESULTS_COPY_STATUS(list_identifier=list_identifier)))
+        dev, xcopy.ReceiveCopyResultsCopyStatus(list_identifier=list_identifier)))
 
 
 def _no_held_results(manager, dev, list_identifier):
     """RECEIVE COPY RESULTS for the list identifier answers INVALID FIELD IN CDB."""
-    for cdb in (xcopy.RECEIVE_COPY_RESULTS_COPY_STATUS(list_identifier=list_identifier),
-                xcopy.RECEIVE_COPY_RESULTS_FAILED_SEGMENT_DETAILS(
+    for cdb in (xcopy.ReceiveCopyResultsCopyStatus(list_identifier=list_identifier),
+                xcopy.ReceiveCopyResultsFailedSegmentDetails(
                     list_identifier=list_identifier)):
         with pytest.raises(IllegalRequest) as e:
             manager.receive_copy_results(dev, cdb)
@@ -582,7 +582,7 @@ def test_a_running_copy_is_not_expired(lab):
                                      list_identifier=7, list_id_usage=ListIdUsage.HOLD)
     manager.register(src)
     manager.register(dst)
-    cdb = xcopy.EXTENDED_COPY_LID1(parameter_list_length=len(data)).encode()
+    cdb = xcopy.ExtendedCopyLid1(parameter_list_length=len(data)).encode()
     fut = src.handle(Command(cdb, DataBuffer.of(bytearray(data))))
     clock.now += 10 * HELD_RESULTS_SECONDS
     assert _copy_status(manager, src, 7).status == xcopy.CopyCommandStatus.IN_PROGRESS

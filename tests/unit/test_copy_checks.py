@@ -48,7 +48,7 @@ def refused(manager: CopyManager, disks, data: bytes) -> SenseData:
     for d in disks:
         manager.register(d)
     before = [Path(d.store.path).read_bytes() for d in disks]
-    cdb = xcopy.EXTENDED_COPY_LID1(parameter_list_length=len(data)).encode()
+    cdb = xcopy.ExtendedCopyLid1(parameter_list_length=len(data)).encode()
     with pytest.raises(CheckCondition) as e:
         src.handle(Command(cdb, DataBuffer.of(bytearray(data))))
     assert [Path(d.store.path).read_bytes() for d in disks] == before

@@ -9,7 +9,7 @@ import time
 
 import pytest
 from plugins.fake_uio import fake_uio
-from plugins.tcmu_ring import SLOW, SimulatedKernel, Worker
+from plugins.tcmu_ring import SimulatedKernel, Slow, Worker
 
 from lio_xcopy.devices.disk import Disk
 from lio_xcopy.devices.tape import Tape
@@ -163,7 +163,7 @@ def test_daemon_completes_long_commands_from_workers():
     t = threading.Thread(target=daemon.run)
     t.start()
     try:
-        cid = kernel.submit(SLOW(length=4).encode(), data_in_len=4)
+        cid = kernel.submit(Slow(length=4).encode(), data_in_len=4)
         time.sleep(0.2)
         assert kernel.reap() == []  # still running
         device.release.set()
@@ -259,7 +259,7 @@ def test_abort_task_stops_a_running_copy(tmp_path):
     t = threading.Thread(target=daemon.run)
     t.start()
     try:
-        cid = kernel.submit(xcopy.EXTENDED_COPY_LID1(parameter_list_length=len(plist)).encode(),
+        cid = kernel.submit(xcopy.ExtendedCopyLid1(parameter_list_length=len(plist)).encode(),
                             data_out=plist)
         work = works.get(timeout=10)  # the copy is planned, its work not started
         assert kernel.reap() == []  # still copying
@@ -329,7 +329,7 @@ def test_abort_task_while_the_copy_is_being_planned_stops_it_when_it_starts(tmp_
     t = threading.Thread(target=daemon.run)
     t.start()
     try:
-        cid = kernel.submit(xcopy.EXTENDED_COPY_LID1(parameter_list_length=len(plist)).encode(),
+        cid = kernel.submit(xcopy.ExtendedCopyLid1(parameter_list_length=len(plist)).encode(),
                             data_out=plist)
         assert planning.wait(10)  # on the worker, not the loop
         kernel.submit_tmr(1, (cid,))  # TCMU_TMR_ABORT_TASK
@@ -842,7 +842,7 @@ def test_a_stop_answers_every_running_copy_before_the_daemon_exits(tmp_path):
     t = threading.Thread(target=daemon.run)
     t.start()
     try:
-        cid = kernel.submit(xcopy.EXTENDED_COPY_LID1(parameter_list_length=len(plist)).encode(),
+        cid = kernel.submit(xcopy.ExtendedCopyLid1(parameter_list_length=len(plist)).encode(),
                             data_out=plist)
         work = works.get(timeout=10)
         job = manager.jobs()[0]
@@ -913,13 +913,13 @@ def test_copy_operation_abort_stops_a_copy_by_list_identifier(tmp_path):
 
     seen: dict[int, tuple[int, bytes, bytes]] = {}
     try:
-        unknown = kernel.submit(xcopy.COPY_OPERATION_ABORT(list_identifier=8).encode())
+        unknown = kernel.submit(xcopy.CopyOperationAbort(list_identifier=8).encode())
         status, sense, _ = answer(unknown)
         got = SenseData.parse(sense)
         assert (status, got.key, got.asc) == (2, SenseKey.ILLEGAL_REQUEST,
                                               Asc.INVALID_FIELD_IN_CDB)
         assert got.sense_key_specific == bytes([0xC0, 0, 2])  # CDB byte 2
-        cid = kernel.submit(xcopy.EXTENDED_COPY_LID1(parameter_list_length=len(plist)).encode(),
+        cid = kernel.submit(xcopy.ExtendedCopyLid1(parameter_list_length=len(plist)).encode(),
                             data_out=plist)
         work = works.get(timeout=10)
         job = manager.jobs()[0]
@@ -930,14 +930,14 @@ def test_copy_operation_abort_stops_a_copy_by_list_identifier(tmp_path):
             real_moved(data, n)
             if not aborts:
                 aborts.append(kernel.submit(
-                    xcopy.COPY_OPERATION_ABORT(list_identifier=9).encode()))
+                    xcopy.CopyOperationAbort(list_identifier=9).encode()))
                 assert job.cancel.wait(10)
 
         job.moved = moved_then_abort
         threading.Thread(target=work).start()
         assert answer(cid)[0] == 0x40  # TASK ABORTED (the kernel copies sense only after CC)
         assert answer(aborts[0])[0] == 0  # the abort itself: GOOD
-        rcr = xcopy.RECEIVE_COPY_RESULTS_COPY_STATUS(list_identifier=9, allocation_length=12)
+        rcr = xcopy.ReceiveCopyResultsCopyStatus(list_identifier=9, allocation_length=12)
         st = CopyStatus.parse(answer(kernel.submit(rcr.encode(), data_in_len=12))[2])
         assert st.status == xcopy.CopyCommandStatus.COMPLETED_WITH_ERRORS
         assert st.transferred_bytes == manager.chunk == job.transferred
@@ -945,7 +945,7 @@ def test_copy_operation_abort_stops_a_copy_by_list_identifier(tmp_path):
         assert dst.read_bytes()[manager.chunk:] == bytes((8 << 20) - manager.chunk)
         # the copy has ended: aborting it again changes nothing and is GOOD
         assert answer(kernel.submit(
-            xcopy.COPY_OPERATION_ABORT(list_identifier=9).encode()))[0] == 0
+            xcopy.CopyOperationAbort(list_identifier=9).encode()))[0] == 0
     finally:
         daemon.stop()
         t.join(5)

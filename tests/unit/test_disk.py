@@ -137,20 +137,20 @@ def test_partial_trailing_block_is_not_served(tmp_path):
 
 
 def test_standard_inquiry(disk):
-    data = data_in(disk, spc.INQUIRY(allocation_length=96))
+    data = data_in(disk, spc.Inquiry(allocation_length=96))
     assert data[0] == 0x00
     assert data[5] & 0x08 == 0  # 3PC
     assert struct.unpack_from(">3H", data, 58) == (0x00A0, 0x0460, 0x0600)
 
 
 def test_supported_vpd_pages(disk):
-    data = data_in(disk, spc.INQUIRY(evpd=1, page_code=0, allocation_length=255))
+    data = data_in(disk, spc.Inquiry(evpd=1, page_code=0, allocation_length=255))
     assert data[4:] == bytes([0x00, 0x80, 0x83, 0xB0, 0xB1, 0xB2])
 
 
 def test_vpd_block_limits(tmp_path):
     d = open_disk(tmp_path / "d.img", max_transfer_length=128)
-    data = data_in(d, spc.INQUIRY(evpd=1, page_code=0xB0, allocation_length=255))
+    data = data_in(d, spc.Inquiry(evpd=1, page_code=0xB0, allocation_length=255))
     assert len(data) == 64
     assert data[:4] == bytes.fromhex("00b0003c")
     assert struct.unpack_from(">II", data, 8) == (128, 128)  # MAXIMUM, OPTIMAL TRANSFER
@@ -158,24 +158,24 @@ def test_vpd_block_limits(tmp_path):
 
 
 def test_vpd_block_device_characteristics(disk):
-    data = data_in(disk, spc.INQUIRY(evpd=1, page_code=0xB1, allocation_length=255))
+    data = data_in(disk, spc.Inquiry(evpd=1, page_code=0xB1, allocation_length=255))
     assert data[:6] == bytes.fromhex("00b1003c0001")
     assert len(data) == 64
 
 
 def test_test_unit_ready(disk):
-    assert run(disk, spc.TEST_UNIT_READY()) == 0
+    assert run(disk, spc.TestUnitReady()) == 0
 
 
 # --- READ and WRITE ------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("layout", "lba", "count"),
     [
-        (sbc.WRITE_10, 0, 1),
-        (sbc.WRITE_10, 5, 3),
-        (sbc.WRITE_16, 17, 9),
-        (sbc.WRITE_6, 40, 24),  # up to the last block
-        (sbc.WRITE_16, BLOCKS - 1, 1),
+        (sbc.Write10, 0, 1),
+        (sbc.Write10, 5, 3),
+        (sbc.Write16, 17, 9),
+        (sbc.Write6, 40, 24),  # up to the last block
+        (sbc.Write16, BLOCKS - 1, 1),
     ],
 )
 def test_read_after_write(disk, layout, lba, count):
@@ -183,7 +183,7 @@ def test_read_after_write(disk, layout, lba, count):
     assert run(disk, layout(lba=lba, transfer_length=count), filled(payload)) == 0
     assert file_bytes(disk)[lba * BS : (lba + count) * BS] == payload
     for read in sbc.READS:
-        if read is sbc.READ_6 and count == 256:
+        if read is sbc.Read6 and count == 256:
             continue
         buf = scatter(count * BS)
         assert run(disk, read(lba=lba, transfer_length=count), buf) == count * BS
@@ -191,9 +191,9 @@ def test_read_after_write(disk, layout, lba, count):
 
 
 def test_write_leaves_neighbours_alone(disk):
-    run(disk, sbc.WRITE_10(lba=0, transfer_length=BLOCKS), filled(pattern(BLOCKS * BS)))
+    run(disk, sbc.Write10(lba=0, transfer_length=BLOCKS), filled(pattern(BLOCKS * BS)))
     before = file_bytes(disk)
-    run(disk, sbc.WRITE_10(lba=10, transfer_length=2), filled(b"\xee" * 2 * BS))
+    run(disk, sbc.Write10(lba=10, transfer_length=2), filled(b"\xee" * 2 * BS))
     after = file_bytes(disk)
     assert after[: 10 * BS] == before[: 10 * BS]
     assert after[10 * BS : 12 * BS] == b"\xee" * 2 * BS
@@ -202,40 +202,40 @@ def test_write_leaves_neighbours_alone(disk):
 
 def test_longer_read_buffer_moves_only_the_blocks(disk):
     """Underflow on Data-In: the CDB's blocks, and their length for read_len."""
-    run(disk, sbc.WRITE_10(lba=3, transfer_length=1), filled(b"\x55" * BS))
+    run(disk, sbc.Write10(lba=3, transfer_length=1), filled(b"\x55" * BS))
     buf = DataBuffer.allocate(4 * BS)
     buf.copy_in(b"\xaa" * 4 * BS)
-    assert run(disk, sbc.READ_10(lba=3, transfer_length=1), buf) == BS
+    assert run(disk, sbc.Read10(lba=3, transfer_length=1), buf) == BS
     assert buf.tobytes() == b"\x55" * BS + b"\xaa" * 3 * BS
 
 
 def test_six_byte_transfer_length_zero_means_256(tmp_path):
     d = open_disk(tmp_path / "d.img", blocks=300)
     payload = pattern(256 * BS, seed=9)
-    assert run(d, sbc.WRITE_6(lba=2, transfer_length=0), filled(payload)) == 0
+    assert run(d, sbc.Write6(lba=2, transfer_length=0), filled(payload)) == 0
     buf = scatter(256 * BS)
-    assert run(d, sbc.READ_6(lba=2, transfer_length=0), buf) == 256 * BS
+    assert run(d, sbc.Read6(lba=2, transfer_length=0), buf) == 256 * BS
     assert buf.tobytes() == payload
-    sense = fails(d, sbc.READ_6(lba=45, transfer_length=0), scatter(256 * BS))
+    sense = fails(d, sbc.Read6(lba=45, transfer_length=0), scatter(256 * BS))
     assert key_asc(sense) == (5, 0x21, 0x00)
     d.close()
 
 
 def test_zero_length_transfers(disk):
-    assert run(disk, sbc.READ_10(lba=BLOCKS, transfer_length=0)) == 0
-    assert run(disk, sbc.WRITE_16(lba=0, transfer_length=0)) == 0
-    assert key_asc(fails(disk, sbc.READ_10(lba=BLOCKS + 1, transfer_length=0))) == (5, 0x21, 0)
+    assert run(disk, sbc.Read10(lba=BLOCKS, transfer_length=0)) == 0
+    assert run(disk, sbc.Write16(lba=0, transfer_length=0)) == 0
+    assert key_asc(fails(disk, sbc.Read10(lba=BLOCKS + 1, transfer_length=0))) == (5, 0x21, 0)
 
 
 @pytest.mark.parametrize(
     ("layout", "lba", "count"),
     [
-        (sbc.READ_10, BLOCKS - 1, 2),
-        (sbc.READ_16, BLOCKS, 1),
-        (sbc.READ_16, 2**64 - 1, 1),
-        (sbc.WRITE_10, 0, BLOCKS + 1),
-        (sbc.WRITE_16, 2**63, 2**32 - 1),
-        (sbc.WRITE_6, BLOCKS - 3, 4),
+        (sbc.Read10, BLOCKS - 1, 2),
+        (sbc.Read16, BLOCKS, 1),
+        (sbc.Read16, 2**64 - 1, 1),
+        (sbc.Write10, 0, BLOCKS + 1),
+        (sbc.Write16, 2**63, 2**32 - 1),
+        (sbc.Write6, BLOCKS - 3, 4),
     ],
 )
 def test_out_of_range(disk, layout, lba, count):
@@ -248,17 +248,17 @@ def test_out_of_range(disk, layout, lba, count):
 
 def test_out_of_range_reports_the_lba(disk):
     with pytest.raises(LbaOutOfRange) as exc:
-        run(disk, sbc.READ_10(lba=BLOCKS - 1, transfer_length=2), scatter(2 * BS))
+        run(disk, sbc.Read10(lba=BLOCKS - 1, transfer_length=2), scatter(2 * BS))
     assert exc.value.sense.information == BLOCKS - 1
 
 
 @pytest.mark.parametrize(("layout", "nbytes"), [
-    (sbc.READ_10, 4 * BS - 1),  # overflow: TCMU could not report its residual
-    (sbc.READ_16, 0),
-    (sbc.WRITE_16, 4 * BS - 1),  # overflow
-    (sbc.WRITE_10, 4 * BS + 1),  # underflow: TCMU reports no residual for Data-Out
-    (sbc.WRITE_6, 8 * BS),
-    (sbc.WRITE_AND_VERIFY_16, 5 * BS),
+    (sbc.Read10, 4 * BS - 1),  # overflow: TCMU could not report its residual
+    (sbc.Read16, 0),
+    (sbc.Write16, 4 * BS - 1),  # overflow
+    (sbc.Write10, 4 * BS + 1),  # underflow: TCMU reports no residual for Data-Out
+    (sbc.Write6, 8 * BS),
+    (sbc.WriteAndVerify16, 5 * BS),
 ])
 def test_expected_length_other_than_the_cdbs(disk, layout, nbytes):
     """ILLEGAL REQUEST, INVALID FIELD IN COMMAND INFORMATION UNIT (0Eh/03h) without a
@@ -275,7 +275,7 @@ def test_expected_length_other_than_the_cdbs(disk, layout, nbytes):
 
 def test_range_is_checked_before_the_expected_length(disk):
     """LIO checks the LBA range (sbc_parse_cdb) before the length (target_cmd_size_check)."""
-    sense = fails(disk, sbc.WRITE_10(lba=BLOCKS - 1, transfer_length=2), filled(bytes(BS)))
+    sense = fails(disk, sbc.Write10(lba=BLOCKS - 1, transfer_length=2), filled(bytes(BS)))
     assert key_asc(sense) == (SenseKey.ILLEGAL_REQUEST, 0x21, 0x00)
 
 
@@ -301,10 +301,10 @@ def test_narrow_methods_check_range_and_buffer(disk):
 @pytest.mark.parametrize(
     ("cdb", "sks"),
     [
-        (sbc.READ_10(rdprotect=1, transfer_length=1), "cf0001"),
-        (sbc.READ_16(rdprotect=7, transfer_length=1), "cf0001"),
-        (sbc.WRITE_10(wrprotect=2, transfer_length=1), "cf0001"),
-        (sbc.WRITE_16(wrprotect=4, transfer_length=1), "cf0001"),
+        (sbc.Read10(rdprotect=1, transfer_length=1), "cf0001"),
+        (sbc.Read16(rdprotect=7, transfer_length=1), "cf0001"),
+        (sbc.Write10(wrprotect=2, transfer_length=1), "cf0001"),
+        (sbc.Write16(wrprotect=4, transfer_length=1), "cf0001"),
     ],
 )
 def test_protection_fields_rejected(disk, cdb, sks):
@@ -315,8 +315,8 @@ def test_protection_fields_rejected(disk, cdb, sks):
 
 def test_max_transfer_length(tmp_path):
     d = open_disk(tmp_path / "d.img", max_transfer_length=8)
-    assert run(d, sbc.READ_10(transfer_length=8), scatter(8 * BS)) == 8 * BS
-    sense = fails(d, sbc.READ_10(transfer_length=9), scatter(9 * BS))
+    assert run(d, sbc.Read10(transfer_length=8), scatter(8 * BS)) == 8 * BS
+    sense = fails(d, sbc.Read10(transfer_length=9), scatter(9 * BS))
     assert key_asc(sense) == (5, 0x24, 0) and sense[15:18] == bytes.fromhex("c00007")
     d.close()
 
@@ -337,16 +337,16 @@ def test_unknown_service_action_of_9eh(disk):
 def test_write_to_read_only_disk(tmp_path):
     path = tmp_path / "d.img"
     d = open_disk(path, read_only=True)
-    sense = fails(d, sbc.WRITE_10(lba=0, transfer_length=1), filled(pattern(BS)))
+    sense = fails(d, sbc.Write10(lba=0, transfer_length=1), filled(pattern(BS)))
     assert key_asc(sense) == (SenseKey.DATA_PROTECT, 0x27, 0x00)
     assert file_bytes(d) == bytes(BLOCKS * BS)
-    header = data_in(d, spc.MODE_SENSE_6(page_code=0x3F, allocation_length=255))
+    header = data_in(d, spc.ModeSense6(page_code=0x3F, allocation_length=255))
     assert header[2] == 0x90  # WP, DPOFUA
     d.close()
     store = BackingStore(path, read_only=True)
     d = Disk(IDENTITY, store)
-    assert key_asc(fails(d, sbc.WRITE_6(lba=1, transfer_length=1), filled(pattern(BS))))[0] == 7
-    assert run(d, sbc.READ_6(lba=1, transfer_length=1), scatter(BS)) == BS
+    assert key_asc(fails(d, sbc.Write6(lba=1, transfer_length=1), filled(pattern(BS))))[0] == 7
+    assert run(d, sbc.Read6(lba=1, transfer_length=1), scatter(BS)) == BS
     d.close()
 
 
@@ -398,7 +398,7 @@ def test_fua_and_dpo_reads_need_no_sync(disk, syncs, layout):
     assert syncs == []
 
 
-@pytest.mark.parametrize("layout", [sbc.SYNCHRONIZE_CACHE_10, sbc.SYNCHRONIZE_CACHE_16])
+@pytest.mark.parametrize("layout", [sbc.SynchronizeCache10, sbc.SynchronizeCache16])
 def test_synchronize_cache(disk, syncs, layout):
     assert run(disk, layout()) == 0
     assert run(disk, layout(lba=BLOCKS - 4, number_of_blocks=4, immed=1)) == 0
@@ -416,7 +416,7 @@ def test_flush_and_close(disk, syncs):
     assert disk.store.closed
     disk.flush()
     assert syncs == ["fsync"]
-    sense = fails(disk, sbc.READ_10(lba=0, transfer_length=1), scatter(BS))
+    sense = fails(disk, sbc.Read10(lba=0, transfer_length=1), scatter(BS))
     assert key_asc(sense) == (SenseKey.MEDIUM_ERROR, 0x11, 0x00)
 
 
@@ -426,7 +426,7 @@ def test_read_error_is_medium_error(disk, monkeypatch):
 
     monkeypatch.setattr(os, "preadv", eio)
     with pytest.raises(CheckCondition) as exc:
-        run(disk, sbc.READ_10(lba=7, transfer_length=2), scatter(2 * BS))
+        run(disk, sbc.Read10(lba=7, transfer_length=2), scatter(2 * BS))
     sense = exc.value.sense
     assert (sense.key, sense.asc, sense.information) == (SenseKey.MEDIUM_ERROR, 0x1100, 7)
 
@@ -437,7 +437,7 @@ def test_write_error_is_medium_error(disk, monkeypatch):
 
     monkeypatch.setattr(os, "pwritev", eio)
     with pytest.raises(CheckCondition) as exc:
-        run(disk, sbc.WRITE_16(lba=9, transfer_length=1), filled(pattern(BS)))
+        run(disk, sbc.Write16(lba=9, transfer_length=1), filled(pattern(BS)))
     sense = exc.value.sense
     assert (sense.key, sense.asc, sense.information) == (SenseKey.MEDIUM_ERROR, 0x0C00, 9)
 
@@ -448,7 +448,7 @@ def test_sync_error_is_write_error(disk, monkeypatch):
 
     monkeypatch.setattr(os, "fdatasync", eio)
     monkeypatch.setattr(os, "fsync", eio)
-    assert key_asc(fails(disk, sbc.SYNCHRONIZE_CACHE_10())) == (3, 0x0C, 0x00)
+    assert key_asc(fails(disk, sbc.SynchronizeCache10())) == (3, 0x0C, 0x00)
     with pytest.raises(BackingStoreError):
         disk.flush()
 
@@ -456,41 +456,41 @@ def test_sync_error_is_write_error(disk, monkeypatch):
 def test_store_shrunk_underneath_is_a_read_error(disk):
     os.ftruncate(disk.store.fd, 10 * BS + 100)
     with pytest.raises(CheckCondition) as exc:
-        run(disk, sbc.READ_10(lba=8, transfer_length=4), scatter(4 * BS))
+        run(disk, sbc.Read10(lba=8, transfer_length=4), scatter(4 * BS))
     sense = exc.value.sense
     assert (sense.key, sense.asc, sense.information) == (SenseKey.MEDIUM_ERROR, 0x1100, 10)
 
 
 # --- READ CAPACITY -------------------------------------------------------------------------
 def test_read_capacity_10(disk):
-    assert data_in(disk, sbc.READ_CAPACITY_10()) == struct.pack(">II", BLOCKS - 1, BS)
-    assert data_in(disk, sbc.READ_CAPACITY_10(pmi=1, lba=5)) == struct.pack(">II", BLOCKS - 1, BS)
+    assert data_in(disk, sbc.ReadCapacity10()) == struct.pack(">II", BLOCKS - 1, BS)
+    assert data_in(disk, sbc.ReadCapacity10(pmi=1, lba=5)) == struct.pack(">II", BLOCKS - 1, BS)
 
 
 def test_read_capacity_10_too_big(disk):
     disk.blocks = 2**32 + 5
-    assert data_in(disk, sbc.READ_CAPACITY_10()) == struct.pack(">II", 0xFFFFFFFF, BS)
-    data = data_in(disk, sbc.READ_CAPACITY_16(allocation_length=32))
+    assert data_in(disk, sbc.ReadCapacity10()) == struct.pack(">II", 0xFFFFFFFF, BS)
+    data = data_in(disk, sbc.ReadCapacity16(allocation_length=32))
     assert struct.unpack_from(">QI", data) == (2**32 + 4, BS)
 
 
 def test_read_capacity_lba_without_pmi(disk):
-    sense = fails(disk, sbc.READ_CAPACITY_10(lba=1))
+    sense = fails(disk, sbc.ReadCapacity10(lba=1))
     assert key_asc(sense) == (5, 0x24, 0x00)
     assert sense[15:18] == bytes.fromhex("c00002")
-    sense = fails(disk, sbc.READ_CAPACITY_16(lba=1, allocation_length=32))
+    sense = fails(disk, sbc.ReadCapacity16(lba=1, allocation_length=32))
     assert sense[15:18] == bytes.fromhex("c00002")
-    assert key_asc(fails(disk, sbc.READ_CAPACITY_10(lba=BLOCKS, pmi=1))) == (5, 0x21, 0x00)
+    assert key_asc(fails(disk, sbc.ReadCapacity10(lba=BLOCKS, pmi=1))) == (5, 0x21, 0x00)
 
 
 def test_read_capacity_16(tmp_path):
     d = open_disk(tmp_path / "d.img", blocks=100, bs=4096)
-    data = data_in(d, sbc.READ_CAPACITY_16(allocation_length=32))
+    data = data_in(d, sbc.ReadCapacity16(allocation_length=32))
     assert len(data) == 32
     assert struct.unpack_from(">QI", data) == (99, 4096)
     assert data[12] == 0x10  # RC BASIS 01b, no protection
-    assert data_in(d, sbc.READ_CAPACITY_16(allocation_length=12)) == data[:12]
-    assert data_in(d, sbc.READ_CAPACITY_16(allocation_length=0)) == b""
+    assert data_in(d, sbc.ReadCapacity16(allocation_length=12)) == data[:12]
+    assert data_in(d, sbc.ReadCapacity16(allocation_length=0)) == b""
     d.close()
 
 
@@ -504,7 +504,7 @@ def split_pages(pages: bytes) -> dict[int, bytes]:
 
 
 def test_mode_sense_6(disk):
-    data = data_in(disk, spc.MODE_SENSE_6(page_code=0x3F, allocation_length=255))
+    data = data_in(disk, spc.ModeSense6(page_code=0x3F, allocation_length=255))
     assert data[0] == len(data) - 1 == 4 + 8 + 20 + 12 - 1
     assert data[1:4] == bytes([0x00, 0x10, 0x08])  # medium type, DPOFUA, descriptor length
     assert sbc.parse_short_block_descriptor(data[4:12]) == (BLOCKS, 0, BS)
@@ -515,47 +515,47 @@ def test_mode_sense_6(disk):
 
 
 def test_mode_sense_10(disk):
-    data = data_in(disk, spc.MODE_SENSE_10(page_code=0x08, allocation_length=255))
+    data = data_in(disk, spc.ModeSense10(page_code=0x08, allocation_length=255))
     mode_data_length, medium, dsp, bdl = struct.unpack_from(">HBBxxH", data)
     assert mode_data_length == len(data) - 2 == 8 + 8 + 20 - 2
     assert (medium, dsp, bdl) == (0, 0x10, 8)
     assert data[8:16] == sbc.short_block_descriptor(BLOCKS, BS)
     assert data[16:] == sbc.caching_mode_page(wce=True)
-    data = data_in(disk, spc.MODE_SENSE_10(dbd=1, page_code=0x0A, allocation_length=255))
+    data = data_in(disk, spc.ModeSense10(dbd=1, page_code=0x0A, allocation_length=255))
     assert struct.unpack_from(">H", data, 6)[0] == 0
     assert data[8:] == sbc.control_mode_page(gltsd=True, tas=True)
 
 
 def test_mode_sense_truncated_keeps_full_length(disk):
-    data = data_in(disk, spc.MODE_SENSE_6(page_code=0x3F, allocation_length=4))
+    data = data_in(disk, spc.ModeSense6(page_code=0x3F, allocation_length=4))
     assert data == bytes([43, 0, 0x10, 8])
 
 
 def test_mode_sense_page_control(disk):
-    changeable = data_in(disk, spc.MODE_SENSE_6(dbd=1, pc=1, page_code=0x3F, allocation_length=255))
+    changeable = data_in(disk, spc.ModeSense6(dbd=1, pc=1, page_code=0x3F, allocation_length=255))
     pages = split_pages(changeable[4:])
     assert pages[0x08] == bytes.fromhex("081204") + bytes(17)
     assert pages[0x0A] == bytes.fromhex("0a0a") + bytes(10)
-    default = data_in(disk, spc.MODE_SENSE_6(dbd=1, pc=2, page_code=0x08, allocation_length=255))
+    default = data_in(disk, spc.ModeSense6(dbd=1, pc=2, page_code=0x08, allocation_length=255))
     assert default[4:] == sbc.caching_mode_page(wce=True)
-    sense = fails(disk, spc.MODE_SENSE_10(pc=3, page_code=0x08, allocation_length=255))
+    sense = fails(disk, spc.ModeSense10(pc=3, page_code=0x08, allocation_length=255))
     assert key_asc(sense) == (5, 0x39, 0x00)
     assert sense[15:18] == bytes.fromhex("cf0002")
 
 
 def test_mode_sense_unknown_page(disk):
-    sense = fails(disk, spc.MODE_SENSE_6(page_code=0x1C, allocation_length=255))
+    sense = fails(disk, spc.ModeSense6(page_code=0x1C, allocation_length=255))
     assert key_asc(sense) == (5, 0x24, 0x00)
 
 
 def mode_select(d: Disk, data: bytes, ten: bool = False, **kw) -> int:
-    layout = spc.MODE_SELECT_10 if ten else spc.MODE_SELECT_6
+    layout = spc.ModeSelect10 if ten else spc.ModeSelect6
     cdb = layout(pf=1, parameter_list_length=len(data), **kw)
     return run(d, cdb, DataBuffer.of(bytearray(data)))
 
 
 def sensed(d: Disk, ten: bool = False) -> bytes:
-    layout = spc.MODE_SENSE_10 if ten else spc.MODE_SENSE_6
+    layout = spc.ModeSense10 if ten else spc.ModeSense6
     return data_in(d, layout(page_code=0x3F, allocation_length=255))
 
 
@@ -566,7 +566,7 @@ def test_mode_select_echo_is_accepted(disk, ten):
 
 
 def test_mode_select_nothing(disk):
-    assert run(disk, spc.MODE_SELECT_6(pf=1, parameter_list_length=0)) == 0
+    assert run(disk, spc.ModeSelect6(pf=1, parameter_list_length=0)) == 0
     assert mode_select(disk, bytes(4)) == 0
 
 
@@ -578,7 +578,7 @@ def test_mode_select_clears_wce(disk, syncs, write_flags):
     assert syncs == ["fdatasync"]
     assert not disk.write_cache
     assert split_pages(sensed(disk)[12:])[0x08][2] == 0
-    run(disk, sbc.WRITE_10(lba=0, transfer_length=1), filled(pattern(BS)))
+    run(disk, sbc.Write10(lba=0, transfer_length=1), filled(pattern(BS)))
     assert syncs == ["fdatasync"] and write_flags == [os.RWF_DSYNC]
     data[12 + 2] |= sbc.WCE
     assert mode_select(disk, bytes(data)) == 0
@@ -599,7 +599,7 @@ def test_mode_select_clears_wce(disk, syncs, write_flags):
 def test_mode_select_rejects_changes(disk, offset, value, sks):
     data = bytearray(sensed(disk))
     data[offset] = value
-    sense = fails(disk, spc.MODE_SELECT_6(pf=1, parameter_list_length=len(data)),
+    sense = fails(disk, spc.ModeSelect6(pf=1, parameter_list_length=len(data)),
                   DataBuffer.of(data))
     assert key_asc(sense) == (5, 0x26, 0x00)
     assert sense[15:18] == bytes.fromhex(sks)
@@ -608,38 +608,38 @@ def test_mode_select_rejects_changes(disk, offset, value, sks):
 
 def test_mode_select_unknown_page_and_bad_length(disk):
     unknown = bytes(4) + bytes.fromhex("1c0a") + bytes(10)
-    sense = fails(disk, spc.MODE_SELECT_6(pf=1, parameter_list_length=len(unknown)),
+    sense = fails(disk, spc.ModeSelect6(pf=1, parameter_list_length=len(unknown)),
                   DataBuffer.of(bytearray(unknown)))
     assert key_asc(sense) == (5, 0x26, 0x00) and sense[15:18] == bytes.fromhex("8d0004")
     short = bytes(4) + bytes.fromhex("0810") + bytes(16)
-    sense = fails(disk, spc.MODE_SELECT_6(pf=1, parameter_list_length=len(short)),
+    sense = fails(disk, spc.ModeSelect6(pf=1, parameter_list_length=len(short)),
                   DataBuffer.of(bytearray(short)))
     assert key_asc(sense) == (5, 0x26, 0x00) and sense[15:18] == bytes.fromhex("800005")
 
 
 def test_mode_select_rejects_subpages(disk):
     sub = bytes(4) + bytes.fromhex("4800000e") + bytes(14)  # caching page in subpage form
-    sense = fails(disk, spc.MODE_SELECT_6(pf=1, parameter_list_length=len(sub)),
+    sense = fails(disk, spc.ModeSelect6(pf=1, parameter_list_length=len(sub)),
                   DataBuffer.of(bytearray(sub)))
     assert key_asc(sense) == (5, 0x26, 0x00) and sense[15:18] == bytes.fromhex("8e0004")
 
 
 def test_mode_select_cdb_checks(disk):
     data = sensed(disk)
-    sense = fails(disk, spc.MODE_SELECT_6(pf=1, sp=1, parameter_list_length=len(data)),
+    sense = fails(disk, spc.ModeSelect6(pf=1, sp=1, parameter_list_length=len(data)),
                   DataBuffer.of(bytearray(data)))
     assert key_asc(sense) == (5, 0x24, 0x00) and sense[15:18] == bytes.fromhex("c80001")
-    sense = fails(disk, spc.MODE_SELECT_6(pf=0, parameter_list_length=len(data)),
+    sense = fails(disk, spc.ModeSelect6(pf=0, parameter_list_length=len(data)),
                   DataBuffer.of(bytearray(data)))
     assert key_asc(sense) == (5, 0x24, 0x00) and sense[15:18] == bytes.fromhex("cc0001")
-    sense = fails(disk, spc.MODE_SELECT_6(pf=1, parameter_list_length=len(data) + 1),
+    sense = fails(disk, spc.ModeSelect6(pf=1, parameter_list_length=len(data) + 1),
                   DataBuffer.of(bytearray(data)))
     assert key_asc(sense) == (5, 0x1A, 0x00)
 
 
 # --- REPORT SUPPORTED OPERATION CODES ------------------------------------------------------
 def test_report_all_commands_lists_the_block_commands(disk):
-    cdb = spc.REPORT_SUPPORTED_OPERATION_CODES(allocation_length=4096)
+    cdb = spc.ReportSupportedOperationCodes(allocation_length=4096)
     data = data_in(disk, cdb, 4096)
     length = struct.unpack_from(">I", data)[0]
     assert length == len(data) - 4
@@ -647,14 +647,14 @@ def test_report_all_commands_lists_the_block_commands(disk):
     for pos in range(4, len(data), 8):
         op, sa, flags, cdb_len = struct.unpack_from(">BxHxBH", data, pos)
         listed[(op, sa if flags & 1 else None)] = cdb_len
-    for layout in (*sbc.READS, *sbc.WRITES, sbc.READ_CAPACITY_10, sbc.SYNCHRONIZE_CACHE_10,
-                   sbc.SYNCHRONIZE_CACHE_16, spc.MODE_SELECT_6, spc.MODE_SELECT_10):
+    for layout in (*sbc.READS, *sbc.WRITES, sbc.ReadCapacity10, sbc.SynchronizeCache10,
+                   sbc.SynchronizeCache16, spc.ModeSelect6, spc.ModeSelect10):
         assert listed[(layout.OPCODE, None)] == layout.LENGTH
     assert listed[(0x9E, 0x10)] == 16
 
 
 def test_report_one_command_read_10(disk):
-    cdb = spc.REPORT_SUPPORTED_OPERATION_CODES(reporting_options=1, requested_operation_code=0x28,
+    cdb = spc.ReportSupportedOperationCodes(reporting_options=1, requested_operation_code=0x28,
                                                allocation_length=64)
     data = data_in(disk, cdb)
     assert data[1] & 0x07 == 0b011
@@ -663,7 +663,7 @@ def test_report_one_command_read_10(disk):
 
 
 def test_report_one_command_read_capacity_16(disk):
-    cdb = spc.REPORT_SUPPORTED_OPERATION_CODES(
+    cdb = spc.ReportSupportedOperationCodes(
         reporting_options=2, requested_operation_code=0x9E, requested_service_action=0x10,
         allocation_length=64,
     )
@@ -701,7 +701,7 @@ def test_in_range_write_then_read(model, lba, count, seed, wcuts, rcuts, sixteen
     d, shadow = model
     count = min(count, PBLOCKS - lba)
     payload = pattern(count * BS, seed)
-    write, read = (sbc.WRITE_16, sbc.READ_16) if sixteen else (sbc.WRITE_10, sbc.READ_10)
+    write, read = (sbc.Write16, sbc.Read16) if sixteen else (sbc.Write10, sbc.Read10)
     run(d, write(lba=lba, transfer_length=count), filled(payload, tuple(wcuts)))
     shadow[lba * BS : (lba + count) * BS] = payload
     buf = scatter(count * BS, tuple(rcuts))

@@ -88,19 +88,19 @@ def fill(d) -> None:
 
 # --- READ (12) and WRITE (12) ---------------------------------------------------------------
 def test_read_write_12(disk):
-    assert run(disk, sbc.WRITE_12(lba=7, transfer_length=2), filled(pattern(2 * BS))) == 0
+    assert run(disk, sbc.Write12(lba=7, transfer_length=2), filled(pattern(2 * BS))) == 0
     assert block(disk, 7, 2) == pattern(2 * BS)
     out = scatter(2 * BS)
-    assert run(disk, sbc.READ_12(lba=7, transfer_length=2), out) == 2 * BS
+    assert run(disk, sbc.Read12(lba=7, transfer_length=2), out) == 2 * BS
     assert out.tobytes() == pattern(2 * BS)
 
 
 @pytest.mark.parametrize(("cdb", "expect", "sks"), [
-    (sbc.READ_12(lba=BLOCKS - 1, transfer_length=2), LBA_OUT_OF_RANGE, None),
-    (sbc.WRITE_12(lba=BLOCKS, transfer_length=1), LBA_OUT_OF_RANGE, None),
-    (sbc.READ_12(rdprotect=1, transfer_length=1), INVALID_FIELD_IN_CDB, "cf0001"),
-    (sbc.WRITE_12(wrprotect=3, transfer_length=1), INVALID_FIELD_IN_CDB, "cf0001"),
-    (sbc.WRITE_12(transfer_length=2), (5, 0x0E, 0x03), None),  # 1 block of data
+    (sbc.Read12(lba=BLOCKS - 1, transfer_length=2), LBA_OUT_OF_RANGE, None),
+    (sbc.Write12(lba=BLOCKS, transfer_length=1), LBA_OUT_OF_RANGE, None),
+    (sbc.Read12(rdprotect=1, transfer_length=1), INVALID_FIELD_IN_CDB, "cf0001"),
+    (sbc.Write12(wrprotect=3, transfer_length=1), INVALID_FIELD_IN_CDB, "cf0001"),
+    (sbc.Write12(transfer_length=2), (5, 0x0E, 0x03), None),  # 1 block of data
 ])
 def test_read_write_12_checks(disk, cdb, expect, sks):
     sense = fails(disk, cdb, filled(pattern(BS)))
@@ -110,7 +110,7 @@ def test_read_write_12_checks(disk, cdb, expect, sks):
 
 # --- COMPARE AND WRITE ----------------------------------------------------------------------
 def caw(lba: int = 5, n: int = 1, **kw):
-    return sbc.COMPARE_AND_WRITE(lba=lba, number_of_blocks=n, **kw)
+    return sbc.CompareAndWrite(lba=lba, number_of_blocks=n, **kw)
 
 
 def test_compare_and_write_writes_when_equal(disk):
@@ -201,7 +201,7 @@ def test_verify_medium_only_reads(disk, monkeypatch):
     reads = []
     real = os.preadv
     monkeypatch.setattr(os, "preadv", lambda fd, v, o: reads.append(o) or real(fd, v, o))
-    assert run(disk, sbc.VERIFY_16(lba=0, verification_length=BLOCKS)) == 0
+    assert run(disk, sbc.Verify16(lba=0, verification_length=BLOCKS)) == 0
     assert reads == [0]
 
 
@@ -214,7 +214,7 @@ def test_verify_medium_error_is_reported_at_its_lba(disk, monkeypatch):
         return sum(len(v) for v in views)
 
     monkeypatch.setattr(os, "preadv", eio_from_lba_8)
-    sense = fails(disk, sbc.VERIFY_10(lba=2, verification_length=10))
+    sense = fails(disk, sbc.Verify10(lba=2, verification_length=10))
     assert key_asc(sense) == (SenseKey.MEDIUM_ERROR, 0x11, 0x00) and information(sense) == 10
 
 
@@ -222,17 +222,17 @@ def test_verify_compares_in_chunks(disk, monkeypatch):
     monkeypatch.setattr(disk_module, "_CHUNK", 3 * BS)
     fill(disk)
     want = bytearray(block(disk, 0, 10))
-    assert run(disk, sbc.VERIFY_10(verification_length=10, bytchk=1), filled(bytes(want))) == 0
+    assert run(disk, sbc.Verify10(verification_length=10, bytchk=1), filled(bytes(want))) == 0
     want[7 * BS + 5] ^= 1
-    sense = fails(disk, sbc.VERIFY_10(verification_length=10, bytchk=1), filled(bytes(want)))
+    sense = fails(disk, sbc.Verify10(verification_length=10, bytchk=1), filled(bytes(want)))
     assert information(sense) == 7 * BS + 5
 
 
 @pytest.mark.parametrize(("cdb", "expect", "sks"), [
-    (sbc.VERIFY_10(verification_length=1, bytchk=2), INVALID_FIELD_IN_CDB, "ca0001"),
-    (sbc.VERIFY_12(verification_length=1, vrprotect=1), INVALID_FIELD_IN_CDB, "cf0001"),
-    (sbc.VERIFY_16(lba=BLOCKS - 1, verification_length=2), LBA_OUT_OF_RANGE, None),
-    (sbc.VERIFY_10(verification_length=2, bytchk=1), INVALID_FIELD_IN_CDB, "c00007"),
+    (sbc.Verify10(verification_length=1, bytchk=2), INVALID_FIELD_IN_CDB, "ca0001"),
+    (sbc.Verify12(verification_length=1, vrprotect=1), INVALID_FIELD_IN_CDB, "cf0001"),
+    (sbc.Verify16(lba=BLOCKS - 1, verification_length=2), LBA_OUT_OF_RANGE, None),
+    (sbc.Verify10(verification_length=2, bytchk=1), INVALID_FIELD_IN_CDB, "c00007"),
 ])
 def test_verify_checks(disk, cdb, expect, sks):
     sense = fails(disk, cdb, filled(bytes(BS)))
@@ -240,7 +240,7 @@ def test_verify_checks(disk, cdb, expect, sks):
 
 
 def test_verify_zero_blocks(disk):
-    assert run(disk, sbc.VERIFY_10(lba=BLOCKS, verification_length=0, bytchk=1)) == 0
+    assert run(disk, sbc.Verify10(lba=BLOCKS, verification_length=0, bytchk=1)) == 0
 
 
 # --- WRITE AND VERIFY -----------------------------------------------------------------------
@@ -262,16 +262,16 @@ def test_write_and_verify_miscompare(disk, monkeypatch):
         return n
 
     monkeypatch.setattr(os, "preadv", flip)
-    sense = fails(disk, sbc.WRITE_AND_VERIFY_10(lba=1, transfer_length=2, bytchk=1),
+    sense = fails(disk, sbc.WriteAndVerify10(lba=1, transfer_length=2, bytchk=1),
                   filled(pattern(2 * BS)))
     assert key_asc(sense) == MISCOMPARE and information(sense) == BS + 3
 
 
 @pytest.mark.parametrize(("cdb", "expect", "sks"), [
-    (sbc.WRITE_AND_VERIFY_10(transfer_length=1, bytchk=3), INVALID_FIELD_IN_CDB, "ca0001"),
-    (sbc.WRITE_AND_VERIFY_16(transfer_length=1, bytchk=2), INVALID_FIELD_IN_CDB, "ca0001"),
-    (sbc.WRITE_AND_VERIFY_12(transfer_length=1, wrprotect=2), INVALID_FIELD_IN_CDB, "cf0001"),
-    (sbc.WRITE_AND_VERIFY_16(lba=BLOCKS, transfer_length=1), LBA_OUT_OF_RANGE, None),
+    (sbc.WriteAndVerify10(transfer_length=1, bytchk=3), INVALID_FIELD_IN_CDB, "ca0001"),
+    (sbc.WriteAndVerify16(transfer_length=1, bytchk=2), INVALID_FIELD_IN_CDB, "ca0001"),
+    (sbc.WriteAndVerify12(transfer_length=1, wrprotect=2), INVALID_FIELD_IN_CDB, "cf0001"),
+    (sbc.WriteAndVerify16(lba=BLOCKS, transfer_length=1), LBA_OUT_OF_RANGE, None),
 ])
 def test_write_and_verify_checks(disk, cdb, expect, sks):
     sense = fails(disk, cdb, filled(pattern(BS)))
@@ -299,13 +299,13 @@ def test_write_same_batches_writes(disk, monkeypatch):
         return real(fd, views, offset, *flags)
 
     monkeypatch.setattr(os, "pwritev", spy)
-    run(disk, sbc.WRITE_SAME_16(lba=1, number_of_blocks=27), filled(pattern(BS, 6)))
+    run(disk, sbc.WriteSame16(lba=1, number_of_blocks=27), filled(pattern(BS, 6)))
     assert calls == [(1, [4, 4, 4]), (13, [4, 4, 4]), (25, [3])]
     assert block(disk, 1, 27) == pattern(BS, 6) * 27
 
 
 def test_write_same_zero_blocks_means_to_the_end(disk):
-    run(disk, sbc.WRITE_SAME_10(lba=BLOCKS - 5, number_of_blocks=0), filled(pattern(BS, 7)))
+    run(disk, sbc.WriteSame10(lba=BLOCKS - 5, number_of_blocks=0), filled(pattern(BS, 7)))
     assert block(disk, BLOCKS - 5, 5) == pattern(BS, 7) * 5
     assert block(disk, BLOCKS - 6) == bytes(BS)
 
@@ -313,7 +313,7 @@ def test_write_same_zero_blocks_means_to_the_end(disk):
 def test_write_same_unmap_punches_holes(disk):
     fill(disk)
     assert holes(disk) == []
-    run(disk, sbc.WRITE_SAME_16(lba=8, number_of_blocks=24, unmap=1), filled(bytes(BS)))
+    run(disk, sbc.WriteSame16(lba=8, number_of_blocks=24, unmap=1), filled(bytes(BS)))
     assert block(disk, 8, 24) == bytes(24 * BS)
     assert block(disk, 7) == pattern(BS, 7) and block(disk, 32) == pattern(BS, 32)
     (hole,) = holes(disk)
@@ -322,19 +322,19 @@ def test_write_same_unmap_punches_holes(disk):
 
 def test_write_same_ndob_unmaps_without_a_buffer(disk):
     fill(disk)
-    run(disk, sbc.WRITE_SAME_16(lba=0, number_of_blocks=16, unmap=1, ndob=1))
+    run(disk, sbc.WriteSame16(lba=0, number_of_blocks=16, unmap=1, ndob=1))
     assert block(disk, 0, 16) == bytes(16 * BS) and holes(disk)
-    run(disk, sbc.WRITE_SAME_16(lba=40, number_of_blocks=2, ndob=1))  # zeros, written
+    run(disk, sbc.WriteSame16(lba=40, number_of_blocks=2, ndob=1))  # zeros, written
     assert block(disk, 40, 2) == bytes(2 * BS)
 
 
 def test_write_same_zeros_without_unmap_are_written(disk):
-    run(disk, sbc.WRITE_SAME_10(lba=0, number_of_blocks=BLOCKS), filled(bytes(BS)))
+    run(disk, sbc.WriteSame10(lba=0, number_of_blocks=BLOCKS), filled(bytes(BS)))
     assert holes(disk) == []
 
 
 def test_write_same_unmap_with_data_writes_it(disk):
-    run(disk, sbc.WRITE_SAME_10(lba=0, number_of_blocks=4, unmap=1), filled(pattern(BS)))
+    run(disk, sbc.WriteSame10(lba=0, number_of_blocks=4, unmap=1), filled(pattern(BS)))
     assert block(disk, 0, 4) == pattern(BS) * 4
 
 
@@ -345,19 +345,19 @@ def test_write_same_without_holes_writes_zeros(disk, monkeypatch):
         raise OSError(errno.EOPNOTSUPP, "Operation not supported")
 
     monkeypatch.setattr(backing, "_fallocate", no_holes)
-    run(disk, sbc.WRITE_SAME_16(lba=4, number_of_blocks=4, unmap=1), filled(bytes(BS)))
+    run(disk, sbc.WriteSame16(lba=4, number_of_blocks=4, unmap=1), filled(bytes(BS)))
     assert block(disk, 4, 4) == bytes(4 * BS)
 
 
 @pytest.mark.parametrize(("cdb", "expect", "sks"), [
-    (sbc.WRITE_SAME_10(number_of_blocks=1, anchor=1), INVALID_FIELD_IN_CDB, "cc0001"),
-    (sbc.WRITE_SAME_16(number_of_blocks=1, unmap=1, anchor=1), INVALID_FIELD_IN_CDB, "cc0001"),
-    (sbc.WRITE_SAME_10(number_of_blocks=1, wrprotect=1), INVALID_FIELD_IN_CDB, "cf0001"),
-    (sbc.WRITE_SAME_10(number_of_blocks=1, lbdata=1), INVALID_FIELD_IN_CDB, "c90001"),
-    (sbc.WRITE_SAME_16(number_of_blocks=1, pbdata=1), INVALID_FIELD_IN_CDB, "ca0001"),
-    (sbc.WRITE_SAME_16(lba=BLOCKS - 1, number_of_blocks=2), LBA_OUT_OF_RANGE, None),
-    (sbc.WRITE_SAME_16(lba=BLOCKS, number_of_blocks=0), LBA_OUT_OF_RANGE, None),
-    (sbc.WRITE_SAME_16(number_of_blocks=disk_module.MAX_WRITE_SAME_LENGTH + 1),
+    (sbc.WriteSame10(number_of_blocks=1, anchor=1), INVALID_FIELD_IN_CDB, "cc0001"),
+    (sbc.WriteSame16(number_of_blocks=1, unmap=1, anchor=1), INVALID_FIELD_IN_CDB, "cc0001"),
+    (sbc.WriteSame10(number_of_blocks=1, wrprotect=1), INVALID_FIELD_IN_CDB, "cf0001"),
+    (sbc.WriteSame10(number_of_blocks=1, lbdata=1), INVALID_FIELD_IN_CDB, "c90001"),
+    (sbc.WriteSame16(number_of_blocks=1, pbdata=1), INVALID_FIELD_IN_CDB, "ca0001"),
+    (sbc.WriteSame16(lba=BLOCKS - 1, number_of_blocks=2), LBA_OUT_OF_RANGE, None),
+    (sbc.WriteSame16(lba=BLOCKS, number_of_blocks=0), LBA_OUT_OF_RANGE, None),
+    (sbc.WriteSame16(number_of_blocks=disk_module.MAX_WRITE_SAME_LENGTH + 1),
      INVALID_FIELD_IN_CDB, "c0000a"),
 ])
 def test_write_same_checks(disk, cdb, expect, sks):
@@ -368,15 +368,15 @@ def test_write_same_checks(disk, cdb, expect, sks):
 
 def test_write_same_limit_applies_to_zero_blocks(disk, monkeypatch):
     monkeypatch.setattr(disk_module, "MAX_WRITE_SAME_LENGTH", BLOCKS - 1)
-    sense = fails(disk, sbc.WRITE_SAME_10(number_of_blocks=0), filled(pattern(BS)))
+    sense = fails(disk, sbc.WriteSame10(number_of_blocks=0), filled(pattern(BS)))
     assert key_asc(sense) == INVALID_FIELD_IN_CDB
-    run(disk, sbc.WRITE_SAME_10(lba=1, number_of_blocks=0), filled(pattern(BS)))
+    run(disk, sbc.WriteSame10(lba=1, number_of_blocks=0), filled(pattern(BS)))
 
 
 # --- UNMAP ----------------------------------------------------------------------------------
 def unmap(d, extents, length: int | None = None, **kw) -> int:
     data = sbc.unmap_parameter_list(extents)
-    cdb = sbc.UNMAP(parameter_list_length=len(data) if length is None else length, **kw)
+    cdb = sbc.Unmap(parameter_list_length=len(data) if length is None else length, **kw)
     return run(d, cdb, filled(data, cuts=(5, 11)))
 
 
@@ -389,7 +389,7 @@ def test_unmap_punches_each_extent(disk):
 
 
 def test_unmap_nothing(disk):
-    assert run(disk, sbc.UNMAP(parameter_list_length=0)) == 0
+    assert run(disk, sbc.Unmap(parameter_list_length=0)) == 0
 
 
 @pytest.mark.parametrize(("extents", "expect", "sks"), [
@@ -408,12 +408,12 @@ def test_unmap_checks_the_list_first(disk, extents, expect, sks):
 
 
 def test_unmap_cdb_and_length_checks(disk):
-    sense = fails(disk, sbc.UNMAP(anchor=1, parameter_list_length=24),
+    sense = fails(disk, sbc.Unmap(anchor=1, parameter_list_length=24),
                   filled(sbc.unmap_parameter_list([(0, 1)])))
     assert key_asc(sense) == INVALID_FIELD_IN_CDB and sense[15:18] == bytes.fromhex("c80001")
-    sense = fails(disk, sbc.UNMAP(parameter_list_length=6), filled(bytes(6)))
+    sense = fails(disk, sbc.Unmap(parameter_list_length=6), filled(bytes(6)))
     assert key_asc(sense) == (SenseKey.ILLEGAL_REQUEST, 0x1A, 0x00)
-    sense = fails(disk, sbc.UNMAP(parameter_list_length=24), filled(bytes(8)))
+    sense = fails(disk, sbc.Unmap(parameter_list_length=24), filled(bytes(8)))
     assert key_asc(sense) == (SenseKey.ILLEGAL_REQUEST, 0x1A, 0x00)
 
 
@@ -427,7 +427,7 @@ def test_unmap_on_read_only_disk(tmp_path):
 
 # --- GET LBA STATUS -------------------------------------------------------------------------
 def lba_status(d, lba: int = 0, allocation_length: int = 4096) -> list[tuple[int, int, int]]:
-    raw = data_in(d, sbc.GET_LBA_STATUS(lba=lba, allocation_length=allocation_length),
+    raw = data_in(d, sbc.GetLbaStatus(lba=lba, allocation_length=allocation_length),
                   allocation_length)
     return sbc.parse_lba_status_data(raw)
 
@@ -458,9 +458,9 @@ def test_get_lba_status_block_partly_written(disk):
 
 
 def test_get_lba_status_checks(disk):
-    sense = fails(disk, sbc.GET_LBA_STATUS(lba=BLOCKS, allocation_length=64), scatter(64))
+    sense = fails(disk, sbc.GetLbaStatus(lba=BLOCKS, allocation_length=64), scatter(64))
     assert key_asc(sense) == LBA_OUT_OF_RANGE
-    raw = data_in(disk, sbc.GET_LBA_STATUS(lba=0, allocation_length=8), 64)
+    raw = data_in(disk, sbc.GetLbaStatus(lba=0, allocation_length=8), 64)
     assert raw == bytes.fromhex("00000014 00000000")  # header only, full length
 
 
@@ -482,12 +482,12 @@ def test_pre_fetch_failed_advice_is_still_good(disk, monkeypatch):
         raise OSError(errno.EINVAL, "Invalid argument")
 
     monkeypatch.setattr(os, "posix_fadvise", einval)
-    assert run(disk, sbc.PRE_FETCH_10(lba=0, prefetch_length=1)) == 0
+    assert run(disk, sbc.PreFetch10(lba=0, prefetch_length=1)) == 0
 
 
 # --- what the LUN reports -------------------------------------------------------------------
 def test_block_limits_report_the_new_limits(disk):
-    data = data_in(disk, spc.INQUIRY(evpd=1, page_code=0xB0, allocation_length=255))
+    data = data_in(disk, spc.Inquiry(evpd=1, page_code=0xB0, allocation_length=255))
     assert data[5] == 1  # MAXIMUM COMPARE AND WRITE LENGTH
     assert data[4] & 1 == 0  # WSNZ: 0 blocks means to the end
     max_unmap, max_desc, granularity, uga = struct.unpack_from(">IIII", data, 20)
@@ -499,7 +499,7 @@ def test_block_limits_report_the_new_limits(disk):
 
 
 def test_logical_block_provisioning_page(disk):
-    data = data_in(disk, spc.INQUIRY(evpd=1, page_code=0xB2, allocation_length=255))
+    data = data_in(disk, spc.Inquiry(evpd=1, page_code=0xB2, allocation_length=255))
     page = sbc.LogicalBlockProvisioning.decode(data)
     assert (page.lbpu, page.lbpws, page.lbpws10, page.lbprz, page.anc_sup) == (
         True, True, True, sbc.LBPRZ_ZEROS, False)
@@ -507,22 +507,22 @@ def test_logical_block_provisioning_page(disk):
 
 
 def test_read_capacity_16_reports_lbpme_and_lbprz(disk):
-    data = data_in(disk, sbc.READ_CAPACITY_16(allocation_length=32))
+    data = data_in(disk, sbc.ReadCapacity16(allocation_length=32))
     assert data[14] & 0xC0 == 0xC0
 
 
 def test_mode_sense_reports_dpofua(disk):
-    header = data_in(disk, spc.MODE_SENSE_10(page_code=0x08, allocation_length=255))
+    header = data_in(disk, spc.ModeSense10(page_code=0x08, allocation_length=255))
     assert header[3] & 0x10  # DPOFUA, SBC-4 6.5.1: sd then sends FUA
 
 
-NEW_COMMANDS = [sbc.READ_12, sbc.WRITE_12, sbc.COMPARE_AND_WRITE, *sbc.VERIFIES,
-                *sbc.WRITE_AND_VERIFIES, *sbc.WRITE_SAMES, sbc.UNMAP, sbc.GET_LBA_STATUS,
+NEW_COMMANDS = [sbc.Read12, sbc.Write12, sbc.CompareAndWrite, *sbc.VERIFIES,
+                *sbc.WRITE_AND_VERIFIES, *sbc.WRITE_SAMES, sbc.Unmap, sbc.GetLbaStatus,
                 *sbc.PRE_FETCHES]
 
 
 def test_report_supported_operation_codes_lists_them(disk):
-    data = data_in(disk, spc.REPORT_SUPPORTED_OPERATION_CODES(allocation_length=4096), 4096)
+    data = data_in(disk, spc.ReportSupportedOperationCodes(allocation_length=4096), 4096)
     listed = set()
     for pos in range(4, 4 + struct.unpack_from(">I", data)[0], 8):
         op, sa, flags, _ = struct.unpack_from(">BxHxBH", data, pos)
@@ -533,7 +533,7 @@ def test_report_supported_operation_codes_lists_them(disk):
 @pytest.mark.parametrize("layout", NEW_COMMANDS, ids=lambda c: c.NAME)
 def test_report_one_command(disk, layout):
     sa = layout.SERVICE_ACTION
-    cdb = spc.REPORT_SUPPORTED_OPERATION_CODES(
+    cdb = spc.ReportSupportedOperationCodes(
         reporting_options=1 if sa is None else 2, requested_operation_code=layout.OPCODE,
         requested_service_action=sa or 0, allocation_length=64)
     data = data_in(disk, cdb, 64)
@@ -542,13 +542,13 @@ def test_report_one_command(disk, layout):
 
 
 def test_long_opcodes(disk):
-    for layout in (sbc.COMPARE_AND_WRITE, sbc.UNMAP, *sbc.WRITE_SAMES, *sbc.VERIFIES,
+    for layout in (sbc.CompareAndWrite, sbc.Unmap, *sbc.WRITE_SAMES, *sbc.VERIFIES,
                    *sbc.PRE_FETCHES):
         assert layout.OPCODE in disk.LONG_OPCODES
 
 
 def test_data_out_commands(disk):
-    data_in_only = (sbc.READ_12, sbc.GET_LBA_STATUS, *sbc.PRE_FETCHES)
+    data_in_only = (sbc.Read12, sbc.GetLbaStatus, *sbc.PRE_FETCHES)
     for layout in NEW_COMMANDS:
         assert layout.DATA_OUT is (layout not in data_in_only)
 
@@ -556,14 +556,14 @@ def test_data_out_commands(disk):
 def test_block_device_store_reports_no_provisioning(disk, monkeypatch):
     disk.thin = False
     assert 0xB2 not in disk.vpd_pages()
-    assert data_in(disk, sbc.READ_CAPACITY_16(allocation_length=32))[14] & 0xC0 == 0
+    assert data_in(disk, sbc.ReadCapacity16(allocation_length=32))[14] & 0xC0 == 0
     assert lba_status(disk) == [(0, BLOCKS, sbc.MAPPED)]
 
 
 def test_copy_buffer_is_not_reused(disk):
     """The WRITE SAME pattern is built from the first block only."""
     buf = DataBuffer([memoryview(bytearray(pattern(BS, 3))), memoryview(bytearray(BS))])
-    run(disk, sbc.WRITE_SAME_10(lba=0, number_of_blocks=2), buf)
+    run(disk, sbc.WriteSame10(lba=0, number_of_blocks=2), buf)
     assert block(disk, 0, 2) == pattern(BS, 3) * 2
 
 

@@ -249,7 +249,7 @@ def plists(draw, lab):
 def test_extended_copy_parameter_lists_end_in_good_or_sense(lab, data):
     plist, lid4 = data.draw(plists(lab))
     length = data.draw(st.sampled_from([len(plist), 0, max(len(plist) - 1, 0), len(plist) + 7]))
-    layout = xcopy.EXTENDED_COPY_LID4 if lid4 else xcopy.EXTENDED_COPY_LID1
+    layout = xcopy.ExtendedCopyLid4 if lid4 else xcopy.ExtendedCopyLid1
     cdb = layout(parameter_list_length=length).encode()
     receiving = data.draw(st.sampled_from(lab.devices()))
     with contextlib.suppress(CheckCondition):  # the fuzzing may have unloaded it

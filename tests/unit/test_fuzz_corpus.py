@@ -152,7 +152,7 @@ def _copy(plist: bytes):
     lab = ft.lab()
     with lab.armed():
         lab.reset(tapes=True)
-        cdb = xcopy.EXTENDED_COPY_LID1(parameter_list_length=len(plist)).encode()
+        cdb = xcopy.ExtendedCopyLid1(parameter_list_length=len(plist)).encode()
         return ft.run(lab, lab.disks["fz-disk"], cdb, len(plist), plist)
 
 

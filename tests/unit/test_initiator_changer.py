@@ -93,7 +93,7 @@ def test_truncated_data_gives_the_whole_descriptors():
      "at least 12"),
 ])
 def test_malformed_element_status(data, words):
-    with pytest.raises(ch.ElementStatusFormatError, match=words):
+    with pytest.raises(smc.ElementStatusFormatError, match=words):
         ch.parse_element_status(data)
 
 

@@ -41,17 +41,17 @@ SIZE = 4 * CHUNK  # the copies below move four chunks
 
 # --- wire formats --------------------------------------------------------------------------
 def test_cdb_goldens():
-    assert x.EXTENDED_COPY_LID4(parameter_list_length=0x50).encode() == bytes.fromhex(
+    assert x.ExtendedCopyLid4(parameter_list_length=0x50).encode() == bytes.fromhex(
         "8301 0000 0000 0000 0000 0000 0050 0000".replace(" ", ""))
-    assert x.RECEIVE_COPY_STATUS_LID4(list_identifier=0x12345678,
+    assert x.ReceiveCopyStatusLid4(list_identifier=0x12345678,
                                       allocation_length=0x60).encode() == bytes.fromhex(
         "8405 12345678 00000000 00000060 0000".replace(" ", ""))
-    assert x.RECEIVE_COPY_DATA_LID4(list_identifier=1, allocation_length=36).encode() == \
+    assert x.ReceiveCopyDataLid4(list_identifier=1, allocation_length=36).encode() == \
         bytes.fromhex("8406 00000001 00000000 00000024 0000".replace(" ", ""))
-    assert x.COPY_OPERATION_ABORT(list_identifier=0xCAFE0001).encode()[:6] == \
+    assert x.CopyOperationAbort(list_identifier=0xCAFE0001).encode()[:6] == \
         bytes.fromhex("831C CAFE0001".replace(" ", ""))
     # the same 32-bit list identifier field decoded back
-    cdb = x.RECEIVE_COPY_STATUS_LID4.decode(bytes.fromhex("8405deadbeef000000000000002000 00"
+    cdb = x.ReceiveCopyStatusLid4.decode(bytes.fromhex("8405deadbeef000000000000002000 00"
                                                           .replace(" ", "")))
     assert (cdb.list_identifier, cdb.allocation_length) == (0xDEADBEEF, 0x20)
 
@@ -198,19 +198,19 @@ class Lab:
                                      list_id_usage=ListIdUsage.HOLD)
 
     def send(self, plist: bytes, *, lid4: bool = True) -> int | Future[int]:
-        layout = x.EXTENDED_COPY_LID4 if lid4 else x.EXTENDED_COPY_LID1
+        layout = x.ExtendedCopyLid4 if lid4 else x.ExtendedCopyLid1
         return self.src.handle(Command(layout(parameter_list_length=len(plist)).encode(),
                                        DataBuffer.of(bytearray(plist))))
 
     def status(self, list_id: int) -> CopyStatusLid4:
         buf = bytearray(256)
-        n = self.src.handle(Command(x.RECEIVE_COPY_STATUS_LID4(
+        n = self.src.handle(Command(x.ReceiveCopyStatusLid4(
             list_identifier=list_id, allocation_length=256).encode(), DataBuffer.of(buf)))
         assert isinstance(n, int)
         return CopyStatusLid4.parse(bytes(buf[:n]))
 
     def abort(self, list_id: int) -> int | Future[int]:
-        return self.src.handle(Command(x.COPY_OPERATION_ABORT(list_identifier=list_id).encode()))
+        return self.src.handle(Command(x.CopyOperationAbort(list_identifier=list_id).encode()))
 
     def close(self) -> None:
         for d in (self.src, self.dst, self.tape):
@@ -245,7 +245,7 @@ def test_a_lid4_copy_runs_to_completion(inline_lab):
     assert (st.transferred_bytes, st.segments_processed) == (SIZE, 1)
     assert st.estimated_status_update_delay == 0xFFFFFFFE and st.sense_data == b""
     buf = bytearray(64)  # RECEIVE COPY DATA(LID4): no segment type holds data
-    n = lab.src.handle(Command(x.RECEIVE_COPY_DATA_LID4(list_identifier=0x01020304,
+    n = lab.src.handle(Command(x.ReceiveCopyDataLid4(list_identifier=0x01020304,
                                                         allocation_length=64).encode(),
                                DataBuffer.of(buf)))
     data = CopyDataLid4.parse(bytes(buf[:n]))
@@ -351,9 +351,9 @@ def test_a_list_identifier_in_use(lab):
 
 
 def test_an_unknown_list_identifier_is_invalid_field_in_cdb(lab):
-    for cdb in (x.RECEIVE_COPY_STATUS_LID4(list_identifier=0xDEADBEEF, allocation_length=64),
-                x.RECEIVE_COPY_DATA_LID4(list_identifier=0xDEADBEEF, allocation_length=64),
-                x.COPY_OPERATION_ABORT(list_identifier=0xDEADBEEF)):
+    for cdb in (x.ReceiveCopyStatusLid4(list_identifier=0xDEADBEEF, allocation_length=64),
+                x.ReceiveCopyDataLid4(list_identifier=0xDEADBEEF, allocation_length=64),
+                x.CopyOperationAbort(list_identifier=0xDEADBEEF)):
         sense = _refused(lambda c=cdb: lab.src.handle(Command(c.encode(),
                                                               DataBuffer.of(bytearray(64)))))
         assert (sense.asc, sense.sense_key_specific) == (Asc.INVALID_FIELD_IN_CDB,
@@ -374,7 +374,7 @@ def test_a_failed_background_copy_keeps_its_sense_for_copy_status(lab):
         SenseKey.COPY_ABORTED, Asc.COPY_TARGET_DEVICE_DATA_UNDERRUN, 0)
     # FAILURE DETAILS (LID1) reports EXTENDED COPY(LID1) commands only (SPC-4 6.23)
     fsd = _refused(lambda: lab.src.handle(Command(
-        x.RECEIVE_COPY_RESULTS_FAILED_SEGMENT_DETAILS(list_identifier=0,
+        x.ReceiveCopyResultsFailedSegmentDetails(list_identifier=0,
                                                       allocation_length=64).encode(),
         DataBuffer.of(bytearray(64)))))
     assert fsd.asc == Asc.INVALID_FIELD_IN_CDB
@@ -393,7 +393,7 @@ def test_checks_before_good_still_fail_an_immed_copy_at_once(lab):
 
 def test_the_new_commands_are_reported_where_the_copy_commands_are(lab):
     buf = bytearray(4096)
-    n = lab.src.handle(Command(spc.REPORT_SUPPORTED_OPERATION_CODES(
+    n = lab.src.handle(Command(spc.ReportSupportedOperationCodes(
         reporting_options=0, allocation_length=4096).encode(), DataBuffer.of(buf)))
     listed = {(d.opcode, d.service_action) for d in spc.parse_all_commands(bytes(buf[:n]))}
     assert {(0x83, 0x01), (0x83, 0x1C), (0x84, 0x05), (0x84, 0x06)} <= listed
@@ -403,8 +403,8 @@ def test_the_new_commands_are_reported_where_the_copy_commands_are(lab):
     # with the disk's ROD token commands (POPULATE TOKEN, WRITE USING TOKEN, 84h/07h-08h)
     assert dict(commands.commands)[0x83] == (0x00, 0x01, 0x10, 0x11, 0x1C)
     assert dict(commands.commands)[0x84] == (0x00, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08)
-    assert xcopy.EXTENDED_COPY_LID4.DATA_OUT and lab.src.runs_long(Command(
-        x.EXTENDED_COPY_LID4(parameter_list_length=48).encode()))
+    assert xcopy.ExtendedCopyLid4.DATA_OUT and lab.src.runs_long(Command(
+        x.ExtendedCopyLid4(parameter_list_length=48).encode()))
 
 
 def test_stop_waits_for_a_running_background_copy_to_end(tmp_path):

@@ -52,9 +52,9 @@ IN, OUT, NONE = DataDirection.IN, DataDirection.OUT, DataDirection.NONE
 
 # --- the opcode tables -----------------------------------------------------------------------
 @pytest.mark.parametrize(("device_type", "cdb", "want"), [
-    (spc.TYPE_TAPE, ssc.READ_6(transfer_length=1).encode(), IN),
-    (spc.TYPE_TAPE, ssc.WRITE_6(transfer_length=1).encode(), OUT),
-    (spc.TYPE_TAPE, ssc.REWIND().encode(), NONE),
+    (spc.TYPE_TAPE, ssc.Read6(transfer_length=1).encode(), IN),
+    (spc.TYPE_TAPE, ssc.Write6(transfer_length=1).encode(), OUT),
+    (spc.TYPE_TAPE, ssc.Rewind().encode(), NONE),
     (spc.TYPE_TAPE, bytes([0x2B]) + bytes(9), NONE),  # LOCATE (10)
     (spc.TYPE_MEDIUM_CHANGER, bytes([0x2B]) + bytes(9), NONE),  # POSITION TO ELEMENT
     (spc.TYPE_MEDIUM_CHANGER, bytes([0xB5]) + bytes(11), IN),  # REQUEST VOLUME ELEMENT ADDR
@@ -62,7 +62,7 @@ IN, OUT, NONE = DataDirection.IN, DataDirection.OUT, DataDirection.NONE
     (spc.TYPE_DISK, bytes([0x37]) + bytes(9), IN),  # READ DEFECT DATA (10)
     (spc.TYPE_MEDIUM_CHANGER, bytes([0x37]) + bytes(9), NONE),  # INIT ELEMENT STATUS W/ RANGE
     (spc.TYPE_DISK, bytes([0x9E, 0x10]) + bytes(14), IN),  # READ CAPACITY (16)
-    (5, spc.INQUIRY().encode(), IN),  # a CD-ROM: the SPC-4 table only
+    (5, spc.Inquiry().encode(), IN),  # a CD-ROM: the SPC-4 table only
 ])
 def test_direction_by_device_type_and_opcode(device_type, cdb, want):
     assert data_direction(device_type, cdb) is want
@@ -178,38 +178,38 @@ def run(dev, cdb: bytes, data: bytes | int = 0) -> tuple[int, bytes]:
 # --- forwarding ----------------------------------------------------------------------------
 def test_data_in_is_forwarded_with_the_buffer_length_and_the_tape_timeout():
     dev, fake, _ = lun()
-    n, data = run(dev, ssc.READ_6(transfer_length=4096).encode(), 4096)
+    n, data = run(dev, ssc.Read6(transfer_length=4096).encode(), 4096)
     assert (n, data) == (4096, b"R" * 4096)
-    assert fake.seen == [(ssc.READ_6(transfer_length=4096).encode(), 4096, None, 900)]
+    assert fake.seen == [(ssc.Read6(transfer_length=4096).encode(), 4096, None, 900)]
 
 
 def test_data_out_is_forwarded_byte_exact():
     dev, fake, _ = lun()
     block = os.urandom(8192)
-    n, _ = run(dev, ssc.WRITE_6(transfer_length=8192).encode(), block)
+    n, _ = run(dev, ssc.Write6(transfer_length=8192).encode(), block)
     assert n == 0 and fake.seen[0][1:] == (0, block, 900)
 
 
 def test_long_commands_get_hours_and_no_data():
     dev, fake, _ = lun()
-    run(dev, ssc.REWIND().encode(), 512)  # a buffer the command does not use
+    run(dev, ssc.Rewind().encode(), 512)  # a buffer the command does not use
     run(dev, bytes([0x10, 0, 0, 0, 1, 0]))  # WRITE FILEMARKS (6)
     assert [(s[1], s[2], s[3]) for s in fake.seen] == [(0, None, 14000), (0, None, 14000)]
 
 
 def test_changer_move_medium_is_long():
     dev, fake, _ = lun(device_type=spc.TYPE_MEDIUM_CHANGER)
-    run(dev, smc.MOVE_MEDIUM(source_address=0x400, destination_address=0x100).encode())
+    run(dev, smc.MoveMedium(source_address=0x400, destination_address=0x100).encode())
     assert fake.seen[0][3] == 14000
-    run(dev, smc.READ_ELEMENT_STATUS(allocation_length=1024).encode(), 1024)
+    run(dev, smc.ReadElementStatus(allocation_length=1024).encode(), 1024)
     assert fake.seen[1][1:] == (1024, None, 300)
 
 
 def test_every_command_runs_on_the_luns_worker_and_direction_follows_the_tables():
     dev, _, _ = lun()
-    assert dev.runs_long(Command(spc.TEST_UNIT_READY().encode()))
-    assert dev.carries_data_out(ssc.WRITE_6().encode())
-    assert not dev.carries_data_out(ssc.READ_6().encode())
+    assert dev.runs_long(Command(spc.TestUnitReady().encode()))
+    assert dev.carries_data_out(ssc.Write6().encode())
+    assert not dev.carries_data_out(ssc.Read6().encode())
 
 
 def test_nothing_is_sent_at_open_or_connect():
@@ -232,29 +232,29 @@ def test_unknown_direction_is_refused_and_not_sent():
 # --- what the daemon keeps -------------------------------------------------------------------
 def test_standard_inquiry_gets_the_3pc_bit_and_is_otherwise_the_devices():
     dev, _, _ = lun()
-    n, data = run(dev, spc.INQUIRY(allocation_length=36).encode(), 36)
+    n, data = run(dev, spc.Inquiry(allocation_length=36).encode(), 36)
     assert n == 36 and data[5] == 0x08
     assert data[:5] + data[6:] == TAPE_INQUIRY[:5] + TAPE_INQUIRY[6:36]
 
 
 def test_without_a_copy_manager_inquiry_is_untouched():
     dev, _, _ = lun(manager=False)
-    _, data = run(dev, spc.INQUIRY(allocation_length=36).encode(), 36)
+    _, data = run(dev, spc.Inquiry(allocation_length=36).encode(), 36)
     assert data == TAPE_INQUIRY[:36]
 
 
 def test_vpd_pages_are_the_devices():
     dev, _, _ = lun()
-    n, data = run(dev, spc.INQUIRY(evpd=1, page_code=0x83, allocation_length=255).encode(), 255)
+    n, data = run(dev, spc.Inquiry(evpd=1, page_code=0x83, allocation_length=255).encode(), 255)
     assert data[:n] == VPD83 and not any(data[n:])
 
 
 def test_copy_commands_are_answered_by_the_daemon_not_forwarded():
     dev, fake, _ = lun()
-    n, data = run(dev, xcopy.RECEIVE_COPY_RESULTS_OPERATING_PARAMETERS(
+    n, data = run(dev, xcopy.ReceiveCopyResultsOperatingParameters(
         allocation_length=64).encode(), 64)
     assert n > 4 and int.from_bytes(data[:4], "big") + 4 >= n and fake.seen == []
-    n, _ = run(dev, xcopy.EXTENDED_COPY_LID1(parameter_list_length=0).encode())
+    n, _ = run(dev, xcopy.ExtendedCopyLid1(parameter_list_length=0).encode())
     assert n == 0 and fake.seen == []
 
 
@@ -281,7 +281,7 @@ def _fails(status: int, sense: bytes = b"", data: bytes = b""):
 def test_status_and_sense_are_passed_back_verbatim(status, sense):
     dev, _, _ = lun(_fails(status, sense))
     with pytest.raises(ForwardedStatus) as e:
-        run(dev, ssc.READ_6(transfer_length=512).encode(), 512)
+        run(dev, ssc.Read6(transfer_length=512).encode(), 512)
     assert (e.value.status, e.value.sense_bytes()) == (status, sense)
 
 
@@ -303,7 +303,7 @@ def test_sense_reaches_the_ring_verbatim():
     dev, _, _ = lun(_fails(CHECK_CONDITION, VENDOR_SENSE))
     kernel, tdev = _sim(dev)
     try:
-        kernel.submit(spc.TEST_UNIT_READY().encode())
+        kernel.submit(spc.TestUnitReady().encode())
         tdev.service()
         (c,) = _reap(kernel, tdev)
         assert c.status == CHECK_CONDITION
@@ -321,10 +321,10 @@ def test_a_read_that_met_a_filemark_returns_what_it_read_and_no_stale_byte():
     dev, _, _ = lun(_fails(CHECK_CONDITION, fm, b"D" * 3000))
     kernel, tdev = _sim(dev)
     try:
-        kernel.submit(ssc.WRITE_6(transfer_length=8192).encode(), data_out=b"S" * 8192)
+        kernel.submit(ssc.Write6(transfer_length=8192).encode(), data_out=b"S" * 8192)
         tdev.service()
         _reap(kernel, tdev)  # a Data-Out that leaves "S" in the data area
-        kernel.submit(ssc.READ_6(transfer_length=8192).encode(), data_in_len=8192)
+        kernel.submit(ssc.Read6(transfer_length=8192).encode(), data_in_len=8192)
         tdev.service()
         (c,) = _reap(kernel, tdev)
         assert (c.status, c.read_len, c.sense[:18]) == (CHECK_CONDITION, 3000, fm)
@@ -338,7 +338,7 @@ def test_a_short_data_in_reports_its_length():
     dev, _, _ = lun(lambda cdb, n, out: result(cdb, data=b"x" * 100, requested=n))
     kernel, tdev = _sim(dev)
     try:
-        kernel.submit(spc.MODE_SENSE_6(page_code=0x3F, allocation_length=255).encode(),
+        kernel.submit(spc.ModeSense6(page_code=0x3F, allocation_length=255).encode(),
                       data_in_len=255)
         tdev.service()
         (c,) = _reap(kernel, tdev)
@@ -365,7 +365,7 @@ def test_device_gone_is_a_check_condition_and_the_next_command_looks_again():
     dev, fake, _ = lun(gone, locate=locate)
     for _ in range(2):
         with pytest.raises(CheckCondition) as e:
-            run(dev, ssc.READ_6(transfer_length=512).encode(), 512)
+            run(dev, ssc.Read6(transfer_length=512).encode(), 512)
         assert (e.value.sense.key, e.value.sense.asc) == (
             SenseKey.HARDWARE_ERROR, Asc.LOGICAL_UNIT_COMMUNICATION_FAILURE)
     # sent once; looked for again at once, and again for the next command
@@ -383,7 +383,7 @@ def test_a_renumbered_device_is_found_again_and_the_command_sent_there():
     nodes = {Path("/dev/sg1"): stale, Path("/dev/sg5"): fresh}
     dev = PassThrough(LunIdentity("pt0", "s"), spc.TYPE_TAPE, lambda: next(where),
                       nodes.__getitem__)
-    n, data = run(dev, ssc.READ_6(transfer_length=512).encode(), 512)
+    n, data = run(dev, ssc.Read6(transfer_length=512).encode(), 512)
     assert (n, data) == (512, b"R" * 512)
     assert stale.closed and len(stale.seen) == len(fresh.seen) == 1
     assert dev.where.sg == Path("/dev/sg5")
@@ -396,7 +396,7 @@ def test_a_timed_out_command_is_aborted_command_and_the_handle_stays():
 
     dev, fake, _ = lun(slow)
     with pytest.raises(CheckCondition) as e:
-        run(dev, ssc.SPACE_6(count=1).encode())
+        run(dev, ssc.Space6(count=1).encode())
     assert (e.value.sense.key, e.value.sense.asc) == (
         SenseKey.ABORTED_COMMAND, Asc.LOGICAL_UNIT_COMMUNICATION_TIME_OUT)
     assert not fake.closed
@@ -409,7 +409,7 @@ def test_device_gone_through_the_ring_never_hangs():
     dev, _, _ = lun(gone)
     kernel, tdev = _sim(dev)
     try:
-        kernel.submit(spc.TEST_UNIT_READY().encode())
+        kernel.submit(spc.TestUnitReady().encode())
         tdev.service()
         (c,) = _reap(kernel, tdev)
         sense = SenseData.parse(c.sense)
@@ -423,7 +423,7 @@ def test_device_gone_through_the_ring_never_hangs():
 def test_a_device_of_another_type_under_the_name_is_refused():
     dev, fake, _ = lun(locate=lambda: Resolved(Path("/dev/sg1"), "2:0:0:1", 0, ()))
     with pytest.raises(CheckCondition):
-        run(dev, spc.TEST_UNIT_READY().encode())
+        run(dev, spc.TestUnitReady().encode())
     assert fake.closed and fake.seen == []
 
 
@@ -451,7 +451,7 @@ def test_abort_task_of_a_queued_command_never_sends_it():
     dev, fake, _ = lun(answer)
     kernel, tdev = _sim(dev)
     try:
-        first = kernel.submit(ssc.REWIND().encode())
+        first = kernel.submit(ssc.Rewind().encode())
         second = kernel.submit(bytes([0x11, 1, 0, 0, 1, 0]))  # SPACE (6) one filemark
         tdev.service()
         assert started.wait(10)
@@ -628,7 +628,7 @@ def test_lun_reset_on_the_ring_resets_the_device():
     dev, fake, _ = lun()
     kernel, tdev = _sim(dev)
     try:
-        kernel.submit(spc.TEST_UNIT_READY().encode())
+        kernel.submit(spc.TestUnitReady().encode())
         tdev.service()
         assert [c.status for c in _reap(kernel, tdev)] == [GOOD]
         kernel.submit_tmr(5)  # TCMU_TMR_LUN_RESET
@@ -653,7 +653,7 @@ def _rsoc_answer(cdb: bytes, data_in: int, data_out: bytes | None) -> sgio.Resul
 @pytest.mark.parametrize("rctd", [False, True])
 def test_supported_operation_codes_list_the_copy_commands_this_lun_answers(rctd):
     dev, fake, _ = lun(_rsoc_answer)
-    cdb = spc.REPORT_SUPPORTED_OPERATION_CODES(rctd=int(rctd), reporting_options=0,
+    cdb = spc.ReportSupportedOperationCodes(rctd=int(rctd), reporting_options=0,
                                                allocation_length=4096).encode()
     n, data = run(dev, cdb, 4096)
     got = spc.parse_all_commands(data[:n])
@@ -664,20 +664,20 @@ def test_supported_operation_codes_list_the_copy_commands_this_lun_answers(rctd)
     sent = fake.seen[-1][0]
     assert sent[0] == 0xA3 and int.from_bytes(sent[6:10], "big") == 0xFFFF  # the whole list
     # the initiator's allocation length still bounds the answer
-    n, data = run(dev, spc.REPORT_SUPPORTED_OPERATION_CODES(
+    n, data = run(dev, spc.ReportSupportedOperationCodes(
         reporting_options=0, allocation_length=20).encode(), 20)
     assert n == 20 and int.from_bytes(data[:4], "big") == 11 * 8
 
 
 def test_one_copy_command_is_answered_here_and_any_other_by_the_device():
     dev, fake, _ = lun(_rsoc_answer)
-    ask = spc.REPORT_SUPPORTED_OPERATION_CODES(reporting_options=2, requested_operation_code=0x83,
+    ask = spc.ReportSupportedOperationCodes(reporting_options=2, requested_operation_code=0x83,
                                                requested_service_action=0x1C,
                                                allocation_length=64).encode()
     _, data = run(dev, ask, 64)
     assert data[1] & 0x07 == spc.SUPPORT_STANDARD and data[4] == 0x83  # usage data follows
     assert fake.seen == []
-    other = spc.REPORT_SUPPORTED_OPERATION_CODES(reporting_options=1,
+    other = spc.ReportSupportedOperationCodes(reporting_options=1,
                                                  requested_operation_code=0x08,
                                                  allocation_length=64).encode()
     run(dev, other, 64)

@@ -50,7 +50,7 @@ def _mismatch(c) -> None:
 
 def test_read_underflow_sends_the_cdbs_blocks_and_their_length(lun):
     kernel, dev, _ = lun
-    c = _run(kernel, dev, sbc.READ_10(lba=4, transfer_length=2), data_in_len=5 * BS)
+    c = _run(kernel, dev, sbc.Read10(lba=4, transfer_length=2), data_in_len=5 * BS)
     assert c.status == GOOD
     if kernel.view[2] & FLAG_CAP_READ_LEN:  # the kernel reports 3 blocks of residual
         assert c.read_len == 2 * BS and c.data_in == CONTENT[4 * BS : 6 * BS]
@@ -62,19 +62,19 @@ def test_read_underflow_sends_the_cdbs_blocks_and_their_length(lun):
 def test_read_overflow_moves_nothing(lun):
     """fileio would send 3 blocks and an overflow residual; TCMU cannot report one."""
     kernel, dev, _ = lun
-    _mismatch(_run(kernel, dev, sbc.READ_16(lba=0, transfer_length=4), data_in_len=3 * BS))
+    _mismatch(_run(kernel, dev, sbc.Read16(lba=0, transfer_length=4), data_in_len=3 * BS))
 
 
 @pytest.mark.parametrize("nbytes", [BS, 3 * BS], ids=["overflow", "underflow"])
 def test_write_with_another_length_writes_nothing(lun, nbytes):
     kernel, dev, path = lun
-    c = _run(kernel, dev, sbc.WRITE_10(lba=8, transfer_length=2), data_out=b"\xee" * nbytes)
+    c = _run(kernel, dev, sbc.Write10(lba=8, transfer_length=2), data_out=b"\xee" * nbytes)
     _mismatch(c)
     assert path.read_bytes() == CONTENT
 
 
 def test_write_with_the_cdbs_length_writes(lun):
     kernel, dev, path = lun
-    c = _run(kernel, dev, sbc.WRITE_10(lba=8, transfer_length=2), data_out=b"\xee" * 2 * BS)
+    c = _run(kernel, dev, sbc.Write10(lba=8, transfer_length=2), data_out=b"\xee" * 2 * BS)
     assert c.status == GOOD
     assert path.read_bytes() == CONTENT[: 8 * BS] + b"\xee" * 2 * BS + CONTENT[10 * BS :]

@@ -5,12 +5,12 @@ from __future__ import annotations
 import struct
 
 import pytest
-from plugins.tcmu_ring import BOOM, ECHO, SLOW, STORE, SimulatedKernel, Toy, Worker
+from plugins.tcmu_ring import Boom, Echo, SimulatedKernel, Slow, Store, Toy, Worker
 
 from lio_xcopy.devices.base import Command, command
 from lio_xcopy.errors import TransportError
 from lio_xcopy.scsi import spc
-from lio_xcopy.scsi.cdb import cdb_layout
+from lio_xcopy.scsi.cdb import Cdb
 from lio_xcopy.scsi.sense import CHECK_CONDITION, GOOD, SenseData, SenseKey
 from lio_xcopy.tcmu import ring as r
 from lio_xcopy.tcmu.daemon import TcmuDevice, execute
@@ -35,7 +35,7 @@ def test_inquiry_round_trip(kernel, dev):
 
 def test_data_out_scattered_over_pages(kernel, dev):
     payload = bytes(range(256)) * 40  # 10 KiB over three non-adjacent pages
-    kernel.submit(STORE(length=len(payload)).encode(), data_out=payload)
+    kernel.submit(Store(length=len(payload)).encode(), data_out=payload)
     dev.service()
     (c,) = kernel.reap()
     assert c.status == GOOD and dev.device.stored == payload
@@ -51,8 +51,8 @@ def test_check_condition_carries_fixed_sense(kernel, dev):
 
 
 def test_unexpected_exception_is_hardware_error_and_ring_goes_on(kernel, dev):
-    kernel.submit(BOOM().encode())
-    kernel.submit(ECHO(length=8).encode(), data_in_len=8)
+    kernel.submit(Boom().encode())
+    kernel.submit(Echo(length=8).encode(), data_in_len=8)
     assert dev.service() == 2
     boom, echo = kernel.reap()
     assert SenseData.parse(boom.sense).key == SenseKey.HARDWARE_ERROR
@@ -64,7 +64,7 @@ def test_ring_wraps_with_pad_entries(kernel, dev):
     pads = 0
     for i in range(200):  # far more than fits the 3968-byte ring at once
         before = kernel.head
-        kernel.submit(ECHO(length=i + 1).encode(), data_in_len=i + 1)
+        kernel.submit(Echo(length=i + 1).encode(), data_in_len=i + 1)
         pads += kernel.head < before
         dev.service()
         for c in kernel.reap():
@@ -75,9 +75,9 @@ def test_ring_wraps_with_pad_entries(kernel, dev):
 
 
 def test_tmr_entries_are_skipped(kernel, dev):
-    a = kernel.submit(ECHO(length=4).encode(), data_in_len=4)
+    a = kernel.submit(Echo(length=4).encode(), data_in_len=4)
     kernel.submit_tmr(1, (a,))
-    b = kernel.submit(ECHO(length=4).encode(), data_in_len=4)
+    b = kernel.submit(Echo(length=4).encode(), data_in_len=4)
     assert dev.service() == 2
     assert [c.cmd_id for c in kernel.reap()] == [a, b]
     assert dev.ring.tail == kernel.head
@@ -93,7 +93,7 @@ def test_tmr_alone_returns_its_space(kernel):
 
 def test_out_of_order_completion(kernel):
     ring = CommandRing(kernel.view)
-    ids = [kernel.submit(ECHO(length=4).encode(), data_in_len=4) for _ in range(3)]
+    ids = [kernel.submit(Echo(length=4).encode(), data_in_len=4) for _ in range(3)]
     cmds = [e for e in ring.entries() if isinstance(e, RingCommand)]
     for c in reversed(cmds):  # complete the last first: responses go into slots in order
         c.data.copy_in(struct.pack("<I", c.cmd_id))
@@ -105,11 +105,11 @@ def test_out_of_order_completion(kernel):
 
 def test_cdb_copied_before_slot_is_reused(kernel):
     ring = CommandRing(kernel.view)
-    kernel.submit(ECHO(length=1).encode(), data_in_len=1)
-    kernel.submit(ECHO(length=2).encode(), data_in_len=2)
+    kernel.submit(Echo(length=1).encode(), data_in_len=1)
+    kernel.submit(Echo(length=2).encode(), data_in_len=2)
     first, second = ring.entries()
     ring.complete(second.cmd_id, GOOD)  # lands in first's slot
-    assert ECHO.decode(first.cdb).length == 1
+    assert Echo.decode(first.cdb).length == 1
 
 
 def test_bad_mailbox_version_refused(kernel):
@@ -120,7 +120,7 @@ def test_bad_mailbox_version_refused(kernel):
 
 def test_corrupt_entry_length_refused(kernel):
     ring = CommandRing(kernel.view)
-    kernel.submit(ECHO(length=1).encode(), data_in_len=1)
+    kernel.submit(Echo(length=1).encode(), data_in_len=1)
     struct.pack_into("<I", kernel.mm, kernel.cmdr_off, r.OP_CMD)  # length 0
     with pytest.raises(TransportError):
         list(ring.entries())
@@ -128,7 +128,7 @@ def test_corrupt_entry_length_refused(kernel):
 
 def test_iovec_outside_map_refused(kernel):
     ring = CommandRing(kernel.view)
-    kernel.submit(ECHO(length=1).encode(), data_in_len=1)
+    kernel.submit(Echo(length=1).encode(), data_in_len=1)
     r.IOV.pack_into(kernel.mm, kernel.cmdr_off + r.IOV_OFF, kernel.size, 4096)
     with pytest.raises(TransportError, match="outside the map"):
         list(ring.entries())
@@ -136,7 +136,7 @@ def test_iovec_outside_map_refused(kernel):
 
 def test_execute_reports_partial_transfer():
     class Short(Toy):
-        @command(ECHO)
+        @command(Echo)
         def echo(self, cmd, cdb):
             from lio_xcopy.scsi.errors import CheckCondition
 
@@ -147,7 +147,7 @@ def test_execute_reports_partial_transfer():
     from lio_xcopy.devices.buffer import DataBuffer
 
     status, sense, read_len = execute(
-        Short(), RingCommand(1, ECHO(length=8).encode(), DataBuffer.allocate(8))
+        Short(), RingCommand(1, Echo(length=8).encode(), DataBuffer.allocate(8))
     )
     assert (status, read_len) == (CHECK_CONDITION, 3)
     assert SenseData.parse(sense).filemark
@@ -157,10 +157,10 @@ def test_long_command_completes_later_while_others_are_served(kernel):
     dev = TcmuDevice("w", kernel.uio_fd, CommandRing(kernel.view), Worker())
     notified = []
     dev.notify = lambda: notified.append(1)
-    slow = kernel.submit(SLOW(length=8).encode(), data_in_len=8)
-    bad = kernel.submit(SLOW(length=0).encode())
-    quick = kernel.submit(ECHO(length=4).encode(), data_in_len=4)
-    assert dev.service() == 1  # only ECHO completes now
+    slow = kernel.submit(Slow(length=8).encode(), data_in_len=8)
+    bad = kernel.submit(Slow(length=0).encode())
+    quick = kernel.submit(Echo(length=4).encode(), data_in_len=4)
+    assert dev.service() == 1  # only Echo completes now
     (c,) = kernel.reap()
     assert c.cmd_id == quick and set(dev.deferred) == {slow, bad}
     dev.device.release.set()
@@ -179,7 +179,7 @@ def test_a_new_daemon_takes_over_a_ring_the_killed_one_left(kernel):
     """A killed daemon read three commands and answered only the last (out of order: its
     response overwrote the first one's entry). The next daemon cannot replay the ring;
     the kernel reaps the one answer and fails the other two BUSY, and the ring goes on."""
-    ids = [kernel.submit(ECHO(length=4).encode(), data_in_len=4) for _ in range(3)]
+    ids = [kernel.submit(Echo(length=4).encode(), data_in_len=4) for _ in range(3)]
     killed = CommandRing(kernel.view)
     cmds = [e for e in killed.entries() if isinstance(e, RingCommand)]
     cmds[2].data.copy_in(b"done")
@@ -194,7 +194,7 @@ def test_a_new_daemon_takes_over_a_ring_the_killed_one_left(kernel):
     (done,) = resets
     assert (done[ids[2]].status, done[ids[2]].data_in) == (GOOD, b"done")
     assert [done[i].status for i in ids[:2]] == [0x08, 0x08]  # BUSY: the initiator retries
-    again = kernel.submit(ECHO(length=3).encode(), data_in_len=3)
+    again = kernel.submit(Echo(length=3).encode(), data_in_len=3)
     assert dev.service() == 1
     (c,) = kernel.reap()
     assert (c.cmd_id, c.status, c.data_in) == (again, GOOD, bytes([0, 1, 2]))
@@ -202,20 +202,21 @@ def test_a_new_daemon_takes_over_a_ring_the_killed_one_left(kernel):
 
 
 def test_taking_over_an_idle_ring_resets_nothing(kernel, dev):
-    kernel.submit(ECHO(length=2).encode(), data_in_len=2)
+    kernel.submit(Echo(length=2).encode(), data_in_len=2)
     dev.service()
     kernel.reap()
     assert dev.take_over(lambda: pytest.fail("an idle ring needs no reset")) == 0
 
 
-HOLD = cdb_layout("HOLD", 0xC4, 6, "test")
+class Hold(Cdb, name="HOLD", opcode=0xC4, length=6, clause="test"):
+    pass
 
 
 class Holding(Toy):
-    """HOLD blocks until released, as a SPACE over millions of filemarks would; ECHO
+    """HOLD blocks until released, as a SPACE over millions of filemarks would; Echo
     records the order in which commands ran."""
 
-    LONG_OPCODES = frozenset({HOLD.OPCODE})
+    LONG_OPCODES = frozenset({Hold.OPCODE})
 
     def __init__(self):
         super().__init__()
@@ -224,13 +225,13 @@ class Holding(Toy):
         self.release = threading.Event()
         self.ran: list[str] = []
 
-    @command(HOLD)
+    @command(Hold)
     def hold(self, cmd: Command, cdb) -> int:
         assert self.release.wait(5)
         self.ran.append("hold")
         return 0
 
-    @command(ECHO)
+    @command(Echo)
     def echo(self, cmd: Command, cdb) -> int:
         self.ran.append(f"echo{cdb.length}")
         return super().echo(cmd, cdb)
@@ -251,9 +252,9 @@ def test_a_long_command_holds_up_no_other_lun(kernel):
     slow = TcmuDevice("slow", kernel.uio_fd, CommandRing(kernel.view), Holding())
     quick = TcmuDevice("quick", other.uio_fd, CommandRing(other.view), Toy())
     try:
-        held = kernel.submit(HOLD().encode())
+        held = kernel.submit(Hold().encode())
         assert slow.service() == 0 and set(slow.deferred) == {held}  # on the LUN's worker
-        other.submit(ECHO(length=4).encode(), data_in_len=4)
+        other.submit(Echo(length=4).encode(), data_in_len=4)
         assert quick.service() == 1  # answered while HOLD still runs
         assert other.reap()[0].data_in == bytes([0, 1, 2, 3])
         slow.device.release.set()
@@ -269,17 +270,17 @@ def test_a_long_command_holds_up_no_other_lun(kernel):
 def test_a_lun_runs_its_commands_in_order_behind_a_long_one(kernel):
     dev = TcmuDevice("slow", kernel.uio_fd, CommandRing(kernel.view), Holding())
     try:
-        kernel.submit(ECHO(length=1).encode(), data_in_len=1)
-        kernel.submit(HOLD().encode())
-        kernel.submit(ECHO(length=2).encode(), data_in_len=2)
-        kernel.submit(ECHO(length=3).encode(), data_in_len=3)
-        assert dev.service() == 1  # ECHO 1 inline; the rest queue behind HOLD
+        kernel.submit(Echo(length=1).encode(), data_in_len=1)
+        kernel.submit(Hold().encode())
+        kernel.submit(Echo(length=2).encode(), data_in_len=2)
+        kernel.submit(Echo(length=3).encode(), data_in_len=3)
+        assert dev.service() == 1  # Echo 1 inline; the rest queue behind HOLD
         assert dev.device.ran == ["echo1"]
         dev.device.release.set()
         assert _settle(dev, 3) == 3
         assert dev.device.ran == ["echo1", "hold", "echo2", "echo3"]
         assert {c.status for c in kernel.reap()} == {GOOD}
-        kernel.submit(ECHO(length=4).encode(), data_in_len=4)
+        kernel.submit(Echo(length=4).encode(), data_in_len=4)
         assert dev.service() == 1  # the worker is idle again: answered on the loop
     finally:
         dev.device.release.set()
@@ -292,7 +293,7 @@ def test_a_large_transfer_runs_on_the_worker(kernel):
     big = SimulatedKernel(cmdr_size=4096, data_pages=LONG_TRANSFER // 4096)
     dev = TcmuDevice("big", big.uio_fd, CommandRing(big.view), Toy())
     try:
-        big.submit(ECHO(length=LONG_TRANSFER).encode(), data_in_len=LONG_TRANSFER)
+        big.submit(Echo(length=LONG_TRANSFER).encode(), data_in_len=LONG_TRANSFER)
         assert dev.service() == 0 and len(dev.deferred) == 1
         assert _settle(dev, 1) == 1
         (c,) = big.reap()

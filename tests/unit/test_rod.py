@@ -76,10 +76,10 @@ def send(dev, cdb, data=b"", alloc=0):
 
 def populate(dev, ranges, list_id=1, **kw):
     plist = rod.PopulateTokenList(tuple(rod.BlockRange(*r) for r in ranges), **kw).encode()
-    send(dev, rod.POPULATE_TOKEN(list_identifier=list_id, parameter_list_length=len(plist)),
+    send(dev, rod.PopulateToken(list_identifier=list_id, parameter_list_length=len(plist)),
          plist)
     info = rod.RodTokenInformation.parse(send(
-        dev, rod.RECEIVE_ROD_TOKEN_INFORMATION(list_identifier=list_id,
+        dev, rod.ReceiveRodTokenInformation(list_identifier=list_id,
                                                allocation_length=1024), alloc=1024))
     assert (info.service_action, info.status) == (0x10, rod.COPY_STATUS_COMPLETED)
     assert info.transfer_count == sum(n for _, n in ranges)
@@ -89,10 +89,10 @@ def populate(dev, ranges, list_id=1, **kw):
 def write_using(dev, token, ranges, list_id=2, **kw):
     plist = rod.WriteUsingTokenList(token, tuple(rod.BlockRange(*r) for r in ranges),
                                     **kw).encode()
-    send(dev, rod.WRITE_USING_TOKEN(list_identifier=list_id, parameter_list_length=len(plist)),
+    send(dev, rod.WriteUsingToken(list_identifier=list_id, parameter_list_length=len(plist)),
          plist)
     return rod.RodTokenInformation.parse(send(
-        dev, rod.RECEIVE_ROD_TOKEN_INFORMATION(list_identifier=list_id,
+        dev, rod.ReceiveRodTokenInformation(list_identifier=list_id,
                                                allocation_length=1024), alloc=1024))
 
 
@@ -159,7 +159,7 @@ def test_forged_token_refused(lab):
         refused(src, bytes(forged), [(100, 8)], Asc.INVALID_TOKEN_OPERATION_TOKEN_UNKNOWN)
     assert blocks(src, 100, 8) == before
     # held as failed for RECEIVE ROD TOKEN INFORMATION, with the sense
-    info = rod.RodTokenInformation.parse(send(src, rod.RECEIVE_ROD_TOKEN_INFORMATION(
+    info = rod.RodTokenInformation.parse(send(src, rod.ReceiveRodTokenInformation(
         list_identifier=2, allocation_length=1024), alloc=1024))
     assert info.status == rod.COPY_STATUS_COMPLETED_WITH_ERRORS
     assert (info.sense[2], info.sense[12], info.sense[13]) == (5, 0x23, 0x04)
@@ -192,7 +192,7 @@ def test_inactivity_timeout_beyond_maximum_refused(lab):
     src = lab.disk("src")
     plist = rod.PopulateTokenList((rod.BlockRange(0, 8),), inactivity_timeout=3601).encode()
     with pytest.raises(CheckCondition) as e:
-        send(src, rod.POPULATE_TOKEN(list_identifier=1, parameter_list_length=len(plist)),
+        send(src, rod.PopulateToken(list_identifier=1, parameter_list_length=len(plist)),
              plist)
     assert e.value.sense.asc == Asc.INVALID_FIELD_IN_PARAMETER_LIST
     assert e.value.sense.sense_key_specific == bytes([0x80, 0, 4])
@@ -212,7 +212,7 @@ def test_written_source_cancels_token(lab):
 
 def spc_write(lba, n):
     from lio_xcopy.scsi import sbc
-    return sbc.WRITE_10(lba=lba, transfer_length=n)
+    return sbc.Write10(lba=lba, transfer_length=n)
 
 
 def test_del_tkn_deletes(lab):
@@ -236,11 +236,11 @@ def test_range_checks(lab):
     src = lab.disk("src")
     plist = rod.PopulateTokenList((rod.BlockRange(BLOCKS - 4, 8),)).encode()
     with pytest.raises(CheckCondition) as e:
-        send(src, rod.POPULATE_TOKEN(list_identifier=1, parameter_list_length=len(plist)),
+        send(src, rod.PopulateToken(list_identifier=1, parameter_list_length=len(plist)),
              plist)
     assert e.value.sense.asc == Asc.LOGICAL_BLOCK_ADDRESS_OUT_OF_RANGE
     with pytest.raises(CheckCondition) as e:
-        send(src, rod.RECEIVE_ROD_TOKEN_INFORMATION(list_identifier=77, allocation_length=64),
+        send(src, rod.ReceiveRodTokenInformation(list_identifier=77, allocation_length=64),
              alloc=64)
     assert e.value.sense.asc == Asc.INVALID_FIELD_IN_CDB
     assert e.value.sense.sense_key_specific == bytes([0xC0, 0, 2])
@@ -249,20 +249,20 @@ def test_range_checks(lab):
 def test_report_all_rod_tokens_lists_none(lab):
     src = lab.disk("src")
     populate(src, [(0, 4)])
-    assert send(src, rod.REPORT_ALL_ROD_TOKENS(allocation_length=64), alloc=64) == \
+    assert send(src, rod.ReportAllRodTokens(allocation_length=64), alloc=64) == \
         bytes.fromhex("00000004 00000000")
 
 
 def test_commands_reported_and_vpd(lab):
     src = lab.disk("src")
-    data = send(src, spc.REPORT_SUPPORTED_OPERATION_CODES(allocation_length=4096),
+    data = send(src, spc.ReportSupportedOperationCodes(allocation_length=4096),
                 alloc=4096)
     listed, pos = set(), 4
     while pos < len(data):
         listed.add((data[pos], struct.unpack_from(">H", data, pos + 2)[0]))
         pos += 20 if data[pos + 5] & 0x02 else 8
     assert {(0x83, 0x10), (0x83, 0x11), (0x84, 0x07), (0x84, 0x08)} <= listed
-    page = ThirdPartyCopyPage.parse(send(src, spc.INQUIRY(evpd=1, page_code=0x8F,
+    page = ThirdPartyCopyPage.parse(send(src, spc.Inquiry(evpd=1, page_code=0x8F,
                                                           allocation_length=4096), alloc=4096))
     assert isinstance(page.descriptors[0], BlockDeviceRodLimits)
     assert page.descriptors[0] == BlockDeviceRodLimits(64, 3600, 60, 1 << 24, 0)
@@ -274,13 +274,13 @@ def test_commands_reported_and_vpd(lab):
 
 # --- wire formats ----------------------------------------------------------------------------
 def test_golden_cdbs():
-    assert rod.POPULATE_TOKEN(list_identifier=0x01020304, parameter_list_length=32).encode() \
+    assert rod.PopulateToken(list_identifier=0x01020304, parameter_list_length=32).encode() \
         == bytes.fromhex("8310 00000000 01020304 00000020 0000")
-    assert rod.WRITE_USING_TOKEN(list_identifier=7, parameter_list_length=552).encode() \
+    assert rod.WriteUsingToken(list_identifier=7, parameter_list_length=552).encode() \
         == bytes.fromhex("8311 00000000 00000007 00000228 0000")
-    assert rod.RECEIVE_ROD_TOKEN_INFORMATION(list_identifier=9, allocation_length=1024)\
+    assert rod.ReceiveRodTokenInformation(list_identifier=9, allocation_length=1024)\
         .encode() == bytes.fromhex("8407 00000009 00000000 00000400 0000")
-    assert rod.REPORT_ALL_ROD_TOKENS(allocation_length=16).encode() == \
+    assert rod.ReportAllRodTokens(allocation_length=16).encode() == \
         bytes.fromhex("8408 00000000 00000000 00000010 0000")
 
 

@@ -13,10 +13,10 @@ from lio_xcopy.scsi.errors import ParameterListLengthError
 from lio_xcopy.scsi.sense import SenseKey
 
 ALL_LAYOUTS = [
-    sbc.READ_6, sbc.READ_10, sbc.READ_16, sbc.WRITE_6, sbc.WRITE_10, sbc.WRITE_16,
-    sbc.READ_CAPACITY_10, sbc.READ_CAPACITY_16, sbc.SYNCHRONIZE_CACHE_10,
-    sbc.SYNCHRONIZE_CACHE_16, sbc.READ_12, sbc.WRITE_12, sbc.COMPARE_AND_WRITE, *sbc.VERIFIES,
-    *sbc.WRITE_AND_VERIFIES, *sbc.WRITE_SAMES, sbc.UNMAP, sbc.GET_LBA_STATUS, *sbc.PRE_FETCHES,
+    sbc.Read6, sbc.Read10, sbc.Read16, sbc.Write6, sbc.Write10, sbc.Write16,
+    sbc.ReadCapacity10, sbc.ReadCapacity16, sbc.SynchronizeCache10,
+    sbc.SynchronizeCache16, sbc.Read12, sbc.Write12, sbc.CompareAndWrite, *sbc.VERIFIES,
+    *sbc.WRITE_AND_VERIFIES, *sbc.WRITE_SAMES, sbc.Unmap, sbc.GetLbaStatus, *sbc.PRE_FETCHES,
 ]
 
 
@@ -24,56 +24,56 @@ ALL_LAYOUTS = [
 @pytest.mark.parametrize(
     ("cdb", "golden"),
     [
-        (sbc.READ_6(lba=0x1FFFFF, transfer_length=0), "08 1f ff ff 00 00"),
-        (sbc.WRITE_6(lba=0x012345, transfer_length=8), "0a 01 23 45 08 00"),
-        (sbc.READ_10(lba=0x01020304, transfer_length=8, fua=1), "28 08 01020304 00 0008 00"),
-        (sbc.READ_10(rdprotect=5, dpo=1, group_number=0x1F), "28 b0 00000000 1f 0000 00"),
-        (sbc.WRITE_10(lba=0xFFFFFFFF, transfer_length=0xFFFF), "2a 00 ffffffff 00 ffff 00"),
+        (sbc.Read6(lba=0x1FFFFF, transfer_length=0), "08 1f ff ff 00 00"),
+        (sbc.Write6(lba=0x012345, transfer_length=8), "0a 01 23 45 08 00"),
+        (sbc.Read10(lba=0x01020304, transfer_length=8, fua=1), "28 08 01020304 00 0008 00"),
+        (sbc.Read10(rdprotect=5, dpo=1, group_number=0x1F), "28 b0 00000000 1f 0000 00"),
+        (sbc.Write10(lba=0xFFFFFFFF, transfer_length=0xFFFF), "2a 00 ffffffff 00 ffff 00"),
         (
-            sbc.READ_16(lba=0x0102030405060708, transfer_length=0x11223344, fua=1),
+            sbc.Read16(lba=0x0102030405060708, transfer_length=0x11223344, fua=1),
             "88 08 0102030405060708 11223344 00 00",
         ),
         (
-            sbc.WRITE_16(lba=1, transfer_length=2, wrprotect=1, group_number=3),
+            sbc.Write16(lba=1, transfer_length=2, wrprotect=1, group_number=3),
             "8a 20 0000000000000001 00000002 03 00",
         ),
-        (sbc.READ_CAPACITY_10(lba=7, pmi=1), "25 00 00000007 0000 01 00"),
+        (sbc.ReadCapacity10(lba=7, pmi=1), "25 00 00000007 0000 01 00"),
         (
-            sbc.READ_CAPACITY_16(allocation_length=32),
+            sbc.ReadCapacity16(allocation_length=32),
             "9e 10 0000000000000000 00000020 00 00",
         ),
         (
-            sbc.SYNCHRONIZE_CACHE_10(immed=1, lba=16, number_of_blocks=4),
+            sbc.SynchronizeCache10(immed=1, lba=16, number_of_blocks=4),
             "35 02 00000010 00 0004 00",
         ),
         (
-            sbc.SYNCHRONIZE_CACHE_16(lba=2**40, number_of_blocks=9),
+            sbc.SynchronizeCache16(lba=2**40, number_of_blocks=9),
             "91 00 0000010000000000 00000009 00 00",
         ),
-        (sbc.READ_12(lba=0x01020304, transfer_length=0x05060708, fua=1, dpo=1),
+        (sbc.Read12(lba=0x01020304, transfer_length=0x05060708, fua=1, dpo=1),
          "a8 18 01020304 05060708 00 00"),
-        (sbc.WRITE_12(lba=9, transfer_length=1, wrprotect=7, group_number=2),
+        (sbc.Write12(lba=9, transfer_length=1, wrprotect=7, group_number=2),
          "aa e0 00000009 00000001 02 00"),
-        (sbc.COMPARE_AND_WRITE(lba=0x1122334455667788, number_of_blocks=1, fua=1),
+        (sbc.CompareAndWrite(lba=0x1122334455667788, number_of_blocks=1, fua=1),
          "89 08 1122334455667788 000000 01 00 00"),
-        (sbc.VERIFY_10(lba=4, verification_length=3, bytchk=0b11), "2f 06 00000004 00 0003 00"),
-        (sbc.VERIFY_12(lba=4, verification_length=3, bytchk=0b01, vrprotect=1),
+        (sbc.Verify10(lba=4, verification_length=3, bytchk=0b11), "2f 06 00000004 00 0003 00"),
+        (sbc.Verify12(lba=4, verification_length=3, bytchk=0b01, vrprotect=1),
          "af 22 00000004 00000003 00 00"),
-        (sbc.VERIFY_16(lba=4, verification_length=3, dpo=1),
+        (sbc.Verify16(lba=4, verification_length=3, dpo=1),
          "8f 10 0000000000000004 00000003 00 00"),
-        (sbc.WRITE_AND_VERIFY_10(lba=4, transfer_length=3, bytchk=1), "2e 02 00000004 00 0003 00"),
-        (sbc.WRITE_AND_VERIFY_12(lba=4, transfer_length=3), "ae 00 00000004 00000003 00 00"),
-        (sbc.WRITE_AND_VERIFY_16(lba=4, transfer_length=3, bytchk=1),
+        (sbc.WriteAndVerify10(lba=4, transfer_length=3, bytchk=1), "2e 02 00000004 00 0003 00"),
+        (sbc.WriteAndVerify12(lba=4, transfer_length=3), "ae 00 00000004 00000003 00 00"),
+        (sbc.WriteAndVerify16(lba=4, transfer_length=3, bytchk=1),
          "8e 02 0000000000000004 00000003 00 00"),
-        (sbc.WRITE_SAME_10(lba=4, number_of_blocks=0x100, unmap=1, anchor=1),
+        (sbc.WriteSame10(lba=4, number_of_blocks=0x100, unmap=1, anchor=1),
          "41 18 00000004 00 0100 00"),
-        (sbc.WRITE_SAME_16(lba=4, number_of_blocks=0x10000, unmap=1, ndob=1),
+        (sbc.WriteSame16(lba=4, number_of_blocks=0x10000, unmap=1, ndob=1),
          "93 09 0000000000000004 00010000 00 00"),
-        (sbc.UNMAP(anchor=1, parameter_list_length=24), "42 01 00000000 00 0018 00"),
-        (sbc.GET_LBA_STATUS(lba=0x20, allocation_length=0x1000),
+        (sbc.Unmap(anchor=1, parameter_list_length=24), "42 01 00000000 00 0018 00"),
+        (sbc.GetLbaStatus(lba=0x20, allocation_length=0x1000),
          "9e 12 0000000000000020 00001000 00 00"),
-        (sbc.PRE_FETCH_10(lba=8, prefetch_length=16, immed=1), "34 02 00000008 00 0010 00"),
-        (sbc.PRE_FETCH_16(lba=8, prefetch_length=16), "90 00 0000000000000008 00000010 00 00"),
+        (sbc.PreFetch10(lba=8, prefetch_length=16, immed=1), "34 02 00000008 00 0010 00"),
+        (sbc.PreFetch16(lba=8, prefetch_length=16), "90 00 0000000000000008 00000010 00 00"),
     ],
 )
 def test_golden_cdbs(cdb, golden):
@@ -98,30 +98,30 @@ def test_layout_round_trip(data):
 
 
 def test_read_capacity_16_is_a_service_action():
-    assert sbc.READ_CAPACITY_16.SERVICE_ACTION == 0x10
-    assert sbc.READ_CAPACITY_16().encode()[1] == 0x10
+    assert sbc.ReadCapacity16.SERVICE_ACTION == 0x10
+    assert sbc.ReadCapacity16().encode()[1] == 0x10
 
 
 def test_read_10_usage_data():
-    assert sbc.READ_10.usage_data() == bytes.fromhex("28fcffffffff1fffffff")
+    assert sbc.Read10.usage_data() == bytes.fromhex("28fcffffffff1fffffff")
 
 
 def test_transfer_blocks_six_byte_zero_means_256():
-    assert sbc.transfer_blocks(sbc.READ_6(transfer_length=0)) == 256
-    assert sbc.transfer_blocks(sbc.WRITE_6(transfer_length=5)) == 5
-    assert sbc.transfer_blocks(sbc.READ_10(transfer_length=0)) == 0
-    assert sbc.transfer_blocks(sbc.WRITE_16(transfer_length=2**32 - 1)) == 2**32 - 1
+    assert sbc.transfer_blocks(sbc.Read6(transfer_length=0)) == 256
+    assert sbc.transfer_blocks(sbc.Write6(transfer_length=5)) == 5
+    assert sbc.transfer_blocks(sbc.Read10(transfer_length=0)) == 0
+    assert sbc.transfer_blocks(sbc.Write16(transfer_length=2**32 - 1)) == 2**32 - 1
 
 
 @pytest.mark.parametrize(
     ("layout", "name", "sks"),
     [
-        (sbc.READ_10, "rdprotect", "cf0001"),  # byte 1, bit 7
-        (sbc.WRITE_16, "wrprotect", "cf0001"),
-        (sbc.READ_6, "lba", "cc0001"),  # byte 1, bit 4
-        (sbc.READ_10, "transfer_length", "c00007"),  # whole bytes from byte 7
-        (sbc.READ_CAPACITY_10, "lba", "c00002"),
-        (sbc.READ_CAPACITY_16, "pmi", "c8000e"),  # byte 14, bit 0
+        (sbc.Read10, "rdprotect", "cf0001"),  # byte 1, bit 7
+        (sbc.Write16, "wrprotect", "cf0001"),
+        (sbc.Read6, "lba", "cc0001"),  # byte 1, bit 4
+        (sbc.Read10, "transfer_length", "c00007"),  # whole bytes from byte 7
+        (sbc.ReadCapacity10, "lba", "c00002"),
+        (sbc.ReadCapacity16, "pmi", "c8000e"),  # byte 14, bit 0
     ],
 )
 def test_invalid_field_pointer(layout, name, sks):

@@ -169,7 +169,7 @@ def aborted(excinfo, asc: int, segment: int, byte: int | None = None) -> CopyAbo
 
 def details(manager, lun, list_id=5) -> SenseData:
     fsd = x.FailedSegmentDetails.parse(manager.receive_copy_results(
-        lun, x.RECEIVE_COPY_RESULTS_FAILED_SEGMENT_DETAILS(list_identifier=list_id)))
+        lun, x.ReceiveCopyResultsFailedSegmentDetails(list_identifier=list_id)))
     assert fsd is not None and fsd.sense is not None
     return fsd.sense
 

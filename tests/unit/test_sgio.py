@@ -24,6 +24,7 @@ from lio_xcopy.scsi.sense import (
     field_pointer,
     progress_indication,
     segment_pointer,
+    sense_key_specific_words,
 )
 from lio_xcopy.sg import sgio
 
@@ -284,7 +285,7 @@ def test_long_vpd_page_is_read_again_at_full_length(kernel, dev):
 def test_data_out_reaches_the_kernel_and_counts(dev, kernel):
     kernel.handler = lambda s: Reply()
     payload = bytearray(os.urandom(4096))
-    cdb = sbc.WRITE_10(lba=8, transfer_length=8).encode()
+    cdb = sbc.Write10(lba=8, transfer_length=8).encode()
     r = dev.execute(cdb, data_out=payload, timeout=2.5)
     seen = kernel.seen[-1]
     assert (seen.direction, seen.dxfer_len, seen.data_out) == (
@@ -368,7 +369,7 @@ def test_descriptor_sense_is_decoded_too(dev, kernel):
                                      Asc.LOGICAL_BLOCK_ADDRESS_OUT_OF_RANGE,
                                      information=1 << 40), descriptor=True)
     with pytest.raises(sgio.ScsiCommandError) as e:
-        dev.execute(sbc.READ_16(lba=1 << 40, transfer_length=1).encode(), data_in=512)
+        dev.execute(sbc.Read16(lba=1 << 40, transfer_length=1).encode(), data_in=512)
     assert e.value.sense.information == 1 << 40
     assert "(LOGICAL BLOCK ADDRESS OUT OF RANGE); at LBA 1099511627776: " in str(e.value)
     assert "READ CAPACITY" in str(e.value)
@@ -531,8 +532,8 @@ def test_sense_in_words(sense, words):
 
 
 def test_sense_key_specific_without_sksv_says_nothing():
-    assert sgio.sense_key_specific_words(SenseKey.ILLEGAL_REQUEST, b"\x40\x00\x01") == ""
-    assert sgio.sense_key_specific_words(SenseKey.ILLEGAL_REQUEST, None) == ""
+    assert sense_key_specific_words(SenseKey.ILLEGAL_REQUEST, b"\x40\x00\x01") == ""
+    assert sense_key_specific_words(SenseKey.ILLEGAL_REQUEST, None) == ""
 
 
 def test_parse_sense_rejects_garbage_quietly():

@@ -14,7 +14,7 @@ from lio_xcopy.scsi.smc import ElementDescriptor, ElementRange, ElementType
 def test_read_element_status_cdb_golden():
     # what mtx sends for storage elements with barcodes: B8 12 1000 0008 00 000400 00 00
     cdb = bytes.fromhex("b8121000000800000400" "0000")
-    d = smc.READ_ELEMENT_STATUS.decode(cdb)
+    d = smc.ReadElementStatus.decode(cdb)
     assert (d.voltag, d.element_type_code, d.starting_element_address) == (1, 2, 0x1000)
     assert (d.number_of_elements, d.allocation_length, d.dvcid, d.curdata) == (8, 0x400, 0, 0)
     assert d.encode() == cdb
@@ -22,20 +22,20 @@ def test_read_element_status_cdb_golden():
 
 def test_move_medium_cdb_golden():
     cdb = bytes.fromhex("a5000001100201000000" "0000")
-    d = smc.MOVE_MEDIUM.decode(cdb)
+    d = smc.MoveMedium.decode(cdb)
     assert (d.transport_element_address, d.source_address, d.destination_address) == (
         1, 0x1002, 0x0100)
     assert d.encode() == cdb
-    assert smc.MOVE_MEDIUM.invalid("invert").sense.sense_key_specific == bytes([0xC8, 0, 10])
+    assert smc.MoveMedium.invalid("invert").sense.sense_key_specific == bytes([0xC8, 0, 10])
 
 
 @given(st.integers(0, 0xFFFF), st.integers(0, 0xFFFF), st.integers(0, 1), st.integers(0, 1))
 def test_position_and_range_round_trip(a, b, inv, rng):
-    p = smc.POSITION_TO_ELEMENT(transport_element_address=a, destination_address=b, invert=inv)
-    assert smc.POSITION_TO_ELEMENT.decode(p.encode()) == p
-    r = smc.INITIALIZE_ELEMENT_STATUS_WITH_RANGE(range=rng, starting_element_address=a,
+    p = smc.PositionToElement(transport_element_address=a, destination_address=b, invert=inv)
+    assert smc.PositionToElement.decode(p.encode()) == p
+    r = smc.InitializeElementStatusWithRange(range=rng, starting_element_address=a,
                                                  number_of_elements=b)
-    assert smc.INITIALIZE_ELEMENT_STATUS_WITH_RANGE.decode(r.encode()) == r
+    assert smc.InitializeElementStatusWithRange.decode(r.encode()) == r
 
 
 def test_volume_tag_is_space_filled_and_empty_is_zeros():

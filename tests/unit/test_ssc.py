@@ -13,19 +13,19 @@ from lio_xcopy.scsi.sense import Asc, SenseData, SenseKey, field_pointer
 
 def test_cdb_layouts_decode_what_st_sends():
     # st: READ (6) variable with SILI, 10240 bytes; fixed 64 blocks
-    r = ssc.READ_6.decode(bytes.fromhex("080200280000"))
+    r = ssc.Read6.decode(bytes.fromhex("080200280000"))
     assert (r.sili, r.fixed, r.transfer_length) == (1, 0, 10240)
-    assert ssc.READ_6.decode(bytes.fromhex("080100004000")).fixed == 1
-    w = ssc.WRITE_FILEMARKS_6.decode(bytes.fromhex("100000000200"))
+    assert ssc.Read6.decode(bytes.fromhex("080100004000")).fixed == 1
+    w = ssc.WriteFilemarks6.decode(bytes.fromhex("100000000200"))
     assert (w.wsmk, w.immed, w.filemark_count) == (0, 0, 2)
-    sp = ssc.SPACE_6.decode(bytes.fromhex("1101ffffff00"))  # MTBSF 1
+    sp = ssc.Space6.decode(bytes.fromhex("1101ffffff00"))  # MTBSF 1
     assert (sp.code, ssc.signed24(sp.count)) == (1, -1)
-    lu = ssc.LOAD_UNLOAD.decode(bytes.fromhex("1b0000000100"))
+    lu = ssc.LoadUnload.decode(bytes.fromhex("1b0000000100"))
     assert (lu.load, lu.eot, lu.hold) == (1, 0, 0)
-    loc = ssc.LOCATE_10.decode(bytes.fromhex("2b0400000001000000 00".replace(" ", "")))
+    loc = ssc.Locate10.decode(bytes.fromhex("2b0400000001000000 00".replace(" ", "")))
     assert (loc.bt, loc.logical_object_identifier) == (1, 0x100)
-    assert ssc.READ_POSITION_SHORT_VENDOR().encode() == bytes.fromhex("34010000000000000000")
-    assert ssc.READ_POSITION_LONG().encode()[1] == 0x06
+    assert ssc.ReadPositionShortVendor().encode() == bytes.fromhex("34010000000000000000")
+    assert ssc.ReadPositionLong().encode()[1] == 0x06
 
 
 def test_invalid_field_pointers():
@@ -34,18 +34,18 @@ def test_invalid_field_pointers():
         assert exc.sense.asc == Asc.INVALID_FIELD_IN_CDB
         return exc.sense.sense_key_specific
 
-    assert sks(ssc.SPACE_6.invalid("code")) == field_pointer(1, 3)
-    assert sks(ssc.READ_6.invalid("fixed")) == field_pointer(1, 0)
-    assert sks(ssc.READ_6.invalid("sili")) == field_pointer(1, 1)
-    assert sks(ssc.WRITE_6.invalid("transfer_length")) == field_pointer(2)
-    assert sks(ssc.WRITE_FILEMARKS_6.invalid("wsmk")) == field_pointer(1, 1)
-    assert sks(ssc.LOAD_UNLOAD.invalid("eot")) == field_pointer(4, 2)
+    assert sks(ssc.Space6.invalid("code")) == field_pointer(1, 3)
+    assert sks(ssc.Read6.invalid("fixed")) == field_pointer(1, 0)
+    assert sks(ssc.Read6.invalid("sili")) == field_pointer(1, 1)
+    assert sks(ssc.Write6.invalid("transfer_length")) == field_pointer(2)
+    assert sks(ssc.WriteFilemarks6.invalid("wsmk")) == field_pointer(1, 1)
+    assert sks(ssc.LoadUnload.invalid("eot")) == field_pointer(4, 2)
 
 
 @given(st.integers(-(1 << 23), (1 << 23) - 1))
 def test_signed24_round_trip(n):
-    cdb = ssc.SPACE_6(code=0, count=ssc.to_signed24(n)).encode()
-    assert ssc.signed24(ssc.SPACE_6.decode(cdb).count) == n
+    cdb = ssc.Space6(code=0, count=ssc.to_signed24(n)).encode()
+    assert ssc.signed24(ssc.Space6.decode(cdb).count) == n
 
 
 def test_to_signed24_range():
@@ -131,22 +131,22 @@ def test_stream_sense_carries_transfer_and_residue():
 
 def test_sixteen_byte_and_new_cdbs_decode_golden_bytes():
     # LOCATE (16): DEST_TYPE 001b (a logical file), CP, partition 0, identifier 3
-    loc = ssc.LOCATE_16.decode(bytes.fromhex("920a0000" "0000000000000003" "00000000"))
+    loc = ssc.Locate16.decode(bytes.fromhex("920a0000" "0000000000000003" "00000000"))
     assert (loc.dest_type, loc.cp, loc.immed, loc.partition, loc.logical_identifier) == (
         1, 1, 0, 0, 3)
-    assert ssc.LOCATE_16.invalid("dest_type").sense.sense_key_specific == field_pointer(1, 4)
+    assert ssc.Locate16.invalid("dest_type").sense.sense_key_specific == field_pointer(1, 4)
     # SPACE (16): filemarks, count -2
-    sp = ssc.SPACE_16.decode(bytes.fromhex("91010000" "fffffffffffffffe" "00000000"))
+    sp = ssc.Space16.decode(bytes.fromhex("91010000" "fffffffffffffffe" "00000000"))
     assert (sp.code, sp.count - (1 << 64), sp.parameter_length) == (1, -2, 0)
-    assert ssc.READ_POSITION_EXTENDED(allocation_length=32).encode().hex() == (
+    assert ssc.ReadPositionExtended(allocation_length=32).encode().hex() == (
         "34080000000000002000")
-    rds = ssc.REPORT_DENSITY_SUPPORT.decode(bytes.fromhex("44010000000000003800"))
+    rds = ssc.ReportDensitySupport.decode(bytes.fromhex("44010000000000003800"))
     assert (rds.media, rds.medium_type, rds.allocation_length) == (1, 0, 56)
-    ls = ssc.LOG_SENSE.decode(bytes.fromhex("4d004c00000003040000"))
+    ls = ssc.LogSense.decode(bytes.fromhex("4d004c00000003040000"))
     assert (ls.pc, ls.page_code, ls.parameter_pointer, ls.allocation_length) == (1, 0x0C, 3,
                                                                                0x400)
-    assert ssc.LOG_SELECT(pcr=1, pc=1).encode().hex() == "4c024000000000000000"
-    fm = ssc.FORMAT_MEDIUM.decode(bytes.fromhex("040102000000"))
+    assert ssc.LogSelect(pcr=1, pc=1).encode().hex() == "4c024000000000000000"
+    fm = ssc.FormatMedium.decode(bytes.fromhex("040102000000"))
     assert (fm.immed, fm.format, fm.transfer_length) == (1, 2, 0)
 
 
@@ -156,7 +156,7 @@ def test_read_position_extended_golden():
                        "0000000000000000")
     long = ssc.read_position_long(9, 2, bop=True, eop=False, bpew=True)
     assert long[0] == 0x81
-    assert ssc.parse_read_position_long(long) == (True, False, True, 0, 9, 2)
+    assert ssc.parse_read_position_long(long) == ssc.LongPosition(True, False, True, 0, 9, 2)
 
 
 def test_report_density_support_golden():

@@ -54,19 +54,19 @@ def _run(kernel, dev, cdb: bytes, data_in_len: int = BUFFER):
 
 
 def _read_secret(kernel, dev) -> None:
-    c = _run(kernel, dev, sbc.READ_10(lba=0, transfer_length=BUFFER // BS).encode())
+    c = _run(kernel, dev, sbc.Read10(lba=0, transfer_length=BUFFER // BS).encode())
     assert c.status == GOOD and c.data_in == SECRET[:BUFFER]
 
 
 PROBES = {
-    "INQUIRY, allocation length 0": spc.INQUIRY(allocation_length=0).encode(),
+    "INQUIRY, allocation length 0": spc.Inquiry(allocation_length=0).encode(),
     "MODE SENSE (6), allocation length 0":
-        spc.MODE_SENSE_6(page_code=spc.ALL_PAGES, allocation_length=0).encode(),
+        spc.ModeSense6(page_code=spc.ALL_PAGES, allocation_length=0).encode(),
     "RECEIVE COPY RESULTS, allocation length 0":
-        xcopy.RECEIVE_COPY_RESULTS_OPERATING_PARAMETERS(allocation_length=0).encode(),
-    "REQUEST SENSE, allocation length 0": spc.REQUEST_SENSE(allocation_length=0).encode(),
-    "READ (10) of 0 blocks": sbc.READ_10(lba=0, transfer_length=0).encode(),
-    "TEST UNIT READY with a Data-In buffer": spc.TEST_UNIT_READY().encode(),
+        xcopy.ReceiveCopyResultsOperatingParameters(allocation_length=0).encode(),
+    "REQUEST SENSE, allocation length 0": spc.RequestSense(allocation_length=0).encode(),
+    "READ (10) of 0 blocks": sbc.Read10(lba=0, transfer_length=0).encode(),
+    "TEST UNIT READY with a Data-In buffer": spc.TestUnitReady().encode(),
 }
 
 
@@ -83,7 +83,7 @@ def test_a_command_that_produces_nothing_sends_no_stale_byte(lun, cdb):
 def test_a_short_answer_reports_its_length_and_sends_nothing_past_it(lun):
     kernel, dev = lun
     _read_secret(kernel, dev)
-    c = _run(kernel, dev, spc.INQUIRY(allocation_length=36).encode())
+    c = _run(kernel, dev, spc.Inquiry(allocation_length=36).encode())
     assert c.status == GOOD and c.data_in[:8] != bytes(8)
     if kernel.view[2] & FLAG_CAP_READ_LEN:
         assert c.read_len == 36 and len(c.data_in) == 36  # the transport reports 4060 resid
@@ -95,7 +95,7 @@ def test_a_write_buffer_is_left_alone(lun, tmp_path):
     """Data-Out never goes back to the initiator: no time is spent clearing it."""
     kernel, dev = lun
     data = b"w" * BUFFER
-    kernel.submit(sbc.WRITE_10(lba=8, transfer_length=BUFFER // BS).encode(), data_out=data,
+    kernel.submit(sbc.Write10(lba=8, transfer_length=BUFFER // BS).encode(), data_out=data,
                   scatter=False)
     dev.service()
     (c,) = kernel.reap()
@@ -107,7 +107,7 @@ def test_a_write_buffer_is_left_alone(lun, tmp_path):
 def test_check_condition_sends_nothing(lun):
     kernel, dev = lun
     _read_secret(kernel, dev)
-    c = _run(kernel, dev, sbc.READ_10(lba=1 << 20, transfer_length=8).encode())
+    c = _run(kernel, dev, sbc.Read10(lba=1 << 20, transfer_length=8).encode())
     assert c.status == CHECK_CONDITION and c.data_in == b""
 
 
@@ -119,18 +119,18 @@ def test_a_short_tape_read_sends_only_the_record(tmp_path):
                 1 << 20)
     dev = TcmuDevice("t0", kernel.uio_fd, CommandRing(kernel.view), tape)
     try:
-        c = _run(kernel, dev, spc.TEST_UNIT_READY().encode(), 0)  # the power-on UA
-        kernel.submit(ssc.WRITE_6(transfer_length=100).encode(), data_out=b"r" * 100,
+        c = _run(kernel, dev, spc.TestUnitReady().encode(), 0)  # the power-on UA
+        kernel.submit(ssc.Write6(transfer_length=100).encode(), data_out=b"r" * 100,
                       scatter=False)
         dev.service()
         assert kernel.reap()[0].status == GOOD
-        kernel.submit(ssc.WRITE_6(transfer_length=BUFFER).encode(), data_out=SECRET[:BUFFER],
+        kernel.submit(ssc.Write6(transfer_length=BUFFER).encode(), data_out=SECRET[:BUFFER],
                       scatter=False)  # leaves SECRET in the page
         dev.service()
         assert kernel.reap()[0].status == GOOD
         c = _run(kernel, dev, bytes([0x01, 0, 0, 0, 0, 0]), 0)  # REWIND
         assert c.status == GOOD
-        c = _run(kernel, dev, ssc.READ_6(transfer_length=BUFFER).encode())
+        c = _run(kernel, dev, ssc.Read6(transfer_length=BUFFER).encode())
         assert c.status == CHECK_CONDITION and c.data_in == b"r" * 100
     finally:
         dev.close()

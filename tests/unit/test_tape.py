@@ -45,42 +45,42 @@ def check(t: Tape, cdb: bytes, data: bytes | None = None, alloc: int = 0) -> Che
 
 
 def write(t: Tape, data: bytes) -> None:
-    assert run(t, ssc.WRITE_6(transfer_length=len(data)).encode(), data)[0] == 0
+    assert run(t, ssc.Write6(transfer_length=len(data)).encode(), data)[0] == 0
 
 
 def read(t: Tape, n: int, sili: bool = False) -> bytes:
-    return run(t, ssc.READ_6(transfer_length=n, sili=int(sili)).encode(), alloc=n)[1]
+    return run(t, ssc.Read6(transfer_length=n, sili=int(sili)).encode(), alloc=n)[1]
 
 
 def read_cc(t: Tape, n: int, *, fixed: bool = False, sili: bool = False) -> CheckCondition:
     length = n * t.block_length if fixed else n
-    return check(t, ssc.READ_6(transfer_length=n, fixed=int(fixed), sili=int(sili)).encode(),
+    return check(t, ssc.Read6(transfer_length=n, fixed=int(fixed), sili=int(sili)).encode(),
                  alloc=length)
 
 
 def filemarks(t: Tape, n: int = 1, immed: int = 0) -> None:
-    run(t, ssc.WRITE_FILEMARKS_6(filemark_count=n, immed=immed).encode())
+    run(t, ssc.WriteFilemarks6(filemark_count=n, immed=immed).encode())
 
 
 def space(t: Tape, code: int, count: int) -> None:
-    run(t, ssc.SPACE_6(code=code, count=ssc.to_signed24(count)).encode())
+    run(t, ssc.Space6(code=code, count=ssc.to_signed24(count)).encode())
 
 
 def space_cc(t: Tape, code: int, count: int) -> CheckCondition:
-    return check(t, ssc.SPACE_6(code=code, count=ssc.to_signed24(count)).encode())
+    return check(t, ssc.Space6(code=code, count=ssc.to_signed24(count)).encode())
 
 
 def rewind(t: Tape) -> None:
-    run(t, ssc.REWIND().encode())
+    run(t, ssc.Rewind().encode())
 
 
 def position(t: Tape) -> ssc.ShortPosition:
-    return ssc.parse_read_position_short(run(t, ssc.READ_POSITION_SHORT().encode(), alloc=20)[1])
+    return ssc.parse_read_position_short(run(t, ssc.ReadPositionShort().encode(), alloc=20)[1])
 
 
 def mode_select_block_length(t: Tape, length: int, dsp: int = 0x10) -> None:
     param = bytes([0, 0, dsp, 8]) + ssc.block_descriptor(0, length)
-    run(t, spc.MODE_SELECT_6(pf=1, parameter_list_length=len(param)).encode(), param)
+    run(t, spc.ModeSelect6(pf=1, parameter_list_length=len(param)).encode(), param)
 
 
 def sense(e: CheckCondition) -> tuple[SenseKey, int, int | None, bool, bool, bool]:
@@ -148,11 +148,11 @@ def test_fixed_mode(tape):
     mode_select_block_length(tape, 512)
     assert tape.block_length == 512
     blocks = os.urandom(512 * 6)
-    run(tape, ssc.WRITE_6(fixed=1, transfer_length=6).encode(), blocks)
+    run(tape, ssc.Write6(fixed=1, transfer_length=6).encode(), blocks)
     filemarks(tape)
     write(tape, b"odd" * 100)  # FIXED zero still writes one block of 300 bytes
     rewind(tape)
-    n, got = run(tape, ssc.READ_6(fixed=1, transfer_length=2).encode(), alloc=1024)
+    n, got = run(tape, ssc.Read6(fixed=1, transfer_length=2).encode(), alloc=1024)
     assert (n, got) == (1024, blocks[:1024])
     e = read_cc(tape, 8, fixed=True)  # 4 blocks then the filemark
     assert sense(e) == (SenseKey.NO_SENSE, Asc.FILEMARK_DETECTED, 4, True, False, False)
@@ -182,7 +182,7 @@ def test_mode_sense_page_zero_is_what_st_reads(tmp_path):
     t.close()
     ro = Tape(ID, tmp_path / "t.aws", MiB, read_only=True)
     assert run(ro, bytes.fromhex("1a0000000c00"), alloc=12)[1][2] == 0x90  # WP, buffered
-    e = check(ro, ssc.WRITE_6(transfer_length=1).encode(), b"x")
+    e = check(ro, ssc.Write6(transfer_length=1).encode(), b"x")
     assert e.sense.key == SenseKey.DATA_PROTECT
     ro.close()
 
@@ -190,31 +190,31 @@ def test_mode_sense_page_zero_is_what_st_reads(tmp_path):
 def test_mode_select_validation(tmp_path):
     t = Tape(ID, tmp_path / "t.aws", MiB, max_block_length=65536)
     param = bytes([0, 0, 0x10, 8]) + ssc.block_descriptor(0, 65537)
-    e = check(t, spc.MODE_SELECT_6(parameter_list_length=12).encode(), param)
+    e = check(t, spc.ModeSelect6(parameter_list_length=12).encode(), param)
     assert e.sense.asc == Asc.INVALID_FIELD_IN_PARAMETER_LIST
     assert e.sense.sense_key_specific == field_pointer(9, in_cdb=False)
     param = bytes([0, 0, 0x30, 8]) + ssc.block_descriptor(0, 512)  # buffered mode 3
-    e = check(t, spc.MODE_SELECT_6(parameter_list_length=12).encode(), param)
+    e = check(t, spc.ModeSelect6(parameter_list_length=12).encode(), param)
     assert e.sense.sense_key_specific == field_pointer(2, 6, in_cdb=False)
     param = bytes([0, 0, 0x10, 8]) + ssc.block_descriptor(0x42, 512)  # a foreign density
-    e = check(t, spc.MODE_SELECT_6(parameter_list_length=12).encode(), param)
+    e = check(t, spc.ModeSelect6(parameter_list_length=12).encode(), param)
     assert e.sense.sense_key_specific == field_pointer(4, in_cdb=False)
-    e = check(t, spc.MODE_SELECT_6(sp=1, parameter_list_length=12).encode(), bytes(12))
+    e = check(t, spc.ModeSelect6(sp=1, parameter_list_length=12).encode(), bytes(12))
     assert e.sense.sense_key_specific == field_pointer(1, 0)
     # the current pages may be sent back unchanged, not changed
     page = ssc.device_configuration_page()
     ok = bytes([0, 0, 0x10, 0]) + page
-    run(t, spc.MODE_SELECT_6(pf=1, parameter_list_length=len(ok)).encode(), ok)
+    run(t, spc.ModeSelect6(pf=1, parameter_list_length=len(ok)).encode(), ok)
     bad = bytearray(ok)
     bad[4 + 8] = 0
-    e = check(t, spc.MODE_SELECT_6(pf=1, parameter_list_length=len(bad)).encode(), bytes(bad))
+    e = check(t, spc.ModeSelect6(pf=1, parameter_list_length=len(bad)).encode(), bytes(bad))
     assert e.sense.sense_key_specific == field_pointer(12, in_cdb=False)
     assert t.block_length == 0 and t.buffered_mode == 1
     # MODE SELECT (10) and the 10-byte header
     param = bytes([0, 0, 0, 0x10, 0, 0, 0, 8]) + ssc.block_descriptor(0x7F, 1024)
-    run(t, spc.MODE_SELECT_10(parameter_list_length=len(param)).encode(), param)
+    run(t, spc.ModeSelect10(parameter_list_length=len(param)).encode(), param)
     assert t.block_length == 1024
-    run(t, spc.MODE_SELECT_6(parameter_list_length=0).encode(), b"")
+    run(t, spc.ModeSelect6(parameter_list_length=0).encode(), b"")
     assert t.block_length == 1024
     t.close()
 
@@ -231,29 +231,29 @@ def test_early_warning_then_volume_overflow(tmp_path):
     rec = bytes(10240)
     for _ in range(4):  # 4 x 10246 = 40984 bytes, before early warning at 49152
         write(t, rec)
-    e = check(t, ssc.WRITE_6(transfer_length=10240).encode(), rec)
+    e = check(t, ssc.Write6(transfer_length=10240).encode(), rec)
     assert sense(e) == (SenseKey.NO_SENSE, Asc.END_OF_PARTITION_MEDIUM_DETECTED, 0, False, True,
                         False)
-    e = check(t, ssc.WRITE_6(transfer_length=10240).encode(), rec)  # 61476: still fits
+    e = check(t, ssc.Write6(transfer_length=10240).encode(), rec)  # 61476: still fits
     assert e.sense.eom and e.sense.key == SenseKey.NO_SENSE
     assert position(t) == (False, True, 0, 6, 6)  # EOP: between early warning and the end
     size = t.medium.offset
-    e = check(t, ssc.WRITE_6(transfer_length=10240).encode(), rec)
+    e = check(t, ssc.Write6(transfer_length=10240).encode(), rec)
     assert sense(e) == (SenseKey.VOLUME_OVERFLOW, Asc.END_OF_PARTITION_MEDIUM_DETECTED, 10240,
                         False, True, False)
     assert os.path.getsize(tmp_path / "small.aws") == size and position(t).first == 6
     # the filemarks st writes at close still fit
-    e = check(t, ssc.WRITE_FILEMARKS_6(filemark_count=2).encode())
+    e = check(t, ssc.WriteFilemarks6(filemark_count=2).encode())
     assert e.sense.eom and e.sense.key == SenseKey.NO_SENSE
     # fixed mode: whole blocks up to the capacity, then the residue in blocks
     mode_select_block_length(t, 512)
     room = 64 * 1024 - t.medium.offset
-    e = check(t, ssc.WRITE_6(fixed=1, transfer_length=20).encode(), bytes(20 * 512))
+    e = check(t, ssc.Write6(fixed=1, transfer_length=20).encode(), bytes(20 * 512))
     fit = room // 518
     assert sense(e)[:3] == (SenseKey.VOLUME_OVERFLOW, Asc.END_OF_PARTITION_MEDIUM_DETECTED,
                             20 - fit)
     assert t.medium.objects == 8 + fit
-    e = check(t, ssc.WRITE_FILEMARKS_6(filemark_count=100).encode())
+    e = check(t, ssc.WriteFilemarks6(filemark_count=100).encode())
     assert e.sense.key == SenseKey.VOLUME_OVERFLOW and e.sense.information > 0
     t.close()
 
@@ -299,16 +299,16 @@ def test_locate_and_long_read_position(tape):
         write(tape, r)
     filemarks(tape, 1)
     write(tape, b"c")
-    run(tape, ssc.LOCATE_10(bt=1, logical_object_identifier=3).encode())
-    _, data = run(tape, ssc.READ_POSITION_LONG().encode(), alloc=32)
+    run(tape, ssc.Locate10(bt=1, logical_object_identifier=3).encode())
+    _, data = run(tape, ssc.ReadPositionLong().encode(), alloc=32)
     assert data == ssc.read_position_long(3, 1, bop=False, eop=False)
     assert read(tape, 1) == b"c"
-    _, data = run(tape, ssc.READ_POSITION_SHORT_VENDOR().encode(), alloc=20)
+    _, data = run(tape, ssc.ReadPositionShortVendor().encode(), alloc=20)
     assert ssc.parse_read_position_short(data).first == 4
-    e = check(tape, ssc.LOCATE_10(logical_object_identifier=9).encode())
+    e = check(tape, ssc.Locate10(logical_object_identifier=9).encode())
     assert sense(e)[:2] == (SenseKey.BLANK_CHECK, Asc.END_OF_DATA_DETECTED)
     assert position(tape).first == 4
-    e = check(tape, ssc.LOCATE_10(cp=1, partition=1).encode())
+    e = check(tape, ssc.Locate10(cp=1, partition=1).encode())
     assert e.sense.sense_key_specific == field_pointer(8)
 
 
@@ -331,7 +331,7 @@ def test_erase_ends_the_tape_at_the_position(tape):
         write(tape, r)
     rewind(tape)
     space(tape, ssc.SPACE_BLOCKS, 1)
-    run(tape, ssc.ERASE_6(long=1).encode())
+    run(tape, ssc.Erase6(long=1).encode())
     rewind(tape)
     assert read(tape, 3) == b"one"
     assert sense(read_cc(tape, 3))[0] == SenseKey.BLANK_CHECK
@@ -358,29 +358,29 @@ def test_bad_cdbs(tape):
     e = check(tape, bytes.fromhex("ee0000000000"))
     assert e.sense.asc == Asc.INVALID_COMMAND_OPERATION_CODE
     small = Tape(ID, Path(tape.cartridge).with_name("s.aws"), MiB, max_block_length=1024)
-    e = check(small, ssc.WRITE_6(transfer_length=1025).encode(), bytes(1025))
+    e = check(small, ssc.Write6(transfer_length=1025).encode(), bytes(1025))
     assert e.sense.sense_key_specific == field_pointer(2)
     small.close()
 
 
 def test_unload_load_and_prevent(tape):
     write(tape, b"x")
-    run(tape, ssc.LOAD_UNLOAD(load=0).encode())
+    run(tape, ssc.LoadUnload(load=0).encode())
     e = check(tape, bytes(6))  # TEST UNIT READY
     assert (e.sense.key, e.sense.asc) == (SenseKey.NOT_READY, Asc.MEDIUM_NOT_PRESENT)
-    for cdb in (ssc.READ_6(transfer_length=1).encode(), ssc.REWIND().encode(),
-                ssc.READ_POSITION_SHORT().encode(), ssc.WRITE_FILEMARKS_6().encode()):
+    for cdb in (ssc.Read6(transfer_length=1).encode(), ssc.Rewind().encode(),
+                ssc.ReadPositionShort().encode(), ssc.WriteFilemarks6().encode()):
         assert check(tape, cdb, alloc=20).sense.key == SenseKey.NOT_READY
     with pytest.raises(ssc.MediumNotPresent):
         tape.write_record(DataBuffer.of(b"y"), 1)
-    run(tape, ssc.LOAD_UNLOAD(load=1).encode())
+    run(tape, ssc.LoadUnload(load=1).encode())
     run(tape, bytes(6))
     assert position(tape).bop and read(tape, 1) == b"x"
-    run(tape, ssc.PREVENT_ALLOW_MEDIUM_REMOVAL(prevent=1).encode())
-    e = check(tape, ssc.LOAD_UNLOAD(load=0).encode())
+    run(tape, ssc.PreventAllowMediumRemoval(prevent=1).encode())
+    e = check(tape, ssc.LoadUnload(load=0).encode())
     assert (e.sense.key, e.sense.asc) == (SenseKey.ILLEGAL_REQUEST, Asc.MEDIUM_REMOVAL_PREVENTED)
-    run(tape, ssc.PREVENT_ALLOW_MEDIUM_REMOVAL(prevent=0).encode())
-    run(tape, ssc.LOAD_UNLOAD(load=0).encode())
+    run(tape, ssc.PreventAllowMediumRemoval(prevent=0).encode())
+    run(tape, ssc.LoadUnload(load=0).encode())
 
 
 def test_corrupt_cartridge_reads_as_medium_error(tmp_path):
@@ -425,7 +425,7 @@ def test_a_record_torn_by_a_crash_is_cut_off_at_open(tmp_path, keep, caplog):
     assert [read(t, 65536), read(t, 65536)] == recs[:2]
     e = read_cc(t, 65536)
     assert (e.sense.key, e.sense.asc) == (SenseKey.BLANK_CHECK, Asc.END_OF_DATA_DETECTED)
-    run(t, ssc.REWIND().encode())
+    run(t, ssc.Rewind().encode())
     space(t, ssc.SPACE_END_OF_DATA, 0)
     write(t, b"appended")
     t.close()
@@ -448,11 +448,11 @@ def test_os_errors_become_medium_errors(tape, monkeypatch):
         raise OSError(5, "Input/output error")
 
     monkeypatch.setattr(os, "fsync", broken)
-    e = check(tape, ssc.WRITE_FILEMARKS_6(filemark_count=0).encode())
+    e = check(tape, ssc.WriteFilemarks6(filemark_count=0).encode())
     assert (e.sense.key, e.sense.asc) == (SenseKey.MEDIUM_ERROR, Asc.WRITE_ERROR)
     assert "Input/output error" in str(e)
     monkeypatch.setattr(os, "preadv", broken)
-    rewind_e = check(tape, ssc.REWIND().encode())
+    rewind_e = check(tape, ssc.Rewind().encode())
     assert rewind_e.sense.key == SenseKey.MEDIUM_ERROR
     monkeypatch.undo()
     rewind(tape)
@@ -502,20 +502,20 @@ def test_empty_drive_is_not_ready_but_answers_what_needs_no_medium(tmp_path):
     assert t.cartridge is None and t.medium is None and not t.ejected
     assert ua(t) == (SenseKey.NOT_READY, Asc.MEDIUM_NOT_PRESENT)
     for cdb, alloc in (
-        (ssc.READ_6(transfer_length=1).encode(), 1),
-        (ssc.WRITE_6(transfer_length=1).encode(), 1),
-        (ssc.WRITE_FILEMARKS_6(filemark_count=1).encode(), 0),
-        (ssc.SPACE_6(code=1, count=1).encode(), 0),
-        (ssc.SPACE_16(code=3).encode(), 0),
-        (ssc.LOCATE_10(logical_object_identifier=1).encode(), 0),
-        (ssc.LOCATE_16(logical_identifier=1).encode(), 0),
-        (ssc.READ_POSITION_LONG().encode(), 32),
-        (ssc.REWIND().encode(), 0),
-        (ssc.ERASE_6(long=1).encode(), 0),
-        (ssc.FORMAT_MEDIUM().encode(), 0),
-        (ssc.LOAD_UNLOAD(load=1).encode(), 0),
-        (ssc.LOAD_UNLOAD(load=0).encode(), 0),
-        (ssc.REPORT_DENSITY_SUPPORT(media=1, allocation_length=56).encode(), 56),
+        (ssc.Read6(transfer_length=1).encode(), 1),
+        (ssc.Write6(transfer_length=1).encode(), 1),
+        (ssc.WriteFilemarks6(filemark_count=1).encode(), 0),
+        (ssc.Space6(code=1, count=1).encode(), 0),
+        (ssc.Space16(code=3).encode(), 0),
+        (ssc.Locate10(logical_object_identifier=1).encode(), 0),
+        (ssc.Locate16(logical_identifier=1).encode(), 0),
+        (ssc.ReadPositionLong().encode(), 32),
+        (ssc.Rewind().encode(), 0),
+        (ssc.Erase6(long=1).encode(), 0),
+        (ssc.FormatMedium().encode(), 0),
+        (ssc.LoadUnload(load=1).encode(), 0),
+        (ssc.LoadUnload(load=0).encode(), 0),
+        (ssc.ReportDensitySupport(media=1, allocation_length=56).encode(), 56),
     ):
         e = check(t, cdb, alloc=alloc)
         assert (e.sense.key, e.sense.asc) == (SenseKey.NOT_READY, Asc.MEDIUM_NOT_PRESENT), cdb
@@ -523,12 +523,12 @@ def test_empty_drive_is_not_ready_but_answers_what_needs_no_medium(tmp_path):
     assert run(t, bytes([5, 0, 0, 0, 0, 0]), alloc=6)[0] == 6
     _, data = run(t, bytes.fromhex("1a0000000c00"), alloc=12)
     assert data.hex() == "0b001008" "00000000" "00000000"  # no medium: density 0
-    _, data = run(t, ssc.REPORT_DENSITY_SUPPORT(allocation_length=56).encode(), alloc=56)
+    _, data = run(t, ssc.ReportDensitySupport(allocation_length=56).encode(), alloc=56)
     assert data[4] == ssc.DENSITY_AWSTAPE and data[6] & 0x80
     params = log(t, ssc.SEQUENTIAL_ACCESS_DEVICE_PAGE)
     assert params[4] == params[7] == 0xFFFFFFFF  # capacities unknown without a cartridge
-    run(t, ssc.PREVENT_ALLOW_MEDIUM_REMOVAL(prevent=1).encode())
-    run(t, ssc.PREVENT_ALLOW_MEDIUM_REMOVAL(prevent=0).encode())
+    run(t, ssc.PreventAllowMediumRemoval(prevent=1).encode())
+    run(t, ssc.PreventAllowMediumRemoval(prevent=0).encode())
     assert t.unload_cartridge() is None
     t.flush()
     t.close()
@@ -550,12 +550,12 @@ def test_load_cartridge_unit_attention_then_ready_unload_returns_the_path(tmp_pa
     filemarks(t, 1, immed=1)
     with pytest.raises(ConfigError, match="already in the drive"):
         t.load_cartridge(tmp_path / "c2.aws")
-    run(t, ssc.PREVENT_ALLOW_MEDIUM_REMOVAL(prevent=1).encode())
+    run(t, ssc.PreventAllowMediumRemoval(prevent=1).encode())
     assert t.removal_prevented
     with pytest.raises(ConfigError, match="prevented"):
         t.unload_cartridge()
     assert log(t, ssc.TAPE_ALERT_PAGE)[ssc.TA_NO_REMOVAL] == 1
-    run(t, ssc.PREVENT_ALLOW_MEDIUM_REMOVAL(prevent=0).encode())
+    run(t, ssc.PreventAllowMediumRemoval(prevent=0).encode())
     assert t.unload_cartridge() == str(path)
     assert t.cartridge is None and ua(t) == (SenseKey.NOT_READY, Asc.MEDIUM_NOT_PRESENT)
     assert AwsTape.open_readonly(path).dump_records() == [b"first", None]  # durable
@@ -563,10 +563,10 @@ def test_load_cartridge_unit_attention_then_ready_unload_returns_the_path(tmp_pa
     t.load_cartridge(path, read_only=True, capacity=2 * MiB)
     assert ua(t)[0] == SenseKey.UNIT_ATTENTION
     assert read(t, 5) == b"first"
-    e = check(t, ssc.WRITE_6(transfer_length=1).encode(), b"x")
+    e = check(t, ssc.Write6(transfer_length=1).encode(), b"x")
     assert (e.sense.key, e.sense.asc) == (SenseKey.DATA_PROTECT, Asc.WRITE_PROTECTED)
     assert run(t, bytes.fromhex("1a0000000c00"), alloc=12)[1][2] & 0x80  # WP
-    _, data = run(t, ssc.REPORT_DENSITY_SUPPORT(media=1, allocation_length=56).encode(),
+    _, data = run(t, ssc.ReportDensitySupport(media=1, allocation_length=56).encode(),
                   alloc=56)
     assert not data[6] & 0x80 and struct.unpack_from(">I", data, 16)[0] == 2  # 2 MB
     assert log(t, ssc.TAPE_ALERT_PAGE)[ssc.TA_WRITE_PROTECT] == 1
@@ -576,16 +576,16 @@ def test_load_cartridge_unit_attention_then_ready_unload_returns_the_path(tmp_pa
 
 def test_unload_leaves_the_cartridge_in_the_drive_until_load_or_the_changer(tape):
     write(tape, b"x")
-    run(tape, ssc.LOAD_UNLOAD(load=0).encode())
+    run(tape, ssc.LoadUnload(load=0).encode())
     assert tape.ejected and tape.cartridge is not None
     assert ua(tape) == (SenseKey.NOT_READY, Asc.MEDIUM_NOT_PRESENT)
-    run(tape, ssc.LOAD_UNLOAD(load=0).encode())  # unloading again is harmless
-    run(tape, ssc.LOAD_UNLOAD(load=1).encode())
+    run(tape, ssc.LoadUnload(load=0).encode())  # unloading again is harmless
+    run(tape, ssc.LoadUnload(load=1).encode())
     assert not tape.ejected and position(tape).bop and read(tape, 1) == b"x"
-    run(tape, ssc.LOAD_UNLOAD(load=0).encode())
+    run(tape, ssc.LoadUnload(load=0).encode())
     path = tape.unload_cartridge()  # the robot takes it from the drive's mouth
     assert path is not None and tape.cartridge is None and not tape.ejected
-    e = check(tape, ssc.LOAD_UNLOAD(load=1).encode())
+    e = check(tape, ssc.LoadUnload(load=1).encode())
     assert (e.sense.key, e.sense.asc) == (SenseKey.NOT_READY, Asc.MEDIUM_NOT_PRESENT)
 
 
@@ -593,7 +593,7 @@ def test_unit_attention_is_reported_once_and_survives_inquiry(tmp_path):
     t = Tape(ID, None, MiB)
     t.load_cartridge(tmp_path / "c.aws")
     run(t, bytes.fromhex("120000006000"), alloc=96)
-    e = check(t, ssc.READ_POSITION_SHORT().encode(), alloc=20)  # any other command reports it
+    e = check(t, ssc.ReadPositionShort().encode(), alloc=20)  # any other command reports it
     assert (e.sense.key, e.sense.asc) == (SenseKey.UNIT_ATTENTION,
                                           Asc.NOT_READY_TO_READY_CHANGE_MEDIUM_MAY_HAVE_CHANGED)
     assert position(t).bop  # and only once
@@ -623,72 +623,72 @@ def lay_out(t: Tape) -> None:
 
 def test_locate_16_by_object_file_and_end_of_data(tape):
     lay_out(tape)
-    run(tape, ssc.LOCATE_16(logical_identifier=5).encode())
+    run(tape, ssc.Locate16(logical_identifier=5).encode())
     assert position(tape).first == 5
-    run(tape, ssc.LOCATE_16(dest_type=ssc.DEST_FILE, logical_identifier=1).encode())
+    run(tape, ssc.Locate16(dest_type=ssc.DEST_FILE, logical_identifier=1).encode())
     assert position(tape).first == 4 and read(tape, 1) == b"d"
-    run(tape, ssc.LOCATE_16(dest_type=ssc.DEST_FILE, logical_identifier=0).encode())
+    run(tape, ssc.Locate16(dest_type=ssc.DEST_FILE, logical_identifier=0).encode())
     assert position(tape).bop
-    run(tape, ssc.LOCATE_16(dest_type=ssc.DEST_END_OF_DATA).encode())
+    run(tape, ssc.Locate16(dest_type=ssc.DEST_END_OF_DATA).encode())
     assert position(tape).first == 7
-    e = check(tape, ssc.LOCATE_16(dest_type=ssc.DEST_FILE, logical_identifier=3).encode())
+    e = check(tape, ssc.Locate16(dest_type=ssc.DEST_FILE, logical_identifier=3).encode())
     assert (e.sense.key, e.sense.asc) == (SenseKey.BLANK_CHECK, Asc.END_OF_DATA_DETECTED)
-    e = check(tape, ssc.LOCATE_16(logical_identifier=8).encode())
+    e = check(tape, ssc.Locate16(logical_identifier=8).encode())
     assert e.sense.key == SenseKey.BLANK_CHECK and position(tape).first == 7
-    e = check(tape, ssc.LOCATE_16(dest_type=2).encode())
+    e = check(tape, ssc.Locate16(dest_type=2).encode())
     assert e.sense.sense_key_specific == field_pointer(1, 4)
-    e = check(tape, ssc.LOCATE_16(cp=1, partition=1).encode())
+    e = check(tape, ssc.Locate16(cp=1, partition=1).encode())
     assert e.sense.sense_key_specific == field_pointer(3)
-    run(tape, ssc.LOCATE_16(cp=1, partition=0, logical_identifier=2).encode())
+    run(tape, ssc.Locate16(cp=1, partition=0, logical_identifier=2).encode())
     assert position(tape).first == 2
 
 
 def test_space_16_counts_are_64_bit_signed(tape):
     lay_out(tape)
     neg = (1 << 64) - 2
-    run(tape, ssc.SPACE_16(code=ssc.SPACE_END_OF_DATA).encode())
-    run(tape, ssc.SPACE_16(code=ssc.SPACE_FILEMARKS, count=neg).encode())
+    run(tape, ssc.Space16(code=ssc.SPACE_END_OF_DATA).encode())
+    run(tape, ssc.Space16(code=ssc.SPACE_FILEMARKS, count=neg).encode())
     assert position(tape).first == 3
-    run(tape, ssc.SPACE_16(code=ssc.SPACE_BLOCKS, count=neg).encode())
+    run(tape, ssc.Space16(code=ssc.SPACE_BLOCKS, count=neg).encode())
     assert position(tape).first == 1
-    e = check(tape, ssc.SPACE_16(code=ssc.SPACE_FILEMARKS, count=5).encode())
+    e = check(tape, ssc.Space16(code=ssc.SPACE_FILEMARKS, count=5).encode())
     assert sense(e)[:3] == (SenseKey.BLANK_CHECK, Asc.END_OF_DATA_DETECTED, 3)
-    e = check(tape, ssc.SPACE_16(code=ssc.SPACE_BLOCKS, count=(1 << 64) - 100).encode())
+    e = check(tape, ssc.Space16(code=ssc.SPACE_BLOCKS, count=(1 << 64) - 100).encode())
     assert sense(e)[:5] == (SenseKey.NO_SENSE, Asc.FILEMARK_DETECTED, 100, True, False)
     assert position(tape).first == 6  # stopped before the filemark at 6
-    assert check(tape, ssc.SPACE_16(code=2).encode()).sense.sense_key_specific == (
+    assert check(tape, ssc.Space16(code=2).encode()).sense.sense_key_specific == (
         field_pointer(1, 3))
-    e = check(tape, ssc.SPACE_16(parameter_length=4).encode())
+    e = check(tape, ssc.Space16(parameter_length=4).encode())
     assert e.sense.sense_key_specific == field_pointer(12)
 
 
 def test_read_position_long_and_extended_forms(tape):
     lay_out(tape)
-    run(tape, ssc.LOCATE_10(logical_object_identifier=5).encode())
-    _, data = run(tape, ssc.READ_POSITION_LONG().encode(), alloc=32)
-    assert ssc.parse_read_position_long(data) == (False, False, False, 0, 5, 1)
-    _, data = run(tape, ssc.READ_POSITION_EXTENDED(allocation_length=32).encode(), alloc=32)
+    run(tape, ssc.Locate10(logical_object_identifier=5).encode())
+    _, data = run(tape, ssc.ReadPositionLong().encode(), alloc=32)
+    assert ssc.parse_read_position_long(data) == ssc.LongPosition(False, False, False, 0, 5, 1)
+    _, data = run(tape, ssc.ReadPositionExtended(allocation_length=32).encode(), alloc=32)
     assert data == ssc.read_position_extended(5, bop=False, eop=False)
-    n, _ = run(tape, ssc.READ_POSITION_EXTENDED(allocation_length=16).encode(), alloc=32)
+    n, _ = run(tape, ssc.ReadPositionExtended(allocation_length=16).encode(), alloc=32)
     assert n == 16
 
 
 def test_format_medium_only_at_bop(tape):
     lay_out(tape)
-    e = check(tape, ssc.FORMAT_MEDIUM().encode())
+    e = check(tape, ssc.FormatMedium().encode())
     assert (e.sense.key, e.sense.asc) == (SenseKey.ILLEGAL_REQUEST,
                                           Asc.POSITION_PAST_BEGINNING_OF_MEDIUM)
     rewind(tape)
-    assert check(tape, ssc.FORMAT_MEDIUM(format=3).encode()).sense.asc == (
+    assert check(tape, ssc.FormatMedium(format=3).encode()).sense.asc == (
         Asc.INVALID_FIELD_IN_CDB)
-    run(tape, ssc.FORMAT_MEDIUM(format=2).encode())
+    run(tape, ssc.FormatMedium(format=2).encode())
     e = read_cc(tape, 1)
     assert (e.sense.key, e.sense.asc) == (SenseKey.BLANK_CHECK, Asc.END_OF_DATA_DETECTED)
 
 
 # --- REPORT DENSITY SUPPORT, log pages, mode pages ----------------------------------------------
 def log(t: Tape, page: int, pc: int = 1, pointer: int = 0) -> dict[int, int]:
-    _, data = run(t, ssc.LOG_SENSE(pc=pc, page_code=page, parameter_pointer=pointer,
+    _, data = run(t, ssc.LogSense(pc=pc, page_code=page, parameter_pointer=pointer,
                                    allocation_length=2048).encode(), alloc=2048)
     assert data[0] == page and struct.unpack_from(">H", data, 2)[0] == len(data) - 4
     out, pos = {}, 4
@@ -700,27 +700,27 @@ def log(t: Tape, page: int, pc: int = 1, pointer: int = 0) -> dict[int, int]:
 
 
 def test_report_density_support(tape):
-    _, data = run(tape, ssc.REPORT_DENSITY_SUPPORT(allocation_length=100).encode(), alloc=100)
+    _, data = run(tape, ssc.ReportDensitySupport(allocation_length=100).encode(), alloc=100)
     assert data == ssc.density_support(ssc.DENSITY_AWSTAPE, 64 * MiB // 1000000, writable=True)
-    _, data = run(tape, ssc.REPORT_DENSITY_SUPPORT(medium_type=1, allocation_length=100)
+    _, data = run(tape, ssc.ReportDensitySupport(medium_type=1, allocation_length=100)
                   .encode(), alloc=100)
     assert data == ssc.medium_type_support(0, (ssc.DENSITY_AWSTAPE,))
-    n, _ = run(tape, ssc.REPORT_DENSITY_SUPPORT(allocation_length=8).encode(), alloc=100)
+    n, _ = run(tape, ssc.ReportDensitySupport(allocation_length=8).encode(), alloc=100)
     assert n == 8
 
 
 def test_log_sense_pages_counters_and_reset(tape):
-    _, data = run(tape, ssc.LOG_SENSE(pc=1, allocation_length=64).encode(), alloc=64)
+    _, data = run(tape, ssc.LogSense(pc=1, allocation_length=64).encode(), alloc=64)
     assert data.hex() == "00000003" "000c2e"
-    _, data = run(tape, ssc.LOG_SENSE(pc=1, subpage_code=0xFF, allocation_length=64).encode(),
+    _, data = run(tape, ssc.LogSense(pc=1, subpage_code=0xFF, allocation_length=64).encode(),
                   alloc=64)
     assert data.hex() == "40ff0008" "0000" "0c00" "2e00" "00ff"
     write(tape, b"x" * 1000)
     mode_select_block_length(tape, 100)
-    run(tape, ssc.WRITE_6(fixed=1, transfer_length=3).encode(), bytes(300))
+    run(tape, ssc.Write6(fixed=1, transfer_length=3).encode(), bytes(300))
     rewind(tape)
     read(tape, 1000)
-    run(tape, ssc.READ_6(fixed=1, transfer_length=2).encode(), alloc=200)
+    run(tape, ssc.Read6(fixed=1, transfer_length=2).encode(), alloc=200)
     p = log(tape, ssc.SEQUENTIAL_ACCESS_DEVICE_PAGE)
     assert [p[i] for i in range(4)] == [1300, 1300, 1200, 1200]
     assert p[5] == (64 * MiB - 4 * MiB) // 1000000 and p[6] == 4 * MiB // 1000000
@@ -729,17 +729,17 @@ def test_log_sense_pages_counters_and_reset(tape):
     assert sorted(log(tape, ssc.SEQUENTIAL_ACCESS_DEVICE_PAGE, pointer=3)) == [*range(3, 9),
                                                                                0x100]
     assert log(tape, ssc.SEQUENTIAL_ACCESS_DEVICE_PAGE, pc=3)[0] == 0  # default values
-    e = check(tape, ssc.LOG_SENSE(page_code=0x2E, parameter_pointer=0x41,
+    e = check(tape, ssc.LogSense(page_code=0x2E, parameter_pointer=0x41,
                                   allocation_length=512).encode(), alloc=512)
     assert e.sense.sense_key_specific == field_pointer(5)
-    run(tape, ssc.LOG_SELECT(pcr=1, pc=1).encode())
+    run(tape, ssc.LogSelect(pcr=1, pc=1).encode())
     assert log(tape, ssc.SEQUENTIAL_ACCESS_DEVICE_PAGE)[0] == 0
-    for bad, ptr in ((ssc.LOG_SENSE(sp=1, allocation_length=8), field_pointer(1, 0)),
-                     (ssc.LOG_SENSE(page_code=0x0D, allocation_length=8), field_pointer(2, 5)),
-                     (ssc.LOG_SENSE(page_code=0x0C, subpage_code=1, allocation_length=8),
+    for bad, ptr in ((ssc.LogSense(sp=1, allocation_length=8), field_pointer(1, 0)),
+                     (ssc.LogSense(page_code=0x0D, allocation_length=8), field_pointer(2, 5)),
+                     (ssc.LogSense(page_code=0x0C, subpage_code=1, allocation_length=8),
                       field_pointer(3)),
-                     (ssc.LOG_SELECT(pcr=1, parameter_list_length=8), field_pointer(7)),
-                     (ssc.LOG_SELECT(sp=1), field_pointer(1, 0))):
+                     (ssc.LogSelect(pcr=1, parameter_list_length=8), field_pointer(7)),
+                     (ssc.LogSelect(sp=1), field_pointer(1, 0))):
         assert check(tape, bad.encode(), alloc=8).sense.sense_key_specific == ptr
 
 
@@ -774,11 +774,11 @@ def test_mode_pages_partition_compression_and_pews(tape):
 
     def select(page: bytes) -> None:
         param = bytes([0, 0, 0x10, 0]) + page
-        run(tape, spc.MODE_SELECT_6(pf=1, parameter_list_length=len(param)).encode(), param)
+        run(tape, spc.ModeSelect6(pf=1, parameter_list_length=len(param)).encode(), param)
 
     def refused(page: bytes) -> bytes:
         param = bytes([0, 0, 0x10, 0]) + page
-        return check(tape, spc.MODE_SELECT_6(pf=1, parameter_list_length=len(param)).encode(),
+        return check(tape, spc.ModeSelect6(pf=1, parameter_list_length=len(param)).encode(),
                      param).sense.sense_key_specific
 
     select(ssc.device_configuration_extension_page(3))
@@ -810,31 +810,31 @@ def test_programmable_early_warning_then_early_warning_then_overflow(tmp_path):
     t.pews = 1  # PEW at 2 MB
     for _ in range(19):  # 19 x 100006 bytes: before PEW
         write(t, rec)
-    assert not ssc.parse_read_position_long(run(t, ssc.READ_POSITION_LONG().encode(),
+    assert not ssc.parse_read_position_long(run(t, ssc.ReadPositionLong().encode(),
                                                 alloc=32)[1]).bpew
-    e = check(t, ssc.WRITE_6(transfer_length=len(rec)).encode(), rec)
+    e = check(t, ssc.Write6(transfer_length=len(rec)).encode(), rec)
     assert isinstance(e, ssc.EarlyWarning)  # the copy manager writes on through PEW
     assert sense(e) == (SenseKey.NO_SENSE, Asc.PROGRAMMABLE_EARLY_WARNING_DETECTED, 0, False,
                         True, False)
-    rp = ssc.parse_read_position_long(run(t, ssc.READ_POSITION_LONG().encode(), alloc=32)[1])
+    rp = ssc.parse_read_position_long(run(t, ssc.ReadPositionLong().encode(), alloc=32)[1])
     assert rp.bpew and not rp.eop and rp.object_number == 20
-    assert run(t, ssc.READ_POSITION_SHORT().encode(), alloc=20)[1][0] == 0x01  # BPEW
+    assert run(t, ssc.ReadPositionShort().encode(), alloc=20)[1][0] == 0x01  # BPEW
     for _ in range(9):  # up to 2,900,174: still in the PEW zone
-        assert check(t, ssc.WRITE_6(transfer_length=len(rec)).encode(), rec).sense.asc == (
+        assert check(t, ssc.Write6(transfer_length=len(rec)).encode(), rec).sense.asc == (
             Asc.PROGRAMMABLE_EARLY_WARNING_DETECTED)
-    e = check(t, ssc.WRITE_FILEMARKS_6(filemark_count=1).encode())  # filemarks too
+    e = check(t, ssc.WriteFilemarks6(filemark_count=1).encode())  # filemarks too
     assert e.sense.asc == Asc.PROGRAMMABLE_EARLY_WARNING_DETECTED
-    e = check(t, ssc.WRITE_6(transfer_length=len(rec)).encode(), rec)
+    e = check(t, ssc.Write6(transfer_length=len(rec)).encode(), rec)
     assert e.sense.asc == Asc.END_OF_PARTITION_MEDIUM_DETECTED and e.sense.eom
-    rp = ssc.parse_read_position_long(run(t, ssc.READ_POSITION_LONG().encode(), alloc=32)[1])
+    rp = ssc.parse_read_position_long(run(t, ssc.ReadPositionLong().encode(), alloc=32)[1])
     assert rp.bpew and rp.eop
     while True:
-        e = check(t, ssc.WRITE_6(transfer_length=len(rec)).encode(), rec)
+        e = check(t, ssc.Write6(transfer_length=len(rec)).encode(), rec)
         if e.sense.key != SenseKey.NO_SENSE:
             break
     assert e.sense.key == SenseKey.VOLUME_OVERFLOW and t.medium.offset <= 4 * mb
     t.pews = 0
-    rp = ssc.parse_read_position_long(run(t, ssc.READ_POSITION_LONG().encode(), alloc=32)[1])
+    rp = ssc.parse_read_position_long(run(t, ssc.ReadPositionLong().encode(), alloc=32)[1])
     assert not rp.bpew and rp.eop  # BPEW only while PEWS is set
     t.close()
 
@@ -910,7 +910,7 @@ def test_no_cdb_escapes_as_anything_but_check_condition(commands, payload):
 # --- what st sends for mt compression, mkpartition and setpartition -------------------------
 def st_mode_sense(t: Tape, page: int, dbd: bool = False) -> bytearray:
     """st's read_mode_page(): MODE SENSE (6) of one page, 255 bytes allocated."""
-    return bytearray(run(t, spc.MODE_SENSE_6(dbd=int(dbd), page_code=page,
+    return bytearray(run(t, spc.ModeSense6(dbd=int(dbd), page_code=page,
                                              allocation_length=255).encode(), alloc=255)[1])
 
 
@@ -922,7 +922,7 @@ def st_mode_select(t: Tape, data: bytearray) -> None:
     data[2] &= 0x7F
     data[pgo] &= 0x3F
     param = bytes(data[: pgo + data[pgo + 1] + 2])
-    run(t, spc.MODE_SELECT_6(pf=1, parameter_list_length=len(param)).encode(), param)
+    run(t, spc.ModeSelect6(pf=1, parameter_list_length=len(param)).encode(), param)
 
 
 def st_compression(t: Tape, state: bool) -> None:
@@ -972,7 +972,7 @@ def test_mt_compression_is_accepted_and_reported(tape):
     assert tape.compression
     assert st_mode_sense(tape, ssc.DATA_COMPRESSION_PAGE, dbd=True)[4:8] == bytes(
         [0x0F, 0x0E, 0xC0, 0x80])
-    _, default = run(tape, spc.MODE_SENSE_6(dbd=1, pc=spc.PC_DEFAULT, page_code=0x0F,
+    _, default = run(tape, spc.ModeSense6(dbd=1, pc=spc.PC_DEFAULT, page_code=0x0F,
                                             allocation_length=255).encode(), alloc=255)
     assert default[6] == 0x40  # the default is still no compression
     write(tape, b"x" * 1000)  # records are stored as received either way
@@ -992,7 +992,7 @@ def test_mt_mkpartition_two_partitions_refused_at_additional_partitions_defined(
     rewind(tape)
     data = st_partition_tape(tape, 100)
     assert data[12:22] == bytes([0x11, 8, 0, 1, 0x30, 3, 0, 0, 0xFF, 0xFF])
-    e = check(tape, spc.MODE_SELECT_6(pf=1, parameter_list_length=22).encode(),
+    e = check(tape, spc.ModeSelect6(pf=1, parameter_list_length=22).encode(),
               bytes([0, 0, 0x10, 8]) + bytes(data[4:22]))
     assert (e.sense.key, e.sense.asc) == (SenseKey.ILLEGAL_REQUEST,
                                           Asc.INVALID_FIELD_IN_PARAMETER_LIST)
@@ -1009,17 +1009,17 @@ def test_mt_mkpartition_one_partition_formats_at_bop_only(tape):
     data = st_partition_tape(tape, 0)
     assert data[12:22] == bytes([0x11, 8, 0, 0, 0x30, 3, 0, 0, 0xFF, 0xFF])
     param = bytes([0, 0, 0x10, 8]) + bytes(data[4:22])
-    e = check(tape, spc.MODE_SELECT_6(pf=1, parameter_list_length=22).encode(), param)
+    e = check(tape, spc.ModeSelect6(pf=1, parameter_list_length=22).encode(), param)
     assert (e.sense.key, e.sense.asc) == (SenseKey.ILLEGAL_REQUEST,
                                           Asc.POSITION_PAST_BEGINNING_OF_MEDIUM)
     assert tape.medium.objects == 1
     rewind(tape)
     bad = bytearray(param)
     bad[12 + 8 : 12 + 10] = b"\x00\x05"
-    e = check(tape, spc.MODE_SELECT_6(pf=1, parameter_list_length=22).encode(), bytes(bad))
+    e = check(tape, spc.ModeSelect6(pf=1, parameter_list_length=22).encode(), bytes(bad))
     assert e.sense.sense_key_specific == field_pointer(12 + 8, in_cdb=False)
     assert tape.medium.objects == 1
-    run(tape, spc.MODE_SELECT_6(pf=1, parameter_list_length=22).encode(), param)
+    run(tape, spc.ModeSelect6(pf=1, parameter_list_length=22).encode(), param)
     assert tape.medium.objects == 0 and tape.medium.end_of_data_offset == 0
     assert read_cc(tape, 10).sense.asc == Asc.END_OF_DATA_DETECTED
     # still one partition: what st's nbr_partitions() reads (DBD) says so
@@ -1031,11 +1031,11 @@ def test_setpartition_other_than_zero_is_invalid_field_in_cdb(tape):
     """LOCATE with CP one to a partition that does not exist: ILLEGAL REQUEST, INVALID
     FIELD IN CDB at the PARTITION byte (as mhvtl); partition 0 is fine."""
     write(tape, b"a")
-    for cdb, at in ((ssc.LOCATE_10(bt=1, cp=1, partition=1).encode(), 8),
-                    (ssc.LOCATE_16(cp=1, partition=1).encode(), 3)):
+    for cdb, at in ((ssc.Locate10(bt=1, cp=1, partition=1).encode(), 8),
+                    (ssc.Locate16(cp=1, partition=1).encode(), 3)):
         e = check(tape, cdb)
         assert (e.sense.key, e.sense.asc) == (SenseKey.ILLEGAL_REQUEST,
                                               Asc.INVALID_FIELD_IN_CDB)
         assert e.sense.sense_key_specific == field_pointer(at, in_cdb=True)
-    run(tape, ssc.LOCATE_10(bt=1, cp=1, partition=0, logical_object_identifier=0).encode())
+    run(tape, ssc.Locate10(bt=1, cp=1, partition=0, logical_object_identifier=0).encode())
     assert position(tape) == (True, False, 0, 0, 0)

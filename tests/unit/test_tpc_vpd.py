@@ -48,7 +48,7 @@ LIMITS = Limits(max_cscd=10, max_segments=7, max_descriptor_list_length=544,
 
 def inquiry(dev, page: int, alloc: int = 1024) -> bytes:
     buf = DataBuffer.allocate(alloc)
-    n = dev.handle(Command(spc.INQUIRY(evpd=1, page_code=page, allocation_length=alloc).encode(),
+    n = dev.handle(Command(spc.Inquiry(evpd=1, page_code=page, allocation_length=alloc).encode(),
                            buf))
     return buf.tobytes(n)
 

@@ -7,15 +7,21 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lio_xcopy.scsi import spc
-from lio_xcopy.scsi.cdb import Field, cdb_layout, cdb_length
+from lio_xcopy.scsi.cdb import Cdb, bitfield, cdb_length
 from lio_xcopy.scsi.errors import InvalidFieldInCdb, LbaOutOfRange
 from lio_xcopy.scsi.sense import Asc, SenseData, SenseFormatError, SenseKey, field_pointer
 
-READ_6 = cdb_layout("READ (6)", 0x08, 6, "SBC-4", Field("lba", 1, 21), Field("length", 4, 8))
-READ_10 = cdb_layout(
-    "READ (10)", 0x28, 10, "SBC-4", Field("rdprotect", 1, 3, lsb=5), Field("fua", 1, 1, lsb=3),
-    Field("lba", 2, 32), Field("length", 7, 16),
-)
+
+class Read6(Cdb, name="READ (6)", opcode=0x08, length=6, clause="SBC-4"):
+    lba: int = bitfield(1, 21)
+    length: int = bitfield(4, 8)
+
+
+class Read10(Cdb, name="READ (10)", opcode=0x28, length=10, clause="SBC-4"):
+    rdprotect: int = bitfield(1, 3, lsb=5)
+    fua: int = bitfield(1, 1, lsb=3)
+    lba: int = bitfield(2, 32)
+    length: int = bitfield(7, 16)
 
 
 def test_fixed_sense_golden():
@@ -68,43 +74,46 @@ def test_field_pointer_bits():
 
 
 def test_cdb_golden_and_round_trip():
-    c = READ_10(fua=1, lba=0x01020304, length=8)
+    c = Read10(fua=1, lba=0x01020304, length=8)
     assert c.encode() == bytes.fromhex("28080102030400000800")
-    assert READ_10.decode(c.encode()) == c
-    assert READ_6.decode(bytes.fromhex("081fffff0400")).lba == 0x1FFFFF
+    assert Read10.decode(c.encode()) == c
+    assert Read6.decode(bytes.fromhex("081fffff0400")).lba == 0x1FFFFF
 
 
 def test_cdb_usage_data_marks_decoded_bits():
-    assert READ_10.usage_data() == bytes.fromhex("28e8ffffffff00ffffff")
+    assert Read10.usage_data() == bytes.fromhex("28e8ffffffff00ffffff")
 
 
 def test_invalid_points_at_field_msb():
-    e = READ_10.invalid("rdprotect")
+    e = Read10.invalid("rdprotect")
     assert isinstance(e, InvalidFieldInCdb)
     assert e.sense.sense_key_specific == field_pointer(1, 7)
-    assert READ_10.invalid("lba").sense.sense_key_specific == field_pointer(2)
+    assert Read10.invalid("lba").sense.sense_key_specific == field_pointer(2)
 
 
 def test_encode_refuses_values_that_do_not_fit():
     with pytest.raises(ValueError, match="does not fit"):
-        READ_6(lba=1 << 21).encode()
+        Read6(lba=1 << 21).encode()
 
 
 def test_short_cdb_is_invalid_field():
     with pytest.raises(InvalidFieldInCdb):
-        READ_10.decode(b"\x28\x00")
+        Read10.decode(b"\x28\x00")
 
 
 @given(st.integers(0, 2**32 - 1), st.integers(0, 0xFFFF), st.integers(0, 7))
 def test_read10_property(lba, length, rdprotect):
-    c = READ_10(rdprotect=rdprotect, lba=lba, length=length)
-    assert READ_10.decode(c.encode()) == c
+    c = Read10(rdprotect=rdprotect, lba=lba, length=length)
+    assert Read10.decode(c.encode()) == c
 
 
 def test_service_action_is_encoded_by_default():
-    rc16 = cdb_layout("READ CAPACITY (16)", 0x9E, 16, "SBC-4", Field("alloc", 10, 32),
-                      service_action=0x10)
-    assert rc16().encode()[:2] == b"\x9e\x10"
+    class Rc16(Cdb, name="READ CAPACITY (16)", opcode=0x9E, length=16, clause="SBC-4",
+               service_action=0x10):
+        alloc: int = bitfield(10, 32)
+
+    assert Rc16().encode()[:2] == b"\x9e\x10"
+    assert Rc16.decode(Rc16(alloc=7).encode()).alloc == 7
 
 
 def test_cdb_length_by_group():
@@ -164,8 +173,42 @@ def test_report_one_command_not_supported():
 
 
 def test_a_layout_whose_fields_overlap_is_refused_when_defined():
-    from lio_xcopy.scsi.cdb import Field, cdb_layout
-
     with pytest.raises(ValueError, match="BAD: field 'control' overlaps another field"):
-        cdb_layout("BAD", 0xC5, 10, "test", Field("allocation_length", 6, 32))  # hits CONTROL
-    cdb_layout("GOOD", 0xC5, 10, "test", Field("allocation_length", 5, 32))
+        class Bad(Cdb, name="BAD", opcode=0xC5, length=10, clause="test"):
+            allocation_length: int = bitfield(6, 32)  # hits CONTROL
+
+    class Good(Cdb, name="GOOD", opcode=0xC5, length=10, clause="test"):
+        allocation_length: int = bitfield(5, 32)
+
+    assert [f.name for f in Good.FIELDS] == ["allocation_length", "control"]
+
+
+def test_every_handler_is_annotated_with_the_layouts_it_is_registered_for():
+    """mypy checks the fields a handler reads against its ``cdb`` annotation; the
+    dispatch table must hand it nothing else."""
+    import typing
+
+    from lio_xcopy.devices.changer import MediumChanger
+    from lio_xcopy.devices.disk import Disk
+    from lio_xcopy.devices.passthrough import PassThrough
+    from lio_xcopy.devices.tape import Tape
+
+    checked = 0
+    for device in (Disk, Tape, MediumChanger, PassThrough):
+        for layout, name in device._dispatch.values():
+            hint = typing.get_type_hints(getattr(device, name))["cdb"]
+            assert layout in (typing.get_args(hint) or (hint,)), (device.__name__, name, layout)
+            checked += 1
+    assert checked > 100
+
+
+def test_a_layout_cannot_extend_another():
+    class Base(Cdb, name="BASE", opcode=0xC6, length=6, clause="test"):
+        a: int = bitfield(1, 8)
+
+    with pytest.raises(TypeError, match="subclasses Cdb itself"):
+        class Derived(Base, name="DERIVED", opcode=0xC7, length=6, clause="test"):
+            b: int = bitfield(2, 8)
+    with pytest.raises(TypeError, match="not placed with bitfield"):
+        class Unplaced(Cdb, name="UNPLACED", opcode=0xC8, length=6, clause="test"):
+            a: int = 3

@@ -53,33 +53,33 @@ def test_extended_copy_cdb_golden():
     # SPC-4 6.5: 83h, service action 00h, PARAMETER LIST LENGTH in bytes 10-13; what
     # sg_ll_3party_copy_out (sg3_utils lib/sg_cmds_extra.c) sends for SA_XCOPY_LID1
     cdb = bytes.fromhex("83 00 0000000000000000 0000006c 00 00")
-    assert x.EXTENDED_COPY_LID1(parameter_list_length=108).encode() == cdb
-    d = x.EXTENDED_COPY_LID1.decode(cdb)
+    assert x.ExtendedCopyLid1(parameter_list_length=108).encode() == cdb
+    d = x.ExtendedCopyLid1.decode(cdb)
     assert (d.service_action, d.parameter_list_length) == (0, 108)
-    assert x.EXTENDED_COPY_LID1.decode(bytes.fromhex("83 00" + "00" * 8 + "01000010 0000"))\
+    assert x.ExtendedCopyLid1.decode(bytes.fromhex("83 00" + "00" * 8 + "01000010 0000"))\
         .parameter_list_length == 0x01000010  # all four bytes
 
 
 def test_receive_copy_results_cdbs_golden():
     # sg_ll_receive_copy_results: SA in byte 1, LIST IDENTIFIER in byte 2 (SA <= 4),
     # ALLOCATION LENGTH in bytes 10-13; sg_copy_results defaults to SA 03h, 520 bytes
-    assert x.RECEIVE_COPY_RESULTS_OPERATING_PARAMETERS(allocation_length=520).encode() == (
+    assert x.ReceiveCopyResultsOperatingParameters(allocation_length=520).encode() == (
         bytes.fromhex("84 03 00 00000000000000 00000208 00 00")
     )
-    status = x.RECEIVE_COPY_RESULTS_COPY_STATUS.decode(
+    status = x.ReceiveCopyResultsCopyStatus.decode(
         bytes.fromhex("84 00 01 00000000000000 0000000c 00 00")
     )
     assert (status.service_action, status.list_identifier, status.allocation_length) == (0, 1, 12)
-    assert x.RECEIVE_COPY_RESULTS_FAILED_SEGMENT_DETAILS(
+    assert x.ReceiveCopyResultsFailedSegmentDetails(
         list_identifier=0x7F, allocation_length=0x10000
     ).encode() == bytes.fromhex("84 04 7f 00000000000000 00010000 00 00")
     assert [c.SERVICE_ACTION for c in x.RECEIVE_COPY_RESULTS] == [0, 3, 4]
     # our vendor-specific RECEIVE COPY DIGEST, as docs/copy-digest.md shows it for sg_raw
-    assert x.RECEIVE_COPY_DIGEST(list_identifier=7, allocation_length=48).encode() == \
+    assert x.ReceiveCopyDigest(list_identifier=7, allocation_length=48).encode() == \
         bytes.fromhex("c5 00 07 00 00 00 00 00 30 00")
     digest = x.CopyDigest(1, 1 << 33, bytes(range(32)))
     assert x.parse_copy_digest(digest.encode()) == digest and len(digest.encode()) == 48
-    assert x.RECEIVE_COPY_RESULTS_COPY_STATUS.invalid("list_identifier").sense\
+    assert x.ReceiveCopyResultsCopyStatus.invalid("list_identifier").sense\
         .sense_key_specific == field_pointer(2)
 
 

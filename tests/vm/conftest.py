@@ -291,14 +291,14 @@ def _stale_probes() -> dict[str, bytes]:
     from lio_xcopy.scsi import sbc, spc, xcopy
 
     return {
-        "INQUIRY, allocation length 0": spc.INQUIRY(allocation_length=0).encode(),
+        "INQUIRY, allocation length 0": spc.Inquiry(allocation_length=0).encode(),
         "MODE SENSE (6), allocation length 0":
-            spc.MODE_SENSE_6(page_code=spc.ALL_PAGES, allocation_length=0).encode(),
+            spc.ModeSense6(page_code=spc.ALL_PAGES, allocation_length=0).encode(),
         "RECEIVE COPY RESULTS, allocation length 0":
-            xcopy.RECEIVE_COPY_RESULTS_OPERATING_PARAMETERS(allocation_length=0).encode(),
-        "REQUEST SENSE, allocation length 0": spc.REQUEST_SENSE(allocation_length=0).encode(),
-        "READ (10) of 0 blocks": sbc.READ_10(lba=0, transfer_length=0).encode(),
-        "TEST UNIT READY with a Data-In buffer": spc.TEST_UNIT_READY().encode(),
+            xcopy.ReceiveCopyResultsOperatingParameters(allocation_length=0).encode(),
+        "REQUEST SENSE, allocation length 0": spc.RequestSense(allocation_length=0).encode(),
+        "READ (10) of 0 blocks": sbc.Read10(lba=0, transfer_length=0).encode(),
+        "TEST UNIT READY with a Data-In buffer": spc.TestUnitReady().encode(),
     }
 
 
@@ -315,9 +315,9 @@ def check_no_stale_data(sg: str, lba: int, block_size: int = 512,
     blocks = buffer // block_size
     resids: dict[str, int] = {}
     with sgio.ScsiDevice(sg) as dev:
-        dev.execute(sbc.WRITE_10(lba=lba, transfer_length=blocks).encode(), data_out=marker)
+        dev.execute(sbc.Write10(lba=lba, transfer_length=blocks).encode(), data_out=marker)
         for name, cdb in _stale_probes().items():
-            got = dev.execute(sbc.READ_10(lba=lba, transfer_length=blocks).encode(),
+            got = dev.execute(sbc.Read10(lba=lba, transfer_length=blocks).encode(),
                               data_in=buffer)
             assert got.data == marker
             res = dev.execute(cdb, data_in=buffer, check=False)
@@ -325,8 +325,8 @@ def check_no_stale_data(sg: str, lba: int, block_size: int = 512,
             assert not any(res.data), f"{name}: {len(res.data)} bytes, not all zero: " \
                 f"{res.data[:48]!r}"
             resids[name] = res.resid
-        dev.execute(sbc.READ_10(lba=lba, transfer_length=blocks).encode(), data_in=buffer)
-        inq = dev.execute(spc.INQUIRY(allocation_length=36).encode(), data_in=buffer)
+        dev.execute(sbc.Read10(lba=lba, transfer_length=blocks).encode(), data_in=buffer)
+        inq = dev.execute(spc.Inquiry(allocation_length=36).encode(), data_in=buffer)
         assert len(inq.data) == 36 and inq.resid == buffer - 36, (len(inq.data), inq.resid)
         assert marker[:16] not in inq.data
         resids["INQUIRY, allocation length 36"] = inq.resid

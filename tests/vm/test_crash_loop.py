@@ -101,12 +101,12 @@ class Copier(threading.Thread):
         try:
             for dev in (src, tape):  # a restart leaves the tape's power on to report
                 for _ in range(3):
-                    if dev.execute(spc.TEST_UNIT_READY().encode(), check=False).good:
+                    if dev.execute(spc.TestUnitReady().encode(), check=False).good:
                         break
-            r = tape.execute(ssc.REWIND().encode(), timeout=120, check=False)
+            r = tape.execute(ssc.Rewind().encode(), timeout=120, check=False)
             if not r.good:
                 return f"REWIND: {r.explain()}"
-            cdb = xcopy.EXTENDED_COPY_LID1(parameter_list_length=len(self.plist)).encode()
+            cdb = xcopy.ExtendedCopyLid1(parameter_list_length=len(self.plist)).encode()
             self.copying.set()
             try:
                 r = src.execute(cdb, data_out=self.plist, timeout=180, check=False)

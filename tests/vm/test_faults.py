@@ -101,17 +101,17 @@ def test_a_copy_from_the_bad_disk_to_tape_stops_at_the_failing_segment(lab, faul
         [BlockToStream(0, 1, seg, i * seg, 65536) for i in range(3)],
         list_identifier=0x21, list_id_usage=xcopy.ListIdUsage.HOLD)
     with sgio.ScsiDevice(str(faulty.dev.sg)) as d:
-        r = d.execute(xcopy.EXTENDED_COPY_LID1(parameter_list_length=len(plist)).encode(),
+        r = d.execute(xcopy.ExtendedCopyLid1(parameter_list_length=len(plist)).encode(),
                       data_out=plist, timeout=600, check=False)
         assert r.sense is not None, r.explain()
         assert (r.sense.key, r.sense.asc, r.sense.command_specific) == (
             SenseKey.COPY_ABORTED, Asc.UNRECOVERED_READ_ERROR, 1)
-        fsd = d.execute(xcopy.RECEIVE_COPY_RESULTS_FAILED_SEGMENT_DETAILS(
+        fsd = d.execute(xcopy.ReceiveCopyResultsFailedSegmentDetails(
             list_identifier=0x21, allocation_length=255).encode(), data_in=255)
         cause = xcopy.FailedSegmentDetails.parse(fsd.data).sense
         assert (cause.key, cause.asc, cause.information) == (
             SenseKey.MEDIUM_ERROR, Asc.UNRECOVERED_READ_ERROR, BAD)
-        st = xcopy.CopyStatus.parse(d.execute(xcopy.RECEIVE_COPY_RESULTS_COPY_STATUS(
+        st = xcopy.CopyStatus.parse(d.execute(xcopy.ReceiveCopyResultsCopyStatus(
             list_identifier=0x21, allocation_length=12).encode(), data_in=12).data)
     on_tape = b"".join(r for r in AwsTape.open_readonly(lab.tape_lun.path).dump_records()
                        if r is not None)

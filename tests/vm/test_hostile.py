@@ -236,7 +236,7 @@ def _copy_lists(naa: dict[str, bytes]) -> list[bytes]:
 def _mode_select_lists(storm: Storm, dev: sgio.ScsiDevice, name: str) -> list[bytes]:
     """The LUN's current mode pages as a MODE SELECT (6) list (header, block
     descriptor, pages), to be mutated."""
-    res = storm.send(name, dev, spc.MODE_SENSE_6(page_code=0x3F, allocation_length=255)
+    res = storm.send(name, dev, spc.ModeSense6(page_code=0x3F, allocation_length=255)
                      .encode(), data_in=255)
     if res is None or res.status != 0 or len(res.data) < 4:
         return [bytes(4)]
@@ -264,7 +264,7 @@ def _storm(storm: Storm, name: str, dev: sgio.ScsiDevice, layouts: list, *, chec
             data_in, data_out = storm.buffers(cdb[0])
             storm.send(name, dev, cdb, data_in, data_out)
         elif kind < 0.75 and rcr:  # RECEIVE COPY RESULTS / COPY DIGEST, any allocation
-            layout = rng.choice([*xcopy.RECEIVE_COPY_RESULTS, xcopy.RECEIVE_COPY_DIGEST])
+            layout = rng.choice([*xcopy.RECEIVE_COPY_RESULTS, xcopy.ReceiveCopyDigest])
             fields = {"allocation_length": rng.choice(
                 [0, 1, 4, 11, 12, 47, 48, 60, 0xFFFFFFFF, rng.randint(0, 70000)])}
             if any(f.name == "list_identifier" for f in layout.FIELDS):
@@ -275,19 +275,19 @@ def _storm(storm: Storm, name: str, dev: sgio.ScsiDevice, layouts: list, *, chec
             plist = storm.mutate(rng.choice(selects), rng.randint(0, 3))
             pf = rng.choice([1, 1, 0])
             if rng.random() < 0.5:
-                cdb = spc.MODE_SELECT_6(pf=pf, parameter_list_length=min(len(plist), 255))
+                cdb = spc.ModeSelect6(pf=pf, parameter_list_length=min(len(plist), 255))
             else:  # the same list with the MODE SELECT (10) header
                 h = plist[:4].ljust(4, b"\0")
                 plist = bytes([0, 0, h[1], h[2], 0, 0, 0, h[3]]) + plist[4:]
-                cdb = spc.MODE_SELECT_10(pf=pf, parameter_list_length=len(plist))
+                cdb = spc.ModeSelect10(pf=pf, parameter_list_length=len(plist))
             storm.send(name, dev, cdb.encode(), data_out=plist)
         elif lists:  # EXTENDED COPY: a valid list mutated (scratch LUNs only)
             plist = storm.mutate(rng.choice(lists), rng.randint(0, 4))
             length = rng.choice([len(plist)] * 4 + [0, max(len(plist) - 1, 0), len(plist) + 8])
-            cdb = xcopy.EXTENDED_COPY_LID1(parameter_list_length=length).encode()
+            cdb = xcopy.ExtendedCopyLid1(parameter_list_length=length).encode()
             storm.send(name, dev, cdb, data_out=plist)
         else:
-            storm.send(name, dev, spc.TEST_UNIT_READY().encode())
+            storm.send(name, dev, spc.TestUnitReady().encode())
 
 
 def _state_of_library(path: Path) -> list[str]:
@@ -340,14 +340,14 @@ def test_hostile_initiator(lab, hostile):
         assert got == (work / "hcheck.img").read_bytes()[: 16 * 512]
         tape = opened["htape"]
         clear_unit_attention(str(devs["htape"].sg))
-        tape.execute(ssc.PREVENT_ALLOW_MEDIUM_REMOVAL(prevent=0).encode(), check=False)
-        tape.execute(ssc.LOAD_UNLOAD(load=1).encode(), check=False)
+        tape.execute(ssc.PreventAllowMediumRemoval(prevent=0).encode(), check=False)
+        tape.execute(ssc.LoadUnload(load=1).encode(), check=False)
         clear_unit_attention(str(devs["htape"].sg))
         bd = ssc.block_descriptor(0, 0)
-        tape.execute(spc.MODE_SELECT_6(pf=1, parameter_list_length=12).encode(),
+        tape.execute(spc.ModeSelect6(pf=1, parameter_list_length=12).encode(),
                      data_out=bytes([0, 0, 0x10, 8]) + bd)
-        tape.execute(ssc.REWIND().encode())
-        got = tape.execute(ssc.READ_6(transfer_length=len(records[0])).encode(),
+        tape.execute(ssc.Rewind().encode())
+        got = tape.execute(ssc.Read6(transfer_length=len(records[0])).encode(),
                            data_in=len(records[0]))
         assert got.data == records[0]
     finally:

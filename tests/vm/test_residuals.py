@@ -49,7 +49,7 @@ def disks(lab, net, iscsid):
                               fileio=str(provision.find_kernel_device(theirs, 60).sg))
         clear_unit_attention(sgs.ours, sgs.fileio)
         with open("/dev/urandom", "rb") as rnd:  # our disk gets data too
-            _raw(sgs.ours, sbc.WRITE_10(lba=0, transfer_length=64), lab.work,
+            _raw(sgs.ours, sbc.Write10(lba=0, transfer_length=64), lab.work,
                  send=rnd.read(64 * BS))
         yield sgs
     finally:
@@ -79,7 +79,7 @@ def _raw(sg: str, cdb, work: Path, *, room: int = 0, send: bytes | None = None):
 
 
 def _content(sg: str, lba: int, blocks: int, work: Path) -> bytes:
-    status, _, data = _raw(sg, sbc.READ_10(lba=lba, transfer_length=blocks), work,
+    status, _, data = _raw(sg, sbc.Read10(lba=lba, transfer_length=blocks), work,
                            room=blocks * BS)
     assert "Good" in status and len(data) == blocks * BS, status
     return data
@@ -88,7 +88,7 @@ def _content(sg: str, lba: int, blocks: int, work: Path) -> bytes:
 def test_read_with_more_room_moves_the_cdbs_blocks(lab, disks):
     for name, sg in vars(disks).items():
         want = _content(sg, 8, 2, lab.work)
-        status, _, got = _raw(sg, sbc.READ_10(lba=8, transfer_length=2), lab.work,
+        status, _, got = _raw(sg, sbc.Read10(lba=8, transfer_length=2), lab.work,
                               room=8 * BS)
         print(f"\n{name}: READ (10) of 2 blocks into {8 * BS} bytes: {status}, "
               f"{len(got)} bytes")
@@ -100,7 +100,7 @@ def test_read_with_more_room_moves_the_cdbs_blocks(lab, disks):
 def test_write_of_another_length_is_refused_by_both(lab, disks, nbytes):
     for name, sg in vars(disks).items():
         before = _content(sg, 16, 4, lab.work)
-        status, sense, _ = _raw(sg, sbc.WRITE_10(lba=17, transfer_length=2), lab.work,
+        status, sense, _ = _raw(sg, sbc.Write10(lba=17, transfer_length=2), lab.work,
                                 send=b"\xee" * nbytes)
         print(f"\n{name}: WRITE (10) of 2 blocks with {nbytes} bytes: {status}, {sense}")
         assert sense == MISMATCH, (name, status, sense)
@@ -110,7 +110,7 @@ def test_write_of_another_length_is_refused_by_both(lab, disks, nbytes):
 def test_read_with_less_room(lab, disks):
     """fileio sends what fits and an overflow residual; TCMU cannot say overflow, so
     ours refuses and sends nothing."""
-    cdb = sbc.READ_10(lba=24, transfer_length=4)
+    cdb = sbc.Read10(lba=24, transfer_length=4)
     status, sense, got = _raw(disks.fileio, cdb, lab.work, room=3 * BS)
     print(f"\nfileio: READ (10) of 4 blocks into {3 * BS} bytes: {status}, {len(got)} bytes")
     assert "Good" in status and got == _content(disks.fileio, 24, 4, lab.work)[: len(got)]

@@ -66,7 +66,7 @@ def _out(sg: str, tmp: Path, cdb, data: bytes, check: bool = True):
 
 def _rrti(sg: str, tmp: Path, list_id: int) -> rod.RodTokenInformation:
     out = tmp / "rrti.bin"
-    cdb = rod.RECEIVE_ROD_TOKEN_INFORMATION(list_identifier=list_id, allocation_length=1024)
+    cdb = rod.ReceiveRodTokenInformation(list_identifier=list_id, allocation_length=1024)
     run("sg_raw", "-r", "1024", "-o", str(out), sg, *_hex(cdb.encode()))
     return rod.RodTokenInformation.parse(out.read_bytes())
 
@@ -77,13 +77,13 @@ def test_odx_full_copy_with_sg_raw_byte_exact(pair, tmp_path):
     src, dst = pair
     whole = (rod.BlockRange(0, BLOCKS),)
     plist = rod.PopulateTokenList(whole).encode()
-    _out(str(src.sg), tmp_path, rod.POPULATE_TOKEN(list_identifier=0x101,
+    _out(str(src.sg), tmp_path, rod.PopulateToken(list_identifier=0x101,
                                                    parameter_list_length=len(plist)), plist)
     info = _rrti(str(src.sg), tmp_path, 0x101)
     assert (info.service_action, info.status, info.transfer_count) == (0x10, 1, BLOCKS)
     assert len(info.token) == 512 and info.token[:4] == bytes.fromhex("00800001")
     plist = rod.WriteUsingTokenList(info.token, whole, del_tkn=True).encode()
-    _out(str(dst.sg), tmp_path, rod.WRITE_USING_TOKEN(list_identifier=0x101,
+    _out(str(dst.sg), tmp_path, rod.WriteUsingToken(list_identifier=0x101,
                                                       parameter_list_length=len(plist)), plist)
     info = _rrti(str(dst.sg), tmp_path, 0x101)
     assert (info.service_action, info.status, info.transfer_count) == (0x11, 1, BLOCKS)
@@ -125,7 +125,7 @@ def test_zero_token_with_sg_raw(pair, tmp_path):
     assert any(lun_bytes(dst.block))
     plist = rod.WriteUsingTokenList(rod.block_device_zero_token(),
                                     (rod.BlockRange(0, BLOCKS),)).encode()
-    _out(str(dst.sg), tmp_path, rod.WRITE_USING_TOKEN(list_identifier=0x102,
+    _out(str(dst.sg), tmp_path, rod.WriteUsingToken(list_identifier=0x102,
                                                       parameter_list_length=len(plist)), plist)
     info = _rrti(str(dst.sg), tmp_path, 0x102)
     assert (info.service_action, info.status, info.transfer_count) == (0x11, 1, BLOCKS)
@@ -137,10 +137,10 @@ def _populate(sg: str, tmp: Path, list_id: int, timeout: int = 0) -> bytes:
     plist = rod.PopulateTokenList((rod.BlockRange(0, 16),), inactivity_timeout=timeout).encode()
     f = tmp / "pt.bin"
     f.write_bytes(plist)
-    cdb = rod.POPULATE_TOKEN(list_identifier=list_id, parameter_list_length=len(plist))
+    cdb = rod.PopulateToken(list_identifier=list_id, parameter_list_length=len(plist))
     run("sg_raw", "-s", str(len(plist)), "-i", str(f), sg, *_hex(cdb.encode()))
     out = tmp / "rrti.bin"
-    cdb = rod.RECEIVE_ROD_TOKEN_INFORMATION(list_identifier=list_id, allocation_length=1024)
+    cdb = rod.ReceiveRodTokenInformation(list_identifier=list_id, allocation_length=1024)
     run("sg_raw", "-r", "1024", "-o", str(out), sg, *_hex(cdb.encode()))
     info = rod.RodTokenInformation.parse(out.read_bytes())
     assert (info.service_action, info.status, info.transfer_count) == (0x10, 1, 16)
@@ -151,7 +151,7 @@ def _write_using(sg: str, tmp: Path, token: bytes, list_id: int):
     plist = rod.WriteUsingTokenList(token, (rod.BlockRange(1024, 16),)).encode()
     f = tmp / "wut.bin"
     f.write_bytes(plist)
-    cdb = rod.WRITE_USING_TOKEN(list_identifier=list_id, parameter_list_length=len(plist))
+    cdb = rod.WriteUsingToken(list_identifier=list_id, parameter_list_length=len(plist))
     return run("sg_raw", "-s", str(len(plist)), "-i", str(f), sg, *_hex(cdb.encode()),
                check=False)
 

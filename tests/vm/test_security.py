@@ -163,7 +163,7 @@ def extended_copy(sg: str, plist: bytes):
     from lio_xcopy.scsi import xcopy
     from lio_xcopy.sg.sgio import ScsiDevice
 
-    cdb = xcopy.EXTENDED_COPY_LID1(parameter_list_length=len(plist)).encode()
+    cdb = xcopy.ExtendedCopyLid1(parameter_list_length=len(plist)).encode()
     with ScsiDevice(sg) as dev:
         return dev.execute(cdb, data_out=plist, timeout=300, check=False)
 

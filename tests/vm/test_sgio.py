@@ -90,7 +90,7 @@ def test_bad_field_is_decoded_to_byte_and_bit(disk):
 def test_read_past_the_end_names_the_lba(disk):
     blocks = DISK_SIZE // 512
     with pytest.raises(sgio.ScsiCommandError) as e:
-        disk.execute(sbc.READ_16(lba=blocks, transfer_length=1).encode(), data_in=512)
+        disk.execute(sbc.Read16(lba=blocks, transfer_length=1).encode(), data_in=512)
     print(e.value)
     assert e.value.asc == Asc.LOGICAL_BLOCK_ADDRESS_OUT_OF_RANGE
     assert f"at LBA {blocks}" in str(e.value)
@@ -116,7 +116,7 @@ def test_sg_io_through_nst_opened_nonblocking(lab):
         ready(d)
         assert d.inquiry().product == "lio-xcopy tape"
         assert d.naa() == bytes.fromhex(lab.tape_lun.naa)
-        pos = d.execute(ssc.READ_POSITION_SHORT().encode(), data_in=20).data
+        pos = d.execute(ssc.ReadPositionShort().encode(), data_in=20).data
         assert pos[0] & 0x80  # BOP: we rewound
         # st allows one open per drive: mt cannot open it while we hold it
         p = run("mt", "-f", lab.nst, "status", check=False)
@@ -165,7 +165,7 @@ def test_disk_counters_move_by_exactly_what_dd_moved(lab):
 def test_sg_io_data_is_counted_by_the_handle_not_by_sd(lab, disk):
     run("udevadm", "settle", check=False)
     before = sgio.io_counters(lab.sd)
-    r = disk.execute(sbc.READ_16(lba=0, transfer_length=2048).encode(), data_in=MiB)
+    r = disk.execute(sbc.Read16(lba=0, transfer_length=2048).encode(), data_in=MiB)
     assert len(r.data) == MiB and r.resid == 0
     delta = sgio.io_counters(lab.sd) - before
     print("after 1 MiB by SG_IO on sg:", delta.describe(), "handle:", disk.bytes_in)
@@ -180,7 +180,7 @@ def test_sg_io_data_is_counted_by_the_handle_not_by_sd(lab, disk):
            for k in ("max_sectors_kb", "max_hw_sectors_kb", "max_segments")})
     with sgio.ScsiDevice(lab.sd) as d:
         before = sgio.io_counters(lab.sd)
-        assert len(d.execute(sbc.READ_16(lba=2048, transfer_length=2048).encode(),
+        assert len(d.execute(sbc.Read16(lba=2048, transfer_length=2048).encode(),
                              data_in=MiB).data) == MiB
         delta = sgio.io_counters(lab.sd) - before
     print("after 1 MiB by SG_IO on sd:", delta.describe(), "handle:", d.bytes_in)
@@ -218,7 +218,7 @@ def _one_record_then_filemark(lab) -> None:
 
 def test_filemark_read_through_sg_io_in_words(lab, tape):
     _one_record_then_filemark(lab)
-    read = ssc.READ_6(transfer_length=65536).encode()
+    read = ssc.Read6(transfer_length=65536).encode()
     assert len(tape.execute(read, data_in=65536).data) == 65536
     r = tape.execute(read, data_in=65536, check=False)
     print(r.explain(), "resid", r.resid)

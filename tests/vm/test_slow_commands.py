@@ -48,7 +48,7 @@ def while_running(other: str, call) -> tuple[object, list[float]]:
         time.sleep(0.3)  # the long command is on the ring
         while t.is_alive():
             t0 = time.monotonic()
-            dev.execute(spc.TEST_UNIT_READY().encode(), timeout=120)
+            dev.execute(spc.TestUnitReady().encode(), timeout=120)
             if t.is_alive():
                 latencies.append(time.monotonic() - t0)
         t.join()
@@ -78,7 +78,7 @@ def test_a_slow_read_holds_up_no_other_lun(lab, slow_disk):
 
     def read() -> bytes:
         with sgio.ScsiDevice(str(dev.sg)) as d:
-            return d.execute(sbc.READ_16(lba=lba, transfer_length=blocks).encode(),
+            return d.execute(sbc.Read16(lba=lba, transfer_length=blocks).encode(),
                              data_in=MiB, timeout=120).data
 
     got, lat = while_running(lab.disk_sg, read)
@@ -106,10 +106,10 @@ def test_millions_of_filemarks_hold_up_no_other_lun_and_take_bounded_memory(lab,
     pid = lab.daemon.proc.pid
     rss0 = _rss_kib(pid)
     with sgio.ScsiDevice(str(dev.sg)) as tape:
-        tape.execute(ssc.REWIND().encode())
+        tape.execute(ssc.Rewind().encode())
 
         def write_filemarks():
-            return tape.execute(ssc.WRITE_FILEMARKS_6(filemark_count=0xFFFFFF).encode(),
+            return tape.execute(ssc.WriteFilemarks6(filemark_count=0xFFFFFF).encode(),
                                 timeout=600, check=False)
 
         res, lat_w = while_running(lab.disk_sg, write_filemarks)
@@ -117,20 +117,20 @@ def test_millions_of_filemarks_hold_up_no_other_lun_and_take_bounded_memory(lab,
         assert res.status == 0x02 and res.sense is not None and res.sense.eom, res.explain()
         marks = path.stat().st_size // 6
         assert marks > 2_000_000, marks
-        tape.execute(ssc.REWIND().encode(), timeout=600)
+        tape.execute(ssc.Rewind().encode(), timeout=600)
 
         def space():
-            return tape.execute(ssc.SPACE_6(code=ssc.SPACE_FILEMARKS,
+            return tape.execute(ssc.Space6(code=ssc.SPACE_FILEMARKS,
                                             count=0x7FFFFF).encode(), timeout=600, check=False)
 
         res, lat_s = while_running(lab.disk_sg, space)
         assert res.status == 0x02 and res.sense is not None, res.explain()  # end of data
-        pos = tape.execute(ssc.READ_POSITION_SHORT(allocation_length=20).encode(),
+        pos = tape.execute(ssc.ReadPositionShort(allocation_length=20).encode(),
                            data_in=20).data
         assert int.from_bytes(pos[4:8], "big") == marks  # at end of data, after every mark
         rss1 = _rss_kib(pid)
-        tape.execute(ssc.REWIND().encode(), timeout=600)
-        tape.execute(ssc.ERASE_6(long=1).encode(), timeout=600)
+        tape.execute(ssc.Rewind().encode(), timeout=600)
+        tape.execute(ssc.Erase6(long=1).encode(), timeout=600)
     lat = lat_w + lat_s
     print(f"\n{marks} filemarks: RSS {rss0} -> {rss1} KiB; {len(lat)} TURs on another LUN "
           f"meanwhile, worst {max(lat, default=0) * 1000:.0f} ms")

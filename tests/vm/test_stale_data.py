@@ -40,15 +40,15 @@ def test_a_write_sent_with_a_data_in_buffer_gets_nothing_stale(lab):
     try:
         dev = extra_lun(lab, lun)
         with sgio.ScsiDevice(str(dev.sg)) as d:
-            d.execute(sbc.WRITE_10(lba=64, transfer_length=8).encode(), data_out=marker)
-            assert d.execute(sbc.READ_10(lba=64, transfer_length=8).encode(),
+            d.execute(sbc.Write10(lba=64, transfer_length=8).encode(), data_out=marker)
+            assert d.execute(sbc.Read10(lba=64, transfer_length=8).encode(),
                              data_in=4096).data == marker
-            res = d.execute(sbc.WRITE_10(lba=8, transfer_length=8).encode(), data_in=4096,
+            res = d.execute(sbc.Write10(lba=8, transfer_length=8).encode(), data_in=4096,
                             check=False)
             print(f"\nWRITE (10) with a Data-In buffer: status {res.status:#x}, "
                   f"{len(res.data)} bytes back, resid {res.resid}")
             assert marker[:25] not in res.data and not any(res.data), res.data[:64]
-            got = d.execute(sbc.READ_10(lba=8, transfer_length=8).encode(), data_in=4096).data
+            got = d.execute(sbc.Read10(lba=8, transfer_length=8).encode(), data_in=4096).data
             assert marker[:25] not in got, "the stale data area was written to the LUN"
     finally:
         provision.delete(lun.name)

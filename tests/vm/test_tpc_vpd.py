@@ -32,7 +32,7 @@ def test_sg_vpd_decodes_the_page_of_disk_and_tape(lab):
         raw = run("sg_vpd", "-p", "tpc", "--hex", "--hex", "--hex", sg).stdout.split()
         assert int(raw[0], 16) == pdt  # PERIPHERAL QUALIFIER 000b and the LUN's type
         with sgio.ScsiDevice(sg) as dev:
-            cdb = xcopy.RECEIVE_COPY_RESULTS_OPERATING_PARAMETERS(allocation_length=1024)
+            cdb = xcopy.ReceiveCopyResultsOperatingParameters(allocation_length=1024)
             op = xcopy.OperatingParameters.parse(
                 dev.execute(cdb.encode(), data_in=1024).data)
         assert _number(out, "Maximum CSCD descriptor count") == op.max_cscd_count

@@ -466,7 +466,7 @@ def test_copy_operation_abort_from_stock_sg_raw_stops_a_long_copy(lab):
 def _copy_status(sg: str, list_id: int) -> xcopy.CopyStatus:
     from lio_xcopy.sg.sgio import ScsiDevice
 
-    cdb = xcopy.RECEIVE_COPY_RESULTS_COPY_STATUS(list_identifier=list_id,
+    cdb = xcopy.ReceiveCopyResultsCopyStatus(list_identifier=list_id,
                                                  allocation_length=12).encode()
     with ScsiDevice(sg) as dev:
         return xcopy.CopyStatus.parse(dev.execute(cdb, data_in=12).data)
@@ -489,7 +489,7 @@ def test_abort_task_after_an_sg_io_timeout_stops_the_copy_and_keeps_what_it_move
         [cscd(lab.disk_lun, 0, BS)],
         [BlockToBlock(0, 0, region // BS, 0, 48 * MiB // BS)] * segments,
         list_identifier=0x3D, list_id_usage=xcopy.ListIdUsage.HOLD)
-    cdb = xcopy.EXTENDED_COPY_LID1(parameter_list_length=len(plist)).encode()
+    cdb = xcopy.ExtendedCopyLid1(parameter_list_length=len(plist)).encode()
     log_start = len(lab.daemon.text())
     with ScsiDevice(lab.disk_sg) as dev, pytest.raises(TransportFailure) as failed:
         dev.execute(cdb, data_out=plist, timeout=3)

@@ -134,16 +134,16 @@ def _plist(lab, array, passes: int, list_id: int) -> bytes:
 
 
 def _send(sg: str, plist: bytes) -> sgio.Result:
-    cdb = xcopy.EXTENDED_COPY_LID1(parameter_list_length=len(plist)).encode()
+    cdb = xcopy.ExtendedCopyLid1(parameter_list_length=len(plist)).encode()
     with sgio.ScsiDevice(sg) as dev:
         return dev.execute(cdb, data_out=plist, timeout=600, check=False)
 
 
 def _results(sg: str, list_id: int) -> tuple[xcopy.CopyStatus, bytes | None]:
     with sgio.ScsiDevice(sg) as dev:
-        st = dev.execute(xcopy.RECEIVE_COPY_RESULTS_COPY_STATUS(
+        st = dev.execute(xcopy.ReceiveCopyResultsCopyStatus(
             list_identifier=list_id, allocation_length=12).encode(), data_in=12).data
-        fsd = dev.execute(xcopy.RECEIVE_COPY_RESULTS_FAILED_SEGMENT_DETAILS(
+        fsd = dev.execute(xcopy.ReceiveCopyResultsFailedSegmentDetails(
             list_identifier=list_id, allocation_length=255).encode(), data_in=255).data
     details = xcopy.FailedSegmentDetails.parse(fsd)
     return xcopy.CopyStatus.parse(st), details.sense_data if details else None
