@@ -113,7 +113,7 @@ def test_parse_errors_point_at_the_field():
     assert ptr(s) == 84
 
 
-@pytest.mark.parametrize("code", [0x07, 0x0B, 0x13, 0xBE])
+@pytest.mark.parametrize("code", [0x14, 0x15, 0x16, 0xBE, 0xFF])
 def test_types_still_refused_are_unsupported_and_not_listed(code):
     data = bytearray(x.build_extended_copy(disks_and_tape(), [Locate(1, 0)]))
     data[80] = code
