@@ -30,11 +30,11 @@ def tape1(lab):
     from lio_xcopy.control import provision
 
     work = Path(tempfile.mkdtemp(prefix="segs-", dir=lab.work))
-    lun = provision.create_tape("vmtape1", work / "tape1.aws", 64 * MiB)
+    lun = provision.create_tape("segtape1", work / "tape1.aws", 64 * MiB)
     try:
         yield lun, extra_lun(lab, lun)
     finally:
-        provision.delete("vmtape1")
+        provision.delete("segtape1")
         clear_unit_attention(lab.disk_sg, lab.tape_sg)
         shutil.rmtree(work, ignore_errors=True)
 
