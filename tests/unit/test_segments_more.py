@@ -19,6 +19,12 @@ from lio_xcopy.devices.buffer import DataBuffer
 from lio_xcopy.scsi import xcopy as x
 from lio_xcopy.scsi.errors import CheckCondition
 from lio_xcopy.scsi.sense import Asc, SenseKey
+from lio_xcopy.scsi.tpc_vpd import (
+    HeldData,
+    SupportedCommands,
+    SupportedDescriptors,
+    ThirdPartyCopyPage,
+)
 from lio_xcopy.scsi.xcopy import (
     BlockToBlockHeld,
     BlockToBlockOffset,
@@ -330,3 +336,21 @@ def test_tape_image_copy_naming_a_disk_is_the_wrong_device_type(lab):
     with pytest.raises(CopyAborted) as e:
         run(lab.manager, t, [(t, {}), (d, {})], [TapeImageCopy(0, 1)])
     aborted(e, Asc.INCORRECT_COPY_TARGET_DEVICE_TYPE, 0, 6)
+
+
+
+def test_the_third_party_copy_page_agrees_with_operating_parameters(lab):
+    d = lab.disk("d", data=bytes(4096))
+    lab.manager.register(d)
+    op = x.OperatingParameters.parse(lab.manager.receive_copy_results(
+        d, x.RECEIVE_COPY_RESULTS_OPERATING_PARAMETERS(allocation_length=1024)))
+    page = ThirdPartyCopyPage.parse(d.third_party_copy_page())
+    descriptors = page.find(SupportedDescriptors)
+    held = page.find(HeldData)
+    assert isinstance(descriptors, SupportedDescriptors) and isinstance(held, HeldData)
+    assert descriptors.codes == op.implemented_descriptor_types == (*range(0x14), 0xE4)
+    assert (held.held_data_limit, held.held_data_granularity) == (
+        op.held_data_limit, op.held_data_granularity) == (x.HELD_DATA_LIMIT, 0)
+    commands = page.find(SupportedCommands)
+    assert isinstance(commands, SupportedCommands)
+    assert 0x01 in dict(commands.commands)[0x84]  # RECEIVE DATA
