@@ -204,8 +204,8 @@ def _bad_lists(lab) -> dict[str, tuple[bytes, tuple[str, str]]]:
     truncated = good[:-6]  # the segment descriptor cut short
     cscd_e5 = bytearray(good)
     cscd_e5[16] = 0xE5  # an unsupported CSCD type code
-    seg_0b = bytearray(good)
-    seg_0b[16 + 64] = 0x0B  # an unsupported segment type code
+    seg_14 = bytearray(good)
+    seg_14[16 + 64] = 0x14  # an unsupported segment type code (register key)
     too_many = xcopy.build_extended_copy(
         [cscd(lab.disk_lun, 0, BS), cscd(lab.tape_lun, 1, 0)],
         [BlockToStream(0, 1, 1, i, 512) for i in range(257)])
@@ -214,7 +214,7 @@ def _bad_lists(lab) -> dict[str, tuple[bytes, tuple[str, str]]]:
     return {
         "truncated": (truncated, (ir, "Parameter list length error")),
         "cscd-type": (bytes(cscd_e5), (ir, "Unsupported target descriptor type code")),
-        "segment-type": (bytes(seg_0b), (ir, "Unsupported segment descriptor type code")),
+        "segment-type": (bytes(seg_14), (ir, "Unsupported segment descriptor type code")),
         "too-many-segments": (too_many, (ir, "Too many segment descriptors")),
         "wrong-device-type": (wrong_type, ("Copy Aborted", "Incorrect copy target device type")),
     }
