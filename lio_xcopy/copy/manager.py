@@ -20,6 +20,7 @@ not divide evenly is COPY ABORTED, UNEXPECTED INEXACT SEGMENT.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import threading
@@ -62,7 +63,9 @@ from lio_xcopy.scsi.sense import (
 from lio_xcopy.scsi.vendor_sense import PolicyApart
 from lio_xcopy.scsi.xcopy import (
     BlockToBlock,
+    BlockToBlockOffset,
     BlockToStream,
+    BlockToStreamOffset,
     CopyCommandStatus,
     EmbeddedToStream,
     ExtendedCopyParameterList,
@@ -74,8 +77,11 @@ from lio_xcopy.scsi.xcopy import (
     Segment,
     Space,
     StreamToBlock,
+    StreamToBlockOffset,
     StreamToDiscard,
     StreamToStream,
+    TapeImageCopy,
+    VerifyCscd,
     WriteFilemarks,
 )
 
@@ -171,6 +177,24 @@ class CopyJob:
     copy_sense: SenseData | None = None  # what the EXTENDED COPY ended with (COPY ABORTED)
     stopped: Future[None] = field(default_factory=Future)  # set when the copy has ended
     begun: bool = False  # its first segment descriptor is being processed
+    #: bytes of held data kept (0Bh-0Fh): the HELD DATA LIMIT with LIST ID USAGE 00b,
+    #: else none (SPC-4 6.4.3.2: 10b and 11b ask for no held data)
+    held_limit: int = 0
+    held: bytearray = field(default_factory=bytearray)  # for RECEIVE DATA
+    held_discarded: bool = False  # HDD: the oldest held bytes went beyond the limit
+
+    def hold(self, data: DataBuffer, n: int) -> None:
+        """Hold the first ``n`` bytes of ``data`` for the application client; beyond
+        the limit the oldest held bytes are discarded and HDD set (SPC-4 r31 6.18.4:
+        the copy manager keeps the data of the most recently processed segments)."""
+        if not self.held_limit or n <= 0:
+            return
+        for view in data.slices(0, n):
+            self.held += view
+        extra = len(self.held) - self.held_limit
+        if extra > 0:
+            del self.held[:extra]
+            self.held_discarded = True
 
     @property
     def running(self) -> bool:
@@ -416,6 +440,8 @@ class CopyManager:
                 planned=sum(_segment_bytes(p.segment, p.source, p.destination) for p in plans),
                 started=self.clock(), service_action=plist.header.SERVICE_ACTION,
                 immed=plist.header.immed,
+                held_limit=(self.limits.held_data_limit
+                            if plist.header.list_id_usage == ListIdUsage.HOLD else 0),
             )
             self._admit(job)
         except BaseException:
@@ -555,18 +581,15 @@ class CopyManager:
             named[role] = ends[cscd_id]
         src, scscd = named["source"]
         dst, dcscd = named["destination"]
-        kinds = {
-            BlockToBlock: (is_block, is_block), BlockToStream: (is_block, is_stream),
-            StreamToBlock: (is_stream, is_block), StreamToStream: (is_stream, is_stream),
-            StreamToDiscard: (is_stream, None),
-        }.get(type(seg), (None, is_stream))  # 04h, 05h, 10h-12h: a stream destination
+        kinds = _end_kinds(seg)
         for dev, cscd, fits, byte in ((src, scscd, kinds[0], 4), (dst, dcscd, kinds[1], 6)):
             if dev is None or fits is None:
                 continue
             if not fits(dev) or (
                 cscd is not None and cscd.peripheral_device_type != dev.peripheral_device_type
             ):
-                kind = "block device" if fits is is_block else "stream device"
+                kind = ("block device" if fits is is_block else "stream device"
+                        if fits is is_stream else "device of the CSCD's type")
                 raise CopyAborted(Asc.INCORRECT_COPY_TARGET_DEVICE_TYPE, i, byte=byte,
                                   message=f"{dev.name} is not a {kind} for {seg.describe()}")
             if fits is is_block and cscd is not None and cscd.block_length not in (
@@ -639,6 +662,15 @@ class CopyManager:
             check(src, seg.lba, seg.number_of_blocks, 16)
         elif isinstance(seg, StreamToBlock):
             check(dst, seg.lba, seg.number_of_blocks, 16)
+        elif isinstance(seg, BlockToBlockOffset):
+            check(src, seg.source_lba, _blocks_spanned(src, seg.source_byte_offset,
+                                                       seg.byte_count), 12)
+            check(dst, seg.destination_lba, _blocks_spanned(dst, seg.destination_byte_offset,
+                                                            seg.byte_count), 20)
+        elif isinstance(seg, BlockToStreamOffset):
+            check(src, seg.lba, _blocks_spanned(src, seg.block_byte_offset, seg.byte_count), 16)
+        elif isinstance(seg, StreamToBlockOffset):
+            check(dst, seg.lba, _blocks_spanned(dst, seg.block_byte_offset, seg.byte_count), 16)
         nbytes = _segment_bytes(seg, src, dst)
         if self.limits.max_segment_length and nbytes > self.limits.max_segment_length:
             raise CopyAborted(Asc.INVALID_FIELD_IN_PARAMETER_LIST, i, byte=8,
@@ -719,10 +751,16 @@ class CopyManager:
         seg = plan.segment
         if isinstance(seg, BlockToBlock):
             self._block_to_block(job, plan)
-        elif isinstance(seg, BlockToStream):
+        elif isinstance(seg, BlockToBlockOffset):
+            self._block_to_block_offset(job, plan)
+        elif isinstance(seg, (BlockToStream, BlockToStreamOffset)):
             self._block_to_stream(job, plan)
-        elif isinstance(seg, StreamToBlock):
+        elif isinstance(seg, (StreamToBlock, StreamToBlockOffset)):
             self._stream_to_block(job, plan)
+        elif isinstance(seg, VerifyCscd):
+            self._verify_cscd(job, plan)
+        elif isinstance(seg, TapeImageCopy):
+            self._tape_image_copy(job, plan)
         elif isinstance(seg, StreamToStream):
             self._stream_to_stream(job, plan)
         elif isinstance(seg, InlineToStream):
@@ -793,6 +831,8 @@ class CopyManager:
             want = per_read if whole_records else min(per_read, total - done)
             with self._device_errors(job, plan, True):
                 n = _read_stream(tape, buf, want, plan)
+            if seg.HOLDS_DATA:
+                job.hold(buf, min(n, total - done))
             if done + n > total and carry_on:
                 job.carry = buf.sub(total - done, done + n - total).tobytes()
             done += n
@@ -831,9 +871,121 @@ class CopyManager:
             with self._device_errors(job, plan, True):
                 src.read_blocks(seg.source_lba + done // src.block_size, n // src.block_size,
                                 buf)
+            if seg.HOLDS_DATA:
+                job.hold(buf, n)
             self._write_disk(job, plan, dst, seg.destination_lba + done // dst.block_size,
                              buf, n)
             done += n
+
+    def _block_to_block_offset(self, job: CopyJob, plan: _Plan) -> None:
+        """0Ah (SPC-4 6.4.6): BYTE COUNT bytes from a byte offset into the source's block
+        at its LBA to a byte offset into the destination's; bytes of a first or last
+        destination block outside the range keep their data."""
+        seg: BlockToBlockOffset = plan.segment
+        src: BlockPort = plan.source
+        dst: BlockPort = plan.destination
+        s = seg.source_lba * src.block_size + seg.source_byte_offset
+        d = seg.destination_lba * dst.block_size + seg.destination_byte_offset
+        done = 0
+        while done < seg.byte_count:
+            n = min(self.chunk, seg.byte_count - done)
+            end = (d + done + n) // dst.block_size * dst.block_size
+            if done + n < seg.byte_count and end > d + done:
+                n = end - d - done  # a write ends on a destination block boundary
+            data = self._read_range(job, plan, src, s + done, n)
+            self._write_range(job, plan, dst, d + done, data, n)
+            done += n
+
+    def _read_range(self, job: CopyJob, plan: _Plan, src: BlockPort, pos: int, n: int,
+                    into: DataBuffer | None = None) -> DataBuffer:
+        """``n`` bytes of the block device from byte ``pos`` (into ``into`` when given),
+        read as the whole blocks that hold them; held for the application client when
+        the segment holds data (0Bh, 0Dh)."""
+        bs = src.block_size
+        first, skip = divmod(pos, bs)
+        if not skip and not n % bs:
+            data = into if into is not None else DataBuffer.allocate(n)
+            with self._device_errors(job, plan, True):
+                src.read_blocks(first, n // bs, data)
+        else:
+            blocks = -(-(skip + n) // bs)
+            whole = DataBuffer.allocate(blocks * bs)
+            with self._device_errors(job, plan, True):
+                src.read_blocks(first, blocks, whole)
+            data = whole.sub(skip, n)
+            if into is not None:
+                into.copy_in(data.tobytes())
+                data = into
+        if plan.segment.HOLDS_DATA:
+            job.hold(data, n)
+        return data
+
+    def _write_range(self, job: CopyJob, plan: _Plan, dst: BlockPort, pos: int,
+                     buf: DataBuffer, n: int) -> None:
+        """Write ``n`` bytes of ``buf`` at byte ``pos`` of the block device; a first or
+        last block written in part is read first, so its other bytes keep their data."""
+        bs = dst.block_size
+        first, skip = divmod(pos, bs)
+        if not skip and not n % bs:
+            self._write_disk(job, plan, dst, first, buf, n)
+            return
+        blocks = -(-(skip + n) // bs)
+        whole = DataBuffer.allocate(blocks * bs)
+        with self._device_errors(job, plan, False):
+            if skip:
+                dst.read_blocks(first, 1, whole)
+            if (skip + n) % bs and not (blocks == 1 and skip):
+                dst.read_blocks(first + blocks - 1, 1, whole.sub((blocks - 1) * bs))
+            whole.copy_in(buf.tobytes(n), skip)
+            dst.write_blocks(first, blocks, whole)
+        job.moved(buf, n)
+
+    def _verify_cscd(self, job: CopyJob, plan: _Plan) -> None:
+        """07h (SPC-4 6.4.6): the CSCD was reached and identified when the list was
+        checked; with TUR set it must also answer TEST UNIT READY with GOOD, else COPY
+        ABORTED with its own additional sense code (e.g. MEDIUM NOT PRESENT) and its
+        sense kept for FAILED SEGMENT DETAILS."""
+        seg: VerifyCscd = plan.segment
+        check = getattr(plan.source, "check_ready", None)
+        if not seg.tur or check is None:
+            return
+        with self._device_errors(job, plan, True):
+            check()
+
+    def _tape_image_copy(self, job: CopyJob, plan: _Plan) -> None:
+        """13h (SPC-4 6.4.6): from both tapes' positions, each logical block read from
+        the source is written to the destination as one of the same length and each
+        filemark as a filemark, until the source's end of data, or until COUNT
+        consecutive filemarks have been copied (COUNT zero: end of data only). A block
+        longer than the MAXIMUM STREAM DEVICE TRANSFER SIZE is UNEXPECTED INEXACT
+        SEGMENT; a residual held by CAT before it, the same."""
+        seg: TapeImageCopy = plan.segment
+        src: StreamPort = plan.source
+        dst: StreamPort = plan.destination
+        if job.carry:
+            raise CopyAborted(Asc.UNEXPECTED_INEXACT_SEGMENT, plan.index, byte=0,
+                              message=f"{len(job.carry)} bytes held by CAT before "
+                                      f"{seg.describe()}")
+        size = src.block_length or self.limits.max_stream_transfer
+        buf = DataBuffer.allocate(size)
+        filemarks = 0
+        while True:
+            with self._device_errors(job, plan, True):
+                n = _read_image_block(src, buf, size, plan)
+            if n is None:  # end of data
+                return
+            with self._device_errors(job, plan, False):
+                if n < 0:
+                    _quiet_early_warning(dst.write_filemarks, 1)
+                else:
+                    _quiet_early_warning(dst.write_record, buf, n)
+            if n >= 0:
+                job.moved(buf, n)
+                filemarks = 0
+                continue
+            filemarks += 1
+            if seg.count and filemarks >= seg.count:
+                return
 
     def _write_disk(self, job: CopyJob, plan: _Plan, dst: BlockPort, lba: int,
                     buf: DataBuffer, n: int) -> None:
@@ -874,19 +1026,27 @@ class CopyManager:
         return n, fixed
 
     def _block_to_stream(self, job: CopyJob, plan: _Plan) -> None:
-        seg: BlockToStream = plan.segment
+        """00h, 0Bh and 08h (SPC-4 6.4.6): blocks (from a byte offset into the first, for
+        08h) read from the block device and written to the stream device in records of
+        the STREAM DEVICE TRANSFER LENGTH."""
+        seg: BlockToStream | BlockToStreamOffset = plan.segment
         src: BlockPort = plan.source
         tape: StreamPort = plan.destination
         cscd = plan.destination_cscd
         per_write, fixed = self._stream_writes(cscd, tape, seg.stream_transfer_length, plan)
         record = (cscd.block_length if cscd else tape.block_length) if fixed else per_write
-        total = seg.number_of_blocks * src.block_size
+        if isinstance(seg, BlockToStreamOffset):
+            start = seg.lba * src.block_size + seg.block_byte_offset
+            total, count_byte = seg.byte_count, 12
+        else:
+            start, total, count_byte = seg.lba * src.block_size, seg.number_of_blocks * \
+                src.block_size, 14
         if not record or not per_write:
             raise CopyAborted(Asc.INVALID_FIELD_IN_PARAMETER_LIST, plan.index, byte=9)
         pad = cscd is not None and cscd.pad
         carry_on = seg.cat and not plan.last
         if fixed and (total + len(job.carry)) % record and not (pad or carry_on):
-            raise CopyAborted(Asc.UNEXPECTED_INEXACT_SEGMENT, plan.index, byte=14)
+            raise CopyAborted(Asc.UNEXPECTED_INEXACT_SEGMENT, plan.index, byte=count_byte)
         span = max(per_write, self.chunk) // src.block_size * src.block_size or src.block_size
         staging = _Staging(2 * max(span, per_write) + record + len(job.carry))
         staging.put(job.carry)
@@ -898,9 +1058,7 @@ class CopyManager:
                 break
             if read < total and len(staging) < per_write:
                 n = min(span, total - read)
-                with self._device_errors(job, plan, True):
-                    src.read_blocks(seg.lba + read // src.block_size, n // src.block_size,
-                                    staging.room(n))
+                self._read_range(job, plan, src, start + read, n, staging.room(n))
                 staging.filled(n)
                 read += n
                 continue
@@ -925,7 +1083,10 @@ class CopyManager:
                 job.moved(data.sub(whole), length - whole)
 
     def _stream_to_block(self, job: CopyJob, plan: _Plan) -> None:
-        seg: StreamToBlock = plan.segment
+        """01h, 0Ch and 09h (SPC-4 6.4.6): records read from the stream device written to
+        the block device (from a byte offset into the first block, for 09h: the bytes of
+        a first or last block outside the range keep their data)."""
+        seg: StreamToBlock | StreamToBlockOffset = plan.segment
         tape: StreamPort = plan.source
         dst: BlockPort = plan.destination
         per_read, _ = self._stream_writes(plan.source_cscd, tape, seg.stream_transfer_length,
@@ -933,9 +1094,14 @@ class CopyManager:
         if not per_read:
             raise CopyAborted(Asc.INVALID_FIELD_IN_PARAMETER_LIST, plan.index, byte=9)
         bs = dst.block_size
-        total = seg.number_of_blocks * bs
+        by_bytes = isinstance(seg, StreamToBlockOffset)
+        if isinstance(seg, StreamToBlockOffset):
+            start, total = seg.lba * bs + seg.block_byte_offset, seg.byte_count
+        else:
+            start, total = seg.lba * bs, seg.number_of_blocks * bs
         flush_at = max(self.chunk, per_read) // bs * bs or bs
         staging = _Staging(2 * max(flush_at, per_read) + bs + len(job.carry))
+        taken = len(job.carry)  # bytes of the segment's count in hand or written
         staging.put(job.carry)
         job.carry = b""
         # CAT holds what a last record brings beyond the segment for the next one; PAD
@@ -946,23 +1112,34 @@ class CopyManager:
 
         def flush(n: int) -> None:
             nonlocal written
-            self._write_disk(job, plan, dst, seg.lba + written // bs, staging.head(n), n)
+            self._write_range(job, plan, dst, start + written, staging.head(n), n)
             staging.consume(n)
             written += n
 
         while written < total:
-            if len(staging) < min(flush_at, total - written):
+            need = min(flush_at, total - written)
+            if len(staging) < need:
                 want = per_read if whole_records else min(per_read,
                                                           total - written - len(staging))
+                room = staging.room(want)
                 try:
                     with self._device_errors(job, plan, True):
-                        staging.filled(_read_stream(tape, staging.room(want), want, plan))
+                        got = _read_stream(tape, room, want, plan)
                 except CopyAborted:
-                    if len(staging) >= bs:  # what was read reaches the disk first
-                        flush(len(staging) // bs * bs)
+                    n = min(len(staging), total - written)
+                    n = n if by_bytes else n // bs * bs
+                    if n:  # what was read reaches the disk first
+                        flush(n)
                     raise
+                staging.filled(got)
+                if seg.HOLDS_DATA:
+                    job.hold(room, min(got, total - taken))
+                taken += got
                 continue
-            flush(min(len(staging), total - written) // bs * bs)
+            end = (start + written + need) // bs * bs
+            if written + need < total and end > start + written:
+                need = end - start - written  # a flush ends on a block boundary
+            flush(need)
         if carry_on and len(staging):
             job.carry = staging.head(len(staging)).tobytes()
 
@@ -984,8 +1161,12 @@ class CopyManager:
         while done < total:
             if len(staging) < min(per_write, total - done):
                 want = min(per_read, total - done - len(staging))
+                room = staging.room(want)
                 with self._device_errors(job, plan, True):
-                    staging.filled(_read_stream(src, staging.room(want), want, plan))
+                    got = _read_stream(src, room, want, plan)
+                staging.filled(got)
+                if seg.HOLDS_DATA:
+                    job.hold(room, got)
                 continue
             n = min(per_write, len(staging), total - done)
             with self._device_errors(job, plan, False):
@@ -995,6 +1176,27 @@ class CopyManager:
             done += n
 
     # --- RECEIVE COPY RESULTS, SPC-4 r31 6.18 ------------------------------------------------
+    def _held_data(self, job: CopyJob, cdb: Any, sa: int,
+                   status: xcopy.CopyStatusLid4) -> bytes:
+        """RECEIVE DATA (SPC-4 r31 6.18.2; RECEIVE COPY DATA(LID1) in r37) or RECEIVE
+        COPY DATA(LID4) (SPC-4 6.20, HDD in byte 5): the data the copy's 0Bh-0Fh
+        segments held, the most recent HELD DATA LIMIT bytes. Once the whole of it has
+        been returned, or an ALLOCATION LENGTH of zero asks for none, it is discarded
+        (a later request gets none)."""
+        with self._lock:
+            held = bytes(job.held)
+            if sa == xcopy.ReceiveCopyResultsReceiveData.SERVICE_ACTION:
+                data = xcopy.ReceivedData(held).encode()
+            else:
+                data = xcopy.CopyDataLid4(dataclasses.replace(
+                    status, held_data_discarded=job.held_discarded), held).encode()
+                if status.status != xcopy.CopyOperationStatus.COMPLETED:
+                    return data  # no held data returned: nothing to discard
+            if cdb.allocation_length == 0 or cdb.allocation_length >= len(data):
+                job.held = bytearray()
+        return data
+
+
     def receive_copy_results(self, receiving: ScsiDevice, cdb: Any) -> bytes:
         """COPY STATUS, FAILED SEGMENT DETAILS and OPERATING PARAMETERS (SPC-4 6.18), and
         RECEIVE COPY DIGEST, for a list identifier of a copy the LUN received.
@@ -1016,18 +1218,23 @@ class CopyManager:
         if job is None:
             raise InvalidFieldInCdb(2, message=f"no copy with list identifier "
                                                f"{cdb.list_identifier}")
-        if sa in (xcopy.ReceiveCopyStatusLid4.SERVICE_ACTION,
-                  xcopy.ReceiveCopyDataLid4.SERVICE_ACTION) and \
-                cdb.OPCODE == xcopy.ReceiveCopyStatusLid4.OPCODE:
+        if cdb.OPCODE == xcopy.ReceiveCopyStatusLid4.OPCODE and sa in (
+                xcopy.ReceiveCopyStatusLid4.SERVICE_ACTION,
+                xcopy.ReceiveCopyDataLid4.SERVICE_ACTION,
+                xcopy.ReceiveCopyResultsReceiveData.SERVICE_ACTION):
             status = _copy_status_lid4(job)
             if sa == xcopy.ReceiveCopyStatusLid4.SERVICE_ACTION:
                 return status.encode()
-            return xcopy.CopyDataLid4(status).encode()  # no segment type holds data
+            if sa == xcopy.ReceiveCopyResultsReceiveData.SERVICE_ACTION and job.running:
+                raise InvalidFieldInCdb(2, message=f"copy {cdb.list_identifier} is still "
+                                                   "in progress: no held data yet")
+            return self._held_data(job, cdb, sa, status)
         if cdb.OPCODE == xcopy.ReceiveCopyDigest.OPCODE:
             done = job.digest.digest() if not job.running else bytes(32)
             return xcopy.CopyDigest(job.status, job.transferred, done).encode()
         if sa == xcopy.ReceiveCopyResultsCopyStatus.SERVICE_ACTION:
-            return xcopy.copy_status_data(job.status, job.segments_processed, job.transferred)
+            return xcopy.copy_status_data(job.status, job.segments_processed, job.transferred,
+                                          hdd=job.held_discarded)
         if job.service_action != xcopy.ExtendedCopyLid1.SERVICE_ACTION:
             # SPC-4 6.23: details of EXTENDED COPY(LID1) commands only; a LID4 copy's
             # sense is in its COPY STATUS (LID4)
@@ -1075,13 +1282,64 @@ def _segment_bytes(seg: Segment, src: Port | None, dst: Port | None) -> int:
         return seg.number_of_blocks * cast(BlockPort, src).block_size
     if isinstance(seg, StreamToBlock):
         return seg.number_of_blocks * cast(BlockPort, dst).block_size
-    if isinstance(seg, StreamToStream):
+    if isinstance(seg, (StreamToStream, BlockToStreamOffset, StreamToBlockOffset,
+                        BlockToBlockOffset)):
         return seg.byte_count
     if isinstance(seg, InlineToStream):
         return seg.number_of_bytes
     if isinstance(seg, EmbeddedToStream):
         return min(seg.embedded_bytes, len(seg.data))
     return 0
+
+
+def _any_device(port: Port) -> bool:
+    """Any kind of device: a verify CSCD segment (07h) names either."""
+    return True
+
+
+def _end_kinds(seg: Segment) -> tuple[Callable[[Port], bool] | None,
+                                      Callable[[Port], bool] | None]:
+    """The kind of device each end of a segment must be (SPC-4 6.4.6), source first;
+    None where the descriptor names no such end. The held-data forms 0Bh-0Fh are
+    subclasses of the segments whose layout they share."""
+    if isinstance(seg, (BlockToBlock, BlockToBlockOffset)):
+        return is_block, is_block
+    if isinstance(seg, (BlockToStream, BlockToStreamOffset)):
+        return is_block, is_stream
+    if isinstance(seg, (StreamToBlock, StreamToBlockOffset)):
+        return is_stream, is_block
+    if isinstance(seg, (StreamToStream, TapeImageCopy)):
+        return is_stream, is_stream
+    if isinstance(seg, StreamToDiscard):
+        return is_stream, None
+    if isinstance(seg, VerifyCscd):
+        return _any_device, None
+    return None, is_stream  # 04h, 05h, 10h-12h: a stream destination
+
+
+def _blocks_spanned(disk: BlockPort, offset: int, count: int) -> int:
+    """Blocks from the one at an LBA that hold ``count`` bytes from ``offset`` bytes
+    into it (the byte-offset segments 08h-0Ah)."""
+    return -(-(offset + count) // disk.block_size) if count else 0
+
+
+def _read_image_block(tape: StreamPort, buf: DataBuffer, size: int,
+                      plan: _Plan) -> int | None:
+    """The next logical block of a tape image copy (13h): its length, -1 for a
+    filemark, None at end of data. A block longer than ``size`` would be cut: COPY
+    ABORTED, UNEXPECTED INEXACT SEGMENT."""
+    try:
+        return tape.read_record(buf, size)
+    except ssc.FilemarkDetected:
+        return -1
+    except ssc.EndOfData:
+        return None
+    except ssc.IncorrectLength as e:
+        if e.sense.information_signed is not None and e.sense.information_signed < 0:
+            raise CopyAborted(Asc.UNEXPECTED_INEXACT_SEGMENT, plan.index, byte=0,
+                              cause=e.sense, cause_raw=e.raw_sense,
+                              message=f"a block longer than {size} bytes") from e
+        return e.transferred or 0
 
 
 def _without_frames(e: BaseException) -> BaseException:

@@ -111,6 +111,17 @@ class StreamPort(Port, Protocol):
         ...
 
 
+class ReadyPort(Port, Protocol):
+    """A port that can be asked whether it is ready: what a verify CSCD segment with its
+    TUR bit set (SPC-4 6.4.6, 07h) sends TEST UNIT READY to. Our LUNs and SG_IO devices
+    are; a port without ``check_ready`` counts as ready once reached."""
+
+    def check_ready(self) -> None:
+        """Raise the device's CHECK CONDITION (e.g. NOT READY, MEDIUM NOT PRESENT) when it
+        would not answer TEST UNIT READY with GOOD."""
+        ...
+
+
 class ForeignPort(Port, Protocol):
     """A port onto a device this daemon does not serve, opened for one copy."""
 

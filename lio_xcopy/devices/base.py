@@ -91,7 +91,8 @@ class CopyManagerLink(Protocol):
 #: what RECEIVE COPY RESULTS hands the copy manager: the service actions of SPC-4 r31 6.18,
 #: RECEIVE COPY STATUS and DATA (LID4) (SPC-4 6.20, 6.24) and the vendor RECEIVE COPY DIGEST
 ReceiveCopyCdb: TypeAlias = (
-    xcopy.ReceiveCopyResultsCopyStatus | xcopy.ReceiveCopyResultsOperatingParameters
+    xcopy.ReceiveCopyResultsCopyStatus | xcopy.ReceiveCopyResultsReceiveData
+    | xcopy.ReceiveCopyResultsOperatingParameters
     | xcopy.ReceiveCopyResultsFailedSegmentDetails | xcopy.ReceiveCopyStatusLid4
     | xcopy.ReceiveCopyDataLid4 | xcopy.ReceiveCopyDigest
 )

@@ -159,6 +159,13 @@ class _ForeignPort:
         return run(self.transport, cdb, data_in=data_in, data_out=data_out,
                    timeout=self.timeout, label=self._label)
 
+    def check_ready(self) -> None:
+        """TEST UNIT READY (SPC-4 6.47), for a verify CSCD segment with TUR set: the
+        device's CHECK CONDITION (NOT READY, a unit attention, ...) relayed."""
+        r = self._run(spc.TestUnitReady().encode())
+        if not _succeeded(r):
+            raise relay(r, self._label)
+
 
 def _contiguous(buf: DataBuffer, start: int, length: int) -> bytes | memoryview:
     views = buf.slices(start, length)

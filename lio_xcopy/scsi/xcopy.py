@@ -91,6 +91,14 @@ class ReceiveCopyResultsCopyStatus(
     allocation_length: int = bitfield(10, 32)
 
 
+class ReceiveCopyResultsReceiveData(
+    Cdb, name="RECEIVE COPY RESULTS (RECEIVE DATA)", opcode=0x84, length=16,
+    clause="SPC-4 6.18.2 (r31)", service_action=0x01,
+):
+    list_identifier: int = bitfield(2, 8)
+    allocation_length: int = bitfield(10, 32)
+
+
 class ReceiveCopyResultsOperatingParameters(
     Cdb, name="RECEIVE COPY RESULTS (OPERATING PARAMETERS)", opcode=0x84, length=16,
     clause="SPC-4 6.18.4 (r31)", service_action=0x03,
@@ -139,9 +147,11 @@ class ReceiveCopyDigest(
     allocation_length: int = bitfield(5, 32)
 
 
-#: The RECEIVE COPY RESULTS service actions we answer (01h RECEIVE DATA needs held data).
+#: The RECEIVE COPY RESULTS service actions we answer (01h returns the held data of the
+#: segment types 0Bh-0Fh).
 RECEIVE_COPY_RESULTS = (
     ReceiveCopyResultsCopyStatus,
+    ReceiveCopyResultsReceiveData,
     ReceiveCopyResultsOperatingParameters,
     ReceiveCopyResultsFailedSegmentDetails,
 )
@@ -207,15 +217,21 @@ def _fits(name: str, value: int, bits: int) -> int:
 
 
 # --- copy manager limits ---------------------------------------------------------------------
-#: Segment descriptor type codes this module parses and the copy manager runs: 00h-03h
-#: (SPC-4 6.4.6.2 to 6.4.6.5), 04h inline->stream, 05h embedded->stream, 06h
-#: stream->discard (6.4.6.8 to 6.4.6.10), 10h write filemarks, 11h space, 12h locate
-#: (6.4.6.18 to 6.4.6.20). OPERATING PARAMETERS lists them; any other type is
+#: Segment descriptor type codes this module parses and the copy manager runs (SPC-4
+#: 6.4.6): 00h-03h and their held-data forms 0Bh-0Eh, 04h inline->stream, 05h
+#: embedded->stream, 06h stream->discard and its held-data form 0Fh, 07h verify CSCD,
+#: 08h-0Ah the byte-offset forms, 10h write filemarks, 11h space, 12h locate, 13h tape
+#: device image copy. OPERATING PARAMETERS lists them; any other type (14h and up) is
 #: UNSUPPORTED SEGMENT DESCRIPTOR TYPE CODE.
-SEGMENT_TYPES = (0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x10, 0x11, 0x12)
+SEGMENT_TYPES = (0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0A, 0x0B,
+                 0x0C, 0x0D, 0x0E, 0x0F, 0x10, 0x11, 0x12, 0x13)
 #: MAXIMUM INLINE DATA LENGTH we report and accept (SPC-4 r31 6.18.4): room for tape
 #: labels and a backup application's headers, carried by 04h segments.
 MAX_INLINE_DATA = 1 << 16
+#: HELD DATA LIMIT we report (SPC-4 r31 6.18.4): the bytes of held data (segments
+#: 0Bh-0Fh) each copy keeps for RECEIVE DATA; beyond it the oldest bytes are discarded
+#: and HDD is set in its COPY STATUS.
+HELD_DATA_LIMIT = 1 << 18
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,7 +243,7 @@ class Limits:
     max_descriptor_list_length: int = (64 + 256) * 32
     max_segment_length: int = 1 << 30  # bytes written by one segment; 0 = no limit
     max_inline_data: int = MAX_INLINE_DATA  # INLINE DATA LENGTH (04h segments' data)
-    held_data_limit: int = 0  # no held data: sg_xcopy then picks LIST ID USAGE 10b
+    held_data_limit: int = HELD_DATA_LIMIT  # bytes of held data kept per copy (0Bh-0Fh)
     max_stream_transfer: int = 0xFFFFFF  # largest 24-bit tape TRANSFER LENGTH
     total_concurrent_copies: int = 16
     max_concurrent_copies: int = 16
@@ -491,6 +507,9 @@ class SegmentDescriptor:
     TYPE_CODE: ClassVar[int]
     DESCRIPTOR_LENGTH: ClassVar[int]  # the value SPC-4 requires in bytes 2-3
     SHORTHAND: ClassVar[str]
+    #: the "+application client" forms (0Bh-0Fh): the data the segment processes is also
+    #: held for RECEIVE COPY RESULTS RECEIVE DATA (SPC-4 6.4.6)
+    HOLDS_DATA: ClassVar[bool] = False
     _STRUCT: ClassVar[struct.Struct]
 
     source: int
@@ -587,7 +606,8 @@ class BlockToStream(_BlockStream):
 
     def describe(self) -> str:
         return (
-            f"00h {self.SHORTHAND}: {self.number_of_blocks} blocks from LBA {self.lba}, "
+            f"{self.TYPE_CODE:02X}h {self.SHORTHAND}: {self.number_of_blocks} blocks from "
+            f"LBA {self.lba}, "
             f"{self._ids()}, stream transfer length {self.stream_transfer_length}"
             f"{', CAT' if self.cat else ''}"
         )
@@ -602,7 +622,8 @@ class StreamToBlock(_BlockStream):
 
     def describe(self) -> str:
         return (
-            f"01h {self.SHORTHAND}: {self.number_of_blocks} blocks to LBA {self.lba}, "
+            f"{self.TYPE_CODE:02X}h {self.SHORTHAND}: {self.number_of_blocks} blocks to LBA "
+            f"{self.lba}, "
             f"{self._ids()}, stream transfer length {self.stream_transfer_length}"
             f"{', CAT' if self.cat else ''}"
         )
@@ -642,7 +663,7 @@ class BlockToBlock(SegmentDescriptor):
 
     def describe(self) -> str:
         return (
-            f"02h {self.SHORTHAND}: {self.number_of_blocks} "
+            f"{self.TYPE_CODE:02X}h {self.SHORTHAND}: {self.number_of_blocks} "
             f"{'destination' if self.dc else 'source'} blocks, LBA {self.source_lba} -> "
             f"LBA {self.destination_lba}, {self._ids()}{', CAT' if self.cat else ''}"
         )
@@ -681,7 +702,8 @@ class StreamToStream(SegmentDescriptor):
 
     def describe(self) -> str:
         return (
-            f"03h {self.SHORTHAND}: {self.byte_count} bytes, {self._ids()}, transfer "
+            f"{self.TYPE_CODE:02X}h {self.SHORTHAND}: {self.byte_count} bytes, {self._ids()}, "
+            "transfer "
             f"lengths {self.source_transfer_length}/{self.destination_transfer_length}"
             f"{', CAT' if self.cat else ''}"
         )
@@ -841,7 +863,7 @@ class StreamToDiscard(SegmentDescriptor):
 
     def describe(self) -> str:
         return (
-            f"06h {self.SHORTHAND}: {self.byte_count} bytes from CSCD "
+            f"{self.TYPE_CODE:02X}h {self.SHORTHAND}: {self.byte_count} bytes from CSCD "
             f"{_cscd_id_name(self.source)}, stream transfer length "
             f"{self.stream_transfer_length}{', CAT' if self.cat else ''}"
         )
@@ -961,14 +983,250 @@ class Locate(_TapeOperation):
                 f"{self._on()}")
 
 
-#: The segments that move data from one device to another (00h-03h).
-CopySegment = BlockToStream | StreamToBlock | BlockToBlock | StreamToStream
+@dataclass(frozen=True, slots=True)
+class TapeImageCopy(SegmentDescriptor):
+    """Tape device image copy (13h), SPC-4 6.4.6: 4-5 SOURCE and 6-7 DESTINATION CSCD
+    DESCRIPTOR ID, byte 8 reserved, 9-11 COUNT. The copy manager makes an image of the
+    source medium on the destination from both current positions, logical block for
+    logical block and filemark for filemark, until the source reaches end of data (or
+    end of partition), or until COUNT consecutive filemarks have been copied; a COUNT of
+    zero ends on end of data only."""
+
+    source: int
+    destination: int
+    count: int = 0
+
+    TYPE_CODE: ClassVar[int] = 0x13
+    DESCRIPTOR_LENGTH: ClassVar[int] = 0x08
+    SHORTHAND: ClassVar[str] = "tape image copy"
+    _STRUCT: ClassVar[struct.Struct] = struct.Struct(">BBHHHI")
+
+    @property
+    def cat(self) -> bool:  # type: ignore[override]
+        return False
+
+    def encode(self) -> bytes:
+        return self._STRUCT.pack(*self._head(), _fits("count", self.count, 24))
+
+    @classmethod
+    def decode(cls, buf: memoryview | bytes, off: int = 0) -> Self:
+        _, _, _, src, dst, word = cls._STRUCT.unpack_from(buf, off)
+        return cls(src, dst, word & 0xFFFFFF)
+
+    def describe(self) -> str:
+        end = (f"{self.count} consecutive filemarks or end of data" if self.count
+               else "end of data")
+        return f"13h {self.SHORTHAND}: {self._ids()}, until {end}"
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyCscd(SegmentDescriptor):
+    """Verify CSCD (07h), SPC-4 6.4.6: 4-5 SOURCE CSCD DESCRIPTOR ID, 6-7 reserved, byte
+    8 TUR (bit 0). The copy manager checks that the CSCD is reachable (and is the device
+    its descriptor names); with TUR set it also sends it TEST UNIT READY. No data
+    moves."""
+
+    source: int
+    tur: bool = False
+
+    TYPE_CODE: ClassVar[int] = 0x07
+    DESCRIPTOR_LENGTH: ClassVar[int] = 0x08
+    SHORTHAND: ClassVar[str] = "verify CSCD"
+    _STRUCT: ClassVar[struct.Struct] = struct.Struct(">BBHHHBxxx")
+
+    @property
+    def destination(self) -> int:  # type: ignore[override]
+        """Reserved in this descriptor."""
+        return CSCD_ID_LOCAL
+
+    @property
+    def cat(self) -> bool:  # type: ignore[override]
+        return False
+
+    def cscd_ids(self) -> tuple[tuple[str, int, int], ...]:
+        return (("source", self.source, 4),)
+
+    def encode(self) -> bytes:
+        return self._STRUCT.pack(*self._head(), 0x01 if self.tur else 0)
+
+    @classmethod
+    def decode(cls, buf: memoryview | bytes, off: int = 0) -> Self:
+        _, _, _, src, _, b8 = cls._STRUCT.unpack_from(buf, off)
+        return cls(src, bool(b8 & 0x01))
+
+    def describe(self) -> str:
+        return (f"07h {self.SHORTHAND}: CSCD {_cscd_id_name(self.source)}"
+                f"{', TEST UNIT READY' if self.tur else ''}")
+
+
+@dataclass(frozen=True, slots=True)
+class _BlockStreamOffset(SegmentDescriptor):
+    """Bytes 8-27 of 08h and 09h (SPC-4 6.4.6): byte 8 reserved, 9-11 STREAM DEVICE
+    TRANSFER LENGTH, 12-15 BYTE COUNT, 16-23 BLOCK DEVICE LOGICAL BLOCK ADDRESS, 24-25
+    reserved, 26-27 BLOCK DEVICE BYTE OFFSET: the copy's bytes on the block device start
+    that many bytes into the block at the LBA."""
+
+    source: int
+    destination: int
+    byte_count: int
+    lba: int
+    block_byte_offset: int
+    stream_transfer_length: int
+    cat: bool = False
+
+    DESCRIPTOR_LENGTH: ClassVar[int] = 0x18
+    _STRUCT: ClassVar[struct.Struct] = struct.Struct(">BBHHHIIQxxH")
+
+    def encode(self) -> bytes:
+        return self._STRUCT.pack(
+            *self._head(),
+            _fits("stream_transfer_length", self.stream_transfer_length, 24),
+            _fits("byte_count", self.byte_count, 32), _fits("lba", self.lba, 64),
+            _fits("block_byte_offset", self.block_byte_offset, 16),
+        )
+
+    @classmethod
+    def decode(cls, buf: memoryview | bytes, off: int = 0) -> Self:
+        _, b1, _, src, dst, stl, count, lba, offset = cls._STRUCT.unpack_from(buf, off)
+        return cls(src, dst, count, lba, offset, stl & 0xFFFFFF, bool(b1 & 0x01))
+
+    @property
+    def start(self) -> tuple[int, int]:
+        """(LBA, byte offset) of the first byte on the block device."""
+        return self.lba, self.block_byte_offset
+
+    def describe(self) -> str:
+        where = "from" if self.TYPE_CODE == 0x08 else "to"
+        return (f"{self.TYPE_CODE:02X}h {self.SHORTHAND}: {self.byte_count} bytes {where} LBA "
+                f"{self.lba} + {self.block_byte_offset} bytes, {self._ids()}, stream transfer "
+                f"length {self.stream_transfer_length}{', CAT' if self.cat else ''}")
+
+
+@dataclass(frozen=True, slots=True)
+class BlockToStreamOffset(_BlockStreamOffset):
+    """Copy from block device with offset to stream device (08h), SPC-4 6.4.6."""
+
+    TYPE_CODE: ClassVar[int] = 0x08
+    SHORTHAND: ClassVar[str] = "block+offset->stream"
+
+
+@dataclass(frozen=True, slots=True)
+class StreamToBlockOffset(_BlockStreamOffset):
+    """Copy from stream device to block device with offset (09h), SPC-4 6.4.6: bytes of
+    the first and last destination blocks outside the copy's range keep their data."""
+
+    TYPE_CODE: ClassVar[int] = 0x09
+    SHORTHAND: ClassVar[str] = "stream->block+offset"
+
+
+@dataclass(frozen=True, slots=True)
+class BlockToBlockOffset(SegmentDescriptor):
+    """Copy from block device with offset to block device with offset (0Ah), SPC-4
+    6.4.6: 8-11 BYTE COUNT, 12-19 SOURCE and 20-27 DESTINATION BLOCK DEVICE LOGICAL
+    BLOCK ADDRESS, 28-29 SOURCE and 30-31 DESTINATION BLOCK DEVICE BYTE OFFSET. Bytes of
+    the first and last destination blocks outside the range keep their data."""
+
+    source: int
+    destination: int
+    byte_count: int
+    source_lba: int
+    destination_lba: int
+    source_byte_offset: int = 0
+    destination_byte_offset: int = 0
+    cat: bool = False
+
+    TYPE_CODE: ClassVar[int] = 0x0A
+    DESCRIPTOR_LENGTH: ClassVar[int] = 0x1C
+    SHORTHAND: ClassVar[str] = "block+offset->block+offset"
+    _STRUCT: ClassVar[struct.Struct] = struct.Struct(">BBHHHIQQHH")
+
+    def encode(self) -> bytes:
+        return self._STRUCT.pack(
+            *self._head(), _fits("byte_count", self.byte_count, 32),
+            _fits("source_lba", self.source_lba, 64),
+            _fits("destination_lba", self.destination_lba, 64),
+            _fits("source_byte_offset", self.source_byte_offset, 16),
+            _fits("destination_byte_offset", self.destination_byte_offset, 16),
+        )
+
+    @classmethod
+    def decode(cls, buf: memoryview | bytes, off: int = 0) -> Self:
+        _, b1, _, src, dst, count, slba, dlba, soff, doff = cls._STRUCT.unpack_from(buf, off)
+        return cls(src, dst, count, slba, dlba, soff, doff, bool(b1 & 0x01))
+
+    def describe(self) -> str:
+        return (f"0Ah {self.SHORTHAND}: {self.byte_count} bytes, LBA {self.source_lba} + "
+                f"{self.source_byte_offset} -> LBA {self.destination_lba} + "
+                f"{self.destination_byte_offset}, {self._ids()}{', CAT' if self.cat else ''}")
+
+
+# The "+application client" forms share the layout of the segment they extend (SPC-4
+# 6.4.6: 0Bh is 00h's, 0Ch 01h's, 0Dh 02h's, 0Eh 03h's, 0Fh 06h's) and hold a copy of the
+# data they process for RECEIVE COPY RESULTS RECEIVE DATA.
+@dataclass(frozen=True, slots=True)
+class BlockToStreamHeld(BlockToStream):
+    """Copy from block device to stream device and hold a copy for the application
+    client (0Bh): the blocks read are held."""
+
+    TYPE_CODE: ClassVar[int] = 0x0B
+    SHORTHAND: ClassVar[str] = "block->stream+application client"
+    HOLDS_DATA: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True)
+class StreamToBlockHeld(StreamToBlock):
+    """Copy from stream device to block device and hold a copy for the application
+    client (0Ch): the bytes read for the segment are held."""
+
+    TYPE_CODE: ClassVar[int] = 0x0C
+    SHORTHAND: ClassVar[str] = "stream->block+application client"
+    HOLDS_DATA: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True)
+class BlockToBlockHeld(BlockToBlock):
+    """Copy from block device to block device and hold a copy for the application
+    client (0Dh): the blocks read are held."""
+
+    TYPE_CODE: ClassVar[int] = 0x0D
+    SHORTHAND: ClassVar[str] = "block->block+application client"
+    HOLDS_DATA: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True)
+class StreamToStreamHeld(StreamToStream):
+    """Copy from stream device to stream device and hold a copy for the application
+    client (0Eh): the bytes read for the segment are held."""
+
+    TYPE_CODE: ClassVar[int] = 0x0E
+    SHORTHAND: ClassVar[str] = "stream->stream+application client"
+    HOLDS_DATA: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True)
+class StreamToDiscardHeld(StreamToDiscard):
+    """Read from stream device, hold for the application client (0Fh): the bytes read
+    are not written anywhere, only held."""
+
+    TYPE_CODE: ClassVar[int] = 0x0F
+    SHORTHAND: ClassVar[str] = "stream->discard+application client"
+    HOLDS_DATA: ClassVar[bool] = True
+
+
+#: The segments that move data from one device to another (00h-03h, 08h-0Eh).
+CopySegment = (BlockToStream | StreamToBlock | BlockToBlock | StreamToStream
+               | BlockToStreamOffset | StreamToBlockOffset | BlockToBlockOffset)
 Segment = (BlockToStream | StreamToBlock | BlockToBlock | StreamToStream | InlineToStream
-           | EmbeddedToStream | StreamToDiscard | WriteFilemarks | Space | Locate)
+           | EmbeddedToStream | StreamToDiscard | VerifyCscd | BlockToStreamOffset
+           | StreamToBlockOffset | BlockToBlockOffset | WriteFilemarks | Space | Locate
+           | TapeImageCopy)
 SEGMENT_CLASSES: dict[int, type[Segment]] = {
     c.TYPE_CODE: c for c in (BlockToStream, StreamToBlock, BlockToBlock, StreamToStream,
-                             InlineToStream, EmbeddedToStream, StreamToDiscard,
-                             WriteFilemarks, Space, Locate)
+                             InlineToStream, EmbeddedToStream, StreamToDiscard, VerifyCscd,
+                             BlockToStreamOffset, StreamToBlockOffset, BlockToBlockOffset,
+                             BlockToStreamHeld, StreamToBlockHeld, BlockToBlockHeld,
+                             StreamToStreamHeld, StreamToDiscardHeld, WriteFilemarks, Space,
+                             Locate, TapeImageCopy)
 }
 
 
@@ -1360,6 +1618,26 @@ def copy_status_data(
 ) -> bytes:
     """COPY STATUS parameter data for ``transferred`` bytes written so far."""
     return CopyStatus.for_bytes(status, segments_processed, transferred, hdd=hdd).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedData:
+    """RECEIVE DATA parameter data, SPC-4 r31 6.18.2 (RECEIVE COPY DATA(LID1) in r37):
+    0-3 AVAILABLE DATA (the bytes after it), then the HELD DATA."""
+
+    held_data: bytes = b""
+
+    def encode(self) -> bytes:
+        held = bytes(self.held_data)
+        return struct.pack(">I", _fits("available_data", len(held), 32)) + held
+
+    @classmethod
+    def parse(cls, data: bytes | memoryview) -> Self:
+        """Decode; held data cut short by the allocation length is kept short."""
+        if len(data) < 4:
+            raise XcopyFormatError(f"RECEIVE DATA data of {len(data)} bytes (needs 4)")
+        (n,) = struct.unpack_from(">I", data, 0)
+        return cls(bytes(data[4 : 4 + n]))
 
 
 _OPERATING_PARAMETERS = struct.Struct(">IBxxxHHIIIIIxxHBBBBxxxB")

@@ -497,9 +497,12 @@ def xcopy_target(data: bytes) -> None:
 
 
 _RCR = (xcopy.ReceiveCopyResultsCopyStatus, xcopy.ReceiveCopyResultsOperatingParameters,
-        xcopy.ReceiveCopyResultsFailedSegmentDetails, xcopy.ReceiveCopyDigest)
+        xcopy.ReceiveCopyResultsFailedSegmentDetails, xcopy.ReceiveCopyDigest,
+        xcopy.ReceiveCopyResultsReceiveData)
 _RCR_LID4 = (xcopy.ReceiveCopyStatusLid4, xcopy.ReceiveCopyDataLid4,
              xcopy.CopyOperationAbort)
+#: the answers that hand over held data, which a whole answer consumes
+_RCR_HELD = (xcopy.ReceiveCopyResultsReceiveData, xcopy.ReceiveCopyDataLid4)
 
 
 def _canned_copies(lb: Lab) -> list[bytes]:
@@ -514,6 +517,8 @@ def _canned_copies(lb: Lab) -> list[bytes]:
         xcopy.build_extended_copy([t, d], [xcopy.StreamToBlock(0, 1, 60, 0, 512)]),  # underrun
         xcopy.build_extended_copy([d, t], [xcopy.BlockToStream(0, 1, 8, 60, 512)]),  # out of range
         xcopy.build_extended_copy([d, d], [xcopy.BlockToBlock(0, 1, 2, 0, 10)]),
+        xcopy.build_extended_copy([d, t], [xcopy.BlockToStreamHeld(0, 1, 2, 0, 512),
+                                           xcopy.VerifyCscd(1, tur=True)]),  # held data
     ]
 
 
@@ -566,6 +571,9 @@ def rcr_target(data: bytes) -> None:
             got = run(lb, disk, bytes(cdb), size)
             if got.status != GOOD or got.count is None or "allocation_length" not in fields:
                 continue
+            if layout in _RCR_HELD and got.count >= 4 and \
+                    4 + struct.unpack_from(">I", got.data)[0] <= got.count:
+                continue  # all of the held data was returned: SPC-4 discards it then
             full = run(lb, disk, bytes(cdb[:-6] + struct.pack(">I", 1 << 20) + cdb[-2:])
                        if layout.LENGTH == 16 else
                        bytes(cdb[:5] + struct.pack(">I", 1 << 20) + cdb[9:]), 1 << 20)
@@ -799,6 +807,27 @@ def seeds() -> dict[str, list[bytes]]:
         xc.append(bytes([0, 0]) + xcopy.build_extended_copy(
             cscds, segs, list_identifier=0x40 + i, list_id_usage=xcopy.ListIdUsage.HOLD,
             inline_data=inline))
+    more = [  # 07h-0Fh, 13h (SPC-4 6.4.6): verify, byte offsets, held data, tape image
+        ([cd, ct], [xcopy.VerifyCscd(0), xcopy.VerifyCscd(1, tur=True)], b""),
+        ([cd, ct], [xcopy.BlockToStreamOffset(0, 1, 1000, 1, 17, 300),
+                    xcopy.WriteFilemarks(1, 1), xcopy.Locate(1, 0),
+                    xcopy.StreamToBlockOffset(1, 0, 1000, 20, 511, 300)], b""),
+        ([cd, cd4], [xcopy.BlockToBlockOffset(0, 1, 5000, 3, 1, 100, 4095),
+                     xcopy.BlockToBlockOffset(1, 0, 10, 15, 62, 4090, 510)], b""),
+        ([cd, ct, cd4], [xcopy.BlockToStreamHeld(0, 1, 4, 0, 512), xcopy.Locate(1, 0),
+                         xcopy.StreamToDiscardHeld(1, 512, 512),
+                         xcopy.StreamToBlockHeld(1, 2, 1, 0, 512),
+                         xcopy.BlockToBlockHeld(0, 2, 8, 8, 1)], b""),
+        ([cd, ct, ct2], [xcopy.BlockToStream(0, 1, 4, 0, 512), xcopy.WriteFilemarks(1, 1),
+                         xcopy.Space(1, 1, -1), xcopy.Space(1, 0, -4),
+                         xcopy.StreamToStreamHeld(1, 2, 1024, 512, 256),
+                         xcopy.TapeImageCopy(1, 2, 1), xcopy.Locate(1, 0),
+                         xcopy.TapeImageCopy(1, 2, 0)], b""),
+    ]
+    for i, (cscds, segs, inline) in enumerate(more):
+        xc.append(bytes([i % 3, 0]) + xcopy.build_extended_copy(
+            cscds, segs, list_identifier=0x50 + i, list_id_usage=xcopy.ListIdUsage.HOLD,
+            inline_data=inline))
     lid4 = [  # EXTENDED COPY(LID4): foreground, IMMED, and headers SPC-4 6.4.2 refuses
         xcopy.build_extended_copy_lid4([cd, ct], [xcopy.BlockToStream(0, 1, 8, 0, 1024)],
                                        list_identifier=0x4C494434),
@@ -836,6 +865,10 @@ def seeds() -> dict[str, list[bytes]]:
         bytes([2, 0x81, 9, 0, 0xC2, 10, 2]) + ask(0x40, 9, 96, 96) + ask(0x42, 10, 0, 0)
         + ask(0x40, 10, 31, 31) + ask(0x41, 10, 0, 0),
         bytes([2, 0xC0, 11, 0, 0x00, 11, 0]) + ask(0x40, 11, 96, 96) + ask(0x42, 12, 0, 0),
+        # held data (0Bh) read with RECEIVE DATA (01h): short, whole, again (discarded)
+        bytes([1, 5, 13, 0]) + ask(4, 13, 100, 100) + ask(4, 13, 1 << 20, 2048)
+        + ask(4, 13, 1 << 20, 2048) + ask(0, 13, 12, 12),
+        bytes([1, 0x83, 14, 0]) + ask(0x43, 14, 1 << 20, 2048) + ask(4, 14, 0, 0),
     ]
     def patch(region: int, width: int, where: bytes, value: int) -> bytes:
         return (bytes([region << 2 | (1, 2, 4, 8).index(width)]) + where

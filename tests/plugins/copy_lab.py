@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import pytest
 
-from lio_xcopy.copy.manager import CopyManager
+from lio_xcopy.copy.manager import CopyAborted, CopyManager
 from lio_xcopy.devices.backing import BackingStore
 from lio_xcopy.devices.base import Command, LunIdentity
 from lio_xcopy.devices.buffer import DataBuffer
 from lio_xcopy.devices.disk import Disk
 from lio_xcopy.devices.tape import Tape
 from lio_xcopy.scsi import xcopy
+from lio_xcopy.scsi import xcopy as x
 from lio_xcopy.scsi.errors import CheckCondition
-from lio_xcopy.scsi.sense import SenseKey
+from lio_xcopy.scsi.sense import SenseData, SenseKey
 from lio_xcopy.scsi.xcopy import IdentificationCscd
 
 MiB = 1 << 20
@@ -81,3 +82,43 @@ def tape_records(t: Tape):
                 continue
             assert e.sense.key == SenseKey.BLANK_CHECK
             return out
+
+
+def read_file(disk: Disk) -> bytes:
+    with open(disk.store.path, "rb") as f:
+        return f.read()
+
+
+def ptr(s: SenseData) -> int:
+    """The byte a sense-key specific field or segment pointer names."""
+    assert s.sense_key_specific is not None
+    return int.from_bytes(s.sense_key_specific[1:3], "big")
+
+
+def objects(t: Tape) -> list[bytes | None]:
+    """Every object from BOT: a record's bytes, or None for a filemark."""
+    return tape_records(t)
+
+
+def write(t: Tape, *objs: bytes | None) -> None:
+    for o in objs:
+        if o is None:
+            t.write_filemarks(1)
+        else:
+            t.write_record(DataBuffer.of(bytearray(o)), len(o))
+
+
+def aborted(excinfo, asc: int, segment: int, byte: int | None = None) -> CopyAborted:
+    e = excinfo.value
+    assert (e.sense.key, e.sense.asc, e.sense.command_specific) == (
+        SenseKey.COPY_ABORTED, asc, segment)
+    if byte is not None:
+        assert ptr(e.sense) == byte
+    return e
+
+
+def details(manager, lun, list_id=5) -> SenseData:
+    fsd = x.FailedSegmentDetails.parse(manager.receive_copy_results(
+        lun, x.ReceiveCopyResultsFailedSegmentDetails(list_identifier=list_id)))
+    assert fsd is not None and fsd.sense is not None
+    return fsd.sense

@@ -4,6 +4,7 @@ disk back, and a bounded wait."""
 from __future__ import annotations
 
 import os
+import re
 import time
 
 from conftest import MiB, run
@@ -48,3 +49,9 @@ def wait_for(what: str, cond, timeout: float = 120.0, step: float = 0.05) -> Non
     while not cond():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(step)
+
+
+def tell(lab) -> int:
+    m = re.search(r"At block (\d+)\.", run("mt", "-f", lab.nst, "tell").stdout)
+    assert m
+    return int(m.group(1))

@@ -6,12 +6,11 @@ import errno
 import os
 
 import pytest
-from plugins.copy_lab import cscd, run, tape_records
+from plugins.copy_lab import cscd, read_file, run, tape_records
 
 from lio_xcopy.copy.manager import HELD_RESULTS_SECONDS, CopyAborted, CopyManager
 from lio_xcopy.devices.base import Command
 from lio_xcopy.devices.buffer import DataBuffer
-from lio_xcopy.devices.disk import Disk
 from lio_xcopy.scsi import spc, xcopy
 from lio_xcopy.scsi.errors import CheckCondition, IllegalRequest
 from lio_xcopy.scsi.sense import Asc, SenseData, SenseKey
@@ -33,9 +32,6 @@ def lab(copy_lab):
     return copy_lab
 
 
-def read_file(disk: Disk) -> bytes:
-    with open(disk.store.path, "rb") as f:
-        return f.read()
 
 
 def test_disk_to_tape_then_tape_to_disk_round_trip(lab):
@@ -187,7 +183,8 @@ def test_copy_status_and_operating_parameters(lab):
     op = xcopy.OperatingParameters.parse(lab.manager.receive_copy_results(
         src, xcopy.ReceiveCopyResultsOperatingParameters()))
     assert op.max_segment_count >= 256 and op.max_segment_length >= 256 * MiB
-    assert op.implemented_descriptor_types == (0, 1, 2, 3, 4, 5, 6, 0x10, 0x11, 0x12, 0xE4)
+    assert op.implemented_descriptor_types == (*range(0x14), 0xE4)
+    assert op.held_data_limit == xcopy.HELD_DATA_LIMIT
     assert op.max_inline_data_length == xcopy.MAX_INLINE_DATA
     with pytest.raises(IllegalRequest):  # an unknown list identifier
         lab.manager.receive_copy_results(

@@ -112,7 +112,7 @@ def _patched(byte: int, value: int) -> bytearray:
     (_patched(43, 0x40), Asc.PARAMETER_LIST_LENGTH_ERROR, "80002a"),  # CSCD list past the end
     (_patched(45, 0x40), Asc.PARAMETER_LIST_LENGTH_ERROR, "80002c"),  # segment list past it
     (_patched(47, 0x01), Asc.PARAMETER_LIST_LENGTH_ERROR, "80002e"),  # inline past the end
-    (_patched(80, 0x0B), Asc.UNSUPPORTED_SEGMENT_DESCRIPTOR_TYPE_CODE, "800050"),
+    (_patched(80, 0x14), Asc.UNSUPPORTED_SEGMENT_DESCRIPTOR_TYPE_CODE, "800050"),
 ])
 def test_header_refusals_point_into_the_parameter_list(data, asc, pointer):
     sense = _illegal(data)
@@ -402,7 +402,7 @@ def test_the_new_commands_are_reported_where_the_copy_commands_are(lab):
     assert commands is not None
     # with the disk's ROD token commands (POPULATE TOKEN, WRITE USING TOKEN, 84h/07h-08h)
     assert dict(commands.commands)[0x83] == (0x00, 0x01, 0x10, 0x11, 0x1C)
-    assert dict(commands.commands)[0x84] == (0x00, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08)
+    assert dict(commands.commands)[0x84] == (0x00, 0x01, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08)
     assert xcopy.ExtendedCopyLid4.DATA_OUT and lab.src.runs_long(Command(
         x.ExtendedCopyLid4(parameter_list_length=48).encode()))
 

@@ -659,14 +659,14 @@ def test_supported_operation_codes_list_the_copy_commands_this_lun_answers(rctd)
     got = spc.parse_all_commands(data[:n])
     assert [(d.opcode, d.service_action) for d in got] == [
         (0x08, None), (0x12, None), (0x83, 0x00), (0x83, 0x01), (0x83, 0x1C), (0x84, 0x00),
-        (0x84, 0x03), (0x84, 0x04), (0x84, 0x05), (0x84, 0x06), (0xC5, None)]
+        (0x84, 0x01), (0x84, 0x03), (0x84, 0x04), (0x84, 0x05), (0x84, 0x06), (0xC5, None)]
     assert all(bool(d.timeouts) == rctd for d in got)
     sent = fake.seen[-1][0]
     assert sent[0] == 0xA3 and int.from_bytes(sent[6:10], "big") == 0xFFFF  # the whole list
     # the initiator's allocation length still bounds the answer
     n, data = run(dev, spc.ReportSupportedOperationCodes(
         reporting_options=0, allocation_length=20).encode(), 20)
-    assert n == 20 and int.from_bytes(data[:4], "big") == 11 * 8
+    assert n == 20 and int.from_bytes(data[:4], "big") == 12 * 8
 
 
 def test_one_copy_command_is_answered_here_and_any_other_by_the_device():

@@ -1,4 +1,4 @@
-"""Segments 05h, 06h, 10h, 11h and 12h on a foreign tape drive reached through SG_IO
+"""Segments 05h, 06h, 07h, 10h-13h on a foreign tape drive reached through SG_IO
 (SPC-4 6.4.6.9, 6.4.6.10, 6.4.6.18-6.4.6.20): the SSC-4 commands the port sends, and
 the drive's own sense, verbatim, in FAILED SEGMENT DETAILS when it stops short. The
 drive is our Tape behind the fake SG_IO transport of tests/plugins/foreign_lab.py."""
@@ -22,6 +22,8 @@ from lio_xcopy.scsi.xcopy import (
     Locate,
     Space,
     StreamToDiscard,
+    TapeImageCopy,
+    VerifyCscd,
     WriteFilemarks,
 )
 
@@ -125,3 +127,27 @@ def test_the_port_raises_the_stream_conditions(lab):
         port.locate(9)
     port.write_filemarks(1, immed=True)
     assert drive.medium.position == 3
+
+
+def test_verify_cscd_sends_test_unit_ready_and_relays_not_ready(lab):
+    src = lab.disk("src")
+    drive, fake = drive_with(lab, b"x" * 10)
+    copy(lab, src, [(drive, {})], [VerifyCscd(0, tur=True)])
+    assert opcodes(fake, 0x00)  # TEST UNIT READY went to the drive
+    drive.unload_cartridge()
+    s = stopped(lab, src, drive, [VerifyCscd(0, tur=True)], Asc.MEDIUM_NOT_PRESENT)
+    assert (s.key, s.asc) == (SenseKey.NOT_READY, Asc.MEDIUM_NOT_PRESENT)
+
+
+def test_a_tape_image_copy_onto_a_foreign_drive(lab):
+    src = lab.tape("src")  # the receiving LUN the drive is admitted for
+    for o in (b"r1" * 50, None, b"r2" * 70, None, None):
+        if o is None:
+            src.write_filemarks(1)
+        else:
+            src.write_record(DataBuffer.of(bytearray(o)), len(o))
+    src.rewind()
+    drive, fake = drive_with(lab)
+    copy(lab, src, [(src, {}), (drive, {})], [TapeImageCopy(0, 1)])
+    assert records(drive) == [b"r1" * 50, None, b"r2" * 70, None, None]
+    assert len(opcodes(fake, 0x10)) == 3  # one WRITE FILEMARKS (6) per filemark

@@ -88,8 +88,8 @@ def test_golden_bytes_of_each_descriptor():
                                          ) + bytes(18)
     # 9101h, length 1Ch: 64 KiB
     assert body[100:132] == bytes.fromhex("9101001c" "00010000") + bytes(24)
-    # C001h, length 1Ch: no held data
-    assert body[132:] == bytes.fromhex("c001001c") + bytes(28)
+    # C001h, length 1Ch: HELD DATA LIMIT 256 KiB, granularity 2^0
+    assert body[132:] == bytes.fromhex("c001001c" "00040000" "00") + bytes(23)
 
 
 descriptors = st.one_of(

@@ -73,7 +73,11 @@ def test_receive_copy_results_cdbs_golden():
     assert x.ReceiveCopyResultsFailedSegmentDetails(
         list_identifier=0x7F, allocation_length=0x10000
     ).encode() == bytes.fromhex("84 04 7f 00000000000000 00010000 00 00")
-    assert [c.SERVICE_ACTION for c in x.RECEIVE_COPY_RESULTS] == [0, 3, 4]
+    assert [c.SERVICE_ACTION for c in x.RECEIVE_COPY_RESULTS] == [0, 1, 3, 4]
+    # RECEIVE DATA (SPC-4 r31 6.18.2): as sg_raw sends it, list identifier 5, 4 KiB
+    assert x.ReceiveCopyResultsReceiveData(list_identifier=5, allocation_length=4096
+                                               ).encode() == bytes.fromhex(
+        "84 01 05 00000000000000 00001000 00 00")
     # our vendor-specific RECEIVE COPY DIGEST, as docs/copy-digest.md shows it for sg_raw
     assert x.ReceiveCopyDigest(list_identifier=7, allocation_length=48).encode() == \
         bytes.fromhex("c5 00 07 00 00 00 00 00 30 00")
@@ -138,8 +142,10 @@ def test_segment_goldens():
     assert x.StreamToStream(0, 1, 0xDEADBEEF, 0x800, 0x10000).encode() == bytes.fromhex(
         "03 00 0010 0000 0001 00 000800 00 010000 deadbeef"
     )
-    assert [c.size() for c in x.SEGMENT_CLASSES.values()] == [24, 24, 28, 20, 24, 16, 16, 12,
-                                                               12, 12]
+    assert {t: c.size() for t, c in x.SEGMENT_CLASSES.items()} == {
+        0x00: 24, 0x01: 24, 0x02: 28, 0x03: 20, 0x04: 24, 0x05: 16, 0x06: 16, 0x07: 12,
+        0x08: 28, 0x09: 28, 0x0A: 32, 0x0B: 24, 0x0C: 24, 0x0D: 28, 0x0E: 20, 0x0F: 16,
+        0x10: 12, 0x11: 12, 0x12: 12, 0x13: 12}
 
 
 # --- what stock sg_xcopy sends ------------------------------------------------------------------
@@ -287,7 +293,7 @@ def test_encode_rejects_what_does_not_fit():
     with pytest.raises(ValueError):
         x.ParameterListHeader(list_id_usage=4).encode(0, 0, 0)
     with pytest.raises(ValueError):
-        x.Limits(segment_types=(0x02, 0x07))
+        x.Limits(segment_types=(0x02, 0x14))
 
 
 # --- every parameter list error -----------------------------------------------------------------
@@ -401,7 +407,7 @@ def test_too_many_segment_descriptors():
 
 def test_unsupported_segment_types():
     data = two_disk_list(b2b(), b2b())
-    data[80 + 28] = 0x0A  # block<o> -> block<o>
+    data[80 + 28] = 0x14  # register persistent reservation key
     s = illegal(data)
     assert_sense(s, Asc.UNSUPPORTED_SEGMENT_DESCRIPTOR_TYPE_CODE, 108)
     assert s.fixed()[12:14] == b"\x26\x09" and s.fixed()[15:18] == bytes.fromhex("80006c")
@@ -515,8 +521,9 @@ def test_operating_parameters_golden():
     # SPC-5 table 244 (FreeBSD scsi_receive_copy_operating_parameters_data, LIO
     # target_rcr_operating_parameters, sg_xcopy scsi_operating_parameter offsets)
     assert x.operating_parameters_data(x.Limits()) == bytes.fromhex(
-        "00000033 01 000000 0040 0100 00002800 40000000 00010000 00000000 00ffffff"
-        "0000 0010 10 00 00 00 000000 0b 00 01 02 03 04 05 06 10 11 12 e4"
+        "0000003d 01 000000 0040 0100 00002800 40000000 00010000 00040000 00ffffff"
+        "0000 0010 10 00 00 00 000000 15 00 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f"
+        "10 11 12 13 e4"
     )
     # LIO's own answer, 2 implemented codes: AVAILABLE DATA 42 (put_unaligned_be32(42))
     lio = x.OperatingParameters(
@@ -526,7 +533,8 @@ def test_operating_parameters_golden():
     assert lio[43:] == bytes.fromhex("02 02 e4")
     no_snlid = x.OperatingParameters.from_limits(x.Limits(snlid=False))
     assert (no_snlid.snlid, no_snlid.total_concurrent_copies) == (False, 0)
-    assert "implemented descriptors 00h 01h 02h 03h 04h 05h 06h 10h 11h 12h E4h" in (
+    assert ("implemented descriptors 00h 01h 02h 03h 04h 05h 06h 07h 08h 09h 0Ah 0Bh 0Ch "
+            "0Dh 0Eh 0Fh 10h 11h 12h 13h E4h") in (
         x.OperatingParameters.from_limits(x.Limits()).describe()
     )
 

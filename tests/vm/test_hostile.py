@@ -230,6 +230,20 @@ def _copy_lists(naa: dict[str, bytes]) -> list[bytes]:
         xcopy.build_extended_copy([t, t], [xcopy.StreamToStream(0, 1, 512, 512, 512)],
                                   list_identifier=4, list_id_usage=0),
         xcopy.build_extended_copy([d], [xcopy.BlockToBlock(0xFFFF, 0, 4, 0, 200)]),
+        # 07h-0Fh and 13h (SPC-4 6.4.6): verify, byte offsets, held data, tape image copy
+        xcopy.build_extended_copy([d, t], [xcopy.VerifyCscd(0), xcopy.VerifyCscd(1, tur=True),
+                                           xcopy.BlockToStreamHeld(0, 1, 4, 0, 1024)],
+                                  list_identifier=5, list_id_usage=0),
+        xcopy.build_extended_copy([d, t], [xcopy.BlockToStreamOffset(0, 1, 1000, 2, 7, 500),
+                                           xcopy.StreamToBlockOffset(1, 0, 10, 9, 3, 10)],
+                                  list_identifier=6, list_id_usage=0),
+        xcopy.build_extended_copy([d, d], [xcopy.BlockToBlockOffset(0, 1, 3000, 1, 500, 9,
+                                                                    511),
+                                           xcopy.BlockToBlockHeld(0, 1, 2, 0, 600)],
+                                  list_identifier=7, list_id_usage=0),
+        xcopy.build_extended_copy([t, t], [xcopy.StreamToDiscardHeld(0, 512, 512),
+                                           xcopy.TapeImageCopy(0, 1, 1)],
+                                  list_identifier=8, list_id_usage=0),
     ]
 
 

@@ -10,7 +10,7 @@ import os
 import re
 
 from conftest import MiB, clear_unit_attention, run, sense_of
-from plugins.vm_xcopy import cscd, read_disk, send
+from plugins.vm_xcopy import cscd, read_disk, send, tell
 
 from lio_xcopy.devices.awstape import AwsTape
 from lio_xcopy.scsi import xcopy
@@ -29,10 +29,6 @@ def mt(lab, *args: str) -> str:
     return run("mt", "-f", lab.nst, *args).stdout
 
 
-def tell(lab) -> int:
-    m = re.search(r"At block (\d+)\.", mt(lab, "tell"))
-    assert m
-    return int(m.group(1))
 
 
 def backup_job(lab) -> bytes:

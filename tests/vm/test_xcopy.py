@@ -79,8 +79,7 @@ def test_receive_copy_results_operating_parameters(lab):
     op = xcopy.OperatingParameters.parse(out.read_bytes())
     assert op.max_segment_count >= 256 and op.max_cscd_count >= 64
     assert op.max_segment_length >= 256 * MiB
-    assert op.implemented_descriptor_types == (
-        0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x10, 0x11, 0x12, 0xE4)
+    assert op.implemented_descriptor_types == (*range(0x14), 0xE4)  # 00h-13h and E4h
     assert op.max_inline_data_length == xcopy.MAX_INLINE_DATA
 
 
@@ -178,8 +177,8 @@ def _bad_lists(lab) -> dict[str, tuple[bytes, tuple[str, str]]]:
     truncated = good[:-6]  # the segment descriptor cut short
     cscd_e5 = bytearray(good)
     cscd_e5[16] = 0xE5  # an unsupported CSCD type code
-    seg_0b = bytearray(good)
-    seg_0b[16 + 64] = 0x0B  # an unsupported segment type code
+    seg_14 = bytearray(good)
+    seg_14[16 + 64] = 0x14  # an unsupported segment type code (register key)
     too_many = xcopy.build_extended_copy(
         [cscd(lab.disk_lun, 0, BS), cscd(lab.tape_lun, 1, 0)],
         [BlockToStream(0, 1, 1, i, 512) for i in range(257)])
@@ -188,7 +187,7 @@ def _bad_lists(lab) -> dict[str, tuple[bytes, tuple[str, str]]]:
     return {
         "truncated": (truncated, (ir, "Parameter list length error")),
         "cscd-type": (bytes(cscd_e5), (ir, "Unsupported target descriptor type code")),
-        "segment-type": (bytes(seg_0b), (ir, "Unsupported segment descriptor type code")),
+        "segment-type": (bytes(seg_14), (ir, "Unsupported segment descriptor type code")),
         "too-many-segments": (too_many, (ir, "Too many segment descriptors")),
         "wrong-device-type": (wrong_type, ("Copy Aborted", "Incorrect copy target device type")),
     }
