@@ -171,6 +171,9 @@ class CopyJob:
     copy_sense: SenseData | None = None  # what the EXTENDED COPY ended with (COPY ABORTED)
     stopped: Future[None] = field(default_factory=Future)  # set when the copy has ended
     begun: bool = False  # its first segment descriptor is being processed
+    #: commands sent to a copy source or destination that completed GOOD (the OPERATION
+    #: COUNTER of RECEIVE COPY STATUS (LID4), SPC-4 6.24; wraps at 16 bits when reported)
+    operations: int = 0
 
     @property
     def running(self) -> bool:
@@ -256,10 +259,12 @@ class CopyManager:
         with this list identifier, from whichever initiator sends it (TCMU does not
         tell the nexus apart). The copy stops at its next chunk; its EXTENDED COPY
         ends with TASK ABORTED status, as FreeBSD CTL's does, and COPY STATUS keeps the
-        exact count of what reached the destination. A copy that already ended is left
-        as it is (GOOD); a list identifier the LUN holds nothing for (or one sent with
-        LIST ID USAGE 11b, which has none) is ILLEGAL REQUEST, INVALID FIELD IN CDB at
-        byte 2.
+        exact count of what reached the destination. "If the copy manager is not
+        processing a copy operation with the specified list identifier", SPC-4 6.3
+        wants ILLEGAL REQUEST, INVALID FIELD IN CDB (here at byte 2, the LIST
+        IDENTIFIER): so for a copy that already ended (its results stay held, as they
+        were), a list identifier the LUN holds nothing for, and one sent with LIST ID
+        USAGE 11b, which has none. (FreeBSD CTL answers GOOD for a copy that ended.)
 
         A copy running in the background (EXTENDED COPY(LID4) with IMMED) has no command
         left to end: SPC-4 5.17.4.7 a) wants its transfers stopped before COPY OPERATION
@@ -271,16 +276,18 @@ class CopyManager:
             job = table.get(list_id) if table is not None else None
         if job is None:
             raise InvalidFieldInCdb(2, message=f"no copy with list identifier {list_id}")
-        if job.running:
-            log.warning("copy %s/%d: COPY OPERATION ABORT after %d bytes", job.lun,
-                        job.list_id, job.transferred)
-            job.cancelled_by = OPERATION_ABORTED
-            job.cancel.set()
-            if job.immed:
-                done: Future[int] = Future()
-                done.set_running_or_notify_cancel()
-                job.stopped.add_done_callback(lambda _: done.set_result(0))
-                return done
+        if not job.running:
+            raise InvalidFieldInCdb(2, message=f"the copy with list identifier {list_id} "
+                                               "has ended")
+        log.warning("copy %s/%d: COPY OPERATION ABORT after %d bytes", job.lun,
+                    job.list_id, job.transferred)
+        job.cancelled_by = OPERATION_ABORTED
+        job.cancel.set()
+        if job.immed:
+            done: Future[int] = Future()
+            done.set_running_or_notify_cancel()
+            job.stopped.add_done_callback(lambda _: done.set_result(0))
+            return done
         return None
 
     def reset(self, receiving: ScsiDevice) -> list[CopyJob]:
@@ -695,7 +702,9 @@ class CopyManager:
     def _device_errors(self, job: CopyJob, plan: _Plan, source: bool) -> Iterator[None]:
         """A device's CHECK CONDITION mid-copy becomes COPY ABORTED for this segment,
         keeping the device's own sense for FAILED SEGMENT DETAILS; a device that could
-        not be reached, COPY TARGET DEVICE NOT REACHABLE (SPC-4 6.4.3)."""
+        not be reached, COPY TARGET DEVICE NOT REACHABLE (SPC-4 6.4.3). Each block
+        names one command to a copy source or destination; one that completes counts
+        in the OPERATION COUNTER (SPC-4 6.24)."""
         if job.cancel.is_set():
             raise CopyAborted(Asc.COMMANDS_CLEARED_BY_ANOTHER_INITIATOR
                               if job.cancelled_by == OPERATION_ABORTED else job.cancelled_by,
@@ -714,6 +723,7 @@ class CopyManager:
                    else e.sense.asc)
             raise CopyAborted(asc, plan.index, byte=4 if source else 6, cause=e.sense,
                               cause_raw=e.raw_sense, message=f"{which.name}: {e}") from e
+        job.operations += 1  # the command completed GOOD: OPERATION COUNTER (SPC-4 6.24)
 
     def _segment(self, job: CopyJob, plan: _Plan) -> None:
         seg = plan.segment
@@ -1043,26 +1053,30 @@ def _copy_status_lid4(job: CopyJob) -> xcopy.CopyStatusLid4:
     foreground (11h) or background (12h) with the bytes written so far, completed
     (01h, GOOD), completed with errors (02h, CHECK CONDITION with the COPY ABORTED
     sense the copy ended in) or terminated by COPY OPERATION ABORT (60h, TASK ABORTED,
-    no sense). The OPERATION COUNTER is not kept (zero). SEGMENTS PROCESSED counts the
+    no sense). The OPERATION COUNTER counts the commands sent to a copy source or
+    destination that completed GOOD, wrapping at 16 bits. SEGMENTS PROCESSED counts the
     segment being processed (or the one the copy stopped in), zero before the first."""
     op = xcopy.CopyOperationStatus
     segments = min(job.segments_processed + 1, job.segments) if job.begun else 0
+    counter = job.operations & 0xFFFF
     if job.running:
         return xcopy.CopyStatusLid4(
             job.service_action,
             op.IN_PROGRESS_BACKGROUND if job.immed else op.IN_PROGRESS_FOREGROUND,
-            job.transferred, segments, estimated_status_update_delay=STATUS_POLL_MS)
+            job.transferred, segments, operation_counter=counter,
+            estimated_status_update_delay=STATUS_POLL_MS)
     ended = xcopy.STATUS_UPDATE_DELAY_ENDED
     if job.status == CopyCommandStatus.COMPLETED:
         return xcopy.CopyStatusLid4(job.service_action, op.COMPLETED, job.transferred,
-                                    job.segments, GOOD, estimated_status_update_delay=ended)
+                                    job.segments, GOOD, operation_counter=counter,
+                                    estimated_status_update_delay=ended)
     if job.cancelled_by == OPERATION_ABORTED:
         return xcopy.CopyStatusLid4(job.service_action, op.TERMINATED, job.transferred,
-                                    segments, TASK_ABORTED,
+                                    segments, TASK_ABORTED, operation_counter=counter,
                                     estimated_status_update_delay=ended)
     sense = job.copy_sense.fixed() if job.copy_sense is not None else b""
     return xcopy.CopyStatusLid4(job.service_action, op.COMPLETED_WITH_ERRORS, job.transferred,
-                                segments, CHECK_CONDITION, sense[:255],
+                                segments, CHECK_CONDITION, sense[:255], operation_counter=counter,
                                 estimated_status_update_delay=ended)
 
 
