@@ -225,7 +225,8 @@ class CopyManager:
         self._running: list[CopyJob] = []
         self._lock = threading.Lock()
         #: ROD tokens (POPULATE TOKEN / WRITE USING TOKEN), under the same access policy
-        self.rod = RodTokens(lambda receiving, other: self.policy(receiving, other), clock=clock)
+        self.rod = RodTokens(lambda receiving, other: self.policy(receiving, other), clock=clock,
+                             start=start)
 
     # --- the LUNs a copy may name -------------------------------------------------------------
     def register(self, device: ScsiDevice) -> None:
@@ -274,8 +275,8 @@ class CopyManager:
             self._expire()
             table = self._jobs.get(receiving.identity.name)
             job = table.get(list_id) if table is not None else None
-        if job is None:
-            raise InvalidFieldInCdb(2, message=f"no copy with list identifier {list_id}")
+        if job is None:  # a WRITE USING TOKEN with IMMED, or nothing being processed
+            return self.rod.abort(receiving, list_id)
         if not job.running:
             raise InvalidFieldInCdb(2, message=f"the copy with list identifier {list_id} "
                                                "has ended")
@@ -295,6 +296,7 @@ class CopyManager:
         end as if COPY OPERATION ABORT named each (SPC-4 5.17.5 table 109), at their
         next chunk, COPY STATUS (LID4) 60h with the exact count. Foreground copies end
         with their commands, which the transport aborts (:meth:`abort`)."""
+        self.rod.stop(receiving.identity.name)
         with self._lock:
             jobs = [j for j in self._running if j.lun == receiving.identity.name and j.immed]
         for job in jobs:
@@ -311,6 +313,7 @@ class CopyManager:
         fail BUSY and an initiator to retry from its start. A background copy (LID4
         IMMED) has no command to wait for: ``wait`` seconds at most are given to those
         to end before the LUNs close. Returns the copies ended."""
+        self.rod.stop()
         with self._lock:
             running = list(self._running)
         for job in running:
@@ -1023,6 +1026,12 @@ class CopyManager:
         with self._lock:
             self._expire()
             job = self._jobs.get(receiving.identity.name, {}).get(cdb.list_identifier)
+        if job is None and sa == xcopy.RECEIVE_COPY_STATUS_LID4.SERVICE_ACTION and \
+                cdb.OPCODE == xcopy.RECEIVE_COPY_STATUS_LID4.OPCODE:
+            # a POPULATE TOKEN or WRITE USING TOKEN (SPC-4 6.24, 5.17.3 table 107)
+            rod_status = self.rod.copy_status(receiving, cdb.list_identifier)
+            if rod_status is not None:
+                return rod_status.encode()
         if job is None:
             raise InvalidFieldInCdb(2, message=f"no copy with list identifier "
                                                f"{cdb.list_identifier}")

@@ -32,10 +32,15 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Self
+from typing import ClassVar, Self
 
 from lio_xcopy.scsi.cdb import Field, cdb_layout
 from lio_xcopy.scsi.errors import InvalidFieldInParameterList, ParameterListLengthError
+from lio_xcopy.scsi.xcopy import (
+    STATUS_UPDATE_DELAY_ENDED,
+    CopyStatusLid4,
+    TransferCountUnits,
+)
 
 # --- CDB layouts -------------------------------------------------------------------------
 POPULATE_TOKEN = cdb_layout(
@@ -79,11 +84,12 @@ POPULATE_TOKEN_HEADER = 16
 WRITE_USING_TOKEN_HEADER = 536
 RRTI_HEADER = 32
 
-# COPY OPERATION STATUS, SPC-4 6.18.4 (RECEIVE COPY STATUS (LID4))
+# COPY OPERATION STATUS, SPC-4 6.24 table 249 (RECEIVE COPY STATUS (LID4))
 COPY_STATUS_COMPLETED = 0x01
 COPY_STATUS_COMPLETED_WITH_ERRORS = 0x02
-#: TRANSFER COUNT UNITS: logical blocks (SPC-4 6.18.4)
-TRANSFER_COUNT_UNITS_BLOCKS = 0xF1
+COPY_STATUS_IN_PROGRESS_FOREGROUND = 0x11
+COPY_STATUS_IN_PROGRESS_BACKGROUND = 0x12
+COPY_STATUS_TERMINATED = 0x60
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +221,10 @@ def block_device_zero_token() -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class RodTokenInformation:
-    """RECEIVE ROD TOKEN INFORMATION parameter data, SPC-4 6.19.2."""
+    """RECEIVE ROD TOKEN INFORMATION parameter data, SPC-4 6.26 table 256: the RECEIVE
+    COPY STATUS (LID4) data of 6.24 (:class:`~lio_xcopy.scsi.xcopy.CopyStatusLid4`,
+    TRANSFER COUNT in logical blocks), then ROD TOKEN DESCRIPTORS LENGTH and a ROD token
+    descriptor (ID FOR CREATING ROD CSCD DESCRIPTOR, reserved here, and the token)."""
 
     service_action: int  # RESPONSE TO SERVICE ACTION: 10h POPULATE TOKEN, 11h WUT
     status: int  # COPY OPERATION STATUS
@@ -223,28 +232,85 @@ class RodTokenInformation:
     token: bytes = b""
     sense: bytes = b""
     operation_counter: int = 0
-    status_update_delay: int = 0  # ms; 0 for a copy that ended
+    #: ms; FFFF FFFEh once the operation has ended (SPC-4 6.24)
+    status_update_delay: int = STATUS_UPDATE_DELAY_ENDED
+    completion_status: int = 0  # EXTENDED COPY COMPLETION STATUS (a SAM-5 status)
+
+    def copy_status(self) -> CopyStatusLid4:
+        """The same operation as RECEIVE COPY STATUS (LID4) reports it (SPC-4 6.24)."""
+        return CopyStatusLid4(self.service_action, self.status, self.transfer_count, 0,
+                              self.completion_status, self.sense, self.operation_counter,
+                              self.status_update_delay, TransferCountUnits.BLOCKS)
 
     def encode(self) -> bytes:
-        body = struct.pack(">BBHIBBBBQH6x", self.service_action, self.status,
-                           self.operation_counter, self.status_update_delay, 0,
-                           len(self.sense), len(self.sense), TRANSFER_COUNT_UNITS_BLOCKS,
-                           self.transfer_count, 0) + self.sense
-        if self.token:
-            body += struct.pack(">IH", len(self.token) + 2, 0) + self.token
-        else:
-            body += struct.pack(">I", 0)
-        return struct.pack(">I", len(body)) + body
+        tokens = struct.pack(">IH", len(self.token) + 2, 0) + self.token if self.token \
+            else struct.pack(">I", 0)
+        return self.copy_status().encode(trailer=tokens)
 
     @classmethod
     def parse(cls, data: bytes) -> Self:
-        sa, status, counter, delay, _, sense_field, sense_len, _, count = struct.unpack_from(
-            ">BBHIBBBBQ", data, 4)
-        sense = bytes(data[RRTI_HEADER : RRTI_HEADER + sense_len])
-        off = RRTI_HEADER + sense_field
+        st, off = CopyStatusLid4.decode(data)
         (n,) = struct.unpack_from(">I", data, off)
         token = bytes(data[off + 6 : off + 4 + n]) if n > 2 else b""
-        return cls(sa & 0x1F, status & 0x7F, count, token, sense, counter, delay)
+        return cls(st.response_to_service_action, st.status, st.transfer_count, token,
+                   st.sense_data, st.operation_counter, st.estimated_status_update_delay,
+                   st.completion_status)
+
+
+# --- ROD CSCD descriptor, SPC-4 6.4.5.9 table 143 -----------------------------------------
+ROD_CSCD_TYPE = 0xFE
+#: ROD PRODUCER CSCD DESCRIPTOR ID: this copy manager's own LUN (SPC-4 table 144)
+ROD_PRODUCER_SELF = 0xFFFF
+ROD_PRODUCER_ANY_LOCAL = 0xF800
+
+
+@dataclass(frozen=True, slots=True)
+class RodCscd:
+    """ROD CSCD descriptor (type FEh, 32 bytes), SPC-4 6.4.5.9 table 143: 1 PERIPHERAL
+    DEVICE TYPE (bits 4-0), 2-3 RELATIVE INITIATOR PORT IDENTIFIER, 4-5 ROD PRODUCER CSCD
+    DESCRIPTOR ID, 8-11 ROD TYPE, 12-15 REQUESTED ROD TOKEN LIFETIME, 16-19 REQUESTED ROD
+    TOKEN INACTIVITY TIMEOUT, 22 bit 0 R_TOKEN, 23 bit 0 DEL_TKN, 24-27 ROD TOKEN OFFSET
+    (into the inline data, where a ROD TYPE of zero finds the token), 28-31 the device
+    type specific parameters (for a block device, bytes 29-31 DISK BLOCK LENGTH)."""
+
+    rod_token_offset: int = 0
+    rod_type: int = 0
+    producer: int = ROD_PRODUCER_SELF
+    peripheral_device_type: int = 0
+    lifetime: int = 0
+    inactivity_timeout: int = 0
+    r_token: bool = False
+    del_tkn: bool = False
+    relative_initiator_port: int = 0
+    device_type_specific: bytes = bytes(4)
+
+    TYPE_CODE: ClassVar[int] = ROD_CSCD_TYPE
+    LENGTH: ClassVar[int] = 32
+
+    def encode(self) -> bytes:
+        if len(self.device_type_specific) != 4:
+            raise ValueError("device type specific parameters are 4 bytes")
+        return struct.pack(">BBHH2xIIIxxBBI", ROD_CSCD_TYPE,
+                           self.peripheral_device_type & 0x1F, self.relative_initiator_port,
+                           self.producer, self.rod_type, self.lifetime,
+                           self.inactivity_timeout, int(self.r_token), int(self.del_tkn),
+                           self.rod_token_offset) + self.device_type_specific
+
+    @classmethod
+    def parse(cls, buf: bytes | memoryview) -> Self:
+        (_, pdt, port, producer, rod_type, lifetime, inactivity, r_token, del_tkn,
+         offset) = struct.unpack_from(">BBHH2xIIIxxBBI", buf, 0)
+        return cls(offset, rod_type, producer, pdt & 0x1F, lifetime, inactivity,
+                   bool(r_token & 1), bool(del_tkn & 1), port, bytes(buf[28:32]))
+
+    @property
+    def block_length(self) -> int:
+        """DISK BLOCK LENGTH of the block device type specific parameters (0: none)."""
+        return int.from_bytes(self.device_type_specific[1:4], "big")
+
+    def describe(self) -> str:
+        return (f"ROD CSCD: ROD type {self.rod_type:#010x}, token at inline byte "
+                f"{self.rod_token_offset}")
 
 
 def report_all_rod_tokens_data(management_tokens: tuple[bytes, ...] = ()) -> bytes:

@@ -16,9 +16,9 @@ from lio_xcopy.devices.backing import BackingStore
 from lio_xcopy.devices.base import Command, LunIdentity
 from lio_xcopy.devices.buffer import DataBuffer
 from lio_xcopy.devices.disk import Disk
-from lio_xcopy.scsi import rod, spc
+from lio_xcopy.scsi import rod, spc, xcopy
 from lio_xcopy.scsi.errors import CheckCondition
-from lio_xcopy.scsi.sense import Asc, SenseKey
+from lio_xcopy.scsi.sense import Asc, SenseData, SenseKey
 from lio_xcopy.scsi.tpc_vpd import (
     BlockDeviceRodLimits,
     RodTokenFeatures,
@@ -305,10 +305,21 @@ def test_golden_parameter_lists():
 def test_golden_rrti():
     info = rod.RodTokenInformation(0x10, 1, 32, token=b"\x01" * 512)
     raw = info.encode()
+    # an ended operation's ESTIMATED STATUS UPDATE DELAY is FFFF FFFEh (SPC-4 6.24)
     assert raw[:32] == bytes.fromhex(
-        "00000222 1001 0000 00000000 00 00 00 f1 0000000000000020 0000 000000000000")
+        "00000222 1001 0000 fffffffe 00 00 00 f1 0000000000000020 0000 000000000000")
     assert raw[32:38] == bytes.fromhex("00000202 0000") and raw[38:] == b"\x01" * 512
     assert rod.RodTokenInformation.parse(raw) == info
+    # 18 bytes of sense: LENGTH OF THE SENSE DATA FIELD a multiple of four (20), SENSE
+    # DATA LENGTH 18, CHECK CONDITION; the ROD TOKEN DESCRIPTORS LENGTH after the pad
+    failed = rod.RodTokenInformation(0x11, 2, 7, sense=b"\x70" + bytes(17),
+                                     operation_counter=3, completion_status=0x02)
+    raw = failed.encode()
+    assert raw[:32] == bytes.fromhex(
+        "00000034 1102 0003 fffffffe 02 14 12 f1 0000000000000007 0000 000000000000")
+    assert raw[32:50] == failed.sense and raw[50:52] == bytes(2)
+    assert raw[52:] == bytes(4) and len(raw) == 56
+    assert rod.RodTokenInformation.parse(raw) == failed
 
 
 def test_malformed_lists_refused():
@@ -370,3 +381,144 @@ def test_golden_rod_descriptors():
     raw = ThirdPartyCopyPage(0, (RodTokenFeatures(0, 0, 3600, 3600),)).encode()
     assert raw[4:8] == bytes.fromhex("0106 005c") and raw[50:52] == bytes.fromhex("0030")
     assert raw[52:56] == bytes.fromhex("0000 002c")
+
+
+# --- IMMED: WRITE USING TOKEN in the background (SBC-4 5.46.2), polled by list identifier --
+@pytest.fixture
+def bg(lab):
+    """The ROD store's background work is handed to the test; 8 blocks a chunk."""
+    lab.works = []
+    lab.manager.rod.start = lambda work, name: lab.works.append(work)
+    lab.manager.rod.chunk = 8 * 512
+    lab.src = lab.disk("src", os.urandom(BLOCKS * 512))
+    lab.dst = lab.disk("dst")
+    lab.allowed.add(frozenset(("src", "dst")))
+    lab.token = populate(lab.src, [(0, 32)])
+    return lab
+
+
+def rrti(dev, list_id):
+    return rod.RodTokenInformation.parse(send(
+        dev, rod.RECEIVE_ROD_TOKEN_INFORMATION(list_identifier=list_id,
+                                               allocation_length=1024), alloc=1024))
+
+
+def send_wut(dev, token, ranges, list_id, **kw):
+    plist = rod.WriteUsingTokenList(token, tuple(rod.BlockRange(*r) for r in ranges),
+                                    **kw).encode()
+    return send(dev, rod.WRITE_USING_TOKEN(list_identifier=list_id,
+                                           parameter_list_length=len(plist)), plist)
+
+
+def test_write_using_token_immed_answers_good_and_is_polled(bg):
+    assert send_wut(bg.dst, bg.token, [(64, 32)], 9, immed=True) == 0
+    assert len(bg.works) == 1 and blocks(bg.dst, 64, 32) == bytes(32 * 512)  # nothing yet
+    info = rrti(bg.dst, 9)
+    assert (info.service_action, info.status, info.transfer_count) == (0x11, 0x12, 0)
+    assert (info.status_update_delay, info.completion_status) == (100, 0)
+    polls = []
+    real_write = bg.dst.write_blocks
+
+    def write_then_poll(lba, n, buf):
+        real_write(lba, n, buf)
+        polls.append(rrti(bg.dst, 9))
+
+    bg.dst.write_blocks = write_then_poll
+    bg.works.pop()()
+    # each poll runs inside the WRITE, before the store counts it
+    assert [p.status for p in polls] == [0x12] * 4
+    assert [p.transfer_count for p in polls] == [0, 8, 16, 24]
+    assert [p.operation_counter for p in polls] == [1, 3, 5, 7]  # READ, WRITE, READ, ...
+    done = rrti(bg.dst, 9)
+    assert (done.status, done.transfer_count, done.operation_counter) == (0x01, 32, 8)
+    assert (done.status_update_delay, done.completion_status) == (0xFFFFFFFE, 0)
+    assert blocks(bg.dst, 64, 32) == blocks(bg.src, 0, 32)
+    # RECEIVE COPY STATUS (LID4) reports the same operation by its list identifier,
+    # TRANSFER COUNT in blocks (SPC-4 6.24)
+    raw = send(bg.dst, xcopy.RECEIVE_COPY_STATUS_LID4(list_identifier=9,
+                                                      allocation_length=64), alloc=64)
+    st = xcopy.CopyStatusLid4.parse(raw)
+    assert (st.response_to_service_action, st.status, st.transfer_count,
+            st.transfer_count_units, st.operation_counter) == (0x11, 0x01, 32, 0xF1, 8)
+
+
+def test_copy_operation_abort_stops_a_background_write_using_token(bg):
+    send_wut(bg.dst, bg.token, [(64, 32)], 10, immed=True)
+    real_write, aborts = bg.dst.write_blocks, []
+
+    def write_then_abort(lba, n, buf):
+        real_write(lba, n, buf)
+        if lba == 72:  # the second chunk has landed
+            aborts.append(bg.dst.handle(Command(
+                xcopy.COPY_OPERATION_ABORT(list_identifier=10).encode())))
+
+    bg.dst.write_blocks = write_then_abort
+    bg.works.pop()()
+    (answer,) = aborts
+    assert answer.done() and answer.result(0) == 0  # completes once the writing stopped
+    info = rrti(bg.dst, 10)
+    assert (info.status, info.completion_status, info.transfer_count, info.sense) == (
+        0x60, 0x40, 16, b"")  # TERMINATED, TASK ABORTED, the exact count
+    assert blocks(bg.dst, 64, 16) == blocks(bg.src, 0, 16)
+    assert blocks(bg.dst, 80, 16) == bytes(16 * 512)
+    # ended: SPC-4 6.3 refuses an abort of an operation not being processed
+    with pytest.raises(CheckCondition) as e:
+        bg.dst.handle(Command(xcopy.COPY_OPERATION_ABORT(list_identifier=10).encode()))
+    assert (e.value.sense.asc, e.value.sense.sense_key_specific) == (
+        Asc.INVALID_FIELD_IN_CDB, bytes.fromhex("c00002"))
+
+
+def test_a_list_identifier_in_use_by_a_background_write(bg):
+    send_wut(bg.dst, bg.token, [(64, 32)], 11, immed=True)
+    for call in (lambda: send_wut(bg.dst, bg.token, [(128, 8)], 11),
+                 lambda: populate(bg.dst, [(0, 8)], list_id=11)):
+        with pytest.raises(CheckCondition) as e:
+            call()
+        assert (e.value.sense.key, e.value.sense.asc, e.value.sense.sense_key_specific) == (
+            SenseKey.ILLEGAL_REQUEST, Asc.OPERATION_IN_PROGRESS, bytes.fromhex("c00006"))
+    assert rrti(bg.dst, 11).status == 0x12  # the running one is untouched
+    bg.works.pop()()
+    assert rrti(bg.dst, 11).status == 0x01
+
+
+def test_a_background_write_that_fails_keeps_its_sense(bg):
+    send_wut(bg.dst, bg.token, [(64, 32)], 12, immed=True, del_tkn=True)
+    real_write = bg.dst.write_blocks
+
+    def fail_third(lba, n, buf):
+        if lba == 80:
+            raise CheckCondition(SenseData(SenseKey.MEDIUM_ERROR, 0x0C00))
+        real_write(lba, n, buf)
+
+    bg.dst.write_blocks = fail_third
+    bg.works.pop()()
+    info = rrti(bg.dst, 12)
+    assert (info.status, info.completion_status, info.transfer_count) == (0x02, 0x02, 16)
+    assert (info.sense[2] & 0x0F, info.sense[12]) == (SenseKey.MEDIUM_ERROR, 0x0C)
+    assert info.token == b""
+    # DEL_TKN takes effect only for a write that completed: the token still works
+    bg.dst.write_blocks = real_write
+    assert write_using(bg.dst, bg.token, [(200, 8)], list_id=13).status == 0x01
+
+
+def test_checks_before_good_still_fail_an_immed_write_at_once(bg):
+    forged = bytearray(bg.token)
+    forged[100] ^= 1
+    with pytest.raises(CheckCondition) as e:
+        send_wut(bg.dst, bytes(forged), [(64, 8)], 14, immed=True)
+    assert e.value.sense.asc == Asc.INVALID_TOKEN_OPERATION_TOKEN_UNKNOWN
+    assert bg.works == [] and rrti(bg.dst, 14).status == 0x02
+
+
+def test_populate_token_with_immed_holds_its_token(bg):
+    token = populate(bg.src, [(0, 8)], list_id=15, immed=True)
+    assert rod.RodToken.parse(token).bytes_represented == 8 * 512
+
+
+def test_a_daemon_stop_ends_a_background_write(bg):
+    send_wut(bg.dst, bg.token, [(64, 32)], 16, immed=True)
+    bg.manager.stop()
+    bg.works.pop()()
+    info = rrti(bg.dst, 16)
+    assert (info.status, info.transfer_count) == (0x60, 0)
+    assert blocks(bg.dst, 64, 32) == bytes(32 * 512)
