@@ -16,6 +16,7 @@ import pytest
 from conftest import MiB, clear_unit_attention, extra_lun, run, sense_of
 
 from lio_xcopy.scsi import rod
+from lio_xcopy.scsi.xcopy import CopyStatusLid4
 
 if os.environ.get("LIO_XCOPY_IN_VM") != "1":
     pytest.skip("needs the VM guest (run via scripts/vm)", allow_module_level=True)
@@ -188,3 +189,50 @@ def test_forged_and_expired_tokens_refused_with_sg_raw(pair, tmp_path):
     key, add = sense_of(p.stdout + p.stderr)
     assert (key, add.lower()) == ("Illegal Request", "invalid token operation, token expired"), \
         p.stderr
+
+
+def _poll(sg: str, tmp: Path, list_id: int) -> list[rod.RodTokenInformation]:
+    """RECEIVE ROD TOKEN INFORMATION until the operation has ended (30 s at most)."""
+    seen = [_rrti(sg, tmp, list_id)]
+    deadline = time.monotonic() + 30
+    while seen[-1].status in (0x11, 0x12):
+        assert time.monotonic() < deadline, seen[-1]
+        time.sleep(seen[-1].status_update_delay / 1000)
+        seen.append(_rrti(sg, tmp, list_id))
+    return seen
+
+
+def test_write_using_token_with_immed_polled_to_completion(pair, tmp_path):
+    """WRITE USING TOKEN with IMMED (SBC-4 5.46.2): GOOD at once, then polled with
+    RECEIVE ROD TOKEN INFORMATION until done, for the zero token and for a whole-disk
+    copy; RECEIVE COPY STATUS (LID4) reports the same operation, counting its READs and
+    WRITEs in the OPERATION COUNTER (SPC-4 6.24)."""
+    src, dst = pair
+    whole = (rod.BlockRange(0, BLOCKS),)
+    plist = rod.WriteUsingTokenList(rod.block_device_zero_token(), whole, immed=True).encode()
+    _out(str(dst.sg), tmp_path, rod.WRITE_USING_TOKEN(list_identifier=0x601,
+                                                      parameter_list_length=len(plist)), plist)
+    polls = _poll(str(dst.sg), tmp_path, 0x601)
+    assert all(p.status == 0x12 for p in polls[:-1]), polls  # in progress in background
+    assert (polls[-1].status, polls[-1].transfer_count) == (0x01, BLOCKS)
+    assert lun_bytes(dst.block) == bytes(SIZE)
+    plist = rod.PopulateTokenList(whole).encode()
+    _out(str(src.sg), tmp_path, rod.POPULATE_TOKEN(list_identifier=0x602,
+                                                   parameter_list_length=len(plist)), plist)
+    token = _rrti(str(src.sg), tmp_path, 0x602).token
+    plist = rod.WriteUsingTokenList(token, whole, immed=True).encode()
+    _out(str(dst.sg), tmp_path, rod.WRITE_USING_TOKEN(list_identifier=0x603,
+                                                      parameter_list_length=len(plist)), plist)
+    polls = _poll(str(dst.sg), tmp_path, 0x603)
+    assert all(p.status == 0x12 for p in polls[:-1]), polls
+    done = polls[-1]
+    assert (done.service_action, done.status, done.transfer_count) == (0x11, 0x01, BLOCKS)
+    assert done.status_update_delay == 0xFFFFFFFE
+    assert lun_bytes(dst.block) == lun_bytes(src.block)
+    out = tmp_path / "rcs.bin"
+    run("sg_raw", "-r", "64", "-o", str(out), str(dst.sg), "84", "05",
+        *_hex((0x603).to_bytes(4, "big")), *["00"] * 4, "00", "00", "00", "40", "00", "00")
+    st = CopyStatusLid4.parse(out.read_bytes())
+    assert (st.response_to_service_action, st.status, st.transfer_count,
+            st.transfer_count_units) == (0x11, 0x01, BLOCKS, 0xF1)
+    assert st.operation_counter == done.operation_counter >= 2 * SIZE // MiB
