@@ -39,7 +39,7 @@ from lio_xcopy.copy.ports import (
     is_block,
     is_stream,
 )
-from lio_xcopy.copy.rod import RodTokens
+from lio_xcopy.copy.rod import RodSource, RodTokens
 from lio_xcopy.devices.base import ScsiDevice
 from lio_xcopy.devices.buffer import DataBuffer
 from lio_xcopy.scsi import ssc, xcopy
@@ -71,6 +71,7 @@ from lio_xcopy.scsi.xcopy import (
     Limits,
     ListIdUsage,
     Locate,
+    RodCscd,
     Segment,
     Space,
     StreamToBlock,
@@ -499,6 +500,11 @@ class CopyManager:
         if cscd is None:  # null LUs (C000h/C001h) and ROD tokens: nothing to copy with
             raise CopyAborted(Asc.UNREACHABLE_COPY_TARGET, seg_index, byte=field_byte,
                               message=f"CSCD ID {cscd_id:#06x} names no logical unit here")
+        if isinstance(cscd, RodCscd):  # a ROD token in the inline data (SPC-4 6.4.5.9)
+            start = cscd.rod_token_offset
+            token = plist.inline_data[start : start + xcopy.ROD_TOKEN_BYTES]
+            at = plist.segment_offset(len(plist.segments)) + start
+            return self.rod.rod_source(receiving, token, at, cscd.del_tkn), None
 
         def unreachable(why: str, vendor: bytes = b"") -> CopyAborted:
             log.warning("EXTENDED COPY at %s names %s: %s: refused", receiving.name,
@@ -560,6 +566,9 @@ class CopyManager:
         named: dict[str, tuple[Port | None, IdentificationCscd | None]] = {
             "source": (None, None), "destination": (None, None)}
         for role, cscd_id, byte in seg.cscd_ids():
+            if role == "destination" and isinstance(plist.cscd(cscd_id), RodCscd):
+                raise CopyAborted(Asc.INVALID_FIELD_IN_PARAMETER_LIST, i, byte=byte,
+                                  message="a ROD token's ROD is read-only here")
             if cscd_id not in ends:  # each CSCD is resolved once per EXTENDED COPY
                 ends[cscd_id] = self._cscd_device(plist, i, cscd_id, receiving, byte, foreign)
             named[role] = ends[cscd_id]
@@ -662,6 +671,9 @@ class CopyManager:
             for plan in plans:
                 self._segment(job, plan)
                 job.segments_processed += 1
+            for end in {id(p.source): p.source for p in plans}.values():
+                if isinstance(end, RodSource):  # DEL_TKN once the copy completed
+                    end.copy_completed()
         except CopyAborted as e:
             job.copy_sense = e.sense
             self._finish(job, CopyCommandStatus.COMPLETED_WITH_ERRORS,

@@ -308,32 +308,32 @@ class RodTokens:
             raise IllegalRequest(Asc.OPERATION_IN_PROGRESS, layout.field("list_identifier").byte,
                                  message=f"list identifier {list_id} in use")
 
-    def _use(self, lun: RodDisk, rod_type: int, token: bytes) -> _Token:
+    def _use(self, lun: RodDisk, rod_type: int, token: bytes, byte: int = 16) -> _Token:
         """The token's record, if it is one of ours, alive, unwritten, and its source
         may be copied to ``lun``; else the INVALID TOKEN OPERATION that says why."""
         if rod_type != rod.ROD_TYPE_PIT_CHANGE_VULNERABLE:
             raise _invalid(Asc.INVALID_TOKEN_OPERATION_UNSUPPORTED_TOKEN_TYPE,
-                           f"ROD type {rod_type:#010x}")
+                           f"ROD type {rod_type:#010x}", byte)
         if not hmac.compare_digest(self._mac(token), token[_MAC]):
             raise _invalid(Asc.INVALID_TOKEN_OPERATION_TOKEN_UNKNOWN,
-                           "the token's authentication code does not verify")
+                           "the token's authentication code does not verify", byte)
         ident = rod.RodToken.parse(token).identifier
         now = self.clock()
         with self._lock:
             tok = self._tokens.get(ident)
             if tok is None:
                 raise _invalid(Asc.INVALID_TOKEN_OPERATION_TOKEN_UNKNOWN,
-                               f"token {ident:#x} is no longer held")
+                               f"token {ident:#x} is no longer held", byte)
             if tok.revoked is None and now - tok.last_used > tok.timeout:
                 tok.revoked = Asc.INVALID_TOKEN_OPERATION_TOKEN_EXPIRED
             if tok.revoked is not None:
-                raise _invalid(tok.revoked, f"token {ident:#x}: {tok.revoked.name}")
+                raise _invalid(tok.revoked, f"token {ident:#x}: {tok.revoked.name}", byte)
             source = tok.source
         if source is not lun and not self.policy(lun, source):
             log.warning("WRITE USING TOKEN at %s with a token of %s, which the copy access "
                         "policy keeps apart from it: refused", lun.name, source.name)
             raise _invalid(Asc.INVALID_TOKEN_OPERATION_REMOTE_TOKEN_USAGE_NOT_SUPPORTED,
-                           f"{source.name} and {lun.name} may not copy together")
+                           f"{source.name} and {lun.name} may not copy together", byte)
         with self._lock:
             tok.last_used = now
         return tok
@@ -393,6 +393,24 @@ class RodTokens:
                 raise InvalidFieldInParameterList(
                     start + 16 * i + 8,
                     message=f"{total} blocks exceed {MAX_TOKEN_TRANSFER_SIZE}")
+
+    # --- a ROD token named by an EXTENDED COPY (ROD CSCD descriptor, SPC-4 6.4.5.9) -------------
+    def rod_source(self, receiving: Any, token: bytes, byte: int,
+                   del_tkn: bool = False) -> RodSource | ZeroRod:
+        """The copy source a ROD CSCD descriptor names with ROD TYPE zero: the ROD the
+        token (at parameter list byte ``byte``) represents, read-only. The token is
+        checked as WRITE USING TOKEN checks it (ours, alive, unwritten, its source a LUN
+        the copy access policy lets ``receiving`` copy from), refusals pointing at it."""
+        rod_type, length = rod.token_type(token)
+        if length != rod.ROD_TOKEN_LENGTH:
+            raise _invalid(Asc.INVALID_TOKEN_OPERATION_INVALID_TOKEN_LENGTH,
+                           f"ROD TOKEN LENGTH {length:#x}", byte)
+        if rod_type == rod.ROD_TYPE_BLOCK_DEVICE_ZERO:
+            return ZeroRod(receiving.block_size if hasattr(receiving, "block_size") else 512)
+        tok = self._use(receiving, rod_type, token, byte)
+        log.info("EXTENDED COPY at %s reads ROD token %#x of %s (%d blocks)", receiving.name,
+                 tok.identifier, tok.source.name, tok.blocks)
+        return RodSource(self, tok, del_tkn)
 
     # --- RECEIVE ROD TOKEN INFORMATION, REPORT ALL ROD TOKENS (SPC-4 6.19, 6.20) -------------
     def _hold(self, lun: RodDisk, list_id: int, op: _Operation) -> None:
@@ -478,6 +496,71 @@ class RodTokens:
             self._held.pop(name, None)
 
 
+class RodSource:
+    """A ROD token's ROD as an EXTENDED COPY's copy source (SPC-4 6.4.5.9, ROD TYPE
+    zero): a read-only block device whose block n is block n of the ROD, in the order
+    of the token's ranges, with the block size of the LUN the token was made on."""
+
+    peripheral_device_type = 0x00
+
+    def __init__(self, store: RodTokens, tok: _Token, del_tkn: bool):
+        self._store, self._tok, self._del_tkn = store, tok, del_tkn
+        self.name = f"ROD token {tok.identifier:#x} of {tok.source.name}"
+        self.block_size = tok.source.block_size
+        self.blocks = tok.blocks
+
+    def designators(self) -> Sequence[Any]:
+        return ()
+
+    def read_blocks(self, lba: int, count: int, buf: DataBuffer) -> int:
+        """Blocks ``lba`` on of the ROD; a token that became invalid meanwhile (its
+        source written, SPC-4 5.17.4.3) fails the read with its INVALID TOKEN OPERATION."""
+        tok, bs = self._tok, self.block_size
+        if lba + count > tok.blocks:
+            raise LbaOutOfRange(lba)
+        with self._store._lock:
+            if tok.revoked is not None:
+                raise IllegalRequest(tok.revoked, message=f"{self.name}: {tok.revoked.name}")
+            tok.last_used = self._store.clock()
+        for s_lba, d_off, n in _pieces(tok.ranges, lba, (rod.BlockRange(0, count),)):
+            tok.source.read_blocks(s_lba, n, buf.sub(d_off * bs, n * bs))
+        return count * bs
+
+    def write_blocks(self, lba: int, count: int, buf: DataBuffer) -> int:
+        raise IllegalRequest(Asc.INVALID_FIELD_IN_PARAMETER_LIST,
+                             message=f"{self.name} is read-only")
+
+    def copy_completed(self) -> None:
+        """The EXTENDED COPY completed: DEL_TKN deletes the token (SPC-4 table 145)."""
+        if self._del_tkn:
+            with self._store._lock:
+                self._tok.revoked = Asc.INVALID_TOKEN_OPERATION_TOKEN_DELETED
+            log.info("%s deleted (DEL_TKN)", self.name)
+
+
+class ZeroRod:
+    """The block device zero ROD token's ROD as a copy source (SBC-4 4.32): blocks of
+    zeros, as many as a segment asks for."""
+
+    peripheral_device_type = 0x00
+    name = "the block device zero ROD"
+    blocks = 1 << 64
+
+    def __init__(self, block_size: int):
+        self.block_size = block_size
+
+    def designators(self) -> Sequence[Any]:
+        return ()
+
+    def read_blocks(self, lba: int, count: int, buf: DataBuffer) -> int:
+        buf.zero(0, count * self.block_size)
+        return count * self.block_size
+
+    def write_blocks(self, lba: int, count: int, buf: DataBuffer) -> int:
+        raise IllegalRequest(Asc.INVALID_FIELD_IN_PARAMETER_LIST,
+                             message=f"{self.name} is read-only")
+
+
 def _pieces(src: Sequence[rod.BlockRange], offset: int,
             dst: Sequence[rod.BlockRange]) -> list[tuple[int, int, int]]:
     """(source LBA, destination LBA, blocks) runs mapping the ROD, from ``offset``
@@ -512,7 +595,8 @@ def _describe(ranges: Sequence[rod.BlockRange]) -> str:
     return ", ".join(f"LBA {r.lba} + {r.count} blocks" for r in ranges) or "no ranges"
 
 
-def _invalid(asc: Asc, message: str) -> IllegalRequest:
+def _invalid(asc: Asc, message: str, byte: int = 16) -> IllegalRequest:
     """ILLEGAL REQUEST, INVALID TOKEN OPERATION (SPC-4 Annex D 23h), pointing at the ROD
-    TOKEN field of the WRITE USING TOKEN parameter list (byte 16)."""
-    return IllegalRequest(asc, 16, in_cdb=False, message=message)
+    token in the parameter list: byte 16 of WRITE USING TOKEN's, or where an EXTENDED
+    COPY's inline data holds it."""
+    return IllegalRequest(asc, min(byte, 0xFFFF), in_cdb=False, message=message)

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import ClassVar, Self
+from typing import Self
 
 from lio_xcopy.scsi.cdb import Field, cdb_layout
 from lio_xcopy.scsi.errors import InvalidFieldInParameterList, ParameterListLengthError
@@ -255,62 +255,6 @@ class RodTokenInformation:
         return cls(st.response_to_service_action, st.status, st.transfer_count, token,
                    st.sense_data, st.operation_counter, st.estimated_status_update_delay,
                    st.completion_status)
-
-
-# --- ROD CSCD descriptor, SPC-4 6.4.5.9 table 143 -----------------------------------------
-ROD_CSCD_TYPE = 0xFE
-#: ROD PRODUCER CSCD DESCRIPTOR ID: this copy manager's own LUN (SPC-4 table 144)
-ROD_PRODUCER_SELF = 0xFFFF
-ROD_PRODUCER_ANY_LOCAL = 0xF800
-
-
-@dataclass(frozen=True, slots=True)
-class RodCscd:
-    """ROD CSCD descriptor (type FEh, 32 bytes), SPC-4 6.4.5.9 table 143: 1 PERIPHERAL
-    DEVICE TYPE (bits 4-0), 2-3 RELATIVE INITIATOR PORT IDENTIFIER, 4-5 ROD PRODUCER CSCD
-    DESCRIPTOR ID, 8-11 ROD TYPE, 12-15 REQUESTED ROD TOKEN LIFETIME, 16-19 REQUESTED ROD
-    TOKEN INACTIVITY TIMEOUT, 22 bit 0 R_TOKEN, 23 bit 0 DEL_TKN, 24-27 ROD TOKEN OFFSET
-    (into the inline data, where a ROD TYPE of zero finds the token), 28-31 the device
-    type specific parameters (for a block device, bytes 29-31 DISK BLOCK LENGTH)."""
-
-    rod_token_offset: int = 0
-    rod_type: int = 0
-    producer: int = ROD_PRODUCER_SELF
-    peripheral_device_type: int = 0
-    lifetime: int = 0
-    inactivity_timeout: int = 0
-    r_token: bool = False
-    del_tkn: bool = False
-    relative_initiator_port: int = 0
-    device_type_specific: bytes = bytes(4)
-
-    TYPE_CODE: ClassVar[int] = ROD_CSCD_TYPE
-    LENGTH: ClassVar[int] = 32
-
-    def encode(self) -> bytes:
-        if len(self.device_type_specific) != 4:
-            raise ValueError("device type specific parameters are 4 bytes")
-        return struct.pack(">BBHH2xIIIxxBBI", ROD_CSCD_TYPE,
-                           self.peripheral_device_type & 0x1F, self.relative_initiator_port,
-                           self.producer, self.rod_type, self.lifetime,
-                           self.inactivity_timeout, int(self.r_token), int(self.del_tkn),
-                           self.rod_token_offset) + self.device_type_specific
-
-    @classmethod
-    def parse(cls, buf: bytes | memoryview) -> Self:
-        (_, pdt, port, producer, rod_type, lifetime, inactivity, r_token, del_tkn,
-         offset) = struct.unpack_from(">BBHH2xIIIxxBBI", buf, 0)
-        return cls(offset, rod_type, producer, pdt & 0x1F, lifetime, inactivity,
-                   bool(r_token & 1), bool(del_tkn & 1), port, bytes(buf[28:32]))
-
-    @property
-    def block_length(self) -> int:
-        """DISK BLOCK LENGTH of the block device type specific parameters (0: none)."""
-        return int.from_bytes(self.device_type_specific[1:4], "big")
-
-    def describe(self) -> str:
-        return (f"ROD CSCD: ROD type {self.rod_type:#010x}, token at inline byte "
-                f"{self.rod_token_offset}")
 
 
 def report_all_rod_tokens_data(management_tokens: tuple[bytes, ...] = ()) -> bytes:

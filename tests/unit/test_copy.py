@@ -249,7 +249,8 @@ def test_copy_status_and_operating_parameters(lab):
     op = xcopy.OperatingParameters.parse(lab.manager.receive_copy_results(
         src, xcopy.RECEIVE_COPY_RESULTS_OPERATING_PARAMETERS()))
     assert op.max_segment_count >= 256 and op.max_segment_length >= 256 * MiB
-    assert op.implemented_descriptor_types == (0, 1, 2, 3, 4, 5, 6, 0x10, 0x11, 0x12, 0xE4)
+    assert op.implemented_descriptor_types == (0, 1, 2, 3, 4, 5, 6, 0x10, 0x11, 0x12, 0xE4,
+                                               0xFE)
     assert op.max_inline_data_length == xcopy.MAX_INLINE_DATA
     with pytest.raises(IllegalRequest):  # an unknown list identifier
         lab.manager.receive_copy_results(

@@ -522,3 +522,129 @@ def test_a_daemon_stop_ends_a_background_write(bg):
     info = rrti(bg.dst, 16)
     assert (info.status, info.transfer_count) == (0x60, 0)
     assert blocks(bg.dst, 64, 32) == bytes(32 * 512)
+
+
+# --- ROD CSCD descriptors: a ROD token as an EXTENDED COPY's source (SPC-4 6.4.5.9) --------
+def test_rod_cscd_golden_and_round_trip():
+    d = xcopy.RodCscd(rod_token_offset=0x10, del_tkn=True)
+    assert d.encode() == bytes.fromhex(
+        "fe 00 0000 ffff 0000 00000000 00000000 00000000 0000 00 01 00000010 00000000")
+    plist = xcopy.build_extended_copy_lid4(
+        [d, xcopy.IdentificationCscd(bytes(16), 0, block_length=512)],
+        [xcopy.BlockToBlock(0, 1, 8, 0, 0)], list_identifier=1, inline_data=bytes(528))
+    p = xcopy.parse_extended_copy_lid4(plist)
+    assert p.cscds[0] == d and p.encode() == plist
+    assert "FEh ROD" in p.describe()
+    assert 0xFE in xcopy.Limits().implemented_descriptor_types
+
+
+@pytest.mark.parametrize(("byte", "value", "pointer"), [
+    (8, 0x80, 48 + 8),  # ROD TYPE: a ROD to populate
+    (22, 0x01, None),  # R_TOKEN
+    (15, 0x05, 48 + 12),  # REQUESTED ROD TOKEN LIFETIME without R_TOKEN
+    (19, 0x05, 48 + 16),  # REQUESTED ROD TOKEN INACTIVITY TIMEOUT without R_TOKEN
+    (27, 0x11, 48 + 24),  # the token would run past the inline data
+])
+def test_rod_cscd_refusals_point_at_the_field(byte, value, pointer):
+    plist = bytearray(xcopy.build_extended_copy_lid4(
+        [xcopy.RodCscd(), xcopy.IdentificationCscd(bytes(16), 0)],
+        [xcopy.BlockToBlock(0, 1, 8, 0, 0)], list_identifier=1, inline_data=bytes(512)))
+    plist[48 + byte] = value
+    with pytest.raises(CheckCondition) as e:
+        xcopy.parse_extended_copy_lid4(bytes(plist))
+    assert e.value.sense.asc == Asc.INVALID_FIELD_IN_PARAMETER_LIST
+    want = bytes([0x88, 0, 48 + 22]) if pointer is None else bytes([0x80, 0, pointer])
+    assert e.value.sense.sense_key_specific == want
+
+
+def _dst_cscd(dev):
+    naa = next(d for d in dev.designators() if d.designator_type == 3)
+    return xcopy.IdentificationCscd.from_designator(naa, 0, 512)
+
+
+def _xcopy_from_token(dev, token, segments, *, del_tkn=False, list_id=0x77, pad=b""):
+    """EXTENDED COPY (LID4) received by ``dev``: CSCD 0 the ROD of ``token`` (in the
+    inline data after ``pad``), CSCD 1 ``dev`` itself."""
+    plist = xcopy.build_extended_copy_lid4(
+        [xcopy.RodCscd(rod_token_offset=len(pad), del_tkn=del_tkn), _dst_cscd(dev)],
+        segments, list_identifier=list_id, inline_data=pad + token)
+    result = dev.handle(Command(xcopy.EXTENDED_COPY_LID4(parameter_list_length=len(plist))
+                                .encode(), DataBuffer.of(bytearray(plist))))
+    return result.result(10) if not isinstance(result, int) else result
+
+
+def test_extended_copy_reads_a_rod_token_byte_exact(lab):
+    src = lab.disk("src", os.urandom(BLOCKS * 512))
+    dst = lab.disk("dst")
+    lab.allowed.add(frozenset(("src", "dst")))
+    token = populate(src, [(10, 20), (100, 12)])
+    # ROD blocks 4-27 (the first range from block 14, then 8 of the second) to LBA 50
+    assert _xcopy_from_token(dst, token, [xcopy.BlockToBlock(0, 1, 24, 4, 50)],
+                             pad=b"label") == 0
+    assert blocks(dst, 50, 24) == blocks(src, 14, 16) + blocks(src, 100, 8)
+    assert blocks(dst, 49, 1) == bytes(512) and blocks(dst, 74, 1) == bytes(512)
+    raw = send(dst, xcopy.RECEIVE_COPY_STATUS_LID4(list_identifier=0x77,
+                                                   allocation_length=64), alloc=64)
+    st = xcopy.CopyStatusLid4.parse(raw)
+    assert (st.status, st.transfer_count, st.operation_counter) == (0x01, 24 * 512, 2)
+    # the token stays usable; with DEL_TKN the copy that completes deletes it
+    assert _xcopy_from_token(dst, token, [xcopy.BlockToBlock(0, 1, 8, 0, 0)],
+                             del_tkn=True) == 0
+    assert blocks(dst, 0, 8) == blocks(src, 10, 8)
+    refused(dst, token, [(200, 8)], Asc.INVALID_TOKEN_OPERATION_TOKEN_DELETED)
+
+
+def test_extended_copy_refuses_a_bad_rod_token_before_any_block_moves(lab):
+    src = lab.disk("src", os.urandom(BLOCKS * 512))
+    dst = lab.disk("dst")
+    token = populate(src, [(0, 16)])
+    forged = bytearray(token)
+    forged[300] ^= 1
+    for tok, asc in ((bytes(forged), Asc.INVALID_TOKEN_OPERATION_TOKEN_UNKNOWN),
+                     (token, Asc.INVALID_TOKEN_OPERATION_REMOTE_TOKEN_USAGE_NOT_SUPPORTED)):
+        with pytest.raises(CheckCondition) as e:  # src and dst not in a copy group
+            _xcopy_from_token(dst, tok, [xcopy.BlockToBlock(0, 1, 8, 0, 0)], pad=bytes(4))
+        assert (e.value.sense.key, e.value.sense.asc) == (SenseKey.ILLEGAL_REQUEST, asc)
+        # the field pointer names the token in the inline data: 48 + 64 + 28 + 4
+        assert e.value.sense.sense_key_specific == bytes([0x80, 0, 144])
+    assert blocks(dst, 0, 8) == bytes(8 * 512)
+    lab.allowed.add(frozenset(("src", "dst")))
+    with pytest.raises(CheckCondition) as e:  # past the ROD's 16 blocks
+        _xcopy_from_token(dst, token, [xcopy.BlockToBlock(0, 1, 8, 10, 0)])
+    assert (e.value.sense.key, e.value.sense.asc) == (SenseKey.COPY_ABORTED,
+                                                      Asc.LOGICAL_BLOCK_ADDRESS_OUT_OF_RANGE)
+    with pytest.raises(CheckCondition) as e:  # the ROD as the destination
+        _xcopy_from_token(dst, token, [xcopy.BlockToBlock(1, 0, 8, 0, 0)])
+    assert (e.value.sense.key, e.value.sense.asc) == (SenseKey.COPY_ABORTED,
+                                                      Asc.INVALID_FIELD_IN_PARAMETER_LIST)
+    assert blocks(dst, 0, 16) == bytes(16 * 512)
+
+
+def test_extended_copy_from_the_zero_token_zeroes(lab):
+    dst = lab.disk("z", b"\xa5" * (BLOCKS * 512))
+    assert _xcopy_from_token(dst, rod.block_device_zero_token(),
+                             [xcopy.BlockToBlock(0, 1, 12, 0, 30)]) == 0
+    assert blocks(dst, 30, 12) == bytes(12 * 512)
+    assert blocks(dst, 29, 1) == b"\xa5" * 512 and blocks(dst, 42, 1) == b"\xa5" * 512
+
+
+def test_a_source_written_during_the_copy_fails_it(lab):
+    src = lab.disk("src", os.urandom(BLOCKS * 512))
+    dst = lab.disk("dst")
+    lab.allowed.add(frozenset(("src", "dst")))
+    token = populate(src, [(0, 32)])
+    real_write = dst.write_blocks
+
+    def write_then_overwrite_source(lba, n, buf):
+        real_write(lba, n, buf)
+        if lba == 0:  # segment 0 landed; an initiator writes one of the ROD's blocks
+            src.write_blocks(20, 1, DataBuffer.of(bytearray(512)))
+
+    dst.write_blocks = write_then_overwrite_source
+    with pytest.raises(CheckCondition) as e:
+        _xcopy_from_token(dst, token, [xcopy.BlockToBlock(0, 1, 8, 0, 0),
+                                       xcopy.BlockToBlock(0, 1, 8, 16, 8)])
+    # the point in time is gone (SPC-4 5.17.4.3): segment 1 fails, nothing of it written
+    assert (e.value.sense.key, e.value.sense.command_specific) == (SenseKey.COPY_ABORTED, 1)
+    assert e.value.sense.asc == Asc.INVALID_TOKEN_OPERATION_TOKEN_CANCELLED
+    assert blocks(dst, 0, 8) == blocks(src, 0, 8) and blocks(dst, 8, 8) == bytes(8 * 512)

@@ -515,8 +515,8 @@ def test_operating_parameters_golden():
     # SPC-5 table 244 (FreeBSD scsi_receive_copy_operating_parameters_data, LIO
     # target_rcr_operating_parameters, sg_xcopy scsi_operating_parameter offsets)
     assert x.operating_parameters_data(x.Limits()) == bytes.fromhex(
-        "00000033 01 000000 0040 0100 00002800 40000000 00010000 00000000 00ffffff"
-        "0000 0010 10 00 00 00 000000 0b 00 01 02 03 04 05 06 10 11 12 e4"
+        "00000034 01 000000 0040 0100 00002800 40000000 00010000 00000000 00ffffff"
+        "0000 0010 10 00 00 00 000000 0c 00 01 02 03 04 05 06 10 11 12 e4 fe"
     )
     # LIO's own answer, 2 implemented codes: AVAILABLE DATA 42 (put_unaligned_be32(42))
     lio = x.OperatingParameters(
@@ -526,7 +526,7 @@ def test_operating_parameters_golden():
     assert lio[43:] == bytes.fromhex("02 02 e4")
     no_snlid = x.OperatingParameters.from_limits(x.Limits(snlid=False))
     assert (no_snlid.snlid, no_snlid.total_concurrent_copies) == (False, 0)
-    assert "implemented descriptors 00h 01h 02h 03h 04h 05h 06h 10h 11h 12h E4h" in (
+    assert "implemented descriptors 00h 01h 02h 03h 04h 05h 06h 10h 11h 12h E4h FEh" in (
         x.OperatingParameters.from_limits(x.Limits()).describe()
     )
 

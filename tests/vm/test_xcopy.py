@@ -107,7 +107,7 @@ def test_receive_copy_results_operating_parameters(lab):
     assert op.max_segment_count >= 256 and op.max_cscd_count >= 64
     assert op.max_segment_length >= 256 * MiB
     assert op.implemented_descriptor_types == (
-        0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x10, 0x11, 0x12, 0xE4)
+        0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x10, 0x11, 0x12, 0xE4, 0xFE)
     assert op.max_inline_data_length == xcopy.MAX_INLINE_DATA
 
 
