@@ -1,6 +1,7 @@
 """ROD tokens (ODX: POPULATE TOKEN / WRITE USING TOKEN, SBC-4 5.9/5.46) through the real
 kernel: a whole-disk ODX copy and zeroing with the block device zero ROD token, sent with
-sg_raw, byte-exact; stock sg_vpd's decode of the ROD descriptors; stock ddpt's ODX lists
+sg_raw, byte-exact, also with IMMED (polled) and through EXTENDED COPY (LID4) naming the
+token in a ROD CSCD descriptor; stock sg_vpd's decode of the ROD descriptors; stock ddpt's ODX lists
 (misframed by one byte) refused without a block written; and a forged or expired token
 refused with the SPC-4 sense."""
 
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import MiB, clear_unit_attention, extra_lun, run, sense_of
 
-from lio_xcopy.scsi import rod
+from lio_xcopy.scsi import rod, xcopy
 from lio_xcopy.scsi.xcopy import CopyStatusLid4
 
 if os.environ.get("LIO_XCOPY_IN_VM") != "1":
@@ -229,10 +230,49 @@ def test_write_using_token_with_immed_polled_to_completion(pair, tmp_path):
     assert (done.service_action, done.status, done.transfer_count) == (0x11, 0x01, BLOCKS)
     assert done.status_update_delay == 0xFFFFFFFE
     assert lun_bytes(dst.block) == lun_bytes(src.block)
-    out = tmp_path / "rcs.bin"
-    run("sg_raw", "-r", "64", "-o", str(out), str(dst.sg), "84", "05",
-        *_hex((0x603).to_bytes(4, "big")), *["00"] * 4, "00", "00", "00", "40", "00", "00")
-    st = CopyStatusLid4.parse(out.read_bytes())
+    st = CopyStatusLid4.parse(_raw_status(str(dst.sg), tmp_path, 0x603))
     assert (st.response_to_service_action, st.status, st.transfer_count,
             st.transfer_count_units) == (0x11, 0x01, BLOCKS, 0xF1)
     assert st.operation_counter == done.operation_counter >= 2 * SIZE // MiB
+
+
+def test_extended_copy_lid4_with_a_rod_cscd_descriptor(pair, tmp_path):
+    """EXTENDED COPY (LID4) naming a ROD token as its source (ROD CSCD descriptor FEh,
+    SPC-4 6.4.5.9): the token in the inline data, CSCD ID FFFFh the receiving LUN; the
+    ROD's two ranges land one after the other, byte-exact. A forged token is refused
+    with INVALID TOKEN OPERATION, TOKEN UNKNOWN and writes nothing."""
+    src, dst = pair
+    half = BLOCKS // 4
+    plist = rod.PopulateTokenList((rod.BlockRange(0, half),
+                                   rod.BlockRange(2 * half, half))).encode()
+    _out(str(src.sg), tmp_path, rod.POPULATE_TOKEN(list_identifier=0x701,
+                                                   parameter_list_length=len(plist)), plist)
+    token = _rrti(str(src.sg), tmp_path, 0x701).token
+    forged = bytearray(token)
+    forged[99] ^= 0x10
+    before = lun_bytes(dst.block)
+    for tok, list_id in ((bytes(forged), 0x702), (token, 0x703)):
+        plist = xcopy.build_extended_copy_lid4(
+            [xcopy.RodCscd()], [xcopy.BlockToBlock(0, xcopy.CSCD_ID_LOCAL, 2 * half, 0,
+                                                   2 * half)],
+            list_identifier=list_id, inline_data=tok)
+        p = _out(str(dst.sg), tmp_path, xcopy.EXTENDED_COPY_LID4(
+            parameter_list_length=len(plist)), plist, check=False)
+        if tok != token:
+            key, add = sense_of(p.stdout + p.stderr)
+            assert (key, add.lower()) == ("Illegal Request",
+                                          "invalid token operation, token unknown"), p.stderr
+            assert lun_bytes(dst.block) == before
+    assert p.returncode == 0, p.stderr
+    data, want = lun_bytes(dst.block), lun_bytes(src.block)
+    assert data[2 * half * 512 :] == want[: half * 512] + want[2 * half * 512 : 3 * half * 512]
+    assert data[: 2 * half * 512] == before[: 2 * half * 512]
+    st = CopyStatusLid4.parse(_raw_status(str(dst.sg), tmp_path, 0x703))
+    assert (st.status, st.transfer_count) == (0x01, 2 * half * 512)
+
+
+def _raw_status(sg: str, tmp: Path, list_id: int) -> bytes:
+    out = tmp / "rcs.bin"
+    run("sg_raw", "-r", "64", "-o", str(out), sg, "84", "05",
+        *_hex(list_id.to_bytes(4, "big")), *["00"] * 4, "00", "00", "00", "40", "00", "00")
+    return out.read_bytes()
