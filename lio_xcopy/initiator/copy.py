@@ -119,6 +119,7 @@ class CopyRequest:
     header: bytes = b""  # written to the destination tape as one record before the data (04h)
     filemarks: int = 0  # written to the destination tape after the data (10h)
     locate: int | None = None  # logical object the destination tape goes to first (12h)
+    lid1: bool = False  # send EXTENDED COPY (LID1) and wait on it even where LID4 is listed
 
 
 def _refuse_meaningless(src: Endpoint, dst: Endpoint, req: CopyRequest) -> None:
@@ -519,7 +520,7 @@ def run_copy(src_path: str, dst_path: str, req: CopyRequest, *, emit: Path | Non
         for dev, ep, seen in ((s, src, taken[0]), (d, dst, taken[1])):
             _refuse_lost_position(dev, ep, seen)
         op = operating_parameters(s)
-        lid4 = supports_lid4(s)
+        lid4 = not req.lid1 and supports_lid4(s)
         list_id = random.randint(1, 255)
         plist, segments = build(src, dst, req, op, list_id, lid4=lid4)
         total = sum(_segment_bytes(seg, src, dst) for seg in segments)
@@ -579,7 +580,8 @@ def _segment_bytes(seg: xcopy.Segment, src: Endpoint, dst: Endpoint) -> int:
 
 
 USAGE = """usage: lio-xcopy copy if=DEV of=DEV [count=N] [skip=N] [seek=N] [bs=N] [tbs=N]
-                      [header=FILE] [filemark=N] [--emit-plist FILE] [--quiet | --json]
+                      [header=FILE] [filemark=N] [--emit-plist FILE] [--lid1]
+                      [--quiet | --json]
 
 One EXTENDED COPY: the target's copy manager moves the data; nothing crosses this host.
 DEV is a /dev/sgN (or /dev/sdX, /dev/nstN) of a disk or tape LUN of one lio-xcopy target.
@@ -591,6 +593,8 @@ DEV is a /dev/sgN (or /dev/sdX, /dev/nstN) of a disk or tape LUN of one lio-xcop
             segment 04h; at most the copy manager's MAXIMUM INLINE DATA LENGTH)
   filemark=N   to a tape: N filemarks after the data (segment 10h), in the same command
   --emit-plist FILE  write the parameter list and print the sg_raw line instead
+  --lid1    send EXTENDED COPY (LID1) and wait on it, even where the target lists
+            EXTENDED COPY (LID4), which is otherwise sent with IMMED and polled
   --quiet   no progress; --json: progress as one JSON object a line
 Progress goes to stderr: a bar redrawn on a terminal, a line every 5 s elsewhere.
 """
@@ -614,6 +618,8 @@ def parse_operands(args: list[str]) -> tuple[dict[str, str], Path | None, bool |
             emit = Path(a.split("=", 1)[1])
         elif a in ("-q", "--quiet"):
             quiet = True
+        elif a == "--lid1":
+            ops["lid1"] = "yes"
         elif a == "--json":
             as_json = True
         elif "=" in a and a.split("=", 1)[0] in OPERANDS:
@@ -658,7 +664,8 @@ def request(ops: dict[str, str]) -> CopyRequest:
             raise CopyUsageError(f"{key}=0 {what}")
     return CopyRequest(count=_int(ops, "count", None), skip=_int(ops, "skip", 0) or 0,
                        seek=_int(ops, "seek", 0) or 0, record=_int(ops, "tbs", None),
-                       header=_header(ops), filemarks=_int(ops, "filemark", 0) or 0)
+                       header=_header(ops), filemarks=_int(ops, "filemark", 0) or 0,
+                       lid1="lid1" in ops)
 
 
 def _header(ops: dict[str, str]) -> bytes:

@@ -829,3 +829,20 @@ def test_a_job_goes_to_the_drives_copy_manager_when_the_disks_copies_only_disks(
     assert bk.copy_manager(disk, old, 512)[0] is old
     with pytest.raises(bk.BackupError, match="neither /dev/sg3 nor /dev/sg9 answers"):
         bk.copy_manager(disk, _Dev("/dev/sg9", None), 512)
+
+
+def test_copy_sends_lid4_with_immed_unless_lid1_is_asked(target, monkeypatch, capsys):
+    """Our target lists EXTENDED COPY (LID4): sent with IMMED, followed with RECEIVE COPY
+    STATUS (LID4) only; ``--lid1`` sends EXTENDED COPY (LID1) and polls COPY STATUS."""
+    from lio_xcopy.initiator import copy
+
+    monkeypatch.setattr(sgio, "ScsiDevice", target.open)
+    target.open("/dev/sg6").take_unit_attentions()
+    for flag, sa, poll in (([], 0x01, b"\x84\x05"), (["--lid1"], 0x00, b"\x84\x00")):
+        target.opened.clear()
+        assert copy.main(["if=/dev/sg1", "of=/dev/sg6", "count=64", "--quiet", *flag]) == 0
+        cdbs, _ = sent(target, "/dev/sg1")
+        assert [c[1] for c in cdbs if c[0] == 0x83] == [sa]
+        polls = {c[:2] for c in cdbs if c[0] == 0x84 and c[1] in (0x00, 0x05)}
+        assert polls <= {poll}
+        assert ("in the background" in capsys.readouterr().out) == (sa == 0x01)

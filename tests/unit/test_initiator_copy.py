@@ -84,6 +84,7 @@ def test_operands():
     assert str(emit) == "/tmp/p" and progress is False
     assert parse_operands(["if=a", "of=b", "--json"])[2] == "json"
     assert parse_operands(["if=a", "of=b"])[2] is True
+    assert parse_operands(["if=a", "of=b", "--lid1"])[0]["lid1"] == "yes"
     with pytest.raises(CopyUsageError, match="missing of="):
         parse_operands(["if=/dev/sg1"])
     with pytest.raises(CopyUsageError, match="unknown operand"):
