@@ -314,7 +314,7 @@ class CopyManager:
         fail BUSY and an initiator to retry from its start. A background copy (LID4
         IMMED) has no command to wait for: ``wait`` seconds at most are given to those
         to end before the LUNs close. Returns the copies ended."""
-        self.rod.stop()
+        self.rod.stop()  # background WRITE USING TOKENs too
         with self._lock:
             running = list(self._running)
         for job in running:
@@ -325,6 +325,8 @@ class CopyManager:
             if job.immed and wait > 0:
                 with contextlib.suppress(TimeoutError):
                     job.stopped.result(timeout=max(deadline - time.monotonic(), 0))
+        if wait > 0:
+            self.rod.stop(wait=max(deadline - time.monotonic(), 0))
         return running
 
     def resolve(self, cscd: IdentificationCscd) -> ScsiDevice | None:

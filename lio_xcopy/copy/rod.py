@@ -24,6 +24,7 @@ background WRITE USING TOKEN at its next chunk (60h, TASK ABORTED, the exact cou
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import hmac
@@ -49,7 +50,7 @@ from lio_xcopy.scsi.errors import (
     LbaOutOfRange,
     ParameterListLengthError,
 )
-from lio_xcopy.scsi.sense import CHECK_CONDITION, GOOD, TASK_ABORTED, Asc
+from lio_xcopy.scsi.sense import CHECK_CONDITION, GOOD, TASK_ABORTED, Asc, SenseData, SenseKey
 from lio_xcopy.scsi.xcopy import STATUS_UPDATE_DELAY_ENDED, CopyStatusLid4, IdentificationCscd
 
 log = logging.getLogger(__name__)
@@ -287,6 +288,14 @@ class RodTokens:
                 log.error("%s: WRITE USING TOKEN list %d failed after %d blocks: %s",
                           lun.name, list_id, op.transferred, e)
                 return
+            except Exception:  # a bug: the operation still ends, and says so when polled
+                op.end(rod.COPY_STATUS_COMPLETED_WITH_ERRORS, CHECK_CONDITION,
+                       SenseData(SenseKey.HARDWARE_ERROR, Asc.THIRD_PARTY_DEVICE_FAILURE)
+                       .fixed())
+                if not op.immed:
+                    raise
+                log.exception("%s: WRITE USING TOKEN list %d failed", lun.name, list_id)
+                return
             if tok is not None and plist.del_tkn:
                 with self._lock:
                     tok.revoked = Asc.INVALID_TOKEN_OPERATION_TOKEN_DELETED
@@ -461,16 +470,22 @@ class RodTokens:
         op.stopped.add_done_callback(lambda _: done.set_result(0))
         return done
 
-    def stop(self, lun_name: str | None = None) -> int:
+    def stop(self, lun_name: str | None = None, wait: float = 0.0) -> int:
         """End the running background operations (of ``lun_name``, or all) at their
         next chunk, TERMINATED: the LUN is going away or was reset, or the daemon is
-        stopping. The number stopped."""
+        stopping; ``wait`` seconds at most are given to them to end. The number
+        stopped."""
         with self._lock:
             ops = [op for name, table in self._held.items()
                    if lun_name is None or name == lun_name
                    for op in table.values() if op.running]
         for op in ops:
             op.cancel.set()
+        deadline = time.monotonic() + wait
+        for op in ops:
+            if op.immed and wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    op.stopped.result(timeout=max(deadline - time.monotonic(), 0))
         return len(ops)
 
     @staticmethod
@@ -489,7 +504,7 @@ class RodTokens:
     def forget(self, lun: object, name: str) -> None:
         """The LUN ``name`` goes away: its tokens and held results with it, and its
         background operations stop."""
-        self.stop(name)
+        self.stop(name, wait=10.0)  # before its store closes
         with self._lock:
             for ident in [i for i, t in self._tokens.items() if t.source is lun]:
                 del self._tokens[ident]

@@ -648,3 +648,18 @@ def test_a_source_written_during_the_copy_fails_it(lab):
     assert (e.value.sense.key, e.value.sense.command_specific) == (SenseKey.COPY_ABORTED, 1)
     assert e.value.sense.asc == Asc.INVALID_TOKEN_OPERATION_TOKEN_CANCELLED
     assert blocks(dst, 0, 8) == blocks(src, 0, 8) and blocks(dst, 8, 8) == bytes(8 * 512)
+
+
+def test_a_background_write_that_meets_a_bug_still_ends(bg, caplog):
+    send_wut(bg.dst, bg.token, [(64, 32)], 17, immed=True)
+
+    def broken(lba, n, buf):
+        raise RuntimeError("a bug")
+
+    bg.dst.write_blocks = broken
+    bg.works.pop()()
+    info = rrti(bg.dst, 17)
+    assert (info.status, info.completion_status) == (0x02, 0x02)
+    assert (info.sense[2] & 0x0F, info.sense[12], info.sense[13]) == (
+        SenseKey.HARDWARE_ERROR, 0x0D, 0x01)
+    assert "WRITE USING TOKEN list 17 failed" in caplog.text
