@@ -882,6 +882,13 @@ def seeds() -> dict[str, list[bytes]]:
     xc += [bytes([i % 4, 4]) + plist for i, plist in enumerate(lid4)]
     xc.append(bytes([0, 6]) + lid4[1])  # one byte short
     xc.append(bytes([0, 7]) + struct.pack("<I", 47) + lid4[0])  # a header cut short
+    for token in (rod.block_device_zero_token(), bytes.fromhex("00800001000001f8") + bytes(504)):
+        # a ROD CSCD descriptor (FEh) naming a token in the inline data: the zero token
+        # copies zeros, a token we never made is refused
+        xc.append(bytes([0, 4]) + xcopy.build_extended_copy_lid4(
+            [xcopy.RodCscd(rod_token_offset=4, del_tkn=True), cd],
+            [xcopy.BlockToBlock(0, 1, 4, 0, 8)], list_identifier=0x524F44,
+            inline_data=b"pad!" + token))
 
     def ask(which: int, list_id: int, alloc: int, size: int) -> bytes:
         return bytes([which, list_id]) + struct.pack("<IH", alloc, size)
