@@ -227,7 +227,7 @@ class CopyManager:
         self._lock = threading.Lock()
         #: ROD tokens (POPULATE TOKEN / WRITE USING TOKEN), under the same access policy
         self.rod = RodTokens(lambda receiving, other: self.policy(receiving, other), clock=clock,
-                             start=start)
+                             start=start, busy=self._copy_running)
 
     # --- the LUNs a copy may name -------------------------------------------------------------
     def register(self, device: ScsiDevice) -> None:
@@ -452,7 +452,20 @@ class CopyManager:
             return good
         return fut
 
+    def _copy_running(self, lun: str, list_id: int) -> bool:
+        """Whether the LUN's EXTENDED COPY with ``list_id`` is running (for the ROD
+        token store: one list identifier space, SPC-4 5.17.4.2). It takes no lock: the
+        store calls it with its own lock held, and :meth:`_admit` asks the store before
+        taking this one, so no lock order is inverted."""
+        return any(j.lun == lun and j.list_id == list_id and j.usage != ListIdUsage.NO_LIST_ID
+                   for j in list(self._running))
+
     def _admit(self, job: CopyJob) -> None:
+        if job.usage != ListIdUsage.NO_LIST_ID and self.rod.running(job.lun, job.list_id):
+            byte = 20 if job.service_action == xcopy.Lid4Header.SERVICE_ACTION else 0
+            raise IllegalRequest(Asc.OPERATION_IN_PROGRESS, byte, in_cdb=False,
+                                 message=f"list identifier {job.list_id} in use by a "
+                                         "WRITE USING TOKEN")
         with self._lock:
             if len(self._running) >= self.limits.max_concurrent_copies:
                 raise IllegalRequest(Asc.INSUFFICIENT_RESOURCES,

@@ -151,8 +151,12 @@ class RodTokens:
 
     def __init__(self, policy: Callable[[Any, Any], bool], *,
                  clock: Callable[[], float] = time.monotonic, key: bytes | None = None,
-                 chunk: int = CHUNK, start: Starter = start_thread):
+                 chunk: int = CHUNK, start: Starter = start_thread,
+                 busy: Callable[[str, int], bool] = lambda lun, list_id: False):
         self.policy = policy  # may a copy received by the first LUN name the second?
+        #: is an EXTENDED COPY the LUN received with this list identifier running? (one
+        #: list identifier space for every third-party copy command, SPC-4 5.17.4.2)
+        self.busy = busy
         self.clock = clock
         self.chunk = chunk
         self.start = start
@@ -308,14 +312,22 @@ class RodTokens:
             work()
 
     def _begin(self, lun: RodDisk, list_id: int, layout: Any) -> None:
-        """A list identifier still in use by a running operation of the LUN is
-        OPERATION IN PROGRESS at the CDB's LIST IDENTIFIER (SPC-4 5.17.4.2); called
-        with the lock held."""
+        """A list identifier still in use by a running operation of the LUN, this
+        store's or an EXTENDED COPY's, is OPERATION IN PROGRESS at the CDB's LIST
+        IDENTIFIER (SPC-4 5.17.4.2); called with the lock held."""
         held = self._held.get(lun.name)
         old = held.get(list_id) if held is not None else None
-        if old is not None and old.running:
+        if (old is not None and old.running) or self.busy(lun.name, list_id):
             raise IllegalRequest(Asc.OPERATION_IN_PROGRESS, layout.field("list_identifier").byte,
                                  message=f"list identifier {list_id} in use")
+
+    def running(self, lun_name: str, list_id: int) -> bool:
+        """Whether a POPULATE TOKEN or WRITE USING TOKEN the LUN received with
+        ``list_id`` is still running."""
+        with self._lock:
+            held = self._held.get(lun_name)
+            op = held.get(list_id) if held is not None else None
+            return op is not None and op.running
 
     def _use(self, lun: RodDisk, rod_type: int, token: bytes, byte: int = 16) -> _Token:
         """The token's record, if it is one of ours, alive, unwritten, and its source

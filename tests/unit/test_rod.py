@@ -663,3 +663,28 @@ def test_a_background_write_that_meets_a_bug_still_ends(bg, caplog):
     assert (info.sense[2] & 0x0F, info.sense[12], info.sense[13]) == (
         SenseKey.HARDWARE_ERROR, 0x0D, 0x01)
     assert "WRITE USING TOKEN list 17 failed" in caplog.text
+
+
+def test_one_list_identifier_space_with_extended_copy(bg):
+    """SPC-4 5.17.4.2: a list identifier a running WRITE USING TOKEN holds is OPERATION
+    IN PROGRESS for an EXTENDED COPY (LID4) (its byte 20), and the other way round (the
+    CDB's LIST IDENTIFIER, byte 6)."""
+    bg.manager.start = lambda work, name: bg.works.append(work)
+    send_wut(bg.dst, bg.token, [(64, 32)], 21, immed=True)
+    with pytest.raises(CheckCondition) as e:
+        _xcopy_from_token(bg.dst, rod.block_device_zero_token(),
+                          [xcopy.BlockToBlock(0, 1, 8, 0, 0)], list_id=21)
+    assert (e.value.sense.asc, e.value.sense.sense_key_specific) == (
+        Asc.OPERATION_IN_PROGRESS, bytes.fromhex("800014"))
+    bg.works.pop()()
+    plist = xcopy.build_extended_copy_lid4(
+        [xcopy.RodCscd(), _dst_cscd(bg.dst)], [xcopy.BlockToBlock(0, 1, 8, 0, 0)],
+        list_identifier=22, immed=True, inline_data=rod.block_device_zero_token())
+    bg.dst.handle(Command(xcopy.EXTENDED_COPY_LID4(parameter_list_length=len(plist))
+                          .encode(), DataBuffer.of(bytearray(plist))))
+    with pytest.raises(CheckCondition) as e:
+        send_wut(bg.dst, bg.token, [(100, 8)], 22)
+    assert (e.value.sense.asc, e.value.sense.sense_key_specific) == (
+        Asc.OPERATION_IN_PROGRESS, bytes.fromhex("c00006"))
+    bg.works.pop()()  # the copy ends: 22 is free again
+    assert send_wut(bg.dst, bg.token, [(100, 8)], 22) == 0
