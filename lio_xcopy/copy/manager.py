@@ -40,7 +40,7 @@ from lio_xcopy.copy.ports import (
     is_block,
     is_stream,
 )
-from lio_xcopy.copy.rod import RodTokens
+from lio_xcopy.copy.rod import RodSource, RodTokens
 from lio_xcopy.devices.base import ScsiDevice
 from lio_xcopy.devices.buffer import DataBuffer
 from lio_xcopy.scsi import ssc, xcopy
@@ -74,6 +74,7 @@ from lio_xcopy.scsi.xcopy import (
     Limits,
     ListIdUsage,
     Locate,
+    RodCscd,
     Segment,
     Space,
     StreamToBlock,
@@ -195,6 +196,9 @@ class CopyJob:
         if extra > 0:
             del self.held[:extra]
             self.held_discarded = True
+    #: commands sent to a copy source or destination that completed GOOD (the OPERATION
+    #: COUNTER of RECEIVE COPY STATUS (LID4), SPC-4 6.24; wraps at 16 bits when reported)
+    operations: int = 0
 
     @property
     def running(self) -> bool:
@@ -246,7 +250,8 @@ class CopyManager:
         self._running: list[CopyJob] = []
         self._lock = threading.Lock()
         #: ROD tokens (POPULATE TOKEN / WRITE USING TOKEN), under the same access policy
-        self.rod = RodTokens(lambda receiving, other: self.policy(receiving, other), clock=clock)
+        self.rod = RodTokens(lambda receiving, other: self.policy(receiving, other), clock=clock,
+                             start=start, busy=self._copy_running)
 
     # --- the LUNs a copy may name -------------------------------------------------------------
     def register(self, device: ScsiDevice) -> None:
@@ -280,10 +285,12 @@ class CopyManager:
         with this list identifier, from whichever initiator sends it (TCMU does not
         tell the nexus apart). The copy stops at its next chunk; its EXTENDED COPY
         ends with TASK ABORTED status, as FreeBSD CTL's does, and COPY STATUS keeps the
-        exact count of what reached the destination. A copy that already ended is left
-        as it is (GOOD); a list identifier the LUN holds nothing for (or one sent with
-        LIST ID USAGE 11b, which has none) is ILLEGAL REQUEST, INVALID FIELD IN CDB at
-        byte 2.
+        exact count of what reached the destination. "If the copy manager is not
+        processing a copy operation with the specified list identifier", SPC-4 6.3
+        wants ILLEGAL REQUEST, INVALID FIELD IN CDB (here at byte 2, the LIST
+        IDENTIFIER): so for a copy that already ended (its results stay held, as they
+        were), a list identifier the LUN holds nothing for, and one sent with LIST ID
+        USAGE 11b, which has none. (FreeBSD CTL answers GOOD for a copy that ended.)
 
         A copy running in the background (EXTENDED COPY(LID4) with IMMED) has no command
         left to end: SPC-4 5.17.4.7 a) wants its transfers stopped before COPY OPERATION
@@ -293,18 +300,20 @@ class CopyManager:
             self._expire()
             table = self._jobs.get(receiving.identity.name)
             job = table.get(list_id) if table is not None else None
-        if job is None:
-            raise InvalidFieldInCdb(2, message=f"no copy with list identifier {list_id}")
-        if job.running:
-            log.warning("copy %s/%d: COPY OPERATION ABORT after %d bytes", job.lun,
-                        job.list_id, job.transferred)
-            job.cancelled_by = OPERATION_ABORTED
-            job.cancel.set()
-            if job.immed:
-                done: Future[int] = Future()
-                done.set_running_or_notify_cancel()
-                job.stopped.add_done_callback(lambda _: done.set_result(0))
-                return done
+        if job is None:  # a WRITE USING TOKEN with IMMED, or nothing being processed
+            return self.rod.abort(receiving, list_id)
+        if not job.running:
+            raise InvalidFieldInCdb(2, message=f"the copy with list identifier {list_id} "
+                                               "has ended")
+        log.warning("copy %s/%d: COPY OPERATION ABORT after %d bytes", job.lun,
+                    job.list_id, job.transferred)
+        job.cancelled_by = OPERATION_ABORTED
+        job.cancel.set()
+        if job.immed:
+            done: Future[int] = Future()
+            done.set_running_or_notify_cancel()
+            job.stopped.add_done_callback(lambda _: done.set_result(0))
+            return done
         return None
 
     def reset(self, receiving: ScsiDevice) -> list[CopyJob]:
@@ -312,6 +321,7 @@ class CopyManager:
         end as if COPY OPERATION ABORT named each (SPC-4 5.17.5 table 109), at their
         next chunk, COPY STATUS (LID4) 60h with the exact count. Foreground copies end
         with their commands, which the transport aborts (:meth:`abort`)."""
+        self.rod.stop(receiving.identity.name)
         with self._lock:
             jobs = [j for j in self._running if j.lun == receiving.identity.name and j.immed]
         for job in jobs:
@@ -328,6 +338,7 @@ class CopyManager:
         fail BUSY and an initiator to retry from its start. A background copy (LID4
         IMMED) has no command to wait for: ``wait`` seconds at most are given to those
         to end before the LUNs close. Returns the copies ended."""
+        self.rod.stop()  # background WRITE USING TOKENs too
         with self._lock:
             running = list(self._running)
         for job in running:
@@ -338,6 +349,8 @@ class CopyManager:
             if job.immed and wait > 0:
                 with contextlib.suppress(TimeoutError):
                     job.stopped.result(timeout=max(deadline - time.monotonic(), 0))
+        if wait > 0:
+            self.rod.stop(wait=max(deadline - time.monotonic(), 0))
         return running
 
     def resolve(self, cscd: IdentificationCscd) -> ScsiDevice | None:
@@ -465,7 +478,20 @@ class CopyManager:
             return good
         return fut
 
+    def _copy_running(self, lun: str, list_id: int) -> bool:
+        """Whether the LUN's EXTENDED COPY with ``list_id`` is running (for the ROD
+        token store: one list identifier space, SPC-4 5.17.4.2). It takes no lock: the
+        store calls it with its own lock held, and :meth:`_admit` asks the store before
+        taking this one, so no lock order is inverted."""
+        return any(j.lun == lun and j.list_id == list_id and j.usage != ListIdUsage.NO_LIST_ID
+                   for j in list(self._running))
+
     def _admit(self, job: CopyJob) -> None:
+        if job.usage != ListIdUsage.NO_LIST_ID and self.rod.running(job.lun, job.list_id):
+            byte = 20 if job.service_action == xcopy.Lid4Header.SERVICE_ACTION else 0
+            raise IllegalRequest(Asc.OPERATION_IN_PROGRESS, byte, in_cdb=False,
+                                 message=f"list identifier {job.list_id} in use by a "
+                                         "WRITE USING TOKEN")
         with self._lock:
             if len(self._running) >= self.limits.max_concurrent_copies:
                 raise IllegalRequest(Asc.INSUFFICIENT_RESOURCES,
@@ -515,6 +541,11 @@ class CopyManager:
         if cscd is None:  # null LUs (C000h/C001h) and ROD tokens: nothing to copy with
             raise CopyAborted(Asc.UNREACHABLE_COPY_TARGET, seg_index, byte=field_byte,
                               message=f"CSCD ID {cscd_id:#06x} names no logical unit here")
+        if isinstance(cscd, RodCscd):  # a ROD token in the inline data (SPC-4 6.4.5.9)
+            start = cscd.rod_token_offset
+            token = plist.inline_data[start : start + xcopy.ROD_TOKEN_BYTES]
+            at = plist.segment_offset(len(plist.segments)) + start
+            return self.rod.rod_source(receiving, token, at, cscd.del_tkn), None
 
         def unreachable(why: str, vendor: bytes = b"") -> CopyAborted:
             log.warning("EXTENDED COPY at %s names %s: %s: refused", receiving.name,
@@ -576,6 +607,9 @@ class CopyManager:
         named: dict[str, tuple[Port | None, IdentificationCscd | None]] = {
             "source": (None, None), "destination": (None, None)}
         for role, cscd_id, byte in seg.cscd_ids():
+            if role == "destination" and isinstance(plist.cscd(cscd_id), RodCscd):
+                raise CopyAborted(Asc.INVALID_FIELD_IN_PARAMETER_LIST, i, byte=byte,
+                                  message="a ROD token's ROD is read-only here")
             if cscd_id not in ends:  # each CSCD is resolved once per EXTENDED COPY
                 ends[cscd_id] = self._cscd_device(plist, i, cscd_id, receiving, byte, foreign)
             named[role] = ends[cscd_id]
@@ -684,6 +718,9 @@ class CopyManager:
             for plan in plans:
                 self._segment(job, plan)
                 job.segments_processed += 1
+            for end in {id(p.source): p.source for p in plans}.values():
+                if isinstance(end, RodSource):  # DEL_TKN once the copy completed
+                    end.copy_completed()
         except CopyAborted as e:
             job.copy_sense = e.sense
             self._finish(job, CopyCommandStatus.COMPLETED_WITH_ERRORS,
@@ -727,7 +764,9 @@ class CopyManager:
     def _device_errors(self, job: CopyJob, plan: _Plan, source: bool) -> Iterator[None]:
         """A device's CHECK CONDITION mid-copy becomes COPY ABORTED for this segment,
         keeping the device's own sense for FAILED SEGMENT DETAILS; a device that could
-        not be reached, COPY TARGET DEVICE NOT REACHABLE (SPC-4 6.4.3)."""
+        not be reached, COPY TARGET DEVICE NOT REACHABLE (SPC-4 6.4.3). Each block
+        names one command to a copy source or destination; one that completes counts
+        in the OPERATION COUNTER (SPC-4 6.24)."""
         if job.cancel.is_set():
             raise CopyAborted(Asc.COMMANDS_CLEARED_BY_ANOTHER_INITIATOR
                               if job.cancelled_by == OPERATION_ABORTED else job.cancelled_by,
@@ -746,6 +785,7 @@ class CopyManager:
                    else e.sense.asc)
             raise CopyAborted(asc, plan.index, byte=4 if source else 6, cause=e.sense,
                               cause_raw=e.raw_sense, message=f"{which.name}: {e}") from e
+        job.operations += 1  # the command completed GOOD: OPERATION COUNTER (SPC-4 6.24)
 
     def _segment(self, job: CopyJob, plan: _Plan) -> None:
         seg = plan.segment
@@ -1215,6 +1255,12 @@ class CopyManager:
         with self._lock:
             self._expire()
             job = self._jobs.get(receiving.identity.name, {}).get(cdb.list_identifier)
+        if job is None and sa == xcopy.ReceiveCopyStatusLid4.SERVICE_ACTION and \
+                cdb.OPCODE == xcopy.ReceiveCopyStatusLid4.OPCODE:
+            # a POPULATE TOKEN or WRITE USING TOKEN (SPC-4 6.24, 5.17.3 table 107)
+            rod_status = self.rod.copy_status(receiving, cdb.list_identifier)
+            if rod_status is not None:
+                return rod_status.encode()
         if job is None:
             raise InvalidFieldInCdb(2, message=f"no copy with list identifier "
                                                f"{cdb.list_identifier}")
@@ -1250,26 +1296,30 @@ def _copy_status_lid4(job: CopyJob) -> xcopy.CopyStatusLid4:
     foreground (11h) or background (12h) with the bytes written so far, completed
     (01h, GOOD), completed with errors (02h, CHECK CONDITION with the COPY ABORTED
     sense the copy ended in) or terminated by COPY OPERATION ABORT (60h, TASK ABORTED,
-    no sense). The OPERATION COUNTER is not kept (zero). SEGMENTS PROCESSED counts the
+    no sense). The OPERATION COUNTER counts the commands sent to a copy source or
+    destination that completed GOOD, wrapping at 16 bits. SEGMENTS PROCESSED counts the
     segment being processed (or the one the copy stopped in), zero before the first."""
     op = xcopy.CopyOperationStatus
     segments = min(job.segments_processed + 1, job.segments) if job.begun else 0
+    counter = job.operations & 0xFFFF
     if job.running:
         return xcopy.CopyStatusLid4(
             job.service_action,
             op.IN_PROGRESS_BACKGROUND if job.immed else op.IN_PROGRESS_FOREGROUND,
-            job.transferred, segments, estimated_status_update_delay=STATUS_POLL_MS)
+            job.transferred, segments, operation_counter=counter,
+            estimated_status_update_delay=STATUS_POLL_MS)
     ended = xcopy.STATUS_UPDATE_DELAY_ENDED
     if job.status == CopyCommandStatus.COMPLETED:
         return xcopy.CopyStatusLid4(job.service_action, op.COMPLETED, job.transferred,
-                                    job.segments, GOOD, estimated_status_update_delay=ended)
+                                    job.segments, GOOD, operation_counter=counter,
+                                    estimated_status_update_delay=ended)
     if job.cancelled_by == OPERATION_ABORTED:
         return xcopy.CopyStatusLid4(job.service_action, op.TERMINATED, job.transferred,
-                                    segments, TASK_ABORTED,
+                                    segments, TASK_ABORTED, operation_counter=counter,
                                     estimated_status_update_delay=ended)
     sense = job.copy_sense.fixed() if job.copy_sense is not None else b""
     return xcopy.CopyStatusLid4(job.service_action, op.COMPLETED_WITH_ERRORS, job.transferred,
-                                segments, CHECK_CONDITION, sense[:255],
+                                segments, CHECK_CONDITION, sense[:255], operation_counter=counter,
                                 estimated_status_update_delay=ended)
 
 

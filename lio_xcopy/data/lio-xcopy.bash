@@ -44,7 +44,7 @@ _lio_xcopy() {
                     return ;;
             esac
             [[ $prev == --emit-plist ]] && { COMPREPLY=($(compgen -f -- "$cur")); return; }
-            opts="if= of= count= skip= seek= bs= tbs= --emit-plist --quiet --json -h --help"
+            opts="if= of= count= skip= seek= bs= tbs= header= filemark= --emit-plist --lid1 --quiet --json -h --help"
             compopt -o nospace 2>/dev/null ;;
         library)
             if ((cword == 2)); then

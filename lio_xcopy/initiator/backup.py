@@ -54,6 +54,7 @@ from lio_xcopy.initiator.changer import (
 )
 from lio_xcopy.initiator.copy import (
     DEFAULT_RECORD,
+    AnyCopyStatus,
     CopyRequest,
     Endpoint,
     ask_before_stopping,
@@ -62,6 +63,8 @@ from lio_xcopy.initiator.copy import (
     identify,
     operating_parameters,
     send_and_poll,
+    status_of,
+    supports_lid4,
 )
 from lio_xcopy.initiator.label import BackupLabel
 from lio_xcopy.initiator.progress import Progress, make
@@ -584,16 +587,18 @@ def _copy(src_dev: sgio.ScsiDevice, devs: Devices, src: Endpoint, dst: Endpoint,
           leading: tuple[xcopy.Segment, ...] = ()) -> tuple[int, float, str | None]:
     """One EXTENDED COPY with progress; (bytes moved, seconds, SHA-256 hex or None)."""
     op = op or operating_parameters(src_dev)
+    lid4 = supports_lid4(src_dev)  # LID4 with IMMED, polled: no command waits on the copy
     poll = devs.open(src_dev.path)
     for attempt in range(LIST_ID_ATTEMPTS):
         list_id = random.randint(1, 255)  # LID1: one byte, ours to choose (SPC-4 6.4.3.2)
-        plist, _segments = build(src, dst, req, op, list_id, leading)
+        plist, _segments = build(src, dst, req, op, list_id, leading, lid4=lid4)
         cat.update(job.id, list_id=list_id)
         try:
             st, seconds = send_and_poll(
                 src_dev, poll, plist, list_id, on_status=_shows(progress), interval=0.5,
                 on_interrupt=ask_before_stopping(
-                    src_dev.path, sys.stderr, input if sys.stdin.isatty() else None))
+                    src_dev.path, sys.stderr, input if sys.stdin.isatty() else None),
+                lid4=lid4)
             break
         except sgio.ScsiCommandError as e:
             if e.asc == Asc.OPERATION_IN_PROGRESS and attempt + 1 < LIST_ID_ATTEMPTS:
@@ -605,7 +610,8 @@ def _copy(src_dev: sgio.ScsiDevice, devs: Devices, src: Endpoint, dst: Endpoint,
             if progress:
                 progress.abandon()
             with contextlib.suppress(sgio.SgIoError):
-                print(f"  copy status: {copy_status(poll, list_id).describe()}", file=out)
+                print(f"  copy status: {status_of(poll, list_id, lid4).describe()}",
+                      file=out)
             raise
     moved = st.transferred_bytes or 0
     if progress:
@@ -621,7 +627,7 @@ def _copy(src_dev: sgio.ScsiDevice, devs: Devices, src: Endpoint, dst: Endpoint,
     return moved, seconds, sha.hex()
 
 
-def _shows(progress: Progress | None) -> Callable[[xcopy.CopyStatus, float], None] | None:
+def _shows(progress: Progress | None) -> Callable[[AnyCopyStatus, float], None] | None:
     if progress is None:
         return None
     return lambda st, seconds: progress.show(st.transferred_bytes or 0, seconds)

@@ -1,11 +1,16 @@
-"""``lio-xcopy copy``: one EXTENDED COPY (LID1) from the backup server, dd-style.
+"""``lio-xcopy copy``: one EXTENDED COPY from the backup server, dd-style.
 
 Identifies both logical units (INQUIRY, VPD 83h), reads the copy manager's OPERATING
 PARAMETERS, builds a complete parameter list for the segment type the two device types
 call for (02h disk->disk, 00h disk->tape, 01h tape->disk, 03h tape->tape), with, to a
-tape, a header record from inline data (04h) before and filemarks (10h) after, sends it
-with SG_IO and shows progress by polling COPY STATUS on a second file descriptor.
-``--emit-plist FILE`` writes the list instead, with the ``sg_raw`` line that sends it.
+tape, a header record from inline data (04h) before and filemarks (10h) after, and sends
+it with SG_IO. Where the copy manager lists EXTENDED COPY (LID4) and RECEIVE COPY STATUS
+(LID4) (its Third-party Copy VPD page, else REPORT SUPPORTED OPERATION CODES), the list
+is a LID4 one with IMMED: the command returns once the list is checked and the copy
+runs in the background, polled with RECEIVE COPY STATUS (LID4), so no command waits on
+the copy (SPC-4 5.17.4.3, 6.4, 6.24). Otherwise it is a LID1 list, sent on a worker
+thread while COPY STATUS is polled on a second file descriptor. ``--emit-plist FILE``
+writes the list instead, with the ``sg_raw`` line that sends it.
 """
 
 from __future__ import annotations
@@ -22,8 +27,8 @@ from typing import IO
 
 from lio_xcopy.errors import LioXcopyError
 from lio_xcopy.initiator.progress import QUIET, make
-from lio_xcopy.scsi import spc, xcopy
-from lio_xcopy.scsi.sense import asc_name
+from lio_xcopy.scsi import spc, tpc_vpd, xcopy
+from lio_xcopy.scsi.sense import CHECK_CONDITION, TASK_ABORTED, SenseData, asc_name
 from lio_xcopy.scsi.xcopy import (
     BlockToBlock,
     BlockToStream,
@@ -114,6 +119,7 @@ class CopyRequest:
     header: bytes = b""  # written to the destination tape as one record before the data (04h)
     filemarks: int = 0  # written to the destination tape after the data (10h)
     locate: int | None = None  # logical object the destination tape goes to first (12h)
+    lid1: bool = False  # send EXTENDED COPY (LID1) and wait on it even where LID4 is listed
 
 
 def _refuse_meaningless(src: Endpoint, dst: Endpoint, req: CopyRequest) -> None:
@@ -233,14 +239,52 @@ def job_segments(src: Endpoint, dst: Endpoint, req: CopyRequest,
 
 
 def build(src: Endpoint, dst: Endpoint, req: CopyRequest, op: xcopy.OperatingParameters,
-          list_id: int, leading: tuple[xcopy.Segment, ...] = ()
+          list_id: int, leading: tuple[xcopy.Segment, ...] = (), *, lid4: bool = False
           ) -> tuple[bytes, list[xcopy.Segment]]:
-    """The EXTENDED COPY (LID1) parameter list of the request (SPC-4 6.5)."""
+    """The EXTENDED COPY (LID1) parameter list of the request (SPC-4 6.5), or with
+    ``lid4`` the EXTENDED COPY (LID4) one, with IMMED (SPC-4 6.4)."""
     segments, inline = job_segments(src, dst, req, op, leading)
-    plist = xcopy.build_extended_copy(
-        [src.cscd(), dst.cscd()], segments, list_identifier=list_id,
-        list_id_usage=ListIdUsage.HOLD, inline_data=inline)
+    cscds = [src.cscd(), dst.cscd()]
+    if lid4:
+        plist = xcopy.build_extended_copy_lid4(
+            cscds, segments, list_identifier=list_id, list_id_usage=ListIdUsage.HOLD,
+            immed=True, inline_data=inline)
+    else:
+        plist = xcopy.build_extended_copy(
+            cscds, segments, list_identifier=list_id, list_id_usage=ListIdUsage.HOLD,
+            inline_data=inline)
     return plist, segments
+
+
+#: The commands a LID4 copy needs: EXTENDED COPY (LID4) and RECEIVE COPY STATUS (LID4)
+LID4_COMMANDS: tuple[tuple[int, int], ...] = (
+    (xcopy.ExtendedCopyLid4.OPCODE, 0x01),  # EXTENDED COPY (LID4), SPC-4 6.4
+    (xcopy.ReceiveCopyStatusLid4.OPCODE, 0x05),  # RECEIVE COPY STATUS (LID4), SPC-4 6.24
+)
+
+
+def supports_lid4(dev: sgio.ScsiDevice) -> bool:
+    """Whether the copy manager behind ``dev`` takes EXTENDED COPY (LID4) and answers
+    RECEIVE COPY STATUS (LID4): the Supported Commands descriptor of its Third-party
+    Copy VPD page (8Fh, SPC-4 7.8.17) lists both; a device without the page (or the
+    descriptor) is asked with REPORT SUPPORTED OPERATION CODES, one command each
+    (SPC-4 6.35.3). A device that answers neither: no, and the copy goes as LID1."""
+    with contextlib.suppress(sgio.SgIoError, xcopy.XcopyFormatError):
+        page = tpc_vpd.ThirdPartyCopyPage.parse(dev.vpd(0x8F))
+        listed = page.find(tpc_vpd.SupportedCommands)
+        if isinstance(listed, tpc_vpd.SupportedCommands):
+            sas = dict(listed.commands)
+            return all(sa in sas.get(op, ()) for op, sa in LID4_COMMANDS)
+    try:
+        for op, sa in LID4_COMMANDS:
+            cdb = spc.ReportSupportedOperationCodes(
+                reporting_options=2, requested_operation_code=op,
+                requested_service_action=sa, allocation_length=64).encode()
+            if not spc.one_command_supported(dev.execute(cdb, data_in=64, timeout=10).data):
+                return False
+    except sgio.SgIoError:
+        return False
+    return True
 
 
 def operating_parameters(dev: sgio.ScsiDevice) -> xcopy.OperatingParameters:
@@ -254,11 +298,26 @@ def copy_status(dev: sgio.ScsiDevice, list_id: int) -> xcopy.CopyStatus:
     return xcopy.CopyStatus.parse(dev.execute(cdb, data_in=12, timeout=10).data)
 
 
+#: What RECEIVE COPY STATUS (LID4) returns with up to 252 bytes of sense (SPC-4 6.24)
+STATUS_LID4_LENGTH = xcopy.CopyStatusLid4.LENGTH + 252
+
+
+def copy_status_lid4(dev: sgio.ScsiDevice, list_id: int) -> xcopy.CopyStatusLid4:
+    """RECEIVE COPY STATUS (LID4) (SPC-4 6.24) of the copy with ``list_id``."""
+    cdb = xcopy.ReceiveCopyStatusLid4(list_identifier=list_id,
+                                         allocation_length=STATUS_LID4_LENGTH).encode()
+    return xcopy.CopyStatusLid4.parse(dev.execute(cdb, data_in=STATUS_LID4_LENGTH,
+                                                  timeout=10).data)
+
+
+AnyCopyStatus = xcopy.CopyStatus | xcopy.CopyStatusLid4
+
+
 class CopyStopped(LioXcopyError):
     """The operator interrupted the copy and had the target stop it (COPY OPERATION
     ABORT): ``status`` is its final COPY STATUS, with the exact count."""
 
-    def __init__(self, list_id: int, status: xcopy.CopyStatus | None):
+    def __init__(self, list_id: int, status: AnyCopyStatus | None):
         self.list_id, self.status = list_id, status
         moved = (f"{status.transferred_bytes} bytes reached the destination"
                  if status is not None and status.transferred_bytes is not None
@@ -298,11 +357,12 @@ def ask_before_stopping(path: str, err: IO[str],
 
 
 def send_and_poll(s: sgio.ScsiDevice, poll: sgio.ScsiDevice, plist: bytes, list_id: int, *,
-                  on_status: Callable[[xcopy.CopyStatus, float], None] | None = None,
+                  on_status: Callable[[AnyCopyStatus, float], None] | None = None,
                   interval: float = 0.5,
                   timeout: float = 24 * 3600,
                   on_interrupt: Callable[[int], bool] | None = None,
-                  ) -> tuple[xcopy.CopyStatus, float]:
+                  lid4: bool = False,
+                  ) -> tuple[AnyCopyStatus, float]:
     """Send EXTENDED COPY (LID1) on ``s`` from a worker thread and, while it runs, poll
     COPY STATUS (SPC-4 r31 6.18.3) on ``poll`` — a second handle to the same LUN, as
     the first one is busy — calling ``on_status(status, seconds)`` every ``interval``.
@@ -311,7 +371,14 @@ def send_and_poll(s: sgio.ScsiDevice, poll: sgio.ScsiDevice, plist: bytes, list_
 
     Ctrl-C (KeyboardInterrupt) does not stop the copy on the target: ``on_interrupt``
     says so and decides; when it returns True, COPY OPERATION ABORT stops the copy and
-    :class:`CopyStopped` carries its final count, else the interrupt goes on up."""
+    :class:`CopyStopped` carries its final count, else the interrupt goes on up.
+
+    ``lid4``: ``plist`` is an EXTENDED COPY (LID4) list with IMMED, answered once it is
+    checked: :func:`send_immed_and_poll` sends it and polls RECEIVE COPY STATUS (LID4)."""
+    if lid4:
+        return send_immed_and_poll(s, poll, plist, list_id, on_status=on_status,
+                                   interval=interval, timeout=timeout,
+                                   on_interrupt=on_interrupt)
     err: list[BaseException] = []
 
     def send() -> None:
@@ -349,10 +416,79 @@ def send_and_poll(s: sgio.ScsiDevice, poll: sgio.ScsiDevice, plist: bytes, list_
     return copy_status(poll, list_id), dt
 
 
-def sg_raw_line(path: str, plist_file: str, length: int) -> str:
-    n = " ".join(f"{b:02x}" for b in length.to_bytes(4, "big"))
-    return (f"sg_raw -t 3600 -s {length} -i {plist_file} {path} "
-            f"83 00 00 00 00 00 00 00 00 00 {n} 00 00")
+def send_immed_and_poll(s: sgio.ScsiDevice, poll: sgio.ScsiDevice, plist: bytes,
+                        list_id: int, *,
+                        on_status: Callable[[AnyCopyStatus, float], None] | None = None,
+                        interval: float = 0.5, timeout: float = 24 * 3600,
+                        on_interrupt: Callable[[int], bool] | None = None,
+                        ) -> tuple[xcopy.CopyStatusLid4, float]:
+    """Send an EXTENDED COPY (LID4) list with IMMED on ``s`` (GOOD once the list is
+    checked, SPC-4 6.4) and poll RECEIVE COPY STATUS (LID4) on ``poll`` until the copy
+    has ended: soon at first, then every ``interval`` or the ESTIMATED STATUS UPDATE
+    DELAY it suggests, whichever is longer (at most 5 s), calling ``on_status`` with
+    each status in progress. A copy that
+    ended with errors raises :class:`~lio_xcopy.sg.sgio.ScsiCommandError` with the
+    sense it reports (as the LID1 command would have ended); one terminated (60h) with
+    TASK ABORTED. Ctrl-C as :func:`send_and_poll`."""
+    op = xcopy.CopyOperationStatus
+    cdb = xcopy.ExtendedCopyLid4(parameter_list_length=len(plist)).encode()
+    s.execute(cdb, data_out=plist, timeout=min(timeout, 600))
+    started = time.monotonic()
+    pause = min(interval, 0.02)  # short copies end soon: ask again quickly at first
+    try:
+        while True:
+            try:
+                st = copy_status_lid4(poll, list_id)
+            except sgio.TransportFailure:  # a transport hiccup: ask again
+                time.sleep(interval)
+                continue
+            if st.status not in (op.IN_PROGRESS, op.IN_PROGRESS_FOREGROUND,
+                                 op.IN_PROGRESS_BACKGROUND):
+                break
+            if on_status is not None:
+                on_status(st, time.monotonic() - started)
+            if time.monotonic() - started > timeout:
+                raise sgio.SgIoError(f"the copy with list identifier {list_id} on {s.path} "
+                                     f"still runs after {timeout:.0f} s: stop it with "
+                                     f"`{abort_line(s.path, list_id)}`", s.path)
+            delay = st.estimated_status_update_delay
+            suggested = delay / 1000 if delay < xcopy.STATUS_UPDATE_DELAY_ENDED else 0
+            time.sleep(min(max(pause, suggested), 5.0))
+            pause = min(pause * 2, interval)
+    except KeyboardInterrupt:
+        if on_interrupt is None or not on_interrupt(list_id):
+            raise
+        copy_operation_abort(poll, list_id)  # completes once the copy has stopped
+        final = None
+        with contextlib.suppress(sgio.SgIoError):
+            final = copy_status_lid4(poll, list_id)
+        raise CopyStopped(list_id, final) from None
+    dt = time.monotonic() - started
+    if st.status in (op.COMPLETED, op.COMPLETED_WITH_RESIDUAL_DATA):
+        return st, dt
+    status = TASK_ABORTED if st.status == op.TERMINATED else (
+        st.completion_status or CHECK_CONDITION)
+    result = sgio.Result(cdb=cdb, status=status,
+                         sense=SenseData.parse(st.sense_data) if st.sense_data else None,
+                         data=b"", resid=0, duration=dt, sense_bytes=st.sense_data)
+    raise sgio.ScsiCommandError(
+        f"{sgio.command_name(cdb)} on {s.path} (list identifier {list_id}, in the "
+        f"background) failed: {result.explain()}; {st.describe()}", s.path, result)
+
+
+def sg_raw_line(path: str, plist_file: str, length: int, *, lid4: bool = False) -> str:
+    """The stock ``sg_raw`` command that sends the list in ``plist_file``: EXTENDED COPY
+    (LID1), 83h service action 00h, or (LID4) service action 01h."""
+    layout = xcopy.ExtendedCopyLid4 if lid4 else xcopy.ExtendedCopyLid1
+    cdb = " ".join(f"{b:02x}" for b in layout(parameter_list_length=length).encode())
+    return f"sg_raw -t 3600 -s {length} -i {plist_file} {path} {cdb}"
+
+
+def status_line(path: str, list_id: int) -> str:
+    """The stock ``sg_raw`` command that reads RECEIVE COPY STATUS (LID4) of a copy."""
+    cdb = xcopy.ReceiveCopyStatusLid4(list_identifier=list_id,
+                                         allocation_length=STATUS_LID4_LENGTH).encode()
+    return f"sg_raw -r {STATUS_LID4_LENGTH} {path} {' '.join(f'{b:02x}' for b in cdb)}"
 
 
 def _size(n: float) -> str:
@@ -385,32 +521,38 @@ def run_copy(src_path: str, dst_path: str, req: CopyRequest, *, emit: Path | Non
         for dev, ep, seen in ((s, src, taken[0]), (d, dst, taken[1])):
             _refuse_lost_position(dev, ep, seen)
         op = operating_parameters(s)
+        lid4 = not req.lid1 and supports_lid4(s)
         list_id = random.randint(1, 255)
-        plist, segments = build(src, dst, req, op, list_id)
+        plist, segments = build(src, dst, req, op, list_id, lid4=lid4)
         total = sum(_segment_bytes(seg, src, dst) for seg in segments)
         print(f"source      {src.describe()}\ndestination {dst.describe()}\n"
-              f"{len(segments)} segment(s), {_size(total)}, list identifier {list_id}",
+              f"{len(segments)} segment(s), {_size(total)}, list identifier {list_id}, "
+              + ("EXTENDED COPY (LID4) in the background" if lid4 else "EXTENDED COPY (LID1)"),
               file=out)
         if emit is not None:
             emit.write_bytes(plist)
             print(f"parameter list written to {emit} ({len(plist)} bytes); send it with:\n"
-                  f"  {sg_raw_line(src_path, str(emit), len(plist))}", file=out)
+                  f"  {sg_raw_line(src_path, str(emit), len(plist), lid4=lid4)}", file=out)
+            if lid4:
+                print(f"it returns at once (IMMED); follow the copy with:\n"
+                      f"  {status_line(src_path, list_id)}", file=out)
             return CopyOutcome(0, 0.0, s.bytes_in + s.bytes_out + d.bytes_in + d.bytes_out,
                                s.commands + d.commands)
         bar = make(total, err if err is not None else sys.stderr, progress)
 
-        def show(st: xcopy.CopyStatus, dt: float) -> None:
+        def show(st: AnyCopyStatus, dt: float) -> None:
             bar.show(st.transferred_bytes or 0, dt)
 
         with sgio.ScsiDevice(src_path) as poll:  # a second fd: the first is busy
             try:
                 st, dt = send_and_poll(s, poll, plist, list_id,
                                        on_status=None if bar.mode == QUIET else show,
-                                       timeout=timeout, on_interrupt=on_interrupt)
+                                       timeout=timeout, on_interrupt=on_interrupt, lid4=lid4)
             except BaseException:
                 bar.abandon()  # the error starts a line of its own
                 with contextlib.suppress(sgio.SgIoError):
-                    print(f"  copy status: {copy_status(poll, list_id).describe()}", file=out)
+                    print(f"  copy status: {status_of(poll, list_id, lid4).describe()}",
+                          file=out)
                 raise
             crossed = sum(h.bytes_in + h.bytes_out for h in (s, d, poll))
             commands = sum(h.commands for h in (s, d, poll))
@@ -419,6 +561,11 @@ def run_copy(src_path: str, dst_path: str, req: CopyRequest, *, emit: Path | Non
         print(f"  copied {_size(moved)} in {dt:.2f} s ({moved / (1 << 20) / dt:.1f} MiB/s), "
               f"{st.segments_processed} segment(s), by the target's copy manager", file=out)
         return CopyOutcome(moved, dt, crossed, commands)
+
+
+def status_of(dev: sgio.ScsiDevice, list_id: int, lid4: bool) -> AnyCopyStatus:
+    """The copy's status as the command that sent it asks for it."""
+    return copy_status_lid4(dev, list_id) if lid4 else copy_status(dev, list_id)
 
 
 def _segment_bytes(seg: xcopy.Segment, src: Endpoint, dst: Endpoint) -> int:
@@ -434,7 +581,8 @@ def _segment_bytes(seg: xcopy.Segment, src: Endpoint, dst: Endpoint) -> int:
 
 
 USAGE = """usage: lio-xcopy copy if=DEV of=DEV [count=N] [skip=N] [seek=N] [bs=N] [tbs=N]
-                      [header=FILE] [filemark=N] [--emit-plist FILE] [--quiet | --json]
+                      [header=FILE] [filemark=N] [--emit-plist FILE] [--lid1]
+                      [--quiet | --json]
 
 One EXTENDED COPY: the target's copy manager moves the data; nothing crosses this host.
 DEV is a /dev/sgN (or /dev/sdX, /dev/nstN) of a disk or tape LUN of one lio-xcopy target.
@@ -446,6 +594,8 @@ DEV is a /dev/sgN (or /dev/sdX, /dev/nstN) of a disk or tape LUN of one lio-xcop
             segment 04h; at most the copy manager's MAXIMUM INLINE DATA LENGTH)
   filemark=N   to a tape: N filemarks after the data (segment 10h), in the same command
   --emit-plist FILE  write the parameter list and print the sg_raw line instead
+  --lid1    send EXTENDED COPY (LID1) and wait on it, even where the target lists
+            EXTENDED COPY (LID4), which is otherwise sent with IMMED and polled
   --quiet   no progress; --json: progress as one JSON object a line
 Progress goes to stderr: a bar redrawn on a terminal, a line every 5 s elsewhere.
 """
@@ -469,6 +619,8 @@ def parse_operands(args: list[str]) -> tuple[dict[str, str], Path | None, bool |
             emit = Path(a.split("=", 1)[1])
         elif a in ("-q", "--quiet"):
             quiet = True
+        elif a == "--lid1":
+            ops["lid1"] = "yes"
         elif a == "--json":
             as_json = True
         elif "=" in a and a.split("=", 1)[0] in OPERANDS:
@@ -513,7 +665,8 @@ def request(ops: dict[str, str]) -> CopyRequest:
             raise CopyUsageError(f"{key}=0 {what}")
     return CopyRequest(count=_int(ops, "count", None), skip=_int(ops, "skip", 0) or 0,
                        seek=_int(ops, "seek", 0) or 0, record=_int(ops, "tbs", None),
-                       header=_header(ops), filemarks=_int(ops, "filemark", 0) or 0)
+                       header=_header(ops), filemarks=_int(ops, "filemark", 0) or 0,
+                       lid1="lid1" in ops)
 
 
 def _header(ops: dict[str, str]) -> bytes:

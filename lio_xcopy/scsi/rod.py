@@ -36,6 +36,11 @@ from typing import ClassVar, Self
 
 from lio_xcopy.scsi.cdb import Cdb, bitfield
 from lio_xcopy.scsi.errors import InvalidFieldInParameterList, ParameterListLengthError
+from lio_xcopy.scsi.xcopy import (
+    STATUS_UPDATE_DELAY_ENDED,
+    CopyStatusLid4,
+    TransferCountUnits,
+)
 
 # --- CDB layouts -------------------------------------------------------------------------
 
@@ -93,11 +98,12 @@ POPULATE_TOKEN_HEADER = 16
 WRITE_USING_TOKEN_HEADER = 536
 RRTI_HEADER = 32
 
-# COPY OPERATION STATUS, SPC-4 6.18.4 (RECEIVE COPY STATUS (LID4))
+# COPY OPERATION STATUS, SPC-4 6.24 table 249 (RECEIVE COPY STATUS (LID4))
 COPY_STATUS_COMPLETED = 0x01
 COPY_STATUS_COMPLETED_WITH_ERRORS = 0x02
-#: TRANSFER COUNT UNITS: logical blocks (SPC-4 6.18.4)
-TRANSFER_COUNT_UNITS_BLOCKS = 0xF1
+COPY_STATUS_IN_PROGRESS_FOREGROUND = 0x11
+COPY_STATUS_IN_PROGRESS_BACKGROUND = 0x12
+COPY_STATUS_TERMINATED = 0x60
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +235,10 @@ def block_device_zero_token() -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class RodTokenInformation:
-    """RECEIVE ROD TOKEN INFORMATION parameter data, SPC-4 6.19.2."""
+    """RECEIVE ROD TOKEN INFORMATION parameter data, SPC-4 6.26 table 256: the RECEIVE
+    COPY STATUS (LID4) data of 6.24 (:class:`~lio_xcopy.scsi.xcopy.CopyStatusLid4`,
+    TRANSFER COUNT in logical blocks), then ROD TOKEN DESCRIPTORS LENGTH and a ROD token
+    descriptor (ID FOR CREATING ROD CSCD DESCRIPTOR, reserved here, and the token)."""
 
     service_action: int  # RESPONSE TO SERVICE ACTION: 10h POPULATE TOKEN, 11h WUT
     status: int  # COPY OPERATION STATUS
@@ -237,28 +246,29 @@ class RodTokenInformation:
     token: bytes = b""
     sense: bytes = b""
     operation_counter: int = 0
-    status_update_delay: int = 0  # ms; 0 for a copy that ended
+    #: ms; FFFF FFFEh once the operation has ended (SPC-4 6.24)
+    status_update_delay: int = STATUS_UPDATE_DELAY_ENDED
+    completion_status: int = 0  # EXTENDED COPY COMPLETION STATUS (a SAM-5 status)
+
+    def copy_status(self) -> CopyStatusLid4:
+        """The same operation as RECEIVE COPY STATUS (LID4) reports it (SPC-4 6.24)."""
+        return CopyStatusLid4(self.service_action, self.status, self.transfer_count, 0,
+                              self.completion_status, self.sense, self.operation_counter,
+                              self.status_update_delay, TransferCountUnits.BLOCKS)
 
     def encode(self) -> bytes:
-        body = struct.pack(">BBHIBBBBQH6x", self.service_action, self.status,
-                           self.operation_counter, self.status_update_delay, 0,
-                           len(self.sense), len(self.sense), TRANSFER_COUNT_UNITS_BLOCKS,
-                           self.transfer_count, 0) + self.sense
-        if self.token:
-            body += struct.pack(">IH", len(self.token) + 2, 0) + self.token
-        else:
-            body += struct.pack(">I", 0)
-        return struct.pack(">I", len(body)) + body
+        tokens = struct.pack(">IH", len(self.token) + 2, 0) + self.token if self.token \
+            else struct.pack(">I", 0)
+        return self.copy_status().encode(trailer=tokens)
 
     @classmethod
     def parse(cls, data: bytes) -> Self:
-        sa, status, counter, delay, _, sense_field, sense_len, _, count = struct.unpack_from(
-            ">BBHIBBBBQ", data, 4)
-        sense = bytes(data[RRTI_HEADER : RRTI_HEADER + sense_len])
-        off = RRTI_HEADER + sense_field
+        st, off = CopyStatusLid4.decode(data)
         (n,) = struct.unpack_from(">I", data, off)
         token = bytes(data[off + 6 : off + 4 + n]) if n > 2 else b""
-        return cls(sa & 0x1F, status & 0x7F, count, token, sense, counter, delay)
+        return cls(st.response_to_service_action, st.status, st.transfer_count, token,
+                   st.sense_data, st.operation_counter, st.estimated_status_update_delay,
+                   st.completion_status)
 
 
 def report_all_rod_tokens_data(management_tokens: tuple[bytes, ...] = ()) -> bytes:

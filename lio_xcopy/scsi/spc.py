@@ -397,6 +397,13 @@ def report_all_commands(layouts: Iterable[type[Cdb]], rctd: bool) -> bytes:
     return all_commands_data(CommandDescriptor.of(c, rctd) for c in layouts)
 
 
+def one_command_supported(data: bytes) -> bool:
+    """Whether one command parameter data (SPC-4 6.35.3) says the command is supported:
+    SUPPORT (byte 1, bits 2-0) 011b (as the standard defines it) or 101b (in a vendor
+    specific manner)."""
+    return len(data) >= 2 and data[1] & 0x07 in (SUPPORT_STANDARD, 0b101)
+
+
 def report_one_command(layout: type[Cdb] | None, rctd: bool) -> bytes:
     """One command parameter data (reporting options 001b-011b), SPC-4 6.35.3."""
     if layout is None:

@@ -160,6 +160,7 @@ RECEIVE_COPY_RESULTS = (
 HEADER_LENGTH = 16
 CSCD_LENGTH = 32
 IDENTIFICATION_CSCD = 0xE4  # SPC-4 6.4.5.6 Identification Descriptor CSCD descriptor
+ROD_CSCD = 0xFE  # SPC-4 6.4.5.9 ROD CSCD descriptor
 MAX_DESIGNATOR_LENGTH = 20
 
 #: PERIPHERAL DEVICE TYPE values with device type specific parameters (SPC-4 6.4.5.1).
@@ -270,7 +271,7 @@ class Limits:
     @property
     def implemented_descriptor_types(self) -> tuple[int, ...]:
         """Segment and CSCD type codes, ascending (SPC-4 r31 6.18.4)."""
-        return tuple(sorted({*self.segment_types, IDENTIFICATION_CSCD}))
+        return tuple(sorted({*self.segment_types, IDENTIFICATION_CSCD, ROD_CSCD}))
 
 
 # --- parameter list header, SPC-4 6.5 table (SPC-5 table 172) ---------------------------------
@@ -460,8 +461,82 @@ class IdentificationCscd:
         )
 
 
-def _parse_cscd(buf: memoryview, off: int) -> IdentificationCscd:
+_ROD_CSCD = struct.Struct(">BBHH2xIIIxxBBI4s")
+
+
+@dataclass(frozen=True, slots=True)
+class RodCscd:
+    """ROD CSCD descriptor (FEh), SPC-4 6.4.5.9 table 143: 1 PERIPHERAL DEVICE TYPE, 2-3
+    RELATIVE INITIATOR PORT IDENTIFIER, 4-5 ROD PRODUCER CSCD DESCRIPTOR ID, 8-11 ROD
+    TYPE, 12-15 REQUESTED ROD TOKEN LIFETIME, 16-19 REQUESTED ROD TOKEN INACTIVITY
+    TIMEOUT, 22 bit 0 R_TOKEN, 23 bit 0 DEL_TKN, 24-27 ROD TOKEN OFFSET, 28-31 the device
+    type specific parameters. With ROD TYPE zero it names the ROD a ROD token represents;
+    the token is in the inline data, ROD TOKEN OFFSET bytes into it. This copy manager
+    takes only that form (it populates no ROD during an EXTENDED COPY)."""
+
+    rod_token_offset: int = 0
+    rod_type: int = 0
+    producer: int = CSCD_ID_LOCAL  # ROD PRODUCER CSCD DESCRIPTOR ID
+    del_tkn: bool = False
+    peripheral_device_type: int = 0  # ignored with ROD TYPE zero
+    lifetime: int = 0
+    inactivity_timeout: int = 0
+    r_token: bool = False
+    relative_initiator_port: int = 0
+    device_type_specific: bytes = bytes(4)
+
+    TYPE_CODE: ClassVar[int] = ROD_CSCD
+
+    def encode(self) -> bytes:
+        if len(self.device_type_specific) != 4:
+            raise ValueError("device type specific parameters are 4 bytes")
+        return _ROD_CSCD.pack(
+            ROD_CSCD, _fits("peripheral_device_type", self.peripheral_device_type, 5),
+            _fits("relative_initiator_port", self.relative_initiator_port, 16),
+            _fits("producer", self.producer, 16), _fits("rod_type", self.rod_type, 32),
+            _fits("lifetime", self.lifetime, 32),
+            _fits("inactivity_timeout", self.inactivity_timeout, 32), int(self.r_token),
+            int(self.del_tkn), _fits("rod_token_offset", self.rod_token_offset, 32),
+            self.device_type_specific)
+
+    @classmethod
+    def parse(cls, buf: memoryview, off: int, inline_length: int) -> Self:
+        """The descriptor at ``off``, checked as SPC-4 6.4.5.9 asks: a ROD TYPE other
+        than zero (a ROD to populate), R_TOKEN, a token lifetime or inactivity timeout
+        without R_TOKEN, or a ROD token not wholly inside the inline data are INVALID
+        FIELD IN PARAMETER LIST at the field."""
+        (_, b1, rip, producer, rod_type, lifetime, inactivity, b22, b23, offset,
+         specific) = _ROD_CSCD.unpack_from(buf, off)
+        if rod_type:
+            raise InvalidFieldInParameterList(
+                off + 8, None, f"ROD TYPE {rod_type:#010x}: no ROD is populated here")
+        if b22 & 0x01:
+            raise InvalidFieldInParameterList(off + 22, 0, "R_TOKEN: no ROD token is made here")
+        for byte, value in ((12, lifetime), (16, inactivity)):
+            if value:
+                raise InvalidFieldInParameterList(off + byte, None,
+                                                  "a ROD token lifetime without R_TOKEN")
+        if offset + ROD_TOKEN_BYTES > inline_length:
+            raise InvalidFieldInParameterList(
+                off + 24, None, f"ROD TOKEN OFFSET {offset} with {inline_length} bytes of "
+                                "inline data")
+        return cls(offset, rod_type, producer, bool(b23 & 0x01), b1 & 0x1F, lifetime,
+                   inactivity, bool(b22 & 0x01), rip, bytes(specific))
+
+    def describe(self) -> str:
+        return (f"FEh ROD: the ROD token at inline byte {self.rod_token_offset}"
+                + (", DEL_TKN" if self.del_tkn else ""))
+
+
+ROD_TOKEN_BYTES = 512  # SPC-4 5.17.6.1: a ROD token as the inline data carries it
+#: A CSCD descriptor of either kind this copy manager takes
+Cscd = IdentificationCscd | RodCscd
+
+
+def _parse_cscd(buf: memoryview, off: int, inline_length: int = 0) -> Cscd:
     """One CSCD descriptor at parameter list offset ``off`` (32 bytes available)."""
+    if buf[off] == ROD_CSCD:
+        return RodCscd.parse(buf, off, inline_length)
     (code, b1, rip, code_set, b5, dlen, designator, b28, blen) = _CSCD.unpack_from(buf, off)
     if code != IDENTIFICATION_CSCD:
         raise IllegalRequest(
@@ -1238,7 +1313,7 @@ class ExtendedCopyParameterList:
     descriptor list, segment descriptor list, inline data."""
 
     header: ParameterListHeader | Lid4Header
-    cscds: tuple[IdentificationCscd, ...]
+    cscds: tuple[Cscd, ...]
     segments: tuple[Segment, ...]
     inline_data: bytes = b""
 
@@ -1259,7 +1334,7 @@ class ExtendedCopyParameterList:
             s.wire_size() for s in self.segments[:index]
         )
 
-    def cscd(self, cscd_id: int) -> IdentificationCscd | None:
+    def cscd(self, cscd_id: int) -> Cscd | None:
         """The CSCD descriptor a segment's CSCD DESCRIPTOR ID names, or None for the
         special IDs (null logical units, ROD, the local logical unit)."""
         return self.cscds[cscd_id] if cscd_id <= MAX_CSCD_INDEX else None
@@ -1274,7 +1349,7 @@ class ExtendedCopyParameterList:
 
 
 def build_extended_copy(
-    cscds: Iterable[IdentificationCscd],
+    cscds: Iterable[Cscd],
     segments: Iterable[Segment],
     *,
     list_identifier: int = 0,
@@ -1289,7 +1364,7 @@ def build_extended_copy(
 
 
 def build_extended_copy_lid4(
-    cscds: Iterable[IdentificationCscd],
+    cscds: Iterable[Cscd],
     segments: Iterable[Segment],
     *,
     list_identifier: int = 0,
@@ -1463,7 +1538,7 @@ def _parse_lists(buf: memoryview, header: ParameterListHeader | Lid4Header, cscd
     cscds = []
     for off in range(head, cscd_end, CSCD_LENGTH):
         if off + CSCD_LENGTH > cscd_end:  # the list ends inside this descriptor
-            if buf[off] != IDENTIFICATION_CSCD:
+            if buf[off] not in (IDENTIFICATION_CSCD, ROD_CSCD):
                 raise IllegalRequest(
                     Asc.UNSUPPORTED_TARGET_DESCRIPTOR_TYPE_CODE, off, in_cdb=False,
                     message=f"CSCD descriptor type {buf[off]:#04x} at byte {off}",
@@ -1471,7 +1546,7 @@ def _parse_lists(buf: memoryview, header: ParameterListHeader | Lid4Header, cscd
             raise InvalidFieldInParameterList(
                 cscd_byte, None, f"CSCD descriptor list length {cscd_len} not a multiple of 32"
             )
-        cscds.append(_parse_cscd(buf, off))
+        cscds.append(_parse_cscd(buf, off, inline_len))
 
     segments: list[Segment] = []
     off = cscd_end

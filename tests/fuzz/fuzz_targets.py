@@ -10,7 +10,10 @@ Targets:
 - ``xcopy``: EXTENDED COPY parameter lists through the copy manager;
 - ``rcr``: RECEIVE COPY RESULTS (and COPY DIGEST) with any allocation length, after a
   few copies that succeed or fail;
-- ``ring``: the TCMU ring parser over a simulated ring corrupted by the input.
+- ``ring``: the TCMU ring parser over a simulated ring corrupted by the input;
+- ``rod``: POPULATE TOKEN, WRITE USING TOKEN (with the tokens the input got back) and
+  RECEIVE ROD TOKEN INFORMATION on the disks, and the ROD token and parameter list
+  decoders.
 
 Invariants: every command ends in GOOD or CHECK CONDITION with fixed-format sense
 (70h/71h), never in another exception (the daemon's catch-all, HARDWARE ERROR, counts
@@ -49,7 +52,7 @@ from lio_xcopy.devices.disk import Disk
 from lio_xcopy.devices.library import Library
 from lio_xcopy.devices.tape import Tape
 from lio_xcopy.errors import TransportError
-from lio_xcopy.scsi import sbc, smc, spc, ssc, xcopy
+from lio_xcopy.scsi import rod, sbc, smc, spc, ssc, xcopy
 from lio_xcopy.scsi.errors import CheckCondition
 from lio_xcopy.scsi.sense import CHECK_CONDITION, GOOD
 from lio_xcopy.tcmu import ring as r
@@ -582,6 +585,69 @@ def rcr_target(data: bytes) -> None:
                              f"whole answer ({got.data.hex()} / {full.data.hex()})")
 
 
+def _check_rod_decoders(data: bytes) -> None:
+    """Any 512 bytes decode as a ROD token that survives its own encoding (SPC-4
+    5.17.6.1); a POPULATE TOKEN or WRITE USING TOKEN parameter list either decodes to
+    one that does too or is refused with a CHECK CONDITION (SBC-4 5.9.2, 5.46.2)."""
+    tok = rod.RodToken.parse(data[:rod.TOKEN_LENGTH].ljust(rod.TOKEN_LENGTH, b"\0"))
+    if rod.RodToken.parse(tok.encode()) != tok:
+        raise Broken("a ROD token does not survive its own encoding")
+    for kind in (rod.PopulateTokenList, rod.WriteUsingTokenList):
+        try:
+            plist = kind.parse(data)
+        except CheckCondition as e:
+            check_sense(e.sense.fixed())
+            continue
+        if kind.parse(plist.encode()) != plist:  # type: ignore[attr-defined]
+            raise Broken(f"{kind.__name__} does not survive its own encoding")
+
+
+def rod_target(data: bytes) -> None:
+    """Input: records of {kind u8, list identifier u8, length u16, bytes}. ``kind`` bits
+    0-1: POPULATE TOKEN, WRITE USING TOKEN (the bytes its parameter list), WRITE USING
+    TOKEN whose ROD TOKEN field (bytes 16-527) is replaced by the last token a RECEIVE ROD
+    TOKEN INFORMATION returned (so the copy itself is reached), RECEIVE ROD TOKEN
+    INFORMATION (``length`` its ALLOCATION LENGTH); bit 2 picks the other disk; bit 3
+    sends ``length`` as the PARAMETER LIST LENGTH whatever the bytes. A background
+    WRITE USING TOKEN (IMMED) runs before its answer is checked. Every whole RECEIVE ROD
+    TOKEN INFORMATION answer decodes, and a token in it round-trips; the first record's
+    bytes also go through the decoders (:func:`_check_rod_decoders`)."""
+    lb = lab()
+    with lb.armed():
+        lb.reset()
+        lb.manager.rod.start = lambda work, name: work()
+        s = Stream(data)
+        token = b""
+        for i in range(MAX_COMMANDS):
+            if not s.left:
+                break
+            kind, list_id, length = s.u8(), s.u8(), s.u16()
+            dev = list(lb.disks.values())[kind >> 2 & 1]
+            if kind & 3 == 3:
+                cdb = rod.ReceiveRodTokenInformation(list_identifier=list_id,
+                                                        allocation_length=length).encode()
+                got = run(lb, dev, cdb, min(length, 4096))
+                if got.status != GOOD or got.count is None or got.count < 4 or \
+                        got.count != 4 + int.from_bytes(got.data[:4], "big"):
+                    continue
+                info = rod.RodTokenInformation.parse(got.data)
+                if info.token:
+                    if len(info.token) != rod.TOKEN_LENGTH or \
+                            rod.RodToken.parse(info.token).encode() != info.token:
+                        raise Broken("RECEIVE ROD TOKEN INFORMATION returned a bad token")
+                    token = info.token
+                continue
+            plist = bytearray(s.take(length, pad=False))
+            if i == 0:
+                _check_rod_decoders(bytes(plist))
+            if kind & 3 == 2 and token and len(plist) >= 16 + rod.TOKEN_LENGTH:
+                plist[16 : 16 + rod.TOKEN_LENGTH] = token
+            layout = rod.PopulateToken if kind & 3 == 0 else rod.WriteUsingToken
+            n = length if kind & 8 else len(plist)
+            run(lb, dev, layout(list_identifier=list_id, parameter_list_length=n).encode(),
+                len(plist), bytes(plist))
+
+
 #: Fields of a ring entry the ring target writes over: len_op, cmd_id, iov_cnt, bidi,
 #: dif, cdb_off, the first iovecs' base and length, TMR cmd_cnt.
 _ENTRY_FIELDS = (0, 4, 8, 12, 16, 24, 48, 56, 64, 72, 8 + 4)
@@ -645,7 +711,7 @@ def _entry_offsets(k: SimulatedKernel) -> list[int]:
 
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "disk": disk_target, "tape": tape_target, "changer": changer_target,
-    "xcopy": xcopy_target, "rcr": rcr_target, "ring": ring_target,
+    "xcopy": xcopy_target, "rcr": rcr_target, "ring": ring_target, "rod": rod_target,
 }
 
 
@@ -846,6 +912,13 @@ def seeds() -> dict[str, list[bytes]]:
     xc += [bytes([i % 4, 4]) + plist for i, plist in enumerate(lid4)]
     xc.append(bytes([0, 6]) + lid4[1])  # one byte short
     xc.append(bytes([0, 7]) + struct.pack("<I", 47) + lid4[0])  # a header cut short
+    for token in (rod.block_device_zero_token(), bytes.fromhex("00800001000001f8") + bytes(504)):
+        # a ROD CSCD descriptor (FEh) naming a token in the inline data: the zero token
+        # copies zeros, a token we never made is refused
+        xc.append(bytes([0, 4]) + xcopy.build_extended_copy_lid4(
+            [xcopy.RodCscd(rod_token_offset=4, del_tkn=True), cd],
+            [xcopy.BlockToBlock(0, 1, 4, 0, 8)], list_identifier=0x524F44,
+            inline_data=b"pad!" + token))
 
     def ask(which: int, list_id: int, alloc: int, size: int) -> bytes:
         return bytes([which, list_id]) + struct.pack("<IH", alloc, size)
@@ -893,8 +966,38 @@ def seeds() -> dict[str, list[bytes]]:
         + struct.pack("<H", 0) + bytes([0]),
         bytes([0, 0]) + inq + struct.pack("<H", 96) + bytes([1]) + patch(0, 4, bytes([12]), 8),
     ]
+    def rod_rec(kind: int, list_id: int, body: bytes, length: int | None = None) -> bytes:
+        return bytes([kind, list_id]) + struct.pack(
+            "<H", len(body) if length is None else length) + body
+
+    def pt(*ranges: tuple[int, int], **kw: object) -> bytes:
+        return rod.PopulateTokenList(tuple(rod.BlockRange(*r) for r in ranges),
+                                     **kw).encode()  # type: ignore[arg-type]
+
+    def wut(*ranges: tuple[int, int], token: bytes = bytes(512), **kw: object) -> bytes:
+        return rod.WriteUsingTokenList(token, tuple(rod.BlockRange(*r) for r in ranges),
+                                       **kw).encode()  # type: ignore[arg-type]
+
+    zero = rod.block_device_zero_token()
+    rrti = bytes([3, 1]) + struct.pack("<H", 1024)
+    rods = [  # {kind, list id, length, bytes}: kind 0 PT, 1 WUT, 2 WUT with the last
+        # token, 3 RRTI; bit 2 the 4096-byte disk; bit 3 the length as sent
+        rod_rec(0, 1, pt((0, 8))) + rrti + rod_rec(2, 2, wut((16, 8)))
+        + bytes([3, 2]) + struct.pack("<H", 1024),
+        rod_rec(0, 1, pt((0, 8), (40, 4), inactivity_timeout=5)) + rrti
+        + rod_rec(2, 3, wut((16, 12), immed=True, del_tkn=True))
+        + bytes([3, 3]) + struct.pack("<H", 64) + rod_rec(2, 4, wut((30, 2))),
+        rod_rec(1 | 4, 5, wut((0, 16), token=zero)) + bytes([3 | 4, 5]) + struct.pack("<H", 40),
+        rod_rec(1, 6, wut((0, 4), (56, 8), token=zero, immed=True)),
+        rod_rec(0, 7, pt((0, 8), rod_type=0x00800002)),  # a ROD type we do not make
+        rod_rec(0, 8, pt((60, 8))),  # past the end of the 64-block disk
+        rod_rec(0 | 8, 9, pt((0, 8))[:20], 32),  # PARAMETER LIST LENGTH past the data
+        rod_rec(0, 1, pt((0, 8))) + rrti + rod_rec(2, 10, wut((16, 8), offset_into_rod=9)),
+        rod_rec(0, 1, pt((0, 8))) + rrti + rod_rec(2 | 4, 11, wut((0, 1))),  # 4096-byte LUN
+        rod_rec(1, 12, wut((0, 8), token=zero)[:530]),  # a list cut short
+    ]
     return {"disk": common + disk, "tape": common + tape, "changer": common + changer,
-            "xcopy": xc, "rcr": rcr, "ring": ring}
+            "xcopy": xc, "rcr": rcr, "ring": ring, "rod": rods}
 
 
 CORPUS = Path(__file__).resolve().parent / "corpus"

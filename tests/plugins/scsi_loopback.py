@@ -26,7 +26,7 @@ class Loopback(sgio.ScsiDevice):
     def execute(self, cdb, data_in=0, data_out=None, timeout=60, *, check=True):
         cdb = bytes(cdb)
         self.sent.append(cdb)
-        if cdb[:2] == b"\x83\x00":  # EXTENDED COPY (LID1): keep its parameter list
+        if cdb[:2] in (b"\x83\x00", b"\x83\x01"):  # EXTENDED COPY: keep its list
             self.plists.append(bytes(data_out or b""))
         self.commands += 1
         buf = DataBuffer.of(bytearray(data_out)) if data_out else DataBuffer.allocate(data_in)

@@ -305,6 +305,13 @@ def test_the_second_drive_when_the_first_holds_another_cartridge(target, cat):
 
 
 # --- one command per job ---------------------------------------------------------------------
+def parse_plist(plist: bytes) -> xcopy.ExtendedCopyParameterList:
+    """An EXTENDED COPY list of either format (LID4: the header CSCD type FFh at 16)."""
+    if len(plist) >= 48 and plist[16] == 0xFF:
+        return xcopy.parse_extended_copy_lid4(plist)
+    return xcopy.parse_extended_copy(plist)
+
+
 def sent(target, path: str) -> tuple[list[bytes], list[bytes]]:
     """(CDBs, EXTENDED COPY parameter lists) sent to ``path`` on all its handles."""
     handles = [d for d in target.opened if d.path == path]
@@ -325,8 +332,12 @@ def test_a_backup_job_is_one_extended_copy(target, cat):
                        record=32768)
     cdbs, plists = sent(target, "/dev/sg1")
     (plist,) = plists
-    assert sum(c[0] == 0x83 for c in cdbs) == 1
-    p = xcopy.parse_extended_copy(plist)
+    # one EXTENDED COPY, LID4 with IMMED (our target lists it), polled with RECEIVE COPY
+    # STATUS (LID4) until done
+    assert [c[:2] for c in cdbs if c[0] == 0x83] == [b"\x83\x01"]
+    assert b"\x84\x05" in [c[:2] for c in cdbs] and b"\x84\x00" not in [c[:2] for c in cdbs]
+    p = xcopy.parse_extended_copy_lid4(plist)
+    assert p.header.immed and p.header.list_id_usage == xcopy.ListIdUsage.HOLD
     assert [s.TYPE_CODE for s in p.segments] == [0x12, 0x04, 0x00, 0x00, 0x00, 0x00, 0x10]
     assert p.segments[0] == xcopy.Locate(1, 3)  # label, record, filemark of file 0
     recs = records(target.tmp / "standalone.aws")
@@ -360,7 +371,7 @@ def test_without_the_segment_types_the_job_is_copy_then_filemark(target, cat, ty
         in text
     _, plists = sent(target, "/dev/sg1")
     (plist,) = plists
-    p = xcopy.parse_extended_copy(plist)
+    p = parse_plist(plist)
     assert [s.TYPE_CODE for s in p.segments] == [0x00] and p.inline_data == b""
     tape_cdbs, _ = sent(target, "/dev/sg6")
     assert [c[:5] for c in tape_cdbs if c[0] == WRITE_FILEMARKS_6] == [b"\x10\x00\x00\x00\x01"]
@@ -388,7 +399,7 @@ def test_restore_of_a_labelled_file_reads_the_label_under_the_data(target, cat):
     assert "verified: SHA-256 matches the backup's" in out.getvalue()
     assert (r.bytes, r.sha256) == (300 * 512, job.sha256)
     _, plists = sent(target, "/dev/sg6")
-    p = xcopy.parse_extended_copy(plists[0])
+    p = parse_plist(plists[0])
     assert p.segments[0] == xcopy.StreamToBlock(0, 1, 1, 7, 512)
     assert [s.TYPE_CODE for s in p.segments] == [0x01] * 2
     assert (p.segments[1].lba, p.segments[1].stream_transfer_length) == (7, 65536)
@@ -714,9 +725,16 @@ def test_copy_with_a_header_and_a_filemark_then_emit_plist(target, monkeypatch, 
     out = capsys.readouterr().out
     assert not [d.plists for d in target.opened if d.plists]  # nothing sent
     got = emitted.read_bytes()
-    assert got[1:] == plist[1:]  # all but the list identifier, chosen per run
-    assert [s.TYPE_CODE for s in xcopy.parse_extended_copy(got).segments] == [4, 0, 16]
-    assert f"sg_raw -t 3600 -s {len(got)} -i {emitted} /dev/sg1 83 00 " in out
+    # EXTENDED COPY (LID4) with IMMED: all but the list identifier (bytes 20-23, chosen
+    # per run) as sent
+    assert got[:20] + got[24:] == plist[:20] + plist[24:]
+    p = xcopy.parse_extended_copy_lid4(got)
+    assert [s.TYPE_CODE for s in p.segments] == [4, 0, 16] and p.header.immed
+    n = " ".join(f"{b:02x}" for b in len(got).to_bytes(4, "big"))
+    assert (f"sg_raw -t 3600 -s {len(got)} -i {emitted} /dev/sg1 "
+            f"83 01 00 00 00 00 00 00 00 00 {n} 00 00") in out
+    ident = " ".join(f"{b:02x}" for b in p.header.list_identifier.to_bytes(4, "big"))
+    assert f"sg_raw -r 284 /dev/sg1 84 05 {ident} 00 00 00 00 00 00 01 1c 00 00" in out
 
 
 def test_copy_operator_errors_send_nothing(target, monkeypatch, capsys):
@@ -774,3 +792,20 @@ def test_a_job_goes_to_the_drives_copy_manager_when_the_disks_copies_only_disks(
     assert bk.copy_manager(disk, old, 512)[0] is old
     with pytest.raises(bk.BackupError, match="neither /dev/sg3 nor /dev/sg9 answers"):
         bk.copy_manager(disk, _Dev("/dev/sg9", None), 512)
+
+
+def test_copy_sends_lid4_with_immed_unless_lid1_is_asked(target, monkeypatch, capsys):
+    """Our target lists EXTENDED COPY (LID4): sent with IMMED, followed with RECEIVE COPY
+    STATUS (LID4) only; ``--lid1`` sends EXTENDED COPY (LID1) and polls COPY STATUS."""
+    from lio_xcopy.initiator import copy
+
+    monkeypatch.setattr(sgio, "ScsiDevice", target.open)
+    target.open("/dev/sg6").take_unit_attentions()
+    for flag, sa, poll in (([], 0x01, b"\x84\x05"), (["--lid1"], 0x00, b"\x84\x00")):
+        target.opened.clear()
+        assert copy.main(["if=/dev/sg1", "of=/dev/sg6", "count=64", "--quiet", *flag]) == 0
+        cdbs, _ = sent(target, "/dev/sg1")
+        assert [c[1] for c in cdbs if c[0] == 0x83] == [sa]
+        polls = {c[:2] for c in cdbs if c[0] == 0x84 and c[1] in (0x00, 0x05)}
+        assert polls <= {poll}
+        assert ("in the background" in capsys.readouterr().out) == (sa == 0x01)

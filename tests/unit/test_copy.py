@@ -183,7 +183,7 @@ def test_copy_status_and_operating_parameters(lab):
     op = xcopy.OperatingParameters.parse(lab.manager.receive_copy_results(
         src, xcopy.ReceiveCopyResultsOperatingParameters()))
     assert op.max_segment_count >= 256 and op.max_segment_length >= 256 * MiB
-    assert op.implemented_descriptor_types == (*range(0x14), 0xE4)
+    assert op.implemented_descriptor_types == (*range(0x14), 0xE4, 0xFE)
     assert op.held_data_limit == xcopy.HELD_DATA_LIMIT
     assert op.max_inline_data_length == xcopy.MAX_INLINE_DATA
     with pytest.raises(IllegalRequest):  # an unknown list identifier

@@ -875,7 +875,8 @@ def test_a_stop_answers_every_running_copy_before_the_daemon_exits(tmp_path):
 def test_copy_operation_abort_stops_a_copy_by_list_identifier(tmp_path):
     """COPY OPERATION ABORT (SPC-4 6.3) through the ring, from any initiator: the copy
     stops at its next chunk, its EXTENDED COPY ends with TASK ABORTED, COPY STATUS keeps
-    the exact count; an unknown list identifier is INVALID FIELD IN CDB at byte 2."""
+    the exact count; an unknown list identifier, or that of a copy that ended, is
+    INVALID FIELD IN CDB at byte 2."""
     from lio_xcopy.copy.manager import CopyManager
     from lio_xcopy.scsi import xcopy
     from lio_xcopy.scsi.sense import Asc
@@ -943,9 +944,13 @@ def test_copy_operation_abort_stops_a_copy_by_list_identifier(tmp_path):
         assert st.transferred_bytes == manager.chunk == job.transferred
         assert dst.read_bytes()[:manager.chunk] == src.read_bytes()[:manager.chunk]
         assert dst.read_bytes()[manager.chunk:] == bytes((8 << 20) - manager.chunk)
-        # the copy has ended: aborting it again changes nothing and is GOOD
-        assert answer(kernel.submit(
-            xcopy.CopyOperationAbort(list_identifier=9).encode()))[0] == 0
+        # the copy has ended: no copy operation with that list identifier is being
+        # processed (SPC-4 6.3), INVALID FIELD IN CDB at byte 2; its results stay held
+        status, sense, _ = answer(kernel.submit(
+            xcopy.CopyOperationAbort(list_identifier=9).encode()))
+        got = SenseData.parse(sense)
+        assert (status, got.key, got.asc, got.sense_key_specific) == (
+            2, SenseKey.ILLEGAL_REQUEST, Asc.INVALID_FIELD_IN_CDB, bytes([0xC0, 0, 2]))
     finally:
         daemon.stop()
         t.join(5)

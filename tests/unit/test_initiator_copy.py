@@ -84,6 +84,7 @@ def test_operands():
     assert str(emit) == "/tmp/p" and progress is False
     assert parse_operands(["if=a", "of=b", "--json"])[2] == "json"
     assert parse_operands(["if=a", "of=b"])[2] is True
+    assert parse_operands(["if=a", "of=b", "--lid1"])[0]["lid1"] == "yes"
     with pytest.raises(CopyUsageError, match="missing of="):
         parse_operands(["if=/dev/sg1"])
     with pytest.raises(CopyUsageError, match="unknown operand"):
@@ -308,3 +309,113 @@ def test_header_and_filemark_operand_refusals(args, words, capsys):
     assert main(["if=/nonexistent/sg1", "of=/nonexistent/sg2", *args]) == 1
     out, err = capsys.readouterr()
     assert out == "" and err.startswith(f"lio-xcopy copy: {words}") and err.count("\n") == 1
+
+
+# --- LID4 with IMMED where the copy manager lists it (SPC-4 6.4, 6.24, 7.8.17) -------------
+class _Lid4Target:
+    """A copy manager as SG_IO sees it: its VPD page 8Fh (or none), REPORT SUPPORTED
+    OPERATION CODES, and RECEIVE COPY STATUS (LID4) answers from ``statuses``."""
+
+    def __init__(self, commands=None, rsoc=(), statuses=()):
+        self.path = "/dev/sg5"
+        self.commands, self.rsoc = commands, set(rsoc)
+        self.statuses = list(statuses)
+        self.cdbs: list[bytes] = []
+
+    def vpd(self, page):
+        from lio_xcopy.scsi import tpc_vpd
+        from lio_xcopy.sg.sgio import SgIoError
+
+        assert page == 0x8F
+        if self.commands is None:
+            raise SgIoError("no such VPD page", self.path)
+        return tpc_vpd.ThirdPartyCopyPage(0, (tpc_vpd.SupportedCommands(self.commands),)).encode()
+
+    def execute(self, cdb, data_out=None, data_in=0, timeout=60, check=True):
+        cdb = bytes(cdb)
+        self.cdbs.append(cdb)
+
+        class R:
+            data = b""
+        if cdb[0] == 0xA3:  # one command: SUPPORT 011b or 001b
+            op, sa = cdb[3], int.from_bytes(cdb[4:6], "big")
+            R.data = bytes([0, 3 if (op, sa) in self.rsoc else 1, 0, 0])
+        elif cdb[:2] == b"\x84\x05":
+            assert int.from_bytes(cdb[2:6], "big") == 9
+            R.data = self.statuses.pop(0).encode()
+        return R()
+
+
+LID1_ONLY = ((0x83, (0x00,)), (0x84, (0x00, 0x03, 0x04)))
+WITH_LID4 = ((0x83, (0x00, 0x01, 0x1C)), (0x84, (0x00, 0x03, 0x04, 0x05)))
+
+
+@pytest.mark.parametrize(("commands", "rsoc", "lid4"), [
+    (WITH_LID4, (), True),  # the Supported Commands descriptor lists both
+    (LID1_ONLY, ((0x83, 1), (0x84, 5)), False),  # the page is believed
+    (None, ((0x83, 1), (0x84, 5)), True),  # no page: asked one command at a time
+    (None, ((0x83, 1),), False),  # EXTENDED COPY (LID4) without its status: LID1
+    (None, (), False),
+])
+def test_lid4_is_used_only_where_the_copy_manager_lists_it(commands, rsoc, lid4):
+    from lio_xcopy.initiator.copy import supports_lid4
+
+    dev = _Lid4Target(commands, rsoc)
+    assert supports_lid4(dev) is lid4
+    asked = [c for c in dev.cdbs if c[0] == 0xA3]
+    assert (asked == []) == (commands is not None)
+    if asked:  # reporting options 010b: by operation code and service action
+        assert asked[0][2] & 0x07 == 2 and asked[0][3:6] == bytes([0x83, 0, 1])
+
+
+def test_a_lid4_build_and_its_sg_raw_lines():
+    from lio_xcopy.initiator.copy import status_line
+
+    plist, _ = build(disk(n=1), disk(n=2), CopyRequest(count=8), OP, 9, lid4=True)
+    p = xcopy.parse_extended_copy_lid4(plist)
+    assert (p.header.list_identifier, p.header.immed) == (9, True)
+    assert p.header.list_id_usage == xcopy.ListIdUsage.HOLD
+    assert sg_raw_line("/dev/sg1", "p.bin", 300, lid4=True) == (
+        "sg_raw -t 3600 -s 300 -i p.bin /dev/sg1 83 01 00 00 00 00 00 00 00 00 00 00 01 2c 00 00")
+    assert status_line("/dev/sg1", 9) == (
+        "sg_raw -r 284 /dev/sg1 84 05 00 00 00 09 00 00 00 00 00 00 01 1c 00 00")
+
+
+def _lid4(status, count, **kw):
+    return xcopy.CopyStatusLid4(0x01, status, count, 1, estimated_status_update_delay=1, **kw)
+
+
+def test_an_immed_copy_is_polled_until_it_ends():
+    from lio_xcopy.initiator.copy import send_and_poll
+
+    S = xcopy.CopyOperationStatus
+    dev = _Lid4Target(statuses=[_lid4(S.IN_PROGRESS_BACKGROUND, 1 << 20),
+                                _lid4(S.IN_PROGRESS_BACKGROUND, 2 << 20),
+                                _lid4(S.COMPLETED, 3 << 20, operation_counter=6)])
+    seen = []
+    st, _ = send_and_poll(dev, dev, b"plist", 9, interval=0.001, lid4=True,
+                          on_status=lambda s, t: seen.append(s.transferred_bytes))
+    assert seen == [1 << 20, 2 << 20]  # progress from the polled TRANSFER COUNT
+    assert (st.status, st.transferred_bytes) == (S.COMPLETED, 3 << 20)
+    assert [c[:2] for c in dev.cdbs] == [b"\x83\x01"] + [b"\x84\x05"] * 3
+
+
+@pytest.mark.parametrize(("status", "completion", "key"), [
+    (xcopy.CopyOperationStatus.COMPLETED_WITH_ERRORS, 0x02, 0x0A),  # COPY ABORTED
+    (xcopy.CopyOperationStatus.TERMINATED, 0x40, None),  # COPY OPERATION ABORT
+])
+def test_a_background_copy_that_fails_raises_what_the_command_would_have(
+        status, completion, key):
+    from lio_xcopy.initiator.copy import send_and_poll
+    from lio_xcopy.scsi.sense import SenseData, SenseKey
+    from lio_xcopy.sg.sgio import ScsiCommandError
+
+    sense = SenseData(SenseKey.COPY_ABORTED, 0x0D01, command_specific=2).fixed() \
+        if key else b""
+    dev = _Lid4Target(statuses=[_lid4(status, 4096, completion_status=completion,
+                                      sense_data=sense)])
+    with pytest.raises(ScsiCommandError) as e:
+        send_and_poll(dev, dev, b"plist", 9, interval=0.001, lid4=True)
+    assert e.value.status == completion
+    assert e.value.key == key
+    assert "in the background" in str(e.value)

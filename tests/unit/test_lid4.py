@@ -272,9 +272,13 @@ def test_an_immed_copy_answers_good_at_once_and_is_polled_until_done(lab):
     assert [p.status for p in polls] == [CopyOperationStatus.IN_PROGRESS_BACKGROUND] * 4
     assert [p.transferred_bytes for p in polls] == [CHUNK * k for k in range(1, 5)]
     assert [p.segments_processed for p in polls] == [1] * 4  # the one being processed
+    # OPERATION COUNTER (SPC-4 6.24): commands to the copy source or destination that
+    # completed GOOD: one READ and one WRITE per chunk
+    assert [p.operation_counter for p in polls] == [2, 4, 6, 8]
     final = lab.status(77)
     assert (final.status, final.transferred_bytes, final.segments_processed,
             final.completion_status) == (CopyOperationStatus.COMPLETED, SIZE, 1, 0)
+    assert final.operation_counter == 8
     assert lab.dst_path.read_bytes()[:SIZE] == lab.src_bytes
 
 
@@ -300,7 +304,12 @@ def test_copy_operation_abort_stops_an_immed_copy_with_an_exact_count(lab):
     got = lab.dst_path.read_bytes()
     assert got[:3 * CHUNK] == lab.src_bytes[:3 * CHUNK]
     assert got[3 * CHUNK:] == bytes(2 * SIZE - 3 * CHUNK)
-    assert lab.abort(0xABCDEF01) == 0  # ended: nothing left to stop
+    # ended: "not processing a copy operation with the specified list identifier"
+    # (SPC-4 6.3) is INVALID FIELD IN CDB at the LIST IDENTIFIER; its status stays held
+    ended = _refused(lambda: lab.abort(0xABCDEF01))
+    assert (ended.asc, ended.sense_key_specific) == (Asc.INVALID_FIELD_IN_CDB,
+                                                     bytes.fromhex("c00002"))
+    assert lab.status(0xABCDEF01).status == CopyOperationStatus.TERMINATED
 
 
 def test_an_abort_that_arrives_before_the_copy_starts_moves_nothing(lab):
@@ -457,3 +466,25 @@ def test_a_logical_unit_reset_ends_the_lun_s_background_copies(lab):
     st = lab.status(13)
     assert (st.status, st.completion_status, st.transfer_count) == (
         CopyOperationStatus.TERMINATED, 0x40, 0)
+
+
+def test_the_operation_counter_wraps_and_leaves_out_a_failed_command(lab):
+    """SPC-4 6.24: a wrapping counter of the commands that completed GOOD; the READ
+    that failed is not counted."""
+    lab.send(lab.disk_to_disk(0x55, immed=True))
+    job = lab.manager.jobs()[0]
+    job.operations = 0xFFFF
+    real_read, reads = lab.src.read_blocks, []
+
+    def read_twice_then_fail(lba, n, buf):
+        reads.append(lba)
+        if len(reads) == 3:
+            raise CheckCondition(SenseData(SenseKey.MEDIUM_ERROR, 0x1100))
+        return real_read(lba, n, buf)
+
+    lab.src.read_blocks = read_twice_then_fail
+    lab.works.pop()()
+    st = lab.status(0x55)
+    assert st.status == CopyOperationStatus.COMPLETED_WITH_ERRORS
+    assert st.operation_counter == 3  # 0xFFFF + 2 READs + 2 WRITEs, wrapped
+    assert st.transferred_bytes == 2 * CHUNK

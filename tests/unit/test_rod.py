@@ -16,9 +16,9 @@ from lio_xcopy.devices.backing import BackingStore
 from lio_xcopy.devices.base import Command, LunIdentity
 from lio_xcopy.devices.buffer import DataBuffer
 from lio_xcopy.devices.disk import Disk
-from lio_xcopy.scsi import rod, spc
+from lio_xcopy.scsi import rod, spc, xcopy
 from lio_xcopy.scsi.errors import CheckCondition
-from lio_xcopy.scsi.sense import Asc, SenseKey
+from lio_xcopy.scsi.sense import Asc, SenseData, SenseKey
 from lio_xcopy.scsi.tpc_vpd import (
     BlockDeviceRodLimits,
     RodTokenFeatures,
@@ -305,10 +305,21 @@ def test_golden_parameter_lists():
 def test_golden_rrti():
     info = rod.RodTokenInformation(0x10, 1, 32, token=b"\x01" * 512)
     raw = info.encode()
+    # an ended operation's ESTIMATED STATUS UPDATE DELAY is FFFF FFFEh (SPC-4 6.24)
     assert raw[:32] == bytes.fromhex(
-        "00000222 1001 0000 00000000 00 00 00 f1 0000000000000020 0000 000000000000")
+        "00000222 1001 0000 fffffffe 00 00 00 f1 0000000000000020 0000 000000000000")
     assert raw[32:38] == bytes.fromhex("00000202 0000") and raw[38:] == b"\x01" * 512
     assert rod.RodTokenInformation.parse(raw) == info
+    # 18 bytes of sense: LENGTH OF THE SENSE DATA FIELD a multiple of four (20), SENSE
+    # DATA LENGTH 18, CHECK CONDITION; the ROD TOKEN DESCRIPTORS LENGTH after the pad
+    failed = rod.RodTokenInformation(0x11, 2, 7, sense=b"\x70" + bytes(17),
+                                     operation_counter=3, completion_status=0x02)
+    raw = failed.encode()
+    assert raw[:32] == bytes.fromhex(
+        "00000034 1102 0003 fffffffe 02 14 12 f1 0000000000000007 0000 000000000000")
+    assert raw[32:50] == failed.sense and raw[50:52] == bytes(2)
+    assert raw[52:] == bytes(4) and len(raw) == 56
+    assert rod.RodTokenInformation.parse(raw) == failed
 
 
 def test_malformed_lists_refused():
@@ -370,3 +381,310 @@ def test_golden_rod_descriptors():
     raw = ThirdPartyCopyPage(0, (RodTokenFeatures(0, 0, 3600, 3600),)).encode()
     assert raw[4:8] == bytes.fromhex("0106 005c") and raw[50:52] == bytes.fromhex("0030")
     assert raw[52:56] == bytes.fromhex("0000 002c")
+
+
+# --- IMMED: WRITE USING TOKEN in the background (SBC-4 5.46.2), polled by list identifier --
+@pytest.fixture
+def bg(lab):
+    """The ROD store's background work is handed to the test; 8 blocks a chunk."""
+    lab.works = []
+    lab.manager.rod.start = lambda work, name: lab.works.append(work)
+    lab.manager.rod.chunk = 8 * 512
+    lab.src = lab.disk("src", os.urandom(BLOCKS * 512))
+    lab.dst = lab.disk("dst")
+    lab.allowed.add(frozenset(("src", "dst")))
+    lab.token = populate(lab.src, [(0, 32)])
+    return lab
+
+
+def rrti(dev, list_id):
+    return rod.RodTokenInformation.parse(send(
+        dev, rod.ReceiveRodTokenInformation(list_identifier=list_id,
+                                               allocation_length=1024), alloc=1024))
+
+
+def send_wut(dev, token, ranges, list_id, **kw):
+    plist = rod.WriteUsingTokenList(token, tuple(rod.BlockRange(*r) for r in ranges),
+                                    **kw).encode()
+    return send(dev, rod.WriteUsingToken(list_identifier=list_id,
+                                           parameter_list_length=len(plist)), plist)
+
+
+def test_write_using_token_immed_answers_good_and_is_polled(bg):
+    assert send_wut(bg.dst, bg.token, [(64, 32)], 9, immed=True) == 0
+    assert len(bg.works) == 1 and blocks(bg.dst, 64, 32) == bytes(32 * 512)  # nothing yet
+    info = rrti(bg.dst, 9)
+    assert (info.service_action, info.status, info.transfer_count) == (0x11, 0x12, 0)
+    assert (info.status_update_delay, info.completion_status) == (100, 0)
+    polls = []
+    real_write = bg.dst.write_blocks
+
+    def write_then_poll(lba, n, buf):
+        real_write(lba, n, buf)
+        polls.append(rrti(bg.dst, 9))
+
+    bg.dst.write_blocks = write_then_poll
+    bg.works.pop()()
+    # each poll runs inside the WRITE, before the store counts it
+    assert [p.status for p in polls] == [0x12] * 4
+    assert [p.transfer_count for p in polls] == [0, 8, 16, 24]
+    assert [p.operation_counter for p in polls] == [1, 3, 5, 7]  # READ, WRITE, READ, ...
+    done = rrti(bg.dst, 9)
+    assert (done.status, done.transfer_count, done.operation_counter) == (0x01, 32, 8)
+    assert (done.status_update_delay, done.completion_status) == (0xFFFFFFFE, 0)
+    assert blocks(bg.dst, 64, 32) == blocks(bg.src, 0, 32)
+    # RECEIVE COPY STATUS (LID4) reports the same operation by its list identifier,
+    # TRANSFER COUNT in blocks (SPC-4 6.24)
+    raw = send(bg.dst, xcopy.ReceiveCopyStatusLid4(list_identifier=9,
+                                                      allocation_length=64), alloc=64)
+    st = xcopy.CopyStatusLid4.parse(raw)
+    assert (st.response_to_service_action, st.status, st.transfer_count,
+            st.transfer_count_units, st.operation_counter) == (0x11, 0x01, 32, 0xF1, 8)
+
+
+def test_copy_operation_abort_stops_a_background_write_using_token(bg):
+    send_wut(bg.dst, bg.token, [(64, 32)], 10, immed=True)
+    real_write, aborts = bg.dst.write_blocks, []
+
+    def write_then_abort(lba, n, buf):
+        real_write(lba, n, buf)
+        if lba == 72:  # the second chunk has landed
+            aborts.append(bg.dst.handle(Command(
+                xcopy.CopyOperationAbort(list_identifier=10).encode())))
+
+    bg.dst.write_blocks = write_then_abort
+    bg.works.pop()()
+    (answer,) = aborts
+    assert answer.done() and answer.result(0) == 0  # completes once the writing stopped
+    info = rrti(bg.dst, 10)
+    assert (info.status, info.completion_status, info.transfer_count, info.sense) == (
+        0x60, 0x40, 16, b"")  # TERMINATED, TASK ABORTED, the exact count
+    assert blocks(bg.dst, 64, 16) == blocks(bg.src, 0, 16)
+    assert blocks(bg.dst, 80, 16) == bytes(16 * 512)
+    # ended: SPC-4 6.3 refuses an abort of an operation not being processed
+    with pytest.raises(CheckCondition) as e:
+        bg.dst.handle(Command(xcopy.CopyOperationAbort(list_identifier=10).encode()))
+    assert (e.value.sense.asc, e.value.sense.sense_key_specific) == (
+        Asc.INVALID_FIELD_IN_CDB, bytes.fromhex("c00002"))
+
+
+def test_a_list_identifier_in_use_by_a_background_write(bg):
+    send_wut(bg.dst, bg.token, [(64, 32)], 11, immed=True)
+    for call in (lambda: send_wut(bg.dst, bg.token, [(128, 8)], 11),
+                 lambda: populate(bg.dst, [(0, 8)], list_id=11)):
+        with pytest.raises(CheckCondition) as e:
+            call()
+        assert (e.value.sense.key, e.value.sense.asc, e.value.sense.sense_key_specific) == (
+            SenseKey.ILLEGAL_REQUEST, Asc.OPERATION_IN_PROGRESS, bytes.fromhex("c00006"))
+    assert rrti(bg.dst, 11).status == 0x12  # the running one is untouched
+    bg.works.pop()()
+    assert rrti(bg.dst, 11).status == 0x01
+
+
+def test_a_background_write_that_fails_keeps_its_sense(bg):
+    send_wut(bg.dst, bg.token, [(64, 32)], 12, immed=True, del_tkn=True)
+    real_write = bg.dst.write_blocks
+
+    def fail_third(lba, n, buf):
+        if lba == 80:
+            raise CheckCondition(SenseData(SenseKey.MEDIUM_ERROR, 0x0C00))
+        real_write(lba, n, buf)
+
+    bg.dst.write_blocks = fail_third
+    bg.works.pop()()
+    info = rrti(bg.dst, 12)
+    assert (info.status, info.completion_status, info.transfer_count) == (0x02, 0x02, 16)
+    assert (info.sense[2] & 0x0F, info.sense[12]) == (SenseKey.MEDIUM_ERROR, 0x0C)
+    assert info.token == b""
+    # DEL_TKN takes effect only for a write that completed: the token still works
+    bg.dst.write_blocks = real_write
+    assert write_using(bg.dst, bg.token, [(200, 8)], list_id=13).status == 0x01
+
+
+def test_checks_before_good_still_fail_an_immed_write_at_once(bg):
+    forged = bytearray(bg.token)
+    forged[100] ^= 1
+    with pytest.raises(CheckCondition) as e:
+        send_wut(bg.dst, bytes(forged), [(64, 8)], 14, immed=True)
+    assert e.value.sense.asc == Asc.INVALID_TOKEN_OPERATION_TOKEN_UNKNOWN
+    assert bg.works == [] and rrti(bg.dst, 14).status == 0x02
+
+
+def test_populate_token_with_immed_holds_its_token(bg):
+    token = populate(bg.src, [(0, 8)], list_id=15, immed=True)
+    assert rod.RodToken.parse(token).bytes_represented == 8 * 512
+
+
+def test_a_daemon_stop_ends_a_background_write(bg):
+    send_wut(bg.dst, bg.token, [(64, 32)], 16, immed=True)
+    bg.manager.stop()
+    bg.works.pop()()
+    info = rrti(bg.dst, 16)
+    assert (info.status, info.transfer_count) == (0x60, 0)
+    assert blocks(bg.dst, 64, 32) == bytes(32 * 512)
+
+
+# --- ROD CSCD descriptors: a ROD token as an EXTENDED COPY's source (SPC-4 6.4.5.9) --------
+def test_rod_cscd_golden_and_round_trip():
+    d = xcopy.RodCscd(rod_token_offset=0x10, del_tkn=True)
+    assert d.encode() == bytes.fromhex(
+        "fe 00 0000 ffff 0000 00000000 00000000 00000000 0000 00 01 00000010 00000000")
+    plist = xcopy.build_extended_copy_lid4(
+        [d, xcopy.IdentificationCscd(bytes(16), 0, block_length=512)],
+        [xcopy.BlockToBlock(0, 1, 8, 0, 0)], list_identifier=1, inline_data=bytes(528))
+    p = xcopy.parse_extended_copy_lid4(plist)
+    assert p.cscds[0] == d and p.encode() == plist
+    assert "FEh ROD" in p.describe()
+    assert 0xFE in xcopy.Limits().implemented_descriptor_types
+
+
+@pytest.mark.parametrize(("byte", "value", "pointer"), [
+    (8, 0x80, 48 + 8),  # ROD TYPE: a ROD to populate
+    (22, 0x01, None),  # R_TOKEN
+    (15, 0x05, 48 + 12),  # REQUESTED ROD TOKEN LIFETIME without R_TOKEN
+    (19, 0x05, 48 + 16),  # REQUESTED ROD TOKEN INACTIVITY TIMEOUT without R_TOKEN
+    (27, 0x11, 48 + 24),  # the token would run past the inline data
+])
+def test_rod_cscd_refusals_point_at_the_field(byte, value, pointer):
+    plist = bytearray(xcopy.build_extended_copy_lid4(
+        [xcopy.RodCscd(), xcopy.IdentificationCscd(bytes(16), 0)],
+        [xcopy.BlockToBlock(0, 1, 8, 0, 0)], list_identifier=1, inline_data=bytes(512)))
+    plist[48 + byte] = value
+    with pytest.raises(CheckCondition) as e:
+        xcopy.parse_extended_copy_lid4(bytes(plist))
+    assert e.value.sense.asc == Asc.INVALID_FIELD_IN_PARAMETER_LIST
+    want = bytes([0x88, 0, 48 + 22]) if pointer is None else bytes([0x80, 0, pointer])
+    assert e.value.sense.sense_key_specific == want
+
+
+def _dst_cscd(dev):
+    naa = next(d for d in dev.designators() if d.designator_type == 3)
+    return xcopy.IdentificationCscd.from_designator(naa, 0, 512)
+
+
+def _xcopy_from_token(dev, token, segments, *, del_tkn=False, list_id=0x77, pad=b""):
+    """EXTENDED COPY (LID4) received by ``dev``: CSCD 0 the ROD of ``token`` (in the
+    inline data after ``pad``), CSCD 1 ``dev`` itself."""
+    plist = xcopy.build_extended_copy_lid4(
+        [xcopy.RodCscd(rod_token_offset=len(pad), del_tkn=del_tkn), _dst_cscd(dev)],
+        segments, list_identifier=list_id, inline_data=pad + token)
+    result = dev.handle(Command(xcopy.ExtendedCopyLid4(parameter_list_length=len(plist))
+                                .encode(), DataBuffer.of(bytearray(plist))))
+    return result.result(10) if not isinstance(result, int) else result
+
+
+def test_extended_copy_reads_a_rod_token_byte_exact(lab):
+    src = lab.disk("src", os.urandom(BLOCKS * 512))
+    dst = lab.disk("dst")
+    lab.allowed.add(frozenset(("src", "dst")))
+    token = populate(src, [(10, 20), (100, 12)])
+    # ROD blocks 4-27 (the first range from block 14, then 8 of the second) to LBA 50
+    assert _xcopy_from_token(dst, token, [xcopy.BlockToBlock(0, 1, 24, 4, 50)],
+                             pad=b"label") == 0
+    assert blocks(dst, 50, 24) == blocks(src, 14, 16) + blocks(src, 100, 8)
+    assert blocks(dst, 49, 1) == bytes(512) and blocks(dst, 74, 1) == bytes(512)
+    raw = send(dst, xcopy.ReceiveCopyStatusLid4(list_identifier=0x77,
+                                                   allocation_length=64), alloc=64)
+    st = xcopy.CopyStatusLid4.parse(raw)
+    assert (st.status, st.transfer_count, st.operation_counter) == (0x01, 24 * 512, 2)
+    # the token stays usable; with DEL_TKN the copy that completes deletes it
+    assert _xcopy_from_token(dst, token, [xcopy.BlockToBlock(0, 1, 8, 0, 0)],
+                             del_tkn=True) == 0
+    assert blocks(dst, 0, 8) == blocks(src, 10, 8)
+    refused(dst, token, [(200, 8)], Asc.INVALID_TOKEN_OPERATION_TOKEN_DELETED)
+
+
+def test_extended_copy_refuses_a_bad_rod_token_before_any_block_moves(lab):
+    src = lab.disk("src", os.urandom(BLOCKS * 512))
+    dst = lab.disk("dst")
+    token = populate(src, [(0, 16)])
+    forged = bytearray(token)
+    forged[300] ^= 1
+    for tok, asc in ((bytes(forged), Asc.INVALID_TOKEN_OPERATION_TOKEN_UNKNOWN),
+                     (token, Asc.INVALID_TOKEN_OPERATION_REMOTE_TOKEN_USAGE_NOT_SUPPORTED)):
+        with pytest.raises(CheckCondition) as e:  # src and dst not in a copy group
+            _xcopy_from_token(dst, tok, [xcopy.BlockToBlock(0, 1, 8, 0, 0)], pad=bytes(4))
+        assert (e.value.sense.key, e.value.sense.asc) == (SenseKey.ILLEGAL_REQUEST, asc)
+        # the field pointer names the token in the inline data: 48 + 64 + 28 + 4
+        assert e.value.sense.sense_key_specific == bytes([0x80, 0, 144])
+    assert blocks(dst, 0, 8) == bytes(8 * 512)
+    lab.allowed.add(frozenset(("src", "dst")))
+    with pytest.raises(CheckCondition) as e:  # past the ROD's 16 blocks
+        _xcopy_from_token(dst, token, [xcopy.BlockToBlock(0, 1, 8, 10, 0)])
+    assert (e.value.sense.key, e.value.sense.asc) == (SenseKey.COPY_ABORTED,
+                                                      Asc.LOGICAL_BLOCK_ADDRESS_OUT_OF_RANGE)
+    with pytest.raises(CheckCondition) as e:  # the ROD as the destination
+        _xcopy_from_token(dst, token, [xcopy.BlockToBlock(1, 0, 8, 0, 0)])
+    assert (e.value.sense.key, e.value.sense.asc) == (SenseKey.COPY_ABORTED,
+                                                      Asc.INVALID_FIELD_IN_PARAMETER_LIST)
+    assert blocks(dst, 0, 16) == bytes(16 * 512)
+
+
+def test_extended_copy_from_the_zero_token_zeroes(lab):
+    dst = lab.disk("z", b"\xa5" * (BLOCKS * 512))
+    assert _xcopy_from_token(dst, rod.block_device_zero_token(),
+                             [xcopy.BlockToBlock(0, 1, 12, 0, 30)]) == 0
+    assert blocks(dst, 30, 12) == bytes(12 * 512)
+    assert blocks(dst, 29, 1) == b"\xa5" * 512 and blocks(dst, 42, 1) == b"\xa5" * 512
+
+
+def test_a_source_written_during_the_copy_fails_it(lab):
+    src = lab.disk("src", os.urandom(BLOCKS * 512))
+    dst = lab.disk("dst")
+    lab.allowed.add(frozenset(("src", "dst")))
+    token = populate(src, [(0, 32)])
+    real_write = dst.write_blocks
+
+    def write_then_overwrite_source(lba, n, buf):
+        real_write(lba, n, buf)
+        if lba == 0:  # segment 0 landed; an initiator writes one of the ROD's blocks
+            src.write_blocks(20, 1, DataBuffer.of(bytearray(512)))
+
+    dst.write_blocks = write_then_overwrite_source
+    with pytest.raises(CheckCondition) as e:
+        _xcopy_from_token(dst, token, [xcopy.BlockToBlock(0, 1, 8, 0, 0),
+                                       xcopy.BlockToBlock(0, 1, 8, 16, 8)])
+    # the point in time is gone (SPC-4 5.17.4.3): segment 1 fails, nothing of it written
+    assert (e.value.sense.key, e.value.sense.command_specific) == (SenseKey.COPY_ABORTED, 1)
+    assert e.value.sense.asc == Asc.INVALID_TOKEN_OPERATION_TOKEN_CANCELLED
+    assert blocks(dst, 0, 8) == blocks(src, 0, 8) and blocks(dst, 8, 8) == bytes(8 * 512)
+
+
+def test_a_background_write_that_meets_a_bug_still_ends(bg, caplog):
+    send_wut(bg.dst, bg.token, [(64, 32)], 17, immed=True)
+
+    def broken(lba, n, buf):
+        raise RuntimeError("a bug")
+
+    bg.dst.write_blocks = broken
+    bg.works.pop()()
+    info = rrti(bg.dst, 17)
+    assert (info.status, info.completion_status) == (0x02, 0x02)
+    assert (info.sense[2] & 0x0F, info.sense[12], info.sense[13]) == (
+        SenseKey.HARDWARE_ERROR, 0x0D, 0x01)
+    assert "WRITE USING TOKEN list 17 failed" in caplog.text
+
+
+def test_one_list_identifier_space_with_extended_copy(bg):
+    """SPC-4 5.17.4.2: a list identifier a running WRITE USING TOKEN holds is OPERATION
+    IN PROGRESS for an EXTENDED COPY (LID4) (its byte 20), and the other way round (the
+    CDB's LIST IDENTIFIER, byte 6)."""
+    bg.manager.start = lambda work, name: bg.works.append(work)
+    send_wut(bg.dst, bg.token, [(64, 32)], 21, immed=True)
+    with pytest.raises(CheckCondition) as e:
+        _xcopy_from_token(bg.dst, rod.block_device_zero_token(),
+                          [xcopy.BlockToBlock(0, 1, 8, 0, 0)], list_id=21)
+    assert (e.value.sense.asc, e.value.sense.sense_key_specific) == (
+        Asc.OPERATION_IN_PROGRESS, bytes.fromhex("800014"))
+    bg.works.pop()()
+    plist = xcopy.build_extended_copy_lid4(
+        [xcopy.RodCscd(), _dst_cscd(bg.dst)], [xcopy.BlockToBlock(0, 1, 8, 0, 0)],
+        list_identifier=22, immed=True, inline_data=rod.block_device_zero_token())
+    bg.dst.handle(Command(xcopy.ExtendedCopyLid4(parameter_list_length=len(plist))
+                          .encode(), DataBuffer.of(bytearray(plist))))
+    with pytest.raises(CheckCondition) as e:
+        send_wut(bg.dst, bg.token, [(100, 8)], 22)
+    assert (e.value.sense.asc, e.value.sense.sense_key_specific) == (
+        Asc.OPERATION_IN_PROGRESS, bytes.fromhex("c00006"))
+    bg.works.pop()()  # the copy ends: 22 is free again
+    assert send_wut(bg.dst, bg.token, [(100, 8)], 22) == 0

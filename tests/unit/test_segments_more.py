@@ -346,7 +346,7 @@ def test_the_third_party_copy_page_agrees_with_operating_parameters(lab):
     descriptors = page.find(SupportedDescriptors)
     held = page.find(HeldData)
     assert isinstance(descriptors, SupportedDescriptors) and isinstance(held, HeldData)
-    assert descriptors.codes == op.implemented_descriptor_types == (*range(0x14), 0xE4)
+    assert descriptors.codes == op.implemented_descriptor_types == (*range(0x14), 0xE4, 0xFE)
     assert (held.held_data_limit, held.held_data_granularity) == (
         op.held_data_limit, op.held_data_granularity) == (x.HELD_DATA_LIMIT, 0)
     commands = page.find(SupportedCommands)

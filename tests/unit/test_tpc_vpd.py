@@ -79,17 +79,17 @@ def test_golden_bytes_of_each_descriptor():
     # 0004h, length 1Ch: CSCD 10, segments 7, list 544, inline 4096
     assert body[16:48] == bytes.fromhex("0004001c" "00000000" "000a" "0007" "00000220"
                                         "00001000") + bytes(12)
-    # 0008h: 00h, 02h, E4h, padded to 4
-    assert body[48:56] == bytes.fromhex("00080004" "03" "0002e4")
+    # 0008h: 00h, 02h, E4h, FEh (the ROD CSCD descriptor), padded to 4
+    assert body[48:60] == bytes.fromhex("00080008" "04" "0002e4fe" "000000")
     # 000Ch: FFFFh only
-    assert body[56:64] == bytes.fromhex("000c0004" "0002" "ffff")
+    assert body[60:68] == bytes.fromhex("000c0004" "0002" "ffff")
     # 8001h, length 20h: total 5, identified 3, segment 1 MiB, granularity 2^9 and 2^0
-    assert body[64:100] == bytes.fromhex("80010020" "00000005" "00000003" "00100000" "0900"
+    assert body[68:104] == bytes.fromhex("80010020" "00000005" "00000003" "00100000" "0900"
                                          ) + bytes(18)
     # 9101h, length 1Ch: 64 KiB
-    assert body[100:132] == bytes.fromhex("9101001c" "00010000") + bytes(24)
+    assert body[104:136] == bytes.fromhex("9101001c" "00010000") + bytes(24)
     # C001h, length 1Ch: HELD DATA LIMIT 256 KiB, granularity 2^0
-    assert body[132:] == bytes.fromhex("c001001c" "00040000" "00") + bytes(23)
+    assert body[136:] == bytes.fromhex("c001001c" "00040000" "00") + bytes(23)
 
 
 descriptors = st.one_of(
@@ -168,7 +168,7 @@ def test_disk_and_tape_serve_it_and_list_it(lun):
     assert data[1] == 0x8F and struct.unpack_from(">H", data, 2)[0] == len(data) - 4
     page = ThirdPartyCopyPage.parse(data)
     assert page.find(ParameterData) == ParameterData(10, 7, 544, 4096)
-    assert page.find(SupportedDescriptors) == SupportedDescriptors((0x00, 0x02, 0xE4))
+    assert page.find(SupportedDescriptors) == SupportedDescriptors((0x00, 0x02, 0xE4, 0xFE))
     assert page.find(SupportedCscdIds) == SupportedCscdIds((xcopy.CSCD_ID_LOCAL,))
     # the 83h/84h service actions the LUN dispatches, and no other command
     dispatched = {(op, sa) for op, sa in type(dev)._dispatch if op in (0x83, 0x84)}

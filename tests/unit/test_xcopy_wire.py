@@ -521,9 +521,9 @@ def test_operating_parameters_golden():
     # SPC-5 table 244 (FreeBSD scsi_receive_copy_operating_parameters_data, LIO
     # target_rcr_operating_parameters, sg_xcopy scsi_operating_parameter offsets)
     assert x.operating_parameters_data(x.Limits()) == bytes.fromhex(
-        "0000003d 01 000000 0040 0100 00002800 40000000 00010000 00040000 00ffffff"
-        "0000 0010 10 00 00 00 000000 15 00 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f"
-        "10 11 12 13 e4"
+        "0000003e 01 000000 0040 0100 00002800 40000000 00010000 00040000 00ffffff"
+        "0000 0010 10 00 00 00 000000 16 00 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f"
+        "10 11 12 13 e4 fe"
     )
     # LIO's own answer, 2 implemented codes: AVAILABLE DATA 42 (put_unaligned_be32(42))
     lio = x.OperatingParameters(
@@ -534,7 +534,7 @@ def test_operating_parameters_golden():
     no_snlid = x.OperatingParameters.from_limits(x.Limits(snlid=False))
     assert (no_snlid.snlid, no_snlid.total_concurrent_copies) == (False, 0)
     assert ("implemented descriptors 00h 01h 02h 03h 04h 05h 06h 07h 08h 09h 0Ah 0Bh 0Ch "
-            "0Dh 0Eh 0Fh 10h 11h 12h 13h E4h") in (
+            "0Dh 0Eh 0Fh 10h 11h 12h 13h E4h FEh") in (
         x.OperatingParameters.from_limits(x.Limits()).describe()
     )
 

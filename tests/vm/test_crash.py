@@ -93,7 +93,8 @@ def test_kill_9_during_an_extended_copy_leaves_whole_records_and_file_0(lab, cra
         mark = len(lab.daemon.text())
         copy = subprocess.Popen(
             [sys.executable, "-m", "lio_xcopy", "copy", f"if={disk.sg}", f"of={tape.sg}",
-             f"tbs={RECORD}", "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             f"tbs={RECORD}", "-q", "--lid1"],  # the EXTENDED COPY command's own fate
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         wait_for("the copy to put 8 MiB on tape",
                  lambda: cart.stat().st_size > 8 * MiB or copy.poll() is not None)
         assert copy.poll() is None, f"the copy ended before the kill: {copy.communicate()}"
@@ -156,7 +157,8 @@ def test_a_stop_during_an_extended_copy_answers_it_and_nothing_is_retried(lab, c
         mark = len(lab.daemon.text())
         copy = subprocess.Popen(
             [sys.executable, "-m", "lio_xcopy", "copy", f"if={disk.sg}", f"of={tape.sg}",
-             f"tbs={RECORD}", "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             f"tbs={RECORD}", "-q", "--lid1"],  # the EXTENDED COPY command's own fate
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         wait_for("the copy to put 8 MiB on tape",
                  lambda: cart.stat().st_size > 8 * MiB or copy.poll() is not None)
         assert copy.poll() is None, f"the copy ended before the stop: {copy.communicate()}"

@@ -11,7 +11,8 @@ Which LUN gets what:
   EXTENDED COPY, whose CSCD ID FFFFh names the LUN that receives it, ...);
 - **scratch** disk ``hscratch`` and tape ``hstape`` (data not checked): all of that
   plus the destructive opcodes and mutated EXTENDED COPY lists naming only the two
-  scratch LUNs;
+  scratch LUNs, and (to the disk) mutated POPULATE TOKEN and WRITE USING TOKEN lists
+  with RECEIVE ROD TOKEN INFORMATION;
 - the **changer** ``hchanger`` of a library with three cartridges: everything,
   MOVE MEDIUM included; its cartridges' bytes must not change (no command goes to its
   drive) and no cartridge may be lost or duplicated.
@@ -49,7 +50,7 @@ from lio_xcopy.devices.buffer import DataBuffer
 from lio_xcopy.devices.changer import MediumChanger
 from lio_xcopy.devices.disk import Disk
 from lio_xcopy.devices.tape import Tape
-from lio_xcopy.scsi import spc, ssc, xcopy
+from lio_xcopy.scsi import rod, spc, ssc, xcopy
 from lio_xcopy.sg import sgio
 
 pytestmark = pytest.mark.vm
@@ -247,6 +248,25 @@ def _copy_lists(naa: dict[str, bytes]) -> list[bytes]:
     ]
 
 
+def _rod_lists() -> list[tuple[object, bytes]]:
+    """Valid POPULATE TOKEN and WRITE USING TOKEN lists for the scratch disk (SBC-4
+    5.9.2/5.46.2), to be mutated: block ranges, the zero token, a token we never made."""
+    r = rod.BlockRange
+    forged = rod.RodToken(rod.ROD_TYPE_PIT_CHANGE_VULNERABLE, 7, bytes(32), 4096,
+                          random.Random(2).randbytes(448)).encode()
+    return [
+        (rod.PopulateToken, rod.PopulateTokenList((r(0, 8),)).encode()),
+        (rod.PopulateToken, rod.PopulateTokenList((r(0, 4), r(100, 16)),
+                                                   inactivity_timeout=5).encode()),
+        (rod.WriteUsingToken, rod.WriteUsingTokenList(
+            rod.block_device_zero_token(), (r(16, 8),)).encode()),
+        (rod.WriteUsingToken, rod.WriteUsingTokenList(
+            rod.block_device_zero_token(), (r(32, 8), r(64, 4)), immed=True).encode()),
+        (rod.WriteUsingToken, rod.WriteUsingTokenList(forged, (r(0, 8),),
+                                                        offset_into_rod=1).encode()),
+    ]
+
+
 def _mode_select_lists(storm: Storm, dev: sgio.ScsiDevice, name: str) -> list[bytes]:
     """The LUN's current mode pages as a MODE SELECT (6) list (header, block
     descriptor, pages), to be mutated."""
@@ -260,7 +280,8 @@ def _mode_select_lists(storm: Storm, dev: sgio.ScsiDevice, name: str) -> list[by
 
 
 def _storm(storm: Storm, name: str, dev: sgio.ScsiDevice, layouts: list, *, checked: bool,
-           lists: list[bytes] = (), rcr: bool = True) -> None:
+           lists: list[bytes] = (), rcr: bool = True,
+           rod_lists: list[tuple[object, bytes]] = ()) -> None:
     rng = storm.rng
     allowed = [op for op in range(256) if op not in CORE_STATE
                and not (checked and op in DESTRUCTIVE)]
@@ -295,6 +316,18 @@ def _storm(storm: Storm, name: str, dev: sgio.ScsiDevice, layouts: list, *, chec
                 plist = bytes([0, 0, h[1], h[2], 0, 0, 0, h[3]]) + plist[4:]
                 cdb = spc.ModeSelect10(pf=pf, parameter_list_length=len(plist))
             storm.send(name, dev, cdb.encode(), data_out=plist)
+        elif rod_lists and kind < 0.9:  # POPULATE TOKEN / WRITE USING TOKEN, mutated
+            layout, valid = rng.choice(rod_lists)
+            plist = storm.mutate(valid, rng.randint(0, 4))
+            length = rng.choice([len(plist)] * 4 + [0, max(len(plist) - 1, 0), len(plist) + 8])
+            cdb = layout(list_identifier=rng.randrange(4),  # type: ignore[operator]
+                         parameter_list_length=length).encode()
+            storm.send(name, dev, cdb, data_out=plist)
+            if rng.random() < 0.5:
+                info = rod.ReceiveRodTokenInformation(
+                    list_identifier=rng.randrange(4),
+                    allocation_length=rng.choice([0, 4, 31, 32, 36, 550, 1024]))
+                storm.send(name, dev, info.encode(), data_in=rng.choice([0, 36, 1024]))
         elif lists:  # EXTENDED COPY: a valid list mutated (scratch LUNs only)
             plist = storm.mutate(rng.choice(lists), rng.randint(0, 4))
             length = rng.choice([len(plist)] * 4 + [0, max(len(plist) - 1, 0), len(plist) + 8])
@@ -326,7 +359,8 @@ def test_hostile_initiator(lab, hostile):
     lists = _copy_lists(naa)
     plan = [("hcheck", Disk.layouts(), {"checked": True}),
             ("htape", Tape.layouts(), {"checked": True}),
-            ("hscratch", Disk.layouts(), {"checked": False, "lists": lists}),
+            ("hscratch", Disk.layouts(), {"checked": False, "lists": lists,
+                                          "rod_lists": _rod_lists()}),
             ("hstape", Tape.layouts(), {"checked": False, "lists": lists}),
             ("hchanger", MediumChanger.layouts(), {"checked": False, "rcr": False})]
     storms = {name: Storm(f"{seed}-{name}") for name, _, _ in plan}

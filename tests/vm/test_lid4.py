@@ -114,5 +114,10 @@ def test_copy_operation_abort_stops_a_running_immed_copy(lab):
     assert (first.status, first.completion_status, first.sense_data) == (
         CopyOperationStatus.TERMINATED, 0x40, b""), out  # TASK ABORTED
     assert 0 < (first.transferred_bytes or 0) < segments * 0xFFFF * BS
+    # OPERATION COUNTER (SPC-4 6.24): the READs and WRITEs that completed GOOD
+    assert first.operation_counter >= 2, first
     assert "COPY OPERATION ABORT after" in lab.daemon.text()
+    # the copy has ended: SPC-4 6.3 refuses an abort of a copy not being processed
+    late = run("sg_raw", lab.disk_sg, "83", "1c", *ident, *["00"] * 10, check=False)
+    assert sense_of(late.stdout + late.stderr) == ("Illegal Request", "Invalid field in cdb")
     run("sg_turs", lab.disk_sg)

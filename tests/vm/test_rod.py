@@ -1,6 +1,7 @@
 """ROD tokens (ODX: POPULATE TOKEN / WRITE USING TOKEN, SBC-4 5.9/5.46) through the real
 kernel: a whole-disk ODX copy and zeroing with the block device zero ROD token, sent with
-sg_raw, byte-exact; stock sg_vpd's decode of the ROD descriptors; stock ddpt's ODX lists
+sg_raw, byte-exact, also with IMMED (polled) and through EXTENDED COPY (LID4) naming the
+token in a ROD CSCD descriptor; stock sg_vpd's decode of the ROD descriptors; stock ddpt's ODX lists
 (misframed by one byte) refused without a block written; and a forged or expired token
 refused with the SPC-4 sense."""
 
@@ -14,7 +15,8 @@ from pathlib import Path
 import pytest
 from conftest import MiB, clear_unit_attention, extra_lun, run, sense_of
 
-from lio_xcopy.scsi import rod
+from lio_xcopy.scsi import rod, xcopy
+from lio_xcopy.scsi.xcopy import CopyStatusLid4
 
 pytestmark = pytest.mark.vm
 
@@ -184,3 +186,89 @@ def test_forged_and_expired_tokens_refused_with_sg_raw(pair, tmp_path):
     key, add = sense_of(p.stdout + p.stderr)
     assert (key, add.lower()) == ("Illegal Request", "invalid token operation, token expired"), \
         p.stderr
+
+
+def _poll(sg: str, tmp: Path, list_id: int) -> list[rod.RodTokenInformation]:
+    """RECEIVE ROD TOKEN INFORMATION until the operation has ended (30 s at most)."""
+    seen = [_rrti(sg, tmp, list_id)]
+    deadline = time.monotonic() + 30
+    while seen[-1].status in (0x11, 0x12):
+        assert time.monotonic() < deadline, seen[-1]
+        time.sleep(seen[-1].status_update_delay / 1000)
+        seen.append(_rrti(sg, tmp, list_id))
+    return seen
+
+
+def test_write_using_token_with_immed_polled_to_completion(pair, tmp_path):
+    """WRITE USING TOKEN with IMMED (SBC-4 5.46.2): GOOD at once, then polled with
+    RECEIVE ROD TOKEN INFORMATION until done, for the zero token and for a whole-disk
+    copy; RECEIVE COPY STATUS (LID4) reports the same operation, counting its READs and
+    WRITEs in the OPERATION COUNTER (SPC-4 6.24)."""
+    src, dst = pair
+    whole = (rod.BlockRange(0, BLOCKS),)
+    plist = rod.WriteUsingTokenList(rod.block_device_zero_token(), whole, immed=True).encode()
+    _out(str(dst.sg), tmp_path, rod.WriteUsingToken(list_identifier=0x601,
+                                                      parameter_list_length=len(plist)), plist)
+    polls = _poll(str(dst.sg), tmp_path, 0x601)
+    assert all(p.status == 0x12 for p in polls[:-1]), polls  # in progress in background
+    assert (polls[-1].status, polls[-1].transfer_count) == (0x01, BLOCKS)
+    assert lun_bytes(dst.block) == bytes(SIZE)
+    plist = rod.PopulateTokenList(whole).encode()
+    _out(str(src.sg), tmp_path, rod.PopulateToken(list_identifier=0x602,
+                                                   parameter_list_length=len(plist)), plist)
+    token = _rrti(str(src.sg), tmp_path, 0x602).token
+    plist = rod.WriteUsingTokenList(token, whole, immed=True).encode()
+    _out(str(dst.sg), tmp_path, rod.WriteUsingToken(list_identifier=0x603,
+                                                      parameter_list_length=len(plist)), plist)
+    polls = _poll(str(dst.sg), tmp_path, 0x603)
+    assert all(p.status == 0x12 for p in polls[:-1]), polls
+    done = polls[-1]
+    assert (done.service_action, done.status, done.transfer_count) == (0x11, 0x01, BLOCKS)
+    assert done.status_update_delay == 0xFFFFFFFE
+    assert lun_bytes(dst.block) == lun_bytes(src.block)
+    st = CopyStatusLid4.parse(_raw_status(str(dst.sg), tmp_path, 0x603))
+    assert (st.response_to_service_action, st.status, st.transfer_count,
+            st.transfer_count_units) == (0x11, 0x01, BLOCKS, 0xF1)
+    assert st.operation_counter == done.operation_counter >= 2 * SIZE // MiB
+
+
+def test_extended_copy_lid4_with_a_rod_cscd_descriptor(pair, tmp_path):
+    """EXTENDED COPY (LID4) naming a ROD token as its source (ROD CSCD descriptor FEh,
+    SPC-4 6.4.5.9): the token in the inline data, CSCD ID FFFFh the receiving LUN; the
+    ROD's two ranges land one after the other, byte-exact. A forged token is refused
+    with INVALID TOKEN OPERATION, TOKEN UNKNOWN and writes nothing."""
+    src, dst = pair
+    half = BLOCKS // 4
+    plist = rod.PopulateTokenList((rod.BlockRange(0, half),
+                                   rod.BlockRange(2 * half, half))).encode()
+    _out(str(src.sg), tmp_path, rod.PopulateToken(list_identifier=0x701,
+                                                   parameter_list_length=len(plist)), plist)
+    token = _rrti(str(src.sg), tmp_path, 0x701).token
+    forged = bytearray(token)
+    forged[99] ^= 0x10
+    before = lun_bytes(dst.block)
+    for tok, list_id in ((bytes(forged), 0x702), (token, 0x703)):
+        plist = xcopy.build_extended_copy_lid4(
+            [xcopy.RodCscd()], [xcopy.BlockToBlock(0, xcopy.CSCD_ID_LOCAL, 2 * half, 0,
+                                                   2 * half)],
+            list_identifier=list_id, inline_data=tok)
+        p = _out(str(dst.sg), tmp_path, xcopy.ExtendedCopyLid4(
+            parameter_list_length=len(plist)), plist, check=False)
+        if tok != token:
+            key, add = sense_of(p.stdout + p.stderr)
+            assert (key, add.lower()) == ("Illegal Request",
+                                          "invalid token operation, token unknown"), p.stderr
+            assert lun_bytes(dst.block) == before
+    assert p.returncode == 0, p.stderr
+    data, want = lun_bytes(dst.block), lun_bytes(src.block)
+    assert data[2 * half * 512 :] == want[: half * 512] + want[2 * half * 512 : 3 * half * 512]
+    assert data[: 2 * half * 512] == before[: 2 * half * 512]
+    st = CopyStatusLid4.parse(_raw_status(str(dst.sg), tmp_path, 0x703))
+    assert (st.status, st.transfer_count) == (0x01, 2 * half * 512)
+
+
+def _raw_status(sg: str, tmp: Path, list_id: int) -> bytes:
+    out = tmp / "rcs.bin"
+    run("sg_raw", "-r", "64", "-o", str(out), sg, "84", "05",
+        *_hex(list_id.to_bytes(4, "big")), *["00"] * 4, "00", "00", "00", "40", "00", "00")
+    return out.read_bytes()

@@ -79,7 +79,7 @@ def test_receive_copy_results_operating_parameters(lab):
     op = xcopy.OperatingParameters.parse(out.read_bytes())
     assert op.max_segment_count >= 256 and op.max_cscd_count >= 64
     assert op.max_segment_length >= 256 * MiB
-    assert op.implemented_descriptor_types == (*range(0x14), 0xE4)  # 00h-13h and E4h
+    assert op.implemented_descriptor_types == (*range(0x14), 0xE4, 0xFE)  # 00h-13h, E4h, FEh
     assert op.max_inline_data_length == xcopy.MAX_INLINE_DATA
 
 
@@ -150,8 +150,20 @@ def test_initiator_tool_emits_a_list_stock_sg_raw_sends(lab):
     plist = lab.work / "emitted.plist"
     out = lio_xcopy(f"if={lab.disk_sg}", f"of={lab.tape_sg}", f"skip={64 * MiB // BS}",
                     f"count={len(data) // BS}", "--emit-plist", str(plist)).stdout
-    line = next(x.strip() for x in out.splitlines() if x.strip().startswith("sg_raw "))
-    run(*line.split())
+    send, status = (x.strip().split() for x in out.splitlines()
+                    if x.strip().startswith("sg_raw "))
+    assert send[send.index(lab.disk_sg) + 1 :][:2] == ["83", "01"], out  # LID4, IMMED
+    run(*send)  # GOOD once the list is checked: follow the copy with the status line
+    deadline = time.monotonic() + 60
+    while True:
+        st_file = lab.work / "emitted.status"
+        run(status[0], "-o", str(st_file), *status[1:])
+        st = xcopy.CopyStatusLid4.parse(st_file.read_bytes())
+        if st.status not in (0x10, 0x11, 0x12):
+            break
+        assert time.monotonic() < deadline, st
+        time.sleep(0.2)
+    assert (st.status, st.transferred_bytes) == (0x01, len(data)), st
     run("mt", "-f", lab.nst, "rewind")
     back = lab.work / "emitted.back"
     run("dd", f"if={lab.nst}", f"of={back}", "bs=64k", f"count={len(data) // 65536}")
