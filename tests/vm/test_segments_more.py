@@ -48,7 +48,7 @@ def rcr(lab, sa: int, list_id: int, alloc: int, name: str) -> bytes:
 
 def test_operating_parameters_list_every_supported_type_and_the_held_data_limit(lab):
     op = xcopy.OperatingParameters.parse(rcr(lab, 0x03, 0, 256, "segs-op.bin"))
-    assert op.implemented_descriptor_types == (*range(0x14), 0xE4)
+    assert op.implemented_descriptor_types == (*range(0x14), 0xE4, 0xFE)  # 00h-13h, E4h, FEh
     assert op.held_data_limit == xcopy.HELD_DATA_LIMIT and op.held_data_granularity == 0
     # a type still refused: ILLEGAL REQUEST, UNSUPPORTED SEGMENT DESCRIPTOR TYPE CODE (26h/09h)
     plist = bytearray(xcopy.build_extended_copy([cscd(lab.tape_lun, 1, 0)], [xcopy.Locate(0, 0)]))
