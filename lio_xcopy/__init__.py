@@ -15,4 +15,6 @@ checks the import graph):
 ``cli``        the ``lio-xcopy`` command, above ``control`` and ``initiator``
 """
 
+#: the one place the version is set: pyproject.toml reads it (dynamic version), the command
+#: prints it, and a unit test checks that the man pages' headers carry it
 __version__ = "0.1.0"
