@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Installing for the Vagrant lab: sourced by scripts/lab-target and scripts/lab-initiator
 # (after scripts/lab.env). Each step does nothing when its work is already done.
 
