@@ -141,7 +141,7 @@ def _saved_files(saved: Iterable[Path]) -> list[Path]:
 
 
 def check(kind: str, path: str | os.PathLike[str], in_use: Iterable[InUse], *,
-          format: bool = False, saved: Iterable[Path] = (config.DEFAULT_PATH,)) -> None:
+          format: bool = False, saved: Iterable[Path] = (config.DEFAULT_PATH,)) -> None:  # noqa: A002
     """Refuse ``path`` as the backing file of a new ``kind`` LUN (disk or tape) when it
     belongs to someone else or holds what the LUN would destroy; see the module."""
     p = Path(os.path.abspath(path))

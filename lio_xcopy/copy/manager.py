@@ -111,7 +111,7 @@ def start_thread(work: Callable[[], None], name: str) -> None:
     threading.Thread(target=work, name=name, daemon=True).start()
 
 
-def run_inline(work: Callable[[], None], name: str) -> None:
+def run_inline(work: Callable[[], None], name: str) -> None:  # noqa: ARG001
     """Run ``work`` now, on the caller's thread: the copy has ended when EXTENDED COPY
     returns its Future."""
     work()
@@ -237,12 +237,12 @@ class CopyManager:
         self.limits = limits or Limits()
         self.chunk = chunk
         #: May a copy received by the first LUN name the second? (the copy access policy)
-        self.policy = policy or (lambda receiving, other: True)
+        self.policy = policy or (lambda _receiving, _other: True)
         #: The devices this daemon does not serve (None: copies use our own LUNs only).
         self.foreign = foreign
         #: The foreign designators (text form) a copy received by a LUN may name: those
         #: the operator admitted to a copy group with it. None admitted by default.
-        self.admitted = admitted or (lambda receiving: ())
+        self.admitted = admitted or (lambda _receiving: ())
         self.start = start
         self.clock = clock  # seconds, monotonic: when copies finish and results expire
         self._devices: dict[str, ScsiDevice] = {}
@@ -1342,7 +1342,7 @@ def _segment_bytes(seg: Segment, src: Port | None, dst: Port | None) -> int:
     return 0
 
 
-def _any_device(port: Port) -> bool:
+def _any_device(port: Port) -> bool:  # noqa: ARG001
     """Any kind of device: a verify CSCD segment (07h) names either."""
     return True
 

@@ -152,7 +152,7 @@ class RodTokens:
     def __init__(self, policy: Callable[[Any, Any], bool], *,
                  clock: Callable[[], float] = time.monotonic, key: bytes | None = None,
                  chunk: int = CHUNK, start: Starter = start_thread,
-                 busy: Callable[[str, int], bool] = lambda lun, list_id: False):
+                 busy: Callable[[str, int], bool] = lambda _lun, _list_id: False):
         self.policy = policy  # may a copy received by the first LUN name the second?
         #: is an EXTENDED COPY the LUN received with this list identifier running? (one
         #: list identifier space for every third-party copy command, SPC-4 5.17.4.2)
@@ -553,7 +553,7 @@ class RodSource:
             tok.source.read_blocks(s_lba, n, buf.sub(d_off * bs, n * bs))
         return count * bs
 
-    def write_blocks(self, lba: int, count: int, buf: DataBuffer) -> int:
+    def write_blocks(self, lba: int, count: int, buf: DataBuffer) -> int:  # noqa: ARG002
         raise IllegalRequest(Asc.INVALID_FIELD_IN_PARAMETER_LIST,
                              message=f"{self.name} is read-only")
 
@@ -579,11 +579,11 @@ class ZeroRod:
     def designators(self) -> Sequence[Any]:
         return ()
 
-    def read_blocks(self, lba: int, count: int, buf: DataBuffer) -> int:
+    def read_blocks(self, lba: int, count: int, buf: DataBuffer) -> int:  # noqa: ARG002
         buf.zero(0, count * self.block_size)
         return count * self.block_size
 
-    def write_blocks(self, lba: int, count: int, buf: DataBuffer) -> int:
+    def write_blocks(self, lba: int, count: int, buf: DataBuffer) -> int:  # noqa: ARG002
         raise IllegalRequest(Asc.INVALID_FIELD_IN_PARAMETER_LIST,
                              message=f"{self.name} is read-only")
 

@@ -225,7 +225,7 @@ class ScsiDevice:
 
     # --- SPC-4 commands every LUN answers -----------------------------------------------
     @command(spc.TestUnitReady)
-    def test_unit_ready(self, cmd: Command, cdb: spc.TestUnitReady) -> int:
+    def test_unit_ready(self, cmd: Command, cdb: spc.TestUnitReady) -> int:  # noqa: ARG002
         self.check_ready()
         return 0
 
@@ -339,7 +339,7 @@ class ScsiDevice:
         return self.copy_manager.extended_copy(self, plist)
 
     @command(xcopy.CopyOperationAbort)
-    def copy_operation_abort(self, cmd: Command,
+    def copy_operation_abort(self, cmd: Command,  # noqa: ARG002
                              cdb: xcopy.CopyOperationAbort) -> int | Future[int]:
         if self.copy_manager is None:
             raise InvalidOpcode(cdb.OPCODE)
@@ -374,7 +374,7 @@ class ScsiDevice:
         )
         return cmd.data.copy_in(spc.truncate(data, cdb.allocation_length))
 
-    def mode_pages(self, pc: int) -> dict[tuple[int, int], bytes]:
+    def mode_pages(self, pc: int) -> dict[tuple[int, int], bytes]:  # noqa: ARG002
         """(page, subpage) -> page bytes for page control ``pc`` (SPC-4 6.11.3)."""
         return {}
 

@@ -146,13 +146,13 @@ class MediumChanger(ScsiDevice):
         return cmd.data.copy_in(spc.truncate(data, cdb.allocation_length))
 
     @command(smc.InitializeElementStatus)
-    def initialize_element_status(self, cmd: Command, cdb: smc.InitializeElementStatus) -> int:
+    def initialize_element_status(self, cmd: Command, cdb: smc.InitializeElementStatus) -> int:  # noqa: ARG002
         """Our inventory is the library file: read it again."""
         self.library.state()
         return 0
 
     @command(smc.InitializeElementStatusWithRange)
-    def initialize_element_status_with_range(self, cmd: Command,
+    def initialize_element_status_with_range(self, cmd: Command,  # noqa: ARG002
                                              cdb: smc.InitializeElementStatusWithRange) -> int:
         s = self.library.state()
         if cdb.range and self.library.element(cdb.starting_element_address, s) is None:
@@ -162,7 +162,7 @@ class MediumChanger(ScsiDevice):
 
     # --- moving media ------------------------------------------------------------------------
     @command(smc.MoveMedium)
-    def move_medium(self, cmd: Command, cdb: smc.MoveMedium) -> int:
+    def move_medium(self, cmd: Command, cdb: smc.MoveMedium) -> int:  # noqa: ARG002
         if cdb.invert:
             raise smc.MoveMedium.invalid("invert", "media cannot be inverted")
         self.library.check_transport(cdb.transport_element_address, self.library.state())
@@ -172,7 +172,7 @@ class MediumChanger(ScsiDevice):
         return 0
 
     @command(smc.PositionToElement)
-    def position_to_element(self, cmd: Command, cdb: smc.PositionToElement) -> int:
+    def position_to_element(self, cmd: Command, cdb: smc.PositionToElement) -> int:  # noqa: ARG002
         if cdb.invert:
             raise smc.PositionToElement.invalid("invert", "media cannot be inverted")
         s = self.library.state()
@@ -184,7 +184,7 @@ class MediumChanger(ScsiDevice):
         return 0
 
     @command(smc.PreventAllowMediumRemoval)
-    def prevent_allow_medium_removal(self, cmd: Command, cdb: smc.PreventAllowMediumRemoval) -> int:
+    def prevent_allow_medium_removal(self, cmd: Command, cdb: smc.PreventAllowMediumRemoval) -> int:  # noqa: ARG002
         """Locks the import/export door against the operator (SMC-3)."""
         if cdb.prevent not in (smc.ALLOW, smc.PREVENT):
             raise smc.PreventAllowMediumRemoval.invalid("prevent")

@@ -482,7 +482,7 @@ class Disk(ScsiDevice):
 
     # --- PRE-FETCH, SBC-4 5.10/5.11 -----------------------------------------------------
     @command(*sbc.PRE_FETCHES)
-    def pre_fetch(self, cmd: Command, cdb: sbc.AnyPreFetch) -> int:
+    def pre_fetch(self, cmd: Command, cdb: sbc.AnyPreFetch) -> int:  # noqa: ARG002
         """Ask for the blocks in the page cache (posix_fadvise WILLNEED); PREFETCH LENGTH
         0 means to the last LBA. Whatever IMMED, the answer is GOOD, never CONDITION MET:
         the advice is a hint, so whether the cache will hold the blocks is unknown, and
@@ -521,7 +521,7 @@ class Disk(ScsiDevice):
 
     # --- SYNCHRONIZE CACHE, SBC-4 5.30/5.31 ---------------------------------------------
     @command(sbc.SynchronizeCache10, sbc.SynchronizeCache16)
-    def synchronize_cache(self, cmd: Command, cdb: sbc.AnySynchronizeCache) -> int:
+    def synchronize_cache(self, cmd: Command, cdb: sbc.AnySynchronizeCache) -> int:  # noqa: ARG002
         """The whole store is synced; NUMBER OF LOGICAL BLOCKS 0 means 'to the end'."""
         if cdb.lba >= self.blocks or cdb.lba + cdb.number_of_blocks > self.blocks:
             raise LbaOutOfRange(cdb.lba)

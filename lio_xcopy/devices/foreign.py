@@ -505,7 +505,7 @@ class ForeignDevices:
         self._seen: dict[str, _Seen] = {}  # admitted designator text -> where it was
         self._lock = threading.Lock()
 
-    def scan(self, ours: Callable[[Sequence[Designator]], bool] = lambda d: False
+    def scan(self, ours: Callable[[Sequence[Designator]], bool] = lambda _d: False
              ) -> list[tuple[SgNode, list[Designator]]]:
         """Every device on an sg node with its designators, ours (tcm_loop) left out.
         The designators come from the copy of VPD page 83h the kernel keeps in sysfs

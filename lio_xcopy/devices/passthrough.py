@@ -185,7 +185,7 @@ class PassThrough(ScsiDevice):
         return port
 
     # --- the handler boundary -----------------------------------------------------------
-    def runs_long(self, cmd: Command) -> bool:
+    def runs_long(self, cmd: Command) -> bool:  # noqa: ARG002
         return True
 
     def carries_data_out(self, cdb: bytes) -> bool:

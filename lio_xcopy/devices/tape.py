@@ -425,7 +425,7 @@ class Tape(ScsiDevice):
         return 0
 
     @command(ssc.WriteFilemarks6)
-    def write_filemarks_6(self, cmd: Command, cdb: ssc.WriteFilemarks6) -> int:
+    def write_filemarks_6(self, cmd: Command, cdb: ssc.WriteFilemarks6) -> int:  # noqa: ARG002
         """IMMED one returns before the filemarks are durable (SSC-4: buffered mode)."""
         if cdb.wsmk:
             raise ssc.WriteFilemarks6.invalid("wsmk", "setmarks are not supported")
@@ -433,11 +433,11 @@ class Tape(ScsiDevice):
         return 0
 
     @command(ssc.Space6)
-    def space_6(self, cmd: Command, cdb: ssc.Space6) -> int:
+    def space_6(self, cmd: Command, cdb: ssc.Space6) -> int:  # noqa: ARG002
         return self._space(ssc.Space6, cdb.code, ssc.signed24(cdb.count))
 
     @command(ssc.Space16)
-    def space_16(self, cmd: Command, cdb: ssc.Space16) -> int:
+    def space_16(self, cmd: Command, cdb: ssc.Space16) -> int:  # noqa: ARG002
         """The 64-bit signed COUNT; no parameter data (PARAMETER LENGTH zero)."""
         if cdb.parameter_length:
             raise ssc.Space16.invalid("parameter_length", "SPACE (16) takes no parameter data")
@@ -473,19 +473,19 @@ class Tape(ScsiDevice):
                 raise ssc.BeginningOfPartition(residue)
 
     @command(ssc.Rewind)
-    def rewind_command(self, cmd: Command, cdb: ssc.Rewind) -> int:
+    def rewind_command(self, cmd: Command, cdb: ssc.Rewind) -> int:  # noqa: ARG002
         self.rewind()
         return 0
 
     @command(ssc.Locate10)
-    def locate_10(self, cmd: Command, cdb: ssc.Locate10) -> int:
+    def locate_10(self, cmd: Command, cdb: ssc.Locate10) -> int:  # noqa: ARG002
         """BT one (st's default) names the same logical object identifiers."""
         if cdb.cp and cdb.partition:
             raise ssc.Locate10.invalid("partition", "only partition 0 exists")
         return self._locate(cdb.logical_object_identifier)
 
     @command(ssc.Locate16)
-    def locate_16(self, cmd: Command, cdb: ssc.Locate16) -> int:
+    def locate_16(self, cmd: Command, cdb: ssc.Locate16) -> int:  # noqa: ARG002
         """DEST_TYPE 000b a logical object, 001b the first object of a logical file (the
         file number), 011b end of data."""
         if cdb.cp and cdb.partition:
@@ -548,7 +548,7 @@ class Tape(ScsiDevice):
         return cmd.data.copy_in(data)
 
     @command(ssc.Erase6)
-    def erase_6(self, cmd: Command, cdb: ssc.Erase6) -> int:
+    def erase_6(self, cmd: Command, cdb: ssc.Erase6) -> int:  # noqa: ARG002
         """Both a long erase and a short one (SHORT ERASE MODE 02h: write end of data)
         end the tape at the position."""
         tape = self._ready()
@@ -560,7 +560,7 @@ class Tape(ScsiDevice):
         return 0
 
     @command(ssc.FormatMedium)
-    def format_medium(self, cmd: Command, cdb: ssc.FormatMedium) -> int:
+    def format_medium(self, cmd: Command, cdb: ssc.FormatMedium) -> int:  # noqa: ARG002
         """At BOP only: FORMAT 0h (default) and 1h/2h (partition as the Medium Partition
         page says: one partition) all leave an empty tape; no format parameter data."""
         if cdb.format > 2:
@@ -583,7 +583,7 @@ class Tape(ScsiDevice):
             tape.sync()
 
     @command(ssc.LoadUnload)
-    def load_unload(self, cmd: Command, cdb: ssc.LoadUnload) -> int:
+    def load_unload(self, cmd: Command, cdb: ssc.LoadUnload) -> int:  # noqa: ARG002
         """LOAD readies the cartridge in the drive at BOT (a loaded one just rewinds);
         UNLOAD makes it durable, rewinds and leaves it in the drive's mouth: NOT READY,
         MEDIUM NOT PRESENT until LOAD, or until a changer takes it."""
@@ -605,7 +605,7 @@ class Tape(ScsiDevice):
         return 0
 
     @command(ssc.PreventAllowMediumRemoval)
-    def prevent_allow_medium_removal(self, cmd: Command, cdb: ssc.PreventAllowMediumRemoval) -> int:
+    def prevent_allow_medium_removal(self, cmd: Command, cdb: ssc.PreventAllowMediumRemoval) -> int:  # noqa: ARG002
         if cdb.prevent > 1:
             raise ssc.PreventAllowMediumRemoval.invalid("prevent")
         self.prevent_removal = bool(cdb.prevent)
@@ -667,7 +667,7 @@ class Tape(ScsiDevice):
         )
 
     @command(ssc.LogSelect)
-    def log_select(self, cmd: Command, cdb: ssc.LogSelect) -> int:
+    def log_select(self, cmd: Command, cdb: ssc.LogSelect) -> int:  # noqa: ARG002
         """PCR one, or no parameter list: the counters and TapeAlert flags go back to
         zero (SPC-4 6.7). Parameter values cannot be set."""
         if cdb.sp:

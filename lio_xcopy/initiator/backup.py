@@ -472,7 +472,7 @@ def wait_for_interrupted_copies(cat: Catalog, devs: Devices, drive_naa: bytes, o
 def sigterm_raises() -> Iterator[None]:
     """SIGTERM raises :class:`Terminated` in the main thread while the job runs, so the
     catalog marks it failed (SIGKILL cannot be caught: the next catalog open does it)."""
-    def raise_(signum: int, frame: Any) -> None:
+    def raise_(_signum: int, _frame: Any) -> None:
         raise Terminated()
 
     try:
@@ -857,16 +857,16 @@ def _restore(req: RestoreRequest, cat: Catalog, devs: Devices, out: IO[str],
         if lib is not None and holder is not None:
             with _unload_afterwards(req.unload, lib, drive, holder, tape_dev, cat, job, out):
                 load(lib, drive, holder, out)
-                return _read_back(req, cat, job, src_job, dst, disk_dev, tape_dev, drive,
+                return _read_back(req, cat, job, src_job, dst, tape_dev, drive,
                                   devs, out, display)
         print(f"  (no changer: {drive_path} must hold "
               f"{src_job.cartridge or 'the cartridge of job ' + str(src_job.id)})", file=out)
-        return _read_back(req, cat, job, src_job, dst, disk_dev, tape_dev, drive, devs, out,
+        return _read_back(req, cat, job, src_job, dst, tape_dev, drive, devs, out,
                           display)
 
 
 def _read_back(req: RestoreRequest, cat: Catalog, job: Job, src_job: Job, dst: Endpoint,
-               disk_dev: sgio.ScsiDevice, tape_dev: sgio.ScsiDevice, drive: Drive,
+               tape_dev: sgio.ScsiDevice, drive: Drive,
                devs: Devices, out: IO[str], display: Display) -> Job:
     """The restore once the cartridge is in the drive: position, copy, check the digest."""
     wait_ready(tape_dev)

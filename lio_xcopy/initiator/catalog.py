@@ -187,7 +187,7 @@ class Catalog:
         self.db.execute(f"UPDATE jobs SET {sets} WHERE id = ?", (*values.values(), job_id))
         return self.job(job_id)
 
-    def finish(self, job_id: int, *, bytes: int, sha256: str | None) -> Job:
+    def finish(self, job_id: int, *, bytes: int, sha256: str | None) -> Job:  # noqa: A002
         """running -> done."""
         return self._end(job_id, DONE, None, bytes=bytes, sha256=sha256)
 

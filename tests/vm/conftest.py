@@ -32,7 +32,7 @@ DISK_SIZE = 96 * MiB
 TAPE_CAPACITY = 256 * MiB
 
 
-def run(*cmd: str, check: bool = True, input: bytes | None = None,
+def run(*cmd: str, check: bool = True, input: bytes | None = None,  # noqa: A002 (subprocess.run's)
         timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """Run a stock tool; on failure show what it printed."""
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,

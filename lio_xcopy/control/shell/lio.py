@@ -139,7 +139,7 @@ class Lio:
             raise
 
     def create_tape(self, name: str, path: Path, capacity: int, wwn: str | None,
-                    format: bool = False) -> None:
+                    format: bool = False) -> None:  # noqa: A002
         created = not path.exists()
         try:
             provision.create_tape(name, path, capacity, wwn, format)

@@ -214,11 +214,11 @@ class Root(UINode):
         self.done(f"Cleared the configuration: deleted {len(gone)} object(s)"
                   + (f" ({', '.join(gone)})." if gone else "."))
 
-    def ui_complete_clearconfig(self, parameters: dict[str, str], text: str,
+    def ui_complete_clearconfig(self, parameters: dict[str, str], text: str,  # noqa: ARG002
                                  current_param: str) -> list[str]:
         return _complete(["true"], text) if current_param == "confirm" else []
 
-    def ui_complete_saveconfig(self, parameters: dict[str, str], text: str,
+    def ui_complete_saveconfig(self, parameters: dict[str, str], text: str,  # noqa: ARG002
                                 current_param: str) -> list[str]:
         if current_param == "savefile":
             return _complete_path(text, stat.S_ISREG)
@@ -272,7 +272,7 @@ class _Stores(UINode):
         return f"LUNs: {len(self.children)}", None
 
     def _check_new(self, snap: Snapshot, name: str, path: Path, wwn: str | None,
-                   format: bool = False) -> None:
+                   format: bool = False) -> None:  # noqa: A002
         values.name(name)
         if snap.backstore(name) is not None or name in snap.other_names:
             raise ConfigError(f"a LUN named {name!r} exists: choose another name, or "
@@ -294,7 +294,7 @@ class _Stores(UINode):
         self.root.lio.delete_backstore(name)
         self.done(f"Deleted {self.kind} {name}.")
 
-    def ui_complete_delete(self, parameters: dict[str, str], text: str,
+    def ui_complete_delete(self, parameters: dict[str, str], text: str,  # noqa: ARG002
                             current_param: str) -> list[str]:
         if current_param == "name":
             return _complete([c.name for c in self.children], text)
@@ -343,7 +343,7 @@ class DiskStores(_Stores):
         self.root.lio.create_disk(name, path, n, bs, serial)
         self.done(f"Created disk {name} on {path} ({values.human(n)}, {bs}-byte blocks).")
 
-    def ui_complete_create(self, parameters: dict[str, str], text: str,
+    def ui_complete_create(self, parameters: dict[str, str], text: str,  # noqa: ARG002
                             current_param: str) -> list[str]:
         if current_param == "file":
             return _complete_path(text or "/", lambda m: stat.S_ISREG(m) or stat.S_ISBLK(m))
@@ -360,7 +360,7 @@ class TapeStores(_Stores):
     kind = "tape"
 
     def ui_command_create(self, name: str, file: str, capacity: str, wwn: str | None = None,
-                          format: str | None = None) -> None:
+                          format: str | None = None) -> None:  # noqa: A002
         """
         Creates a tape drive named name whose cartridge is file (an AWSTAPE file, created
         empty when absent). An existing file that is not a cartridge is refused:
@@ -390,7 +390,7 @@ class TapeStores(_Stores):
         self.done(f"Created tape {name} on {path} (capacity {values.human(n)}"
                   + (", formatted blank)." if erase else ")."))
 
-    def ui_complete_create(self, parameters: dict[str, str], text: str,
+    def ui_complete_create(self, parameters: dict[str, str], text: str,  # noqa: ARG002
                             current_param: str) -> list[str]:
         if current_param == "file":
             return _complete_path(text or "/", stat.S_ISREG)
@@ -470,10 +470,10 @@ class ChangerStores(_Stores):
             raise
         self.done(f"Created changer {name} on {path} ({_library_text(path)}).")
 
-    def ui_complete_create(self, parameters: dict[str, str], text: str,
+    def ui_complete_create(self, parameters: dict[str, str], text: str,  # noqa: ARG002
                             current_param: str) -> list[str]:
         if current_param == "library":
-            return _complete_path(text or "/", lambda m: False)
+            return _complete_path(text or "/", lambda _m: False)
         if current_param in ("slots", "ie_slots", "drives", "barcodes"):
             return _complete([text] if text.isdigit() else [], text)
         if current_param == "capacity":
@@ -522,7 +522,7 @@ class LibraryDriveStores(_Stores):
                             current_param: str) -> list[str]:
         if current_param == "library":  # the changers' libraries first, then directories
             libs = sorted({str(b.path) for b in self.snap.backstores if b.kind == "changer"})
-            return _complete(libs, text) or _complete_path(text or "/", lambda m: False)
+            return _complete(libs, text) or _complete_path(text or "/", lambda _m: False)
         if current_param == "drive":
             lib = parameters.get("library")
             try:
@@ -598,7 +598,7 @@ class PassThroughStores(_Stores):
         self.root.lio.create_passthrough(name, device)
         self.done(f"Created passthrough {name} on {device}.")
 
-    def ui_complete_create(self, parameters: dict[str, str], text: str,
+    def ui_complete_create(self, parameters: dict[str, str], text: str,  # noqa: ARG002
                             current_param: str) -> list[str]:
         if current_param == "device":
             return _complete([str(p) for d in ("/dev/tape/by-id", "/dev/disk/by-id")
@@ -748,7 +748,7 @@ class Luns(UINode):
             got = self.root.lio.export_iscsi(self.wwn, self.tag, b.name, lun_id)
         self.done(f"Created LUN {got} of {self.wwn}: {b.kind} {b.name}.")
 
-    def ui_complete_create(self, parameters: dict[str, str], text: str,
+    def ui_complete_create(self, parameters: dict[str, str], text: str,  # noqa: ARG002
                             current_param: str) -> list[str]:
         if current_param == "storage_object":
             paths = [f"/backstores/{b.kind}/{b.name}" for b in self.snap.backstores]
@@ -769,7 +769,7 @@ class Luns(UINode):
         self.root.lio.unexport(self.fabric, self.wwn, self.tag, lun_id)
         self.done(f"Deleted LUN {lun_id} of {self.wwn}.")
 
-    def ui_complete_delete(self, parameters: dict[str, str], text: str,
+    def ui_complete_delete(self, parameters: dict[str, str], text: str,  # noqa: ARG002
                             current_param: str) -> list[str]:
         if current_param == "lun":
             return _complete([str(i) for i in self.luns], text)
@@ -827,7 +827,7 @@ class Loopback(UINode):
         self.root.lio.delete_loopback(want)
         self.done(f"Deleted loopback target {want}.")
 
-    def ui_complete_delete(self, parameters: dict[str, str], text: str,
+    def ui_complete_delete(self, parameters: dict[str, str], text: str,  # noqa: ARG002
                             current_param: str) -> list[str]:
         if current_param == "wwn":
             return _complete([c.name for c in self.children], text)
@@ -885,7 +885,7 @@ class Iscsi(UINode):
         self.root.lio.delete_iscsi(want)
         self.done(f"Deleted iSCSI target {want}.")
 
-    def ui_complete_delete(self, parameters: dict[str, str], text: str,
+    def ui_complete_delete(self, parameters: dict[str, str], text: str,  # noqa: ARG002
                             current_param: str) -> list[str]:
         if current_param == "iqn":
             return _complete([c.name for c in self.children], text)
@@ -973,7 +973,7 @@ class Portals(UINode):
     def _now(self) -> tuple[config.Portal, ...]:
         return _tpg_now(self.fresh(), self.iqn, self.tag).portals
 
-    def ui_complete_create(self, parameters: dict[str, str], text: str,
+    def ui_complete_create(self, parameters: dict[str, str], text: str,  # noqa: ARG002
                             current_param: str) -> list[str]:
         if current_param == "ip_address":
             return _complete(["0.0.0.0", "::", "127.0.0.1"], text)
@@ -1097,7 +1097,7 @@ class Acls(UINode):
         self.root.lio.deny(self.iqn, ini)
         self.done(f"Deleted ACL for {ini} on {self.iqn}.")
 
-    def ui_complete_delete(self, parameters: dict[str, str], text: str,
+    def ui_complete_delete(self, parameters: dict[str, str], text: str,  # noqa: ARG002
                             current_param: str) -> list[str]:
         if current_param == "initiator_iqn":
             return _complete([c.name for c in self.children], text)
@@ -1210,7 +1210,7 @@ class CopyGroups(UINode):
         config.save(replace(cfg, copy_groups=groups), path)
         self.done(f"Deleted copy group {name} from {path}; " + _applied(savefile))
 
-    def ui_complete_create(self, parameters: dict[str, str], text: str,
+    def ui_complete_create(self, parameters: dict[str, str], text: str,  # noqa: ARG002
                             current_param: str) -> list[str]:
         if current_param == "members":
             head, _, tail = text.rpartition(",")
@@ -1225,7 +1225,7 @@ class CopyGroups(UINode):
             return _complete_path(text or "/", stat.S_ISREG)
         return []
 
-    def ui_complete_delete(self, parameters: dict[str, str], text: str,
+    def ui_complete_delete(self, parameters: dict[str, str], text: str,  # noqa: ARG002
                             current_param: str) -> list[str]:
         if current_param == "name":
             return _complete([c.name for c in self.children], text)
