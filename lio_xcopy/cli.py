@@ -124,7 +124,7 @@ def _commands() -> dict[str, Callable[[list[str]], int]]:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if _to_shell(args, argv is None):
+    if _to_shell(args, from_argv=argv is None):
         from lio_xcopy.control import shell
 
         return shell.main(args)
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         if not rest:
             print(USAGE, end="")
             return 0
-        if _to_shell(rest[:1], False):  # `help ls`, `help /iscsi`: the shell's help
+        if _to_shell(rest[:1], from_argv=False):  # `help ls`, `help /iscsi`: the shell's help
             from lio_xcopy.control import shell
 
             return shell.main([*rest[:1], "--help"])
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     return run(rest)
 
 
-def _to_shell(args: list[str], from_argv: bool) -> bool:
+def _to_shell(args: list[str], *, from_argv: bool) -> bool:
     """A path (``/backstores ...``), a shell-only command (``ls``), or nothing at all
     on a terminal goes to the administrator's shell."""
     from lio_xcopy.control.shell import ROOT_COMMANDS

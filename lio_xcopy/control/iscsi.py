@@ -166,7 +166,7 @@ def allow_initiator(target_iqn: str, initiator_iqn: str,
                     luns: Iterable[int | object] | None = None,
                     chap: tuple[str, str] | None = None,
                     mutual_chap: tuple[str, str] | None = None,
-                    write_protect: bool = False) -> list[int]:
+                    *, write_protect: bool = False) -> list[int]:
     """Let ``initiator_iqn`` log in to ``target_iqn`` and see ``luns`` (LUN ids or
     :class:`provision.Lun`; default: every LUN of the target), with CHAP when given
     (``mutual_chap``: the secret the target answers with). Returns the mapped LUN ids."""
@@ -271,7 +271,7 @@ SAVED_ATTRIBUTES = ("authentication", "generate_node_acls", "cache_dynamic_acls"
                     "demo_mode_write_protect")
 
 
-def _target_tpg(target_iqn: str, tag: int, create: bool = True) -> Any:
+def _target_tpg(target_iqn: str, tag: int, *, create: bool = True) -> Any:
     rts = rtslib_adapter.rtslib()
     fabric = rtslib_adapter.iscsi_fabric()
     target = (rts.Target(fabric, target_iqn) if create
@@ -281,7 +281,7 @@ def _target_tpg(target_iqn: str, tag: int, create: bool = True) -> Any:
     return rts.TPG(target, tag, mode="any" if create else "lookup")
 
 
-def ensure_tpg(target_iqn: str, tag: int, enable: bool, attributes: dict[str, str]) -> None:
+def ensure_tpg(target_iqn: str, tag: int, *, enable: bool, attributes: dict[str, str]) -> None:
     """Create-or-lookup target ``target_iqn`` and its TPG ``tag``; set its attributes,
     then its enable flag."""
     rts = rtslib_adapter.rtslib()
@@ -346,7 +346,7 @@ def ensure_acl(target_iqn: str, tag: int, initiator: str,
 
 
 def ensure_mapped_lun(target_iqn: str, tag: int, initiator: str, mapped_lun: int,
-                      tpg_lun: int, write_protect: bool) -> None:
+                      tpg_lun: int, *, write_protect: bool) -> None:
     """Let an ACL's initiator see TPG LUN ``tpg_lun`` as ``mapped_lun``."""
     rts = rtslib_adapter.rtslib()
     tpg = _target_tpg(target_iqn, tag)

@@ -80,7 +80,7 @@ def in_use(exclude: str | None = None) -> list[backing.InUse]:
     return out
 
 
-def check_backing(kind: str, name: str, path: Path, format: bool = False) -> None:  # noqa: A002
+def check_backing(kind: str, name: str, path: Path, *, format: bool = False) -> None:  # noqa: A002
     """Refuse a backing file another owner keeps bytes in (:func:`backing.check`),
     unless LUN ``name`` exists already (create-or-lookup then decides)."""
     rtslib_adapter.ensure_configfs()
@@ -148,13 +148,13 @@ def create_disk(name: str, path: str | os.PathLike[str], size: int, block_size: 
 
 
 def create_tape(name: str, path: str | os.PathLike[str], capacity: int,
-                wwn: str | None = None, format: bool = False) -> Lun:  # noqa: A002
+                wwn: str | None = None, *, format: bool = False) -> Lun:  # noqa: A002
     """A tape drive with its cartridge (an AWSTAPE file, created empty when absent). An
     existing file must be a cartridge; ``format`` overwrites it with a blank one."""
     path = Path(path).absolute()
     if capacity < 1 << 20:
         raise ConfigError(f"tape capacity {capacity}: use at least 1M")
-    check_backing("tape", name, path, format)
+    check_backing("tape", name, path, format=format)
     hc = HandlerConfig("tape", str(path), {"capacity": str(capacity)})
 
     def blank() -> None:

@@ -204,7 +204,7 @@ class _Restorer:
 
     def create_tpg(self, c: config.Change) -> None:
         iqn, tag = c.key
-        iscsi.ensure_tpg(iqn, tag, c.item.enable, c.item.attributes)
+        iscsi.ensure_tpg(iqn, tag, enable=c.item.enable, attributes=c.item.attributes)
 
     change_tpg = create_tpg
 
@@ -229,7 +229,8 @@ class _Restorer:
     def create_mapped_lun(self, c: config.Change) -> None:
         iqn, tag, initiator, _ = c.key
         m = c.item
-        iscsi.ensure_mapped_lun(iqn, tag, initiator, m.mapped_lun, m.tpg_lun, m.write_protect)
+        iscsi.ensure_mapped_lun(iqn, tag, initiator, m.mapped_lun, m.tpg_lun,
+                                write_protect=m.write_protect)
 
     def create_copy_group(self, c: config.Change) -> None:
         pass  # lives in the saved file only; the daemon reads it

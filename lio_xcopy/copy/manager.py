@@ -545,7 +545,7 @@ class CopyManager:
             start = cscd.rod_token_offset
             token = plist.inline_data[start : start + xcopy.ROD_TOKEN_BYTES]
             at = plist.segment_offset(len(plist.segments)) + start
-            return self.rod.rod_source(receiving, token, at, cscd.del_tkn), None
+            return self.rod.rod_source(receiving, token, at, del_tkn=cscd.del_tkn), None
 
         def unreachable(why: str, vendor: bytes = b"") -> CopyAborted:
             log.warning("EXTENDED COPY at %s names %s: %s: refused", receiving.name,
@@ -761,7 +761,7 @@ class CopyManager:
             job.stopped.set_result(None)
 
     @contextlib.contextmanager
-    def _device_errors(self, job: CopyJob, plan: _Plan, source: bool) -> Iterator[None]:
+    def _device_errors(self, job: CopyJob, plan: _Plan, *, source: bool) -> Iterator[None]:
         """A device's CHECK CONDITION mid-copy becomes COPY ABORTED for this segment,
         keeping the device's own sense for FAILED SEGMENT DETAILS; a device that could
         not be reached, COPY TARGET DEVICE NOT REACHABLE (SPC-4 6.4.3). Each block
@@ -841,7 +841,7 @@ class CopyManager:
                 job.carry = data[pos:]  # CAT: to the next segment
                 return
             length = min(per_write, left)
-            self._write_records(job, plan, tape, buf.sub(pos, length), length, record, fixed)
+            self._write_records(job, plan, tape, buf.sub(pos, length), length, record, fixed=fixed)
             pos += length
 
     def _stream_to_discard(self, job: CopyJob, plan: _Plan) -> None:
@@ -869,7 +869,7 @@ class CopyManager:
         buf = DataBuffer.allocate(per_read)
         while done < total:
             want = per_read if whole_records else min(per_read, total - done)
-            with self._device_errors(job, plan, True):
+            with self._device_errors(job, plan, source=True):
                 n = _read_stream(tape, buf, want, plan)
             if seg.HOLDS_DATA:
                 job.hold(buf, min(n, total - done))
@@ -889,7 +889,7 @@ class CopyManager:
             raise CopyAborted(Asc.UNEXPECTED_INEXACT_SEGMENT, plan.index, byte=0,
                               message=f"{len(job.carry)} bytes held by CAT before "
                                       f"{seg.describe()}")
-        with self._device_errors(job, plan, False):
+        with self._device_errors(job, plan, source=False):
             if isinstance(seg, WriteFilemarks):
                 _quiet_early_warning(tape.write_filemarks, seg.count, immed=seg.immed)
             elif isinstance(seg, Space):
@@ -908,7 +908,7 @@ class CopyManager:
         done = 0
         while done < total:
             n = min(step, total - done)
-            with self._device_errors(job, plan, True):
+            with self._device_errors(job, plan, source=True):
                 src.read_blocks(seg.source_lba + done // src.block_size, n // src.block_size,
                                 buf)
             if seg.HOLDS_DATA:
@@ -945,12 +945,12 @@ class CopyManager:
         first, skip = divmod(pos, bs)
         if not skip and not n % bs:
             data = into if into is not None else DataBuffer.allocate(n)
-            with self._device_errors(job, plan, True):
+            with self._device_errors(job, plan, source=True):
                 src.read_blocks(first, n // bs, data)
         else:
             blocks = -(-(skip + n) // bs)
             whole = DataBuffer.allocate(blocks * bs)
-            with self._device_errors(job, plan, True):
+            with self._device_errors(job, plan, source=True):
                 src.read_blocks(first, blocks, whole)
             data = whole.sub(skip, n)
             if into is not None:
@@ -971,7 +971,7 @@ class CopyManager:
             return
         blocks = -(-(skip + n) // bs)
         whole = DataBuffer.allocate(blocks * bs)
-        with self._device_errors(job, plan, False):
+        with self._device_errors(job, plan, source=False):
             if skip:
                 dst.read_blocks(first, 1, whole)
             if (skip + n) % bs and not (blocks == 1 and skip):
@@ -989,7 +989,7 @@ class CopyManager:
         check = getattr(plan.source, "check_ready", None)
         if not seg.tur or check is None:
             return
-        with self._device_errors(job, plan, True):
+        with self._device_errors(job, plan, source=True):
             check()
 
     def _tape_image_copy(self, job: CopyJob, plan: _Plan) -> None:
@@ -1010,11 +1010,11 @@ class CopyManager:
         buf = DataBuffer.allocate(size)
         filemarks = 0
         while True:
-            with self._device_errors(job, plan, True):
+            with self._device_errors(job, plan, source=True):
                 n = _read_image_block(src, buf, size, plan)
             if n is None:  # end of data
                 return
-            with self._device_errors(job, plan, False):
+            with self._device_errors(job, plan, source=False):
                 if n < 0:
                     _quiet_early_warning(dst.write_filemarks, 1)
                 else:
@@ -1035,7 +1035,7 @@ class CopyManager:
         which reached the disk (COPY STATUS: the data written to the destination,
         SPC-4 r31 6.18.3)."""
         try:
-            with self._device_errors(job, plan, False):
+            with self._device_errors(job, plan, source=False):
                 dst.write_blocks(lba, n // dst.block_size, buf)
         except CopyAborted as e:
             cause, failed = e.cause, e.__cause__
@@ -1103,15 +1103,15 @@ class CopyManager:
                 read += n
                 continue
             length = min(per_write, len(staging))
-            self._write_records(job, plan, tape, staging.head(length), length, record, fixed)
+            self._write_records(job, plan, tape, staging.head(length), length, record, fixed=fixed)
             staging.consume(length)
 
     def _write_records(self, job: CopyJob, plan: _Plan, tape: StreamPort, data: DataBuffer,
-                       length: int, record: int, fixed: bool) -> None:
+                       length: int, record: int, *, fixed: bool) -> None:
         """One stream WRITE's worth of ``data``: records of ``record`` bytes in fixed
         mode, the last filled with zeros (PAD), or one record of ``length`` bytes."""
         whole = length // record * record if fixed else length
-        with self._device_errors(job, plan, False):
+        with self._device_errors(job, plan, source=False):
             for off in range(0, whole, record):  # each record counts once it is on tape
                 _quiet_early_warning(tape.write_record, data, min(record, whole - off),
                                      start=off)
@@ -1163,7 +1163,7 @@ class CopyManager:
                                                           total - written - len(staging))
                 room = staging.room(want)
                 try:
-                    with self._device_errors(job, plan, True):
+                    with self._device_errors(job, plan, source=True):
                         got = _read_stream(tape, room, want, plan)
                 except CopyAborted:
                     n = min(len(staging), total - written)
@@ -1202,14 +1202,14 @@ class CopyManager:
             if len(staging) < min(per_write, total - done):
                 want = min(per_read, total - done - len(staging))
                 room = staging.room(want)
-                with self._device_errors(job, plan, True):
+                with self._device_errors(job, plan, source=True):
                     got = _read_stream(src, room, want, plan)
                 staging.filled(got)
                 if seg.HOLDS_DATA:
                     job.hold(room, got)
                 continue
             n = min(per_write, len(staging), total - done)
-            with self._device_errors(job, plan, False):
+            with self._device_errors(job, plan, source=False):
                 _quiet_early_warning(dst.write_record, staging.head(n), n)
             job.moved(staging.head(n), n)
             staging.consume(n)

@@ -417,7 +417,7 @@ class RodTokens:
 
     # --- a ROD token named by an EXTENDED COPY (ROD CSCD descriptor, SPC-4 6.4.5.9) -------------
     def rod_source(self, receiving: Any, token: bytes, byte: int,
-                   del_tkn: bool = False) -> RodSource | ZeroRod:
+                   *, del_tkn: bool = False) -> RodSource | ZeroRod:
         """The copy source a ROD CSCD descriptor names with ROD TYPE zero: the ROD the
         token (at parameter list byte ``byte``) represents, read-only. The token is
         checked as WRITE USING TOKEN checks it (ours, alive, unwritten, its source a LUN
@@ -431,7 +431,7 @@ class RodTokens:
         tok = self._use(receiving, rod_type, token, byte)
         log.info("EXTENDED COPY at %s reads ROD token %#x of %s (%d blocks)", receiving.name,
                  tok.identifier, tok.source.name, tok.blocks)
-        return RodSource(self, tok, del_tkn)
+        return RodSource(self, tok, del_tkn=del_tkn)
 
     # --- RECEIVE ROD TOKEN INFORMATION, REPORT ALL ROD TOKENS (SPC-4 6.19, 6.20) -------------
     def _hold(self, lun: RodDisk, list_id: int, op: _Operation) -> None:
@@ -530,7 +530,7 @@ class RodSource:
 
     peripheral_device_type = 0x00
 
-    def __init__(self, store: RodTokens, tok: _Token, del_tkn: bool):
+    def __init__(self, store: RodTokens, tok: _Token, *, del_tkn: bool):
         self._store, self._tok, self._del_tkn = store, tok, del_tkn
         self.name = f"ROD token {tok.identifier:#x} of {tok.source.name}"
         self.block_size = tok.source.block_size

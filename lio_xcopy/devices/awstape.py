@@ -409,7 +409,7 @@ class AwsTape:
         if start >= 0:
             self._damaged(start, "record without its last chunk", torn=True)
 
-    def _damaged(self, offset: int, reason: str, torn: bool = False) -> None:
+    def _damaged(self, offset: int, reason: str, *, torn: bool = False) -> None:
         """``torn``: the file ends inside the object at ``offset`` and nothing follows it
         (a write cut short by a crash), unlike a header chain broken mid-file."""
         self.damage = TapeFormatError(self.path, offset, reason)

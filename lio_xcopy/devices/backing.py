@@ -70,14 +70,15 @@ class BackingStore:
         try:
             self.fd = os.open(self.path, flags, 0o600)
         except OSError as e:
-            raise BackingStoreError(_open_advice(self.path, e, self.block_device)) from e
+            raise BackingStoreError(_open_advice(self.path, e,
+                                                 block_device=self.block_device)) from e
         try:
-            self._setup(create, size)
+            self._setup(create=create, size=size)
         except BaseException:
             self.close()
             raise
 
-    def _setup(self, create: bool, size: int | None) -> None:
+    def _setup(self, *, create: bool, size: int | None) -> None:
         try:
             st = os.fstat(self.fd)
         except OSError as e:
@@ -126,7 +127,7 @@ class BackingStore:
                 raise BackingStoreError(f"{self.path}: cannot stat: {e.strerror}") from e
         return self.size
 
-    def fsync(self, data_only: bool = False) -> None:
+    def fsync(self, *, data_only: bool = False) -> None:
         """Make written data durable: ``fdatasync`` when ``data_only``, else ``fsync``.
         OSError propagates: the device decides which sense it becomes."""
         (os.fdatasync if data_only else os.fsync)(self.fd)
@@ -199,7 +200,7 @@ def _is_block_device(path: str) -> bool:
         return False
 
 
-def _open_advice(path: str, e: OSError, block_device: bool) -> str:
+def _open_advice(path: str, e: OSError, *, block_device: bool) -> str:
     """What went wrong opening ``path`` and what the operator should do about it."""
     reason = e.strerror or str(e)
     if isinstance(e, FileNotFoundError):

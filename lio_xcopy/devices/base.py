@@ -237,7 +237,8 @@ class ScsiDevice:
         """SPC-4 6.39: sense is reported with each CHECK CONDITION (autosense), so there
         is nothing pending here."""
         sense = self.pending_sense() or SenseData(SenseKey.NO_SENSE)
-        return cmd.data.copy_in(spc.truncate(sense.encode(bool(cdb.desc)), cdb.allocation_length))
+        return cmd.data.copy_in(spc.truncate(sense.encode(descriptor=bool(cdb.desc)),
+                                             cdb.allocation_length))
 
     def pending_sense(self) -> SenseData | None:
         return None
@@ -304,7 +305,7 @@ class ScsiDevice:
         opts = cdb.reporting_options
         layout = spc.ReportSupportedOperationCodes
         if opts == 0:
-            data = spc.report_all_commands(self.supported_layouts(), bool(cdb.rctd))
+            data = spc.report_all_commands(self.supported_layouts(), rctd=bool(cdb.rctd))
         elif opts in (1, 2, 3):
             op, sa = cdb.requested_operation_code, cdb.requested_service_action
             has_sa = any(o == op and s is not None for o, s in self._dispatch)
@@ -315,7 +316,7 @@ class ScsiDevice:
             hit = self._dispatch.get((op, sa if has_sa else None))
             supported = hit is not None and hit[0] in self.supported_layouts()
             data = spc.report_one_command(hit[0] if supported and hit else None,
-                                          bool(cdb.rctd))
+                                          rctd=bool(cdb.rctd))
         else:
             raise layout.invalid("reporting_options")
         return cmd.data.copy_in(spc.truncate(data, cdb.allocation_length))
@@ -370,7 +371,8 @@ class ScsiDevice:
         if cdb.pc == spc.PC_CHANGEABLE:
             bd = bytes(len(bd))  # SPC-4 7.5.5: nothing in the block descriptor changes here
         data = spc.mode_parameter_list(
-            ten, body, bd, self.device_specific_parameter(), self.medium_type()
+            ten=ten, pages=body, block_descriptors=bd,
+            device_specific=self.device_specific_parameter(), medium_type=self.medium_type(),
         )
         return cmd.data.copy_in(spc.truncate(data, cdb.allocation_length))
 

@@ -51,7 +51,7 @@ class MediumChanger(ScsiDevice):
         s = library.state()
         self._seen = (s.ie_accesses, s.inventory_changes)
         if s.prevent_removal:  # a power on ends the prevention
-            library.set_prevent(False)
+            library.set_prevent(prevent=False)
 
     # a changer is no copy source or destination: it never claims 3PC
     @property
@@ -76,7 +76,7 @@ class MediumChanger(ScsiDevice):
                 self.log.error("%s", e)
                 raise HardwareError(str(e)) from e
 
-    def _attention(self, report: bool) -> Asc | None:
+    def _attention(self, *, report: bool) -> Asc | None:
         """The unit attention an operator's change established, cleared when reported."""
         s = self.library.state()
         seen = (s.ie_accesses, s.inventory_changes)
@@ -188,7 +188,7 @@ class MediumChanger(ScsiDevice):
         """Locks the import/export door against the operator (SMC-3)."""
         if cdb.prevent not in (smc.ALLOW, smc.PREVENT):
             raise smc.PreventAllowMediumRemoval.invalid("prevent")
-        self.library.set_prevent(cdb.prevent == smc.PREVENT)
+        self.library.set_prevent(prevent=cdb.prevent == smc.PREVENT)
         return 0
 
     # --- mode parameters ---------------------------------------------------------------------

@@ -65,8 +65,8 @@ class Disk(ScsiDevice):
         identity: LunIdentity,
         store: BackingStore,
         block_size: int = 512,
-        read_only: bool = False,
         *,
+        read_only: bool = False,
         max_transfer_length: int = 0,
     ):
         super().__init__(identity)
@@ -143,9 +143,9 @@ class Disk(ScsiDevice):
         moved. ``fua`` (or a disabled write cache) makes them durable before returning."""
         self.check_writable()
         with self._atomic:
-            return self._write(lba, count, buf, fua)
+            return self._write(lba, count, buf, fua=fua)
 
-    def _write(self, lba: int, count: int, buf: DataBuffer, fua: bool) -> int:
+    def _write(self, lba: int, count: int, buf: DataBuffer, *, fua: bool) -> int:
         """The write itself, under ``_atomic``: durable data goes with RWF_DSYNC, which
         syncs these bytes only (FUA, SBC-4 5.37), not the whole store."""
         flags = os.RWF_DSYNC if fua or not self.write_cache else 0
@@ -219,7 +219,7 @@ class Disk(ScsiDevice):
             offset = self._miscompare(cdb.lba, count, cmd.data.sub(0, nbytes))
             if offset is not None:
                 raise Miscompare(offset)
-            self._write(cdb.lba, count, cmd.data.sub(nbytes, nbytes), bool(cdb.fua))
+            self._write(cdb.lba, count, cmd.data.sub(nbytes, nbytes), fua=bool(cdb.fua))
         return 0
 
     @command(*sbc.VERIFIES)
@@ -273,7 +273,7 @@ class Disk(ScsiDevice):
             return 0
         nbytes = count * self.block_size
         with self._atomic:
-            self._write(cdb.lba, count, cmd.data, True)
+            self._write(cdb.lba, count, cmd.data, fua=True)
             expected = cmd.data.sub(0, nbytes) if cdb.bytchk else None
             offset = self._miscompare(cdb.lba, count, expected)
         if offset is not None:
@@ -388,7 +388,7 @@ class Disk(ScsiDevice):
             n = min(per * _SAME_IOV, count - done)
             whole, part = divmod(n, per)
             views = [pattern] * whole + ([pattern[: part * bs]] if part else [])
-            self._write(lba + done, n, DataBuffer(views), False)
+            self._write(lba + done, n, DataBuffer(views), fua=False)
             done += n
 
     def _deallocate(self, lba: int, count: int) -> bool:
@@ -642,7 +642,7 @@ class Disk(ScsiDevice):
         if len(cmd.data) < length:
             raise ParameterListLengthError(message=f"list of {length} bytes, {len(cmd.data)} came")
         ten = cdb.OPCODE == spc.ModeSelect10.OPCODE
-        params = spc.parse_mode_parameters(cmd.data.tobytes(length), ten)
+        params = spc.parse_mode_parameters(cmd.data.tobytes(length), ten=ten)
         if params.medium_type:
             raise InvalidFieldInParameterList(2 if ten else 1, message="medium type")
         for i, desc in enumerate(params.block_descriptors):

@@ -184,7 +184,7 @@ class ForeignDisk(_ForeignPort):
         self.blocks = blocks
         self.max_blocks = max(1, max_transfer // block_size)
 
-    def _transfer(self, layout: type, lba: int, count: int, buf: DataBuffer, write: bool) -> int:
+    def _transfer(self, layout: type, lba: int, count: int, buf: DataBuffer, *, write: bool) -> int:
         bs = self.block_size
         done = 0
         while done < count:
@@ -212,10 +212,10 @@ class ForeignDisk(_ForeignPort):
         return count * bs
 
     def read_blocks(self, lba: int, count: int, buf: DataBuffer) -> int:
-        return self._transfer(sbc.Read16, lba, count, buf, False)
+        return self._transfer(sbc.Read16, lba, count, buf, write=False)
 
     def write_blocks(self, lba: int, count: int, buf: DataBuffer) -> int:
-        return self._transfer(sbc.Write16, lba, count, buf, True)
+        return self._transfer(sbc.Write16, lba, count, buf, write=True)
 
 
 class ForeignTape(_ForeignPort):

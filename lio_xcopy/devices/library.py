@@ -396,7 +396,7 @@ class Library:
         except (BackingStoreError, OSError) as e:
             raise HardwareError(f"unloading {drive.identity.name}: {e}") from e
 
-    def set_prevent(self, prevent: bool) -> None:
+    def set_prevent(self, *, prevent: bool) -> None:
         """The host's PREVENT ALLOW MEDIUM REMOVAL (SMC-3): no medium may leave the
         library, neither moved into an import/export slot nor exported by the operator;
         importing still works (as Quantum's and others' libraries behave)."""
@@ -410,7 +410,7 @@ class Library:
                               "MEDIUM REMOVAL); have it allow removal, then retry")
 
     def _new_cartridge(self, s: State, barcode: str, capacity: int | None,
-                       read_only: bool) -> None:
+                       *, read_only: bool) -> None:
         check_barcode(barcode)
         if s.where(barcode) is not None:
             raise ConfigError(f"{barcode} is already in the library: choose another barcode")
@@ -432,7 +432,7 @@ class Library:
                 raise ConfigError(f"{len(barcodes)} cartridge(s) but {len(free)} free {kind} "
                                   "slot(s): export or remove some first")
             for barcode, i in zip(barcodes, free, strict=False):
-                self._new_cartridge(s, barcode, capacity, False)
+                self._new_cartridge(s, barcode, capacity, read_only=False)
                 path = self.cartridge_path(barcode)
                 if path.exists():
                     raise ConfigError(f"{path} exists but is not in the library: import it "
@@ -461,7 +461,7 @@ class Library:
             if not free:
                 raise ConfigError("every import/export slot is full: move a cartridge into "
                                   "the library or export one first")
-            self._new_cartridge(s, barcode, None, read_only)
+            self._new_cartridge(s, barcode, None, read_only=read_only)
             if not src.is_file():
                 raise ConfigError(f"{src} is not a file: give the cartridge's AWSTAPE file")
             try:

@@ -228,7 +228,7 @@ class PassThrough(ScsiDevice):
         if r.status != GOOD:
             raise ForwardedStatus(r.status, r.sense_bytes)
         listed = [d for d in spc.parse_all_commands(r.data) if d.opcode not in OWN_OPCODES]
-        ours = [spc.CommandDescriptor.of(layout, bool(cdb.rctd)) for layout in self.layouts()
+        ours = [spc.CommandDescriptor.of(layout, rctd=bool(cdb.rctd)) for layout in self.layouts()
                 if layout.OPCODE in OWN_OPCODES]
         data = spc.all_commands_data(listed + ours)
         return cmd.data.copy_in(spc.truncate(data, cdb.allocation_length))

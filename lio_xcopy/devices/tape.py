@@ -72,8 +72,8 @@ class Tape(ScsiDevice):
         identity: LunIdentity,
         path: str | os.PathLike[str] | None,
         capacity: int,
-        create: bool = True,
         *,
+        create: bool = True,
         read_only: bool = False,
         early_warning_size: int | None = None,
         max_block_length: int = MAX_BLOCK_LENGTH,
@@ -100,9 +100,9 @@ class Tape(ScsiDevice):
         self._counters = [0, 0, 0, 0]  # log page 0Ch parameters 0000h-0003h
         self._lock = threading.RLock()
         if path is not None:
-            self._medium = self._open(path, capacity, read_only, create)
+            self._medium = self._open(path, capacity, read_only=read_only, create=create)
 
-    def _open(self, path: str | os.PathLike[str], capacity: int, read_only: bool,
+    def _open(self, path: str | os.PathLike[str], capacity: int, *, read_only: bool,
               create: bool) -> AwsTape:
         try:
             medium = AwsTape(
@@ -170,7 +170,7 @@ class Tape(ScsiDevice):
                     "unload it first"
                 )
             self._medium = self._open(path, self.capacity if capacity is None else capacity,
-                                      read_only, True)
+                                      read_only=read_only, create=True)
             self.ejected = False
             self._unit_attention = Asc.NOT_READY_TO_READY_CHANGE_MEDIUM_MAY_HAVE_CHANGED
             self._counters = [0, 0, 0, 0]
@@ -641,7 +641,7 @@ class Tape(ScsiDevice):
         elif sub:
             raise ssc.LogSense.invalid("subpage_code")
         elif page == ssc.SEQUENTIAL_ACCESS_DEVICE_PAGE:
-            data = ssc.sequential_access_page(self._sequential_counters(current))
+            data = ssc.sequential_access_page(self._sequential_counters(current=current))
         elif page == ssc.TAPE_ALERT_PAGE:
             data = ssc.tape_alert_page(self._alerts if current else set())
             if current:
@@ -652,7 +652,7 @@ class Tape(ScsiDevice):
             data = _from_parameter(data, cdb.parameter_pointer)
         return cmd.data.copy_in(spc.truncate(data, cdb.allocation_length))
 
-    def _sequential_counters(self, current: bool) -> ssc.SequentialAccessCounters:
+    def _sequential_counters(self, *, current: bool) -> ssc.SequentialAccessCounters:
         tape = self._medium
         received, written, read, transferred = self._counters if current else [0, 0, 0, 0]
         if tape is None:
@@ -690,8 +690,8 @@ class Tape(ScsiDevice):
             return super().mode_sense(cmd, cdb)
         ten = cdb.OPCODE == spc.ModeSense10.OPCODE
         data = spc.mode_parameter_list(
-            ten, b"", b"" if cdb.dbd else self.block_descriptor(),
-            self.device_specific_parameter(), self.medium_type(),
+            ten=ten, pages=b"", block_descriptors=b"" if cdb.dbd else self.block_descriptor(),
+            device_specific=self.device_specific_parameter(), medium_type=self.medium_type(),
         )
         return cmd.data.copy_in(spc.truncate(data, cdb.allocation_length))
 
@@ -702,7 +702,7 @@ class Tape(ScsiDevice):
         pews = 0 if default else self.pews
         pages = {
             (ssc.DATA_COMPRESSION_PAGE, 0):
-                ssc.data_compression_page(self.compression and not default),
+                ssc.data_compression_page(dce=self.compression and not default),
             (ssc.DEVICE_CONFIGURATION_PAGE, 0): ssc.device_configuration_page(),
             (ssc.DEVICE_CONFIGURATION_PAGE, ssc.DEVICE_CONFIGURATION_EXTENSION):
                 ssc.device_configuration_extension_page(pews),
@@ -719,7 +719,7 @@ class Tape(ScsiDevice):
 
     def device_specific_parameter(self) -> int:
         wp = self._medium is not None and self._medium.read_only
-        return ssc.device_specific_parameter(wp, self.buffered_mode)
+        return ssc.device_specific_parameter(write_protected=wp, buffered_mode=self.buffered_mode)
 
     @command(spc.ModeSelect6, spc.ModeSelect10)
     def mode_select(self, cmd: Command, cdb: spc.AnyModeSelect) -> int:
@@ -743,7 +743,7 @@ class Tape(ScsiDevice):
             raise layout.invalid("parameter_list_length")
         if not length:
             return 0
-        params = spc.parse_mode_parameters(cmd.data.tobytes(length), ten)
+        params = spc.parse_mode_parameters(cmd.data.tobytes(length), ten=ten)
         buffered = params.device_specific >> 4 & 7
         if buffered > 1:
             raise InvalidFieldInParameterList(3 if ten else 2, 6, f"buffered mode {buffered}")

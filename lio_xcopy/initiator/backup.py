@@ -371,7 +371,7 @@ def _refuse_not_tape(dev: sgio.ScsiDevice) -> None:
 
 
 @contextlib.contextmanager
-def _unload_afterwards(unload: bool, lib: Library, drive: Drive, cartridge: ElementStatus,
+def _unload_afterwards(unload: bool, lib: Library, drive: Drive, cartridge: ElementStatus,  # noqa: FBT001
                        copy_dev: sgio.ScsiDevice, cat: Catalog, job: Job,
                        out: IO[str]) -> Iterator[None]:
     """With ``--unload``, put the cartridge back in its slot after the job, whether it
@@ -610,7 +610,7 @@ def _copy(src_dev: sgio.ScsiDevice, devs: Devices, src: Endpoint, dst: Endpoint,
             if progress:
                 progress.abandon()
             with contextlib.suppress(sgio.SgIoError):
-                print(f"  copy status: {status_of(poll, list_id, lid4).describe()}",
+                print(f"  copy status: {status_of(poll, list_id, lid4=lid4).describe()}",
                       file=out)
             raise
     moved = st.transferred_bytes or 0
@@ -650,7 +650,7 @@ class Display:
     tty: bool | None = None
 
     def make(self, total: int) -> Progress:
-        return make(total, self.err if self.err is not None else sys.stderr, self.progress,
+        return make(total, self.err if self.err is not None else sys.stderr, setting=self.progress,
                     tty=self.tty)
 
 
@@ -1064,7 +1064,7 @@ def _backup_request(opts: dict[str, Any], pos: list[str]) -> BackupRequest:
 
 def main(argv: list[str]) -> int:
     """``lio-xcopy backup``."""
-    def job(req: BackupRequest, cat: Catalog, progress: bool | str) -> Job:
+    def job(req: BackupRequest, cat: Catalog, progress: bool | str) -> Job:  # noqa: FBT001 (_run's)
         return backup(req, cat, progress=progress)
 
     return _run("backup", argv, BACKUP_USAGE, BACKUP_FLAGS, BACKUP_OPTIONS, _backup_request,
@@ -1091,7 +1091,7 @@ def _restore_request(opts: dict[str, Any], pos: list[str]) -> RestoreRequest:
 
 def restore_main(argv: list[str]) -> int:
     """``lio-xcopy restore``."""
-    def job(req: RestoreRequest, cat: Catalog, progress: bool | str) -> Job:
+    def job(req: RestoreRequest, cat: Catalog, progress: bool | str) -> Job:  # noqa: FBT001 (_run's)
         return restore(req, cat, progress=progress)
 
     return _run("restore", argv, RESTORE_USAGE, RESTORE_FLAGS, RESTORE_OPTIONS,

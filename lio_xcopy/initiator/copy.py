@@ -538,7 +538,7 @@ def run_copy(src_path: str, dst_path: str, req: CopyRequest, *, emit: Path | Non
                       f"  {status_line(src_path, list_id)}", file=out)
             return CopyOutcome(0, 0.0, s.bytes_in + s.bytes_out + d.bytes_in + d.bytes_out,
                                s.commands + d.commands)
-        bar = make(total, err if err is not None else sys.stderr, progress)
+        bar = make(total, err if err is not None else sys.stderr, setting=progress)
 
         def show(st: AnyCopyStatus, dt: float) -> None:
             bar.show(st.transferred_bytes or 0, dt)
@@ -551,7 +551,7 @@ def run_copy(src_path: str, dst_path: str, req: CopyRequest, *, emit: Path | Non
             except BaseException:
                 bar.abandon()  # the error starts a line of its own
                 with contextlib.suppress(sgio.SgIoError):
-                    print(f"  copy status: {status_of(poll, list_id, lid4).describe()}",
+                    print(f"  copy status: {status_of(poll, list_id, lid4=lid4).describe()}",
                           file=out)
                 raise
             crossed = sum(h.bytes_in + h.bytes_out for h in (s, d, poll))
@@ -563,7 +563,7 @@ def run_copy(src_path: str, dst_path: str, req: CopyRequest, *, emit: Path | Non
         return CopyOutcome(moved, dt, crossed, commands)
 
 
-def status_of(dev: sgio.ScsiDevice, list_id: int, lid4: bool) -> AnyCopyStatus:
+def status_of(dev: sgio.ScsiDevice, list_id: int, *, lid4: bool) -> AnyCopyStatus:
     """The copy's status as the command that sent it asks for it."""
     return copy_status_lid4(dev, list_id) if lid4 else copy_status(dev, list_id)
 

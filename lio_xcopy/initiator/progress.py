@@ -136,7 +136,7 @@ class Progress:
         print(text, file=self.out, flush=True)
 
 
-def make(total: int, out: IO[str], setting: bool | str = True, *,
+def make(total: int, out: IO[str], *, setting: bool | str = True,
          tty: bool | None = None) -> Progress:
     """A display for ``setting``: True picks by the stream (``tty`` overrides what
     ``out.isatty()`` says), False is quiet, or a mode by name."""

@@ -359,7 +359,7 @@ class SenseData:
         )
         return head + bytes(descs)
 
-    def encode(self, descriptor: bool = False) -> bytes:
+    def encode(self, *, descriptor: bool = False) -> bytes:
         return self.descriptor() if descriptor else self.fixed()
 
     # --- parsing (used by tests and the initiator tool) -----------------------------

@@ -124,7 +124,7 @@ class ElementDescriptor:
     def full(self) -> bool:
         return bool(self.flags & FULL)
 
-    def encode(self, voltag: bool, identifier_length: int | None) -> bytes:
+    def encode(self, *, voltag: bool, identifier_length: int | None) -> bytes:
         """Bytes of this descriptor; ``identifier_length`` None leaves out the device
         identifier (DVCID zero), else pads the identifier to that length so every
         descriptor of a page has the page's length."""
@@ -154,7 +154,7 @@ def element_status_page(
     ident_len: int | None = None
     if dvcid and element_type == ElementType.DATA_TRANSFER:
         ident_len = max((len(d.identifier[2]) for d in descriptors if d.identifier), default=0)
-    body = b"".join(d.encode(voltag, ident_len) for d in descriptors)
+    body = b"".join(d.encode(voltag=voltag, identifier_length=ident_len) for d in descriptors)
     length = len(body) // len(descriptors) if descriptors else 0
     return struct.pack(">BBHI", int(element_type), 0x80 if voltag else 0, length,
                        len(body) & 0xFFFFFF) + body

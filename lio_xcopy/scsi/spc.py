@@ -267,7 +267,7 @@ def vpd_device_identification(device_type: int, designators: Sequence[Designator
 
 # --- mode parameters, SPC-4 7.5 -----------------------------------------------------------
 def mode_parameter_list(
-    ten: bool, pages: bytes, block_descriptors: bytes = b"", device_specific: int = 0,
+    *, ten: bool, pages: bytes, block_descriptors: bytes = b"", device_specific: int = 0,
     medium_type: int = 0,
 ) -> bytes:
     """Mode parameter header (6) or (10) + block descriptors + pages (SPC-4 7.5.5)."""
@@ -297,7 +297,7 @@ class ModeParameters:
     pages: tuple[tuple[int, int, int, bytes], ...]  # (page, subpage, offset, whole page)
 
 
-def parse_mode_parameters(data: bytes | memoryview, ten: bool) -> ModeParameters:
+def parse_mode_parameters(data: bytes | memoryview, *, ten: bool) -> ModeParameters:
     """Split a MODE SELECT parameter list, SPC-4 7.5.5; bad lengths raise the sense
     SPC-4 names (PARAMETER LIST LENGTH ERROR, INVALID FIELD IN PARAMETER LIST)."""
     data = bytes(data)
@@ -359,7 +359,7 @@ class CommandDescriptor:
             self.cdb_length) + self.timeouts
 
     @classmethod
-    def of(cls, layout: type[Cdb], rctd: bool) -> CommandDescriptor:
+    def of(cls, layout: type[Cdb], *, rctd: bool) -> CommandDescriptor:
         return cls(layout.OPCODE, layout.SERVICE_ACTION, layout.LENGTH,
                    _TIMEOUTS if rctd else b"")
 
@@ -392,9 +392,9 @@ def parse_all_commands(data: bytes | memoryview) -> list[CommandDescriptor]:
     return out
 
 
-def report_all_commands(layouts: Iterable[type[Cdb]], rctd: bool) -> bytes:
+def report_all_commands(layouts: Iterable[type[Cdb]], *, rctd: bool) -> bytes:
     """All commands parameter data (reporting options 000b), SPC-4 6.35.2."""
-    return all_commands_data(CommandDescriptor.of(c, rctd) for c in layouts)
+    return all_commands_data(CommandDescriptor.of(c, rctd=rctd) for c in layouts)
 
 
 def one_command_supported(data: bytes) -> bool:
@@ -404,7 +404,7 @@ def one_command_supported(data: bytes) -> bool:
     return len(data) >= 2 and data[1] & 0x07 in (SUPPORT_STANDARD, 0b101)
 
 
-def report_one_command(layout: type[Cdb] | None, rctd: bool) -> bytes:
+def report_one_command(layout: type[Cdb] | None, *, rctd: bool) -> bytes:
     """One command parameter data (reporting options 001b-011b), SPC-4 6.35.3."""
     if layout is None:
         return struct.pack(">xBH", SUPPORT_NOT_SUPPORTED, 0)

@@ -349,13 +349,13 @@ def parse_block_descriptor(bd: bytes) -> BlockDescriptor:
     )
 
 
-def device_specific_parameter(write_protected: bool, buffered_mode: int, speed: int = 0) -> int:
+def device_specific_parameter(*, write_protected: bool, buffered_mode: int, speed: int = 0) -> int:
     """Mode parameter header byte for sequential-access devices: WP (bit 7),
     BUFFERED MODE (bits 6-4), SPEED (bits 3-0)."""
     return (0x80 if write_protected else 0) | (buffered_mode & 7) << 4 | (speed & 0xF)
 
 
-def data_compression_page(dce: bool = False) -> bytes:
+def data_compression_page(*, dce: bool = False) -> bytes:
     """Data Compression mode page (0Fh, 16 bytes): DCC one (the drive is capable, so st's
     ``MTCOMPRESSION`` sends MODE SELECT instead of failing with EIO), DCE ``dce``, DDE one
     (data that is not compressed is still returned); COMPRESSION and DECOMPRESSION

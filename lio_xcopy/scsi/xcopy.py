@@ -1855,7 +1855,7 @@ def failed_segment_details_data(
     if copy_command_status is None:
         return bytes(4)
     if isinstance(sense, SenseData):
-        sense = sense.encode(descriptor_format)
+        sense = sense.encode(descriptor=descriptor_format)
     return FailedSegmentDetails(copy_command_status, sense or b"").encode()
 
 

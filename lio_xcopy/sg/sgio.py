@@ -153,7 +153,7 @@ def _sg_io(fd: int, hdr: SgIoHdr) -> SgIoHdr:
     output fields back; returns the header as the kernel left it. The buffers that
     ``hdr`` points at must stay alive until this returns."""
     buf = bytearray(hdr.pack())
-    _ioctl(fd, SG_IO, buf, True)
+    _ioctl(fd, SG_IO, buf, True)  # noqa: FBT003 (mutate_flag is positional-only)
     return SgIoHdr.unpack(buf)
 
 
@@ -569,7 +569,7 @@ class ScsiDevice:
     def _probe(self) -> int:
         buf = bytearray(4)
         try:
-            _ioctl(self.fd, SG_GET_VERSION_NUM, buf, True)
+            _ioctl(self.fd, SG_GET_VERSION_NUM, buf, True)  # noqa: FBT003
         except OSError as e:
             if e.errno in (errno.ENOTTY, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
                 raise NotScsiDevice(
@@ -704,7 +704,7 @@ class ScsiDevice:
         if self.fd < 0:
             raise SgIoUsageError(f"{self.path}: the device is closed", self.path)
         try:
-            _ioctl(self.fd, SG_SCSI_RESET, bytearray(struct.pack("i", what)), True)
+            _ioctl(self.fd, SG_SCSI_RESET, bytearray(struct.pack("i", what)), True)  # noqa: FBT003
         except OSError as e:
             raise DeviceUnavailable(f"{self.path}: SG_SCSI_RESET failed: {e.strerror}",
                                     self.path, e.errno) from None

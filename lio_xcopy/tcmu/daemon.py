@@ -120,7 +120,7 @@ def command_name(device: ScsiDevice, cdb: bytes) -> str:
 
 
 def shape_answer(device: ScsiDevice, cmd: RingCommand, outcome: Outcome,
-                 read_len_honoured: bool = True) -> int | None:
+                 *, read_len_honoured: bool = True) -> int | None:
     """The ``read_len`` to report for ``cmd`` (None: the whole buffer or none), after
     zeroing every byte of its buffer that the kernel would copy to the initiator but
     the device did not produce.
@@ -236,7 +236,7 @@ class TcmuDevice:
         self.ring.resync()
         return queued
 
-    def service(self, drain_event: bool = True) -> int:
+    def service(self, *, drain_event: bool = True) -> int:
         """Answer every command queued on the ring; returns how many were answered.
         Long commands go on in their worker and complete in :meth:`complete_finished`."""
         if drain_event:
@@ -300,16 +300,18 @@ class TcmuDevice:
     def _defer(self, entry: RingCommand, fut: Running, *, on_worker: bool) -> None:
         self.deferred[entry.cmd_id] = entry
         self._futures[entry.cmd_id] = fut
-        fut.add_done_callback(functools.partial(self._finished_elsewhere, entry, on_worker))
+        fut.add_done_callback(functools.partial(self._finished_elsewhere, entry,
+                                                on_worker=on_worker))
 
-    def _finished_elsewhere(self, entry: RingCommand, on_worker: bool,
-                            fut: Running) -> None:
+    def _finished_elsewhere(self, entry: RingCommand, fut: Running, *,
+                            on_worker: bool) -> None:
         """Runs on the worker's thread: hand the result to the loop's thread."""
         self._finished.put((entry, fut, on_worker))
         self.notify()
 
     def _respond(self, entry: RingCommand, outcome: Outcome) -> None:
-        read_len = shape_answer(self.device, entry, outcome, self.ring.read_len_honoured)
+        read_len = shape_answer(self.device, entry, outcome,
+                                read_len_honoured=self.ring.read_len_honoured)
         self.ring.complete(entry.cmd_id, outcome[0], outcome[1], read_len)
         if log.isEnabledFor(logging.DEBUG):
             self._log_command(entry, outcome)
@@ -407,7 +409,7 @@ class Daemon:
         self._passed: dict[str, str | None] = {}  # sys_path -> name: not ours, or failed
         self._next_rescan = clock() + rescan_every
         self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_w.setblocking(False)
+        self._wake_w.setblocking(False)  # noqa: FBT003 (socket's API)
 
     # --- devices -----------------------------------------------------------------------
     def add(self, sys_path: str) -> TcmuDevice | None:
@@ -562,7 +564,7 @@ class Daemon:
         self.selector.register(dev.fd, selectors.EVENT_READ, ("dev", key))
         self._state_due = True
 
-    def remove(self, key: str, deleted: bool = False) -> None:
+    def remove(self, key: str, *, deleted: bool = False) -> None:
         """Stop serving a device and close it. ``deleted``: the LUN itself was deleted
         (its udev "remove" event, its uio device gone), logged once as "LUN <name>
         removed"; otherwise the daemon merely stops serving it."""

@@ -39,8 +39,8 @@ class FakeLio:
         self.backstores[name] = Backstore("disk", name, path, size, wwn or self._wwn(),
                                           block_size)
 
-    def create_tape(self, name, path, capacity, wwn, *fmt):
-        self.calls.append(("create_tape", name, path, capacity, wwn, *fmt))
+    def create_tape(self, name, path, capacity, wwn, **kw):
+        self.calls.append(("create_tape", name, path, capacity, wwn, *kw.values()))
         self.backstores[name] = Backstore("tape", name, path, capacity, wwn or self._wwn())
 
     def create_changer(self, name, library, wwn):

@@ -195,7 +195,7 @@ def test_prevent_keeps_media_in_the_library(changer, lib, tmp_path):
 
 
 def test_a_restart_ends_the_prevention(lib):
-    lib.set_prevent(True)
+    lib.set_prevent(prevent=True)
     MediumChanger(ID, lib)  # the LUN opens again: a power on
     assert not lib.state().prevent_removal
 

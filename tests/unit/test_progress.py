@@ -82,4 +82,4 @@ def test_quiet_writes_nothing_and_abandon_ends_a_drawn_line():
     (True, True, pg.BAR), (True, False, pg.LINES), (False, True, pg.QUIET),
     ("json", True, pg.JSON), (True, None, pg.LINES)])  # a StringIO is no terminal
 def test_make_picks_the_mode(setting, tty, mode):
-    assert pg.make(1, io.StringIO(), setting, tty=tty).mode == mode
+    assert pg.make(1, io.StringIO(), setting=setting, tty=tty).mode == mode

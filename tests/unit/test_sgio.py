@@ -343,7 +343,7 @@ def test_empty_data_out_is_a_no_data_command(dev, kernel):
 
 # --- CHECK CONDITION and transport errors ------------------------------------------------------
 def check(sense: SenseData, *, descriptor: bool = False) -> Callable[[Seen], Reply]:
-    return lambda s: Reply(status=2, sense=sense.encode(descriptor), driver_status=0x08)
+    return lambda s: Reply(status=2, sense=sense.encode(descriptor=descriptor), driver_status=0x08)
 
 
 def test_check_condition_raises_with_words_and_field_pointer(dev, kernel):

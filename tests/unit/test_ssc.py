@@ -81,8 +81,8 @@ def test_block_descriptor_and_device_specific_parameter():
     assert ssc.block_descriptor(0, 0).hex() == "0000000000000000"
     assert ssc.block_descriptor(0x40, 512, 7).hex() == "4000000700000200"
     assert ssc.parse_block_descriptor(bytes.fromhex("4000000700000200")) == (0x40, 7, 512)
-    assert ssc.device_specific_parameter(False, 1) == 0x10
-    assert ssc.device_specific_parameter(True, 1) == 0x90
+    assert ssc.device_specific_parameter(write_protected=False, buffered_mode=1) == 0x10
+    assert ssc.device_specific_parameter(write_protected=True, buffered_mode=1) == 0x90
 
 
 def test_mode_pages():
@@ -91,7 +91,7 @@ def test_mode_pages():
     # Data Compression (0Fh): DCC one (st's MTCOMPRESSION needs it), DCE as set, DDE one,
     # no algorithm
     assert ssc.data_compression_page().hex() == "0f0e" "4080" + "00" * 12
-    assert ssc.data_compression_page(True).hex() == "0f0e" "c080" + "00" * 12
+    assert ssc.data_compression_page(dce=True).hex() == "0f0e" "c080" + "00" * 12
     assert ssc.changeable(dc) == b"\x10\x0e" + bytes(14)
 
 

@@ -485,7 +485,7 @@ def test_narrow_interface_for_the_copy_manager(tape):
 def test_standard_inquiry_says_removable_tape(tape):
     _, data = run(tape, bytes.fromhex("120000006000"), alloc=96)
     assert data[0] == 0x01 and data[1] == 0x80
-    codes = spc.report_all_commands(tape.layouts(), False)
+    codes = spc.report_all_commands(tape.layouts(), rctd=False)
     for op in (0x01, 0x04, 0x05, 0x08, 0x0A, 0x10, 0x11, 0x19, 0x1B, 0x2B, 0x34, 0x44, 0x4C,
                0x4D, 0x91, 0x92):
         assert bytes([op]) in codes[4::8]
@@ -797,7 +797,7 @@ def test_mode_pages_partition_compression_and_pews(tape):
     comp = bytearray(ssc.data_compression_page())
     comp[2] = 0x80  # DCE one but DCC zero: DCC is not changeable
     assert refused(bytes(comp)) == field_pointer(4 + 2, in_cdb=False)
-    comp = bytearray(ssc.data_compression_page(True))
+    comp = bytearray(ssc.data_compression_page(dce=True))
     comp[7] = 0x10  # a COMPRESSION ALGORITHM
     assert refused(bytes(comp)) == field_pointer(4 + 7, in_cdb=False)
     assert tape.pews == 3 and not tape.compression

@@ -56,7 +56,7 @@ def test_descriptor_sense_golden():
 def test_sense_round_trip(key, asc, info, bits, sks, descriptor):
     s = SenseData(key, asc, information=info, filemark=bits[0], eom=bits[1], ili=bits[2],
                   sense_key_specific=field_pointer(*sks) if sks else None)
-    assert SenseData.parse(s.encode(descriptor)) == s
+    assert SenseData.parse(s.encode(descriptor=descriptor)) == s
 
 
 def test_parse_rejects_garbage():
@@ -147,14 +147,17 @@ def test_device_identification_round_trip():
 
 
 def test_mode_parameter_list_headers():
-    six = spc.mode_parameter_list(False, b"\x08\x02\x04\x00", b"\x00" * 8, 0x10)
+    six = spc.mode_parameter_list(ten=False, pages=b"\x08\x02\x04\x00",
+                                  block_descriptors=b"\x00" * 8, device_specific=0x10)
     assert six[:4] == bytes([len(six) - 1, 0, 0x10, 8])
-    ten = spc.mode_parameter_list(True, b"\x0a\x02\x00\x00", b"", 0x80)
+    ten = spc.mode_parameter_list(ten=True, pages=b"\x0a\x02\x00\x00",
+                                  block_descriptors=b"", device_specific=0x80)
     assert ten[:8] == bytes([0, len(ten) - 2, 0, 0x80, 0, 0, 0, 0])
 
 
 def test_parse_mode_parameters():
-    data = spc.mode_parameter_list(False, b"\x10\x02\xaa\xbb", bytes(8), 0)
+    data = spc.mode_parameter_list(ten=False, pages=b"\x10\x02\xaa\xbb",
+                                   block_descriptors=bytes(8), device_specific=0)
     mp = spc.parse_mode_parameters(data, ten=False)
     assert mp.block_descriptors == (bytes(8),)
     assert mp.pages == ((0x10, 0, 12, b"\x10\x02\xaa\xbb"),)
@@ -169,7 +172,7 @@ def test_parse_mode_parameters_rejects_bad_lengths(data):
 
 
 def test_report_one_command_not_supported():
-    assert spc.report_one_command(None, False) == b"\x00\x01\x00\x00"
+    assert spc.report_one_command(None, rctd=False) == b"\x00\x01\x00\x00"
 
 
 def test_a_layout_whose_fields_overlap_is_refused_when_defined():

@@ -181,7 +181,7 @@ class Reader:
                             "6d1f2c34-5b6a-4c8d-9e0f-123456789abc or leave it out")
         return s
 
-    def iqn(self, v: Any, where: str, initiator: bool = False) -> str:
+    def iqn(self, v: Any, where: str, *, initiator: bool = False) -> str:
         s = self.text(v, where)
         if not is_iscsi_name(s, initiator=initiator):
             example = "iqn.2003-01.org.example:host1"

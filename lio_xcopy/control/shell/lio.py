@@ -139,10 +139,10 @@ class Lio:
             raise
 
     def create_tape(self, name: str, path: Path, capacity: int, wwn: str | None,
-                    format: bool = False) -> None:  # noqa: A002
+                    *, format: bool = False) -> None:  # noqa: A002
         created = not path.exists()
         try:
-            provision.create_tape(name, path, capacity, wwn, format)
+            provision.create_tape(name, path, capacity, wwn, format=format)
         except BaseException:
             if created:
                 with contextlib.suppress(OSError):

@@ -272,7 +272,7 @@ class _Stores(UINode):
         return f"LUNs: {len(self.children)}", None
 
     def _check_new(self, snap: Snapshot, name: str, path: Path, wwn: str | None,
-                   format: bool = False) -> None:  # noqa: A002
+                   *, format: bool = False) -> None:  # noqa: A002
         values.name(name)
         if snap.backstore(name) is not None or name in snap.other_names:
             raise ConfigError(f"a LUN named {name!r} exists: choose another name, or "
@@ -382,9 +382,9 @@ class TapeStores(_Stores):
         path = values.backing_path(file, block_ok=False)
         serial = values.unit_serial(wwn)
         erase = values.boolean(format, "format") if format is not None else False
-        self._check_new(snap, name, path, serial, erase)
+        self._check_new(snap, name, path, serial, format=erase)
         if erase:
-            self.root.lio.create_tape(name, path, n, serial, True)
+            self.root.lio.create_tape(name, path, n, serial, format=True)
         else:
             self.root.lio.create_tape(name, path, n, serial)
         self.done(f"Created tape {name} on {path} (capacity {values.human(n)}"
