@@ -31,6 +31,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from lio_xcopy.copy.executor import DaemonThreads, Executor, named
 from lio_xcopy.copy.ports import (
     BlockPort,
     ForeignDirectory,
@@ -101,21 +102,6 @@ HELD_RESULTS_SECONDS = 300.0
 #: ESTIMATED STATUS UPDATE DELAY (ms) of a copy in progress (SPC-4 6.24): how long we
 #: suggest a poller of RECEIVE COPY STATUS(LID4) waits.
 STATUS_POLL_MS = 100
-
-#: Starts a copy's work, ``start(work, name)``: a thread by default; tests run it inline.
-Starter = Callable[[Callable[[], None], str], None]
-
-
-def start_thread(work: Callable[[], None], name: str) -> None:
-    """Run ``work`` on a daemon thread called ``name``."""
-    threading.Thread(target=work, name=name, daemon=True).start()
-
-
-def run_inline(work: Callable[[], None], name: str) -> None:  # noqa: ARG001
-    """Run ``work`` now, on the caller's thread: the copy has ended when EXTENDED COPY
-    returns its Future."""
-    work()
-
 
 #: :attr:`CopyJob.cancelled_by` of a copy COPY OPERATION ABORT stopped
 OPERATION_ABORTED = -1
@@ -232,7 +218,7 @@ class CopyManager:
                  policy: Callable[[ScsiDevice, ScsiDevice], bool] | None = None, *,
                  foreign: ForeignDirectory | None = None,
                  admitted: Callable[[ScsiDevice], Collection[str]] | None = None,
-                 start: Starter = start_thread,
+                 executor: Executor | None = None,
                  clock: Callable[[], float] = time.monotonic):
         self.limits = limits or Limits()
         self.chunk = chunk
@@ -243,7 +229,9 @@ class CopyManager:
         #: The foreign designators (text form) a copy received by a LUN may name: those
         #: the operator admitted to a copy group with it. None admitted by default.
         self.admitted = admitted or (lambda _receiving: ())
-        self.start = start
+        #: runs each copy's work apart from its command (SPC-4 5.17.4.3): a daemon
+        #: thread per copy by default
+        self.executor: Executor = executor if executor is not None else DaemonThreads("xcopy")
         self.clock = clock  # seconds, monotonic: when copies finish and results expire
         self._devices: dict[str, ScsiDevice] = {}
         self._jobs: dict[str, OrderedDict[int, CopyJob]] = {}
@@ -251,7 +239,7 @@ class CopyManager:
         self._lock = threading.Lock()
         #: ROD tokens (POPULATE TOKEN / WRITE USING TOKEN), under the same access policy
         self.rod = RodTokens(lambda receiving, other: self.policy(receiving, other), clock=clock,
-                             start=start, busy=self._copy_running)
+                             executor=self.executor, busy=self._copy_running)
 
     # --- the LUNs a copy may name -------------------------------------------------------------
     def register(self, device: ScsiDevice) -> None:
@@ -470,7 +458,7 @@ class CopyManager:
             finally:
                 _close(foreign)
 
-        self.start(work, f"xcopy-{job.lun}-{job.list_id}")
+        self.executor.submit(named(f"xcopy-{job.lun}-{job.list_id}", work))
         if job.immed:
             good: Future[int] = Future()
             good.set_running_or_notify_cancel()

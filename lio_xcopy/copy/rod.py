@@ -39,6 +39,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from lio_xcopy.copy.executor import DaemonThreads, Executor, named
 from lio_xcopy.copy.ports import BlockPort
 from lio_xcopy.devices.buffer import DataBuffer
 from lio_xcopy.scsi import rod, tpc_vpd
@@ -71,14 +72,6 @@ _MAC = slice(480, 512)
 _NONCE = slice(96, 128)
 #: ESTIMATED STATUS UPDATE DELAY (ms) of an operation in progress (SPC-4 6.24)
 STATUS_POLL_MS = 100
-
-#: Starts a background operation's work, ``start(work, name)``: a thread by default.
-Starter = Callable[[Callable[[], None], str], None]
-
-
-def start_thread(work: Callable[[], None], name: str) -> None:
-    threading.Thread(target=work, name=name, daemon=True).start()
-
 
 class RodDisk(BlockPort, Protocol):
     """What a LUN that serves ROD tokens offers: a block port, its identity, and the
@@ -151,7 +144,7 @@ class RodTokens:
 
     def __init__(self, policy: Callable[[Any, Any], bool], *,
                  clock: Callable[[], float] = time.monotonic, key: bytes | None = None,
-                 chunk: int = CHUNK, start: Starter = start_thread,
+                 chunk: int = CHUNK, executor: Executor | None = None,
                  busy: Callable[[str, int], bool] = lambda _lun, _list_id: False):
         self.policy = policy  # may a copy received by the first LUN name the second?
         #: is an EXTENDED COPY the LUN received with this list identifier running? (one
@@ -159,7 +152,9 @@ class RodTokens:
         self.busy = busy
         self.clock = clock
         self.chunk = chunk
-        self.start = start
+        #: runs a WRITE USING TOKEN with IMMED in the background (SBC-4 5.46.2): a
+        #: daemon thread per operation by default
+        self.executor: Executor = executor if executor is not None else DaemonThreads("wut")
         self._key = key or os.urandom(32)
         self._ids = itertools.count(int.from_bytes(os.urandom(4), "big") << 16)
         self._tokens: dict[int, _Token] = {}
@@ -307,7 +302,7 @@ class RodTokens:
 
         if plist.immed:
             op.status = rod.COPY_STATUS_IN_PROGRESS_BACKGROUND
-            self.start(work, f"wut-{lun.name}-{list_id}")
+            self.executor.submit(named(f"wut-{lun.name}-{list_id}", work))
         else:
             work()
 

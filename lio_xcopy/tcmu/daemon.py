@@ -26,6 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from lio_xcopy.copy.executor import DaemonThreads, Executor
 from lio_xcopy.copy.manager import CopyManager
 from lio_xcopy.devices.base import Command, ScsiDevice, TaskManagement
 from lio_xcopy.devices.foreign import ForeignDevices
@@ -380,7 +381,7 @@ class Daemon:
     """Serves every TCMU device whose subtype is ours, picking up new ones as they come."""
 
     def __init__(self, subtype: str = SUBTYPE, opener: Opener = open_device,
-                 copy_manager: CopyManager | None = None, state_path: Path | None = None,
+                 copy_executor: Executor | None = None, state_path: Path | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  rescan_every: float = RESCAN_EVERY):
         self.subtype = subtype
@@ -391,10 +392,14 @@ class Daemon:
         if opener is open_device:  # a changer and its drives share one Library per directory
             opener = functools.partial(open_device, libraries=Libraries(), subtype=subtype)
         self.opener = opener
-        self.copy_manager = copy_manager or CopyManager(
+        #: where copies and background WRITE USING TOKENs run: a daemon thread each,
+        #: unless the caller passes its own (tests run them step by step)
+        self.copy_executor = (copy_executor if copy_executor is not None
+                              else DaemonThreads("xcopy"))
+        self.copy_manager = CopyManager(
             policy=self.same_initiators, foreign=ForeignDevices(
                 own_nodes=lambda: own_exports(subtype, CONFIGFS_TARGET)),
-            admitted=self.admitted_foreign)
+            admitted=self.admitted_foreign, executor=self.copy_executor)
         self.names: dict[int, UioName] = {}  # id(ScsiDevice) -> its storage object
         self.copy_groups: dict[str, frozenset[str]] = {}
         self.copy_groups_loader: Callable[[], dict[str, tuple[str, ...]]] | None = None

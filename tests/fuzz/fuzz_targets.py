@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
 
+from plugins.copy_steps import InlineExecutor
 from plugins.tcmu_ring import PAGE, SimulatedKernel, kernel_gathers
 
 from lio_xcopy.control.library import create_library, lto_barcodes
@@ -617,7 +618,7 @@ def rod_target(data: bytes) -> None:
     lb = lab()
     with lb.armed():
         lb.reset()
-        lb.manager.rod.start = lambda work, name: work()
+        lb.manager.rod.executor = InlineExecutor()
         s = Stream(data)
         token = b""
         for i in range(MAX_COMMANDS):

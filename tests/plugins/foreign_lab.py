@@ -7,8 +7,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from plugins.copy_steps import InlineExecutor
 
-from lio_xcopy.copy.manager import CopyAborted, CopyManager, run_inline
+from lio_xcopy.copy.manager import CopyAborted, CopyManager
 from lio_xcopy.devices.backing import BackingStore
 from lio_xcopy.devices.base import Command, LunIdentity, ScsiDevice
 from lio_xcopy.devices.buffer import DataBuffer
@@ -133,7 +134,7 @@ def foreign_lab(tmp_path):
     lab.groups = {}  # receiving LUN name -> admitted designator texts
     lab.manager = CopyManager(chunk=256 * 1024, foreign=lab.host.directory(),
                               admitted=lambda lun: lab.groups.get(lun.name, ()),
-                              start=run_inline)
+                              executor=InlineExecutor())
     yield lab
     for d in made:
         d.close()
@@ -155,7 +156,7 @@ def copy(lab, receiving, ends, segments, list_id=1):
     lab.manager.register(receiving)
     cdb = xcopy.ExtendedCopyLid1(parameter_list_length=len(data)).encode()
     fut = receiving.handle(Command(cdb, DataBuffer.of(bytearray(data))))
-    assert fut.done()  # run_inline: no thread, nothing to wait for
+    assert fut.done()  # an inline executor: no thread, nothing to wait for
     return fut.result()
 
 

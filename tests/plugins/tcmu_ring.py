@@ -76,6 +76,7 @@ class SimulatedKernel:
         self._kernel_end, self.uio_end = socket.socketpair()
         self.uio_fd = self.uio_end.fileno()
         self.events = 0
+        self._answered: dict[int, SimCompletion] = {}  # reaped, not yet asked for
 
     def close(self) -> None:
         self.view.release()
@@ -194,6 +195,27 @@ class SimulatedKernel:
                 done.append(SimCompletion(cmd_id, status, sense, data, read_len))
             self.last_cleaned = (self.last_cleaned + length) % self.cmdr_size
         return done
+
+    def answers(self, timeout: float = 10.0) -> list[SimCompletion]:
+        """The completions the daemon has written, waiting for its next wake-up write
+        while there are none (it writes one after every answer it gives); an
+        AssertionError when none comes within ``timeout`` seconds."""
+        while not (done := self.reap()):
+            self._kernel_end.settimeout(timeout)
+            try:
+                if not self._kernel_end.recv(4):
+                    raise AssertionError("the daemon closed its end of the uio device")
+            except TimeoutError:
+                raise AssertionError(f"no answer within {timeout} s") from None
+        return done
+
+    def answer(self, cmd_id: int, timeout: float = 10.0) -> SimCompletion:
+        """The completion of one command, waiting for it as :meth:`answers` does; the
+        others that come meanwhile are kept for their own calls."""
+        while cmd_id not in self._answered:
+            for c in self.answers(timeout):
+                self._answered[c.cmd_id] = c
+        return self._answered.pop(cmd_id)
 
     def pending_ids(self) -> set[int]:
         return set(self.inflight)

@@ -570,10 +570,9 @@ def test_a_list_identifier_never_used_has_no_held_results(timed):
     assert _no_held_results(manager, src, 6)
 
 
-def test_a_running_copy_is_not_expired(lab):
-    clock, started = FakeClock(), []
-    manager = CopyManager(chunk=64 * 1024, clock=clock,
-                          start=lambda work, name: started.append(work))
+def test_a_running_copy_is_not_expired(lab, steps):
+    clock = FakeClock()
+    manager = CopyManager(chunk=64 * 1024, clock=clock, executor=steps)
     src, dst = lab.disk("src", data=os.urandom(MiB)), lab.disk("dst")
     data = xcopy.build_extended_copy([cscd(src), cscd(dst)], [BlockToBlock(0, 1, 2048, 0, 0)],
                                      list_identifier=7, list_id_usage=ListIdUsage.HOLD)
@@ -583,7 +582,7 @@ def test_a_running_copy_is_not_expired(lab):
     fut = src.handle(Command(cdb, DataBuffer.of(bytearray(data))))
     clock.now += 10 * HELD_RESULTS_SECONDS
     assert _copy_status(manager, src, 7).status == xcopy.CopyCommandStatus.IN_PROGRESS
-    started.pop()()  # the copy runs and finishes now
+    steps.run_next()  # the copy runs and finishes now
     assert fut.result(timeout=0) == 0
     clock.now += HELD_RESULTS_SECONDS - 1
     assert _copy_status(manager, src, 7).status == xcopy.CopyCommandStatus.COMPLETED

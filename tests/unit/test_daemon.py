@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import queue
 import threading
 import time
 
 import pytest
+from plugins.copy_steps import ScriptedEnd, StepExecutor
 from plugins.fake_uio import fake_uio
 from plugins.tcmu_ring import SimulatedKernel, Slow, Worker
 
@@ -15,7 +15,9 @@ from lio_xcopy.devices.disk import Disk
 from lio_xcopy.devices.tape import Tape
 from lio_xcopy.errors import ConfigError
 from lio_xcopy.handler_config import HandlerConfig, parse_size
+from lio_xcopy.scsi import xcopy
 from lio_xcopy.scsi.sense import GOOD, SenseData, SenseKey
+from lio_xcopy.scsi.xcopy import BlockToBlock, IdentificationCscd
 from lio_xcopy.tcmu import uio
 from lio_xcopy.tcmu.daemon import Daemon, TcmuDevice
 from lio_xcopy.tcmu.handler import open_device
@@ -229,133 +231,139 @@ def test_reload_rescan_drops_vanished_devices_and_keeps_the_rest(tmp_path):
     kernel.close()
 
 
-def test_abort_task_stops_a_running_copy(tmp_path):
+class CopyRig:
+    """LUN ``a`` served by a daemon over a simulated ring and disk ``b`` beside it, in
+    one copy group; the daemon's copies run when the test says (``steps``), and ``src``
+    is ``a`` as a copy end whose calls the test scripts."""
+
+    def __init__(self, tmp_path, steps: StepExecutor, src: bytes, dst_size: int):
+        self.src_path, self.dst_path = tmp_path / "src.img", tmp_path / "dst.img"
+        self.src_path.write_bytes(src)
+        self.dst_path.write_bytes(bytes(dst_size))
+        self.kernel = SimulatedKernel(cmdr_size=16384, data_pages=64)
+        self.steps = steps
+        self.daemon = Daemon(copy_executor=steps)
+        self.daemon.copy_groups_loader = lambda: {"pair": ("a", "b")}
+        self.daemon.load_copy_groups()
+        self.manager = self.daemon.copy_manager
+        a = open_device("a", f"disk;{self.src_path}", "aaaa")
+        b = open_device("b", f"disk;{self.dst_path}", "bbbb")
+        self.manager.register(b)
+        self.lun = TcmuDevice("a", self.kernel.uio_fd, CommandRing(self.kernel.view), a)
+        self.daemon.attach("sim", self.lun)
+        self.src = ScriptedEnd(a)
+        self.manager.register(self.src)  # the copy end in a's place
+        self.naa = [next(d.value for d in dev.designators() if d.designator_type == 3)
+                    for dev in (a, b)]
+        self.loop: threading.Thread | None = None
+
+    def plist(self, segments: list[BlockToBlock], list_id: int) -> bytes:
+        return xcopy.build_extended_copy(
+            [IdentificationCscd(self.naa[0], 0, block_length=512),
+             IdentificationCscd(self.naa[1], 0, block_length=512)],
+            segments, list_identifier=list_id, list_id_usage=xcopy.ListIdUsage.HOLD)
+
+    def extended_copy(self, plist: bytes) -> int:
+        return self.kernel.submit(
+            xcopy.ExtendedCopyLid1(parameter_list_length=len(plist)).encode(), data_out=plist)
+
+    def copy_status(self, list_id: int) -> xcopy.CopyStatus:
+        """RECEIVE COPY RESULTS, COPY STATUS, through the ring."""
+        rcr = xcopy.ReceiveCopyResultsCopyStatus(list_identifier=list_id, allocation_length=12)
+        got = self.kernel.answer(self.kernel.submit(rcr.encode(), data_in_len=12))
+        assert got.status == GOOD
+        return xcopy.CopyStatus.parse(got.data_in)
+
+    def serve(self) -> None:
+        """Run the daemon's loop on a thread of its own."""
+        self.loop = threading.Thread(target=self.daemon.run)
+        self.loop.start()
+
+    def close(self) -> None:
+        self.daemon.stop()
+        if self.loop is not None:
+            self.loop.join(5)
+        for key in list(self.daemon.devices):
+            self.daemon.remove(key)
+        self.kernel.close()
+
+
+@pytest.fixture
+def copy_rig(tmp_path, steps):
+    rigs: list[CopyRig] = []
+
+    def make(src: bytes, dst_size: int) -> CopyRig:
+        rigs.append(CopyRig(tmp_path, steps, src, dst_size))
+        return rigs[-1]
+
+    yield make
+    for rig in rigs:
+        rig.close()
+
+
+def test_abort_task_stops_a_running_copy(copy_rig):
     """TCMU tmr_notification: an ABORT TASK naming the EXTENDED COPY's cmd_id stops the
     copy at its next chunk; it completes (the kernel waits for that) as COPY ABORTED,
     having moved less than asked. The copy's work starts only when the test lets it:
-    first one chunk, then the abort, then the rest."""
-    from lio_xcopy.copy.manager import CopyManager
-    from lio_xcopy.scsi import xcopy
-    from lio_xcopy.scsi.xcopy import BlockToBlock, IdentificationCscd
+    RECEIVE COPY RESULTS says it is in progress, then one chunk moves, then the abort
+    comes, then the rest."""
+    rig = copy_rig(os.urandom(1 << 20) * 32, 32 << 20)
+    plist = rig.plist([BlockToBlock(0, 1, 0xFFFF, 0, 0)] * 256, 4)  # 8 GiB
+    rig.serve()
+    cid = rig.extended_copy(plist)
+    st = rig.copy_status(4)  # planned, its work not started
+    assert (st.status, st.segments_processed, st.transferred_bytes) == (
+        xcopy.CopyCommandStatus.IN_PROGRESS, 0, 0)
+    assert rig.kernel.reap() == []  # the EXTENDED COPY is still copying
+    job = rig.manager.jobs()[0]
 
-    size = 32 << 20
-    src, dst = tmp_path / "src.img", tmp_path / "dst.img"
-    src.write_bytes(os.urandom(1 << 20) * 32)
-    dst.write_bytes(bytes(size))
-    kernel = SimulatedKernel(cmdr_size=16384, data_pages=64)
-    works: queue.SimpleQueue = queue.SimpleQueue()
-    manager = CopyManager(start=lambda work, name: works.put(work))
-    daemon = Daemon(copy_manager=manager)
-    a = open_device("a", f"disk;{src}", "aaaa")
-    b = open_device("b", f"disk;{dst}", "bbbb")
-    manager.register(b)
-    daemon.attach("sim", TcmuDevice("a", kernel.uio_fd, CommandRing(kernel.view), a))
-    naa = [next(d.value for d in dev.designators() if d.designator_type == 3) for dev in (a, b)]
-    plist = xcopy.build_extended_copy(
-        [IdentificationCscd(naa[0], 0, block_length=512),
-         IdentificationCscd(naa[1], 0, block_length=512)],
-        [BlockToBlock(0, 1, 0xFFFF, 0, 0)] * 256,  # 8 GiB: long enough to be aborted
-        list_identifier=4, list_id_usage=xcopy.ListIdUsage.HOLD)
-    t = threading.Thread(target=daemon.run)
-    t.start()
-    try:
-        cid = kernel.submit(xcopy.ExtendedCopyLid1(parameter_list_length=len(plist)).encode(),
-                            data_out=plist)
-        work = works.get(timeout=10)  # the copy is planned, its work not started
-        assert kernel.reap() == []  # still copying
-        job = manager.jobs()[0]
-        moved = []
-        real_moved = job.moved
+    def abort_task() -> None:  # the first chunk has reached the disk
+        rig.kernel.submit_tmr(1, (cid,))  # TCMU_TMR_ABORT_TASK
+        assert job.cancel.wait(10)  # the daemon's loop took the notice
 
-        def moved_then_abort(data, n):  # the first chunk reaches the disk, then ABORT TASK
-            real_moved(data, n)
-            if not moved:
-                moved.append(n)
-                kernel.submit_tmr(1, (cid,))  # TCMU_TMR_ABORT_TASK
-                assert job.cancel.wait(10)  # the daemon's loop took the notice
-
-        job.moved = moved_then_abort
-        threading.Thread(target=work).start()
-        deadline = time.monotonic() + 10
-        got = []
-        while not got and time.monotonic() < deadline:
-            time.sleep(0.01)
-            got = kernel.reap()
-        assert [(c.cmd_id, c.status) for c in got] == [(cid, 2)]  # CHECK CONDITION
-        sense = SenseData.parse(got[0].sense)
-        assert sense.key == SenseKey.COPY_ABORTED
-        assert not job.running and job.transferred == moved[0] == manager.chunk
-    finally:
-        daemon.stop()
-        t.join(5)
-        kernel.close()
+    rig.src.at("read_blocks", 2, abort_task)
+    rig.steps.run_next()
+    got = rig.kernel.answer(cid)
+    assert got.status == 2  # CHECK CONDITION
+    sense = SenseData.parse(got.sense)
+    assert (sense.key, sense.command_specific) == (SenseKey.COPY_ABORTED, 0)
+    assert not job.running and job.transferred == 1 << 20  # one chunk
+    assert rig.copy_status(4).transferred_bytes == 1 << 20
+    assert rig.dst_path.read_bytes()[1 << 20 : 2 << 20] == bytes(1 << 20)
 
 
-def test_abort_task_while_the_copy_is_being_planned_stops_it_when_it_starts(tmp_path):
+def test_abort_task_while_the_copy_is_being_planned_stops_it_when_it_starts(copy_rig):
     """EXTENDED COPY is planned on the LUN's worker (resolving its CSCDs may take
     SG_IO round trips): an ABORT TASK that arrives meanwhile still stops the copy, as
-    soon as the worker hands it over; nothing is copied."""
-    from lio_xcopy.copy.manager import CopyManager
-    from lio_xcopy.scsi import xcopy
-    from lio_xcopy.scsi.xcopy import BlockToBlock, IdentificationCscd
+    soon as the worker hands it over; nothing is copied. The test is the daemon's loop
+    here: it services the ring and completes what the worker finished."""
+    rig = copy_rig(os.urandom(1 << 20), 1 << 20)
+    planning, release, finished = threading.Event(), threading.Event(), threading.Event()
+    rig.lun.notify = finished.set  # the worker is done with a command
+    cid = rig.extended_copy(rig.plist([BlockToBlock(0, 1, 2048, 0, 0)], 5))
 
-    src, dst = tmp_path / "src.img", tmp_path / "dst.img"
-    src.write_bytes(os.urandom(1 << 20))
-    dst.write_bytes(bytes(1 << 20))
-    kernel = SimulatedKernel(cmdr_size=16384, data_pages=64)
-    works: queue.SimpleQueue = queue.SimpleQueue()
-    manager = CopyManager(start=lambda work, name: works.put(work))
-    planning, release = threading.Event(), threading.Event()
-    real = manager.extended_copy
-
-    def slow_planning(receiving, data):
+    def held() -> None:  # on the worker, while it resolves the source CSCD
         planning.set()
         assert release.wait(10)
-        return real(receiving, data)
 
-    manager.extended_copy = slow_planning
-    daemon = Daemon(copy_manager=manager)
-    a = open_device("a", f"disk;{src}", "aaaa")
-    b = open_device("b", f"disk;{dst}", "bbbb")
-    manager.register(b)
-    lun = TcmuDevice("a", kernel.uio_fd, CommandRing(kernel.view), a)
-    daemon.attach("sim", lun)
-    naa = [next(d.value for d in dev.designators() if d.designator_type == 3) for dev in (a, b)]
-    plist = xcopy.build_extended_copy(
-        [IdentificationCscd(naa[0], 0, block_length=512),
-         IdentificationCscd(naa[1], 0, block_length=512)],
-        [BlockToBlock(0, 1, 2048, 0, 0)], list_identifier=5,
-        list_id_usage=xcopy.ListIdUsage.HOLD)
-    t = threading.Thread(target=daemon.run)
-    t.start()
-    try:
-        cid = kernel.submit(xcopy.ExtendedCopyLid1(parameter_list_length=len(plist)).encode(),
-                            data_out=plist)
-        assert planning.wait(10)  # on the worker, not the loop
-        kernel.submit_tmr(1, (cid,))  # TCMU_TMR_ABORT_TASK
-        deadline = time.monotonic() + 10
-        while cid not in lun._aborted:  # the loop took the notice
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-        release.set()
-        work = works.get(timeout=10)
-        job = manager.jobs()[0]
-        assert job.cancel.wait(10)  # stopped when the worker handed it over
-        work()
-        deadline = time.monotonic() + 10
-        got = []
-        while not got and time.monotonic() < deadline:
-            time.sleep(0.01)
-            got = kernel.reap()
-        assert [(c.cmd_id, c.status) for c in got] == [(cid, 2)]
-        assert SenseData.parse(got[0].sense).key == SenseKey.COPY_ABORTED
-        assert job.transferred == 0 and dst.read_bytes() == bytes(1 << 20)
-        assert lun._aborted == set()
-    finally:
-        release.set()
-        daemon.stop()
-        t.join(5)
-        kernel.close()
+    rig.src.at("copy_end", 1, held)
+    rig.lun.service()  # the EXTENDED COPY goes to the worker
+    assert planning.wait(10)
+    rig.kernel.submit_tmr(1, (cid,))  # TCMU_TMR_ABORT_TASK
+    rig.lun.service()
+    assert cid in rig.lun._aborted  # too late to cancel, too early to stop the copy
+    release.set()
+    assert finished.wait(10)
+    rig.lun.complete_finished()  # the copy is handed over, and stopped at once
+    job = rig.manager.jobs()[0]
+    assert job.cancel.is_set() and rig.kernel.reap() == []
+    rig.steps.run_next()
+    rig.lun.complete_finished()
+    (got,) = rig.kernel.reap()
+    assert (got.cmd_id, got.status) == (cid, 2)
+    assert SenseData.parse(got.sense).key == SenseKey.COPY_ABORTED
+    assert job.transferred == 0 and rig.dst_path.read_bytes() == bytes(1 << 20)
+    assert rig.src.calls["read_blocks"] == 0 and rig.lun._aborted == set()
 
 
 # --- devices not ready at their add event, and the rescan that finds missed ones --------
@@ -812,149 +820,83 @@ def test_policy_decisions_say_why_at_debug(caplog, monkeypatch):
     assert "may name no foreign device" in said()
 
 
-def test_a_stop_answers_every_running_copy_before_the_daemon_exits(tmp_path):
+def test_a_stop_answers_every_running_copy_before_the_daemon_exits(copy_rig):
     """SIGTERM during an EXTENDED COPY: the copy ends at its next chunk in COPY ABORTED,
     COMMANDS CLEARED BY DEVICE SERVER, naming its segment, and the daemon completes the
     command before it exits, so the kernel has nothing left to fail BUSY and no
     initiator retries the copy from its start on the next daemon."""
-    from lio_xcopy.copy.manager import CopyManager
-    from lio_xcopy.scsi import xcopy
     from lio_xcopy.scsi.sense import Asc
-    from lio_xcopy.scsi.xcopy import BlockToBlock, IdentificationCscd
 
-    src, dst = tmp_path / "src.img", tmp_path / "dst.img"
-    src.write_bytes(os.urandom(1 << 20) * 8)
-    dst.write_bytes(bytes(8 << 20))
-    kernel = SimulatedKernel(cmdr_size=16384, data_pages=64)
-    works: queue.SimpleQueue = queue.SimpleQueue()
-    manager = CopyManager(start=lambda work, name: works.put(work))
-    daemon = Daemon(copy_manager=manager)
-    a = open_device("a", f"disk;{src}", "aaaa")
-    b = open_device("b", f"disk;{dst}", "bbbb")
-    manager.register(b)
-    daemon.attach("sim", TcmuDevice("a", kernel.uio_fd, CommandRing(kernel.view), a))
-    naa = [next(d.value for d in dev.designators() if d.designator_type == 3) for dev in (a, b)]
-    plist = xcopy.build_extended_copy(
-        [IdentificationCscd(naa[0], 0, block_length=512),
-         IdentificationCscd(naa[1], 0, block_length=512)],
-        [BlockToBlock(0, 1, 4096, 0, 0), BlockToBlock(0, 1, 8192, 4096, 4096)],
-        list_identifier=5, list_id_usage=xcopy.ListIdUsage.HOLD)
-    t = threading.Thread(target=daemon.run)
-    t.start()
-    try:
-        cid = kernel.submit(xcopy.ExtendedCopyLid1(parameter_list_length=len(plist)).encode(),
-                            data_out=plist)
-        work = works.get(timeout=10)
-        job = manager.jobs()[0]
-        real_moved = job.moved
+    rig = copy_rig(os.urandom(1 << 20) * 8, 8 << 20)
+    plist = rig.plist([BlockToBlock(0, 1, 4096, 0, 0), BlockToBlock(0, 1, 8192, 4096, 4096)], 5)
+    rig.serve()
+    cid = rig.extended_copy(plist)
+    assert rig.copy_status(5).status == xcopy.CopyCommandStatus.IN_PROGRESS
+    job = rig.manager.jobs()[0]
 
-        def moved_then_stop(data, n):  # segment 1's first chunk lands, then SIGTERM
-            real_moved(data, n)
-            if job.segments_processed == 1 and not job.cancel.is_set():
-                daemon.stop()
-                assert job.cancel.wait(10)  # the stopping daemon ended the copy
+    def stop() -> None:  # segment 0 (two chunks) and segment 1's first chunk landed
+        rig.daemon.stop()
+        assert job.cancel.wait(10)  # the stopping daemon ended the copy
 
-        job.moved = moved_then_stop
-        threading.Thread(target=work).start()
-        t.join(20)
-        assert not t.is_alive()
-        got = kernel.reap()
-    finally:
-        daemon.stop()
-        t.join(5)
-        kernel.close()
-    assert [(c.cmd_id, c.status) for c in got] == [(cid, 2)]  # answered: CHECK CONDITION
-    sense = SenseData.parse(got[0].sense)
+    rig.src.at("read_blocks", 4, stop)
+    rig.steps.run_next()
+    assert rig.loop is not None
+    rig.loop.join(20)
+    assert not rig.loop.is_alive()
+    (got,) = rig.kernel.reap()
+    assert (got.cmd_id, got.status) == (cid, 2)  # answered: CHECK CONDITION
+    sense = SenseData.parse(got.sense)
     assert (sense.key, sense.asc) == (SenseKey.COPY_ABORTED,
                                       Asc.COMMANDS_CLEARED_BY_DEVICE_SERVER)
     assert sense.command_specific == 1  # the segment it was in
-    assert job.transferred == (2 << 20) + manager.chunk  # segment 0 whole, one chunk of 1
-    assert dst.read_bytes()[:job.transferred] == src.read_bytes()[:job.transferred]
+    assert job.transferred == (2 << 20) + (1 << 20)  # segment 0 whole, one chunk of 1
+    assert rig.dst_path.read_bytes()[:job.transferred] == \
+        rig.src_path.read_bytes()[:job.transferred]
 
 
-def test_copy_operation_abort_stops_a_copy_by_list_identifier(tmp_path):
+def test_copy_operation_abort_stops_a_copy_by_list_identifier(copy_rig):
     """COPY OPERATION ABORT (SPC-4 6.3) through the ring, from any initiator: the copy
     stops at its next chunk, its EXTENDED COPY ends with TASK ABORTED, COPY STATUS keeps
     the exact count; an unknown list identifier, or that of a copy that ended, is
     INVALID FIELD IN CDB at byte 2."""
-    from lio_xcopy.copy.manager import CopyManager
-    from lio_xcopy.scsi import xcopy
     from lio_xcopy.scsi.sense import Asc
-    from lio_xcopy.scsi.xcopy import BlockToBlock, CopyStatus, IdentificationCscd
 
-    src, dst = tmp_path / "src.img", tmp_path / "dst.img"
-    src.write_bytes(os.urandom(1 << 20) * 8)
-    dst.write_bytes(bytes(8 << 20))
-    kernel = SimulatedKernel(cmdr_size=16384, data_pages=64)
-    works: queue.SimpleQueue = queue.SimpleQueue()
-    manager = CopyManager(start=lambda work, name: works.put(work))
-    daemon = Daemon(copy_manager=manager)
-    a = open_device("a", f"disk;{src}", "aaaa")
-    b = open_device("b", f"disk;{dst}", "bbbb")
-    manager.register(b)
-    daemon.attach("sim", TcmuDevice("a", kernel.uio_fd, CommandRing(kernel.view), a))
-    naa = [next(d.value for d in dev.designators() if d.designator_type == 3) for dev in (a, b)]
-    plist = xcopy.build_extended_copy(
-        [IdentificationCscd(naa[0], 0, block_length=512),
-         IdentificationCscd(naa[1], 0, block_length=512)],
-        [BlockToBlock(0, 1, 16384, 0, 0)], list_identifier=9,
-        list_id_usage=xcopy.ListIdUsage.HOLD)
-    t = threading.Thread(target=daemon.run)
-    t.start()
+    rig = copy_rig(os.urandom(1 << 20) * 8, 8 << 20)
+    chunk = rig.manager.chunk
+    rig.serve()
 
-    def answer(cid: int) -> tuple[int, bytes, bytes]:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            for c in kernel.reap():
-                seen[c.cmd_id] = (c.status, c.sense, c.data_in)
-            if cid in seen:
-                return seen.pop(cid)
-            time.sleep(0.01)
-        raise AssertionError(f"no answer to {cid}")
+    def copy_operation_abort(list_id: int) -> int:
+        return rig.kernel.submit(xcopy.CopyOperationAbort(list_identifier=list_id).encode())
 
-    seen: dict[int, tuple[int, bytes, bytes]] = {}
-    try:
-        unknown = kernel.submit(xcopy.CopyOperationAbort(list_identifier=8).encode())
-        status, sense, _ = answer(unknown)
-        got = SenseData.parse(sense)
-        assert (status, got.key, got.asc) == (2, SenseKey.ILLEGAL_REQUEST,
-                                              Asc.INVALID_FIELD_IN_CDB)
-        assert got.sense_key_specific == bytes([0xC0, 0, 2])  # CDB byte 2
-        cid = kernel.submit(xcopy.ExtendedCopyLid1(parameter_list_length=len(plist)).encode(),
-                            data_out=plist)
-        work = works.get(timeout=10)
-        job = manager.jobs()[0]
-        real_moved = job.moved
-        aborts: list[int] = []
+    got = rig.kernel.answer(copy_operation_abort(8))
+    sense = SenseData.parse(got.sense)
+    assert (got.status, sense.key, sense.asc) == (2, SenseKey.ILLEGAL_REQUEST,
+                                                  Asc.INVALID_FIELD_IN_CDB)
+    assert sense.sense_key_specific == bytes([0xC0, 0, 2])  # CDB byte 2
+    cid = rig.extended_copy(rig.plist([BlockToBlock(0, 1, 16384, 0, 0)], 9))
+    assert rig.copy_status(9).status == xcopy.CopyCommandStatus.IN_PROGRESS
+    job = rig.manager.jobs()[0]
+    aborts: list[int] = []
 
-        def moved_then_abort(data, n):  # the first chunk lands, then the abort arrives
-            real_moved(data, n)
-            if not aborts:
-                aborts.append(kernel.submit(
-                    xcopy.CopyOperationAbort(list_identifier=9).encode()))
-                assert job.cancel.wait(10)
+    def abort() -> None:  # the first chunk has landed
+        aborts.append(copy_operation_abort(9))
+        assert job.cancel.wait(10)
 
-        job.moved = moved_then_abort
-        threading.Thread(target=work).start()
-        assert answer(cid)[0] == 0x40  # TASK ABORTED (the kernel copies sense only after CC)
-        assert answer(aborts[0])[0] == 0  # the abort itself: GOOD
-        rcr = xcopy.ReceiveCopyResultsCopyStatus(list_identifier=9, allocation_length=12)
-        st = CopyStatus.parse(answer(kernel.submit(rcr.encode(), data_in_len=12))[2])
-        assert st.status == xcopy.CopyCommandStatus.COMPLETED_WITH_ERRORS
-        assert st.transferred_bytes == manager.chunk == job.transferred
-        assert dst.read_bytes()[:manager.chunk] == src.read_bytes()[:manager.chunk]
-        assert dst.read_bytes()[manager.chunk:] == bytes((8 << 20) - manager.chunk)
-        # the copy has ended: no copy operation with that list identifier is being
-        # processed (SPC-4 6.3), INVALID FIELD IN CDB at byte 2; its results stay held
-        status, sense, _ = answer(kernel.submit(
-            xcopy.CopyOperationAbort(list_identifier=9).encode()))
-        got = SenseData.parse(sense)
-        assert (status, got.key, got.asc, got.sense_key_specific) == (
-            2, SenseKey.ILLEGAL_REQUEST, Asc.INVALID_FIELD_IN_CDB, bytes([0xC0, 0, 2]))
-    finally:
-        daemon.stop()
-        t.join(5)
-        kernel.close()
+    rig.src.at("read_blocks", 2, abort)
+    rig.steps.run_next()
+    assert rig.kernel.answer(cid).status == 0x40  # TASK ABORTED (sense only after CC)
+    assert rig.kernel.answer(aborts[0]).status == GOOD  # the abort itself
+    st = rig.copy_status(9)
+    assert st.status == xcopy.CopyCommandStatus.COMPLETED_WITH_ERRORS
+    assert st.transferred_bytes == chunk == job.transferred
+    dst, src = rig.dst_path.read_bytes(), rig.src_path.read_bytes()
+    assert dst[:chunk] == src[:chunk] and dst[chunk:] == bytes((8 << 20) - chunk)
+    # the copy has ended: no copy operation with that list identifier is being
+    # processed (SPC-4 6.3), INVALID FIELD IN CDB at byte 2; its results stay held
+    got = rig.kernel.answer(copy_operation_abort(9))
+    sense = SenseData.parse(got.sense)
+    assert (got.status, sense.key, sense.asc, sense.sense_key_specific) == (
+        2, SenseKey.ILLEGAL_REQUEST, Asc.INVALID_FIELD_IN_CDB, bytes([0xC0, 0, 2]))
 
 
 def test_a_daemon_without_rescans_still_waits_a_finite_time():

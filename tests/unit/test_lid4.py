@@ -12,8 +12,9 @@ from collections.abc import Callable
 from concurrent.futures import Future
 
 import pytest
+from plugins.copy_steps import InlineExecutor, StepExecutor
 
-from lio_xcopy.copy.manager import CopyManager, run_inline
+from lio_xcopy.copy.manager import CopyManager
 from lio_xcopy.devices.backing import BackingStore
 from lio_xcopy.devices.base import Command, LunIdentity, ScsiDevice
 from lio_xcopy.devices.buffer import DataBuffer
@@ -168,8 +169,8 @@ def test_copy_data_lid4_golden_holds_data_only_for_a_good_copy():
 
 # --- the copy manager, through the LUN's dispatch ---------------------------------------------
 class Lab:
-    def __init__(self, tmp, start: Callable[[Callable[[], None], str], None]):
-        self.works: list[Callable[[], None]] = []
+    def __init__(self, tmp, executor: StepExecutor | InlineExecutor):
+        self.steps = executor
         self.src_bytes = os.urandom(SIZE)
         (tmp / "src.img").write_bytes(self.src_bytes + bytes(SIZE))
         (tmp / "dst.img").write_bytes(bytes(2 * SIZE))
@@ -180,7 +181,7 @@ class Lab:
         self.tape = Tape(LunIdentity("tape", "6001405cccccccccccccccccccccccc3"),
                          tmp / "tape.aws", 1 << 24)
         self.dst_path = tmp / "dst.img"
-        self.manager = CopyManager(chunk=CHUNK, start=start)
+        self.manager = CopyManager(chunk=CHUNK, executor=executor)
         for d in (self.src, self.dst, self.tape):
             self.manager.register(d)
 
@@ -219,17 +220,15 @@ class Lab:
 
 @pytest.fixture
 def lab(tmp_path):
-    """Copies run when the test says: ``lab.works`` holds each copy's work."""
-    holder: list[Lab] = []
-    lab = Lab(tmp_path, lambda work, name: holder[0].works.append(work))
-    holder.append(lab)
+    """Copies run when the test says: ``lab.steps`` holds each copy's work."""
+    lab = Lab(tmp_path, StepExecutor())
     yield lab
     lab.close()
 
 
 @pytest.fixture
 def inline_lab(tmp_path):
-    lab = Lab(tmp_path, run_inline)
+    lab = Lab(tmp_path, InlineExecutor())
     yield lab
     lab.close()
 
@@ -255,7 +254,7 @@ def test_a_lid4_copy_runs_to_completion(inline_lab):
 def test_an_immed_copy_answers_good_at_once_and_is_polled_until_done(lab):
     result = lab.send(lab.disk_to_disk(77, immed=True))
     done = result.result(0) if isinstance(result, Future) else result
-    assert done == 0 and len(lab.works) == 1  # GOOD before any byte moved
+    assert done == 0 and len(lab.steps) == 1  # GOOD before any byte moved
     st = lab.status(77)
     assert (st.status, st.transfer_count, st.segments_processed) == (
         CopyOperationStatus.IN_PROGRESS_BACKGROUND, 0, 0)
@@ -268,7 +267,7 @@ def test_an_immed_copy_answers_good_at_once_and_is_polled_until_done(lab):
         polls.append(lab.status(77))
 
     job.moved = moved_then_poll
-    lab.works.pop()()
+    lab.steps.run_next()
     assert [p.status for p in polls] == [CopyOperationStatus.IN_PROGRESS_BACKGROUND] * 4
     assert [p.transferred_bytes for p in polls] == [CHUNK * k for k in range(1, 5)]
     assert [p.segments_processed for p in polls] == [1] * 4  # the one being processed
@@ -293,7 +292,7 @@ def test_copy_operation_abort_stops_an_immed_copy_with_an_exact_count(lab):
             aborts.append(lab.abort(0xABCDEF01))
 
     job.moved = moved_then_abort
-    lab.works.pop()()
+    lab.steps.run_next()
     (answer,) = aborts
     # SPC-4 5.17.4.7 a): the abort completes once the copy has stopped
     assert isinstance(answer, Future) and answer.done() and answer.result(0) == 0
@@ -316,7 +315,7 @@ def test_an_abort_that_arrives_before_the_copy_starts_moves_nothing(lab):
     lab.send(lab.disk_to_disk(5, immed=True))
     answer = lab.abort(5)
     assert isinstance(answer, Future) and not answer.done()  # the copy has not stopped yet
-    lab.works.pop()()
+    lab.steps.run_next()
     assert answer.result(0) == 0
     st = lab.status(5)
     assert (st.status, st.transfer_count) == (CopyOperationStatus.TERMINATED, 0)
@@ -326,7 +325,7 @@ def test_an_abort_that_arrives_before_the_copy_starts_moves_nothing(lab):
 def test_a_daemon_stop_ends_a_background_copy(lab):
     lab.send(lab.disk_to_disk(6, immed=True))
     assert [j.list_id for j in lab.manager.stop()] == [6]
-    lab.works.pop()()
+    lab.steps.run_next()
     st = lab.status(6)
     assert (st.status, st.completion_status) == (CopyOperationStatus.COMPLETED_WITH_ERRORS, 0x02)
     sense = st.sense
@@ -351,10 +350,10 @@ def test_a_list_identifier_in_use(lab):
     other = _refused(lambda: lab.send(lab.disk_to_disk(7, lid4=False), lid4=False))
     assert (other.asc, other.sense_key_specific) == (Asc.INVALID_FIELD_IN_PARAMETER_LIST,
                                                      bytes.fromhex("800000"))
-    assert len(lab.works) == 1  # nothing else started
-    lab.works.pop()()
+    assert len(lab.steps) == 1  # nothing else started
+    lab.steps.run_next()
     lab.send(lab.disk_to_disk(7, lid4=False), lid4=False)  # the copy ended: 7 is free
-    lab.works.pop()()
+    lab.steps.run_next()
     st = lab.status(7)  # RECEIVE COPY STATUS(LID4) reports the LID1 copy now holding 7
     assert (st.response_to_service_action, st.status) == (0x00, CopyOperationStatus.COMPLETED)
 
@@ -374,7 +373,7 @@ def test_a_failed_background_copy_keeps_its_sense_for_copy_status(lab):
         [lab.cscd(lab.tape), lab.cscd(lab.dst, block_length=BS)],
         [StreamToBlock(0, 1, 8, 0, BS)], list_identifier=0x100, immed=True)
     lab.send(plist)
-    lab.works.pop()()
+    lab.steps.run_next()
     st = lab.status(0x100)
     assert (st.status, st.completion_status, st.segments_processed) == (
         CopyOperationStatus.COMPLETED_WITH_ERRORS, 0x02, 1)  # it stopped in segment 0
@@ -397,7 +396,7 @@ def test_checks_before_good_still_fail_an_immed_copy_at_once(lab):
         lab.send(too_far)
     assert (e.value.sense.key, e.value.sense.asc) == (SenseKey.COPY_ABORTED,
                                                       Asc.LOGICAL_BLOCK_ADDRESS_OUT_OF_RANGE)
-    assert lab.works == [] and lab.manager.jobs() == []
+    assert len(lab.steps) == 0 and lab.manager.jobs() == []
 
 
 def test_the_new_commands_are_reported_where_the_copy_commands_are(lab):
@@ -419,8 +418,8 @@ def test_the_new_commands_are_reported_where_the_copy_commands_are(lab):
 def test_stop_waits_for_a_running_background_copy_to_end(tmp_path):
     """The daemon closes its LUNs after :meth:`CopyManager.stop`: a background copy has
     no command the daemon drains, so ``stop(wait=...)`` returns once it has ended."""
-    works: list[Callable[[], None]] = []
-    lab = Lab(tmp_path, lambda work, name: works.append(work))
+    steps = StepExecutor()
+    lab = Lab(tmp_path, steps)
     try:
         lab.send(lab.disk_to_disk(12, immed=True))
         job = lab.manager.jobs()[0]
@@ -432,7 +431,7 @@ def test_stop_waits_for_a_running_background_copy_to_end(tmp_path):
             assert go.wait(10)
 
         job.moved = moved_then_hold
-        copier = threading.Thread(target=works.pop())
+        copier = threading.Thread(target=steps.run_next)
         copier.start()
         assert reached.wait(10)
         ended_when_stop_returned: list[bool] = []
@@ -462,7 +461,7 @@ def test_a_logical_unit_reset_ends_the_lun_s_background_copies(lab):
     other = lab.manager.reset(lab.dst)  # another LUN's reset leaves it alone
     assert other == []
     assert [j.list_id for j in lab.manager.reset(lab.src)] == [13]
-    lab.works.pop()()
+    lab.steps.run_next()
     st = lab.status(13)
     assert (st.status, st.completion_status, st.transfer_count) == (
         CopyOperationStatus.TERMINATED, 0x40, 0)
@@ -483,7 +482,7 @@ def test_the_operation_counter_wraps_and_leaves_out_a_failed_command(lab):
         return real_read(lba, n, buf)
 
     lab.src.read_blocks = read_twice_then_fail
-    lab.works.pop()()
+    lab.steps.run_next()
     st = lab.status(0x55)
     assert st.status == CopyOperationStatus.COMPLETED_WITH_ERRORS
     assert st.operation_counter == 3  # 0xFFFF + 2 READs + 2 WRITEs, wrapped

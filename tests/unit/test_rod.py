@@ -10,6 +10,7 @@ import struct
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from plugins.copy_steps import InlineExecutor, StepExecutor
 
 from lio_xcopy.copy.manager import CopyManager
 from lio_xcopy.devices.backing import BackingStore
@@ -47,7 +48,7 @@ def lab(tmp_path):
     def policy(receiving, other):
         return frozenset((receiving.name, other.name)) in allowed
 
-    manager = CopyManager(policy=policy, clock=clock)
+    manager = CopyManager(policy=policy, clock=clock, executor=InlineExecutor())
 
     def disk(name, data=None):
         path = tmp_path / f"{name}.img"
@@ -386,9 +387,9 @@ def test_golden_rod_descriptors():
 # --- IMMED: WRITE USING TOKEN in the background (SBC-4 5.46.2), polled by list identifier --
 @pytest.fixture
 def bg(lab):
-    """The ROD store's background work is handed to the test; 8 blocks a chunk."""
-    lab.works = []
-    lab.manager.rod.start = lambda work, name: lab.works.append(work)
+    """Background work (the ROD store's and EXTENDED COPY's) is handed to the test;
+    8 blocks a chunk."""
+    lab.steps = lab.manager.executor = lab.manager.rod.executor = StepExecutor()
     lab.manager.rod.chunk = 8 * 512
     lab.src = lab.disk("src", os.urandom(BLOCKS * 512))
     lab.dst = lab.disk("dst")
@@ -412,7 +413,7 @@ def send_wut(dev, token, ranges, list_id, **kw):
 
 def test_write_using_token_immed_answers_good_and_is_polled(bg):
     assert send_wut(bg.dst, bg.token, [(64, 32)], 9, immed=True) == 0
-    assert len(bg.works) == 1 and blocks(bg.dst, 64, 32) == bytes(32 * 512)  # nothing yet
+    assert len(bg.steps) == 1 and blocks(bg.dst, 64, 32) == bytes(32 * 512)  # nothing yet
     info = rrti(bg.dst, 9)
     assert (info.service_action, info.status, info.transfer_count) == (0x11, 0x12, 0)
     assert (info.status_update_delay, info.completion_status) == (100, 0)
@@ -424,7 +425,7 @@ def test_write_using_token_immed_answers_good_and_is_polled(bg):
         polls.append(rrti(bg.dst, 9))
 
     bg.dst.write_blocks = write_then_poll
-    bg.works.pop()()
+    bg.steps.run_next()
     # each poll runs inside the WRITE, before the store counts it
     assert [p.status for p in polls] == [0x12] * 4
     assert [p.transfer_count for p in polls] == [0, 8, 16, 24]
@@ -453,7 +454,7 @@ def test_copy_operation_abort_stops_a_background_write_using_token(bg):
                 xcopy.CopyOperationAbort(list_identifier=10).encode())))
 
     bg.dst.write_blocks = write_then_abort
-    bg.works.pop()()
+    bg.steps.run_next()
     (answer,) = aborts
     assert answer.done() and answer.result(0) == 0  # completes once the writing stopped
     info = rrti(bg.dst, 10)
@@ -477,7 +478,7 @@ def test_a_list_identifier_in_use_by_a_background_write(bg):
         assert (e.value.sense.key, e.value.sense.asc, e.value.sense.sense_key_specific) == (
             SenseKey.ILLEGAL_REQUEST, Asc.OPERATION_IN_PROGRESS, bytes.fromhex("c00006"))
     assert rrti(bg.dst, 11).status == 0x12  # the running one is untouched
-    bg.works.pop()()
+    bg.steps.run_next()
     assert rrti(bg.dst, 11).status == 0x01
 
 
@@ -491,7 +492,7 @@ def test_a_background_write_that_fails_keeps_its_sense(bg):
         real_write(lba, n, buf)
 
     bg.dst.write_blocks = fail_third
-    bg.works.pop()()
+    bg.steps.run_next()
     info = rrti(bg.dst, 12)
     assert (info.status, info.completion_status, info.transfer_count) == (0x02, 0x02, 16)
     assert (info.sense[2] & 0x0F, info.sense[12]) == (SenseKey.MEDIUM_ERROR, 0x0C)
@@ -507,7 +508,7 @@ def test_checks_before_good_still_fail_an_immed_write_at_once(bg):
     with pytest.raises(CheckCondition) as e:
         send_wut(bg.dst, bytes(forged), [(64, 8)], 14, immed=True)
     assert e.value.sense.asc == Asc.INVALID_TOKEN_OPERATION_TOKEN_UNKNOWN
-    assert bg.works == [] and rrti(bg.dst, 14).status == 0x02
+    assert len(bg.steps) == 0 and rrti(bg.dst, 14).status == 0x02
 
 
 def test_populate_token_with_immed_holds_its_token(bg):
@@ -518,7 +519,7 @@ def test_populate_token_with_immed_holds_its_token(bg):
 def test_a_daemon_stop_ends_a_background_write(bg):
     send_wut(bg.dst, bg.token, [(64, 32)], 16, immed=True)
     bg.manager.stop()
-    bg.works.pop()()
+    bg.steps.run_next()
     info = rrti(bg.dst, 16)
     assert (info.status, info.transfer_count) == (0x60, 0)
     assert blocks(bg.dst, 64, 32) == bytes(32 * 512)
@@ -657,7 +658,7 @@ def test_a_background_write_that_meets_a_bug_still_ends(bg, caplog):
         raise RuntimeError("a bug")
 
     bg.dst.write_blocks = broken
-    bg.works.pop()()
+    bg.steps.run_next()
     info = rrti(bg.dst, 17)
     assert (info.status, info.completion_status) == (0x02, 0x02)
     assert (info.sense[2] & 0x0F, info.sense[12], info.sense[13]) == (
@@ -669,14 +670,13 @@ def test_one_list_identifier_space_with_extended_copy(bg):
     """SPC-4 5.17.4.2: a list identifier a running WRITE USING TOKEN holds is OPERATION
     IN PROGRESS for an EXTENDED COPY (LID4) (its byte 20), and the other way round (the
     CDB's LIST IDENTIFIER, byte 6)."""
-    bg.manager.start = lambda work, name: bg.works.append(work)
     send_wut(bg.dst, bg.token, [(64, 32)], 21, immed=True)
     with pytest.raises(CheckCondition) as e:
         _xcopy_from_token(bg.dst, rod.block_device_zero_token(),
                           [xcopy.BlockToBlock(0, 1, 8, 0, 0)], list_id=21)
     assert (e.value.sense.asc, e.value.sense.sense_key_specific) == (
         Asc.OPERATION_IN_PROGRESS, bytes.fromhex("800014"))
-    bg.works.pop()()
+    bg.steps.run_next()
     plist = xcopy.build_extended_copy_lid4(
         [xcopy.RodCscd(), _dst_cscd(bg.dst)], [xcopy.BlockToBlock(0, 1, 8, 0, 0)],
         list_identifier=22, immed=True, inline_data=rod.block_device_zero_token())
@@ -686,5 +686,5 @@ def test_one_list_identifier_space_with_extended_copy(bg):
         send_wut(bg.dst, bg.token, [(100, 8)], 22)
     assert (e.value.sense.asc, e.value.sense.sense_key_specific) == (
         Asc.OPERATION_IN_PROGRESS, bytes.fromhex("c00006"))
-    bg.works.pop()()  # the copy ends: 22 is free again
+    bg.steps.run_next()  # the copy ends: 22 is free again
     assert send_wut(bg.dst, bg.token, [(100, 8)], 22) == 0

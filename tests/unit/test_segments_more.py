@@ -272,10 +272,9 @@ def test_list_id_usage_other_than_00b_holds_nothing(lab, usage):
                                                       Asc.INVALID_FIELD_IN_CDB)
 
 
-def test_receive_data_of_a_copy_in_progress_is_invalid_field_in_cdb(lab):
+def test_receive_data_of_a_copy_in_progress_is_invalid_field_in_cdb(lab, steps):
     src, t = lab.disk("src", data=bytes(1024)), lab.tape("t0")
-    started = []
-    lab.manager.start = lambda work, name: started.append(work)
+    lab.manager.executor = steps
     data = x.build_extended_copy([cscd(src), cscd(t)], [BlockToStreamHeld(0, 1, 2, 0, 1024)],
                                  **HOLD)
     lab.manager.register(src)
@@ -286,8 +285,8 @@ def test_receive_data_of_a_copy_in_progress_is_invalid_field_in_cdb(lab):
         receive_data(lab.manager, src)
     assert (e.value.sense.key, e.value.sense.asc, e.value.sense.sense_key_specific) == (
         SenseKey.ILLEGAL_REQUEST, Asc.INVALID_FIELD_IN_CDB, bytes.fromhex("c00002"))
-    started[0]()
-    assert run_result.result(timeout=5) == 0
+    steps.run_next()
+    assert run_result.result(timeout=0) == 0
     assert len(receive_data(lab.manager, src)) == 1024
 
 
