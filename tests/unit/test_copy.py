@@ -7,12 +7,13 @@ import os
 
 import pytest
 from plugins.copy_lab import cscd, read_file, run, tape_records
+from plugins.copy_steps import ScriptedEnd
 
 from lio_xcopy.copy.manager import HELD_RESULTS_SECONDS, CopyAborted, CopyManager
 from lio_xcopy.devices.base import Command
 from lio_xcopy.devices.buffer import DataBuffer
 from lio_xcopy.scsi import spc, xcopy
-from lio_xcopy.scsi.errors import CheckCondition, IllegalRequest
+from lio_xcopy.scsi.errors import CheckCondition, IllegalRequest, MediumError
 from lio_xcopy.scsi.sense import Asc, SenseData, SenseKey
 from lio_xcopy.scsi.vendor_sense import PolicyApart
 from lio_xcopy.scsi.xcopy import (
@@ -308,40 +309,36 @@ def test_copy_digest_of_a_backup_equals_its_restore(lab):
         digest(dst, 5)  # list identifiers belong to the LUN that received the copy
 
 
-def test_a_copy_failing_midway_reports_exactly_how_far_it_got(lab, monkeypatch):
-    """The destination's file fails (EIO) on its third write: COPY ABORTED with WRITE
-    ERROR, COPY STATUS counts exactly the two chunks that reached the disk, FAILED
-    SEGMENT DETAILS carries the disk's own sense, and the disk holds those bytes only."""
-    import errno
-
+def test_a_copy_failing_midway_reports_exactly_how_far_it_got(lab):
+    """The destination fails its third write (MEDIUM ERROR, WRITE ERROR at the LBA it
+    was to write): COPY ABORTED with WRITE ERROR, COPY STATUS counts exactly the two
+    chunks that reached the disk, FAILED SEGMENT DETAILS carries the disk's own sense,
+    and the disk holds those bytes only."""
     data = os.urandom(MiB)
     src, dst = lab.disk("src", data=data), lab.disk("dst", size=MiB)
-    real = os.pwritev
-    writes = []
+    failing = ScriptedEnd(dst)  # the copy end in the disk's place
 
-    def failing(fd, views, offset):
-        if fd == dst.store.fd:
-            writes.append(offset)
-            if len(writes) == 3:
-                raise OSError(errno.EIO, "Input/output error")
-        return real(fd, views, offset)
+    def write_error() -> None:  # at the first LBA the call was to write
+        raise MediumError(Asc.WRITE_ERROR, failing.made[-1][1][0])
 
-    monkeypatch.setattr(os, "pwritev", failing)
+    failing.at("write_blocks", 3, write_error)
     with pytest.raises(CheckCondition) as e:
-        run(lab.manager, src, [(src, {}), (dst, {})], [BlockToBlock(0, 1, 2048, 0, 0)],
+        run(lab.manager, src, [(src, {}), (failing, {})], [BlockToBlock(0, 1, 2048, 0, 0)],
             list_identifier=9, list_id_usage=ListIdUsage.HOLD)
     assert (e.value.sense.key, e.value.sense.asc) == (SenseKey.COPY_ABORTED, Asc.WRITE_ERROR)
+    lbas = [args[0] for name, args in failing.made if name == "write_blocks"]
+    assert len(lbas) == 3  # nothing written after the failure
+    chunk = (lbas[1] - lbas[0]) * 512  # whole blocks of both disks per write
+    assert lbas[2] * 512 == 2 * chunk
     st = xcopy.CopyStatus.parse(lab.manager.receive_copy_results(
         src, xcopy.ReceiveCopyResultsCopyStatus(list_identifier=9)))
-    chunk = writes[1] - writes[0]  # 512 x 512 bytes: whole blocks of both disks
     assert (st.status, st.segments_processed, st.transferred_bytes) == (
         xcopy.CopyCommandStatus.COMPLETED_WITH_ERRORS, 0, 2 * chunk)
     details = xcopy.FailedSegmentDetails.parse(lab.manager.receive_copy_results(
         src, xcopy.ReceiveCopyResultsFailedSegmentDetails(list_identifier=9)))
-    from lio_xcopy.scsi.sense import SenseData
-
     sense = SenseData.parse(details.sense_data)
-    assert (sense.key, sense.asc) == (SenseKey.MEDIUM_ERROR, Asc.WRITE_ERROR)
+    assert (sense.key, sense.asc, sense.information) == (SenseKey.MEDIUM_ERROR,
+                                                         Asc.WRITE_ERROR, 2 * chunk // 512)
     got = read_file(dst)
     assert got[: 2 * chunk] == data[: 2 * chunk] and got[2 * chunk:] == bytes(MiB - 2 * chunk)
 
