@@ -289,6 +289,7 @@ class Worker(Toy):
     def __init__(self):
         super().__init__()
         self.release = threading.Event()
+        self.started = threading.Event()  # a SLOW is running
         self.threads = []
 
     @command(Slow)
@@ -296,6 +297,7 @@ class Worker(Toy):
         fut: Future = Future()
 
         def work():
+            self.started.set()
             self.release.wait(5)
             if cdb.length == 0:
                 fut.set_exception(InvalidFieldInCdb(2))

@@ -138,11 +138,7 @@ def test_daemon_loop_serves_sim_ring_and_stops(tmp_path):
     try:
         read10 = bytes([0x28, 0, 0, 0, 0, 2, 0, 0, 4, 0])  # LBA 2, 4 blocks
         cid = kernel.submit(read10, data_in_len=2048)
-        deadline = time.monotonic() + 5
-        got = []
-        while not got and time.monotonic() < deadline:
-            time.sleep(0.01)
-            got = kernel.reap()
+        got = kernel.answers()
         assert [(c.cmd_id, c.status) for c in got] == [(cid, GOOD)]
         assert got[0].data_in == img.read_bytes()[1024:3072]
         from lio_xcopy.tcmu import state as state_file
@@ -166,14 +162,10 @@ def test_daemon_completes_long_commands_from_workers():
     t.start()
     try:
         cid = kernel.submit(Slow(length=4).encode(), data_in_len=4)
-        time.sleep(0.2)
+        assert device.started.wait(5)
         assert kernel.reap() == []  # still running
         device.release.set()
-        deadline = time.monotonic() + 5
-        got = []
-        while not got and time.monotonic() < deadline:
-            time.sleep(0.01)
-            got = kernel.reap()
+        got = kernel.answers()
         assert [(c.cmd_id, c.status, c.data_in) for c in got] == [(cid, GOOD, b"done")]
     finally:
         daemon.stop()
