@@ -24,6 +24,7 @@ from lio_xcopy.scsi import spc
 from lio_xcopy.scsi.cdb import Cdb, bitfield
 from lio_xcopy.scsi.errors import InvalidFieldInCdb
 from lio_xcopy.tcmu import ring as r
+from lio_xcopy.tcmu.daemon import TcmuDevice
 
 PAGE = 4096
 SAM_STAT_BUSY = 0x08
@@ -233,6 +234,20 @@ class SimulatedKernel:
         struct.pack_into("<I", self.mm, r.MB_CMD_HEAD, 0)
         struct.pack_into("<I", self.mm, r.MB_CMD_TAIL, 0)
         return done
+
+
+def complete_from_worker(dev: TcmuDevice, want: int, timeout: float = 10.0) -> int:
+    """Play the daemon's loop for a LUN whose long commands run on its worker: complete
+    them as the worker finishes each (it calls ``dev.notify``) until ``want`` have been
+    answered; how many were."""
+    finished = threading.Event()
+    dev.notify = finished.set
+    done = dev.complete_finished()
+    while done < want:
+        assert finished.wait(timeout), f"{done} of {want} commands answered"
+        finished.clear()
+        done += dev.complete_finished()
+    return done
 
 
 def mmap_view(kernel: SimulatedKernel) -> memoryview:

@@ -5,7 +5,16 @@ from __future__ import annotations
 import struct
 
 import pytest
-from plugins.tcmu_ring import Boom, Echo, SimulatedKernel, Slow, Store, Toy, Worker
+from plugins.tcmu_ring import (
+    Boom,
+    Echo,
+    SimulatedKernel,
+    Slow,
+    Store,
+    Toy,
+    Worker,
+    complete_from_worker,
+)
 
 from lio_xcopy.devices.base import Command, command
 from lio_xcopy.errors import TransportError
@@ -237,16 +246,6 @@ class Holding(Toy):
         return super().echo(cmd, cdb)
 
 
-def _settle(dev: TcmuDevice, want: int) -> int:
-    import time
-
-    done, deadline = 0, time.monotonic() + 5
-    while done < want and time.monotonic() < deadline:
-        time.sleep(0.001)
-        done += dev.complete_finished()
-    return done
-
-
 def test_a_long_command_holds_up_no_other_lun(kernel):
     other = SimulatedKernel(cmdr_size=4096, data_pages=8)
     slow = TcmuDevice("slow", kernel.uio_fd, CommandRing(kernel.view), Holding())
@@ -258,7 +257,7 @@ def test_a_long_command_holds_up_no_other_lun(kernel):
         assert quick.service() == 1  # answered while HOLD still runs
         assert other.reap()[0].data_in == bytes([0, 1, 2, 3])
         slow.device.release.set()
-        assert _settle(slow, 1) == 1
+        assert complete_from_worker(slow, 1) == 1
         (c,) = kernel.reap()
         assert (c.cmd_id, c.status) == (held, GOOD)
     finally:
@@ -277,7 +276,7 @@ def test_a_lun_runs_its_commands_in_order_behind_a_long_one(kernel):
         assert dev.service() == 1  # Echo 1 inline; the rest queue behind HOLD
         assert dev.device.ran == ["echo1"]
         dev.device.release.set()
-        assert _settle(dev, 3) == 3
+        assert complete_from_worker(dev, 3) == 3
         assert dev.device.ran == ["echo1", "hold", "echo2", "echo3"]
         assert {c.status for c in kernel.reap()} == {GOOD}
         kernel.submit(Echo(length=4).encode(), data_in_len=4)
@@ -295,7 +294,7 @@ def test_a_large_transfer_runs_on_the_worker(kernel):
     try:
         big.submit(Echo(length=LONG_TRANSFER).encode(), data_in_len=LONG_TRANSFER)
         assert dev.service() == 0 and len(dev.deferred) == 1
-        assert _settle(dev, 1) == 1
+        assert complete_from_worker(dev, 1) == 1
         (c,) = big.reap()
         assert c.status == GOOD and c.data_in[:3] == bytes([0, 1, 2])
     finally:

@@ -3,10 +3,8 @@ whose data area keeps what earlier commands left in it, as the real one does."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
-from plugins.tcmu_ring import SimulatedKernel
+from plugins.tcmu_ring import SimulatedKernel, complete_from_worker
 
 from lio_xcopy.copy.manager import CopyManager
 from lio_xcopy.devices.backing import BackingStore
@@ -44,11 +42,8 @@ def lun(request, tmp_path):
 
 def _run(kernel, dev, cdb: bytes, data_in_len: int = BUFFER):
     kernel.submit(cdb, data_in_len=data_in_len, scatter=False)
-    dev.service()
-    deadline = time.monotonic() + 10
-    while dev.deferred and time.monotonic() < deadline:  # a command on the LUN's worker
-        time.sleep(0.001)
-        dev.complete_finished()
+    if not dev.service():  # a command on the LUN's worker
+        complete_from_worker(dev, 1)
     (c,) = kernel.reap()
     return c
 
