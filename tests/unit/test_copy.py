@@ -567,6 +567,23 @@ def test_a_list_identifier_never_used_has_no_held_results(timed):
     assert _no_held_results(manager, src, 6)
 
 
+def test_by_default_each_copy_runs_on_a_daemon_thread_named_after_it(lab):
+    """No executor given: the copy's work runs apart from the command that started it,
+    on a daemon thread of its own (a copy stuck in a device never keeps the daemon from
+    exiting), called after the LUN and list identifier while it runs."""
+    import threading
+
+    src, dst = lab.disk("src", data=os.urandom(MiB)), lab.disk("dst")
+    seen: list[tuple[str, bool, bool]] = []
+    end = ScriptedEnd(dst)
+    end.at("write_blocks", 1, lambda: seen.append((
+        threading.current_thread().name, threading.current_thread().daemon,
+        threading.current_thread() is threading.main_thread())))
+    run(lab.manager, src, [(src, {}), (end, {})], [BlockToBlock(0, 1, 8, 0, 0)],
+        list_identifier=3, list_id_usage=ListIdUsage.HOLD)
+    assert seen == [("xcopy-src-3", True, False)]
+
+
 def test_a_running_copy_is_not_expired(lab, steps):
     clock = FakeClock()
     manager = CopyManager(chunk=64 * 1024, clock=clock, executor=steps)

@@ -223,6 +223,19 @@ def test_reload_rescan_drops_vanished_devices_and_keeps_the_rest(tmp_path):
     kernel.close()
 
 
+def test_the_daemon_runs_copies_and_background_writes_on_its_executor(steps):
+    """The daemon's own executor (a daemon thread per copy by default) is the one its
+    copy manager and ROD token store submit to; a caller's replaces it."""
+    from lio_xcopy.copy.executor import DaemonThreads
+
+    default = Daemon()
+    assert isinstance(default.copy_executor, DaemonThreads)
+    assert default.copy_manager.executor is default.copy_executor
+    assert default.copy_manager.rod.executor is default.copy_executor
+    given = Daemon(copy_executor=steps)
+    assert given.copy_manager.executor is steps and given.copy_manager.rod.executor is steps
+
+
 class CopyRig:
     """LUN ``a`` served by a daemon over a simulated ring and disk ``b`` beside it, in
     one copy group; the daemon's copies run when the test says (``steps``), and ``src``
