@@ -12,7 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 
 import pytest
-from plugins.copy_steps import InlineExecutor, StepExecutor
+from plugins.copy_steps import InlineExecutor, ScriptedEnd, StepExecutor
 
 from lio_xcopy.copy.manager import CopyManager
 from lio_xcopy.devices.backing import BackingStore
@@ -184,6 +184,8 @@ class Lab:
         self.manager = CopyManager(chunk=CHUNK, executor=executor)
         for d in (self.src, self.dst, self.tape):
             self.manager.register(d)
+        self.source = ScriptedEnd(self.src)  # src as a copy end, its calls scripted
+        self.manager.register(self.source)
 
     def cscd(self, dev: ScsiDevice, **kw) -> IdentificationCscd:
         naa = next(d for d in dev.designators() if d.designator_type == 3)
@@ -284,14 +286,9 @@ def test_an_immed_copy_answers_good_at_once_and_is_polled_until_done(lab):
 def test_copy_operation_abort_stops_an_immed_copy_with_an_exact_count(lab):
     lab.send(lab.disk_to_disk(0xABCDEF01, immed=True))
     job = lab.manager.jobs()[0]
-    real_moved, aborts = job.moved, []
-
-    def moved_then_abort(data, n):  # three chunks land, then the abort arrives
-        real_moved(data, n)
-        if job.transferred == 3 * CHUNK:
-            aborts.append(lab.abort(0xABCDEF01))
-
-    job.moved = moved_then_abort
+    aborts: list[int | Future[int]] = []
+    # three chunks land, then the abort arrives
+    lab.source.at("read_blocks", 4, lambda: aborts.append(lab.abort(0xABCDEF01)))
     lab.steps.run_next()
     (answer,) = aborts
     # SPC-4 5.17.4.7 a): the abort completes once the copy has stopped
@@ -423,14 +420,13 @@ def test_stop_waits_for_a_running_background_copy_to_end(tmp_path):
     try:
         lab.send(lab.disk_to_disk(12, immed=True))
         job = lab.manager.jobs()[0]
-        real_moved, reached, go = job.moved, threading.Event(), threading.Event()
+        reached, go = threading.Event(), threading.Event()
 
-        def moved_then_hold(data, n):  # one chunk lands, then the copy is held
-            real_moved(data, n)
+        def hold() -> None:  # one chunk lands, then the copy is held
             reached.set()
             assert go.wait(10)
 
-        job.moved = moved_then_hold
+        lab.source.at("read_blocks", 2, hold)
         copier = threading.Thread(target=steps.run_next)
         copier.start()
         assert reached.wait(10)
@@ -473,15 +469,7 @@ def test_the_operation_counter_wraps_and_leaves_out_a_failed_command(lab):
     lab.send(lab.disk_to_disk(0x55, immed=True))
     job = lab.manager.jobs()[0]
     job.operations = 0xFFFF
-    real_read, reads = lab.src.read_blocks, []
-
-    def read_twice_then_fail(lba, n, buf):
-        reads.append(lba)
-        if len(reads) == 3:
-            raise CheckCondition(SenseData(SenseKey.MEDIUM_ERROR, 0x1100))
-        return real_read(lba, n, buf)
-
-    lab.src.read_blocks = read_twice_then_fail
+    lab.source.at("read_blocks", 3, CheckCondition(SenseData(SenseKey.MEDIUM_ERROR, 0x1100)))
     lab.steps.run_next()
     st = lab.status(0x55)
     assert st.status == CopyOperationStatus.COMPLETED_WITH_ERRORS
