@@ -47,7 +47,7 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import ClassVar, Self
+from typing import Any, ClassVar, Self, cast
 
 from lio_xcopy.errors import LioXcopyError
 from lio_xcopy.scsi.cdb import Cdb, bitfield
@@ -56,6 +56,7 @@ from lio_xcopy.scsi.errors import (
     InvalidFieldInParameterList,
     ParameterListLengthError,
 )
+from lio_xcopy.scsi.layout import Layout
 from lio_xcopy.scsi.sense import Asc, SenseData
 from lio_xcopy.scsi.spc import Designator
 
@@ -574,9 +575,36 @@ def _parse_cscd(buf: memoryview, off: int, inline_length: int = 0) -> Cscd:
 
 
 # --- segment descriptors, SPC-4 6.4.6 ----------------------------------------------------------
+#: The bytes every segment descriptor starts with (SPC-4 6.4.6.1 table 131): type code,
+#: CAT (byte 1 bit 0), DESCRIPTOR LENGTH (the bytes after byte 3), SOURCE and
+#: DESTINATION CSCD DESCRIPTOR ID. DC (byte 1 bit 1) is 02h's alone.
+SEGMENT_HEADER = Layout(
+    "segment descriptor header", 8,
+    type_code=bitfield(0), cat=bitfield(1, 1), descriptor_length=bitfield(2, 16),
+    source=bitfield(4, 16), destination=bitfield(6, 16),
+)
+#: The header of a descriptor that names only a destination (04h, 05h; 10h-12h have
+#: no CAT either): bytes 4-5 are reserved.
+_TO_STREAM_HEADER = Layout(
+    "segment descriptor header (destination only)", 8,
+    type_code=bitfield(0), cat=bitfield(1, 1), descriptor_length=bitfield(2, 16),
+    destination=bitfield(6, 16),
+)
+_TAPE_OPERATION_HEADER = Layout(
+    "segment descriptor header (tape operation)", 8,
+    type_code=bitfield(0), descriptor_length=bitfield(2, 16), destination=bitfield(6, 16),
+)
+#: Fields the descriptor's class supplies itself rather than an attribute.
+_CLASS_FIELDS = frozenset({"type_code", "descriptor_length"})
+
+
 class SegmentDescriptor:
     """Common header (SPC-4 6.4.6.1): type code, DC (02h only) and CAT bits, DESCRIPTOR
-    LENGTH (bytes after byte 3), SOURCE and DESTINATION CSCD DESCRIPTOR ID."""
+    LENGTH (bytes after byte 3), SOURCE and DESTINATION CSCD DESCRIPTOR ID.
+
+    Each type's :attr:`LAYOUT` is its field table: :meth:`encode` writes the attribute
+    of each field's name (a one-bit field is a flag), :meth:`decode` reads them back,
+    and :meth:`field_offset` is the byte a COPY ABORTED segment pointer names."""
 
     __slots__ = ()
     TYPE_CODE: ClassVar[int]
@@ -585,7 +613,7 @@ class SegmentDescriptor:
     #: the "+application client" forms (0Bh-0Fh): the data the segment processes is also
     #: held for RECEIVE COPY RESULTS RECEIVE DATA (SPC-4 6.4.6)
     HOLDS_DATA: ClassVar[bool] = False
-    _STRUCT: ClassVar[struct.Struct]
+    LAYOUT: ClassVar[Layout]
 
     source: int
     destination: int
@@ -601,6 +629,11 @@ class SegmentDescriptor:
         """Whether a DESCRIPTOR LENGTH is the one this type requires."""
         return descriptor_length == cls.DESCRIPTOR_LENGTH
 
+    @classmethod
+    def field_offset(cls, name: str) -> int:
+        """The byte of field ``name`` in the descriptor (SPC-4 4.5.2.4.6 segment pointer)."""
+        return cls.LAYOUT.offset(name)
+
     def wire_size(self) -> int:
         """Bytes of this descriptor on the wire."""
         return self.size()
@@ -608,29 +641,45 @@ class SegmentDescriptor:
     def cscd_ids(self) -> tuple[tuple[str, int, int], ...]:
         """(role, CSCD DESCRIPTOR ID, its byte in the descriptor) for each copy end the
         descriptor names: both for the copy segments, one for 04h-06h and 10h-12h."""
-        return (("source", self.source, 4), ("destination", self.destination, 6))
+        return tuple((role, getattr(self, role), self.LAYOUT.offset(role))
+                     for role in ("source", "destination") if role in self.LAYOUT)
 
-    def _head(self, flags: int = 0, length: int | None = None) -> tuple[int, int, int, int, int]:
-        """Bytes 0-7; a CSCD DESCRIPTOR ID the type does not name is reserved (zero)."""
-        ids = {role: cscd_id for role, cscd_id, _ in self.cscd_ids()}
-        return (
-            self.TYPE_CODE,
-            flags | (0x01 if self.cat else 0),
-            _fits("descriptor_length", self.DESCRIPTOR_LENGTH if length is None else length, 16),
-            _fits("source", ids.get("source", 0), 16),
-            _fits("destination", ids.get("destination", 0), 16),
-        )
+    def _values(self, **wire: int) -> dict[str, int]:
+        """The value of every field of :attr:`LAYOUT`, for :meth:`encode`: the attribute
+        of the field's name unless ``wire`` gives the value on the wire."""
+        values = {"type_code": self.TYPE_CODE, "descriptor_length": self.DESCRIPTOR_LENGTH}
+        values.update({f.name: int(getattr(self, f.name)) for f in self.LAYOUT.fields
+                       if f.name not in _CLASS_FIELDS and f.name not in wire})
+        values.update(wire)
+        return values
 
     def encode(self) -> bytes:
-        raise NotImplementedError
+        return bytes(self.LAYOUT.encode(self._values()))
 
     @classmethod
-    def decode(cls, buf: memoryview | bytes, off: int = 0) -> SegmentDescriptor:
+    def _fields(cls, buf: memoryview | bytes, off: int) -> dict[str, Any]:
+        """The attributes :attr:`LAYOUT` holds at ``off``."""
+        return _attributes(cls.LAYOUT, buf, off)
+
+    @classmethod
+    def decode(cls, buf: memoryview | bytes, off: int = 0) -> Self:
         """The descriptor at ``off``; its DESCRIPTOR LENGTH is already checked."""
-        raise NotImplementedError
+        return cls._build(buf, off)
+
+    @classmethod
+    def _build(cls, buf: memoryview | bytes, off: int) -> Self:
+        built: Self = cast(Any, cls)(**cls._fields(buf, off))
+        return built
 
     def _ids(self) -> str:
         return f"CSCD {_cscd_id_name(self.source)} -> CSCD {_cscd_id_name(self.destination)}"
+
+
+def _attributes(layout: Layout, buf: memoryview | bytes, off: int) -> dict[str, Any]:
+    """The fields of ``layout`` at ``off`` as a descriptor's attributes: one-bit fields
+    are flags; the type code and the DESCRIPTOR LENGTH belong to the class."""
+    return {name: bool(value) if layout.field(name).width == 1 else value
+            for name, value in layout.decode(buf, off).items() if name not in _CLASS_FIELDS}
 
 
 def _cscd_id_name(cscd_id: int) -> str:
@@ -656,20 +705,10 @@ class _BlockStream(SegmentDescriptor):
     cat: bool = False
 
     DESCRIPTOR_LENGTH: ClassVar[int] = 0x14
-    _STRUCT: ClassVar[struct.Struct] = struct.Struct(">BBHHHIxxHQ")
-
-    def encode(self) -> bytes:
-        return self._STRUCT.pack(
-            *self._head(),
-            _fits("stream_transfer_length", self.stream_transfer_length, 24),
-            _fits("number_of_blocks", self.number_of_blocks, 16),
-            _fits("lba", self.lba, 64),
-        )
-
-    @classmethod
-    def decode(cls, buf: memoryview | bytes, off: int = 0) -> Self:
-        _, b1, _, src, dst, stl, nblocks, lba = cls._STRUCT.unpack_from(buf, off)
-        return cls(src, dst, nblocks, lba, stl & 0xFFFFFF, bool(b1 & 0x01))
+    LAYOUT: ClassVar[Layout] = SEGMENT_HEADER.extend(
+        "block<->stream", 24, stream_transfer_length=bitfield(9, 24),
+        number_of_blocks=bitfield(14, 16), lba=bitfield(16, 64),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -721,20 +760,10 @@ class BlockToBlock(SegmentDescriptor):
     TYPE_CODE: ClassVar[int] = 0x02
     DESCRIPTOR_LENGTH: ClassVar[int] = 0x18
     SHORTHAND: ClassVar[str] = "block->block"
-    _STRUCT: ClassVar[struct.Struct] = struct.Struct(">BBHHHxxHQQ")
-
-    def encode(self) -> bytes:
-        return self._STRUCT.pack(
-            *self._head(0x02 if self.dc else 0),
-            _fits("number_of_blocks", self.number_of_blocks, 16),
-            _fits("source_lba", self.source_lba, 64),
-            _fits("destination_lba", self.destination_lba, 64),
-        )
-
-    @classmethod
-    def decode(cls, buf: memoryview | bytes, off: int = 0) -> Self:
-        _, b1, _, src, dst, nblocks, slba, dlba = cls._STRUCT.unpack_from(buf, off)
-        return cls(src, dst, nblocks, slba, dlba, bool(b1 & 0x02), bool(b1 & 0x01))
+    LAYOUT: ClassVar[Layout] = SEGMENT_HEADER.extend(
+        "block->block", 28, dc=bitfield(1, 1, lsb=1), number_of_blocks=bitfield(10, 16),
+        source_lba=bitfield(12, 64), destination_lba=bitfield(20, 64),
+    )
 
     def describe(self) -> str:
         return (
@@ -760,20 +789,10 @@ class StreamToStream(SegmentDescriptor):
     TYPE_CODE: ClassVar[int] = 0x03
     DESCRIPTOR_LENGTH: ClassVar[int] = 0x10
     SHORTHAND: ClassVar[str] = "stream->stream"
-    _STRUCT: ClassVar[struct.Struct] = struct.Struct(">BBHHHIII")
-
-    def encode(self) -> bytes:
-        return self._STRUCT.pack(
-            *self._head(),
-            _fits("source_transfer_length", self.source_transfer_length, 24),
-            _fits("destination_transfer_length", self.destination_transfer_length, 24),
-            _fits("byte_count", self.byte_count, 32),
-        )
-
-    @classmethod
-    def decode(cls, buf: memoryview | bytes, off: int = 0) -> Self:
-        _, b1, _, src, dst, sstl, dstl, count = cls._STRUCT.unpack_from(buf, off)
-        return cls(src, dst, count, sstl & 0xFFFFFF, dstl & 0xFFFFFF, bool(b1 & 0x01))
+    LAYOUT: ClassVar[Layout] = SEGMENT_HEADER.extend(
+        "stream->stream", 20, source_transfer_length=bitfield(9, 24),
+        destination_transfer_length=bitfield(13, 24), byte_count=bitfield(16, 32),
+    )
 
     def describe(self) -> str:
         return (
@@ -793,9 +812,6 @@ class _ToStream(SegmentDescriptor):
     def source(self) -> int:  # type: ignore[override]
         """Reserved in this descriptor: it names no copy source."""
         return CSCD_ID_LOCAL
-
-    def cscd_ids(self) -> tuple[tuple[str, int, int], ...]:
-        return (("destination", self.destination, 6),)
 
 
 def _to_stream(seg: InlineToStream | EmbeddedToStream) -> str:
@@ -821,24 +837,24 @@ class InlineToStream(_ToStream):
     TYPE_CODE: ClassVar[int] = 0x04
     DESCRIPTOR_LENGTH: ClassVar[int] = 0x14
     SHORTHAND: ClassVar[str] = "inline->stream"
-    _STRUCT: ClassVar[struct.Struct] = struct.Struct(">BBHHHIxxxxII")
+    LAYOUT: ClassVar[Layout] = _TO_STREAM_HEADER.extend(
+        "inline->stream", 24, stream_transfer_length=bitfield(9, 24),
+        inline_data_offset=bitfield(16, 32), number_of_bytes=bitfield(20, 32),
+    )
 
     def encode(self) -> bytes:
         if self.inline_data_offset % 4:
             raise ValueError(f"INLINE DATA OFFSET {self.inline_data_offset} not a multiple of 4")
-        return self._STRUCT.pack(
-            *self._head(), _fits("stream_transfer_length", self.stream_transfer_length, 24),
-            _fits("inline_data_offset", self.inline_data_offset, 32),
-            _fits("number_of_bytes", self.number_of_bytes, 32),
-        )
+        return SegmentDescriptor.encode(self)
 
     @classmethod
     def decode(cls, buf: memoryview | bytes, off: int = 0) -> Self:
-        _, b1, _, _, dst, stl, offset, count = cls._STRUCT.unpack_from(buf, off)
+        offset = cls.LAYOUT.get("inline_data_offset", buf, off)
         if offset % 4:
+            byte, bit = cls.LAYOUT.pointer("inline_data_offset")
             raise InvalidFieldInParameterList(
-                off + 16, None, f"INLINE DATA OFFSET {offset} not a multiple of 4")
-        return cls(dst, offset, count, stl & 0xFFFFFF, bool(b1 & 0x01))
+                off + byte, bit, f"INLINE DATA OFFSET {offset} not a multiple of 4")
+        return cls._build(buf, off)
 
     def describe(self) -> str:
         return (f"04h {self.SHORTHAND}: {self.number_of_bytes} bytes of inline data from "
@@ -863,7 +879,10 @@ class EmbeddedToStream(_ToStream):
     TYPE_CODE: ClassVar[int] = 0x05
     DESCRIPTOR_LENGTH: ClassVar[int] = 0x0C  # without embedded data
     SHORTHAND: ClassVar[str] = "embedded->stream"
-    _STRUCT: ClassVar[struct.Struct] = struct.Struct(">BBHHHIxxH")
+    LAYOUT: ClassVar[Layout] = _TO_STREAM_HEADER.extend(
+        "embedded->stream", 16, stream_transfer_length=bitfield(9, 24),
+        number_of_bytes=bitfield(14, 16),
+    )
 
     @classmethod
     def length_ok(cls, descriptor_length: int) -> bool:
@@ -880,21 +899,20 @@ class EmbeddedToStream(_ToStream):
         return bytes(self.data[: self.embedded_bytes])
 
     def wire_size(self) -> int:
-        return self._STRUCT.size + -(-len(self.data) // 4) * 4
+        return self.LAYOUT.length + -(-len(self.data) // 4) * 4
 
     def encode(self) -> bytes:
         area = bytes(self.data) + bytes(-len(self.data) % 4)
-        return self._STRUCT.pack(
-            *self._head(length=self.DESCRIPTOR_LENGTH + len(area)),
-            _fits("stream_transfer_length", self.stream_transfer_length, 24),
-            _fits("number_of_bytes", self.embedded_bytes, 16),
-        ) + area
+        values = self._values(descriptor_length=self.DESCRIPTOR_LENGTH + len(area),
+                              number_of_bytes=self.embedded_bytes)
+        return bytes(self.LAYOUT.encode(values)) + area
 
     @classmethod
     def decode(cls, buf: memoryview | bytes, off: int = 0) -> Self:
-        _, b1, dlen, _, dst, stl, count = cls._STRUCT.unpack_from(buf, off)
-        area = bytes(buf[off + cls._STRUCT.size : off + 4 + dlen])
-        return cls(dst, area, stl & 0xFFFFFF, count, bool(b1 & 0x01))
+        fields = cls._fields(buf, off)
+        end = off + 4 + cls.LAYOUT.get("descriptor_length", buf, off)
+        return cls(fields["destination"], bytes(buf[off + cls.LAYOUT.length : end]),
+                   fields["stream_transfer_length"], fields["number_of_bytes"], fields["cat"])
 
     def describe(self) -> str:
         return (f"05h {self.SHORTHAND}: {self.embedded_bytes} bytes of embedded data"
@@ -915,26 +933,16 @@ class StreamToDiscard(SegmentDescriptor):
     TYPE_CODE: ClassVar[int] = 0x06
     DESCRIPTOR_LENGTH: ClassVar[int] = 0x0C
     SHORTHAND: ClassVar[str] = "stream->discard"
-    _STRUCT: ClassVar[struct.Struct] = struct.Struct(">BBHHHII")
+    LAYOUT: ClassVar[Layout] = Layout(
+        "stream->discard", 16, type_code=bitfield(0), cat=bitfield(1, 1),
+        descriptor_length=bitfield(2, 16), source=bitfield(4, 16),
+        stream_transfer_length=bitfield(9, 24), byte_count=bitfield(12, 32),
+    )
 
     @property
     def destination(self) -> int:  # type: ignore[override]
         """Reserved in this descriptor: the data goes nowhere."""
         return CSCD_ID_LOCAL
-
-    def cscd_ids(self) -> tuple[tuple[str, int, int], ...]:
-        return (("source", self.source, 4),)
-
-    def encode(self) -> bytes:
-        return self._STRUCT.pack(
-            *self._head(), _fits("stream_transfer_length", self.stream_transfer_length, 24),
-            _fits("byte_count", self.byte_count, 32),
-        )
-
-    @classmethod
-    def decode(cls, buf: memoryview | bytes, off: int = 0) -> Self:
-        _, b1, _, src, _, stl, count = cls._STRUCT.unpack_from(buf, off)
-        return cls(src, count, stl & 0xFFFFFF, bool(b1 & 0x01))
 
     def describe(self) -> str:
         return (
@@ -942,9 +950,6 @@ class StreamToDiscard(SegmentDescriptor):
             f"{_cscd_id_name(self.source)}, stream transfer length "
             f"{self.stream_transfer_length}{', CAT' if self.cat else ''}"
         )
-
-
-_TAPE_OPERATION = struct.Struct(">BBHHHI")
 
 
 class _TapeOperation(_ToStream):
@@ -957,21 +962,6 @@ class _TapeOperation(_ToStream):
     @property
     def cat(self) -> bool:  # type: ignore[override]
         return False
-
-    def _word(self) -> int:
-        raise NotImplementedError
-
-    @classmethod
-    def _from_word(cls, destination: int, word: int) -> Self:
-        raise NotImplementedError
-
-    def encode(self) -> bytes:
-        return _TAPE_OPERATION.pack(*self._head(), self._word())
-
-    @classmethod
-    def decode(cls, buf: memoryview | bytes, off: int = 0) -> Self:
-        *_, dst, word = _TAPE_OPERATION.unpack_from(buf, off)
-        return cls._from_word(dst, word)
 
     def _on(self) -> str:
         return f"CSCD {_cscd_id_name(self.destination)}"
@@ -990,15 +980,10 @@ class WriteFilemarks(_TapeOperation):
 
     TYPE_CODE: ClassVar[int] = 0x10
     SHORTHAND: ClassVar[str] = "write filemarks"
-
-    def _word(self) -> int:
-        return ((0x02 if self.wsmk else 0) | (0x01 if self.immed else 0)) << 24 \
-            | _fits("count", self.count, 24)
-
-    @classmethod
-    def _from_word(cls, destination: int, word: int) -> Self:
-        return cls(destination, word & 0xFFFFFF, bool(word >> 24 & 0x01),
-                   bool(word >> 24 & 0x02))
+    LAYOUT: ClassVar[Layout] = _TAPE_OPERATION_HEADER.extend(
+        "write filemarks", 12, wsmk=bitfield(8, 1, lsb=1), immed=bitfield(8, 1),
+        count=bitfield(9, 24),
+    )
 
     def describe(self) -> str:
         return (f"10h {self.SHORTHAND}: {self.count} to {self._on()}"
@@ -1017,16 +1002,21 @@ class Space(_TapeOperation):
 
     TYPE_CODE: ClassVar[int] = 0x11
     SHORTHAND: ClassVar[str] = "space"
+    LAYOUT: ClassVar[Layout] = _TAPE_OPERATION_HEADER.extend(
+        "space", 12, code=bitfield(8, 4), count=bitfield(9, 24),
+    )
 
-    def _word(self) -> int:
+    def _values(self, **wire: int) -> dict[str, int]:
         if not -(1 << 23) <= self.count < 1 << 23:
             raise ValueError(f"count={self.count} does not fit a signed 24-bit COUNT")
-        return _fits("code", self.code, 4) << 24 | self.count & 0xFFFFFF
+        return SegmentDescriptor._values(self, count=self.count & 0xFFFFFF, **wire)
 
     @classmethod
-    def _from_word(cls, destination: int, word: int) -> Self:
-        count = word & 0xFFFFFF
-        return cls(destination, word >> 24 & 0x0F, count - (1 << 24) if count >> 23 else count)
+    def _fields(cls, buf: memoryview | bytes, off: int) -> dict[str, Any]:
+        fields = _attributes(cls.LAYOUT, buf, off)
+        count = fields["count"]
+        fields["count"] = count - (1 << 24) if count >> 23 else count
+        return fields
 
     def describe(self) -> str:
         what = {0: "blocks", 1: "filemarks", 3: "to end of data"}.get(
@@ -1045,13 +1035,9 @@ class Locate(_TapeOperation):
 
     TYPE_CODE: ClassVar[int] = 0x12
     SHORTHAND: ClassVar[str] = "locate"
-
-    def _word(self) -> int:
-        return _fits("logical_object_identifier", self.logical_object_identifier, 32)
-
-    @classmethod
-    def _from_word(cls, destination: int, word: int) -> Self:
-        return cls(destination, word)
+    LAYOUT: ClassVar[Layout] = _TAPE_OPERATION_HEADER.extend(
+        "locate", 12, logical_object_identifier=bitfield(8, 32),
+    )
 
     def describe(self) -> str:
         return (f"12h {self.SHORTHAND}: logical object {self.logical_object_identifier} on "
@@ -1074,19 +1060,14 @@ class TapeImageCopy(SegmentDescriptor):
     TYPE_CODE: ClassVar[int] = 0x13
     DESCRIPTOR_LENGTH: ClassVar[int] = 0x08
     SHORTHAND: ClassVar[str] = "tape image copy"
-    _STRUCT: ClassVar[struct.Struct] = struct.Struct(">BBHHHI")
+    LAYOUT: ClassVar[Layout] = Layout(
+        "tape image copy", 12, type_code=bitfield(0), descriptor_length=bitfield(2, 16),
+        source=bitfield(4, 16), destination=bitfield(6, 16), count=bitfield(9, 24),
+    )
 
     @property
     def cat(self) -> bool:  # type: ignore[override]
         return False
-
-    def encode(self) -> bytes:
-        return self._STRUCT.pack(*self._head(), _fits("count", self.count, 24))
-
-    @classmethod
-    def decode(cls, buf: memoryview | bytes, off: int = 0) -> Self:
-        _, _, _, src, dst, word = cls._STRUCT.unpack_from(buf, off)
-        return cls(src, dst, word & 0xFFFFFF)
 
     def describe(self) -> str:
         end = (f"{self.count} consecutive filemarks or end of data" if self.count
@@ -1107,7 +1088,10 @@ class VerifyCscd(SegmentDescriptor):
     TYPE_CODE: ClassVar[int] = 0x07
     DESCRIPTOR_LENGTH: ClassVar[int] = 0x08
     SHORTHAND: ClassVar[str] = "verify CSCD"
-    _STRUCT: ClassVar[struct.Struct] = struct.Struct(">BBHHHBxxx")
+    LAYOUT: ClassVar[Layout] = Layout(
+        "verify CSCD", 12, type_code=bitfield(0), descriptor_length=bitfield(2, 16),
+        source=bitfield(4, 16), tur=bitfield(8, 1),
+    )
 
     @property
     def destination(self) -> int:  # type: ignore[override]
@@ -1117,17 +1101,6 @@ class VerifyCscd(SegmentDescriptor):
     @property
     def cat(self) -> bool:  # type: ignore[override]
         return False
-
-    def cscd_ids(self) -> tuple[tuple[str, int, int], ...]:
-        return (("source", self.source, 4),)
-
-    def encode(self) -> bytes:
-        return self._STRUCT.pack(*self._head(), 0x01 if self.tur else 0)
-
-    @classmethod
-    def decode(cls, buf: memoryview | bytes, off: int = 0) -> Self:
-        _, _, _, src, _, b8 = cls._STRUCT.unpack_from(buf, off)
-        return cls(src, bool(b8 & 0x01))
 
     def describe(self) -> str:
         return (f"07h {self.SHORTHAND}: CSCD {_cscd_id_name(self.source)}"
@@ -1150,20 +1123,10 @@ class _BlockStreamOffset(SegmentDescriptor):
     cat: bool = False
 
     DESCRIPTOR_LENGTH: ClassVar[int] = 0x18
-    _STRUCT: ClassVar[struct.Struct] = struct.Struct(">BBHHHIIQxxH")
-
-    def encode(self) -> bytes:
-        return self._STRUCT.pack(
-            *self._head(),
-            _fits("stream_transfer_length", self.stream_transfer_length, 24),
-            _fits("byte_count", self.byte_count, 32), _fits("lba", self.lba, 64),
-            _fits("block_byte_offset", self.block_byte_offset, 16),
-        )
-
-    @classmethod
-    def decode(cls, buf: memoryview | bytes, off: int = 0) -> Self:
-        _, b1, _, src, dst, stl, count, lba, offset = cls._STRUCT.unpack_from(buf, off)
-        return cls(src, dst, count, lba, offset, stl & 0xFFFFFF, bool(b1 & 0x01))
+    LAYOUT: ClassVar[Layout] = SEGMENT_HEADER.extend(
+        "block+offset<->stream", 28, stream_transfer_length=bitfield(9, 24),
+        byte_count=bitfield(12, 32), lba=bitfield(16, 64), block_byte_offset=bitfield(26, 16),
+    )
 
     @property
     def start(self) -> tuple[int, int]:
@@ -1213,21 +1176,11 @@ class BlockToBlockOffset(SegmentDescriptor):
     TYPE_CODE: ClassVar[int] = 0x0A
     DESCRIPTOR_LENGTH: ClassVar[int] = 0x1C
     SHORTHAND: ClassVar[str] = "block+offset->block+offset"
-    _STRUCT: ClassVar[struct.Struct] = struct.Struct(">BBHHHIQQHH")
-
-    def encode(self) -> bytes:
-        return self._STRUCT.pack(
-            *self._head(), _fits("byte_count", self.byte_count, 32),
-            _fits("source_lba", self.source_lba, 64),
-            _fits("destination_lba", self.destination_lba, 64),
-            _fits("source_byte_offset", self.source_byte_offset, 16),
-            _fits("destination_byte_offset", self.destination_byte_offset, 16),
-        )
-
-    @classmethod
-    def decode(cls, buf: memoryview | bytes, off: int = 0) -> Self:
-        _, b1, _, src, dst, count, slba, dlba, soff, doff = cls._STRUCT.unpack_from(buf, off)
-        return cls(src, dst, count, slba, dlba, soff, doff, bool(b1 & 0x01))
+    LAYOUT: ClassVar[Layout] = SEGMENT_HEADER.extend(
+        "block+offset->block+offset", 32, byte_count=bitfield(8, 32),
+        source_lba=bitfield(12, 64), destination_lba=bitfield(20, 64),
+        source_byte_offset=bitfield(28, 16), destination_byte_offset=bitfield(30, 16),
+    )
 
     def describe(self) -> str:
         return (f"0Ah {self.SHORTHAND}: {self.byte_count} bytes, LBA {self.source_lba} + "

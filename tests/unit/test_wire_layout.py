@@ -1,0 +1,73 @@
+"""Parameter data field tables (scsi/layout.py): one table encodes, decodes and names the
+byte a field pointer reports, for the EXTENDED COPY descriptors (SPC-4 6.4.5, 6.4.6)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lio_xcopy.scsi import xcopy as x
+from lio_xcopy.scsi.layout import Layout, bitfield
+
+
+def test_a_layout_refuses_overlapping_and_overlong_fields():
+    with pytest.raises(ValueError, match="'b' overlaps"):
+        Layout("t", 4, a=bitfield(1, 16), b=bitfield(2, 1, lsb=3))
+    with pytest.raises(ValueError, match="'a' runs past byte 3"):
+        Layout("t", 4, a=bitfield(2, 24))
+
+
+def test_a_layout_encodes_checks_and_decodes_at_an_offset():
+    t = Layout("t", 4, flag=bitfield(0, 1, lsb=5), n=bitfield(1, 24))
+    assert t.encode({"flag": 1, "n": 0x010203}) == bytes.fromhex("20010203")
+    with pytest.raises(ValueError, match="n=16777216 does not fit 24 bits"):
+        t.encode({"n": 1 << 24})
+    assert t.decode(b"\xff\xdf\x01\x02\x03", 1) == {"flag": 0, "n": 0x010203}
+    assert t.pointer("flag") == (0, 5)
+    assert t.pointer("n") == (1, None)
+
+
+# SPC-4 6.4.6: the byte of each field a COPY ABORTED segment pointer names
+@pytest.mark.parametrize(("cls", "name", "byte"), [
+    (x.BlockToStream, "stream_transfer_length", 9), (x.BlockToStream, "number_of_blocks", 14),
+    (x.StreamToBlock, "lba", 16), (x.BlockToBlock, "number_of_blocks", 10),
+    (x.BlockToBlock, "source_lba", 12), (x.BlockToBlock, "destination_lba", 20),
+    (x.StreamToStream, "destination_transfer_length", 13),
+    (x.InlineToStream, "number_of_bytes", 20), (x.EmbeddedToStream, "number_of_bytes", 14),
+    (x.WriteFilemarks, "wsmk", 8), (x.Space, "code", 8),
+    (x.BlockToStreamOffset, "byte_count", 12), (x.BlockToBlockOffset, "source_lba", 12),
+    (x.BlockToBlockOffset, "destination_lba", 20), (x.TapeImageCopy, "count", 9),
+])
+def test_segment_field_offsets_are_the_standards(cls, name, byte):
+    assert cls.field_offset(name) == byte
+
+
+def test_every_segment_type_has_a_table_as_long_as_its_descriptor():
+    for code, cls in x.SEGMENT_CLASSES.items():
+        assert cls.LAYOUT.length == cls.size(), f"{code:02X}h"
+        assert cls.LAYOUT.offset("type_code") == 0
+        assert cls.LAYOUT.offset("descriptor_length") == 2
+
+
+def test_cscd_ids_come_from_the_table():
+    assert x.BlockToBlock(3, 4, 1, 0, 0).cscd_ids() == (("source", 3, 4), ("destination", 4, 6))
+    assert x.InlineToStream(5, 0, 0, 0).cscd_ids() == (("destination", 5, 6),)
+    assert x.StreamToDiscard(6, 1, 1).cscd_ids() == (("source", 6, 4),)
+    assert x.VerifyCscd(7).cscd_ids() == (("source", 7, 4),)
+
+
+@given(count=st.integers(-(1 << 23), (1 << 23) - 1), code=st.integers(0, 15))
+def test_space_count_is_twos_complement_on_the_wire(count, code):
+    seg = x.Space(2, code, count)
+    wire = seg.encode()
+    assert wire[8] == code and int.from_bytes(wire[9:12], "big") == count & 0xFFFFFF
+    assert x.Space.decode(wire) == seg
+
+
+def test_a_misaligned_inline_offset_points_at_its_field():
+    wire = bytearray(bytes(8) + x.InlineToStream(0, 4, 8, 8).encode())
+    wire[8 + 19] = 6  # INLINE DATA OFFSET 6
+    with pytest.raises(x.InvalidFieldInParameterList) as e:
+        x.InlineToStream.decode(memoryview(wire), 8)
+    assert e.value.sense.sense_key_specific == bytes.fromhex("800018")  # SKSV, C/D 0: byte 24
