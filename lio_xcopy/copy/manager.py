@@ -63,6 +63,7 @@ from lio_xcopy.scsi.sense import (
 )
 from lio_xcopy.scsi.vendor_sense import PolicyApart
 from lio_xcopy.scsi.xcopy import (
+    SEGMENT_HEADER,
     BlockToBlock,
     BlockToBlockOffset,
     BlockToStream,
@@ -604,7 +605,9 @@ class CopyManager:
         src, scscd = named["source"]
         dst, dcscd = named["destination"]
         kinds = _end_kinds(seg)
-        for dev, cscd, fits, byte in ((src, scscd, kinds[0], 4), (dst, dcscd, kinds[1], 6)):
+        for dev, cscd, fits, role in ((src, scscd, kinds[0], "source"),
+                                      (dst, dcscd, kinds[1], "destination")):
+            byte = SEGMENT_HEADER.offset(role)
             if dev is None or fits is None:
                 continue
             if not fits(dev) or (
@@ -653,18 +656,22 @@ class CopyManager:
         INVALID FIELD IN PARAMETER LIST)."""
         if isinstance(seg, InlineToStream) and \
                 seg.inline_data_offset + seg.number_of_bytes > inline_length:
-            raise CopyAborted(Asc.INLINE_DATA_LENGTH_EXCEEDED, i, byte=20,
+            raise CopyAborted(Asc.INLINE_DATA_LENGTH_EXCEEDED, i,
+                              byte=InlineToStream.field_offset("number_of_bytes"),
                               message=f"inline data {seg.inline_data_offset}+"
                                       f"{seg.number_of_bytes} beyond {inline_length} bytes")
         if isinstance(seg, EmbeddedToStream) and seg.embedded_bytes > len(seg.data):
-            raise CopyAborted(Asc.INVALID_FIELD_IN_PARAMETER_LIST, i, byte=14,
+            raise CopyAborted(Asc.INVALID_FIELD_IN_PARAMETER_LIST, i,
+                              byte=EmbeddedToStream.field_offset("number_of_bytes"),
                               message=f"{seg.embedded_bytes} bytes of embedded data in a "
                                       f"{len(seg.data)}-byte area")
         if isinstance(seg, WriteFilemarks) and seg.wsmk:
-            raise CopyAborted(Asc.INVALID_FIELD_IN_PARAMETER_LIST, i, byte=8,
+            raise CopyAborted(Asc.INVALID_FIELD_IN_PARAMETER_LIST, i,
+                              byte=WriteFilemarks.field_offset("wsmk"),
                               message="setmarks (WSMK) are not supported")
         if isinstance(seg, Space) and seg.code not in SPACE_CODES:
-            raise CopyAborted(Asc.INVALID_FIELD_IN_PARAMETER_LIST, i, byte=8,
+            raise CopyAborted(Asc.INVALID_FIELD_IN_PARAMETER_LIST, i,
+                              byte=Space.field_offset("code"),
                               message=f"space code {seg.code}")
 
     def _check_ranges(self, i: int, seg: Any, src: Any, dst: Any) -> None:
@@ -677,25 +684,32 @@ class CopyManager:
         if isinstance(seg, BlockToBlock):
             nbytes = seg.number_of_blocks * (dst.block_size if seg.dc else src.block_size)
             if nbytes % src.block_size or nbytes % dst.block_size:
-                raise CopyAborted(Asc.UNEXPECTED_INEXACT_SEGMENT, i, byte=10)
-            check(src, seg.source_lba, nbytes // src.block_size, 12)
-            check(dst, seg.destination_lba, nbytes // dst.block_size, 20)
+                raise CopyAborted(Asc.UNEXPECTED_INEXACT_SEGMENT, i,
+                                  byte=seg.field_offset("number_of_blocks"))
+            check(src, seg.source_lba, nbytes // src.block_size, seg.field_offset("source_lba"))
+            check(dst, seg.destination_lba, nbytes // dst.block_size,
+                  seg.field_offset("destination_lba"))
         elif isinstance(seg, BlockToStream):
-            check(src, seg.lba, seg.number_of_blocks, 16)
+            check(src, seg.lba, seg.number_of_blocks, seg.field_offset("lba"))
         elif isinstance(seg, StreamToBlock):
-            check(dst, seg.lba, seg.number_of_blocks, 16)
+            check(dst, seg.lba, seg.number_of_blocks, seg.field_offset("lba"))
         elif isinstance(seg, BlockToBlockOffset):
             check(src, seg.source_lba, _blocks_spanned(src, seg.source_byte_offset,
-                                                       seg.byte_count), 12)
+                                                       seg.byte_count),
+                  seg.field_offset("source_lba"))
             check(dst, seg.destination_lba, _blocks_spanned(dst, seg.destination_byte_offset,
-                                                            seg.byte_count), 20)
+                                                            seg.byte_count),
+                  seg.field_offset("destination_lba"))
         elif isinstance(seg, BlockToStreamOffset):
-            check(src, seg.lba, _blocks_spanned(src, seg.block_byte_offset, seg.byte_count), 16)
+            check(src, seg.lba, _blocks_spanned(src, seg.block_byte_offset, seg.byte_count),
+                  seg.field_offset("lba"))
         elif isinstance(seg, StreamToBlockOffset):
-            check(dst, seg.lba, _blocks_spanned(dst, seg.block_byte_offset, seg.byte_count), 16)
+            check(dst, seg.lba, _blocks_spanned(dst, seg.block_byte_offset, seg.byte_count),
+                  seg.field_offset("lba"))
         nbytes = _segment_bytes(seg, src, dst)
         if self.limits.max_segment_length and nbytes > self.limits.max_segment_length:
-            raise CopyAborted(Asc.INVALID_FIELD_IN_PARAMETER_LIST, i, byte=8,
+            # the first byte after the common header: the segment's own fields
+            raise CopyAborted(Asc.INVALID_FIELD_IN_PARAMETER_LIST, i, byte=SEGMENT_HEADER.length,
                               message=f"segment of {nbytes} bytes")
 
     # --- running a copy ----------------------------------------------------------------------
@@ -771,8 +785,10 @@ class CopyManager:
             which = plan.source if source else plan.destination
             asc = (Asc.COPY_TARGET_DEVICE_NOT_REACHABLE if isinstance(e, TargetUnreachable)
                    else e.sense.asc)
-            raise CopyAborted(asc, plan.index, byte=4 if source else 6, cause=e.sense,
-                              cause_raw=e.raw_sense, message=f"{which.name}: {e}") from e
+            raise CopyAborted(asc, plan.index,
+                              byte=SEGMENT_HEADER.offset("source" if source else "destination"),
+                              cause=e.sense, cause_raw=e.raw_sense,
+                              message=f"{which.name}: {e}") from e
         job.operations += 1  # the command completed GOOD: OPERATION COUNTER (SPC-4 6.24)
 
     def _segment(self, job: CopyJob, plan: _Plan) -> None:
@@ -794,9 +810,10 @@ class CopyManager:
         elif isinstance(seg, InlineToStream):
             start = seg.inline_data_offset
             self._data_to_stream(job, plan, plan.inline_data[start : start + seg.number_of_bytes],
-                                 seg.stream_transfer_length, 20)
+                                 seg.stream_transfer_length, seg.field_offset("number_of_bytes"))
         elif isinstance(seg, EmbeddedToStream):
-            self._data_to_stream(job, plan, seg.payload, seg.stream_transfer_length, 14)
+            self._data_to_stream(job, plan, seg.payload, seg.stream_transfer_length,
+                                 seg.field_offset("number_of_bytes"))
         elif isinstance(seg, StreamToDiscard):
             self._stream_to_discard(job, plan)
         else:
@@ -816,7 +833,8 @@ class CopyManager:
         per_write, fixed = self._stream_writes(cscd, tape, transfer_length, plan)
         record = (cscd.block_length if cscd else tape.block_length) if fixed else per_write
         if not record or not per_write:
-            raise CopyAborted(Asc.INVALID_FIELD_IN_PARAMETER_LIST, plan.index, byte=9)
+            raise CopyAborted(Asc.INVALID_FIELD_IN_PARAMETER_LIST, plan.index,
+                              byte=plan.segment.transfer_length_offset())
         pad = cscd is not None and cscd.pad
         carry_on = plan.segment.cat and not plan.last
         if fixed and len(data) % record and not (pad or carry_on):
@@ -852,7 +870,8 @@ class CopyManager:
         per_read, _ = self._stream_writes(plan.source_cscd, tape, seg.stream_transfer_length,
                                          plan)
         if not per_read:
-            raise CopyAborted(Asc.INVALID_FIELD_IN_PARAMETER_LIST, plan.index, byte=9)
+            raise CopyAborted(Asc.INVALID_FIELD_IN_PARAMETER_LIST, plan.index,
+                              byte=plan.segment.transfer_length_offset())
         whole_records = carry_on or bool(plan.source_cscd and plan.source_cscd.pad)
         buf = DataBuffer.allocate(per_read)
         while done < total:
@@ -874,7 +893,8 @@ class CopyManager:
         seg = plan.segment
         tape: StreamPort = plan.destination
         if job.carry:
-            raise CopyAborted(Asc.UNEXPECTED_INEXACT_SEGMENT, plan.index, byte=0,
+            raise CopyAborted(Asc.UNEXPECTED_INEXACT_SEGMENT, plan.index,
+                              byte=SEGMENT_HEADER.offset("type_code"),
                               message=f"{len(job.carry)} bytes held by CAT before "
                                       f"{seg.describe()}")
         with self._device_errors(job, plan, source=False):
@@ -991,7 +1011,8 @@ class CopyManager:
         src: StreamPort = plan.source
         dst: StreamPort = plan.destination
         if job.carry:
-            raise CopyAborted(Asc.UNEXPECTED_INEXACT_SEGMENT, plan.index, byte=0,
+            raise CopyAborted(Asc.UNEXPECTED_INEXACT_SEGMENT, plan.index,
+                              byte=SEGMENT_HEADER.offset("type_code"),
                               message=f"{len(job.carry)} bytes held by CAT before "
                                       f"{seg.describe()}")
         size = src.block_length or self.limits.max_stream_transfer
@@ -1037,7 +1058,8 @@ class CopyManager:
         job.moved(buf, n)
 
     def _stream_writes(self, cscd: IdentificationCscd | None, tape: StreamPort,
-                       transfer_length: int, plan: _Plan, byte: int = 9) -> tuple[int, bool]:
+                       transfer_length: int, plan: _Plan, role: str = "source"
+                       ) -> tuple[int, bool]:
         """(bytes per WRITE, fixed): the CSCD's FIXED bit makes TRANSFER LENGTH a block
         count of STREAM BLOCK LENGTH (SPC-4 6.4.5.4), else a byte count. More than the
         MAXIMUM STREAM DEVICE TRANSFER SIZE we report (SPC-4 r31 6.18.4) is refused."""
@@ -1048,7 +1070,8 @@ class CopyManager:
         else:
             n, fixed = transfer_length, False
         if n > self.limits.max_stream_transfer:
-            raise CopyAborted(Asc.INVALID_FIELD_IN_PARAMETER_LIST, plan.index, byte=byte,
+            raise CopyAborted(Asc.INVALID_FIELD_IN_PARAMETER_LIST, plan.index,
+                              byte=plan.segment.transfer_length_offset(role),
                               message=f"{n} bytes per stream transfer exceed "
                                       f"{self.limits.max_stream_transfer}")
         return n, fixed
@@ -1065,12 +1088,13 @@ class CopyManager:
         record = (cscd.block_length if cscd else tape.block_length) if fixed else per_write
         if isinstance(seg, BlockToStreamOffset):
             start = seg.lba * src.block_size + seg.block_byte_offset
-            total, count_byte = seg.byte_count, 12
+            total, count_byte = seg.byte_count, seg.field_offset("byte_count")
         else:
             start, total, count_byte = seg.lba * src.block_size, seg.number_of_blocks * \
-                src.block_size, 14
+                src.block_size, seg.field_offset("number_of_blocks")
         if not record or not per_write:
-            raise CopyAborted(Asc.INVALID_FIELD_IN_PARAMETER_LIST, plan.index, byte=9)
+            raise CopyAborted(Asc.INVALID_FIELD_IN_PARAMETER_LIST, plan.index,
+                              byte=plan.segment.transfer_length_offset())
         pad = cscd is not None and cscd.pad
         carry_on = seg.cat and not plan.last
         if fixed and (total + len(job.carry)) % record and not (pad or carry_on):
@@ -1120,7 +1144,8 @@ class CopyManager:
         per_read, _ = self._stream_writes(plan.source_cscd, tape, seg.stream_transfer_length,
                                          plan)
         if not per_read:
-            raise CopyAborted(Asc.INVALID_FIELD_IN_PARAMETER_LIST, plan.index, byte=9)
+            raise CopyAborted(Asc.INVALID_FIELD_IN_PARAMETER_LIST, plan.index,
+                              byte=plan.segment.transfer_length_offset())
         bs = dst.block_size
         by_bytes = isinstance(seg, StreamToBlockOffset)
         if isinstance(seg, StreamToBlockOffset):
@@ -1178,9 +1203,10 @@ class CopyManager:
         per_read, _ = self._stream_writes(plan.source_cscd, src, seg.source_transfer_length,
                                          plan)
         per_write, _ = self._stream_writes(plan.destination_cscd, dst,
-                                           seg.destination_transfer_length, plan, 13)
+                                           seg.destination_transfer_length, plan, "destination")
         if not per_read or not per_write:
-            raise CopyAborted(Asc.INVALID_FIELD_IN_PARAMETER_LIST, plan.index, byte=9)
+            raise CopyAborted(Asc.INVALID_FIELD_IN_PARAMETER_LIST, plan.index,
+                              byte=plan.segment.transfer_length_offset())
         staging = _Staging(2 * max(per_read, per_write) + len(job.carry))
         staging.put(job.carry)
         job.carry = b""
@@ -1374,7 +1400,8 @@ def _read_image_block(tape: StreamPort, buf: DataBuffer, size: int,
         return None
     except ssc.IncorrectLength as e:
         if e.sense.information_signed is not None and e.sense.information_signed < 0:
-            raise CopyAborted(Asc.UNEXPECTED_INEXACT_SEGMENT, plan.index, byte=0,
+            raise CopyAborted(Asc.UNEXPECTED_INEXACT_SEGMENT, plan.index,
+                              byte=SEGMENT_HEADER.offset("type_code"),
                               cause=e.sense, cause_raw=e.raw_sense,
                               message=f"a block longer than {size} bytes") from e
         return e.transferred or 0
@@ -1443,13 +1470,15 @@ def _read_stream(tape: StreamPort, buf: DataBuffer, want: int, plan: _Plan) -> i
         return tape.read_record(buf, want)
     except ssc.IncorrectLength as e:
         if e.sense.information_signed is not None and e.sense.information_signed < 0:
-            raise CopyAborted(Asc.UNEXPECTED_INEXACT_SEGMENT, plan.index, byte=9,
+            raise CopyAborted(Asc.UNEXPECTED_INEXACT_SEGMENT, plan.index,
+                              byte=plan.segment.transfer_length_offset(),
                               cause=e.sense, cause_raw=e.raw_sense,
                               message="a record longer than the transfer length would be "
                               "cut") from e
         return e.transferred or 0
     except (ssc.FilemarkDetected, ssc.EndOfData) as e:
-        raise CopyAborted(Asc.COPY_TARGET_DEVICE_DATA_UNDERRUN, plan.index, byte=9,
+        raise CopyAborted(Asc.COPY_TARGET_DEVICE_DATA_UNDERRUN, plan.index,
+                          byte=plan.segment.transfer_length_offset(),
                           cause=e.sense, cause_raw=e.raw_sense,
                           message=f"{tape.name}: {e}") from e
 

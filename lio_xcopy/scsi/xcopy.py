@@ -634,6 +634,13 @@ class SegmentDescriptor:
         """The byte of field ``name`` in the descriptor (SPC-4 4.5.2.4.6 segment pointer)."""
         return cls.LAYOUT.offset(name)
 
+    @classmethod
+    def transfer_length_offset(cls, role: str = "source") -> int:
+        """The byte of the STREAM DEVICE TRANSFER LENGTH the ``role`` end moves its
+        records with (03h has one per end: SOURCE and DESTINATION)."""
+        name = f"{role}_transfer_length"
+        return cls.LAYOUT.offset(name if name in cls.LAYOUT else "stream_transfer_length")
+
     def wire_size(self) -> int:
         """Bytes of this descriptor on the wire."""
         return self.size()
