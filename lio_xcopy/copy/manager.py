@@ -621,8 +621,8 @@ class CopyManager:
                 0, cast(BlockPort, dev).block_size
             ):
                 raise CopyAborted(Asc.INCORRECT_COPY_TARGET_DEVICE_TYPE, i,
-                                  byte=plist.cscd_offset(seg.source if byte == 4
-                                                         else seg.destination) + 29,
+                                  byte=plist.cscd_offset(getattr(seg, role))
+                                  + cscd.LAYOUT.offset("block_length"),
                                   in_segment=False,
                                   message=f"{dev.name} has {cast(BlockPort, dev).block_size}"
                                           f"-byte blocks, the CSCD says {cscd.block_length}")

@@ -276,7 +276,16 @@ class Limits:
 
 
 # --- parameter list header, SPC-4 6.5 table (SPC-5 table 172) ---------------------------------
-_HEADER = struct.Struct(">BBHxxxxII")
+#: Byte 1 of either header: STR, LIST ID USAGE, PRIORITY (SPC-4 6.4.3.1 to 6.4.3.3).
+_LIST_FLAGS = {"sequential_striped": bitfield(1, 1, lsb=5),
+               "list_id_usage": bitfield(1, 2, lsb=3), "priority": bitfield(1, 3)}
+#: The three list lengths each header carries, in this order (SPC-4 6.4.3.4 to 6.4.3.6).
+_LIST_LENGTHS = ("cscd_list_length", "segment_list_length", "inline_length")
+HEADER_LAYOUT = Layout(
+    "EXTENDED COPY (LID1) parameter list header", HEADER_LENGTH,
+    list_identifier=bitfield(0), **_LIST_FLAGS, cscd_list_length=bitfield(2, 16),
+    segment_list_length=bitfield(8, 32), inline_length=bitfield(12, 32),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,31 +301,28 @@ class ParameterListHeader:
     LENGTH: ClassVar[int] = HEADER_LENGTH
     NAME: ClassVar[str] = "EXTENDED COPY (LID1)"
     SERVICE_ACTION: ClassVar[int] = 0x00
+    LAYOUT: ClassVar[Layout] = HEADER_LAYOUT
     #: the bytes of the CSCD DESCRIPTOR, SEGMENT DESCRIPTOR and INLINE DATA LENGTH fields
-    LENGTH_FIELDS: ClassVar[tuple[int, int, int]] = (2, 8, 12)
+    LENGTH_FIELDS: ClassVar[tuple[int, int, int]] = (
+        HEADER_LAYOUT.offset("cscd_list_length"), HEADER_LAYOUT.offset("segment_list_length"),
+        HEADER_LAYOUT.offset("inline_length"))
     immed: ClassVar[bool] = False  # no IMMED bit: the copy runs in the foreground
 
     def encode(self, cscd_list_length: int, segment_list_length: int, inline_length: int) -> bytes:
-        return _HEADER.pack(
-            _fits("list_identifier", self.list_identifier, 8), _list_flags(self),
-            *_list_lengths(cscd_list_length, segment_list_length, inline_length, 32),
-        )
+        return _encode_header(self, {"list_identifier": self.list_identifier},
+                              (cscd_list_length, segment_list_length, inline_length))
 
     def describe(self) -> str:
         return _header_text(self, 2)
 
 
-def _list_flags(header: ParameterListHeader | Lid4Header) -> int:
-    """Byte 1 of either header: STR, LIST ID USAGE, PRIORITY (SPC-4 6.4.3.1 to 6.4.3.3)."""
-    return ((0x20 if header.sequential_striped else 0)
-            | _fits("list_id_usage", header.list_id_usage, 2) << 3
-            | _fits("priority", header.priority, 3))
-
-
-def _list_lengths(cscd: int, segments: int, inline: int, bits: int) -> tuple[int, int, int]:
-    """The three list lengths of a header: CSCD (16 bits), segment and inline (``bits``)."""
-    return (_fits("cscd_list_length", cscd, 16), _fits("segment_list_length", segments, bits),
-            _fits("inline_length", inline, bits))
+def _encode_header(header: ParameterListHeader | Lid4Header, values: dict[str, int],
+                   lengths: tuple[int, int, int]) -> bytes:
+    """Either header from its table: ``values``, byte 1's flags and the list lengths."""
+    values = {**values, "list_id_usage": header.list_id_usage, "priority": header.priority,
+              "sequential_striped": header.sequential_striped}
+    values.update(zip(_LIST_LENGTHS, lengths, strict=True))
+    return bytes(header.LAYOUT.encode(values))
 
 
 def _header_text(header: ParameterListHeader | Lid4Header, digits: int) -> str:
@@ -334,7 +340,14 @@ LID4_HEADER_LENGTH = 48
 LID4_LIST_FORMAT = 0x01  # PARAMETER LIST FORMAT (table 127)
 LID4_HEADER_CSCD_LIST_LENGTH = 0x0020  # one SPC-3 target descriptor's room
 LID4_HEADER_CSCD_TYPE_CODE = 0xFF  # the CSCD descriptor extension code, invalid as a CSCD
-_LID4_HEADER = struct.Struct(">BBH11xBB3xI18xHHH")
+LID4_HEADER_LAYOUT = Layout(
+    "EXTENDED COPY (LID4) parameter list header", LID4_HEADER_LENGTH,
+    list_format=bitfield(0), **_LIST_FLAGS, header_cscd_list_length=bitfield(2, 16),
+    g_sense=bitfield(15, 1, lsb=1), immed=bitfield(15, 1),
+    header_cscd_type_code=bitfield(16), list_identifier=bitfield(20, 32),
+    cscd_list_length=bitfield(42, 16), segment_list_length=bitfield(44, 16),
+    inline_length=bitfield(46, 16),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,24 +372,37 @@ class Lid4Header:
     LENGTH: ClassVar[int] = LID4_HEADER_LENGTH
     NAME: ClassVar[str] = "EXTENDED COPY (LID4)"
     SERVICE_ACTION: ClassVar[int] = 0x01
-    LENGTH_FIELDS: ClassVar[tuple[int, int, int]] = (42, 44, 46)
+    LAYOUT: ClassVar[Layout] = LID4_HEADER_LAYOUT
+    LENGTH_FIELDS: ClassVar[tuple[int, int, int]] = (
+        LID4_HEADER_LAYOUT.offset("cscd_list_length"),
+        LID4_HEADER_LAYOUT.offset("segment_list_length"),
+        LID4_HEADER_LAYOUT.offset("inline_length"))
 
     def encode(self, cscd_list_length: int, segment_list_length: int, inline_length: int) -> bytes:
-        return _LID4_HEADER.pack(
-            LID4_LIST_FORMAT, _list_flags(self),
-            LID4_HEADER_CSCD_LIST_LENGTH,
-            (0x02 if self.g_sense else 0) | (0x01 if self.immed else 0),
-            LID4_HEADER_CSCD_TYPE_CODE,
-            _fits("list_identifier", self.list_identifier, 32),
-            *_list_lengths(cscd_list_length, segment_list_length, inline_length, 16),
-        )
+        return _encode_header(self, {
+            "list_format": LID4_LIST_FORMAT,
+            "header_cscd_list_length": LID4_HEADER_CSCD_LIST_LENGTH,
+            "g_sense": self.g_sense, "immed": self.immed,
+            "header_cscd_type_code": LID4_HEADER_CSCD_TYPE_CODE,
+            "list_identifier": self.list_identifier,
+        }, (cscd_list_length, segment_list_length, inline_length))
 
     def describe(self) -> str:
         return _header_text(self, 8) + (", G_SENSE" if self.g_sense else "")
 
 
 # --- CSCD descriptors, SPC-4 6.4.5 ------------------------------------------------------------
-_CSCD = struct.Struct(">BBHBBxB20sB3s")
+#: Identification Descriptor CSCD descriptor (E4h), SPC-4 6.4.5.6 table 141 with the
+#: device type specific parameters of 6.4.5.3-6.4.5.5 (tables 136-138) in bytes 28-31.
+IDENTIFICATION_CSCD_LAYOUT = Layout(
+    "Identification Descriptor CSCD descriptor", CSCD_LENGTH,
+    type_code=bitfield(0), lu_id_type=bitfield(1, 2, lsb=6), nul=bitfield(1, 1, lsb=5),
+    peripheral_device_type=bitfield(1, 5), relative_initiator_port=bitfield(2, 16),
+    code_set=bitfield(4, 4), association=bitfield(5, 2, lsb=4),
+    designator_type=bitfield(5, 4), designator_length=bitfield(7),
+    designator=bitfield(8, 8 * MAX_DESIGNATOR_LENGTH), pad=bitfield(28, 1, lsb=2),
+    fixed=bitfield(28, 1), block_length=bitfield(29, 24),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -402,6 +428,7 @@ class IdentificationCscd:
     nul: bool = False  # byte 1 bit 5: NUL in SPC-3, obsolete since
 
     TYPE_CODE: ClassVar[int] = IDENTIFICATION_CSCD
+    LAYOUT: ClassVar[Layout] = IDENTIFICATION_CSCD_LAYOUT
 
     @property
     def is_block(self) -> bool:
@@ -433,20 +460,16 @@ class IdentificationCscd:
             raise ValueError(f"designator of {len(self.designator)} bytes (at most 20)")
         if self.fixed and self.peripheral_device_type != SEQUENTIAL_ACCESS:
             raise ValueError("FIXED is defined for sequential-access CSCDs only")
-        return _CSCD.pack(
-            IDENTIFICATION_CSCD,
-            _fits("lu_id_type", self.lu_id_type, 2) << 6
-            | (0x20 if self.nul else 0)
-            | _fits("peripheral_device_type", self.peripheral_device_type, 5),
-            _fits("relative_initiator_port", self.relative_initiator_port, 16),
-            _fits("code_set", self.code_set, 4),
-            _fits("association", self.association, 2) << 4
-            | _fits("designator_type", self.designator_type, 4),
-            len(self.designator),
-            bytes(self.designator),
-            (0x04 if self.pad else 0) | (0x01 if self.fixed else 0),
-            _fits("block_length", self.block_length, 24).to_bytes(3, "big"),
-        )
+        designator = bytes(self.designator)
+        return bytes(self.LAYOUT.encode({
+            "type_code": IDENTIFICATION_CSCD, "lu_id_type": self.lu_id_type,
+            "nul": self.nul, "peripheral_device_type": self.peripheral_device_type,
+            "relative_initiator_port": self.relative_initiator_port,
+            "code_set": self.code_set, "association": self.association,
+            "designator_type": self.designator_type, "designator_length": len(designator),
+            "designator": int.from_bytes(designator.ljust(MAX_DESIGNATOR_LENGTH, b"\0"), "big"),
+            "pad": self.pad, "fixed": self.fixed, "block_length": self.block_length,
+        }))
 
     def describe(self) -> str:
         kind = (
@@ -462,7 +485,14 @@ class IdentificationCscd:
         )
 
 
-_ROD_CSCD = struct.Struct(">BBHH2xIIIxxBBI4s")
+ROD_CSCD_LAYOUT = Layout(
+    "ROD CSCD descriptor", CSCD_LENGTH,
+    type_code=bitfield(0), peripheral_device_type=bitfield(1, 5),
+    relative_initiator_port=bitfield(2, 16), producer=bitfield(4, 16),
+    rod_type=bitfield(8, 32), lifetime=bitfield(12, 32), inactivity_timeout=bitfield(16, 32),
+    r_token=bitfield(22, 1), del_tkn=bitfield(23, 1), rod_token_offset=bitfield(24, 32),
+    device_type_specific=bitfield(28, 32),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -487,18 +517,19 @@ class RodCscd:
     device_type_specific: bytes = bytes(4)
 
     TYPE_CODE: ClassVar[int] = ROD_CSCD
+    LAYOUT: ClassVar[Layout] = ROD_CSCD_LAYOUT
 
     def encode(self) -> bytes:
         if len(self.device_type_specific) != 4:
             raise ValueError("device type specific parameters are 4 bytes")
-        return _ROD_CSCD.pack(
-            ROD_CSCD, _fits("peripheral_device_type", self.peripheral_device_type, 5),
-            _fits("relative_initiator_port", self.relative_initiator_port, 16),
-            _fits("producer", self.producer, 16), _fits("rod_type", self.rod_type, 32),
-            _fits("lifetime", self.lifetime, 32),
-            _fits("inactivity_timeout", self.inactivity_timeout, 32), int(self.r_token),
-            int(self.del_tkn), _fits("rod_token_offset", self.rod_token_offset, 32),
-            self.device_type_specific)
+        return bytes(self.LAYOUT.encode({
+            "type_code": ROD_CSCD, "peripheral_device_type": self.peripheral_device_type,
+            "relative_initiator_port": self.relative_initiator_port,
+            "producer": self.producer, "rod_type": self.rod_type, "lifetime": self.lifetime,
+            "inactivity_timeout": self.inactivity_timeout, "r_token": self.r_token,
+            "del_tkn": self.del_tkn, "rod_token_offset": self.rod_token_offset,
+            "device_type_specific": int.from_bytes(self.device_type_specific, "big"),
+        }))
 
     @classmethod
     def parse(cls, buf: memoryview, off: int, inline_length: int) -> Self:
@@ -506,23 +537,27 @@ class RodCscd:
         than zero (a ROD to populate), R_TOKEN, a token lifetime or inactivity timeout
         without R_TOKEN, or a ROD token not wholly inside the inline data are INVALID
         FIELD IN PARAMETER LIST at the field."""
-        (_, b1, rip, producer, rod_type, lifetime, inactivity, b22, b23, offset,
-         specific) = _ROD_CSCD.unpack_from(buf, off)
-        if rod_type:
-            raise InvalidFieldInParameterList(
-                off + 8, None, f"ROD TYPE {rod_type:#010x}: no ROD is populated here")
-        if b22 & 0x01:
-            raise InvalidFieldInParameterList(off + 22, 0, "R_TOKEN: no ROD token is made here")
-        for byte, value in ((12, lifetime), (16, inactivity)):
-            if value:
-                raise InvalidFieldInParameterList(off + byte, None,
-                                                  "a ROD token lifetime without R_TOKEN")
+        f = cls.LAYOUT.decode(buf, off)
+
+        def invalid(name: str, message: str) -> InvalidFieldInParameterList:
+            byte, bit = cls.LAYOUT.pointer(name)
+            return InvalidFieldInParameterList(off + byte, bit, message)
+
+        if f["rod_type"]:
+            raise invalid("rod_type", f"ROD TYPE {f['rod_type']:#010x}: no ROD is populated here")
+        if f["r_token"]:
+            raise invalid("r_token", "R_TOKEN: no ROD token is made here")
+        for name in ("lifetime", "inactivity_timeout"):
+            if f[name]:
+                raise invalid(name, "a ROD token lifetime without R_TOKEN")
+        offset = f["rod_token_offset"]
         if offset + ROD_TOKEN_BYTES > inline_length:
-            raise InvalidFieldInParameterList(
-                off + 24, None, f"ROD TOKEN OFFSET {offset} with {inline_length} bytes of "
-                                "inline data")
-        return cls(offset, rod_type, producer, bool(b23 & 0x01), b1 & 0x1F, lifetime,
-                   inactivity, bool(b22 & 0x01), rip, bytes(specific))
+            raise invalid("rod_token_offset",
+                          f"ROD TOKEN OFFSET {offset} with {inline_length} bytes of inline data")
+        return cls(offset, f["rod_type"], f["producer"], bool(f["del_tkn"]),
+                   f["peripheral_device_type"], f["lifetime"], f["inactivity_timeout"],
+                   bool(f["r_token"]), f["relative_initiator_port"],
+                   f["device_type_specific"].to_bytes(4, "big"))
 
     def describe(self) -> str:
         return (f"FEh ROD: the ROD token at inline byte {self.rod_token_offset}"
@@ -538,39 +573,46 @@ def _parse_cscd(buf: memoryview, off: int, inline_length: int = 0) -> Cscd:
     """One CSCD descriptor at parameter list offset ``off`` (32 bytes available)."""
     if buf[off] == ROD_CSCD:
         return RodCscd.parse(buf, off, inline_length)
-    (code, b1, rip, code_set, b5, dlen, designator, b28, blen) = _CSCD.unpack_from(buf, off)
-    if code != IDENTIFICATION_CSCD:
+    layout = IDENTIFICATION_CSCD_LAYOUT
+    f = layout.decode(buf, off)
+
+    def invalid(name: str, message: str) -> InvalidFieldInParameterList:
+        byte, bit = layout.pointer(name)
+        return InvalidFieldInParameterList(off + byte, bit, message)
+
+    if f["type_code"] != IDENTIFICATION_CSCD:
         raise IllegalRequest(
-            Asc.UNSUPPORTED_TARGET_DESCRIPTOR_TYPE_CODE, off, in_cdb=False,
-            message=f"CSCD descriptor type {code:#04x} at byte {off}",
+            Asc.UNSUPPORTED_TARGET_DESCRIPTOR_TYPE_CODE, off + layout.offset("type_code"),
+            in_cdb=False, message=f"CSCD descriptor type {f['type_code']:#04x} at byte {off}",
         )
-    pdt = b1 & 0x1F
+    pdt = f["peripheral_device_type"]
     if pdt not in BLOCK_DEVICE_TYPES and pdt not in (SEQUENTIAL_ACCESS, PROCESSOR):
-        raise InvalidFieldInParameterList(off + 1, 4, f"reserved peripheral device type {pdt:#x}")
+        raise invalid("peripheral_device_type", f"reserved peripheral device type {pdt:#x}")
+    dlen = f["designator_length"]
     if dlen > MAX_DESIGNATOR_LENGTH:
-        raise InvalidFieldInParameterList(off + 7, None, f"designator length {dlen} > 20")
-    block_length = int.from_bytes(blen, "big")
+        raise invalid("designator_length", f"designator length {dlen} > 20")
+    block_length = f["block_length"]
     fixed = False
     if pdt == SEQUENTIAL_ACCESS:
         # SPC-4 6.4.5.4 table "Stream device transfer lengths": FIXED and STREAM BLOCK
         # LENGTH must agree (both set or both clear)
-        fixed = bool(b28 & 0x01)
+        fixed = bool(f["fixed"])
         if fixed != (block_length != 0):
-            raise InvalidFieldInParameterList(
-                off + 29, None, f"FIXED={int(fixed)} with STREAM BLOCK LENGTH {block_length}"
-            )
+            raise invalid("block_length",
+                          f"FIXED={int(fixed)} with STREAM BLOCK LENGTH {block_length}")
+    designator = f["designator"].to_bytes(MAX_DESIGNATOR_LENGTH, "big")
     return IdentificationCscd(
-        designator=bytes(designator[:dlen]),
+        designator=designator[:dlen],
         peripheral_device_type=pdt,
-        code_set=code_set & 0x0F,
-        designator_type=b5 & 0x0F,
-        association=(b5 >> 4) & 0x03,
+        code_set=f["code_set"],
+        designator_type=f["designator_type"],
+        association=f["association"],
         block_length=block_length,
-        pad=bool(b28 & 0x04),
+        pad=bool(f["pad"]),
         fixed=fixed,
-        relative_initiator_port=rip,
-        lu_id_type=b1 >> 6,
-        nul=bool(b1 & 0x20),
+        relative_initiator_port=f["relative_initiator_port"],
+        lu_id_type=f["lu_id_type"],
+        nul=bool(f["nul"]),
     )
 
 
@@ -1396,15 +1438,25 @@ def parse_extended_copy(
     limits = limits or Limits()
     buf = memoryview(data).cast("B")
     if len(buf) < HEADER_LENGTH:
-        raise ParameterListLengthError(10, f"EXTENDED COPY parameter list of {len(buf)} bytes")
-    list_id, b1, cscd_len, seg_len, inline_len = _HEADER.unpack_from(buf, 0)
-    usage = (b1 >> 3) & 0x03
+        raise ParameterListLengthError(ExtendedCopyLid1.field("parameter_list_length").byte,
+                                       f"EXTENDED COPY parameter list of {len(buf)} bytes")
+    f = HEADER_LAYOUT.decode(buf)
+    list_id, usage = f["list_identifier"], f["list_id_usage"]
     if usage == 0b01 or (usage == ListIdUsage.NO_LIST_ID and not limits.snlid):
-        raise InvalidFieldInParameterList(1, 4, f"LIST ID USAGE {usage:02b}b")
+        raise _invalid(HEADER_LAYOUT, "list_id_usage", f"LIST ID USAGE {usage:02b}b")
     if usage == ListIdUsage.NO_LIST_ID and list_id:
-        raise InvalidFieldInParameterList(0, None, f"LIST IDENTIFIER {list_id} with usage 11b")
-    header = ParameterListHeader(list_id, usage, b1 & 0x07, bool(b1 & 0x20))
-    return _parse_lists(buf, header, cscd_len, seg_len, inline_len, limits)
+        raise _invalid(HEADER_LAYOUT, "list_identifier",
+                       f"LIST IDENTIFIER {list_id} with usage 11b")
+    header = ParameterListHeader(list_id, usage, f["priority"], bool(f["sequential_striped"]))
+    return _parse_lists(buf, header, f["cscd_list_length"], f["segment_list_length"],
+                        f["inline_length"], limits)
+
+
+def _invalid(layout: Layout, name: str, message: str, off: int = 0
+             ) -> InvalidFieldInParameterList:
+    """INVALID FIELD IN PARAMETER LIST at field ``name`` of the format at ``off``."""
+    byte, bit = layout.pointer(name)
+    return InvalidFieldInParameterList(off + byte, bit, message)
 
 
 def parse_extended_copy_lid4(
@@ -1431,33 +1483,35 @@ def parse_extended_copy_lid4(
     buf = memoryview(data).cast("B")
     if len(buf) < LID4_HEADER_LENGTH:
         raise ParameterListLengthError(
-            10, f"EXTENDED COPY (LID4) parameter list of {len(buf)} bytes (header is 48)")
-    (fmt, b1, header_cscd_len, b15, type_code, list_id, cscd_len, seg_len,
-     inline_len) = _LID4_HEADER.unpack_from(buf, 0)
+            ExtendedCopyLid4.field("parameter_list_length").byte,
+            f"EXTENDED COPY (LID4) parameter list of {len(buf)} bytes (header is 48)")
+    layout = LID4_HEADER_LAYOUT
+    f = layout.decode(buf)
+    fmt, usage, list_id = f["list_format"], f["list_id_usage"], f["list_identifier"]
     if fmt != LID4_LIST_FORMAT:
-        raise InvalidFieldInParameterList(0, None, f"PARAMETER LIST FORMAT {fmt:#04x}")
-    usage = (b1 >> 3) & 0x03
+        raise _invalid(layout, "list_format", f"PARAMETER LIST FORMAT {fmt:#04x}")
     if usage == 0b01:
-        raise InvalidFieldInParameterList(1, 4, "LIST ID USAGE 01b")
-    if header_cscd_len != LID4_HEADER_CSCD_LIST_LENGTH:
-        raise InvalidFieldInParameterList(
-            2, None, f"HEADER CSCD DESCRIPTOR LIST LENGTH {header_cscd_len:#06x}")
-    immed, g_sense = bool(b15 & 0x01), bool(b15 & 0x02)
+        raise _invalid(layout, "list_id_usage", "LIST ID USAGE 01b")
+    if f["header_cscd_list_length"] != LID4_HEADER_CSCD_LIST_LENGTH:
+        raise _invalid(layout, "header_cscd_list_length",
+                       f"HEADER CSCD DESCRIPTOR LIST LENGTH {f['header_cscd_list_length']:#06x}")
+    immed, g_sense = bool(f["immed"]), bool(f["g_sense"])
     if immed and (g_sense or usage == ListIdUsage.NO_LIST_ID):
-        raise IllegalRequest(Asc.INVALID_FIELD_IN_CDB, 15, 0, in_cdb=False,
+        raise IllegalRequest(Asc.INVALID_FIELD_IN_CDB, *layout.pointer("immed"), in_cdb=False,
                              message="IMMED with " + ("G_SENSE" if g_sense
                                                       else "LIST ID USAGE 11b"))
     if g_sense:
-        raise InvalidFieldInParameterList(
-            15, 1, "G_SENSE: sense data with GOOD status cannot reach the initiator")
-    if type_code != LID4_HEADER_CSCD_TYPE_CODE:
-        raise InvalidFieldInParameterList(
-            16, None, f"HEADER CSCD DESCRIPTOR TYPE CODE {type_code:#04x}")
+        raise _invalid(layout, "g_sense",
+                       "G_SENSE: sense data with GOOD status cannot reach the initiator")
+    if f["header_cscd_type_code"] != LID4_HEADER_CSCD_TYPE_CODE:
+        raise _invalid(layout, "header_cscd_type_code",
+                       f"HEADER CSCD DESCRIPTOR TYPE CODE {f['header_cscd_type_code']:#04x}")
     if usage == ListIdUsage.NO_LIST_ID and list_id:
-        raise InvalidFieldInParameterList(20, None,
-                                          f"LIST IDENTIFIER {list_id} with usage 11b")
-    header = Lid4Header(list_id, usage, b1 & 0x07, bool(b1 & 0x20), immed, g_sense)
-    return _parse_lists(buf, header, cscd_len, seg_len, inline_len, limits)
+        raise _invalid(layout, "list_identifier", f"LIST IDENTIFIER {list_id} with usage 11b")
+    header = Lid4Header(list_id, usage, f["priority"], bool(f["sequential_striped"]), immed,
+                        g_sense)
+    return _parse_lists(buf, header, f["cscd_list_length"], f["segment_list_length"],
+                        f["inline_length"], limits)
 
 
 def _parse_lists(buf: memoryview, header: ParameterListHeader | Lid4Header, cscd_len: int,
@@ -1526,12 +1580,12 @@ def _parse_lists(buf: memoryview, header: ParameterListHeader | Lid4Header, cscd
                 Asc.UNSUPPORTED_SEGMENT_DESCRIPTOR_TYPE_CODE, off, in_cdb=False,
                 message=f"segment descriptor type {code:#04x} at byte {off}",
             )
-        (dlen,) = struct.unpack_from(">H", buf, off + 2)
+        dlen = SEGMENT_HEADER.get("descriptor_length", buf, off)
         if not cls.length_ok(dlen):
-            raise InvalidFieldInParameterList(
-                off + 2, None,
+            raise _invalid(
+                SEGMENT_HEADER, "descriptor_length",
                 f"segment type {code:02X}h DESCRIPTOR LENGTH {dlen:#x}, "
-                f"needs {cls.DESCRIPTOR_LENGTH:#x}",
+                f"needs {cls.DESCRIPTOR_LENGTH:#x}", off,
             )
         if off + 4 + dlen > seg_end:
             raise InvalidFieldInParameterList(

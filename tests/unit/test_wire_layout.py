@@ -71,3 +71,27 @@ def test_a_misaligned_inline_offset_points_at_its_field():
     with pytest.raises(x.InvalidFieldInParameterList) as e:
         x.InlineToStream.decode(memoryview(wire), 8)
     assert e.value.sense.sense_key_specific == bytes.fromhex("800018")  # SKSV, C/D 0: byte 24
+
+
+def test_header_and_cscd_tables_place_the_fields_spc4_names():
+    # SPC-4 6.5 (LID1 header), 6.4.2 table 126 (LID4 header), 6.4.5.6 (E4h), 6.4.5.9 (FEh)
+    assert x.ParameterListHeader.LENGTH_FIELDS == (2, 8, 12)
+    assert x.Lid4Header.LENGTH_FIELDS == (42, 44, 46)
+    assert x.HEADER_LAYOUT.pointer("list_id_usage") == (1, 4)
+    assert x.LID4_HEADER_LAYOUT.pointer("immed") == (15, 0)
+    assert x.LID4_HEADER_LAYOUT.pointer("g_sense") == (15, 1)
+    assert x.LID4_HEADER_LAYOUT.offset("list_identifier") == 20
+    assert x.IdentificationCscd.LAYOUT.offset("block_length") == 29
+    assert x.IdentificationCscd.LAYOUT.pointer("peripheral_device_type") == (1, 4)
+    assert x.RodCscd.LAYOUT.pointer("r_token") == (22, 0)
+    assert x.RodCscd.LAYOUT.offset("rod_token_offset") == 24
+
+
+def test_a_lid4_header_with_g_sense_points_at_its_bit():
+    plist = bytearray(x.build_extended_copy_lid4([], []))
+    plist[15] |= 0x02
+    with pytest.raises(x.InvalidFieldInParameterList) as e:
+        x.parse_extended_copy_lid4(plist)
+    assert e.value.sense.sense_key_specific == bytes.fromhex("89000f")  # SKSV, BPV 1, byte 15
+    assert x.parse_extended_copy_lid4(x.build_extended_copy_lid4(
+        [], [], list_identifier=0x01020304)).header.list_identifier == 0x01020304
