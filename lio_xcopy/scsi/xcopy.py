@@ -43,7 +43,6 @@ as quoted by LIO and tcmu-runner) and against code that encodes or decodes them:
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
@@ -1603,7 +1602,12 @@ def _parse_lists(buf: memoryview, header: ParameterListHeader | Lid4Header, cscd
 
 
 # --- RECEIVE COPY RESULTS parameter data ---------------------------------------------------------
-_COPY_STATUS = struct.Struct(">IBHBI")
+#: COPY STATUS parameter data, SPC-4 r31 6.18.3 (SPC-5 table 253)
+COPY_STATUS_LAYOUT = Layout(
+    "COPY STATUS", 12, available_data=bitfield(0, 32), hdd=bitfield(4, 1, lsb=7),
+    status=bitfield(4, 7), segments_processed=bitfield(5, 16),
+    transfer_count_units=bitfield(7), transfer_count=bitfield(8, 32),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1618,7 +1622,8 @@ class CopyStatus:
     transfer_count_units: int = TransferCountUnits.BYTES
     held_data_discarded: bool = False
 
-    LENGTH: ClassVar[int] = 12
+    LENGTH: ClassVar[int] = COPY_STATUS_LAYOUT.length
+    LAYOUT: ClassVar[Layout] = COPY_STATUS_LAYOUT
 
     @classmethod
     def for_bytes(
@@ -1640,20 +1645,20 @@ class CopyStatus:
         return None
 
     def encode(self) -> bytes:
-        return _COPY_STATUS.pack(
-            self.LENGTH - 4,
-            (0x80 if self.held_data_discarded else 0) | _fits("status", self.status, 7),
-            _fits("segments_processed", self.segments_processed, 16),
-            _fits("transfer_count_units", self.transfer_count_units, 8),
-            _fits("transfer_count", self.transfer_count, 32),
-        )
+        return bytes(self.LAYOUT.encode({
+            "available_data": self.LENGTH - 4, "hdd": self.held_data_discarded,
+            "status": self.status, "segments_processed": self.segments_processed,
+            "transfer_count_units": self.transfer_count_units,
+            "transfer_count": self.transfer_count,
+        }))
 
     @classmethod
     def parse(cls, data: bytes | memoryview) -> Self:
         if len(data) < cls.LENGTH:
             raise XcopyFormatError(f"COPY STATUS data of {len(data)} bytes (needs 12)")
-        _, b4, segments, units, count = _COPY_STATUS.unpack_from(data, 0)
-        return cls(b4 & 0x7F, segments, count, units, bool(b4 & 0x80))
+        f = cls.LAYOUT.decode(data)
+        return cls(f["status"], f["segments_processed"], f["transfer_count"],
+                   f["transfer_count_units"], bool(f["hdd"]))
 
     def describe(self) -> str:
         try:
@@ -1671,8 +1676,12 @@ class CopyStatus:
         )
 
 
-_COPY_DIGEST = struct.Struct(">IBBxxQ32s")
 DIGEST_SHA256 = 0x01
+DIGEST_LENGTH = 32
+COPY_DIGEST_LAYOUT = Layout(
+    "RECEIVE COPY DIGEST", 48, available_data=bitfield(0, 32), status=bitfield(4, 7),
+    algorithm=bitfield(5), byte_count=bitfield(8, 64), digest=bitfield(16, 8 * DIGEST_LENGTH),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1686,11 +1695,16 @@ class CopyDigest:
     digest: bytes = bytes(32)
     algorithm: int = DIGEST_SHA256
 
-    LENGTH: ClassVar[int] = _COPY_DIGEST.size
+    LENGTH: ClassVar[int] = COPY_DIGEST_LAYOUT.length
+    LAYOUT: ClassVar[Layout] = COPY_DIGEST_LAYOUT
 
     def encode(self) -> bytes:
-        return _COPY_DIGEST.pack(self.LENGTH - 4, self.status, self.algorithm,
-                                 self.byte_count, self.digest)
+        digest = bytes(self.digest)[:DIGEST_LENGTH].ljust(DIGEST_LENGTH, b"\0")
+        return bytes(self.LAYOUT.encode({
+            "available_data": self.LENGTH - 4, "status": self.status,
+            "algorithm": self.algorithm, "byte_count": self.byte_count,
+            "digest": int.from_bytes(digest, "big"),
+        }))
 
 
 def parse_copy_digest(data: bytes) -> CopyDigest:
@@ -1698,8 +1712,9 @@ def parse_copy_digest(data: bytes) -> CopyDigest:
     if len(data) < CopyDigest.LENGTH:
         raise ValueError(f"copy digest data is {len(data)} bytes, expected "
                          f"{CopyDigest.LENGTH}")
-    _, status, algorithm, count, digest = _COPY_DIGEST.unpack_from(data)
-    return CopyDigest(status & 0x7F, count, digest, algorithm)
+    f = COPY_DIGEST_LAYOUT.decode(data)
+    return CopyDigest(f["status"], f["byte_count"],
+                      f["digest"].to_bytes(DIGEST_LENGTH, "big"), f["algorithm"])
 
 
 def copy_status_data(
@@ -1716,20 +1731,31 @@ class ReceivedData:
 
     held_data: bytes = b""
 
+    LAYOUT: ClassVar[Layout] = Layout("RECEIVE DATA", 4, available_data=bitfield(0, 32))
+
     def encode(self) -> bytes:
         held = bytes(self.held_data)
-        return struct.pack(">I", _fits("available_data", len(held), 32)) + held
+        return bytes(self.LAYOUT.encode({"available_data": len(held)})) + held
 
     @classmethod
     def parse(cls, data: bytes | memoryview) -> Self:
         """Decode; held data cut short by the allocation length is kept short."""
-        if len(data) < 4:
+        if len(data) < cls.LAYOUT.length:
             raise XcopyFormatError(f"RECEIVE DATA data of {len(data)} bytes (needs 4)")
-        (n,) = struct.unpack_from(">I", data, 0)
-        return cls(bytes(data[4 : 4 + n]))
+        n = cls.LAYOUT.get("available_data", data)
+        return cls(bytes(data[cls.LAYOUT.length : cls.LAYOUT.length + n]))
 
 
-_OPERATING_PARAMETERS = struct.Struct(">IBxxxHHIIIIIxxHBBBBxxxB")
+OPERATING_PARAMETERS_LAYOUT = Layout(
+    "OPERATING PARAMETERS", 44, available_data=bitfield(0, 32), snlid=bitfield(4, 1),
+    max_cscd_count=bitfield(8, 16), max_segment_count=bitfield(10, 16),
+    max_descriptor_list_length=bitfield(12, 32), max_segment_length=bitfield(16, 32),
+    max_inline_data_length=bitfield(20, 32), held_data_limit=bitfield(24, 32),
+    max_stream_device_transfer_size=bitfield(28, 32),
+    total_concurrent_copies=bitfield(34, 16), max_concurrent_copies=bitfield(36),
+    data_segment_granularity=bitfield(37), inline_data_granularity=bitfield(38),
+    held_data_granularity=bitfield(39), implemented_descriptor_list_length=bitfield(43),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1756,6 +1782,8 @@ class OperatingParameters:
     held_data_granularity: int
     implemented_descriptor_types: tuple[int, ...]
 
+    LAYOUT: ClassVar[Layout] = OPERATING_PARAMETERS_LAYOUT
+
     @classmethod
     def from_limits(cls, limits: Limits) -> Self:
         return cls(
@@ -1770,26 +1798,28 @@ class OperatingParameters:
 
     def encode(self) -> bytes:
         codes = bytes(self.implemented_descriptor_types)
-        head = _OPERATING_PARAMETERS.pack(
-            _OPERATING_PARAMETERS.size - 4 + len(codes),
-            1 if self.snlid else 0,
-            self.max_cscd_count, self.max_segment_count, self.max_descriptor_list_length,
-            self.max_segment_length, self.max_inline_data_length, self.held_data_limit,
-            self.max_stream_device_transfer_size, self.total_concurrent_copies,
-            self.max_concurrent_copies, self.data_segment_granularity,
-            self.inline_data_granularity, self.held_data_granularity, len(codes),
-        )
-        return head + codes
+        values = {f.name: int(getattr(self, f.name)) for f in self.LAYOUT.fields
+                  if f.name not in ("available_data", "implemented_descriptor_list_length")}
+        values["available_data"] = self.LAYOUT.length - 4 + len(codes)
+        values["implemented_descriptor_list_length"] = len(codes)
+        return bytes(self.LAYOUT.encode(values)) + codes
 
     @classmethod
     def parse(cls, data: bytes | memoryview) -> Self:
         """Decode; a list of type codes cut short by the allocation length is kept short."""
-        if len(data) < _OPERATING_PARAMETERS.size:
+        head = cls.LAYOUT.length
+        if len(data) < head:
             raise XcopyFormatError(f"OPERATING PARAMETERS data of {len(data)} bytes (needs 44)")
-        f = _OPERATING_PARAMETERS.unpack_from(data, 0)
-        codes = bytes(data[44 : 44 + f[14]])
-        return cls(bool(f[1] & 0x01), f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10],
-                   f[11], f[12], f[13], tuple(codes))
+        f = cls.LAYOUT.decode(data)
+        codes = bytes(data[head : head + f["implemented_descriptor_list_length"]])
+        return cls(
+            bool(f["snlid"]), f["max_cscd_count"], f["max_segment_count"],
+            f["max_descriptor_list_length"], f["max_segment_length"],
+            f["max_inline_data_length"], f["held_data_limit"],
+            f["max_stream_device_transfer_size"], f["total_concurrent_copies"],
+            f["max_concurrent_copies"], f["data_segment_granularity"],
+            f["inline_data_granularity"], f["held_data_granularity"], tuple(codes),
+        )
 
     def describe(self) -> str:
         return "\n".join((
@@ -1815,7 +1845,10 @@ def operating_parameters_data(limits: Limits) -> bytes:
     return OperatingParameters.from_limits(limits).encode()
 
 
-_FAILED_SEGMENT = struct.Struct(">I52xBxH")
+FAILED_SEGMENT_DETAILS_LAYOUT = Layout(
+    "FAILED SEGMENT DETAILS", 60, available_data=bitfield(0, 32),
+    copy_command_status=bitfield(56), sense_data_length=bitfield(58, 16),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1827,25 +1860,28 @@ class FailedSegmentDetails:
     copy_command_status: int
     sense_data: bytes = b""
 
+    LAYOUT: ClassVar[Layout] = FAILED_SEGMENT_DETAILS_LAYOUT
+
     def encode(self) -> bytes:
         sense = bytes(self.sense_data)
-        return _FAILED_SEGMENT.pack(
-            _FAILED_SEGMENT.size - 4 + len(sense),
-            _fits("copy_command_status", self.copy_command_status, 8),
-            _fits("sense_data_length", len(sense), 16),
-        ) + sense
+        return bytes(self.LAYOUT.encode({
+            "available_data": self.LAYOUT.length - 4 + len(sense),
+            "copy_command_status": self.copy_command_status,
+            "sense_data_length": len(sense),
+        })) + sense
 
     @classmethod
     def parse(cls, data: bytes | memoryview) -> Self | None:
         """Decode; None when AVAILABLE DATA is zero (no failed segment details)."""
         if len(data) < 4:
             raise XcopyFormatError(f"FAILED SEGMENT DETAILS data of {len(data)} bytes")
-        if struct.unpack_from(">I", data, 0)[0] == 0:
+        if cls.LAYOUT.get("available_data", data) == 0:
             return None
-        if len(data) < _FAILED_SEGMENT.size:
+        if len(data) < cls.LAYOUT.length:
             raise XcopyFormatError(f"FAILED SEGMENT DETAILS data of {len(data)} bytes")
-        _, status, sense_len = _FAILED_SEGMENT.unpack_from(data, 0)
-        return cls(status, bytes(data[60 : 60 + sense_len]))
+        f = cls.LAYOUT.decode(data)
+        head = cls.LAYOUT.length
+        return cls(f["copy_command_status"], bytes(data[head : head + f["sense_data_length"]]))
 
     @property
     def sense(self) -> SenseData | None:
@@ -1895,7 +1931,15 @@ class CopyOperationStatus(IntEnum):
 #: ESTIMATED STATUS UPDATE DELAY of an ended copy (SPC-4 6.24) and of one we cannot estimate
 STATUS_UPDATE_DELAY_ENDED = 0xFFFFFFFE
 STATUS_UPDATE_DELAY_UNKNOWN = 0xFFFFFFFF
-_COPY_STATUS_LID4 = struct.Struct(">IBBHIBBBBQH6x")
+COPY_STATUS_LID4_LAYOUT = Layout(
+    "COPY STATUS (LID4)", 32, available_data=bitfield(0, 32),
+    response_to_service_action=bitfield(4, 5), hdd=bitfield(5, 1, lsb=7),
+    status=bitfield(5, 7), operation_counter=bitfield(6, 16),
+    estimated_status_update_delay=bitfield(8, 32), completion_status=bitfield(12),
+    sense_field_length=bitfield(13), sense_data_length=bitfield(14),
+    transfer_count_units=bitfield(15), transfer_count=bitfield(16, 64),
+    segments_processed=bitfield(24, 16),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1920,7 +1964,8 @@ class CopyStatusLid4:
     transfer_count_units: int = TransferCountUnits.BYTES
     held_data_discarded: bool = False  # HDD: RECEIVE COPY DATA(LID4) only
 
-    LENGTH: ClassVar[int] = _COPY_STATUS_LID4.size  # without the sense data
+    LENGTH: ClassVar[int] = COPY_STATUS_LID4_LAYOUT.length  # without the sense data
+    LAYOUT: ClassVar[Layout] = COPY_STATUS_LID4_LAYOUT
 
     @property
     def sense_field_length(self) -> int:
@@ -1932,30 +1977,29 @@ class CopyStatusLid4:
         longer form (RECEIVE COPY DATA(LID4): HELD DATA LENGTH and HELD DATA)."""
         sense = bytes(self.sense_data)
         field = sense + bytes(self.sense_field_length - len(sense))
-        return _COPY_STATUS_LID4.pack(
-            _COPY_STATUS_LID4.size - 4 + len(field) + len(trailer),
-            _fits("response_to_service_action", self.response_to_service_action, 5),
-            (0x80 if self.held_data_discarded else 0) | _fits("status", self.status, 7),
-            _fits("operation_counter", self.operation_counter, 16),
-            _fits("estimated_status_update_delay", self.estimated_status_update_delay, 32),
-            _fits("completion_status", self.completion_status, 8),
-            _fits("sense_field_length", len(field), 8),
-            len(sense),
-            _fits("transfer_count_units", self.transfer_count_units, 8),
-            _fits("transfer_count", self.transfer_count, 64),
-            _fits("segments_processed", self.segments_processed, 16),
-        ) + field + trailer
+        return bytes(self.LAYOUT.encode({
+            "available_data": self.LENGTH - 4 + len(field) + len(trailer),
+            "response_to_service_action": self.response_to_service_action,
+            "hdd": self.held_data_discarded, "status": self.status,
+            "operation_counter": self.operation_counter,
+            "estimated_status_update_delay": self.estimated_status_update_delay,
+            "completion_status": self.completion_status, "sense_field_length": len(field),
+            "sense_data_length": len(sense), "transfer_count_units": self.transfer_count_units,
+            "transfer_count": self.transfer_count, "segments_processed": self.segments_processed,
+        })) + field + trailer
 
     @classmethod
     def decode(cls, data: bytes | memoryview) -> tuple[Self, int]:
         """(status, offset of what follows the sense data field)."""
         if len(data) < cls.LENGTH:
             raise XcopyFormatError(f"COPY STATUS (LID4) data of {len(data)} bytes (needs 32)")
-        (_, sa, b5, counter, delay, completion, field_len, sense_len, units, count,
-         segments) = _COPY_STATUS_LID4.unpack_from(data, 0)
-        sense = bytes(data[cls.LENGTH : cls.LENGTH + min(sense_len, field_len)])
-        return cls(sa & 0x1F, b5 & 0x7F, count, segments, completion, sense, counter, delay,
-                   units, bool(b5 & 0x80)), cls.LENGTH + field_len
+        f = cls.LAYOUT.decode(data)
+        field_len = f["sense_field_length"]
+        sense = bytes(data[cls.LENGTH : cls.LENGTH + min(f["sense_data_length"], field_len)])
+        return cls(f["response_to_service_action"], f["status"], f["transfer_count"],
+                   f["segments_processed"], f["completion_status"], sense,
+                   f["operation_counter"], f["estimated_status_update_delay"],
+                   f["transfer_count_units"], bool(f["hdd"])), cls.LENGTH + field_len
 
     @classmethod
     def parse(cls, data: bytes | memoryview) -> Self:
@@ -1985,7 +2029,8 @@ class CopyStatusLid4:
                 + (f", {sense.describe()}" if sense else ""))
 
 
-_HELD_DATA_LENGTH = struct.Struct(">I")
+#: What follows the sense data field in RECEIVE COPY DATA(LID4), SPC-4 6.20 table 240
+HELD_DATA_LENGTH_LAYOUT = Layout("HELD DATA LENGTH", 4, held_data_length=bitfield(0, 32))
 
 
 @dataclass(frozen=True, slots=True)
@@ -2001,7 +2046,8 @@ class CopyDataLid4:
         ended_well = self.status.status in (CopyOperationStatus.COMPLETED,
                                             CopyOperationStatus.COMPLETED_WITH_RESIDUAL_DATA)
         held = bytes(self.held_data) if ended_well else b""
-        return self.status.encode(_HELD_DATA_LENGTH.pack(len(held)) + held)
+        return self.status.encode(
+            bytes(HELD_DATA_LENGTH_LAYOUT.encode({"held_data_length": len(held)})) + held)
 
     @classmethod
     def parse(cls, data: bytes | memoryview) -> Self:
@@ -2009,5 +2055,6 @@ class CopyDataLid4:
         if len(data) < end + 4:
             raise XcopyFormatError(f"COPY DATA (LID4) data of {len(data)} bytes: no HELD "
                                    "DATA LENGTH")
-        (n,) = _HELD_DATA_LENGTH.unpack_from(data, end)
-        return cls(status, bytes(data[end + 4 : end + 4 + n]))
+        n = HELD_DATA_LENGTH_LAYOUT.get("held_data_length", data, end)
+        start = end + HELD_DATA_LENGTH_LAYOUT.length
+        return cls(status, bytes(data[start : start + n]))

@@ -95,3 +95,18 @@ def test_a_lid4_header_with_g_sense_points_at_its_bit():
     assert e.value.sense.sense_key_specific == bytes.fromhex("89000f")  # SKSV, BPV 1, byte 15
     assert x.parse_extended_copy_lid4(x.build_extended_copy_lid4(
         [], [], list_identifier=0x01020304)).header.list_identifier == 0x01020304
+
+
+def test_receive_copy_results_tables_round_trip_at_the_standards_bytes():
+    # SPC-4 r31 6.18.3/6.18.4/6.18.5, SPC-4 6.24 table 248
+    assert x.OPERATING_PARAMETERS_LAYOUT.offset("implemented_descriptor_list_length") == 43
+    assert x.FAILED_SEGMENT_DETAILS_LAYOUT.offset("sense_data_length") == 58
+    assert x.COPY_STATUS_LID4_LAYOUT.offset("transfer_count") == 16
+    status = x.CopyStatus(x.CopyCommandStatus.COMPLETED, 3, 0x01020304, 1, True)
+    assert status.encode() == bytes.fromhex("00000008 81 0003 01 01020304")
+    assert x.CopyStatus.parse(status.encode()) == status
+    lid4 = x.CopyStatusLid4(1, x.CopyOperationStatus.COMPLETED, 5, 2, 0, b"\x70\x00\x05",
+                            held_data_discarded=True)
+    wire = lid4.encode()
+    assert wire[4:6] == b"\x01\x81" and wire[13:15] == b"\x04\x03" and len(wire) == 36
+    assert x.CopyStatusLid4.parse(wire) == lid4
