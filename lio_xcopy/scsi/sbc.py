@@ -15,6 +15,7 @@ from typing import TypeAlias
 from lio_xcopy.errors import LioXcopyError
 from lio_xcopy.scsi.cdb import Cdb, bitfield
 from lio_xcopy.scsi.errors import ParameterListLengthError
+from lio_xcopy.scsi.layout import Layout
 from lio_xcopy.scsi.spc import TYPE_DISK, vpd_page
 
 # --- CDB layouts (SBC-4 clause 5) -----------------------------------------------------------
@@ -531,12 +532,28 @@ DSP_DPOFUA = 0x10
 SHORT_BLOCK_DESCRIPTOR_LENGTH = 8
 
 
+#: Caching mode page, SBC-4 6.5.5 (the fields we set; the rest are zero)
+CACHING_PAGE_LAYOUT = Layout(
+    "Caching mode page", 2 + CACHING_PAGE_LENGTH, page_code=bitfield(0, 6),
+    page_length=bitfield(1), wce=bitfield(2, 1, lsb=2), rcd=bitfield(2, 1),
+)
+
+
 def caching_mode_page(*, wce: bool = False, rcd: bool = False) -> bytes:
     """Caching mode page, SBC-4 6.5.5; every other field zero (no pre-fetch control)."""
-    buf = bytearray(2 + CACHING_PAGE_LENGTH)
-    buf[0], buf[1] = CACHING_PAGE, CACHING_PAGE_LENGTH
-    buf[2] = (WCE if wce else 0) | (RCD if rcd else 0)
-    return bytes(buf)
+    return bytes(CACHING_PAGE_LAYOUT.encode({
+        "page_code": CACHING_PAGE, "page_length": CACHING_PAGE_LENGTH, "wce": wce, "rcd": rcd,
+    }))
+
+
+#: Control mode page, SPC-4 7.5.7 table 457 (the fields we set; the rest are zero)
+CONTROL_PAGE_LAYOUT = Layout(
+    "Control mode page", 2 + CONTROL_PAGE_LENGTH, page_code=bitfield(0, 6),
+    page_length=bitfield(1), tst=bitfield(2, 3, lsb=5), d_sense=bitfield(2, 1, lsb=2),
+    gltsd=bitfield(2, 1, lsb=1), queue_algorithm_modifier=bitfield(3, 4, lsb=4),
+    qerr=bitfield(3, 2, lsb=1), swp=bitfield(4, 1, lsb=3), tas=bitfield(5, 1, lsb=6),
+    busy_timeout_period=bitfield(8, 16),
+)
 
 
 def control_mode_page(
@@ -551,16 +568,12 @@ def control_mode_page(
     busy_timeout_period: int = 0,
 ) -> bytes:
     """Control mode page, SPC-4 7.5.7; all zero gives the changeable mask 'nothing'."""
-    return struct.pack(
-        ">BBBBBBxxHxx",
-        CONTROL_PAGE,
-        CONTROL_PAGE_LENGTH,
-        (tst & 7) << 5 | (0x04 if d_sense else 0) | (0x02 if gltsd else 0),
-        (queue_algorithm_modifier & 0x0F) << 4 | (qerr & 3) << 1,
-        0x08 if swp else 0,
-        0x40 if tas else 0,
-        busy_timeout_period,
-    )
+    return bytes(CONTROL_PAGE_LAYOUT.encode({
+        "page_code": CONTROL_PAGE, "page_length": CONTROL_PAGE_LENGTH, "tst": tst,
+        "d_sense": d_sense, "gltsd": gltsd,
+        "queue_algorithm_modifier": queue_algorithm_modifier, "qerr": qerr, "swp": swp,
+        "tas": tas, "busy_timeout_period": busy_timeout_period,
+    }))
 
 
 def short_block_descriptor(blocks: int, block_length: int) -> bytes:

@@ -16,6 +16,7 @@ from enum import IntEnum
 
 from lio_xcopy.errors import LioXcopyError
 from lio_xcopy.scsi.cdb import Cdb, bitfield
+from lio_xcopy.scsi.layout import Layout
 
 # --- CDB layouts ----------------------------------------------------------------------------
 
@@ -259,30 +260,67 @@ class ElementRange:
         return range(self.first, self.first + self.count)
 
 
+# Mode page field tables (SMC-3 7.3): the fields we set; the others are zero.
+MODE_PAGE_HEADER_LAYOUT = Layout(
+    "mode page header", 2, page_code=bitfield(0, 6), page_length=bitfield(1),
+)
+ELEMENT_ADDRESS_ASSIGNMENT_LAYOUT = MODE_PAGE_HEADER_LAYOUT.extend(
+    "Element Address Assignment mode page", 20,
+    first_transport=bitfield(2, 16), transports=bitfield(4, 16),
+    first_storage=bitfield(6, 16), storage=bitfield(8, 16),
+    first_import_export=bitfield(10, 16), import_export=bitfield(12, 16),
+    first_data_transfer=bitfield(14, 16), data_transfer=bitfield(16, 16),
+)
+#: one per medium transport element, after the Transport Geometry page's header
+TRANSPORT_GEOMETRY_DESCRIPTOR_LAYOUT = Layout(
+    "transport geometry descriptor", 2, rotate=bitfield(0, 1), member_number=bitfield(1),
+)
+#: bits of each MOVE MEDIUM capability byte: to DT (3), I/E (2), ST (1), MT (0)
+DEVICE_CAPABILITIES_LAYOUT = MODE_PAGE_HEADER_LAYOUT.extend(
+    "Device Capabilities mode page", 20,
+    stor_dt=bitfield(2, 1, lsb=3), stor_ie=bitfield(2, 1, lsb=2),
+    stor_st=bitfield(2, 1, lsb=1), stor_mt=bitfield(2, 1),
+    transport_move_to=bitfield(4, 4), storage_move_to=bitfield(5, 4),
+    import_export_move_to=bitfield(6, 4), data_transfer_move_to=bitfield(7, 4),
+    transport_exchange_with=bitfield(12, 4), storage_exchange_with=bitfield(13, 4),
+    import_export_exchange_with=bitfield(14, 4), data_transfer_exchange_with=bitfield(15, 4),
+)
+
+
 def element_address_assignment_page(
     transport: ElementRange, storage: ElementRange, import_export: ElementRange,
     data_transfer: ElementRange,
 ) -> bytes:
     """Element Address Assignment mode page (1Dh, SMC-3): the first address and number
     of each element type; the PS bit stays zero (nothing to save)."""
-    return struct.pack(
-        ">BBHHHHHHHHxx", ELEMENT_ADDRESS_ASSIGNMENT_PAGE, 0x12,
-        transport.first, transport.count, storage.first, storage.count,
-        import_export.first, import_export.count, data_transfer.first, data_transfer.count,
-    )
+    layout = ELEMENT_ADDRESS_ASSIGNMENT_LAYOUT
+    return bytes(layout.encode({
+        "page_code": ELEMENT_ADDRESS_ASSIGNMENT_PAGE, "page_length": layout.length - 2,
+        "first_transport": transport.first, "transports": transport.count,
+        "first_storage": storage.first, "storage": storage.count,
+        "first_import_export": import_export.first, "import_export": import_export.count,
+        "first_data_transfer": data_transfer.first, "data_transfer": data_transfer.count,
+    }))
 
 
 def transport_geometry_page(transports: int) -> bytes:
     """Transport Geometry Parameters mode page (1Eh, SMC-3): one descriptor per
     medium transport; ours cannot rotate media (ROTATE zero), each is its own set."""
-    body = b"".join(struct.pack(">BB", 0, i) for i in range(transports))
-    return struct.pack(">BB", TRANSPORT_GEOMETRY_PAGE, len(body)) + body
+    body = b"".join(bytes(TRANSPORT_GEOMETRY_DESCRIPTOR_LAYOUT.encode({"member_number": i}))
+                    for i in range(transports))
+    return bytes(MODE_PAGE_HEADER_LAYOUT.encode({
+        "page_code": TRANSPORT_GEOMETRY_PAGE, "page_length": len(body)})) + body
 
 
 def device_capabilities_page() -> bytes:
     """Device Capabilities mode page (1Fh, SMC-3): storage, import/export and data
     transfer elements hold media (the transport only in passing); MOVE MEDIUM goes from
     each of them to each of them; EXCHANGE MEDIUM is not supported (zero bytes 12-15)."""
-    stor = 0b1110  # StorDT, StorI/E, StorST; not StorMT
     move = 0b1110  # ->DT, ->I/E, ->ST
-    return struct.pack(">BBBx4B4x4x4x", DEVICE_CAPABILITIES_PAGE, 0x12, stor, 0, move, move, move)
+    layout = DEVICE_CAPABILITIES_LAYOUT
+    return bytes(layout.encode({
+        "page_code": DEVICE_CAPABILITIES_PAGE, "page_length": layout.length - 2,
+        "stor_dt": True, "stor_ie": True, "stor_st": True,  # not StorMT
+        "transport_move_to": 0, "storage_move_to": move, "import_export_move_to": move,
+        "data_transfer_move_to": move,
+    }))

@@ -13,6 +13,7 @@ from typing import TypeAlias
 from lio_xcopy.errors import LioXcopyError
 from lio_xcopy.scsi.cdb import Cdb, bitfield
 from lio_xcopy.scsi.errors import InvalidFieldInParameterList, ParameterListLengthError
+from lio_xcopy.scsi.layout import Layout
 
 # --- peripheral device types, SPC-4 Table 142 ----------------------------------------
 TYPE_DISK = 0x00
@@ -266,24 +267,34 @@ def vpd_device_identification(device_type: int, designators: Sequence[Designator
 
 
 # --- mode parameters, SPC-4 7.5 -----------------------------------------------------------
+#: Mode parameter headers, SPC-4 7.5.5 tables 451 (6) and 452 (10)
+MODE_HEADER_6 = Layout(
+    "mode parameter header (6)", 4, mode_data_length=bitfield(0),
+    medium_type=bitfield(1), device_specific_parameter=bitfield(2),
+    block_descriptor_length=bitfield(3),
+)
+MODE_HEADER_10 = Layout(
+    "mode parameter header (10)", 8, mode_data_length=bitfield(0, 16),
+    medium_type=bitfield(2), device_specific_parameter=bitfield(3),
+    longlba=bitfield(4, 1), block_descriptor_length=bitfield(6, 16),
+)
+
+
 def mode_parameter_list(
     *, ten: bool, pages: bytes, block_descriptors: bytes = b"", device_specific: int = 0,
     medium_type: int = 0,
 ) -> bytes:
     """Mode parameter header (6) or (10) + block descriptors + pages (SPC-4 7.5.5)."""
-    if ten:
-        head_len = 8
-        total = head_len + len(block_descriptors) + len(pages)
-        head = struct.pack(
-            ">HBBxxH", total - 2, medium_type, device_specific, len(block_descriptors)
-        )
-    else:
-        head_len = 4
-        total = head_len + len(block_descriptors) + len(pages)
-        head = struct.pack(
-            ">BBBB", min(total - 1, 0xFF), medium_type, device_specific, len(block_descriptors)
-        )
-    return head + block_descriptors + pages
+    layout = MODE_HEADER_10 if ten else MODE_HEADER_6
+    total = layout.length + len(block_descriptors) + len(pages)
+    # MODE DATA LENGTH counts the bytes after itself; the 6-byte form's one byte saturates
+    after = total - layout.field("mode_data_length").nbytes
+    head = layout.encode({
+        "mode_data_length": after if ten else min(after, 0xFF), "medium_type": medium_type,
+        "device_specific_parameter": device_specific,
+        "block_descriptor_length": len(block_descriptors),
+    })
+    return bytes(head) + block_descriptors + pages
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,19 +312,21 @@ def parse_mode_parameters(data: bytes | memoryview, *, ten: bool) -> ModeParamet
     """Split a MODE SELECT parameter list, SPC-4 7.5.5; bad lengths raise the sense
     SPC-4 names (PARAMETER LIST LENGTH ERROR, INVALID FIELD IN PARAMETER LIST)."""
     data = bytes(data)
-    head_len = 8 if ten else 4
+    layout = MODE_HEADER_10 if ten else MODE_HEADER_6
+    head_len = layout.length
     if len(data) < head_len:
         if not data:
             return ModeParameters(0, 0, (), head_len, ())
         raise ParameterListLengthError(message="mode parameter header truncated")
-    if ten:
-        medium_type, dsp, bdl = data[2], data[3], struct.unpack_from(">H", data, 6)[0]
-        if data[4] & 1:
-            raise InvalidFieldInParameterList(4, 0, "long LBA block descriptors unsupported")
-    else:
-        medium_type, dsp, bdl = data[1], data[2], data[3]
+    head = layout.decode(data)
+    medium_type, dsp = head["medium_type"], head["device_specific_parameter"]
+    bdl = head["block_descriptor_length"]
+    if head.get("longlba"):
+        raise InvalidFieldInParameterList(*layout.pointer("longlba"),
+                                          "long LBA block descriptors unsupported")
     if bdl % 8 or head_len + bdl > len(data):
-        raise InvalidFieldInParameterList(6 if ten else 3, message="block descriptor length")
+        raise InvalidFieldInParameterList(layout.offset("block_descriptor_length"),
+                                          message="block descriptor length")
     bds = tuple(data[head_len + i : head_len + i + 8] for i in range(0, bdl, 8))
     pages = []
     pos = head_len + bdl

@@ -14,6 +14,7 @@ from typing import NamedTuple, TypeAlias
 from lio_xcopy.errors import LioXcopyError
 from lio_xcopy.scsi.cdb import Cdb, bitfield
 from lio_xcopy.scsi.errors import CheckCondition, NotReady
+from lio_xcopy.scsi.layout import Layout
 from lio_xcopy.scsi.sense import Asc, SenseData, SenseKey
 
 # --- CDB layouts -----------------------------------------------------------------------------
@@ -355,47 +356,75 @@ def device_specific_parameter(*, write_protected: bool, buffered_mode: int, spee
     return (0x80 if write_protected else 0) | (buffered_mode & 7) << 4 | (speed & 0xF)
 
 
+# Mode page field tables (SSC-4 8.3): the fields we set; the others are zero.
+DATA_COMPRESSION_LAYOUT = Layout(
+    "Data Compression mode page", 16, page_code=bitfield(0, 6), page_length=bitfield(1),
+    dce=bitfield(2, 1, lsb=7), dcc=bitfield(2, 1, lsb=6), dde=bitfield(3, 1, lsb=7),
+    compression_algorithm=bitfield(4, 32), decompression_algorithm=bitfield(8, 32),
+)
+DEVICE_CONFIGURATION_LAYOUT = Layout(
+    "Device Configuration mode page", 16, page_code=bitfield(0, 6), page_length=bitfield(1),
+    lois=bitfield(8, 1, lsb=6), eeg=bitfield(10, 1, lsb=4), sew=bitfield(10, 1, lsb=3),
+)
+DEVICE_CONFIGURATION_EXTENSION_LAYOUT = Layout(
+    "Device Configuration Extension mode page", 32, spf=bitfield(0, 1, lsb=6),
+    page_code=bitfield(0, 6), subpage_code=bitfield(1), page_length=bitfield(2, 16),
+    short_erase_mode=bitfield(5), pews=bitfield(6, 16),
+)
+MEDIUM_PARTITION_LAYOUT = Layout(
+    "Medium Partition mode page", 10, page_code=bitfield(0, 6), page_length=bitfield(1),
+    maximum_additional_partitions=bitfield(2), additional_partitions_defined=bitfield(3),
+    fdp=bitfield(4, 1, lsb=7), sdp=bitfield(4, 1, lsb=6), idp=bitfield(4, 1, lsb=5),
+    psum=bitfield(4, 2, lsb=3), medium_format_recognition=bitfield(5),
+    partition_size=bitfield(8, 16),
+)
+PSUM_MEGABYTES = 0b10
+MEDIUM_FORMAT_RECOGNITION_BOTH = 0x03  # format and partition recognition
+
+
 def data_compression_page(*, dce: bool = False) -> bytes:
     """Data Compression mode page (0Fh, 16 bytes): DCC one (the drive is capable, so st's
     ``MTCOMPRESSION`` sends MODE SELECT instead of failing with EIO), DCE ``dce``, DDE one
     (data that is not compressed is still returned); COMPRESSION and DECOMPRESSION
     ALGORITHM zero: no algorithm changes how a record is stored."""
-    return bytes([DATA_COMPRESSION_PAGE, 0x0E, DCC | (DCE if dce else 0), DDE]) + bytes(12)
+    return bytes(DATA_COMPRESSION_LAYOUT.encode({
+        "page_code": DATA_COMPRESSION_PAGE, "page_length": DATA_COMPRESSION_LAYOUT.length - 2,
+        "dcc": True, "dce": dce, "dde": True,
+    }))
 
 
 def device_configuration_page(*, lois: bool = True, eeg: bool = True, sew: bool = True) -> bytes:
     """Device Configuration mode page (10h): active format and partition 0, no write
     delay; LOIS (logical object identifiers supported), EEG (EOD generation) and SEW
     (synchronize at early warning) as given."""
-    page = bytearray(16)
-    page[0], page[1] = DEVICE_CONFIGURATION_PAGE, 0x0E
-    page[8] = 0x40 if lois else 0
-    page[10] = (0x10 if eeg else 0) | (0x08 if sew else 0)
-    return bytes(page)
+    return bytes(DEVICE_CONFIGURATION_LAYOUT.encode({
+        "page_code": DEVICE_CONFIGURATION_PAGE,
+        "page_length": DEVICE_CONFIGURATION_LAYOUT.length - 2,
+        "lois": lois, "eeg": eeg, "sew": sew,
+    }))
 
 
 def device_configuration_extension_page(pews: int = 0) -> bytes:
     """Device Configuration Extension mode page (10h/01h, 32 bytes): SHORT ERASE MODE
     02h (a short ERASE writes end of data), PROGRAMMABLE EARLY WARNING SIZE ``pews``
     in megabytes."""
-    page = bytearray(32)
-    page[0], page[1] = 0x40 | DEVICE_CONFIGURATION_PAGE, DEVICE_CONFIGURATION_EXTENSION
-    struct.pack_into(">H", page, 2, len(page) - 4)
-    page[5] = SHORT_ERASE_WRITES_EOD
-    struct.pack_into(">H", page, 6, pews)
-    return bytes(page)
+    layout = DEVICE_CONFIGURATION_EXTENSION_LAYOUT
+    return bytes(layout.encode({
+        "spf": True, "page_code": DEVICE_CONFIGURATION_PAGE,
+        "subpage_code": DEVICE_CONFIGURATION_EXTENSION, "page_length": layout.length - 4,
+        "short_erase_mode": SHORT_ERASE_WRITES_EOD, "pews": pews,
+    }))
 
 
 def medium_partition_page(capacity_mb: int) -> bytes:
     """Medium Partition mode page (11h) of a one-partition drive: MAXIMUM ADDITIONAL
     PARTITIONS and ADDITIONAL PARTITIONS DEFINED zero, MEDIUM FORMAT RECOGNITION 03h,
     PSUM 10b (megabytes) and the one partition size descriptor."""
-    page = bytearray(10)
-    page[0], page[1] = MEDIUM_PARTITION_PAGE, len(page) - 2
-    page[4] = 0x10  # PSUM 10b
-    page[5] = 0x03
-    struct.pack_into(">H", page, 8, min(capacity_mb, 0xFFFF))
-    return bytes(page)
+    return bytes(MEDIUM_PARTITION_LAYOUT.encode({
+        "page_code": MEDIUM_PARTITION_PAGE, "page_length": MEDIUM_PARTITION_LAYOUT.length - 2,
+        "psum": PSUM_MEGABYTES, "medium_format_recognition": MEDIUM_FORMAT_RECOGNITION_BOTH,
+        "partition_size": min(capacity_mb, 0xFFFF),
+    }))
 
 
 def changeable(page: bytes, mask: dict[int, int] | None = None) -> bytes:

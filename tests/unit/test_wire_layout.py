@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from lio_xcopy.scsi import sbc, smc, spc, ssc
 from lio_xcopy.scsi import xcopy as x
 from lio_xcopy.scsi.layout import Layout, bitfield
 
@@ -110,3 +111,26 @@ def test_receive_copy_results_tables_round_trip_at_the_standards_bytes():
     wire = lid4.encode()
     assert wire[4:6] == b"\x01\x81" and wire[13:15] == b"\x04\x03" and len(wire) == 36
     assert x.CopyStatusLid4.parse(wire) == lid4
+
+
+def test_mode_pages_from_their_tables_golden():
+    # SSC-4 8.3.2 (0Fh), 8.3.4 (10h/01h), 8.3.5 (11h); SBC-4 6.5.5 (08h); SMC-3 7.3.3 (1Fh)
+    assert ssc.data_compression_page(dce=True) == bytes.fromhex("0f0ec080") + bytes(12)
+    assert ssc.device_configuration_extension_page(3) == bytes.fromhex(
+        "5001001c 00020003") + bytes(24)
+    assert ssc.medium_partition_page(0x12345) == bytes.fromhex("110800001003 0000 ffff")
+    assert sbc.caching_mode_page(wce=True) == bytes.fromhex("0812 04") + bytes(17)
+    assert sbc.control_mode_page(gltsd=True, tas=True) == bytes.fromhex(
+        "0a0a 02 00 00 40 0000 0000 0000")
+    assert smc.device_capabilities_page() == bytes.fromhex("1f12 0e00 000e0e0e") + bytes(12)
+    assert smc.transport_geometry_page(2) == bytes.fromhex("1e04 0000 0001")
+
+
+def test_mode_select_header_pointers_come_from_the_header_tables():
+    with pytest.raises(x.InvalidFieldInParameterList) as e:
+        spc.parse_mode_parameters(bytes.fromhex("0000 00 00 01 00 0000"), ten=True)
+    assert e.value.sense.sense_key_specific == bytes.fromhex("880004")  # LONGLBA: byte 4 bit 0
+    with pytest.raises(x.InvalidFieldInParameterList) as e:
+        spc.parse_mode_parameters(bytes.fromhex("00000004"), ten=False)
+    assert e.value.sense.sense_key_specific == bytes.fromhex("800003")
+    assert spc.mode_parameter_list(ten=False, pages=bytes(300))[0] == 0xFF  # saturates
