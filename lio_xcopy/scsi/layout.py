@@ -4,8 +4,10 @@ The CDB layouts of :mod:`lio_xcopy.scsi.cdb` place each field with ``bitfield(by
 width, lsb=...)``; a :class:`Layout` does the same for parameter data (SPC-4 4.5.2.4.2
 field pointers into a parameter list, the descriptors of SPC-4 6.4.5 and 6.4.6)::
 
-    BLOCK_TO_BLOCK = SEGMENT_HEADER.extend(
-        "block->block", 28, number_of_blocks=bitfield(10, 16), ...)
+    class BlockToBlock(SegmentDescriptor):
+        LAYOUT = SEGMENT_HEADER.extend(
+            "block->block", 28, dc=bitfield(1, 1, lsb=1), number_of_blocks=bitfield(10, 16),
+            source_lba=bitfield(12, 64), destination_lba=bitfield(20, 64))
 
 One table serves the encoder (:meth:`Layout.encode`, every value checked against its
 width), the decoder (:meth:`Layout.decode`) and the sense data: :meth:`Layout.offset`
