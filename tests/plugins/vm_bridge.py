@@ -70,11 +70,13 @@ def _start_phys_daemon(work: Path) -> subprocess.Popen:
     return proc
 
 
-def _phys_lun(name: str, hc: HandlerConfig) -> provision.Lun:
-    """A storage object the second daemon serves (its subtype, not ours)."""
+def phys_lun(name: str, hc: HandlerConfig, size: int = 64 * MiB) -> provision.Lun:
+    """A storage object the second daemon serves (its subtype, not ours): a device of
+    the "physical" library's kind, exported with :func:`provision.export_loopback` on
+    PHYS_TARGET while the ``bridge`` fixture runs."""
     rts = rtslib_adapter.rtslib()
     so = rts.UserBackedStorageObject(
-        name, config=f"{PHYS_SUBTYPE}/{hc.format()}", size=64 * MiB, wwn=str(uuid.uuid4()),
+        name, config=f"{PHYS_SUBTYPE}/{hc.format()}", size=size, wwn=str(uuid.uuid4()),
         hw_max_sectors=HW_MAX_SECTORS, control=provision.CONTROL)
     return provision.Lun(name, hc.kind, Path(hc.path), so.wwn, so)
 
@@ -98,8 +100,8 @@ def bridge(lab):
     path = work / "physlib"
     ops.create_library(path, slots=4, drives=1, capacity=64 * MiB, barcodes=BARCODES,
                        drive_luns=["physdrive0"])
-    phys = [_phys_lun("physchanger", HandlerConfig("changer", str(path))),
-            _phys_lun("physdrive0", HandlerConfig("tape", str(path), {"drive": "0"}))]
+    phys = [phys_lun("physchanger", HandlerConfig("changer", str(path))),
+            phys_lun("physdrive0", HandlerConfig("tape", str(path), {"drive": "0"}))]
     pt: list[provision.Lun] = []
     try:
         for lun in phys:

@@ -1,17 +1,21 @@
-"""Helpers of the VM tests that send EXTENDED COPY with stock tools and read the lab
-disk back, and a bounded wait."""
+"""Helpers of the VM tests that send EXTENDED COPY (with stock tools or SG_IO), read its
+results and the lab disk back, read a cartridge's records, and a bounded wait."""
 
 from __future__ import annotations
 
 import os
 import re
 import time
+from pathlib import Path
 
 from conftest import MiB, run
 
+from lio_xcopy.devices.awstape import AwsTape
+from lio_xcopy.scsi import xcopy
 from lio_xcopy.scsi.xcopy import (
     IdentificationCscd,
 )
+from lio_xcopy.sg import sgio
 
 BS = 512
 
@@ -55,3 +59,27 @@ def tell(lab) -> int:
     m = re.search(r"At block (\d+)\.", run("mt", "-f", lab.nst, "tell").stdout)
     assert m
     return int(m.group(1))
+
+
+def extended_copy(sg: str, plist: bytes) -> sgio.Result:
+    """One EXTENDED COPY (LID1) through SG_IO, whatever its status."""
+    cdb = xcopy.ExtendedCopyLid1(parameter_list_length=len(plist)).encode()
+    with sgio.ScsiDevice(sg) as dev:
+        return dev.execute(cdb, data_out=plist, timeout=600, check=False)
+
+
+def copy_results(sg: str, list_id: int) -> tuple[xcopy.CopyStatus, bytes | None]:
+    """RECEIVE COPY RESULTS: the copy's status and its FAILED SEGMENT DETAILS sense."""
+    with sgio.ScsiDevice(sg) as dev:
+        st = dev.execute(xcopy.ReceiveCopyResultsCopyStatus(
+            list_identifier=list_id, allocation_length=12).encode(), data_in=12).data
+        fsd = dev.execute(xcopy.ReceiveCopyResultsFailedSegmentDetails(
+            list_identifier=list_id, allocation_length=255).encode(), data_in=255).data
+    details = xcopy.FailedSegmentDetails.parse(fsd)
+    return xcopy.CopyStatus.parse(st), details.sense_data if details else None
+
+
+def records_on(cartridge: Path) -> list[bytes]:
+    """The records of an AWSTAPE cartridge, from its start (filemarks left out)."""
+    with AwsTape.open_readonly(cartridge, strict=False) as t:
+        return [r for r in t.dump_records() if r is not None]

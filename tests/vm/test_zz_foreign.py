@@ -30,10 +30,10 @@ from types import SimpleNamespace
 import pytest
 from conftest import MiB, clear_unit_attention, extra_lun, run
 from plugins.vm_bridge import BARCODES
-from plugins.vm_iscsi import INITIATOR, TARGET_IP, iscsiadm
+from plugins.vm_iscsi import INITIATOR, NETNS, TARGET_IP, iscsiadm, session_of
+from plugins.vm_xcopy import copy_results, extended_copy, records_on
 
 from lio_xcopy.control import iscsi, provision
-from lio_xcopy.devices.awstape import AwsTape
 from lio_xcopy.devices.foreign import admit_name
 from lio_xcopy.scsi import xcopy
 from lio_xcopy.scsi.sense import Asc, SenseData, SenseKey
@@ -133,25 +133,8 @@ def _plist(lab, array, passes: int, list_id: int) -> bytes:
         list_identifier=list_id, list_id_usage=xcopy.ListIdUsage.HOLD)
 
 
-def _send(sg: str, plist: bytes) -> sgio.Result:
-    cdb = xcopy.ExtendedCopyLid1(parameter_list_length=len(plist)).encode()
-    with sgio.ScsiDevice(sg) as dev:
-        return dev.execute(cdb, data_out=plist, timeout=600, check=False)
-
-
-def _results(sg: str, list_id: int) -> tuple[xcopy.CopyStatus, bytes | None]:
-    with sgio.ScsiDevice(sg) as dev:
-        st = dev.execute(xcopy.ReceiveCopyResultsCopyStatus(
-            list_identifier=list_id, allocation_length=12).encode(), data_in=12).data
-        fsd = dev.execute(xcopy.ReceiveCopyResultsFailedSegmentDetails(
-            list_identifier=list_id, allocation_length=255).encode(), data_in=255).data
-    details = xcopy.FailedSegmentDetails.parse(fsd)
-    return xcopy.CopyStatus.parse(st), details.sense_data if details else None
-
-
 def _on_tape(lab) -> bytes:
-    with AwsTape.open_readonly(lab.tape_lun.path, strict=False) as t:
-        return b"".join(r for r in t.dump_records() if r is not None)
+    return b"".join(records_on(lab.tape_lun.path))
 
 
 def _rewind(lab) -> None:
@@ -161,7 +144,7 @@ def _rewind(lab) -> None:
 
 def test_a_copy_naming_a_foreign_disk_outside_every_copy_group_is_refused(lab, array):
     _rewind(lab)
-    r = _send(lab.tape_sg, _plist(lab, array, 1, 0x51))
+    r = extended_copy(lab.tape_sg, _plist(lab, array, 1, 0x51))
     assert r.status == 2 and r.sense is not None
     assert (r.sense.key, r.sense.asc) == (SenseKey.COPY_ABORTED,
                                           Asc.COPY_TARGET_DEVICE_NOT_REACHABLE)
@@ -171,7 +154,7 @@ def test_a_copy_naming_a_foreign_disk_outside_every_copy_group_is_refused(lab, a
 def test_the_other_arrays_disk_copies_to_our_tape_byte_exact(lab, array, admitted):
     _rewind(lab)
     t0 = time.monotonic()
-    r = _send(lab.tape_sg, _plist(lab, array, 1, 0x52))
+    r = extended_copy(lab.tape_sg, _plist(lab, array, 1, 0x52))
     took = time.monotonic() - t0
     assert r.status == 0, r.explain()
     t0 = time.monotonic()  # for comparison: the host's own dd over the same disk
@@ -179,7 +162,7 @@ def test_the_other_arrays_disk_copies_to_our_tape_byte_exact(lab, array, admitte
     print(f"EXTENDED COPY array disk -> our tape: {ARRAY_SIZE / MiB / took:.1f} MiB/s; "
           f"dd {array.sd} -> /dev/null: {ARRAY_SIZE / MiB / (time.monotonic() - t0):.1f} "
           "MiB/s", file=sys.stderr)
-    st, _ = _results(lab.tape_sg, 0x52)
+    st, _ = copy_results(lab.tape_sg, 0x52)
     assert (st.status, st.transferred_bytes) == (xcopy.CopyCommandStatus.COMPLETED, ARRAY_SIZE)
     assert _on_tape(lab) == array.data
     assert f"is the foreign device {array.sg}" in lab.daemon.text()
@@ -239,35 +222,82 @@ def test_a_backup_job_from_the_other_array_through_the_pass_through_library(
         clear_unit_attention(lab.disk_sg, lab.tape_sg)
 
 
-def test_a_disk_deleted_mid_copy_aborts_it_with_an_exact_count(lab, array, admitted):
+def _copy_cut_short(lab, array, list_id: int, cut) -> tuple[sgio.Result, float]:
+    """Three passes of the array disk onto our tape, and ``cut()`` once 8 MiB are on it:
+    the EXTENDED COPY's Result and the seconds from the cut to its end."""
     _rewind(lab)
-    plist = _plist(lab, array, 3, 0x53)  # 96 MiB: long enough to pull the disk out of
+    plist = _plist(lab, array, 3, list_id)  # 96 MiB: long enough to cut it mid-way
     done: list[sgio.Result] = []
-    copy = threading.Thread(target=lambda: done.append(_send(lab.tape_sg, plist)))
+    copy = threading.Thread(target=lambda: done.append(extended_copy(lab.tape_sg, plist)))
     copy.start()
     try:
         deadline = time.monotonic() + 120
         while True:
             assert time.monotonic() < deadline and copy.is_alive(), "the copy ended early"
             with contextlib.suppress(sgio.SgIoError):
-                if _results(lab.tape_sg, 0x53)[0].transferred_bytes >= 8 * MiB:
+                if copy_results(lab.tape_sg, list_id)[0].transferred_bytes >= 8 * MiB:
                     break
             time.sleep(0.1)
-        Path(f"/sys/block/{Path(array.sd).name}/device/delete").write_text("1\n")
+        t0 = time.monotonic()
+        cut()
     finally:
         copy.join(timeout=300)
     assert not copy.is_alive() and done, "the EXTENDED COPY did not return"
-    r = done[0]
-    assert r.status == 2 and r.sense is not None
+    return done[0], time.monotonic() - t0
+
+
+def _aborted_unreachable_with_an_exact_count(lab, array, r: sgio.Result,
+                                             list_id: int) -> SenseData:
+    """COPY ABORTED, COPY TARGET DEVICE NOT REACHABLE (SPC-4 6.4.3); the tape holds
+    exactly the bytes the copy counted, a prefix of the source. The cause it keeps for
+    FAILED SEGMENT DETAILS (SPC-4 6.21.5)."""
+    assert r.status == 2 and r.sense is not None, r.explain()
     assert (r.sense.key, r.sense.asc) == (SenseKey.COPY_ABORTED,
-                                          Asc.COPY_TARGET_DEVICE_NOT_REACHABLE)
-    st, details = _results(lab.tape_sg, 0x53)
-    cause = SenseData.parse(details)
-    assert (cause.key, cause.asc) == (SenseKey.ABORTED_COMMAND,
-                                      Asc.LOGICAL_UNIT_COMMUNICATION_FAILURE)
+                                          Asc.COPY_TARGET_DEVICE_NOT_REACHABLE), r.explain()
+    st, details = copy_results(lab.tape_sg, list_id)
+    assert details is not None
     on_tape = _on_tape(lab)
     assert st.status == xcopy.CopyCommandStatus.COMPLETED_WITH_ERRORS
     assert 8 * MiB <= st.transferred_bytes == len(on_tape) < 3 * ARRAY_SIZE
     whole = array.data * 3
     assert on_tape == whole[: len(on_tape)]
     run("sg_turs", lab.tape_sg)  # our tape serves the next command
+    return SenseData.parse(details)
+
+
+def test_the_arrays_session_killed_mid_copy_aborts_it_with_an_exact_count(
+        lab, array, admitted):
+    """The other array's link goes down mid-copy: open-iscsi's NOP-Out finds the
+    connection dead and fails the command in flight; the copy ends at once, nothing
+    waits for the session to come back. With the link up again the session recovers
+    and the array serves again."""
+    sid = session_of(ARRAY)
+    recovery = Path(f"/sys/class/iscsi_session/session{sid}/recovery_tmo")
+    before = recovery.read_text().strip()
+    recovery.write_text("5\n")  # queued commands fail 5 s into recovery, not 120 s
+    link = ("ip", "-n", NETNS, "link", "set", "lioxc-t")
+    try:
+        r, took = _copy_cut_short(lab, array, 0x54, lambda: run(*link, "down"))
+    finally:
+        run(*link, "up")
+    print(f"link down -> EXTENDED COPY ended: {took:.1f} s", file=sys.stderr)
+    cause = _aborted_unreachable_with_an_exact_count(lab, array, r, 0x54)
+    # the command that never completed: ABORTED COMMAND, LOGICAL UNIT COMMUNICATION
+    # FAILURE (08h/00h), or TIME-OUT (08h/01h) if its SG_IO timeout fired first
+    assert cause.key == SenseKey.ABORTED_COMMAND, cause.describe()
+    assert cause.asc in (Asc.LOGICAL_UNIT_COMMUNICATION_FAILURE,
+                         Asc.LOGICAL_UNIT_COMMUNICATION_TIME_OUT), cause.describe()
+    assert took < 60, took
+    deadline = time.monotonic() + 90  # iscsid logs in again
+    while run("sg_turs", array.sg, check=False).returncode != 0:
+        assert time.monotonic() < deadline, iscsiadm("-m", "session", "-P", "1").stdout
+        time.sleep(1)
+    recovery.write_text(f"{before}\n")
+
+
+def test_a_disk_deleted_mid_copy_aborts_it_with_an_exact_count(lab, array, admitted):
+    device = Path(f"/sys/block/{Path(array.sd).name}/device/delete")
+    r, _ = _copy_cut_short(lab, array, 0x53, lambda: device.write_text("1\n"))
+    cause = _aborted_unreachable_with_an_exact_count(lab, array, r, 0x53)
+    assert (cause.key, cause.asc) == (SenseKey.ABORTED_COMMAND,
+                                      Asc.LOGICAL_UNIT_COMMUNICATION_FAILURE)
