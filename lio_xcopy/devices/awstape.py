@@ -26,7 +26,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from lio_xcopy.devices.buffer import IOV_MAX, DataBuffer
+from lio_xcopy.devices.buffer import IOV_MAX, DataBuffer, PartialTransfer
 from lio_xcopy.errors import BackingStoreError, ConfigError, LioXcopyError
 
 HEADER = struct.Struct("<HHBB")
@@ -50,6 +50,11 @@ class TapeFormatError(BackingStoreError):
         self.offset = offset
         self.reason = reason
         super().__init__(f"{path}: corrupt AWSTAPE at byte {offset}: {reason}")
+
+
+class RecordsKept(PartialTransfer):
+    """A write of several records failed after ``done`` bytes of whole records, which
+    stay on the tape (its end of data follows them)."""
 
 
 class MediumFull(LioXcopyError):
@@ -528,6 +533,47 @@ class AwsTape:
         self._pos = n + 1
         return length, Kind.DATA
 
+    def read_records_into(self, buf: DataBuffer, length: int, count: int, start: int = 0) -> int:
+        """Read up to ``count`` records of exactly ``length`` bytes from the position
+        into ``buf[start:]``, one after the other, with one ``preadv``; stop before any
+        other object (a filemark, end of data, a record of another length or cut into
+        chunks otherwise than this class writes them). The records read; the position
+        moves past them."""
+        n, objects = self._pos, len(self._off)
+        if length <= 0 or start + length * count > len(buf):
+            return 0
+        lengths = [MAX_CHUNK] * (length // MAX_CHUNK)
+        if length % MAX_CHUNK:
+            lengths.append(length % MAX_CHUNK)
+        count = min(count, objects - n, IOV_MAX // (2 * len(lengths)))
+        each = footprint(length)
+        first = self._off[n] if count > 0 else 0
+        k = 0
+        while k < count and self._len[n + k] == length and self._off[n + k] == first + k * each:
+            k += 1
+        if k and self._end_of(n + k - 1) != first + k * each:
+            k -= 1  # the last one is followed by a chunk of its own
+        if not k:
+            return 0
+        per = len(lengths)
+        hdrs = memoryview(bytearray(HEADER_LEN * per * k))
+        carve = _Carver(buf.slices(start, length * k))
+        views: list[memoryview] = []
+        for i in range(k * per):
+            views.append(hdrs[i * HEADER_LEN : (i + 1) * HEADER_LEN])
+            views.extend(carve.take(lengths[i % per]))
+        got = DataBuffer(views).read_from(self._fd, first)
+        if got != each * k:
+            raise TapeFormatError(self.path, first + got, "short read of record data")
+        flags = [(NEWREC if j == 0 else 0) | (ENDREC if j == per - 1 else 0) for j in range(per)]
+        for i in range(k * per):
+            cur, _, f1, f2 = HEADER.unpack_from(hdrs, i * HEADER_LEN)
+            if cur != lengths[i % per] or f1 != flags[i % per] or f2:
+                k = i // per  # chunked otherwise: the records before it were read whole
+                break
+        self._pos = n + k
+        return k
+
     def _read_data(self, n: int, buf: DataBuffer, start: int, want: int) -> None:
         off, length = self._off[n], self._len[n]
         if start + want > len(buf):
@@ -579,10 +625,13 @@ class AwsTape:
         """How many of ``count`` filemarks fit before the capacity."""
         return max(0, min(count, (self.capacity - self.offset) // HEADER_LEN))
 
-    def write_record(self, buf: DataBuffer, start: int, length: int, count: int = 1) -> None:
+    def write_record(self, buf: DataBuffer, start: int, length: int, count: int = 1, *,
+                     keep_whole: bool = False) -> None:
         """Write ``count`` records of ``length`` bytes from ``buf[start:]`` at the position
         and make them the end of the tape (what followed is cut off, as on a real
-        tape). :class:`MediumFull` when they do not all fit: then nothing is written."""
+        tape). :class:`MediumFull` when they do not all fit: then nothing is written.
+        A failed write leaves none of them, or with ``keep_whole`` the whole records
+        before the failure, with :class:`RecordsKept` giving their bytes."""
         if length < 0 or count < 0 or start + length * count > len(buf):
             raise ValueError(f"{count} records of {length} bytes at {start} exceed the buffer")
         if count == 0:
@@ -598,7 +647,16 @@ class AwsTape:
         if length % MAX_CHUNK or not length:
             lengths.append(length % MAX_CHUNK)
         carve = _Carver(buf.slices(start, length * count))
-        self._put(n, off, _record_pieces(carve, lengths, before, count), size, before)
+        try:
+            self._put(n, off, _record_pieces(carve, lengths, before, count), size, before,
+                      each if keep_whole else 0)
+        except RecordsKept as e:  # the whole records before the failure stay
+            count = e.done // each
+            self._off.extend_progression(off, each, count)
+            self._len.extend_progression(length, 0, count)
+            self._eod, self._eod_prev = off + e.done, lengths[-1]
+            self._pos = n + count
+            raise
         self._off.extend_progression(off, each, count)
         self._len.extend_progression(length, 0, count)
         self._eod_prev = lengths[-1]
@@ -621,18 +679,25 @@ class AwsTape:
         self._pos = n + count
 
     def _put(
-        self, n: int, off: int, pieces: Iterable[DataBuffer], size: int, before: int
+        self, n: int, off: int, pieces: Iterable[DataBuffer], size: int, before: int,
+        keep: int = 0,
     ) -> None:
         """Write the ``size`` bytes of ``pieces`` one after the other at object ``n``
         (whose header would carry previous length ``before``) and end the file and the
         index after them. A failed write ends the tape at ``off``: what followed was
-        lost to the write anyway."""
+        lost to the write anyway; with ``keep`` (the bytes of one of several equal
+        objects) after the whole objects written, raising :class:`RecordsKept` with
+        their bytes when there are any."""
         self._cut(n)
         self._eod, self._eod_prev = off, before
+        done = 0
         try:
-            done = 0
             for data in pieces:
-                wrote = data.write_to(self._fd, off + done)
+                try:
+                    wrote = data.write_to(self._fd, off + done)
+                except PartialTransfer as e:
+                    done += e.done
+                    raise
                 done += wrote
                 if wrote != len(data):
                     break
@@ -641,11 +706,14 @@ class AwsTape:
             if self._size > off + size:
                 os.ftruncate(self._fd, off + size)
             self._size = off + size
-        except BaseException:
+        except BaseException as e:
+            kept = done // keep * keep if keep and isinstance(e, OSError) else 0
             self._size = 1 << 62  # unknown: the next write truncates
             with contextlib.suppress(OSError):
-                os.ftruncate(self._fd, off)
-                self._size = off
+                os.ftruncate(self._fd, off + kept)
+                self._size = off + kept
+            if kept and self._size == off + kept and isinstance(e, OSError):
+                raise RecordsKept(e, kept) from e
             raise
         self._eod = off + size
         self.damage = None

@@ -26,7 +26,14 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
 
-from lio_xcopy.devices.awstape import AwsTape, Kind, Stop, TapeFormatError
+from lio_xcopy.devices.awstape import (
+    AwsTape,
+    Kind,
+    RecordsKept,
+    Stop,
+    TapeFormatError,
+    footprint,
+)
 from lio_xcopy.devices.base import Command, LunIdentity, ScsiDevice, command
 from lio_xcopy.devices.buffer import DataBuffer
 from lio_xcopy.errors import BackingStoreError, ConfigError
@@ -310,6 +317,22 @@ class Tape(ScsiDevice):
                     raise ssc.IncorrectLength(count - i, transferred=i * size + min(length, size))
             return count * size
 
+    def read_records(self, buf: DataBuffer, length: int, count: int, *, start: int = 0) -> int:
+        """Read up to ``count`` logical blocks of exactly ``length`` bytes into
+        ``buf[start:]``, as that many READ (6) commands with FIXED zero that each end
+        GOOD would (SSC-4 6.4); the blocks read. It stops, without an error and without
+        moving past it, before any object such a READ would not end GOOD on (a
+        filemark, end of data, a block of another length): :meth:`read_record` reports
+        that one."""
+        with self._lock:
+            tape = self._ready()
+            if not length or not count:
+                return 0
+            with self._io_errors(Asc.UNRECOVERED_READ_ERROR, length):
+                k = tape.read_records_into(buf, length, count, start)
+            self._count_read(k * length)
+            return k
+
     def _count_read(self, n: int) -> None:
         self._counters[2] += n
         self._counters[3] += n
@@ -337,6 +360,41 @@ class Tape(ScsiDevice):
                     tape.sync()
             self._count_written(length)
             self._warn(tape)
+
+    def write_records(self, buf: DataBuffer, length: int, count: int, *, start: int = 0) -> int:
+        """Write ``count`` logical blocks of ``length`` bytes from ``buf[start:]``, one
+        after the other, as ``count`` WRITE (6) commands with FIXED zero would (SSC-4
+        6.8), in one vector write; the blocks written. As many as fit are written, then
+        :class:`~lio_xcopy.scsi.ssc.VolumeOverflow` with the residue of the first that
+        did not (``transferred``: the bytes of those written); past early warning,
+        :class:`~lio_xcopy.scsi.ssc.EarlyWarning` once they are all written."""
+        with self._lock:
+            tape = self._ready()
+            self.check_writable()
+            if not length or not count:
+                return count
+            fit = tape.fits(length, count)
+            written = 0  # blocks on tape before a failed write (it is cut off after them)
+            try:
+                with self._io_errors(Asc.WRITE_ERROR, length):
+                    try:
+                        tape.write_record(buf, start, length, fit, keep_whole=True)
+                    except RecordsKept as e:
+                        written = e.done // footprint(length)
+                        raise
+                    if fit and not self.buffered_mode:
+                        tape.sync()
+            except MediumError as e:
+                self._count_written(written * length)
+                e.transferred = written * length
+                raise
+            self._count_written(fit * length)
+            if fit < count:
+                overflow = ssc.VolumeOverflow(length)
+                overflow.transferred = fit * length
+                raise overflow
+            self._warn(tape)
+            return count
 
     def write_blocks(self, buf: DataBuffer, count: int) -> None:
         """Write ``count`` blocks of the current block length (WRITE (6) with FIXED one):
