@@ -1,0 +1,93 @@
+"""The digest of a copy's bytes (RECEIVE COPY DIGEST, vendor specific, docs/copy-digest.md),
+taken on a thread of its own so that hashing runs beside the copy's reads and writes.
+
+``hashlib`` lets go of the GIL while it hashes a large buffer, so the hashing of one
+chunk overlaps the I/O of the next. The bytes handed to :meth:`BackgroundDigest.update`
+are hashed later, in order, from the caller's own buffer: before the caller writes into
+that buffer again it waits (:meth:`BackgroundDigest.wait`) for the :meth:`ticket` it
+took when the buffer's bytes had all been handed over.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import deque
+from typing import Any
+
+#: Seconds an idle digest thread waits for more bytes before it ends (a later update
+#: starts another).
+IDLE_SECONDS = 1.0
+#: Bytes hashed at once on the caller's thread when nothing is pending.
+INLINE = 16 * 1024
+
+
+class BackgroundDigest:
+    """SHA-256 of the views handed to :meth:`update`, in order, hashed on a worker."""
+
+    def __init__(self, algorithm: str = "sha256"):
+        self._hash = hashlib.new(algorithm)
+        self._queue: deque[Any] = deque()
+        self._cv = threading.Condition()
+        self._submitted = 0
+        self._done = 0
+        self._worker: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    @property
+    def name(self) -> str:
+        return str(self._hash.name)
+
+    def update(self, data: Any) -> None:
+        """Hash ``data`` (a bytes-like object) after what came before. The caller keeps
+        its bytes unchanged until :meth:`wait` for a later :meth:`ticket` returns."""
+        with self._cv:
+            if self._done == self._submitted and len(memoryview(data).cast("B")) < INLINE:
+                self._hash.update(data)  # nothing pending: a handover would cost more
+                return
+            self._queue.append(data)
+            self._submitted += 1
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._run, name="copy-digest",
+                                                daemon=True)
+                self._worker.start()
+            self._cv.notify_all()
+
+    def ticket(self) -> int:
+        """What has been handed over so far: :meth:`wait` for it to be hashed."""
+        return self._submitted
+
+    def wait(self, ticket: int) -> None:
+        """Return once everything handed over before ``ticket`` was taken is hashed."""
+        with self._cv:
+            while self._done < ticket:
+                self._cv.wait()
+
+    def digest(self) -> bytes:
+        """The digest of everything handed over (it waits for the worker)."""
+        self.wait(self._submitted)
+        if self._error is not None:
+            raise self._error
+        out: bytes = self._hash.digest()
+        return out
+
+    def hexdigest(self) -> str:
+        return self.digest().hex()
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._queue:
+                    if not self._cv.wait(IDLE_SECONDS) and not self._queue:
+                        self._worker = None
+                        return
+                data = self._queue.popleft()
+            try:
+                self._hash.update(data)
+            except BaseException as e:  # a bug: digest() reports it, wait() must not hang
+                self._error = e
+            finally:
+                data = None  # the caller's buffer is the caller's again
+                with self._cv:
+                    self._done += 1
+                    self._cv.notify_all()
