@@ -1,17 +1,27 @@
-"""EXTENDED COPY disk->tape against the initiator's dd and the target host's own dd.
+"""EXTENDED COPY in four directions against the target host's own dd of the same bytes.
 
-Run in the VM: ``scripts/vm python bench/xcopy_disk_to_tape.py [--sizes 16M,64M,128M]
-[--runs 2]``. In one guest run it serves a disk and a tape LUN from files in /dev/shm and
-times, for each size, with the order alternating between runs:
+For disk->tape also against the initiator's dd.
 
-* ``xcopy``: one EXTENDED COPY disk->tape sent by ``lio-xcopy copy`` (64 KiB records);
-* ``dd-initiator``: ``dd if=/dev/sdX of=/dev/nstN bs=64k iflag=direct`` through the
-  same LUNs (the classic backup: every byte crosses the initiator twice);
-* ``dd-local``: ``dd`` from the disk's backing file to a file beside it on the target
-  host (the physical limit of this machine's storage).
+Run in the VM: ``scripts/vm python bench/xcopy_disk_to_tape.py [--sizes 64M,256M]
+[--runs 2] [--ways disk-tape,tape-disk,disk-disk,tape-tape]``. In one guest run it
+serves two disks and two tapes from files in /dev/shm and times, for each size and
+direction, with the order alternating between runs:
 
-It prints MB/s and the ratios xcopy/dd-initiator and xcopy/dd-local per size: read the
-ratios, not the absolute figures, which move between runs under software emulation.
+* ``xcopy``: one EXTENDED COPY sent by ``lio-xcopy copy`` (64 KiB records on tape):
+  disk->tape, tape->disk (the records disk->tape just wrote), disk->disk and
+  tape->tape (those records again, onto the second tape);
+* ``dd``: ``dd bs=1M conv=fsync`` from the source's backing file to a file beside it on
+  the target host (the physical limit of this machine's storage);
+* ``dd-initiator`` (disk->tape only): ``dd if=/dev/sdX of=/dev/nstN bs=64k
+  iflag=direct`` through the same LUNs (the classic backup: every byte crosses the
+  initiator twice).
+
+It prints MB/s, the ratio dd time / xcopy time, and CPU seconds per GiB moved: the
+daemon's (every thread, /proc/PID/stat) for xcopy, dd's own for dd. Read the ratios,
+not the absolute figures, which move between runs under software emulation. Then the
+guest's SHA-256 speed (the copy's digest, RECEIVE COPY DIGEST, hashes every byte).
+/dev/shm holds five files of the largest size at once: at the default 4 GiB of guest
+memory that is 256 MiB at most (``VM_MEMORY=8G`` for 1 GiB).
 """
 
 from __future__ import annotations
@@ -19,7 +29,8 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import statistics
+import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,27 +38,52 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _guest import MB, Daemon, require_guest, run
+from _ratios import Sample, print_table
 
 from lio_xcopy.control import provision
 from lio_xcopy.handler_config import parse_size
 from lio_xcopy.initiator.copy import CopyRequest, run_copy
 
 RECORD = 65536
+WAYS = ("disk-tape", "tape-disk", "disk-disk", "tape-tape")
 
 
-def timed(fn) -> float:
-    t = time.monotonic()
-    fn()
-    return time.monotonic() - t
+def children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+#: OpenSSL's SHA-256 code paths (OPENSSL_ia32cap masks): the guest's emulated CPU runs
+#: some much slower than others
+HASH_PATHS = {"default": "", "without SHA-NI": ":~0x20000000",
+              "without AVX, AVX2, SHA-NI": "~0x1000000000000000:~0x20000020"}
+HASH_PROBE = ("import hashlib, os, time; d = os.urandom(32 << 20); t = time.monotonic(); "
+              "hashlib.sha256(d).digest(); print((32 << 20) / 1e6 / (time.monotonic() - t))")
+
+
+def hash_speeds() -> dict[str, float]:
+    """MB/s of hashlib's SHA-256 in this guest (what the copy's digest costs), for
+    each of OpenSSL's code paths."""
+    out = {}
+    for name, mask in HASH_PATHS.items():
+        env = {**os.environ, "OPENSSL_ia32cap": mask} if mask else dict(os.environ)
+        p = subprocess.run([sys.executable, "-c", HASH_PROBE], capture_output=True, text=True,
+                           env=env, timeout=600, check=True)
+        out[name] = float(p.stdout)
+    return out
 
 
 def main() -> int:
     require_guest("bench/xcopy_disk_to_tape.py")
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", default="16M,64M,128M")
+    ap.add_argument("--sizes", default="64M,256M")
     ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--ways", default=",".join(WAYS), help=f"some of {','.join(WAYS)}")
     args = ap.parse_args()
     sizes = [parse_size(s) for s in args.sizes.split(",")]
+    ways = [w for w in WAYS if w in args.ways.split(",")]
+    if "tape-disk" in ways or "tape-tape" in ways:
+        ways = ["disk-tape", *[w for w in ways if w != "disk-tape"]]  # it fills the tape
     biggest = max(sizes)
     shm = Path("/dev/shm/lio-xcopy-bench-xcopy")
     shm.mkdir(parents=True, exist_ok=True)
@@ -57,61 +93,92 @@ def main() -> int:
     daemon = Daemon.start("lio-xcopy", [sys.executable, "-m", "lio_xcopy", "daemon",
                                         "--pidfile", str(pidfile)], log,
                           lambda p: pidfile.exists())
-    results: dict[tuple[int, str], list[float]] = {}
+    results: dict[tuple[int, str, str], list[Sample]] = {}
+    initiator: dict[int, list[float]] = {}
     try:
         provision.delete_all()
+        capacity = 2 * biggest + (64 << 20)
         disk = provision.create_disk("benchdisk", shm / "disk.img", biggest)
-        tape = provision.create_tape("benchtape", shm / "tape.aws", 2 * biggest + (64 << 20))
-        for lun in (disk, tape):
+        disk2 = provision.create_disk("benchdisk2", shm / "disk2.img", biggest)
+        tape = provision.create_tape("benchtape", shm / "tape.aws", capacity)
+        tape2 = provision.create_tape("benchtape2", shm / "tape2.aws", capacity)
+        luns = {"disk": disk, "disk2": disk2, "tape": tape, "tape2": tape2}
+        for lun in luns.values():
             provision.export_loopback(lun)
-        d, t = provision.find_kernel_device(disk), provision.find_kernel_device(tape)
+        dev = {k: provision.find_kernel_device(v) for k, v in luns.items()}
         run("dd", "if=/dev/urandom", f"of={disk.path}", "bs=1M", f"count={biggest >> 20}",
             "conv=notrunc,fsync")
-        print(f"disk {d.block} ({d.sg}), tape {t.tape} ({t.sg}); backing files in {shm} "
-              f"(tmpfs); {os.cpu_count()} cpu(s)", flush=True)
+        print(f"disks {dev['disk'].block}, {dev['disk2'].block}; tapes {dev['tape'].tape}, "
+              f"{dev['tape2'].tape}; backing files in {shm} (tmpfs); {os.cpu_count()} cpu(s)",
+              flush=True)
         local = shm / "local.copy"
+        ends = {"disk-tape": ("disk", "tape"), "tape-disk": ("tape", "disk2"),
+                "disk-disk": ("disk", "disk2"), "tape-tape": ("tape", "tape2")}
 
-        def xcopy(size: int) -> float:
-            run("mt", "-f", str(t.tape), "rewind")
-            out = io.StringIO()
-            return run_copy(str(d.sg), str(t.sg), CopyRequest(count=size // 512), out=out,
-                            progress=False).seconds
+        def xcopy(way: str, size: int) -> Sample:
+            a, b = ends[way]
+            for k in (a, b):
+                if k.startswith("tape"):
+                    run("mt", "-f", str(dev[k].tape), "rewind")
+            count = size if way == "tape-tape" else size // 512  # bytes, else disk blocks
+            before = daemon.usage()
+            outcome = run_copy(str(dev[a].sg), str(dev[b].sg), CopyRequest(count=count),
+                               out=io.StringIO(), progress=False)
+            used = daemon.usage() - before
+            if outcome.moved != size:
+                raise RuntimeError(f"{way}: the copy moved {outcome.moved} of {size} bytes")
+            return Sample(outcome.seconds, used.usr + used.sys)
+
+        def dd_local(way: str, size: int) -> Sample:
+            src = luns[ends[way][0]].path
+            local.unlink(missing_ok=True)
+            c, t = children_cpu(), time.monotonic()
+            run("dd", f"if={src}", f"of={local}", "bs=1M", f"count={size >> 20}", "conv=fsync")
+            secs, cpu = time.monotonic() - t, children_cpu() - c
+            local.unlink()
+            return Sample(secs, cpu)
 
         def dd_initiator(size: int) -> float:
-            run("mt", "-f", str(t.tape), "rewind")
-            run("mt", "-f", str(t.tape), "setblk", "0")
-            return timed(lambda: run("dd", f"if={d.block}", f"of={t.tape}", f"bs={RECORD}",
-                                     "iflag=direct", f"count={size // RECORD}"))
+            t_dev = str(dev["tape"].tape)
+            run("mt", "-f", t_dev, "rewind")
+            run("mt", "-f", t_dev, "setblk", "0")
+            t = time.monotonic()
+            run("dd", f"if={dev['disk'].block}", f"of={t_dev}", f"bs={RECORD}", "iflag=direct",
+                f"count={size // RECORD}")
+            return time.monotonic() - t
 
-        def dd_local(size: int) -> float:
-            local.unlink(missing_ok=True)
-            s = timed(lambda: run("dd", f"if={disk.path}", f"of={local}", "bs=1M",
-                                  f"count={size >> 20}", "conv=fsync"))
-            local.unlink()
-            return s
-
-        ways = {"xcopy": xcopy, "dd-initiator": dd_initiator, "dd-local": dd_local}
         for r in range(args.runs):
-            order = list(ways) if r % 2 == 0 else list(reversed(ways))
             for size in sizes:
-                for name in order:
-                    secs = ways[name](size)
-                    results.setdefault((size, name), []).append(size / MB / secs)
-                    print(f"  run {r + 1} {size >> 20:>5} MiB {name:13} {size / MB / secs:8.1f}"
-                          " MB/s", flush=True)
+                for way in ways:
+                    order = ("xcopy", "dd") if r % 2 == 0 else ("dd", "xcopy")
+                    if way == "disk-tape" and r % 2:
+                        # dd-initiator first, so the tape ends holding xcopy's records
+                        initiator.setdefault(size, []).append(dd_initiator(size))
+                    for name in order:
+                        got = xcopy(way, size) if name == "xcopy" else dd_local(way, size)
+                        results.setdefault((size, way, name), []).append(got)
+                        print(f"  run {r + 1} {size >> 20:>5} MiB {way:9} {name:5} "
+                              f"{size / MB / got.seconds:8.1f} MB/s "
+                              f"{got.cpu * (1 << 30) / size:6.2f} CPU s/GiB", flush=True)
+                    if way == "disk-tape" and not r % 2:
+                        # the same 64 KiB records (and a filemark st adds) for tape->...
+                        initiator.setdefault(size, []).append(dd_initiator(size))
     finally:
         provision.delete_all()
         rc = daemon.stop()
         for f in shm.glob("*"):
             f.unlink()
-    print(f"\nmedian MB/s over {args.runs} run(s); ratios > 1: xcopy faster")
-    print(f"{'size':>8} {'xcopy':>9} {'dd-initiator':>13} {'dd-local':>9} "
-          f"{'xcopy/dd-init':>14} {'xcopy/dd-local':>15}")
-    for size in sizes:
-        x, i, lo = (statistics.median(results[(size, n)])
-                    for n in ("xcopy", "dd-initiator", "dd-local"))
-        print(f"{size >> 20:>6}Mi {x:9.1f} {i:13.1f} {lo:9.1f} {x / i:14.2f} {x / lo:15.2f}")
-    print(f"\ndaemon exit {rc}; its log: {log}")
+    print_table(results, sizes, ways, "the daemon")
+    if initiator:
+        print("\ndisk->tape through the initiator (dd if=/dev/sdX of=/dev/nstN bs=64k):")
+        for size in sizes:
+            i = sorted(initiator[size])[len(initiator[size]) // 2]
+            x = sorted(s.seconds for s in results[(size, "disk-tape", "xcopy")])
+            print(f"{size >> 20:>5}Mi dd-initiator {size / MB / i:8.1f} MB/s, "
+                  f"xcopy/dd-initiator {i / x[len(x) // 2]:5.2f}")
+    print("\nSHA-256 in this guest (the copy digest hashes every byte): " + ", ".join(
+        f"{name} {mbs:.1f} MB/s" for name, mbs in hash_speeds().items()))
+    print(f"daemon exit {rc}; its log: {log}")
     return 0 if rc == 0 else 1
 
 
