@@ -119,7 +119,9 @@ def test_units_start_restore_at_boot_and_reload() -> None:
     assert systemctl("is-active", "lio-xcopy").stdout.strip() == "active"
 
     # the daemon stopped (systemctl stop, an upgrade): its LUNs stay for the next daemon,
-    # and the restore unit stays active, so that a shutdown still runs its ExecStop
+    # and the restore unit stays active, so that a shutdown still runs its ExecStop.
+    # udev first finishes with the new disks: nothing else should reach an unserved ring
+    run("udevadm", "settle", "--timeout=60", check=False)
     systemctl("stop", "lio-xcopy")
     assert systemctl("is-active", "lio-xcopy-restore").stdout.strip() == "active"
     assert {"sysd0", "sysd1"} <= user_backstores()
