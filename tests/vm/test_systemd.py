@@ -1,7 +1,9 @@
 """systemd as PID 1: what scripts/install puts on a target host runs as an administrator
 expects. The units start the daemon (Type=notify: active once it is ready), the boot
-transaction restores /etc/lio-xcopy/saveconfig.json (its LUNs appear in configfs), and
-``systemctl reload lio-xcopy`` makes the daemon look again (SIGHUP, logged).
+transaction restores /etc/lio-xcopy/saveconfig.json (its LUNs appear in configfs),
+``systemctl reload lio-xcopy`` makes the daemon look again (SIGHUP, logged), and with the
+daemon stopped a LUN's delete and the restore unit's stop (the shutdown's path) end within
+seconds instead of waiting out the kernel's command timeout.
 
 Runs in a guest booted with systemd as init (``scripts/test --systemd``: vng --systemd),
 installing offline from the wheels the host fetched into LIO_XCOPY_WHEELS. Skipped in the
@@ -23,6 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 BIN = "/usr/local/bin/lio-xcopy"
 SAVED = Path("/etc/lio-xcopy/saveconfig.json")
 CONFIGFS = Path("/sys/kernel/config/target")
+LOOPBACK = CONFIGFS / "loopback" / "naa.5001405e3c1a2b7d"
 # what an administrator's root shell has: not the repository's .venv
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -80,15 +83,18 @@ def test_units_start_restore_at_boot_and_reload() -> None:
     # a saved configuration: one disk exported over loopback
     from lio_xcopy.control import config as c
 
-    img = work / "sysd0.img"
-    img.unlink(missing_ok=True)
-    with img.open("wb") as f:
-        f.truncate(16 << 20)
-    disk = c.DiskConfig("sysd0", img, 16 << 20, 512, "5e3c1a2b-7d4f-4e6a-9b0c-1d2e3f405162")
-    c.save(c.SavedConfig(disks=(disk,), loopback=(c.LoopbackTarget(
-        "naa.5001405e3c1a2b7d", {0: "sysd0"}),)), SAVED)
+    disks = []
+    for i, serial in enumerate(("5e3c1a2b-7d4f-4e6a-9b0c-1d2e3f405162",
+                                "5e3c1a2b-7d4f-4e6a-9b0c-1d2e3f405163")):
+        img = work / f"sysd{i}.img"
+        img.unlink(missing_ok=True)
+        with img.open("wb") as f:
+            f.truncate(16 << 20)
+        disks.append(c.DiskConfig(f"sysd{i}", img, 16 << 20, 512, serial))
+    c.save(c.SavedConfig(disks=tuple(disks), loopback=(c.LoopbackTarget(
+        "naa.5001405e3c1a2b7d", {0: "sysd0", 1: "sysd1"}),)), SAVED)
     assert json.loads(SAVED.read_text())["disks"][0]["name"] == "sysd0"
-    assert "sysd0" not in user_backstores()
+    assert not {"sysd0", "sysd1"} & user_backstores()
 
     # the boot: both units stopped, then the transaction that starts multi-user.target
     # pulls them in through their [Install] links, the daemon first
@@ -97,9 +103,9 @@ def test_units_start_restore_at_boot_and_reload() -> None:
     assert systemctl("is-active", "lio-xcopy").stdout.strip() == "active"
     assert systemctl("is-active", "lio-xcopy-restore").stdout.strip() == "active", \
         journal("lio-xcopy-restore")
-    assert "sysd0" in user_backstores(), journal("lio-xcopy-restore")
-    luns = list((CONFIGFS / "loopback" / "naa.5001405e3c1a2b7d").glob("tpgt_1/lun/lun_0/*"))
-    assert luns, "the restored LUN is not exported"
+    assert {"sysd0", "sysd1"} <= user_backstores(), journal("lio-xcopy-restore")
+    for lun in (0, 1):
+        assert list(LOOPBACK.glob(f"tpgt_1/lun/lun_{lun}/*")), f"LUN {lun} is not exported"
     status = run(BIN, "status").stdout
     assert "sysd0" in status, status
 
@@ -112,7 +118,35 @@ def test_units_start_restore_at_boot_and_reload() -> None:
     assert systemctl("show", "-p", "MainPID", "--value", "lio-xcopy").stdout.strip() == pid
     assert systemctl("is-active", "lio-xcopy").stdout.strip() == "active"
 
-    # leave nothing behind a stopped daemon: LUNs first, then the units
-    run(BIN, "clearconfig", "confirm=true")
-    systemctl("stop", "lio-xcopy-restore", "lio-xcopy")
-    assert "Traceback" not in journal("lio-xcopy")
+    # the daemon stopped (systemctl stop, an upgrade): its LUNs stay for the next daemon,
+    # and the restore unit stays active, so that a shutdown still runs its ExecStop.
+    # udev first finishes with the new disks: nothing else should reach an unserved ring
+    run("udevadm", "settle", "--timeout=60", check=False)
+    systemctl("stop", "lio-xcopy")
+    assert systemctl("is-active", "lio-xcopy-restore").stdout.strip() == "active"
+    assert {"sysd0", "sysd1"} <= user_backstores()
+
+    # a LUN deleted with no daemon: the shell serves its ring meanwhile, so the initiator's
+    # last commands (sd's SYNCHRONIZE CACHE) are answered, not left to the command timeout
+    t0 = time.monotonic()
+    p = run(BIN, "/backstores/disk", "delete", "sysd1", timeout=300)
+    took = time.monotonic() - t0
+    print(f"delete with the daemon stopped: {took:.1f} s")
+    assert "sysd1: no daemon serves it" in p.stderr, p.stderr
+    assert "sysd1" not in user_backstores()
+    assert took < 60, f"the delete took {took:.0f} s"
+
+    # the shutdown's path: the restore unit stops before the daemon (it starts after it,
+    # and conflicts with shutdown.target) and its ExecStop deletes every LUN of ours
+    props = systemctl("show", "-p", "After", "-p", "Conflicts", "lio-xcopy-restore").stdout
+    assert "lio-xcopy.service" in props and "shutdown.target" in props, props
+    t0 = time.monotonic()
+    systemctl("stop", "lio-xcopy-restore")
+    took = time.monotonic() - t0
+    print(f"restore unit stopped with the daemon stopped: {took:.1f} s")
+    assert "sysd0" not in user_backstores(), journal("lio-xcopy-restore")
+    assert not LOOPBACK.exists(), "the emptied loopback target is left"
+    assert "sysd0: no daemon serves it" in journal("lio-xcopy-restore")
+    assert took < 60, f"the stop took {took:.0f} s"
+    assert systemctl("is-active", "lio-xcopy-restore", check=False).stdout.strip() == "inactive"
+    assert "Traceback" not in journal("lio-xcopy") + journal("lio-xcopy-restore")
