@@ -81,19 +81,16 @@ def copy_digest(dev: sgio.ScsiDevice, list_id: int) -> tuple[int, bytes] | None:
     """(bytes digested, SHA-256) of a finished copy, from the LUN that received the
     EXTENDED COPY (lio-xcopy's vendor-specific RECEIVE COPY DIGEST, docs/copy-digest.md);
     None from a copy manager that does not have it."""
-    layout = getattr(xcopy, "ReceiveCopyDigest", None)
-    parse = getattr(xcopy, "parse_copy_digest", None)
-    if layout is None or parse is None:
-        return None
-    n = 48
+    n = xcopy.CopyDigest.LENGTH
     try:
-        r = dev.execute(layout(list_identifier=list_id, allocation_length=n).encode(),
+        r = dev.execute(xcopy.ReceiveCopyDigest(list_identifier=list_id,
+                                                allocation_length=n).encode(),
                         data_in=n, timeout=60)
     except sgio.ScsiCommandError as e:
         if e.key == SenseKey.ILLEGAL_REQUEST and e.asc == Asc.INVALID_COMMAND_OPERATION_CODE:
             return None
         raise
-    d = parse(r.data)
+    d = xcopy.parse_copy_digest(r.data)
     if d.status != CopyCommandStatus.COMPLETED:
         raise BackupError(f"the copy manager reports the copy unfinished (status "
                           f"{d.status:#04x}): its digest is not final")

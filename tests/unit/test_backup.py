@@ -25,7 +25,7 @@ from lio_xcopy.initiator.catalog import DONE, FAILED, RUNNING, Catalog, size
 from lio_xcopy.initiator.changer import Changer
 from lio_xcopy.initiator.label import BackupLabel, parse_label
 from lio_xcopy.scsi import xcopy
-from lio_xcopy.scsi.sense import CHECK_CONDITION
+from lio_xcopy.scsi.sense import CHECK_CONDITION, SenseKey
 from lio_xcopy.sg import sgio
 from lio_xcopy.tcmu.handler import Libraries, open_device
 
@@ -608,12 +608,12 @@ def test_no_unload_while_the_failed_jobs_copy_still_runs(target, cat, monkeypatc
 
 
 def test_digest_is_optional_for_other_copy_managers(target):
-    dev = target.open("/dev/sg1")
-    if getattr(xcopy, "ReceiveCopyDigest", None) is None:
-        assert bk.copy_digest(dev, 1) is None
-    else:
-        with pytest.raises(sgio.ScsiCommandError):
-            bk.copy_digest(dev, 77)  # no such copy: the device says so
+    """A device without RECEIVE COPY DIGEST (INVALID COMMAND OPERATION CODE) has no
+    digest to give; ours refuses a list identifier it does not know."""
+    assert bk.copy_digest(target.open("/dev/sg3"), 1) is None  # the changer
+    with pytest.raises(sgio.ScsiCommandError) as e:
+        bk.copy_digest(target.open("/dev/sg1"), 77)  # no such copy: the device says so
+    assert e.value.key == SenseKey.ILLEGAL_REQUEST
 
 
 def test_a_running_job_of_a_dead_process_fails_at_the_next_open(tmp_path):
