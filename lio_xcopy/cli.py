@@ -97,12 +97,12 @@ def _commands() -> dict[str, Callable[[list[str]], int]]:
         return library_main(rest)
 
     def backup(rest: list[str]) -> int:
-        from lio_xcopy.initiator.backup import main as backup_main
+        from lio_xcopy.initiator.backup_cli import main as backup_main
 
         return backup_main(rest)
 
     def restore(rest: list[str]) -> int:
-        from lio_xcopy.initiator.backup import restore_main
+        from lio_xcopy.initiator.backup_cli import restore_main
 
         return restore_main(rest)
 

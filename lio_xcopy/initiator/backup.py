@@ -1,5 +1,7 @@
-"""``lio-xcopy backup`` and ``lio-xcopy restore``: serverless backup jobs from the backup
-server, recorded in the catalog.
+"""The jobs of ``lio-xcopy backup`` and ``lio-xcopy restore``: serverless backups from
+the backup server, recorded in the catalog (the command line is
+:mod:`lio_xcopy.initiator.backup_cli`, the tape drive's commands
+:mod:`lio_xcopy.initiator.drive`, the display :mod:`lio_xcopy.initiator.progress`).
 
 A backup loads the cartridge (SMC-3 MOVE MEDIUM slot -> drive, then TEST UNIT READY
 until the drive is ready), goes to end of data (SSC-4 SPACE, code 011b; the tape file
@@ -19,7 +21,6 @@ against the catalog's.
 from __future__ import annotations
 
 import contextlib
-import os
 import random
 import signal
 import sys
@@ -36,13 +37,9 @@ from lio_xcopy.initiator.catalog import (
     FAILED,
     RESTORE,
     Catalog,
-    CatalogError,
     Job,
     Terminated,
     size,
-)
-from lio_xcopy.initiator.catalog import (
-    DEFAULT_PATH as DEFAULT_CATALOG,
 )
 from lio_xcopy.initiator.changer import (
     UNIT_ATTENTION_RETRIES,
@@ -66,9 +63,10 @@ from lio_xcopy.initiator.copy import (
     status_of,
     supports_lid4,
 )
+from lio_xcopy.initiator.drive import BackupError, Drive, append_position, locate_file
 from lio_xcopy.initiator.label import BackupLabel
-from lio_xcopy.initiator.progress import Progress, make
-from lio_xcopy.scsi import spc, ssc, xcopy
+from lio_xcopy.initiator.progress import Display, Progress
+from lio_xcopy.scsi import spc, xcopy
 from lio_xcopy.scsi.sense import Asc, SenseKey
 from lio_xcopy.scsi.smc import ElementType
 from lio_xcopy.scsi.xcopy import CopyCommandStatus
@@ -78,144 +76,21 @@ from lio_xcopy.sg import sgio
 LIST_ID_ATTEMPTS = 4
 
 
-class BackupError(LioXcopyError):
-    """A backup or restore cannot go on; the message says what to do next."""
-
-
-# --- the tape drive (SSC-4) ------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class Position:
-    """READ POSITION long form data (SSC-4): 32 bytes."""
-
-    bop: bool
-    eop: bool
-    partition: int
-    logical_object: int
-    file_number: int
-
-
-def parse_position_long(data: bytes) -> Position:
-    try:
-        p = ssc.parse_read_position_long(data)
-    except ssc.PositionFormatError as e:
-        raise BackupError(f"{e}: the drive cannot report tape file numbers") from None
-    if p.lonu or p.mpu:
-        raise BackupError("the drive does not know its position (READ POSITION: LONU/MPU): "
-                          "rewind it and retry")
-    return Position(p.bop, p.eop, p.partition, p.object_number, p.file_identifier)
-
-
-class Drive:
-    """The tape drive's commands this job needs, over SG_IO."""
-
-    def __init__(self, dev: sgio.ScsiDevice):
-        self.dev = dev
-
-    @property
-    def path(self) -> str:
-        return self.dev.path
-
-    def _run(self, cdb: bytes, timeout: float = 3600, data_in: int = 0) -> sgio.Result:
-        return self.dev.execute(cdb, data_in=data_in, timeout=timeout)
-
-    def position(self) -> Position:
-        cdb = ssc.ReadPositionLong(allocation_length=32).encode()
-        return parse_position_long(self._run(cdb, 60, data_in=32).data)
-
-    def rewind(self) -> None:
-        self._run(ssc.Rewind().encode())
-
-    def space_eod(self) -> None:
-        self._run(ssc.Space6(code=ssc.SPACE_END_OF_DATA, count=0).encode())
-
-    def space_filemarks(self, count: int) -> None:
-        if count:
-            self._run(ssc.Space6(code=ssc.SPACE_FILEMARKS,
-                                  count=ssc.to_signed24(count)).encode())
-
-    def write_filemark(self) -> None:
-        """WRITE FILEMARKS (6), IMMED zero: the data before it is on the medium when it
-        completes (SSC-4: buffered data is written first)."""
-        self._run(ssc.WriteFilemarks6(filemark_count=1).encode())
-
-    def last_object_is_data(self) -> bool:
-        """At end of data: is the last thing recorded a data block (a file left open by an
-        interrupted job) rather than a filemark? SPACE one block back: a filemark stops
-        it (NO SENSE, FILEMARK), beginning of partition means an empty tape."""
-        try:
-            self._run(ssc.Space6(code=ssc.SPACE_BLOCKS, count=ssc.to_signed24(-1)).encode())
-        except sgio.ScsiCommandError as e:
-            sense = e.sense
-            if sense is not None and (sense.filemark or sense.eom):
-                return False
-            raise
-        return True
-
-    def unload(self) -> None:
-        """LOAD UNLOAD with LOAD zero (SSC-4): rewind and let the robot take the
-        cartridge; a drive with none is fine."""
-        try:
-            self._run(ssc.LoadUnload(load=0).encode(), 600)
-        except sgio.ScsiCommandError as e:
-            if e.asc != Asc.MEDIUM_NOT_PRESENT:
-                raise
-
-
-def append_position(drive: Drive, out: IO[str]) -> Position:
-    """Go to end of data and return its position: where a new file starts (its tape
-    file number and logical object identifier). A file an interrupted job left without
-    its filemark is closed first, so it stays a file of its own (its job is failed in
-    the catalog)."""
-    drive.space_eod()
-    pos = drive.position()
-    if pos.bop or pos.logical_object == 0:
-        return pos
-    if drive.last_object_is_data():
-        drive.space_eod()
-        pos = drive.position()
-        print(f"closing tape file {pos.file_number}, left open by an interrupted job, with "
-              "a filemark", file=out)
-        drive.write_filemark()
-    else:
-        drive.space_eod()
-    return drive.position()
-
-
-def locate_file(drive: Drive, file_number: int) -> None:
-    """Rewind, then space forward over ``file_number`` filemarks: the first block of
-    that tape file (SSC-4 SPACE, filemarks)."""
-    drive.rewind()
-    try:
-        drive.space_filemarks(file_number)
-    except sgio.ScsiCommandError as e:
-        if e.key == SenseKey.BLANK_CHECK:
-            raise BackupError(f"the cartridge has fewer than {file_number + 1} files: is it "
-                              "the catalog's cartridge?") from e
-        raise
-    at = drive.position().file_number
-    if at != file_number:
-        raise BackupError(f"spacing to tape file {file_number} ended in file {at}: check "
-                          "the cartridge")
-
-
 # --- the copy's digest -----------------------------------------------------------------------
 def copy_digest(dev: sgio.ScsiDevice, list_id: int) -> tuple[int, bytes] | None:
     """(bytes digested, SHA-256) of a finished copy, from the LUN that received the
     EXTENDED COPY (lio-xcopy's vendor-specific RECEIVE COPY DIGEST, docs/copy-digest.md);
     None from a copy manager that does not have it."""
-    layout = getattr(xcopy, "ReceiveCopyDigest", None)
-    parse = getattr(xcopy, "parse_copy_digest", None)
-    if layout is None or parse is None:
-        return None
-    n = 48
+    n = xcopy.CopyDigest.LENGTH
     try:
-        r = dev.execute(layout(list_identifier=list_id, allocation_length=n).encode(),
+        r = dev.execute(xcopy.ReceiveCopyDigest(list_identifier=list_id,
+                                                allocation_length=n).encode(),
                         data_in=n, timeout=60)
     except sgio.ScsiCommandError as e:
         if e.key == SenseKey.ILLEGAL_REQUEST and e.asc == Asc.INVALID_COMMAND_OPERATION_CODE:
             return None
         raise
-    d = parse(r.data)
+    d = xcopy.parse_copy_digest(r.data)
     if d.status != CopyCommandStatus.COMPLETED:
         raise BackupError(f"the copy manager reports the copy unfinished (status "
                           f"{d.status:#04x}): its digest is not final")
@@ -639,21 +514,6 @@ def _open_library(devs: Devices, changer_path: str) -> tuple[Changer, Inventory]
     return ch, ch.inventory()
 
 
-@dataclass(frozen=True, slots=True)
-class Display:
-    """Where a job's progress goes: ``progress`` True (a bar on a terminal, lines
-    elsewhere; ``tty`` overrides what the stream says), False (none) or a mode of
-    :mod:`lio_xcopy.initiator.progress` by name; ``err`` defaults to stderr."""
-
-    progress: bool | str = True
-    err: IO[str] | None = None
-    tty: bool | None = None
-
-    def make(self, total: int) -> Progress:
-        return make(total, self.err if self.err is not None else sys.stderr, setting=self.progress,
-                    tty=self.tty)
-
-
 def backup(req: BackupRequest, cat: Catalog, *, devs: Devices | None = None,
            out: IO[str] | None = None, progress: bool | str = True,
            tty: bool | None = None, err: IO[str] | None = None) -> Job:
@@ -906,204 +766,3 @@ def label_segments(label_length: int, block_size: int,
         raise BackupError(f"the job's label record is {label_length} bytes, not whole "
                           f"{block_size}-byte blocks: it was not written by lio-xcopy backup")
     return (xcopy.StreamToBlock(0, 1, label_length // block_size, seek, label_length),)
-
-
-# --- command line ----------------------------------------------------------------------------
-BACKUP_USAGE = """usage: lio-xcopy backup DISK
-           (--changer SG (--slot N | --barcode LABEL) [--drive SG] [--unload] | --drive SG)
-           [--skip BLOCKS] [--count BLOCKS] [--record BYTES]
-           [--catalog PATH] [--quiet | --json]
-
-Backs DISK up to a new file at the end of a cartridge: the target's copy manager moves
-the data, in one EXTENDED COPY with a label record and the closing filemark where it
-lists segment types 04h, 10h and 12h; the job goes into the catalog (default
-/var/lib/lio-xcopy/catalog.db, or $LIO_XCOPY_CATALOG) with the cartridge, tape file
-number, size and SHA-256.
-  --changer SG       the library's medium changer (/dev/sgN); --slot N as `mtx status`
-                     numbers slots (from 1), or --barcode LABEL: one of the two
-  --drive SG         the tape drive (/dev/sgN or /dev/nstN); with a changer, default: a
-                     free drive of the library that this host reaches
-  --skip/--count     the range of DISK in its blocks (default: all of it)
-  --record BYTES     tape record length (default 65536)
-  --unload           put the cartridge back in its slot afterwards, also after a
-                     failure (not while the failed job's copy still runs on the target)
-  --catalog PATH     the catalog; its directory must exist (created only for the default)
-  --quiet            no progress; --json: progress as one JSON object a line
-Progress goes to stderr: a bar redrawn on a terminal, a line every 5 s elsewhere.
-"""
-
-RESTORE_USAGE = """usage: lio-xcopy restore (JOB_ID | --latest --source NAA) DISK
-                          (--changer SG [--drive SG] [--unload] | --drive SG)
-                          [--seek BLOCKS] [--catalog PATH] [--quiet | --json]
-
-Copies a backup back from its cartridge and tape file (from the catalog) onto DISK and
-checks the copy manager's SHA-256 against the catalog's.
-  --changer SG    the library holding the cartridge (found by its barcode)
-  --drive SG      the drive to use (without --changer: the cartridge must be in it)
-  --seek BLOCKS   first block of DISK to write (default 0)
-  --unload        put the cartridge back in its slot afterwards, also after a failure
-  --catalog PATH  the catalog the backup is in (it must exist)
-  --quiet         no progress; --json: progress as one JSON object a line (stderr)
-"""
-
-
-BACKUP_FLAGS = {"--unload", "--quiet", "--json"}
-BACKUP_OPTIONS = {"--changer", "--drive", "--slot", "--barcode", "--skip", "--count",
-                  "--record", "--catalog"}
-RESTORE_FLAGS = {"--unload", "--quiet", "--json", "--latest"}
-RESTORE_OPTIONS = {"--changer", "--drive", "--seek", "--catalog", "--source"}
-
-
-def _parse(cmd: str, argv: list[str], flags: set[str],
-           options: set[str]) -> tuple[list[str], dict[str, Any]]:
-    pos: list[str] = []
-    opts: dict[str, Any] = {}
-    it = iter(argv)
-    for a in it:
-        if a.startswith("--"):
-            name, eq, val = a.partition("=")
-            if name in flags and not eq:
-                opts[name] = True
-                continue
-            if name not in options:
-                raise BackupError(f"unknown option {a}: `lio-xcopy {cmd} --help` lists them")
-            if name in opts:
-                raise BackupError(f"{name} is given twice: give it once")
-            if not eq:
-                given = next(it, None)
-                if given is None or given.startswith("--"):
-                    raise BackupError(f"{name} needs a value")
-                val = given
-            opts[name] = val
-        else:
-            pos.append(a)
-    if opts.get("--quiet") and opts.get("--json"):
-        raise BackupError("--quiet shows no progress, --json shows it as JSON: give one")
-    return pos, opts
-
-
-def _num(opts: dict[str, Any], name: str, default: int | None = None) -> int | None:
-    if name not in opts:
-        return default
-    try:
-        v = int(opts[name], 0)
-    except ValueError:
-        raise BackupError(f"{name} {opts[name]!r} is not a number") from None
-    if v < 0:
-        raise BackupError(f"{name} {v} is negative: give a number from 0")
-    return v
-
-
-def _progress(opts: dict[str, Any]) -> bool | str:
-    return "json" if opts.get("--json") else not opts.get("--quiet")
-
-
-def catalog_path(opts: dict[str, Any], *, existing: bool) -> Path:
-    """The catalog to open: ``--catalog``, ``$LIO_XCOPY_CATALOG`` or the default. One
-    named (a typo is likely there) must be in an existing directory and, for
-    ``existing`` (commands that only read jobs), exist; the default and its directory
-    are created when missing."""
-    named = opts.get("--catalog") or os.environ.get("LIO_XCOPY_CATALOG")
-    if not named:
-        return DEFAULT_CATALOG
-    path = Path(named)
-    where = "--catalog" if opts.get("--catalog") else "$LIO_XCOPY_CATALOG"
-    if existing and not path.is_file():
-        raise CatalogError(f"no catalog at {path}: give the one your backups use with "
-                           "--catalog PATH (`lio-xcopy backup` creates it)")
-    if not path.parent.is_dir():
-        raise CatalogError(f"{where} {path}: there is no directory {path.parent}; create it "
-                           "or give another path")
-    return path
-
-
-def _run(cmd: str, argv: list[str], usage: str, flags: set[str], options: set[str],
-         request: Callable[[dict[str, Any], list[str]], Any],
-         job: Callable[[Any, Catalog, bool | str], Job], *, existing: bool = False) -> int:
-    """Parse, make the ``request`` (checking what can be checked without a device or
-    the catalog), open the catalog, run the job; one line on stderr for any refusal or
-    failure."""
-    if not argv or any(a in ("-h", "--help") for a in argv):
-        print(usage, end="")
-        return 0 if argv else 2
-    try:
-        pos, opts = _parse(cmd, argv, flags, options)
-        req = request(opts, pos)
-        path = catalog_path(opts, existing=existing)
-        with Catalog(path) as cat:
-            for o in cat.orphans:
-                print(f"lio-xcopy {cmd}: job {o.id} marked failed: {o.error}", file=sys.stderr)
-            job(req, cat, _progress(opts))
-    except (LioXcopyError, ChangerError) as e:
-        print(f"lio-xcopy {cmd}: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"lio-xcopy {cmd}: interrupted; the job is marked failed in the catalog",
-              file=sys.stderr)
-        return 130
-    except Terminated:
-        print(f"lio-xcopy {cmd}: terminated; the job is marked failed in the catalog",
-              file=sys.stderr)
-        return 143
-    return 0
-
-
-def _backup_request(opts: dict[str, Any], pos: list[str]) -> BackupRequest:
-    if len(pos) != 1:
-        raise BackupError("give one DISK to back up: see `lio-xcopy backup --help`")
-    record = _num(opts, "--record", DEFAULT_RECORD)
-    req = BackupRequest(
-        disk=pos[0], drive=opts.get("--drive"), changer=opts.get("--changer"),
-        slot=_num(opts, "--slot"), barcode=opts.get("--barcode"),
-        first_block=_num(opts, "--skip", 0) or 0, blocks=_num(opts, "--count"),
-        record=DEFAULT_RECORD if record is None else record,
-        unload=bool(opts.get("--unload")))
-    check_backup_request(req)
-    return req
-
-
-def main(argv: list[str]) -> int:
-    """``lio-xcopy backup``."""
-    def job(req: BackupRequest, cat: Catalog, progress: bool | str) -> Job:  # noqa: FBT001 (_run's)
-        return backup(req, cat, progress=progress)
-
-    return _run("backup", argv, BACKUP_USAGE, BACKUP_FLAGS, BACKUP_OPTIONS, _backup_request,
-                job)
-
-
-def _restore_request(opts: dict[str, Any], pos: list[str]) -> RestoreRequest:
-    if opts.get("--latest"):
-        if "--source" not in opts or len(pos) != 1:
-            raise BackupError("--latest needs --source NAA and one DISK (no JOB_ID)")
-        disk, job_id, latest = pos[0], None, opts["--source"]
-    else:
-        if "--source" in opts:
-            raise BackupError("--source picks the newest backup of a disk with --latest: "
-                              "give --latest too, or a JOB_ID instead")
-        if len(pos) != 2 or not pos[0].isdigit():
-            raise BackupError("give JOB_ID and DISK (`lio-xcopy catalog` lists jobs)")
-        disk, job_id, latest = pos[1], int(pos[0]), None
-    req = RestoreRequest(disk, job_id, latest, opts.get("--drive"), opts.get("--changer"),
-                         _num(opts, "--seek", 0) or 0, bool(opts.get("--unload")))
-    check_restore_request(req)
-    return req
-
-
-def restore_main(argv: list[str]) -> int:
-    """``lio-xcopy restore``."""
-    def job(req: RestoreRequest, cat: Catalog, progress: bool | str) -> Job:  # noqa: FBT001 (_run's)
-        return restore(req, cat, progress=progress)
-
-    return _run("restore", argv, RESTORE_USAGE, RESTORE_FLAGS, RESTORE_OPTIONS,
-                _restore_request, job, existing=True)
-
-
-if __name__ == "__main__":
-    _cmds = {"backup": main, "restore": restore_main}
-    if len(sys.argv) > 1 and sys.argv[1] in ("backup", "restore", "catalog"):
-        if sys.argv[1] == "catalog":
-            from lio_xcopy.initiator.catalog import main as catalog_main
-
-            sys.exit(catalog_main(sys.argv[2:]))
-        sys.exit(_cmds[sys.argv[1]](sys.argv[2:]))
-    sys.exit(main(sys.argv[1:]))

@@ -11,8 +11,10 @@ printed next starts on a line of its own.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import IO
 
 MiB = 1 << 20
@@ -147,3 +149,19 @@ def make(total: int, out: IO[str], *, setting: bool | str = True,
     if tty is None:
         return Progress(total, out, mode_for(out))
     return Progress(total, out, BAR if tty else LINES)
+
+
+@dataclass(frozen=True, slots=True)
+class Display:
+    """Where a job's progress goes: ``progress`` as :func:`make` takes it (True: a bar on
+    a terminal, lines elsewhere, ``tty`` overriding what the stream says; False: none;
+    or a mode by name); ``err`` defaults to stderr."""
+
+    progress: bool | str = True
+    err: IO[str] | None = None
+    tty: bool | None = None
+
+    def make(self, total: int) -> Progress:
+        """The display of a copy of ``total`` bytes."""
+        return make(total, self.err if self.err is not None else sys.stderr,
+                    setting=self.progress, tty=self.tty)

@@ -140,7 +140,8 @@ class Locate16(Cdb, name="LOCATE (16)", opcode=0x92, length=16, clause="SSC-4"):
     logical_identifier: int = bitfield(4, 64)
 
 
-# LOG SELECT and LOG SENSE are SPC-4 commands (6.7, 6.8); only the tape serves log pages yet.
+# LOG SELECT and LOG SENSE are SPC-4 commands (6.7, 6.8), here because the tape is the one
+# device that serves log pages.
 
 
 class LogSelect(Cdb, name="LOG SELECT", opcode=0x4C, length=10, clause="SPC-4 6.7", data_out=True):

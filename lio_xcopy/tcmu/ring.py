@@ -190,7 +190,8 @@ class CommandRing:
         self, cmd_id: int, status: int, sense: bytes = b"", read_len: int | None = None
     ) -> None:
         """Write one response into the next CMD slot at ``cmd_tail`` and advance it.
-        The kernel sees it after :meth:`wake` (a write to the uio fd)."""
+        The kernel sees it when the daemon next writes 4 bytes to the uio fd
+        (:data:`lio_xcopy.tcmu.daemon.WAKE`)."""
         if self.outstanding <= 0:
             raise TransportError(f"completion of cmd {cmd_id} with no command outstanding")
         tail = self.tail

@@ -20,11 +20,12 @@ from lio_xcopy.devices.awstape import AwsTape
 from lio_xcopy.devices.buffer import DataBuffer
 from lio_xcopy.errors import LioXcopyError
 from lio_xcopy.initiator import backup as bk
-from lio_xcopy.initiator.catalog import DONE, FAILED, RUNNING, Catalog
+from lio_xcopy.initiator import backup_cli, drive
+from lio_xcopy.initiator.catalog import DONE, FAILED, RUNNING, Catalog, size
 from lio_xcopy.initiator.changer import Changer
 from lio_xcopy.initiator.label import BackupLabel, parse_label
 from lio_xcopy.scsi import xcopy
-from lio_xcopy.scsi.sense import CHECK_CONDITION
+from lio_xcopy.scsi.sense import CHECK_CONDITION, SenseKey
 from lio_xcopy.sg import sgio
 from lio_xcopy.tcmu.handler import Libraries, open_device
 
@@ -452,34 +453,34 @@ def test_label_round_trip_and_refusals():
 
 # --- pieces ----------------------------------------------------------------------------------
 def test_sizes():
-    assert [bk.size(n) for n in (512, 32 << 10, 96 * MiB, 3 << 29)] == [
+    assert [size(n) for n in (512, 32 << 10, 96 * MiB, 3 << 29)] == [
         "512 B", "32.0 KiB", "96.0 MiB", "1.5 GiB"]
 
 
 def test_read_position_long_form():
     data = struct.pack(">BxxxIQQQ", 0x00, 0, 1234, 3, 0)
-    assert bk.parse_position_long(data) == bk.Position(False, False, 0, 1234, 3)
-    assert bk.parse_position_long(struct.pack(">BxxxIQQQ", 0x80, 0, 0, 0, 0)).bop
+    assert drive.parse_position_long(data) == drive.Position(False, False, 0, 1234, 3)
+    assert drive.parse_position_long(struct.pack(">BxxxIQQQ", 0x80, 0, 0, 0, 0)).bop
     with pytest.raises(bk.BackupError, match="does not know its position"):
-        bk.parse_position_long(struct.pack(">BxxxIQQQ", 0x04, 0, 0, 0, 0))
+        drive.parse_position_long(struct.pack(">BxxxIQQQ", 0x04, 0, 0, 0, 0))
     with pytest.raises(bk.BackupError, match="cannot report tape file numbers"):
-        bk.parse_position_long(bytes(20))
+        drive.parse_position_long(bytes(20))
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
     cat = str(tmp_path / "c.db")
-    assert bk.main(["--catalog", cat, "/dev/sg1"]) == 1
+    assert backup_cli.main(["--catalog", cat, "/dev/sg1"]) == 1
     assert capsys.readouterr().err == (
         "lio-xcopy backup: give --drive DEVICE, or --changer DEVICE --slot N\n")
     Catalog(cat).close()
-    assert bk.restore_main(["--catalog", cat, "7", "/dev/null", "--drive", "/dev/sg6"]) == 1
+    assert backup_cli.restore_main(["--catalog", cat, "7", "/dev/null", "--drive", "/dev/sg6"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("lio-xcopy restore: no job 7 in ") and err.count("\n") == 1
-    assert bk.main(["--bogus"]) == 1
-    assert bk.main([]) == 2 and "usage" in capsys.readouterr().out
+    assert backup_cli.main(["--bogus"]) == 1
+    assert backup_cli.main([]) == 2 and "usage" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("main", [bk.main, bk.restore_main])
+@pytest.mark.parametrize("main", [backup_cli.main, backup_cli.restore_main])
 @pytest.mark.parametrize("flag", ["-h", "--help"])
 def test_help_anywhere_prints_usage_and_does_nothing(main, flag, tmp_path, capsys):
     cat = tmp_path / "c.db"
@@ -502,13 +503,18 @@ BACKUP_REFUSALS = [
     (["--drive", "/dev/sg6", "--quiet", "--json"], "give one"),
     (["--drive", "/dev/sg6", "--drive", "/dev/sg5"], "--drive is given twice"),
     (["--drive", "/dev/sg6", "--seek", "1"], "unknown option --seek"),
+    (["--driv", "/dev/sg6"], "unknown option --driv"),  # no abbreviations
+    (["--changer=/dev/sg3", "--barcode=L1", "--slot=2"],
+     "--slot 2 and --barcode L1 name a cartridge twice: give one of them"),
+    (["--drive"], "--drive needs a value"),
+    (["--drive", "/dev/sg6", "--count", "many"], "--count 'many' is not a number"),
 ]
 
 
 @pytest.mark.parametrize(("args", "words"), BACKUP_REFUSALS)
 def test_contradictory_or_meaningless_backup_options(args, words, tmp_path, capsys):
     cat = tmp_path / "c.db"
-    assert bk.main(["/dev/sg1", "--catalog", str(cat), *args]) == 1
+    assert backup_cli.main(["/dev/sg1", "--catalog", str(cat), *args]) == 1
     out, err = capsys.readouterr()
     assert out == "" and err.count("\n") == 1 and err.startswith("lio-xcopy backup: ")
     assert words in err
@@ -527,7 +533,7 @@ RESTORE_REFUSALS = [
 @pytest.mark.parametrize(("args", "words"), RESTORE_REFUSALS)
 def test_contradictory_or_meaningless_restore_options(args, words, tmp_path, capsys):
     cat = tmp_path / "c.db"
-    assert bk.restore_main(["--catalog", str(cat), *args]) == 1
+    assert backup_cli.restore_main(["--catalog", str(cat), *args]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and words in err, err
     assert not cat.exists()
@@ -537,18 +543,18 @@ def test_a_mistyped_catalog_is_never_created(tmp_path, capsys, monkeypatch):
     from lio_xcopy.initiator import catalog
 
     missing = tmp_path / "no-such-dir" / "catalog.db"
-    assert bk.main(["/dev/sg1", "--drive", "/dev/sg6", "--catalog", str(missing)]) == 1
+    assert backup_cli.main(["/dev/sg1", "--drive", "/dev/sg6", "--catalog", str(missing)]) == 1
     err = capsys.readouterr().err
     assert err == (f"lio-xcopy backup: --catalog {missing}: there is no directory "
                    f"{missing.parent}; create it or give another path\n")
     typo = tmp_path / "catalgo.db"
-    assert bk.restore_main(["1", "/dev/sg2", "--drive", "/dev/sg6", "--catalog",
+    assert backup_cli.restore_main(["1", "/dev/sg2", "--drive", "/dev/sg6", "--catalog",
                             str(typo)]) == 1
     assert f"no catalog at {typo}: give the one your backups use" in capsys.readouterr().err
     assert catalog.main(["--catalog", str(typo)]) == 1
     assert f"no catalog at {typo}" in capsys.readouterr().err
     monkeypatch.setenv("LIO_XCOPY_CATALOG", str(missing))
-    assert bk.main(["/dev/sg1", "--drive", "/dev/sg6"]) == 1
+    assert backup_cli.main(["/dev/sg1", "--drive", "/dev/sg6"]) == 1
     assert "$LIO_XCOPY_CATALOG" in capsys.readouterr().err
     assert not missing.parent.exists() and not typo.exists()
 
@@ -602,12 +608,12 @@ def test_no_unload_while_the_failed_jobs_copy_still_runs(target, cat, monkeypatc
 
 
 def test_digest_is_optional_for_other_copy_managers(target):
-    dev = target.open("/dev/sg1")
-    if getattr(xcopy, "ReceiveCopyDigest", None) is None:
-        assert bk.copy_digest(dev, 1) is None
-    else:
-        with pytest.raises(sgio.ScsiCommandError):
-            bk.copy_digest(dev, 77)  # no such copy: the device says so
+    """A device without RECEIVE COPY DIGEST (INVALID COMMAND OPERATION CODE) has no
+    digest to give; ours refuses a list identifier it does not know."""
+    assert bk.copy_digest(target.open("/dev/sg3"), 1) is None  # the changer
+    with pytest.raises(sgio.ScsiCommandError) as e:
+        bk.copy_digest(target.open("/dev/sg1"), 77)  # no such copy: the device says so
+    assert e.value.key == SenseKey.ILLEGAL_REQUEST
 
 
 def test_a_running_job_of_a_dead_process_fails_at_the_next_open(tmp_path):

@@ -17,6 +17,7 @@ from lio_xcopy import __version__, cli
 from lio_xcopy.control import rtslib_adapter, saved
 from lio_xcopy.control.config import SavedConfig
 from lio_xcopy.initiator import backup as bk
+from lio_xcopy.initiator import backup_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPLETION = ROOT / "lio_xcopy" / "data" / "lio-xcopy.bash"
@@ -133,8 +134,9 @@ def test_completion_knows_every_command_and_backup_option():
     text = COMPLETION.read_text()
     commands = re.search(r'local commands="([^"]*)"', text).group(1).split()
     assert set(cli.COMMANDS) <= set(commands)
-    for opt in (*bk.BACKUP_FLAGS, *bk.BACKUP_OPTIONS, *bk.RESTORE_FLAGS, *bk.RESTORE_OPTIONS):
-        assert opt in text, opt
+    for cmd in ("backup", "restore"):
+        for opt in backup_cli.options(cmd):
+            assert opt in text, (cmd, opt)
 
 
 def _complete(line: str) -> list[str]:

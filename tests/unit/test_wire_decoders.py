@@ -156,6 +156,10 @@ def test_sense_key_specific_words_and_names():
     assert sense.asc_name(sense.Asc.INVALID_FIELD_IN_CDB) == "INVALID FIELD IN CDB"
     assert sense.asc_name(0x2A09) == "CAPACITY DATA HAS CHANGED"
     assert sense.asc_name(0x8001) == "vendor specific"
+    # the table names what no device of ours raises; none of it is shadowed by Asc
+    assert not set(sense.MORE_ASC_NAMES) & set(sense.Asc)
+    assert sense.asc_name(0x3002) == "CANNOT READ MEDIUM - INCOMPATIBLE FORMAT"
+    assert sense.asc_name(0x0400) == "LOGICAL UNIT NOT READY, CAUSE NOT REPORTABLE"
     assert (sense.status_name(0x18), sense.status_name(0x99)) == (
         "RESERVATION CONFLICT", "status 99h")
     # one table: the words a log line uses are the initiator's

@@ -49,7 +49,7 @@ class Setup:
     transcript: Path
 
     def cli(self, *args: str, check: bool = True, env: dict | None = None):
-        cmd = [sys.executable, "-m", "lio_xcopy.initiator.backup", *args]
+        cmd = [sys.executable, "-m", "lio_xcopy", *args]
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
                            env={**os.environ, "LIO_XCOPY_CATALOG": str(self.catalog),
                                 **(env or {})})
@@ -154,7 +154,7 @@ def test_a_second_backup_appends_file_1_and_unloads(setup):
 def test_restore_of_job_1_is_byte_exact_and_verified(setup):
     # on a terminal the progress bar is redrawn in place
     leader, follower = pty.openpty()
-    cmd = [sys.executable, "-m", "lio_xcopy.initiator.backup", "restore", "1", setup.dst,
+    cmd = [sys.executable, "-m", "lio_xcopy", "restore", "1", setup.dst,
            "--changer", setup.changer, "--unload"]
     p = subprocess.Popen(cmd, stdout=follower, stderr=follower,
                          env={**os.environ, "LIO_XCOPY_CATALOG": str(setup.catalog)})
@@ -231,7 +231,7 @@ def test_a_killed_backup_is_failed_and_the_next_one_closes_its_file(setup, lab):
     the copy, which ends with the job's own filemark (one EXTENDED COPY); the next
     backup marks the job failed when it opens the catalog, waits for that copy to end,
     and appends."""
-    cmd = [sys.executable, "-m", "lio_xcopy.initiator.backup", "backup", lab.sd, "--changer",
+    cmd = [sys.executable, "-m", "lio_xcopy", "backup", lab.sd, "--changer",
            setup.changer, "--slot", "2", "--record", "16384"]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                          env={**os.environ, "LIO_XCOPY_CATALOG": str(setup.catalog)})

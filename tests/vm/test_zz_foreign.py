@@ -169,7 +169,7 @@ def test_the_other_arrays_disk_copies_to_our_tape_byte_exact(lab, array, admitte
 
 
 def _backup_cli(work: Path, *args: str) -> str:
-    p = subprocess.run([sys.executable, "-m", "lio_xcopy.initiator.backup", *args],
+    p = subprocess.run([sys.executable, "-m", "lio_xcopy", *args],
                        capture_output=True, text=True, timeout=600,
                        env={**os.environ, "LIO_XCOPY_CATALOG": str(work / "pt-catalog.db")})
     assert p.returncode == 0, f"lio-xcopy {' '.join(args)} exited {p.returncode}\n" \
