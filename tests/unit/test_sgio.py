@@ -26,7 +26,8 @@ from lio_xcopy.scsi.sense import (
     segment_pointer,
     sense_key_specific_words,
 )
-from lio_xcopy.sg import sgio
+from lio_xcopy.sg import _sg_h, sgio
+from lio_xcopy.sg import sysfs as sg_sysfs
 
 # --- struct sg_io_hdr ------------------------------------------------------------------------
 
@@ -215,7 +216,7 @@ SERIAL = "0b7c4bd4-6a3e-4c1f-9a40-5f1e2d3c4b5a"
 @pytest.fixture
 def kernel(monkeypatch) -> FakeKernel:
     k = FakeKernel(lio_like_lun)
-    monkeypatch.setattr(sgio, "_ioctl", k)
+    monkeypatch.setattr(_sg_h, "ioctl", k)
     return k
 
 
@@ -743,10 +744,10 @@ def test_existing_node_is_found_by_device_number(sysfs):
     class Blk:
         st_mode, st_rdev = 0o60660, os.makedev(8, 16)
 
-    assert sgio._by_number(Chr, sysfs).resolve().name == "nst0"
-    assert sgio._by_number(Blk, sysfs).resolve().name == "sdb"
+    assert sg_sysfs._by_number(Chr, sysfs).resolve().name == "nst0"
+    assert sg_sysfs._by_number(Blk, sysfs).resolve().name == "sdb"
     Blk.st_rdev = os.makedev(8, 32)
-    assert sgio._by_number(Blk, sysfs) is None
+    assert sg_sysfs._by_number(Blk, sysfs) is None
 
 
 def test_malformed_counters_are_errors(sysfs):
