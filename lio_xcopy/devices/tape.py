@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future
 
 from lio_xcopy.devices.awstape import AwsTape, Kind, Stop, TapeFormatError
-from lio_xcopy.devices.base import Command, LunIdentity, ScsiDevice, command
+from lio_xcopy.devices.base import Command, LogicalUnit, LunIdentity, command
 from lio_xcopy.devices.buffer import DataBuffer
 from lio_xcopy.errors import BackingStoreError, ConfigError
 from lio_xcopy.scsi import spc, ssc
@@ -57,7 +57,7 @@ _LOG_PAGES = (ssc.SEQUENTIAL_ACCESS_DEVICE_PAGE, ssc.TAPE_ALERT_PAGE)
 SPACE_CODES = (ssc.SPACE_BLOCKS, ssc.SPACE_FILEMARKS, ssc.SPACE_END_OF_DATA)
 
 
-class Tape(ScsiDevice):
+class Tape(LogicalUnit):
     """A tape drive, with a cartridge loaded at start or empty (``path=None``)."""
 
     DEVICE_TYPE = spc.TYPE_TAPE

@@ -137,9 +137,9 @@ class Inventory:
 
 
 class Changer:
-    """A medium changer reached through an open :class:`~lio_xcopy.sg.sgio.ScsiDevice`."""
+    """A medium changer reached through an open :class:`~lio_xcopy.sg.sgio.SgIoDevice`."""
 
-    def __init__(self, dev: sgio.ScsiDevice):
+    def __init__(self, dev: sgio.SgIoDevice):
         self.dev = dev
         self.dvcid = True  # cleared when the changer refuses DVCID
 
@@ -195,7 +195,7 @@ class Changer:
                                f"{source:#06x} to {destination:#06x} failed: {e}") from e
 
 
-def wait_ready(dev: sgio.ScsiDevice, timeout: float = 120,
+def wait_ready(dev: sgio.SgIoDevice, timeout: float = 120,
                sleep: Callable[[float], None] = time.sleep,
                clock: Callable[[], float] = time.monotonic) -> int:
     """TEST UNIT READY until the drive is ready: UNIT ATTENTION (the new cartridge,

@@ -1,10 +1,10 @@
 """SCSI pass-through: the Linux SG_IO ioctl, and what crossed the wire.
 
-:class:`ScsiDevice` sends one CDB at a time through ``SG_IO`` (``include/scsi/sg.h``,
+:class:`SgIoDevice` sends one CDB at a time through ``SG_IO`` (``include/scsi/sg.h``,
 version 3 interface) and returns a :class:`Result`, or raises an error whose message
 says in words what the device answered and what to do next::
 
-    with ScsiDevice("/dev/sg1") as dev:
+    with SgIoDevice("/dev/sg1") as dev:
         dev.inquiry().product          # 'lio-xcopy disk'
         dev.naa().hex()                # '6001405...'
         dev.execute(bytes([0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0]), data_in=512).data
@@ -17,7 +17,7 @@ also on the sd and st nodes (``/dev/sdX``, ``/dev/nstN``): the kernel's
 * st opens with ``O_NONBLOCK`` skip the wait for the drive to become ready (an open
   without it fails with EIO after ``ST_BLOCK_SECONDS`` when no cartridge is loaded);
   we always open with ``O_NONBLOCK`` (sg and sd ignore it for ``SG_IO``, which always
-  waits for the command). st allows **one open at a time**: while a :class:`ScsiDevice`
+  waits for the command). st allows **one open at a time**: while a :class:`SgIoDevice`
   holds ``/dev/nstN``, ``mt``/``tar`` on it fail with EBUSY, and the other way round —
   use the drive's ``/dev/sgN`` to talk to it next to them (:func:`scsi_nodes` finds it).
 
@@ -27,8 +27,8 @@ SCSI device behind any of its nodes: bytes moved by the sd or st upper driver
 and the midlayer's command counts (``iorequest_cnt``, ``iodone_cnt``, ``ioerr_cnt``),
 which include pass-through commands. Data moved *by* ``SG_IO`` is in no byte
 counter of the kernel (sd and st count only their own I/O, the block layer does not
-account pass-through requests): :class:`ScsiDevice` counts it itself
-(:attr:`ScsiDevice.bytes_in`, :attr:`ScsiDevice.bytes_out`). st adds a read as its
+account pass-through requests): :class:`SgIoDevice` counts it itself
+(:attr:`SgIoDevice.bytes_in`, :attr:`SgIoDevice.bytes_out`). st adds a read as its
 requested length minus the residual the target reported.
 
 The sg driver's ABI is :mod:`lio_xcopy.sg._sg_h` (``struct sg_io_hdr`` packed with
@@ -89,12 +89,35 @@ from lio_xcopy.sg.transport import (
 )
 
 __all__ = [
-    "DRIVER_TIMEOUT", "MAX_TIMEOUT_MS", "SENSE_BUFFER_LENGTH", "SG_DXFER_FROM_DEV",
-    "SG_DXFER_NONE", "SG_DXFER_TO_DEV", "SG_GET_VERSION_NUM", "SG_IO", "SG_SCSI_RESET_DEVICE",
-    "DeviceUnavailable", "IoCounters", "NotScsiDevice", "Result", "ScsiCommandError",
-    "ScsiDevice", "ScsiNodes", "ScsiTransport", "SgIoError", "SgIoHdr", "SgIoUsageError",
-    "TransportFailure", "command_name", "explain_sense", "hdr_struct", "io_counters",
-    "max_transfer_bytes", "parse_sense", "scsi_device_dir", "scsi_nodes",
+    "DRIVER_TIMEOUT",
+    "MAX_TIMEOUT_MS",
+    "SENSE_BUFFER_LENGTH",
+    "SG_DXFER_FROM_DEV",
+    "SG_DXFER_NONE",
+    "SG_DXFER_TO_DEV",
+    "SG_GET_VERSION_NUM",
+    "SG_IO",
+    "SG_SCSI_RESET_DEVICE",
+    "DeviceUnavailable",
+    "IoCounters",
+    "NotScsiDevice",
+    "Result",
+    "ScsiCommandError",
+    "ScsiNodes",
+    "ScsiTransport",
+    "SgIoDevice",
+    "SgIoError",
+    "SgIoHdr",
+    "SgIoUsageError",
+    "TransportFailure",
+    "command_name",
+    "explain_sense",
+    "hdr_struct",
+    "io_counters",
+    "max_transfer_bytes",
+    "parse_sense",
+    "scsi_device_dir",
+    "scsi_nodes",
 ]
 
 
@@ -141,7 +164,7 @@ class _PageBuffer:
         self.mm.close()
 
 
-class ScsiDevice(ScsiTransport):
+class SgIoDevice(ScsiTransport):
     """One SCSI logical unit reached through SG_IO on a device node.
 
     Opens ``path`` read-write (read-only when the node refuses writing, e.g. a
@@ -199,14 +222,14 @@ class ScsiDevice(ScsiTransport):
         if getattr(self, "fd", -1) >= 0:
             os.close(self.fd)
 
-    def __enter__(self) -> ScsiDevice:
+    def __enter__(self) -> SgIoDevice:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __repr__(self) -> str:
-        return f"ScsiDevice({self.path!r}{'' if self.fd >= 0 else ', closed'})"
+        return f"SgIoDevice({self.path!r}{'' if self.fd >= 0 else ', closed'})"
 
     # --- commands ---
     def execute(self, cdb: bytes | bytearray | memoryview, data_in: int = 0,

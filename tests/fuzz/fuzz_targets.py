@@ -45,7 +45,7 @@ from lio_xcopy.control.library import create_library, lto_barcodes
 from lio_xcopy.copy.manager import CopyManager
 from lio_xcopy.devices import buffer as buffer_module
 from lio_xcopy.devices.backing import BackingStore
-from lio_xcopy.devices.base import LunIdentity, ScsiDevice
+from lio_xcopy.devices.base import LogicalUnit, LunIdentity
 from lio_xcopy.devices.buffer import DataBuffer
 from lio_xcopy.devices.changer import MediumChanger
 from lio_xcopy.devices.disk import Disk
@@ -184,7 +184,7 @@ def check_sense(sense: bytes) -> None:
         raise Broken(f"CHECK CONDITION without fixed-format sense: {sense.hex()}")
 
 
-def allocation_length(dev: ScsiDevice, cdb: bytes) -> int | None:
+def allocation_length(dev: LogicalUnit, cdb: bytes) -> int | None:
     """The CDB's ALLOCATION LENGTH when its layout has one that bounds the Data-In."""
     try:
         layout, _ = dev._lookup(cdb)
@@ -205,7 +205,7 @@ class Answer:
             status, sense, read_len, count, data)
 
 
-def run(lab: Lab, dev: ScsiDevice, cdb: bytes, size: int, data_out: bytes = b"",
+def run(lab: Lab, dev: LogicalUnit, cdb: bytes, size: int, data_out: bytes = b"",
         split: bool = False) -> Answer:
     """Run one command as the daemon does and check what every command must satisfy."""
     arena, guards, buf = scattered(size, data_out, split)
@@ -266,7 +266,7 @@ def run(lab: Lab, dev: ScsiDevice, cdb: bytes, size: int, data_out: bytes = b"",
 
 
 # --- the LUNs, reset before each input --------------------------------------------------------
-def _naa(dev: ScsiDevice) -> bytes:
+def _naa(dev: LogicalUnit) -> bytes:
     return next(d.value for d in dev.designators() if d.designator_type == 3)
 
 
@@ -360,8 +360,8 @@ class Lab:
         self.changer = MediumChanger(
             LunIdentity("fz-changer", "6001405dddddddddddddddddddddddd1"), self.library)
 
-    def devices(self) -> list[ScsiDevice]:
-        out: list[ScsiDevice] = [*self.disks.values(), *self.tapes.values()]
+    def devices(self) -> list[LogicalUnit]:
+        out: list[LogicalUnit] = [*self.disks.values(), *self.tapes.values()]
         return out + [d for d in (self.changer, self.drive) if d is not None]
 
     # --- after each command --------------------------------------------------------------
@@ -440,7 +440,7 @@ def close_lab() -> None:
 
 
 # --- targets ------------------------------------------------------------------------------
-def _commands(data: bytes, pick: Callable[[Lab, int], ScsiDevice], luns: dict[str, bool]
+def _commands(data: bytes, pick: Callable[[Lab, int], LogicalUnit], luns: dict[str, bool]
               ) -> None:
     """Input: records of {flags u8, CDB, buffer size u16, Data-Out length u16, Data-Out}.
     flags bits 0-1 pick the LUN, bit 6 scatters the buffer over pages, bit 7 makes the
@@ -468,7 +468,7 @@ def tape_target(data: bytes) -> None:
 
 
 def changer_target(data: bytes) -> None:
-    def pick(lb: Lab, i: int) -> ScsiDevice:
+    def pick(lb: Lab, i: int) -> LogicalUnit:
         dev = lb.drive if i & 1 else lb.changer
         assert dev is not None
         return dev
@@ -476,7 +476,7 @@ def changer_target(data: bytes) -> None:
     _commands(data, pick, {"disks": False, "library": True})
 
 
-def _receiving(lb: Lab, i: int) -> ScsiDevice:
+def _receiving(lb: Lab, i: int) -> LogicalUnit:
     devs = [*lb.disks.values(), *lb.tapes.values()]
     return devs[i % len(devs)]
 

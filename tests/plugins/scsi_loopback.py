@@ -12,8 +12,8 @@ from lio_xcopy.scsi.sense import CHECK_CONDITION
 from lio_xcopy.sg import sgio
 
 
-class Loopback(sgio.ScsiDevice):
-    """An :class:`sgio.ScsiDevice` whose commands go straight to a target device."""
+class Loopback(sgio.SgIoDevice):
+    """An :class:`sgio.SgIoDevice` whose commands go straight to a target device."""
 
     def __init__(self, path: str, device):
         self.path = path

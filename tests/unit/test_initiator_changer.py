@@ -151,7 +151,7 @@ def test_a_disk_is_not_a_changer(tmp_path):
     disk.close()
 
 
-class Scripted(sgio.ScsiDevice):
+class Scripted(sgio.SgIoDevice):
     """Answers TEST UNIT READY from a script of sense data (None: GOOD)."""
 
     def __init__(self, script):

@@ -15,7 +15,7 @@ import pytest
 
 from lio_xcopy.copy.manager import CopyManager, run_inline
 from lio_xcopy.devices.backing import BackingStore
-from lio_xcopy.devices.base import Command, LunIdentity, ScsiDevice
+from lio_xcopy.devices.base import Command, LogicalUnit, LunIdentity
 from lio_xcopy.devices.buffer import DataBuffer
 from lio_xcopy.devices.disk import Disk
 from lio_xcopy.devices.tape import Tape
@@ -184,7 +184,7 @@ class Lab:
         for d in (self.src, self.dst, self.tape):
             self.manager.register(d)
 
-    def cscd(self, dev: ScsiDevice, **kw) -> IdentificationCscd:
+    def cscd(self, dev: LogicalUnit, **kw) -> IdentificationCscd:
         naa = next(d for d in dev.designators() if d.designator_type == 3)
         return IdentificationCscd.from_designator(naa, dev.DEVICE_TYPE, **kw)
 

@@ -111,10 +111,10 @@ def test_inquiry_and_status_of_a_new_library(library):
 def test_drive_identifiers_are_the_drives_vpd_83_naa(library):
     """READ ELEMENT STATUS with DVCID: each drive's identifier is the NAA designator the
     kernel read from that drive LUN's VPD page 83h, so a host can pair element and st."""
-    from lio_xcopy.sg.sgio import ScsiDevice
+    from lio_xcopy.sg.sgio import SgIoDevice
 
     cdb = bytes.fromhex("b804" "0100" "0002" "01" "001000" "00" "00")
-    with ScsiDevice(library.changer) as dev:
+    with SgIoDevice(library.changer) as dev:
         data = dev.execute(cdb, data_in=4096).data
     assert struct.unpack_from(">HH", data) == (0x0100, 2)
     typ, _, dlen, count = struct.unpack_from(">BBHI", data, 8)

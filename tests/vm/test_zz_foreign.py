@@ -86,7 +86,7 @@ def array(lab, net, iscsid):
 
 
 def _naa_of(sg: str) -> str:
-    with sgio.ScsiDevice(sg) as dev:
+    with sgio.SgIoDevice(sg) as dev:
         naa = dev.naa()
     assert naa is not None
     return naa.hex()
@@ -135,12 +135,12 @@ def _plist(lab, array, passes: int, list_id: int) -> bytes:
 
 def _send(sg: str, plist: bytes) -> sgio.Result:
     cdb = xcopy.ExtendedCopyLid1(parameter_list_length=len(plist)).encode()
-    with sgio.ScsiDevice(sg) as dev:
+    with sgio.SgIoDevice(sg) as dev:
         return dev.execute(cdb, data_out=plist, timeout=600, check=False)
 
 
 def _results(sg: str, list_id: int) -> tuple[xcopy.CopyStatus, bytes | None]:
-    with sgio.ScsiDevice(sg) as dev:
+    with sgio.SgIoDevice(sg) as dev:
         st = dev.execute(xcopy.ReceiveCopyResultsCopyStatus(
             list_identifier=list_id, allocation_length=12).encode(), data_in=12).data
         fsd = dev.execute(xcopy.ReceiveCopyResultsFailedSegmentDetails(
