@@ -73,6 +73,7 @@ from lio_xcopy.scsi.sense import Asc, SenseKey
 from lio_xcopy.scsi.smc import ElementType
 from lio_xcopy.scsi.xcopy import CopyCommandStatus
 from lio_xcopy.sg import sgio
+from lio_xcopy.sg.transport import ScsiTransport
 
 #: List identifiers tried when the copy manager says one is in use (OPERATION IN PROGRESS).
 LIST_ID_ATTEMPTS = 4
@@ -108,7 +109,7 @@ def parse_position_long(data: bytes) -> Position:
 class Drive:
     """The tape drive's commands this job needs, over SG_IO."""
 
-    def __init__(self, dev: sgio.SgIoDevice):
+    def __init__(self, dev: ScsiTransport):
         self.dev = dev
 
     @property
@@ -199,7 +200,7 @@ def locate_file(drive: Drive, file_number: int) -> None:
 
 
 # --- the copy's digest -----------------------------------------------------------------------
-def copy_digest(dev: sgio.SgIoDevice, list_id: int) -> tuple[int, bytes] | None:
+def copy_digest(dev: ScsiTransport, list_id: int) -> tuple[int, bytes] | None:
     """(bytes digested, SHA-256) of a finished copy, from the LUN that received the
     EXTENDED COPY (lio-xcopy's vendor-specific RECEIVE COPY DIGEST, docs/copy-digest.md);
     None from a copy manager that does not have it."""
@@ -228,11 +229,11 @@ class Devices:
     """How this run reaches SCSI devices: ``opener`` opens a node (tests give a fake) and
     ``sysfs`` is where tape drives are looked for by NAA."""
 
-    opener: Callable[[str], sgio.SgIoDevice] = sgio.SgIoDevice
+    opener: Callable[[str], ScsiTransport] = sgio.SgIoDevice
     sysfs: str = "/sys"
-    _open: list[sgio.SgIoDevice] = field(default_factory=list)
+    _open: list[ScsiTransport] = field(default_factory=list)
 
-    def open(self, path: str) -> sgio.SgIoDevice:
+    def open(self, path: str) -> ScsiTransport:
         """Open a device and take the unit attentions it holds for this I_T nexus (LUNs
         added, power on, a new cartridge: SPC-4 5.9) with TEST UNIT READY, so that
         the job's first real command is not refused for them; NOT READY is left for
@@ -286,7 +287,7 @@ class Devices:
         self.close()
 
 
-def _naa(dev: sgio.SgIoDevice, what: str) -> bytes:
+def _naa(dev: ScsiTransport, what: str) -> bytes:
     naa = dev.naa()
     if naa is None:
         raise BackupError(f"{dev.path} ({what}) reports no NAA designator in VPD page 83h: "
@@ -364,7 +365,7 @@ def _refuse_other_drive(lib: Library, slot: ElementStatus) -> None:
             "drive with --drive, or unload it first (mtx unload)")
 
 
-def _refuse_not_tape(dev: sgio.SgIoDevice) -> None:
+def _refuse_not_tape(dev: ScsiTransport) -> None:
     if dev.peripheral_device_type() != spc.TYPE_TAPE:
         raise BackupError(f"{dev.path} is not a tape drive: give the drive's /dev/sgN or "
                           "/dev/nstN with --drive (`lsscsi -g`)")
@@ -372,7 +373,7 @@ def _refuse_not_tape(dev: sgio.SgIoDevice) -> None:
 
 @contextlib.contextmanager
 def _unload_afterwards(unload: bool, lib: Library, drive: Drive, cartridge: ElementStatus,  # noqa: FBT001
-                       copy_dev: sgio.SgIoDevice, cat: Catalog, job: Job,
+                       copy_dev: ScsiTransport, cat: Catalog, job: Job,
                        out: IO[str]) -> Iterator[None]:
     """With ``--unload``, put the cartridge back in its slot after the job, whether it
     succeeded or failed; not while the job's copy still runs on the target (an
@@ -390,7 +391,7 @@ def _unload_afterwards(unload: bool, lib: Library, drive: Drive, cartridge: Elem
 
 
 def _unload_after_failure(lib: Library, drive: Drive, cartridge: ElementStatus,
-                          copy_dev: sgio.SgIoDevice, list_id: int | None,
+                          copy_dev: ScsiTransport, list_id: int | None,
                           out: IO[str]) -> None:
     if list_id is not None:
         with contextlib.suppress(sgio.SgIoError):
@@ -512,14 +513,14 @@ def one_command_missing(op: xcopy.OperatingParameters, label_length: int) -> str
     return None
 
 
-def copy_manager(disk: sgio.SgIoDevice, drive: sgio.SgIoDevice, label_length: int
-                 ) -> tuple[sgio.SgIoDevice, xcopy.OperatingParameters]:
+def copy_manager(disk: ScsiTransport, drive: ScsiTransport, label_length: int
+                 ) -> tuple[ScsiTransport, xcopy.OperatingParameters]:
     """The device to send the job's EXTENDED COPY to, and its OPERATING PARAMETERS
     (SPC-4 6.18.4): the disk's copy manager where it copies to a tape in one command,
     else the drive's (a disk on another array whose copy manager copies only between
     disks, behind a copy device that serves the drive), else whichever of the two
     copies disk to tape (block to stream, 00h) at all."""
-    found: list[tuple[sgio.SgIoDevice, xcopy.OperatingParameters]] = []
+    found: list[tuple[ScsiTransport, xcopy.OperatingParameters]] = []
     for dev in (disk, drive):
         try:
             found.append((dev, operating_parameters(dev)))
@@ -581,7 +582,7 @@ class BackupRequest:
     unload: bool = False
 
 
-def _copy(src_dev: sgio.SgIoDevice, devs: Devices, src: Endpoint, dst: Endpoint,
+def _copy(src_dev: ScsiTransport, devs: Devices, src: Endpoint, dst: Endpoint,
           req: CopyRequest, out: IO[str], progress: Progress | None, cat: Catalog,
           job: Job, op: xcopy.OperatingParameters | None = None,
           leading: tuple[xcopy.Segment, ...] = ()) -> tuple[int, float, str | None]:
@@ -730,7 +731,7 @@ def _backup(req: BackupRequest, cat: Catalog, devs: Devices, out: IO[str],
 
 
 def _write_backup(req: BackupRequest, cat: Catalog, job: Job, src: Endpoint,
-                  disk_dev: sgio.SgIoDevice, tape_dev: sgio.SgIoDevice, drive: Drive,
+                  disk_dev: ScsiTransport, tape_dev: ScsiTransport, drive: Drive,
                   devs: Devices, out: IO[str], display: Display, first: int,
                   blocks: int) -> Job:
     """The job once the cartridge is in the drive: position, copy, filemark, catalog."""
@@ -866,7 +867,7 @@ def _restore(req: RestoreRequest, cat: Catalog, devs: Devices, out: IO[str],
 
 
 def _read_back(req: RestoreRequest, cat: Catalog, job: Job, src_job: Job, dst: Endpoint,
-               tape_dev: sgio.SgIoDevice, drive: Drive,
+               tape_dev: ScsiTransport, drive: Drive,
                devs: Devices, out: IO[str], display: Display) -> Job:
     """The restore once the cartridge is in the drive: position, copy, check the digest."""
     wait_ready(tape_dev)

@@ -49,7 +49,7 @@ import struct
 
 from lio_xcopy.scsi.cdb import cdb_length
 from lio_xcopy.scsi.explain import command_name, explain_sense
-from lio_xcopy.scsi.sense import CHECK_CONDITION, SenseKey, parse_sense
+from lio_xcopy.scsi.sense import parse_sense
 from lio_xcopy.sg import _sg_h
 from lio_xcopy.sg._sg_h import (
     DRIVER_TIMEOUT,
@@ -86,6 +86,7 @@ from lio_xcopy.sg.transport import (
     SgIoError,
     SgIoUsageError,
     TransportFailure,
+    checked,
 )
 
 __all__ = [
@@ -294,14 +295,7 @@ class SgIoDevice(ScsiTransport):
                 "kernel log (dmesg) here, and on the target host that the lio-xcopy daemon "
                 "is running and serving the LUN",
                 self.path, result)
-        if check and not result.good and not (
-            result.status == CHECK_CONDITION and result.sense is not None
-            and result.sense.key == SenseKey.RECOVERED_ERROR
-        ):
-            raise ScsiCommandError(
-                f"{command_name(cdb)} on {self.path} failed: {result.explain()} "
-                f"[CDB {cdb.hex(' ')}]", self.path, result)
-        return result
+        return checked(result, self.path) if check else result
 
     def _ioctl_error(self, cdb: bytes, length: int, e: OSError) -> SgIoError:
         what = f"SG_IO {command_name(cdb)} on {self.path} failed: {e.strerror}"

@@ -15,8 +15,14 @@ from dataclasses import dataclass
 
 from lio_xcopy.errors import LioXcopyError
 from lio_xcopy.scsi import sbc, spc
-from lio_xcopy.scsi.explain import explain_status
-from lio_xcopy.scsi.sense import SUCCESS_STATUSES, SenseData, SenseKey, status_name
+from lio_xcopy.scsi.explain import command_name, explain_status
+from lio_xcopy.scsi.sense import (
+    CHECK_CONDITION,
+    SUCCESS_STATUSES,
+    SenseData,
+    SenseKey,
+    status_name,
+)
 from lio_xcopy.scsi.spc import Designator
 from lio_xcopy.sg._sg_h import transport_failed
 
@@ -128,6 +134,17 @@ class Result:
         return explain_status(self.status, self.sense, self.sense_bytes)
 
 
+def checked(result: Result, path: str) -> Result:
+    """``result`` when it reports success, else :class:`ScsiCommandError` in words. A
+    CHECK CONDITION with RECOVERED ERROR is a success (SPC-4 4.5.6: the command
+    completed); its sense stays in the Result."""
+    if result.good or (result.status == CHECK_CONDITION and result.sense is not None
+                       and result.sense.key == SenseKey.RECOVERED_ERROR):
+        return result
+    raise ScsiCommandError(f"{command_name(result.cdb)} on {path} failed: {result.explain()} "
+                           f"[CDB {result.cdb.hex(' ')}]", path, result)
+
+
 # --- the protocol -----------------------------------------------------------------------------
 class ScsiTransport(abc.ABC):
     """One logical unit as an application client reaches it: :meth:`execute` runs a
@@ -151,7 +168,8 @@ class ScsiTransport(abc.ABC):
         Raises :class:`TransportFailure` when the command did not complete (no SCSI
         status to trust), and, when ``check``, a :class:`ScsiCommandError` for any
         status but GOOD / CONDITION MET (a CHECK CONDITION with RECOVERED ERROR counts
-        as success). With ``check=False`` the Result comes back whatever the status."""
+        as success: :func:`checked`). With ``check=False`` the Result comes back
+        whatever the status."""
 
     def close(self) -> None:  # noqa: B027 (a transport without resources has nothing to close)
         """Release the path to the device."""
