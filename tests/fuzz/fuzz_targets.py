@@ -22,7 +22,7 @@ read or write leaves a LUN (the disks' file offsets are checked on every ``pread
 ``pwritev``, their guard bytes after the LUN's end must not change, a cartridge never
 grows past its capacity, a library never loses or duplicates a cartridge); bytes around
 each iovec of the buffer are never touched. The ring target may end only in a
-:class:`~lio_xcopy.errors.TransportError`.
+:class:`~lio_xcopy.errors.TcmuError`.
 
 Each input starts from the same state (the LUNs are reset), so a crash input replays.
 """
@@ -51,7 +51,7 @@ from lio_xcopy.devices.changer import MediumChanger
 from lio_xcopy.devices.disk import Disk
 from lio_xcopy.devices.library import Library
 from lio_xcopy.devices.tape import Tape
-from lio_xcopy.errors import TransportError
+from lio_xcopy.errors import TcmuError
 from lio_xcopy.scsi import rod, sbc, smc, spc, ssc, xcopy
 from lio_xcopy.scsi.errors import CheckCondition
 from lio_xcopy.scsi.sense import CHECK_CONDITION, GOOD
@@ -658,7 +658,7 @@ _ENTRY_FIELDS = (0, 4, 8, 12, 16, 24, 48, 56, 64, 72, 8 + 4)
 def ring_target(data: bytes) -> None:
     """Input: {commands u8, per command {kind u8, CDB or TMR type, data length u16},
     patches u8, per patch {where u8, offset, value}}. The daemon's device then services
-    the ring: it may end in TransportError, nothing else."""
+    the ring: it may end in TcmuError, nothing else."""
     lb = lab()
     with lb.armed():
         lb.reset()
@@ -693,7 +693,7 @@ def ring_target(data: bytes) -> None:
             try:
                 dev = TcmuDevice("fz-ring", k.uio_fd, CommandRing(k.view), lb.disks["fz-disk"])
                 dev.service()
-            except TransportError:
+            except TcmuError:
                 pass
             lb.catch.check()
             lb.check()
