@@ -106,8 +106,8 @@ def parse_position_long(data: bytes) -> Position:
     return Position(p.bop, p.eop, p.partition, p.object_number, p.file_identifier)
 
 
-class Drive:
-    """The tape drive's commands this job needs, over SG_IO."""
+class InitiatorDrive:
+    """The tape drive's commands a backup job sends, as the initiator."""
 
     def __init__(self, dev: ScsiTransport):
         self.dev = dev
@@ -162,7 +162,7 @@ class Drive:
                 raise
 
 
-def append_position(drive: Drive, out: IO[str]) -> Position:
+def append_position(drive: InitiatorDrive, out: IO[str]) -> Position:
     """Go to end of data and return its position: where a new file starts (its tape
     file number and logical object identifier). A file an interrupted job left without
     its filemark is closed first, so it stays a file of its own (its job is failed in
@@ -182,7 +182,7 @@ def append_position(drive: Drive, out: IO[str]) -> Position:
     return drive.position()
 
 
-def locate_file(drive: Drive, file_number: int) -> None:
+def locate_file(drive: InitiatorDrive, file_number: int) -> None:
     """Rewind, then space forward over ``file_number`` filemarks: the first block of
     that tape file (SSC-4 SPACE, filemarks)."""
     drive.rewind()
@@ -296,8 +296,8 @@ def _naa(dev: ScsiTransport, what: str) -> bytes:
 
 
 @dataclass
-class Library:
-    """A changer and the drive a job uses in it."""
+class InitiatorLibrary:
+    """A changer and the drive a job uses in it, as the initiator reaches them."""
 
     changer: Changer
     inventory: Inventory
@@ -332,7 +332,7 @@ def _drive_in_library(devs: Devices, changer: Changer, inv: Inventory,
                       "--drive /dev/sgN (or unload a drive: mtx unload)")
 
 
-def load(lib: Library, drive: Drive, slot: ElementStatus, out: IO[str]) -> None:
+def load(lib: InitiatorLibrary, drive: InitiatorDrive, slot: ElementStatus, out: IO[str]) -> None:
     """MOVE MEDIUM slot -> drive (SMC-3 6.9); a drive that holds another cartridge gives
     it back to its slot first. Then the changer must report the cartridge in the drive."""
     inv, el = lib.inventory, lib.drive_element
@@ -356,7 +356,7 @@ def load(lib: Library, drive: Drive, slot: ElementStatus, out: IO[str]) -> None:
                           "(`mtx status`)")
 
 
-def _refuse_other_drive(lib: Library, slot: ElementStatus) -> None:
+def _refuse_other_drive(lib: InitiatorLibrary, slot: ElementStatus) -> None:
     """A cartridge already in a drive can only be used there."""
     if _in_drive(slot) and slot.address != lib.drive_element.address:
         raise BackupError(
@@ -372,7 +372,8 @@ def _refuse_not_tape(dev: ScsiTransport) -> None:
 
 
 @contextlib.contextmanager
-def _unload_afterwards(unload: bool, lib: Library, drive: Drive, cartridge: ElementStatus,  # noqa: FBT001
+def _unload_afterwards(unload: bool,  # noqa: FBT001
+                       lib: InitiatorLibrary, drive: InitiatorDrive, cartridge: ElementStatus,
                        copy_dev: ScsiTransport, cat: Catalog, job: Job,
                        out: IO[str]) -> Iterator[None]:
     """With ``--unload``, put the cartridge back in its slot after the job, whether it
@@ -390,7 +391,7 @@ def _unload_afterwards(unload: bool, lib: Library, drive: Drive, cartridge: Elem
         unload_to(lib, drive, _home(cartridge), out)
 
 
-def _unload_after_failure(lib: Library, drive: Drive, cartridge: ElementStatus,
+def _unload_after_failure(lib: InitiatorLibrary, drive: InitiatorDrive, cartridge: ElementStatus,
                           copy_dev: ScsiTransport, list_id: int | None,
                           out: IO[str]) -> None:
     if list_id is not None:
@@ -428,7 +429,7 @@ def _home(el: ElementStatus) -> int:
     return el.address
 
 
-def unload_to(lib: Library, drive: Drive, address: int, out: IO[str]) -> None:
+def unload_to(lib: InitiatorLibrary, drive: InitiatorDrive, address: int, out: IO[str]) -> None:
     drive.unload()
     lib.changer.move(lib.drive_element.address, address)
     print(f"unloaded the cartridge to slot {lib.inventory.slot_number(address)}", file=out)
@@ -700,18 +701,18 @@ def _backup(req: BackupRequest, cat: Catalog, devs: Devices, out: IO[str],
     if first + blocks > src.blocks:
         raise BackupError(f"{req.disk} has {src.blocks} blocks: --skip {first} --count "
                           f"{blocks} does not fit; give --count {src.blocks - first} or less")
-    lib: Library | None = None
+    lib: InitiatorLibrary | None = None
     slot: ElementStatus | None = None
     drive_path = req.drive or ""
     if req.changer is not None:
         changer, inv = _open_library(devs, req.changer)
         slot = _cartridge(inv, req)
         drive_path, el = _drive_in_library(devs, changer, inv, req.drive, slot.barcode)
-        lib = Library(changer, inv, el)
+        lib = InitiatorLibrary(changer, inv, el)
         _refuse_other_drive(lib, slot)
     tape_dev = devs.open(drive_path)
     _refuse_not_tape(tape_dev)
-    drive = Drive(tape_dev)
+    drive = InitiatorDrive(tape_dev)
     drive_naa = _naa(tape_dev, "the drive")
     cartridge = slot.barcode if slot is not None else None
     wait_for_interrupted_copies(cat, devs, drive_naa, out)
@@ -731,7 +732,7 @@ def _backup(req: BackupRequest, cat: Catalog, devs: Devices, out: IO[str],
 
 
 def _write_backup(req: BackupRequest, cat: Catalog, job: Job, src: Endpoint,
-                  disk_dev: ScsiTransport, tape_dev: ScsiTransport, drive: Drive,
+                  disk_dev: ScsiTransport, tape_dev: ScsiTransport, drive: InitiatorDrive,
                   devs: Devices, out: IO[str], display: Display, first: int,
                   blocks: int) -> Job:
     """The job once the cartridge is in the drive: position, copy, filemark, catalog."""
@@ -826,7 +827,7 @@ def _restore(req: RestoreRequest, cat: Catalog, devs: Devices, out: IO[str],
     if req.seek + src_job.blocks > dst.blocks:
         raise BackupError(f"{req.disk} has {dst.blocks} blocks; the backup needs "
                           f"{src_job.blocks} from block {req.seek}: give a larger disk")
-    lib: Library | None = None
+    lib: InitiatorLibrary | None = None
     holder: ElementStatus | None = None
     drive_path = req.drive or ""
     changer_path = req.changer
@@ -840,11 +841,11 @@ def _restore(req: RestoreRequest, cat: Catalog, devs: Devices, out: IO[str],
             raise BackupError(f"cartridge {src_job.cartridge} is not in {changer_path}: "
                               "import it (mail slot) and retry")
         drive_path, el = _drive_in_library(devs, changer, inv, req.drive, src_job.cartridge)
-        lib = Library(changer, inv, el)
+        lib = InitiatorLibrary(changer, inv, el)
         _refuse_other_drive(lib, holder)
     tape_dev = devs.open(drive_path)
     _refuse_not_tape(tape_dev)
-    drive = Drive(tape_dev)
+    drive = InitiatorDrive(tape_dev)
     wait_for_interrupted_copies(cat, devs, _naa(tape_dev, "the drive"), out)
     with cat.running(RESTORE, disk=req.disk, disk_naa=dst.designator.value.hex(),
                      first_block=req.seek, blocks=src_job.blocks,
@@ -867,7 +868,7 @@ def _restore(req: RestoreRequest, cat: Catalog, devs: Devices, out: IO[str],
 
 
 def _read_back(req: RestoreRequest, cat: Catalog, job: Job, src_job: Job, dst: Endpoint,
-               tape_dev: ScsiTransport, drive: Drive,
+               tape_dev: ScsiTransport, drive: InitiatorDrive,
                devs: Devices, out: IO[str], display: Display) -> Job:
     """The restore once the cartridge is in the drive: position, copy, check the digest."""
     wait_ready(tape_dev)
