@@ -291,7 +291,7 @@ class Tape(LogicalUnit):
                 return moved
             raise ssc.IncorrectLength(max_len - length, transferred=moved)
 
-    def read_blocks(self, buf: DataBuffer, count: int) -> int:
+    def read_blocks(self, count: int, buf: DataBuffer) -> int:
         """Read ``count`` blocks of the current block length (READ (6) with FIXED one)."""
         with self._lock:
             tape = self._ready()
@@ -338,7 +338,7 @@ class Tape(LogicalUnit):
             self._count_written(length)
             self._warn(tape)
 
-    def write_blocks(self, buf: DataBuffer, count: int) -> None:
+    def write_blocks(self, count: int, buf: DataBuffer) -> None:
         """Write ``count`` blocks of the current block length (WRITE (6) with FIXED one):
         as many as fit, then VOLUME OVERFLOW with the blocks left over."""
         with self._lock:
@@ -398,7 +398,7 @@ class Tape(LogicalUnit):
                 raise ssc.Read6.invalid("fixed", "FIXED in variable block mode")
             self._data_fits(cmd, cdb, n * self.block_length)
             self.check_ready()
-            return self.read_blocks(cmd.data, n) if n else 0
+            return self.read_blocks(n, cmd.data) if n else 0
         self._data_fits(cmd, cdb, n)
         self.check_ready()
         return self.read_record(cmd.data, n, sili=bool(cdb.sili)) if n else 0
@@ -419,7 +419,7 @@ class Tape(LogicalUnit):
         self.check_ready()
         self.check_writable()
         if n and cdb.fixed:
-            self.write_blocks(cmd.data, n)
+            self.write_blocks(n, cmd.data)
         elif n:
             self.write_record(cmd.data, n)
         return 0
