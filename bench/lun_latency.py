@@ -37,7 +37,7 @@ def turs(sg: str, until: Callable[[], bool]) -> list[float]:
     from lio_xcopy.sg import sgio
 
     out = []
-    with sgio.ScsiDevice(sg) as dev:
+    with sgio.SgIoDevice(sg) as dev:
         while not until():
             t0 = time.monotonic()
             dev.execute(spc.TestUnitReady().encode(), timeout=600)
@@ -84,7 +84,7 @@ def main() -> int:
         rss0 = _rss_kib(daemon.pid)
         end = time.monotonic() + 3
         phases = {"idle": (turs(str(d.sg), lambda: time.monotonic() > end), 3.0)}
-        with sgio.ScsiDevice(str(t.sg)) as dev:
+        with sgio.SgIoDevice(str(t.sg)) as dev:
             dev.execute(ssc.Rewind().encode())
             for name, cdb in [
                 ("WRITE FILEMARKS 0xFFFFFF", ssc.WriteFilemarks6(filemark_count=0xFFFFFF)),

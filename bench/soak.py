@@ -183,8 +183,8 @@ def copy_loop(stop: threading.Event, counts: Counts, src: provision.Lun, src_sg:
               tape: provision.Lun, tape_sg: str, data: bytes) -> None:
     half = COPY_SIZE // BS // 2
     list_id = 0
-    with (sgio.ScsiDevice(src_sg) as s, sgio.ScsiDevice(src_sg) as poll,
-          sgio.ScsiDevice(tape_sg) as t):
+    with (sgio.SgIoDevice(src_sg) as s, sgio.SgIoDevice(src_sg) as poll,
+          sgio.SgIoDevice(tape_sg) as t):
         while not stop.is_set():
             list_id = list_id % 250 + 1
             plist = xcopy.build_extended_copy(
@@ -221,7 +221,7 @@ class Hostile:
     def __init__(self, rng: random.Random, counts: Counts, lists: list[bytes]):
         self.rng, self.counts, self.lists = rng, counts, lists
 
-    def send(self, dev: sgio.ScsiDevice, cdb: bytes, data_in: int = 0,
+    def send(self, dev: sgio.SgIoDevice, cdb: bytes, data_in: int = 0,
              data_out: bytes | None = None) -> None:
         self.counts.commands += 1
         try:
@@ -254,7 +254,7 @@ class Hostile:
             out = out[: self.rng.randint(0, len(out))]
         return bytes(out)
 
-    def one(self, dev: sgio.ScsiDevice, layouts: list) -> None:
+    def one(self, dev: sgio.SgIoDevice, layouts: list) -> None:
         rng = self.rng
         kind = rng.random()
         if kind < 0.35:  # any opcode, random bytes
@@ -301,7 +301,7 @@ def hostile_loop(stop: threading.Event, counts: Counts, seed: int,
         xcopy.build_extended_copy([d, d], [xcopy.BlockToBlock(0, 1, 16, 0, 1000)]),
     ]
     h = Hostile(random.Random(seed), counts, lists)
-    with sgio.ScsiDevice(d_sg) as disk, sgio.ScsiDevice(t_sg) as tape:
+    with sgio.SgIoDevice(d_sg) as disk, sgio.SgIoDevice(t_sg) as tape:
         plan = [(disk, Disk.layouts()), (tape, Tape.layouts())]
         while not stop.is_set():
             dev, layouts = h.rng.choice(plan)

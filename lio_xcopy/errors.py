@@ -17,5 +17,5 @@ class BackingStoreError(LioXcopyError):
     """A backing file or block device cannot be opened or used."""
 
 
-class TransportError(LioXcopyError):
+class TcmuError(LioXcopyError):
     """The TCMU transport (uio device, command ring) misbehaved."""

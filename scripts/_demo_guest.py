@@ -36,13 +36,13 @@ BARCODES = library.lto_barcodes(3)  # L00001L8 .. L00003L8 in slots 1-3
 
 # The backup server's CLI runs as its own process (python -m lio_xcopy). SG_IO moves data
 # that no kernel byte counter sees, so, as for the in-process copy of step 5, the tool's
-# own ScsiDevice counters are summed: this module, put first on the CLI's PYTHONPATH,
-# wraps ScsiDevice.execute to add them up and writes the totals at exit. It only counts.
+# own SgIoDevice counters are summed: this module, put first on the CLI's PYTHONPATH,
+# wraps SgIoDevice.execute to add them up and writes the totals at exit. It only counts.
 METER = """\
 import atexit, json, os
 from lio_xcopy.sg import sgio
 _totals = {"bytes": 0}
-_execute = sgio.ScsiDevice.execute
+_execute = sgio.SgIoDevice.execute
 def execute(self, *args, **kwargs):
     before = self.bytes_in + self.bytes_out
     try:
@@ -52,7 +52,7 @@ def execute(self, *args, **kwargs):
 def _write():
     with open(os.environ["DEMO_SGIO_METER"], "w") as f:
         json.dump(_totals, f)
-sgio.ScsiDevice.execute = execute
+sgio.SgIoDevice.execute = execute
 atexit.register(_write)
 """
 

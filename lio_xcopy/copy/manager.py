@@ -42,7 +42,7 @@ from lio_xcopy.copy.ports import (
     is_stream,
 )
 from lio_xcopy.copy.rod import RodSource, RodTokens
-from lio_xcopy.devices.base import ScsiDevice
+from lio_xcopy.devices.base import LogicalUnit
 from lio_xcopy.devices.buffer import DataBuffer
 from lio_xcopy.scsi import ssc, xcopy
 from lio_xcopy.scsi.errors import (
@@ -218,9 +218,9 @@ class CopyManager:
     """Serves EXTENDED COPY and RECEIVE COPY RESULTS for every LUN of the daemon."""
 
     def __init__(self, limits: Limits | None = None, chunk: int = CHUNK,
-                 policy: Callable[[ScsiDevice, ScsiDevice], bool] | None = None, *,
+                 policy: Callable[[LogicalUnit, LogicalUnit], bool] | None = None, *,
                  foreign: ForeignDirectory | None = None,
-                 admitted: Callable[[ScsiDevice], Collection[str]] | None = None,
+                 admitted: Callable[[LogicalUnit], Collection[str]] | None = None,
                  executor: Executor | None = None,
                  clock: Callable[[], float] = time.monotonic):
         self.limits = limits or Limits()
@@ -236,7 +236,7 @@ class CopyManager:
         #: thread per copy by default
         self.executor: Executor = executor if executor is not None else DaemonThreads("xcopy")
         self.clock = clock  # seconds, monotonic: when copies finish and results expire
-        self._devices: dict[str, ScsiDevice] = {}
+        self._devices: dict[str, LogicalUnit] = {}
         self._jobs: dict[str, OrderedDict[int, CopyJob]] = {}
         self._running: list[CopyJob] = []
         self._lock = threading.Lock()
@@ -245,12 +245,12 @@ class CopyManager:
                              executor=self.executor, busy=self._copy_running)
 
     # --- the LUNs a copy may name -------------------------------------------------------------
-    def register(self, device: ScsiDevice) -> None:
+    def register(self, device: LogicalUnit) -> None:
         with self._lock:
             self._devices[device.identity.name] = device
         device.copy_manager = self
 
-    def unregister(self, device: ScsiDevice) -> None:
+    def unregister(self, device: LogicalUnit) -> None:
         with self._lock:
             self._devices.pop(device.identity.name, None)
             running = [j for j in self._running if j.lun == device.identity.name]
@@ -271,7 +271,7 @@ class CopyManager:
         job.cancel.set()
         return True
 
-    def copy_operation_abort(self, receiving: ScsiDevice, list_id: int) -> Future[int] | None:
+    def copy_operation_abort(self, receiving: LogicalUnit, list_id: int) -> Future[int] | None:
         """COPY OPERATION ABORT (SPC-4 6.3): stop the copy operation the LUN received
         with this list identifier, from whichever initiator sends it (TCMU does not
         tell the nexus apart). The copy stops at its next chunk; its EXTENDED COPY
@@ -307,7 +307,7 @@ class CopyManager:
             return done
         return None
 
-    def reset(self, receiving: ScsiDevice) -> list[CopyJob]:
+    def reset(self, receiving: LogicalUnit) -> list[CopyJob]:
         """LOGICAL UNIT RESET (or a target reset) reached the LUN: its background copies
         end as if COPY OPERATION ABORT named each (SPC-4 5.17.5 table 109), at their
         next chunk, COPY STATUS (LID4) 60h with the exact count. Foreground copies end
@@ -344,7 +344,7 @@ class CopyManager:
             self.rod.stop(wait=max(deadline - time.monotonic(), 0))
         return running
 
-    def resolve(self, cscd: IdentificationCscd) -> ScsiDevice | None:
+    def resolve(self, cscd: IdentificationCscd) -> LogicalUnit | None:
         """The LUN of ours whose VPD page 83h reports the CSCD's designator."""
         with self._lock:
             devices = list(self._devices.values())
@@ -364,7 +364,7 @@ class CopyManager:
                    if d.association == 0)
 
     def _resolve_foreign(self, cscd: IdentificationCscd,
-                         receiving: ScsiDevice) -> ForeignPort | None:
+                         receiving: LogicalUnit) -> ForeignPort | None:
         """The admitted foreign device the CSCD names, re-identified on its node now."""
         if self.foreign is None:
             return None
@@ -379,7 +379,7 @@ class CopyManager:
             return [j for table in self._jobs.values() for j in table.values()]
 
     # --- EXTENDED COPY (LID1), SPC-4 6.5 ------------------------------------------------------
-    def extended_copy(self, receiving: ScsiDevice, data: bytes, *,
+    def extended_copy(self, receiving: LogicalUnit, data: bytes, *,
                       lid4: bool = False) -> Future[int]:
         """Check the parameter list and start the copy; raise its CHECK CONDITION now
         when the list is wrong, or return the Future the copy completes.
@@ -520,7 +520,7 @@ class CopyManager:
                 del table[list_id]
 
     def _cscd_device(self, plist: ExtendedCopyParameterList, seg_index: int, cscd_id: int,
-                     receiving: ScsiDevice, field_byte: int, foreign: list[ForeignPort]
+                     receiving: LogicalUnit, field_byte: int, foreign: list[ForeignPort]
                      ) -> tuple[Port, IdentificationCscd | None]:
         if cscd_id == xcopy.CSCD_ID_LOCAL:
             log.debug("EXTENDED COPY at %s: CSCD ID %#06x is %s itself", receiving.name,
@@ -571,9 +571,9 @@ class CopyManager:
         return far, cscd
 
     @staticmethod
-    def _copy_end(lun: ScsiDevice, seg_index: int, opened: list[ForeignPort],
+    def _copy_end(lun: LogicalUnit, seg_index: int, opened: list[ForeignPort],
                   unreachable: Callable[[str], CopyAborted]) -> Port:
-        """The port a LUN of ours offers for copies (:meth:`ScsiDevice.copy_end`): the LUN
+        """The port a LUN of ours offers for copies (:meth:`LogicalUnit.copy_end`): the LUN
         itself, or a port onto the device a pass-through LUN forwards to, which the copy
         closes when it ends."""
         try:
@@ -591,7 +591,7 @@ class CopyManager:
         own: Port = lun
         return own
 
-    def _plan(self, plist: ExtendedCopyParameterList, i: int, receiving: ScsiDevice,
+    def _plan(self, plist: ExtendedCopyParameterList, i: int, receiving: LogicalUnit,
               ends: dict[int, tuple[Port, IdentificationCscd | None]],
               foreign: list[ForeignPort]) -> _Plan:
         seg = plist.segments[i]
@@ -1307,7 +1307,7 @@ class CopyManager:
         return data
 
 
-    def receive_copy_results(self, receiving: ScsiDevice, cdb: Any) -> bytes:
+    def receive_copy_results(self, receiving: LogicalUnit, cdb: Any) -> bytes:
         """COPY STATUS, FAILED SEGMENT DETAILS and OPERATING PARAMETERS (SPC-4 6.18), and
         RECEIVE COPY DIGEST, for a list identifier of a copy the LUN received.
 

@@ -75,16 +75,16 @@ class CopyManagerLink(Protocol):
     #: what it accepts, as OPERATING PARAMETERS and the Third-party Copy VPD page report it
     limits: xcopy.Limits
 
-    def extended_copy(self, receiving: ScsiDevice, data: bytes, *,
+    def extended_copy(self, receiving: LogicalUnit, data: bytes, *,
                       lid4: bool = False) -> Future[int]: ...
 
-    def receive_copy_results(self, receiving: ScsiDevice, cdb: ReceiveCopyCdb) -> bytes: ...
+    def receive_copy_results(self, receiving: LogicalUnit, cdb: ReceiveCopyCdb) -> bytes: ...
 
     def abort(self, fut: Future[int]) -> bool: ...
 
-    def reset(self, receiving: ScsiDevice) -> list[Any]: ...
+    def reset(self, receiving: LogicalUnit) -> list[Any]: ...
 
-    def copy_operation_abort(self, receiving: ScsiDevice,
+    def copy_operation_abort(self, receiving: LogicalUnit,
                              list_id: int) -> Future[int] | None: ...
 
 
@@ -122,8 +122,9 @@ def command(*layouts: type[Cdb]) -> Callable[[H], H]:
     return mark
 
 
-class ScsiDevice:
-    """Base device: dispatch by opcode (and service action), plus SPC-4 commands."""
+class LogicalUnit:
+    """A logical unit this target serves (SAM-5: the logical unit and its device server),
+    the base of each device type: dispatch by opcode (and service action), SPC-4 commands."""
 
     #: PERIPHERAL DEVICE TYPE (SPC-4 6.6.2): the class's, or (pass-through) the device's
     DEVICE_TYPE: int

@@ -19,7 +19,7 @@ from concurrent.futures import Future
 from itertools import groupby
 from typing import Any
 
-from lio_xcopy.devices.base import Command, LunIdentity, ScsiDevice, command
+from lio_xcopy.devices.base import Command, LogicalUnit, LunIdentity, command
 from lio_xcopy.devices.library import Library, Place, State
 from lio_xcopy.errors import LioXcopyError
 from lio_xcopy.scsi import smc, spc
@@ -34,7 +34,7 @@ _NO_ATTENTION = (spc.Inquiry.OPCODE, spc.RequestSense.OPCODE)
 VERSION_DESCRIPTORS = (0x00A0, 0x0460, 0x0480)
 
 
-class MediumChanger(ScsiDevice):
+class MediumChanger(LogicalUnit):
     """A library's robot: peripheral device type 08h."""
 
     DEVICE_TYPE = spc.TYPE_MEDIUM_CHANGER

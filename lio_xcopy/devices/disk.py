@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from lio_xcopy.devices.backing import BackingStore
-from lio_xcopy.devices.base import Command, LunIdentity, ScsiDevice, command
+from lio_xcopy.devices.base import Command, LogicalUnit, LunIdentity, command
 from lio_xcopy.devices.buffer import DataBuffer, PartialTransfer
 from lio_xcopy.errors import BackingStoreError, ConfigError
 from lio_xcopy.scsi import rod, sbc, spc, tpc_vpd
@@ -44,7 +44,7 @@ _SAME_IOV = 32  # pattern views per pwritev of WRITE SAME (32 MiB)
 _NO_HOLES = (errno.EOPNOTSUPP, errno.ENOTTY, errno.ENOSYS)
 
 
-class Disk(ScsiDevice):
+class Disk(LogicalUnit):
     """A disk LUN: READ/WRITE (6/10/12/16), COMPARE AND WRITE, VERIFY and WRITE AND VERIFY
     (10/12/16), WRITE SAME (10/16), UNMAP, GET LBA STATUS, PRE-FETCH (10/16), READ
     CAPACITY (10/16), SYNCHRONIZE CACHE (10/16), MODE SENSE/SELECT with the caching (08h)
@@ -572,7 +572,7 @@ class Disk(ScsiDevice):
         return cmd.data.copy_in(spc.truncate(data, cdb.allocation_length))
 
     def third_party_copy_page(self) -> bytes:
-        """The page of :class:`ScsiDevice`, with the ROD token descriptors (SBC-4 6.6.3,
+        """The page of :class:`LogicalUnit`, with the ROD token descriptors (SBC-4 6.6.3,
         SPC-4 7.8.17.7/8) while the copy manager serves ROD tokens."""
         link = self.copy_manager
         rods: RodLink | None = getattr(link, "rod", None)

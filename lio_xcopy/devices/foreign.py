@@ -51,7 +51,7 @@ _DID_TIME_OUT, _DID_ABORT, _DRIVER_TIMEOUT = 0x03, 0x05, 0x06
 
 
 class Transport(Protocol):
-    """One SCSI device node that runs CDBs (:class:`lio_xcopy.sg.sgio.ScsiDevice`)."""
+    """One SCSI device node that runs CDBs (:class:`lio_xcopy.sg.sgio.SgIoDevice`)."""
 
     path: str
 
@@ -457,7 +457,7 @@ def stable_designator(designators: Sequence[Designator]) -> Designator | None:
     return None
 
 
-def admit_name(name: str, *, opener: Opener = sgio.ScsiDevice) -> str:
+def admit_name(name: str, *, opener: Opener = sgio.SgIoDevice) -> str:
     """The designator text to admit a device by, from a stable name: a device node
     (``/dev/disk/by-id/...``, ``/dev/tape/by-id/...``, ``/dev/sgN``) is asked for its
     VPD page 83h; a designator text (``naa.6001405...``) is checked and kept."""
@@ -491,7 +491,7 @@ class ForeignDevices:
     target host's sg nodes. It remembers which node reported each admitted designator;
     :meth:`find` checks the node again before every copy."""
 
-    def __init__(self, *, opener: Opener = sgio.ScsiDevice,
+    def __init__(self, *, opener: Opener = sgio.SgIoDevice,
                  sysfs_root: str | os.PathLike[str] = "/sys",
                  dev_root: str | os.PathLike[str] = "/dev",
                  own_nodes: Callable[[], Collection[str]] = lambda: ()):

@@ -58,7 +58,7 @@ DEFAULT_CAPACITY = 1 << 30
 BARCODE = re.compile(r"[A-Z0-9][A-Z0-9_-]{0,31}")
 
 
-class Drive(Protocol):
+class LibraryDrive(Protocol):
     """What the library needs of a tape LUN (``devices.tape.Tape``)."""
 
     identity: LunIdentity
@@ -181,7 +181,7 @@ class Library:
         self._state: State | None = None
         self._stamp: tuple[int, int, int] | None = None
         self._mutex = threading.RLock()
-        self._drives: dict[int, weakref.ref[Drive]] = {}
+        self._drives: dict[int, weakref.ref[LibraryDrive]] = {}
 
     # --- creation and the state file --------------------------------------------------------
     @classmethod
@@ -302,7 +302,7 @@ class Library:
         return out
 
     # --- drives -----------------------------------------------------------------------------
-    def attach_drive(self, index: int, drive: Drive) -> None:
+    def attach_drive(self, index: int, drive: LibraryDrive) -> None:
         """A drive's LUN opened: remember it and load the cartridge the state puts in it."""
         with self.change() as s:
             if not 0 <= index < len(s.drives):
@@ -319,11 +319,11 @@ class Library:
                     log.error("%s: drive %d: %s", self.path, index, e)
         log.info("%s: drive %d is LUN %s", self.path, index, drive.identity.name)
 
-    def drive(self, index: int) -> Drive | None:
+    def drive(self, index: int) -> LibraryDrive | None:
         ref = self._drives.get(index)
         return ref() if ref else None
 
-    def _load(self, s: State, barcode: str, drive: Drive) -> None:
+    def _load(self, s: State, barcode: str, drive: LibraryDrive) -> None:
         meta = s.cartridges.get(barcode, {})
         try:
             drive.load_cartridge(str(self.cartridge_path(barcode)),
@@ -364,7 +364,7 @@ class Library:
                 raise IllegalRequest(Asc.MEDIUM_REMOVAL_PREVENTED,
                                      message="medium removal is prevented: nothing goes to "
                                      "the import/export slots")
-            unloaded: Drive | None = None
+            unloaded: LibraryDrive | None = None
             if skind is ElementType.DATA_TRANSFER:
                 unloaded = self.drive(si)
                 if unloaded is not None:
@@ -385,7 +385,7 @@ class Library:
                      destination)
             return place.barcode
 
-    def _unload(self, drive: Drive) -> None:
+    def _unload(self, drive: LibraryDrive) -> None:
         if drive.removal_prevented:
             raise IllegalRequest(Asc.MEDIUM_REMOVAL_PREVENTED,
                                  message=f"{drive.identity.name} prevents medium removal")

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Protocol
 
 from lio_xcopy.devices import foreign
-from lio_xcopy.devices.base import Command, LunIdentity, ScsiDevice, TaskManagement
+from lio_xcopy.devices.base import Command, LogicalUnit, LunIdentity, TaskManagement
 from lio_xcopy.scsi import spc, tpc_vpd
 from lio_xcopy.scsi.errors import CheckCondition, ForwardedStatus, InvalidOpcode
 from lio_xcopy.scsi.opcodes import DataDirection, data_direction, is_long
@@ -73,7 +73,7 @@ DEFAULT_TIMEOUTS = Timeouts(60, 14000)
 
 
 class SgHandle(foreign.Transport, Protocol):
-    """What the LUN needs of an SG_IO device (:class:`lio_xcopy.sg.sgio.ScsiDevice`):
+    """What the LUN needs of an SG_IO device (:class:`lio_xcopy.sg.sgio.SgIoDevice`):
     a copy end's transport that can also be reset."""
 
     def reset(self, what: int = sgio.SG_SCSI_RESET_DEVICE) -> None: ...
@@ -96,7 +96,7 @@ def communication_failure(key: SenseKey = SenseKey.HARDWARE_ERROR,
     return CheckCondition(SenseData(key, asc), message=message)
 
 
-class PassThrough(ScsiDevice):
+class PassThrough(LogicalUnit):
     """A LUN that forwards its commands to a SCSI device of the target host.
 
     ``locate`` finds the device now (the stable name resolved to its sg node) and
@@ -108,7 +108,7 @@ class PassThrough(ScsiDevice):
 
     def __init__(self, identity: LunIdentity, device_type: int,
                  locate: Callable[[], Resolved],
-                 open_sg: Callable[[Path], SgHandle] = sgio.ScsiDevice,
+                 open_sg: Callable[[Path], SgHandle] = sgio.SgIoDevice,
                  timeouts: Timeouts | None = None):
         super().__init__(identity)
         self.DEVICE_TYPE = device_type

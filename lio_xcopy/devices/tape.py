@@ -34,7 +34,7 @@ from lio_xcopy.devices.awstape import (
     TapeFormatError,
     footprint,
 )
-from lio_xcopy.devices.base import Command, LunIdentity, ScsiDevice, command
+from lio_xcopy.devices.base import Command, LogicalUnit, LunIdentity, command
 from lio_xcopy.devices.buffer import DataBuffer
 from lio_xcopy.errors import BackingStoreError, ConfigError
 from lio_xcopy.scsi import spc, ssc
@@ -64,7 +64,7 @@ _LOG_PAGES = (ssc.SEQUENTIAL_ACCESS_DEVICE_PAGE, ssc.TAPE_ALERT_PAGE)
 SPACE_CODES = (ssc.SPACE_BLOCKS, ssc.SPACE_FILEMARKS, ssc.SPACE_END_OF_DATA)
 
 
-class Tape(ScsiDevice):
+class Tape(LogicalUnit):
     """A tape drive, with a cartridge loaded at start or empty (``path=None``)."""
 
     DEVICE_TYPE = spc.TYPE_TAPE
@@ -298,7 +298,7 @@ class Tape(ScsiDevice):
                 return moved
             raise ssc.IncorrectLength(max_len - length, transferred=moved)
 
-    def read_blocks(self, buf: DataBuffer, count: int) -> int:
+    def read_blocks(self, count: int, buf: DataBuffer) -> int:
         """Read ``count`` blocks of the current block length (READ (6) with FIXED one)."""
         with self._lock:
             tape = self._ready()
@@ -396,7 +396,7 @@ class Tape(ScsiDevice):
             self._warn(tape)
             return count
 
-    def write_blocks(self, buf: DataBuffer, count: int) -> None:
+    def write_blocks(self, count: int, buf: DataBuffer) -> None:
         """Write ``count`` blocks of the current block length (WRITE (6) with FIXED one):
         as many as fit, then VOLUME OVERFLOW with the blocks left over."""
         with self._lock:
@@ -456,7 +456,7 @@ class Tape(ScsiDevice):
                 raise ssc.Read6.invalid("fixed", "FIXED in variable block mode")
             self._data_fits(cmd, cdb, n * self.block_length)
             self.check_ready()
-            return self.read_blocks(cmd.data, n) if n else 0
+            return self.read_blocks(n, cmd.data) if n else 0
         self._data_fits(cmd, cdb, n)
         self.check_ready()
         return self.read_record(cmd.data, n, sili=bool(cdb.sili)) if n else 0
@@ -477,7 +477,7 @@ class Tape(ScsiDevice):
         self.check_ready()
         self.check_writable()
         if n and cdb.fixed:
-            self.write_blocks(cmd.data, n)
+            self.write_blocks(n, cmd.data)
         elif n:
             self.write_record(cmd.data, n)
         return 0

@@ -63,7 +63,7 @@ from lio_xcopy.initiator.copy import (
     status_of,
     supports_lid4,
 )
-from lio_xcopy.initiator.drive import BackupError, Drive, append_position, locate_file
+from lio_xcopy.initiator.drive import BackupError, InitiatorDrive, append_position, locate_file
 from lio_xcopy.initiator.label import BackupLabel
 from lio_xcopy.initiator.progress import Display, Progress
 from lio_xcopy.scsi import spc, xcopy
@@ -71,13 +71,14 @@ from lio_xcopy.scsi.sense import Asc, SenseKey
 from lio_xcopy.scsi.smc import ElementType
 from lio_xcopy.scsi.xcopy import CopyCommandStatus
 from lio_xcopy.sg import sgio
+from lio_xcopy.sg.transport import ScsiTransport
 
 #: List identifiers tried when the copy manager says one is in use (OPERATION IN PROGRESS).
 LIST_ID_ATTEMPTS = 4
 
 
 # --- the copy's digest -----------------------------------------------------------------------
-def copy_digest(dev: sgio.ScsiDevice, list_id: int) -> tuple[int, bytes] | None:
+def copy_digest(dev: ScsiTransport, list_id: int) -> tuple[int, bytes] | None:
     """(bytes digested, SHA-256) of a finished copy, from the LUN that received the
     EXTENDED COPY (lio-xcopy's vendor-specific RECEIVE COPY DIGEST, docs/copy-digest.md);
     None from a copy manager that does not have it."""
@@ -103,11 +104,11 @@ class Devices:
     """How this run reaches SCSI devices: ``opener`` opens a node (tests give a fake) and
     ``sysfs`` is where tape drives are looked for by NAA."""
 
-    opener: Callable[[str], sgio.ScsiDevice] = sgio.ScsiDevice
+    opener: Callable[[str], ScsiTransport] = sgio.SgIoDevice
     sysfs: str = "/sys"
-    _open: list[sgio.ScsiDevice] = field(default_factory=list)
+    _open: list[ScsiTransport] = field(default_factory=list)
 
-    def open(self, path: str) -> sgio.ScsiDevice:
+    def open(self, path: str) -> ScsiTransport:
         """Open a device and take the unit attentions it holds for this I_T nexus (LUNs
         added, power on, a new cartridge: SPC-4 5.9) with TEST UNIT READY, so that
         the job's first real command is not refused for them; NOT READY is left for
@@ -161,7 +162,7 @@ class Devices:
         self.close()
 
 
-def _naa(dev: sgio.ScsiDevice, what: str) -> bytes:
+def _naa(dev: ScsiTransport, what: str) -> bytes:
     naa = dev.naa()
     if naa is None:
         raise BackupError(f"{dev.path} ({what}) reports no NAA designator in VPD page 83h: "
@@ -170,8 +171,8 @@ def _naa(dev: sgio.ScsiDevice, what: str) -> bytes:
 
 
 @dataclass
-class Library:
-    """A changer and the drive a job uses in it."""
+class InitiatorLibrary:
+    """A changer and the drive a job uses in it, as the initiator reaches them."""
 
     changer: Changer
     inventory: Inventory
@@ -206,7 +207,7 @@ def _drive_in_library(devs: Devices, changer: Changer, inv: Inventory,
                       "--drive /dev/sgN (or unload a drive: mtx unload)")
 
 
-def load(lib: Library, drive: Drive, slot: ElementStatus, out: IO[str]) -> None:
+def load(lib: InitiatorLibrary, drive: InitiatorDrive, slot: ElementStatus, out: IO[str]) -> None:
     """MOVE MEDIUM slot -> drive (SMC-3 6.9); a drive that holds another cartridge gives
     it back to its slot first. Then the changer must report the cartridge in the drive."""
     inv, el = lib.inventory, lib.drive_element
@@ -230,7 +231,7 @@ def load(lib: Library, drive: Drive, slot: ElementStatus, out: IO[str]) -> None:
                           "(`mtx status`)")
 
 
-def _refuse_other_drive(lib: Library, slot: ElementStatus) -> None:
+def _refuse_other_drive(lib: InitiatorLibrary, slot: ElementStatus) -> None:
     """A cartridge already in a drive can only be used there."""
     if _in_drive(slot) and slot.address != lib.drive_element.address:
         raise BackupError(
@@ -239,15 +240,16 @@ def _refuse_other_drive(lib: Library, slot: ElementStatus) -> None:
             "drive with --drive, or unload it first (mtx unload)")
 
 
-def _refuse_not_tape(dev: sgio.ScsiDevice) -> None:
+def _refuse_not_tape(dev: ScsiTransport) -> None:
     if dev.peripheral_device_type() != spc.TYPE_TAPE:
         raise BackupError(f"{dev.path} is not a tape drive: give the drive's /dev/sgN or "
                           "/dev/nstN with --drive (`lsscsi -g`)")
 
 
 @contextlib.contextmanager
-def _unload_afterwards(unload: bool, lib: Library, drive: Drive, cartridge: ElementStatus,  # noqa: FBT001
-                       copy_dev: sgio.ScsiDevice, cat: Catalog, job: Job,
+def _unload_afterwards(unload: bool,  # noqa: FBT001
+                       lib: InitiatorLibrary, drive: InitiatorDrive, cartridge: ElementStatus,
+                       copy_dev: ScsiTransport, cat: Catalog, job: Job,
                        out: IO[str]) -> Iterator[None]:
     """With ``--unload``, put the cartridge back in its slot after the job, whether it
     succeeded or failed; not while the job's copy still runs on the target (an
@@ -264,8 +266,8 @@ def _unload_afterwards(unload: bool, lib: Library, drive: Drive, cartridge: Elem
         unload_to(lib, drive, _home(cartridge), out)
 
 
-def _unload_after_failure(lib: Library, drive: Drive, cartridge: ElementStatus,
-                          copy_dev: sgio.ScsiDevice, list_id: int | None,
+def _unload_after_failure(lib: InitiatorLibrary, drive: InitiatorDrive, cartridge: ElementStatus,
+                          copy_dev: ScsiTransport, list_id: int | None,
                           out: IO[str]) -> None:
     if list_id is not None:
         with contextlib.suppress(sgio.SgIoError):
@@ -302,7 +304,7 @@ def _home(el: ElementStatus) -> int:
     return el.address
 
 
-def unload_to(lib: Library, drive: Drive, address: int, out: IO[str]) -> None:
+def unload_to(lib: InitiatorLibrary, drive: InitiatorDrive, address: int, out: IO[str]) -> None:
     drive.unload()
     lib.changer.move(lib.drive_element.address, address)
     print(f"unloaded the cartridge to slot {lib.inventory.slot_number(address)}", file=out)
@@ -387,14 +389,14 @@ def one_command_missing(op: xcopy.OperatingParameters, label_length: int) -> str
     return None
 
 
-def copy_manager(disk: sgio.ScsiDevice, drive: sgio.ScsiDevice, label_length: int
-                 ) -> tuple[sgio.ScsiDevice, xcopy.OperatingParameters]:
+def copy_manager(disk: ScsiTransport, drive: ScsiTransport, label_length: int
+                 ) -> tuple[ScsiTransport, xcopy.OperatingParameters]:
     """The device to send the job's EXTENDED COPY to, and its OPERATING PARAMETERS
     (SPC-4 6.18.4): the disk's copy manager where it copies to a tape in one command,
     else the drive's (a disk on another array whose copy manager copies only between
     disks, behind a copy device that serves the drive), else whichever of the two
     copies disk to tape (block to stream, 00h) at all."""
-    found: list[tuple[sgio.ScsiDevice, xcopy.OperatingParameters]] = []
+    found: list[tuple[ScsiTransport, xcopy.OperatingParameters]] = []
     for dev in (disk, drive):
         try:
             found.append((dev, operating_parameters(dev)))
@@ -456,7 +458,7 @@ class BackupRequest:
     unload: bool = False
 
 
-def _copy(src_dev: sgio.ScsiDevice, devs: Devices, src: Endpoint, dst: Endpoint,
+def _copy(src_dev: ScsiTransport, devs: Devices, src: Endpoint, dst: Endpoint,
           req: CopyRequest, out: IO[str], progress: Progress | None, cat: Catalog,
           job: Job, op: xcopy.OperatingParameters | None = None,
           leading: tuple[xcopy.Segment, ...] = ()) -> tuple[int, float, str | None]:
@@ -559,18 +561,18 @@ def _backup(req: BackupRequest, cat: Catalog, devs: Devices, out: IO[str],
     if first + blocks > src.blocks:
         raise BackupError(f"{req.disk} has {src.blocks} blocks: --skip {first} --count "
                           f"{blocks} does not fit; give --count {src.blocks - first} or less")
-    lib: Library | None = None
+    lib: InitiatorLibrary | None = None
     slot: ElementStatus | None = None
     drive_path = req.drive or ""
     if req.changer is not None:
         changer, inv = _open_library(devs, req.changer)
         slot = _cartridge(inv, req)
         drive_path, el = _drive_in_library(devs, changer, inv, req.drive, slot.barcode)
-        lib = Library(changer, inv, el)
+        lib = InitiatorLibrary(changer, inv, el)
         _refuse_other_drive(lib, slot)
     tape_dev = devs.open(drive_path)
     _refuse_not_tape(tape_dev)
-    drive = Drive(tape_dev)
+    drive = InitiatorDrive(tape_dev)
     drive_naa = _naa(tape_dev, "the drive")
     cartridge = slot.barcode if slot is not None else None
     wait_for_interrupted_copies(cat, devs, drive_naa, out)
@@ -590,7 +592,7 @@ def _backup(req: BackupRequest, cat: Catalog, devs: Devices, out: IO[str],
 
 
 def _write_backup(req: BackupRequest, cat: Catalog, job: Job, src: Endpoint,
-                  disk_dev: sgio.ScsiDevice, tape_dev: sgio.ScsiDevice, drive: Drive,
+                  disk_dev: ScsiTransport, tape_dev: ScsiTransport, drive: InitiatorDrive,
                   devs: Devices, out: IO[str], display: Display, first: int,
                   blocks: int) -> Job:
     """The job once the cartridge is in the drive: position, copy, filemark, catalog."""
@@ -685,7 +687,7 @@ def _restore(req: RestoreRequest, cat: Catalog, devs: Devices, out: IO[str],
     if req.seek + src_job.blocks > dst.blocks:
         raise BackupError(f"{req.disk} has {dst.blocks} blocks; the backup needs "
                           f"{src_job.blocks} from block {req.seek}: give a larger disk")
-    lib: Library | None = None
+    lib: InitiatorLibrary | None = None
     holder: ElementStatus | None = None
     drive_path = req.drive or ""
     changer_path = req.changer
@@ -699,11 +701,11 @@ def _restore(req: RestoreRequest, cat: Catalog, devs: Devices, out: IO[str],
             raise BackupError(f"cartridge {src_job.cartridge} is not in {changer_path}: "
                               "import it (mail slot) and retry")
         drive_path, el = _drive_in_library(devs, changer, inv, req.drive, src_job.cartridge)
-        lib = Library(changer, inv, el)
+        lib = InitiatorLibrary(changer, inv, el)
         _refuse_other_drive(lib, holder)
     tape_dev = devs.open(drive_path)
     _refuse_not_tape(tape_dev)
-    drive = Drive(tape_dev)
+    drive = InitiatorDrive(tape_dev)
     wait_for_interrupted_copies(cat, devs, _naa(tape_dev, "the drive"), out)
     with cat.running(RESTORE, disk=req.disk, disk_naa=dst.designator.value.hex(),
                      first_block=req.seek, blocks=src_job.blocks,
@@ -726,7 +728,7 @@ def _restore(req: RestoreRequest, cat: Catalog, devs: Devices, out: IO[str],
 
 
 def _read_back(req: RestoreRequest, cat: Catalog, job: Job, src_job: Job, dst: Endpoint,
-               tape_dev: sgio.ScsiDevice, drive: Drive,
+               tape_dev: ScsiTransport, drive: InitiatorDrive,
                devs: Devices, out: IO[str], display: Display) -> Job:
     """The restore once the cartridge is in the drive: position, copy, check the digest."""
     wait_ready(tape_dev)

@@ -21,6 +21,7 @@ from lio_xcopy.scsi import smc, spc
 from lio_xcopy.scsi.sense import Asc, SenseKey
 from lio_xcopy.scsi.smc import ElementType
 from lio_xcopy.sg import sgio
+from lio_xcopy.sg.transport import ScsiTransport
 
 #: How many UNIT ATTENTIONs a command may meet before we give up (one per change).
 UNIT_ATTENTION_RETRIES = 5
@@ -137,9 +138,9 @@ class Inventory:
 
 
 class Changer:
-    """A medium changer reached through an open :class:`~lio_xcopy.sg.sgio.ScsiDevice`."""
+    """A medium changer reached through an open :class:`~lio_xcopy.sg.transport.ScsiTransport`."""
 
-    def __init__(self, dev: sgio.ScsiDevice):
+    def __init__(self, dev: ScsiTransport):
         self.dev = dev
         self.dvcid = True  # cleared when the changer refuses DVCID
 
@@ -195,7 +196,7 @@ class Changer:
                                f"{source:#06x} to {destination:#06x} failed: {e}") from e
 
 
-def wait_ready(dev: sgio.ScsiDevice, timeout: float = 120,
+def wait_ready(dev: ScsiTransport, timeout: float = 120,
                sleep: Callable[[float], None] = time.sleep,
                clock: Callable[[], float] = time.monotonic) -> int:
     """TEST UNIT READY until the drive is ready: UNIT ATTENTION (the new cartridge,

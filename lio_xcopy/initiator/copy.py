@@ -41,6 +41,7 @@ from lio_xcopy.scsi.xcopy import (
     WriteFilemarks,
 )
 from lio_xcopy.sg import sgio
+from lio_xcopy.sg.transport import ScsiTransport
 
 MAX_BLOCKS_PER_SEGMENT = 0xFFFF  # the 16-bit NUMBER OF BLOCKS of 00h/01h/02h
 MAX_BYTES_PER_SEGMENT = 0xFFFFFFFF  # BYTE COUNT of 03h
@@ -75,7 +76,7 @@ class Endpoint:
         return f"{self.path} ({kind}, NAA {self.designator.value.hex()})"
 
 
-def identify(dev: sgio.ScsiDevice) -> Endpoint:
+def identify(dev: ScsiTransport) -> Endpoint:
     pdt = dev.peripheral_device_type()
     if pdt not in (spc.TYPE_DISK, spc.TYPE_TAPE):
         raise CopyUsageError(f"{dev.path}: peripheral device type {pdt:#04x} is neither a "
@@ -96,7 +97,7 @@ def identify(dev: sgio.ScsiDevice) -> Endpoint:
 POSITION_LOST = (0x29, 0x28)  # POWER ON, RESET...; NOT READY TO READY CHANGE (new medium)
 
 
-def _refuse_lost_position(dev: sgio.ScsiDevice, ep: Endpoint, seen: list) -> None:
+def _refuse_lost_position(dev: ScsiTransport, ep: Endpoint, seen: list) -> None:
     """Of the unit attentions taken (LUNs added, ...), a tape reset or reloaded since it
     was positioned is refused: the copy writes at the position."""
     for sense in seen:
@@ -263,7 +264,7 @@ LID4_COMMANDS: tuple[tuple[int, int], ...] = (
 )
 
 
-def supports_lid4(dev: sgio.ScsiDevice) -> bool:
+def supports_lid4(dev: ScsiTransport) -> bool:
     """Whether the copy manager behind ``dev`` takes EXTENDED COPY (LID4) and answers
     RECEIVE COPY STATUS (LID4): the Supported Commands descriptor of its Third-party
     Copy VPD page (8Fh, SPC-4 7.8.17) lists both; a device without the page (or the
@@ -287,12 +288,12 @@ def supports_lid4(dev: sgio.ScsiDevice) -> bool:
     return True
 
 
-def operating_parameters(dev: sgio.ScsiDevice) -> xcopy.OperatingParameters:
+def operating_parameters(dev: ScsiTransport) -> xcopy.OperatingParameters:
     cdb = xcopy.ReceiveCopyResultsOperatingParameters(allocation_length=256).encode()
     return xcopy.OperatingParameters.parse(dev.execute(cdb, data_in=256).data)
 
 
-def copy_status(dev: sgio.ScsiDevice, list_id: int) -> xcopy.CopyStatus:
+def copy_status(dev: ScsiTransport, list_id: int) -> xcopy.CopyStatus:
     cdb = xcopy.ReceiveCopyResultsCopyStatus(list_identifier=list_id,
                                                  allocation_length=12).encode()
     return xcopy.CopyStatus.parse(dev.execute(cdb, data_in=12, timeout=10).data)
@@ -302,7 +303,7 @@ def copy_status(dev: sgio.ScsiDevice, list_id: int) -> xcopy.CopyStatus:
 STATUS_LID4_LENGTH = xcopy.CopyStatusLid4.LENGTH + 252
 
 
-def copy_status_lid4(dev: sgio.ScsiDevice, list_id: int) -> xcopy.CopyStatusLid4:
+def copy_status_lid4(dev: ScsiTransport, list_id: int) -> xcopy.CopyStatusLid4:
     """RECEIVE COPY STATUS (LID4) (SPC-4 6.24) of the copy with ``list_id``."""
     cdb = xcopy.ReceiveCopyStatusLid4(list_identifier=list_id,
                                          allocation_length=STATUS_LID4_LENGTH).encode()
@@ -326,7 +327,7 @@ class CopyStopped(LioXcopyError):
                          f"identifier {list_id}): {moved}")
 
 
-def copy_operation_abort(dev: sgio.ScsiDevice, list_id: int) -> None:
+def copy_operation_abort(dev: ScsiTransport, list_id: int) -> None:
     """COPY OPERATION ABORT (SPC-4 6.3) of the copy with ``list_id``."""
     dev.execute(xcopy.CopyOperationAbort(list_identifier=list_id).encode(), timeout=30)
 
@@ -356,7 +357,7 @@ def ask_before_stopping(path: str, err: IO[str],
     return decide
 
 
-def send_and_poll(s: sgio.ScsiDevice, poll: sgio.ScsiDevice, plist: bytes, list_id: int, *,
+def send_and_poll(s: ScsiTransport, poll: ScsiTransport, plist: bytes, list_id: int, *,
                   on_status: Callable[[AnyCopyStatus, float], None] | None = None,
                   interval: float = 0.5,
                   timeout: float = 24 * 3600,
@@ -416,7 +417,7 @@ def send_and_poll(s: sgio.ScsiDevice, poll: sgio.ScsiDevice, plist: bytes, list_
     return copy_status(poll, list_id), dt
 
 
-def send_immed_and_poll(s: sgio.ScsiDevice, poll: sgio.ScsiDevice, plist: bytes,
+def send_immed_and_poll(s: ScsiTransport, poll: ScsiTransport, plist: bytes,
                         list_id: int, *,
                         on_status: Callable[[AnyCopyStatus, float], None] | None = None,
                         interval: float = 0.5, timeout: float = 24 * 3600,
@@ -515,7 +516,7 @@ def run_copy(src_path: str, dst_path: str, req: CopyRequest, *, emit: Path | Non
     (default stderr): ``progress`` as :func:`lio_xcopy.initiator.progress.make` takes it.
     ``on_interrupt``: see :func:`send_and_poll`."""
     out = sys.stdout if out is None else out
-    with sgio.ScsiDevice(src_path) as s, sgio.ScsiDevice(dst_path) as d:
+    with sgio.SgIoDevice(src_path) as s, sgio.SgIoDevice(dst_path) as d:
         taken = [s.take_unit_attentions(), d.take_unit_attentions()]  # before READ CAPACITY
         src, dst = identify(s), identify(d)
         for dev, ep, seen in ((s, src, taken[0]), (d, dst, taken[1])):
@@ -543,7 +544,7 @@ def run_copy(src_path: str, dst_path: str, req: CopyRequest, *, emit: Path | Non
         def show(st: AnyCopyStatus, dt: float) -> None:
             bar.show(st.transferred_bytes or 0, dt)
 
-        with sgio.ScsiDevice(src_path) as poll:  # a second fd: the first is busy
+        with sgio.SgIoDevice(src_path) as poll:  # a second fd: the first is busy
             try:
                 st, dt = send_and_poll(s, poll, plist, list_id,
                                        on_status=None if bar.mode == QUIET else show,
@@ -563,7 +564,7 @@ def run_copy(src_path: str, dst_path: str, req: CopyRequest, *, emit: Path | Non
         return CopyOutcome(moved, dt, crossed, commands)
 
 
-def status_of(dev: sgio.ScsiDevice, list_id: int, *, lid4: bool) -> AnyCopyStatus:
+def status_of(dev: ScsiTransport, list_id: int, *, lid4: bool) -> AnyCopyStatus:
     """The copy's status as the command that sent it asks for it."""
     return copy_status_lid4(dev, list_id) if lid4 else copy_status(dev, list_id)
 
@@ -695,7 +696,7 @@ def main(argv: list[str]) -> int:
         bs = _int(ops, "bs", None)
         if bs is not None:
             for path in (ops["if"], ops["of"]):
-                with sgio.ScsiDevice(path) as dev:
+                with sgio.SgIoDevice(path) as dev:
                     ep = identify(dev)
                 if not ep.is_tape and ep.block_size != bs:
                     raise CopyUsageError(f"bs={bs}, but {path} has {ep.block_size}-byte "

@@ -12,6 +12,7 @@ from lio_xcopy.errors import LioXcopyError
 from lio_xcopy.scsi import ssc
 from lio_xcopy.scsi.sense import Asc, SenseKey
 from lio_xcopy.sg import sgio
+from lio_xcopy.sg.transport import ScsiTransport
 
 
 class BackupError(LioXcopyError):
@@ -40,10 +41,10 @@ def parse_position_long(data: bytes) -> Position:
     return Position(p.bop, p.eop, p.partition, p.object_number, p.file_identifier)
 
 
-class Drive:
+class InitiatorDrive:
     """The tape drive's commands this job needs, over SG_IO."""
 
-    def __init__(self, dev: sgio.ScsiDevice):
+    def __init__(self, dev: ScsiTransport):
         self.dev = dev
 
     @property
@@ -96,7 +97,7 @@ class Drive:
                 raise
 
 
-def append_position(drive: Drive, out: IO[str]) -> Position:
+def append_position(drive: InitiatorDrive, out: IO[str]) -> Position:
     """Go to end of data and return its position: where a new file starts (its tape
     file number and logical object identifier). A file an interrupted job left without
     its filemark is closed first, so it stays a file of its own (its job is failed in
@@ -116,7 +117,7 @@ def append_position(drive: Drive, out: IO[str]) -> Position:
     return drive.position()
 
 
-def locate_file(drive: Drive, file_number: int) -> None:
+def locate_file(drive: InitiatorDrive, file_number: int) -> None:
     """Rewind, then space forward over ``file_number`` filemarks: the first block of
     that tape file (SSC-4 SPACE, filemarks)."""
     drive.rewind()

@@ -215,6 +215,11 @@ STATUS_NAMES = {
 }
 
 
+#: The statuses that report success (SAM-5 5.3.1): GOOD, CONDITION MET and the
+#: obsolete INTERMEDIATE and INTERMEDIATE-CONDITION MET.
+SUCCESS_STATUSES = frozenset({0x00, 0x04, 0x10, 0x14})
+
+
 def status_name(status: int) -> str:
     """The SAM-5 name of a status code, or its hex value."""
     return STATUS_NAMES.get(status, f"status {status:02X}h")
@@ -430,3 +435,14 @@ class SenseData:
 
 class SenseFormatError(LioXcopyError, ValueError):
     """Bytes that are not sense data."""
+
+
+def parse_sense(raw: bytes) -> SenseData | None:
+    """SenseData from an initiator's sense buffer, or None when it is empty or not
+    decodable (an unknown response code, a reserved sense key: SPC-4 4.5.1)."""
+    if len(raw) < 8:
+        return None
+    try:
+        return SenseData.parse(raw)
+    except ValueError:  # SenseFormatError, or a reserved sense key
+        return None

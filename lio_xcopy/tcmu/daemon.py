@@ -28,7 +28,7 @@ from pathlib import Path
 
 from lio_xcopy.copy.executor import DaemonThreads, Executor
 from lio_xcopy.copy.manager import CopyManager
-from lio_xcopy.devices.base import Command, ScsiDevice, TaskManagement
+from lio_xcopy.devices.base import Command, LogicalUnit, TaskManagement
 from lio_xcopy.devices.foreign import ForeignDevices
 from lio_xcopy.devices.members import foreign_designator
 from lio_xcopy.errors import LioXcopyError
@@ -55,7 +55,7 @@ from lio_xcopy.tcmu.uio import (
 log = logging.getLogger(__name__)
 
 WAKE = struct.pack("<I", 0)
-Opener = Callable[[str, str, str | None], ScsiDevice]
+Opener = Callable[[str, str, str | None], LogicalUnit]
 
 
 RETRY_FIRST = 0.05  # s: first retry of a device not ready yet; doubles after each failure
@@ -104,13 +104,13 @@ TMR_FUNCTIONS = {1: TaskManagement.ABORT_TASK, 2: TaskManagement.ABORT_TASK_SET,
                  7: TaskManagement.TARGET_RESET, 128: TaskManagement.LOGICAL_UNIT_RESET}
 
 
-def execute(device: ScsiDevice, cmd: RingCommand) -> Outcome | Future[int]:
+def execute(device: LogicalUnit, cmd: RingCommand) -> Outcome | Future[int]:
     """Run one command on a device: its outcome, or a Future for a long command
     (EXTENDED COPY) that completes later, on another thread."""
     return _outcome(lambda: device.handle(Command(cmd.cdb, cmd.data)), device, cmd)
 
 
-def command_name(device: ScsiDevice, cdb: bytes) -> str:
+def command_name(device: LogicalUnit, cdb: bytes) -> str:
     """The command's name as the device's CDB table has it (``READ (10)``), or its
     opcode in hex for a command the device does not know."""
     try:
@@ -120,7 +120,7 @@ def command_name(device: ScsiDevice, cdb: bytes) -> str:
         return f"opcode {cdb[0]:02X}h" if cdb else "empty CDB"
 
 
-def shape_answer(device: ScsiDevice, cmd: RingCommand, outcome: Outcome,
+def shape_answer(device: LogicalUnit, cmd: RingCommand, outcome: Outcome,
                  *, read_len_honoured: bool = True) -> int | None:
     """The ``read_len`` to report for ``cmd`` (None: the whole buffer or none), after
     zeroing every byte of its buffer that the kernel would copy to the initiator but
@@ -142,7 +142,7 @@ def shape_answer(device: ScsiDevice, cmd: RingCommand, outcome: Outcome,
     return produced if 0 < produced < length else None
 
 
-def _outcome(call: Callable[[], Handled], device: ScsiDevice,
+def _outcome(call: Callable[[], Handled], device: LogicalUnit,
              cmd: RingCommand) -> Outcome | Future[int]:
     """The one place a SCSI error becomes CHECK CONDITION; any other failure is logged
     and reported as HARDWARE ERROR, INTERNAL TARGET FAILURE."""
@@ -163,12 +163,12 @@ class TcmuDevice:
     """A device's uio fd, its mapped ring and the SCSI device answering it.
 
     Commands are answered on the daemon's loop, except those that may take long
-    (:meth:`ScsiDevice.runs_long`): they run on this LUN's own worker thread, so a
+    (:meth:`LogicalUnit.runs_long`): they run on this LUN's own worker thread, so a
     SPACE over millions of filemarks holds up no other LUN. While the worker has
     commands, every later command of this LUN queues behind them: a LUN's commands
     run in the order the kernel queued them."""
 
-    def __init__(self, name: str, fd: int, ring: CommandRing, device: ScsiDevice,
+    def __init__(self, name: str, fd: int, ring: CommandRing, device: LogicalUnit,
                  closer: Callable[[], None] = lambda: None):
         self.name = name
         self.fd = fd
@@ -400,7 +400,7 @@ class Daemon:
             policy=self.same_initiators, foreign=ForeignDevices(
                 own_nodes=lambda: own_exports(subtype, CONFIGFS_TARGET)),
             admitted=self.admitted_foreign, executor=self.copy_executor)
-        self.names: dict[int, UioName] = {}  # id(ScsiDevice) -> its storage object
+        self.names: dict[int, UioName] = {}  # id(LogicalUnit) -> its storage object
         self.copy_groups: dict[str, frozenset[str]] = {}
         self.copy_groups_loader: Callable[[], dict[str, tuple[str, ...]]] | None = None
         self.devices: dict[str, TcmuDevice] = {}  # by sys_path
@@ -613,7 +613,7 @@ class Daemon:
         self.copy_groups = {name: frozenset(members) for name, members in groups.items()}
         log.info("copy groups: %s", {k: sorted(v) for k, v in self.copy_groups.items()} or "none")
 
-    def admitted_foreign(self, receiving: ScsiDevice) -> frozenset[str]:
+    def admitted_foreign(self, receiving: LogicalUnit) -> frozenset[str]:
         """The foreign devices (designator texts) a copy received by ``receiving`` may
         name: the ``foreign:`` members of the copy groups it is in. None by default."""
         groups = {g: members for g, members in self.copy_groups.items()
@@ -630,7 +630,7 @@ class Daemon:
                           receiving.name)
         return admitted
 
-    def same_initiators(self, a: ScsiDevice, b: ScsiDevice) -> bool:
+    def same_initiators(self, a: LogicalUnit, b: LogicalUnit) -> bool:
         """The copy access policy: both LUNs are in one copy group the operator made, or
         (the default) both are exported to exactly the same initiators (read from
         configfs at each copy, so ACL changes count at once)."""

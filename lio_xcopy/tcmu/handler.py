@@ -9,7 +9,7 @@ import os
 import uuid
 from typing import Any
 
-from lio_xcopy.devices.base import LunIdentity, ScsiDevice
+from lio_xcopy.devices.base import LogicalUnit, LunIdentity
 from lio_xcopy.errors import ConfigError
 from lio_xcopy.handler_config import MAX_TRANSFER_BYTES, SUBTYPE, HandlerConfig, parse_size
 
@@ -30,7 +30,7 @@ class Libraries:
         return self._by_path[key]
 
 
-def _library_drive(identity: LunIdentity, hc: HandlerConfig, libraries: Libraries) -> ScsiDevice:
+def _library_drive(identity: LunIdentity, hc: HandlerConfig, libraries: Libraries) -> LogicalUnit:
     from lio_xcopy.devices.tape import Tape
 
     try:
@@ -50,7 +50,7 @@ def _library_drive(identity: LunIdentity, hc: HandlerConfig, libraries: Librarie
     return drive
 
 
-def _passthrough(identity: LunIdentity, hc: HandlerConfig, subtype: str) -> ScsiDevice:
+def _passthrough(identity: LunIdentity, hc: HandlerConfig, subtype: str) -> LogicalUnit:
     from lio_xcopy.devices.passthrough import PassThrough
     from lio_xcopy.sg.resolve import StableName, resolve
 
@@ -66,7 +66,7 @@ def _passthrough(identity: LunIdentity, hc: HandlerConfig, subtype: str) -> Scsi
 
 
 def open_device(name: str, cfg: str, unit_serial: str | None, *,
-                libraries: Libraries | None = None, subtype: str = SUBTYPE) -> ScsiDevice:
+                libraries: Libraries | None = None, subtype: str = SUBTYPE) -> LogicalUnit:
     """Open the SCSI device one storage object describes; changers and library drives
     find their library in ``libraries`` (a private one when not given). A pass-through
     LUN never forwards to a LUN of ``subtype`` (its own daemon's)."""

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from lio_xcopy.devices.buffer import DataBuffer
-from lio_xcopy.errors import TransportError
+from lio_xcopy.errors import TcmuError
 
 MAILBOX_VERSION = 2
 MB_VERSION, MB_FLAGS, MB_CMDR_OFF, MB_CMDR_SIZE, MB_CMD_HEAD, MB_CMD_TAIL = 0, 2, 4, 8, 12, 64
@@ -82,13 +82,13 @@ class CommandRing:
         fields: tuple[int, int, int, int] = struct.unpack_from("<HHII", self.map, 0)
         version, self.flags, self.cmdr_off, self.cmdr_size = fields
         if version != MAILBOX_VERSION:
-            raise TransportError(
+            raise TcmuError(
                 f"TCMU mailbox version {version}, expected {MAILBOX_VERSION}: "
                 "this kernel's ring layout is not supported"
             )
         if not (self.cmdr_off >= MAILBOX_SIZE and self.cmdr_size >= HDR.size
                 and self.cmdr_off + self.cmdr_size <= len(self.map)):
-            raise TransportError(
+            raise TcmuError(
                 f"TCMU ring at {self.cmdr_off:#x}+{self.cmdr_size:#x} outside the map"
             )
         self._cursor = self.tail  # next entry we have not read yet
@@ -130,11 +130,11 @@ class CommandRing:
 
     def _hdr(self, pos: int) -> tuple[int, int, int, int]:
         if pos % ALIGN or pos + HDR.size > self.cmdr_size:
-            raise TransportError(f"TCMU ring entry at {pos:#x} misaligned: ring is broken")
+            raise TcmuError(f"TCMU ring entry at {pos:#x} misaligned: ring is broken")
         len_op, cmd_id, _kflags, uflags = HDR.unpack_from(self.map, self.cmdr_off + pos)
         length = len_op & ~OP_MASK
         if length == 0 or pos + length > self.cmdr_size:
-            raise TransportError(f"TCMU ring entry at {pos:#x} has length {length}")
+            raise TcmuError(f"TCMU ring entry at {pos:#x} has length {length}")
         return len_op & OP_MASK, length, cmd_id, uflags
 
     # --- reading new entries -----------------------------------------------------------
@@ -146,7 +146,7 @@ class CommandRing:
             pos = self._cursor
             op, length, cmd_id, _ = self._hdr(pos)
             if length > left:
-                raise TransportError(f"TCMU ring entry at {pos:#x} runs past the head {head:#x}")
+                raise TcmuError(f"TCMU ring entry at {pos:#x} runs past the head {head:#x}")
             left -= length
             self._cursor = (pos + length) % self.cmdr_size
             if op == OP_CMD:
@@ -155,25 +155,25 @@ class CommandRing:
             elif op == OP_TMR:
                 yield self._tmr(pos, length)
             elif op != OP_PAD:
-                raise TransportError(f"TCMU ring entry at {pos:#x} has opcode {op}")
+                raise TcmuError(f"TCMU ring entry at {pos:#x} has opcode {op}")
         self._release_idle()
 
     def _command(self, pos: int, entry_length: int, cmd_id: int) -> RingCommand:
         base = self.cmdr_off + pos
         iov_cnt, _iov_bidi_cnt, _dif, cdb_off = REQ.unpack_from(self.map, base + REQ_OFF)
         if IOV_OFF + IOV.size * iov_cnt > entry_length:
-            raise TransportError(f"cmd {cmd_id}: {iov_cnt} iovecs in a {entry_length}-byte entry")
+            raise TcmuError(f"cmd {cmd_id}: {iov_cnt} iovecs in a {entry_length}-byte entry")
         first = self.map[cdb_off : cdb_off + 8]
         if not first or (first[0] == 0x7F and len(first) < 8) or (
             cdb_off + scsi_command_size(first) > len(self.map)
         ):
-            raise TransportError(f"cmd {cmd_id}: CDB at {cdb_off:#x} outside the map")
+            raise TcmuError(f"cmd {cmd_id}: CDB at {cdb_off:#x} outside the map")
         cdb = bytes(self.map[cdb_off : cdb_off + scsi_command_size(first)])
         views = []
         for i in range(iov_cnt):  # the Data-In or Data-Out buffer (bidi iovs follow; unused)
             off, length = IOV.unpack_from(self.map, base + IOV_OFF + i * IOV.size)
             if off + length > len(self.map):
-                raise TransportError(f"cmd {cmd_id}: iovec {off:#x}+{length} outside the map")
+                raise TcmuError(f"cmd {cmd_id}: iovec {off:#x}+{length} outside the map")
             views.append(self.map[off : off + length])
         return RingCommand(cmd_id, cdb, DataBuffer(views))
 
@@ -181,7 +181,7 @@ class CommandRing:
         base = self.cmdr_off + pos
         tmr_type, cnt = TMR.unpack_from(self.map, base + REQ_OFF)
         if TMR_IDS_OFF + 2 * cnt > length:
-            raise TransportError(f"TMR entry at {pos:#x}: {cnt} cmd ids in {length} bytes")
+            raise TcmuError(f"TMR entry at {pos:#x}: {cnt} cmd ids in {length} bytes")
         ids = struct.unpack_from(f"<{cnt}H", self.map, base + TMR_IDS_OFF) if cnt else ()
         return RingTmr(tmr_type, tuple(ids))
 
@@ -193,7 +193,7 @@ class CommandRing:
         The kernel sees it when the daemon next writes 4 bytes to the uio fd
         (:data:`lio_xcopy.tcmu.daemon.WAKE`)."""
         if self.outstanding <= 0:
-            raise TransportError(f"completion of cmd {cmd_id} with no command outstanding")
+            raise TcmuError(f"completion of cmd {cmd_id} with no command outstanding")
         tail = self.tail
         while True:
             op, length, _, _ = self._hdr(tail)

@@ -11,12 +11,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from lio_xcopy.errors import TransportError
+from lio_xcopy.errors import TcmuError
 
 CONFIGFS_CORE = Path("/sys/kernel/config/target/core")
 
 
-class UioNotReady(TransportError):
+class UioNotReady(TcmuError):
     """The uio device is there but the kernel has not finished making its attributes.
 
     ``__uio_register_device`` (drivers/uio/uio.c) calls ``device_add``, which sends the
@@ -45,7 +45,7 @@ class UioName:
         try:
             path.write_text("1\n")
         except OSError as e:
-            raise TransportError(
+            raise TcmuError(
                 f"{self.name}: cannot reset its command ring ({path}: {e.strerror or e}); "
                 "run the daemon as root with configfs mounted"
             ) from e
@@ -74,7 +74,7 @@ class UioDevice:
         """Describe a uio device from sysfs; None when it is not a TCMU device.
 
         Raises :class:`UioNotReady` while an attribute is missing (or ``size`` empty)
-        in a device directory that exists, :class:`TransportError` when the device is
+        in a device directory that exists, :class:`TcmuError` when the device is
         malformed or gone."""
         sys_path = Path(sys_path)
         size_path = sys_path / "maps" / "map0" / "size"
@@ -89,11 +89,11 @@ class UioDevice:
         except FileNotFoundError as e:
             if sys_path.is_dir():
                 raise UioNotReady(f"cannot read uio device {sys_path}: {e}") from e
-            raise TransportError(f"cannot read uio device {sys_path}: it is gone") from e
+            raise TcmuError(f"cannot read uio device {sys_path}: it is gone") from e
         except (OSError, ValueError) as e:
-            raise TransportError(f"cannot read uio device {sys_path}: {e}") from e
+            raise TcmuError(f"cannot read uio device {sys_path}: {e}") from e
         if size <= 0:
-            raise TransportError(f"uio device {sys_path} maps {size} bytes: not a TCMU ring")
+            raise TcmuError(f"uio device {sys_path} maps {size} bytes: not a TCMU ring")
         return cls(sys_path, Path("/dev") / sys_path.name, tcmu, size)
 
 
@@ -119,7 +119,7 @@ def find_device(hba: int, name: str, sys_class: Path | None = None) -> UioDevice
     for sys_path in entries:
         try:
             dev = UioDevice.from_sys_path(sys_path)
-        except TransportError:
+        except TcmuError:
             continue
         if dev is not None and (dev.tcmu.hba, dev.tcmu.name) == (hba, name):
             return dev

@@ -22,7 +22,7 @@ read or write leaves a LUN (the disks' file offsets are checked on every ``pread
 ``pwritev``, their guard bytes after the LUN's end must not change, a cartridge never
 grows past its capacity, a library never loses or duplicates a cartridge); bytes around
 each iovec of the buffer are never touched. The ring target may end only in a
-:class:`~lio_xcopy.errors.TransportError`.
+:class:`~lio_xcopy.errors.TcmuError`.
 
 Each input starts from the same state (the LUNs are reset), so a crash input replays.
 """
@@ -46,13 +46,13 @@ from lio_xcopy.control.library import create_library, lto_barcodes
 from lio_xcopy.copy.manager import CopyManager
 from lio_xcopy.devices import buffer as buffer_module
 from lio_xcopy.devices.backing import BackingStore
-from lio_xcopy.devices.base import LunIdentity, ScsiDevice
+from lio_xcopy.devices.base import LogicalUnit, LunIdentity
 from lio_xcopy.devices.buffer import DataBuffer
 from lio_xcopy.devices.changer import MediumChanger
 from lio_xcopy.devices.disk import Disk
 from lio_xcopy.devices.library import Library
 from lio_xcopy.devices.tape import Tape
-from lio_xcopy.errors import TransportError
+from lio_xcopy.errors import TcmuError
 from lio_xcopy.scsi import rod, sbc, smc, spc, ssc, xcopy
 from lio_xcopy.scsi.errors import CheckCondition
 from lio_xcopy.scsi.sense import CHECK_CONDITION, GOOD
@@ -185,7 +185,7 @@ def check_sense(sense: bytes) -> None:
         raise Broken(f"CHECK CONDITION without fixed-format sense: {sense.hex()}")
 
 
-def allocation_length(dev: ScsiDevice, cdb: bytes) -> int | None:
+def allocation_length(dev: LogicalUnit, cdb: bytes) -> int | None:
     """The CDB's ALLOCATION LENGTH when its layout has one that bounds the Data-In."""
     try:
         layout, _ = dev._lookup(cdb)
@@ -206,7 +206,7 @@ class Answer:
             status, sense, read_len, count, data)
 
 
-def run(lab: Lab, dev: ScsiDevice, cdb: bytes, size: int, data_out: bytes = b"",
+def run(lab: Lab, dev: LogicalUnit, cdb: bytes, size: int, data_out: bytes = b"",
         split: bool = False) -> Answer:
     """Run one command as the daemon does and check what every command must satisfy."""
     arena, guards, buf = scattered(size, data_out, split)
@@ -267,7 +267,7 @@ def run(lab: Lab, dev: ScsiDevice, cdb: bytes, size: int, data_out: bytes = b"",
 
 
 # --- the LUNs, reset before each input --------------------------------------------------------
-def _naa(dev: ScsiDevice) -> bytes:
+def _naa(dev: LogicalUnit) -> bytes:
     return next(d.value for d in dev.designators() if d.designator_type == 3)
 
 
@@ -361,8 +361,8 @@ class Lab:
         self.changer = MediumChanger(
             LunIdentity("fz-changer", "6001405dddddddddddddddddddddddd1"), self.library)
 
-    def devices(self) -> list[ScsiDevice]:
-        out: list[ScsiDevice] = [*self.disks.values(), *self.tapes.values()]
+    def devices(self) -> list[LogicalUnit]:
+        out: list[LogicalUnit] = [*self.disks.values(), *self.tapes.values()]
         return out + [d for d in (self.changer, self.drive) if d is not None]
 
     # --- after each command --------------------------------------------------------------
@@ -441,7 +441,7 @@ def close_lab() -> None:
 
 
 # --- targets ------------------------------------------------------------------------------
-def _commands(data: bytes, pick: Callable[[Lab, int], ScsiDevice], luns: dict[str, bool]
+def _commands(data: bytes, pick: Callable[[Lab, int], LogicalUnit], luns: dict[str, bool]
               ) -> None:
     """Input: records of {flags u8, CDB, buffer size u16, Data-Out length u16, Data-Out}.
     flags bits 0-1 pick the LUN, bit 6 scatters the buffer over pages, bit 7 makes the
@@ -469,7 +469,7 @@ def tape_target(data: bytes) -> None:
 
 
 def changer_target(data: bytes) -> None:
-    def pick(lb: Lab, i: int) -> ScsiDevice:
+    def pick(lb: Lab, i: int) -> LogicalUnit:
         dev = lb.drive if i & 1 else lb.changer
         assert dev is not None
         return dev
@@ -477,7 +477,7 @@ def changer_target(data: bytes) -> None:
     _commands(data, pick, {"disks": False, "library": True})
 
 
-def _receiving(lb: Lab, i: int) -> ScsiDevice:
+def _receiving(lb: Lab, i: int) -> LogicalUnit:
     devs = [*lb.disks.values(), *lb.tapes.values()]
     return devs[i % len(devs)]
 
@@ -659,7 +659,7 @@ _ENTRY_FIELDS = (0, 4, 8, 12, 16, 24, 48, 56, 64, 72, 8 + 4)
 def ring_target(data: bytes) -> None:
     """Input: {commands u8, per command {kind u8, CDB or TMR type, data length u16},
     patches u8, per patch {where u8, offset, value}}. The daemon's device then services
-    the ring: it may end in TransportError, nothing else."""
+    the ring: it may end in TcmuError, nothing else."""
     lb = lab()
     with lb.armed():
         lb.reset()
@@ -694,7 +694,7 @@ def ring_target(data: bytes) -> None:
             try:
                 dev = TcmuDevice("fz-ring", k.uio_fd, CommandRing(k.view), lb.disks["fz-disk"])
                 dev.service()
-            except TransportError:
+            except TcmuError:
                 pass
             lb.catch.check()
             lb.check()

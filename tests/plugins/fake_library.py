@@ -1,4 +1,4 @@
-"""A tape drive as a library sees it (the Drive protocol), and the element addresses
+"""A tape drive as a library sees it (the LibraryDrive protocol), and the element addresses
 of the libraries the tests make."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ DRIVE = 0x0100
 
 
 class FakeDrive:
-    """A tape LUN as the library sees it (the Drive protocol)."""
+    """A tape LUN as the library sees it (the LibraryDrive protocol)."""
 
     def __init__(self, name: str):
         self.identity = LunIdentity(name, f"serial-{name}")

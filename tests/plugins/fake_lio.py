@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lio_xcopy.control import config
-from lio_xcopy.control.shell.lio import Backstore, LoopbackTarget, Snapshot
+from lio_xcopy.control.shell.lio import Backstore, LiveLoopbackTarget, Snapshot
 
 
 class FakeLio:
@@ -27,7 +27,7 @@ class FakeLio:
         return Snapshot(
             tuple(sorted(self.backstores.values(), key=lambda b: b.name)),
             frozenset(self.others),
-            tuple(LoopbackTarget(w, dict(luns)) for w, luns in sorted(self.loop.items())),
+            tuple(LiveLoopbackTarget(w, dict(luns)) for w, luns in sorted(self.loop.items())),
             tuple(config.IscsiTarget(i, (g,)) for i, g in sorted(self.iscsi.items())))
 
     def _wwn(self) -> str:

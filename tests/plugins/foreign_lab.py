@@ -11,7 +11,7 @@ from plugins.copy_steps import InlineExecutor
 
 from lio_xcopy.copy.manager import CopyAborted, CopyManager
 from lio_xcopy.devices.backing import BackingStore
-from lio_xcopy.devices.base import Command, LunIdentity, ScsiDevice
+from lio_xcopy.devices.base import Command, LogicalUnit, LunIdentity
 from lio_xcopy.devices.buffer import DataBuffer
 from lio_xcopy.devices.disk import Disk
 from lio_xcopy.devices.foreign import ForeignDevices, stable_designator
@@ -35,7 +35,7 @@ class FakeSg:
     """An SG_IO transport onto one of our own devices: it runs each CDB through the
     device's handler and answers as the kernel would (status, sense bytes, resid)."""
 
-    def __init__(self, path: str, device: ScsiDevice, fault: Fault | None = None):
+    def __init__(self, path: str, device: LogicalUnit, fault: Fault | None = None):
         self.path = path
         self.device = device
         self.fault = fault
@@ -78,7 +78,7 @@ class Host:
         self.nodes: dict[str, FakeSg] = {}
         (root / "sys/class/scsi_generic").mkdir(parents=True)
 
-    def attach(self, n: int, device: ScsiDevice, fault: Fault | None = None, *,
+    def attach(self, n: int, device: LogicalUnit, fault: Fault | None = None, *,
                vpd_pg83: bool = False) -> FakeSg:
         """``vpd_pg83``: sysfs holds the kernel's copy of the device's VPD page 83h."""
         hctl = self.root / f"sys/devices/host0/0:0:{n}:0"
@@ -111,7 +111,7 @@ class Host:
 
 @pytest.fixture
 def foreign_lab(tmp_path):
-    made: list[ScsiDevice] = []
+    made: list[LogicalUnit] = []
 
     def disk(name, data=None, size=4 * MiB, **kw):
         path = tmp_path / f"{name}.img"
@@ -140,11 +140,11 @@ def foreign_lab(tmp_path):
         d.close()
 
 
-def text_of(dev: ScsiDevice) -> str:
+def text_of(dev: LogicalUnit) -> str:
     return spc.designator_text(stable_designator(dev.designators()))
 
 
-def cscd(dev: ScsiDevice, **kw) -> IdentificationCscd:
+def cscd(dev: LogicalUnit, **kw) -> IdentificationCscd:
     bl = kw.pop("block_length", getattr(dev, "block_size", 0))
     return IdentificationCscd.from_designator(dev.designators()[0], dev.DEVICE_TYPE, bl, **kw)
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from lio_xcopy.devices.base import Command, LunIdentity, ScsiDevice, command
+from lio_xcopy.devices.base import Command, LogicalUnit, LunIdentity, command
 from lio_xcopy.scsi import spc
 from lio_xcopy.scsi.cdb import Cdb, bitfield
 from lio_xcopy.scsi.errors import InvalidFieldInCdb
@@ -270,7 +270,7 @@ class Boom(Cdb, name="BOOM", opcode=0xC2, length=6, clause="test"):
     pass
 
 
-class Toy(ScsiDevice):
+class Toy(LogicalUnit):
     """Returns ``length`` bytes of a pattern; stores Data-Out; BOOM raises a bug."""
 
     DEVICE_TYPE = spc.TYPE_DISK

@@ -671,7 +671,7 @@ def test_copy_result_on_stdout_progress_on_stderr(target, monkeypatch, capsys, m
 
     from lio_xcopy.initiator import copy
 
-    monkeypatch.setattr(sgio, "ScsiDevice", target.open)
+    monkeypatch.setattr(sgio, "SgIoDevice", target.open)
     args = ["if=/dev/sg1", "of=/dev/sg2", "count=4096"] + ([mode] if mode != "lines" else [])
     assert copy.main(args) == 0
     out, err = capsys.readouterr()
@@ -700,7 +700,7 @@ def test_copy_error_starts_its_own_line(target, monkeypatch):
                   1.0)
         raise sgio.TransportFailure("EXTENDED COPY on /dev/sg1 did not complete", "/dev/sg1")
 
-    monkeypatch.setattr(sgio, "ScsiDevice", target.open)
+    monkeypatch.setattr(sgio, "SgIoDevice", target.open)
     monkeypatch.setattr(copy, "send_and_poll", fails_midway)
     term = Terminal()
     with pytest.raises(sgio.TransportFailure):
@@ -715,7 +715,7 @@ def test_copy_with_a_header_and_a_filemark_then_emit_plist(target, monkeypatch, 
     sg_raw line, and sends no EXTENDED COPY."""
     from lio_xcopy.initiator import copy
 
-    monkeypatch.setattr(sgio, "ScsiDevice", target.open)
+    monkeypatch.setattr(sgio, "SgIoDevice", target.open)
     target.open("/dev/sg6").take_unit_attentions()  # power on: seen before positioning
     hdr = target.tmp / "hdr.bin"
     hdr.write_bytes(b"HDR1 nightly db0")
@@ -746,7 +746,7 @@ def test_copy_with_a_header_and_a_filemark_then_emit_plist(target, monkeypatch, 
 def test_copy_operator_errors_send_nothing(target, monkeypatch, capsys):
     from lio_xcopy.initiator import copy
 
-    monkeypatch.setattr(sgio, "ScsiDevice", target.open)
+    monkeypatch.setattr(sgio, "SgIoDevice", target.open)
     target.open("/dev/sg6").take_unit_attentions()  # power on: seen before positioning
     hdr = target.tmp / "hdr.bin"
     hdr.write_bytes(bytes(70000))
@@ -805,7 +805,7 @@ def test_copy_sends_lid4_with_immed_unless_lid1_is_asked(target, monkeypatch, ca
     STATUS (LID4) only; ``--lid1`` sends EXTENDED COPY (LID1) and polls COPY STATUS."""
     from lio_xcopy.initiator import copy
 
-    monkeypatch.setattr(sgio, "ScsiDevice", target.open)
+    monkeypatch.setattr(sgio, "SgIoDevice", target.open)
     target.open("/dev/sg6").take_unit_attentions()
     for flag, sa, poll in (([], 0x01, b"\x84\x05"), (["--lid1"], 0x00, b"\x84\x00")):
         target.opened.clear()

@@ -40,11 +40,9 @@ def test_uio_device_from_sysfs(tmp_path):
     assert uio.UioDevice.from_sys_path(fake_uio(tmp_path, 5, "some_other_uio")) is None
 
 
-def test_unit_serial_from_configfs(tmp_path, monkeypatch):
-    monkeypatch.setattr(uio, "CONFIGFS_CORE", tmp_path)
-    wwn = tmp_path / "user_1" / "db0" / "wwn"
-    wwn.mkdir(parents=True)
-    (wwn / "vpd_unit_serial").write_text("T10 VPD Unit Serial Number: 1c9e-77aa\n")
+def test_unit_serial_from_configfs(configfs, monkeypatch):
+    monkeypatch.setattr(uio, "CONFIGFS_CORE", configfs.core)
+    configfs.storage_object("db0", serial="1c9e-77aa")
     assert uio.read_unit_serial(uio.UioName(1, "db0", "xcopy", "")) == "1c9e-77aa"
     assert uio.read_unit_serial(uio.UioName(2, "nope", "xcopy", "")) is None
 
@@ -715,18 +713,14 @@ def test_a_deleted_lun_is_reported_removed_once_and_quietly(
 
 
 def test_a_deleted_storage_object_is_a_removal_even_before_sysfs_changes(
-        tmp_path, img, sim_rings, caplog, monkeypatch):
+        tmp_path, configfs, img, sim_rings, caplog, monkeypatch):
     caplog.set_level("INFO")
-    core = tmp_path / "configfs" / "core"
-    (core / "user_1" / "del1" / "wwn").mkdir(parents=True)
-    (core / "user_1" / "del1" / "wwn" / "vpd_unit_serial").write_text("T10 VPD: abcd\n")
-    monkeypatch.setattr(uio, "CONFIGFS_CORE", core)
+    so = configfs.storage_object("del1", serial="abcd")
+    monkeypatch.setattr(uio, "CONFIGFS_CORE", configfs.core)
     path = fake_uio(tmp_path, 6, f"tcm-user/1/del1/xcopy/disk;{img}")
     daemon = Daemon(clock=Clock())
     assert daemon.add(str(path)) is not None
-    (core / "user_1" / "del1" / "wwn" / "vpd_unit_serial").unlink()
-    for d in ("wwn", ""):
-        (core / "user_1" / "del1" / d).rmdir()
+    configfs.remove(so)
     daemon._on_ring(str(path), _eio)
     assert not daemon.devices and "LUN del1 removed" in caplog.text and not _loud(caplog)
 

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from lio_xcopy.copy.manager import CopyManager
 from lio_xcopy.devices.backing import BackingStore
-from lio_xcopy.devices.base import Command, LunIdentity, ScsiDevice
+from lio_xcopy.devices.base import Command, LogicalUnit, LunIdentity
 from lio_xcopy.devices.buffer import DataBuffer
 from lio_xcopy.devices.changer import MediumChanger
 from lio_xcopy.devices.disk import Disk
@@ -69,7 +69,7 @@ class Lab:
         for d in self.devices():
             self.manager.register(d)
 
-    def devices(self) -> list[ScsiDevice]:
+    def devices(self) -> list[LogicalUnit]:
         return [self.disk, self.tape, self.changer, self.drive]
 
     def check_bounds(self) -> None:
@@ -90,7 +90,7 @@ def lab(tmp_path_factory):
     lab.close()
 
 
-def answer(dev: ScsiDevice, cdb: bytes, data: bytearray) -> int | None:
+def answer(dev: LogicalUnit, cdb: bytes, data: bytearray) -> int | None:
     """Run one command as the transport does; None for CHECK CONDITION."""
     try:
         result = dev.handle(Command(cdb, DataBuffer.of(data)))
@@ -103,7 +103,7 @@ def answer(dev: ScsiDevice, cdb: bytes, data: bytearray) -> int | None:
     return result
 
 
-def _layouts(dev: ScsiDevice):
+def _layouts(dev: LogicalUnit):
     return sorted(type(dev).layouts(), key=lambda la: (la.OPCODE, la.SERVICE_ACTION or 0))
 
 

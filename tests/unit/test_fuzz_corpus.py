@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from plugins.tcmu_ring import SimulatedKernel
 
-from lio_xcopy.errors import TransportError
+from lio_xcopy.errors import TcmuError
 from lio_xcopy.scsi import xcopy
 from lio_xcopy.tcmu import ring as r
 from lio_xcopy.tcmu.ring import CommandRing
@@ -75,7 +75,7 @@ def test_the_invariants_can_fail():
             ft.run(lab, disk, inquiry, 96)
 
 
-# --- what the ring target found (scripts/fuzz ring), each now a TransportError ------------------
+# --- what the ring target found (scripts/fuzz ring), each now a TcmuError ------------------
 @pytest.fixture
 def kernel():
     k = SimulatedKernel(cmdr_size=4096, data_pages=16)
@@ -89,7 +89,7 @@ INQUIRY = bytes([0x12, 0, 0, 0, 96, 0])
 def test_ring_of_size_zero_refused(kernel):
     """Fuzz input a3a1ab3d: cmdr_size 0 in the mailbox was a ZeroDivisionError."""
     struct.pack_into("<I", kernel.mm, r.MB_CMDR_SIZE, 0)
-    with pytest.raises(TransportError, match="outside the map"):
+    with pytest.raises(TcmuError, match="outside the map"):
         CommandRing(kernel.view)
     ft.ring_target(bytes.fromhex("00001200001d2300020c013a0800000000"))
 
@@ -99,7 +99,7 @@ def test_tmr_with_more_ids_than_its_entry_refused(kernel):
     ring = CommandRing(kernel.view)
     kernel.submit_tmr(5, (1, 2))
     struct.pack_into("<I", kernel.mm, kernel.cmdr_off + 12, 0x11FFFF00)
-    with pytest.raises(TransportError, match="cmd ids"):
+    with pytest.raises(TcmuError, match="cmd ids"):
         list(ring.entries())
     ft.ring_target(bytes.fromhex("010012000000600060008005010b0101000000000000020109"))
 
@@ -109,7 +109,7 @@ def test_iov_cnt_beyond_its_entry_refused(kernel):
     ring = CommandRing(kernel.view)
     kernel.submit(INQUIRY, data_in_len=96)
     struct.pack_into("<I", kernel.mm, kernel.cmdr_off + 8, 0x10000)
-    with pytest.raises(TransportError, match="iovecs in a"):
+    with pytest.raises(TcmuError, match="iovecs in a"):
         list(ring.entries())
     ft.ring_target(bytes.fromhex("000028000000000000001000002001060002100000020000000000000000"))
 
@@ -120,7 +120,7 @@ def test_entry_running_past_the_head_refused(kernel):
     ring = CommandRing(kernel.view)
     kernel.submit(INQUIRY, data_in_len=96)
     struct.pack_into("<I", kernel.mm, kernel.cmdr_off, kernel.cmdr_size | r.OP_PAD)
-    with pytest.raises(TransportError, match="past the head"):
+    with pytest.raises(TcmuError, match="past the head"):
         list(ring.entries())
     ft.ring_target(bytes.fromhex("0000120000006000600001060000800f0000"))
 
@@ -132,7 +132,7 @@ def test_variable_length_cdb_at_the_end_of_the_map_refused(kernel):
     kernel.submit(INQUIRY, data_in_len=96)
     kernel.mm[kernel.size - 3] = 0x7F
     struct.pack_into("<Q", kernel.mm, kernel.cmdr_off + 24, kernel.size - 3)
-    with pytest.raises(TransportError, match="CDB at"):
+    with pytest.raises(TcmuError, match="CDB at"):
         list(ring.entries())
     ft.ring_target(bytes.fromhex(
         "0000120000006000600002070005fd0f01000000000008fd0f01007f"))

@@ -6,12 +6,12 @@ from __future__ import annotations
 import struct
 
 import pytest
-from plugins.scsi_loopback import Loopback
+from plugins.scsi_loopback import Loopback, Reply, Scripted
 
 from lio_xcopy.control import library as ops
 from lio_xcopy.initiator import changer as ch
 from lio_xcopy.scsi import smc, spc
-from lio_xcopy.scsi.sense import CHECK_CONDITION, Asc, SenseData, SenseKey
+from lio_xcopy.scsi.sense import Asc, SenseData, SenseKey
 from lio_xcopy.scsi.smc import ElementDescriptor, ElementType
 from lio_xcopy.sg import sgio
 from lio_xcopy.tcmu.handler import Libraries, open_device
@@ -151,28 +151,18 @@ def test_a_disk_is_not_a_changer(tmp_path):
     disk.close()
 
 
-class Scripted(sgio.ScsiDevice):
-    """Answers TEST UNIT READY from a script of sense data (None: GOOD)."""
-
-    def __init__(self, script):
-        self.path, self.fd, self.script = "/dev/sg9", -1, list(script)
-
-    def test_unit_ready(self, timeout=30):
-        sense = self.script.pop(0)
-        if sense is not None:
-            r = sgio.Result(b"\0" * 6, CHECK_CONDITION, sense, b"", 0, 0.0)
-            raise sgio.ScsiCommandError("TEST UNIT READY failed", self.path, r)
-
-    def close(self):
-        pass
+def tur_script(*senses: SenseData | None) -> Scripted:
+    """TEST UNIT READY answered from a script of sense data (None: GOOD)."""
+    return Scripted(Reply() if s is None else Reply.check_condition(s) for s in senses)
 
 
 def test_wait_ready_consumes_unit_attention_and_waits_for_becoming_ready():
     ua = SenseData(SenseKey.UNIT_ATTENTION, Asc.NOT_READY_TO_READY_CHANGE_MEDIUM_MAY_HAVE_CHANGED)
     becoming = SenseData(SenseKey.NOT_READY, 0x0401)
-    dev = Scripted([ua, becoming, becoming, None])
+    dev = tur_script(ua, becoming, becoming, None)
     slept = []
     assert ch.wait_ready(dev, sleep=slept.append) == 1 and len(slept) == 2
+    assert dev.cdbs == [bytes(6)] * 4  # TEST UNIT READY each time
     empty = SenseData(SenseKey.NOT_READY, Asc.MEDIUM_NOT_PRESENT)
     now = [0.0]
 
@@ -180,6 +170,6 @@ def test_wait_ready_consumes_unit_attention_and_waits_for_becoming_ready():
         now[0] += s
 
     with pytest.raises(ch.ChangerError, match="no cartridge in the drive"):
-        ch.wait_ready(Scripted([empty] * 100), timeout=1, sleep=tick, clock=lambda: now[0])
+        ch.wait_ready(tur_script(*[empty] * 100), timeout=1, sleep=tick, clock=lambda: now[0])
     with pytest.raises(sgio.ScsiCommandError):  # other errors are not waited out
-        ch.wait_ready(Scripted([SenseData(SenseKey.MEDIUM_ERROR, 0x1100)]), sleep=tick)
+        ch.wait_ready(tur_script(SenseData(SenseKey.MEDIUM_ERROR, 0x1100)), sleep=tick)

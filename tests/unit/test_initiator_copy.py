@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from plugins.scsi_loopback import Reply, Scripted, Sent
 
 from lio_xcopy.initiator.copy import (
     CopyRequest,
@@ -14,6 +15,7 @@ from lio_xcopy.initiator.copy import (
     sg_raw_line,
 )
 from lio_xcopy.scsi import spc, xcopy
+from lio_xcopy.scsi.sense import TASK_ABORTED
 from lio_xcopy.scsi.xcopy import BlockToBlock, BlockToStream, StreamToBlock, StreamToStream
 
 OP = xcopy.OperatingParameters.from_limits(xcopy.Limits())
@@ -177,35 +179,30 @@ def test_luns_data_changed_is_taken_and_the_copy_goes_on():
     _refuse_lost_position(_Reports(), tape(), _Reports(0x3F0E, 0x3F0E).sense)
 
 
-class _CopyTarget:
+class _CopyTarget(Scripted):
     """Two handles to one LUN running a copy: EXTENDED COPY blocks on ``s`` until COPY
-    OPERATION ABORT arrives on ``poll``; COPY STATUS reports what moved."""
+    OPERATION ABORT arrives on ``poll``, then ends TASK ABORTED; COPY STATUS reports
+    what moved."""
 
     def __init__(self):
         import threading
 
         self.stopped = threading.Event()
-        self.cdbs: list[bytes] = []
-        self.path = "/dev/sg7"
+        super().__init__(self.respond, "/dev/sg7")
 
-    def execute(self, cdb, data_out=None, data_in=0, timeout=60, check=True):
-        from lio_xcopy.sg.sgio import ScsiCommandError
-
-        self.cdbs.append(bytes(cdb))
-        if cdb[0] == 0x83 and cdb[1] == 0x00:  # EXTENDED COPY: runs until aborted
+    def respond(self, sent: Sent) -> Reply:
+        cdb = sent.cdb
+        if cdb[:2] == b"\x83\x00":  # EXTENDED COPY: runs until aborted
             assert self.stopped.wait(10)
-            raise ScsiCommandError("TASK ABORTED", self.path, None)
-        if cdb[0] == 0x83 and cdb[1] == 0x1C:
+            return Reply(TASK_ABORTED)
+        if cdb[:2] == b"\x83\x1c":
             assert int.from_bytes(cdb[2:6], "big") == 7
             self.stopped.set()
-            return None
+            return Reply()
         status = xcopy.CopyStatus.for_bytes(
             xcopy.CopyCommandStatus.COMPLETED_WITH_ERRORS if self.stopped.is_set()
             else xcopy.CopyCommandStatus.IN_PROGRESS, 0, 3 << 20)
-
-        class R:
-            data = status.encode()
-        return R()
+        return Reply(data=status.encode())
 
 
 @pytest.mark.parametrize("stop", [True, False])
@@ -312,38 +309,33 @@ def test_header_and_filemark_operand_refusals(args, words, capsys):
 
 
 # --- LID4 with IMMED where the copy manager lists it (SPC-4 6.4, 6.24, 7.8.17) -------------
-class _Lid4Target:
-    """A copy manager as SG_IO sees it: its VPD page 8Fh (or none), REPORT SUPPORTED
-    OPERATION CODES, and RECEIVE COPY STATUS (LID4) answers from ``statuses``."""
+def lid4_target(commands=None, rsoc=(), statuses=()) -> Scripted:
+    """A copy manager as the initiator sees it: its VPD page 8Fh (or none: INVALID
+    FIELD IN CDB), REPORT SUPPORTED OPERATION CODES, and RECEIVE COPY STATUS (LID4)
+    answers from ``statuses``; any other command completes GOOD."""
+    from lio_xcopy.scsi import tpc_vpd
+    from lio_xcopy.scsi.sense import Asc, SenseData, SenseKey
 
-    def __init__(self, commands=None, rsoc=(), statuses=()):
-        self.path = "/dev/sg5"
-        self.commands, self.rsoc = commands, set(rsoc)
-        self.statuses = list(statuses)
-        self.cdbs: list[bytes] = []
+    statuses = list(statuses)
 
-    def vpd(self, page):
-        from lio_xcopy.scsi import tpc_vpd
-        from lio_xcopy.sg.sgio import SgIoError
-
-        assert page == 0x8F
-        if self.commands is None:
-            raise SgIoError("no such VPD page", self.path)
-        return tpc_vpd.ThirdPartyCopyPage(0, (tpc_vpd.SupportedCommands(self.commands),)).encode()
-
-    def execute(self, cdb, data_out=None, data_in=0, timeout=60, check=True):
-        cdb = bytes(cdb)
-        self.cdbs.append(cdb)
-
-        class R:
-            data = b""
+    def respond(sent: Sent) -> Reply:
+        cdb = sent.cdb
+        if cdb[0] == 0x12 and cdb[1] & 1:
+            assert cdb[2] == 0x8F
+            if commands is None:
+                return Reply.check_condition(SenseData(SenseKey.ILLEGAL_REQUEST,
+                                                       Asc.INVALID_FIELD_IN_CDB))
+            return Reply(data=tpc_vpd.ThirdPartyCopyPage(
+                0, (tpc_vpd.SupportedCommands(commands),)).encode())
         if cdb[0] == 0xA3:  # one command: SUPPORT 011b or 001b
             op, sa = cdb[3], int.from_bytes(cdb[4:6], "big")
-            R.data = bytes([0, 3 if (op, sa) in self.rsoc else 1, 0, 0])
-        elif cdb[:2] == b"\x84\x05":
+            return Reply(data=bytes([0, 3 if (op, sa) in rsoc else 1, 0, 0]))
+        if cdb[:2] == b"\x84\x05":
             assert int.from_bytes(cdb[2:6], "big") == 9
-            R.data = self.statuses.pop(0).encode()
-        return R()
+            return Reply(data=statuses.pop(0).encode())
+        return Reply()
+
+    return Scripted(respond, "/dev/sg5")
 
 
 LID1_ONLY = ((0x83, (0x00,)), (0x84, (0x00, 0x03, 0x04)))
@@ -360,7 +352,7 @@ WITH_LID4 = ((0x83, (0x00, 0x01, 0x1C)), (0x84, (0x00, 0x03, 0x04, 0x05)))
 def test_lid4_is_used_only_where_the_copy_manager_lists_it(commands, rsoc, lid4):
     from lio_xcopy.initiator.copy import supports_lid4
 
-    dev = _Lid4Target(commands, rsoc)
+    dev = lid4_target(commands, rsoc)
     assert supports_lid4(dev) is lid4
     asked = [c for c in dev.cdbs if c[0] == 0xA3]
     assert (asked == []) == (commands is not None)
@@ -389,7 +381,7 @@ def test_an_immed_copy_is_polled_until_it_ends():
     from lio_xcopy.initiator.copy import send_and_poll
 
     S = xcopy.CopyOperationStatus
-    dev = _Lid4Target(statuses=[_lid4(S.IN_PROGRESS_BACKGROUND, 1 << 20),
+    dev = lid4_target(statuses=[_lid4(S.IN_PROGRESS_BACKGROUND, 1 << 20),
                                 _lid4(S.IN_PROGRESS_BACKGROUND, 2 << 20),
                                 _lid4(S.COMPLETED, 3 << 20, operation_counter=6)])
     seen = []
@@ -412,7 +404,7 @@ def test_a_background_copy_that_fails_raises_what_the_command_would_have(
 
     sense = SenseData(SenseKey.COPY_ABORTED, 0x0D01, command_specific=2).fixed() \
         if key else b""
-    dev = _Lid4Target(statuses=[_lid4(status, 4096, completion_status=completion,
+    dev = lid4_target(statuses=[_lid4(status, 4096, completion_status=completion,
                                       sense_data=sense)])
     with pytest.raises(ScsiCommandError) as e:
         send_and_poll(dev, dev, b"plist", 9, interval=0.001, lid4=True)

@@ -16,7 +16,7 @@ from plugins.copy_steps import InlineExecutor, ScriptedEnd, StepExecutor
 
 from lio_xcopy.copy.manager import CopyManager
 from lio_xcopy.devices.backing import BackingStore
-from lio_xcopy.devices.base import Command, LunIdentity, ScsiDevice
+from lio_xcopy.devices.base import Command, LogicalUnit, LunIdentity
 from lio_xcopy.devices.buffer import DataBuffer
 from lio_xcopy.devices.disk import Disk
 from lio_xcopy.devices.tape import Tape
@@ -187,7 +187,7 @@ class Lab:
         self.source = ScriptedEnd(self.src)  # src as a copy end, its calls scripted
         self.manager.register(self.source)
 
-    def cscd(self, dev: ScsiDevice, **kw) -> IdentificationCscd:
+    def cscd(self, dev: LogicalUnit, **kw) -> IdentificationCscd:
         naa = next(d for d in dev.designators() if d.designator_type == 3)
         return IdentificationCscd.from_designator(naa, dev.DEVICE_TYPE, **kw)
 

@@ -555,7 +555,7 @@ def test_a_by_id_link_to_another_device_is_not_followed(host):
         resolve("naa.6001405ccccccccccccccccccccccccc", sysfs_root=sys, dev_root=dev)
 
 
-def test_our_own_exports_are_never_the_device(host, tmp_path):
+def test_our_own_exports_are_never_the_device(host, configfs):
     """The pass-through LUN shows the tape's VPD 83h too: resolving must not find it."""
     sys, dev, n_num, _ = host
     for p in (sys / "bus/scsi/devices/2:0:0:1", sys / "class/scsi_generic/sg1",
@@ -563,17 +563,12 @@ def test_our_own_exports_are_never_the_device(host, tmp_path):
         p.unlink()
     _device(sys, "5:0:1:0", "sg7", 1, NAA, "9:98")  # our own export of it, listed first
     _device(sys, "6:0:0:1", "sg8", 1, NAA, "9:97")  # the real tape
-    cfs = tmp_path / "configfs"
     for n, (name, config) in enumerate([("pt0", "xcopy/passthrough;naa.x;type=1"),
                                         ("phys0", "physlib/tape;/srv/lib;drive=0")]):
-        so = cfs / f"core/user_{n}/{name}"
-        (so / "alua/default_tg_pt_gp").mkdir(parents=True)
-        (so / "info").write_text(f"Status: ACTIVATED  Config: {config} Size: 1048576 ")
-        (so / "alua/default_tg_pt_gp/members").write_text(
-            f"loopback/naa.500140500000000{n + 1}/tpgt_1/lun_{n}\n")
-        tpg = cfs / f"loopback/naa.500140500000000{n + 1}/tpgt_1"
-        tpg.mkdir(parents=True)
-        (tpg / "address").write_text(f"{5 + n}:0:1\n")
+        so = configfs.storage_object(name, hba=n, config=config)
+        configfs.lun("loopback", f"naa.500140500000000{n + 1}", n, so)
+        configfs.address(f"naa.500140500000000{n + 1}", f"{5 + n}:0:1")
+    cfs = configfs.root
     assert own_exports("xcopy", cfs) == {"5:0:1:0": "pt0"}
     assert own_exports("physlib", cfs) == {"6:0:1:1": "phys0"}
     name = "naa." + NAA.hex()

@@ -17,7 +17,7 @@ from plugins.tcmu_ring import (
 )
 
 from lio_xcopy.devices.base import Command, command
-from lio_xcopy.errors import TransportError
+from lio_xcopy.errors import TcmuError
 from lio_xcopy.scsi import spc
 from lio_xcopy.scsi.cdb import Cdb
 from lio_xcopy.scsi.sense import CHECK_CONDITION, GOOD, SenseData, SenseKey
@@ -123,7 +123,7 @@ def test_cdb_copied_before_slot_is_reused(kernel):
 
 def test_bad_mailbox_version_refused(kernel):
     struct.pack_into("<H", kernel.mm, 0, 1)
-    with pytest.raises(TransportError, match="version 1"):
+    with pytest.raises(TcmuError, match="version 1"):
         CommandRing(kernel.view)
 
 
@@ -131,7 +131,7 @@ def test_corrupt_entry_length_refused(kernel):
     ring = CommandRing(kernel.view)
     kernel.submit(Echo(length=1).encode(), data_in_len=1)
     struct.pack_into("<I", kernel.mm, kernel.cmdr_off, r.OP_CMD)  # length 0
-    with pytest.raises(TransportError):
+    with pytest.raises(TcmuError):
         list(ring.entries())
 
 
@@ -139,7 +139,7 @@ def test_iovec_outside_map_refused(kernel):
     ring = CommandRing(kernel.view)
     kernel.submit(Echo(length=1).encode(), data_in_len=1)
     r.IOV.pack_into(kernel.mm, kernel.cmdr_off + r.IOV_OFF, kernel.size, 4096)
-    with pytest.raises(TransportError, match="outside the map"):
+    with pytest.raises(TcmuError, match="outside the map"):
         list(ring.entries())
 
 

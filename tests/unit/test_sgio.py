@@ -26,7 +26,8 @@ from lio_xcopy.scsi.sense import (
     segment_pointer,
     sense_key_specific_words,
 )
-from lio_xcopy.sg import sgio
+from lio_xcopy.sg import _sg_h, sgio
+from lio_xcopy.sg import sysfs as sg_sysfs
 
 # --- struct sg_io_hdr ------------------------------------------------------------------------
 
@@ -215,14 +216,14 @@ SERIAL = "0b7c4bd4-6a3e-4c1f-9a40-5f1e2d3c4b5a"
 @pytest.fixture
 def kernel(monkeypatch) -> FakeKernel:
     k = FakeKernel(lio_like_lun)
-    monkeypatch.setattr(sgio, "_ioctl", k)
+    monkeypatch.setattr(_sg_h, "ioctl", k)
     return k
 
 
 @pytest.fixture
 def dev(kernel):
     # /dev/null: a character device every host has; the fake kernel answers its ioctls
-    with sgio.ScsiDevice("/dev/null") as d:
+    with sgio.SgIoDevice("/dev/null") as d:
         yield d
 
 
@@ -456,7 +457,7 @@ def test_ioctl_errors_become_errors_in_words(dev, kernel, err, cls, words):
 
 
 def test_closed_device(kernel):
-    d = sgio.ScsiDevice("/dev/null")
+    d = sgio.SgIoDevice("/dev/null")
     d.close()
     d.close()
     with pytest.raises(sgio.SgIoUsageError, match="closed"):
@@ -555,7 +556,7 @@ def test_regular_file_is_a_clear_error(tmp_path):
     f = tmp_path / "disk.img"
     f.write_bytes(bytes(4096))
     with pytest.raises(sgio.NotScsiDevice) as e:
-        sgio.ScsiDevice(f)
+        sgio.SgIoDevice(f)
     msg = str(e.value)
     assert "is a regular file, not a SCSI device node" in msg and "/dev/sgN" in msg
     assert isinstance(e.value, LioXcopyError)
@@ -563,15 +564,15 @@ def test_regular_file_is_a_clear_error(tmp_path):
 
 def test_directory_and_missing_path(tmp_path):
     with pytest.raises(sgio.NotScsiDevice, match="is a directory"):
-        sgio.ScsiDevice(tmp_path)
+        sgio.SgIoDevice(tmp_path)
     with pytest.raises(sgio.NotScsiDevice, match="no such file or device node"):
-        sgio.ScsiDevice(tmp_path / "sg9")
+        sgio.SgIoDevice(tmp_path / "sg9")
 
 
 def test_character_device_of_another_driver_is_a_clear_error():
     # the real kernel: /dev/null answers SG_GET_VERSION_NUM with ENOTTY
     with pytest.raises(sgio.NotScsiDevice, match=r"does not answer SG ioctls \(ENOTTY\)"):
-        sgio.ScsiDevice("/dev/null")
+        sgio.SgIoDevice("/dev/null")
 
 
 def test_open_errors_in_words(monkeypatch):
@@ -580,7 +581,7 @@ def test_open_errors_in_words(monkeypatch):
 
     monkeypatch.setattr(sgio.os, "open", busy)
     with pytest.raises(sgio.DeviceUnavailable, match="one open per tape drive") as e:
-        sgio.ScsiDevice("/dev/null")
+        sgio.SgIoDevice("/dev/null")
     assert e.value.errno == errno.EBUSY
 
 
@@ -595,7 +596,7 @@ def test_read_only_fallback_on_erofs(monkeypatch, kernel):
         return real_open(path, flags, *a)
 
     monkeypatch.setattr(sgio.os, "open", erofs_for_rw)
-    with sgio.ScsiDevice("/dev/null") as d:
+    with sgio.SgIoDevice("/dev/null") as d:
         assert d.fd >= 0
     assert modes == [os.O_RDWR, os.O_RDONLY]
 
@@ -609,7 +610,7 @@ def test_nonblock_open(monkeypatch, kernel):
         return real_open(path, flags, *a)
 
     monkeypatch.setattr(sgio.os, "open", spy)
-    sgio.ScsiDevice("/dev/null").close()
+    sgio.SgIoDevice("/dev/null").close()
     assert seen[0] & os.O_NONBLOCK and seen[0] & os.O_CLOEXEC
 
 
@@ -743,10 +744,10 @@ def test_existing_node_is_found_by_device_number(sysfs):
     class Blk:
         st_mode, st_rdev = 0o60660, os.makedev(8, 16)
 
-    assert sgio._by_number(Chr, sysfs).resolve().name == "nst0"
-    assert sgio._by_number(Blk, sysfs).resolve().name == "sdb"
+    assert sg_sysfs._by_number(Chr, sysfs).resolve().name == "nst0"
+    assert sg_sysfs._by_number(Blk, sysfs).resolve().name == "sdb"
     Blk.st_rdev = os.makedev(8, 32)
-    assert sgio._by_number(Blk, sysfs) is None
+    assert sg_sysfs._by_number(Blk, sysfs) is None
 
 
 def test_malformed_counters_are_errors(sysfs):

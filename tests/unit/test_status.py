@@ -98,15 +98,12 @@ def test_copy_access_says_which_luns_may_copy_together_and_why():
     assert out[-1].startswith("copy access: db0 may copy only within itself")
 
 
-def test_exposure_in_configfs_finds_the_storage_object_on_any_user_hba(tmp_path):
-    so = tmp_path / "core" / "user_3" / "db0"
-    so.mkdir(parents=True)
-    lun = tmp_path / "loopback" / "naa.5001" / "tpgt_1" / "lun" / "lun_0"
-    lun.mkdir(parents=True)
-    (lun / "link").symlink_to(so)
-    (lun.parent.parent / "nexus").write_text("naa.5001ini\n")
-    assert status.exposure_in_configfs("db0", tmp_path) == {"loopback:naa.5001ini"}
-    assert status.exposure_in_configfs("nosuch", tmp_path) == frozenset()
+def test_exposure_in_configfs_finds_the_storage_object_on_any_user_hba(configfs):
+    so = configfs.storage_object("db0", hba=3)
+    configfs.lun("loopback", "naa.5001", 0, so)
+    configfs.nexus("naa.5001", "naa.5001ini")
+    assert status.exposure_in_configfs("db0", configfs.root) == {"loopback:naa.5001ini"}
+    assert status.exposure_in_configfs("nosuch", configfs.root) == frozenset()
 
 
 def test_lines_describe_a_passthrough_lun_by_its_device():

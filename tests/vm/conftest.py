@@ -314,7 +314,7 @@ def check_no_stale_data(sg: str, lba: int, block_size: int = 512,
     marker = (b"another initiator's data " * (buffer // 25 + 1))[:buffer]
     blocks = buffer // block_size
     resids: dict[str, int] = {}
-    with sgio.ScsiDevice(sg) as dev:
+    with sgio.SgIoDevice(sg) as dev:
         dev.execute(sbc.Write10(lba=lba, transfer_length=blocks).encode(), data_out=marker)
         for name, cdb in _stale_probes().items():
             got = dev.execute(sbc.Read10(lba=lba, transfer_length=blocks).encode(),

@@ -243,7 +243,7 @@ def test_a_killed_backup_is_failed_and_the_next_one_closes_its_file(setup, lab):
         list_id = rows[0]["list_id"] if rows else None
         time.sleep(0.02)
     killed_id = rows[0]["id"]
-    with sgio.ScsiDevice(lab.disk_sg) as poll:
+    with sgio.SgIoDevice(lab.disk_sg) as poll:
         while True:
             try:
                 st = copy_status(poll, list_id)

@@ -28,7 +28,7 @@ BARCODES = ops.lto_barcodes(6)  # L00001L8 .. L00006L8 in slots 1-6
 
 
 @dataclass
-class Library:
+class LabLibrary:
     path: Path
     changer: str  # /dev/sgN of the changer
     drive_sg: list[str]
@@ -81,7 +81,7 @@ def library(lab):
     devs = [provision.find_kernel_device(lun) for lun in luns]
     sgs = [str(d.sg) for d in devs]
     clear_unit_attention(lab.disk_sg, lab.tape_sg, *sgs)
-    yield Library(path, sgs[0], sgs[1:], [str(d.tape) for d in devs[1:]],
+    yield LabLibrary(path, sgs[0], sgs[1:], [str(d.tape) for d in devs[1:]],
                   [d.hctl for d in devs])
     for lun in luns:
         provision.delete(lun.name)
@@ -95,7 +95,7 @@ def raw(sg: str, *cdb: str) -> tuple[str, str]:
     return sense_of(p.stdout + p.stderr)
 
 
-def move(lib: Library, src: int, dst: int) -> tuple[str, str]:
+def move(lib: LabLibrary, src: int, dst: int) -> tuple[str, str]:
     """MOVE MEDIUM by sg_raw, default transport; the sense it got."""
     return raw(lib.changer, "a5", "00", "00", "00", f"{src >> 8:02x}", f"{src & 0xFF:02x}",
                f"{dst >> 8:02x}", f"{dst & 0xFF:02x}", "00", "00", "00", "00")
@@ -111,10 +111,10 @@ def test_inquiry_and_status_of_a_new_library(library):
 def test_drive_identifiers_are_the_drives_vpd_83_naa(library):
     """READ ELEMENT STATUS with DVCID: each drive's identifier is the NAA designator the
     kernel read from that drive LUN's VPD page 83h, so a host can pair element and st."""
-    from lio_xcopy.sg.sgio import ScsiDevice
+    from lio_xcopy.sg.sgio import SgIoDevice
 
     cdb = bytes.fromhex("b804" "0100" "0002" "01" "001000" "00" "00")
-    with ScsiDevice(library.changer) as dev:
+    with SgIoDevice(library.changer) as dev:
         data = dev.execute(cdb, data_in=4096).data
     assert struct.unpack_from(">HH", data) == (0x0100, 2)
     typ, _, dlen, count = struct.unpack_from(">BBHI", data, 8)

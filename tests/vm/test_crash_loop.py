@@ -84,7 +84,7 @@ class Copier(threading.Thread):
 
     def run(self) -> None:
         try:
-            with sgio.ScsiDevice(self.src_sg) as src, sgio.ScsiDevice(self.tape_sg) as tape:
+            with sgio.SgIoDevice(self.src_sg) as src, sgio.SgIoDevice(self.tape_sg) as tape:
                 while not self.stop.is_set():
                     t0 = time.monotonic()
                     outcome = self.one(src, tape)
@@ -97,7 +97,7 @@ class Copier(threading.Thread):
         except BaseException as e:  # handed to the test's thread
             self.failure = e
 
-    def one(self, src: sgio.ScsiDevice, tape: sgio.ScsiDevice) -> str:
+    def one(self, src: sgio.SgIoDevice, tape: sgio.SgIoDevice) -> str:
         try:
             for dev in (src, tape):  # a restart leaves the tape's power on to report
                 for _ in range(3):

@@ -100,7 +100,7 @@ def test_a_copy_from_the_bad_disk_to_tape_stops_at_the_failing_segment(lab, faul
          IdentificationCscd(bytes.fromhex(lab.tape_lun.naa), 1, block_length=0)],
         [BlockToStream(0, 1, seg, i * seg, 65536) for i in range(3)],
         list_identifier=0x21, list_id_usage=xcopy.ListIdUsage.HOLD)
-    with sgio.ScsiDevice(str(faulty.dev.sg)) as d:
+    with sgio.SgIoDevice(str(faulty.dev.sg)) as d:
         r = d.execute(xcopy.ExtendedCopyLid1(parameter_list_length=len(plist)).encode(),
                       data_out=plist, timeout=600, check=False)
         assert r.sense is not None, r.explain()

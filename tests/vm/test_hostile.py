@@ -106,7 +106,7 @@ class Storm:
         self.problems: list[str] = []
         self.media: set[bytes] = set()  # chunks of the checked media (see :func:`chunks`)
 
-    def send(self, name: str, dev: sgio.ScsiDevice, cdb: bytes, data_in: int = 0,
+    def send(self, name: str, dev: sgio.SgIoDevice, cdb: bytes, data_in: int = 0,
              data_out: bytes | None = None) -> sgio.Result | None:
         self.sent[name] += 1
         try:
@@ -267,7 +267,7 @@ def _rod_lists() -> list[tuple[object, bytes]]:
     ]
 
 
-def _mode_select_lists(storm: Storm, dev: sgio.ScsiDevice, name: str) -> list[bytes]:
+def _mode_select_lists(storm: Storm, dev: sgio.SgIoDevice, name: str) -> list[bytes]:
     """The LUN's current mode pages as a MODE SELECT (6) list (header, block
     descriptor, pages), to be mutated."""
     res = storm.send(name, dev, spc.ModeSense6(page_code=0x3F, allocation_length=255)
@@ -279,7 +279,7 @@ def _mode_select_lists(storm: Storm, dev: sgio.ScsiDevice, name: str) -> list[by
     return [bytes(data)]
 
 
-def _storm(storm: Storm, name: str, dev: sgio.ScsiDevice, layouts: list, *, checked: bool,
+def _storm(storm: Storm, name: str, dev: sgio.SgIoDevice, layouts: list, *, checked: bool,
            lists: list[bytes] = (), rcr: bool = True,
            rod_lists: list[tuple[object, bytes]] = ()) -> None:
     rng = storm.rng
@@ -370,7 +370,7 @@ def test_hostile_initiator(lab, hostile):
     for one in storms.values():
         one.media = media
     t0 = time.monotonic()
-    opened = {n: sgio.ScsiDevice(str(d.sg)) for n, d in devs.items() if n != "hlibtape0"}
+    opened = {n: sgio.SgIoDevice(str(d.sg)) for n, d in devs.items() if n != "hlibtape0"}
     try:
         with concurrent.futures.ThreadPoolExecutor(len(plan)) as pool:  # all LUNs at once
             for f in [pool.submit(_storm, storms[n], n, opened[n], layouts, **kw)

@@ -161,10 +161,10 @@ def plist_between(src: Served, dst: Served, blocks: int = 2048,
 def extended_copy(sg: str, plist: bytes):
     """Send one EXTENDED COPY through SG_IO; the Result, whatever its status."""
     from lio_xcopy.scsi import xcopy
-    from lio_xcopy.sg.sgio import ScsiDevice
+    from lio_xcopy.sg.sgio import SgIoDevice
 
     cdb = xcopy.ExtendedCopyLid1(parameter_list_length=len(plist)).encode()
-    with ScsiDevice(sg) as dev:
+    with SgIoDevice(sg) as dev:
         return dev.execute(cdb, data_out=plist, timeout=300, check=False)
 
 

@@ -16,7 +16,7 @@ from lio_xcopy.sg import sgio
 pytestmark = pytest.mark.vm
 
 
-def ready(dev: sgio.ScsiDevice) -> None:
+def ready(dev: sgio.SgIoDevice) -> None:
     """TEST UNIT READY until the LUN has no UNIT ATTENTION left for us (a LUN created or
     removed elsewhere in the session leaves REPORTED LUNS DATA HAS CHANGED)."""
     for _ in range(5):
@@ -31,14 +31,14 @@ def ready(dev: sgio.ScsiDevice) -> None:
 
 @pytest.fixture
 def disk(lab):
-    with sgio.ScsiDevice(lab.disk_sg) as d:
+    with sgio.SgIoDevice(lab.disk_sg) as d:
         ready(d)
         yield d
 
 
 @pytest.fixture
 def tape(lab):
-    with sgio.ScsiDevice(lab.tape_sg) as d:
+    with sgio.SgIoDevice(lab.tape_sg) as d:
         ready(d)
         yield d
 
@@ -104,7 +104,7 @@ def test_data_in_with_resid_and_check_false(disk):
 
 
 def test_sg_io_through_the_sd_node(lab):
-    with sgio.ScsiDevice(lab.sd) as d:
+    with sgio.SgIoDevice(lab.sd) as d:
         ready(d)
         assert d.inquiry().product == "lio-xcopy disk"
         assert d.naa() == bytes.fromhex(lab.disk_lun.naa)
@@ -112,7 +112,7 @@ def test_sg_io_through_the_sd_node(lab):
 
 def test_sg_io_through_nst_opened_nonblocking(lab):
     run("mt", "-f", lab.nst, "rewind")
-    with sgio.ScsiDevice(lab.nst) as d:
+    with sgio.SgIoDevice(lab.nst) as d:
         ready(d)
         assert d.inquiry().product == "lio-xcopy tape"
         assert d.naa() == bytes.fromhex(lab.tape_lun.naa)
@@ -126,7 +126,7 @@ def test_sg_io_through_nst_opened_nonblocking(lab):
 
 def test_regular_file_is_not_a_scsi_device(lab):
     with pytest.raises(sgio.NotScsiDevice, match="regular file"):
-        sgio.ScsiDevice(lab.disk_lun.path)
+        sgio.SgIoDevice(lab.disk_lun.path)
 
 
 def test_nodes_map_to_their_siblings(lab):
@@ -178,7 +178,7 @@ def test_sg_io_data_is_counted_by_the_handle_not_by_sd(lab, disk):
     queue = Path("/sys/class/block", Path(lab.sd).name, "queue")
     print({k: (queue / k).read_text().strip()
            for k in ("max_sectors_kb", "max_hw_sectors_kb", "max_segments")})
-    with sgio.ScsiDevice(lab.sd) as d:
+    with sgio.SgIoDevice(lab.sd) as d:
         before = sgio.io_counters(lab.sd)
         assert len(d.execute(sbc.Read16(lba=2048, transfer_length=2048).encode(),
                              data_in=MiB).data) == MiB

@@ -42,7 +42,7 @@ def while_running(other: str, call) -> tuple[object, list[float]]:
             out["error"] = e
 
     latencies: list[float] = []
-    with sgio.ScsiDevice(other) as dev:
+    with sgio.SgIoDevice(other) as dev:
         t = threading.Thread(target=target)
         t.start()
         time.sleep(0.3)  # the long command is on the ring
@@ -77,7 +77,7 @@ def test_a_slow_read_holds_up_no_other_lun(lab, slow_disk):
     lba, blocks = DELAYED[0], MiB // BS
 
     def read() -> bytes:
-        with sgio.ScsiDevice(str(dev.sg)) as d:
+        with sgio.SgIoDevice(str(dev.sg)) as d:
             return d.execute(sbc.Read16(lba=lba, transfer_length=blocks).encode(),
                              data_in=MiB, timeout=120).data
 
@@ -105,7 +105,7 @@ def test_millions_of_filemarks_hold_up_no_other_lun_and_take_bounded_memory(lab,
     dev, path = small_tape
     pid = lab.daemon.proc.pid
     rss0 = _rss_kib(pid)
-    with sgio.ScsiDevice(str(dev.sg)) as tape:
+    with sgio.SgIoDevice(str(dev.sg)) as tape:
         tape.execute(ssc.Rewind().encode())
 
         def write_filemarks():

@@ -39,7 +39,7 @@ def test_a_write_sent_with_a_data_in_buffer_gets_nothing_stale(lab):
     marker = (b"another initiator's data " * 200)[:4096]
     try:
         dev = extra_lun(lab, lun)
-        with sgio.ScsiDevice(str(dev.sg)) as d:
+        with sgio.SgIoDevice(str(dev.sg)) as d:
             d.execute(sbc.Write10(lba=64, transfer_length=8).encode(), data_out=marker)
             assert d.execute(sbc.Read10(lba=64, transfer_length=8).encode(),
                              data_in=4096).data == marker

@@ -31,7 +31,7 @@ def test_sg_vpd_decodes_the_page_of_disk_and_tape(lab):
         assert not re.search(r"error|short|truncat|unexpected", out, re.IGNORECASE), out
         raw = run("sg_vpd", "-p", "tpc", "--hex", "--hex", "--hex", sg).stdout.split()
         assert int(raw[0], 16) == pdt  # PERIPHERAL QUALIFIER 000b and the LUN's type
-        with sgio.ScsiDevice(sg) as dev:
+        with sgio.SgIoDevice(sg) as dev:
             cdb = xcopy.ReceiveCopyResultsOperatingParameters(allocation_length=1024)
             op = xcopy.OperatingParameters.parse(
                 dev.execute(cdb.encode(), data_in=1024).data)

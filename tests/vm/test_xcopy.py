@@ -475,11 +475,11 @@ def test_copy_operation_abort_from_stock_sg_raw_stops_a_long_copy(lab):
 
 
 def _copy_status(sg: str, list_id: int) -> xcopy.CopyStatus:
-    from lio_xcopy.sg.sgio import ScsiDevice
+    from lio_xcopy.sg.sgio import SgIoDevice
 
     cdb = xcopy.ReceiveCopyResultsCopyStatus(list_identifier=list_id,
                                                  allocation_length=12).encode()
-    with ScsiDevice(sg) as dev:
+    with SgIoDevice(sg) as dev:
         return xcopy.CopyStatus.parse(dev.execute(cdb, data_in=12).data)
 
 
@@ -489,7 +489,7 @@ def test_abort_task_after_an_sg_io_timeout_stops_the_copy_and_keeps_what_it_move
     copy stops at its next chunk, SG_IO returns DID_TIME_OUT, COPY STATUS says the copy
     ended with errors and its transfer count no longer grows, the bytes it counted are on
     the destination (and no more), and the LUN serves the next commands."""
-    from lio_xcopy.sg.sgio import ScsiDevice, TransportFailure
+    from lio_xcopy.sg.sgio import SgIoDevice, TransportFailure
 
     region = 16 * MiB
     data = os.urandom(region)
@@ -502,7 +502,7 @@ def test_abort_task_after_an_sg_io_timeout_stops_the_copy_and_keeps_what_it_move
         list_identifier=0x3D, list_id_usage=xcopy.ListIdUsage.HOLD)
     cdb = xcopy.ExtendedCopyLid1(parameter_list_length=len(plist)).encode()
     log_start = len(lab.daemon.text())
-    with ScsiDevice(lab.disk_sg) as dev, pytest.raises(TransportFailure) as failed:
+    with SgIoDevice(lab.disk_sg) as dev, pytest.raises(TransportFailure) as failed:
         dev.execute(cdb, data_out=plist, timeout=3)
     assert failed.value.result is not None
     assert failed.value.result.host_status == 0x03, failed.value  # DID_TIME_OUT

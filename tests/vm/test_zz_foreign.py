@@ -86,7 +86,7 @@ def array(lab, net, iscsid):
 
 
 def _naa_of(sg: str) -> str:
-    with sgio.ScsiDevice(sg) as dev:
+    with sgio.SgIoDevice(sg) as dev:
         naa = dev.naa()
     assert naa is not None
     return naa.hex()

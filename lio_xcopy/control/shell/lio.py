@@ -39,8 +39,9 @@ class Backstore:
 
 
 @dataclass(frozen=True, slots=True)
-class LoopbackTarget:
-    """A tcm_loop target (its TPG 1): LUN id -> backstore name."""
+class LiveLoopbackTarget:
+    """A tcm_loop target as LIO holds it now (its TPG 1): LUN id -> backstore name;
+    the saved file's is :class:`lio_xcopy.control.config.LoopbackTarget`."""
 
     wwn: str
     luns: dict[int, str] = field(default_factory=dict)
@@ -53,7 +54,7 @@ class Snapshot:
 
     backstores: tuple[Backstore, ...] = ()
     other_names: frozenset[str] = frozenset()
-    loopback: tuple[LoopbackTarget, ...] = ()
+    loopback: tuple[LiveLoopbackTarget, ...] = ()
     iscsi: tuple[config.IscsiTarget, ...] = ()
 
     def backstore(self, name: str) -> Backstore | None:
@@ -102,7 +103,7 @@ class Lio:
         loop = []
         for t in rts.FabricModule("loopback").targets:
             luns = {lun.lun: lun.storage_object.name for tpg in t.tpgs for lun in tpg.luns}
-            loop.append(LoopbackTarget(t.wwn, luns))
+            loop.append(LiveLoopbackTarget(t.wwn, luns))
         targets = []
         for t in rts.FabricModule("iscsi").targets:  # lists nothing when not loaded
             tpgs = []

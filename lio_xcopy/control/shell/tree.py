@@ -26,7 +26,7 @@ from configshell_fb import ConfigNode, ExecutionError
 
 from lio_xcopy.control import backing, config, service
 from lio_xcopy.control.shell import values
-from lio_xcopy.control.shell.lio import Backstore, LoopbackTarget, Snapshot
+from lio_xcopy.control.shell.lio import Backstore, LiveLoopbackTarget, Snapshot
 from lio_xcopy.devices.foreign import admit_name
 from lio_xcopy.devices.members import FOREIGN, foreign_member, is_designator_text
 from lio_xcopy.errors import ConfigError
@@ -837,7 +837,7 @@ class Loopback(UINode):
 class LoopbackTargetNode(UINode):
     """A tcm_loop target: its LUNs appear as SCSI devices of this host."""
 
-    def __init__(self, t: LoopbackTarget, parent: UINode) -> None:
+    def __init__(self, t: LiveLoopbackTarget, parent: UINode) -> None:
         super().__init__(t.wwn, parent)
         self.t = t
         Luns(self, "loopback", t.wwn, 1, t.luns)
