@@ -97,6 +97,8 @@ def start_array(shm: Path, size: int, stack: contextlib.ExitStack) -> SimpleName
     """The other array: a fileio LUN exported over iSCSI from NETNS, logged into."""
     from rtslib_fb import FileIOStorageObject
 
+    run("ip", "netns", "del", NETNS, check=False)  # what an interrupted run left
+    run("ip", "link", "del", "lioxb-i", check=False)
     run("ip", "netns", "add", NETNS)
     stack.callback(run, "ip", "netns", "del", NETNS, check=False)
     run("ip", "link", "add", "lioxb-i", "type", "veth", "peer", "name", "lioxb-t",
@@ -112,6 +114,8 @@ def start_array(shm: Path, size: int, stack: contextlib.ExitStack) -> SimpleName
     etc = Path("/etc/iscsi")  # a throwaway overlay in the guest
     etc.mkdir(exist_ok=True)
     (etc / "initiatorname.iscsi").write_text(f"InitiatorName={INITIATOR}\n")
+    for d in ("nodes", "send_targets"):  # no other run's node records
+        shutil.rmtree(etc / d, ignore_errors=True)
     log = work_dir("foreign_to_passthrough") / "iscsid.log"
     with log.open("w") as f:
         # its own session: on SIGTERM iscsid signals its whole process group
@@ -147,10 +151,12 @@ def start_array(shm: Path, size: int, stack: contextlib.ExitStack) -> SimpleName
 def start_physical_drive(shm: Path, work: Path, capacity: int,
                          stack: contextlib.ExitStack) -> SimpleNamespace:
     """The drive "on the target host's HBA": a tape LUN a second daemon serves."""
-    pidfile = shm / "physlib.pid"
+    state = shm / "physlib"  # a daemon's lock file goes beside its state file
+    state.mkdir(exist_ok=True)
+    pidfile = state / "pid"
     phys = Daemon.start(
         "physlib", [sys.executable, "-m", "lio_xcopy", "daemon", "--subtype", PHYS_SUBTYPE,
-                    "--pidfile", str(pidfile), "--state-file", str(shm / "physlib.state")],
+                    "--pidfile", str(pidfile), "--state-file", str(state / "state")],
         work / "physlib.log", lambda _p: pidfile.exists(), timeout=180)
     stack.callback(phys.stop)
     cartridge = shm / "phys.aws"
@@ -174,10 +180,12 @@ def start_passthrough(shm: Path, work: Path, array: SimpleNamespace, drive_name:
     config.write_text(json.dumps({
         "version": 2, "passthrough": [{"name": "benchpt", "device": drive_name}],
         "copy_groups": {"bench": ["benchpt", f"foreign:naa.{array.naa}"]}}))
-    pidfile = shm / "lio-xcopy.pid"
+    state = shm / "lio-xcopy"
+    state.mkdir(exist_ok=True)
+    pidfile = state / "pid"
     daemon = Daemon.start(
         "lio-xcopy", [sys.executable, "-m", "lio_xcopy", "daemon", "--pidfile", str(pidfile),
-                      "--state-file", str(shm / "lio-xcopy.state"), "--config", str(config)],
+                      "--state-file", str(state / "state"), "--config", str(config)],
         work / "daemon.log", lambda _p: pidfile.exists(), timeout=180)
     stack.callback(daemon.stop)
     pt = provision.create_passthrough("benchpt", drive_name)
