@@ -114,7 +114,7 @@ def start_array(shm: Path, size: int, stack: contextlib.ExitStack) -> SimpleName
     etc = Path("/etc/iscsi")  # a throwaway overlay in the guest
     etc.mkdir(exist_ok=True)
     (etc / "initiatorname.iscsi").write_text(f"InitiatorName={INITIATOR}\n")
-    for d in ("nodes", "send_targets"):  # no other run's node records
+    for d in ("nodes", "send_targets", "ifaces"):  # no other run's records
         shutil.rmtree(etc / d, ignore_errors=True)
     log = work_dir("foreign_to_passthrough") / "iscsid.log"
     with log.open("w") as f:
@@ -139,8 +139,9 @@ def start_array(shm: Path, size: int, stack: contextlib.ExitStack) -> SimpleName
                        TARGET_IP, netns=NETNS)
     stack.callback(quietly, iscsi.delete_target, ARRAY)
     iscsi.allow_initiator(ARRAY, INITIATOR)
-    run("iscsiadm", "-m", "discovery", "-t", "st", "-p", TARGET_IP)
-    run("iscsiadm", "-m", "node", "-T", ARRAY, "-p", f"{TARGET_IP}:3260", "--login")
+    run("iscsiadm", "-m", "discovery", "-t", "st", "-p", TARGET_IP, "-I", "default")
+    run("iscsiadm", "-m", "node", "-T", ARRAY, "-p", f"{TARGET_IP}:3260", "-I", "default",
+        "--login")
     stack.callback(run, "iscsiadm", "-m", "node", "-T", ARRAY, "--logout", check=False)
     run("udevadm", "settle", check=False)
     lun = provision.Lun("benchArray", "disk", img, so.wwn, so)
