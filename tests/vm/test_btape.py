@@ -121,11 +121,11 @@ def cartridge(lab):
     shutil.rmtree(work, ignore_errors=True)
 
 
-def test_btape_test_passes(lab, cartridge):
-    conf, path = cartridge("btape0", CAPACITY)
-    out = btape(conf, "test\nquit\n", timeout=3600)
+def check_test_passed(out: str, block: int) -> None:
+    """What ``btape test`` printed, on a Device of ``block``-byte Maximum Block Size:
+    every part passed, none was retried with another setting, and each printed the
+    positions and counts that part must find."""
     lines = said(out)
-    assert lab.daemon.alive()
     # no part failed, none had to be retried with another setting
     for bad in ("failed", "NOT correct", "Attempting again", "Please add", "please add",
                 "ERR=", "You must correct"):
@@ -133,7 +133,7 @@ def test_btape_test_passes(lab, cartridge):
     # === Write, rewind, and re-read test === (essential)
     part = between(lines, "=== Write, rewind, and re-read test ===",
                    "=== Test Succeeded. End Write, rewind, and re-read test ===")
-    data_len = BLOCK - 100  # btape.c: a record of block->buf_len - 100 bytes per block
+    data_len = block - 100  # btape.c: a record of block->buf_len - 100 bytes per block
     wrote = f"Wrote {NUM_RECS} blocks of {data_len} bytes."
     assert part.count(wrote) == 2 and "Rewind OK." in part
     assert part.count(f"{NUM_RECS} blocks re-read correctly.") == 2
@@ -153,7 +153,7 @@ def test_btape_test_passes(lab, cartridge):
     sample = between(lines, "=== Sample correct output ===", "=== End sample correct output ===")
     # btape's sample is for 64,512-byte blocks; a block holds its record and 64 bytes of
     # block and record headers
-    size = BLOCK - 64
+    size = block - 64
     assert [line for line in scan if line] == [
         line.replace("64448", str(size)).replace("451,136", f"{7 * size:,}") for line in sample]
     i = lines.index("End scanning the tape.")
@@ -169,8 +169,12 @@ def test_btape_test_passes(lab, cartridge):
                    "=== End Forward space files test ===")
     assert [line for line in part if line.startswith("We should be")] == [
         f"We should be in file {n}. I am at file {n}. This is correct!" for n in (1, 3, 4, 5)]
-    # what the last part left on the cartridge: files of 1, 2, 3, 2, 1 Bacula blocks
-    objects = AwsTape.open_readonly(path).dump_records()
+
+
+def check_last_part_on(cartridge: Path) -> None:
+    """What the last part of ``btape test`` left on the cartridge file: files of 1, 2,
+    3, 2, 1 Bacula blocks, each block with Bacula's header."""
+    objects = AwsTape.open_readonly(cartridge).dump_records()
     shape, count = [], 0
     for obj in objects:
         if obj is None:
@@ -180,6 +184,14 @@ def test_btape_test_passes(lab, cartridge):
             assert obj[12:16] == b"BB02"  # Bacula's block header: checksum, length, number, id
             count += 1
     assert shape == [1, 2, 3, 2, 1] and count == 0
+
+
+def test_btape_test_passes(lab, cartridge):
+    conf, path = cartridge("btape0", CAPACITY)
+    out = btape(conf, "test\nquit\n", timeout=3600)
+    assert lab.daemon.alive()
+    check_test_passed(out, BLOCK)
+    check_last_part_on(path)
 
 
 def test_btape_fill_to_end_of_medium(lab, cartridge):

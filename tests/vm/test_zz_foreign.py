@@ -198,13 +198,17 @@ def test_a_backup_job_from_the_other_array_through_the_pass_through_library(
         clear_unit_attention(bridge.changer.sg, bridge.drive.sg)
         run("mtx", "-f", bridge.changer.sg, "unload", check=False)  # a cartridge left in
         before_src = sgio.io_counters(array.sd)
+        before_dst = sgio.io_counters(bridge.drive.sg)
         out = _backup_cli(work, "backup", array.sd, "--changer", bridge.changer.sg,
                           "--drive", bridge.drive.sg, "--slot", "3", "--quiet")
         assert "job 1:" in out and "done" in out, out
-        # the backup server's view of the source disk moved (almost) nothing: the
-        # copy ran on the target host, from the array straight to the real drive
+        # the backup server's views of the source disk (sd) and of the pass-through drive
+        # (st) moved (almost) nothing: the copy ran on the target host, from the array
+        # straight to the real drive
         moved = sgio.io_counters(array.sd) - before_src
         assert moved.total_bytes <= ARRAY_SIZE >> 20, (moved, out)  # 1 KiB a GiB at most
+        moved = sgio.io_counters(bridge.drive.sg) - before_dst
+        assert moved.source == "st" and moved.total_bytes <= ARRAY_SIZE >> 20, (moved, out)
         status = run("mtx", "-f", bridge.phys_changer.sg, "status").stdout
         assert f"Data Transfer Element 0:Full (Storage Element 3 Loaded):VolumeTag = " \
                f"{BARCODES[2]}" in status, status  # the real library moved the cartridge
