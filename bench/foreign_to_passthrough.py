@@ -208,7 +208,7 @@ def xcopy_to_tape(array: SimpleNamespace, pt: SimpleNamespace, size: int
     """One EXTENDED COPY (LID1) of the array's first ``size`` bytes to the pass-through
     tape, sent to the tape; (seconds, bytes that crossed the backup server for it)."""
     run("mt", "-f", pt.nst, "rewind")
-    with sgio.ScsiDevice(array.sg) as disk, sgio.ScsiDevice(pt.sg) as tape:
+    with sgio.SgIoDevice(array.sg) as disk, sgio.SgIoDevice(pt.sg) as tape:
         src, dst = identify(disk), identify(tape)
         op = operating_parameters(tape)
         list_id = random.randint(1, 255)

@@ -64,13 +64,13 @@ def tell(lab) -> int:
 def extended_copy(sg: str, plist: bytes) -> sgio.Result:
     """One EXTENDED COPY (LID1) through SG_IO, whatever its status."""
     cdb = xcopy.ExtendedCopyLid1(parameter_list_length=len(plist)).encode()
-    with sgio.ScsiDevice(sg) as dev:
+    with sgio.SgIoDevice(sg) as dev:
         return dev.execute(cdb, data_out=plist, timeout=600, check=False)
 
 
 def copy_results(sg: str, list_id: int) -> tuple[xcopy.CopyStatus, bytes | None]:
     """RECEIVE COPY RESULTS: the copy's status and its FAILED SEGMENT DETAILS sense."""
-    with sgio.ScsiDevice(sg) as dev:
+    with sgio.SgIoDevice(sg) as dev:
         st = dev.execute(xcopy.ReceiveCopyResultsCopyStatus(
             list_identifier=list_id, allocation_length=12).encode(), data_in=12).data
         fsd = dev.execute(xcopy.ReceiveCopyResultsFailedSegmentDetails(

@@ -166,7 +166,7 @@ def test_a_pass_through_disk_deleted_with_commands_queued_answers_every_one(lab,
 
         def reader(i: int) -> None:
             try:
-                with sgio.ScsiDevice(sg) as dev:
+                with sgio.SgIoDevice(sg) as dev:
                     lba = i * (2 * MiB // BS)
                     while sum(a.status != 0 for a in answers[i]) < 3 and not stop.is_set():
                         answers[i].append(dev.execute(
