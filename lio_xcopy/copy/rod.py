@@ -46,14 +46,18 @@ from lio_xcopy.scsi import rod, tpc_vpd
 from lio_xcopy.scsi.errors import (
     CheckCondition,
     IllegalRequest,
-    InvalidFieldInCdb,
     InvalidFieldInParameterList,
     LbaOutOfRange,
     ParameterListLengthError,
 )
 from lio_xcopy.scsi.layout import Layout, bitfield
 from lio_xcopy.scsi.sense import CHECK_CONDITION, GOOD, TASK_ABORTED, Asc, SenseData, SenseKey
-from lio_xcopy.scsi.xcopy import STATUS_UPDATE_DELAY_ENDED, CopyStatusLid4, IdentificationCscd
+from lio_xcopy.scsi.xcopy import (
+    STATUS_UPDATE_DELAY_ENDED,
+    CopyOperationAbort,
+    CopyStatusLid4,
+    IdentificationCscd,
+)
 
 log = logging.getLogger(__name__)
 
@@ -477,8 +481,9 @@ class RodTokens:
         INVALID FIELD IN CDB at the LIST IDENTIFIER (byte 2)."""
         op = self._operation(lun, list_id)
         if op is None or not op.running:
-            raise InvalidFieldInCdb(2, message=f"no copy operation with list identifier "
-                                               f"{list_id} is being processed")
+            raise CopyOperationAbort.invalid(
+                "list_identifier",
+                f"no copy operation with list identifier {list_id} is being processed")
         log.warning("%s: COPY OPERATION ABORT of WRITE USING TOKEN list %d after %d "
                     "blocks", lun.name, list_id, op.transferred)
         op.cancel.set()

@@ -61,6 +61,8 @@ _CHANGEABLE = {
     (ssc.MEDIUM_PARTITION_PAGE, 0):
         ssc.MEDIUM_PARTITION_LAYOUT.bits("fdp", "sdp", "idp", "partition_size"),
 }
+#: PS (parameters saveable, SPC-4 7.5.7): the one bit of a page MODE SELECT ignores
+_PS = spc.MODE_PAGE_0_HEADER.bits("ps")
 _LOG_PAGES = (ssc.SEQUENTIAL_ACCESS_DEVICE_PAGE, ssc.TAPE_ALERT_PAGE)
 #: SPACE codes served: logical blocks, filemarks, end of data (SSC-4 SPACE (6)).
 SPACE_CODES = (ssc.SPACE_BLOCKS, ssc.SPACE_FILEMARKS, ssc.SPACE_END_OF_DATA)
@@ -837,10 +839,8 @@ class Tape(LogicalUnit):
             if mine is None or len(raw) != len(mine):
                 raise InvalidFieldInParameterList(pos, message=f"mode page {page:#x}")
             mask = _CHANGEABLE.get((page, sub), {})
-            # every bit but PS (parameters saveable, SPC-4 7.5.7) is compared
-            ps = spc.MODE_PAGE_0_HEADER.bits("ps")
             for i, (a, b) in enumerate(zip(raw, mine, strict=True)):
-                if (a ^ b) & ~ps.get(i, 0) & 0xFF & ~mask.get(i, 0):
+                if (a ^ b) & ~_PS.get(i, 0) & 0xFF & ~mask.get(i, 0):
                     raise InvalidFieldInParameterList(pos + i, message=f"page {page:#x} byte {i}")
             if (page, sub) == (ssc.DEVICE_CONFIGURATION_PAGE, ssc.DEVICE_CONFIGURATION_EXTENSION):
                 pews = ssc.DEVICE_CONFIGURATION_EXTENSION_LAYOUT.get("pews", raw)

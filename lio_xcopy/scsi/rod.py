@@ -6,20 +6,12 @@ side, pure.
 Offsets were checked against FreeBSD CTL (``scsi_da.h`` ``scsi_populate_token``,
 ``scsi_write_using_token``, ``scsi_range_desc``; ``scsi_all.h`` ``scsi_token``,
 ``scsi_receive_rod_token_information``) and ddpt 0.97 ``ddpt_xcopy.c`` (``do_pop_tok``,
-``do_wut``, ``do_rrti``), the client this project tests with:
+``do_wut``, ``do_rrti``), the client this project tests with. The POPULATE TOKEN and
+WRITE USING TOKEN parameter lists, the block device range descriptor and the ROD token
+are field tables (:class:`~lio_xcopy.scsi.layout.Layout`) below; the encoders, the
+decoders and the field pointers of their errors use them. The RECEIVE ROD TOKEN
+INFORMATION data is RECEIVE COPY STATUS (LID4)'s table and a trailer:
 
-* POPULATE TOKEN parameter list: 0-1 POPULATE TOKEN DATA LENGTH, 2 bit 1 RTV, bit 0
-  IMMED, 4-7 INACTIVITY TIMEOUT (seconds), 8-11 ROD TYPE, 14-15 BLOCK DEVICE RANGE
-  DESCRIPTOR LENGTH, 16- block device range descriptors.
-* WRITE USING TOKEN parameter list: 0-1 WRITE USING TOKEN DATA LENGTH, 2 bit 1 DEL_TKN,
-  bit 0 IMMED, 8-15 OFFSET INTO ROD (blocks), 16-527 ROD TOKEN, 534-535 BLOCK DEVICE
-  RANGE DESCRIPTOR LENGTH, 536- block device range descriptors.
-* Block device range descriptor (SBC-4 5.9.3, 16 bytes): 0-7 LOGICAL BLOCK ADDRESS,
-  8-11 NUMBER OF LOGICAL BLOCKS.
-* ROD token (SPC-4 5.17.6.1, 512 bytes): 0-3 ROD TYPE, 6-7 ROD TOKEN LENGTH (01F8h),
-  then the ROD type's own bytes: for the tokens a copy manager makes, 8-15 COPY
-  MANAGER ROD TOKEN IDENTIFIER, 16-47 CREATOR LOGICAL UNIT DESCRIPTOR (an
-  identification CSCD descriptor), 48-63 NUMBER OF BYTES REPRESENTED.
 * RECEIVE ROD TOKEN INFORMATION data: 0-3 AVAILABLE DATA, 4 RESPONSE TO SERVICE ACTION,
   5 COPY OPERATION STATUS, 6-7 OPERATION COUNTER, 8-11 ESTIMATED STATUS UPDATE DELAY, 12
   EXTENDED COPY COMPLETION STATUS, 13 LENGTH OF THE SENSE DATA FIELD, 14 SENSE DATA
