@@ -46,13 +46,18 @@ from lio_xcopy.scsi import rod, tpc_vpd
 from lio_xcopy.scsi.errors import (
     CheckCondition,
     IllegalRequest,
-    InvalidFieldInCdb,
     InvalidFieldInParameterList,
     LbaOutOfRange,
     ParameterListLengthError,
 )
+from lio_xcopy.scsi.layout import Layout, bitfield
 from lio_xcopy.scsi.sense import CHECK_CONDITION, GOOD, TASK_ABORTED, Asc, SenseData, SenseKey
-from lio_xcopy.scsi.xcopy import STATUS_UPDATE_DELAY_ENDED, CopyStatusLid4, IdentificationCscd
+from lio_xcopy.scsi.xcopy import (
+    STATUS_UPDATE_DELAY_ENDED,
+    CopyOperationAbort,
+    CopyStatusLid4,
+    IdentificationCscd,
+)
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +73,15 @@ EXPIRED_KEPT = 300
 #: blocks one token may represent (MAXIMUM TOKEN TRANSFER SIZE); 0 would mean no limit
 MAX_TOKEN_TRANSFER_SIZE = 1 << 24
 CHUNK = 1 << 20  # bytes moved per read/write
-_MAC = slice(480, 512)
-_NONCE = slice(96, 128)
+#: Bytes 64-511 of the tokens made here (SPC-4 5.17.6.1: the ROD type's and the copy
+#: manager's own): a random nonce, and an HMAC-SHA256 of every byte before the MAC
+TOKEN_LAYOUT = rod.ROD_TOKEN_LAYOUT.extend(
+    "lio-xcopy ROD token", rod.TOKEN_LENGTH, nonce=bitfield(96, 256), mac=bitfield(480, 256))
+_MAC, _NONCE = (slice(f.byte, f.byte + f.nbytes) for f in map(TOKEN_LAYOUT.field, ("mac", "nonce")))
 #: ESTIMATED STATUS UPDATE DELAY (ms) of an operation in progress (SPC-4 6.24)
 STATUS_POLL_MS = 100
+#: where a WRITE USING TOKEN parameter list holds the ROD token (SBC-4 5.46.2)
+_TOKEN_AT = rod.WRITE_USING_TOKEN_LAYOUT.offset("rod_token")
 
 class RodDisk(BlockPort, Protocol):
     """What a LUN that serves ROD tokens offers: a block port, its identity, and the
@@ -188,12 +198,14 @@ class RodTokens:
         log.debug("%s: POPULATE TOKEN list %d: %s", lun.name, list_id, _describe(plist.ranges))
         if plist.rod_type not in (None, rod.ROD_TYPE_PIT_DEFAULT,
                                   rod.ROD_TYPE_PIT_CHANGE_VULNERABLE, rod.ROD_TYPE_PIT_ANY):
-            raise InvalidFieldInParameterList(8, message=f"ROD type {plist.rod_type:#010x}")
+            raise InvalidFieldInParameterList(*plist.LAYOUT.pointer("rod_type"),
+                                              f"ROD type {plist.rod_type:#010x}")
         timeout = plist.inactivity_timeout or DEFAULT_INACTIVITY_TIMEOUT
         if timeout > MAX_INACTIVITY_TIMEOUT:
             raise InvalidFieldInParameterList(
-                4, message=f"inactivity timeout {timeout} s exceeds {MAX_INACTIVITY_TIMEOUT}")
-        self._check_ranges(lun, plist.ranges, rod.POPULATE_TOKEN_HEADER)
+                *plist.LAYOUT.pointer("inactivity_timeout"),
+                f"inactivity timeout {timeout} s exceeds {MAX_INACTIVITY_TIMEOUT}")
+        self._check_ranges(lun, plist.ranges, plist.LAYOUT)
         blocks = sum(r.count for r in plist.ranges)
         now = self.clock()
         with self._lock:
@@ -207,7 +219,7 @@ class RodTokens:
                 naa, lun.peripheral_device_type, lun.block_size).encode()
             body = bytearray(rod.RodToken(rod.ROD_TYPE_PIT_CHANGE_VULNERABLE, ident, creator,
                                           blocks * lun.block_size).encode())
-            body[_NONCE] = os.urandom(32)
+            body[_NONCE] = os.urandom(_NONCE.stop - _NONCE.start)
             body[_MAC] = self._mac(bytes(body))
             self._begin(lun, list_id, rod.PopulateToken)
             self._tokens[ident] = _Token(ident, lun, plist.ranges, timeout, now)
@@ -252,7 +264,7 @@ class RodTokens:
         with self._lock:
             self._begin(lun, list_id, rod.WriteUsingToken)
         try:
-            self._check_ranges(lun, plist.ranges, rod.WRITE_USING_TOKEN_HEADER)
+            self._check_ranges(lun, plist.ranges, plist.LAYOUT)
             rod_type, length = rod.token_type(plist.token)
             if length != rod.ROD_TOKEN_LENGTH:
                 raise _invalid(Asc.INVALID_TOKEN_OPERATION_INVALID_TOKEN_LENGTH,
@@ -324,7 +336,7 @@ class RodTokens:
             op = held.get(list_id) if held is not None else None
             return op is not None and op.running
 
-    def _use(self, lun: RodDisk, rod_type: int, token: bytes, byte: int = 16) -> _Token:
+    def _use(self, lun: RodDisk, rod_type: int, token: bytes, byte: int = _TOKEN_AT) -> _Token:
         """The token's record, if it is one of ours, alive, unwritten, and its source
         may be copied to ``lun``; else the INVALID TOKEN OPERATION that says why."""
         if rod_type != rod.ROD_TYPE_PIT_CHANGE_VULNERABLE:
@@ -366,7 +378,8 @@ class RodTokens:
                            f"{lun.block_size}")
         if offset >= tok.blocks:
             raise InvalidFieldInParameterList(
-                8, message=f"OFFSET INTO ROD {offset} beyond {tok.blocks}")
+                *rod.WRITE_USING_TOKEN_LAYOUT.pointer("offset_into_rod"),
+                f"OFFSET INTO ROD {offset} beyond {tok.blocks}")
         return list(_pieces(tok.ranges, offset, ranges))
 
     def _write(self, lun: RodDisk, source: RodDisk | None,
@@ -391,23 +404,24 @@ class RodTokens:
                 op.transferred += k
 
     @staticmethod
-    def _check_ranges(lun: RodDisk, ranges: Sequence[rod.BlockRange], start: int) -> None:
+    def _check_ranges(lun: RodDisk, ranges: Sequence[rod.BlockRange], header: Layout) -> None:
         """SBC-4 5.9.2/5.46.2: at least one and at most MAXIMUM RANGE DESCRIPTORS
-        descriptors, each on the LUN, no more blocks than MAXIMUM TOKEN TRANSFER SIZE."""
+        descriptors, each on the LUN, no more blocks than MAXIMUM TOKEN TRANSFER SIZE;
+        ``header`` is the parameter list's table, the descriptors follow it."""
         if not ranges:
             raise ParameterListLengthError(message="no block device range descriptor")
         if len(ranges) > MAX_RANGE_DESCRIPTORS:
             raise InvalidFieldInParameterList(
-                start - 2, message=f"{len(ranges)} range descriptors exceed "
-                                   f"{MAX_RANGE_DESCRIPTORS}")
-        total = 0
+                *header.pointer("block_device_range_descriptor_length"),
+                f"{len(ranges)} range descriptors exceed {MAX_RANGE_DESCRIPTORS}")
+        total, desc = 0, rod.BLOCK_RANGE_LAYOUT
         for i, r in enumerate(ranges):
             if r.lba + r.count > lun.blocks:
                 raise LbaOutOfRange(r.lba)
             total += r.count
             if total > MAX_TOKEN_TRANSFER_SIZE:
                 raise InvalidFieldInParameterList(
-                    start + 16 * i + 8,
+                    header.length + desc.length * i + desc.offset("number_of_logical_blocks"),
                     message=f"{total} blocks exceed {MAX_TOKEN_TRANSFER_SIZE}")
 
     # --- a ROD token named by an EXTENDED COPY (ROD CSCD descriptor, SPC-4 6.4.5.9) -------------
@@ -467,8 +481,9 @@ class RodTokens:
         INVALID FIELD IN CDB at the LIST IDENTIFIER (byte 2)."""
         op = self._operation(lun, list_id)
         if op is None or not op.running:
-            raise InvalidFieldInCdb(2, message=f"no copy operation with list identifier "
-                                               f"{list_id} is being processed")
+            raise CopyOperationAbort.invalid(
+                "list_identifier",
+                f"no copy operation with list identifier {list_id} is being processed")
         log.warning("%s: COPY OPERATION ABORT of WRITE USING TOKEN list %d after %d "
                     "blocks", lun.name, list_id, op.transferred)
         op.cancel.set()
@@ -617,7 +632,7 @@ def _describe(ranges: Sequence[rod.BlockRange]) -> str:
     return ", ".join(f"LBA {r.lba} + {r.count} blocks" for r in ranges) or "no ranges"
 
 
-def _invalid(asc: Asc, message: str, byte: int = 16) -> IllegalRequest:
+def _invalid(asc: Asc, message: str, byte: int = _TOKEN_AT) -> IllegalRequest:
     """ILLEGAL REQUEST, INVALID TOKEN OPERATION (SPC-4 Annex D 23h), pointing at the ROD
     token in the parameter list: byte 16 of WRITE USING TOKEN's, or where an EXTENDED
     COPY's inline data holds it."""

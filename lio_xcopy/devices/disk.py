@@ -644,30 +644,36 @@ class Disk(LogicalUnit):
         ten = cdb.OPCODE == spc.ModeSelect10.OPCODE
         params = spc.parse_mode_parameters(cmd.data.tobytes(length), ten=ten)
         if params.medium_type:
-            raise InvalidFieldInParameterList(2 if ten else 1, message="medium type")
+            raise InvalidFieldInParameterList(*spc.mode_header(ten=ten).pointer("medium_type"),
+                                              "medium type")
+        size = sbc.SHORT_BLOCK_DESCRIPTOR_LAYOUT.length
         for i, desc in enumerate(params.block_descriptors):
-            self._check_block_descriptor(desc, params.block_descriptor_offset + 8 * i)
+            self._check_block_descriptor(desc, params.block_descriptor_offset + size * i)
         if params.pages and not cdb.pf:
             raise layout.invalid("pf", "vendor-specific mode pages")
         current = self.mode_pages(spc.PC_CURRENT)
         changeable = self.mode_pages(spc.PC_CHANGEABLE)
         wce = self.write_cache
+        head = spc.MODE_PAGE_0_HEADER
         for page, sub, offset, raw in params.pages:
             ours = current.get((page, sub))
-            if ours is None or raw[0] & 0x40:
-                bit = 6 if raw[0] & 0x40 else 5  # SPF, or the PAGE CODE
-                raise InvalidFieldInParameterList(offset, bit, f"mode page {page:#04x}/{sub:#04x}")
+            spf = head.get("spf", raw)
+            if ours is None or spf:
+                byte, bit = head.pointer("spf" if spf else "page_code")
+                raise InvalidFieldInParameterList(
+                    offset + byte, bit, f"mode page {page:#04x}/{sub:#04x}")
             if len(raw) != len(ours):
-                raise InvalidFieldInParameterList(offset + 1, message="page length")
+                raise InvalidFieldInParameterList(offset + head.offset("page_length"),
+                                                  message="page length")
             mask = changeable[(page, sub)]
-            for i in range(2, len(raw)):
+            for i in range(head.length, len(raw)):
                 locked = (raw[i] ^ ours[i]) & ~mask[i] & 0xFF
                 if locked:
                     raise InvalidFieldInParameterList(
                         offset + i, locked.bit_length() - 1, f"page {page:#04x} byte {i}"
                     )
             if page == sbc.CACHING_PAGE:
-                wce = bool(raw[2] & sbc.WCE)
+                wce = bool(sbc.CACHING_PAGE_LAYOUT.get("wce", raw))
         if self.write_cache and not wce:
             self._sync(None, data_only=True)
         self.write_cache = wce
@@ -677,12 +683,16 @@ class Disk(LogicalUnit):
         """SBC-4 6.5.2: the capacity may be restated (or 0, 'unchanged'), never changed,
         and the block length is fixed."""
         blocks, reserved, block_length = sbc.parse_short_block_descriptor(desc)
+        layout = sbc.SHORT_BLOCK_DESCRIPTOR_LAYOUT
         if blocks not in (0, min(self.blocks, 0xFFFFFFFF)):
-            raise InvalidFieldInParameterList(offset, message="number of logical blocks")
+            raise InvalidFieldInParameterList(offset + layout.offset("number_of_logical_blocks"),
+                                              message="number of logical blocks")
         if reserved:
-            raise InvalidFieldInParameterList(offset + 4, message="reserved")
+            raise InvalidFieldInParameterList(offset + layout.offset("reserved"),
+                                              message="reserved")
         if block_length != self.block_size:
-            raise InvalidFieldInParameterList(offset + 5, message="logical block length")
+            raise InvalidFieldInParameterList(offset + layout.offset("logical_block_length"),
+                                              message="logical block length")
 
     # --- life cycle -----------------------------------------------------------------------
     def flush(self) -> None:

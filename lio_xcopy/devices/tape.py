@@ -54,11 +54,15 @@ MAX_LOGICAL_OBJECT_IDENTIFIER = 0xFFFFFFFF  # what LOCATE (10) and READ POSITION
 _NO_UNIT_ATTENTION = frozenset({0x03, 0x12, 0xA0})  # REQUEST SENSE, INQUIRY, REPORT LUNS
 #: Bits MODE SELECT may change, per (page, subpage): byte offset -> mask.
 _CHANGEABLE = {
-    (ssc.DATA_COMPRESSION_PAGE, 0): {2: ssc.DCE},
-    (ssc.DEVICE_CONFIGURATION_PAGE, ssc.DEVICE_CONFIGURATION_EXTENSION): {6: 0xFF, 7: 0xFF},
+    (ssc.DATA_COMPRESSION_PAGE, 0): ssc.DATA_COMPRESSION_LAYOUT.bits("dce"),
+    (ssc.DEVICE_CONFIGURATION_PAGE, ssc.DEVICE_CONFIGURATION_EXTENSION):
+        ssc.DEVICE_CONFIGURATION_EXTENSION_LAYOUT.bits("pews"),
     # FDP/SDP/IDP, and partition 0's size: its own or FFFFh (the rest of the medium)
-    (ssc.MEDIUM_PARTITION_PAGE, 0): {4: ssc.PARTITION_NOW, 8: 0xFF, 9: 0xFF},
+    (ssc.MEDIUM_PARTITION_PAGE, 0):
+        ssc.MEDIUM_PARTITION_LAYOUT.bits("fdp", "sdp", "idp", "partition_size"),
 }
+#: PS (parameters saveable, SPC-4 7.5.7): the one bit of a page MODE SELECT ignores
+_PS = spc.MODE_PAGE_0_HEADER.bits("ps")
 _LOG_PAGES = (ssc.SEQUENTIAL_ACCESS_DEVICE_PAGE, ssc.TAPE_ALERT_PAGE)
 #: SPACE codes served: logical blocks, filemarks, end of data (SSC-4 SPACE (6)).
 SPACE_CODES = (ssc.SPACE_BLOCKS, ssc.SPACE_FILEMARKS, ssc.SPACE_END_OF_DATA)
@@ -801,23 +805,31 @@ class Tape(LogicalUnit):
             raise layout.invalid("parameter_list_length")
         if not length:
             return 0
-        params = spc.parse_mode_parameters(cmd.data.tobytes(length), ten=ten)
-        buffered = params.device_specific >> 4 & 7
+        data = cmd.data.tobytes(length)
+        params = spc.parse_mode_parameters(data, ten=ten)
+        header, dsp = spc.mode_header(ten=ten), ssc.DEVICE_SPECIFIC_PARAMETER_LAYOUT
+        at_dsp = header.offset("device_specific_parameter")
+        buffered = dsp.get("buffered_mode", data, at_dsp)
         if buffered > 1:
-            raise InvalidFieldInParameterList(3 if ten else 2, 6, f"buffered mode {buffered}")
+            byte, bit = dsp.pointer("buffered_mode")
+            raise InvalidFieldInParameterList(at_dsp + byte, bit, f"buffered mode {buffered}")
         if len(params.block_descriptors) > 1:
-            raise InvalidFieldInParameterList(6 if ten else 3, message="one block descriptor")
+            raise InvalidFieldInParameterList(*header.pointer("block_descriptor_length"),
+                                              "one block descriptor")
         block_length = self.block_length
-        at = params.block_descriptor_offset
+        at, bd_layout = params.block_descriptor_offset, ssc.BLOCK_DESCRIPTOR_LAYOUT
         for raw in params.block_descriptors:
             bd = ssc.parse_block_descriptor(raw)
             if bd.density not in (ssc.DENSITY_DEFAULT, ssc.DENSITY_NO_CHANGE, self.density):
-                raise InvalidFieldInParameterList(at, message=f"density code {bd.density:#x}")
+                raise InvalidFieldInParameterList(
+                    at + bd_layout.offset("density_code"),
+                    message=f"density code {bd.density:#x}")
             if bd.block_length and not (
                 MIN_BLOCK_LENGTH <= bd.block_length <= self.max_block_length
             ):
                 raise InvalidFieldInParameterList(
-                    at + 5, message=f"block length {bd.block_length} outside the block limits"
+                    at + bd_layout.offset("block_length"),
+                    message=f"block length {bd.block_length} outside the block limits"
                 )
             block_length = bd.block_length
         current = self.mode_pages(spc.PC_CURRENT)
@@ -828,16 +840,20 @@ class Tape(LogicalUnit):
                 raise InvalidFieldInParameterList(pos, message=f"mode page {page:#x}")
             mask = _CHANGEABLE.get((page, sub), {})
             for i, (a, b) in enumerate(zip(raw, mine, strict=True)):
-                if (a ^ b) & (0x7F if i == 0 else 0xFF) & ~mask.get(i, 0):
+                if (a ^ b) & ~_PS.get(i, 0) & 0xFF & ~mask.get(i, 0):
                     raise InvalidFieldInParameterList(pos + i, message=f"page {page:#x} byte {i}")
             if (page, sub) == (ssc.DEVICE_CONFIGURATION_PAGE, ssc.DEVICE_CONFIGURATION_EXTENSION):
-                pews = struct.unpack_from(">H", raw, 6)[0]
+                pews = ssc.DEVICE_CONFIGURATION_EXTENSION_LAYOUT.get("pews", raw)
             if (page, sub) == (ssc.DATA_COMPRESSION_PAGE, 0):
-                compression = bool(raw[2] & ssc.DCE)
+                compression = bool(ssc.DATA_COMPRESSION_LAYOUT.get("dce", raw))
             if (page, sub) == (ssc.MEDIUM_PARTITION_PAGE, 0):
-                if raw[8:10] not in (mine[8:10], b"\xff\xff"):
-                    raise InvalidFieldInParameterList(pos + 8, message="partition 0 size")
-                partition = bool(raw[4] & ssc.PARTITION_NOW)
+                partition_layout = ssc.MEDIUM_PARTITION_LAYOUT
+                size = partition_layout.get("partition_size", raw)
+                if size not in (partition_layout.get("partition_size", mine), 0xFFFF):
+                    raise InvalidFieldInParameterList(
+                        pos + partition_layout.offset("partition_size"),
+                        message="partition 0 size")
+                partition = any(partition_layout.get(name, raw) for name in ("fdp", "sdp", "idp"))
         if partition:
             # FDP, SDP or IDP with POFM zero partitions the medium at MODE SELECT (SSC-4
             # Medium Partition mode page): into the one partition there is (more were

@@ -66,6 +66,12 @@ class Layout:
         f = self._by_name[name]
         return f.byte, f.msb_bit
 
+    def bits(self, *names: str) -> dict[int, int]:
+        """Byte offset -> the bits fields ``names`` take there: a mask of those fields
+        (e.g. the changeable values of a mode page, SPC-4 7.5.3)."""
+        buf = self.encode({name: self._by_name[name].mask for name in names})
+        return {i: b for i, b in enumerate(buf) if b}
+
     def encode(self, values: Mapping[str, int]) -> bytearray:
         """``length`` bytes with each named field set; an unknown name is an error, a
         value that does not fit its field is ValueError."""

@@ -6,20 +6,12 @@ side, pure.
 Offsets were checked against FreeBSD CTL (``scsi_da.h`` ``scsi_populate_token``,
 ``scsi_write_using_token``, ``scsi_range_desc``; ``scsi_all.h`` ``scsi_token``,
 ``scsi_receive_rod_token_information``) and ddpt 0.97 ``ddpt_xcopy.c`` (``do_pop_tok``,
-``do_wut``, ``do_rrti``), the client this project tests with:
+``do_wut``, ``do_rrti``), the client this project tests with. The POPULATE TOKEN and
+WRITE USING TOKEN parameter lists, the block device range descriptor and the ROD token
+are field tables (:class:`~lio_xcopy.scsi.layout.Layout`) below; the encoders, the
+decoders and the field pointers of their errors use them. The RECEIVE ROD TOKEN
+INFORMATION data is RECEIVE COPY STATUS (LID4)'s table and a trailer:
 
-* POPULATE TOKEN parameter list: 0-1 POPULATE TOKEN DATA LENGTH, 2 bit 1 RTV, bit 0
-  IMMED, 4-7 INACTIVITY TIMEOUT (seconds), 8-11 ROD TYPE, 14-15 BLOCK DEVICE RANGE
-  DESCRIPTOR LENGTH, 16- block device range descriptors.
-* WRITE USING TOKEN parameter list: 0-1 WRITE USING TOKEN DATA LENGTH, 2 bit 1 DEL_TKN,
-  bit 0 IMMED, 8-15 OFFSET INTO ROD (blocks), 16-527 ROD TOKEN, 534-535 BLOCK DEVICE
-  RANGE DESCRIPTOR LENGTH, 536- block device range descriptors.
-* Block device range descriptor (SBC-4 5.9.3, 16 bytes): 0-7 LOGICAL BLOCK ADDRESS,
-  8-11 NUMBER OF LOGICAL BLOCKS.
-* ROD token (SPC-4 5.17.6.1, 512 bytes): 0-3 ROD TYPE, 6-7 ROD TOKEN LENGTH (01F8h),
-  then the ROD type's own bytes: for the tokens a copy manager makes, 8-15 COPY
-  MANAGER ROD TOKEN IDENTIFIER, 16-47 CREATOR LOGICAL UNIT DESCRIPTOR (an
-  identification CSCD descriptor), 48-63 NUMBER OF BYTES REPRESENTED.
 * RECEIVE ROD TOKEN INFORMATION data: 0-3 AVAILABLE DATA, 4 RESPONSE TO SERVICE ACTION,
   5 COPY OPERATION STATUS, 6-7 OPERATION COUNTER, 8-11 ESTIMATED STATUS UPDATE DELAY, 12
   EXTENDED COPY COMPLETION STATUS, 13 LENGTH OF THE SENSE DATA FIELD, 14 SENSE DATA
@@ -36,6 +28,7 @@ from typing import ClassVar, Self
 
 from lio_xcopy.scsi.cdb import Cdb, bitfield
 from lio_xcopy.scsi.errors import InvalidFieldInParameterList, ParameterListLengthError
+from lio_xcopy.scsi.layout import Layout
 from lio_xcopy.scsi.xcopy import (
     STATUS_UPDATE_DELAY_ENDED,
     CopyStatusLid4,
@@ -93,10 +86,46 @@ ROD_TYPE_BLOCK_DEVICE_ZERO = 0xFFFF0001
 
 TOKEN_LENGTH = 512
 ROD_TOKEN_LENGTH = TOKEN_LENGTH - 8  # the ROD TOKEN LENGTH field: 01F8h
-RANGE_DESCRIPTOR_LENGTH = 16
-POPULATE_TOKEN_HEADER = 16
-WRITE_USING_TOKEN_HEADER = 536
 RRTI_HEADER = 32
+
+# --- parameter list and token field tables -------------------------------------------------
+#: Block device range descriptor, SBC-4 5.9.3 (bytes 12-15 reserved)
+BLOCK_RANGE_LAYOUT = Layout(
+    "block device range descriptor", 16, logical_block_address=bitfield(0, 64),
+    number_of_logical_blocks=bitfield(8, 32),
+)
+#: POPULATE TOKEN parameter list, SBC-4 5.9.2: the header before the range descriptors
+POPULATE_TOKEN_LAYOUT = Layout(
+    "POPULATE TOKEN parameter list", 16, populate_token_data_length=bitfield(0, 16),
+    rtv=bitfield(2, 1, lsb=1), immed=bitfield(2, 1), inactivity_timeout=bitfield(4, 32),
+    rod_type=bitfield(8, 32), block_device_range_descriptor_length=bitfield(14, 16),
+)
+#: WRITE USING TOKEN parameter list, SBC-4 5.46.2: the header before the range descriptors
+WRITE_USING_TOKEN_LAYOUT = Layout(
+    "WRITE USING TOKEN parameter list", 536, write_using_token_data_length=bitfield(0, 16),
+    del_tkn=bitfield(2, 1, lsb=1), immed=bitfield(2, 1), offset_into_rod=bitfield(8, 64),
+    rod_token=bitfield(16, 8 * TOKEN_LENGTH),
+    block_device_range_descriptor_length=bitfield(534, 16),
+)
+#: ROD token, SPC-4 5.17.6.1 table 119, with the fields of a token a copy manager makes;
+#: bytes 64-511 are the ROD type's and the copy manager's own
+ROD_TOKEN_LAYOUT = Layout(
+    "ROD token", TOKEN_LENGTH, rod_type=bitfield(0, 32), rod_token_length=bitfield(6, 16),
+    copy_manager_rod_token_identifier=bitfield(8, 64),
+    creator_logical_unit_descriptor=bitfield(16, 256),
+    number_of_bytes_represented=bitfield(48, 128),
+)
+RANGE_DESCRIPTOR_LENGTH = BLOCK_RANGE_LAYOUT.length
+POPULATE_TOKEN_HEADER = POPULATE_TOKEN_LAYOUT.length
+WRITE_USING_TOKEN_HEADER = WRITE_USING_TOKEN_LAYOUT.length
+
+
+def field_bytes(layout: Layout, name: str, buf: bytes | bytearray | memoryview,
+                off: int = 0) -> bytes:
+    """The bytes of whole-byte field ``name`` (a token, a descriptor) at ``off``."""
+    f = layout.field(name)
+    return bytes(buf[off + f.byte : off + f.byte + f.nbytes])
+
 
 # COPY OPERATION STATUS, SPC-4 6.24 table 249 (RECEIVE COPY STATUS (LID4))
 COPY_STATUS_COMPLETED = 0x01
@@ -114,26 +143,37 @@ class BlockRange:
     count: int
 
     def encode(self) -> bytes:
-        return struct.pack(">QI4x", self.lba, self.count)
+        return bytes(BLOCK_RANGE_LAYOUT.encode({
+            "logical_block_address": self.lba, "number_of_logical_blocks": self.count}))
+
+    @classmethod
+    def decode(cls, buf: bytes | bytearray | memoryview, off: int = 0) -> Self:
+        return cls(BLOCK_RANGE_LAYOUT.get("logical_block_address", buf, off),
+                   BLOCK_RANGE_LAYOUT.get("number_of_logical_blocks", buf, off))
 
 
-def _ranges(buf: bytes, start: int, length: int) -> tuple[BlockRange, ...]:
-    """The range descriptors of ``length`` bytes at ``start``: a length that is no
-    multiple of 16 or runs past the list is INVALID FIELD IN PARAMETER LIST at its
-    field (SBC-4 5.9.2: at ``start - 2``)."""
+def _ranges(buf: bytes, layout: Layout) -> tuple[BlockRange, ...]:
+    """The range descriptors after the header ``layout``: a BLOCK DEVICE RANGE
+    DESCRIPTOR LENGTH that is no multiple of 16 or runs past the list is INVALID FIELD
+    IN PARAMETER LIST at that field (SBC-4 5.9.2, 5.46.2)."""
+    start = layout.length
+    length = layout.get("block_device_range_descriptor_length", buf)
     if length % RANGE_DESCRIPTOR_LENGTH or start + length > len(buf):
         raise InvalidFieldInParameterList(
-            start - 2, message=f"BLOCK DEVICE RANGE DESCRIPTOR LENGTH {length}")
-    return tuple(BlockRange(*struct.unpack_from(">QI", buf, off))
+            *layout.pointer("block_device_range_descriptor_length"),
+            f"BLOCK DEVICE RANGE DESCRIPTOR LENGTH {length}")
+    return tuple(BlockRange.decode(buf, off)
                  for off in range(start, start + length, RANGE_DESCRIPTOR_LENGTH))
 
 
-def _check_data_length(buf: bytes, header: int) -> None:
-    if len(buf) < header:
+def _check_data_length(buf: bytes, layout: Layout, name: str) -> None:
+    """The list holds the header ``layout``, and its DATA LENGTH field ``name`` (the
+    bytes after that field) ends within the list (SBC-4 5.9.2, 5.46.2)."""
+    if len(buf) < layout.length:
         raise ParameterListLengthError(message=f"parameter list of {len(buf)} bytes, "
-                                       f"{header} needed")
-    (n,) = struct.unpack_from(">H", buf, 0)
-    if n + 2 > len(buf):
+                                       f"{layout.length} needed")
+    n = layout.get(name, buf)
+    if n + layout.field(name).nbytes > len(buf):
         raise ParameterListLengthError(message=f"DATA LENGTH {n} beyond {len(buf)} bytes")
 
 
@@ -146,20 +186,27 @@ class PopulateTokenList:
     rod_type: int | None = None  # None: RTV clear, the copy manager chooses
     immed: bool = False
 
+    LAYOUT: ClassVar[Layout] = POPULATE_TOKEN_LAYOUT
+
     def encode(self) -> bytes:
         body = b"".join(r.encode() for r in self.ranges)
-        flags = (0x02 if self.rod_type is not None else 0) | (0x01 if self.immed else 0)
-        head = struct.pack(">HBxIIxxH", POPULATE_TOKEN_HEADER - 2 + len(body), flags,
-                           self.inactivity_timeout, self.rod_type or 0, len(body))
-        return head + body
+        layout = self.LAYOUT
+        head = layout.encode({
+            "populate_token_data_length": layout.length - 2 + len(body),
+            "rtv": self.rod_type is not None, "immed": self.immed,
+            "inactivity_timeout": self.inactivity_timeout, "rod_type": self.rod_type or 0,
+            "block_device_range_descriptor_length": len(body),
+        })
+        return bytes(head) + body
 
     @classmethod
     def parse(cls, buf: bytes) -> Self:
-        _check_data_length(buf, POPULATE_TOKEN_HEADER)
-        flags = buf[2]
-        timeout, rod_type, length = struct.unpack_from(">II2xH", buf, 4)
-        ranges = _ranges(buf, POPULATE_TOKEN_HEADER, length)
-        return cls(ranges, timeout, rod_type if flags & 0x02 else None, bool(flags & 0x01))
+        layout = cls.LAYOUT
+        _check_data_length(buf, layout, "populate_token_data_length")
+        f = layout.decode(buf)
+        ranges = _ranges(buf, layout)
+        return cls(ranges, f["inactivity_timeout"], f["rod_type"] if f["rtv"] else None,
+                   bool(f["immed"]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,24 +219,29 @@ class WriteUsingTokenList:
     del_tkn: bool = False
     immed: bool = False
 
+    LAYOUT: ClassVar[Layout] = WRITE_USING_TOKEN_LAYOUT
+
     def encode(self) -> bytes:
         if len(self.token) != TOKEN_LENGTH:
             raise ValueError(f"a ROD token is {TOKEN_LENGTH} bytes, not {len(self.token)}")
         body = b"".join(r.encode() for r in self.ranges)
-        flags = (0x02 if self.del_tkn else 0) | (0x01 if self.immed else 0)
-        return (struct.pack(">HBxxxxxQ", WRITE_USING_TOKEN_HEADER - 2 + len(body), flags,
-                            self.offset_into_rod)
-                + self.token + struct.pack(">6xH", len(body)) + body)
+        layout = self.LAYOUT
+        return bytes(layout.encode({
+            "write_using_token_data_length": layout.length - 2 + len(body),
+            "del_tkn": self.del_tkn, "immed": self.immed,
+            "offset_into_rod": self.offset_into_rod,
+            "rod_token": int.from_bytes(self.token, "big"),
+            "block_device_range_descriptor_length": len(body),
+        })) + body
 
     @classmethod
     def parse(cls, buf: bytes) -> Self:
-        _check_data_length(buf, WRITE_USING_TOKEN_HEADER)
-        flags = buf[2]
-        (offset,) = struct.unpack_from(">Q", buf, 8)
-        (length,) = struct.unpack_from(">H", buf, WRITE_USING_TOKEN_HEADER - 2)
-        ranges = _ranges(buf, WRITE_USING_TOKEN_HEADER, length)
-        return cls(bytes(buf[16 : 16 + TOKEN_LENGTH]), ranges, offset, bool(flags & 0x02),
-                   bool(flags & 0x01))
+        layout = cls.LAYOUT
+        _check_data_length(buf, layout, "write_using_token_data_length")
+        ranges = _ranges(buf, layout)
+        return cls(field_bytes(layout, "rod_token", buf), ranges,
+                   layout.get("offset_into_rod", buf), bool(layout.get("del_tkn", buf)),
+                   bool(layout.get("immed", buf)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,32 +257,45 @@ class RodToken:
     bytes_represented: int
     rest: bytes = bytes(TOKEN_LENGTH - 64)
 
+    LAYOUT: ClassVar[Layout] = ROD_TOKEN_LAYOUT
+    #: the first byte of ``rest``: the end of the fields the table names
+    REST: ClassVar[int] = 64
+
     def encode(self) -> bytes:
-        if len(self.creator) != 32 or len(self.rest) != TOKEN_LENGTH - 64:
+        creator = self.LAYOUT.field("creator_logical_unit_descriptor").nbytes
+        if len(self.creator) != creator or len(self.rest) != TOKEN_LENGTH - self.REST:
             raise ValueError("creator descriptor is 32 bytes, the rest 448")
-        return (struct.pack(">IxxHQ", self.rod_type, ROD_TOKEN_LENGTH, self.identifier)
-                + self.creator + self.bytes_represented.to_bytes(16, "big") + self.rest)
+        token = self.LAYOUT.encode({
+            "rod_type": self.rod_type, "rod_token_length": ROD_TOKEN_LENGTH,
+            "copy_manager_rod_token_identifier": self.identifier,
+            "creator_logical_unit_descriptor": int.from_bytes(self.creator, "big"),
+            "number_of_bytes_represented": self.bytes_represented,
+        })
+        token[self.REST:] = self.rest
+        return bytes(token)
 
     @classmethod
     def parse(cls, token: bytes) -> Self:
         if len(token) != TOKEN_LENGTH:
             raise ValueError(f"a ROD token is {TOKEN_LENGTH} bytes, not {len(token)}")
-        rod_type, _, ident = struct.unpack_from(">IxxHQ", token, 0)
-        return cls(rod_type, ident, bytes(token[16:48]),
-                   int.from_bytes(token[48:64], "big"), bytes(token[64:]))
+        layout = cls.LAYOUT
+        return cls(layout.get("rod_type", token),
+                   layout.get("copy_manager_rod_token_identifier", token),
+                   field_bytes(layout, "creator_logical_unit_descriptor", token),
+                   layout.get("number_of_bytes_represented", token), bytes(token[cls.REST:]))
 
 
 def token_type(token: bytes) -> tuple[int, int]:
     """ROD TYPE and ROD TOKEN LENGTH of a token (SPC-4 5.17.6.1)."""
-    rod_type, length = struct.unpack_from(">IxxH", token, 0)
-    return rod_type, length
+    return (ROD_TOKEN_LAYOUT.get("rod_type", token),
+            ROD_TOKEN_LAYOUT.get("rod_token_length", token))
 
 
 def block_device_zero_token() -> bytes:
     """The block device zero ROD token (SBC-4 4.32): ROD TYPE FFFF0001h, ROD TOKEN
     LENGTH 01F8h, every other byte zero."""
-    return struct.pack(">IxxH", ROD_TYPE_BLOCK_DEVICE_ZERO, ROD_TOKEN_LENGTH) + bytes(
-        TOKEN_LENGTH - 8)
+    return bytes(ROD_TOKEN_LAYOUT.encode({
+        "rod_type": ROD_TYPE_BLOCK_DEVICE_ZERO, "rod_token_length": ROD_TOKEN_LENGTH}))
 
 
 @dataclass(frozen=True, slots=True)

@@ -576,16 +576,27 @@ def control_mode_page(
     }))
 
 
+#: Short LBA mode parameter block descriptor, SBC-4 6.5.2 table 177 (byte 4 reserved)
+SHORT_BLOCK_DESCRIPTOR_LAYOUT = Layout(
+    "short LBA mode parameter block descriptor", SHORT_BLOCK_DESCRIPTOR_LENGTH,
+    number_of_logical_blocks=bitfield(0, 32), reserved=bitfield(4),
+    logical_block_length=bitfield(5, 24),
+)
+
+
 def short_block_descriptor(blocks: int, block_length: int) -> bytes:
     """Short LBA mode parameter block descriptor, SBC-4 6.5.2: NUMBER OF LOGICAL BLOCKS
     is FFFFFFFFh when the capacity does not fit."""
-    return struct.pack(">IxBH", min(blocks, 0xFFFFFFFF), block_length >> 16, block_length & 0xFFFF)
+    return bytes(SHORT_BLOCK_DESCRIPTOR_LAYOUT.encode({
+        "number_of_logical_blocks": min(blocks, 0xFFFFFFFF),
+        "logical_block_length": block_length,
+    }))
 
 
 def parse_short_block_descriptor(desc: bytes | memoryview) -> tuple[int, int, int]:
     """(number of logical blocks, reserved byte, logical block length)."""
-    blocks, reserved, hi, lo = struct.unpack_from(">IBBH", desc)
-    return blocks, reserved, hi << 16 | lo
+    d = SHORT_BLOCK_DESCRIPTOR_LAYOUT.decode(desc)
+    return d["number_of_logical_blocks"], d["reserved"], d["logical_block_length"]
 
 
 def disk_device_specific_parameter(*, wp: bool = False, dpofua: bool = True) -> int:

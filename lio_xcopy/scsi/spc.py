@@ -278,6 +278,20 @@ MODE_HEADER_10 = Layout(
     medium_type=bitfield(2), device_specific_parameter=bitfield(3),
     longlba=bitfield(4, 1), block_descriptor_length=bitfield(6, 16),
 )
+#: Mode page headers, SPC-4 7.5.7 tables 454 (page_0 format) and 455 (sub_page format)
+MODE_PAGE_0_HEADER = Layout(
+    "mode page header (page_0)", 2, ps=bitfield(0, 1, lsb=7), spf=bitfield(0, 1, lsb=6),
+    page_code=bitfield(0, 6), page_length=bitfield(1),
+)
+MODE_SUBPAGE_HEADER = Layout(
+    "mode page header (sub_page)", 4, ps=bitfield(0, 1, lsb=7), spf=bitfield(0, 1, lsb=6),
+    page_code=bitfield(0, 6), subpage_code=bitfield(1), page_length=bitfield(2, 16),
+)
+
+
+def mode_header(*, ten: bool) -> Layout:
+    """The mode parameter header of MODE SELECT/SENSE (10) or (6) (SPC-4 7.5.5)."""
+    return MODE_HEADER_10 if ten else MODE_HEADER_6
 
 
 def mode_parameter_list(
@@ -285,7 +299,7 @@ def mode_parameter_list(
     medium_type: int = 0,
 ) -> bytes:
     """Mode parameter header (6) or (10) + block descriptors + pages (SPC-4 7.5.5)."""
-    layout = MODE_HEADER_10 if ten else MODE_HEADER_6
+    layout = mode_header(ten=ten)
     total = layout.length + len(block_descriptors) + len(pages)
     # MODE DATA LENGTH counts the bytes after itself; the 6-byte form's one byte saturates
     after = total - layout.field("mode_data_length").nbytes
@@ -312,7 +326,7 @@ def parse_mode_parameters(data: bytes | memoryview, *, ten: bool) -> ModeParamet
     """Split a MODE SELECT parameter list, SPC-4 7.5.5; bad lengths raise the sense
     SPC-4 names (PARAMETER LIST LENGTH ERROR, INVALID FIELD IN PARAMETER LIST)."""
     data = bytes(data)
-    layout = MODE_HEADER_10 if ten else MODE_HEADER_6
+    layout = mode_header(ten=ten)
     head_len = layout.length
     if len(data) < head_len:
         if not data:
@@ -331,15 +345,17 @@ def parse_mode_parameters(data: bytes | memoryview, *, ten: bool) -> ModeParamet
     pages = []
     pos = head_len + bdl
     while pos < len(data):
-        if pos + 2 > len(data):
+        if pos + MODE_PAGE_0_HEADER.length > len(data):
             raise ParameterListLengthError(message="mode page header truncated")
-        page, spf = data[pos] & 0x3F, bool(data[pos] & 0x40)
-        if spf:
-            if pos + 4 > len(data):
+        page = MODE_PAGE_0_HEADER.get("page_code", data, pos)
+        if MODE_PAGE_0_HEADER.get("spf", data, pos):
+            if pos + MODE_SUBPAGE_HEADER.length > len(data):
                 raise ParameterListLengthError(message="mode subpage header truncated")
-            sub, plen, hlen = data[pos + 1], struct.unpack_from(">H", data, pos + 2)[0], 4
+            page_header = MODE_SUBPAGE_HEADER
+            sub = page_header.get("subpage_code", data, pos)
         else:
-            sub, plen, hlen = 0, data[pos + 1], 2
+            page_header, sub = MODE_PAGE_0_HEADER, 0
+        plen, hlen = page_header.get("page_length", data, pos), page_header.length
         if pos + hlen + plen > len(data):
             raise ParameterListLengthError(message=f"mode page {page:#x} truncated")
         pages.append((page, sub, pos, data[pos : pos + hlen + plen]))

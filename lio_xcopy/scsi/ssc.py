@@ -329,14 +329,28 @@ def parse_read_position_short(data: bytes | memoryview) -> ShortPosition:
 
 
 # --- mode parameters ---------------------------------------------------------------------------
+#: Mode parameter block descriptor of a sequential-access device, SSC-4 8.3.3:
+#: DENSITY CODE, NUMBER OF BLOCKS, reserved, BLOCK LENGTH (0: variable)
+BLOCK_DESCRIPTOR_LAYOUT = Layout(
+    "mode parameter block descriptor (sequential-access)", 8, density_code=bitfield(0),
+    number_of_blocks=bitfield(1, 24), block_length=bitfield(5, 24),
+)
+#: DEVICE-SPECIFIC PARAMETER of the mode parameter header, SSC-4 8.3.2: WP, BUFFERED
+#: MODE, SPEED (one byte, placed by the header's table)
+DEVICE_SPECIFIC_PARAMETER_LAYOUT = Layout(
+    "device-specific parameter (sequential-access)", 1, wp=bitfield(0, 1, lsb=7),
+    buffered_mode=bitfield(0, 3, lsb=4), speed=bitfield(0, 4),
+)
+
+
 def block_descriptor(density: int, block_length: int, number_of_blocks: int = 0) -> bytes:
     """Mode parameter block descriptor for sequential-access devices (8 bytes):
     DENSITY CODE, NUMBER OF BLOCKS (3 bytes), reserved, BLOCK LENGTH (3 bytes, 0 =
     variable)."""
-    return (
-        bytes([density & 0xFF]) + number_of_blocks.to_bytes(3, "big") + b"\x00"
-        + block_length.to_bytes(3, "big")
-    )
+    return bytes(BLOCK_DESCRIPTOR_LAYOUT.encode({
+        "density_code": density & 0xFF, "number_of_blocks": number_of_blocks,
+        "block_length": block_length,
+    }))
 
 
 class BlockDescriptor(NamedTuple):
@@ -345,16 +359,17 @@ class BlockDescriptor(NamedTuple):
     block_length: int
 
 
-def parse_block_descriptor(bd: bytes) -> BlockDescriptor:
-    return BlockDescriptor(
-        bd[0], int.from_bytes(bd[1:4], "big"), int.from_bytes(bd[5:8], "big")
-    )
+def parse_block_descriptor(bd: bytes | memoryview) -> BlockDescriptor:
+    d = BLOCK_DESCRIPTOR_LAYOUT.decode(bd)
+    return BlockDescriptor(d["density_code"], d["number_of_blocks"], d["block_length"])
 
 
 def device_specific_parameter(*, write_protected: bool, buffered_mode: int, speed: int = 0) -> int:
     """Mode parameter header byte for sequential-access devices: WP (bit 7),
     BUFFERED MODE (bits 6-4), SPEED (bits 3-0)."""
-    return (0x80 if write_protected else 0) | (buffered_mode & 7) << 4 | (speed & 0xF)
+    return DEVICE_SPECIFIC_PARAMETER_LAYOUT.encode({
+        "wp": write_protected, "buffered_mode": buffered_mode & 7, "speed": speed & 0xF,
+    })[0]
 
 
 # Mode page field tables (SSC-4 8.3): the fields we set; the others are zero.
