@@ -87,7 +87,7 @@ def test_units_start_restore_at_boot_and_reload() -> None:
 
     disks = []
     for i, serial in enumerate(("5e3c1a2b-7d4f-4e6a-9b0c-1d2e3f405162",
-                                "5e3c1a2b-7d4f-4e6a-9b0c-1d2e3f405163")):
+                                "6f4d2b3c-8e5a-4f7b-8c1d-2e3f40516374")):
         img = work / f"sysd{i}.img"
         img.unlink(missing_ok=True)
         with img.open("wb") as f:
