@@ -36,7 +36,12 @@ pytestmark = pytest.mark.skipif(
 
 
 def systemctl(*args: str, check: bool = True):
-    return run("systemctl", *args, check=check, timeout=180)
+    try:
+        return run("systemctl", *args, check=check, timeout=180)
+    except subprocess.TimeoutExpired as e:
+        units = run("systemctl", "list-jobs", "--no-pager", check=False).stdout
+        raise AssertionError(f"systemctl {' '.join(args)}: not within 180 s\n{units}\n"
+                             f"{journal('lio-xcopy')}\n{journal('lio-xcopy-restore')}") from e
 
 
 def journal(unit: str) -> str:
