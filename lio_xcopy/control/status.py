@@ -119,8 +119,14 @@ def lines(cfg: config.SavedConfig, state: state_file.DaemonState | None,
             what = f"library drive {b.name}: drive {b.drive} of library {b.library}"
         else:
             what = f"passthrough {b.name}: device {b.device}"
-        out.append(f"{what}, wwn {b.wwn}"
-                   + ("" if b.name in served or state is None else ", NOT SERVED by the daemon"))
+        if state is None or served.get(b.name) not in (None, "unavailable"):
+            health = ""
+        elif b.name in served:
+            health = (", UNAVAILABLE: the daemon cannot open it and answers NOT READY "
+                      "(its log says why; fix it, then `systemctl reload lio-xcopy`)")
+        else:
+            health = ", NOT SERVED by the daemon"
+        out.append(f"{what}, wwn {b.wwn}{health}")
         out += [f"  {e}" for e in _exports(cfg, b.name)] or ["  not exported"]
     if not cfg.backstores:
         out.append("no LUNs: create them, or `lio-xcopy restoreconfig`")

@@ -31,6 +31,7 @@ from lio_xcopy.copy.manager import CopyManager
 from lio_xcopy.devices.base import Command, LogicalUnit, TaskManagement
 from lio_xcopy.devices.foreign import ForeignDevices
 from lio_xcopy.devices.members import foreign_designator
+from lio_xcopy.devices.unavailable import Unavailable
 from lio_xcopy.errors import LioXcopyError
 from lio_xcopy.handler_config import SUBTYPE
 from lio_xcopy.scsi.errors import CheckCondition, HardwareError
@@ -40,7 +41,7 @@ from lio_xcopy.sg.resolve import CONFIGFS_TARGET, own_exports
 from lio_xcopy.tcmu import state as state_file
 from lio_xcopy.tcmu import uio as uio_mod
 from lio_xcopy.tcmu.exports import exposure
-from lio_xcopy.tcmu.handler import Libraries, open_device
+from lio_xcopy.tcmu.handler import Libraries, open_device, unavailable_device
 from lio_xcopy.tcmu.memory import tune_malloc
 from lio_xcopy.tcmu.ring import CommandRing, RingCommand, RingTmr
 from lio_xcopy.tcmu.service import sd_notify
@@ -159,6 +160,22 @@ def _outcome(call: Callable[[], Handled], device: LogicalUnit,
     return GOOD, b"", min(n, cmd.data.length)
 
 
+def open_lun(tcmu: UioName, opener: Opener = open_device) -> LogicalUnit:
+    """The device a storage object describes; one that cannot be opened (its backing
+    store missing, its configuration refused) is served as
+    :class:`~lio_xcopy.devices.unavailable.Unavailable`, logged with the reason, so
+    that its ring is answered rather than left to the kernel's command timeout."""
+    serial = read_unit_serial(tcmu)
+    try:
+        return opener(tcmu.name, tcmu.cfg, serial)
+    except (LioXcopyError, OSError) as e:
+        device = unavailable_device(tcmu.name, tcmu.cfg, serial, e)
+        log.error("%s: cannot serve its device, answering NOT READY (MANUAL INTERVENTION "
+                  "REQUIRED) until it can: %s. Once that is fixed, run `systemctl reload "
+                  "lio-xcopy` (SIGHUP)", tcmu.name, getattr(device, "reason", e))
+        return device
+
+
 class TcmuDevice:
     """A device's uio fd, its mapped ring and the SCSI device answering it.
 
@@ -188,8 +205,7 @@ class TcmuDevice:
 
     @classmethod
     def open(cls, uio: UioDevice, opener: Opener = open_device) -> TcmuDevice:
-        serial = read_unit_serial(uio.tcmu)
-        device = opener(uio.tcmu.name, uio.tcmu.cfg, serial)
+        device = open_lun(uio.tcmu, opener)
         try:
             fd = os.open(uio.devnode, os.O_RDWR | os.O_CLOEXEC)
         except OSError:
@@ -565,7 +581,8 @@ class Daemon:
     def attach(self, key: str, dev: TcmuDevice) -> None:
         dev.notify = self._notify
         self.devices[key] = dev
-        self.copy_manager.register(dev.device)
+        if not isinstance(dev.device, Unavailable):  # a copy cannot name it
+            self.copy_manager.register(dev.device)
         self.selector.register(dev.fd, selectors.EVENT_READ, ("dev", key))
         self._state_due = True
 
@@ -712,6 +729,25 @@ class Daemon:
         self._passed.clear()
         for path in sorted(present):
             self.add(path)
+        self.open_unavailable()
+
+    def open_unavailable(self) -> None:
+        """Open again each device served as unavailable (the operator fixed its backing
+        store, say); one that opens now takes its place on the same ring."""
+        for dev in self.devices.values():
+            tcmu = self.names.get(id(dev.device))
+            if not isinstance(dev.device, Unavailable) or tcmu is None:
+                continue
+            device = open_lun(tcmu, self.opener)
+            if isinstance(device, Unavailable):
+                continue
+            del self.names[id(dev.device)]
+            dev.device = device
+            self.names[id(device)] = tcmu
+            self.copy_manager.register(device)
+            self._state_due = True
+            log.info("serving %s (%s, %s): its device opened", dev.name, tcmu.cfg,
+                     type(device).__name__.lower())
 
     def status_line(self) -> str:
         running = [j for j in self.copy_manager.jobs() if j.running]

@@ -4,6 +4,8 @@ library's changer or drive, or a pass-through LUN."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
 import os
 import uuid
@@ -103,3 +105,50 @@ def open_device(name: str, cfg: str, unit_serial: str | None, *,
                 max_block_length=MAX_TRANSFER_BYTES)
     tape.power_on()
     return tape
+
+
+#: PERIPHERAL DEVICE TYPE (SPC-4 6.6.2) of each kind of storage object
+KIND_DEVICE_TYPE = {"disk": 0x00, "tape": 0x01, "changer": 0x08}
+#: where systemd's PrivateTmp=yes gives the daemon directories of its own
+PRIVATE_TMP = ("/tmp/", "/var/tmp/")
+#: what the unit's ProtectHome=read-only leaves the daemon only to read
+PROTECTED_HOME = ("/home/", "/root/", "/run/user/")
+
+
+def unavailable_device(name: str, cfg: str, unit_serial: str | None,
+                       error: BaseException) -> LogicalUnit:
+    """The LUN :func:`open_device` could not open, as a device that answers NOT READY
+    with the reason (:class:`~lio_xcopy.devices.unavailable.Unavailable`), of the type
+    it was configured as; its designators are the ones it would have had."""
+    from lio_xcopy.devices.unavailable import Unavailable
+
+    serial = unit_serial or str(uuid.uuid5(uuid.NAMESPACE_URL, f"lio-xcopy:{name}"))
+    device_type = 0x00
+    try:
+        hc = HandlerConfig.parse(cfg)
+    except ConfigError:
+        hc = None
+    if hc is not None:
+        device_type = KIND_DEVICE_TYPE.get(hc.kind, 0x00)
+        with contextlib.suppress(KeyError, ValueError):
+            device_type = int(hc.options["type"]) if hc.kind == "passthrough" else device_type
+    return Unavailable(LunIdentity(name, serial), device_type, unopenable_reason(hc, error))
+
+
+def unopenable_reason(hc: HandlerConfig | None, error: BaseException) -> str:
+    """``error`` as the operator reads it, with the likeliest cause when the daemon runs
+    under systemd (``INVOCATION_ID`` set): the unit's private /tmp, or its read-only
+    home directories (systemd/lio-xcopy.service)."""
+    reason = str(error)
+    if hc is None or not os.environ.get("INVOCATION_ID"):
+        return reason
+    cause = error.__cause__ or error
+    if hc.path.startswith(PRIVATE_TMP) and isinstance(cause, FileNotFoundError):
+        return reason + ("; the lio-xcopy unit runs with PrivateTmp=yes and cannot see "
+                         "files under /tmp or /var/tmp: keep backing files elsewhere, e.g. "
+                         "/var/lib/lio-xcopy")
+    if (hc.path.startswith(PROTECTED_HOME) and isinstance(cause, OSError)
+            and cause.errno == errno.EROFS):
+        return reason + ("; the lio-xcopy unit runs with ProtectHome=read-only: keep "
+                         "backing files outside /home and /root, e.g. /var/lib/lio-xcopy")
+    return reason

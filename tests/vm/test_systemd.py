@@ -65,7 +65,9 @@ def test_units_start_restore_at_boot_and_reload() -> None:
     assert Path(wheels, "wheels.ok").is_file(), "run it with scripts/test --systemd"
     env = {**os.environ, "PATH": PATH}
     env.pop("VIRTUAL_ENV", None)
-    work = Path(os.environ["LIO_XCOPY_WORK"]) / "systemd"
+    # backing files where an administrator keeps them: the unit's PrivateTmp=yes hides
+    # the test's own /tmp (and the work folder under it) from the daemon
+    work = Path("/var/lib/lio-xcopy-test")
     work.mkdir(parents=True, exist_ok=True)
 
     t0 = time.monotonic()
@@ -127,6 +129,41 @@ def test_units_start_restore_at_boot_and_reload() -> None:
         "reload: looking for devices again") > before)
     assert systemctl("show", "-p", "MainPID", "--value", "lio-xcopy").stdout.strip() == pid
     assert systemctl("is-active", "lio-xcopy").stdout.strip() == "active"
+
+    # a disk on a file the daemon cannot see (PrivateTmp=yes): served as unavailable, so
+    # the initiator is told at once, status and the log say why, and it deletes quickly
+    tmp_img = Path("/tmp/sysd-tmp.img")
+    with tmp_img.open("wb") as f:
+        f.truncate(8 << 20)
+    run(BIN, "/backstores/disk", "create", "name=sysdtmp", f"file={tmp_img}", "size=8M")
+    run(BIN, f"/loopback/{LOOPBACK.name}/luns", "create", "/backstores/disk/sysdtmp")
+    from lio_xcopy.handler_config import SUBTYPE
+    from lio_xcopy.sg.resolve import own_exports
+
+    def tmp_sg() -> str | None:
+        hctl = next((h for h, n in own_exports(SUBTYPE, CONFIGFS).items() if n == "sysdtmp"),
+                    None)
+        sg = [p.name for p in Path(f"/sys/bus/scsi/devices/{hctl}/scsi_generic").glob("sg*")]
+        return f"/dev/{sg[0]}" if hctl and sg else None
+
+    wait_for("the unavailable disk's sg node", lambda: tmp_sg() is not None)
+    t0 = time.monotonic()
+    for _ in range(3):  # the first answers may be unit attentions for the new LUN
+        p = run("sg_turs", "-v", str(tmp_sg()), check=False, timeout=120)
+        if "Unit Attention" not in p.stdout + p.stderr:
+            break
+    print(f"sg_turs on the unavailable disk: {time.monotonic() - t0:.1f} s")
+    out = p.stdout + p.stderr
+    assert "Not Ready" in out and "manual intervention required" in out.lower(), out
+    assert "PrivateTmp=yes" in journal("lio-xcopy"), journal("lio-xcopy")
+    status = run(BIN, "status").stdout
+    assert "sysdtmp" in status and "UNAVAILABLE" in status, status
+    t0 = time.monotonic()
+    run(BIN, "/backstores/disk", "delete", "sysdtmp", timeout=300)
+    print(f"delete of the unavailable disk: {time.monotonic() - t0:.1f} s")
+    assert time.monotonic() - t0 < 60
+    assert "sysdtmp" not in user_backstores()
+    tmp_img.unlink()
 
     # the daemon stopped (systemctl stop, an upgrade): its LUNs stay for the next daemon,
     # and the restore unit stays active, so that a shutdown still runs its ExecStop.
