@@ -17,7 +17,8 @@ times ``dd bs=1M conv=fsync`` from the source file to a new file beside it. Prin
 size and direction: MB/s of each, the ratio dd time / xcopy time, and the process CPU
 seconds per GiB of each (ours: this process's user+system time during the copy, the
 digest thread's too; dd's: its rusage). ``--profile FILE`` runs the copies under
-cProfile and prints the 20 functions with the most own time.
+cProfile and prints the 20 functions with the most own time. ``--digest sha256`` gives
+the copies the daemon's other digest (``--copy-digest``; XXH3-128 by default).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _ratios import MB, GiB, Sample, print_table
 
+from lio_xcopy.copy.digest import DEFAULT as DEFAULT_DIGEST
 from lio_xcopy.copy.manager import CopyManager
 from lio_xcopy.devices.backing import BackingStore
 from lio_xcopy.devices.base import Command, LunIdentity
@@ -93,13 +95,13 @@ class Inline:
 class Lab:
     """The backing files of one size: a source disk and, made on demand, the rest."""
 
-    def __init__(self, root: Path, size: int):
+    def __init__(self, root: Path, size: int, digest: str):
         self.root, self.size = root, size
         self.disk_path = root / "src.img"
         with open(self.disk_path, "wb") as f:
             for _ in range(size >> 20):
                 f.write(os.urandom(1 << 20))
-        self.manager = CopyManager(executor=Inline())
+        self.manager = CopyManager(executor=Inline(), digest=digest)
         self.n = 0
 
     def disk(self, path: Path, *, create: bool = False) -> Disk:
@@ -213,6 +215,10 @@ def main() -> int:
     ap.add_argument("--ways", default=",".join(WAYS), help=f"some of {','.join(WAYS)}")
     ap.add_argument("--dir", default="/dev/shm/lio-xcopy-bench-host")
     ap.add_argument("--profile", metavar="FILE", help="cProfile the copies into FILE")
+    ap.add_argument("--digest", choices=[a.label for a in xcopy.DigestAlgorithm],
+                    default=DEFAULT_DIGEST.label,
+                    help="the copy digest, as `lio-xcopy daemon --copy-digest` sets it "
+                         f"(default {DEFAULT_DIGEST.label})")
     args = ap.parse_args()
     sizes = [parse_size(s) for s in args.sizes.split(",")]
     ways = args.ways.split(",")
@@ -222,7 +228,7 @@ def main() -> int:
     res: dict[tuple[int, str, str], list[Sample]] = {}
     try:
         for size in sizes:
-            lab = Lab(root, size)
+            lab = Lab(root, size, args.digest)
             for r in range(args.runs):
                 for way in ways:
                     for name in (("xcopy", "dd") if r % 2 == 0 else ("dd", "xcopy")):

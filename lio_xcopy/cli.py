@@ -22,7 +22,7 @@ commands:
   library DIR create|list|where|add|import|export
               a tape library's cartridges (`lio-xcopy library --help`)
   backup      back a disk up to a cartridge (changer slot or drive) by EXTENDED COPY, catalogued
-  restore     copy a catalogued backup back to a disk; the copy's SHA-256 is checked
+  restore     copy a catalogued backup back to a disk; the copy's digest is checked
   catalog     list the backup catalog's jobs
   saveconfig [FILE]     save the running LUNs and exports (default /etc/lio-xcopy/saveconfig.json)
   restoreconfig [FILE]  recreate what the saved file holds; harmless when already there

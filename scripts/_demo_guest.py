@@ -24,10 +24,13 @@ import time
 from pathlib import Path
 from typing import NoReturn
 
+import xxhash
+
 from lio_xcopy.control import library, provision
 from lio_xcopy.devices.awstape import AwsTape
 from lio_xcopy.errors import LioXcopyError
 from lio_xcopy.initiator.copy import CopyRequest, run_copy
+from lio_xcopy.scsi.xcopy import DigestAlgorithm
 from lio_xcopy.sg import sgio
 
 MiB = 1 << 20
@@ -310,20 +313,21 @@ def demo(work: Path) -> int:
     job_kernel, job_cmds = crossed(before, after)
     check(job_kernel + job_sgio < MiB, f"{job_kernel + job_sgio} bytes crossed the backup "
           "server for the backup job: the data should not")
-    m = re.search(r"^job (\d+) done: .* in tape file 0 of (\S+), sha256 ([0-9a-f]{64})$", text,
+    m = re.search(r"^job (\d+) done: .* in tape file 0 of (\S+), (\S+) ([0-9a-f]+)$", text,
                   re.M)
     if m is None or m.group(2) != BARCODES[0]:
         fail(f"the backup did not report job done in tape file 0 of {BARCODES[0]}")
-    job_id, job_sha = m.group(1), m.group(3)
+    job_id, algorithm, job_sha = m.group(1), m.group(3), m.group(4)
     check(f"loading {BARCODES[0]} from slot 1 into drive" in text,
           "the backup did not load the cartridge from slot 1")
     # the job wrote its label record, then db0: the copy manager digested both
     with AwsTape.open_readonly(libdir / f"{BARCODES[0]}.aws") as cart:
         label = cart.dump_records()[0] or b""
-    image_sha = hashlib.sha256(label + (work / "db0.img").read_bytes()).hexdigest()
-    check(job_sha == image_sha, f"the copy manager's SHA-256 {job_sha} is not that of the "
-          f"label record and db0's backing file {image_sha}")
-    print(f"  target host: sha256 of the label record ({len(label)} bytes) and "
+    hasher = {"sha256": hashlib.sha256, "xxh3-128": xxhash.xxh3_128}[algorithm]
+    image_sha = hasher(label + (work / "db0.img").read_bytes()).hexdigest()
+    check(job_sha == image_sha, f"the copy manager's {algorithm} {job_sha} is not that of "
+          f"the label record and db0's backing file {image_sha}")
+    print(f"  target host: {algorithm} of the label record ({len(label)} bytes) and "
           f"{work / 'db0.img'} = {image_sha[:16]}...: the same")
     loaded = mtx_status(changer)
     check(f"(Storage Element 1 Loaded):VolumeTag = {BARCODES[0]}" in loaded
@@ -337,7 +341,8 @@ def demo(work: Path) -> int:
     job = sqlite3_job(catalog, int(job_id))
     text, _ = cli(work, "restore", job_id, str(dev["restore2"].block), "--changer", changer,
                   "--unload")
-    check("verified: SHA-256 matches the backup's" in text,
+    title = DigestAlgorithm.named(algorithm).title
+    check(f"verified: {title} matches the backup's" in text,
           "the restore did not print that the digest was verified")
     bad3 = verify(dev["restore2"].block, files, src, mnt)
     check(bad3 == 0, f"{bad3} restored file(s) differ")

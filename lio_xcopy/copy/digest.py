@@ -1,11 +1,15 @@
 """The digest of a copy's bytes (RECEIVE COPY DIGEST, vendor specific, docs/copy-digest.md),
 taken on a thread of its own so that hashing runs beside the copy's reads and writes.
 
-``hashlib`` lets go of the GIL while it hashes a large buffer, so the hashing of one
-chunk overlaps the I/O of the next. The bytes handed to :meth:`BackgroundDigest.update`
-are hashed later, in order, from the caller's own buffer: before the caller writes into
-that buffer again it waits (:meth:`BackgroundDigest.wait`) for the :meth:`ticket` it
-took when the buffer's bytes had all been handed over.
+XXH3-128 (``xxhash``) by default, SHA-256 (``hashlib``) where the daemon is told to
+(``lio-xcopy daemon --copy-digest sha256``): as ZFS does, a fast non-cryptographic
+checksum catches accidental corruption, and a cryptographic one is there for those who
+want tampering caught too. Both let go of the GIL while they hash a large buffer, so
+the hashing of one chunk overlaps the I/O of the next. The bytes handed to
+:meth:`BackgroundDigest.update` are hashed later, in order, from the caller's own
+buffer: before the caller writes into that buffer again it waits
+(:meth:`BackgroundDigest.wait`) for the :meth:`ticket` it took when the buffer's bytes
+had all been handed over.
 """
 
 from __future__ import annotations
@@ -13,7 +17,14 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import deque
-from typing import Any
+from typing import Any, Protocol
+
+import xxhash
+
+from lio_xcopy.scsi.xcopy import DigestAlgorithm
+
+#: The copy manager's digest unless the daemon is told otherwise.
+DEFAULT = DigestAlgorithm.XXH3_128
 
 #: Seconds an idle digest thread waits for more bytes before it ends (a later update
 #: starts another).
@@ -22,11 +33,27 @@ IDLE_SECONDS = 1.0
 INLINE = 16 * 1024
 
 
-class BackgroundDigest:
-    """SHA-256 of the views handed to :meth:`update`, in order, hashed on a worker."""
+class Hash(Protocol):
+    def update(self, data: Any, /) -> None: ...
 
-    def __init__(self, algorithm: str = "sha256"):
-        self._hash = hashlib.new(algorithm)
+    def digest(self) -> bytes: ...
+
+
+def new(algorithm: DigestAlgorithm) -> Hash:
+    """A fresh hash of ``algorithm``."""
+    if algorithm is DigestAlgorithm.XXH3_128:
+        return xxhash.xxh3_128()
+    return hashlib.sha256()
+
+
+class BackgroundDigest:
+    """The digest (:data:`DEFAULT`, or ``algorithm``) of the views handed to
+    :meth:`update`, in order, hashed on a worker."""
+
+    def __init__(self, algorithm: DigestAlgorithm | str = DEFAULT):
+        self.algorithm = (algorithm if isinstance(algorithm, DigestAlgorithm)
+                          else DigestAlgorithm.named(algorithm))
+        self._hash = new(self.algorithm)
         self._queue: deque[Any] = deque()
         self._cv = threading.Condition()
         self._submitted = 0
@@ -36,7 +63,7 @@ class BackgroundDigest:
 
     @property
     def name(self) -> str:
-        return str(self._hash.name)
+        return self.algorithm.label
 
     def update(self, data: Any) -> None:
         """Hash ``data`` (a bytes-like object) after what came before. The caller keeps

@@ -30,6 +30,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from lio_xcopy.copy import digest as copy_digest
 from lio_xcopy.copy.digest import BackgroundDigest
 from lio_xcopy.copy.executor import DaemonThreads, Executor, named
 from lio_xcopy.copy.ports import (
@@ -222,9 +223,13 @@ class CopyManager:
                  foreign: ForeignDirectory | None = None,
                  admitted: Callable[[LogicalUnit], Collection[str]] | None = None,
                  executor: Executor | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic,
+                 digest: xcopy.DigestAlgorithm | str = copy_digest.DEFAULT):
         self.limits = limits or Limits()
         self.chunk = chunk
+        #: what RECEIVE COPY DIGEST reports of each copy (docs/copy-digest.md)
+        self.digest_algorithm = (digest if isinstance(digest, xcopy.DigestAlgorithm)
+                                 else xcopy.DigestAlgorithm.named(digest))
         #: May a copy received by the first LUN name the second? (the copy access policy)
         self.policy = policy or (lambda _receiving, _other: True)
         #: The devices this daemon does not serve (None: copies use our own LUNs only).
@@ -443,7 +448,7 @@ class CopyManager:
                 plist.header.list_id_usage, len(plans), [s.describe() for s in plist.segments],
                 planned=sum(_segment_bytes(p.segment, p.source, p.destination) for p in plans),
                 started=self.clock(), service_action=plist.header.SERVICE_ACTION,
-                immed=plist.header.immed,
+                immed=plist.header.immed, digest=BackgroundDigest(self.digest_algorithm),
                 held_limit=(self.limits.held_data_limit
                             if plist.header.list_id_usage == ListIdUsage.HOLD else 0),
             )
@@ -1346,8 +1351,9 @@ class CopyManager:
                                                    "in progress: no held data yet")
             return self._held_data(job, cdb, sa, status)
         if cdb.OPCODE == xcopy.ReceiveCopyDigest.OPCODE:
-            done = job.digest.digest() if not job.running else bytes(32)
-            return xcopy.CopyDigest(job.status, job.transferred, done).encode()
+            done = job.digest.digest() if not job.running else b""
+            return xcopy.CopyDigest(job.status, job.transferred, done,
+                                    job.digest.algorithm).encode()
         if sa == xcopy.ReceiveCopyResultsCopyStatus.SERVICE_ACTION:
             return xcopy.copy_status_data(job.status, job.segments_processed, job.transferred,
                                           hdd=job.held_discarded)

@@ -33,9 +33,10 @@ _lio_xcopy() {
             case $prev in
                 --config|--pidfile|--state-file) COMPREPLY=($(compgen -f -- "$cur")); return ;;
                 --log-level) COMPREPLY=($(compgen -W "debug info warning error" -- "$cur")); return ;;
+                --copy-digest) COMPREPLY=($(compgen -W "xxh3-128 sha256" -- "$cur")); return ;;
                 --subtype) return ;;
             esac
-            opts="-h --help -v --verbose --log-level --subtype --pidfile --state-file --config" ;;
+            opts="-h --help -v --verbose --log-level --subtype --pidfile --state-file --config --copy-digest" ;;
         copy)
             case $cur in
                 if=*|of=*)

@@ -10,12 +10,13 @@ manager write the whole tape file in one EXTENDED COPY: locate (12h), a label re
 from inline data (04h, :mod:`lio_xcopy.initiator.label`), the disk range (00h) and the
 closing filemark (10h), SPC-4 6.4.6, while COPY STATUS drives a progress bar. A copy
 manager whose OPERATING PARAMETERS lack those types gets the 00h segments alone and
-the filemark from the backup server. The job reads the copy's SHA-256 from the copy
-manager and is recorded with the label's length. The data never crosses the backup
-server. A restore finds the cartridge and tape file in the catalog, loads and positions
-the tape (REWIND, SPACE filemarks), copies tape -> disk the same way (a label read into
-the first block restored, then overwritten by the data) and checks the copy's digest
-against the catalog's.
+the filemark from the backup server. The job reads the copy's digest (XXH3-128 or
+SHA-256, as the target's daemon is set) from the copy manager and is recorded with its
+algorithm and the label's length. The data never crosses the backup server. A restore
+finds the cartridge and tape file in the catalog, loads and positions the tape (REWIND,
+SPACE filemarks), copies tape -> disk the same way (a label read into the first block
+restored, then overwritten by the data) and checks the copy's digest against the
+catalog's when both are of one algorithm.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 from lio_xcopy.errors import LioXcopyError
 from lio_xcopy.initiator.catalog import (
@@ -78,10 +79,21 @@ LIST_ID_ATTEMPTS = 4
 
 
 # --- the copy's digest -----------------------------------------------------------------------
-def copy_digest(dev: ScsiTransport, list_id: int) -> tuple[int, bytes] | None:
-    """(bytes digested, SHA-256) of a finished copy, from the LUN that received the
-    EXTENDED COPY (lio-xcopy's vendor-specific RECEIVE COPY DIGEST, docs/copy-digest.md);
-    None from a copy manager that does not have it."""
+class Digest(NamedTuple):
+    """A copy's digest as the catalog keeps it."""
+
+    algorithm: str  # xcopy.DigestAlgorithm's label: xxh3-128, sha256
+    hex: str
+
+    @property
+    def title(self) -> str:
+        return xcopy.DigestAlgorithm.named(self.algorithm).title
+
+
+def copy_digest(dev: ScsiTransport, list_id: int) -> xcopy.CopyDigest | None:
+    """The digest of a finished copy (bytes digested, algorithm, digest), from the LUN
+    that received the EXTENDED COPY (lio-xcopy's vendor-specific RECEIVE COPY DIGEST,
+    docs/copy-digest.md); None from a copy manager that does not have it."""
     n = xcopy.CopyDigest.LENGTH
     try:
         r = dev.execute(xcopy.ReceiveCopyDigest(list_identifier=list_id,
@@ -95,7 +107,7 @@ def copy_digest(dev: ScsiTransport, list_id: int) -> tuple[int, bytes] | None:
     if d.status != CopyCommandStatus.COMPLETED:
         raise BackupError(f"the copy manager reports the copy unfinished (status "
                           f"{d.status:#04x}): its digest is not final")
-    return d.byte_count, bytes(d.digest)
+    return d
 
 
 # --- finding devices -------------------------------------------------------------------------
@@ -461,8 +473,8 @@ class BackupRequest:
 def _copy(src_dev: ScsiTransport, devs: Devices, src: Endpoint, dst: Endpoint,
           req: CopyRequest, out: IO[str], progress: Progress | None, cat: Catalog,
           job: Job, op: xcopy.OperatingParameters | None = None,
-          leading: tuple[xcopy.Segment, ...] = ()) -> tuple[int, float, str | None]:
-    """One EXTENDED COPY with progress; (bytes moved, seconds, SHA-256 hex or None)."""
+          leading: tuple[xcopy.Segment, ...] = ()) -> tuple[int, float, Digest | None]:
+    """One EXTENDED COPY with progress; (bytes moved, seconds, its digest or None)."""
     op = op or operating_parameters(src_dev)
     lid4 = supports_lid4(src_dev)  # LID4 with IMMED, polled: no command waits on the copy
     poll = devs.open(src_dev.path)
@@ -497,11 +509,15 @@ def _copy(src_dev: ScsiTransport, devs: Devices, src: Endpoint, dst: Endpoint,
     if digest is None:
         print("  the copy manager reports no digest: the catalog keeps no checksum", file=out)
         return moved, seconds, None
-    count, sha = digest
-    if count != moved:
-        raise BackupError(f"the copy manager digested {count} bytes but moved {moved}: "
-                          "check the target's log")
-    return moved, seconds, sha.hex()
+    if digest.byte_count != moved:
+        raise BackupError(f"the copy manager digested {digest.byte_count} bytes but moved "
+                          f"{moved}: check the target's log")
+    algorithm = digest.known_algorithm
+    if algorithm is None:
+        print(f"  the copy manager's digest algorithm {digest.algorithm:02X}h is unknown to "
+              "this lio-xcopy: the catalog keeps no checksum", file=out)
+        return moved, seconds, None
+    return moved, seconds, Digest(algorithm.label, digest.value.hex())
 
 
 def _shows(progress: Progress | None) -> Callable[[AnyCopyStatus, float], None] | None:
@@ -618,7 +634,7 @@ def _write_backup(req: BackupRequest, cat: Catalog, job: Job, src: Endpoint,
     creq = CopyRequest(count=blocks, skip=first, record=req.record, header=label,
                        filemarks=0 if missing else 1,
                        locate=None if missing else pos.logical_object)
-    moved, _seconds, sha = _copy(manager, devs, src, dst, creq, out, bar, cat, job, op)
+    moved, _seconds, digest = _copy(manager, devs, src, dst, creq, out, bar, cat, job, op)
     if moved != total + len(label):
         raise BackupError(f"the copy moved {moved} bytes of {total + len(label)}: the tape "
                           "file is incomplete; run the backup again")
@@ -629,9 +645,10 @@ def _write_backup(req: BackupRequest, cat: Catalog, job: Job, src: Endpoint,
     if after != file_number + 1:
         raise BackupError(f"after the filemark the drive is in file {after}, not "
                           f"{file_number + 1}: another host used the drive?")
-    done = cat.finish(job.id, bytes=moved, sha256=sha)
+    done = _finish(cat, job, moved, digest)
     print(f"job {job.id} done: {size(moved)} in tape file {file_number} of "
-          f"{job.cartridge or drive.path}" + (f", sha256 {sha}" if sha else ""), file=out)
+          f"{job.cartridge or drive.path}"
+          + (f", {digest.algorithm} {digest.hex}" if digest else ""), file=out)
     return done
 
 
@@ -737,23 +754,42 @@ def _read_back(req: RestoreRequest, cat: Catalog, job: Job, src_job: Job, dst: E
     label = src_job.label_length or 0
     leading = label_segments(label, src_job.block_size, req.seek)
     bar = display.make(src_job.size + label)
-    moved, _s, sha = _copy(tape_dev, devs, src, dst,
-                           CopyRequest(count=src_job.blocks, seek=req.seek,
-                                       record=src_job.record_length),
-                           out, bar, cat, job, leading=leading)
+    moved, _s, digest = _copy(tape_dev, devs, src, dst,
+                              CopyRequest(count=src_job.blocks, seek=req.seek,
+                                          record=src_job.record_length),
+                              out, bar, cat, job, leading=leading)
     if moved != src_job.size + label:
         raise BackupError(f"the restore moved {moved} bytes of {src_job.size + label}")
     moved = src_job.size
-    if sha is not None and src_job.sha256 is not None:
-        if sha != src_job.sha256:
-            raise BackupError(f"digest mismatch: the restore read {sha}, the backup "
-                              f"wrote {src_job.sha256}; the cartridge's data changed")
-        verdict = "verified: SHA-256 matches the backup's"
-    else:
-        verdict = "not verified: no digest from the copy manager"
-    done = cat.finish(job.id, bytes=moved, sha256=sha)
+    verdict = _verdict(digest, src_job)
+    done = _finish(cat, job, moved, digest)
     print(f"job {job.id} done: {size(moved)} restored, {verdict}", file=out)
     return done
+
+
+def _verdict(digest: Digest | None, src_job: Job) -> str:
+    """How the restore's digest compares with the backup's, in words; BackupError when
+    they differ. Digests of two algorithms say nothing of each other: that is no
+    verification, as with no digest at all, never a mismatch."""
+    if digest is None:
+        return "not verified: no digest from the copy manager"
+    if src_job.digest is None:
+        return f"not verified: the catalog holds no digest of job {src_job.id}"
+    if digest.algorithm != src_job.algorithm:
+        return (f"not verified: the copy manager digests with {digest.algorithm}, the "
+                f"backup's is {src_job.algorithm} (the target's `lio-xcopy daemon "
+                f"--copy-digest` changed since the backup; set it to {src_job.algorithm} to "
+                "verify)")
+    if digest.hex != src_job.digest:
+        raise BackupError(f"digest mismatch: the restore read {digest.algorithm} "
+                          f"{digest.hex}, the backup wrote {src_job.digest}; the "
+                          "cartridge's data changed")
+    return f"verified: {digest.title} matches the backup's"
+
+
+def _finish(cat: Catalog, job: Job, moved: int, digest: Digest | None) -> Job:
+    return cat.finish(job.id, bytes=moved, digest=digest.hex if digest else None,
+                      digest_algorithm=digest.algorithm if digest else None)
 
 
 def label_segments(label_length: int, block_size: int,

@@ -118,7 +118,7 @@ def backup_parser() -> argparse.ArgumentParser:
                     "copy manager moves the data, in one EXTENDED COPY with a label record "
                     "and the closing filemark where it lists segment types 04h, 10h and "
                     "12h; the job goes into the catalog with the cartridge, tape file "
-                    "number, size and SHA-256.",
+                    "number, size and digest.",
         epilog="Progress goes to stderr: a bar redrawn on a terminal, a line every 5 s "
                "elsewhere.")
     p.add_argument("operands", nargs="*", metavar="DISK", help="the disk to back up")
@@ -144,9 +144,10 @@ def restore_parser() -> argparse.ArgumentParser:
         parents=[_common("the one the backup is in: it must exist")],
         allow_abbrev=False, exit_on_error=False,
         description="Copies a backup back from its cartridge and tape file (from the "
-                    "catalog) onto DISK and checks the copy manager's SHA-256 against the "
-                    "catalog's. With --changer the cartridge is found by its barcode; "
-                    "with --drive alone it must be in that drive.")
+                    "catalog) onto DISK and checks the copy manager's digest against the "
+                    "catalog's (when both are of one algorithm). With --changer the "
+                    "cartridge is found by its barcode; with --drive alone it must be in "
+                    "that drive.")
     p.add_argument("operands", nargs="*", metavar="JOB_ID DISK",
                    help="the backup job (`lio-xcopy catalog` lists them) and the disk")
     p.add_argument("--latest", action="store_true",

@@ -24,9 +24,10 @@ from typing import Any
 from lio_xcopy.errors import LioXcopyError
 
 DEFAULT_PATH = Path("/var/lib/lio-xcopy/catalog.db")
-SCHEMA_VERSION = 2  # 2: label_length
+SCHEMA_VERSION = 3  # 2: label_length; 3: digest (was sha256), digest_algorithm
 RUNNING, DONE, FAILED = "running", "done", "failed"
 BACKUP, RESTORE = "backup", "restore"
+SHA256 = "sha256"  # the digest of jobs that name none (DigestAlgorithm.SHA256.label)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -44,7 +45,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     file_number INTEGER,           -- tape file (0 = first) holding the data
     record_length INTEGER NOT NULL,
     bytes INTEGER,                 -- bytes the copy manager moved
-    sha256 TEXT,                   -- their digest, from the copy manager
+    digest TEXT,                   -- their digest, from the copy manager, hex
     list_id INTEGER,               -- the EXTENDED COPY list identifier
     restored_job INTEGER REFERENCES jobs(id),  -- restores: the backup job read
     started REAL NOT NULL,
@@ -53,8 +54,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     pid INTEGER NOT NULL,
     process_start TEXT NOT NULL,   -- boot id and start time: a reused pid is not ours
     error TEXT,
-    label_length INTEGER           -- bytes of the label record opening the tape file; 0 or
+    label_length INTEGER,          -- bytes of the label record opening the tape file; 0 or
                                    -- NULL (jobs of schema 1): the file holds the data alone
+    digest_algorithm TEXT          -- 'xxh3-128' or 'sha256' (docs/copy-digest.md); NULL
+                                   -- (jobs of schema 1 and 2): sha256
 );
 CREATE INDEX IF NOT EXISTS jobs_source ON jobs (disk_naa, state);
 """
@@ -82,7 +85,7 @@ class Job:
     file_number: int | None
     record_length: int
     bytes: int | None
-    sha256: str | None
+    digest: str | None
     list_id: int | None
     restored_job: int | None
     started: float
@@ -92,10 +95,16 @@ class Job:
     process_start: str
     error: str | None
     label_length: int | None = None
+    digest_algorithm: str | None = None
 
     @property
     def size(self) -> int:
         return self.blocks * self.block_size
+
+    @property
+    def algorithm(self) -> str:
+        """What :attr:`digest` is: ``sha256`` for the jobs of schemas 1 and 2."""
+        return self.digest_algorithm or SHA256
 
 
 _COLUMNS = tuple(f.name for f in fields(Job))
@@ -147,14 +156,31 @@ class Catalog:
                 raise CatalogError(f"{self.path} is a catalog of a newer lio-xcopy (schema "
                                    f"{version}): use that version")
             self.db.executescript(_SCHEMA)
-            if version == 1:  # jobs written before labels: their files have none
-                self.db.execute("ALTER TABLE jobs ADD COLUMN label_length INTEGER")
-            self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            if version < SCHEMA_VERSION:
+                self._upgrade()
             self.orphans = self._fail_orphans()
         except sqlite3.DatabaseError as e:
             self.db.close()
             raise CatalogError(f"{self.path} is not a usable catalog ({e}): move it aside "
                                "or give another with --catalog PATH") from e
+
+    def _upgrade(self) -> None:
+        """Bring a catalog of an older schema (or a new file) to :data:`SCHEMA_VERSION`,
+        in one transaction: a catalog is never left half upgraded."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]  # another
+            # process may have upgraded it while this one waited for the lock
+            if version == 1:  # jobs written before labels: their files have none
+                self.db.execute("ALTER TABLE jobs ADD COLUMN label_length INTEGER")
+            if version in (1, 2):  # every digest was SHA-256: a NULL algorithm says so
+                self.db.execute("ALTER TABLE jobs RENAME COLUMN sha256 TO digest")
+                self.db.execute("ALTER TABLE jobs ADD COLUMN digest_algorithm TEXT")
+            self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
 
     def close(self) -> None:
         self.db.close()
@@ -187,9 +213,11 @@ class Catalog:
         self.db.execute(f"UPDATE jobs SET {sets} WHERE id = ?", (*values.values(), job_id))
         return self.job(job_id)
 
-    def finish(self, job_id: int, *, bytes: int, sha256: str | None) -> Job:  # noqa: A002
-        """running -> done."""
-        return self._end(job_id, DONE, None, bytes=bytes, sha256=sha256)
+    def finish(self, job_id: int, *, bytes: int, digest: str | None,  # noqa: A002
+               digest_algorithm: str | None = None) -> Job:
+        """running -> done, with the copy's digest (hex) and its algorithm."""
+        return self._end(job_id, DONE, None, bytes=bytes, digest=digest,
+                         digest_algorithm=digest_algorithm if digest is not None else None)
 
     def fail(self, job_id: int, error: str) -> Job:
         """running -> failed, with the reason in words."""
@@ -293,7 +321,7 @@ def size(n: int) -> str:
 def format_jobs(jobs: list[Job]) -> str:
     """The catalog as a table; failed jobs say why on the next line."""
     head = (f"{'ID':>4}  {'KIND':<7} {'STATE':<7} {'STARTED':<19}  {'SOURCE':<34} "
-            f"{'CARTRIDGE':<10} {'FILE':>4} {'SIZE':>11}  SHA-256")
+            f"{'CARTRIDGE':<10} {'FILE':>4} {'SIZE':>11}  DIGEST")
     lines = [head]
     for j in jobs:
         src = f"{j.disk} ({j.disk_naa[:16]})"
@@ -303,7 +331,7 @@ def format_jobs(jobs: list[Job]) -> str:
             f"{j.id:>4}  {j.kind:<7} {j.state:<7} {_when(j.started):<19}  {src:<34.34} "
             f"{j.cartridge or '(drive)':<10} {'-' if j.file_number is None else j.file_number:>4}"
             f" {size(j.bytes if j.bytes is not None else j.size):>11}  "
-            f"{(j.sha256 or '-')[:16]}")
+            + (f"{j.algorithm} {j.digest[:16]}" if j.digest else "-"))
         if j.error:
             lines.append(f"      {j.error}")
     return "\n".join(lines)
@@ -356,7 +384,7 @@ def main(argv: list[str]) -> int:
                 job = cat.job(one)
                 for k in _COLUMNS:
                     v = getattr(job, k)
-                    print(f"{k:<15} {_when(v) if k in ('started', 'ended') else v}")
+                    print(f"{k:<16} {_when(v) if k in ('started', 'ended') else v}")
             else:
                 print(format_jobs(cat.jobs()))
     except CatalogError as e:

@@ -134,9 +134,9 @@ class ReceiveCopyDataLid4(
 
 #: The third-party copy commands with a 32-bit list identifier that read a copy's results.
 RECEIVE_COPY_LID4 = (ReceiveCopyStatusLid4, ReceiveCopyDataLid4)
-#: Vendor specific (SPC-4 4.3.4: opcodes C0h-FFh; group 6 is a 10-byte CDB): the SHA-256
-#: of the bytes a copy moved, so a backup can be verified without the data crossing the
-#: initiator. Data: :class:`CopyDigest`.
+#: Vendor specific (SPC-4 4.3.4: opcodes C0h-FFh; group 6 is a 10-byte CDB): the digest
+#: (XXH3-128 or SHA-256, :class:`DigestAlgorithm`) of the bytes a copy moved, so a backup
+#: can be verified without the data crossing the initiator. Data: :class:`CopyDigest`.
 
 
 class ReceiveCopyDigest(
@@ -1676,7 +1676,38 @@ class CopyStatus:
         )
 
 
-DIGEST_SHA256 = 0x01
+class DigestAlgorithm(IntEnum):
+    """DIGEST ALGORITHM of RECEIVE COPY DIGEST data (docs/copy-digest.md). XXH3-128
+    detects accidental corruption, not tampering; SHA-256 (FIPS 180-4) does both."""
+
+    SHA256 = 0x01  # 32 bytes
+    XXH3_128 = 0x02  # 16 bytes (xxHash's XXH3_128bits, canonical big-endian form)
+
+    @property
+    def label(self) -> str:
+        """The name options and the catalog use: ``sha256``, ``xxh3-128``."""
+        return self.name.lower().replace("_", "-")
+
+    @property
+    def title(self) -> str:
+        """The name for people: ``SHA-256``, ``XXH3-128``."""
+        return "SHA-256" if self is DigestAlgorithm.SHA256 else self.label.upper()
+
+    @property
+    def length(self) -> int:
+        """Bytes of the digest; DIGEST is zero after them."""
+        return 32 if self is DigestAlgorithm.SHA256 else 16
+
+    @classmethod
+    def named(cls, label: str) -> DigestAlgorithm:
+        """The algorithm of a :attr:`label`; ValueError for any other name."""
+        for a in cls:
+            if a.label == label:
+                return a
+        raise ValueError(f"unknown digest algorithm {label!r}: one of "
+                         f"{', '.join(a.label for a in cls)}")
+
+
 DIGEST_LENGTH = 32
 COPY_DIGEST_LAYOUT = Layout(
     "RECEIVE COPY DIGEST", 48, available_data=bitfield(0, 32), status=bitfield(4, 7),
@@ -1687,16 +1718,32 @@ COPY_DIGEST_LAYOUT = Layout(
 @dataclass(frozen=True, slots=True)
 class CopyDigest:
     """RECEIVE COPY DIGEST data: AVAILABLE DATA (4), COPY MANAGER STATUS (as in COPY
-    STATUS), DIGEST ALGORITHM (01h SHA-256), BYTES DIGESTED (8), DIGEST (32; zero until
-    the copy ends). The digest covers the bytes the copy moved, in order, without pad."""
+    STATUS), DIGEST ALGORITHM (:class:`DigestAlgorithm`: 01h SHA-256, 02h XXH3-128),
+    BYTES DIGESTED (8), DIGEST (32: the algorithm's bytes, then zero; all zero until the
+    copy ends). The digest covers the bytes the copy moved, in order, without pad."""
 
     status: int
     byte_count: int
     digest: bytes = bytes(32)
-    algorithm: int = DIGEST_SHA256
+    algorithm: int = DigestAlgorithm.SHA256
 
     LENGTH: ClassVar[int] = COPY_DIGEST_LAYOUT.length
     LAYOUT: ClassVar[Layout] = COPY_DIGEST_LAYOUT
+
+    @property
+    def known_algorithm(self) -> DigestAlgorithm | None:
+        """The DIGEST ALGORITHM, None for a code this version does not know."""
+        try:
+            return DigestAlgorithm(self.algorithm)
+        except ValueError:
+            return None
+
+    @property
+    def value(self) -> bytes:
+        """The digest's own bytes (16 of DIGEST for XXH3-128); all 32 for an unknown
+        algorithm."""
+        a = self.known_algorithm
+        return bytes(self.digest)[: a.length if a is not None else DIGEST_LENGTH]
 
     def encode(self) -> bytes:
         digest = bytes(self.digest)[:DIGEST_LENGTH].ljust(DIGEST_LENGTH, b"\0")

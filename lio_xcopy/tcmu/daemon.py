@@ -36,7 +36,7 @@ from lio_xcopy.errors import LioXcopyError
 from lio_xcopy.handler_config import SUBTYPE
 from lio_xcopy.scsi.errors import CheckCondition, HardwareError
 from lio_xcopy.scsi.sense import CHECK_CONDITION, GOOD, TASK_ABORTED, SenseKey
-from lio_xcopy.scsi.xcopy import CopyCommandStatus
+from lio_xcopy.scsi.xcopy import CopyCommandStatus, DigestAlgorithm
 from lio_xcopy.sg.resolve import CONFIGFS_TARGET, own_exports
 from lio_xcopy.tcmu import state as state_file
 from lio_xcopy.tcmu import uio as uio_mod
@@ -399,7 +399,8 @@ class Daemon:
     def __init__(self, subtype: str = SUBTYPE, opener: Opener = open_device,
                  copy_executor: Executor | None = None, state_path: Path | None = None,
                  clock: Callable[[], float] = time.monotonic,
-                 rescan_every: float = RESCAN_EVERY):
+                 rescan_every: float = RESCAN_EVERY,
+                 copy_digest: DigestAlgorithm | str = DigestAlgorithm.XXH3_128):
         self.subtype = subtype
         #: the safety-net rescan's period (inf: serve only the devices added by hand)
         self.rescan_every = rescan_every
@@ -415,7 +416,7 @@ class Daemon:
         self.copy_manager = CopyManager(
             policy=self.same_initiators, foreign=ForeignDevices(
                 own_nodes=lambda: own_exports(subtype, CONFIGFS_TARGET)),
-            admitted=self.admitted_foreign, executor=self.copy_executor)
+            admitted=self.admitted_foreign, executor=self.copy_executor, digest=copy_digest)
         self.names: dict[int, UioName] = {}  # id(LogicalUnit) -> its storage object
         self.copy_groups: dict[str, frozenset[str]] = {}
         self.copy_groups_loader: Callable[[], dict[str, tuple[str, ...]]] | None = None
@@ -876,6 +877,10 @@ def main(argv: list[str] | None = None,
     p.add_argument("--state-file", type=Path, default=state_file.DEFAULT_PATH,
                    help="where `lio-xcopy status` finds the LUNs served and copies in "
                         f"progress (default {state_file.DEFAULT_PATH})")
+    p.add_argument("--copy-digest", choices=[a.label for a in DigestAlgorithm],
+                   default=DigestAlgorithm.XXH3_128.label,
+                   help="the digest of each copy's bytes (RECEIVE COPY DIGEST): xxh3-128 "
+                        "(default) catches accidental corruption, sha256 tampering too")
     args = p.parse_args(argv)
     try:
         held = pidlock.acquire(args.state_file.with_name(pidlock.NAME))
@@ -890,7 +895,7 @@ def main(argv: list[str] | None = None,
         else "%(asctime)s lio-xcopy[%(process)d] %(levelname)s %(name)s: %(message)s",
     )
     tune_malloc()
-    daemon = Daemon(args.subtype, state_path=args.state_file)
+    daemon = Daemon(args.subtype, state_path=args.state_file, copy_digest=args.copy_digest)
     daemon.copy_groups_loader = copy_groups
     daemon.load_copy_groups()
     signal.signal(signal.SIGTERM, daemon.stop)

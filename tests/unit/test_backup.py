@@ -12,6 +12,7 @@ import struct
 from pathlib import Path
 
 import pytest
+import xxhash
 from plugins.scsi_loopback import Loopback
 
 from lio_xcopy.control import library as ops
@@ -137,16 +138,16 @@ def test_backup_through_the_changer_then_append_then_restore(target, cat):
     job, text = do_backup(target, cat, changer="/dev/sg3", slot=2)
     assert job.state == DONE and job.cartridge == "A00002L8" and job.file_number == 0
     assert job.bytes == DISK_SIZE and job.blocks == DISK_SIZE // 512
-    import hashlib
-
     cart = target.library / "A00002L8.aws"
     recs = records(cart)
     label = recs[0]  # the label record opens the file, one disk block long
     assert len(label) == 512 and parse_label(label) == BackupLabel(
         job.id, job.disk_naa, 0, DISK_SIZE // 512, 512, 65536, parse_label(label).written)
     assert job.label_length == 512
-    # the copy manager digested what it wrote to the tape file: label, then data
-    assert job.sha256 == hashlib.sha256(label + target.source_data).hexdigest()
+    # the copy manager digested what it wrote to the tape file: label, then data, with
+    # the daemon's default algorithm
+    assert job.digest_algorithm == "xxh3-128"
+    assert job.digest == xxhash.xxh3_128(label + target.source_data).hexdigest()
     assert "loading A00002L8 from slot 2 into drive 0" in text
     assert "writing tape file 0" in text and "100%" in text and "MiB/s  in 0:0" in text
     assert "one EXTENDED COPY: locate to object 0, a 512-byte label record" in text
@@ -167,8 +168,9 @@ def test_backup_through_the_changer_then_append_then_restore(target, cat):
     out = io.StringIO()
     r = bk.restore(bk.RestoreRequest("/dev/sg2", job=job.id, changer="/dev/sg3"), cat,
                    devs=target.devices(), out=out, tty=False)
-    assert r.state == DONE and r.restored_job == job.id and r.sha256 == job.sha256
-    assert "verified" in out.getvalue()
+    assert r.state == DONE and r.restored_job == job.id and r.digest == job.digest
+    assert r.digest_algorithm == "xxh3-128"
+    assert "verified: XXH3-128 matches the backup's" in out.getvalue()
     restored = (target.tmp / "dst.img").read_bytes()
     assert restored[:DISK_SIZE] == target.source_data
     assert restored[DISK_SIZE:] == bytes(MiB)  # nothing past the backup's size
@@ -184,7 +186,7 @@ def test_backup_through_the_changer_then_append_then_restore(target, cat):
 def test_standalone_drive_and_a_restore_that_does_not_match(target, cat):
     job, _ = do_backup(target, cat, drive="/dev/sg6")
     assert job.cartridge is None and job.file_number == 0 and job.state == DONE
-    cat.db.execute("UPDATE jobs SET sha256 = ? WHERE id = ?", ("00" * 32, job.id))
+    cat.db.execute("UPDATE jobs SET digest = ? WHERE id = ?", ("00" * 16, job.id))
     with pytest.raises(bk.BackupError, match="digest mismatch"):
         bk.restore(bk.RestoreRequest("/dev/sg2", job=job.id, drive="/dev/sg6"), cat,
                    devs=target.devices(), out=io.StringIO(), tty=False)
@@ -363,8 +365,6 @@ def test_without_the_segment_types_the_job_is_copy_then_filemark(target, cat, ty
     """A copy manager whose OPERATING PARAMETERS lack 04h, 10h or 12h gets today's
     sequence: data segments only, then WRITE FILEMARKS from the backup server; the
     catalog says the file has no label, and the restore reads it back verified."""
-    import hashlib
-
     target.manager.limits = xcopy.Limits(segment_types=types)
     job, text = do_backup(target, cat, drive="/dev/sg6", blocks=256)
     missing = "12h" if 0x10 in types else "04h, 10h, 12h"
@@ -376,7 +376,7 @@ def test_without_the_segment_types_the_job_is_copy_then_filemark(target, cat, ty
     assert [s.TYPE_CODE for s in p.segments] == [0x00] and p.inline_data == b""
     tape_cdbs, _ = sent(target, "/dev/sg6")
     assert [c[:5] for c in tape_cdbs if c[0] == WRITE_FILEMARKS_6] == [b"\x10\x00\x00\x00\x01"]
-    assert job.label_length == 0 and job.sha256 == hashlib.sha256(
+    assert job.label_length == 0 and job.digest == xxhash.xxh3_128(
         target.source_data[:256 * 512]).hexdigest()
     assert files_of(records(target.tmp / "standalone.aws")) == [target.source_data[:256 * 512]]
     out = io.StringIO()
@@ -397,8 +397,8 @@ def test_restore_of_a_labelled_file_reads_the_label_under_the_data(target, cat):
     out = io.StringIO()
     r = bk.restore(bk.RestoreRequest("/dev/sg2", job=job.id, drive="/dev/sg6", seek=7), cat,
                    devs=target.devices(), out=out, tty=False)
-    assert "verified: SHA-256 matches the backup's" in out.getvalue()
-    assert (r.bytes, r.sha256) == (300 * 512, job.sha256)
+    assert "verified: XXH3-128 matches the backup's" in out.getvalue()
+    assert (r.bytes, r.digest) == (300 * 512, job.digest)
     _, plists = sent(target, "/dev/sg6")
     p = parse_plist(plists[0])
     assert p.segments[0] == xcopy.StreamToBlock(0, 1, 1, 7, 512)
@@ -411,30 +411,69 @@ def test_restore_of_a_labelled_file_reads_the_label_under_the_data(target, cat):
 
 def test_a_catalog_of_schema_1_opens_and_its_jobs_restore_without_a_label(target, tmp_path):
     """Jobs recorded before labels existed (no label_length column) restore as data
-    alone."""
+    alone; their digests, SHA-256 then, verify with a copy manager set to SHA-256."""
     import sqlite3
 
     from lio_xcopy.initiator import catalog
 
     path = tmp_path / "old.db"
     target.manager.limits = xcopy.Limits(segment_types=(0, 1, 2, 3))
+    target.manager.digest_algorithm = xcopy.DigestAlgorithm.SHA256
     with Catalog(path) as c:
         job, _ = do_backup(target, c, drive="/dev/sg6", blocks=64)
     db = sqlite3.connect(path)  # as schema 1 left it
     db.execute("ALTER TABLE jobs DROP COLUMN label_length")
+    db.execute("ALTER TABLE jobs DROP COLUMN digest_algorithm")
+    db.execute("ALTER TABLE jobs RENAME COLUMN digest TO sha256")
     db.execute("PRAGMA user_version = 1")
     db.commit()
     db.close()
     target.manager.limits = xcopy.Limits()
     with Catalog(path) as c:
         old = c.job(job.id)
-        assert old.label_length is None and old.sha256 == job.sha256
+        assert old.label_length is None and old.digest == job.digest
+        assert old.digest_algorithm is None and old.algorithm == "sha256"
         assert c.db.execute("PRAGMA user_version").fetchone()[0] == catalog.SCHEMA_VERSION
         out = io.StringIO()
         bk.restore(bk.RestoreRequest("/dev/sg2", job=job.id, drive="/dev/sg6"), c,
                    devs=target.devices(), out=out, tty=False)
-    assert "verified" in out.getvalue()
+    assert "verified: SHA-256 matches the backup's" in out.getvalue()
     assert (target.tmp / "dst.img").read_bytes()[:64 * 512] == target.source_data[:64 * 512]
+
+
+@pytest.mark.parametrize("backup_with, restore_with", [("sha256", "xxh3-128"),
+                                                       ("xxh3-128", "sha256")])
+def test_a_restore_digested_with_another_algorithm_is_not_verified_nor_a_mismatch(
+        target, cat, backup_with, restore_with):
+    """The daemon's --copy-digest changed between backup and restore: digests of two
+    algorithms say nothing of each other, so the restore ends done and says in one line
+    why it is not verified, as when there is no digest."""
+    import hashlib
+
+    target.manager.digest_algorithm = xcopy.DigestAlgorithm.named(backup_with)
+    job, text = do_backup(target, cat, drive="/dev/sg6", blocks=64)
+    assert job.algorithm == backup_with and f", {backup_with} {job.digest}" in text
+    label = records(target.tmp / "standalone.aws")[0]
+    want = {"sha256": hashlib.sha256, "xxh3-128": xxhash.xxh3_128}[backup_with]
+    assert job.digest == want(label + target.source_data[:64 * 512]).hexdigest()
+    target.manager.digest_algorithm = xcopy.DigestAlgorithm.named(restore_with)
+    out = io.StringIO()
+    r = bk.restore(bk.RestoreRequest("/dev/sg2", job=job.id, drive="/dev/sg6"), cat,
+                   devs=target.devices(), out=out, tty=False)
+    (line,) = [t for t in out.getvalue().splitlines() if t.startswith(f"job {r.id} done")]
+    assert line == (f"job {r.id} done: 32.0 KiB restored, not verified: the copy manager "
+                    f"digests with {restore_with}, the backup's is {backup_with} (the "
+                    "target's `lio-xcopy daemon --copy-digest` changed since the backup; "
+                    f"set it to {backup_with} to verify)")
+    assert r.state == DONE and r.algorithm == restore_with and r.digest != job.digest
+    assert (target.tmp / "dst.img").read_bytes()[:64 * 512] == target.source_data[:64 * 512]
+    # the same algorithm again: verified
+    target.manager.digest_algorithm = xcopy.DigestAlgorithm.named(backup_with)
+    out = io.StringIO()
+    bk.restore(bk.RestoreRequest("/dev/sg2", job=job.id, drive="/dev/sg6"), cat,
+               devs=target.devices(), out=out, tty=False)
+    title = xcopy.DigestAlgorithm.named(backup_with).title
+    assert f"verified: {title} matches the backup's" in out.getvalue()
 
 
 def test_label_round_trip_and_refusals():

@@ -29,14 +29,14 @@ def test_a_job_is_running_until_finished(cat):
     assert job.state == RUNNING and job.pid == os.getpid() and job.ended is None
     assert job.process_start == c.process_identity(os.getpid())
     cat.update(job.id, file_number=3, list_id=9)
-    done = cat.finish(job.id, bytes=1 << 20, sha256="ab" * 32)
-    assert (done.state, done.file_number, done.bytes, done.sha256) == (DONE, 3, 1 << 20,
-                                                                       "ab" * 32)
+    done = cat.finish(job.id, bytes=1 << 20, digest="ab" * 16, digest_algorithm="xxh3-128")
+    assert (done.state, done.file_number, done.bytes, done.digest, done.algorithm) == (
+        DONE, 3, 1 << 20, "ab" * 16, "xxh3-128")
     assert done.ended >= done.started
     with pytest.raises(CatalogError, match="not running"):
         cat.fail(job.id, "late")
     with pytest.raises(CatalogError, match="not running"):
-        cat.finish(job.id, bytes=1, sha256=None)
+        cat.finish(job.id, bytes=1, digest=None)
     assert cat.job(job.id).state == DONE
 
 
@@ -124,9 +124,9 @@ def test_a_killed_job_process_is_failed(tmp_path, sig, error):
 
 def test_latest_done_backup_of_a_source(cat):
     a = cat.begin("backup", **ROW)
-    cat.finish(a.id, bytes=1, sha256=None)
+    cat.finish(a.id, bytes=1, digest=None)
     b = cat.begin("backup", **ROW)
-    cat.finish(b.id, bytes=2, sha256=None)
+    cat.finish(b.id, bytes=2, digest=None)
     failed = cat.begin("backup", **ROW)
     cat.fail(failed.id, "no")
     assert cat.latest("6001405AA".lower()).id == b.id
@@ -155,20 +155,21 @@ def test_unusable_catalogs_say_what_to_do(tmp_path):
 def test_listing(cat, capsys, tmp_path):
     a = cat.begin("backup", **ROW)
     cat.update(a.id, file_number=0)
-    cat.finish(a.id, bytes=1 << 20, sha256="cd" * 32)
+    cat.finish(a.id, bytes=1 << 20, digest="cd" * 16, digest_algorithm="xxh3-128")
     b = cat.begin("backup", **ROW)
     cat.fail(b.id, "interrupted (SIGTERM)")
     text = c.format_jobs(cat.jobs())
     lines = text.splitlines()
     assert lines[0].split()[:3] == ["ID", "KIND", "STATE"]
     assert " done " in lines[1] and "L00001L8" in lines[1] and "1.0 MiB" in lines[1]
-    assert "cdcdcdcdcdcdcdcd" in lines[1]
+    assert lines[0].split()[-1] == "DIGEST" and "xxh3-128 cdcdcdcdcdcdcdcd" in lines[1]
     assert " failed " in lines[2] and lines[3].strip() == "interrupted (SIGTERM)"
     assert c.main(["--catalog", str(cat.path)]) == 0
     assert capsys.readouterr().out == text + "\n"
     assert c.main(["--catalog", str(cat.path), "--job", str(a.id)]) == 0
     out = capsys.readouterr().out
-    assert "sha256          " + "cd" * 32 in out and "state           done" in out
+    assert "digest           " + "cd" * 16 in out and "state            done" in out
+    assert "digest_algorithm xxh3-128" in out
     assert c.main(["--catalog", str(cat.path), "--job", "x"]) == 2
 
 
@@ -184,3 +185,93 @@ def test_process_identity_changes_with_the_process():
         p.wait()
     time.sleep(0)
     assert c.process_identity(p.pid) is None
+
+
+#: The catalog as schema 2 made it (lio-xcopy before XXH3-128): every digest SHA-256, in
+#: a column named after it.
+SCHEMA_2 = """
+CREATE TABLE jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL CHECK (kind IN ('backup', 'restore')),
+    state TEXT NOT NULL CHECK (state IN ('running', 'done', 'failed')),
+    disk TEXT NOT NULL, disk_naa TEXT NOT NULL, first_block INTEGER NOT NULL,
+    blocks INTEGER NOT NULL, block_size INTEGER NOT NULL, cartridge TEXT,
+    drive TEXT NOT NULL, drive_naa TEXT NOT NULL, file_number INTEGER,
+    record_length INTEGER NOT NULL, bytes INTEGER, sha256 TEXT, list_id INTEGER,
+    restored_job INTEGER REFERENCES jobs(id), started REAL NOT NULL, ended REAL,
+    host TEXT NOT NULL, pid INTEGER NOT NULL, process_start TEXT NOT NULL, error TEXT,
+    label_length INTEGER
+);
+CREATE INDEX jobs_source ON jobs (disk_naa, state);
+INSERT INTO jobs (kind, state, disk, disk_naa, first_block, blocks, block_size, cartridge,
+                  drive, drive_naa, file_number, record_length, bytes, sha256, started,
+                  ended, host, pid, process_start, label_length)
+    VALUES ('backup', 'done', '/dev/sdb', '6001405aa', 0, 2048, 512, 'L00001L8',
+            '/dev/sg3', '6001405bb', 0, 65536, 1048576,
+            'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855', 1.0, 2.0,
+            'otherhost', 1, '', 512);
+PRAGMA user_version = 2;
+"""
+
+
+def test_a_catalog_of_schema_2_opens_with_its_digests_sha256(tmp_path, capsys):
+    """A catalog written before the digest algorithm was recorded keeps working: its
+    sha256 column becomes digest, and a NULL digest_algorithm means SHA-256."""
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.executescript(SCHEMA_2)
+    db.close()
+    sha = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    with Catalog(path) as cat:
+        assert cat.db.execute("PRAGMA user_version").fetchone()[0] == c.SCHEMA_VERSION == 3
+        (old,) = cat.jobs()
+        assert (old.digest, old.digest_algorithm, old.algorithm) == (sha, None, "sha256")
+        assert (old.label_length, old.cartridge, old.state) == (512, "L00001L8", DONE)
+        assert "sha256 e3b0c44298fc1c14" in c.format_jobs(cat.jobs())
+        new = cat.begin("backup", **ROW)
+        cat.finish(new.id, bytes=1, digest="ab" * 16, digest_algorithm="xxh3-128")
+    with Catalog(path) as cat:  # opened again: already upgraded, nothing changes
+        assert [(j.digest, j.algorithm) for j in cat.jobs()] == [(sha, "sha256"),
+                                                                  ("ab" * 16, "xxh3-128")]
+    assert c.main(["--catalog", str(path), "--job", "1"]) == 0
+    assert "digest           " + sha in capsys.readouterr().out
+
+
+def test_a_failed_upgrade_leaves_the_old_catalog_as_it_was(tmp_path, monkeypatch):
+    """The upgrade is one transaction: a catalog is never left half upgraded."""
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.executescript(SCHEMA_2)
+    db.close()
+
+    real = Catalog._upgrade
+
+    def upgrade_then_fail(self):
+        real_execute = self.db.execute
+
+        class Db:  # the digest_algorithm column cannot be added
+            def execute(self, sql, *args):
+                if "ADD COLUMN digest_algorithm" in sql:
+                    raise sqlite3.OperationalError("disk I/O error")
+                return real_execute(sql, *args)
+
+        db, self.db = self.db, Db()
+        try:
+            real(self)
+        finally:
+            self.db = db
+
+    monkeypatch.setattr(Catalog, "_upgrade", upgrade_then_fail)
+    with pytest.raises(CatalogError, match="not a usable catalog"):
+        Catalog(path)
+    monkeypatch.undo()
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert "sha256" in [r[1] for r in db.execute("PRAGMA table_info(jobs)")]
+    db.close()
+    with Catalog(path) as cat:  # the next open upgrades it
+        assert cat.jobs()[0].algorithm == "sha256"

@@ -154,6 +154,8 @@ def test_completion_in_bash():
     assert _complete("lio-xcopy backup /dev/sda --sl") == ["--slot"]
     assert _complete("lio-xcopy restore 1 /dev/sdb --la") == ["--latest"]
     assert _complete("lio-xcopy daemon --log-level w") == ["warning"]
+    assert _complete("lio-xcopy daemon --copy-digest ") == ["sha256", "xxh3-128"]
+    assert _complete("lio-xcopy daemon --copy-d") == ["--copy-digest"]
     assert _complete("lio-xcopy /backstores/d") == ["/backstores/disk"]
     assert _complete("lio-xcopy completion ") == ["--help", "-h", "bash"]
 

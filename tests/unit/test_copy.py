@@ -281,11 +281,18 @@ def test_copy_access_policy_refuses_a_lun_kept_apart(lab):
     run(lab.manager, src, [(src, {})], [BlockToBlock(0, 0, 8, 0, 8)])
 
 
-def test_copy_digest_of_a_backup_equals_its_restore(lab):
-    """RECEIVE COPY DIGEST (vendor specific C5h): SHA-256 of the bytes each copy moved,
-    so the backup server verifies a restore against its backup without reading data."""
+@pytest.mark.parametrize("algorithm", [None, "xxh3-128", "sha256"])
+def test_copy_digest_of_a_backup_equals_its_restore(lab, algorithm):
+    """RECEIVE COPY DIGEST (vendor specific C5h): the digest (the copy manager's
+    setting: XXH3-128 by default, or SHA-256) of the bytes each copy moved, so the backup
+    server verifies a restore against its backup without reading data."""
     import hashlib
 
+    import xxhash
+
+    if algorithm is not None:
+        lab.manager.digest_algorithm = xcopy.DigestAlgorithm.named(algorithm)
+    code = xcopy.DigestAlgorithm.named(algorithm or "xxh3-128")
     data = os.urandom(MiB + 512)
     src, t, dst = lab.disk("src", data=data + bytes(512)), lab.tape("t0"), lab.disk("dst")
     blocks = len(data) // 512
@@ -300,7 +307,10 @@ def test_copy_digest_of_a_backup_equals_its_restore(lab):
         list_identifier=5, list_id_usage=ListIdUsage.HOLD)
     backup = digest(src, 5)
     assert (backup.status, backup.byte_count) == (xcopy.CopyCommandStatus.COMPLETED, len(data))
-    assert backup.digest == hashlib.sha256(data).digest()
+    assert backup.algorithm == code
+    want = (hashlib.sha256(data) if code == xcopy.DigestAlgorithm.SHA256
+            else xxhash.xxh3_128(data)).digest()
+    assert backup.value == want and backup.digest == want.ljust(32, b"\0")
     t.rewind()
     run(lab.manager, dst, [(t, {}), (dst, {})], [StreamToBlock(0, 1, blocks, 0, 65536)],
         list_identifier=6, list_id_usage=ListIdUsage.HOLD)

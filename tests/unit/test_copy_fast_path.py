@@ -9,6 +9,7 @@ import threading
 import time
 
 import pytest
+import xxhash
 from plugins.copy_lab import aborted, run, tape_records, write
 
 from lio_xcopy.copy import digest as digest_module
@@ -17,6 +18,7 @@ from lio_xcopy.devices.awstape import AwsTape, Kind, footprint
 from lio_xcopy.devices.buffer import DataBuffer
 from lio_xcopy.scsi import ssc, xcopy
 from lio_xcopy.scsi.sense import Asc, SenseKey
+from lio_xcopy.scsi.xcopy import DigestAlgorithm
 
 BlockToBlock, BlockToStream, StreamToBlock = xcopy.BlockToBlock, xcopy.BlockToStream, \
     xcopy.StreamToBlock
@@ -146,12 +148,11 @@ def test_read_records_into_stops_before_another_object(tmp_path):
 
 
 class _SlowHash:
-    """SHA-256 that takes its time, so a copy that wrote into a buffer before it was
+    """A digest that takes its time, so a copy that wrote into a buffer before it was
     hashed would get another digest."""
 
-    def __init__(self) -> None:
-        self._h = hashlib.sha256()
-        self.name = "sha256"
+    def __init__(self, h) -> None:
+        self._h = h
 
     def update(self, data) -> None:
         time.sleep(0.002)
@@ -164,7 +165,8 @@ class _SlowHash:
 @pytest.mark.parametrize("way", ["disk-tape", "tape-disk", "disk-disk", "tape-tape"])
 def test_the_digest_behind_the_copy_covers_the_bytes_moved(lab, monkeypatch, way):
     lab.manager.chunk = 256 * 1024  # many buffer turns
-    monkeypatch.setattr(digest_module.hashlib, "new", lambda name: _SlowHash())
+    new = digest_module.new
+    monkeypatch.setattr(digest_module, "new", lambda algorithm: _SlowHash(new(algorithm)))
     data = os.urandom(3 * MiB)
     blocks = len(data) // 512
     if way.startswith("disk"):
@@ -181,19 +183,27 @@ def test_the_digest_behind_the_copy_covers_the_bytes_moved(lab, monkeypatch, way
     run(lab.manager, src, [(src, {}), (dst, {})], [seg], list_identifier=7,
         list_id_usage=ListIdUsage.HOLD)
     job = next(j for j in lab.manager.jobs() if j.list_id == 7)
-    assert job.digest.digest() == hashlib.sha256(data).digest()
+    assert job.digest.algorithm is DigestAlgorithm.XXH3_128  # the default
+    assert job.digest.digest() == xxhash.xxh3_128(data).digest()
 
 
-def test_background_digest_hashes_in_order_and_its_thread_ends_when_idle(monkeypatch):
+HASHES = {"sha256": hashlib.sha256, "xxh3-128": xxhash.xxh3_128}
+
+
+@pytest.mark.parametrize("algorithm", sorted(HASHES))
+def test_background_digest_hashes_in_order_and_its_thread_ends_when_idle(monkeypatch,
+                                                                         algorithm):
     monkeypatch.setattr(digest_module, "IDLE_SECONDS", 0.05)
-    d = BackgroundDigest()
+    d = BackgroundDigest(algorithm)
+    assert d.name == algorithm and d.algorithm.label == algorithm
     parts = [os.urandom(n) for n in (10, 100_000, 5, 300_000, 20_000)]
     for p in parts:
         d.update(memoryview(p))
-    assert d.digest() == hashlib.sha256(b"".join(parts)).digest()
+    want = HASHES[algorithm]
+    assert d.digest() == want(b"".join(parts)).digest()
     deadline = time.monotonic() + 5
     while any(t.name == "copy-digest" for t in threading.enumerate()):
         assert time.monotonic() < deadline, "the idle digest thread did not end"
         time.sleep(0.01)
     d.update(b"more" * 10_000)  # a new thread takes over
-    assert d.digest() == hashlib.sha256(b"".join(parts) + b"more" * 10_000).digest()
+    assert d.digest() == want(b"".join(parts) + b"more" * 10_000).digest()

@@ -97,6 +97,43 @@ def test_daemon_ignores_foreign_subtypes(tmp_path):
     assert not opened and not d.devices
 
 
+@pytest.mark.parametrize("argv, want", [
+    ([], xcopy.DigestAlgorithm.XXH3_128),
+    (["--copy-digest", "sha256"], xcopy.DigestAlgorithm.SHA256),
+    (["--copy-digest=xxh3-128"], xcopy.DigestAlgorithm.XXH3_128),
+])
+def test_the_copy_digest_option_sets_the_copy_managers_algorithm(tmp_path, monkeypatch,
+                                                                  argv, want):
+    """``lio-xcopy daemon --copy-digest {xxh3-128,sha256}`` (default xxh3-128) is what
+    RECEIVE COPY DIGEST reports of every copy."""
+    from lio_xcopy.tcmu import daemon as daemon_mod
+
+    made = []
+
+    class Stopped(Daemon):
+        def start_udev(self):  # the daemon as main() built it, before it serves anything
+            made.append(self)
+            raise OSError("not here")
+
+    monkeypatch.setattr(daemon_mod, "Daemon", Stopped)
+    monkeypatch.setattr(daemon_mod, "tune_malloc", lambda: None)
+    monkeypatch.setattr(daemon_mod.signal, "signal", lambda *a: None)
+    assert daemon_mod.main([*argv, "--state-file", str(tmp_path / "state.json")]) == 1
+    assert made[0].copy_manager.digest_algorithm is want
+    assert Daemon(copy_digest="sha256").copy_manager.digest_algorithm is \
+        xcopy.DigestAlgorithm.SHA256
+
+
+def test_an_unknown_copy_digest_is_a_usage_error(tmp_path, capsys):
+    from lio_xcopy.tcmu import daemon as daemon_mod
+
+    with pytest.raises(SystemExit) as e:
+        daemon_mod.main(["--copy-digest", "md5", "--state-file", str(tmp_path / "s.json")])
+    assert e.value.code == 2
+    assert "invalid choice: 'md5' (choose from" in capsys.readouterr().err
+    assert not (tmp_path / "s.json").exists()
+
+
 def test_foreign_devices_are_admitted_only_with_their_copy_group(caplog):
     d = Daemon()
     naa = "naa.6001405f00d0000000000000000000aa"

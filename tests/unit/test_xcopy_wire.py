@@ -87,6 +87,32 @@ def test_receive_copy_results_cdbs_golden():
         .sense_key_specific == field_pointer(2)
 
 
+@pytest.mark.parametrize("algorithm, code, length", [("sha256", 0x01, 32),
+                                                     ("xxh3-128", 0x02, 16)])
+def test_copy_digest_of_each_algorithm_round_trips(algorithm, code, length):
+    """DIGEST ALGORITHM (docs/copy-digest.md): 01h SHA-256 fills DIGEST; 02h XXH3-128 is
+    its first 16 bytes (canonical, big-endian), zero after them."""
+    import hashlib
+
+    import xxhash
+
+    a = x.DigestAlgorithm.named(algorithm)
+    assert (a, a.label, a.length) == (code, algorithm, length)
+    data = b"lio-xcopy" * 1000
+    value = (hashlib.sha256(data) if code == 1 else xxhash.xxh3_128(data)).digest()
+    wire = x.CopyDigest(1, len(data), value, a).encode()
+    assert wire[:8] == bytes.fromhex("0000002c 01") + bytes([code, 0, 0])
+    assert wire[8:16] == len(data).to_bytes(8, "big")
+    assert wire[16:16 + length] == value and wire[16 + length:] == bytes(32 - length)
+    got = x.parse_copy_digest(wire)
+    assert (got.known_algorithm, got.value, got.byte_count) == (a, value, len(data))
+    # a code this version does not know parses, its DIGEST whole
+    other = x.parse_copy_digest(wire[:5] + b"\x7f" + wire[6:])
+    assert other.known_algorithm is None and other.value == wire[16:48]
+    with pytest.raises(ValueError, match="one of sha256, xxh3-128"):
+        x.DigestAlgorithm.named("md5")
+
+
 # --- golden descriptors, built by hand from the standard's tables -----------------------------
 def test_header_golden():
     # SPC-4 6.5 parameter list: byte 0 LIST IDENTIFIER, byte 1 STR(5) LIST ID USAGE(4-3)

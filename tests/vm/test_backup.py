@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import xxhash
 from conftest import MiB, clear_unit_attention, extra_lun, run
 
 from lio_xcopy.control import library as ops
@@ -28,10 +29,24 @@ from lio_xcopy.control import provision
 from lio_xcopy.devices.awstape import AwsTape
 from lio_xcopy.initiator.copy import copy_status
 from lio_xcopy.initiator.label import BackupLabel, parse_label
+from lio_xcopy.scsi.xcopy import DigestAlgorithm
 from lio_xcopy.sg import sgio
 
 SRC_SIZE = 32 * MiB
 BARCODES = ["BKP001L8", "BKP002L8"]
+#: the copy digest of each algorithm the daemon may report (docs/copy-digest.md)
+DIGESTS = {"xxh3-128": xxhash.xxh3_128, "sha256": hashlib.sha256}
+
+
+def digest_of(job: sqlite3.Row, data: bytes) -> str:
+    """The digest of ``data`` in the algorithm the daemon reported for ``job``."""
+    return DIGESTS[job["digest_algorithm"]](data).hexdigest()
+
+
+def verified(text: str, job: sqlite3.Row) -> bool:
+    """The restore ``job`` said that its digest matches the backup's."""
+    title = DigestAlgorithm.named(job["digest_algorithm"]).title
+    return f"verified: {title} matches the backup's" in text
 
 
 @dataclass
@@ -129,7 +144,8 @@ def test_backup_through_the_changer(setup):
     label, back = labelled(file0)
     assert back == data and (label.job, label.blocks) == (job["id"], SRC_SIZE // 512)
     # computed on the target, over what the job wrote: label record and data
-    assert job["sha256"] == hashlib.sha256(file0).hexdigest()
+    assert job["digest_algorithm"] == "xxh3-128"  # the daemon's default
+    assert job["digest"] == digest_of(job, file0)
     assert ops.where(setup.lib, "BKP002L8").label == "drive 0"
 
 
@@ -177,10 +193,11 @@ def test_restore_of_job_1_is_byte_exact_and_verified(setup):
                 f"{text.replace(chr(13) + chr(10), chr(10)).replace(chr(13), chr(10))}\n")
     assert "loading BKP002L8 from slot 2 into drive 0" in text
     assert "\r  [" in text  # redrawn in place
-    assert "verified: SHA-256 matches the backup's" in text
     restore, backup1 = setup.jobs()[-1], setup.jobs()[0]
+    assert verified(text, restore)
     assert (restore["kind"], restore["state"], restore["restored_job"]) == ("restore", "done", 1)
-    assert restore["sha256"] == backup1["sha256"]
+    assert (restore["digest"], restore["digest_algorithm"]) == (backup1["digest"],
+                                                                backup1["digest_algorithm"])
     got = setup.dst_file.read_bytes()
     assert got[:SRC_SIZE] == setup.src_file.read_bytes()
     assert got[SRC_SIZE:] == bytes(4 * MiB)
@@ -221,7 +238,7 @@ def test_a_standalone_drive(setup, lab):
                   check=False)
     assert p.returncode == 1 and "went to a drive without a changer" in p.stderr
     p = setup.cli("restore", str(job["id"]), setup.dst, "--drive", lab.tape_sg, "--seek", "8")
-    assert "verified: SHA-256 matches the backup's" in p.stdout
+    assert verified(p.stdout, setup.jobs()[-1])
     src = setup.src_file.read_bytes()
     assert setup.dst_file.read_bytes()[8 * 512:1032 * 512] == src[512 * 512:1536 * 512]
 
@@ -315,8 +332,9 @@ def test_a_backup_job_is_one_extended_copy(setup, lab):
     assert "File number=2, block number=0" in run("mt", "-f", setup.nst, "status").stdout
     p = setup.cli("restore", str(second["id"]), setup.dst, "--changer", setup.changer,
                   "--seek", "16", "--unload")
-    assert "verified: SHA-256 matches the backup's" in p.stdout
+    restore = setup.jobs()[-1]
+    assert verified(p.stdout, restore)
     got = setup.dst_file.read_bytes()
     assert got[16 * 512:1040 * 512] == src[4096 * 512:5120 * 512]
-    assert setup.jobs()[-1]["sha256"] == second["sha256"] == hashlib.sha256(
-        label + src[4096 * 512:5120 * 512]).hexdigest()
+    assert restore["digest"] == second["digest"] == digest_of(
+        second, label + src[4096 * 512:5120 * 512])

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from conftest import run
 
+from lio_xcopy.scsi.xcopy import DigestAlgorithm
+
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
 BEGIN, END = "<!-- admin-path:", "<!-- /admin-path -->"
@@ -109,8 +111,11 @@ def test_readme_admin_path_ends_in_a_verified_restore(lab, kept, tmp_path: Path)
     print(f"README path: {len(commands)} commands in {took:.0f} s")
     assert ran == [f"### {i}" for i in range(len(commands))]
     # what the administrator reads: 32 MiB backed up and restored, the restore checked
-    # against the backup's SHA-256; cmp (the last command) found the disks identical
+    # against the backup's digest, in the algorithm the daemon reported (XXH3-128 by
+    # default); cmp (the last command) found the disks identical
     said = p.stdout + p.stderr
-    assert re.search(r"job \d+ done: 32\.0 MiB in tape file", said), said
-    assert re.search(r"job \d+ done: 32\.0 MiB restored, verified: SHA-256 matches", said), said
+    m = re.search(r"job \d+ done: 32\.0 MiB in tape file \d+ of \S+, (\S+) [0-9a-f]+\n", said)
+    assert m and m[1] == "xxh3-128", said
+    title = DigestAlgorithm.named(m[1]).title
+    assert re.search(rf"job \d+ done: 32\.0 MiB restored, verified: {title} matches", said), said
     assert lab.daemon.alive()
