@@ -132,6 +132,18 @@ class Pass:
         return self.nbytes / MB / self.seconds
 
 
+def random_4k(dev: str, rw: str, nbytes: int, seconds: float, iodepth: int) -> Pass:
+    """``seconds`` of 4 KiB O_DIRECT random ``rw`` ("read"/"write") over the first
+    ``nbytes`` of ``dev``, with fio at ``iodepth``; IOPS = :attr:`Pass.nbytes` / 4096 /
+    :attr:`Pass.seconds`."""
+    out = run("fio", "--name=rand", f"--filename={dev}", f"--rw=rand{rw}", "--bs=4k",
+              "--direct=1", "--ioengine=libaio", f"--iodepth={iodepth}", f"--size={nbytes}",
+              f"--runtime={seconds:g}", "--time_based", "--norandommap",
+              "--randrepeat=0", "--output-format=json")
+    job = json.loads(out[out.index("{"):])["jobs"][0][rw]
+    return Pass(job["io_bytes"], job["runtime"] / 1000)
+
+
 def io_tool(prefer: str = "auto") -> str:
     """``fio`` when installed (or asked for), else ``dd``."""
     if prefer == "auto":

@@ -2,10 +2,11 @@
 
 Both daemons serve one disk LUN each over a same-sized, fully allocated file on the
 guest's /dev/shm; tcm_loop exports both and fio (or dd) moves 1 MiB O_DIRECT sequential
-writes and reads through the kernel's ``sd`` devices, alternating which daemon goes first
-from run to run. Prints MB/s, the ours/tcmu-runner ratio and each daemon's CPU time per
-MB moved, per run and as medians; ``--profile FILE`` runs our daemon under cProfile and
-writes the top functions to ``FILE.txt``.
+writes and reads (qd1, qd4, qd16) and 4 KiB O_DIRECT random writes and reads (qd32, for
+a fixed time) through the kernel's ``sd`` devices, alternating which daemon goes first
+from run to run. Prints MB/s (IOPS for the random rows), the ours/tcmu-runner ratio and
+each daemon's CPU time per MB moved, per run and as medians; ``--profile FILE`` runs our
+daemon under cProfile and writes the top functions to ``FILE.txt``.
 
     scripts/vm python bench/disk_vs_tcmu_runner.py [--size 256M] [--runs 3] [--profile F]
 """
@@ -29,9 +30,20 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from _guest import MB, Daemon, MiB, io_tool, require_guest, run, sequential, work_dir
+from _guest import (
+    MB,
+    Daemon,
+    MiB,
+    Pass,
+    io_tool,
+    random_4k,
+    require_guest,
+    run,
+    sequential,
+    work_dir,
+)
 
-from lio_xcopy.control import provision
+from lio_xcopy.control import provision, rtslib_adapter
 from lio_xcopy.handler_config import HW_MAX_SECTORS, parse_size
 
 SCRIPT = "bench/disk_vs_tcmu_runner.py"
@@ -53,7 +65,7 @@ class Backend:
 
 @dataclass(frozen=True, slots=True)
 class Sample:
-    mb_s: float
+    mb_s: float  # IOPS for a random test
     usr_ms_per_mb: float  # the daemon's user CPU time per MB moved
     sys_ms_per_mb: float  # ... and its system time (its syscalls: backing I/O, ring wakes)
     sleeps_per_cmd: float  # the daemon's voluntary context switches per 1 MiB command
@@ -147,48 +159,64 @@ def requests(dev: str) -> str:
 
 
 # --- measuring -----------------------------------------------------------------------------
-def measure(b: Backend, tool: str, rw: str, size: int, iodepth: int) -> Sample:
+def measure(b: Backend, tool: str, test: Test, size: int, seconds: float) -> Sample:
     before = b.daemon.usage()
-    p = sequential(tool, b.dev, rw, size, iodepth)
+    p: Pass = (random_4k(b.dev, test.rw, size, seconds, test.iodepth) if test.random
+               else sequential(tool, b.dev, test.rw, size, test.iodepth))
     used = b.daemon.usage() - before
     per_mb = 1000 / (p.nbytes / MB)
-    return Sample(p.mb_s, used.usr * per_mb, used.sys * per_mb, used.sleeps / (p.nbytes / MiB))
+    rate = p.nbytes / RANDOM_BLOCK / p.seconds if test.random else p.mb_s
+    return Sample(rate, used.usr * per_mb, used.sys * per_mb,
+                  used.sleeps / (p.nbytes / (RANDOM_BLOCK if test.random else MiB)))
 
 
-HEAD = (f"{'':38}{'MB/s':^21}  {'ours/':>6}  {'CPU ms/MB = usr+sys':^31}  {'sleeps/cmd':^13}\n"
-        f"{'run':>3}  {'test':9}  {'first':11}  {'ours':>9}  {'runner':>10}  {'runner':>6}  "
+@dataclass(frozen=True, slots=True)
+class Test:
+    rw: str  # "write" or "read"
+    iodepth: int
+    random: bool = False  # 4 KiB random for a fixed time, else 1 MiB sequential
+
+    def __str__(self) -> str:
+        return f"{'4k rand' if self.random else ''}{self.rw[0] if self.random else self.rw}" \
+               f" qd{self.iodepth}"
+
+
+RANDOM_BLOCK = 4096
+
+
+HEAD = (f"{'':41}{'MB/s or IOPS':^21}  {'ours/':>6}  {'CPU ms/MB = usr+sys':^31}  "
+        f"{'sleeps/cmd':^13}\n"
+        f"{'run':>3}  {'test':12}  {'first':11}  {'ours':>9}  {'runner':>10}  {'runner':>6}  "
         f"{'ours':>15}  {'runner':>14}  {'ours':>6} {'runner':>6}")
 
 
 def row(run_: str, test: str, first: str, ours: Sample, theirs: Sample, ratio: float) -> str:
-    return (f"{run_:>3}  {test:9}  {first:11}  {ours.mb_s:9.1f}  {theirs.mb_s:10.1f}  "
+    return (f"{run_:>3}  {test:12}  {first:11}  {ours.mb_s:9.1f}  {theirs.mb_s:10.1f}  "
             f"{ratio:6.2f}  {ours.cpu():>15}  {theirs.cpu():>14}  "
             f"{ours.sleeps_per_cmd:6.2f} {theirs.sleeps_per_cmd:6.2f}")
 
 
 def benchmark(backends: list[Backend], tool: str, size: int, runs: int,
-              depths: list[int]) -> None:
+              tests: list[Test], seconds: float) -> None:
     for b in backends:
         print(f"{b.dev} before the passes: {requests(b.dev)} (udev's probing)")
     for b in backends:  # fault in the TCMU data areas and warm the caches, untimed
         for rw in ("write", "read"):
-            sequential(tool, b.dev, rw, min(size, WARMUP), max(depths))
-    samples: dict[tuple[str, int], dict[str, list[Sample]]] = defaultdict(
-        lambda: defaultdict(list))
+            sequential(tool, b.dev, rw, min(size, WARMUP), max(t.iodepth for t in tests))
+    samples: dict[Test, dict[str, list[Sample]]] = defaultdict(lambda: defaultdict(list))
     print(HEAD, flush=True)
     for r in range(runs):
         order = backends if r % 2 == 0 else backends[::-1]
-        for qd in depths:
-            for rw in ("write", "read"):
-                got = {b.label: measure(b, tool, rw, size, qd) for b in order}
-                samples[rw, qd][OURS].append(got[OURS])
-                samples[rw, qd][THEIRS].append(got[THEIRS])
-                print(row(str(r + 1), f"{rw} qd{qd}", order[0].label, got[OURS], got[THEIRS],
-                          got[OURS].mb_s / got[THEIRS].mb_s), flush=True)
+        for test in tests:
+            got = {b.label: measure(b, tool, test, size, seconds) for b in order}
+            samples[test][OURS].append(got[OURS])
+            samples[test][THEIRS].append(got[THEIRS])
+            print(row(str(r + 1), str(test), order[0].label, got[OURS], got[THEIRS],
+                      got[OURS].mb_s / got[THEIRS].mb_s), flush=True)
     print(f"\nmedians over {runs} run(s), column by column; ours/runner = median of the "
           "per-run ratios")
     print(HEAD)
-    for (rw, qd), by in samples.items():
+    for test, by in samples.items():
         med = {label: Sample(statistics.median(s.mb_s for s in ss),
                              statistics.median(s.usr_ms_per_mb for s in ss),
                              statistics.median(s.sys_ms_per_mb for s in ss),
@@ -196,7 +224,7 @@ def benchmark(backends: list[Backend], tool: str, size: int, runs: int,
                for label, ss in by.items()}
         ratio = statistics.median(o.mb_s / t.mb_s for o, t in zip(by[OURS], by[THEIRS],
                                                                   strict=True))
-        print(row("med", f"{rw} qd{qd}", "alternating", med[OURS], med[THEIRS], ratio))
+        print(row("med", str(test), "alternating", med[OURS], med[THEIRS], ratio))
     for b in backends:
         print(f"{b.dev} ({b.label}) in all: {requests(b.dev)}")
 
@@ -283,7 +311,13 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--size", default="256M", help="LUN size = bytes per pass (default 256M)")
     p.add_argument("--runs", type=int, default=3, help="measured runs (default 3)")
-    p.add_argument("--iodepth", default="1,4", help="fio iodepths, comma-separated (1,4)")
+    p.add_argument("--iodepth", default="1,4,16",
+                   help="fio iodepths of the 1 MiB sequential passes, comma-separated (1,4,16)")
+    p.add_argument("--random-iodepth", default="32",
+                   help="fio iodepths of the 4 KiB random passes, comma-separated (32; "
+                        "none: no random passes)")
+    p.add_argument("--random-seconds", type=float, default=10.0,
+                   help="length of each 4 KiB random pass (default 10 s)")
     p.add_argument("--tool", choices=("auto", "fio", "dd"), default="auto",
                    help="I/O generator (auto: fio if installed, else dd at iodepth 1)")
     p.add_argument("--dir", type=Path, default=Path("/dev/shm"),
@@ -300,6 +334,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"{SCRIPT}: --size must be a whole number of MiB, at least 32M")
     tool = io_tool(args.tool)
     depths = [1] if tool == "dd" else [int(x) for x in args.iodepth.split(",")]
+    random_depths = ([] if tool == "dd" or args.random_iodepth == "none"
+                     else [int(x) for x in args.random_iodepth.split(",")])
+    tests = [Test(rw, qd) for qd in depths for rw in ("write", "read")]
+    tests += [Test(rw, qd, random=True) for qd in random_depths for rw in ("write", "read")]
     backing = args.dir / "lio-xcopy-bench"
     st = os.statvfs(args.dir)
     if st.f_bavail * st.f_frsize < 2 * size + 16 * MiB:
@@ -316,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
         stack.callback(ours_daemon.stop)
         runner = start_runner(out)
         stack.callback(runner.stop)
-        provision.ensure_configfs()
+        rtslib_adapter.ensure_configfs()
         stack.callback(provision.delete_all)  # ours, then the emptied loopback target
         files = {OURS: backing / "ours.img", THEIRS: backing / "tcmu-runner.img"}
         for f in files.values():
@@ -337,12 +375,13 @@ def main(argv: list[str] | None = None) -> int:
         run("udevadm", "control", "--stop-exec-queue")
         stack.callback(run, "udevadm", "control", "--start-exec-queue")
         print(f"\n{tool}: 1 MiB O_DIRECT sequential passes of {size // MiB} MiB, MB/s = 10^6 B/s;"
+              f" 4 KiB O_DIRECT random passes of {args.random_seconds:g} s over it, in IOPS;"
               " CPU = daemon utime+stime per MB moved"
               " (usr/sys split tick-sampled); sleeps = daemon's voluntary context switches")
         if profile:
             print("NOTE: our daemon runs under cProfile: its MB/s and CPU are inflated by the "
                   "profiler; take the comparison from a run without --profile")
-        benchmark([ours, theirs], tool, size, args.runs, depths)
+        benchmark([ours, theirs], tool, size, args.runs, tests, args.random_seconds)
 
     print(f"\nstopped: {ours_daemon.name} exit {ours_daemon.proc.returncode}, {runner.name} "
           f"exit {runner.proc.returncode}; logs in {out}")
