@@ -31,7 +31,7 @@ from pathlib import Path
 
 from _guest import MB, Daemon, MiB, io_tool, require_guest, run, sequential, work_dir
 
-from lio_xcopy.control import provision
+from lio_xcopy.control import provision, rtslib_adapter
 from lio_xcopy.handler_config import HW_MAX_SECTORS, parse_size
 
 SCRIPT = "bench/disk_vs_tcmu_runner.py"
@@ -316,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         stack.callback(ours_daemon.stop)
         runner = start_runner(out)
         stack.callback(runner.stop)
-        provision.ensure_configfs()
+        rtslib_adapter.ensure_configfs()
         stack.callback(provision.delete_all)  # ours, then the emptied loopback target
         files = {OURS: backing / "ours.img", THEIRS: backing / "tcmu-runner.img"}
         for f in files.values():
