@@ -33,6 +33,15 @@ class DataBuffer:
         self.length = sum(len(v) for v in self.views)
 
     @classmethod
+    def of_views(cls, views: list[memoryview], length: int) -> DataBuffer:
+        """A buffer over ``views``, byte views whose lengths add up to ``length``, as
+        the transport makes them for every command: taken as they are."""
+        buf = cls.__new__(cls)
+        buf.views = views
+        buf.length = length
+        return buf
+
+    @classmethod
     def of(cls, data: bytes | bytearray | memoryview) -> DataBuffer:
         """A one-piece buffer, for tests and small internal transfers."""
         return cls([memoryview(data)])

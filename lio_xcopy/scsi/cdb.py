@@ -84,6 +84,7 @@ class Cdb:
     LENGTH: ClassVar[int]
     CLAUSE: ClassVar[str]
     FIELDS: ClassVar[tuple[Field, ...]]
+    _DECODE: ClassVar[tuple[tuple[str, int, int], ...]]
     #: the command carries a Data-Out buffer (parameter list or write data), so the
     #: transport never returns its buffer to the initiator
     DATA_OUT: ClassVar[bool] = False
@@ -137,6 +138,9 @@ class Cdb:
         cls.LENGTH = length
         cls.CLAUSE = clause
         cls.FIELDS = tuple(table)
+        # decode's plan: each field's shift from the end of the CDB read as one integer
+        cls._DECODE = tuple((f.name, (length - f.byte - f.nbytes) * 8 + f.lsb, f.mask)
+                            for f in table)
         cls.DATA_OUT = data_out
         if cls.__doc__ is None:
             cls.__doc__ = f"{clause} {name}."
@@ -144,9 +148,17 @@ class Cdb:
 
     @classmethod
     def decode(cls, cdb: bytes | bytearray | memoryview) -> Self:
+        """The layout's fields read from ``cdb``: the CDB is read as one big-endian
+        integer and each field shifted out of it (the transport decodes every READ and
+        WRITE, so this is the command path's hot spot); the instance is the one
+        ``cls(**fields)`` would build."""
         if len(cdb) < cls.LENGTH:
             raise InvalidFieldInCdb(0, message=f"{cls.NAME}: CDB of {len(cdb)} bytes")
-        return cls(**{f.name: f.get(cdb) for f in cls.FIELDS})
+        whole = int.from_bytes(cdb[: cls.LENGTH], "big")
+        decoded = object.__new__(cls)
+        decoded.__dict__.update({name: whole >> shift & mask
+                                 for name, shift, mask in cls._DECODE})
+        return decoded
 
     def encode(self) -> bytes:
         buf = bytearray(self.LENGTH)

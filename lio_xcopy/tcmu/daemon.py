@@ -64,6 +64,7 @@ RETRY_MAX = 2.0  # s: the longest wait between two tries
 RETRY_FOR = 30.0  # s: give up on a device not ready after this long
 SERIAL_WAIT = 5.0  # s: how long a device whose unit serial is not set yet is waited for
 RESCAN_EVERY = 30.0  # s: the safety-net rescan's period
+STATE_EVERY = 1.0  # s: how often the state file shows the progress of running copies
 RESCAN_SOON = 1.0  # s: the rescan comes this soon after a device failed to open
 #: errors opening or mapping /dev/uioN that pass: the node not made yet (udev without
 #: devtmpfs), the device still open in a daemon going away (tcmu_open: EBUSY)
@@ -406,6 +407,8 @@ class Daemon:
         self.rescan_every = rescan_every
         self.state_path = state_path  # where `lio-xcopy status` finds us (None: nowhere)
         self._state_due = True
+        self._state_next = 0.0  # while copies run: when their progress is written next
+        self._copies_seen: tuple[tuple[str, int, bool], ...] = ()
         if opener is open_device:  # a changer and its drives share one Library per directory
             opener = functools.partial(open_device, libraries=Libraries(), subtype=subtype)
         self.opener = opener
@@ -772,8 +775,16 @@ class Daemon:
             os.getpid(), time.time(),
             {d.name: type(d.device).__name__.lower() for d in self.devices.values()}, copies)
 
+    def _copies_changed(self) -> bool:
+        """Whether a copy started or ended since the last look (the state file lists
+        them): a command completed by its worker is no reason to rewrite the file."""
+        seen = tuple((j.lun, j.list_id, j.running) for j in self.copy_manager.jobs())
+        changed, self._copies_seen = seen != self._copies_seen, seen
+        return changed
+
     def write_state(self) -> None:
         self._state_due = False
+        self._state_next = self.clock() + STATE_EVERY
         if self.state_path is None:
             return
         try:
@@ -787,7 +798,7 @@ class Daemon:
             ready()
         while not self._stop:
             copying = any(j.running for j in self.copy_manager.jobs())
-            if self._state_due or copying:
+            if self._state_due or (copying and self.clock() >= self._state_next):
                 self.write_state()
             for key, _ in self.selector.select(self.timeout(1.0 if copying else None)):
                 kind, name = key.data
@@ -799,7 +810,7 @@ class Daemon:
                     self._wake_r.recv(4096)
                     for dev in list(self.devices):
                         self._on_ring(dev, TcmuDevice.complete_finished)
-                    self._state_due = True
+                    self._state_due = self._state_due or self._copies_changed()
             self.run_due()
             if self._reload:
                 self._reload = False

@@ -170,12 +170,14 @@ class CommandRing:
             raise TcmuError(f"cmd {cmd_id}: CDB at {cdb_off:#x} outside the map")
         cdb = bytes(self.map[cdb_off : cdb_off + scsi_command_size(first)])
         views = []
+        total = 0
         for i in range(iov_cnt):  # the Data-In or Data-Out buffer (bidi iovs follow; unused)
             off, length = IOV.unpack_from(self.map, base + IOV_OFF + i * IOV.size)
             if off + length > len(self.map):
                 raise TcmuError(f"cmd {cmd_id}: iovec {off:#x}+{length} outside the map")
             views.append(self.map[off : off + length])
-        return RingCommand(cmd_id, cdb, DataBuffer(views))
+            total += length
+        return RingCommand(cmd_id, cdb, DataBuffer.of_views(views, total))
 
     def _tmr(self, pos: int, length: int) -> RingTmr:
         base = self.cmdr_off + pos

@@ -209,6 +209,33 @@ def test_daemon_completes_long_commands_from_workers():
     kernel.close()
 
 
+def test_commands_completed_by_workers_do_not_rewrite_the_state_file(tmp_path, monkeypatch):
+    """The state file lists LUNs and copies: a worker's completion (every large READ or
+    WRITE) changes neither, so the file is written once, not once per command."""
+    from lio_xcopy.tcmu import state as state_file
+
+    writes = []
+    real = state_file.write
+    monkeypatch.setattr(state_file, "write", lambda *a: (writes.append(a), real(*a)))
+    kernel = SimulatedKernel(cmdr_size=16384, data_pages=64)
+    device = Worker()
+    device.release.set()
+    daemon = Daemon(state_path=tmp_path / "state.json")
+    daemon.attach("sim", TcmuDevice("w", kernel.uio_fd, CommandRing(kernel.view), device))
+    t = threading.Thread(target=daemon.run)
+    t.start()
+    try:
+        for _ in range(5):
+            cid = kernel.submit(Slow(length=4).encode(), data_in_len=4)
+            assert [(c.cmd_id, c.status) for c in kernel.answers()] == [(cid, GOOD)]
+    finally:
+        daemon.stop()
+        t.join(5)
+    assert not t.is_alive()
+    assert len(writes) == 1, f"{len(writes)} state file writes for 5 commands"
+    kernel.close()
+
+
 def test_sd_notify_never_waits_on_a_receiver_that_does_not_read(tmp_path):
     """A NOTIFY_SOCKET whose reader stopped reading: its queue fills, and sd_notify
     drops the message instead of blocking the daemon's loop (every LUN would stall)."""
