@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import MiB, _start_daemon, clear_unit_attention, extra_lun, run
+from conftest import MiB, _host_log, _start_daemon, clear_unit_attention, extra_lun, run
 from plugins.vm_xcopy import wait_for
 
 from lio_xcopy.control import provision
@@ -174,7 +174,12 @@ def flowing(since: dict[str, int]):
 def test_kill_9_five_times_under_fio_verify_and_copies(lab, loop_luns):
     disks, (src, src_dev, data), (tape, tape_dev) = loop_luns
     seed = int(os.environ.get("LIO_XCOPY_CRASH_SEED", str(random.randrange(1 << 32))))
-    print(f"\ncrash loop: seed {seed} (LIO_XCOPY_CRASH_SEED={seed} replays the kill points)")
+    line = f"crash loop: seed {seed} (LIO_XCOPY_CRASH_SEED={seed} replays the kill points)"
+    print(f"\n{line}")
+    host_log = _host_log()
+    if host_log is not None:  # where the host reads it even if a kill hangs the guest
+        with host_log.open("a") as f:
+            f.write(f"{line}\n")
     rng = random.Random(seed)
     t_begin = time.monotonic()
     sds = [str(d.block) for _, d in disks]
