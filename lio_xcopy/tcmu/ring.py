@@ -196,13 +196,28 @@ class CommandRing:
         (:data:`lio_xcopy.tcmu.daemon.WAKE`)."""
         if self.outstanding <= 0:
             raise TcmuError(f"completion of cmd {cmd_id} with no command outstanding")
-        tail = self.tail
+        tail, size = self.tail, self.cmdr_size
+        # The commands read and not yet answered occupy the entries from cmd_tail up to
+        # our cursor, which never passes cmd_head. A tail moved past cmd_head would send
+        # the kernel's tcmu_handle_completions walking over stale or zeroed entries (a
+        # zero-length PAD: it spins there for good), so never write one.
+        room = min((self._cursor - tail) % size, (self.head - tail) % size)
+        walked = 0
         while True:
-            op, length, _, _ = self._hdr(tail)
+            if walked >= room:
+                raise TcmuError(
+                    f"completion of cmd {cmd_id}: no unanswered CMD entry between "
+                    f"cmd_tail {tail:#x} and cmd_head {self.head:#x} (the ring was reset "
+                    "underneath the daemon): not answering it")
+            pos = (tail + walked) % size
+            op, length, _, _ = self._hdr(pos)
+            walked += length
             if op == OP_CMD:
-                break
-            tail = (tail + length) % self.cmdr_size  # PAD and TMR slots carry no response
-        base = self.cmdr_off + tail
+                break  # PAD and TMR entries carry no response
+        if walked > room:
+            raise TcmuError(f"completion of cmd {cmd_id}: the entry at {pos:#x} runs past "
+                            f"the last one read: ring is broken")
+        base = self.cmdr_off + pos
         uflags = UFLAG_READ_LEN if read_len else 0
         struct.pack_into("<HBB", self.map, base + 4, cmd_id, 0, uflags)
         self.map[base + RSP_STATUS_OFF] = status
@@ -210,7 +225,7 @@ class CommandRing:
         sense = sense[:SENSE_BUFFERSIZE]
         self.map[base + RSP_SENSE_OFF : base + RSP_SENSE_OFF + len(sense)] = sense
         self.outstanding -= 1
-        self._set_tail(tail + length)
+        self._set_tail(tail + walked)
         self._release_idle()
 
     def _release_idle(self) -> None:

@@ -112,6 +112,37 @@ def test_out_of_order_completion(kernel):
     assert all(struct.unpack("<I", c.data_in)[0] == c.cmd_id for c in got)
 
 
+def test_a_ring_reset_underneath_is_refused_and_tail_never_passes_head(kernel):
+    ring = CommandRing(kernel.view)
+    for n in (1, 2, 3):
+        kernel.submit(Echo(length=n).encode(), data_in_len=n)
+    first, second, _third = ring.entries()
+    ring.complete(first.cmd_id, GOOD)
+    kernel.reset_ring()  # someone else reset it: the stale entries stay in the ring
+    with pytest.raises(TcmuError, match="reset underneath"):
+        ring.complete(second.cmd_id, GOOD)
+    assert (ring.head, ring.tail) == (0, 0)  # the kernel is not sent over stale entries
+    kernel.submit(Echo(length=4).encode(), data_in_len=4)
+    ring.resync()
+    (fourth,) = ring.entries()
+    ring.complete(fourth.cmd_id, GOOD)
+    assert [c.cmd_id for c in kernel.reap()] == [fourth.cmd_id]
+
+
+def test_an_answer_never_takes_the_slot_of_a_command_not_yet_read(kernel):
+    ring = CommandRing(kernel.view)
+    kernel.submit(Echo(length=1).encode(), data_in_len=1)
+    (first,) = ring.entries()
+    unread = kernel.submit(Echo(length=2).encode(), data_in_len=2)
+    ring.complete(first.cmd_id, GOOD)
+    ring.outstanding += 1  # a miscounted answer, with an unread command at the tail
+    with pytest.raises(TcmuError, match="no unanswered CMD entry"):
+        ring.complete(first.cmd_id, GOOD)
+    assert ring.tail != ring.head
+    (second,) = ring.entries()
+    assert second.cmd_id == unread and Echo.decode(second.cdb).length == 2
+
+
 def test_cdb_copied_before_slot_is_reused(kernel):
     ring = CommandRing(kernel.view)
     kernel.submit(Echo(length=1).encode(), data_in_len=1)
