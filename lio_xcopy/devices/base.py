@@ -134,6 +134,10 @@ class LogicalUnit:
     #: opcodes whose cost grows with their CDB fields rather than with their buffer
     #: (a SPACE count, a cartridge to scan, a cache to flush)
     LONG_OPCODES: ClassVar[frozenset[int]] = frozenset()
+    #: how many of its :meth:`unordered` commands the transport may run at once (SAM-5
+    #: 8.6: SIMPLE tasks may run in any order); every other command runs in the order it
+    #: came, as a sequential-access device needs
+    IO_WORKERS: ClassVar[int] = 1
     _dispatch: ClassVar[dict[tuple[int, int | None], tuple[type[Cdb], str]]]
 
     def __init_subclass__(cls, **kw: Any) -> None:
@@ -176,6 +180,11 @@ class LogicalUnit:
         are). The transport runs such commands where they hold up no other LUN."""
         return len(cmd.data) >= LONG_TRANSFER or (bool(cmd.cdb) and (
             cmd.cdb[0] in self.LONG_OPCODES or cmd.cdb[0] == xcopy.ExtendedCopyLid1.OPCODE))
+
+    def unordered(self, cdb: bytes) -> bool:  # noqa: ARG002
+        """Whether ``cdb`` may run beside the LUN's other commands, in any order (a
+        disk's READ or WRITE); the transport runs :attr:`IO_WORKERS` such at once."""
+        return False
 
     def carries_data_out(self, cdb: bytes) -> bool:
         """Whether ``cdb`` is a command of ours whose buffer is Data-Out (write data, a

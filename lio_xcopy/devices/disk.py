@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import errno
 import os
-import threading
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from lio_xcopy.devices.backing import BackingStore
 from lio_xcopy.devices.base import Command, LogicalUnit, LunIdentity, command
 from lio_xcopy.devices.buffer import DataBuffer, PartialTransfer
+from lio_xcopy.devices.locks import SharedExclusive
 from lio_xcopy.errors import BackingStoreError, ConfigError
 from lio_xcopy.scsi import rod, sbc, spc, tpc_vpd
 from lio_xcopy.scsi.cdb import Cdb
@@ -55,6 +55,11 @@ class Disk(LogicalUnit):
 
     DEVICE_TYPE = spc.TYPE_DISK
     VERSION_DESCRIPTORS = (0x00A0, 0x0460, 0x0600)  # SAM-5, SPC-4, SBC-4
+    #: a disk's READs and WRITEs may run at once (SAM-5 8.6, SIMPLE tasks): the
+    #: transport gives each LUN this many I/O workers, whose preadv/pwritev overlap
+    IO_WORKERS = 4
+    UNORDERED: ClassVar[frozenset[int]] = frozenset(c.OPCODE for c in (*sbc.READS,
+                                                                       *sbc.WRITES))
     LONG_OPCODES = frozenset(c.OPCODE for c in (
         sbc.SynchronizeCache10, sbc.SynchronizeCache16, sbc.CompareAndWrite, sbc.Unmap,
         *sbc.WRITE_SAMES, *sbc.VERIFIES, *sbc.PRE_FETCHES,
@@ -89,8 +94,10 @@ class Disk(LogicalUnit):
         self.thin = not store.block_device  # holes: logical block provisioning management
         self.unmap_granularity = 1 if store.block_device else max(
             1, os.fstat(store.fd).st_blksize // block_size)
-        # held by every write, so COMPARE AND WRITE is atomic against the copy manager's
-        self._atomic = threading.Lock()
+        # writes share it (several run at once, on the LUN's workers and the copy
+        # manager's threads); COMPARE AND WRITE, WRITE AND VERIFY, WRITE SAME and UNMAP
+        # hold it alone, so no other write comes between their steps (SBC-4 5.3)
+        self._atomic = SharedExclusive()
         #: told (first LBA, blocks) of every write, once a ROD token names this LUN
         self.write_watch: Callable[[int, int], None] | None = None
         if store.size % block_size:
@@ -100,6 +107,11 @@ class Disk(LogicalUnit):
             )
 
     # --- the narrow block interface (SCSI handlers and the copy manager) ------------------
+    def unordered(self, cdb: bytes) -> bool:
+        """READ and WRITE run beside each other and any other command: writes share
+        ``_atomic``, which COMPARE AND WRITE and the like hold alone."""
+        return bool(cdb) and cdb[0] in self.UNORDERED
+
     def check_range(self, lba: int, count: int) -> None:
         """SBC-4 4.5: every block of ``[lba, lba + count)`` must be on the LUN."""
         if lba < 0 or count < 0 or lba + count > self.blocks:
@@ -142,11 +154,14 @@ class Disk(LogicalUnit):
         """Write ``count`` blocks from the front of ``buf`` at ``lba``; returns the bytes
         moved. ``fua`` (or a disabled write cache) makes them durable before returning."""
         self.check_writable()
-        with self._atomic:
+        self._atomic.acquire_shared()
+        try:
             return self._write(lba, count, buf, fua=fua)
+        finally:
+            self._atomic.release_shared()
 
     def _write(self, lba: int, count: int, buf: DataBuffer, *, fua: bool) -> int:
-        """The write itself, under ``_atomic``: durable data goes with RWF_DSYNC, which
+        """The write itself, holding ``_atomic``: durable data goes with RWF_DSYNC, which
         syncs these bytes only (FUA, SBC-4 5.37), not the whole store."""
         flags = os.RWF_DSYNC if fua or not self.write_cache else 0
 
@@ -215,7 +230,7 @@ class Disk(LogicalUnit):
                                          f"expected transfer length of {len(cmd.data)} bytes")
         if not count:
             return 0
-        with self._atomic:
+        with self._atomic.exclusive():
             offset = self._miscompare(cdb.lba, count, cmd.data.sub(0, nbytes))
             if offset is not None:
                 raise Miscompare(offset)
@@ -272,7 +287,7 @@ class Disk(LogicalUnit):
         if not count:
             return 0
         nbytes = count * self.block_size
-        with self._atomic:
+        with self._atomic.exclusive():
             self._write(cdb.lba, count, cmd.data, fua=True)
             expected = cmd.data.sub(0, nbytes) if cdb.bytchk else None
             offset = self._miscompare(cdb.lba, count, expected)
@@ -371,7 +386,7 @@ class Disk(LogicalUnit):
         else:
             block = cmd.data.tobytes(bs)
         zeros = not block.strip(b"\0")
-        with self._atomic:
+        with self._atomic.exclusive():
             if not (zeros and (cdb.unmap or self.store.block_device)
                     and self._deallocate(cdb.lba, count)):
                 self._write_same(cdb.lba, count, block)
@@ -436,7 +451,7 @@ class Disk(LogicalUnit):
                     offset + 8, message=f"{total} blocks exceed {MAX_UNMAP_LBA_COUNT}")
             if lba + count > self.blocks:
                 raise LbaOutOfRange(lba)
-        with self._atomic:
+        with self._atomic.exclusive():
             for lba, count, _ in extents:
                 if count and not self._deallocate(lba, count):
                     self._write_same(lba, count, bytes(self.block_size))

@@ -198,6 +198,7 @@ class TcmuDevice:
         self._finished: queue.SimpleQueue[tuple[RingCommand, Running, bool]] = (
             queue.SimpleQueue())
         self._worker: ThreadPoolExecutor | None = None  # this LUN's long commands
+        self._io: ThreadPoolExecutor | None = None  # its READs and WRITEs, several at once
         self._on_worker = 0  # commands handed to the worker and not yet answered
         self._queued: set[int] = set()  # cmd_ids of those, whose future is the worker's
         self._aborted: set[int] = set()  # cmd ids task management aborted on the worker
@@ -308,10 +309,20 @@ class TcmuDevice:
                 log.error("%s: %s on the device failed: %s", self.name, name, e)
 
     def _to_worker(self, entry: RingCommand) -> None:
-        if self._worker is None:
-            self._worker = ThreadPoolExecutor(1, thread_name_prefix=f"lun-{self.name}")
+        """Hand a command to the LUN's worker, which runs them one after another in the
+        order they came; a READ or WRITE of a device that may run several at once goes
+        to its I/O workers instead (:attr:`LogicalUnit.IO_WORKERS`)."""
+        if self.device.IO_WORKERS > 1 and self.device.unordered(entry.cdb):
+            if self._io is None:
+                self._io = ThreadPoolExecutor(self.device.IO_WORKERS,
+                                              thread_name_prefix=f"lun-{self.name}-io")
+            pool = self._io
+        else:
+            if self._worker is None:
+                self._worker = ThreadPoolExecutor(1, thread_name_prefix=f"lun-{self.name}")
+            pool = self._worker
         self._on_worker += 1
-        fut = self._worker.submit(self.device.handle, Command(entry.cdb, entry.data))
+        fut = pool.submit(self.device.handle, Command(entry.cdb, entry.data))
         self._queued.add(entry.cmd_id)
         self._defer(entry, fut, on_worker=True)
 
@@ -383,8 +394,9 @@ class TcmuDevice:
         return done
 
     def close(self) -> None:
-        if self._worker is not None:  # the command it runs ends first; queued ones never run
-            self._worker.shutdown(wait=True, cancel_futures=True)
+        for pool in (self._worker, self._io):  # what runs ends first; queued ones never run
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
         try:
             self.device.flush()
         except LioXcopyError as e:

@@ -209,6 +209,52 @@ def test_daemon_completes_long_commands_from_workers():
     kernel.close()
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_lun_runs_as_many_long_commands_at_once_as_it_has_workers(workers):
+    """A disk's READs and WRITEs may run in any order (SIMPLE tasks): with IO_WORKERS 2
+    two large ones run at once on the LUN's I/O workers; with 1 (a tape) they run one
+    after another."""
+    from plugins.tcmu_ring import Echo, Toy
+
+    both = threading.Barrier(2, timeout=1.0)
+    met: list[bool] = []
+
+    class Parallel(Toy):
+        IO_WORKERS = workers
+
+        def runs_long(self, cmd):
+            return True
+
+        def unordered(self, cdb):
+            return True
+
+        def echo(self, cmd, cdb):
+            try:
+                both.wait()
+                met.append(True)
+            except threading.BrokenBarrierError:
+                met.append(False)
+            return super().echo(cmd, cdb)
+
+    kernel = SimulatedKernel(cmdr_size=16384, data_pages=64)
+    daemon = Daemon()
+    daemon.attach("sim", TcmuDevice("p", kernel.uio_fd, CommandRing(kernel.view), Parallel()))
+    t = threading.Thread(target=daemon.run)
+    t.start()
+    try:
+        kernel.submit(Echo(length=8).encode(), data_in_len=8)
+        kernel.submit(Echo(length=8).encode(), data_in_len=8)
+        got = kernel.answers()
+        if len(got) < 2:
+            got += kernel.answers()
+        assert [c.status for c in got] == [GOOD, GOOD]
+    finally:
+        daemon.stop()
+        t.join(5)
+    assert met == ([True, True] if workers == 2 else [False, False])
+    kernel.close()
+
+
 def test_commands_completed_by_workers_do_not_rewrite_the_state_file(tmp_path, monkeypatch):
     """The state file lists LUNs and copies: a worker's completion (every large READ or
     WRITE) changes neither, so the file is written once, not once per command."""

@@ -158,19 +158,19 @@ def test_compare_and_write_on_read_only_disk(tmp_path):
 
 
 def test_compare_and_write_holds_out_other_writers(disk):
-    """The compare and the write happen under the lock every write takes."""
+    """The compare and the write happen holding alone the lock every write shares."""
     put(disk, 5, pattern(BS, 1))
     seen = []
     real = disk._miscompare
 
     def spy(*a, **kw):
-        seen.append(disk._atomic.locked())
+        seen.append(disk._atomic.held_alone)
         return real(*a, **kw)
 
     disk._miscompare = spy
     run(disk, caw(), filled(pattern(BS, 1) + pattern(BS, 2)))
     assert seen == [True]
-    assert not disk._atomic.locked()
+    assert not disk._atomic.holders
 
 
 # --- VERIFY ---------------------------------------------------------------------------------
@@ -579,3 +579,15 @@ def test_first_difference(data, draw):
     if at + 1 < len(data):  # a later difference changes nothing
         medium[draw.draw(st.integers(at + 1, len(data) - 1))] ^= 0x5A
     assert disk_module._first_difference(memoryview(medium), pieces) == at
+
+
+def test_only_reads_and_writes_run_unordered(disk):
+    """The transport runs a disk's READs and WRITEs on several workers at once; every
+    other command (COMPARE AND WRITE, SYNCHRONIZE CACHE, the copy commands) in order."""
+    for layout in (*sbc.READS, *sbc.WRITES):
+        assert disk.unordered(bytes([layout.OPCODE]) + bytes(15)), layout.NAME
+    for layout in (sbc.CompareAndWrite, sbc.SynchronizeCache10, *sbc.WRITE_SAMES,
+                   *sbc.VERIFIES, sbc.Unmap):
+        assert not disk.unordered(bytes([layout.OPCODE]) + bytes(15)), layout.NAME
+    assert not disk.unordered(b"")
+    assert disk.IO_WORKERS > 1

@@ -79,7 +79,10 @@ def test_its_ring_is_answered_and_a_reload_serves_it_once_it_opens(tmp_path):
         # INQUIRY answers (standard and VPD, with the serial it will have), with no 3PC
         kernel.submit(INQUIRY, data_in_len=96)
         kernel.submit(INQUIRY_VPD_83, data_in_len=255)
-        std, vpd = kernel.answers(2)
+        got = kernel.answers()
+        if len(got) < 2:
+            got += kernel.answers()
+        std, vpd = sorted(got, key=lambda c: c.cmd_id)
         assert (std.status, vpd.status) == (GOOD, GOOD)
         assert std.data_in[0] == spc.TYPE_DISK and not std.data_in[5] & 0x08
         assert vpd.data_in[1] == 0x83
