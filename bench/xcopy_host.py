@@ -12,7 +12,8 @@ a disk of random bytes and, per direction, the other end (a second disk, or an A
 cartridge, filled first when it is the source), registers them with a
 :class:`~lio_xcopy.copy.manager.CopyManager` that runs each copy on the calling thread
 (where cProfile sees it), and sends the same EXTENDED COPY (LID1) list the
-``lio-xcopy copy`` command would (64 KiB records). It checks the destination bytes, and
+``lio-xcopy copy`` command would (64 KiB records), reading ahead of the writes as the
+daemon does (``--read-ahead 0``: reading and writing in turn). It checks the destination bytes, and
 times ``dd bs=1M conv=fsync`` from the source file to a new file beside it. Printed per
 size and direction: MB/s of each, the ratio dd time / xcopy time, and the process CPU
 seconds per GiB of each (ours: this process's user+system time during the copy, the
@@ -95,13 +96,13 @@ class Inline:
 class Lab:
     """The backing files of one size: a source disk and, made on demand, the rest."""
 
-    def __init__(self, root: Path, size: int, digest: str):
+    def __init__(self, root: Path, size: int, digest: str, read_ahead: int | None = None):
         self.root, self.size = root, size
         self.disk_path = root / "src.img"
         with open(self.disk_path, "wb") as f:
             for _ in range(size >> 20):
                 f.write(os.urandom(1 << 20))
-        self.manager = CopyManager(executor=Inline(), digest=digest)
+        self.manager = CopyManager(executor=Inline(), digest=digest, read_ahead=read_ahead)
         self.n = 0
 
     def disk(self, path: Path, *, create: bool = False) -> Disk:
@@ -219,6 +220,9 @@ def main() -> int:
                     default=DEFAULT_DIGEST.label,
                     help="the copy digest, as `lio-xcopy daemon --copy-digest` sets it "
                          f"(default {DEFAULT_DIGEST.label})")
+    ap.add_argument("--read-ahead", type=int, metavar="N",
+                    help="chunks read ahead of the one being written (default: the copy "
+                         "manager's, lio_xcopy.copy.readahead.READ_AHEAD; 0: none)")
     args = ap.parse_args()
     sizes = [parse_size(s) for s in args.sizes.split(",")]
     ways = args.ways.split(",")
@@ -228,7 +232,7 @@ def main() -> int:
     res: dict[tuple[int, str, str], list[Sample]] = {}
     try:
         for size in sizes:
-            lab = Lab(root, size, args.digest)
+            lab = Lab(root, size, args.digest, args.read_ahead)
             for r in range(args.runs):
                 for way in ways:
                     for name in (("xcopy", "dd") if r % 2 == 0 else ("dd", "xcopy")):

@@ -42,6 +42,7 @@ from lio_xcopy.copy.ports import (
     is_block,
     is_stream,
 )
+from lio_xcopy.copy.readahead import READ_AHEAD, ReadAhead
 from lio_xcopy.copy.rod import RodSource, RodTokens
 from lio_xcopy.devices.base import LogicalUnit
 from lio_xcopy.devices.buffer import DataBuffer
@@ -148,7 +149,8 @@ class CopyJob:
     transferred: int = 0
     planned: int = 0  # bytes all segments move
     #: of the bytes moved, in order, hashed behind the copy: a buffer is written again
-    #: only once what was moved out of it is hashed (:class:`_Staging`, :class:`_Alternating`)
+    #: only once what was moved out of it is hashed (:class:`_Staging`, :class:`_Alternating`,
+    #: :class:`~lio_xcopy.copy.readahead.ReadAhead`)
     digest: Any = field(default_factory=BackgroundDigest)
     status: int = CopyCommandStatus.IN_PROGRESS
     sense: SenseData | bytes | None = None  # for FAILED SEGMENT DETAILS
@@ -224,7 +226,8 @@ class CopyManager:
                  admitted: Callable[[LogicalUnit], Collection[str]] | None = None,
                  executor: Executor | None = None,
                  clock: Callable[[], float] = time.monotonic,
-                 digest: xcopy.DigestAlgorithm | str = copy_digest.DEFAULT):
+                 digest: xcopy.DigestAlgorithm | str = copy_digest.DEFAULT,
+                 read_ahead: int | None = None):
         self.limits = limits or Limits()
         self.chunk = chunk
         #: what RECEIVE COPY DIGEST reports of each copy (docs/copy-digest.md)
@@ -241,6 +244,11 @@ class CopyManager:
         #: thread per copy by default
         self.executor: Executor = executor if executor is not None else DaemonThreads("xcopy")
         self.clock = clock  # seconds, monotonic: when copies finish and results expire
+        #: chunks read from a block device ahead of the one being written
+        #: (:mod:`lio_xcopy.copy.readahead`): an executor that runs copies step by step
+        #: says 0 (its ``read_ahead``), so every read stays on the copy's thread
+        self.read_ahead: int = (read_ahead if read_ahead is not None
+                                else getattr(self.executor, "read_ahead", READ_AHEAD))
         self._devices: dict[str, LogicalUnit] = {}
         self._jobs: dict[str, OrderedDict[int, CopyJob]] = {}
         self._running: list[CopyJob] = []
@@ -920,19 +928,16 @@ class CopyManager:
         total = _segment_bytes(seg, src, dst)
         step = max(self.chunk // src.block_size // dst.block_size, 1) * src.block_size * \
             dst.block_size
-        bufs = _Alternating(min(step, total) or 1, job.digest)
-        done = 0
-        while done < total:
-            n = min(step, total - done)
-            buf = bufs.next()
-            with self._device_errors(job, plan, source=True):
-                src.read_blocks(seg.source_lba + done // src.block_size, n // src.block_size,
-                                buf)
-            if seg.HOLDS_DATA:
-                job.hold(buf, n)
-            self._write_disk(job, plan, dst, seg.destination_lba + done // dst.block_size,
-                             buf, n)
-            done += n
+        s, d = seg.source_lba * src.block_size, seg.destination_lba * dst.block_size
+        pieces = [(s + done, min(step, total - done)) for done in range(0, total, step)]
+        with self._read_ahead(job, plan, pieces, min(step, total) or 1, s, d, total) as ahead:
+            for pos, n in pieces:
+                with self._device_errors(job, plan, source=True):
+                    buf = ahead.next()
+                if seg.HOLDS_DATA:
+                    job.hold(buf, n)
+                self._write_disk(job, plan, dst, (d + pos - s) // dst.block_size, buf, n)
+                ahead.done()
 
     def _block_to_block_offset(self, job: CopyJob, plan: _Plan) -> None:
         """0Ah (SPC-4 6.4.6): BYTE COUNT bytes from a byte offset into the source's block
@@ -943,36 +948,42 @@ class CopyManager:
         dst: BlockPort = plan.destination
         s = seg.source_lba * src.block_size + seg.source_byte_offset
         d = seg.destination_lba * dst.block_size + seg.destination_byte_offset
-        done = 0
+        pieces, done = [], 0
         while done < seg.byte_count:
             n = min(self.chunk, seg.byte_count - done)
             end = (d + done + n) // dst.block_size * dst.block_size
             if done + n < seg.byte_count and end > d + done:
                 n = end - d - done  # a write ends on a destination block boundary
-            data = self._read_range(job, plan, src, s + done, n)
-            self._write_range(job, plan, dst, d + done, data, n)
+            pieces.append((s + done, n))
             done += n
+        size = max((n for _, n in pieces), default=1)
+        with self._read_ahead(job, plan, pieces, size, s, d, seg.byte_count) as ahead:
+            for pos, n in pieces:
+                data = self._take(job, plan, ahead, n)
+                self._write_range(job, plan, dst, d + pos - s, data, n)
+                ahead.done()
 
-    def _read_range(self, job: CopyJob, plan: _Plan, src: BlockPort, pos: int, n: int,
-                    into: DataBuffer | None = None) -> DataBuffer:
-        """``n`` bytes of the block device from byte ``pos`` (into ``into`` when given),
-        read as the whole blocks that hold them; held for the application client when
-        the segment holds data (0Bh, 0Dh)."""
-        bs = src.block_size
-        first, skip = divmod(pos, bs)
-        if not skip and not n % bs:
-            data = into if into is not None else DataBuffer.allocate(n)
-            with self._device_errors(job, plan, source=True):
-                src.read_blocks(first, n // bs, data)
-        else:
-            blocks = -(-(skip + n) // bs)
-            whole = DataBuffer.allocate(blocks * bs)
-            with self._device_errors(job, plan, source=True):
-                src.read_blocks(first, blocks, whole)
-            data = whole.sub(skip, n)
-            if into is not None:
-                into.copy_in(data.tobytes())
-                data = into
+    def _read_ahead(self, job: CopyJob, plan: _Plan, pieces: list[tuple[int, int]],
+                    size: int, src_pos: int, dst_pos: int, total: int) -> ReadAhead:
+        """The segment's source ``pieces`` read ahead (:mod:`lio_xcopy.copy.readahead`),
+        except where a piece would be read before an earlier piece's write changes it
+        (source and destination the same device, the byte ranges overlapping) or could
+        invalidate it (a ROD token's ROD, SPC-4 5.17.4.3, whose source the copy may
+        write): there each is read when taken, as without read-ahead."""
+        src, dst = plan.source, plan.destination
+        same = isinstance(src, RodSource) or (
+            _same_device(src, dst) and src_pos < dst_pos + total and dst_pos < src_pos + total)
+        return ReadAhead(lambda pos, n, into: _read_bytes(src, pos, n, into), pieces, size,
+                         0 if same else self.read_ahead, digest=job.digest,
+                         name=f"xcopy-read-{job.lun}-{job.list_id}")
+
+    def _take(self, job: CopyJob, plan: _Plan, ahead: ReadAhead, n: int,
+              into: DataBuffer | None = None) -> DataBuffer:
+        """The next ``n`` bytes read from the block device (into ``into`` when given),
+        one READ of the source as the copy would send it now; held for the application
+        client when the segment holds data (0Bh, 0Dh)."""
+        with self._device_errors(job, plan, source=True):
+            data = ahead.next(into)
         if plan.segment.HOLDS_DATA:
             job.hold(data, n)
         return data
@@ -1113,6 +1124,21 @@ class CopyManager:
         staging = _Staging(2 * max(span, per_write) + record + len(job.carry), job.digest)
         staging.put(job.carry)
         job.carry = b""
+        pieces = [(start + read, min(span, total - read)) for read in range(0, total, span)]
+        with ReadAhead(lambda pos, n, into: _read_bytes(src, pos, n, into), pieces,
+                       min(span, total) or 1, self.read_ahead, digest=job.digest,
+                       name=f"xcopy-read-{job.lun}-{job.list_id}") as ahead:
+            self._stage_to_stream(job, plan, ahead, staging, total, span, per_write, record,
+                                  fixed=fixed, carry_on=carry_on)
+
+    def _stage_to_stream(self, job: CopyJob, plan: _Plan, ahead: ReadAhead, staging: _Staging,
+                         total: int, span: int, per_write: int, record: int, *, fixed: bool,
+                         carry_on: bool) -> None:
+        """The loop of :meth:`_block_to_stream`: read into ``staging`` while it holds
+        less than a WRITE, write whole WRITEs from its front. Read ahead, a chunk that
+        finds ``staging`` empty is written from the read-ahead's buffer, only what is
+        left of it (less than a WRITE) put in ``staging``: the same WRITEs."""
+        tape: StreamPort = plan.destination
         read = 0
         while read < total or len(staging):
             if read == total and len(staging) < per_write and carry_on:
@@ -1120,9 +1146,17 @@ class CopyManager:
                 break
             if read < total and len(staging) < per_write:
                 n = min(span, total - read)
-                self._read_range(job, plan, src, start + read, n, staging.room(n))
-                staging.filled(n)
                 read += n
+                if len(staging) or not self.read_ahead:
+                    self._take(job, plan, ahead, n, staging.room(n))
+                    staging.filled(n)
+                    continue
+                data = self._take(job, plan, ahead, n)
+                pos = self._write_whole(job, plan, tape, data, n, per_write, record,
+                                        fixed=fixed)
+                if pos < n:
+                    staging.put(data.sub(pos, n - pos).tobytes())
+                ahead.done()
                 continue
             length = min(per_write, len(staging))
             if len(staging) >= 2 * per_write and hasattr(tape, "write_records"):
@@ -1133,6 +1167,23 @@ class CopyManager:
                 self._write_records(job, plan, tape, staging.head(length), length, record,
                                     fixed=fixed)
             staging.consume(length)
+
+    def _write_whole(self, job: CopyJob, plan: _Plan, tape: StreamPort, data: DataBuffer,
+                     n: int, per_write: int, record: int, *, fixed: bool) -> int:
+        """The whole WRITEs of ``per_write`` bytes in the first ``n`` bytes of ``data``,
+        as :meth:`_stage_to_stream` sends them from its staging; the bytes written."""
+        pos = 0
+        while n - pos >= per_write:
+            length = per_write
+            if n - pos >= 2 * per_write and hasattr(tape, "write_records"):
+                length = (n - pos) // per_write * per_write
+                self._write_batch(job, plan, tape, data.sub(pos, length), record if fixed
+                                  else per_write, per_write, length)
+            else:
+                self._write_records(job, plan, tape, data.sub(pos, length), length, record,
+                                    fixed=fixed)
+            pos += length
+        return pos
 
     def _write_records(self, job: CopyJob, plan: _Plan, tape: StreamPort, data: DataBuffer,
                        length: int, record: int, *, fixed: bool) -> None:
@@ -1554,6 +1605,38 @@ class _Alternating:
         self._cur ^= 1
         self._digest.wait(self._tickets[self._cur])
         return self._bufs[self._cur]
+
+
+#: designator types that name one logical unit (SPC-4 7.8.6.1): EUI-64, NAA, SCSI name string
+_LU_DESIGNATORS = (2, 3, 8)
+
+
+def _same_device(a: Port, b: Port) -> bool:
+    """Whether two copy ends are one device: the same port, or ports reporting a
+    logical unit designator in common (two CSCDs may name one device, each with a port
+    of its own)."""
+    if a is b:
+        return True
+
+    def names(p: Port) -> set[tuple[int, bytes]]:
+        return {(d.designator_type, bytes(d.value)) for d in p.designators()
+                if d.association == 0 and d.designator_type in _LU_DESIGNATORS}
+
+    return bool(names(a) & names(b))
+
+
+def _read_bytes(src: BlockPort, pos: int, n: int, into: DataBuffer) -> None:
+    """``n`` bytes of the block device from byte ``pos`` into the front of ``into``,
+    read as the whole blocks that hold them (one READ)."""
+    bs = src.block_size
+    first, skip = divmod(pos, bs)
+    if not skip and not n % bs:
+        src.read_blocks(first, n // bs, into)
+        return
+    blocks = -(-(skip + n) // bs)
+    whole = DataBuffer.allocate(blocks * bs)
+    src.read_blocks(first, blocks, whole)
+    into.copy_in(whole.sub(skip, n).tobytes())
 
 
 def _read_stream(tape: StreamPort, buf: DataBuffer, want: int, plan: _Plan) -> int:

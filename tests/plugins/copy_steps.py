@@ -34,6 +34,8 @@ class StepExecutor:
     """``submit`` queues the call (from any thread: a LUN's worker plans a copy); the
     test runs it with :meth:`run_next`."""
 
+    read_ahead = 0  # every read of a copy on the copy's own thread, when the test says
+
     def __init__(self) -> None:
         self.queued: deque[tuple[Callable[..., Any], tuple[Any, ...], Future[Any]]] = deque()
         self._submitted = threading.Condition()
@@ -59,6 +61,8 @@ class StepExecutor:
 
 class InlineExecutor:
     """``submit`` runs the call at once, on the caller's thread."""
+
+    read_ahead = 0  # every read of a copy on the caller's thread
 
     def submit(self, fn: Callable[..., Any], /, *args: Any) -> Future[Any]:
         return _run(fn, args, Future())
