@@ -54,7 +54,10 @@ class DataBuffer:
         return self.length
 
     def slices(self, start: int = 0, length: int | None = None) -> list[memoryview]:
-        """The views covering ``[start, start + length)``."""
+        """The views covering ``[start, start + length)`` (the whole buffer: its own
+        list, which callers do not change)."""
+        if not start and (length is None or length >= self.length):
+            return self.views
         end = self.length if length is None else min(self.length, start + length)
         out: list[memoryview] = []
         pos = 0
@@ -107,7 +110,15 @@ class DataBuffer:
 
 def _vector_io(call: Callable[[int, list[memoryview], int], int], fd: int,
                views: Sequence[memoryview], offset: int) -> int:
-    done = 0
+    if len(views) <= IOV_MAX:  # one call moves it all, as nearly always
+        want = sum(map(len, views))
+        n = call(fd, list(views), offset)
+        if n == want or n == 0:
+            return n
+        views = _after(views, n)
+        done = n
+    else:
+        done = 0
     views = list(views)
     while views:
         batch = views[:IOV_MAX]
@@ -124,14 +135,18 @@ def _vector_io(call: Callable[[int, list[memoryview], int], int], fd: int,
             continue
         if n == 0:
             break
-        # short transfer: drop what was moved and carry on
-        rest: list[memoryview] = []
-        skip = n
-        for v in views:
-            if skip >= len(v):
-                skip -= len(v)
-                continue
-            rest.append(v[skip:])
-            skip = 0
-        views = rest
+        views = _after(views, n)  # a short transfer: drop what was moved, carry on
     return done
+
+
+def _after(views: Sequence[memoryview], n: int) -> list[memoryview]:
+    """``views`` without their first ``n`` bytes."""
+    rest: list[memoryview] = []
+    skip = n
+    for v in views:
+        if skip >= len(v):
+            skip -= len(v)
+            continue
+        rest.append(v[skip:])
+        skip = 0
+    return rest

@@ -39,6 +39,10 @@ IOV_OFF = 48
 IOV = struct.Struct("<QQ")  # iov_base (offset into the map), iov_len
 RSP_STATUS_OFF = 8
 RSP_READ_LEN_OFF = 12
+# a response from cmd_id on: cmd_id, kflags, uflags, then rsp's scsi_status, pads, read_len
+RSP = struct.Struct("<HBBB3xI")
+RSP_OFF = 4
+U32 = struct.Struct("<I")
 RSP_SENSE_OFF = 16
 SENSE_BUFFERSIZE = 96
 ENTRY_SIZE = 112  # sizeof(struct tcmu_cmd_entry)
@@ -117,16 +121,16 @@ class CommandRing:
     # --- mailbox fields ----------------------------------------------------------------
     @property
     def head(self) -> int:
-        head: int = struct.unpack_from("<I", self.map, MB_CMD_HEAD)[0]
+        head: int = U32.unpack_from(self.map, MB_CMD_HEAD)[0]
         return head % self.cmdr_size
 
     @property
     def tail(self) -> int:
-        tail: int = struct.unpack_from("<I", self.map, MB_CMD_TAIL)[0]
+        tail: int = U32.unpack_from(self.map, MB_CMD_TAIL)[0]
         return tail % self.cmdr_size
 
     def _set_tail(self, value: int) -> None:
-        struct.pack_into("<I", self.map, MB_CMD_TAIL, value % self.cmdr_size)
+        U32.pack_into(self.map, MB_CMD_TAIL, value % self.cmdr_size)
 
     def _hdr(self, pos: int) -> tuple[int, int, int, int]:
         if pos % ALIGN or pos + HDR.size > self.cmdr_size:
@@ -163,20 +167,22 @@ class CommandRing:
         iov_cnt, _iov_bidi_cnt, _dif, cdb_off = REQ.unpack_from(self.map, base + REQ_OFF)
         if IOV_OFF + IOV.size * iov_cnt > entry_length:
             raise TcmuError(f"cmd {cmd_id}: {iov_cnt} iovecs in a {entry_length}-byte entry")
+        mapped = len(self.map)
         first = self.map[cdb_off : cdb_off + 8]
-        if not first or (first[0] == 0x7F and len(first) < 8) or (
-            cdb_off + scsi_command_size(first) > len(self.map)
-        ):
+        size = scsi_command_size(first) if first and (first[0] != 0x7F or len(first) == 8) else 0
+        if not size or cdb_off + size > mapped:
             raise TcmuError(f"cmd {cmd_id}: CDB at {cdb_off:#x} outside the map")
-        cdb = bytes(self.map[cdb_off : cdb_off + scsi_command_size(first)])
+        cdb = bytes(self.map[cdb_off : cdb_off + size])
         views = []
         total = 0
-        for i in range(iov_cnt):  # the Data-In or Data-Out buffer (bidi iovs follow; unused)
-            off, length = IOV.unpack_from(self.map, base + IOV_OFF + i * IOV.size)
-            if off + length > len(self.map):
+        iov = base + IOV_OFF
+        for _ in range(iov_cnt):  # the Data-In or Data-Out buffer (bidi iovs follow; unused)
+            off, length = IOV.unpack_from(self.map, iov)
+            if off + length > mapped:
                 raise TcmuError(f"cmd {cmd_id}: iovec {off:#x}+{length} outside the map")
             views.append(self.map[off : off + length])
             total += length
+            iov += IOV.size
         return RingCommand(cmd_id, cdb, DataBuffer.of_views(views, total))
 
     def _tmr(self, pos: int, length: int) -> RingTmr:
@@ -218,12 +224,11 @@ class CommandRing:
             raise TcmuError(f"completion of cmd {cmd_id}: the entry at {pos:#x} runs past "
                             f"the last one read: ring is broken")
         base = self.cmdr_off + pos
-        uflags = UFLAG_READ_LEN if read_len else 0
-        struct.pack_into("<HBB", self.map, base + 4, cmd_id, 0, uflags)
-        self.map[base + RSP_STATUS_OFF] = status
-        struct.pack_into("<I", self.map, base + RSP_READ_LEN_OFF, read_len or 0)
-        sense = sense[:SENSE_BUFFERSIZE]
-        self.map[base + RSP_SENSE_OFF : base + RSP_SENSE_OFF + len(sense)] = sense
+        RSP.pack_into(self.map, base + RSP_OFF, cmd_id, 0,
+                      UFLAG_READ_LEN if read_len else 0, status, read_len or 0)
+        if sense:
+            sense = sense[:SENSE_BUFFERSIZE]
+            self.map[base + RSP_SENSE_OFF : base + RSP_SENSE_OFF + len(sense)] = sense
         self.outstanding -= 1
         self._set_tail(tail + walked)
         self._release_idle()
