@@ -22,7 +22,8 @@ not the absolute figures, which move between runs under software emulation. Then
 guest's SHA-256 and XXH3-128 speeds (the copy's digest, RECEIVE COPY DIGEST, hashes
 every byte: XXH3-128 by default, SHA-256 with ``lio-xcopy daemon --copy-digest sha256``).
 /dev/shm holds five files of the largest size at once: at the default 4 GiB of guest
-memory that is 256 MiB at most (``VM_MEMORY=8G`` for 1 GiB).
+memory that is 256 MiB at most; 1 GiB needs ``VM_MEMORY=12G`` (five 1 GiB files and
+the tape's record headers do not fit the 4 GiB of an 8 GiB guest).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import argparse
 import io
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -97,6 +99,14 @@ def main() -> int:
     if "tape-disk" in ways or "tape-tape" in ways:
         ways = ["disk-tape", *[w for w in ways if w != "disk-tape"]]  # it fills the tape
     biggest = max(sizes)
+    # two disks, two tapes (records and their headers) and dd's copy, at the largest size
+    need = 5 * biggest + biggest // 16 + (64 << 20)
+    free = shutil.disk_usage("/dev/shm").free
+    if free < need:
+        raise SystemExit(
+            f"bench/xcopy_disk_to_tape.py: /dev/shm has {free >> 20} MiB free and "
+            f"--sizes up to {biggest >> 20} MiB need {need >> 20} MiB: run it with "
+            f"VM_MEMORY={-(-2 * need // (1 << 30))}G (the guest's /dev/shm is half its memory)")
     shm = Path("/dev/shm/lio-xcopy-bench-xcopy")
     shm.mkdir(parents=True, exist_ok=True)
     log = Path(os.environ.get("LIO_XCOPY_WORK", "/tmp")) / "bench-xcopy-daemon.log"
