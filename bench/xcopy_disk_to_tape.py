@@ -101,12 +101,13 @@ def main() -> int:
     biggest = max(sizes)
     # two disks, two tapes (records and their headers) and dd's copy, at the largest size
     need = 5 * biggest + biggest // 16 + (64 << 20)
-    free = shutil.disk_usage("/dev/shm").free
-    if free < need:
+    shm_usage = shutil.disk_usage("/dev/shm")
+    if shm_usage.free < need:
+        want = need + shm_usage.used  # the guest's /dev/shm is half its memory
         raise SystemExit(
-            f"bench/xcopy_disk_to_tape.py: /dev/shm has {free >> 20} MiB free and "
-            f"--sizes up to {biggest >> 20} MiB need {need >> 20} MiB: run it with "
-            f"VM_MEMORY={-(-2 * need // (1 << 30))}G (the guest's /dev/shm is half its memory)")
+            f"bench/xcopy_disk_to_tape.py: /dev/shm has {shm_usage.free >> 20} MiB free and "
+            f"--sizes up to {biggest >> 20} MiB need {need >> 20} MiB: free it, or run "
+            f"with VM_MEMORY={-(-2 * want // (1 << 30))}G")
     shm = Path("/dev/shm/lio-xcopy-bench-xcopy")
     shm.mkdir(parents=True, exist_ok=True)
     log = Path(os.environ.get("LIO_XCOPY_WORK", "/tmp")) / "bench-xcopy-daemon.log"
