@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import threading
 import time
@@ -175,6 +176,24 @@ class CopyJob:
     held_limit: int = 0
     held: bytearray = field(default_factory=bytearray)  # for RECEIVE DATA
     held_discarded: bool = False  # HDD: the oldest held bytes went beyond the limit
+    #: the buffers its segments read and stage into, by use, kept from one segment to
+    #: the next until the copy ends (:meth:`scratch`)
+    scratch_buffers: dict[str, list[memoryview]] = field(default_factory=dict, repr=False)
+
+    def scratch(self, use: str, count: int, size: int) -> list[memoryview]:
+        """``count`` buffers of ``size`` bytes for one segment's ``use``: those of an
+        earlier segment when they are large enough, once the digest has hashed all it
+        was handed (no byte it has yet to read is overwritten). A copy of many segments
+        allocates them, and the kernel zero-fills their pages, once."""
+        kept = self.scratch_buffers.get(use, [])
+        if len(kept) >= count and all(len(v) >= size for v in kept[:count]):
+            wait = getattr(self.digest, "wait", None)
+            if wait is not None:
+                wait(self.digest.ticket())
+            return [v[:size] for v in kept[:count]]
+        bufs = [memoryview(bytearray(size)) for _ in range(count)]
+        self.scratch_buffers[use] = bufs
+        return bufs
 
     def hold(self, data: DataBuffer, n: int) -> None:
         """Hold the first ``n`` bytes of ``data`` for the application client; beyond
@@ -769,6 +788,7 @@ class CopyManager:
             job.status, job.sense, job.finished = status, sense, self.clock()
             job.future = None  # the command completes now; RECEIVE COPY RESULTS needs no more
             job.carry = b""  # a residual no later segment of this list will take
+            job.scratch_buffers = {}  # the results outlive the copy; its buffers need not
             with contextlib.suppress(ValueError):
                 self._running.remove(job)
             if job.usage == ListIdUsage.NO_LIST_ID:
@@ -975,7 +995,8 @@ class CopyManager:
             _same_device(src, dst) and src_pos < dst_pos + total and dst_pos < src_pos + total)
         return ReadAhead(lambda pos, n, into: _read_bytes(src, pos, n, into), pieces, size,
                          0 if same else self.read_ahead, digest=job.digest,
-                         name=f"xcopy-read-{job.lun}-{job.list_id}")
+                         name=f"xcopy-read-{job.lun}-{job.list_id}",
+                         allocate=functools.partial(job.scratch, "read-ahead"))
 
     def _take(self, job: CopyJob, plan: _Plan, ahead: ReadAhead, n: int,
               into: DataBuffer | None = None) -> DataBuffer:
@@ -1121,13 +1142,15 @@ class CopyManager:
         if fixed and (total + len(job.carry)) % record and not (pad or carry_on):
             raise CopyAborted(Asc.UNEXPECTED_INEXACT_SEGMENT, plan.index, byte=count_byte)
         span = max(per_write, self.chunk) // src.block_size * src.block_size or src.block_size
-        staging = _Staging(2 * max(span, per_write) + record + len(job.carry), job.digest)
+        staging = _Staging(2 * max(span, per_write) + record + len(job.carry), job.digest,
+                           job)
         staging.put(job.carry)
         job.carry = b""
         pieces = [(start + read, min(span, total - read)) for read in range(0, total, span)]
         with ReadAhead(lambda pos, n, into: _read_bytes(src, pos, n, into), pieces,
                        min(span, total) or 1, self.read_ahead, digest=job.digest,
-                       name=f"xcopy-read-{job.lun}-{job.list_id}") as ahead:
+                       name=f"xcopy-read-{job.lun}-{job.list_id}",
+                       allocate=functools.partial(job.scratch, "read-ahead")) as ahead:
             self._stage_to_stream(job, plan, ahead, staging, total, span, per_write, record,
                                   fixed=fixed, carry_on=carry_on)
 
@@ -1248,7 +1271,8 @@ class CopyManager:
         else:
             start, total = seg.lba * bs, seg.number_of_blocks * bs
         flush_at = max(self.chunk, per_read) // bs * bs or bs
-        staging = _Staging(2 * max(flush_at, per_read) + bs + len(job.carry), job.digest)
+        staging = _Staging(2 * max(flush_at, per_read) + bs + len(job.carry), job.digest,
+                           job)
         taken = len(job.carry)  # bytes of the segment's count in hand or written
         staging.put(job.carry)
         job.carry = b""
@@ -1308,7 +1332,7 @@ class CopyManager:
             raise CopyAborted(Asc.INVALID_FIELD_IN_PARAMETER_LIST, plan.index,
                               byte=plan.segment.transfer_length_offset())
         span = max(per_read, per_write, self.chunk)  # bytes read before they are written
-        staging = _Staging(2 * span + per_read + len(job.carry), job.digest)
+        staging = _Staging(2 * span + per_read + len(job.carry), job.digest, job)
         staging.put(job.carry)
         job.carry = b""
         done = 0
@@ -1546,8 +1570,10 @@ class _Staging:
     buffers in turn, and goes back into one only once ``digest`` has hashed what was
     moved out of it (the digest runs behind the copy, :mod:`lio_xcopy.copy.digest`)."""
 
-    def __init__(self, size: int, digest: Any = None):
-        self._bufs = (memoryview(bytearray(size)), memoryview(bytearray(size)))
+    def __init__(self, size: int, digest: Any = None, job: CopyJob | None = None):
+        first, second = (job.scratch("staging", 2, size) if job is not None
+                         else [memoryview(bytearray(size)) for _ in range(2)])
+        self._bufs = (first, second)
         self._tickets = [0, 0]
         self._cur = 0
         self._mv = self._bufs[0]

@@ -27,6 +27,8 @@ READ_AHEAD = 2
 
 #: reads ``n`` bytes at byte ``pos`` into the front of the buffer given
 Read = Callable[[int, int, DataBuffer], object]
+#: ``count`` byte views of ``size`` bytes each, nothing in them that is still to be read
+Allocate = Callable[[int, int], list[memoryview]]
 
 
 class ReadAhead:
@@ -35,15 +37,19 @@ class ReadAhead:
     thread of its own. Use it as a context manager: leaving it stops the thread."""
 
     def __init__(self, read: Read, pieces: Sequence[tuple[int, int]], size: int,
-                 depth: int = READ_AHEAD, *, digest: Any = None, name: str = "copy-read"):
+                 depth: int = READ_AHEAD, *, digest: Any = None, name: str = "copy-read",
+                 allocate: Allocate | None = None):
         self._read = read
         self._pieces = list(pieces)
         self._digest = digest
         #: buffers to read into, each with the digest ticket to wait for first: one for
         #: the piece being written, ``depth`` read ahead; two at least, so that one is
-        #: read into while the digest hashes the other
+        #: read into while the digest hashes the other (from ``allocate`` when given)
+        count = max(depth + 1, 2)
+        views = (allocate(count, size) if allocate is not None
+                 else [memoryview(bytearray(size)) for _ in range(count)])
         self._free: deque[tuple[DataBuffer, int]] = deque(
-            (DataBuffer.allocate(size), 0) for _ in range(max(depth + 1, 2)))
+            (DataBuffer.of_views([v], size), 0) for v in views)
         self._out: deque[DataBuffer] = deque()  # handed out, not yet done
         self._ready: deque[tuple[DataBuffer, DataBuffer | None, BaseException | None]] = deque()
         self._taken = 0

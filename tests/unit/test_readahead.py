@@ -190,6 +190,7 @@ def _copy(copy_lab, depth, segments, *, dst_kind="disk", script=(), source_scrip
         "digest": job.digest.hexdigest(), "held": bytes(job.held), "carry": job.carry,
         "fsd": fsd.sense_data if fsd is not None else None,
         "bytes": tape_records(dst) if dst_kind == "tape" else read_file(dst),
+        "buffers kept": list(job.scratch_buffers),
     }
     assert not _readers()
     return out
@@ -286,3 +287,42 @@ def test_a_rod_tokens_rod_is_read_when_taken(copy_lab):
         plan = _Plan(0, True, None, source, other, None, None)
         with manager._read_ahead(job, plan, [(0, 512)], 512, 0, 0, 512) as ahead:
             assert (ahead._thread is not None) == threaded
+
+
+def test_a_copy_of_many_segments_reuses_its_buffers_and_digests_every_byte(copy_lab):
+    """Each segment takes the previous one's staging and read-ahead buffers (once the
+    digest has hashed what was in them); the digest is still that of the bytes moved,
+    in order, and the buffers go with the copy's end."""
+    import xxhash
+
+    data = os.urandom(MiB)
+    segments = [BlockToStream(0, 1, 256, lba, 64 * 1024) for lba in range(0, 2048, 256)]
+    r = _copy(copy_lab, 2, segments, data=data, dst_kind="tape")
+    assert r["ended"] == ("ok", 0) and r["segments"] == 8
+    assert b"".join(r["bytes"]) == data
+    assert r["digest"] == xxhash.xxh3_128(data).hexdigest()
+    assert r["buffers kept"] == []
+
+
+def test_a_job_hands_a_segment_the_last_ones_buffers_once_they_are_hashed():
+    class Digest:
+        def __init__(self):
+            self.submitted, self.waited = 7, []
+
+        def ticket(self) -> int:
+            return self.submitted
+
+        def wait(self, ticket: int) -> None:
+            self.waited.append(ticket)
+
+    job = CopyJob("lun", 5, 0, 1, [], digest=Digest())
+    first = job.scratch("staging", 2, 4096)
+    assert [len(v) for v in first] == [4096, 4096] and job.digest.waited == []
+    again = job.scratch("staging", 2, 1024)  # smaller: the same memory, after the digest
+    assert [v.obj for v in again] == [v.obj for v in first] and job.digest.waited == [7]
+    assert [len(v) for v in again] == [1024, 1024]
+    bigger = job.scratch("staging", 2, 8192)  # larger: new buffers, nothing to wait for
+    assert all(v.obj is not w.obj for v, w in zip(bigger, first, strict=True))
+    assert job.digest.waited == [7]
+    other = job.scratch("read-ahead", 3, 1024)  # another use has buffers of its own
+    assert {id(v.obj) for v in other}.isdisjoint({id(v.obj) for v in bigger})
