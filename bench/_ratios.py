@@ -3,11 +3,47 @@ throughput and CPU seconds per GiB, medians over the runs."""
 
 from __future__ import annotations
 
+import json
+import os
 import statistics
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 MB = 1_000_000
 GiB = 1 << 30
+#: where a benchmark appends each ratio it measures against a goal, one JSON object a
+#: line (``bench/goals.py`` sets it and prints them all in one table)
+RESULTS_ENV = "LIO_XCOPY_BENCH_RESULTS"
+
+
+@dataclass(frozen=True, slots=True)
+class Measured:
+    """One ratio a benchmark measured: ``ours`` against ``baseline`` (same unit), the
+    ratio it reports (higher is better unless the goal says ``<=``), and its goal."""
+
+    goal: str  # what is measured against what, e.g. "EXTENDED COPY vs local dd"
+    metric: str  # e.g. "256 MiB disk-tape"
+    unit: str
+    ours: float
+    baseline: float | None
+    ratio: float | None
+    target: str  # ">= 0.9", "<= 1.2", "< 150" (on ``ours``), "info"
+    met: bool | None
+    size: int = 0  # bytes per copy, for the goal that the ratio not fall as copies grow
+    way: str = ""
+
+
+def record(m: Measured) -> None:
+    """Append ``m`` to the file ``$LIO_XCOPY_BENCH_RESULTS`` names, when it is set."""
+    path = os.environ.get(RESULTS_ENV)
+    if path:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(asdict(m)) + "\n")
+
+
+def read_records(path: str) -> list[Measured]:
+    """What the benchmarks recorded in ``path``, in order."""
+    with open(path, encoding="utf-8") as f:
+        return [Measured(**json.loads(line)) for line in f if line.strip()]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,3 +71,10 @@ def print_table(results: dict[tuple[int, str, str], list[Sample]], sizes: list[i
             dc = statistics.median(s.cpu for s in d)
             print(f"{size >> 20:>5}Mi {way:9} {size / MB / xs:10.1f} {size / MB / ds:8.1f} "
                   f"{ds / xs:6.2f} {xc * GiB / size:15.2f} {dc * GiB / size:13.2f}")
+            metric = f"{size >> 20} MiB {way}"
+            record(Measured("EXTENDED COPY vs local dd", metric, "MB/s", size / MB / xs,
+                            size / MB / ds, ds / xs, ">= 0.9", ds / xs >= 0.9, size, way))
+            if dc > 0:
+                record(Measured("CPU per GiB: copy vs local dd", metric, "CPU s/GiB",
+                                xc * GiB / size, dc * GiB / size, xc / dc, "<= 1.2",
+                                xc / dc <= 1.2, size, way))

@@ -42,6 +42,7 @@ from _guest import (
     sequential,
     work_dir,
 )
+from _ratios import Measured, record
 
 from lio_xcopy.control import provision, rtslib_adapter
 from lio_xcopy.handler_config import HW_MAX_SECTORS, parse_size
@@ -225,6 +226,13 @@ def benchmark(backends: list[Backend], tool: str, size: int, runs: int,
         ratio = statistics.median(o.mb_s / t.mb_s for o, t in zip(by[OURS], by[THEIRS],
                                                                   strict=True))
         print(row("med", str(test), "alternating", med[OURS], med[THEIRS], ratio))
+        unit = "IOPS" if test.random else "MB/s"
+        record(Measured("plain I/O vs tcmu-runner", str(test), unit, med[OURS].mb_s,
+                        med[THEIRS].mb_s, ratio, ">= 1.0", ratio >= 1.0))
+        cpu_o, cpu_t = (m.usr_ms_per_mb + m.sys_ms_per_mb for m in (med[OURS], med[THEIRS]))
+        if cpu_t > 0:
+            record(Measured("CPU per MB: plain I/O vs tcmu-runner", str(test), "CPU ms/MB",
+                            cpu_o, cpu_t, cpu_o / cpu_t, "<= 1.0", cpu_o / cpu_t <= 1.0))
     for b in backends:
         print(f"{b.dev} ({b.label}) in all: {requests(b.dev)}")
 

@@ -45,6 +45,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _guest import MB, Daemon, MiB, require_guest, run, work_dir
+from _ratios import Measured, record
 from disk_vs_tcmu_runner import (
     backing_file,
     create_runner_disk,
@@ -340,6 +341,7 @@ def table(args: argparse.Namespace, results: dict[tuple[str, str], list[Result]]
         rows.append((metric, fmt.format(ours), "-" if base is None else fmt.format(base),
                      "-" if ratio is None else f"{ratio:.2f}", goal,
                      "-" if met is None else ("met" if met else "NOT met")))
+        record(Measured("scale", metric, "", ours, base, ratio, goal, met))
 
     n = args.luns
     for test, unit, what in (("seq write", "MB/s", "mb_s"), ("seq read", "MB/s", "mb_s"),
