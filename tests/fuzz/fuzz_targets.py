@@ -271,6 +271,10 @@ def _naa(dev: LogicalUnit) -> bytes:
     return next(d.value for d in dev.designators() if d.designator_type == 3)
 
 
+#: the folder a lab's files go in, when the fuzz runner gives one (tests/fuzz/run.py)
+LAB_ENV = "LIO_XCOPY_FUZZ_LAB"
+
+
 class Lab:
     """Two disks (512- and 4096-byte blocks, guard bytes after each), two tapes with a
     few records and filemarks, a library (changer + one drive) with three cartridges."""
@@ -282,8 +286,8 @@ class Lab:
 
     def __init__(self) -> None:
         shm = Path("/dev/shm")
-        self.dir = Path(tempfile.mkdtemp(prefix="lio-xcopy-fuzz-",
-                                         dir=shm if shm.is_dir() else None))
+        self.dir = Path(tempfile.mkdtemp(prefix="lio-xcopy-fuzz-", dir=os.environ.get(
+            LAB_ENV, shm if shm.is_dir() else None)))
         self.catch = _Catch()
         self.limits: dict[int, int] = {}
         self.disks: dict[str, Disk] = {}

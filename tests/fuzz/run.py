@@ -14,8 +14,10 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,6 +26,8 @@ REPO = HERE.parent.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(1, str(HERE.parent))  # tests/plugins: the simulated kernel ring
 
+#: fuzz_targets.LAB_ENV (not imported here: the child imports fuzz_targets instrumented)
+LAB_ENV = "LIO_XCOPY_FUZZ_LAB"
 _STATS = re.compile(r"#(\d+)\s+\w+\s+cov: (\d+) ft: (\d+) corp: (\d+)")
 
 
@@ -61,10 +65,18 @@ def fuzz_one(target: str, seconds: int, work: Path) -> dict:
            f"-max_total_time={seconds}", "-timeout=25", "-rss_limit_mb=3072",
            "-max_len=8192", "-print_final_stats=1", f"-artifact_prefix={crashes}/",
            str(corpus), str(HERE / "corpus" / target)]
+    # libFuzzer ends the child with exit(), which runs no Python cleanup: the child's lab
+    # (fuzz_targets.Lab, its LUNs' files) goes in a folder this process removes
+    shm = Path("/dev/shm")
+    lab = Path(tempfile.mkdtemp(prefix=f"lio-xcopy-fuzz-{target}-",
+                                dir=shm if shm.is_dir() else None))
     t0 = time.monotonic()
-    with open(log, "w") as out:
-        rc = subprocess.call(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
-                             env={**os.environ, "PYTHONHASHSEED": "0"})
+    try:
+        with open(log, "w") as out:
+            rc = subprocess.call(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
+                                 env={**os.environ, "PYTHONHASHSEED": "0", LAB_ENV: str(lab)})
+    finally:
+        shutil.rmtree(lab, ignore_errors=True)
     elapsed = time.monotonic() - t0
     text = log.read_text(errors="replace")
     stats = _STATS.findall(text)
