@@ -7,8 +7,9 @@ releases the store. Handlers register with :func:`command` against a CDB layout.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from enum import Enum
@@ -50,6 +51,21 @@ class LunIdentity:
     vendor: str = "LIO-ORG"
     product: str = ""
     revision: str = "0001"
+
+
+@dataclass(frozen=True, slots=True)
+class DirectIo:
+    """The terms on which a transport may move a LUN's plain READ and WRITE (10/16) itself,
+    between its buffers and ``fd``, as the LUN would (SBC-4 5.13, 5.15, 5.37, 5.39):
+    blocks of ``block_size`` bytes, LBA ``lba`` at byte ``lba * block_size`` of ``fd``.
+    Anything else, and any command outside these terms, is the LUN's to answer."""
+
+    fd: int
+    block_size: int
+    blocks: int  # the LUN's capacity: a command past it is the LUN's to refuse
+    max_blocks: int  # MAXIMUM TRANSFER LENGTH of the Block Limits VPD page (0: none)
+    writable: bool  # WRITEs too, each one a shared hold of the LUN's atomicity lock
+    dsync: bool  # every write durable before GOOD (the write cache is disabled)
 
 
 class TaskManagement(Enum):
@@ -203,6 +219,12 @@ class LogicalUnit:
 
     def flush(self) -> None:
         """Make every acknowledged write durable."""
+
+    @contextlib.contextmanager
+    def direct_io(self) -> Iterator[DirectIo | None]:
+        """While held, the terms on which the transport may serve plain READs and WRITEs
+        itself (:class:`DirectIo`), or None: every command comes to :meth:`handle`."""
+        yield None
 
     def close(self) -> None:
         """Release the backing store."""

@@ -4,13 +4,14 @@ file handler): logical block ``n`` is bytes ``[n * block_size, (n + 1) * block_s
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar, Protocol
 
 from lio_xcopy.devices.backing import BackingStore
-from lio_xcopy.devices.base import Command, LogicalUnit, LunIdentity, command
+from lio_xcopy.devices.base import Command, DirectIo, LogicalUnit, LunIdentity, command
 from lio_xcopy.devices.buffer import DataBuffer, PartialTransfer
 from lio_xcopy.devices.locks import SharedExclusive
 from lio_xcopy.errors import BackingStoreError, ConfigError
@@ -171,6 +172,24 @@ class Disk(LogicalUnit):
         if self.write_watch is not None:
             self.write_watch(lba, count)
         return self._transfer(move, Asc.WRITE_ERROR, lba, count, buf)
+
+    @contextlib.contextmanager
+    def direct_io(self) -> Iterator[DirectIo | None]:
+        """READ and WRITE (10/16) as :meth:`read` and :meth:`write` do them: WRITEs only
+        while the LUN takes writes, no ROD token watches them (``write_watch``) and
+        ``_atomic`` could be shared without waiting; it is held shared meanwhile, as
+        :meth:`write_blocks` holds it for each write."""
+        if self.store.closed:
+            yield None
+            return
+        writable = (not self.read_only and self.write_watch is None
+                    and self._atomic.try_acquire_shared())
+        try:
+            yield DirectIo(self.store.fd, self.block_size, self.blocks,
+                           self.max_transfer_length, writable, not self.write_cache)
+        finally:
+            if writable:
+                self._atomic.release_shared()
 
     def _checked_length(self, lba: int, count: int, buf: DataBuffer) -> int:
         self.check_range(lba, count)

@@ -36,6 +36,14 @@ class SharedExclusive:
                 self._cv.wait()
             self._shared += 1
 
+    def try_acquire_shared(self) -> bool:
+        """Share it if that needs no wait: whether it is now held."""
+        with self._cv:
+            if self._exclusive or self._waiting:
+                return False
+            self._shared += 1
+            return True
+
     def release_shared(self) -> None:
         with self._cv:
             self._shared -= 1

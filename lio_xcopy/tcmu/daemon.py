@@ -41,6 +41,7 @@ from lio_xcopy.sg.resolve import CONFIGFS_TARGET, own_exports
 from lio_xcopy.tcmu import state as state_file
 from lio_xcopy.tcmu import uio as uio_mod
 from lio_xcopy.tcmu.exports import exposure
+from lio_xcopy.tcmu.fastio import DirectServe, direct_serve
 from lio_xcopy.tcmu.handler import Libraries, open_device, unavailable_device
 from lio_xcopy.tcmu.memory import tune_malloc
 from lio_xcopy.tcmu.ring import CommandRing, RingCommand, RingTmr
@@ -204,6 +205,9 @@ class TcmuDevice:
         self._aborted: set[int] = set()  # cmd ids task management aborted on the worker
         self._started: dict[int, float] = {}  # cmd_id -> when read off the ring (DEBUG only)
         self.notify: Callable[[], None] = lambda: None  # set by the daemon: wake the loop
+        #: the compiled path for plain READ and WRITE, for a device that offers its terms
+        self._direct = (direct_serve() if type(device).direct_io is not LogicalUnit.direct_io
+                        else None)
 
     @classmethod
     def open(cls, uio: UioDevice, opener: Opener = open_device) -> TcmuDevice:
@@ -263,7 +267,13 @@ class TcmuDevice:
                 os.read(self.fd, 4)
         done = 0
         debug = log.isEnabledFor(logging.DEBUG)
-        for entry in self.ring.entries():
+        direct = None if debug else self._direct  # DEBUG logs every command: Python's path
+        while True:
+            if direct is not None and not self._on_worker:
+                done += self._serve_direct(direct)
+            entry = self.ring.next_entry()
+            if entry is None:
+                break
             if isinstance(entry, RingTmr):
                 self.task_management(entry)
                 continue
@@ -281,6 +291,14 @@ class TcmuDevice:
         if done or self.ring.tail != self.ring.head:
             os.write(self.fd, WAKE)
         return done
+
+    def _serve_direct(self, serve: DirectServe) -> int:
+        """The compiled path's run of plain READs and WRITEs at the ring's cursor, on the
+        device's terms of the moment (:meth:`LogicalUnit.direct_io`)."""
+        with self.device.direct_io() as io:
+            if io is None:
+                return 0
+            return self.ring.serve_direct(serve, io, self.fd)
 
     def task_management(self, tmr: RingTmr) -> None:
         """SAM-5 task management (TCMU tmr_notification): the kernel lists the commands

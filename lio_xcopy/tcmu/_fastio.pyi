@@ -1,0 +1,3 @@
+def serve(ring_map: memoryview, cmdr_off: int, cmdr_size: int, cursor: int,
+          outstanding: int, fd: int, uio_fd: int, block_size: int, blocks: int,
+          max_blocks: int, flags: int, /) -> tuple[int, int, int]: ...

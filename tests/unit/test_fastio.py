@@ -1,0 +1,363 @@
+"""The ring's compiled direct path (``lio_xcopy/tcmu/_fastio.c``) against the Python path:
+the same commands over the simulated kernel answer the same way (status, sense, the
+bytes sent back) and leave the same bytes in the backing file, whichever path serves
+them. Each test runs with the compiled path and with the Python path alone
+(``direct``), so both stay covered."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import pytest
+from plugins.tcmu_ring import SimulatedKernel
+
+from lio_xcopy.devices.backing import BackingStore
+from lio_xcopy.devices.base import LunIdentity
+from lio_xcopy.devices.disk import Disk
+from lio_xcopy.errors import TcmuError
+from lio_xcopy.scsi import sbc, spc
+from lio_xcopy.scsi.sense import CHECK_CONDITION, GOOD, SenseData, SenseKey
+from lio_xcopy.tcmu import fastio
+from lio_xcopy.tcmu import ring as r
+from lio_xcopy.tcmu.daemon import TcmuDevice
+from lio_xcopy.tcmu.ring import CommandRing
+
+BS = 512
+BLOCKS = 256
+
+
+def compiled():
+    serve = fastio.direct_serve()
+    if serve is None:
+        pytest.skip("the compiled ring path is not built (or LIO_XCOPY_FASTIO=0)")
+    return serve
+
+
+def test_the_compiled_path_is_built_unless_turned_off():
+    """The suite's install builds it (scripts/setup-host): its absence is a failure
+    unless the run turned it off on purpose."""
+    if os.environ.get(fastio.ENV) == "0":
+        assert fastio.direct_serve() is None
+    else:
+        assert fastio.direct_serve() is not None
+
+
+class Lun:
+    """A disk over a file behind the simulated kernel, served with or without the
+    compiled path; ``handled`` lists the opcodes that reached the disk's Python."""
+
+    def __init__(self, tmp_path, content: bytes, *, direct: bool, cmdr_size: int = 64 * 1024,
+                 **disk_kw):
+        if direct:
+            compiled()
+        self.path = tmp_path / ("direct.img" if direct else "python.img")
+        self.path.write_bytes(content)
+        self.kernel = SimulatedKernel(cmdr_size=cmdr_size, data_pages=512)
+        self.disk = Disk(LunIdentity("d0", "6001405aaaaaaaaaaaaaaaaaaaaaaaa1"),
+                         BackingStore(self.path), BS, **disk_kw)
+        self.dev = TcmuDevice("d0", self.kernel.uio_fd, CommandRing(self.kernel.view),
+                              self.disk)
+        if not direct:
+            self.dev._direct = None
+        self.handled: list[int] = []
+        handle = self.disk.handle
+
+        def spy(cmd):
+            self.handled.append(cmd.cdb[0])
+            return handle(cmd)
+
+        self.disk.handle = spy
+
+    def run(self, batch: list[tuple[bytes, bytes, int]]) -> list[tuple]:
+        """Queue ``batch`` (cdb, data out, data-in length) at once, serve it, and return
+        each command's (status, sense key, ASC/ASCQ, data in, read_len) in queue order."""
+        ids = [self.kernel.submit(cdb, data_out=out, data_in_len=n) for cdb, out, n in batch]
+        self.dev.service()
+        done = {c.cmd_id: c for c in self.kernel.reap()}
+        assert sorted(done) == sorted(ids), "every command answered once"
+        return [_summary(done[i]) for i in ids]
+
+    def close(self):
+        self.dev.close()
+        self.kernel.close()
+
+
+def _summary(c) -> tuple:
+    if c.status == GOOD:
+        return (GOOD, None, None, c.data_in, c.read_len)
+    sense = SenseData.parse(c.sense)
+    return (c.status, sense.key, sense.asc, c.data_in, c.read_len)
+
+
+@pytest.fixture
+def both(tmp_path):
+    """A pair of LUNs over equal files: one with the compiled path, one without."""
+    made: list[Lun] = []
+
+    def make(content: bytes = b"", **kw) -> tuple[Lun, Lun]:
+        content = content or random.Random(1).randbytes(BLOCKS * BS)
+        pair = (Lun(tmp_path, content, direct=True, **kw),
+                Lun(tmp_path, content, direct=False, **kw))
+        made.extend(pair)
+        return pair
+
+    yield make
+    for lun in made:
+        lun.close()
+
+
+def _same(pair: tuple[Lun, Lun], batch) -> list[tuple]:
+    """Run ``batch`` on both; they must answer alike and hold the same bytes."""
+    fast, slow = pair
+    got = fast.run(batch)
+    assert got == slow.run(batch)
+    assert fast.path.read_bytes() == slow.path.read_bytes()
+    return got
+
+
+def _read(layout, lba, count, data_in_len=None, **kw):
+    return (layout(lba=lba, transfer_length=count, **kw).encode(), b"",
+            count * BS if data_in_len is None else data_in_len)
+
+
+def _write(layout, lba, count, rnd, **kw):
+    return (layout(lba=lba, transfer_length=count, **kw).encode(), rnd.randbytes(count * BS), 0)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_random_reads_and_writes_answer_as_the_python_path(both, seed):
+    """Batches of READ/WRITE (10/16) of 1-64 blocks, with DPO and FUA, around the ring
+    (PAD entries at its end) and over scattered data-area pages."""
+    pair = both(cmdr_size=8 * 1024)
+    rnd = random.Random(seed)
+    served_direct = 0
+    for _ in range(40):
+        batch = []
+        for _ in range(rnd.randint(1, 6)):
+            count = rnd.randint(1, 64)
+            lba = rnd.randrange(BLOCKS - count + 1)
+            flags = {"dpo": rnd.randint(0, 1), "fua": rnd.randint(0, 1)}
+            if rnd.random() < 0.5:
+                batch.append(_write(rnd.choice([sbc.Write10, sbc.Write16]), lba,
+                                    count, rnd, **flags))
+            else:
+                batch.append(_read(rnd.choice([sbc.Read10, sbc.Read16]), lba, count, **flags))
+        before = len(pair[0].handled)
+        answers = _same(pair, batch)
+        assert all(a[0] == GOOD for a in answers)
+        served_direct += len(batch) - (len(pair[0].handled) - before)
+    assert pair[0].handled == [], "the compiled path served every plain READ and WRITE"
+    assert served_direct > 100
+
+
+def test_it_stops_at_what_it_does_not_serve_and_goes_on_after(both):
+    """A READ (6), an INQUIRY and a TEST UNIT READY between plain READs and WRITEs go to
+    the disk; the commands after them are served directly again."""
+    pair = both()
+    rnd = random.Random(5)
+    batch = [_write(sbc.Write10, 0, 8, rnd), _read(sbc.Read6, 0, 8),
+             _read(sbc.Read10, 0, 8), (spc.Inquiry(allocation_length=96).encode(), b"", 96),
+             (spc.TestUnitReady().encode(), b"", 0), _write(sbc.Write16, 100, 3, rnd),
+             _read(sbc.Read16, 99, 5)]
+    answers = _same(pair, batch)
+    assert [a[0] for a in answers] == [GOOD] * 7
+    assert answers[1][3] == answers[2][3] == batch[0][1]
+    assert pair[0].handled == [0x08, 0x12, 0x00]
+    assert len(pair[1].handled) == 7
+
+
+@pytest.mark.parametrize("cdb_kw, key, asc", [
+    ({"layout": sbc.Read10, "lba": BLOCKS - 2, "count": 4}, SenseKey.ILLEGAL_REQUEST, 0x2100),
+    ({"layout": sbc.Read16, "lba": 1 << 40, "count": 1}, SenseKey.ILLEGAL_REQUEST, 0x2100),
+    ({"layout": sbc.Write16, "lba": BLOCKS, "count": 1}, SenseKey.ILLEGAL_REQUEST, 0x2100),
+    ({"layout": sbc.Read10, "lba": 0, "count": 1, "rdprotect": 1},
+     SenseKey.ILLEGAL_REQUEST, 0x2400),
+    ({"layout": sbc.Write10, "lba": 0, "count": 1, "wrprotect": 3},
+     SenseKey.ILLEGAL_REQUEST, 0x2400),
+])
+def test_refused_commands_carry_the_python_paths_sense(both, cdb_kw, key, asc):
+    pair = both()
+    rnd = random.Random(7)
+    layout, lba, count = cdb_kw.pop("layout"), cdb_kw.pop("lba"), cdb_kw.pop("count")
+    cmd = (_write(layout, lba, count, rnd, **cdb_kw) if layout.DATA_OUT
+           else _read(layout, lba, count, **cdb_kw))
+    (answer,) = _same(pair, [cmd])
+    assert answer[:3] == (CHECK_CONDITION, key, asc)
+    assert pair[0].handled == [layout.OPCODE]
+
+
+def test_residuals_and_zero_lengths_are_the_python_paths(both):
+    """A READ whose buffer is longer than its blocks (underflow: ``read_len``), shorter
+    (overflow), a WRITE whose buffer differs, and transfer lengths of 0."""
+    pair = both()
+    rnd = random.Random(9)
+    write = _write(sbc.Write10, 8, 2, rnd)
+    batch = [_read(sbc.Read10, 4, 2, data_in_len=5 * BS), _read(sbc.Read16, 4, 4, 2 * BS),
+             (write[0], write[1] + bytes(BS), 0), _read(sbc.Read10, 4, 0, data_in_len=0),
+             (sbc.Write16(lba=3, transfer_length=0).encode(), b"", 0)]
+    answers = _same(pair, batch)
+    assert answers[0][0] == GOOD and answers[0][4] == 2 * BS
+    assert answers[1][:3] == answers[2][:3] == (CHECK_CONDITION, SenseKey.ILLEGAL_REQUEST,
+                                                0x0E03)
+    assert answers[3][0] == answers[4][0] == GOOD
+    assert len(pair[0].handled) == 5
+
+
+def test_a_cdb_with_fields_it_does_not_read_goes_to_the_disk(both):
+    """A group number, a control byte, a reserved bit: not the compiled path's to judge."""
+    pair = both()
+    group = bytearray(sbc.Read10(lba=1, transfer_length=1).encode())
+    group[6] = 5
+    control = bytearray(sbc.Read16(lba=1, transfer_length=1).encode())
+    control[15] = 0x04  # NACA
+    reserved = bytearray(sbc.Write10(lba=1, transfer_length=1).encode())
+    reserved[1] |= 0x02
+    batch = [(bytes(group), b"", BS), (bytes(control), b"", BS),
+             (bytes(reserved), bytes(BS), 0)]
+    _same(pair, batch)
+    assert pair[0].handled == [0x28, 0x88, 0x2A]
+
+
+def test_a_read_only_disk_refuses_writes_through_the_python_path(both):
+    pair = both(read_only=True)
+    rnd = random.Random(3)
+    answers = _same(pair, [_read(sbc.Read10, 0, 4), _write(sbc.Write16, 0, 4, rnd)])
+    assert answers[0][0] == GOOD
+    assert answers[1][:3] == (CHECK_CONDITION, SenseKey.DATA_PROTECT, 0x2700)
+    assert pair[0].handled == [0x8A]
+
+
+def test_the_maximum_transfer_length_is_the_disks_to_enforce(both):
+    pair = both(max_transfer_length=8)
+    answers = _same(pair, [_read(sbc.Read10, 0, 8), _read(sbc.Read10, 0, 9)])
+    assert answers[0][0] == GOOD
+    assert answers[1][:3] == (CHECK_CONDITION, SenseKey.ILLEGAL_REQUEST, 0x2400)
+    assert pair[0].handled == [0x28]
+
+
+def test_watched_writes_go_through_the_disk(both):
+    """A ROD token over the LUN watches its writes: the compiled path leaves them."""
+    fast, slow = both()
+    seen = {id(fast): [], id(slow): []}
+    for lun in (fast, slow):
+        lun.disk.write_watch = lambda lba, n, lun=lun: seen[id(lun)].append((lba, n))
+    rnd = random.Random(4)
+    _same((fast, slow), [_read(sbc.Read10, 0, 2), _write(sbc.Write10, 10, 2, rnd)])
+    assert seen[id(fast)] == seen[id(slow)] == [(10, 2)]
+    assert fast.handled == [0x2A]
+
+
+def test_the_terms_follow_the_write_cache(both):
+    """WCE 0: the terms ask for durable writes (RWF_DSYNC), as the disk's own are."""
+    fast, _ = both()
+    fast.disk.write_cache = False
+    with fast.disk.direct_io() as io:
+        assert io is not None and io.dsync and io.writable
+    rnd = random.Random(6)
+    assert fast.run([_write(sbc.Write10, 0, 4, rnd)])[0][0] == GOOD
+    assert fast.handled == []
+
+
+def test_writes_wait_for_an_exclusive_holder(both):
+    """While COMPARE AND WRITE (or another command that must see no write between its
+    steps) holds the disk alone, WRITEs are not served directly; READs are."""
+    fast, _ = both()
+    with fast.disk._atomic.exclusive():
+        with fast.disk.direct_io() as io:
+            assert io is not None and not io.writable
+        assert fast.disk._atomic.holders == 1
+    with fast.disk.direct_io() as io:
+        assert io.writable and fast.disk._atomic.holders == 1
+    assert fast.disk._atomic.holders == 0
+
+
+def test_io_errors_become_the_python_paths_medium_errors(both, tmp_path):
+    """A write the file refuses (EBADF: opened read-only underneath) and a read past a
+    file cut short after the disk opened it: MEDIUM ERROR from the disk, as without the
+    compiled path; nothing is answered GOOD."""
+    pair = both()
+    for lun in pair:
+        ro = os.open(lun.path, os.O_RDONLY)
+        os.dup2(ro, lun.disk.store.fd)
+        os.close(ro)
+        os.truncate(lun.path, (BLOCKS - 8) * BS)
+    rnd = random.Random(8)
+    answers = _same(pair, [_write(sbc.Write10, 0, 1, rnd), _read(sbc.Read10, BLOCKS - 4, 2),
+                           _read(sbc.Read10, 0, 2)])
+    assert answers[0][:3] == (CHECK_CONDITION, SenseKey.MEDIUM_ERROR, 0x0C00)
+    assert answers[1][:3] == (CHECK_CONDITION, SenseKey.MEDIUM_ERROR, 0x1100)
+    assert answers[2][0] == GOOD
+    assert pair[0].handled == [0x2A, 0x28]
+
+
+def test_task_management_between_commands_reaches_the_device(both):
+    fast, _ = both()
+    calls = []
+    fast.disk.task_management = calls.append
+    rnd = random.Random(2)
+    ids = [fast.kernel.submit(*_write(sbc.Write10, 0, 1, rnd)[:2])]
+    fast.kernel.submit_tmr(5)  # LOGICAL UNIT RESET
+    ids.append(fast.kernel.submit(sbc.Read10(lba=0, transfer_length=1).encode(),
+                                  data_in_len=BS))
+    fast.dev.service()
+    assert sorted(c.cmd_id for c in fast.kernel.reap()) == sorted(ids)
+    assert len(calls) == 1 and fast.handled == []
+
+
+def test_an_answer_takes_the_first_slot_while_a_command_runs_elsewhere(tmp_path):
+    """Out-of-order completion: with one command read and not yet answered (an EXTENDED
+    COPY running), each direct answer goes into the first CMD slot from ``cmd_tail``,
+    and the kernel finds every answer by its cmd_id."""
+    serve = compiled()
+    kernel = SimulatedKernel(cmdr_size=4096, data_pages=64)
+    path = tmp_path / "d.img"
+    content = random.Random(3).randbytes(BLOCKS * BS)
+    path.write_bytes(content)
+    disk = Disk(LunIdentity("d0", "6001405aaaaaaaaaaaaaaaaaaaaaaaa1"), BackingStore(path), BS)
+    ring = CommandRing(kernel.view)
+    try:
+        first = kernel.submit(sbc.Read10(lba=0, transfer_length=1).encode(), data_in_len=BS)
+        held = ring.next_entry()
+        assert held.cmd_id == first and ring.outstanding == 1
+        ids = [kernel.submit(sbc.Read10(lba=i, transfer_length=1).encode(), data_in_len=BS)
+               for i in range(1, 4)]
+        with disk.direct_io() as io:
+            assert ring.serve_direct(serve, io) == 3
+        assert ring.outstanding == 1
+        done = {c.cmd_id: c for c in kernel.reap()}
+        assert sorted(done) == sorted(ids)
+        for i, cid in enumerate(ids, 1):
+            assert done[cid].status == GOOD
+            assert done[cid].data_in == content[i * BS : (i + 1) * BS]
+        held.data.views[0][:] = content[:BS]
+        ring.complete(first, GOOD)
+        (last,) = kernel.reap()
+        assert last.cmd_id == first and last.data_in == content[:BS]
+        assert ring.outstanding == 0 and ring.tail == ring.head
+    finally:
+        disk.close()
+        kernel.close()
+
+
+def test_a_malformed_entry_is_left_for_the_python_path_to_refuse(tmp_path):
+    """An iovec outside the map: the compiled path answers nothing and moves nothing;
+    the ring's own reading refuses the entry (the daemon drops the device)."""
+    serve = compiled()
+    kernel = SimulatedKernel(cmdr_size=4096, data_pages=64)
+    path = tmp_path / "d.img"
+    path.write_bytes(bytes(BLOCKS * BS))
+    disk = Disk(LunIdentity("d0", "6001405aaaaaaaaaaaaaaaaaaaaaaaa1"), BackingStore(path), BS)
+    ring = CommandRing(kernel.view)
+    try:
+        kernel.submit(sbc.Write10(lba=0, transfer_length=1).encode(), data_out=b"x" * BS)
+        base = kernel.cmdr_off
+        r.IOV.pack_into(kernel.mm, base + r.IOV_OFF, kernel.size - 8, BS)
+        with disk.direct_io() as io:
+            assert ring.serve_direct(serve, io) == 0
+        assert ring.tail == 0 and path.read_bytes() == bytes(BLOCKS * BS)
+        with pytest.raises(TcmuError, match="outside the map"):
+            ring.next_entry()
+    finally:
+        disk.close()
+        kernel.close()
