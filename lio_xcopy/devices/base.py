@@ -7,9 +7,8 @@ releases the store. Handlers register with :func:`command` against a CDB layout.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from enum import Enum
@@ -220,11 +219,14 @@ class LogicalUnit:
     def flush(self) -> None:
         """Make every acknowledged write durable."""
 
-    @contextlib.contextmanager
-    def direct_io(self) -> Iterator[DirectIo | None]:
-        """While held, the terms on which the transport may serve plain READs and WRITEs
-        itself (:class:`DirectIo`), or None: every command comes to :meth:`handle`."""
-        yield None
+    def direct_io(self) -> DirectIo | None:
+        """The terms on which the transport may serve plain READs and WRITEs itself now
+        (:class:`DirectIo`), or None: every command comes to :meth:`handle`. Terms that
+        are ``writable`` hold the LUN's writes shared until :meth:`direct_io_done`."""
+        return None
+
+    def direct_io_done(self, io: DirectIo) -> None:
+        """The transport is done with the terms :meth:`direct_io` gave."""
 
     def close(self) -> None:
         """Release the backing store."""

@@ -4,10 +4,9 @@ file handler): logical block ``n`` is bytes ``[n * block_size, (n + 1) * block_s
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Protocol
 
 from lio_xcopy.devices.backing import BackingStore
@@ -101,6 +100,7 @@ class Disk(LogicalUnit):
         self._atomic = SharedExclusive()
         #: told (first LBA, blocks) of every write, once a ROD token names this LUN
         self.write_watch: Callable[[int, int], None] | None = None
+        self._direct_terms: dict[tuple[int, bool, bool], DirectIo] = {}  # direct_io's
         if store.size % block_size:
             self.log.warning(
                 "last %d bytes of %s are not a whole block and are not served",
@@ -173,23 +173,27 @@ class Disk(LogicalUnit):
             self.write_watch(lba, count)
         return self._transfer(move, Asc.WRITE_ERROR, lba, count, buf)
 
-    @contextlib.contextmanager
-    def direct_io(self) -> Iterator[DirectIo | None]:
+    def direct_io(self) -> DirectIo | None:
         """READ and WRITE (10/16) as :meth:`read` and :meth:`write` do them: WRITEs only
         while the LUN takes writes, no ROD token watches them (``write_watch``) and
-        ``_atomic`` could be shared without waiting; it is held shared meanwhile, as
-        :meth:`write_blocks` holds it for each write."""
+        ``_atomic`` can be shared without waiting; it is then held shared, as
+        :meth:`write_blocks` holds it for each write, until :meth:`direct_io_done`."""
         if self.store.closed:
-            yield None
-            return
+            return None
         writable = (not self.read_only and self.write_watch is None
                     and self._atomic.try_acquire_shared())
-        try:
-            yield DirectIo(self.store.fd, self.block_size, self.blocks,
-                           self.max_transfer_length, writable, not self.write_cache)
-        finally:
-            if writable:
-                self._atomic.release_shared()
+        key = (self.store.fd, writable, not self.write_cache)
+        io = self._direct_terms.get(key)
+        if io is None:
+            self._direct_terms.clear()  # the fd or the write cache changed: old terms go
+            io = self._direct_terms[key] = DirectIo(
+                self.store.fd, self.block_size, self.blocks, self.max_transfer_length,
+                writable, not self.write_cache)
+        return io
+
+    def direct_io_done(self, io: DirectIo) -> None:
+        if io.writable:
+            self._atomic.release_shared()
 
     def _checked_length(self, lba: int, count: int, buf: DataBuffer) -> int:
         self.check_range(lba, count)

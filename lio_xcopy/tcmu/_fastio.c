@@ -191,9 +191,9 @@ static PyObject *serve(PyObject *Py_UNUSED(module), PyObject *args)
     Py_buffer view;
     unsigned long long cmdr_off, cmdr_size, cursor, outstanding, block_size, blocks,
         max_blocks;
-    int fd, uio_fd, flags;
+    int fd, uio_fd, flags, awake = 0;
     unsigned long served = 0;
-    uint64_t moved = 0, unwoken = 0;
+    uint64_t moved = 0, unwoken = 0; /* bytes served; at the last wake-up */
 
     if (!PyArg_ParseTuple(args, "w*KKKKiiKKKi:serve", &view, &cmdr_off, &cmdr_size, &cursor,
                           &outstanding, &fd, &uio_fd, &block_size, &blocks, &max_blocks,
@@ -249,11 +249,14 @@ static PyObject *serve(PyObject *Py_UNUSED(module), PyObject *args)
                 tail = pos; /* PAD entries read past are the kernel's again */
             __atomic_store_n((uint32_t *)(map + MB_CMD_TAIL), tail, __ATOMIC_RELEASE);
             served++;
+            awake = 0;
             if (uio_fd >= 0 && moved - unwoken >= WAKE_EVERY) {
                 uint32_t wake = 0;
                 unwoken = moved;
-                if (write(uio_fd, &wake, sizeof wake) < 0 && errno != EAGAIN)
-                    uio_fd = -1;
+                if (write(uio_fd, &wake, sizeof wake) == sizeof wake)
+                    awake = 1;
+                else
+                    uio_fd = -1; /* the caller's own wake-up reports the failure */
             }
         }
         if (!outstanding && tail != pos) {
@@ -264,15 +267,16 @@ static PyObject *serve(PyObject *Py_UNUSED(module), PyObject *args)
         cursor = pos;
     }
     PyBuffer_Release(&view);
-    return Py_BuildValue("(KkK)", cursor, served, (unsigned long long)moved);
+    return Py_BuildValue("(KkO)", cursor, served, awake ? Py_True : Py_False);
 }
 
 static PyMethodDef methods[] = {
     {"serve", serve, METH_VARARGS,
      "serve(map, cmdr_off, cmdr_size, cursor, outstanding, fd, uio_fd, block_size, blocks,\n"
-     "      max_blocks, flags) -> (cursor, served, bytes)\n\n"
+     "      max_blocks, flags) -> (cursor, served, woken)\n\n"
      "Serve the run of READ/WRITE (10/16) entries from ``cursor``; stop at the first\n"
-     "entry not served in full, which is left unread."},
+     "entry not served in full, which is left unread. ``woken``: ``uio_fd`` was woken\n"
+     "after the last answer."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -266,11 +266,14 @@ class TcmuDevice:
             with contextlib.suppress(BlockingIOError, InterruptedError):
                 os.read(self.fd, 4)
         done = 0
+        unannounced = False  # answers written since the kernel was last woken
         debug = log.isEnabledFor(logging.DEBUG)
         direct = None if debug else self._direct  # DEBUG logs every command: Python's path
         while True:
             if direct is not None and not self._on_worker:
-                done += self._serve_direct(direct)
+                served, woken = self._serve_direct(direct)
+                done += served
+                unannounced = (unannounced or served > 0) and not woken
             entry = self.ring.next_entry()
             if entry is None:
                 break
@@ -288,17 +291,22 @@ class TcmuDevice:
                 continue
             self._respond(entry, outcome)
             done += 1
-        if done or self.ring.tail != self.ring.head:
+            unannounced = True
+        if unannounced or self.ring.tail != self.ring.head:
             os.write(self.fd, WAKE)
         return done
 
-    def _serve_direct(self, serve: DirectServe) -> int:
+    def _serve_direct(self, serve: DirectServe) -> tuple[int, bool]:
         """The compiled path's run of plain READs and WRITEs at the ring's cursor, on the
-        device's terms of the moment (:meth:`LogicalUnit.direct_io`)."""
-        with self.device.direct_io() as io:
-            if io is None:
-                return 0
+        device's terms of the moment (:meth:`LogicalUnit.direct_io`): how many it
+        answered, and whether it woke the kernel after the last."""
+        io = self.device.direct_io()
+        if io is None:
+            return 0, False
+        try:
             return self.ring.serve_direct(serve, io, self.fd)
+        finally:
+            self.device.direct_io_done(io)
 
     def task_management(self, tmr: RingTmr) -> None:
         """SAM-5 task management (TCMU tmr_notification): the kernel lists the commands

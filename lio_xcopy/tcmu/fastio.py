@@ -25,12 +25,12 @@ DSYNC_WRITES = 0x2  # every write with RWF_DSYNC (the write cache is disabled)
 class DirectServe(Protocol):
     """``_fastio.serve``: answer the run of READ/WRITE (10/16) entries from ``cursor``
     (GOOD responses, ``cmd_tail`` advanced) and stop, leaving it unread, at the first
-    entry not served in full. Returns the new cursor, the commands served and the
-    bytes they moved."""
+    entry not served in full. Returns the new cursor, the commands served and whether
+    ``uio_fd`` was woken after the last of them (it is, every 256 KiB moved)."""
 
     def __call__(self, ring_map: memoryview, cmdr_off: int, cmdr_size: int, cursor: int,
                  outstanding: int, fd: int, uio_fd: int, block_size: int, blocks: int,
-                 max_blocks: int, flags: int, /) -> tuple[int, int, int]: ...
+                 max_blocks: int, flags: int, /) -> tuple[int, int, bool]: ...
 
 
 @functools.cache

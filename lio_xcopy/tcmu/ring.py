@@ -169,18 +169,19 @@ class CommandRing:
             if op != OP_PAD:
                 raise TcmuError(f"TCMU ring entry at {pos:#x} has opcode {op}")
 
-    def serve_direct(self, serve: DirectServe, io: DirectIo, wake_fd: int = -1) -> int:
+    def serve_direct(self, serve: DirectServe, io: DirectIo,
+                     wake_fd: int = -1) -> tuple[int, bool]:
         """Let the compiled path answer the run of READ/WRITE (10/16) entries at the
-        cursor on ``io``'s terms, as :meth:`complete` would answer each with GOOD;
-        returns how many it answered. It stops at the first entry it does not serve,
-        which :meth:`next_entry` then reads. ``wake_fd`` is woken as long transfers
-        complete."""
+        cursor on ``io``'s terms, as :meth:`complete` would answer each with GOOD. It
+        stops at the first entry it does not serve, which :meth:`next_entry` then reads.
+        ``wake_fd`` is woken as long transfers complete. Returns how many it answered,
+        and whether ``wake_fd`` was woken after the last of them."""
         flags = (ALLOW_WRITE if io.writable else 0) | (DSYNC_WRITES if io.dsync else 0)
-        cursor, served, _ = serve(self.map, self.cmdr_off, self.cmdr_size, self._cursor,
-                                  self.outstanding, io.fd, wake_fd, io.block_size,
-                                  io.blocks, io.max_blocks, flags)
+        cursor, served, woken = serve(self.map, self.cmdr_off, self.cmdr_size, self._cursor,
+                                      self.outstanding, io.fd, wake_fd, io.block_size,
+                                      io.blocks, io.max_blocks, flags)
         self._cursor = cursor
-        return served
+        return served, woken
 
     def _command(self, pos: int, entry_length: int, cmd_id: int) -> RingCommand:
         base = self.cmdr_off + pos

@@ -6,6 +6,7 @@ them. Each test runs with the compiled path and with the Python path alone
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 
@@ -41,6 +42,17 @@ def test_the_compiled_path_is_built_unless_turned_off():
         assert fastio.direct_serve() is None
     else:
         assert fastio.direct_serve() is not None
+
+
+@contextlib.contextmanager
+def terms(disk):
+    """The disk's direct terms while the block runs, handed back after."""
+    io = disk.direct_io()
+    try:
+        yield io
+    finally:
+        if io is not None:
+            disk.direct_io_done(io)
 
 
 class Lun:
@@ -252,7 +264,7 @@ def test_the_terms_follow_the_write_cache(both):
     """WCE 0: the terms ask for durable writes (RWF_DSYNC), as the disk's own are."""
     fast, _ = both()
     fast.disk.write_cache = False
-    with fast.disk.direct_io() as io:
+    with terms(fast.disk) as io:
         assert io is not None and io.dsync and io.writable
     rnd = random.Random(6)
     assert fast.run([_write(sbc.Write10, 0, 4, rnd)])[0][0] == GOOD
@@ -264,10 +276,10 @@ def test_writes_wait_for_an_exclusive_holder(both):
     steps) holds the disk alone, WRITEs are not served directly; READs are."""
     fast, _ = both()
     with fast.disk._atomic.exclusive():
-        with fast.disk.direct_io() as io:
+        with terms(fast.disk) as io:
             assert io is not None and not io.writable
         assert fast.disk._atomic.holders == 1
-    with fast.disk.direct_io() as io:
+    with terms(fast.disk) as io:
         assert io.writable and fast.disk._atomic.holders == 1
     assert fast.disk._atomic.holders == 0
 
@@ -322,8 +334,8 @@ def test_an_answer_takes_the_first_slot_while_a_command_runs_elsewhere(tmp_path)
         assert held.cmd_id == first and ring.outstanding == 1
         ids = [kernel.submit(sbc.Read10(lba=i, transfer_length=1).encode(), data_in_len=BS)
                for i in range(1, 4)]
-        with disk.direct_io() as io:
-            assert ring.serve_direct(serve, io) == 3
+        with terms(disk) as io:
+            assert ring.serve_direct(serve, io) == (3, False)
         assert ring.outstanding == 1
         done = {c.cmd_id: c for c in kernel.reap()}
         assert sorted(done) == sorted(ids)
@@ -353,11 +365,30 @@ def test_a_malformed_entry_is_left_for_the_python_path_to_refuse(tmp_path):
         kernel.submit(sbc.Write10(lba=0, transfer_length=1).encode(), data_out=b"x" * BS)
         base = kernel.cmdr_off
         r.IOV.pack_into(kernel.mm, base + r.IOV_OFF, kernel.size - 8, BS)
-        with disk.direct_io() as io:
-            assert ring.serve_direct(serve, io) == 0
+        with terms(disk) as io:
+            assert ring.serve_direct(serve, io) == (0, False)
         assert ring.tail == 0 and path.read_bytes() == bytes(BLOCKS * BS)
         with pytest.raises(TcmuError, match="outside the map"):
             ring.next_entry()
     finally:
         disk.close()
         kernel.close()
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["compiled", "python"])
+def test_one_wake_up_per_batch_and_one_per_long_transfer(tmp_path, direct):
+    """The kernel is woken once the answers of a batch are written, and (compiled)
+    already as each long transfer completes, not twice for the same answers."""
+    lun = Lun(tmp_path, bytes(BLOCKS * BS), direct=direct)
+    try:
+        lun.kernel.woken()
+        lun.run([_read(sbc.Read10, i, 1) for i in range(4)])
+        assert lun.kernel.woken() == 1
+        lun.run([_read(sbc.Read16, 0, 128)])  # 64 KiB: announced at the end
+        assert lun.kernel.woken() == 1
+        lun.run([_write(sbc.Write10, 0, 256, random.Random(1))] * 3)  # 128 KiB each
+        assert lun.kernel.woken() == (2 if direct else 1)  # at 256 KiB, then the rest
+        lun.run([_read(sbc.Read10, 0, BLOCKS)])  # 128 KiB, the whole LUN
+        assert lun.kernel.woken() == 1
+    finally:
+        lun.close()
