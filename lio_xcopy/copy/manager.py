@@ -104,8 +104,10 @@ HELD_RESULTS = 64  # finished copies remembered per LUN for RECEIVE COPY RESULTS
 HELD_RESULTS_SECONDS = 300.0
 
 #: ESTIMATED STATUS UPDATE DELAY (ms) of a copy in progress (SPC-4 6.24): how long we
-#: suggest a poller of RECEIVE COPY STATUS(LID4) waits.
+#: suggest a poller of RECEIVE COPY STATUS(LID4) waits ...
 STATUS_POLL_MS = 100
+#: ... and the least, once the copy's pace says it ends sooner than that
+STATUS_POLL_MIN_MS = 10
 
 #: :attr:`CopyJob.cancelled_by` of a copy COPY OPERATION ABORT stopped
 OPERATION_ABORTED = -1
@@ -1458,7 +1460,7 @@ def _copy_status_lid4(job: CopyJob) -> xcopy.CopyStatusLid4:
             job.service_action,
             op.IN_PROGRESS_BACKGROUND if job.immed else op.IN_PROGRESS_FOREGROUND,
             job.transferred, segments, operation_counter=counter,
-            estimated_status_update_delay=STATUS_POLL_MS)
+            estimated_status_update_delay=_status_delay(job))
     ended = xcopy.STATUS_UPDATE_DELAY_ENDED
     if job.status == CopyCommandStatus.COMPLETED:
         return xcopy.CopyStatusLid4(job.service_action, op.COMPLETED, job.transferred,
@@ -1472,6 +1474,19 @@ def _copy_status_lid4(job: CopyJob) -> xcopy.CopyStatusLid4:
     return xcopy.CopyStatusLid4(job.service_action, op.COMPLETED_WITH_ERRORS, job.transferred,
                                 segments, CHECK_CONDITION, sense[:255], operation_counter=counter,
                                 estimated_status_update_delay=ended)
+
+
+def _status_delay(job: CopyJob) -> int:
+    """ESTIMATED STATUS UPDATE DELAY of a copy in progress (SPC-4 6.24), in ms:
+    :data:`STATUS_POLL_MS`, or the time its pace so far says is left when that is
+    shorter (at least :data:`STATUS_POLL_MIN_MS`), so that a poller hears of the end
+    soon after it rather than up to a whole delay later."""
+    moved, planned = job.transferred, job.planned
+    elapsed = time.monotonic() - job.started
+    if moved <= 0 or planned <= 0 or elapsed <= 0:
+        return STATUS_POLL_MS
+    left_ms = max(planned - moved, 0) * elapsed * 1000 / moved
+    return int(max(STATUS_POLL_MIN_MS, min(STATUS_POLL_MS, left_ms)))
 
 
 def _segment_bytes(seg: Segment, src: Port | None, dst: Port | None) -> int:

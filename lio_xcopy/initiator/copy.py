@@ -425,9 +425,9 @@ def send_immed_and_poll(s: ScsiTransport, poll: ScsiTransport, plist: bytes,
                         ) -> tuple[xcopy.CopyStatusLid4, float]:
     """Send an EXTENDED COPY (LID4) list with IMMED on ``s`` (GOOD once the list is
     checked, SPC-4 6.4) and poll RECEIVE COPY STATUS (LID4) on ``poll`` until the copy
-    has ended: soon at first, then every ``interval`` or the ESTIMATED STATUS UPDATE
-    DELAY it suggests, whichever is longer (at most 5 s), calling ``on_status`` with
-    each status in progress. A copy that
+    has ended: after the ESTIMATED STATUS UPDATE DELAY the copy manager suggests (at
+    most 5 s), or where it suggests none soon at first, then every ``interval``;
+    ``on_status`` hears each status in progress. A copy that
     ended with errors raises :class:`~lio_xcopy.sg.sgio.ScsiCommandError` with the
     sense it reports (as the LID1 command would have ended); one terminated (60h) with
     TASK ABORTED. Ctrl-C as :func:`send_and_poll`."""
@@ -454,7 +454,7 @@ def send_immed_and_poll(s: ScsiTransport, poll: ScsiTransport, plist: bytes,
                                      f"`{abort_line(s.path, list_id)}`", s.path)
             delay = st.estimated_status_update_delay
             suggested = delay / 1000 if delay < xcopy.STATUS_UPDATE_DELAY_ENDED else 0
-            time.sleep(min(max(pause, suggested), 5.0))
+            time.sleep(min(suggested or pause, 5.0))
             pause = min(pause * 2, interval)
     except KeyboardInterrupt:
         if on_interrupt is None or not on_interrupt(list_id):

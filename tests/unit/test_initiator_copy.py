@@ -411,3 +411,27 @@ def test_a_background_copy_that_fails_raises_what_the_command_would_have(
     assert e.value.status == completion
     assert e.value.key == key
     assert "in the background" in str(e.value)
+
+
+def test_the_poller_waits_what_the_copy_manager_suggests(monkeypatch):
+    """ESTIMATED STATUS UPDATE DELAY (SPC-4 6.24) sets the wait between polls; with none
+    (FFFFFFFFh: unknown) the poller starts soon and backs off to its interval."""
+    from lio_xcopy.initiator import copy as initiator_copy
+
+    S = xcopy.CopyOperationStatus
+    slept: list[float] = []
+    monkeypatch.setattr(initiator_copy.time, "sleep", slept.append)
+
+    def status(delay):
+        return xcopy.CopyStatusLid4(0x01, S.IN_PROGRESS_BACKGROUND, 1, 1,
+                                    estimated_status_update_delay=delay)
+
+    done = _lid4(S.COMPLETED, 3)
+    dev = lid4_target(statuses=[status(25), status(10), status(7000), done])
+    initiator_copy.send_and_poll(dev, dev, b"plist", 9, interval=0.5, lid4=True)
+    assert slept == [0.025, 0.01, 5.0]
+    slept.clear()
+    unknown = xcopy.STATUS_UPDATE_DELAY_UNKNOWN
+    dev = lid4_target(statuses=[status(unknown)] * 7 + [done])
+    initiator_copy.send_and_poll(dev, dev, b"plist", 9, interval=0.5, lid4=True)
+    assert slept == [0.02, 0.04, 0.08, 0.16, 0.32, 0.5, 0.5]

@@ -475,3 +475,23 @@ def test_the_operation_counter_wraps_and_leaves_out_a_failed_command(lab):
     assert st.status == CopyOperationStatus.COMPLETED_WITH_ERRORS
     assert st.operation_counter == 3  # 0xFFFF + 2 READs + 2 WRITEs, wrapped
     assert st.transferred_bytes == 2 * CHUNK
+
+
+@pytest.mark.parametrize(("moved", "elapsed", "delay"), [
+    (0, 1.0, 100),  # no pace yet: the usual delay
+    (10 << 20, 1.0, 100),  # 90 MiB left at 10 MiB/s: 9 s
+    (95 << 20, 9.5, 100),  # 0.5 s left
+    (99 << 20, 9.9, 100),  # 0.1 s left: the usual delay is as short
+    ((100 << 20) - (1 << 18), 10.0, 25),  # 256 KiB left at 10 MiB/s: 25 ms
+    (100 << 20, 10.0, 10),  # all moved, the end is near: the least delay
+])
+def test_the_suggested_status_delay_shortens_as_a_copy_nears_its_end(moved, elapsed, delay):
+    """ESTIMATED STATUS UPDATE DELAY (SPC-4 6.24): 100 ms, or the time the copy's pace
+    says is left when shorter, at least 10 ms: a poller learns of the end soon after."""
+    import time
+
+    from lio_xcopy.copy.manager import CopyJob, _status_delay
+
+    job = CopyJob("d0", 1, 0, 1, [], transferred=moved, planned=100 << 20,
+                  started=time.monotonic() - elapsed)
+    assert _status_delay(job) == delay
