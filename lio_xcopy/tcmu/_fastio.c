@@ -45,8 +45,6 @@
 
 #define ALLOW_WRITE 0x1
 #define DSYNC_WRITES 0x2
-#define DRAIN_EVENT 0x4 /* read the uio fd's event count first (it is readable) */
-#define ANNOUNCE 0x8    /* wake the kernel for the last answers when the run ends idle */
 
 /* a wake-up (4 bytes to the uio fd) after this many bytes served, so the kernel reaps
  * long transfers while later ones are still moving */
@@ -193,7 +191,7 @@ static PyObject *serve(PyObject *Py_UNUSED(module), PyObject *args)
     Py_buffer view;
     unsigned long long cmdr_off, cmdr_size, cursor, outstanding, block_size, blocks,
         max_blocks;
-    int fd, uio_fd, flags, awake = 0, idle = 0;
+    int fd, uio_fd, flags, awake = 0;
     unsigned long served = 0;
     uint64_t moved = 0, unwoken = 0; /* bytes served; at the last wake-up */
 
@@ -216,12 +214,6 @@ static PyObject *serve(PyObject *Py_UNUSED(module), PyObject *args)
         struct lun lun = {fd, block_size, blocks, max_blocks, flags};
 
         Py_BEGIN_ALLOW_THREADS
-        if (flags & DRAIN_EVENT) {
-            uint32_t events;
-            if (read(uio_fd, &events, sizeof events) < 0) {
-                /* nothing to drain (EAGAIN) or interrupted: the ring says what is queued */
-            }
-        }
         for (;;) {
             uint32_t head = get32(map + MB_CMD_HEAD) % size, len_op, length, op, next, slot_tail;
             unsigned char *e, *slot;
@@ -271,26 +263,20 @@ static PyObject *serve(PyObject *Py_UNUSED(module), PyObject *args)
             tail = pos;
             __atomic_store_n((uint32_t *)(map + MB_CMD_TAIL), tail, __ATOMIC_RELEASE);
         }
-        idle = !outstanding && pos == get32(map + MB_CMD_HEAD) % size;
-        if ((flags & ANNOUNCE) && idle && served && !awake && uio_fd >= 0) {
-            uint32_t wake = 0;
-            awake = write(uio_fd, &wake, sizeof wake) == sizeof wake;
-        }
         Py_END_ALLOW_THREADS
         cursor = pos;
     }
     PyBuffer_Release(&view);
-    return Py_BuildValue("(KkOO)", cursor, served, awake ? Py_True : Py_False,
-                         idle ? Py_True : Py_False);
+    return Py_BuildValue("(KkO)", cursor, served, awake ? Py_True : Py_False);
 }
 
 static PyMethodDef methods[] = {
     {"serve", serve, METH_VARARGS,
      "serve(map, cmdr_off, cmdr_size, cursor, outstanding, fd, uio_fd, block_size, blocks,\n"
-     "      max_blocks, flags) -> (cursor, served, woken, idle)\n\n"
+     "      max_blocks, flags) -> (cursor, served, woken)\n\n"
      "Serve the run of READ/WRITE (10/16) entries from ``cursor``; stop at the first\n"
      "entry not served in full, which is left unread. ``woken``: ``uio_fd`` was woken\n"
-     "after the last answer; ``idle``: the ring is empty, every command answered."},
+     "after the last answer."},
     {NULL, NULL, 0, NULL},
 };
 

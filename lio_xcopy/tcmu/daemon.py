@@ -262,26 +262,16 @@ class TcmuDevice:
     def service(self, *, drain_event: bool = True) -> int:
         """Answer every command queued on the ring; returns how many were answered.
         Long commands go on in their worker and complete in :meth:`complete_finished`."""
-        debug = log.isEnabledFor(logging.DEBUG)
-        direct = None if debug else self._direct  # DEBUG logs every command: Python's path
-        done = 0
-        unannounced = False  # answers written since the kernel was last woken
-        if direct is not None and not self._on_worker:
-            # the usual case whole in the compiled path: drain the event, answer the
-            # READs and WRITEs queued, wake the kernel
-            run = self._serve_direct(direct, drain=drain_event)
-            if run is not None:
-                served, woken, idle = run
-                if idle:
-                    return served
-                done, unannounced, drain_event = served, served > 0 and not woken, False
         if drain_event:
             with contextlib.suppress(BlockingIOError, InterruptedError):
                 os.read(self.fd, 4)
+        done = 0
+        unannounced = False  # answers written since the kernel was last woken
+        debug = log.isEnabledFor(logging.DEBUG)
+        direct = None if debug else self._direct  # DEBUG logs every command: Python's path
         while True:
-            if direct is not None and not self._on_worker and (
-                    run := self._serve_direct(direct)) is not None:
-                served, woken, _ = run
+            if direct is not None and not self._on_worker:
+                served, woken = self._serve_direct(direct)
                 done += served
                 unannounced = (unannounced or served > 0) and not woken
             entry = self.ring.next_entry()
@@ -306,18 +296,15 @@ class TcmuDevice:
             os.write(self.fd, WAKE)
         return done
 
-    def _serve_direct(self, serve: DirectServe, *,
-                      drain: bool = False) -> tuple[int, bool, bool] | None:
+    def _serve_direct(self, serve: DirectServe) -> tuple[int, bool]:
         """The compiled path's run of plain READs and WRITEs at the ring's cursor, on the
         device's terms of the moment (:meth:`LogicalUnit.direct_io`): how many it
-        answered, whether it woke the kernel after the last, and whether it left the
-        ring idle (then it has woken the kernel for every answer). ``drain``: it reads
-        the uio fd's event count first. None: the device gives no terms now."""
+        answered, and whether it woke the kernel after the last."""
         io = self.device.direct_io()
         if io is None:
-            return None
+            return 0, False
         try:
-            return self.ring.serve_direct(serve, io, self.fd, drain=drain, announce=True)
+            return self.ring.serve_direct(serve, io, self.fd)
         finally:
             self.device.direct_io_done(io)
 

@@ -20,20 +20,17 @@ log = logging.getLogger(__name__)
 ENV = "LIO_XCOPY_FASTIO"
 ALLOW_WRITE = 0x1  # WRITE (10/16) too, not only READ
 DSYNC_WRITES = 0x2  # every write with RWF_DSYNC (the write cache is disabled)
-DRAIN_EVENT = 0x4  # read the uio fd's event count first (it is readable)
-ANNOUNCE = 0x8  # wake the kernel for the last answers when the run leaves the ring idle
 
 
 class DirectServe(Protocol):
     """``_fastio.serve``: answer the run of READ/WRITE (10/16) entries from ``cursor``
     (GOOD responses, ``cmd_tail`` advanced) and stop, leaving it unread, at the first
-    entry not served in full. Returns the new cursor, the commands served, whether
-    ``uio_fd`` was woken after the last of them (it is, every 256 KiB moved) and
-    whether the ring is idle: empty, every command answered."""
+    entry not served in full. Returns the new cursor, the commands served and whether
+    ``uio_fd`` was woken after the last of them (it is, every 256 KiB moved)."""
 
     def __call__(self, ring_map: memoryview, cmdr_off: int, cmdr_size: int, cursor: int,
                  outstanding: int, fd: int, uio_fd: int, block_size: int, blocks: int,
-                 max_blocks: int, flags: int, /) -> tuple[int, int, bool, bool]: ...
+                 max_blocks: int, flags: int, /) -> tuple[int, int, bool]: ...
 
 
 @functools.cache

@@ -15,13 +15,7 @@ from dataclasses import dataclass
 from lio_xcopy.devices.base import DirectIo
 from lio_xcopy.devices.buffer import DataBuffer
 from lio_xcopy.errors import TcmuError
-from lio_xcopy.tcmu.fastio import (
-    ALLOW_WRITE,
-    ANNOUNCE,
-    DRAIN_EVENT,
-    DSYNC_WRITES,
-    DirectServe,
-)
+from lio_xcopy.tcmu.fastio import ALLOW_WRITE, DSYNC_WRITES, DirectServe
 
 MAILBOX_VERSION = 2
 MB_VERSION, MB_FLAGS, MB_CMDR_OFF, MB_CMDR_SIZE, MB_CMD_HEAD, MB_CMD_TAIL = 0, 2, 4, 8, 12, 64
@@ -175,22 +169,19 @@ class CommandRing:
             if op != OP_PAD:
                 raise TcmuError(f"TCMU ring entry at {pos:#x} has opcode {op}")
 
-    def serve_direct(self, serve: DirectServe, io: DirectIo, wake_fd: int = -1, *,
-                     drain: bool = False, announce: bool = False) -> tuple[int, bool, bool]:
+    def serve_direct(self, serve: DirectServe, io: DirectIo,
+                     wake_fd: int = -1) -> tuple[int, bool]:
         """Let the compiled path answer the run of READ/WRITE (10/16) entries at the
         cursor on ``io``'s terms, as :meth:`complete` would answer each with GOOD. It
         stops at the first entry it does not serve, which :meth:`next_entry` then reads.
-        ``wake_fd`` is woken as long transfers complete; ``drain``: its event count is
-        read first; ``announce``: it is woken for the last answers if the run leaves the
-        ring idle. Returns how many it answered, whether ``wake_fd`` was woken after
-        the last of them, and whether the ring is idle (empty, every command answered)."""
-        flags = ((ALLOW_WRITE if io.writable else 0) | (DSYNC_WRITES if io.dsync else 0)
-                 | (DRAIN_EVENT if drain else 0) | (ANNOUNCE if announce else 0))
-        cursor, served, woken, idle = serve(
-            self.map, self.cmdr_off, self.cmdr_size, self._cursor, self.outstanding, io.fd,
-            wake_fd, io.block_size, io.blocks, io.max_blocks, flags)
+        ``wake_fd`` is woken as long transfers complete. Returns how many it answered,
+        and whether ``wake_fd`` was woken after the last of them."""
+        flags = (ALLOW_WRITE if io.writable else 0) | (DSYNC_WRITES if io.dsync else 0)
+        cursor, served, woken = serve(self.map, self.cmdr_off, self.cmdr_size, self._cursor,
+                                      self.outstanding, io.fd, wake_fd, io.block_size,
+                                      io.blocks, io.max_blocks, flags)
         self._cursor = cursor
-        return served, woken, idle
+        return served, woken
 
     def _command(self, pos: int, entry_length: int, cmd_id: int) -> RingCommand:
         base = self.cmdr_off + pos

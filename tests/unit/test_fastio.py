@@ -335,7 +335,7 @@ def test_an_answer_takes_the_first_slot_while_a_command_runs_elsewhere(tmp_path)
         ids = [kernel.submit(sbc.Read10(lba=i, transfer_length=1).encode(), data_in_len=BS)
                for i in range(1, 4)]
         with terms(disk) as io:
-            assert ring.serve_direct(serve, io) == (3, False, False)
+            assert ring.serve_direct(serve, io) == (3, False)
         assert ring.outstanding == 1
         done = {c.cmd_id: c for c in kernel.reap()}
         assert sorted(done) == sorted(ids)
@@ -366,7 +366,7 @@ def test_a_malformed_entry_is_left_for_the_python_path_to_refuse(tmp_path):
         base = kernel.cmdr_off
         r.IOV.pack_into(kernel.mm, base + r.IOV_OFF, kernel.size - 8, BS)
         with terms(disk) as io:
-            assert ring.serve_direct(serve, io) == (0, False, False)
+            assert ring.serve_direct(serve, io) == (0, False)
         assert ring.tail == 0 and path.read_bytes() == bytes(BLOCKS * BS)
         with pytest.raises(TcmuError, match="outside the map"):
             ring.next_entry()
