@@ -124,13 +124,16 @@ static int serve_entry(unsigned char *map, size_t map_len, unsigned char *e, uin
                        const struct lun *lun, uint64_t *moved)
 {
     struct iovec iov[MAX_IOV];
-    uint32_t iov_cnt = get32(e + REQ_IOV_CNT);
-    uint64_t cdb_off = get64(e + REQ_CDB_OFF);
-    uint64_t lba, count, total = 0, need;
+    uint32_t iov_cnt;
+    uint64_t cdb_off, lba, count, total = 0, need;
     int write, fua;
     ssize_t n;
     uint32_t i;
 
+    if (length < IOV_OFF + IOV_SIZE)
+        return 0; /* no room for the request's fields and an iovec: not read here */
+    iov_cnt = get32(e + REQ_IOV_CNT);
+    cdb_off = get64(e + REQ_CDB_OFF);
     if (iov_cnt == 0 || iov_cnt > MAX_IOV || IOV_OFF + (uint64_t)IOV_SIZE * iov_cnt > length)
         return 0;
     if (cdb_off >= map_len)
@@ -176,6 +179,8 @@ static unsigned char *answer_slot(unsigned char *ring, uint32_t size, uint32_t *
         if (at % ALIGN || at + HDR_SIZE > size || length == 0 || length > size - at)
             return NULL;
         if ((len_op & OP_MASK) == OP_CMD) {
+            if (at + RSP_READ_LEN + 4 > size)
+                return NULL; /* a response needs its 16 bytes inside the ring */
             *tail = (at + length) % size;
             return s;
         }
