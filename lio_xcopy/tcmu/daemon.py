@@ -268,7 +268,7 @@ class TcmuDevice:
         done = 0
         unannounced = False  # answers written since the kernel was last woken
         debug = log.isEnabledFor(logging.DEBUG)
-        direct = None if debug else self._direct  # DEBUG logs every command: Python's path
+        direct = self._direct
         while True:
             if direct is not None and not self._on_worker:
                 served, woken = self._serve_direct(direct)
@@ -304,9 +304,13 @@ class TcmuDevice:
         if io is None:
             return 0, False
         try:
-            return self.ring.serve_direct(serve, io, self.fd)
+            served, woken = self.ring.serve_direct(serve, io, self.fd)
         finally:
             self.device.direct_io_done(io)
+        if served and log.isEnabledFor(logging.DEBUG):
+            log.debug("%s: %d READ/WRITE command(s) answered GOOD by the compiled ring path",
+                      self.name, served)
+        return served, woken
 
     def task_management(self, tmr: RingTmr) -> None:
         """SAM-5 task management (TCMU tmr_notification): the kernel lists the commands

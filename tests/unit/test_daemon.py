@@ -858,9 +858,19 @@ def _sim_lun(tmp_path, name="d0"):
     return kernel, dev
 
 
-def test_each_command_is_one_debug_line_with_its_outcome_and_duration(tmp_path, caplog):
+@pytest.mark.parametrize("direct", [True, False], ids=["compiled", "python"])
+def test_each_command_is_one_debug_line_with_its_outcome_and_duration(tmp_path, caplog,
+                                                                      direct):
+    """A command the Python path answers is one line; the compiled ring path, which
+    serves plain READs and WRITEs at every log level, says how many it answered."""
+    from lio_xcopy.tcmu import fastio
+
     caplog.set_level("DEBUG", logger="lio_xcopy.tcmu.daemon")
     kernel, dev = _sim_lun(tmp_path)
+    if direct and fastio.direct_serve() is None:
+        pytest.skip("the compiled ring path is not built (or LIO_XCOPY_FASTIO=0)")
+    if not direct:
+        dev._direct = None
     good = kernel.submit(bytes([0x28, 0, 0, 0, 0, 1, 0, 0, 2, 0]), data_in_len=1024)
     bad = kernel.submit(bytes([0xC7, 0, 0, 0, 0, 0]), data_in_len=0)
     assert dev.service() == 2
@@ -868,8 +878,11 @@ def test_each_command_is_one_debug_line_with_its_outcome_and_duration(tmp_path, 
     import re
 
     assert len(lines) == 2, lines
-    assert re.fullmatch(rf"d0: cmd {good} READ \(10\), 1024 byte\(s\) buffer, 1024 in: GOOD "
-                        r"in \d+\.\d\d ms", lines[0]), lines[0]
+    if direct:
+        assert lines[0] == "d0: 1 READ/WRITE command(s) answered GOOD by the compiled ring path"
+    else:
+        assert re.fullmatch(rf"d0: cmd {good} READ \(10\), 1024 byte\(s\) buffer, 1024 in: "
+                            r"GOOD in \d+\.\d\d ms", lines[0]), lines[0]
     assert re.fullmatch(rf"d0: cmd {bad} opcode C7h, 0 byte\(s\) buffer, 0 in: CHECK "
                         r"CONDITION ILLEGAL_REQUEST 20h/00h in \d+\.\d\d ms", lines[1]), lines[1]
     assert not dev._started
