@@ -392,3 +392,41 @@ def test_one_wake_up_per_batch_and_one_per_long_transfer(tmp_path, direct):
         assert lun.kernel.woken() == 1
     finally:
         lun.close()
+
+
+def test_without_the_extension_every_command_takes_the_python_path(monkeypatch, caplog,
+                                                                  tmp_path):
+    """An install that could not build it (no compiler) serves all the same, and the log
+    says why and what to do."""
+    import importlib
+
+    def missing(name):
+        raise ImportError(f"No module named {name!r}")
+
+    monkeypatch.delenv(fastio.ENV, raising=False)
+    monkeypatch.setattr(importlib, "import_module", missing)
+    fastio.direct_serve.cache_clear()
+    try:
+        with caplog.at_level("INFO", logger="lio_xcopy.tcmu.fastio"):
+            assert fastio.direct_serve() is None
+        assert "every command takes the Python path" in caplog.text
+        assert "C compiler" in caplog.text
+        kernel = SimulatedKernel(data_pages=16)
+        path = tmp_path / "d.img"
+        path.write_bytes(bytes(BLOCKS * BS))
+        disk = Disk(LunIdentity("d0", "6001405aaaaaaaaaaaaaaaaaaaaaaaa1"),
+                    BackingStore(path), BS)
+        dev = TcmuDevice("d0", kernel.uio_fd, CommandRing(kernel.view), disk)
+        try:
+            assert dev._direct is None
+            data = random.Random(12).randbytes(2 * BS)
+            kernel.submit(sbc.Write10(lba=3, transfer_length=2).encode(), data_out=data)
+            cid = kernel.submit(sbc.Read10(lba=3, transfer_length=2).encode(),
+                                data_in_len=2 * BS)
+            assert dev.service() == 2
+            assert {c.cmd_id: c for c in kernel.reap()}[cid].data_in == data
+        finally:
+            dev.close()
+            kernel.close()
+    finally:
+        fastio.direct_serve.cache_clear()
