@@ -28,7 +28,7 @@ from pathlib import Path
 
 from lio_xcopy.copy.executor import DaemonThreads, Executor
 from lio_xcopy.copy.manager import CopyManager
-from lio_xcopy.devices.base import Command, LogicalUnit, TaskManagement
+from lio_xcopy.devices.base import LONG_TRANSFER, Command, LogicalUnit, TaskManagement
 from lio_xcopy.devices.foreign import ForeignDevices
 from lio_xcopy.devices.members import foreign_designator
 from lio_xcopy.devices.unavailable import Unavailable
@@ -304,7 +304,10 @@ class TcmuDevice:
         if io is None:
             return 0, False
         try:
-            served, woken = self.ring.serve_direct(serve, io, self.fd)
+            # a long transfer goes to the LUN's I/O workers, as runs_long has it: on a
+            # slow device it would hold up every other LUN's commands on this loop
+            served, woken = self.ring.serve_direct(serve, io, self.fd,
+                                                   shorter_than=LONG_TRANSFER)
         finally:
             self.device.direct_io_done(io)
         if served and log.isEnabledFor(logging.DEBUG):

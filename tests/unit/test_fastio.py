@@ -430,3 +430,29 @@ def test_without_the_extension_every_command_takes_the_python_path(monkeypatch, 
             kernel.close()
     finally:
         fastio.direct_serve.cache_clear()
+
+
+def test_long_transfers_go_to_the_luns_io_workers(tmp_path):
+    """A transfer of LONG_TRANSFER bytes or more could hold the daemon's loop, and every
+    other LUN's commands, on a slow device: the compiled path leaves it to the I/O
+    workers, as the Python path does; shorter ones it serves."""
+    from plugins.tcmu_ring import complete_from_worker
+
+    from lio_xcopy.devices.base import LONG_TRANSFER
+
+    content = random.Random(13).randbytes(2048 * BS)
+    lun = Lun(tmp_path, content, direct=True)
+    try:
+        longest = (LONG_TRANSFER - 1) // BS
+        short = lun.kernel.submit(*_read(sbc.Read16, 0, longest)[:1],
+                                  data_in_len=longest * BS)
+        long_ = lun.kernel.submit(*_read(sbc.Read10, 1, LONG_TRANSFER // BS)[:1],
+                                  data_in_len=LONG_TRANSFER)
+        answered = lun.dev.service()
+        assert answered == 1 and lun.handled == [0x28]
+        complete_from_worker(lun.dev, 1)
+        done = {c.cmd_id: c for c in lun.kernel.reap()}
+        assert done[short].data_in == content[: longest * BS]
+        assert done[long_].data_in == content[BS : BS + LONG_TRANSFER]
+    finally:
+        lun.close()
