@@ -1,9 +1,11 @@
-"""The daemon: one process, one event loop, every TCMU device of our subtype.
+"""The daemon: one process, every TCMU device of our subtype.
 
 Devices present at start are opened at once; a pyudev monitor adds and removes
-devices while the daemon runs. Each device's ring is serviced when its uio fd
-becomes readable. A device not ready when its "add" event comes is tried again with
-a back-off, and a periodic rescan serves any device of ours whose event was missed.
+devices while the daemon runs. Each device's ring is serviced on a thread of its own
+when its uio fd becomes readable (tcmu-runner's model), so a LUN whose storage is slow
+holds up no other. The daemon's loop finds devices and drops broken ones: one not
+ready when its "add" event comes is tried again with a back-off, and a periodic rescan
+serves any device of ours whose event was missed.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ import logging
 import mmap
 import os
 import queue
+import select
 import selectors
 import signal
 import socket
 import struct
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -28,7 +32,7 @@ from pathlib import Path
 
 from lio_xcopy.copy.executor import DaemonThreads, Executor
 from lio_xcopy.copy.manager import CopyManager
-from lio_xcopy.devices.base import LONG_TRANSFER, Command, LogicalUnit, TaskManagement
+from lio_xcopy.devices.base import Command, LogicalUnit, TaskManagement
 from lio_xcopy.devices.foreign import ForeignDevices
 from lio_xcopy.devices.members import foreign_designator
 from lio_xcopy.devices.unavailable import Unavailable
@@ -36,7 +40,7 @@ from lio_xcopy.errors import LioXcopyError
 from lio_xcopy.handler_config import SUBTYPE
 from lio_xcopy.scsi.errors import CheckCondition, HardwareError
 from lio_xcopy.scsi.sense import CHECK_CONDITION, GOOD, TASK_ABORTED, SenseKey
-from lio_xcopy.scsi.xcopy import CopyCommandStatus, DigestAlgorithm
+from lio_xcopy.scsi.xcopy import CopyCommandStatus, DigestAlgorithm, ExtendedCopyLid1
 from lio_xcopy.sg.resolve import CONFIGFS_TARGET, own_exports
 from lio_xcopy.tcmu import state as state_file
 from lio_xcopy.tcmu import uio as uio_mod
@@ -57,6 +61,8 @@ from lio_xcopy.tcmu.uio import (
 log = logging.getLogger(__name__)
 
 WAKE = struct.pack("<I", 0)
+#: SPC-4 6.3: the opcode of EXTENDED COPY and the other commands that start copies
+EXTENDED_COPY = ExtendedCopyLid1.OPCODE
 Opener = Callable[[str, str, str | None], LogicalUnit]
 
 
@@ -181,11 +187,13 @@ def open_lun(tcmu: UioName, opener: Opener = open_device) -> LogicalUnit:
 class TcmuDevice:
     """A device's uio fd, its mapped ring and the SCSI device answering it.
 
-    Commands are answered on the daemon's loop, except those that may take long
-    (:meth:`LogicalUnit.runs_long`): they run on this LUN's own worker thread, so a
-    SPACE over millions of filemarks holds up no other LUN. While the worker has
-    commands, every later command of this LUN queues behind them: a LUN's commands
-    run in the order the kernel queued them."""
+    Commands are answered on the ring's thread (:meth:`start`), except those that may
+    take long (:meth:`LogicalUnit.runs_long`): they run on this LUN's own worker, so a
+    SPACE over millions of filemarks holds up neither this LUN's TEST UNIT READYs nor
+    its task management. While the worker has commands, every later command of this
+    LUN queues behind them: a LUN's commands run in the order the kernel queued them.
+    :meth:`service` and :meth:`complete_finished` run on one thread, the only writer
+    of the ring's ``cmd_tail``."""
 
     def __init__(self, name: str, fd: int, ring: CommandRing, device: LogicalUnit,
                  closer: Callable[[], None] = lambda: None):
@@ -204,8 +212,21 @@ class TcmuDevice:
         self._queued: set[int] = set()  # cmd_ids of those, whose future is the worker's
         self._aborted: set[int] = set()  # cmd ids task management aborted on the worker
         self._started: dict[int, float] = {}  # cmd_id -> when read off the ring (DEBUG only)
-        self.notify: Callable[[], None] = lambda: None  # set by the daemon: wake the loop
+        #: wakes whoever completes finished commands (the ring's thread, once started)
+        self.notify: Callable[[], None] = lambda: None
+        #: called on the ring's thread as each command of opcode 83h (EXTENDED COPY,
+        #: WRITE USING TOKEN, ...) is answered: a copy may have started or ended
+        self.copy_news: Callable[[], None] = lambda: None
+        self._thread: threading.Thread | None = None
+        self._wake = -1  # the ring thread's eventfd: a worker finished, or stop
+        self._stopping = False
         #: the compiled path for plain READ and WRITE, for a device that offers its terms
+        self._direct = (direct_serve() if type(device).direct_io is not LogicalUnit.direct_io
+                        else None)
+
+    def replace_device(self, device: LogicalUnit) -> None:
+        """Answer the ring with ``device`` from now on (one opened at last)."""
+        self.device = device
         self._direct = (direct_serve() if type(device).direct_io is not LogicalUnit.direct_io
                         else None)
 
@@ -304,10 +325,7 @@ class TcmuDevice:
         if io is None:
             return 0, False
         try:
-            # a long transfer goes to the LUN's I/O workers, as runs_long has it: on a
-            # slow device it would hold up every other LUN's commands on this loop
-            served, woken = self.ring.serve_direct(serve, io, self.fd,
-                                                   shorter_than=LONG_TRANSFER)
+            served, woken = self.ring.serve_direct(serve, io, self.fd)
         finally:
             self.device.direct_io_done(io)
         if served and log.isEnabledFor(logging.DEBUG):
@@ -367,7 +385,7 @@ class TcmuDevice:
 
     def _finished_elsewhere(self, entry: RingCommand, fut: Running, *,
                             on_worker: bool) -> None:
-        """Runs on the worker's thread: hand the result to the loop's thread."""
+        """Runs on the worker's thread: hand the result to the ring's thread."""
         self._finished.put((entry, fut, on_worker))
         self.notify()
 
@@ -375,6 +393,8 @@ class TcmuDevice:
         read_len = shape_answer(self.device, entry, outcome,
                                 read_len_honoured=self.ring.read_len_honoured)
         self.ring.complete(entry.cmd_id, outcome[0], outcome[1], read_len)
+        if entry.cdb[0] == EXTENDED_COPY:
+            self.copy_news()
         if log.isEnabledFor(logging.DEBUG):
             self._log_command(entry, outcome)
 
@@ -399,7 +419,7 @@ class TcmuDevice:
                   produced, result, took)
 
     def complete_finished(self) -> int:
-        """On the loop's thread: complete every long command whose worker is done."""
+        """On the ring's thread: complete every long command whose worker is done."""
         done = 0
         while True:
             try:
@@ -426,7 +446,56 @@ class TcmuDevice:
             os.write(self.fd, WAKE)
         return done
 
+    # --- the ring's thread --------------------------------------------------------------
+    def start(self, broken: Callable[[TcmuDevice, Exception], None]) -> None:
+        """Service the ring on a thread of its own from now on: commands queued
+        already, then each time the uio fd becomes readable, and the commands the
+        LUN's workers finish. A ring that breaks (:class:`LioXcopyError`) or a uio fd
+        that fails (:class:`OSError`) ends the thread and is handed to ``broken``."""
+        if self._thread is not None:
+            return
+        self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self.notify = self._wake_ring
+        self._thread = threading.Thread(target=self._serve_ring, args=(broken,),
+                                        name=f"ring-{self.name}", daemon=True)
+        self._thread.start()
+
+    def _wake_ring(self) -> None:
+        if self._wake >= 0:
+            with contextlib.suppress(OSError):  # EAGAIN: the count is full, it is awake
+                os.eventfd_write(self._wake, 1)
+
+    def _serve_ring(self, broken: Callable[[TcmuDevice, Exception], None]) -> None:
+        poller = select.poll()
+        poller.register(self.fd, select.POLLIN)
+        poller.register(self._wake, select.POLLIN)
+        try:
+            self.service(drain_event=False)
+            while not self._stopping:
+                for fd, _ in poller.poll():
+                    if fd == self.fd:
+                        self.service()
+                    else:
+                        with contextlib.suppress(BlockingIOError):
+                            os.eventfd_read(self._wake)
+                        self.complete_finished()
+        except (LioXcopyError, OSError) as e:
+            if not self._stopping:
+                broken(self, e)
+
+    def stop(self) -> None:
+        """End the ring's thread (after the command it is answering); commands the
+        kernel queues from now on are not read."""
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        self._stopping = True
+        self._wake_ring()
+        if thread is not threading.current_thread():
+            thread.join()
+
     def close(self) -> None:
+        self.stop()
         for pool in (self._worker, self._io):  # what runs ends first; queued ones never run
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
@@ -437,6 +506,10 @@ class TcmuDevice:
         finally:
             self.device.close()
             self._closer()
+            if self._wake >= 0:
+                self.notify = lambda: None  # a copy ending now has no one to tell
+                wake, self._wake = self._wake, -1
+                os.close(wake)
 
 
 class Daemon:
@@ -480,6 +553,9 @@ class Daemon:
         self._next_rescan = clock() + rescan_every
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_w.setblocking(False)  # noqa: FBT003 (socket's API)
+        self._running = False  # run() started: each device attached gets its ring thread
+        #: rings whose thread ended on a failure, for the loop to drop
+        self._broken: queue.SimpleQueue[tuple[str, TcmuDevice, Exception]] = queue.SimpleQueue()
 
     # --- devices -----------------------------------------------------------------------
     def add(self, sys_path: str) -> TcmuDevice | None:
@@ -525,7 +601,8 @@ class Daemon:
         if retry is not None:
             log.info("%s: ready after %d attempt(s) in %.2f s", dev.name, retry.attempts + 1,
                      self.clock() - retry.started)
-        dev.service(drain_event=False)  # commands queued before we opened the device
+        if not self._running:  # the ring's thread does this once it starts
+            dev.service(drain_event=False)  # commands queued before we opened the device
         return dev
 
     def _not_ready(self, sys_path: str, error: str) -> None:
@@ -628,12 +705,20 @@ class Daemon:
         return sorted({str(p.resolve()) for p in (uio_class or self.uio_class).glob("uio*")})
 
     def attach(self, key: str, dev: TcmuDevice) -> None:
-        dev.notify = self._notify
+        dev.copy_news = self._notify
         self.devices[key] = dev
         if not isinstance(dev.device, Unavailable):  # a copy cannot name it
             self.copy_manager.register(dev.device)
-        self.selector.register(dev.fd, selectors.EVENT_READ, ("dev", key))
+        if self._running:
+            self._start_ring(key, dev)
         self._state_due = True
+
+    def _start_ring(self, key: str, dev: TcmuDevice) -> None:
+        def broken(dev: TcmuDevice, error: Exception) -> None:
+            self._broken.put((key, dev, error))
+            self._notify()
+
+        dev.start(broken)
 
     def remove(self, key: str, *, deleted: bool = False) -> None:
         """Stop serving a device and close it. ``deleted``: the LUN itself was deleted
@@ -642,7 +727,6 @@ class Daemon:
         dev = self.devices.pop(key, None)
         if dev is None:
             return
-        self.selector.unregister(dev.fd)
         self.copy_manager.unregister(dev.device)
         self.names.pop(id(dev.device), None)
         self._state_due = True
@@ -791,7 +875,7 @@ class Daemon:
             if isinstance(device, Unavailable):
                 continue
             del self.names[id(dev.device)]
-            dev.device = device
+            dev.replace_device(device)
             self.names[id(device)] = tcmu
             self.copy_manager.register(device)
             self._state_due = True
@@ -839,22 +923,23 @@ class Daemon:
 
     def run(self, ready: Callable[[], None] | None = None) -> None:
         self.selector.register(self._wake_r.fileno(), selectors.EVENT_READ, ("wake", None))
+        self._running = True
+        self.write_state()  # the LUNs served, before any of them answers
+        for key, dev in list(self.devices.items()):
+            self._start_ring(key, dev)
         if ready:
             ready()
         while not self._stop:
             copying = any(j.running for j in self.copy_manager.jobs())
             if self._state_due or (copying and self.clock() >= self._state_next):
                 self.write_state()
-            for key, _ in self.selector.select(self.timeout(1.0 if copying else None)):
-                kind, name = key.data
-                if kind == "dev" and name in self.devices:
-                    self._on_ring(name, TcmuDevice.service)
-                elif kind == "udev":
+            for event, _ in self.selector.select(self.timeout(1.0 if copying else None)):
+                kind, _ = event.data
+                if kind == "udev":
                     self._udev_event()
                 elif kind == "wake":
                     self._wake_r.recv(4096)
-                    for dev in list(self.devices):
-                        self._on_ring(dev, TcmuDevice.complete_finished)
+                    self._drop_broken()
                     self._state_due = self._state_due or self._copies_changed()
             self.run_due()
             if self._reload:
@@ -870,8 +955,9 @@ class Daemon:
                         "must run it again", job.lun, job.list_id, job.segments_processed,
                         job.transferred)
         self._drain_deferred()
-        for dev in list(self.devices):
-            self.remove(dev)
+        for key in list(self.devices):
+            self.remove(key)
+        self._running = False
         if self.state_path is not None:
             state_file.remove(self.state_path)
 
@@ -883,20 +969,34 @@ class Daemon:
         dev = self.devices[key]
         try:
             work(dev)
-        except LioXcopyError as e:
-            log.error("%s: ring failure, device dropped: %s", key, e)
-            self.remove(key)
-        except OSError as e:
-            if e.errno in (errno.EIO, errno.ENODEV) and self.deleted(key, dev):
-                self.remove(key, deleted=True)
+        except (LioXcopyError, OSError) as e:
+            self._ring_failed(key, dev, e)
+
+    def _drop_broken(self) -> None:
+        """Drop each device whose ring thread ended on a failure."""
+        while True:
+            try:
+                key, dev, error = self._broken.get_nowait()
+            except queue.Empty:
                 return
+            if self.devices.get(key) is dev:
+                self._ring_failed(key, dev, error)
+
+    def _ring_failed(self, key: str, dev: TcmuDevice, error: Exception) -> None:
+        if not isinstance(error, OSError):
+            log.error("%s: ring failure, device dropped: %s", key, error)
+        elif error.errno in (errno.EIO, errno.ENODEV) and self.deleted(key, dev):
+            self.remove(key, deleted=True)
+            return
+        else:
             log.warning("%s: its uio device failed (%s), no longer serving it; check the "
                         "kernel log (dmesg), then `systemctl reload lio-xcopy` to serve it "
-                        "again", dev.name, e.strerror or e)
-            self.remove(key)
+                        "again", dev.name, error.strerror or error)
+        self.remove(key)
 
     def _drain_deferred(self, timeout: float = 60.0) -> None:
-        """Before closing: let long commands finish (bounded) and complete them."""
+        """Before closing: let long commands finish (bounded); each ring's thread
+        completes its own."""
         deadline = time.monotonic() + timeout
         while any(d.deferred for d in self.devices.values()):
             if time.monotonic() > deadline:
@@ -904,8 +1004,7 @@ class Daemon:
                           {d.name: list(d.deferred) for d in self.devices.values()})
                 return
             time.sleep(0.05)
-            for key in list(self.devices):
-                self._on_ring(key, TcmuDevice.complete_finished)
+            self._drop_broken()
 
 
 def main(argv: list[str] | None = None,

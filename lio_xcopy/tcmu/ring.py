@@ -169,22 +169,18 @@ class CommandRing:
             if op != OP_PAD:
                 raise TcmuError(f"TCMU ring entry at {pos:#x} has opcode {op}")
 
-    def serve_direct(self, serve: DirectServe, io: DirectIo, wake_fd: int = -1, *,
-                     shorter_than: int = 0) -> tuple[int, bool]:
+    def serve_direct(self, serve: DirectServe, io: DirectIo,
+                     wake_fd: int = -1) -> tuple[int, bool]:
         """Let the compiled path answer the run of READ/WRITE (10/16) entries at the
         cursor on ``io``'s terms, as :meth:`complete` would answer each with GOOD. It
-        stops at the first entry it does not serve, which :meth:`next_entry` then reads:
-        with ``shorter_than``, also at a transfer of that many bytes or more. ``wake_fd``
+        stops at the first entry it does not serve, which :meth:`next_entry` then reads.
+        ``wake_fd``
         is woken as long transfers complete. Returns how many it answered, and whether
         ``wake_fd`` was woken after the last of them."""
         flags = (ALLOW_WRITE if io.writable else 0) | (DSYNC_WRITES if io.dsync else 0)
-        max_blocks = io.max_blocks
-        if shorter_than:
-            below = max(1, (shorter_than - 1) // io.block_size)
-            max_blocks = min(max_blocks, below) if max_blocks else below
         cursor, served, woken = serve(self.map, self.cmdr_off, self.cmdr_size, self._cursor,
                                       self.outstanding, io.fd, wake_fd, io.block_size,
-                                      io.blocks, max_blocks, flags)
+                                      io.blocks, io.max_blocks, flags)
         self._cursor = cursor
         return served, woken
 

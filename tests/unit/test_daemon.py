@@ -209,6 +209,82 @@ def test_daemon_completes_long_commands_from_workers():
     kernel.close()
 
 
+def test_a_lun_busy_answering_holds_up_no_other_lun():
+    """Each LUN's ring is serviced on a thread of its own: while one LUN's thread is
+    inside a command (the compiled path reading slow storage, say), another LUN's
+    commands are answered."""
+    from plugins.tcmu_ring import Echo, Toy
+
+    inside, release = threading.Event(), threading.Event()
+
+    class Busy(Toy):
+        def echo(self, cmd, cdb):
+            inside.set()
+            assert release.wait(5)
+            return super().echo(cmd, cdb)
+
+    kernels = [SimulatedKernel(cmdr_size=16384, data_pages=64) for _ in range(2)]
+    daemon = Daemon()
+    daemon.attach("busy", TcmuDevice("busy", kernels[0].uio_fd, CommandRing(kernels[0].view),
+                                     Busy()))
+    daemon.attach("free", TcmuDevice("free", kernels[1].uio_fd, CommandRing(kernels[1].view),
+                                     Toy()))
+    t = threading.Thread(target=daemon.run)
+    t.start()
+    try:
+        held = kernels[0].submit(Echo(length=8).encode(), data_in_len=8)
+        assert inside.wait(5)
+        for _ in range(3):
+            cid = kernels[1].submit(Echo(length=8).encode(), data_in_len=8)
+            assert [(c.cmd_id, c.status) for c in kernels[1].answers()] == [(cid, GOOD)]
+        assert kernels[0].reap() == []  # still inside its command
+        release.set()
+        assert [(c.cmd_id, c.status) for c in kernels[0].answers()] == [(held, GOOD)]
+    finally:
+        release.set()
+        daemon.stop()
+        t.join(5)
+    assert not t.is_alive() and not daemon.devices
+    for k in kernels:
+        k.close()
+
+
+def test_a_ring_that_breaks_on_its_thread_is_dropped_and_the_others_go_on(caplog):
+    """A ring failure on a LUN's thread reaches the daemon's loop, which drops that
+    LUN and logs why; the other LUN is still served."""
+    from plugins.tcmu_ring import Echo, Toy
+
+    from lio_xcopy.errors import TcmuError
+
+    kernels = [SimulatedKernel(cmdr_size=16384, data_pages=64) for _ in range(2)]
+    daemon = Daemon()
+    bad = TcmuDevice("bad", kernels[0].uio_fd, CommandRing(kernels[0].view), Toy())
+    good = TcmuDevice("good", kernels[1].uio_fd, CommandRing(kernels[1].view), Toy())
+
+    def broken(**_):
+        raise TcmuError("entry 0: opcode 7 is not a TCMU opcode")
+
+    bad.service = broken
+    daemon.attach("bad", bad)
+    daemon.attach("good", good)
+    t = threading.Thread(target=daemon.run)
+    t.start()
+    try:
+        deadline = time.monotonic() + 5
+        while "bad" in daemon.devices and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert "bad" not in daemon.devices
+        assert "bad: ring failure, device dropped: entry 0" in caplog.text
+        cid = kernels[1].submit(Echo(length=8).encode(), data_in_len=8)
+        assert [(c.cmd_id, c.status) for c in kernels[1].answers()] == [(cid, GOOD)]
+    finally:
+        daemon.stop()
+        t.join(5)
+    assert not t.is_alive()
+    for k in kernels:
+        k.close()
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_a_lun_runs_as_many_long_commands_at_once_as_it_has_workers(workers):
     """A disk's READs and WRITEs may run in any order (SIMPLE tasks): with IO_WORKERS 2
