@@ -25,7 +25,7 @@ import functools
 import logging
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -1334,11 +1334,16 @@ class CopyManager:
             raise CopyAborted(Asc.INVALID_FIELD_IN_PARAMETER_LIST, plan.index,
                               byte=plan.segment.transfer_length_offset())
         span = max(per_read, per_write, self.chunk)  # bytes read before they are written
+        total = seg.byte_count
+        done = 0
+        if per_read == per_write and not job.carry and self.read_ahead \
+                and hasattr(src, "read_records") and hasattr(dst, "write_records") \
+                and not _same_device(src, dst):
+            done = self._records_ahead(job, plan, span // per_read * per_read, per_read,
+                                       total // per_read * per_read)
         staging = _Staging(2 * span + per_read + len(job.carry), job.digest, job)
         staging.put(job.carry)
         job.carry = b""
-        done = 0
-        total = seg.byte_count
         while done < total:
             if len(staging) < min(per_write, total - done):
                 want = min(per_read, total - done - len(staging))
@@ -1366,6 +1371,60 @@ class CopyManager:
                 job.moved(staging.head(n), n)
             staging.consume(n)
             done += n
+
+    def _records_ahead(self, job: CopyJob, plan: _Plan, span: int, record: int,
+                       total: int) -> int:
+        """Of 06h and 0Fh (SPC-4 6.4.6): the first ``total`` bytes, whole records of
+        ``record`` bytes written as records of the same length, read ahead from the
+        source tape in batches of ``span`` bytes (:mod:`lio_xcopy.copy.readahead`) while
+        the one before is written. Reading stops at the first object that is not such a
+        record (a filemark, end of data, a record of another length), which the caller
+        then reads as it would without read-ahead; the bytes done. A copy that stops
+        early spaces the source back over the records read ahead and not written, so it
+        is left where the copy would have left it (SSC-4 7.2: SPACE)."""
+        src: StreamPort = plan.source
+        dst: StreamPort = plan.destination
+        counts: deque[int] = deque()  # records in each batch read, in order
+        short = False
+
+        def read(_pos: int, n: int, into: DataBuffer) -> None:
+            nonlocal short
+            if short:
+                raise _NotRead
+            k: int = src.read_records(into, record, n // record)  # type: ignore[attr-defined]
+            counts.append(k)
+            short = k * record < n
+
+        done = 0
+        pieces = [(pos, min(span, total - pos)) for pos in range(0, total, span)]
+        ahead = ReadAhead(read, pieces, min(span, total) or 1, self.read_ahead,
+                          digest=job.digest, name=f"xcopy-read-{job.lun}-{job.list_id}",
+                          allocate=functools.partial(job.scratch, "read-ahead"))
+        try:
+            for _, n in pieces:
+                with self._device_errors(job, plan, source=True):
+                    data = ahead.next()
+                k = counts.popleft()
+                job.operations += k - 1  # one READ per record (SPC-4 6.24)
+                if plan.segment.HOLDS_DATA:
+                    job.hold(data, k * record)
+                if k:
+                    if k > 1:
+                        self._write_batch(job, plan, dst, data, record, record, k * record)
+                    else:
+                        with self._device_errors(job, plan, source=False):
+                            _quiet_early_warning(dst.write_record, data, record)
+                        job.moved(data, record)
+                    done += k * record
+                ahead.done()
+                if k * record < n:
+                    break
+        finally:
+            ahead.close()
+            unread = sum(counts)
+            if unread:
+                _space_back(src, unread, job)
+        return done
 
     # --- RECEIVE COPY RESULTS, SPC-4 r31 6.18 ------------------------------------------------
     def _held_data(self, job: CopyJob, cdb: Any, sa: int,
@@ -1650,6 +1709,20 @@ class _Alternating:
 
 #: designator types that name one logical unit (SPC-4 7.8.6.1): EUI-64, NAA, SCSI name string
 _LU_DESIGNATORS = (2, 3, 8)
+
+
+class _NotRead(Exception):
+    """A batch of records the read-ahead did not read: the one before stopped short."""
+
+
+def _space_back(tape: StreamPort, records: int, job: CopyJob) -> None:
+    """SPACE the source tape back over ``records`` records read ahead and not copied."""
+    try:
+        tape.space(0, -records)
+    except CheckCondition as e:
+        log.error("copy %s/%d: the source tape %s could not space back over %d record(s) "
+                  "read ahead: %s; it is that many records past where the copy stopped",
+                  job.lun, job.list_id, tape.name, records, e)
 
 
 def _same_device(a: Port, b: Port) -> bool:

@@ -207,3 +207,65 @@ def test_background_digest_hashes_in_order_and_its_thread_ends_when_idle(monkeyp
         time.sleep(0.01)
     d.update(b"more" * 10_000)  # a new thread takes over
     assert d.digest() == want(b"".join(parts) + b"more" * 10_000).digest()
+
+
+def _tape_to_tape(lab, name, manager, recs, tail, capacity, **seg):
+    """A 06h copy of ``recs`` (then ``tail``: records or filemarks) from a new tape to one
+    of ``capacity``: the exception it ended with (None), the destination's records, the
+    source's position, and COPY STATUS."""
+    from lio_xcopy.copy.manager import CopyAborted
+
+    a, b = lab.tape(f"{name}-a"), lab.tape(f"{name}-b", capacity=capacity)
+    write(a, *recs, *tail)
+    a.rewind()
+    error = None
+    try:
+        run(manager, a, [(a, {}), (b, {})], [StreamToStream(0, 1, seg.get(
+            "count", sum(map(len, recs))), REC, REC)], list_id_usage=ListIdUsage.HOLD,
+            list_identifier=3)
+    except CopyAborted as e:
+        error = (e.sense.asc, e.sense.command_specific, getattr(e.cause, "key", None),
+                 getattr(e.cause, "filemark", None))
+    st = _status(manager, a, 3)
+    return error, tape_records(b), a.medium.position, (st.transfer_count,
+                                                       st.operation_counter)
+
+
+@pytest.mark.parametrize(("records", "capacity_records", "tail"), [
+    (40, 64, []),  # all of it
+    (40, 10, []),  # the destination fills in the third batch
+    (40, 17, []),  # ... in the fifth
+    (9, 64, [None, REC]),  # a filemark in the second batch: DATA UNDERRUN
+    (12, 64, [1000, REC]),  # a short record ends the third batch
+])
+def test_tape_to_tape_read_ahead_ends_where_reading_record_by_record_does(
+        lab, monkeypatch, records, capacity_records, tail):
+    """Tape to tape, the source read ahead in batches of 4 records on a thread while
+    the batch before is written: the destination's records, the sense a copy ends with,
+    COPY STATUS and the source's position are those of the same copy read without
+    read-ahead. A copy the destination stops spaces the source back over the records
+    read ahead and not written (SSC-4 SPACE)."""
+    from lio_xcopy.copy.manager import CopyManager
+    from lio_xcopy.devices.tape import Tape
+
+    recs = [os.urandom(REC) for _ in range(records)]
+    tail = [None if t is None else os.urandom(t) for t in tail]
+    count = sum(map(len, recs)) + sum(len(t) for t in tail if t) + (REC if tail else 0)
+    capacity = capacity_records * footprint(REC) + 10
+    threads: set[str] = set()
+    ahead = CopyManager(chunk=4 * REC, read_ahead=2)
+    real = Tape.read_records
+
+    def spy(self, *a, **kw):
+        threads.add(threading.current_thread().name.split("-")[1])
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(Tape, "read_records", spy)
+    got = _tape_to_tape(lab, "ahead", ahead, recs, tail, capacity, count=count)
+    monkeypatch.undo()
+    want = _tape_to_tape(lab, "plain", CopyManager(chunk=4 * REC, read_ahead=0), recs, tail,
+                         capacity, count=count)
+    assert got == want
+    assert "read" in threads  # batches were read on the read-ahead's thread
+    if capacity_records < records:
+        assert want[0] is not None and len(want[1]) == capacity_records
