@@ -214,8 +214,9 @@ class TcmuDevice:
         self._started: dict[int, float] = {}  # cmd_id -> when read off the ring (DEBUG only)
         #: wakes whoever completes finished commands (the ring's thread, once started)
         self.notify: Callable[[], None] = lambda: None
-        #: called on the ring's thread as each command of opcode 83h (EXTENDED COPY,
-        #: WRITE USING TOKEN, ...) is answered: a copy may have started or ended
+        #: called on the ring's thread as a copy starts and as each command of opcode
+        #: 83h (EXTENDED COPY, WRITE USING TOKEN, ...) is answered: a copy may have
+        #: started or ended
         self.copy_news: Callable[[], None] = lambda: None
         self._thread: threading.Thread | None = None
         self._wake = -1  # the ring thread's eventfd: a worker finished, or stop
@@ -433,6 +434,7 @@ class TcmuDevice:
                        else _outcome(fut.result, self.device, entry))
             if isinstance(outcome, Future):  # an EXTENDED COPY the worker started
                 self._defer(entry, outcome, on_worker=False)
+                self.copy_news()
                 manager = getattr(self.device, "copy_manager", None)
                 if entry.cmd_id in self._aborted and manager is not None:
                     manager.abort(outcome)

@@ -1018,6 +1018,32 @@ def test_policy_decisions_say_why_at_debug(caplog, monkeypatch):
     assert "may name no foreign device" in said()
 
 
+def test_the_state_file_lists_a_copy_as_it_starts_and_as_it_ends(copy_rig, tmp_path):
+    """The daemon's loop hears from the LUN's ring thread when an EXTENDED COPY starts
+    and when it completes, and rewrites the state file (`lio-xcopy status`) at once."""
+    from lio_xcopy.tcmu import state as state_file
+
+    rig = copy_rig(os.urandom(1 << 20), 1 << 20)
+    rig.daemon.state_path = tmp_path / "state.json"
+    rig.serve()
+
+    def listed(running: bool) -> bool:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            st = state_file.read(rig.daemon.state_path)
+            if st is not None and [(c.list_id, c.status == "running") for c in st.copies] \
+                    == [(6, running)]:
+                return True
+            time.sleep(0.01)
+        return False
+
+    cid = rig.extended_copy(rig.plist([BlockToBlock(0, 1, 2048, 0, 0)], 6))
+    assert listed(running=True)  # planned; its work waits for the test
+    rig.steps.run_next()
+    assert rig.kernel.answer(cid).status == GOOD
+    assert listed(running=False)
+
+
 def test_a_stop_answers_every_running_copy_before_the_daemon_exits(copy_rig):
     """SIGTERM during an EXTENDED COPY: the copy ends at its next chunk in COPY ABORTED,
     COMMANDS CLEARED BY DEVICE SERVER, naming its segment, and the daemon completes the

@@ -227,9 +227,14 @@ def test_kill_9_five_times_under_fio_verify_and_copies(lab, loop_luns):
             if during_copy:
                 copier.copying.wait(timeout=60)
                 time.sleep(rng.uniform(0.0, 0.5))
-            wait_for("I/O in flight on the disks",
-                     lambda: sum(inflight(sd) for sd in sds) > 0, timeout=10, step=0.01)
-            n_inflight = sum(inflight(sd) for sd in sds)
+            seen = [0]  # the requests in flight when last looked at
+
+            def in_flight(seen: list[int] = seen) -> bool:
+                seen[0] = sum(inflight(sd) for sd in sds)
+                return seen[0] > 0
+
+            wait_for("I/O in flight on the disks", in_flight, timeout=10, step=0.01)
+            n_inflight = seen[0]
             copying = copier.copying.is_set()
             assert fio.poll() is None, f"fio ended before kill {i + 1}: {fio.communicate()}"
             t_kill, t_dead, t_ready = kill_and_restart(lab)
