@@ -105,6 +105,20 @@ class _Carver:
                 self.skip = end
         return out
 
+    def contiguous(self, n: int) -> memoryview | None:
+        """The next ``n`` bytes as one view when they lie in one piece (taken), else
+        None (nothing taken)."""
+        if self.i >= len(self.views):
+            return None
+        v = self.views[self.i]
+        if len(v) - self.skip < n:
+            return None
+        out = v[self.skip : self.skip + n]
+        self.skip += n
+        if self.skip == len(v):
+            self.i, self.skip = self.i + 1, 0
+        return out
+
 
 class _Progressions:
     """A sequence of ints kept as runs of arithmetic progressions: run ``r`` starts at
@@ -257,6 +271,10 @@ def _record_views(carve: _Carver, lengths: list[int], prev: int, count: int) -> 
     views: list[memoryview] = []
     last = len(lengths) - 1
     headers: list[memoryview] = []
+    size = sum(lengths)
+    whole = carve.contiguous(size * count) if count > 1 and size else None
+    if whole is not None:  # the data in one piece: slice it, record by record
+        return _sliced_record_views(whole, lengths, prev, count)
     for i in range(count):
         if i < 2:  # the records after the first have the same headers
             headers = []
@@ -267,6 +285,32 @@ def _record_views(carve: _Carver, lengths: list[int], prev: int, count: int) -> 
         for header, cur in zip(headers, lengths, strict=True):
             views.append(header)
             views.extend(carve.take(cur))
+    return views
+
+
+def _sliced_record_views(data: memoryview, lengths: list[int], prev: int,
+                         count: int) -> list[memoryview]:
+    """:func:`_record_views` of records whose data is ``data``, in one piece."""
+    last = len(lengths) - 1
+    chunks = []  # (header, start, end) of each chunk in the records after the first
+    first = []  # the first record's headers: its previous length is ``prev``
+    pos = 0
+    for j, cur in enumerate(lengths):
+        flags = (NEWREC if j == 0 else 0) | (ENDREC if j == last else 0)
+        first.append(memoryview(HEADER.pack(cur, prev, flags, 0)))
+        prev = lengths[j - 1] if j else lengths[-1]
+        chunks.append((memoryview(HEADER.pack(cur, prev, flags, 0)), pos, pos + cur))
+        prev = cur
+        pos += cur
+    views: list[memoryview] = []
+    add = views.append
+    for (_, a, b), header in zip(chunks, first, strict=True):
+        add(header)
+        add(data[a:b])
+    for base in range(pos, pos * count, pos):
+        for header, a, b in chunks:
+            add(header)
+            add(data[base + a : base + b])
     return views
 
 

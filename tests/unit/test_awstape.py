@@ -584,3 +584,25 @@ def test_the_scan_builds_the_index_the_writes_built(tmp_path_factory, ops):
         ends = [*written[0], written[3]][1:]
         assert [b - a for a, b in zip(written[0], ends, strict=True)] == [
             footprint(n) if n >= 0 else 6 for n in written[1]]
+
+
+@pytest.mark.parametrize("length", [1, 1000, 0xFFFF, 0x10000, 200_000])
+@pytest.mark.parametrize("prev", [0, 77])
+def test_records_from_one_piece_are_laid_out_as_from_a_scatter_list(length, prev):
+    """The headers and data of several records written from one contiguous buffer are
+    the bytes the same records get from a buffer in uneven pieces."""
+    from lio_xcopy.devices import awstape
+
+    count = 5
+    data = os.urandom(length * count)
+    lengths = [awstape.MAX_CHUNK] * (length // awstape.MAX_CHUNK)
+    if length % awstape.MAX_CHUNK:
+        lengths.append(length % awstape.MAX_CHUNK)
+    cut = [memoryview(data)[i : i + 999] for i in range(0, len(data), 999)]
+
+    def laid_out(views):
+        return b"".join(bytes(v) for v in awstape._record_views(
+            awstape._Carver(views), lengths, prev, count))
+
+    assert laid_out([memoryview(data)]) == laid_out(cut)
+    assert len(laid_out(cut)) == count * awstape.footprint(length)
