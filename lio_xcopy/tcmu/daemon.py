@@ -452,8 +452,9 @@ class TcmuDevice:
     def start(self, broken: Callable[[TcmuDevice, Exception], None]) -> None:
         """Service the ring on a thread of its own from now on: commands queued
         already, then each time the uio fd becomes readable, and the commands the
-        LUN's workers finish. A ring that breaks (:class:`LioXcopyError`) or a uio fd
-        that fails (:class:`OSError`) ends the thread and is handed to ``broken``."""
+        LUN's workers finish. A ring that breaks (:class:`LioXcopyError`), a uio fd
+        that fails (:class:`OSError`) or a bug ends the thread and is handed to
+        ``broken``."""
         if self._thread is not None:
             return
         self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
@@ -481,7 +482,7 @@ class TcmuDevice:
                         with contextlib.suppress(BlockingIOError):
                             os.eventfd_read(self._wake)
                         self.complete_finished()
-        except (LioXcopyError, OSError) as e:
+        except Exception as e:  # a bug too: the ring must not be left unread
             if not self._stopping:
                 broken(self, e)
 
@@ -985,8 +986,11 @@ class Daemon:
                 self._ring_failed(key, dev, error)
 
     def _ring_failed(self, key: str, dev: TcmuDevice, error: Exception) -> None:
-        if not isinstance(error, OSError):
+        if isinstance(error, LioXcopyError):
             log.error("%s: ring failure, device dropped: %s", key, error)
+        elif not isinstance(error, OSError):  # a bug: the rescan serves the LUN again
+            log.error("%s: ring failure, device dropped (a bug; please report it with this "
+                      "traceback): %r", key, error, exc_info=error)
         elif error.errno in (errno.EIO, errno.ENODEV) and self.deleted(key, dev):
             self.remove(key, deleted=True)
             return

@@ -249,9 +249,10 @@ def test_a_lun_busy_answering_holds_up_no_other_lun():
         k.close()
 
 
-def test_a_ring_that_breaks_on_its_thread_is_dropped_and_the_others_go_on(caplog):
-    """A ring failure on a LUN's thread reaches the daemon's loop, which drops that
-    LUN and logs why; the other LUN is still served."""
+@pytest.mark.parametrize("failure", ["ring", "bug"])
+def test_a_ring_that_breaks_on_its_thread_is_dropped_and_the_others_go_on(caplog, failure):
+    """A ring failure (or a bug) on a LUN's thread reaches the daemon's loop, which
+    drops that LUN and logs why; the other LUN is still served."""
     from plugins.tcmu_ring import Echo, Toy
 
     from lio_xcopy.errors import TcmuError
@@ -262,6 +263,8 @@ def test_a_ring_that_breaks_on_its_thread_is_dropped_and_the_others_go_on(caplog
     good = TcmuDevice("good", kernels[1].uio_fd, CommandRing(kernels[1].view), Toy())
 
     def broken(**_):
+        if failure == "bug":
+            raise ValueError("entry 0: a bug")
         raise TcmuError("entry 0: opcode 7 is not a TCMU opcode")
 
     bad.service = broken
@@ -274,7 +277,9 @@ def test_a_ring_that_breaks_on_its_thread_is_dropped_and_the_others_go_on(caplog
         while "bad" in daemon.devices and time.monotonic() < deadline:
             time.sleep(0.01)
         assert "bad" not in daemon.devices
-        assert "bad: ring failure, device dropped: entry 0" in caplog.text
+        assert "bad: ring failure, device dropped" in caplog.text
+        assert "entry 0: " in caplog.text
+        assert ("Traceback" in caplog.text) == (failure == "bug")
         cid = kernels[1].submit(Echo(length=8).encode(), data_in_len=8)
         assert [(c.cmd_id, c.status) for c in kernels[1].answers()] == [(cid, GOOD)]
     finally:

@@ -17,6 +17,7 @@ from lio_xcopy.scsi import spc
 from lio_xcopy.scsi.sense import CHECK_CONDITION, GOOD, Asc, SenseData, SenseKey
 from lio_xcopy.tcmu import handler
 from lio_xcopy.tcmu.daemon import Daemon, TcmuDevice, open_lun
+from lio_xcopy.tcmu.fastio import direct_serve
 from lio_xcopy.tcmu.ring import CommandRing
 from lio_xcopy.tcmu.uio import UioName
 
@@ -107,9 +108,14 @@ def test_its_ring_is_answered_and_a_reload_serves_it_once_it_opens(tmp_path):
                 break
             deadline.wait(0.05)
         assert isinstance(dev.device, Disk) and dev.device.copy_manager is daemon.copy_manager
+        reached: list[int] = []  # commands that reached the disk's Python
+        handle = dev.device.handle
+        dev.device.handle = lambda cmd: (reached.append(cmd.cdb[0]), handle(cmd))[1]
         kernel.submit(READ_10, data_in_len=4096)
         (got,) = kernel.answers()
         assert got.status == GOOD and got.data_in == img.read_bytes()
+        # the compiled ring path, where the install has it, serves the disk that opened
+        assert reached == ([] if direct_serve() is not None else [0x28])
     finally:
         daemon.stop()
         t.join(5)
