@@ -80,6 +80,16 @@ class BackgroundDigest:
                 self._worker.start()
             self._cv.notify_all()
 
+    def update_now(self, *data: Any) -> None:
+        """Hash each of ``data`` after what came before, on the caller's thread, before
+        returning: for bytes the caller cannot keep unchanged (a mapping of a file it
+        is about to unmap)."""
+        with self._cv:
+            while self._done < self._submitted:
+                self._cv.wait()
+            for piece in data:
+                self._hash.update(piece)
+
     def ticket(self) -> int:
         """What has been handed over so far: :meth:`wait` for it to be hashed."""
         return self._submitted

@@ -47,6 +47,7 @@ from lio_xcopy.copy.readahead import READ_AHEAD, ReadAhead
 from lio_xcopy.copy.rod import RodSource, RodTokens
 from lio_xcopy.devices.base import LogicalUnit
 from lio_xcopy.devices.buffer import DataBuffer
+from lio_xcopy.devices.filecopy import KernelCopyFailed
 from lio_xcopy.scsi import ssc, xcopy
 from lio_xcopy.scsi.errors import (
     CheckCondition,
@@ -248,9 +249,12 @@ class CopyManager:
                  executor: Executor | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  digest: xcopy.DigestAlgorithm | str = copy_digest.DEFAULT,
-                 read_ahead: int | None = None):
+                 read_ahead: int | None = None, kernel_copy: bool = True):
         self.limits = limits or Limits()
         self.chunk = chunk
+        #: between two file-backed ends, let the kernel move the bytes
+        #: (:mod:`lio_xcopy.devices.filecopy`) where the segment allows it
+        self.kernel_copy = kernel_copy
         #: what RECEIVE COPY DIGEST reports of each copy (docs/copy-digest.md)
         self.digest_algorithm = (digest if isinstance(digest, xcopy.DigestAlgorithm)
                                  else xcopy.DigestAlgorithm.named(digest))
@@ -1144,6 +1148,10 @@ class CopyManager:
         if fixed and (total + len(job.carry)) % record and not (pad or carry_on):
             raise CopyAborted(Asc.UNEXPECTED_INEXACT_SEGMENT, plan.index, byte=count_byte)
         span = max(per_write, self.chunk) // src.block_size * src.block_size or src.block_size
+        done = self._kernel_to_stream(job, plan, start, total, span, per_write, record)
+        start, total = start + done, total - done
+        if not total:
+            return
         staging = _Staging(2 * max(span, per_write) + record + len(job.carry), job.digest,
                            job)
         staging.put(job.carry)
@@ -1155,6 +1163,42 @@ class CopyManager:
                        allocate=functools.partial(job.scratch, "read-ahead")) as ahead:
             self._stage_to_stream(job, plan, ahead, staging, total, span, per_write, record,
                                   fixed=fixed, carry_on=carry_on)
+
+    def _kernel_to_stream(self, job: CopyJob, plan: _Plan, start: int, total: int, span: int,
+                          per_write: int, record: int) -> int:
+        """The whole chunks of :meth:`_block_to_stream` copied by the kernel from the
+        block device's file into the tape's (``write_records_from``), where both ends
+        are files and the segment holds no data: the same records, counts, digest and
+        errors as READs of ``span`` bytes and WRITEs of ``per_write``. The bytes done;
+        where the kernel does not copy, the rest is left to the caller's buffers."""
+        src, tape = plan.source, plan.destination
+        if not (self.kernel_copy and hasattr(src, "file_range")
+                and hasattr(tape, "write_records_from")) \
+                or plan.segment.HOLDS_DATA or job.carry or span % per_write or per_write % record:
+            return 0
+        done = 0
+        while done < total:
+            n = min(span, total - done)
+            if n % per_write:
+                break  # a WRITE in part: padded or carried on by the caller
+            try:
+                with self._device_errors(job, plan, source=False):
+                    try:
+                        _quiet_early_warning(tape.write_records_from, src,
+                                             start + done, record, n // record,
+                                             seen=functools.partial(_hash_now, job))
+                    except CheckCondition as e:  # the source's READ and each WRITE done
+                        job.operations += 1 + (e.transferred or 0) // per_write
+                        job.transferred += e.transferred or 0
+                        raise
+            except KernelCopyFailed as e:
+                log.info("copy %s/%d: %s to %s is copied through the daemon from byte %d "
+                         "on: %s", job.lun, job.list_id, src.name, tape.name, done, e)
+                break
+            job.operations += n // per_write  # the READ, and the WRITEs but one
+            job.transferred += n
+            done += n
+        return done
 
     def _stage_to_stream(self, job: CopyJob, plan: _Plan, ahead: ReadAhead, staging: _Staging,
                          total: int, span: int, per_write: int, record: int, *, fixed: bool,
@@ -1636,6 +1680,16 @@ def _quiet_early_warning(write: Any, *args: Any, **kw: Any) -> None:
     """A write past early warning succeeded: go on until the tape is really full."""
     with contextlib.suppress(ssc.EarlyWarning):
         write(*args, **kw)
+
+
+def _hash_now(job: CopyJob, views: list[memoryview]) -> None:
+    """Hand ``views`` to the copy's digest, hashed before this returns."""
+    now = getattr(job.digest, "update_now", None)
+    if now is not None:
+        now(*views)
+        return
+    for view in views:
+        job.digest.update(view)
 
 
 class _Staging:

@@ -27,6 +27,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from lio_xcopy.devices.buffer import IOV_MAX, DataBuffer, PartialTransfer
+from lio_xcopy.devices.filecopy import FileSource, KernelCopyFailed, interleave, mapped
 from lio_xcopy.errors import BackingStoreError, ConfigError, LioXcopyError
 
 HEADER = struct.Struct("<HHBB")
@@ -334,6 +335,19 @@ def footprint(length: int) -> int:
     return length + HEADER_LEN * max(1, -(-length // MAX_CHUNK))
 
 
+def _chunk_lengths(length: int) -> list[int]:
+    """The chunk lengths of a record of ``length`` data bytes."""
+    lengths = [MAX_CHUNK] * (length // MAX_CHUNK)
+    if length % MAX_CHUNK or not length:
+        lengths.append(length % MAX_CHUNK)
+    return lengths
+
+
+def _chunk_flags(j: int, chunks: int) -> int:
+    """flags1 of chunk ``j`` of a record of ``chunks`` chunks."""
+    return (NEWREC if j == 0 else 0) | (ENDREC if j == chunks - 1 else 0)
+
+
 class AwsTape:
     """One cartridge file, its index and the current position."""
 
@@ -586,9 +600,7 @@ class AwsTape:
         n, objects = self._pos, len(self._off)
         if length <= 0 or start + length * count > len(buf):
             return 0
-        lengths = [MAX_CHUNK] * (length // MAX_CHUNK)
-        if length % MAX_CHUNK:
-            lengths.append(length % MAX_CHUNK)
+        lengths = _chunk_lengths(length)
         count = min(count, objects - n, IOV_MAX // (2 * len(lengths)))
         each = footprint(length)
         first = self._off[n] if count > 0 else 0
@@ -680,16 +692,7 @@ class AwsTape:
             raise ValueError(f"{count} records of {length} bytes at {start} exceed the buffer")
         if count == 0:
             return
-        self._writable()
-        n, off = self._pos, self.offset
-        each = footprint(length)
-        size = each * count
-        if off + size > self.capacity:
-            raise MediumFull(f"{size} bytes at {off} exceed the capacity {self.capacity}")
-        before = self._prev_len(n)
-        lengths = [MAX_CHUNK] * (length // MAX_CHUNK)
-        if length % MAX_CHUNK or not length:
-            lengths.append(length % MAX_CHUNK)
+        n, off, each, size, before, lengths = self._records_at_position(length, count)
         carve = _Carver(buf.slices(start, length * count))
         try:
             self._put(n, off, _record_pieces(carve, lengths, before, count), size, before,
@@ -705,6 +708,93 @@ class AwsTape:
         self._len.extend_progression(length, 0, count)
         self._eod_prev = lengths[-1]
         self._pos = n + count
+
+    def _records_at_position(self, length: int, count: int
+                             ) -> tuple[int, int, int, int, int, list[int]]:
+        """For ``count`` records of ``length`` bytes written at the position: the object
+        number and file offset there, each record's and all their file bytes, the first
+        header's previous length and a record's chunk lengths. :class:`MediumFull` when
+        they do not all fit."""
+        self._writable()
+        n, off = self._pos, self.offset
+        each = footprint(length)
+        size = each * count
+        if off + size > self.capacity:
+            raise MediumFull(f"{size} bytes at {off} exceed the capacity {self.capacity}")
+        return n, off, each, size, self._prev_len(n), _chunk_lengths(length)
+
+    def write_records_from(self, source: FileSource, pos: int, length: int, count: int) -> None:
+        """Write ``count`` records of ``length`` bytes at the position, laid out as
+        :meth:`write_record` lays them out, their data copied by the kernel from
+        ``source`` (from its byte ``pos``, :mod:`~lio_xcopy.devices.filecopy`); they
+        end the tape. :class:`MediumFull` when they do not all fit: nothing is written.
+        When the kernel does not copy (or a header write fails), none of them stays:
+        the tape ends at the position, with what followed it cut off as a write cuts
+        it, and :class:`~lio_xcopy.devices.filecopy.KernelCopyFailed` tells the
+        caller to write them from a buffer instead."""
+        if length <= 0 or count <= 0:
+            raise ValueError(f"{count} records of {length} bytes")
+        n, off, each, size, before, lengths = self._records_at_position(length, count)
+        src_fd, src_off = source.file_range(pos, length * count)
+        self._cut(n)
+        self._eod, self._eod_prev = off, before
+        fd = self._fd
+        heads = []
+        for prev in (before, lengths[-1]):  # the first record's headers, the others'
+            chunk_heads = []
+            for j, cur in enumerate(lengths):
+                chunk_heads.append(HEADER.pack(cur, prev, _chunk_flags(j, len(lengths)), 0))
+                prev = cur
+            heads.append(b"".join(chunk_heads))
+        try:
+            interleave(src_fd, src_off, fd, off, heads[0], heads[1], lengths, count)
+            if self._size > off + size:
+                os.ftruncate(fd, off + size)
+            self._size = off + size
+        except (OSError, KernelCopyFailed) as e:
+            self._size = 1 << 62  # unknown: the next write truncates
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, off)
+                self._size = off
+            if isinstance(e, KernelCopyFailed):
+                raise
+            raise KernelCopyFailed(f"{self.path}: {e.strerror or e}") from e
+        self._eod = off + size
+        self.damage = None
+        self._off.extend_progression(off, each, count)
+        self._len.extend_progression(length, 0, count)
+        self._eod_prev = lengths[-1]
+        self._pos = n + count
+
+    @contextlib.contextmanager
+    def record_data(self, offset: int, length: int, count: int) -> Iterator[list[memoryview]]:
+        """The data of the ``count`` records of ``length`` bytes whose first header is at
+        file ``offset``, as :meth:`write_record` laid them out: read-only views of a
+        mapping of the file (read into memory where the file cannot be mapped), valid
+        for the ``with`` block only."""
+        lengths = _chunk_lengths(length)
+        size = footprint(length) * count
+        pieces = []
+        at = 0
+        for _ in range(count):
+            for cur in lengths:
+                pieces.append((at + HEADER_LEN, cur))
+                at += HEADER_LEN + cur
+        with contextlib.ExitStack() as stack:
+            try:
+                whole = stack.enter_context(mapped(self._fd, offset, size))
+            except (OSError, ValueError):  # a file that cannot be mapped: read it
+                data = os.pread(self._fd, size, offset)
+                if len(data) < size:
+                    raise OSError(errno.EIO, f"short read of {size} bytes at {offset}") from None
+                whole = memoryview(data)
+            views = [whole[a : a + n] for a, n in pieces]
+            try:
+                yield views
+            finally:
+                for v in views:
+                    v.release()
+                views.clear()
 
     def write_filemarks(self, count: int) -> None:
         """Write ``count`` filemarks at the position, which becomes the end of the tape."""

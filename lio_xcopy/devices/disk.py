@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Protocol
 from lio_xcopy.devices.backing import BackingStore
 from lio_xcopy.devices.base import Command, DirectIo, LogicalUnit, LunIdentity, command
 from lio_xcopy.devices.buffer import DataBuffer, PartialTransfer
+from lio_xcopy.devices.filecopy import KernelCopyFailed
 from lio_xcopy.devices.locks import SharedExclusive
 from lio_xcopy.errors import BackingStoreError, ConfigError
 from lio_xcopy.scsi import rod, sbc, spc, tpc_vpd
@@ -150,6 +151,18 @@ class Disk(LogicalUnit):
         """Read ``count`` blocks at ``lba`` into the front of ``buf``; returns the bytes
         moved. Out of range or a buffer too small raises before any I/O."""
         return self._transfer(buf.read_from, Asc.UNRECOVERED_READ_ERROR, lba, count, buf)
+
+    def file_range(self, pos: int, n: int) -> tuple[int, int]:
+        """The backing file and offset of the LUN's bytes ``[pos, pos + n)``, for the
+        copy manager to have the kernel copy them (:mod:`~lio_xcopy.devices.filecopy`)
+        in place of READs. A range off the LUN is LBA OUT OF RANGE;
+        :class:`~lio_xcopy.devices.filecopy.KernelCopyFailed` where the store is a
+        block device or closed: the caller READs those bytes instead."""
+        if pos < 0 or n < 0 or pos + n > self.blocks * self.block_size:
+            raise LbaOutOfRange(max(0, pos) // self.block_size)
+        if self.store.block_device or self.store.closed:
+            raise KernelCopyFailed(f"{self.store.path} is a block device or closed")
+        return self.store.fd, pos
 
     def write_blocks(self, lba: int, count: int, buf: DataBuffer, *, fua: bool = False) -> int:
         """Write ``count`` blocks from the front of ``buf`` at ``lba``; returns the bytes

@@ -23,7 +23,7 @@ import contextlib
 import os
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 
 from lio_xcopy.devices.awstape import (
@@ -36,6 +36,7 @@ from lio_xcopy.devices.awstape import (
 )
 from lio_xcopy.devices.base import Command, LogicalUnit, LunIdentity, command
 from lio_xcopy.devices.buffer import DataBuffer
+from lio_xcopy.devices.filecopy import FileSource
 from lio_xcopy.errors import BackingStoreError, ConfigError
 from lio_xcopy.scsi import spc, ssc
 from lio_xcopy.scsi.errors import (
@@ -393,12 +394,46 @@ class Tape(LogicalUnit):
                 e.transferred = written * length
                 raise
             self._count_written(fit * length)
-            if fit < count:
-                overflow = ssc.VolumeOverflow(length)
-                overflow.transferred = fit * length
-                raise overflow
-            self._warn(tape)
+            self._overflow_or_warn(tape, length, fit, count)
             return count
+
+    def write_records_from(self, source: FileSource, pos: int, length: int, count: int, *,
+                           seen: Callable[[list[memoryview]], object] | None = None) -> int:
+        """:meth:`write_records` of data the kernel copies from ``source`` (from its
+        byte ``pos``) into the cartridge file, never through a buffer of ours
+        (:mod:`~lio_xcopy.devices.filecopy`); ``seen`` is then shown the data of the
+        records written, as the file now holds it. Where the kernel does not copy,
+        :class:`~lio_xcopy.devices.filecopy.KernelCopyFailed` with none of them written
+        (the tape ends at the position): write them with :meth:`write_records`."""
+        with self._lock:
+            tape = self._ready()
+            self.check_writable()
+            start = tape.offset
+            if not length or not count:
+                return count
+            fit = tape.fits(length, count)
+            if fit:
+                tape.write_records_from(source, pos, length, fit)
+                if not self.buffered_mode:
+                    with self._io_errors(Asc.WRITE_ERROR, length):
+                        tape.sync()
+                self._count_written(fit * length)
+                if seen is not None:
+                    with self._io_errors(Asc.UNRECOVERED_READ_ERROR, length), \
+                            tape.record_data(start, length, fit) as views:
+                        seen(views)
+            self._overflow_or_warn(tape, length, fit, count)
+            return count
+
+    def _overflow_or_warn(self, tape: AwsTape, length: int, fit: int, count: int) -> None:
+        """After ``fit`` of ``count`` records of ``length`` bytes were written: VOLUME
+        OVERFLOW with the bytes of those written when some did not fit, else the early
+        warning due, if any."""
+        if fit < count:
+            overflow = ssc.VolumeOverflow(length)
+            overflow.transferred = fit * length
+            raise overflow
+        self._warn(tape)
 
     def write_blocks(self, count: int, buf: DataBuffer) -> None:
         """Write ``count`` blocks of the current block length (WRITE (6) with FIXED one):

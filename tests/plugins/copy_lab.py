@@ -122,3 +122,22 @@ def details(manager, lun, list_id=5) -> SenseData:
         lun, x.ReceiveCopyResultsFailedSegmentDetails(list_identifier=list_id)))
     assert fsd is not None and fsd.sense is not None
     return fsd.sense
+
+
+def report(manager, receiving, fut, list_id: int = 5) -> dict:
+    """What an EXTENDED COPY sent as ``fut`` ended with and what its job reports: status,
+    counts, digest, held data and FAILED SEGMENT DETAILS."""
+    try:
+        ended = ("ok", fut.result(timeout=30))
+    except CheckCondition as e:
+        ended = ("error", e.sense.key, e.sense.asc, e.sense.information,
+                 e.sense.command_specific)
+    job = next(j for j in manager.jobs() if j.list_id == list_id)
+    fsd = xcopy.FailedSegmentDetails.parse(manager.receive_copy_results(
+        receiving, xcopy.ReceiveCopyResultsFailedSegmentDetails(list_identifier=list_id)))
+    return {
+        "ended": ended, "status": job.status, "transferred": job.transferred,
+        "segments": job.segments_processed, "operations": job.operations,
+        "digest": job.digest.hexdigest(), "held": bytes(job.held), "carry": job.carry,
+        "fsd": fsd.sense_data if fsd is not None else None,
+    }

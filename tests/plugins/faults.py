@@ -1,7 +1,8 @@
 """A backing store that fails on demand: a pytest plugin (after pyudev's fake plugins).
 
 The ``faults`` fixture patches the os calls the devices already use (``pread``,
-``pwrite``, ``preadv``, ``pwritev``, ``fsync``, ``fdatasync``) so that I/O on one file
+``pwrite``, ``preadv``, ``pwritev``, ``copy_file_range``, ``fsync``, ``fdatasync``; the
+compiled loop of :mod:`lio_xcopy.devices.filecopy` is turned off) so that I/O on one file
 fails the way a failing disk or a full filesystem does, with no hook in the devices:
 
 - ``fail_read(path, at, length)`` / ``fail_write(...)``: bytes ``[at, at + length)``
@@ -20,6 +21,8 @@ import os
 from dataclasses import dataclass, field
 
 import pytest
+
+from lio_xcopy.devices import filecopy
 
 END = 1 << 63
 
@@ -109,8 +112,11 @@ def _clip(views, n: int) -> list[memoryview]:
 def faults(monkeypatch) -> FaultyStorage:
     """Fault injection on the os calls of backing stores and cartridges."""
     state = FaultyStorage()
+    # the kernel copies in the os calls patched here, not in the compiled loop
+    monkeypatch.setattr(filecopy, "compiled_interleave", lambda: None)
     real = {name: getattr(os, name) for name in
-            ("pread", "pwrite", "preadv", "pwritev", "fsync", "fdatasync")}
+            ("pread", "pwrite", "preadv", "pwritev", "copy_file_range", "fsync",
+                          "fdatasync")}
 
     def preadv(fd, views, offset):
         want = sum(memoryview(v).nbytes for v in views)
@@ -127,6 +133,11 @@ def faults(monkeypatch) -> FaultyStorage:
             state.sync(fd)
         return done
 
+    def copy_file_range(src, dst, count, offset_src=None, offset_dst=None):
+        n = state.allowed("read", src, offset_src or 0, count)
+        n = state.allowed("write", dst, offset_dst or 0, n) if n else 0
+        return real["copy_file_range"](src, dst, n, offset_src, offset_dst) if n else 0
+
     def pread(fd, length, offset):
         return real["pread"](fd, state.allowed("read", fd, offset, length), offset)
 
@@ -141,7 +152,8 @@ def faults(monkeypatch) -> FaultyStorage:
         return sync
 
     for name, fake in (("preadv", preadv), ("pwritev", pwritev), ("pread", pread),
-                       ("pwrite", pwrite), ("fsync", syncer("fsync")),
+                       ("pwrite", pwrite), ("copy_file_range", copy_file_range),
+                       ("fsync", syncer("fsync")),
                        ("fdatasync", syncer("fdatasync"))):
         monkeypatch.setattr(os, name, fake)
     return state

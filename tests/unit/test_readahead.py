@@ -8,7 +8,7 @@ import threading
 import time
 
 import pytest
-from plugins.copy_lab import cscd, read_file, tape_records
+from plugins.copy_lab import cscd, read_file, report, tape_records
 from plugins.copy_steps import InlineExecutor, ScriptedEnd
 
 from lio_xcopy.copy.digest import BackgroundDigest
@@ -20,7 +20,7 @@ from lio_xcopy.devices.base import Command, LunIdentity
 from lio_xcopy.devices.buffer import DataBuffer
 from lio_xcopy.devices.disk import Disk
 from lio_xcopy.scsi import xcopy
-from lio_xcopy.scsi.errors import CheckCondition, MediumError
+from lio_xcopy.scsi.errors import MediumError
 from lio_xcopy.scsi.sense import Asc
 from lio_xcopy.scsi.xcopy import (
     BlockToBlock,
@@ -163,7 +163,8 @@ def _copy(copy_lab, depth, segments, *, dst_kind="disk", script=(), source_scrip
     src = copy_lab.disk(f"src{tag}", data=data)
     dst = (src if same else copy_lab.tape(f"tape{tag}", capacity) if dst_kind == "tape"
            else copy_lab.disk(f"dst{tag}", size=MiB))
-    manager = CopyManager(chunk=CHUNK, executor=InlineExecutor(), read_ahead=depth)
+    manager = CopyManager(chunk=CHUNK, executor=InlineExecutor(), read_ahead=depth,
+                          kernel_copy=False)  # the bytes through buffers read ahead
     source = ScriptedEnd(src)
     dest = source if same else ScriptedEnd(dst)
     for end, entries in ((dest, script), (source, source_script)):
@@ -176,22 +177,11 @@ def _copy(copy_lab, depth, segments, *, dst_kind="disk", script=(), source_scrip
         manager.register(end)
     cdb = xcopy.ExtendedCopyLid1(parameter_list_length=len(plist)).encode()
     fut = src.handle(Command(cdb, DataBuffer.of(bytearray(plist))))
-    try:
-        ended = ("ok", fut.result(timeout=30))
-    except CheckCondition as e:
-        ended = ("error", e.sense.key, e.sense.asc, e.sense.information,
-                 e.sense.command_specific)
-    job = next(j for j in manager.jobs() if j.list_id == 5)
-    fsd = xcopy.FailedSegmentDetails.parse(manager.receive_copy_results(
-        src, xcopy.ReceiveCopyResultsFailedSegmentDetails(list_identifier=5)))
-    out = {
-        "ended": ended, "status": job.status, "transferred": job.transferred,
-        "segments": job.segments_processed, "operations": job.operations,
-        "digest": job.digest.hexdigest(), "held": bytes(job.held), "carry": job.carry,
-        "fsd": fsd.sense_data if fsd is not None else None,
+    out = report(manager, src, fut)
+    out.update({
         "bytes": tape_records(dst) if dst_kind == "tape" else read_file(dst),
-        "buffers kept": list(job.scratch_buffers),
-    }
+        "buffers kept": list(next(j for j in manager.jobs() if j.list_id == 5).scratch_buffers),
+    })
     assert not _readers()
     return out
 

@@ -1,0 +1,118 @@
+"""Bytes moved between two backing files by the kernel (``copy_file_range(2)``), and the
+bytes of a file range seen through a read-only mapping.
+
+A copy between our own file-backed LUNs need not pass its payload through the daemon:
+``copy_file_range`` copies page cache to page cache (or shares extents where the file
+system can), one copy where ``dd`` makes two. Where the kernel cannot copy between the
+two files (a block device, two file systems that do not support it, an old kernel) or
+the copy fails part way, :class:`KernelCopyFailed` tells the caller to move the bytes
+itself, which reports a failure against the right device.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import functools
+import importlib
+import mmap
+import os
+from collections.abc import Callable, Iterator, Sequence
+from typing import Protocol, cast
+
+from lio_xcopy.errors import LioXcopyError
+
+#: ``LIO_XCOPY_FASTIO=0`` turns the compiled helpers off (:func:`interleave` then loops
+#: in Python), as it turns off the ring's compiled path
+ENV = "LIO_XCOPY_FASTIO"
+
+
+class FileSource(Protocol):
+    """A copy source whose bytes lie in a file the kernel can copy from."""
+
+    def file_range(self, pos: int, n: int) -> tuple[int, int]:
+        """The open file (descriptor) and the offset in it of the source's bytes
+        ``[pos, pos + n)``, for a kernel copy made now; :class:`KernelCopyFailed`
+        where there is none."""
+        ...
+
+
+class KernelCopyFailed(LioXcopyError):
+    """The kernel did not copy the range: the caller moves those bytes itself."""
+
+
+def copy_range(src_fd: int, src_offset: int, dst_fd: int, dst_offset: int, n: int) -> None:
+    """Copy ``n`` bytes from ``src_fd`` at ``src_offset`` to ``dst_fd`` at ``dst_offset``
+    with ``copy_file_range``; the file positions do not move. A failure, or the source
+    ending first, is :class:`KernelCopyFailed` (part of the range may have been copied)."""
+    done = 0
+    while done < n:
+        try:
+            got = os.copy_file_range(src_fd, dst_fd, n - done, src_offset + done,
+                                     dst_offset + done)
+        except OSError as e:
+            raise KernelCopyFailed(f"copy_file_range: {e.strerror or e}") from e
+        if got <= 0:
+            raise KernelCopyFailed(f"copy_file_range: the source ended after {done} of "
+                                   f"{n} bytes")
+        done += got
+
+
+@contextlib.contextmanager
+def mapped(fd: int, offset: int, length: int) -> Iterator[memoryview]:
+    """The ``length`` bytes of file ``fd`` at ``offset``, mapped read-only for the
+    ``with`` block (the caller keeps no view of them past it). An OSError when the
+    file cannot be mapped."""
+    base = offset - offset % mmap.ALLOCATIONGRANULARITY
+    flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+    m = mmap.mmap(fd, length + offset - base, flags=flags, prot=mmap.PROT_READ,
+                  offset=base)
+    whole = memoryview(m)
+    view = whole[offset - base:]
+    try:
+        yield view
+    finally:
+        view.release()
+        whole.release()
+        with contextlib.suppress(BufferError):  # a view kept by mistake: unmapped with it
+            m.close()
+
+
+#: ``interleave(src_fd, src_off, dst_fd, dst_off, first, rest, lengths, count)``
+Interleave = Callable[[int, int, int, int, bytes, bytes, Sequence[int], int], None]
+
+
+@functools.cache
+def compiled_interleave() -> Interleave | None:
+    """``_filecopy.interleave`` (``_filecopy.c``), or None: not built, or turned off."""
+    if os.environ.get(ENV, "1") == "0":
+        return None
+    try:
+        module = importlib.import_module("lio_xcopy.devices._filecopy")
+    except ImportError:
+        return None
+    return cast(Interleave, module.interleave)
+
+
+def interleave(src_fd: int, src_offset: int, dst_fd: int, dst_offset: int, first: bytes,
+               rest: bytes, lengths: Sequence[int], count: int) -> None:
+    """Write ``count`` records at ``dst_offset``: each chunk ``j`` a header (the j-th
+    of the equal-sized headers in ``first`` for the first record, in ``rest`` for the
+    others) followed by ``lengths[j]`` bytes of ``src_fd``, taken in order from
+    ``src_offset`` and copied by the kernel. An OSError or :class:`KernelCopyFailed` on a
+    failure, with part of it written; the file positions do not move. Compiled where
+    built (one call, the GIL released throughout), else a loop of system calls."""
+    fast = compiled_interleave()
+    if fast is not None:
+        fast(src_fd, src_offset, dst_fd, dst_offset, first, rest, lengths, count)
+        return
+    size = len(first) // len(lengths)
+    at, pos = dst_offset, src_offset
+    for i in range(count):
+        heads = first if i == 0 else rest
+        for j, n in enumerate(lengths):
+            if os.pwrite(dst_fd, heads[j * size : (j + 1) * size], at) != size:
+                raise OSError(errno.EIO, "short write of a header")
+            copy_range(src_fd, pos, dst_fd, at + size, n)
+            at += size + n
+            pos += n
