@@ -955,7 +955,11 @@ class CopyManager:
         step = max(self.chunk // src.block_size // dst.block_size, 1) * src.block_size * \
             dst.block_size
         s, d = seg.source_lba * src.block_size, seg.destination_lba * dst.block_size
+        done = self._kernel_to_block(job, plan, s, d, total, step)
+        s, d, total = s + done, d + done, total - done
         pieces = [(s + done, min(step, total - done)) for done in range(0, total, step)]
+        if not pieces:
+            return
         with self._read_ahead(job, plan, pieces, min(step, total) or 1, s, d, total) as ahead:
             for pos, n in pieces:
                 with self._device_errors(job, plan, source=True):
@@ -964,6 +968,35 @@ class CopyManager:
                     job.hold(buf, n)
                 self._write_disk(job, plan, dst, (d + pos - s) // dst.block_size, buf, n)
                 ahead.done()
+
+    def _kernel_to_block(self, job: CopyJob, plan: _Plan, s: int, d: int, total: int,
+                         step: int) -> int:
+        """The pieces of :meth:`_block_to_block` copied by the kernel from the source's
+        file into the destination's (``write_from_file``), where both ends are files,
+        the segment holds no data and the two ranges are not of one device and
+        overlapping: the same blocks, counts, digest and errors as READs and WRITEs of
+        ``step`` bytes. The bytes done; where the kernel does not copy, the rest is left
+        to the caller's buffers."""
+        src, dst = plan.source, plan.destination
+        if not (self.kernel_copy and hasattr(src, "file_range")
+                and hasattr(dst, "write_from_file")) or plan.segment.HOLDS_DATA \
+                or (_same_device(src, dst) and s < d + total and d < s + total):
+            return 0
+        done = 0
+        while done < total:
+            n = min(step, total - done)
+            try:
+                with self._device_errors(job, plan, source=False):
+                    dst.write_from_file(src, s + done, (d + done) // dst.block_size,
+                                        n // dst.block_size,
+                                        seen=functools.partial(_hash_now, job))
+            except KernelCopyFailed as e:
+                self._kernel_stopped(job, src, dst, done, e)
+                break
+            job.operations += 1  # the READ (the WRITE counted above)
+            job.transferred += n
+            done += n
+        return done
 
     def _block_to_block_offset(self, job: CopyJob, plan: _Plan) -> None:
         """0Ah (SPC-4 6.4.6): BYTE COUNT bytes from a byte offset into the source's block
@@ -1192,13 +1225,18 @@ class CopyManager:
                         job.transferred += e.transferred or 0
                         raise
             except KernelCopyFailed as e:
-                log.info("copy %s/%d: %s to %s is copied through the daemon from byte %d "
-                         "on: %s", job.lun, job.list_id, src.name, tape.name, done, e)
+                self._kernel_stopped(job, src, tape, done, e)
                 break
             job.operations += n // per_write  # the READ, and the WRITEs but one
             job.transferred += n
             done += n
         return done
+
+    @staticmethod
+    def _kernel_stopped(job: CopyJob, src: Port, dst: Port, done: int,
+                        e: KernelCopyFailed) -> None:
+        log.info("copy %s/%d: %s to %s is copied through the daemon from byte %d on: %s",
+                 job.lun, job.list_id, src.name, dst.name, done, e)
 
     def _stage_to_stream(self, job: CopyJob, plan: _Plan, ahead: ReadAhead, staging: _Staging,
                          total: int, span: int, per_write: int, record: int, *, fixed: bool,
@@ -1317,16 +1355,19 @@ class CopyManager:
         else:
             start, total = seg.lba * bs, seg.number_of_blocks * bs
         flush_at = max(self.chunk, per_read) // bs * bs or bs
+        written = 0 if by_bytes else self._kernel_from_stream(job, plan, start, total,
+                                                              flush_at, per_read)
+        if written == total:
+            return
         staging = _Staging(2 * max(flush_at, per_read) + bs + len(job.carry), job.digest,
                            job)
-        taken = len(job.carry)  # bytes of the segment's count in hand or written
+        taken = written + len(job.carry)  # bytes of the segment's count in hand or written
         staging.put(job.carry)
         job.carry = b""
         # CAT holds what a last record brings beyond the segment for the next one; PAD
         # on the source discards it; otherwise a longer record is an inexact segment
         carry_on = seg.cat and not plan.last
         whole_records = carry_on or bool(plan.source_cscd and plan.source_cscd.pad)
-        written = 0
 
         def flush(n: int) -> None:
             nonlocal written
@@ -1365,6 +1406,40 @@ class CopyManager:
             flush(need)
         if carry_on and len(staging):
             job.carry = staging.head(len(staging)).tobytes()
+
+    def _kernel_from_stream(self, job: CopyJob, plan: _Plan, start: int, total: int,
+                            flush_at: int, per_read: int) -> int:
+        """The flushes of :meth:`_stream_to_block` whose records are all of ``per_read``
+        bytes, copied by the kernel from the cartridge's file into the block device's
+        (``read_records_to``), where both ends are files, the segment holds no data and
+        nothing is carried in: the same blocks, counts, digest and errors as a READ per
+        record and a WRITE per ``flush_at`` bytes. The bytes done; the first flush that
+        is not such records (a filemark, a record of another length, the end of the
+        segment in part) and the rest are left to the caller's buffers."""
+        tape, dst = plan.source, plan.destination
+        if not (self.kernel_copy and hasattr(tape, "read_records_to")
+                and hasattr(dst, "kernel_write")) or plan.segment.HOLDS_DATA or job.carry:
+            return 0
+        done = 0
+        while done < total:
+            need = min(flush_at, total - done)
+            if need % per_read or need < 2 * per_read:
+                break
+            try:
+                with self._device_errors(job, plan, source=True):
+                    k = tape.read_records_to(dst, (start + done) // dst.block_size, per_read,
+                                             need // per_read,
+                                             seen=functools.partial(_hash_now, job))
+            except KernelCopyFailed as e:
+                self._kernel_stopped(job, tape, dst, done, e)
+                break
+            if not k:
+                job.operations -= 1  # nothing was read: not a command that completed
+                break
+            job.operations += k  # a READ per record and the WRITE, one counted above
+            job.transferred += need
+            done += need
+        return done
 
     def _stream_to_stream(self, job: CopyJob, plan: _Plan) -> None:
         seg: StreamToStream = plan.segment

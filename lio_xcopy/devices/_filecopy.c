@@ -1,6 +1,7 @@
 /*
- * Records laid into a file with their data copied by the kernel from another file, with
- * the GIL released: the loop of lio_xcopy.devices.filecopy.interleave.
+ * Records laid into a file with their data copied by the kernel from another file, and
+ * their data copied back out, with the GIL released: the loops of
+ * lio_xcopy.devices.filecopy.interleave and deinterleave.
  *
  * interleave() writes `count` records at `dst_off` of `dst_fd`: for record i, chunk j a
  * header (the j-th of `first` for the first record, of `rest` for the others) and then
@@ -99,6 +100,30 @@ static int kernel_copy(int src, int64_t src_off, int dst, int64_t dst_off, size_
     return 0;
 }
 
+static int parse_lengths(PyObject *obj, size_t *lengths, Py_ssize_t *k)
+{
+    *k = PySequence_Check(obj) ? PySequence_Size(obj) : -1;
+    if (*k <= 0 || *k > MAX_CHUNKS) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "bad chunk lengths");
+        return -1;
+    }
+    for (Py_ssize_t j = 0; j < *k; j++) {
+        PyObject *item = PySequence_GetItem(obj, j);
+        if (item == NULL)
+            return -1;
+        long long v = PyLong_AsLongLong(item);
+        Py_DECREF(item);
+        if (v < 0) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "negative chunk length");
+            return -1;
+        }
+        lengths[j] = (size_t)v;
+    }
+    return 0;
+}
+
 static PyObject *interleave(PyObject *self, PyObject *args)
 {
     int src, dst;
@@ -110,24 +135,13 @@ static PyObject *interleave(PyObject *self, PyObject *args)
         return NULL;
     PyObject *result = NULL;
     size_t lengths[MAX_CHUNKS];
-    Py_ssize_t k = PySequence_Check(lengths_obj) ? PySequence_Size(lengths_obj) : -1;
-    if (k <= 0 || k > MAX_CHUNKS || first.len != rest.len || first.len % k
-        || first.len / k > 64 || count < 0 || src_off < 0 || dst_off < 0) {
+    Py_ssize_t k;
+    if (parse_lengths(lengths_obj, lengths, &k) < 0)
+        goto out;
+    if (first.len != rest.len || first.len % k || first.len / k > 64 || count < 0
+        || src_off < 0 || dst_off < 0) {
         PyErr_SetString(PyExc_ValueError, "interleave: bad layout");
         goto out;
-    }
-    for (Py_ssize_t j = 0; j < k; j++) {
-        PyObject *item = PySequence_GetItem(lengths_obj, j);
-        if (item == NULL)
-            goto out;
-        long long v = PyLong_AsLongLong(item);
-        Py_DECREF(item);
-        if (v < 0) {
-            if (!PyErr_Occurred())
-                PyErr_SetString(PyExc_ValueError, "interleave: negative length");
-            goto out;
-        }
-        lengths[j] = (size_t)v;
     }
     size_t hlen = (size_t)(first.len / k);
     int err = 0;
@@ -179,12 +193,55 @@ out:
     return result;
 }
 
+static PyObject *deinterleave(PyObject *self, PyObject *args)
+{
+    int src, dst;
+    long long src_off, dst_off, count, hlen;
+    PyObject *lengths_obj;
+    if (!PyArg_ParseTuple(args, "iLiLLOL", &src, &src_off, &dst, &dst_off, &hlen, &lengths_obj,
+                          &count))
+        return NULL;
+    size_t lengths[MAX_CHUNKS];
+    Py_ssize_t k;
+    if (parse_lengths(lengths_obj, lengths, &k) < 0)
+        return NULL;
+    if (count < 0 || hlen < 0 || src_off < 0 || dst_off < 0) {
+        PyErr_SetString(PyExc_ValueError, "deinterleave: bad layout");
+        return NULL;
+    }
+    int err = 0;
+    Py_BEGIN_ALLOW_THREADS
+    int64_t in = src_off, out = dst_off;
+    for (long long i = 0; i < count && !err; i++) {
+        for (Py_ssize_t j = 0; j < k; j++) {
+            in += hlen;
+            if (lengths[j] && kernel_copy(src, in, dst, out, lengths[j]) < 0) {
+                err = errno;
+                break;
+            }
+            in += (int64_t)lengths[j];
+            out += (int64_t)lengths[j];
+        }
+    }
+    Py_END_ALLOW_THREADS
+    if (err) {
+        errno = err;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"interleave", interleave, METH_VARARGS,
      "interleave(src_fd, src_off, dst_fd, dst_off, first, rest, lengths, count) -> None\n\n"
      "Write ``count`` records at ``dst_off``: per chunk a header (of ``first`` for the\n"
      "first record, of ``rest`` after it) and ``lengths[j]`` bytes of ``src_fd`` taken\n"
      "in order from ``src_off``, copied by the kernel. OSError on a failure."},
+    {"deinterleave", deinterleave, METH_VARARGS,
+     "deinterleave(src_fd, src_off, dst_fd, dst_off, header_len, lengths, count) -> None\n\n"
+     "The data of ``count`` records laid out by ``interleave`` at ``src_off`` (each chunk\n"
+     "``header_len`` bytes of header, then ``lengths[j]`` of data), copied one after the\n"
+     "other to ``dst_off`` by the kernel. OSError on a failure."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -27,7 +27,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from lio_xcopy.devices.buffer import IOV_MAX, DataBuffer, PartialTransfer
-from lio_xcopy.devices.filecopy import FileSource, KernelCopyFailed, interleave, mapped
+from lio_xcopy.devices.filecopy import (
+    FileSource,
+    KernelCopyFailed,
+    deinterleave,
+    interleave,
+    mapped,
+)
 from lio_xcopy.errors import BackingStoreError, ConfigError, LioXcopyError
 
 HEADER = struct.Struct("<HHBB")
@@ -348,6 +354,16 @@ def _chunk_flags(j: int, chunks: int) -> int:
     return (NEWREC if j == 0 else 0) | (ENDREC if j == chunks - 1 else 0)
 
 
+def _check_headers(data: memoryview, pieces: list[tuple[int, int]], lengths: list[int]) -> None:
+    """The chunk headers before ``pieces`` (data offset, length) in ``data`` are those of
+    records chunked in ``lengths``; else :class:`KernelCopyFailed`."""
+    per = len(lengths)
+    for i, (a, n) in enumerate(pieces):
+        cur, _, f1, f2 = HEADER.unpack_from(data, a - HEADER_LEN)
+        if cur != n or f1 != _chunk_flags(i % per, per) or f2:
+            raise KernelCopyFailed(f"the record at chunk {i} is chunked otherwise")
+
+
 class AwsTape:
     """One cartridge file, its index and the current position."""
 
@@ -597,20 +613,14 @@ class AwsTape:
         other object (a filemark, end of data, a record of another length or cut into
         chunks otherwise than this class writes them). The records read; the position
         moves past them."""
-        n, objects = self._pos, len(self._off)
+        n = self._pos
         if length <= 0 or start + length * count > len(buf):
             return 0
         lengths = _chunk_lengths(length)
-        count = min(count, objects - n, IOV_MAX // (2 * len(lengths)))
-        each = footprint(length)
-        first = self._off[n] if count > 0 else 0
-        k = 0
-        while k < count and self._len[n + k] == length and self._off[n + k] == first + k * each:
-            k += 1
-        if k and self._end_of(n + k - 1) != first + k * each:
-            k -= 1  # the last one is followed by a chunk of its own
+        k, first = self._equal_records(length, min(count, IOV_MAX // (2 * len(lengths))))
         if not k:
             return 0
+        each = footprint(length)
         per = len(lengths)
         hdrs = memoryview(bytearray(HEADER_LEN * per * k))
         carve = _Carver(buf.slices(start, length * k))
@@ -629,6 +639,44 @@ class AwsTape:
                 break
         self._pos = n + k
         return k
+
+    def _equal_records(self, length: int, count: int) -> tuple[int, int]:
+        """How many of the next ``count`` objects are records of ``length`` bytes laid
+        one after the other as :meth:`write_record` lays them, and the file offset of
+        the first (whose chunk headers the caller still checks)."""
+        n = self._pos
+        count = max(0, min(count, len(self._off) - n))
+        each = footprint(length)
+        first = self._off[n] if count > 0 else 0
+        k = 0
+        while k < count and self._len[n + k] == length and self._off[n + k] == first + k * each:
+            k += 1
+        if k and self._end_of(n + k - 1) != first + k * each:
+            k -= 1  # the last one is followed by a chunk of its own
+        return k, first
+
+    @contextlib.contextmanager
+    def records_out(self, length: int, count: int, fd: int, offset: int
+                    ) -> Iterator[list[memoryview] | None]:
+        """Copy the data of the next ``count`` records, of ``length`` bytes each, one
+        after the other into file ``fd`` at ``offset``, by the kernel; yields their
+        data as the cartridge holds it (as :meth:`record_data`) and, when the block
+        ends without an error, moves the position past them. Yields None, copying
+        nothing, unless all ``count`` are such records, laid out as
+        :meth:`write_record` lays them. :class:`KernelCopyFailed` when the kernel did
+        not copy them (part may be in ``fd``); the position does not move."""
+        if length <= 0 or count <= 0 or self._equal_records(length, count)[0] < count:
+            yield None
+            return
+        first = self._off[self._pos]
+        lengths = _chunk_lengths(length)
+        try:
+            deinterleave(self._fd, first, fd, offset, HEADER_LEN, lengths, count)
+        except OSError as e:
+            raise KernelCopyFailed(f"{self.path}: {e.strerror or e}") from e
+        with self.record_data(first, length, count, check=True) as views:
+            yield views
+        self._pos += count
 
     def _read_data(self, n: int, buf: DataBuffer, start: int, want: int) -> None:
         off, length = self._off[n], self._len[n]
@@ -767,11 +815,13 @@ class AwsTape:
         self._pos = n + count
 
     @contextlib.contextmanager
-    def record_data(self, offset: int, length: int, count: int) -> Iterator[list[memoryview]]:
+    def record_data(self, offset: int, length: int, count: int, *, check: bool = False
+                    ) -> Iterator[list[memoryview]]:
         """The data of the ``count`` records of ``length`` bytes whose first header is at
         file ``offset``, as :meth:`write_record` laid them out: read-only views of a
         mapping of the file (read into memory where the file cannot be mapped), valid
-        for the ``with`` block only."""
+        for the ``with`` block only. With ``check``, a chunk header other than such a
+        layout has (a record chunked otherwise) is :class:`KernelCopyFailed`."""
         lengths = _chunk_lengths(length)
         size = footprint(length) * count
         pieces = []
@@ -788,6 +838,8 @@ class AwsTape:
                 if len(data) < size:
                     raise OSError(errno.EIO, f"short read of {size} bytes at {offset}") from None
                 whole = memoryview(data)
+            if check:
+                _check_headers(whole, pieces, lengths)
             views = [whole[a : a + n] for a, n in pieces]
             try:
                 yield views

@@ -4,15 +4,16 @@ file handler): logical block ``n`` is bytes ``[n * block_size, (n + 1) * block_s
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar, Protocol
 
 from lio_xcopy.devices.backing import BackingStore
 from lio_xcopy.devices.base import Command, DirectIo, LogicalUnit, LunIdentity, command
 from lio_xcopy.devices.buffer import DataBuffer, PartialTransfer
-from lio_xcopy.devices.filecopy import KernelCopyFailed
+from lio_xcopy.devices.filecopy import FileSource, KernelCopyFailed, copy_range, mapped
 from lio_xcopy.devices.locks import SharedExclusive
 from lio_xcopy.errors import BackingStoreError, ConfigError
 from lio_xcopy.scsi import rod, sbc, spc, tpc_vpd
@@ -163,6 +164,65 @@ class Disk(LogicalUnit):
         if self.store.block_device or self.store.closed:
             raise KernelCopyFailed(f"{self.store.path} is a block device or closed")
         return self.store.fd, pos
+
+    def write_from_file(self, source: FileSource, pos: int, lba: int, count: int, *,
+                        seen: Callable[[list[memoryview]], object] | None = None) -> None:
+        """:meth:`write_blocks` of ``count`` blocks at ``lba`` whose data the kernel
+        copies from ``source`` (from its byte ``pos``) into the backing file, never
+        through a buffer of ours (:mod:`~lio_xcopy.devices.filecopy`); ``seen`` is then
+        shown the blocks as the file holds them. Where the kernel does not copy,
+        :class:`~lio_xcopy.devices.filecopy.KernelCopyFailed` (some of the blocks may
+        have been written): write them with :meth:`write_blocks`."""
+        with self.kernel_write(lba, count) as (fd, offset, commit):
+            src_fd, src_offset = source.file_range(pos, count * self.block_size)
+            copy_range(src_fd, src_offset, fd, offset, count * self.block_size)
+            commit()
+            if seen is not None and count:
+                self._show(offset, count * self.block_size, seen)
+
+    @contextlib.contextmanager
+    def kernel_write(self, lba: int, count: int
+                     ) -> Iterator[tuple[int, int, Callable[[], None]]]:
+        """The backing file and the offset of blocks ``[lba, lba + count)``, for the
+        kernel to write them in the ``with`` block as one WRITE would (the LUN writable,
+        ``_atomic`` shared, ROD tokens told), and what to call once they are written:
+        with the write cache off it makes them durable.
+        :class:`~lio_xcopy.devices.filecopy.KernelCopyFailed` where a WRITE would fail
+        (the LUN read-only, blocks off it), the store is a block device or closed, or
+        that sync fails: write the blocks with :meth:`write_blocks`, which reports it."""
+        if self.read_only or lba < 0 or count < 0 or lba + count > self.blocks:
+            raise KernelCopyFailed("read-only, or blocks off the LUN")  # WRITE reports it
+        if self.store.block_device or self.store.closed:
+            raise KernelCopyFailed(f"{self.store.path} is a block device or closed")
+        self._atomic.acquire_shared()
+        try:
+            if self.write_watch is not None:
+                self.write_watch(lba, count)
+            yield self.store.fd, lba * self.block_size, self._commit_kernel_write
+        finally:
+            self._atomic.release_shared()
+
+    def _commit_kernel_write(self) -> None:
+        if not self.write_cache:
+            try:
+                self.store.fsync(data_only=True)
+            except OSError as e:
+                raise KernelCopyFailed(f"fdatasync: {e.strerror or e}") from e
+
+    def _show(self, offset: int, nbytes: int, seen: Callable[[list[memoryview]], object]
+              ) -> None:
+        """Show ``seen`` the store's ``nbytes`` at ``offset``: mapped, or read where the
+        store cannot be mapped."""
+        with contextlib.ExitStack() as stack:
+            try:
+                view = stack.enter_context(mapped(self.store.fd, offset, nbytes))
+            except (OSError, ValueError):
+                try:
+                    view = memoryview(os.pread(self.store.fd, nbytes, offset))
+                except OSError as e:
+                    raise MediumError(Asc.UNRECOVERED_READ_ERROR, offset // self.block_size,
+                                      str(e)) from e
+            seen([view])
 
     def write_blocks(self, lba: int, count: int, buf: DataBuffer, *, fua: bool = False) -> int:
         """Write ``count`` blocks from the front of ``buf`` at ``lba``; returns the bytes

@@ -37,6 +37,21 @@ class FileSource(Protocol):
         ...
 
 
+class KernelSink(Protocol):
+    """A copy destination whose blocks lie in a file the kernel can write."""
+
+    @property
+    def block_size(self) -> int: ...
+
+    def kernel_write(self, lba: int, count: int
+                     ) -> contextlib.AbstractContextManager[tuple[int, int, Callable[[], None]]]:
+        """The open file and offset of blocks ``[lba, lba + count)`` for the kernel to
+        write in the ``with`` block, and what to call once they are written (it makes
+        them durable where the device must); :class:`KernelCopyFailed` where there is
+        none."""
+        ...
+
+
 class KernelCopyFailed(LioXcopyError):
     """The kernel did not copy the range: the caller moves those bytes itself."""
 
@@ -80,18 +95,31 @@ def mapped(fd: int, offset: int, length: int) -> Iterator[memoryview]:
 
 #: ``interleave(src_fd, src_off, dst_fd, dst_off, first, rest, lengths, count)``
 Interleave = Callable[[int, int, int, int, bytes, bytes, Sequence[int], int], None]
+#: ``deinterleave(src_fd, src_off, dst_fd, dst_off, header_len, lengths, count)``
+Deinterleave = Callable[[int, int, int, int, int, Sequence[int], int], None]
 
 
 @functools.cache
-def compiled_interleave() -> Interleave | None:
-    """``_filecopy.interleave`` (``_filecopy.c``), or None: not built, or turned off."""
+def compiled_helpers() -> object | None:
+    """``_filecopy`` (``_filecopy.c``), or None: not built, or turned off."""
     if os.environ.get(ENV, "1") == "0":
         return None
     try:
-        module = importlib.import_module("lio_xcopy.devices._filecopy")
+        return importlib.import_module("lio_xcopy.devices._filecopy")
     except ImportError:
         return None
-    return cast(Interleave, module.interleave)
+
+
+def compiled_interleave() -> Interleave | None:
+    """The compiled :func:`interleave`, or None."""
+    module = compiled_helpers()
+    return cast(Interleave, getattr(module, "interleave", None))
+
+
+def compiled_deinterleave() -> Deinterleave | None:
+    """The compiled :func:`deinterleave`, or None."""
+    module = compiled_helpers()
+    return cast(Deinterleave, getattr(module, "deinterleave", None))
 
 
 def interleave(src_fd: int, src_offset: int, dst_fd: int, dst_offset: int, first: bytes,
@@ -116,3 +144,23 @@ def interleave(src_fd: int, src_offset: int, dst_fd: int, dst_offset: int, first
             copy_range(src_fd, pos, dst_fd, at + size, n)
             at += size + n
             pos += n
+
+
+def deinterleave(src_fd: int, src_offset: int, dst_fd: int, dst_offset: int, header_len: int,
+                 lengths: Sequence[int], count: int) -> None:
+    """The data of ``count`` records laid out as :func:`interleave` lays them (each chunk
+    ``header_len`` bytes of header, then ``lengths[j]`` bytes of data) at
+    ``src_offset``, copied by the kernel one after the other to ``dst_offset``. An
+    OSError or :class:`KernelCopyFailed` on a failure, with part of it written."""
+    fast = compiled_deinterleave()
+    if fast is not None:
+        fast(src_fd, src_offset, dst_fd, dst_offset, header_len, lengths, count)
+        return
+    pos, at = src_offset, dst_offset
+    for _ in range(count):
+        for n in lengths:
+            pos += header_len
+            if n:
+                copy_range(src_fd, pos, dst_fd, at, n)
+            pos += n
+            at += n

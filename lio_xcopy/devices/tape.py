@@ -36,7 +36,7 @@ from lio_xcopy.devices.awstape import (
 )
 from lio_xcopy.devices.base import Command, LogicalUnit, LunIdentity, command
 from lio_xcopy.devices.buffer import DataBuffer
-from lio_xcopy.devices.filecopy import FileSource
+from lio_xcopy.devices.filecopy import FileSource, KernelSink
 from lio_xcopy.errors import BackingStoreError, ConfigError
 from lio_xcopy.scsi import spc, ssc
 from lio_xcopy.scsi.errors import (
@@ -423,6 +423,33 @@ class Tape(LogicalUnit):
                             tape.record_data(start, length, fit) as views:
                         seen(views)
             self._overflow_or_warn(tape, length, fit, count)
+            return count
+
+    def read_records_to(self, sink: KernelSink, lba: int, length: int, count: int, *,
+                        seen: Callable[[list[memoryview]], object] | None = None) -> int:
+        """:meth:`read_records` of ``count`` logical blocks of exactly ``length`` bytes
+        whose data the kernel copies from the cartridge file into ``sink``'s blocks from
+        ``lba`` (``kernel_write``), never through a buffer of ours; ``seen`` is then
+        shown their data. All ``count`` or none: 0, nothing moved, unless the next
+        ``count`` objects are all such blocks (a READ would end GOOD on each).
+        :class:`~lio_xcopy.devices.filecopy.KernelCopyFailed` when the kernel did not
+        copy them (the position does not move): read them with :meth:`read_records`."""
+        with self._lock:
+            tape = self._ready()
+            if not length or not count:
+                return 0
+            blocks, odd = divmod(length * count, sink.block_size)
+            if odd:
+                return 0
+            with sink.kernel_write(lba, blocks) as (fd, offset, commit), \
+                    self._io_errors(Asc.UNRECOVERED_READ_ERROR, length), \
+                    tape.records_out(length, count, fd, offset) as views:
+                if views is None:
+                    return 0
+                commit()
+                if seen is not None:
+                    seen(views)
+            self._count_read(count * length)
             return count
 
     def _overflow_or_warn(self, tape: AwsTape, length: int, fit: int, count: int) -> None:

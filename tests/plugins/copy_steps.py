@@ -28,6 +28,10 @@ import pytest
 #: for its copy end while it plans a copy
 PORT_CALLS = frozenset({"copy_end", "read_blocks", "write_blocks", "read_record", "write_record",
                         "write_filemarks", "space", "locate", "check_ready"})
+#: the calls by which the kernel would copy between two LUNs' files: a scripted end has
+#: none, so that every byte moves through the port calls it scripts
+KERNEL_CALLS = frozenset({"file_range", "kernel_write", "write_from_file", "read_records_to",
+                          "write_records_from"})
 
 
 class StepExecutor:
@@ -110,6 +114,8 @@ class ScriptedEnd:
             then()
 
     def __getattr__(self, name: str) -> Any:
+        if name in KERNEL_CALLS:
+            raise AttributeError(name)
         real = getattr(self.lun, name)
         if name not in PORT_CALLS:
             return real

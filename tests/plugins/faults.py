@@ -113,7 +113,7 @@ def faults(monkeypatch) -> FaultyStorage:
     """Fault injection on the os calls of backing stores and cartridges."""
     state = FaultyStorage()
     # the kernel copies in the os calls patched here, not in the compiled loop
-    monkeypatch.setattr(filecopy, "compiled_interleave", lambda: None)
+    monkeypatch.setattr(filecopy, "compiled_helpers", lambda: None)
     real = {name: getattr(os, name) for name in
             ("pread", "pwrite", "preadv", "pwritev", "copy_file_range", "fsync",
                           "fdatasync")}

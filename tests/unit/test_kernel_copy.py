@@ -1,6 +1,6 @@
-"""Disk to tape with the bytes copied by the kernel (copy_file_range): the same records,
-counts, digest and sense as the copy through the daemon's buffers, and back to the
-buffers wherever the kernel does not copy."""
+"""Disk to tape and disk to disk with the bytes copied by the kernel (copy_file_range):
+the same records, blocks, counts, digest and sense as the copy through the daemon's
+buffers, and back to the buffers wherever the kernel does not copy."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import logging
 import os
 
 import pytest
-from plugins.copy_lab import cscd, report, tape_records, write
+from plugins.copy_lab import cscd, read_file, report, tape_records, write
 
 from lio_xcopy.copy.manager import CopyManager
 from lio_xcopy.devices import awstape as awstape_module
+from lio_xcopy.devices import disk as disk_module
 from lio_xcopy.devices import filecopy
 from lio_xcopy.devices.awstape import AwsTape
 from lio_xcopy.devices.base import Command
@@ -20,6 +21,8 @@ from lio_xcopy.scsi import xcopy
 from lio_xcopy.scsi.sense import Asc, SenseKey
 
 BlockToStream, BlockToStreamHeld = xcopy.BlockToStream, xcopy.BlockToStreamHeld
+BlockToBlock, BlockToBlockHeld = xcopy.BlockToBlock, xcopy.BlockToBlockHeld
+StreamToBlock = xcopy.StreamToBlock
 BlockToStreamOffset, ListIdUsage = xcopy.BlockToStreamOffset, xcopy.ListIdUsage
 
 MiB = 1 << 20
@@ -27,56 +30,83 @@ REC = 64 * 1024
 CHUNK = 256 * 1024
 
 
-@pytest.fixture
-def kernel_calls(monkeypatch):
-    """The records the kernel copied, one entry per ``interleave`` call."""
+def _spy(monkeypatch, name):
+    """The last argument (a count of records) of each call of ``awstape.<name>``."""
     calls: list[int] = []
-    real = awstape_module.interleave
+    real = getattr(awstape_module, name)
 
     def spy(*args):
         calls.append(args[-1])
         return real(*args)
 
-    monkeypatch.setattr(awstape_module, "interleave", spy)
+    monkeypatch.setattr(awstape_module, name, spy)
     return calls
 
 
-def _copy(copy_lab, kernel, segments, *, data, capacity=16 * MiB, before=(), fault=None,
-          prepare=None):
-    """One disk->tape copy with the kernel copying (or not); what it reports."""
+@pytest.fixture
+def kernel_calls(monkeypatch):
+    """The records the kernel copied into a cartridge, one count per copy."""
+    return _spy(monkeypatch, "interleave")
+
+
+def _copy(copy_lab, kernel, segments, *, data=b"", capacity=16 * MiB, before=(), fault=None,
+          prepare=None, kind="disk-tape"):
+    """One copy (``kind``: disk-tape, disk-disk or tape-disk, the tape holding ``before``
+    first) with the kernel copying (or not); what it reports, and what the destination
+    (and a tape) then holds."""
     tag = "k" if kernel else "b"
-    src = copy_lab.disk(f"src{tag}", data=data)
-    tape = copy_lab.tape(f"tape{tag}", capacity)
-    write(tape, *before)
+    if kind == "tape-disk":
+        src = copy_lab.tape(f"tape{tag}", capacity)
+        write(src, *before)
+        src.rewind()
+        dst = copy_lab.disk(f"dst{tag}", size=2 * MiB)
+    else:
+        src = copy_lab.disk(f"src{tag}", data=data)
+        dst = copy_lab.disk(f"dst{tag}", size=MiB) if kind == "disk-disk" else \
+            copy_lab.tape(f"tape{tag}", capacity)
+        if kind == "disk-tape":
+            write(dst, *before)
     if prepare is not None:
-        prepare(src, tape)
+        prepare(src, dst)
     if fault is not None:
-        fault(src, tape)
+        fault(src, dst)
     manager = CopyManager(chunk=CHUNK, kernel_copy=kernel)
-    for dev in (src, tape):
+    disk = dst if kind == "tape-disk" else src
+    for dev in (src, dst):
         manager.register(dev)
-    plist = xcopy.build_extended_copy([cscd(src), cscd(tape)], segments, list_identifier=5,
+    plist = xcopy.build_extended_copy([cscd(src), cscd(dst)], segments, list_identifier=5,
                                       list_id_usage=ListIdUsage.HOLD)
     cdb = xcopy.ExtendedCopyLid1(parameter_list_length=len(plist)).encode()
-    fut = src.handle(Command(cdb, DataBuffer.of(bytearray(plist))))
+    out = report(manager, disk, disk.handle(Command(cdb, DataBuffer.of(bytearray(plist)))))
+    if fault is not None:
+        fault.heal()
+    tape = src if kind == "tape-disk" else dst
+    if kind != "disk-tape":
+        out["bytes"] = read_file(dst)
+    if kind == "disk-disk":
+        return out
     medium = tape.medium
     assert medium is not None
-    out = report(manager, src, fut)
-    out.update({
-        "position": medium.position, "file size": os.path.getsize(medium.path),
-    })
-    if fault is not None:
-        faults_heal = getattr(fault, "heal", None)
-        if faults_heal is not None:
-            faults_heal()
-    out["records"] = tape_records(tape)
+    out.update({"position": medium.position, "file size": os.path.getsize(medium.path)})
+    if kind == "disk-tape":
+        out["records"] = tape_records(tape)
     assert AwsTape.open_readonly(medium.path).damage is None
     return out
 
 
 def _both(copy_lab, segments, **kw):
+    """The copy through buffers and by the kernel report the same, and leave the same
+    destination. A disk's blocks past the transfer count (from the copy's first block)
+    may differ: a chunk the kernel began copying, then left to buffers, was written in
+    part, as a failed WRITE may leave its blocks."""
     through_buffers = _copy(copy_lab, False, segments, **kw)
-    assert _copy(copy_lab, True, segments, **kw) == through_buffers
+    by_kernel = _copy(copy_lab, True, segments, **kw)
+    if "bytes" in by_kernel:
+        first = getattr(segments[0], "destination_lba", getattr(segments[0], "lba", 0))
+        end = first * 512 + by_kernel["transferred"]
+        for r in (by_kernel, through_buffers):
+            r["bytes"] = r["bytes"][:end]
+    assert by_kernel == through_buffers
     return through_buffers
 
 
@@ -186,7 +216,7 @@ def test_records_laid_by_the_kernel_are_those_a_write_lays(tmp_path, monkeypatch
     if compiled and filecopy.compiled_interleave() is None:
         pytest.skip("lio_xcopy.devices._filecopy is not built")
     if not compiled:
-        monkeypatch.setattr(filecopy, "compiled_interleave", lambda: None)
+        monkeypatch.setattr(filecopy, "compiled_helpers", lambda: None)
     count = 3
     data = os.urandom(length * count + 7)
     (tmp_path / "src").write_bytes(data)
@@ -222,3 +252,172 @@ def test_a_kernel_copy_that_fails_leaves_the_tape_ending_at_the_position(tmp_pat
     again = AwsTape.open_readonly(tmp_path / "t.aws")
     assert again.damage is None and again.dump_records() == [b"a" * 1000]
     os.close(src.fd)
+
+
+# --- disk to disk --------------------------------------------------------------------------
+
+@pytest.fixture
+def disk_calls(monkeypatch):
+    """The ranges the kernel copied into a disk, one (offset, bytes) per copy."""
+    calls: list[tuple[int, int]] = []
+    real = disk_module.copy_range
+
+    def spy(src_fd, src_offset, dst_fd, dst_offset, n):
+        calls.append((dst_offset, n))
+        return real(src_fd, src_offset, dst_fd, dst_offset, n)
+
+    monkeypatch.setattr(disk_module, "copy_range", spy)
+    return calls
+
+
+def test_disk_to_disk_is_the_same_and_the_kernel_copies_it(copy_lab, disk_calls):
+    data = os.urandom(MiB)
+    r = _both(copy_lab, [BlockToBlock(0, 1, 2000, 10, 20)], data=data, kind="disk-disk")
+    assert r["ended"] == ("ok", 0) and r["transferred"] == 2000 * 512
+    assert r["bytes"][20 * 512 : 2020 * 512] == data[10 * 512 : 2010 * 512]
+    assert r["bytes"][: 20 * 512] == bytes(20 * 512)
+    assert r["operations"] == 2 * 4  # a READ and a WRITE per chunk (SPC-4 6.24)
+    assert disk_calls == [(20 * 512 + i * CHUNK, min(CHUNK, 2000 * 512 - i * CHUNK))
+                          for i in range(4)]
+
+
+def test_held_data_is_read_through_a_buffer(copy_lab, disk_calls):
+    r = _both(copy_lab, [BlockToBlockHeld(0, 1, 500, 1, 1000)], data=os.urandom(MiB),
+              kind="disk-disk")
+    assert r["ended"] == ("ok", 0) and len(r["held"]) == 500 * 512 and disk_calls == []
+
+
+def test_one_disk_copied_onto_itself_in_overlapping_ranges_is_read_after_each_write(
+        copy_lab, disk_calls):
+    """Source and destination the same disk, overlapping: each chunk is read after the
+    write before it, through buffers, so later chunks copy what earlier ones wrote; in
+    ranges apart, the kernel copies."""
+    data = os.urandom(MiB)
+    got = []
+    for kernel in (False, True):
+        disk = copy_lab.disk(f"one{kernel}", data=data)
+        for segment, by_kernel in ((BlockToBlock(0, 0, 1024, 0, 100), False),
+                                   (BlockToBlock(0, 0, 100, 0, 1500), kernel)):
+            disk_calls.clear()
+            manager = CopyManager(chunk=CHUNK, kernel_copy=kernel)
+            manager.register(disk)
+            plist = xcopy.build_extended_copy([cscd(disk)], [segment], list_identifier=5,
+                                              list_id_usage=ListIdUsage.HOLD)
+            cdb = xcopy.ExtendedCopyLid1(parameter_list_length=len(plist)).encode()
+            assert report(manager, disk, disk.handle(Command(cdb, DataBuffer.of(
+                bytearray(plist)))))["ended"] == ("ok", 0)
+            assert bool(disk_calls) is by_kernel
+        got.append(read_file(disk))
+    assert got[0] == got[1]
+    assert got[0][100 * 512 : 1124 * 512] != data[: 1024 * 512]  # chunks read after writes
+    assert got[0][1500 * 512 : 1600 * 512] == data[: 100 * 512]
+
+
+@pytest.mark.parametrize("where", ["source", "destination"])
+def test_a_disk_error_is_reported_at_its_lba_as_through_buffers(copy_lab, faults, where):
+    def fault(src, dst):
+        if where == "source":
+            faults.fail_read(src.store.path, at=700 * 512, length=512)
+        else:
+            faults.fail_write(dst.store.path, at=900 * 512)
+
+    fault.heal = faults.heal
+    r = _both(copy_lab, [BlockToBlock(0, 1, 2048, 0, 0)], data=os.urandom(MiB), fault=fault,
+              kind="disk-disk")
+    asc = Asc.UNRECOVERED_READ_ERROR if where == "source" else Asc.WRITE_ERROR
+    assert r["ended"][:3] == ("error", SenseKey.COPY_ABORTED, asc)
+
+
+def test_a_destination_without_write_cache_syncs_each_chunk_as_through_buffers(copy_lab,
+                                                                               faults):
+    """WCE off: each chunk is durable before it counts; a failing sync ends the copy
+    with the destination's WRITE ERROR, as the buffered path's RWF_DSYNC write does."""
+    def fault(_src, dst):
+        dst.write_cache = False
+        faults.fail_sync(dst.store.path)
+
+    fault.heal = faults.heal
+    r = _both(copy_lab, [BlockToBlock(0, 1, 2048, 0, 0)], data=os.urandom(MiB), fault=fault,
+              kind="disk-disk")
+    assert r["ended"][:3] == ("error", SenseKey.COPY_ABORTED, Asc.WRITE_ERROR)
+
+
+# --- tape to disk --------------------------------------------------------------------------
+
+@pytest.fixture
+def tape_calls(monkeypatch):
+    """The records the kernel copied out of a cartridge, one count per copy."""
+    return _spy(monkeypatch, "deinterleave")
+
+
+def _records(data, size=REC):
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+def test_tape_to_disk_is_the_same_and_the_kernel_copies_it(copy_lab, tape_calls):
+    data = os.urandom(MiB)
+    r = _both(copy_lab, [StreamToBlock(0, 1, 2048, 16, REC)], before=_records(data),
+              kind="tape-disk")
+    assert r["ended"] == ("ok", 0) and r["transferred"] == MiB and r["position"] == 16
+    assert r["bytes"][16 * 512 : 16 * 512 + MiB] == data
+    assert r["operations"] == 16 + 4  # a READ per record, a WRITE per chunk (SPC-4 6.24)
+    assert tape_calls == [4] * 4
+
+
+@pytest.mark.parametrize(("objects", "ended", "transferred", "position"), [
+    pytest.param(lambda d: [*_records(d[: 5 * REC]), d[5 * REC : 5 * REC + 1000],
+                            *_records(d[5 * REC + 1000 :])], None, MiB, 17,
+                 id="a-short-record-midway"),
+    pytest.param(lambda d: [*_records(d[: 9 * REC]), None, *_records(d[9 * REC :])],
+                 Asc.COPY_TARGET_DEVICE_DATA_UNDERRUN, 9 * REC, 10, id="a-filemark-midway"),
+    pytest.param(lambda d: _records(d[: 3 * REC], 2 * REC) + _records(d[3 * REC :]),
+                 Asc.UNEXPECTED_INEXACT_SEGMENT, 0, 1, id="records-of-another-length-first"),
+])
+def test_records_the_kernel_does_not_copy_are_read_as_through_buffers(
+        copy_lab, objects, ended, transferred, position):
+    """Where a flush's records are not all of the segment's length, that flush and the
+    rest are read through buffers: a short record is taken as it comes (variable mode),
+    a filemark is COPY TARGET DEVICE DATA UNDERRUN, a longer record an inexact segment."""
+    r = _both(copy_lab, [StreamToBlock(0, 1, 2048, 0, REC)], before=objects(os.urandom(MiB)),
+              kind="tape-disk")
+    assert (r["ended"][2] if ended else r["ended"]) == (ended or ("ok", 0))
+    assert (r["transferred"], r["position"]) == (transferred, position)
+
+
+def test_a_record_chunked_otherwise_is_read_through_buffers(copy_lab, tape_calls, monkeypatch):
+    """A cartridge written by another tool may cut a 64 KiB record into other chunks: the
+    kernel's copy is checked against the headers and the flush read again."""
+    data = os.urandom(MiB)
+    ours = awstape_module._chunk_lengths
+
+    def theirs(n):
+        return [n // 2, n - n // 2] if n == REC else ours(n)
+
+    got = []
+    for kernel in (False, True):
+        monkeypatch.setattr(awstape_module, "_chunk_lengths", theirs)  # while it is written
+        got.append(_copy(copy_lab, kernel, [StreamToBlock(0, 1, 2048, 0, REC)],
+                         before=_records(data), kind="tape-disk",
+                         prepare=lambda *_: monkeypatch.setattr(
+                             awstape_module, "_chunk_lengths", ours)))
+    assert got[0] == got[1]
+    assert got[1]["ended"] == ("ok", 0) and got[1]["bytes"][:MiB] == data
+    assert tape_calls  # the kernel copied, the check sent it back
+
+
+@pytest.mark.parametrize("where", ["tape", "disk", "disk-sync"])
+def test_a_tape_to_disk_error_is_reported_as_through_buffers(copy_lab, faults, where):
+    def fault(src, dst):
+        if where == "tape":
+            faults.fail_read(src.medium.path, at=5 * REC)
+        elif where == "disk":
+            faults.fail_write(dst.store.path, at=600 * 1024)
+        else:
+            dst.write_cache = False
+            faults.fail_sync(dst.store.path)
+
+    fault.heal = faults.heal
+    r = _both(copy_lab, [StreamToBlock(0, 1, 2048, 0, REC)],
+              before=_records(os.urandom(MiB)), kind="tape-disk", fault=fault)
+    asc = Asc.UNRECOVERED_READ_ERROR if where == "tape" else Asc.WRITE_ERROR
+    assert r["ended"][:3] == ("error", SenseKey.COPY_ABORTED, asc)
