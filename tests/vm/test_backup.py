@@ -230,6 +230,9 @@ def test_operator_errors_are_one_line_and_change_nothing(setup):
 def test_a_standalone_drive(setup, lab):
     """``--drive`` alone: the lab's tape LUN, no changer; the cartridge is whatever the
     drive holds, so the catalog has no barcode for it."""
+    clear_unit_attention(lab.tape_sg)
+    for op in ("rewind", "erase"):  # blank, whatever earlier tests left on the lab's tape
+        run("mt", "-f", lab.nst, op)
     p = setup.cli("backup", setup.src, "--drive", lab.nst, "--skip", "512", "--count", "1024")
     job = setup.jobs()[-1]
     assert (job["state"], job["cartridge"], job["file_number"]) == ("done", None, 0)
