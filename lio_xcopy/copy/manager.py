@@ -1455,11 +1455,13 @@ class CopyManager:
         span = max(per_read, per_write, self.chunk)  # bytes read before they are written
         total = seg.byte_count
         done = 0
-        if per_read == per_write and not job.carry and self.read_ahead \
-                and hasattr(src, "read_records") and hasattr(dst, "write_records") \
-                and not _same_device(src, dst):
-            done = self._records_ahead(job, plan, span // per_read * per_read, per_read,
-                                       total // per_read * per_read)
+        equal = per_read == per_write and not job.carry and not _same_device(src, dst)
+        batch, whole = span // per_read * per_read, total // per_read * per_read
+        if equal:
+            done = self._kernel_stream_to_stream(job, plan, batch, per_read, whole)
+        if equal and self.read_ahead and hasattr(src, "read_records") \
+                and hasattr(dst, "write_records") and done < whole:
+            done += self._records_ahead(job, plan, batch, per_read, whole - done)
         staging = _Staging(2 * span + per_read + len(job.carry), job.digest, job)
         staging.put(job.carry)
         job.carry = b""
@@ -1490,6 +1492,36 @@ class CopyManager:
                 job.moved(staging.head(n), n)
             staging.consume(n)
             done += n
+
+    def _kernel_stream_to_stream(self, job: CopyJob, plan: _Plan, span: int, record: int,
+                                 total: int) -> int:
+        """Of 06h and 0Fh (SPC-4 6.4.6): the first ``total`` bytes, whole records of
+        ``record`` bytes written as records of the same length, copied by the kernel
+        from one cartridge's file into the other's in batches of ``span`` bytes
+        (``copy_records_to``), where both tapes are files and the segment holds no
+        data: the same records, counts, digest and positions as a READ and a WRITE per
+        record. It stops, the bytes done, at the first batch that is not all such
+        records or does not all fit; the caller moves the rest."""
+        src, dst = plan.source, plan.destination
+        if not (self.kernel_copy and hasattr(src, "copy_records_to")) \
+                or plan.segment.HOLDS_DATA:
+            return 0
+        done = 0
+        while done < total:
+            n = min(span, total - done)
+            try:
+                with self._device_errors(job, plan, source=False):
+                    k: int = src.copy_records_to(dst, record, n // record,
+                                                 seen=functools.partial(_hash_now, job))
+            except KernelCopyFailed as e:
+                self._kernel_stopped(job, src, dst, done, e)
+                break
+            job.operations += 2 * k - 1  # a READ and a WRITE per record, one counted above
+            job.transferred += k * record
+            done += k * record
+            if k * record < n:
+                break
+        return done
 
     def _records_ahead(self, job: CopyJob, plan: _Plan, span: int, record: int,
                        total: int) -> int:

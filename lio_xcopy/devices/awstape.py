@@ -23,13 +23,14 @@ import re
 import struct
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from lio_xcopy.devices.buffer import IOV_MAX, DataBuffer, PartialTransfer
 from lio_xcopy.devices.filecopy import (
     FileSource,
     KernelCopyFailed,
+    copy_range,
     deinterleave,
     interleave,
     mapped,
@@ -617,7 +618,7 @@ class AwsTape:
         if length <= 0 or start + length * count > len(buf):
             return 0
         lengths = _chunk_lengths(length)
-        k, first = self._equal_records(length, min(count, IOV_MAX // (2 * len(lengths))))
+        k, first = self.equal_records(length, min(count, IOV_MAX // (2 * len(lengths))))
         if not k:
             return 0
         each = footprint(length)
@@ -640,7 +641,7 @@ class AwsTape:
         self._pos = n + k
         return k
 
-    def _equal_records(self, length: int, count: int) -> tuple[int, int]:
+    def equal_records(self, length: int, count: int) -> tuple[int, int]:
         """How many of the next ``count`` objects are records of ``length`` bytes laid
         one after the other as :meth:`write_record` lays them, and the file offset of
         the first (whose chunk headers the caller still checks)."""
@@ -665,7 +666,7 @@ class AwsTape:
         nothing, unless all ``count`` are such records, laid out as
         :meth:`write_record` lays them. :class:`KernelCopyFailed` when the kernel did
         not copy them (part may be in ``fd``); the position does not move."""
-        if length <= 0 or count <= 0 or self._equal_records(length, count)[0] < count:
+        if length <= 0 or count <= 0 or self.equal_records(length, count)[0] < count:
             yield None
             return
         first = self._off[self._pos]
@@ -782,11 +783,8 @@ class AwsTape:
         caller to write them from a buffer instead."""
         if length <= 0 or count <= 0:
             raise ValueError(f"{count} records of {length} bytes")
-        n, off, each, size, before, lengths = self._records_at_position(length, count)
+        n, off, _, size, before, lengths = self._records_at_position(length, count)
         src_fd, src_off = source.file_range(pos, length * count)
-        self._cut(n)
-        self._eod, self._eod_prev = off, before
-        fd = self._fd
         heads = []
         for prev in (before, lengths[-1]):  # the first record's headers, the others'
             chunk_heads = []
@@ -794,25 +792,73 @@ class AwsTape:
                 chunk_heads.append(HEADER.pack(cur, prev, _chunk_flags(j, len(lengths)), 0))
                 prev = cur
             heads.append(b"".join(chunk_heads))
+        self._kernel_put(n, off, size, before, length, count, lambda: interleave(
+            src_fd, src_off, self._fd, off, heads[0], heads[1], lengths, count))
+
+    def _kernel_put(self, n: int, off: int, size: int, before: int, length: int, count: int,
+                    write: Callable[[], object]) -> None:
+        """Make ``count`` records of ``length`` bytes at object ``n`` (file ``off``,
+        ``size`` bytes, the first header's previous length ``before``) the end of the
+        tape, ``write`` putting their bytes in the file; when it fails,
+        :class:`KernelCopyFailed` with the tape ending at ``n`` again."""
+        self._cut(n)
+        self._eod, self._eod_prev = off, before
         try:
-            interleave(src_fd, src_off, fd, off, heads[0], heads[1], lengths, count)
+            write()
             if self._size > off + size:
-                os.ftruncate(fd, off + size)
+                os.ftruncate(self._fd, off + size)
             self._size = off + size
         except (OSError, KernelCopyFailed) as e:
-            self._size = 1 << 62  # unknown: the next write truncates
-            with contextlib.suppress(OSError):
-                os.ftruncate(fd, off)
-                self._size = off
+            self.unwrite(n, off, before)
             if isinstance(e, KernelCopyFailed):
                 raise
             raise KernelCopyFailed(f"{self.path}: {e.strerror or e}") from e
         self._eod = off + size
         self.damage = None
-        self._off.extend_progression(off, each, count)
+        self._off.extend_progression(off, footprint(length), count)
         self._len.extend_progression(length, 0, count)
-        self._eod_prev = lengths[-1]
+        self._eod_prev = _chunk_lengths(length)[-1]
         self._pos = n + count
+
+    def write_records_copied(self, source: AwsTape, length: int, count: int
+                             ) -> tuple[int, int, int]:
+        """Write the next ``count`` records of ``source`` (records of ``length`` bytes
+        laid out as :meth:`write_record` lays them, :meth:`equal_records`) at the
+        position, copied by the kernel headers and all, the first header given this
+        tape's previous length; they end the tape, and ``source``'s position does not
+        move. :class:`MediumFull` when they do not all fit; when the kernel does not
+        copy them, :class:`KernelCopyFailed` with none of them kept (the tape ends at
+        the position). The caller checks the headers (:meth:`record_data` with
+        ``check``) and :meth:`unwrite` them when they are chunked otherwise: this
+        returns what :meth:`unwrite` takes."""
+        if length <= 0 or count <= 0 or source.equal_records(length, count)[0] < count:
+            raise ValueError(f"{count} records of {length} bytes are not next on {source}")
+        n, off, _, size, before, lengths = self._records_at_position(length, count)
+        first = source._off[source._pos]
+
+        def write() -> None:
+            copy_range(source._fd, first, self._fd, off, size)
+            head = HEADER.pack(lengths[0], before, _chunk_flags(0, len(lengths)), 0)
+            if os.pwrite(self._fd, head, off) != HEADER_LEN:
+                raise OSError(errno.EIO, "short write of a chunk header")
+
+        self._kernel_put(n, off, size, before, length, count, write)
+        return n, off, before
+
+    def unwrite(self, n: int, offset: int, before: int) -> None:
+        """End the tape at object ``n`` (file ``offset``, whose header would carry
+        previous length ``before``) again, the position there: undo a write made
+        there."""
+        self._cut(n)
+        self._size = 1 << 62  # unknown: the next write truncates
+        with contextlib.suppress(OSError):
+            os.ftruncate(self._fd, offset)
+            self._size = offset
+        self._eod, self._eod_prev, self._pos = offset, before, n
+
+    def pass_records(self, count: int) -> None:
+        """Move the position past ``count`` objects (records another call copied)."""
+        self._pos = min(self._pos + count, len(self._off))
 
     @contextlib.contextmanager
     def record_data(self, offset: int, length: int, count: int, *, check: bool = False

@@ -36,7 +36,7 @@ from lio_xcopy.devices.awstape import (
 )
 from lio_xcopy.devices.base import Command, LogicalUnit, LunIdentity, command
 from lio_xcopy.devices.buffer import DataBuffer
-from lio_xcopy.devices.filecopy import FileSource, KernelSink
+from lio_xcopy.devices.filecopy import FileSource, KernelCopyFailed, KernelSink
 from lio_xcopy.errors import BackingStoreError, ConfigError
 from lio_xcopy.scsi import spc, ssc
 from lio_xcopy.scsi.errors import (
@@ -451,6 +451,44 @@ class Tape(LogicalUnit):
                     seen(views)
             self._count_read(count * length)
             return count
+
+    def copy_records_to(self, dst: Tape, length: int, count: int, *,
+                        seen: Callable[[list[memoryview]], object] | None = None) -> int:
+        """Of the next ``count`` logical blocks, those of exactly ``length`` bytes (up to
+        the first other object, as :meth:`read_records`) written to ``dst`` as
+        :meth:`write_records` writes them, copied by the kernel from this cartridge's
+        file into ``dst``'s, never through a buffer of ours; ``seen`` is shown those
+        written. The blocks copied, and this tape's position moves past them; past
+        ``dst``'s early warning that is not reported (a copy goes on to the end of the
+        medium). 0, nothing moved, when they do not all fit on ``dst``;
+        :class:`~lio_xcopy.devices.filecopy.KernelCopyFailed`, nothing moved, where the
+        kernel does not copy them or either tape is not ready for it. Move those with
+        :meth:`read_records` and :meth:`write_records`, which report why."""
+        first, second = sorted((self, dst), key=id)  # one order: no deadlock either way
+        with first._lock, second._lock:
+            if self._medium is None or self.ejected or dst._medium is None or dst.ejected \
+                    or dst._medium.read_only or self is dst:
+                raise KernelCopyFailed("a tape is not ready, or the same tape")
+            src_tape, dst_tape = self._medium, dst._medium
+            k = src_tape.equal_records(length, count)[0] if length > 0 else 0
+            if not k or dst_tape.fits(length, k) < k:
+                return 0
+            n, start, before = dst_tape.write_records_copied(src_tape, length, k)
+            try:
+                if not dst.buffered_mode:
+                    with dst._io_errors(Asc.WRITE_ERROR, length):
+                        dst_tape.sync()
+                with dst._io_errors(Asc.UNRECOVERED_READ_ERROR, length), \
+                        dst_tape.record_data(start, length, k, check=True) as views:
+                    if seen is not None:
+                        seen(views)
+            except KernelCopyFailed:
+                dst_tape.unwrite(n, start, before)
+                raise
+            dst._count_written(k * length)
+            src_tape.pass_records(k)
+            self._count_read(k * length)
+            return k
 
     def _overflow_or_warn(self, tape: AwsTape, length: int, fit: int, count: int) -> None:
         """After ``fit`` of ``count`` records of ``length`` bytes were written: VOLUME

@@ -255,7 +255,7 @@ def test_tape_to_tape_read_ahead_ends_where_reading_record_by_record_does(
     count = sum(map(len, recs)) + sum(len(t) for t in tail if t) + (REC if tail else 0)
     capacity = capacity_records * footprint(REC) + 10
     threads: set[str] = set()
-    ahead = CopyManager(chunk=4 * REC, read_ahead=2)
+    ahead = CopyManager(chunk=4 * REC, read_ahead=2, kernel_copy=False)
     real = Tape.read_records
 
     def spy(self, *a, **kw):
@@ -265,7 +265,8 @@ def test_tape_to_tape_read_ahead_ends_where_reading_record_by_record_does(
     monkeypatch.setattr(Tape, "read_records", spy)
     got = _tape_to_tape(lab, "ahead", ahead, recs, tail, capacity, count=count)
     monkeypatch.undo()
-    want = _tape_to_tape(lab, "plain", CopyManager(chunk=4 * REC, read_ahead=0), recs, tail,
+    want = _tape_to_tape(lab, "plain", CopyManager(chunk=4 * REC, read_ahead=0,
+                                                   kernel_copy=False), recs, tail,
                          capacity, count=count)
     assert got == want
     assert "read" in threads  # batches were read on the read-ahead's thread

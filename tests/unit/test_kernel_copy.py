@@ -1,6 +1,7 @@
-"""Disk to tape and disk to disk with the bytes copied by the kernel (copy_file_range):
-the same records, blocks, counts, digest and sense as the copy through the daemon's
-buffers, and back to the buffers wherever the kernel does not copy."""
+"""Copies with the bytes copied by the kernel (copy_file_range), disk to tape, disk to
+disk, tape to disk and tape to tape: the same records, blocks, counts, digest, sense and
+positions as the copy through the daemon's buffers, and back to the buffers wherever the
+kernel does not copy."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from lio_xcopy.scsi.sense import Asc, SenseKey
 
 BlockToStream, BlockToStreamHeld = xcopy.BlockToStream, xcopy.BlockToStreamHeld
 BlockToBlock, BlockToBlockHeld = xcopy.BlockToBlock, xcopy.BlockToBlockHeld
-StreamToBlock = xcopy.StreamToBlock
+StreamToBlock, StreamToStream = xcopy.StreamToBlock, xcopy.StreamToStream
 BlockToStreamOffset, ListIdUsage = xcopy.BlockToStreamOffset, xcopy.ListIdUsage
 
 MiB = 1 << 20
@@ -421,3 +422,80 @@ def test_a_tape_to_disk_error_is_reported_as_through_buffers(copy_lab, faults, w
               before=_records(os.urandom(MiB)), kind="tape-disk", fault=fault)
     asc = Asc.UNRECOVERED_READ_ERROR if where == "tape" else Asc.WRITE_ERROR
     assert r["ended"][:3] == ("error", SenseKey.COPY_ABORTED, asc)
+
+
+# --- tape to tape --------------------------------------------------------------------------
+
+def _tape_to_tape(copy_lab, kernel, objects, capacity, count, on_b=(), before_copy=None):
+    """A 06h copy of ``count`` bytes in 64 KiB records from a tape holding ``objects``
+    to a new one of ``capacity`` (holding ``on_b``): the report, both positions and the
+    records there."""
+    tag = "k" if kernel else "b"
+    a, b = copy_lab.tape(f"tt-a{tag}"), copy_lab.tape(f"tt-b{tag}", capacity=capacity)
+    write(a, *objects)
+    write(b, *on_b)
+    a.rewind()
+    if before_copy is not None:
+        before_copy()
+    manager = CopyManager(chunk=CHUNK, kernel_copy=kernel)
+    for dev in (a, b):
+        manager.register(dev)
+    plist = xcopy.build_extended_copy([cscd(a), cscd(b)], [StreamToStream(0, 1, count, REC,
+                                                                          REC)],
+                                      list_identifier=5, list_id_usage=ListIdUsage.HOLD)
+    cdb = xcopy.ExtendedCopyLid1(parameter_list_length=len(plist)).encode()
+    out = report(manager, a, a.handle(Command(cdb, DataBuffer.of(bytearray(plist)))))
+    out.update({"source position": a.medium.position, "position": b.medium.position,
+                "records": tape_records(b)})
+    assert AwsTape.open_readonly(b.medium.path).damage is None
+    return out
+
+
+@pytest.mark.parametrize(("records", "capacity_records", "tail"), [
+    (40, 64, []),  # all of it
+    (40, 10, []),  # the destination fills in the third batch
+    (40, 17, []),  # ... in the fifth
+    (9, 64, [None, os.urandom(REC)]),  # a filemark in the third batch: DATA UNDERRUN
+    (12, 64, [b"s" * 1000, os.urandom(REC)]),  # a short record ends the third batch
+])
+def test_tape_to_tape_is_the_same_and_the_kernel_copies_it(copy_lab, monkeypatch, records,
+                                                            capacity_records, tail):
+    copied = _spy(monkeypatch, "copy_range")  # bytes of each region of records copied
+    data = os.urandom(records * REC)
+    objects = [*_records(data), *tail]
+    count = len(data) + sum(len(t) for t in tail if t) + (REC if tail else 0)
+    capacity = capacity_records * awstape_module.footprint(REC) + 10
+    want = _tape_to_tape(copy_lab, False, objects, capacity, count)
+    got = _tape_to_tape(copy_lab, True, objects, capacity, count)
+    assert got == want
+    assert want["records"][: min(records, capacity_records)] == _records(data)[
+        : min(records, capacity_records)]
+    assert copied and all(n % awstape_module.footprint(REC) == 0 for n in copied)
+
+
+def test_tape_to_tape_after_records_on_the_destination_chains_on_from_them(copy_lab,
+                                                                           monkeypatch):
+    """The first header copied carries the destination's previous length, not the
+    source's: a filemark and a 100-byte record already there."""
+    copied = _spy(monkeypatch, "copy_range")
+    data = os.urandom(8 * REC)
+    runs = [_tape_to_tape(copy_lab, kernel, _records(data), 1 << 24, len(data),
+                          on_b=(None, b"y" * 100)) for kernel in (False, True)]
+    assert runs[0] == runs[1] and copied
+    assert runs[1]["records"] == [None, b"y" * 100, *_records(data)]
+
+
+def test_tape_to_tape_from_records_chunked_otherwise_is_read_through_buffers(copy_lab,
+                                                                            monkeypatch):
+    data = os.urandom(8 * REC)
+    ours = awstape_module._chunk_lengths
+    copied = _spy(monkeypatch, "copy_range")
+    runs = []
+    for kernel in (False, True):
+        monkeypatch.setattr(awstape_module, "_chunk_lengths",
+                            lambda n: [n // 2, n - n // 2] if n == REC else ours(n))
+        runs.append(_tape_to_tape(
+            copy_lab, kernel, _records(data), 1 << 24, len(data),
+            before_copy=lambda: monkeypatch.setattr(awstape_module, "_chunk_lengths", ours)))
+    assert runs[0] == runs[1] and copied  # copied, checked, undone, read again
+    assert runs[1]["records"] == _records(data) and runs[1]["ended"] == ("ok", 0)
