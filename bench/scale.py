@@ -252,14 +252,20 @@ def copies_at_once(pairs: list[tuple[str, str, str]], size: int, daemon: Daemon)
         except BaseException as e:  # reported by the caller
             errors.append(e)
 
-    threads = [threading.Thread(target=one, args=(s, d)) for s, d, _ in pairs]
+    # daemon threads: a copy stuck in SG_IO on a LUN whose daemon died must not keep
+    # the bench from reporting that and exiting
+    threads = [threading.Thread(target=one, args=(s, d), daemon=True) for s, d, _ in pairs]
     for t in threads:
         t.start()
     before = daemon.usage()
     gate.wait()
     t0 = time.monotonic()
     for t in threads:
-        t.join()
+        while t.is_alive():
+            t.join(1.0)
+            if daemon.proc.poll() is not None:
+                raise RuntimeError(f"{daemon.name} exited {daemon.proc.returncode} during "
+                                   f"the copies:\n{daemon.tail()}")
     secs = time.monotonic() - t0
     used = daemon.usage() - before
     if errors:
