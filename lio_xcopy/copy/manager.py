@@ -1503,9 +1503,9 @@ class CopyManager:
         record. It stops, the bytes done, at the first batch that is not all such
         records or does not all fit; the caller moves the rest."""
         src, dst = plan.source, plan.destination
-        if not (self.kernel_copy and hasattr(src, "copy_records_to")) \
-                or plan.segment.HOLDS_DATA:
-            return 0
+        if not (self.kernel_copy and hasattr(src, "copy_records_to")
+                and hasattr(dst, "copy_records_to")) or plan.segment.HOLDS_DATA:
+            return 0  # both ends our own cartridges
         done = 0
         while done < total:
             n = min(span, total - done)
