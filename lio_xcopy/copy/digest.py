@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import xxhash
 
+from lio_xcopy.devices.filecopy import FileData, xxh3_128
 from lio_xcopy.scsi.xcopy import DigestAlgorithm
 
 #: The copy manager's digest unless the daemon is told otherwise.
@@ -40,9 +41,12 @@ class Hash(Protocol):
 
 
 def new(algorithm: DigestAlgorithm) -> Hash:
-    """A fresh hash of ``algorithm``."""
+    """A fresh hash of ``algorithm``: XXH3-128 compiled with our file helpers where they
+    are built (the same digest, and :meth:`FileData.hash_into` hashes into it with the
+    GIL released), else the xxhash package's."""
     if algorithm is DigestAlgorithm.XXH3_128:
-        return xxhash.xxh3_128()
+        compiled = xxh3_128()
+        return compiled if compiled is not None else xxhash.xxh3_128()
     return hashlib.sha256()
 
 
@@ -82,13 +86,27 @@ class BackgroundDigest:
 
     def update_now(self, *data: Any) -> None:
         """Hash each of ``data`` after what came before, on the caller's thread, before
-        returning: for bytes the caller cannot keep unchanged (a mapping of a file it
-        is about to unmap)."""
+        returning: for bytes the caller cannot keep unchanged."""
         with self._cv:
             while self._done < self._submitted:
                 self._cv.wait()
             for piece in data:
                 self._hash.update(piece)
+
+    def update_file(self, data: FileData) -> None:
+        """Hash the data a file holds (a kernel copy's, as its destination now holds
+        it) after what came before, before returning: in one compiled call where it can
+        (:meth:`FileData.hash_into`), else piece by piece through a mapping. A
+        :class:`~lio_xcopy.devices.filecopy.KernelCopyFailed` from a header check
+        leaves the digest as it was."""
+        with self._cv:
+            while self._done < self._submitted:
+                self._cv.wait()
+            if data.hash_into(self._hash):
+                return
+            with data.views() as views:
+                for piece in views:
+                    self._hash.update(piece)
 
     def ticket(self) -> int:
         """What has been handed over so far: :meth:`wait` for it to be hashed."""

@@ -47,7 +47,7 @@ from lio_xcopy.copy.readahead import READ_AHEAD, ReadAhead
 from lio_xcopy.copy.rod import RodSource, RodTokens
 from lio_xcopy.devices.base import LogicalUnit
 from lio_xcopy.devices.buffer import DataBuffer
-from lio_xcopy.devices.filecopy import KernelCopyFailed
+from lio_xcopy.devices.filecopy import FileData, KernelCopyFailed
 from lio_xcopy.scsi import ssc, xcopy
 from lio_xcopy.scsi.errors import (
     CheckCondition,
@@ -1789,14 +1789,16 @@ def _quiet_early_warning(write: Any, *args: Any, **kw: Any) -> None:
         write(*args, **kw)
 
 
-def _hash_now(job: CopyJob, views: list[memoryview]) -> None:
-    """Hand ``views`` to the copy's digest, hashed before this returns."""
-    now = getattr(job.digest, "update_now", None)
+def _hash_now(job: CopyJob, data: FileData) -> None:
+    """Hand ``data`` (a kernel copy's, as the file holds it) to the copy's digest,
+    hashed before this returns."""
+    now = getattr(job.digest, "update_file", None)
     if now is not None:
-        now(*views)
+        now(data)
         return
-    for view in views:
-        job.digest.update(view)
+    with data.views() as views:
+        for view in views:
+            job.digest.update(view)
 
 
 class _Staging:

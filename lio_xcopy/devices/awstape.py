@@ -28,12 +28,12 @@ from dataclasses import dataclass
 
 from lio_xcopy.devices.buffer import IOV_MAX, DataBuffer, PartialTransfer
 from lio_xcopy.devices.filecopy import (
+    FileData,
     FileSource,
     KernelCopyFailed,
     copy_range,
     deinterleave,
     interleave,
-    mapped,
 )
 from lio_xcopy.errors import BackingStoreError, ConfigError, LioXcopyError
 
@@ -44,6 +44,8 @@ NEWREC = 0x80
 TAPEMARK = 0x40
 ENDREC = 0x20
 WHOLE = NEWREC | ENDREC
+#: the bytes of a chunk header a record's layout fixes: all but the previous length
+_HEADER_MASK = b"\xff\xff\x00\x00\xff\xff"
 EARLY_WARNING_MAX = 64 << 20
 _SCAN_WINDOW = 1 << 16
 _FILEMARK_HEADERS_PER_WRITE = (1 << 16) // HEADER_LEN
@@ -355,16 +357,6 @@ def _chunk_flags(j: int, chunks: int) -> int:
     return (NEWREC if j == 0 else 0) | (ENDREC if j == chunks - 1 else 0)
 
 
-def _check_headers(data: memoryview, pieces: list[tuple[int, int]], lengths: list[int]) -> None:
-    """The chunk headers before ``pieces`` (data offset, length) in ``data`` are those of
-    records chunked in ``lengths``; else :class:`KernelCopyFailed`."""
-    per = len(lengths)
-    for i, (a, n) in enumerate(pieces):
-        cur, _, f1, f2 = HEADER.unpack_from(data, a - HEADER_LEN)
-        if cur != n or f1 != _chunk_flags(i % per, per) or f2:
-            raise KernelCopyFailed(f"the record at chunk {i} is chunked otherwise")
-
-
 class AwsTape:
     """One cartridge file, its index and the current position."""
 
@@ -658,10 +650,11 @@ class AwsTape:
 
     @contextlib.contextmanager
     def records_out(self, length: int, count: int, fd: int, offset: int
-                    ) -> Iterator[list[memoryview] | None]:
+                    ) -> Iterator[FileData | None]:
         """Copy the data of the next ``count`` records, of ``length`` bytes each, one
         after the other into file ``fd`` at ``offset``, by the kernel; yields their
-        data as the cartridge holds it (as :meth:`record_data`) and, when the block
+        data as the cartridge holds it (:meth:`records_at`, headers checked: show it or
+        :meth:`~lio_xcopy.devices.filecopy.FileData.check` it) and, when the block
         ends without an error, moves the position past them. Yields None, copying
         nothing, unless all ``count`` are such records, laid out as
         :meth:`write_record` lays them. :class:`KernelCopyFailed` when the kernel did
@@ -675,8 +668,7 @@ class AwsTape:
             deinterleave(self._fd, first, fd, offset, HEADER_LEN, lengths, count)
         except OSError as e:
             raise KernelCopyFailed(f"{self.path}: {e.strerror or e}") from e
-        with self.record_data(first, length, count, check=True) as views:
-            yield views
+        yield self.records_at(first, length, count, check=True)
         self._pos += count
 
     def _read_data(self, n: int, buf: DataBuffer, start: int, want: int) -> None:
@@ -828,7 +820,7 @@ class AwsTape:
         tape's previous length; they end the tape, and ``source``'s position does not
         move. :class:`MediumFull` when they do not all fit; when the kernel does not
         copy them, :class:`KernelCopyFailed` with none of them kept (the tape ends at
-        the position). The caller checks the headers (:meth:`record_data` with
+        the position). The caller checks the headers (:meth:`records_at` with
         ``check``) and :meth:`unwrite` them when they are chunked otherwise: this
         returns what :meth:`unwrite` takes."""
         if length <= 0 or count <= 0 or source.equal_records(length, count)[0] < count:
@@ -860,39 +852,20 @@ class AwsTape:
         """Move the position past ``count`` objects (records another call copied)."""
         self._pos = min(self._pos + count, len(self._off))
 
-    @contextlib.contextmanager
-    def record_data(self, offset: int, length: int, count: int, *, check: bool = False
-                    ) -> Iterator[list[memoryview]]:
+    def records_at(self, offset: int, length: int, count: int, *, check: bool = False
+                   ) -> FileData:
         """The data of the ``count`` records of ``length`` bytes whose first header is at
-        file ``offset``, as :meth:`write_record` laid them out: read-only views of a
-        mapping of the file (read into memory where the file cannot be mapped), valid
-        for the ``with`` block only. With ``check``, a chunk header other than such a
-        layout has (a record chunked otherwise) is :class:`KernelCopyFailed`."""
-        lengths = _chunk_lengths(length)
-        size = footprint(length) * count
-        pieces = []
-        at = 0
-        for _ in range(count):
-            for cur in lengths:
-                pieces.append((at + HEADER_LEN, cur))
-                at += HEADER_LEN + cur
-        with contextlib.ExitStack() as stack:
-            try:
-                whole = stack.enter_context(mapped(self._fd, offset, size))
-            except (OSError, ValueError):  # a file that cannot be mapped: read it
-                data = os.pread(self._fd, size, offset)
-                if len(data) < size:
-                    raise OSError(errno.EIO, f"short read of {size} bytes at {offset}") from None
-                whole = memoryview(data)
-            if check:
-                _check_headers(whole, pieces, lengths)
-            views = [whole[a : a + n] for a, n in pieces]
-            try:
-                yield views
-            finally:
-                for v in views:
-                    v.release()
-                views.clear()
+        file ``offset``, as :meth:`write_record` laid them out. With ``check``, showing
+        it finds a chunk header other than such a layout has (a record chunked
+        otherwise) and is :class:`KernelCopyFailed`."""
+        lengths = tuple(_chunk_lengths(length))
+        if not check:
+            return FileData(self._fd, offset, lengths, count, HEADER_LEN)
+        per = len(lengths)
+        expect = b"".join(HEADER.pack(n, 0, _chunk_flags(j, per), 0)
+                          for j, n in enumerate(lengths))
+        return FileData(self._fd, offset, lengths, count, HEADER_LEN, expect,
+                        _HEADER_MASK * per)
 
     def write_filemarks(self, count: int) -> None:
         """Write ``count`` filemarks at the position, which becomes the end of the tape."""

@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Protocol
 from lio_xcopy.devices.backing import BackingStore
 from lio_xcopy.devices.base import Command, DirectIo, LogicalUnit, LunIdentity, command
 from lio_xcopy.devices.buffer import DataBuffer, PartialTransfer
-from lio_xcopy.devices.filecopy import FileSource, KernelCopyFailed, copy_range, mapped
+from lio_xcopy.devices.filecopy import FileData, FileSource, KernelCopyFailed, copy_range
 from lio_xcopy.devices.locks import SharedExclusive
 from lio_xcopy.errors import BackingStoreError, ConfigError
 from lio_xcopy.scsi import rod, sbc, spc, tpc_vpd
@@ -166,7 +166,7 @@ class Disk(LogicalUnit):
         return self.store.fd, pos
 
     def write_from_file(self, source: FileSource, pos: int, lba: int, count: int, *,
-                        seen: Callable[[list[memoryview]], object] | None = None) -> None:
+                        seen: Callable[[FileData], object] | None = None) -> None:
         """:meth:`write_blocks` of ``count`` blocks at ``lba`` whose data the kernel
         copies from ``source`` (from its byte ``pos``) into the backing file, never
         through a buffer of ours (:mod:`~lio_xcopy.devices.filecopy`); ``seen`` is then
@@ -209,20 +209,13 @@ class Disk(LogicalUnit):
             except OSError as e:
                 raise KernelCopyFailed(f"fdatasync: {e.strerror or e}") from e
 
-    def _show(self, offset: int, nbytes: int, seen: Callable[[list[memoryview]], object]
-              ) -> None:
-        """Show ``seen`` the store's ``nbytes`` at ``offset``: mapped, or read where the
-        store cannot be mapped."""
-        with contextlib.ExitStack() as stack:
-            try:
-                view = stack.enter_context(mapped(self.store.fd, offset, nbytes))
-            except (OSError, ValueError):
-                try:
-                    view = memoryview(os.pread(self.store.fd, nbytes, offset))
-                except OSError as e:
-                    raise MediumError(Asc.UNRECOVERED_READ_ERROR, offset // self.block_size,
-                                      str(e)) from e
-            seen([view])
+    def _show(self, offset: int, nbytes: int, seen: Callable[[FileData], object]) -> None:
+        """Show ``seen`` the store's ``nbytes`` at ``offset``."""
+        try:
+            seen(FileData.span(self.store.fd, offset, nbytes))
+        except OSError as e:
+            raise MediumError(Asc.UNRECOVERED_READ_ERROR, offset // self.block_size,
+                              str(e)) from e
 
     def write_blocks(self, lba: int, count: int, buf: DataBuffer, *, fua: bool = False) -> int:
         """Write ``count`` blocks from the front of ``buf`` at ``lba``; returns the bytes

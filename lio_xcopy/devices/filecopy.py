@@ -12,13 +12,14 @@ itself, which reports a failure against the right device.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import functools
 import importlib
 import mmap
 import os
 from collections.abc import Callable, Iterator, Sequence
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 from lio_xcopy.errors import LioXcopyError
 
@@ -91,6 +92,108 @@ def mapped(fd: int, offset: int, length: int) -> Iterator[memoryview]:
         whole.release()
         with contextlib.suppress(BufferError):  # a view kept by mistake: unmapped with it
             m.close()
+
+
+@dataclasses.dataclass(frozen=True)
+class FileData:
+    """Data as a file holds it, shown to a copy's digest: ``count`` records at ``offset``
+    of ``fd``, each chunk ``j`` a ``header_len``-byte header and then ``lengths[j]``
+    bytes of data (:meth:`span`: a plain range, no headers). With ``expect`` (and
+    ``mask``, of the same size: a header for each chunk of one record) each chunk's
+    header, masked, must be its ``expect``; else the data is not as the caller laid it
+    (a record chunked otherwise) and showing it is :class:`KernelCopyFailed`."""
+
+    fd: int
+    offset: int
+    lengths: tuple[int, ...]
+    count: int = 1
+    header_len: int = 0
+    expect: bytes = b""
+    mask: bytes = b""
+
+    @classmethod
+    def span(cls, fd: int, offset: int, n: int) -> FileData:
+        """The ``n`` bytes of ``fd`` at ``offset``."""
+        return cls(fd, offset, (n,))
+
+    @property
+    def size(self) -> int:
+        """The bytes the records take in the file, headers and all."""
+        return (self.header_len * len(self.lengths) + sum(self.lengths)) * self.count
+
+    @property
+    def nbytes(self) -> int:
+        """The data bytes, headers left out."""
+        return sum(self.lengths) * self.count
+
+    @contextlib.contextmanager
+    def views(self) -> Iterator[list[memoryview]]:
+        """Read-only views of the data pieces in order, valid for the ``with`` block:
+        mapped, or read where the file cannot be mapped (an OSError where it cannot be
+        read either)."""
+        size = self.size
+        with contextlib.ExitStack() as stack:
+            try:
+                whole = stack.enter_context(mapped(self.fd, self.offset, size))
+            except (OSError, ValueError):  # a file that cannot be mapped: read it
+                data = os.pread(self.fd, size, self.offset)
+                if len(data) < size:
+                    raise OSError(errno.EIO, f"short read of {size} bytes at {self.offset}"
+                                  ) from None
+                whole = memoryview(data)
+            views = []
+            at, per = 0, len(self.lengths)
+            try:
+                for i in range(self.count * per):
+                    j = i % per
+                    if self.expect:
+                        self._check(whole, at, j, i)
+                    at += self.header_len
+                    views.append(whole[at : at + self.lengths[j]])
+                    at += self.lengths[j]
+                yield views
+            finally:
+                for v in views:
+                    v.release()
+                views.clear()
+
+    def check(self) -> None:
+        """Check the headers (as :meth:`views` does) without showing the data."""
+        if self.expect:
+            with self.views():
+                pass
+
+    def _check(self, whole: memoryview, at: int, j: int, i: int) -> None:
+        hl = self.header_len
+        want, mask = self.expect[j * hl : (j + 1) * hl], self.mask[j * hl : (j + 1) * hl]
+        have = int.from_bytes(whole[at : at + hl], "little")
+        if have & int.from_bytes(mask, "little") != int.from_bytes(want, "little"):
+            raise KernelCopyFailed(f"the record at chunk {i} is chunked otherwise")
+
+    def hash_into(self, hasher: Any) -> bool:
+        """Hash the data into ``hasher`` in one compiled call that maps the file, checks
+        the headers and hashes with the GIL released once; True when done. False,
+        nothing hashed, where ``hasher`` is not the compiled :func:`xxh3_128` or the
+        file cannot be mapped: hash :meth:`views` then."""
+        module: Any = compiled_helpers()
+        kind = getattr(module, "xxh3_128", None)
+        if kind is None or not isinstance(hasher, kind):
+            return False
+        try:
+            bad: int = module.hash_file(hasher, self.fd, self.offset, self.header_len,
+                                        self.lengths, self.count, self.expect, self.mask)
+        except OSError:
+            return False
+        if bad >= 0:
+            raise KernelCopyFailed(f"the record at chunk {bad} is chunked otherwise")
+        return True
+
+
+def xxh3_128() -> Any | None:
+    """A fresh compiled XXH3-128 hash (the digest ``xxhash.xxh3_128`` gives), whose data
+    :meth:`FileData.hash_into` hashes without the GIL; None where not built."""
+    kind = getattr(compiled_helpers(), "xxh3_128", None)
+    return None if kind is None else kind()
 
 
 #: ``interleave(src_fd, src_off, dst_fd, dst_off, first, rest, lengths, count)``

@@ -36,7 +36,7 @@ from lio_xcopy.devices.awstape import (
 )
 from lio_xcopy.devices.base import Command, LogicalUnit, LunIdentity, command
 from lio_xcopy.devices.buffer import DataBuffer
-from lio_xcopy.devices.filecopy import FileSource, KernelCopyFailed, KernelSink
+from lio_xcopy.devices.filecopy import FileData, FileSource, KernelCopyFailed, KernelSink
 from lio_xcopy.errors import BackingStoreError, ConfigError
 from lio_xcopy.scsi import spc, ssc
 from lio_xcopy.scsi.errors import (
@@ -398,7 +398,7 @@ class Tape(LogicalUnit):
             return count
 
     def write_records_from(self, source: FileSource, pos: int, length: int, count: int, *,
-                           seen: Callable[[list[memoryview]], object] | None = None) -> int:
+                           seen: Callable[[FileData], object] | None = None) -> int:
         """:meth:`write_records` of data the kernel copies from ``source`` (from its
         byte ``pos``) into the cartridge file, never through a buffer of ours
         (:mod:`~lio_xcopy.devices.filecopy`); ``seen`` is then shown the data of the
@@ -419,14 +419,13 @@ class Tape(LogicalUnit):
                         tape.sync()
                 self._count_written(fit * length)
                 if seen is not None:
-                    with self._io_errors(Asc.UNRECOVERED_READ_ERROR, length), \
-                            tape.record_data(start, length, fit) as views:
-                        seen(views)
+                    with self._io_errors(Asc.UNRECOVERED_READ_ERROR, length):
+                        seen(tape.records_at(start, length, fit))
             self._overflow_or_warn(tape, length, fit, count)
             return count
 
     def read_records_to(self, sink: KernelSink, lba: int, length: int, count: int, *,
-                        seen: Callable[[list[memoryview]], object] | None = None) -> int:
+                        seen: Callable[[FileData], object] | None = None) -> int:
         """:meth:`read_records` of ``count`` logical blocks of exactly ``length`` bytes
         whose data the kernel copies from the cartridge file into ``sink``'s blocks from
         ``lba`` (``kernel_write``), never through a buffer of ours; ``seen`` is then
@@ -443,17 +442,19 @@ class Tape(LogicalUnit):
                 return 0
             with sink.kernel_write(lba, blocks) as (fd, offset, commit), \
                     self._io_errors(Asc.UNRECOVERED_READ_ERROR, length), \
-                    tape.records_out(length, count, fd, offset) as views:
-                if views is None:
+                    tape.records_out(length, count, fd, offset) as data:
+                if data is None:
                     return 0
+                if seen is None:
+                    data.check()
                 commit()
                 if seen is not None:
-                    seen(views)
+                    seen(data)
             self._count_read(count * length)
             return count
 
     def copy_records_to(self, dst: Tape, length: int, count: int, *,
-                        seen: Callable[[list[memoryview]], object] | None = None) -> int:
+                        seen: Callable[[FileData], object] | None = None) -> int:
         """Of the next ``count`` logical blocks, those of exactly ``length`` bytes (up to
         the first other object, as :meth:`read_records`) written to ``dst`` as
         :meth:`write_records` writes them, copied by the kernel from this cartridge's
@@ -478,10 +479,12 @@ class Tape(LogicalUnit):
                 if not dst.buffered_mode:
                     with dst._io_errors(Asc.WRITE_ERROR, length):
                         dst_tape.sync()
-                with dst._io_errors(Asc.UNRECOVERED_READ_ERROR, length), \
-                        dst_tape.record_data(start, length, k, check=True) as views:
-                    if seen is not None:
-                        seen(views)
+                data = dst_tape.records_at(start, length, k, check=True)
+                with dst._io_errors(Asc.UNRECOVERED_READ_ERROR, length):
+                    if seen is None:
+                        data.check()
+                    else:
+                        seen(data)
             except KernelCopyFailed:
                 dst_tape.unwrite(n, start, before)
                 raise

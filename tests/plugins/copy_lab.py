@@ -71,10 +71,10 @@ def run(manager, receiving, cscds, segments, **kw):
 def tape_records(t: Tape):
     t.rewind()
     out = []
-    buf = DataBuffer.allocate(1 << 20)
+    buf = DataBuffer.allocate(1 << 24)
     while True:
         try:
-            n = t.read_record(buf, 1 << 20, sili=True)
+            n = t.read_record(buf, 1 << 24, sili=True)
             out.append(buf.tobytes(n))
         except CheckCondition as e:
             if e.sense.filemark:

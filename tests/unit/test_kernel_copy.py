@@ -9,8 +9,11 @@ import logging
 import os
 
 import pytest
+import xxhash
 from plugins.copy_lab import cscd, read_file, report, tape_records, write
 
+from lio_xcopy.copy import digest as copy_digest
+from lio_xcopy.copy.digest import BackgroundDigest
 from lio_xcopy.copy.manager import CopyManager
 from lio_xcopy.devices import awstape as awstape_module
 from lio_xcopy.devices import disk as disk_module
@@ -18,6 +21,7 @@ from lio_xcopy.devices import filecopy
 from lio_xcopy.devices.awstape import AwsTape
 from lio_xcopy.devices.base import Command
 from lio_xcopy.devices.buffer import DataBuffer
+from lio_xcopy.devices.filecopy import FileData
 from lio_xcopy.scsi import xcopy
 from lio_xcopy.scsi.sense import Asc, SenseKey
 
@@ -190,13 +194,25 @@ def test_a_disk_on_a_block_device_is_copied_through_buffers(copy_lab, kernel_cal
     assert r["ended"] == ("ok", 0) and kernel_calls == []
 
 
+def test_records_of_more_than_64_chunks_are_the_same(copy_lab, kernel_calls):
+    """A record of 4 MiB + 512 bytes is 65 AWSTAPE chunks (of 65535 bytes at most)."""
+    big = 4 * MiB + 512
+    data = os.urandom(2 * big)
+    r = _both(copy_lab, [BlockToStream(0, 1, 2 * big // 512, 0, big)], data=data)
+    assert r["ended"] == ("ok", 0) and r["records"] == [data[:big], data[big:]]
+    assert sum(kernel_calls) == 2
+
+
 def test_a_cartridge_that_cannot_be_mapped_is_digested_from_a_read(copy_lab, monkeypatch):
     def unmappable(*_args):
         raise OSError(19, "No such device")
 
     data = os.urandom(MiB)
     with_map = _copy(copy_lab, True, [BlockToStream(0, 1, 2048, 0, REC)], data=data)
-    monkeypatch.setattr(awstape_module, "mapped", unmappable)
+    monkeypatch.setattr(filecopy, "mapped", unmappable)
+    compiled = filecopy.compiled_helpers()
+    if compiled is not None:  # its mapping fails too
+        monkeypatch.setattr(compiled, "hash_file", unmappable)
     assert _copy(copy_lab, True, [BlockToStream(0, 1, 2048, 0, REC)], data=data) == with_map
 
 
@@ -211,7 +227,8 @@ class _File:
 
 
 @pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "python"])
-@pytest.mark.parametrize("length", [1, 511, 512, 4096, 65535, 65536, 131070, 200_000])
+@pytest.mark.parametrize("length", [1, 511, 512, 4096, 65535, 65536, 131070, 200_000,
+                                    4_200_000])  # 65 chunks
 def test_records_laid_by_the_kernel_are_those_a_write_lays(tmp_path, monkeypatch, compiled,
                                                           length):
     if compiled and filecopy.compiled_interleave() is None:
@@ -253,6 +270,82 @@ def test_a_kernel_copy_that_fails_leaves_the_tape_ending_at_the_position(tmp_pat
     again = AwsTape.open_readonly(tmp_path / "t.aws")
     assert again.damage is None and again.dump_records() == [b"a" * 1000]
     os.close(src.fd)
+
+
+# --- the digest of data as a file holds it ------------------------------------------------
+
+@pytest.fixture(params=["compiled", "python"])
+def helpers(request, monkeypatch):
+    """The compiled file helpers (their XXH3-128 hashing mapped data at once), or none."""
+    if request.param == "compiled":
+        if filecopy.compiled_helpers() is None:
+            pytest.skip("lio_xcopy.devices._filecopy is not built")
+    else:
+        monkeypatch.setattr(filecopy, "compiled_helpers", lambda: None)
+    return request.param
+
+
+def test_the_compiled_xxh3_128_is_the_xxhash_packages():
+    if filecopy.xxh3_128() is None:
+        pytest.skip("lio_xcopy.devices._filecopy is not built")
+    data = os.urandom(3 * MiB)
+    ours = filecopy.xxh3_128()
+    at = 0
+    for n in (0, 1, 4095, 4096, 4097, 65_535, 1, MiB, 17):  # each side of the GIL's limit
+        ours.update(memoryview(data)[at : at + n])
+        at += n
+    ours.update(data[at:])
+    assert ours.digest() == xxhash.xxh3_128(data).digest()
+    assert ours.hexdigest() == xxhash.xxh3_128(data).hexdigest()
+    assert copy_digest.new(xcopy.DigestAlgorithm.XXH3_128).__class__ is type(ours)
+
+
+@pytest.mark.parametrize("length", [1, 4096, REC, 200_000])
+def test_records_are_digested_as_the_file_holds_them(tmp_path, helpers, length):
+    t = AwsTape(tmp_path / "t.aws", 1 << 24)
+    t.write_record(DataBuffer.of(bytearray(b"z" * 100)), 0, 100)
+    start = t.offset
+    data = os.urandom(length * 5)
+    t.write_record(DataBuffer.of(bytearray(data)), 0, length, 5)
+    for algorithm in xcopy.DigestAlgorithm:
+        digest = BackgroundDigest(algorithm)
+        digest.update_file(t.records_at(start, length, 5, check=True))
+        want = copy_digest.new(algorithm)
+        want.update(data)
+        assert digest.digest() == want.digest()
+    blocks = FileData.span(os.open(t.path, os.O_RDONLY), 0, 100)
+    digest = BackgroundDigest()
+    digest.update_file(blocks)
+    assert digest.digest() == xxhash.xxh3_128((tmp_path / "t.aws").read_bytes()[:100]).digest()
+    os.close(blocks.fd)
+    t.close()
+
+
+def test_a_header_that_differs_is_found_before_anything_is_hashed(tmp_path, helpers):
+    """Only the layout's fields are compared: a first header's previous length (which
+    depends on what came before) is not."""
+    t = AwsTape(tmp_path / "t.aws", 1 << 24)
+    t.write_record(DataBuffer.of(bytearray(b"z" * 100)), 0, 100)
+    start = t.offset
+    t.write_record(DataBuffer.of(bytearray(os.urandom(4 * REC))), 0, REC, 4)
+    empty = BackgroundDigest().digest()
+    second = start + awstape_module.footprint(REC)
+    with open(t.path, "r+b") as f:  # the second record's last chunk: flags1 ENDREC off
+        f.seek(second + awstape_module.HEADER_LEN + 65535 + 4)
+        f.write(b"\x00")
+    for check, raises in ((True, True), (False, False)):
+        digest = BackgroundDigest()
+        data = t.records_at(start, REC, 4, check=check)
+        if raises:
+            with pytest.raises(filecopy.KernelCopyFailed, match="chunk 3 "):
+                digest.update_file(data)
+            with pytest.raises(filecopy.KernelCopyFailed):
+                data.check()
+            assert digest.digest() == empty  # nothing of it hashed
+        else:
+            digest.update_file(data)
+            assert digest.digest() != empty
+    t.close()
 
 
 # --- disk to disk --------------------------------------------------------------------------
