@@ -98,6 +98,9 @@ log = logging.getLogger(__name__)
 SPACE_CODES = (ssc.SPACE_BLOCKS, ssc.SPACE_FILEMARKS, ssc.SPACE_END_OF_DATA)
 
 CHUNK = 1 << 20  # bytes moved per read/write between block devices
+#: bytes the kernel copies from a disk into a tape per call (whole chunks, each counted as
+#: its READ): the daemon's work per call is the same whatever its size
+KERNEL_SPAN = 8 << 20
 HELD_RESULTS = 64  # finished copies remembered per LUN for RECEIVE COPY RESULTS
 #: Seconds a finished copy's results stay held for RECEIVE COPY RESULTS. SPC-4 lets the
 #: copy manager discard held results after a vendor-specific period; since TCMU does not
@@ -1200,9 +1203,10 @@ class CopyManager:
     def _kernel_to_stream(self, job: CopyJob, plan: _Plan, start: int, total: int, span: int,
                           per_write: int, record: int) -> int:
         """The whole chunks of :meth:`_block_to_stream` copied by the kernel from the
-        block device's file into the tape's (``write_records_from``), where both ends
-        are files and the segment holds no data: the same records, counts, digest and
-        errors as READs of ``span`` bytes and WRITEs of ``per_write``. The bytes done;
+        block device's file into the tape's (``write_records_from``, several chunks in a
+        call), where both ends are files and the segment holds no data: the same
+        records, counts, digest and errors as READs of ``span`` bytes and WRITEs of
+        ``per_write``. The bytes done;
         where the kernel does not copy, the rest is left to the caller's buffers."""
         src, tape = plan.source, plan.destination
         if not (self.kernel_copy and hasattr(src, "file_range")
@@ -1210,24 +1214,29 @@ class CopyManager:
                 or plan.segment.HOLDS_DATA or job.carry or span % per_write or per_write % record:
             return 0
         done = 0
+        group = max(span, KERNEL_SPAN // span * span)
         while done < total:
-            n = min(span, total - done)
+            n = min(group, total - done)
             if n % per_write:
-                break  # a WRITE in part: padded or carried on by the caller
+                n -= n % span  # a WRITE in part: padded or carried on by the caller
+                if not n:
+                    break
             try:
                 with self._device_errors(job, plan, source=False):
                     try:
                         _quiet_early_warning(tape.write_records_from, src,
                                              start + done, record, n // record,
                                              seen=functools.partial(_hash_now, job))
-                    except CheckCondition as e:  # the source's READ and each WRITE done
-                        job.operations += 1 + (e.transferred or 0) // per_write
-                        job.transferred += e.transferred or 0
+                    except CheckCondition as e:  # the READs and each WRITE done
+                        moved = e.transferred or 0
+                        job.operations += moved // span + 1 + moved // per_write
+                        job.transferred += moved
                         raise
             except KernelCopyFailed as e:
                 self._kernel_stopped(job, src, tape, done, e)
                 break
-            job.operations += n // per_write  # the READ, and the WRITEs but one
+            # a READ per chunk and the WRITEs, one counted by _device_errors
+            job.operations += -(-n // span) + n // per_write - 1
             job.transferred += n
             done += n
         return done

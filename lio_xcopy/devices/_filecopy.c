@@ -371,39 +371,73 @@ static long long mismatch(const unsigned char *p, size_t hlen, const size_t *len
     return -1;
 }
 
+/* The arguments hash_file and hash_mapped share, checked: the layout of `count`
+ * records (chunk headers `hlen` bytes, data lengths[j]) and the headers they must have. */
+struct layout {
+    long long hlen, count;
+    size_t lengths[MAX_CHUNKS];
+    Py_ssize_t k;
+    size_t size;           /* bytes in the file, headers and all */
+    Py_buffer expect, mask;
+};
+
+static int parse_layout(struct layout *l, long long offset, PyObject *lengths_obj)
+{
+    if (parse_lengths(lengths_obj, l->lengths, &l->k) < 0)
+        return -1;
+    size_t per = 0;
+    for (Py_ssize_t j = 0; j < l->k; j++)
+        per += (size_t)l->hlen + l->lengths[j];
+    if (offset < 0 || l->hlen < 0 || l->hlen > 64 || l->count < 0
+        || l->expect.len != l->mask.len
+        || (l->expect.len && l->expect.len != l->k * l->hlen)
+        || (l->count && per > (size_t)(INT64_MAX - offset) / (size_t)l->count)) {
+        PyErr_SetString(PyExc_ValueError, "hash: bad layout");
+        return -1;
+    }
+    l->size = per * (size_t)l->count;
+    return 0;
+}
+
+/* Check the headers of the records at `p`, then hash their data: the first chunk whose
+ * header differs (nothing hashed), or -1 once hashed. No GIL needed. */
+static long long hash_records(Hasher *h, const unsigned char *p, const struct layout *l)
+{
+    if (l->expect.len) {
+        long long bad = mismatch(p, (size_t)l->hlen, l->lengths, l->k, l->count,
+                                 l->expect.buf, l->mask.buf);
+        if (bad >= 0)
+            return bad;
+    }
+    for (long long i = 0; i < l->count; i++)
+        for (Py_ssize_t j = 0; j < l->k; j++) {
+            p += l->hlen;
+            XXH3_128bits_update(h->state, p, l->lengths[j]);
+            p += l->lengths[j];
+        }
+    return -1;
+}
+
 static PyObject *hash_file(PyObject *self, PyObject *args)
 {
     Hasher *h;
     int fd;
-    long long offset, hlen, count;
+    long long offset;
     PyObject *lengths_obj;
-    Py_buffer expect, mask;
-    if (!PyArg_ParseTuple(args, "O!iLLOLy*y*", &HasherType, &h, &fd, &offset, &hlen,
-                          &lengths_obj, &count, &expect, &mask))
+    struct layout l;
+    if (!PyArg_ParseTuple(args, "O!iLLOLy*y*", &HasherType, &h, &fd, &offset, &l.hlen,
+                          &lengths_obj, &l.count, &l.expect, &l.mask))
         return NULL;
     PyObject *result = NULL;
-    size_t lengths[MAX_CHUNKS];
-    Py_ssize_t k;
-    if (parse_lengths(lengths_obj, lengths, &k) < 0)
+    if (parse_layout(&l, offset, lengths_obj) < 0)
         goto out;
-    size_t per = 0;
-    for (Py_ssize_t j = 0; j < k; j++)
-        per += (size_t)hlen + lengths[j];
-    int checking = expect.len != 0;
-    if (offset < 0 || hlen < 0 || hlen > 64 || count < 0 || expect.len != mask.len
-        || (checking && expect.len != k * hlen)
-        || (count && per > (size_t)(INT64_MAX - offset) / (size_t)count)) {
-        PyErr_SetString(PyExc_ValueError, "hash_file: bad layout");
-        goto out;
-    }
-    size_t size = per * (size_t)count;
-    if (size == 0) {
+    if (l.size == 0) {
         result = PyLong_FromLong(-1);
         goto out;
     }
     long page = sysconf(_SC_PAGESIZE);
     int64_t base = offset - offset % page;
-    size_t span = size + (size_t)(offset - base);
+    size_t span = l.size + (size_t)(offset - base);
     long long bad = -1;
     int err = 0;
     hasher_lock(h);
@@ -412,15 +446,7 @@ static PyObject *hash_file(PyObject *self, PyObject *args)
     if (m == MAP_FAILED) {
         err = errno;
     } else {
-        const unsigned char *p = m + (offset - base);
-        if (checking)
-            bad = mismatch(p, (size_t)hlen, lengths, k, count, expect.buf, mask.buf);
-        for (long long i = 0; bad < 0 && i < count; i++)
-            for (Py_ssize_t j = 0; j < k; j++) {
-                p += hlen;
-                XXH3_128bits_update(h->state, p, lengths[j]);
-                p += lengths[j];
-            }
+        bad = hash_records(h, m + (offset - base), &l);
         munmap(m, span);
     }
     Py_END_ALLOW_THREADS
@@ -432,8 +458,51 @@ static PyObject *hash_file(PyObject *self, PyObject *args)
     }
     result = PyLong_FromLongLong(bad);
 out:
-    PyBuffer_Release(&expect);
-    PyBuffer_Release(&mask);
+    PyBuffer_Release(&l.expect);
+    PyBuffer_Release(&l.mask);
+    return result;
+}
+
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22   /* Linux 5.14 */
+#endif
+
+static PyObject *hash_mapped(PyObject *self, PyObject *args)
+{
+    Hasher *h;
+    Py_buffer map;
+    long long offset;
+    PyObject *lengths_obj;
+    struct layout l;
+    if (!PyArg_ParseTuple(args, "O!y*LLOLy*y*", &HasherType, &h, &map, &offset, &l.hlen,
+                          &lengths_obj, &l.count, &l.expect, &l.mask))
+        return NULL;
+    PyObject *result = NULL;
+    if (parse_layout(&l, offset, lengths_obj) < 0)
+        goto out;
+    if ((size_t)offset > (size_t)map.len || l.size > (size_t)map.len - (size_t)offset) {
+        PyErr_SetString(PyExc_ValueError, "hash_mapped: the records lie past the mapping");
+        goto out;
+    }
+    long long bad = -1;
+    if (l.size) {
+        long page = sysconf(_SC_PAGESIZE);
+        unsigned char *start = (unsigned char *)map.buf + offset;
+        unsigned char *a = (unsigned char *)((uintptr_t)start - (uintptr_t)start % page);
+        size_t n = l.size + (size_t)(start - a);
+        hasher_lock(h);
+        Py_BEGIN_ALLOW_THREADS
+        madvise(a, n, MADV_POPULATE_READ);  /* one call maps them all; else they fault */
+        bad = hash_records(h, start, &l);
+        madvise(a, n, MADV_DONTNEED);       /* the page cache keeps them, we do not */
+        Py_END_ALLOW_THREADS
+        PyThread_release_lock(h->lock);
+    }
+    result = PyLong_FromLongLong(bad);
+out:
+    PyBuffer_Release(&map);
+    PyBuffer_Release(&l.expect);
+    PyBuffer_Release(&l.mask);
     return result;
 }
 
@@ -457,6 +526,11 @@ static PyMethodDef methods[] = {
      "header masked must equal its ``expect`` first: else nothing is hashed and the\n"
      "result is the index of the first chunk that differs; -1 once hashed. OSError\n"
      "when the file cannot be mapped."},
+    {"hash_mapped", hash_mapped, METH_VARARGS,
+     "hash_mapped(hasher, mapping, offset, header_len, lengths, count, expect, mask) -> int\n\n"
+     "``hash_file`` of records at ``offset`` of ``mapping`` (a read-only mapping of the\n"
+     "whole file, kept): their pages are mapped in one call and let go after (the page\n"
+     "cache keeps them), with no mmap or munmap, which serialize a process's threads."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -29,8 +29,10 @@ from dataclasses import dataclass
 from lio_xcopy.devices.buffer import IOV_MAX, DataBuffer, PartialTransfer
 from lio_xcopy.devices.filecopy import (
     FileData,
+    FileMap,
     FileSource,
     KernelCopyFailed,
+    compiled_helpers,
     copy_range,
     deinterleave,
     interleave,
@@ -388,6 +390,7 @@ class AwsTape:
         self.read_only = read_only
         flags = os.O_RDONLY if read_only else os.O_RDWR | (os.O_CREAT if create else 0)
         self._fd = os.open(self.path, flags | os.O_CLOEXEC, 0o600)
+        self._map = FileMap(self._fd, capacity)  # the file never grows past the capacity
         self._off = _Progressions()  # file offset of each object
         self._len = _Progressions()  # data length of each record, -1 for a filemark
         self._fms = _Progressions()  # object numbers of the filemarks
@@ -859,13 +862,14 @@ class AwsTape:
         it finds a chunk header other than such a layout has (a record chunked
         otherwise) and is :class:`KernelCopyFailed`."""
         lengths = tuple(_chunk_lengths(length))
+        mapping = self._map.get() if compiled_helpers() is not None else None
         if not check:
-            return FileData(self._fd, offset, lengths, count, HEADER_LEN)
+            return FileData(self._fd, offset, lengths, count, HEADER_LEN, mapping=mapping)
         per = len(lengths)
         expect = b"".join(HEADER.pack(n, 0, _chunk_flags(j, per), 0)
                           for j, n in enumerate(lengths))
         return FileData(self._fd, offset, lengths, count, HEADER_LEN, expect,
-                        _HEADER_MASK * per)
+                        _HEADER_MASK * per, mapping=mapping)
 
     def write_filemarks(self, count: int) -> None:
         """Write ``count`` filemarks at the position, which becomes the end of the tape."""
@@ -1006,6 +1010,7 @@ class AwsTape:
             os.fsync(self._fd)
 
     def close(self) -> None:
+        self._map.close()
         fd, self._fd = self._fd, -1
         if fd >= 0:
             os.close(fd)

@@ -110,6 +110,8 @@ class FileData:
     header_len: int = 0
     expect: bytes = b""
     mask: bytes = b""
+    #: a read-only mapping of the whole file (:class:`FileMap`) to hash from, if any
+    mapping: mmap.mmap | None = dataclasses.field(default=None, compare=False, repr=False)
 
     @classmethod
     def span(cls, fd: int, offset: int, n: int) -> FileData:
@@ -179,14 +181,48 @@ class FileData:
         kind = getattr(module, "xxh3_128", None)
         if kind is None or not isinstance(hasher, kind):
             return False
+        layout = (self.offset, self.header_len, self.lengths, self.count, self.expect,
+                  self.mask)
         try:
-            bad: int = module.hash_file(hasher, self.fd, self.offset, self.header_len,
-                                        self.lengths, self.count, self.expect, self.mask)
-        except OSError:
+            if self.mapping is not None and self.offset + self.size <= len(self.mapping):
+                bad: int = module.hash_mapped(hasher, self.mapping, *layout)
+            else:
+                bad = module.hash_file(hasher, self.fd, *layout)
+        except (OSError, ValueError):  # a file that cannot be mapped, or one closed
             return False
         if bad >= 0:
             raise KernelCopyFailed(f"the record at chunk {bad} is chunked otherwise")
         return True
+
+
+class FileMap:
+    """A read-only shared mapping of a whole file, up to ``length`` bytes, made when first
+    asked for and kept: hashing a copy's data through it costs no ``mmap`` and
+    ``munmap`` per chunk (each takes the process's address-space lock for writing, and
+    so serializes every copy thread). Only bytes within the file may be read through
+    it, by a caller that keeps the file from shrinking meanwhile."""
+
+    def __init__(self, fd: int, length: int):
+        self._fd, self._length = fd, length
+        self._map: mmap.mmap | None = None
+        self._failed = False
+
+    def get(self) -> mmap.mmap | None:
+        """The mapping; None where the file cannot be mapped."""
+        if self._map is None and not self._failed and self._length > 0:
+            try:
+                self._map = mmap.mmap(self._fd, self._length, flags=mmap.MAP_SHARED,
+                                      prot=mmap.PROT_READ)
+            except (OSError, ValueError, OverflowError):
+                self._failed = True
+        return self._map
+
+    def close(self) -> None:
+        """Unmap (a hash in progress holds it until it ends)."""
+        m, self._map = self._map, None
+        if m is not None:
+            with contextlib.suppress(BufferError):
+                m.close()
 
 
 def xxh3_128() -> Any | None:
