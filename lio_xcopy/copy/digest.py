@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import xxhash
 
+from lio_xcopy import threads
 from lio_xcopy.devices.filecopy import FileData, xxh3_128
 from lio_xcopy.scsi.xcopy import DigestAlgorithm
 
@@ -79,9 +80,7 @@ class BackgroundDigest:
             self._queue.append(data)
             self._submitted += 1
             if self._worker is None:
-                self._worker = threading.Thread(target=self._run, name="copy-digest",
-                                                daemon=True)
-                self._worker.start()
+                self._worker = threads.start(self._run, "copy-digest")
             self._cv.notify_all()
 
     def update_now(self, *data: Any) -> None:

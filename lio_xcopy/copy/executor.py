@@ -18,6 +18,8 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, Protocol, TypeVar
 
+from lio_xcopy import threads
+
 log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
@@ -52,21 +54,23 @@ class DaemonThreads:
             else:
                 fut.set_result(result)
 
-        threading.Thread(target=run, name=f"{self.prefix}-{next(self._numbers)}",
-                         daemon=True).start()
+        threads.start(run, f"{self.prefix}-{next(self._numbers)}")
         return fut
 
 
 def named(name: str, work: Callable[[], None]) -> Callable[[], None]:
-    """``work`` on a thread called ``name`` while it runs (which copy a thread dump
-    shows), whichever executor runs it; the thread's own name comes back after."""
+    """``work`` on a thread called ``name`` while it runs, to Python and to the kernel
+    (which copy a thread dump, ``top -H`` or ``perf`` shows), whichever executor runs
+    it; the thread's own name comes back after."""
 
     def run() -> None:
         thread = threading.current_thread()
         before, thread.name = thread.name, name
+        threads.name_os_thread(name)
         try:
             work()
         finally:
             thread.name = before
+            threads.name_os_thread(before)
 
     return run

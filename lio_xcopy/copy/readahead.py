@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
 
+from lio_xcopy import threads
 from lio_xcopy.devices.buffer import DataBuffer
 
 #: pieces read ahead of the one being written, by default
@@ -57,8 +58,7 @@ class ReadAhead:
         self._cv = threading.Condition()
         self._thread: threading.Thread | None = None
         if depth > 0 and self._pieces:
-            self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-            self._thread.start()
+            self._thread = threads.start(self._run, name)
 
     def __enter__(self) -> ReadAhead:
         return self

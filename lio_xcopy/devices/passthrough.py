@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from lio_xcopy import threads
 from lio_xcopy.devices import foreign
 from lio_xcopy.devices.base import Command, LogicalUnit, LunIdentity, TaskManagement
 from lio_xcopy.scsi import spc, tpc_vpd
@@ -322,8 +323,7 @@ class PassThrough(LogicalUnit):
             sg = self._sg
         if sg is None:
             return
-        threading.Thread(target=self._reset, args=(sg,), name=f"reset-{self.identity.name}",
-                         daemon=True).start()
+        threads.start(self._reset, f"reset-{self.identity.name}", sg)
 
     def _reset(self, sg: SgHandle) -> None:
         try:

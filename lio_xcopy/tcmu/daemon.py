@@ -30,6 +30,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from lio_xcopy import threads
 from lio_xcopy.copy.executor import DaemonThreads, Executor
 from lio_xcopy.copy.manager import CopyManager
 from lio_xcopy.devices.base import Command, LogicalUnit, TaskManagement
@@ -367,11 +368,13 @@ class TcmuDevice:
         if self.device.IO_WORKERS > 1 and self.device.unordered(entry.cdb):
             if self._io is None:
                 self._io = ThreadPoolExecutor(self.device.IO_WORKERS,
-                                              thread_name_prefix=f"lun-{self.name}-io")
+                                              thread_name_prefix=f"lun-{self.name}-io",
+                                              initializer=threads.name_os_thread)
             pool = self._io
         else:
             if self._worker is None:
-                self._worker = ThreadPoolExecutor(1, thread_name_prefix=f"lun-{self.name}")
+                self._worker = ThreadPoolExecutor(1, thread_name_prefix=f"lun-{self.name}",
+                                                  initializer=threads.name_os_thread)
             pool = self._worker
         self._on_worker += 1
         fut = pool.submit(self.device.handle, Command(entry.cdb, entry.data))
@@ -459,9 +462,7 @@ class TcmuDevice:
             return
         self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self.notify = self._wake_ring
-        self._thread = threading.Thread(target=self._serve_ring, args=(broken,),
-                                        name=f"ring-{self.name}", daemon=True)
-        self._thread.start()
+        self._thread = threads.start(self._serve_ring, f"ring-{self.name}", broken)
 
     def _wake_ring(self) -> None:
         if self._wake >= 0:

@@ -1,7 +1,7 @@
 """The package's layers, read from its import statements (nothing is imported).
 
 Lowest first: the shared leaves (the package root, ``errors``, ``files``,
-``handler_config``), ``scsi`` (wire formats), ``sg`` (SG_IO), ``devices``, ``copy``,
+``handler_config``, ``threads``), ``scsi`` (wire formats), ``sg`` (SG_IO), ``devices``, ``copy``,
 ``tcmu`` (the transport and the daemon), ``control`` (provisioning, the saved
 configuration, the shell); ``initiator`` (the backup server's tools) stands on ``sg``
 beside the target's layers; ``lio_xcopy.cli``, the ``lio-xcopy`` command, is above all.
@@ -33,7 +33,7 @@ for _layer, _under in (("base", ()),
 #: the modules directly under lio_xcopy/ and the layer each is in
 LEAVES = {"lio_xcopy": "base", "lio_xcopy.__main__": "cli", "lio_xcopy.cli": "cli",
           "lio_xcopy.errors": "base", "lio_xcopy.files": "base",
-          "lio_xcopy.handler_config": "base"}
+          "lio_xcopy.handler_config": "base", "lio_xcopy.threads": "base"}
 
 
 def _module_name(path: Path) -> str:
