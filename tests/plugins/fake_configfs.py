@@ -7,11 +7,13 @@ Only what lio-xcopy reads is made, shaped as the 6.1 kernel shows it:
   ``wwn/vpd_unit_serial`` and ``alua/default_tg_pt_gp/members``;
 * a fabric's LUN: ``<fabric>/<wwn>/tpgt_<n>/lun/lun_<id>/`` holding a symlink to its
   storage object; the LUN is added to the storage object's ALUA ``members``;
+* symlinks relative, as configfs gives them (``../../../../../core/user_1/db0``);
 * a loopback TPG's ``nexus`` and ``address``; an ACL's mapped LUN; demo mode.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -52,7 +54,7 @@ class FakeConfigfs:
         """Export storage object ``so`` as LUN ``lun`` of a fabric's TPG."""
         d = self.tpg(fabric, wwn, tpgt) / "lun" / f"lun_{lun}"
         d.mkdir(parents=True)
-        (d / "a1b2c3").symlink_to(so)
+        (d / "a1b2c3").symlink_to(os.path.relpath(so, d))
         (d / "alua_tg_pt_gp").write_text("default_tg_pt_gp\n")
         members = so / "alua" / "default_tg_pt_gp" / "members"
         if members.exists():
@@ -73,7 +75,7 @@ class FakeConfigfs:
         d = self.tpg(fabric, wwn, tpgt) / "acls" / initiator / f"lun_{mapped}"
         d.mkdir(parents=True)
         (d / "write_protect").write_text("0\n")
-        (d / "f00d").symlink_to(lun)
+        (d / "f00d").symlink_to(os.path.relpath(lun, d))
 
     def demo_mode(self, fabric: str, wwn: str, *, tpgt: int = 1) -> None:
         """Every initiator may log in and sees every LUN (``generate_node_acls``)."""
