@@ -108,8 +108,9 @@ HELD_RESULTS = 64  # finished copies remembered per LUN for RECEIVE COPY RESULTS
 HELD_RESULTS_SECONDS = 300.0
 
 #: ESTIMATED STATUS UPDATE DELAY (ms) of a copy in progress (SPC-4 6.24): how long we
-#: suggest a poller of RECEIVE COPY STATUS(LID4) waits ...
-STATUS_POLL_MS = 100
+#: suggest a poller of RECEIVE COPY STATUS(LID4) waits (each poll is a command the
+#: daemon answers beside the copies: twice a second is enough for a progress bar) ...
+STATUS_POLL_MS = 500
 #: ... and the least, once the copy's pace says it ends sooner than that
 STATUS_POLL_MIN_MS = 10
 

@@ -260,7 +260,7 @@ def test_an_immed_copy_answers_good_at_once_and_is_polled_until_done(lab):
     st = lab.status(77)
     assert (st.status, st.transfer_count, st.segments_processed) == (
         CopyOperationStatus.IN_PROGRESS_BACKGROUND, 0, 0)
-    assert st.estimated_status_update_delay == 100 and st.completion_status == 0
+    assert st.estimated_status_update_delay == 500 and st.completion_status == 0
     job = lab.manager.jobs()[0]
     real_moved, polls = job.moved, []
 
@@ -478,15 +478,15 @@ def test_the_operation_counter_wraps_and_leaves_out_a_failed_command(lab):
 
 
 @pytest.mark.parametrize(("moved", "elapsed", "delay"), [
-    (0, 1.0, 100),  # no pace yet: the usual delay
-    (10 << 20, 1.0, 100),  # 90 MiB left at 10 MiB/s: 9 s
-    (95 << 20, 9.5, 100),  # 0.5 s left
-    (99 << 20, 9.9, 100),  # 0.1 s left: the usual delay is as short
+    (0, 1.0, 500),  # no pace yet: the usual delay
+    (10 << 20, 1.0, 500),  # 90 MiB left at 10 MiB/s: 9 s
+    (95 << 20, 9.5, 500),  # 0.5 s left: the usual delay is as short
+    (98 << 20, 9.8, 200),  # 0.2 s left
     ((100 << 20) - (1 << 18), 10.0, 25),  # 256 KiB left at 10 MiB/s: 25 ms
     (100 << 20, 10.0, 10),  # all moved, the end is near: the least delay
 ])
 def test_the_suggested_status_delay_shortens_as_a_copy_nears_its_end(moved, elapsed, delay):
-    """ESTIMATED STATUS UPDATE DELAY (SPC-4 6.24): 100 ms, or the time the copy's pace
+    """ESTIMATED STATUS UPDATE DELAY (SPC-4 6.24): 500 ms, or the time the copy's pace
     says is left when shorter, at least 10 ms: a poller learns of the end soon after."""
     import time
 
