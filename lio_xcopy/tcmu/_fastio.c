@@ -14,6 +14,12 @@
  * path then answers that entry as it answers every command, with the sense data it
  * owes; a READ or WRITE it redoes moves the same bytes again.
  *
+ * serve_wait() does the same, and each time the ring is drained it wakes the kernel for
+ * the answers written, then waits on the uio fd for more, without returning to Python:
+ * a ring of plain READs and WRITEs costs no Python step per wake-up either. It returns
+ * at an entry the Python path answers, when the caller's wake fd is readable, or when
+ * its time is up, so the caller keeps its own loop (completions, stopping, new terms).
+ *
  * The layout is struct tcmu_mailbox and struct tcmu_cmd_entry of
  * include/uapi/linux/target_core_user.h (host byte order, as the kernel writes it).
  */
@@ -21,8 +27,10 @@
 #include <Python.h>
 
 #include <errno.h>
+#include <poll.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -191,88 +199,217 @@ static unsigned char *answer_slot(unsigned char *ring, uint32_t size, uint32_t *
     }
 }
 
+/* One run of the direct path over a ring: where it is, what it did. */
+struct run {
+    unsigned char *map, *ring;
+    size_t map_len;
+    uint32_t size, pos, tail;
+    unsigned long long outstanding;
+    int uio_fd, awake;
+    struct lun lun;
+    unsigned long served;
+    uint64_t moved, unwoken; /* bytes served; at the last wake-up */
+};
+
+/* Serve the entries from r->pos, as serve() documents. 0: the ring is drained (pos is
+ * the kernel's cmd_head); 1: stopped at an entry left unread for the Python path. */
+static int serve_run(struct run *r)
+{
+    int stopped = 1;
+
+    for (;;) {
+        uint32_t head = get32(r->map + MB_CMD_HEAD) % r->size, len_op, length, op, next,
+                 slot_tail, pos = r->pos;
+        unsigned char *e, *slot;
+
+        if (pos == head) {
+            stopped = 0;
+            break;
+        }
+        if (pos % ALIGN || pos + HDR_SIZE > r->size)
+            break;
+        e = r->ring + pos;
+        len_op = get32(e);
+        length = len_op & ~OP_MASK;
+        op = len_op & OP_MASK;
+        if (length == 0 || length > r->size - pos || length > (head - pos + r->size) % r->size)
+            break;
+        next = (pos + length) % r->size;
+        if (op == OP_PAD) {
+            r->pos = next;
+            continue;
+        }
+        if (op != OP_CMD)
+            break;
+        slot_tail = r->tail;
+        slot = answer_slot(r->ring, r->size, &slot_tail, pos);
+        if (slot == NULL || !serve_entry(r->map, r->map_len, e, length, &r->lun, &r->moved))
+            break;
+        r->pos = next;
+        r->tail = slot_tail;
+        slot[RSP_KFLAGS] = 0;
+        slot[RSP_UFLAGS] = 0;
+        memmove(slot + 4, e + 4, 2); /* cmd_id (the same slot when nothing waits) */
+        slot[RSP_STATUS] = 0;       /* GOOD */
+        memset(slot + RSP_STATUS + 1, 0, 3);
+        put32(slot + RSP_READ_LEN, 0);
+        if (!r->outstanding)
+            r->tail = r->pos; /* PAD entries read past are the kernel's again */
+        __atomic_store_n((uint32_t *)(r->map + MB_CMD_TAIL), r->tail, __ATOMIC_RELEASE);
+        r->served++;
+        r->awake = 0;
+        if (r->uio_fd >= 0 && r->moved - r->unwoken >= WAKE_EVERY) {
+            uint32_t wake = 0;
+            r->unwoken = r->moved;
+            if (write(r->uio_fd, &wake, sizeof wake) == sizeof wake)
+                r->awake = 1;
+            else
+                r->uio_fd = -1; /* the caller's own wake-up reports the failure */
+        }
+    }
+    if (!r->outstanding && r->tail != r->pos) {
+        r->tail = r->pos;
+        __atomic_store_n((uint32_t *)(r->map + MB_CMD_TAIL), r->tail, __ATOMIC_RELEASE);
+    }
+    return stopped;
+}
+
+/* The arguments of serve() (``format``) or serve_wait() (two more: ``wake_fd`` and
+ * ``timeout_ms``), checked, in ``r``: 1, else 0 with an exception and ``view`` released. */
+static int begin_run(struct run *r, Py_buffer *view, PyObject *args, const char *format,
+                     int *wake_fd, int *timeout_ms)
+{
+    unsigned long long cmdr_off, cmdr_size, cursor, outstanding, block_size, blocks,
+        max_blocks;
+    int fd, uio_fd, flags;
+
+    if (!PyArg_ParseTuple(args, format, view, &cmdr_off, &cmdr_size, &cursor, &outstanding,
+                          &fd, &uio_fd, &block_size, &blocks, &max_blocks, &flags, wake_fd,
+                          timeout_ms))
+        return 0;
+    if (cmdr_size < HDR_SIZE || cmdr_size > UINT32_MAX || cmdr_off < MB_CMD_TAIL + 4 ||
+        cmdr_off + cmdr_size > (unsigned long long)view->len || cursor >= cmdr_size ||
+        block_size == 0) {
+        PyBuffer_Release(view);
+        PyErr_SetString(PyExc_ValueError, "ring or LUN outside the map");
+        return 0;
+    }
+    memset(r, 0, sizeof *r);
+    r->map = view->buf;
+    r->ring = r->map + cmdr_off;
+    r->map_len = (size_t)view->len;
+    r->size = (uint32_t)cmdr_size;
+    r->pos = (uint32_t)cursor;
+    r->tail = get32(r->map + MB_CMD_TAIL) % r->size;
+    r->outstanding = outstanding;
+    r->uio_fd = uio_fd;
+    r->lun.fd = fd;
+    r->lun.block_size = block_size;
+    r->lun.blocks = blocks;
+    r->lun.max_blocks = max_blocks;
+    r->lun.flags = flags;
+    return 1;
+}
+
 static PyObject *serve(PyObject *Py_UNUSED(module), PyObject *args)
 {
     Py_buffer view;
-    unsigned long long cmdr_off, cmdr_size, cursor, outstanding, block_size, blocks,
-        max_blocks;
-    int fd, uio_fd, flags, awake = 0;
-    unsigned long served = 0;
-    uint64_t moved = 0, unwoken = 0; /* bytes served; at the last wake-up */
+    struct run r;
 
-    if (!PyArg_ParseTuple(args, "w*KKKKiiKKKi:serve", &view, &cmdr_off, &cmdr_size, &cursor,
-                          &outstanding, &fd, &uio_fd, &block_size, &blocks, &max_blocks,
-                          &flags))
+    if (!begin_run(&r, &view, args, "w*KKKKiiKKKi:serve", NULL, NULL))
         return NULL;
-    if (cmdr_size < HDR_SIZE || cmdr_size > UINT32_MAX || cmdr_off < MB_CMD_TAIL + 4 ||
-        cmdr_off + cmdr_size > (unsigned long long)view.len || cursor >= cmdr_size ||
-        block_size == 0) {
-        PyBuffer_Release(&view);
-        PyErr_SetString(PyExc_ValueError, "ring or LUN outside the map");
-        return NULL;
-    }
-    {
-        unsigned char *map = view.buf, *ring = map + cmdr_off;
-        size_t map_len = (size_t)view.len;
-        uint32_t size = (uint32_t)cmdr_size, pos = (uint32_t)cursor;
-        uint32_t tail = get32(map + MB_CMD_TAIL) % size;
-        struct lun lun = {fd, block_size, blocks, max_blocks, flags};
-
-        Py_BEGIN_ALLOW_THREADS
-        for (;;) {
-            uint32_t head = get32(map + MB_CMD_HEAD) % size, len_op, length, op, next, slot_tail;
-            unsigned char *e, *slot;
-
-            if (pos == head || pos % ALIGN || pos + HDR_SIZE > size)
-                break;
-            e = ring + pos;
-            len_op = get32(e);
-            length = len_op & ~OP_MASK;
-            op = len_op & OP_MASK;
-            if (length == 0 || length > size - pos || length > (head - pos + size) % size)
-                break;
-            next = (pos + length) % size;
-            if (op == OP_PAD) {
-                pos = next;
-                continue;
-            }
-            if (op != OP_CMD)
-                break;
-            slot_tail = tail;
-            slot = answer_slot(ring, size, &slot_tail, pos);
-            if (slot == NULL || !serve_entry(map, map_len, e, length, &lun, &moved))
-                break;
-            pos = next;
-            tail = slot_tail;
-            slot[RSP_KFLAGS] = 0;
-            slot[RSP_UFLAGS] = 0;
-            memmove(slot + 4, e + 4, 2); /* cmd_id (the same slot when nothing waits) */
-            slot[RSP_STATUS] = 0;       /* GOOD */
-            memset(slot + RSP_STATUS + 1, 0, 3);
-            put32(slot + RSP_READ_LEN, 0);
-            if (!outstanding)
-                tail = pos; /* PAD entries read past are the kernel's again */
-            __atomic_store_n((uint32_t *)(map + MB_CMD_TAIL), tail, __ATOMIC_RELEASE);
-            served++;
-            awake = 0;
-            if (uio_fd >= 0 && moved - unwoken >= WAKE_EVERY) {
-                uint32_t wake = 0;
-                unwoken = moved;
-                if (write(uio_fd, &wake, sizeof wake) == sizeof wake)
-                    awake = 1;
-                else
-                    uio_fd = -1; /* the caller's own wake-up reports the failure */
-            }
-        }
-        if (!outstanding && tail != pos) {
-            tail = pos;
-            __atomic_store_n((uint32_t *)(map + MB_CMD_TAIL), tail, __ATOMIC_RELEASE);
-        }
-        Py_END_ALLOW_THREADS
-        cursor = pos;
-    }
+    Py_BEGIN_ALLOW_THREADS
+    serve_run(&r);
+    Py_END_ALLOW_THREADS
     PyBuffer_Release(&view);
-    return Py_BuildValue("(KkO)", cursor, served, awake ? Py_True : Py_False);
+    return Py_BuildValue("(KkO)", (unsigned long long)r.pos, r.served,
+                         r.awake ? Py_True : Py_False);
+}
+
+/* Why serve_wait() returned. */
+#define AT_ENTRY 0 /* an entry for the Python path is at the cursor */
+#define WOKEN 1    /* wake_fd became readable (or a signal came) */
+#define TIME_UP 2  /* timeout_ms went by */
+#define UIO_ERROR 3 /* the uio fd failed: the Python path's poll reports it */
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static PyObject *serve_wait(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    Py_buffer view;
+    int wake_fd, timeout_ms, uio_fd, why = TIME_UP;
+    struct run r;
+
+    if (!begin_run(&r, &view, args, "w*KKKKiiKKKiii:serve_wait", &wake_fd, &timeout_ms))
+        return NULL;
+    uio_fd = r.uio_fd;
+    if (uio_fd < 0 || wake_fd < 0) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "serve_wait needs the uio fd and a wake fd");
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    {
+        long long deadline = now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+        for (;;) {
+            struct pollfd pfd[2] = {{uio_fd, POLLIN, 0}, {wake_fd, POLLIN, 0}};
+            long long left;
+            int n;
+
+            if (serve_run(&r)) {
+                why = AT_ENTRY;
+                break;
+            }
+            if (r.served && !r.awake) { /* the kernel hears of every answer before we sleep */
+                uint32_t wake = 0;
+                r.unwoken = r.moved;
+                if (write(uio_fd, &wake, sizeof wake) != sizeof wake) {
+                    why = UIO_ERROR;
+                    break;
+                }
+                r.awake = 1;
+            }
+            left = deadline - now_ms();
+            if (left <= 0) {
+                why = TIME_UP;
+                break;
+            }
+            n = poll(pfd, 2, (int)left);
+            if (n < 0) {
+                why = errno == EINTR ? WOKEN : UIO_ERROR;
+                break;
+            }
+            if (n == 0) {
+                why = TIME_UP;
+                break;
+            }
+            if (pfd[1].revents) {
+                why = WOKEN;
+                break;
+            }
+            if (pfd[0].revents & (POLLERR | POLLHUP | POLLNVAL)) {
+                why = UIO_ERROR;
+                break;
+            }
+            if (pfd[0].revents & POLLIN) {
+                uint32_t count;
+                if (read(uio_fd, &count, sizeof count) < 0 && errno != EAGAIN &&
+                    errno != EINTR) {
+                    why = UIO_ERROR;
+                    break;
+                }
+            }
+        }
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    return Py_BuildValue("(KkOi)", (unsigned long long)r.pos, r.served,
+                         r.awake ? Py_True : Py_False, why);
 }
 
 static PyMethodDef methods[] = {
@@ -282,6 +419,14 @@ static PyMethodDef methods[] = {
      "Serve the run of READ/WRITE (10/16) entries from ``cursor``; stop at the first\n"
      "entry not served in full, which is left unread. ``woken``: ``uio_fd`` was woken\n"
      "after the last answer."},
+    {"serve_wait", serve_wait, METH_VARARGS,
+     "serve_wait(map, cmdr_off, cmdr_size, cursor, outstanding, fd, uio_fd, block_size,\n"
+     "           blocks, max_blocks, flags, wake_fd, timeout_ms)\n"
+     "    -> (cursor, served, woken, why)\n\n"
+     "As serve(), and each time the ring is drained, wake the kernel if answers were\n"
+     "written since, then wait for it on ``uio_fd`` and serve again: until an entry\n"
+     "not served here is at the cursor (why 0), ``wake_fd`` is readable (1),\n"
+     "``timeout_ms`` went by (2) or ``uio_fd`` failed (3)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -46,7 +46,15 @@ from lio_xcopy.sg.resolve import CONFIGFS_TARGET, own_exports
 from lio_xcopy.tcmu import state as state_file
 from lio_xcopy.tcmu import uio as uio_mod
 from lio_xcopy.tcmu.exports import exposure
-from lio_xcopy.tcmu.fastio import DirectServe, direct_serve
+from lio_xcopy.tcmu.fastio import (
+    AT_ENTRY,
+    TIME_UP,
+    WOKEN,
+    DirectServe,
+    WaitServe,
+    direct_serve,
+    waiting_serve,
+)
 from lio_xcopy.tcmu.handler import Libraries, open_device, unavailable_device
 from lio_xcopy.tcmu.memory import tune_malloc
 from lio_xcopy.tcmu.ring import CommandRing, RingCommand, RingTmr
@@ -72,6 +80,9 @@ RETRY_MAX = 2.0  # s: the longest wait between two tries
 RETRY_FOR = 30.0  # s: give up on a device not ready after this long
 SERIAL_WAIT = 5.0  # s: how long a device whose unit serial is not set yet is waited for
 RESCAN_EVERY = 30.0  # s: the safety-net rescan's period
+#: ms the compiled path waits for the kernel on a ring before the ring's thread takes the
+#: LUN's terms afresh (a stop or a finished command wakes it at once)
+WAIT_MS = 1000
 STATE_EVERY = 1.0  # s: how often the state file shows the progress of running copies
 RESCAN_SOON = 1.0  # s: the rescan comes this soon after a device failed to open
 #: errors opening or mapping /dev/uioN that pass: the node not made yet (udev without
@@ -222,15 +233,18 @@ class TcmuDevice:
         self._thread: threading.Thread | None = None
         self._wake = -1  # the ring thread's eventfd: a worker finished, or stop
         self._stopping = False
-        #: the compiled path for plain READ and WRITE, for a device that offers its terms
-        self._direct = (direct_serve() if type(device).direct_io is not LogicalUnit.direct_io
-                        else None)
+        #: the compiled path for plain READ and WRITE, for a device that offers its terms,
+        #: and its form that waits for the kernel itself between runs
+        self._direct: DirectServe | None = None
+        self._waiting: WaitServe | None = None
+        self.replace_device(device)
 
     def replace_device(self, device: LogicalUnit) -> None:
         """Answer the ring with ``device`` from now on (one opened at last)."""
         self.device = device
-        self._direct = (direct_serve() if type(device).direct_io is not LogicalUnit.direct_io
-                        else None)
+        offers = type(device).direct_io is not LogicalUnit.direct_io
+        self._direct = direct_serve() if offers else None
+        self._waiting = waiting_serve() if offers else None
 
     @classmethod
     def open(cls, uio: UioDevice, opener: Opener = open_device) -> TcmuDevice:
@@ -476,7 +490,13 @@ class TcmuDevice:
         try:
             self.service(drain_event=False)
             while not self._stopping:
-                for fd, _ in poller.poll():
+                why = self._serve_waiting()
+                if why == AT_ENTRY:
+                    self.service(drain_event=False)
+                    continue
+                if why == TIME_UP:
+                    continue
+                for fd, _ in poller.poll(0 if why == WOKEN else None):
                     if fd == self.fd:
                         self.service()
                     else:
@@ -486,6 +506,30 @@ class TcmuDevice:
         except Exception as e:  # a bug too: the ring must not be left unread
             if not self._stopping:
                 broken(self, e)
+
+    def _serve_waiting(self) -> int | None:
+        """Between commands of the Python path, let the compiled path serve the ring and
+        wait for the kernel itself (:meth:`CommandRing.serve_waiting`) while the LUN's
+        terms allow it and no command is on a worker. None where it cannot (the ring
+        thread then polls); else why it returned: an entry for :meth:`service`
+        (``AT_ENTRY``), the ring thread's eventfd (``WOKEN``: the poll that follows
+        reads it), its time (``TIME_UP``: the terms are taken afresh) or a uio fd that
+        failed (``UIO_ERROR``: the poll that follows reports it)."""
+        waiting = self._waiting
+        if waiting is None or self._on_worker or self._wake < 0:
+            return None
+        io = self.device.direct_io()
+        if io is None:
+            return None
+        try:
+            served, _, why = self.ring.serve_waiting(waiting, io, self.fd, self._wake,
+                                                     WAIT_MS)
+        finally:
+            self.device.direct_io_done(io)
+        if served and log.isEnabledFor(logging.DEBUG):
+            log.debug("%s: %d READ/WRITE command(s) answered GOOD by the compiled ring path",
+                      self.name, served)
+        return why
 
     def stop(self) -> None:
         """End the ring's thread (after the command it is answering); commands the

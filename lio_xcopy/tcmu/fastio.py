@@ -33,6 +33,24 @@ class DirectServe(Protocol):
                  max_blocks: int, flags: int, /) -> tuple[int, int, bool]: ...
 
 
+#: Why :class:`WaitServe` returned: an entry for the Python path is at the cursor, the
+#: wake fd is readable, the time is up, or the uio fd failed.
+AT_ENTRY, WOKEN, TIME_UP, UIO_ERROR = range(4)
+
+
+class WaitServe(Protocol):
+    """``_fastio.serve_wait``: as :class:`DirectServe`, and each time the ring is drained,
+    wake ``uio_fd`` for the answers written since, wait on it and serve again, until an
+    entry it does not serve is at the cursor, ``wake_fd`` is readable or ``timeout_ms``
+    went by. Returns the new cursor, the commands served, whether ``uio_fd`` was woken
+    after the last of them and why it returned (:data:`AT_ENTRY` ...)."""
+
+    def __call__(self, ring_map: memoryview, cmdr_off: int, cmdr_size: int, cursor: int,
+                 outstanding: int, fd: int, uio_fd: int, block_size: int, blocks: int,
+                 max_blocks: int, flags: int, wake_fd: int, timeout_ms: int,
+                 /) -> tuple[int, int, bool, int]: ...
+
+
 @functools.cache
 def direct_serve() -> DirectServe | None:
     """The compiled ``serve``, or None: not built, or turned off with ``LIO_XCOPY_FASTIO=0``."""
@@ -48,3 +66,11 @@ def direct_serve() -> DirectServe | None:
         return None
     log.info("plain READs and WRITEs of disk LUNs take the compiled ring path")
     return cast(DirectServe, module.serve)
+
+
+def waiting_serve() -> WaitServe | None:
+    """The compiled ``serve_wait``, where :func:`direct_serve` is there and has it."""
+    if direct_serve() is None:
+        return None
+    module = importlib.import_module("lio_xcopy.tcmu._fastio")
+    return cast(WaitServe | None, getattr(module, "serve_wait", None))

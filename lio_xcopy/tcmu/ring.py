@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from lio_xcopy.devices.base import DirectIo
 from lio_xcopy.devices.buffer import DataBuffer
 from lio_xcopy.errors import TcmuError
-from lio_xcopy.tcmu.fastio import ALLOW_WRITE, DSYNC_WRITES, DirectServe
+from lio_xcopy.tcmu.fastio import ALLOW_WRITE, DSYNC_WRITES, DirectServe, WaitServe
 
 MAILBOX_VERSION = 2
 MB_VERSION, MB_FLAGS, MB_CMDR_OFF, MB_CMDR_SIZE, MB_CMD_HEAD, MB_CMD_TAIL = 0, 2, 4, 8, 12, 64
@@ -183,6 +183,20 @@ class CommandRing:
                                       io.blocks, io.max_blocks, flags)
         self._cursor = cursor
         return served, woken
+
+    def serve_waiting(self, serve: WaitServe, io: DirectIo, uio_fd: int, wake_fd: int,
+                      timeout_ms: int) -> tuple[int, bool, int]:
+        """:meth:`serve_direct`, and each time the ring is drained, wake the kernel for
+        the answers written and wait on ``uio_fd`` for more, until an entry it does not
+        serve is at the cursor, ``wake_fd`` is readable or ``timeout_ms`` went by.
+        Returns how many it answered, whether ``uio_fd`` was woken after the last of
+        them, and why it returned (:data:`~lio_xcopy.tcmu.fastio.AT_ENTRY` ...)."""
+        flags = (ALLOW_WRITE if io.writable else 0) | (DSYNC_WRITES if io.dsync else 0)
+        cursor, served, woken, why = serve(
+            self.map, self.cmdr_off, self.cmdr_size, self._cursor, self.outstanding, io.fd,
+            uio_fd, io.block_size, io.blocks, io.max_blocks, flags, wake_fd, timeout_ms)
+        self._cursor = cursor
+        return served, woken, why
 
     def _command(self, pos: int, entry_length: int, cmd_id: int) -> RingCommand:
         base = self.cmdr_off + pos

@@ -951,7 +951,7 @@ def test_each_command_is_one_debug_line_with_its_outcome_and_duration(tmp_path, 
     if direct and fastio.direct_serve() is None:
         pytest.skip("the compiled ring path is not built (or LIO_XCOPY_FASTIO=0)")
     if not direct:
-        dev._direct = None
+        dev._direct = dev._waiting = None
     good = kernel.submit(bytes([0x28, 0, 0, 0, 0, 1, 0, 0, 2, 0]), data_in_len=1024)
     bad = kernel.submit(bytes([0xC7, 0, 0, 0, 0, 0]), data_in_len=0)
     assert dev.service() == 2

@@ -71,7 +71,7 @@ class Lun:
         self.dev = TcmuDevice("d0", self.kernel.uio_fd, CommandRing(self.kernel.view),
                               self.disk)
         if not direct:
-            self.dev._direct = None
+            self.dev._direct = self.dev._waiting = None
         self.handled: list[int] = []
         handle = self.disk.handle
 
@@ -451,5 +451,118 @@ def test_long_transfers_are_served_on_the_rings_thread_too(tmp_path):
         assert done[read].data_in == content[BS : BS + blocks * BS]
         assert done[write].status == GOOD
         assert lun.path.read_bytes()[2048 * BS : 2048 * BS + blocks * BS] == data
+    finally:
+        lun.close()
+
+
+def waiting():
+    serve = fastio.waiting_serve()
+    if serve is None:
+        pytest.skip("the compiled ring path is not built (or LIO_XCOPY_FASTIO=0)")
+    return serve
+
+
+class Waiter:
+    """``serve_wait`` on a LUN's ring, on a thread, with an eventfd to wake it."""
+
+    def __init__(self, lun: Lun, timeout_ms: int = 10_000):
+        import threading
+
+        self.lun, self.wake = lun, os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self.result: tuple[int, bool, int] | None = None
+        self.thread = threading.Thread(target=self._run, args=(timeout_ms,), daemon=True)
+
+    def _run(self, timeout_ms: int) -> None:
+        with terms(self.lun.disk) as io:
+            self.result = self.lun.dev.ring.serve_waiting(waiting(), io, self.lun.kernel.uio_fd,
+                                                          self.wake, timeout_ms)
+
+    def __enter__(self) -> Waiter:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.eventfd_write(self.wake, 1)
+        self.thread.join(10)
+        os.close(self.wake)
+
+
+def test_the_waiting_path_serves_what_comes_while_it_waits_and_wakes_the_kernel(tmp_path):
+    """Between runs it waits on the uio fd itself: commands queued while it waits are
+    answered, each run announced to the kernel, with no step back to Python until the
+    wake fd is written (WOKEN)."""
+    waiting()
+    content = random.Random(20).randbytes(BLOCKS * BS)
+    lun = Lun(tmp_path, content, direct=True)
+    rnd = random.Random(21)
+    try:
+        with Waiter(lun) as w:
+            for lba in (0, 9, 100):
+                data = rnd.randbytes(4 * BS)
+                cid = lun.kernel.submit(sbc.Write10(lba=lba, transfer_length=4).encode(),
+                                        data_out=data)
+                assert lun.kernel.answer(cid).status == GOOD  # waits for its wake-up
+                back = lun.kernel.submit(*_read(sbc.Read16, lba, 4)[:1], data_in_len=4 * BS)
+                assert lun.kernel.answer(back).data_in == data
+            assert w.thread.is_alive() and w.result is None
+        assert w.result == (6, True, fastio.WOKEN)
+        assert lun.handled == []
+    finally:
+        lun.close()
+
+
+def test_the_waiting_path_stops_at_a_command_for_python_and_when_its_time_is_up(tmp_path):
+    waiting()
+    lun = Lun(tmp_path, bytes(BLOCKS * BS), direct=True)
+    try:
+        data = random.Random(22).randbytes(2 * BS)
+        first = lun.kernel.submit(sbc.Write10(lba=5, transfer_length=2).encode(),
+                                  data_out=data)
+        inquiry = lun.kernel.submit(bytes([0x12, 0, 0, 0, 96, 0]), data_in_len=96)
+        w = Waiter(lun)
+        w._run(10_000)
+        assert w.result == (1, False, fastio.AT_ENTRY)  # the WRITE, then the INQUIRY is Python's
+        assert lun.dev.service() == 1 and lun.handled == [0x12]
+        done = {c.cmd_id: c for c in lun.kernel.reap()}
+        assert done[first].status == GOOD and done[inquiry].status == GOOD
+        w._run(50)
+        assert w.result == (0, False, fastio.TIME_UP)  # nothing came
+        os.close(w.wake)
+    finally:
+        lun.close()
+
+
+def test_the_rings_thread_waits_in_the_compiled_path_and_stops_at_once(tmp_path,
+                                                                       monkeypatch):
+    """Started, a disk's ring thread serves READs and WRITEs in the compiled path's own
+    wait, hands the other commands to the Python path in their order, and stops at once
+    when told to, however long that wait would have been."""
+    import time
+
+    from lio_xcopy.tcmu import daemon as daemon_mod
+
+    waiting()
+    monkeypatch.setattr(daemon_mod, "WAIT_MS", 600_000)  # only a wake-up ends the wait
+    content = random.Random(23).randbytes(BLOCKS * BS)
+    lun = Lun(tmp_path, content, direct=True)
+    broken: list[Exception] = []
+    lun.dev.start(lambda dev, e: broken.append(e))
+    try:
+        rnd = random.Random(24)
+        for i in range(20):
+            data = rnd.randbytes(BS)
+            cid = lun.kernel.submit(sbc.Write16(lba=i, transfer_length=1).encode(),
+                                    data_out=data)
+            assert lun.kernel.answer(cid).status == GOOD
+            if i % 5 == 4:
+                tur = lun.kernel.submit(bytes(6))
+                assert lun.kernel.answer(tur).status == GOOD
+            back = lun.kernel.submit(*_read(sbc.Read10, i, 1)[:1], data_in_len=BS)
+            assert lun.kernel.answer(back).data_in == data
+        assert lun.handled == [0x00] * 4  # TEST UNIT READY only: every READ/WRITE in C
+        t0 = time.monotonic()
+        lun.dev.stop()
+        assert time.monotonic() - t0 < 60  # not the 600 s wait
+        assert broken == []
     finally:
         lun.close()
