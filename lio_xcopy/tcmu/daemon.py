@@ -468,10 +468,10 @@ class TcmuDevice:
     # --- the ring's thread --------------------------------------------------------------
     def start(self, broken: Callable[[TcmuDevice, Exception], None]) -> None:
         """Service the ring on a thread of its own from now on: commands queued
-        already, then each time the uio fd becomes readable, and the commands the
-        LUN's workers finish. A ring that breaks (:class:`LioXcopyError`), a uio fd
-        that fails (:class:`OSError`) or a bug ends the thread and is handed to
-        ``broken``."""
+        already and those its workers finished already, then each time the uio fd
+        becomes readable, and the commands the LUN's workers finish. A ring that
+        breaks (:class:`LioXcopyError`), a uio fd that fails (:class:`OSError`) or a
+        bug ends the thread and is handed to ``broken``."""
         if self._thread is not None:
             return
         self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
@@ -489,6 +489,7 @@ class TcmuDevice:
         poller.register(self._wake, select.POLLIN)
         try:
             self.service(drain_event=False)
+            self.complete_finished()  # those finished before this thread was there to hear
             while not self._stopping:
                 why = self._serve_waiting()
                 if why == AT_ENTRY:
@@ -649,8 +650,9 @@ class Daemon:
         if retry is not None:
             log.info("%s: ready after %d attempt(s) in %.2f s", dev.name, retry.attempts + 1,
                      self.clock() - retry.started)
-        if not self._running:  # the ring's thread does this once it starts
-            dev.service(drain_event=False)  # commands queued before we opened the device
+        # Commands queued before we opened the device wait for the ring's thread, which
+        # starts with the loop: at start-up, a copy retried after take_over() may name a
+        # LUN that is opened after its own.
         return dev
 
     def _not_ready(self, sys_path: str, error: str) -> None:

@@ -209,6 +209,84 @@ def test_daemon_completes_long_commands_from_workers():
     kernel.close()
 
 
+def test_a_command_its_worker_finished_before_the_ring_thread_started_is_answered():
+    """A worker whose command ends before the ring's thread is there to be woken: the
+    thread completes it as it starts (its eventfd did not exist yet)."""
+    kernel = SimulatedKernel(cmdr_size=16384, data_pages=64)
+    device = Worker()
+    dev = TcmuDevice("w", kernel.uio_fd, CommandRing(kernel.view), device)
+    daemon = Daemon()
+    daemon.attach("sim", dev)
+    cid = kernel.submit(Slow(length=4).encode(), data_in_len=4)
+    dev.service()  # on the LUN's worker before any ring thread
+    device.release.set()
+    for t in list(device.threads):
+        t.join(5)
+    deadline = time.monotonic() + 5
+    while dev._finished.empty() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not dev._finished.empty() and kernel.reap() == []
+    t = threading.Thread(target=daemon.run)
+    t.start()
+    try:
+        got = kernel.answers(timeout=5)
+        assert [(c.cmd_id, c.status, c.data_in) for c in got] == [(cid, GOOD, b"done")]
+    finally:
+        daemon.stop()
+        t.join(5)
+    assert not t.is_alive()
+    kernel.close()
+
+
+def test_a_copy_queued_at_start_up_may_name_a_lun_opened_after_its_own(
+        tmp_path, monkeypatch):
+    """A daemon started after a crash: taking ``a``'s ring over makes the kernel send
+    the EXTENDED COPY again at once, before ``b`` (the copy's other end) is opened. The
+    rings are served only once every device there is has been opened, so the copy
+    finds ``b`` and runs."""
+    data = os.urandom(64 * 1024)
+    (tmp_path / "a.img").write_bytes(data + bytes(64 * 1024))
+    (tmp_path / "b.img").write_bytes(bytes(128 * 1024))
+    ids = {"a": "aaaa", "b": "bbbb"}
+    kernels: dict[str, SimulatedKernel] = {}
+    submitted: list[int] = []
+    naa = {n: next(d.value for d in open_device(n, f"disk;{tmp_path / n}.img", ids[n])
+                   .designators() if d.designator_type == 3) for n in ids}
+    plist = xcopy.build_extended_copy(
+        [IdentificationCscd(naa["a"], 0, block_length=512),
+         IdentificationCscd(naa["b"], 0, block_length=512)],
+        [BlockToBlock(0, 1, number_of_blocks=128, source_lba=0, destination_lba=64)])
+
+    def fake_open(cls, dev, opener=open_device):
+        device = opener(dev.tcmu.name, dev.tcmu.cfg, ids[dev.tcmu.name])
+        kernel = kernels[dev.tcmu.name] = SimulatedKernel(cmdr_size=16384, data_pages=16)
+        if dev.tcmu.name == "a":  # the initiator's retry, queued as the ring is taken over
+            submitted.append(kernel.submit(
+                xcopy.ExtendedCopyLid1(parameter_list_length=len(plist)).encode(),
+                data_out=plist))
+        return cls(dev.tcmu.name, kernel.uio_fd, CommandRing(kernel.view), device)
+
+    monkeypatch.setattr(TcmuDevice, "open", classmethod(fake_open))
+    daemon = Daemon()
+    daemon.copy_groups_loader = lambda: {"pair": ("a", "b")}
+    daemon.load_copy_groups()
+    for n, name in enumerate(ids):
+        assert daemon.add(str(fake_uio(tmp_path, n, f"tcm-user/1/{name}/xcopy/"
+                                                    f"disk;{tmp_path / name}.img")))
+    loop = threading.Thread(target=daemon.run)
+    loop.start()
+    try:
+        got = kernels["a"].answer(submitted[0], timeout=10)
+        assert got.status == GOOD
+        assert (tmp_path / "b.img").read_bytes()[32768:98304] == data
+    finally:
+        daemon.stop()
+        loop.join(5)
+        for kernel in kernels.values():
+            kernel.close()
+    assert not loop.is_alive()
+
+
 def test_a_lun_busy_answering_holds_up_no_other_lun():
     """Each LUN's ring is serviced on a thread of its own: while one LUN's thread is
     inside a command (the compiled path reading slow storage, say), another LUN's
