@@ -20,7 +20,6 @@ from pathlib import Path
 
 from lio_xcopy.control import config
 from lio_xcopy.devices.awstape import ENDREC, HEADER, HEADER_LEN, NEWREC, TAPEMARK
-from lio_xcopy.devices.library import STATE_FILE, SUFFIX
 from lio_xcopy.errors import ConfigError
 
 #: LUN kinds whose path is a library directory, not a file of their own
@@ -103,6 +102,8 @@ def same_file(a: Path, b: Path) -> bool:
 
 def _library_of(path: Path, libraries: Iterable[Path]) -> tuple[Path, str] | None:
     """The library directory ``path`` belongs to, and what it is there."""
+    from lio_xcopy.devices.library import STATE_FILE, SUFFIX
+
     here = Path(os.path.realpath(path.parent))
     candidates = list(dict.fromkeys([*libraries, path.parent]))
     for lib in candidates:
@@ -122,6 +123,8 @@ def _library_of(path: Path, libraries: Iterable[Path]) -> tuple[Path, str] | Non
 
 
 def _role(name: str) -> str:
+    from lio_xcopy.devices.library import STATE_FILE, SUFFIX
+
     if name.endswith(SUFFIX):
         return f"its cartridge {name.removesuffix(SUFFIX)}"
     if name == STATE_FILE:
@@ -144,6 +147,8 @@ def check(kind: str, path: str | os.PathLike[str], in_use: Iterable[InUse], *,
           format: bool = False, saved: Iterable[Path] = (config.DEFAULT_PATH,)) -> None:  # noqa: A002
     """Refuse ``path`` as the backing file of a new ``kind`` LUN (disk or tape) when it
     belongs to someone else or holds what the LUN would destroy; see the module."""
+    from lio_xcopy.devices.library import STATE_FILE
+
     p = Path(os.path.abspath(path))
     owners = list(in_use)
     st = _stat(p)

@@ -48,8 +48,7 @@ import os
 import struct
 
 from lio_xcopy.scsi.cdb import cdb_length
-from lio_xcopy.scsi.explain import command_name, explain_sense
-from lio_xcopy.scsi.sense import parse_sense
+from lio_xcopy.scsi.sense import SenseData, parse_sense
 from lio_xcopy.sg import _sg_h
 from lio_xcopy.sg._sg_h import (
     DRIVER_TIMEOUT,
@@ -120,6 +119,21 @@ __all__ = [
     "scsi_device_dir",
     "scsi_nodes",
 ]
+
+
+def explain_sense(sense: SenseData) -> str:
+    """:func:`lio_xcopy.scsi.explain.explain_sense`, imported when first worded (it
+    brings every command table of SPC, SBC and SSC)."""
+    from lio_xcopy.scsi.explain import explain_sense as explain
+
+    return explain(sense)
+
+
+def command_name(cdb: bytes) -> str:
+    """:func:`lio_xcopy.scsi.explain.command_name`, imported when first worded."""
+    from lio_xcopy.scsi.explain import command_name as name
+
+    return name(cdb)
 
 
 def _open_error(path: str, e: OSError) -> SgIoError:

@@ -47,8 +47,6 @@ from lio_xcopy.control.validators import (
 from lio_xcopy.devices.members import FOREIGN, foreign_designator
 from lio_xcopy.errors import ConfigError
 from lio_xcopy.handler_config import parse_size
-from lio_xcopy.scsi.spc import naa_ieee_registered_extended
-from lio_xcopy.sg.resolve import StableName
 
 
 class _Object(dict[str, Any]):
@@ -332,6 +330,8 @@ class Reader:
         o = self.obj(v, where, ("name", "device"), ("designator", "wwn"))
         device = self.text(o["device"], _at(where, "device"))
         try:
+            from lio_xcopy.sg.resolve import StableName
+
             StableName.parse(device)
         except ConfigError as e:
             raise self.fail(_at(where, "device"), str(e)) from e
@@ -344,6 +344,8 @@ class Reader:
                           changers: tuple[ChangerConfig, ...] = (),
                           drives: tuple[LibraryDriveConfig, ...] = (),
                           passthrough: tuple[PassThroughConfig, ...] = ()) -> None:
+        from lio_xcopy.scsi.spc import naa_ieee_registered_extended
+
         names: dict[str, str] = {}
         paths: dict[Path, str] = {}
         serials: dict[str, str] = {}

@@ -8,6 +8,7 @@ exits 0 when it worked and 1 with one line on stderr when it did not (nothing ch
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 import sys
@@ -51,7 +52,7 @@ def _one_line(e: BaseException) -> str:
 
 def make_shell(lio: Any = None, home: str | os.PathLike[str] | None = None) -> Any:
     """A configshell with our tree over ``lio`` (default: the real LIO), read from LIO."""
-    from configshell_fb import ConfigShell, Console, ExecutionError, Log
+    from configshell_fb import ConfigShell, Console, ExecutionError, Log, Prefs
     from pyparsing import ParseException
 
     from lio_xcopy.control.shell.lio import Lio
@@ -92,6 +93,23 @@ def make_shell(lio: Any = None, home: str | os.PathLike[str] | None = None) -> A
         def _log(self, level: str, msg: object) -> None:
             super()._log(level, mask_secrets(str(msg)))
 
+        def debug(self, msg: object) -> None:
+            """As configshell's, which names its caller from ``inspect.stack()`` (every
+            frame's source read back: seconds on a slow host) even when no log keeps
+            debug messages; here only when one does."""
+            if "debug" not in (self.prefs["loglevel_file"], self.prefs["loglevel_console"]):
+                return
+            caller = inspect.stack()[1]
+            self._log("debug", f"{caller[1]}:{caller[2]} {caller[3]}() {msg}")
+
+    # configshell's Log, made before the preferences are read, sets the file's level to
+    # debug for want of one, so Shell.default_prefs could never apply: seed it first (a
+    # preferences file in the home still replaces it)
+    # (not saved into the file of an earlier shell of this process: Shell turns autosave
+    # back on when it has a home)
+    prefs = Prefs()
+    prefs.autosave = False
+    prefs["loglevel_file"] = Shell.default_prefs["loglevel_file"]
     shell = Shell(str(home) if home is not None else None)
     shell.log = MaskedLog()  # a Borg: the same preferences and log file
     if home is None:  # configshell's preferences are shared state: none kept on disk

@@ -27,10 +27,8 @@ from configshell_fb import ConfigNode, ExecutionError
 from lio_xcopy.control import backing, config, service
 from lio_xcopy.control.shell import values
 from lio_xcopy.control.shell.lio import Backstore, LiveLoopbackTarget, Snapshot
-from lio_xcopy.devices.foreign import admit_name
 from lio_xcopy.devices.members import FOREIGN, foreign_member, is_designator_text
 from lio_xcopy.errors import ConfigError
-from lio_xcopy.sg.resolve import StableName
 
 if TYPE_CHECKING:
     from lio_xcopy.devices.library import State as LibraryState
@@ -591,6 +589,8 @@ class PassThroughStores(_Stores):
         if snap.backstore(name) is not None or name in snap.other_names:
             raise ConfigError(f"a LUN named {name!r} exists: choose another name, or "
                               "delete it first")
+        from lio_xcopy.sg.resolve import StableName
+
         StableName.parse(device)  # the one-line error for /dev/sg3 and the like
         if any(b.kind == self.kind and str(b.path) == device for b in snap.backstores):
             raise ConfigError(f"device={device} is already passed through: keep one LUN "
@@ -1238,6 +1238,8 @@ def _copy_group_member(m: str) -> str:
     if m.startswith(FOREIGN):
         return foreign_member(m[len(FOREIGN):])
     if m.startswith("/") or is_designator_text(m):
+        from lio_xcopy.devices.foreign import admit_name
+
         return foreign_member(admit_name(m))
     return m
 
