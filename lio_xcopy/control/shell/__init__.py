@@ -8,7 +8,6 @@ exits 0 when it worked and 1 with one line on stderr when it did not (nothing ch
 
 from __future__ import annotations
 
-import inspect
 import os
 import re
 import sys
@@ -96,11 +95,12 @@ def make_shell(lio: Any = None, home: str | os.PathLike[str] | None = None) -> A
         def debug(self, msg: object) -> None:
             """As configshell's, which names its caller from ``inspect.stack()`` (every
             frame's source read back: seconds on a slow host) even when no log keeps
-            debug messages; here only when one does."""
+            debug messages; here only when one does, from the caller's frame."""
             if "debug" not in (self.prefs["loglevel_file"], self.prefs["loglevel_console"]):
                 return
-            caller = inspect.stack()[1]
-            self._log("debug", f"{caller[1]}:{caller[2]} {caller[3]}() {msg}")
+            caller = sys._getframe(1)  # the frame alone: no source read
+            self._log("debug", f"{caller.f_code.co_filename}:{caller.f_lineno} "
+                               f"{caller.f_code.co_name}() {msg}")
 
     # configshell's Log, made before the preferences are read, sets the file's level to
     # debug for want of one, so Shell.default_prefs could never apply: seed it first (a
