@@ -1,7 +1,7 @@
 """Declarative CDB layouts (after python-scsi's field tables).
 
-A layout is a frozen dataclass whose fields are placed by :func:`bitfield`, copied from the
-standard's CDB figure::
+A layout is a frozen record of ints (a dataclass to the type checker) whose fields are
+placed by :func:`bitfield`, copied from the standard's CDB figure::
 
     class Read10(Cdb, name="READ (10)", opcode=0x28, length=10, clause="SBC-4 5.16"):
         fua: int = bitfield(1, 1, lsb=3)
@@ -71,7 +71,11 @@ def bitfield(byte: int, width: int = 8, *, lsb: int = 0) -> Any:
 @dataclass_transform(frozen_default=True)
 class Cdb:
     """Base of every CDB layout. A subclass names its command in the class keywords
-    and places its fields with :func:`bitfield`; it becomes a frozen dataclass of ints.
+    and places its fields with :func:`bitfield`; it becomes a frozen record of ints,
+    built, compared, hashed and shown as a frozen dataclass would be. The methods are
+    this class's, from the field table, not generated per layout: ``dataclass()``
+    compiles six methods for each class, and every process that speaks SCSI imports
+    some seventy layouts.
 
     A SERVICE ACTION field (byte 1, bits 4-0) is added before the declared fields when
     ``service_action`` is given, with that code as its default, and the CONTROL byte
@@ -85,6 +89,8 @@ class Cdb:
     CLAUSE: ClassVar[str]
     FIELDS: ClassVar[tuple[Field, ...]]
     _DECODE: ClassVar[tuple[tuple[str, int, int], ...]]
+    _NAMES: ClassVar[tuple[str, ...]]
+    _DEFAULTS: ClassVar[dict[str, int]]
     #: the command carries a Data-Out buffer (parameter list or write data), so the
     #: transport never returns its buffer to the initiator
     DATA_OUT: ClassVar[bool] = False
@@ -127,11 +133,14 @@ class Cdb:
             if any(a & b for a, b in zip(used, mask, strict=True)):
                 raise ValueError(f"{name}: field {f.name!r} overlaps another field")
             used = bytearray(a | b for a, b in zip(used, mask, strict=True))
+        defaults: dict[str, int] = {}
         for f in table:
             # encode() writes the service action even when built with defaults
-            default = service_action if f.name == "service_action" else 0
-            setattr(cls, f.name, default)
+            defaults[f.name] = (service_action or 0) if f.name == "service_action" else 0
+            setattr(cls, f.name, defaults[f.name])
         cls.__annotations__ = {f.name: "int" for f in table}
+        cls._NAMES = tuple(defaults)
+        cls._DEFAULTS = defaults
         cls.NAME = name
         cls.OPCODE = opcode
         cls.SERVICE_ACTION = service_action
@@ -144,7 +153,43 @@ class Cdb:
         cls.DATA_OUT = data_out
         if cls.__doc__ is None:
             cls.__doc__ = f"{clause} {name}."
-        dataclass(frozen=True)(cls)
+
+    def __init__(self, *args: int, **kwargs: int) -> None:
+        """Fields by position (the table's order) or by name; the rest default to 0,
+        SERVICE ACTION to the command's code."""
+        names = self._NAMES
+        if len(args) > len(names):
+            raise TypeError(f"{type(self).__name__}() takes {len(names)} positional "
+                            f"arguments but {len(args)} were given")
+        values = dict(self._DEFAULTS)
+        values.update(zip(names, args, strict=False))
+        for key, value in kwargs.items():
+            if key not in values:
+                raise TypeError(f"{type(self).__name__}() got an unexpected keyword "
+                                f"argument {key!r}")
+            if names.index(key) < len(args):
+                raise TypeError(f"{type(self).__name__}() got multiple values for "
+                                f"argument {key!r}")
+            values[key] = value
+        self.__dict__.update(values)
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{n}={self.__dict__[n]!r}" for n in self._NAMES)
+        return f"{type(self).__qualname__}({fields})"
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    def __hash__(self) -> int:
+        return hash(tuple(self.__dict__[n] for n in self._NAMES))
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r}")
 
     @classmethod
     def decode(cls, cdb: bytes | bytearray | memoryview) -> Self:
