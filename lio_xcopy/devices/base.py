@@ -154,6 +154,9 @@ class LogicalUnit:
     #: came, as a sequential-access device needs
     IO_WORKERS: ClassVar[int] = 1
     _dispatch: ClassVar[dict[tuple[int, int | None], tuple[type[Cdb], str]]]
+    _layouts: ClassVar[tuple[type[Cdb], ...]]  # every layout dispatched
+    _layouts_no_copy: ClassVar[tuple[type[Cdb], ...]]  # less the third-party copy ones
+    _with_service_action: ClassVar[frozenset[int]]  # opcodes told apart by service action
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
@@ -163,6 +166,10 @@ class LogicalUnit:
                 for layout in getattr(fn, _LAYOUTS, ()):
                     table[(layout.OPCODE, layout.SERVICE_ACTION)] = (layout, name)
         cls._dispatch = table
+        cls._layouts = tuple(layout for layout, _ in table.values())
+        cls._layouts_no_copy = tuple(layout for layout in cls._layouts
+                                     if not _is_third_party_copy(layout))
+        cls._with_service_action = frozenset(op for op, sa in table if sa is not None)
 
     def __init__(self, identity: LunIdentity):
         self.identity = identity
@@ -234,14 +241,15 @@ class LogicalUnit:
     @classmethod
     def layouts(cls) -> list[type[Cdb]]:
         """Every CDB layout the class dispatches."""
-        return [layout for layout, _ in cls._dispatch.values()]
+        return list(cls._layouts)
 
     def supported_layouts(self) -> list[type[Cdb]]:
         """The layouts this LUN answers (SPC-4 6.35: what REPORT SUPPORTED OPERATION CODES
         lists): the third-party copy commands only while a copy manager serves it."""
-        if self.copy_manager is not None:
-            return self.layouts()
-        return [layout for layout in self.layouts() if not _is_third_party_copy(layout)]
+        return list(self._supported())
+
+    def _supported(self) -> tuple[type[Cdb], ...]:
+        return self._layouts if self.copy_manager is not None else self._layouts_no_copy
 
     def _lookup(self, cdb: bytes) -> tuple[type[Cdb], str]:
         if not cdb:
@@ -250,7 +258,7 @@ class LogicalUnit:
         hit = self._dispatch.get((opcode, None))
         if hit:
             return hit
-        if len(cdb) > 1 and any(op == opcode for op, _ in self._dispatch):
+        if len(cdb) > 1 and opcode in self._with_service_action:
             hit = self._dispatch.get((opcode, cdb[1] & 0x1F))
             if hit:
                 return hit
@@ -339,16 +347,16 @@ class LogicalUnit:
         opts = cdb.reporting_options
         layout = spc.ReportSupportedOperationCodes
         if opts == 0:
-            data = spc.report_all_commands(self.supported_layouts(), rctd=bool(cdb.rctd))
+            data = spc.report_all_commands(list(self._supported()), rctd=bool(cdb.rctd))
         elif opts in (1, 2, 3):
             op, sa = cdb.requested_operation_code, cdb.requested_service_action
-            has_sa = any(o == op and s is not None for o, s in self._dispatch)
+            has_sa = op in self._with_service_action
             if opts == 1 and has_sa:
                 raise layout.invalid("requested_operation_code")
             if opts == 2 and not has_sa and (op, None) in self._dispatch:
                 raise layout.invalid("requested_service_action")
             hit = self._dispatch.get((op, sa if has_sa else None))
-            supported = hit is not None and hit[0] in self.supported_layouts()
+            supported = hit is not None and hit[0] in self._supported()
             data = spc.report_one_command(hit[0] if supported and hit else None,
                                           rctd=bool(cdb.rctd))
         else:

@@ -32,10 +32,13 @@ class Field:
     byte: int
     width: int = 8
     lsb: int = 0
+    # derived once: every encoder and decoder reads them for each field it moves
+    nbytes: int = dataclasses.field(init=False, repr=False, compare=False)
+    mask: int = dataclasses.field(init=False, repr=False, compare=False)
 
-    @property
-    def nbytes(self) -> int:
-        return (self.width + self.lsb + 7) // 8
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "nbytes", (self.width + self.lsb + 7) // 8)
+        object.__setattr__(self, "mask", (1 << self.width) - 1)
 
     @property
     def msb_bit(self) -> int | None:
@@ -45,17 +48,22 @@ class Field:
             return None
         return (self.width + self.lsb - 1) % 8
 
-    @property
-    def mask(self) -> int:
-        return (1 << self.width) - 1
+    def shift(self, length: int) -> int:
+        """The field's shift within ``length`` bytes read as one big-endian integer."""
+        return (length - self.byte - self.nbytes) * 8 + self.lsb
+
+    def check(self, value: int) -> int:
+        """``value``, if it fits the field; else ValueError naming both."""
+        if not 0 <= value <= self.mask:
+            raise ValueError(f"{self.name}={value} does not fit {self.width} bits")
+        return value
 
     def get(self, buf: bytes | bytearray | memoryview) -> int:
         raw = int.from_bytes(buf[self.byte : self.byte + self.nbytes], "big")
         return (raw >> self.lsb) & self.mask
 
     def put(self, buf: bytearray, value: int) -> None:
-        if not 0 <= value <= self.mask:
-            raise ValueError(f"{self.name}={value} does not fit {self.width} bits")
+        self.check(value)
         end = self.byte + self.nbytes
         raw = int.from_bytes(buf[self.byte : end], "big")
         raw = (raw & ~(self.mask << self.lsb)) | (value << self.lsb)
@@ -147,9 +155,9 @@ class Cdb:
         cls.LENGTH = length
         cls.CLAUSE = clause
         cls.FIELDS = tuple(table)
-        # decode's plan: each field's shift from the end of the CDB read as one integer
-        cls._DECODE = tuple((f.name, (length - f.byte - f.nbytes) * 8 + f.lsb, f.mask)
-                            for f in table)
+        # decode's and encode's plan: each field's shift from the end of the CDB read as
+        # one integer
+        cls._DECODE = tuple((f.name, f.shift(length), f.mask) for f in table)
         cls.DATA_OUT = data_out
         if cls.__doc__ is None:
             cls.__doc__ = f"{clause} {name}."
@@ -206,11 +214,16 @@ class Cdb:
         return decoded
 
     def encode(self) -> bytes:
-        buf = bytearray(self.LENGTH)
-        buf[0] = self.OPCODE
-        for f in self.FIELDS:
-            f.put(buf, getattr(self, f.name))
-        return bytes(buf)
+        """The CDB: the fields (each checked against its width; they do not overlap)
+        OR-ed into one big-endian integer behind the opcode."""
+        values = self.__dict__
+        whole = self.OPCODE << 8 * (self.LENGTH - 1)
+        for f, (name, shift, mask) in zip(self.FIELDS, self._DECODE, strict=True):
+            value = values[name]
+            if not 0 <= value <= mask:
+                f.check(value)
+            whole |= value << shift
+        return whole.to_bytes(self.LENGTH, "big")
 
     @classmethod
     def field(cls, name: str) -> Field:
@@ -229,13 +242,12 @@ class Cdb:
     def usage_data(cls) -> bytes:
         """CDB USAGE DATA, SPC-4 6.35.3: the opcode, a mask of the bits we decode, and
         the service action code (not a mask) where the CDB has a SERVICE ACTION field."""
-        buf = bytearray(cls.LENGTH)
-        for f in cls.FIELDS:
-            f.put(buf, f.mask)
-        buf[0] = cls.OPCODE
-        if cls.SERVICE_ACTION is not None:
-            cls.field("service_action").put(buf, cls.SERVICE_ACTION)
-        return bytes(buf)
+        whole = cls.OPCODE << 8 * (cls.LENGTH - 1)
+        for name, shift, mask in cls._DECODE:
+            if name == "service_action" and cls.SERVICE_ACTION is not None:
+                mask = cls.SERVICE_ACTION
+            whole |= mask << shift
+        return whole.to_bytes(cls.LENGTH, "big")
 
 
 def cdb_length(opcode: int) -> int:

@@ -28,7 +28,7 @@ __all__ = ["Layout", "bitfield"]
 class Layout:
     """A field table of ``length`` bytes; fields not named are reserved (zero)."""
 
-    __slots__ = ("_by_name", "fields", "length", "name")
+    __slots__ = ("_by_name", "_plan", "fields", "length", "name")
 
     def __init__(self, name: str, length: int, **fields: Field) -> None:
         self.name = name
@@ -45,6 +45,8 @@ class Layout:
             used = bytearray(a | b for a, b in zip(used, mask, strict=True))
         self.fields = table
         self._by_name = {f.name: f for f in table}
+        # encode's plan: each field's shift in the format read as one big-endian integer
+        self._plan = {f.name: (f, f.shift(length), f.mask) for f in table}
 
     def extend(self, name: str, length: int, **fields: Field) -> Layout:
         """This table's fields and more, in a longer (or equal) format."""
@@ -75,10 +77,15 @@ class Layout:
     def encode(self, values: Mapping[str, int]) -> bytearray:
         """``length`` bytes with each named field set; an unknown name is an error, a
         value that does not fit its field is ValueError."""
-        buf = bytearray(self.length)
+        plan = self._plan
+        whole = 0
         for name, value in values.items():
-            self._by_name[name].put(buf, int(value))
-        return buf
+            f, shift, mask = plan[name]
+            value = int(value)
+            if not 0 <= value <= mask:
+                f.check(value)
+            whole |= value << shift
+        return bytearray(whole.to_bytes(self.length, "big"))
 
     def decode(self, buf: bytes | bytearray | memoryview, off: int = 0) -> dict[str, int]:
         """Every field of the format at ``off`` in ``buf`` (``length`` bytes available)."""
