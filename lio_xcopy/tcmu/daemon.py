@@ -296,9 +296,11 @@ class TcmuDevice:
         self.ring.resync()
         return queued
 
-    def service(self, *, drain_event: bool = True) -> int:
+    def service(self, *, drain_event: bool = True, at_entry: bool = False) -> int:
         """Answer every command queued on the ring; returns how many were answered.
-        Long commands go on in their worker and complete in :meth:`complete_finished`."""
+        Long commands go on in their worker and complete in :meth:`complete_finished`.
+        ``at_entry``: the compiled path has just stopped at the entry at the cursor, so
+        the first one goes straight to the Python path."""
         if drain_event:
             with contextlib.suppress(BlockingIOError, InterruptedError):
                 os.read(self.fd, 4)
@@ -307,10 +309,11 @@ class TcmuDevice:
         debug = log.isEnabledFor(logging.DEBUG)
         direct = self._direct
         while True:
-            if direct is not None and not self._on_worker:
+            if direct is not None and not self._on_worker and not at_entry:
                 served, woken = self._serve_direct(direct)
                 done += served
                 unannounced = (unannounced or served > 0) and not woken
+            at_entry = False
             entry = self.ring.next_entry()
             if entry is None:
                 break
@@ -493,7 +496,7 @@ class TcmuDevice:
             while not self._stopping:
                 why = self._serve_waiting()
                 if why == AT_ENTRY:
-                    self.service(drain_event=False)
+                    self.service(drain_event=False, at_entry=True)
                     continue
                 if why == TIME_UP:
                     continue
