@@ -153,6 +153,9 @@ class LogicalUnit:
     #: 8.6: SIMPLE tasks may run in any order); every other command runs in the order it
     #: came, as a sequential-access device needs
     IO_WORKERS: ClassVar[int] = 1
+    #: the commands that only report state no other command of this class changes
+    #: outside its handler (see :meth:`repeatable`)
+    REPEATABLE: ClassVar[tuple[type[Cdb], ...]] = ()
     _dispatch: ClassVar[dict[tuple[int, int | None], tuple[type[Cdb], str]]]
     _layouts: ClassVar[tuple[type[Cdb], ...]]  # every layout dispatched
     _layouts_no_copy: ClassVar[tuple[type[Cdb], ...]]  # less the third-party copy ones
@@ -207,6 +210,20 @@ class LogicalUnit:
         """Whether ``cdb`` may run beside the LUN's other commands, in any order (a
         disk's READ or WRITE); the transport runs :attr:`IO_WORKERS` such at once."""
         return False
+
+    def repeatable(self, cdb: bytes) -> bool:
+        """Whether the GOOD answer to ``cdb`` may be given again, byte for byte, to the
+        same CDB with the same buffer, for as long as no other command reaches
+        :meth:`handle` and the LUN's :meth:`direct_io` terms and copy manager stay the
+        same: a report of the LUN's own state (one of :attr:`REPEATABLE`), which neither
+        READ nor WRITE changes."""
+        if not self.REPEATABLE:
+            return False
+        try:
+            layout, _ = self._lookup(cdb)
+        except CheckCondition:
+            return False
+        return layout in self.REPEATABLE
 
     def carries_data_out(self, cdb: bytes) -> bool:
         """Whether ``cdb`` is a command of ours whose buffer is Data-Out (write data, a

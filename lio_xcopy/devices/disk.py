@@ -62,6 +62,10 @@ class Disk(LogicalUnit):
     IO_WORKERS = 4
     UNORDERED: ClassVar[frozenset[int]] = frozenset(c.OPCODE for c in (*sbc.READS,
                                                                        *sbc.WRITES))
+    #: what Linux sd asks each time it revalidates the disk (after a writer closes it):
+    #: the answers change only by MODE SELECT or with the terms of :meth:`direct_io`
+    REPEATABLE = (spc.TestUnitReady, spc.Inquiry, spc.ModeSense6, spc.ModeSense10,
+                  sbc.ReadCapacity10, sbc.ReadCapacity16, spc.ReportSupportedOperationCodes)
     LONG_OPCODES = frozenset(c.OPCODE for c in (
         sbc.SynchronizeCache10, sbc.SynchronizeCache16, sbc.CompareAndWrite, sbc.Unmap,
         *sbc.WRITE_SAMES, *sbc.VERIFIES, *sbc.PRE_FETCHES,

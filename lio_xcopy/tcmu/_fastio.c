@@ -7,12 +7,18 @@
  * 5.39), writes a GOOD response into the next CMD slot at cmd_tail and advances
  * cmd_tail, exactly as lio_xcopy.tcmu.ring.CommandRing.complete does. It stops, leaving
  * the entry unread, at the first one it does not serve in full: a TMR entry, any other
- * opcode, a field it does not handle (RDPROTECT/WRPROTECT, reserved bits, a group
+ * opcode (but for the answers below), a field it does not handle (RDPROTECT/WRPROTECT, reserved bits, a group
  * number, a control byte, a transfer length of 0 or above the Block Limits), blocks
  * outside the LUN, a buffer whose length is not the CDB's (residuals), a WRITE the
  * caller did not allow, a failed or short transfer, or anything malformed. The Python
  * path then answers that entry as it answers every command, with the sense data it
  * owes; a READ or WRITE it redoes moves the same bytes again.
+ *
+ * Both may also be handed answers the Python path gave before (``answers``): a LUN's
+ * reports of its own state (TEST UNIT READY, INQUIRY, MODE SENSE, READ CAPACITY, REPORT
+ * SUPPORTED OPERATION CODES), held by the caller while nothing has changed that state.
+ * An entry whose CDB and buffer length equal one of them gets the same Data-In bytes and
+ * the same GOOD response (read_len included), as the Python path would write them again.
  *
  * serve_wait() does the same, and each time the ring is drained it wakes the kernel for
  * the answers written, then waits on the uio fd for more, without returning to Python:
@@ -46,10 +52,14 @@
 #define IOV_SIZE 16u
 #define RSP_UFLAGS 7u
 #define RSP_KFLAGS 6u
+#define UFLAG_READ_LEN 0x2u
 #define RSP_STATUS 8u
 #define RSP_READ_LEN 12u
 #define ALIGN 8u
 #define MAX_IOV 1024u
+
+/* an answer in ``answers``: this header (host byte order), the CDB, the Data-In bytes */
+#define ANS_HDR 16u /* u32 cdb_len, buf_len (the iovecs' total), data_len, read_len */
 
 #define ALLOW_WRITE 0x1
 #define DSYNC_WRITES 0x2
@@ -172,6 +182,62 @@ static int serve_entry(unsigned char *map, size_t map_len, unsigned char *e, uin
     return 1;
 }
 
+/* Answers held by the caller (serve()'s ``answers``), packed as ANS_HDR documents. */
+struct answers {
+    const unsigned char *buf;
+    size_t len;
+};
+
+/* One CMD entry at ``e`` answered from ``held``: 1 with the response's uflags and
+ * read_len, else 0 (nothing written). */
+static int replay_entry(unsigned char *map, size_t map_len, const unsigned char *e,
+                        uint32_t length, const struct answers *held, uint32_t *read_len)
+{
+    uint32_t iov_cnt, i;
+    uint64_t cdb_off, total = 0;
+    size_t at = 0;
+
+    if (held->len == 0 || length < IOV_OFF)
+        return 0;
+    iov_cnt = get32(e + REQ_IOV_CNT);
+    cdb_off = get64(e + REQ_CDB_OFF);
+    if (iov_cnt > MAX_IOV || IOV_OFF + (uint64_t)IOV_SIZE * iov_cnt > length ||
+        cdb_off >= map_len)
+        return 0;
+    for (i = 0; i < iov_cnt; i++) {
+        const unsigned char *v = e + IOV_OFF + (size_t)i * IOV_SIZE;
+        uint64_t off = get64(v), len = get64(v + 8);
+        if (off > map_len || len > map_len - off)
+            return 0;
+        total += len;
+    }
+    while (held->len - at >= ANS_HDR) {
+        const unsigned char *h = held->buf + at;
+        uint32_t cdb_len = get32(h), buf_len = get32(h + 4), data_len = get32(h + 8);
+        uint64_t size = (uint64_t)ANS_HDR + cdb_len + data_len;
+        const unsigned char *data = h + ANS_HDR + cdb_len;
+
+        if (size > held->len - at || data_len > buf_len)
+            return 0; /* a table that is not whole answers nothing */
+        at += (size_t)size;
+        if (buf_len != total || cdb_len == 0 || cdb_len > map_len - cdb_off ||
+            memcmp(map + cdb_off, h + ANS_HDR, cdb_len) != 0)
+            continue;
+        for (i = 0; i < iov_cnt && data_len; i++) {
+            const unsigned char *v = e + IOV_OFF + (size_t)i * IOV_SIZE;
+            uint64_t len = get64(v + 8);
+            if (len > data_len)
+                len = data_len;
+            memcpy(map + get64(v), data, (size_t)len);
+            data += len;
+            data_len -= (uint32_t)len;
+        }
+        *read_len = get32(h + 12);
+        return 1;
+    }
+    return 0;
+}
+
 /* The first CMD entry from ``tail`` up to ``pos`` (the entry being served): where its
  * response goes (any command may complete in any CMD slot: the kernel looks commands up
  * by cmd_id). NULL if the entries between are not whole (the ring is broken: the Python
@@ -207,6 +273,7 @@ struct run {
     unsigned long long outstanding;
     int uio_fd, awake;
     struct lun lun;
+    struct answers held;
     unsigned long served;
     uint64_t moved, unwoken; /* bytes served; at the last wake-up */
 };
@@ -221,6 +288,7 @@ static int serve_run(struct run *r)
         uint32_t head = get32(r->map + MB_CMD_HEAD) % r->size, len_op, length, op, next,
                  slot_tail, pos = r->pos;
         unsigned char *e, *slot;
+        uint32_t read_len = 0;
 
         if (pos == head) {
             stopped = 0;
@@ -243,16 +311,19 @@ static int serve_run(struct run *r)
             break;
         slot_tail = r->tail;
         slot = answer_slot(r->ring, r->size, &slot_tail, pos);
-        if (slot == NULL || !serve_entry(r->map, r->map_len, e, length, &r->lun, &r->moved))
+        if (slot == NULL)
+            break;
+        if (!serve_entry(r->map, r->map_len, e, length, &r->lun, &r->moved) &&
+            !replay_entry(r->map, r->map_len, e, length, &r->held, &read_len))
             break;
         r->pos = next;
         r->tail = slot_tail;
         slot[RSP_KFLAGS] = 0;
-        slot[RSP_UFLAGS] = 0;
+        slot[RSP_UFLAGS] = read_len ? UFLAG_READ_LEN : 0;
         memmove(slot + 4, e + 4, 2); /* cmd_id (the same slot when nothing waits) */
         slot[RSP_STATUS] = 0;       /* GOOD */
         memset(slot + RSP_STATUS + 1, 0, 3);
-        put32(slot + RSP_READ_LEN, 0);
+        put32(slot + RSP_READ_LEN, read_len);
         if (!r->outstanding)
             r->tail = r->pos; /* PAD entries read past are the kernel's again */
         __atomic_store_n((uint32_t *)(r->map + MB_CMD_TAIL), r->tail, __ATOMIC_RELEASE);
@@ -274,23 +345,38 @@ static int serve_run(struct run *r)
     return stopped;
 }
 
-/* The arguments of serve() (``format``) or serve_wait() (two more: ``wake_fd`` and
- * ``timeout_ms``), checked, in ``r``: 1, else 0 with an exception and ``view`` released. */
-static int begin_run(struct run *r, Py_buffer *view, PyObject *args, const char *format,
+/* Both buffers a run holds, released. */
+static void end_run(Py_buffer *view, Py_buffer *answers)
+{
+    PyBuffer_Release(view);
+    if (answers->obj != NULL)
+        PyBuffer_Release(answers);
+}
+
+/* The arguments of serve() or, with ``wake_fd`` and ``timeout_ms``, serve_wait(), checked,
+ * in ``r``: 1, else 0 with an exception and both buffers released. */
+static int begin_run(struct run *r, Py_buffer *view, Py_buffer *answers, PyObject *args,
                      int *wake_fd, int *timeout_ms)
 {
     unsigned long long cmdr_off, cmdr_size, cursor, outstanding, block_size, blocks,
         max_blocks;
-    int fd, uio_fd, flags;
+    int fd, uio_fd, flags, ok;
 
-    if (!PyArg_ParseTuple(args, format, view, &cmdr_off, &cmdr_size, &cursor, &outstanding,
-                          &fd, &uio_fd, &block_size, &blocks, &max_blocks, &flags, wake_fd,
-                          timeout_ms))
+    memset(answers, 0, sizeof *answers);
+    if (wake_fd == NULL)
+        ok = PyArg_ParseTuple(args, "w*KKKKiiKKKi|y*:serve", view, &cmdr_off, &cmdr_size,
+                              &cursor, &outstanding, &fd, &uio_fd, &block_size, &blocks,
+                              &max_blocks, &flags, answers);
+    else
+        ok = PyArg_ParseTuple(args, "w*KKKKiiKKKiii|y*:serve_wait", view, &cmdr_off,
+                              &cmdr_size, &cursor, &outstanding, &fd, &uio_fd, &block_size,
+                              &blocks, &max_blocks, &flags, wake_fd, timeout_ms, answers);
+    if (!ok)
         return 0;
     if (cmdr_size < HDR_SIZE || cmdr_size > UINT32_MAX || cmdr_off < MB_CMD_TAIL + 4 ||
         cmdr_off + cmdr_size > (unsigned long long)view->len || cursor >= cmdr_size ||
         block_size == 0) {
-        PyBuffer_Release(view);
+        end_run(view, answers);
         PyErr_SetString(PyExc_ValueError, "ring or LUN outside the map");
         return 0;
     }
@@ -308,20 +394,22 @@ static int begin_run(struct run *r, Py_buffer *view, PyObject *args, const char 
     r->lun.blocks = blocks;
     r->lun.max_blocks = max_blocks;
     r->lun.flags = flags;
+    r->held.buf = answers->buf;
+    r->held.len = answers->obj != NULL ? (size_t)answers->len : 0;
     return 1;
 }
 
 static PyObject *serve(PyObject *Py_UNUSED(module), PyObject *args)
 {
-    Py_buffer view;
+    Py_buffer view, answers;
     struct run r;
 
-    if (!begin_run(&r, &view, args, "w*KKKKiiKKKi:serve", NULL, NULL))
+    if (!begin_run(&r, &view, &answers, args, NULL, NULL))
         return NULL;
     Py_BEGIN_ALLOW_THREADS
     serve_run(&r);
     Py_END_ALLOW_THREADS
-    PyBuffer_Release(&view);
+    end_run(&view, &answers);
     return Py_BuildValue("(KkO)", (unsigned long long)r.pos, r.served,
                          r.awake ? Py_True : Py_False);
 }
@@ -345,15 +433,15 @@ static long long now_ms(void)
 
 static PyObject *serve_wait(PyObject *Py_UNUSED(module), PyObject *args)
 {
-    Py_buffer view;
+    Py_buffer view, answers;
     int wake_fd, timeout_ms, uio_fd, why = TIME_UP;
     struct run r;
 
-    if (!begin_run(&r, &view, args, "w*KKKKiiKKKiii:serve_wait", &wake_fd, &timeout_ms))
+    if (!begin_run(&r, &view, &answers, args, &wake_fd, &timeout_ms))
         return NULL;
     uio_fd = r.uio_fd;
     if (uio_fd < 0 || wake_fd < 0) {
-        PyBuffer_Release(&view);
+        end_run(&view, &answers);
         PyErr_SetString(PyExc_ValueError, "serve_wait needs the uio fd and a wake fd");
         return NULL;
     }
@@ -411,7 +499,7 @@ static PyObject *serve_wait(PyObject *Py_UNUSED(module), PyObject *args)
         }
     }
     Py_END_ALLOW_THREADS
-    PyBuffer_Release(&view);
+    end_run(&view, &answers);
     return Py_BuildValue("(KkOi)", (unsigned long long)r.pos, r.served,
                          r.awake ? Py_True : Py_False, why);
 }
@@ -419,13 +507,13 @@ static PyObject *serve_wait(PyObject *Py_UNUSED(module), PyObject *args)
 static PyMethodDef methods[] = {
     {"serve", serve, METH_VARARGS,
      "serve(map, cmdr_off, cmdr_size, cursor, outstanding, fd, uio_fd, block_size, blocks,\n"
-     "      max_blocks, flags) -> (cursor, served, woken)\n\n"
-     "Serve the run of READ/WRITE (10/16) entries from ``cursor``; stop at the first\n"
-     "entry not served in full, which is left unread. ``woken``: ``uio_fd`` was woken\n"
-     "after the last answer."},
+     "      max_blocks, flags[, answers]) -> (cursor, served, woken)\n\n"
+     "Serve the run of READ/WRITE (10/16) entries from ``cursor``, and of entries that\n"
+     "``answers`` holds an answer for; stop at the first entry not served in full,\n"
+     "which is left unread. ``woken``: ``uio_fd`` was woken after the last answer."},
     {"serve_wait", serve_wait, METH_VARARGS,
      "serve_wait(map, cmdr_off, cmdr_size, cursor, outstanding, fd, uio_fd, block_size,\n"
-     "           blocks, max_blocks, flags, wake_fd, timeout_ms)\n"
+     "           blocks, max_blocks, flags, wake_fd, timeout_ms[, answers])\n"
      "    -> (cursor, served, woken, why)\n\n"
      "As serve(), and each time the ring is drained, wake the kernel if answers were\n"
      "written since, then wait for it on ``uio_fd`` and serve again: until an entry\n"

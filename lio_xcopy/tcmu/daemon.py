@@ -33,7 +33,7 @@ from pathlib import Path
 from lio_xcopy import threads
 from lio_xcopy.copy.executor import DaemonThreads, Executor
 from lio_xcopy.copy.manager import CopyManager
-from lio_xcopy.devices.base import Command, LogicalUnit, TaskManagement
+from lio_xcopy.devices.base import Command, DirectIo, LogicalUnit, TaskManagement
 from lio_xcopy.devices.foreign import ForeignDevices
 from lio_xcopy.devices.members import foreign_designator
 from lio_xcopy.devices.unavailable import Unavailable
@@ -51,6 +51,7 @@ from lio_xcopy.tcmu.fastio import (
     TIME_UP,
     WOKEN,
     DirectServe,
+    HeldAnswers,
     WaitServe,
     direct_serve,
     waiting_serve,
@@ -237,11 +238,14 @@ class TcmuDevice:
         #: and its form that waits for the kernel itself between runs
         self._direct: DirectServe | None = None
         self._waiting: WaitServe | None = None
+        #: the device's reports of its state that the compiled path may give again
+        self._held = HeldAnswers()
         self.replace_device(device)
 
     def replace_device(self, device: LogicalUnit) -> None:
         """Answer the ring with ``device`` from now on (one opened at last)."""
         self.device = device
+        self._held.drop()
         offers = type(device).direct_io is not LogicalUnit.direct_io
         self._direct = direct_serve() if offers else None
         self._waiting = waiting_serve() if offers else None
@@ -318,10 +322,14 @@ class TcmuDevice:
             if entry is None:
                 break
             if isinstance(entry, RingTmr):
+                self._held.drop()
                 self.task_management(entry)
                 continue
             if debug:
                 self._started[entry.cmd_id] = time.monotonic()
+            repeatable = direct is not None and self.device.repeatable(entry.cdb)
+            if not repeatable:
+                self._held.drop()  # it may change what the held answers report
             if self._on_worker or self.device.runs_long(Command(entry.cdb, entry.data)):
                 self._to_worker(entry)
                 continue
@@ -329,26 +337,40 @@ class TcmuDevice:
             if isinstance(outcome, Future):
                 self._defer(entry, outcome, on_worker=False)
                 continue
-            self._respond(entry, outcome)
+            read_len = self._respond(entry, outcome)
+            if repeatable and outcome[0] == GOOD:
+                self._hold(entry, read_len)
             done += 1
             unannounced = True
         if unannounced or self.ring.tail != self.ring.head:
             os.write(self.fd, WAKE)
         return done
 
+    def _hold(self, entry: RingCommand, read_len: int | None) -> None:
+        """Hold the answer just written for ``entry``: the bytes the kernel may copy
+        back (those past ``read_len`` are zeros, whatever the buffer held)."""
+        length = entry.data.length
+        data = (entry.data.tobytes(read_len) + bytes(length - read_len) if read_len
+                else entry.data.tobytes())
+        self._held.hold(entry.cdb, length, data, read_len)
+
+    def _answers(self, io: DirectIo) -> bytes:
+        return self._held.packed((self.device, getattr(self.device, "copy_manager", None), io))
+
     def _serve_direct(self, serve: DirectServe) -> tuple[int, bool]:
-        """The compiled path's run of plain READs and WRITEs at the ring's cursor, on the
-        device's terms of the moment (:meth:`LogicalUnit.direct_io`): how many it
-        answered, and whether it woke the kernel after the last."""
+        """The compiled path's run of plain READs and WRITEs, and of commands whose
+        answers it holds, at the ring's cursor, on the device's terms of the moment
+        (:meth:`LogicalUnit.direct_io`): how many it answered, and whether it woke the
+        kernel after the last."""
         io = self.device.direct_io()
         if io is None:
             return 0, False
         try:
-            served, woken = self.ring.serve_direct(serve, io, self.fd)
+            served, woken = self.ring.serve_direct(serve, io, self.fd, self._answers(io))
         finally:
             self.device.direct_io_done(io)
         if served and log.isEnabledFor(logging.DEBUG):
-            log.debug("%s: %d READ/WRITE command(s) answered GOOD by the compiled ring path",
+            log.debug("%s: %d command(s) answered GOOD by the compiled ring path",
                       self.name, served)
         return served, woken
 
@@ -410,7 +432,8 @@ class TcmuDevice:
         self._finished.put((entry, fut, on_worker))
         self.notify()
 
-    def _respond(self, entry: RingCommand, outcome: Outcome) -> None:
+    def _respond(self, entry: RingCommand, outcome: Outcome) -> int | None:
+        """Write the answer to ``entry``; returns the ``read_len`` it reported."""
         read_len = shape_answer(self.device, entry, outcome,
                                 read_len_honoured=self.ring.read_len_honoured)
         self.ring.complete(entry.cmd_id, outcome[0], outcome[1], read_len)
@@ -418,6 +441,7 @@ class TcmuDevice:
             self.copy_news()
         if log.isEnabledFor(logging.DEBUG):
             self._log_command(entry, outcome)
+        return read_len
 
     def _log_command(self, entry: RingCommand, outcome: Outcome) -> None:
         """One DEBUG line per command answered: opcode, cmd_id, LUN, data length,
@@ -527,11 +551,11 @@ class TcmuDevice:
             return None
         try:
             served, _, why = self.ring.serve_waiting(waiting, io, self.fd, self._wake,
-                                                     WAIT_MS)
+                                                     WAIT_MS, self._answers(io))
         finally:
             self.device.direct_io_done(io)
         if served and log.isEnabledFor(logging.DEBUG):
-            log.debug("%s: %d READ/WRITE command(s) answered GOOD by the compiled ring path",
+            log.debug("%s: %d command(s) answered GOOD by the compiled ring path",
                       self.name, served)
         return why
 

@@ -1,5 +1,6 @@
 """The ring's compiled direct path (``_fastio.c``): a disk LUN's runs of READ and WRITE
-(10/16) served from the ring without a Python step per command.
+(10/16) served from the ring without a Python step per command, and the LUN's reports
+of its own state answered again from :class:`HeldAnswers`.
 
 It is optional. Where the extension was not built (no compiler or Python headers at
 install time) or ``LIO_XCOPY_FASTIO=0`` is set, :func:`direct_serve` is None and every
@@ -13,6 +14,7 @@ import functools
 import importlib
 import logging
 import os
+import struct
 from typing import Protocol, cast
 
 log = logging.getLogger(__name__)
@@ -30,7 +32,8 @@ class DirectServe(Protocol):
 
     def __call__(self, ring_map: memoryview, cmdr_off: int, cmdr_size: int, cursor: int,
                  outstanding: int, fd: int, uio_fd: int, block_size: int, blocks: int,
-                 max_blocks: int, flags: int, /) -> tuple[int, int, bool]: ...
+                 max_blocks: int, flags: int, answers: bytes = ...,
+                 /) -> tuple[int, int, bool]: ...
 
 
 #: Why :class:`WaitServe` returned: an entry for the Python path is at the cursor, the
@@ -48,7 +51,63 @@ class WaitServe(Protocol):
     def __call__(self, ring_map: memoryview, cmdr_off: int, cmdr_size: int, cursor: int,
                  outstanding: int, fd: int, uio_fd: int, block_size: int, blocks: int,
                  max_blocks: int, flags: int, wake_fd: int, timeout_ms: int,
-                 /) -> tuple[int, int, bool, int]: ...
+                 answers: bytes = ..., /) -> tuple[int, int, bool, int]: ...
+
+
+#: one held answer as ``_fastio.c`` reads it (host byte order): CDB length, buffer length
+#: (the iovecs' total), Data-In length, read_len; the CDB and the Data-In bytes follow
+ANSWER = struct.Struct("=IIII")
+
+
+class HeldAnswers:
+    """The GOOD answers the Python path gave to a LUN's reports of its own state
+    (:meth:`~lio_xcopy.devices.base.LogicalUnit.repeatable`: TEST UNIT READY, INQUIRY,
+    MODE SENSE, ...), by CDB and buffer length, packed for the compiled path, which
+    gives a command with the same CDB and buffer the same Data-In bytes and response.
+
+    They hold only while that state cannot have changed: any other command that reaches
+    the Python path drops them all (:meth:`drop`), and so does a change of what
+    :meth:`packed` is told they were given under (the device, its copy manager, its
+    direct terms: the capacity, the write cache, whether it takes writes)."""
+
+    MAX_ANSWERS = 32
+    MAX_BYTES = 64 * 1024  # the whole table: sd's revalidation needs about 2 KiB
+
+    def __init__(self) -> None:
+        self._answers: dict[tuple[bytes, int], bytes] = {}
+        self._packed = b""
+        self._size = 0
+        self._under: tuple[object, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self._answers)
+
+    def hold(self, cdb: bytes, buffer_length: int, data_in: bytes, read_len: int | None) -> None:
+        """Hold the answer just given to ``cdb``: ``data_in`` is every byte of its
+        buffer the kernel may copy to the initiator, ``read_len`` as the response said."""
+        record = ANSWER.pack(len(cdb), buffer_length, len(data_in), read_len or 0) + cdb + data_in
+        key = (cdb, buffer_length)
+        if (key in self._answers or len(self._answers) >= self.MAX_ANSWERS
+                or self._size + len(record) > self.MAX_BYTES):
+            return
+        self._answers[key] = record
+        self._size += len(record)
+        self._packed = b"".join(self._answers.values())
+
+    def drop(self) -> None:
+        """Forget every answer: the LUN's state may change."""
+        if self._answers:
+            self._answers.clear()
+            self._packed = b""
+            self._size = 0
+
+    def packed(self, under: tuple[object, ...]) -> bytes:
+        """The answers for the compiled path, given the LUN is now ``under`` these terms;
+        none if they were held under others."""
+        if under != self._under:
+            self.drop()
+            self._under = under
+        return self._packed
 
 
 @functools.cache

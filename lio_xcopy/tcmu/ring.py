@@ -169,23 +169,23 @@ class CommandRing:
             if op != OP_PAD:
                 raise TcmuError(f"TCMU ring entry at {pos:#x} has opcode {op}")
 
-    def serve_direct(self, serve: DirectServe, io: DirectIo,
-                     wake_fd: int = -1) -> tuple[int, bool]:
+    def serve_direct(self, serve: DirectServe, io: DirectIo, wake_fd: int = -1,
+                     answers: bytes = b"") -> tuple[int, bool]:
         """Let the compiled path answer the run of READ/WRITE (10/16) entries at the
-        cursor on ``io``'s terms, as :meth:`complete` would answer each with GOOD. It
-        stops at the first entry it does not serve, which :meth:`next_entry` then reads.
-        ``wake_fd``
-        is woken as long transfers complete. Returns how many it answered, and whether
-        ``wake_fd`` was woken after the last of them."""
+        cursor on ``io``'s terms, as :meth:`complete` would answer each with GOOD, and
+        of entries ``answers`` (:class:`~lio_xcopy.tcmu.fastio.HeldAnswers`) holds the
+        answer to. It stops at the first entry it does not serve, which
+        :meth:`next_entry` then reads. ``wake_fd`` is woken as long transfers complete.
+        Returns how many it answered, and whether ``wake_fd`` was woken after the last."""
         flags = (ALLOW_WRITE if io.writable else 0) | (DSYNC_WRITES if io.dsync else 0)
         cursor, served, woken = serve(self.map, self.cmdr_off, self.cmdr_size, self._cursor,
                                       self.outstanding, io.fd, wake_fd, io.block_size,
-                                      io.blocks, io.max_blocks, flags)
+                                      io.blocks, io.max_blocks, flags, answers)
         self._cursor = cursor
         return served, woken
 
     def serve_waiting(self, serve: WaitServe, io: DirectIo, uio_fd: int, wake_fd: int,
-                      timeout_ms: int) -> tuple[int, bool, int]:
+                      timeout_ms: int, answers: bytes = b"") -> tuple[int, bool, int]:
         """:meth:`serve_direct`, and each time the ring is drained, wake the kernel for
         the answers written and wait on ``uio_fd`` for more, until an entry it does not
         serve is at the cursor, ``wake_fd`` is readable or ``timeout_ms`` went by.
@@ -194,7 +194,8 @@ class CommandRing:
         flags = (ALLOW_WRITE if io.writable else 0) | (DSYNC_WRITES if io.dsync else 0)
         cursor, served, woken, why = serve(
             self.map, self.cmdr_off, self.cmdr_size, self._cursor, self.outstanding, io.fd,
-            uio_fd, io.block_size, io.blocks, io.max_blocks, flags, wake_fd, timeout_ms)
+            uio_fd, io.block_size, io.blocks, io.max_blocks, flags, wake_fd, timeout_ms,
+            answers)
         self._cursor = cursor
         return served, woken, why
 

@@ -1038,7 +1038,7 @@ def test_each_command_is_one_debug_line_with_its_outcome_and_duration(tmp_path, 
 
     assert len(lines) == 2, lines
     if direct:
-        assert lines[0] == "d0: 1 READ/WRITE command(s) answered GOOD by the compiled ring path"
+        assert lines[0] == "d0: 1 command(s) answered GOOD by the compiled ring path"
     else:
         assert re.fullmatch(rf"d0: cmd {good} READ \(10\), 1024 byte\(s\) buffer, 1024 in: "
                             r"GOOD in \d+\.\d\d ms", lines[0]), lines[0]

@@ -18,6 +18,7 @@ from lio_xcopy.devices.base import LunIdentity
 from lio_xcopy.devices.disk import Disk
 from lio_xcopy.errors import TcmuError
 from lio_xcopy.scsi import sbc, spc
+from lio_xcopy.scsi.cdb import Cdb
 from lio_xcopy.scsi.sense import CHECK_CONDITION, GOOD, SenseData, SenseKey
 from lio_xcopy.tcmu import fastio
 from lio_xcopy.tcmu import ring as r
@@ -455,6 +456,118 @@ def test_long_transfers_are_served_on_the_rings_thread_too(tmp_path):
         lun.close()
 
 
+def _revalidation() -> list[tuple[bytes, bytes, int]]:
+    """What Linux sd asks as it revalidates a disk, with allocation lengths that cut
+    the data short and that leave a residual."""
+    cdbs: list[tuple[Cdb, int]] = [
+        (spc.TestUnitReady(), 0),
+        (spc.Inquiry(allocation_length=36), 36), (spc.Inquiry(allocation_length=255), 255),
+        (spc.Inquiry(evpd=1, page_code=0x00, allocation_length=255), 255),
+        (spc.Inquiry(evpd=1, page_code=0x83, allocation_length=8), 8),
+        (spc.Inquiry(evpd=1, page_code=0xB0, allocation_length=64), 64),
+        (sbc.ReadCapacity16(allocation_length=32), 32), (sbc.ReadCapacity10(), 8),
+        (spc.ModeSense6(page_code=spc.ALL_PAGES, allocation_length=192), 192),
+        (spc.ModeSense6(page_code=sbc.CACHING_PAGE, allocation_length=4), 4),
+        (spc.ModeSense10(dbd=1, page_code=sbc.CACHING_PAGE, allocation_length=512), 512),
+        (spc.ReportSupportedOperationCodes(reporting_options=1, requested_operation_code=0x93,
+                                           allocation_length=512), 512),
+        (spc.ReportSupportedOperationCodes(allocation_length=4096), 4096),
+    ]
+    return [(cdb.encode(), b"", n) for cdb, n in cdbs]
+
+
+def _caching_page(lun: Lun) -> tuple:
+    (answer,) = lun.run([(spc.ModeSense6(dbd=1, page_code=sbc.CACHING_PAGE,
+                                         allocation_length=64).encode(), b"", 64)])
+    return answer
+
+
+def test_a_disks_reports_of_its_state_are_answered_again_as_python_answered(both):
+    """sd's revalidation, twice, between READs and WRITEs: the first answers come from
+    the disk, the second from the compiled path, byte for byte (residuals too)."""
+    pair = both()
+    rnd = random.Random(30)
+    asks = _revalidation()
+    first = _same(pair, [_write(sbc.Write10, 0, 8, rnd), *asks, _read(sbc.Read10, 0, 8)])
+    assert all(a[0] == GOOD for a in first)
+    assert any(a[4] is not None for a in first), "some answer is shorter than its buffer"
+    asked = [cdb[0] for cdb, _, _ in asks]
+    assert pair[0].handled == asked
+    again = _same(pair, [*asks, _write(sbc.Write16, 4, 2, rnd), *asks])
+    assert again == [*first[1:-1], again[len(asks)], *first[1:-1]]
+    assert pair[0].handled == asked, "the compiled path gave every answer again"
+    assert pair[1].handled == [0x2A, *asked, 0x28, *asked, 0x8A, *asked]
+
+
+def test_an_answer_is_given_again_only_to_the_same_cdb_and_buffer(both):
+    pair = both()
+    inquiry = spc.Inquiry(allocation_length=96).encode()
+    answers = _same(pair, [(inquiry, b"", 96), (inquiry, b"", 128), (inquiry, b"", 96),
+                           (spc.Inquiry(allocation_length=97).encode(), b"", 97)])
+    assert answers[0][3] == answers[1][3][:96] == answers[2][3] == answers[3][3][:96]
+    assert pair[0].handled == [0x12, 0x12, 0x12]  # 96 again: from the compiled path
+
+
+@pytest.mark.parametrize("between", [
+    (spc.RequestSense(allocation_length=18).encode(), b"", 18),  # any other command
+    (sbc.Read6(lba=0, transfer_length=1).encode(), b"", BS),  # a READ for Python
+    (bytes([0xC5, 0, 0, 0, 0, 0]), b"", 0),  # one it refuses
+])
+def test_any_other_command_for_python_drops_the_answers(both, between):
+    pair = both()
+    inquiry = (spc.Inquiry(allocation_length=36).encode(), b"", 36)
+    _same(pair, [inquiry, inquiry, between, inquiry])
+    assert pair[0].handled == [0x12, between[0][0], 0x12]
+
+
+def test_task_management_drops_the_answers(both):
+    fast, _ = both()
+    inquiry = (spc.Inquiry(allocation_length=36).encode(), b"", 36)
+    fast.run([inquiry])
+    fast.kernel.submit_tmr(5)  # LOGICAL UNIT RESET
+    fast.run([inquiry])
+    assert fast.handled == [0x12, 0x12]
+
+
+def test_mode_select_changes_what_mode_sense_answers(both):
+    """MODE SELECT turning the write cache off: the MODE SENSE after it reports WCE 0,
+    as the disk does, not the answer held before."""
+    pair = both()
+    before = [_caching_page(lun) for lun in pair]
+    assert before[0] == before[1] and before[0][3][4 + 2] & 0x04  # WCE
+    page = sbc.caching_mode_page(wce=False)
+    param = bytes(4) + page
+    select = (spc.ModeSelect6(pf=1, parameter_list_length=len(param)).encode(), param, 0)
+    _same(pair, [select])
+    after = [_caching_page(lun) for lun in pair]
+    assert after[0] == after[1] and not after[0][3][4 + 2] & 0x04
+    assert pair[0].handled == [0x1A, 0x15, 0x1A]
+
+
+def test_new_terms_drop_the_answers(both):
+    """A change of the disk's terms that no command made (here its write cache, set
+    by hand) drops what was held under the old ones."""
+    fast, _ = both()
+    assert _caching_page(fast)[3][6] & 0x04
+    fast.disk.write_cache = False
+    assert not _caching_page(fast)[3][6] & 0x04
+    assert fast.handled == [0x1A, 0x1A]
+
+
+def test_the_answers_held_are_bounded():
+    held = fastio.HeldAnswers()
+    for n in range(fastio.HeldAnswers.MAX_ANSWERS + 8):
+        held.hold(spc.Inquiry(allocation_length=n).encode(), n, bytes(n), None)
+    assert len(held) == fastio.HeldAnswers.MAX_ANSWERS
+    held.hold(bytes(6), 0, b"", None)  # full: not held
+    assert len(held) == fastio.HeldAnswers.MAX_ANSWERS
+    assert held.packed(("terms",)) == b"" and len(held) == 0  # new terms: none hold
+    held.hold(bytes(6), 0, b"", None)
+    assert held.packed(("terms",)) == fastio.ANSWER.pack(6, 0, 0, 0) + bytes(6)
+    held.hold(bytes([0x12]) + bytes(5), 1 << 20, bytes(fastio.HeldAnswers.MAX_BYTES), None)
+    assert len(held) == 1  # too large
+
+
 def waiting():
     serve = fastio.waiting_serve()
     if serve is None:
@@ -559,7 +672,9 @@ def test_the_rings_thread_waits_in_the_compiled_path_and_stops_at_once(tmp_path,
                 assert lun.kernel.answer(tur).status == GOOD
             back = lun.kernel.submit(*_read(sbc.Read10, i, 1)[:1], data_in_len=BS)
             assert lun.kernel.answer(back).data_in == data
-        assert lun.handled == [0x00] * 4  # TEST UNIT READY only: every READ/WRITE in C
+        # the first TEST UNIT READY only: the compiled path gives the other three its
+        # answer again and serves every READ and WRITE
+        assert lun.handled == [0x00]
         t0 = time.monotonic()
         lun.dev.stop()
         assert time.monotonic() - t0 < 60  # not the 600 s wait
