@@ -554,6 +554,27 @@ def test_new_terms_drop_the_answers(both):
     assert fast.handled == [0x1A, 0x1A]
 
 
+@pytest.mark.parametrize("table", [
+    lambda cdb: fastio.ANSWER.pack(len(cdb), 96, 1 << 30, 0) + cdb,  # data past its end
+    lambda cdb: fastio.ANSWER.pack(len(cdb), 96, 97, 0) + cdb + bytes(97),  # more than fits
+    lambda cdb: fastio.ANSWER.pack(len(cdb), 96, 96, 0)[:-2],  # a header cut short
+    lambda cdb: fastio.ANSWER.pack(1 << 31, 96, 0, 0) + cdb,  # a CDB past the map
+])
+def test_a_table_that_is_not_whole_answers_nothing(tmp_path, table):
+    """The compiled path checks the answers it is handed against themselves and the map:
+    what does not fit is left for the Python path."""
+    lun = Lun(tmp_path, bytes(BLOCKS * BS), direct=True)
+    try:
+        cdb = spc.Inquiry(allocation_length=96).encode()
+        cid = lun.kernel.submit(cdb, data_in_len=96)
+        with terms(lun.disk) as io:
+            assert lun.dev.ring.serve_direct(compiled(), io, -1, table(cdb)) == (0, False)
+        assert lun.dev.service() == 1 and lun.handled == [0x12]
+        assert lun.kernel.answer(cid).status == GOOD
+    finally:
+        lun.close()
+
+
 def test_the_answers_held_are_bounded():
     held = fastio.HeldAnswers()
     for n in range(fastio.HeldAnswers.MAX_ANSWERS + 8):
