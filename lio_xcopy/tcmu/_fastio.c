@@ -137,36 +137,49 @@ static int decode(const unsigned char *cdb, size_t room, const struct lun *lun, 
     return 1;
 }
 
-/* One CMD entry at ``e`` served in full: 1, else 0 (nothing answered). */
-static int serve_entry(unsigned char *map, size_t map_len, unsigned char *e, uint32_t length,
-                       const struct lun *lun, uint64_t *moved)
+/* A CMD entry's CDB offset and buffer, checked against the entry and the map: 1 with
+ * ``iov`` (room for MAX_IOV) filled, their count and their total length, else 0. */
+static int entry_buffer(unsigned char *map, size_t map_len, const unsigned char *e,
+                        uint32_t length, struct iovec *iov, uint32_t *iov_cnt,
+                        uint64_t *cdb_off, uint64_t *total)
 {
-    struct iovec iov[MAX_IOV];
-    uint32_t iov_cnt;
-    uint64_t cdb_off, lba, count, total = 0, need;
-    int write, fua;
-    ssize_t n;
-    uint32_t i;
+    uint32_t n, i;
 
-    if (length < IOV_OFF + IOV_SIZE)
-        return 0; /* no room for the request's fields and an iovec: not read here */
-    iov_cnt = get32(e + REQ_IOV_CNT);
-    cdb_off = get64(e + REQ_CDB_OFF);
-    if (iov_cnt == 0 || iov_cnt > MAX_IOV || IOV_OFF + (uint64_t)IOV_SIZE * iov_cnt > length)
+    if (length < IOV_OFF)
+        return 0; /* no room for the request's fields: not read here */
+    n = get32(e + REQ_IOV_CNT);
+    *cdb_off = get64(e + REQ_CDB_OFF);
+    if (n > MAX_IOV || IOV_OFF + (uint64_t)IOV_SIZE * n > length || *cdb_off >= map_len)
         return 0;
-    if (cdb_off >= map_len)
-        return 0;
-    if (!decode(map + cdb_off, map_len - cdb_off, lun, &write, &lba, &count, &fua))
-        return 0;
-    for (i = 0; i < iov_cnt; i++) {
+    *total = 0;
+    for (i = 0; i < n; i++) {
         const unsigned char *v = e + IOV_OFF + (size_t)i * IOV_SIZE;
         uint64_t off = get64(v), len = get64(v + 8);
         if (off > map_len || len > map_len - off)
             return 0;
         iov[i].iov_base = map + off;
         iov[i].iov_len = (size_t)len;
-        total += len;
+        *total += len;
     }
+    *iov_cnt = n;
+    return 1;
+}
+
+/* One CMD entry at ``e`` served in full: 1, else 0 (nothing answered). */
+static int serve_entry(unsigned char *map, size_t map_len, unsigned char *e, uint32_t length,
+                       const struct lun *lun, uint64_t *moved)
+{
+    struct iovec iov[MAX_IOV];
+    uint32_t iov_cnt;
+    uint64_t cdb_off, lba, count, total, need;
+    int write, fua;
+    ssize_t n;
+
+    if (!entry_buffer(map, map_len, e, length, iov, &iov_cnt, &cdb_off, &total) ||
+        iov_cnt == 0)
+        return 0;
+    if (!decode(map + cdb_off, map_len - cdb_off, lun, &write, &lba, &count, &fua))
+        return 0;
     need = count * lun->block_size;
     if (total != need || need > (uint64_t)SSIZE_MAX)
         return 0;
@@ -193,24 +206,14 @@ struct answers {
 static int replay_entry(unsigned char *map, size_t map_len, const unsigned char *e,
                         uint32_t length, const struct answers *held, uint32_t *read_len)
 {
+    struct iovec iov[MAX_IOV];
     uint32_t iov_cnt, i;
-    uint64_t cdb_off, total = 0;
+    uint64_t cdb_off, total;
     size_t at = 0;
 
-    if (held->len == 0 || length < IOV_OFF)
+    if (held->len == 0 ||
+        !entry_buffer(map, map_len, e, length, iov, &iov_cnt, &cdb_off, &total))
         return 0;
-    iov_cnt = get32(e + REQ_IOV_CNT);
-    cdb_off = get64(e + REQ_CDB_OFF);
-    if (iov_cnt > MAX_IOV || IOV_OFF + (uint64_t)IOV_SIZE * iov_cnt > length ||
-        cdb_off >= map_len)
-        return 0;
-    for (i = 0; i < iov_cnt; i++) {
-        const unsigned char *v = e + IOV_OFF + (size_t)i * IOV_SIZE;
-        uint64_t off = get64(v), len = get64(v + 8);
-        if (off > map_len || len > map_len - off)
-            return 0;
-        total += len;
-    }
     while (held->len - at >= ANS_HDR) {
         const unsigned char *h = held->buf + at;
         uint32_t cdb_len = get32(h), buf_len = get32(h + 4), data_len = get32(h + 8);
@@ -224,11 +227,8 @@ static int replay_entry(unsigned char *map, size_t map_len, const unsigned char 
             memcmp(map + cdb_off, h + ANS_HDR, cdb_len) != 0)
             continue;
         for (i = 0; i < iov_cnt && data_len; i++) {
-            const unsigned char *v = e + IOV_OFF + (size_t)i * IOV_SIZE;
-            uint64_t len = get64(v + 8);
-            if (len > data_len)
-                len = data_len;
-            memcpy(map + get64(v), data, (size_t)len);
+            size_t len = iov[i].iov_len < data_len ? iov[i].iov_len : data_len;
+            memcpy(iov[i].iov_base, data, len);
             data += len;
             data_len -= (uint32_t)len;
         }
