@@ -1589,12 +1589,13 @@ class CopyManager:
 
     # --- RECEIVE COPY RESULTS, SPC-4 r31 6.18 ------------------------------------------------
     def _held_data(self, job: CopyJob, cdb: Any, sa: int,
-                   status: xcopy.CopyStatusLid4) -> bytes:
+                   status: xcopy.CopyStatusLid4, room: int | None) -> bytes:
         """RECEIVE DATA (SPC-4 r31 6.18.2; RECEIVE COPY DATA(LID1) in r37) or RECEIVE
         COPY DATA(LID4) (SPC-4 6.20, HDD in byte 5): the data the copy's 0Bh-0Fh
         segments held, the most recent HELD DATA LIMIT bytes. Once the whole of it has
-        been returned, or an ALLOCATION LENGTH of zero asks for none, it is discarded
-        (a later request gets none)."""
+        been returned (within the ALLOCATION LENGTH and the ``room`` of the Data-In
+        buffer, which a transport may give shorter), or an ALLOCATION LENGTH of zero
+        asks for none, it is discarded (a later request gets none)."""
         with self._lock:
             held = bytes(job.held)
             if sa == xcopy.ReceiveCopyResultsReceiveData.SERVICE_ACTION:
@@ -1604,14 +1605,19 @@ class CopyManager:
                     status, held_data_discarded=job.held_discarded), held).encode()
                 if status.status != xcopy.CopyOperationStatus.COMPLETED:
                     return data  # no held data returned: nothing to discard
-            if cdb.allocation_length == 0 or cdb.allocation_length >= len(data):
+            returned = min(cdb.allocation_length,
+                           cdb.allocation_length if room is None else room)
+            if cdb.allocation_length == 0 or returned >= len(data):
                 job.held = bytearray()
         return data
 
 
-    def receive_copy_results(self, receiving: LogicalUnit, cdb: Any) -> bytes:
+    def receive_copy_results(self, receiving: LogicalUnit, cdb: Any, *,
+                             room: int | None = None) -> bytes:
         """COPY STATUS, FAILED SEGMENT DETAILS and OPERATING PARAMETERS (SPC-4 6.18), and
-        RECEIVE COPY DIGEST, for a list identifier of a copy the LUN received.
+        RECEIVE COPY DIGEST, for a list identifier of a copy the LUN received. ``room``:
+        the length of the Data-In buffer, if known (held data is discarded only once
+        the whole of it reached the initiator).
 
         Results are held per LUN and list identifier, not per I_T nexus as SPC-4 6.4.3.2
         scopes list identifiers: TCMU passes the daemon the CDB and data but not the
@@ -1646,7 +1652,7 @@ class CopyManager:
             if sa == xcopy.ReceiveCopyResultsReceiveData.SERVICE_ACTION and job.running:
                 raise InvalidFieldInCdb(2, message=f"copy {cdb.list_identifier} is still "
                                                    "in progress: no held data yet")
-            return self._held_data(job, cdb, sa, status)
+            return self._held_data(job, cdb, sa, status, room)
         if cdb.OPCODE == xcopy.ReceiveCopyDigest.OPCODE:
             done = job.digest.digest() if not job.running else b""
             return xcopy.CopyDigest(job.status, job.transferred, done,

@@ -93,7 +93,8 @@ class CopyManagerLink(Protocol):
     def extended_copy(self, receiving: LogicalUnit, data: bytes, *,
                       lid4: bool = False) -> Future[int]: ...
 
-    def receive_copy_results(self, receiving: LogicalUnit, cdb: ReceiveCopyCdb) -> bytes: ...
+    def receive_copy_results(self, receiving: LogicalUnit, cdb: ReceiveCopyCdb, *,
+                             room: int | None = None) -> bytes: ...
 
     def abort(self, fut: Future[int]) -> bool: ...
 
@@ -409,7 +410,7 @@ class LogicalUnit:
     def receive_copy_results(self, cmd: Command, cdb: ReceiveCopyCdb) -> int:
         if self.copy_manager is None:
             raise InvalidOpcode(cdb.OPCODE)
-        data = self.copy_manager.receive_copy_results(self, cdb)
+        data = self.copy_manager.receive_copy_results(self, cdb, room=len(cmd.data))
         return cmd.data.copy_in(spc.truncate(data, cdb.allocation_length))
 
     # --- MODE SENSE: subclasses supply pages and descriptors ----------------------------

@@ -580,9 +580,9 @@ def rcr_target(data: bytes) -> None:
             if got.status != GOOD or got.count is None or "allocation_length" not in fields:
                 continue
             if layout in _RCR_HELD and got.count >= 4 and \
-                    4 + struct.unpack_from(">I", got.data)[0] <= alloc:
-                # all of the held data was returned (the ALLOCATION LENGTH held it, even
-                # if the initiator's buffer was shorter): SPC-4 discards it then
+                    4 + struct.unpack_from(">I", got.data)[0] <= min(alloc, size):
+                # all of the held data was returned (the ALLOCATION LENGTH and the
+                # buffer held it): SPC-4 discards it then
                 continue
             full = run(lb, disk, bytes(cdb[:-6] + struct.pack(">I", 1 << 20) + cdb[-2:])
                        if layout.LENGTH == 16 else

@@ -243,6 +243,24 @@ def test_a_short_allocation_length_keeps_the_held_data_and_zero_discards_it(lab)
     assert receive_data(lab.manager, src) == b""
 
 
+@pytest.mark.parametrize("layout", [x.ReceiveCopyResultsReceiveData, x.ReceiveCopyDataLid4])
+def test_held_data_shorter_buffer_than_allocation_keeps_it(lab, layout):
+    """An ALLOCATION LENGTH that holds it all, in a Data-In buffer the transport gave
+    shorter (SG_IO's dxfer_len under it): the initiator did not get the held data, so
+    it is kept for the next request."""
+    data = os.urandom(1024)
+    src, t = lab.disk("src", data=data), lab.tape("t0")
+    run(lab.manager, src, [(src, {}), (t, {})], [BlockToStreamHeld(0, 1, 2, 0, 1024)], **HOLD)
+    cdb = layout(list_identifier=5, allocation_length=1 << 20).encode()
+    short = Command(cdb, DataBuffer([memoryview(bytearray(3))]))
+    assert src.handle(short) == 3
+    whole = Command(cdb, DataBuffer([memoryview(bytearray(1 << 16))]))
+    n = src.handle(whole)
+    assert isinstance(n, int) and whole.data.tobytes(n)[:3] == short.data.tobytes(3)
+    assert whole.data.tobytes(n)[-1024:] == data
+    assert receive_data(lab.manager, src) == b""  # the whole answer went: discarded
+
+
 def test_held_data_beyond_the_limit_keeps_the_newest_and_sets_hdd(lab):
     data = os.urandom(512 * KiB)
     src, dst = lab.disk("src", data=data), lab.disk("dst", size=512 * KiB)
