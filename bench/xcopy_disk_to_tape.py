@@ -138,11 +138,23 @@ def main() -> int:
         ends = {"disk-tape": ("disk", "tape"), "tape-disk": ("tape", "disk2"),
                 "disk-disk": ("disk", "disk2"), "tape-tape": ("tape", "tape2")}
 
+        def rewind(tape: str) -> None:
+            run("mt", "-f", tape, "rewind")
+
+        def blank(tape: str) -> None:
+            """Rewind ``tape`` and erase it from there, untimed: a copy or a dd onto a
+            cartridge then starts on an empty one, as ``dd_local`` starts on a new file.
+            Writing at BOT of a used cartridge ends its file there, and on tmpfs freeing
+            the old GiB costs more than copying 64 MiB."""
+            rewind(tape)
+            run("mt", "-f", tape, "erase")
+            rewind(tape)
+
         def xcopy(way: str, size: int) -> Sample:
             a, b = ends[way]
             for k in (a, b):
                 if k.startswith("tape"):
-                    run("mt", "-f", str(dev[k].tape), "rewind")
+                    (blank if k == b else rewind)(str(dev[k].tape))
             count = size if way == "tape-tape" else size // 512  # bytes, else disk blocks
             before = daemon.usage()
             outcome = run_copy(str(dev[a].sg), str(dev[b].sg), CopyRequest(count=count),
@@ -163,7 +175,7 @@ def main() -> int:
 
         def dd_initiator(size: int) -> float:
             t_dev = str(dev["tape"].tape)
-            run("mt", "-f", t_dev, "rewind")
+            blank(t_dev)
             run("mt", "-f", t_dev, "setblk", "0")
             t = time.monotonic()
             run("dd", f"if={dev['disk'].block}", f"of={t_dev}", f"bs={RECORD}", "iflag=direct",
