@@ -153,13 +153,20 @@ def shape_answer(device: LogicalUnit, cmd: RingCommand, outcome: Outcome,
     when READ_LEN is set and nonzero (the transport then reports the residual), else
     the whole buffer after GOOD and nothing after CHECK CONDITION. A command that
     produced no bytes (INQUIRY with ALLOCATION LENGTH 0, READ of 0 blocks, TEST UNIT
-    READY with a buffer) cannot say so: its buffer is zeroed. Data-Out buffers never
-    go back."""
+    READY with a buffer) cannot say so: its buffer is zeroed. The initiator, not the
+    CDB, names the buffer's direction: a command whose CDB carries Data-Out (VERIFY
+    with BYTCHK, MODE SELECT) sent with a Data-In buffer found the data area's earlier
+    contents in it, and the kernel copies them back. Such a buffer is zeroed once the
+    device has used it; a true Data-Out buffer never goes back, so that costs nothing
+    but the clearing."""
     status, _, produced = outcome
     length = cmd.data.length
-    if produced < length and (status == GOOD or produced) and (
+    if device.carries_data_out(cmd.cdb):
+        if length and (status == GOOD or produced):
+            cmd.data.zero()
+    elif produced < length and (status == GOOD or produced) and (
         produced == 0 or not read_len_honoured
-    ) and not device.carries_data_out(cmd.cdb):
+    ):
         cmd.data.zero(produced)
     return produced if 0 < produced < length else None
 

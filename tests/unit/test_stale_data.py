@@ -86,8 +86,7 @@ def test_a_short_answer_reports_its_length_and_sends_nothing_past_it(lun):
         assert c.data_in[36:] == bytes(BUFFER - 36)
 
 
-def test_a_write_buffer_is_left_alone(lun, tmp_path):
-    """Data-Out never goes back to the initiator: no time is spent clearing it."""
+def test_a_write_is_written_and_answered_good(lun, tmp_path):
     kernel, dev = lun
     data = b"w" * BUFFER
     kernel.submit(sbc.Write10(lba=8, transfer_length=BUFFER // BS).encode(), data_out=data,
@@ -95,8 +94,30 @@ def test_a_write_buffer_is_left_alone(lun, tmp_path):
     dev.service()
     (c,) = kernel.reap()
     assert c.status == GOOD
-    off = kernel.data_off
-    assert bytes(kernel.view[off : off + BUFFER]) == data
+    assert (tmp_path / "d.img").read_bytes()[8 * BS : 8 * BS + BUFFER] == data
+
+
+DATA_OUT_AS_DATA_IN = {
+    # BYTCHK 01b compares the buffer with the medium: the earlier READ's bytes are the
+    # medium's, so it ends GOOD and the kernel copies the whole buffer back
+    "VERIFY (10), BYTCHK 01b": sbc.Verify10(bytchk=1, lba=0,
+                                          verification_length=BUFFER // BS).encode(),
+    "VERIFY (16), BYTCHK 11b": sbc.Verify16(bytchk=3, lba=0,
+                                          verification_length=1).encode(),
+}
+
+
+@pytest.mark.parametrize("cdb", DATA_OUT_AS_DATA_IN.values(), ids=DATA_OUT_AS_DATA_IN.keys())
+def test_a_data_out_command_sent_with_a_data_in_buffer_gets_zeros_back(lun, cdb):
+    """The initiator names the direction (SG_IO, and LIO passes it on unchecked): a
+    command that carries Data-Out sent with a Data-In buffer finds the data area's
+    earlier contents there. The bytes it gets back are never those."""
+    kernel, dev = lun
+    _read_secret(kernel, dev)
+    length = BUFFER if cdb[0] == 0x2F else BS
+    c = _run(kernel, dev, cdb, length)
+    assert c.status == GOOD
+    assert c.data_in == bytes(len(c.data_in))
 
 
 def test_check_condition_sends_nothing(lun):
