@@ -215,6 +215,10 @@ def test_kill_9_five_times_under_fio_verify_and_copies(lab, loop_luns):
     copier = Copier(str(src_dev.sg), str(tape_dev.sg), plist, Path(tape.path), data)
     kills: list[Kill] = []
     try:
+        # udev runs scsi_id (an SG_IO INQUIRY with a timeout of seconds) on a disk's
+        # "change" events; one that lands while the daemon is dead outlives its timeout
+        # on the BUSY retries, and sd logs "timing out command" for it. Held till the end.
+        run("udevadm", "control", "--stop-exec-queue")
         start = {sd: moved(sd) for sd in sds}
         wait_for("fio to write on both disks",
                  lambda: fio.poll() is not None or all(moved(sd) > start[sd] for sd in sds))
@@ -263,6 +267,7 @@ def test_kill_9_five_times_under_fio_verify_and_copies(lab, loop_luns):
             if fio.poll() is None:
                 fio.kill()
                 fio.wait()
+            run("udevadm", "control", "--start-exec-queue")
         copier.join(timeout=300)
     assert copier.failure is None, repr(copier.failure)
     assert not copier.is_alive(), "the copier hung"
