@@ -1507,18 +1507,19 @@ class CopyManager:
                                  total: int) -> int:
         """Of 06h and 0Fh (SPC-4 6.4.6): the first ``total`` bytes, whole records of
         ``record`` bytes written as records of the same length, copied by the kernel
-        from one cartridge's file into the other's in batches of ``span`` bytes
-        (``copy_records_to``), where both tapes are files and the segment holds no
-        data: the same records, counts, digest and positions as a READ and a WRITE per
-        record. It stops, the bytes done, at the first batch that is not all such
-        records or does not all fit; the caller moves the rest."""
+        from one cartridge's file into the other's in batches of :data:`KERNEL_SPAN`
+        bytes, ``span`` at least (``copy_records_to``), where both tapes are files and
+        the segment holds no data: the same records, counts, digest and positions as a
+        READ and a WRITE per record. It stops, the bytes done, at the first batch that
+        is not all such records or does not all fit; the caller moves the rest."""
         src, dst = plan.source, plan.destination
         if not (self.kernel_copy and hasattr(src, "copy_records_to")
                 and hasattr(dst, "copy_records_to")) or plan.segment.HOLDS_DATA:
             return 0  # both ends our own cartridges
         done = 0
+        group = max(span, KERNEL_SPAN // record * record)
         while done < total:
-            n = min(span, total - done)
+            n = min(group, total - done)
             try:
                 with self._device_errors(job, plan, source=False):
                     k: int = src.copy_records_to(dst, record, n // record,

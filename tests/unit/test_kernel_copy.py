@@ -633,10 +633,18 @@ def test_a_tape_to_disk_error_is_reported_as_through_buffers(copy_lab, faults, w
 
 # --- tape to tape --------------------------------------------------------------------------
 
-def _tape_to_tape(copy_lab, kernel, objects, capacity, count, on_b=(), before_copy=None):
+def _tape_to_tape(copy_lab, kernel, objects, capacity, count, on_b=(), before_copy=None,
+                  batch=CHUNK):
     """A 06h copy of ``count`` bytes in 64 KiB records from a tape holding ``objects``
-    to a new one of ``capacity`` (holding ``on_b``): the report, both positions and the
-    records there."""
+    to a new one of ``capacity`` (holding ``on_b``), the kernel given ``batch`` bytes of
+    records at a time: the report, both positions and the records there."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(manager_module, "KERNEL_SPAN", batch)
+        return _tape_to_tape_now(copy_lab, kernel, objects, capacity, count, on_b,
+                                 before_copy)
+
+
+def _tape_to_tape_now(copy_lab, kernel, objects, capacity, count, on_b, before_copy):
     tag = "k" if kernel else "b"
     a, b = copy_lab.tape(f"tt-a{tag}"), copy_lab.tape(f"tt-b{tag}", capacity=capacity)
     write(a, *objects)
@@ -678,6 +686,18 @@ def test_tape_to_tape_is_the_same_and_the_kernel_copies_it(copy_lab, monkeypatch
     assert want["records"][: min(records, capacity_records)] == _records(data)[
         : min(records, capacity_records)]
     assert copied and all(n % awstape_module.footprint(REC) == 0 for n in copied)
+
+
+def test_tape_to_tape_hands_the_kernel_up_to_its_span_in_pieces(copy_lab, monkeypatch):
+    """One call of the copy manager per KERNEL_SPAN (8 MiB) of records, whatever the
+    segment's chunk; in it the kernel copies a piece (1 MiB) at a time."""
+    copied = _spy(monkeypatch, "copy_range")
+    data = os.urandom(40 * REC)
+    runs = [_tape_to_tape(copy_lab, kernel, _records(data), 1 << 24, len(data),
+                          batch=manager_module.KERNEL_SPAN) for kernel in (False, True)]
+    assert runs[0] == runs[1] and runs[1]["records"] == _records(data)
+    each = awstape_module.footprint(REC)
+    assert copied == [16 * each, 16 * each, 8 * each]
 
 
 def test_tape_to_tape_after_records_on_the_destination_chains_on_from_them(copy_lab,
