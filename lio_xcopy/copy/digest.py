@@ -9,10 +9,7 @@ the hashing of one chunk overlaps the I/O of the next. The bytes handed to
 :meth:`BackgroundDigest.update` are hashed later, in order, from the caller's own
 buffer: before the caller writes into that buffer again it waits
 (:meth:`BackgroundDigest.wait`) for the :meth:`ticket` it took when the buffer's bytes
-had all been handed over. Data a kernel copy wrote into a file is shown
-(:meth:`BackgroundDigest.show`) a piece at a time and hashed from the file while the
-kernel copies the next piece; the copy settles (:meth:`BackgroundDigest.settle`) before it
-lets the file change again.
+had all been handed over.
 """
 
 from __future__ import annotations
@@ -25,7 +22,7 @@ from typing import Any, Protocol
 import xxhash
 
 from lio_xcopy import threads
-from lio_xcopy.devices.filecopy import FileData, KernelCopyFailed, xxh3_128
+from lio_xcopy.devices.filecopy import FileData, xxh3_128
 from lio_xcopy.scsi.xcopy import DigestAlgorithm
 
 #: The copy manager's digest unless the daemon is told otherwise.
@@ -42,8 +39,6 @@ class Hash(Protocol):
     def update(self, data: Any, /) -> None: ...
 
     def digest(self) -> bytes: ...
-
-    def copy(self) -> Hash: ...
 
 
 def new(algorithm: DigestAlgorithm) -> Hash:
@@ -70,10 +65,6 @@ class BackgroundDigest:
         self._done = 0
         self._worker: threading.Thread | None = None
         self._error: BaseException | None = None
-        #: the hash before the first data shown since the last settle, and why that
-        #: data is not to be taken
-        self._saved: Hash | None = None
-        self._shown_error: BaseException | None = None
 
     @property
     def name(self) -> str:
@@ -101,45 +92,20 @@ class BackgroundDigest:
             for piece in data:
                 self._hash.update(piece)
 
-    def show(self, data: FileData) -> None:
-        """Hash the data a file holds after what came before, on the worker: in one
-        compiled call where it can (:meth:`FileData.hash_into`), else piece by piece
-        through a mapping. The file keeps those bytes until :meth:`settle` or
-        :meth:`drop` returns (:class:`~lio_xcopy.devices.filecopy.DataWatch`)."""
+    def update_file(self, data: FileData) -> None:
+        """Hash the data a file holds (a kernel copy's, as its destination now holds
+        it) after what came before, before returning: in one compiled call where it can
+        (:meth:`FileData.hash_into`), else piece by piece through a mapping. A
+        :class:`~lio_xcopy.devices.filecopy.KernelCopyFailed` from a header check
+        leaves the digest as it was."""
         with self._cv:
-            if self._done == self._submitted and data.nbytes < INLINE:
-                self._take(data)  # nothing pending: a handover would cost more
+            while self._done < self._submitted:
+                self._cv.wait()
+            if data.hash_into(self._hash):
                 return
-            self._queue.append(data)
-            self._submitted += 1
-            if self._worker is None:
-                self._worker = threads.start(self._run, "copy-digest")
-            self._cv.notify_all()
-
-    def settle(self) -> None:
-        """Return once all that :meth:`show` was given is hashed. Where some of it was
-        not as shown (a :class:`~lio_xcopy.devices.filecopy.KernelCopyFailed` from a
-        header check) or could not be read (an OSError), that error, and the digest is
-        as it was before the first :meth:`show` since the last settle."""
-        with self._cv:
-            error = self._forget_shown()
-        if error is not None:
-            raise error
-
-    def drop(self) -> None:
-        """Return once nothing that :meth:`show` was given is hashed any more; the
-        digest is as it was before the first :meth:`show` since the last settle."""
-        with self._cv:
-            self._forget_shown(keep=False)
-
-    def _forget_shown(self, *, keep: bool = True) -> BaseException | None:
-        while self._done < self._submitted:
-            self._cv.wait()
-        error, saved = self._shown_error, self._saved
-        self._shown_error = self._saved = None
-        if saved is not None and (error is not None or not keep):
-            self._hash = saved
-        return error
+            with data.views() as views:
+                for piece in views:
+                    self._hash.update(piece)
 
     def ticket(self) -> int:
         """What has been handed over so far: :meth:`wait` for it to be hashed."""
@@ -171,10 +137,7 @@ class BackgroundDigest:
                         return
                 data = self._queue.popleft()
             try:
-                if isinstance(data, FileData):
-                    self._take(data)
-                else:
-                    self._hash.update(data)
+                self._hash.update(data)
             except BaseException as e:  # a bug: digest() reports it, wait() must not hang
                 self._error = e
             finally:
@@ -182,17 +145,3 @@ class BackgroundDigest:
                 with self._cv:
                     self._done += 1
                     self._cv.notify_all()
-
-    def _take(self, data: FileData) -> None:
-        if self._shown_error is not None:
-            return  # nothing after data that is not taken
-        if self._saved is None:
-            self._saved = self._hash.copy()
-        try:
-            if data.hash_into(self._hash):
-                return
-            with data.views() as views:
-                for piece in views:
-                    self._hash.update(piece)
-        except (KernelCopyFailed, OSError) as e:
-            self._shown_error = e

@@ -47,7 +47,7 @@ from lio_xcopy.copy.readahead import READ_AHEAD, ReadAhead
 from lio_xcopy.copy.rod import RodSource, RodTokens
 from lio_xcopy.devices.base import LogicalUnit
 from lio_xcopy.devices.buffer import DataBuffer
-from lio_xcopy.devices.filecopy import KernelCopyFailed
+from lio_xcopy.devices.filecopy import FileData, KernelCopyFailed
 from lio_xcopy.scsi import ssc, xcopy
 from lio_xcopy.scsi.errors import (
     CheckCondition,
@@ -993,7 +993,7 @@ class CopyManager:
                 with self._device_errors(job, plan, source=False):
                     dst.write_from_file(src, s + done, (d + done) // dst.block_size,
                                         n // dst.block_size,
-                                        seen=job.digest)
+                                        seen=functools.partial(_hash_now, job))
             except KernelCopyFailed as e:
                 self._kernel_stopped(job, src, dst, done, e)
                 break
@@ -1227,7 +1227,7 @@ class CopyManager:
                     try:
                         _quiet_early_warning(tape.write_records_from, src,
                                              start + done, record, n // record,
-                                             seen=job.digest)
+                                             seen=functools.partial(_hash_now, job))
                     except CheckCondition as e:  # the READs and each WRITE done
                         moved = e.transferred or 0
                         job.operations += moved // span + 1 + moved // per_write
@@ -1439,7 +1439,7 @@ class CopyManager:
                 with self._device_errors(job, plan, source=True):
                     k = tape.read_records_to(dst, (start + done) // dst.block_size, per_read,
                                              need // per_read,
-                                             seen=job.digest)
+                                             seen=functools.partial(_hash_now, job))
             except KernelCopyFailed as e:
                 self._kernel_stopped(job, tape, dst, done, e)
                 break
@@ -1523,7 +1523,7 @@ class CopyManager:
             try:
                 with self._device_errors(job, plan, source=False):
                     k: int = src.copy_records_to(dst, record, n // record,
-                                                 seen=job.digest)
+                                                 seen=functools.partial(_hash_now, job))
             except KernelCopyFailed as e:
                 self._kernel_stopped(job, src, dst, done, e)
                 break
@@ -1804,6 +1804,18 @@ def _quiet_early_warning(write: Any, *args: Any, **kw: Any) -> None:
     """A write past early warning succeeded: go on until the tape is really full."""
     with contextlib.suppress(ssc.EarlyWarning):
         write(*args, **kw)
+
+
+def _hash_now(job: CopyJob, data: FileData) -> None:
+    """Hand ``data`` (a kernel copy's, as the file holds it) to the copy's digest,
+    hashed before this returns."""
+    now = getattr(job.digest, "update_file", None)
+    if now is not None:
+        now(data)
+        return
+    with data.views() as views:
+        for view in views:
+            job.digest.update(view)
 
 
 class _Staging:

@@ -261,9 +261,10 @@ typedef struct {
 
 static PyTypeObject HasherType;
 
-/* A hasher of `type` with its state and lock allocated (the state not yet set), or NULL. */
-static Hasher *hasher_alloc(PyTypeObject *type)
+static PyObject *hasher_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
+    if (!_PyArg_NoKeywords("xxh3_128", kwds) || !PyArg_ParseTuple(args, ":xxh3_128"))
+        return NULL;
     Hasher *h = (Hasher *)type->tp_alloc(type, 0);
     if (h == NULL)
         return NULL;
@@ -271,19 +272,8 @@ static Hasher *hasher_alloc(PyTypeObject *type)
     h->lock = PyThread_allocate_lock();
     if (h->state == NULL || h->lock == NULL) {
         Py_DECREF(h);
-        PyErr_NoMemory();
-        return NULL;
+        return PyErr_NoMemory();
     }
-    return h;
-}
-
-static PyObject *hasher_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
-{
-    if (!_PyArg_NoKeywords("xxh3_128", kwds) || !PyArg_ParseTuple(args, ":xxh3_128"))
-        return NULL;
-    Hasher *h = hasher_alloc(type);
-    if (h == NULL)
-        return NULL;
     XXH3_128bits_reset(h->state);
     return (PyObject *)h;
 }
@@ -333,17 +323,6 @@ static PyObject *hasher_digest(Hasher *h, PyObject *unused)
     return PyBytes_FromStringAndSize((const char *)out.digest, sizeof(out.digest));
 }
 
-static PyObject *hasher_copy(Hasher *h, PyObject *unused)
-{
-    Hasher *c = hasher_alloc(Py_TYPE(h));
-    if (c == NULL)
-        return NULL;
-    hasher_lock(h);
-    XXH3_copyState(c->state, h->state);
-    PyThread_release_lock(h->lock);
-    return (PyObject *)c;
-}
-
 static PyObject *hasher_hexdigest(Hasher *h, PyObject *unused)
 {
     PyObject *raw = hasher_digest(h, NULL);
@@ -361,8 +340,6 @@ static PyMethodDef hasher_methods[] = {
      "digest() -> bytes\n\nThe 16-byte XXH3-128 digest so far, canonical (big-endian)."},
     {"hexdigest", (PyCFunction)hasher_hexdigest, METH_NOARGS,
      "hexdigest() -> str\n\n:meth:`digest` in hexadecimal."},
-    {"copy", (PyCFunction)hasher_copy, METH_NOARGS,
-     "copy() -> xxh3_128\n\nA hash of the same bytes, updated apart from this one."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -372,7 +349,7 @@ static PyTypeObject HasherType = {
     .tp_basicsize = sizeof(Hasher),
     .tp_dealloc = (destructor)hasher_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "xxh3_128() -> an XXH3-128 hash, as xxhash.xxh3_128() (update, digest, copy).",
+    .tp_doc = "xxh3_128() -> an XXH3-128 hash, as xxhash.xxh3_128() (update, digest).",
     .tp_methods = hasher_methods,
     .tp_new = hasher_new,
 };

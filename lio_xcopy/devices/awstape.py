@@ -767,8 +767,7 @@ class AwsTape:
             raise MediumFull(f"{size} bytes at {off} exceed the capacity {self.capacity}")
         return n, off, each, size, self._prev_len(n), _chunk_lengths(length)
 
-    def write_records_from(self, source: FileSource, pos: int, length: int, count: int
-                           ) -> tuple[int, int, int]:
+    def write_records_from(self, source: FileSource, pos: int, length: int, count: int) -> None:
         """Write ``count`` records of ``length`` bytes at the position, laid out as
         :meth:`write_record` lays them out, their data copied by the kernel from
         ``source`` (from its byte ``pos``, :mod:`~lio_xcopy.devices.filecopy`); they
@@ -776,8 +775,7 @@ class AwsTape:
         When the kernel does not copy (or a header write fails), none of them stays:
         the tape ends at the position, with what followed it cut off as a write cuts
         it, and :class:`~lio_xcopy.devices.filecopy.KernelCopyFailed` tells the
-        caller to write them from a buffer instead. Returns what :meth:`unwrite`
-        takes to undo them."""
+        caller to write them from a buffer instead."""
         if length <= 0 or count <= 0:
             raise ValueError(f"{count} records of {length} bytes")
         n, off, _, size, before, lengths = self._records_at_position(length, count)
@@ -791,7 +789,6 @@ class AwsTape:
             heads.append(b"".join(chunk_heads))
         self._kernel_put(n, off, size, before, length, count, lambda: interleave(
             src_fd, src_off, self._fd, off, heads[0], heads[1], lengths, count))
-        return n, off, before
 
     def _kernel_put(self, n: int, off: int, size: int, before: int, length: int, count: int,
                     write: Callable[[], object]) -> None:

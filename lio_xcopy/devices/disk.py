@@ -13,15 +13,7 @@ from typing import Any, ClassVar, Protocol
 from lio_xcopy.devices.backing import BackingStore
 from lio_xcopy.devices.base import Command, DirectIo, LogicalUnit, LunIdentity, command
 from lio_xcopy.devices.buffer import DataBuffer, PartialTransfer
-from lio_xcopy.devices.filecopy import (
-    DataWatch,
-    FileData,
-    FileSource,
-    KernelCopyFailed,
-    copy_range,
-    dropped_on_error,
-    pieces,
-)
+from lio_xcopy.devices.filecopy import FileData, FileSource, KernelCopyFailed, copy_range
 from lio_xcopy.devices.locks import SharedExclusive
 from lio_xcopy.errors import BackingStoreError, ConfigError
 from lio_xcopy.scsi import rod, sbc, spc, tpc_vpd
@@ -178,28 +170,19 @@ class Disk(LogicalUnit):
         return self.store.fd, pos
 
     def write_from_file(self, source: FileSource, pos: int, lba: int, count: int, *,
-                        seen: DataWatch | None = None) -> None:
+                        seen: Callable[[FileData], object] | None = None) -> None:
         """:meth:`write_blocks` of ``count`` blocks at ``lba`` whose data the kernel
         copies from ``source`` (from its byte ``pos``) into the backing file, never
-        through a buffer of ours (:mod:`~lio_xcopy.devices.filecopy`), a piece at a
-        time; ``seen`` is shown each piece's blocks as the file holds them while the
-        kernel copies the next. Where the kernel does not copy,
+        through a buffer of ours (:mod:`~lio_xcopy.devices.filecopy`); ``seen`` is then
+        shown the blocks as the file holds them. Where the kernel does not copy,
         :class:`~lio_xcopy.devices.filecopy.KernelCopyFailed` (some of the blocks may
         have been written): write them with :meth:`write_blocks`."""
-        bs = self.block_size
-        with self.kernel_write(lba, count) as (fd, offset, commit), dropped_on_error(seen):
-            src_fd, src_offset = source.file_range(pos, count * bs)
-            for first, n in pieces(count, bs):
-                at = first * bs
-                copy_range(src_fd, src_offset + at, fd, offset + at, n * bs)
-                if seen is not None:
-                    seen.show(FileData.span(fd, offset + at, n * bs))
+        with self.kernel_write(lba, count) as (fd, offset, commit):
+            src_fd, src_offset = source.file_range(pos, count * self.block_size)
+            copy_range(src_fd, src_offset, fd, offset, count * self.block_size)
             commit()
-            if seen is not None:
-                try:
-                    seen.settle()
-                except OSError as e:
-                    raise MediumError(Asc.UNRECOVERED_READ_ERROR, lba, str(e)) from e
+            if seen is not None and count:
+                self._show(offset, count * self.block_size, seen)
 
     @contextlib.contextmanager
     def kernel_write(self, lba: int, count: int
@@ -229,6 +212,14 @@ class Disk(LogicalUnit):
                 self.store.fsync(data_only=True)
             except OSError as e:
                 raise KernelCopyFailed(f"fdatasync: {e.strerror or e}") from e
+
+    def _show(self, offset: int, nbytes: int, seen: Callable[[FileData], object]) -> None:
+        """Show ``seen`` the store's ``nbytes`` at ``offset``."""
+        try:
+            seen(FileData.span(self.store.fd, offset, nbytes))
+        except OSError as e:
+            raise MediumError(Asc.UNRECOVERED_READ_ERROR, offset // self.block_size,
+                              str(e)) from e
 
     def write_blocks(self, lba: int, count: int, buf: DataBuffer, *, fua: bool = False) -> int:
         """Write ``count`` blocks from the front of ``buf`` at ``lba``; returns the bytes

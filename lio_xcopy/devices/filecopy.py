@@ -57,54 +57,6 @@ class KernelCopyFailed(LioXcopyError):
     """The kernel did not copy the range: the caller moves those bytes itself."""
 
 
-#: Bytes a kernel copy writes before it shows them to its :class:`DataWatch`: the watch
-#: reads one piece while the kernel copies the next
-PIECE = 1 << 20
-
-
-class DataWatch(Protocol):
-    """Where a kernel copy shows the data it wrote, as the file now holds it (a copy's
-    digest): pieces in order, each read now or while the kernel copies the next, all
-    of them before the copy's call returns, while nothing else can change the file."""
-
-    def show(self, data: FileData) -> None:
-        """Take ``data`` after what was shown before; its bytes may be read from the
-        file until :meth:`settle` or :meth:`drop` returns."""
-        ...
-
-    def settle(self) -> None:
-        """Return once everything shown is taken. :class:`KernelCopyFailed` where some
-        data is laid out otherwise than it was shown with (:class:`FileData`), an
-        OSError where it cannot be read: then nothing shown since the last settle is
-        taken."""
-        ...
-
-    def drop(self) -> None:
-        """Take nothing shown since the last settle; return once none of it is read."""
-        ...
-
-
-def pieces(count: int, each: int) -> Iterator[tuple[int, int]]:
-    """``count`` objects of ``each`` bytes in runs of about :data:`PIECE` bytes (one
-    object at least): ``(first, n)`` for each run."""
-    per = max(1, PIECE // max(each, 1))
-    for first in range(0, count, per):
-        yield first, min(per, count - first)
-
-
-@contextlib.contextmanager
-def dropped_on_error(watch: DataWatch | None) -> Iterator[None]:
-    """Let ``watch`` take nothing shown in the ``with`` block when the block fails, once
-    none of it is read any more: a caller that undoes a write must not cut a file that
-    is still being read."""
-    try:
-        yield
-    except BaseException:
-        if watch is not None:
-            watch.drop()
-        raise
-
-
 def copy_range(src_fd: int, src_offset: int, dst_fd: int, dst_offset: int, n: int) -> None:
     """Copy ``n`` bytes from ``src_fd`` at ``src_offset`` to ``dst_fd`` at ``dst_offset``
     with ``copy_file_range``; the file positions do not move. A failure, or the source

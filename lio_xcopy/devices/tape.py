@@ -23,7 +23,7 @@ import contextlib
 import os
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 
 from lio_xcopy.devices.awstape import (
@@ -36,14 +36,7 @@ from lio_xcopy.devices.awstape import (
 )
 from lio_xcopy.devices.base import Command, LogicalUnit, LunIdentity, command
 from lio_xcopy.devices.buffer import DataBuffer
-from lio_xcopy.devices.filecopy import (
-    DataWatch,
-    FileSource,
-    KernelCopyFailed,
-    KernelSink,
-    dropped_on_error,
-    pieces,
-)
+from lio_xcopy.devices.filecopy import FileData, FileSource, KernelCopyFailed, KernelSink
 from lio_xcopy.errors import BackingStoreError, ConfigError
 from lio_xcopy.scsi import spc, ssc
 from lio_xcopy.scsi.errors import (
@@ -405,52 +398,39 @@ class Tape(LogicalUnit):
             return count
 
     def write_records_from(self, source: FileSource, pos: int, length: int, count: int, *,
-                           seen: DataWatch | None = None) -> int:
+                           seen: Callable[[FileData], object] | None = None) -> int:
         """:meth:`write_records` of data the kernel copies from ``source`` (from its
         byte ``pos``) into the cartridge file, never through a buffer of ours
-        (:mod:`~lio_xcopy.devices.filecopy`), a piece at a time; ``seen`` is shown each
-        piece's records as the file now holds them while the kernel copies the next.
-        Where the kernel does not copy, :class:`~lio_xcopy.devices.filecopy.KernelCopyFailed`
-        with none of them written (the tape ends at the position): write them with
-        :meth:`write_records`."""
+        (:mod:`~lio_xcopy.devices.filecopy`); ``seen`` is then shown the data of the
+        records written, as the file now holds it. Where the kernel does not copy,
+        :class:`~lio_xcopy.devices.filecopy.KernelCopyFailed` with none of them written
+        (the tape ends at the position): write them with :meth:`write_records`."""
         with self._lock:
             tape = self._ready()
             self.check_writable()
+            start = tape.offset
             if not length or not count:
                 return count
             fit = tape.fits(length, count)
             if fit:
-                mark: tuple[int, int, int] | None = None
-                try:
-                    with dropped_on_error(seen):
-                        for first, k in pieces(fit, length):
-                            at = tape.write_records_from(source, pos + first * length,
-                                                         length, k)
-                            mark = mark or at
-                            if seen is not None:
-                                seen.show(tape.records_at(at[1], length, k))
-                        if not self.buffered_mode:
-                            with self._io_errors(Asc.WRITE_ERROR, length):
-                                tape.sync()
-                        self._count_written(fit * length)
-                        if seen is not None:
-                            with self._io_errors(Asc.UNRECOVERED_READ_ERROR, length):
-                                seen.settle()
-                except KernelCopyFailed:
-                    if mark is not None:
-                        tape.unwrite(*mark)
-                    raise
+                tape.write_records_from(source, pos, length, fit)
+                if not self.buffered_mode:
+                    with self._io_errors(Asc.WRITE_ERROR, length):
+                        tape.sync()
+                self._count_written(fit * length)
+                if seen is not None:
+                    with self._io_errors(Asc.UNRECOVERED_READ_ERROR, length):
+                        seen(tape.records_at(start, length, fit))
             self._overflow_or_warn(tape, length, fit, count)
             return count
 
     def read_records_to(self, sink: KernelSink, lba: int, length: int, count: int, *,
-                        seen: DataWatch | None = None) -> int:
+                        seen: Callable[[FileData], object] | None = None) -> int:
         """:meth:`read_records` of ``count`` logical blocks of exactly ``length`` bytes
         whose data the kernel copies from the cartridge file into ``sink``'s blocks from
-        ``lba`` (``kernel_write``), never through a buffer of ours, a piece at a time;
-        ``seen`` is shown each piece's data while the kernel copies the next. All
-        ``count`` or none: 0, nothing moved, unless the next ``count`` objects are all
-        such blocks (a READ would end GOOD on each).
+        ``lba`` (``kernel_write``), never through a buffer of ours; ``seen`` is then
+        shown their data. All ``count`` or none: 0, nothing moved, unless the next
+        ``count`` objects are all such blocks (a READ would end GOOD on each).
         :class:`~lio_xcopy.devices.filecopy.KernelCopyFailed` when the kernel did not
         copy them (the position does not move): read them with :meth:`read_records`."""
         with self._lock:
@@ -460,41 +440,28 @@ class Tape(LogicalUnit):
             blocks, odd = divmod(length * count, sink.block_size)
             if odd:
                 return 0
-            start = tape.position
             with sink.kernel_write(lba, blocks) as (fd, offset, commit), \
-                    self._io_errors(Asc.UNRECOVERED_READ_ERROR, length):
-                if tape.equal_records(length, count)[0] < count:
+                    self._io_errors(Asc.UNRECOVERED_READ_ERROR, length), \
+                    tape.records_out(length, count, fd, offset) as data:
+                if data is None:
                     return 0
-                try:
-                    with dropped_on_error(seen):
-                        for first, k in pieces(count, length):
-                            with tape.records_out(length, k, fd, offset + first * length
-                                                  ) as data:
-                                if data is None:
-                                    raise KernelCopyFailed(f"{tape.path} changed")
-                                if seen is None:
-                                    data.check()
-                                else:
-                                    seen.show(data)
-                        commit()
-                        if seen is not None:
-                            seen.settle()
-                except BaseException:
-                    tape.locate(start)
-                    raise
+                if seen is None:
+                    data.check()
+                commit()
+                if seen is not None:
+                    seen(data)
             self._count_read(count * length)
             return count
 
     def copy_records_to(self, dst: Tape, length: int, count: int, *,
-                        seen: DataWatch | None = None) -> int:
+                        seen: Callable[[FileData], object] | None = None) -> int:
         """Of the next ``count`` logical blocks, those of exactly ``length`` bytes (up to
         the first other object, as :meth:`read_records`) written to ``dst`` as
         :meth:`write_records` writes them, copied by the kernel from this cartridge's
-        file into ``dst``'s a piece at a time, never through a buffer of ours; ``seen``
-        is shown each piece's records as ``dst``'s file holds them while the kernel
-        copies the next. The blocks copied, and this tape's position moves past them;
-        past ``dst``'s early warning that is not reported (a copy goes on to the end of
-        the medium). 0, nothing moved, when they do not all fit on ``dst``;
+        file into ``dst``'s, never through a buffer of ours; ``seen`` is shown those
+        written. The blocks copied, and this tape's position moves past them; past
+        ``dst``'s early warning that is not reported (a copy goes on to the end of the
+        medium). 0, nothing moved, when they do not all fit on ``dst``;
         :class:`~lio_xcopy.devices.filecopy.KernelCopyFailed`, nothing moved, where the
         kernel does not copy them or either tape is not ready for it. Move those with
         :meth:`read_records` and :meth:`write_records`, which report why."""
@@ -507,31 +474,22 @@ class Tape(LogicalUnit):
             k = src_tape.equal_records(length, count)[0] if length > 0 else 0
             if not k or dst_tape.fits(length, k) < k:
                 return 0
-            start, mark = src_tape.position, None
+            n, start, before = dst_tape.write_records_copied(src_tape, length, k)
             try:
-                with dropped_on_error(seen):
-                    for _, n in pieces(k, length):
-                        written = dst_tape.write_records_copied(src_tape, length, n)
-                        mark = mark or written
-                        src_tape.pass_records(n)
-                        data = dst_tape.records_at(written[1], length, n, check=True)
-                        if seen is None:
-                            with dst._io_errors(Asc.UNRECOVERED_READ_ERROR, length):
-                                data.check()
-                        else:
-                            seen.show(data)
-                    if not dst.buffered_mode:
-                        with dst._io_errors(Asc.WRITE_ERROR, length):
-                            dst_tape.sync()
-                    if seen is not None:
-                        with dst._io_errors(Asc.UNRECOVERED_READ_ERROR, length):
-                            seen.settle()
-            except BaseException as e:
-                if isinstance(e, KernelCopyFailed) and mark is not None:
-                    dst_tape.unwrite(*mark)
-                src_tape.locate(start)
+                if not dst.buffered_mode:
+                    with dst._io_errors(Asc.WRITE_ERROR, length):
+                        dst_tape.sync()
+                data = dst_tape.records_at(start, length, k, check=True)
+                with dst._io_errors(Asc.UNRECOVERED_READ_ERROR, length):
+                    if seen is None:
+                        data.check()
+                    else:
+                        seen(data)
+            except KernelCopyFailed:
+                dst_tape.unwrite(n, start, before)
                 raise
             dst._count_written(k * length)
+            src_tape.pass_records(k)
             self._count_read(k * length)
             return k
 

@@ -163,9 +163,6 @@ class _SlowHash:
     def digest(self) -> bytes:
         return self._h.digest()
 
-    def copy(self) -> _SlowHash:
-        return _SlowHash(self._h.copy())
-
 
 @pytest.mark.parametrize("way", ["disk-tape", "tape-disk", "disk-disk", "tape-tape"])
 def test_the_digest_behind_the_copy_covers_the_bytes_moved(lab, monkeypatch, way):

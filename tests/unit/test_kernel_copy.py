@@ -36,14 +36,6 @@ REC = 64 * 1024
 CHUNK = 256 * 1024
 
 
-@pytest.fixture(params=[filecopy.PIECE, REC], ids=["piece-1MiB", "piece-64KiB"])
-def piece(request, monkeypatch):
-    """Each copy with the kernel's pieces as the daemon cuts them, and one record each:
-    the digest then reads a piece while the kernel copies the next."""
-    monkeypatch.setattr(filecopy, "PIECE", request.param)
-    return request.param
-
-
 def _spy(monkeypatch, name):
     """The last argument (a count of records) of each call of ``awstape.<name>``."""
     calls: list[int] = []
@@ -159,8 +151,7 @@ def test_records_after_those_on_the_tape_chain_on_from_them(copy_lab, kernel_cal
 
 
 @pytest.mark.parametrize("chunks", [1, 2, 32], ids=lambda n: f"{n}-chunks-a-call")
-def test_a_full_cartridge_counts_the_records_written_before_it(copy_lab, monkeypatch, chunks,
-                                                               piece):
+def test_a_full_cartridge_counts_the_records_written_before_it(copy_lab, monkeypatch, chunks):
     """OPERATION COUNTER counts a READ per chunk however many the kernel copies at once."""
     monkeypatch.setattr(manager_module, "KERNEL_SPAN", chunks * CHUNK)
     r = _both(copy_lab, [BlockToStream(0, 1, 2048, 0, REC)], data=os.urandom(MiB),
@@ -171,7 +162,7 @@ def test_a_full_cartridge_counts_the_records_written_before_it(copy_lab, monkeyp
 
 
 def test_a_source_read_error_is_reported_at_its_lba_as_through_buffers(copy_lab, faults,
-                                                                        caplog, piece):
+                                                                        caplog):
     """The kernel's copy fails on the bad bytes; its chunks are read again through a
     buffer, whose READ reports the MEDIUM ERROR at the LBA, the chunks before on tape."""
     bad = 700 * 512
@@ -188,7 +179,7 @@ def test_a_source_read_error_is_reported_at_its_lba_as_through_buffers(copy_lab,
     assert "copied through the daemon from byte 0 on" in caplog.text  # one kernel call
 
 
-def test_a_tape_write_error_is_reported_as_through_buffers(copy_lab, faults, piece):
+def test_a_tape_write_error_is_reported_as_through_buffers(copy_lab, faults):
     def fault(_src, tape):
         faults.fail_write(tape.medium.path, at=300 * 1024)
 
@@ -323,15 +314,13 @@ def test_records_are_digested_as_the_file_holds_them(tmp_path, helpers, length):
     t.write_record(DataBuffer.of(bytearray(data)), 0, length, 5)
     for algorithm in xcopy.DigestAlgorithm:
         digest = BackgroundDigest(algorithm)
-        digest.show(t.records_at(start, length, 5, check=True))
-        digest.settle()
+        digest.update_file(t.records_at(start, length, 5, check=True))
         want = copy_digest.new(algorithm)
         want.update(data)
         assert digest.digest() == want.digest()
     blocks = FileData.span(os.open(t.path, os.O_RDONLY), 0, 100)
     digest = BackgroundDigest()
-    digest.show(blocks)
-    digest.settle()
+    digest.update_file(blocks)
     assert digest.digest() == xxhash.xxh3_128((tmp_path / "t.aws").read_bytes()[:100]).digest()
     os.close(blocks.fd)
     t.close()
@@ -353,64 +342,14 @@ def test_a_header_that_differs_is_found_before_anything_is_hashed(tmp_path, help
         digest = BackgroundDigest()
         data = t.records_at(start, REC, 4, check=check)
         if raises:
-            digest.show(data)
             with pytest.raises(filecopy.KernelCopyFailed, match="chunk 3 "):
-                digest.settle()
+                digest.update_file(data)
             with pytest.raises(filecopy.KernelCopyFailed):
                 data.check()
             assert digest.digest() == empty  # nothing of it hashed
         else:
-            digest.show(data)
-            digest.settle()
+            digest.update_file(data)
             assert digest.digest() != empty
-    t.close()
-
-
-def test_the_compiled_xxh3_128_copies_its_state():
-    if filecopy.xxh3_128() is None:
-        pytest.skip("lio_xcopy.devices._filecopy is not built")
-    ours = filecopy.xxh3_128()
-    ours.update(b"a" * 5000)
-    saved = ours.copy()
-    ours.update(b"b")
-    saved.update(b"c")
-    assert ours.digest() == xxhash.xxh3_128(b"a" * 5000 + b"b").digest()
-    assert saved.digest() == xxhash.xxh3_128(b"a" * 5000 + b"c").digest()
-
-
-@pytest.mark.parametrize("algorithm", list(xcopy.DigestAlgorithm))
-def test_data_shown_after_data_not_laid_out_as_shown_is_not_taken(tmp_path, helpers,
-                                                                   algorithm):
-    """The pieces a kernel copy showed since the last settle are all taken or none: one
-    chunked otherwise, or a copy dropped, leaves the digest as it was before them."""
-    t = AwsTape(tmp_path / "t.aws", 1 << 24)
-    records = [os.urandom(REC) for _ in range(4)]
-    t.write_record(DataBuffer.of(bytearray(b"".join(records))), 0, REC, 4)
-    each = awstape_module.footprint(REC)
-    with open(t.path, "r+b") as f:  # the third record's last chunk: flags1 ENDREC off
-        f.seek(2 * each + awstape_module.HEADER_LEN + 65535 + 4)
-        f.write(b"\x00")
-
-    def want(*parts):
-        h = copy_digest.new(algorithm)
-        for p in parts:
-            h.update(p)
-        return h.digest()
-
-    digest = BackgroundDigest(algorithm)
-    digest.update(b"before")
-    for i in range(4):
-        digest.show(t.records_at(i * each, REC, 1, check=True))
-    with pytest.raises(filecopy.KernelCopyFailed, match="chunk 1 "):
-        digest.settle()
-    assert digest.digest() == want(b"before")
-    digest.show(t.records_at(0, REC, 2, check=True))
-    digest.drop()
-    assert digest.digest() == want(b"before")
-    digest.show(t.records_at(0, REC, 1, check=True))
-    digest.show(t.records_at(each, REC, 1, check=True))
-    digest.settle()
-    assert digest.digest() == want(b"before", records[0], records[1])
     t.close()
 
 
@@ -474,7 +413,7 @@ def test_one_disk_copied_onto_itself_in_overlapping_ranges_is_read_after_each_wr
 
 
 @pytest.mark.parametrize("where", ["source", "destination"])
-def test_a_disk_error_is_reported_at_its_lba_as_through_buffers(copy_lab, faults, where, piece):
+def test_a_disk_error_is_reported_at_its_lba_as_through_buffers(copy_lab, faults, where):
     def fault(src, dst):
         if where == "source":
             faults.fail_read(src.store.path, at=700 * 512, length=512)
@@ -489,7 +428,7 @@ def test_a_disk_error_is_reported_at_its_lba_as_through_buffers(copy_lab, faults
 
 
 def test_a_destination_without_write_cache_syncs_each_chunk_as_through_buffers(copy_lab,
-                                                                               faults, piece):
+                                                                               faults):
     """WCE off: each chunk is durable before it counts; a failing sync ends the copy
     with the destination's WRITE ERROR, as the buffered path's RWF_DSYNC write does."""
     def fault(_src, dst):
@@ -565,56 +504,8 @@ def test_a_record_chunked_otherwise_is_read_through_buffers(copy_lab, tape_calls
     assert tape_calls  # the kernel copied, the check sent it back
 
 
-def _rechunk(tape, n, data):
-    """Record ``n`` (of 64 KiB records from BOT) cut into two equal chunks where a write
-    cuts it 65535 + 1, as another tool may have written it: the same footprint."""
-    hl, half = awstape_module.HEADER_LEN, REC // 2
-    head = awstape_module.HEADER
-    at = n * awstape_module.footprint(REC)
-    with open(tape.medium.path, "r+b") as f:
-        f.seek(at)
-        prev = head.unpack(f.read(hl))[1]
-        f.seek(at)
-        f.write(head.pack(half, prev, awstape_module._chunk_flags(0, 2), 0) + data[:half]
-                + head.pack(half, half, awstape_module._chunk_flags(1, 2), 0) + data[half:])
-        following = f.read(hl)
-        if len(following) == hl:  # the next header's previous length is this chunk's
-            cur, _, flags1, flags2 = head.unpack(following)
-            f.seek(-hl, os.SEEK_CUR)
-            f.write(head.pack(cur, half, flags1, flags2))
-
-
-@pytest.mark.parametrize("n", [0, 2, 3])
-def test_a_record_chunked_otherwise_after_others_undoes_them_digest_and_all(
-        copy_lab, tape_calls, piece, n):
-    """The records before it in the kernel's call (hashed while it was copied) are not
-    taken: the flush is read again through buffers, and each byte hashed once."""
-    data = os.urandom(MiB)
-    r = _both(copy_lab, [StreamToBlock(0, 1, 2048, 0, REC)], before=_records(data),
-              kind="tape-disk", prepare=lambda src, _: _rechunk(src, n, _records(data)[n]))
-    assert r["ended"] == ("ok", 0) and r["bytes"][:MiB] == data
-    assert r["digest"] == xxhash.xxh3_128(data).hexdigest()
-    per_flush = CHUNK // REC  # records the copy manager hands the kernel at once
-    assert len(tape_calls) == (per_flush if piece == REC else 1)  # copied, checked, undone
-
-
-@pytest.mark.parametrize("n", [0, 2, 5])
-def test_tape_to_tape_with_a_record_chunked_otherwise_after_others_undoes_them(
-        copy_lab, monkeypatch, piece, n):
-    copied = _spy(monkeypatch, "copy_range")
-    data = os.urandom(8 * REC)
-    runs = [_tape_to_tape(copy_lab, kernel, _records(data), 1 << 24, len(data),
-                          before_copy=lambda a: _rechunk(a, n, _records(data)[n]))
-            for kernel in (False, True)]
-    per_batch = CHUNK // REC  # records the copy manager hands the kernel at once
-    assert runs[0] == runs[1]
-    assert len(copied) == (n // per_batch + 1) * (per_batch if piece == REC else 1)
-    assert runs[1]["records"] == _records(data) and runs[1]["ended"] == ("ok", 0)
-    assert runs[1]["digest"] == xxhash.xxh3_128(data).hexdigest()
-
-
 @pytest.mark.parametrize("where", ["tape", "disk", "disk-sync"])
-def test_a_tape_to_disk_error_is_reported_as_through_buffers(copy_lab, faults, where, piece):
+def test_a_tape_to_disk_error_is_reported_as_through_buffers(copy_lab, faults, where):
     def fault(src, dst):
         if where == "tape":
             faults.fail_read(src.medium.path, at=5 * REC)
@@ -651,7 +542,7 @@ def _tape_to_tape_now(copy_lab, kernel, objects, capacity, count, on_b, before_c
     write(b, *on_b)
     a.rewind()
     if before_copy is not None:
-        before_copy(a)
+        before_copy()
     manager = CopyManager(chunk=CHUNK, kernel_copy=kernel)
     for dev in (a, b):
         manager.register(dev)
@@ -674,7 +565,7 @@ def _tape_to_tape_now(copy_lab, kernel, objects, capacity, count, on_b, before_c
     (12, 64, [b"s" * 1000, os.urandom(REC)]),  # a short record ends the third batch
 ])
 def test_tape_to_tape_is_the_same_and_the_kernel_copies_it(copy_lab, monkeypatch, records,
-                                                            capacity_records, tail, piece):
+                                                            capacity_records, tail):
     copied = _spy(monkeypatch, "copy_range")  # bytes of each region of records copied
     data = os.urandom(records * REC)
     objects = [*_records(data), *tail]
@@ -723,6 +614,6 @@ def test_tape_to_tape_from_records_chunked_otherwise_is_read_through_buffers(cop
                             lambda n: [n // 2, n - n // 2] if n == REC else ours(n))
         runs.append(_tape_to_tape(
             copy_lab, kernel, _records(data), 1 << 24, len(data),
-            before_copy=lambda _: monkeypatch.setattr(awstape_module, "_chunk_lengths", ours)))
+            before_copy=lambda: monkeypatch.setattr(awstape_module, "_chunk_lengths", ours)))
     assert runs[0] == runs[1] and copied  # copied, checked, undone, read again
     assert runs[1]["records"] == _records(data) and runs[1]["ended"] == ("ok", 0)
