@@ -37,6 +37,36 @@ def work_dir(name: str) -> Path:
     return d
 
 
+def udev_quiet(timeout: float = 300) -> bool:
+    """Wait for udev's queue to empty (``udevadm settle``), up to ``timeout`` seconds; a
+    bench that creates LUNs needs udev's events to reach the daemon. When the queue does
+    not empty, print what udev and any process in uninterruptible sleep are waiting on,
+    for the run's log, and return False."""
+    t = time.monotonic()
+    settled = subprocess.run(["udevadm", "settle", f"--timeout={timeout:g}"],
+                             check=False).returncode == 0
+    if settled:
+        return True
+    print(f"udev: its queue did not empty in {time.monotonic() - t:.0f}s", flush=True)
+    ping = subprocess.run(["udevadm", "control", "--ping", "--timeout=10"],
+                          capture_output=True, text=True, check=False)
+    print(f"udev: `udevadm control --ping` exited {ping.returncode} {ping.stderr.strip()}")
+    ps = subprocess.run(["ps", "-eo", "pid,stat,wchan:32,etime,args"],
+                        capture_output=True, text=True, check=False).stdout.splitlines()
+    for line in ps:
+        fields = line.split(None, 2)
+        if len(fields) > 2 and ("D" in fields[1] or any(
+                k in fields[2] for k in ("systemd-udevd", "udev-worker", "scsi_id", "blkid"))):
+            print(f"udev: {line}")
+    for pid in subprocess.run(["pgrep", "systemd-udevd"], capture_output=True, text=True,
+                              check=False).stdout.split():
+        with contextlib.suppress(OSError):
+            stack = Path(f"/proc/{pid}/stack").read_text().strip().replace("\n", " <- ")
+            print(f"udev: udevd {pid} kernel stack: {stack}")
+    print(flush=True)
+    return False
+
+
 def run(*cmd: str, timeout: float = 600, check: bool = True) -> str:
     """Run a tool (C locale); what it printed, or RuntimeError when it failed."""
     env = {**os.environ, "LC_ALL": "C"}

@@ -44,7 +44,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _guest import MB, Daemon, MiB, require_guest, run, work_dir
+from _guest import MB, Daemon, MiB, require_guest, run, udev_quiet, work_dir
 from _ratios import Measured, record
 from disk_vs_tcmu_runner import (
     backing_file,
@@ -173,6 +173,7 @@ def lun_phase(args: argparse.Namespace, shm: Path, out: Path, ours: Daemon, peak
               results: dict[tuple[str, str], list[Result]]) -> None:
     """Serve ``--luns`` disks from each daemon and run every fio test over them."""
     peaks.enter("LUNs: setup")
+    udev_quiet()  # a bench before this one may leave udev a backlog of disk events
     with contextlib.ExitStack() as stack:
         runner = start_runner(out)
         stack.callback(runner.stop)
