@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +65,29 @@ def udev_quiet(timeout: float = 300) -> bool:
             print(f"udev: udevd {pid} kernel stack: {stack}")
     print(flush=True)
     return False
+
+
+UNWATCHED_RULES = Path("/run/udev/rules.d/99-lio-xcopy-bench-nowatch.rules")
+
+
+@contextlib.contextmanager
+def udev_unwatched() -> Iterator[None]:
+    """Keep udev from watching LIO's disks while a bench runs: without the watch, a
+    writer closing a disk makes no "change" event, so udev does not re-probe it (blkid
+    and scsi_id reads in the middle of the passes). A rule in /run (after 60-block.rules'
+    ``OPTIONS+="watch"``), for the disks the block holds creates; it goes at the end.
+    This replaces holding udev's queue with ``--stop-exec-queue``: after it, systemd-udevd
+    252 was seen, once in a few runs, to keep its queue after ``--start-exec-queue``, with
+    no worker, until a second ``--start-exec-queue``."""
+    UNWATCHED_RULES.parent.mkdir(parents=True, exist_ok=True)
+    UNWATCHED_RULES.write_text('ACTION!="remove", SUBSYSTEM=="block", '
+                               'ATTRS{vendor}=="LIO-ORG*", OPTIONS+="nowatch"\n')
+    run("udevadm", "control", "--reload")
+    try:
+        yield
+    finally:
+        UNWATCHED_RULES.unlink(missing_ok=True)
+        run("udevadm", "control", "--reload", check=False)
 
 
 def run(*cmd: str, timeout: float = 600, check: bool = True) -> str:

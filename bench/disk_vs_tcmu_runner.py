@@ -40,6 +40,7 @@ from _guest import (
     require_guest,
     run,
     sequential,
+    udev_unwatched,
     work_dir,
 )
 from _ratios import Measured, record
@@ -363,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         runner = start_runner(out)
         stack.callback(runner.stop)
         rtslib_adapter.ensure_configfs()
+        stack.enter_context(udev_unwatched())  # no re-probing of the disks between passes
         stack.callback(provision.delete_all)  # ours, then the emptied loopback target
         files = {OURS: backing / "ours.img", THEIRS: backing / "tcmu-runner.img"}
         for f in files.values():
@@ -378,10 +380,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{b.label:11} pid {b.daemon.pid:<5} {b.lun.storage_object.config:48} "
                   f"-> {b.dev} (max_sectors_kb {queue_setting(b.dev, 'max_sectors_kb')}, "
                   f"scheduler {queue_setting(b.dev, 'scheduler')})")
-        # udev re-probes a disk (blkid reads) each time a writer closes it: hold its
-        # events until the passes are over (our daemon sees its uio removal after that)
-        run("udevadm", "control", "--stop-exec-queue")
-        stack.callback(run, "udevadm", "control", "--start-exec-queue")
         print(f"\n{tool}: 1 MiB O_DIRECT sequential passes of {size // MiB} MiB, MB/s = 10^6 B/s;"
               f" 4 KiB O_DIRECT random passes of {args.random_seconds:g} s over it, in IOPS;"
               " CPU = daemon utime+stime per MB moved"

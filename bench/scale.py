@@ -44,7 +44,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _guest import MB, Daemon, MiB, require_guest, run, udev_quiet, work_dir
+from _guest import MB, Daemon, MiB, require_guest, run, udev_quiet, udev_unwatched, work_dir
 from _ratios import Measured, record
 from disk_vs_tcmu_runner import (
     backing_file,
@@ -179,6 +179,7 @@ def lun_phase(args: argparse.Namespace, shm: Path, out: Path, ours: Daemon, peak
         stack.callback(runner.stop)
         peaks.pids[THEIRS] = runner.pid
         stack.callback(peaks.pids.pop, THEIRS)
+        stack.enter_context(udev_unwatched())  # no re-probing of the disks between passes
         stack.callback(provision.delete_all)  # ours, then the emptied loopback target
         luns: dict[str, list[provision.Lun]] = {OURS: [], THEIRS: []}
         for i in range(args.luns):
@@ -199,9 +200,6 @@ def lun_phase(args: argparse.Namespace, shm: Path, out: Path, ours: Daemon, peak
             print(f"{label:11} pid {peaks.pids[label]:<5} {len(some)} LUNs of "
                   f"{args.lun_size // MiB} MiB: {' '.join(Path(d).name for d in devs[label])}",
                   flush=True)
-        # udev re-probes a disk each time a writer closes it: hold its events meanwhile
-        run("udevadm", "control", "--stop-exec-queue")
-        stack.callback(run, "udevadm", "control", "--start-exec-queue")
         daemons = {OURS: ours, THEIRS: runner}
         peaks.enter("LUNs: warm-up")
         for label in (OURS, THEIRS):  # fault in the TCMU data areas, untimed
