@@ -25,6 +25,10 @@
  * a ring of plain READs and WRITEs costs no Python step per wake-up either. It returns
  * at an entry the Python path answers, when the caller's wake fd is readable, or when
  * its time is up, so the caller keeps its own loop (completions, stopping, new terms).
+ * Given a kick fd (an eventfd), it asks the thread that reads it for the wake-ups it
+ * gives while it serves: the kernel completes answers in the thread that wakes it (for a
+ * READ, tcmu_handle_completion copies the data area into the initiator's buffers), so
+ * that copy runs beside the next entry's read from the backing file.
  *
  * The layout is struct tcmu_mailbox and struct tcmu_cmd_entry of
  * include/uapi/linux/target_core_user.h (host byte order, as the kernel writes it).
@@ -271,12 +275,22 @@ struct run {
     size_t map_len;
     uint32_t size, pos, tail;
     unsigned long long outstanding;
-    int uio_fd, awake;
+    int uio_fd, kick_fd, awake;
     struct lun lun;
     struct answers held;
     unsigned long served;
     uint64_t moved, unwoken; /* bytes served; at the last wake-up */
 };
+
+/* Ask the caller's reaper thread to wake the uio fd (an eventfd count): the kernel then
+ * completes the answers written so far on that thread (for a READ, tcmu_handle_completion
+ * copies the data area into the initiator's buffers) while this one serves the next
+ * entry. 1 when asked. */
+static int kick(int kick_fd)
+{
+    uint64_t one = 1;
+    return write(kick_fd, &one, sizeof one) == sizeof one;
+}
 
 /* Serve the entries from r->pos, as serve() documents. 0: the ring is drained (pos is
  * the kernel's cmd_head); 1: stopped at an entry left unread for the Python path. */
@@ -332,7 +346,9 @@ static int serve_run(struct run *r)
         if (r->uio_fd >= 0 && r->moved - r->unwoken >= WAKE_EVERY) {
             uint32_t wake = 0;
             r->unwoken = r->moved;
-            if (write(r->uio_fd, &wake, sizeof wake) == sizeof wake)
+            if (r->kick_fd >= 0 && kick(r->kick_fd))
+                r->awake = 1;
+            else if (write(r->uio_fd, &wake, sizeof wake) == sizeof wake)
                 r->awake = 1;
             else
                 r->uio_fd = -1; /* the caller's own wake-up reports the failure */
@@ -360,7 +376,7 @@ static int begin_run(struct run *r, Py_buffer *view, Py_buffer *answers, PyObjec
 {
     unsigned long long cmdr_off, cmdr_size, cursor, outstanding, block_size, blocks,
         max_blocks;
-    int fd, uio_fd, flags, ok;
+    int fd, uio_fd, flags, ok, kick_fd = -1;
 
     memset(answers, 0, sizeof *answers);
     if (wake_fd == NULL)
@@ -368,9 +384,10 @@ static int begin_run(struct run *r, Py_buffer *view, Py_buffer *answers, PyObjec
                               &cursor, &outstanding, &fd, &uio_fd, &block_size, &blocks,
                               &max_blocks, &flags, answers);
     else
-        ok = PyArg_ParseTuple(args, "w*KKKKiiKKKiii|y*:serve_wait", view, &cmdr_off,
+        ok = PyArg_ParseTuple(args, "w*KKKKiiKKKiii|y*i:serve_wait", view, &cmdr_off,
                               &cmdr_size, &cursor, &outstanding, &fd, &uio_fd, &block_size,
-                              &blocks, &max_blocks, &flags, wake_fd, timeout_ms, answers);
+                              &blocks, &max_blocks, &flags, wake_fd, timeout_ms, answers,
+                              &kick_fd);
     if (!ok)
         return 0;
     if (cmdr_size < HDR_SIZE || cmdr_size > UINT32_MAX || cmdr_off < MB_CMD_TAIL + 4 ||
@@ -389,6 +406,7 @@ static int begin_run(struct run *r, Py_buffer *view, Py_buffer *answers, PyObjec
     r->tail = get32(r->map + MB_CMD_TAIL) % r->size;
     r->outstanding = outstanding;
     r->uio_fd = uio_fd;
+    r->kick_fd = kick_fd;
     r->lun.fd = fd;
     r->lun.block_size = block_size;
     r->lun.blocks = blocks;
@@ -513,12 +531,13 @@ static PyMethodDef methods[] = {
      "which is left unread. ``woken``: ``uio_fd`` was woken after the last answer."},
     {"serve_wait", serve_wait, METH_VARARGS,
      "serve_wait(map, cmdr_off, cmdr_size, cursor, outstanding, fd, uio_fd, block_size,\n"
-     "           blocks, max_blocks, flags, wake_fd, timeout_ms[, answers])\n"
+     "           blocks, max_blocks, flags, wake_fd, timeout_ms[, answers[, kick_fd]])\n"
      "    -> (cursor, served, woken, why)\n\n"
      "As serve(), and each time the ring is drained, wake the kernel if answers were\n"
      "written since, then wait for it on ``uio_fd`` and serve again: until an entry\n"
      "not served here is at the cursor (why 0), ``wake_fd`` is readable (1),\n"
-     "``timeout_ms`` went by (2) or ``uio_fd`` failed (3)."},
+     "``timeout_ms`` went by (2) or ``uio_fd`` failed (3). With ``kick_fd`` (an\n"
+     "eventfd), the wake-ups every 256 KiB are asked of whoever reads it instead."},
     {NULL, NULL, 0, NULL},
 };
 

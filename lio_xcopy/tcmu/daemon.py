@@ -240,6 +240,10 @@ class TcmuDevice:
         self.copy_news: Callable[[], None] = lambda: None
         self._thread: threading.Thread | None = None
         self._wake = -1  # the ring thread's eventfd: a worker finished, or stop
+        #: the reaper's eventfd: the compiled path's wake-ups while it serves, given to
+        #: the kernel by the reaper thread, which runs the kernel's completion work
+        self._kick = -1
+        self._reaper: threading.Thread | None = None
         self._stopping = False
         #: the compiled path for plain READ and WRITE, for a device that offers its terms,
         #: and its form that waits for the kernel itself between runs
@@ -510,7 +514,31 @@ class TcmuDevice:
             return
         self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self.notify = self._wake_ring
+        if self._waiting is not None:
+            if self._kick < 0:
+                self._kick = os.eventfd(0, os.EFD_CLOEXEC)
+            self._reaper = threads.start(self._reap, f"reap-{self.name}")
         self._thread = threads.start(self._serve_ring, f"ring-{self.name}", broken)
+
+    def _reap(self) -> None:
+        """Wake the kernel each time the compiled path asks (its kicks on ``_kick``).
+        The kernel completes the answers written in the thread that wakes it
+        (target_core_user.c, tcmu_handle_completion: for a READ, the copy from the data
+        area into the initiator's buffers), so here that work runs beside the ring
+        thread's next command. A uio fd that fails ends the thread: the ring thread's
+        own wake-ups and poll report it. :meth:`stop` ends it after the ring thread,
+        with a last kick, so that every answer is heard."""
+        kick = self._kick
+        while True:
+            try:
+                os.eventfd_read(kick)
+                os.write(self.fd, WAKE)
+            except OSError as e:
+                log.debug("%s: the reaper stops: %s", self.name, e)
+                self._reaper = None
+                return
+            if self._reaper is None:
+                return
 
     def _wake_ring(self) -> None:
         if self._wake >= 0:
@@ -556,9 +584,10 @@ class TcmuDevice:
         io = self.device.direct_io()
         if io is None:
             return None
+        kick = self._kick if self._reaper is not None else -1
         try:
             served, _, why = self.ring.serve_waiting(waiting, io, self.fd, self._wake,
-                                                     WAIT_MS, self._answers(io))
+                                                     WAIT_MS, self._answers(io), kick)
         finally:
             self.device.direct_io_done(io)
         if served and log.isEnabledFor(logging.DEBUG):
@@ -576,6 +605,10 @@ class TcmuDevice:
         self._wake_ring()
         if thread is not threading.current_thread():
             thread.join()
+        reaper, self._reaper = self._reaper, None
+        if reaper is not None:
+            os.eventfd_write(self._kick, 1)
+            reaper.join()
 
     def close(self) -> None:
         self.stop()
@@ -593,6 +626,9 @@ class TcmuDevice:
                 self.notify = lambda: None  # a copy ending now has no one to tell
                 wake, self._wake = self._wake, -1
                 os.close(wake)
+            if self._kick >= 0:
+                kick, self._kick = self._kick, -1
+                os.close(kick)
 
 
 class Daemon:

@@ -46,12 +46,16 @@ class WaitServe(Protocol):
     wake ``uio_fd`` for the answers written since, wait on it and serve again, until an
     entry it does not serve is at the cursor, ``wake_fd`` is readable or ``timeout_ms``
     went by. Returns the new cursor, the commands served, whether ``uio_fd`` was woken
-    after the last of them and why it returned (:data:`AT_ENTRY` ...)."""
+    after the last of them and why it returned (:data:`AT_ENTRY` ...). With ``kick_fd``
+    (an eventfd), the wake-ups due while it serves (every 256 KiB) are counts written to
+    it, for the thread that reads it to give (:class:`~lio_xcopy.tcmu.daemon.TcmuDevice`'s
+    reaper): the kernel's completion work then runs beside the next command."""
 
     def __call__(self, ring_map: memoryview, cmdr_off: int, cmdr_size: int, cursor: int,
                  outstanding: int, fd: int, uio_fd: int, block_size: int, blocks: int,
                  max_blocks: int, flags: int, wake_fd: int, timeout_ms: int,
-                 answers: bytes = ..., /) -> tuple[int, int, bool, int]: ...
+                 answers: bytes = ..., kick_fd: int = ...,
+                 /) -> tuple[int, int, bool, int]: ...
 
 
 #: one held answer as ``_fastio.c`` reads it (host byte order): CDB length, buffer length

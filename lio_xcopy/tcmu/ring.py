@@ -185,17 +185,19 @@ class CommandRing:
         return served, woken
 
     def serve_waiting(self, serve: WaitServe, io: DirectIo, uio_fd: int, wake_fd: int,
-                      timeout_ms: int, answers: bytes = b"") -> tuple[int, bool, int]:
+                      timeout_ms: int, answers: bytes = b"",
+                      kick_fd: int = -1) -> tuple[int, bool, int]:
         """:meth:`serve_direct`, and each time the ring is drained, wake the kernel for
         the answers written and wait on ``uio_fd`` for more, until an entry it does not
         serve is at the cursor, ``wake_fd`` is readable or ``timeout_ms`` went by.
         Returns how many it answered, whether ``uio_fd`` was woken after the last of
-        them, and why it returned (:data:`~lio_xcopy.tcmu.fastio.AT_ENTRY` ...)."""
+        them, and why it returned (:data:`~lio_xcopy.tcmu.fastio.AT_ENTRY` ...).
+        ``kick_fd``: the eventfd whose reader wakes ``uio_fd`` on its behalf, or -1."""
         flags = (ALLOW_WRITE if io.writable else 0) | (DSYNC_WRITES if io.dsync else 0)
         cursor, served, woken, why = serve(
             self.map, self.cmdr_off, self.cmdr_size, self._cursor, self.outstanding, io.fd,
             uio_fd, io.block_size, io.blocks, io.max_blocks, flags, wake_fd, timeout_ms,
-            answers)
+            answers, kick_fd)
         self._cursor = cursor
         return served, woken, why
 

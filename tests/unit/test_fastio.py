@@ -22,7 +22,7 @@ from lio_xcopy.scsi.cdb import Cdb
 from lio_xcopy.scsi.sense import CHECK_CONDITION, GOOD, SenseData, SenseKey
 from lio_xcopy.tcmu import fastio
 from lio_xcopy.tcmu import ring as r
-from lio_xcopy.tcmu.daemon import TcmuDevice
+from lio_xcopy.tcmu.daemon import WAKE, TcmuDevice
 from lio_xcopy.tcmu.ring import CommandRing
 
 BS = 512
@@ -599,17 +599,18 @@ def waiting():
 class Waiter:
     """``serve_wait`` on a LUN's ring, on a thread, with an eventfd to wake it."""
 
-    def __init__(self, lun: Lun, timeout_ms: int = 10_000):
+    def __init__(self, lun: Lun, timeout_ms: int = 10_000, kick: int = -1):
         import threading
 
         self.lun, self.wake = lun, os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self.kick = kick
         self.result: tuple[int, bool, int] | None = None
         self.thread = threading.Thread(target=self._run, args=(timeout_ms,), daemon=True)
 
     def _run(self, timeout_ms: int) -> None:
         with terms(self.lun.disk) as io:
             self.result = self.lun.dev.ring.serve_waiting(waiting(), io, self.lun.kernel.uio_fd,
-                                                          self.wake, timeout_ms)
+                                                          self.wake, timeout_ms, b"", self.kick)
 
     def __enter__(self) -> Waiter:
         self.thread.start()
@@ -642,6 +643,39 @@ def test_the_waiting_path_serves_what_comes_while_it_waits_and_wakes_the_kernel(
         assert w.result == (6, True, fastio.WOKEN)
         assert lun.handled == []
     finally:
+        lun.close()
+
+
+def test_the_waiting_path_asks_the_reaper_for_its_wake_ups_while_it_serves(tmp_path):
+    """With a kick fd, the wake-ups due every 256 KiB are counts on it, not writes to the
+    uio fd: the kernel hears of those answers when the reaper wakes it."""
+    import time
+
+    waiting()
+    big = 512  # blocks: 256 KiB, a wake-up due after each READ
+    content = random.Random(25).randbytes(4 * big * BS)
+    lun = Lun(tmp_path, content, direct=True)
+    kick = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+    try:
+        ids = [lun.kernel.submit(*_read(sbc.Read16, n * big, big)[:1], data_in_len=big * BS)
+               for n in range(3)]
+        with Waiter(lun, kick=kick) as w:
+            kicks, t0 = 0, time.monotonic()
+            while kicks < 3 and time.monotonic() - t0 < 30:
+                with contextlib.suppress(BlockingIOError):
+                    kicks += os.eventfd_read(kick)
+                time.sleep(0.01)
+            assert kicks == 3  # one per READ ...
+            assert lun.kernel.woken() == 0  # ... and the uio fd left to the reaper
+            os.write(lun.kernel.uio_fd, WAKE)  # the reaper's part
+        assert w.result == (3, True, fastio.WOKEN)
+        assert lun.kernel.woken() == 1
+        done = {c.cmd_id: c for c in lun.kernel.reap()}
+        for n, cid in enumerate(ids):
+            assert done[cid].status == GOOD
+            assert done[cid].data_in == content[n * big * BS:(n + 1) * big * BS]
+    finally:
+        os.close(kick)
         lun.close()
 
 
@@ -700,5 +734,37 @@ def test_the_rings_thread_waits_in_the_compiled_path_and_stops_at_once(tmp_path,
         lun.dev.stop()
         assert time.monotonic() - t0 < 60  # not the 600 s wait
         assert broken == []
+    finally:
+        lun.close()
+
+
+def test_the_reaper_wakes_the_kernel_for_large_transfers_and_ends_with_the_ring(tmp_path):
+    """Started, a disk's ring has a reaper thread: large READs and WRITEs queued at once
+    are answered (their wake-ups given by the reaper), and stopping ends both threads."""
+    import threading
+
+    waiting()
+    big = 512  # blocks: 256 KiB
+    content = random.Random(26).randbytes(4 * big * BS)
+    lun = Lun(tmp_path, content, direct=True)
+    broken: list[Exception] = []
+    lun.dev.start(lambda dev, e: broken.append(e))
+    try:
+        reaper = next(t for t in threading.enumerate() if t.name == "reap-d0")
+        rnd = random.Random(27)
+        for _ in range(3):
+            data = rnd.randbytes(big * BS)
+            ids = [lun.kernel.submit(*_read(sbc.Read16, n * big, big)[:1],
+                                     data_in_len=big * BS) for n in (1, 2)]
+            ids.append(lun.kernel.submit(sbc.Write16(lba=0, transfer_length=big).encode(),
+                                         data_out=data))
+            got = {cid: lun.kernel.answer(cid) for cid in ids}
+            assert [got[cid].status for cid in ids] == [GOOD] * 3
+            assert got[ids[0]].data_in == content[big * BS:2 * big * BS]
+            assert got[ids[1]].data_in == content[2 * big * BS:3 * big * BS]
+            back = lun.kernel.submit(*_read(sbc.Read16, 0, big)[:1], data_in_len=big * BS)
+            assert lun.kernel.answer(back).data_in == data
+        lun.dev.stop()
+        assert not reaper.is_alive() and broken == []
     finally:
         lun.close()
