@@ -522,6 +522,40 @@ static PyObject *serve_wait(PyObject *Py_UNUSED(module), PyObject *args)
                          r.awake ? Py_True : Py_False, why);
 }
 
+/* A count written to the kick fd that ends reap() (after its last wake-up): above any
+ * sum of the kicks serve_wait() writes, one per 256 KiB served. */
+#define REAP_STOP (1ull << 40)
+
+static PyObject *reap(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    int kick_fd, uio_fd, err = 0;
+
+    if (!PyArg_ParseTuple(args, "ii:reap", &kick_fd, &uio_fd))
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    for (;;) {
+        uint64_t count;
+        uint32_t wake = 0;
+
+        if (read(kick_fd, &count, sizeof count) != sizeof count) {
+            if (errno == EINTR)
+                continue;
+            err = errno;
+            break;
+        }
+        while (write(uio_fd, &wake, sizeof wake) != sizeof wake) {
+            if (errno != EINTR) {
+                err = errno;
+                break;
+            }
+        }
+        if (err || count >= REAP_STOP)
+            break;
+    }
+    Py_END_ALLOW_THREADS
+    return PyLong_FromLong(err);
+}
+
 static PyMethodDef methods[] = {
     {"serve", serve, METH_VARARGS,
      "serve(map, cmdr_off, cmdr_size, cursor, outstanding, fd, uio_fd, block_size, blocks,\n"
@@ -538,6 +572,12 @@ static PyMethodDef methods[] = {
      "not served here is at the cursor (why 0), ``wake_fd`` is readable (1),\n"
      "``timeout_ms`` went by (2) or ``uio_fd`` failed (3). With ``kick_fd`` (an\n"
      "eventfd), the wake-ups every 256 KiB are asked of whoever reads it instead."},
+    {"reap", reap, METH_VARARGS,
+     "reap(kick_fd, uio_fd) -> errno\n\n"
+     "Each time ``kick_fd`` (a blocking eventfd) is counted up, wake ``uio_fd``: the\n"
+     "kernel completes the answers written so far on this thread. Returns 0 after the\n"
+     "wake-up for a count of REAP_STOP or more, else the errno of the read or write\n"
+     "that failed."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -547,4 +587,15 @@ static struct PyModuleDef module = {
     NULL, NULL, NULL, NULL,
 };
 
-PyMODINIT_FUNC PyInit__fastio(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__fastio(void)
+{
+    PyObject *m = PyModule_Create(&module), *stop = PyLong_FromUnsignedLongLong(REAP_STOP);
+
+    if (m == NULL || stop == NULL || PyModule_AddObjectRef(m, "REAP_STOP", stop) < 0) {
+        Py_XDECREF(stop);
+        Py_XDECREF(m);
+        return NULL;
+    }
+    Py_DECREF(stop);
+    return m;
+}

@@ -52,8 +52,10 @@ from lio_xcopy.tcmu.fastio import (
     WOKEN,
     DirectServe,
     HeldAnswers,
+    Reap,
     WaitServe,
     direct_serve,
+    reaper,
     waiting_serve,
 )
 from lio_xcopy.tcmu.handler import Libraries, open_device, unavailable_device
@@ -243,6 +245,7 @@ class TcmuDevice:
         #: the reaper's eventfd: the compiled path's wake-ups while it serves, given to
         #: the kernel by the reaper thread, which runs the kernel's completion work
         self._kick = -1
+        self._reap_stop = 0
         self._reaper: threading.Thread | None = None
         self._stopping = False
         #: the compiled path for plain READ and WRITE, for a device that offers its terms,
@@ -514,31 +517,26 @@ class TcmuDevice:
             return
         self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self.notify = self._wake_ring
-        if self._waiting is not None:
+        loop = reaper() if self._waiting is not None else None
+        if loop is not None:
             if self._kick < 0:
                 self._kick = os.eventfd(0, os.EFD_CLOEXEC)
-            self._reaper = threads.start(self._reap, f"reap-{self.name}")
+            self._reap_stop = loop.stop
+            self._reaper = threads.start(self._reap, f"reap-{self.name}", loop.reap)
         self._thread = threads.start(self._serve_ring, f"ring-{self.name}", broken)
 
-    def _reap(self) -> None:
-        """Wake the kernel each time the compiled path asks (its kicks on ``_kick``).
-        The kernel completes the answers written in the thread that wakes it
-        (target_core_user.c, tcmu_handle_completion: for a READ, the copy from the data
-        area into the initiator's buffers), so here that work runs beside the ring
-        thread's next command. A uio fd that fails ends the thread: the ring thread's
-        own wake-ups and poll report it. :meth:`stop` ends it after the ring thread,
-        with a last kick, so that every answer is heard."""
-        kick = self._kick
-        while True:
-            try:
-                os.eventfd_read(kick)
-                os.write(self.fd, WAKE)
-            except OSError as e:
-                log.debug("%s: the reaper stops: %s", self.name, e)
-                self._reaper = None
-                return
-            if self._reaper is None:
-                return
+    def _reap(self, reap: Reap) -> None:
+        """Wake the kernel each time the compiled path asks (its kicks on ``_kick``), in
+        C without the GIL. The kernel completes the answers written in the thread that
+        wakes it (target_core_user.c, tcmu_handle_completion: for a READ, the copy from
+        the data area into the initiator's buffers), so here that work runs beside the
+        ring thread's next command. A uio fd that fails ends the thread, and the ring
+        thread wakes the kernel itself from then on; its own poll reports the failure.
+        :meth:`stop` ends it after the ring thread, with a last wake-up."""
+        err = reap(self._kick, self.fd)
+        if err:
+            self._reaper = None
+            log.debug("%s: the reaper stops: %s", self.name, os.strerror(err))
 
     def _wake_ring(self) -> None:
         if self._wake >= 0:
@@ -605,10 +603,10 @@ class TcmuDevice:
         self._wake_ring()
         if thread is not threading.current_thread():
             thread.join()
-        reaper, self._reaper = self._reaper, None
-        if reaper is not None:
-            os.eventfd_write(self._kick, 1)
-            reaper.join()
+        ended, self._reaper = self._reaper, None
+        if ended is not None:
+            os.eventfd_write(self._kick, self._reap_stop)
+            ended.join()
 
     def close(self) -> None:
         self.stop()

@@ -15,6 +15,7 @@ import importlib
 import logging
 import os
 import struct
+from dataclasses import dataclass
 from typing import Protocol, cast
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,22 @@ class WaitServe(Protocol):
                  max_blocks: int, flags: int, wake_fd: int, timeout_ms: int,
                  answers: bytes = ..., kick_fd: int = ...,
                  /) -> tuple[int, int, bool, int]: ...
+
+
+class Reap(Protocol):
+    """``_fastio.reap``: wake ``uio_fd`` each time ``kick_fd`` (a blocking eventfd) is
+    counted up, with the GIL released throughout; 0 once a count of
+    :data:`Reaper.stop` or more was given its wake-up, else the errno that ended it."""
+
+    def __call__(self, kick_fd: int, uio_fd: int, /) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Reaper:
+    """The compiled reaper loop and the count that ends it."""
+
+    reap: Reap
+    stop: int
 
 
 #: one held answer as ``_fastio.c`` reads it (host byte order): CDB length, buffer length
@@ -129,6 +146,15 @@ def direct_serve() -> DirectServe | None:
         return None
     log.info("plain READs and WRITEs of disk LUNs take the compiled ring path")
     return cast(DirectServe, module.serve)
+
+
+def reaper() -> Reaper | None:
+    """The compiled ``reap``, where :func:`direct_serve` is there and has it."""
+    if direct_serve() is None:
+        return None
+    module = importlib.import_module("lio_xcopy.tcmu._fastio")
+    reap = getattr(module, "reap", None)
+    return None if reap is None else Reaper(cast(Reap, reap), module.REAP_STOP)
 
 
 def waiting_serve() -> WaitServe | None:

@@ -768,3 +768,41 @@ def test_the_reaper_wakes_the_kernel_for_large_transfers_and_ends_with_the_ring(
         assert not reaper.is_alive() and broken == []
     finally:
         lun.close()
+
+
+def test_the_reaper_loop_wakes_once_per_read_of_its_counts_and_stops_on_its_mark():
+    """``reap`` gives one wake-up for the kicks counted since it last read, a last one
+    for the stop count, and returns the errno of a uio fd that fails."""
+    import errno
+    import threading
+    import time
+
+    from plugins.tcmu_ring import SimulatedKernel
+
+    loop = fastio.reaper()
+    if loop is None:
+        pytest.skip("the compiled ring path is not built (or LIO_XCOPY_FASTIO=0)")
+    kernel = SimulatedKernel()
+    kick = os.eventfd(0, os.EFD_CLOEXEC)
+    try:
+        ended: list[int] = []
+        t = threading.Thread(target=lambda: ended.append(loop.reap(kick, kernel.uio_fd)))
+        t.start()
+        os.eventfd_write(kick, 1)
+        t0 = time.monotonic()
+        woken = 0
+        while woken == 0 and time.monotonic() - t0 < 10:
+            woken += kernel.woken()
+            time.sleep(0.01)
+        assert woken == 1
+        os.eventfd_write(kick, loop.stop)
+        t.join(10)
+        assert not t.is_alive() and ended == [0] and kernel.woken() == 1
+        r_fd, w_fd = os.pipe()
+        os.close(r_fd)  # writes to w_fd fail with EPIPE
+        os.eventfd_write(kick, 1)
+        assert loop.reap(kick, w_fd) == errno.EPIPE
+        os.close(w_fd)
+    finally:
+        os.close(kick)
+        kernel.close()
