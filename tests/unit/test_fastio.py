@@ -679,6 +679,29 @@ def test_the_waiting_path_asks_the_reaper_for_its_wake_ups_while_it_serves(tmp_p
         lun.close()
 
 
+def test_the_waiting_path_wakes_the_kernel_itself_after_writes_only(tmp_path):
+    """A wake-up that completes WRITEs alone is given on the serving thread (their
+    completion copies nothing): the kick fd is left alone."""
+    waiting()
+    big = 512
+    lun = Lun(tmp_path, bytes(4 * big * BS), direct=True)
+    kick = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+    rnd = random.Random(28)
+    try:
+        data = [rnd.randbytes(big * BS) for _ in range(3)]
+        with Waiter(lun, kick=kick):
+            ids = [lun.kernel.submit(sbc.Write16(lba=n * big, transfer_length=big).encode(),
+                                     data_out=d) for n, d in enumerate(data)]
+            assert [lun.kernel.answer(cid).status for cid in ids] == [GOOD] * 3
+        assert lun.kernel.woken() >= 1
+        with pytest.raises(BlockingIOError):
+            os.eventfd_read(kick)
+        assert lun.path.read_bytes()[:3 * big * BS] == b"".join(data)
+    finally:
+        os.close(kick)
+        lun.close()
+
+
 def test_the_waiting_path_stops_at_a_command_for_python_and_when_its_time_is_up(tmp_path):
     waiting()
     lun = Lun(tmp_path, bytes(BLOCKS * BS), direct=True)
