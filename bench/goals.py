@@ -14,6 +14,8 @@ this guest; their own tables scroll by. Each records every ratio it prints
 (``_ratios.record``, through the file ``$LIO_XCOPY_BENCH_RESULTS`` names); this script
 then prints them all, grouped by goal, each with its target and whether this run met
 it, and whether the copy's ratio holds as the copies grow (a cost linear in size).
+``--runs`` is even: the benchmarks alternate which side goes first from run to run, and
+the medians are fair only when each order runs as often as the other.
 The figures are this guest's: ratios, each against a baseline measured in the same run.
 """
 
@@ -97,15 +99,20 @@ def summary(results: list[Measured]) -> tuple[int, int]:
 
 
 def main() -> int:
-    require_guest("bench/goals.py")
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="64M,256M",
                     help="copy sizes (default 64M,256M; 1G needs VM_MEMORY=12G)")
     ap.add_argument("--copy-size", default="128M", help="each of scale.py's copies (128M)")
-    ap.add_argument("--runs", type=int, default=1, help="runs of each benchmark (1)")
+    ap.add_argument("--runs", type=int, default=2,
+                    help="runs of each benchmark, an even number (2)")
     ap.add_argument("--quick", action="store_true",
                     help="small sizes and short passes: checks the run, not the goals")
     args = ap.parse_args()
+    if args.runs < 2 or args.runs % 2:
+        ap.error(f"--runs {args.runs}: give an even number, such as 2 or 4. Each benchmark "
+                 "alternates which side goes first; with an even count each order runs as "
+                 "often as the other, and the order cannot tilt the medians")
+    require_guest("bench/goals.py")
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="lio-xcopy-goals-") as tmp:
         path = os.path.join(tmp, "results.jsonl")
