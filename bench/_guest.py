@@ -122,6 +122,29 @@ class Usage:
         return Usage(self.usr - other.usr, self.sys - other.sys, self.sleeps - other.sleeps)
 
 
+def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
+    """The name and CPU seconds (user + system) of each live thread of ``pid``, by id."""
+    out: dict[int, tuple[str, float]] = {}
+    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+        with contextlib.suppress(OSError):  # a thread that just ended
+            text = stat.read_text()
+            fields = text[text.rindex(")") + 2 :].split()
+            out[int(stat.parent.name)] = (text[text.index("(") + 1 : text.rindex(")")],
+                                          (int(fields[11]) + int(fields[12])) / CLK_TCK)
+    return out
+
+
+def thread_split(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]],
+                 mb: float) -> str:
+    """``name ms/MB`` for each thread name that used CPU between two :func:`thread_cpu`
+    readings, the busiest first."""
+    used: dict[str, float] = {}
+    for tid, (name, cpu) in after.items():
+        used[name] = used.get(name, 0.0) + cpu - before.get(tid, (name, 0.0))[1]
+    return ", ".join(f"{name} {1000 * sec / mb:.2f}"
+                     for name, sec in sorted(used.items(), key=lambda kv: -kv[1]) if sec > 0)
+
+
 @dataclass
 class Daemon:
     """A background process with its log file."""

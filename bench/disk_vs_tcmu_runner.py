@@ -6,7 +6,8 @@ writes and reads (qd1, qd4, qd16) and 4 KiB O_DIRECT random writes and reads (qd
 a fixed time) through the kernel's ``sd`` devices, alternating which daemon goes first
 from run to run. Prints MB/s (IOPS for the random rows), the ours/tcmu-runner ratio and
 each daemon's CPU time per MB moved, per run and as medians; ``--profile FILE`` runs our
-daemon under cProfile and writes the top functions to ``FILE.txt``.
+daemon under cProfile and writes the top functions to ``FILE.txt``; ``--threads`` splits
+each daemon's CPU per MB by thread (which thread makes which copy).
 
     scripts/vm python bench/disk_vs_tcmu_runner.py [--size 256M] [--runs 3] [--profile F]
 """
@@ -40,6 +41,8 @@ from _guest import (
     require_guest,
     run,
     sequential,
+    thread_cpu,
+    thread_split,
     udev_unwatched,
     work_dir,
 )
@@ -161,11 +164,15 @@ def requests(dev: str) -> str:
 
 
 # --- measuring -----------------------------------------------------------------------------
-def measure(b: Backend, tool: str, test: Test, size: int, seconds: float) -> Sample:
-    before = b.daemon.usage()
+def measure(b: Backend, tool: str, test: Test, size: int, seconds: float,
+            threads: bool = False) -> Sample:
+    before, by_thread = b.daemon.usage(), thread_cpu(b.daemon.pid) if threads else {}
     p: Pass = (random_4k(b.dev, test.rw, size, seconds, test.iodepth) if test.random
                else sequential(tool, b.dev, test.rw, size, test.iodepth))
     used = b.daemon.usage() - before
+    if threads:
+        split = thread_split(by_thread, thread_cpu(b.daemon.pid), p.nbytes / MB)
+        print(f"     {b.label:11} {test!s:13} CPU ms/MB by thread: {split}", flush=True)
     per_mb = 1000 / (p.nbytes / MB)
     rate = p.nbytes / RANDOM_BLOCK / p.seconds if test.random else p.mb_s
     return Sample(rate, used.usr * per_mb, used.sys * per_mb,
@@ -199,7 +206,7 @@ def row(run_: str, test: str, first: str, ours: Sample, theirs: Sample, ratio: f
 
 
 def benchmark(backends: list[Backend], tool: str, size: int, runs: int,
-              tests: list[Test], seconds: float) -> None:
+              tests: list[Test], seconds: float, threads: bool = False) -> None:
     for b in backends:
         print(f"{b.dev} before the passes: {requests(b.dev)} (udev's probing)")
     for b in backends:  # fault in the TCMU data areas and warm the caches, untimed
@@ -210,7 +217,7 @@ def benchmark(backends: list[Backend], tool: str, size: int, runs: int,
     for r in range(runs):
         order = backends if r % 2 == 0 else backends[::-1]
         for test in tests:
-            got = {b.label: measure(b, tool, test, size, seconds) for b in order}
+            got = {b.label: measure(b, tool, test, size, seconds, threads) for b in order}
             samples[test][OURS].append(got[OURS])
             samples[test][THEIRS].append(got[THEIRS])
             print(row(str(r + 1), str(test), order[0].label, got[OURS], got[THEIRS],
@@ -334,6 +341,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", type=Path, metavar="FILE",
                    help="run our daemon under cProfile, stats to FILE, top functions to "
                         "FILE.txt (put it under .vmwork to keep it)")
+    p.add_argument("--threads", action="store_true",
+                   help="also print each daemon's CPU per MB by thread, for every pass")
     args = p.parse_args(argv)
     require_guest(SCRIPT)
     if args.runs < 1:
@@ -387,7 +396,8 @@ def main(argv: list[str] | None = None) -> int:
         if profile:
             print("NOTE: our daemon runs under cProfile: its MB/s and CPU are inflated by the "
                   "profiler; take the comparison from a run without --profile")
-        benchmark([ours, theirs], tool, size, args.runs, tests, args.random_seconds)
+        benchmark([ours, theirs], tool, size, args.runs, tests, args.random_seconds,
+                  args.threads)
 
     print(f"\nstopped: {ours_daemon.name} exit {ours_daemon.proc.returncode}, {runner.name} "
           f"exit {runner.proc.returncode}; logs in {out}")
