@@ -26,9 +26,10 @@
  * at an entry the Python path answers, when the caller's wake fd is readable, or when
  * its time is up, so the caller keeps its own loop (completions, stopping, new terms).
  * Given a kick fd (an eventfd), it asks the thread that reads it for the wake-ups it
- * gives while it serves after READs: the kernel completes answers in the thread that
- * wakes it (for a READ, tcmu_handle_completion copies the data area into the initiator's
- * buffers), so that copy runs beside the next entry's read from the backing file.
+ * gives while it serves after READs with another entry queued behind them: the kernel
+ * completes answers in the thread that wakes it (for a READ, tcmu_handle_completion
+ * copies the data area into the initiator's buffers), so that copy runs beside the next
+ * entry's read from the backing file. With nothing queued, it wakes the kernel itself.
  *
  * The layout is struct tcmu_mailbox and struct tcmu_cmd_entry of
  * include/uapi/linux/target_core_user.h (host byte order, as the kernel writes it).
@@ -289,12 +290,24 @@ struct run {
 /* Ask the caller's reaper thread to wake the uio fd (an eventfd count): the kernel then
  * completes the answers written so far on that thread (for a READ, tcmu_handle_completion
  * copies the data area into the initiator's buffers) while this one serves the next
- * entry. Asked only for a wake-up that completes READs: a WRITE's completion copies
- * nothing, and is cheaper here than a switch to another thread. 1 when asked. */
+ * entry. Asked only for a wake-up that completes READs while another entry is queued: a
+ * WRITE's completion copies nothing, and with nothing queued there is no next entry to
+ * serve beside the copy; either is cheaper here than a switch to another thread. 1 when
+ * asked. */
 static int kick(int kick_fd)
 {
     uint64_t one = 1;
     return write(kick_fd, &one, sizeof one) == sizeof one;
+}
+
+/* Whether the kernel has queued an entry past the one just answered: only then is there
+ * a next ``preadv`` for the reaper's completion copy to run beside. A READ alone in the
+ * ring is completed by this thread, which has its data area in cache and nothing else to
+ * do, as tcmu-runner's I/O thread completes each of its READs. */
+static int queued(const struct run *r)
+{
+    return __atomic_load_n((const uint32_t *)(r->map + MB_CMD_HEAD), __ATOMIC_ACQUIRE) %
+               r->size != r->pos;
 }
 
 /* Serve the entries from r->pos, as serve() documents. 0: the ring is drained (pos is
@@ -353,7 +366,7 @@ static int serve_run(struct run *r)
             int reads = r->moved_in != r->unwoken_in;
             r->unwoken = r->moved;
             r->unwoken_in = r->moved_in;
-            if (reads && r->kick_fd >= 0 && kick(r->kick_fd))
+            if (reads && r->kick_fd >= 0 && queued(r) && kick(r->kick_fd))
                 r->awake = 1;
             else if (write(r->uio_fd, &wake, sizeof wake) == sizeof wake)
                 r->awake = 1;
@@ -579,8 +592,8 @@ static PyMethodDef methods[] = {
      "written since, then wait for it on ``uio_fd`` and serve again: until an entry\n"
      "not served here is at the cursor (why 0), ``wake_fd`` is readable (1),\n"
      "``timeout_ms`` went by (2) or ``uio_fd`` failed (3). With ``kick_fd`` (an\n"
-     "eventfd), the wake-ups every 256 KiB that complete READs are asked of whoever\n"
-     "reads it instead."},
+     "eventfd), the wake-ups every 256 KiB that complete READs while another entry\n"
+     "is queued are asked of whoever reads it instead."},
     {"reap", reap, METH_VARARGS,
      "reap(kick_fd, uio_fd) -> errno\n\n"
      "Each time ``kick_fd`` (a blocking eventfd) is counted up, wake ``uio_fd``: the\n"

@@ -49,8 +49,9 @@ class WaitServe(Protocol):
     went by. Returns the new cursor, the commands served, whether ``uio_fd`` was woken
     after the last of them and why it returned (:data:`AT_ENTRY` ...). With ``kick_fd``
     (an eventfd), the wake-ups due while it serves (every 256 KiB) that complete READs
-    are counts written to it, for the thread that reads it to give (the ring's reaper,
-    :class:`Reap`): the kernel's completion work then runs beside the next command."""
+    with another entry queued behind them are counts written to it, for the thread that
+    reads it to give (the ring's reaper, :class:`Reap`): the kernel's completion work
+    then runs beside the next command."""
 
     def __call__(self, ring_map: memoryview, cmdr_off: int, cmdr_size: int, cursor: int,
                  outstanding: int, fd: int, uio_fd: int, block_size: int, blocks: int,
