@@ -25,7 +25,7 @@ if os.environ.get("LIO_XCOPY_IN_VM") != "1":
     collect_ignore_glob = ["test_*.py"]
 
 #: fixtures shared by several modules, each a pytest plugin under tests/plugins/
-pytest_plugins = ["plugins.vm_bridge", "plugins.vm_iscsi"]
+pytest_plugins = ["plugins.vm_bridge", "plugins.vm_iscsi", "plugins.vm_shard"]
 
 MiB = 1 << 20
 DISK_SIZE = 96 * MiB

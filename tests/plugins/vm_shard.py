@@ -1,0 +1,89 @@
+"""The VM suite split across guests that run at once: a pytest plugin (registered in
+tests/vm/conftest.py).
+
+``LIO_XCOPY_VM_SHARD=i/n`` keeps the test files of guest *i* of *n* and deselects the
+rest. Files are dealt whole (their module fixtures set up once), heaviest first, each to
+the guest with the least weight so far, by the seconds in ``tests/vm/durations.txt``;
+within a guest they run in the usual order (``test_zz_*`` last). ``test_00_*`` (what the
+guest's kernel offers) runs in every guest. Every guest computes the same split, so
+together they run each other file exactly once.
+
+At the end of a session the seconds each file took go to
+``<LIO_XCOPY_WORK>/vm-durations.txt``, in the format of ``durations.txt``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+DURATIONS = Path(__file__).resolve().parent.parent / "vm" / "durations.txt"
+#: the weight of a file that durations.txt does not list
+UNLISTED = 30.0
+
+_took: dict[str, float] = defaultdict(float)
+
+
+def parse_shard(spec: str) -> tuple[int, int]:
+    """``"i/n"`` -> (i, n), 1 <= i <= n."""
+    try:
+        i, n = (int(x) for x in spec.split("/"))
+    except ValueError:
+        raise pytest.UsageError(f"LIO_XCOPY_VM_SHARD={spec!r}: give i/n, e.g. 1/2") from None
+    if not 1 <= i <= n:
+        raise pytest.UsageError(f"LIO_XCOPY_VM_SHARD={spec!r}: i must be 1..n")
+    return i, n
+
+
+def weights(path: Path = DURATIONS) -> dict[str, float]:
+    """File name -> seconds, from lines ``SECONDS NAME`` (``#`` starts a comment)."""
+    out: dict[str, float] = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            secs, name = line.split()
+            out[name] = float(secs)
+    return out
+
+
+def deal(files: list[str], n: int, weight: dict[str, float]) -> list[set[str]]:
+    """Files dealt to n guests: heaviest first, each to the lightest guest so far (ties
+    by name, so that every guest computes the same split)."""
+    shards: list[set[str]] = [set() for _ in range(n)]
+    load = [0.0] * n
+    for f in sorted(files, key=lambda f: (-weight.get(f, UNLISTED), f)):
+        k = min(range(n), key=lambda j: (load[j], j))
+        shards[k].add(f)
+        load[k] += weight.get(f, UNLISTED)
+    return shards
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    spec = os.environ.get("LIO_XCOPY_VM_SHARD")
+    if not spec:
+        return
+    i, n = parse_shard(spec)
+    files = sorted({item.path.name for item in items})
+    mine = deal(files, n, weights())[i - 1]
+    def ours(item: pytest.Item) -> bool:
+        return item.path.name in mine or item.path.name.startswith("test_00_")
+
+    keep = [item for item in items if ours(item)]
+    gone = [item for item in items if not ours(item)]
+    if gone:
+        config.hook.pytest_deselected(items=gone)
+        items[:] = keep
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _took[report.nodeid.split("::", 1)[0].rsplit("/", 1)[-1]] += report.duration
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    where = os.environ.get("LIO_XCOPY_WORK")
+    if where and _took:
+        lines = [f"{max(1, round(s)):5d} {name}" for name, s in sorted(_took.items())]
+        Path(where, "vm-durations.txt").write_text("\n".join(lines) + "\n")
