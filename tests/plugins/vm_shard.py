@@ -5,8 +5,11 @@ tests/vm/conftest.py).
 rest. Files are dealt whole (their module fixtures set up once), heaviest first, each to
 the guest with the least weight so far, by the seconds in ``tests/vm/durations.txt``;
 within a guest they run in the usual order (``test_zz_*`` last). ``test_00_*`` (what the
-guest's kernel offers) runs in every guest. Every guest computes the same split, so
-together they run each other file exactly once.
+guest's kernel offers) runs in every guest, and ``test_systemd.py`` (skipped in a guest
+without systemd as PID 1) in guest 1: where scripts/test runs the systemd guest first in
+guest 1's lane (``LIO_XCOPY_VM_SYSTEMD_LANE=1``), that file's weight is guest 1's load
+before the deal. Every guest computes the same split, so together they run each other
+file exactly once.
 
 At the end of a session the seconds each file took go to
 ``<LIO_XCOPY_WORK>/vm-durations.txt``, in the format of ``durations.txt``.
@@ -23,6 +26,8 @@ import pytest
 DURATIONS = Path(__file__).resolve().parent.parent / "vm" / "durations.txt"
 #: the weight of a file that durations.txt does not list
 UNLISTED = 30.0
+#: the systemd guest's test: dealt to guest 1, whose lane runs the systemd guest first
+SYSTEMD = "test_systemd.py"
 
 _took: dict[str, float] = defaultdict(float)
 
@@ -49,12 +54,19 @@ def weights(path: Path = DURATIONS) -> dict[str, float]:
     return out
 
 
-def deal(files: list[str], n: int, weight: dict[str, float]) -> list[set[str]]:
+def deal(files: list[str], n: int, weight: dict[str, float],
+         systemd_lane: bool = False) -> list[set[str]]:
     """Files dealt to n guests: heaviest first, each to the lightest guest so far (ties
-    by name, so that every guest computes the same split)."""
+    by name, so that every guest computes the same split). :data:`SYSTEMD` goes to
+    guest 1, its weight counted there only with ``systemd_lane``."""
     shards: list[set[str]] = [set() for _ in range(n)]
     load = [0.0] * n
-    for f in sorted(files, key=lambda f: (-weight.get(f, UNLISTED), f)):
+    if SYSTEMD in files:
+        shards[0].add(SYSTEMD)
+        if systemd_lane:
+            load[0] = weight.get(SYSTEMD, UNLISTED)
+    for f in sorted((f for f in files if f != SYSTEMD),
+                    key=lambda f: (-weight.get(f, UNLISTED), f)):
         k = min(range(n), key=lambda j: (load[j], j))
         shards[k].add(f)
         load[k] += weight.get(f, UNLISTED)
@@ -67,7 +79,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     i, n = parse_shard(spec)
     files = sorted({item.path.name for item in items})
-    mine = deal(files, n, weights())[i - 1]
+    lane = os.environ.get("LIO_XCOPY_VM_SYSTEMD_LANE") == "1"
+    mine = deal(files, n, weights(), systemd_lane=lane)[i - 1]
     def ours(item: pytest.Item) -> bool:
         return item.path.name in mine or item.path.name.startswith("test_00_")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from plugins.vm_shard import UNLISTED, deal, parse_shard, weights
+from plugins.vm_shard import SYSTEMD, UNLISTED, deal, parse_shard, weights
 
 VM_FILES = sorted(p.name for p in (Path(__file__).parent.parent / "vm").glob("test_*.py"))
 
@@ -16,15 +16,18 @@ def test_every_vm_test_file_has_a_weight() -> None:
     assert VM_FILES and set(VM_FILES) <= set(w), set(VM_FILES) - set(w)
 
 
+@pytest.mark.parametrize("systemd_lane", [False, True])
 @pytest.mark.parametrize("n", [1, 2, 3])
-def test_each_file_goes_to_one_guest_and_the_loads_are_even(n: int) -> None:
+def test_each_file_goes_to_one_guest_and_the_loads_are_even(n: int, systemd_lane: bool) -> None:
     w = weights()
-    shards = deal(VM_FILES, n, w)
+    shards = deal(VM_FILES, n, w, systemd_lane)
     assert sorted(f for s in shards for f in s) == VM_FILES
-    assert deal(list(reversed(VM_FILES)), n, w) == shards
-    loads = [sum(w[f] for f in s) for s in shards]
+    assert SYSTEMD in shards[0]
+    assert deal(list(reversed(VM_FILES)), n, w, systemd_lane) == shards
+    # the systemd test weighs on guest 1 only where its guest runs in that lane
+    loads = [sum(w[f] for f in s if f != SYSTEMD or systemd_lane) for s in shards]
     # greedy: no guest is heavier than another by more than the heaviest file
-    assert max(loads) - min(loads) <= max(w[f] for f in VM_FILES)
+    assert max(loads) - min(loads) <= max(w[f] for f in VM_FILES if f != SYSTEMD)
 
 
 def test_an_unlisted_file_weighs_the_default() -> None:
