@@ -265,7 +265,10 @@ class TcmuDevice:
         self._waiting = waiting_serve() if offers else None
 
     @classmethod
-    def open(cls, uio: UioDevice, opener: Opener = open_device) -> TcmuDevice:
+    def open(cls, uio: UioDevice, opener: Opener = open_device, *,
+             fresh: bool = False) -> TcmuDevice:
+        """Open the LUN and map its ring. ``fresh``: the device was made while this
+        daemon ran, so no process has read its ring (:meth:`take_over`)."""
         device = open_lun(uio.tcmu, opener)
         try:
             fd = os.open(uio.devnode, os.O_RDWR | os.O_CLOEXEC)
@@ -288,13 +291,13 @@ class TcmuDevice:
 
         dev = cls(uio.tcmu.name, fd, CommandRing(view), device, closer)
         try:
-            dev.take_over(uio.tcmu.reset_ring)
+            dev.take_over(uio.tcmu.reset_ring, fresh=fresh)
         except (LioXcopyError, OSError):
             dev.close()
             raise
         return dev
 
-    def take_over(self, reset_ring: Callable[[], None]) -> int:
+    def take_over(self, reset_ring: Callable[[], None], *, fresh: bool = False) -> int:
         """Take the ring over from whoever had it before (a daemon that was killed).
 
         A wake-up first lets the kernel reap the responses already written. Commands
@@ -302,11 +305,18 @@ class TcmuDevice:
         by the other process, and with out-of-order completion their entries may be
         overwritten: they cannot be replayed from the ring. The kernel fails them BUSY
         and empties the ring (``reset_ring``); the initiator retries them, and a tape
-        reports its power on first. Returns how many were queued."""
+        reports its power on first. A ``fresh`` ring (its device made while this
+        daemon ran) was never read: its commands are served as they are, as
+        tcmu-runner serves a device that its netlink "added" event announced and
+        resets only those it finds at start. Returns how many were queued."""
         os.write(self.fd, WAKE)
         if self.ring.head == self.ring.tail:
             return 0
         queued = self.ring.queued()
+        if fresh:
+            log.info("%s: %d command(s) queued before the daemon opened the new LUN: "
+                     "serving them", self.name, queued)
+            return queued
         log.warning("%s: %d command(s) left on the ring by an earlier daemon (or queued "
                     "before this one opened it): the kernel fails them BUSY for the "
                     "initiator to retry", self.name, queued)
@@ -666,6 +676,11 @@ class Daemon:
         self.clock = clock  # drives retries and the rescan (tests pass their own)
         self.uio_class = Path("/sys/class/uio")
         self._retries: dict[str, Retry] = {}  # sys_path -> device not ready yet
+        #: devices whose ring some process may have read: those there at start (an
+        #: earlier daemon's), and every one this daemon opened
+        self._known: set[str] = set()
+        #: devices made while this daemon ran (their udev "add" event), not opened yet
+        self._fresh: set[str] = set()
         self._passed: dict[str, str | None] = {}  # sys_path -> name: not ours, or failed
         self._next_rescan = clock() + rescan_every
         self._wake_r, self._wake_w = socket.socketpair()
@@ -696,8 +711,9 @@ class Daemon:
             return None
         if not self._serial_set(sys_path, uio.tcmu):
             return None
+        fresh = sys_path in self._fresh and sys_path not in self._known
         try:
-            dev = TcmuDevice.open(uio, self.opener)
+            dev = TcmuDevice.open(uio, self.opener, fresh=fresh)
         except OSError as e:
             if e.errno in TRANSIENT_OPEN:
                 self._not_ready(sys_path, f"{uio.tcmu.name}: cannot open {uio.devnode}: {e}")
@@ -711,6 +727,8 @@ class Daemon:
             return None
         retry = self._retries.pop(sys_path, None)
         self._passed.pop(sys_path, None)
+        self._fresh.discard(sys_path)
+        self._known.add(sys_path)
         self.names[id(dev.device)] = uio.tcmu
         self.attach(sys_path, dev)
         log.info("serving %s (%s, %s) on %s", dev.name, uio.tcmu.cfg,
@@ -773,7 +791,10 @@ class Daemon:
         self._next_rescan = min(self._next_rescan, self.clock() + RESCAN_SOON)
 
     def forget(self, sys_path: str) -> None:
-        """A device's "remove" event: stop waiting for it."""
+        """A device's "remove" event: stop waiting for it (a device made later may take
+        its sys path, with a ring nobody has read)."""
+        self._fresh.discard(sys_path)
+        self._known.discard(sys_path)
         if self._retries.pop(sys_path, None) is not None:
             log.debug("%s: removed before it was ready; no longer trying it", sys_path)
         self._passed.pop(sys_path, None)
@@ -935,8 +956,14 @@ class Daemon:
         monitor.start()
         self._monitor = monitor
         self.selector.register(monitor.fileno(), selectors.EVENT_READ, ("udev", None))
-        for d in context.list_devices(subsystem="uio"):
-            self.add(d.sys_path)
+        self.add_present([d.sys_path for d in context.list_devices(subsystem="uio")])
+
+    def add_present(self, paths: Sequence[str]) -> None:
+        """Serve the devices there at start. An earlier daemon may have read their rings
+        and died: :meth:`TcmuDevice.take_over` has the kernel fail what it left BUSY."""
+        self._known.update(paths)
+        for path in paths:
+            self.add(path)
 
     def _udev_event(self) -> None:
         assert self._monitor is not None
@@ -951,6 +978,8 @@ class Daemon:
             if d is None:
                 return
             if d.action == "add":
+                if d.sys_path not in self._known:  # not a replayed event ("udevadm trigger")
+                    self._fresh.add(d.sys_path)
                 self.add(d.sys_path)
             elif d.action == "remove":
                 self.forget(d.sys_path)

@@ -257,7 +257,7 @@ def test_a_copy_queued_at_start_up_may_name_a_lun_opened_after_its_own(
          IdentificationCscd(naa["b"], 0, block_length=512)],
         [BlockToBlock(0, 1, number_of_blocks=128, source_lba=0, destination_lba=64)])
 
-    def fake_open(cls, dev, opener=open_device):
+    def fake_open(cls, dev, opener=open_device, *, fresh=False):
         device = opener(dev.tcmu.name, dev.tcmu.cfg, ids[dev.tcmu.name])
         kernel = kernels[dev.tcmu.name] = SimulatedKernel(cmdr_size=16384, data_pages=16)
         if dev.tcmu.name == "a":  # the initiator's retry, queued as the ring is taken over
@@ -670,9 +670,10 @@ def sim_rings(monkeypatch):
     with the ring of each."""
     kernels: list[SimulatedKernel] = []
 
-    def fake_open(cls, dev, opener=open_device):
+    def fake_open(cls, dev, opener=open_device, *, fresh=False):
         device = opener(dev.tcmu.name, dev.tcmu.cfg, uio.read_unit_serial(dev.tcmu))
         kernel = SimulatedKernel(cmdr_size=16384, data_pages=16)
+        kernel.fresh = fresh  # what TcmuDevice.take_over was told of the ring
         kernels.append(kernel)
         return cls(dev.tcmu.name, kernel.uio_fd, CommandRing(kernel.view), device)
 
@@ -813,6 +814,34 @@ def test_a_device_removed_before_it_was_ready_is_no_longer_tried(tmp_path, img, 
     assert not sim_rings and not daemon.devices
 
 
+def test_only_a_device_made_while_the_daemon_runs_keeps_its_queued_commands(
+        tmp_path, img, sim_rings):
+    """tcmu-runner's rule: a device its netlink "added" event announces is served from
+    its ring as it is; one found at start, or read before, has its ring reset."""
+    daemon = Daemon(clock=Clock())
+    daemon._monitor = monitor = Monitor()
+    old = fake_uio(tmp_path, 1, f"tcm-user/1/old0/xcopy/disk;{img}")
+    daemon.add_present([str(old)])
+    new = fake_uio(tmp_path, 2, f"tcm-user/1/new0/xcopy/disk;{img}")
+    monitor.event("add", new)
+    daemon._udev_event()
+    assert [k.fresh for k in sim_rings] == [False, True]
+    # a replayed "add" (udevadm trigger) of a device there at start, or of one this
+    # daemon has read: never fresh
+    for path in (old, new):
+        daemon.remove(str(path))
+        monitor.event("add", path)
+        daemon._udev_event()
+    assert [k.fresh for k in sim_rings] == [False, True, False, False]
+    # a LUN deleted and another made on its uio node
+    monitor.event("remove", new)
+    daemon._udev_event()
+    monitor.event("add", new)
+    daemon._udev_event()
+    assert [k.fresh for k in sim_rings] == [False, True, False, False, True]
+    _close_all(daemon)
+
+
 def test_a_device_gone_while_retried_is_dropped(tmp_path, img, sim_rings, caplog):
     import shutil
 
@@ -836,11 +865,11 @@ def test_a_busy_uio_node_is_tried_again(tmp_path, img, sim_rings, monkeypatch, c
     real_open = TcmuDevice.open
     tries = []
 
-    def open_once_busy(uio_dev, opener=open_device):
+    def open_once_busy(uio_dev, opener=open_device, *, fresh=False):
         tries.append(uio_dev.tcmu.name)
         if len(tries) == 1:
             raise OSError(16, "Device or resource busy")
-        return real_open(uio_dev, opener)
+        return real_open(uio_dev, opener, fresh=fresh)
 
     monkeypatch.setattr(TcmuDevice, "open", open_once_busy)
     daemon = Daemon(clock=clock)

@@ -241,6 +241,21 @@ def test_a_new_daemon_takes_over_a_ring_the_killed_one_left(kernel):
     assert not kernel.pending_ids()
 
 
+def test_a_fresh_ring_is_served_as_it_is(kernel, caplog):
+    """A device made while the daemon runs: what the kernel queued before the daemon
+    opened it was never read, so it is answered, not failed BUSY."""
+    caplog.set_level("INFO")
+    ids = [kernel.submit(Echo(length=4).encode(), data_in_len=4) for _ in range(2)]
+    dev = TcmuDevice("toy", kernel.uio_fd, CommandRing(kernel.view), Toy())
+    assert dev.take_over(lambda: pytest.fail("a fresh ring is not reset"), fresh=True) == 2
+    assert "toy: 2 command(s) queued before the daemon opened the new LUN" in caplog.text
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    assert dev.service() == 2
+    assert [(c.cmd_id, c.status, c.data_in) for c in kernel.reap()] == [
+        (i, GOOD, bytes([0, 1, 2, 3])) for i in ids]
+    assert not kernel.pending_ids()
+
+
 def test_taking_over_an_idle_ring_resets_nothing(kernel, dev):
     kernel.submit(Echo(length=2).encode(), data_in_len=2)
     dev.service()

@@ -157,3 +157,59 @@ def test_luns_created_and_deleted_under_io_are_all_served(lab):
           f"without a unit serial); served after a retry: "
           f"{[(n, int(a), float(s)) for n, a, s in retries] or 'none'}; found by the "
           f"rescan: {missed or 'none'}")
+
+
+def test_commands_queued_before_the_daemon_opens_a_new_lun_are_answered(lab, monkeypatch):
+    """sd probes a LUN as soon as it is exported. Here the test holds the LUN's uio node
+    open from its enable (TCMU lets one process open it; the daemon's tries get EBUSY
+    and are repeated) until sd's INQUIRY is queued on the ring. Nobody has read that
+    ring: the daemon answers what it finds there, where a ring an earlier daemon left is
+    reset and its commands failed BUSY (test_crash.py)."""
+    import threading
+    from pathlib import Path
+
+    from lio_xcopy.control import rtslib_adapter
+
+    # the class whose _configure writes the unit serial, after the enable
+    storage_object = rtslib_adapter.rtslib().UserBackedStorageObject.__mro__[1]
+    since = len(lab.daemon.text())
+    path = lab.work / "early0.img"
+    held: list[int] = []
+    configure = storage_object._configure
+
+    def hold_the_node(so, wwn=None):
+        if so.name == "early0":  # enabled: its uio device is there
+            for uio in Path("/sys/class/uio").glob("uio*"):
+                if f"/{so.name}/" in (uio / "name").read_text():
+                    held.append(os.open(f"/dev/{uio.name}", os.O_RDWR))
+        configure(so, wwn)
+
+    monkeypatch.setattr(storage_object, "_configure", hold_the_node)
+    export = None
+    try:
+        lun = provision.create_disk("early0", path, 2 * MiB)
+        monkeypatch.undo()
+        assert held, "rtslib no longer configures a storage object as this test expects"
+        export = threading.Thread(target=provision.export_loopback, args=(lun,))
+        export.start()  # blocks in the kernel until sd's INQUIRY is answered
+        time.sleep(2)
+        assert export.is_alive(), "the export did not wait for the INQUIRY"
+        os.close(held.pop())
+        export.join(60)
+        assert not export.is_alive(), "the export never returned"
+        dev = _kernel_device(lab, lun)
+        _check_answers("early0", str(dev.sg), 2 * MiB)
+        text = lab.daemon.text()[since:]
+        queued = re.search(r"early0: (\d+) command\(s\) queued before the daemon opened the "
+                           r"new LUN: serving them", text)
+        assert queued is not None and int(queued.group(1)) >= 1, text[-3000:]
+        assert "left on the ring" not in text, text[-3000:]
+        assert "WARNING" not in text, text[-3000:]
+    finally:
+        monkeypatch.undo()
+        for fd in held:
+            os.close(fd)
+        if export is not None:
+            export.join(60)
+        provision.delete("early0")
+        clear_unit_attention(lab.disk_sg, lab.tape_sg)
