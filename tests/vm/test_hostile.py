@@ -8,7 +8,8 @@ Which LUN gets what:
   random opcodes, valid opcodes with random fields, RECEIVE COPY RESULTS with random
   allocation lengths, mutated MODE SELECT pages; never an opcode that writes the medium
   (:data:`DESTRUCTIVE`: WRITE*, WRITE SAME, UNMAP, FORMAT, ERASE, WRITE FILEMARKS,
-  EXTENDED COPY, whose CSCD ID FFFFh names the LUN that receives it, ...);
+  EXTENDED COPY, whose CSCD ID FFFFh names the LUN that receives it, ...), nor a MODE
+  SELECT that partitions it (the Medium Partition page with FDP, SDP or IDP set);
 - **scratch** disk ``hscratch`` and tape ``hstape`` (data not checked): all of that
   plus the destructive opcodes and mutated EXTENDED COPY lists naming only the two
   scratch LUNs, and (to the disk) mutated POPULATE TOKEN and WRITE USING TOKEN lists
@@ -50,6 +51,7 @@ from lio_xcopy.devices.buffer import DataBuffer
 from lio_xcopy.devices.changer import MediumChanger
 from lio_xcopy.devices.disk import Disk
 from lio_xcopy.devices.tape import Tape
+from lio_xcopy.errors import LioXcopyError
 from lio_xcopy.scsi import rod, spc, ssc, xcopy
 from lio_xcopy.sg import sgio
 
@@ -279,6 +281,23 @@ def _mode_select_lists(storm: Storm, dev: sgio.SgIoDevice, name: str) -> list[by
     return [bytes(data)]
 
 
+def _partitions_the_medium(cdb: bytes, data_out: bytes | None) -> bool:
+    """Whether a MODE SELECT would partition a tape's medium, which loses what it holds:
+    the Medium Partition mode page with FDP, SDP or IDP set partitions the medium at
+    MODE SELECT when POFM is zero (SSC-4). A list the device cannot parse changes
+    nothing."""
+    if not data_out or cdb[0] not in (0x15, 0x55):
+        return False
+    try:
+        params = spc.parse_mode_parameters(data_out, ten=cdb[0] == 0x55)
+    except LioXcopyError:
+        return False
+    layout = ssc.MEDIUM_PARTITION_LAYOUT
+    return any(page == ssc.MEDIUM_PARTITION_PAGE and len(raw) > layout.offset("fdp")
+               and any(layout.get(f, raw) for f in ("fdp", "sdp", "idp"))
+               for page, _, _, raw in params.pages)
+
+
 def _storm(storm: Storm, name: str, dev: sgio.SgIoDevice, layouts: list, *, checked: bool,
            lists: list[bytes] = (), rcr: bool = True,
            rod_lists: list[tuple[object, bytes]] = ()) -> None:
@@ -293,10 +312,15 @@ def _storm(storm: Storm, name: str, dev: sgio.SgIoDevice, layouts: list, *, chec
         if kind < 0.3:  # any opcode, random bytes
             op = rng.choice(allowed)
             data_in, data_out = storm.buffers(op)
-            storm.send(name, dev, bytes(storm.cdb(op)), data_in, data_out)
+            cdb = bytes(storm.cdb(op))
+            if checked and _partitions_the_medium(cdb, data_out):
+                continue
+            storm.send(name, dev, cdb, data_in, data_out)
         elif kind < 0.65:  # one of the LUN's opcodes, random fields
             cdb = storm.structured(mine)
             data_in, data_out = storm.buffers(cdb[0])
+            if checked and _partitions_the_medium(cdb, data_out):
+                continue
             storm.send(name, dev, cdb, data_in, data_out)
         elif kind < 0.75 and rcr:  # RECEIVE COPY RESULTS / COPY DIGEST, any allocation
             layout = rng.choice([*xcopy.RECEIVE_COPY_RESULTS, xcopy.ReceiveCopyDigest])
@@ -315,6 +339,8 @@ def _storm(storm: Storm, name: str, dev: sgio.SgIoDevice, layouts: list, *, chec
                 h = plist[:4].ljust(4, b"\0")
                 plist = bytes([0, 0, h[1], h[2], 0, 0, 0, h[3]]) + plist[4:]
                 cdb = spc.ModeSelect10(pf=pf, parameter_list_length=len(plist))
+            if checked and _partitions_the_medium(cdb.encode(), plist):
+                continue  # a checked tape's records must stay
             storm.send(name, dev, cdb.encode(), data_out=plist)
         elif rod_lists and kind < 0.9:  # POPULATE TOKEN / WRITE USING TOKEN, mutated
             layout, valid = rng.choice(rod_lists)
